@@ -1,0 +1,48 @@
+# -*- coding: utf-8 -*-
+# Description: ML anomaly detection for Netdata charts (python.d module)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""python.d module ``anomalies``: per-chart anomaly probability and anomaly flag charts.
+
+python.d.plugin loads this file; the work is done by the ``collector`` package. That
+package and its dependencies live in a virtual environment named in ``anomalies.venv``
+beside this file (written by install.sh), or next to this file's real location (a
+checkout).
+"""
+import glob
+import os
+import sys
+
+
+def _add_paths():
+    here = os.path.dirname(os.path.realpath(__file__))
+    candidates = [here]
+    venv = os.environ.get('NETDATA_ANOMALIES_VENV')
+    marker = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'anomalies.venv')
+    if not venv and os.path.isfile(marker):
+        with open(marker) as f:
+            venv = f.read().strip()
+    if venv:
+        pattern = os.path.join(venv, 'lib', 'python{}.{}'.format(*sys.version_info[:2]), 'site-packages')
+        candidates = glob.glob(pattern) + candidates
+    for path in reversed(candidates):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+_add_paths()
+
+try:  # under python.d.plugin
+    from bases.FrameworkServices.SimpleService import SimpleService
+except ImportError:  # standalone
+    from collector.pythond import SimpleService
+
+from collector.service import CHARTS, ORDER, AnomaliesService  # noqa: E402
+
+# like the retired module: runs only when python.d.conf says 'anomalies: yes'
+disabled_by_default = True
+
+__all__ = ['Service', 'ORDER', 'CHARTS']
+
+
+class Service(AnomaliesService, SimpleService):
+    """Anomaly probability and flag charts from ML models over this node's charts."""

@@ -1,0 +1,322 @@
+"""Job configuration: every key, its default and its validation, in one place.
+
+The keys, meanings and defaults of the retired python.d ``anomalies`` collector are kept so
+an existing ``anomalies.conf`` keeps working; the few keys added here are documented in
+``anomalies.conf``. A job with any bad key is rejected as a whole (one log line per bad
+key) so it never starts half-configured.
+"""
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, Union
+
+from .models import MODEL_NAMES
+
+# Keys python.d.plugin itself puts into (or reads from) every job's configuration.
+FRAMEWORK_KEYS = {
+    'name': None, 'job_name': None, 'override_name': None,
+    'update_every': 1, 'priority': 60000, 'autodetection_retry': 0,
+    'chart_cleanup': 10, 'penalty': True,
+}
+
+DEFAULTS = {
+    # where the data comes from
+    'host': '127.0.0.1:19999',
+    'protocol': 'http',
+    'username': None,
+    'password': None,
+    'tls_verify': True,
+    'api_timeout': 5.0,
+    # what to model
+    'charts_regex': r'system\..*',
+    'charts_to_exclude': 'system.uptime,system.entropy',
+    'custom_models': None,
+    'custom_models_normalize': False,
+    # how to model it
+    'model': 'pca',
+    'train_max_n': 100000,
+    'train_every_n': 1800,
+    'train_n_secs': 14400,
+    'offset_n_secs': 0,
+    'train_no_prediction_n': 10,
+    'initial_train_data_after': 0,
+    'initial_train_data_before': 0,
+    'lags_n': 5,
+    'smooth_n': 3,
+    'diffs_n': 1,
+    'contamination': 0.001,
+    'calibration': 'empirical',
+    'train_in_subprocess': True,
+    # what to chart
+    'include_average_prob': True,
+}
+
+CALIBRATIONS = ('empirical', 'minmax')
+PROTOCOLS = ('http', 'https')
+_NONE_STRINGS = ('', 'none', 'None', 'null')
+_CUSTOM_DIM = re.compile(r'^(?:(?P<host>[^:|,\s][^|,\s]*?)::)?(?P<chart>[^|,\s:]+)\|(?P<dim>[^,]+)$')
+_MODEL_NAME = re.compile(r'^[A-Za-z0-9_.\-]+$')
+
+
+class ConfigError(ValueError):
+    """A job configuration that cannot run; ``errors`` holds one message per bad key."""
+
+    def __init__(self, errors):
+        self.errors = list(errors)
+        super().__init__('; '.join(self.errors))
+
+
+@dataclass(frozen=True)
+class CustomModel:
+    """A model over chosen dimensions, possibly across hosts: ``(host, chart, dim)`` triples."""
+    name: str
+    dimensions: Tuple[Tuple[str, str, str], ...]
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    host: str
+    protocol: str
+    username: Optional[str]
+    password: Optional[str]
+    tls_verify: Union[bool, str]
+    api_timeout: float
+    charts_regex: Optional[str]
+    charts_to_exclude: Tuple[str, ...]
+    custom_models: Tuple[CustomModel, ...]
+    custom_models_normalize: bool
+    model: str
+    train_max_n: int
+    train_every_n: int
+    train_n_secs: int
+    offset_n_secs: int
+    train_no_prediction_n: int
+    initial_train_data_after: int
+    initial_train_data_before: int
+    lags_n: int
+    smooth_n: int
+    diffs_n: int
+    contamination: float
+    calibration: str
+    train_in_subprocess: bool
+    include_average_prob: bool
+    update_every: int = 1
+    priority: int = 60000
+    job_name: Optional[str] = None
+    extra: Dict[str, object] = field(default_factory=dict, compare=False)
+
+    @property
+    def rows_needed(self):
+        """Raw rows needed to build one feature vector (see ``features.rows_needed``)."""
+        from .features import rows_needed
+        return rows_needed(self.diffs_n, self.smooth_n, self.lags_n)
+
+    def chart_matches(self, chart_id):
+        if chart_id in self.charts_to_exclude or self.charts_regex is None:
+            return False
+        return re.match(self.charts_regex, chart_id) is not None
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _none_string(v):
+    return v is None or (isinstance(v, str) and v.strip() in _NONE_STRINGS)
+
+
+def _check_int(raw, key, errors, minimum):
+    v = raw[key]
+    if not _is_int(v):
+        errors.append("key '{}': expected an integer, got {!r}".format(key, v))
+    elif v < minimum:
+        errors.append("key '{}': must be >= {}, got {}".format(key, minimum, v))
+
+
+def _check_bool(raw, key, errors):
+    if not isinstance(raw[key], bool):
+        errors.append("key '{}': expected true or false, got {!r}".format(key, raw[key]))
+
+
+def _parse_custom_models(value, default_host, errors):
+    if _none_string(value):
+        return ()
+    if not isinstance(value, list) or not value:
+        errors.append("key 'custom_models': expected a list of {name, dimensions} entries, got "
+                      "{!r}".format(value))
+        return ()
+    models, seen = [], set()
+    for i, entry in enumerate(value):
+        where = "key 'custom_models' entry {}".format(i + 1)
+        if not isinstance(entry, dict) or set(entry) - {'name', 'dimensions'}:
+            errors.append('{}: expected exactly the keys name and dimensions, got {!r}'.format(where, entry))
+            continue
+        name, dims = entry.get('name'), entry.get('dimensions')
+        if not isinstance(name, str) or not _MODEL_NAME.match(name):
+            errors.append('{}: name must be letters, digits, _ . or -, got {!r}'.format(where, name))
+            continue
+        if name in seen:
+            errors.append('{}: duplicate name {!r}'.format(where, name))
+            continue
+        seen.add(name)
+        if isinstance(dims, str):
+            dims = [d.strip() for d in dims.split(',') if d.strip()]
+        if not isinstance(dims, list) or not dims:
+            errors.append("{} ({}): dimensions must be 'chart|dim,chart|dim,...' or a list".format(where, name))
+            continue
+        parsed = []
+        for d in dims:
+            m = _CUSTOM_DIM.match(d.strip()) if isinstance(d, str) else None
+            if not m:
+                errors.append("{} ({}): bad dimension {!r}, expected 'chart|dim' or "
+                              "'host::chart|dim'".format(where, name, d))
+                parsed = None
+                break
+            parsed.append((m.group('host') or default_host, m.group('chart'), m.group('dim').strip()))
+        if parsed:
+            if len(set(parsed)) != len(parsed):
+                errors.append('{} ({}): a dimension is listed twice'.format(where, name))
+                continue
+            models.append(CustomModel(name, tuple(parsed)))
+    return tuple(models)
+
+
+def parse_job_config(raw, job_name=None):
+    """Validate a job's raw configuration (as python.d passes it) into a ``JobConfig``.
+
+    Raises ``ConfigError`` naming every bad key; nothing is half-applied.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(['the job configuration must be a mapping, got {!r}'.format(raw)])
+    errors = []
+    unknown = sorted(k for k in raw if k not in DEFAULTS and k not in FRAMEWORK_KEYS)
+    for k in unknown:
+        errors.append("key '{}': unknown option (see anomalies.conf for the valid ones)".format(k))
+    cfg = dict(DEFAULTS)
+    cfg.update({k: v for k, v in raw.items() if k in DEFAULTS})
+
+    # strings
+    host = cfg['host']
+    if not isinstance(host, str) or not host.strip() or '://' in host or ' ' in host.strip():
+        errors.append("key 'host': expected 'host:port' or 'parent:port/host/child' without a "
+                      "scheme, got {!r}".format(host))
+    else:
+        host = host.strip().rstrip('/')
+    if cfg['protocol'] not in PROTOCOLS:
+        errors.append("key 'protocol': expected one of {}, got {!r}".format(', '.join(PROTOCOLS), cfg['protocol']))
+    for key in ('username', 'password'):
+        if cfg[key] is not None and not isinstance(cfg[key], str):
+            errors.append("key '{}': expected a string, got {!r}".format(key, cfg[key]))
+    if (cfg['username'] is None) != (cfg['password'] is None):
+        errors.append("key '{}': username and password must be given together".format(
+            'password' if cfg['password'] is None else 'username'))
+    if not isinstance(cfg['tls_verify'], (bool, str)):
+        errors.append("key 'tls_verify': expected true, false or a CA bundle path, got {!r}".format(cfg['tls_verify']))
+    timeout = cfg['api_timeout']
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 300:
+        errors.append("key 'api_timeout': expected seconds in (0, 300], got {!r}".format(timeout))
+
+    # charts in scope
+    regex = cfg['charts_regex']
+    if _none_string(regex):
+        regex = None
+    elif not isinstance(regex, str):
+        errors.append("key 'charts_regex': expected a regular expression string, got {!r}".format(regex))
+        regex = None
+    else:
+        try:
+            re.compile(regex)
+        except re.error as e:
+            errors.append("key 'charts_regex': invalid regular expression {!r}: {}".format(regex, e))
+    exclude = cfg['charts_to_exclude']
+    if _none_string(exclude):
+        exclude = ()
+    elif isinstance(exclude, str):
+        exclude = tuple(c.strip() for c in exclude.split(',') if c.strip())
+    elif isinstance(exclude, list) and all(isinstance(c, str) for c in exclude):
+        exclude = tuple(exclude)
+    else:
+        errors.append("key 'charts_to_exclude': expected 'chart,chart,...', got {!r}".format(exclude))
+        exclude = ()
+    custom = _parse_custom_models(cfg['custom_models'], host, errors)
+
+    # model and windows
+    if cfg['model'] not in MODEL_NAMES:
+        errors.append("key 'model': unknown model {!r}, expected one of {}".format(cfg['model'], ', '.join(MODEL_NAMES)))
+    for key, minimum in (('train_max_n', 10), ('train_every_n', 1), ('train_n_secs', 10), ('offset_n_secs', 0),
+                         ('train_no_prediction_n', 0), ('initial_train_data_after', 0),
+                         ('initial_train_data_before', 0), ('lags_n', 0), ('smooth_n', 0), ('diffs_n', 0)):
+        _check_int(cfg, key, errors, minimum)
+    for key, limit in (('lags_n', 60), ('smooth_n', 600), ('diffs_n', 3)):
+        if _is_int(cfg[key]) and cfg[key] > limit:
+            errors.append("key '{}': must be <= {}, got {}".format(key, limit, cfg[key]))
+    after, before = cfg['initial_train_data_after'], cfg['initial_train_data_before']
+    if _is_int(after) and _is_int(before) and (after > 0 or before > 0) and not 0 < after < before:
+        errors.append("key 'initial_train_data_before': with initial_train_data_after it must give a window "
+                      "after < before (unix seconds), got {} and {}".format(after, before))
+    c = cfg['contamination']
+    if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c <= 0.5:
+        errors.append("key 'contamination': expected a share in (0, 0.5], got {!r}".format(c))
+    if cfg['calibration'] not in CALIBRATIONS:
+        errors.append("key 'calibration': expected one of {}, got {!r}".format(', '.join(CALIBRATIONS), cfg['calibration']))
+    for key in ('include_average_prob', 'custom_models_normalize', 'train_in_subprocess'):
+        _check_bool(cfg, key, errors)
+    if regex is None and not custom and 'charts_regex' not in [e.split("'")[1] for e in errors]:
+        errors.append("key 'charts_regex': no charts in scope: set charts_regex or custom_models")
+
+    # framework keys we rely on
+    framework = {k: raw.get(k, v) for k, v in FRAMEWORK_KEYS.items()}
+    if not _is_int(framework['update_every']) or framework['update_every'] < 1:
+        errors.append("key 'update_every': expected an integer >= 1, got {!r}".format(framework['update_every']))
+    if not _is_int(framework['priority']):
+        errors.append("key 'priority': expected an integer, got {!r}".format(framework['priority']))
+
+    if errors:
+        raise ConfigError(errors)
+    return JobConfig(
+        host=host, protocol=cfg['protocol'], username=cfg['username'], password=cfg['password'],
+        tls_verify=cfg['tls_verify'], api_timeout=float(timeout), charts_regex=regex,
+        charts_to_exclude=exclude, custom_models=custom,
+        custom_models_normalize=cfg['custom_models_normalize'], model=cfg['model'],
+        train_max_n=cfg['train_max_n'], train_every_n=cfg['train_every_n'], train_n_secs=cfg['train_n_secs'],
+        offset_n_secs=cfg['offset_n_secs'], train_no_prediction_n=cfg['train_no_prediction_n'],
+        initial_train_data_after=after, initial_train_data_before=before, lags_n=cfg['lags_n'],
+        smooth_n=cfg['smooth_n'], diffs_n=cfg['diffs_n'], contamination=float(c),
+        calibration=cfg['calibration'], train_in_subprocess=cfg['train_in_subprocess'],
+        include_average_prob=cfg['include_average_prob'], update_every=framework['update_every'],
+        priority=framework['priority'], job_name=job_name or raw.get('job_name'),
+    )
+
+
+def job_configs_from_file(data):
+    """Split a python.d module config (already YAML-loaded) into ``{job_name: raw_config}``.
+
+    Like python.d: every mapping at the top level is a job and inherits the file's
+    top-level framework keys; a file without any mapping is one job named after the module.
+    """
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(['the configuration file must be a YAML mapping of jobs'])
+    module_defaults = {k: v for k, v in data.items() if k in FRAMEWORK_KEYS and not isinstance(v, dict)}
+    jobs = {k: v for k, v in data.items() if isinstance(v, dict)}
+    if not jobs:
+        return {'anomalies': dict(data)}
+    out = {}
+    for name, job in jobs.items():
+        merged = dict(module_defaults)
+        merged.update(job)
+        out[name] = merged
+    return out
+
+
+def load_config_file(path):
+    """Read a YAML python.d config file into ``{job_name: raw_config}``."""
+    import yaml
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(['cannot read {}: {}'.format(path, e.strerror or e)])
+    except yaml.YAMLError as e:
+        raise ConfigError(['{} is not valid YAML: {}'.format(path, str(e).replace('\n', ' '))])
+    return job_configs_from_file(data)

@@ -1,0 +1,245 @@
+"""The detector's per-step loop: collect latest values, score every model, schedule training.
+
+It knows nothing of charts or protocols: ``step()`` returns per-model probability and flag
+and which models appeared or went away; the python.d service turns that into dimensions.
+"""
+import collections
+import time
+import warnings
+
+import numpy as np
+
+from .features import fill_missing, make_features, rows_needed
+from .netdata_api import NetdataApi, NetdataError, dim_key
+from .training import ModelSpec, TrainingRequest, make_trainer
+
+# steps between training attempts while some model still lacks history or the agent is away
+RETRY_STEPS = 30
+
+
+class _ProblemLog:
+    """Logs a problem when it starts and when it clears, not on every step."""
+
+    def __init__(self, logger):
+        self.logger = logger
+        self.active = {}
+
+    def report(self, key, message):
+        if self.active.get(key) != message:
+            self.active[key] = message
+            self.logger.error(message)
+
+    def clear(self, key, message=None):
+        if self.active.pop(key, None) is not None and message:
+            self.logger.info(message)
+
+
+class _LiveModel:
+    """A fitted model plus the few raw rows its features need, newest last."""
+    __slots__ = ('model', 'keys', 'ring', 'filled')
+
+    def __init__(self, model, need):
+        self.model = model
+        self.keys = [_split_key(c) for c in model.columns]
+        self.ring = np.full((need, len(self.keys)), np.nan)
+        self.filled = 0
+
+    def push(self, row):
+        last = self.ring[-1]
+        row = np.where(np.isnan(row), last, row)
+        self.ring[:-1] = self.ring[1:]
+        self.ring[-1] = row
+        self.filled = min(self.filled + 1, self.ring.shape[0])
+
+
+def _split_key(column):
+    host, rest = column.split('::', 1)
+    chart, dim = rest.split('|', 1)
+    return host, chart, dim
+
+
+class Step:
+    """What one collection step produced."""
+    __slots__ = ('scores', 'added', 'removed', 'fresh')
+
+    def __init__(self):
+        self.scores = {}    # model_id -> (probability 0..1, flag 0/1)
+        self.added = []     # model ids that got their first model this step
+        self.removed = []   # model ids whose chart is gone
+        self.fresh = False  # True when the agent answered this step
+
+
+class AnomalyDetector:
+    def __init__(self, config, logger, trainer=None, api_factory=NetdataApi.from_config, clock=time.monotonic):
+        self.config = config
+        self.log = logger
+        self.problems = _ProblemLog(logger)
+        self.trainer = trainer or make_trainer(config)
+        self.api_factory = api_factory
+        self.clock = clock
+        self.need = rows_needed(config.diffs_n, config.smooth_n, config.lags_n)
+        self.hosts = [config.host] + sorted({d[0] for m in config.custom_models for d in m.dimensions} - {config.host})
+        self.apis = {h: api_factory(config, h) for h in self.hosts}
+        self.models = {}
+        self.specs = {}
+        self.snapshots = collections.deque(maxlen=self.need)
+        self.steps = 0
+        self.next_training = 0
+        self.trainings = 0
+        self.initial_done = False
+        self.training_started = None
+        self._pending = Step()  # changes made outside step() (start), reported by the next step
+
+    # ----- scope -------------------------------------------------------------------------
+    def discover(self):
+        """Which models the configuration asks for, from the agent's chart list."""
+        charts = self.apis[self.config.host].charts()
+        specs = {}
+        for chart in sorted(charts):
+            if self.config.chart_matches(chart):
+                specs[chart] = ModelSpec(chart, self.config.host, chart=chart)
+        for m in self.config.custom_models:
+            specs[m.name] = ModelSpec(m.name, self.config.host,
+                                      columns=tuple(dim_key(h, c, d) for h, c, d in m.dimensions))
+        return specs
+
+    # ----- training ----------------------------------------------------------------------
+    def _training_window(self):
+        cfg = self.config
+        if not self.initial_done and cfg.initial_train_data_after > 0:
+            return cfg.initial_train_data_after, cfg.initial_train_data_before
+        # relative to the agent's own clock, so a replayed or skewed agent works too
+        before = -cfg.offset_n_secs if cfg.offset_n_secs else 0
+        return before - cfg.train_n_secs, before
+
+    def _maybe_start_training(self, step):
+        if self.trainer.busy or self.steps < self.next_training:
+            return
+        try:
+            specs = self.discover()
+        except NetdataError as e:
+            self.problems.report('charts', 'cannot list charts for training: {}'.format(e))
+            self.next_training = self.steps + RETRY_STEPS
+            return
+        self.problems.clear('charts')
+        for gone in sorted(set(self.models) - set(specs)):
+            del self.models[gone]
+            step.removed.append(gone)
+            self.log.info("model '{}' removed: its chart is gone".format(gone))
+        self.specs = specs
+        if not specs:
+            self.problems.report('scope', 'no charts match charts_regex {!r} and no custom_models are '
+                                          'set'.format(self.config.charts_regex))
+            self.next_training = self.steps + RETRY_STEPS
+            return
+        self.problems.clear('scope')
+        after, before = self._training_window()
+        self.trainer.start(TrainingRequest(self.config, list(specs.values()), after, before))
+        self.training_started = self.clock()
+        self.next_training = self.steps + self.config.train_every_n
+
+    def _collect_training(self, step):
+        result = self.trainer.poll()
+        if result is None:
+            return
+        took = self.clock() - self.training_started if self.training_started else 0.0
+        self.trainings += 1
+        if result.error:
+            self.problems.report('training', 'training failed: {}'.format(result.error))
+            self.next_training = min(self.next_training, self.steps + RETRY_STEPS)
+            return
+        self.problems.clear('training', 'training works again')
+        self.initial_done = True
+        for line in result.problems[:5]:
+            self.log.warning('training data: {}'.format(line))
+        for model_id, fm in result.models.items():
+            if model_id not in self.specs:
+                continue
+            for reason in fm.info.get('fallback_from', ()):
+                self.log.warning("model '{}': {} failed ({}), using {}".format(
+                    model_id, self.config.model, reason, fm.model_name))
+            live = _LiveModel(fm, self.need)
+            self._seed(live, *result.tails.get(model_id, ((), ())))
+            if model_id not in self.models:
+                step.added.append(model_id)
+            self.models[model_id] = live
+        for model_id, reason in sorted(result.errors.items()):
+            self.problems.report('train:' + model_id, "model '{}' not trained: {}".format(model_id, reason))
+        for model_id in result.models:
+            self.problems.clear('train:' + model_id)
+        if result.errors:
+            self.next_training = min(self.next_training, self.steps + RETRY_STEPS)
+        self.log.info('trained {} models on {} rows in {:.1f}s ({:.1f} cpu-s){}'.format(
+            len(result.models), result.rows, took, result.cpu_seconds,
+            ', {} not trained'.format(len(result.errors)) if result.errors else ''))
+
+    def _seed(self, live, tail_times, tail_rows):
+        """Fill a new model's rows from the training tail and the snapshots kept since."""
+        rows = []
+        oldest_snapshot = self.snapshots[0][0] if self.snapshots else float('inf')
+        for t, r in zip(tail_times, tail_rows):
+            if t < oldest_snapshot:
+                rows.append(np.asarray(r, dtype=np.float64))
+        for _, latest in self.snapshots:
+            rows.append(self._row(live, latest))
+        for r in rows[-self.need:]:
+            live.push(r)
+
+    # ----- collection --------------------------------------------------------------------
+    @staticmethod
+    def _row(live, latest):
+        row = np.empty(len(live.keys))
+        for i, (host, chart, dim) in enumerate(live.keys):
+            c = latest.get(host, {}).get(chart)
+            row[i] = c[1].get(dim, np.nan) if c is not None else np.nan
+        return row
+
+    def _fetch_latest(self):
+        latest = {}
+        for host, api in self.apis.items():
+            try:
+                latest[host] = api.allmetrics(timeout=min(self.config.api_timeout, max(0.5, self.config.update_every * 0.9)))
+                self.problems.clear('fetch:' + host, 'agent {} answers again'.format(host))
+            except NetdataError as e:
+                self.problems.report('fetch:' + host, '{} (keeping last values until it answers)'.format(e))
+        return latest
+
+    def start(self):
+        """Start the first training now, so models are ready by the first steps."""
+        self._maybe_start_training(self._pending)
+
+    def step(self):
+        """One collection step. Never raises for bad data; returns a ``Step``."""
+        step, self._pending = self._pending, Step()
+        self._collect_training(step)
+        self._maybe_start_training(step)
+        self.steps += 1
+        latest = self._fetch_latest()
+        if not latest:
+            return step
+        step.fresh = True
+        self.snapshots.append((time.time(), latest))
+        with warnings.catch_warnings(), np.errstate(all='ignore'):
+            warnings.simplefilter('ignore')
+            for model_id, live in self.models.items():
+                row = self._row(live, latest)
+                if np.isnan(row).all():
+                    self.problems.report('missing:' + model_id, "model '{}': no current values for its "
+                                                                "dimensions, skipping it".format(model_id))
+                    continue
+                self.problems.clear('missing:' + model_id, "model '{}': values are back".format(model_id))
+                live.push(row)
+                if live.filled < self.need:
+                    continue
+                try:
+                    ring = fill_missing(live.ring) if np.isnan(live.ring).any() else live.ring
+                    x = make_features(ring, self.config.diffs_n, self.config.smooth_n, self.config.lags_n)
+                    step.scores[model_id] = live.model.score_one(x[-1:])
+                except Exception as e:  # one model's failure is its own
+                    self.problems.report('score:' + model_id, "model '{}': scoring failed: {!r}".format(model_id, e))
+        return step
+
+    def close(self):
+        self.trainer.close()
+        for api in self.apis.values():
+            api.close()

@@ -1,0 +1,129 @@
+"""The supported pyod models: how each is built, fitted and handed back as a ``FittedModel``.
+
+pyod is imported only inside the functions here, i.e. only in the training process, and
+only the module of the model that is asked for.
+"""
+import logging
+import time
+import warnings
+
+import numpy as np
+
+from .scoring import ConstantScorer, FittedModel, PcaScorer, PyodScorer
+
+log = logging.getLogger(__name__)
+
+# name -> (pyod module, class, extra kwargs)
+_REGISTRY = {
+    'pca': ('pyod.models.pca', 'PCA', {}),
+    'hbos': ('pyod.models.hbos', 'HBOS', {}),
+    'iforest': ('pyod.models.iforest', 'IForest', {'n_estimators': 50, 'behaviour': 'new', 'random_state': 0}),
+    'cblof': ('pyod.models.cblof', 'CBLOF', {'n_clusters': 8, 'alpha': 0.75, 'beta': 3, 'random_state': 0}),
+    'loda': ('pyod.models.loda', 'LODA', {}),
+    'copod': ('pyod.models.copod', 'COPOD', {}),
+    'ecod': ('pyod.models.ecod', 'ECOD', {}),
+    'gmm': ('pyod.models.gmm', 'GMM', {'n_components': 2, 'random_state': 0}),
+    'knn': ('pyod.models.knn', 'KNN', {'n_neighbors': 5}),
+    'feature_bagging': ('pyod.models.feature_bagging', 'FeatureBagging', {'n_estimators': 5, 'random_state': 0}),
+}
+MODEL_NAMES = tuple(_REGISTRY)
+
+# A model that fails to fit is retried as the next simpler one.
+FALLBACK = {'feature_bagging': 'hbos', 'knn': 'hbos', 'iforest': 'hbos', 'cblof': 'hbos', 'loda': 'hbos',
+            'gmm': 'hbos', 'copod': 'hbos', 'ecod': 'hbos', 'pca': 'hbos', 'hbos': None}
+
+# Distance-based models cost O(n^2) to fit and keep their training rows; cap their rows.
+_MAX_ROWS = {'knn': 5000, 'feature_bagging': 5000, 'cblof': 20000, 'gmm': 20000}
+
+
+def build_estimator(name, contamination):
+    """A fresh pyod estimator for ``name`` (imports only that pyod module)."""
+    import importlib
+    module, cls, kwargs = _REGISTRY[name]
+    kwargs = dict(kwargs)
+    if name == 'iforest':
+        kwargs.pop('behaviour', None)
+    return getattr(importlib.import_module(module), cls)(contamination=contamination, **kwargs)
+
+
+def preload(name):
+    """Import the pyod module of ``name`` (e.g. in a thread while training data downloads)."""
+    import importlib
+    if name in _REGISTRY:
+        importlib.import_module(_REGISTRY[name][0])
+
+
+def _pca_scorer(X, contamination):
+    """Fit pyod PCA on the columns' numerical rank so no component has zero variance."""
+    from pyod.models.pca import PCA
+    Z = (X - X.mean(axis=0)) / X.std(axis=0)
+    eig = np.linalg.eigvalsh(np.cov(Z, rowvar=False)) if Z.shape[1] > 1 else np.array([1.0])
+    rank = int((eig > max(eig.max(), 1e-12) * 1e-7).sum())
+    rank = max(1, min(rank, X.shape[0] - 1, X.shape[1]))
+    est = PCA(contamination=contamination, n_components=rank, random_state=0)
+    est.fit(X)
+    w = np.asarray(est.selected_w_components_, dtype=np.float64)
+    if not np.all(w > 0):
+        raise FloatingPointError('PCA has components without variance')
+    scorer = PcaScorer(est.scaler_.mean_, est.scaler_.scale_, np.asarray(est.selected_components_), w)
+    return scorer, np.asarray(est.decision_scores_, dtype=np.float64), est
+
+
+def _fit_scorer(name, X, contamination):
+    if name == 'pca':
+        scorer, scores, _ = _pca_scorer(X, contamination)
+        return scorer, scores
+    est = build_estimator(name, contamination)
+    est.fit(X)
+    return PyodScorer(est), np.asarray(est.decision_scores_, dtype=np.float64)
+
+
+def subsample(X, max_rows, seed=0):
+    """At most ``max_rows`` rows, keeping their time order (random but reproducible)."""
+    if X.shape[0] <= max_rows:
+        return X
+    idx = np.sort(np.random.default_rng(seed).choice(X.shape[0], size=max_rows, replace=False))
+    return X[idx]
+
+
+def fit_model(model_id, columns, X, model='pca', contamination=0.001, calibration='empirical', max_rows=100000):
+    """Fit ``model`` on feature matrix ``X`` and return a ``FittedModel``.
+
+    Constant features are dropped (they carry nothing in training and break several
+    detectors); the rest are standardized. A model whose fit raises or yields non-finite
+    training scores falls back along ``FALLBACK`` and the result says so in ``info``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    X = subsample(X, min(max_rows, _MAX_ROWS.get(model, max_rows)))
+    mean = X.mean(axis=0)
+    std = X.std(axis=0)
+    kept = np.nonzero(std > 1e-12 * np.maximum(1.0, np.abs(mean)))[0]
+    mean, scale = mean[kept], std[kept]
+    Z = (X[:, kept] - mean) / scale
+    started = time.monotonic()
+    info = {'rows': int(X.shape[0]), 'features': int(X.shape[1]), 'kept_features': int(kept.size),
+            'requested_model': model}
+    if kept.size == 0:
+        scorer, scores, used = ConstantScorer(), np.zeros(X.shape[0]), 'constant'
+    else:
+        used, errors = model, []
+        while True:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter('ignore')
+                    with np.errstate(all='ignore'):
+                        scorer, scores = _fit_scorer(used, Z, contamination)
+                if not np.all(np.isfinite(scores)):
+                    raise FloatingPointError('non-finite training scores')
+                break
+            except Exception as e:  # any library failure: fall back, never lose the chart
+                errors.append('{}: {}'.format(used, e))
+                used = FALLBACK.get(used)
+                if used is None:
+                    raise RuntimeError('all models failed: ' + '; '.join(errors))
+        if errors:
+            info['fallback_from'] = errors
+    info['model'] = used
+    info['fit_seconds'] = round(time.monotonic() - started, 4)
+    return FittedModel(model_id, columns, kept, mean, scale, scorer, scores, contamination,
+                       calibration=calibration, model_name=used, info=info)

@@ -1,0 +1,170 @@
+"""Talking to the Netdata REST API: the chart list, the latest values and training windows.
+
+Every call has a timeout and honours basic auth and TLS verification. The per-step path
+(``allmetrics``) uses one kept-alive HTTP session and plain dicts; training windows come
+through netdata-pandas (``get_data``), only in the training process, with anything it
+prints kept off stdout, which is the plugin protocol channel.
+"""
+import contextlib
+import io
+import logging
+import math
+import ssl
+
+log = logging.getLogger(__name__)
+
+
+class NetdataError(RuntimeError):
+    """The agent could not be reached or gave an answer that cannot be used."""
+
+
+def dim_key(host, chart, dim):
+    """Column name of one dimension, as netdata-pandas builds it with ``host_prefix``."""
+    return '{}::{}|{}'.format(host, chart, dim)
+
+
+class NetdataApi:
+    def __init__(self, host, protocol='http', username=None, password=None, tls_verify=True, timeout=5.0):
+        self.host = host
+        self.protocol = protocol
+        self.auth = (username, password) if username is not None else None
+        self.tls_verify = tls_verify
+        self.timeout = timeout
+        self._session = None
+
+    @classmethod
+    def from_config(cls, config, host=None):
+        return cls(host or config.host, config.protocol, config.username, config.password,
+                   config.tls_verify, config.api_timeout)
+
+    @property
+    def base_url(self):
+        return '{}://{}'.format(self.protocol, self.host)
+
+    def _get_json(self, path, timeout=None):
+        import requests
+        if self._session is None:
+            self._session = requests.Session()
+            self._session.auth = self.auth
+            self._session.verify = self.tls_verify
+        url = self.base_url + path
+        try:
+            r = self._session.get(url, timeout=timeout or self.timeout)
+        except requests.RequestException as e:
+            raise NetdataError('cannot reach {}: {}'.format(url, e.__class__.__name__ + ': ' + str(e)[:200]))
+        if r.status_code != 200:
+            raise NetdataError('{} answered HTTP {}'.format(url, r.status_code))
+        try:
+            return r.json()
+        except ValueError:
+            raise NetdataError('{} answered with something that is not JSON'.format(url))
+
+    def charts(self):
+        """``{chart_id: [dimension names]}`` of the charts the agent has now."""
+        body = self._get_json('/api/v1/charts')
+        charts = body.get('charts') if isinstance(body, dict) else None
+        if not isinstance(charts, dict):
+            raise NetdataError('{}/api/v1/charts has no "charts" object'.format(self.base_url))
+        out = {}
+        for cid, c in charts.items():
+            dims = c.get('dimensions') if isinstance(c, dict) else None
+            if isinstance(dims, dict):
+                out[cid] = [d.get('name', k) if isinstance(d, dict) else k for k, d in dims.items()]
+        return out
+
+    def allmetrics(self, timeout=None):
+        """Latest values: ``{chart_id: (last_updated, {dimension name: float})}``.
+
+        Non-numeric values become NaN; a chart without a usable body is left out.
+        """
+        body = self._get_json('/api/v1/allmetrics?format=json', timeout)
+        if not isinstance(body, dict):
+            raise NetdataError('{}/api/v1/allmetrics is not a JSON object'.format(self.base_url))
+        return parse_allmetrics(body)
+
+    def close(self):
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+
+def parse_allmetrics(body):
+    out = {}
+    for cid, c in body.items():
+        if not isinstance(c, dict) or not isinstance(c.get('dimensions'), dict):
+            continue
+        values = {}
+        for k, d in c['dimensions'].items():
+            if not isinstance(d, dict):
+                continue
+            v = d.get('value')
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                v = math.nan
+            values[d.get('name', k)] = v
+        t = c.get('last_updated')
+        out[cid] = (t if isinstance(t, (int, float)) else 0, values)
+    return out
+
+
+def _ssl_context(tls_verify):
+    if tls_verify is False:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    if isinstance(tls_verify, str):
+        return ssl.create_default_context(cafile=tls_verify)
+    return None
+
+
+@contextlib.contextmanager
+def _asks_tls(tls_verify):
+    """netdata-pandas calls ``asks.get`` without TLS options; give it ours for this call."""
+    ctx = _ssl_context(tls_verify)
+    if ctx is None:
+        yield
+        return
+    import netdata_pandas.data as ndp
+    original = ndp.asks.get
+
+    async def get_with_context(url, **kwargs):
+        kwargs.setdefault('ssl_context', ctx)
+        return await original(url, **kwargs)
+
+    ndp.asks.get = get_with_context
+    try:
+        yield
+    finally:
+        ndp.asks.get = original
+
+
+def fetch_training_frame(host_charts, after, before, protocol='http', username=None, password=None,
+                         tls_verify=True, timeout=60.0, points=0):
+    """Training window for ``{host: [charts]}`` via netdata-pandas ``get_data``.
+
+    Returns ``(DataFrame indexed by unix second with 'host::chart|dim' columns, problems)``
+    where ``problems`` lists the charts netdata-pandas could not read.
+    """
+    from netdata_pandas.data import get_data
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed), _asks_tls(tls_verify):
+            df = get_data(host_charts_dict={h: list(c) for h, c in host_charts.items()}, host_prefix=True,
+                          host_sep='::', after=int(after), before=int(before), points=int(points),
+                          user=username, pwd=password, protocol=protocol, timeout=timeout, ffill=True,
+                          sort_cols=True)
+    except ValueError as e:  # pandas: nothing to concatenate, i.e. no chart answered
+        raise NetdataError('no chart data could be read for training ({}){}'.format(
+            e, _problems_suffix(printed.getvalue())))
+    except Exception as e:
+        raise NetdataError('training data request failed: {}: {}{}'.format(
+            e.__class__.__name__, e, _problems_suffix(printed.getvalue())))
+    problems = [line.strip() for line in printed.getvalue().splitlines() if line.strip()]
+    return df, problems
+
+
+def _problems_suffix(text):
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return '; ' + '; '.join(lines[:3]) if lines else ''

@@ -1,0 +1,39 @@
+"""Netdata's external plugin text protocol: pure functions that format its lines.
+
+Each returns one line with its newline. Fields that may hold spaces are single-quoted; a
+single quote inside a field is replaced, since the protocol has no escape for it.
+"""
+
+
+def _q(value):
+    return "'{}'".format('' if value is None else str(value).replace("'", '"'))
+
+
+def chart_line(type_id, name, title, units, family, context, chart_type, priority, update_every,
+               options='', plugin='python.d.plugin', module='anomalies'):
+    return 'CHART {} {} {} {} {} {} {} {} {} {} {} {}\n'.format(
+        type_id, _q(name), _q(title), _q(units), _q(family), _q(context), chart_type, int(priority),
+        int(update_every), _q(options), _q(plugin), _q(module))
+
+
+def clabel_lines(labels):
+    """Chart labels (``{name: value}``), committed; source 1 means set by the collector."""
+    return ''.join('CLABEL {} {} 1\n'.format(_q(k), _q(v)) for k, v in labels.items()) + 'CLABEL_COMMIT\n'
+
+
+def dimension_line(dim_id, name, algorithm='absolute', multiplier=1, divisor=1, options=''):
+    return 'DIMENSION {} {} {} {} {} {}\n'.format(_q(dim_id), _q(name), algorithm, int(multiplier), int(divisor),
+                                                  _q(options))
+
+
+def begin_line(type_id, microseconds=0):
+    return 'BEGIN {} {}\n'.format(type_id, int(microseconds)) if microseconds else 'BEGIN {}\n'.format(type_id)
+
+
+def set_line(dim_id, value):
+    """One value; the protocol takes a signed 64-bit integer and nothing else."""
+    return 'SET {} = {}\n'.format(_q(dim_id), int(value))
+
+
+def end_line():
+    return 'END\n'

@@ -1,0 +1,220 @@
+"""A small python.d-compatible job base for running modules without Netdata's python.d.plugin.
+
+It offers the part of the framework's ``SimpleService`` interface that modules use
+(``configuration``, ``order``/``definitions``, ``charts`` with ``add_dimension`` and
+``del_dimension``, ``check``/``get_data``, ``update_every``, ``debug``/``info``/
+``warning``/``error``) and writes the external plugin protocol to a stream. Logs go to
+stderr in python.d's line format.
+"""
+import sys
+import time
+
+from . import protocol
+
+MODULE_NAME = 'anomalies'
+
+
+class ChartError(Exception):
+    pass
+
+
+class Dimension:
+    def __init__(self, params):
+        params = list(params) + [None] * (6 - len(params))
+        dim_id, name, algorithm, multiplier, divisor, hidden = params[:6]
+        if not dim_id:
+            raise ChartError('dimension without an id')
+        self.id = dim_id
+        self.name = name or dim_id
+        self.algorithm = algorithm or 'absolute'
+        self.multiplier = int(multiplier or 1)
+        self.divisor = int(divisor or 1)
+        self.hidden = bool(hidden)
+        self.obsolete = False
+
+    def line(self):
+        options = ' '.join(o for o, on in (('hidden', self.hidden), ('obsolete', self.obsolete)) if on)
+        return protocol.dimension_line(self.id, self.name, self.algorithm, self.multiplier, self.divisor, options)
+
+
+class Chart:
+    def __init__(self, type_, chart_id, options, priority, update_every, job_name):
+        name, title, units, family, context, chart_type = (list(options) + [None] * 6)[:6]
+        self.type, self.id = type_, chart_id
+        self.name, self.title, self.units = name, title, units
+        self.family, self.context, self.chart_type = family, context, chart_type or 'line'
+        self.priority, self.update_every, self.job_name = priority, update_every, job_name
+        self.dimensions = []
+        self.retired = []   # dimensions to declare obsolete with the next definition
+        self.push = True
+        self.updated = False
+
+    @property
+    def full_id(self):
+        return '{}.{}'.format(self.type, self.id)
+
+    def __contains__(self, dim_id):
+        return any(d.id == dim_id for d in self.dimensions)
+
+    def __iter__(self):
+        return iter(self.dimensions)
+
+    def add_dimension(self, params):
+        dim = Dimension(params)
+        if dim.id in self:
+            raise ChartError("'{}' already in '{}' dimensions".format(dim.id, self.full_id))
+        self.dimensions.append(dim)
+        self.push = True
+        return dim
+
+    def del_dimension(self, dim_id, hide=True):
+        """Mark the dimension obsolete (re-declaring the chart) and stop sending it."""
+        for d in self.dimensions:
+            if d.id == dim_id:
+                d.obsolete, d.hidden = True, d.hidden or hide
+                self.retired.append(d)
+                self.dimensions.remove(d)
+                self.push = True
+                return
+
+    def definition(self):
+        lines = [protocol.chart_line(self.full_id, self.name or self.full_id, self.title, self.units, self.family,
+                                     self.context, self.chart_type, self.priority, self.update_every,
+                                     module=MODULE_NAME),
+                 protocol.clabel_lines({'_collect_job': self.job_name})]
+        lines += [d.line() for d in self.retired]
+        self.retired = []
+        lines += [d.line() for d in self.dimensions]
+        return ''.join(lines)
+
+    def update(self, data, interval):
+        sets = [protocol.set_line(d.id, data[d.id]) for d in self.dimensions if data.get(d.id) is not None]
+        if not sets:
+            self.updated = False
+            return ''
+        out = self.definition() if self.push else ''
+        self.push = False
+        out += protocol.begin_line(self.full_id, interval if self.updated else 0) + ''.join(sets) + protocol.end_line()
+        self.updated = True
+        return out
+
+
+class Charts:
+    def __init__(self, type_, priority, update_every, job_name):
+        self.type, self.priority, self.update_every, self.job_name = type_, priority, update_every, job_name
+        self._charts = {}
+
+    def add_chart(self, params):
+        chart_id, options = params[0], params[1:]
+        if chart_id in self._charts:
+            raise ChartError("chart '{}' already exists".format(chart_id))
+        chart = Chart(self.type, chart_id, options, self.priority + len(self._charts), self.update_every,
+                      self.job_name)
+        self._charts[chart_id] = chart
+        return chart
+
+    def __getitem__(self, chart_id):
+        return self._charts[chart_id]
+
+    def __contains__(self, chart_id):
+        return chart_id in self._charts
+
+    def __iter__(self):
+        return iter(self._charts.values())
+
+    def __len__(self):
+        return len(self._charts)
+
+
+class SimpleService(object):
+    """Stand-in for python.d's ``SimpleService`` when running outside python.d.plugin."""
+
+    def __init__(self, configuration=None, name=''):
+        self.configuration = dict(configuration or {})
+        self.job_name = self.configuration.pop('job_name', None) or MODULE_NAME
+        override = self.configuration.pop('name', None) or self.configuration.pop('override_name', None)
+        self._update_every = int(self.configuration.get('update_every', 1) or 1)
+        self.priority = int(self.configuration.get('priority', 60000) or 60000)
+        self.order, self.definitions = [], {}
+        label = override or self.job_name
+        self.chart_type = MODULE_NAME if label == MODULE_NAME else '{}_{}'.format(MODULE_NAME, label)
+        self.charts = Charts(self.chart_type, self.priority, self._update_every, self.job_name)
+        self.out = sys.stdout
+        self.log_stream = sys.stderr
+
+    @property
+    def update_every(self):
+        return self._update_every
+
+    # --- logging, in python.d's line format ---
+    def _log(self, level, msg):
+        self.log_stream.write('{}: python.d {}: {}[{}] : {}\n'.format(
+            time.strftime('%Y-%m-%d %H:%M:%S'), level, MODULE_NAME, self.job_name, ' '.join(str(m) for m in msg)))
+        self.log_stream.flush()
+
+    def debug(self, *msg):
+        if getattr(self, 'debug_enabled', False):
+            self._log('DEBUG', msg)
+
+    def info(self, *msg):
+        self._log('INFO', msg)
+
+    def warning(self, *msg):
+        self._log('WARNING', msg)
+
+    def error(self, *msg):
+        self._log('ERROR', msg)
+
+    # --- job life cycle ---
+    def check(self):
+        return bool(self.get_data())
+
+    def create(self):
+        for chart_id in self.order:
+            definition = self.definitions.get(chart_id)
+            if not definition:
+                continue
+            chart = self.charts.add_chart([chart_id] + list(definition['options']))
+            for line in definition.get('lines', []):
+                chart.add_dimension(line)
+        return len(self.charts) > 0
+
+    def update(self, interval):
+        data = self.get_data()
+        if not data or not isinstance(data, dict):
+            return False
+        out = ''.join(chart.update(data, interval) for chart in self.charts)
+        if out:
+            self.out.write(out)
+            self.out.flush()
+        return bool(out)
+
+    def get_data(self):
+        raise NotImplementedError
+
+
+def run_job(service, steps=None, clock=time.time, sleep=time.sleep):
+    """Drive a job like python.d does: check, create, then update every ``update_every``.
+
+    Steps are aligned to multiples of ``update_every`` on the wall clock. Returns the
+    number of successful updates; ``steps`` bounds the run (None runs forever).
+    """
+    if not service.check():
+        service.error('check() failed, job not started')
+        return -1
+    service.create()
+    every = service.update_every
+    done, last, ok = 0, None, 0
+    while steps is None or done < steps:
+        now = clock()
+        sleep(max(0.0, every - (now % every)))
+        started = clock()
+        interval = int((started - last) * 1e6) if last else 0
+        try:
+            if service.update(interval):
+                ok += 1
+                last = started
+        except Exception as e:  # python.d logs and carries on; so do we
+            service.error('update() unhandled exception: {!r}'.format(e))
+        done += 1
+    return ok

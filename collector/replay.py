@@ -1,0 +1,246 @@
+"""Serve a recorded Netdata API on loopback, at a clock that runs, races or is stepped.
+
+A recording (see the recordings README) holds the agent's raw answers for a window. The
+server answers ``/api/v1/info``, ``/api/v1/charts``, ``/api/v1/data`` and
+``/api/v1/allmetrics?format=json`` as the agent would if its "now" were the replay clock:
+data after "now" does not exist yet. ``POST /replay/step?seconds=N`` (or
+``ReplayClock.advance``) moves a stepped clock.
+"""
+import gzip
+import json
+import math
+import os
+import threading
+import time
+from bisect import bisect_right
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+
+
+class ReplayClock:
+    """The replayed agent's "now": real time times ``speed`` from ``start``, or stepped."""
+
+    def __init__(self, start, speed=1.0, stepped=False, wall=time.monotonic):
+        self.start = float(start)
+        self.speed = float(speed)
+        self.stepped = stepped
+        self.wall = wall
+        self._t0 = wall()
+        self._offset = 0.0
+        self._lock = threading.Lock()
+
+    def now(self):
+        with self._lock:
+            if self.stepped:
+                return self.start + self._offset
+            return self.start + (self.wall() - self._t0) * self.speed
+
+    def advance(self, seconds):
+        with self._lock:
+            self._offset += float(seconds)
+
+    def set(self, t):
+        with self._lock:
+            if self.stepped:
+                self._offset = float(t) - self.start
+            else:
+                self.start, self._t0 = float(t), self.wall()
+
+
+class Recording:
+    """A recording folder, with each chart's rows loaded on first use (oldest first)."""
+
+    def __init__(self, path):
+        self.path = path
+        with open(os.path.join(path, 'recording.json')) as f:
+            self.meta = json.load(f)
+        with open(os.path.join(path, 'charts.json')) as f:
+            self.charts_body = json.load(f)
+        info = os.path.join(path, 'info.json')
+        self.info_body = json.load(open(info)) if os.path.exists(info) else {'version': 'replay'}
+        labels = os.path.join(path, 'labels.json')
+        self.labels = json.load(open(labels)) if os.path.exists(labels) else {'incidents': []}
+        self.start, self.end = int(self.meta['start']), int(self.meta['end'])
+        self.charts = self.charts_body.get('charts', {})
+        self._data = {}
+        self._lock = threading.Lock()
+
+    def chart_rows(self, chart):
+        """``(labels, times ascending, values array)`` for a chart, or None if not recorded."""
+        with self._lock:
+            if chart not in self._data:
+                self._data[chart] = self._load(chart)
+            return self._data[chart]
+
+    def _load(self, chart):
+        f = os.path.join(self.path, 'data', chart + '.json.gz')
+        if not os.path.exists(f):
+            return None
+        with gzip.open(f, 'rt') as fh:
+            body = json.load(fh)
+        rows = sorted(body.get('data', []), key=lambda r: r[0])
+        labels = body.get('labels', [])[1:]
+        times = np.array([r[0] for r in rows], dtype=np.int64)
+        values = np.array([[math.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
+        if values.size == 0:
+            values = values.reshape(0, len(labels))
+        return labels, times, values
+
+
+def _int(qs, key, default):
+    try:
+        return int(float(qs.get(key, [default])[0]))
+    except (TypeError, ValueError):
+        return default
+
+
+def resolve_window(after, before, now):
+    """Netdata's after/before: values <= 0 are relative (before to now, after to before)."""
+    if before <= 0:
+        before = now + before
+    if after <= 0:
+        after = before + after
+        return after + 1, before
+    return after, before
+
+
+def data_body(recording, chart, after, before, now, points=0, group='average', dims='*', options=''):
+    """The body of ``/api/v1/data`` for one chart, newest row first as the agent sends it."""
+    loaded = recording.chart_rows(chart)
+    if loaded is None:
+        return None
+    labels, times, values = loaded
+    after, before = resolve_window(after, before, now)
+    before = min(before, int(now))
+    mask = (times >= after) & (times <= before)
+    t, v = times[mask], values[mask]
+    if dims and dims != '*':
+        wanted = set(d.strip() for d in dims.replace('|', ',').split(','))
+        keep = [i for i, l in enumerate(labels) if l in wanted]
+        labels, v = [labels[i] for i in keep], v[:, keep]
+    opts = set(o for o in options.replace('|', ',').split(',') if o)
+    if points and 0 < points < len(t):
+        edges = np.linspace(0, len(t), points + 1).astype(int)
+        agg = np.nanmax if group == 'max' else (np.nanmin if group == 'min' else np.nanmean)
+        nt, nv = [], []
+        for a, b in zip(edges[:-1], edges[1:]):
+            if b > a:
+                nt.append(t[b - 1])
+                with np.errstate(all='ignore'):
+                    nv.append(agg(v[a:b], axis=0) if not np.isnan(v[a:b]).all() else np.full(v.shape[1], np.nan))
+        t, v = np.array(nt), np.array(nv).reshape(len(nt), len(labels))
+    if 'abs' in opts or 'absolute' in opts:
+        v = np.abs(v)
+    if 'flip' in opts:
+        order = range(len(t))
+    else:
+        order = range(len(t) - 1, -1, -1)
+    data = [[int(t[i])] + [None if math.isnan(x) else _num(x) for x in v[i]] for i in order]
+    return {'labels': ['time'] + labels, 'data': data}
+
+
+def _num(x):
+    return int(x) if float(x).is_integer() else float(x)
+
+
+def allmetrics_body(recording, now):
+    """``/api/v1/allmetrics?format=json``: each chart's latest row at or before ``now``."""
+    out = {}
+    for cid, c in recording.charts.items():
+        loaded = recording.chart_rows(cid)
+        if loaded is None:
+            continue
+        labels, times, values = loaded
+        i = bisect_right(times, int(now)) - 1
+        if i < 0:
+            continue
+        by_name = {d.get('name', k): k for k, d in c.get('dimensions', {}).items()}
+        dims = {}
+        for j, name in enumerate(labels):
+            x = values[i, j]
+            dims[by_name.get(name, name)] = {'name': name, 'value': None if math.isnan(x) else float(x)}
+        out[cid] = {'name': c.get('name', cid), 'family': c.get('family', ''), 'context': c.get('context', ''),
+                    'units': c.get('units', ''), 'last_updated': int(times[i]), 'dimensions': dims}
+    return out
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = 'NetData Embedded HTTP Server (replay)'
+
+    def log_message(self, *args):  # keep stderr for real problems
+        pass
+
+    def _send(self, code, body):
+        raw = json.dumps(body, separators=(',', ':')).encode() if not isinstance(body, bytes) else body
+        self.send_response(code)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def do_GET(self):
+        rec, clock = self.server.recording, self.server.clock
+        url = urlparse(self.path)
+        qs = parse_qs(url.query, keep_blank_values=True)
+        now = clock.now()
+        path = url.path
+        if '/host/' in path and not path.startswith('/api/'):
+            path = '/api/' + path.split('/api/', 1)[-1]
+        if path == '/api/v1/info':
+            return self._send(200, rec.info_body)
+        if path == '/api/v1/charts':
+            return self._send(200, rec.charts_body)
+        if path == '/api/v1/allmetrics':
+            return self._send(200, allmetrics_body(rec, now))
+        if path == '/api/v1/data':
+            chart = qs.get('chart', [''])[0]
+            body = data_body(rec, chart, _int(qs, 'after', -600), _int(qs, 'before', 0), now,
+                             points=_int(qs, 'points', 0), group=qs.get('group', ['average'])[0],
+                             dims=qs.get('dimensions', ['*'])[0] or '*', options=qs.get('options', [''])[0])
+            if body is None:
+                return self._send(404, b'Chart is not found: ' + chart.encode())
+            return self._send(200, body)
+        if path == '/replay/now':
+            return self._send(200, {'now': now})
+        return self._send(404, b'not found')
+
+    def do_POST(self):
+        url = urlparse(self.path)
+        if url.path == '/replay/step':
+            qs = parse_qs(url.query)
+            self.server.clock.advance(float(qs.get('seconds', ['1'])[0]))
+            return self._send(200, {'now': self.server.clock.now()})
+        return self._send(404, b'not found')
+
+
+class ReplayServer:
+    """The replay HTTP server in a background thread; ``host`` is 'address:port'."""
+
+    def __init__(self, recording, clock, port=0, address='127.0.0.1'):
+        self.recording = recording if isinstance(recording, Recording) else Recording(recording)
+        self.clock = clock
+        self.httpd = ThreadingHTTPServer((address, port), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.recording, self.httpd.clock = self.recording, clock
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name='replay-http', daemon=True)
+
+    @property
+    def host(self):
+        address, port = self.httpd.server_address[:2]
+        return '{}:{}'.format(address, port)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

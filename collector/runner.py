@@ -1,0 +1,48 @@
+"""Standalone run of an anomalies job: the python.d Service on the project's own base.
+
+Protocol lines go to stdout (so this works as a plugins.d external plugin); logs and
+anything a library prints go to stderr.
+"""
+import sys
+
+from .config import ConfigError, load_config_file
+from .pythond import SimpleService, run_job
+from .service import AnomaliesService
+
+
+class Service(AnomaliesService, SimpleService):
+    """The same job class python.d.plugin runs, on the standalone base."""
+
+
+def select_job(config_path, job=None, host=None, update_every=None):
+    """The raw configuration of one job from a python.d config file (or the defaults)."""
+    jobs = load_config_file(config_path) if config_path else {'anomalies': {}}
+    if not jobs:
+        raise ConfigError(['{} defines no job'.format(config_path)])
+    if job is None:
+        job = next(iter(jobs))
+    if job not in jobs:
+        raise ConfigError(["no job '{}' in {} (jobs: {})".format(job, config_path, ', '.join(jobs))])
+    raw = dict(jobs[job])
+    raw['job_name'] = job
+    if host:
+        raw['host'] = host
+    if update_every:
+        raw['update_every'] = update_every
+    return raw
+
+
+def run(config_path=None, job=None, host=None, update_every=None, steps=None, out=None, err=None):
+    out = out or sys.stdout
+    err = err or sys.stderr
+    raw = select_job(config_path, job, host, update_every)
+    service = Service(configuration=raw)
+    service.out, service.log_stream = out, err
+    saved = sys.stdout
+    sys.stdout = err  # nothing but protocol lines may reach the real stdout
+    try:
+        return run_job(service, steps=steps)
+    finally:
+        sys.stdout = saved
+        if service.detector is not None:
+            service.detector.close()

@@ -1,0 +1,133 @@
+"""Fitted models as the collection process sees them: numpy only, cheap to score.
+
+Training (in ``models``) uses pyod; what it hands back is a ``FittedModel`` that holds the
+column preprocessing, a scorer and the calibration of scores into probabilities. For the
+models where it is exact and cheap, the scorer is a numpy port of the pyod model's
+``decision_function`` (checked against pyod in the tests), so the long-lived collection
+process never imports pyod, scikit-learn or numba. Other models keep the pyod estimator.
+"""
+import numpy as np
+
+N_QUANTILES = 1001
+
+
+class PcaScorer:
+    """pyod ``PCA.decision_function``: sum of weighted distances to the selected components."""
+
+    def __init__(self, mean, scale, components, weights):
+        self.mean = mean
+        self.scale = scale
+        self.components = components
+        self.weights = weights
+        self._c_sq = np.einsum('ij,ij->i', components, components)
+
+    def decision_function(self, X):
+        Z = (X - self.mean) / self.scale
+        d2 = np.einsum('ij,ij->i', Z, Z)[:, None] - 2.0 * Z @ self.components.T + self._c_sq[None, :]
+        return (np.sqrt(np.maximum(d2, 0.0)) / self.weights).sum(axis=1)
+
+
+class PyodScorer:
+    """Any fitted pyod detector, used as is (imports pyod when unpickled)."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def decision_function(self, X):
+        return np.asarray(self.estimator.decision_function(X), dtype=np.float64)
+
+
+class ConstantScorer:
+    """For a model whose every feature was constant in training: distance from that constant."""
+
+    def decision_function(self, X):
+        return np.zeros(X.shape[0])
+
+
+def calibration_points(train_scores):
+    """Quantiles of the training scores: the empirical distribution, in bounded size."""
+    s = np.asarray(train_scores, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    if s.size == 0:
+        return np.zeros(1)
+    return np.quantile(s, np.linspace(0.0, 1.0, min(N_QUANTILES, s.size)))
+
+
+def empirical_probability(scores, points):
+    """Share of training scores below each score: 0.99 means more unusual than 99% of training.
+
+    A score tied with many training scores (a constant chart) counts none of the ties, so
+    an unchanged chart reads 0, not 1.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    p = np.searchsorted(points, scores, side='left') / float(points.size)
+    return np.where(scores > points[-1], 1.0, p)
+
+
+def minmax_probability(scores, lo, hi):
+    """The retired collector's (pyod's 'linear') probability: training score range mapped to 0..1."""
+    if not hi > lo:
+        return np.where(scores > hi, 1.0, 0.0)
+    return np.clip((scores - lo) / (hi - lo), 0.0, 1.0)
+
+
+class FittedModel:
+    """A trained model for one chart (or custom model): preprocessing, scorer, calibration.
+
+    Follows pyod's interface: ``decision_function`` (raw score, larger is more unusual),
+    ``predict_proba`` (n x 2, column 1 is the anomaly probability) and ``predict`` (0/1 at
+    the contamination threshold).
+    """
+
+    def __init__(self, name, columns, kept, mean, scale, scorer, train_scores, contamination,
+                 calibration='empirical', model_name='', info=None):
+        self.name = name
+        self.columns = list(columns)
+        self.kept = np.asarray(kept, dtype=np.intp)
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.scale = np.asarray(scale, dtype=np.float64)
+        self.scorer = scorer
+        self.calibration = calibration
+        self.model_name = model_name
+        self.contamination = contamination
+        self.info = dict(info or {})
+        s = np.asarray(train_scores, dtype=np.float64)
+        s = s[np.isfinite(s)]
+        self.points = calibration_points(s)
+        self.score_min = float(s.min()) if s.size else 0.0
+        self.score_max = float(s.max()) if s.size else 0.0
+        self.threshold = float(np.quantile(s, 1.0 - contamination)) if s.size else 0.0
+
+    def transform(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 1:
+            X = X[None, :]
+        return (X[:, self.kept] - self.mean) / self.scale
+
+    def decision_function(self, X):
+        """Raw anomaly score; never NaN or inf (non-finite scores become the worst seen)."""
+        Z = self.transform(X)
+        if Z.shape[1] == 0:
+            return np.zeros(Z.shape[0])
+        s = self.scorer.decision_function(Z)
+        bad = ~np.isfinite(s)
+        if bad.any():
+            s = np.where(bad, max(self.score_max, self.threshold) * 2.0 + 1.0, s)
+        return s
+
+    def probability(self, scores):
+        if self.calibration == 'minmax':
+            return minmax_probability(scores, self.score_min, self.score_max)
+        return empirical_probability(scores, self.points)
+
+    def predict_proba(self, X):
+        p = self.probability(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X):
+        return (self.decision_function(X) > self.threshold).astype(int)
+
+    def score_one(self, x):
+        """Probability and flag for one feature vector: the per-step path."""
+        s = self.decision_function(x)
+        return float(self.probability(s)[0]), int(s[0] > self.threshold)

@@ -1,0 +1,33 @@
+"""Child-process entry point of ``SubprocessTrainer``: a pickled request in, a pickled result out.
+
+Stdout carries only the result; anything a library prints goes to stderr instead.
+"""
+import os
+import pickle
+import struct
+import sys
+import warnings
+
+
+def main():
+    out = os.fdopen(os.dup(sys.stdout.fileno()), 'wb')
+    sys.stdout = sys.stderr  # stray prints from libraries must not corrupt the result
+    warnings.simplefilter('ignore')
+    raw = sys.stdin.buffer.read()
+    (size,) = struct.unpack('>Q', raw[:8])
+    request = pickle.loads(raw[8:8 + size])
+    import threading
+    from collector.models import preload
+    from collector.training import TrainingResult, run_training
+    # pyod takes about a second to import: overlap it with the download of the window
+    threading.Thread(target=preload, args=(request.config.model,), daemon=True).start()
+    try:
+        result = run_training(request)
+    except Exception as e:
+        result = TrainingResult(error='training crashed: {!r}'.format(e))
+    out.write(pickle.dumps(result, protocol=4))
+    out.flush()
+
+
+if __name__ == '__main__':
+    main()

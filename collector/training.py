@@ -1,0 +1,235 @@
+"""Training off the collection path.
+
+A ``TrainingRequest`` says which models to fit on which window; ``run_training`` does it
+(fetch through netdata-pandas, build features, fit with fallback) and returns a
+``TrainingResult``. ``SubprocessTrainer`` runs it in a short-lived child process so
+pandas, scikit-learn and pyod never load into the long-lived collector and a long fit
+cannot delay a collection step; ``ThreadTrainer`` runs it in a thread of this process.
+"""
+import logging
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .features import fill_missing, make_features, rows_needed
+
+log = logging.getLogger(__name__)
+
+# fewer feature rows than this and a model is not worth fitting yet
+MIN_TRAIN_ROWS = 30
+
+
+@dataclass
+class ModelSpec:
+    """One model: a chart (all of its dimensions) or a custom list of columns."""
+    model_id: str
+    host: str
+    chart: Optional[str] = None
+    columns: Optional[Tuple[str, ...]] = None
+
+
+@dataclass
+class TrainingRequest:
+    config: object
+    specs: List[ModelSpec]
+    after: int
+    before: int
+
+    def host_charts(self):
+        hc = {}
+        for s in self.specs:
+            if s.chart is not None:
+                hc.setdefault(s.host, set()).add(s.chart)
+            for col in s.columns or ():
+                host, rest = col.split('::', 1)
+                hc.setdefault(host, set()).add(rest.split('|', 1)[0])
+        return {h: sorted(c) for h, c in hc.items()}
+
+
+@dataclass
+class TrainingResult:
+    models: Dict[str, object] = field(default_factory=dict)
+    # per model: (timestamps, raw rows) of the window's last rows, to start scoring at once
+    tails: Dict[str, Tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    errors: Dict[str, str] = field(default_factory=dict)
+    problems: List[str] = field(default_factory=list)
+    error: Optional[str] = None
+    rows: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+
+def _columns_for(spec, columns):
+    if spec.columns is not None:
+        return [c for c in spec.columns]
+    prefix = '{}::{}|'.format(spec.host, spec.chart)
+    return [c for c in columns if c.startswith(prefix)]
+
+
+def run_training(request):
+    """Fetch the window and fit every requested model; one model's failure stays its own."""
+    from .models import fit_model
+    from .netdata_api import NetdataError, fetch_training_frame
+    cfg = request.config
+    started, cpu_started = time.monotonic(), time.process_time()
+    result = TrainingResult()
+    points = 0
+    if cfg.update_every > 1:
+        points = max(1, (request.before - request.after) // cfg.update_every)
+    try:
+        df, problems = fetch_training_frame(
+            request.host_charts(), request.after, request.before, protocol=cfg.protocol,
+            username=cfg.username, password=cfg.password, tls_verify=cfg.tls_verify,
+            timeout=max(10.0, cfg.api_timeout * 6), points=points)
+    except NetdataError as e:
+        result.error = str(e)
+        return result
+    result.problems = problems
+    result.rows = int(len(df))
+    index = np.asarray(df.index, dtype=np.float64)
+    all_columns = list(df.columns)
+    need = rows_needed(cfg.diffs_n, cfg.smooth_n, cfg.lags_n)
+    for spec in request.specs:
+        cols = _columns_for(spec, all_columns)
+        missing = [c for c in cols if c not in df.columns]
+        if not cols or missing:
+            result.errors[spec.model_id] = 'no training data for {}'.format(
+                ', '.join(missing[:3]) if missing else spec.chart)
+            continue
+        raw = df[cols].to_numpy(dtype=np.float64)
+        valid = ~np.isnan(raw).all(axis=1)
+        raw, times = raw[valid], index[valid]
+        raw = fill_missing(raw)
+        X = make_features(raw, cfg.diffs_n, cfg.smooth_n, cfg.lags_n)
+        if X.shape[0] < MIN_TRAIN_ROWS:
+            result.errors[spec.model_id] = 'only {} rows of history, need {}'.format(
+                X.shape[0], MIN_TRAIN_ROWS + need - 1)
+            continue
+        try:
+            fm = fit_model(spec.model_id, cols, X, model=cfg.model, contamination=cfg.contamination,
+                           calibration=cfg.calibration, max_rows=cfg.train_max_n)
+        except Exception as e:
+            result.errors[spec.model_id] = 'fit failed: {}'.format(e)
+            continue
+        fm.info['window'] = (float(times[0]), float(times[-1]))
+        result.models[spec.model_id] = fm
+        result.tails[spec.model_id] = (times[-need:], raw[-need:])
+    result.seconds = time.monotonic() - started
+    result.cpu_seconds = time.process_time() - cpu_started
+    return result
+
+
+class ThreadTrainer:
+    """Runs ``run_training`` in a daemon thread."""
+
+    def __init__(self):
+        self._thread = None
+        self._result = None
+
+    @property
+    def busy(self):
+        return self._thread is not None
+
+    def start(self, request):
+        def work():
+            try:
+                self._result = run_training(request)
+            except Exception as e:  # never let a training bug kill the job
+                self._result = TrainingResult(error='training crashed: {!r}'.format(e))
+        self._result = None
+        self._thread = threading.Thread(target=work, name='anomalies-train', daemon=True)
+        self._thread.start()
+
+    def poll(self):
+        if self._thread is None or self._thread.is_alive():
+            return None
+        self._thread = None
+        return self._result
+
+    def close(self):
+        pass
+
+
+def _child_env():
+    """The child must import exactly what we can: hand it our sys.path."""
+    env = dict(os.environ)
+    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    env['PYTHONPATH'] = os.pathsep.join(paths)
+    env.setdefault('OMP_NUM_THREADS', '1')
+    env.setdefault('OPENBLAS_NUM_THREADS', '1')
+    env.setdefault('MKL_NUM_THREADS', '1')
+    return env
+
+
+class SubprocessTrainer:
+    """Runs ``run_training`` in ``python -m collector.train_worker``; results come back pickled.
+
+    The child is niced so the collector and the agent keep priority on a busy box.
+    """
+
+    def __init__(self, python=None, nice=10):
+        self.python = python or sys.executable
+        self.nice = nice
+        self._proc = None
+        self._reader = None
+        self._payload = None
+        self._started = 0.0
+
+    @property
+    def busy(self):
+        return self._proc is not None
+
+    def start(self, request):
+        def preexec():
+            try:
+                os.nice(self.nice)
+            except OSError:
+                pass
+        self._payload = None
+        self._started = time.monotonic()
+        self._proc = subprocess.Popen([self.python, '-m', 'collector.train_worker'], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, env=_child_env(), preexec_fn=preexec,
+                                      close_fds=True)
+        proc = self._proc
+        data = pickle.dumps(request, protocol=4)
+
+        def io_thread():
+            try:
+                proc.stdin.write(struct.pack('>Q', len(data)) + data)
+                proc.stdin.close()
+                self._payload = proc.stdout.read()
+            except Exception as e:
+                self._payload = e
+        self._reader = threading.Thread(target=io_thread, name='anomalies-train-io', daemon=True)
+        self._reader.start()
+
+    def poll(self):
+        if self._proc is None or self._reader.is_alive():
+            return None
+        proc, self._proc = self._proc, None
+        code = proc.wait()
+        payload = self._payload
+        if isinstance(payload, Exception) or not payload:
+            return TrainingResult(error='training process exited with code {} and no result'.format(code))
+        try:
+            return pickle.loads(payload)
+        except Exception as e:
+            return TrainingResult(error='training process sent an unreadable result: {!r}'.format(e))
+
+    def close(self):
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+
+def make_trainer(config):
+    return SubprocessTrainer() if config.train_in_subprocess else ThreadTrainer()
