@@ -141,7 +141,7 @@ def _parse_custom_models(value, default_host, errors):
     if _none_string(value):
         return ()
     if not isinstance(value, list) or not value:
-        errors.append("key 'custom_models': expected a list of {name, dimensions} entries, got "
+        errors.append("key 'custom_models': expected a list of {{name, dimensions}} entries, got "
                       "{!r}".format(value))
         return ()
     models, seen = [], set()

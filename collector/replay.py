@@ -195,6 +195,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == '/api/v1/allmetrics':
             return self._send(200, allmetrics_body(rec, now))
         if path == '/api/v1/data':
+            if self.server.data_delay:
+                time.sleep(self.server.data_delay)
             chart = qs.get('chart', [''])[0]
             body = data_body(rec, chart, _int(qs, 'after', -600), _int(qs, 'before', 0), now,
                              points=_int(qs, 'points', 0), group=qs.get('group', ['average'])[0],
@@ -224,7 +226,16 @@ class ReplayServer:
         self.httpd = ThreadingHTTPServer((address, port), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.recording, self.httpd.clock = self.recording, clock
+        self.httpd.data_delay = 0.0  # seconds to stall each /api/v1/data answer (a slow agent)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name='replay-http', daemon=True)
+
+    @property
+    def data_delay(self):
+        return self.httpd.data_delay
+
+    @data_delay.setter
+    def data_delay(self, seconds):
+        self.httpd.data_delay = float(seconds)
 
     @property
     def host(self):

@@ -34,14 +34,14 @@ def anomaly_dim(model_id):
 
 def step_values(scores, include_average):
     """Chart values for one step: integers only, never NaN or inf (python.d int()s them)."""
-    data = {}
+    data, probs = {}, []
     for model_id, (p, flag) in scores.items():
-        p = p if p == p and 0.0 <= p <= 1.0 else (1.0 if p == p and p > 1.0 else 0.0)
+        p = min(max(p, 0.0), 1.0) if p == p else 0.0
+        probs.append(p)
         data[prob_dim(model_id)] = int(round(p * PROB_SCALE))
         data[anomaly_dim(model_id)] = 1 if flag else 0
-    if include_average and scores:
-        probs = [data[prob_dim(m)] for m in scores]
-        data['average_prob'] = int(round(sum(probs) / len(probs)))
+    if include_average and probs:
+        data['average_prob'] = int(round(sum(probs) / len(probs) * PROB_SCALE))
     return data
 
 

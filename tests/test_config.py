@@ -1,0 +1,120 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from collector.config import ConfigError, job_configs_from_file, load_config_file, parse_job_config
+from conftest import ROOT
+
+
+def errors_for(raw):
+    with pytest.raises(ConfigError) as e:
+        parse_job_config(raw)
+    return e.value.errors
+
+
+def test_defaults_match_the_retired_collector():
+    cfg = parse_job_config({})
+    assert (cfg.host, cfg.protocol, cfg.model) == ('127.0.0.1:19999', 'http', 'pca')
+    assert cfg.charts_regex == r'system\..*'
+    assert cfg.charts_to_exclude == ('system.uptime', 'system.entropy')
+    assert (cfg.train_max_n, cfg.train_every_n, cfg.train_n_secs, cfg.offset_n_secs) == (100000, 1800, 14400, 0)
+    assert (cfg.lags_n, cfg.smooth_n, cfg.diffs_n, cfg.contamination) == (5, 3, 1, 0.001)
+    assert cfg.include_average_prob is True and cfg.tls_verify is True
+
+
+def test_shipped_config_is_valid():
+    jobs = load_config_file(os.path.join(ROOT, 'anomalies.conf'))
+    assert list(jobs) == ['anomalies']
+    cfg = parse_job_config(jobs['anomalies'], 'anomalies')
+    assert cfg.model == 'pca'
+
+
+def test_an_original_style_config_keeps_working():
+    raw = {'name': 'Anomalies', 'host': '127.0.0.1:19999', 'protocol': 'http', 'tls_verify': True,
+           'charts_regex': 'None', 'charts_to_exclude': 'None', 'model': 'hbos', 'train_max_n': 100000,
+           'train_every_n': 1800, 'train_n_secs': 14400, 'train_no_prediction_n': 10, 'offset_n_secs': 0,
+           'lags_n': 5, 'smooth_n': 3, 'diffs_n': 1, 'contamination': 0.001, 'include_average_prob': True,
+           'custom_models': [{'name': 'user_defined_model',
+                              'dimensions': 'users.cpu|netdata,users.mem|netdata'},
+                             {'name': 'across', 'dimensions': 'london:19999::system.cpu|user,system.cpu|system'}],
+           'custom_models_normalize': False, 'update_every': 2, 'priority': 50, 'job_name': 'custom'}
+    cfg = parse_job_config(raw)
+    assert cfg.charts_regex is None and cfg.charts_to_exclude == ()
+    assert cfg.custom_models[0].dimensions == (('127.0.0.1:19999', 'users.cpu', 'netdata'),
+                                               ('127.0.0.1:19999', 'users.mem', 'netdata'))
+    assert cfg.custom_models[1].dimensions[0] == ('london:19999', 'system.cpu', 'user')
+    assert cfg.update_every == 2
+
+
+def test_child_node_host_is_accepted():
+    assert parse_job_config({'host': 'parent:19999/host/child'}).host == 'parent:19999/host/child'
+
+
+@pytest.mark.parametrize('raw, key', [
+    ({'modle': 'pca'}, 'modle'),
+    ({'model': 'nope'}, 'model'),
+    ({'charts_regex': 'system\\.(cpu'}, 'charts_regex'),
+    ({'charts_regex': 12}, 'charts_regex'),
+    ({'train_n_secs': -60}, 'train_n_secs'),
+    ({'offset_n_secs': -1}, 'offset_n_secs'),
+    ({'train_every_n': 0}, 'train_every_n'),
+    ({'train_max_n': '1000'}, 'train_max_n'),
+    ({'lags_n': 1.5}, 'lags_n'),
+    ({'lags_n': 500}, 'lags_n'),
+    ({'smooth_n': -3}, 'smooth_n'),
+    ({'diffs_n': True}, 'diffs_n'),
+    ({'contamination': 0}, 'contamination'),
+    ({'contamination': 0.9}, 'contamination'),
+    ({'contamination': 'low'}, 'contamination'),
+    ({'protocol': 'ftp'}, 'protocol'),
+    ({'host': 'http://127.0.0.1:19999'}, 'host'),
+    ({'host': ''}, 'host'),
+    ({'username': 'u'}, 'password'),
+    ({'tls_verify': 3}, 'tls_verify'),
+    ({'include_average_prob': 'yes please'}, 'include_average_prob'),
+    ({'calibration': 'sigmoid'}, 'calibration'),
+    ({'api_timeout': 0}, 'api_timeout'),
+    ({'initial_train_data_after': 200, 'initial_train_data_before': 100}, 'initial_train_data_before'),
+    ({'custom_models': 'system.cpu|user'}, 'custom_models'),
+    ({'custom_models': [{'name': 'x', 'dimensions': 'system.cpu'}]}, 'custom_models'),
+    ({'custom_models': [{'name': 'x y', 'dimensions': 'system.cpu|user'}]}, 'custom_models'),
+    ({'custom_models': [{'name': 'a', 'dimensions': 'system.cpu|user'},
+                        {'name': 'a', 'dimensions': 'system.cpu|system'}]}, 'custom_models'),
+    ({'charts_regex': 'None'}, 'charts_regex'),
+    ({'update_every': 0}, 'update_every'),
+])
+def test_each_bad_value_is_rejected_naming_its_key(raw, key):
+    errors = errors_for(raw)
+    assert len(errors) == 1, errors
+    assert "'{}'".format(key) in errors[0]
+
+
+def test_all_bad_keys_are_reported_together():
+    errors = errors_for({'model': 'nope', 'lags_n': -1, 'bogus': 1})
+    assert len(errors) == 3
+
+
+def test_python_d_job_layout():
+    data = {'update_every': 3, 'priority': 10, 'local': {'model': 'hbos'}, 'other': {'update_every': 1}}
+    jobs = job_configs_from_file(data)
+    assert jobs == {'local': {'update_every': 3, 'priority': 10, 'model': 'hbos'},
+                    'other': {'update_every': 1, 'priority': 10}}
+    assert job_configs_from_file({'model': 'hbos'}) == {'anomalies': {'model': 'hbos'}}
+
+
+def test_check_config_command(tmp_path):
+    good, bad, broken = tmp_path / 'good.conf', tmp_path / 'bad.conf', tmp_path / 'broken.conf'
+    good.write_text("local:\n  model: 'hbos'\n")
+    bad.write_text("local:\n  model: 'nope'\n  lags_n: -2\n")
+    broken.write_text("local:\n  model: [\n")
+    run = lambda f: subprocess.run([sys.executable, '-m', 'collector', 'check-config', str(f)], cwd=ROOT,
+                                   capture_output=True, text=True)
+    r = run(good)
+    assert r.returncode == 0 and 'ok' in r.stdout
+    r = run(bad)
+    assert r.returncode == 1
+    assert "'model'" in r.stderr and "'lags_n'" in r.stderr
+    r = run(broken)
+    assert r.returncode == 1 and 'not valid YAML' in r.stderr

@@ -1,0 +1,161 @@
+"""The per-step engine against a replayed agent: training, scoring, and bad days."""
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from collector.config import parse_job_config
+from collector.engine import AnomalyDetector
+from collector.netdata_api import NetdataApi, NetdataError, parse_allmetrics
+from collector.training import ThreadTrainer
+from conftest import SPIKE, START
+
+
+class SwitchableApi(NetdataApi):
+    """The real client, plus a switch that makes the agent 'go away' or lose a chart."""
+    down = False
+    hidden = set()
+
+    def charts(self):
+        if self.down:
+            raise NetdataError('cannot reach http://{}: ConnectionRefusedError'.format(self.host))
+        return {c: d for c, d in super().charts().items() if c not in self.hidden}
+
+    def allmetrics(self, timeout=None):
+        if self.down:
+            raise NetdataError('cannot reach http://{}: ConnectionRefusedError'.format(self.host))
+        return {c: v for c, v in super().allmetrics(timeout).items() if c not in self.hidden}
+
+
+def make_detector(replay, logger, **conf):
+    raw = {'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000, 'update_every': 1}
+    raw.update(conf)
+    cfg = parse_job_config(raw)
+    return AnomalyDetector(cfg, logger, trainer=ThreadTrainer(),
+                           api_factory=lambda c, h: SwitchableApi.from_config(c, h))
+
+
+def run_until_trained(det, replay, limit=200):
+    det.start()
+    for _ in range(limit):
+        step = det.step()
+        replay.clock.advance(1)
+        if det.models:
+            return step
+        time.sleep(0.05)
+    raise AssertionError('no model trained')
+
+
+def test_trains_scores_every_chart_in_scope_and_flags_the_spike(replay, logger):
+    det = make_detector(replay, logger)
+    step = run_until_trained(det, replay)
+    # system.uptime is excluded by default; apps.cpu is not in charts_regex
+    assert sorted(step.added) == ['system.cpu', 'system.forks', 'system.load', 'system.ram']
+    # seeded from the training window's tail: scores come on the very next step
+    step = det.step()
+    assert set(step.scores) == {'system.cpu', 'system.forks', 'system.load', 'system.ram'}
+    for p, flag in step.scores.values():
+        assert 0.0 <= p <= 1.0 and flag in (0, 1)
+    replay.clock.set(START + SPIKE[0] - 20)
+    flags, probs = [], []
+    for _ in range(30):
+        s = det.step()
+        replay.clock.advance(1)
+        p, f = s.scores['system.cpu']
+        probs.append(p), flags.append(f)
+    assert max(flags[:19]) == 0
+    assert max(flags[20:25]) == 1 and max(probs[20:25]) >= 0.99
+    assert logger.errors() == []
+    det.close()
+
+
+def test_agent_going_away_is_logged_once_and_recovers(replay, logger):
+    det = make_detector(replay, logger)
+    run_until_trained(det, replay)
+    SwitchableApi.down = True
+    try:
+        steps = [det.step() for _ in range(5)]
+    finally:
+        SwitchableApi.down = False
+    assert not any(s.fresh for s in steps)
+    assert len([e for e in logger.errors() if 'cannot reach' in e]) == 1
+    s = det.step()
+    assert s.fresh and s.scores
+    assert any('answers again' in m for _, m in logger.lines)
+    det.close()
+
+
+def test_a_vanishing_chart_is_skipped_then_removed(replay, logger):
+    det = make_detector(replay, logger, train_every_n=3)
+    run_until_trained(det, replay)
+    SwitchableApi.hidden = {'system.ram'}
+    try:
+        removed, scored = [], []
+        for _ in range(40):
+            s = det.step()
+            replay.clock.advance(1)
+            removed += s.removed
+            scored.append('system.ram' in s.scores)
+            time.sleep(0.02)
+    finally:
+        SwitchableApi.hidden = set()
+    assert removed == ['system.ram']
+    assert not any(scored)
+    assert len([e for e in logger.errors() if 'system.ram' in e]) == 1
+    det.close()
+
+
+def test_no_history_yet_is_reported_and_retried(recording, logger):
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    rec = Recording(recording)
+    with ReplayServer(rec, ReplayClock(rec.start + 20, stepped=True)) as server:
+        det = make_detector(server, logger)
+        det.start()
+        for _ in range(100):
+            det.step()
+            if det.trainings:
+                break
+            time.sleep(0.05)
+        assert det.models == {}
+        assert any('only' in e and 'rows of history' in e for e in logger.errors())
+        assert det.next_training <= det.steps + 30
+        det.close()
+
+
+class _Garbage(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        body = b'<html>not json</html>' if 'allmetrics' in self.path else b'{"charts": 5}'
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_malformed_answers_raise_clear_errors():
+    httpd = ThreadingHTTPServer(('127.0.0.1', 0), _Garbage)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    api = NetdataApi('127.0.0.1:{}'.format(httpd.server_address[1]))
+    try:
+        with pytest.raises(NetdataError, match='not JSON'):
+            api.allmetrics()
+        with pytest.raises(NetdataError, match='no "charts" object'):
+            api.charts()
+    finally:
+        httpd.shutdown()
+    with pytest.raises(NetdataError, match='cannot reach'):
+        NetdataApi('127.0.0.1:9', timeout=1).allmetrics()
+
+
+def test_parse_allmetrics_tolerates_odd_values():
+    body = {'a.b': {'last_updated': 5, 'dimensions': {'x': {'name': 'x', 'value': None},
+                                                      'y': {'name': 'yy', 'value': '3.5'}}},
+            'bad': 'text', 'bad2': {'dimensions': []}}
+    parsed = parse_allmetrics(body)
+    assert list(parsed) == ['a.b']
+    t, values = parsed['a.b']
+    assert t == 5 and values['yy'] == 3.5 and values['x'] != values['x']  # NaN

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from collector.features import fill_missing, make_features, rows_needed
+
+
+def test_hand_computed_features():
+    x = np.array([[1.0, 10.0], [2.0, 20.0], [4.0, 40.0], [7.0, 70.0], [11.0, 110.0], [16.0, 160.0]])
+    # diffs: [1,10] [2,20] [3,30] [4,40] [5,50]; smooth 2: [1.5,15] [2.5,25] [3.5,35] [4.5,45]
+    # lag 1: rows [2.5,25,1.5,15] [3.5,35,2.5,25] [4.5,45,3.5,35]
+    f = make_features(x, diffs_n=1, smooth_n=2, lags_n=1)
+    assert f.tolist() == [[2.5, 25, 1.5, 15], [3.5, 35, 2.5, 25], [4.5, 45, 3.5, 35]]
+
+
+def test_no_transform_is_identity():
+    x = np.arange(12, dtype=float).reshape(6, 2)
+    assert np.array_equal(make_features(x, 0, 0, 0), x)
+    assert np.array_equal(make_features(x, 0, 1, 0), x)
+
+
+def test_second_differences_and_lags_order():
+    x = np.array([1.0, 4.0, 9.0, 16.0, 25.0])[:, None]
+    # second differences of squares are all 2
+    assert make_features(x, 2, 1, 0).ravel().tolist() == [2.0, 2.0, 2.0]
+    y = np.arange(5, dtype=float)[:, None]
+    # current value first, then lag 1, lag 2
+    assert make_features(y, 0, 1, 2).tolist() == [[2, 1, 0], [3, 2, 1], [4, 3, 2]]
+
+
+@pytest.mark.parametrize('diffs_n, smooth_n, lags_n', [(1, 3, 5), (0, 1, 0), (2, 5, 3), (1, 0, 10)])
+def test_prediction_row_equals_training_row(diffs_n, smooth_n, lags_n):
+    x = np.random.default_rng(0).normal(size=(200, 3)).cumsum(axis=0)
+    train = make_features(x, diffs_n, smooth_n, lags_n)
+    need = rows_needed(diffs_n, smooth_n, lags_n)
+    assert train.shape == (200 - need + 1, 3 * (lags_n + 1))
+    for end in (need, 57, 200):
+        one = make_features(x[end - need:end], diffs_n, smooth_n, lags_n)
+        assert one.shape[0] == 1
+        assert np.allclose(one[0], train[end - need])
+
+
+def test_too_few_rows_gives_empty_matrix():
+    assert make_features(np.zeros((3, 2)), 1, 3, 5).shape == (0, 12)
+
+
+def test_fill_missing():
+    x = np.array([[np.nan, 1.0, np.nan], [2.0, np.nan, np.nan], [np.nan, 3.0, np.nan]])
+    assert fill_missing(x).tolist() == [[2.0, 1.0, 0.0], [2.0, 1.0, 0.0], [2.0, 3.0, 0.0]]

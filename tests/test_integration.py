@@ -1,0 +1,99 @@
+"""``python -m collector run`` as a user runs it, against a local server that answers like Netdata."""
+import re
+import subprocess
+import sys
+
+import pytest
+
+from collector.replay import Recording, ReplayClock, ReplayServer
+from conftest import ROOT, SPIKE, START
+
+PROTOCOL_LINE = re.compile(
+    r"^(CHART \S+ '[^']*' '[^']*' '[^']*' '[^']*' '[^']*' (line|area|stacked) \d+ \d+ '[^']*' '[^']*' '[^']*'"
+    r"|CLABEL '[^']*' '[^']*' '?\d'?|CLABEL_COMMIT"
+    r"|DIMENSION '[^']+' '[^']*' (absolute|incremental) -?\d+ \d+ '[^']*'"
+    r"|BEGIN \S+( \d+)?|SET '[^']+' = -?\d+|END)$")
+
+
+def parse(stdout):
+    """Check every line is protocol and collect ``{chart: [(usec_since_last, {dim: value})]}``."""
+    updates, current = {}, None
+    for line in stdout.splitlines():
+        assert PROTOCOL_LINE.match(line), 'not a protocol line: {!r}'.format(line)
+        if line.startswith('BEGIN'):
+            parts = line.split()
+            current = (parts[1], int(parts[2]) if len(parts) > 2 else 0, {})
+        elif line.startswith('SET'):
+            m = re.match(r"SET '([^']+)' = (-?\d+)", line)
+            current[2][m.group(1)] = int(m.group(2))
+        elif line == 'END':
+            updates.setdefault(current[0], []).append((current[1], current[2]))
+    return updates
+
+
+def run_collector(host, steps, config=None, timeout=120):
+    cmd = [sys.executable, '-m', 'collector', 'run', '--host', host, '--steps', str(steps), '--update-every', '1']
+    if config:
+        cmd += ['--config', config]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def live_replay(recording):
+    """The synthetic recording replayed in real time, from 20 s before its incident."""
+    rec = Recording(recording)
+    server = ReplayServer(rec, ReplayClock(START + SPIKE[0] - 8)).start()
+    yield server
+    server.stop()
+
+
+def test_run_writes_both_charts_with_sane_values(live_replay, tmp_path):
+    conf = tmp_path / 'anomalies.conf'
+    conf.write_text("local:\n  charts_regex: 'system\\..*'\n  train_n_secs: 600\n")
+    r = run_collector(live_replay.host, 14, str(conf))
+    assert r.returncode == 0, r.stderr
+    updates = parse(r.stdout)
+    assert set(updates) == {'anomalies_local.probability', 'anomalies_local.anomaly'}
+    probs, flags = updates['anomalies_local.probability'], updates['anomalies_local.anomaly']
+    assert len(probs) >= 10
+    models = {'system.cpu', 'system.ram', 'system.load', 'system.forks'}
+    for _, values in probs:
+        assert set(values) == {m + '_prob' for m in models} | {'average_prob'}
+        assert all(0 <= v <= 10000 for v in values.values())
+    for _, values in flags:
+        assert set(values) == {m + '_anomaly' for m in models}
+        assert all(v in (0, 1) for v in values.values())
+    # the incident starts 8 s in: system.cpu goes to 100% and is flagged
+    assert max(v['system.cpu_prob'] for _, v in probs[-4:]) == 10000
+    assert max(v['system.cpu_anomaly'] for _, v in flags[-4:]) == 1
+    assert 'first prediction' in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_steps_are_not_delayed_while_training(live_replay, tmp_path):
+    # every training waits 3 s on the agent's data API; collection must go on at 1 s
+    live_replay.data_delay = 3.0
+    conf = tmp_path / 'anomalies.conf'
+    conf.write_text("anomalies:\n  train_n_secs: 600\n  train_every_n: 4\n")
+    r = run_collector(live_replay.host, 16, str(conf))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count('trained 4 models') >= 2
+    probs = parse(r.stdout)['anomalies.probability']
+    intervals = [usec / 1e6 for usec, _ in probs[1:]]
+    assert len(probs) >= 9
+    assert max(intervals) < 1.5, intervals
+
+
+def test_bad_config_exits_nonzero_with_the_key(tmp_path):
+    conf = tmp_path / 'anomalies.conf'
+    conf.write_text("anomalies:\n  model: 'nope'\n")
+    r = run_collector('127.0.0.1:9', 2, str(conf), timeout=30)
+    assert r.returncode == 1
+    assert r.stdout == ''
+    assert "key 'model'" in r.stderr
+
+
+def test_unreachable_agent_writes_nothing_but_protocol(tmp_path):
+    r = run_collector('127.0.0.1:9', 3, timeout=60)
+    parse(r.stdout)
+    assert 'cannot reach' in r.stderr
+    assert r.stderr.count('cannot reach http://127.0.0.1:9/api/v1/allmetrics') == 1

@@ -1,0 +1,114 @@
+import pickle
+
+import numpy as np
+import pytest
+
+from collector import models
+from collector.models import MODEL_NAMES, fit_model
+from collector.scoring import FittedModel, empirical_probability, minmax_probability
+
+
+def normal_data(rows=600, cols=6, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, cols))
+    X[:, 2] = 3.0              # a constant column (system.cpu guest)
+    X[:, 4] = 2 * X[:, 0] + 1  # a collinear one
+    return X
+
+
+@pytest.mark.parametrize('name', MODEL_NAMES)
+def test_every_model_trains_and_scores(name):
+    X = normal_data()
+    fm = fit_model('system.cpu', ['c'], X, model=name, contamination=0.01)
+    assert fm.model_name == name, fm.info.get('fallback_from')
+    normal = X[:50]
+    outliers = normal * 1 + 8.0
+    p_normal = fm.predict_proba(normal)[:, 1]
+    p_out = fm.predict_proba(outliers)[:, 1]
+    assert np.all(np.isfinite(p_normal)) and np.all((p_normal >= 0) & (p_normal <= 1))
+    assert p_out.mean() > 0.95 > p_normal.mean()
+    assert fm.predict(outliers).mean() > fm.predict(normal).mean() + 0.5
+    # survives the trip from the training process
+    again = pickle.loads(pickle.dumps(fm))
+    assert np.allclose(again.decision_function(outliers), fm.decision_function(outliers))
+
+
+def test_pca_port_equals_pyod():
+    from pyod.models.pca import PCA
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 5)) @ rng.normal(size=(5, 5))
+    scorer, scores, est = models._pca_scorer(X, 0.01)
+    Y = rng.normal(size=(30, 5)) * 4
+    assert np.allclose(scorer.decision_function(Y), est.decision_function(Y), rtol=1e-10, atol=1e-9)
+    assert np.allclose(scorer.decision_function(X), scores)
+
+
+def test_constant_and_collinear_columns_never_give_inf_or_a_dead_chart():
+    # pyod PCA alone scores inf on every row here; the retired collector's charts sat at 0
+    X = normal_data()
+    fm = fit_model('m', ['c'], X, model='pca', contamination=0.001)
+    s = fm.decision_function(np.vstack([X[:20], X[:20] + 5]))
+    assert np.all(np.isfinite(s))
+    p = fm.predict_proba(np.vstack([X[:200], X[:20] + 5]))[:, 1]
+    assert p[:200].std() > 0.1      # it moves on normal data
+    assert p[200:].min() == 1.0     # and saturates on clear outliers
+
+
+def test_all_constant_chart_reads_zero_not_one():
+    X = np.ones((300, 4)) * 7
+    fm = fit_model('system.clock_status', ['c'], X, model='pca')
+    assert fm.model_name == 'constant'
+    assert fm.predict_proba(X[:5])[:, 1].tolist() == [0.0] * 5
+
+
+def test_calibration_flags_share_matches_contamination():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(20000, 4))
+    fm = fit_model('m', ['c'], X, model='hbos', contamination=0.01)
+    fresh = rng.normal(size=(20000, 4))
+    flagged = fm.predict(fresh).mean()
+    assert 0.005 < flagged < 0.02
+    p = fm.predict_proba(fresh)[:, 1]
+    # probability means "more unusual than that share of training"
+    assert abs((p > 0.9).mean() - 0.1) < 0.02
+
+
+def test_probability_functions():
+    pts = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    assert empirical_probability(np.array([-1.0, 0.0, 2.0, 4.0, 9.0]), pts).tolist() == [0.0, 0.0, 0.4, 0.8, 1.0]
+    assert minmax_probability(np.array([0.0, 5.0, 10.0, 20.0]), 0.0, 10.0).tolist() == [0.0, 0.5, 1.0, 1.0]
+
+
+def test_minmax_calibration_option():
+    X = normal_data()
+    fm = fit_model('m', ['c'], X, model='hbos', calibration='minmax')
+    s = fm.decision_function(X)
+    p = fm.predict_proba(X)[:, 1]
+    assert np.allclose(p, np.clip((s - s.min()) / (s.max() - s.min()), 0, 1))
+
+
+def test_a_failing_model_falls_back_and_says_so(monkeypatch):
+    real = models._fit_scorer
+
+    def broken(name, X, contamination):
+        if name == 'iforest':
+            raise ValueError('simulated failure')
+        return real(name, X, contamination)
+    monkeypatch.setattr(models, '_fit_scorer', broken)
+    fm = fit_model('m', ['c'], normal_data(), model='iforest')
+    assert fm.model_name == 'hbos'
+    assert 'simulated failure' in fm.info['fallback_from'][0]
+
+
+def test_train_max_n_caps_rows():
+    fm = fit_model('m', ['c'], normal_data(rows=3000), model='hbos', max_rows=500)
+    assert fm.info['rows'] == 500
+
+
+def test_nonfinite_scores_are_replaced():
+    class Bad:
+        def decision_function(self, Z):
+            return np.array([np.inf, np.nan, 1.0])
+    fm = FittedModel('m', ['a'], [0], [0.0], [1.0], Bad(), np.linspace(0, 2, 100), 0.01)
+    s = fm.decision_function(np.zeros((3, 1)))
+    assert np.all(np.isfinite(s)) and s[0] > fm.threshold

@@ -1,0 +1,47 @@
+"""Netdata's own python.d.plugin (Debian's netdata-plugins-python) loads and runs the module unmodified."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from collector.replay import Recording, ReplayClock, ReplayServer
+from conftest import ROOT, SPIKE, START
+from test_integration import parse
+
+PLUGIN = '/usr/lib/netdata/plugins.d/python.d.plugin'
+STOCK_CONF = '/usr/lib/netdata/conf.d'
+
+pytestmark = pytest.mark.skipif(not os.path.exists(PLUGIN), reason='netdata-plugins-python is not installed')
+
+
+def test_python_d_plugin_runs_the_module(recording, tmp_path):
+    plugins, conf = tmp_path / 'plugins' / 'python.d', tmp_path / 'conf'
+    plugins.mkdir(parents=True)
+    (conf / 'python.d').mkdir(parents=True)
+    for d in ('lib', 'lock'):
+        (tmp_path / d).mkdir()
+    os.symlink(os.path.join(ROOT, 'anomalies.chart.py'), str(plugins / 'anomalies.chart.py'))
+    (conf / 'python.d.conf').write_text('enabled: yes\ndefault_run: no\nanomalies: yes\n')
+    rec = Recording(recording)
+    with ReplayServer(rec, ReplayClock(START + SPIKE[0] - 12)) as server:
+        (conf / 'python.d' / 'anomalies.conf').write_text(
+            "anomalies:\n  host: '{}'\n  train_n_secs: 600\n".format(server.host))
+        env = dict(os.environ, NETDATA_USER_PLUGINS_DIRS=str(tmp_path / 'plugins'), NETDATA_USER_CONFIG_DIR=str(conf),
+                   NETDATA_STOCK_CONFIG_DIR=STOCK_CONF, NETDATA_LIB_DIR=str(tmp_path / 'lib'),
+                   NETDATA_LOCK_DIR=str(tmp_path / 'lock'), NETDATA_INTERNALS_MONITORING='NO')
+        try:
+            # python.d.plugin runs until killed; 16 s is enough for training and the incident
+            r = subprocess.run([sys.executable, PLUGIN, '1', 'anomalies'], env=env, capture_output=True,
+                               text=True, timeout=16, cwd=str(tmp_path))
+            out, err = r.stdout, r.stderr
+        except subprocess.TimeoutExpired as e:
+            out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or '')
+            err = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or '')
+    assert 'check success' in err, err
+    updates = parse('\n'.join(line for line in out.splitlines() if line.strip()))
+    probs = updates['anomalies.probability']
+    flags = updates['anomalies.anomaly']
+    assert any('system.cpu_prob' in v for _, v in probs)
+    assert max(v.get('system.cpu_anomaly', 0) for _, v in flags) == 1
+    assert 'Traceback' not in err

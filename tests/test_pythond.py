@@ -1,0 +1,108 @@
+"""The standalone python.d base and the protocol lines it writes."""
+import io
+
+from collector import protocol
+from collector.pythond import SimpleService, run_job
+from collector.service import step_values
+
+
+def test_protocol_lines():
+    assert protocol.chart_line('anomalies.probability', '', 'Anomaly Probability', 'probability', 'anomalies',
+                               'anomalies.probability', 'line', 60000, 1) == (
+        "CHART anomalies.probability '' 'Anomaly Probability' 'probability' 'anomalies' "
+        "'anomalies.probability' line 60000 1 '' 'python.d.plugin' 'anomalies'\n")
+    assert protocol.dimension_line('system.cpu_prob', 'system.cpu_prob', 'absolute', 1, 100) == \
+        "DIMENSION 'system.cpu_prob' 'system.cpu_prob' absolute 1 100 ''\n"
+    assert protocol.begin_line('anomalies.anomaly') == 'BEGIN anomalies.anomaly\n'
+    assert protocol.begin_line('anomalies.anomaly', 1000123) == 'BEGIN anomalies.anomaly 1000123\n'
+    assert protocol.set_line('x_prob', 9999.7) == "SET 'x_prob' = 9999\n"
+    assert protocol.end_line() == 'END\n'
+    assert "'it\"s'" in protocol.dimension_line("it's", 'n')
+
+
+class Job(SimpleService):
+    def __init__(self, configuration):
+        super().__init__(configuration=configuration)
+        self.order = ['probability', 'anomaly']
+        self.definitions = {'probability': {'options': [None, 'P', 'probability', 'anomalies',
+                                                        'anomalies.probability', 'line'], 'lines': []},
+                            'anomaly': {'options': [None, 'A', 'count', 'anomalies', 'anomalies.anomaly',
+                                                    'stacked'], 'lines': []}}
+        self.values = []
+
+    def get_data(self):
+        return self.values.pop(0) if self.values else None
+
+
+def make_job(**conf):
+    job = Job(dict(job_name='anomalies', **conf))
+    job.out, job.log_stream = io.StringIO(), io.StringIO()
+    job.create()
+    return job
+
+
+def test_dimensions_follow_models_and_values_are_sent():
+    job = make_job()
+    job.charts['probability'].add_dimension(['a_prob', 'a_prob', 'absolute', 1, 100])
+    job.charts['anomaly'].add_dimension(['a_anomaly', 'a_anomaly', 'absolute', 1, 1])
+    job.values = [{'a_prob': 5000, 'a_anomaly': 1}]
+    assert job.update(0)
+    out = job.out.getvalue()
+    assert out.index('CHART anomalies.probability') < out.index("DIMENSION 'a_prob'") < out.index(
+        'BEGIN anomalies.probability') < out.index("SET 'a_prob' = 5000")
+    assert "SET 'a_anomaly' = 1" in out
+    # a second update does not re-declare the charts
+    job.out.truncate(0), job.out.seek(0)
+    job.values = [{'a_prob': 10, 'a_anomaly': 0}]
+    job.update(1000000)
+    assert 'CHART' not in job.out.getvalue() and 'BEGIN anomalies.probability 1000000' in job.out.getvalue()
+    # removing a dimension re-declares the chart with it obsolete, then stops sending it
+    job.out.truncate(0), job.out.seek(0)
+    job.charts['probability'].del_dimension('a_prob', hide=False)
+    job.charts['probability'].add_dimension(['b_prob', 'b_prob', 'absolute', 1, 100])
+    job.values = [{'a_prob': 1, 'b_prob': 2, 'a_anomaly': 0}]
+    job.update(1000000)
+    out = job.out.getvalue()
+    assert "DIMENSION 'a_prob' 'a_prob' absolute 1 100 'obsolete'" in out
+    assert "SET 'a_prob'" not in out and "SET 'b_prob' = 2" in out
+
+
+def test_duplicate_dimension_raises_like_python_d():
+    job = make_job()
+    job.charts['anomaly'].add_dimension(['x', 'x', 'absolute', 1, 1])
+    try:
+        job.charts['anomaly'].add_dimension(['x', 'x', 'absolute', 1, 1])
+    except Exception as e:
+        assert 'already' in str(e)
+    else:
+        raise AssertionError('duplicate dimension accepted')
+
+
+def test_job_name_prefixes_chart_type():
+    assert make_job().charts['probability'].full_id == 'anomalies.probability'
+    job = Job({'job_name': 'edge'})
+    assert job.chart_type == 'anomalies_edge'
+
+
+def test_run_job_steps_on_the_update_every_grid():
+    job = make_job(update_every=2)
+    job.check = lambda: True
+    job.charts = job.charts  # already created
+    job.create = lambda: True
+    job.charts['anomaly'].add_dimension(['x', 'x', 'absolute', 1, 1])
+    job.values = [{'x': 1}, {'x': 0}, {'x': 1}]
+    now = [101.3]
+    slept = []
+
+    def sleep(s):
+        slept.append(round(s, 3))
+        now[0] += s
+    assert run_job(job, steps=3, clock=lambda: now[0], sleep=sleep) == 3
+    assert slept == [0.7, 2.0, 2.0]
+
+
+def test_step_values_are_integers_and_never_nan():
+    data = step_values({'a': (0.12345, 0), 'b': (float('nan'), 1), 'c': (1.7, 1), 'd': (-0.1, 0)}, True)
+    assert data == {'a_prob': 1234, 'a_anomaly': 0, 'b_prob': 0, 'b_anomaly': 1, 'c_prob': 10000,
+                    'c_anomaly': 1, 'd_prob': 0, 'd_anomaly': 0, 'average_prob': 2809}
+    assert all(isinstance(v, int) for v in data.values())
