@@ -1,5 +1,6 @@
 """Command line: ``python -m collector <command>``."""
 import argparse
+import os
 import sys
 
 
@@ -70,6 +71,89 @@ def cmd_replay(args):
     return 0
 
 
+def cmd_record(args):
+    from .record import RecordError, record
+    try:
+        failed = record(args.host, args.seconds, args.out, past=args.past, charts_regex=args.charts_regex,
+                        labels=args.labels, description=args.description or '', protocol=args.protocol)
+    except RecordError as e:
+        print('record: {}'.format(e), file=sys.stderr)
+        return 1
+    if failed:
+        print('record: {} charts failed and were left out: {}'.format(len(failed), ', '.join(failed[:10])),
+              file=sys.stderr)
+    print('recorded into {}'.format(args.out), file=sys.stderr)
+    return 0
+
+
+def _job_config(args):
+    from .config import parse_job_config
+    from .runner import select_job
+    return parse_job_config(select_job(args.config, args.job), job_name=args.job)
+
+
+def cmd_evaluate(args):
+    from .config import ConfigError
+    from .evaluate import (evaluate_datasets, evaluate_recording, format_dataset_table, format_recording_table,
+                           plot_recording, print_progress, write_json)
+    try:
+        if args.dataset:
+            result = evaluate_datasets(args.paths, _job_config(args))
+            print(format_dataset_table(result))
+        else:
+            results = []
+            for path in args.paths:
+                res, run = evaluate_recording(path, args.config, args.job, args.warmup,
+                                              progress=None if args.quiet else print_progress)
+                if not args.quiet:
+                    sys.stderr.write('\n')
+                print(format_recording_table(res))
+                print()
+                if args.plot:
+                    out = args.plot if len(args.paths) == 1 else '{}-{}.png'.format(
+                        os.path.splitext(args.plot)[0], res['recording'])
+                    plot_recording(run, res, out)
+                    print('plot written to {}'.format(out))
+                results.append(res)
+            result = results[0] if len(results) == 1 else {'recordings': results}
+    except ConfigError as e:
+        for line in e.errors:
+            print('configuration error, {}'.format(line), file=sys.stderr)
+        return 1
+    except (OSError, ValueError, RuntimeError) as e:
+        print('evaluate: {}'.format(e), file=sys.stderr)
+        return 1
+    if args.json:
+        write_json(result, args.json)
+        print('results written to {}'.format(args.json))
+    return 0
+
+
+def cmd_demo(args):
+    from .evaluate import evaluate_recording, format_recording_table, plot_recording, print_progress
+    path = args.recording or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'demo',
+                                          'recording')
+    if not os.path.isdir(path):
+        print('demo: no recording at {} (run from a checkout, or pass --recording)'.format(path), file=sys.stderr)
+        return 1
+    print('Replaying a real Netdata agent recording ({}) through the anomalies job;'.format(path))
+    print('the job trains on the clean lead, then steps through two stress-ng incidents.\n')
+    res, run = evaluate_recording(path, progress=print_progress)
+    sys.stderr.write('\n')
+    start = run['recording'].start
+    print('Flags raised (chart: seconds since recording start):')
+    for model, flags in sorted(run['flags'].items()):
+        from .metrics import rising_edges
+        edges = rising_edges(run['times'], flags)
+        if edges:
+            print('  {:<34} {}'.format(model, ', '.join('+{}s'.format(t - start) for t in edges[:12])))
+    print()
+    print(format_recording_table(res))
+    plot_recording(run, res, args.plot)
+    print('\nplot written to {}'.format(args.plot))
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog='python -m collector',
                                 description='ML anomaly detection for Netdata charts (python.d anomalies module).')
@@ -87,6 +171,17 @@ def build_parser():
     c.add_argument('file')
     c.set_defaults(func=cmd_check_config)
 
+    rc = sub.add_parser('record', help='record a live Netdata agent into a recording folder')
+    rc.add_argument('--host', default='127.0.0.1:19999')
+    rc.add_argument('--protocol', default='http', choices=['http', 'https'])
+    rc.add_argument('--seconds', type=_positive_int, required=True, help='length of the window')
+    rc.add_argument('--out', required=True, help='folder to write')
+    rc.add_argument('--past', action='store_true', help='take the last N seconds the agent already has')
+    rc.add_argument('--charts-regex', help='record only charts matching this regex')
+    rc.add_argument('--labels', help='labels.json (incidents) to include')
+    rc.add_argument('--description', help='free text stored in recording.json')
+    rc.set_defaults(func=cmd_record)
+
     rp = sub.add_parser('replay', help='serve a recorded Netdata API on loopback')
     rp.add_argument('dir', help='recording folder')
     rp.add_argument('--port', type=int, default=19999)
@@ -95,6 +190,22 @@ def build_parser():
     mode.add_argument('--step-mode', action='store_true', help='clock moves only on POST /replay/step?seconds=N')
     rp.add_argument('--start-offset', type=int, help='seconds after the recording start where the clock starts')
     rp.set_defaults(func=cmd_replay)
+
+    ev = sub.add_parser('evaluate', help='score the detector on recordings (labels.json) or labeled datasets')
+    ev.add_argument('paths', nargs='+', help='recording folders, or dataset folders with --dataset')
+    ev.add_argument('--dataset', action='store_true', help='paths are dataset folders (train.csv, eval.csv, ...)')
+    ev.add_argument('--config', help='anomalies.conf to evaluate (default: built-in defaults)')
+    ev.add_argument('--job', help='job in the config (default: the first)')
+    ev.add_argument('--warmup', type=int, help='seconds of history before the job starts (default: clean lead)')
+    ev.add_argument('--json', help='write the results as JSON here')
+    ev.add_argument('--plot', help='write a PNG of probabilities with incidents shaded')
+    ev.add_argument('--quiet', action='store_true', help='no progress on stderr')
+    ev.set_defaults(func=cmd_evaluate)
+
+    dm = sub.add_parser('demo', help='replay the shipped recording through the job and show what it flags')
+    dm.add_argument('--recording', help='recording folder (default: demo/recording)')
+    dm.add_argument('--plot', default='demo-anomalies.png', help='PNG to write (default: demo-anomalies.png)')
+    dm.set_defaults(func=cmd_demo)
     return p
 
 

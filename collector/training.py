@@ -154,6 +154,11 @@ class ThreadTrainer:
         self._thread = None
         return self._result
 
+    def wait(self, timeout=None):
+        """Block until the running training is done (its result stays for ``poll``)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
     def close(self):
         pass
 
@@ -223,6 +228,11 @@ class SubprocessTrainer:
             return pickle.loads(payload)
         except Exception as e:
             return TrainingResult(error='training process sent an unreadable result: {!r}'.format(e))
+
+    def wait(self, timeout=None):
+        """Block until the running training is done (its result stays for ``poll``)."""
+        if self._reader is not None and self._proc is not None:
+            self._reader.join(timeout)
 
     def close(self):
         if self._proc is not None:

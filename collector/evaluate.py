@@ -1,0 +1,218 @@
+"""Evaluate the detector on a recorded agent (through the real job class) or on labeled datasets."""
+import io
+import json
+import os
+import sys
+
+import numpy as np
+
+from .metrics import dataset_metrics, score_incidents
+
+
+class _Quiet:
+    """A log stream that keeps lines for the caller instead of printing them."""
+
+    def __init__(self):
+        self.lines = []
+
+    def write(self, s):
+        self.lines.extend(x for x in s.splitlines() if x.strip())
+
+    def flush(self):
+        pass
+
+
+def default_warmup(recording):
+    """The clean lead before the first labeled incident, in whole minutes."""
+    incidents = recording.labels.get('incidents', [])
+    if not incidents:
+        return min(600, (recording.end - recording.start) // 2 // 60 * 60)
+    lead = min(i['start'] for i in incidents) - recording.start
+    return max(60, lead // 60 * 60)
+
+
+def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=None, progress=None):
+    """Run the python.d job over a replayed recording; returns per-step times, probabilities and flags.
+
+    The replay clock stands at ``start + warmup`` when the job starts, so the job finds that
+    much history in the "agent", as it would after running that long. Each step moves the
+    clock one ``update_every``; a training in flight is waited for, as if it were instant
+    on the agent's clock.
+    """
+    from .replay import Recording, ReplayClock, ReplayServer
+    from .runner import Service, select_job
+    rec = Recording(path)
+    warmup = default_warmup(rec) if warmup is None else int(warmup)
+    clock = ReplayClock(rec.start + warmup, stepped=True)
+    logs = _Quiet()
+    with ReplayServer(rec, clock) as server:
+        raw = select_job(config_path, job, host=server.host)
+        raw.update(overrides or {})
+        service = Service(configuration=raw)
+        service.out, service.log_stream = io.StringIO(), logs
+        if not service.check():
+            raise RuntimeError('the job did not start: ' + '; '.join(logs.lines[-5:]))
+        service.create()
+        every = service.update_every
+        times, probs, flags = [], {}, {}
+        try:
+            while clock.now() <= rec.end:
+                service.detector.trainer.wait()
+                data = service.get_data() or {}
+                t = int(clock.now())
+                times.append(t)
+                n = len(times)
+                for key, value in data.items():
+                    if key.endswith('_prob') and key != 'average_prob':
+                        probs.setdefault(key[:-5], [np.nan] * (n - 1)).append(value / 10000.0)
+                    elif key.endswith('_anomaly'):
+                        flags.setdefault(key[:-8], [0] * (n - 1)).append(int(value))
+                for series, pad in ((probs, np.nan), (flags, 0)):
+                    for v in series.values():
+                        if len(v) < n:
+                            v.append(pad)
+                if progress and n % 100 == 0:
+                    progress(t - rec.start, rec.end - rec.start)
+                clock.advance(every)
+        finally:
+            service.detector.close()
+    return {'recording': rec, 'warmup': warmup, 'times': times, 'probs': probs, 'flags': flags, 'log': logs.lines}
+
+
+def evaluate_recording(path, config_path=None, job=None, warmup=None, overrides=None, progress=None):
+    run = run_on_recording(path, config_path, job, warmup, overrides, progress)
+    rec = run['recording']
+    result = score_incidents(run['times'], run['flags'], rec.labels.get('incidents', []))
+    result.update({'recording': os.path.basename(os.path.normpath(path)), 'warmup_s': run['warmup'],
+                   'evaluated_from': rec.start + run['warmup'], 'evaluated_to': rec.end})
+    return result, run
+
+
+def format_recording_table(result):
+    lines = ['recording {}: {} charts, warmup {}s, evaluated {}..{}'.format(
+        result['recording'], result['charts'], result['warmup_s'], result['evaluated_from'], result['evaluated_to']),
+        '{:<24} {:>8} {:>6} {:>9} {:>7}  {}'.format('incident', 'start+s', 'dur_s', 'detected', 'delay_s',
+                                                   'expected charts flagged')]
+    base = result['evaluated_from'] - result['warmup_s']
+    for inc in result['incidents']:
+        lines.append('{:<24} {:>8} {:>6} {:>9} {:>7}  {}'.format(
+            inc['kind'][:24], inc['start'] - base, inc['end'] - inc['start'], 'yes' if inc['detected'] else 'NO',
+            '-' if inc['delay_s'] is None else inc['delay_s'], ', '.join(inc['charts_flagged']) or '-'))
+    lines.append('detected {}/{}; false flag events outside incidents: {} in {:.2f} h = {}/h'.format(
+        result['detected'], result['incidents_total'], result['false_flag_events'], result['clean_hours'],
+        result['false_flag_events_per_hour']))
+    if result.get('false_flags_by_chart'):
+        top = sorted(result['false_flags_by_chart'].items(), key=lambda kv: -kv[1])[:8]
+        lines.append('false flags by chart: ' + ', '.join('{} {}'.format(m, n) for m, n in top))
+    return '\n'.join(lines)
+
+
+def plot_recording(run, result, out):
+    """Probabilities of the charts that matter (flagged or expected), incidents shaded."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rec = run['recording']
+    t = (np.asarray(run['times']) - rec.start) / 60.0
+    expected = {c for inc in rec.labels.get('incidents', []) for c in inc.get('expected_charts', [])}
+    flagged = {m for m, f in run['flags'].items() if max(f, default=0)}
+    chosen = sorted((expected | flagged) & set(run['probs']),
+                    key=lambda m: -np.nanmax(np.asarray(run['probs'][m], dtype=float)))[:10]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 7), sharex=True, gridspec_kw={'height_ratios': [3, 1]})
+    for m in chosen:
+        ax1.plot(t, np.asarray(run['probs'][m]) * 100, lw=1, label=m)
+    n_flagged = np.sum([np.asarray(f) for f in run['flags'].values()], axis=0) if run['flags'] else np.zeros(len(t))
+    ax2.step(t, n_flagged, where='post', color='crimson')
+    for inc in rec.labels.get('incidents', []):
+        for ax in (ax1, ax2):
+            ax.axvspan((inc['start'] - rec.start) / 60.0, (inc['end'] - rec.start) / 60.0, color='orange', alpha=0.2)
+        ax1.text((inc['start'] - rec.start) / 60.0, 102, inc.get('kind', ''), fontsize=8)
+    ax1.set_ylabel('anomaly probability %')
+    ax1.set_ylim(0, 110)
+    ax1.legend(fontsize=7, ncol=2, loc='upper left')
+    ax2.set_ylabel('charts flagged')
+    ax2.set_xlabel('minutes since recording start (incidents shaded)')
+    ax1.set_title('{}: detected {}/{}, {} false flag events'.format(
+        result['recording'], result['detected'], result['incidents_total'], result['false_flag_events']))
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
+# ----- labeled datasets ------------------------------------------------------------------
+
+def load_dataset(folder):
+    def load(name, ndmin):
+        return np.loadtxt(os.path.join(folder, name), delimiter=',', ndmin=ndmin, dtype=np.float64)
+    train, evals = load('train.csv', 2), load('eval.csv', 2)
+    return train, load('train_labels.csv', 1).astype(int), evals, load('eval_labels.csv', 1).astype(int)
+
+
+def score_dataset(folder, config):
+    """Train on ``train.csv`` (labeled rows left out) and score every row of ``eval.csv``."""
+    from .features import fill_missing, make_features, rows_needed
+    from .models import fit_model
+    train, train_labels, evals, labels = load_dataset(folder)
+    if len(train_labels) == len(train) and train_labels.any():
+        keep = train_labels == 0  # anomaly-aware training: incidents do not teach "normal"
+        train_rows = fill_missing(train)[keep]
+    else:
+        train_rows = fill_missing(train)
+    X = make_features(train_rows, config.diffs_n, config.smooth_n, config.lags_n)
+    fm = fit_model(os.path.basename(folder), [], X, model=config.model, contamination=config.contamination,
+                   calibration=config.calibration, max_rows=config.train_max_n)
+    need = rows_needed(config.diffs_n, config.smooth_n, config.lags_n)
+    rows = np.vstack([fill_missing(train)[len(train) - (need - 1):], fill_missing(evals)]) if need > 1 else evals
+    Xe = make_features(rows, config.diffs_n, config.smooth_n, config.lags_n)
+    scores = fm.decision_function(Xe)
+    flags = (scores > fm.threshold).astype(int)
+    return scores, flags, labels, fm
+
+
+def evaluate_datasets(folders, config, seed=0):
+    rows, randoms = [], []
+    rng = np.random.default_rng(seed)
+    for folder in folders:
+        scores, flags, labels, fm = score_dataset(folder, config)
+        m = dataset_metrics(scores, flags, labels)
+        m['name'] = os.path.basename(os.path.normpath(folder))
+        m['model'] = fm.model_name
+        rows.append(m)
+        rs = rng.random(len(labels))
+        r = dataset_metrics(rs, rs >= np.quantile(rs, 1 - max(m['flag_rate'], 1e-4)), labels)
+        r['name'] = m['name']
+        randoms.append(r)
+    keys = ['auc_roc', 'auc_pr', 'best_f1', 'flag_f1', 'flag_rate', 'pa_f1', 'event_recall', 'event_precision',
+            'best_flag_rate']
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    random_mean = {k: float(np.mean([r[k] for r in randoms])) for k in keys}
+    return {'model': config.model, 'datasets': rows, 'mean': mean, 'random': randoms, 'random_mean': random_mean}
+
+
+def format_dataset_table(result):
+    cols = ['auc_roc', 'auc_pr', 'best_f1', 'flag_f1', 'flag_rate', 'pa_f1', 'event_recall', 'event_precision',
+            'best_flag_rate']
+    head = '{:<22}'.format('dataset ({})'.format(result['model'])) + ''.join('{:>16}'.format(c) for c in cols)
+    lines = [head]
+    for r in result['datasets']:
+        lines.append('{:<22}'.format(r['name'][:22]) + ''.join('{:>16.3f}'.format(r[c]) for c in cols))
+    lines.append('{:<22}'.format('mean') + ''.join('{:>16.3f}'.format(result['mean'][c]) for c in cols))
+    lines.append('{:<22}'.format('random scores (mean)') +
+                 ''.join('{:>16.3f}'.format(result['random_mean'][c]) for c in cols))
+    return '\n'.join(lines)
+
+
+def write_json(obj, path):
+    def default(o):
+        if isinstance(o, (np.integer,)):
+            return int(o)
+        if isinstance(o, (np.floating,)):
+            return float(o)
+        raise TypeError(repr(o))
+    with open(path, 'w') as f:
+        json.dump(obj, f, indent=1, default=default)
+
+
+def print_progress(done, total):
+    sys.stderr.write('\r  replayed {}/{} s'.format(done, total))
+    sys.stderr.flush()

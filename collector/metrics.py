@@ -1,0 +1,121 @@
+"""Scoring detections against labels: incidents in recordings, points in labeled datasets.
+
+Pure functions over arrays and dicts; no I/O.
+"""
+import numpy as np
+
+DETECT_AFTER_END = 10    # a flag up to this long after an incident's end still detects it
+QUIET_AFTER_END = 60     # rising flags this long after an incident's end are not false alarms
+
+
+def rising_edges(times, flags):
+    """Times where a 0/1 series goes to 1 (a series that starts at 1 rises at its first time)."""
+    flags = np.asarray(flags, dtype=int)
+    if flags.size == 0:
+        return []
+    prev = np.concatenate([[0], flags[:-1]])
+    return [times[i] for i in np.nonzero((flags == 1) & (prev == 0))[0]]
+
+
+def score_incidents(times, flags_by_model, incidents):
+    """Detection of labeled incidents and false flag events from per-model 0/1 flag series.
+
+    ``times``: the step times (unix s, ascending); ``flags_by_model``: ``{model: [0/1 per
+    step]}`` where a model is a chart id (or a custom model's name); ``incidents``: the
+    ``labels.json`` incident dicts.
+    """
+    times = list(times)
+    edges = {m: rising_edges(times, f) for m, f in flags_by_model.items()}
+    # a flag already up when an incident starts counts as detecting it at its start
+    up_at = {m: dict(zip(times, np.asarray(f, dtype=int))) for m, f in flags_by_model.items()}
+    out = []
+    for inc in incidents:
+        start, end = inc['start'], inc['end']
+        firsts = {}
+        for m in inc.get('expected_charts', []):
+            if m not in edges:
+                continue
+            hits = [t for t in edges[m] if start <= t <= end + DETECT_AFTER_END]
+            step_at_start = next((t for t in times if t >= start), None)
+            if step_at_start is not None and up_at[m].get(step_at_start) == 1 and step_at_start <= end:
+                hits.append(step_at_start)
+            if hits:
+                firsts[m] = min(hits)
+        first = min(firsts.values()) if firsts else None
+        flagged_any = sorted(m for m, e in edges.items() if any(start <= t <= end + DETECT_AFTER_END for t in e))
+        out.append({'kind': inc.get('kind', ''), 'start': start, 'end': end, 'detected': first is not None,
+                    'delay_s': (first - start) if first is not None else None,
+                    'charts_flagged': sorted(firsts), 'all_charts_flagged': flagged_any})
+
+    def in_quiet_window(t):
+        return any(inc['start'] <= t <= inc['end'] + QUIET_AFTER_END for inc in incidents)
+
+    false_by_model = {m: sum(1 for t in e if not in_quiet_window(t)) for m, e in edges.items()}
+    false_events = sum(false_by_model.values())
+    if times:
+        step = np.median(np.diff(times)) if len(times) > 1 else 1.0
+        covered = sum(1 for t in times if not in_quiet_window(t)) * step
+    else:
+        covered = 0.0
+    clean_hours = covered / 3600.0
+    return {'incidents': out, 'detected': sum(1 for i in out if i['detected']), 'incidents_total': len(out),
+            'false_flag_events': int(false_events), 'clean_hours': round(clean_hours, 4),
+            'false_flag_events_per_hour': round(false_events / clean_hours, 3) if clean_hours else None,
+            'charts': len(flags_by_model),
+            'false_flags_by_chart': {m: n for m, n in sorted(false_by_model.items()) if n}}
+
+
+# ----- labeled datasets (one score per row) ------------------------------------------------
+
+def _segments(labels):
+    labels = np.asarray(labels, dtype=int)
+    d = np.diff(np.concatenate([[0], labels, [0]]))
+    return list(zip(np.nonzero(d == 1)[0], np.nonzero(d == -1)[0]))
+
+
+def f1(pred, labels):
+    pred, labels = np.asarray(pred, dtype=bool), np.asarray(labels, dtype=bool)
+    tp = np.sum(pred & labels)
+    if tp == 0:
+        return 0.0
+    precision, recall = tp / pred.sum(), tp / labels.sum()
+    return float(2 * precision * recall / (precision + recall))
+
+
+def point_adjust(pred, labels):
+    """The common (and flattering) adjustment: a hit anywhere in a segment counts the whole segment."""
+    pred = np.asarray(pred, dtype=bool).copy()
+    for a, b in _segments(labels):
+        if pred[a:b].any():
+            pred[a:b] = True
+    return pred
+
+
+def event_scores(pred, labels):
+    """Event-wise recall (share of labeled segments hit) and precision (share of flag runs that hit one)."""
+    segs = _segments(labels)
+    runs = _segments(pred)
+    labels = np.asarray(labels, dtype=bool)
+    recall = np.mean([np.asarray(pred[a:b], dtype=bool).any() for a, b in segs]) if segs else 0.0
+    precision = np.mean([labels[a:b].any() for a, b in runs]) if runs else 0.0
+    return float(precision), float(recall)
+
+
+def dataset_metrics(scores, flags, labels):
+    """AUC-ROC, AUC-PR, best F1 (any threshold), F1 of the flags, point-adjusted and event-wise."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+    scores, labels = np.asarray(scores, dtype=float), np.asarray(labels, dtype=int)
+    flags = np.asarray(flags, dtype=int)
+    if labels.min() == labels.max():
+        raise ValueError('labels must contain both classes')
+    precision, recall, thresholds = precision_recall_curve(labels, scores)
+    f1s = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
+    best = int(np.argmax(f1s[:-1])) if thresholds.size else 0
+    best_threshold = float(thresholds[best]) if thresholds.size else float('nan')
+    ev_p, ev_r = event_scores(flags, labels)
+    return {'auc_roc': float(roc_auc_score(labels, scores)), 'auc_pr': float(average_precision_score(labels, scores)),
+            'best_f1': float(f1s[best]), 'best_threshold': best_threshold,
+            'best_flag_rate': float(np.mean(scores >= best_threshold)),
+            'flag_f1': f1(flags, labels), 'flag_rate': float(flags.mean()),
+            'pa_f1': f1(point_adjust(flags, labels), labels),
+            'event_recall': ev_r, 'event_precision': ev_p}

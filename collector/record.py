@@ -1,0 +1,115 @@
+"""Record a live Netdata agent's API into a recording folder (format: see docs/recordings.md).
+
+Bodies are stored exactly as the agent sent them (per-chart data gzipped), so a replay
+answers what the agent answered.
+"""
+import datetime
+import gzip
+import json
+import os
+import re
+import sys
+import time
+
+
+class RecordError(RuntimeError):
+    pass
+
+
+def _progress(done, total, label, stream):
+    width = 30
+    filled = int(width * done / max(total, 1))
+    stream.write('\r[{}{}] {}/{} {}'.format('#' * filled, '.' * (width - filled), done, total, label[:40].ljust(40)))
+    stream.flush()
+
+
+def _get(session, url, timeout):
+    import requests
+    try:
+        r = session.get(url, timeout=timeout)
+    except requests.RequestException as e:
+        raise RecordError('cannot reach {}: {}'.format(url, e.__class__.__name__))
+    if r.status_code != 200:
+        raise RecordError('{} answered HTTP {}'.format(url, r.status_code))
+    return r.content
+
+
+def record(host, seconds, out, past=False, charts_regex=None, labels=None, description='', protocol='http',
+           timeout=30.0, stream=sys.stderr, sleep=time.sleep):
+    """Record ``seconds`` of ``host`` into ``out``; returns the list of charts that failed.
+
+    Without ``past`` it waits while the window happens (live); with it, it takes the last
+    ``seconds`` the agent already has.
+    """
+    import requests
+    base = '{}://{}'.format(protocol, host)
+    session = requests.Session()
+    info = _get(session, base + '/api/v1/info', timeout)
+    charts_raw = _get(session, base + '/api/v1/charts', timeout)
+    try:
+        charts_body = json.loads(charts_raw)
+        charts = sorted(charts_body['charts'])
+        latest = json.loads(_get(session, base + '/api/v1/allmetrics?format=json', timeout))
+        # the agent's own clock: the newest second it has collected
+        now = max((c.get('last_updated', 0) for c in latest.values() if isinstance(c, dict)), default=0) or time.time()
+    except (ValueError, KeyError, TypeError):
+        raise RecordError('{} did not answer like a Netdata agent'.format(base))
+    if charts_regex:
+        rx = re.compile(charts_regex)
+        charts = [c for c in charts if rx.match(c)]
+        charts_body['charts'] = {c: charts_body['charts'][c] for c in charts}
+        charts_raw = json.dumps(charts_body, indent=1).encode()
+    if not charts:
+        raise RecordError('no charts to record')
+    if past:
+        end = int(now) - 1
+        start = end - int(seconds)
+        sample = _get(session, base + '/api/v1/allmetrics?format=json', timeout)
+    else:
+        start = int(now)
+        end = start + int(seconds)
+        sample = None
+        while time.time() < end + 1:
+            left = end + 1 - time.time()
+            _progress(int(seconds - max(left, 0)), int(seconds), 'waiting for the window to pass', stream)
+            if sample is None and left < seconds / 2:
+                sample = _get(session, base + '/api/v1/allmetrics?format=json', timeout)
+            sleep(min(1.0, max(left, 0.01)))
+        stream.write('\n')
+        if sample is None:
+            sample = _get(session, base + '/api/v1/allmetrics?format=json', timeout)
+    os.makedirs(os.path.join(out, 'data'), exist_ok=True)
+    failed = []
+    for i, chart in enumerate(charts):
+        _progress(i, len(charts), chart, stream)
+        url = ('{}/api/v1/data?chart={}&after={}&before={}&points=0&format=json&group=average'
+               '&dimensions=*&options=').format(base, chart, start, end)
+        try:
+            body = _get(session, url, timeout)
+            json.loads(body)
+        except (RecordError, ValueError) as e:
+            failed.append(chart)
+            stream.write('\nchart {} failed: {}\n'.format(chart, e))
+            continue
+        with gzip.open(os.path.join(out, 'data', chart + '.json.gz'), 'wb') as f:
+            f.write(body)
+    _progress(len(charts), len(charts), 'done', stream)
+    stream.write('\n')
+    version = json.loads(info).get('version', '')
+    meta = {'start': start, 'end': end, 'update_every': charts_body.get('update_every', 1),
+            'netdata_version': version, 'hostname': charts_body.get('hostname', ''),
+            'recorded_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+            'description': description}
+    if failed:
+        meta['failed_charts'] = failed
+    for name, body in (('info.json', info), ('charts.json', charts_raw), ('allmetrics.sample.json', sample)):
+        with open(os.path.join(out, name), 'wb') as f:
+            f.write(body)
+    with open(os.path.join(out, 'recording.json'), 'w') as f:
+        json.dump(meta, f, indent=1)
+    if labels:
+        with open(labels) as f:
+            body = json.load(f)
+        with open(os.path.join(out, 'labels.json'), 'w') as f:
+            json.dump(body, f, indent=1)
+    return failed
