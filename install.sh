@@ -6,7 +6,8 @@
 #   sudo ./install.sh --check       does the agent load the module, do its charts exist?
 #   ./install.sh --dev              .venv with the project and its test dependencies (no root)
 #
-# Options for a non-default agent: --config-dir DIR (default /etc/netdata), --plugins-dir DIR
+# Options for a non-default agent: --config-dir DIR (default /etc/netdata), --stock-config-dir DIR
+# (default /usr/lib/netdata/conf.d), --plugins-dir DIR
 # (python.d plugins dir, default /usr/lib/netdata/plugins.d), --lib-dir DIR (default
 # /var/lib/netdata), --port PORT (default 19999), --python PATH (default: the python that
 # python.d.plugin runs), --venv DIR (default <lib-dir>/anomalies-venv), --no-restart.
@@ -15,6 +16,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mode=install
 config_dir=/etc/netdata
+stock_config_dir=/usr/lib/netdata/conf.d
 plugins_dir=/usr/lib/netdata/plugins.d
 lib_dir=/var/lib/netdata
 port=19999
@@ -31,13 +33,14 @@ while [ $# -gt 0 ]; do
     --uninstall) mode=uninstall ;;
     --check) mode=check ;;
     --config-dir) config_dir="$2"; shift ;;
+    --stock-config-dir) stock_config_dir="$2"; shift ;;
     --plugins-dir) plugins_dir="$2"; shift ;;
     --lib-dir) lib_dir="$2"; shift ;;
     --port) port="$2"; shift ;;
     --python) python="$2"; shift ;;
     --venv) venv="$2"; shift ;;
     --no-restart) restart=0 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
   shift
@@ -124,7 +127,11 @@ set_pythond() {  # set_pythond yes|no|remove
   local value="$1"
   if [ ! -f "$pythond_conf" ]; then
     [ "$value" = remove ] && return
-    printf '# python.d.plugin configuration (written by anomalies install.sh)\n' > "$pythond_conf"
+    if [ -f "$stock_config_dir/python.d.conf" ]; then
+      cp "$stock_config_dir/python.d.conf" "$pythond_conf"
+    else
+      printf '# python.d.plugin configuration\n' > "$pythond_conf"
+    fi
   fi
   local tmp
   tmp="$(mktemp)"
@@ -167,12 +174,19 @@ if [ "$mode" = uninstall ]; then
       say "kept $user_conf: it has your edits"
     fi
   fi
-  if [ -n "${previous_pythond:-}" ]; then
-    set_pythond "$previous_pythond"
+  backup="$lib_dir/anomalies-python.d.conf.orig"
+  if [ -f "$pythond_conf" ] && [ "$(sha256sum < "$pythond_conf")" = "${pythond_sum:-}" ]; then
+    if [ -f "$backup" ]; then
+      cat "$backup" > "$pythond_conf" && say "restored $pythond_conf as it was before the install"
+    else
+      rm -f "$pythond_conf" && say "removed $pythond_conf (the install created it)"
+    fi
+  elif [ -n "${previous_pythond:-}" ]; then
+    set_pythond "$previous_pythond" && say "restored the anomalies line of $pythond_conf"
   else
-    set_pythond remove
+    set_pythond remove && say "removed the anomalies line from $pythond_conf"
   fi
-  say "restored the anomalies line of $pythond_conf"
+  rm -f "$backup"
   rm -rf "$venv" && say "removed $venv"
   rm -f "$state"
   restart_agent
@@ -190,6 +204,8 @@ make_venv "$python" "$venv" "$here"
 previous_pythond="$(grep -E '^[ ]*anomalies *:' "$pythond_conf" 2>/dev/null | head -n1 | sed 's/.*: *//' || true)"
 installed_conf=0
 installed_health=0
+# a re-install keeps what the first install recorded, so --uninstall still undoes that
+# shellcheck disable=SC1090
 [ -f "$state" ] && . "$state"
 
 mkdir -p "$user_plugins"
@@ -214,12 +230,17 @@ if [ -f "$here/health.d/anomalies.conf" ]; then
     say "installed $health_conf"
   fi
 fi
+backup="$lib_dir/anomalies-python.d.conf.orig"
+if [ ! -f "$state" ] && [ -f "$pythond_conf" ]; then
+  cp "$pythond_conf" "$backup"
+fi
 set_pythond yes
 say "enabled anomalies in $pythond_conf"
 cat > "$state" <<EOF
 previous_pythond='${previous_pythond}'
 installed_conf=${installed_conf}
 installed_health=${installed_health}
+pythond_sum='$(sha256sum < "$pythond_conf")'
 EOF
 restart_agent
 say "done. Check with: sudo $0 --check --port $port"

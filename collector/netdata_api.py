@@ -10,6 +10,7 @@ import io
 import logging
 import math
 import ssl
+import warnings
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +148,13 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
     Returns ``(DataFrame indexed by unix second with 'host::chart|dim' columns, problems)``
     where ``problems`` lists the charts netdata-pandas could not read.
     """
-    from netdata_pandas.data import get_data
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # trio/anyio deprecation noise at import
+        from netdata_pandas.data import get_data
     printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(printed), _asks_tls(tls_verify):
+        with contextlib.redirect_stdout(printed), _asks_tls(tls_verify), warnings.catch_warnings():
+            warnings.simplefilter('ignore')
             df = get_data(host_charts_dict={h: list(c) for h, c in host_charts.items()}, host_prefix=True,
                           host_sep='::', after=int(after), before=int(before), points=int(points),
                           user=username, pwd=password, protocol=protocol, timeout=timeout, ffill=True,

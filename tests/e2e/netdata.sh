@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# End to end on a real Netdata agent (Debian's netdata + netdata-plugins-python), as root:
+# install the agent and stress-ng with apt-get if missing, start an agent of its own on a
+# loopback port, install the module into it with install.sh, and check through the agent's
+# API that the anomaly charts exist, update every second, and react to a stress-ng CPU burst.
+# Exits non-zero naming the failing check; leaves nothing running.
+#   tests/e2e/netdata.sh            (PORT=19970 by default)
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+port="${PORT:-19970}"
+work="$(mktemp -d /tmp/anomalies-e2e.XXXXXX)"
+api="http://127.0.0.1:$port/api/v1"
+agent_pid=
+
+log() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+cleanup() {
+  if [ -n "$agent_pid" ]; then
+    kill -TERM -- "-$agent_pid" 2>/dev/null || kill -TERM "$agent_pid" 2>/dev/null
+    for _ in $(seq 20); do kill -0 "$agent_pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL -- "-$agent_pid" 2>/dev/null || true
+  fi
+  pkill -f "$work" 2>/dev/null || true
+  pkill -x stress-ng 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+  log "FAILED: $*"
+  log "---- agent log (error.log, last 60 lines) ----"
+  tail -n 60 "$work/log/error.log" 2>/dev/null
+  log "---- anomalies module lines ----"
+  grep -h 'anomalies' "$work/log/error.log" 2>/dev/null | tail -n 40
+  exit 1
+}
+
+[ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 2; }
+if ! command -v netdata >/dev/null || [ ! -x /usr/lib/netdata/plugins.d/python.d.plugin ] || ! command -v stress-ng >/dev/null; then
+  log "installing netdata, netdata-plugins-python and stress-ng with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends netdata netdata-plugins-python stress-ng \
+    python3-venv python3-yaml curl >/dev/null || fail "apt-get install"
+fi
+command -v curl >/dev/null || fail "curl is missing"
+
+# ---- an agent of our own: its own dirs, short history, every second, on loopback ----
+mkdir -p "$work"/{etc/python.d,etc/custom-plugins.d,log,cache,lib,lock}
+chmod 755 "$work"
+cat > "$work/etc/netdata.conf" <<EOF
+[global]
+    update every = 1
+    memory mode = ram
+    history = 3600
+    run as user = netdata
+[web]
+    bind to = 127.0.0.1:$port
+[directories]
+    config = $work/etc
+    stock config = /usr/lib/netdata/conf.d
+    log = $work/log
+    cache = $work/cache
+    lib = $work/lib
+    lock = $work/lock
+    plugins = "/usr/lib/netdata/plugins.d" "$work/etc/custom-plugins.d"
+[plugins]
+    apps = no
+    charts.d = no
+    ebpf = no
+    go.d = no
+    nfacct = no
+    cups = no
+    slabinfo = no
+[health]
+    enabled = yes
+EOF
+# the job: short windows so the first training comes in a minute
+cat > "$work/etc/python.d/anomalies.conf" <<EOF
+anomalies:
+    host: '127.0.0.1:$port'
+    charts_regex: 'system\..*'
+    charts_to_exclude: 'system.uptime,system.entropy'
+    train_n_secs: 90
+    train_every_n: 3600
+    contamination: 0.001
+EOF
+
+log "installing the module with install.sh"
+"$here/install.sh" --config-dir "$work/etc" --lib-dir "$work/lib" --port "$port" --no-restart \
+  || fail "install.sh"
+grep -q "host: '127.0.0.1:$port'" "$work/etc/python.d/anomalies.conf" || fail "install.sh overwrote the user's anomalies.conf"
+grep -qE '^anomalies: *yes' "$work/etc/python.d.conf" || fail "install.sh did not enable the module in python.d.conf"
+chown -R netdata:netdata "$work"/{log,cache,lib,lock} 2>/dev/null || true
+
+log "starting netdata on 127.0.0.1:$port"
+setsid netdata -c "$work/etc/netdata.conf" -D -p "$port" > "$work/log/stdout.log" 2>&1 &
+agent_pid=$!
+for _ in $(seq 60); do curl -fsS "$api/info" >/dev/null 2>&1 && break; sleep 1; done
+curl -fsS "$api/info" >/dev/null || fail "the agent's API did not come up"
+
+# ---- the charts exist with the expected dimensions ----
+charts_json() { curl -fsS "$api/charts"; }
+has_dims() {  # has_dims CONTEXT DIM...
+  local ctx="$1"; shift
+  charts_json | python3 -c '
+import json, sys
+ctx, want = sys.argv[1], set(sys.argv[2:])
+charts = [c for c in json.load(sys.stdin)["charts"].values() if c["context"] == ctx]
+dims = {d.get("name", k) for c in charts for k, d in c["dimensions"].items()}
+sys.exit(0 if charts and want <= dims else 1)' "$ctx" "$@"
+}
+log "waiting for the anomaly charts (first training needs ~60 s of history)"
+ok=0
+for _ in $(seq 180); do
+  if has_dims anomalies.probability system.cpu_prob system.ram_prob average_prob \
+     && has_dims anomalies.anomaly system.cpu_anomaly system.ram_anomaly; then ok=1; break; fi
+  sleep 1
+done
+[ "$ok" -eq 1 ] || fail "charts anomalies.probability / anomalies.anomaly with system.cpu and system.ram dimensions"
+log "charts exist: $(charts_json | python3 -c 'import json,sys; c=json.load(sys.stdin)["charts"]; print(", ".join("%s (%d dims)" % (k, len(v["dimensions"])) for k, v in c.items() if v["context"].startswith("anomalies.")))')"
+"$here/install.sh" --check --config-dir "$work/etc" --lib-dir "$work/lib" --port "$port" || fail "install.sh --check"
+
+series() {  # series CHART DIM AFTER -> one value per line, oldest first (null as 'null')
+  curl -fsS "$api/data?chart=$1&dimensions=$2&after=$3&before=0&points=0&format=json&options=flip" \
+    | python3 -c 'import json,sys; [print("null" if r[1] is None else r[1]) for r in json.load(sys.stdin)["data"]]'
+}
+sleep 12
+values="$(series anomalies.probability system.cpu_prob -10)"
+n_values="$(printf '%s\n' "$values" | grep -vc null)"
+[ "$n_values" -ge 9 ] || fail "system.cpu_prob is not updating every second (got $n_values values in 10 s)"
+log "system.cpu_prob updates every second ($n_values values in the last 10 s)"
+
+# ---- a real incident ----
+log "stress-ng --cpu 2 for 40 s"
+stress-ng --cpu 2 --timeout 40s --quiet &
+stress_pid=$!
+sleep 45
+wait "$stress_pid" 2>/dev/null
+max_prob="$(series anomalies.probability system.cpu_prob -45 | grep -v null | sort -n | tail -n1)"
+max_flag="$(series anomalies.anomaly system.cpu_anomaly -45 | grep -v null | sort -n | tail -n1)"
+log "during the burst: max system.cpu probability ${max_prob}%, max flag $max_flag"
+python3 -c "import sys; sys.exit(0 if float('${max_prob:-0}') >= 90 else 1)" || fail "system.cpu probability did not rise above 90% during the burst"
+[ "${max_flag:-0}" = 1 ] || fail "system.cpu anomaly flag did not go to 1 during the burst"
+
+log "waiting for it to settle"
+sleep 40
+late_flags="$(series anomalies.anomaly system.cpu_anomaly -20 | grep -c '^1')"
+[ "$late_flags" -le 2 ] || fail "system.cpu anomaly flag did not settle after the burst ($late_flags of the last 20 s flagged)"
+log "settled: $late_flags flagged seconds in the last 20 s"
+
+# ---- uninstall undoes the install ----
+kill -TERM -- "-$agent_pid" 2>/dev/null; wait "$agent_pid" 2>/dev/null; agent_pid=
+"$here/install.sh" --uninstall --config-dir "$work/etc" --lib-dir "$work/lib" --no-restart || fail "install.sh --uninstall"
+[ ! -e "$work/etc/custom-plugins.d/python.d/anomalies.chart.py" ] || fail "uninstall left the module"
+[ ! -e "$work/lib/anomalies-venv" ] || fail "uninstall left the venv"
+[ -f "$work/etc/python.d/anomalies.conf" ] || fail "uninstall removed the user's own anomalies.conf"
+log "PASSED"

@@ -1,0 +1,88 @@
+"""``evaluate`` and ``demo`` as a user runs them."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from collector.config import parse_job_config
+from collector.evaluate import evaluate_datasets, evaluate_recording
+from conftest import ROOT, SPIKE, START
+
+DEMO = os.path.join(ROOT, 'demo', 'recording')
+
+
+def test_evaluate_recording_detects_the_incident(recording):
+    result, run = evaluate_recording(recording)
+    assert result['warmup_s'] == SPIKE[0] // 60 * 60
+    inc = result['incidents'][0]
+    assert inc['detected'] and inc['delay_s'] <= 5 and 'system.cpu' in inc['charts_flagged']
+    assert result['charts'] == 4
+    assert run['times'][0] == START + result['warmup_s']
+
+
+def test_evaluate_command_writes_table_json_and_plot(recording, tmp_path):
+    out_json, out_png = tmp_path / 'r.json', tmp_path / 'r.png'
+    r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', recording, '--json', str(out_json),
+                        '--plot', str(out_png), '--quiet'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert 'cpu-spike' in r.stdout and 'detected 1/1' in r.stdout
+    body = json.loads(out_json.read_text())
+    for key in ('incidents', 'detected', 'incidents_total', 'false_flag_events', 'clean_hours',
+                'false_flag_events_per_hour', 'charts'):
+        assert key in body
+    assert set(body['incidents'][0]) >= {'kind', 'start', 'end', 'detected', 'delay_s', 'charts_flagged'}
+    assert out_png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def write_dataset(folder, seed=0):
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder)
+    train = rng.normal(size=(2000, 3))
+    ev = rng.normal(size=(1000, 3))
+    labels = np.zeros(1000, dtype=int)
+    ev[600:620] *= 8  # a burst of variance: visible in differenced features too
+    labels[600:620] = 1
+    np.savetxt(os.path.join(folder, 'train.csv'), train, delimiter=',')
+    np.savetxt(os.path.join(folder, 'train_labels.csv'), np.zeros(2000, dtype=int), fmt='%d')
+    np.savetxt(os.path.join(folder, 'eval.csv'), ev, delimiter=',')
+    np.savetxt(os.path.join(folder, 'eval_labels.csv'), labels, fmt='%d')
+    return folder
+
+
+def test_evaluate_datasets(tmp_path):
+    folders = [write_dataset(str(tmp_path / 'a'), 0), write_dataset(str(tmp_path / 'b'), 1)]
+    result = evaluate_datasets(folders, parse_job_config({'model': 'hbos', 'contamination': 0.01}))
+    assert [d['name'] for d in result['datasets']] == ['a', 'b']
+    for d in result['datasets']:
+        assert set(d) >= {'name', 'auc_roc', 'auc_pr', 'best_f1', 'flag_f1', 'flag_rate', 'pa_f1', 'event_recall',
+                          'event_precision'}
+        assert d['auc_roc'] > 0.9 and d['event_recall'] == 1.0
+    assert result['mean']['auc_pr'] > 5 * result['random_mean']['auc_pr']
+
+
+def test_evaluate_dataset_command(tmp_path):
+    folder = write_dataset(str(tmp_path / 'machine'))
+    r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', '--dataset', folder, '--json',
+                        str(tmp_path / 'd.json')], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert 'random scores' in r.stdout and 'machine' in r.stdout
+    body = json.loads((tmp_path / 'd.json').read_text())
+    assert set(body) >= {'datasets', 'mean'}
+    r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', '--dataset', str(tmp_path / 'missing')],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and 'evaluate:' in r.stderr
+
+
+@pytest.mark.skipif(not os.path.isdir(DEMO), reason='demo recording not present')
+def test_the_shipped_recording_has_its_incidents_detected(tmp_path):
+    r = subprocess.run([sys.executable, '-m', 'collector', 'demo', '--plot', str(tmp_path / 'demo.png')], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert 'cpu-stress' in r.stdout
+    result, _ = evaluate_recording(DEMO)
+    cpu = [i for i in result['incidents'] if i['kind'] == 'cpu-stress'][0]
+    assert cpu['detected'], result
+    assert (tmp_path / 'demo.png').exists()

@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from collector.metrics import dataset_metrics, event_scores, f1, point_adjust, rising_edges, score_incidents
+
+
+def test_rising_edges():
+    assert rising_edges([1, 2, 3, 4, 5, 6], [1, 1, 0, 1, 0, 1]) == [1, 4, 6]
+    assert rising_edges([], []) == []
+
+
+def test_incident_detection_delay_and_false_flags():
+    times = list(range(0, 400))
+    incidents = [{'kind': 'cpu', 'start': 100, 'end': 150, 'expected_charts': ['system.cpu', 'system.load']},
+                 {'kind': 'disk', 'start': 300, 'end': 320, 'expected_charts': ['disk.vda']}]
+    cpu = np.zeros(400, dtype=int)
+    cpu[103:110] = 1      # detects incident 1 after 3 s
+    cpu[50] = 1           # a false flag before
+    cpu[200:202] = 1      # inside the 60 s quiet window after incident 1: not false
+    cpu[215] = 1          # after it: false
+    disk = np.zeros(400, dtype=int)
+    disk[331] = 1         # 11 s after the end: too late to detect, but in the quiet window
+    other = np.zeros(400, dtype=int)
+    other[120] = 1        # flags during the incident but is not an expected chart
+    r = score_incidents(times, {'system.cpu': cpu, 'disk.vda': disk, 'apps.cpu': other}, incidents)
+    first, second = r['incidents']
+    assert first['detected'] and first['delay_s'] == 3 and first['charts_flagged'] == ['system.cpu']
+    assert 'apps.cpu' in first['all_charts_flagged']
+    assert not second['detected'] and second['delay_s'] is None
+    assert r['detected'] == 1 and r['incidents_total'] == 2
+    assert r['false_flag_events'] == 2
+    assert r['false_flags_by_chart'] == {'system.cpu': 2}
+    # quiet windows: [100, 210] and [300, 380] -> 400 - 111 - 81 = 208 clean seconds
+    assert r['clean_hours'] == round(208 / 3600, 4)
+    assert r['charts'] == 3
+
+
+def test_a_flag_already_up_at_the_start_detects_with_zero_delay():
+    times = list(range(10))
+    flags = [0, 0, 1, 1, 1, 1, 0, 0, 0, 0]
+    r = score_incidents(times, {'c': flags}, [{'start': 4, 'end': 6, 'expected_charts': ['c']}])
+    assert r['incidents'][0]['delay_s'] == 0
+    assert r['false_flag_events'] == 1
+
+
+def test_point_metrics_by_hand():
+    labels = np.array([0, 0, 1, 1, 1, 0, 0, 1, 1, 0])
+    pred = np.array([0, 1, 0, 1, 0, 0, 0, 0, 0, 0])
+    # tp 1, precision 1/2, recall 1/5 -> f1 = 2/7
+    assert f1(pred, labels) == pytest.approx(2 / 7)
+    adjusted = point_adjust(pred, labels)
+    assert adjusted.tolist() == [0, 1, 1, 1, 1, 0, 0, 0, 0, 0]
+    # two flag runs, one hits a segment; two segments, one hit
+    assert event_scores(pred, labels) == (0.5, 0.5)
+
+
+def test_dataset_metrics_perfect_and_random():
+    labels = np.zeros(1000, dtype=int)
+    labels[400:420] = 1
+    perfect = labels.astype(float)
+    m = dataset_metrics(perfect, labels, labels)
+    assert m['auc_roc'] == 1.0 and m['auc_pr'] == 1.0 and m['best_f1'] == 1.0 and m['flag_f1'] == 1.0
+    rnd = np.random.default_rng(0).random(1000)
+    m = dataset_metrics(rnd, rnd > 0.99, labels)
+    assert 0.35 < m['auc_roc'] < 0.65 and m['auc_pr'] < 0.1
+    with pytest.raises(ValueError):
+        dataset_metrics(rnd, rnd > 0.5, np.zeros(1000))

@@ -1,0 +1,106 @@
+"""The replay server answers like the agent it recorded."""
+import glob
+import gzip
+import json
+import os
+import urllib.request
+
+import pytest
+
+from collector.replay import Recording, ReplayClock, ReplayServer, resolve_window
+from conftest import SHARED, START
+
+SHARED_RECORDINGS = sorted(glob.glob(os.path.join(SHARED, 'recordings', '*', 'recording.json')))
+
+
+def get(server, path, method='GET'):
+    req = urllib.request.Request('http://{}{}'.format(server.host, path), method=method)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def data(server, chart, after, before, points=0, options=''):
+    return get(server, '/api/v1/data?chart={}&after={}&before={}&points={}&format=json&group=average'
+                       '&dimensions=*&options={}'.format(chart, after, before, points, options))
+
+
+def recorded(path, chart):
+    with gzip.open(os.path.join(path, 'data', chart + '.json.gz'), 'rt') as f:
+        return json.load(f)
+
+
+def test_full_window_equals_the_recorded_body(recording):
+    rec = Recording(recording)
+    with ReplayServer(rec, ReplayClock(rec.end, stepped=True)) as server:
+        for chart in ('system.cpu', 'system.load', 'system.forks'):
+            body = data(server, chart, rec.start, rec.end)
+            assert body == recorded(recording, chart)
+
+
+@pytest.mark.skipif(not SHARED_RECORDINGS, reason='../shared/recordings is not available')
+def test_real_recording_bodies_round_trip():
+    path = os.path.dirname(SHARED_RECORDINGS[0])
+    rec = Recording(path)
+    with ReplayServer(rec, ReplayClock(rec.end, stepped=True)) as server:
+        for chart in ('system.cpu', 'system.load', 'apps.cpu', 'system.clock_sync_offset'):
+            want = recorded(path, chart)
+            got = data(server, chart, rec.start, rec.end)
+            assert got['labels'] == want['labels']
+            assert len(got['data']) == len(want['data'])
+            assert [r[0] for r in got['data']] == [r[0] for r in want['data']]   # newest first
+            assert got['data'][:50] == want['data'][:50]
+        assert set(get(server, '/api/v1/charts')['charts']) == set(rec.charts)
+        sample = json.load(open(os.path.join(path, 'allmetrics.sample.json')))
+        now_body = get(server, '/api/v1/allmetrics?format=json')
+        assert set(now_body) <= set(sample) | set(rec.charts)
+        assert set(now_body['system.cpu']) == set(sample['system.cpu'])
+
+
+def test_relative_windows_and_the_clock(replay):
+    now = START + 600
+    body = data(replay, 'system.cpu', -60, 0)
+    times = [r[0] for r in body['data']]
+    assert times == list(range(now, now - 60, -1))
+    body = data(replay, 'system.cpu', -30, -10)
+    assert [r[0] for r in body['data']] == list(range(now - 10, now - 40, -1))
+    # nothing after the clock's now exists yet
+    body = data(replay, 'system.cpu', now - 5, now + 100)
+    assert body['data'][0][0] == now
+    # flip gives oldest first; points averages into that many rows
+    assert [r[0] for r in data(replay, 'system.cpu', -10, 0, options='flip')['data']] == list(range(now - 9, now + 1))
+    assert len(data(replay, 'system.cpu', -60, 0, points=6)['data']) == 6
+    # the stepped clock moves only when told, by the caller or over HTTP
+    assert get(replay, '/api/v1/allmetrics?format=json')['system.cpu']['last_updated'] == now
+    replay.clock.advance(5)
+    assert get(replay, '/api/v1/allmetrics?format=json')['system.cpu']['last_updated'] == now + 5
+    assert get(replay, '/replay/step?seconds=10', method='POST')['now'] == now + 15
+    # a chart collected every 5 s reports its last collected second
+    assert get(replay, '/api/v1/allmetrics?format=json')['system.load']['last_updated'] == now + 15
+
+
+def test_resolve_window():
+    assert resolve_window(-60, 0, 1000) == (941, 1000)
+    assert resolve_window(500, 600, 1000) == (500, 600)
+    assert resolve_window(-10, -5, 1000) == (986, 995)
+
+
+def test_unknown_chart_is_404(replay):
+    with pytest.raises(urllib.error.HTTPError) as e:
+        data(replay, 'no.such_chart', -10, 0)
+    assert e.value.code == 404
+
+
+def test_real_time_clock_runs_at_speed():
+    fake = [100.0]
+    clock = ReplayClock(5000, speed=10, wall=lambda: fake[0])
+    fake[0] += 3
+    assert clock.now() == 5030
+
+
+def test_netdata_pandas_reads_the_replay(replay):
+    from collector.netdata_api import fetch_training_frame
+    df, problems = fetch_training_frame({replay.host: ['system.cpu', 'system.load', 'no.such']}, -120, 0)
+    assert problems and 'no.such' in problems[0]
+    assert len(df) == 120
+    assert '{}::system.cpu|user'.format(replay.host) in df.columns
+    assert not df.iloc[5:].isna().any().any()   # system.load's 5 s rows are forward filled
