@@ -13,8 +13,10 @@ from .features import fill_missing, make_features, rows_needed
 from .netdata_api import NetdataApi, NetdataError, dim_key
 from .training import ModelSpec, TrainingRequest, make_trainer
 
-# steps between training attempts while some model still lacks history or the agent is away
+# steps between training attempts after a failed training (agent away, no data)
 RETRY_STEPS = 30
+# steps between looks at the chart list for charts that appeared (trained at once) or went away
+DISCOVER_EVERY = 60
 
 
 class _ProblemLog:
@@ -85,6 +87,7 @@ class AnomalyDetector:
         self.snapshots = collections.deque(maxlen=self.need)
         self.steps = 0
         self.next_training = 0
+        self.next_discovery = DISCOVER_EVERY
         self.trainings = 0
         self.initial_done = False
         self.training_started = None
@@ -113,13 +116,17 @@ class AnomalyDetector:
         return before - cfg.train_n_secs, before
 
     def _maybe_start_training(self, step):
-        if self.trainer.busy or self.steps < self.next_training:
+        """Retrain everything when due; in between, pick up charts that appeared or went away."""
+        full_due = self.steps >= self.next_training
+        if self.trainer.busy or not (full_due or self.steps >= self.next_discovery):
             return
+        self.next_discovery = self.steps + DISCOVER_EVERY
         try:
             specs = self.discover()
         except NetdataError as e:
-            self.problems.report('charts', 'cannot list charts for training: {}'.format(e))
-            self.next_training = self.steps + RETRY_STEPS
+            self.problems.report('charts', 'cannot list charts: {}'.format(e))
+            if full_due:
+                self.next_training = self.steps + RETRY_STEPS
             return
         self.problems.clear('charts')
         for gone in sorted(set(self.models) - set(specs)):
@@ -133,10 +140,16 @@ class AnomalyDetector:
             self.next_training = self.steps + RETRY_STEPS
             return
         self.problems.clear('scope')
+        if full_due:
+            todo = list(specs.values())
+            self.next_training = self.steps + self.config.train_every_n
+        else:
+            todo = [s for model_id, s in specs.items() if model_id not in self.models]
+            if not todo:
+                return
         after, before = self._training_window()
-        self.trainer.start(TrainingRequest(self.config, list(specs.values()), after, before))
+        self.trainer.start(TrainingRequest(self.config, todo, after, before))
         self.training_started = self.clock()
-        self.next_training = self.steps + self.config.train_every_n
 
     def _collect_training(self, step):
         result = self.trainer.poll()
@@ -167,8 +180,6 @@ class AnomalyDetector:
             self.problems.report('train:' + model_id, "model '{}' not trained: {}".format(model_id, reason))
         for model_id in result.models:
             self.problems.clear('train:' + model_id)
-        if result.errors:
-            self.next_training = min(self.next_training, self.steps + RETRY_STEPS)
         self.log.info('trained {} models on {} rows in {:.1f}s ({:.1f} cpu-s){}'.format(
             len(result.models), result.rows, took, result.cpu_seconds,
             ', {} not trained'.format(len(result.errors)) if result.errors else ''))

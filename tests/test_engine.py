@@ -107,6 +107,46 @@ def test_a_vanishing_chart_is_skipped_then_removed(replay, logger):
     det.close()
 
 
+def test_a_chart_that_appears_gets_a_model_without_waiting_for_the_retrain(replay, logger, monkeypatch):
+    import collector.engine as engine
+    monkeypatch.setattr(engine, 'DISCOVER_EVERY', 5)
+    SwitchableApi.hidden = {'system.ram'}
+    try:
+        det = make_detector(replay, logger)
+        run_until_trained(det, replay)
+        assert 'system.ram' not in det.models
+    finally:
+        SwitchableApi.hidden = set()
+    added = []
+    for _ in range(60):
+        s = det.step()
+        replay.clock.advance(1)
+        added += s.added
+        if 'system.ram' in s.scores:
+            break
+        time.sleep(0.05)
+    assert added == ['system.ram']
+    assert det.trainings == 2 and det.next_training > det.steps   # no full retrain was needed
+    det.close()
+
+
+def test_custom_models_across_hosts_and_a_child_node_path(recording, replay, logger):
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    rec = Recording(recording)
+    with ReplayServer(rec, ReplayClock(rec.start + 600, stepped=True)) as other:
+        child = '{}/host/child1'.format(replay.host)
+        det = make_detector(replay, logger, host=child, charts_regex='system\\.load',
+                            custom_models=[{'name': 'cpu_pair',
+                                            'dimensions': 'system.cpu|user,{}::system.cpu|user'.format(other.host)}])
+        step = run_until_trained(det, replay)
+        assert sorted(step.added) == ['cpu_pair', 'system.load']
+        assert det.models['cpu_pair'].model.columns == ['{}::system.cpu|user'.format(child),
+                                                        '{}::system.cpu|user'.format(other.host)]
+        s = det.step()
+        assert set(s.scores) == {'cpu_pair', 'system.load'}
+        det.close()
+
+
 def test_no_history_yet_is_reported_and_retried(recording, logger):
     from collector.replay import Recording, ReplayClock, ReplayServer
     rec = Recording(recording)
@@ -120,7 +160,7 @@ def test_no_history_yet_is_reported_and_retried(recording, logger):
             time.sleep(0.05)
         assert det.models == {}
         assert any('only' in e and 'rows of history' in e for e in logger.errors())
-        assert det.next_training <= det.steps + 30
+        assert det.next_discovery <= det.steps + 60   # the missing models are tried again soon
         det.close()
 
 
