@@ -229,7 +229,10 @@ class AnomalyDetector:
         if not latest:
             return step
         step.fresh = True
-        self.snapshots.append((time.time(), latest))
+        # stamp with the agent's clock, the same clock as the training window's rows
+        main = latest.get(self.config.host) or next(iter(latest.values()))
+        stamp = max((t for t, _ in main.values() if t), default=0) or time.time()
+        self.snapshots.append((stamp, latest))
         with warnings.catch_warnings(), np.errstate(all='ignore'):
             warnings.simplefilter('ignore')
             for model_id, live in self.models.items():

@@ -10,6 +10,11 @@ import warnings
 
 
 def main():
+    if '--nice' in sys.argv:
+        try:
+            os.nice(int(sys.argv[sys.argv.index('--nice') + 1]))
+        except (OSError, ValueError, IndexError):
+            pass
     out = os.fdopen(os.dup(sys.stdout.fileno()), 'wb')
     sys.stdout = sys.stderr  # stray prints from libraries must not corrupt the result
     warnings.simplefilter('ignore')

@@ -180,9 +180,10 @@ class SubprocessTrainer:
     The child is niced so the collector and the agent keep priority on a busy box.
     """
 
-    def __init__(self, python=None, nice=10):
+    def __init__(self, python=None, nice=10, max_seconds=900):
         self.python = python or sys.executable
         self.nice = nice
+        self.max_seconds = max_seconds  # a training that takes longer is killed and reported
         self._proc = None
         self._reader = None
         self._payload = None
@@ -193,15 +194,11 @@ class SubprocessTrainer:
         return self._proc is not None
 
     def start(self, request):
-        def preexec():
-            try:
-                os.nice(self.nice)
-            except OSError:
-                pass
         self._payload = None
         self._started = time.monotonic()
-        self._proc = subprocess.Popen([self.python, '-m', 'collector.train_worker'], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, env=_child_env(), preexec_fn=preexec,
+        # no preexec_fn: it is unsafe in a threaded process such as python.d.plugin
+        self._proc = subprocess.Popen([self.python, '-m', 'collector.train_worker', '--nice', str(self.nice)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env(),
                                       close_fds=True)
         proc = self._proc
         data = pickle.dumps(request, protocol=4)
@@ -217,8 +214,16 @@ class SubprocessTrainer:
         self._reader.start()
 
     def poll(self):
-        if self._proc is None or self._reader.is_alive():
+        if self._proc is None:
             return None
+        if self._reader.is_alive():
+            if time.monotonic() - self._started < self.max_seconds:
+                return None
+            self._proc.kill()
+            self._reader.join(5)
+            self._proc.wait()
+            self._proc = None
+            return TrainingResult(error='training took longer than {}s and was stopped'.format(self.max_seconds))
         proc, self._proc = self._proc, None
         code = proc.wait()
         payload = self._payload

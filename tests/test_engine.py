@@ -199,3 +199,26 @@ def test_parse_allmetrics_tolerates_odd_values():
     assert list(parsed) == ['a.b']
     t, values = parsed['a.b']
     assert t == 5 and values['yy'] == 3.5 and values['x'] != values['x']  # NaN
+
+
+def test_subprocess_trainer_returns_models_and_stops_a_hung_training(replay, monkeypatch):
+    from collector.training import ModelSpec, SubprocessTrainer, TrainingRequest
+    cfg = parse_job_config({'host': replay.host, 'train_n_secs': 300})
+    trainer = SubprocessTrainer()
+    trainer.start(TrainingRequest(cfg, [ModelSpec('system.cpu', replay.host, chart='system.cpu')], -300, 0))
+    assert trainer.busy
+    trainer.wait(60)
+    result = trainer.poll()
+    assert result.error is None and list(result.models) == ['system.cpu']
+    assert result.models['system.cpu'].columns[0].startswith(replay.host + '::system.cpu|')
+    # an agent that never answers: the training is stopped, not waited on forever
+    replay.data_delay = 30
+    trainer = SubprocessTrainer(max_seconds=2)
+    trainer.start(TrainingRequest(cfg, [ModelSpec('system.cpu', replay.host, chart='system.cpu')], -300, 0))
+    deadline = time.monotonic() + 15
+    result = None
+    while result is None and time.monotonic() < deadline:
+        result = trainer.poll()
+        time.sleep(0.2)
+    assert result is not None and 'stopped' in result.error
+    assert not trainer.busy

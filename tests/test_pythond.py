@@ -106,3 +106,47 @@ def test_step_values_are_integers_and_never_nan():
     assert data == {'a_prob': 1234, 'a_anomaly': 0, 'b_prob': 0, 'b_anomaly': 1, 'c_prob': 10000,
                     'c_anomaly': 1, 'd_prob': 0, 'd_anomaly': 0, 'average_prob': 2809}
     assert all(isinstance(v, int) for v in data.values())
+
+
+class FakeStep:
+    def __init__(self, scores, added=(), removed=(), fresh=True):
+        self.scores, self.added, self.removed, self.fresh = scores, list(added), list(removed), fresh
+
+
+class FakeDetector:
+    def __init__(self, steps):
+        self.steps = steps
+
+    def step(self):
+        return self.steps.pop(0)
+
+
+def test_service_adds_and_removes_dimensions_as_models_come_and_go():
+    from collector.runner import Service
+    svc = Service(configuration={'job_name': 'anomalies'})
+    svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+    svc.create()
+    svc.detector = FakeDetector([
+        FakeStep({}, fresh=True),
+        FakeStep({'system.cpu': (0.5, 0), 'system.ram': (0.999, 1)}, added=['system.cpu', 'system.ram']),
+        FakeStep({'system.cpu': (0.25, 0)}, removed=['system.ram']),
+        FakeStep({}, fresh=False),
+    ])
+    assert svc.get_data() is None          # nothing trained yet: no made-up values
+    assert svc.get_data() == {'system.cpu_prob': 5000, 'system.cpu_anomaly': 0, 'system.ram_prob': 9990,
+                              'system.ram_anomaly': 1, 'average_prob': 7495}
+    dims = [d.id for d in svc.charts['probability']]
+    assert dims == ['average_prob', 'system.cpu_prob', 'system.ram_prob']
+    assert svc.get_data() == {'system.cpu_prob': 2500, 'system.cpu_anomaly': 0, 'average_prob': 2500}
+    assert [d.id for d in svc.charts['anomaly']] == ['system.cpu_anomaly']
+    # the agent did not answer: the last values are kept for a while
+    assert svc.get_data() == {'system.cpu_prob': 2500, 'system.cpu_anomaly': 0, 'average_prob': 2500}
+
+
+def test_service_with_a_bad_config_does_not_start():
+    from collector.runner import Service
+    svc = Service(configuration={'job_name': 'anomalies', 'model': 'nope', 'lags_n': -1})
+    svc.log_stream = io.StringIO()
+    assert svc.check() is False
+    log = svc.log_stream.getvalue()
+    assert "key 'model'" in log and "key 'lags_n'" in log and 'job not started' in log
