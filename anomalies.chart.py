@@ -40,6 +40,9 @@ from collector.service import CHARTS, ORDER, AnomaliesService  # noqa: E402
 
 # like the retired module: runs only when python.d.conf says 'anomalies: yes'
 disabled_by_default = True
+# no growing delay after failed updates: the job handles an absent agent itself (logs once,
+# retries cheaply) and must not slow down while it waits for its first training
+penalty = False
 
 __all__ = ['Service', 'ORDER', 'CHARTS']
 

@@ -15,8 +15,9 @@ from .training import ModelSpec, TrainingRequest, make_trainer
 
 # steps between training attempts after a failed training (agent away, no data)
 RETRY_STEPS = 30
-# steps between looks at the chart list for charts that appeared (trained at once) or went away
-DISCOVER_EVERY = 60
+# seconds between looks at the chart list for charts that appeared (trained at once), went
+# away, or still lack a model; in seconds, not steps, so python.d's failure penalty cannot stretch it
+DISCOVER_SECONDS = 60
 
 
 class _ProblemLog:
@@ -87,7 +88,8 @@ class AnomalyDetector:
         self.snapshots = collections.deque(maxlen=self.need)
         self.steps = 0
         self.next_training = 0
-        self.next_discovery = DISCOVER_EVERY
+        self.next_discovery = clock() + DISCOVER_SECONDS
+        self.untrained = {}  # model id -> why its last training failed
         self.trainings = 0
         self.initial_done = False
         self.training_started = None
@@ -118,9 +120,9 @@ class AnomalyDetector:
     def _maybe_start_training(self, step):
         """Retrain everything when due; in between, pick up charts that appeared or went away."""
         full_due = self.steps >= self.next_training
-        if self.trainer.busy or not (full_due or self.steps >= self.next_discovery):
+        if self.trainer.busy or not (full_due or self.clock() >= self.next_discovery):
             return
-        self.next_discovery = self.steps + DISCOVER_EVERY
+        self.next_discovery = self.clock() + DISCOVER_SECONDS
         try:
             specs = self.discover()
         except NetdataError as e:
@@ -176,13 +178,24 @@ class AnomalyDetector:
             if model_id not in self.models:
                 step.added.append(model_id)
             self.models[model_id] = live
-        for model_id, reason in sorted(result.errors.items()):
-            self.problems.report('train:' + model_id, "model '{}' not trained: {}".format(model_id, reason))
-        for model_id in result.models:
-            self.problems.clear('train:' + model_id)
+        self._report_untrained(result)
         self.log.info('trained {} models on {} rows in {:.1f}s ({:.1f} cpu-s){}'.format(
             len(result.models), result.rows, took, result.cpu_seconds,
             ', {} not trained'.format(len(result.errors)) if result.errors else ''))
+
+    def _report_untrained(self, result):
+        """One log line per reason (listing the models), and only when a model's reason changes."""
+        by_reason = {}
+        for model_id, reason in sorted(result.errors.items()):
+            if self.untrained.get(model_id) != reason:
+                by_reason.setdefault(reason, []).append(model_id)
+            self.untrained[model_id] = reason
+        for model_id in result.models:
+            self.untrained.pop(model_id, None)
+        for reason, ids in by_reason.items():
+            more = ' (+{} more)'.format(len(ids) - 5) if len(ids) > 5 else ''
+            self.log.error("{} not trained: {}: {}{}".format(
+                'model' if len(ids) == 1 else '{} models'.format(len(ids)), reason, ', '.join(ids[:5]), more))
 
     def _seed(self, live, tail_times, tail_rows):
         """Fill a new model's rows from the training tail and the snapshots kept since."""

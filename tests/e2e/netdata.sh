@@ -32,7 +32,7 @@ fail() {
   log "---- agent log (error.log, last 60 lines) ----"
   tail -n 60 "$work/log/error.log" 2>/dev/null
   log "---- anomalies module lines ----"
-  grep -h 'anomalies' "$work/log/error.log" 2>/dev/null | tail -n 40
+  grep -h 'anomalies\[' "$work/log/error.log" 2>/dev/null | tail -n 40
   exit 1
 }
 
