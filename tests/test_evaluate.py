@@ -86,3 +86,21 @@ def test_the_shipped_recording_has_its_incidents_detected(tmp_path):
     cpu = [i for i in result['incidents'] if i['kind'] == 'cpu-stress'][0]
     assert cpu['detected'], result
     assert (tmp_path / 'demo.png').exists()
+
+
+SHARED_REC = os.path.join(os.path.dirname(ROOT), 'shared', 'recordings')
+SHARED_SMD = os.path.join(os.path.dirname(ROOT), 'shared', 'datasets', 'smd')
+
+
+@pytest.mark.skipif(not os.path.isdir(SHARED_REC) or not os.path.isdir(SHARED_SMD),
+                    reason='../shared recordings and datasets are not available')
+def test_shared_recordings_and_smd_evaluate_within_ci_time():
+    """The evaluations docs/evaluation.md reports run here; guard against regressions."""
+    import glob
+    for path in sorted(glob.glob(os.path.join(SHARED_REC, '*', 'recording.json'))):
+        result, _ = evaluate_recording(os.path.dirname(path))
+        assert result['detected'] >= result['incidents_total'] - 1, result
+    folders = sorted(glob.glob(os.path.join(SHARED_SMD, 'machine-*')))
+    result = evaluate_datasets(folders, parse_job_config({}))
+    assert result['mean']['auc_roc'] > result['random_mean']['auc_roc'] + 0.2
+    assert result['mean']['auc_pr'] > 3 * result['random_mean']['auc_pr']

@@ -104,3 +104,44 @@ def test_netdata_pandas_reads_the_replay(replay):
     assert len(df) == 120
     assert '{}::system.cpu|user'.format(replay.host) in df.columns
     assert not df.iloc[5:].isna().any().any()   # system.load's 5 s rows are forward filled
+
+
+def test_record_a_replayed_agent_round_trips(replay, tmp_path):
+    """record --past from the replay: the new recording serves the same bodies."""
+    import io
+    from collector.record import RecordError, record
+    out = str(tmp_path / 'rec')
+    labels = tmp_path / 'labels.json'
+    labels.write_text(json.dumps({'incidents': []}))
+    stream = io.StringIO()
+    failed = record(replay.host, 120, out, past=True, charts_regex=r'system\.(cpu|load)$', labels=str(labels),
+                    stream=stream)
+    assert failed == []
+    assert '2/2' in stream.getvalue()     # the progress bar reached the end
+    meta = json.load(open(os.path.join(out, 'recording.json')))
+    assert meta['end'] - meta['start'] == 120 and meta['netdata_version'] == 'v1.37.1'
+    assert sorted(json.load(open(os.path.join(out, 'charts.json')))['charts']) == ['system.cpu', 'system.load']
+    assert os.path.exists(os.path.join(out, 'labels.json'))
+    assert 'system.cpu' in json.load(open(os.path.join(out, 'allmetrics.sample.json')))
+    again = Recording(out)
+    with ReplayServer(again, ReplayClock(again.end, stepped=True)) as server2:
+        assert data(server2, 'system.cpu', again.start, again.end) == data(replay, 'system.cpu', again.start, again.end)
+    with pytest.raises(RecordError, match='cannot reach'):
+        record('127.0.0.1:9', 10, str(tmp_path / 'x'), past=True, stream=io.StringIO())
+
+
+def test_record_keeps_going_when_a_chart_fails(replay, tmp_path, monkeypatch):
+    import io
+    from collector import record as rec_mod
+    real = rec_mod._get
+
+    def flaky(session, url, timeout):
+        if 'chart=system.load' in url:
+            raise rec_mod.RecordError('{} answered HTTP 500'.format(url))
+        return real(session, url, timeout)
+    monkeypatch.setattr(rec_mod, '_get', flaky)
+    out = str(tmp_path / 'rec')
+    failed = rec_mod.record(replay.host, 60, out, past=True, charts_regex=r'system\.', stream=io.StringIO())
+    assert failed == ['system.load']
+    assert json.load(open(os.path.join(out, 'recording.json')))['failed_charts'] == ['system.load']
+    assert os.path.exists(os.path.join(out, 'data', 'system.cpu.json.gz'))
