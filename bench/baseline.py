@@ -86,9 +86,12 @@ def main():
                 if len(cols) != len(columns[chart]):
                     continue
                 X = features(recent[cols], args.diffs_n, args.smooth_n, args.lags_n).values
-                prob = np.nan_to_num(model.predict_proba(X)[-1][1]) * 10000
-                flag = model.predict(X)[-1]
-                del prob, flag
+                try:  # pyod PCA scores inf on constant columns and then raises: keep the last values
+                    prob = np.nan_to_num(model.predict_proba(X)[-1][1]) * 10000
+                    flag = model.predict(X)[-1]
+                    del prob, flag
+                except ValueError:
+                    pass
             if not predicted and models:
                 predicted = True
                 out.write('PRED {:.3f}\n'.format(time.monotonic()))

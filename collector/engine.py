@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 
+from .batch import BatchScorer, Layout
 from .features import fill_missing, make_features, rows_needed
 from .netdata_api import NetdataApi, NetdataError, dim_key
 from .training import ModelSpec, TrainingRequest, make_trainer
@@ -35,30 +36,6 @@ class _ProblemLog:
     def clear(self, key, message=None):
         if self.active.pop(key, None) is not None and message:
             self.logger.info(message)
-
-
-class _LiveModel:
-    """A fitted model plus the few raw rows its features need, newest last."""
-    __slots__ = ('model', 'keys', 'ring', 'filled')
-
-    def __init__(self, model, need):
-        self.model = model
-        self.keys = [_split_key(c) for c in model.columns]
-        self.ring = np.full((need, len(self.keys)), np.nan)
-        self.filled = 0
-
-    def push(self, row):
-        last = self.ring[-1]
-        row = np.where(np.isnan(row), last, row)
-        self.ring[:-1] = self.ring[1:]
-        self.ring[-1] = row
-        self.filled = min(self.filled + 1, self.ring.shape[0])
-
-
-def _split_key(column):
-    host, rest = column.split('::', 1)
-    chart, dim = rest.split('|', 1)
-    return host, chart, dim
 
 
 class Step:
@@ -94,6 +71,8 @@ class AnomalyDetector:
         self.initial_done = False
         self.training_started = None
         self._pending = Step()  # changes made outside step() (start), reported by the next step
+        self.missing = set()    # models whose dimensions had no value last step
+        self._rebuild({})
 
     # ----- scope -------------------------------------------------------------------------
     def discover(self):
@@ -131,10 +110,13 @@ class AnomalyDetector:
                 self.next_training = self.steps + RETRY_STEPS
             return
         self.problems.clear('charts')
-        for gone in sorted(set(self.models) - set(specs)):
-            del self.models[gone]
-            step.removed.append(gone)
-            self.log.info("model '{}' removed: its chart is gone".format(gone))
+        gone = sorted(set(self.models) - set(specs))
+        for model_id in gone:
+            del self.models[model_id]
+            step.removed.append(model_id)
+            self.log.info("model '{}' removed: its chart is gone".format(model_id))
+        if gone:
+            self._rebuild({})
         self.specs = specs
         if not specs:
             self.problems.report('scope', 'no charts match charts_regex {!r} and no custom_models are '
@@ -167,17 +149,19 @@ class AnomalyDetector:
         self.initial_done = True
         for line in result.problems[:5]:
             self.log.warning('training data: {}'.format(line))
+        tails = {}
         for model_id, fm in result.models.items():
             if model_id not in self.specs:
                 continue
             for reason in fm.info.get('fallback_from', ()):
                 self.log.warning("model '{}': {} failed ({}), using {}".format(
                     model_id, self.config.model, reason, fm.model_name))
-            live = _LiveModel(fm, self.need)
-            self._seed(live, *result.tails.get(model_id, ((), ())))
             if model_id not in self.models:
                 step.added.append(model_id)
-            self.models[model_id] = live
+            self.models[model_id] = fm
+            if model_id in result.tails:
+                tails[model_id] = result.tails[model_id]
+        self._rebuild(tails)
         self._report_untrained(result)
         self.log.info('trained {} models on {} rows in {:.1f}s ({:.1f} cpu-s){}'.format(
             len(result.models), result.rows, took, result.cpu_seconds,
@@ -197,26 +181,32 @@ class AnomalyDetector:
             self.log.error("{} not trained: {}: {}{}".format(
                 'model' if len(ids) == 1 else '{} models'.format(len(ids)), reason, ', '.join(ids[:5]), more))
 
-    def _seed(self, live, tail_times, tail_rows):
-        """Fill a new model's rows from the training tail and the snapshots kept since."""
-        rows = []
-        oldest_snapshot = self.snapshots[0][0] if self.snapshots else float('inf')
-        for t, r in zip(tail_times, tail_rows):
-            if t < oldest_snapshot:
-                rows.append(np.asarray(r, dtype=np.float64))
-        for _, latest in self.snapshots:
-            rows.append(self._row(live, latest))
-        for r in rows[-self.need:]:
-            live.push(r)
+    def _rebuild(self, tails):
+        """Lay all models out for batch scoring and refill the raw rows they need.
 
-    # ----- collection --------------------------------------------------------------------
-    @staticmethod
-    def _row(live, latest):
-        row = np.empty(len(live.keys))
-        for i, (host, chart, dim) in enumerate(live.keys):
-            c = latest.get(host, {}).get(chart)
-            row[i] = c[1].get(dim, np.nan) if c is not None else np.nan
-        return row
+        The rows come from the allmetrics answers kept since before the training (all
+        columns) and, where those are fewer than needed, from the training window's last
+        rows (``tails``: the newly trained models), so a new model scores on its first step.
+        """
+        self.layout = Layout(self.models)
+        self.batch = BatchScorer(self.models, self.layout, self.config.lags_n)
+        ring = np.full((self.need, len(self.layout)), np.nan)
+        rows = [self.layout.row(latest) for _, latest in self.snapshots]
+        if rows:
+            ring[self.need - len(rows):] = np.vstack(rows)
+        gap = self.need - len(rows)
+        oldest = self.snapshots[0][0] if self.snapshots else float('inf')
+        if gap > 0:
+            for model_id, (times, raw) in tails.items():
+                raw = np.asarray(raw)[np.asarray(times) < oldest][-gap:]
+                if len(raw):
+                    cols = [self.layout.index[c] for c in self.models[model_id].columns]
+                    ring[gap - len(raw):gap, cols] = raw
+        self.ring = ring
+        # rows each model has had, to score only once its features are real
+        have = ~np.isnan(ring[:, self.batch.raw_all]) if self.batch.raw_all.size else np.zeros((self.need, 0), bool)
+        self.rows_seen = (np.logical_or.reduceat(have, self.batch.raw_offsets, axis=1).sum(axis=0)
+                          if self.batch.ids else np.zeros(0, dtype=int))
 
     def _fetch_latest(self):
         latest = {}
@@ -246,25 +236,36 @@ class AnomalyDetector:
         main = latest.get(self.config.host) or next(iter(latest.values()))
         stamp = max((t for t, _ in main.values() if t), default=0) or time.time()
         self.snapshots.append((stamp, latest))
-        with warnings.catch_warnings(), np.errstate(all='ignore'):
-            warnings.simplefilter('ignore')
-            for model_id, live in self.models.items():
-                row = self._row(live, latest)
-                if np.isnan(row).all():
-                    self.problems.report('missing:' + model_id, "model '{}': no current values for its "
-                                                                "dimensions, skipping it".format(model_id))
-                    continue
-                self.problems.clear('missing:' + model_id, "model '{}': values are back".format(model_id))
-                live.push(row)
-                if live.filled < self.need:
-                    continue
+        if self.models:
+            with warnings.catch_warnings(), np.errstate(all='ignore'):
+                warnings.simplefilter('ignore')
                 try:
-                    ring = fill_missing(live.ring) if np.isnan(live.ring).any() else live.ring
-                    x = make_features(ring, self.config.diffs_n, self.config.smooth_n, self.config.lags_n)
-                    step.scores[model_id] = live.model.score_one(x[-1:])
-                except Exception as e:  # one model's failure is its own
-                    self.problems.report('score:' + model_id, "model '{}': scoring failed: {!r}".format(model_id, e))
+                    self._score(latest, step)
+                except Exception as e:  # a bug in scoring must not stop collection
+                    self.problems.report('score', 'scoring failed: {!r}'.format(e))
         return step
+
+    def _score(self, latest, step):
+        batch = self.batch
+        row = self.layout.row(latest)
+        present = batch.present(row)
+        missing = {batch.ids[k] for k in np.nonzero(~present)[0]}
+        for model_id in sorted(missing - self.missing):
+            self.problems.report('missing:' + model_id, "model '{}': no current values for its dimensions, "
+                                                        "skipping it".format(model_id))
+        for model_id in sorted(self.missing - missing):
+            self.problems.clear('missing:' + model_id, "model '{}': values are back".format(model_id))
+        self.missing = missing
+        ring = self.ring
+        row = np.where(np.isnan(row), ring[-1], row)   # a dimension without a value keeps its last one
+        ring[:-1] = ring[1:]
+        ring[-1] = row
+        self.rows_seen = self.rows_seen + present
+        filled = fill_missing(ring) if np.isnan(ring).any() else ring
+        features = make_features(filled, self.config.diffs_n, self.config.smooth_n, self.config.lags_n)[-1]
+        ids, probs, flags = batch.score(features)
+        for k in np.nonzero(present & (self.rows_seen >= self.need))[0]:
+            step.scores[ids[k]] = (float(probs[k]), int(flags[k]))
 
     def close(self):
         self.trainer.close()

@@ -217,14 +217,18 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(404, b'not found')
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256   # netdata-pandas asks for every chart at once
+
+
 class ReplayServer:
     """The replay HTTP server in a background thread; ``host`` is 'address:port'."""
 
     def __init__(self, recording, clock, port=0, address='127.0.0.1'):
         self.recording = recording if isinstance(recording, Recording) else Recording(recording)
         self.clock = clock
-        self.httpd = ThreadingHTTPServer((address, port), _Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((address, port), _Handler)
         self.httpd.recording, self.httpd.clock = self.recording, clock
         self.httpd.data_delay = 0.0  # seconds to stall each /api/v1/data answer (a slow agent)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name='replay-http', daemon=True)

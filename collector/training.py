@@ -101,8 +101,8 @@ def run_training(request):
         cols = _columns_for(spec, all_columns)
         missing = [c for c in cols if c not in df.columns]
         if not cols or missing:
-            result.errors[spec.model_id] = 'no training data for {}'.format(
-                ', '.join(missing[:3]) if missing else spec.chart)
+            result.errors[spec.model_id] = ('the agent sent no data for {}'.format(', '.join(missing[:3]))
+                                            if spec.columns else 'the agent sent no data for this chart')
             continue
         raw = df[cols].to_numpy(dtype=np.float64)
         valid = ~np.isnan(raw).all(axis=1)

@@ -143,7 +143,7 @@ def test_custom_models_across_hosts_and_a_child_node_path(recording, replay, log
                                             'dimensions': 'system.cpu|user,{}::system.cpu|user'.format(other.host)}])
         step = run_until_trained(det, replay)
         assert sorted(step.added) == ['cpu_pair', 'system.load']
-        assert det.models['cpu_pair'].model.columns == ['{}::system.cpu|user'.format(child),
+        assert det.models['cpu_pair'].columns == ['{}::system.cpu|user'.format(child),
                                                         '{}::system.cpu|user'.format(other.host)]
         s = det.step()
         assert set(s.scores) == {'cpu_pair', 'system.load'}

@@ -1,0 +1,63 @@
+"""Batch scoring gives exactly what each model alone gives."""
+import numpy as np
+import pytest
+
+from collector.batch import BatchScorer, Layout
+from collector.features import make_features
+from collector.models import fit_model
+
+
+def build(model='pca', calibration='empirical'):
+    rng = np.random.default_rng(5)
+    raw = {}
+    models = {}
+    specs = {'h::system.cpu': ['user', 'system', 'guest', 'idle'], 'h::system.ram': ['used', 'free'],
+             'h::system.load': ['load1']}
+    for chart, dims in specs.items():
+        cols = ['{}|{}'.format(chart, d) for d in dims]
+        x = rng.normal(size=(400, len(dims))).cumsum(axis=0)
+        if 'guest' in dims:
+            x[:, 2] = 0.0   # a constant dimension
+        for c, col in zip(cols, x.T):
+            raw[c] = col
+        m_id = chart.split('::')[1]
+        models[m_id] = fit_model(m_id, cols, make_features(x, 1, 3, 2), model=model, contamination=0.01,
+                                 calibration=calibration)
+    # a custom model sharing a column with a chart model
+    cols = ['h::system.cpu|user', 'h::system.ram|used']
+    x = np.column_stack([raw[c] for c in cols])
+    models['pair'] = fit_model('pair', cols, make_features(x, 1, 3, 2), model=model, contamination=0.01,
+                               calibration=calibration)
+    return models, raw
+
+
+@pytest.mark.parametrize('model, calibration', [('pca', 'empirical'), ('pca', 'minmax'), ('hbos', 'empirical')])
+def test_batch_equals_each_model(model, calibration):
+    models, raw = build(model, calibration)
+    layout = Layout(models)
+    batch = BatchScorer(models, layout, lags_n=2)
+    rng = np.random.default_rng(9)
+    for scale in (1.0, 5.0):
+        window = np.column_stack([raw[c][-6:] for c in layout.columns]) + rng.normal(size=(6, len(layout))) * scale
+        features = make_features(window, 1, 3, 2)[-1]
+        ids, probs, flags = batch.score(features)
+        for k, m_id in enumerate(ids):
+            fm = models[m_id]
+            own = np.column_stack([window[:, layout.index[c]] for c in fm.columns])
+            x = make_features(own, 1, 3, 2)
+            assert batch.decision_function(features)[k] == pytest.approx(fm.decision_function(x)[0], rel=1e-9)
+            assert probs[k] == pytest.approx(fm.predict_proba(x)[0, 1])
+            assert flags[k] == fm.predict(x)[0]
+
+
+def test_layout_row_from_allmetrics():
+    models, _ = build()
+    layout = Layout(models)
+    latest = {'h': {'system.cpu': (5, {'user': 1.0, 'system': 2.0}), 'system.ram': (5, {'used': 3.0, 'free': 4.0})}}
+    row = layout.row(latest)
+    assert row[layout.index['h::system.cpu|user']] == 1.0
+    assert row[layout.index['h::system.ram|free']] == 4.0
+    assert np.isnan(row[layout.index['h::system.load|load1']])
+    batch = BatchScorer(models, layout, lags_n=2)
+    assert dict(zip(batch.ids, batch.present(row))) == {'system.cpu': True, 'system.ram': True,
+                                                        'system.load': False, 'pair': True}
