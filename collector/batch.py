@@ -9,6 +9,7 @@ are scored one by one. Results equal ``FittedModel.decision_function``/``probabi
 """
 import numpy as np
 
+from .netdata_api import chart_values
 from .scoring import ConstantScorer, PcaScorer
 
 
@@ -34,22 +35,29 @@ class Layout:
         return len(self.columns)
 
     def row(self, latest):
-        """The newest raw values in column order (NaN where the agent gave none)."""
+        """The newest raw values in column order (NaN where the agent gave none), and the
+        newest ``last_updated`` among them (the agent's clock).
+
+        ``latest`` is ``{host: raw allmetrics body}``; only the charts modeled are read.
+        """
         row = np.full(len(self.columns), np.nan)
+        stamp = 0
         for host, charts in self.by_host.items():
-            answer = latest.get(host)
-            if not answer:
+            body = latest.get(host)
+            if not body:
                 continue
             for chart, dims in charts.items():
-                c = answer.get(chart)
-                if c is None:
+                parsed = chart_values(body, chart)
+                if parsed is None:
                     continue
-                values = c[1]
+                t, values = parsed
+                if t > stamp:
+                    stamp = t
                 for dim, i in dims:
                     v = values.get(dim)
                     if v is not None:
                         row[i] = v
-        return row
+        return row, stamp
 
 
 def _offsets(lengths):

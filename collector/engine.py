@@ -191,7 +191,7 @@ class AnomalyDetector:
         self.layout = Layout(self.models)
         self.batch = BatchScorer(self.models, self.layout, self.config.lags_n)
         ring = np.full((self.need, len(self.layout)), np.nan)
-        rows = [self.layout.row(latest) for _, latest in self.snapshots]
+        rows = [self.layout.row(latest)[0] for _, latest in self.snapshots]
         if rows:
             ring[self.need - len(rows):] = np.vstack(rows)
         gap = self.need - len(rows)
@@ -232,22 +232,20 @@ class AnomalyDetector:
         if not latest:
             return step
         step.fresh = True
-        # stamp with the agent's clock, the same clock as the training window's rows
-        main = latest.get(self.config.host) or next(iter(latest.values()))
-        stamp = max((t for t, _ in main.values() if t), default=0) or time.time()
-        self.snapshots.append((stamp, latest))
+        row, stamp = self.layout.row(latest)
+        # stamped with the agent's clock, the same clock as the training window's rows
+        self.snapshots.append((stamp or time.time(), latest))
         if self.models:
             with warnings.catch_warnings(), np.errstate(all='ignore'):
                 warnings.simplefilter('ignore')
                 try:
-                    self._score(latest, step)
+                    self._score(row, step)
                 except Exception as e:  # a bug in scoring must not stop collection
                     self.problems.report('score', 'scoring failed: {!r}'.format(e))
         return step
 
-    def _score(self, latest, step):
+    def _score(self, row, step):
         batch = self.batch
-        row = self.layout.row(latest)
         present = batch.present(row)
         missing = {batch.ids[k] for k in np.nonzero(~present)[0]}
         for model_id in sorted(missing - self.missing):

@@ -45,6 +45,7 @@ class Chart:
         self.family, self.context, self.chart_type = family, context, chart_type or 'line'
         self.priority, self.update_every, self.job_name = priority, update_every, job_name
         self.dimensions = []
+        self._ids = set()
         self.retired = []   # dimensions to declare obsolete with the next definition
         self.push = True
         self.updated = False
@@ -54,7 +55,7 @@ class Chart:
         return '{}.{}'.format(self.type, self.id)
 
     def __contains__(self, dim_id):
-        return any(d.id == dim_id for d in self.dimensions)
+        return dim_id in self._ids
 
     def __iter__(self):
         return iter(self.dimensions)
@@ -64,6 +65,7 @@ class Chart:
         if dim.id in self:
             raise ChartError("'{}' already in '{}' dimensions".format(dim.id, self.full_id))
         self.dimensions.append(dim)
+        self._ids.add(dim.id)
         self.push = True
         return dim
 
@@ -74,6 +76,7 @@ class Chart:
                 d.obsolete, d.hidden = True, d.hidden or hide
                 self.retired.append(d)
                 self.dimensions.remove(d)
+                self._ids.discard(dim_id)
                 self.push = True
                 return
 

@@ -53,8 +53,11 @@ def test_batch_equals_each_model(model, calibration):
 def test_layout_row_from_allmetrics():
     models, _ = build()
     layout = Layout(models)
-    latest = {'h': {'system.cpu': (5, {'user': 1.0, 'system': 2.0}), 'system.ram': (5, {'used': 3.0, 'free': 4.0})}}
-    row = layout.row(latest)
+    def chart(t, **dims):
+        return {'last_updated': t, 'dimensions': {'id_' + k: {'name': k, 'value': v} for k, v in dims.items()}}
+    latest = {'h': {'system.cpu': chart(5, user=1.0, system=2.0), 'system.ram': chart(7, used=3.0, free=4.0)}}
+    row, stamp = layout.row(latest)
+    assert stamp == 7
     assert row[layout.index['h::system.cpu|user']] == 1.0
     assert row[layout.index['h::system.ram|free']] == 4.0
     assert np.isnan(row[layout.index['h::system.load|load1']])

@@ -8,7 +8,7 @@ import pytest
 
 from collector.config import parse_job_config
 from collector.engine import AnomalyDetector
-from collector.netdata_api import NetdataApi, NetdataError, parse_allmetrics
+from collector.netdata_api import NetdataApi, NetdataError, chart_values
 from collector.training import ThreadTrainer
 from conftest import SPIKE, START
 
@@ -195,14 +195,15 @@ def test_malformed_answers_raise_clear_errors():
         NetdataApi('127.0.0.1:9', timeout=1).allmetrics()
 
 
-def test_parse_allmetrics_tolerates_odd_values():
+def test_chart_values_tolerates_odd_answers():
     body = {'a.b': {'last_updated': 5, 'dimensions': {'x': {'name': 'x', 'value': None},
-                                                      'y': {'name': 'yy', 'value': '3.5'}}},
+                                                      'y': {'name': 'yy', 'value': '3.5'}, 'z': 7}},
             'bad': 'text', 'bad2': {'dimensions': []}}
-    parsed = parse_allmetrics(body)
-    assert list(parsed) == ['a.b']
-    t, values = parsed['a.b']
+    assert chart_values(body, 'bad') is None and chart_values(body, 'bad2') is None
+    assert chart_values(body, 'missing') is None
+    t, values = chart_values(body, 'a.b')
     assert t == 5 and values['yy'] == 3.5 and values['x'] != values['x']  # NaN
+    assert set(values) == {'x', 'yy'}
 
 
 def test_subprocess_trainer_returns_models_and_stops_a_hung_training(replay, monkeypatch):
