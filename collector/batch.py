@@ -9,7 +9,6 @@ are scored one by one. Results equal ``FittedModel.decision_function``/``probabi
 """
 import numpy as np
 
-from .netdata_api import chart_values
 from .scoring import ConstantScorer, PcaScorer
 
 
@@ -30,6 +29,7 @@ class Layout:
             host, rest = c.split('::', 1)
             chart, dim = rest.split('|', 1)
             self.by_host.setdefault(host, {}).setdefault(chart, []).append((dim, i))
+        self._ids = {}  # host -> chart -> [(dimension id, column)], learnt from the answers
 
     def __len__(self):
         return len(self.columns)
@@ -38,26 +38,51 @@ class Layout:
         """The newest raw values in column order (NaN where the agent gave none), and the
         newest ``last_updated`` among them (the agent's clock).
 
-        ``latest`` is ``{host: raw allmetrics body}``; only the charts modeled are read.
+        ``latest`` is ``{host: raw allmetrics body}``; only the charts modeled are read, by
+        dimension id, with the id of each dimension name learnt from the body when first seen.
         """
-        row = np.full(len(self.columns), np.nan)
+        idx, vals = [], []
         stamp = 0
         for host, charts in self.by_host.items():
             body = latest.get(host)
             if not body:
                 continue
+            ids = self._ids.setdefault(host, {})
             for chart, dims in charts.items():
-                parsed = chart_values(body, chart)
-                if parsed is None:
-                    continue
-                t, values = parsed
-                if t > stamp:
+                c = body.get(chart)
+                try:
+                    t = c['last_updated']
+                    answer = c['dimensions']
+                    known = ids.get(chart)
+                    if known is None or len(known) < len(dims) or any(i not in answer for i, _ in known):
+                        known = ids[chart] = self._learn(answer, dims)
+                    for dim_id, col in known:
+                        idx.append(col)
+                        vals.append(answer[dim_id]['value'])
+                except (TypeError, KeyError, AttributeError):
+                    continue  # chart absent or malformed: its columns stay NaN
+                if isinstance(t, (int, float)) and t > stamp:
                     stamp = t
-                for dim, i in dims:
-                    v = values.get(dim)
-                    if v is not None:
-                        row[i] = v
+        row = np.full(len(self.columns), np.nan)
+        if idx:
+            try:
+                row[idx] = np.array(vals, dtype=np.float64)  # None becomes NaN
+            except (TypeError, ValueError):
+                for i, v in zip(idx, vals):
+                    try:
+                        row[i] = float(v)
+                    except (TypeError, ValueError):
+                        pass
         return row, stamp
+
+    @staticmethod
+    def _learn(answer, dims):
+        """``[(dimension id, column)]`` for the dimension names we model, from one chart's answer."""
+        by_name = {}
+        for dim_id, d in answer.items():
+            if isinstance(d, dict):
+                by_name[d.get('name', dim_id)] = dim_id
+        return [(by_name[name], col) for name, col in dims if name in by_name]
 
 
 def _offsets(lengths):

@@ -1,7 +1,7 @@
 """Talking to the Netdata REST API: the chart list, the latest values and training windows.
 
 Every call has a timeout and honours basic auth and TLS verification. The per-step path
-(``allmetrics``) uses one kept-alive HTTP session and plain dicts; training windows come
+(``allmetrics``) uses one kept-alive urllib3 connection and plain dicts; training windows come
 through netdata-pandas (``get_data``), only in the training process, with anything it
 prints kept off stdout, which is the plugin protocol channel.
 """
@@ -48,21 +48,33 @@ class NetdataApi:
     def base_url(self):
         return '{}://{}'.format(self.protocol, self.host)
 
-    def _get_json(self, path, timeout=None):
-        import requests
+    def _pool(self):
         if self._session is None:
-            self._session = requests.Session()
-            self._session.auth = self.auth
-            self._session.verify = self.tls_verify
+            import urllib3
+            kwargs = {}
+            if self.protocol == 'https':
+                if self.tls_verify is False:
+                    kwargs['cert_reqs'] = 'CERT_NONE'
+                    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+                else:
+                    kwargs['cert_reqs'] = 'CERT_REQUIRED'
+                    if isinstance(self.tls_verify, str):
+                        kwargs['ca_certs'] = self.tls_verify
+            headers = urllib3.make_headers(basic_auth='{}:{}'.format(*self.auth)) if self.auth else {}
+            self._session = urllib3.PoolManager(num_pools=2, maxsize=1, headers=headers, retries=False, **kwargs)
+        return self._session
+
+    def _get_json(self, path, timeout=None):
+        import urllib3
         url = self.base_url + path
         try:
-            r = self._session.get(url, timeout=timeout or self.timeout)
-        except requests.RequestException as e:
+            r = self._pool().request('GET', url, timeout=timeout or self.timeout)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
             raise NetdataError('cannot reach {}: {}'.format(url, e.__class__.__name__ + ': ' + str(e)[:200]))
-        if r.status_code != 200:
-            raise NetdataError('{} answered HTTP {}'.format(url, r.status_code))
+        if r.status != 200:
+            raise NetdataError('{} answered HTTP {}'.format(url, r.status))
         try:
-            return json_loads(r.content)
+            return json_loads(r.data)
         except ValueError:
             raise NetdataError('{} answered with something that is not JSON'.format(url))
 
@@ -82,8 +94,8 @@ class NetdataApi:
     def allmetrics(self, timeout=None):
         """Latest values: the raw body, ``{chart_id: {'last_updated', 'dimensions': {id: {'name', 'value'}}}}``.
 
-        Read it with ``chart_values``; it is left unparsed so a step only touches the
-        charts it models.
+        It is left unparsed (see ``batch.Layout.row``) so a step only touches the charts it
+        models.
         """
         body = self._get_json('/api/v1/allmetrics?format=json', timeout)
         if not isinstance(body, dict):
@@ -92,30 +104,8 @@ class NetdataApi:
 
     def close(self):
         if self._session is not None:
-            self._session.close()
+            self._session.clear()
             self._session = None
-
-
-def chart_values(body, chart):
-    """``(last_updated, {dimension name: float})`` of one chart in an allmetrics body, or None.
-
-    Non-numeric values become NaN; a chart without a usable body gives None.
-    """
-    c = body.get(chart)
-    if not isinstance(c, dict) or not isinstance(c.get('dimensions'), dict):
-        return None
-    values = {}
-    for k, d in c['dimensions'].items():
-        if not isinstance(d, dict):
-            continue
-        v = d.get('value')
-        try:
-            v = float(v)
-        except (TypeError, ValueError):
-            v = math.nan
-        values[d.get('name', k)] = v
-    t = c.get('last_updated')
-    return (t if isinstance(t, (int, float)) and not isinstance(t, bool) else 0), values
 
 
 def _ssl_context(tls_verify):

@@ -31,6 +31,7 @@ class Dimension:
         self.divisor = int(divisor or 1)
         self.hidden = bool(hidden)
         self.obsolete = False
+        self.set_prefix = protocol.set_line(self.id, 0)[:-2]  # "SET 'id' = ", the per-step part
 
     def line(self):
         options = ' '.join(o for o, on in (('hidden', self.hidden), ('obsolete', self.obsolete)) if on)
@@ -91,7 +92,11 @@ class Chart:
         return ''.join(lines)
 
     def update(self, data, interval):
-        sets = [protocol.set_line(d.id, data[d.id]) for d in self.dimensions if data.get(d.id) is not None]
+        sets = []
+        for d in self.dimensions:
+            v = data.get(d.id)
+            if v is not None:
+                sets.append('{}{}\n'.format(d.set_prefix, int(v)))
         if not sets:
             self.updated = False
             return ''

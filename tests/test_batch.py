@@ -64,3 +64,21 @@ def test_layout_row_from_allmetrics():
     batch = BatchScorer(models, layout, lags_n=2)
     assert dict(zip(batch.ids, batch.present(row))) == {'system.cpu': True, 'system.ram': True,
                                                         'system.load': False, 'pair': True}
+
+
+def test_layout_row_tolerates_odd_answers():
+    models, _ = build()
+    layout = Layout(models)
+    body = {'system.cpu': {'last_updated': 5, 'dimensions': {
+                'u': {'name': 'user', 'value': None}, 's': {'name': 'system', 'value': '3.5'}, 'x': 7}},
+            'system.ram': 'text', 'system.load': {'dimensions': []}}
+    row, stamp = layout.row({'h': body})
+    assert stamp == 5
+    assert np.isnan(row[layout.index['h::system.cpu|user']])
+    assert row[layout.index['h::system.cpu|system']] == 3.5
+    assert np.isnan(row[layout.index['h::system.ram|used']]) and np.isnan(row[layout.index['h::system.load|load1']])
+    # a dimension that shows up later is picked up
+    body['system.cpu']['dimensions']['i'] = {'name': 'idle', 'value': 90}
+    row, _ = layout.row({'h': body})
+    assert row[layout.index['h::system.cpu|idle']] == 90
+    assert np.isnan(layout.row({})[0]).all()

@@ -8,7 +8,7 @@ import pytest
 
 from collector.config import parse_job_config
 from collector.engine import AnomalyDetector
-from collector.netdata_api import NetdataApi, NetdataError, chart_values
+from collector.netdata_api import NetdataApi, NetdataError
 from collector.training import ThreadTrainer
 from conftest import SPIKE, START
 
@@ -195,17 +195,6 @@ def test_malformed_answers_raise_clear_errors():
         NetdataApi('127.0.0.1:9', timeout=1).allmetrics()
 
 
-def test_chart_values_tolerates_odd_answers():
-    body = {'a.b': {'last_updated': 5, 'dimensions': {'x': {'name': 'x', 'value': None},
-                                                      'y': {'name': 'yy', 'value': '3.5'}, 'z': 7}},
-            'bad': 'text', 'bad2': {'dimensions': []}}
-    assert chart_values(body, 'bad') is None and chart_values(body, 'bad2') is None
-    assert chart_values(body, 'missing') is None
-    t, values = chart_values(body, 'a.b')
-    assert t == 5 and values['yy'] == 3.5 and values['x'] != values['x']  # NaN
-    assert set(values) == {'x', 'yy'}
-
-
 def test_subprocess_trainer_returns_models_and_stops_a_hung_training(replay, monkeypatch):
     from collector.training import ModelSpec, SubprocessTrainer, TrainingRequest
     cfg = parse_job_config({'host': replay.host, 'train_n_secs': 300})
@@ -227,3 +216,29 @@ def test_subprocess_trainer_returns_models_and_stops_a_hung_training(replay, mon
         time.sleep(0.2)
     assert result is not None and 'stopped' in result.error
     assert not trainer.busy
+
+
+class _NeedsAuth(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        import base64
+        ok = self.headers.get('Authorization') == 'Basic ' + base64.b64encode(b'netdata:secret').decode()
+        body = b'{"charts": {}}' if ok else b'{}'
+        self.send_response(200 if ok else 401)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_basic_auth_is_sent_and_a_refusal_is_clear():
+    httpd = ThreadingHTTPServer(('127.0.0.1', 0), _NeedsAuth)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    host = '127.0.0.1:{}'.format(httpd.server_address[1])
+    try:
+        assert NetdataApi(host, username='netdata', password='secret').charts() == {}
+        with pytest.raises(NetdataError, match='HTTP 401'):
+            NetdataApi(host, username='netdata', password='wrong').charts()
+    finally:
+        httpd.shutdown()
