@@ -12,7 +12,7 @@ import numpy as np
 from .batch import BatchScorer, Layout
 from .features import fill_missing, make_features, rows_needed
 from .netdata_api import NetdataApi, NetdataError, dim_key
-from .training import ModelSpec, TrainingRequest, make_trainer
+from .training import ModelSpec, TrainingRequest, charts_by_host, make_trainer
 
 # steps between training attempts after a failed training (agent away, no data)
 RETRY_STEPS = 30
@@ -72,6 +72,7 @@ class AnomalyDetector:
         self.training_started = None
         self._pending = Step()  # changes made outside step() (start), reported by the next step
         self.missing = set()    # models whose dimensions had no value last step
+        self.wanted = {}        # host -> charts to ask for each step (all until the first discovery)
         self._rebuild({})
 
     # ----- scope -------------------------------------------------------------------------
@@ -118,6 +119,7 @@ class AnomalyDetector:
         if gone:
             self._rebuild({})
         self.specs = specs
+        self.wanted = charts_by_host(specs.values())
         if not specs:
             self.problems.report('scope', 'no charts match charts_regex {!r} and no custom_models are '
                                           'set'.format(self.config.charts_regex))
@@ -212,7 +214,8 @@ class AnomalyDetector:
         latest = {}
         for host, api in self.apis.items():
             try:
-                latest[host] = api.allmetrics(timeout=min(self.config.api_timeout, max(0.5, self.config.update_every * 0.9)))
+                latest[host] = api.allmetrics(timeout=min(self.config.api_timeout, max(0.5, self.config.update_every * 0.9)),
+                                              charts=self.wanted.get(host))
                 self.problems.clear('fetch:' + host, 'agent {} answers again'.format(host))
             except NetdataError as e:
                 self.problems.report('fetch:' + host, '{} (keeping last values until it answers)'.format(e))

@@ -145,10 +145,26 @@ def _num(x):
     return int(x) if float(x).is_integer() else float(x)
 
 
-def allmetrics_body(recording, now):
+def simple_pattern(text):
+    """Netdata's simple pattern: space-separated globs, ``!`` negates, the first match decides."""
+    import fnmatch
+    rules = [(p[1:], False) if p.startswith('!') else (p, True) for p in text.split()]
+
+    def match(name):
+        for glob, positive in rules:
+            if fnmatch.fnmatchcase(name, glob):
+                return positive
+        return False
+    return match
+
+
+def allmetrics_body(recording, now, pattern=None):
     """``/api/v1/allmetrics?format=json``: each chart's latest row at or before ``now``."""
     out = {}
+    match = simple_pattern(pattern) if pattern else None
     for cid, c in recording.charts.items():
+        if match is not None and not match(cid):
+            continue
         loaded = recording.chart_rows(cid)
         if loaded is None:
             continue
@@ -174,11 +190,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, code, body):
         raw = json.dumps(body, separators=(',', ':')).encode() if not isinstance(body, bytes) else body
-        self.send_response(code)
-        self.send_header('Content-Type', 'application/json')
-        self.send_header('Content-Length', str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
+        try:
+            self.send_response(code)
+            self.send_header('Content-Type', 'application/json')
+            self.send_header('Content-Length', str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (its timeout); the agent does not complain either
 
     def do_GET(self):
         rec, clock = self.server.recording, self.server.clock
@@ -193,7 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == '/api/v1/charts':
             return self._send(200, rec.charts_body)
         if path == '/api/v1/allmetrics':
-            return self._send(200, allmetrics_body(rec, now))
+            return self._send(200, allmetrics_body(rec, now, qs.get('filter', [''])[0]))
         if path == '/api/v1/data':
             if self.server.data_delay:
                 time.sleep(self.server.data_delay)

@@ -44,14 +44,19 @@ class TrainingRequest:
     before: int
 
     def host_charts(self):
-        hc = {}
-        for s in self.specs:
-            if s.chart is not None:
-                hc.setdefault(s.host, set()).add(s.chart)
-            for col in s.columns or ():
-                host, rest = col.split('::', 1)
-                hc.setdefault(host, set()).add(rest.split('|', 1)[0])
-        return {h: sorted(c) for h, c in hc.items()}
+        return {h: sorted(c) for h, c in charts_by_host(self.specs).items()}
+
+
+def charts_by_host(specs):
+    """``{host: {chart ids}}`` that the models in ``specs`` read."""
+    wanted = {}
+    for spec in specs:
+        if spec.chart is not None:
+            wanted.setdefault(spec.host, set()).add(spec.chart)
+        for col in spec.columns or ():
+            host, rest = col.split('::', 1)
+            wanted.setdefault(host, set()).add(rest.split('|', 1)[0])
+    return wanted
 
 
 @dataclass

@@ -23,10 +23,11 @@ class SwitchableApi(NetdataApi):
             raise NetdataError('cannot reach http://{}: ConnectionRefusedError'.format(self.host))
         return {c: d for c, d in super().charts().items() if c not in self.hidden}
 
-    def allmetrics(self, timeout=None):
+    def allmetrics(self, timeout=None, charts=None):
         if self.down:
             raise NetdataError('cannot reach http://{}: ConnectionRefusedError'.format(self.host))
-        return {c: v for c, v in super().allmetrics(timeout).items() if c not in self.hidden}
+        SwitchableApi.asked_for = charts
+        return {c: v for c, v in super().allmetrics(timeout, charts).items() if c not in self.hidden}
 
 
 def make_detector(replay, logger, **conf):
@@ -56,6 +57,8 @@ def test_trains_scores_every_chart_in_scope_and_flags_the_spike(replay, logger):
     # seeded from the training window's tail: scores come on the very next step
     step = det.step()
     assert set(step.scores) == {'system.cpu', 'system.forks', 'system.load', 'system.ram'}
+    # each step asks the agent only for the charts it models
+    assert SwitchableApi.asked_for == {'system.cpu', 'system.forks', 'system.load', 'system.ram'}
     for p, flag in step.scores.values():
         assert 0.0 <= p <= 1.0 and flag in (0, 1)
     replay.clock.set(START + SPIKE[0] - 30)

@@ -145,3 +145,10 @@ def test_record_keeps_going_when_a_chart_fails(replay, tmp_path, monkeypatch):
     assert failed == ['system.load']
     assert json.load(open(os.path.join(out, 'recording.json')))['failed_charts'] == ['system.load']
     assert os.path.exists(os.path.join(out, 'data', 'system.cpu.json.gz'))
+
+
+def test_allmetrics_filter_like_the_agent(replay):
+    body = get(replay, '/api/v1/allmetrics?format=json&filter=system.cpu%20system.load')
+    assert sorted(body) == ['system.cpu', 'system.load']
+    body = get(replay, '/api/v1/allmetrics?format=json&filter=!system.cpu%20system.*')
+    assert 'system.cpu' not in body and 'system.ram' in body and 'apps.cpu' not in body
