@@ -72,16 +72,18 @@ class NetdataApi:
     def _get_json(self, path, timeout=None):
         import urllib3
         url = self.base_url + path
+        shown = url if len(url) < 120 else url.split('&filter=')[0] + '&filter=...'  # for log lines
         try:
             r = self._pool().request('GET', url, timeout=timeout or self.timeout)
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise NetdataError('cannot reach {}: {}'.format(url, e.__class__.__name__ + ': ' + str(e)[:200]))
+            reason = str(e).split(': ', 1)[-1] if isinstance(e, urllib3.exceptions.HTTPError) else str(e)
+            raise NetdataError('cannot reach {}: {}: {}'.format(shown, e.__class__.__name__, reason[:160]))
         if r.status != 200:
-            raise NetdataError('{} answered HTTP {}'.format(url, r.status))
+            raise NetdataError('{} answered HTTP {}'.format(shown, r.status))
         try:
             return json_loads(r.data)
         except ValueError:
-            raise NetdataError('{} answered with something that is not JSON'.format(url))
+            raise NetdataError('{} answered with something that is not JSON'.format(shown))
 
     def charts(self):
         """``{chart_id: [dimension names]}`` of the charts the agent has now."""

@@ -127,6 +127,11 @@ class FittedModel:
     def predict(self, X):
         return (self.decision_function(X) > self.threshold).astype(int)
 
+    def warm_up(self):
+        """Score once so imports and JIT compiles of the scorer happen now, off the collection path."""
+        if self.kept.size and not isinstance(self.scorer, (PcaScorer, ConstantScorer)):
+            self.scorer.decision_function(np.zeros((1, self.kept.size)))
+
     def score_one(self, x):
         """Probability and flag for one feature vector: the per-step path."""
         s = self.decision_function(x)

@@ -59,6 +59,19 @@ def charts_by_host(specs):
     return wanted
 
 
+def _warm_up(result):
+    """Make the models ready to score: pyod models import and JIT-compile on first use."""
+    import warnings
+    with warnings.catch_warnings(), np.errstate(all='ignore'):
+        warnings.simplefilter('ignore')
+        for fm in result.models.values():
+            try:
+                fm.warm_up()
+            except Exception:
+                pass  # scoring reports it, per model, if it keeps failing
+    return result
+
+
 @dataclass
 class TrainingResult:
     models: Dict[str, object] = field(default_factory=dict)
@@ -146,7 +159,7 @@ class ThreadTrainer:
     def start(self, request):
         def work():
             try:
-                self._result = run_training(request)
+                self._result = _warm_up(run_training(request))
             except Exception as e:  # never let a training bug kill the job
                 self._result = TrainingResult(error='training crashed: {!r}'.format(e))
         self._result = None
@@ -209,10 +222,12 @@ class SubprocessTrainer:
         data = pickle.dumps(request, protocol=4)
 
         def io_thread():
+            # unpickling (and warming up) here keeps model imports off the collection path
             try:
                 proc.stdin.write(struct.pack('>Q', len(data)) + data)
                 proc.stdin.close()
-                self._payload = proc.stdout.read()
+                payload = proc.stdout.read()
+                self._payload = _warm_up(pickle.loads(payload)) if payload else None
             except Exception as e:
                 self._payload = e
         self._reader = threading.Thread(target=io_thread, name='anomalies-train-io', daemon=True)
@@ -232,12 +247,11 @@ class SubprocessTrainer:
         proc, self._proc = self._proc, None
         code = proc.wait()
         payload = self._payload
-        if isinstance(payload, Exception) or not payload:
+        if isinstance(payload, Exception):
+            return TrainingResult(error='training process sent an unreadable result: {!r}'.format(payload))
+        if payload is None:
             return TrainingResult(error='training process exited with code {} and no result'.format(code))
-        try:
-            return pickle.loads(payload)
-        except Exception as e:
-            return TrainingResult(error='training process sent an unreadable result: {!r}'.format(e))
+        return payload
 
     def wait(self, timeout=None):
         """Block until the running training is done (its result stays for ``poll``)."""
