@@ -1,10 +1,11 @@
 """Talking to the Netdata REST API: the chart list, the latest values and training windows.
 
 Every call has a timeout and honours basic auth and TLS verification. The per-step path
-(``allmetrics``) uses one kept-alive urllib3 connection and plain dicts; training windows come
+(``allmetrics``) uses one kept-alive connection and the raw JSON; training windows come
 through netdata-pandas (``get_data``), only in the training process, with anything it
 prints kept off stdout, which is the plugin protocol channel.
 """
+import base64
 import contextlib
 import io
 import json
@@ -35,6 +36,50 @@ def dim_key(host, chart, dim):
     return '{}::{}|{}'.format(host, chart, dim)
 
 
+class _KeepAlive:
+    """One persistent HTTP(S) connection to one agent: the cheapest way to GET every second.
+
+    Reconnects once when a kept-alive connection turns out stale; never retries a timeout.
+    """
+
+    def __init__(self, protocol, netloc, tls_verify, headers):
+        self.protocol, self.netloc, self.headers = protocol, netloc, headers
+        self.context = _ssl_context(tls_verify) or ssl.create_default_context() if protocol == 'https' else None
+        self.conn = None
+
+    def get(self, path, timeout):
+        import http.client
+        for attempt in (0, 1):
+            fresh = self.conn is None
+            if fresh:
+                if self.protocol == 'https':
+                    self.conn = http.client.HTTPSConnection(self.netloc, timeout=timeout, context=self.context)
+                else:
+                    self.conn = http.client.HTTPConnection(self.netloc, timeout=timeout)
+            conn = self.conn
+            conn.timeout = timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
+            try:
+                conn.request('GET', path, headers=self.headers)
+                r = conn.getresponse()
+                data = r.read()
+            except (http.client.HTTPException, OSError) as e:
+                self.close()
+                stale = isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+                if fresh or not stale or attempt:
+                    raise
+                continue
+            if r.will_close:
+                self.close()
+            return r.status, data
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
 class NetdataApi:
     def __init__(self, host, protocol='http', username=None, password=None, tls_verify=True, timeout=5.0):
         self.host = host
@@ -42,7 +87,8 @@ class NetdataApi:
         self.auth = (username, password) if username is not None else None
         self.tls_verify = tls_verify
         self.timeout = timeout
-        self._session = None
+        self._http = None
+        self._filter = (None, '')  # (charts, query part) of the last allmetrics filter
 
     @classmethod
     def from_config(cls, config, host=None):
@@ -53,35 +99,25 @@ class NetdataApi:
     def base_url(self):
         return '{}://{}'.format(self.protocol, self.host)
 
-    def _pool(self):
-        if self._session is None:
-            import urllib3
-            kwargs = {}
-            if self.protocol == 'https':
-                if self.tls_verify is False:
-                    kwargs['cert_reqs'] = 'CERT_NONE'
-                    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-                else:
-                    kwargs['cert_reqs'] = 'CERT_REQUIRED'
-                    if isinstance(self.tls_verify, str):
-                        kwargs['ca_certs'] = self.tls_verify
-            headers = urllib3.make_headers(basic_auth='{}:{}'.format(*self.auth)) if self.auth else {}
-            self._session = urllib3.PoolManager(num_pools=2, maxsize=1, headers=headers, retries=False, **kwargs)
-        return self._session
-
     def _get_json(self, path, timeout=None):
-        import urllib3
+        # host may carry a path: 'parent:19999/host/child'
+        netloc, _, prefix = self.host.partition('/')
+        if self._http is None:
+            headers = {'Accept-Encoding': 'identity'}
+            if self.auth:
+                token = base64.b64encode('{}:{}'.format(*self.auth).encode()).decode()
+                headers['Authorization'] = 'Basic ' + token
+            self._http = _KeepAlive(self.protocol, netloc, self.tls_verify, headers)
         url = self.base_url + path
         shown = url if len(url) < 120 else url.split('&filter=')[0] + '&filter=...'  # for log lines
         try:
-            r = self._pool().request('GET', url, timeout=timeout or self.timeout)
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            reason = str(e).split(': ', 1)[-1] if isinstance(e, urllib3.exceptions.HTTPError) else str(e)
-            raise NetdataError('cannot reach {}: {}: {}'.format(shown, e.__class__.__name__, reason[:160]))
-        if r.status != 200:
-            raise NetdataError('{} answered HTTP {}'.format(shown, r.status))
+            status, data = self._http.get(('/' + prefix if prefix else '') + path, timeout or self.timeout)
+        except Exception as e:  # socket, TLS and HTTP errors alike: the agent could not be read
+            raise NetdataError('cannot reach {}: {}: {}'.format(shown, e.__class__.__name__, str(e)[:160]))
+        if status != 200:
+            raise NetdataError('{} answered HTTP {}'.format(shown, status))
         try:
-            return json_loads(r.data)
+            return json_loads(data)
         except ValueError:
             raise NetdataError('{} answered with something that is not JSON'.format(shown))
 
@@ -105,20 +141,18 @@ class NetdataApi:
         pattern), which makes the answer a fraction of the whole. It is left unparsed (see
         ``batch.Layout.row``) so a step only touches the charts it models.
         """
-        path = '/api/v1/allmetrics?format=json'
-        if charts:
-            pattern = quote(' '.join(sorted(charts)), safe='')
-            if len(pattern) < MAX_FILTER:
-                path += '&filter=' + pattern
-        body = self._get_json(path, timeout)
+        if charts != self._filter[0]:
+            pattern = quote(' '.join(sorted(charts)), safe='') if charts else ''
+            self._filter = (charts, '&filter=' + pattern if pattern and len(pattern) < MAX_FILTER else '')
+        body = self._get_json('/api/v1/allmetrics?format=json' + self._filter[1], timeout)
         if not isinstance(body, dict):
             raise NetdataError('{}/api/v1/allmetrics is not a JSON object'.format(self.base_url))
         return body
 
     def close(self):
-        if self._session is not None:
-            self._session.clear()
-            self._session = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
 
 def _ssl_context(tls_verify):
