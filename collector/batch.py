@@ -54,11 +54,14 @@ class Layout:
                     t = c['last_updated']
                     answer = c['dimensions']
                     known = ids.get(chart)
-                    if known is None or len(known) < len(dims) or any(i not in answer for i, _ in known):
-                        known = ids[chart] = self._learn(answer, dims)
-                    for dim_id, col in known:
-                        idx.append(col)
-                        vals.append(answer[dim_id]['value'])
+                    # learn again when the chart's set of dimensions changed
+                    if known is None or known[0] != len(answer):
+                        known = ids[chart] = (len(answer), self._learn(answer, dims))
+                    for dim_id, col in known[1]:
+                        d = answer.get(dim_id)
+                        if d is not None:
+                            idx.append(col)
+                            vals.append(d['value'])
                 except (TypeError, KeyError, AttributeError):
                     continue  # chart absent or malformed: its columns stay NaN
                 if isinstance(t, (int, float)) and t > stamp:
