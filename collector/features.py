@@ -51,15 +51,11 @@ def fill_missing(values):
     mask = np.isnan(x)
     if not mask.any():
         return x
+    cols = np.arange(x.shape[1])
     idx = np.where(~mask, np.arange(x.shape[0])[:, None], 0)
     np.maximum.accumulate(idx, axis=0, out=idx)
-    x = x[idx, np.arange(x.shape[1])]
-    mask = np.isnan(x)
-    if mask.any():
-        first = np.argmax(~mask, axis=0)
-        for j in np.nonzero(mask.any(axis=0))[0]:
-            if mask[:, j].all():
-                x[:, j] = 0.0
-            else:
-                x[:first[j], j] = x[first[j], j]
-    return x
+    x = x[idx, cols]
+    # what is still NaN lies before a column's first value: take that value (0 if none)
+    first = x[np.argmax(~mask, axis=0), cols]
+    first = np.where(np.isnan(first), 0.0, first)
+    return np.where(np.isnan(x), first[None, :], x)
