@@ -1,0 +1,70 @@
+"""Markdown tables of a ``bench/matrix.sh`` results folder (the tables of docs/performance.md).
+
+    python bench/report.py bench/results
+"""
+import glob
+import json
+import os
+import sys
+
+
+def load(folder):
+    runs = {}
+    for path in glob.glob(os.path.join(folder, '*.json')):
+        with open(path) as f:
+            d = json.load(f)
+        runs[(d['model'], d['charts'])] = d
+    return runs
+
+
+def by_charts(runs):
+    rows = [('CPU-s per prediction step', 'cpu_per_step', '{:.4f}'),
+            ('CPU-s per training of all models', 'train_cpu_s', '{:.2f}'),
+            ('wall-s per training of all models', 'train_wall_s', '{:.2f}'),
+            ('steady RSS MiB', 'rss_mib', '{:.0f}'), ('peak RSS MiB', 'peak_rss_mib', '{:.0f}'),
+            ('training process peak MiB', 'train_child_peak_mib', '{:.0f}'),
+            ('first prediction after start, s', 'first_prediction_s', '{:.1f}'),
+            ('longest gap between steps, s', 'max_gap_s', '{:.2f}')]
+    ns = sorted(n for m, n in runs if m == 'pca')
+    head = '| | ' + ' | '.join('{} charts: ours | baseline'.format(n) for n in ns) + ' |'
+    out = [head, '|---' * (1 + 2 * len(ns)) + '|']
+    for label, key, fmt in rows:
+        cells = []
+        for n in ns:
+            d = runs[('pca', n)]
+            cells += [fmt.format(d['ours'][key]), fmt.format(d['baseline'][key])]
+        out.append('| {} | {} |'.format(label, ' | '.join(cells)))
+    ratios = []
+    for n in ns:
+        d = runs[('pca', n)]
+        ratios += ['{:.0f}x'.format(d['baseline']['cpu_per_step'] / d['ours']['cpu_per_step']),
+                   '{:.2f}'.format(d['ours']['rss_mib'] / d['baseline']['rss_mib'])]
+    out.append('| ratio: baseline/ours CPU per step, ours/baseline RSS | {} |'.format(' | '.join(ratios)))
+    return '\n'.join(out)
+
+
+def by_model(runs):
+    out = ['| model | CPU-s/step ours | baseline | ratio | RSS MiB ours | baseline | training CPU-s ours | '
+           'baseline | first prediction s | longest gap s |', '|---' * 10 + '|']
+    for (m, n), d in sorted(runs.items(), key=lambda kv: (kv[0][0] != 'pca', kv[0][0])):
+        if n != 37:
+            continue
+        o, b = d['ours'], d['baseline']
+        out.append('| {} | {:.4f} | {:.4f} | {:.0f}x | {:.0f} | {:.0f} | {:.2f} | {:.2f} | {:.1f} | {:.2f} |'.format(
+            m, o['cpu_per_step'], b['cpu_per_step'], b['cpu_per_step'] / o['cpu_per_step'], o['rss_mib'],
+            b['rss_mib'], o['train_cpu_s'], b['train_cpu_s'], o['first_prediction_s'], o['max_gap_s']))
+    return '\n'.join(out)
+
+
+def main():
+    runs = load(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), 'results'))
+    print(by_charts(runs))
+    print()
+    print(by_model(runs))
+    if ('pca', 300) in runs and ('pca', 37) in runs:
+        print('\nours at 300 charts vs baseline at 37: {:.1f}x less CPU per step'.format(
+            runs[('pca', 37)]['baseline']['cpu_per_step'] / runs[('pca', 300)]['ours']['cpu_per_step']))
+
+
+if __name__ == '__main__':
+    main()
