@@ -92,7 +92,7 @@ if [ "$mode" = dev ]; then
 fi
 
 [ "$(id -u)" -eq 0 ] || die "run as root (sudo ./install.sh), or ./install.sh --dev for a development venv"
-[ -x "$plugins_dir/python.d.plugin" ] \
+[ "$mode" = uninstall ] || [ -x "$plugins_dir/python.d.plugin" ] \
   || die "no python.d.plugin in $plugins_dir: is Netdata with python.d installed? (Debian: apt-get install netdata netdata-plugins-python; or pass --plugins-dir)"
 [ -d "$config_dir" ] || die "no Netdata config dir $config_dir (pass --config-dir)"
 [ -w "$config_dir" ] || die "cannot write to $config_dir"
@@ -103,12 +103,14 @@ marker="$user_plugins/anomalies.venv"
 user_conf="$config_dir/python.d/anomalies.conf"
 pythond_conf="$config_dir/python.d.conf"
 health_conf="$config_dir/health.d/anomalies.conf"
+venv_given="$venv"
 venv="${venv:-$lib_dir/anomalies-venv}"
 state="$lib_dir/anomalies-install.state"
 if [ -z "$python" ]; then
   python="$(head -n1 "$plugins_dir/python.d.plugin" | sed -n 's/^#! *//p' | awk '{print $1}')"
-  case "$python" in */env) python="$(head -n1 "$plugins_dir/python.d.plugin" | awk '{print $2}')";; esac
-  [ -n "$python" ] || python=python3
+  case "$python" in */env) python="$(head -n1 "$plugins_dir/python.d.plugin" | sed -n 's/^#! *//p' | awk '{print $2}')";; esac
+  # upstream builds start python.d.plugin with bash, which then execs python3
+  "${python:-false}" -c 'import sys' >/dev/null 2>&1 || python=python3
 fi
 
 restart_agent() {
@@ -165,6 +167,7 @@ if [ "$mode" = uninstall ]; then
   [ -f "$state" ] || die "no install record at $state: nothing to undo"
   # shellcheck disable=SC1090
   . "$state"
+  [ -n "$venv_given" ] && venv="$venv_given"   # else the one the install recorded
   rm -f "$module" "$marker" && say "removed the module from $user_plugins"
   [ "${installed_health:-0}" = 1 ] && rm -f "$health_conf" && say "removed $health_conf"
   if [ "${installed_conf:-0}" = 1 ] && [ -f "$user_conf" ]; then
@@ -241,6 +244,7 @@ previous_pythond='${previous_pythond}'
 installed_conf=${installed_conf}
 installed_health=${installed_health}
 pythond_sum='$(sha256sum < "$pythond_conf")'
+venv='${venv}'
 EOF
 restart_agent
 say "done. Check with: sudo $0 --check --port $port"

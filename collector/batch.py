@@ -9,6 +9,7 @@ are scored one by one. Results equal ``FittedModel.decision_function``/``probabi
 """
 import numpy as np
 
+from .netdata_api import split_key
 from .scoring import ConstantScorer, PcaScorer
 
 
@@ -26,8 +27,7 @@ class Layout:
         # for building a row from allmetrics: host -> chart -> [(dim, column index)]
         self.by_host = {}
         for c, i in self.index.items():
-            host, rest = c.split('::', 1)
-            chart, dim = rest.split('|', 1)
+            host, chart, dim = split_key(c)
             self.by_host.setdefault(host, {}).setdefault(chart, []).append((dim, i))
         self._ids = {}  # host -> chart -> [(dimension id, column)], learnt from the answers
 

@@ -7,7 +7,7 @@ key) so it never starts half-configured.
 """
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 from .models import MODEL_NAMES
 
@@ -53,7 +53,7 @@ DEFAULTS = {
 CALIBRATIONS = ('empirical', 'minmax')
 PROTOCOLS = ('http', 'https')
 _NONE_STRINGS = ('', 'none', 'None', 'null')
-_CUSTOM_DIM = re.compile(r'^(?:(?P<host>[^:|,\s][^|,\s]*?)::)?(?P<chart>[^|,\s:]+)\|(?P<dim>[^,]+)$')
+_CUSTOM_DIM = re.compile(r'^(?:(?P<host>[^:|,\s][^|,\s]*)::)?(?P<chart>[^|,\s:]+)\|(?P<dim>[^,]+)$')
 _MODEL_NAME = re.compile(r'^[A-Za-z0-9_.\-]+$')
 
 

@@ -114,6 +114,9 @@ class AnomalyDetector:
         gone = sorted(set(self.models) - set(specs))
         for model_id in gone:
             del self.models[model_id]
+            self.untrained.pop(model_id, None)
+            self.missing.discard(model_id)
+            self.problems.active.pop('missing:' + model_id, None)
             step.removed.append(model_id)
             self.log.info("model '{}' removed: its chart is gone".format(model_id))
         if gone:
@@ -134,7 +137,12 @@ class AnomalyDetector:
             if not todo:
                 return
         after, before = self._training_window()
-        self.trainer.start(TrainingRequest(self.config, todo, after, before))
+        try:
+            self.trainer.start(TrainingRequest(self.config, todo, after, before))
+        except Exception as e:  # e.g. no memory or file descriptors for the training process
+            self.problems.report('training', 'cannot start training: {!r}'.format(e))
+            self.next_training = self.steps + RETRY_STEPS
+            return
         self.training_started = self.clock()
 
     def _collect_training(self, step):

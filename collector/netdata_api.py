@@ -7,20 +7,18 @@ prints kept off stdout, which is the plugin protocol channel.
 """
 import base64
 import contextlib
-import io
 import json
-import logging
-import math
 import ssl
 import warnings
 from urllib.parse import quote
+
+import numpy as np
 
 try:  # several times faster on the per-step allmetrics body; optional
     from orjson import loads as json_loads
 except ImportError:  # pragma: no cover
     json_loads = json.loads
 
-log = logging.getLogger(__name__)
 
 
 # longest chart filter sent in a URL (Netdata 1.37 took 8.5 KB in a test); longer asks for all
@@ -34,6 +32,13 @@ class NetdataError(RuntimeError):
 def dim_key(host, chart, dim):
     """Column name of one dimension, as netdata-pandas builds it with ``host_prefix``."""
     return '{}::{}|{}'.format(host, chart, dim)
+
+
+def split_key(column):
+    """``(host, chart, dim)`` of a column name; the host may hold '::' (IPv6), a chart id never does."""
+    left, dim = column.split('|', 1)
+    host, chart = left.rsplit('::', 1)
+    return host, chart, dim
 
 
 class _KeepAlive:
@@ -187,34 +192,60 @@ def _asks_tls(tls_verify):
         ndp.asks.get = original
 
 
+@contextlib.contextmanager
+def _captured_prints(lines):
+    """netdata-pandas prints its errors; send them to ``lines`` instead of stdout.
+
+    Only that module's ``print`` is replaced (a module global shadows the builtin), so the
+    plugin's own output from other threads is untouched.
+    """
+    import netdata_pandas.data as ndp
+
+    def capture(*args, **kwargs):
+        lines.append(' '.join(str(a) for a in args))
+    ndp.print = capture
+    try:
+        yield
+    finally:
+        del ndp.print
+
+
 def fetch_training_frame(host_charts, after, before, protocol='http', username=None, password=None,
                          tls_verify=True, timeout=60.0, points=0):
     """Training window for ``{host: [charts]}`` via netdata-pandas ``get_data``.
 
-    Returns ``(DataFrame indexed by unix second with 'host::chart|dim' columns, problems)``
-    where ``problems`` lists the charts netdata-pandas could not read.
+    Returns ``(frame, times, problems)``: the frame has 'host::chart|dim' columns, ``times``
+    the unix second of each row, and ``problems`` the charts netdata-pandas could not read.
+    Each host is asked on its own (netdata-pandas keeps the time index only for one host)
+    and the hosts' rows are joined on time.
     """
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # trio/anyio deprecation noise at import
+        import pandas as pd
         from netdata_pandas.data import get_data
-    printed = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(printed), _asks_tls(tls_verify), warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            df = get_data(host_charts_dict={h: list(c) for h, c in host_charts.items()}, host_prefix=True,
-                          host_sep='::', after=int(after), before=int(before), points=int(points),
-                          user=username, pwd=password, protocol=protocol, timeout=timeout, ffill=True,
-                          sort_cols=True)
-    except ValueError as e:  # pandas: nothing to concatenate, i.e. no chart answered
-        raise NetdataError('no chart data could be read for training ({}){}'.format(
-            e, _problems_suffix(printed.getvalue())))
-    except Exception as e:
-        raise NetdataError('training data request failed: {}: {}{}'.format(
-            e.__class__.__name__, e, _problems_suffix(printed.getvalue())))
-    problems = [line.strip() for line in printed.getvalue().splitlines() if line.strip()]
-    return df, problems
+    printed = []
+    kwargs = dict(after=int(after), before=int(before), points=int(points), user=username, pwd=password,
+                  protocol=protocol, timeout=timeout, ffill=True, sort_cols=True)
+    frames = []
+    for host, charts in host_charts.items():
+        try:
+            with _captured_prints(printed), _asks_tls(tls_verify), warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                df = get_data(hosts=[host], charts=list(charts), **kwargs)
+        except ValueError as e:  # pandas: nothing to concatenate, i.e. no chart of this host answered
+            printed.append('no chart data from {} ({})'.format(host, e))
+            continue
+        except Exception as e:
+            raise NetdataError('training data request to {} failed: {}: {}{}'.format(
+                host, e.__class__.__name__, e, _problems_suffix(printed)))
+        df.columns = ['{}::{}'.format(host, c) for c in df.columns]
+        frames.append(df)
+    if not frames:
+        raise NetdataError('no chart data could be read for training{}'.format(_problems_suffix(printed)))
+    df = frames[0] if len(frames) == 1 else pd.concat(frames, axis=1, join='outer').sort_index().ffill()
+    return df, np.asarray(df.index, dtype=np.float64), [line.strip() for line in printed if line.strip()]
 
 
-def _problems_suffix(text):
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+def _problems_suffix(printed):
+    lines = [line.strip() for line in printed if line.strip()]
     return '; ' + '; '.join(lines[:3]) if lines else ''

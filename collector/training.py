@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .features import fill_missing, make_features, rows_needed
+from .netdata_api import split_key
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,8 @@ def charts_by_host(specs):
         if spec.chart is not None:
             wanted.setdefault(spec.host, set()).add(spec.chart)
         for col in spec.columns or ():
-            host, rest = col.split('::', 1)
-            wanted.setdefault(host, set()).add(rest.split('|', 1)[0])
+            host, chart, _ = split_key(col)
+            wanted.setdefault(host, set()).add(chart)
     return wanted
 
 
@@ -103,7 +104,7 @@ def run_training(request):
     if cfg.update_every > 1:
         points = max(1, (request.before - request.after) // cfg.update_every)
     try:
-        df, problems = fetch_training_frame(
+        df, times_index, problems = fetch_training_frame(
             request.host_charts(), request.after, request.before, protocol=cfg.protocol,
             username=cfg.username, password=cfg.password, tls_verify=cfg.tls_verify,
             timeout=max(10.0, cfg.api_timeout * 6), points=points)
@@ -112,7 +113,7 @@ def run_training(request):
         return result
     result.problems = problems
     result.rows = int(len(df))
-    index = np.asarray(df.index, dtype=np.float64)
+    index = times_index
     all_columns = list(df.columns)
     need = rows_needed(cfg.diffs_n, cfg.smooth_n, cfg.lags_n)
     for spec in request.specs:

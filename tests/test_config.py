@@ -118,3 +118,12 @@ def test_check_config_command(tmp_path):
     assert "'model'" in r.stderr and "'lags_n'" in r.stderr
     r = run(broken)
     assert r.returncode == 1 and 'not valid YAML' in r.stderr
+
+
+def test_ipv6_hosts_in_custom_models():
+    from collector.netdata_api import dim_key, split_key
+    cfg = parse_job_config({'host': '[::1]:19999', 'custom_models': [
+        {'name': 'v6', 'dimensions': '[::1]:19999::system.cpu|user,system.ram|used'}]})
+    assert cfg.custom_models[0].dimensions == (('[::1]:19999', 'system.cpu', 'user'),
+                                               ('[::1]:19999', 'system.ram', 'used'))
+    assert split_key(dim_key('[::1]:19999', 'system.cpu', 'a|b')) == ('[::1]:19999', 'system.cpu', 'a|b')

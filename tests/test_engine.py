@@ -1,5 +1,4 @@
 """The per-step engine against a replayed agent: training, scoring, and bad days."""
-import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

@@ -34,7 +34,6 @@ def test_every_model_trains_and_scores(name):
 
 
 def test_pca_port_equals_pyod():
-    from pyod.models.pca import PCA
     rng = np.random.default_rng(3)
     X = rng.normal(size=(400, 5)) @ rng.normal(size=(5, 5))
     scorer, scores, est = models._pca_scorer(X, 0.01)

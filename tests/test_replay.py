@@ -97,11 +97,13 @@ def test_real_time_clock_runs_at_speed():
     assert clock.now() == 5030
 
 
-def test_netdata_pandas_reads_the_replay(replay):
+def test_netdata_pandas_reads_the_replay(replay, capsys):
     from collector.netdata_api import fetch_training_frame
-    df, problems = fetch_training_frame({replay.host: ['system.cpu', 'system.load', 'no.such']}, -120, 0)
+    df, times, problems = fetch_training_frame({replay.host: ['system.cpu', 'system.load', 'no.such']}, -120, 0)
     assert problems and 'no.such' in problems[0]
+    assert capsys.readouterr().out == ''   # netdata-pandas' own error print never reaches stdout
     assert len(df) == 120
+    assert times[0] == START + 600 - 119 and times[-1] == START + 600   # unix seconds, oldest first
     assert '{}::system.cpu|user'.format(replay.host) in df.columns
     assert not df.iloc[5:].isna().any().any()   # system.load's 5 s rows are forward filled
 
