@@ -3,7 +3,6 @@
 pyod is imported only inside the functions here, i.e. only in the training process, and
 only the module of the model that is asked for.
 """
-import logging
 import time
 import warnings
 
@@ -11,7 +10,6 @@ import numpy as np
 
 from .scoring import ConstantScorer, FittedModel, PcaScorer, PyodScorer
 
-log = logging.getLogger(__name__)
 
 # name -> (pyod module, class, extra kwargs)
 _REGISTRY = {

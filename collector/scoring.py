@@ -131,8 +131,3 @@ class FittedModel:
         """Score once so imports and JIT compiles of the scorer happen now, off the collection path."""
         if self.kept.size and not isinstance(self.scorer, (PcaScorer, ConstantScorer)):
             self.scorer.decision_function(np.zeros((1, self.kept.size)))
-
-    def score_one(self, x):
-        """Probability and flag for one feature vector: the per-step path."""
-        s = self.decision_function(x)
-        return float(self.probability(s)[0]), int(s[0] > self.threshold)

@@ -6,7 +6,6 @@ A ``TrainingRequest`` says which models to fit on which window; ``run_training``
 pandas, scikit-learn and pyod never load into the long-lived collector and a long fit
 cannot delay a collection step; ``ThreadTrainer`` runs it in a thread of this process.
 """
-import logging
 import os
 import pickle
 import struct
@@ -22,7 +21,6 @@ import numpy as np
 from .features import fill_missing, make_features, rows_needed
 from .netdata_api import split_key
 
-log = logging.getLogger(__name__)
 
 # fewer feature rows than this and a model is not worth fitting yet
 MIN_TRAIN_ROWS = 30
