@@ -114,7 +114,7 @@ class NetdataApi:
                 headers['Authorization'] = 'Basic ' + token
             self._http = _KeepAlive(self.protocol, netloc, self.tls_verify, headers)
         url = self.base_url + path
-        shown = url if len(url) < 120 else url.split('&filter=')[0] + '&filter=...'  # for log lines
+        shown = url.split('&filter=')[0] + '&filter=...' if '&filter=' in url else url  # for log lines
         try:
             status, data = self._http.get(('/' + prefix if prefix else '') + path, timeout or self.timeout)
         except Exception as e:  # socket, TLS and HTTP errors alike: the agent could not be read
@@ -219,10 +219,15 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
     Each host is asked on its own (netdata-pandas keeps the time index only for one host)
     and the hosts' rows are joined on time.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # trio/anyio deprecation noise at import
-        import pandas as pd
-        from netdata_pandas.data import get_data
+    import pandas as pd
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # trio/anyio deprecation noise at import
+            from netdata_pandas.data import get_data
+    except Exception as e:  # Python 3.13+: the trio that netdata-pandas needs does not import
+        return _fetch_directly(host_charts, after, before, protocol, username, password, tls_verify, timeout,
+                               points, 'netdata-pandas unavailable ({}: {}), read the window directly'.format(
+                                   e.__class__.__name__, e))
     printed = []
     kwargs = dict(after=int(after), before=int(before), points=int(points), user=username, pwd=password,
                   protocol=protocol, timeout=timeout, ffill=True, sort_cols=True)
@@ -244,6 +249,39 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
         raise NetdataError('no chart data could be read for training{}'.format(_problems_suffix(printed)))
     df = frames[0] if len(frames) == 1 else pd.concat(frames, axis=1, join='outer').sort_index().ffill()
     return df, np.asarray(df.index, dtype=np.float64), [line.strip() for line in printed if line.strip()]
+
+
+def _fetch_directly(host_charts, after, before, protocol, username, password, tls_verify, timeout, points, why):
+    """The same window as ``get_data`` gives, read chart by chart (a few at a time) with our own client."""
+    from concurrent.futures import ThreadPoolExecutor
+    import pandas as pd
+
+    def one(task):
+        host, chart = task
+        api = NetdataApi(host, protocol, username, password, tls_verify, timeout=min(float(timeout), 30.0))
+        path = ('/api/v1/data?chart={}&after={}&before={}&points={}&format=json&group=average'
+                '&dimensions=*&options=').format(chart, int(after), int(before), int(points))
+        try:
+            body = api._get_json(path)
+            rows, labels = body['data'], body['labels'][1:]
+            values = [[np.nan if v is None else v for v in r[1:]] for r in rows]
+            cols = ['{}::{}|{}'.format(host, chart, d) for d in labels]
+            return pd.DataFrame(values, index=[r[0] for r in rows], columns=cols, dtype=np.float64), None
+        except (NetdataError, KeyError, TypeError, IndexError, ValueError) as e:
+            return None, 'error found on data from: {}{} ({})'.format(api.base_url, path, e)
+        finally:
+            api.close()
+
+    tasks = [(h, c) for h, charts in host_charts.items() for c in charts]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(one, tasks))
+    frames = [f for f, _ in results if f is not None]
+    problems = [why] + [p for _, p in results if p]
+    if not frames:
+        raise NetdataError('no chart data could be read for training{}'.format(_problems_suffix(problems)))
+    df = pd.concat(frames, axis=1, join='outer').sort_index().ffill()
+    df = df[sorted(df.columns)]
+    return df, np.asarray(df.index, dtype=np.float64), problems
 
 
 def _problems_suffix(printed):
