@@ -131,6 +131,7 @@ def cmd_evaluate(args):
 
 def cmd_demo(args):
     from .evaluate import evaluate_recording, format_recording_table, plot_recording, print_progress
+    from .metrics import rising_edges
     path = args.recording or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'demo',
                                           'recording')
     if not os.path.isdir(path):
@@ -143,7 +144,6 @@ def cmd_demo(args):
     start = run['recording'].start
     print('Flags raised (chart: seconds since recording start):')
     for model, flags in sorted(run['flags'].items()):
-        from .metrics import rising_edges
         edges = rising_edges(run['times'], flags)
         if edges:
             print('  {:<34} {}'.format(model, ', '.join('+{}s'.format(t - start) for t in edges[:12])))

@@ -6,8 +6,8 @@ an existing ``anomalies.conf`` keeps working; the few keys added here are docume
 key) so it never starts half-configured.
 """
 import re
-from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple, Union
+from dataclasses import dataclass
+from typing import Optional, Tuple, Union
 
 from .models import MODEL_NAMES
 
@@ -102,7 +102,6 @@ class JobConfig:
     update_every: int = 1
     priority: int = 60000
     job_name: Optional[str] = None
-    extra: Dict[str, object] = field(default_factory=dict, compare=False)
 
     @property
     def rows_needed(self):

@@ -10,8 +10,8 @@ import warnings
 import numpy as np
 
 from .batch import BatchScorer, Layout
-from .features import fill_missing, make_features, rows_needed
-from .netdata_api import NetdataApi, NetdataError, dim_key
+from .features import fill_missing, make_features
+from .netdata_api import NetdataApi, NetdataError, agent_now, dim_key
 from .training import ModelSpec, TrainingRequest, charts_by_host, make_trainer
 
 # steps between training attempts after a failed training (agent away, no data)
@@ -57,7 +57,7 @@ class AnomalyDetector:
         self.trainer = trainer or make_trainer(config)
         self.api_factory = api_factory
         self.clock = clock
-        self.need = rows_needed(config.diffs_n, config.smooth_n, config.lags_n)
+        self.need = config.rows_needed
         self.hosts = [config.host] + sorted({d[0] for m in config.custom_models for d in m.dimensions} - {config.host})
         self.apis = {h: api_factory(config, h) for h in self.hosts}
         self.models = {}
@@ -245,7 +245,7 @@ class AnomalyDetector:
         step.fresh = True
         row, stamp = self.layout.row(latest)
         # stamped with the agent's clock, the same clock as the training window's rows
-        self.snapshots.append((stamp or time.time(), latest))
+        self.snapshots.append((stamp or agent_now(latest.get(self.config.host)) or time.time(), latest))
         if self.models:
             with warnings.catch_warnings(), np.errstate(all='ignore'):
                 warnings.simplefilter('ignore')

@@ -150,7 +150,7 @@ def load_dataset(folder):
 
 def score_dataset(folder, config):
     """Train on ``train.csv`` (labeled rows left out) and score every row of ``eval.csv``."""
-    from .features import fill_missing, make_features, rows_needed
+    from .features import fill_missing, make_features
     from .models import fit_model
     train, train_labels, evals, labels = load_dataset(folder)
     if len(train_labels) == len(train) and train_labels.any():
@@ -161,7 +161,7 @@ def score_dataset(folder, config):
     X = make_features(train_rows, config.diffs_n, config.smooth_n, config.lags_n)
     fm = fit_model(os.path.basename(folder), [], X, model=config.model, contamination=config.contamination,
                    calibration=config.calibration, max_rows=config.train_max_n)
-    need = rows_needed(config.diffs_n, config.smooth_n, config.lags_n)
+    need = config.rows_needed
     rows = np.vstack([fill_missing(train)[len(train) - (need - 1):], fill_missing(evals)]) if need > 1 else evals
     Xe = make_features(rows, config.diffs_n, config.smooth_n, config.lags_n)
     scores = fm.decision_function(Xe)

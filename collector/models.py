@@ -26,9 +26,8 @@ _REGISTRY = {
 }
 MODEL_NAMES = tuple(_REGISTRY)
 
-# A model that fails to fit is retried as the next simpler one.
-FALLBACK = {'feature_bagging': 'hbos', 'knn': 'hbos', 'iforest': 'hbos', 'cblof': 'hbos', 'loda': 'hbos',
-            'gmm': 'hbos', 'copod': 'hbos', 'ecod': 'hbos', 'pca': 'hbos', 'hbos': None}
+# A model that fails to fit is retried as this one (simple, and it fits any non-constant data).
+FALLBACK = 'hbos'
 
 # Distance-based models cost O(n^2) to fit and keep their training rows; cap their rows.
 _MAX_ROWS = {'knn': 5000, 'feature_bagging': 5000, 'cblof': 20000, 'gmm': 20000}
@@ -89,7 +88,7 @@ def fit_model(model_id, columns, X, model='pca', contamination=0.001, calibratio
 
     Constant features are dropped (they carry nothing in training and break several
     detectors); the rest are standardized. A model whose fit raises or yields non-finite
-    training scores falls back along ``FALLBACK`` and the result says so in ``info``.
+    training scores falls back to ``FALLBACK`` and the result says so in ``info``.
     """
     X = np.asarray(X, dtype=np.float64)
     X = subsample(X, min(max_rows, _MAX_ROWS.get(model, max_rows)))
@@ -116,9 +115,9 @@ def fit_model(model_id, columns, X, model='pca', contamination=0.001, calibratio
                 break
             except Exception as e:  # any library failure: fall back, never lose the chart
                 errors.append('{}: {}'.format(used, e))
-                used = FALLBACK.get(used)
-                if used is None:
+                if used == FALLBACK:
                     raise RuntimeError('all models failed: ' + '; '.join(errors))
+                used = FALLBACK
         if errors:
             info['fallback_from'] = errors
     info['model'] = used

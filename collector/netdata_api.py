@@ -34,6 +34,12 @@ def dim_key(host, chart, dim):
     return '{}::{}|{}'.format(host, chart, dim)
 
 
+def agent_now(body):
+    """The agent's clock in an allmetrics body: its newest ``last_updated`` (0 if none)."""
+    stamps = (c.get('last_updated') for c in (body or {}).values() if isinstance(c, dict))
+    return max((t for t in stamps if isinstance(t, (int, float))), default=0)
+
+
 def split_key(column):
     """``(host, chart, dim)`` of a column name; the host may hold '::' (IPv6), a chart id never does."""
     left, dim = column.split('|', 1)

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .features import fill_missing, make_features, rows_needed
+from .features import fill_missing, make_features
 from .netdata_api import split_key
 
 
@@ -113,7 +113,7 @@ def run_training(request):
     result.rows = int(len(df))
     index = times_index
     all_columns = list(df.columns)
-    need = rows_needed(cfg.diffs_n, cfg.smooth_n, cfg.lags_n)
+    need = cfg.rows_needed
     for spec in request.specs:
         cols = _columns_for(spec, all_columns)
         missing = [c for c in cols if c not in df.columns]

@@ -1,4 +1,5 @@
 """The per-step engine against a replayed agent: training, scoring, and bad days."""
+import contextlib
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -182,17 +183,24 @@ class _Garbage(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def test_malformed_answers_raise_clear_errors():
-    httpd = ThreadingHTTPServer(('127.0.0.1', 0), _Garbage)
+@contextlib.contextmanager
+def serving(handler):
+    """A throwaway HTTP server on loopback; yields its 'host:port'."""
+    httpd = ThreadingHTTPServer(('127.0.0.1', 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    api = NetdataApi('127.0.0.1:{}'.format(httpd.server_address[1]))
     try:
+        yield '127.0.0.1:{}'.format(httpd.server_address[1])
+    finally:
+        httpd.shutdown()
+
+
+def test_malformed_answers_raise_clear_errors():
+    with serving(_Garbage) as host:
+        api = NetdataApi(host)
         with pytest.raises(NetdataError, match='not JSON'):
             api.allmetrics()
         with pytest.raises(NetdataError, match='no "charts" object'):
             api.charts()
-    finally:
-        httpd.shutdown()
     with pytest.raises(NetdataError, match='cannot reach'):
         NetdataApi('127.0.0.1:9', timeout=1).allmetrics()
 
@@ -235,12 +243,7 @@ class _NeedsAuth(BaseHTTPRequestHandler):
 
 
 def test_basic_auth_is_sent_and_a_refusal_is_clear():
-    httpd = ThreadingHTTPServer(('127.0.0.1', 0), _NeedsAuth)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    host = '127.0.0.1:{}'.format(httpd.server_address[1])
-    try:
+    with serving(_NeedsAuth) as host:
         assert NetdataApi(host, username='netdata', password='secret').charts() == {}
         with pytest.raises(NetdataError, match='HTTP 401'):
             NetdataApi(host, username='netdata', password='wrong').charts()
-    finally:
-        httpd.shutdown()
