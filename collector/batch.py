@@ -95,11 +95,11 @@ def _offsets(lengths):
 class BatchScorer:
     """Scores all ``models`` (``{id: FittedModel}``) from one global feature row."""
 
-    def __init__(self, models, layout, lags_n):
+    def __init__(self, models, layout, blocks):
         self.ids = list(models)
         self.models = [models[m] for m in self.ids]
         n_cols = len(layout)
-        width = lags_n + 1
+        width = blocks   # feature blocks per dimension (features.feature_blocks)
         # per model: where its kept features sit in the global feature row
         gathers, means, scales, pca, other = [], [], [], [], []
         self.raw_index, raw_lengths = [], []
@@ -107,7 +107,7 @@ class BatchScorer:
             cols = np.array([layout.index[c] for c in fm.columns], dtype=np.intp)
             self.raw_index.append(cols)
             raw_lengths.append(len(cols))
-            # the model's own feature order: current dims, then lag 1 dims, ...
+            # the model's own feature order: current dims, then lag 1 dims, ..., then levels
             own = np.concatenate([cols + lag * n_cols for lag in range(width)])
             kept = own[fm.kept]
             if isinstance(fm.scorer, PcaScorer):

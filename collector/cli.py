@@ -86,10 +86,24 @@ def cmd_record(args):
     return 0
 
 
+def _overrides(pairs):
+    """``--set key=value`` options, values read as YAML (``3``, ``true``, ``'hbos'``)."""
+    import yaml
+    out = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition('=')
+        if not sep or not key.strip():
+            raise ValueError('--set expects key=value, got {!r}'.format(pair))
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def _job_config(args):
     from .config import parse_job_config
     from .runner import select_job
-    return parse_job_config(select_job(args.config, args.job), job_name=args.job)
+    raw = select_job(args.config, args.job)
+    raw.update(_overrides(args.set))
+    return parse_job_config(raw, job_name=args.job)
 
 
 def cmd_evaluate(args):
@@ -103,7 +117,7 @@ def cmd_evaluate(args):
         else:
             results = []
             for path in args.paths:
-                res, run = evaluate_recording(path, args.config, args.job, args.warmup,
+                res, run = evaluate_recording(path, args.config, args.job, args.warmup, overrides=_overrides(args.set),
                                               progress=None if args.quiet else print_progress)
                 if not args.quiet:
                     sys.stderr.write('\n')
@@ -199,6 +213,8 @@ def build_parser():
     ev.add_argument('--warmup', type=int, help='seconds of history before the job starts (default: clean lead)')
     ev.add_argument('--json', help='write the results as JSON here')
     ev.add_argument('--plot', help='write a PNG of probabilities with incidents shaded')
+    ev.add_argument('--set', action='append', metavar='KEY=VALUE',
+                    help='override a configuration key, e.g. --set model=hbos (repeatable)')
     ev.add_argument('--quiet', action='store_true', help='no progress on stderr')
     ev.set_defaults(func=cmd_evaluate)
 

@@ -43,7 +43,11 @@ DEFAULTS = {
     'lags_n': 5,
     'smooth_n': 3,
     'diffs_n': 1,
+    'level_features': True,
     'contamination': 0.001,
+    'flag_window_n': 3,
+    'flag_min_n': 2,
+    'train_exclude_flagged': True,
     'calibration': 'empirical',
     'train_in_subprocess': True,
     # what to chart
@@ -95,7 +99,11 @@ class JobConfig:
     lags_n: int
     smooth_n: int
     diffs_n: int
+    level_features: bool
     contamination: float
+    flag_window_n: int
+    flag_min_n: int
+    train_exclude_flagged: bool
     calibration: str
     train_in_subprocess: bool
     include_average_prob: bool
@@ -108,6 +116,11 @@ class JobConfig:
         """Raw rows needed to build one feature vector (see ``features.rows_needed``)."""
         from .features import rows_needed
         return rows_needed(self.diffs_n, self.smooth_n, self.lags_n)
+
+    def features(self, values):
+        """The feature matrix of raw rows under this job's settings (see ``features.make_features``)."""
+        from .features import make_features
+        return make_features(values, self.diffs_n, self.smooth_n, self.lags_n, self.level_features)
 
     def chart_matches(self, chart_id):
         if chart_id in self.charts_to_exclude or self.charts_regex is None:
@@ -243,21 +256,26 @@ def parse_job_config(raw, job_name=None):
         errors.append("key 'model': unknown model {!r}, expected one of {}".format(cfg['model'], ', '.join(MODEL_NAMES)))
     for key, minimum in (('train_max_n', 10), ('train_every_n', 1), ('train_n_secs', 10), ('offset_n_secs', 0),
                          ('train_no_prediction_n', 0), ('initial_train_data_after', 0),
-                         ('initial_train_data_before', 0), ('lags_n', 0), ('smooth_n', 0), ('diffs_n', 0)):
+                         ('initial_train_data_before', 0), ('lags_n', 0), ('smooth_n', 0), ('diffs_n', 0),
+                         ('flag_window_n', 1), ('flag_min_n', 1)):
         _check_int(cfg, key, errors, minimum)
-    for key, limit in (('lags_n', 60), ('smooth_n', 600), ('diffs_n', 3)):
+    for key, limit in (('lags_n', 60), ('smooth_n', 600), ('diffs_n', 3), ('flag_window_n', 600)):
         if _is_int(cfg[key]) and cfg[key] > limit:
             errors.append("key '{}': must be <= {}, got {}".format(key, limit, cfg[key]))
     after, before = cfg['initial_train_data_after'], cfg['initial_train_data_before']
     if _is_int(after) and _is_int(before) and (after > 0 or before > 0) and not 0 < after < before:
         errors.append("key 'initial_train_data_before': with initial_train_data_after it must give a window "
                       "after < before (unix seconds), got {} and {}".format(after, before))
+    if _is_int(cfg['flag_min_n']) and _is_int(cfg['flag_window_n']) and cfg['flag_min_n'] > cfg['flag_window_n']:
+        errors.append("key 'flag_min_n': must be <= flag_window_n ({}), got {}".format(
+            cfg['flag_window_n'], cfg['flag_min_n']))
     c = cfg['contamination']
     if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c <= 0.5:
         errors.append("key 'contamination': expected a share in (0, 0.5], got {!r}".format(c))
     if cfg['calibration'] not in CALIBRATIONS:
         errors.append("key 'calibration': expected one of {}, got {!r}".format(', '.join(CALIBRATIONS), cfg['calibration']))
-    for key in ('include_average_prob', 'custom_models_normalize', 'train_in_subprocess'):
+    for key in ('include_average_prob', 'custom_models_normalize', 'train_in_subprocess', 'level_features',
+                'train_exclude_flagged'):
         _check_bool(cfg, key, errors)
     if regex is None and not custom and 'charts_regex' not in [e.split("'")[1] for e in errors]:
         errors.append("key 'charts_regex': no charts in scope: set charts_regex or custom_models")
@@ -279,7 +297,9 @@ def parse_job_config(raw, job_name=None):
         train_max_n=cfg['train_max_n'], train_every_n=cfg['train_every_n'], train_n_secs=cfg['train_n_secs'],
         offset_n_secs=cfg['offset_n_secs'], train_no_prediction_n=cfg['train_no_prediction_n'],
         initial_train_data_after=after, initial_train_data_before=before, lags_n=cfg['lags_n'],
-        smooth_n=cfg['smooth_n'], diffs_n=cfg['diffs_n'], contamination=float(c),
+        smooth_n=cfg['smooth_n'], diffs_n=cfg['diffs_n'], level_features=cfg['level_features'],
+        contamination=float(c), flag_window_n=cfg['flag_window_n'], flag_min_n=cfg['flag_min_n'],
+        train_exclude_flagged=cfg['train_exclude_flagged'],
         calibration=cfg['calibration'], train_in_subprocess=cfg['train_in_subprocess'],
         include_average_prob=cfg['include_average_prob'], update_every=framework['update_every'],
         priority=framework['priority'], job_name=job_name or raw.get('job_name'),

@@ -10,7 +10,8 @@ import warnings
 import numpy as np
 
 from .batch import BatchScorer, Layout
-from .features import fill_missing, make_features
+from .flags import FlagPolicy
+from .features import feature_blocks, fill_missing
 from .netdata_api import NetdataApi, NetdataError, agent_now, dim_key
 from .training import ModelSpec, TrainingRequest, charts_by_host, make_trainer
 
@@ -73,6 +74,8 @@ class AnomalyDetector:
         self._pending = Step()  # changes made outside step() (start), reported by the next step
         self.missing = set()    # models whose dimensions had no value last step
         self.wanted = {}        # host -> charts to ask for each step (all until the first discovery)
+        self.flag_policy = FlagPolicy(config.flag_min_n, config.flag_window_n)
+        self.flagged = {}       # model id -> [[first, last] agent time of flagged steps], for training
         self._rebuild({})
 
     # ----- scope -------------------------------------------------------------------------
@@ -115,6 +118,7 @@ class AnomalyDetector:
         for model_id in gone:
             del self.models[model_id]
             self.untrained.pop(model_id, None)
+            self.flagged.pop(model_id, None)
             self.missing.discard(model_id)
             self.problems.active.pop('missing:' + model_id, None)
             step.removed.append(model_id)
@@ -138,7 +142,7 @@ class AnomalyDetector:
                 return
         after, before = self._training_window()
         try:
-            self.trainer.start(TrainingRequest(self.config, todo, after, before))
+            self.trainer.start(TrainingRequest(self.config, todo, after, before, self._exclusions()))
         except Exception as e:  # e.g. no memory or file descriptors for the training process
             self.problems.report('training', 'cannot start training: {!r}'.format(e))
             self.next_training = self.steps + RETRY_STEPS
@@ -163,6 +167,9 @@ class AnomalyDetector:
         for model_id, fm in result.models.items():
             if model_id not in self.specs:
                 continue
+            if 'flagged_share_kept' in fm.info:
+                self.log.info("model '{}': flagged for {:.0%} of its training window, trained on all of it "
+                              "(a lasting change becomes the new normal)".format(model_id, fm.info['flagged_share_kept']))
             for reason in fm.info.get('fallback_from', ()):
                 self.log.warning("model '{}': {} failed ({}), using {}".format(
                     model_id, self.config.model, reason, fm.model_name))
@@ -199,7 +206,8 @@ class AnomalyDetector:
         rows (``tails``: the newly trained models), so a new model scores on its first step.
         """
         self.layout = Layout(self.models)
-        self.batch = BatchScorer(self.models, self.layout, self.config.lags_n)
+        self.batch = BatchScorer(self.models, self.layout,
+                                 feature_blocks(self.config.lags_n, self.config.level_features))
         ring = np.full((self.need, len(self.layout)), np.nan)
         rows = [self.layout.row(latest)[0] for _, latest in self.snapshots]
         if rows:
@@ -213,6 +221,7 @@ class AnomalyDetector:
                     cols = [self.layout.index[c] for c in self.models[model_id].columns]
                     ring[gap - len(raw):gap, cols] = raw
         self.ring = ring
+        self.flag_policy.reindex(self.batch.ids)
         # rows each model has had, to score only once its features are real
         have = ~np.isnan(ring[:, self.batch.raw_all]) if self.batch.raw_all.size else np.zeros((self.need, 0), bool)
         self.rows_seen = (np.logical_or.reduceat(have, self.batch.raw_offsets, axis=1).sum(axis=0)
@@ -250,12 +259,12 @@ class AnomalyDetector:
             with warnings.catch_warnings(), np.errstate(all='ignore'):
                 warnings.simplefilter('ignore')
                 try:
-                    self._score(row, step)
+                    self._score(row, step, self.snapshots[-1][0])
                 except Exception as e:  # a bug in scoring must not stop collection
                     self.problems.report('score', 'scoring failed: {!r}'.format(e))
         return step
 
-    def _score(self, row, step):
+    def _score(self, row, step, stamp):
         batch = self.batch
         present = batch.present(row)
         missing = {batch.ids[k] for k in np.nonzero(~present)[0]}
@@ -271,10 +280,39 @@ class AnomalyDetector:
         ring[-1] = row
         self.rows_seen = self.rows_seen + present
         filled = fill_missing(ring) if np.isnan(ring).any() else ring
-        features = make_features(filled, self.config.diffs_n, self.config.smooth_n, self.config.lags_n)[-1]
-        ids, probs, flags = batch.score(features)
-        for k in np.nonzero(present & (self.rows_seen >= self.need))[0]:
+        features = self.config.features(filled)[-1]
+        ids, probs, above = batch.score(features)
+        scored = present & (self.rows_seen >= self.need)
+        flags = self.flag_policy.update(above & scored)
+        for k in np.nonzero(scored)[0]:
             step.scores[ids[k]] = (float(probs[k]), int(flags[k]))
+        for k in np.nonzero(flags)[0]:
+            self._remember_flag(ids[k], stamp)
+
+    def _remember_flag(self, model_id, t):
+        """Keep flagged times as intervals, so the next training can leave them out."""
+        spans = self.flagged.setdefault(model_id, [])
+        if spans and t - spans[-1][1] <= 2 * self.config.update_every:
+            spans[-1][1] = t
+        else:
+            spans.append([t, t])
+
+    def _exclusions(self):
+        """Flagged intervals still inside a training window, per model (older ones are dropped)."""
+        if not self.config.train_exclude_flagged:
+            return {}
+        newest = max((spans[-1][1] for spans in self.flagged.values() if spans), default=None)
+        if newest is None:
+            return {}
+        oldest = newest - self.config.offset_n_secs - self.config.train_n_secs - self.need * self.config.update_every
+        out = {}
+        for model_id, spans in list(self.flagged.items()):
+            spans[:] = [sp for sp in spans if sp[1] >= oldest]
+            if spans:
+                out[model_id] = [tuple(sp) for sp in spans]
+            else:
+                del self.flagged[model_id]
+        return out
 
     def close(self):
         self.trainer.close()

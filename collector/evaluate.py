@@ -149,23 +149,27 @@ def load_dataset(folder):
 
 
 def score_dataset(folder, config):
-    """Train on ``train.csv`` (labeled rows left out) and score every row of ``eval.csv``."""
-    from .features import fill_missing, make_features
+    """Train on ``train.csv`` (labeled rows left out) and score every row of ``eval.csv``.
+
+    The flags are the ones a user would see: above the threshold, then the job's flag policy.
+    """
+    from .features import feature_groups, fill_missing
+    from .flags import n_of_m
     from .models import fit_model
     train, train_labels, evals, labels = load_dataset(folder)
-    if len(train_labels) == len(train) and train_labels.any():
-        keep = train_labels == 0  # anomaly-aware training: incidents do not teach "normal"
-        train_rows = fill_missing(train)[keep]
-    else:
-        train_rows = fill_missing(train)
-    X = make_features(train_rows, config.diffs_n, config.smooth_n, config.lags_n)
-    fm = fit_model(os.path.basename(folder), [], X, model=config.model, contamination=config.contamination,
-                   calibration=config.calibration, max_rows=config.train_max_n)
+    train = fill_missing(train)
+    X = config.features(train)
     need = config.rows_needed
-    rows = np.vstack([fill_missing(train)[len(train) - (need - 1):], fill_missing(evals)]) if need > 1 else evals
-    Xe = make_features(rows, config.diffs_n, config.smooth_n, config.lags_n)
-    scores = fm.decision_function(Xe)
-    flags = (scores > fm.threshold).astype(int)
+    if len(train_labels) == len(train) and train_labels.any():
+        # anomaly-aware training: a feature row that saw a labeled row does not teach "normal"
+        seen = np.convolve(train_labels, np.ones(need, dtype=int))[need - 1:len(train_labels)]
+        X = X[seen == 0]
+    groups = feature_groups([0] * train.shape[1], config.lags_n, config.level_features)
+    fm = fit_model(os.path.basename(folder), [], X, model=config.model, contamination=config.contamination,
+                   calibration=config.calibration, max_rows=config.train_max_n, groups=groups)
+    rows = np.vstack([train[len(train) - (need - 1):], fill_missing(evals)]) if need > 1 else fill_missing(evals)
+    scores = fm.decision_function(config.features(rows))
+    flags = n_of_m(scores > fm.threshold, config.flag_min_n, config.flag_window_n)
     return scores, flags, labels, fm
 
 

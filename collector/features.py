@@ -2,41 +2,67 @@
 
 Rows are time steps (oldest first), columns are dimensions. The transform is, in order:
 ``diffs_n`` differences, a trailing ``smooth_n`` moving average, then ``lags_n`` lags
-appended column-wise (current values first, then lag 1, lag 2, ...). Training feeds the
-whole window; prediction feeds only the last ``rows_needed`` rows, and both give the same
+appended column-wise (current values first, then lag 1, lag 2, ...). These see sudden
+changes. With ``levels`` one more block follows: the smoothed values themselves (not
+differenced), which see a level that moved and stayed (a CPU pinned at 100 %, memory
+filled), something differences forget after ``lags_n`` steps. Training feeds the whole
+window; prediction feeds only the last ``rows_needed`` rows, and both give the same
 vector for the same data.
 """
 import numpy as np
-
 
 def rows_needed(diffs_n, smooth_n, lags_n):
     """Number of raw rows that produce exactly one feature row."""
     return 1 + diffs_n + max(smooth_n, 1) - 1 + lags_n
 
 
-def make_features(values, diffs_n, smooth_n, lags_n):
-    """Turn a (rows x dims) array into a (rows' x dims*(lags_n+1)) feature matrix.
+def _moving_average(x, n):
+    if n <= 1:
+        return x
+    c = np.cumsum(x, axis=0)
+    c = np.vstack([np.zeros((1, x.shape[1])), c])
+    return (c[n:] - c[:-n]) / n
 
-    Returns an empty (0 x width) matrix when there are too few rows. NaN in the input
-    should be filled by the caller; this function does no filling so it stays exact.
+
+def make_features(values, diffs_n, smooth_n, lags_n, levels=False):
+    """Turn a (rows x dims) array into a (rows' x dims*blocks) feature matrix.
+
+    ``blocks`` is ``lags_n + 1`` plus one when ``levels``. Returns an empty (0 x width)
+    matrix when there are too few rows. NaN in the input should be filled by the caller;
+    this function does no filling so it stays exact.
     """
-    x = np.asarray(values, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[:, None]
-    n_dims = x.shape[1]
-    width = n_dims * (lags_n + 1)
-    if x.shape[0] < rows_needed(diffs_n, smooth_n, lags_n):
+    raw = np.asarray(values, dtype=np.float64)
+    if raw.ndim == 1:
+        raw = raw[:, None]
+    n_dims = raw.shape[1]
+    width = n_dims * feature_blocks(lags_n, levels)
+    if raw.shape[0] < rows_needed(diffs_n, smooth_n, lags_n):
         return np.empty((0, width))
-    if diffs_n > 0:
-        x = np.diff(x, n=diffs_n, axis=0)
-    if smooth_n > 1:
-        c = np.cumsum(x, axis=0)
-        c = np.vstack([np.zeros((1, n_dims)), c])
-        x = (c[smooth_n:] - c[:-smooth_n]) / smooth_n
+    x = np.diff(raw, n=diffs_n, axis=0) if diffs_n > 0 else raw
+    x = _moving_average(x, smooth_n)
     if lags_n > 0:
         n = x.shape[0] - lags_n
         x = np.hstack([x[lags_n - k:lags_n - k + n] for k in range(lags_n + 1)])
+    if levels:
+        level = _moving_average(raw, smooth_n)[-x.shape[0]:]
+        x = np.hstack([x, level])
     return x
+
+
+def feature_blocks(lags_n, levels):
+    """How many blocks of one column per dimension a feature row has."""
+    return lags_n + 1 + (1 if levels else 0)
+
+
+def feature_groups(column_groups, lags_n, levels):
+    """A group id per feature: all features of the columns of one group (one chart).
+
+    Dimensions of one chart share their units, so their features can share a scale floor
+    (see ``models.feature_scale``); ``column_groups`` names the group of each raw column.
+    """
+    names = {}
+    ids = [names.setdefault(g, len(names)) for g in column_groups]
+    return np.tile(np.asarray(ids, dtype=np.intp), feature_blocks(lags_n, levels))
 
 
 def fill_missing(values):

@@ -50,19 +50,23 @@ def preload(name):
         importlib.import_module(_REGISTRY[name][0])
 
 
-def _pca_scorer(X, contamination):
-    """Fit pyod PCA on the columns' numerical rank so no component has zero variance."""
+def _pca_scorer(Z, contamination):
+    """Fit pyod PCA on already scaled ``Z`` (``fit_model`` scales it), on its numerical rank.
+
+    pyod's own standardization is off: it would undo the scale floor and divide constant
+    columns by zero. Components are limited to the rank so none has zero variance.
+    """
     from pyod.models.pca import PCA
-    Z = (X - X.mean(axis=0)) / X.std(axis=0)
-    eig = np.linalg.eigvalsh(np.cov(Z, rowvar=False)) if Z.shape[1] > 1 else np.array([1.0])
+    eig = np.linalg.eigvalsh(np.cov(Z, rowvar=False)) if Z.shape[1] > 1 else np.array([Z.var()])
     rank = int((eig > max(eig.max(), 1e-12) * 1e-7).sum())
-    rank = max(1, min(rank, X.shape[0] - 1, X.shape[1]))
-    est = PCA(contamination=contamination, n_components=rank, random_state=0)
-    est.fit(X)
+    rank = max(1, min(rank, Z.shape[0] - 1, Z.shape[1]))
+    est = PCA(contamination=contamination, n_components=rank, standardization=False, random_state=0)
+    est.fit(Z)
     w = np.asarray(est.selected_w_components_, dtype=np.float64)
     if not np.all(w > 0):
         raise FloatingPointError('PCA has components without variance')
-    scorer = PcaScorer(est.scaler_.mean_, est.scaler_.scale_, np.asarray(est.selected_components_), w)
+    n = Z.shape[1]
+    scorer = PcaScorer(np.zeros(n), np.ones(n), np.asarray(est.selected_components_), w)
     return scorer, np.asarray(est.decision_scores_, dtype=np.float64), est
 
 
@@ -83,19 +87,44 @@ def subsample(X, max_rows, seed=0):
     return X[idx]
 
 
-def fit_model(model_id, columns, X, model='pca', contamination=0.001, calibration='empirical', max_rows=100000):
+def feature_scale(X, groups=None):
+    """Per-feature centre and scale, and which features to keep.
+
+    The scale is each feature's standard deviation, floored at the median deviation of its
+    group (features of one kind from one chart, whose dimensions share units): a dimension
+    that barely moved in training (``nice`` CPU, a quiet disk) would otherwise turn its
+    first small wobble into a huge z-score. Features constant in training are kept when
+    their group has a scale (a quiet dimension that starts moving is news); a group with
+    nothing moving at all is dropped.
+    """
+    mean = X.mean(axis=0)
+    std = X.std(axis=0)
+    moving = std > 1e-12 * np.maximum(1.0, np.abs(mean))
+    if groups is None:
+        groups = np.zeros(X.shape[1], dtype=np.intp)
+    groups = np.asarray(groups, dtype=np.intp)
+    floor = np.zeros(X.shape[1])
+    for g in np.unique(groups):
+        in_g = groups == g
+        if (moving & in_g).any():
+            floor[in_g] = np.median(std[moving & in_g])
+    scale = np.maximum(std, floor)
+    kept = np.nonzero(moving | (floor > 0))[0]
+    return kept, mean[kept], scale[kept]
+
+
+def fit_model(model_id, columns, X, model='pca', contamination=0.001, calibration='empirical', max_rows=100000,
+              groups=None):
     """Fit ``model`` on feature matrix ``X`` and return a ``FittedModel``.
 
-    Constant features are dropped (they carry nothing in training and break several
-    detectors); the rest are standardized. A model whose fit raises or yields non-finite
-    training scores falls back to ``FALLBACK`` and the result says so in ``info``.
+    Features are centred and scaled by ``feature_scale`` (``groups``: a group id per
+    feature, e.g. from ``features.feature_groups``; default one group). A model whose fit
+    raises or yields non-finite training scores falls back to ``FALLBACK`` and the result
+    says so in ``info``.
     """
     X = np.asarray(X, dtype=np.float64)
     X = subsample(X, min(max_rows, _MAX_ROWS.get(model, max_rows)))
-    mean = X.mean(axis=0)
-    std = X.std(axis=0)
-    kept = np.nonzero(std > 1e-12 * np.maximum(1.0, np.abs(mean)))[0]
-    mean, scale = mean[kept], std[kept]
+    kept, mean, scale = feature_scale(X, groups)
     Z = (X[:, kept] - mean) / scale
     started = time.monotonic()
     info = {'rows': int(X.shape[0]), 'features': int(X.shape[1]), 'kept_features': int(kept.size),

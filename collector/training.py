@@ -18,12 +18,15 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .features import fill_missing, make_features
+from .features import feature_groups, fill_missing
 from .netdata_api import split_key
 
 
 # fewer feature rows than this and a model is not worth fitting yet
 MIN_TRAIN_ROWS = 30
+# flagged more than this share of its window and a change is taken as the new normal:
+# the model trains on all of it rather than flagging it forever
+MAX_EXCLUDED_SHARE = 0.25
 
 
 @dataclass
@@ -41,6 +44,8 @@ class TrainingRequest:
     specs: List[ModelSpec]
     after: int
     before: int
+    # model id -> [(first, last)] agent times its flag was up; those rows are left out
+    exclude: Dict[str, List[Tuple[float, float]]] = field(default_factory=dict)
 
     def host_charts(self):
         return {h: sorted(c) for h, c in charts_by_host(self.specs).items()}
@@ -84,6 +89,16 @@ class TrainingResult:
     cpu_seconds: float = 0.0
 
 
+def excluded_rows(times, spans, reach):
+    """Which feature rows (at ``times``) saw a flagged step: inside a span or up to ``reach``
+    seconds after it (a feature row reaches back over its lags and smoothing)."""
+    times = np.asarray(times, dtype=np.float64)
+    out = np.zeros(times.size, dtype=bool)
+    for first, last in spans:
+        out |= (times >= first) & (times <= last + reach)
+    return out
+
+
 def _columns_for(spec, columns):
     if spec.columns is not None:
         return [c for c in spec.columns]
@@ -125,18 +140,29 @@ def run_training(request):
         valid = ~np.isnan(raw).all(axis=1)
         raw, times = raw[valid], index[valid]
         raw = fill_missing(raw)
-        X = make_features(raw, cfg.diffs_n, cfg.smooth_n, cfg.lags_n)
+        X = cfg.features(raw)
+        spans = request.exclude.get(spec.model_id)
+        n_excluded, share = 0, 0.0
+        if spans and X.shape[0]:
+            drop = excluded_rows(times[need - 1:], spans, (need - 1) * cfg.update_every)
+            share = float(drop.mean())
+            if share <= MAX_EXCLUDED_SHARE:
+                X, n_excluded = X[~drop], int(drop.sum())
         if X.shape[0] < MIN_TRAIN_ROWS:
             result.errors[spec.model_id] = 'only {} rows of history, need {}'.format(
                 X.shape[0], MIN_TRAIN_ROWS + need - 1)
             continue
         try:
+            groups = feature_groups([split_key(c)[:2] for c in cols], cfg.lags_n, cfg.level_features)
             fm = fit_model(spec.model_id, cols, X, model=cfg.model, contamination=cfg.contamination,
-                           calibration=cfg.calibration, max_rows=cfg.train_max_n)
+                           calibration=cfg.calibration, max_rows=cfg.train_max_n, groups=groups)
         except Exception as e:
             result.errors[spec.model_id] = 'fit failed: {}'.format(e)
             continue
         fm.info['window'] = (float(times[0]), float(times[-1]))
+        fm.info['excluded_rows'] = n_excluded
+        if share > MAX_EXCLUDED_SHARE:
+            fm.info['flagged_share_kept'] = round(share, 3)
         result.models[spec.model_id] = fm
         result.tails[spec.model_id] = (times[-need:], raw[-need:])
     result.seconds = time.monotonic() - started

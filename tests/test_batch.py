@@ -3,11 +3,18 @@ import numpy as np
 import pytest
 
 from collector.batch import BatchScorer, Layout
-from collector.features import make_features
+from collector.features import feature_blocks, feature_groups, make_features
 from collector.models import fit_model
 
 
-def build(model='pca', calibration='empirical'):
+LEVELS = True
+
+
+def feats(x, levels=LEVELS):
+    return make_features(x, 1, 3, 2, levels)
+
+
+def build(model='pca', calibration='empirical', levels=LEVELS):
     rng = np.random.default_rng(5)
     raw = {}
     models = {}
@@ -21,30 +28,31 @@ def build(model='pca', calibration='empirical'):
         for c, col in zip(cols, x.T):
             raw[c] = col
         m_id = chart.split('::')[1]
-        models[m_id] = fit_model(m_id, cols, make_features(x, 1, 3, 2), model=model, contamination=0.01,
+        models[m_id] = fit_model(m_id, cols, feats(x, levels), model=model, contamination=0.01,
                                  calibration=calibration)
     # a custom model sharing a column with a chart model
     cols = ['h::system.cpu|user', 'h::system.ram|used']
     x = np.column_stack([raw[c] for c in cols])
-    models['pair'] = fit_model('pair', cols, make_features(x, 1, 3, 2), model=model, contamination=0.01,
-                               calibration=calibration)
+    models['pair'] = fit_model('pair', cols, feats(x, levels), model=model, contamination=0.01,
+                               calibration=calibration, groups=feature_groups(['cpu', 'ram'], 2, levels))
     return models, raw
 
 
-@pytest.mark.parametrize('model, calibration', [('pca', 'empirical'), ('pca', 'minmax'), ('hbos', 'empirical')])
-def test_batch_equals_each_model(model, calibration):
-    models, raw = build(model, calibration)
+@pytest.mark.parametrize('model, calibration, levels', [
+    ('pca', 'empirical', True), ('pca', 'minmax', True), ('hbos', 'empirical', True), ('pca', 'empirical', False)])
+def test_batch_equals_each_model(model, calibration, levels):
+    models, raw = build(model, calibration, levels)
     layout = Layout(models)
-    batch = BatchScorer(models, layout, lags_n=2)
+    batch = BatchScorer(models, layout, feature_blocks(2, levels))
     rng = np.random.default_rng(9)
     for scale in (1.0, 5.0):
         window = np.column_stack([raw[c][-6:] for c in layout.columns]) + rng.normal(size=(6, len(layout))) * scale
-        features = make_features(window, 1, 3, 2)[-1]
+        features = feats(window, levels)[-1]
         ids, probs, flags = batch.score(features)
         for k, m_id in enumerate(ids):
             fm = models[m_id]
             own = np.column_stack([window[:, layout.index[c]] for c in fm.columns])
-            x = make_features(own, 1, 3, 2)
+            x = feats(own, levels)
             assert batch.decision_function(features)[k] == pytest.approx(fm.decision_function(x)[0], rel=1e-9)
             assert probs[k] == pytest.approx(fm.predict_proba(x)[0, 1])
             assert flags[k] == fm.predict(x)[0]
@@ -61,7 +69,7 @@ def test_layout_row_from_allmetrics():
     assert row[layout.index['h::system.cpu|user']] == 1.0
     assert row[layout.index['h::system.ram|free']] == 4.0
     assert np.isnan(row[layout.index['h::system.load|load1']])
-    batch = BatchScorer(models, layout, lags_n=2)
+    batch = BatchScorer(models, layout, feature_blocks(2, LEVELS))
     assert dict(zip(batch.ids, batch.present(row))) == {'system.cpu': True, 'system.ram': True,
                                                         'system.load': False, 'pair': True}
 
