@@ -15,6 +15,8 @@ process start to first real prediction, and the longest gap between two collecti
     python bench/run.py                       # 37 system charts, default model, 60 s each
     python bench/run.py --charts 300 --model hbos --seconds 90
     python bench/run.py --quick               # 30 s each, for a smoke check
+    python bench/run.py --versus-set level_features=false --versus-set flag_min_n=1 \
+        --versus-set flag_window_n=1       # ours beside ours without a feature, instead of the baseline
 """
 import argparse
 import json
@@ -139,10 +141,13 @@ def run_process(cmd, seconds, env=None):
     return started, watch, out, err, proc.returncode
 
 
-def measure_ours(host, charts, model, seconds, train_every):
+def measure_ours(host, charts, model, seconds, train_every, settings=()):
     conf = tempfile.NamedTemporaryFile('w', suffix='.conf', delete=False)
     conf.write("anomalies:\n  host: '{}'\n  charts_regex: '{}'\n  charts_to_exclude: ''\n  model: '{}'\n"
                "  train_n_secs: 600\n  train_every_n: {}\n".format(host, exact_regex(charts), model, train_every))
+    for pair in settings:
+        key, _, value = pair.partition('=')
+        conf.write('  {}: {}\n'.format(key.strip(), value.strip()))
     conf.close()
     cmd = [sys.executable, '-m', 'collector', 'run', '--config', conf.name, '--steps', str(seconds),
            '--update-every', '1']
@@ -206,8 +211,8 @@ ROWS = [('cpu_per_step', 'CPU-s per prediction step', '{:.4f}'), ('train_cpu_s',
         ('max_gap_s', 'longest gap between steps s', '{:.2f}'), ('steps', 'steps', '{}')]
 
 
-def table(ours, base):
-    lines = ['{:<36} {:>12} {:>12}'.format('', 'ours', 'baseline')]
+def table(ours, base, other='baseline'):
+    lines = ['{:<36} {:>12} {:>12}'.format('', 'ours', other)]
     for key, label, fmt in ROWS:
         lines.append('{:<36} {:>12} {:>12}'.format(label, fmt.format(ours[key]), fmt.format(base[key])))
     return '\n'.join(lines)
@@ -222,6 +227,9 @@ def main():
     p.add_argument('--quick', action='store_true', help='30 s each')
     p.add_argument('--skip-baseline', action='store_true')
     p.add_argument('--json', help='write the figures here')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='a setting for ours (repeatable)')
+    p.add_argument('--versus-set', action='append', default=[], metavar='KEY=VALUE',
+                   help='compare with ours under these settings (repeatable) instead of the baseline')
     args = p.parse_args()
     seconds = 30 if args.quick else args.seconds
     rec = Recording(args.recording)
@@ -232,16 +240,21 @@ def main():
         os.path.basename(args.recording), len(charts), len(rec.charts), args.model, seconds, train_every))
     print('machine: {} cores, {}, Python {}'.format(os.cpu_count(), os.uname().machine, sys.version.split()[0]))
     results = {}
-    for name, fn in (('ours', measure_ours), ('baseline', measure_baseline)):
-        if name == 'baseline' and args.skip_baseline:
-            continue
+    runs = [('ours', lambda *a: measure_ours(*a, settings=args.set))]
+    if args.versus_set:
+        runs.append(('baseline', lambda *a: measure_ours(*a, settings=args.set + args.versus_set)))
+    elif not args.skip_baseline:
+        runs.append(('baseline', measure_baseline))
+    for name, fn in runs:
         with ReplayServer(rec, ReplayClock(rec.start + warmup)) as server:
             results[name] = fn(server.host, charts, args.model, seconds, train_every)
         for e in results[name]['errors']:
             print('  {} logged: {}'.format(name, e))
     ours = results['ours']
     base = results.get('baseline') or {k: float('nan') for k, _, _ in ROWS}
-    print(table(ours, base))
+    if args.versus_set:
+        print('right column: ours with ' + ' '.join(args.versus_set))
+    print(table(ours, base, 'versus' if args.versus_set else 'baseline'))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({'charts': len(charts), 'model': args.model, 'seconds': seconds, **results}, f, indent=1)

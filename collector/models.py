@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from .scoring import ConstantScorer, FittedModel, PcaScorer, PyodScorer
+from .scoring import ConstantScorer, EnsembleScorer, FittedModel, PcaScorer, PyodScorer
 
 
 # name -> (pyod module, class, extra kwargs)
@@ -33,6 +33,16 @@ FALLBACK = 'hbos'
 _MAX_ROWS = {'knn': 5000, 'feature_bagging': 5000, 'cblof': 20000, 'gmm': 20000}
 
 
+def model_members(name):
+    """The models a ``model`` setting names: one (``'pca'``) or an ensemble (``'pca+knn'``)."""
+    return tuple(name.split('+'))
+
+
+def valid_model(name):
+    members = model_members(name)
+    return len(set(members)) == len(members) and all(m in _REGISTRY for m in members)
+
+
 def build_estimator(name, contamination):
     """A fresh pyod estimator for ``name`` (imports only that pyod module)."""
     import importlib
@@ -46,8 +56,9 @@ def build_estimator(name, contamination):
 def preload(name):
     """Import the pyod module of ``name`` (e.g. in a thread while training data downloads)."""
     import importlib
-    if name in _REGISTRY:
-        importlib.import_module(_REGISTRY[name][0])
+    for member in model_members(name):
+        if member in _REGISTRY:
+            importlib.import_module(_REGISTRY[member][0])
 
 
 def _pca_scorer(Z, contamination):
@@ -71,6 +82,17 @@ def _pca_scorer(Z, contamination):
 
 
 def _fit_scorer(name, X, contamination):
+    members = model_members(name)
+    if len(members) > 1:
+        scorers, centres, spans, all_scores = [], [], [], []
+        for member in members:
+            sc, scores = _fit_scorer(member, X, contamination)
+            centre = float(np.median(scores))
+            spans.append(max(float(np.quantile(scores, 1.0 - contamination)) - centre, 1e-12))
+            scorers.append(sc)
+            centres.append(centre)
+            all_scores.append((scores - centre) / spans[-1])
+        return EnsembleScorer(scorers, centres, spans), np.mean(all_scores, axis=0)
     if name == 'pca':
         scorer, scores, _ = _pca_scorer(X, contamination)
         return scorer, scores
@@ -123,7 +145,7 @@ def fit_model(model_id, columns, X, model='pca', contamination=0.001, calibratio
     says so in ``info``.
     """
     X = np.asarray(X, dtype=np.float64)
-    X = subsample(X, min(max_rows, _MAX_ROWS.get(model, max_rows)))
+    X = subsample(X, min([max_rows] + [_MAX_ROWS.get(m, max_rows) for m in model_members(model)]))
     kept, mean, scale = feature_scale(X, groups)
     Z = (X[:, kept] - mean) / scale
     started = time.monotonic()

@@ -37,6 +37,23 @@ class PyodScorer:
         return np.asarray(self.estimator.decision_function(X), dtype=np.float64)
 
 
+class EnsembleScorer:
+    """The mean of several detectors' scores, each put on one scale first.
+
+    A member's score is taken relative to its own training scores: 0 at their median, 1
+    at its threshold (the ``1 - contamination`` quantile), so no member dominates by units.
+    """
+
+    def __init__(self, members, centres, spans):
+        self.members = list(members)
+        self.centres = np.asarray(centres, dtype=np.float64)
+        self.spans = np.asarray(spans, dtype=np.float64)
+
+    def decision_function(self, X):
+        parts = [(m.decision_function(X) - c) / s for m, c, s in zip(self.members, self.centres, self.spans)]
+        return np.mean(parts, axis=0)
+
+
 class ConstantScorer:
     """For a model whose every feature was constant in training: distance from that constant."""
 

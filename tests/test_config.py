@@ -127,3 +127,14 @@ def test_ipv6_hosts_in_custom_models():
     assert cfg.custom_models[0].dimensions == (('[::1]:19999', 'system.cpu', 'user'),
                                                ('[::1]:19999', 'system.ram', 'used'))
     assert split_key(dim_key('[::1]:19999', 'system.cpu', 'a|b')) == ('[::1]:19999', 'system.cpu', 'a|b')
+
+
+def test_detection_keys_defaults_and_checks():
+    cfg = parse_job_config({})
+    assert (cfg.level_features, cfg.flag_min_n, cfg.flag_window_n, cfg.train_exclude_flagged) == (True, 2, 3, True)
+    assert parse_job_config({'model': 'pca+knn'}).model == 'pca+knn'
+    errors = errors_for({'flag_min_n': 4, 'flag_window_n': 3, 'level_features': 'yes'})
+    assert any("'flag_min_n': must be <= flag_window_n (3), got 4" in e for e in errors)
+    assert any("'level_features'" in e for e in errors)
+    for bad in ('pca+pca', 'pca+nope', '+pca', 7):
+        assert any("key 'model'" in e for e in errors_for({'model': bad})), bad

@@ -73,6 +73,10 @@ def test_trains_scores_every_chart_in_scope_and_flags_the_spike(replay, logger):
         probs.append(p), flags.append(f)
     assert max(flags[:19]) == 0
     assert max(flags[20:25]) == 1 and max(probs[20:25]) >= 0.99
+    # the flagged steps go to the next training as times to leave out
+    # (the last span; earlier ones come from the test's jump of the clock)
+    first, last = det._exclusions()['system.cpu'][-1]
+    assert START + SPIKE[0] <= first <= START + SPIKE[0] + 4 and last >= START + SPIKE[0] + 8
     assert logger.errors() == []
     det.close()
 

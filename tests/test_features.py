@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from collector.features import fill_missing, make_features, rows_needed
+from collector.features import feature_blocks, feature_groups, fill_missing, make_features, rows_needed
 
 
 def test_hand_computed_features():
@@ -46,3 +46,27 @@ def test_too_few_rows_gives_empty_matrix():
 def test_fill_missing():
     x = np.array([[np.nan, 1.0, np.nan], [2.0, np.nan, np.nan], [np.nan, 3.0, np.nan]])
     assert fill_missing(x).tolist() == [[2.0, 1.0, 0.0], [2.0, 1.0, 0.0], [2.0, 3.0, 0.0]]
+
+
+def test_level_block_is_the_smoothed_value_after_the_change_blocks():
+    x = np.array([[1.0, 10.0], [2.0, 20.0], [4.0, 40.0], [7.0, 70.0], [11.0, 110.0], [16.0, 160.0]])
+    f = make_features(x, diffs_n=1, smooth_n=2, lags_n=1, levels=True)
+    # change blocks as in test_hand_computed_features, then the mean of the last 2 raw rows
+    assert f.tolist() == [[2.5, 25, 1.5, 15, 5.5, 55], [3.5, 35, 2.5, 25, 9.0, 90], [4.5, 45, 3.5, 35, 13.5, 135]]
+    assert feature_blocks(1, True) == 3 and feature_blocks(1, False) == 2
+
+
+@pytest.mark.parametrize('diffs_n, smooth_n, lags_n', [(1, 3, 5), (0, 1, 0), (2, 5, 3), (1, 0, 10)])
+def test_prediction_row_equals_training_row_with_levels(diffs_n, smooth_n, lags_n):
+    x = np.random.default_rng(1).normal(size=(120, 2)).cumsum(axis=0)
+    train = make_features(x, diffs_n, smooth_n, lags_n, levels=True)
+    need = rows_needed(diffs_n, smooth_n, lags_n)
+    assert train.shape == (120 - need + 1, 2 * (lags_n + 2))
+    for end in (need, 77, 120):
+        assert np.allclose(make_features(x[end - need:end], diffs_n, smooth_n, lags_n, levels=True)[0],
+                           train[end - need])
+
+
+def test_feature_groups_follow_the_columns_chart_in_every_block():
+    groups = feature_groups(['cpu', 'cpu', 'ram'], lags_n=1, levels=True)
+    assert groups.tolist() == [0, 0, 1] * 3

@@ -111,3 +111,47 @@ def test_nonfinite_scores_are_replaced():
     fm = FittedModel('m', ['a'], [0], [0.0], [1.0], Bad(), np.linspace(0, 2, 100), 0.01)
     s = fm.decision_function(np.zeros((3, 1)))
     assert np.all(np.isfinite(s)) and s[0] > fm.threshold
+
+
+def test_scale_floor_keeps_a_quiet_dimension_from_shouting():
+    rng = np.random.default_rng(2)
+    X = np.column_stack([rng.normal(0, 10, 3000), rng.normal(0, 10, 3000), rng.normal(0, 0.01, 3000),
+                         np.zeros(3000)])
+    kept, mean, scale = models.feature_scale(X, groups=[0, 0, 0, 0])
+    # the barely moving and the constant dimension get the chart's median scale, not their own
+    assert kept.tolist() == [0, 1, 2, 3]
+    assert scale[2] == pytest.approx(np.median(X[:, :3].std(axis=0))) and scale[3] == scale[2]
+    fm = fit_model('system.cpu', ['c'], X, model='pca', contamination=0.01, groups=[0, 0, 0, 0])
+    wobble = X[:5].copy()
+    wobble[:, 2] += 0.2          # 20 of its own deviations, 0.02 of the chart's
+    assert fm.predict(wobble).sum() == 0
+    moved = X[:5].copy()
+    moved[:, 3] = 60.0           # a dimension that never moved now moves a lot
+    assert fm.predict(moved).min() == 1
+    # a group where nothing moves is dropped; one that moves keeps its own scales
+    kept, _, scale = models.feature_scale(np.column_stack([X[:, :2], np.ones(3000)]), groups=[0, 0, 1])
+    assert kept.tolist() == [0, 1]
+
+
+def test_a_level_that_moves_and_stays_is_still_flagged_with_level_features():
+    from collector.features import make_features
+    rng = np.random.default_rng(4)
+    train = 50 + rng.normal(0, 1, (4000, 2))
+    after = 50 + rng.normal(0, 1, (200, 2))
+    after[50:, 0] += 30           # e.g. a CPU pinned from step 50 on
+    for levels, flagged_late in ((True, True), (False, False)):
+        fm = fit_model('m', ['a', 'b'], make_features(train, 1, 3, 5, levels), model='pca', contamination=0.001)
+        late = fm.predict(make_features(np.vstack([train[-8:], after]), 1, 3, 5, levels))[8 + 100:]
+        # differences see only the jump; the level block keeps seeing it
+        assert (late.mean() > 0.9) == flagged_late
+
+
+def test_an_ensemble_trains_scores_and_names_its_members():
+    X = normal_data()
+    fm = fit_model('m', ['c'], X, model='pca+hbos', contamination=0.01)
+    assert fm.model_name == 'pca+hbos'
+    outliers = X[:50] + 8.0
+    assert fm.predict_proba(outliers)[:, 1].mean() > 0.95 > fm.predict_proba(X[:50])[:, 1].mean()
+    assert 0.003 < fm.predict(normal_data(seed=1)).mean() < 0.03
+    again = pickle.loads(pickle.dumps(fm))
+    assert np.allclose(again.decision_function(outliers), fm.decision_function(outliers))

@@ -1,0 +1,36 @@
+"""Anomaly-aware training: flagged steps do not teach the next model that they are normal."""
+import numpy as np
+
+from collector.config import parse_job_config
+from collector.training import ModelSpec, TrainingRequest, excluded_rows, run_training
+from conftest import SPIKE, START
+
+
+def test_excluded_rows_reach_past_a_span_by_the_feature_length():
+    times = np.arange(100, 120)
+    drop = excluded_rows(times, [(105, 107)], reach=3)
+    assert np.nonzero(drop)[0].tolist() == list(range(5, 11))   # 105..110
+    assert not excluded_rows(times, [], reach=3).any()
+
+
+def _train(replay, exclude):
+    replay.clock.set(START + 900)
+    cfg = parse_job_config({'host': replay.host, 'update_every': 1})
+    spec = ModelSpec('system.cpu', replay.host, chart='system.cpu')
+    result = run_training(TrainingRequest(cfg, [spec], START + 300, START + 900, exclude))
+    assert not result.error and not result.errors
+    return result.models['system.cpu'], cfg
+
+
+def test_a_flagged_incident_is_left_out_of_the_next_training(replay):
+    spike = (START + SPIKE[0], START + SPIKE[1] - 1)
+    naive, cfg = _train(replay, {})
+    aware, _ = _train(replay, {'system.cpu': [spike]})
+    assert naive.info['excluded_rows'] == 0
+    # the spike's rows and the feature rows that still see it over their lags and smoothing
+    assert aware.info['excluded_rows'] == (SPIKE[1] - SPIKE[0]) + cfg.rows_needed - 1
+    # trained on the incident, the naive model's threshold sits far higher: a repeat goes unseen
+    assert aware.threshold < naive.threshold / 5
+    # a model flagged for most of its window takes that as the new normal
+    most, _ = _train(replay, {'system.cpu': [(START + 300, START + 700)]})
+    assert most.info['excluded_rows'] == 0 and most.info['flagged_share_kept'] > 0.25
