@@ -102,6 +102,7 @@ class BatchScorer:
         width = blocks   # feature blocks per dimension (features.feature_blocks)
         # per model: where its kept features sit in the global feature row
         gathers, means, scales, pca, other = [], [], [], [], []
+        self.own = []   # per model: where its full feature vector sits in the global row
         self.raw_index, raw_lengths = [], []
         for k, fm in enumerate(self.models):
             cols = np.array([layout.index[c] for c in fm.columns], dtype=np.intp)
@@ -109,6 +110,7 @@ class BatchScorer:
             raw_lengths.append(len(cols))
             # the model's own feature order: current dims, then lag 1 dims, ..., then levels
             own = np.concatenate([cols + lag * n_cols for lag in range(width)])
+            self.own.append(own)
             kept = own[fm.kept]
             if isinstance(fm.scorer, PcaScorer):
                 pca.append(k)
@@ -202,6 +204,10 @@ class BatchScorer:
                           (scores > self.hi).astype(float))
             p = np.where(self.minmax, mm, p)
         return p
+
+    def attribution(self, k, features):
+        """``FittedModel.attribution`` of model ``k`` from the global feature row."""
+        return self.models[k].attribution(features[self.own[k]])
 
     def score(self, features):
         """``(ids, probabilities, flags)`` for every model."""

@@ -52,6 +52,10 @@ DEFAULTS = {
     'train_in_subprocess': True,
     # what to chart
     'include_average_prob': True,
+    # what to export
+    'prometheus_textfile': None,
+    'prometheus_port': None,
+    'prometheus_address': '127.0.0.1',
 }
 
 CALIBRATIONS = ('empirical', 'minmax')
@@ -107,6 +111,9 @@ class JobConfig:
     calibration: str
     train_in_subprocess: bool
     include_average_prob: bool
+    prometheus_textfile: Optional[str] = None
+    prometheus_port: Optional[int] = None
+    prometheus_address: str = '127.0.0.1'
     update_every: int = 1
     priority: int = 60000
     job_name: Optional[str] = None
@@ -278,6 +285,16 @@ def parse_job_config(raw, job_name=None):
     for key in ('include_average_prob', 'custom_models_normalize', 'train_in_subprocess', 'level_features',
                 'train_exclude_flagged'):
         _check_bool(cfg, key, errors)
+    textfile = None if _none_string(cfg['prometheus_textfile']) else cfg['prometheus_textfile']
+    if textfile is not None and (not isinstance(textfile, str) or not textfile.endswith('.prom')):
+        errors.append("key 'prometheus_textfile': expected a file path ending in .prom (node-exporter reads "
+                      "only those), got {!r}".format(textfile))
+    port = None if _none_string(cfg['prometheus_port']) else cfg['prometheus_port']
+    if port is not None and (not _is_int(port) or not 0 < port < 65536):
+        errors.append("key 'prometheus_port': expected a TCP port 1-65535, got {!r}".format(port))
+    address = cfg['prometheus_address']
+    if not isinstance(address, str) or not address.strip():
+        errors.append("key 'prometheus_address': expected an address to listen on, got {!r}".format(address))
     if regex is None and not custom and 'charts_regex' not in [e.split("'")[1] for e in errors]:
         errors.append("key 'charts_regex': no charts in scope: set charts_regex or custom_models")
 
@@ -302,7 +319,8 @@ def parse_job_config(raw, job_name=None):
         contamination=float(c), flag_window_n=cfg['flag_window_n'], flag_min_n=cfg['flag_min_n'],
         train_exclude_flagged=cfg['train_exclude_flagged'],
         calibration=cfg['calibration'], train_in_subprocess=cfg['train_in_subprocess'],
-        include_average_prob=cfg['include_average_prob'], update_every=framework['update_every'],
+        include_average_prob=cfg['include_average_prob'], prometheus_textfile=textfile, prometheus_port=port,
+        prometheus_address=address, update_every=framework['update_every'],
         priority=framework['priority'], job_name=job_name or raw.get('job_name'),
     )
 

@@ -41,13 +41,14 @@ class _ProblemLog:
 
 class Step:
     """What one collection step produced."""
-    __slots__ = ('scores', 'added', 'removed', 'fresh')
+    __slots__ = ('scores', 'added', 'removed', 'fresh', 'drivers')
 
     def __init__(self):
         self.scores = {}    # model_id -> (probability 0..1, flag 0/1)
         self.added = []     # model ids that got their first model this step
         self.removed = []   # model ids whose chart is gone
         self.fresh = False  # True when the agent answered this step
+        self.drivers = {}   # flagged model id -> [(column, share)], the dimensions driving it
 
 
 class AnomalyDetector:
@@ -288,6 +289,7 @@ class AnomalyDetector:
             step.scores[ids[k]] = (float(probs[k]), int(flags[k]))
         for k in np.nonzero(flags)[0]:
             self._remember_flag(ids[k], stamp)
+            step.drivers[ids[k]] = batch.attribution(k, features)
 
     def _remember_flag(self, model_id, t):
         """Keep flagged times as intervals, so the next training can leave them out."""

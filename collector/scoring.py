@@ -144,6 +144,24 @@ class FittedModel:
     def predict(self, X):
         return (self.decision_function(X) > self.threshold).astype(int)
 
+    def attribution(self, x):
+        """Which raw columns drive this feature vector's score: ``[(column, share)]``, largest first.
+
+        A column's share is the sum of its features' squared standardized values (its change
+        blocks and its level), over all features: how far from training each dimension is.
+        Model-agnostic, so it reads the same for every model and ensemble.
+        """
+        z = self.transform(x)[0]
+        n_cols = len(self.columns)
+        if n_cols == 0 or z.size == 0:
+            return []
+        per_col = np.bincount(self.kept % n_cols, weights=z * z, minlength=n_cols)
+        total = per_col.sum()
+        if not np.isfinite(total) or total <= 0:
+            return []
+        order = np.argsort(-per_col, kind='stable')
+        return [(self.columns[i], float(per_col[i] / total)) for i in order if per_col[i] > 0]
+
     def warm_up(self):
         """Score once so imports and JIT compiles of the scorer happen now, off the collection path."""
         if self.kept.size and not isinstance(self.scorer, (PcaScorer, ConstantScorer)):

@@ -8,10 +8,12 @@ import copy
 import time
 
 from .config import ConfigError, parse_job_config
+from .node import NodeRate
 
 PROB_SCALE = 10000   # probability 0..1 sent as hundredths of a percent (divisor 100)
 
-ORDER = ['probability', 'anomaly']
+ORDER = ['probability', 'anomaly', 'rate', 'flagged_for']
+RATE_WINDOW_SECONDS = 60   # the rolling average of the node anomaly rate
 CHARTS = {
     'probability': {
         'options': [None, 'Anomaly Probability', 'probability', 'anomalies', 'anomalies.probability', 'line'],
@@ -20,6 +22,15 @@ CHARTS = {
     'anomaly': {
         'options': [None, 'Anomaly', 'count', 'anomalies', 'anomalies.anomaly', 'stacked'],
         'lines': [],
+    },
+    'rate': {
+        'options': [None, 'Node Anomaly Rate: share of models flagged', 'percentage', 'anomalies',
+                    'anomalies.rate', 'line'],
+        'lines': [['flagged', 'flagged', 'absolute', 1, 100], ['flagged_avg', 'flagged_avg', 'absolute', 1, 100]],
+    },
+    'flagged_for': {
+        'options': [None, 'Longest Running Anomaly Flag', 'seconds', 'anomalies', 'anomalies.flagged_for', 'line'],
+        'lines': [['longest', 'longest', 'absolute', 1, 1]],
     },
 }
 
@@ -32,8 +43,11 @@ def anomaly_dim(model_id):
     return '{}_anomaly'.format(model_id)
 
 
-def step_values(scores, include_average):
-    """Chart values for one step: integers only, never NaN or inf (python.d int()s them)."""
+def step_values(scores, include_average, node=None):
+    """Chart values for one step: integers only, never NaN or inf (python.d int()s them).
+
+    ``node``: ``(rate, rolling_rate, longest_seconds)`` from ``node.NodeRate``.
+    """
     data, probs = {}, []
     for model_id, (p, flag) in scores.items():
         p = min(max(p, 0.0), 1.0) if p == p else 0.0
@@ -42,7 +56,23 @@ def step_values(scores, include_average):
         data[anomaly_dim(model_id)] = 1 if flag else 0
     if include_average and probs:
         data['average_prob'] = int(round(sum(probs) / len(probs) * PROB_SCALE))
+    if node is not None:
+        rate, rolling, longest = node
+        data['flagged'] = int(round(rate * PROB_SCALE))
+        data['flagged_avg'] = int(round(rolling * PROB_SCALE))
+        data['longest'] = int(longest)
     return data
+
+
+def describe_drivers(drivers, top=3):
+    """``user 81%, system 12%``: the dimensions driving a flag, for the log line
+    (``chart|dim`` when they come from several charts, as in a custom model)."""
+    from .netdata_api import split_key
+    keys = [split_key(column) for column, _ in drivers[:top]]
+    several = len({(h, c) for h, c, _ in keys}) > 1
+    parts = ['{} {:.0f}%'.format('{}|{}'.format(c, d) if several else d, share * 100)
+             for (h, c, d), (_, share) in zip(keys, drivers)]
+    return ', '.join(parts) or 'no dimension stands out'
 
 
 class AnomaliesService(object):
@@ -68,6 +98,8 @@ class AnomaliesService(object):
         self.last_fresh = 0.0
         self.first_prediction_at = None
         self.started_at = time.monotonic()
+        self.node = None
+        self.exporter = None
         if self.job_config is not None and self.job_config.include_average_prob:
             self.definitions['probability']['lines'].append(['average_prob', 'average_prob', 'absolute', 1, 100])
 
@@ -85,11 +117,30 @@ class AnomaliesService(object):
             return False
         cfg = self.job_config
         self.info('model={} charts_regex={!r} custom_models={} train_n_secs={} train_every_n={} lags_n={} '
-                  'smooth_n={} diffs_n={} contamination={} calibration={}'.format(
+                  'smooth_n={} diffs_n={} level_features={} contamination={} calibration={} flag={}/{}'.format(
                       cfg.model, cfg.charts_regex, len(cfg.custom_models), cfg.train_n_secs, cfg.train_every_n,
-                      cfg.lags_n, cfg.smooth_n, cfg.diffs_n, cfg.contamination, cfg.calibration))
+                      cfg.lags_n, cfg.smooth_n, cfg.diffs_n, cfg.level_features, cfg.contamination,
+                      cfg.calibration, cfg.flag_min_n, cfg.flag_window_n))
+        self.node = NodeRate(RATE_WINDOW_SECONDS // cfg.update_every)
+        self.exporter = self._start_exporter(cfg)
         self.detector.start()
         return True
+
+    def _start_exporter(self, cfg):
+        """Prometheus textfile and/or port, when configured; a failure is logged, never fatal."""
+        if not cfg.prometheus_textfile and not cfg.prometheus_port:
+            return None
+        try:
+            from .prometheus import Exporter
+            exporter = Exporter(cfg.prometheus_textfile, cfg.prometheus_port, cfg.prometheus_address, logger=self)
+        except Exception as e:  # no prometheus_client, port taken, ...
+            self.error('prometheus export disabled: {!r}'.format(e))
+            return None
+        where = [w for w in (cfg.prometheus_textfile and 'textfile ' + cfg.prometheus_textfile,
+                             cfg.prometheus_port and 'http://{}:{}/metrics'.format(cfg.prometheus_address,
+                                                                                   cfg.prometheus_port)) if w]
+        self.info('prometheus export: {}'.format(', '.join(where)))
+        return exporter
 
     def _sync_dimensions(self, step):
         for model_id in step.removed:
@@ -113,9 +164,15 @@ class AnomaliesService(object):
         self._sync_dimensions(step)
         if not step.fresh:
             return self._stale()
-        data = step_values(step.scores, self.job_config.include_average_prob)
-        if not data:
+        if not step.scores:
             return None
+        rate, rolling, longest, longest_model, raised = self.node.update(step.scores, time.monotonic())
+        for model_id in raised:
+            self.info("anomaly flagged on '{}' (probability {:.1f}%): {}".format(
+                model_id, step.scores[model_id][0] * 100, describe_drivers(step.drivers.get(model_id, []))))
+        data = step_values(step.scores, self.job_config.include_average_prob, (rate, rolling, longest))
+        if self.exporter is not None:
+            self.exporter.update(step.scores, rate)
         if self.first_prediction_at is None:
             self.first_prediction_at = time.monotonic()
             self.info('first prediction {:.1f}s after start'.format(self.first_prediction_at - self.started_at))

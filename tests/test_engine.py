@@ -71,7 +71,13 @@ def test_trains_scores_every_chart_in_scope_and_flags_the_spike(replay, logger):
         replay.clock.advance(1)
         p, f = s.scores['system.cpu']
         probs.append(p), flags.append(f)
+        if f and 'system.cpu' in s.drivers:
+            drivers = s.drivers['system.cpu']
     assert max(flags[:19]) == 0
+    # the spike is in the 'user' dimension: attribution says so
+    # (idle moves with it, by construction of the synthetic chart: idle = 100 - user - system)
+    top = {column.split('|')[1]: share for column, share in drivers[:2]}
+    assert set(top) == {'user', 'idle'} and sum(top.values()) > 0.9
     assert max(flags[20:25]) == 1 and max(probs[20:25]) >= 0.99
     # the flagged steps go to the next training as times to leave out
     # (the last span; earlier ones come from the test's jump of the clock)

@@ -1,4 +1,5 @@
 """``python -m collector run`` as a user runs it, against a local server that answers like Netdata."""
+import io
 import re
 import subprocess
 import sys
@@ -53,8 +54,10 @@ def test_run_writes_both_charts_with_sane_values(live_replay, tmp_path):
     r = run_collector(live_replay.host, 14, str(conf))
     assert r.returncode == 0, r.stderr
     updates = parse(r.stdout)
-    assert set(updates) == {'anomalies_local.probability', 'anomalies_local.anomaly'}
+    assert set(updates) == {'anomalies_local.probability', 'anomalies_local.anomaly', 'anomalies_local.rate',
+                            'anomalies_local.flagged_for'}
     probs, flags = updates['anomalies_local.probability'], updates['anomalies_local.anomaly']
+    rates, lasting = updates['anomalies_local.rate'], updates['anomalies_local.flagged_for']
     assert len(probs) >= 10
     models = {'system.cpu', 'system.ram', 'system.load', 'system.forks'}
     for _, values in probs:
@@ -66,6 +69,11 @@ def test_run_writes_both_charts_with_sane_values(live_replay, tmp_path):
     # the incident starts 8 s in: system.cpu goes to 100% and is flagged
     assert max(v['system.cpu_prob'] for _, v in probs[-4:]) == 10000
     assert max(v['system.cpu_anomaly'] for _, v in flags[-4:]) == 1
+    # the node view: before the incident nothing is flagged, then one model of four is
+    assert rates[0][1] == {'flagged': 0, 'flagged_avg': 0} and lasting[0][1] == {'longest': 0}
+    assert max(v['flagged'] for _, v in rates[-4:]) >= 2500 and lasting[-1][1]['longest'] >= 1
+    # and the log names the chart and the dimension that moved
+    assert re.search(r"anomaly flagged on 'system.cpu' \(probability 100.0%\): (user|idle) \d+%", r.stderr), r.stderr
     assert 'first prediction' in r.stderr and 'Traceback' not in r.stderr
 
 
@@ -97,3 +105,47 @@ def test_unreachable_agent_writes_nothing_but_protocol(tmp_path):
     parse(r.stdout)
     assert 'cannot reach' in r.stderr
     assert r.stderr.count('cannot reach http://127.0.0.1:9/api/v1/allmetrics') == 1
+
+
+def test_prometheus_textfile_and_port_serve_the_same_parsable_gauges(replay, tmp_path):
+    import socket
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from collector.runner import Service
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    textfile = tmp_path / 'anomalies.prom'
+    service = Service(configuration={'host': replay.host, 'train_n_secs': 300, 'update_every': 1,
+                                     'prometheus_textfile': str(textfile), 'prometheus_port': port})
+    service.out, service.log_stream = io.StringIO(), io.StringIO()
+    assert service.check(), service.log_stream.getvalue()
+    service.create()
+    try:
+        data = None
+        for _ in range(100):
+            service.detector.trainer.wait()
+            data = service.get_data()
+            replay.clock.advance(1)
+            if data:
+                break
+        assert data
+        def families(text):
+            return {f.name: {s.labels.get('chart'): s.value for s in f.samples}
+                    for f in text_string_to_metric_families(text)}
+        from_file = families(textfile.read_text())
+        scraped = families(urllib.request.urlopen('http://127.0.0.1:{}/metrics'.format(port), timeout=5)
+                           .read().decode())
+        charts = {'system.cpu', 'system.ram', 'system.load', 'system.forks'}
+        for got in (from_file, scraped):
+            assert set(got['anomaly_probability']) == charts and set(got['anomaly_flag']) == charts
+            assert got['anomaly_rate'] == {None: data['flagged'] / 10000.0}
+            for chart in charts:
+                assert got['anomaly_probability'][chart] == pytest.approx(data[chart + '_prob'] / 10000.0, abs=1e-4)
+                assert got['anomaly_flag'][chart] == data[chart + '_anomaly']
+        assert [p.name for p in tmp_path.iterdir()] == ['anomalies.prom']   # no temporary files left
+    finally:
+        service.detector.close()
+        service.exporter.close()

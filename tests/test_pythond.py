@@ -1,6 +1,8 @@
 """The standalone python.d base and the protocol lines it writes."""
 import io
 
+import pytest
+
 from collector import protocol
 from collector.pythond import SimpleService, run_job
 from collector.service import step_values
@@ -150,3 +152,24 @@ def test_service_with_a_bad_config_does_not_start():
     assert svc.check() is False
     log = svc.log_stream.getvalue()
     assert "key 'model'" in log and "key 'lags_n'" in log and 'job not started' in log
+
+
+def test_node_rate_counts_flags_and_how_long_the_oldest_has_been_up():
+    from collector.node import NodeRate
+    node = NodeRate(window_steps=3)
+    assert node.update({'a': (0.1, 0), 'b': (0.2, 0)}, 100) == (0.0, 0.0, 0.0, None, [])
+    assert node.update({'a': (1.0, 1), 'b': (0.2, 0)}, 101) == (0.5, 0.25, 0.0, 'a', ['a'])
+    rate, rolling, longest, model, raised = node.update({'a': (1.0, 1), 'b': (1.0, 1)}, 111)
+    assert (rate, longest, model, raised) == (1.0, 10.0, 'a', ['b']) and rolling == pytest.approx(0.5)
+    rate, rolling, longest, model, raised = node.update({'a': (0.0, 0), 'b': (1.0, 1)}, 112)
+    assert (longest, model, raised) == (1.0, 'b', [])
+    data = step_values({'a': (0.0, 0), 'b': (1.0, 1)}, False, (rate, rolling, longest))
+    assert data['flagged'] == 5000 and data['longest'] == 1 and isinstance(data['flagged_avg'], int)
+
+
+def test_drivers_read_as_dimensions_or_chart_dimension_pairs():
+    from collector.service import describe_drivers
+    assert describe_drivers([('h::system.cpu|user', 0.81), ('h::system.cpu|system', 0.12)]) == 'user 81%, system 12%'
+    assert describe_drivers([('h::system.cpu|user', 0.6), ('h::sensors.temp|cpu', 0.4)]) == \
+        'system.cpu|user 60%, sensors.temp|cpu 40%'
+    assert describe_drivers([]) == 'no dimension stands out'

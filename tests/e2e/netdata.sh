@@ -131,14 +131,34 @@ n_values="$(printf '%s\n' "$values" | grep -vc null)"
 [ "$n_values" -ge 9 ] || fail "system.cpu_prob is not updating every second (got $n_values values in 10 s)"
 log "system.cpu_prob updates every second ($n_values values in the last 10 s)"
 
+# ---- the health alarms are loaded ----
+alarm_status() {  # alarm_status NAME [all] -> status of the alarm NAME on any chart, or nothing
+  curl -fsS "$api/alarms${2:+?all}" | python3 -c '
+import json, sys
+alarms = json.load(sys.stdin).get("alarms", {})
+print(" ".join(sorted({a["status"] for a in alarms.values() if a.get("name") == sys.argv[1]})))' "$1"
+}
+for name in anomalies_node_rate anomalies_flag_lasting; do
+  [ -n "$(alarm_status "$name" all)" ] || fail "health alarm $name is not loaded (/api/v1/alarms?all)"
+done
+log "health alarms loaded: anomalies_node_rate $(alarm_status anomalies_node_rate all), anomalies_flag_lasting $(alarm_status anomalies_flag_lasting all)"
+
 # ---- a real incident ----
-log "stress-ng --cpu 2 for 40 s"
-stress-ng --cpu 2 --timeout 40s --quiet &
+log "stress-ng --cpu 2 for 90 s"
+stress-ng --cpu 2 --timeout 90s --quiet &
 stress_pid=$!
-sleep 45
+lasting="" rate=""
+for _ in $(seq 47); do
+  sleep 2
+  lasting="$lasting $(alarm_status anomalies_flag_lasting)"
+  rate="$rate $(alarm_status anomalies_node_rate)"
+done
 wait "$stress_pid" 2>/dev/null
-max_prob="$(series anomalies.probability system.cpu_prob -45 | grep -v null | sort -n | tail -n1)"
-max_flag="$(series anomalies.anomaly system.cpu_anomaly -45 | grep -v null | sort -n | tail -n1)"
+log "alarm states seen during the burst: anomalies_flag_lasting [$(echo $lasting | tr ' ' '\n' | sort -u | tr '\n' ' ')]," \
+    "anomalies_node_rate [$(echo $rate | tr ' ' '\n' | sort -u | tr '\n' ' ')]"
+echo "$lasting" | grep -qE 'WARNING|CRITICAL' || fail "alarm anomalies_flag_lasting was not raised during the burst"
+max_prob="$(series anomalies.probability system.cpu_prob -95 | grep -v null | sort -n | tail -n1)"
+max_flag="$(series anomalies.anomaly system.cpu_anomaly -95 | grep -v null | sort -n | tail -n1)"
 log "during the burst: max system.cpu probability ${max_prob}%, max flag $max_flag"
 python3 -c "import sys; sys.exit(0 if float('${max_prob:-0}') >= 90 else 1)" || fail "system.cpu probability did not rise above 90% during the burst"
 [ "${max_flag:-0}" = 1 ] || fail "system.cpu anomaly flag did not go to 1 during the burst"

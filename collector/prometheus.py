@@ -1,0 +1,84 @@
+"""Anomaly metrics for Prometheus: a node-exporter textfile and/or a ``/metrics`` endpoint.
+
+Both serve the same gauges, built by ``prometheus_client`` (imported only when one of the
+two is configured): ``anomaly_probability{chart}`` (0..1), ``anomaly_flag{chart}`` (0/1)
+and ``anomaly_rate`` (share of models flagged now). The textfile is written to a temporary
+file beside it and renamed over it, so node-exporter never reads half a file.
+"""
+import os
+import tempfile
+
+HELP = {
+    'anomaly_probability': 'Anomaly probability of a model: share of its training steps less unusual than now (0..1).',
+    'anomaly_flag': 'Anomaly flag of a model (1 while flagged, after the flag policy).',
+    'anomaly_rate': "Share of this node's anomaly models flagged now (0..1).",
+}
+
+
+class Exporter:
+    """Holds the newest step's values; writes the textfile and answers scrapes from them."""
+
+    def __init__(self, textfile=None, port=None, address='127.0.0.1', logger=None):
+        from prometheus_client import CollectorRegistry
+        self.textfile = textfile
+        self.log = logger
+        self.scores, self.rate = {}, 0.0
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+        self.write_error = None
+        self.server = None
+        if port:
+            from prometheus_client import start_http_server
+            result = start_http_server(port, addr=address, registry=self.registry)
+            self.server = result[0] if isinstance(result, tuple) else None
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+        prob = GaugeMetricFamily('anomaly_probability', HELP['anomaly_probability'], labels=['chart'])
+        flag = GaugeMetricFamily('anomaly_flag', HELP['anomaly_flag'], labels=['chart'])
+        for model_id, (p, f) in sorted(self.scores.items()):
+            prob.add_metric([model_id], p)
+            flag.add_metric([model_id], f)
+        yield prob
+        yield flag
+        yield GaugeMetricFamily('anomaly_rate', HELP['anomaly_rate'], value=self.rate)
+
+    def text(self):
+        from prometheus_client import generate_latest
+        return generate_latest(self.registry)
+
+    def update(self, scores, rate):
+        """Take this step's ``{model_id: (probability, flag)}`` and node rate; rewrite the textfile."""
+        self.scores, self.rate = dict(scores), float(rate)
+        if self.textfile:
+            try:
+                write_atomically(self.textfile, self.text())
+                if self.write_error and self.log:
+                    self.log.info('prometheus textfile {} written again'.format(self.textfile))
+                self.write_error = None
+            except OSError as e:
+                message = 'cannot write prometheus textfile {}: {}'.format(self.textfile, e.strerror or e)
+                if message != self.write_error and self.log:
+                    self.log.error(message)
+                self.write_error = message
+
+    def close(self):
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def write_atomically(path, data):
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix='.anomalies-', suffix='.tmp', dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
