@@ -168,6 +168,17 @@ def cmd_demo(args):
     return 0
 
 
+def cmd_top(args):
+    from .netdata_api import NetdataError
+    from .top import run
+    try:
+        print(run(args.host, args.after, args.before, args.limit, args.protocol, args.username, args.password))
+    except NetdataError as e:
+        print('top: {}'.format(e), file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog='python -m collector',
                                 description='ML anomaly detection for Netdata charts (python.d anomalies module).')
@@ -217,6 +228,16 @@ def build_parser():
                     help='override a configuration key, e.g. --set model=hbos (repeatable)')
     ev.add_argument('--quiet', action='store_true', help='no progress on stderr')
     ev.set_defaults(func=cmd_evaluate)
+
+    tp = sub.add_parser('top', help='rank the charts of a node by how anomalous they were in a window')
+    tp.add_argument('--host', default='127.0.0.1:19999', help="the agent, e.g. 127.0.0.1:19999 or 'parent:19999/host/child'")
+    tp.add_argument('--after', type=int, default=-600, help='window start: seconds relative to now (negative) or unix time')
+    tp.add_argument('--before', type=int, default=0, help='window end: 0 = now, negative = relative, or unix time')
+    tp.add_argument('--limit', type=_positive_int, default=20, help='how many charts to list (default 20)')
+    tp.add_argument('--protocol', default='http', choices=['http', 'https'])
+    tp.add_argument('--username')
+    tp.add_argument('--password')
+    tp.set_defaults(func=cmd_top)
 
     dm = sub.add_parser('demo', help='replay the shipped recording through the job and show what it flags')
     dm.add_argument('--recording', help='recording folder (default: demo/recording)')

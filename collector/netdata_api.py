@@ -145,6 +145,24 @@ class NetdataApi:
                 out[cid] = [d.get('name', k) if isinstance(d, dict) else k for k, d in dims.items()]
         return out
 
+    def charts_of_context(self, context):
+        """Ids of the charts whose context is ``context`` (e.g. every job's anomalies.probability)."""
+        body = self._get_json('/api/v1/charts')
+        charts = body.get('charts') if isinstance(body, dict) else None
+        if not isinstance(charts, dict):
+            raise NetdataError('{}/api/v1/charts has no "charts" object'.format(self.base_url))
+        return sorted(cid for cid, c in charts.items() if isinstance(c, dict) and c.get('context') == context)
+
+    def data(self, chart, after, before=0, points=0):
+        """One chart's stored values: ``(dimension names, [[time, values...], ...])`` oldest first."""
+        path = ('/api/v1/data?chart={}&after={}&before={}&points={}&format=json&options=flip'
+                .format(quote(chart, safe=''), int(after), int(before), int(points)))
+        body = self._get_json(path)
+        try:
+            return list(body['labels'][1:]), [list(r) for r in body['data']]
+        except (KeyError, TypeError):
+            raise NetdataError('{}/api/v1/data for {} has no labels/data'.format(self.base_url, chart))
+
     def allmetrics(self, timeout=None, charts=None):
         """Latest values: the raw body, ``{chart_id: {'last_updated', 'dimensions': {id: {'name', 'value'}}}}``.
 

@@ -1,0 +1,61 @@
+"""``python -m collector top`` ranks charts from what the collector stored in the agent."""
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+from collector.replay import Recording, ReplayClock, ReplayServer
+from collector.top import rank
+from conftest import ROOT, START, _chart
+
+
+def test_rank_orders_by_flagged_time_then_probability():
+    rows = rank({'a': [10, 20, None], 'b': [90, 95, 99], 'c': [50, 50, 50]},
+                {'a': [0, 0, 0], 'b': [0, 1, 1], 'c': [1, 0, 1]})
+    assert [r['chart'] for r in rows] == ['b', 'c', 'a']
+    assert (rows[0]['flagged_s'], rows[0]['flag_events'], rows[0]['max_prob']) == (2, 1, 99)
+    assert rows[1]['flag_events'] == 2 and rows[2]['mean_prob'] == 15
+
+
+def write_anomalies_recording(path, seconds=120):
+    os.makedirs(os.path.join(path, 'data'))
+    charts = {'anomalies.probability': _chart('anomalies.probability', ['system.cpu_prob', 'system.ram_prob',
+                                                                          'average_prob']),
+              'anomalies.anomaly': _chart('anomalies.anomaly', ['system.cpu_anomaly', 'system.ram_anomaly'])}
+    rows = {'anomalies.probability': [], 'anomalies.anomaly': []}
+    for i in range(seconds + 1):
+        cpu = 1 if 60 <= i < 90 else 0
+        ram = 1 if 100 <= i < 105 else 0
+        rows['anomalies.probability'].append([START + i, 100.0 if cpu else 20.0, 100.0 if ram else 40.0, 30.0])
+        rows['anomalies.anomaly'].append([START + i, cpu, ram])
+    for cid, c in charts.items():
+        with gzip.open(os.path.join(path, 'data', cid + '.json.gz'), 'wt') as f:
+            json.dump({'labels': ['time'] + list(c['dimensions']), 'data': rows[cid][::-1]}, f)
+    meta = {'start': START, 'end': START + seconds, 'update_every': 1, 'netdata_version': 'v1.37.1',
+            'hostname': 'node', 'description': 'anomalies charts as the collector stores them'}
+    for name, body in (('recording.json', meta), ('info.json', {'version': 'v1.37.1', 'mirrored_hosts': ['node']}),
+                       ('charts.json', {'hostname': 'node', 'version': 'v1.37.1', 'update_every': 1,
+                                        'charts': charts}), ('labels.json', {'incidents': []})):
+        with open(os.path.join(path, name), 'w') as f:
+            json.dump(body, f)
+    return path
+
+
+def test_top_command_lists_the_flagged_charts_first(tmp_path):
+    rec = Recording(write_anomalies_recording(str(tmp_path / 'rec')))
+    with ReplayServer(rec, ReplayClock(START + 120, stepped=True)) as server:
+        r = subprocess.run([sys.executable, '-m', 'collector', 'top', '--host', server.host, '--after', '-120'],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert 'over the last 120 s' in lines[0]
+    first, second = lines[2].split(), lines[3].split()
+    assert first[:4] == ['1', 'system.cpu', '30', '1'] and second[:4] == ['2', 'system.ram', '5', '1']
+    assert not any('average' in line for line in lines)
+
+
+def test_top_without_anomalies_charts_says_so(replay):
+    r = subprocess.run([sys.executable, '-m', 'collector', 'top', '--host', replay.host],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and 'has no anomalies charts' in r.stderr
