@@ -144,7 +144,8 @@ def run_process(cmd, seconds, env=None):
 def measure_ours(host, charts, model, seconds, train_every, settings=()):
     conf = tempfile.NamedTemporaryFile('w', suffix='.conf', delete=False)
     conf.write("anomalies:\n  host: '{}'\n  charts_regex: '{}'\n  charts_to_exclude: ''\n  model: '{}'\n"
-               "  train_n_secs: 600\n  train_every_n: {}\n".format(host, exact_regex(charts), model, train_every))
+               "  train_n_secs: 600\n  train_every_n: {}\n  models_dir: none\n".format(
+                   host, exact_regex(charts), model, train_every))
     for pair in settings:
         key, _, value = pair.partition('=')
         conf.write('  {}: {}\n'.format(key.strip(), value.strip()))

@@ -50,6 +50,7 @@ DEFAULTS = {
     'train_exclude_flagged': True,
     'calibration': 'empirical',
     'train_in_subprocess': True,
+    'models_dir': 'auto',
     # what to chart
     'include_average_prob': True,
     # what to export
@@ -111,6 +112,7 @@ class JobConfig:
     calibration: str
     train_in_subprocess: bool
     include_average_prob: bool
+    models_dir: Optional[str] = None
     prometheus_textfile: Optional[str] = None
     prometheus_port: Optional[int] = None
     prometheus_address: str = '127.0.0.1'
@@ -285,6 +287,9 @@ def parse_job_config(raw, job_name=None):
     for key in ('include_average_prob', 'custom_models_normalize', 'train_in_subprocess', 'level_features',
                 'train_exclude_flagged'):
         _check_bool(cfg, key, errors)
+    models_dir = None if _none_string(cfg['models_dir']) else cfg['models_dir']
+    if models_dir is not None and not isinstance(models_dir, str):
+        errors.append("key 'models_dir': expected 'auto', a directory, or 'none', got {!r}".format(models_dir))
     textfile = None if _none_string(cfg['prometheus_textfile']) else cfg['prometheus_textfile']
     if textfile is not None and (not isinstance(textfile, str) or not textfile.endswith('.prom')):
         errors.append("key 'prometheus_textfile': expected a file path ending in .prom (node-exporter reads "
@@ -319,7 +324,7 @@ def parse_job_config(raw, job_name=None):
         contamination=float(c), flag_window_n=cfg['flag_window_n'], flag_min_n=cfg['flag_min_n'],
         train_exclude_flagged=cfg['train_exclude_flagged'],
         calibration=cfg['calibration'], train_in_subprocess=cfg['train_in_subprocess'],
-        include_average_prob=cfg['include_average_prob'], prometheus_textfile=textfile, prometheus_port=port,
+        include_average_prob=cfg['include_average_prob'], models_dir=models_dir, prometheus_textfile=textfile, prometheus_port=port,
         prometheus_address=address, update_every=framework['update_every'],
         priority=framework['priority'], job_name=job_name or raw.get('job_name'),
     )

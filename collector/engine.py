@@ -9,10 +9,11 @@ import warnings
 
 import numpy as np
 
+from . import persist
 from .batch import BatchScorer, Layout
 from .flags import FlagPolicy
 from .features import feature_blocks, fill_missing
-from .netdata_api import NetdataApi, NetdataError, agent_now, dim_key
+from .netdata_api import NetdataApi, NetdataError, agent_now, dim_key, split_key
 from .training import ModelSpec, TrainingRequest, charts_by_host, make_trainer
 
 # steps between training attempts after a failed training (agent away, no data)
@@ -75,14 +76,16 @@ class AnomalyDetector:
         self._pending = Step()  # changes made outside step() (start), reported by the next step
         self.missing = set()    # models whose dimensions had no value last step
         self.wanted = {}        # host -> charts to ask for each step (all until the first discovery)
+        self.models_dir = persist.resolve_dir(config.models_dir, config.job_name)
         self.flag_policy = FlagPolicy(config.flag_min_n, config.flag_window_n)
         self.flagged = {}       # model id -> [[first, last] agent time of flagged steps], for training
         self._rebuild({})
 
     # ----- scope -------------------------------------------------------------------------
-    def discover(self):
+    def discover(self, charts=None):
         """Which models the configuration asks for, from the agent's chart list."""
-        charts = self.apis[self.config.host].charts()
+        if charts is None:
+            charts = self.apis[self.config.host].charts()
         specs = {}
         for chart in sorted(charts):
             if self.config.chart_matches(chart):
@@ -120,6 +123,8 @@ class AnomalyDetector:
             del self.models[model_id]
             self.untrained.pop(model_id, None)
             self.flagged.pop(model_id, None)
+            if self.models_dir:
+                persist.remove(self.models_dir, model_id)
             self.missing.discard(model_id)
             self.problems.active.pop('missing:' + model_id, None)
             step.removed.append(model_id)
@@ -143,7 +148,7 @@ class AnomalyDetector:
                 return
         after, before = self._training_window()
         try:
-            self.trainer.start(TrainingRequest(self.config, todo, after, before, self._exclusions()))
+            self.trainer.start(TrainingRequest(self.config, todo, after, before, self._exclusions(), self.models_dir))
         except Exception as e:  # e.g. no memory or file descriptors for the training process
             self.problems.report('training', 'cannot start training: {!r}'.format(e))
             self.next_training = self.steps + RETRY_STEPS
@@ -161,6 +166,10 @@ class AnomalyDetector:
             self.next_training = min(self.next_training, self.steps + RETRY_STEPS)
             return
         self.problems.clear('training', 'training works again')
+        if result.save_error:
+            self.problems.report('save', result.save_error)
+        else:
+            self.problems.clear('save', 'models are saved again')
         self.initial_done = True
         for line in result.problems[:5]:
             self.log.warning('training data: {}'.format(line))
@@ -240,8 +249,89 @@ class AnomalyDetector:
         return latest
 
     def start(self):
-        """Start the first training now, so models are ready by the first steps."""
+        """Load the saved models that still fit, and start training the rest now."""
+        if self.models_dir:
+            try:
+                self._load_saved()
+            except Exception as e:  # a broken models dir must never stop the job
+                self.log.error('cannot load saved models from {}: {!r}'.format(self.models_dir, e))
         self._maybe_start_training(self._pending)
+
+    def _load_saved(self):
+        try:
+            charts = self.apis[self.config.host].charts()
+        except NetdataError:
+            return  # the training path reports an unreachable agent
+        specs = self.discover(charts)
+        versions = persist.library_versions()
+        loaded, metas, unused = {}, {}, {}
+        for model_id, spec in specs.items():
+            columns = (list(spec.columns) if spec.columns is not None
+                       else [dim_key(spec.host, spec.chart, d) for d in charts.get(spec.chart, ())])
+            fm, meta, reason = persist.load(self.models_dir, model_id, self.config, columns, versions)
+            if fm is not None:
+                loaded[model_id], metas[model_id] = fm, meta
+            elif reason:
+                unused.setdefault(reason, []).append(model_id)
+        for reason, ids in sorted(unused.items()):
+            more = ' (+{} more)'.format(len(ids) - 5) if len(ids) > 5 else ''
+            self.log.info('{} saved model{} not used, retraining: {}: {}{}'.format(
+                len(ids), '' if len(ids) == 1 else 's', reason, ', '.join(ids[:5]), more))
+        if not loaded:
+            return
+        self.specs = specs
+        self.wanted = charts_by_host(specs.values())
+        self.models.update(loaded)
+        self._pending.added.extend(sorted(loaded))
+        tails, now = self._recent_rows(loaded)
+        self._rebuild(tails)
+        self.initial_done = True
+        every = self.config.update_every
+        oldest = min(float(m.get('trained_at') or 0) for m in metas.values())
+        age = max(0.0, (now or time.time()) - oldest)
+        self.next_training = max(0, int((self.config.train_every_n * every - age) // every))
+        self.next_discovery = self.clock()  # train the charts without a usable saved model at once
+        self.log.info('loaded {} saved models from {} (oldest trained {:.0f} s ago); next full training in {} '
+                      'steps'.format(len(loaded), self.models_dir, age, self.next_training))
+
+    def _recent_rows(self, models):
+        """The last raw rows of the loaded models' charts, so they score from the first step.
+
+        Returns ``({model_id: (times, rows)}, newest time)``; charts that cannot be read are
+        left out (their models start scoring once enough steps came in).
+        """
+        every = self.config.update_every
+        by_chart = {}
+        newest = None
+        for fm in models.values():
+            for c in fm.columns:
+                host, chart, _ = split_key(c)
+                by_chart.setdefault((host, chart), None)
+        for host, chart in list(by_chart):
+            try:
+                labels, rows = self.apis[host].data(chart, -(self.need + 2) * every)
+            except (NetdataError, KeyError):
+                continue
+            if rows:
+                times = np.array([r[0] for r in rows], dtype=np.float64)
+                values = np.array([[np.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
+                by_chart[(host, chart)] = (times, {name: values[:, k] for k, name in enumerate(labels)})
+                newest = max(newest or 0.0, float(times[-1]))
+        tails = {}
+        for model_id, fm in models.items():
+            parts, times = [], None
+            for c in fm.columns:
+                host, chart, dim = split_key(c)
+                got = by_chart.get((host, chart))
+                if got is None or dim not in got[1]:
+                    break
+                parts.append(got[1][dim][-self.need:])
+                times = got[0][-self.need:] if times is None else times
+            else:
+                n = min(len(p) for p in parts) if parts else 0
+                if n:
+                    tails[model_id] = (times[-n:], np.column_stack([p[-n:] for p in parts]))
+        return tails, newest
 
     def step(self):
         """One collection step. Never raises for bad data; returns a ``Step``."""

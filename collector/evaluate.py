@@ -47,6 +47,7 @@ def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=No
     logs = _Quiet()
     with ReplayServer(rec, clock) as server:
         raw = select_job(config_path, job, host=server.host)
+        raw['models_dir'] = None   # a replay's models must not be saved, nor saved ones used
         raw.update(overrides or {})
         service = Service(configuration=raw)
         service.out, service.log_stream = io.StringIO(), logs

@@ -5,8 +5,7 @@ two is configured): ``anomaly_probability{chart}`` (0..1), ``anomaly_flag{chart}
 and ``anomaly_rate`` (share of models flagged now). The textfile is written to a temporary
 file beside it and renamed over it, so node-exporter never reads half a file.
 """
-import os
-import tempfile
+from .files import write_atomically
 
 HELP = {
     'anomaly_probability': 'Anomaly probability of a model: share of its training steps less unusual than now (0..1).',
@@ -67,18 +66,3 @@ class Exporter:
             self.server.shutdown()
             self.server.server_close()
 
-
-def write_atomically(path, data):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.anomalies-', suffix='.tmp', dir=directory)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

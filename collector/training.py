@@ -46,6 +46,8 @@ class TrainingRequest:
     before: int
     # model id -> [(first, last)] agent times its flag was up; those rows are left out
     exclude: Dict[str, List[Tuple[float, float]]] = field(default_factory=dict)
+    # where to save the trained models (persist.resolve_dir), or None
+    models_dir: Optional[str] = None
 
     def host_charts(self):
         return {h: sorted(c) for h, c in charts_by_host(self.specs).items()}
@@ -83,6 +85,7 @@ class TrainingResult:
     tails: Dict[str, Tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     errors: Dict[str, str] = field(default_factory=dict)
     problems: List[str] = field(default_factory=list)
+    save_error: Optional[str] = None
     error: Optional[str] = None
     rows: int = 0
     seconds: float = 0.0
@@ -165,6 +168,13 @@ def run_training(request):
             fm.info['flagged_share_kept'] = round(share, 3)
         result.models[spec.model_id] = fm
         result.tails[spec.model_id] = (times[-need:], raw[-need:])
+        if request.models_dir:
+            try:
+                from .persist import save
+                save(request.models_dir, fm, cfg, float(times[-1]))
+            except Exception as e:  # a full disk or a read-only dir must not cost the model
+                result.save_error = result.save_error or 'cannot save models in {}: {!r}'.format(
+                    request.models_dir, e)
     result.seconds = time.monotonic() - started
     result.cpu_seconds = time.process_time() - cpu_started
     return result

@@ -69,6 +69,12 @@ def write_recording(path, seconds=SECONDS, seed=1):
     return path
 
 
+@pytest.fixture(autouse=True)
+def _models_dir(tmp_path, monkeypatch):
+    """Saved models go where the agent would put them: here, a fresh dir per test."""
+    monkeypatch.setenv('NETDATA_LIB_DIR', str(tmp_path / 'netdata-lib'))
+
+
 @pytest.fixture(scope='session')
 def recording(tmp_path_factory):
     return write_recording(str(tmp_path_factory.mktemp('rec')))

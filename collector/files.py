@@ -1,0 +1,20 @@
+"""Writing files so that a reader never sees half of one."""
+import os
+import tempfile
+
+
+def write_atomically(path, data, mode=0o644):
+    """Write ``data`` (bytes) to a temporary file beside ``path`` and rename it over ``path``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix='.anomalies-', suffix='.tmp', dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,127 @@
+"""Trained models kept on disk, so a restarted job predicts at once instead of retraining.
+
+One pickle per model plus a small JSON metadata file (config hash, training window, rows,
+score statistics, library versions, columns, checksum of the pickle). Files are written by
+the training process, atomically. Loading checks everything that could make a saved model
+wrong for the job as it runs now; anything off is a reason to retrain, never an error.
+"""
+import hashlib
+import json
+import os
+import pickle
+import sys
+import time
+
+from .files import write_atomically
+
+FORMAT = 1
+# the settings a fitted model depends on; any change means it must be retrained
+HASH_KEYS = ('model', 'diffs_n', 'smooth_n', 'lags_n', 'level_features', 'contamination', 'calibration')
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def resolve_dir(setting, job_name):
+    """Where a job's models live: ``None`` (not persisted) or ``<base>/<job>``.
+
+    ``auto``: under the agent's lib dir when the agent runs the job (python.d.plugin has
+    ``NETDATA_LIB_DIR`` set), else the project's ``models/`` folder.
+    """
+    if setting is None:
+        return None
+    if setting == 'auto':
+        lib = os.environ.get('NETDATA_LIB_DIR')
+        base = os.path.join(lib, 'anomalies-models') if lib else os.path.join(_ROOT, 'models')
+    else:
+        base = os.path.expanduser(setting)
+    return os.path.join(base, _safe(job_name or 'anomalies'))
+
+
+def _safe(name):
+    return ''.join(c if c.isalnum() or c in '._-' else '_' for c in name)
+
+
+def config_hash(config):
+    values = {k: getattr(config, k) for k in HASH_KEYS}
+    values['format'] = FORMAT
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def library_versions():
+    from importlib import metadata
+    out = {'python': '{}.{}'.format(*sys.version_info[:2])}
+    for dist in ('numpy', 'pyod', 'scikit-learn'):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def _paths(directory, model_id):
+    base = os.path.join(directory, _safe(model_id))
+    return base + '.pkl', base + '.json'
+
+
+def save(directory, fm, config, trained_at):
+    """Write ``fm`` (a ``FittedModel``) and its metadata; the pickle first, the metadata last."""
+    os.makedirs(directory, exist_ok=True)
+    pkl, meta_path = _paths(directory, fm.name)
+    data = pickle.dumps(fm, protocol=4)
+    write_atomically(pkl, data, 0o640)
+    meta = {
+        'format': FORMAT, 'model_id': fm.name, 'model': fm.model_name, 'config_hash': config_hash(config),
+        'settings': {k: getattr(config, k) for k in HASH_KEYS}, 'columns': list(fm.columns),
+        'window': list(fm.info.get('window', ())), 'trained_at': trained_at, 'saved_at': time.time(),
+        'rows': fm.info.get('rows'), 'excluded_rows': fm.info.get('excluded_rows', 0),
+        'scores': {'threshold': fm.threshold, 'min': fm.score_min, 'max': fm.score_max,
+                   'quantiles': int(fm.points.size)},
+        'libraries': library_versions(), 'sha256': hashlib.sha256(data).hexdigest(),
+    }
+    write_atomically(meta_path, json.dumps(meta, indent=1).encode(), 0o640)
+
+
+def load(directory, model_id, config, columns, versions=None):
+    """``(model, meta, None)`` or ``(None, None, reason)``; reason ``None`` when nothing was saved."""
+    pkl, meta_path = _paths(directory, model_id)
+    if not os.path.exists(meta_path):
+        return None, None, None
+    try:
+        with open(meta_path) as f:
+            meta = json.load(f)
+        if not isinstance(meta, dict):
+            raise ValueError('not a JSON object')
+    except (OSError, ValueError) as e:
+        return None, None, 'metadata unreadable ({})'.format(e)
+    if meta.get('format') != FORMAT or meta.get('config_hash') != config_hash(config):
+        return None, None, 'configuration changed'
+    if sorted(meta.get('columns') or ()) != sorted(columns):
+        return None, None, 'dimensions changed'
+    try:
+        with open(pkl, 'rb') as f:
+            data = f.read()
+    except OSError as e:
+        return None, None, 'model file unreadable ({})'.format(e.strerror or e)
+    if hashlib.sha256(data).hexdigest() != meta.get('sha256'):
+        return None, None, 'model file damaged (checksum differs)'
+    if meta.get('model') not in ('pca', 'constant'):
+        # pyod estimators pickle scikit-learn objects: only the same versions read them back right
+        now = versions or library_versions()
+        then = meta.get('libraries') or {}
+        changed = [d for d in ('pyod', 'scikit-learn') if then.get(d) != now.get(d)]
+        if changed:
+            return None, None, 'trained with other versions of {}'.format(', '.join(changed))
+    try:
+        fm = pickle.loads(data)
+        if list(fm.columns) != list(meta['columns']):
+            raise ValueError('columns differ from the metadata')
+    except Exception as e:  # whatever unpickling throws: an incompatible or foreign file
+        return None, None, 'cannot load ({}: {})'.format(e.__class__.__name__, str(e)[:80])
+    return fm, meta, None
+
+
+def remove(directory, model_id):
+    for path in _paths(directory, model_id):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass

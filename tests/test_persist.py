@@ -1,0 +1,118 @@
+"""Saved models: written by training, used again after a restart, retrained when they no longer fit."""
+import json
+import os
+import pickle
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from collector import persist
+from collector.config import parse_job_config
+from collector.models import fit_model
+from collector.replay import Recording, ReplayClock, ReplayServer
+from conftest import ROOT, START
+
+COLS = ['h::system.cpu|user', 'h::system.cpu|system']
+
+
+def saved(tmp_path, model='pca', **conf):
+    cfg = parse_job_config(dict({'model': model}, **conf))
+    X = np.random.default_rng(0).normal(size=(500, 2))
+    fm = fit_model('system.cpu', COLS, cfg.features(X), model=model, contamination=cfg.contamination)
+    fm.info['window'] = (1.0, 500.0)
+    persist.save(str(tmp_path), fm, cfg, 500.0)
+    return fm, cfg
+
+
+def test_save_then_load_gives_the_same_model_and_metadata(tmp_path):
+    fm, cfg = saved(tmp_path)
+    got, meta, reason = persist.load(str(tmp_path), 'system.cpu', cfg, list(reversed(COLS)))
+    assert reason is None
+    Y = np.random.default_rng(1).normal(size=(20, fm.kept.size + 0))
+    X = cfg.features(np.random.default_rng(2).normal(size=(30, 2)))
+    assert np.array_equal(got.decision_function(X), fm.decision_function(X))
+    assert meta['config_hash'] == persist.config_hash(cfg) and meta['window'] == [1.0, 500.0]
+    assert meta['scores']['threshold'] == fm.threshold and meta['libraries']['numpy']
+    assert sorted(os.listdir(tmp_path)) == ['system.cpu.json', 'system.cpu.pkl']   # no temporary files
+
+
+def test_what_no_longer_fits_is_a_reason_to_retrain(tmp_path):
+    _, cfg = saved(tmp_path)
+    load = persist.load
+    assert load(str(tmp_path), 'system.ram', cfg, COLS) == (None, None, None)          # nothing saved
+    assert load(str(tmp_path), 'system.cpu', parse_job_config({'lags_n': 2}), COLS)[2] == 'configuration changed'
+    assert load(str(tmp_path), 'system.cpu', cfg, COLS + ['h::system.cpu|nice'])[2] == 'dimensions changed'
+    pkl = tmp_path / 'system.cpu.pkl'
+    pkl.write_bytes(pkl.read_bytes()[:-10] + b'0123456789')
+    assert 'damaged' in load(str(tmp_path), 'system.cpu', cfg, COLS)[2]
+    (tmp_path / 'system.cpu.json').write_text('{not json')
+    assert 'metadata unreadable' in load(str(tmp_path), 'system.cpu', cfg, COLS)[2]
+
+
+def test_pyod_models_are_not_trusted_across_library_versions(tmp_path):
+    _, cfg = saved(tmp_path, model='hbos')
+    now = persist.library_versions()
+    assert persist.load(str(tmp_path), 'system.cpu', cfg, COLS, now)[2] is None
+    other = dict(now, **{'scikit-learn': '0.0.1'})
+    assert persist.load(str(tmp_path), 'system.cpu', cfg, COLS, other)[2] == \
+        'trained with other versions of scikit-learn'
+
+
+def run(host, conf, steps):
+    return subprocess.run([sys.executable, '-m', 'collector', 'run', '--host', host, '--config', str(conf),
+                           '--steps', str(steps), '--update-every', '1'],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_a_restarted_job_predicts_at_once_with_its_saved_models(recording, tmp_path):
+    models = tmp_path / 'models'
+    conf = tmp_path / 'anomalies.conf'
+    conf.write_text("anomalies:\n  train_n_secs: 300\n  train_every_n: 3600\n  models_dir: '{}'\n".format(models))
+    server = ReplayServer(Recording(recording), ReplayClock(START + 400)).start()
+    try:
+        first = run(server.host, conf, 6)
+        assert first.returncode == 0, first.stderr
+        assert 'trained 4 models' in first.stderr
+        files = sorted(os.listdir(models / 'anomalies'))
+        assert files == sorted('system.{}.{}'.format(c, e) for c in ('cpu', 'ram', 'load', 'forks')
+                               for e in ('json', 'pkl'))
+        meta = json.loads((models / 'anomalies' / 'system.cpu.json').read_text())
+        assert meta['rows'] > 250 and meta['model'] == 'pca' and meta['window'][1] - meta['window'][0] >= 250
+
+        second = run(server.host, conf, 4)   # the restart: same job, same agent
+        assert second.returncode == 0, second.stderr
+        assert re.search(r'loaded 4 saved models from \S+ \(oldest trained \d+ s ago\); next full training in '
+                         r'\d+ steps', second.stderr), second.stderr
+        assert not re.search(r'trained \d+ models', second.stderr)   # nothing was retrained
+        first_at = float(re.search(r'first prediction ([\d.]+)s after start', second.stderr).group(1))
+        assert first_at < 2.0
+        # one BEGIN per chart per step, with all four models from the first step
+        probs = [line for line in second.stdout.splitlines() if line.startswith("SET 'system.cpu_prob'")]
+        assert len(probs) >= 3
+
+        # a setting the models depend on changed: they are retrained, and say why
+        conf.write_text(conf.read_text() + "  lags_n: 3\n")
+        third = run(server.host, conf, 4)
+        assert 'saved models not used, retraining: configuration changed' in third.stderr
+        assert 'trained 4 models' in third.stderr
+        assert json.loads((models / 'anomalies' / 'system.cpu.json').read_text())['settings']['lags_n'] == 3
+    finally:
+        server.stop()
+
+
+def test_an_unwritable_models_dir_is_logged_and_the_job_goes_on(recording, tmp_path):
+    blocker = tmp_path / 'file'
+    blocker.write_text('not a directory')
+    conf = tmp_path / 'anomalies.conf'
+    conf.write_text("anomalies:\n  train_n_secs: 300\n  models_dir: '{}'\n".format(blocker))
+    server = ReplayServer(Recording(recording), ReplayClock(START + 400)).start()
+    try:
+        r = run(server.host, conf, 5)
+    finally:
+        server.stop()
+    assert r.returncode == 0
+    assert 'cannot save models in' in r.stderr and 'trained 4 models' in r.stderr
+    assert "SET 'system.cpu_prob'" in r.stdout
