@@ -191,6 +191,9 @@ if [ "$mode" = uninstall ]; then
   fi
   rm -f "$backup"
   rm -rf "$venv" && say "removed $venv"
+  if [ -d "$lib_dir/anomalies-models" ]; then
+    rm -rf "$lib_dir/anomalies-models" && say "removed the saved models in $lib_dir/anomalies-models"
+  fi
   rm -f "$state"
   restart_agent
   exit 0

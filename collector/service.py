@@ -98,7 +98,7 @@ class AnomaliesService(object):
         self.last_fresh = 0.0
         self.first_prediction_at = None
         self.started_at = time.monotonic()
-        self.node = None
+        self.node = NodeRate(RATE_WINDOW_SECONDS // max(1, self.update_every))
         self.exporter = None
         if self.job_config is not None and self.job_config.include_average_prob:
             self.definitions['probability']['lines'].append(['average_prob', 'average_prob', 'absolute', 1, 100])
@@ -121,7 +121,6 @@ class AnomaliesService(object):
                       cfg.model, cfg.charts_regex, len(cfg.custom_models), cfg.train_n_secs, cfg.train_every_n,
                       cfg.lags_n, cfg.smooth_n, cfg.diffs_n, cfg.level_features, cfg.contamination,
                       cfg.calibration, cfg.flag_min_n, cfg.flag_window_n))
-        self.node = NodeRate(RATE_WINDOW_SECONDS // cfg.update_every)
         self.exporter = self._start_exporter(cfg)
         self.detector.start()
         return True

@@ -119,7 +119,9 @@ def test_a_vanishing_chart_is_skipped_then_removed(replay, logger):
         SwitchableApi.hidden = set()
     assert removed == ['system.ram']
     assert not any(scored)
-    assert len([e for e in logger.errors() if 'system.ram' in e]) == 1
+    # logged once at most as missing (a retrain may notice it is gone first), and its removal
+    assert len([e for e in logger.errors() if 'system.ram' in e]) <= 1
+    assert any("model 'system.ram' removed" in m for _, m in logger.lines)
     det.close()
 
 

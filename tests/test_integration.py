@@ -117,7 +117,8 @@ def test_prometheus_textfile_and_port_serve_the_same_parsable_gauges(replay, tmp
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         port = sock.getsockname()[1]
-    textfile = tmp_path / 'anomalies.prom'
+    (tmp_path / 'textfiles').mkdir()
+    textfile = tmp_path / 'textfiles' / 'anomalies.prom'
     service = Service(configuration={'host': replay.host, 'train_n_secs': 300, 'update_every': 1,
                                      'prometheus_textfile': str(textfile), 'prometheus_port': port})
     service.out, service.log_stream = io.StringIO(), io.StringIO()
@@ -145,7 +146,7 @@ def test_prometheus_textfile_and_port_serve_the_same_parsable_gauges(replay, tmp
             for chart in charts:
                 assert got['anomaly_probability'][chart] == pytest.approx(data[chart + '_prob'] / 10000.0, abs=1e-4)
                 assert got['anomaly_flag'][chart] == data[chart + '_anomaly']
-        assert [p.name for p in tmp_path.iterdir()] == ['anomalies.prom']   # no temporary files left
+        assert [p.name for p in textfile.parent.iterdir()] == ['anomalies.prom']   # no temporary files left
     finally:
         service.detector.close()
         service.exporter.close()

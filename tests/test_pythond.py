@@ -113,6 +113,8 @@ def test_step_values_are_integers_and_never_nan():
 class FakeStep:
     def __init__(self, scores, added=(), removed=(), fresh=True):
         self.scores, self.added, self.removed, self.fresh = scores, list(added), list(removed), fresh
+        self.drivers = {m: [('h::{}|used'.format(m), 0.9), ('h::{}|free'.format(m), 0.1)]
+                        for m, (_, flag) in scores.items() if flag}
 
 
 class FakeDetector:
@@ -136,13 +138,17 @@ def test_service_adds_and_removes_dimensions_as_models_come_and_go():
     ])
     assert svc.get_data() is None          # nothing trained yet: no made-up values
     assert svc.get_data() == {'system.cpu_prob': 5000, 'system.cpu_anomaly': 0, 'system.ram_prob': 9990,
-                              'system.ram_anomaly': 1, 'average_prob': 7495}
+                              'system.ram_anomaly': 1, 'average_prob': 7495,
+                              'flagged': 5000, 'flagged_avg': 5000, 'longest': 0}
+    assert "anomaly flagged on 'system.ram' (probability 99.9%): used 90%, free 10%" in svc.log_stream.getvalue()
     dims = [d.id for d in svc.charts['probability']]
     assert dims == ['average_prob', 'system.cpu_prob', 'system.ram_prob']
-    assert svc.get_data() == {'system.cpu_prob': 2500, 'system.cpu_anomaly': 0, 'average_prob': 2500}
+    after = {'system.cpu_prob': 2500, 'system.cpu_anomaly': 0, 'average_prob': 2500,
+             'flagged': 0, 'flagged_avg': 2500, 'longest': 0}
+    assert svc.get_data() == after
     assert [d.id for d in svc.charts['anomaly']] == ['system.cpu_anomaly']
     # the agent did not answer: the last values are kept for a while
-    assert svc.get_data() == {'system.cpu_prob': 2500, 'system.cpu_anomaly': 0, 'average_prob': 2500}
+    assert svc.get_data() == after
 
 
 def test_service_with_a_bad_config_does_not_start():

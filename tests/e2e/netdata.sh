@@ -131,6 +131,11 @@ n_values="$(printf '%s\n' "$values" | grep -vc null)"
 [ "$n_values" -ge 9 ] || fail "system.cpu_prob is not updating every second (got $n_values values in 10 s)"
 log "system.cpu_prob updates every second ($n_values values in the last 10 s)"
 
+# ---- models are saved under the agent's lib dir ----
+[ -f "$work/lib/anomalies-models/anomalies/system.cpu.json" ] && [ -f "$work/lib/anomalies-models/anomalies/system.cpu.pkl" ] \
+  || fail "no saved model in $work/lib/anomalies-models/anomalies (models_dir: auto under the agent)"
+log "models saved: $(ls "$work/lib/anomalies-models/anomalies" | grep -c '\.pkl$') in $work/lib/anomalies-models/anomalies"
+
 # ---- the health alarms are loaded ----
 alarm_status() {  # alarm_status NAME [all] -> status of the alarm NAME on any chart, or nothing
   curl -fsS "$api/alarms${2:+?all}" | python3 -c '
@@ -174,5 +179,6 @@ kill -TERM -- "-$agent_pid" 2>/dev/null; wait "$agent_pid" 2>/dev/null; agent_pi
 "$here/install.sh" --uninstall --config-dir "$work/etc" --lib-dir "$work/lib" --no-restart || fail "install.sh --uninstall"
 [ ! -e "$work/etc/custom-plugins.d/python.d/anomalies.chart.py" ] || fail "uninstall left the module"
 [ ! -e "$work/lib/anomalies-venv" ] || fail "uninstall left the venv"
+[ ! -e "$work/lib/anomalies-models" ] || fail "uninstall left the saved models"
 [ -f "$work/etc/python.d/anomalies.conf" ] || fail "uninstall removed the user's own anomalies.conf"
 log "PASSED"
