@@ -168,6 +168,10 @@ log "during the burst: max system.cpu probability ${max_prob}%, max flag $max_fl
 python3 -c "import sys; sys.exit(0 if float('${max_prob:-0}') >= 90 else 1)" || fail "system.cpu probability did not rise above 90% during the burst"
 [ "${max_flag:-0}" = 1 ] || fail "system.cpu anomaly flag did not go to 1 during the burst"
 
+cpu_lines="$(grep -h "anomaly flagged on 'system.cpu'" "$work"/log/*.log 2>/dev/null || true)"
+log "flag log lines for system.cpu: $(printf '%s\n' "$cpu_lines" | grep -c .), e.g.: $(printf '%s\n' "$cpu_lines" | grep -m1 -o "anomaly flagged.*user.*" || true)"
+printf '%s\n' "$cpu_lines" | grep -qE "\): user [0-9]+%" || fail "no flag log line naming user as what drives system.cpu"
+
 log "waiting for it to settle"
 sleep 50
 late_flags="$(series anomalies.anomaly system.cpu_anomaly -20 | grep -c '^1')"
