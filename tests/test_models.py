@@ -155,3 +155,27 @@ def test_an_ensemble_trains_scores_and_names_its_members():
     assert 0.003 < fm.predict(normal_data(seed=1)).mean() < 0.03
     again = pickle.loads(pickle.dumps(fm))
     assert np.allclose(again.decision_function(outliers), fm.decision_function(outliers))
+
+
+def test_gmm_custom_model_sees_a_hot_cpu_that_is_not_busy():
+    """The Raspberry Pi case: CPU temperature follows load; hot while idle is the anomaly,
+    though neither dimension alone leaves its training range."""
+    from collector.features import feature_groups, make_features
+    rng = np.random.default_rng(11)
+    n = 6000
+    load = np.clip(np.repeat(rng.uniform(0, 100, n // 60), 60) + rng.normal(0, 2, n), 0, 100)
+    temp = 40 + 0.3 * load + rng.normal(0, 0.5, n)          # 40 C idle .. 70 C busy
+    train = np.column_stack([load, temp])
+    groups = feature_groups(['system.cpu', 'sensors.temp'], 5, True)
+    fm = fit_model('cpu_temp', ['h::system.cpu|user', 'h::sensors.temp|cpu'], make_features(train, 1, 3, 5, True),
+                   model='gmm', contamination=0.001, groups=groups)
+    assert fm.model_name == 'gmm'
+
+    def steady(load_v, temp_v):
+        x = np.column_stack([load_v + rng.normal(0, 2, 60), temp_v + rng.normal(0, 0.5, 60)])
+        return fm.predict(make_features(x, 1, 3, 5, True))[-20:].mean()
+    assert steady(90, 67) < 0.2         # busy and hot: normal
+    assert steady(20, 46) < 0.2         # idle and cool: normal
+    assert steady(20, 66) > 0.9         # idle but hot: the fan stopped
+    drivers = fm.attribution(make_features(np.column_stack([np.full(20, 20.0), np.full(20, 66.0)]), 1, 3, 5, True)[-1])
+    assert drivers[0][0] == 'h::sensors.temp|cpu'
