@@ -53,6 +53,7 @@ DEFAULTS = {
     'models_dir': 'auto',
     # what to chart
     'include_average_prob': True,
+    'attribution_charts': False,
     # what to export
     'prometheus_textfile': None,
     'prometheus_port': None,
@@ -113,6 +114,7 @@ class JobConfig:
     train_in_subprocess: bool
     include_average_prob: bool
     models_dir: Optional[str] = None
+    attribution_charts: bool = False
     prometheus_textfile: Optional[str] = None
     prometheus_port: Optional[int] = None
     prometheus_address: str = '127.0.0.1'
@@ -285,7 +287,7 @@ def parse_job_config(raw, job_name=None):
     if cfg['calibration'] not in CALIBRATIONS:
         errors.append("key 'calibration': expected one of {}, got {!r}".format(', '.join(CALIBRATIONS), cfg['calibration']))
     for key in ('include_average_prob', 'custom_models_normalize', 'train_in_subprocess', 'level_features',
-                'train_exclude_flagged'):
+                'train_exclude_flagged', 'attribution_charts'):
         _check_bool(cfg, key, errors)
     models_dir = None if _none_string(cfg['models_dir']) else cfg['models_dir']
     if models_dir is not None and not isinstance(models_dir, str):
@@ -324,7 +326,8 @@ def parse_job_config(raw, job_name=None):
         contamination=float(c), flag_window_n=cfg['flag_window_n'], flag_min_n=cfg['flag_min_n'],
         train_exclude_flagged=cfg['train_exclude_flagged'],
         calibration=cfg['calibration'], train_in_subprocess=cfg['train_in_subprocess'],
-        include_average_prob=cfg['include_average_prob'], models_dir=models_dir, prometheus_textfile=textfile, prometheus_port=port,
+        include_average_prob=cfg['include_average_prob'], attribution_charts=cfg['attribution_charts'],
+        models_dir=models_dir, prometheus_textfile=textfile, prometheus_port=port,
         prometheus_address=address, update_every=framework['update_every'],
         priority=framework['priority'], job_name=job_name or raw.get('job_name'),
     )

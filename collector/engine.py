@@ -379,6 +379,9 @@ class AnomalyDetector:
             step.scores[ids[k]] = (float(probs[k]), int(flags[k]))
         for k in np.nonzero(flags)[0]:
             self._remember_flag(ids[k], stamp)
+        # what drives each model: for the flag log line, or every model for the attribution charts
+        explain = scored if self.config.attribution_charts else flags.astype(bool)
+        for k in np.nonzero(explain)[0]:
             step.drivers[ids[k]] = batch.attribution(k, features)
 
     def _remember_flag(self, model_id, t):

@@ -43,6 +43,21 @@ def anomaly_dim(model_id):
     return '{}_anomaly'.format(model_id)
 
 
+def drivers_chart(model_id):
+    return 'drivers_' + ''.join(c if c.isalnum() or c in '_-' else '_' for c in model_id)
+
+
+def driver_dim(model_id, column):
+    """``(id, name)`` of a column's dimension on a drivers chart: ``chart|dim`` and ``dim`` for a
+    chart's model; a custom model (whose columns come from other charts) prefixes its name,
+    as dimension ids are global to a job."""
+    chart_dim = column.split('::', 1)[-1]
+    chart, _, dim = chart_dim.partition('|')
+    if chart == model_id:
+        return chart_dim, dim
+    return '{}|{}'.format(model_id, chart_dim), chart_dim
+
+
 def step_values(scores, include_average, node=None):
     """Chart values for one step: integers only, never NaN or inf (python.d int()s them).
 
@@ -141,12 +156,42 @@ class AnomaliesService(object):
         self.info('prometheus export: {}'.format(', '.join(where)))
         return exporter
 
+    def _drivers_chart(self, model_id):
+        """The optional per-model chart of what drives its score (created on first use)."""
+        chart_id = drivers_chart(model_id)
+        if chart_id not in self.charts:
+            chart = self.charts.add_chart([chart_id, None, 'Anomaly Drivers of {}'.format(model_id), 'percentage',
+                                           'drivers', 'anomalies.drivers', 'stacked'])
+            fm = getattr(self.detector, 'models', {}).get(model_id)
+            for column in (fm.columns if fm is not None else ()):
+                dim, name = driver_dim(model_id, column)
+                chart.add_dimension([dim, name, 'absolute', 1, 100])
+        return self.charts[chart_id]
+
+    def _drivers_values(self, step, data):
+        """Each model's dimensions' share of its deviation from training, in hundredths of a percent."""
+        for model_id, drivers in step.drivers.items():
+            chart = self._drivers_chart(model_id)
+            for d in chart:
+                data[d.id] = 0
+            for column, share in drivers:
+                dim, name = driver_dim(model_id, column)
+                if dim not in chart:
+                    chart.add_dimension([dim, name, 'absolute', 1, 100])
+                data[dim] = int(round(min(max(share, 0.0), 1.0) * PROB_SCALE))
+
     def _sync_dimensions(self, step):
         for model_id in step.removed:
+            chart_id = drivers_chart(model_id)
+            if chart_id in self.charts:
+                for dim in [d.id for d in self.charts[chart_id]]:
+                    self.charts[chart_id].del_dimension(dim, hide=False)
             for chart, dim in (('probability', prob_dim(model_id)), ('anomaly', anomaly_dim(model_id))):
                 if dim in self.charts[chart]:
                     self.charts[chart].del_dimension(dim, hide=False)
         for model_id in step.added:
+            if self.job_config.attribution_charts:
+                self._drivers_chart(model_id)
             if prob_dim(model_id) not in self.charts['probability']:
                 self.charts['probability'].add_dimension([prob_dim(model_id), prob_dim(model_id), 'absolute', 1, 100])
             if anomaly_dim(model_id) not in self.charts['anomaly']:
@@ -170,6 +215,8 @@ class AnomaliesService(object):
             self.info("anomaly flagged on '{}' (probability {:.1f}%): {}".format(
                 model_id, step.scores[model_id][0] * 100, describe_drivers(step.drivers.get(model_id, []))))
         data = step_values(step.scores, self.job_config.include_average_prob, (rate, rolling, longest))
+        if self.job_config.attribution_charts:
+            self._drivers_values(step, data)
         if self.exporter is not None:
             self.exporter.update(step.scores, rate)
         if self.first_prediction_at is None:

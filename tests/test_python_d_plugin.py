@@ -1,5 +1,6 @@
 """Netdata's own python.d.plugin (Debian's netdata-plugins-python) loads and runs the module unmodified."""
 import os
+import re
 import subprocess
 import sys
 
@@ -26,7 +27,7 @@ def test_python_d_plugin_runs_the_module(recording, tmp_path):
     rec = Recording(recording)
     with ReplayServer(rec, ReplayClock(START + SPIKE[0] - 12)) as server:
         (conf / 'python.d' / 'anomalies.conf').write_text(
-            "anomalies:\n  host: '{}'\n  train_n_secs: 600\n".format(server.host))
+            "anomalies:\n  host: '{}'\n  train_n_secs: 600\n  attribution_charts: true\n".format(server.host))
         env = dict(os.environ, NETDATA_USER_PLUGINS_DIRS=str(tmp_path / 'plugins'), NETDATA_USER_CONFIG_DIR=str(conf),
                    NETDATA_STOCK_CONFIG_DIR=STOCK_CONF, NETDATA_LIB_DIR=str(tmp_path / 'lib'),
                    NETDATA_LOCK_DIR=str(tmp_path / 'lock'), NETDATA_INTERNALS_MONITORING='NO')
@@ -44,4 +45,13 @@ def test_python_d_plugin_runs_the_module(recording, tmp_path):
     flags = updates['anomalies.anomaly']
     assert any('system.cpu_prob' in v for _, v in probs)
     assert max(v.get('system.cpu_anomaly', 0) for _, v in flags) == 1
+    # the node rate, and the optional per-model attribution charts, added at run time
+    assert max(v['flagged'] for _, v in updates['anomalies.rate']) > 0
+    drivers = updates['anomalies.drivers_system_cpu']
+    last = drivers[-1][1]
+    assert set(last) == {'system.cpu|user', 'system.cpu|system', 'system.cpu|guest', 'system.cpu|idle'}
+    assert abs(sum(last.values()) - 10000) <= 4       # shares of 100 %, in hundredths
+    during = max(drivers, key=lambda u: u[1]['system.cpu|user'])[1]
+    assert during['system.cpu|user'] + during['system.cpu|idle'] > 9000   # the spike is in user (idle mirrors it)
+    assert re.search(r"DIMENSION 'system.cpu\|user' 'user' absolute 1 100", out)
     assert 'Traceback' not in err

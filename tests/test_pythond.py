@@ -179,3 +179,24 @@ def test_drivers_read_as_dimensions_or_chart_dimension_pairs():
     assert describe_drivers([('h::system.cpu|user', 0.6), ('h::sensors.temp|cpu', 0.4)]) == \
         'system.cpu|user 60%, sensors.temp|cpu 40%'
     assert describe_drivers([]) == 'no dimension stands out'
+
+
+def test_attribution_charts_on_the_standalone_base():
+    from collector.runner import Service
+    from collector.service import driver_dim
+    assert driver_dim('system.cpu', 'h::system.cpu|user') == ('system.cpu|user', 'user')
+    assert driver_dim('cpu_temp', 'h::sensors.temp|cpu') == ('cpu_temp|sensors.temp|cpu', 'sensors.temp|cpu')
+    svc = Service(configuration={'job_name': 'anomalies', 'attribution_charts': True})
+    svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+    svc.create()
+    step = FakeStep({'cpu_temp': (0.999, 1)}, added=['cpu_temp'])
+    step.drivers = {'cpu_temp': [('h::sensors.temp|cpu', 0.75), ('h::system.cpu|user', 0.25)]}
+    svc.detector = FakeDetector([step])
+    data = svc.get_data()
+    assert data['cpu_temp|sensors.temp|cpu'] == 7500 and data['cpu_temp|system.cpu|user'] == 2500
+    svc.update(1)
+    out = svc.out.getvalue()
+    assert "CHART anomalies.drivers_cpu_temp 'anomalies.drivers_cpu_temp' 'Anomaly Drivers of cpu_temp' " \
+           "'percentage' 'drivers' 'anomalies.drivers' stacked" in out
+    assert "DIMENSION 'cpu_temp|sensors.temp|cpu' 'sensors.temp|cpu' absolute 1 100" in out
+    assert "SET 'cpu_temp|sensors.temp|cpu' = 7500" in out
