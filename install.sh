@@ -155,7 +155,8 @@ if [ "$mode" = check ]; then
       say "agent API on 127.0.0.1:$port does not answer"; ok=0
     else
       for ctx in anomalies.probability anomalies.anomaly; do
-        printf '%s' "$body" | grep -q "\"context\": *\"$ctx\"" && say "chart with context $ctx exists" \
+        # a here-string, not a pipe: grep -q stops reading early, and pipefail would call that a failure
+        grep -q "\"context\": *\"$ctx\"" <<< "$body" && say "chart with context $ctx exists" \
           || { say "no chart with context $ctx yet (the first training takes a few seconds after the agent starts)"; ok=0; }
       done
     fi

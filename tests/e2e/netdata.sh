@@ -161,7 +161,7 @@ done
 wait "$stress_pid" 2>/dev/null
 log "alarm states seen during the burst: anomalies_flag_lasting [$(echo $lasting | tr ' ' '\n' | sort -u | tr '\n' ' ')]," \
     "anomalies_node_rate [$(echo $rate | tr ' ' '\n' | sort -u | tr '\n' ' ')]"
-echo "$lasting" | grep -qE 'WARNING|CRITICAL' || fail "alarm anomalies_flag_lasting was not raised during the burst"
+grep -qE 'WARNING|CRITICAL' <<< "$lasting" || fail "alarm anomalies_flag_lasting was not raised during the burst"
 max_prob="$(series anomalies.probability system.cpu_prob -95 | grep -v null | sort -n | tail -n1)"
 max_flag="$(series anomalies.anomaly system.cpu_anomaly -95 | grep -v null | sort -n | tail -n1)"
 log "during the burst: max system.cpu probability ${max_prob}%, max flag $max_flag"
@@ -169,8 +169,9 @@ python3 -c "import sys; sys.exit(0 if float('${max_prob:-0}') >= 90 else 1)" || 
 [ "${max_flag:-0}" = 1 ] || fail "system.cpu anomaly flag did not go to 1 during the burst"
 
 cpu_lines="$(grep -h "anomaly flagged on 'system.cpu'" "$work"/log/*.log 2>/dev/null || true)"
-log "flag log lines for system.cpu: $(printf '%s\n' "$cpu_lines" | grep -c .), e.g.: $(printf '%s\n' "$cpu_lines" | grep -m1 -o "anomaly flagged.*user.*" || true)"
-printf '%s\n' "$cpu_lines" | grep -qE "\): user [0-9]+%" || fail "no flag log line naming user as what drives system.cpu"
+# here-strings, not pipes: grep -q/-m1 stop reading early, which pipefail would count as a failure
+log "flag log lines for system.cpu: $(grep -c . <<< "$cpu_lines"), e.g.: $(grep -m1 -o "anomaly flagged.*user.*" <<< "$cpu_lines" || true)"
+grep -qE "\): user [0-9]+%" <<< "$cpu_lines" || fail "no flag log line naming user as what drives system.cpu"
 
 log "waiting for it to settle"
 sleep 50
