@@ -167,7 +167,8 @@ def score_dataset(folder, config):
         X = X[seen == 0]
     groups = feature_groups([0] * train.shape[1], config.lags_n, config.level_features)
     fm = fit_model(os.path.basename(folder), [], X, model=config.model, contamination=config.contamination,
-                   calibration=config.calibration, max_rows=config.train_max_n, groups=groups)
+                   calibration=config.calibration, max_rows=config.train_max_n, groups=groups,
+                   blocks=(config.lags_n + 1, config.level_features))
     rows = np.vstack([train[len(train) - (need - 1):], fill_missing(evals)]) if need > 1 else fill_missing(evals)
     scores = fm.decision_function(config.features(rows))
     flags = n_of_m(scores > fm.threshold, config.flag_min_n, config.flag_window_n)

@@ -23,14 +23,23 @@ _REGISTRY = {
     'gmm': ('pyod.models.gmm', 'GMM', {'n_components': 2, 'random_state': 0}),
     'knn': ('pyod.models.knn', 'KNN', {'n_neighbors': 5}),
     'feature_bagging': ('pyod.models.feature_bagging', 'FeatureBagging', {'n_estimators': 5, 'random_state': 0}),
+    # optional deep models (pip install .[deep]: CPU torch)
+    'auto_encoder': ('pyod.models.auto_encoder', 'AutoEncoder',
+                     {'epoch_num': 8, 'batch_size': 256, 'hidden_neuron_list': [32, 16], 'verbose': 0,
+                      'random_state': 0}),
+    'lstm': ('collector.deep', 'LstmDetector', {}),
 }
 MODEL_NAMES = tuple(_REGISTRY)
+# models that need torch, which is not a dependency unless the [deep] extra is installed
+DEEP_MODELS = ('auto_encoder', 'lstm')
 
 # A model that fails to fit is retried as this one (simple, and it fits any non-constant data).
 FALLBACK = 'hbos'
 
-# Distance-based models cost O(n^2) to fit and keep their training rows; cap their rows.
-_MAX_ROWS = {'knn': 5000, 'feature_bagging': 5000, 'cblof': 20000, 'gmm': 20000}
+# Distance-based models cost O(n^2) to fit and keep their training rows; cap their rows
+# (and the deep ones, whose epochs cost time per row).
+_MAX_ROWS = {'knn': 5000, 'feature_bagging': 5000, 'cblof': 20000, 'gmm': 20000, 'auto_encoder': 20000,
+             'lstm': 20000}
 
 
 def model_members(name):
@@ -43,11 +52,22 @@ def valid_model(name):
     return len(set(members)) == len(members) and all(m in _REGISTRY for m in members)
 
 
-def build_estimator(name, contamination):
-    """A fresh pyod estimator for ``name`` (imports only that pyod module)."""
+def deep_available():
+    """Whether torch can be imported (without importing it)."""
+    import importlib.util
+    return importlib.util.find_spec('torch') is not None
+
+
+def build_estimator(name, contamination, blocks=None):
+    """A fresh pyod estimator for ``name`` (imports only that pyod module).
+
+    ``blocks``: ``(change blocks, has level block)`` of the feature rows, for the sequence model.
+    """
     import importlib
     module, cls, kwargs = _REGISTRY[name]
     kwargs = dict(kwargs)
+    if name == 'lstm' and blocks:
+        kwargs['change_blocks'], kwargs['has_level'] = int(blocks[0]), bool(blocks[1])
     if name == 'iforest':
         kwargs.pop('behaviour', None)
     return getattr(importlib.import_module(module), cls)(contamination=contamination, **kwargs)
@@ -81,12 +101,12 @@ def _pca_scorer(Z, contamination):
     return scorer, np.asarray(est.decision_scores_, dtype=np.float64), est
 
 
-def _fit_scorer(name, X, contamination):
+def _fit_scorer(name, X, contamination, blocks=None):
     members = model_members(name)
     if len(members) > 1:
         scorers, centres, spans, all_scores = [], [], [], []
         for member in members:
-            sc, scores = _fit_scorer(member, X, contamination)
+            sc, scores = _fit_scorer(member, X, contamination, blocks)
             centre = float(np.median(scores))
             spans.append(max(float(np.quantile(scores, 1.0 - contamination)) - centre, 1e-12))
             scorers.append(sc)
@@ -96,7 +116,7 @@ def _fit_scorer(name, X, contamination):
     if name == 'pca':
         scorer, scores, _ = _pca_scorer(X, contamination)
         return scorer, scores
-    est = build_estimator(name, contamination)
+    est = build_estimator(name, contamination, blocks)
     est.fit(X)
     return PyodScorer(est), np.asarray(est.decision_scores_, dtype=np.float64)
 
@@ -136,12 +156,13 @@ def feature_scale(X, groups=None):
 
 
 def fit_model(model_id, columns, X, model='pca', contamination=0.001, calibration='empirical', max_rows=100000,
-              groups=None):
+              groups=None, blocks=None):
     """Fit ``model`` on feature matrix ``X`` and return a ``FittedModel``.
 
     Features are centred and scaled by ``feature_scale`` (``groups``: a group id per
-    feature, e.g. from ``features.feature_groups``; default one group). A model whose fit
-    raises or yields non-finite training scores falls back to ``FALLBACK`` and the result
+    feature, e.g. from ``features.feature_groups``; default one group). ``blocks``:
+    ``(change blocks, has level block)`` of the rows, for the sequence model. A model whose
+    fit raises or yields non-finite training scores falls back to ``FALLBACK`` and the result
     says so in ``info``.
     """
     X = np.asarray(X, dtype=np.float64)
@@ -160,7 +181,7 @@ def fit_model(model_id, columns, X, model='pca', contamination=0.001, calibratio
                 with warnings.catch_warnings():
                     warnings.simplefilter('ignore')
                     with np.errstate(all='ignore'):
-                        scorer, scores = _fit_scorer(used, Z, contamination)
+                        scorer, scores = _fit_scorer(used, Z, contamination, blocks)
                 if not np.all(np.isfinite(scores)):
                     raise FloatingPointError('non-finite training scores')
                 break

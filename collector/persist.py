@@ -49,7 +49,7 @@ def config_hash(config):
 def library_versions():
     from importlib import metadata
     out = {'python': '{}.{}'.format(*sys.version_info[:2])}
-    for dist in ('numpy', 'pyod', 'scikit-learn'):
+    for dist in ('numpy', 'pyod', 'scikit-learn', 'torch'):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -104,10 +104,10 @@ def load(directory, model_id, config, columns, versions=None):
     if hashlib.sha256(data).hexdigest() != meta.get('sha256'):
         return None, None, 'model file damaged (checksum differs)'
     if meta.get('model') not in ('pca', 'constant'):
-        # pyod estimators pickle scikit-learn objects: only the same versions read them back right
+        # pyod estimators pickle scikit-learn (or torch) objects: only the same versions read them back right
         now = versions or library_versions()
         then = meta.get('libraries') or {}
-        changed = [d for d in ('pyod', 'scikit-learn') if then.get(d) != now.get(d)]
+        changed = [d for d in ('pyod', 'scikit-learn', 'torch') if then.get(d) != now.get(d)]
         if changed:
             return None, None, 'trained with other versions of {}'.format(', '.join(changed))
     try:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from collector import models
-from collector.models import MODEL_NAMES, fit_model
+from collector.models import DEEP_MODELS, MODEL_NAMES, deep_available, fit_model
 from collector.scoring import FittedModel, empirical_probability, minmax_probability
 
 
@@ -16,7 +16,10 @@ def normal_data(rows=600, cols=6, seed=0):
     return X
 
 
-@pytest.mark.parametrize('name', MODEL_NAMES)
+NEEDS_TORCH = pytest.mark.skipif(not deep_available(), reason="torch is not installed (pip install '.[deep]')")
+
+
+@pytest.mark.parametrize('name', [pytest.param(m, marks=NEEDS_TORCH) if m in DEEP_MODELS else m for m in MODEL_NAMES])
 def test_every_model_trains_and_scores(name):
     X = normal_data()
     fm = fit_model('system.cpu', ['c'], X, model=name, contamination=0.01)
@@ -89,10 +92,10 @@ def test_minmax_calibration_option():
 def test_a_failing_model_falls_back_and_says_so(monkeypatch):
     real = models._fit_scorer
 
-    def broken(name, X, contamination):
+    def broken(name, X, contamination, blocks=None):
         if name == 'iforest':
             raise ValueError('simulated failure')
-        return real(name, X, contamination)
+        return real(name, X, contamination, blocks)
     monkeypatch.setattr(models, '_fit_scorer', broken)
     fm = fit_model('m', ['c'], normal_data(), model='iforest')
     assert fm.model_name == 'hbos'
@@ -179,3 +182,34 @@ def test_gmm_custom_model_sees_a_hot_cpu_that_is_not_busy():
     assert steady(20, 66) > 0.9         # idle but hot: the fan stopped
     drivers = fm.attribution(make_features(np.column_stack([np.full(20, 20.0), np.full(20, 66.0)]), 1, 3, 5, True)[-1])
     assert drivers[0][0] == 'h::sensors.temp|cpu'
+
+
+@NEEDS_TORCH
+def test_lstm_reads_the_lag_blocks_as_a_sequence():
+    from collector.deep import sequences
+    from collector.features import make_features
+    # layout: cur, lag1, lag2 change blocks, then the level block; 2 dims
+    row = np.array([[1, 10, 2, 20, 3, 30, 7, 70]], dtype=float)
+    seq = sequences(row, 3, True)
+    assert seq.shape == (1, 3, 4)
+    assert seq[0].tolist() == [[3, 30, 7, 70], [2, 20, 7, 70], [1, 10, 7, 70]]   # oldest first, level beside
+    # a rhythm the model learnt, and the same values out of order
+    t = np.arange(6000)
+    x = np.column_stack([np.sin(t / 3.0), np.cos(t / 3.0)]) + np.random.default_rng(0).normal(0, 0.05, (6000, 2))
+    X = make_features(x, 0, 1, 5, True)
+    fm = fit_model('m', ['a', 'b'], X, model='lstm', contamination=0.01, blocks=(6, True))
+    assert fm.model_name == 'lstm', fm.info.get('fallback_from')
+    normal = fm.predict(X[:500]).mean()
+    shuffled = X[:500].copy()
+    shuffled[:, :12] = shuffled[:, :12].reshape(500, 6, 2)[:, ::-1, :].reshape(500, 12)   # time reversed
+    assert normal < 0.05 and fm.predict(shuffled).mean() > 0.5
+    again = pickle.loads(pickle.dumps(fm))
+    assert np.allclose(again.decision_function(shuffled), fm.decision_function(shuffled))
+
+
+def test_deep_models_without_torch_are_a_config_error(monkeypatch):
+    from collector import config
+    monkeypatch.setattr(config, 'deep_available', lambda: False)
+    with pytest.raises(config.ConfigError) as e:
+        config.parse_job_config({'model': 'pca+lstm'})
+    assert "needs torch" in str(e.value)
