@@ -103,6 +103,7 @@ class BatchScorer:
         # per model: where its kept features sit in the global feature row
         gathers, means, scales, pca, other = [], [], [], [], []
         self.own = []   # per model: where its full feature vector sits in the global row
+        self.failed = {}  # model id -> why its scorer raised (scored as nothing unusual meanwhile)
         self.raw_index, raw_lengths = [], []
         for k, fm in enumerate(self.models):
             cols = np.array([layout.index[c] for c in fm.columns], dtype=np.intp)
@@ -188,7 +189,11 @@ class BatchScorer:
         for k, kept in self.other:
             fm = self.models[k]
             z = (features[kept] - fm.mean) / fm.scale
-            scores[k] = fm.scorer.decision_function(z[None, :])[0]
+            try:
+                scores[k] = fm.scorer.decision_function(z[None, :])[0]
+            except Exception as e:  # one broken model must not cost the others their scores
+                scores[k] = self.lo[k]     # reads as nothing unusual, and is reported
+                self.failed[self.ids[k]] = '{}: {}'.format(e.__class__.__name__, str(e)[:120])
         bad = ~np.isfinite(scores)
         if bad.any():
             scores[bad] = self.worst[bad]

@@ -100,6 +100,7 @@ class LstmDetector(BaseDetector):
 
     def decision_function(self, X):
         import torch
+        torch.set_num_threads(1)   # scoring runs in the collector: one thread, like everything there
         X = np.asarray(X, dtype=np.float32)
         with torch.no_grad():
             out = []

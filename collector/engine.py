@@ -268,7 +268,12 @@ class AnomalyDetector:
         for model_id, spec in specs.items():
             columns = (list(spec.columns) if spec.columns is not None
                        else [dim_key(spec.host, spec.chart, d) for d in charts.get(spec.chart, ())])
-            fm, meta, reason = persist.load(self.models_dir, model_id, self.config, columns, versions)
+            try:
+                fm, meta, reason = persist.load(self.models_dir, model_id, self.config, columns, versions)
+                if fm is not None:
+                    fm.warm_up()   # imports and JIT now, and a model that cannot score is caught here
+            except Exception as e:  # whatever a foreign or broken file does: retrain that model
+                fm, reason = None, 'cannot use it ({}: {})'.format(e.__class__.__name__, str(e)[:80])
             if fm is not None:
                 loaded[model_id], metas[model_id] = fm, meta
             elif reason:
@@ -279,15 +284,19 @@ class AnomalyDetector:
                 len(ids), '' if len(ids) == 1 else 's', reason, ', '.join(ids[:5]), more))
         if not loaded:
             return
+        try:
+            tails, now = self._recent_rows(loaded)
+        except Exception:  # odd answers: the loaded models start scoring once enough steps came in
+            tails, now = {}, None
         self.specs = specs
         self.wanted = charts_by_host(specs.values())
         self.models.update(loaded)
         self._pending.added.extend(sorted(loaded))
-        tails, now = self._recent_rows(loaded)
         self._rebuild(tails)
         self.initial_done = True
         every = self.config.update_every
-        oldest = min(float(m.get('trained_at') or 0) for m in metas.values())
+        # trained_at is the end of the training window, offset_n_secs before the training ran
+        oldest = min(float(m.get('trained_at') or 0) for m in metas.values()) + self.config.offset_n_secs
         age = max(0.0, (now or time.time()) - oldest)
         self.next_training = max(0, int((self.config.train_every_n * every - age) // every))
         self.next_discovery = self.clock()  # train the charts without a usable saved model at once
@@ -309,7 +318,8 @@ class AnomalyDetector:
                 by_chart.setdefault((host, chart), None)
         for host, chart in list(by_chart):
             try:
-                labels, rows = self.apis[host].data(chart, -(self.need + 2) * every)
+                labels, rows = self.apis[host].data(chart, -(self.need + 2) * every,
+                                                    points=(self.need + 2) if every > 1 else 0)
             except (NetdataError, KeyError):
                 continue
             if rows:
@@ -373,12 +383,16 @@ class AnomalyDetector:
         filled = fill_missing(ring) if np.isnan(ring).any() else ring
         features = self.config.features(filled)[-1]
         ids, probs, above = batch.score(features)
+        for model_id, why in batch.failed.items():
+            self.problems.report('scorer:' + model_id, "model '{}' cannot score: {}; it is retrained at the "
+                                                       "next training".format(model_id, why))
         scored = present & (self.rows_seen >= self.need)
-        flags = self.flag_policy.update(above & scored)
+        flags = self.flag_policy.update(above & scored) * scored
         for k in np.nonzero(scored)[0]:
             step.scores[ids[k]] = (float(probs[k]), int(flags[k]))
-        for k in np.nonzero(flags)[0]:
-            self._remember_flag(ids[k], stamp)
+        if self.config.train_exclude_flagged:
+            for k in np.nonzero(flags)[0]:
+                self._remember_flag(ids[k], stamp)
         # what drives each model: for the flag log line, or every model for the attribution charts
         explain = scored if self.config.attribution_charts else flags.astype(bool)
         for k in np.nonzero(explain)[0]:

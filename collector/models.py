@@ -108,7 +108,9 @@ def _fit_scorer(name, X, contamination, blocks=None):
         for member in members:
             sc, scores = _fit_scorer(member, X, contamination, blocks)
             centre = float(np.median(scores))
-            spans.append(max(float(np.quantile(scores, 1.0 - contamination)) - centre, 1e-12))
+            # a member whose training scores are nearly all tied must not dominate by a tiny span
+            floor = max(1e-3 * float(np.std(scores)), 1e-6 * max(1.0, abs(centre)))
+            spans.append(max(float(np.quantile(scores, 1.0 - contamination)) - centre, floor))
             scorers.append(sc)
             centres.append(centre)
             all_scores.append((scores - centre) / spans[-1])
@@ -133,7 +135,8 @@ def feature_scale(X, groups=None):
     """Per-feature centre and scale, and which features to keep.
 
     The scale is each feature's standard deviation, floored at the median deviation of its
-    group (features of one kind from one chart, whose dimensions share units): a dimension
+    group (all features of one chart, whose dimensions share units; one floor for the change
+    and level blocks together measured better on SMD than one per kind): a dimension
     that barely moved in training (``nice`` CPU, a quiet disk) would otherwise turn its
     first small wobble into a huge z-score. Features constant in training are kept when
     their group has a scale (a quiet dimension that starts moving is news); a group with

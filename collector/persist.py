@@ -14,9 +14,11 @@ import time
 
 from .files import write_atomically
 
-FORMAT = 1
-# the settings a fitted model depends on; any change means it must be retrained
-HASH_KEYS = ('model', 'diffs_n', 'smooth_n', 'lags_n', 'level_features', 'contamination', 'calibration')
+FORMAT = 2
+# the settings a fitted model depends on; any change means it must be retrained (update_every
+# sets the spacing of the rows its differences and lags were learnt on)
+HASH_KEYS = ('model', 'diffs_n', 'smooth_n', 'lags_n', 'level_features', 'contamination', 'calibration',
+             'update_every')
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -94,7 +96,10 @@ def load(directory, model_id, config, columns, versions=None):
         return None, None, 'metadata unreadable ({})'.format(e)
     if meta.get('format') != FORMAT or meta.get('config_hash') != config_hash(config):
         return None, None, 'configuration changed'
-    if sorted(meta.get('columns') or ()) != sorted(columns):
+    saved_columns = meta.get('columns')
+    if not isinstance(saved_columns, list) or not all(isinstance(c, str) for c in saved_columns):
+        return None, None, 'metadata unreadable (columns)'
+    if sorted(saved_columns) != sorted(columns):
         return None, None, 'dimensions changed'
     try:
         with open(pkl, 'rb') as f:

@@ -46,3 +46,5 @@ def run(config_path=None, job=None, host=None, update_every=None, steps=None, ou
         sys.stdout = saved
         if service.detector is not None:
             service.detector.close()
+        if getattr(service, 'exporter', None) is not None:
+            service.exporter.close()

@@ -165,4 +165,7 @@ class FittedModel:
     def warm_up(self):
         """Score once so imports and JIT compiles of the scorer happen now, off the collection path."""
         if self.kept.size and not isinstance(self.scorer, (PcaScorer, ConstantScorer)):
+            import sys
+            if 'torch' in sys.modules:   # a deep model: score with one thread, as everything here
+                sys.modules['torch'].set_num_threads(1)
             self.scorer.decision_function(np.zeros((1, self.kept.size)))

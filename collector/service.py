@@ -146,7 +146,8 @@ class AnomaliesService(object):
             return None
         try:
             from .prometheus import Exporter
-            exporter = Exporter(cfg.prometheus_textfile, cfg.prometheus_port, cfg.prometheus_address, logger=self)
+            exporter = Exporter(cfg.prometheus_textfile, cfg.prometheus_port, cfg.prometheus_address, logger=self,
+                                job=cfg.job_name)
         except Exception as e:  # no prometheus_client, port taken, ...
             self.error('prometheus export disabled: {!r}'.format(e))
             return None

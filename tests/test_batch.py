@@ -90,3 +90,22 @@ def test_layout_row_tolerates_odd_answers():
     row, _ = layout.row({'h': body})
     assert row[layout.index['h::system.cpu|idle']] == 90
     assert np.isnan(layout.row({})[0]).all()
+
+
+def test_a_model_that_cannot_score_is_reported_and_costs_the_others_nothing():
+    models, raw = build('hbos')
+    layout = Layout(models)
+    batch = BatchScorer(models, layout, feature_blocks(2, LEVELS))
+    window = np.column_stack([raw[c][-6:] for c in layout.columns])
+    features = feats(window)[-1]
+    before = batch.decision_function(features)
+
+    class Broken:
+        def decision_function(self, X):
+            raise ValueError('a pickle from another numpy')
+    k = batch.ids.index('system.ram')
+    models['system.ram'].scorer = Broken()
+    after = batch.decision_function(features)
+    assert after[k] == models['system.ram'].score_min
+    assert np.array_equal(np.delete(after, k), np.delete(before, k))
+    assert 'a pickle from another numpy' in batch.failed['system.ram']

@@ -87,6 +87,18 @@ def test_trains_scores_every_chart_in_scope_and_flags_the_spike(replay, logger):
     det.close()
 
 
+def test_flags_are_not_kept_when_training_does_not_leave_them_out(replay, logger):
+    det = make_detector(replay, logger, train_exclude_flagged=False)
+    run_until_trained(det, replay)
+    replay.clock.set(START + SPIKE[0] - 5)
+    flagged = 0
+    for _ in range(25):
+        flagged += det.step().scores.get('system.cpu', (0, 0))[1]
+        replay.clock.advance(1)
+    assert flagged > 0 and det.flagged == {} and det._exclusions() == {}
+    det.close()
+
+
 def test_agent_going_away_is_logged_once_and_recovers(replay, logger):
     det = make_detector(replay, logger)
     run_until_trained(det, replay)

@@ -6,8 +6,8 @@ import re
 from collector.prometheus import HELP
 from conftest import ROOT
 
-PROMQL_WORDS = {'sum', 'by', 'topk', 'avg_over_time', 'max_over_time', 'and', 'on', 'label_values', 'instance',
-                    'chart'}
+PROMQL_WORDS = {'sum', 'by', 'topk', 'avg_over_time', 'max_over_time', 'and', 'on', 'label_values', 'time',
+                'instance', 'chart'}
 
 
 def test_dashboard_is_valid_and_queries_exported_metrics():

@@ -1,6 +1,7 @@
 """``python -m collector run`` as a user runs it, against a local server that answers like Netdata."""
 import io
 import re
+import time
 import subprocess
 import sys
 
@@ -119,7 +120,8 @@ def test_prometheus_textfile_and_port_serve_the_same_parsable_gauges(replay, tmp
         port = sock.getsockname()[1]
     (tmp_path / 'textfiles').mkdir()
     textfile = tmp_path / 'textfiles' / 'anomalies.prom'
-    service = Service(configuration={'host': replay.host, 'train_n_secs': 300, 'update_every': 1,
+    service = Service(configuration={'job_name': 'anomalies', 'host': replay.host, 'train_n_secs': 300,
+                                     'update_every': 1,
                                      'prometheus_textfile': str(textfile), 'prometheus_port': port})
     service.out, service.log_stream = io.StringIO(), io.StringIO()
     assert service.check(), service.log_stream.getvalue()
@@ -134,8 +136,11 @@ def test_prometheus_textfile_and_port_serve_the_same_parsable_gauges(replay, tmp
                 break
         assert data
         def families(text):
-            return {f.name: {s.labels.get('chart'): s.value for s in f.samples}
-                    for f in text_string_to_metric_families(text)}
+            out = {}
+            for f in text_string_to_metric_families(text):
+                assert all(s.labels['anomalies_job'] == 'anomalies' for s in f.samples)
+                out[f.name] = {s.labels.get('chart'): s.value for s in f.samples}
+            return out
         from_file = families(textfile.read_text())
         scraped = families(urllib.request.urlopen('http://127.0.0.1:{}/metrics'.format(port), timeout=5)
                            .read().decode())
@@ -143,6 +148,7 @@ def test_prometheus_textfile_and_port_serve_the_same_parsable_gauges(replay, tmp
         for got in (from_file, scraped):
             assert set(got['anomaly_probability']) == charts and set(got['anomaly_flag']) == charts
             assert got['anomaly_rate'] == {None: data['flagged'] / 10000.0}
+            assert abs(got['anomaly_last_update_timestamp_seconds'][None] - time.time()) < 60
             for chart in charts:
                 assert got['anomaly_probability'][chart] == pytest.approx(data[chart + '_prob'] / 10000.0, abs=1e-4)
                 assert got['anomaly_flag'][chart] == data[chart + '_anomaly']

@@ -48,6 +48,12 @@ def test_what_no_longer_fits_is_a_reason_to_retrain(tmp_path):
     pkl = tmp_path / 'system.cpu.pkl'
     pkl.write_bytes(pkl.read_bytes()[:-10] + b'0123456789')
     assert 'damaged' in load(str(tmp_path), 'system.cpu', cfg, COLS)[2]
+    assert load(str(tmp_path), 'system.cpu', parse_job_config({'update_every': 5}), COLS)[2] == \
+        'configuration changed'   # its differences were learnt a second apart
+    meta = json.loads((tmp_path / 'system.cpu.json').read_text())
+    meta['columns'] = 5
+    (tmp_path / 'system.cpu.json').write_text(json.dumps(meta))
+    assert 'metadata unreadable' in load(str(tmp_path), 'system.cpu', cfg, COLS)[2]
     (tmp_path / 'system.cpu.json').write_text('{not json')
     assert 'metadata unreadable' in load(str(tmp_path), 'system.cpu', cfg, COLS)[2]
 
