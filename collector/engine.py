@@ -263,7 +263,7 @@ class AnomalyDetector:
         except NetdataError:
             return  # the training path reports an unreachable agent
         specs = self.discover(charts)
-        versions = persist.library_versions()
+        versions = persist.installed_versions()
         loaded, metas, unused = {}, {}, {}
         for model_id, spec in specs.items():
             columns = (list(spec.columns) if spec.columns is not None

@@ -48,7 +48,7 @@ def config_hash(config):
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def library_versions():
+def installed_versions():
     from importlib import metadata
     out = {'python': '{}.{}'.format(*sys.version_info[:2])}
     for dist in ('numpy', 'pyod', 'scikit-learn', 'torch'):
@@ -77,7 +77,7 @@ def save(directory, fm, config, trained_at):
         'rows': fm.info.get('rows'), 'excluded_rows': fm.info.get('excluded_rows', 0),
         'scores': {'threshold': fm.threshold, 'min': fm.score_min, 'max': fm.score_max,
                    'quantiles': int(fm.points.size)},
-        'libraries': library_versions(), 'sha256': hashlib.sha256(data).hexdigest(),
+        'libraries': installed_versions(), 'sha256': hashlib.sha256(data).hexdigest(),
     }
     write_atomically(meta_path, json.dumps(meta, indent=1).encode(), 0o640)
 
@@ -110,7 +110,7 @@ def load(directory, model_id, config, columns, versions=None):
         return None, None, 'model file damaged (checksum differs)'
     if meta.get('model') not in ('pca', 'constant'):
         # pyod estimators pickle scikit-learn (or torch) objects: only the same versions read them back right
-        now = versions or library_versions()
+        now = versions or installed_versions()
         then = meta.get('libraries') or {}
         changed = [d for d in ('pyod', 'scikit-learn', 'torch') if then.get(d) != now.get(d)]
         if changed:

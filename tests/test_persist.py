@@ -58,9 +58,9 @@ def test_what_no_longer_fits_is_a_reason_to_retrain(tmp_path):
     assert 'metadata unreadable' in load(str(tmp_path), 'system.cpu', cfg, COLS)[2]
 
 
-def test_pyod_models_are_not_trusted_across_library_versions(tmp_path):
+def test_pyod_models_are_not_trusted_across_other_versions(tmp_path):
     _, cfg = saved(tmp_path, model='hbos')
-    now = persist.library_versions()
+    now = persist.installed_versions()
     assert persist.load(str(tmp_path), 'system.cpu', cfg, COLS, now)[2] is None
     other = dict(now, **{'scikit-learn': '0.0.1'})
     assert persist.load(str(tmp_path), 'system.cpu', cfg, COLS, other)[2] == \
@@ -94,7 +94,7 @@ def test_a_restarted_job_predicts_at_once_with_its_saved_models(recording, tmp_p
                          r'\d+ steps', second.stderr), second.stderr
         assert not re.search(r'trained \d+ models', second.stderr)   # nothing was retrained
         first_at = float(re.search(r'first prediction ([\d.]+)s after start', second.stderr).group(1))
-        assert first_at < 2.0
+        assert first_at < 2.5   # no training: unpickle, warm up, read the last rows
         # one BEGIN per chart per step, with all four models from the first step
         probs = [line for line in second.stdout.splitlines() if line.startswith("SET 'system.cpu_prob'")]
         assert len(probs) >= 3
