@@ -43,11 +43,11 @@ def by_charts(runs):
     return '\n'.join(out)
 
 
-def by_model(runs):
-    out = ['| model | CPU-s/step ours | baseline | ratio | RSS MiB ours | baseline | training CPU-s ours | '
-           'baseline | first prediction s | longest gap s |', '|---' * 10 + '|']
-    for (m, n), d in sorted(runs.items(), key=lambda kv: (kv[0][0] != 'pca', kv[0][0])):
-        if n != 37:
+def by_model(runs, n):
+    out = ['| model ({} charts) | CPU-s/step ours | baseline | ratio | RSS MiB ours | baseline | training CPU-s ours | '
+           'baseline | first prediction s | longest gap s |'.format(n), '|---' * 10 + '|']
+    for (m, size), d in sorted(runs.items(), key=lambda kv: (kv[0][0] != 'pca', kv[0][0])):
+        if size != n:
             continue
         o, b = d['ours'], d['baseline']
         out.append('| {} | {:.4f} | {:.4f} | {:.0f}x | {:.0f} | {:.0f} | {:.2f} | {:.2f} | {:.1f} | {:.2f} |'.format(
@@ -60,7 +60,9 @@ def main():
     runs = load(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), 'results'))
     print(by_charts(runs))
     print()
-    print(by_model(runs))
+    for n in sorted({size for m, size in runs if m != 'pca'}):
+        print(by_model(runs, n))
+        print()
     if ('pca', 300) in runs and ('pca', 37) in runs:
         print('\nours at 300 charts vs baseline at 37: {:.1f}x less CPU per step'.format(
             runs[('pca', 37)]['baseline']['cpu_per_step'] / runs[('pca', 300)]['ours']['cpu_per_step']))
