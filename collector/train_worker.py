@@ -16,7 +16,9 @@ def main():
         except (OSError, ValueError, IndexError):
             pass
     out = os.fdopen(os.dup(sys.stdout.fileno()), 'wb')
-    sys.stdout = sys.stderr  # stray prints from libraries must not corrupt the result
+    # stray prints from libraries must not corrupt the result: Python's and C's (fd 1) alike
+    os.dup2(sys.stderr.fileno(), 1)
+    sys.stdout = sys.stderr
     warnings.simplefilter('ignore')
     raw = sys.stdin.buffer.read()
     (size,) = struct.unpack('>Q', raw[:8])
