@@ -49,7 +49,7 @@ class Step:
         self.added = []     # model ids that got their first model this step
         self.removed = []   # model ids whose chart is gone
         self.fresh = False  # True when the agent answered this step
-        self.drivers = {}   # flagged model id -> [(column, share)], the dimensions driving it
+        self.drivers = {}   # model id whose flag rose -> [(column, share)], the dimensions driving it
 
 
 class AnomalyDetector:
@@ -79,6 +79,7 @@ class AnomalyDetector:
         self.models_dir = persist.resolve_dir(config.models_dir, config.job_name)
         self.flag_policy = FlagPolicy(config.flag_min_n, config.flag_window_n)
         self.flagged = {}       # model id -> [[first, last] agent time of flagged steps], for training
+        self.was_flagged = set()  # models flagged last step (their flag's drivers are already told)
         self._rebuild({})
 
     # ----- scope -------------------------------------------------------------------------
@@ -393,8 +394,13 @@ class AnomalyDetector:
         if self.config.train_exclude_flagged:
             for k in np.nonzero(flags)[0]:
                 self._remember_flag(ids[k], stamp)
-        # what drives each model: for the flag log line, or every model for the attribution charts
-        explain = scored if self.config.attribution_charts else flags.astype(bool)
+        # what drives each model: for the log line of a flag that rises now, or every model for
+        # the attribution charts (a flag that stays up is not explained again every step)
+        if self.config.attribution_charts:
+            explain = scored
+        else:
+            explain = flags.astype(bool) & ~np.isin(ids, list(self.was_flagged))
+        self.was_flagged = {ids[k] for k in np.nonzero(flags)[0]}
         for k in np.nonzero(explain)[0]:
             step.drivers[ids[k]] = batch.attribution(k, features)
 

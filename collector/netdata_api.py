@@ -283,16 +283,13 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
     def one(task):
         host, chart = task
         api = NetdataApi(host, protocol, username, password, tls_verify, timeout=min(float(timeout), 30.0))
-        path = ('/api/v1/data?chart={}&after={}&before={}&points={}&format=json&group=average'
-                '&dimensions=*&options=').format(chart, int(after), int(before), int(points))
         try:
-            body = api._get_json(path)
-            rows, labels = body['data'], body['labels'][1:]
+            labels, rows = api.data(chart, after, before, points)
             values = [[np.nan if v is None else v for v in r[1:]] for r in rows]
             cols = ['{}::{}|{}'.format(host, chart, d) for d in labels]
             return pd.DataFrame(values, index=[r[0] for r in rows], columns=cols, dtype=np.float64), None
         except (NetdataError, KeyError, TypeError, IndexError, ValueError) as e:
-            return None, 'error found on data from: {}{} ({})'.format(api.base_url, path, e)
+            return None, 'error found on data from: {}/api/v1/data?chart={} ({})'.format(api.base_url, chart, e)
         finally:
             api.close()
 
