@@ -3,6 +3,7 @@
 # each), then every model at 37 charts (30 s each). Figures go to stdout and OUT/*.json.
 #   MODEL_SIZES="37 100 300" bench/matrix.sh    # every model at each of these sizes
 #   SKIP_PCA=1 MODEL_SIZES="100 300" bench/matrix.sh
+#   SKIP_PCA=1 MODELS="ecod copod" MODEL_SIZES=300 bench/matrix.sh
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 py="${PYTHON:-$here/../.venv/bin/python}"
@@ -15,7 +16,7 @@ if [ -z "${SKIP_PCA:-}" ]; then
   done
 fi
 for n in ${MODEL_SIZES:-37}; do
-  for m in hbos iforest cblof loda copod ecod gmm knn feature_bagging; do
+  for m in ${MODELS:-hbos iforest cblof loda copod ecod gmm knn feature_bagging}; do
     echo "=== $n charts, $m"
     "$py" "$here/run.py" --charts "$n" --model "$m" --quick --json "$out/$m-$n.json"
   done

@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 
+from .ports import EcdfScorer, HbosScorer, KnnScorer, LofBaggingScorer, ecdf_training_scores
 from .scoring import ConstantScorer, EnsembleScorer, FittedModel, PcaScorer, PyodScorer
 
 
@@ -30,6 +31,10 @@ _REGISTRY = {
     'lstm': ('collector.deep', 'LstmDetector', {}),
 }
 MODEL_NAMES = tuple(_REGISTRY)
+# models whose fitted form is a numpy port (collector.ports, PcaScorer): the collection
+# process scores them without pyod; ecod and copod do not even need pyod to fit
+NUMPY_MODELS = ('pca', 'hbos', 'knn', 'ecod', 'copod', 'feature_bagging')
+_FIT_WITHOUT_PYOD = ('ecod', 'copod')
 # models that need torch, which is not a dependency unless the [deep] extra is installed
 DEEP_MODELS = ('auto_encoder', 'lstm')
 
@@ -50,6 +55,11 @@ def model_members(name):
 def valid_model(name):
     members = model_members(name)
     return len(set(members)) == len(members) and all(m in _REGISTRY for m in members)
+
+
+def numpy_only(name):
+    """Whether every member of ``name`` scores with numpy alone (no pyod, scikit-learn, torch)."""
+    return all(m in NUMPY_MODELS or m == 'constant' for m in model_members(name))
 
 
 def deep_available():
@@ -77,7 +87,7 @@ def preload(name):
     """Import the pyod module of ``name`` (e.g. in a thread while training data downloads)."""
     import importlib
     for member in model_members(name):
-        if member in _REGISTRY:
+        if member in _REGISTRY and member not in _FIT_WITHOUT_PYOD:
             importlib.import_module(_REGISTRY[member][0])
 
 
@@ -118,9 +128,18 @@ def _fit_scorer(name, X, contamination, blocks=None):
     if name == 'pca':
         scorer, scores, _ = _pca_scorer(X, contamination)
         return scorer, scores
+    if name in _FIT_WITHOUT_PYOD:
+        return EcdfScorer(X, name), ecdf_training_scores(X, name)
     est = build_estimator(name, contamination, blocks)
     est.fit(X)
-    return PyodScorer(est), np.asarray(est.decision_scores_, dtype=np.float64)
+    scores = np.asarray(est.decision_scores_, dtype=np.float64)
+    if name == 'hbos':
+        return HbosScorer.from_pyod(est), scores
+    if name == 'knn':
+        return KnnScorer.from_pyod(est, X), scores
+    if name == 'feature_bagging':
+        return LofBaggingScorer.from_pyod(est, X), scores
+    return PyodScorer(est), scores
 
 
 def subsample(X, max_rows, seed=0):

@@ -13,8 +13,10 @@ import sys
 import time
 
 from .files import write_atomically
+from .models import numpy_only
 
-FORMAT = 2
+# 3: hbos, knn, ecod, copod and feature_bagging pickle numpy ports, not pyod estimators
+FORMAT = 3
 # the settings a fitted model depends on; any change means it must be retrained (update_every
 # sets the spacing of the rows its differences and lags were learnt on)
 HASH_KEYS = ('model', 'diffs_n', 'smooth_n', 'lags_n', 'level_features', 'contamination', 'calibration',
@@ -108,7 +110,7 @@ def load(directory, model_id, config, columns, versions=None):
         return None, None, 'model file unreadable ({})'.format(e.strerror or e)
     if hashlib.sha256(data).hexdigest() != meta.get('sha256'):
         return None, None, 'model file damaged (checksum differs)'
-    if meta.get('model') not in ('pca', 'constant'):
+    if not numpy_only(str(meta.get('model'))):
         # pyod estimators pickle scikit-learn (or torch) objects: only the same versions read them back right
         now = versions or installed_versions()
         then = meta.get('libraries') or {}

@@ -8,6 +8,8 @@ process never imports pyod, scikit-learn or numba. Other models keep the pyod es
 """
 import numpy as np
 
+from .ports import EcdfScorer, HbosScorer, KnnScorer, LofBaggingScorer
+
 N_QUANTILES = 1001
 
 
@@ -59,6 +61,10 @@ class ConstantScorer:
 
     def decision_function(self, X):
         return np.zeros(X.shape[0])
+
+
+# scorers that need nothing but numpy (no imports or JIT to warm up)
+NUMPY_SCORERS = (PcaScorer, ConstantScorer, EcdfScorer, HbosScorer, KnnScorer, LofBaggingScorer)
 
 
 def calibration_points(train_scores):
@@ -164,7 +170,7 @@ class FittedModel:
 
     def warm_up(self):
         """Score once so imports and JIT compiles of the scorer happen now, off the collection path."""
-        if self.kept.size and not isinstance(self.scorer, (PcaScorer, ConstantScorer)):
+        if self.kept.size and not isinstance(self.scorer, NUMPY_SCORERS):
             import sys
             if 'torch' in sys.modules:   # a deep model: score with one thread, as everything here
                 sys.modules['torch'].set_num_threads(1)

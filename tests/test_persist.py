@@ -59,12 +59,19 @@ def test_what_no_longer_fits_is_a_reason_to_retrain(tmp_path):
 
 
 def test_pyod_models_are_not_trusted_across_other_versions(tmp_path):
-    _, cfg = saved(tmp_path, model='hbos')
+    _, cfg = saved(tmp_path, model='iforest')
     now = persist.installed_versions()
     assert persist.load(str(tmp_path), 'system.cpu', cfg, COLS, now)[2] is None
     other = dict(now, **{'scikit-learn': '0.0.1'})
     assert persist.load(str(tmp_path), 'system.cpu', cfg, COLS, other)[2] == \
         'trained with other versions of scikit-learn'
+
+
+def test_numpy_ported_models_survive_a_library_upgrade(tmp_path):
+    _, cfg = saved(tmp_path, model='hbos')
+    other = dict(persist.installed_versions(), **{'scikit-learn': '0.0.1', 'pyod': '0.0.1'})
+    fm, _, reason = persist.load(str(tmp_path), 'system.cpu', cfg, COLS, other)
+    assert reason is None and fm.model_name == 'hbos'
 
 
 def run(host, conf, steps):

@@ -1,0 +1,242 @@
+"""numpy ports of pyod detectors' scoring, so the collection process never imports pyod.
+
+pyod's ECOD and COPOD recompute their empirical distributions over every training row on
+each call, and HBOS, KNN and FeatureBagging (LOF) go through numba or scikit-learn's
+neighbour searches: at hundreds of charts that is most of a step, and the imports alone are
+~200 MiB. Each class here holds only what scoring needs and gives pyod's
+``decision_function`` for one new row (checked against pyod in the tests); ``from_*``
+builds one from a pyod estimator fitted in the training process (ECOD and COPOD need
+no fitting beyond the tables, so they never import pyod at all).
+"""
+import numpy as np
+
+# ECDF tables keep every training value up to this many rows per feature, and beyond it the
+# TAIL lowest and highest exactly plus MIDDLE evenly spaced ranks in between (interpolated).
+ECDF_TAIL = 64
+ECDF_MIDDLE = 256
+# rows of a batch scored at once by the distance-based ports (bounds their temporary memory)
+_CHUNK = 64
+
+
+def _knots_below(knots, x, side):
+    """For every row of ``x`` (m x d) and feature: how many of that feature's sorted
+    ``knots`` (d x K) are below it (``side='left'``: strictly, ``'right'``: or equal)."""
+    m, d = x.shape
+    if m * knots.size <= 1 << 18:
+        xs = x[:, :, None]
+        below = knots[None, :, :] < xs if side == 'left' else knots[None, :, :] <= xs
+        return below.sum(axis=2)
+    out = np.empty((m, d), dtype=np.intp)
+    for j in range(d):
+        out[:, j] = np.searchsorted(knots[j], x[:, j], side=side)
+    return out
+
+
+def knot_ranks(n, tail=ECDF_TAIL, middle=ECDF_MIDDLE):
+    """0-based ranks of the sorted training values an ``EcdfTable`` keeps."""
+    if n <= 2 * tail + middle:
+        return np.arange(n)
+    inner = np.linspace(tail, n - 1 - tail, middle + 2)[1:-1].round().astype(np.intp)
+    return np.unique(np.concatenate([np.arange(tail), inner, np.arange(n - tail, n)]))
+
+
+class EcdfTable:
+    """Each feature's training distribution in bounded size: how many training values lie
+    at or below / at or above a new value. Exact in the tails, where anomaly scores are
+    decided, and linearly interpolated between kept ranks in the middle."""
+
+    def __init__(self, Z):
+        n = Z.shape[0]
+        ranks = knot_ranks(n)
+        self.n = n
+        self.ranks = ranks.astype(np.float64)
+        self.knots = np.ascontiguousarray(np.sort(Z, axis=0)[ranks].T)
+
+    def _count(self, x, side):
+        p = _knots_below(self.knots, x, side)     # knots below: 0..K
+        k = self.ranks.size
+        lo = np.clip(p - 1, 0, k - 1)
+        hi = np.clip(p, 0, k - 1)
+        rows = np.arange(self.knots.shape[0])[None, :]
+        v_lo, v_hi = self.knots[rows, lo], self.knots[rows, hi]
+        gap = self.ranks[hi] - self.ranks[lo] - 1.0
+        with np.errstate(invalid='ignore', divide='ignore'):
+            frac = np.where(v_hi > v_lo, (x - v_lo) / (v_hi - v_lo), 0.0)
+        count = self.ranks[lo] + 1.0 + np.where(gap > 0, gap * np.clip(frac, 0.0, 1.0), 0.0)
+        return np.where(p == 0, 0.0, np.where(p == k, float(self.n), count))
+
+    def count_le(self, x):
+        return self._count(x, 'right')
+
+    def count_ge(self, x):
+        return self.n - self._count(x, 'left')
+
+
+def _skew_sign(n, s1, s2, s3, x, mean):
+    """Sign of the (biased) skewness of the training values plus one new value ``x``, from
+    the training's central power sums; 0 where the values do not vary."""
+    q = x - mean
+    big_n = n + 1.0
+    t1, t2, t3 = s1 + q, s2 + q * q, s3 + q * q * q
+    d = t1 / big_n                               # shift of the mean by the new value
+    m2 = t2 - 2.0 * d * t1 + big_n * d * d
+    m3 = t3 - 3.0 * d * t2 + 3.0 * d * d * t1 - big_n * d * d * d
+    flat = m2 <= (1e-12 * np.maximum(1.0, np.abs(mean))) ** 2 * big_n
+    return np.where(flat, 0.0, np.sign(m3))
+
+
+def _tail_scores(u_l, u_r, sign, kind):
+    u_skew = u_l * -np.sign(sign - 1.0) + u_r * np.sign(sign + 1.0)
+    if kind == 'ecod':
+        return np.maximum(u_skew, np.maximum(u_l, u_r)).sum(axis=1)
+    return np.maximum(u_skew, (u_l + u_r) / 2.0).sum(axis=1)
+
+
+class EcdfScorer:
+    """pyod ``ECOD`` (``kind='ecod'``) or ``COPOD`` (``'copod'``): tail probabilities of each
+    feature under its training distribution, summed as -log."""
+
+    def __init__(self, Z, kind):
+        Z = np.asarray(Z, dtype=np.float64)
+        self.kind = kind
+        self.table = EcdfTable(Z)
+        self.mean = Z.mean(axis=0)
+        c = Z - self.mean
+        self.s1, self.s2, self.s3 = c.sum(axis=0), (c * c).sum(axis=0), (c * c * c).sum(axis=0)
+
+    def decision_function(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        big_n = self.table.n + 1.0
+        u_l = -np.log((self.table.count_le(X) + 1.0) / big_n)
+        u_r = -np.log((self.table.count_ge(X) + 1.0) / big_n)
+        sign = _skew_sign(self.table.n, self.s1, self.s2, self.s3, X, self.mean)
+        return _tail_scores(u_l, u_r, sign, self.kind)
+
+
+def ecdf_training_scores(Z, kind):
+    """The scores pyod's ``fit`` gives the training rows (each row's ECDF over the training
+    alone, itself included), with a constant feature's skewness read as 0."""
+    Z = np.asarray(Z, dtype=np.float64)
+    n = Z.shape[0]
+    S = np.sort(Z, axis=0)
+    le = np.empty_like(Z)
+    ge = np.empty_like(Z)
+    for j in range(Z.shape[1]):
+        le[:, j] = np.searchsorted(S[:, j], Z[:, j], side='right')
+        ge[:, j] = n - np.searchsorted(S[:, j], Z[:, j], side='left')
+    c = Z - Z.mean(axis=0)
+    m2, m3 = (c * c).mean(axis=0), (c * c * c).mean(axis=0)
+    flat = m2 <= (1e-12 * np.maximum(1.0, np.abs(Z.mean(axis=0)))) ** 2
+    sign = np.where(flat, 0.0, np.sign(m3))[None, :]
+    return _tail_scores(-np.log(le / n), -np.log(ge / n), sign, kind)
+
+
+class HbosScorer:
+    """pyod ``HBOS`` (static bins): -sum of log2(density + alpha) of each feature's bin;
+    a value outside the training range by more than ``tol`` of a bin width scores as the
+    emptiest bin."""
+
+    def __init__(self, edges, hist, alpha, tol):
+        self.edges = np.ascontiguousarray(np.asarray(edges, dtype=np.float64).T)   # d x (bins+1)
+        self.log_density = np.ascontiguousarray(np.log2(np.asarray(hist, dtype=np.float64).T + alpha))
+        self.floor = self.log_density.min(axis=1)
+        self.first_width = self.edges[:, 1] - self.edges[:, 0]
+        self.last_width = self.edges[:, -1] - self.edges[:, -2]
+        self.tol = tol
+
+    @classmethod
+    def from_pyod(cls, est):
+        return cls(est.bin_edges_, est.hist_, est.alpha, est.tol)
+
+    def decision_function(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        n_bins = self.log_density.shape[1]
+        b = _knots_below(self.edges, X, 'left')       # np.digitize(..., right=True)
+        rows = np.arange(self.edges.shape[0])[None, :]
+        inside = self.log_density[rows, np.clip(b - 1, 0, n_bins - 1)]
+        below = np.where(self.edges[:, 0] - X <= self.first_width * self.tol, self.log_density[:, 0], self.floor)
+        above = np.where(X - self.edges[:, -1] <= self.last_width * self.tol, self.log_density[:, -1], self.floor)
+        out = np.where(b == 0, below, np.where(b == n_bins + 1, above, inside))
+        return -out.sum(axis=1)
+
+
+def _sq_distances(X, train, train_sq, weights=None):
+    """Squared euclidean distances from each row of ``X`` to every training row; with
+    ``weights`` (d x e, one column of 0/1 feature weights per estimator): per estimator."""
+    if weights is None:
+        d2 = (X * X).sum(axis=1)[:, None] - 2.0 * X @ train.T + train_sq[None, :]
+    else:
+        m, d = X.shape
+        e = weights.shape[1]
+        xw = (X[:, :, None] * weights[None, :, :]).transpose(1, 0, 2).reshape(d, m * e)
+        cross = (train @ xw).reshape(-1, m, e).transpose(1, 0, 2)      # m x n x e
+        d2 = ((X * X) @ weights)[:, None, :] - 2.0 * cross + train_sq[None, :, :]
+    return np.maximum(d2, 0.0)
+
+
+class KnnScorer:
+    """pyod ``KNN``: distance to the k-th nearest training row (``largest``), or the mean or
+    median of the k nearest."""
+
+    def __init__(self, train, n_neighbors, method='largest'):
+        self.train = np.ascontiguousarray(train, dtype=np.float64)
+        self.train_sq = (self.train * self.train).sum(axis=1)
+        self.k = int(min(n_neighbors, self.train.shape[0]))
+        self.method = method
+
+    @classmethod
+    def from_pyod(cls, est, Z):
+        return cls(Z, est.n_neighbors, est.method)
+
+    def decision_function(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        out = np.empty(X.shape[0])
+        for start in range(0, X.shape[0], _CHUNK):
+            d2 = _sq_distances(X[start:start + _CHUNK], self.train, self.train_sq)
+            near = np.sqrt(np.partition(d2, self.k - 1, axis=1)[:, :self.k])
+            if self.method == 'largest':
+                out[start:start + _CHUNK] = near.max(axis=1)
+            elif self.method == 'median':
+                out[start:start + _CHUNK] = np.median(near, axis=1)
+            else:
+                out[start:start + _CHUNK] = near.mean(axis=1)
+        return out
+
+
+class LofBaggingScorer:
+    """pyod ``FeatureBagging`` of LOF detectors (its default), averaged: for each random
+    feature subset, the new row's local outlier factor among the training rows."""
+
+    def __init__(self, train, weights, k_distance, lrd, n_neighbors):
+        self.train = np.ascontiguousarray(train, dtype=np.float64)      # n x d
+        self.weights = np.asarray(weights, dtype=np.float64)            # d x e
+        self.train_sq = (self.train * self.train) @ self.weights        # n x e
+        self.k_distance = np.asarray(k_distance, dtype=np.float64)      # n x e
+        self.lrd = np.asarray(lrd, dtype=np.float64)                    # n x e
+        self.k = np.asarray(n_neighbors, dtype=np.intp)                 # e
+
+    @classmethod
+    def from_pyod(cls, est, Z):
+        d = Z.shape[1]
+        weights = np.stack([np.bincount(np.asarray(f, dtype=np.intp), minlength=d)
+                            for f in est.estimators_features_], axis=1)
+        lofs = [e.detector_ for e in est.estimators_]
+        k = [lof.n_neighbors_ for lof in lofs]
+        k_distance = np.stack([lof._distances_fit_X_[:, lof.n_neighbors_ - 1] for lof in lofs], axis=1)
+        lrd = np.stack([lof._lrd for lof in lofs], axis=1)
+        return cls(Z, weights, k_distance, lrd, k)
+
+    def decision_function(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        out = np.empty(X.shape[0])
+        for start in range(0, X.shape[0], _CHUNK):
+            d2 = _sq_distances(X[start:start + _CHUNK], self.train, self.train_sq, self.weights)  # m x n x e
+            lof = np.zeros(d2.shape[0])
+            for e, k in enumerate(self.k):
+                idx = np.argpartition(d2[:, :, e], k - 1, axis=1)[:, :k]
+                dist = np.sqrt(np.take_along_axis(d2[:, :, e], idx, axis=1))
+                reach = np.maximum(dist, self.k_distance[idx, e])
+                lrd_x = 1.0 / (reach.mean(axis=1) + 1e-10)
+                lof += self.lrd[idx, e].mean(axis=1) / lrd_x
+            out[start:start + _CHUNK] = lof / len(self.k)
+        return out

@@ -1,0 +1,101 @@
+"""The numpy ports score exactly as the pyod detectors they replace, without importing pyod."""
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from collector.models import fit_model
+from collector.ports import EcdfScorer, HbosScorer, KnnScorer, LofBaggingScorer, ecdf_training_scores
+
+
+def data(rows, seed=1):
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.normal(size=rows), rng.exponential(size=rows), -rng.exponential(size=rows),
+                            rng.integers(0, 4, rows).astype(float),   # ties
+                            np.zeros(rows)])                          # constant in training
+
+
+def queries(Z, seed=2):
+    rng = np.random.default_rng(seed)
+    return np.vstack([rng.normal(size=(20, Z.shape[1])) * 3, Z[:5], Z.max(axis=0) + 1, Z.min(axis=0) - 1])
+
+
+def one_by_one(f, Q):
+    """pyod's ECOD/COPOD score a batch against training plus the batch: score rows singly,
+    as the collector does each step."""
+    return np.array([f(q[None, :])[0] for q in Q])
+
+
+@pytest.mark.parametrize('kind', ['ecod', 'copod'])
+def test_ecdf_ports_equal_pyod(kind):
+    from pyod.models.copod import COPOD
+    from pyod.models.ecod import ECOD
+    Z = data(300)
+    est = {'ecod': ECOD, 'copod': COPOD}[kind](contamination=0.01).fit(Z)
+    port = EcdfScorer(Z, kind)
+    Q = queries(Z)
+    assert np.allclose(one_by_one(port.decision_function, Q), one_by_one(est.decision_function, Q), atol=1e-9)
+    assert np.allclose(port.decision_function(Q), one_by_one(port.decision_function, Q))
+    assert np.allclose(ecdf_training_scores(Z, kind), est.decision_scores_, atol=1e-9)
+
+
+@pytest.mark.parametrize('kind', ['ecod', 'copod'])
+def test_ecdf_ports_stay_close_to_pyod_on_long_windows_in_bounded_memory(kind):
+    from pyod.models.copod import COPOD
+    from pyod.models.ecod import ECOD
+    Z = data(6000)
+    est = {'ecod': ECOD, 'copod': COPOD}[kind](contamination=0.01).fit(Z)
+    port = EcdfScorer(Z, kind)
+    assert port.table.knots.shape[1] < 400          # not 6000 values per feature
+    Q = queries(Z)
+    ref = one_by_one(est.decision_function, Q)
+    got = port.decision_function(Q)
+    assert np.abs(got - ref).max() < 0.05 * np.abs(ref).mean()
+    # the extremes, where flags are decided, are exact
+    assert np.allclose(got[-2:], ref[-2:], atol=1e-9)
+
+
+def test_hbos_port_equals_pyod():
+    from pyod.models.hbos import HBOS
+    Z = data(500)
+    est = HBOS(contamination=0.01).fit(Z)
+    port = HbosScorer.from_pyod(est)
+    Q = queries(Z)
+    assert np.array_equal(port.decision_function(Q), est.decision_function(Q))
+    assert np.allclose(port.decision_function(Z), est.decision_scores_)
+
+
+def test_knn_port_equals_pyod():
+    from pyod.models.knn import KNN
+    Z = data(500)
+    est = KNN(contamination=0.01, n_neighbors=5).fit(Z)
+    port = KnnScorer.from_pyod(est, Z)
+    Q = queries(Z)
+    assert np.allclose(port.decision_function(Q), est.decision_function(Q), atol=1e-7)
+
+
+def test_feature_bagging_port_equals_pyod():
+    from pyod.models.feature_bagging import FeatureBagging
+    Z = data(400) + np.random.default_rng(5).normal(size=(400, 5)) * 1e-3   # no tied distances
+    est = FeatureBagging(contamination=0.01, n_estimators=5, random_state=0).fit(Z)
+    port = LofBaggingScorer.from_pyod(est, Z)
+    Q = np.vstack([queries(Z), Z[:150]])          # more than one chunk
+    assert np.allclose(port.decision_function(Q), est.decision_function(Q), rtol=1e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize('name', ['hbos', 'knn', 'ecod', 'copod', 'feature_bagging'])
+def test_the_collection_process_scores_ported_models_without_pyod(name, tmp_path):
+    Z = data(400)
+    fm = fit_model('system.cpu', ['a', 'b', 'c', 'd', 'e'], Z, model=name, contamination=0.01)
+    assert fm.model_name == name
+    path = tmp_path / 'fm.pkl'
+    path.write_bytes(pickle.dumps(fm))
+    code = ('import pickle, sys, numpy as np\n'
+            'fm = pickle.load(open(sys.argv[1], "rb"))\n'
+            'p = fm.predict_proba(np.full((1, 5), 9.0))[0, 1]\n'
+            'heavy = [m for m in ("pyod", "sklearn", "numba", "scipy") if m in sys.modules]\n'
+            'print(p, heavy)\n')
+    out = subprocess.run([sys.executable, '-c', code, str(path)], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == '1.0 []'
