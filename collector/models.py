@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from .ports import EcdfScorer, HbosScorer, KnnScorer, LofBaggingScorer, ecdf_training_scores
+from .ports import EcdfScorer, HbosScorer, IforestScorer, KnnScorer, LofBaggingScorer, ecdf_training_scores
 from .scoring import ConstantScorer, EnsembleScorer, FittedModel, PcaScorer, PyodScorer
 
 
@@ -33,7 +33,7 @@ _REGISTRY = {
 MODEL_NAMES = tuple(_REGISTRY)
 # models whose fitted form is a numpy port (collector.ports, PcaScorer): the collection
 # process scores them without pyod; ecod and copod do not even need pyod to fit
-NUMPY_MODELS = ('pca', 'hbos', 'knn', 'ecod', 'copod', 'feature_bagging')
+NUMPY_MODELS = ('pca', 'hbos', 'iforest', 'knn', 'ecod', 'copod', 'feature_bagging')
 _FIT_WITHOUT_PYOD = ('ecod', 'copod')
 # models that need torch, which is not a dependency unless the [deep] extra is installed
 DEEP_MODELS = ('auto_encoder', 'lstm')
@@ -135,6 +135,8 @@ def _fit_scorer(name, X, contamination, blocks=None):
     scores = np.asarray(est.decision_scores_, dtype=np.float64)
     if name == 'hbos':
         return HbosScorer.from_pyod(est), scores
+    if name == 'iforest':
+        return IforestScorer.from_pyod(est), scores
     if name == 'knn':
         return KnnScorer.from_pyod(est, X), scores
     if name == 'feature_bagging':

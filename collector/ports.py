@@ -240,3 +240,72 @@ class LofBaggingScorer:
                 lof += self.lrd[idx, e].mean(axis=1) / lrd_x
             out[start:start + _CHUNK] = lof / len(self.k)
         return out
+
+
+def _average_path_length(n):
+    """Expected path length of an unsuccessful search in a binary tree of ``n`` points (the
+    isolation forest's normaliser)."""
+    n = np.asarray(n, dtype=np.float64)
+    out = np.zeros_like(n)
+    two = n == 2
+    big = n > 2
+    out[two] = 1.0
+    out[big] = 2.0 * (np.log(n[big] - 1.0) + np.euler_gamma) - 2.0 * (n[big] - 1.0) / n[big]
+    return out
+
+
+class IforestScorer:
+    """pyod ``IForest``: all trees flattened into one node table and walked for every tree
+    at once, a level per numpy step."""
+
+    def __init__(self, feature, threshold, left, right, leaf_value, roots, levels, denominator, offset):
+        self.feature, self.threshold = feature, threshold
+        self.left, self.right = left, right
+        self.leaf_value, self.roots = leaf_value, roots
+        self.levels, self.denominator, self.offset = int(levels), float(denominator), float(offset)
+
+    @classmethod
+    def from_pyod(cls, est):
+        forest = est.detector_
+        n_in = forest.n_features_in_
+        feature, threshold, left, right, value, roots = [], [], [], [], [], []
+        base, levels = 0, 0
+        for tree, features in zip(forest.estimators_, forest.estimators_features_):
+            t = tree.tree_
+            leaf = t.children_left < 0
+            f = np.where(leaf, 0, t.feature).astype(np.intp)
+            if len(features) != n_in:          # the tree saw a subset of the columns
+                f = np.asarray(features, dtype=np.intp)[f]
+            nodes = np.arange(t.node_count)
+            depth = np.ones(t.node_count)          # nodes on the path from the root, root = 1
+            inner = nodes[~leaf]
+            while True:                            # one pass per level settles the next one
+                now = depth[inner] + 1.0
+                if np.array_equal(depth[t.children_left[inner]], now) and \
+                        np.array_equal(depth[t.children_right[inner]], now):
+                    break
+                depth[t.children_left[inner]] = now
+                depth[t.children_right[inner]] = now
+            levels = max(levels, int(depth.max()))
+            feature.append(f)
+            threshold.append(np.where(leaf, np.inf, t.threshold))
+            left.append(np.where(leaf, nodes, t.children_left) + base)
+            right.append(np.where(leaf, nodes, t.children_right) + base)
+            value.append(np.where(leaf, depth + _average_path_length(t.n_node_samples) - 1.0, 0.0))
+            roots.append(base)
+            base += t.node_count
+        denominator = len(forest.estimators_) * _average_path_length([forest.max_samples_])[0]
+        return cls(np.concatenate(feature), np.concatenate(threshold), np.concatenate(left), np.concatenate(right),
+                   np.concatenate(value), np.array(roots, dtype=np.intp), levels, denominator, forest.offset_)
+
+    def decision_function(self, X):
+        # the trees compare in float32, as scikit-learn's do
+        X = np.asarray(X, dtype=np.float64).astype(np.float32).astype(np.float64)
+        rows = np.arange(X.shape[0])[:, None]
+        nodes = np.broadcast_to(self.roots, (X.shape[0], self.roots.size))
+        for _ in range(self.levels - 1):
+            go_left = X[rows, self.feature[nodes]] <= self.threshold[nodes]
+            nodes = np.where(go_left, self.left[nodes], self.right[nodes])
+        depth = self.leaf_value[nodes].sum(axis=1)
+        score = 2.0 ** (-depth / self.denominator) if self.denominator > 0 else np.ones(X.shape[0])
+        return score + self.offset

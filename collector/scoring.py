@@ -4,11 +4,12 @@ Training (in ``models``) uses pyod; what it hands back is a ``FittedModel`` that
 column preprocessing, a scorer and the calibration of scores into probabilities. For the
 models where it is exact and cheap, the scorer is a numpy port of the pyod model's
 ``decision_function`` (checked against pyod in the tests), so the long-lived collection
-process never imports pyod, scikit-learn or numba. Other models keep the pyod estimator.
+process never imports pyod, scikit-learn or numba (``collector.ports``). Other models (cblof,
+gmm, loda, the deep ones) keep the pyod estimator.
 """
 import numpy as np
 
-from .ports import EcdfScorer, HbosScorer, KnnScorer, LofBaggingScorer
+from .ports import EcdfScorer, HbosScorer, IforestScorer, KnnScorer, LofBaggingScorer
 
 N_QUANTILES = 1001
 
@@ -64,7 +65,7 @@ class ConstantScorer:
 
 
 # scorers that need nothing but numpy (no imports or JIT to warm up)
-NUMPY_SCORERS = (PcaScorer, ConstantScorer, EcdfScorer, HbosScorer, KnnScorer, LofBaggingScorer)
+NUMPY_SCORERS = (PcaScorer, ConstantScorer, EcdfScorer, HbosScorer, IforestScorer, KnnScorer, LofBaggingScorer)
 
 
 def calibration_points(train_scores):

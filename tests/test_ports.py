@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from collector.models import fit_model
-from collector.ports import EcdfScorer, HbosScorer, KnnScorer, LofBaggingScorer, ecdf_training_scores
+from collector.ports import EcdfScorer, HbosScorer, IforestScorer, KnnScorer, LofBaggingScorer, ecdf_training_scores
 
 
 def data(rows, seed=1):
@@ -85,7 +85,18 @@ def test_feature_bagging_port_equals_pyod():
     assert np.allclose(port.decision_function(Q), est.decision_function(Q), rtol=1e-7, atol=1e-7)
 
 
-@pytest.mark.parametrize('name', ['hbos', 'knn', 'ecod', 'copod', 'feature_bagging'])
+@pytest.mark.parametrize('max_features', [1.0, 0.6])
+def test_iforest_port_equals_pyod(max_features):
+    from pyod.models.iforest import IForest
+    Z = data(800)
+    est = IForest(contamination=0.01, n_estimators=30, max_features=max_features, random_state=0).fit(Z)
+    port = IforestScorer.from_pyod(est)
+    Q = queries(Z)
+    assert np.allclose(port.decision_function(Q), est.decision_function(Q), rtol=0, atol=1e-12)
+    assert np.allclose(port.decision_function(Z), est.decision_scores_, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('name', ['hbos', 'iforest', 'knn', 'ecod', 'copod', 'feature_bagging'])
 def test_the_collection_process_scores_ported_models_without_pyod(name, tmp_path):
     Z = data(400)
     fm = fit_model('system.cpu', ['a', 'b', 'c', 'd', 'e'], Z, model=name, contamination=0.01)
