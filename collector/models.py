@@ -32,9 +32,9 @@ _REGISTRY = {
 }
 MODEL_NAMES = tuple(_REGISTRY)
 # models whose fitted form is a numpy port (collector.ports, PcaScorer): the collection
-# process scores them without pyod; ecod and copod do not even need pyod to fit
+# process scores them without pyod; ecod, copod and hbos do not even need pyod to fit
 NUMPY_MODELS = ('pca', 'hbos', 'iforest', 'knn', 'ecod', 'copod', 'feature_bagging')
-_FIT_WITHOUT_PYOD = ('ecod', 'copod')
+_FIT_WITHOUT_PYOD = ('ecod', 'copod', 'hbos')
 # models that need torch, which is not a dependency unless the [deep] extra is installed
 DEEP_MODELS = ('auto_encoder', 'lstm')
 
@@ -128,13 +128,14 @@ def _fit_scorer(name, X, contamination, blocks=None):
     if name == 'pca':
         scorer, scores, _ = _pca_scorer(X, contamination)
         return scorer, scores
+    if name == 'hbos':
+        scorer = HbosScorer.fit(X)
+        return scorer, scorer.decision_function(X)
     if name in _FIT_WITHOUT_PYOD:
         return EcdfScorer(X, name), ecdf_training_scores(X, name)
     est = build_estimator(name, contamination, blocks)
     est.fit(X)
     scores = np.asarray(est.decision_scores_, dtype=np.float64)
-    if name == 'hbos':
-        return HbosScorer.from_pyod(est), scores
     if name == 'iforest':
         return IforestScorer.from_pyod(est), scores
     if name == 'knn':

@@ -148,6 +148,13 @@ class HbosScorer:
     def from_pyod(cls, est):
         return cls(est.bin_edges_, est.hist_, est.alpha, est.tol)
 
+    @classmethod
+    def fit(cls, Z, n_bins=10, alpha=0.1, tol=0.5):
+        """What pyod's ``HBOS(n_bins, alpha, tol).fit`` learns, without pyod (or its numba)."""
+        Z = np.asarray(Z, dtype=np.float64)
+        pairs = [np.histogram(Z[:, j], bins=n_bins, density=True) for j in range(Z.shape[1])]
+        return cls(np.column_stack([e for _, e in pairs]), np.column_stack([h for h, _ in pairs]), alpha, tol)
+
     def decision_function(self, X):
         X = np.asarray(X, dtype=np.float64)
         n_bins = self.log_density.shape[1]
