@@ -30,6 +30,7 @@ class Layout:
             host, chart, dim = split_key(c)
             self.by_host.setdefault(host, {}).setdefault(chart, []).append((dim, i))
         self._ids = {}  # host -> chart -> [(dimension id, column)], learnt from the answers
+        self._fast = None   # what the flat pass of ``row`` reads, when the last answer was complete
 
     def __len__(self):
         return len(self.columns)
@@ -40,14 +41,39 @@ class Layout:
 
         ``latest`` is ``{host: raw allmetrics body}``; only the charts modeled are read, by
         dimension id, with the id of each dimension name learnt from the body when first seen.
+        Usually one pass over a flat list of (chart, dimension id) pairs learnt the step before;
+        when anything differs (a chart missing, dimensions changed, a malformed answer) the
+        careful pass below reads what it can and learns again.
         """
+        fast = self._fast
+        if fast is not None and len(fast[0]) == len(latest):
+            try:
+                vals, stamps = [], []
+                for host, pairs, charts in fast[0]:
+                    body = latest[host]
+                    stamps += [body[chart]['last_updated'] for chart in charts]
+                    vals += [body[chart]['dimensions'][dim_id]['value'] for chart, dim_id in pairs]
+                row = np.full(len(self.columns), np.nan)
+                row[fast[1]] = np.array(vals, dtype=np.float64)
+                stamp = max(stamps) if stamps else 0
+                if isinstance(stamp, (int, float)) and all(
+                        len(latest[h][c]['dimensions']) == n for h, c, n in fast[2]):
+                    return row, stamp
+            except (TypeError, KeyError, ValueError, AttributeError):
+                pass
+        return self._careful_row(latest)
+
+    def _careful_row(self, latest):
         idx, vals = [], []
         stamp = 0
+        fast_hosts, fast_sizes, complete = [], [], True
         for host, charts in self.by_host.items():
             body = latest.get(host)
             if not body:
+                complete = False
                 continue
             ids = self._ids.setdefault(host, {})
+            pairs, names = [], []
             for chart, dims in charts.items():
                 c = body.get(chart)
                 try:
@@ -62,20 +88,30 @@ class Layout:
                         if d is not None:
                             idx.append(col)
                             vals.append(d['value'])
+                            pairs.append((chart, dim_id))
+                        else:
+                            complete = False
+                    names.append(chart)
+                    fast_sizes.append((host, chart, len(answer)))
                 except (TypeError, KeyError, AttributeError):
+                    complete = False
                     continue  # chart absent or malformed: its columns stay NaN
                 if isinstance(t, (int, float)) and t > stamp:
                     stamp = t
+            fast_hosts.append((host, pairs, names))
         row = np.full(len(self.columns), np.nan)
         if idx:
             try:
                 row[idx] = np.array(vals, dtype=np.float64)  # None becomes NaN
             except (TypeError, ValueError):
+                complete = False
                 for i, v in zip(idx, vals):
                     try:
                         row[i] = float(v)
                     except (TypeError, ValueError):
                         pass
+        # next step: one flat pass, if this answer had every chart and dimension modeled
+        self._fast = (fast_hosts, np.array(idx, dtype=np.intp), fast_sizes) if complete else None
         return row, stamp
 
     @staticmethod

@@ -47,6 +47,7 @@ DEFAULTS = {
     'contamination': 0.001,
     'flag_window_n': 3,
     'flag_min_n': 2,
+    'flag_hold_probability': 0.99,
     'train_exclude_flagged': True,
     'calibration': 'empirical',
     'train_in_subprocess': True,
@@ -114,6 +115,7 @@ class JobConfig:
     train_in_subprocess: bool
     include_average_prob: bool
     models_dir: Optional[str] = None
+    flag_hold_probability: float = 0.99
     attribution_charts: bool = False
     prometheus_textfile: Optional[str] = None
     prometheus_port: Optional[int] = None
@@ -121,6 +123,11 @@ class JobConfig:
     update_every: int = 1
     priority: int = 60000
     job_name: Optional[str] = None
+
+    @property
+    def flag_hold(self):
+        """The probability a raised flag is held at, or None when it is not held."""
+        return self.flag_hold_probability if self.flag_hold_probability < 1 else None
 
     @property
     def rows_needed(self):
@@ -284,6 +291,10 @@ def parse_job_config(raw, job_name=None):
     if _is_int(cfg['flag_min_n']) and _is_int(cfg['flag_window_n']) and cfg['flag_min_n'] > cfg['flag_window_n']:
         errors.append("key 'flag_min_n': must be <= flag_window_n ({}), got {}".format(
             cfg['flag_window_n'], cfg['flag_min_n']))
+    hold = cfg['flag_hold_probability']
+    if isinstance(hold, bool) or not isinstance(hold, (int, float)) or not 0 <= hold <= 1:
+        errors.append("key 'flag_hold_probability': expected a probability in [0, 1] (1: no hold), got {!r}".format(
+            hold))
     c = cfg['contamination']
     if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c <= 0.5:
         errors.append("key 'contamination': expected a share in (0, 0.5], got {!r}".format(c))
@@ -327,7 +338,7 @@ def parse_job_config(raw, job_name=None):
         initial_train_data_after=after, initial_train_data_before=before, lags_n=cfg['lags_n'],
         smooth_n=cfg['smooth_n'], diffs_n=cfg['diffs_n'], level_features=cfg['level_features'],
         contamination=float(c), flag_window_n=cfg['flag_window_n'], flag_min_n=cfg['flag_min_n'],
-        train_exclude_flagged=cfg['train_exclude_flagged'],
+        train_exclude_flagged=cfg['train_exclude_flagged'], flag_hold_probability=float(hold),
         calibration=cfg['calibration'], train_in_subprocess=cfg['train_in_subprocess'],
         include_average_prob=cfg['include_average_prob'], attribution_charts=cfg['attribution_charts'],
         models_dir=models_dir, prometheus_textfile=textfile, prometheus_port=port,

@@ -388,9 +388,10 @@ class AnomalyDetector:
             self.problems.report('scorer:' + model_id, "model '{}' cannot score: {}; it is retrained at the "
                                                        "next training".format(model_id, why))
         scored = present & (self.rows_seen >= self.need)
-        flags = self.flag_policy.update(above & scored) * scored
-        for k in np.nonzero(scored)[0]:
-            step.scores[ids[k]] = (float(probs[k]), int(flags[k]))
+        hold = None if self.config.flag_hold is None else (probs >= self.config.flag_hold) & scored
+        flags = self.flag_policy.update(above & scored, hold) * scored
+        p_list, f_list = probs.tolist(), flags.tolist()
+        step.scores.update((ids[k], (p_list[k], f_list[k])) for k in np.nonzero(scored)[0].tolist())
         if self.config.train_exclude_flagged:
             for k in np.nonzero(flags)[0]:
                 self._remember_flag(ids[k], stamp)

@@ -92,11 +92,8 @@ class Chart:
         return ''.join(lines)
 
     def update(self, data, interval):
-        sets = []
-        for d in self.dimensions:
-            v = data.get(d.id)
-            if v is not None:
-                sets.append('{}{}\n'.format(d.set_prefix, int(v)))
+        get = data.get
+        sets = [f'{d.set_prefix}{int(v)}\n' for d in self.dimensions for v in (get(d.id),) if v is not None]
         if not sets:
             self.updated = False
             return ''

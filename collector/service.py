@@ -5,6 +5,7 @@ python.d.plugin loads ``anomalies.chart.py``, the project's own (``collector.pyt
 when the job runs standalone. It only uses the part of the framework API both provide.
 """
 import copy
+import functools
 import time
 
 from .config import ConfigError, parse_job_config
@@ -58,19 +59,26 @@ def driver_dim(model_id, column):
     return '{}|{}'.format(model_id, chart_dim), chart_dim
 
 
+@functools.lru_cache(maxsize=8192)
+def _dims(model_id):
+    return prob_dim(model_id), anomaly_dim(model_id)
+
+
 def step_values(scores, include_average, node=None):
     """Chart values for one step: integers only, never NaN or inf (python.d int()s them).
 
     ``node``: ``(rate, rolling_rate, longest_seconds)`` from ``node.NodeRate``.
     """
-    data, probs = {}, []
+    data, total = {}, 0.0
     for model_id, (p, flag) in scores.items():
-        p = min(max(p, 0.0), 1.0) if p == p else 0.0
-        probs.append(p)
-        data[prob_dim(model_id)] = int(round(p * PROB_SCALE))
-        data[anomaly_dim(model_id)] = 1 if flag else 0
-    if include_average and probs:
-        data['average_prob'] = int(round(sum(probs) / len(probs) * PROB_SCALE))
+        if not 0.0 <= p <= 1.0:
+            p = min(max(p, 0.0), 1.0) if p == p else 0.0
+        total += p
+        prob, anomaly = _dims(model_id)
+        data[prob] = int(round(p * PROB_SCALE))
+        data[anomaly] = 1 if flag else 0
+    if include_average and scores:
+        data['average_prob'] = int(round(total / len(scores) * PROB_SCALE))
     if node is not None:
         rate, rolling, longest = node
         data['flagged'] = int(round(rate * PROB_SCALE))
@@ -132,10 +140,10 @@ class AnomaliesService(object):
             return False
         cfg = self.job_config
         self.info('model={} charts_regex={!r} custom_models={} train_n_secs={} train_every_n={} lags_n={} '
-                  'smooth_n={} diffs_n={} level_features={} contamination={} calibration={} flag={}/{}'.format(
+                  'smooth_n={} diffs_n={} level_features={} contamination={} calibration={} flag={}/{} hold={}'.format(
                       cfg.model, cfg.charts_regex, len(cfg.custom_models), cfg.train_n_secs, cfg.train_every_n,
                       cfg.lags_n, cfg.smooth_n, cfg.diffs_n, cfg.level_features, cfg.contamination,
-                      cfg.calibration, cfg.flag_min_n, cfg.flag_window_n))
+                      cfg.calibration, cfg.flag_min_n, cfg.flag_window_n, cfg.flag_hold_probability))
         self.exporter = self._start_exporter(cfg)
         self.detector.start()
         return True

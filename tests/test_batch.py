@@ -74,6 +74,30 @@ def test_layout_row_from_allmetrics():
                                                         'system.load': False, 'pair': True}
 
 
+def test_layout_row_reads_the_same_on_every_step_as_answers_change():
+    models, _ = build()
+    layout = Layout(models)
+    def chart(t, **dims):
+        return {'last_updated': t, 'dimensions': {'id_' + k: {'name': k, 'value': v} for k, v in dims.items()}}
+    def body(t, **over):
+        charts = {'system.cpu': chart(t, user=1.0 + t, system=2.0, guest=0.0, idle=3.0), 'system.ram': chart(t + 1, used=t, free=4.0),
+                  'system.load': chart(t, load1=0.5, load5=0.25)}
+        charts.update(over)
+        return {'h': {k: v for k, v in charts.items() if v is not None}}
+    def careful(latest):
+        return Layout(models).row(latest)     # a fresh layout reads every answer the careful way
+    steps = [body(1), body(2), body(3, **{'system.ram': chart(4, used=None, free=4.0)}),        # a null value
+             body(4, **{'system.load': None}),                                               # a chart gone
+             body(5), body(6, **{'system.cpu': chart(6, user='x', system=2.0, guest=0.0, idle=3.0)}),   # garbage
+             body(7, **{'system.cpu': chart(7, user=1.0, guest=0.0, idle=3.0)}),                        # a dimension gone
+             body(8), body(9)]
+    for latest in steps:
+        got, want = layout.row(latest), careful(latest)
+        assert got[1] == want[1]
+        assert np.array_equal(got[0], want[0], equal_nan=True)
+    assert layout._fast is not None       # complete answers are read by the flat pass
+
+
 def test_layout_row_tolerates_odd_answers():
     models, _ = build()
     layout = Layout(models)
