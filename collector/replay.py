@@ -10,6 +10,7 @@ import gzip
 import json
 import math
 import os
+import socket
 import threading
 import time
 from bisect import bisect_right
@@ -184,6 +185,8 @@ def allmetrics_body(recording, now, pattern=None):
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = 'NetData Embedded HTTP Server (replay)'
+    protocol_version = 'HTTP/1.1'   # connections are kept alive, as the agent's are
+    disable_nagle_algorithm = True  # headers and body go out at once, no delayed-ACK stall
 
     def log_message(self, *args):  # keep stderr for real problems
         pass
@@ -240,6 +243,29 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256   # netdata-pandas asks for every chart at once
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.connections = set()
+        self.lock = threading.Lock()
+
+    def process_request_thread(self, request, client_address):
+        with self.lock:
+            self.connections.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.lock:
+                self.connections.discard(request)
+
+    def close_connections(self):
+        """Drop every kept-alive connection, as an agent that stops does."""
+        with self.lock:
+            for sock in list(self.connections):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
 
 class ReplayServer:
     """The replay HTTP server in a background thread; ``host`` is 'address:port'."""
@@ -272,6 +298,7 @@ class ReplayServer:
     def stop(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.httpd.close_connections()
 
     def __enter__(self):
         return self.start()
