@@ -86,7 +86,22 @@ class ProcWatch:
                         pass
         except OSError:
             pass
-        return (time.monotonic(), (utime + stime) / TICKS, (cutime + cstime) / TICKS, rss, hwm, kids)
+        return (time.monotonic(), self._cpu_ns() or (utime + stime) / TICKS, (cutime + cstime) / TICKS, rss, hwm, kids)
+
+    def _cpu_ns(self):
+        """CPU seconds of all the process's threads from schedstat (nanoseconds: /proc/PID/stat
+        counts in 10 ms ticks, too coarse for a step of a few ms); 0 where unavailable."""
+        total = 0
+        try:
+            for tid in os.listdir('/proc/{}/task'.format(self.pid)):
+                try:
+                    with open('/proc/{}/task/{}/schedstat'.format(self.pid, tid)) as f:
+                        total += int(f.read().split()[0])
+                except (OSError, ValueError, IndexError):
+                    pass
+        except OSError:
+            return 0.0
+        return total / 1e9
 
     def _run(self):
         while not self._stop.is_set():
@@ -165,14 +180,25 @@ def measure_ours(host, charts, model, seconds, train_every, settings=()):
     # prediction steps only: leave out the steps around the end of each training, when the
     # collector takes in the new models (the fit itself runs in the child and is not counted)
     done = [t for t, line in err if 'trained ' in line]
-    cpu, steps = 0.0, 0
-    for (a, _), (b, _) in zip(begins, begins[1:]):
-        if a >= steady_from and not any(a - 2 <= d <= b + 1 for d in done):
-            cpu += watch.cpu_between(a, b)[0]
-            steps += 1
+    # and the steps that start one (the chart list is read and the training process started):
+    # the baseline's training steps are left out of its prediction steps too
+    starting = [t for t, line in err if re.search(r': training \d+ models? on ', line)]
+    per_step, step_at = [], []
+    steady = begins[:-2]      # the last steps share their time with the process ending
+    for (a, _), (b, _) in zip(steady, steady[1:]):
+        if a >= steady_from and not any(a - 2 <= d <= b + 1 for d in done) and \
+                not any(a - 1 <= d <= b + 1 for d in starting):
+            cpu, wall = watch.cpu_between(a, b)
+            if cpu > 0 and wall > 0:     # (a thread that ended takes its CPU out of the sum)
+                per_step.append(cpu / wall * (b - a))
+                step_at.append(round(a - started, 1))
     errors = [line for _, line in err if ' ERROR' in line or 'Traceback' in line]
     return {
-        'name': 'ours', 'exit': code, 'steps': len(begins), 'cpu_per_step': cpu / steps if steps else float('nan'),
+        'name': 'ours', 'exit': code, 'steps': len(begins),
+        'cpu_per_step': statistics.mean(per_step) if per_step else float('nan'),
+        'cpu_per_step_median': statistics.median(per_step) if per_step else float('nan'),
+        'cpu_step_values': [round(v, 5) for v in per_step], 'cpu_step_at': step_at,
+        'training_at': [round(t - started, 1) for t, line in err if 'trained ' in line or re.search(r': training \d+ models? on ', line)],
         'train_cpu_s': statistics.median([float(m.group(4)) for m in trainings]) if trainings else float('nan'),
         'train_wall_s': statistics.median([float(m.group(3)) for m in trainings]) if trainings else float('nan'),
         'trainings': len(trainings), 'rss_mib': watch.rss_after(steady_from), 'peak_rss_mib': watch.peak(),
@@ -195,7 +221,9 @@ def measure_baseline(host, charts, model, seconds, train_every):
     steady_from = first[0] if first else started
     return {
         'name': 'baseline', 'exit': code, 'steps': len(steps),
-        'cpu_per_step': statistics.median(pred_cpu[3:] or pred_cpu) if pred_cpu else float('nan'),
+        # the mean, as for ours (whose CPU is read from /proc over many steps)
+        'cpu_per_step': statistics.mean(pred_cpu[3:] or pred_cpu) if pred_cpu else float('nan'),
+        'cpu_per_step_median': statistics.median(pred_cpu[3:] or pred_cpu) if pred_cpu else float('nan'),
         'train_cpu_s': statistics.median(train_cpu) if train_cpu else float('nan'),
         'train_wall_s': statistics.median(train_wall) if train_wall else float('nan'),
         'trainings': len(train_cpu), 'rss_mib': watch.rss_after(steady_from), 'peak_rss_mib': watch.peak(),
@@ -204,7 +232,8 @@ def measure_baseline(host, charts, model, seconds, train_every):
         'max_gap_s': max(gaps) if gaps else float('nan'), 'errors': [line for _, line in err if 'Traceback' in line][:3]}
 
 
-ROWS = [('cpu_per_step', 'CPU-s per prediction step', '{:.4f}'), ('train_cpu_s', 'CPU-s per training (all models)', '{:.2f}'),
+ROWS = [('cpu_per_step', 'CPU-s per prediction step', '{:.4f}'),
+        ('cpu_per_step_median', '  median step', '{:.4f}'), ('train_cpu_s', 'CPU-s per training (all models)', '{:.2f}'),
         ('train_wall_s', 'wall-s per training (all models)', '{:.2f}'), ('trainings', 'trainings in the run', '{}'),
         ('rss_mib', 'steady RSS MiB', '{:.0f}'), ('peak_rss_mib', 'peak RSS MiB', '{:.0f}'),
         ('train_child_peak_mib', 'training process peak MiB', '{:.0f}'),

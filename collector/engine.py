@@ -13,7 +13,7 @@ from . import persist
 from .batch import BatchScorer, Layout
 from .flags import FlagPolicy
 from .features import feature_blocks, fill_missing
-from .netdata_api import NetdataApi, NetdataError, agent_now, dim_key, split_key
+from .netdata_api import NetdataApi, NetdataError, agent_now, dim_key, parse_raw, split_key
 from .training import ModelSpec, TrainingRequest, charts_by_host, make_trainer
 
 # steps between training attempts after a failed training (agent away, no data)
@@ -155,6 +155,8 @@ class AnomalyDetector:
             self.next_training = self.steps + RETRY_STEPS
             return
         self.training_started = self.clock()
+        self.log.info('training {} model{} on {} s of history{}'.format(
+            len(todo), '' if len(todo) == 1 else 's', int(before - after), '' if full_due else ' (new charts)'))
 
     def _collect_training(self, step):
         result = self.trainer.poll()
@@ -220,7 +222,7 @@ class AnomalyDetector:
         self.batch = BatchScorer(self.models, self.layout,
                                  feature_blocks(self.config.lags_n, self.config.level_features))
         ring = np.full((self.need, len(self.layout)), np.nan)
-        rows = [self.layout.row(latest)[0] for _, latest in self.snapshots]
+        rows = [self.layout.row({h: parse_raw(b) for h, b in raw.items()})[0] for _, raw in self.snapshots]
         if rows:
             ring[self.need - len(rows):] = np.vstack(rows)
         gap = self.need - len(rows)
@@ -356,7 +358,10 @@ class AnomalyDetector:
         step.fresh = True
         row, stamp = self.layout.row(latest)
         # stamped with the agent's clock, the same clock as the training window's rows
-        self.snapshots.append((stamp or agent_now(latest.get(self.config.host)) or time.time(), latest))
+        # kept as the bytes the agent sent: parsed bodies held for several steps would be
+        # thousands of objects reaching the garbage collector's oldest generation each step
+        self.snapshots.append((stamp or agent_now(latest.get(self.config.host)) or time.time(),
+                               {h: self.apis[h].allmetrics_raw() for h in latest}))
         if self.models:
             with warnings.catch_warnings(), np.errstate(all='ignore'):
                 warnings.simplefilter('ignore')

@@ -34,6 +34,11 @@ def dim_key(host, chart, dim):
     return '{}::{}|{}'.format(host, chart, dim)
 
 
+def parse_raw(data):
+    """A body kept as bytes by ``allmetrics_raw``, parsed again."""
+    return json_loads(data)
+
+
 def agent_now(body):
     """The agent's clock in an allmetrics body: its newest ``last_updated`` (0 if none)."""
     stamps = (c.get('last_updated') for c in (body or {}).values() if isinstance(c, dict))
@@ -100,6 +105,7 @@ class NetdataApi:
         self.timeout = timeout
         self._http = None
         self._filter = (None, '')  # (charts, query part) of the last allmetrics filter
+        self.last_raw = None       # bytes of the last JSON answer
 
     @classmethod
     def from_config(cls, config, host=None):
@@ -128,9 +134,11 @@ class NetdataApi:
         if status != 200:
             raise NetdataError('{} answered HTTP {}'.format(shown, status))
         try:
-            return json_loads(data)
+            body = json_loads(data)
         except ValueError:
             raise NetdataError('{} answered with something that is not JSON'.format(shown))
+        self.last_raw = data
+        return body
 
     def charts(self):
         """``{chart_id: [dimension names]}`` of the charts the agent has now."""
@@ -177,6 +185,11 @@ class NetdataApi:
         if not isinstance(body, dict):
             raise NetdataError('{}/api/v1/allmetrics is not a JSON object'.format(self.base_url))
         return body
+
+    def allmetrics_raw(self):
+        """The bytes of the last answer (``allmetrics`` parses them again on demand from
+        ``parse_raw``): one object to keep instead of thousands of dicts."""
+        return self.last_raw
 
     def close(self):
         if self._http is not None:

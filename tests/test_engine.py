@@ -1,5 +1,6 @@
 """The per-step engine against a replayed agent: training, scoring, and bad days."""
 import contextlib
+import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,7 +28,11 @@ class SwitchableApi(NetdataApi):
         if self.down:
             raise NetdataError('cannot reach http://{}: ConnectionRefusedError'.format(self.host))
         SwitchableApi.asked_for = charts
-        return {c: v for c, v in super().allmetrics(timeout, charts).items() if c not in self.hidden}
+        self.shown = {c: v for c, v in super().allmetrics(timeout, charts).items() if c not in self.hidden}
+        return self.shown
+
+    def allmetrics_raw(self):
+        return json.dumps(self.shown).encode()
 
 
 def make_detector(replay, logger, **conf):
