@@ -18,7 +18,8 @@ def load(folder):
 
 
 def by_charts(runs):
-    rows = [('CPU-s per prediction step', 'cpu_per_step', '{:.4f}'),
+    rows = [('CPU-s per prediction step (mean)', 'cpu_per_step', '{:.4f}'),
+            ('CPU-s per prediction step (median)', 'cpu_per_step_median', '{:.4f}'),
             ('CPU-s per training of all models', 'train_cpu_s', '{:.2f}'),
             ('wall-s per training of all models', 'train_wall_s', '{:.2f}'),
             ('steady RSS MiB', 'rss_mib', '{:.0f}'), ('peak RSS MiB', 'peak_rss_mib', '{:.0f}'),
@@ -32,7 +33,7 @@ def by_charts(runs):
         cells = []
         for n in ns:
             d = runs[('pca', n)]
-            cells += [fmt.format(d['ours'][key]), fmt.format(d['baseline'][key])]
+            cells += [fmt.format(d['ours'].get(key, float('nan'))), fmt.format(d['baseline'].get(key, float('nan')))]
         out.append('| {} | {} |'.format(label, ' | '.join(cells)))
     ratios = []
     for n in ns:

@@ -7,7 +7,8 @@ and runs, one after the other on the same replayed window:
 - the baseline: ``bench/baseline.py``, the retired collector's way of working.
 
 Both are measured from outside through /proc: CPU-seconds per prediction step (training
-excluded), CPU and wall seconds per training of all models, steady and peak RSS, time from
+excluded; the mean for both, the median beside it; ours read from the threads' schedstat in
+nanoseconds, the baseline's as it reports each step), CPU and wall seconds per training of all models, steady and peak RSS, time from
 process start to first real prediction, and the longest gap between two collection steps
 (trainings are scheduled inside the run so the gap covers them). The last line is
 ``cpu_per_step_ratio=<baseline/ours> rss_ratio=<ours/baseline> max_gap_s=<ours> first_prediction_s=<ours>``.
