@@ -292,8 +292,8 @@ def parse_job_config(raw, job_name=None):
         errors.append("key 'flag_min_n': must be <= flag_window_n ({}), got {}".format(
             cfg['flag_window_n'], cfg['flag_min_n']))
     hold = cfg['flag_hold_probability']
-    if isinstance(hold, bool) or not isinstance(hold, (int, float)) or not 0 <= hold <= 1:
-        errors.append("key 'flag_hold_probability': expected a probability in [0, 1] (1: no hold), got {!r}".format(
+    if isinstance(hold, bool) or not isinstance(hold, (int, float)) or not 0 < hold <= 1:
+        errors.append("key 'flag_hold_probability': expected a probability in (0, 1] (1: no hold), got {!r}".format(
             hold))
     c = cfg['contamination']
     if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c <= 0.5:

@@ -13,7 +13,7 @@ from . import persist
 from .batch import BatchScorer, Layout
 from .flags import FlagPolicy
 from .features import feature_blocks, fill_missing
-from .netdata_api import NetdataApi, NetdataError, agent_now, dim_key, parse_raw, split_key
+from .netdata_api import NetdataApi, NetdataError, agent_now, dim_key, json_loads, split_key
 from .training import ModelSpec, TrainingRequest, charts_by_host, make_trainer
 
 # steps between training attempts after a failed training (agent away, no data)
@@ -222,7 +222,7 @@ class AnomalyDetector:
         self.batch = BatchScorer(self.models, self.layout,
                                  feature_blocks(self.config.lags_n, self.config.level_features))
         ring = np.full((self.need, len(self.layout)), np.nan)
-        rows = [self.layout.row({h: parse_raw(b) for h, b in raw.items()})[0] for _, raw in self.snapshots]
+        rows = [self.layout.row({h: json_loads(b) for h, b in raw.items()})[0] for _, raw in self.snapshots]
         if rows:
             ring[self.need - len(rows):] = np.vstack(rows)
         gap = self.need - len(rows)
@@ -361,7 +361,7 @@ class AnomalyDetector:
         # kept as the bytes the agent sent: parsed bodies held for several steps would be
         # thousands of objects reaching the garbage collector's oldest generation each step
         self.snapshots.append((stamp or agent_now(latest.get(self.config.host)) or time.time(),
-                               {h: self.apis[h].allmetrics_raw() for h in latest}))
+                               {h: raw for h in latest if (raw := self.apis[h].allmetrics_raw()) is not None}))
         if self.models:
             with warnings.catch_warnings(), np.errstate(all='ignore'):
                 warnings.simplefilter('ignore')

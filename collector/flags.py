@@ -24,9 +24,11 @@ def n_of_m(above, min_n, window_n, hold=None):
         idx = np.arange(1, a.size + 1)
         counts = c[idx] - c[np.maximum(idx - window_n, 0)]
         raised = (counts >= min_n).astype(np.int64)
-    if hold is None:
+    if hold is None or a.size == 0:
         return raised
     hold = np.asarray(hold, dtype=bool)
+    if hold.shape != a.shape:
+        raise ValueError('hold has {} steps, above has {}'.format(hold.size, a.size))
     # a flag is up from a raised step through the held steps right after it: within each run
     # of steps that are raised or held, from its first raised step on
     keep = raised.astype(bool) | hold

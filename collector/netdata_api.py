@@ -34,11 +34,6 @@ def dim_key(host, chart, dim):
     return '{}::{}|{}'.format(host, chart, dim)
 
 
-def parse_raw(data):
-    """A body kept as bytes by ``allmetrics_raw``, parsed again."""
-    return json_loads(data)
-
-
 def agent_now(body):
     """The agent's clock in an allmetrics body: its newest ``last_updated`` (0 if none)."""
     stamps = (c.get('last_updated') for c in (body or {}).values() if isinstance(c, dict))
@@ -105,7 +100,7 @@ class NetdataApi:
         self.timeout = timeout
         self._http = None
         self._filter = (None, '')  # (charts, query part) of the last allmetrics filter
-        self.last_raw = None       # bytes of the last JSON answer
+        self.last_raw = None       # bytes of the last allmetrics answer
 
     @classmethod
     def from_config(cls, config, host=None):
@@ -116,7 +111,7 @@ class NetdataApi:
     def base_url(self):
         return '{}://{}'.format(self.protocol, self.host)
 
-    def _get_json(self, path, timeout=None):
+    def _get_json(self, path, timeout=None, keep_raw=False):
         # host may carry a path: 'parent:19999/host/child'
         netloc, _, prefix = self.host.partition('/')
         if self._http is None:
@@ -137,7 +132,8 @@ class NetdataApi:
             body = json_loads(data)
         except ValueError:
             raise NetdataError('{} answered with something that is not JSON'.format(shown))
-        self.last_raw = data
+        if keep_raw:
+            self.last_raw = data
         return body
 
     def charts(self):
@@ -181,14 +177,14 @@ class NetdataApi:
         if charts != self._filter[0]:
             pattern = quote(' '.join(sorted(charts)), safe='') if charts else ''
             self._filter = (charts, '&filter=' + pattern if pattern and len(pattern) < MAX_FILTER else '')
-        body = self._get_json('/api/v1/allmetrics?format=json' + self._filter[1], timeout)
+        body = self._get_json('/api/v1/allmetrics?format=json' + self._filter[1], timeout, keep_raw=True)
         if not isinstance(body, dict):
             raise NetdataError('{}/api/v1/allmetrics is not a JSON object'.format(self.base_url))
         return body
 
     def allmetrics_raw(self):
-        """The bytes of the last answer (``allmetrics`` parses them again on demand from
-        ``parse_raw``): one object to keep instead of thousands of dicts."""
+        """The bytes of the last allmetrics answer (``json_loads`` reads them again): one
+        object to keep instead of thousands of dicts."""
         return self.last_raw
 
     def close(self):

@@ -145,10 +145,6 @@ class HbosScorer:
         self.tol = tol
 
     @classmethod
-    def from_pyod(cls, est):
-        return cls(est.bin_edges_, est.hist_, est.alpha, est.tol)
-
-    @classmethod
     def fit(cls, Z, n_bins=10, alpha=0.1, tol=0.5):
         """What pyod's ``HBOS(n_bins, alpha, tol).fit`` learns, without pyod (or its numba)."""
         Z = np.asarray(Z, dtype=np.float64)

@@ -93,7 +93,7 @@ class Chart:
 
     def update(self, data, interval):
         get = data.get
-        sets = [f'{d.set_prefix}{int(v)}\n' for d in self.dimensions for v in (get(d.id),) if v is not None]
+        sets = [f'{d.set_prefix}{int(v)}\n' for d in self.dimensions if (v := get(d.id)) is not None]
         if not sets:
             self.updated = False
             return ''

@@ -187,6 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = 'NetData Embedded HTTP Server (replay)'
     protocol_version = 'HTTP/1.1'   # connections are kept alive, as the agent's are
     disable_nagle_algorithm = True  # headers and body go out at once, no delayed-ACK stall
+    timeout = 120                   # an idle kept-alive connection is closed after this
 
     def log_message(self, *args):  # keep stderr for real problems
         pass
@@ -248,14 +249,15 @@ class _Server(ThreadingHTTPServer):
         self.connections = set()
         self.lock = threading.Lock()
 
-    def process_request_thread(self, request, client_address):
-        with self.lock:
+    def process_request(self, request, client_address):
+        with self.lock:        # known before its thread runs, so a stop right now still drops it
             self.connections.add(request)
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self.lock:
-                self.connections.discard(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self.lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
 
     def close_connections(self):
         """Drop every kept-alive connection, as an agent that stops does."""
@@ -297,8 +299,8 @@ class ReplayServer:
 
     def stop(self):
         self.httpd.shutdown()
-        self.httpd.server_close()
         self.httpd.close_connections()
+        self.httpd.server_close()
 
     def __enter__(self):
         return self.start()

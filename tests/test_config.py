@@ -133,7 +133,7 @@ def test_detection_keys_defaults_and_checks():
     cfg = parse_job_config({})
     assert (cfg.level_features, cfg.flag_min_n, cfg.flag_window_n, cfg.train_exclude_flagged) == (True, 2, 3, True)
     assert cfg.flag_hold == 0.99 and parse_job_config({'flag_hold_probability': 1}).flag_hold is None
-    for bad in (1.5, -0.1, 'high', True):
+    for bad in (1.5, 0, -0.1, 'high', True):
         assert any("key 'flag_hold_probability'" in e for e in errors_for({'flag_hold_probability': bad})), bad
     assert parse_job_config({'model': 'pca+knn'}).model == 'pca+knn'
     errors = errors_for({'flag_min_n': 4, 'flag_window_n': 3, 'level_features': 'yes'})

@@ -20,6 +20,9 @@ def test_a_held_flag_stays_up_through_a_dip_and_drops_when_the_probability_does(
     assert n_of_m(above, 2, 3, high).tolist() == [0, 0, 1, 1, 1, 1, 1, 1, 0, 0]
     # a hold never raises a flag by itself
     assert n_of_m([0] * 5, 2, 3, [1] * 5).tolist() == [0] * 5
+    assert n_of_m([], 2, 3, []).tolist() == []
+    with pytest.raises(ValueError):
+        n_of_m([1, 1], 2, 3, [1])
 
 
 @pytest.mark.parametrize('min_n, window_n', [(2, 3), (3, 5), (1, 1), (4, 4)])
