@@ -80,8 +80,9 @@ class Layout:
                     t = c['last_updated']
                     answer = c['dimensions']
                     known = ids.get(chart)
-                    # learn again when the chart's set of dimensions changed
-                    if known is None or known[0] != len(answer):
+                    # learn again when the chart's set of dimensions changed (in number, or
+                    # a dimension replaced by another of the same name)
+                    if known is None or known[0] != len(answer) or any(i not in answer for i, _ in known[1]):
                         known = ids[chart] = (len(answer), self._learn(answer, dims))
                     for dim_id, col in known[1]:
                         d = answer.get(dim_id)

@@ -113,6 +113,11 @@ def test_layout_row_tolerates_odd_answers():
     body['system.cpu']['dimensions']['i'] = {'name': 'idle', 'value': 90}
     row, _ = layout.row({'h': body})
     assert row[layout.index['h::system.cpu|idle']] == 90
+    # and one that comes back under another id, the chart's count unchanged
+    del body['system.cpu']['dimensions']['i']
+    body['system.cpu']['dimensions']['i2'] = {'name': 'idle', 'value': 80}
+    row, _ = layout.row({'h': body})
+    assert row[layout.index['h::system.cpu|idle']] == 80
     assert np.isnan(layout.row({})[0]).all()
 
 
