@@ -60,6 +60,7 @@ class ProcWatch:
 
     def __init__(self, pid, every=0.2):
         self.pid, self.every = pid, every
+        self.precise = self._cpu_ns() > 0   # one unit for the whole run: schedstat, else ticks
         self.samples = []   # (monotonic, self cpu s, children cpu s, rss MiB, peak MiB, live children rss MiB)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -87,7 +88,8 @@ class ProcWatch:
                         pass
         except OSError:
             pass
-        return (time.monotonic(), self._cpu_ns() or (utime + stime) / TICKS, (cutime + cstime) / TICKS, rss, hwm, kids)
+        cpu = self._cpu_ns() if self.precise else (utime + stime) / TICKS
+        return (time.monotonic(), cpu, (cutime + cstime) / TICKS, rss, hwm, kids)
 
     def _cpu_ns(self):
         """CPU seconds of all the process's threads from schedstat (nanoseconds: /proc/PID/stat

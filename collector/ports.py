@@ -72,6 +72,13 @@ class EcdfTable:
         return self.n - self._count(x, 'left')
 
 
+def _moment_sign(m2_sum, m3_sum, mean, count):
+    """Sign of the skewness from central power sums over ``count`` values; 0 where they
+    do not vary (pyod reads scipy's NaN skewness of a constant feature as 0 too)."""
+    flat = m2_sum <= (1e-12 * np.maximum(1.0, np.abs(mean))) ** 2 * count
+    return np.where(flat, 0.0, np.sign(m3_sum))
+
+
 def _skew_sign(n, s1, s2, s3, x, mean):
     """Sign of the (biased) skewness of the training values plus one new value ``x``, from
     the training's central power sums; 0 where the values do not vary."""
@@ -81,8 +88,7 @@ def _skew_sign(n, s1, s2, s3, x, mean):
     d = t1 / big_n                               # shift of the mean by the new value
     m2 = t2 - 2.0 * d * t1 + big_n * d * d
     m3 = t3 - 3.0 * d * t2 + 3.0 * d * d * t1 - big_n * d * d * d
-    flat = m2 <= (1e-12 * np.maximum(1.0, np.abs(mean))) ** 2 * big_n
-    return np.where(flat, 0.0, np.sign(m3))
+    return _moment_sign(m2, m3, mean, big_n)
 
 
 def _tail_scores(u_l, u_r, sign, kind):
@@ -124,10 +130,9 @@ def ecdf_training_scores(Z, kind):
     for j in range(Z.shape[1]):
         le[:, j] = np.searchsorted(S[:, j], Z[:, j], side='right')
         ge[:, j] = n - np.searchsorted(S[:, j], Z[:, j], side='left')
-    c = Z - Z.mean(axis=0)
-    m2, m3 = (c * c).mean(axis=0), (c * c * c).mean(axis=0)
-    flat = m2 <= (1e-12 * np.maximum(1.0, np.abs(Z.mean(axis=0)))) ** 2
-    sign = np.where(flat, 0.0, np.sign(m3))[None, :]
+    mean = Z.mean(axis=0)
+    c = Z - mean
+    sign = _moment_sign((c * c).sum(axis=0), (c * c * c).sum(axis=0), mean, n)[None, :]
     return _tail_scores(-np.log(le / n), -np.log(ge / n), sign, kind)
 
 
