@@ -3,14 +3,14 @@
 Per-model calls cost tens of microseconds of Python each, which at hundreds of charts is
 most of a step. ``BatchScorer`` lays all models out side by side once (after each training)
 and then scores them all at once from one global feature row: the gather of each model's
-features, the standardization, the PCA distances and the calibration are each one numpy
-call over every model. Models without a vectorized form (pyod estimators other than PCA)
+features, the standardization, the projections of pca and mahalanobis and the calibration
+are each one numpy call over every model. Models without a vectorized form (pyod estimators other than PCA)
 are scored one by one. Results equal ``FittedModel.decision_function``/``probability``.
 """
 import numpy as np
 
 from .netdata_api import split_key
-from .scoring import ConstantScorer, PcaScorer
+from .scoring import ConstantScorer, MahalanobisScorer, PcaScorer
 
 
 class Layout:
@@ -150,7 +150,7 @@ class BatchScorer:
             own = np.concatenate([cols + lag * n_cols for lag in range(width)])
             self.own.append(own)
             kept = own[fm.kept]
-            if isinstance(fm.scorer, PcaScorer):
+            if isinstance(fm.scorer, (PcaScorer, MahalanobisScorer)):
                 pca.append(k)
                 gathers.append(kept)
                 means.append(fm.mean)
@@ -168,23 +168,34 @@ class BatchScorer:
             f_len = [len(g) for g in gathers]
             f_off = _offsets(f_len)
             self.f_off = f_off
-            # every (model, component) pair: the slice of Z it is compared with, and the component
-            rep, comp, c_sq, w, pair_model, inner_mean, inner_scale = [], [], [], [], [], [], []
+            # every (model, component) pair: the slice of Z it is compared with, and the component;
+            # a pca pair scores distance / weight, a mahalanobis pair projection^2 * inverse variance
+            rep, comp, c_sq, w, squared, pair_model, inner_mean, inner_scale = [], [], [], [], [], [], [], []
             for j, k in enumerate(pca):
                 s = self.models[k].scorer
                 n_comp = s.components.shape[0]
                 span = np.arange(f_off[j], f_off[j] + f_len[j])
                 rep.append(np.tile(span, n_comp))
                 comp.append(s.components.ravel())
-                c_sq.append(s._c_sq)
-                w.append(s.weights)
                 pair_model.append(np.full(n_comp, j))
-                inner_mean.append(s.mean)
-                inner_scale.append(s.scale)
+                if isinstance(s, MahalanobisScorer):
+                    c_sq.append(np.zeros(n_comp))
+                    w.append(s.inv_var)
+                    squared.append(np.ones(n_comp, dtype=bool))
+                    inner_mean.append(np.zeros(f_len[j]))
+                    inner_scale.append(np.ones(f_len[j]))
+                else:
+                    c_sq.append(s._c_sq)
+                    w.append(s.weights)
+                    squared.append(np.zeros(n_comp, dtype=bool))
+                    inner_mean.append(s.mean)
+                    inner_scale.append(s.scale)
             self.rep = np.concatenate(rep)
             self.comp = np.concatenate(comp)
             self.c_sq = np.concatenate(c_sq)
             self.w = np.concatenate(w)
+            self.squared = np.concatenate(squared)
+            self.any_distance = not self.squared.all()
             pair_model = np.concatenate(pair_model)
             # each pair spans its model's features in ``rep``/``comp``
             self.pair_off = _offsets(np.repeat(f_len, [self.models[k].scorer.components.shape[0] for k in pca]))
@@ -218,10 +229,12 @@ class BatchScorer:
         if self.pca.size:
             z = (features[self.gather] - self.mean) / self.scale
             z = (z - self.inner_mean) / self.inner_scale
-            z_sq = np.add.reduceat(z * z, self.f_off)
             dots = np.add.reduceat(z[self.rep] * self.comp, self.pair_off)
-            d2 = np.repeat(z_sq, np.diff(np.append(self.model_pairs_off, len(self.w)))) - 2.0 * dots + self.c_sq
-            dist = np.sqrt(np.maximum(d2, 0.0)) / self.w
+            dist = dots * dots * self.w
+            if self.any_distance:
+                z_sq = np.add.reduceat(z * z, self.f_off)
+                d2 = np.repeat(z_sq, np.diff(np.append(self.model_pairs_off, len(self.w)))) - 2.0 * dots + self.c_sq
+                dist = np.where(self.squared, dist, np.sqrt(np.maximum(d2, 0.0)) / self.w)
             scores[self.pca] = np.add.reduceat(dist, self.model_pairs_off)
         for k, kept in self.other:
             fm = self.models[k]

@@ -9,12 +9,13 @@ import warnings
 import numpy as np
 
 from .ports import EcdfScorer, HbosScorer, IforestScorer, KnnScorer, LofBaggingScorer, ecdf_training_scores
-from .scoring import ConstantScorer, EnsembleScorer, FittedModel, PcaScorer, PyodScorer
+from .scoring import ConstantScorer, EnsembleScorer, FittedModel, MahalanobisScorer, PcaScorer, PyodScorer
 
 
 # name -> (pyod module, class, extra kwargs)
 _REGISTRY = {
     'pca': ('pyod.models.pca', 'PCA', {}),
+    'mahalanobis': (None, None, {}),   # this project's own (numpy): see _mahalanobis_scorer
     'hbos': ('pyod.models.hbos', 'HBOS', {}),
     'iforest': ('pyod.models.iforest', 'IForest', {'n_estimators': 50, 'behaviour': 'new', 'random_state': 0}),
     'cblof': ('pyod.models.cblof', 'CBLOF', {'n_clusters': 8, 'alpha': 0.75, 'beta': 3, 'random_state': 0}),
@@ -33,8 +34,8 @@ _REGISTRY = {
 MODEL_NAMES = tuple(_REGISTRY)
 # models whose fitted form is a numpy port (collector.ports, PcaScorer): the collection
 # process scores them without pyod; ecod, copod and hbos do not even need pyod to fit
-NUMPY_MODELS = ('pca', 'hbos', 'iforest', 'knn', 'ecod', 'copod', 'feature_bagging')
-_FIT_WITHOUT_PYOD = ('ecod', 'copod', 'hbos')
+NUMPY_MODELS = ('pca', 'mahalanobis', 'hbos', 'iforest', 'knn', 'ecod', 'copod', 'feature_bagging')
+_FIT_WITHOUT_PYOD = ('mahalanobis', 'ecod', 'copod', 'hbos')
 # models that need torch, which is not a dependency unless the [deep] extra is installed
 DEEP_MODELS = ('auto_encoder', 'lstm')
 
@@ -111,6 +112,46 @@ def _pca_scorer(Z, contamination):
     return scorer, np.asarray(est.decision_scores_, dtype=np.float64), est
 
 
+# no direction's variance counts for less than this share of the mean variance
+VARIANCE_FLOOR = 0.1
+
+
+def ledoit_wolf_shrinkage(Z, S):
+    """Ledoit and Wolf's (2004) optimal weight of the scaled identity in a shrunk covariance.
+
+    ``Z`` is centred (rows are samples), ``S = Z.T Z / n``. The weight is the estimated
+    spread of the single-row products ``z z^T`` around ``S`` over the spread of ``S`` around
+    ``mu I`` (``mu`` its mean eigenvalue), capped at 1: little data or many features, more
+    shrinkage; with plenty of rows it fades towards 0.
+    """
+    n, p = Z.shape
+    mu = np.trace(S) / p
+    d2 = (np.sum(S * S) - 2.0 * mu * np.trace(S) + p * mu * mu) / p
+    if not d2 > 0:
+        return 1.0
+    # sum over rows of ||z z^T - S||_F^2 is sum ||z||^4 - n ||S||_F^2
+    b2 = (np.sum(np.einsum('ij,ij->i', Z, Z) ** 2) / n - np.sum(S * S)) / (n * p)
+    return float(min(max(b2, 0.0), d2) / d2)
+
+
+def _mahalanobis_scorer(Z):
+    """Distance under the Ledoit-Wolf covariance of ``Z``, every variance floored (``VARIANCE_FLOOR``).
+
+    Z is already centred and scaled by ``fit_model``. Numpy only, and scored per step like
+    pca: one projection on the eigenvectors.
+    """
+    n, p = Z.shape
+    S = Z.T @ Z / n
+    delta = ledoit_wolf_shrinkage(Z, S)
+    mu = np.trace(S) / p
+    if not mu > 0:
+        raise FloatingPointError('no feature varies')
+    w, V = np.linalg.eigh(S)
+    var = np.maximum((1.0 - delta) * np.maximum(w, 0.0) + delta * mu, VARIANCE_FLOOR * mu)
+    scorer = MahalanobisScorer(V.T, 1.0 / var)
+    return scorer, scorer.decision_function(Z)
+
+
 def _fit_scorer(name, X, contamination, blocks=None):
     members = model_members(name)
     if len(members) > 1:
@@ -128,6 +169,8 @@ def _fit_scorer(name, X, contamination, blocks=None):
     if name == 'pca':
         scorer, scores, _ = _pca_scorer(X, contamination)
         return scorer, scores
+    if name == 'mahalanobis':
+        return _mahalanobis_scorer(X)
     if name == 'hbos':
         scorer = HbosScorer.fit(X)
         return scorer, scorer.decision_function(X)

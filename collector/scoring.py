@@ -30,6 +30,25 @@ class PcaScorer:
         return (np.sqrt(np.maximum(d2, 0.0)) / self.weights).sum(axis=1)
 
 
+class MahalanobisScorer:
+    """Squared Mahalanobis distance from the training centre under a shrunk covariance.
+
+    ``components`` are the covariance's eigenvectors (rows), ``inv_var`` one over their
+    (shrunk, floored) variances: the score is the sum of squared projections, each over its
+    variance. Unlike an unregularized distance, a direction that hardly varied in training
+    (a quiet dimension, two collinear ones) gets a large but bounded weight, so its first
+    wobble does not drown every other feature.
+    """
+
+    def __init__(self, components, inv_var):
+        self.components = np.asarray(components, dtype=np.float64)
+        self.inv_var = np.asarray(inv_var, dtype=np.float64)
+
+    def decision_function(self, X):
+        P = np.asarray(X, dtype=np.float64) @ self.components.T
+        return (P * P) @ self.inv_var
+
+
 class PyodScorer:
     """Any fitted pyod detector, used as is (imports pyod when unpickled)."""
 
@@ -65,7 +84,7 @@ class ConstantScorer:
 
 
 # scorers that need nothing but numpy (no imports or JIT to warm up)
-NUMPY_SCORERS = (PcaScorer, ConstantScorer, EcdfScorer, HbosScorer, IforestScorer, KnnScorer, LofBaggingScorer)
+NUMPY_SCORERS = (PcaScorer, MahalanobisScorer, ConstantScorer, EcdfScorer, HbosScorer, IforestScorer, KnnScorer, LofBaggingScorer)
 
 
 def calibration_points(train_scores):

@@ -39,11 +39,19 @@ def build(model='pca', calibration='empirical', levels=LEVELS):
 
 
 @pytest.mark.parametrize('model, calibration, levels', [
-    ('pca', 'empirical', True), ('pca', 'minmax', True), ('hbos', 'empirical', True), ('pca', 'empirical', False)])
+    ('pca', 'empirical', True), ('pca', 'minmax', True), ('hbos', 'empirical', True), ('pca', 'empirical', False),
+    ('mahalanobis', 'empirical', True), ('pca/mahalanobis', 'empirical', True)])
 def test_batch_equals_each_model(model, calibration, levels):
-    models, raw = build(model, calibration, levels)
+    if '/' in model:   # pca and mahalanobis models side by side in one batch
+        models, raw = build(model.split('/')[0], calibration, levels)
+        other, _ = build(model.split('/')[1], calibration, levels)
+        models.update({'m_' + k: fm for k, fm in other.items()})
+    else:
+        models, raw = build(model, calibration, levels)
     layout = Layout(models)
     batch = BatchScorer(models, layout, feature_blocks(2, levels))
+    if model != 'hbos':   # these are scored by the vectorized path, not one by one
+        assert batch.pca.size == len(models) and not batch.other
     rng = np.random.default_rng(9)
     for scale in (1.0, 5.0):
         window = np.column_stack([raw[c][-6:] for c in layout.columns]) + rng.normal(size=(6, len(layout))) * scale

@@ -213,3 +213,46 @@ def test_deep_models_without_torch_are_a_config_error(monkeypatch):
     with pytest.raises(config.ConfigError) as e:
         config.parse_job_config({'model': 'pca+lstm'})
     assert "needs torch" in str(e.value)
+
+
+def test_ledoit_wolf_shrinkage_equals_scikit_learn():
+    from sklearn.covariance import ledoit_wolf
+    rng = np.random.default_rng(11)
+    for n, p in [(40, 10), (500, 30), (20, 60), (5000, 4)]:
+        Z = rng.normal(size=(n, p)) @ rng.normal(size=(p, p))
+        Z -= Z.mean(axis=0)
+        expected = ledoit_wolf(Z, assume_centered=True)[1]
+        assert models.ledoit_wolf_shrinkage(Z, Z.T @ Z / n) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_mahalanobis_sees_a_broken_correlation_that_each_column_alone_calls_normal():
+    # two dimensions that always move together (used and free memory): one moving without
+    # the other is unusual although each value on its own is well inside its training range
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=5000)
+    X = np.column_stack([a, -a + 0.05 * rng.normal(size=5000), rng.normal(size=5000)])
+    fm = fit_model('m', ['c'], X, model='mahalanobis', contamination=0.001)
+    together, apart = np.array([[1.5, -1.5, 0.0]]), np.array([[1.5, 1.5, 0.0]])
+    assert fm.predict_proba(together)[0, 1] < 0.9
+    assert fm.predict_proba(apart)[0, 1] == 1.0
+    # the weight of the direction that never varied is capped (VARIANCE_FLOOR): finite scores,
+    # and a jump along the usual direction of variation still ranks above the broken pair's wobble
+    assert np.all(np.isfinite(fm.decision_function(np.array([[0.0, 0.0, 50.0], [1e3, 1e3, 0.0]]))))
+    assert fm.scorer.inv_var.max() <= fm.scorer.inv_var.min() * 1e3
+
+
+def test_mahalanobis_scores_like_the_shrunk_covariance_distance():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 5)) @ (np.eye(5) + 0.3 * rng.normal(size=(5, 5)))
+    fm = fit_model('m', ['c'], X, model='mahalanobis')
+    Z = fm.transform(X)
+    S = Z.T @ Z / len(Z)
+    delta = models.ledoit_wolf_shrinkage(Z, S)
+    mu = np.trace(S) / 5
+    C = (1 - delta) * S + delta * mu * np.eye(5)
+    w = np.linalg.eigvalsh(C)
+    assert w.min() > models.VARIANCE_FLOOR * mu   # no floor at work here: the plain formula holds
+    Y = rng.normal(size=(20, 5)) * 3
+    Zy = fm.transform(Y)
+    expected = np.einsum('ij,jk,ik->i', Zy, np.linalg.inv(C), Zy)
+    assert np.allclose(fm.decision_function(Y), expected, rtol=1e-9)
