@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 SHARED=${SHARED:-../shared}
 models=("$@")
-[ ${#models[@]} -gt 0 ] || models=(pca hbos iforest cblof loda copod ecod gmm knn feature_bagging pca+knn)
+[ ${#models[@]} -gt 0 ] || models=(mahalanobis pca hbos iforest cblof loda copod ecod gmm knn feature_bagging mahalanobis+knn pca+knn)
 printf '%-16s %8s %8s %8s %8s   %8s %8s   %s\n' model smd_roc smd_pr smd_bf1 smd_ff1 nab_roc nab_pr recording
 for m in "${models[@]}"; do
   smd=$($PY -m collector evaluate --dataset "$SHARED"/datasets/smd/machine-* --set "model=$m" | awk '$1=="mean"{print $2, $3, $4, $5}')

@@ -7,6 +7,11 @@ import json
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from collector.config import DEFAULTS  # noqa: E402
+
+MAIN = DEFAULTS['model']   # the headline table: the default model beside the baseline
+
 
 def load(folder):
     runs = {}
@@ -26,18 +31,18 @@ def by_charts(runs):
             ('training process peak MiB', 'train_child_peak_mib', '{:.0f}'),
             ('first prediction after start, s', 'first_prediction_s', '{:.1f}'),
             ('longest gap between steps, s', 'max_gap_s', '{:.2f}')]
-    ns = sorted(n for m, n in runs if m == 'pca')
+    ns = sorted(n for m, n in runs if m == MAIN)
     head = '| | ' + ' | '.join('{} charts: ours | baseline'.format(n) for n in ns) + ' |'
     out = [head, '|---' * (1 + 2 * len(ns)) + '|']
     for label, key, fmt in rows:
         cells = []
         for n in ns:
-            d = runs[('pca', n)]
+            d = runs[(MAIN, n)]
             cells += [fmt.format(d['ours'].get(key, float('nan'))), fmt.format(d['baseline'].get(key, float('nan')))]
         out.append('| {} | {} |'.format(label, ' | '.join(cells)))
     ratios = []
     for n in ns:
-        d = runs[('pca', n)]
+        d = runs[(MAIN, n)]
         ratios += ['{:.0f}x'.format(d['baseline']['cpu_per_step'] / d['ours']['cpu_per_step']),
                    '{:.2f}'.format(d['ours']['rss_mib'] / d['baseline']['rss_mib'])]
     out.append('| ratio: baseline/ours CPU per step, ours/baseline RSS | {} |'.format(' | '.join(ratios)))
@@ -45,9 +50,9 @@ def by_charts(runs):
 
 
 def by_model(runs, n):
-    out = ['| model ({} charts) | CPU-s/step ours | baseline | ratio | RSS MiB ours | baseline | training CPU-s ours | '
+    out = ['| model ({} charts) | CPU-s/step ours | baseline (same model; pca for ours-only models) | ratio | RSS MiB ours | baseline | training CPU-s ours | '
            'baseline | first prediction s | longest gap s |'.format(n), '|---' * 10 + '|']
-    for (m, size), d in sorted(runs.items(), key=lambda kv: (kv[0][0] != 'pca', kv[0][0])):
+    for (m, size), d in sorted(runs.items(), key=lambda kv: (kv[0][0] != MAIN, kv[0][0])):
         if size != n:
             continue
         o, b = d['ours'], d['baseline']
@@ -61,12 +66,12 @@ def main():
     runs = load(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), 'results'))
     print(by_charts(runs))
     print()
-    for n in sorted({size for m, size in runs if m != 'pca'}):
+    for n in sorted({size for m, size in runs if m != MAIN}):
         print(by_model(runs, n))
         print()
-    if ('pca', 300) in runs and ('pca', 37) in runs:
+    if (MAIN, 300) in runs and (MAIN, 37) in runs:
         print('\nours at 300 charts vs baseline at 37: {:.1f}x less CPU per step'.format(
-            runs[('pca', 37)]['baseline']['cpu_per_step'] / runs[('pca', 300)]['ours']['cpu_per_step']))
+            runs[(MAIN, 37)]['baseline']['cpu_per_step'] / runs[(MAIN, 300)]['ours']['cpu_per_step']))
 
 
 if __name__ == '__main__':

@@ -4,7 +4,8 @@ Replays a recording (the harness's replay server, real-time clock, history alrea
 and runs, one after the other on the same replayed window:
 
 - ours: ``python -m collector run`` as a separate process, exactly as a user runs it;
-- the baseline: ``bench/baseline.py``, the retired collector's way of working.
+- the baseline: ``bench/baseline.py``, the retired collector's way of working, with its
+  default pyod model (pca) unless ``--baseline-model`` names another pyod one.
 
 Both are measured from outside through /proc: CPU-seconds per prediction step (training
 excluded; the mean for both, the median beside it; ours read from the threads' schedstat in
@@ -13,8 +14,8 @@ process start to first real prediction, and the longest gap between two collecti
 (trainings are scheduled inside the run so the gap covers them). The last line is
 ``cpu_per_step_ratio=<baseline/ours> rss_ratio=<ours/baseline> max_gap_s=<ours> first_prediction_s=<ours>``.
 
-    python bench/run.py                       # 37 system charts, default model, 60 s each
-    python bench/run.py --charts 300 --model hbos --seconds 90
+    python bench/run.py                       # 37 system charts, default models, 60 s each
+    python bench/run.py --charts 300 --model hbos --baseline-model hbos --seconds 90
     python bench/run.py --quick               # 30 s each, for a smoke check
     python bench/run.py --versus-set level_features=false --versus-set flag_min_n=1 \
         --versus-set flag_window_n=1       # ours beside ours without a feature, instead of the baseline
@@ -33,6 +34,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from collector.config import DEFAULTS  # noqa: E402
+from collector.models import build_estimator  # noqa: E402
 from collector.replay import Recording, ReplayClock, ReplayServer  # noqa: E402
 
 TICKS = os.sysconf('SC_CLK_TCK')
@@ -251,11 +254,22 @@ def table(ours, base, other='baseline'):
     return '\n'.join(lines)
 
 
+def _pyod_model(name):
+    """Whether the baseline (pyod estimators only) can run ``name``."""
+    try:
+        build_estimator(name, 0.001)
+        return True
+    except Exception:
+        return False
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--recording', default=default_recording())
     p.add_argument('--charts', type=int, default=37)
-    p.add_argument('--model', default='pca')
+    p.add_argument('--model', default=DEFAULTS['model'], help='ours (default: the default, %(default)s)')
+    p.add_argument('--baseline-model', help="the baseline's pyod model (default: --model when the baseline "
+                   "has it, else the retired collector's pca)")
     p.add_argument('--seconds', type=int, default=60, help='steps each process runs (default 60)')
     p.add_argument('--quick', action='store_true', help='30 s each')
     p.add_argument('--skip-baseline', action='store_true')
@@ -264,23 +278,28 @@ def main():
     p.add_argument('--versus-set', action='append', default=[], metavar='KEY=VALUE',
                    help='compare with ours under these settings (repeatable) instead of the baseline')
     args = p.parse_args()
+    if args.baseline_model is None:
+        args.baseline_model = args.model if _pyod_model(args.model) else 'pca'
     seconds = 30 if args.quick else args.seconds
     rec = Recording(args.recording)
     charts = pick_charts(rec, args.charts)
     warmup = min(600, (rec.end - rec.start) - seconds - 30)
     train_every = max(10, seconds // 3)
-    print('recording {} ({} charts used of {}), model {}, {} s each, a training every {} steps'.format(
-        os.path.basename(args.recording), len(charts), len(rec.charts), args.model, seconds, train_every))
+    print('recording {} ({} charts used of {}), model {}{}, {} s each, a training every {} steps'.format(
+        os.path.basename(args.recording), len(charts), len(rec.charts), args.model,
+        '' if args.versus_set or args.skip_baseline else ' (baseline {})'.format(args.baseline_model),
+        seconds, train_every))
     print('machine: {} cores, {}, Python {}'.format(os.cpu_count(), os.uname().machine, sys.version.split()[0]))
     results = {}
-    runs = [('ours', lambda *a: measure_ours(*a, settings=args.set))]
+    runs = [('ours', lambda *a: measure_ours(*a, args.model, seconds, train_every, settings=args.set))]
     if args.versus_set:
-        runs.append(('baseline', lambda *a: measure_ours(*a, settings=args.set + args.versus_set)))
+        runs.append(('baseline', lambda *a: measure_ours(*a, args.model, seconds, train_every,
+                                                         settings=args.set + args.versus_set)))
     elif not args.skip_baseline:
-        runs.append(('baseline', measure_baseline))
+        runs.append(('baseline', lambda *a: measure_baseline(*a, args.baseline_model, seconds, train_every)))
     for name, fn in runs:
         with ReplayServer(rec, ReplayClock(rec.start + warmup)) as server:
-            results[name] = fn(server.host, charts, args.model, seconds, train_every)
+            results[name] = fn(server.host, charts)
         for e in results[name]['errors']:
             print('  {} logged: {}'.format(name, e))
     ours = results['ours']
@@ -290,7 +309,8 @@ def main():
     print(table(ours, base, 'versus' if args.versus_set else 'baseline'))
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump({'charts': len(charts), 'model': args.model, 'seconds': seconds, **results}, f, indent=1)
+            json.dump({'charts': len(charts), 'model': args.model, 'baseline_model': args.baseline_model,
+                       'seconds': seconds, **results}, f, indent=1)
     ratio = base['cpu_per_step'] / ours['cpu_per_step'] if ours['cpu_per_step'] else float('nan')
     print('cpu_per_step_ratio={:.1f} rss_ratio={:.2f} max_gap_s={:.2f} first_prediction_s={:.1f}'.format(
         ratio, ours['rss_mib'] / base['rss_mib'], ours['max_gap_s'], ours['first_prediction_s']))

@@ -168,28 +168,35 @@ class BatchScorer:
             f_len = [len(g) for g in gathers]
             f_off = _offsets(f_len)
             self.f_off = f_off
-            # every (model, component) pair: the slice of Z it is compared with, and the component;
-            # a pca pair scores distance / weight, a mahalanobis pair projection^2 * inverse variance
-            rep, comp, c_sq, w, squared, pair_model, inner_mean, inner_scale = [], [], [], [], [], [], [], []
+            # every (model, component) pair: the features of Z it is compared with, and the
+            # component; a pca pair scores distance / weight, a mahalanobis pair projection^2 *
+            # weight (over its moving features; its still ones add a diagonal term)
+            rep, comp, c_sq, w, squared, pair_model, pair_len, inner_mean, inner_scale = ([] for _ in range(9))
+            still_pos, still_w, still_model = [], [], []
             for j, k in enumerate(pca):
                 s = self.models[k].scorer
                 n_comp = s.components.shape[0]
-                span = np.arange(f_off[j], f_off[j] + f_len[j])
-                rep.append(np.tile(span, n_comp))
-                comp.append(s.components.ravel())
-                pair_model.append(np.full(n_comp, j))
                 if isinstance(s, MahalanobisScorer):
+                    span = f_off[j] + s.moving
                     c_sq.append(np.zeros(n_comp))
                     w.append(s.inv_var)
                     squared.append(np.ones(n_comp, dtype=bool))
                     inner_mean.append(np.zeros(f_len[j]))
                     inner_scale.append(np.ones(f_len[j]))
+                    still_pos.append(f_off[j] + s.still)
+                    still_w.append(np.full(s.still.size, s.still_w))
+                    still_model.append(np.full(s.still.size, j))
                 else:
+                    span = np.arange(f_off[j], f_off[j] + f_len[j])
                     c_sq.append(s._c_sq)
                     w.append(s.weights)
                     squared.append(np.zeros(n_comp, dtype=bool))
                     inner_mean.append(s.mean)
                     inner_scale.append(s.scale)
+                rep.append(np.tile(span, n_comp))
+                comp.append(s.components.ravel())
+                pair_model.append(np.full(n_comp, j))
+                pair_len.append(np.full(n_comp, span.size))
             self.rep = np.concatenate(rep)
             self.comp = np.concatenate(comp)
             self.c_sq = np.concatenate(c_sq)
@@ -197,9 +204,11 @@ class BatchScorer:
             self.squared = np.concatenate(squared)
             self.any_distance = not self.squared.all()
             pair_model = np.concatenate(pair_model)
-            # each pair spans its model's features in ``rep``/``comp``
-            self.pair_off = _offsets(np.repeat(f_len, [self.models[k].scorer.components.shape[0] for k in pca]))
+            self.pair_off = _offsets(np.concatenate(pair_len))
             self.model_pairs_off = _offsets(np.bincount(pair_model, minlength=len(pca)))
+            self.still_pos = np.concatenate(still_pos).astype(np.intp) if still_pos else np.zeros(0, dtype=np.intp)
+            self.still_w = np.concatenate(still_w) if still_w else np.zeros(0)
+            self.still_model = np.concatenate(still_model).astype(np.intp) if still_model else np.zeros(0, np.intp)
             self.inner_mean = np.concatenate(inner_mean)
             self.inner_scale = np.concatenate(inner_scale)
         # calibration, padded into one matrix
@@ -235,7 +244,11 @@ class BatchScorer:
                 z_sq = np.add.reduceat(z * z, self.f_off)
                 d2 = np.repeat(z_sq, np.diff(np.append(self.model_pairs_off, len(self.w)))) - 2.0 * dots + self.c_sq
                 dist = np.where(self.squared, dist, np.sqrt(np.maximum(d2, 0.0)) / self.w)
-            scores[self.pca] = np.add.reduceat(dist, self.model_pairs_off)
+            per_model = np.add.reduceat(dist, self.model_pairs_off)
+            if self.still_pos.size:
+                q = z[self.still_pos]
+                per_model += np.bincount(self.still_model, weights=q * q * self.still_w, minlength=self.pca.size)
+            scores[self.pca] = per_model
         for k, kept in self.other:
             fm = self.models[k]
             z = (features[kept] - fm.mean) / fm.scale

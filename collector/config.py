@@ -32,7 +32,7 @@ DEFAULTS = {
     'custom_models': None,
     'custom_models_normalize': False,
     # how to model it
-    'model': 'pca',
+    'model': 'mahalanobis',
     'train_max_n': 100000,
     'train_every_n': 1800,
     'train_n_secs': 14400,

@@ -135,10 +135,15 @@ def ledoit_wolf_shrinkage(Z, S):
 
 
 def _mahalanobis_scorer(Z):
-    """Distance under the Ledoit-Wolf covariance of ``Z``, every variance floored (``VARIANCE_FLOOR``).
+    """``z' C^-1 z + |z|^2 / mu``: a Mahalanobis distance plus a plain one, as one quadratic form.
 
-    Z is already centred and scaled by ``fit_model``. Numpy only, and scored per step like
-    pca: one projection on the eigenvectors.
+    ``C`` is the Ledoit-Wolf covariance of ``Z`` (already centred and scaled by
+    ``fit_model``), every variance floored at ``VARIANCE_FLOOR`` of the mean one, ``mu``.
+    The first term sees correlations that break (used memory up without free going down);
+    the second sees a large move along a direction that always varies (CPU from half to
+    full), which the first weighs down. Each term averages to the number of features on the
+    training rows, so neither dominates. Numpy only, and scored per step like pca: one
+    projection on the eigenvectors.
     """
     n, p = Z.shape
     S = Z.T @ Z / n
@@ -146,9 +151,15 @@ def _mahalanobis_scorer(Z):
     mu = np.trace(S) / p
     if not mu > 0:
         raise FloatingPointError('no feature varies')
-    w, V = np.linalg.eigh(S)
+    # features that never moved have no covariance with anything: their eigenvectors are
+    # their own axes, with variance 0 before shrinkage, so they need no matrix
+    diag = np.diag(S)
+    moving = np.nonzero(diag > 1e-12 * mu)[0]
+    still = np.nonzero(diag <= 1e-12 * mu)[0]
+    w, V = np.linalg.eigh(S[np.ix_(moving, moving)])
     var = np.maximum((1.0 - delta) * np.maximum(w, 0.0) + delta * mu, VARIANCE_FLOOR * mu)
-    scorer = MahalanobisScorer(V.T, 1.0 / var)
+    still_w = 1.0 / max(delta * mu, VARIANCE_FLOOR * mu) + 1.0 / mu
+    scorer = MahalanobisScorer(moving, V.T, 1.0 / var + 1.0 / mu, still, still_w)
     return scorer, scorer.decision_function(Z)
 
 

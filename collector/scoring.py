@@ -31,22 +31,30 @@ class PcaScorer:
 
 
 class MahalanobisScorer:
-    """Squared Mahalanobis distance from the training centre under a shrunk covariance.
+    """A quadratic form on the eigenvectors of the training covariance: ``sum_j w_j (z . v_j)^2``.
 
-    ``components`` are the covariance's eigenvectors (rows), ``inv_var`` one over their
-    (shrunk, floored) variances: the score is the sum of squared projections, each over its
-    variance. Unlike an unregularized distance, a direction that hardly varied in training
-    (a quiet dimension, two collinear ones) gets a large but bounded weight, so its first
-    wobble does not drown every other feature.
+    ``components`` are the eigenvectors (rows) over the ``moving`` features, ``inv_var``
+    their weights (see ``models._mahalanobis_scorer``: one over the shrunk, floored variance,
+    plus a constant). Features that never moved in training (``still``: a dimension that sat
+    at 0) are their own eigenvectors, so they are kept as a diagonal with weight ``still_w``
+    instead of widening the matrix: most of a sparse chart's features cost no matrix memory.
     """
 
-    def __init__(self, components, inv_var):
+    def __init__(self, moving, components, inv_var, still, still_w):
+        self.moving = np.asarray(moving, dtype=np.intp)
         self.components = np.asarray(components, dtype=np.float64)
         self.inv_var = np.asarray(inv_var, dtype=np.float64)
+        self.still = np.asarray(still, dtype=np.intp)
+        self.still_w = float(still_w)
 
     def decision_function(self, X):
-        P = np.asarray(X, dtype=np.float64) @ self.components.T
-        return (P * P) @ self.inv_var
+        X = np.asarray(X, dtype=np.float64)
+        P = X[:, self.moving] @ self.components.T
+        s = (P * P) @ self.inv_var
+        if self.still.size:
+            q = X[:, self.still]
+            s = s + (q * q).sum(axis=1) * self.still_w
+        return s
 
 
 class PyodScorer:

@@ -235,13 +235,14 @@ def test_mahalanobis_sees_a_broken_correlation_that_each_column_alone_calls_norm
     together, apart = np.array([[1.5, -1.5, 0.0]]), np.array([[1.5, 1.5, 0.0]])
     assert fm.predict_proba(together)[0, 1] < 0.9
     assert fm.predict_proba(apart)[0, 1] == 1.0
-    # the weight of the direction that never varied is capped (VARIANCE_FLOOR): finite scores,
-    # and a jump along the usual direction of variation still ranks above the broken pair's wobble
+    # a big move along the direction that always varies (CPU from half to full) is flagged too
+    assert fm.predict_proba(np.array([[6.0, -6.0, 0.0]]))[0, 1] == 1.0
+    # the weight of the direction that hardly varied is capped (VARIANCE_FLOOR): finite scores
     assert np.all(np.isfinite(fm.decision_function(np.array([[0.0, 0.0, 50.0], [1e3, 1e3, 0.0]]))))
-    assert fm.scorer.inv_var.max() <= fm.scorer.inv_var.min() * 1e3
+    assert fm.scorer.inv_var.max() <= fm.scorer.inv_var.min() * (1.0 / models.VARIANCE_FLOOR + 1.0)
 
 
-def test_mahalanobis_scores_like_the_shrunk_covariance_distance():
+def test_mahalanobis_scores_the_shrunk_covariance_distance_plus_the_plain_one():
     rng = np.random.default_rng(4)
     X = rng.normal(size=(300, 5)) @ (np.eye(5) + 0.3 * rng.normal(size=(5, 5)))
     fm = fit_model('m', ['c'], X, model='mahalanobis')
@@ -250,9 +251,25 @@ def test_mahalanobis_scores_like_the_shrunk_covariance_distance():
     delta = models.ledoit_wolf_shrinkage(Z, S)
     mu = np.trace(S) / 5
     C = (1 - delta) * S + delta * mu * np.eye(5)
-    w = np.linalg.eigvalsh(C)
-    assert w.min() > models.VARIANCE_FLOOR * mu   # no floor at work here: the plain formula holds
+    assert np.linalg.eigvalsh(C).min() > models.VARIANCE_FLOOR * mu   # no floor at work: the plain formula
     Y = rng.normal(size=(20, 5)) * 3
     Zy = fm.transform(Y)
-    expected = np.einsum('ij,jk,ik->i', Zy, np.linalg.inv(C), Zy)
+    expected = np.einsum('ij,jk,ik->i', Zy, np.linalg.inv(C), Zy) + (Zy * Zy).sum(axis=1) / mu
     assert np.allclose(fm.decision_function(Y), expected, rtol=1e-9)
+
+
+def test_mahalanobis_keeps_still_features_as_a_diagonal_equal_to_the_full_matrix():
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(400, 6)) @ (np.eye(6) + 0.5 * rng.normal(size=(6, 6)))
+    X[:, [1, 4]] = 0.0     # two dimensions that sat at 0 (kept: their chart has a scale)
+    fm = fit_model('m', ['c'], X, model='mahalanobis')
+    assert sorted(fm.scorer.still.tolist()) == [1, 4] and fm.scorer.components.shape == (4, 4)
+    Z = fm.transform(X)
+    S = Z.T @ Z / len(Z)
+    delta = models.ledoit_wolf_shrinkage(Z, S)
+    mu = np.trace(S) / 6
+    w, V = np.linalg.eigh(S)    # the full 6 x 6 decomposition, floored as the model does
+    weight = 1.0 / np.maximum((1 - delta) * np.maximum(w, 0) + delta * mu, models.VARIANCE_FLOOR * mu) + 1.0 / mu
+    Y = rng.normal(size=(30, 6)) * 2
+    P = fm.transform(Y) @ V
+    assert np.allclose(fm.decision_function(Y), (P * P) @ weight, rtol=1e-9)

@@ -96,7 +96,7 @@ def test_iforest_port_equals_pyod(max_features):
     assert np.allclose(port.decision_function(Z), est.decision_scores_, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize('name', ['hbos', 'iforest', 'knn', 'ecod', 'copod', 'feature_bagging'])
+@pytest.mark.parametrize('name', ['mahalanobis', 'hbos', 'iforest', 'knn', 'ecod', 'copod', 'feature_bagging'])
 def test_the_collection_process_scores_ported_models_without_pyod(name, tmp_path):
     Z = data(400)
     fm = fit_model('system.cpu', ['a', 'b', 'c', 'd', 'e'], Z, model=name, contamination=0.01)
