@@ -93,7 +93,7 @@ def test_a_restarted_job_predicts_at_once_with_its_saved_models(recording, tmp_p
         assert files == sorted('system.{}.{}'.format(c, e) for c in ('cpu', 'ram', 'load', 'forks')
                                for e in ('json', 'pkl'))
         meta = json.loads((models / 'anomalies' / 'system.cpu.json').read_text())
-        assert meta['rows'] > 250 and meta['model'] == 'pca' and meta['window'][1] - meta['window'][0] >= 250
+        assert meta['rows'] > 250 and meta['model'] == 'mahalanobis' and meta['window'][1] - meta['window'][0] >= 250
 
         second = run(server.host, conf, 4)   # the restart: same job, same agent
         assert second.returncode == 0, second.stderr
