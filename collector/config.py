@@ -272,7 +272,7 @@ def parse_job_config(raw, job_name=None):
     # model and windows
     if not isinstance(cfg['model'], str) or not valid_model(cfg['model']):
         errors.append("key 'model': unknown model {!r}, expected one of {} or several joined by + (an "
-                      "ensemble, e.g. 'pca+knn')".format(cfg['model'], ', '.join(MODEL_NAMES)))
+                      "ensemble, e.g. 'mahalanobis+knn')".format(cfg['model'], ', '.join(MODEL_NAMES)))
     elif set(model_members(cfg['model'])) & set(DEEP_MODELS) and not deep_available():
         errors.append("key 'model': {!r} needs torch, which is not installed (pip install '.[deep]', or "
                       "torch from https://pytorch.org for the CPU)".format(cfg['model']))
