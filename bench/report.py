@@ -50,8 +50,9 @@ def by_charts(runs):
 
 
 def by_model(runs, n):
-    out = ['| model ({} charts) | CPU-s/step ours | baseline (same model; pca for ours-only models) | ratio | RSS MiB ours | baseline | training CPU-s ours | '
-           'baseline | first prediction s | longest gap s |'.format(n), '|---' * 10 + '|']
+    out = ['| model ({} charts) | CPU-s/step ours | baseline (same model; pca for ours-only models) | ratio | '
+           'RSS MiB ours | baseline | training CPU-s ours | baseline | first prediction s | longest gap s |'.format(n),
+           '|---' * 10 + '|']
     for (m, size), d in sorted(runs.items(), key=lambda kv: (kv[0][0] != MAIN, kv[0][0])):
         if size != n:
             continue

@@ -4,8 +4,8 @@ Per-model calls cost tens of microseconds of Python each, which at hundreds of c
 most of a step. ``BatchScorer`` lays all models out side by side once (after each training)
 and then scores them all at once from one global feature row: the gather of each model's
 features, the standardization, the projections of pca and mahalanobis and the calibration
-are each one numpy call over every model. Models without a vectorized form (pyod estimators other than PCA)
-are scored one by one. Results equal ``FittedModel.decision_function``/``probability``.
+are each one numpy call over every model. Models without a vectorized form are scored one
+by one. Results equal ``FittedModel.decision_function``/``probability``.
 """
 import numpy as np
 

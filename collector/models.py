@@ -1,7 +1,8 @@
-"""The supported pyod models: how each is built, fitted and handed back as a ``FittedModel``.
+"""The supported models: how each is built, fitted and handed back as a ``FittedModel``.
 
 pyod is imported only inside the functions here, i.e. only in the training process, and
-only the module of the model that is asked for.
+only the module of the model that is asked for; the default (mahalanobis) and ecod, copod
+and hbos fit with numpy alone.
 """
 import time
 import warnings
@@ -12,7 +13,7 @@ from .ports import EcdfScorer, HbosScorer, IforestScorer, KnnScorer, LofBaggingS
 from .scoring import ConstantScorer, EnsembleScorer, FittedModel, MahalanobisScorer, PcaScorer, PyodScorer
 
 
-# name -> (pyod module, class, extra kwargs)
+# name -> (pyod module, class, extra kwargs); None for this project's own models
 _REGISTRY = {
     'pca': ('pyod.models.pca', 'PCA', {}),
     'mahalanobis': (None, None, {}),   # this project's own (numpy): see _mahalanobis_scorer
@@ -76,6 +77,8 @@ def build_estimator(name, contamination, blocks=None):
     """
     import importlib
     module, cls, kwargs = _REGISTRY[name]
+    if module is None:
+        raise ValueError('{!r} is not a pyod model'.format(name))
     kwargs = dict(kwargs)
     if name == 'lstm' and blocks:
         kwargs['change_blocks'], kwargs['has_level'] = int(blocks[0]), bool(blocks[1])

@@ -1,11 +1,11 @@
 """Fitted models as the collection process sees them: numpy only, cheap to score.
 
-Training (in ``models``) uses pyod; what it hands back is a ``FittedModel`` that holds the
-column preprocessing, a scorer and the calibration of scores into probabilities. For the
-models where it is exact and cheap, the scorer is a numpy port of the pyod model's
-``decision_function`` (checked against pyod in the tests), so the long-lived collection
-process never imports pyod, scikit-learn or numba (``collector.ports``). Other models (cblof,
-gmm, loda, the deep ones) keep the pyod estimator.
+Training (in ``models``) hands back a ``FittedModel`` that holds the column preprocessing, a
+scorer and the calibration of scores into probabilities. The default model's scorer is this
+project's own (``MahalanobisScorer``); for the pyod models where it is exact and cheap, the
+scorer is a numpy port of the pyod model's ``decision_function`` (checked against pyod in the
+tests), so the long-lived collection process never imports pyod, scikit-learn or numba
+(``collector.ports``). Other models (cblof, gmm, loda, the deep ones) keep the pyod estimator.
 """
 import numpy as np
 
@@ -92,7 +92,8 @@ class ConstantScorer:
 
 
 # scorers that need nothing but numpy (no imports or JIT to warm up)
-NUMPY_SCORERS = (PcaScorer, MahalanobisScorer, ConstantScorer, EcdfScorer, HbosScorer, IforestScorer, KnnScorer, LofBaggingScorer)
+NUMPY_SCORERS = (PcaScorer, MahalanobisScorer, ConstantScorer, EcdfScorer, HbosScorer, IforestScorer, KnnScorer,
+                 LofBaggingScorer)
 
 
 def calibration_points(train_scores):
