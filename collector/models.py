@@ -33,8 +33,9 @@ _REGISTRY = {
     'lstm': ('collector.deep', 'LstmDetector', {}),
 }
 MODEL_NAMES = tuple(_REGISTRY)
-# models whose fitted form is a numpy port (collector.ports, PcaScorer): the collection
-# process scores them without pyod; ecod, copod and hbos do not even need pyod to fit
+# models whose fitted form is numpy only (this project's mahalanobis, PcaScorer and the ports
+# of collector.ports): the collection process scores them without pyod; mahalanobis, ecod,
+# copod and hbos do not even need pyod to fit
 NUMPY_MODELS = ('pca', 'mahalanobis', 'hbos', 'iforest', 'knn', 'ecod', 'copod', 'feature_bagging')
 _FIT_WITHOUT_PYOD = ('mahalanobis', 'ecod', 'copod', 'hbos')
 # models that need torch, which is not a dependency unless the [deep] extra is installed
@@ -50,7 +51,7 @@ _MAX_ROWS = {'knn': 5000, 'feature_bagging': 5000, 'cblof': 20000, 'gmm': 20000,
 
 
 def model_members(name):
-    """The models a ``model`` setting names: one (``'pca'``) or an ensemble (``'pca+knn'``)."""
+    """The models a ``model`` setting names: one (``'mahalanobis'``) or an ensemble (``'mahalanobis+knn'``)."""
     return tuple(name.split('+'))
 
 
@@ -144,9 +145,10 @@ def _mahalanobis_scorer(Z):
     ``fit_model``), every variance floored at ``VARIANCE_FLOOR`` of the mean one, ``mu``.
     The first term sees correlations that break (used memory up without free going down);
     the second sees a large move along a direction that always varies (CPU from half to
-    full), which the first weighs down. Each term averages to the number of features on the
-    training rows, so neither dominates. Numpy only, and scored per step like pca: one
-    projection on the eigenvectors.
+    full), which the first weighs down. On the training rows the second averages the number
+    of features and the first at most about the number of directions that vary, so neither
+    swamps the other. Numpy only, and scored per step like pca: one projection on the
+    eigenvectors.
     """
     n, p = Z.shape
     S = Z.T @ Z / n
@@ -237,7 +239,7 @@ def feature_scale(X, groups=None):
     return kept, mean[kept], scale[kept]
 
 
-def fit_model(model_id, columns, X, model='pca', contamination=0.001, calibration='empirical', max_rows=100000,
+def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, calibration='empirical', max_rows=100000,
               groups=None, blocks=None):
     """Fit ``model`` on feature matrix ``X`` and return a ``FittedModel``.
 
