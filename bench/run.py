@@ -35,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from collector.config import DEFAULTS  # noqa: E402
-from collector.models import _REGISTRY  # noqa: E402
+from collector.models import pyod_model  # noqa: E402
 from collector.replay import Recording, ReplayClock, ReplayServer  # noqa: E402
 
 TICKS = os.sysconf('SC_CLK_TCK')
@@ -254,11 +254,6 @@ def table(ours, base, other='baseline'):
     return '\n'.join(lines)
 
 
-def _pyod_model(name):
-    """Whether the baseline (one pyod estimator per chart, no ensembles) can run ``name``."""
-    return _REGISTRY.get(name, (None,))[0] is not None
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--recording', default=default_recording())
@@ -275,7 +270,7 @@ def main():
                    help='compare with ours under these settings (repeatable) instead of the baseline')
     args = p.parse_args()
     if args.baseline_model is None:
-        args.baseline_model = args.model if _pyod_model(args.model) else 'pca'
+        args.baseline_model = args.model if pyod_model(args.model) else 'pca'
     seconds = 30 if args.quick else args.seconds
     rec = Recording(args.recording)
     charts = pick_charts(rec, args.charts)

@@ -60,6 +60,11 @@ def valid_model(name):
     return len(set(members)) == len(members) and all(m in _REGISTRY for m in members)
 
 
+def pyod_model(name):
+    """Whether ``name`` is one pyod estimator (not this project's own model, not an ensemble)."""
+    return _REGISTRY.get(name, (None,))[0] is not None
+
+
 def numpy_only(name):
     """Whether every member of ``name`` scores with numpy alone (no pyod, scikit-learn, torch)."""
     return all(m in NUMPY_MODELS or m == 'constant' for m in model_members(name))
@@ -77,9 +82,9 @@ def build_estimator(name, contamination, blocks=None):
     ``blocks``: ``(change blocks, has level block)`` of the feature rows, for the sequence model.
     """
     import importlib
-    module, cls, kwargs = _REGISTRY[name]
-    if module is None:
+    if not pyod_model(name):
         raise ValueError('{!r} is not a pyod model'.format(name))
+    module, cls, kwargs = _REGISTRY[name]
     kwargs = dict(kwargs)
     if name == 'lstm' and blocks:
         kwargs['change_blocks'], kwargs['has_level'] = int(blocks[0]), bool(blocks[1])
@@ -158,9 +163,8 @@ def _mahalanobis_scorer(Z):
         raise FloatingPointError('no feature varies')
     # features that never moved have no covariance with anything: their eigenvectors are
     # their own axes, with variance 0 before shrinkage, so they need no matrix
-    diag = np.diag(S)
-    moving = np.nonzero(diag > 1e-12 * mu)[0]
-    still = np.nonzero(diag <= 1e-12 * mu)[0]
+    varies = np.diag(S) > 1e-12 * mu
+    moving, still = np.nonzero(varies)[0], np.nonzero(~varies)[0]
     w, V = np.linalg.eigh(S[np.ix_(moving, moving)])
     var = np.maximum((1.0 - delta) * np.maximum(w, 0.0) + delta * mu, VARIANCE_FLOOR * mu)
     still_w = 1.0 / max(delta * mu, VARIANCE_FLOOR * mu) + 1.0 / mu
