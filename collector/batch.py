@@ -10,7 +10,7 @@ by one. Results equal ``FittedModel.decision_function``/``probability``.
 import numpy as np
 
 from .netdata_api import split_key
-from .scoring import ConstantScorer, MahalanobisScorer, PcaScorer
+from .scoring import TAIL_START, ConstantScorer, MahalanobisScorer, PcaScorer
 
 
 class Layout:
@@ -220,6 +220,9 @@ class BatchScorer:
             self.n_points[k] = fm.points.size
         self.top = np.array([fm.points[-1] for fm in self.models]) if self.models else np.zeros(0)
         self.threshold = np.array([fm.threshold for fm in self.models])
+        tails = [fm.tail or (np.inf, 1.0) for fm in self.models]
+        self.tail_start = np.array([t[0] for t in tails])
+        self.tail_scale = np.array([t[1] for t in tails])
         self.lo = np.array([fm.score_min for fm in self.models])
         self.hi = np.array([fm.score_max for fm in self.models])
         self.worst = np.maximum(self.hi, self.threshold) * 2.0 + 1.0
@@ -266,6 +269,11 @@ class BatchScorer:
         below = (self.points < scores[:, None]).sum(axis=1)
         p = np.where(self.n_points < 2, (scores > self.top).astype(float), below / self.n_points)
         p = np.where(scores > self.top, 1.0, p)
+        beyond = scores > self.tail_start
+        if beyond.any():
+            with np.errstate(over='ignore'):
+                tail = 1.0 - (1.0 - TAIL_START) * np.exp(-(scores - self.tail_start) / self.tail_scale)
+            p = np.where(beyond, tail, p)
         if self.minmax.any():
             span = np.where(self.hi > self.lo, self.hi - self.lo, 1.0)
             mm = np.where(self.hi > self.lo, np.clip((scores - self.lo) / span, 0.0, 1.0),

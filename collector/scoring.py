@@ -105,15 +105,60 @@ def calibration_points(train_scores):
     return np.quantile(s, np.linspace(0.0, 1.0, min(N_QUANTILES, s.size)))
 
 
-def empirical_probability(scores, points):
+# above this share of the training scores the tail is modelled, not counted
+TAIL_START = 0.99
+# ... from how fast the scores thin out between this quantile and TAIL_START
+TAIL_FIT_FROM = 0.90
+
+
+def exponential_tail(points):
+    """``(start, scale)`` of an exponential tail beyond the 99th percentile of the training scores.
+
+    A window's most extreme scores are often an incident nobody labeled: the empirical 99.9th
+    percentile is then that incident's score, and the threshold sits above anything like it.
+    The body between the 90th and 99th percentiles thins out at a rate (``scale``: the rise
+    per factor e of fewer rows) that the extremes do not change, so the tail is extrapolated
+    from it: ``P(score > s) = 0.01 exp(-(s - start) / scale)`` (peaks over threshold with an
+    exponential excess, the light-tailed case of extreme value theory, which fits sums of
+    squares). ``None`` when those quantiles are tied (a chart that seldom moves): its tail
+    stays empirical.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if points.size < 2:
+        return None
+    lo, hi = np.interp([TAIL_FIT_FROM, TAIL_START], np.linspace(0.0, 1.0, points.size), points)
+    scale = (hi - lo) / np.log((1.0 - TAIL_FIT_FROM) / (1.0 - TAIL_START))
+    if not (np.isfinite(scale) and scale > 1e-9 * max(1.0, abs(hi))):
+        return None
+    return float(hi), float(scale)
+
+
+def tail_threshold(train_scores, contamination, tail):
+    """The score that normal data exceeds at the rate ``contamination``: empirical, or from the tail."""
+    if tail is None or contamination >= 1.0 - TAIL_START:
+        return float(np.quantile(train_scores, 1.0 - contamination))
+    start, scale = tail
+    return start + scale * float(np.log((1.0 - TAIL_START) / contamination))
+
+
+def empirical_probability(scores, points, tail=None):
     """Share of training scores below each score: 0.99 means more unusual than 99% of training.
 
+    Beyond the 99th percentile ``tail`` (from ``exponential_tail``) gives it: 0.999 is then
+    the score that one normal step in 1000 reaches, however the window's few most extreme
+    steps lie, and scores beyond anything in training still rank (99.99 % is more than 99.9 %).
     A score tied with many training scores (a constant chart) counts none of the ties, so
     an unchanged chart reads 0, not 1.
     """
     scores = np.asarray(scores, dtype=np.float64)
     p = np.searchsorted(points, scores, side='left') / float(points.size)
-    return np.where(scores > points[-1], 1.0, p)
+    p = np.where(scores > points[-1], 1.0, p)
+    if tail is not None:
+        start, scale = tail
+        with np.errstate(over='ignore'):
+            beyond = 1.0 - (1.0 - TAIL_START) * np.exp(-(scores - start) / scale)
+        p = np.where(scores > start, beyond, p)
+    return p
 
 
 def minmax_probability(scores, lo, hi):
@@ -148,7 +193,8 @@ class FittedModel:
         self.points = calibration_points(s)
         self.score_min = float(s.min()) if s.size else 0.0
         self.score_max = float(s.max()) if s.size else 0.0
-        self.threshold = float(np.quantile(s, 1.0 - contamination)) if s.size else 0.0
+        self.tail = exponential_tail(self.points) if calibration == 'empirical' and s.size else None
+        self.threshold = tail_threshold(s, contamination, self.tail) if s.size else 0.0
 
     def transform(self, X):
         X = np.asarray(X, dtype=np.float64)
@@ -170,7 +216,7 @@ class FittedModel:
     def probability(self, scores):
         if self.calibration == 'minmax':
             return minmax_probability(scores, self.score_min, self.score_max)
-        return empirical_probability(scores, self.points)
+        return empirical_probability(scores, self.points, self.tail)
 
     def predict_proba(self, X):
         p = self.probability(self.decision_function(X))

@@ -5,7 +5,7 @@ import pytest
 
 from collector import models
 from collector.models import DEEP_MODELS, MODEL_NAMES, deep_available, fit_model
-from collector.scoring import FittedModel, empirical_probability, minmax_probability
+from collector.scoring import FittedModel, empirical_probability, exponential_tail, minmax_probability
 
 
 def normal_data(rows=600, cols=6, seed=0):
@@ -53,7 +53,7 @@ def test_constant_and_collinear_columns_never_give_inf_or_a_dead_chart():
     assert np.all(np.isfinite(s))
     p = fm.predict_proba(np.vstack([X[:200], X[:20] + 5]))[:, 1]
     assert p[:200].std() > 0.1      # it moves on normal data
-    assert p[200:].min() == 1.0     # and saturates on clear outliers
+    assert p[200:].min() > 0.9999   # and reads 100.00 % on clear outliers
 
 
 def test_all_constant_chart_reads_zero_not_one():
@@ -73,6 +73,43 @@ def test_calibration_flags_share_matches_contamination():
     p = fm.predict_proba(fresh)[:, 1]
     # probability means "more unusual than that share of training"
     assert abs((p > 0.9).mean() - 0.1) < 0.02
+
+
+def test_default_threshold_keeps_the_contamination_rate_below_one_percent():
+    # at contamination 0.001 the threshold comes from the fitted tail, not the 99.9th percentile
+    rng = np.random.default_rng(3)
+    fm = fit_model('m', ['c'], rng.normal(size=(20000, 4)), model='mahalanobis', contamination=0.001)
+    assert fm.tail is not None
+    fresh = rng.normal(size=(100000, 4))
+    assert 0.0004 < fm.predict(fresh).mean() < 0.0025
+    p = fm.predict_proba(fresh)[:, 1]
+    assert abs((p > 0.999).mean() - fm.predict(fresh).mean()) < 1e-4   # flag <=> probability above 1 - contamination
+
+
+def test_unlabeled_incident_in_training_does_not_lift_the_threshold():
+    """An incident in 0.3 % of the training window: the empirical 99.9th percentile is that
+    incident and a repeat goes unflagged; the tail fitted to the body still flags it."""
+    rng = np.random.default_rng(5)
+    train = rng.normal(size=(20000, 4))
+    train[10000:10060] += 6.0
+    fm = fit_model('m', ['c'], train, model='mahalanobis', contamination=0.001)
+    empirical = np.quantile(fm.decision_function(train), 0.999)
+    repeat = rng.normal(size=(60, 4)) + 6.0
+    s = fm.decision_function(repeat)
+    assert (s > empirical).mean() < 0.5          # the empirical threshold would miss most of it
+    assert fm.predict(repeat).mean() > 0.95      # the fitted one flags it
+    assert fm.predict(rng.normal(size=(50000, 4))).mean() < 0.003
+
+
+def test_exponential_tail_of_exponential_scores():
+    s = np.random.default_rng(0).exponential(scale=2.0, size=200000)
+    pts = np.quantile(s, np.linspace(0, 1, 1001))
+    start, scale = exponential_tail(pts)
+    assert abs(scale - 2.0) < 0.1 and abs(start - 2.0 * np.log(100)) < 0.2
+    p = empirical_probability(np.array([start, start + scale * np.log(10), 1e6]), pts, (start, scale))
+    assert np.allclose(p, [0.99, 0.999, 1.0], atol=1e-3)
+    # tied body (a chart that seldom moves): no tail, the empirical distribution stays
+    assert exponential_tail(np.r_[np.zeros(995), np.arange(1, 7.0)]) is None
 
 
 def test_probability_functions():
@@ -234,9 +271,9 @@ def test_mahalanobis_sees_a_broken_correlation_that_each_column_alone_calls_norm
     fm = fit_model('m', ['c'], X, model='mahalanobis', contamination=0.001)
     together, apart = np.array([[1.5, -1.5, 0.0]]), np.array([[1.5, 1.5, 0.0]])
     assert fm.predict_proba(together)[0, 1] < 0.9
-    assert fm.predict_proba(apart)[0, 1] == 1.0
+    assert fm.predict_proba(apart)[0, 1] > 0.999 and fm.predict(apart)[0] == 1
     # a big move along the direction that always varies (CPU from half to full) is flagged too
-    assert fm.predict_proba(np.array([[6.0, -6.0, 0.0]]))[0, 1] == 1.0
+    assert fm.predict(np.array([[6.0, -6.0, 0.0]]))[0] == 1
     # the weight of the direction that hardly varied is capped (VARIANCE_FLOOR): finite scores
     assert np.all(np.isfinite(fm.decision_function(np.array([[0.0, 0.0, 50.0], [1e3, 1e3, 0.0]]))))
     assert fm.scorer.inv_var.max() <= fm.scorer.inv_var.min() * (1.0 / models.VARIANCE_FLOOR + 1.0)
