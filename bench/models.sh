@@ -8,12 +8,12 @@ PY=${PYTHON:-.venv/bin/python}
 SHARED=${SHARED:-../shared}
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(mahalanobis pca hbos iforest cblof loda copod ecod gmm knn feature_bagging mahalanobis+knn pca+knn)
-printf '%-16s %8s %8s %8s %8s   %8s %8s   %s\n' model smd_roc smd_pr smd_bf1 smd_ff1 nab_roc nab_pr recording
+printf '%-16s %8s %8s %8s %8s   %8s %8s %8s   %s\n' model smd_roc smd_pr smd_bf1 smd_ff1 nab_roc nab_pr nab_ff1 recording
 for m in "${models[@]}"; do
   smd=$($PY -m collector evaluate --dataset "$SHARED"/datasets/smd/machine-* --set "model=$m" | awk '$1=="mean"{print $2, $3, $4, $5}')
-  nab=$($PY -m collector evaluate --dataset "$SHARED"/datasets/nab/* --set "model=$m" | awk '$1=="mean"{print $2, $3}')
+  nab=$($PY -m collector evaluate --dataset "$SHARED"/datasets/nab/* --set "model=$m" | awk '$1=="mean"{print $2, $3, $5}')
   rec=$($PY -m collector evaluate "$SHARED"/recordings/netdata-1.37-incidents-a --quiet --warmup 420 --set "model=$m" \
         | awk '/^detected/{sub(/;.*:/, ""); print}' | sed 's/detected //')
   # shellcheck disable=SC2086
-  printf '%-16s %8s %8s %8s %8s   %8s %8s   %s\n' "$m" $smd $nab "$rec"
+  printf '%-16s %8s %8s %8s %8s   %8s %8s %8s   %s\n' "$m" $smd $nab "$rec"
 done
