@@ -273,7 +273,7 @@ class BatchScorer:
         if beyond.any():
             with np.errstate(over='ignore'):
                 tail = 1.0 - (1.0 - TAIL_START) * np.exp(-(scores - self.tail_start) / self.tail_scale)
-            p = np.where(beyond, tail, p)
+            p = np.where(beyond, np.maximum(p, tail), p)
         if self.minmax.any():
             span = np.where(self.hi > self.lo, self.hi - self.lo, 1.0)
             mm = np.where(self.hi > self.lo, np.clip((scores - self.lo) / span, 0.0, 1.0),

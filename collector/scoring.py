@@ -134,19 +134,26 @@ def exponential_tail(points):
 
 
 def tail_threshold(train_scores, contamination, tail):
-    """The score that normal data exceeds at the rate ``contamination``: empirical, or from the tail."""
+    """The score that normal data exceeds at the rate ``contamination``.
+
+    The lower of the empirical quantile and the tail's: the tail's when the window's extremes
+    are an incident, the empirical one when the scores end sooner than an exponential tail
+    would (a model whose scores are bounded, like iforest's, must still be able to flag).
+    """
+    empirical = float(np.quantile(train_scores, 1.0 - contamination))
     if tail is None or contamination >= 1.0 - TAIL_START:
-        return float(np.quantile(train_scores, 1.0 - contamination))
+        return empirical
     start, scale = tail
-    return start + scale * float(np.log((1.0 - TAIL_START) / contamination))
+    return min(empirical, start + scale * float(np.log((1.0 - TAIL_START) / contamination)))
 
 
 def empirical_probability(scores, points, tail=None):
     """Share of training scores below each score: 0.99 means more unusual than 99% of training.
 
-    Beyond the 99th percentile ``tail`` (from ``exponential_tail``) gives it: 0.999 is then
-    the score that one normal step in 1000 reaches, however the window's few most extreme
-    steps lie, and scores beyond anything in training still rank (99.99 % is more than 99.9 %).
+    Beyond the 99th percentile it is the larger of that share and ``tail``'s (from
+    ``exponential_tail``): 0.999 is then at most the score that one normal step in 1000
+    reaches by the tail, however the window's few most extreme steps lie, and a step above
+    ``tail_threshold`` has a probability above ``1 - contamination`` (to the quantiles' grain).
     A score tied with many training scores (a constant chart) counts none of the ties, so
     an unchanged chart reads 0, not 1.
     """
@@ -157,7 +164,7 @@ def empirical_probability(scores, points, tail=None):
         start, scale = tail
         with np.errstate(over='ignore'):
             beyond = 1.0 - (1.0 - TAIL_START) * np.exp(-(scores - start) / scale)
-        p = np.where(scores > start, beyond, p)
+        p = np.where(scores > start, np.maximum(p, beyond), p)
     return p
 
 

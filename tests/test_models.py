@@ -5,7 +5,7 @@ import pytest
 
 from collector import models
 from collector.models import DEEP_MODELS, MODEL_NAMES, deep_available, fit_model
-from collector.scoring import FittedModel, empirical_probability, exponential_tail, minmax_probability
+from collector.scoring import FittedModel, empirical_probability, exponential_tail, minmax_probability, tail_threshold
 
 
 def normal_data(rows=600, cols=6, seed=0):
@@ -110,6 +110,18 @@ def test_exponential_tail_of_exponential_scores():
     assert np.allclose(p, [0.99, 0.999, 1.0], atol=1e-3)
     # tied body (a chart that seldom moves): no tail, the empirical distribution stays
     assert exponential_tail(np.r_[np.zeros(995), np.arange(1, 7.0)]) is None
+
+
+def test_bounded_scores_keep_a_reachable_threshold():
+    # scores that end sooner than an exponential tail (iforest's are bounded): the tail would
+    # put the threshold beyond every possible score; the empirical quantile is used instead
+    s = np.random.default_rng(1).uniform(size=100000)
+    pts = np.quantile(s, np.linspace(0, 1, 1001))
+    tail = exponential_tail(pts)
+    assert tail[0] + tail[1] * np.log(10) > 1.0
+    t = tail_threshold(s, 0.001, tail)
+    assert abs(t - 0.999) < 1e-3
+    assert empirical_probability(np.array([0.9995]), pts, tail)[0] > 0.999
 
 
 def test_probability_functions():
