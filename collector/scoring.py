@@ -71,7 +71,7 @@ class EnsembleScorer:
     """The mean of several detectors' scores, each put on one scale first.
 
     A member's score is taken relative to its own training scores: 0 at their median, 1
-    at its threshold (the ``1 - contamination`` quantile), so no member dominates by units.
+    at their ``1 - contamination`` quantile, so no member dominates by units.
     """
 
     def __init__(self, members, centres, spans):
@@ -120,12 +120,12 @@ def exponential_tail(points):
     per factor e of fewer rows) that the extremes do not change, so the tail is extrapolated
     from it: ``P(score > s) = 0.01 exp(-(s - start) / scale)`` (peaks over threshold with an
     exponential excess, the light-tailed case of extreme value theory, which fits sums of
-    squares). ``None`` when those quantiles are tied (a chart that seldom moves): its tail
-    stays empirical.
+    squares). ``None`` when those quantiles are tied (a chart that seldom moves) or there are
+    too few scores to tell: the tail stays empirical.
     """
     points = np.asarray(points, dtype=np.float64)
-    if points.size < 2:
-        return None
+    if points.size < N_QUANTILES:
+        return None     # under 1001 training scores the 99th percentile is a handful of rows
     lo, hi = np.interp([TAIL_FIT_FROM, TAIL_START], np.linspace(0.0, 1.0, points.size), points)
     scale = (hi - lo) / np.log((1.0 - TAIL_FIT_FROM) / (1.0 - TAIL_START))
     if not (np.isfinite(scale) and scale > 1e-9 * max(1.0, abs(hi))):
@@ -144,7 +144,7 @@ def tail_threshold(train_scores, contamination, tail):
     if tail is None or contamination >= 1.0 - TAIL_START:
         return empirical
     start, scale = tail
-    return min(empirical, start + scale * float(np.log((1.0 - TAIL_START) / contamination)))
+    return min(empirical, start + scale * float(np.log((1.0 - TAIL_START) / max(contamination, 1e-12))))
 
 
 def empirical_probability(scores, points, tail=None):
@@ -182,6 +182,8 @@ class FittedModel:
     ``predict_proba`` (n x 2, column 1 is the anomaly probability) and ``predict`` (0/1 at
     the contamination threshold).
     """
+
+    tail = None     # (start, scale) of the fitted tail; None: empirical throughout
 
     def __init__(self, name, columns, kept, mean, scale, scorer, train_scores, contamination,
                  calibration='empirical', model_name='', info=None):

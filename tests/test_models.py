@@ -110,6 +110,8 @@ def test_exponential_tail_of_exponential_scores():
     assert np.allclose(p, [0.99, 0.999, 1.0], atol=1e-3)
     # tied body (a chart that seldom moves): no tail, the empirical distribution stays
     assert exponential_tail(np.r_[np.zeros(995), np.arange(1, 7.0)]) is None
+    # too few training scores for a 99th percentile worth extrapolating from
+    assert exponential_tail(np.quantile(s[:500], np.linspace(0, 1, 500))) is None
 
 
 def test_bounded_scores_keep_a_reachable_threshold():
