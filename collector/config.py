@@ -61,7 +61,7 @@ DEFAULTS = {
     'prometheus_address': '127.0.0.1',
 }
 
-CALIBRATIONS = ('empirical', 'minmax')
+CALIBRATIONS = ('empirical', 'tail', 'minmax')
 PROTOCOLS = ('http', 'https')
 _NONE_STRINGS = ('', 'none', 'None', 'null')
 _CUSTOM_DIM = re.compile(r'^(?:(?P<host>[^:|,\s][^|,\s]*)::)?(?P<chart>[^|,\s:]+)\|(?P<dim>[^,]+)$')

@@ -22,7 +22,8 @@ def build(model='pca', calibration='empirical', levels=LEVELS):
              'h::system.load': ['load1']}
     for chart, dims in specs.items():
         cols = ['{}|{}'.format(chart, d) for d in dims]
-        x = rng.normal(size=(400, len(dims))).cumsum(axis=0)
+        # the fitted tail needs 1001 training scores
+        x = rng.normal(size=(1500 if calibration == 'tail' else 400, len(dims))).cumsum(axis=0)
         if 'guest' in dims:
             x[:, 2] = 0.0   # a constant dimension
         for c, col in zip(cols, x.T):
@@ -40,7 +41,7 @@ def build(model='pca', calibration='empirical', levels=LEVELS):
 
 @pytest.mark.parametrize('model, calibration, levels', [
     ('pca', 'empirical', True), ('pca', 'minmax', True), ('hbos', 'empirical', True), ('pca', 'empirical', False),
-    ('mahalanobis', 'empirical', True), ('pca/mahalanobis', 'empirical', True)])
+    ('mahalanobis', 'empirical', True), ('pca/mahalanobis', 'empirical', True), ('mahalanobis', 'tail', True)])
 def test_batch_equals_each_model(model, calibration, levels):
     if '/' in model:   # pca and mahalanobis models side by side in one batch
         models, raw = build(model.split('/')[0], calibration, levels)
@@ -50,10 +51,11 @@ def test_batch_equals_each_model(model, calibration, levels):
         models, raw = build(model, calibration, levels)
     layout = Layout(models)
     batch = BatchScorer(models, layout, feature_blocks(2, levels))
+    assert all((fm.tail is not None) == (calibration == 'tail') for fm in models.values())
     if model != 'hbos':   # these are scored by the vectorized path, not one by one
         assert batch.pca.size == len(models) and not batch.other
     rng = np.random.default_rng(9)
-    for scale in (1.0, 5.0):
+    for scale in (1.0, 5.0, 30.0):
         window = np.column_stack([raw[c][-6:] for c in layout.columns]) + rng.normal(size=(6, len(layout))) * scale
         features = feats(window, levels)[-1]
         ids, probs, flags = batch.score(features)

@@ -75,10 +75,11 @@ def test_calibration_flags_share_matches_contamination():
     assert abs((p > 0.9).mean() - 0.1) < 0.02
 
 
-def test_default_threshold_keeps_the_contamination_rate_below_one_percent():
+def test_tail_threshold_keeps_the_contamination_rate_on_normal_data():
     # at contamination 0.001 the threshold comes from the fitted tail, not the 99.9th percentile
     rng = np.random.default_rng(3)
-    fm = fit_model('m', ['c'], rng.normal(size=(20000, 4)), model='mahalanobis', contamination=0.001)
+    fm = fit_model('m', ['c'], rng.normal(size=(20000, 4)), model='mahalanobis', contamination=0.001,
+                   calibration='tail')
     assert fm.tail is not None
     fresh = rng.normal(size=(100000, 4))
     assert 0.0004 < fm.predict(fresh).mean() < 0.0025
@@ -86,14 +87,16 @@ def test_default_threshold_keeps_the_contamination_rate_below_one_percent():
     assert abs((p > 0.999).mean() - fm.predict(fresh).mean()) < 1e-4   # flag <=> probability above 1 - contamination
 
 
-def test_unlabeled_incident_in_training_does_not_lift_the_threshold():
-    """An incident in 0.3 % of the training window: the empirical 99.9th percentile is that
-    incident and a repeat goes unflagged; the tail fitted to the body still flags it."""
+def test_tail_calibration_is_not_lifted_by_an_unflagged_incident_in_training():
+    """calibration: tail. An incident in 0.3 % of the training window: the empirical 99.9th
+    percentile (the default threshold) is that incident and a repeat goes unflagged; the tail
+    fitted to the body still flags it."""
     rng = np.random.default_rng(5)
     train = rng.normal(size=(20000, 4))
     train[10000:10060] += 6.0
-    fm = fit_model('m', ['c'], train, model='mahalanobis', contamination=0.001)
+    fm = fit_model('m', ['c'], train, model='mahalanobis', contamination=0.001, calibration='tail')
     empirical = np.quantile(fm.decision_function(train), 0.999)
+    assert fit_model('m', ['c'], train, model='mahalanobis', contamination=0.001).threshold == pytest.approx(empirical)
     repeat = rng.normal(size=(60, 4)) + 6.0
     s = fm.decision_function(repeat)
     assert (s > empirical).mean() < 0.5          # the empirical threshold would miss most of it
