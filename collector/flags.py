@@ -1,8 +1,7 @@
 """The anomaly flag a person sees: raised when a model was above its threshold in at least
 ``min_n`` of its last ``window_n`` steps, and held while its probability stays high.
 
-One step above the threshold happens on normal data at about the rate ``contamination`` says
-(a few times that where normal data has heavier tails than the fitted exponential one);
+One step above the threshold happens on normal data at the rate ``contamination`` says;
 requiring a few of the last steps turns those lone blips into nothing while a real
 incident (which lasts) is still flagged within ``min_n`` steps. Once up, the flag stays up
 while the probability is at least ``hold`` (a hysteresis): an incident whose score dips

@@ -13,7 +13,7 @@ import time
 from .files import write_atomically
 
 HELP = {
-    'anomaly_probability': 'Anomaly probability of a model: share of its training steps less unusual than now, above 0.99 read from a tail fitted to them (0..1).',
+    'anomaly_probability': 'Anomaly probability of a model: share of its training steps less unusual than now (0..1).',
     'anomaly_flag': 'Anomaly flag of a model (1 while flagged, after the flag policy).',
     'anomaly_rate': "Share of this node's anomaly models flagged now (0..1).",
     'anomaly_last_update_timestamp_seconds': 'When the values above were last updated (unix seconds).',

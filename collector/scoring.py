@@ -123,8 +123,8 @@ def exponential_tail(points):
     exponential excess, the light-tailed case of extreme value theory, which fits sums of
     squares). ``None`` when those quantiles are tied (a chart that seldom moves) or there are
     too few scores to tell: the tail stays empirical. Not the default: the normal tails of
-    Netdata's charts are heavier than exponential, and on recordings of a real agent the
-    extrapolated threshold let five times ``contamination`` of clean steps through.
+    Netdata's charts are heavier than exponential, and on a real agent's recordings the
+    extrapolated threshold raised more false flags (docs/evaluation.md).
     """
     points = np.asarray(points, dtype=np.float64)
     if points.size < N_QUANTILES:
