@@ -171,3 +171,22 @@ def test_direct_window_read_equals_netdata_pandas(replay):
     df, times2, _ = fetch_training_frame(charts, -120, 0)
     assert list(df.columns) == list(direct.columns)
     assert np.allclose(df.to_numpy(), direct.to_numpy(), equal_nan=True) and np.array_equal(times, times2)
+
+
+PROJECT_RECORDINGS = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                   'recordings', '*', 'recording.json')))
+
+
+@pytest.mark.parametrize('meta', PROJECT_RECORDINGS, ids=lambda p: os.path.basename(os.path.dirname(p)))
+def test_shipped_recordings_serve_every_incident_and_its_expected_charts(meta):
+    """``python -m collector evaluate recordings/...`` needs each incident inside the recording,
+    after some history, with at least one of its expected charts recorded there."""
+    rec = Recording(os.path.dirname(meta))
+    incidents = rec.labels['incidents']
+    assert len(incidents) == 5
+    for inc in incidents:
+        assert rec.start + 600 < inc['start'] < inc['end'] < rec.end
+        charts = [c for c in inc['expected_charts'] if rec.chart_rows(c) is not None]
+        assert charts, inc['kind']
+        _, times, values = rec.chart_rows(charts[0])
+        assert times[0] <= inc['start'] and times[-1] >= inc['end'] and np.isfinite(values).any()
