@@ -10,7 +10,7 @@ by one. Results equal ``FittedModel.decision_function``/``probability``.
 import numpy as np
 
 from .netdata_api import split_key
-from .scoring import TAIL_START, ConstantScorer, MahalanobisScorer, PcaScorer
+from .scoring import ConstantScorer, MahalanobisScorer, PcaScorer, tail_probability
 
 
 class Layout:
@@ -271,9 +271,7 @@ class BatchScorer:
         p = np.where(scores > self.top, 1.0, p)
         beyond = scores > self.tail_start
         if beyond.any():
-            with np.errstate(over='ignore'):
-                tail = 1.0 - (1.0 - TAIL_START) * np.exp(-(scores - self.tail_start) / self.tail_scale)
-            p = np.where(beyond, np.maximum(p, tail), p)
+            p = np.where(beyond, np.maximum(p, tail_probability(scores, self.tail_start, self.tail_scale)), p)
         if self.minmax.any():
             span = np.where(self.hi > self.lo, self.hi - self.lo, 1.0)
             mm = np.where(self.hi > self.lo, np.clip((scores - self.lo) / span, 0.0, 1.0),

@@ -150,6 +150,12 @@ def tail_threshold(train_scores, contamination, tail):
     return min(empirical, start + scale * float(np.log((1.0 - TAIL_START) / max(contamination, 1e-12))))
 
 
+def tail_probability(scores, start, scale):
+    """``1 - P(score > s)`` under the fitted tail; arrays broadcast (one tail per model)."""
+    with np.errstate(over='ignore'):
+        return 1.0 - (1.0 - TAIL_START) * np.exp(-(scores - start) / scale)
+
+
 def empirical_probability(scores, points, tail=None):
     """Share of training scores below each score: 0.99 means more unusual than 99% of training.
 
@@ -165,9 +171,7 @@ def empirical_probability(scores, points, tail=None):
     p = np.where(scores > points[-1], 1.0, p)
     if tail is not None:
         start, scale = tail
-        with np.errstate(over='ignore'):
-            beyond = 1.0 - (1.0 - TAIL_START) * np.exp(-(scores - start) / scale)
-        p = np.where(scores > start, np.maximum(p, beyond), p)
+        p = np.where(scores > start, np.maximum(p, tail_probability(scores, start, scale)), p)
     return p
 
 
