@@ -10,7 +10,7 @@ by one. Results equal ``FittedModel.decision_function``/``probability``.
 import numpy as np
 
 from .netdata_api import split_key
-from .scoring import ConstantScorer, MahalanobisScorer, PcaScorer, tail_probability
+from .scoring import ConstantScorer, MahalanobisScorer, PcaScorer, beyond, lowered, tail_probability
 
 
 class Layout:
@@ -266,16 +266,17 @@ class BatchScorer:
         return scores
 
     def probability(self, scores):
-        below = (self.points < scores[:, None]).sum(axis=1)
-        p = np.where(self.n_points < 2, (scores > self.top).astype(float), below / self.n_points)
-        p = np.where(scores > self.top, 1.0, p)
-        beyond = scores > self.tail_start
-        if beyond.any():
-            p = np.where(beyond, np.maximum(p, tail_probability(scores, self.tail_start, self.tail_scale)), p)
+        below = (self.points < lowered(scores)[:, None]).sum(axis=1)
+        top = beyond(scores, self.top)
+        p = np.where(self.n_points < 2, top.astype(float), below / self.n_points)
+        p = np.where(top, 1.0, p)
+        in_tail = scores > self.tail_start
+        if in_tail.any():
+            p = np.where(in_tail, np.maximum(p, tail_probability(scores, self.tail_start, self.tail_scale)), p)
         if self.minmax.any():
             span = np.where(self.hi > self.lo, self.hi - self.lo, 1.0)
             mm = np.where(self.hi > self.lo, np.clip((scores - self.lo) / span, 0.0, 1.0),
-                          (scores > self.hi).astype(float))
+                          beyond(scores, self.hi).astype(float))
             p = np.where(self.minmax, mm, p)
         return p
 
@@ -286,4 +287,4 @@ class BatchScorer:
     def score(self, features):
         """``(ids, probabilities, flags)`` for every model."""
         s = self.decision_function(features)
-        return self.ids, self.probability(s), (s > self.threshold).astype(int)
+        return self.ids, self.probability(s), beyond(s, self.threshold).astype(int)

@@ -172,7 +172,7 @@ def score_dataset(folder, config):
     rows = np.vstack([train[len(train) - (need - 1):], fill_missing(evals)]) if need > 1 else fill_missing(evals)
     scores = fm.decision_function(config.features(rows))
     hold = None if config.flag_hold is None else fm.probability(scores) >= config.flag_hold
-    flags = n_of_m(scores > fm.threshold, config.flag_min_n, config.flag_window_n, hold)
+    flags = n_of_m(fm.exceeds(scores), config.flag_min_n, config.flag_window_n, hold)
     return scores, flags, labels, fm
 
 

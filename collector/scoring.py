@@ -96,6 +96,28 @@ NUMPY_SCORERS = (PcaScorer, MahalanobisScorer, ConstantScorer, EcdfScorer, HbosS
                  LofBaggingScorer)
 
 
+# two scores this close are one: a live score is computed with other arithmetic than the training
+# scores (one row instead of many, the batch scorer's sums), which moves its last bits
+TIE_TOLERANCE = 1e-9
+
+
+def lowered(scores):
+    """``scores`` less the rounding they may carry: compared with this, a score equal to a
+    training score up to ``TIE_TOLERANCE`` (relative, and absolute near 0) is not above it.
+
+    A chart that sat still for most of the window scores its still rows as the training did;
+    compared as is, rounding put such a row above a threshold tied with them and flagged an
+    unchanged chart for as long as it stayed unchanged.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    return scores - TIE_TOLERANCE * (np.abs(scores) + 1.0)
+
+
+def beyond(scores, values):
+    """Where ``scores`` are above ``values`` by more than rounding."""
+    return lowered(scores) > values
+
+
 def calibration_points(train_scores):
     """Quantiles of the training scores: the empirical distribution, in bounded size."""
     s = np.asarray(train_scores, dtype=np.float64)
@@ -167,8 +189,8 @@ def empirical_probability(scores, points, tail=None):
     an unchanged chart reads 0, not 1.
     """
     scores = np.asarray(scores, dtype=np.float64)
-    p = np.searchsorted(points, scores, side='left') / float(points.size)
-    p = np.where(scores > points[-1], 1.0, p)
+    p = np.searchsorted(points, lowered(scores), side='left') / float(points.size)
+    p = np.where(beyond(scores, points[-1]), 1.0, p)
     if tail is not None:
         start, scale = tail
         p = np.where(scores > start, np.maximum(p, tail_probability(scores, start, scale)), p)
@@ -178,7 +200,7 @@ def empirical_probability(scores, points, tail=None):
 def minmax_probability(scores, lo, hi):
     """The retired collector's (pyod's 'linear') probability: training score range mapped to 0..1."""
     if not hi > lo:
-        return np.where(scores > hi, 1.0, 0.0)
+        return np.where(beyond(scores, hi), 1.0, 0.0)
     return np.clip((scores - lo) / (hi - lo), 0.0, 1.0)
 
 
@@ -239,7 +261,11 @@ class FittedModel:
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X):
-        return (self.decision_function(X) > self.threshold).astype(int)
+        return self.exceeds(self.decision_function(X)).astype(int)
+
+    def exceeds(self, scores):
+        """Where scores are above the threshold (by more than rounding): the raw flag."""
+        return beyond(scores, self.threshold)
 
     def attribution(self, x):
         """Which raw columns drive this feature vector's score: ``[(column, share)]``, largest first.

@@ -148,3 +148,26 @@ def test_a_model_that_cannot_score_is_reported_and_costs_the_others_nothing():
     assert after[k] == models['system.ram'].score_min
     assert np.array_equal(np.delete(after, k), np.delete(before, k))
     assert 'a pickle from another numpy' in batch.failed['system.ram']
+
+
+@pytest.mark.parametrize('model', ['mahalanobis', 'pca'])
+def test_still_chart_does_not_flag_its_still_rows(model):
+    """A chart at 0 for all of its window but a few start-up rows (system.ip on an idle node):
+    its still rows are most of the training scores and tie the threshold. Scored live (other
+    arithmetic than training's), they must read as nothing unusual, not flag for as long as
+    the chart stays at 0."""
+    x = np.zeros((3600, 2))
+    x[12:14] = [[2.5e6, -2.5e6], [1.0e6, -0.9e6]]
+    cols = ['h::system.ip|received', 'h::system.ip|sent']
+    fm = fit_model('system.ip', cols, feats(x), model=model, contamination=0.001)
+    models = {'system.ip': fm}
+    layout = Layout(models)
+    batch = BatchScorer(models, layout, feature_blocks(2, LEVELS))
+    still = np.zeros((6, 2))
+    ids, probs, flags = batch.score(feats(still)[-1])
+    assert flags.tolist() == [0] and probs[0] < 0.5
+    assert fm.predict(feats(still)).tolist() == [0] and fm.predict_proba(feats(still))[:, 1].max() < 0.5
+    # the start-up burst itself, seen again, is above the threshold
+    burst = np.zeros((6, 2))
+    burst[-1] = [2.5e6, -2.5e6]
+    assert batch.score(feats(burst)[-1])[2].tolist() == [1]
