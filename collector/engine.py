@@ -77,7 +77,7 @@ class AnomalyDetector:
         self.missing = set()    # models whose dimensions had no value last step
         self.wanted = {}        # host -> charts to ask for each step (all until the first discovery)
         self.models_dir = persist.resolve_dir(config.models_dir, config.job_name)
-        self.flag_policy = FlagPolicy(config.flag_min_n, config.flag_window_n)
+        self.flag_policy = FlagPolicy(config.flag_min_n, config.flag_window_n, config.flag_rearm_n)
         self.flagged = {}       # model id -> [[first, last] agent time of flagged steps], for training
         self.was_flagged = set()  # models flagged last step (their flag's drivers are already told)
         self._rebuild({})
@@ -394,7 +394,7 @@ class AnomalyDetector:
                                                        "next training".format(model_id, why))
         scored = present & (self.rows_seen >= self.need)
         hold = None if self.config.flag_hold is None else (probs >= self.config.flag_hold) & scored
-        flags = self.flag_policy.update(above & scored, hold) * scored
+        flags = self.flag_policy.update(above & scored, hold, np.where(scored, probs, 0.0)) * scored
         p_list, f_list = probs.tolist(), flags.tolist()
         step.scores.update((ids[k], (p_list[k], f_list[k])) for k in np.nonzero(scored)[0].tolist())
         if self.config.train_exclude_flagged:

@@ -171,8 +171,9 @@ def score_dataset(folder, config):
                    blocks=(config.lags_n + 1, config.level_features))
     rows = np.vstack([train[len(train) - (need - 1):], fill_missing(evals)]) if need > 1 else fill_missing(evals)
     scores = fm.decision_function(config.features(rows))
-    hold = None if config.flag_hold is None else fm.probability(scores) >= config.flag_hold
-    flags = n_of_m(fm.exceeds(scores), config.flag_min_n, config.flag_window_n, hold)
+    probs = fm.probability(scores)
+    hold = None if config.flag_hold is None else probs >= config.flag_hold
+    flags = n_of_m(fm.exceeds(scores), config.flag_min_n, config.flag_window_n, hold, probs, config.flag_rearm_n)
     return scores, flags, labels, fm
 
 

@@ -1,5 +1,6 @@
 """The anomaly flag a person sees: raised when a model was above its threshold in at least
-``min_n`` of its last ``window_n`` steps, and held while its probability stays high.
+``min_n`` of its last ``window_n`` steps, held while its probability stays high, and raised
+again only once the chart has settled.
 
 One step above the threshold happens on normal data at the rate ``contamination`` says;
 requiring a few of the last steps turns those lone blips into nothing while a real
@@ -7,14 +8,32 @@ incident (which lasts) is still flagged within ``min_n`` steps. Once up, the fla
 while the probability is at least ``hold`` (a hysteresis): an incident whose score dips
 for a moment below the threshold stays one flag, not several. ``min_n = window_n = 1``
 without a hold is the retired collector's behaviour (flag = this step above the threshold).
+
+After a flag clears, the chart is re-armed (may raise a new flag as above) once its
+probability has averaged under ``REARM_MEAN`` over the last ``rearm_n`` steps, or
+``REARM_CAP`` times that many steps after the flag cleared, whichever comes first. An
+incident's aftermath (load averages and pressure coming down for minutes, a burst of
+retransmits when it stops) keeps a chart's probability high, now and then above the
+threshold for a few steps, without being a new incident; a model that has never seen its
+node recover from anything flagged it again and again. Probabilities of normal data are
+uniform, so they average 50 %: a chart that is back to its usual re-arms in about
+``rearm_n`` steps. Until then a flag rises only for an excess that lasts: above the
+threshold in at least ``SUSTAINED`` of the last ``rearm_n`` steps (a level that moved and
+stays moved is still flagged). ``rearm_n = 0``: a flag may rise at any step.
 """
 import numpy as np
 
+REARM_MEAN = 0.5
+REARM_CAP = 10
+SUSTAINED = 0.5
+HIGH = 0.99
 
-def n_of_m(above, min_n, window_n, hold=None):
+
+def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0):
     """Flags for a whole 0/1 series (oldest first): the pure form, used by evaluation.
 
-    ``hold``: optional 0/1 series, where a raised flag may stay up.
+    ``hold``: optional 0/1 series, where a raised flag may stay up; ``probability``: the
+    series of probabilities, needed for ``rearm_n > 0``.
     """
     a = np.asarray(above, dtype=np.int64)
     if min_n <= 1 and window_n <= 1:
@@ -24,11 +43,17 @@ def n_of_m(above, min_n, window_n, hold=None):
         idx = np.arange(1, a.size + 1)
         counts = c[idx] - c[np.maximum(idx - window_n, 0)]
         raised = (counts >= min_n).astype(np.int64)
+    if hold is not None:
+        hold = np.asarray(hold, dtype=bool)
+        if hold.shape != a.shape:
+            raise ValueError('hold has {} steps, above has {}'.format(hold.size, a.size))
+    if rearm_n > 0:
+        if probability is None or np.shape(probability) != a.shape:
+            raise ValueError('re-arming needs a probability for each of the {} steps'.format(a.size))
+        return _rearmed(a, raised.astype(bool), hold, np.nan_to_num(np.asarray(probability, dtype=np.float64)),
+                        rearm_n)
     if hold is None or a.size == 0:
         return raised
-    hold = np.asarray(hold, dtype=bool)
-    if hold.shape != a.shape:
-        raise ValueError('hold has {} steps, above has {}'.format(hold.size, a.size))
     # a flag is up from a raised step through the held steps right after it: within each run
     # of steps that are raised or held, from its first raised step on
     keep = raised.astype(bool) | hold
@@ -39,35 +64,82 @@ def n_of_m(above, min_n, window_n, hold=None):
     return (keep & (np.arange(a.size) >= start[run_id])).astype(np.int64)
 
 
+def _rearmed(above, raised, hold, probability, rearm_n):
+    """The flag series with re-arming: a step at a time (the state is sequential)."""
+    out = np.zeros(raised.size, dtype=np.int64)
+    csum = np.concatenate([[0.0], np.cumsum(probability)])
+    idx = np.arange(1, above.size + 1)
+    c = np.concatenate([[0], np.cumsum(probability >= HIGH)])
+    sustained = c[idx] - c[np.maximum(idx - rearm_n, 0)] >= SUSTAINED * rearm_n
+    up, armed, since = False, True, 0
+    for k in range(raised.size):
+        if not up and not armed:
+            since += 1
+            mean = (csum[k + 1] - csum[k + 1 - rearm_n]) / rearm_n if since >= rearm_n else 1.0
+            armed = mean < REARM_MEAN or since >= REARM_CAP * rearm_n
+        now = bool(raised[k]) and (up or armed or bool(sustained[k])) or (up and hold is not None and bool(hold[k]))
+        if up and not now:
+            armed, since = False, 0
+        up = now
+        out[k] = now
+    return out
+
+
 class FlagPolicy:
     """``n_of_m`` step by step for many models at once, keyed by model id."""
 
-    def __init__(self, min_n, window_n):
+    def __init__(self, min_n, window_n, rearm_n=0):
         self.min_n = min_n
         self.window_n = window_n
+        self.rearm_n = rearm_n
         self.ids = []
         self.history = np.zeros((window_n, 0), dtype=np.int8)
+        self.probs = np.zeros((max(rearm_n, 1), 0))
+        self.recent = np.zeros((max(rearm_n, 1), 0), dtype=np.int8)     # above, over the last rearm_n steps
         self.up = np.zeros(0, dtype=bool)
+        self.armed = np.zeros(0, dtype=bool)
+        self.since = np.zeros(0, dtype=np.int64)
         self.pos = 0
+        self.step = 0
 
     def reindex(self, ids):
-        """Follow a new model layout, keeping the history of models that stay."""
+        """Follow a new model layout, keeping the state of models that stay (new ones are armed)."""
         old = {m: k for k, m in enumerate(self.ids)}
-        history = np.zeros((self.window_n, len(ids)), dtype=np.int8)
-        up = np.zeros(len(ids), dtype=bool)
-        for k, m in enumerate(ids):
-            if m in old:
-                history[:, k] = self.history[:, old[m]]
-                up[k] = self.up[old[m]]
-        self.ids, self.history, self.up = list(ids), history, up
+        keep = [(k, old[m]) for k, m in enumerate(ids) if m in old]
+        new, was = (np.array(x, dtype=np.intp) for x in zip(*keep)) if keep else (np.zeros(0, np.intp),) * 2
+        n = len(ids)
 
-    def update(self, above, hold=None):
+        def carry(arr, fill):
+            out = np.full(arr.shape[:-1] + (n,), fill, dtype=arr.dtype)
+            out[..., new] = arr[..., was]
+            return out
+        self.history, self.probs, self.recent = carry(self.history, 0), carry(self.probs, 0.0), carry(self.recent, 0)
+        self.up, self.armed, self.since = carry(self.up, False), carry(self.armed, True), carry(self.since, 0)
+        self.ids = list(ids)
+
+    def update(self, above, hold=None, probability=None):
         """Record this step's 0/1 ``above`` (one per model, 0 for a model that did not score)
-        and return the flags; ``hold``: where a flag that is up may stay up."""
-        self.history[self.pos] = np.asarray(above, dtype=np.int8)
+        and return the flags; ``hold``: where a flag that is up may stay up; ``probability``:
+        this step's probabilities (for re-arming; 0 for a model that did not score)."""
+        self.history[self.pos % self.window_n] = np.asarray(above, dtype=np.int8)
         self.pos = (self.pos + 1) % self.window_n
-        flags = self.history.sum(axis=0) >= self.min_n
-        if hold is not None:
-            flags |= self.up & np.asarray(hold, dtype=bool)
+        raised = self.history.sum(axis=0) >= self.min_n
+        kept = self.up & np.asarray(hold, dtype=bool) if hold is not None else np.zeros_like(self.up)
+        if self.rearm_n <= 0:
+            flags = raised | kept
+        else:
+            p = np.zeros(len(self.ids)) if probability is None else np.nan_to_num(np.asarray(probability, float))
+            self.probs[self.step % self.rearm_n] = p
+            self.recent[self.step % self.rearm_n] = p >= HIGH
+            self.step += 1
+            waiting = ~self.up & ~self.armed
+            self.since = np.where(waiting, self.since + 1, self.since)
+            settled = (self.since >= self.rearm_n) & (self.probs.mean(axis=0) < REARM_MEAN)
+            self.armed |= waiting & (settled | (self.since >= REARM_CAP * self.rearm_n))
+            sustained = self.recent.sum(axis=0) >= SUSTAINED * self.rearm_n
+            flags = raised & (self.up | self.armed | sustained) | kept
+            cleared = self.up & ~flags
+            self.armed &= ~cleared
+            self.since = np.where(cleared, 0, self.since)
         self.up = flags
         return flags.astype(int)

@@ -66,9 +66,9 @@ def test_trains_scores_every_chart_in_scope_and_flags_the_spike(replay, logger):
     assert SwitchableApi.asked_for == {'system.cpu', 'system.forks', 'system.load', 'system.ram'}
     for p, flag in step.scores.values():
         assert 0.0 <= p <= 1.0 and flag in (0, 1)
-    replay.clock.set(START + SPIKE[0] - 30)
-    for _ in range(10):  # let the rows before the jump of the clock leave the features
-        det.step()
+    replay.clock.set(START + SPIKE[0] - 60)
+    for _ in range(40):  # let the rows before the jump of the clock leave the features, and the
+        det.step()       # charts it flagged settle (flag_rearm_n)
         replay.clock.advance(1)
     flags, probs = [], []
     for _ in range(30):
