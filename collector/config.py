@@ -117,7 +117,7 @@ class JobConfig:
     include_average_prob: bool
     models_dir: Optional[str] = None
     flag_hold_probability: float = 0.99
-    flag_rearm_n: int = 0
+    flag_rearm_n: int = 30
     attribution_charts: bool = False
     prometheus_textfile: Optional[str] = None
     prometheus_port: Optional[int] = None

@@ -17,9 +17,9 @@ retransmits when it stops) keeps a chart's probability high, now and then above 
 threshold for a few steps, without being a new incident; a model that has never seen its
 node recover from anything flagged it again and again. Probabilities of normal data are
 uniform, so they average 50 %: a chart that is back to its usual re-arms in about
-``rearm_n`` steps. Until then a flag rises only for an excess that lasts: above the
-threshold in at least ``SUSTAINED`` of the last ``rearm_n`` steps (a level that moved and
-stays moved is still flagged). ``rearm_n = 0``: a flag may rise at any step.
+``rearm_n`` steps. Until then a flag rises only for an excess that lasts: a probability of
+at least ``HIGH`` in at least ``SUSTAINED`` of the last ``rearm_n`` steps (a level that moved
+and stays moved is still flagged). ``rearm_n = 0``: a flag may rise at any step.
 """
 import numpy as np
 
@@ -50,8 +50,7 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0):
     if rearm_n > 0:
         if probability is None or np.shape(probability) != a.shape:
             raise ValueError('re-arming needs a probability for each of the {} steps'.format(a.size))
-        return _rearmed(a, raised.astype(bool), hold, np.nan_to_num(np.asarray(probability, dtype=np.float64)),
-                        rearm_n)
+        return _rearmed(raised.astype(bool), hold, np.nan_to_num(np.asarray(probability, dtype=np.float64)), rearm_n)
     if hold is None or a.size == 0:
         return raised
     # a flag is up from a raised step through the held steps right after it: within each run
@@ -64,11 +63,11 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0):
     return (keep & (np.arange(a.size) >= start[run_id])).astype(np.int64)
 
 
-def _rearmed(above, raised, hold, probability, rearm_n):
+def _rearmed(raised, hold, probability, rearm_n):
     """The flag series with re-arming: a step at a time (the state is sequential)."""
     out = np.zeros(raised.size, dtype=np.int64)
     csum = np.concatenate([[0.0], np.cumsum(probability)])
-    idx = np.arange(1, above.size + 1)
+    idx = np.arange(1, raised.size + 1)
     c = np.concatenate([[0], np.cumsum(probability >= HIGH)])
     sustained = c[idx] - c[np.maximum(idx - rearm_n, 0)] >= SUSTAINED * rearm_n
     up, armed, since = False, True, 0
@@ -95,7 +94,7 @@ class FlagPolicy:
         self.ids = []
         self.history = np.zeros((window_n, 0), dtype=np.int8)
         self.probs = np.zeros((max(rearm_n, 1), 0))
-        self.recent = np.zeros((max(rearm_n, 1), 0), dtype=np.int8)     # above, over the last rearm_n steps
+        self.recent = np.zeros((max(rearm_n, 1), 0), dtype=np.int8)     # probability >= HIGH, the same steps
         self.up = np.zeros(0, dtype=bool)
         self.armed = np.zeros(0, dtype=bool)
         self.since = np.zeros(0, dtype=np.int64)
@@ -121,7 +120,7 @@ class FlagPolicy:
         """Record this step's 0/1 ``above`` (one per model, 0 for a model that did not score)
         and return the flags; ``hold``: where a flag that is up may stay up; ``probability``:
         this step's probabilities (for re-arming; 0 for a model that did not score)."""
-        self.history[self.pos % self.window_n] = np.asarray(above, dtype=np.int8)
+        self.history[self.pos] = np.asarray(above, dtype=np.int8)
         self.pos = (self.pos + 1) % self.window_n
         raised = self.history.sum(axis=0) >= self.min_n
         kept = self.up & np.asarray(hold, dtype=bool) if hold is not None else np.zeros_like(self.up)
