@@ -220,7 +220,7 @@ class BatchScorer:
             self.n_points[k] = fm.points.size
         self.top = np.array([fm.points[-1] for fm in self.models]) if self.models else np.zeros(0)
         self.threshold = np.array([fm.threshold for fm in self.models])
-        tails = [getattr(fm, 'tail', None) or (np.inf, 1.0) for fm in self.models]
+        tails = [fm.tail or (np.inf, 1.0) for fm in self.models]
         self.tail_start = np.array([t[0] for t in tails])
         self.tail_scale = np.array([t[1] for t in tails])
         self.lo = np.array([fm.score_min for fm in self.models])

@@ -132,11 +132,13 @@ class FlagPolicy:
             self.recent[self.step % self.rearm_n] = p >= HIGH
             self.step += 1
             waiting = ~self.up & ~self.armed
-            self.since = np.where(waiting, self.since + 1, self.since)
-            settled = (self.since >= self.rearm_n) & (self.probs.mean(axis=0) < REARM_MEAN)
-            self.armed |= waiting & (settled | (self.since >= REARM_CAP * self.rearm_n))
-            sustained = self.recent.sum(axis=0) >= SUSTAINED * self.rearm_n
-            flags = raised & (self.up | self.armed | sustained) | kept
+            flags = raised & (self.up | self.armed) | kept
+            if waiting.any():   # only a chart whose flag cleared lately needs the sums
+                self.since = np.where(waiting, self.since + 1, self.since)
+                settled = (self.since >= self.rearm_n) & (self.probs.mean(axis=0) < REARM_MEAN)
+                self.armed |= waiting & (settled | (self.since >= REARM_CAP * self.rearm_n))
+                sustained = self.recent.sum(axis=0) >= SUSTAINED * self.rearm_n
+                flags = raised & (self.up | self.armed | sustained) | kept
             cleared = self.up & ~flags
             self.armed &= ~cleared
             self.since = np.where(cleared, 0, self.since)
