@@ -9,7 +9,8 @@ import warnings
 
 import numpy as np
 
-from .ports import EcdfScorer, HbosScorer, IforestScorer, KnnScorer, LofBaggingScorer, ecdf_training_scores
+from .ports import (EcdfScorer, HbosScorer, IforestScorer, KnnScorer, LodaScorer, LofBaggingScorer,
+                    ecdf_training_scores)
 from .scoring import ConstantScorer, EnsembleScorer, FittedModel, MahalanobisScorer, PcaScorer, PyodScorer
 
 
@@ -35,9 +36,9 @@ _REGISTRY = {
 MODEL_NAMES = tuple(_REGISTRY)
 # models whose fitted form is numpy only (this project's mahalanobis, PcaScorer and the ports
 # of collector.ports): the collection process scores them without pyod; mahalanobis, ecod,
-# copod and hbos do not even need pyod to fit
-NUMPY_MODELS = ('pca', 'mahalanobis', 'hbos', 'iforest', 'knn', 'ecod', 'copod', 'feature_bagging')
-_FIT_WITHOUT_PYOD = ('mahalanobis', 'ecod', 'copod', 'hbos')
+# copod, hbos and loda do not even need pyod to fit
+NUMPY_MODELS = ('pca', 'mahalanobis', 'hbos', 'iforest', 'knn', 'ecod', 'copod', 'feature_bagging', 'loda')
+_FIT_WITHOUT_PYOD = ('mahalanobis', 'ecod', 'copod', 'hbos', 'loda')
 # models that need torch, which is not a dependency unless the [deep] extra is installed
 DEEP_MODELS = ('auto_encoder', 'lstm')
 
@@ -191,8 +192,8 @@ def _fit_scorer(name, X, contamination, blocks=None):
         return scorer, scores
     if name == 'mahalanobis':
         return _mahalanobis_scorer(X)
-    if name == 'hbos':
-        scorer = HbosScorer.fit(X)
+    if name in ('hbos', 'loda'):
+        scorer = (HbosScorer if name == 'hbos' else LodaScorer).fit(X)
         return scorer, scorer.decision_function(X)
     if name in _FIT_WITHOUT_PYOD:
         return EcdfScorer(X, name), ecdf_training_scores(X, name)

@@ -317,3 +317,51 @@ class IforestScorer:
         depth = self.leaf_value[nodes].sum(axis=1)
         score = 2.0 ** (-depth / self.denominator) if self.denominator > 0 else np.ones(X.shape[0])
         return score + self.offset
+
+
+class LodaScorer:
+    """LODA (Pevny 2016), as pyod fits it (static bins): random sparse projections of the
+    features, a histogram of the training rows along each; the score is minus the mean log
+    density of the bins a row falls in. Unlike pyod's ``decision_function``, which looks
+    bins up one to the right and scores a row beyond the training range like the edge bin,
+    a row outside a projection's range gets the density of an empty bin, so a value far from
+    anything seen in training scores high."""
+
+    def __init__(self, projections, limits, hist, empty):
+        self.projections = np.ascontiguousarray(np.asarray(projections, dtype=np.float64))   # cuts x d
+        limits = np.asarray(limits, dtype=np.float64)                                          # cuts x (bins+1)
+        self.inner = np.ascontiguousarray(limits[:, 1:-1])
+        self.low, self.high = limits[:, 0].copy(), limits[:, -1].copy()
+        self.log_hist = np.log(np.asarray(hist, dtype=np.float64))
+        self.log_empty = np.log(np.asarray(empty, dtype=np.float64))           # per projection
+
+    @classmethod
+    def from_projections(cls, Z, projections, n_bins=10):
+        """The histograms of ``Z`` along given projections (pyod's ``fit`` after its draw)."""
+        P = np.asarray(Z, dtype=np.float64) @ np.asarray(projections, dtype=np.float64).T
+        hist = np.empty((P.shape[1], n_bins))
+        limits = np.empty((P.shape[1], n_bins + 1))
+        for i in range(P.shape[1]):
+            h, limits[i] = np.histogram(P[:, i], bins=n_bins)
+            hist[i] = h + 1e-12                        # pyod's floor: an empty bin has a density
+        total = hist.sum(axis=1, keepdims=True)
+        return cls(projections, limits, hist / total, 1e-12 / total[:, 0])
+
+    @classmethod
+    def fit(cls, Z, n_bins=10, n_cuts=100, seed=0):
+        """What pyod's ``LODA(n_bins, n_random_cuts).fit`` learns, drawn from a seeded
+        generator (the same data gives the same model) and without pyod."""
+        d = np.asarray(Z).shape[1]
+        rng = np.random.default_rng(seed)
+        projections = rng.standard_normal((n_cuts, d))
+        n_zero = d - int(np.sqrt(d))
+        for i in range(n_cuts):
+            projections[i, rng.permutation(d)[:n_zero]] = 0.0
+        return cls.from_projections(Z, projections, n_bins)
+
+    def decision_function(self, X):
+        P = np.asarray(X, dtype=np.float64) @ self.projections.T            # m x cuts
+        bins = _knots_below(self.inner, P, 'right')                          # np.histogram's bins
+        cuts = np.arange(self.inner.shape[0])[None, :]
+        log_density = np.where((P < self.low) | (P > self.high), self.log_empty, self.log_hist[cuts, bins])
+        return -log_density.mean(axis=1)

@@ -59,7 +59,7 @@ def test_what_no_longer_fits_is_a_reason_to_retrain(tmp_path):
 
 
 def test_pyod_models_are_not_trusted_across_other_versions(tmp_path):
-    _, cfg = saved(tmp_path, model='loda')
+    _, cfg = saved(tmp_path, model='gmm')
     now = persist.installed_versions()
     assert persist.load(str(tmp_path), 'system.cpu', cfg, COLS, now)[2] is None
     other = dict(now, **{'scikit-learn': '0.0.1'})

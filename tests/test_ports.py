@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from collector.models import fit_model
-from collector.ports import EcdfScorer, HbosScorer, IforestScorer, KnnScorer, LofBaggingScorer, ecdf_training_scores
+from collector.ports import (EcdfScorer, HbosScorer, IforestScorer, KnnScorer, LodaScorer, LofBaggingScorer,
+                             ecdf_training_scores)
 
 
 def data(rows, seed=1):
@@ -67,6 +68,33 @@ def test_hbos_port_equals_pyod():
     assert np.allclose(port.decision_function(Z), est.decision_scores_)
 
 
+def test_loda_learns_pyods_histograms_and_scores_by_their_bins():
+    from pyod.models.loda import LODA
+    Z = data(500)
+    est = LODA(contamination=0.01).fit(Z)
+    port = LodaScorer.from_projections(Z, est.projections_, est.n_bins)
+    assert np.allclose(np.exp(port.log_hist), est.histograms_, rtol=1e-12, atol=0)
+    # a row inside the training range: minus the mean log density of the bin it falls in
+    q = Z[7] + 0.01
+    want = []
+    for proj, edges, hist in zip(est.projections_, est.limits_, est.histograms_):
+        counts, _ = np.histogram([proj @ q], bins=edges)
+        want.append(-np.log(hist[counts.argmax()]))
+    assert np.isclose(port.decision_function(q[None, :])[0], np.mean(want), rtol=1e-12)
+
+
+def test_loda_fits_the_same_model_twice_and_flags_rows_beyond_training():
+    Z = data(500)
+    a, b = LodaScorer.fit(Z), LodaScorer.fit(Z)
+    Q = queries(Z)
+    assert np.array_equal(a.decision_function(Q), b.decision_function(Q))
+    # as pyod draws them: about sqrt(d) non-zero weights per projection
+    assert (np.count_nonzero(a.projections, axis=1) == int(np.sqrt(Z.shape[1]))).all()
+    train = a.decision_function(Z)
+    assert a.decision_function(np.full((1, Z.shape[1]), 9.0))[0] > train.max()
+    assert a.decision_function((Z.min(axis=0) - 5)[None, :])[0] > train.max()
+
+
 def test_knn_port_equals_pyod():
     from pyod.models.knn import KNN
     Z = data(500)
@@ -96,7 +124,7 @@ def test_iforest_port_equals_pyod(max_features):
     assert np.allclose(port.decision_function(Z), est.decision_scores_, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize('name', ['mahalanobis', 'hbos', 'iforest', 'knn', 'ecod', 'copod', 'feature_bagging'])
+@pytest.mark.parametrize('name', ['mahalanobis', 'hbos', 'iforest', 'knn', 'ecod', 'copod', 'feature_bagging', 'loda'])
 def test_the_collection_process_scores_ported_models_without_pyod(name, tmp_path):
     Z = data(400)
     fm = fit_model('system.cpu', ['a', 'b', 'c', 'd', 'e'], Z, model=name, contamination=0.01)
