@@ -49,6 +49,7 @@ DEFAULTS = {
     'flag_min_n': 2,
     'flag_hold_probability': 0.99,
     'flag_rearm_n': 30,
+    'flag_lasting_n': 20,
     'train_exclude_flagged': True,
     'calibration': 'empirical',
     'train_in_subprocess': True,
@@ -118,6 +119,7 @@ class JobConfig:
     models_dir: Optional[str] = None
     flag_hold_probability: float = 0.99
     flag_rearm_n: int = 30
+    flag_lasting_n: int = 20
     attribution_charts: bool = False
     prometheus_textfile: Optional[str] = None
     prometheus_port: Optional[int] = None
@@ -281,10 +283,11 @@ def parse_job_config(raw, job_name=None):
     for key, minimum in (('train_max_n', 10), ('train_every_n', 1), ('train_n_secs', 10), ('offset_n_secs', 0),
                          ('train_no_prediction_n', 0), ('initial_train_data_after', 0),
                          ('initial_train_data_before', 0), ('lags_n', 0), ('smooth_n', 0), ('diffs_n', 0),
-                         ('flag_window_n', 1), ('flag_min_n', 1), ('flag_rearm_n', 0)):
+                         ('flag_window_n', 1), ('flag_min_n', 1), ('flag_rearm_n', 0),
+                         ('flag_lasting_n', 0)):
         _check_int(cfg, key, errors, minimum)
     for key, limit in (('lags_n', 60), ('smooth_n', 600), ('diffs_n', 3), ('flag_window_n', 600),
-                       ('flag_rearm_n', 3600)):
+                       ('flag_rearm_n', 3600), ('flag_lasting_n', 3600)):
         if _is_int(cfg[key]) and cfg[key] > limit:
             errors.append("key '{}': must be <= {}, got {}".format(key, limit, cfg[key]))
     after, before = cfg['initial_train_data_after'], cfg['initial_train_data_before']
@@ -342,7 +345,7 @@ def parse_job_config(raw, job_name=None):
         smooth_n=cfg['smooth_n'], diffs_n=cfg['diffs_n'], level_features=cfg['level_features'],
         contamination=float(c), flag_window_n=cfg['flag_window_n'], flag_min_n=cfg['flag_min_n'],
         train_exclude_flagged=cfg['train_exclude_flagged'], flag_hold_probability=float(hold),
-        flag_rearm_n=cfg['flag_rearm_n'],
+        flag_rearm_n=cfg['flag_rearm_n'], flag_lasting_n=cfg['flag_lasting_n'],
         calibration=cfg['calibration'], train_in_subprocess=cfg['train_in_subprocess'],
         include_average_prob=cfg['include_average_prob'], attribution_charts=cfg['attribution_charts'],
         models_dir=models_dir, prometheus_textfile=textfile, prometheus_port=port,

@@ -77,7 +77,8 @@ class AnomalyDetector:
         self.missing = set()    # models whose dimensions had no value last step
         self.wanted = {}        # host -> charts to ask for each step (all until the first discovery)
         self.models_dir = persist.resolve_dir(config.models_dir, config.job_name)
-        self.flag_policy = FlagPolicy(config.flag_min_n, config.flag_window_n, config.flag_rearm_n)
+        self.flag_policy = FlagPolicy(config.flag_min_n, config.flag_window_n, config.flag_rearm_n,
+                                      config.flag_lasting_n)
         self.flagged = {}       # model id -> [[first, last] agent time of flagged steps], for training
         self.was_flagged = set()  # models flagged last step (their flag's drivers are already told)
         self._rebuild({})

@@ -173,7 +173,8 @@ def score_dataset(folder, config):
     scores = fm.decision_function(config.features(rows))
     probs = fm.probability(scores)
     hold = None if config.flag_hold is None else probs >= config.flag_hold
-    flags = n_of_m(fm.exceeds(scores), config.flag_min_n, config.flag_window_n, hold, probs, config.flag_rearm_n)
+    flags = n_of_m(fm.exceeds(scores), config.flag_min_n, config.flag_window_n, hold, probs, config.flag_rearm_n,
+                   config.flag_lasting_n)
     return scores, flags, labels, fm
 
 

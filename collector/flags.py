@@ -20,6 +20,15 @@ uniform, so they average 50 %: a chart that is back to its usual re-arms in abou
 ``rearm_n`` steps. Until then a flag rises only for an excess that lasts: a probability of
 at least ``HIGH`` in at least ``SUSTAINED`` of the last ``rearm_n`` steps (a level that moved
 and stays moved is still flagged). ``rearm_n = 0``: a flag may rise at any step.
+
+A lasting excess raises a flag by itself: a probability of at least ``HIGH`` in at least
+``LASTING`` of the last ``lasting_n`` steps, whether or not the threshold was crossed and
+whether or not the chart is armed; like ``min_n`` of ``window_n``, it is a state of the
+recent steps, so the flag stays up through a dip and for up to a quarter of ``lasting_n``
+steps after the excess ends. Normal data is
+above 99 % one step in a hundred; three quarters of 20 steps is a level that moved by less
+than a threshold's worth and stayed moved (a disk a little busier, a service a little
+slower), which one step's threshold never sees. ``lasting_n = 0``: off.
 """
 import numpy as np
 
@@ -27,13 +36,21 @@ REARM_MEAN = 0.5
 REARM_CAP = 10
 SUSTAINED = 0.5
 HIGH = 0.99
+LASTING = 0.75
 
 
-def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0):
+def _lasting(probability, lasting_n):
+    """Steps where the probability was at least ``HIGH`` in ``LASTING`` of the last ``lasting_n``."""
+    c = np.concatenate([[0], np.cumsum(probability >= HIGH)])
+    idx = np.arange(1, probability.size + 1)
+    return c[idx] - c[np.maximum(idx - lasting_n, 0)] >= LASTING * lasting_n
+
+
+def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasting_n=0):
     """Flags for a whole 0/1 series (oldest first): the pure form, used by evaluation.
 
     ``hold``: optional 0/1 series, where a raised flag may stay up; ``probability``: the
-    series of probabilities, needed for ``rearm_n > 0``.
+    series of probabilities, needed for ``rearm_n > 0`` or ``lasting_n > 0``.
     """
     a = np.asarray(above, dtype=np.int64)
     if min_n <= 1 and window_n <= 1:
@@ -47,10 +64,16 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0):
         hold = np.asarray(hold, dtype=bool)
         if hold.shape != a.shape:
             raise ValueError('hold has {} steps, above has {}'.format(hold.size, a.size))
-    if rearm_n > 0:
+    lasting = np.zeros(a.size, dtype=bool)
+    if rearm_n > 0 or lasting_n > 0:
         if probability is None or np.shape(probability) != a.shape:
-            raise ValueError('re-arming needs a probability for each of the {} steps'.format(a.size))
-        return _rearmed(raised.astype(bool), hold, np.nan_to_num(np.asarray(probability, dtype=np.float64)), rearm_n)
+            raise ValueError('re-arming and lasting excesses need a probability for each of the {} steps'.format(a.size))
+        probability = np.nan_to_num(np.asarray(probability, dtype=np.float64))
+        if lasting_n > 0:
+            lasting = _lasting(probability, lasting_n)
+    if rearm_n > 0:
+        return _rearmed(raised.astype(bool), hold, probability, rearm_n, lasting)
+    raised = raised | lasting
     if hold is None or a.size == 0:
         return raised
     # a flag is up from a raised step through the held steps right after it: within each run
@@ -63,7 +86,7 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0):
     return (keep & (np.arange(a.size) >= start[run_id])).astype(np.int64)
 
 
-def _rearmed(raised, hold, probability, rearm_n):
+def _rearmed(raised, hold, probability, rearm_n, lasting):
     """The flag series with re-arming: a step at a time (the state is sequential)."""
     out = np.zeros(raised.size, dtype=np.int64)
     csum = np.concatenate([[0.0], np.cumsum(probability)])
@@ -76,7 +99,8 @@ def _rearmed(raised, hold, probability, rearm_n):
             since += 1
             mean = (csum[k + 1] - csum[k + 1 - rearm_n]) / rearm_n if since >= rearm_n else 1.0
             armed = mean < REARM_MEAN or since >= REARM_CAP * rearm_n
-        now = bool(raised[k]) and (up or armed or bool(sustained[k])) or (up and hold is not None and bool(hold[k]))
+        now = (bool(raised[k]) and (up or armed or bool(sustained[k])) or (up and hold is not None and bool(hold[k]))
+               or bool(lasting[k]))
         if up and not now:
             armed, since = False, 0
         up = now
@@ -87,11 +111,15 @@ def _rearmed(raised, hold, probability, rearm_n):
 class FlagPolicy:
     """``n_of_m`` step by step for many models at once, keyed by model id."""
 
-    def __init__(self, min_n, window_n, rearm_n=0):
+    def __init__(self, min_n, window_n, rearm_n=0, lasting_n=0):
         self.min_n = min_n
         self.window_n = window_n
         self.rearm_n = rearm_n
+        self.lasting_n = lasting_n
         self.ids = []
+        self.high = np.zeros((max(lasting_n, 1), 0), dtype=np.int8)      # probability >= HIGH, last lasting_n steps
+        self.high_count = np.zeros(0, dtype=np.int64)
+        self.lasting_pos = 0
         self.history = np.zeros((window_n, 0), dtype=np.int8)
         self.probs = np.zeros((max(rearm_n, 1), 0))
         self.recent = np.zeros((max(rearm_n, 1), 0), dtype=np.int8)     # probability >= HIGH, the same steps
@@ -114,20 +142,30 @@ class FlagPolicy:
             return out
         self.history, self.probs, self.recent = carry(self.history, 0), carry(self.probs, 0.0), carry(self.recent, 0)
         self.up, self.armed, self.since = carry(self.up, False), carry(self.armed, True), carry(self.since, 0)
+        self.high, self.high_count = carry(self.high, 0), carry(self.high_count, 0)
         self.ids = list(ids)
 
     def update(self, above, hold=None, probability=None):
         """Record this step's 0/1 ``above`` (one per model, 0 for a model that did not score)
         and return the flags; ``hold``: where a flag that is up may stay up; ``probability``:
-        this step's probabilities (for re-arming; 0 for a model that did not score)."""
+        this step's probabilities (for re-arming and lasting excesses; 0 for a model that did
+        not score)."""
         self.history[self.pos] = np.asarray(above, dtype=np.int8)
         self.pos = (self.pos + 1) % self.window_n
         raised = self.history.sum(axis=0) >= self.min_n
         kept = self.up & np.asarray(hold, dtype=bool) if hold is not None else np.zeros_like(self.up)
+        if self.rearm_n > 0 or self.lasting_n > 0:
+            p = np.zeros(len(self.ids)) if probability is None else np.nan_to_num(np.asarray(probability, float))
+        if self.lasting_n > 0:
+            row = self.lasting_pos % self.lasting_n
+            high = p >= HIGH
+            self.high_count += high - self.high[row]
+            self.high[row] = high
+            self.lasting_pos += 1
+            kept = kept | (self.high_count >= LASTING * self.lasting_n)     # raised or kept up: lasting
         if self.rearm_n <= 0:
             flags = raised | kept
         else:
-            p = np.zeros(len(self.ids)) if probability is None else np.nan_to_num(np.asarray(probability, float))
             self.probs[self.step % self.rearm_n] = p
             self.recent[self.step % self.rearm_n] = p >= HIGH
             self.step += 1

@@ -56,20 +56,49 @@ def test_an_unsettled_chart_still_flags_an_excess_that_lasts_or_after_the_cap():
     assert rises(n_of_m(p > 0.999, 2, 3, p >= 0.99, p, rearm_n=5)) == [1, 111]
 
 
+def test_a_moderate_excess_that_lasts_raises_a_flag_without_crossing_the_threshold():
+    # 99.5 %: above the 99 % level, never above the threshold (99.9 %)
+    p = np.array([0.5] * 30 + [0.995] * 40 + [0.5] * 30)
+    above, hold = p > 0.999, p >= 0.99
+    assert not n_of_m(above, 2, 3, hold, p, rearm_n=30).any()
+    for rearm_n in (0, 30):
+        flags = n_of_m(above, 2, 3, hold, p, rearm_n=rearm_n, lasting_n=20)
+        # up from the 15th step of the excess (3/4 of 20) until fewer than 15 of the last 20
+        # steps were high, 5 steps after it ended
+        assert np.flatnonzero(flags).tolist() == list(range(44, 75))
+    # normal data is above 99 % one step in a hundred; even one in ten never lasts
+    normal = np.where(np.arange(2000) % 10 == 0, 0.995, 0.5)
+    assert not n_of_m(normal > 0.999, 2, 3, normal >= 0.99, normal, rearm_n=30, lasting_n=20).any()
+    with pytest.raises(ValueError):
+        n_of_m([1, 1], 2, 3, None, None, lasting_n=5)
+
+
+def test_a_lasting_excess_flags_a_chart_that_waits_to_re_arm():
+    # an incident, a short calm, then a moderate excess that lasts: the chart has not settled
+    # (its mean probability is high), yet the lasting excess is a new flag
+    p = np.array([0.9999] * 5 + [0.98] * 10 + [0.995] * 40 + [0.5] * 10)
+    flags = n_of_m(p > 0.999, 2, 3, p >= 0.99, p, rearm_n=30, lasting_n=20)
+    assert rises(flags) == [1, 29]
+    assert rises(n_of_m(p > 0.999, 2, 3, p >= 0.99, p, rearm_n=30)) == [1]
+
+
 @pytest.mark.parametrize('min_n, window_n', [(2, 3), (3, 5), (1, 1), (4, 4)])
 @pytest.mark.parametrize('with_hold', [False, True])
-@pytest.mark.parametrize('rearm_n', [0, 4])
-def test_policy_step_by_step_equals_the_series_form(min_n, window_n, with_hold, rearm_n):
+@pytest.mark.parametrize('rearm_n, lasting_n', [(0, 0), (4, 0), (0, 4), (4, 4)])
+def test_policy_step_by_step_equals_the_series_form(min_n, window_n, with_hold, rearm_n, lasting_n):
     rng = np.random.default_rng(min_n * 10 + window_n)
-    p = rng.random((400, 4)) ** 0.3
-    above = (p > 0.8).astype(int)
+    u = rng.random((400, 4))
+    # with a lasting excess: probabilities often above 99 % (40 %), so 3 of 4 steps happen
+    p = u ** (0.02 if lasting_n else 0.3)
+    above = (u ** 0.3 > 0.8).astype(int)
     hold = p > 0.6 if with_hold else [None] * 400
-    policy = FlagPolicy(min_n, window_n, rearm_n)
+    policy = FlagPolicy(min_n, window_n, rearm_n, lasting_n)
     policy.reindex(['a', 'b', 'c', 'd'])
     got = np.array([policy.update(row, h, q) for row, h, q in zip(above, hold, p)])
     for k in range(4):
         series_hold = hold[:, k] if with_hold else None
-        assert got[:, k].tolist() == n_of_m(above[:, k], min_n, window_n, series_hold, p[:, k], rearm_n).tolist()
+        want = n_of_m(above[:, k], min_n, window_n, series_hold, p[:, k], rearm_n, lasting_n)
+        assert got[:, k].tolist() == want.tolist()
 
 
 def test_reindex_keeps_the_history_of_models_that_stay():
@@ -87,3 +116,12 @@ def test_reindex_keeps_a_model_waiting_to_re_arm():
     assert policy.update([0, 0], None, [0.9, 0.9]).tolist() == [0, 0]     # both flags clear
     policy.reindex(['b', 'c'])          # b stays (still waiting to re-arm), c is new (armed)
     assert policy.update([1, 1], None, [1.0, 1.0]).tolist() == [0, 1]
+
+
+def test_reindex_keeps_the_count_of_a_lasting_excess():
+    policy = FlagPolicy(2, 3, lasting_n=4)
+    policy.reindex(['a', 'b'])
+    for _ in range(2):
+        assert policy.update([0, 0], None, [0.995, 0.995]).tolist() == [0, 0]
+    policy.reindex(['c', 'b'])          # b has 2 high steps behind it, c none
+    assert policy.update([0, 0], None, [0.995, 0.995]).tolist() == [0, 1]
