@@ -290,6 +290,10 @@ def parse_job_config(raw, job_name=None):
                        ('flag_rearm_n', 3600), ('flag_lasting_n', 3600)):
         if _is_int(cfg[key]) and cfg[key] > limit:
             errors.append("key '{}': must be <= {}, got {}".format(key, limit, cfg[key]))
+    lasting = cfg['flag_lasting_n']
+    if _is_int(lasting) and 0 < lasting < 4:
+        # 3/4 of fewer than 4 steps is every step: one step at 99 % would flag (1 % of normal steps)
+        errors.append("key 'flag_lasting_n': 0 (off) or at least 4, got {}".format(lasting))
     after, before = cfg['initial_train_data_after'], cfg['initial_train_data_before']
     if _is_int(after) and _is_int(before) and (after > 0 or before > 0) and not 0 < after < before:
         errors.append("key 'initial_train_data_before': with initial_train_data_after it must give a window "

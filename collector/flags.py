@@ -7,7 +7,8 @@ requiring a few of the last steps turns those lone blips into nothing while a re
 incident (which lasts) is still flagged within ``min_n`` steps. Once up, the flag stays up
 while the probability is at least ``hold`` (a hysteresis): an incident whose score dips
 for a moment below the threshold stays one flag, not several. ``min_n = window_n = 1``
-without a hold is the retired collector's behaviour (flag = this step above the threshold).
+without a hold, re-arming or lasting excess is the retired collector's behaviour (flag =
+this step above the threshold).
 
 After a flag clears, the chart is re-armed (may raise a new flag as above) once its
 probability has averaged under ``REARM_MEAN`` over the last ``rearm_n`` steps, or

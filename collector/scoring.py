@@ -4,12 +4,12 @@ Training (in ``models``) hands back a ``FittedModel`` that holds the column prep
 scorer and the calibration of scores into probabilities. The default model's scorer is this
 project's own (``MahalanobisScorer``); for the pyod models where it is exact and cheap, the
 scorer is a numpy port of the pyod model's ``decision_function`` (checked against pyod in the
-tests), so the long-lived collection process never imports pyod, scikit-learn or numba
-(``collector.ports``). Other models (cblof, gmm, the deep ones) keep the pyod estimator.
+tests; loda's keeps pyod's fit and mends its bin lookup), so the long-lived collection
+process never imports pyod, scikit-learn or numba (``collector.ports``). Other models (cblof, gmm, the deep ones) keep the pyod estimator.
 """
 import numpy as np
 
-from .ports import EcdfScorer, HbosScorer, IforestScorer, KnnScorer, LofBaggingScorer
+from .ports import EcdfScorer, HbosScorer, IforestScorer, KnnScorer, LodaScorer, LofBaggingScorer
 
 N_QUANTILES = 1001
 
@@ -93,7 +93,7 @@ class ConstantScorer:
 
 # scorers that need nothing but numpy (no imports or JIT to warm up)
 NUMPY_SCORERS = (PcaScorer, MahalanobisScorer, ConstantScorer, EcdfScorer, HbosScorer, IforestScorer, KnnScorer,
-                 LofBaggingScorer)
+                 LofBaggingScorer, LodaScorer)
 
 
 # two scores this close are one: a live score is computed with other arithmetic than the training

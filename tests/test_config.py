@@ -141,7 +141,7 @@ def test_detection_keys_defaults_and_checks():
     for bad in (-1, 3601, 'abc', True, 2.5):
         assert any("key 'flag_rearm_n'" in e for e in errors_for({'flag_rearm_n': bad})), bad
     assert parse_job_config({}).flag_lasting_n == 20 and parse_job_config({'flag_lasting_n': 0}).flag_lasting_n == 0
-    for bad in (-1, 3601, 'abc', True, 2.5):
+    for bad in (-1, 1, 3, 3601, 'abc', True, 2.5):
         assert any("key 'flag_lasting_n'" in e for e in errors_for({'flag_lasting_n': bad})), bad
     assert parse_job_config({'model': 'pca+knn'}).model == 'pca+knn'
     errors = errors_for({'flag_min_n': 4, 'flag_window_n': 3, 'level_features': 'yes'})
