@@ -40,11 +40,11 @@ HIGH = 0.99
 LASTING = 0.75
 
 
-def _lasting(probability, lasting_n):
-    """Steps where the probability was at least ``HIGH`` in ``LASTING`` of the last ``lasting_n``."""
+def _high_counts(probability, n):
+    """At each step, how many of the last ``n`` steps had a probability of at least ``HIGH``."""
     c = np.concatenate([[0], np.cumsum(probability >= HIGH)])
     idx = np.arange(1, probability.size + 1)
-    return c[idx] - c[np.maximum(idx - lasting_n, 0)] >= LASTING * lasting_n
+    return c[idx] - c[np.maximum(idx - n, 0)]
 
 
 def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasting_n=0):
@@ -71,7 +71,7 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasti
             raise ValueError('re-arming and lasting excesses need a probability for each of the {} steps'.format(a.size))
         probability = np.nan_to_num(np.asarray(probability, dtype=np.float64))
         if lasting_n > 0:
-            lasting = _lasting(probability, lasting_n)
+            lasting = _high_counts(probability, lasting_n) >= LASTING * lasting_n
     if rearm_n > 0:
         return _rearmed(raised.astype(bool), hold, probability, rearm_n, lasting)
     raised = raised | lasting
@@ -91,9 +91,7 @@ def _rearmed(raised, hold, probability, rearm_n, lasting):
     """The flag series with re-arming: a step at a time (the state is sequential)."""
     out = np.zeros(raised.size, dtype=np.int64)
     csum = np.concatenate([[0.0], np.cumsum(probability)])
-    idx = np.arange(1, raised.size + 1)
-    c = np.concatenate([[0], np.cumsum(probability >= HIGH)])
-    sustained = c[idx] - c[np.maximum(idx - rearm_n, 0)] >= SUSTAINED * rearm_n
+    sustained = _high_counts(probability, rearm_n) >= SUSTAINED * rearm_n
     up, armed, since = False, True, 0
     for k in range(raised.size):
         if not up and not armed:

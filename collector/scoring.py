@@ -5,7 +5,8 @@ scorer and the calibration of scores into probabilities. The default model's sco
 project's own (``MahalanobisScorer``); for the pyod models where it is exact and cheap, the
 scorer is a numpy port of the pyod model's ``decision_function`` (checked against pyod in the
 tests; loda's keeps pyod's fit and mends its bin lookup), so the long-lived collection
-process never imports pyod, scikit-learn or numba (``collector.ports``). Other models (cblof, gmm, the deep ones) keep the pyod estimator.
+process never imports pyod, scikit-learn or numba (``collector.ports``). Other models
+(cblof, gmm, the deep ones) keep the pyod estimator.
 """
 import numpy as np
 
