@@ -10,7 +10,7 @@ by one. Results equal ``FittedModel.decision_function``/``probability``.
 import numpy as np
 
 from .netdata_api import split_key
-from .scoring import ConstantScorer, MahalanobisScorer, PcaScorer, beyond, lowered, tail_probability
+from .scoring import ConstantScorer, MahalanobisScorer, PcaScorer, beyond, lowered, squash_features, tail_probability
 
 
 class Layout:
@@ -138,7 +138,7 @@ class BatchScorer:
         n_cols = len(layout)
         width = blocks   # feature blocks per dimension (features.feature_blocks)
         # per model: where its kept features sit in the global feature row
-        gathers, means, scales, pca, other = [], [], [], [], []
+        gathers, means, scales, knees, pca, other = [], [], [], [], [], []
         self.own = []   # per model: where its full feature vector sits in the global row
         self.failed = {}  # model id -> why its scorer raised (scored as nothing unusual meanwhile)
         self.raw_index, raw_lengths = [], []
@@ -155,6 +155,7 @@ class BatchScorer:
                 gathers.append(kept)
                 means.append(fm.mean)
                 scales.append(fm.scale)
+                knees.append(np.full(kept.size, np.inf) if fm.knee is None else fm.knee)
             elif not isinstance(fm.scorer, ConstantScorer) and fm.kept.size:
                 other.append((k, kept))
         self.raw_all = np.concatenate(self.raw_index) if self.raw_index else np.zeros(0, dtype=np.intp)
@@ -165,6 +166,10 @@ class BatchScorer:
             self.gather = np.concatenate(gathers)
             self.mean = np.concatenate(means)
             self.scale = np.concatenate(scales)
+            knee = np.concatenate(knees)
+            # only the squashed features (the level blocks) pay for the squashing
+            self.squash_pos = np.nonzero(np.isfinite(knee))[0]
+            self.squash_knee = knee[self.squash_pos]
             f_len = [len(g) for g in gathers]
             f_off = _offsets(f_len)
             self.f_off = f_off
@@ -240,6 +245,8 @@ class BatchScorer:
         scores = np.zeros(len(self.models))
         if self.pca.size:
             z = (features[self.gather] - self.mean) / self.scale
+            if self.squash_pos.size:
+                z[self.squash_pos] = squash_features(z[self.squash_pos], self.squash_knee)
             z = (z - self.inner_mean) / self.inner_scale
             dots = np.add.reduceat(z[self.rep] * self.comp, self.pair_off)
             dist = dots * dots * self.w
@@ -254,7 +261,7 @@ class BatchScorer:
             scores[self.pca] = per_model
         for k, kept in self.other:
             fm = self.models[k]
-            z = (features[kept] - fm.mean) / fm.scale
+            z = squash_features((features[kept] - fm.mean) / fm.scale, fm.knee)
             try:
                 scores[k] = fm.scorer.decision_function(z[None, :])[0]
             except Exception as e:  # one broken model must not cost the others their scores

@@ -44,10 +44,11 @@ DEFAULTS = {
     'smooth_n': 3,
     'diffs_n': 1,
     'level_features': True,
+    'level_squash': 7,
     'contamination': 0.001,
     'flag_window_n': 3,
     'flag_min_n': 2,
-    'flag_hold_probability': 0.99,
+    'flag_hold_probability': 0.98,
     'flag_rearm_n': 30,
     'flag_lasting_n': 20,
     'train_exclude_flagged': True,
@@ -117,9 +118,10 @@ class JobConfig:
     train_in_subprocess: bool
     include_average_prob: bool
     models_dir: Optional[str] = None
-    flag_hold_probability: float = 0.99
+    flag_hold_probability: float = 0.98
     flag_rearm_n: int = 30
     flag_lasting_n: int = 20
+    level_squash: float = 7.0
     attribution_charts: bool = False
     prometheus_textfile: Optional[str] = None
     prometheus_port: Optional[int] = None
@@ -132,6 +134,11 @@ class JobConfig:
     def flag_hold(self):
         """The probability a raised flag is held at, or None when it is not held."""
         return self.flag_hold_probability if self.flag_hold_probability < 1 else None
+
+    @property
+    def squash(self):
+        """Standard deviations beyond which level features are squashed (``scoring.squash_features``), or None."""
+        return self.level_squash if self.level_squash > 0 else None
 
     @property
     def rows_needed(self):
@@ -305,6 +312,11 @@ def parse_job_config(raw, job_name=None):
     if isinstance(hold, bool) or not isinstance(hold, (int, float)) or not 0 < hold <= 1:
         errors.append("key 'flag_hold_probability': expected a probability in (0, 1] (1: no hold), got {!r}".format(
             hold))
+    squash = cfg['level_squash']
+    if isinstance(squash, bool) or not isinstance(squash, (int, float)) or not (squash == 0 or 2 <= squash <= 1000):
+        # below 2 standard deviations it would squash normal variation itself
+        errors.append("key 'level_squash': expected 0 (off) or a number of standard deviations from 2 to 1000, "
+                      "got {!r}".format(squash))
     c = cfg['contamination']
     if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c <= 0.5:
         errors.append("key 'contamination': expected a share in (0, 0.5], got {!r}".format(c))
@@ -350,7 +362,7 @@ def parse_job_config(raw, job_name=None):
         contamination=float(c), flag_window_n=cfg['flag_window_n'], flag_min_n=cfg['flag_min_n'],
         train_exclude_flagged=cfg['train_exclude_flagged'], flag_hold_probability=float(hold),
         flag_rearm_n=cfg['flag_rearm_n'], flag_lasting_n=cfg['flag_lasting_n'],
-        calibration=cfg['calibration'], train_in_subprocess=cfg['train_in_subprocess'],
+        level_squash=float(squash), calibration=cfg['calibration'], train_in_subprocess=cfg['train_in_subprocess'],
         include_average_prob=cfg['include_average_prob'], attribution_charts=cfg['attribution_charts'],
         models_dir=models_dir, prometheus_textfile=textfile, prometheus_port=port,
         prometheus_address=address, update_every=framework['update_every'],

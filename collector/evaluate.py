@@ -102,6 +102,8 @@ def format_recording_table(result):
     lines.append('detected {}/{}; false flag events outside incidents: {} in {:.2f} h = {}/h'.format(
         result['detected'], result['incidents_total'], result['false_flag_events'], result['clean_hours'],
         result['false_flag_events_per_hour']))
+    if result.get('clean_flagged_share') is not None:
+        lines.append('flags up in {:.2f} % of the chart-steps outside incidents'.format(100 * result['clean_flagged_share']))
     if result.get('false_flags_by_chart'):
         top = sorted(result['false_flags_by_chart'].items(), key=lambda kv: -kv[1])[:8]
         lines.append('false flags by chart: ' + ', '.join('{} {}'.format(m, n) for m, n in top))
@@ -168,7 +170,7 @@ def score_dataset(folder, config):
     groups = feature_groups([0] * train.shape[1], config.lags_n, config.level_features)
     fm = fit_model(os.path.basename(folder), [], X, model=config.model, contamination=config.contamination,
                    calibration=config.calibration, max_rows=config.train_max_n, groups=groups,
-                   blocks=(config.lags_n + 1, config.level_features))
+                   blocks=(config.lags_n + 1, config.level_features), level_squash=config.squash)
     rows = np.vstack([train[len(train) - (need - 1):], fill_missing(evals)]) if need > 1 else fill_missing(evals)
     scores = fm.decision_function(config.features(rows))
     probs = fm.probability(scores)

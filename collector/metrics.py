@@ -22,7 +22,9 @@ def score_incidents(times, flags_by_model, incidents):
 
     ``times``: the step times (unix s, ascending); ``flags_by_model``: ``{model: [0/1 per
     step]}`` where a model is a chart id (or a custom model's name); ``incidents``: the
-    ``labels.json`` incident dicts.
+    ``labels.json`` incident dicts. ``clean_flagged_share``: of every chart's steps outside
+    the incident windows, the share with its flag up (a flag that lingers long after an
+    incident is one event but many such steps).
     """
     times = list(times)
     edges = {m: rising_edges(times, f) for m, f in flags_by_model.items()}
@@ -58,10 +60,16 @@ def score_incidents(times, flags_by_model, incidents):
     else:
         covered = 0.0
     clean_hours = covered / 3600.0
+    # how long flags stay up where nothing is happening (most of it: lingering after an incident)
+    clean = np.array([not in_quiet_window(t) for t in times], dtype=bool)
+    up = [np.asarray(f, dtype=int)[clean] for f in flags_by_model.values()]
+    clean_steps = sum(u.size for u in up)
+    flagged_share = float(sum(u.sum() for u in up)) / clean_steps if clean_steps else None
     return {'incidents': out, 'detected': sum(1 for i in out if i['detected']), 'incidents_total': len(out),
             'false_flag_events': int(false_events), 'clean_hours': round(clean_hours, 4),
             'false_flag_events_per_hour': round(false_events / clean_hours, 3) if clean_hours else None,
             'charts': len(flags_by_model),
+            'clean_flagged_share': None if flagged_share is None else round(flagged_share, 5),
             'false_flags_by_chart': {m: n for m, n in sorted(false_by_model.items()) if n}}
 
 

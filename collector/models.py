@@ -11,7 +11,8 @@ import numpy as np
 
 from .ports import (EcdfScorer, HbosScorer, IforestScorer, KnnScorer, LodaScorer, LofBaggingScorer,
                     ecdf_training_scores)
-from .scoring import ConstantScorer, EnsembleScorer, FittedModel, MahalanobisScorer, PcaScorer, PyodScorer
+from .scoring import (ConstantScorer, EnsembleScorer, FittedModel, MahalanobisScorer, PcaScorer, PyodScorer,
+                      squash_features)
 
 
 # name -> (pyod module, class, extra kwargs); None for this project's own models
@@ -244,20 +245,35 @@ def feature_scale(X, groups=None):
     return kept, mean[kept], scale[kept]
 
 
+def level_knees(kept, n_features, blocks, level_squash):
+    """Per kept feature, where ``squash_features`` starts: ``level_squash`` for the level block, inf elsewhere.
+
+    None when nothing is squashed (no level block, or ``level_squash`` is None). Changes
+    are left whole: a spike is news however large.
+    """
+    if level_squash is None or not blocks or not blocks[1]:
+        return None
+    first_level = blocks[0] * (n_features // (blocks[0] + 1))
+    return np.where(np.asarray(kept) >= first_level, float(level_squash), np.inf)
+
+
 def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, calibration='empirical', max_rows=100000,
-              groups=None, blocks=None):
+              groups=None, blocks=None, level_squash=None):
     """Fit ``model`` on feature matrix ``X`` and return a ``FittedModel``.
 
     Features are centred and scaled by ``feature_scale`` (``groups``: a group id per
     feature, e.g. from ``features.feature_groups``; default one group). ``blocks``:
-    ``(change blocks, has level block)`` of the rows, for the sequence model. A model whose
+    ``(change blocks, has level block)`` of the rows, for the sequence model and for
+    ``level_squash`` (standard deviations beyond which the level features are squashed, see
+    ``scoring.squash_features``; None: not squashed). A model whose
     fit raises or yields non-finite training scores falls back to ``FALLBACK`` and the result
     says so in ``info``.
     """
     X = np.asarray(X, dtype=np.float64)
     X = subsample(X, min([max_rows] + [_MAX_ROWS.get(m, max_rows) for m in model_members(model)]))
     kept, mean, scale = feature_scale(X, groups)
-    Z = (X[:, kept] - mean) / scale
+    knee = level_knees(kept, X.shape[1], blocks, level_squash)
+    Z = squash_features((X[:, kept] - mean) / scale, knee)
     started = time.monotonic()
     info = {'rows': int(X.shape[0]), 'features': int(X.shape[1]), 'kept_features': int(kept.size),
             'requested_model': model}
@@ -284,4 +300,4 @@ def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, ca
     info['model'] = used
     info['fit_seconds'] = round(time.monotonic() - started, 4)
     return FittedModel(model_id, columns, kept, mean, scale, scorer, scores, contamination,
-                       calibration=calibration, model_name=used, info=info)
+                       calibration=calibration, model_name=used, info=info, knee=knee)

@@ -205,6 +205,21 @@ def minmax_probability(scores, lo, hi):
     return np.clip((scores - lo) / (hi - lo), 0.0, 1.0)
 
 
+def squash_features(Z, knee):
+    """Standardized features beyond ``knee`` grow only with the logarithm of the excess.
+
+    ``knee``: one value per feature (``inf``: left as it is), or None for no squashing.
+    ``z`` becomes ``sign(z) * (knee + log(1 + |z| - knee))`` past the knee, so the order of
+    values is kept (farther is still more unusual) but a level that drifted far from
+    training adds tens to a quadratic score, not thousands that drown every other feature.
+    """
+    if knee is None:
+        return Z
+    excess = np.abs(Z) - knee
+    with np.errstate(invalid='ignore'):
+        return np.where(excess > 0, np.sign(Z) * (knee + np.log1p(np.maximum(excess, 0.0))), Z)
+
+
 class FittedModel:
     """A trained model for one chart (or custom model): preprocessing, scorer, calibration.
 
@@ -214,10 +229,12 @@ class FittedModel:
     """
 
     tail = None     # (start, scale) of the fitted tail; None: empirical throughout
+    knee = None     # per kept feature, where squash_features starts; None: nothing squashed
 
     def __init__(self, name, columns, kept, mean, scale, scorer, train_scores, contamination,
-                 calibration='empirical', model_name='', info=None):
+                 calibration='empirical', model_name='', info=None, knee=None):
         self.name = name
+        self.knee = None if knee is None else np.asarray(knee, dtype=np.float64)
         self.columns = list(columns)
         self.kept = np.asarray(kept, dtype=np.intp)
         self.mean = np.asarray(mean, dtype=np.float64)
@@ -243,7 +260,7 @@ class FittedModel:
 
     def decision_function(self, X):
         """Raw anomaly score; never NaN or inf (non-finite scores become the worst seen)."""
-        Z = self.transform(X)
+        Z = squash_features(self.transform(X), self.knee)
         if Z.shape[1] == 0:
             return np.zeros(Z.shape[0])
         s = self.scorer.decision_function(Z)

@@ -159,7 +159,7 @@ def run_training(request):
             groups = feature_groups([split_key(c)[:2] for c in cols], cfg.lags_n, cfg.level_features)
             fm = fit_model(spec.model_id, cols, X, model=cfg.model, contamination=cfg.contamination,
                            calibration=cfg.calibration, max_rows=cfg.train_max_n, groups=groups,
-                           blocks=(cfg.lags_n + 1, cfg.level_features))
+                           blocks=(cfg.lags_n + 1, cfg.level_features), level_squash=cfg.squash)
         except Exception as e:
             result.errors[spec.model_id] = 'fit failed: {}'.format(e)
             continue

@@ -14,7 +14,7 @@ def feats(x, levels=LEVELS):
     return make_features(x, 1, 3, 2, levels)
 
 
-def build(model='pca', calibration='empirical', levels=LEVELS):
+def build(model='pca', calibration='empirical', levels=LEVELS, squash=None):
     rng = np.random.default_rng(5)
     raw = {}
     models = {}
@@ -30,25 +30,31 @@ def build(model='pca', calibration='empirical', levels=LEVELS):
             raw[c] = col
         m_id = chart.split('::')[1]
         models[m_id] = fit_model(m_id, cols, feats(x, levels), model=model, contamination=0.01,
-                                 calibration=calibration)
+                                 calibration=calibration, blocks=(3, levels), level_squash=squash)
     # a custom model sharing a column with a chart model
     cols = ['h::system.cpu|user', 'h::system.ram|used']
     x = np.column_stack([raw[c] for c in cols])
     models['pair'] = fit_model('pair', cols, feats(x, levels), model=model, contamination=0.01,
-                               calibration=calibration, groups=feature_groups(['cpu', 'ram'], 2, levels))
+                               calibration=calibration, groups=feature_groups(['cpu', 'ram'], 2, levels),
+                               blocks=(3, levels), level_squash=squash)
     return models, raw
 
 
-@pytest.mark.parametrize('model, calibration, levels', [
-    ('pca', 'empirical', True), ('pca', 'minmax', True), ('hbos', 'empirical', True), ('pca', 'empirical', False),
-    ('mahalanobis', 'empirical', True), ('pca/mahalanobis', 'empirical', True), ('mahalanobis', 'tail', True)])
-def test_batch_equals_each_model(model, calibration, levels):
+@pytest.mark.parametrize('model, calibration, levels, squash', [
+    ('pca', 'empirical', True, None), ('pca', 'minmax', True, None), ('hbos', 'empirical', True, None),
+    ('pca', 'empirical', False, None), ('mahalanobis', 'empirical', True, None),
+    ('pca/mahalanobis', 'empirical', True, None), ('mahalanobis', 'tail', True, None),
+    # level features squashed (a low knee, so the perturbed windows below go past it)
+    ('mahalanobis', 'empirical', True, 2.0), ('pca/mahalanobis', 'empirical', True, 2.0), ('hbos', 'empirical', True, 2.0),
+    ('mahalanobis', 'empirical', False, 2.0)])
+def test_batch_equals_each_model(model, calibration, levels, squash):
     if '/' in model:   # pca and mahalanobis models side by side in one batch
-        models, raw = build(model.split('/')[0], calibration, levels)
-        other, _ = build(model.split('/')[1], calibration, levels)
+        models, raw = build(model.split('/')[0], calibration, levels, squash)
+        other, _ = build(model.split('/')[1], calibration, levels, squash)
         models.update({'m_' + k: fm for k, fm in other.items()})
     else:
-        models, raw = build(model, calibration, levels)
+        models, raw = build(model, calibration, levels, squash)
+    assert all((fm.knee is not None) == (squash is not None and levels) for fm in models.values())
     layout = Layout(models)
     batch = BatchScorer(models, layout, feature_blocks(2, levels))
     assert all((fm.tail is not None) == (calibration == 'tail') for fm in models.values())

@@ -33,6 +33,8 @@ def test_incident_detection_delay_and_false_flags():
     # quiet windows: [100, 210] and [300, 380] -> 400 - 111 - 81 = 208 clean seconds
     assert r['clean_hours'] == round(208 / 3600, 4)
     assert r['charts'] == 3
+    # flags up outside the quiet windows: cpu at 50 and 215, of 3 charts x 208 clean steps
+    assert r['clean_flagged_share'] == round(2 / (3 * 208), 5)
 
 
 def test_a_flag_already_up_at_the_start_detects_with_zero_delay():

@@ -203,6 +203,44 @@ def test_a_level_that_moves_and_stays_is_still_flagged_with_level_features():
         assert (late.mean() > 0.9) == flagged_late
 
 
+def test_squash_features_keeps_order_and_leaves_the_normal_range_alone():
+    from collector.scoring import squash_features
+    z = np.array([[-1000.0, -8.0, -7.0, 0.5, 6.9, 7.0, 8.0, 1000.0, np.nan]])
+    knee = np.full(z.shape[1], 7.0)
+    out = squash_features(z, knee)[0]
+    assert out[2:6].tolist() == z[0, 2:6].tolist()
+    assert out[6] == pytest.approx(7 + np.log(2)) and out[1] == -out[6]
+    assert out[7] == pytest.approx(7 + np.log1p(993)) and out[0] == -out[7]
+    assert np.all(np.diff(out[:8]) > 0) and np.isnan(out[8])
+    assert squash_features(z, np.full(z.shape[1], np.inf))[0, :8].tolist() == z[0, :8].tolist()
+    assert squash_features(z, None) is z
+
+
+def test_level_squash_bounds_a_drifted_level_and_still_flags_it():
+    from collector.features import make_features
+    rng = np.random.default_rng(6)
+    train = 50 + rng.normal(0, 1, (4000, 3))
+    X = make_features(train, 1, 3, 5, True)
+    plain = fit_model('m', ['a', 'b', 'c'], X, contamination=0.001, blocks=(6, True))
+    squashed = fit_model('m', ['a', 'b', 'c'], X, contamination=0.001, blocks=(6, True), level_squash=7)
+    # only the level block (the last 3 features) is squashed
+    assert plain.knee is None and squashed.knee.tolist() == [np.inf] * 18 + [7.0] * 3
+    assert fit_model('m', ['a', 'b', 'c'], X, blocks=(6, False), level_squash=7).knee is None
+    # a dimension that drifted 200 deviations away and sits still there: no change, only a level
+    drifted = train[-40:].copy()
+    drifted[:, 0] += 200
+    x = make_features(drifted, 1, 3, 5, True)[-1:]
+    s_plain, s_squashed = plain.decision_function(x)[0], squashed.decision_function(x)[0]
+    assert s_squashed < s_plain / 100                       # it no longer drowns every other feature
+    assert squashed.predict(x)[0] == 1 and squashed.predict_proba(x)[0, 1] == 1.0   # still news
+    # a spike small enough to leave the smoothed level inside the knee scores as before
+    spike = train[-40:].copy()
+    spike[-1, 1] += 10
+    x = make_features(spike, 1, 3, 5, True)[-1:]
+    assert squashed.decision_function(x)[0] == pytest.approx(plain.decision_function(x)[0], rel=1e-6)
+    assert squashed.predict(x)[0] == 1
+
+
 def test_an_ensemble_trains_scores_and_names_its_members():
     X = normal_data()
     fm = fit_model('m', ['c'], X, model='pca+hbos', contamination=0.01)

@@ -21,7 +21,8 @@ COLS = ['h::system.cpu|user', 'h::system.cpu|system']
 def saved(tmp_path, model='pca', **conf):
     cfg = parse_job_config(dict({'model': model}, **conf))
     X = np.random.default_rng(0).normal(size=(500, 2))
-    fm = fit_model('system.cpu', COLS, cfg.features(X), model=model, contamination=cfg.contamination)
+    fm = fit_model('system.cpu', COLS, cfg.features(X), model=model, contamination=cfg.contamination,
+                   blocks=(cfg.lags_n + 1, cfg.level_features), level_squash=cfg.squash)
     fm.info['window'] = (1.0, 500.0)
     persist.save(str(tmp_path), fm, cfg, 500.0)
     return fm, cfg
@@ -34,6 +35,7 @@ def test_save_then_load_gives_the_same_model_and_metadata(tmp_path):
     Y = np.random.default_rng(1).normal(size=(20, fm.kept.size + 0))
     X = cfg.features(np.random.default_rng(2).normal(size=(30, 2)))
     assert np.array_equal(got.decision_function(X), fm.decision_function(X))
+    assert got.knee is not None and np.array_equal(got.knee, fm.knee)   # the level block stays squashed
     assert meta['config_hash'] == persist.config_hash(cfg) and meta['window'] == [1.0, 500.0]
     assert meta['scores']['threshold'] == fm.threshold and meta['libraries']['numpy']
     assert sorted(os.listdir(tmp_path)) == ['system.cpu.json', 'system.cpu.pkl']   # no temporary files
@@ -45,6 +47,8 @@ def test_what_no_longer_fits_is_a_reason_to_retrain(tmp_path):
     assert load(str(tmp_path), 'system.ram', cfg, COLS) == (None, None, None)          # nothing saved
     assert load(str(tmp_path), 'system.cpu', parse_job_config({'lags_n': 2}), COLS)[2] == 'configuration changed'
     assert load(str(tmp_path), 'system.cpu', cfg, COLS + ['h::system.cpu|nice'])[2] == 'dimensions changed'
+    assert load(str(tmp_path), 'system.cpu', parse_job_config({'level_squash': 0}), COLS)[2] == \
+        'configuration changed'   # its levels were learnt squashed
     pkl = tmp_path / 'system.cpu.pkl'
     pkl.write_bytes(pkl.read_bytes()[:-10] + b'0123456789')
     assert 'damaged' in load(str(tmp_path), 'system.cpu', cfg, COLS)[2]
