@@ -44,11 +44,11 @@ DEFAULTS = {
     'smooth_n': 3,
     'diffs_n': 1,
     'level_features': True,
-    'level_squash': 7,
+    'level_squash': 0,
     'contamination': 0.001,
     'flag_window_n': 3,
     'flag_min_n': 2,
-    'flag_hold_probability': 0.98,
+    'flag_hold_probability': 0.99,
     'flag_rearm_n': 30,
     'flag_lasting_n': 20,
     'train_exclude_flagged': True,
@@ -118,10 +118,10 @@ class JobConfig:
     train_in_subprocess: bool
     include_average_prob: bool
     models_dir: Optional[str] = None
-    flag_hold_probability: float = 0.98
+    flag_hold_probability: float = 0.99
     flag_rearm_n: int = 30
     flag_lasting_n: int = 20
-    level_squash: float = 7.0
+    level_squash: float = 0.0
     attribution_charts: bool = False
     prometheus_textfile: Optional[str] = None
     prometheus_port: Optional[int] = None

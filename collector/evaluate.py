@@ -92,18 +92,20 @@ def evaluate_recording(path, config_path=None, job=None, warmup=None, overrides=
 def format_recording_table(result):
     lines = ['recording {}: {} charts, warmup {}s, evaluated {}..{}'.format(
         result['recording'], result['charts'], result['warmup_s'], result['evaluated_from'], result['evaluated_to']),
-        '{:<24} {:>8} {:>6} {:>9} {:>7}  {}'.format('incident', 'start+s', 'dur_s', 'detected', 'delay_s',
-                                                   'expected charts flagged')]
+        '{:<24} {:>8} {:>6} {:>9} {:>7} {:>8}  {}'.format('incident', 'start+s', 'dur_s', 'detected', 'delay_s',
+                                                          'flagged%', 'expected charts flagged')]
     base = result['evaluated_from'] - result['warmup_s']
     for inc in result['incidents']:
-        lines.append('{:<24} {:>8} {:>6} {:>9} {:>7}  {}'.format(
+        lines.append('{:<24} {:>8} {:>6} {:>9} {:>7} {:>8.0f}  {}'.format(
             inc['kind'][:24], inc['start'] - base, inc['end'] - inc['start'], 'yes' if inc['detected'] else 'NO',
-            '-' if inc['delay_s'] is None else inc['delay_s'], ', '.join(inc['charts_flagged']) or '-'))
+            '-' if inc['delay_s'] is None else inc['delay_s'], 100 * inc.get('flagged_share', 0.0),
+            ', '.join(inc['charts_flagged']) or '-'))
     lines.append('detected {}/{}; false flag events outside incidents: {} in {:.2f} h = {}/h'.format(
         result['detected'], result['incidents_total'], result['false_flag_events'], result['clean_hours'],
         result['false_flag_events_per_hour']))
     if result.get('clean_flagged_share') is not None:
-        lines.append('flags up in {:.2f} % of the chart-steps outside incidents'.format(100 * result['clean_flagged_share']))
+        lines.append('flags up in {:.2f} % of the chart-steps outside incidents and the minute after '
+                     'each'.format(100 * result['clean_flagged_share']))
     if result.get('false_flags_by_chart'):
         top = sorted(result['false_flags_by_chart'].items(), key=lambda kv: -kv[1])[:8]
         lines.append('false flags by chart: ' + ', '.join('{} {}'.format(m, n) for m, n in top))

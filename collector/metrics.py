@@ -22,11 +22,14 @@ def score_incidents(times, flags_by_model, incidents):
 
     ``times``: the step times (unix s, ascending); ``flags_by_model``: ``{model: [0/1 per
     step]}`` where a model is a chart id (or a custom model's name); ``incidents``: the
-    ``labels.json`` incident dicts. ``clean_flagged_share``: of every chart's steps outside
-    the incident windows, the share with its flag up (a flag that lingers long after an
-    incident is one event but many such steps).
+    ``labels.json`` incident dicts. Per incident, ``flagged_share``: the share of its steps
+    with a flag up on one of its expected charts (a stress that stays flagged for its whole
+    minute, or only at its onset). ``clean_flagged_share``: of every chart's steps outside
+    the incident windows (each incident and the 60 s after it), the share with its flag up (a
+    flag that lingers long after an incident is one event but many such steps).
     """
     times = list(times)
+    t_arr = np.asarray(times)
     edges = {m: rising_edges(times, f) for m, f in flags_by_model.items()}
     # a flag already up when an incident starts counts as detecting it at its start
     up_at = {m: dict(zip(times, np.asarray(f, dtype=int))) for m, f in flags_by_model.items()}
@@ -44,10 +47,15 @@ def score_incidents(times, flags_by_model, incidents):
             if hits:
                 firsts[m] = min(hits)
         first = min(firsts.values()) if firsts else None
+        during = (t_arr >= start) & (t_arr <= end)
+        expected = [np.asarray(flags_by_model[m], dtype=int)[during] for m in inc.get('expected_charts', [])
+                    if m in flags_by_model]
+        share = float(np.max(expected, axis=0).mean()) if expected and during.any() else 0.0
         flagged_any = sorted(m for m, e in edges.items() if any(start <= t <= end + DETECT_AFTER_END for t in e))
         out.append({'kind': inc.get('kind', ''), 'start': start, 'end': end, 'detected': first is not None,
                     'delay_s': (first - start) if first is not None else None,
-                    'charts_flagged': sorted(firsts), 'all_charts_flagged': flagged_any})
+                    'charts_flagged': sorted(firsts), 'all_charts_flagged': flagged_any,
+                    'flagged_share': round(share, 3)})
 
     def in_quiet_window(t):
         return any(inc['start'] <= t <= inc['end'] + QUIET_AFTER_END for inc in incidents)

@@ -215,8 +215,8 @@ def squash_features(Z, knee):
     """
     if knee is None:
         return Z
-    excess = np.abs(Z) - knee
-    with np.errstate(invalid='ignore'):
+    with np.errstate(invalid='ignore'):   # an infinite feature minus an infinite knee
+        excess = np.abs(Z) - knee
         return np.where(excess > 0, np.sign(Z) * (knee + np.log1p(np.maximum(excess, 0.0))), Z)
 
 

@@ -134,7 +134,7 @@ def test_ipv6_hosts_in_custom_models():
 def test_detection_keys_defaults_and_checks():
     cfg = parse_job_config({})
     assert (cfg.level_features, cfg.flag_min_n, cfg.flag_window_n, cfg.train_exclude_flagged) == (True, 2, 3, True)
-    assert cfg.flag_hold == 0.98 and parse_job_config({'flag_hold_probability': 1}).flag_hold is None
+    assert cfg.flag_hold == 0.99 and parse_job_config({'flag_hold_probability': 1}).flag_hold is None
     for bad in (1.5, 0, -0.1, 'high', True):
         assert any("key 'flag_hold_probability'" in e for e in errors_for({'flag_hold_probability': bad})), bad
     assert parse_job_config({}).flag_rearm_n == 30 and parse_job_config({'flag_rearm_n': 0}).flag_rearm_n == 0
@@ -143,7 +143,7 @@ def test_detection_keys_defaults_and_checks():
     assert parse_job_config({}).flag_lasting_n == 20 and parse_job_config({'flag_lasting_n': 0}).flag_lasting_n == 0
     for bad in (-1, 1, 3, 3601, 'abc', True, 2.5):
         assert any("key 'flag_lasting_n'" in e for e in errors_for({'flag_lasting_n': bad})), bad
-    assert parse_job_config({}).squash == 7 and parse_job_config({'level_squash': 0}).squash is None
+    assert parse_job_config({}).squash is None and parse_job_config({'level_squash': 7}).squash == 7
     assert parse_job_config({'level_squash': 12.5}).squash == 12.5
     for bad in (-1, 1, 1.9, 1001, 'abc', True, None):
         assert any("key 'level_squash'" in e for e in errors_for({'level_squash': bad})), bad

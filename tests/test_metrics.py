@@ -27,6 +27,8 @@ def test_incident_detection_delay_and_false_flags():
     assert first['detected'] and first['delay_s'] == 3 and first['charts_flagged'] == ['system.cpu']
     assert 'apps.cpu' in first['all_charts_flagged']
     assert not second['detected'] and second['delay_s'] is None
+    # incident 1 lasts steps 100..150 (51 steps); system.cpu is up for 103..109
+    assert first['flagged_share'] == round(7 / 51, 3) and second['flagged_share'] == 0.0
     assert r['detected'] == 1 and r['incidents_total'] == 2
     assert r['false_flag_events'] == 2
     assert r['false_flags_by_chart'] == {'system.cpu': 2}

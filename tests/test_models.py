@@ -233,6 +233,12 @@ def test_level_squash_bounds_a_drifted_level_and_still_flags_it():
     s_plain, s_squashed = plain.decision_function(x)[0], squashed.decision_function(x)[0]
     assert s_squashed < s_plain / 100                       # it no longer drowns every other feature
     assert squashed.predict(x)[0] == 1 and squashed.predict_proba(x)[0, 1] == 1.0   # still news
+    # training that went past the knee itself is scored as the live rows are: squashed
+    wild = train.copy()
+    wild[1000:1010, 2] += 200   # 20 deviations of its own (inflated) spread
+    Xw = make_features(wild, 1, 3, 5, True)
+    fw = fit_model('m', ['a', 'b', 'c'], Xw, contamination=0.001, blocks=(6, True), level_squash=7)
+    assert np.allclose(np.quantile(fw.decision_function(Xw), 0.999), fw.threshold, rtol=1e-9)
     # a spike small enough to leave the smoothed level inside the knee scores as before
     spike = train[-40:].copy()
     spike[-1, 1] += 10

@@ -29,7 +29,7 @@ def saved(tmp_path, model='pca', **conf):
 
 
 def test_save_then_load_gives_the_same_model_and_metadata(tmp_path):
-    fm, cfg = saved(tmp_path)
+    fm, cfg = saved(tmp_path, level_squash=7)
     got, meta, reason = persist.load(str(tmp_path), 'system.cpu', cfg, list(reversed(COLS)))
     assert reason is None
     Y = np.random.default_rng(1).normal(size=(20, fm.kept.size + 0))
@@ -44,15 +44,17 @@ def test_save_then_load_gives_the_same_model_and_metadata(tmp_path):
 def test_what_no_longer_fits_is_a_reason_to_retrain(tmp_path):
     _, cfg = saved(tmp_path)
     load = persist.load
+    assert load(str(tmp_path), 'system.cpu', cfg, COLS)[2] is None   # the same settings load
     assert load(str(tmp_path), 'system.ram', cfg, COLS) == (None, None, None)          # nothing saved
-    assert load(str(tmp_path), 'system.cpu', parse_job_config({'lags_n': 2}), COLS)[2] == 'configuration changed'
+    assert load(str(tmp_path), 'system.cpu', parse_job_config({'model': 'pca', 'lags_n': 2}), COLS)[2] == \
+        'configuration changed'
     assert load(str(tmp_path), 'system.cpu', cfg, COLS + ['h::system.cpu|nice'])[2] == 'dimensions changed'
-    assert load(str(tmp_path), 'system.cpu', parse_job_config({'level_squash': 0}), COLS)[2] == \
-        'configuration changed'   # its levels were learnt squashed
+    assert load(str(tmp_path), 'system.cpu', parse_job_config({'model': 'pca', 'level_squash': 7}), COLS)[2] == \
+        'configuration changed'   # its levels were learnt whole
     pkl = tmp_path / 'system.cpu.pkl'
     pkl.write_bytes(pkl.read_bytes()[:-10] + b'0123456789')
     assert 'damaged' in load(str(tmp_path), 'system.cpu', cfg, COLS)[2]
-    assert load(str(tmp_path), 'system.cpu', parse_job_config({'update_every': 5}), COLS)[2] == \
+    assert load(str(tmp_path), 'system.cpu', parse_job_config({'model': 'pca', 'update_every': 5}), COLS)[2] == \
         'configuration changed'   # its differences were learnt a second apart
     meta = json.loads((tmp_path / 'system.cpu.json').read_text())
     meta['columns'] = 5

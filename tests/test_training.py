@@ -13,9 +13,9 @@ def test_excluded_rows_reach_past_a_span_by_the_feature_length():
     assert not excluded_rows(times, [], reach=3).any()
 
 
-def _train(replay, exclude):
+def _train(replay, exclude, **conf):
     replay.clock.set(START + 900)
-    cfg = parse_job_config({'host': replay.host, 'update_every': 1})
+    cfg = parse_job_config(dict({'host': replay.host, 'update_every': 1}, **conf))
     spec = ModelSpec('system.cpu', replay.host, chart='system.cpu')
     result = run_training(TrainingRequest(cfg, [spec], START + 300, START + 900, exclude))
     assert not result.error and not result.errors
@@ -34,3 +34,13 @@ def test_a_flagged_incident_is_left_out_of_the_next_training(replay):
     # a model flagged for most of its window takes that as the new normal
     most, _ = _train(replay, {'system.cpu': [(START + 300, START + 700)]})
     assert most.info['excluded_rows'] == 0 and most.info['flagged_share_kept'] > 0.25
+
+
+def test_level_squash_reaches_the_models_a_job_trains(replay):
+    plain, _ = _train(replay, {})
+    squashed, cfg = _train(replay, {}, level_squash=7)
+    assert plain.knee is None
+    # the level block of system.cpu's dimensions, and nothing else, is squashed at 7
+    n_cols = len(squashed.columns)
+    level = squashed.kept >= (cfg.lags_n + 1) * n_cols
+    assert level.any() and np.all(squashed.knee[level] == 7) and np.all(np.isinf(squashed.knee[~level]))
