@@ -62,14 +62,10 @@ def score_incidents(times, flags_by_model, incidents):
 
     false_by_model = {m: sum(1 for t in e if not in_quiet_window(t)) for m, e in edges.items()}
     false_events = sum(false_by_model.values())
-    if times:
-        step = np.median(np.diff(times)) if len(times) > 1 else 1.0
-        covered = sum(1 for t in times if not in_quiet_window(t)) * step
-    else:
-        covered = 0.0
-    clean_hours = covered / 3600.0
-    # how long flags stay up where nothing is happening (most of it: lingering after an incident)
     clean = np.array([not in_quiet_window(t) for t in times], dtype=bool)
+    step = (np.median(np.diff(times)) if len(times) > 1 else 1.0) if times else 0.0
+    clean_hours = float(clean.sum()) * step / 3600.0
+    # how long flags stay up where nothing is happening (most of it: lingering after an incident)
     up = [np.asarray(f, dtype=int)[clean] for f in flags_by_model.values()]
     clean_steps = sum(u.size for u in up)
     flagged_share = float(sum(u.sum() for u in up)) / clean_steps if clean_steps else None
