@@ -10,7 +10,8 @@ by one. Results equal ``FittedModel.decision_function``/``probability``.
 import numpy as np
 
 from .netdata_api import split_key
-from .scoring import ConstantScorer, MahalanobisScorer, PcaScorer, beyond, lowered, squash_features, tail_probability
+from .scoring import (ConstantScorer, MahalanobisScorer, PcaScorer, beyond, log_excess, lowered, squash_features,
+                      tail_probability)
 
 
 class Layout:
@@ -225,6 +226,7 @@ class BatchScorer:
             self.n_points[k] = fm.points.size
         self.top = np.array([fm.points[-1] for fm in self.models]) if self.models else np.zeros(0)
         self.threshold = np.array([fm.threshold for fm in self.models])
+        self.median = np.array([fm.median for fm in self.models])
         tails = [fm.tail or (np.inf, 1.0) for fm in self.models]
         self.tail_start = np.array([t[0] for t in tails])
         self.tail_scale = np.array([t[1] for t in tails])
@@ -292,6 +294,7 @@ class BatchScorer:
         return self.models[k].attribution(features[self.own[k]])
 
     def score(self, features):
-        """``(ids, probabilities, flags)`` for every model."""
+        """``(ids, probabilities, flags, log excesses)`` for every model."""
         s = self.decision_function(features)
-        return self.ids, self.probability(s), beyond(s, self.threshold).astype(int)
+        return self.ids, self.probability(s), beyond(s, self.threshold).astype(int), log_excess(s, self.median,
+                                                                                               self.threshold)

@@ -389,13 +389,14 @@ class AnomalyDetector:
         self.rows_seen = self.rows_seen + present
         filled = fill_missing(ring) if np.isnan(ring).any() else ring
         features = self.config.features(filled)[-1]
-        ids, probs, above = batch.score(features)
+        ids, probs, above, excess = batch.score(features)
         for model_id, why in batch.failed.items():
             self.problems.report('scorer:' + model_id, "model '{}' cannot score: {}; it is retrained at the "
                                                        "next training".format(model_id, why))
         scored = present & (self.rows_seen >= self.need)
         hold = None if self.config.flag_hold is None else (probs >= self.config.flag_hold) & scored
-        flags = self.flag_policy.update(above & scored, hold, np.where(scored, probs, 0.0)) * scored
+        flags = self.flag_policy.update(above & scored, hold, np.where(scored, probs, 0.0),
+                                        np.where(scored, excess, -np.inf)) * scored
         p_list, f_list = probs.tolist(), flags.tolist()
         step.scores.update((ids[k], (p_list[k], f_list[k])) for k in np.nonzero(scored)[0].tolist())
         if self.config.train_exclude_flagged:

@@ -178,7 +178,7 @@ def score_dataset(folder, config):
     probs = fm.probability(scores)
     hold = None if config.flag_hold is None else probs >= config.flag_hold
     flags = n_of_m(fm.exceeds(scores), config.flag_min_n, config.flag_window_n, hold, probs, config.flag_rearm_n,
-                   config.flag_lasting_n)
+                   config.flag_lasting_n, fm.excess(scores))
     return scores, flags, labels, fm
 
 

@@ -30,6 +30,18 @@ steps after the excess ends. Normal data is
 above 99 % one step in a hundred; three quarters of 20 steps is a level that moved by less
 than a threshold's worth and stayed moved (a disk a little busier, a service a little
 slower), which one step's threshold never sees. ``lasting_n = 0``: off.
+
+A flag that is up is released when its chart is plainly recovering (with re-arming on): its
+score (``excess``: the logarithm of how far above the training median it is, in units of
+the threshold's distance from it) has fallen ``RECOVERY_DROP`` (a factor e^2, about 7) from
+its highest since the flag rose, and the medians of the last ``RECOVERY_WINDOWS`` runs of
+``RECOVERY_W`` steps each fell by more than ``RECOVERY_STEP`` from the run before. An
+incident in progress keeps its score (a pinned CPU, a filled memory); its aftermath decays:
+a pressure or load average still coming down from it stays above anything a quiet node's
+training saw for a quarter of an hour, and held one flag up all that time (Netdata's
+``anomalies_flag_lasting`` alarm critical after every disk stress). Until the chart re-arms
+no rule raises its flag again, unless its score climbs ``RECOVERY_RISE`` above where it was
+released: a new excess on top of the decay.
 """
 import numpy as np
 
@@ -38,6 +50,12 @@ REARM_CAP = 10
 SUSTAINED = 0.5
 HIGH = 0.99
 LASTING = 0.75
+RECOVERY_W = 10
+RECOVERY_WINDOWS = 3
+RECOVERY_STEP = 0.03
+RECOVERY_DROP = 2.0
+RECOVERY_RISE = 1.0
+RECOVERY_HISTORY = RECOVERY_W * (RECOVERY_WINDOWS + 1)
 
 
 def _high_counts(probability, n):
@@ -47,11 +65,20 @@ def _high_counts(probability, n):
     return c[idx] - c[np.maximum(idx - n, 0)]
 
 
-def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasting_n=0):
+def declining(history):
+    """Whether each column of ``history`` (``RECOVERY_HISTORY`` steps, oldest first) fell steadily:
+    every run of ``RECOVERY_W`` steps has a median more than ``RECOVERY_STEP`` under the run before."""
+    runs = np.median(np.asarray(history, dtype=np.float64).reshape(RECOVERY_WINDOWS + 1, RECOVERY_W, -1), axis=1)
+    return np.all(runs[1:] < runs[:-1] - RECOVERY_STEP, axis=0)
+
+
+def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasting_n=0, excess=None):
     """Flags for a whole 0/1 series (oldest first): the pure form, used by evaluation.
 
     ``hold``: optional 0/1 series, where a raised flag may stay up; ``probability``: the
-    series of probabilities, needed for ``rearm_n > 0`` or ``lasting_n > 0``.
+    series of probabilities, needed for ``rearm_n > 0`` or ``lasting_n > 0``; ``excess``:
+    the series of ``scoring.log_excess`` for releasing a recovering chart (with
+    ``rearm_n > 0``; None: no release).
     """
     a = np.asarray(above, dtype=np.int64)
     if min_n <= 1 and window_n <= 1:
@@ -73,7 +100,11 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasti
         if lasting_n > 0:
             lasting = _high_counts(probability, lasting_n) >= LASTING * lasting_n
     if rearm_n > 0:
-        return _rearmed(raised.astype(bool), hold, probability, rearm_n, lasting)
+        if excess is not None:
+            excess = np.asarray(excess, dtype=np.float64)
+            if excess.shape != a.shape:
+                raise ValueError('excess has {} steps, above has {}'.format(excess.size, a.size))
+        return _rearmed(raised.astype(bool), hold, probability, rearm_n, lasting, excess)
     raised = raised | lasting
     if hold is None or a.size == 0:
         return raised
@@ -87,19 +118,30 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasti
     return (keep & (np.arange(a.size) >= start[run_id])).astype(np.int64)
 
 
-def _rearmed(raised, hold, probability, rearm_n, lasting):
+def _rearmed(raised, hold, probability, rearm_n, lasting, excess=None):
     """The flag series with re-arming: a step at a time (the state is sequential)."""
     out = np.zeros(raised.size, dtype=np.int64)
     csum = np.concatenate([[0.0], np.cumsum(probability)])
     sustained = _high_counts(probability, rearm_n) >= SUSTAINED * rearm_n
     up, armed, since = False, True, 0
+    recovering, peak, released = False, -np.inf, 0.0
     for k in range(raised.size):
-        if not up and not armed:
-            since += 1
+        settled = False
+        if not up and (not armed or recovering):
+            since += 0 if armed else 1
             mean = (csum[k + 1] - csum[k + 1 - rearm_n]) / rearm_n if since >= rearm_n else 1.0
-            armed = mean < REARM_MEAN or since >= REARM_CAP * rearm_n
+            settled = mean < REARM_MEAN
+            armed = armed or settled or since >= REARM_CAP * rearm_n
         now = (bool(raised[k]) and (up or armed or bool(sustained[k])) or (up and hold is not None and bool(hold[k]))
                or bool(lasting[k]))
+        if excess is not None:
+            e = excess[k]
+            recovering = recovering and not settled and not e > released + RECOVERY_RISE
+            now = now and not recovering
+            peak = max(peak, e) if up else e
+            if (now and up and k >= RECOVERY_HISTORY - 1 and peak - e >= RECOVERY_DROP
+                    and declining(excess[k + 1 - RECOVERY_HISTORY:k + 1, None])[0]):
+                now, recovering, released = False, True, e
         if up and not now:
             armed, since = False, 0
         up = now
@@ -127,6 +169,10 @@ class FlagPolicy:
         self.since = np.zeros(0, dtype=np.int64)
         self.pos = 0
         self.step = 0
+        self.excess = np.zeros((RECOVERY_HISTORY, 0))     # the last steps' log excess, by step % RECOVERY_HISTORY
+        self.peak = np.zeros(0)
+        self.recovering = np.zeros(0, dtype=bool)
+        self.released = np.zeros(0)
 
     def reindex(self, ids):
         """Follow a new model layout, keeping the state of models that stay (new ones are armed)."""
@@ -142,13 +188,16 @@ class FlagPolicy:
         self.history, self.probs, self.recent = carry(self.history, 0), carry(self.probs, 0.0), carry(self.recent, 0)
         self.up, self.armed, self.since = carry(self.up, False), carry(self.armed, True), carry(self.since, 0)
         self.high, self.high_count = carry(self.high, 0), carry(self.high_count, 0)
+        self.excess, self.peak = carry(self.excess, -np.inf), carry(self.peak, 0.0)
+        self.recovering, self.released = carry(self.recovering, False), carry(self.released, 0.0)
         self.ids = list(ids)
 
-    def update(self, above, hold=None, probability=None):
+    def update(self, above, hold=None, probability=None, excess=None):
         """Record this step's 0/1 ``above`` (one per model, 0 for a model that did not score)
         and return the flags; ``hold``: where a flag that is up may stay up; ``probability``:
         this step's probabilities (for re-arming and lasting excesses; 0 for a model that did
-        not score)."""
+        not score); ``excess``: this step's ``scoring.log_excess`` (for releasing a recovering
+        chart; None: no release)."""
         self.history[self.pos] = np.asarray(above, dtype=np.int8)
         self.pos = (self.pos + 1) % self.window_n
         raised = self.history.sum(axis=0) >= self.min_n
@@ -170,14 +219,34 @@ class FlagPolicy:
             self.step += 1
             waiting = ~self.up & ~self.armed
             flags = raised & (self.up | self.armed) | kept
-            if waiting.any():   # only a chart whose flag cleared lately needs the sums
+            settled = np.zeros(len(self.ids), dtype=bool)
+            if waiting.any() or self.recovering.any():   # only a chart whose flag cleared lately needs the sums
                 self.since = np.where(waiting, self.since + 1, self.since)
-                settled = (self.since >= self.rearm_n) & (self.probs.mean(axis=0) < REARM_MEAN)
+                settled = ~self.up & (self.since >= self.rearm_n) & (self.probs.mean(axis=0) < REARM_MEAN)
                 self.armed |= waiting & (settled | (self.since >= REARM_CAP * self.rearm_n))
                 sustained = self.recent.sum(axis=0) >= SUSTAINED * self.rearm_n
                 flags = raised & (self.up | self.armed | sustained) | kept
+            if excess is not None:
+                flags = self._recovery(flags, np.asarray(excess, dtype=np.float64), settled)
             cleared = self.up & ~flags
             self.armed &= ~cleared
             self.since = np.where(cleared, 0, self.since)
         self.up = flags
         return flags.astype(int)
+
+    def _recovery(self, flags, e, settled):
+        """``flags`` less those of charts recovering (see the module's docstring); one step of ``n_of_m``'s."""
+        row = (self.step - 1) % RECOVERY_HISTORY     # self.step already counts this step
+        self.excess[row] = e
+        self.recovering &= ~settled & ~(e > self.released + RECOVERY_RISE)
+        flags = flags & ~self.recovering
+        self.peak = np.where(self.up, np.maximum(self.peak, e), e)
+        check = flags & self.up & (self.peak - e >= RECOVERY_DROP)
+        if self.step >= RECOVERY_HISTORY and check.any():
+            k = np.nonzero(check)[0]
+            order = (np.arange(row + 1, row + 1 + RECOVERY_HISTORY)) % RECOVERY_HISTORY    # oldest first
+            release = k[declining(self.excess[np.ix_(order, k)])]
+            flags[release] = False
+            self.recovering[release] = True
+            self.released[release] = e[release]
+        return flags

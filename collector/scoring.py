@@ -198,6 +198,17 @@ def empirical_probability(scores, points, tail=None):
     return p
 
 
+def log_excess(scores, median, threshold):
+    """How far each score is above the training median, in units of the threshold's distance
+    from it, as a logarithm (0 at the threshold, floored at -14): the flag policy's measure of
+    whether an excess is growing, holding or dying down, which the probability (capped at 1
+    beyond the training's highest score) cannot tell. Arrays broadcast (one per model)."""
+    span = np.maximum(np.asarray(threshold, dtype=np.float64) - median, 1e-12)
+    with np.errstate(invalid='ignore', over='ignore'):
+        ratio = (np.asarray(scores, dtype=np.float64) - median) / span
+    return np.log(np.clip(np.nan_to_num(ratio, nan=0.0), 1e-6, 1e300))
+
+
 def minmax_probability(scores, lo, hi):
     """The retired collector's (pyod's 'linear') probability: training score range mapped to 0..1."""
     if not hi > lo:
@@ -268,6 +279,15 @@ class FittedModel:
         if bad.any():
             s = np.where(bad, max(self.score_max, self.threshold) * 2.0 + 1.0, s)
         return s
+
+    @property
+    def median(self):
+        """The training scores' median (to the quantiles' grain)."""
+        return float(self.points[self.points.size // 2])
+
+    def excess(self, scores):
+        """``log_excess`` of ``scores`` against this model's training."""
+        return log_excess(scores, self.median, self.threshold)
 
     def probability(self, scores):
         if self.calibration == 'minmax':

@@ -82,23 +82,70 @@ def test_a_lasting_excess_flags_a_chart_that_waits_to_re_arm():
     assert rises(n_of_m(p > 0.999, 2, 3, p >= 0.99, p, rearm_n=30)) == [1]
 
 
+def decaying_aftermath(pinned_n=60, decay_n=400):
+    """An incident (a jump, then a level held for ``pinned_n`` steps) and its aftermath: a score
+    coming down like a 300 s average (a pressure or load average), above anything training saw."""
+    excess = np.concatenate([np.full(20, -3.0), [6.0] * 5, np.full(pinned_n, 4.0),
+                             4.0 - np.arange(decay_n) * 2.0 / 300, np.full(100, -3.0)])
+    p = np.where(excess > 0.5, 1.0, np.where(excess > -1.0, 0.995, 0.4))
+    return excess, p
+
+
+def test_a_flag_is_released_while_its_chart_recovers_but_not_while_the_incident_lasts():
+    excess, p = decaying_aftermath()
+    above, hold = excess > 0, p >= 0.99
+    kept_up = n_of_m(above, 2, 3, hold, p, rearm_n=30)
+    released = n_of_m(above, 2, 3, hold, p, rearm_n=30, excess=excess)
+    incident = slice(21, 85)
+    assert released[incident].all() and kept_up[incident].all()     # the held level stays flagged
+    up_after = np.flatnonzero(kept_up[85:]).size
+    assert up_after > 250       # without release: up for as long as the decay stays above the threshold
+    assert np.flatnonzero(released[85:]).size < 60
+    assert rises(released) == [21]      # no flag again while it comes down, nor when it has settled
+
+
+def test_a_new_excess_on_a_recovering_chart_flags_again():
+    excess, p = decaying_aftermath()
+    base = n_of_m(excess > 0, 2, 3, p >= 0.99, p, rearm_n=30, excess=excess)
+    first_off = 21 + int(np.flatnonzero(base[21:] == 0)[0])
+    excess[first_off + 100:first_off + 130] += 3.0      # a second incident on top of the decay
+    p = np.where(excess > 0.5, 1.0, p)
+    flags = n_of_m(excess > 0, 2, 3, p >= 0.99, p, rearm_n=30, excess=excess)
+    assert rises(flags) == [21, first_off + 100]
+    with pytest.raises(ValueError):
+        n_of_m([1, 1], 2, 3, None, [1.0, 1.0], rearm_n=5, excess=[0.0])
+
+
 @pytest.mark.parametrize('min_n, window_n', [(2, 3), (3, 5), (1, 1), (4, 4)])
 @pytest.mark.parametrize('with_hold', [False, True])
 @pytest.mark.parametrize('rearm_n, lasting_n', [(0, 0), (4, 0), (0, 4), (4, 4)])
-def test_policy_step_by_step_equals_the_series_form(min_n, window_n, with_hold, rearm_n, lasting_n):
+@pytest.mark.parametrize('with_excess', [False, True])
+def test_policy_step_by_step_equals_the_series_form(min_n, window_n, with_hold, rearm_n, lasting_n, with_excess):
     rng = np.random.default_rng(min_n * 10 + window_n)
     u = rng.random((400, 4))
     # with a lasting excess: probabilities often above 99 % (40 %), so 3 of 4 steps happen
     p = u ** (0.02 if lasting_n else 0.3)
     above = (u ** 0.3 > 0.8).astype(int)
     hold = p > 0.6 if with_hold else [None] * 400
+    excess = None
+    if with_excess:
+        # scores that decay in long stretches (and so get released) with noise and new excesses
+        excess = np.log(np.maximum(rng.random((400, 4)) * 0.2 + np.exp(-(np.arange(400) % 150) / 15.0)[:, None] * 500,
+                                   1e-6))
+        above = (excess > 0).astype(int) | above
     policy = FlagPolicy(min_n, window_n, rearm_n, lasting_n)
     policy.reindex(['a', 'b', 'c', 'd'])
-    got = np.array([policy.update(row, h, q) for row, h, q in zip(above, hold, p)])
+    got = np.array([policy.update(row, h, q, None if excess is None else excess[i])
+                    for i, (row, h, q) in enumerate(zip(above, hold, p))])
+    released = 0
     for k in range(4):
         series_hold = hold[:, k] if with_hold else None
-        want = n_of_m(above[:, k], min_n, window_n, series_hold, p[:, k], rearm_n, lasting_n)
+        series_excess = None if excess is None else excess[:, k]
+        want = n_of_m(above[:, k], min_n, window_n, series_hold, p[:, k], rearm_n, lasting_n, series_excess)
         assert got[:, k].tolist() == want.tolist()
+        if excess is not None and rearm_n:
+            released += int((n_of_m(above[:, k], min_n, window_n, series_hold, p[:, k], rearm_n, lasting_n) > want).sum())
+    assert released or not (with_excess and rearm_n)    # the release happened, so both forms were compared on it
 
 
 def test_reindex_keeps_the_history_of_models_that_stay():

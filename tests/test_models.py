@@ -371,3 +371,18 @@ def test_mahalanobis_keeps_still_features_as_a_diagonal_equal_to_the_full_matrix
     Y = rng.normal(size=(30, 6)) * 2
     P = fm.transform(Y) @ V
     assert np.allclose(fm.decision_function(Y), (P * P) @ weight, rtol=1e-9)
+
+
+def test_log_excess_reads_a_decay_whatever_the_probability_says():
+    """The flag policy sees a score coming down even where the probability is stuck at 1."""
+    from collector.scoring import log_excess
+    median, threshold = 10.0, 110.0
+    e = log_excess([110.0, 10.0 + 100.0 * np.e, 1e6, 1e5, 5.0, np.inf, np.nan], median, threshold)
+    assert e[0] == pytest.approx(0.0) and e[1] == pytest.approx(1.0)      # at the threshold, e times as far
+    assert e[2] > e[3] > 0                                                 # beyond training: still ordered
+    assert e[4] == pytest.approx(np.log(1e-6)) and np.isfinite(e).all()    # at or under the median: floored
+    # a model whose threshold is its median (a still chart) does not divide by zero
+    assert np.isfinite(log_excess([0.0, 1.0], 0.0, 0.0)).all()
+    rng = np.random.default_rng(3)
+    fm = fit_model('m', ['a', 'b'], rng.normal(size=(500, 2)))
+    assert fm.excess(fm.threshold) == pytest.approx(0.0)
