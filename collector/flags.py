@@ -39,9 +39,9 @@ its highest since the flag rose, and the medians of the last ``RECOVERY_WINDOWS`
 incident in progress keeps its score (a pinned CPU, a filled memory); its aftermath decays:
 a pressure or load average still coming down from it stays above anything a quiet node's
 training saw for a quarter of an hour, and held one flag up all that time (Netdata's
-``anomalies_flag_lasting`` alarm critical after every disk stress). Until the chart re-arms
-no rule raises its flag again, unless its score climbs ``RECOVERY_RISE`` above where it was
-released: a new excess on top of the decay.
+``anomalies_flag_lasting`` alarm critical after every disk stress). Until the chart has
+settled (as for re-arming, but without the cap) no rule raises its flag again, unless its
+score climbs ``RECOVERY_RISE`` above where it was released: a new excess on top of the decay.
 """
 import numpy as np
 
