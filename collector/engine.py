@@ -235,7 +235,7 @@ class AnomalyDetector:
                     cols = [self.layout.index[c] for c in self.models[model_id].columns]
                     ring[gap - len(raw):gap, cols] = raw
         self.ring = ring
-        self.flag_policy.reindex(self.batch.ids)
+        self.flag_policy.reindex(self.batch.ids, retrained=tails)
         # rows each model has had, to score only once its features are real
         have = ~np.isnan(ring[:, self.batch.raw_all]) if self.batch.raw_all.size else np.zeros((self.need, 0), bool)
         self.rows_seen = (np.logical_or.reduceat(have, self.batch.raw_offsets, axis=1).sum(axis=0)

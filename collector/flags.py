@@ -45,6 +45,8 @@ score climbs ``RECOVERY_RISE`` above where it was released: a new excess on top 
 """
 import numpy as np
 
+from .scoring import EXCESS_FLOOR
+
 REARM_MEAN = 0.5
 REARM_CAP = 10
 SUSTAINED = 0.5
@@ -63,6 +65,12 @@ def _high_counts(probability, n):
     c = np.concatenate([[0], np.cumsum(probability >= HIGH)])
     idx = np.arange(1, probability.size + 1)
     return c[idx] - c[np.maximum(idx - n, 0)]
+
+
+def finite_excess(excess):
+    """Log excesses with NaN and -inf (no score) read as the floor of ``scoring.log_excess``."""
+    e = np.asarray(excess, dtype=np.float64)
+    return np.where(np.isnan(e) | (e < EXCESS_FLOOR), EXCESS_FLOOR, e)
 
 
 def declining(history):
@@ -101,7 +109,7 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasti
             lasting = _high_counts(probability, lasting_n) >= LASTING * lasting_n
     if rearm_n > 0:
         if excess is not None:
-            excess = np.asarray(excess, dtype=np.float64)
+            excess = finite_excess(excess)
             if excess.shape != a.shape:
                 raise ValueError('excess has {} steps, above has {}'.format(excess.size, a.size))
         return _rearmed(raised.astype(bool), hold, probability, rearm_n, lasting, excess)
@@ -169,13 +177,18 @@ class FlagPolicy:
         self.since = np.zeros(0, dtype=np.int64)
         self.pos = 0
         self.step = 0
-        self.excess = np.zeros((RECOVERY_HISTORY, 0))     # the last steps' log excess, by step % RECOVERY_HISTORY
+        # the last steps' log excess, by step % RECOVERY_HISTORY; NaN: not seen (a run with one is not falling)
+        self.excess = np.zeros((RECOVERY_HISTORY, 0))
         self.peak = np.zeros(0)
         self.recovering = np.zeros(0, dtype=bool)
         self.released = np.zeros(0)
 
-    def reindex(self, ids):
-        """Follow a new model layout, keeping the state of models that stay (new ones are armed)."""
+    def reindex(self, ids, retrained=()):
+        """Follow a new model layout, keeping the state of models that stay (new ones are armed).
+
+        ``retrained``: ids whose model is new though the id stays: their recent log excesses
+        were on the old model's scale, so the runs that decide a release start again.
+        """
         old = {m: k for k, m in enumerate(self.ids)}
         keep = [(k, old[m]) for k, m in enumerate(ids) if m in old]
         new, was = (np.array(x, dtype=np.intp) for x in zip(*keep)) if keep else (np.zeros(0, np.intp),) * 2
@@ -188,8 +201,10 @@ class FlagPolicy:
         self.history, self.probs, self.recent = carry(self.history, 0), carry(self.probs, 0.0), carry(self.recent, 0)
         self.up, self.armed, self.since = carry(self.up, False), carry(self.armed, True), carry(self.since, 0)
         self.high, self.high_count = carry(self.high, 0), carry(self.high_count, 0)
-        self.excess, self.peak = carry(self.excess, -np.inf), carry(self.peak, 0.0)
+        self.excess, self.peak = carry(self.excess, np.nan), carry(self.peak, 0.0)
         self.recovering, self.released = carry(self.recovering, False), carry(self.released, 0.0)
+        fresh = [k for k, m in enumerate(ids) if m in set(retrained)]
+        self.excess[:, fresh] = np.nan
         self.ids = list(ids)
 
     def update(self, above, hold=None, probability=None, excess=None):
@@ -227,7 +242,7 @@ class FlagPolicy:
                 sustained = self.recent.sum(axis=0) >= SUSTAINED * self.rearm_n
                 flags = raised & (self.up | self.armed | sustained) | kept
             if excess is not None:
-                flags = self._recovery(flags, np.asarray(excess, dtype=np.float64), settled)
+                flags = self._recovery(flags, finite_excess(excess), settled)
             cleared = self.up & ~flags
             self.armed &= ~cleared
             self.since = np.where(cleared, 0, self.since)

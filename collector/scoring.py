@@ -198,15 +198,21 @@ def empirical_probability(scores, points, tail=None):
     return p
 
 
+# the log excess of a score at or under the training median (or of no score at all)
+EXCESS_FLOOR = float(np.log(1e-6))
+
+
 def log_excess(scores, median, threshold):
     """How far each score is above the training median, in units of the threshold's distance
     from it, as a logarithm (0 at the threshold, floored at -14): the flag policy's measure of
     whether an excess is growing, holding or dying down, which the probability (capped at 1
     beyond the training's highest score) cannot tell. Arrays broadcast (one per model)."""
-    span = np.maximum(np.asarray(threshold, dtype=np.float64) - median, 1e-12)
+    median = np.asarray(median, dtype=np.float64)
+    # a still chart's threshold is its median: the span is then rounding's size, as in ``lowered``
+    span = np.maximum(np.asarray(threshold, dtype=np.float64) - median, TIE_TOLERANCE * (np.abs(median) + 1.0))
     with np.errstate(invalid='ignore', over='ignore'):
-        ratio = (np.asarray(scores, dtype=np.float64) - median) / span
-    return np.log(np.clip(np.nan_to_num(ratio, nan=0.0), 1e-6, 1e300))
+        ratio = (lowered(scores) - median) / span
+    return np.log(np.clip(np.nan_to_num(ratio, nan=0.0), np.exp(EXCESS_FLOOR), 1e300))
 
 
 def minmax_probability(scores, lo, hi):

@@ -102,6 +102,25 @@ def test_a_flag_is_released_while_its_chart_recovers_but_not_while_the_incident_
     assert up_after > 250       # without release: up for as long as the decay stays above the threshold
     assert np.flatnonzero(released[85:]).size < 60
     assert rises(released) == [21]      # no flag again while it comes down, nor when it has settled
+    # once settled, the chart flags a new incident at once, however its score compares with
+    # where it was released
+    excess2 = np.concatenate([excess, np.full(30, 4.0), np.full(10, -3.0)])
+    p2 = np.concatenate([p, np.ones(30), np.full(10, 0.4)])
+    again = n_of_m(excess2 > 0, 2, 3, p2 >= 0.99, p2, rearm_n=30, excess=excess2)
+    assert rises(again) == [21, len(excess) + 1]
+
+
+def test_each_flag_is_measured_from_its_own_peak():
+    # a high first incident, then a second, lower one that slowly eases off while it lasts
+    # (down by e^1, not e^2, from its own peak): it stays flagged to its end
+    first = np.concatenate([np.full(20, -3.0), np.full(30, 8.0), np.full(100, -3.0)])
+    second = np.concatenate([[5.5] * 5, np.linspace(5.5, 4.5, 80), np.full(30, -3.0)])
+    excess = np.concatenate([first, second])
+    p = np.where(excess > 0.5, 1.0, 0.4)
+    flags = n_of_m(excess > 0, 2, 3, p >= 0.99, p, rearm_n=30, excess=excess)
+    start = len(first)
+    assert rises(flags) == [21, start + 1]
+    assert flags[start + 1:start + 85].all()
 
 
 def test_a_new_excess_on_a_recovering_chart_flags_again():
@@ -144,8 +163,53 @@ def test_policy_step_by_step_equals_the_series_form(min_n, window_n, with_hold, 
         want = n_of_m(above[:, k], min_n, window_n, series_hold, p[:, k], rearm_n, lasting_n, series_excess)
         assert got[:, k].tolist() == want.tolist()
         if excess is not None and rearm_n:
-            released += int((n_of_m(above[:, k], min_n, window_n, series_hold, p[:, k], rearm_n, lasting_n) > want).sum())
+            kept_up = n_of_m(above[:, k], min_n, window_n, series_hold, p[:, k], rearm_n, lasting_n)
+            released += int((kept_up > want).sum())
     assert released or not (with_excess and rearm_n)    # the release happened, so both forms were compared on it
+
+
+def test_policy_equals_the_series_form_across_a_new_layout_and_steps_without_a_score():
+    rng = np.random.default_rng(5)
+    n = 400
+    excess = np.log(np.maximum(rng.random((n, 3)) * 0.2 + np.exp(-(np.arange(n) % 130) / 12.0)[:, None] * 400, 1e-6))
+    excess[rng.random((n, 3)) < 0.02] = np.nan         # odd values read as the floor in both forms
+    p = np.clip(rng.random((n, 3)) ** 0.2 + (excess > 0), 0, 1)
+    above = (excess > 0).astype(int)
+    scored = rng.random((n, 3)) > 0.03                 # the engine's steps without a score
+    above, p = above * scored, np.where(scored, p, 0.0)
+    excess = np.where(scored, excess, -np.inf)
+    policy = FlagPolicy(2, 3, rearm_n=10, lasting_n=20)
+    policy.reindex(['a', 'b'])
+    got = {'a': [], 'b': [], 'c': []}
+    for i in range(n):
+        if i == 150:
+            policy.reindex(['b', 'c'])                 # a gone, c new, b stays
+        ids = policy.ids
+        cols = [{'a': 0, 'b': 1, 'c': 2}[m] for m in ids]
+        flags = policy.update(above[i, cols], p[i, cols] >= 0.99, p[i, cols], excess[i, cols])
+        for m, f in zip(ids, flags):
+            got[m].append(int(f))
+    for m, k, first in (('a', 0, 0), ('b', 1, 0), ('c', 2, 150)):
+        end = first + len(got[m])
+        want = n_of_m(above[first:end, k], 2, 3, p[first:end, k] >= 0.99, p[first:end, k], 10, 20,
+                      excess[first:end, k])
+        assert got[m] == want.tolist(), m
+
+
+def test_a_retrained_model_measures_its_fall_on_its_own_scale():
+    excess, p = decaying_aftermath()
+    def first_release(retrain_at=None):
+        policy = FlagPolicy(2, 3, rearm_n=30)
+        policy.reindex(['a'])
+        for i in range(len(excess)):
+            if i == retrain_at:
+                policy.reindex(['a'], retrained=['a'])
+            f = policy.update([int(excess[i] > 0)], [p[i] >= 0.99], [p[i]], [excess[i]])[0]
+            if i > 30 and not f:
+                return i
+    plain = first_release()
+    # retrained just before: the runs start again, on 40 steps of the new model's scores
+    assert first_release(retrain_at=plain - 5) == plain - 5 + 39
 
 
 def test_reindex_keeps_the_history_of_models_that_stay():

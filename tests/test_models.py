@@ -378,11 +378,12 @@ def test_log_excess_reads_a_decay_whatever_the_probability_says():
     from collector.scoring import log_excess
     median, threshold = 10.0, 110.0
     e = log_excess([110.0, 10.0 + 100.0 * np.e, 1e6, 1e5, 5.0, np.inf, np.nan], median, threshold)
-    assert e[0] == pytest.approx(0.0) and e[1] == pytest.approx(1.0)      # at the threshold, e times as far
+    assert e[0] == pytest.approx(0.0, abs=1e-6) and e[1] == pytest.approx(1.0)   # at the threshold, e times as far
     assert e[2] > e[3] > 0                                                 # beyond training: still ordered
     assert e[4] == pytest.approx(np.log(1e-6)) and np.isfinite(e).all()    # at or under the median: floored
-    # a model whose threshold is its median (a still chart) does not divide by zero
-    assert np.isfinite(log_excess([0.0, 1.0], 0.0, 0.0)).all()
+    # a still chart (threshold = median): no division by zero, and rounding is not an excess
+    still = log_excess([1000.0, 1000.0 * (1 + 1e-12), 1001.0], 1000.0, 1000.0)
+    assert still[0] == still[1] == pytest.approx(np.log(1e-6)) and still[2] > 10
     rng = np.random.default_rng(3)
     fm = fit_model('m', ['a', 'b'], rng.normal(size=(500, 2)))
-    assert fm.excess(fm.threshold) == pytest.approx(0.0)
+    assert fm.excess(fm.threshold) == pytest.approx(0.0, abs=1e-6)
