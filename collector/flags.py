@@ -203,7 +203,8 @@ class FlagPolicy:
         self.high, self.high_count = carry(self.high, 0), carry(self.high_count, 0)
         self.excess, self.peak = carry(self.excess, np.nan), carry(self.peak, 0.0)
         self.recovering, self.released = carry(self.recovering, False), carry(self.released, 0.0)
-        fresh = [k for k, m in enumerate(ids) if m in set(retrained)]
+        retrained = set(retrained)
+        fresh = [k for k, m in enumerate(ids) if m in retrained]
         self.excess[:, fresh] = np.nan
         self.ids = list(ids)
 
