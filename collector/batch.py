@@ -296,5 +296,5 @@ class BatchScorer:
     def score(self, features):
         """``(ids, probabilities, flags, log excesses)`` for every model."""
         s = self.decision_function(features)
-        return self.ids, self.probability(s), beyond(s, self.threshold).astype(int), log_excess(s, self.median,
-                                                                                               self.threshold)
+        excess = log_excess(s, self.median, self.threshold)
+        return self.ids, self.probability(s), beyond(s, self.threshold).astype(int), excess
