@@ -106,17 +106,34 @@ def _job_config(args):
     return parse_job_config(raw, job_name=args.job)
 
 
+def _usable(paths, wanted, kind):
+    """The paths that are a ``kind`` folder; the others (a README beside them) are named on stderr."""
+    keep = []
+    for path in paths:
+        if wanted(path):
+            keep.append(path)
+        else:
+            print('evaluate: skipping {}: not a {} folder'.format(path, kind), file=sys.stderr)
+    return keep
+
+
 def cmd_evaluate(args):
     from .config import ConfigError
     from .evaluate import (evaluate_datasets, evaluate_recording, format_dataset_table, format_recording_table,
-                           plot_recording, print_progress, write_json)
+                           format_summary, is_dataset, is_recording, plot_recording, print_progress, write_json)
+    from .metrics import recordings_summary
+    kind = 'dataset' if args.dataset else 'recording'
+    paths = _usable(args.paths, is_dataset if args.dataset else is_recording, kind)
+    if not paths:
+        print('evaluate: no {} folder among {}'.format(kind, ', '.join(args.paths)), file=sys.stderr)
+        return 1
     try:
         if args.dataset:
-            result = evaluate_datasets(args.paths, _job_config(args))
+            result = evaluate_datasets(paths, _job_config(args))
             print(format_dataset_table(result))
         else:
             results = []
-            for path in args.paths:
+            for path in paths:
                 res, run = evaluate_recording(path, args.config, args.job, args.warmup, overrides=_overrides(args.set),
                                               progress=None if args.quiet else print_progress)
                 if not args.quiet:
@@ -124,12 +141,15 @@ def cmd_evaluate(args):
                 print(format_recording_table(res))
                 print()
                 if args.plot:
-                    out = args.plot if len(args.paths) == 1 else '{}-{}.png'.format(
+                    out = args.plot if len(paths) == 1 else '{}-{}.png'.format(
                         os.path.splitext(args.plot)[0], res['recording'])
                     plot_recording(run, res, out)
                     print('plot written to {}'.format(out))
                 results.append(res)
-            result = results[0] if len(results) == 1 else {'recordings': results}
+            summary = recordings_summary(results)
+            print(format_summary(summary))
+            result = dict(results[0]) if len(results) == 1 else {'recordings': results}
+            result['summary'] = summary
     except ConfigError as e:
         for line in e.errors:
             print('configuration error, {}'.format(line), file=sys.stderr)

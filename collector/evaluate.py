@@ -6,7 +6,8 @@ import sys
 
 import numpy as np
 
-from .metrics import dataset_metrics, score_incidents
+from .metrics import (TARGET_DELAY_S, TARGET_FALSE_PER_HOUR, dataset_metrics, recordings_summary,
+                      score_incidents)
 
 
 class _Quiet:
@@ -110,6 +111,33 @@ def format_recording_table(result):
         top = sorted(result['false_flags_by_chart'].items(), key=lambda kv: -kv[1])[:8]
         lines.append('false flags by chart: ' + ', '.join('{} {}'.format(m, n) for m, n in top))
     return '\n'.join(lines)
+
+
+def format_summary(summary):
+    """The targets' verdict over the recordings evaluated together (one line each, then the total)."""
+    lines = []
+    if summary['recordings'] > 1:
+        for r in summary['per_recording']:
+            lines.append('  {:<36} {}/{} within {} s{}'.format(r['recording'][:36], r['in_time'], r['incidents'],
+                                                             TARGET_DELAY_S, '' if r['met'] else '  (target missed)'))
+    rate = summary['false_flag_events_per_hour']
+    events = '{} false flag event{}'.format(summary['false_flag_events'], '' if summary['false_flag_events'] == 1 else 's')
+    events += (' (no clean time to rate them)' if rate is None else
+               ' in {:.2f} clean h = {:g}/h'.format(summary['clean_hours'], rate))
+    lines.append('{} recording{}: {}/{} incidents flagged on an expected chart within {} s of onset; {}; targets '
+                 '(all within {} s, at most {:g}/h): {}'.format(
+                     summary['recordings'], '' if summary['recordings'] == 1 else 's', summary['detected_in_time'],
+                     summary['incidents_total'], TARGET_DELAY_S, events, TARGET_DELAY_S, TARGET_FALSE_PER_HOUR,
+                     'met' if summary['met'] else 'NOT met'))
+    return '\n'.join(lines)
+
+
+def is_recording(path):
+    return os.path.isfile(os.path.join(path, 'recording.json'))
+
+
+def is_dataset(path):
+    return all(os.path.isfile(os.path.join(path, name)) for name in ('train.csv', 'eval.csv', 'eval_labels.csv'))
 
 
 def plot_recording(run, result, out):
@@ -221,6 +249,8 @@ def write_json(obj, path):
             return int(o)
         if isinstance(o, (np.floating,)):
             return float(o)
+        if isinstance(o, np.bool_):
+            return bool(o)
         raise TypeError(repr(o))
     with open(path, 'w') as f:
         json.dump(obj, f, indent=1, default=default)

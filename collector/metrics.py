@@ -6,6 +6,10 @@ import numpy as np
 
 DETECT_AFTER_END = 10    # a flag up to this long after an incident's end still detects it
 QUIET_AFTER_END = 60     # rising flags this long after an incident's end are not false alarms
+# the recordings' targets: each incident flagged on an expected chart this soon after its onset,
+# and at most this many false flag events per clean hour (all charts together)
+TARGET_DELAY_S = 10
+TARGET_FALSE_PER_HOUR = 2.0
 
 
 def rising_edges(times, flags):
@@ -75,6 +79,35 @@ def score_incidents(times, flags_by_model, incidents):
             'charts': len(flags_by_model),
             'clean_flagged_share': None if flagged_share is None else round(flagged_share, 5),
             'false_flags_by_chart': {m: n for m, n in sorted(false_by_model.items()) if n}}
+
+
+def recordings_summary(results):
+    """Several recordings' ``score_incidents`` results as one verdict against the targets.
+
+    An incident counts as found in time when it is detected with a delay of at most
+    ``TARGET_DELAY_S``; false flag events and clean hours are added up over the recordings,
+    so a short recording with one false flag does not decide the rate alone. A recording
+    without clean time has no rate (``None``) and passes that half of the target.
+    """
+    total = sum(r['incidents_total'] for r in results)
+    in_time = sum(1 for r in results for i in r['incidents']
+                  if i['detected'] and i['delay_s'] is not None and i['delay_s'] <= TARGET_DELAY_S)
+    false_events = sum(r['false_flag_events'] for r in results)
+    hours = sum(r['clean_hours'] for r in results)
+    rate = float(false_events) / hours if hours else None
+    per_recording = []
+    for r in results:
+        found = sum(1 for i in r['incidents'] if i['detected'] and i['delay_s'] is not None
+                    and i['delay_s'] <= TARGET_DELAY_S)
+        r_rate = r['false_flag_events_per_hour']
+        per_recording.append({'recording': r.get('recording', ''), 'in_time': found, 'incidents': r['incidents_total'],
+                              'met': bool(found == r['incidents_total']
+                                          and (r_rate is None or r_rate <= TARGET_FALSE_PER_HOUR))})
+    return {'recordings': len(results), 'incidents_total': total, 'detected_in_time': in_time,
+            'false_flag_events': int(false_events), 'clean_hours': round(hours, 4),
+            'false_flag_events_per_hour': None if rate is None else round(rate, 3),
+            'met': bool(in_time == total and (rate is None or rate <= TARGET_FALSE_PER_HOUR)),
+            'per_recording': per_recording}
 
 
 # ----- labeled datasets (one score per row) ------------------------------------------------

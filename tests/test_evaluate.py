@@ -36,6 +36,26 @@ def test_evaluate_command_writes_table_json_and_plot(recording, tmp_path):
         assert key in body
     assert set(body['incidents'][0]) >= {'kind', 'start', 'end', 'detected', 'delay_s', 'charts_flagged'}
     assert out_png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert body['summary']['met'] and body['summary']['detected_in_time'] == 1
+    assert re.search(r'1/1 incidents flagged on an expected chart within 10 s of onset; 0 false flag events '
+                     r'(in [0-9.]+ clean h = 0/h|\(no clean time to rate them\)); targets \(.*\): met', r.stdout), r.stdout
+
+
+def test_evaluate_command_takes_a_folder_glob_with_other_files(recording, tmp_path):
+    """``evaluate recordings/*`` where a README sits beside the recordings: it is named and skipped."""
+    readme = tmp_path / 'README.md'
+    readme.write_text('not a recording')
+    r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', str(readme), recording, '--quiet'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert 'skipping {}: not a recording folder'.format(readme) in r.stderr
+    assert 'detected 1/1' in r.stdout and '1 recording:' in r.stdout
+    r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', str(readme)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and 'no recording folder' in r.stderr
+    r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', '--dataset', recording],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and 'not a dataset folder' in r.stderr
 
 
 def write_dataset(folder, seed=0):

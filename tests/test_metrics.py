@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from collector.metrics import dataset_metrics, event_scores, f1, point_adjust, rising_edges, score_incidents
+from collector.metrics import (dataset_metrics, event_scores, f1, point_adjust, recordings_summary, rising_edges,
+                               score_incidents)
 
 
 def test_rising_edges():
@@ -69,3 +70,27 @@ def test_dataset_metrics_perfect_and_random():
     assert 0.35 < m['auc_roc'] < 0.65 and m['auc_pr'] < 0.1
     with pytest.raises(ValueError):
         dataset_metrics(rnd, rnd > 0.5, np.zeros(1000))
+
+
+def _recording_result(name, delays, false_events, clean_hours):
+    incidents = [{'kind': 'k', 'detected': d is not None, 'delay_s': d} for d in delays]
+    return {'recording': name, 'incidents': incidents, 'incidents_total': len(incidents),
+            'detected': sum(d is not None for d in delays), 'false_flag_events': false_events,
+            'clean_hours': clean_hours,
+            'false_flag_events_per_hour': round(false_events / clean_hours, 3) if clean_hours else None}
+
+
+def test_recordings_summary_pools_false_flags_and_counts_late_detections_as_missed():
+    a = _recording_result('a', [3, 10], 1, 0.05)      # alone 20/h
+    b = _recording_result('b', [0, 2, 1], 0, 0.95)
+    s = recordings_summary([a, b])
+    # over 1 clean hour in all, one false flag: within the 2 per hour
+    assert s['false_flag_events'] == 1 and s['false_flag_events_per_hour'] == 1.0
+    assert s['detected_in_time'] == s['incidents_total'] == 5 and s['met']
+    assert [r['met'] for r in s['per_recording']] == [False, True]
+    late = _recording_result('c', [11, None], 0, 1.0)  # detected 11 s after onset, and one missed
+    s = recordings_summary([b, late])
+    assert s['detected_in_time'] == 3 and s['incidents_total'] == 5 and not s['met']
+    noisy = _recording_result('d', [1], 5, 1.0)
+    assert not recordings_summary([noisy])['met']
+    assert recordings_summary([_recording_result('e', [1], 0, 0.0)])['false_flag_events_per_hour'] is None
