@@ -89,25 +89,25 @@ def recordings_summary(results):
     so a short recording with one false flag does not decide the rate alone. A recording
     without clean time has no rate (``None``) and passes that half of the target.
     """
-    total = sum(r['incidents_total'] for r in results)
-    in_time = sum(1 for r in results for i in r['incidents']
-                  if i['detected'] and i['delay_s'] is not None and i['delay_s'] <= TARGET_DELAY_S)
-    false_events = sum(r['false_flag_events'] for r in results)
-    hours = sum(r['clean_hours'] for r in results)
-    rate = float(false_events) / hours if hours else None
+    def met(in_time, total, rate):
+        return bool(in_time == total and (rate is None or rate <= TARGET_FALSE_PER_HOUR))
+
     per_recording = []
     for r in results:
-        found = sum(1 for i in r['incidents'] if i['detected'] and i['delay_s'] is not None
-                    and i['delay_s'] <= TARGET_DELAY_S)
-        r_rate = r['false_flag_events_per_hour']
-        per_recording.append({'recording': r.get('recording', ''), 'in_time': found, 'incidents': r['incidents_total'],
-                              'met': bool(found == r['incidents_total']
-                                          and (r_rate is None or r_rate <= TARGET_FALSE_PER_HOUR))})
+        in_time = sum(1 for i in r['incidents'] if i['detected'] and i['delay_s'] is not None
+                      and i['delay_s'] <= TARGET_DELAY_S)
+        per_recording.append({'recording': r.get('recording', ''), 'in_time': in_time,
+                              'incidents': r['incidents_total'],
+                              'met': met(in_time, r['incidents_total'], r['false_flag_events_per_hour'])})
+    total = sum(r['incidents'] for r in per_recording)
+    in_time = sum(r['in_time'] for r in per_recording)
+    false_events = int(sum(r['false_flag_events'] for r in results))
+    hours = sum(r['clean_hours'] for r in results)
+    rate = false_events / hours if hours else None
     return {'recordings': len(results), 'incidents_total': total, 'detected_in_time': in_time,
-            'false_flag_events': int(false_events), 'clean_hours': round(hours, 4),
+            'false_flag_events': false_events, 'clean_hours': round(hours, 4),
             'false_flag_events_per_hour': None if rate is None else round(rate, 3),
-            'met': bool(in_time == total and (rate is None or rate <= TARGET_FALSE_PER_HOUR)),
-            'per_recording': per_recording}
+            'met': met(in_time, total, rate), 'per_recording': per_recording}
 
 
 # ----- labeled datasets (one score per row) ------------------------------------------------
