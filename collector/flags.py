@@ -23,13 +23,16 @@ at least ``HIGH`` in at least ``SUSTAINED`` of the last ``rearm_n`` steps (a lev
 and stays moved is still flagged). ``rearm_n = 0``: a flag may rise at any step.
 
 A lasting excess raises a flag by itself: a probability of at least ``HIGH`` in at least
-``LASTING`` of the last ``lasting_n`` steps, whether or not the threshold was crossed and
-whether or not the chart is armed; like ``min_n`` of ``window_n``, it is a state of the
-recent steps, so the flag stays up through a dip and for up to a quarter of ``lasting_n``
-steps after the excess ends. Normal data is
-above 99 % one step in a hundred; three quarters of 20 steps is a level that moved by less
-than a threshold's worth and stayed moved (a disk a little busier, a service a little
-slower), which one step's threshold never sees. ``lasting_n = 0``: off.
+``LASTING`` of the last ``lasting_n`` steps, or in at least ``LASTING_LONG`` of the last
+``2 * lasting_n``, whether or not the threshold was crossed and whether or not the chart is
+armed; like ``min_n`` of ``window_n``, it is a state of the recent steps, so the flag stays
+up through a dip and for a while after the excess ends (up to a quarter of ``lasting_n``
+steps, or two fifths of twice that). Normal data is above 99 % one step in a hundred; three
+quarters of 20 steps is a level that moved by less than a threshold's worth and stayed moved
+(a disk a little busier, a service a little slower), which one step's threshold never sees.
+The longer the stretch, the less dense it needs to be: three fifths of 40 steps is an excess
+that comes and goes around the 99 % line for longer, which normal data's rare high steps do
+not add up to. ``lasting_n = 0``: off.
 
 A flag that is up is released when its chart is plainly recovering (with re-arming on): its
 score (``excess``: the logarithm of how far above the training median it is, in units of
@@ -52,6 +55,7 @@ REARM_CAP = 10
 SUSTAINED = 0.5
 HIGH = 0.99
 LASTING = 0.75
+LASTING_LONG = 0.6
 RECOVERY_W = 10
 RECOVERY_WINDOWS = 3
 RECOVERY_STEP = 0.03
@@ -65,6 +69,12 @@ def _high_counts(probability, n):
     c = np.concatenate([[0], np.cumsum(probability >= HIGH)])
     idx = np.arange(1, probability.size + 1)
     return c[idx] - c[np.maximum(idx - n, 0)]
+
+
+def _lasting(probability, lasting_n):
+    """Where an excess lasts: ``HIGH`` in ``LASTING`` of ``lasting_n`` steps or ``LASTING_LONG`` of twice that."""
+    return ((_high_counts(probability, lasting_n) >= LASTING * lasting_n)
+            | (_high_counts(probability, 2 * lasting_n) >= LASTING_LONG * 2 * lasting_n))
 
 
 def finite_excess(excess):
@@ -106,7 +116,7 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasti
             raise ValueError('re-arming and lasting excesses need a probability for each of the {} steps'.format(a.size))
         probability = np.nan_to_num(np.asarray(probability, dtype=np.float64))
         if lasting_n > 0:
-            lasting = _high_counts(probability, lasting_n) >= LASTING * lasting_n
+            lasting = _lasting(probability, lasting_n)
     if rearm_n > 0:
         if excess is not None:
             excess = finite_excess(excess)
@@ -166,8 +176,11 @@ class FlagPolicy:
         self.rearm_n = rearm_n
         self.lasting_n = lasting_n
         self.ids = []
-        self.high = np.zeros((max(lasting_n, 1), 0), dtype=np.int8)      # probability >= HIGH, last lasting_n steps
+        # probability >= HIGH over the last 2 * lasting_n steps, and its count over the last
+        # lasting_n and 2 * lasting_n of them
+        self.high = np.zeros((max(2 * lasting_n, 1), 0), dtype=np.int8)
         self.high_count = np.zeros(0, dtype=np.int64)
+        self.high_count_long = np.zeros(0, dtype=np.int64)
         self.lasting_pos = 0
         self.history = np.zeros((window_n, 0), dtype=np.int8)
         self.probs = np.zeros((max(rearm_n, 1), 0))
@@ -201,6 +214,7 @@ class FlagPolicy:
         self.history, self.probs, self.recent = carry(self.history, 0), carry(self.probs, 0.0), carry(self.recent, 0)
         self.up, self.armed, self.since = carry(self.up, False), carry(self.armed, True), carry(self.since, 0)
         self.high, self.high_count = carry(self.high, 0), carry(self.high_count, 0)
+        self.high_count_long = carry(self.high_count_long, 0)
         self.excess, self.peak = carry(self.excess, np.nan), carry(self.peak, 0.0)
         self.recovering, self.released = carry(self.recovering, False), carry(self.released, 0.0)
         retrained = set(retrained)
@@ -221,12 +235,15 @@ class FlagPolicy:
         if self.rearm_n > 0 or self.lasting_n > 0:
             p = np.zeros(len(self.ids)) if probability is None else np.nan_to_num(np.asarray(probability, float))
         if self.lasting_n > 0:
-            row = self.lasting_pos % self.lasting_n
+            n, size = self.lasting_n, 2 * self.lasting_n
+            row = self.lasting_pos % size
             high = p >= HIGH
-            self.high_count += high - self.high[row]
+            self.high_count += high - self.high[(self.lasting_pos - n) % size]    # the step leaving the last n
+            self.high_count_long += high - self.high[row]                        # ... and the last 2n
             self.high[row] = high
             self.lasting_pos += 1
-            kept = kept | (self.high_count >= LASTING * self.lasting_n)     # raised or kept up: lasting
+            lasting = (self.high_count >= LASTING * n) | (self.high_count_long >= LASTING_LONG * size)
+            kept = kept | lasting     # raised or kept up: lasting
         if self.rearm_n <= 0:
             flags = raised | kept
         else:

@@ -63,14 +63,29 @@ def test_a_moderate_excess_that_lasts_raises_a_flag_without_crossing_the_thresho
     assert not n_of_m(above, 2, 3, hold, p, rearm_n=30).any()
     for rearm_n in (0, 30):
         flags = n_of_m(above, 2, 3, hold, p, rearm_n=rearm_n, lasting_n=20)
-        # up from the 15th step of the excess (3/4 of 20) until fewer than 15 of the last 20
-        # steps were high, 5 steps after it ended
-        assert np.flatnonzero(flags).tolist() == list(range(44, 75))
+        # up from the 15th step of the excess (3/4 of 20) until fewer than 24 of the last 40
+        # steps were high (3/5 of 40), 16 steps after it ended
+        assert np.flatnonzero(flags).tolist() == list(range(44, 86))
     # normal data is above 99 % one step in a hundred; even one in ten never lasts
     normal = np.where(np.arange(2000) % 10 == 0, 0.995, 0.5)
     assert not n_of_m(normal > 0.999, 2, 3, normal >= 0.99, normal, rearm_n=30, lasting_n=20).any()
     with pytest.raises(ValueError):
         n_of_m([1, 1], 2, 3, None, None, lasting_n=5)
+
+
+def test_an_excess_that_comes_and_goes_for_longer_raises_a_flag():
+    # 99.5 % two steps in three for a minute: never 15 of 20 (at most 14), but 24 of 40 from
+    # the 35th step of the excess on (two fifths of 40 may be low)
+    on = ([0.995, 0.995, 0.9] * 20)
+    p = np.array([0.5] * 30 + on + [0.5] * 40)
+    above, hold = p > 0.999, p >= 0.99
+    for rearm_n in (0, 30):
+        flags = n_of_m(above, 2, 3, hold, p, rearm_n=rearm_n, lasting_n=20)
+        assert rises(flags) == [30 + 34], np.flatnonzero(flags)
+        assert not flags[30 + 60 + 16:].any()
+    # half the steps high is what an unsettled chart may do for a while: no flag
+    half = np.array([0.5] * 30 + [0.995, 0.9] * 40 + [0.5] * 40)
+    assert not n_of_m(half > 0.999, 2, 3, half >= 0.99, half, rearm_n=30, lasting_n=20).any()
 
 
 def test_a_lasting_excess_flags_a_chart_that_waits_to_re_arm():
