@@ -71,10 +71,10 @@ def _high_counts(probability, n):
     return c[idx] - c[np.maximum(idx - n, 0)]
 
 
-def _lasting(probability, lasting_n):
-    """Where an excess lasts: ``HIGH`` in ``LASTING`` of ``lasting_n`` steps or ``LASTING_LONG`` of twice that."""
-    return ((_high_counts(probability, lasting_n) >= LASTING * lasting_n)
-            | (_high_counts(probability, 2 * lasting_n) >= LASTING_LONG * 2 * lasting_n))
+def _lasts(high_count, high_count_long, lasting_n):
+    """Where an excess lasts, from the counts of ``HIGH`` steps among the last ``lasting_n`` and
+    ``2 * lasting_n``: ``LASTING`` of the first, or ``LASTING_LONG`` of the second."""
+    return (high_count >= LASTING * lasting_n) | (high_count_long >= LASTING_LONG * 2 * lasting_n)
 
 
 def finite_excess(excess):
@@ -116,7 +116,8 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasti
             raise ValueError('re-arming and lasting excesses need a probability for each of the {} steps'.format(a.size))
         probability = np.nan_to_num(np.asarray(probability, dtype=np.float64))
         if lasting_n > 0:
-            lasting = _lasting(probability, lasting_n)
+            lasting = _lasts(_high_counts(probability, lasting_n), _high_counts(probability, 2 * lasting_n),
+                             lasting_n)
     if rearm_n > 0:
         if excess is not None:
             excess = finite_excess(excess)
@@ -242,8 +243,7 @@ class FlagPolicy:
             self.high_count_long += high - self.high[row]                        # ... and the last 2n
             self.high[row] = high
             self.lasting_pos += 1
-            lasting = (self.high_count >= LASTING * n) | (self.high_count_long >= LASTING_LONG * size)
-            kept = kept | lasting     # raised or kept up: lasting
+            kept = kept | _lasts(self.high_count, self.high_count_long, n)     # raised or kept up: lasting
         if self.rearm_n <= 0:
             flags = raised | kept
         else:
