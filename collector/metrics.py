@@ -75,6 +75,7 @@ def score_incidents(times, flags_by_model, incidents):
     flagged_share = float(sum(u.sum() for u in up)) / clean_steps if clean_steps else None
     return {'incidents': out, 'detected': sum(1 for i in out if i['detected']), 'incidents_total': len(out),
             'false_flag_events': int(false_events), 'clean_hours': round(clean_hours, 4),
+            'clean_seconds': float(clean_hours * 3600.0),
             'false_flag_events_per_hour': round(false_events / clean_hours, 3) if clean_hours else None,
             'charts': len(flags_by_model),
             'clean_flagged_share': None if flagged_share is None else round(flagged_share, 5),
@@ -102,7 +103,8 @@ def recordings_summary(results):
     total = sum(r['incidents'] for r in per_recording)
     in_time = sum(r['in_time'] for r in per_recording)
     false_events = int(sum(r['false_flag_events'] for r in results))
-    hours = sum(r['clean_hours'] for r in results)
+    # unrounded where the result has it, so one recording's rate reads as in its own table
+    hours = sum(r.get('clean_seconds', r['clean_hours'] * 3600.0) for r in results) / 3600.0
     rate = false_events / hours if hours else None
     return {'recordings': len(results), 'incidents_total': total, 'detected_in_time': in_time,
             'false_flag_events': false_events, 'clean_hours': round(hours, 4),

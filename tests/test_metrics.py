@@ -94,3 +94,6 @@ def test_recordings_summary_pools_false_flags_and_counts_late_detections_as_miss
     noisy = _recording_result('d', [1], 5, 1.0)
     assert not recordings_summary([noisy])['met']
     assert recordings_summary([_recording_result('e', [1], 0, 0.0)])['false_flag_events_per_hour'] is None
+    # the pooled rate comes from the unrounded clean time where the result has it, as its own table
+    exact = dict(_recording_result('f', [1], 15, 0.1933), clean_seconds=696.0)
+    assert recordings_summary([exact])['false_flag_events_per_hour'] == round(15 / (696.0 / 3600), 3)
