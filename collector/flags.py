@@ -38,7 +38,10 @@ A flag that is up is released when its chart is plainly recovering (with re-armi
 score (``excess``: the logarithm of how far above the training median it is, in units of
 the threshold's distance from it) has fallen ``RECOVERY_DROP`` (a factor e^2, about 7) from
 its highest since the flag rose, and the medians of the last ``RECOVERY_WINDOWS`` runs of
-``RECOVERY_W`` steps each fell by more than ``RECOVERY_STEP`` from the run before. An
+``RECOVERY_W`` steps each fell by more than ``RECOVERY_STEP`` from the run before; or it has
+fallen for twice as long, ``RECOVERY_LONG_WINDOWS`` runs in a row, and by at least
+``RECOVERY_LONG_DROP`` (e^0.5): the longer a score keeps falling, the less it needs to have
+fallen to be a decay (a load or pressure average whose noise held it just short of e^2). An
 incident in progress keeps its score (a pinned CPU, a filled memory); its aftermath decays:
 a pressure or load average still coming down from it stays above anything a quiet node's
 training saw for a quarter of an hour, and held one flag up all that time (Netdata's
@@ -62,6 +65,9 @@ RECOVERY_STEP = 0.03
 RECOVERY_DROP = 2.0
 RECOVERY_RISE = 1.0
 RECOVERY_HISTORY = RECOVERY_W * (RECOVERY_WINDOWS + 1)
+RECOVERY_LONG_WINDOWS = 7
+RECOVERY_LONG_DROP = 0.5
+RECOVERY_LONG_HISTORY = RECOVERY_W * (RECOVERY_LONG_WINDOWS + 1)
 
 
 def _high_counts(probability, n):
@@ -84,10 +90,21 @@ def finite_excess(excess):
 
 
 def declining(history):
-    """Whether each column of ``history`` (``RECOVERY_HISTORY`` steps, oldest first) fell steadily:
-    every run of ``RECOVERY_W`` steps has a median more than ``RECOVERY_STEP`` under the run before."""
-    runs = np.median(np.asarray(history, dtype=np.float64).reshape(RECOVERY_WINDOWS + 1, RECOVERY_W, -1), axis=1)
+    """Whether each column of ``history`` (whole runs of ``RECOVERY_W`` steps, oldest first) fell
+    steadily: every run has a median more than ``RECOVERY_STEP`` under the run before."""
+    history = np.asarray(history, dtype=np.float64)
+    runs = np.median(history.reshape(history.shape[0] // RECOVERY_W, RECOVERY_W, -1), axis=1)
     return np.all(runs[1:] < runs[:-1] - RECOVERY_STEP, axis=0)
+
+
+def recovered(drop, history):
+    """Whether a flag whose score is ``drop`` under its peak is released, per column of
+    ``history`` (the last ``RECOVERY_LONG_HISTORY`` log excesses, oldest first; columns of
+    ``drop`` match): fallen ``RECOVERY_DROP`` and falling for ``RECOVERY_HISTORY`` steps, or
+    fallen ``RECOVERY_LONG_DROP`` and falling for all of them."""
+    drop = np.asarray(drop, dtype=np.float64)
+    return (((drop >= RECOVERY_DROP) & declining(history[-RECOVERY_HISTORY:]))
+            | ((drop >= RECOVERY_LONG_DROP) & declining(history)))
 
 
 def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasting_n=0, excess=None):
@@ -137,6 +154,13 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasti
     return (keep & (np.arange(a.size) >= start[run_id])).astype(np.int64)
 
 
+def _last_excesses(excess, k):
+    """The ``RECOVERY_LONG_HISTORY`` log excesses up to step ``k`` as one column, NaN before the first."""
+    first = k + 1 - RECOVERY_LONG_HISTORY
+    out = excess[max(first, 0):k + 1, None]
+    return np.vstack([np.full((-first, 1), np.nan), out]) if first < 0 else out
+
+
 def _rearmed(raised, hold, probability, rearm_n, lasting, excess=None):
     """The flag series with re-arming: a step at a time (the state is sequential)."""
     out = np.zeros(raised.size, dtype=np.int64)
@@ -158,8 +182,8 @@ def _rearmed(raised, hold, probability, rearm_n, lasting, excess=None):
             recovering = recovering and not settled and not e > released + RECOVERY_RISE
             now = now and not recovering
             peak = max(peak, e) if up else e
-            if (now and up and k >= RECOVERY_HISTORY - 1 and peak - e >= RECOVERY_DROP
-                    and declining(excess[k + 1 - RECOVERY_HISTORY:k + 1, None])[0]):
+            if (now and up and k >= RECOVERY_HISTORY - 1 and peak - e >= RECOVERY_LONG_DROP
+                    and recovered([peak - e], _last_excesses(excess, k))[0]):
                 now, recovering, released = False, True, e
         if up and not now:
             armed, since = False, 0
@@ -192,7 +216,7 @@ class FlagPolicy:
         self.pos = 0
         self.step = 0
         # the last steps' log excess, by step % RECOVERY_HISTORY; NaN: not seen (a run with one is not falling)
-        self.excess = np.zeros((RECOVERY_HISTORY, 0))
+        self.excess = np.zeros((RECOVERY_LONG_HISTORY, 0))
         self.peak = np.zeros(0)
         self.recovering = np.zeros(0, dtype=bool)
         self.released = np.zeros(0)
@@ -269,16 +293,16 @@ class FlagPolicy:
 
     def _recovery(self, flags, e, settled):
         """``flags`` less those of charts recovering (see the module's docstring); one step of ``n_of_m``'s."""
-        row = (self.step - 1) % RECOVERY_HISTORY     # self.step already counts this step
+        row = (self.step - 1) % RECOVERY_LONG_HISTORY     # self.step already counts this step
         self.excess[row] = e
         self.recovering &= ~settled & ~(e > self.released + RECOVERY_RISE)
         flags = flags & ~self.recovering
         self.peak = np.where(self.up, np.maximum(self.peak, e), e)
-        check = flags & self.up & (self.peak - e >= RECOVERY_DROP)
+        check = flags & self.up & (self.peak - e >= RECOVERY_LONG_DROP)
         if self.step >= RECOVERY_HISTORY and check.any():
             k = np.nonzero(check)[0]
-            order = (np.arange(row + 1, row + 1 + RECOVERY_HISTORY)) % RECOVERY_HISTORY    # oldest first
-            release = k[declining(self.excess[np.ix_(order, k)])]
+            order = np.arange(row + 1, row + 1 + RECOVERY_LONG_HISTORY) % RECOVERY_LONG_HISTORY    # oldest first
+            release = k[recovered((self.peak - e)[k], self.excess[np.ix_(order, k)])]
             flags[release] = False
             self.recovering[release] = True
             self.released[release] = e[release]

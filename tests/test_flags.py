@@ -126,16 +126,38 @@ def test_a_flag_is_released_while_its_chart_recovers_but_not_while_the_incident_
 
 
 def test_each_flag_is_measured_from_its_own_peak():
-    # a high first incident, then a second, lower one that slowly eases off while it lasts
-    # (down by e^1, not e^2, from its own peak): it stays flagged to its end
+    # a high first incident, then a second, lower one that eases off for its last 60 steps
+    # (down by e^1, not e^2, from its own peak, and not falling for 80 steps): it stays flagged
+    # to its end
     first = np.concatenate([np.full(20, -3.0), np.full(30, 8.0), np.full(100, -3.0)])
-    second = np.concatenate([[5.5] * 5, np.linspace(5.5, 4.5, 80), np.full(30, -3.0)])
+    second = np.concatenate([[5.5] * 25, np.linspace(5.5, 4.5, 60), np.full(30, -3.0)])
     excess = np.concatenate([first, second])
     p = np.where(excess > 0.5, 1.0, 0.4)
     flags = n_of_m(excess > 0, 2, 3, p >= 0.99, p, rearm_n=30, excess=excess)
     start = len(first)
     assert rises(flags) == [21, start + 1]
     assert flags[start + 1:start + 85].all()
+
+
+def test_a_slow_steady_decay_is_released_once_it_has_fallen_for_80_steps():
+    # a held level, then a score coming down by 0.04 every 10 steps (a 900 s load average):
+    # e^2 under its peak only after 500 steps; falling for 80 steps and e^0.5 under it after 125
+    held, decay_n = 60, 400
+    excess = np.concatenate([np.full(20, -3.0), np.full(held, 4.0), 4.0 - np.arange(decay_n) * 0.004,
+                             np.full(50, -3.0)])
+    p = np.where(excess > 0.5, 1.0, 0.4)
+    flags = n_of_m(excess > 0, 2, 3, p >= 0.99, p, rearm_n=30, excess=excess)
+    decay = 20 + held
+    assert flags[21:decay].all()                      # the held level stays flagged
+    up = np.flatnonzero(flags[decay:])
+    assert 120 <= up.size <= 130, up.size             # released 125 steps into the decay
+    assert rises(flags) == [21]
+    # the same decay where every 50 steps a run of 10 sits a little higher: never 80 steps of
+    # steady fall, so it is kept up until e^2 (after the data here ends)
+    noisy = excess.copy()
+    for j in range(decay + 40, decay + decay_n, 50):
+        noisy[j:j + 10] += 0.1
+    assert np.flatnonzero(n_of_m(noisy > 0, 2, 3, p >= 0.99, p, rearm_n=30, excess=noisy)[decay:]).size > 125
 
 
 def test_a_new_excess_on_a_recovering_chart_flags_again():
