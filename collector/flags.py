@@ -215,7 +215,7 @@ class FlagPolicy:
         self.since = np.zeros(0, dtype=np.int64)
         self.pos = 0
         self.step = 0
-        # the last steps' log excess, by step % RECOVERY_HISTORY; NaN: not seen (a run with one is not falling)
+        # the last steps' log excess, by step % RECOVERY_LONG_HISTORY; NaN: not seen (a run with one is not falling)
         self.excess = np.zeros((RECOVERY_LONG_HISTORY, 0))
         self.peak = np.zeros(0)
         self.recovering = np.zeros(0, dtype=bool)
