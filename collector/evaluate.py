@@ -6,8 +6,7 @@ import sys
 
 import numpy as np
 
-from .metrics import (TARGET_DELAY_S, TARGET_FALSE_PER_HOUR, dataset_metrics, recordings_summary,
-                      score_incidents)
+from .metrics import TARGET_DELAY_S, TARGET_FALSE_PER_HOUR, dataset_metrics, score_incidents
 
 
 class _Quiet:
