@@ -34,6 +34,14 @@ The longer the stretch, the less dense it needs to be: three fifths of 40 steps 
 that comes and goes around the 99 % line for longer, which normal data's rare high steps do
 not add up to. ``lasting_n = 0``: off.
 
+With re-arming on and the scores' ``excess`` given (as the job gives them), a step counts
+towards ``min_n`` of ``window_n`` only when its score is above the threshold by a margin: a
+log excess of at least ``RAISE_MARGIN`` (the score e^0.5, 1.65 times, as far above the
+training median as the threshold). Scores that graze the threshold for two steps (a burst a
+short training window had not seen, a counter ticking once) no longer raise a flag; an
+incident passes the margin within a second or two of crossing. The hold, the lasting excess
+and the threshold itself (``predict``, the share of normal steps above it) are unchanged.
+
 A flag that is up is released when its chart is plainly recovering (with re-arming on): its
 score (``excess``: the logarithm of how far above the training median it is, in units of
 the threshold's distance from it) has fallen ``RECOVERY_DROP`` (a factor e^2, about 7) from
@@ -59,6 +67,7 @@ SUSTAINED = 0.5
 HIGH = 0.99
 LASTING = 0.75
 LASTING_LONG = 0.6
+RAISE_MARGIN = 0.5
 RECOVERY_W = 10
 RECOVERY_WINDOWS = 3
 RECOVERY_STEP = 0.03
@@ -112,10 +121,15 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasti
 
     ``hold``: optional 0/1 series, where a raised flag may stay up; ``probability``: the
     series of probabilities, needed for ``rearm_n > 0`` or ``lasting_n > 0``; ``excess``:
-    the series of ``scoring.log_excess`` for releasing a recovering chart (with
-    ``rearm_n > 0``; None: no release).
+    the series of ``scoring.log_excess`` for the raising margin and for releasing a recovering
+    chart (with ``rearm_n > 0``; None: neither).
     """
     a = np.asarray(above, dtype=np.int64)
+    if rearm_n > 0 and excess is not None:
+        excess = finite_excess(excess)
+        if excess.shape != a.shape:
+            raise ValueError('excess has {} steps, above has {}'.format(excess.size, a.size))
+        a = a * (excess >= RAISE_MARGIN)
     if min_n <= 1 and window_n <= 1:
         raised = a.copy()
     else:
@@ -136,10 +150,6 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasti
             lasting = _lasts(_high_counts(probability, lasting_n), _high_counts(probability, 2 * lasting_n),
                              lasting_n)
     if rearm_n > 0:
-        if excess is not None:
-            excess = finite_excess(excess)
-            if excess.shape != a.shape:
-                raise ValueError('excess has {} steps, above has {}'.format(excess.size, a.size))
         return _rearmed(raised.astype(bool), hold, probability, rearm_n, lasting, excess)
     raised = raised | lasting
     if hold is None or a.size == 0:
@@ -251,9 +261,13 @@ class FlagPolicy:
         """Record this step's 0/1 ``above`` (one per model, 0 for a model that did not score)
         and return the flags; ``hold``: where a flag that is up may stay up; ``probability``:
         this step's probabilities (for re-arming and lasting excesses; 0 for a model that did
-        not score); ``excess``: this step's ``scoring.log_excess`` (for releasing a recovering
-        chart; None: no release)."""
-        self.history[self.pos] = np.asarray(above, dtype=np.int8)
+        not score); ``excess``: this step's ``scoring.log_excess`` (for the raising margin and
+        releasing a recovering chart, with re-arming; None: neither)."""
+        above = np.asarray(above, dtype=np.int8)
+        if self.rearm_n > 0 and excess is not None:
+            excess = finite_excess(excess)
+            above = above * (excess >= RAISE_MARGIN)
+        self.history[self.pos] = above
         self.pos = (self.pos + 1) % self.window_n
         raised = self.history.sum(axis=0) >= self.min_n
         kept = self.up & np.asarray(hold, dtype=bool) if hold is not None else np.zeros_like(self.up)
@@ -284,7 +298,7 @@ class FlagPolicy:
                 sustained = self.recent.sum(axis=0) >= SUSTAINED * self.rearm_n
                 flags = raised & (self.up | self.armed | sustained) | kept
             if excess is not None:
-                flags = self._recovery(flags, finite_excess(excess), settled)
+                flags = self._recovery(flags, excess, settled)
             cleared = self.up & ~flags
             self.armed &= ~cleared
             self.since = np.where(cleared, 0, self.since)

@@ -139,6 +139,24 @@ def test_each_flag_is_measured_from_its_own_peak():
     assert flags[start + 1:start + 85].all()
 
 
+def test_a_score_that_grazes_the_threshold_raises_no_flag():
+    # five steps just above the threshold (log excess 0.1), then five well above it (0.6)
+    excess = np.concatenate([np.full(40, -3.0), np.full(5, 0.1), np.full(40, -3.0), np.full(5, 0.6),
+                             np.full(40, -3.0)])
+    p = np.where(excess > 0, 0.9995, 0.4)
+    above, hold = excess > 0, p >= 0.99
+    flags = n_of_m(above, 2, 3, hold, p, rearm_n=30, excess=excess)
+    assert rises(flags) == [86]                       # the second step of the clear excess
+    # without the scores' excess, or without re-arming (the retired set-up), every crossing counts
+    assert rises(n_of_m(above, 2, 3, hold, p, rearm_n=30)) == [41, 86]
+    assert rises(n_of_m(above, 2, 3, hold, p, excess=excess)) == [41, 86]
+    # step by step the same
+    policy = FlagPolicy(2, 3, rearm_n=30)
+    policy.reindex(['a'])
+    got = [policy.update([int(x)], [h], [q], [e])[0] for x, h, q, e in zip(above, hold, p, excess)]
+    assert got == flags.tolist()
+
+
 def test_a_slow_steady_decay_is_released_once_it_has_fallen_for_80_steps():
     # a held level, then a score coming down by 0.04 every 10 steps (a 900 s load average):
     # e^2 under its peak only after 500 steps; falling for 80 steps and e^0.5 under it after 125
