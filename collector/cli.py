@@ -73,9 +73,13 @@ def cmd_replay(args):
 
 def cmd_record(args):
     from .record import RecordError, record
+    if args.before is not None and not args.past:
+        print('record: --before needs --past (a live window starts now)', file=sys.stderr)
+        return 1
     try:
         failed = record(args.host, args.seconds, args.out, past=args.past, charts_regex=args.charts_regex,
-                        labels=args.labels, description=args.description or '', protocol=args.protocol)
+                        labels=args.labels, description=args.description or '', protocol=args.protocol,
+                        before=args.before)
     except RecordError as e:
         print('record: {}'.format(e), file=sys.stderr)
         return 1
@@ -222,6 +226,8 @@ def build_parser():
     rc.add_argument('--seconds', type=_positive_int, required=True, help='length of the window')
     rc.add_argument('--out', required=True, help='folder to write')
     rc.add_argument('--past', action='store_true', help='take the last N seconds the agent already has')
+    rc.add_argument('--before', type=_positive_int,
+                    help='with --past: the window ends at this unix second (default: the newest the agent has)')
     rc.add_argument('--charts-regex', help='record only charts matching this regex')
     rc.add_argument('--labels', help='labels.json (incidents) to include')
     rc.add_argument('--description', help='free text stored in recording.json')

@@ -35,11 +35,12 @@ def _get(session, url, timeout):
 
 
 def record(host, seconds, out, past=False, charts_regex=None, labels=None, description='', protocol='http',
-           timeout=30.0, stream=sys.stderr, sleep=time.sleep):
+           timeout=30.0, stream=sys.stderr, sleep=time.sleep, before=None):
     """Record ``seconds`` of ``host`` into ``out``; returns the list of charts that failed.
 
     Without ``past`` it waits while the window happens (live); with it, it takes the last
-    ``seconds`` the agent already has.
+    ``seconds`` the agent already has, up to ``before`` (unix s) when given: the recording
+    process's own start-up (a burst of interrupts, a few forks) then stays out of the window.
     """
     import requests
     base = '{}://{}'.format(protocol, host)
@@ -62,7 +63,7 @@ def record(host, seconds, out, past=False, charts_regex=None, labels=None, descr
     if not charts:
         raise RecordError('no charts to record')
     if past:
-        end = int(now) - 1
+        end = int(now) - 1 if before is None else min(int(before), int(now) - 1)
         start = end - int(seconds)
         sample = _get(session, base + '/api/v1/allmetrics?format=json', timeout)
     else:

@@ -3,6 +3,8 @@ import glob
 import gzip
 import json
 import os
+import subprocess
+import sys
 import urllib.request
 
 import numpy as np
@@ -131,6 +133,25 @@ def test_record_a_replayed_agent_round_trips(replay, tmp_path):
         assert data(server2, 'system.cpu', again.start, again.end) == data(replay, 'system.cpu', again.start, again.end)
     with pytest.raises(RecordError, match='cannot reach'):
         record('127.0.0.1:9', 10, str(tmp_path / 'x'), past=True, stream=io.StringIO())
+
+
+def test_record_past_before_ends_the_window_where_asked(replay, tmp_path):
+    """``record --past --before T``: the window is the ``seconds`` up to T, not up to now, so the
+    recording process starting up stays out of it; a T in the agent's future is capped at now."""
+    import io
+    from collector.record import record
+    newest = START + 600
+    for before, end in ((newest - 30, newest - 30), (newest + 1000, newest - 1)):
+        out = str(tmp_path / 'rec{}'.format(before))
+        assert record(replay.host, 60, out, past=True, charts_regex=r'system\.cpu$', stream=io.StringIO(),
+                      before=before) == []
+        meta = json.load(open(os.path.join(out, 'recording.json')))
+        assert (meta['start'], meta['end']) == (end - 60, end)
+        rows = Recording(out).chart_rows('system.cpu')[1]
+        assert rows[-1] == end
+    r = subprocess.run([sys.executable, '-m', 'collector', 'record', '--host', replay.host, '--seconds', '10',
+                        '--out', str(tmp_path / 'live'), '--before', str(newest)], capture_output=True, text=True)
+    assert r.returncode == 1 and '--before needs --past' in r.stderr and r.stdout == ''
 
 
 def test_record_keeps_going_when_a_chart_fails(replay, tmp_path, monkeypatch):
