@@ -20,7 +20,11 @@ node recover from anything flagged it again and again. Probabilities of normal d
 uniform, so they average 50 %: a chart that is back to its usual re-arms in about
 ``rearm_n`` steps. Until then a flag rises only for an excess that lasts: a probability of
 at least ``HIGH`` in at least ``SUSTAINED`` of the last ``rearm_n`` steps (a level that moved
-and stays moved is still flagged). ``rearm_n = 0``: a flag may rise at any step.
+and stays moved is still flagged), or for a score far above anything the aftermath reaches:
+``min_n`` of the last ``window_n`` steps at a log excess (below) of ``REARM_MARGIN`` or more,
+the threshold's distance from the training median e^4, 55 times, over. A busy node's charts
+can take minutes to settle after a flag; a new incident in that time is not waited for.
+``rearm_n = 0``: a flag may rise at any step.
 
 A lasting excess raises a flag by itself: a probability of at least ``HIGH`` in at least
 ``LASTING`` of the last ``lasting_n`` steps, or in at least ``LASTING_LONG`` of the last
@@ -68,6 +72,7 @@ HIGH = 0.99
 LASTING = 0.75
 LASTING_LONG = 0.6
 RAISE_MARGIN = 0.5
+REARM_MARGIN = 4.0
 RECOVERY_W = 10
 RECOVERY_WINDOWS = 3
 RECOVERY_STEP = 0.03
@@ -125,18 +130,14 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasti
     chart (with ``rearm_n > 0``; None: neither).
     """
     a = np.asarray(above, dtype=np.int64)
+    strong = None
     if rearm_n > 0 and excess is not None:
         excess = finite_excess(excess)
         if excess.shape != a.shape:
             raise ValueError('excess has {} steps, above has {}'.format(excess.size, a.size))
+        strong = _min_of_window(a * (excess >= REARM_MARGIN), min_n, window_n).astype(bool)
         a = a * (excess >= RAISE_MARGIN)
-    if min_n <= 1 and window_n <= 1:
-        raised = a.copy()
-    else:
-        c = np.concatenate([[0], np.cumsum(a)])
-        idx = np.arange(1, a.size + 1)
-        counts = c[idx] - c[np.maximum(idx - window_n, 0)]
-        raised = (counts >= min_n).astype(np.int64)
+    raised = _min_of_window(a, min_n, window_n)
     if hold is not None:
         hold = np.asarray(hold, dtype=bool)
         if hold.shape != a.shape:
@@ -150,7 +151,7 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasti
             lasting = _lasts(_high_counts(probability, lasting_n), _high_counts(probability, 2 * lasting_n),
                              lasting_n)
     if rearm_n > 0:
-        return _rearmed(raised.astype(bool), hold, probability, rearm_n, lasting, excess)
+        return _rearmed(raised.astype(bool), hold, probability, rearm_n, lasting, excess, strong)
     raised = raised | lasting
     if hold is None or a.size == 0:
         return raised
@@ -164,6 +165,15 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasti
     return (keep & (np.arange(a.size) >= start[run_id])).astype(np.int64)
 
 
+def _min_of_window(a, min_n, window_n):
+    """1 where at least ``min_n`` of the last ``window_n`` steps of the 0/1 series ``a`` are 1."""
+    if min_n <= 1 and window_n <= 1:
+        return a.copy()
+    c = np.concatenate([[0], np.cumsum(a)])
+    idx = np.arange(1, a.size + 1)
+    return (c[idx] - c[np.maximum(idx - window_n, 0)] >= min_n).astype(np.int64)
+
+
 def _last_excesses(excess, k):
     """The ``RECOVERY_LONG_HISTORY`` log excesses up to step ``k`` as one column, NaN before the first."""
     first = k + 1 - RECOVERY_LONG_HISTORY
@@ -171,7 +181,7 @@ def _last_excesses(excess, k):
     return np.vstack([np.full((-first, 1), np.nan), out]) if first < 0 else out
 
 
-def _rearmed(raised, hold, probability, rearm_n, lasting, excess=None):
+def _rearmed(raised, hold, probability, rearm_n, lasting, excess=None, strong=None):
     """The flag series with re-arming: a step at a time (the state is sequential)."""
     out = np.zeros(raised.size, dtype=np.int64)
     csum = np.concatenate([[0.0], np.cumsum(probability)])
@@ -185,7 +195,7 @@ def _rearmed(raised, hold, probability, rearm_n, lasting, excess=None):
             mean = (csum[k + 1] - csum[k + 1 - rearm_n]) / rearm_n if since >= rearm_n else 1.0
             settled = mean < REARM_MEAN
             armed = armed or settled or since >= REARM_CAP * rearm_n
-        now = (bool(raised[k]) and (up or armed or bool(sustained[k])) or (up and hold is not None and bool(hold[k]))
+        now = (bool(raised[k]) and (up or armed or bool(sustained[k]) or (strong is not None and bool(strong[k]))) or (up and hold is not None and bool(hold[k]))
                or bool(lasting[k]))
         if excess is not None:
             e = excess[k]
@@ -218,6 +228,7 @@ class FlagPolicy:
         self.high_count_long = np.zeros(0, dtype=np.int64)
         self.lasting_pos = 0
         self.history = np.zeros((window_n, 0), dtype=np.int8)
+        self.strong_history = np.zeros((window_n, 0), dtype=np.int8)     # the same, above REARM_MARGIN
         self.probs = np.zeros((max(rearm_n, 1), 0))
         self.recent = np.zeros((max(rearm_n, 1), 0), dtype=np.int8)     # probability >= HIGH, the same steps
         self.up = np.zeros(0, dtype=bool)
@@ -247,6 +258,7 @@ class FlagPolicy:
             out[..., new] = arr[..., was]
             return out
         self.history, self.probs, self.recent = carry(self.history, 0), carry(self.probs, 0.0), carry(self.recent, 0)
+        self.strong_history = carry(self.strong_history, 0)
         self.up, self.armed, self.since = carry(self.up, False), carry(self.armed, True), carry(self.since, 0)
         self.high, self.high_count = carry(self.high, 0), carry(self.high_count, 0)
         self.high_count_long = carry(self.high_count_long, 0)
@@ -264,8 +276,11 @@ class FlagPolicy:
         not score); ``excess``: this step's ``scoring.log_excess`` (for the raising margin and
         releasing a recovering chart, with re-arming; None: neither)."""
         above = np.asarray(above, dtype=np.int8)
+        strong = np.zeros(len(self.ids), dtype=bool)
         if self.rearm_n > 0 and excess is not None:
             excess = finite_excess(excess)
+            self.strong_history[self.pos] = above * (excess >= REARM_MARGIN)
+            strong = self.strong_history.sum(axis=0) >= self.min_n
             above = above * (excess >= RAISE_MARGIN)
         self.history[self.pos] = above
         self.pos = (self.pos + 1) % self.window_n
@@ -296,7 +311,7 @@ class FlagPolicy:
                 settled = ~self.up & (self.since >= self.rearm_n) & (self.probs.mean(axis=0) < REARM_MEAN)
                 self.armed |= waiting & (settled | (self.since >= REARM_CAP * self.rearm_n))
                 sustained = self.recent.sum(axis=0) >= SUSTAINED * self.rearm_n
-                flags = raised & (self.up | self.armed | sustained) | kept
+                flags = raised & (self.up | self.armed | sustained | strong) | kept
             if excess is not None:
                 flags = self._recovery(flags, excess, settled)
             cleared = self.up & ~flags

@@ -157,6 +157,23 @@ def test_a_score_that_grazes_the_threshold_raises_no_flag():
     assert got == flags.tolist()
 
 
+def test_a_chart_waiting_to_re_arm_flags_a_new_excess_far_above_the_threshold_at_once():
+    """After a flag, a chart whose probability has not settled yet (a busy node) raises no flag
+    for a score a little above the threshold, but does for one far above it (log excess 4, the
+    threshold's distance from the median 55 times over): a new incident right after an old one
+    is not waited for."""
+    excess = np.concatenate([np.full(20, -3.0), np.full(20, 6.0), np.full(40, -0.5), np.full(4, 2.5),
+                             np.full(30, -0.5), np.full(6, 4.5), np.full(20, -3.0)])
+    p = np.where(excess > 0, 0.9995, np.where(excess > -1, 0.8, 0.4))     # -0.5: unsettled, above 50 %
+    above, hold = excess > 0, p >= 0.99
+    flags = n_of_m(above, 2, 3, hold, p, rearm_n=30, excess=excess)
+    assert rises(flags) == [21, 115]        # the first incident, then the far excess at its 2nd step
+    policy = FlagPolicy(2, 3, rearm_n=30)
+    policy.reindex(['a'])
+    got = [policy.update([int(x)], [h], [q], [e])[0] for x, h, q, e in zip(above, hold, p, excess)]
+    assert got == flags.tolist()
+
+
 def test_a_slow_steady_decay_is_released_once_it_has_fallen_for_80_steps():
     # a held level, then a score coming down by 0.04 every 10 steps (a 900 s load average):
     # e^2 under its peak only after 500 steps; falling for 80 steps and e^0.5 under it after 125
