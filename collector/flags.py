@@ -130,14 +130,14 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasti
     chart (with ``rearm_n > 0``; None: neither).
     """
     a = np.asarray(above, dtype=np.int64)
-    strong = None
+    strong = np.zeros(a.size, dtype=bool)      # a far excess: counts while a chart waits to re-arm
     if rearm_n > 0 and excess is not None:
         excess = finite_excess(excess)
         if excess.shape != a.shape:
             raise ValueError('excess has {} steps, above has {}'.format(excess.size, a.size))
-        strong = _min_of_window(a * (excess >= REARM_MARGIN), min_n, window_n).astype(bool)
+        strong = _enough_in_window(a * (excess >= REARM_MARGIN), min_n, window_n).astype(bool)
         a = a * (excess >= RAISE_MARGIN)
-    raised = _min_of_window(a, min_n, window_n)
+    raised = _enough_in_window(a, min_n, window_n)
     if hold is not None:
         hold = np.asarray(hold, dtype=bool)
         if hold.shape != a.shape:
@@ -165,7 +165,7 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasti
     return (keep & (np.arange(a.size) >= start[run_id])).astype(np.int64)
 
 
-def _min_of_window(a, min_n, window_n):
+def _enough_in_window(a, min_n, window_n):
     """1 where at least ``min_n`` of the last ``window_n`` steps of the 0/1 series ``a`` are 1."""
     if min_n <= 1 and window_n <= 1:
         return a.copy()
@@ -181,7 +181,7 @@ def _last_excesses(excess, k):
     return np.vstack([np.full((-first, 1), np.nan), out]) if first < 0 else out
 
 
-def _rearmed(raised, hold, probability, rearm_n, lasting, excess=None, strong=None):
+def _rearmed(raised, hold, probability, rearm_n, lasting, excess, strong):
     """The flag series with re-arming: a step at a time (the state is sequential)."""
     out = np.zeros(raised.size, dtype=np.int64)
     csum = np.concatenate([[0.0], np.cumsum(probability)])
@@ -195,8 +195,8 @@ def _rearmed(raised, hold, probability, rearm_n, lasting, excess=None, strong=No
             mean = (csum[k + 1] - csum[k + 1 - rearm_n]) / rearm_n if since >= rearm_n else 1.0
             settled = mean < REARM_MEAN
             armed = armed or settled or since >= REARM_CAP * rearm_n
-        now = (bool(raised[k]) and (up or armed or bool(sustained[k]) or (strong is not None and bool(strong[k]))) or (up and hold is not None and bool(hold[k]))
-               or bool(lasting[k]))
+        now = (bool(raised[k]) and (up or armed or bool(sustained[k] or strong[k]))
+               or (up and hold is not None and bool(hold[k])) or bool(lasting[k]))
         if excess is not None:
             e = excess[k]
             recovering = recovering and not settled and not e > released + RECOVERY_RISE
@@ -276,11 +276,9 @@ class FlagPolicy:
         not score); ``excess``: this step's ``scoring.log_excess`` (for the raising margin and
         releasing a recovering chart, with re-arming; None: neither)."""
         above = np.asarray(above, dtype=np.int8)
-        strong = np.zeros(len(self.ids), dtype=bool)
         if self.rearm_n > 0 and excess is not None:
             excess = finite_excess(excess)
             self.strong_history[self.pos] = above * (excess >= REARM_MARGIN)
-            strong = self.strong_history.sum(axis=0) >= self.min_n
             above = above * (excess >= RAISE_MARGIN)
         self.history[self.pos] = above
         self.pos = (self.pos + 1) % self.window_n
@@ -311,6 +309,7 @@ class FlagPolicy:
                 settled = ~self.up & (self.since >= self.rearm_n) & (self.probs.mean(axis=0) < REARM_MEAN)
                 self.armed |= waiting & (settled | (self.since >= REARM_CAP * self.rearm_n))
                 sustained = self.recent.sum(axis=0) >= SUSTAINED * self.rearm_n
+                strong = self.strong_history.sum(axis=0) >= self.min_n if excess is not None else False
                 flags = raised & (self.up | self.armed | sustained | strong) | kept
             if excess is not None:
                 flags = self._recovery(flags, excess, settled)
