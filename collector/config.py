@@ -44,6 +44,7 @@ DEFAULTS = {
     'smooth_n': 3,
     'diffs_n': 1,
     'level_features': True,
+    'despike': True,
     'level_squash': 0,
     'contamination': 0.001,
     'flag_window_n': 3,
@@ -122,6 +123,7 @@ class JobConfig:
     flag_rearm_n: int = 30
     flag_lasting_n: int = 20
     level_squash: float = 0.0
+    despike: bool = True
     attribution_charts: bool = False
     prometheus_textfile: Optional[str] = None
     prometheus_port: Optional[int] = None
@@ -144,12 +146,12 @@ class JobConfig:
     def rows_needed(self):
         """Raw rows needed to build one feature vector (see ``features.rows_needed``)."""
         from .features import rows_needed
-        return rows_needed(self.diffs_n, self.smooth_n, self.lags_n)
+        return rows_needed(self.diffs_n, self.smooth_n, self.lags_n, self.despike)
 
     def features(self, values):
         """The feature matrix of raw rows under this job's settings (see ``features.make_features``)."""
         from .features import make_features
-        return make_features(values, self.diffs_n, self.smooth_n, self.lags_n, self.level_features)
+        return make_features(values, self.diffs_n, self.smooth_n, self.lags_n, self.level_features, self.despike)
 
     def chart_matches(self, chart_id):
         if chart_id in self.charts_to_exclude or self.charts_regex is None:
@@ -323,7 +325,7 @@ def parse_job_config(raw, job_name=None):
     if cfg['calibration'] not in CALIBRATIONS:
         errors.append("key 'calibration': expected one of {}, got {!r}".format(', '.join(CALIBRATIONS), cfg['calibration']))
     for key in ('include_average_prob', 'custom_models_normalize', 'train_in_subprocess', 'level_features',
-                'train_exclude_flagged', 'attribution_charts'):
+                'despike', 'train_exclude_flagged', 'attribution_charts'):
         _check_bool(cfg, key, errors)
     models_dir = None if _none_string(cfg['models_dir']) else cfg['models_dir']
     if models_dir is not None and not isinstance(models_dir, str):
@@ -359,7 +361,7 @@ def parse_job_config(raw, job_name=None):
         offset_n_secs=cfg['offset_n_secs'], train_no_prediction_n=cfg['train_no_prediction_n'],
         initial_train_data_after=after, initial_train_data_before=before, lags_n=cfg['lags_n'],
         smooth_n=cfg['smooth_n'], diffs_n=cfg['diffs_n'], level_features=cfg['level_features'],
-        contamination=float(c), flag_window_n=cfg['flag_window_n'], flag_min_n=cfg['flag_min_n'],
+        despike=cfg['despike'], contamination=float(c), flag_window_n=cfg['flag_window_n'], flag_min_n=cfg['flag_min_n'],
         train_exclude_flagged=cfg['train_exclude_flagged'], flag_hold_probability=float(hold),
         flag_rearm_n=cfg['flag_rearm_n'], flag_lasting_n=cfg['flag_lasting_n'],
         level_squash=float(squash), calibration=cfg['calibration'], train_in_subprocess=cfg['train_in_subprocess'],

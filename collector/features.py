@@ -5,15 +5,33 @@ Rows are time steps (oldest first), columns are dimensions. The transform is, in
 appended column-wise (current values first, then lag 1, lag 2, ...). These see sudden
 changes. With ``levels`` one more block follows: the smoothed values themselves (not
 differenced), which see a level that moved and stayed (a CPU pinned at 100 %, memory
-filled), something differences forget after ``lags_n`` steps. Training feeds the whole
-window; prediction feeds only the last ``rows_needed`` rows, and both give the same
-vector for the same data.
+filled), something differences forget after ``lags_n`` steps. With ``despike`` a value
+that left a flat line for one sample and came straight back to it is news for that one
+step only (see ``despiked_history``). Training feeds the whole window; prediction feeds
+only the last ``rows_needed`` rows, and both give the same vector for the same data.
 """
 import numpy as np
 
-def rows_needed(diffs_n, smooth_n, lags_n):
+def rows_needed(diffs_n, smooth_n, lags_n, despike=False):
     """Number of raw rows that produce exactly one feature row."""
-    return 1 + diffs_n + max(smooth_n, 1) - 1 + lags_n
+    return 1 + diffs_n + max(smooth_n, 1) - 1 + lags_n + (1 if despike else 0)
+
+
+def despiked_history(raw):
+    """``raw`` with every one-sample excursion from a flat line taken out, except in the last row.
+
+    A row whose neighbours are equal and which differs from them (``0, 1, 0``: a process
+    caught blocked in one read of a one-second gauge) is set to its neighbours' value. The
+    newest row has no next neighbour yet and stays as read, so a spike is seen on the step
+    it arrives and forgotten on the next: with ``flag_min_n`` of 2 it cannot raise a flag,
+    where the smoothing and lags would otherwise spread it over ``rows_needed`` steps.
+    A step that holds for two samples is not touched and is seen at once.
+    """
+    y = raw.copy()
+    if raw.shape[0] >= 3:
+        back = raw[:-2] == raw[2:]
+        y[1:-1] = np.where(back, raw[:-2], raw[1:-1])
+    return y
 
 
 def _moving_average(x, n):
@@ -24,20 +42,34 @@ def _moving_average(x, n):
     return (c[n:] - c[:-n]) / n
 
 
-def make_features(values, diffs_n, smooth_n, lags_n, levels=False):
+def make_features(values, diffs_n, smooth_n, lags_n, levels=False, despike=False):
     """Turn a (rows x dims) array into a (rows' x dims*blocks) feature matrix.
 
     ``blocks`` is ``lags_n + 1`` plus one when ``levels``. Returns an empty (0 x width)
     matrix when there are too few rows. NaN in the input should be filled by the caller;
     this function does no filling so it stays exact.
+
+    With ``despike`` each feature row is built as a step would see it: its history from
+    ``despiked_history`` (which needs one row more, the first neighbour of the oldest) and
+    its newest row as read.
     """
     raw = np.asarray(values, dtype=np.float64)
     if raw.ndim == 1:
         raw = raw[:, None]
     n_dims = raw.shape[1]
     width = n_dims * feature_blocks(lags_n, levels)
-    if raw.shape[0] < rows_needed(diffs_n, smooth_n, lags_n):
+    if raw.shape[0] < rows_needed(diffs_n, smooth_n, lags_n, despike):
         return np.empty((0, width))
+    if despike:
+        history = despiked_history(raw)[1:]
+        x = make_features(history, diffs_n, smooth_n, lags_n, levels)
+        # every block is linear in the rows, and the newest row enters only the current
+        # change block and the level block, each with weight 1 / smooth_n: put it back as read
+        newest = (raw[1:] - history)[-x.shape[0]:] / max(smooth_n, 1)
+        x[:, :n_dims] += newest
+        if levels:
+            x[:, -n_dims:] += newest
+        return x
     x = np.diff(raw, n=diffs_n, axis=0) if diffs_n > 0 else raw
     x = _moving_average(x, smooth_n)
     if lags_n > 0:

@@ -148,8 +148,12 @@ def test_detection_keys_defaults_and_checks():
     for bad in (-1, 1, 1.9, 1001, 'abc', True, None):
         assert any("key 'level_squash'" in e for e in errors_for({'level_squash': bad})), bad
     assert parse_job_config({'model': 'pca+knn'}).model == 'pca+knn'
-    errors = errors_for({'flag_min_n': 4, 'flag_window_n': 3, 'level_features': 'yes'})
+    errors = errors_for({'flag_min_n': 4, 'flag_window_n': 3, 'level_features': 'yes', 'despike': 1})
     assert any("'flag_min_n': must be <= flag_window_n (3), got 4" in e for e in errors)
     assert any("'level_features'" in e for e in errors)
+    assert any("key 'despike'" in e for e in errors)
+    off = parse_job_config({'despike': False})
+    assert parse_job_config({}).despike and not off.despike
+    assert parse_job_config({}).rows_needed == off.rows_needed + 1
     for bad in ('pca+pca', 'pca+nope', '+pca', 7):
         assert any("key 'model'" in e for e in errors_for({'model': bad})), bad

@@ -141,6 +141,22 @@ def test_unlabeled_background_jobs_raise_no_false_flag_once_training_has_seen_th
     assert result['false_flag_events'] == 0, result
 
 
+BLIPS = os.path.join(ROOT, 'recordings', 'netdata-1.37-incidents-e')
+
+
+def test_one_read_blips_of_a_gauge_never_seen_moving_raise_no_flag():
+    """incidents-e's background jobs made synced writes that left a process blocked in one
+    one-second read, twice, which 25 minutes of history never had (``system.processes``
+    ``blocked`` was always 0). With ``despike`` each blip is news for one step, short of
+    ``flag_min_n``'s 2; without it the smoothing and lags carry it over nine steps and each
+    blip raises a flag. The incidents are all flagged either way."""
+    result, _ = evaluate_recording(BLIPS)
+    assert result['detected'] == 5, result
+    assert 'system.processes' not in result['false_flags_by_chart'], result
+    before, _ = evaluate_recording(BLIPS, overrides={'despike': False})
+    assert before['false_flags_by_chart'].get('system.processes', 0) >= 2, before
+
+
 SHARED_REC = os.path.join(os.path.dirname(ROOT), 'shared', 'recordings')
 SHARED_SMD = os.path.join(os.path.dirname(ROOT), 'shared', 'datasets', 'smd')
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from collector.features import feature_blocks, feature_groups, fill_missing, make_features, rows_needed
+from collector.features import despiked_history, feature_blocks, feature_groups, fill_missing, make_features, rows_needed
 
 
 def test_hand_computed_features():
@@ -70,3 +70,48 @@ def test_prediction_row_equals_training_row_with_levels(diffs_n, smooth_n, lags_
 def test_feature_groups_follow_the_columns_chart_in_every_block():
     groups = feature_groups(['cpu', 'cpu', 'ram'], lags_n=1, levels=True)
     assert groups.tolist() == [0, 0, 1] * 3
+
+
+@pytest.mark.parametrize('diffs_n, smooth_n, lags_n, levels', [(1, 3, 5, True), (0, 1, 0, False), (2, 5, 3, True),
+                                                               (1, 0, 10, True)])
+def test_despiked_prediction_row_equals_training_row(diffs_n, smooth_n, lags_n, levels):
+    # integer counts with one-sample blips and lasting steps, where despiking changes rows
+    rng = np.random.default_rng(3)
+    x = np.round(rng.normal(size=(150, 3)).cumsum(axis=0) / 3)
+    x[rng.integers(2, 148, 20), 1] += 5
+    train = make_features(x, diffs_n, smooth_n, lags_n, levels, despike=True)
+    need = rows_needed(diffs_n, smooth_n, lags_n, despike=True)
+    assert need == rows_needed(diffs_n, smooth_n, lags_n) + 1
+    assert train.shape[0] == 150 - need + 1
+    if need > 2:  # a feature row with history: despiking changes it (with none it cannot)
+        assert not np.allclose(train, make_features(x, diffs_n, smooth_n, lags_n, levels)[1:])
+    for end in (need, 61, 150):
+        one = make_features(x[end - need:end], diffs_n, smooth_n, lags_n, levels, despike=True)
+        assert one.shape[0] == 1
+        assert np.allclose(one[0], train[end - need])
+
+
+def test_a_one_sample_blip_is_seen_on_one_step_and_a_held_step_on_every_step():
+    flat = np.zeros((40, 1))
+    blip = flat.copy()
+    blip[20] = 1.0
+    held = flat.copy()
+    held[20:] = 1.0
+
+    def steps_seen(x, despike):
+        f = make_features(x, 1, 3, 5, levels=True, despike=despike)
+        return np.flatnonzero(np.abs(f).max(axis=1) > 0).size
+
+    # without despiking the smoothing and lags carry one sample into 9 rows
+    assert steps_seen(blip, despike=False) == 9
+    assert steps_seen(blip, despike=True) == 1
+    # a level that holds is seen from the step it arrives, as before
+    assert steps_seen(held, despike=True) == steps_seen(held[1:], despike=False)
+    f = make_features(held, 1, 3, 5, levels=True, despike=True)
+    need = rows_needed(1, 3, 5, despike=True)
+    assert np.abs(f[20 - need + 1]).max() > 0 and np.abs(f[20 - need]).max() == 0
+
+
+def test_despiked_history_keeps_the_newest_row_and_what_holds():
+    x = np.array([[0.0], [0.0], [3.0], [0.0], [2.0], [2.0], [0.0], [5.0]])
+    assert despiked_history(x).ravel().tolist() == [0, 0, 0, 0, 2, 2, 0, 5]
