@@ -144,14 +144,30 @@ class JobConfig:
 
     @property
     def rows_needed(self):
-        """Raw rows needed to build one feature vector (see ``features.rows_needed``)."""
+        """Raw rows a step needs to build its feature vector (see ``features.rows_needed``)."""
         from .features import rows_needed
         return rows_needed(self.diffs_n, self.smooth_n, self.lags_n, self.despike)
 
+    @property
+    def training_rows_needed(self):
+        """Raw rows behind one training feature row (``training_features``)."""
+        from .features import rows_needed
+        return rows_needed(self.diffs_n, self.smooth_n, self.lags_n)
+
     def features(self, values):
-        """The feature matrix of raw rows under this job's settings (see ``features.make_features``)."""
+        """The feature rows the steps see under this job's settings (see ``features.make_features``)."""
         from .features import make_features
         return make_features(values, self.diffs_n, self.smooth_n, self.lags_n, self.level_features, self.despike)
+
+    def training_features(self, values):
+        """The feature rows a model is fitted on: every sample as read, ``despike`` or not.
+
+        A one-sample blip in the training window still teaches the model that its dimension
+        moves; taking it out there too narrowed the scale of such dimensions (a process count
+        whose history read 31 only in single seconds then flagged a lasting 31).
+        """
+        from .features import make_features
+        return make_features(values, self.diffs_n, self.smooth_n, self.lags_n, self.level_features)
 
     def chart_matches(self, chart_id):
         if chart_id in self.charts_to_exclude or self.charts_regex is None:

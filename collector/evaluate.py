@@ -190,11 +190,11 @@ def score_dataset(folder, config):
     from .models import fit_model
     train, train_labels, evals, labels = load_dataset(folder)
     train = fill_missing(train)
-    X = config.features(train)
-    need = config.rows_needed
+    X = config.training_features(train)
+    need, train_need = config.rows_needed, config.training_rows_needed
     if len(train_labels) == len(train) and train_labels.any():
         # anomaly-aware training: a feature row that saw a labeled row does not teach "normal"
-        seen = np.convolve(train_labels, np.ones(need, dtype=int))[need - 1:len(train_labels)]
+        seen = np.convolve(train_labels, np.ones(train_need, dtype=int))[train_need - 1:len(train_labels)]
         X = X[seen == 0]
     groups = feature_groups([0] * train.shape[1], config.lags_n, config.level_features)
     fm = fit_model(os.path.basename(folder), [], X, model=config.model, contamination=config.contamination,

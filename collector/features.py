@@ -6,9 +6,9 @@ appended column-wise (current values first, then lag 1, lag 2, ...). These see s
 changes. With ``levels`` one more block follows: the smoothed values themselves (not
 differenced), which see a level that moved and stayed (a CPU pinned at 100 %, memory
 filled), something differences forget after ``lags_n`` steps. With ``despike`` a value
-that left a flat line for one sample and came straight back to it is news for that one
-step only (see ``despiked_history``). Training feeds the whole window; prediction feeds
-only the last ``rows_needed`` rows, and both give the same vector for the same data.
+that left for one sample and came straight back is news for that one step only (see
+``despiked_history``). A whole window in gives the same rows as each window of
+``rows_needed`` rows alone, so scoring a recording at once equals scoring it step by step.
 """
 import numpy as np
 

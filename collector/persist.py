@@ -21,8 +21,8 @@ from .models import numpy_only
 FORMAT = 5
 # the settings a fitted model depends on; any change means it must be retrained (update_every
 # sets the spacing of the rows its differences and lags were learnt on)
-HASH_KEYS = ('model', 'diffs_n', 'smooth_n', 'lags_n', 'level_features', 'despike', 'level_squash',
-             'contamination', 'calibration', 'update_every')
+HASH_KEYS = ('model', 'diffs_n', 'smooth_n', 'lags_n', 'level_features', 'level_squash', 'contamination',
+             'calibration', 'update_every')
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -131,7 +131,7 @@ def run_training(request):
     result.rows = int(len(df))
     index = times_index
     all_columns = list(df.columns)
-    need = cfg.rows_needed
+    need, train_need = cfg.rows_needed, cfg.training_rows_needed
     for spec in request.specs:
         cols = _columns_for(spec, all_columns)
         missing = [c for c in cols if c not in df.columns]
@@ -143,17 +143,17 @@ def run_training(request):
         valid = ~np.isnan(raw).all(axis=1)
         raw, times = raw[valid], index[valid]
         raw = fill_missing(raw)
-        X = cfg.features(raw)
+        X = cfg.training_features(raw)
         spans = request.exclude.get(spec.model_id)
         n_excluded, share = 0, 0.0
         if spans and X.shape[0]:
-            drop = excluded_rows(times[need - 1:], spans, (need - 1) * cfg.update_every)
+            drop = excluded_rows(times[train_need - 1:], spans, (train_need - 1) * cfg.update_every)
             share = float(drop.mean())
             if share <= MAX_EXCLUDED_SHARE:
                 X, n_excluded = X[~drop], int(drop.sum())
         if X.shape[0] < MIN_TRAIN_ROWS:
             result.errors[spec.model_id] = 'only {} rows of history, need {}'.format(
-                X.shape[0], MIN_TRAIN_ROWS + need - 1)
+                X.shape[0], MIN_TRAIN_ROWS + train_need - 1)
             continue
         try:
             groups = feature_groups([split_key(c)[:2] for c in cols], cfg.lags_n, cfg.level_features)

@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from collector.config import ConfigError, job_configs_from_file, load_config_file, parse_job_config
@@ -155,5 +156,10 @@ def test_detection_keys_defaults_and_checks():
     off = parse_job_config({'despike': False})
     assert parse_job_config({}).despike and not off.despike
     assert parse_job_config({}).rows_needed == off.rows_needed + 1
+    # a model is fitted on the samples as read either way
+    assert parse_job_config({}).training_rows_needed == off.training_rows_needed == off.rows_needed
+    x = np.zeros((30, 1))
+    x[10] = 1.0
+    assert np.array_equal(parse_job_config({}).training_features(x), off.features(x))
     for bad in ('pca+pca', 'pca+nope', '+pca', 7):
         assert any("key 'model'" in e for e in errors_for({'model': bad})), bad

@@ -125,6 +125,10 @@ def test_incidents_of_other_kinds_on_a_real_agent_are_detected_with_the_defaults
     assert result['detected'] == result['incidents_total'] == 5, result
     assert max(i['delay_s'] for i in result['incidents']) <= 10, result
     assert result['false_flag_events'] <= 2 * max(1.0, result['clean_hours']), result
+    # after the timer storm system.processes_state settles one sleeping process lower, a level
+    # its history read only in one-second blips: fitted on the samples as read, the model
+    # knows that level and no flag lingers (with despiked training it stayed up 4 minutes)
+    assert result['clean_flagged_share'] < 0.002, result
 
 
 BACKGROUND = os.path.join(ROOT, 'recordings', 'netdata-1.37-incidents-d')

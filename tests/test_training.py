@@ -28,7 +28,7 @@ def test_a_flagged_incident_is_left_out_of_the_next_training(replay):
     aware, _ = _train(replay, {'system.cpu': [spike]})
     assert naive.info['excluded_rows'] == 0
     # the spike's rows and the feature rows that still see it over their lags and smoothing
-    assert aware.info['excluded_rows'] == (SPIKE[1] - SPIKE[0]) + cfg.rows_needed - 1
+    assert aware.info['excluded_rows'] == (SPIKE[1] - SPIKE[0]) + cfg.training_rows_needed - 1
     # trained on the incident, the naive model's threshold sits far higher: a repeat goes unseen
     assert aware.threshold < naive.threshold / 5
     # a model flagged for most of its window takes that as the new normal
