@@ -18,7 +18,7 @@ def rows_needed(diffs_n, smooth_n, lags_n, despike=False):
 
 
 def despiked_history(raw):
-    """``raw`` with every one-sample excursion from a flat line taken out, except in the last row.
+    """``raw`` with every one-sample excursion that came straight back taken out, but in the last row.
 
     A row whose neighbours are equal and which differs from them (``0, 1, 0``: a process
     caught blocked in one read of a one-second gauge) is set to its neighbours' value. The
