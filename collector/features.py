@@ -12,25 +12,32 @@ that left for one sample and came straight back is news for that one step only (
 """
 import numpy as np
 
+# raw rows before the oldest history row that ``despiked_history`` looks at
+DESPIKE_CONTEXT = 2
+
+
 def rows_needed(diffs_n, smooth_n, lags_n, despike=False):
     """Number of raw rows that produce exactly one feature row."""
-    return 1 + diffs_n + max(smooth_n, 1) - 1 + lags_n + (1 if despike else 0)
+    return 1 + diffs_n + max(smooth_n, 1) - 1 + lags_n + (DESPIKE_CONTEXT if despike else 0)
+
 
 
 def despiked_history(raw):
-    """``raw`` with every one-sample excursion that came straight back taken out, but in the last row.
+    """``raw`` with every lone one-sample excursion taken out, but in the last row.
 
-    A row whose neighbours are equal and which differs from them (``0, 1, 0``: a process
-    caught blocked in one read of a one-second gauge) is set to its neighbours' value. The
-    newest row has no next neighbour yet and stays as read, so a spike is seen on the step
-    it arrives and forgotten on the next: with ``flag_min_n`` of 2 it cannot raise a flag,
-    where the smoothing and lags would otherwise spread it over ``rows_needed`` steps.
-    A step that holds for two samples is not touched and is seen at once.
+    A row is a blip when the value held for the two samples before it and came straight
+    back after it (``0, 0, 1, 0``: a process caught blocked in one read of a one-second
+    gauge); it is set to that value. The newest row has no next sample yet and stays as
+    read, so a blip is seen on the step it arrives and forgotten on the next, where the
+    smoothing and lags would otherwise spread it over ``rows_needed`` steps. A change that
+    holds for two samples is not touched, and neither is a gauge that flips every sample
+    (``1, 2, 1, 2``): its history stays as it was read, as in training.
     """
     y = raw.copy()
-    if raw.shape[0] >= 3:
-        back = raw[:-2] == raw[2:]
-        y[1:-1] = np.where(back, raw[:-2], raw[1:-1])
+    if raw.shape[0] >= 4:
+        held, at, after = raw[1:-2], raw[2:-1], raw[3:]
+        blip = (raw[:-3] == held) & (held == after)
+        y[2:-1] = np.where(blip, held, at)
     return y
 
 
@@ -50,8 +57,8 @@ def make_features(values, diffs_n, smooth_n, lags_n, levels=False, despike=False
     this function does no filling so it stays exact.
 
     With ``despike`` each feature row is built as a step would see it: its history from
-    ``despiked_history`` (which needs one row more, the first neighbour of the oldest) and
-    its newest row as read.
+    ``despiked_history`` (which needs ``DESPIKE_CONTEXT`` rows more, the two before the
+    oldest) and its newest row as read.
     """
     raw = np.asarray(values, dtype=np.float64)
     if raw.ndim == 1:
@@ -61,11 +68,11 @@ def make_features(values, diffs_n, smooth_n, lags_n, levels=False, despike=False
     if raw.shape[0] < rows_needed(diffs_n, smooth_n, lags_n, despike):
         return np.empty((0, width))
     if despike:
-        history = despiked_history(raw)[1:]
+        history = despiked_history(raw)[DESPIKE_CONTEXT:]
         x = make_features(history, diffs_n, smooth_n, lags_n, levels)
         # every block is linear in the rows, and the newest row enters only the current
         # change block and the level block, each with weight 1 / smooth_n: put it back as read
-        newest = (raw[1:] - history)[-x.shape[0]:] / max(smooth_n, 1)
+        newest = (raw[DESPIKE_CONTEXT:] - history)[-x.shape[0]:] / max(smooth_n, 1)
         x[:, :n_dims] += newest
         if levels:
             x[:, -n_dims:] += newest

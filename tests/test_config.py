@@ -155,7 +155,7 @@ def test_detection_keys_defaults_and_checks():
     assert any("key 'despike'" in e for e in errors)
     off = parse_job_config({'despike': False})
     assert parse_job_config({}).despike and not off.despike
-    assert parse_job_config({}).rows_needed == off.rows_needed + 1
+    assert parse_job_config({}).rows_needed == off.rows_needed + 2
     # a model is fitted on the samples as read either way
     assert parse_job_config({}).training_rows_needed == off.training_rows_needed == off.rows_needed
     x = np.zeros((30, 1))

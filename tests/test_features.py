@@ -81,10 +81,10 @@ def test_despiked_prediction_row_equals_training_row(diffs_n, smooth_n, lags_n, 
     x[rng.integers(2, 148, 20), 1] += 5
     train = make_features(x, diffs_n, smooth_n, lags_n, levels, despike=True)
     need = rows_needed(diffs_n, smooth_n, lags_n, despike=True)
-    assert need == rows_needed(diffs_n, smooth_n, lags_n) + 1
+    assert need == rows_needed(diffs_n, smooth_n, lags_n) + 2
     assert train.shape[0] == 150 - need + 1
-    if need > 2:  # a feature row with history: despiking changes it (with none it cannot)
-        assert not np.allclose(train, make_features(x, diffs_n, smooth_n, lags_n, levels)[1:])
+    if need > 3:  # a feature row with history: despiking changes it (with none it cannot)
+        assert not np.allclose(train, make_features(x, diffs_n, smooth_n, lags_n, levels)[2:])
     for end in (need, 61, 150):
         one = make_features(x[end - need:end], diffs_n, smooth_n, lags_n, levels, despike=True)
         assert one.shape[0] == 1
@@ -106,12 +106,18 @@ def test_a_one_sample_blip_is_seen_on_one_step_and_a_held_step_on_every_step():
     assert steps_seen(blip, despike=False) == 9
     assert steps_seen(blip, despike=True) == 1
     # a level that holds is seen from the step it arrives, as before
-    assert steps_seen(held, despike=True) == steps_seen(held[1:], despike=False)
+    assert steps_seen(held, despike=True) == steps_seen(held[2:], despike=False)
     f = make_features(held, 1, 3, 5, levels=True, despike=True)
     need = rows_needed(1, 3, 5, despike=True)
     assert np.abs(f[20 - need + 1]).max() > 0 and np.abs(f[20 - need]).max() == 0
 
 
 def test_despiked_history_keeps_the_newest_row_and_what_holds():
-    x = np.array([[0.0], [0.0], [3.0], [0.0], [2.0], [2.0], [0.0], [5.0]])
-    assert despiked_history(x).ravel().tolist() == [0, 0, 0, 0, 2, 2, 0, 5]
+    x = np.array([[0.0], [0.0], [3.0], [0.0], [2.0], [2.0], [0.0], [0.0], [5.0]])
+    assert despiked_history(x).ravel().tolist() == [0, 0, 0, 0, 2, 2, 0, 0, 5]
+    # a blip needs the value held for two samples before it: of two blips 2 s apart the
+    # second is kept, and a gauge that flips every second keeps its history as read
+    pair = np.array([[0.0], [0.0], [5.0], [0.0], [5.0], [0.0], [0.0]])
+    assert despiked_history(pair).ravel().tolist() == [0, 0, 0, 0, 5, 0, 0]
+    flapping = (np.arange(12) % 2 + 1.0)[:, None]
+    assert np.array_equal(despiked_history(flapping), flapping)

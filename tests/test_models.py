@@ -387,3 +387,24 @@ def test_log_excess_reads_a_decay_whatever_the_probability_says():
     rng = np.random.default_rng(3)
     fm = fit_model('m', ['a', 'b'], rng.normal(size=(500, 2)))
     assert fm.excess(fm.threshold) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_despike_leaves_a_gauge_that_flips_every_second_as_trained():
+    """A gauge that reads 1, 2, 1, 2 has no blips to take out: scored with ``despike`` its
+    steps cross the threshold no more often than as read (were its history shifted by a
+    sample, the change and lag blocks would disagree in a way training never showed)."""
+    from collector.config import parse_job_config
+    from collector.features import feature_groups
+    rng = np.random.default_rng(8)
+
+    def gauge(n):
+        return np.column_stack([np.arange(n) % 2 + 1.0, np.round(rng.normal(50, 3, n))])
+
+    cfg, off = parse_job_config({}), parse_job_config({'despike': False})
+    train, later = gauge(6000), gauge(8000)
+    fm = fit_model('m', [], cfg.training_features(train), model=cfg.model, contamination=cfg.contamination,
+                   groups=feature_groups([0, 1], cfg.lags_n, cfg.level_features),
+                   blocks=(cfg.lags_n + 1, cfg.level_features))
+    shares = [fm.exceeds(fm.decision_function(c.features(np.vstack([train[-(c.rows_needed - 1):], later])))).mean()
+              for c in (cfg, off)]
+    assert shares[0] <= max(2 * shares[1], 0.002), shares
