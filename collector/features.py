@@ -6,8 +6,8 @@ appended column-wise (current values first, then lag 1, lag 2, ...). These see s
 changes. With ``levels`` one more block follows: the smoothed values themselves (not
 differenced), which see a level that moved and stayed (a CPU pinned at 100 %, memory
 filled), something differences forget after ``lags_n`` steps. With ``despike`` a value
-that left for one sample and came straight back is news for that one step only (see
-``despiked_history``). A whole window in gives the same rows as each window of
+that held, left for one sample and came straight back is news for that one step only (see
+``despiked_history``). A whole window in gives the same rows (to rounding) as each window of
 ``rows_needed`` rows alone, so scoring a recording at once equals scoring it step by step.
 """
 import numpy as np
@@ -19,7 +19,6 @@ DESPIKE_CONTEXT = 2
 def rows_needed(diffs_n, smooth_n, lags_n, despike=False):
     """Number of raw rows that produce exactly one feature row."""
     return 1 + diffs_n + max(smooth_n, 1) - 1 + lags_n + (DESPIKE_CONTEXT if despike else 0)
-
 
 
 def despiked_history(raw):

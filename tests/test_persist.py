@@ -21,7 +21,7 @@ COLS = ['h::system.cpu|user', 'h::system.cpu|system']
 def saved(tmp_path, model='pca', **conf):
     cfg = parse_job_config(dict({'model': model}, **conf))
     X = np.random.default_rng(0).normal(size=(500, 2))
-    fm = fit_model('system.cpu', COLS, cfg.features(X), model=model, contamination=cfg.contamination,
+    fm = fit_model('system.cpu', COLS, cfg.training_features(X), model=model, contamination=cfg.contamination,
                    blocks=(cfg.lags_n + 1, cfg.level_features), level_squash=cfg.squash)
     fm.info['window'] = (1.0, 500.0)
     persist.save(str(tmp_path), fm, cfg, 500.0)
