@@ -157,7 +157,7 @@ if [ "$mode" = check ]; then
       for ctx in anomalies.probability anomalies.anomaly; do
         # a here-string, not a pipe: grep -q stops reading early, and pipefail would call that a failure
         grep -q "\"context\": *\"$ctx\"" <<< "$body" && say "chart with context $ctx exists" \
-          || { say "no chart with context $ctx yet (the first training takes a few seconds after the agent starts)"; ok=0; }
+          || { say "no chart with context $ctx yet (the first training waits for train_min_n_secs, 5 minutes, of history after a fresh agent start)"; ok=0; }
       done
     fi
   fi

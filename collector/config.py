@@ -36,6 +36,7 @@ DEFAULTS = {
     'train_max_n': 100000,
     'train_every_n': 1800,
     'train_n_secs': 14400,
+    'train_min_n_secs': 300,
     'offset_n_secs': 0,
     'train_no_prediction_n': 10,
     'initial_train_data_after': 0,
@@ -124,6 +125,7 @@ class JobConfig:
     flag_lasting_n: int = 20
     level_squash: float = 0.0
     despike: bool = True
+    train_min_n_secs: int = 300
     attribution_charts: bool = False
     prometheus_textfile: Optional[str] = None
     prometheus_port: Optional[int] = None
@@ -305,7 +307,8 @@ def parse_job_config(raw, job_name=None):
     elif set(model_members(cfg['model'])) & set(DEEP_MODELS) and not deep_available():
         errors.append("key 'model': {!r} needs torch, which is not installed (pip install '.[deep]', or "
                       "torch from https://pytorch.org for the CPU)".format(cfg['model']))
-    for key, minimum in (('train_max_n', 10), ('train_every_n', 1), ('train_n_secs', 10), ('offset_n_secs', 0),
+    for key, minimum in (('train_max_n', 10), ('train_every_n', 1), ('train_n_secs', 10), ('train_min_n_secs', 0),
+                         ('offset_n_secs', 0),
                          ('train_no_prediction_n', 0), ('initial_train_data_after', 0),
                          ('initial_train_data_before', 0), ('lags_n', 0), ('smooth_n', 0), ('diffs_n', 0),
                          ('flag_window_n', 1), ('flag_min_n', 1), ('flag_rearm_n', 0),
@@ -374,6 +377,7 @@ def parse_job_config(raw, job_name=None):
         charts_to_exclude=exclude, custom_models=custom,
         custom_models_normalize=cfg['custom_models_normalize'], model=cfg['model'],
         train_max_n=cfg['train_max_n'], train_every_n=cfg['train_every_n'], train_n_secs=cfg['train_n_secs'],
+        train_min_n_secs=cfg['train_min_n_secs'],
         offset_n_secs=cfg['offset_n_secs'], train_no_prediction_n=cfg['train_no_prediction_n'],
         initial_train_data_after=after, initial_train_data_before=before, lags_n=cfg['lags_n'],
         smooth_n=cfg['smooth_n'], diffs_n=cfg['diffs_n'], level_features=cfg['level_features'],

@@ -19,8 +19,19 @@ from .training import ModelSpec, TrainingRequest, charts_by_host, make_trainer
 # steps between training attempts after a failed training (agent away, no data)
 RETRY_STEPS = 30
 # seconds between looks at the chart list for charts that appeared (trained at once), went
-# away, or still lack a model; in seconds, not steps, so python.d's failure penalty cannot stretch it
+# away, or still lack a model (one waiting for history); counted on the clock, so python.d's
+# failure penalty cannot stretch it, and in steps, so a replay (many steps a second) keeps it
 DISCOVER_SECONDS = 60
+
+
+def _count(noun, ids):
+    return noun if len(ids) == 1 else '{} {}s'.format(len(ids), noun)
+
+
+def _listed(ids, n=5):
+    """The first ``n`` ids, and how many more."""
+    more = ' (+{} more)'.format(len(ids) - n) if len(ids) > n else ''
+    return ', '.join(ids[:n]) + more
 
 
 class _ProblemLog:
@@ -68,8 +79,10 @@ class AnomalyDetector:
         self.snapshots = collections.deque(maxlen=self.need)
         self.steps = 0
         self.next_training = 0
-        self.next_discovery = clock() + DISCOVER_SECONDS
+        self.discover_every = max(1, int(DISCOVER_SECONDS // config.update_every))   # in steps
+        self.next_discovery = (clock() + DISCOVER_SECONDS, self.discover_every)   # (clock, step)
         self.untrained = {}  # model id -> why its last training failed
+        self.waiting = set()  # models whose chart has less than train_min_n_secs of history
         self.trainings = 0
         self.initial_done = False
         self.training_started = None
@@ -109,9 +122,10 @@ class AnomalyDetector:
     def _maybe_start_training(self, step):
         """Retrain everything when due; in between, pick up charts that appeared or went away."""
         full_due = self.steps >= self.next_training
-        if self.trainer.busy or not (full_due or self.clock() >= self.next_discovery):
+        discovery_due = self.clock() >= self.next_discovery[0] or self.steps >= self.next_discovery[1]
+        if self.trainer.busy or not (full_due or discovery_due):
             return
-        self.next_discovery = self.clock() + DISCOVER_SECONDS
+        self.next_discovery = (self.clock() + DISCOVER_SECONDS, self.steps + self.discover_every)
         try:
             specs = self.discover()
         except NetdataError as e:
@@ -124,6 +138,7 @@ class AnomalyDetector:
         for model_id in gone:
             del self.models[model_id]
             self.untrained.pop(model_id, None)
+            self.waiting.discard(model_id)
             self.flagged.pop(model_id, None)
             if self.models_dir:
                 persist.remove(self.models_dir, model_id)
@@ -156,8 +171,9 @@ class AnomalyDetector:
             self.next_training = self.steps + RETRY_STEPS
             return
         self.training_started = self.clock()
-        self.log.info('training {} model{} on {} s of history{}'.format(
-            len(todo), '' if len(todo) == 1 else 's', int(before - after), '' if full_due else ' (new charts)'))
+        if full_due or any(s.model_id not in self.waiting for s in todo):
+            self.log.info('training {} model{} on {} s of history{}'.format(
+                len(todo), '' if len(todo) == 1 else 's', int(before - after), '' if full_due else ' (new charts)'))
 
     def _collect_training(self, step):
         result = self.trainer.poll()
@@ -194,23 +210,36 @@ class AnomalyDetector:
                 tails[model_id] = result.tails[model_id]
         self._rebuild(tails)
         self._report_untrained(result)
+        every = self.config.update_every
+        history = result.rows * every
+        if result.models and history < 0.9 * self.config.train_n_secs:
+            # the agent held less than the window (a young agent): train again once its history
+            # has doubled, so the first models do not stand for all of train_every_n
+            self.next_training = min(self.next_training, self.steps + max(RETRY_STEPS, history // every))
+        if not (result.models or result.errors):
+            return   # every chart still waits for history: said once, when it started to
         self.log.info('trained {} models on {} rows in {:.1f}s ({:.1f} cpu-s){}'.format(
             len(result.models), result.rows, took, result.cpu_seconds,
             ', {} not trained'.format(len(result.errors)) if result.errors else ''))
 
     def _report_untrained(self, result):
-        """One log line per reason (listing the models), and only when a model's reason changes."""
+        """One log line per reason (listing the models), and only when a model's reason changes;
+        one line when models start waiting for history, not one per retry."""
         by_reason = {}
         for model_id, reason in sorted(result.errors.items()):
             if self.untrained.get(model_id) != reason:
                 by_reason.setdefault(reason, []).append(model_id)
             self.untrained[model_id] = reason
-        for model_id in result.models:
+        for model_id in list(result.models) + list(result.waiting):
             self.untrained.pop(model_id, None)
         for reason, ids in by_reason.items():
-            more = ' (+{} more)'.format(len(ids) - 5) if len(ids) > 5 else ''
-            self.log.error("{} not trained: {}: {}{}".format(
-                'model' if len(ids) == 1 else '{} models'.format(len(ids)), reason, ', '.join(ids[:5]), more))
+            self.log.error("{} not trained: {}: {}".format(_count('model', ids), reason, _listed(ids)))
+        newly = sorted(set(result.waiting) - self.waiting)
+        self.waiting = (self.waiting - set(result.models) - set(result.errors)) | set(result.waiting)
+        if newly:
+            self.log.info("{} waiting for {} s of history before training (train_min_n_secs; {} s so far): {}".format(
+                _count('model', newly), result.min_history, max(result.waiting[m] for m in newly),
+                _listed(newly)))
 
     def _rebuild(self, tails):
         """Lay all models out for batch scoring and refill the raw rows they need.
@@ -303,7 +332,7 @@ class AnomalyDetector:
         oldest = min(float(m.get('trained_at') or 0) for m in metas.values()) + self.config.offset_n_secs
         age = max(0.0, (now or time.time()) - oldest)
         self.next_training = max(0, int((self.config.train_every_n * every - age) // every))
-        self.next_discovery = self.clock()  # train the charts without a usable saved model at once
+        self.next_discovery = (self.clock(), self.steps)  # train the charts without a usable saved model at once
         self.log.info('loaded {} saved models from {} (oldest trained {:.0f} s ago); next full training in {} '
                       'steps'.format(len(loaded), self.models_dir, age, self.next_training))
 

@@ -84,6 +84,9 @@ class TrainingResult:
     # per model: (timestamps, raw rows) of the window's last rows, to start scoring at once
     tails: Dict[str, Tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     errors: Dict[str, str] = field(default_factory=dict)
+    # model id -> seconds of history its chart has, where that is under train_min_n_secs
+    waiting: Dict[str, int] = field(default_factory=dict)
+    min_history: int = 0   # the seconds of history a chart needed (train_min_n_secs, at most the window)
     problems: List[str] = field(default_factory=list)
     save_error: Optional[str] = None
     error: Optional[str] = None
@@ -132,6 +135,10 @@ def run_training(request):
     index = times_index
     all_columns = list(df.columns)
     need, train_need = cfg.rows_needed, cfg.training_rows_needed
+    # a model fitted on a few minutes flags whatever the node does next that those minutes did
+    # not show (a backup, a log rotation): a chart waits for train_min_n_secs of history, at
+    # most 90 % of the window (the agent may send a row or two fewer than the window spans)
+    min_history = result.min_history = min(cfg.train_min_n_secs, int(0.9 * (request.before - request.after)))
     for spec in request.specs:
         cols = _columns_for(spec, all_columns)
         missing = [c for c in cols if c not in df.columns]
@@ -142,6 +149,10 @@ def run_training(request):
         raw = df[cols].to_numpy(dtype=np.float64)
         valid = ~np.isnan(raw).all(axis=1)
         raw, times = raw[valid], index[valid]
+        history = int(raw.shape[0]) * cfg.update_every
+        if history < min_history:
+            result.waiting[spec.model_id] = history
+            continue
         raw = fill_missing(raw)
         X = cfg.training_features(raw)
         spans = request.exclude.get(spec.model_id)

@@ -24,6 +24,7 @@ def test_defaults_match_the_retired_collector():
     assert cfg.charts_to_exclude == ('system.uptime', 'system.entropy')
     assert (cfg.train_max_n, cfg.train_every_n, cfg.train_n_secs, cfg.offset_n_secs) == (100000, 1800, 14400, 0)
     assert (cfg.lags_n, cfg.smooth_n, cfg.diffs_n, cfg.contamination) == (5, 3, 1, 0.001)
+    assert cfg.train_min_n_secs == 300   # Netdata's own ML waits 15 minutes; see docs/evaluation.md
     assert cfg.include_average_prob is True and cfg.tls_verify is True
 
 
@@ -62,6 +63,8 @@ def test_child_node_host_is_accepted():
     ({'charts_regex': 12}, 'charts_regex'),
     ({'train_n_secs': -60}, 'train_n_secs'),
     ({'offset_n_secs': -1}, 'offset_n_secs'),
+    ({'train_min_n_secs': -5}, 'train_min_n_secs'),
+    ({'train_min_n_secs': '5m'}, 'train_min_n_secs'),
     ({'train_every_n': 0}, 'train_every_n'),
     ({'train_max_n': '1000'}, 'train_max_n'),
     ({'lags_n': 1.5}, 'lags_n'),

@@ -1,6 +1,7 @@
 """The per-step engine against a replayed agent: training, scoring, and bad days."""
 import contextlib
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -182,11 +183,50 @@ def test_custom_models_across_hosts_and_a_child_node_path(recording, replay, log
         det.close()
 
 
-def test_no_history_yet_is_reported_and_retried(recording, logger):
+def test_a_young_agent_waits_for_train_min_n_secs_of_history_then_trains(recording, logger):
+    """Started 20 s after the agent: no model (so no flag) until the charts have 120 s of
+    history; one log line says why, not one per retry; the charts are trained as soon as they
+    have it, without waiting for the next full retrain."""
     from collector.replay import Recording, ReplayClock, ReplayServer
     rec = Recording(recording)
     with ReplayServer(rec, ReplayClock(rec.start + 20, stepped=True)) as server:
-        det = make_detector(server, logger)
+        det = make_detector(server, logger, train_min_n_secs=120)
+        det.start()
+        trained_at = None
+        for _ in range(400):
+            step = det.step()
+            if det.models:
+                trained_at = server.clock.now() - rec.start
+                break
+            assert not step.scores
+            server.clock.advance(1)
+            if det.trainer.busy:
+                det.trainer.wait()
+        assert trained_at is not None and 120 <= trained_at <= 120 + 60 + 5, trained_at
+        assert not logger.errors()
+        waits = [m for _, m in logger.lines if 'waiting for 120 s of history' in m]
+        assert len(waits) == 1, waits
+        assert 20 <= int(re.search(r'; (\d+) s so far', waits[0]).group(1)) < 120, waits
+        assert set(det.step().scores) == set(det.models)
+        # the window held less than train_n_secs: the next training comes once the history has
+        # doubled, not train_every_n (1000) steps later, and fits on the longer history
+        first = det.models['system.cpu'].info['window']
+        assert det.steps < det.next_training <= det.steps + trained_at + 5
+        trainings = det.trainings
+        while det.trainings == trainings and det.steps < 400:
+            server.clock.advance(1)
+            det.step()
+            det.trainer.wait()
+        second = det.models['system.cpu'].info['window']
+        assert second[1] - second[0] >= 1.8 * (first[1] - first[0]), (first, second)
+        det.close()
+
+
+def test_too_little_history_without_a_minimum_is_reported_and_retried(recording, logger):
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    rec = Recording(recording)
+    with ReplayServer(rec, ReplayClock(rec.start + 20, stepped=True)) as server:
+        det = make_detector(server, logger, train_min_n_secs=0)
         det.start()
         for _ in range(100):
             det.step()
@@ -195,7 +235,7 @@ def test_no_history_yet_is_reported_and_retried(recording, logger):
             time.sleep(0.05)
         assert det.models == {}
         assert any('only' in e and 'rows of history' in e for e in logger.errors())
-        assert det.next_discovery <= det.clock() + 60   # the missing models are tried again soon
+        assert det.next_discovery[0] <= det.clock() + 60   # the missing models are tried again soon
         assert len([e for e in logger.errors() if 'rows of history' in e]) == 1   # one line, not one per model
         det.close()
 

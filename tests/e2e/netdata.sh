@@ -75,13 +75,15 @@ cat > "$work/etc/netdata.conf" <<EOF
 [health]
     enabled = yes
 EOF
-# the job: short windows so the first training comes in a minute
+# the job: short windows so the first training comes in a minute (the agent is fresh: the
+# job waits for train_min_n_secs of history first, and says so in the log)
 cat > "$work/etc/python.d/anomalies.conf" <<EOF
 anomalies:
     host: '127.0.0.1:$port'
     charts_regex: 'system\..*'
     charts_to_exclude: 'system.uptime,system.entropy'
     train_n_secs: 90
+    train_min_n_secs: 45
     train_every_n: 3600
     contamination: 0.001
 EOF
@@ -118,6 +120,8 @@ for _ in $(seq 180); do
   sleep 1
 done
 [ "$ok" -eq 1 ] || fail "charts anomalies.probability / anomalies.anomaly with system.cpu and system.ram dimensions"
+grep -q "models waiting for 45 s of history before training" "$work"/log/*.log \
+  || fail "no log line saying the job waited for history on the fresh agent"
 log "charts exist: $(charts_json | python3 -c 'import json,sys; c=json.load(sys.stdin)["charts"]; print(", ".join("%s (%d dims)" % (k, len(v["dimensions"])) for k, v in c.items() if v["context"].startswith("anomalies.")))')"
 "$here/install.sh" --check --config-dir "$work/etc" --lib-dir "$work/lib" --port "$port" || fail "install.sh --check"
 
