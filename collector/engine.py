@@ -83,6 +83,8 @@ class AnomalyDetector:
         self.next_discovery = (clock() + DISCOVER_SECONDS, self.discover_every)   # (clock, step)
         self.untrained = {}  # model id -> why its last training failed
         self.waiting = set()  # models whose chart has less than train_min_n_secs of history
+        self.training_all = False  # whether the training in flight fits every chart on the rolling window
+        self.history_seen = None   # seconds of history the agent held at the last such training
         self.trainings = 0
         self.initial_done = False
         self.training_started = None
@@ -148,6 +150,8 @@ class AnomalyDetector:
             self.log.info("model '{}' removed: its chart is gone".format(model_id))
         if gone:
             self._rebuild({})
+        self.waiting &= set(specs)   # a chart that went away before it had a model
+        self.untrained = {m: why for m, why in self.untrained.items() if m in specs}
         self.specs = specs
         self.wanted = charts_by_host(specs.values())
         if not specs:
@@ -163,7 +167,10 @@ class AnomalyDetector:
             todo = [s for model_id, s in specs.items() if model_id not in self.models]
             if not todo:
                 return
+        rolling = self.initial_done or self.config.initial_train_data_after <= 0
         after, before = self._training_window()
+        # a training of every chart on the rolling window tells how much history the agent holds
+        self.training_all = rolling and len(todo) == len(specs)
         try:
             self.trainer.start(TrainingRequest(self.config, todo, after, before, self._exclusions(), self.models_dir))
         except Exception as e:  # e.g. no memory or file descriptors for the training process
@@ -210,17 +217,24 @@ class AnomalyDetector:
                 tails[model_id] = result.tails[model_id]
         self._rebuild(tails)
         self._report_untrained(result)
-        every = self.config.update_every
-        history = result.rows * every
-        if result.models and history < 0.9 * self.config.train_n_secs:
-            # the agent held less than the window (a young agent): train again once its history
-            # has doubled, so the first models do not stand for all of train_every_n
-            self.next_training = min(self.next_training, self.steps + max(RETRY_STEPS, history // every))
+        if self.training_all and result.models:
+            self._train_again_as_history_grows(result.history)
         if not (result.models or result.errors):
             return   # every chart still waits for history: said once, when it started to
         self.log.info('trained {} models on {} rows in {:.1f}s ({:.1f} cpu-s){}'.format(
             len(result.models), result.rows, took, result.cpu_seconds,
             ', {} not trained'.format(len(result.errors)) if result.errors else ''))
+
+    def _train_again_as_history_grows(self, history):
+        """While the agent holds less than the window (a young agent), train again once its
+        history has doubled (or train_every_n steps on, whichever is first), so the first models,
+        fitted on minutes, do not stand for all of train_every_n. Not again on an agent whose
+        history stopped growing (one that keeps less than train_n_secs)."""
+        grew = self.history_seen is None or history >= 1.5 * self.history_seen
+        self.history_seen = history
+        if grew and history < 0.9 * self.config.train_n_secs:
+            every = self.config.update_every
+            self.next_training = min(self.next_training, self.steps + max(RETRY_STEPS, int(history // every)))
 
     def _report_untrained(self, result):
         """One log line per reason (listing the models), and only when a model's reason changes;
@@ -236,10 +250,15 @@ class AnomalyDetector:
             self.log.error("{} not trained: {}: {}".format(_count('model', ids), reason, _listed(ids)))
         newly = sorted(set(result.waiting) - self.waiting)
         self.waiting = (self.waiting - set(result.models) - set(result.errors)) | set(result.waiting)
-        if newly:
+        fresh = [m for m in newly if m not in self.models]
+        kept = [m for m in newly if m in self.models]
+        so_far = max(result.waiting.values(), default=0)
+        if fresh:
             self.log.info("{} waiting for {} s of history before training (train_min_n_secs; {} s so far): {}".format(
-                _count('model', newly), result.min_history, max(result.waiting[m] for m in newly),
-                _listed(newly)))
+                _count('model', fresh), result.min_history, so_far, _listed(fresh)))
+        if kept:
+            self.log.info("{} kept as loaded: the agent holds {} s of history, under train_min_n_secs ({} s): "
+                          "{}".format(_count('model', kept), so_far, result.min_history, _listed(kept)))
 
     def _rebuild(self, tails):
         """Lay all models out for batch scoring and refill the raw rows they need.

@@ -87,6 +87,7 @@ class TrainingResult:
     # model id -> seconds of history its chart has, where that is under train_min_n_secs
     waiting: Dict[str, int] = field(default_factory=dict)
     min_history: int = 0   # the seconds of history a chart needed (train_min_n_secs, at most the window)
+    history: int = 0       # the longest span of history any chart had, in seconds
     problems: List[str] = field(default_factory=list)
     save_error: Optional[str] = None
     error: Optional[str] = None
@@ -149,7 +150,13 @@ def run_training(request):
         raw = df[cols].to_numpy(dtype=np.float64)
         valid = ~np.isnan(raw).all(axis=1)
         raw, times = raw[valid], index[valid]
-        history = int(raw.shape[0]) * cfg.update_every
+        if not raw.shape[0]:
+            result.errors[spec.model_id] = 'the agent sent no values for this chart in the training window'
+            continue
+        # the time the rows span, not their count: a chart collected every 5 s has a fifth of the
+        # rows, and a young agent answers a job of update_every 5 with its one-second rows
+        history = int(round(float(times[-1]) - float(times[0]))) + cfg.update_every
+        result.history = max(result.history, history)
         if history < min_history:
             result.waiting[spec.model_id] = history
             continue

@@ -1,6 +1,8 @@
 """The per-step engine against a replayed agent: training, scoring, and bad days."""
 import contextlib
+import gzip
 import json
+import os
 import re
 import threading
 import time
@@ -219,6 +221,72 @@ def test_a_young_agent_waits_for_train_min_n_secs_of_history_then_trains(recordi
             det.trainer.wait()
         second = det.models['system.cpu'].info['window']
         assert second[1] - second[0] >= 1.8 * (first[1] - first[0]), (first, second)
+        det.close()
+
+
+def _first_training_age(server, rec, det, limit=400):
+    """The agent's age (s) when ``det`` first has a model; None if it never did within ``limit`` steps."""
+    det.start()
+    for _ in range(limit):
+        det.step()
+        if det.models:
+            return server.clock.now() - rec.start
+        server.clock.advance(det.config.update_every)
+        if det.trainer.busy:
+            det.trainer.wait()
+    return None
+
+
+@pytest.mark.parametrize('conf', [
+    {'update_every': 2},                             # a young agent answers with its one-second rows
+    {'charts_regex': 'system\\.load'},             # a chart collected every 5 s: a fifth of the rows
+])
+def test_the_history_a_chart_waits_for_is_time_not_rows(recording, logger, conf):
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    rec = Recording(recording)
+    with ReplayServer(rec, ReplayClock(rec.start + 20, stepped=True)) as server:
+        det = make_detector(server, logger, train_min_n_secs=240, **conf)
+        age = _first_training_age(server, rec, det)
+        assert age is not None and 240 <= age <= 240 + 60 + 10, age
+        assert not logger.errors()
+        det.close()
+
+
+def test_a_new_chart_on_a_young_agent_does_not_bring_the_full_training_forward(tmp_path, logger, monkeypatch):
+    """The first full training (600 s of history, a 3600 s window) is brought forward to when
+    the history has doubled; a chart that appears later with 100 s of its own is trained alone
+    and leaves that schedule as it was (its short history says nothing of the agent's)."""
+    import collector.engine as engine
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    from conftest import write_recording
+    path = write_recording(str(tmp_path / 'rec'))
+    name = os.path.join(path, 'data', 'system.ram.json.gz')
+    with gzip.open(name, 'rt') as f:
+        body = json.load(f)
+    body['data'] = [[r[0]] + ([None] * (len(r) - 1) if r[0] < START + 600 else r[1:]) for r in body['data']]
+    with gzip.open(name, 'wt') as f:
+        json.dump(body, f)
+    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.5)
+    rec = Recording(path)
+    with ReplayServer(rec, ReplayClock(rec.start + 600, stepped=True)) as server:
+        SwitchableApi.hidden = {'system.ram'}
+        try:
+            det = make_detector(server, logger, train_n_secs=3600, train_min_n_secs=60)
+            run_until_trained(det, server)
+            due = det.next_training
+            assert det.steps < due <= det.steps + 700   # not train_every_n (1000) on
+        finally:
+            SwitchableApi.hidden = set()
+        server.clock.advance(100)
+        for _ in range(60):
+            det.step()
+            server.clock.advance(1)
+            if 'system.ram' in det.models:
+                break
+            time.sleep(0.05)
+        assert 'system.ram' in det.models and det.next_training == due
+        window = det.models['system.ram'].info['window']
+        assert window[1] - window[0] < 200   # it did train on its own short history
         det.close()
 
 
