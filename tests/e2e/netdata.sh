@@ -112,7 +112,7 @@ charts = [c for c in json.load(sys.stdin)["charts"].values() if c["context"] == 
 dims = {d.get("name", k) for c in charts for k, d in c["dimensions"].items()}
 sys.exit(0 if charts and want <= dims else 1)' "$ctx" "$@"
 }
-log "waiting for the anomaly charts (first training needs ~60 s of history)"
+log "waiting for the anomaly charts (the job waits for 45 s of history, then trains)"
 ok=0
 for _ in $(seq 180); do
   if has_dims anomalies.probability system.cpu_prob system.ram_prob average_prob \
