@@ -215,7 +215,8 @@ class AnomalyDetector:
             self.models[model_id] = fm
             if model_id in result.tails:
                 tails[model_id] = result.tails[model_id]
-        self._rebuild(tails)
+        if result.models:   # else nothing changed: the scoring keeps its rows
+            self._rebuild(tails)
         self._report_untrained(result)
         if self.training_all and result.models:
             self._train_again_as_history_grows(result.history)

@@ -122,6 +122,31 @@ def test_a_restarted_job_predicts_at_once_with_its_saved_models(recording, tmp_p
         server.stop()
 
 
+def test_saved_models_are_kept_while_a_wiped_agent_has_too_little_history(recording, tmp_path):
+    """An agent restarted with its history gone (memory mode ram) and a full training due: every
+    chart has under train_min_n_secs, so the saved models keep scoring rather than being
+    dropped or refitted on seconds, and the log says so once."""
+    models = tmp_path / 'models'
+    conf = tmp_path / 'anomalies.conf'
+    conf.write_text("anomalies:\n  train_n_secs: 300\n  train_every_n: 3600\n  models_dir: '{}'\n".format(models))
+    server = ReplayServer(Recording(recording), ReplayClock(START + 400)).start()
+    try:
+        assert 'trained 4 models' in run(server.host, conf, 4).stderr
+        # the same agent back with 250 s of history, and a training due at once
+        conf.write_text(conf.read_text().replace('train_every_n: 3600', 'train_every_n: 3'))
+        server.clock.set(START + 250)
+        young = run(server.host, conf, 8)
+    finally:
+        server.stop()
+    assert young.returncode == 0, young.stderr
+    assert 'loaded 4 saved models' in young.stderr
+    assert re.search(r'4 models kept as loaded: the agent holds \d+ s of history, under train_min_n_secs '
+                     r'\(270 s\)', young.stderr), young.stderr
+    assert 'waiting for' not in young.stderr and not re.search(r'trained \d+ models', young.stderr)
+    probs = [line for line in young.stdout.splitlines() if line.startswith("SET 'system.cpu_prob'")]
+    assert len(probs) >= 7
+
+
 def test_an_unwritable_models_dir_is_logged_and_the_job_goes_on(recording, tmp_path):
     blocker = tmp_path / 'file'
     blocker.write_text('not a directory')
