@@ -139,8 +139,6 @@ class AnomalyDetector:
         gone = sorted(set(self.models) - set(specs))
         for model_id in gone:
             del self.models[model_id]
-            self.untrained.pop(model_id, None)
-            self.waiting.discard(model_id)
             self.flagged.pop(model_id, None)
             if self.models_dir:
                 persist.remove(self.models_dir, model_id)
@@ -150,7 +148,7 @@ class AnomalyDetector:
             self.log.info("model '{}' removed: its chart is gone".format(model_id))
         if gone:
             self._rebuild({})
-        self.waiting &= set(specs)   # a chart that went away before it had a model
+        self.waiting &= set(specs)   # gone charts, with a model or still without one
         self.untrained = {m: why for m, why in self.untrained.items() if m in specs}
         self.specs = specs
         self.wanted = charts_by_host(specs.values())

@@ -144,8 +144,8 @@ class AnomaliesService(object):
                   'level_squash={:g} contamination={} calibration={} flag={}/{} hold={} rearm={} lasting={}'.format(
                       cfg.model, cfg.charts_regex, len(cfg.custom_models), cfg.train_n_secs, cfg.train_min_n_secs,
                       cfg.train_every_n, cfg.lags_n, cfg.smooth_n, cfg.diffs_n, cfg.level_features, cfg.despike,
-                      cfg.level_squash, cfg.contamination, cfg.calibration, cfg.flag_min_n, cfg.flag_window_n, cfg.flag_hold_probability,
-                      cfg.flag_rearm_n, cfg.flag_lasting_n))
+                      cfg.level_squash, cfg.contamination, cfg.calibration, cfg.flag_min_n, cfg.flag_window_n,
+                      cfg.flag_hold_probability, cfg.flag_rearm_n, cfg.flag_lasting_n))
         self.exporter = self._start_exporter(cfg)
         self.detector.start()
         return True
