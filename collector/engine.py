@@ -113,9 +113,14 @@ class AnomalyDetector:
         return specs
 
     # ----- training ----------------------------------------------------------------------
+    @property
+    def _first_window_fixed(self):
+        """Whether the next training is the first one, on initial_train_data_after/before."""
+        return not self.initial_done and self.config.initial_train_data_after > 0
+
     def _training_window(self):
         cfg = self.config
-        if not self.initial_done and cfg.initial_train_data_after > 0:
+        if self._first_window_fixed:
             return cfg.initial_train_data_after, cfg.initial_train_data_before
         # relative to the agent's own clock, so a replayed or skewed agent works too
         before = -cfg.offset_n_secs if cfg.offset_n_secs else 0
@@ -165,10 +170,9 @@ class AnomalyDetector:
             todo = [s for model_id, s in specs.items() if model_id not in self.models]
             if not todo:
                 return
-        rolling = self.initial_done or self.config.initial_train_data_after <= 0
-        after, before = self._training_window()
         # a training of every chart on the rolling window tells how much history the agent holds
-        self.training_all = rolling and len(todo) == len(specs)
+        self.training_all = not self._first_window_fixed and len(todo) == len(specs)
+        after, before = self._training_window()
         try:
             self.trainer.start(TrainingRequest(self.config, todo, after, before, self._exclusions(), self.models_dir))
         except Exception as e:  # e.g. no memory or file descriptors for the training process
