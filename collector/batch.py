@@ -88,8 +88,9 @@ class Layout:
                     for dim_id, col in known[1]:
                         d = answer.get(dim_id)
                         if d is not None:
+                            value = d['value']   # first: a malformed entry must not shift the columns
                             idx.append(col)
-                            vals.append(d['value'])
+                            vals.append(value)
                             pairs.append((chart, dim_id))
                         else:
                             complete = False

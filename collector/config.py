@@ -5,6 +5,7 @@ an existing ``anomalies.conf`` keeps working; the few keys added here are docume
 ``anomalies.conf``. A job with any bad key is rejected as a whole (one log line per bad
 key) so it never starts half-configured.
 """
+import os
 import re
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
@@ -69,6 +70,7 @@ DEFAULTS = {
 CALIBRATIONS = ('empirical', 'tail', 'minmax')
 PROTOCOLS = ('http', 'https')
 _NONE_STRINGS = ('', 'none', 'None', 'null')
+_BOOL_STRINGS = {'true': True, 'yes': True, 'on': True, 'false': False, 'no': False, 'off': False}
 _CUSTOM_DIM = re.compile(r'^(?:(?P<host>[^:|,\s][^|,\s]*)::)?(?P<chart>[^|,\s:]+)\|(?P<dim>[^,]+)$')
 _MODEL_NAME = re.compile(r'^[A-Za-z0-9_.\-]+$')
 
@@ -177,6 +179,13 @@ class JobConfig:
         return re.match(self.charts_regex, chart_id) is not None
 
 
+def _matches(regex, chart_id):
+    try:
+        return re.match(regex, chart_id) is not None
+    except re.error:   # reported as the charts_regex error
+        return False
+
+
 def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -270,8 +279,14 @@ def parse_job_config(raw, job_name=None):
     if (cfg['username'] is None) != (cfg['password'] is None):
         errors.append("key '{}': username and password must be given together".format(
             'password' if cfg['password'] is None else 'username'))
-    if not isinstance(cfg['tls_verify'], (bool, str)):
-        errors.append("key 'tls_verify': expected true, false or a CA bundle path, got {!r}".format(cfg['tls_verify']))
+    tls_verify = cfg['tls_verify']
+    if isinstance(tls_verify, str) and tls_verify.strip().lower() in _BOOL_STRINGS:   # a quoted 'false'
+        tls_verify = _BOOL_STRINGS[tls_verify.strip().lower()]
+    elif isinstance(tls_verify, str) and not os.access(tls_verify, os.R_OK):
+        errors.append("key 'tls_verify': the CA bundle {!r} is not a readable file (true, false or a "
+                      "path)".format(tls_verify))
+    elif not isinstance(tls_verify, (bool, str)):
+        errors.append("key 'tls_verify': expected true, false or a CA bundle path, got {!r}".format(tls_verify))
     timeout = cfg['api_timeout']
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 300:
         errors.append("key 'api_timeout': expected seconds in (0, 300], got {!r}".format(timeout))
@@ -294,11 +309,17 @@ def parse_job_config(raw, job_name=None):
     elif isinstance(exclude, str):
         exclude = tuple(c.strip() for c in exclude.split(',') if c.strip())
     elif isinstance(exclude, list) and all(isinstance(c, str) for c in exclude):
-        exclude = tuple(exclude)
+        exclude = tuple(c.strip() for c in exclude if c.strip())
     else:
         errors.append("key 'charts_to_exclude': expected 'chart,chart,...', got {!r}".format(exclude))
         exclude = ()
     custom = _parse_custom_models(cfg['custom_models'], host, errors)
+    for m in custom:   # a model's dimensions on the charts are named after it: two models, one name
+        if m.name == 'average':
+            errors.append("key 'custom_models': the name 'average' is taken by the average_prob dimension")
+        elif isinstance(regex, str) and m.name not in exclude and _matches(regex, m.name):
+            errors.append("key 'custom_models': the name {!r} is a chart that charts_regex models; give the "
+                          "custom model another name".format(m.name))
 
     # model and windows
     if not isinstance(cfg['model'], str) or not valid_model(cfg['model']):
@@ -373,7 +394,7 @@ def parse_job_config(raw, job_name=None):
         raise ConfigError(errors)
     return JobConfig(
         host=host, protocol=cfg['protocol'], username=cfg['username'], password=cfg['password'],
-        tls_verify=cfg['tls_verify'], api_timeout=float(timeout), charts_regex=regex,
+        tls_verify=tls_verify, api_timeout=float(timeout), charts_regex=regex,
         charts_to_exclude=exclude, custom_models=custom,
         custom_models_normalize=cfg['custom_models_normalize'], model=cfg['model'],
         train_max_n=cfg['train_max_n'], train_every_n=cfg['train_every_n'], train_n_secs=cfg['train_n_secs'],

@@ -82,6 +82,8 @@ class AnomalyDetector:
         self.discover_every = max(1, int(DISCOVER_SECONDS // config.update_every))   # in steps
         self.next_discovery = (clock() + DISCOVER_SECONDS, self.discover_every)   # (clock, step)
         self.untrained = {}  # model id -> why its last training failed
+        self.retry_at = {}   # model id -> (failed trainings in a row, step before which no discovery retries it)
+        self.training_quiet = False  # the training in flight only retries models that failed before
         self.waiting = set()  # models whose chart has less than train_min_n_secs of history
         self.training_all = False  # whether the training in flight fits every chart on the rolling window
         self.history_seen = None   # seconds of history the agent held at the last such training
@@ -155,6 +157,7 @@ class AnomalyDetector:
             self._rebuild({})
         self.waiting &= set(specs)   # gone charts, with a model or still without one
         self.untrained = {m: why for m, why in self.untrained.items() if m in specs}
+        self.retry_at = {m: at for m, at in self.retry_at.items() if m in specs}
         self.specs = specs
         self.wanted = charts_by_host(specs.values())
         if not specs:
@@ -167,7 +170,10 @@ class AnomalyDetector:
             todo = list(specs.values())
             self.next_training = self.steps + self.config.train_every_n
         else:
-            todo = [s for model_id, s in specs.items() if model_id not in self.models]
+            # a chart that failed to train (a typo in a custom model, a chart with no values) is
+            # retried at discoveries further and further apart, not every minute for good
+            todo = [s for model_id, s in specs.items() if model_id not in self.models
+                    and self.steps >= self.retry_at.get(model_id, (0, 0))[1]]
             if not todo:
                 return
         # a training of every chart on the rolling window tells how much history the agent holds
@@ -180,7 +186,9 @@ class AnomalyDetector:
             self.next_training = self.steps + RETRY_STEPS
             return
         self.training_started = self.clock()
-        if full_due or any(s.model_id not in self.waiting for s in todo):
+        self.training_quiet = not full_due and all(s.model_id in self.waiting or s.model_id in self.untrained
+                                                   for s in todo)
+        if not self.training_quiet:
             self.log.info('training {} model{} on {} s of history{}'.format(
                 len(todo), '' if len(todo) == 1 else 's', int(before - after), '' if full_due else ' (new charts)'))
 
@@ -219,11 +227,11 @@ class AnomalyDetector:
                 tails[model_id] = result.tails[model_id]
         if result.models:   # else nothing changed: the scoring keeps its rows
             self._rebuild(tails)
-        self._report_untrained(result)
+        new_reasons = self._report_untrained(result)
         if self.training_all and result.models:
             self._train_again_as_history_grows(result.history)
-        if not (result.models or result.errors):
-            return   # every chart still waits for history: said once, when it started to
+        if not result.models and (not result.errors or (self.training_quiet and not new_reasons)):
+            return   # charts still wait for history, or a retry failed as before: said once already
         self.log.info('trained {} models on {} rows in {:.1f}s ({:.1f} cpu-s){}'.format(
             len(result.models), result.rows, took, result.cpu_seconds,
             ', {} not trained'.format(len(result.errors)) if result.errors else ''))
@@ -241,14 +249,18 @@ class AnomalyDetector:
 
     def _report_untrained(self, result):
         """One log line per reason (listing the models), and only when a model's reason changes;
-        one line when models start waiting for history, not one per retry."""
+        one line when models start waiting for history, not one per retry. Whether any reason
+        is new; a failed model's next retry is set further away each time."""
         by_reason = {}
         for model_id, reason in sorted(result.errors.items()):
             if self.untrained.get(model_id) != reason:
                 by_reason.setdefault(reason, []).append(model_id)
             self.untrained[model_id] = reason
+            tries = self.retry_at.get(model_id, (0, 0))[0] + 1
+            self.retry_at[model_id] = (tries, self.steps + self.discover_every * 2 ** min(tries - 1, 5))
         for model_id in list(result.models) + list(result.waiting):
             self.untrained.pop(model_id, None)
+            self.retry_at.pop(model_id, None)
         for reason, ids in by_reason.items():
             self.log.error("{} not trained: {}: {}".format(_count('model', ids), reason, _listed(ids)))
         newly = sorted(set(result.waiting) - self.waiting)
@@ -262,6 +274,7 @@ class AnomalyDetector:
         if kept:
             self.log.info("{} kept as loaded: the agent holds {} s of history, under train_min_n_secs ({} s): "
                           "{}".format(_count('model', kept), so_far, result.min_history, _listed(kept)))
+        return bool(by_reason)
 
     def _rebuild(self, tails):
         """Lay all models out for batch scoring and refill the raw rows they need.

@@ -114,15 +114,15 @@ class NetdataApi:
     def _get_json(self, path, timeout=None, keep_raw=False):
         # host may carry a path: 'parent:19999/host/child'
         netloc, _, prefix = self.host.partition('/')
-        if self._http is None:
-            headers = {'Accept-Encoding': 'identity'}
-            if self.auth:
-                token = base64.b64encode('{}:{}'.format(*self.auth).encode()).decode()
-                headers['Authorization'] = 'Basic ' + token
-            self._http = _KeepAlive(self.protocol, netloc, self.tls_verify, headers)
         url = self.base_url + path
         shown = url.split('&filter=')[0] + '&filter=...' if '&filter=' in url else url  # for log lines
         try:
+            if self._http is None:   # in the try: a CA bundle that cannot be read is an error like any other
+                headers = {'Accept-Encoding': 'identity'}
+                if self.auth:
+                    token = base64.b64encode('{}:{}'.format(*self.auth).encode()).decode()
+                    headers['Authorization'] = 'Basic ' + token
+                self._http = _KeepAlive(self.protocol, netloc, self.tls_verify, headers)
             status, data = self._http.get(('/' + prefix if prefix else '') + path, timeout or self.timeout)
         except Exception as e:  # socket, TLS and HTTP errors alike: the agent could not be read
             raise NetdataError('cannot reach {}: {}: {}'.format(shown, e.__class__.__name__, str(e)[:160]))
@@ -273,9 +273,9 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
         except ValueError as e:  # pandas: nothing to concatenate, i.e. no chart of this host answered
             printed.append('no chart data from {} ({})'.format(host, e))
             continue
-        except Exception as e:
-            raise NetdataError('training data request to {} failed: {}: {}{}'.format(
-                host, e.__class__.__name__, e, _problems_suffix(printed)))
+        except Exception as e:  # one agent down (a child gone offline) costs only its own models
+            printed.append('training data request to {} failed: {}: {}'.format(host, e.__class__.__name__, e))
+            continue
         df.columns = ['{}::{}'.format(host, c) for c in df.columns]
         frames.append(df)
     if not frames:

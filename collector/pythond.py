@@ -12,6 +12,7 @@ import time
 from . import protocol
 
 MODULE_NAME = 'anomalies'
+CHART_CLEANUP = 10   # updates in a row without a value before a chart is declared obsolete (python.d's chart_cleanup)
 
 
 class ChartError(Exception):
@@ -50,6 +51,8 @@ class Chart:
         self.retired = []   # dimensions to declare obsolete with the next definition
         self.push = True
         self.updated = False
+        self.declared = False   # the agent has been sent this chart's definition
+        self.idle = 0           # updates in a row without a value
 
     @property
     def full_id(self):
@@ -81,7 +84,12 @@ class Chart:
                 self.push = True
                 return
 
-    def definition(self):
+    def definition(self, obsolete=False):
+        if obsolete:
+            return protocol.chart_line(self.full_id, self.name or self.full_id, self.title, self.units, self.family,
+                                       self.context, self.chart_type, self.priority, self.update_every,
+                                       options='obsolete', module=MODULE_NAME)
+        self.declared = True
         lines = [protocol.chart_line(self.full_id, self.name or self.full_id, self.title, self.units, self.family,
                                      self.context, self.chart_type, self.priority, self.update_every,
                                      module=MODULE_NAME),
@@ -96,7 +104,16 @@ class Chart:
         sets = [f'{d.set_prefix}{int(v)}\n' for d in self.dimensions if (v := get(d.id)) is not None]
         if not sets:
             self.updated = False
-            return ''
+            self.idle += 1
+            out = ''
+            if self.retired and self.declared:   # dimensions taken away: tell the agent now
+                out = self.definition()
+                self.push = False
+            if self.idle == CHART_CLEANUP and self.declared:   # declared again when values come back
+                out += self.definition(obsolete=True)
+                self.push = True
+            return out
+        self.idle = 0
         out = self.definition() if self.push else ''
         self.push = False
         out += protocol.begin_line(self.full_id, interval if self.updated else 0) + ''.join(sets) + protocol.end_line()
@@ -131,6 +148,13 @@ class Charts:
         return len(self._charts)
 
 
+def _int_or(value, default):
+    try:
+        return int(value) or default
+    except (TypeError, ValueError):
+        return default
+
+
 class SimpleService(object):
     """Stand-in for python.d's ``SimpleService`` when running outside python.d.plugin."""
 
@@ -138,8 +162,9 @@ class SimpleService(object):
         self.configuration = dict(configuration or {})
         self.job_name = self.configuration.pop('job_name', None) or MODULE_NAME
         override = self.configuration.pop('name', None) or self.configuration.pop('override_name', None)
-        self._update_every = int(self.configuration.get('update_every', 1) or 1)
-        self.priority = int(self.configuration.get('priority', 60000) or 60000)
+        # a bad value is the job config's to report (the module validates it); start on the default
+        self._update_every = _int_or(self.configuration.get('update_every'), 1)
+        self.priority = _int_or(self.configuration.get('priority'), 60000)
         self.order, self.definitions = [], {}
         label = override or self.job_name
         self.chart_type = MODULE_NAME if label == MODULE_NAME else '{}_{}'.format(MODULE_NAME, label)
@@ -189,10 +214,13 @@ class SimpleService(object):
         if not data or not isinstance(data, dict):
             return False
         out = ''.join(chart.update(data, interval) for chart in self.charts)
+        for chart in self.charts:
+            if chart.idle == CHART_CLEANUP and chart.declared:
+                self.info("chart '{}' was made obsolete: no values for {} updates".format(chart.full_id, CHART_CLEANUP))
         if out:
             self.out.write(out)
             self.out.flush()
-        return bool(out)
+        return any(chart.updated for chart in self.charts)
 
     def get_data(self):
         raise NotImplementedError

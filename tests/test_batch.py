@@ -178,3 +178,21 @@ def test_still_chart_does_not_flag_its_still_rows(model):
     burst = np.zeros((6, 2))
     burst[-1] = [2.5e6, -2.5e6]
     assert batch.score(feats(burst)[-1])[2].tolist() == [1]
+
+
+def test_a_dimension_without_a_value_does_not_shift_other_charts_values():
+    models, _ = build()
+    layout = Layout(models)
+    body = {'system.cpu': {'last_updated': 5, 'dimensions': {
+                'u': {'name': 'user', 'value': 1.0}, 's': {'name': 'system'},   # no value
+                'g': {'name': 'guest', 'value': 0.0}, 'i': {'name': 'idle', 'value': 'x'}}},  # one not a number
+            'system.ram': {'last_updated': 5, 'dimensions': {
+                'u': {'name': 'used', 'value': 4000.0}, 'f': {'name': 'free', 'value': 10.0}}}}
+    row, _ = layout.row({'h': body})
+    assert row[layout.index['h::system.ram|used']] == 4000.0
+    assert row[layout.index['h::system.ram|free']] == 10.0
+    assert np.isnan(row[layout.index['h::system.cpu|system']])
+    # the chart's other columns hold what it sent for them, or nothing
+    for dim, sent in (('user', 1.0), ('guest', 0.0), ('idle', None)):
+        value = row[layout.index['h::system.cpu|' + dim]]
+        assert np.isnan(value) or value == sent

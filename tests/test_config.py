@@ -79,6 +79,7 @@ def test_child_node_host_is_accepted():
     ({'host': ''}, 'host'),
     ({'username': 'u'}, 'password'),
     ({'tls_verify': 3}, 'tls_verify'),
+    ({'tls_verify': '/no/such/ca-bundle.pem'}, 'tls_verify'),
     ({'include_average_prob': 'yes please'}, 'include_average_prob'),
     ({'calibration': 'sigmoid'}, 'calibration'),
     ({'api_timeout': 0}, 'api_timeout'),
@@ -89,12 +90,22 @@ def test_child_node_host_is_accepted():
     ({'custom_models': [{'name': 'a', 'dimensions': 'system.cpu|user'},
                         {'name': 'a', 'dimensions': 'system.cpu|system'}]}, 'custom_models'),
     ({'charts_regex': 'None'}, 'charts_regex'),
+    ({'custom_models': [{'name': 'average', 'dimensions': 'system.cpu|user'}]}, 'custom_models'),
+    ({'custom_models': [{'name': 'system.cpu', 'dimensions': 'system.cpu|user'}]}, 'custom_models'),
     ({'update_every': 0}, 'update_every'),
 ])
 def test_each_bad_value_is_rejected_naming_its_key(raw, key):
     errors = errors_for(raw)
     assert len(errors) == 1, errors
     assert "'{}'".format(key) in errors[0]
+
+
+def test_tls_verify_takes_a_quoted_boolean_or_a_readable_ca_bundle(tmp_path):
+    bundle = tmp_path / 'ca.pem'
+    bundle.write_text('-----BEGIN CERTIFICATE-----\n')
+    for raw, want in (('false', False), (' No ', False), ('true', True), (False, False), (str(bundle), str(bundle))):
+        cfg = parse_job_config({'tls_verify': raw})
+        assert cfg.tls_verify == want and type(cfg.tls_verify) is type(want), raw
 
 
 def test_all_bad_keys_are_reported_together():

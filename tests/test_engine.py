@@ -185,6 +185,40 @@ def test_custom_models_across_hosts_and_a_child_node_path(recording, replay, log
         det.close()
 
 
+def test_a_second_agent_that_is_down_costs_only_its_own_model(replay, logger):
+    """A custom model reading a child node that went offline: the local charts train and score,
+    and the log names the agent that failed."""
+    det = make_detector(replay, logger, charts_regex='system\\.(cpu|load)',
+                        custom_models=[{'name': 'child_cpu', 'dimensions': '127.0.0.1:9::system.cpu|user'}])
+    step = run_until_trained(det, replay)
+    assert sorted(step.added) == ['system.cpu', 'system.load']
+    assert 'child_cpu' in det.untrained
+    assert any('127.0.0.1:9' in m and 'failed' in m for _, m in logger.lines), logger.lines
+    s = det.step()
+    assert set(s.scores) == {'system.cpu', 'system.load'}
+    det.close()
+
+
+def test_a_model_that_cannot_train_is_retried_further_apart_and_said_once(replay, logger):
+    """A custom model with a dimension the chart does not have: one error line, and retries at
+    discoveries further and further apart (1, 2, 4 ... minutes), not a training every minute."""
+    det = make_detector(replay, logger, charts_regex='system\\.load',
+                        custom_models=[{'name': 'typo', 'dimensions': 'system.cpu|usr'}])
+    run_until_trained(det, replay)
+    first = det.trainings
+    for _ in range(8 * 60):
+        det.step()
+        replay.clock.advance(1)
+        if det.trainer.busy:
+            det.trainer.wait(30)
+    assert 'typo' not in det.models and 'typo' in det.untrained
+    retries = det.trainings - first
+    assert 2 <= retries <= 3      # at 1, 3 and 7 minutes; every minute it would be 8
+    assert len([m for m in logger.errors() if 'typo' in m]) == 1
+    assert not [m for _, m in logger.lines if 'new charts' in m]
+    det.close()
+
+
 def test_a_young_agent_waits_for_train_min_n_secs_of_history_then_trains(recording, logger):
     """Started 20 s after the agent: no model (so no flag) until the charts have 120 s of
     history; one log line says why, not one per retry; the charts are trained as soon as they

@@ -153,11 +153,11 @@ def test_service_adds_and_removes_dimensions_as_models_come_and_go():
 
 def test_service_with_a_bad_config_does_not_start():
     from collector.runner import Service
-    svc = Service(configuration={'job_name': 'anomalies', 'model': 'nope', 'lags_n': -1})
+    svc = Service(configuration={'job_name': 'anomalies', 'model': 'nope', 'lags_n': -1, 'update_every': 'fast'})
     svc.log_stream = io.StringIO()
     assert svc.check() is False
     log = svc.log_stream.getvalue()
-    assert "key 'model'" in log and "key 'lags_n'" in log and 'job not started' in log
+    assert "key 'model'" in log and "key 'lags_n'" in log and "key 'update_every'" in log and 'job not started' in log
 
 
 def test_node_rate_counts_flags_and_how_long_the_oldest_has_been_up():
@@ -200,3 +200,32 @@ def test_attribution_charts_on_the_standalone_base():
            "'percentage' 'drivers' 'anomalies.drivers' stacked" in out
     assert "DIMENSION 'cpu_temp|sensors.temp|cpu' 'sensors.temp|cpu' absolute 1 100" in out
     assert "SET 'cpu_temp|sensors.temp|cpu' = 7500" in out
+
+
+def test_a_gone_models_drivers_chart_is_retired_at_once_and_made_obsolete_after_ten_updates():
+    """What python.d does with a chart left without values, the standalone base does too: its
+    removed dimensions are declared obsolete on the next update, and after ten updates without
+    a value the chart itself, until values come back."""
+    from collector.runner import Service
+    svc = Service(configuration={'job_name': 'anomalies', 'attribution_charts': True})
+    svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+    svc.create()
+    both = {'system.cpu': (0.2, 0), 'system.ram': (0.3, 0)}
+    steps = [FakeStep(both, added=['system.cpu', 'system.ram'])]
+    steps += [FakeStep({'system.cpu': (0.2, 0)}, removed=['system.ram'] if i == 0 else ()) for i in range(12)]
+    steps += [FakeStep(both, added=['system.ram'])]
+    for s in steps:
+        s.drivers = {m: [('h::{}|used'.format(m), 1.0)] for m in s.scores}
+    svc.detector = FakeDetector(list(steps))
+    outs = []
+    for _ in steps:
+        svc.out.truncate(0), svc.out.seek(0)
+        svc.update(1000000)
+        outs.append(svc.out.getvalue())
+    assert "DIMENSION 'system.ram|used' 'used' absolute 1 100 'obsolete'" in outs[1]   # at once
+    obsolete = "CHART anomalies.drivers_system_ram 'anomalies.drivers_system_ram'"
+    assert [i for i, o in enumerate(outs) if obsolete in o and "'obsolete'" in o.split(obsolete)[1].split('\n')[0]] == [10]
+    assert 'drivers_system_ram' in svc.log_stream.getvalue() and 'obsolete' in svc.log_stream.getvalue()
+    assert 'anomalies.drivers_system_cpu' not in ''.join(outs[1:]).replace('BEGIN anomalies.drivers_system_cpu', '')
+    # values back: declared again, then updated
+    assert outs[-1].index(obsolete) < outs[-1].index('BEGIN anomalies.drivers_system_ram')
