@@ -40,7 +40,7 @@ while [ $# -gt 0 ]; do
     --python) python="$2"; shift ;;
     --venv) venv="$2"; shift ;;
     --no-restart) restart=0 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
   shift

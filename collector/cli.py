@@ -27,12 +27,15 @@ def cmd_run(args):
 
 def cmd_check_config(args):
     from .config import ConfigError, load_config_file, parse_job_config
+    notes = []
     try:
-        jobs = load_config_file(args.file)
+        jobs = load_config_file(args.file, notes)
     except ConfigError as e:
-        for line in e.errors:
-            print('{}: {}'.format(args.file, line), file=sys.stderr)
+        for line in e.errors:   # these name the file already
+            print(line, file=sys.stderr)
         return 1
+    for line in notes:
+        print('{}: warning: {}'.format(args.file, line), file=sys.stderr)
     if not jobs:
         print('{}: defines no job'.format(args.file), file=sys.stderr)
         return 1
@@ -142,13 +145,13 @@ def cmd_evaluate(args):
                                               progress=None if args.quiet else print_progress)
                 if not args.quiet:
                     sys.stderr.write('\n')
+                _tell_job_errors(run)
                 print(format_recording_table(res))
                 print()
                 if args.plot:
                     out = args.plot if len(paths) == 1 else '{}-{}.png'.format(
                         os.path.splitext(args.plot)[0], res['recording'])
-                    plot_recording(run, res, out)
-                    print('plot written to {}'.format(out))
+                    _plot(plot_recording, run, res, out)
                 results.append(res)
             summary = recordings_summary(results)
             print(format_summary(summary))
@@ -179,6 +182,7 @@ def cmd_demo(args):
     print('the job trains on the clean lead, then steps through two stress-ng incidents.\n')
     res, run = evaluate_recording(path, progress=print_progress)
     sys.stderr.write('\n')
+    _tell_job_errors(run)
     start = run['recording'].start
     print('Flags raised (chart: seconds since recording start):')
     for model, flags in sorted(run['flags'].items()):
@@ -187,9 +191,27 @@ def cmd_demo(args):
             print('  {:<34} {}'.format(model, ', '.join('+{}s'.format(t - start) for t in edges[:12])))
     print()
     print(format_recording_table(res))
-    plot_recording(run, res, args.plot)
-    print('\nplot written to {}'.format(args.plot))
+    print()
+    _plot(plot_recording, run, res, args.plot)
     return 0
+
+
+def _tell_job_errors(run):
+    from .evaluate import job_errors
+    errors = job_errors(run)
+    if errors:
+        print('the job logged errors (the first {}):'.format(len(errors)), file=sys.stderr)
+        for msg in errors:
+            print('  ' + msg, file=sys.stderr)
+
+
+def _plot(plot_recording, run, res, out):
+    try:
+        plot_recording(run, res, out)
+    except ImportError as e:   # the plot is an extra; the figures are printed already
+        print('plot not written: {} (pip install matplotlib)'.format(e), file=sys.stderr)
+        return
+    print('plot written to {}'.format(out))
 
 
 def cmd_top(args):
@@ -221,8 +243,9 @@ def build_parser():
     c.set_defaults(func=cmd_check_config)
 
     rc = sub.add_parser('record', help='record a live Netdata agent into a recording folder')
-    rc.add_argument('--host', default='127.0.0.1:19999')
-    rc.add_argument('--protocol', default='http', choices=['http', 'https'])
+    rc.add_argument('--host', default='127.0.0.1:19999',
+                    help="the agent to record, e.g. 127.0.0.1:19999 or 'parent:19999/host/child' (default %(default)s)")
+    rc.add_argument('--protocol', default='http', choices=['http', 'https'], help='default %(default)s')
     rc.add_argument('--seconds', type=_positive_int, required=True, help='length of the window')
     rc.add_argument('--out', required=True, help='folder to write')
     rc.add_argument('--past', action='store_true', help='take the last N seconds the agent already has')
@@ -257,7 +280,7 @@ def build_parser():
 
     tp = sub.add_parser('top', help='rank the charts of a node by how anomalous they were in a window')
     tp.add_argument('--host', default='127.0.0.1:19999', help="the agent, e.g. 127.0.0.1:19999 or 'parent:19999/host/child'")
-    tp.add_argument('--after', type=int, default=-600, help='window start: seconds relative to now (negative) or unix time')
+    tp.add_argument('--after', type=int, default=-600, help='window start: seconds relative to now (negative) or unix time (default %(default)s)')
     tp.add_argument('--before', type=int, default=0, help='window end: 0 = now, negative = relative, or unix time')
     tp.add_argument('--limit', type=_positive_int, default=20, help='how many charts to list (default 20)')
     tp.add_argument('--protocol', default='http', choices=['http', 'https'])

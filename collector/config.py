@@ -18,6 +18,7 @@ FRAMEWORK_KEYS = {
     'update_every': 1, 'priority': 60000, 'autodetection_retry': 0,
     'chart_cleanup': 10, 'penalty': True,
 }
+FRAMEWORK_INHERITED = ('update_every', 'priority', 'autodetection_retry', 'chart_cleanup', 'penalty')
 
 DEFAULTS = {
     # where the data comes from
@@ -203,6 +204,9 @@ def _check_int(raw, key, errors, minimum):
 
 
 def _check_bool(raw, key, errors):
+    """A boolean, or one quoted in YAML ('false', 'yes'), which is taken as the boolean."""
+    if isinstance(raw[key], str) and raw[key].strip().lower() in _BOOL_STRINGS:
+        raw[key] = _BOOL_STRINGS[raw[key].strip().lower()]
     if not isinstance(raw[key], bool):
         errors.append("key '{}': expected true or false, got {!r}".format(key, raw[key]))
 
@@ -414,11 +418,12 @@ def parse_job_config(raw, job_name=None):
     )
 
 
-def job_configs_from_file(data):
+def job_configs_from_file(data, notes=None):
     """Split a python.d module config (already YAML-loaded) into ``{job_name: raw_config}``.
 
     Like python.d: every mapping at the top level is a job and inherits the file's
     top-level framework keys; a file without any mapping is one job named after the module.
+    Other top-level keys beside jobs reach no job; ``notes`` gets a line for each.
     """
     if data is None:
         return {}
@@ -428,6 +433,10 @@ def job_configs_from_file(data):
     jobs = {k: v for k, v in data.items() if isinstance(v, dict)}
     if not jobs:
         return {'anomalies': dict(data)}
+    for key in data:
+        if key not in jobs and key not in module_defaults and notes is not None:
+            notes.append("top-level key '{}' reaches no job (python.d passes only {} from the top level); "
+                         "indent it under a job".format(key, ', '.join(sorted(FRAMEWORK_INHERITED))))
     out = {}
     for name, job in jobs.items():
         merged = dict(module_defaults)
@@ -436,7 +445,7 @@ def job_configs_from_file(data):
     return out
 
 
-def load_config_file(path):
+def load_config_file(path, notes=None):
     """Read a YAML python.d config file into ``{job_name: raw_config}``."""
     import yaml
     try:
@@ -445,5 +454,11 @@ def load_config_file(path):
     except OSError as e:
         raise ConfigError(['cannot read {}: {}'.format(path, e.strerror or e)])
     except yaml.YAMLError as e:
-        raise ConfigError(['{} is not valid YAML: {}'.format(path, str(e).replace('\n', ' '))])
-    return job_configs_from_file(data)
+        mark = getattr(e, 'problem_mark', None)
+        where = ' (line {}, column {})'.format(mark.line + 1, mark.column + 1) if mark is not None else ''
+        what = getattr(e, 'problem', None) or str(e).replace('\n', ' ')
+        context, at = getattr(e, 'context', None), getattr(e, 'context_mark', None)
+        if context and at is not None:
+            what += ', {} at line {}'.format(context, at.line + 1)
+        raise ConfigError(['{} is not valid YAML{}: {}'.format(path, where, what)])
+    return job_configs_from_file(data, notes)

@@ -189,7 +189,7 @@ class AnomalyDetector:
         self.training_quiet = not full_due and all(s.model_id in self.waiting or s.model_id in self.untrained
                                                    for s in todo)
         if not self.training_quiet:
-            self.log.info('training {} model{} on {} s of history{}'.format(
+            self.log.info('training {} model{} on up to {} s of history{}'.format(
                 len(todo), '' if len(todo) == 1 else 's', int(before - after), '' if full_due else ' (new charts)'))
 
     def _collect_training(self, step):
@@ -232,8 +232,8 @@ class AnomalyDetector:
             self._train_again_as_history_grows(result.history)
         if not result.models and (not result.errors or (self.training_quiet and not new_reasons)):
             return   # charts still wait for history, or a retry failed as before: said once already
-        self.log.info('trained {} models on {} rows in {:.1f}s ({:.1f} cpu-s){}'.format(
-            len(result.models), result.rows, took, result.cpu_seconds,
+        self.log.info('trained {} model{} on {} rows in {:.1f}s ({:.1f} cpu-s){}'.format(
+            len(result.models), '' if len(result.models) == 1 else 's', result.rows, took, result.cpu_seconds,
             ', {} not trained'.format(len(result.errors)) if result.errors else ''))
 
     def _train_again_as_history_grows(self, history):
@@ -331,11 +331,12 @@ class AnomalyDetector:
         except NetdataError:
             return  # the training path reports an unreachable agent
         specs = self.discover(charts)
+        dims = self._dimensions_collected(charts, specs)
         versions = persist.installed_versions()
         loaded, metas, unused = {}, {}, {}
         for model_id, spec in specs.items():
             columns = (list(spec.columns) if spec.columns is not None
-                       else [dim_key(spec.host, spec.chart, d) for d in charts.get(spec.chart, ())])
+                       else [dim_key(spec.host, spec.chart, d) for d in dims.get(spec.chart, ())])
             try:
                 fm, meta, reason = persist.load(self.models_dir, model_id, self.config, columns, versions)
                 if fm is not None:
@@ -370,6 +371,22 @@ class AnomalyDetector:
         self.next_discovery = (self.clock(), self.steps)  # train the charts without a usable saved model at once
         self.log.info('loaded {} saved models from {} (oldest trained {:.0f} s ago); next full training in {} '
                       'steps'.format(len(loaded), self.models_dir, age, self.next_training))
+
+    def _dimensions_collected(self, charts, specs):
+        """Each chart's dimension names as the agent collects them. /api/v1/charts leaves out
+        hidden dimensions (system.cpu's idle) that its data, and so a trained model, has."""
+        wanted = sorted(s.chart for s in specs.values() if s.chart is not None)
+        try:
+            body = self.apis[self.config.host].allmetrics(charts=wanted) if wanted else {}
+        except NetdataError:
+            return charts
+        out = dict(charts)
+        for chart in wanted:
+            c = body.get(chart)
+            found = c.get('dimensions') if isinstance(c, dict) else None
+            if isinstance(found, dict) and found:
+                out[chart] = [d.get('name', k) if isinstance(d, dict) else k for k, d in found.items()]
+        return out
 
     def _recent_rows(self, models):
         """The last raw rows of the loaded models' charts, so they score from the first step.

@@ -22,6 +22,18 @@ class _Quiet:
         pass
 
 
+def job_errors(run, n=3):
+    """The job's first distinct error lines (a training that crashed, an agent not read), so a
+    run that detected nothing says why."""
+    seen = []
+    for line in run.get('log', ()):
+        if ' ERROR: ' in line:
+            msg = line.split(' : ', 1)[-1]
+            if msg not in seen:
+                seen.append(msg)
+    return seen[:n]
+
+
 def default_warmup(recording):
     """The clean lead before the first labeled incident, in whole minutes."""
     incidents = recording.labels.get('incidents', [])

@@ -104,6 +104,8 @@ def load(directory, model_id, config, columns, versions=None):
     if not isinstance(saved_columns, list) or not all(isinstance(c, str) for c in saved_columns):
         return None, None, 'metadata unreadable (columns)'
     if sorted(saved_columns) != sorted(columns):
+        if sorted(c.partition('::')[2] for c in saved_columns) == sorted(c.partition('::')[2] for c in columns):
+            return None, None, 'saved for another agent'
         return None, None, 'dimensions changed'
     try:
         with open(pkl, 'rb') as f:

@@ -14,9 +14,9 @@ class Service(AnomaliesService, SimpleService):
     """The same job class python.d.plugin runs, on the standalone base."""
 
 
-def select_job(config_path, job=None, host=None, update_every=None):
+def select_job(config_path, job=None, host=None, update_every=None, notes=None):
     """The raw configuration of one job from a python.d config file (or the defaults)."""
-    jobs = load_config_file(config_path) if config_path else {'anomalies': {}}
+    jobs = load_config_file(config_path, notes) if config_path else {'anomalies': {}}
     if not jobs:
         raise ConfigError(['{} defines no job'.format(config_path)])
     if job is None:
@@ -35,9 +35,12 @@ def select_job(config_path, job=None, host=None, update_every=None):
 def run(config_path=None, job=None, host=None, update_every=None, steps=None, out=None, err=None):
     out = out or sys.stdout
     err = err or sys.stderr
-    raw = select_job(config_path, job, host, update_every)
+    notes = []
+    raw = select_job(config_path, job, host, update_every, notes)
     service = Service(configuration=raw)
     service.out, service.log_stream = out, err
+    for line in notes:
+        service.warning('{}: {}'.format(config_path, line))
     saved = sys.stdout
     sys.stdout = err  # nothing but protocol lines may reach the real stdout
     try:

@@ -108,6 +108,11 @@ def test_tls_verify_takes_a_quoted_boolean_or_a_readable_ca_bundle(tmp_path):
         assert cfg.tls_verify == want and type(cfg.tls_verify) is type(want), raw
 
 
+def test_a_quoted_boolean_is_taken_as_the_boolean():
+    cfg = parse_job_config({'level_features': 'false', 'despike': 'No', 'include_average_prob': 'yes'})
+    assert cfg.level_features is False and cfg.despike is False and cfg.include_average_prob is True
+
+
 def test_all_bad_keys_are_reported_together():
     errors = errors_for({'model': 'nope', 'lags_n': -1, 'bogus': 1})
     assert len(errors) == 3
@@ -134,7 +139,14 @@ def test_check_config_command(tmp_path):
     assert r.returncode == 1
     assert "'model'" in r.stderr and "'lags_n'" in r.stderr
     r = run(broken)
-    assert r.returncode == 1 and 'not valid YAML' in r.stderr
+    assert r.returncode == 1 and 'not valid YAML (line 3, column 1)' in r.stderr
+    assert r.stderr.count(str(broken)) == 1
+    # a job key written at the top level (not indented) reaches no job: said, not silently dropped
+    stray = tmp_path / 'stray.conf'
+    stray.write_text("update_every: 2\nmodel: 'knn'\nlocal:\n  lags_n: 3\n")
+    r = run(stray)
+    assert r.returncode == 0 and "top-level key 'model' reaches no job" in r.stderr
+    assert 'update_every' not in r.stderr.split('reaches no job')[0]
 
 
 def test_ipv6_hosts_in_custom_models():
@@ -163,7 +175,7 @@ def test_detection_keys_defaults_and_checks():
     for bad in (-1, 1, 1.9, 1001, 'abc', True, None):
         assert any("key 'level_squash'" in e for e in errors_for({'level_squash': bad})), bad
     assert parse_job_config({'model': 'pca+knn'}).model == 'pca+knn'
-    errors = errors_for({'flag_min_n': 4, 'flag_window_n': 3, 'level_features': 'yes', 'despike': 1})
+    errors = errors_for({'flag_min_n': 4, 'flag_window_n': 3, 'level_features': 'maybe', 'despike': 1})
     assert any("'flag_min_n': must be <= flag_window_n (3), got 4" in e for e in errors)
     assert any("'level_features'" in e for e in errors)
     assert any("key 'despike'" in e for e in errors)
