@@ -13,6 +13,27 @@ import os
 import sys
 
 
+# what this module imports, or may import later (a saved pyod model, the Prometheus export), from
+# its own venv; python.d.plugin runs every module in one process, so nothing else is taken from it
+_OURS = frozenset(('collector', 'numpy', 'scipy', 'sklearn', 'pyod', 'numba', 'llvmlite', 'joblib',
+                   'threadpoolctl', 'orjson', 'prometheus_client', 'combo', 'torch'))
+
+
+class _OwnPackagesFirst(object):
+    """Finds this module's packages in its venv (or checkout) before anywhere else. Other
+    modules' imports (urllib3, requests, pandas) find what they found before this module was
+    loaded: the venv is only appended to sys.path, for what our packages need beside them."""
+
+    def __init__(self, paths):
+        self.paths = paths
+
+    def find_spec(self, name, path=None, target=None):
+        if path is not None or name not in _OURS:
+            return None
+        from importlib.machinery import PathFinder
+        return PathFinder.find_spec(name, self.paths)
+
+
 def _add_paths():
     here = os.path.dirname(os.path.realpath(__file__))
     candidates = [here]
@@ -24,9 +45,11 @@ def _add_paths():
     if venv:
         pattern = os.path.join(venv, 'lib', 'python{}.{}'.format(*sys.version_info[:2]), 'site-packages')
         candidates = glob.glob(pattern) + candidates
-    for path in reversed(candidates):
+    if not any(isinstance(f, _OwnPackagesFirst) for f in sys.meta_path):
+        sys.meta_path.insert(0, _OwnPackagesFirst(candidates))
+    for path in candidates:
         if path not in sys.path:
-            sys.path.insert(0, path)
+            sys.path.append(path)
 
 
 _add_paths()

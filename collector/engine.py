@@ -22,6 +22,10 @@ RETRY_STEPS = 30
 # away, or still lack a model (one waiting for history); counted on the clock, so python.d's
 # failure penalty cannot stretch it, and in steps, so a replay (many steps a second) keeps it
 DISCOVER_SECONDS = 60
+# the agent's clock moving more than this many update_every in one step is a gap in collection
+# (the agent or this job stopped, a child reconnected, the host slept): the rows before it are
+# not the last few seconds, so the features start again from the agent's stored rows
+GAP_STEPS = 5
 
 
 def _count(noun, ids):
@@ -440,10 +444,12 @@ class AnomalyDetector:
         step.fresh = True
         row, stamp = self.layout.row(latest)
         # stamped with the agent's clock, the same clock as the training window's rows
+        stamp = stamp or agent_now(latest.get(self.config.host)) or time.time()
+        if self.models and self.snapshots and stamp - self.snapshots[-1][0] > GAP_STEPS * self.config.update_every:
+            self._after_a_gap(stamp - self.snapshots[-1][0], stamp)
         # kept as the bytes the agent sent: parsed bodies held for several steps would be
         # thousands of objects reaching the garbage collector's oldest generation each step
-        self.snapshots.append((stamp or agent_now(latest.get(self.config.host)) or time.time(),
-                               {h: raw for h in latest if (raw := self.apis[h].allmetrics_raw()) is not None}))
+        self.snapshots.append((stamp, {h: raw for h in latest if (raw := self.apis[h].allmetrics_raw()) is not None}))
         if self.models:
             with warnings.catch_warnings(), np.errstate(all='ignore'):
                 warnings.simplefilter('ignore')
@@ -452,6 +458,22 @@ class AnomalyDetector:
                 except Exception as e:  # a bug in scoring must not stop collection
                     self.problems.report('score', 'scoring failed: {!r}'.format(e))
         return step
+
+    def _after_a_gap(self, seconds, stamp):
+        """Rows kept from before a gap would make the gap's whole change read as one step's
+        (a false flag after every outage): refill the features from the agent's stored rows
+        up to now, or score again once enough new rows came in."""
+        self.log.info("the agent's clock moved {:.0f} s in one step: the features start again after the "
+                      "gap".format(seconds))
+        self.snapshots.clear()
+        try:
+            tails, _ = self._recent_rows(self.models)
+        except Exception:  # odd answers: the models score again once enough steps came in
+            tails = {}
+        # this step's row comes from allmetrics: the stored rows stop before it
+        tails = {m: (t[t < stamp], raw[t < stamp]) for m, (t, raw) in
+                 ((m, (np.asarray(t), np.asarray(raw))) for m, (t, raw) in tails.items())}
+        self._rebuild(tails)
 
     def _score(self, row, step, stamp):
         batch = self.batch

@@ -33,10 +33,16 @@ class Exporter:
         self.registry.register(self)
         self.write_error = None
         self.server = None
+        self.serve_error = None   # the port could not be served: the textfile still is written
         if port:
             from prometheus_client import start_http_server
-            result = start_http_server(port, addr=address, registry=self.registry)
-            self.server = result[0] if isinstance(result, tuple) else None
+            try:
+                result = start_http_server(port, addr=address, registry=self.registry)
+                self.server = result[0] if isinstance(result, tuple) else None
+            except OSError as e:  # the port is taken, or the address is not this host's
+                if not textfile:
+                    raise
+                self.serve_error = e
 
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily

@@ -161,9 +161,12 @@ class AnomaliesService(object):
         except Exception as e:  # no prometheus_client, port taken, ...
             self.error('prometheus export disabled: {!r}'.format(e))
             return None
+        if exporter.serve_error is not None:
+            self.error('prometheus /metrics on {}:{} disabled: {!r}; the textfile is still written'.format(
+                cfg.prometheus_address, cfg.prometheus_port, exporter.serve_error))
         where = [w for w in (cfg.prometheus_textfile and 'textfile ' + cfg.prometheus_textfile,
-                             cfg.prometheus_port and 'http://{}:{}/metrics'.format(cfg.prometheus_address,
-                                                                                   cfg.prometheus_port)) if w]
+                             cfg.prometheus_port and exporter.serve_error is None and 'http://{}:{}/metrics'.format(
+                                 cfg.prometheus_address, cfg.prometheus_port)) if w]
         self.info('prometheus export: {}'.format(', '.join(where)))
         return exporter
 

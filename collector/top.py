@@ -17,14 +17,16 @@ def rank(probs, flags, every=1):
     """Rank models from per-model series over one window.
 
     ``probs``: ``{model: [probability 0..100 or None per step]}``, ``flags``: ``{model: [0/1 or
-    None]}``. Ordered by flagged seconds, then mean probability.
+    None]}``; ``every``: seconds per row, one for all or ``{model: seconds}``. Ordered by
+    flagged seconds, then mean probability.
     """
     rows = []
     for model in sorted(set(probs) | set(flags)):
         p = np.array([np.nan if v is None else v for v in probs.get(model, [])], dtype=float)
         f = np.array([0 if v is None else v for v in flags.get(model, [])], dtype=float)
         flagged = int((f > 0).sum())
-        rows.append({'chart': model, 'flagged_s': flagged * every,
+        seconds = every.get(model, 1) if isinstance(every, dict) else every
+        rows.append({'chart': model, 'flagged_s': flagged * seconds,
                      'flag_events': int(((f[1:] > 0) & (f[:-1] == 0)).sum() + (f[:1] > 0).sum()) if f.size else 0,
                      'mean_prob': float(np.nanmean(p)) if np.isfinite(p).any() else 0.0,
                      'max_prob': float(np.nanmax(p)) if np.isfinite(p).any() else 0.0})
@@ -33,20 +35,27 @@ def rank(probs, flags, every=1):
 
 
 def _series(api, context, suffix, after, before):
-    out, every = {}, 1
+    """``({model: values}, {model: seconds per row})`` over every job's chart of ``context``.
+    A job other than the default one ('anomalies_<job>.probability') names its models
+    '<job>/<model>', so two jobs with a system.cpu model stay two rows."""
+    out, every = {}, {}
     for chart in api.charts_of_context(context):
         labels, rows = api.data(chart, after, before)
-        if len(rows) > 1:
-            every = max(1, int(round((rows[-1][0] - rows[0][0]) / (len(rows) - 1))))
+        seconds = max(1, int(round((rows[-1][0] - rows[0][0]) / (len(rows) - 1)))) if len(rows) > 1 else 1
+        kind = chart.split('.', 1)[0]
+        job = kind[len('anomalies_'):] if kind.startswith('anomalies_') else ''
         for k, label in enumerate(labels):
             if label.endswith(suffix) and label != 'average_prob':
-                out[label[:-len(suffix)]] = [r[k + 1] for r in rows]
+                model = label[:-len(suffix)]
+                key = '{}/{}'.format(job, model) if job else model
+                out[key], every[key] = [r[k + 1] for r in rows], seconds
     return out, every
 
 
 def top(api, after=-600, before=0):
     probs, every = _series(api, PROB_CONTEXT, '_prob', after, before)
-    flags, _ = _series(api, FLAG_CONTEXT, '_anomaly', after, before)
+    flags, flag_every = _series(api, FLAG_CONTEXT, '_anomaly', after, before)
+    every = dict(flag_every, **every)
     if not probs and not flags:
         raise NetdataError('{} has no anomalies charts: is the anomalies collector running there?'.format(api.base_url))
     return rank(probs, flags, every)

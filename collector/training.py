@@ -236,9 +236,14 @@ class ThreadTrainer:
 
 
 def _child_env():
-    """The child must import exactly what we can: hand it our sys.path."""
+    """The child must import exactly what we can: hand it our sys.path, with the places our
+    package and numpy came from first (under python.d they sit at its end, see anomalies.chart.py)."""
     env = dict(os.environ)
-    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    ours = [os.path.dirname(os.path.dirname(os.path.abspath(m))) for m in (__file__, np.__file__)]
+    paths = []
+    for p in ours + sys.path:
+        if p and os.path.isdir(p) and p not in paths:
+            paths.append(p)
     env['PYTHONPATH'] = os.pathsep.join(paths)
     env.setdefault('OMP_NUM_THREADS', '1')
     env.setdefault('OPENBLAS_NUM_THREADS', '1')

@@ -219,6 +219,26 @@ def test_a_model_that_cannot_train_is_retried_further_apart_and_said_once(replay
     det.close()
 
 
+def test_a_gap_in_collection_is_not_read_as_one_steps_change(replay, logger):
+    """The job stopped for 90 s (agent away, host asleep): the rows from before the gap are not
+    the last seconds, so the next steps score on the agent's stored rows, and no flag rises
+    from the level the gap moved (the synthetic CPU's slow wave moves by 8 of its noise's
+    deviations in 90 s)."""
+    det = make_detector(replay, logger, charts_regex='system\\.cpu')
+    run_until_trained(det, replay)
+    for _ in range(20):
+        det.step()
+        replay.clock.advance(1)
+    replay.clock.advance(90)
+    after = []
+    for _ in range(12):
+        after.append(det.step())
+        replay.clock.advance(1)
+    assert [s.scores['system.cpu'][1] for s in after] == [0] * 12      # scored at once, and not flagged
+    assert any(re.search(r'clock moved 9\d s in one step', m) for _, m in logger.lines), logger.lines
+    det.close()
+
+
 def test_a_young_agent_waits_for_train_min_n_secs_of_history_then_trains(recording, logger):
     """Started 20 s after the agent: no model (so no flag) until the charts have 120 s of
     history; one log line says why, not one per retry; the charts are trained as soon as they

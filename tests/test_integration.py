@@ -1,5 +1,6 @@
 """``python -m collector run`` as a user runs it, against a local server that answers like Netdata."""
 import io
+import os
 import re
 import time
 import subprocess
@@ -156,3 +157,56 @@ def test_prometheus_textfile_and_port_serve_the_same_parsable_gauges(replay, tmp
     finally:
         service.detector.close()
         service.exporter.close()
+
+
+def test_a_taken_prometheus_port_leaves_the_textfile_written(replay, tmp_path):
+    import socket
+
+    from collector.runner import Service
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen(1)
+        textfile = tmp_path / 'anomalies.prom'
+        service = Service(configuration={'job_name': 'anomalies', 'host': replay.host, 'train_n_secs': 300,
+                                         'prometheus_textfile': str(textfile),
+                                         'prometheus_port': taken.getsockname()[1]})
+        service.out, service.log_stream = io.StringIO(), io.StringIO()
+        assert service.check(), service.log_stream.getvalue()
+    service.create()
+    try:
+        log = service.log_stream.getvalue()
+        assert 'disabled' in log and 'the textfile is still written' in log
+        for _ in range(100):
+            service.detector.trainer.wait()
+            data = service.get_data()
+            replay.clock.advance(1)
+            if data:
+                break
+        assert 'anomaly_probability{' in textfile.read_text()
+    finally:
+        service.detector.close()
+        service.exporter.close()
+
+
+def test_loading_the_module_leaves_other_modules_imports_alone(tmp_path):
+    """python.d.plugin runs every module in one process: loading this one must not make the
+    modules loaded after it import the venv's urllib3 or requests (Netdata's stock modules use
+    their own), while this module's own packages do come from its venv."""
+    site = tmp_path / 'venv' / 'lib' / 'python{}.{}'.format(*sys.version_info[:2]) / 'site-packages'
+    for name in ('urllib3', 'prometheus_client'):
+        (site / name).mkdir(parents=True)
+        (site / name / '__init__.py').write_text('FROM_VENV = True\n')
+    plugins = tmp_path / 'plugins'
+    plugins.mkdir()
+    os.symlink(os.path.join(ROOT, 'anomalies.chart.py'), str(plugins / 'anomalies.chart.py'))
+    (plugins / 'anomalies.venv').write_text(str(tmp_path / 'venv'))
+    probe = ("import importlib.util, sys\n"
+             "spec = importlib.util.spec_from_file_location('anomalies_chart', sys.argv[1])\n"
+             "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+             "import urllib3, prometheus_client\n"
+             "print(hasattr(urllib3, 'FROM_VENV'), hasattr(prometheus_client, 'FROM_VENV'))\n")
+    env = {k: v for k, v in os.environ.items() if k != 'NETDATA_ANOMALIES_VENV'}
+    r = subprocess.run([sys.executable, '-c', probe, str(plugins / 'anomalies.chart.py')], env=env,
+                       capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ['False', 'True']

@@ -55,3 +55,4 @@ def test_python_d_plugin_runs_the_module(recording, tmp_path):
     assert during['system.cpu|user'] + during['system.cpu|idle'] > 9000   # the spike is in user (idle mirrors it)
     assert re.search(r"DIMENSION 'system.cpu\|user' 'user' absolute 1 100", out)
     assert 'Traceback' not in err
+
