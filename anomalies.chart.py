@@ -13,22 +13,21 @@ import os
 import sys
 
 
-# what this module imports, or may import later (a saved pyod model, the Prometheus export), from
-# its own venv; python.d.plugin runs every module in one process, so nothing else is taken from it
-_OURS = frozenset(('collector', 'numpy', 'scipy', 'sklearn', 'pyod', 'numba', 'llvmlite', 'joblib',
-                   'threadpoolctl', 'orjson', 'prometheus_client', 'combo', 'torch'))
+# python.d.plugin runs every module in one process: Netdata's own modules (UrlService) use the
+# system's or python.d's HTTP stack, which the venv's newer copies must not replace
+_SHARED = frozenset(('urllib3', 'requests', 'certifi', 'idna', 'charset_normalizer', 'chardet'))
 
 
 class _OwnPackagesFirst(object):
-    """Finds this module's packages in its venv (or checkout) before anywhere else. Other
-    modules' imports (urllib3, requests, pandas) find what they found before this module was
-    loaded: the venv is only appended to sys.path, for what our packages need beside them."""
+    """Finds every package the venv (or checkout) has there first, but the HTTP stack that
+    other modules share, so numpy, pandas, scikit-learn and pyod match each other whatever
+    the system has installed. The venv is appended to sys.path, not put in front of it."""
 
     def __init__(self, paths):
         self.paths = paths
 
     def find_spec(self, name, path=None, target=None):
-        if path is not None or name not in _OURS:
+        if path is not None or name in _SHARED:
             return None
         from importlib.machinery import PathFinder
         return PathFinder.find_spec(name, self.paths)

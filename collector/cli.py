@@ -31,8 +31,8 @@ def cmd_check_config(args):
     try:
         jobs = load_config_file(args.file, notes)
     except ConfigError as e:
-        for line in e.errors:   # these name the file already
-            print(line, file=sys.stderr)
+        for line in e.errors:   # most name the file already
+            print(line if args.file in line else '{}: {}'.format(args.file, line), file=sys.stderr)
         return 1
     for line in notes:
         print('{}: warning: {}'.format(args.file, line), file=sys.stderr)

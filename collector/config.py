@@ -180,13 +180,6 @@ class JobConfig:
         return re.match(self.charts_regex, chart_id) is not None
 
 
-def _matches(regex, chart_id):
-    try:
-        return re.match(regex, chart_id) is not None
-    except re.error:   # reported as the charts_regex error
-        return False
-
-
 def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -203,10 +196,15 @@ def _check_int(raw, key, errors, minimum):
         errors.append("key '{}': must be >= {}, got {}".format(key, minimum, v))
 
 
+def _as_bool(v):
+    """A boolean quoted in YAML ('false', 'yes') as the boolean; anything else as it is."""
+    if isinstance(v, str) and v.strip().lower() in _BOOL_STRINGS:
+        return _BOOL_STRINGS[v.strip().lower()]
+    return v
+
+
 def _check_bool(raw, key, errors):
-    """A boolean, or one quoted in YAML ('false', 'yes'), which is taken as the boolean."""
-    if isinstance(raw[key], str) and raw[key].strip().lower() in _BOOL_STRINGS:
-        raw[key] = _BOOL_STRINGS[raw[key].strip().lower()]
+    raw[key] = _as_bool(raw[key])
     if not isinstance(raw[key], bool):
         errors.append("key '{}': expected true or false, got {!r}".format(key, raw[key]))
 
@@ -283,13 +281,13 @@ def parse_job_config(raw, job_name=None):
     if (cfg['username'] is None) != (cfg['password'] is None):
         errors.append("key '{}': username and password must be given together".format(
             'password' if cfg['password'] is None else 'username'))
-    tls_verify = cfg['tls_verify']
-    if isinstance(tls_verify, str) and tls_verify.strip().lower() in _BOOL_STRINGS:   # a quoted 'false'
-        tls_verify = _BOOL_STRINGS[tls_verify.strip().lower()]
-    elif isinstance(tls_verify, str) and not os.access(tls_verify, os.R_OK):
-        errors.append("key 'tls_verify': the CA bundle {!r} is not a readable file (true, false or a "
-                      "path)".format(tls_verify))
-    elif not isinstance(tls_verify, (bool, str)):
+    tls_verify = _as_bool(cfg['tls_verify'])
+    if isinstance(tls_verify, str):
+        tls_verify = tls_verify.strip()
+        if not (os.path.isfile(tls_verify) and os.access(tls_verify, os.R_OK)):
+            errors.append("key 'tls_verify': the CA bundle {!r} is not a readable file (true, false or a "
+                          "path)".format(tls_verify))
+    elif not isinstance(tls_verify, bool):
         errors.append("key 'tls_verify': expected true, false or a CA bundle path, got {!r}".format(tls_verify))
     timeout = cfg['api_timeout']
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 300:
@@ -318,12 +316,8 @@ def parse_job_config(raw, job_name=None):
         errors.append("key 'charts_to_exclude': expected 'chart,chart,...', got {!r}".format(exclude))
         exclude = ()
     custom = _parse_custom_models(cfg['custom_models'], host, errors)
-    for m in custom:   # a model's dimensions on the charts are named after it: two models, one name
-        if m.name == 'average':
-            errors.append("key 'custom_models': the name 'average' is taken by the average_prob dimension")
-        elif isinstance(regex, str) and m.name not in exclude and _matches(regex, m.name):
-            errors.append("key 'custom_models': the name {!r} is a chart that charts_regex models; give the "
-                          "custom model another name".format(m.name))
+    if any(m.name == 'average' for m in custom):   # the models' dimensions are named after them
+        errors.append("key 'custom_models': the name 'average' is taken by the average_prob dimension")
 
     # model and windows
     if not isinstance(cfg['model'], str) or not valid_model(cfg['model']):

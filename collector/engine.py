@@ -88,6 +88,8 @@ class AnomalyDetector:
         self.untrained = {}  # model id -> why its last training failed
         self.retry_at = {}   # model id -> (failed trainings in a row, step before which no discovery retries it)
         self.training_quiet = False  # the training in flight only retries models that failed before
+        self.training_step = 0       # the step the training in flight started at
+        self.gap = None              # (step, agent time) of the last gap in collection
         self.waiting = set()  # models whose chart has less than train_min_n_secs of history
         self.training_all = False  # whether the training in flight fits every chart on the rolling window
         self.history_seen = None   # seconds of history the agent held at the last such training
@@ -114,6 +116,10 @@ class AnomalyDetector:
             if self.config.chart_matches(chart):
                 specs[chart] = ModelSpec(chart, self.config.host, chart=chart)
         for m in self.config.custom_models:
+            if m.name in specs:   # one name, one model: the chart's stays
+                self.problems.report('name:' + m.name, "custom model '{}' has the name of a chart that charts_regex "
+                                                       "models; it is left out: give it another name".format(m.name))
+                continue
             specs[m.name] = ModelSpec(m.name, self.config.host,
                                       columns=tuple(dim_key(h, c, d) for h, c, d in m.dimensions))
         return specs
@@ -189,7 +195,7 @@ class AnomalyDetector:
             self.problems.report('training', 'cannot start training: {!r}'.format(e))
             self.next_training = self.steps + RETRY_STEPS
             return
-        self.training_started = self.clock()
+        self.training_started, self.training_step = self.clock(), self.steps
         self.training_quiet = not full_due and all(s.model_id in self.waiting or s.model_id in self.untrained
                                                    for s in todo)
         if not self.training_quiet:
@@ -261,7 +267,7 @@ class AnomalyDetector:
                 by_reason.setdefault(reason, []).append(model_id)
             self.untrained[model_id] = reason
             tries = self.retry_at.get(model_id, (0, 0))[0] + 1
-            self.retry_at[model_id] = (tries, self.steps + self.discover_every * 2 ** min(tries - 1, 5))
+            self.retry_at[model_id] = (tries, self.training_step + self.discover_every * 2 ** min(tries - 1, 5))
         for model_id in list(result.models) + list(result.waiting):
             self.untrained.pop(model_id, None)
             self.retry_at.pop(model_id, None)
@@ -294,14 +300,18 @@ class AnomalyDetector:
         rows = [self.layout.row({h: json_loads(b) for h, b in raw.items()})[0] for _, raw in self.snapshots]
         if rows:
             ring[self.need - len(rows):] = np.vstack(rows)
-        gap = self.need - len(rows)
+        room = self.need - len(rows)   # rows the kept answers do not fill
         oldest = self.snapshots[0][0] if self.snapshots else float('inf')
-        if gap > 0:
+        # rows from before a gap in collection (a training's window that ended before it) are
+        # not the seconds just before the rows kept since
+        since_gap = self.gap[1] - (self.need + 2) * self.config.update_every if self.gap else -float('inf')
+        if room > 0:
             for model_id, (times, raw) in tails.items():
-                raw = np.asarray(raw)[np.asarray(times) < oldest][-gap:]
+                times = np.asarray(times)
+                raw = np.asarray(raw)[(times < oldest) & (times >= since_gap)][-room:]
                 if len(raw):
                     cols = [self.layout.index[c] for c in self.models[model_id].columns]
-                    ring[gap - len(raw):gap, cols] = raw
+                    ring[room - len(raw):room, cols] = raw
         self.ring = ring
         self.flag_policy.reindex(self.batch.ids, retrained=tails)
         # rows each model has had, to score only once its features are real
@@ -445,7 +455,9 @@ class AnomalyDetector:
         row, stamp = self.layout.row(latest)
         # stamped with the agent's clock, the same clock as the training window's rows
         stamp = stamp or agent_now(latest.get(self.config.host)) or time.time()
-        if self.models and self.snapshots and stamp - self.snapshots[-1][0] > GAP_STEPS * self.config.update_every:
+        # (not on the step after a refill: a slow one would read as another gap, for ever)
+        if (self.models and self.snapshots and stamp - self.snapshots[-1][0] > GAP_STEPS * self.config.update_every
+                and not (self.gap and self.gap[0] == self.steps - 1)):
             self._after_a_gap(stamp - self.snapshots[-1][0], stamp)
         # kept as the bytes the agent sent: parsed bodies held for several steps would be
         # thousands of objects reaching the garbage collector's oldest generation each step
@@ -466,6 +478,7 @@ class AnomalyDetector:
         self.log.info("the agent's clock moved {:.0f} s in one step: the features start again after the "
                       "gap".format(seconds))
         self.snapshots.clear()
+        self.gap = (self.steps, stamp)
         try:
             tails, _ = self._recent_rows(self.models)
         except Exception:  # odd answers: the models score again once enough steps came in

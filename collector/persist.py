@@ -53,13 +53,30 @@ def config_hash(config):
 
 
 def installed_versions():
-    from importlib import metadata
+    """The versions an import here loads: read beside the package that the import finds, not
+    the first on sys.path (under python.d the module's venv comes first for its own packages,
+    though it sits at the end of sys.path)."""
+    from importlib import metadata, util
     out = {'python': '{}.{}'.format(*sys.version_info[:2])}
-    for dist in ('numpy', 'pyod', 'scikit-learn', 'torch'):
+    for dist, module in (('numpy', 'numpy'), ('pyod', 'pyod'), ('scikit-learn', 'sklearn'), ('torch', 'torch')):
         try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
+            spec = util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        out[dist] = None
+        if spec is None or not spec.origin:
+            continue
+        site = os.path.dirname(os.path.dirname(spec.origin))
+        want = dist.lower().replace('_', '-')
+        for found in metadata.distributions(path=[site]):
+            if (found.metadata['Name'] or '').lower().replace('_', '-') == want:
+                out[dist] = found.version
+                break
+        else:
+            try:   # an editable or otherwise unusual install: the first on sys.path
+                out[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                pass
     return out
 
 

@@ -40,7 +40,7 @@ class Dimension:
 
 
 class Chart:
-    def __init__(self, type_, chart_id, options, priority, update_every, job_name):
+    def __init__(self, type_, chart_id, options, priority, update_every, job_name, cleanup=CHART_CLEANUP):
         name, title, units, family, context, chart_type = (list(options) + [None] * 6)[:6]
         self.type, self.id = type_, chart_id
         self.name, self.title, self.units = name, title, units
@@ -53,6 +53,7 @@ class Chart:
         self.updated = False
         self.declared = False   # the agent has been sent this chart's definition
         self.idle = 0           # updates in a row without a value
+        self.cleanup = cleanup  # ... before the chart is declared obsolete (0: never)
 
     @property
     def full_id(self):
@@ -109,7 +110,7 @@ class Chart:
             if self.retired and self.declared:   # dimensions taken away: tell the agent now
                 out = self.definition()
                 self.push = False
-            if self.idle == CHART_CLEANUP and self.declared:   # declared again when values come back
+            if self.cleanup and self.idle == self.cleanup and self.declared:   # declared again when values return
                 out += self.definition(obsolete=True)
                 self.push = True
             return out
@@ -122,8 +123,9 @@ class Chart:
 
 
 class Charts:
-    def __init__(self, type_, priority, update_every, job_name):
+    def __init__(self, type_, priority, update_every, job_name, cleanup=CHART_CLEANUP):
         self.type, self.priority, self.update_every, self.job_name = type_, priority, update_every, job_name
+        self.cleanup = cleanup
         self._charts = {}
 
     def add_chart(self, params):
@@ -131,7 +133,7 @@ class Charts:
         if chart_id in self._charts:
             raise ChartError("chart '{}' already exists".format(chart_id))
         chart = Chart(self.type, chart_id, options, self.priority + len(self._charts), self.update_every,
-                      self.job_name)
+                      self.job_name, self.cleanup)
         self._charts[chart_id] = chart
         return chart
 
@@ -168,7 +170,9 @@ class SimpleService(object):
         self.order, self.definitions = [], {}
         label = override or self.job_name
         self.chart_type = MODULE_NAME if label == MODULE_NAME else '{}_{}'.format(MODULE_NAME, label)
-        self.charts = Charts(self.chart_type, self.priority, self._update_every, self.job_name)
+        cleanup = self.configuration.get('chart_cleanup', CHART_CLEANUP)
+        cleanup = cleanup if isinstance(cleanup, int) and not isinstance(cleanup, bool) and cleanup >= 0 else CHART_CLEANUP
+        self.charts = Charts(self.chart_type, self.priority, self._update_every, self.job_name, cleanup)
         self.out = sys.stdout
         self.log_stream = sys.stderr
 
@@ -215,8 +219,8 @@ class SimpleService(object):
             return False
         out = ''.join(chart.update(data, interval) for chart in self.charts)
         for chart in self.charts:
-            if chart.idle == CHART_CLEANUP and chart.declared:
-                self.info("chart '{}' was made obsolete: no values for {} updates".format(chart.full_id, CHART_CLEANUP))
+            if chart.cleanup and chart.idle == chart.cleanup and chart.declared:
+                self.info("chart '{}' was made obsolete: no values for {} updates".format(chart.full_id, chart.cleanup))
         if out:
             self.out.write(out)
             self.out.flush()

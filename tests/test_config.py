@@ -80,6 +80,7 @@ def test_child_node_host_is_accepted():
     ({'username': 'u'}, 'password'),
     ({'tls_verify': 3}, 'tls_verify'),
     ({'tls_verify': '/no/such/ca-bundle.pem'}, 'tls_verify'),
+    ({'tls_verify': '/tmp'}, 'tls_verify'),   # a directory
     ({'include_average_prob': 'yes please'}, 'include_average_prob'),
     ({'calibration': 'sigmoid'}, 'calibration'),
     ({'api_timeout': 0}, 'api_timeout'),
@@ -91,7 +92,6 @@ def test_child_node_host_is_accepted():
                         {'name': 'a', 'dimensions': 'system.cpu|system'}]}, 'custom_models'),
     ({'charts_regex': 'None'}, 'charts_regex'),
     ({'custom_models': [{'name': 'average', 'dimensions': 'system.cpu|user'}]}, 'custom_models'),
-    ({'custom_models': [{'name': 'system.cpu', 'dimensions': 'system.cpu|user'}]}, 'custom_models'),
     ({'update_every': 0}, 'update_every'),
 ])
 def test_each_bad_value_is_rejected_naming_its_key(raw, key):
@@ -103,7 +103,8 @@ def test_each_bad_value_is_rejected_naming_its_key(raw, key):
 def test_tls_verify_takes_a_quoted_boolean_or_a_readable_ca_bundle(tmp_path):
     bundle = tmp_path / 'ca.pem'
     bundle.write_text('-----BEGIN CERTIFICATE-----\n')
-    for raw, want in (('false', False), (' No ', False), ('true', True), (False, False), (str(bundle), str(bundle))):
+    for raw, want in (('false', False), (' No ', False), ('true', True), (False, False), (str(bundle), str(bundle)),
+                      (' {} '.format(bundle), str(bundle))):
         cfg = parse_job_config({'tls_verify': raw})
         assert cfg.tls_verify == want and type(cfg.tls_verify) is type(want), raw
 

@@ -191,11 +191,16 @@ def test_a_taken_prometheus_port_leaves_the_textfile_written(replay, tmp_path):
 def test_loading_the_module_leaves_other_modules_imports_alone(tmp_path):
     """python.d.plugin runs every module in one process: loading this one must not make the
     modules loaded after it import the venv's urllib3 or requests (Netdata's stock modules use
-    their own), while this module's own packages do come from its venv."""
+    their own), while everything else the venv has comes from it, whatever sits earlier on
+    sys.path (numpy, pandas and scikit-learn must match each other)."""
     site = tmp_path / 'venv' / 'lib' / 'python{}.{}'.format(*sys.version_info[:2]) / 'site-packages'
-    for name in ('urllib3', 'prometheus_client'):
+    for name in ('urllib3', 'prometheus_client', 'pandas', 'sklearn'):
         (site / name).mkdir(parents=True)
         (site / name / '__init__.py').write_text('FROM_VENV = True\n')
+    # the saved models' library versions are the venv's, not those of a copy earlier on sys.path
+    (site / 'scikit_learn-9.9.9.dist-info').mkdir()
+    (site / 'scikit_learn-9.9.9.dist-info' / 'METADATA').write_text('Metadata-Version: 2.1\nName: scikit-learn\n'
+                                                                     'Version: 9.9.9\n')
     plugins = tmp_path / 'plugins'
     plugins.mkdir()
     os.symlink(os.path.join(ROOT, 'anomalies.chart.py'), str(plugins / 'anomalies.chart.py'))
@@ -203,10 +208,12 @@ def test_loading_the_module_leaves_other_modules_imports_alone(tmp_path):
     probe = ("import importlib.util, sys\n"
              "spec = importlib.util.spec_from_file_location('anomalies_chart', sys.argv[1])\n"
              "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
-             "import urllib3, prometheus_client\n"
-             "print(hasattr(urllib3, 'FROM_VENV'), hasattr(prometheus_client, 'FROM_VENV'))\n")
+             "import urllib3, prometheus_client, pandas\n"
+             "from collector.persist import installed_versions\n"
+             "print(hasattr(urllib3, 'FROM_VENV'), hasattr(prometheus_client, 'FROM_VENV'),\n"
+             "      hasattr(pandas, 'FROM_VENV'), installed_versions()['scikit-learn'])\n")
     env = {k: v for k, v in os.environ.items() if k != 'NETDATA_ANOMALIES_VENV'}
     r = subprocess.run([sys.executable, '-c', probe, str(plugins / 'anomalies.chart.py')], env=env,
                        capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ['False', 'True']
+    assert r.stdout.split() == ['False', 'True', 'True', '9.9.9']

@@ -202,12 +202,16 @@ def test_attribution_charts_on_the_standalone_base():
     assert "SET 'cpu_temp|sensors.temp|cpu' = 7500" in out
 
 
-def test_a_gone_models_drivers_chart_is_retired_at_once_and_made_obsolete_after_ten_updates():
+@pytest.mark.parametrize('cleanup, obsolete_at', [(None, [10]), (3, [3]), (0, [])])
+def test_a_gone_models_drivers_chart_is_retired_at_once_and_made_obsolete_after_chart_cleanup(cleanup, obsolete_at):
     """What python.d does with a chart left without values, the standalone base does too: its
-    removed dimensions are declared obsolete on the next update, and after ten updates without
-    a value the chart itself, until values come back."""
+    removed dimensions are declared obsolete on the next update, and after chart_cleanup
+    updates without a value (10 unless set; 0: never) the chart itself, until values return."""
     from collector.runner import Service
-    svc = Service(configuration={'job_name': 'anomalies', 'attribution_charts': True})
+    conf = {'job_name': 'anomalies', 'attribution_charts': True}
+    if cleanup is not None:
+        conf['chart_cleanup'] = cleanup
+    svc = Service(configuration=conf)
     svc.out, svc.log_stream = io.StringIO(), io.StringIO()
     svc.create()
     both = {'system.cpu': (0.2, 0), 'system.ram': (0.3, 0)}
@@ -224,8 +228,9 @@ def test_a_gone_models_drivers_chart_is_retired_at_once_and_made_obsolete_after_
         outs.append(svc.out.getvalue())
     assert "DIMENSION 'system.ram|used' 'used' absolute 1 100 'obsolete'" in outs[1]   # at once
     obsolete = "CHART anomalies.drivers_system_ram 'anomalies.drivers_system_ram'"
-    assert [i for i, o in enumerate(outs) if obsolete in o and "'obsolete'" in o.split(obsolete)[1].split('\n')[0]] == [10]
-    assert 'drivers_system_ram' in svc.log_stream.getvalue() and 'obsolete' in svc.log_stream.getvalue()
+    assert [i for i, o in enumerate(outs) if obsolete in o and "'obsolete'" in o.split(obsolete)[1].split('\n')[0]] \
+        == obsolete_at
+    assert ('drivers_system_ram' in svc.log_stream.getvalue()) == bool(obsolete_at)
     assert 'anomalies.drivers_system_cpu' not in ''.join(outs[1:]).replace('BEGIN anomalies.drivers_system_cpu', '')
     # values back: declared again, then updated
     assert outs[-1].index(obsolete) < outs[-1].index('BEGIN anomalies.drivers_system_ram')
