@@ -109,6 +109,17 @@ def test_unreachable_agent_writes_nothing_but_protocol(tmp_path):
     assert r.stderr.count('cannot reach http://127.0.0.1:9/api/v1/allmetrics') == 1
 
 
+def first_data(service, replay, limit=100):
+    """Step the job on the replay's clock until it charts something (the first training done)."""
+    for _ in range(limit):
+        service.detector.trainer.wait()
+        data = service.get_data()
+        replay.clock.advance(1)
+        if data:
+            return data
+    raise AssertionError('the job charted nothing in {} steps'.format(limit))
+
+
 def test_prometheus_textfile_and_port_serve_the_same_parsable_gauges(replay, tmp_path):
     import socket
     import urllib.request
@@ -128,14 +139,7 @@ def test_prometheus_textfile_and_port_serve_the_same_parsable_gauges(replay, tmp
     assert service.check(), service.log_stream.getvalue()
     service.create()
     try:
-        data = None
-        for _ in range(100):
-            service.detector.trainer.wait()
-            data = service.get_data()
-            replay.clock.advance(1)
-            if data:
-                break
-        assert data
+        data = first_data(service, replay)
         def families(text):
             out = {}
             for f in text_string_to_metric_families(text):
@@ -176,12 +180,7 @@ def test_a_taken_prometheus_port_leaves_the_textfile_written(replay, tmp_path):
     try:
         log = service.log_stream.getvalue()
         assert 'disabled' in log and 'the textfile is still written' in log
-        for _ in range(100):
-            service.detector.trainer.wait()
-            data = service.get_data()
-            replay.clock.advance(1)
-            if data:
-                break
+        first_data(service, replay)
         assert 'anomaly_probability{' in textfile.read_text()
     finally:
         service.detector.close()
