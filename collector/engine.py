@@ -483,10 +483,11 @@ class AnomalyDetector:
             tails, _ = self._recent_rows(self.models)
         except Exception:  # odd answers: the models score again once enough steps came in
             tails = {}
-        # this step's row comes from allmetrics: the stored rows stop before it
-        tails = {m: (t[t < stamp], raw[t < stamp]) for m, (t, raw) in
-                 ((m, (np.asarray(t), np.asarray(raw))) for m, (t, raw) in tails.items())}
-        self._rebuild(tails)
+        before = {}   # this step's row comes from allmetrics: the stored rows stop before it
+        for model_id, (times, raw) in tails.items():
+            times = np.asarray(times)
+            before[model_id] = (times[times < stamp], np.asarray(raw)[times < stamp])
+        self._rebuild(before)
 
     def _score(self, row, step, stamp):
         batch = self.batch
