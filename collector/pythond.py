@@ -85,16 +85,19 @@ class Chart:
                 self.push = True
                 return
 
-    def definition(self, obsolete=False):
-        if obsolete:
-            return protocol.chart_line(self.full_id, self.name or self.full_id, self.title, self.units, self.family,
-                                       self.context, self.chart_type, self.priority, self.update_every,
-                                       options='obsolete', module=MODULE_NAME)
+    def _chart_line(self, options=''):
+        return protocol.chart_line(self.full_id, self.name or self.full_id, self.title, self.units, self.family,
+                                   self.context, self.chart_type, self.priority, self.update_every,
+                                   options=options, module=MODULE_NAME)
+
+    @property
+    def obsolete_now(self):
+        """This update made the chart obsolete (chart_cleanup updates in a row without a value)."""
+        return bool(self.cleanup) and self.idle == self.cleanup and self.declared
+
+    def definition(self):
         self.declared = True
-        lines = [protocol.chart_line(self.full_id, self.name or self.full_id, self.title, self.units, self.family,
-                                     self.context, self.chart_type, self.priority, self.update_every,
-                                     module=MODULE_NAME),
-                 protocol.clabel_lines({'_collect_job': self.job_name})]
+        lines = [self._chart_line(), protocol.clabel_lines({'_collect_job': self.job_name})]
         lines += [d.line() for d in self.retired]
         self.retired = []
         lines += [d.line() for d in self.dimensions]
@@ -110,8 +113,8 @@ class Chart:
             if self.retired and self.declared:   # dimensions taken away: tell the agent now
                 out = self.definition()
                 self.push = False
-            if self.cleanup and self.idle == self.cleanup and self.declared:   # declared again when values return
-                out += self.definition(obsolete=True)
+            if self.obsolete_now:   # declared again when values return
+                out += self._chart_line('obsolete')
                 self.push = True
             return out
         self.idle = 0
@@ -219,7 +222,7 @@ class SimpleService(object):
             return False
         out = ''.join(chart.update(data, interval) for chart in self.charts)
         for chart in self.charts:
-            if chart.cleanup and chart.idle == chart.cleanup and chart.declared:
+            if chart.obsolete_now:
                 self.info("chart '{}' was made obsolete: no values for {} updates".format(chart.full_id, chart.cleanup))
         if out:
             self.out.write(out)
