@@ -104,6 +104,7 @@ class AnomalyDetector:
                                       config.flag_lasting_n)
         self.flagged = {}       # model id -> [[first, last] agent time of flagged steps], for training
         self.was_flagged = set()  # models flagged last step (their flag's drivers are already told)
+        self.disk_checked = set()  # models whose saved file was looked for (once per job)
         self._rebuild({})
 
     # ----- scope -------------------------------------------------------------------------
@@ -146,13 +147,18 @@ class AnomalyDetector:
             return
         self.next_discovery = (self.clock() + DISCOVER_SECONDS, self.steps + self.discover_every)
         try:
-            specs = self.discover()
+            charts = self.apis[self.config.host].charts()
+            specs = self.discover(charts)
         except NetdataError as e:
             self.problems.report('charts', 'cannot list charts: {}'.format(e))
             if full_due:
                 self.next_training = self.steps + RETRY_STEPS
             return
         self.problems.clear('charts')
+        if self.models_dir and not self.disk_checked and not self.models:   # the agent did not answer at start
+            self._start_from_disk(charts, step)
+            if self.models:
+                return   # the charts without a usable saved model train at the next step
         gone = sorted(set(self.models) - set(specs))
         for model_id in gone:
             del self.models[model_id]
@@ -184,6 +190,7 @@ class AnomalyDetector:
             # retried at discoveries further and further apart, not every minute for good
             todo = [s for model_id, s in specs.items() if model_id not in self.models
                     and self.steps >= self.retry_at.get(model_id, (0, 0))[1]]
+            todo = self._saved_for_new_charts(charts, todo, step)
             if not todo:
                 return
         # a training of every chart on the rolling window tells how much history the agent holds
@@ -201,6 +208,24 @@ class AnomalyDetector:
         if not self.training_quiet:
             self.log.info('training {} model{} on up to {} s of history{}'.format(
                 len(todo), '' if len(todo) == 1 else 's', int(before - after), '' if full_due else ' (new charts)'))
+
+    def _saved_for_new_charts(self, charts, todo, step):
+        """Load the saved models of charts the agent lists only now (it lists some a while
+        after a restart); the rest of ``todo`` still needs training."""
+        new = {s.model_id: s for s in todo if s.model_id not in self.disk_checked}
+        if not new or not self.models_dir:
+            return todo
+        try:
+            loaded, metas = self._load_from_disk(charts, new)
+            if loaded:
+                now = self._add_loaded(loaded, step)
+                self.log.info('loaded {} saved model{} for charts that appeared (oldest trained {:.0f} s ago): '
+                              '{}'.format(len(loaded), '' if len(loaded) == 1 else 's', self._age(metas, now),
+                                          _listed(sorted(loaded))))
+        except Exception as e:  # a broken models dir must never stop the job: train them instead
+            self.log.error('cannot load saved models from {}: {!r}'.format(self.models_dir, e))
+            return todo
+        return [s for s in todo if s.model_id not in loaded]
 
     def _collect_training(self, step):
         result = self.trainer.poll()
@@ -333,18 +358,41 @@ class AnomalyDetector:
     def start(self):
         """Load the saved models that still fit, and start training the rest now."""
         if self.models_dir:
-            try:
-                self._load_saved()
-            except Exception as e:  # a broken models dir must never stop the job
-                self.log.error('cannot load saved models from {}: {!r}'.format(self.models_dir, e))
+            self._start_from_disk()
         self._maybe_start_training(self._pending)
 
-    def _load_saved(self):
+    def _start_from_disk(self, charts=None, step=None):
         try:
-            charts = self.apis[self.config.host].charts()
-        except NetdataError:
-            return  # the training path reports an unreachable agent
+            self._load_saved(charts, step)
+        except Exception as e:  # a broken models dir must never stop the job
+            self.log.error('cannot load saved models from {}: {!r}'.format(self.models_dir, e))
+
+    def _load_saved(self, charts=None, step=None):
+        """Load every saved model that still fits, on the first chart list the agent gives."""
+        if charts is None:
+            try:
+                charts = self.apis[self.config.host].charts()
+            except NetdataError:
+                return  # the training path reports an unreachable agent, and loads them once it answers
         specs = self.discover(charts)
+        loaded, metas = self._load_from_disk(charts, specs)
+        if not loaded:
+            return
+        self.specs = specs
+        self.wanted = charts_by_host(specs.values())
+        now = self._add_loaded(loaded, step or self._pending)
+        self.initial_done = True
+        every = self.config.update_every
+        age = self._age(metas, now)
+        self.next_training = max(0, int((self.config.train_every_n * every - age) // every))
+        self.next_discovery = (self.clock(), self.steps)  # train the charts without a usable saved model at once
+        self.log.info('loaded {} saved models from {} (oldest trained {:.0f} s ago); next full training in {} '
+                      'steps'.format(len(loaded), self.models_dir, age, self.next_training))
+
+    def _load_from_disk(self, charts, specs):
+        """The saved models of ``specs`` that still fit; each spec is looked up once per job,
+        so a chart the agent lists only later (after a restart) gets its saved model too."""
+        self.disk_checked.update(specs)
         dims = self._dimensions_collected(charts, specs)
         versions = persist.installed_versions()
         loaded, metas, unused = {}, {}, {}
@@ -362,29 +410,26 @@ class AnomalyDetector:
             elif reason:
                 unused.setdefault(reason, []).append(model_id)
         for reason, ids in sorted(unused.items()):
-            more = ' (+{} more)'.format(len(ids) - 5) if len(ids) > 5 else ''
-            self.log.info('{} saved model{} not used, retraining: {}: {}{}'.format(
-                len(ids), '' if len(ids) == 1 else 's', reason, ', '.join(ids[:5]), more))
-        if not loaded:
-            return
+            self.log.info('{} saved model{} not used, retraining: {}: {}'.format(
+                len(ids), '' if len(ids) == 1 else 's', reason, _listed(ids)))
+        return loaded, metas
+
+    def _add_loaded(self, loaded, step):
+        """Score the loaded models from the next step on; the agent's newest time, if it answered."""
         try:
             tails, now = self._recent_rows(loaded)
         except Exception:  # odd answers: the loaded models start scoring once enough steps came in
             tails, now = {}, None
-        self.specs = specs
-        self.wanted = charts_by_host(specs.values())
         self.models.update(loaded)
-        self._pending.added.extend(sorted(loaded))
+        step.added.extend(sorted(loaded))
         self._rebuild(tails)
-        self.initial_done = True
-        every = self.config.update_every
-        # trained_at is the end of the training window, offset_n_secs before the training ran
+        return now
+
+    def _age(self, metas, now):
+        """Seconds since the oldest of these models' training window ended (trained_at is the
+        end of the window, offset_n_secs before the training ran)."""
         oldest = min(float(m.get('trained_at') or 0) for m in metas.values()) + self.config.offset_n_secs
-        age = max(0.0, (now or time.time()) - oldest)
-        self.next_training = max(0, int((self.config.train_every_n * every - age) // every))
-        self.next_discovery = (self.clock(), self.steps)  # train the charts without a usable saved model at once
-        self.log.info('loaded {} saved models from {} (oldest trained {:.0f} s ago); next full training in {} '
-                      'steps'.format(len(loaded), self.models_dir, age, self.next_training))
+        return max(0.0, (now or time.time()) - oldest)
 
     def _dimensions_collected(self, charts, specs):
         """Each chart's dimension names as the agent collects them. /api/v1/charts leaves out

@@ -168,6 +168,56 @@ def test_a_chart_that_appears_gets_a_model_without_waiting_for_the_retrain(repla
     det.close()
 
 
+def _steps_until(det, replay, done, limit=60):
+    for _ in range(limit):
+        det.step()
+        replay.clock.advance(1)
+        if done():
+            return
+        time.sleep(0.05)
+    raise AssertionError('not reached in {} steps'.format(limit))
+
+
+def test_saved_models_are_loaded_for_charts_listed_late_and_after_an_agent_down_at_start(replay, logger,
+                                                                                         monkeypatch):
+    """A restarted agent lists some charts only a while later, and a standalone job may start
+    before its agent: their saved models are loaded then, not retrained from scratch."""
+    import collector.engine as engine
+    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.5)
+    first = make_detector(replay, logger)
+    run_until_trained(first, replay)
+    first.close()
+    assert sorted(first.models) == ['system.cpu', 'system.forks', 'system.load', 'system.ram']
+
+    SwitchableApi.hidden = {'system.ram'}
+    try:
+        late = make_detector(replay, logger)
+        late.start()
+        assert sorted(late.models) == ['system.cpu', 'system.forks', 'system.load']
+        late.step()
+    finally:
+        SwitchableApi.hidden = set()
+    _steps_until(late, replay, lambda: 'system.ram' in late.models)
+    _steps_until(late, replay, lambda: 'system.ram' in late.step().scores)
+    assert late.trainings == 0   # loaded, not trained
+    assert any(re.match(r"loaded 1 saved model for charts that appeared \(oldest trained \d+ s ago\): system.ram$",
+                        m) for _, m in logger.lines), logger.lines
+    late.close()
+
+    SwitchableApi.down = True
+    try:
+        early = make_detector(replay, logger)
+        early.start()
+        early.step()
+        assert not early.models
+    finally:
+        SwitchableApi.down = False
+    _steps_until(early, replay, lambda: len(early.models) == 4)
+    assert early.trainings == 0 and not early.trainer.busy
+    assert sum('loaded 4 saved models' in m for _, m in logger.lines) == 1
+    early.close()
+
+
 def test_custom_models_across_hosts_and_a_child_node_path(recording, replay, logger):
     from collector.replay import Recording, ReplayClock, ReplayServer
     rec = Recording(recording)

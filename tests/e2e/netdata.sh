@@ -186,6 +186,9 @@ log "settled: $late_flags flagged seconds in the last 20 s"
 # ---- a restart: the saved models score from the start, system.cpu's too (the agent's chart
 # list leaves out its hidden idle dimension, which the model has) ----
 log "restarting the agent"
+lines_before="$(wc -l < "$work/log/error.log" 2>/dev/null || echo 0)"
+saved_before="$(cd "$work/lib/anomalies-models/anomalies" && ls -- *.json)"
+touch "$work/restart.mark"
 kill -TERM -- "-$agent_pid" 2>/dev/null; wait "$agent_pid" 2>/dev/null
 setsid netdata -c "$work/etc/netdata.conf" -D -p "$port" >> "$work/log/stdout.log" 2>&1 &
 agent_pid=$!
@@ -202,6 +205,19 @@ log "after the restart: ${loaded#*: }"
 unused="$(grep -h "saved models\? not used" "$work"/log/*.log 2>/dev/null || true)"
 [ -z "$unused" ] || log "not loaded: $unused"
 ! grep -q "system.cpu" <<< "$unused" || fail "the saved system.cpu model was not used after the restart"
+# charts the restarted agent lists a minute later (system.clock_*) get their saved models too,
+# rather than a training on the seconds of history they have (which would rewrite their files)
+late=""
+for _ in $(seq 75); do
+  late="$(tail -n "+$((lines_before + 1))" "$work/log/error.log" 2>/dev/null \
+          | grep -E "saved models? for charts that appeared" | tail -n1 || true)"
+  [ -n "$late" ] && break
+  sleep 1
+done
+log "charts listed late: ${late#*: }"
+rewritten="$(cd "$work/lib/anomalies-models/anomalies" && find . -name '*.json' -newer "$work/restart.mark" \
+             | sed 's|^\./||' | grep -Fxf <(printf '%s\n' "$saved_before") || true)"
+[ -z "$rewritten" ] || fail "saved models were retrained after the restart instead of loaded: $rewritten"
 
 # ---- uninstall undoes the install ----
 kill -TERM -- "-$agent_pid" 2>/dev/null; wait "$agent_pid" 2>/dev/null; agent_pid=
