@@ -112,9 +112,15 @@ def format_recording_table(result):
             inc['kind'][:24], inc['start'] - base, inc['end'] - inc['start'], 'yes' if inc['detected'] else 'NO',
             '-' if inc['delay_s'] is None else inc['delay_s'], 100 * inc.get('flagged_share', 0.0),
             ', '.join(inc['charts_flagged']) or '-'))
-    lines.append('detected {}/{}; false flag events outside incidents: {} in {:.2f} h = {}/h'.format(
-        result['detected'], result['incidents_total'], result['false_flag_events'], result['clean_hours'],
-        result['false_flag_events_per_hour']))
+    if result['incidents_total']:
+        lines.append('detected {}/{}; false flag events outside incidents: {} in {:.2f} h = {}/h'.format(
+            result['detected'], result['incidents_total'], result['false_flag_events'], result['clean_hours'],
+            result['false_flag_events_per_hour']))
+    else:   # a recording of one's own agent, without labels.json: the quiet side only
+        lines.append('no labeled incidents (no labels.json), so every flag counts as false: {} false flag '
+                     'event{} in {:.2f} h = {}/h'.format(result['false_flag_events'],
+                                                        '' if result['false_flag_events'] == 1 else 's',
+                                                        result['clean_hours'], result['false_flag_events_per_hour']))
     if result.get('clean_flagged_share') is not None:
         lines.append('flags up in {:.2f} % of the chart-steps outside incidents and the minute after '
                      'each'.format(100 * result['clean_flagged_share']))
@@ -135,11 +141,16 @@ def format_summary(summary):
     events = '{} false flag event{}'.format(summary['false_flag_events'], '' if summary['false_flag_events'] == 1 else 's')
     events += (' (no clean time to rate them)' if rate is None else
                ' in {:.2f} clean h = {:g}/h'.format(summary['clean_hours'], rate))
+    verdict = 'met' if summary['met'] else 'NOT met'
+    if not summary['incidents_total']:
+        lines.append('{} recording{} without labeled incidents: {}; target (at most {:g}/h): {}'.format(
+            summary['recordings'], '' if summary['recordings'] == 1 else 's', events, TARGET_FALSE_PER_HOUR, verdict))
+        return '\n'.join(lines)
     lines.append('{} recording{}: {}/{} incidents flagged on an expected chart within {} s of onset; {}; targets '
                  '(all within {} s, at most {:g}/h): {}'.format(
                      summary['recordings'], '' if summary['recordings'] == 1 else 's', summary['detected_in_time'],
                      summary['incidents_total'], TARGET_DELAY_S, events, TARGET_DELAY_S, TARGET_FALSE_PER_HOUR,
-                     'met' if summary['met'] else 'NOT met'))
+                     verdict))
     return '\n'.join(lines)
 
 

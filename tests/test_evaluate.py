@@ -55,6 +55,23 @@ def test_a_run_that_cannot_train_says_why_instead_of_just_detecting_nothing(reco
     assert 'the job logged errors' in err and 'No module named pandas' in err, err
 
 
+def test_a_recording_without_labels_is_judged_on_its_false_flags_alone(recording, tmp_path, capsys):
+    """One's own agent, recorded without labels.json: the spike is a false flag, and the
+    verdict says it checked the quiet side only, not '0/0 incidents ... met'."""
+    import shutil
+    from collector import cli
+    own = tmp_path / 'own'
+    shutil.copytree(recording, own)
+    (own / 'labels.json').unlink()
+    cli.main(['evaluate', str(own), '--quiet'])
+    out = capsys.readouterr().out
+    assert re.search(r'no labeled incidents \(no labels.json\), so every flag counts as false: [1-9]\d* false flag '
+                     r'events? in [0-9.]+ h', out), out
+    assert re.search(r'1 recording without labeled incidents: [1-9]\d* false flag events? in [0-9.]+ clean h = '
+                     r'[0-9.]+/h; target \(at most 2/h\): NOT met', out), out
+    assert '0/0' not in out
+
+
 def test_evaluate_command_takes_a_folder_glob_with_other_files(recording, tmp_path):
     """``evaluate recordings/*`` where a README sits beside the recordings: it is named and skipped."""
     readme = tmp_path / 'README.md'
