@@ -105,6 +105,7 @@ class AnomalyDetector:
         self.flagged = {}       # model id -> [[first, last] agent time of flagged steps], for training
         self.was_flagged = set()  # models flagged last step (their flag's drivers are already told)
         self.disk_checked = set()  # models whose saved file was looked for (once per job)
+        self.own_rows = (0, 0)     # [first, end) rows whose features hold the job's own last training
         self._rebuild({})
 
     # ----- scope -------------------------------------------------------------------------
@@ -203,6 +204,8 @@ class AnomalyDetector:
             self.next_training = self.steps + RETRY_STEPS
             return
         self.training_started, self.training_step = self.clock(), self.steps
+        # the row this step reads was collected before the process started; the next ones may not be
+        self.own_rows = (self.steps + 2, float('inf'))
         self.training_quiet = not full_due and all(s.model_id in self.waiting or s.model_id in self.untrained
                                                    for s in todo)
         if not self.training_quiet:
@@ -233,6 +236,11 @@ class AnomalyDetector:
             return
         took = self.clock() - self.training_started if self.training_started else 0.0
         self.trainings += 1
+        # the training process's CPU, memory, forks and reads show in the rows read while it ran
+        # (this step's too), and in the features for `need` rows after; none when no step came
+        # while it ran (a replay waits for each training: its recorded rows never saw one)
+        ran_across = self.steps > self.training_step + 1
+        self.own_rows = (self.own_rows[0], self.steps + 1 + self.need) if ran_across else (0, 0)
         if result.error:
             self.problems.report('training', 'training failed: {}'.format(result.error))
             self.next_training = min(self.next_training, self.steps + RETRY_STEPS)
@@ -559,6 +567,11 @@ class AnomalyDetector:
         hold = None if self.config.flag_hold is None else (probs >= self.config.flag_hold) & scored
         flags = self.flag_policy.update(above & scored, hold, np.where(scored, probs, 0.0),
                                         np.where(scored, excess, -np.inf)) * scored
+        if self.own_rows[0] <= self.steps < self.own_rows[1]:
+            # the job's own training is no anomaly: no flag rises on it (one already up stays
+            # up, and an excess that outlasts it rises after), and its rows stay in the next
+            # training window rather than being left out as flagged, so it becomes ordinary
+            flags = flags * np.isin(ids, list(self.was_flagged))
         p_list, f_list = probs.tolist(), flags.tolist()
         step.scores.update((ids[k], (p_list[k], f_list[k])) for k in np.nonzero(scored)[0].tolist())
         if self.config.train_exclude_flagged:

@@ -95,6 +95,47 @@ def test_trains_scores_every_chart_in_scope_and_flags_the_spike(replay, logger):
     det.close()
 
 
+class SlowTrainer(ThreadTrainer):
+    """A training that is still running for ``steps`` more steps after it is done, as one that
+    takes that many seconds on a real agent."""
+    steps = 0
+
+    def poll(self):
+        if self._thread is not None and not self._thread.is_alive() and self.steps > 0:
+            self.steps -= 1
+            return None
+        return super().poll()
+
+
+def test_the_jobs_own_training_raises_no_flag_and_is_not_left_out_of_the_next(replay, logger):
+    """The training process's CPU, forks and memory show in the rows read while it runs: an
+    incident-sized excess there raises no flag and stays in the next training window, but one
+    that outlasts the training and its features' reach is flagged then."""
+    cfg = parse_job_config({'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000, 'update_every': 1})
+    trainer = SlowTrainer()
+    det = AnomalyDetector(cfg, logger, trainer=trainer, api_factory=lambda c, h: SwitchableApi.from_config(c, h))
+    run_until_trained(det, replay)
+    replay.clock.set(START + SPIKE[0] - 42)
+    for _ in range(40):
+        det.step()
+        replay.clock.advance(1)
+    det.next_training, trainer.steps = det.steps, 12   # a full training, 12 s long, starts 2 s before the spike
+    flags, times = [], []
+    for _ in range(40):
+        trainer.wait()
+        s = det.step()
+        times.append(replay.clock.now())
+        replay.clock.advance(1)
+        flags.append(s.scores['system.cpu'][1])
+    assert det.trainings == 2 and not trainer.busy
+    quiet_until = START + SPIKE[0] + 12 + det.need   # the rows read while it ran, and the features' reach
+    first = times[flags.index(1)]
+    assert quiet_until - 2 <= first <= quiet_until + 3, (first - START - SPIKE[0], det.need)
+    # what the next training leaves out starts with the flag, not with the spike
+    assert det._exclusions()['system.cpu'][-1][0] == first
+    det.close()
+
+
 def test_flags_are_not_kept_when_training_does_not_leave_them_out(replay, logger):
     det = make_detector(replay, logger, train_exclude_flagged=False)
     run_until_trained(det, replay)
