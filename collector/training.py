@@ -27,6 +27,8 @@ MIN_TRAIN_ROWS = 30
 # flagged more than this share of its window and a change is taken as the new normal:
 # the model trains on all of it rather than flagging it forever
 MAX_EXCLUDED_SHARE = 0.25
+NO_DATA = 'the agent sent no data for this chart'
+NO_VALUES = 'the agent sent no values for this chart in the training window'
 
 
 @dataclass
@@ -145,13 +147,13 @@ def run_training(request):
         missing = [c for c in cols if c not in df.columns]
         if not cols or missing:
             result.errors[spec.model_id] = ('the agent sent no data for {}'.format(', '.join(missing[:3]))
-                                            if spec.columns else 'the agent sent no data for this chart')
+                                            if spec.columns else NO_DATA)
             continue
         raw = df[cols].to_numpy(dtype=np.float64)
         valid = ~np.isnan(raw).all(axis=1)
         raw, times = raw[valid], index[valid]
         if not raw.shape[0]:
-            result.errors[spec.model_id] = 'the agent sent no values for this chart in the training window'
+            result.errors[spec.model_id] = NO_VALUES
             continue
         # the time the rows span, not their count: a chart collected every 5 s has a fifth of the
         # rows, and a young agent answers a job of update_every 5 with its one-second rows
@@ -194,6 +196,13 @@ def run_training(request):
             except Exception as e:  # a full disk or a read-only dir must not cost the model
                 result.save_error = result.save_error or 'cannot save models in {}: {!r}'.format(
                     request.models_dir, e)
+    if 0 < result.history < min_history:
+        # a young agent (seconds old): its charts that sent nothing yet are as young, not broken;
+        # a custom model's missing dimension is still an error (most likely a typo)
+        for spec in request.specs:
+            if spec.columns is None and result.errors.get(spec.model_id) in (NO_DATA, NO_VALUES):
+                del result.errors[spec.model_id]
+                result.waiting[spec.model_id] = 0
     result.seconds = time.monotonic() - started
     result.cpu_seconds = time.process_time() - cpu_started
     return result

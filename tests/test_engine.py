@@ -14,7 +14,7 @@ from collector.config import parse_job_config
 from collector.engine import AnomalyDetector
 from collector.netdata_api import NetdataApi, NetdataError
 from collector.training import ThreadTrainer
-from conftest import SPIKE, START
+from conftest import SPIKE, START, ListLogger
 
 
 class SwitchableApi(NetdataApi):
@@ -401,6 +401,55 @@ def test_a_young_agent_waits_for_train_min_n_secs_of_history_then_trains(recordi
             det.trainer.wait()
         second = det.models['system.cpu'].info['window']
         assert second[1] - second[0] >= 1.8 * (first[1] - first[0]), (first, second)
+        det.close()
+
+
+def _with_a_late_chart(path, values_from):
+    """The synthetic recording plus 'system.late', listed from the start but with values only
+    from ``values_from`` s on (a chart that a young agent lists before its first collection)."""
+    from conftest import SECONDS, _chart, write_recording
+    write_recording(path)
+    with open(os.path.join(path, 'charts.json')) as f:
+        charts = json.load(f)
+    charts['charts']['system.late'] = _chart('system.late', ['a', 'b'])
+    with open(os.path.join(path, 'charts.json'), 'w') as f:
+        json.dump(charts, f)
+    rows = [[START + i] + ([None, None] if i < values_from else [1.0 + (i % 7), 2.0]) for i in range(SECONDS + 1)]
+    with gzip.open(os.path.join(path, 'data', 'system.late.json.gz'), 'wt') as f:
+        json.dump({'labels': ['time', 'a', 'b'], 'data': rows[::-1]}, f)
+    return path
+
+
+def test_a_young_agents_charts_without_values_yet_wait_rather_than_fail(tmp_path, logger):
+    """Seconds after an agent starts, some charts it lists have no values yet: they wait for
+    history like the rest, with no error line, and are trained once they have it; on an agent
+    with history, a chart that sends nothing is still an error."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    rec = Recording(_with_a_late_chart(str(tmp_path / 'rec'), values_from=60))
+    with ReplayServer(rec, ReplayClock(rec.start + 20, stepped=True)) as server:
+        det = make_detector(server, logger, train_min_n_secs=120)
+        det.start()
+        for _ in range(400):
+            det.step()
+            if 'system.late' in det.models:
+                break
+            server.clock.advance(1)
+            det.trainer.wait()
+        assert 'system.late' in det.models and 180 <= server.clock.now() - rec.start <= 180 + 65
+        assert not logger.errors(), logger.errors()
+        waits = [m for _, m in logger.lines if 'waiting for 120 s of history' in m]
+        assert 'system.late' in waits[0] and 'system.cpu' in waits[0], waits
+        det.close()
+
+    old = ListLogger()
+    rec = Recording(_with_a_late_chart(str(tmp_path / 'rec2'), values_from=10 ** 6))
+    with ReplayServer(rec, ReplayClock(rec.start + 600, stepped=True)) as server:
+        det = make_detector(server, old, train_min_n_secs=120)
+        run_until_trained(det, server)
+        det.trainer.wait()
+        det.step()
+        assert 'system.late' not in det.models
+        assert any('not trained: the agent sent no' in m and 'system.late' in m for m in old.errors()), old.lines
         det.close()
 
 
