@@ -26,6 +26,9 @@ DISCOVER_SECONDS = 60
 # (the agent or this job stopped, a child reconnected, the host slept): the rows before it are
 # not the last few seconds, so the features start again from the agent's stored rows
 GAP_STEPS = 5
+# no flag rises in the rows read while the job's own training runs, for at most this many steps
+# (a training that takes longer, a big window on a slow box, no longer hides what happens meanwhile)
+OWN_TRAINING_MAX_STEPS = 60
 
 
 def _count(noun, ids):
@@ -205,7 +208,7 @@ class AnomalyDetector:
             return
         self.training_started, self.training_step = self.clock(), self.steps
         # the row this step reads was collected before the process started; the next ones may not be
-        self.own_rows = (self.steps + 2, float('inf'))
+        self.own_rows = (self.steps + 2, self.steps + 2 + OWN_TRAINING_MAX_STEPS)
         self.training_quiet = not full_due and all(s.model_id in self.waiting or s.model_id in self.untrained
                                                    for s in todo)
         if not self.training_quiet:

@@ -111,6 +111,28 @@ def test_the_jobs_own_training_raises_no_flag_and_is_not_left_out_of_the_next(re
     """The training process's CPU, forks and memory show in the rows read while it runs: an
     incident-sized excess there raises no flag and stays in the next training window, but one
     that outlasts the training and its features' reach is flagged then."""
+    det, trainer, times, flags = _spike_during_a_training(replay, logger, 12)
+    assert det.trainings == 2 and not trainer.busy
+    quiet_until = START + SPIKE[0] + 12 + det.need   # the rows read while it ran, and the features' reach
+    first = times[flags.index(1)]
+    assert quiet_until - 2 <= first <= quiet_until + 3, (first - START - SPIKE[0], det.need)
+    # what the next training leaves out starts with the flag, not with the spike
+    assert det._exclusions()['system.cpu'][-1][0] == first
+    det.close()
+
+
+def test_a_long_training_hides_flags_for_a_bounded_time(replay, logger, monkeypatch):
+    import collector.engine as engine
+    monkeypatch.setattr(engine, 'OWN_TRAINING_MAX_STEPS', 5)
+    det, trainer, times, flags = _spike_during_a_training(replay, logger, 30)
+    first = times[flags.index(1)]
+    assert first <= START + SPIKE[0] + 5 + 3, first - START - SPIKE[0]   # while the training still ran
+    assert det.trainings == 2
+    det.close()
+
+
+def _spike_during_a_training(replay, logger, seconds):
+    """A full training ``seconds`` long that starts 2 s before the spike; per step: time and flag."""
     cfg = parse_job_config({'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000, 'update_every': 1})
     trainer = SlowTrainer()
     det = AnomalyDetector(cfg, logger, trainer=trainer, api_factory=lambda c, h: SwitchableApi.from_config(c, h))
@@ -119,7 +141,7 @@ def test_the_jobs_own_training_raises_no_flag_and_is_not_left_out_of_the_next(re
     for _ in range(40):
         det.step()
         replay.clock.advance(1)
-    det.next_training, trainer.steps = det.steps, 12   # a full training, 12 s long, starts 2 s before the spike
+    det.next_training, trainer.steps = det.steps, seconds
     flags, times = [], []
     for _ in range(40):
         trainer.wait()
@@ -127,13 +149,7 @@ def test_the_jobs_own_training_raises_no_flag_and_is_not_left_out_of_the_next(re
         times.append(replay.clock.now())
         replay.clock.advance(1)
         flags.append(s.scores['system.cpu'][1])
-    assert det.trainings == 2 and not trainer.busy
-    quiet_until = START + SPIKE[0] + 12 + det.need   # the rows read while it ran, and the features' reach
-    first = times[flags.index(1)]
-    assert quiet_until - 2 <= first <= quiet_until + 3, (first - START - SPIKE[0], det.need)
-    # what the next training leaves out starts with the flag, not with the spike
-    assert det._exclusions()['system.cpu'][-1][0] == first
-    det.close()
+    return det, trainer, times, flags
 
 
 def test_flags_are_not_kept_when_training_does_not_leave_them_out(replay, logger):
