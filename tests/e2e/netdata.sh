@@ -185,6 +185,22 @@ log "settled: $late_flags flagged seconds in the last 20 s"
 
 # ---- a restart: the saved models score from the start, system.cpu's too (the agent's chart
 # list leaves out its hidden idle dimension, which the model has) ----
+# the standalone runner as a plugins.d external plugin of the same agent: a job of its own
+# (its charts are anomalies_ext.*), started by the agent from the restart on
+cat > "$work/etc/anomalies-plugin.conf" <<EOF
+ext:
+    host: '127.0.0.1:$port'
+    charts_regex: 'system\.(cpu|ram)\$'
+    train_n_secs: 90
+    train_min_n_secs: 45
+    models_dir: none
+EOF
+cat > "$work/etc/custom-plugins.d/anomalies.plugin" <<EOF
+#!/bin/sh
+exec "$work/lib/anomalies-venv/bin/python" -m collector run --config "$work/etc/anomalies-plugin.conf" --update-every "\${1:-1}"
+EOF
+chmod 755 "$work/etc/custom-plugins.d/anomalies.plugin"
+
 log "restarting the agent"
 lines_before="$(wc -l < "$work/log/error.log" 2>/dev/null || echo 0)"
 saved_before="$(cd "$work/lib/anomalies-models/anomalies" && ls -- *.json)"
@@ -214,10 +230,29 @@ for _ in $(seq 75); do
   [ -n "$late" ] && break
   sleep 1
 done
-log "charts listed late: ${late#*: }"
+log "charts listed late: $([ -n "$late" ] && echo "${late#*: }" || echo "none (all were listed at the start)")"
 rewritten="$(cd "$work/lib/anomalies-models/anomalies" && find . -name '*.json' -newer "$work/restart.mark" \
              | sed 's|^\./||' | grep -Fxf <(printf '%s\n' "$saved_before") || true)"
 [ -z "$rewritten" ] || fail "saved models were retrained after the restart instead of loaded: $rewritten"
+
+chart_dims() {  # chart_dims ID -> its dimension names, or nothing
+  charts_json | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["charts"].get(sys.argv[1])
+print(" ".join(sorted(d.get("name", k) for k, d in c["dimensions"].items())) if c else "")' "$1"
+}
+ext=""
+for _ in $(seq 120); do
+  ext="$(chart_dims anomalies_ext.probability)"
+  grep -q "system.cpu_prob" <<< "$ext" && break
+  sleep 1
+done
+grep -q "system.cpu_prob" <<< "$ext" || fail "the external plugin's chart anomalies_ext.probability did not appear"
+sleep 10
+n_ext="$(series anomalies_ext.probability system.cpu_prob -10 | grep -vc null)"
+[ "$n_ext" -ge 8 ] || fail "anomalies_ext.probability is not updating every second ($n_ext values in 10 s)"
+log "as a plugins.d plugin: anomalies_ext.probability [$ext], $n_ext values in the last 10 s"
+rm -f "$work/etc/custom-plugins.d/anomalies.plugin"
 
 # ---- uninstall undoes the install ----
 kill -TERM -- "-$agent_pid" 2>/dev/null; wait "$agent_pid" 2>/dev/null; agent_pid=
