@@ -260,6 +260,10 @@ class AnomalyDetector:
         for model_id, fm in result.models.items():
             if model_id not in self.specs:
                 continue
+            if 'flagged_events_kept' in fm.info:
+                self.log.info("model '{}': flagged {} separate times in its training window, trained on all of it "
+                              "(something the node does again and again becomes ordinary)".format(
+                                  model_id, fm.info['flagged_events_kept']))
             if 'flagged_share_kept' in fm.info:
                 self.log.info("model '{}': flagged for {:.0%} of its training window, trained on all of it "
                               "(a lasting change becomes the new normal)".format(model_id, fm.info['flagged_share_kept']))

@@ -27,6 +27,9 @@ MIN_TRAIN_ROWS = 30
 # flagged more than this share of its window and a change is taken as the new normal:
 # the model trains on all of it rather than flagging it forever
 MAX_EXCLUDED_SHARE = 0.25
+# flagged this many separate times in its window and what was flagged is something the node
+# does again and again (a cron job): the model trains on it rather than flagging it for ever
+RECURRING_EVENTS = 3
 NO_DATA = 'the agent sent no data for this chart'
 NO_VALUES = 'the agent sent no values for this chart in the training window'
 
@@ -165,11 +168,12 @@ def run_training(request):
         raw = fill_missing(raw)
         X = cfg.training_features(raw)
         spans = request.exclude.get(spec.model_id)
-        n_excluded, share = 0, 0.0
+        n_excluded, share, events = 0, 0.0, 0
         if spans and X.shape[0]:
             drop = excluded_rows(times[train_need - 1:], spans, (train_need - 1) * cfg.update_every)
             share = float(drop.mean())
-            if share <= MAX_EXCLUDED_SHARE:
+            events = sum(1 for first, last in spans if last >= times[0])
+            if share <= MAX_EXCLUDED_SHARE and events < RECURRING_EVENTS:
                 X, n_excluded = X[~drop], int(drop.sum())
         if X.shape[0] < MIN_TRAIN_ROWS:
             result.errors[spec.model_id] = 'only {} rows of history, need {}'.format(
@@ -187,6 +191,8 @@ def run_training(request):
         fm.info['excluded_rows'] = n_excluded
         if share > MAX_EXCLUDED_SHARE:
             fm.info['flagged_share_kept'] = round(share, 3)
+        elif events >= RECURRING_EVENTS:
+            fm.info['flagged_events_kept'] = events
         result.models[spec.model_id] = fm
         result.tails[spec.model_id] = (times[-need:], raw[-need:])
         if request.models_dir:

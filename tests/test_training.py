@@ -36,6 +36,19 @@ def test_a_flagged_incident_is_left_out_of_the_next_training(replay):
     assert most.info['excluded_rows'] == 0 and most.info['flagged_share_kept'] > 0.25
 
 
+def test_something_flagged_again_and_again_is_learned_not_left_out(replay):
+    """A cron job that the first model had not seen is flagged each time it runs; left out
+    every time, it would be flagged for ever. Three separate flags in the window: trained on."""
+    runs = [(START + t, START + t + 4) for t in (400, 550, 700)]
+    twice, _ = _train(replay, {'system.cpu': runs[1:]})
+    assert twice.info['excluded_rows'] > 0 and 'flagged_events_kept' not in twice.info
+    thrice, _ = _train(replay, {'system.cpu': runs})
+    assert thrice.info['excluded_rows'] == 0 and thrice.info['flagged_events_kept'] == 3
+    # a flag from before the window is not one of its events
+    older, _ = _train(replay, {'system.cpu': [(START + 100, START + 104)] + runs[1:]})
+    assert older.info['excluded_rows'] > 0
+
+
 def test_level_squash_reaches_the_models_a_job_trains(replay):
     plain, _ = _train(replay, {})
     squashed, cfg = _train(replay, {}, level_squash=7)
