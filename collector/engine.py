@@ -109,6 +109,7 @@ class AnomalyDetector:
         self.was_flagged = set()  # models flagged last step (their flag's drivers are already told)
         self.disk_checked = set()  # models whose saved file was looked for (once per job)
         self.own_rows = (0, 0)     # [first, end) rows whose features hold the job's own last training
+        self.kept_flagged = set()  # models whose last training kept their flagged steps (said once)
         self._rebuild({})
 
     # ----- scope -------------------------------------------------------------------------
@@ -260,13 +261,7 @@ class AnomalyDetector:
         for model_id, fm in result.models.items():
             if model_id not in self.specs:
                 continue
-            if 'flagged_events_kept' in fm.info:
-                self.log.info("model '{}': flagged {} separate times in its training window, trained on all of it "
-                              "(something the node does again and again becomes ordinary)".format(
-                                  model_id, fm.info['flagged_events_kept']))
-            if 'flagged_share_kept' in fm.info:
-                self.log.info("model '{}': flagged for {:.0%} of its training window, trained on all of it "
-                              "(a lasting change becomes the new normal)".format(model_id, fm.info['flagged_share_kept']))
+            self._tell_flags_kept(model_id, fm.info)
             for reason in fm.info.get('fallback_from', ()):
                 self.log.warning("model '{}': {} failed ({}), using {}".format(
                     model_id, self.config.model, reason, fm.model_name))
@@ -285,6 +280,20 @@ class AnomalyDetector:
         self.log.info('trained {} model{} on {} rows in {:.1f}s ({:.1f} cpu-s){}'.format(
             len(result.models), '' if len(result.models) == 1 else 's', result.rows, took, result.cpu_seconds,
             ', {} not trained'.format(len(result.errors)) if result.errors else ''))
+
+    def _tell_flags_kept(self, model_id, info):
+        """Say once, when it starts, that a model trains on its flagged steps (not at every
+        training while they are in its window)."""
+        kept = 'flagged_events_kept' in info or 'flagged_share_kept' in info
+        if kept and model_id not in self.kept_flagged:
+            if 'flagged_share_kept' in info:
+                self.log.info("model '{}': flagged for {:.0%} of its training window, trained on all of it "
+                              "(a lasting change becomes the new normal)".format(model_id, info['flagged_share_kept']))
+            else:
+                self.log.info("model '{}': flagged {} separate times in its training window, trained on all of it "
+                              "(something the node does again and again becomes ordinary)".format(
+                                  model_id, info['flagged_events_kept']))
+        (self.kept_flagged.add if kept else self.kept_flagged.discard)(model_id)
 
     def _train_again_as_history_grows(self, history):
         """While the agent holds less than the window (a young agent), train again once its

@@ -152,6 +152,22 @@ def _spike_during_a_training(replay, logger, seconds):
     return det, trainer, times, flags
 
 
+def test_a_model_trained_on_its_flags_says_so_once_not_at_every_training(replay, logger):
+    det = make_detector(replay, logger)
+    run_until_trained(det, replay)
+    now = replay.clock.now()
+    for _ in range(3):
+        det.flagged = {'system.cpu': [[now - 300 + 60 * k, now - 297 + 60 * k] for k in range(3)]}
+        det.next_training = det.steps
+        det.step()
+        det.trainer.wait()
+        det.step()
+    said = [m for _, m in logger.lines if 'trained on all of it' in m]
+    assert det.trainings == 4 and len(said) == 1, said
+    assert said[0].startswith("model 'system.cpu': flagged 3 separate times in its training window")
+    det.close()
+
+
 def test_flags_are_not_kept_when_training_does_not_leave_them_out(replay, logger):
     det = make_detector(replay, logger, train_exclude_flagged=False)
     run_until_trained(det, replay)
