@@ -210,9 +210,9 @@ class BatchScorer:
             self.w = np.concatenate(w)
             self.squared = np.concatenate(squared)
             self.any_distance = not self.squared.all()
-            pair_model = np.concatenate(pair_model)
-            self.pair_off = _offsets(np.concatenate(pair_len))
-            self.model_pairs_off = _offsets(np.bincount(pair_model, minlength=len(pca)))
+            self.pair_model = np.concatenate(pair_model).astype(np.intp)   # a still chart's model has no pair
+            pair_len = np.concatenate(pair_len)
+            self.pair_off = _offsets(pair_len) if pair_len.size else np.zeros(0, dtype=np.intp)
             self.still_pos = np.concatenate(still_pos).astype(np.intp) if still_pos else np.zeros(0, dtype=np.intp)
             self.still_w = np.concatenate(still_w) if still_w else np.zeros(0)
             self.still_model = np.concatenate(still_model).astype(np.intp) if still_model else np.zeros(0, np.intp)
@@ -251,13 +251,13 @@ class BatchScorer:
             if self.squash_pos.size:
                 z[self.squash_pos] = squash_features(z[self.squash_pos], self.squash_knee)
             z = (z - self.inner_mean) / self.inner_scale
-            dots = np.add.reduceat(z[self.rep] * self.comp, self.pair_off)
+            dots = np.add.reduceat(z[self.rep] * self.comp, self.pair_off) if self.pair_off.size else np.zeros(0)
             dist = dots * dots * self.w
             if self.any_distance:
                 z_sq = np.add.reduceat(z * z, self.f_off)
-                d2 = np.repeat(z_sq, np.diff(np.append(self.model_pairs_off, len(self.w)))) - 2.0 * dots + self.c_sq
+                d2 = z_sq[self.pair_model] - 2.0 * dots + self.c_sq
                 dist = np.where(self.squared, dist, np.sqrt(np.maximum(d2, 0.0)) / self.w)
-            per_model = np.add.reduceat(dist, self.model_pairs_off)
+            per_model = np.bincount(self.pair_model, weights=dist, minlength=self.pca.size).astype(np.float64)
             if self.still_pos.size:
                 q = z[self.still_pos]
                 per_model += np.bincount(self.still_model, weights=q * q * self.still_w, minlength=self.pca.size)

@@ -11,7 +11,7 @@ import numpy as np
 
 from .ports import (EcdfScorer, HbosScorer, IforestScorer, KnnScorer, LodaScorer, LofBaggingScorer,
                     ecdf_training_scores)
-from .scoring import (ConstantScorer, EnsembleScorer, FittedModel, MahalanobisScorer, PcaScorer, PyodScorer,
+from .scoring import (EnsembleScorer, FittedModel, MahalanobisScorer, PcaScorer, PyodScorer,
                       squash_features)
 
 
@@ -227,7 +227,7 @@ def feature_scale(X, groups=None):
     that barely moved in training (``nice`` CPU, a quiet disk) would otherwise turn its
     first small wobble into a huge z-score. Features constant in training are kept when
     their group has a scale (a quiet dimension that starts moving is news); a group with
-    nothing moving at all is dropped.
+    nothing moving at all is dropped (a model with nothing moving anywhere is ``still_scale``'s).
     """
     mean = X.mean(axis=0)
     std = X.std(axis=0)
@@ -243,6 +243,22 @@ def feature_scale(X, groups=None):
     scale = np.maximum(std, floor)
     kept = np.nonzero(moving | (floor > 0))[0]
     return kept, mean[kept], scale[kept]
+
+
+def still_scale(X):
+    """Centre and scale for a model none of whose features moved in training (an error
+    counter at 0, no shared memory, a synced clock): every feature kept, centred on its
+    constant and measured in units of that constant's size (at least 1), so any move is news
+    however small its units, and a far one reads farther."""
+    mean = X.mean(axis=0)
+    return np.arange(X.shape[1]), mean, np.maximum(np.abs(mean), 1.0), None
+
+
+def still_scorer(n_features):
+    """The squared distance from the constants: a Mahalanobis form with no moving feature
+    (so the batch scorer scores it with the rest), 0 on every training row."""
+    return MahalanobisScorer(np.zeros(0, dtype=np.intp), np.zeros((0, 0)), np.zeros(0),
+                             np.arange(n_features), 1.0)
 
 
 def level_knees(kept, n_features, blocks, level_squash):
@@ -278,7 +294,9 @@ def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, ca
     info = {'rows': int(X.shape[0]), 'features': int(X.shape[1]), 'kept_features': int(kept.size),
             'requested_model': model}
     if kept.size == 0:
-        scorer, scores, used = ConstantScorer(), np.zeros(X.shape[0]), 'constant'
+        kept, mean, scale, knee = still_scale(X)
+        scorer, scores, used = still_scorer(kept.size), np.zeros(X.shape[0]), 'constant'
+        info['kept_features'] = int(kept.size)
     else:
         used, errors = model, []
         while True:

@@ -86,7 +86,8 @@ class EnsembleScorer:
 
 
 class ConstantScorer:
-    """For a model whose every feature was constant in training: distance from that constant."""
+    """Scores nothing: models saved before still charts were watched (``models.still_scorer``
+    now) load with it and read 0 until their next training."""
 
     def decision_function(self, X):
         return np.zeros(X.shape[0])

@@ -5,12 +5,15 @@ loopback network traffic and a fork storm, ``--gap`` seconds of quiet after each
 labels.json (the format of ``python -m collector record --labels``) after every incident.
 The expected charts are those of ../shared/recordings/netdata-1.37-incidents-a for the same
 kinds. ``--plan other`` runs five other kinds instead (one busy core, context switches,
-buffered writes, UDP on loopback, a timer storm), with the charts their load goes through.
+buffered writes, UDP on loopback, a timer storm), with the charts their load goes through;
+``--plan mild`` five milder ones (half a core, memory taken a little at a time, processes
+left sleeping one by one, System V IPC objects, direct reads of a file).
 Needs stress-ng and curl; run as root beside the agent:
 
     python3 recordings/incidents.py --first $(( $(date +%s) + 4800 )) --gap 600 --labels /tmp/labels.json
 """
 import argparse
+import functools
 import json
 import math
 import os
@@ -40,7 +43,63 @@ EXPECTED = {
     'udp-loopback': ['system.ip', 'system.softirqs', 'system.ctxt', 'system.cpu', 'ipv4.udppackets',
         'cpu.cpu0_softirqs', 'cpu.cpu1_softirqs'],
     'timer-storm': ['system.interrupts', 'system.intr', 'system.softirqs', 'system.ctxt', 'system.cpu'],
+    # --plan mild
+    'cpu-half-core': ['system.cpu', 'cpu.cpu0', 'cpu.cpu1', 'system.load', 'system.cpu_some_pressure',
+        'system.processes_state', 'apps.cpu'],
+    'memory-ramp': ['system.ram', 'mem.available', 'mem.committed', 'apps.mem'],
+    'process-leak': ['system.active_processes', 'system.forks', 'system.processes', 'system.ctxt', 'apps.processes'],
+    'ipc-objects': ['system.shared_memory_segments', 'system.shared_memory_bytes', 'system.ipc_semaphore_arrays',
+        'system.ipc_semaphores'],
+    'direct-reads': ['system.io', 'system.pgpgio', 'system.io_some_pressure', 'system.io_full_pressure',
+        'system.cpu', 'disk.vda', 'disk_ops.vda'],
 }
+
+MEMORY_RAMP = '''
+import time
+held = []
+for _ in range(60):
+    held.append(bytearray(16 << 20))      # 16 MiB a second, touched (zero-filled)
+    time.sleep(1)
+'''
+
+
+def memory_ramp():
+    """Takes 16 MiB more every second for 60 s (960 MiB in all), then lets it all go."""
+    subprocess.run([sys.executable, '-c', MEMORY_RAMP])
+
+
+def process_leak():
+    """Leaves a sleeping process behind every 0.25 s for 60 s (240 in all), then ends them."""
+    children = []
+    try:
+        for _ in range(240):
+            children.append(subprocess.Popen(['sleep', '300']))
+            time.sleep(0.25)
+    finally:
+        for c in children:
+            c.kill()
+            c.wait()
+
+
+def ipc_objects():
+    """Eight 64 MiB System V shared memory segments and eight semaphore sets held for 45 s."""
+    made = []
+    try:
+        for _ in range(8):
+            for kind in ('-M', '-S'):
+                out = subprocess.run(['ipcmk', kind, '64M' if kind == '-M' else '4'], capture_output=True,
+                                     text=True).stdout
+                made.append(('-m' if kind == '-M' else '-s', out.split()[-1]))
+        time.sleep(45)
+    finally:
+        for flag, ident in made:
+            subprocess.run(['ipcrm', flag, ident])
+
+
+def direct_reads(tmp):
+    """Reads a 256 MiB file over and over with direct I/O (no page cache) for 60 s."""
+    subprocess.run(['timeout', '60', 'bash', '-c', 'while :; do dd if={}/blob.bin of=/dev/null bs=1M '
+                    'iflag=direct status=none; done'.format(tmp)])
 
 
 def loopback(tmp):
@@ -61,10 +120,10 @@ def main():
     p.add_argument('--first', type=float, required=True, help='unix time of the first incident')
     p.add_argument('--gap', type=float, default=600, help='seconds of quiet after each incident')
     p.add_argument('--labels', required=True, help='labels.json to write')
-    p.add_argument('--plan', choices=('first', 'other'), default='first', help='which five kinds of incident')
+    p.add_argument('--plan', choices=('first', 'other', 'mild'), default='first', help='which five kinds of incident')
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix='incidents')
-    if args.plan == 'first':     # served by the loopback incident (deleted at the end: disk I/O)
+    if args.plan in ('first', 'mild'):     # served by the loopback / read incident (deleted at the end: disk I/O)
         with open(os.path.join(tmp, 'blob.bin'), 'wb') as f:
             f.write(os.urandom(256 << 20))
     plan = [
@@ -75,6 +134,12 @@ def main():
         ('network-loopback-bulk', None),
         ('fork-storm', ['stress-ng', '--fork', '2', '--timeout', '40s']),
     ] if args.plan == 'first' else [
+        ('cpu-half-core', ['stress-ng', '--cpu', '1', '--cpu-load', '50', '--timeout', '60s']),
+        ('memory-ramp', memory_ramp),
+        ('process-leak', process_leak),
+        ('ipc-objects', ipc_objects),
+        ('direct-reads', functools.partial(direct_reads, tmp)),
+    ] if args.plan == 'mild' else [
         ('cpu-one-core', ['stress-ng', '--cpu', '1', '--timeout', '60s']),
         ('context-switches', ['stress-ng', '--switch', '1', '--timeout', '45s']),
         ('buffered-writes', ['stress-ng', '--hdd', '1', '--hdd-bytes', '1G', '--temp-path', tmp, '--timeout', '60s']),
@@ -92,6 +157,9 @@ def main():
             if cmd is None:
                 loopback(tmp)
                 command = 'python3 -m http.server 18081 --bind 127.0.0.1 & timeout 60 curl loop on a 256 MiB file'
+            elif callable(cmd):
+                cmd()
+                command = ' '.join(getattr(cmd, 'func', cmd).__doc__.split())
             else:
                 subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 command = ' '.join(cmd)

@@ -14,18 +14,23 @@ def feats(x, levels=LEVELS):
     return make_features(x, 1, 3, 2, levels)
 
 
-def build(model='pca', calibration='empirical', levels=LEVELS, squash=None):
+def build(model='pca', calibration='empirical', levels=LEVELS, squash=None, still=False):
     rng = np.random.default_rng(5)
     raw = {}
     models = {}
     specs = {'h::system.cpu': ['user', 'system', 'guest', 'idle'], 'h::system.ram': ['used', 'free'],
              'h::system.load': ['load1']}
+    if still:   # a chart that never moved, between two that did
+        specs = {'h::system.cpu': specs['h::system.cpu'], 'h::system.shm': ['segments', 'bytes'],
+                 'h::system.ram': specs['h::system.ram'], 'h::system.load': specs['h::system.load']}
     for chart, dims in specs.items():
         cols = ['{}|{}'.format(chart, d) for d in dims]
         # the fitted tail needs 1001 training scores
         x = rng.normal(size=(1500 if calibration == 'tail' else 400, len(dims))).cumsum(axis=0)
         if 'guest' in dims:
             x[:, 2] = 0.0   # a constant dimension
+        if 'segments' in dims:
+            x[:] = [3.0, 0.0]   # scored by a quadratic form without a covariance
         for c, col in zip(cols, x.T):
             raw[c] = col
         m_id = chart.split('::')[1]
@@ -49,15 +54,17 @@ def build(model='pca', calibration='empirical', levels=LEVELS, squash=None):
     ('mahalanobis+knn', 'empirical', True, 2.0), ('mahalanobis', 'empirical', False, 2.0)])
 def test_batch_equals_each_model(model, calibration, levels, squash):
     if '/' in model:   # pca and mahalanobis models side by side in one batch
-        models, raw = build(model.split('/')[0], calibration, levels, squash)
-        other, _ = build(model.split('/')[1], calibration, levels, squash)
+        models, raw = build(model.split('/')[0], calibration, levels, squash, still=True)
+        other, _ = build(model.split('/')[1], calibration, levels, squash, still=True)
         models.update({'m_' + k: fm for k, fm in other.items()})
     else:
-        models, raw = build(model, calibration, levels, squash)
-    assert all((fm.knee is not None) == (squash is not None and levels) for fm in models.values())
+        models, raw = build(model, calibration, levels, squash, still=True)
+    moving = [fm for fm in models.values() if fm.model_name != 'constant']   # system.shm is still
+    assert len(moving) == len(models) - (2 if '/' in model else 1)
+    assert all((fm.knee is not None) == (squash is not None and levels) for fm in moving)
     layout = Layout(models)
     batch = BatchScorer(models, layout, feature_blocks(2, levels))
-    assert all((fm.tail is not None) == (calibration == 'tail') for fm in models.values())
+    assert all((fm.tail is not None) == (calibration == 'tail') for fm in moving)
     if model not in ('hbos', 'mahalanobis+knn'):   # these are scored by the vectorized path, not one by one
         assert batch.pca.size == len(models) and not batch.other
     rng = np.random.default_rng(9)

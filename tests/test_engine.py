@@ -452,6 +452,47 @@ def _with_a_late_chart(path, values_from):
     return path
 
 
+def _with_a_chart_that_moves_once(path, moves_at, back_at):
+    """The synthetic recording plus 'system.shm', at 0 segments / 0 bytes but for eight
+    segments of 64 MiB from ``moves_at`` s to ``back_at`` s (a program's System V memory)."""
+    from conftest import SECONDS, _chart, write_recording
+    write_recording(path)
+    with open(os.path.join(path, 'charts.json')) as f:
+        charts = json.load(f)
+    charts['charts']['system.shm'] = _chart('system.shm', ['segments', 'bytes'])
+    with open(os.path.join(path, 'charts.json'), 'w') as f:
+        json.dump(charts, f)
+    rows = [[START + i] + ([8.0, 512.0 * 2 ** 20] if moves_at <= i < back_at else [0.0, 0.0])
+            for i in range(SECONDS + 1)]
+    with gzip.open(os.path.join(path, 'data', 'system.shm.json.gz'), 'wt') as f:
+        json.dump({'labels': ['time', 'segments', 'bytes'], 'data': rows[::-1]}, f)
+    return path
+
+
+def test_a_chart_that_never_moved_in_its_window_is_flagged_when_it_moves(tmp_path, logger):
+    """An error counter at 0 or no shared memory for the whole window has no spread to measure
+    a move against; its first move is news all the same, flagged at once and told by its
+    dimensions, and the chart reads nothing unusual while it stays still."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    rec = Recording(_with_a_chart_that_moves_once(str(tmp_path / 'rec'), moves_at=700, back_at=730))
+    with ReplayServer(rec, ReplayClock(rec.start + 600, stepped=True)) as server:
+        det = make_detector(server, logger, train_n_secs=600)
+        run_until_trained(det, server)
+        assert det.models['system.shm'].model_name == 'constant'
+        seen = {}
+        while server.clock.now() <= rec.start + 740:
+            det.trainer.wait()
+            step = det.step()
+            seen[int(server.clock.now()) - rec.start] = (step.scores['system.shm'], step.drivers.get('system.shm'))
+            server.clock.advance(1)
+        det.close()
+    before = [p_f for t, (p_f, _) in seen.items() if t < 700]
+    assert before and all(p == 0.0 and f == 0 for p, f in before)
+    rose = min(t for t, ((p, f), _) in seen.items() if f)
+    assert 700 <= rose <= 702 and seen[rose][0][0] == 1.0
+    assert seen[rose][1] and {c.split('|')[1] for c, _ in seen[rose][1]} <= {'segments', 'bytes'}
+
+
 def test_a_young_agents_charts_without_values_yet_wait_rather_than_fail(tmp_path, logger):
     """Seconds after an agent starts, some charts it lists have no values yet: they wait for
     history like the rest, with no error line, and are trained once they have it; on an agent

@@ -56,11 +56,21 @@ def test_constant_and_collinear_columns_never_give_inf_or_a_dead_chart():
     assert p[200:].min() > 0.9999   # and reads 100.00 % on clear outliers
 
 
-def test_all_constant_chart_reads_zero_not_one():
+def test_all_constant_chart_reads_zero_while_still_and_one_when_it_moves():
+    # an error counter at 0 for the whole window, or a synced clock: its first move is news
     X = np.ones((300, 4)) * 7
-    fm = fit_model('system.clock_status', ['c'], X, model='pca')
+    X[:, 2] = 0.0
+    fm = fit_model('system.clock_status', list('abcd'), X, model='pca')
     assert fm.model_name == 'constant'
     assert fm.predict_proba(X[:5])[:, 1].tolist() == [0.0] * 5
+    moved = X[:3].copy()
+    moved[0, 2] = 0.01   # a pressure of 0.01 % where there was none
+    moved[1, 0] = 8.0    # a count of 7 became 8
+    moved[2, 0] = 7.0 + 1e-9   # rounding, not a move
+    p = fm.predict_proba(moved)[:, 1]
+    assert p.tolist() == [1.0, 1.0, 0.0]
+    assert fm.predict(moved).tolist() == [1, 1, 0]
+    assert [c for c, _ in fm.attribution(moved[0])] == ['c'] and fm.attribution(moved[1])[0][0] == 'a'
 
 
 def test_calibration_flags_share_matches_contamination():
