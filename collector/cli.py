@@ -94,14 +94,18 @@ def cmd_record(args):
 
 
 def _overrides(pairs):
-    """``--set key=value`` options, values read as YAML (``3``, ``true``, ``'hbos'``)."""
+    """``--set key=value`` options, values read as YAML (``3``, ``true``, ``'hbos'``); a value
+    YAML cannot read (``*.uptime``, which YAML takes for an alias) is the string as given."""
     import yaml
     out = {}
     for pair in pairs or ():
         key, sep, value = pair.partition('=')
         if not sep or not key.strip():
             raise ValueError('--set expects key=value, got {!r}'.format(pair))
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
     return out
 
 

@@ -5,6 +5,7 @@ an existing ``anomalies.conf`` keeps working; the few keys added here are docume
 ``anomalies.conf``. A job with any bad key is rejected as a whole (one log line per bad
 key) so it never starts half-configured.
 """
+import fnmatch
 import os
 import re
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ DEFAULTS = {
     'api_timeout': 5.0,
     # what to model
     'charts_regex': r'system\..*',
-    'charts_to_exclude': 'system.uptime,system.entropy',
+    'charts_to_exclude': '*.uptime,system.entropy,netdata.*',
     'custom_models': None,
     'custom_models_normalize': False,
     # how to model it
@@ -175,7 +176,9 @@ class JobConfig:
         return make_features(values, self.diffs_n, self.smooth_n, self.lags_n, self.level_features)
 
     def chart_matches(self, chart_id):
-        if chart_id in self.charts_to_exclude or self.charts_regex is None:
+        # an id as listed, or a shell-style pattern ('*.uptime': counters that only ever climb)
+        if self.charts_regex is None or chart_id in self.charts_to_exclude or any(
+                fnmatch.fnmatchcase(chart_id, c) for c in self.charts_to_exclude):
             return False
         return re.match(self.charts_regex, chart_id) is not None
 
@@ -313,7 +316,8 @@ def parse_job_config(raw, job_name=None):
     elif isinstance(exclude, list) and all(isinstance(c, str) for c in exclude):
         exclude = tuple(c.strip() for c in exclude if c.strip())
     else:
-        errors.append("key 'charts_to_exclude': expected 'chart,chart,...', got {!r}".format(exclude))
+        errors.append("key 'charts_to_exclude': expected 'chart,chart,...' (ids or patterns like '*.uptime'), "
+                      "got {!r}".format(exclude))
         exclude = ()
     custom = _parse_custom_models(cfg['custom_models'], host, errors)
     if any(m.name == 'average' for m in custom):   # the models' dimensions are named after them

@@ -21,7 +21,8 @@ def test_defaults_match_the_retired_collector():
     assert (cfg.host, cfg.protocol, cfg.model) == ('127.0.0.1:19999', 'http', 'mahalanobis')
     assert parse_job_config({'model': 'pca'}).model == 'pca'
     assert cfg.charts_regex == r'system\..*'
-    assert cfg.charts_to_exclude == ('system.uptime', 'system.entropy')
+    # system.uptime and every other uptime chart, and the agent's own (with a wider charts_regex)
+    assert cfg.charts_to_exclude == ('*.uptime', 'system.entropy', 'netdata.*')
     assert (cfg.train_max_n, cfg.train_every_n, cfg.train_n_secs, cfg.offset_n_secs) == (100000, 1800, 14400, 0)
     assert (cfg.lags_n, cfg.smooth_n, cfg.diffs_n, cfg.contamination) == (5, 3, 1, 0.001)
     assert cfg.train_min_n_secs == 300   # Netdata's own ML waits 15 minutes; see docs/evaluation.md
@@ -50,6 +51,21 @@ def test_an_original_style_config_keeps_working():
                                                ('127.0.0.1:19999', 'users.mem', 'netdata'))
     assert cfg.custom_models[1].dimensions[0] == ('london:19999', 'system.cpu', 'user')
     assert cfg.update_every == 2
+
+
+def test_charts_to_exclude_takes_ids_and_patterns():
+    """Every uptime chart and the agent's own charts are left out by default (with a wider
+    charts_regex: apps, users, groups, netdata), and a list of plain ids keeps working as in
+    the retired collector."""
+    wide = parse_job_config({'charts_regex': '.*'})
+    for chart in ('system.uptime', 'netdata.uptime', 'apps.uptime', 'groups.uptime', 'system.entropy',
+                  'netdata.workers_busy_time_by_type_proc'):
+        assert not wide.chart_matches(chart), chart
+    assert wide.chart_matches('system.cpu') and wide.chart_matches('apps.cpu')
+    assert wide.chart_matches('system.uptime_seconds')   # a pattern matches the whole id
+    old = parse_job_config({'charts_regex': '.*', 'charts_to_exclude': 'system.uptime,disk.[x]'})
+    assert not old.chart_matches('system.uptime') and old.chart_matches('netdata.uptime')
+    assert not old.chart_matches('disk.[x]')   # an id as listed, brackets and all
 
 
 def test_child_node_host_is_accepted():

@@ -55,6 +55,12 @@ def test_a_run_that_cannot_train_says_why_instead_of_just_detecting_nothing(reco
     assert 'the job logged errors' in err and 'No module named pandas' in err, err
 
 
+def test_set_takes_yaml_values_and_patterns_yaml_cannot_read():
+    from collector import cli
+    got = cli._overrides(['lags_n=3', 'despike=false', "model='hbos'", 'charts_to_exclude=*.uptime,netdata.*'])
+    assert got == {'lags_n': 3, 'despike': False, 'model': 'hbos', 'charts_to_exclude': '*.uptime,netdata.*'}
+
+
 def test_a_recording_without_labels_is_judged_on_its_false_flags_alone(recording, tmp_path, capsys):
     """One's own agent, recorded without labels.json: the spike is a false flag, and the
     verdict says it checked the quiet side only, not '0/0 incidents ... met'."""
