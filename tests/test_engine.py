@@ -436,37 +436,34 @@ def test_a_young_agent_waits_for_train_min_n_secs_of_history_then_trains(recordi
         det.close()
 
 
-def _with_a_late_chart(path, values_from):
-    """The synthetic recording plus 'system.late', listed from the start but with values only
-    from ``values_from`` s on (a chart that a young agent lists before its first collection)."""
+def _with_an_extra_chart(path, chart, dims, values_at):
+    """The synthetic recording plus ``chart`` with ``dims``, whose values at offset ``i`` s
+    are ``values_at(i)`` (a list, None for no value)."""
     from conftest import SECONDS, _chart, write_recording
     write_recording(path)
     with open(os.path.join(path, 'charts.json')) as f:
         charts = json.load(f)
-    charts['charts']['system.late'] = _chart('system.late', ['a', 'b'])
+    charts['charts'][chart] = _chart(chart, dims)
     with open(os.path.join(path, 'charts.json'), 'w') as f:
         json.dump(charts, f)
-    rows = [[START + i] + ([None, None] if i < values_from else [1.0 + (i % 7), 2.0]) for i in range(SECONDS + 1)]
-    with gzip.open(os.path.join(path, 'data', 'system.late.json.gz'), 'wt') as f:
-        json.dump({'labels': ['time', 'a', 'b'], 'data': rows[::-1]}, f)
+    rows = [[START + i] + values_at(i) for i in range(SECONDS + 1)]
+    with gzip.open(os.path.join(path, 'data', chart + '.json.gz'), 'wt') as f:
+        json.dump({'labels': ['time'] + dims, 'data': rows[::-1]}, f)
     return path
+
+
+def _with_a_late_chart(path, values_from):
+    """'system.late', listed from the start but with values only from ``values_from`` s on (a
+    chart that a young agent lists before its first collection)."""
+    return _with_an_extra_chart(path, 'system.late', ['a', 'b'],
+                                lambda i: [None, None] if i < values_from else [1.0 + (i % 7), 2.0])
 
 
 def _with_a_chart_that_moves_once(path, moves_at, back_at):
-    """The synthetic recording plus 'system.shm', at 0 segments / 0 bytes but for eight
-    segments of 64 MiB from ``moves_at`` s to ``back_at`` s (a program's System V memory)."""
-    from conftest import SECONDS, _chart, write_recording
-    write_recording(path)
-    with open(os.path.join(path, 'charts.json')) as f:
-        charts = json.load(f)
-    charts['charts']['system.shm'] = _chart('system.shm', ['segments', 'bytes'])
-    with open(os.path.join(path, 'charts.json'), 'w') as f:
-        json.dump(charts, f)
-    rows = [[START + i] + ([8.0, 512.0 * 2 ** 20] if moves_at <= i < back_at else [0.0, 0.0])
-            for i in range(SECONDS + 1)]
-    with gzip.open(os.path.join(path, 'data', 'system.shm.json.gz'), 'wt') as f:
-        json.dump({'labels': ['time', 'segments', 'bytes'], 'data': rows[::-1]}, f)
-    return path
+    """'system.shm', at 0 segments / 0 bytes but for eight segments of 64 MiB from ``moves_at``
+    s to ``back_at`` s (a program's System V memory)."""
+    return _with_an_extra_chart(path, 'system.shm', ['segments', 'bytes'],
+                                lambda i: [8.0, 512.0 * 2 ** 20] if moves_at <= i < back_at else [0.0, 0.0])
 
 
 def test_a_chart_that_never_moved_in_its_window_is_flagged_when_it_moves(tmp_path, logger):
