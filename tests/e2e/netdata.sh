@@ -183,6 +183,19 @@ late_flags="$(series anomalies.anomaly system.cpu_anomaly -20 | grep -c '^1')"
 [ "$late_flags" -le 5 ] || fail "system.cpu anomaly flag did not settle after the burst ($late_flags of the last 20 s flagged)"
 log "settled: $late_flags flagged seconds in the last 20 s"
 
+# ---- a chart that never moved in its window: System V shared memory appears ----
+command -v ipcmk >/dev/null || fail "ipcmk (util-linux) is needed to make System V shared memory"
+log "ipcmk: four 16 MiB System V shared memory segments, held for 12 s"
+shm_ids=""
+for _ in 1 2 3 4; do shm_ids="$shm_ids $(ipcmk -M 16M | grep -o '[0-9]*$')"; done
+sleep 12
+for id in $shm_ids; do ipcrm -m "$id"; done
+shm_flags="$(series anomalies.anomaly system.shared_memory_segments_anomaly -14 | grep -c '^1' || true)"
+shm_line="$(grep -h "anomaly flagged on 'system.shared_memory_segments'" "$work"/log/*.log 2>/dev/null | tail -n1 || true)"
+log "system.shared_memory_segments, at 0 all through its window: flagged $shm_flags of the last 14 s; ${shm_line#*: }"
+[ "$shm_flags" -ge 5 ] || fail "system.shared_memory_segments was not flagged while the segments were held"
+grep -q "segments" <<< "$shm_line" || fail "no flag log line naming segments as what drives system.shared_memory_segments"
+
 # ---- a restart: the saved models score from the start, system.cpu's too (the agent's chart
 # list leaves out its hidden idle dimension, which the model has) ----
 # the standalone runner as a plugins.d external plugin of the same agent: a job of its own
