@@ -251,7 +251,7 @@ def still_scale(X):
     constant and measured in units of that constant's size (at least 1), so any move is news
     however small its units, and a far one reads farther."""
     mean = X.mean(axis=0)
-    return np.arange(X.shape[1]), mean, np.maximum(np.abs(mean), 1.0), None
+    return np.arange(X.shape[1]), mean, np.maximum(np.abs(mean), 1.0)
 
 
 def still_scorer(n_features):
@@ -294,7 +294,7 @@ def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, ca
     info = {'rows': int(X.shape[0]), 'features': int(X.shape[1]), 'kept_features': int(kept.size),
             'requested_model': model}
     if kept.size == 0:
-        kept, mean, scale, knee = still_scale(X)
+        (kept, mean, scale), knee = still_scale(X), None   # nothing to squash
         scorer, scores, used = still_scorer(kept.size), np.zeros(X.shape[0]), 'constant'
         info['kept_features'] = int(kept.size)
     else:
