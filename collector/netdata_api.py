@@ -101,6 +101,7 @@ class NetdataApi:
         self._http = None
         self._filter = (None, '')  # (charts, query part) of the last allmetrics filter
         self.last_raw = None       # bytes of the last allmetrics answer
+        self.listed_seconds = {}   # chart id -> seconds it had been collected, from the last chart list
 
     @classmethod
     def from_config(cls, config, host=None):
@@ -142,11 +143,15 @@ class NetdataApi:
         charts = body.get('charts') if isinstance(body, dict) else None
         if not isinstance(charts, dict):
             raise NetdataError('{}/api/v1/charts has no "charts" object'.format(self.base_url))
-        out = {}
+        out, seconds = {}, {}
         for cid, c in charts.items():
             dims = c.get('dimensions') if isinstance(c, dict) else None
             if isinstance(dims, dict):
                 out[cid] = [d.get('name', k) if isinstance(d, dict) else k for k, d in dims.items()]
+                first, last = c.get('first_entry'), c.get('last_entry')
+                if isinstance(first, (int, float)) and isinstance(last, (int, float)):
+                    seconds[cid] = last - first   # 0 - 0 for a chart not collected yet
+        self.listed_seconds = seconds
         return out
 
     def charts_of_context(self, context):

@@ -53,6 +53,8 @@ class TrainingRequest:
     exclude: Dict[str, List[Tuple[float, float]]] = field(default_factory=dict)
     # where to save the trained models (persist.resolve_dir), or None
     models_dir: Optional[str] = None
+    # chart id -> seconds the agent had collected it when it listed it (NetdataApi.listed_seconds)
+    listed_seconds: Dict[str, float] = field(default_factory=dict)
 
     def host_charts(self):
         return {h: sorted(c) for h, c in charts_by_host(self.specs).items()}
@@ -118,6 +120,13 @@ def _columns_for(spec, columns):
     return [c for c in columns if c.startswith(prefix)]
 
 
+def _listed_young(spec, request, min_history):
+    """Whether a chart's model was asked for when the agent had collected the chart for less
+    than ``min_history`` (by its chart list): a chart with no values yet is then young, not
+    broken. Never a custom model, whose missing dimension is more likely a typo."""
+    return spec.columns is None and request.listed_seconds.get(spec.chart, min_history) < min_history
+
+
 def run_training(request):
     """Fetch the window and fit every requested model; one model's failure stays its own."""
     from .models import fit_model
@@ -128,23 +137,26 @@ def run_training(request):
     points = 0
     if cfg.update_every > 1:
         points = max(1, (request.before - request.after) // cfg.update_every)
+    # a model fitted on a few minutes flags whatever the node does next that those minutes did
+    # not show (a backup, a log rotation): a chart waits for train_min_n_secs of history, at
+    # most 90 % of the window (the agent may send a row or two fewer than the window spans)
+    min_history = result.min_history = min(cfg.train_min_n_secs, int(0.9 * (request.before - request.after)))
     try:
         df, times_index, problems = fetch_training_frame(
             request.host_charts(), request.after, request.before, protocol=cfg.protocol,
             username=cfg.username, password=cfg.password, tls_verify=cfg.tls_verify,
             timeout=max(10.0, cfg.api_timeout * 6), points=points)
     except NetdataError as e:
-        result.error = str(e)
+        if all(_listed_young(spec, request, min_history) for spec in request.specs):
+            result.waiting = {spec.model_id: 0 for spec in request.specs}   # an agent seconds old
+        else:
+            result.error = str(e)
         return result
     result.problems = problems
     result.rows = int(len(df))
     index = times_index
     all_columns = list(df.columns)
     need, train_need = cfg.rows_needed, cfg.training_rows_needed
-    # a model fitted on a few minutes flags whatever the node does next that those minutes did
-    # not show (a backup, a log rotation): a chart waits for train_min_n_secs of history, at
-    # most 90 % of the window (the agent may send a row or two fewer than the window spans)
-    min_history = result.min_history = min(cfg.train_min_n_secs, int(0.9 * (request.before - request.after)))
     for spec in request.specs:
         cols = _columns_for(spec, all_columns)
         missing = [c for c in cols if c not in df.columns]
@@ -202,13 +214,15 @@ def run_training(request):
             except Exception as e:  # a full disk or a read-only dir must not cost the model
                 result.save_error = result.save_error or 'cannot save models in {}: {!r}'.format(
                     request.models_dir, e)
-    if 0 < result.history < min_history:
-        # a young agent (seconds old): its charts that sent nothing yet are as young, not broken;
-        # a custom model's missing dimension is still an error (most likely a typo)
-        for spec in request.specs:
-            if spec.columns is None and result.errors.get(spec.model_id) in (NO_DATA, NO_VALUES):
-                del result.errors[spec.model_id]
-                result.waiting[spec.model_id] = 0
+    # a young agent (seconds old), or a chart it lists before its first collection (at the
+    # agent's start, or a disk just plugged in): no values yet is young, not broken; a custom
+    # model's missing dimension is still an error (most likely a typo)
+    young_agent = 0 < result.history < min_history
+    for spec in request.specs:
+        if result.errors.get(spec.model_id) in (NO_DATA, NO_VALUES) and (
+                (young_agent and spec.columns is None) or _listed_young(spec, request, min_history)):
+            del result.errors[spec.model_id]
+            result.waiting[spec.model_id] = 0
     result.seconds = time.monotonic() - started
     result.cpu_seconds = time.process_time() - cpu_started
     return result

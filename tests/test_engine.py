@@ -523,6 +523,37 @@ def test_a_young_agents_charts_without_values_yet_wait_rather_than_fail(tmp_path
         det.close()
 
 
+@pytest.mark.parametrize('entries', [(645, 650), (None, None)], ids=['listed-5-s', 'not-collected-yet'])
+def test_a_chart_listed_before_its_first_collection_waits_rather_than_fails(tmp_path, logger, entries):
+    """On an agent with hours of history, a chart appears (a disk plugged in, a service
+    started) and is listed before it has values: the chart list says it has been collected
+    for seconds (or, as 1.37 lists a chart not collected yet, first and last entry 0), so it
+    waits for history like a young agent's charts, with no error line, and is trained once
+    it has it."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    path = _with_a_late_chart(str(tmp_path / 'rec'), values_from=650)
+    with open(os.path.join(path, 'charts.json')) as f:
+        charts = json.load(f)
+    charts['charts']['system.late'].update(first_entry=START + entries[0] if entries[0] else 0,
+                                           last_entry=START + entries[1] if entries[1] else 0)
+    with open(os.path.join(path, 'charts.json'), 'w') as f:
+        json.dump(charts, f)
+    rec = Recording(path)
+    with ReplayServer(rec, ReplayClock(rec.start + 600, stepped=True)) as server:
+        det = make_detector(server, logger, train_min_n_secs=120)
+        det.start()
+        for _ in range(300):
+            det.step()
+            if 'system.late' in det.models:
+                break
+            server.clock.advance(1)
+            det.trainer.wait()
+        det.close()
+    assert 'system.late' in det.models and 650 + 120 <= server.clock.now() - rec.start <= 650 + 120 + 65
+    assert not logger.errors(), logger.errors()
+    assert any('system.late' in m and 'waiting for 120 s of history' in m for _, m in logger.lines), logger.lines
+
+
 def _first_training_age(server, rec, det, limit=400):
     """The agent's age (s) when ``det`` first has a model; None if it never did within ``limit`` steps."""
     det.start()

@@ -57,3 +57,22 @@ def test_level_squash_reaches_the_models_a_job_trains(replay):
     n_cols = len(squashed.columns)
     level = squashed.kept >= (cfg.lags_n + 1) * n_cols
     assert level.any() and np.all(squashed.knee[level] == 7) and np.all(np.isinf(squashed.knee[~level]))
+
+
+def test_an_agent_seconds_old_that_cannot_answer_for_its_charts_yet_is_waited_for(monkeypatch):
+    """The first chart list of an agent started a second ago names charts it has collected
+    for a second or not at all, and reading their window fails: those charts wait for
+    history (no error line); the same failure for charts listed with history is an error."""
+    from collector import netdata_api
+
+    def nothing_yet(*args, **kwargs):
+        raise netdata_api.NetdataError('no chart data could be read for training')
+    monkeypatch.setattr(netdata_api, 'fetch_training_frame', nothing_yet)
+    cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
+    specs = [ModelSpec('system.idlejitter', 'h:1', chart='system.idlejitter')]
+    young = run_training(TrainingRequest(cfg, specs, -1200, 0, listed_seconds={'system.idlejitter': 1}))
+    assert not young.error and young.waiting == {'system.idlejitter': 0}
+    old = run_training(TrainingRequest(cfg, specs, -1200, 0, listed_seconds={'system.idlejitter': 3600}))
+    assert old.error == 'no chart data could be read for training' and not old.waiting
+    unknown = run_training(TrainingRequest(cfg, specs, -1200, 0))   # an agent whose list gives no times
+    assert unknown.error
