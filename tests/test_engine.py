@@ -436,14 +436,15 @@ def test_a_young_agent_waits_for_train_min_n_secs_of_history_then_trains(recordi
         det.close()
 
 
-def _with_an_extra_chart(path, chart, dims, values_at):
+def _with_an_extra_chart(path, chart, dims, values_at, **listed):
     """The synthetic recording plus ``chart`` with ``dims``, whose values at offset ``i`` s
-    are ``values_at(i)`` (a list, None for no value)."""
+    are ``values_at(i)`` (a list, None for no value); ``listed``: more keys of its entry in
+    the chart list (``first_entry``, ``last_entry``)."""
     from conftest import SECONDS, _chart, write_recording
     write_recording(path)
     with open(os.path.join(path, 'charts.json')) as f:
         charts = json.load(f)
-    charts['charts'][chart] = _chart(chart, dims)
+    charts['charts'][chart] = dict(_chart(chart, dims), **listed)
     with open(os.path.join(path, 'charts.json'), 'w') as f:
         json.dump(charts, f)
     rows = [[START + i] + values_at(i) for i in range(SECONDS + 1)]
@@ -452,11 +453,22 @@ def _with_an_extra_chart(path, chart, dims, values_at):
     return path
 
 
-def _with_a_late_chart(path, values_from):
+def _with_a_late_chart(path, values_from, **listed):
     """'system.late', listed from the start but with values only from ``values_from`` s on (a
     chart that a young agent lists before its first collection)."""
     return _with_an_extra_chart(path, 'system.late', ['a', 'b'],
-                                lambda i: [None, None] if i < values_from else [1.0 + (i % 7), 2.0])
+                                lambda i: [None, None] if i < values_from else [1.0 + (i % 7), 2.0], **listed)
+
+
+def _step_until_trained(det, server, model_id, limit):
+    """Step ``det`` a second at a time (each training waited for) until ``model_id`` has a model."""
+    det.start()
+    for _ in range(limit):
+        det.step()
+        if model_id in det.models:
+            return
+        server.clock.advance(1)
+        det.trainer.wait()
 
 
 def _with_a_chart_that_moves_once(path, moves_at, back_at):
@@ -498,13 +510,7 @@ def test_a_young_agents_charts_without_values_yet_wait_rather_than_fail(tmp_path
     rec = Recording(_with_a_late_chart(str(tmp_path / 'rec'), values_from=60))
     with ReplayServer(rec, ReplayClock(rec.start + 20, stepped=True)) as server:
         det = make_detector(server, logger, train_min_n_secs=120)
-        det.start()
-        for _ in range(400):
-            det.step()
-            if 'system.late' in det.models:
-                break
-            server.clock.advance(1)
-            det.trainer.wait()
+        _step_until_trained(det, server, 'system.late', 400)
         assert 'system.late' in det.models and 180 <= server.clock.now() - rec.start <= 180 + 65
         assert not logger.errors(), logger.errors()
         waits = [m for _, m in logger.lines if 'waiting for 120 s of history' in m]
@@ -531,23 +537,11 @@ def test_a_chart_listed_before_its_first_collection_waits_rather_than_fails(tmp_
     waits for history like a young agent's charts, with no error line, and is trained once
     it has it."""
     from collector.replay import Recording, ReplayClock, ReplayServer
-    path = _with_a_late_chart(str(tmp_path / 'rec'), values_from=650)
-    with open(os.path.join(path, 'charts.json')) as f:
-        charts = json.load(f)
-    charts['charts']['system.late'].update(first_entry=START + entries[0] if entries[0] else 0,
-                                           last_entry=START + entries[1] if entries[1] else 0)
-    with open(os.path.join(path, 'charts.json'), 'w') as f:
-        json.dump(charts, f)
-    rec = Recording(path)
+    first, last = (START + e if e else 0 for e in entries)
+    rec = Recording(_with_a_late_chart(str(tmp_path / 'rec'), values_from=650, first_entry=first, last_entry=last))
     with ReplayServer(rec, ReplayClock(rec.start + 600, stepped=True)) as server:
         det = make_detector(server, logger, train_min_n_secs=120)
-        det.start()
-        for _ in range(300):
-            det.step()
-            if 'system.late' in det.models:
-                break
-            server.clock.advance(1)
-            det.trainer.wait()
+        _step_until_trained(det, server, 'system.late', 300)
         det.close()
     assert 'system.late' in det.models and 650 + 120 <= server.clock.now() - rec.start <= 650 + 120 + 65
     assert not logger.errors(), logger.errors()
