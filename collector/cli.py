@@ -22,6 +22,11 @@ def cmd_run(args):
         return 1
     except KeyboardInterrupt:
         return 0
+    if ok == 0 and args.steps:
+        # a bounded run (scripts, cron checks) must not read as success with nothing collected
+        print('run: none of the {} steps collected anything (see the errors above)'.format(args.steps),
+              file=sys.stderr)
+        return 1
     return 0 if ok >= 0 else 1
 
 
@@ -55,8 +60,12 @@ def cmd_check_config(args):
 
 def cmd_replay(args):
     import time
-    from .replay import Recording, ReplayClock, ReplayServer
-    rec = Recording(args.dir)
+    from .replay import Recording, RecordingError, ReplayClock, ReplayServer
+    try:
+        rec = Recording(args.dir)
+    except RecordingError as e:
+        print('replay: {}'.format(e), file=sys.stderr)
+        return 1
     start = rec.start + (args.start_offset if args.start_offset is not None else 0)
     clock = ReplayClock(start, speed=args.speed, stepped=args.step_mode)
     server = ReplayServer(rec, clock, port=args.port).start()

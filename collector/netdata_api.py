@@ -275,8 +275,8 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
             with _captured_prints(printed), _asks_tls(tls_verify), warnings.catch_warnings():
                 warnings.simplefilter('ignore')
                 df = get_data(hosts=[host], charts=list(charts), **kwargs)
-        except ValueError as e:  # pandas: nothing to concatenate, i.e. no chart of this host answered
-            printed.append('no chart data from {} ({})'.format(host, e))
+        except ValueError:  # pandas: nothing to concatenate, i.e. no chart of this host answered
+            printed.append('no chart asked of {} answered with data'.format(host))
             continue
         except Exception as e:  # one agent down (a child gone offline) costs only its own models
             printed.append('training data request to {} failed: {}: {}'.format(host, e.__class__.__name__, e))

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import socket
+import sys
 import threading
 import time
 from bisect import bisect_right
@@ -50,21 +51,59 @@ class ReplayClock:
                 self.start, self._t0 = float(t), self.wall()
 
 
-class Recording:
-    """A recording folder, with each chart's rows loaded on first use (oldest first)."""
+class RecordingError(ValueError):
+    """A recording folder whose own files (not a chart's data) cannot be used; names the file."""
 
-    def __init__(self, path):
+
+def _read_json(folder, name, default=None):
+    f = os.path.join(folder, name)
+    if default is not None and not os.path.exists(f):
+        return default
+    try:
+        with open(f) as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as e:
+        raise RecordingError('{}: {}'.format(f, e))
+
+
+def _check_labels(labels, f):
+    incidents = labels.get('incidents') if isinstance(labels, dict) else None
+    if not isinstance(incidents, list):
+        raise RecordingError('{}: needs an "incidents" list'.format(f))
+    for i, inc in enumerate(incidents):
+        ok = isinstance(inc, dict) and all(isinstance(inc.get(k), (int, float)) and not isinstance(inc.get(k), bool)
+                                           for k in ('start', 'end'))
+        if not ok or inc['end'] < inc['start'] or not isinstance(inc.get('expected_charts', []), list):
+            raise RecordingError('{}: incident {} needs numeric "start" <= "end" and an "expected_charts" '
+                                 'list: {}'.format(f, i + 1, json.dumps(inc)[:200]))
+
+
+class Recording:
+    """A recording folder, with each chart's rows loaded on first use (oldest first).
+
+    A chart whose data file cannot be read (truncated, not JSON, rows of the wrong shape) is
+    served as not recorded, so one bad file costs that chart alone; the reason is written to
+    ``log`` once and kept in ``unreadable``.
+    """
+
+    def __init__(self, path, log=None):
         self.path = path
-        with open(os.path.join(path, 'recording.json')) as f:
-            self.meta = json.load(f)
-        with open(os.path.join(path, 'charts.json')) as f:
-            self.charts_body = json.load(f)
-        info = os.path.join(path, 'info.json')
-        self.info_body = json.load(open(info)) if os.path.exists(info) else {'version': 'replay'}
-        labels = os.path.join(path, 'labels.json')
-        self.labels = json.load(open(labels)) if os.path.exists(labels) else {'incidents': []}
-        self.start, self.end = int(self.meta['start']), int(self.meta['end'])
-        self.charts = self.charts_body.get('charts', {})
+        self.log = log if log is not None else sys.stderr
+        self.unreadable = {}
+        self.meta = _read_json(path, 'recording.json')
+        self.charts_body = _read_json(path, 'charts.json')
+        self.info_body = _read_json(path, 'info.json', {'version': 'replay'})
+        self.labels = _read_json(path, 'labels.json', {'incidents': []})
+        try:
+            self.start, self.end = int(self.meta['start']), int(self.meta['end'])
+        except (KeyError, TypeError, ValueError) as e:
+            raise RecordingError('{}: needs "start" and "end" in unix seconds ({}: {})'.format(
+                os.path.join(path, 'recording.json'), type(e).__name__, e))
+        self.charts = self.charts_body.get('charts') if isinstance(self.charts_body, dict) else None
+        if not isinstance(self.charts, dict):
+            raise RecordingError('{}: needs a "charts" object, as /api/v1/charts sends'.format(
+                os.path.join(path, 'charts.json')))
+        _check_labels(self.labels, os.path.join(path, 'labels.json'))
         self._data = {}
         self._lock = threading.Lock()
 
@@ -79,15 +118,29 @@ class Recording:
         f = os.path.join(self.path, 'data', chart + '.json.gz')
         if not os.path.exists(f):
             return None
-        with gzip.open(f, 'rt') as fh:
-            body = json.load(fh)
-        rows = sorted(body.get('data', []), key=lambda r: r[0])
-        labels = body.get('labels', [])[1:]
-        times = np.array([r[0] for r in rows], dtype=np.int64)
-        values = np.array([[math.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
-        if values.size == 0:
-            values = values.reshape(0, len(labels))
-        return labels, times, values
+        try:
+            return read_chart_file(f)
+        except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+            self.unreadable[chart] = '{}: {}'.format(type(e).__name__, e)
+            self.log.write('replay: cannot read {}: {}; the chart is served as not recorded\n'.format(
+                f, self.unreadable[chart]))
+            self.log.flush()
+            return None
+
+
+def read_chart_file(f):
+    """``(labels, times ascending, values)`` from one recorded ``/api/v1/data`` body; raises if malformed."""
+    with gzip.open(f, 'rt') as fh:
+        body = json.load(fh)
+    rows = sorted(body.get('data', []), key=lambda r: r[0])
+    labels = body.get('labels', [])[1:]
+    times = np.array([r[0] for r in rows], dtype=np.int64)
+    values = np.array([[math.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
+    if values.size == 0:
+        values = values.reshape(0, len(labels))
+    if values.ndim != 2 or values.shape[1] != len(labels):
+        raise ValueError('{} labels but rows of {} values'.format(len(labels), values.shape[-1] if values.ndim else 0))
+    return labels, times, values
 
 
 def _int(qs, key, default):

@@ -55,6 +55,28 @@ def test_a_run_that_cannot_train_says_why_instead_of_just_detecting_nothing(reco
     assert 'the job logged errors' in err and 'No module named pandas' in err, err
 
 
+def test_a_recording_with_broken_chart_files_costs_only_those_charts(recording, tmp_path, capsys):
+    """A truncated gzip and a body whose rows do not match its labels: each chart is told in
+    the log and served as not recorded, and the rest of the recording is evaluated."""
+    import gzip
+    import shutil
+    from collector import cli
+    broken = str(tmp_path / 'broken')
+    shutil.copytree(recording, broken)
+    with open(os.path.join(recording, 'data', 'system.ram.json.gz'), 'rb') as f:
+        raw = f.read()
+    with open(os.path.join(broken, 'data', 'system.ram.json.gz'), 'wb') as f:
+        f.write(raw[:len(raw) // 2])
+    with gzip.open(os.path.join(broken, 'data', 'system.forks.json.gz'), 'wt') as f:
+        json.dump({'labels': ['time', 'started', 'late'], 'data': [[START, 1]]}, f)
+    assert cli.main(['evaluate', broken, '--quiet']) == 0
+    out, err = capsys.readouterr()
+    assert 'detected 1/1' in out and re.search(r'broken: 2 charts', out), out
+    assert re.search(r'cannot read \S+system\.ram\.json\.gz: EOFError', err), err
+    assert re.search(r'cannot read \S+system\.forks\.json\.gz: ValueError: 2 labels but rows of 1 values', err), err
+    assert 'Traceback' not in err
+
+
 def test_set_takes_yaml_values_and_patterns_yaml_cannot_read():
     from collector import cli
     got = cli._overrides(['lags_n=3', 'despike=false', "model='hbos'", 'charts_to_exclude=*.uptime,netdata.*'])

@@ -105,6 +105,7 @@ def test_bad_config_exits_nonzero_with_the_key(tmp_path):
 def test_unreachable_agent_writes_nothing_but_protocol(tmp_path):
     r = run_collector('127.0.0.1:9', 3, timeout=60)
     parse(r.stdout)
+    assert r.returncode == 1 and 'none of the 3 steps collected anything' in r.stderr
     assert 'cannot reach' in r.stderr
     assert r.stderr.count('cannot reach http://127.0.0.1:9/api/v1/allmetrics') == 1
 

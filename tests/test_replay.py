@@ -211,3 +211,21 @@ def test_shipped_recordings_serve_every_incident_and_its_expected_charts(meta):
         assert charts, inc['kind']
         _, times, values = rec.chart_rows(charts[0])
         assert times[0] <= inc['start'] and times[-1] >= inc['end'] and np.isfinite(values).any()
+
+
+@pytest.mark.parametrize('name, body, told', [
+    ('recording.json', '{"start": 1}', 'needs "start" and "end"'),
+    ('charts.json', '{"charts": ', 'charts.json: Expecting value'),
+    ('labels.json', '{"incidents": [{"start": 5, "kind": "cpu"}]}', 'incident 1 needs numeric'),
+])
+def test_a_recording_whose_own_files_are_broken_is_refused_naming_the_file(recording, tmp_path, name, body, told):
+    import shutil
+    broken = str(tmp_path / 'broken')
+    shutil.copytree(recording, broken)
+    with open(os.path.join(broken, name), 'w') as f:
+        f.write(body)
+    for command in (['evaluate', broken, '--quiet'], ['replay', broken]):
+        r = subprocess.run([sys.executable, '-m', 'collector'] + command, capture_output=True, text=True,
+                           timeout=60, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        assert r.returncode == 1 and told in r.stderr and name in r.stderr, r.stderr
+        assert 'Traceback' not in r.stderr and r.stdout == ''
