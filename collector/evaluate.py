@@ -196,11 +196,52 @@ def plot_recording(run, result, out):
 
 # ----- labeled datasets ------------------------------------------------------------------
 
+class DatasetError(ValueError):
+    """A dataset folder file that cannot be used; the message names the file and the line."""
+
+
+def _read_rows(path):
+    """Comma-separated numbers, one row per line; an empty cell (a gap) reads as NaN."""
+    rows, width = [], None
+    with open(path) as fh:
+        for n, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            cells = line.split(',')
+            if width is None:
+                width = len(cells)
+            elif len(cells) != width:
+                raise DatasetError('{}: line {} has {} columns, the lines before it {}'.format(
+                    path, n, len(cells), width))
+            try:
+                rows.append([float(c) if c.strip() else np.nan for c in cells])
+            except ValueError:
+                raise DatasetError('{}: line {}: not a number in {!r}'.format(path, n, line[:80]))
+    if not rows:
+        raise DatasetError('{}: no rows'.format(path))
+    return np.array(rows, dtype=np.float64)
+
+
+def _read_labels(path, rows):
+    values = _read_rows(path)
+    if values.shape[1] != 1 or not np.isin(values, (0, 1)).all():
+        raise DatasetError('{}: one 0 or 1 per line expected'.format(path))
+    if len(values) != rows:
+        raise DatasetError('{}: {} labels for {} rows'.format(path, len(values), rows))
+    return values[:, 0].astype(int)
+
+
 def load_dataset(folder):
-    def load(name, ndmin):
-        return np.loadtxt(os.path.join(folder, name), delimiter=',', ndmin=ndmin, dtype=np.float64)
-    train, evals = load('train.csv', 2), load('eval.csv', 2)
-    return train, load('train_labels.csv', 1).astype(int), evals, load('eval_labels.csv', 1).astype(int)
+    """``(train, train_labels, eval, eval_labels)`` of a dataset folder, checked; train labels default to 0."""
+    def path(name):
+        return os.path.join(folder, name)
+    train, evals = _read_rows(path('train.csv')), _read_rows(path('eval.csv'))
+    if train.shape[1] != evals.shape[1]:
+        raise DatasetError('{}: {} columns, train.csv {}'.format(path('eval.csv'), evals.shape[1], train.shape[1]))
+    train_labels = (_read_labels(path('train_labels.csv'), len(train)) if os.path.exists(path('train_labels.csv'))
+                    else np.zeros(len(train), dtype=int))
+    return train, train_labels, evals, _read_labels(path('eval_labels.csv'), len(evals))
 
 
 def score_dataset(folder, config):

@@ -156,6 +156,38 @@ def test_evaluate_dataset_command(tmp_path):
     assert r.returncode == 1 and 'evaluate:' in r.stderr
 
 
+def _edit_line(path, n, text):
+    with open(path) as f:
+        lines = f.read().splitlines()
+    lines[n - 1] = text
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
+@pytest.mark.parametrize('name, line, text, told', [
+    ('eval.csv', 5, '1,abc,3', "eval.csv: line 5: not a number in '1,abc,3'"),
+    ('eval.csv', 5, '1,2', 'eval.csv: line 5 has 2 columns, the lines before it 3'),
+    ('eval_labels.csv', 5, '2', 'eval_labels.csv: one 0 or 1 per line expected'),
+    ('train.csv', 1, '1,2,3,4', 'train.csv: line 2 has 3 columns, the lines before it 4'),
+])
+def test_a_dataset_file_that_cannot_be_read_is_named_with_its_line(tmp_path, name, line, text, told):
+    folder = write_dataset(str(tmp_path / 'machine'))
+    _edit_line(os.path.join(folder, name), line, text)
+    r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', '--dataset', folder, '--quiet'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and told in r.stderr, r.stderr
+    assert 'Traceback' not in r.stderr
+
+
+def test_a_dataset_with_gaps_and_without_train_labels_is_evaluated(tmp_path):
+    """An empty cell is a missing sample (filled like the agent's nulls); train labels are optional."""
+    folder = write_dataset(str(tmp_path / 'machine'))
+    os.remove(os.path.join(folder, 'train_labels.csv'))
+    _edit_line(os.path.join(folder, 'eval.csv'), 5, '1,,3')
+    result = evaluate_datasets([folder], parse_job_config({}))
+    assert result['datasets'][0]['auc_roc'] > 0.9
+
+
 @pytest.mark.skipif(not os.path.isdir(DEMO), reason='demo recording not present')
 def test_the_shipped_recording_has_its_incidents_detected(tmp_path):
     r = subprocess.run([sys.executable, '-m', 'collector', 'demo', '--plot', str(tmp_path / 'demo.png')], cwd=ROOT,
