@@ -94,6 +94,7 @@ class AnomalyDetector:
         self.training_step = 0       # the step the training in flight started at
         self.gap = None              # (step, agent time) of the last gap in collection
         self.waiting = set()  # models whose chart has less than train_min_n_secs of history
+        self.waiting_since = {}  # model id -> (step, the chart's listed seconds) when its wait began
         self.training_all = False  # whether the training in flight fits every chart on the rolling window
         self.history_seen = None   # seconds of history the agent held at the last such training
         self.trainings = 0
@@ -311,6 +312,7 @@ class AnomalyDetector:
         """One log line per reason (listing the models), and only when a model's reason changes;
         one line when models start waiting for history, not one per retry. Whether any reason
         is new; a failed model's next retry is set further away each time."""
+        self._stop_endless_waits(result)
         by_reason = {}
         for model_id, reason in sorted(result.errors.items()):
             if self.untrained.get(model_id) != reason:
@@ -335,6 +337,25 @@ class AnomalyDetector:
             self.log.info("{} kept as loaded: the agent holds {} s of history, under train_min_n_secs ({} s): "
                           "{}".format(_count('model', kept), so_far, result.min_history, _listed(kept)))
         return bool(by_reason)
+
+    def _stop_endless_waits(self, result):
+        """A chart the agent lists without its history growing (never collected, an agent that
+        keeps no history) is not young: after twice the wait it would need, plus two
+        discoveries, it is an error like any chart without data, retried further and further apart."""
+        listed = self.apis[self.config.host].listed_seconds
+        limit = 2 * result.min_history + 2 * DISCOVER_SECONDS
+        for model_id in list(result.waiting):
+            chart = self.specs[model_id].chart if model_id in self.specs else model_id
+            seen = listed.get(chart)
+            since = self.waiting_since.get(model_id)
+            if since is None or since[1] != seen:   # its history moved: a young chart, its wait starts now
+                self.waiting_since[model_id] = (self.steps, seen)
+            elif model_id not in self.models and (self.steps - since[0]) * self.config.update_every > limit:
+                del result.waiting[model_id]
+                result.errors[model_id] = 'the agent lists the chart but its history has not grown in {} s'.format(
+                    limit)
+        for model_id in set(self.waiting_since) - set(result.waiting) - set(result.errors):
+            del self.waiting_since[model_id]
 
     def _rebuild(self, tails):
         """Lay all models out for batch scoring and refill the raw rows they need.

@@ -204,20 +204,19 @@ def _read_rows(path):
     """Comma-separated numbers, one row per line; an empty cell (a gap) reads as NaN."""
     rows, width = [], None
     with open(path) as fh:
-        for n, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            cells = line.split(',')
-            if width is None:
-                width = len(cells)
-            elif len(cells) != width:
-                raise DatasetError('{}: line {} has {} columns, the lines before it {}'.format(
-                    path, n, len(cells), width))
-            try:
-                rows.append([float(c) if c.strip() else np.nan for c in cells])
-            except ValueError:
-                raise DatasetError('{}: line {}: not a number in {!r}'.format(path, n, line[:80]))
+        lines = fh.read().splitlines()
+    while lines and not lines[-1].strip():   # a trailing newline or two is no row
+        lines.pop()
+    for n, line in enumerate(lines, 1):
+        cells = line.strip().split(',')   # a blank line is one empty cell: a gap in a one-column file
+        if width is None:
+            width = len(cells)
+        elif len(cells) != width:
+            raise DatasetError('{}: line {} has {} columns, the lines before it {}'.format(path, n, len(cells), width))
+        try:
+            rows.append([float(c) if c.strip() else np.nan for c in cells])
+        except ValueError:
+            raise DatasetError('{}: line {}: not a number in {!r}'.format(path, n, line.strip()[:80]))
     if not rows:
         raise DatasetError('{}: no rows'.format(path))
     return np.array(rows, dtype=np.float64)
@@ -252,6 +251,7 @@ def score_dataset(folder, config):
     from .features import feature_groups, fill_missing
     from .flags import n_of_m
     from .models import fit_model
+    from .training import MIN_TRAIN_ROWS
     train, train_labels, evals, labels = load_dataset(folder)
     train = fill_missing(train)
     X = config.training_features(train)
@@ -260,6 +260,9 @@ def score_dataset(folder, config):
         # anomaly-aware training: a feature row that saw a labeled row does not teach "normal"
         seen = np.convolve(train_labels, np.ones(train_need, dtype=int))[train_need - 1:len(train_labels)]
         X = X[seen == 0]
+    if len(X) < MIN_TRAIN_ROWS:
+        raise DatasetError('{}: {} training rows left after the features and labeled rows, at least {} '
+                           'needed'.format(os.path.join(folder, 'train.csv'), len(X), MIN_TRAIN_ROWS))
     groups = feature_groups([0] * train.shape[1], config.lags_n, config.level_features)
     fm = fit_model(os.path.basename(folder), [], X, model=config.model, contamination=config.contamination,
                    calibration=config.calibration, max_rows=config.train_max_n, groups=groups,

@@ -73,9 +73,11 @@ def _check_labels(labels, f):
     for i, inc in enumerate(incidents):
         ok = isinstance(inc, dict) and all(isinstance(inc.get(k), (int, float)) and not isinstance(inc.get(k), bool)
                                            for k in ('start', 'end'))
-        if not ok or inc['end'] < inc['start'] or not isinstance(inc.get('expected_charts', []), list):
-            raise RecordingError('{}: incident {} needs numeric "start" <= "end" and an "expected_charts" '
-                                 'list: {}'.format(f, i + 1, json.dumps(inc)[:200]))
+        charts = inc.get('expected_charts', []) if ok else None
+        if (not ok or inc['end'] < inc['start'] or not isinstance(charts, list)
+                or not all(isinstance(c, str) for c in charts) or not isinstance(inc.get('kind', ''), str)):
+            raise RecordingError('{}: incident {} needs numeric "start" <= "end", a "kind" string and an '
+                                 '"expected_charts" list of chart ids: {}'.format(f, i + 1, json.dumps(inc)[:200]))
 
 
 class Recording:
@@ -120,7 +122,7 @@ class Recording:
             return None
         try:
             return read_chart_file(f)
-        except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+        except Exception as e:   # any damage (zlib, JSON, shapes, numbers out of range) is this chart's alone
             self.unreadable[chart] = '{}: {}'.format(type(e).__name__, e)
             self.log.write('replay: cannot read {}: {}; the chart is served as not recorded\n'.format(
                 f, self.unreadable[chart]))
@@ -134,12 +136,13 @@ def read_chart_file(f):
         body = json.load(fh)
     rows = sorted(body.get('data', []), key=lambda r: r[0])
     labels = body.get('labels', [])[1:]
+    odd = next((r for r in rows if len(r) != len(labels) + 1), None)
+    if odd is not None:
+        raise ValueError('{} labels but a row of {} values'.format(len(labels), len(odd) - 1))
     times = np.array([r[0] for r in rows], dtype=np.int64)
     values = np.array([[math.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
     if values.size == 0:
         values = values.reshape(0, len(labels))
-    if values.ndim != 2 or values.shape[1] != len(labels):
-        raise ValueError('{} labels but rows of {} values'.format(len(labels), values.shape[-1] if values.ndim else 0))
     return labels, times, values
 
 

@@ -33,6 +33,8 @@ def select_job(config_path, job=None, host=None, update_every=None, notes=None):
 
 
 def run(config_path=None, job=None, host=None, update_every=None, steps=None, out=None, err=None):
+    """Run one job standalone, protocol on ``out``; the number of steps that updated the charts
+    or at least reached the agent (0: it never answered), -1 when the job did not start."""
     out = out or sys.stdout
     err = err or sys.stderr
     notes = []
@@ -44,7 +46,11 @@ def run(config_path=None, job=None, host=None, update_every=None, steps=None, ou
     saved = sys.stdout
     sys.stdout = err  # nothing but protocol lines may reach the real stdout
     try:
-        return run_job(service, steps=steps)
+        updated = run_job(service, steps=steps)
+        if updated == 0 and service.answered_steps:   # a young agent, or a first training still running
+            service.info('no prediction in {} steps: the models are still waiting for history or '
+                         'training'.format(service.answered_steps))
+        return updated if updated < 0 else max(updated, service.answered_steps)
     finally:
         sys.stdout = saved
         if service.detector is not None:

@@ -120,6 +120,7 @@ class AnomaliesService(object):
         self.last_data = {}
         self.last_fresh = 0.0
         self.first_prediction_at = None
+        self.answered_steps = 0       # steps at which the agent answered (a model or not)
         self.started_at = time.monotonic()
         self.node = NodeRate(RATE_WINDOW_SECONDS // max(1, self.update_every))
         self.exporter = None
@@ -222,6 +223,7 @@ class AnomaliesService(object):
         self._sync_dimensions(step)
         if not step.fresh:
             return self._stale()
+        self.answered_steps += 1
         if not step.scores:
             return None
         rate, rolling, longest, longest_model, raised = self.node.update(step.scores, time.monotonic())

@@ -548,6 +548,33 @@ def test_a_chart_listed_before_its_first_collection_waits_rather_than_fails(tmp_
     assert any('system.late' in m and 'waiting for 120 s of history' in m for _, m in logger.lines), logger.lines
 
 
+def test_a_chart_listed_but_never_collected_is_an_error_once_its_wait_is_plainly_over(tmp_path, logger):
+    """A chart the agent keeps listing with no history that grows (created and never
+    collected, or an agent that keeps no history) waits like a young chart at first; once it
+    has waited twice as long as history would take, plus two discoveries, it is told as an
+    error, and retried further and further apart instead of every minute."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    rec = Recording(_with_a_late_chart(str(tmp_path / 'rec'), values_from=10 ** 6, first_entry=0, last_entry=0))
+    with ReplayServer(rec, ReplayClock(rec.start + 600, stepped=True)) as server:
+        det = make_detector(server, logger, train_min_n_secs=60)
+        det.start()
+        trainings_at = []
+        for _ in range(900):
+            det.step()
+            server.clock.advance(1)
+            if det.trainer.busy:
+                trainings_at.append(det.steps)
+                det.trainer.wait()
+        det.close()
+    assert 'system.late' not in det.models and 'system.cpu' in det.models
+    told = [m for m in logger.errors() if 'system.late' in m]
+    assert len(told) == 1 and 'the agent lists the chart but its history has not grown in 240 s' in told[0], told
+    waits = [m for _, m in logger.lines if 'system.late' in m and 'waiting for 60 s of history' in m]
+    assert len(waits) == 1, logger.lines
+    late = [t for t in trainings_at if t > 600]   # only its retries train then, ever further apart
+    assert late and all(b - a >= 120 for a, b in zip(late, late[1:])) and len(late) <= 4, trainings_at
+
+
 def _first_training_age(server, rec, det, limit=400):
     """The agent's age (s) when ``det`` first has a model; None if it never did within ``limit`` steps."""
     det.start()

@@ -56,8 +56,8 @@ def test_a_run_that_cannot_train_says_why_instead_of_just_detecting_nothing(reco
 
 
 def test_a_recording_with_broken_chart_files_costs_only_those_charts(recording, tmp_path, capsys):
-    """A truncated gzip and a body whose rows do not match its labels: each chart is told in
-    the log and served as not recorded, and the rest of the recording is evaluated."""
+    """A truncated gzip, one damaged inside and a body whose rows do not match its labels: each
+    chart is told in the log and served as not recorded, and the rest of the recording is evaluated."""
     import gzip
     import shutil
     from collector import cli
@@ -67,13 +67,19 @@ def test_a_recording_with_broken_chart_files_costs_only_those_charts(recording, 
         raw = f.read()
     with open(os.path.join(broken, 'data', 'system.ram.json.gz'), 'wb') as f:
         f.write(raw[:len(raw) // 2])
-    with gzip.open(os.path.join(broken, 'data', 'system.forks.json.gz'), 'wt') as f:
-        json.dump({'labels': ['time', 'started', 'late'], 'data': [[START, 1]]}, f)
+    with gzip.open(os.path.join(broken, 'data', 'system.load.json.gz'), 'wt') as f:
+        json.dump({'labels': ['time', 'load1'], 'data': [[START + i] for i in range(100)]}, f)
+    with open(os.path.join(recording, 'data', 'system.forks.json.gz'), 'rb') as f:
+        raw = bytearray(f.read())
+    raw[30:40] = b'\xff' * 10   # damage inside the deflate stream, not at its end
+    with open(os.path.join(broken, 'data', 'system.forks.json.gz'), 'wb') as f:
+        f.write(bytes(raw))
     assert cli.main(['evaluate', broken, '--quiet']) == 0
     out, err = capsys.readouterr()
-    assert 'detected 1/1' in out and re.search(r'broken: 2 charts', out), out
+    assert 'detected 1/1' in out and re.search(r'broken: 1 charts', out), out
     assert re.search(r'cannot read \S+system\.ram\.json\.gz: EOFError', err), err
-    assert re.search(r'cannot read \S+system\.forks\.json\.gz: ValueError: 2 labels but rows of 1 values', err), err
+    assert re.search(r'cannot read \S+system\.load\.json\.gz: ValueError: 1 labels but a row of 0 values', err), err
+    assert re.search(r'cannot read \S+system\.forks\.json\.gz: error', err), err
     assert 'Traceback' not in err
 
 
@@ -169,10 +175,17 @@ def _edit_line(path, n, text):
     ('eval.csv', 5, '1,2', 'eval.csv: line 5 has 2 columns, the lines before it 3'),
     ('eval_labels.csv', 5, '2', 'eval_labels.csv: one 0 or 1 per line expected'),
     ('train.csv', 1, '1,2,3,4', 'train.csv: line 2 has 3 columns, the lines before it 4'),
+    ('train_labels.csv', None, '1', 'train.csv: 0 training rows left after the features and labeled rows'),
 ])
 def test_a_dataset_file_that_cannot_be_read_is_named_with_its_line(tmp_path, name, line, text, told):
     folder = write_dataset(str(tmp_path / 'machine'))
-    _edit_line(os.path.join(folder, name), line, text)
+    if line is None:   # every line
+        with open(os.path.join(folder, name)) as f:
+            n = len(f.read().splitlines())
+        with open(os.path.join(folder, name), 'w') as f:
+            f.write((text + '\n') * n)
+    else:
+        _edit_line(os.path.join(folder, name), line, text)
     r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', '--dataset', folder, '--quiet'],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and told in r.stderr, r.stderr
@@ -180,12 +193,22 @@ def test_a_dataset_file_that_cannot_be_read_is_named_with_its_line(tmp_path, nam
 
 
 def test_a_dataset_with_gaps_and_without_train_labels_is_evaluated(tmp_path):
-    """An empty cell is a missing sample (filled like the agent's nulls); train labels are optional."""
+    """An empty cell is a missing sample (filled like the agent's nulls), in a one-column file
+    a blank line; train labels are optional."""
+    from collector.evaluate import load_dataset
     folder = write_dataset(str(tmp_path / 'machine'))
     os.remove(os.path.join(folder, 'train_labels.csv'))
     _edit_line(os.path.join(folder, 'eval.csv'), 5, '1,,3')
     result = evaluate_datasets([folder], parse_job_config({}))
     assert result['datasets'][0]['auc_roc'] > 0.9
+    one = str(tmp_path / 'one')
+    os.makedirs(one)
+    for name, text in (('train.csv', '1\n2\n\n4\n'), ('eval.csv', '5\n\n7\n\n'), ('eval_labels.csv', '0\n1\n0\n')):
+        with open(os.path.join(one, name), 'w') as f:
+            f.write(text)
+    train, train_labels, evals, labels = load_dataset(one)
+    assert np.isnan(train[2, 0]) and train.shape == (4, 1) and list(train_labels) == [0] * 4
+    assert evals.shape == (3, 1) and np.isnan(evals[1, 0]) and list(labels) == [0, 1, 0]
 
 
 @pytest.mark.skipif(not os.path.isdir(DEMO), reason='demo recording not present')

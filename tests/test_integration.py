@@ -102,10 +102,23 @@ def test_bad_config_exits_nonzero_with_the_key(tmp_path):
     assert "key 'model'" in r.stderr
 
 
+def test_a_bounded_run_on_an_agent_too_young_to_train_on_is_not_a_failure(recording, tmp_path):
+    """``run --steps N`` against an agent that answers but holds less history than a model
+    needs: nothing to predict yet, which the log says, and exit 0 (1 is for an agent that
+    never answered)."""
+    server = ReplayServer(Recording(recording), ReplayClock(START + 30)).start()
+    try:
+        r = run_collector(server.host, 3, timeout=60)
+    finally:
+        server.stop()
+    assert r.returncode == 0, r.stderr
+    assert 'waiting for 300 s of history' in r.stderr and 'no prediction in 3 steps' in r.stderr, r.stderr
+
+
 def test_unreachable_agent_writes_nothing_but_protocol(tmp_path):
     r = run_collector('127.0.0.1:9', 3, timeout=60)
     parse(r.stdout)
-    assert r.returncode == 1 and 'none of the 3 steps collected anything' in r.stderr
+    assert r.returncode == 1 and 'the agent did not answer in 3 steps' in r.stderr
     assert 'cannot reach' in r.stderr
     assert r.stderr.count('cannot reach http://127.0.0.1:9/api/v1/allmetrics') == 1
 

@@ -217,6 +217,8 @@ def test_shipped_recordings_serve_every_incident_and_its_expected_charts(meta):
     ('recording.json', '{"start": 1}', 'needs "start" and "end"'),
     ('charts.json', '{"charts": ', 'charts.json: Expecting value'),
     ('labels.json', '{"incidents": [{"start": 5, "kind": "cpu"}]}', 'incident 1 needs numeric'),
+    ('labels.json', '{"incidents": [{"start": 5, "end": 9, "expected_charts": [["system.cpu"]]}]}',
+     'incident 1 needs numeric'),
 ])
 def test_a_recording_whose_own_files_are_broken_is_refused_naming_the_file(recording, tmp_path, name, body, told):
     import shutil
