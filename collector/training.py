@@ -153,7 +153,6 @@ def run_training(request):
             result.error = str(e)
         return result
     result.problems = problems
-    result.rows = int(len(df))
     index = times_index
     all_columns = list(df.columns)
     need, train_need = cfg.rows_needed, cfg.training_rows_needed
@@ -167,6 +166,7 @@ def run_training(request):
         raw = df[cols].to_numpy(dtype=np.float64)
         valid = ~np.isnan(raw).all(axis=1)
         raw, times = raw[valid], index[valid]
+        result.rows = max(result.rows, int(raw.shape[0]))   # rows with values: a young agent pads its window with nulls
         if not raw.shape[0]:
             result.errors[spec.model_id] = NO_VALUES
             continue

@@ -76,3 +76,17 @@ def test_an_agent_seconds_old_that_cannot_answer_for_its_charts_yet_is_waited_fo
     assert old.error == 'no chart data could be read for training' and not old.waiting
     unknown = run_training(TrainingRequest(cfg, specs, -1200, 0))   # an agent whose list gives no times
     assert unknown.error
+
+
+def test_the_rows_a_training_reports_are_the_rows_with_values(monkeypatch):
+    """A young Netdata agent answers a 1200 s window with a row for every second, null before
+    its first collection: the log's 'trained N models on R rows' counts only rows with values."""
+    import pandas as pd
+    from collector import netdata_api
+    t = np.arange(1000, 2200, dtype=float)
+    values = np.where(t[:, None] >= 2000, np.random.default_rng(0).normal(10, 1, (t.size, 2)), np.nan)
+    frame = pd.DataFrame(values, index=t, columns=['h:1::system.cpu|user', 'h:1::system.cpu|system'])
+    monkeypatch.setattr(netdata_api, 'fetch_training_frame', lambda *a, **k: (frame, t, []))
+    cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
+    result = run_training(TrainingRequest(cfg, [ModelSpec('system.cpu', 'h:1', chart='system.cpu')], 1000, 2199))
+    assert 'system.cpu' in result.models and result.rows == 200
