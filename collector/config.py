@@ -31,7 +31,7 @@ DEFAULTS = {
     'api_timeout': 5.0,
     # what to model
     'charts_regex': r'system\..*',
-    'charts_to_exclude': '*.uptime,system.entropy,netdata.*',
+    'charts_to_exclude': '*.uptime,system.entropy,system.idlejitter,netdata.*',
     'custom_models': None,
     'custom_models_normalize': False,
     # how to model it

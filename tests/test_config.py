@@ -21,8 +21,9 @@ def test_defaults_match_the_retired_collector():
     assert (cfg.host, cfg.protocol, cfg.model) == ('127.0.0.1:19999', 'http', 'mahalanobis')
     assert parse_job_config({'model': 'pca'}).model == 'pca'
     assert cfg.charts_regex == r'system\..*'
-    # system.uptime and every other uptime chart, and the agent's own (with a wider charts_regex)
-    assert cfg.charts_to_exclude == ('*.uptime', 'system.entropy', 'netdata.*')
+    # system.uptime and every other uptime chart, the agent's timer jitter, and the agent's own
+    # charts (with a wider charts_regex)
+    assert cfg.charts_to_exclude == ('*.uptime', 'system.entropy', 'system.idlejitter', 'netdata.*')
     assert (cfg.train_max_n, cfg.train_every_n, cfg.train_n_secs, cfg.offset_n_secs) == (100000, 1800, 14400, 0)
     assert (cfg.lags_n, cfg.smooth_n, cfg.diffs_n, cfg.contamination) == (5, 3, 1, 0.001)
     assert cfg.train_min_n_secs == 300   # Netdata's own ML waits 15 minutes; see docs/evaluation.md
@@ -54,12 +55,12 @@ def test_an_original_style_config_keeps_working():
 
 
 def test_charts_to_exclude_takes_ids_and_patterns():
-    """Every uptime chart and the agent's own charts are left out by default (with a wider
-    charts_regex: apps, users, groups, netdata), and a list of plain ids keeps working as in
-    the retired collector."""
+    """Every uptime chart, the agent's timer jitter and the agent's own charts are left out by
+    default (with a wider charts_regex: apps, users, groups, netdata), and a list of plain ids
+    keeps working as in the retired collector."""
     wide = parse_job_config({'charts_regex': '.*'})
     for chart in ('system.uptime', 'netdata.uptime', 'apps.uptime', 'groups.uptime', 'system.entropy',
-                  'netdata.workers_busy_time_by_type_proc'):
+                  'system.idlejitter', 'netdata.workers_busy_time_by_type_proc'):
         assert not wide.chart_matches(chart), chart
     assert wide.chart_matches('system.cpu') and wide.chart_matches('apps.cpu')
     assert wide.chart_matches('system.uptime_seconds')   # a pattern matches the whole id

@@ -263,8 +263,9 @@ def test_milder_incidents_are_flagged_and_charts_that_never_moved_are_watched():
     one, System V IPC objects on charts that sat at 0 for the whole window, direct reads.
     Each is flagged on an expected chart; the IPC charts within 2 s, though their window gave
     no spread to measure a move against. The memory ramp waits for the lasting excess: the
-    window holds a larger move of the same chart (the page cache dropping 3.9 GiB). The only
-    false flags are idlejitter's, as the hypervisor took more of the CPU (steal)."""
+    window holds a larger move of the same chart (the page cache dropping 3.9 GiB). No false
+    flag: as the hypervisor took more of the CPU (steal), only the agent's timer jitter moved,
+    and that chart is left out by default; modelled, it flags again and again."""
     result, _ = evaluate_recording(os.path.join(ROOT, 'recordings', 'netdata-1.37-incidents-g'))
     by_kind = {i['kind']: i for i in result['incidents']}
     assert all(i['detected'] for i in result['incidents']), result
@@ -273,7 +274,10 @@ def test_milder_incidents_are_flagged_and_charts_that_never_moved_are_watched():
         ipc['charts_flagged']), ipc
     assert max(by_kind[k]['delay_s'] for k in ('cpu-half-core', 'process-leak', 'direct-reads')) <= 10, result
     assert by_kind['memory-ramp']['delay_s'] <= 40, result
-    assert set(result['false_flags_by_chart']) <= {'system.idlejitter'}, result
+    assert result['false_flag_events'] == 0, result
+    jitter, _ = evaluate_recording(os.path.join(ROOT, 'recordings', 'netdata-1.37-incidents-g'),
+                                   overrides={'charts_to_exclude': '*.uptime,system.entropy,netdata.*'})
+    assert jitter['false_flags_by_chart'].get('system.idlejitter', 0) >= 2, jitter
 
 
 BLIPS = os.path.join(ROOT, 'recordings', 'netdata-1.37-incidents-e')
