@@ -12,7 +12,7 @@ import numpy as np
 from . import persist
 from .batch import BatchScorer, Layout
 from .flags import FlagPolicy
-from .features import feature_blocks, fill_missing
+from .features import absent_as_zero, feature_blocks, fill_missing
 from .netdata_api import NetdataApi, NetdataError, agent_now, dim_key, json_loads, split_key
 from .training import ModelSpec, TrainingRequest, charts_by_host, make_trainer
 
@@ -383,7 +383,7 @@ class AnomalyDetector:
                 if len(raw):
                     cols = [self.layout.index[c] for c in self.models[model_id].columns]
                     ring[room - len(raw):room, cols] = raw
-        self.ring = ring
+        self.ring = absent_as_zero(ring, self.batch.raw_all, self.batch.raw_offsets)
         self.flag_policy.reindex(self.batch.ids, retrained=tails)
         # rows each model has had, to score only once its features are real
         have = ~np.isnan(ring[:, self.batch.raw_all]) if self.batch.raw_all.size else np.zeros((self.need, 0), bool)
@@ -591,7 +591,8 @@ class AnomalyDetector:
             self.problems.clear('missing:' + model_id, "model '{}': values are back".format(model_id))
         self.missing = missing
         ring = self.ring
-        row = np.where(np.isnan(row), ring[-1], row)   # a dimension without a value keeps its last one
+        row = absent_as_zero(row[None, :], batch.raw_all, batch.raw_offsets)[0]
+        row = np.where(np.isnan(row), ring[-1], row)   # a chart without a value keeps its last row
         ring[:-1] = ring[1:]
         ring[-1] = row
         self.rows_seen = self.rows_seen + present

@@ -103,11 +103,41 @@ def feature_groups(column_groups, lags_n, levels):
     return np.tile(np.asarray(ids, dtype=np.intp), feature_blocks(lags_n, levels))
 
 
+def absent_as_zero(values, index=None, offsets=None):
+    """Read as 0 a dimension that is null in a row where its chart has other values.
+
+    Netdata collects a chart's dimensions together, so one null among values is a dimension
+    the collector no longer reports: an apps.plugin group whose processes all ended (its
+    files, memory and CPU are then 0). Carried forward, the group's last reading (a stress
+    run's CPU) would stand for as long as the group stays away. Rows with no value at all
+    (the chart not collected: a gap, a young agent's padding) stay null for ``fill_missing``.
+    ``index``/``offsets``: the columns of each chart, concatenated, and where each starts
+    (default: all columns are one chart). Returns a new 2-d array.
+    """
+    x = np.array(values, dtype=np.float64, copy=True)
+    if x.ndim == 1:
+        x = x[:, None]
+    if index is None:
+        index, offsets = np.arange(x.shape[1]), np.zeros(1 if x.shape[1] else 0, dtype=np.intp)
+    if not len(index):
+        return x
+    part = x[:, index]
+    missing = np.isnan(part)
+    if not missing.any():
+        return x
+    some = np.logical_or.reduceat(~missing, offsets, axis=1)
+    some = np.repeat(some, np.diff(np.append(offsets, len(index))), axis=1)
+    part[missing & some] = 0.0
+    x[:, index] = part
+    return x
+
+
 def fill_missing(values):
     """Forward-fill NaN down each column, then back-fill the leading gap, then zeros.
 
-    Netdata answers null where it had no sample (a process group that did not exist yet,
-    a chart created mid-window). Carrying the last value matches what the agent shows.
+    Netdata answers null where it had no sample (a chart created mid-window, a gap in
+    collection); carrying the last value keeps the gap from reading as a change. A chart's
+    own absent dimensions are read as 0 first, by ``absent_as_zero``.
     """
     x = np.array(values, dtype=np.float64, copy=True)
     if x.ndim == 1:

@@ -268,7 +268,7 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
                                    e.__class__.__name__, e))
     printed = []
     kwargs = dict(after=int(after), before=int(before), points=int(points), user=username, pwd=password,
-                  protocol=protocol, timeout=timeout, ffill=True, sort_cols=True)
+                  protocol=protocol, timeout=timeout, ffill=False, sort_cols=True)
     frames = []
     for host, charts in host_charts.items():
         try:
@@ -285,8 +285,27 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
         frames.append(df)
     if not frames:
         raise NetdataError('no chart data could be read for training{}'.format(_problems_suffix(printed)))
-    df = frames[0] if len(frames) == 1 else pd.concat(frames, axis=1, join='outer').sort_index().ffill()
+    df = frames[0] if len(frames) == 1 else pd.concat(frames, axis=1, join='outer').sort_index()
+    df = carried_forward(df)
     return df, np.asarray(df.index, dtype=np.float64), [line.strip() for line in printed if line.strip()]
+
+
+def carried_forward(df):
+    """The training frame with each chart's absent dimensions read as 0 (``absent_as_zero``:
+    null in a row where the chart has values), then every null carried forward: the rows of a
+    chart collected every 5 s, joined on one-second time with the others, repeat its last
+    value, as the agent's current values do between its collections."""
+    from .features import absent_as_zero
+    cols = list(df.columns)
+    if not cols:
+        return df
+    charts = {}
+    for k, c in enumerate(cols):
+        charts.setdefault(split_key(c)[:2], []).append(k)
+    index = np.array([k for ks in charts.values() for k in ks], dtype=np.intp)
+    offsets = np.cumsum([0] + [len(ks) for ks in charts.values()])[:-1].astype(np.intp)
+    values = absent_as_zero(df.to_numpy(dtype=np.float64), index, offsets)
+    return type(df)(values, index=df.index, columns=cols).ffill()
 
 
 def _fetch_directly(host_charts, after, before, protocol, username, password, tls_verify, timeout, points, why):
@@ -314,7 +333,7 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
     problems = [why] + [p for _, p in results if p]
     if not frames:
         raise NetdataError('no chart data could be read for training{}'.format(_problems_suffix(problems)))
-    df = pd.concat(frames, axis=1, join='outer').sort_index().ffill()
+    df = carried_forward(pd.concat(frames, axis=1, join='outer').sort_index())
     df = df[sorted(df.columns)]
     return df, np.asarray(df.index, dtype=np.float64), problems
 

@@ -215,8 +215,16 @@ def simple_pattern(text):
     return match
 
 
+# how many rows back ``allmetrics`` looks past rows with no value at all for a chart's last
+# collected one (a minute of one-second rows)
+LAST_COLLECTED_ROWS = 60
+
+
 def allmetrics_body(recording, now, pattern=None):
-    """``/api/v1/allmetrics?format=json``: each chart's latest row at or before ``now``."""
+    """``/api/v1/allmetrics?format=json``: each chart's latest row at or before ``now`` that has a
+    value. A recording taken up to the agent's newest second ends, for a chart collected every
+    5 s, with a row the agent had not collected yet (all null); the agent's own answer is the
+    last value it collected."""
     out = {}
     match = simple_pattern(pattern) if pattern else None
     for cid, c in recording.charts.items():
@@ -226,7 +234,11 @@ def allmetrics_body(recording, now, pattern=None):
         if loaded is None:
             continue
         labels, times, values = loaded
-        i = bisect_right(times, int(now)) - 1
+        i = last = bisect_right(times, int(now)) - 1
+        while i >= 0 and last - i < LAST_COLLECTED_ROWS and np.isnan(values[i]).all():
+            i -= 1
+        if i < 0 or np.isnan(values[i]).all():
+            i = last
         if i < 0:
             continue
         by_name = {d.get('name', k): k for k, d in c.get('dimensions', {}).items()}

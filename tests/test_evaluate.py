@@ -280,6 +280,18 @@ def test_milder_incidents_are_flagged_and_charts_that_never_moved_are_watched():
     assert jitter['false_flags_by_chart'].get('system.idlejitter', 0) >= 2, jitter
 
 
+def test_process_groups_that_end_do_not_keep_their_charts_flagged():
+    """incidents-h recorded every chart of a real agent. apps.plugin charts get a dimension per
+    process group; the stress-ng group is there while each stress runs and null once its
+    processes end. Read as 0 then (not its last reading carried on), the apps charts flag
+    the incidents and clear after each; held, they stayed flagged through the quiet minutes
+    (a quarter of the clean chart-steps)."""
+    result, _ = evaluate_recording(os.path.join(ROOT, 'recordings', 'netdata-1.37-incidents-h'),
+                                   overrides={'charts_regex': r'apps\..*'})
+    assert result['detected'] == 5, result
+    assert result['false_flag_events'] == 0 and result['clean_flagged_share'] < 0.01, result
+
+
 BLIPS = os.path.join(ROOT, 'recordings', 'netdata-1.37-incidents-e')
 
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from collector.features import despiked_history, feature_blocks, feature_groups, fill_missing, make_features, rows_needed
+from collector.features import (absent_as_zero, despiked_history, feature_blocks, feature_groups, fill_missing,
+                                make_features, rows_needed)
 
 
 def test_hand_computed_features():
@@ -46,6 +47,24 @@ def test_too_few_rows_gives_empty_matrix():
 def test_fill_missing():
     x = np.array([[np.nan, 1.0, np.nan], [2.0, np.nan, np.nan], [np.nan, 3.0, np.nan]])
     assert fill_missing(x).tolist() == [[2.0, 1.0, 0.0], [2.0, 1.0, 0.0], [2.0, 3.0, 0.0]]
+
+
+def test_a_dimension_absent_while_its_chart_has_values_reads_zero():
+    """An apps.plugin group whose processes ended is null while the chart's other groups have
+    values: it reads 0, not its last reading held for good. A row with no value at all (the
+    chart not collected) stays null, for fill_missing to carry the last row over it. Each
+    chart of a layout is judged on its own columns."""
+    nan = np.nan
+    x = np.array([[5.0, 90.0, 1.0], [5.0, nan, 1.0], [nan, nan, nan], [6.0, nan, 1.0]])
+    got = absent_as_zero(x)
+    assert np.array_equal(got[[0, 1, 3]], [[5, 90, 1], [5, 0, 1], [6, 0, 1]])
+    assert np.isnan(got[2]).all()
+    assert fill_missing(got).tolist() == [[5, 90, 1], [5, 0, 1], [5, 0, 1], [6, 0, 1]]
+    # two charts: columns 0-1 and 2-3, in the order (3, 2), (0, 1); the second chart not collected
+    two = np.array([[1.0, nan, nan, nan]])
+    out = absent_as_zero(two, np.array([3, 2, 0, 1]), np.array([0, 2]))
+    assert out[0, :2].tolist() == [1.0, 0.0] and np.isnan(out[0, 2:]).all()
+    assert np.isnan(x[1, 1])   # the input is left as it was
 
 
 def test_level_block_is_the_smoothed_value_after_the_change_blocks():

@@ -231,3 +231,55 @@ def test_a_recording_whose_own_files_are_broken_is_refused_naming_the_file(recor
                            timeout=60, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         assert r.returncode == 1 and told in r.stderr and name in r.stderr, r.stderr
         assert 'Traceback' not in r.stderr and r.stdout == ''
+
+
+def test_allmetrics_gives_the_last_collected_value_when_the_recording_ends_before_a_collection(tmp_path):
+    """A recording taken up to the agent's newest second ends, for a chart collected every 5 s,
+    with a row the agent had not collected yet (all null). The agent itself would answer with
+    the last value it collected, so the job does not read the chart as gone at the last step."""
+    from conftest import write_recording
+    path = write_recording(str(tmp_path / 'rec'))
+    f = os.path.join(path, 'data', 'system.load.json.gz')
+    body = recorded(path, 'system.load')
+    end = body['data'][0][0]
+    body['data'].insert(0, [end + 5, None, None, None])      # newest first
+    with gzip.open(f, 'wt') as fh:
+        json.dump(body, fh)
+    rec = Recording(path)
+    with ReplayServer(rec, ReplayClock(end + 5, stepped=True)) as server:
+        load = get(server, '/api/v1/allmetrics?format=json')['system.load']
+        assert load['last_updated'] == end
+        assert [d['value'] for d in load['dimensions'].values()] == body['data'][1][1:]
+        # the stored rows are served as recorded, the null row included
+        assert data(server, 'system.load', end, end + 5)['data'][0] == [end + 5, None, None, None]
+
+
+def test_training_window_reads_a_dimension_gone_from_its_chart_as_zero(tmp_path):
+    """A group whose processes ended is null in the agent's rows while its chart's other
+    dimensions have values: the training window reads it as 0 (not its last value carried on),
+    on both ways of reading the window, and a chart collected every 5 s still repeats its last
+    value between collections."""
+    from collector.netdata_api import _fetch_directly, fetch_training_frame
+    from conftest import write_recording
+    path = write_recording(str(tmp_path / 'rec'))
+    f = os.path.join(path, 'data', 'system.cpu.json.gz')
+    body = recorded(path, 'system.cpu')
+    guest = body['labels'].index('guest')
+    for row in body['data']:
+        if row[0] > START + 550:
+            row[guest] = None
+        elif row[0] > START + 500:
+            row[guest] = 40.0        # busy until it ended
+    with gzip.open(f, 'wt') as fh:
+        json.dump(body, fh)
+    rec = Recording(path)
+    with ReplayServer(rec, ReplayClock(rec.start + 600, stepped=True)) as server:
+        charts = {server.host: ['system.cpu', 'system.load']}
+        # netdata-pandas where it runs (the window read directly where it cannot), and directly
+        frames = [fetch_training_frame(charts, -120, 0)[0],
+                  _fetch_directly(charts, -120, 0, 'http', None, None, True, 10, 0, 'why')[0]]
+        for df in frames:
+            col = df['{}::system.cpu|guest'.format(server.host)]
+            assert (col[col.index <= START + 550].iloc[-1], col[col.index > START + 550].max()) == (40.0, 0.0)
+            load = df['{}::system.load|load1'.format(server.host)]
+            assert not load.iloc[5:].isna().any() and load.iloc[5:].nunique() < len(load) // 4
