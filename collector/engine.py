@@ -383,7 +383,7 @@ class AnomalyDetector:
                 if len(raw):
                     cols = [self.layout.index[c] for c in self.models[model_id].columns]
                     ring[room - len(raw):room, cols] = raw
-        self.ring = absent_as_zero(ring, self.batch.raw_all, self.batch.raw_offsets)
+        ring = self.ring = absent_as_zero(ring, self.batch.raw_all, self.batch.raw_offsets)
         self.flag_policy.reindex(self.batch.ids, retrained=tails)
         # rows each model has had, to score only once its features are real
         have = ~np.isnan(ring[:, self.batch.raw_all]) if self.batch.raw_all.size else np.zeros((self.need, 0), bool)

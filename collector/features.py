@@ -136,8 +136,8 @@ def fill_missing(values):
     """Forward-fill NaN down each column, then back-fill the leading gap, then zeros.
 
     Netdata answers null where it had no sample (a chart created mid-window, a gap in
-    collection); carrying the last value keeps the gap from reading as a change. A chart's
-    own absent dimensions are read as 0 first, by ``absent_as_zero``.
+    collection); carrying the last value keeps the gap from reading as a change. The job reads
+    a chart's absent dimensions as 0 before this (``absent_as_zero``).
     """
     x = np.array(values, dtype=np.float64, copy=True)
     if x.ndim == 1:

@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 import numpy as np
 
+from .features import absent_as_zero
+
 try:  # several times faster on the per-step allmetrics body; optional
     from orjson import loads as json_loads
 except ImportError:  # pragma: no cover
@@ -295,7 +297,7 @@ def carried_forward(df):
     null in a row where the chart has values), then every null carried forward: the rows of a
     chart collected every 5 s, joined on one-second time with the others, repeat its last
     value, as the agent's current values do between its collections."""
-    from .features import absent_as_zero
+    import pandas as pd
     cols = list(df.columns)
     if not cols:
         return df
@@ -305,7 +307,7 @@ def carried_forward(df):
     index = np.array([k for ks in charts.values() for k in ks], dtype=np.intp)
     offsets = np.cumsum([0] + [len(ks) for ks in charts.values()])[:-1].astype(np.intp)
     values = absent_as_zero(df.to_numpy(dtype=np.float64), index, offsets)
-    return type(df)(values, index=df.index, columns=cols).ffill()
+    return pd.DataFrame(values, index=df.index, columns=cols).ffill()
 
 
 def _fetch_directly(host_charts, after, before, protocol, username, password, tls_verify, timeout, points, why):
