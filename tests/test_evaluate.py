@@ -280,6 +280,16 @@ def test_milder_incidents_are_flagged_and_charts_that_never_moved_are_watched():
     assert jitter['false_flags_by_chart'].get('system.idlejitter', 0) >= 2, jitter
 
 
+def test_the_shared_recordings_shape_recorded_again_is_detected_in_time_and_quietly():
+    """incidents-h: a fresh agent, 12 quiet minutes and the shared recording's five kinds of
+    incident, recorded after every default was set. Each is flagged on an expected chart within
+    10 s, nothing else raises a flag, and a job started a minute after its agent does the same."""
+    for warmup in (None, 60):
+        result, _ = evaluate_recording(os.path.join(ROOT, 'recordings', 'netdata-1.37-incidents-h'), warmup=warmup)
+        assert result['detected'] == 5 and max(i['delay_s'] for i in result['incidents']) <= 10, result
+        assert result['false_flag_events'] == 0, result
+
+
 def test_process_groups_that_end_do_not_keep_their_charts_flagged():
     """incidents-h recorded every chart of a real agent. apps.plugin charts get a dimension per
     process group; the stress-ng group is there while each stress runs and null once its
