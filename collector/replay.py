@@ -215,6 +215,23 @@ def simple_pattern(text):
     return match
 
 
+def charts_body_at(recording, now):
+    """``/api/v1/charts`` as the agent answered at ``now``: a chart it created later (first
+    collected after ``now``: TCP charts that appear with the first connection) is not listed yet,
+    and a listed chart's last entry is no later than ``now``, so the seconds it has been
+    collected grow with the clock as they do on the agent."""
+    charts = {}
+    for cid, c in recording.charts.items():
+        first = c.get('first_entry') if isinstance(c, dict) else None
+        last = c.get('last_entry') if isinstance(c, dict) else None
+        if isinstance(first, (int, float)) and first > now:
+            continue
+        if isinstance(last, (int, float)) and last > now:
+            c = dict(c, last_entry=int(now))
+        charts[cid] = c
+    return dict(recording.charts_body, charts=charts)
+
+
 # how many rows back ``allmetrics`` looks past rows with no value at all for a chart's last
 # collected one (a minute of one-second rows)
 LAST_COLLECTED_ROWS = 60
@@ -282,7 +299,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == '/api/v1/info':
             return self._send(200, rec.info_body)
         if path == '/api/v1/charts':
-            return self._send(200, rec.charts_body)
+            return self._send(200, charts_body_at(rec, now))
         if path == '/api/v1/allmetrics':
             return self._send(200, allmetrics_body(rec, now, qs.get('filter', [''])[0]))
         if path == '/api/v1/data':

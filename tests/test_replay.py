@@ -283,3 +283,26 @@ def test_training_window_reads_a_dimension_gone_from_its_chart_as_zero(tmp_path)
             assert (col[col.index <= START + 550].iloc[-1], col[col.index > START + 550].max()) == (40.0, 0.0)
             load = df['{}::system.load|load1'.format(server.host)]
             assert not load.iloc[5:].isna().any() and load.iloc[5:].nunique() < len(load) // 4
+
+
+def test_the_chart_list_is_the_agents_at_the_replay_clock(tmp_path):
+    """A chart the agent created during the recording (TCP charts appear with the first
+    connection) is not listed before then, and a listed chart's last entry follows the clock,
+    so the job sees how long each chart has been collected as it would on the agent."""
+    from conftest import write_recording
+    path = write_recording(str(tmp_path / 'rec'))
+    with open(os.path.join(path, 'charts.json')) as f:
+        body = json.load(f)
+    end = START + 900
+    for cid, c in body['charts'].items():
+        c['first_entry'], c['last_entry'] = START, end
+    body['charts']['apps.cpu']['first_entry'] = START + 700
+    with open(os.path.join(path, 'charts.json'), 'w') as f:
+        json.dump(body, f)
+    rec = Recording(path)
+    with ReplayServer(rec, ReplayClock(START + 600, stepped=True)) as server:
+        listed = get(server, '/api/v1/charts')['charts']
+        assert 'apps.cpu' not in listed and listed['system.cpu']['last_entry'] == START + 600
+        server.clock.advance(200)
+        listed = get(server, '/api/v1/charts')['charts']
+        assert listed['apps.cpu']['first_entry'] == START + 700 and listed['system.cpu']['last_entry'] == START + 800
