@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from collector.config import parse_job_config  # noqa: E402
 from collector.evaluate import default_warmup, evaluate_recording, load_dataset, score_dataset  # noqa: E402
-from collector.features import absent_as_zero, fill_missing  # noqa: E402
+from collector.features import absent_as_zero, fill_missing, make_features  # noqa: E402
 from collector.metrics import dataset_metrics, recordings_summary, score_incidents  # noqa: E402
 from collector.replay import Recording  # noqa: E402
 
@@ -45,14 +45,9 @@ NODE_WINDOW_S = 60
 
 def feature_vectors(x):
     """Rows of [s_t, s_t-1, ..., s_t-LAGS] for s the moving average (SMOOTH) of the first
-    difference of ``x``; row k belongs to sample k + SMOOTH + LAGS of ``x``."""
-    d = np.diff(np.asarray(x, dtype=np.float64))
-    c = np.concatenate([[0.0], np.cumsum(d)])
-    s = (c[SMOOTH:] - c[:-SMOOTH]) / SMOOTH
-    n = s.size - LAGS
-    if n <= 0:
-        return np.zeros((0, LAGS + 1))
-    return np.column_stack([s[LAGS - k:LAGS - k + n] for k in range(LAGS + 1)])
+    difference of ``x`` (the job's own change features, without levels); row k belongs to
+    sample k + SMOOTH + LAGS of ``x``."""
+    return make_features(np.asarray(x, dtype=np.float64), 1, SMOOTH, LAGS)
 
 
 def kmeans2(X, rng, iterations=1000):
