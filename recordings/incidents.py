@@ -7,7 +7,9 @@ The expected charts are those of ../shared/recordings/netdata-1.37-incidents-a f
 kinds. ``--plan other`` runs five other kinds instead (one busy core, context switches,
 buffered writes, UDP on loopback, a timer storm), with the charts their load goes through;
 ``--plan mild`` five milder ones (half a core, memory taken a little at a time, processes
-left sleeping one by one, System V IPC objects, direct reads of a file).
+left sleeping one by one, System V IPC objects, direct reads of a file), ``--plan more`` five
+more (zombie processes, TCP connections on loopback, page faults, System V messages, a file
+synced over and over).
 Needs stress-ng and curl; run as root beside the agent:
 
     python3 recordings/incidents.py --first $(( $(date +%s) + 4800 )) --gap 600 --labels /tmp/labels.json
@@ -52,6 +54,15 @@ EXPECTED = {
         'system.ipc_semaphores'],
     'direct-reads': ['system.io', 'system.pgpgio', 'system.io_some_pressure', 'system.io_full_pressure',
         'system.cpu', 'disk.vda', 'disk_ops.vda'],
+    # --plan more
+    'zombie-processes': ['system.processes_state', 'system.active_processes', 'system.forks', 'system.processes',
+        'system.ctxt', 'system.cpu', 'apps.processes'],
+    'tcp-connections': ['system.ip', 'system.softirqs', 'system.ctxt', 'system.cpu', 'ipv4.tcpsock',
+        'ipv4.tcpopens', 'ipv4.packets', 'ipv4.tcppackets', 'ipv4.sockstat_tcp_sockets', 'apps.cpu'],
+    'page-faults': ['system.cpu', 'mem.pgfaults', 'apps.minor_faults', 'apps.cpu'],
+    'sysv-messages': ['system.ctxt', 'system.cpu', 'system.processes_state', 'apps.cpu'],
+    'sync-storm': ['system.io', 'system.pgpgio', 'system.io_some_pressure', 'system.io_full_pressure',
+        'system.processes', 'system.processes_state', 'system.cpu', 'disk.vda', 'disk_ops.vda', 'mem.writeback'],
 }
 
 MEMORY_RAMP = '''
@@ -120,7 +131,7 @@ def main():
     p.add_argument('--first', type=float, required=True, help='unix time of the first incident')
     p.add_argument('--gap', type=float, default=600, help='seconds of quiet after each incident')
     p.add_argument('--labels', required=True, help='labels.json to write')
-    p.add_argument('--plan', choices=('first', 'other', 'mild'), default='first', help='which five kinds of incident')
+    p.add_argument('--plan', choices=('first', 'other', 'mild', 'more'), default='first', help='which five kinds of incident')
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix='incidents')
     if args.plan in ('first', 'mild'):     # served by the loopback / read incident (deleted at the end: disk I/O)
@@ -140,6 +151,12 @@ def main():
         ('ipc-objects', ipc_objects),
         ('direct-reads', functools.partial(direct_reads, tmp)),
     ] if args.plan == 'mild' else [
+        ('zombie-processes', ['stress-ng', '--zombie', '1', '--zombie-max', '500', '--timeout', '45s']),
+        ('tcp-connections', ['stress-ng', '--sock', '1', '--timeout', '60s']),
+        ('page-faults', ['stress-ng', '--fault', '1', '--timeout', '60s']),
+        ('sysv-messages', ['stress-ng', '--msg', '1', '--timeout', '45s']),
+        ('sync-storm', ['stress-ng', '--sync-file', '1', '--temp-path', tmp, '--timeout', '60s']),
+    ] if args.plan == 'more' else [
         ('cpu-one-core', ['stress-ng', '--cpu', '1', '--timeout', '60s']),
         ('context-switches', ['stress-ng', '--switch', '1', '--timeout', '45s']),
         ('buffered-writes', ['stress-ng', '--hdd', '1', '--hdd-bytes', '1G', '--temp-path', tmp, '--timeout', '60s']),
