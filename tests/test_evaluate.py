@@ -290,6 +290,19 @@ def test_the_shared_recordings_shape_recorded_again_is_detected_in_time_and_quie
         assert result['false_flag_events'] == 0, result
 
 
+def test_five_kinds_no_other_recording_has_are_each_flagged_at_once_and_nothing_else():
+    """incidents-j: the shared recording's shape with zombies, TCP connections, page faults,
+    System V messages and a sync storm, recorded after every default was set. Each is flagged
+    on an expected chart within 10 s (the page faults show in the default scope only on
+    ``system.cpu``), and the quiet minutes between them raise no flag."""
+    result, _ = evaluate_recording(os.path.join(ROOT, 'recordings', 'netdata-1.37-incidents-j'))
+    by_kind = {i['kind']: i for i in result['incidents']}
+    assert result['detected'] == 5 and max(i['delay_s'] for i in result['incidents']) <= 10, result
+    assert 'system.processes_state' in by_kind['zombie-processes']['charts_flagged'], result
+    assert 'system.io' in by_kind['sync-storm']['charts_flagged'], result
+    assert result['false_flag_events'] == 0, result
+
+
 def test_process_groups_that_end_do_not_keep_their_charts_flagged():
     """incidents-h recorded every chart of a real agent. apps.plugin charts get a dimension per
     process group; the stress-ng group is there while each stress runs and null once its
