@@ -263,9 +263,13 @@ def parse_job_config(raw, job_name=None):
     if not isinstance(raw, dict):
         raise ConfigError(['the job configuration must be a mapping, got {!r}'.format(raw)])
     errors = []
-    unknown = sorted(k for k in raw if k not in DEFAULTS and k not in FRAMEWORK_KEYS)
+    unknown = sorted((k for k in raw if k not in DEFAULTS and k not in FRAMEWORK_KEYS), key=str)
     for k in unknown:
-        errors.append("key '{}': unknown option (see anomalies.conf for the valid ones)".format(k))
+        if isinstance(k, str):
+            errors.append("key '{}': unknown option (see anomalies.conf for the valid ones)".format(k))
+        else:   # YAML reads a bare on/off/yes/no/1 as a boolean or a number
+            errors.append("key {!r}: unknown option, read as a {} (a key written as on, off, yes, no or a "
+                          "number: quote it, or see anomalies.conf for the valid ones)".format(k, type(k).__name__))
     cfg = dict(DEFAULTS)
     cfg.update({k: v for k, v in raw.items() if k in DEFAULTS})
 
@@ -447,10 +451,14 @@ def load_config_file(path, notes=None):
     """Read a YAML python.d config file into ``{job_name: raw_config}``."""
     import yaml
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
+        with open(path, 'rb') as f:
+            data = yaml.safe_load(f.read().decode('utf-8-sig'))
     except OSError as e:
         raise ConfigError(['cannot read {}: {}'.format(path, e.strerror or e)])
+    except UnicodeDecodeError as e:
+        line = e.object.count(b'\n', 0, e.start) + 1
+        raise ConfigError(['cannot read {}: not UTF-8 text (byte 0x{:02x} on line {})'.format(
+            path, e.object[e.start], line)])
     except yaml.YAMLError as e:
         mark = getattr(e, 'problem_mark', None)
         where = ' (line {}, column {})'.format(mark.line + 1, mark.column + 1) if mark is not None else ''

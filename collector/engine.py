@@ -109,6 +109,7 @@ class AnomalyDetector:
         self.flagged = {}       # model id -> [[first, last] agent time of flagged steps], for training
         self.was_flagged = set()  # models flagged last step (their flag's drivers are already told)
         self.disk_checked = set()  # models whose saved file was looked for (once per job)
+        self.unlisted = set()  # models whose chart the last chart listing did not have
         self.own_rows = (0, 0)     # [first, end) rows whose features hold the job's own last training
         self.kept_flagged = set()  # models whose last training kept their flagged steps (said once)
         self._rebuild({})
@@ -165,7 +166,10 @@ class AnomalyDetector:
             self._start_from_disk(charts, step)
             if self.models:
                 return   # the charts without a usable saved model train at the next step
-        gone = sorted(set(self.models) - set(specs))
+        # a chart missing from two listings in a row is gone: an agent just restarted lists some
+        # of its charts only seconds later, and their saved models should not be deleted for it
+        missing = set(self.models) - set(specs)
+        gone, self.unlisted = sorted(missing & self.unlisted), missing
         for model_id in gone:
             del self.models[model_id]
             self.flagged.pop(model_id, None)
@@ -173,7 +177,10 @@ class AnomalyDetector:
                 persist.remove(self.models_dir, model_id)
             self.missing.discard(model_id)
             self.problems.active.pop('missing:' + model_id, None)
-            step.removed.append(model_id)
+            if model_id in step.added:   # trained and gone in one step: nothing was shown to take down
+                step.added.remove(model_id)
+            else:
+                step.removed.append(model_id)
             self.log.info("model '{}' removed: its chart is gone".format(model_id))
         if gone:
             self._rebuild({})
@@ -361,28 +368,45 @@ class AnomalyDetector:
         """Lay all models out for batch scoring and refill the raw rows they need.
 
         The rows come from the allmetrics answers kept since before the training (all
-        columns) and, where those are fewer than needed, from the training window's last
-        rows (``tails``: the newly trained models), so a new model scores on its first step.
+        columns) and, where those are fewer than needed, from the rows the models had before
+        (a model loaded from disk a few steps ago keeps the rows it was given) and the
+        training window's last rows (``tails``: the newly trained models), so a new model
+        scores on its first step and the others do not pause.
         """
+        before = getattr(self, 'ring', None), getattr(self, 'ring_stamps', None), getattr(self, 'layout', None)
         self.layout = Layout(self.models)
         self.batch = BatchScorer(self.models, self.layout,
                                  feature_blocks(self.config.lags_n, self.config.level_features))
         ring = np.full((self.need, len(self.layout)), np.nan)
+        stamps = np.full(self.need, np.nan)   # the agent time of each row, to tell which rows may be kept
         rows = [self.layout.row({h: json_loads(b) for h, b in raw.items()})[0] for _, raw in self.snapshots]
         if rows:
             ring[self.need - len(rows):] = np.vstack(rows)
+            stamps[self.need - len(rows):] = [t for t, _ in self.snapshots]
         room = self.need - len(rows)   # rows the kept answers do not fill
         oldest = self.snapshots[0][0] if self.snapshots else float('inf')
         # rows from before a gap in collection (a training's window that ended before it) are
         # not the seconds just before the rows kept since
         since_gap = self.gap[1] - (self.need + 2) * self.config.update_every if self.gap else -float('inf')
         if room > 0:
+            old_ring, old_stamps, old_layout = before
+            if old_ring is not None and old_stamps is not None:
+                kept = (old_stamps < oldest) & (old_stamps >= since_gap)   # never rows of before a gap
+                old_rows, old_times = old_ring[kept][-room:], old_stamps[kept][-room:]
+                shared = [c for c in self.layout.columns if c in old_layout.index]
+                if len(old_rows) and shared:
+                    at = slice(room - len(old_rows), room)
+                    ring[at, [self.layout.index[c] for c in shared]] = old_rows[:, [old_layout.index[c] for c in shared]]
+                    stamps[at] = old_times
             for model_id, (times, raw) in tails.items():
-                times = np.asarray(times)
-                raw = np.asarray(raw)[(times < oldest) & (times >= since_gap)][-room:]
+                times = np.asarray(times, dtype=np.float64)
+                keep = (times < oldest) & (times >= since_gap)
+                raw, times = np.asarray(raw)[keep][-room:], times[keep][-room:]
                 if len(raw):
                     cols = [self.layout.index[c] for c in self.models[model_id].columns]
                     ring[room - len(raw):room, cols] = raw
+                    stamps[room - len(raw):room] = np.fmax(stamps[room - len(raw):room], times)
+        self.ring_stamps = stamps
         ring = self.ring = absent_as_zero(ring, self.batch.raw_all, self.batch.raw_offsets)
         self.flag_policy.reindex(self.batch.ids, retrained=tails)
         # rows each model has had, to score only once its features are real
@@ -449,6 +473,7 @@ class AnomalyDetector:
                 fm, meta, reason = persist.load(self.models_dir, model_id, self.config, columns, versions)
                 if fm is not None:
                     fm.warm_up()   # imports and JIT now, and a model that cannot score is caught here
+                    self._check_batch(model_id, fm)
             except Exception as e:  # whatever a foreign or broken file does: retrain that model
                 fm, reason = None, 'cannot use it ({}: {})'.format(e.__class__.__name__, str(e)[:80])
             if fm is not None:
@@ -459,6 +484,12 @@ class AnomalyDetector:
             self.log.info('{} saved model{} not used, retraining: {}: {}'.format(
                 len(ids), '' if len(ids) == 1 else 's', reason, _listed(ids)))
         return loaded, metas
+
+    def _check_batch(self, model_id, fm):
+        """Lay ``fm`` out and score it alone, as ``_rebuild`` will with all: a file from another
+        build that loads but lacks what the batch reads then costs only its own model."""
+        layout, blocks = Layout({model_id: fm}), feature_blocks(self.config.lags_n, self.config.level_features)
+        BatchScorer({model_id: fm}, layout, blocks).score(np.zeros(len(layout) * blocks))
 
     def _add_loaded(self, loaded, step):
         """Score the loaded models from the next step on; the agent's newest time, if it answered."""
@@ -578,6 +609,7 @@ class AnomalyDetector:
         for model_id, (times, raw) in tails.items():
             times = np.asarray(times)
             before[model_id] = (times[times < stamp], np.asarray(raw)[times < stamp])
+        self.ring_stamps = None   # the rows held are from before the gap: none of them is kept
         self._rebuild(before)
 
     def _score(self, row, step, stamp):
@@ -595,6 +627,8 @@ class AnomalyDetector:
         row = np.where(np.isnan(row), ring[-1], row)   # a chart without a value keeps its last row
         ring[:-1] = ring[1:]
         ring[-1] = row
+        self.ring_stamps[:-1] = self.ring_stamps[1:]
+        self.ring_stamps[-1] = stamp
         self.rows_seen = self.rows_seen + present
         filled = fill_missing(ring) if np.isnan(ring).any() else ring
         features = self.config.features(filled)[-1]

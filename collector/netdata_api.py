@@ -280,8 +280,18 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
         except ValueError:  # pandas: nothing to concatenate, i.e. no chart of this host answered
             printed.append('no chart asked of {} answered with data'.format(host))
             continue
-        except Exception as e:  # one agent down (a child gone offline) costs only its own models
-            printed.append('training data request to {} failed: {}: {}'.format(host, e.__class__.__name__, e))
+        except Exception as e:  # one odd answer (a time twice) or an agent down costs only that host's charts:
+            # they are read one by one, and what still fails is named
+            why = 'netdata-pandas failed on {} ({}: {}), read chart by chart'.format(host, e.__class__.__name__, e)
+            try:
+                df, _, problems = _fetch_directly({host: charts}, after, before, protocol, username, password,
+                                                  tls_verify, timeout, points, why)
+            except NetdataError as direct:
+                printed.append('training data request to {} failed: {}: {}; {}'.format(
+                    host, e.__class__.__name__, e, direct))
+                continue
+            printed.extend(problems)
+            frames.append(df)
             continue
         df.columns = ['{}::{}'.format(host, c) for c in df.columns]
         frames.append(df)
@@ -322,7 +332,13 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
             labels, rows = api.data(chart, after, before, points)
             values = [[np.nan if v is None else v for v in r[1:]] for r in rows]
             cols = ['{}::{}|{}'.format(host, chart, d) for d in labels]
-            return pd.DataFrame(values, index=[r[0] for r in rows], columns=cols, dtype=np.float64), None
+            df = pd.DataFrame(values, index=[r[0] for r in rows], columns=cols, dtype=np.float64)
+            twice = df.index.duplicated(keep='last')
+            if twice.any():   # one time given twice cannot be joined with the other charts: the last stands
+                n = int(twice.sum())
+                return df[~twice], 'error found on data from: {}/api/v1/data?chart={} ({} time{} given twice, ' \
+                                   'the last row kept)'.format(api.base_url, chart, n, '' if n == 1 else 's')
+            return df, None
         except (NetdataError, KeyError, TypeError, IndexError, ValueError) as e:
             return None, 'error found on data from: {}/api/v1/data?chart={} ({})'.format(api.base_url, chart, e)
         finally:

@@ -136,6 +136,19 @@ def test_all_bad_keys_are_reported_together():
     assert len(errors) == 3
 
 
+def test_keys_yaml_reads_as_booleans_and_files_not_utf8_are_named_not_a_traceback(tmp_path):
+    errors = errors_for({'on': 1, True: 1, 'bogus': 2})
+    assert len(errors) == 3 and any(e.startswith("key True: unknown option, read as a bool") for e in errors)
+    latin = tmp_path / 'latin1.conf'
+    latin.write_bytes("local:\n  host: 'caf\u00e9:19999'\n".encode('latin-1'))
+    with pytest.raises(ConfigError) as e:
+        load_config_file(str(latin))
+    assert 'not UTF-8 text (byte 0xe9 on line 2)' in str(e.value)
+    r = subprocess.run([sys.executable, '-m', 'collector', 'check-config', str(latin)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and 'Traceback' not in r.stderr and 'not UTF-8' in r.stderr
+
+
 def test_python_d_job_layout():
     data = {'update_every': 3, 'priority': 10, 'local': {'model': 'hbos'}, 'other': {'update_every': 1}}
     jobs = job_configs_from_file(data)

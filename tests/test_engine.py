@@ -218,6 +218,53 @@ def test_a_vanishing_chart_is_skipped_then_removed(replay, logger):
     det.close()
 
 
+def test_a_chart_missing_from_one_chart_listing_keeps_its_model_and_saved_file(replay, logger, monkeypatch):
+    """An agent just restarted lists some charts seconds after the others: a chart missing from
+    one listing is skipped meanwhile, not removed, and its saved model stays on disk."""
+    import collector.engine as engine
+    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.2)
+    det = make_detector(replay, logger)
+    run_until_trained(det, replay)
+    saved = os.path.join(det.models_dir, 'system.ram.pkl')
+    assert os.path.exists(saved)
+    removed = []
+    SwitchableApi.hidden = {'system.ram'}
+    try:
+        _steps_until(det, replay, lambda: 'system.ram' in det.unlisted)
+    finally:
+        SwitchableApi.hidden = set()
+    _steps_until(det, replay, lambda: 'system.ram' not in det.unlisted)
+    for _ in range(5):
+        s = det.step()
+        replay.clock.advance(1)
+        removed += s.removed
+    assert 'system.ram' in det.models and os.path.exists(saved) and not removed
+    assert 'system.ram' in s.scores
+    assert not any("'system.ram' removed" in m for _, m in logger.lines)
+    det.close()
+
+
+def test_a_model_trained_as_its_chart_goes_is_neither_shown_nor_taken_down(replay, logger, monkeypatch):
+    """A step whose training brought a model for a chart the listings no longer have lists it
+    in neither ``added`` nor ``removed``, so the charts get no dimension left behind."""
+    import collector.engine as engine
+    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.2)
+    det = make_detector(replay, logger)
+    run_until_trained(det, replay)
+    SwitchableApi.hidden = {'system.ram'}
+    try:
+        _steps_until(det, replay, lambda: 'system.ram' in det.unlisted)
+        step = det._pending
+        step.added.append('system.ram')   # as if the training collected this step had brought it
+        det.next_discovery = (0, 0)
+        det._maybe_start_training(step)
+    finally:
+        SwitchableApi.hidden = set()
+    assert 'system.ram' not in det.models
+    assert 'system.ram' not in step.added and 'system.ram' not in step.removed
+    det.close()
+
+
 def test_a_chart_that_appears_gets_a_model_without_waiting_for_the_retrain(replay, logger, monkeypatch):
     import collector.engine as engine
     monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.5)

@@ -124,6 +124,37 @@ def test_a_restarted_job_predicts_at_once_with_its_saved_models(recording, tmp_p
         server.stop()
 
 
+def test_a_saved_model_that_loads_but_cannot_score_costs_only_its_own_chart(recording, tmp_path):
+    """A file of another build can pass its checksum and unpickle, yet lack what scoring reads:
+    that one model is retrained, and the others score from the first step as usual."""
+    import hashlib
+    models = tmp_path / 'models'
+    conf = tmp_path / 'anomalies.conf'
+    conf.write_text("anomalies:\n  train_n_secs: 300\n  train_every_n: 3600\n  models_dir: '{}'\n".format(models))
+    server = ReplayServer(Recording(recording), ReplayClock(START + 400)).start()
+    try:
+        assert run(server.host, conf, 6).returncode == 0
+        pkl, meta_path = models / 'anomalies' / 'system.ram.pkl', models / 'anomalies' / 'system.ram.json'
+        fm = pickle.loads(pkl.read_bytes())
+        del fm.threshold
+        data = pickle.dumps(fm, protocol=4)
+        pkl.write_bytes(data)
+        meta = json.loads(meta_path.read_text())
+        meta['sha256'] = hashlib.sha256(data).hexdigest()
+        meta_path.write_text(json.dumps(meta))
+        second = run(server.host, conf, 6)
+        assert second.returncode == 0, second.stderr
+        assert re.search(r"1 saved model not used, retraining: cannot use it \(AttributeError.*: system.ram",
+                         second.stderr), second.stderr
+        assert 'loaded 3 saved models' in second.stderr
+        assert 'cannot load saved models' not in second.stderr and 'scoring failed' not in second.stderr
+        assert 'trained 1 model' in second.stderr
+        first_step = second.stdout.split('END')[0]
+        assert "SET 'system.cpu_prob'" in first_step, second.stdout[:2000]
+    finally:
+        server.stop()
+
+
 def test_saved_models_are_kept_while_a_wiped_agent_has_too_little_history(recording, tmp_path):
     """An agent restarted with its history gone (memory mode ram) and a full training due: every
     chart has under train_min_n_secs, so the saved models keep scoring rather than being

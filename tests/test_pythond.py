@@ -84,6 +84,8 @@ def test_job_name_prefixes_chart_type():
     assert make_job().charts['probability'].full_id == 'anomalies.probability'
     job = Job({'job_name': 'edge'})
     assert job.chart_type == 'anomalies_edge'
+    # a chart id is one word on the protocol line
+    assert Job({'job_name': 'my job'}).chart_type == 'anomalies_my_job'
 
 
 def test_run_job_steps_on_the_update_every_grid():

@@ -285,6 +285,27 @@ def test_training_window_reads_a_dimension_gone_from_its_chart_as_zero(tmp_path)
             assert not load.iloc[5:].isna().any() and load.iloc[5:].nunique() < len(load) // 4
 
 
+def test_a_time_given_twice_in_one_charts_window_costs_no_chart(tmp_path):
+    """The agent answered one chart's window with a row repeated: netdata-pandas cannot join
+    it with the other charts, so that host is read chart by chart, the repeated time is kept
+    once, and every chart trains, with the problem named."""
+    from collector.netdata_api import fetch_training_frame
+    from conftest import write_recording
+    path = write_recording(str(tmp_path / 'rec'))
+    body = recorded(path, 'system.ram')
+    k = len(body['data']) - 300
+    body['data'].insert(k, list(body['data'][k]))
+    with gzip.open(os.path.join(path, 'data', 'system.ram.json.gz'), 'wt') as fh:
+        json.dump(body, fh)
+    rec = Recording(path)
+    with ReplayServer(rec, ReplayClock(rec.start + 600, stepped=True)) as server:
+        df, times, problems = fetch_training_frame({server.host: ['system.cpu', 'system.ram']}, -600, 0)
+    assert len(set(times)) == len(times) >= 590
+    assert {c.split('::')[1].split('|')[0] for c in df.columns} == {'system.cpu', 'system.ram'}
+    assert not df.iloc[5:].isna().any().any()
+    assert any('system.ram (1 time given twice, the last row kept)' in p for p in problems), problems
+
+
 def test_the_chart_list_is_the_agents_at_the_replay_clock(tmp_path):
     """A chart the agent created during the recording (TCP charts appear with the first
     connection) is not listed before then, and a listed chart's last entry follows the clock,
