@@ -112,6 +112,7 @@ class AnomalyDetector:
         self.unlisted = set()  # models whose chart the last chart listing did not have
         self.own_rows = (0, 0)     # [first, end) rows whose features hold the job's own last training
         self.kept_flagged = set()  # models whose last training kept their flagged steps (said once)
+        self.layout = self.ring = self.ring_stamps = None   # laid out by _rebuild
         self._rebuild({})
 
     # ----- scope -------------------------------------------------------------------------
@@ -373,7 +374,7 @@ class AnomalyDetector:
         training window's last rows (``tails``: the newly trained models), so a new model
         scores on its first step and the others do not pause.
         """
-        before = getattr(self, 'ring', None), getattr(self, 'ring_stamps', None), getattr(self, 'layout', None)
+        before = self.ring, self.ring_stamps, self.layout
         self.layout = Layout(self.models)
         self.batch = BatchScorer(self.models, self.layout,
                                  feature_blocks(self.config.lags_n, self.config.level_features))
