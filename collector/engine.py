@@ -542,13 +542,16 @@ class AnomalyDetector:
             try:
                 labels, rows = self.apis[host].data(chart, -(self.need + 2) * every,
                                                     points=(self.need + 2) if every > 1 else 0)
-            except (NetdataError, KeyError):
-                continue
-            if rows:
+                if not rows:
+                    continue
                 times = np.array([r[0] for r in rows], dtype=np.float64)
                 values = np.array([[np.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
-                by_chart[(host, chart)] = (times, {name: values[:, k] for k, name in enumerate(labels)})
-                newest = max(newest or 0.0, float(times[-1]))
+                if values.shape != (len(rows), len(labels)):
+                    continue
+            except (NetdataError, KeyError, TypeError, ValueError, IndexError):
+                continue   # one chart's odd answer (ragged rows, strings): only its models wait for steps
+            by_chart[(host, chart)] = (times, {name: values[:, k] for k, name in enumerate(labels)})
+            newest = max(newest or 0.0, float(times[-1]))
         tails = {}
         for model_id, fm in models.items():
             parts, times = [], None

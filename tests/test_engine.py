@@ -338,6 +338,26 @@ def test_saved_models_are_loaded_for_charts_listed_late_and_after_an_agent_down_
     early.close()
 
 
+def test_one_charts_odd_recent_rows_do_not_hold_back_the_other_loaded_models(replay, logger, monkeypatch):
+    """Loaded models are given their charts' last rows so they score at once; a chart whose
+    rows come back ragged costs only its own model those rows, not every loaded model."""
+    first = make_detector(replay, logger)
+    run_until_trained(first, replay)
+    first.close()
+    original = SwitchableApi.data
+
+    def ragged(self, chart, *args, **kwargs):
+        labels, rows = original(self, chart, *args, **kwargs)
+        return labels, ([r[:2] for r in rows] if chart == 'system.ram' else rows)
+    monkeypatch.setattr(SwitchableApi, 'data', ragged)
+    det = make_detector(replay, logger)
+    det.start()
+    assert len(det.models) == 4
+    s = det.step()
+    assert {'system.cpu', 'system.forks'} <= set(s.scores) and 'system.ram' not in s.scores
+    det.close()
+
+
 def test_custom_models_across_hosts_and_a_child_node_path(recording, replay, logger):
     from collector.replay import Recording, ReplayClock, ReplayServer
     rec = Recording(recording)
