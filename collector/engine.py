@@ -110,6 +110,7 @@ class AnomalyDetector:
         self.was_flagged = set()  # models flagged last step (their flag's drivers are already told)
         self.disk_checked = set()  # models whose saved file was looked for (once per job)
         self.unlisted = set()  # models whose chart the last chart listing did not have
+        self.regrown = {}      # model id -> the dimensions listed when it was retrained for new ones
         self.own_rows = (0, 0)     # [first, end) rows whose features hold the job's own last training
         self.kept_flagged = set()  # models whose last training kept their flagged steps (said once)
         self.layout = self.ring = self.ring_stamps = None   # laid out by _rebuild
@@ -205,6 +206,7 @@ class AnomalyDetector:
             todo = [s for model_id, s in specs.items() if model_id not in self.models
                     and self.steps >= self.retry_at.get(model_id, (0, 0))[1]]
             todo = self._saved_for_new_charts(charts, todo, step)
+            todo += [specs[m] for m in self._new_dimensions(charts, specs)]
             if not todo:
                 return
         # a training of every chart on the rolling window tells how much history the agent holds
@@ -224,7 +226,27 @@ class AnomalyDetector:
                                                    for s in todo)
         if not self.training_quiet:
             self.log.info('training {} model{} on up to {} s of history{}'.format(
-                len(todo), '' if len(todo) == 1 else 's', int(before - after), '' if full_due else ' (new charts)'))
+                len(todo), '' if len(todo) == 1 else 's', int(before - after),
+                '' if full_due else ' (new charts or dimensions)'))
+
+    def _new_dimensions(self, charts, specs):
+        """Modelled charts the agent now lists with a dimension their model lacks (a process
+        group that started, a new disk or interrupt): each is retrained alone at once, rather
+        than left unseen until the next full training, and said once. Once per set of listed
+        dimensions: one listed but never collected is not retrained for again and again."""
+        out = []
+        for model_id, fm in sorted(self.models.items()):
+            spec = specs.get(model_id)
+            if spec is None or spec.chart is None:
+                continue
+            listed = frozenset(charts.get(spec.chart, ()))
+            new = sorted(listed - {split_key(c)[2] for c in fm.columns})
+            if new and self.regrown.get(model_id) != listed:
+                self.regrown[model_id] = listed
+                self.log.info("model '{}': new dimension{} {}: retraining it".format(
+                    model_id, '' if len(new) == 1 else 's', ', '.join(new[:5]) + (' ...' if len(new) > 5 else '')))
+                out.append(model_id)
+        return out
 
     def _saved_for_new_charts(self, charts, todo, step):
         """Load the saved models of charts the agent lists only now (it lists some a while
