@@ -175,6 +175,7 @@ class AnomalyDetector:
         for model_id in gone:
             del self.models[model_id]
             self.flagged.pop(model_id, None)
+            self.regrown.pop(model_id, None)
             if self.models_dir:
                 persist.remove(self.models_dir, model_id)
             self.missing.discard(model_id)
