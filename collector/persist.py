@@ -13,6 +13,7 @@ import sys
 import time
 
 from .files import write_atomically
+from .protocol import safe_id
 from .models import numpy_only
 
 # 3: hbos, knn, ecod, copod and feature_bagging pickle numpy ports, not pyod estimators
@@ -39,11 +40,7 @@ def resolve_dir(setting, job_name):
         base = os.path.join(lib, 'anomalies-models') if lib else os.path.join(_ROOT, 'models')
     else:
         base = os.path.expanduser(setting)
-    return os.path.join(base, _safe(job_name or 'anomalies'))
-
-
-def _safe(name):
-    return ''.join(c if c.isalnum() or c in '._-' else '_' for c in name)
+    return os.path.join(base, safe_id(job_name or 'anomalies'))
 
 
 def config_hash(config):
@@ -81,7 +78,7 @@ def installed_versions():
 
 
 def _paths(directory, model_id):
-    base = os.path.join(directory, _safe(model_id))
+    base = os.path.join(directory, safe_id(model_id))
     return base + '.pkl', base + '.json'
 
 

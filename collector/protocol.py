@@ -5,6 +5,12 @@ single quote inside a field is replaced, since the protocol has no escape for it
 """
 
 
+def safe_id(name):
+    """``name`` as one word: letters, digits, '.', '_' and '-' kept, anything else '_' (a
+    chart type from a job named 'my job', a model file from a chart id)."""
+    return ''.join(c if c.isalnum() or c in '._-' else '_' for c in str(name))
+
+
 def _q(value):
     return "'{}'".format('' if value is None else str(value).replace("'", '"'))
 

@@ -172,7 +172,7 @@ class SimpleService(object):
         self.priority = _int_or(self.configuration.get('priority'), 60000)
         self.order, self.definitions = [], {}
         # a chart id is one word of the protocol: a job named 'my job' gets charts 'anomalies_my_job.*'
-        label = ''.join(c if c.isalnum() or c in '._-' else '_' for c in str(override or self.job_name))
+        label = protocol.safe_id(override or self.job_name)
         self.chart_type = MODULE_NAME if label == MODULE_NAME else '{}_{}'.format(MODULE_NAME, label)
         cleanup = self.configuration.get('chart_cleanup', CHART_CLEANUP)
         cleanup = cleanup if isinstance(cleanup, int) and not isinstance(cleanup, bool) and cleanup >= 0 else CHART_CLEANUP
