@@ -24,7 +24,7 @@ def cmd_run(args):
         return 0
     if ok == 0 and args.steps:
         # a bounded run (scripts, cron checks) must not read as success with nothing collected
-        print('run: the agent did not answer in {} steps (see the errors above)'.format(args.steps),
+        print('run: nothing charted in {} steps (see the errors above)'.format(args.steps),
               file=sys.stderr)
         return 1
     return 0 if ok >= 0 else 1

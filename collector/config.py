@@ -443,7 +443,7 @@ def job_configs_from_file(data, notes=None):
     for name, job in jobs.items():
         merged = dict(module_defaults)
         merged.update(job)
-        out[name] = merged
+        out[str(name)] = merged   # a job named 1 (YAML reads an int) is the job `--job 1` selects
     return out
 
 

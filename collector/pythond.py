@@ -19,6 +19,10 @@ class ChartError(Exception):
     pass
 
 
+class OutputClosed(Exception):
+    """The reader of the protocol went away (the agent stopped, a pipe closed): stop the job."""
+
+
 class Dimension:
     def __init__(self, params):
         params = list(params) + [None] * (6 - len(params))
@@ -226,9 +230,19 @@ class SimpleService(object):
             if chart.obsolete_now:
                 self.info("chart '{}' was made obsolete: no values for {} updates".format(chart.full_id, chart.cleanup))
         if out:
-            self.out.write(out)
-            self.out.flush()
+            self._write(out)
         return any(chart.updated for chart in self.charts)
+
+    def _write(self, text):
+        if self.out is None:   # started with stdout closed
+            raise OutputClosed('stdout is closed')
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except (BrokenPipeError, ConnectionResetError) as e:
+            raise OutputClosed('stdout closed: {}'.format(e.__class__.__name__))
+        except ValueError as e:   # a closed file object
+            raise OutputClosed('stdout closed: {}'.format(e))
 
     def get_data(self):
         raise NotImplementedError
@@ -238,7 +252,8 @@ def run_job(service, steps=None, clock=time.time, sleep=time.sleep):
     """Drive a job like python.d does: check, create, then update every ``update_every``.
 
     Steps are aligned to multiples of ``update_every`` on the wall clock. Returns the
-    number of successful updates; ``steps`` bounds the run (None runs forever).
+    number of successful updates; ``steps`` bounds the run (None runs forever, or until the
+    protocol's reader goes away, as a plugins.d plugin must when its agent stops).
     """
     if not service.check():
         service.error('check() failed, job not started')
@@ -255,6 +270,9 @@ def run_job(service, steps=None, clock=time.time, sleep=time.sleep):
             if service.update(interval):
                 ok += 1
                 last = started
+        except OutputClosed as e:
+            service.info('{}: nobody reads the charts any more, stopping'.format(e))
+            break
         except Exception as e:  # python.d logs and carries on; so do we
             service.error('update() unhandled exception: {!r}'.format(e))
         done += 1

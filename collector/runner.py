@@ -32,9 +32,20 @@ def select_job(config_path, job=None, host=None, update_every=None, notes=None):
     return raw
 
 
+def _nothing_to_predict(detector):
+    """Why a job that reached its agent cannot predict at all, or None while it may yet."""
+    if detector is None:
+        return None
+    if not detector.specs:
+        return 'no chart to model'
+    failed = 'training' in detector.problems.active or set(detector.specs) <= set(detector.untrained)
+    return 'no model could be trained' if failed and not detector.models else None
+
+
 def run(config_path=None, job=None, host=None, update_every=None, steps=None, out=None, err=None):
     """Run one job standalone, protocol on ``out``; the number of steps that updated the charts
-    or at least reached the agent (0: it never answered), -1 when the job did not start."""
+    or at least reached the agent (0: it never answered, or it has no chart the job models),
+    -1 when the job did not start."""
     out = out or sys.stdout
     err = err or sys.stderr
     notes = []
@@ -43,11 +54,19 @@ def run(config_path=None, job=None, host=None, update_every=None, steps=None, ou
     service.out, service.log_stream = out, err
     for line in notes:
         service.warning('{}: {}'.format(config_path, line))
+    if out is None:   # started with stdout closed: the charts would go nowhere
+        service.error('stdout is closed: nothing to write the charts to, job not started')
+        return -1
     saved = sys.stdout
     sys.stdout = err  # nothing but protocol lines may reach the real stdout
     try:
         updated = run_job(service, steps=steps)
-        if updated == 0 and service.answered_steps:   # a young agent, or a first training still running
+        if updated == 0 and service.answered_steps:
+            why = _nothing_to_predict(service.detector)
+            if why:
+                service.error('no prediction in {} steps: {} (see the errors above)'.format(service.answered_steps, why))
+                return 0
+            # a young agent, or a first training still running
             service.info('no prediction in {} steps: the models are still waiting for history or '
                          'training'.format(service.answered_steps))
         return updated if updated < 0 else max(updated, service.answered_steps)

@@ -155,6 +155,8 @@ def test_python_d_job_layout():
     assert jobs == {'local': {'update_every': 3, 'priority': 10, 'model': 'hbos'},
                     'other': {'update_every': 1, 'priority': 10}}
     assert job_configs_from_file({'model': 'hbos'}) == {'anomalies': {'model': 'hbos'}}
+    # a job YAML names with a number is selected by that name, as python.d names it
+    assert list(job_configs_from_file({1: {'model': 'hbos'}})) == ['1']
 
 
 def test_check_config_command(tmp_path):

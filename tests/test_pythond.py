@@ -105,6 +105,25 @@ def test_run_job_steps_on_the_update_every_grid():
     assert slept == [0.7, 2.0, 2.0]
 
 
+class ClosedPipe(io.StringIO):
+    def write(self, text):
+        raise BrokenPipeError(32, 'Broken pipe')
+
+
+@pytest.mark.parametrize('out', [ClosedPipe(), None], ids=['pipe closed', 'stdout closed'])
+def test_a_job_stops_when_nobody_reads_its_charts(out):
+    # a plugins.d plugin whose agent stopped (or `run | head -1`) must exit, not log every second
+    job = make_job()
+    job.check, job.create = (lambda: True), (lambda: True)
+    job.charts['anomaly'].add_dimension(['x', 'x', 'absolute', 1, 1])
+    job.values = [{'x': 1}] * 5
+    job.out = out
+    assert run_job(job, steps=5, clock=lambda: 0.0, sleep=lambda s: None) == 0
+    assert len(job.values) == 4   # one step, then it stopped
+    log = job.log_stream.getvalue()
+    assert 'nobody reads the charts any more, stopping' in log and 'unhandled exception' not in log
+
+
 def test_step_values_are_integers_and_never_nan():
     data = step_values({'a': (0.12345, 0), 'b': (float('nan'), 1), 'c': (1.7, 1), 'd': (-0.1, 0)}, True)
     assert data == {'a_prob': 1234, 'a_anomaly': 0, 'b_prob': 0, 'b_anomaly': 1, 'c_prob': 10000,
