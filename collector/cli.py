@@ -1,5 +1,6 @@
 """Command line: ``python -m collector <command>``."""
 import argparse
+import math
 import os
 import sys
 
@@ -9,6 +10,28 @@ def _positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError('must be >= 1')
     return value
+
+
+def _port(text):
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError('must be 0 to 65535 (0: any free port)')
+    return value
+
+
+def _speed(text):
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError('must be a number above 0')
+    return value
+
+
+def _host(text):
+    """An agent as ``host:port`` (or ``parent:port/host/child``): the scheme is ``--protocol``'s."""
+    if '://' in text or not text.strip():
+        raise argparse.ArgumentTypeError("give host:port without a scheme, e.g. 127.0.0.1:19999 "
+                                         "(--protocol https for TLS), got {!r}".format(text))
+    return text.strip().rstrip('/')
 
 
 def cmd_run(args):
@@ -66,9 +89,17 @@ def cmd_replay(args):
     except RecordingError as e:
         print('replay: {}'.format(e), file=sys.stderr)
         return 1
-    start = rec.start + (args.start_offset if args.start_offset is not None else 0)
-    clock = ReplayClock(start, speed=args.speed, stepped=args.step_mode)
-    server = ReplayServer(rec, clock, port=args.port).start()
+    offset = args.start_offset if args.start_offset is not None else 0
+    if not 0 <= offset < rec.end - rec.start:
+        print('replay: --start-offset must be 0 to {} (the recording is {} s long), got {}'.format(
+            rec.end - rec.start - 1, rec.end - rec.start, offset), file=sys.stderr)
+        return 1
+    clock = ReplayClock(rec.start + offset, speed=args.speed, stepped=args.step_mode)
+    try:
+        server = ReplayServer(rec, clock, port=args.port).start()
+    except OSError as e:
+        print('replay: cannot listen on 127.0.0.1:{}: {}'.format(args.port, e.strerror or e), file=sys.stderr)
+        return 1
     print('replaying {} ({} charts, {}..{}) on http://{} at {}'.format(
         args.dir, len(rec.charts), rec.start, rec.end, server.host,
         'stepped clock (POST /replay/step?seconds=N)' if args.step_mode else '{}x speed'.format(args.speed)),
@@ -94,6 +125,9 @@ def cmd_record(args):
                         before=args.before)
     except RecordError as e:
         print('record: {}'.format(e), file=sys.stderr)
+        return 1
+    except OSError as e:   # the disk filled up under it
+        print('record: cannot write {}: {}'.format(e.filename or args.out, e.strerror or e), file=sys.stderr)
         return 1
     if failed:
         print('record: {} charts failed and were left out: {}'.format(len(failed), ', '.join(failed[:10])),
@@ -246,7 +280,7 @@ def build_parser():
     r = sub.add_parser('run', help='run a job standalone, writing the external plugin protocol to stdout')
     r.add_argument('--config', help='python.d style anomalies.conf (default: built-in defaults)')
     r.add_argument('--job', help='job name in the config (default: the first)')
-    r.add_argument('--host', help="Netdata to read, e.g. 127.0.0.1:19999 or 'parent:19999/host/child'")
+    r.add_argument('--host', type=_host, help="Netdata to read, e.g. 127.0.0.1:19999 or 'parent:19999/host/child'")
     r.add_argument('--update-every', type=_positive_int, help='seconds between steps')
     r.add_argument('--steps', type=_positive_int, help='stop after N steps (default: run forever)')
     r.set_defaults(func=cmd_run)
@@ -256,7 +290,7 @@ def build_parser():
     c.set_defaults(func=cmd_check_config)
 
     rc = sub.add_parser('record', help='record a live Netdata agent into a recording folder')
-    rc.add_argument('--host', default='127.0.0.1:19999',
+    rc.add_argument('--host', type=_host, default='127.0.0.1:19999',
                     help="the agent to record, e.g. 127.0.0.1:19999 or 'parent:19999/host/child' (default %(default)s)")
     rc.add_argument('--protocol', default='http', choices=['http', 'https'], help='default %(default)s')
     rc.add_argument('--seconds', type=_positive_int, required=True, help='length of the window')
@@ -271,9 +305,9 @@ def build_parser():
 
     rp = sub.add_parser('replay', help='serve a recorded Netdata API on loopback')
     rp.add_argument('dir', help='recording folder')
-    rp.add_argument('--port', type=int, default=19999)
+    rp.add_argument('--port', type=_port, default=19999)
     mode = rp.add_mutually_exclusive_group()
-    mode.add_argument('--speed', type=float, default=1.0, help='clock speed (default 1 = real time)')
+    mode.add_argument('--speed', type=_speed, default=1.0, help='clock speed (default 1 = real time)')
     mode.add_argument('--step-mode', action='store_true', help='clock moves only on POST /replay/step?seconds=N')
     rp.add_argument('--start-offset', type=int, help='seconds after the recording start where the clock starts')
     rp.set_defaults(func=cmd_replay)
@@ -292,7 +326,7 @@ def build_parser():
     ev.set_defaults(func=cmd_evaluate)
 
     tp = sub.add_parser('top', help='rank the charts of a node by how anomalous they were in a window')
-    tp.add_argument('--host', default='127.0.0.1:19999', help="the agent, e.g. 127.0.0.1:19999 or 'parent:19999/host/child'")
+    tp.add_argument('--host', type=_host, default='127.0.0.1:19999', help="the agent, e.g. 127.0.0.1:19999 or 'parent:19999/host/child'")
     tp.add_argument('--after', type=int, default=-600, help='window start: seconds relative to now (negative) or unix time (default %(default)s)')
     tp.add_argument('--before', type=int, default=0, help='window end: 0 = now, negative = relative, or unix time')
     tp.add_argument('--limit', type=_positive_int, default=20, help='how many charts to list (default 20)')

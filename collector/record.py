@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import sys
 import time
 
@@ -34,14 +35,66 @@ def _get(session, url, timeout):
     return r.content
 
 
+def _read_labels(path):
+    """The incidents file to store beside the data, checked before anything is recorded."""
+    from .replay import RecordingError, check_labels
+    try:
+        with open(path) as f:
+            body = json.load(f)
+        check_labels(body, path)
+    except (OSError, ValueError) as e:   # RecordingError is a ValueError and names the file
+        raise RecordError('--labels: {}'.format(e if isinstance(e, RecordingError) else '{}: {}'.format(path, e)))
+    return body
+
+
+def _prepare_out(out):
+    """Create the empty folder to record into; never write into an existing recording."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise RecordError('--out {} is a file, not a folder'.format(out))
+    if os.path.isdir(out) and os.listdir(out):
+        raise RecordError('--out {} is not empty: record into a new folder (a recording is never '
+                          'mixed into another)'.format(out))
+    try:
+        os.makedirs(os.path.join(out, 'data'), exist_ok=True)
+    except OSError as e:
+        raise RecordError('cannot create {}: {}'.format(out, e.strerror or e))
+
+
+def _history_start(charts_body, charts):
+    """The oldest second any of ``charts`` has in the agent (None when it does not say)."""
+    firsts = [c.get('first_entry') for c in (charts_body['charts'].get(cid) for cid in charts)
+              if isinstance(c, dict)]
+    firsts = [int(f) for f in firsts if isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0]
+    return min(firsts) if firsts else None
+
+
 def record(host, seconds, out, past=False, charts_regex=None, labels=None, description='', protocol='http',
-           timeout=30.0, stream=sys.stderr, sleep=time.sleep, before=None):
+           timeout=30.0, stream=sys.stderr, sleep=time.sleep, before=None, clock=time.time):
     """Record ``seconds`` of ``host`` into ``out``; returns the list of charts that failed.
 
     Without ``past`` it waits while the window happens (live); with it, it takes the last
     ``seconds`` the agent already has, up to ``before`` (unix s) when given: the recording
     process's own start-up (a burst of interrupts, a few forks) then stays out of the window.
+    Every argument is checked before the window is waited for, and ``out`` must be new or empty.
     """
+    try:
+        rx = re.compile(charts_regex) if charts_regex else None
+    except re.error as e:
+        raise RecordError('--charts-regex {!r}: {}'.format(charts_regex, e))
+    labels_body = _read_labels(labels) if labels else None
+    created = not os.path.exists(out)
+    _prepare_out(out)
+    try:
+        return _record(host, seconds, out, past, rx, labels_body, description, protocol, timeout, stream, sleep,
+                       before, clock)
+    except BaseException:
+        if created:   # nothing half-made is left behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _record(host, seconds, out, past, rx, labels_body, description, protocol, timeout, stream, sleep, before,
+            clock):
     import requests
     base = '{}://{}'.format(protocol, host)
     session = requests.Session()
@@ -55,8 +108,7 @@ def record(host, seconds, out, past=False, charts_regex=None, labels=None, descr
         now = max((c.get('last_updated', 0) for c in latest.values() if isinstance(c, dict)), default=0) or time.time()
     except (ValueError, KeyError, TypeError):
         raise RecordError('{} did not answer like a Netdata agent'.format(base))
-    if charts_regex:
-        rx = re.compile(charts_regex)
+    if rx is not None:
         charts = [c for c in charts if rx.match(c)]
         charts_body['charts'] = {c: charts_body['charts'][c] for c in charts}
         charts_raw = json.dumps(charts_body, indent=1).encode()
@@ -65,13 +117,22 @@ def record(host, seconds, out, past=False, charts_regex=None, labels=None, descr
     if past:
         end = int(now) - 1 if before is None else min(int(before), int(now) - 1)
         start = end - int(seconds)
+        oldest = _history_start(charts_body, charts)
+        if oldest is not None and end <= oldest:
+            raise RecordError('nothing to record: the window ends at {}, before the agent\'s history '
+                              'starts ({})'.format(end, oldest))
+        if oldest is not None and start < oldest:
+            stream.write('record: the agent holds {} s of these charts, not {}: recording {}..{}\n'.format(
+                end - oldest, int(seconds), oldest, end))
+            start = oldest
         sample = _get(session, base + '/api/v1/allmetrics?format=json', timeout)
     else:
         start = int(now)
         end = start + int(seconds)
         sample = None
-        while time.time() < end + 1:
-            left = end + 1 - time.time()
+        ahead = now - clock()   # the window is on the agent's clock, which may differ from ours
+        while clock() + ahead < end + 1:
+            left = end + 1 - (clock() + ahead)
             _progress(int(seconds - max(left, 0)), int(seconds), 'waiting for the window to pass', stream)
             if sample is None and left < seconds / 2:
                 sample = _get(session, base + '/api/v1/allmetrics?format=json', timeout)
@@ -79,7 +140,6 @@ def record(host, seconds, out, past=False, charts_regex=None, labels=None, descr
         stream.write('\n')
         if sample is None:
             sample = _get(session, base + '/api/v1/allmetrics?format=json', timeout)
-    os.makedirs(os.path.join(out, 'data'), exist_ok=True)
     failed = []
     for i, chart in enumerate(charts):
         _progress(i, len(charts), chart, stream)
@@ -108,9 +168,7 @@ def record(host, seconds, out, past=False, charts_regex=None, labels=None, descr
             f.write(body)
     with open(os.path.join(out, 'recording.json'), 'w') as f:
         json.dump(meta, f, indent=1)
-    if labels:
-        with open(labels) as f:
-            body = json.load(f)
+    if labels_body is not None:
         with open(os.path.join(out, 'labels.json'), 'w') as f:
-            json.dump(body, f, indent=1)
+            json.dump(labels_body, f, indent=1)
     return failed

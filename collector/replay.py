@@ -66,7 +66,8 @@ def _read_json(folder, name, default=None):
         raise RecordingError('{}: {}'.format(f, e))
 
 
-def _check_labels(labels, f):
+def check_labels(labels, f):
+    """A labels.json body's incidents, checked; raises RecordingError naming the file."""
     incidents = labels.get('incidents') if isinstance(labels, dict) else None
     if not isinstance(incidents, list):
         raise RecordingError('{}: needs an "incidents" list'.format(f))
@@ -105,9 +106,23 @@ class Recording:
         if not isinstance(self.charts, dict):
             raise RecordingError('{}: needs a "charts" object, as /api/v1/charts sends'.format(
                 os.path.join(path, 'charts.json')))
-        _check_labels(self.labels, os.path.join(path, 'labels.json'))
+        self.charts = self._usable_charts(os.path.join(path, 'charts.json'))
+        check_labels(self.labels, os.path.join(path, 'labels.json'))
         self._data = {}
         self._lock = threading.Lock()
+
+    def _usable_charts(self, f):
+        """The listed charts an agent could have sent: each an object, its dimensions an object
+        (a damaged entry is left out, named once, and costs that chart alone)."""
+        usable = {}
+        for cid, c in self.charts.items():
+            if not isinstance(c, dict) or not isinstance(c.get('dimensions', {}), dict):
+                self.log.write('replay: {}: chart {} is not an object with a "dimensions" object; left out\n'.format(
+                    f, cid))
+                continue
+            usable[cid] = c
+        self.log.flush()
+        return usable
 
     def chart_rows(self, chart):
         """``(labels, times ascending, values array)`` for a chart, or None if not recorded."""
@@ -319,8 +334,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         url = urlparse(self.path)
         if url.path == '/replay/step':
-            qs = parse_qs(url.query)
-            self.server.clock.advance(float(qs.get('seconds', ['1'])[0]))
+            text = parse_qs(url.query).get('seconds', ['1'])[0]
+            try:
+                seconds = float(text)
+            except ValueError:
+                seconds = float('nan')
+            if not math.isfinite(seconds) or seconds < 0:
+                return self._send(400, b'seconds must be a number >= 0, got ' + text.encode()[:40])
+            self.server.clock.advance(seconds)
             return self._send(200, {'now': self.server.clock.now()})
         return self._send(404, b'not found')
 

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -152,6 +153,121 @@ def test_record_past_before_ends_the_window_where_asked(replay, tmp_path):
     r = subprocess.run([sys.executable, '-m', 'collector', 'record', '--host', replay.host, '--seconds', '10',
                         '--out', str(tmp_path / 'live'), '--before', str(newest)], capture_output=True, text=True)
     assert r.returncode == 1 and '--before needs --past' in r.stderr and r.stdout == ''
+
+
+def test_record_checks_its_arguments_before_the_window_and_never_mixes_recordings(replay, tmp_path):
+    import io
+    from collector.record import RecordError, record
+    existing = tmp_path / 'existing'
+    existing.mkdir()
+    (existing / 'recording.json').write_text('{}')
+    afile = tmp_path / 'afile'
+    afile.write_text('x')
+    bad_labels = tmp_path / 'bad.json'
+    bad_labels.write_text('[1, 2]')
+    live = dict(past=False, stream=io.StringIO(), sleep=lambda s: pytest.fail('waited for the window'))
+    for kwargs, told in (
+            (dict(out=str(existing)), 'is not empty'),
+            (dict(out=str(afile)), 'is a file'),
+            (dict(out=str(tmp_path / 'r1'), charts_regex='['), '--charts-regex'),
+            (dict(out=str(tmp_path / 'r2'), labels=str(tmp_path / 'missing.json')), 'missing.json'),
+            (dict(out=str(tmp_path / 'r3'), labels=str(bad_labels)), 'needs an "incidents" list')):
+        with pytest.raises(RecordError, match=told):
+            record(replay.host, 3600, **dict(live, **kwargs))
+    assert sorted(os.listdir(existing)) == ['recording.json'] and afile.read_text() == 'x'
+    assert not any((tmp_path / r).exists() for r in ('r1', 'r2', 'r3'))   # nothing half-made left behind
+    with pytest.raises(RecordError, match='cannot reach'):
+        record('127.0.0.1:9', 10, str(tmp_path / 'r4'), past=True, stream=io.StringIO())
+    assert not (tmp_path / 'r4').exists()
+
+
+
+def test_record_takes_no_more_than_the_agent_holds(recording, tmp_path):
+    """A window reaching before the agent's history (its charts' first_entry, as a real agent
+    lists them) records what the agent has and says so, not a recording.json claiming more."""
+    import io
+    import shutil
+    from collector.record import RecordError, record
+    agent = str(tmp_path / 'agent')
+    shutil.copytree(recording, agent)
+    body = json.load(open(os.path.join(agent, 'charts.json')))
+    for c in body['charts'].values():
+        c['first_entry'], c['last_entry'] = START + 100, START + 900
+    json.dump(body, open(os.path.join(agent, 'charts.json'), 'w'))
+    rec = Recording(agent)
+    with ReplayServer(rec, ReplayClock(START + 600, stepped=True)) as server:
+        stream = io.StringIO()
+        out = str(tmp_path / 'long')
+        assert record(server.host, 100000, out, past=True, charts_regex=r'system\.cpu$', stream=stream) == []
+        meta = json.load(open(os.path.join(out, 'recording.json')))
+        assert (meta['start'], meta['end']) == (START + 100, START + 599)
+        assert 'the agent holds 499 s of these charts, not 100000' in stream.getvalue()
+        assert Recording(out).chart_rows('system.cpu')[1][0] == START + 100
+        with pytest.raises(RecordError, match="before the agent's history starts"):
+            record(server.host, 10, str(tmp_path / 'early'), past=True, before=START + 50, stream=io.StringIO())
+
+
+def test_a_live_recording_waits_on_the_agents_clock(replay, tmp_path):
+    """The window is the agent's [now, now + seconds]: an agent whose clock is behind ours (a
+    replay, a remote host) is waited for until it has collected all of it."""
+    import io
+    from collector.record import record
+    agent_now = START + 600
+    ours = [float(agent_now + 5000)]   # our clock is far ahead of the agent's
+
+    def sleep(s):
+        replay_clock.advance(s)
+        ours[0] += s
+    replay_clock = replay.clock
+    out = str(tmp_path / 'live')
+    record(replay.host, 20, out, charts_regex=r'system\.cpu$', stream=io.StringIO(), sleep=sleep,
+           clock=lambda: ours[0])
+    meta = json.load(open(os.path.join(out, 'recording.json')))
+    assert meta['end'] - meta['start'] == 20
+    assert ours[0] - (agent_now + 5000) >= 20   # it waited the window out
+
+
+def test_replay_refuses_settings_that_serve_nothing_and_a_busy_port_in_one_line(recording, replay):
+    def replay_cli(*extra):
+        return subprocess.run([sys.executable, '-m', 'collector', 'replay', recording] + list(extra),
+                              capture_output=True, text=True, timeout=60)
+    busy = replay.host.rsplit(':', 1)[1]
+    for extra, told in ((['--port', busy], 'cannot listen on 127.0.0.1:{}'.format(busy)),
+                        (['--start-offset', '5000'], '--start-offset must be 0 to 899'),
+                        (['--speed', '0'], 'must be a number above 0'),
+                        (['--speed', 'nan'], 'must be a number above 0'),
+                        (['--port', '70000'], 'must be 0 to 65535')):
+        r = replay_cli(*extra)
+        assert r.returncode != 0 and told in r.stderr and 'Traceback' not in r.stderr, (extra, r.stderr)
+
+
+def test_replay_step_takes_only_a_number_of_seconds(replay):
+    before = get(replay, '/replay/now')['now']
+    for bad in ('abc', 'nan', '-5'):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            get(replay, '/replay/step?seconds=' + bad, method='POST')
+        assert e.value.code == 400
+    assert get(replay, '/replay/now')['now'] == before
+    assert get(replay, '/replay/step?seconds=2', method='POST')['now'] == before + 2
+    assert data(replay, 'system.cpu', -10, 0)['data']   # the clock still serves
+
+
+def test_a_damaged_chart_entry_costs_that_chart_alone(recording, tmp_path):
+    import io
+    import shutil
+    damaged = str(tmp_path / 'damaged')
+    shutil.copytree(recording, damaged)
+    body = json.load(open(os.path.join(damaged, 'charts.json')))
+    body['charts']['system.load']['dimensions'] = []
+    body['charts']['system.ram'] = 'system.ram'
+    json.dump(body, open(os.path.join(damaged, 'charts.json'), 'w'))
+    log = io.StringIO()
+    rec = Recording(damaged, log=log)
+    assert 'chart system.load is not an object' in log.getvalue() and 'chart system.ram' in log.getvalue()
+    with ReplayServer(rec, ReplayClock(START + 600, stepped=True)) as server:
+        served = get(server, '/api/v1/allmetrics?format=json')
+        assert 'system.cpu' in served and 'system.load' not in served and 'system.ram' not in served
+        assert 'system.ram' not in get(server, '/api/v1/charts')['charts']
 
 
 def test_record_keeps_going_when_a_chart_fails(replay, tmp_path, monkeypatch):
