@@ -203,11 +203,13 @@ def test_a_vanishing_chart_is_skipped_then_removed(replay, logger):
     SwitchableApi.hidden = {'system.ram'}
     try:
         removed, scored = [], []
-        for _ in range(40):
+        for i in range(400):   # gone after two listings: trainings every 3 steps, however long they take
             s = det.step()
             replay.clock.advance(1)
             removed += s.removed
             scored.append('system.ram' in s.scores)
+            if removed and i >= 40:
+                break
             time.sleep(0.02)
     finally:
         SwitchableApi.hidden = set()
