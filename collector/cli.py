@@ -12,6 +12,13 @@ def _positive_int(text):
     return value
 
 
+def _seconds(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError('must be >= 0')
+    return value
+
+
 def _port(text):
     value = int(text)
     if not 0 <= value <= 65535:
@@ -171,23 +178,69 @@ def _usable(paths, wanted, kind):
     return keep
 
 
+PLOT_FORMATS = ('.png', '.pdf', '.svg', '.jpg', '.jpeg')
+
+
+def _output_problem(path, what, formats=None):
+    """Why ``path`` cannot be written as the ``what`` output (checked before hours of work), or None."""
+    if os.path.isdir(path) or path.endswith(os.sep):
+        return '{} {}: is a folder; give a file name'.format(what, path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return '{} {}: no folder {}'.format(what, path, parent)
+    if not os.access(parent, os.W_OK):
+        return '{} {}: cannot write into {}'.format(what, path, parent)
+    ext = os.path.splitext(path)[1].lower()
+    if formats and ext not in formats:
+        return '{} {}: the file name must end in {}'.format(what, path, ', '.join(formats))
+    return None
+
+
+def _plot_names(plot, names):
+    """One plot file per recording, ``PLOT-NAME.png``; two recordings of one name get -2, -3."""
+    root, ext = os.path.splitext(plot)
+    out, seen = [], {}
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append('{}-{}{}{}'.format(root, name, '' if seen[name] == 1 else '-{}'.format(seen[name]), ext))
+    return out
+
+
 def cmd_evaluate(args):
     from .config import ConfigError
-    from .evaluate import (evaluate_datasets, evaluate_recording, format_dataset_table, format_recording_table,
-                           format_summary, is_dataset, is_recording, plot_recording, print_progress, write_json)
+    from .evaluate import (check_recording, evaluate_datasets, evaluate_recording, format_dataset_table,
+                           format_recording_table, format_summary, is_dataset, is_recording, plot_recording,
+                           print_progress, write_json)
     from .metrics import recordings_summary
     kind = 'dataset' if args.dataset else 'recording'
     paths = _usable(args.paths, is_dataset if args.dataset else is_recording, kind)
     if not paths:
         print('evaluate: no {} folder among {}'.format(kind, ', '.join(args.paths)), file=sys.stderr)
         return 1
+    problems = [p for p in (args.json and _output_problem(args.json, '--json'),
+                            args.plot and _output_problem(args.plot, '--plot', PLOT_FORMATS)) if p]
+    if args.plot and args.dataset:
+        problems.append('--plot: only for recordings')
+    for path in paths if not args.dataset else ():
+        try:   # every recording's own files, before the first is replayed
+            check_recording(path, args.warmup)
+        except ValueError as e:
+            problems.append(str(e))
+    if problems:
+        for line in problems:
+            print('evaluate: {}'.format(line), file=sys.stderr)
+        return 1
+    if args.plot and len(paths) > 1:
+        plots = _plot_names(args.plot, [os.path.basename(os.path.normpath(p)) for p in paths])
+    else:
+        plots = [args.plot] * len(paths)
     try:
         if args.dataset:
             result = evaluate_datasets(paths, _job_config(args))
             print(format_dataset_table(result))
         else:
             results = []
-            for path in paths:
+            for path, plot in zip(paths, plots):
                 res, run = evaluate_recording(path, args.config, args.job, args.warmup, overrides=_overrides(args.set),
                                               progress=None if args.quiet else print_progress)
                 if not args.quiet:
@@ -195,10 +248,8 @@ def cmd_evaluate(args):
                 _tell_job_errors(run)
                 print(format_recording_table(res))
                 print()
-                if args.plot:
-                    out = args.plot if len(paths) == 1 else '{}-{}.png'.format(
-                        os.path.splitext(args.plot)[0], res['recording'])
-                    _plot(plot_recording, run, res, out)
+                if plot:
+                    _plot(plot_recording, run, res, plot)
                 results.append(res)
             summary = recordings_summary(results)
             print(format_summary(summary))
@@ -220,10 +271,19 @@ def cmd_evaluate(args):
 def cmd_demo(args):
     from .evaluate import evaluate_recording, format_recording_table, plot_recording, print_progress
     from .metrics import rising_edges
+    from .evaluate import check_recording
     path = args.recording or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'demo',
                                           'recording')
     if not os.path.isdir(path):
         print('demo: no recording at {} (run from a checkout, or pass --recording)'.format(path), file=sys.stderr)
+        return 1
+    problem = _output_problem(args.plot, '--plot', PLOT_FORMATS)
+    try:
+        check_recording(path)
+    except ValueError as e:
+        problem = str(e)
+    if problem:
+        print('demo: {}'.format(problem), file=sys.stderr)
         return 1
     print('Replaying a real Netdata agent recording ({}) through the anomalies job;'.format(path))
     print('the job trains on the clean lead, then steps through two stress-ng incidents.\n')
@@ -317,7 +377,7 @@ def build_parser():
     ev.add_argument('--dataset', action='store_true', help='paths are dataset folders (train.csv, eval.csv, ...)')
     ev.add_argument('--config', help='anomalies.conf to evaluate (default: built-in defaults)')
     ev.add_argument('--job', help='job in the config (default: the first)')
-    ev.add_argument('--warmup', type=int, help='seconds of history before the job starts (default: clean lead)')
+    ev.add_argument('--warmup', type=_seconds, help='seconds of history before the job starts (default: clean lead)')
     ev.add_argument('--json', help='write the results as JSON here')
     ev.add_argument('--plot', help='write a PNG of probabilities with incidents shaded')
     ev.add_argument('--set', action='append', metavar='KEY=VALUE',

@@ -51,9 +51,13 @@ def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=No
     clock one ``update_every``; a training in flight is waited for, as if it were instant
     on the agent's clock.
     """
-    from .replay import Recording, ReplayClock, ReplayServer
+    from .replay import ReplayClock, ReplayServer
     from .runner import Service, select_job
-    rec = Recording(path)
+    fixed = sorted(set(overrides or ()) & {'host', 'models_dir'})
+    if fixed:
+        raise ValueError('--set {}: not for a replay (the harness serves the recording itself and never '
+                         'saves its models)'.format(', '.join(fixed)))
+    rec = check_recording(path, warmup)
     warmup = default_warmup(rec) if warmup is None else int(warmup)
     clock = ReplayClock(rec.start + warmup, stepped=True)
     logs = _Quiet()
@@ -92,9 +96,33 @@ def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=No
     return {'recording': rec, 'warmup': warmup, 'times': times, 'probs': probs, 'flags': flags, 'log': logs.lines}
 
 
+def check_recording(path, warmup=None):
+    """Read a recording's own files and check that it can be evaluated, before any replay:
+    its labels inside its window, and the warm-up leaving time to evaluate. Raises
+    RecordingError naming the file."""
+    from .replay import Recording, RecordingError
+    rec = Recording(path)
+    length = rec.end - rec.start
+    if length <= 0:
+        raise RecordingError('{}: "end" ({}) must come after "start" ({})'.format(
+            os.path.join(path, 'recording.json'), rec.end, rec.start))
+    for i, inc in enumerate(rec.labels.get('incidents', [])):
+        if not rec.start <= inc['start'] <= rec.end:
+            raise RecordingError('{}: incident {} starts at {}, outside the recording ({}..{})'.format(
+                os.path.join(path, 'labels.json'), i + 1, inc['start'], rec.start, rec.end))
+    used = default_warmup(rec) if warmup is None else warmup
+    if not 0 <= used < length:
+        raise RecordingError('{}: a warm-up of {} s leaves nothing to evaluate in its {} s'.format(path, used, length))
+    return rec
+
+
 def evaluate_recording(path, config_path=None, job=None, warmup=None, overrides=None, progress=None):
     run = run_on_recording(path, config_path, job, warmup, overrides, progress)
     rec = run['recording']
+    if not run['probs'] and not run['flags']:
+        errors = job_errors(run)
+        raise RuntimeError('{}: the job modelled none of its {} charts{}'.format(
+            path, len(rec.charts), ': ' + '; '.join(errors) if errors else ''))
     result = score_incidents(run['times'], run['flags'], rec.labels.get('incidents', []))
     result.update({'recording': os.path.basename(os.path.normpath(path)), 'warmup_s': run['warmup'],
                    'evaluated_from': rec.start + run['warmup'], 'evaluated_to': rec.end})
@@ -219,7 +247,14 @@ def _read_rows(path):
             raise DatasetError('{}: line {}: not a number in {!r}'.format(path, n, line.strip()[:80]))
     if not rows:
         raise DatasetError('{}: no rows'.format(path))
-    return np.array(rows, dtype=np.float64)
+    values = np.array(rows, dtype=np.float64)
+    if np.isinf(values).any():
+        n = int(np.argwhere(np.isinf(values))[0][0]) + 1
+        raise DatasetError('{}: line {}: an infinite value (a gap is an empty cell)'.format(path, n))
+    empty = np.flatnonzero(np.isnan(values).all(axis=0))
+    if empty.size:
+        raise DatasetError('{}: column {} has no value on any line'.format(path, int(empty[0]) + 1))
+    return values
 
 
 def _read_labels(path, rows):
@@ -280,8 +315,13 @@ def evaluate_datasets(folders, config, seed=0):
     rows, randoms = [], []
     rng = np.random.default_rng(seed)
     for folder in folders:
-        scores, flags, labels, fm = score_dataset(folder, config)
-        m = dataset_metrics(scores, flags, labels)
+        try:
+            scores, flags, labels, fm = score_dataset(folder, config)
+            m = dataset_metrics(scores, flags, labels)
+        except DatasetError:
+            raise    # names its file
+        except ValueError as e:
+            raise DatasetError('{}: {}'.format(folder, e))
         m['name'] = os.path.basename(os.path.normpath(folder))
         m['model'] = fm.model_name
         rows.append(m)

@@ -42,17 +42,17 @@ def test_evaluate_command_writes_table_json_and_plot(recording, tmp_path):
 
 
 def test_a_run_that_cannot_train_says_why_instead_of_just_detecting_nothing(recording, monkeypatch, capsys):
-    """A training that crashes (a Python without pandas, say): the command shows the job's
-    error beside the empty table, instead of a table of misses and nothing else."""
+    """A training that crashes (a Python without pandas, say): the command fails with the job's
+    error, instead of a table of misses and nothing else."""
     from collector import cli, training
 
     def no_pandas(request):
         raise ImportError('No module named pandas')
     monkeypatch.setattr(training, 'run_training', no_pandas)
-    cli.main(['evaluate', recording, '--quiet', '--set', 'train_in_subprocess=false'])
+    assert cli.main(['evaluate', recording, '--quiet', '--set', 'train_in_subprocess=false']) == 1
     out, err = capsys.readouterr()
-    assert 'detected 0/1' in out
-    assert 'the job logged errors' in err and 'No module named pandas' in err, err
+    assert 'detected' not in out
+    assert 'the job modelled none of its 6 charts' in err and 'No module named pandas' in err, err
 
 
 def test_a_recording_with_broken_chart_files_costs_only_those_charts(recording, tmp_path, capsys):
@@ -123,6 +123,45 @@ def test_evaluate_command_takes_a_folder_glob_with_other_files(recording, tmp_pa
     assert r.returncode == 1 and 'not a dataset folder' in r.stderr
 
 
+def test_evaluate_checks_its_outputs_and_every_recording_before_replaying_any(recording, tmp_path):
+    """Mistakes that used to surface after the whole run (or halfway, losing the rest) are told
+    at once, one line each, nothing replayed."""
+    import shutil
+    broken = tmp_path / 'broken'
+    shutil.copytree(recording, broken)
+    (broken / 'labels.json').write_text('{"incidents": [')
+    outside = tmp_path / 'outside'
+    shutil.copytree(recording, outside)
+    (outside / 'labels.json').write_text('{"incidents": [{"kind": "x", "start": 1, "end": 2}]}')
+    folder = tmp_path / 'plots'
+    folder.mkdir()
+    for extra, told in (([recording, str(broken)], 'broken/labels.json'),
+                        ([recording, str(outside)], 'incident 1 starts at 1, outside the recording'),
+                        ([recording, '--json', str(tmp_path / 'no' / 'r.json')], '--json'),
+                        ([recording, '--plot', str(folder) + os.sep], 'is a folder'),
+                        ([recording, '--plot', str(tmp_path / 'r.xyz')], 'must end in .png'),
+                        ([recording, '--warmup', '100000'], 'a warm-up of 100000 s leaves nothing to evaluate'),
+                        ([recording, '--set', 'host=10.0.0.1:19999'], '--set host: not for a replay'),
+                        ([recording, '--set', 'charts_regex=nothing'], 'the job modelled none of its')):
+        r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', '--quiet'] + extra, cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and told in r.stderr and 'Traceback' not in r.stderr, (extra, r.stderr)
+        assert 'detected' not in r.stdout, extra   # nothing was replayed before the mistake was told
+    for extra, told in ((['--recording', str(broken)], 'broken/labels.json'),
+                        (['--recording', recording, '--plot', str(tmp_path / 'no' / 'd.png')], '--plot')):
+        r = subprocess.run([sys.executable, '-m', 'collector', 'demo'] + extra, cwd=ROOT, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 1 and told in r.stderr and 'Traceback' not in r.stderr, (extra, r.stderr)
+    # two recordings of one name get a plot each
+    twin = tmp_path / 'twin'
+    shutil.copytree(recording, twin / os.path.basename(recording))
+    r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', '--quiet', recording,
+                        str(twin / os.path.basename(recording)), '--plot', str(folder / 'p.png')],
+                       cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert len([f for f in os.listdir(folder) if f.endswith('.png')]) == 2
+
+
 def write_dataset(folder, seed=0):
     rng = np.random.default_rng(seed)
     os.makedirs(folder)
@@ -176,6 +215,9 @@ def _edit_line(path, n, text):
     ('eval_labels.csv', 5, '2', 'eval_labels.csv: one 0 or 1 per line expected'),
     ('train.csv', 1, '1,2,3,4', 'train.csv: line 2 has 3 columns, the lines before it 4'),
     ('train_labels.csv', None, '1', 'train.csv: 0 training rows left after the features and labeled rows'),
+    ('train.csv', 7, '1,inf,3', 'train.csv: line 7: an infinite value'),
+    ('train.csv', None, '1,,3', 'train.csv: column 2 has no value on any line'),
+    ('eval_labels.csv', None, '0', 'machine: labels must contain both classes'),
 ])
 def test_a_dataset_file_that_cannot_be_read_is_named_with_its_line(tmp_path, name, line, text, told):
     folder = write_dataset(str(tmp_path / 'machine'))
