@@ -321,9 +321,31 @@ def _plot(plot_recording, run, res, out):
     print('plot written to {}'.format(out))
 
 
+RELATIVE_MAX = 3 * 365 * 86400   # the agent reads smaller magnitudes as seconds relative to now
+
+
+def _window_problem(after, before, now):
+    """Why ``--after``/``--before`` name no window, or None (0 or negative: relative to now,
+    else a unix time)."""
+    for name, value in (('--after', after), ('--before', before)):
+        if 0 < value < 10 ** 9 or value < -RELATIVE_MAX or value >= 10 ** 10:
+            return '{} {}: give seconds relative to now (negative, at most {} back) or a unix time'.format(
+                name, value, RELATIVE_MAX)
+    start = now + after if after <= 0 else after
+    end = now + before if before <= 0 else before
+    if start >= end:
+        return 'the window ends before it starts (--after {} --before {})'.format(after, before)
+    return None
+
+
 def cmd_top(args):
+    import time
     from .netdata_api import NetdataError
     from .top import run
+    problem = _window_problem(args.after, args.before, time.time())
+    if problem:
+        print('top: {}'.format(problem), file=sys.stderr)
+        return 1
     try:
         print(run(args.host, args.after, args.before, args.limit, args.protocol, args.username, args.password))
     except NetdataError as e:

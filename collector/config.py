@@ -19,6 +19,7 @@ FRAMEWORK_KEYS = {
     'update_every': 1, 'priority': 60000, 'autodetection_retry': 0,
     'chart_cleanup': 10, 'penalty': True,
 }
+MAX_UPDATE_EVERY = 86400   # a step a day; beyond that no training window holds two rows
 FRAMEWORK_INHERITED = ('update_every', 'priority', 'autodetection_retry', 'chart_cleanup', 'penalty')
 
 DEFAULTS = {
@@ -391,8 +392,9 @@ def parse_job_config(raw, job_name=None):
 
     # framework keys we rely on
     framework = {k: raw.get(k, v) for k, v in FRAMEWORK_KEYS.items()}
-    if not _is_int(framework['update_every']) or framework['update_every'] < 1:
-        errors.append("key 'update_every': expected an integer >= 1, got {!r}".format(framework['update_every']))
+    if not _is_int(framework['update_every']) or not 1 <= framework['update_every'] <= MAX_UPDATE_EVERY:
+        errors.append("key 'update_every': expected an integer from 1 to {} (seconds between steps), got "
+                      "{!r}".format(MAX_UPDATE_EVERY, framework['update_every']))
     if not _is_int(framework['priority']):
         errors.append("key 'priority': expected an integer, got {!r}".format(framework['priority']))
 

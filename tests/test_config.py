@@ -110,6 +110,7 @@ def test_child_node_host_is_accepted():
     ({'charts_regex': 'None'}, 'charts_regex'),
     ({'custom_models': [{'name': 'average', 'dimensions': 'system.cpu|user'}]}, 'custom_models'),
     ({'update_every': 0}, 'update_every'),
+    ({'update_every': 99999999999}, 'update_every'),
 ])
 def test_each_bad_value_is_rejected_naming_its_key(raw, key):
     errors = errors_for(raw)

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from collector.replay import Recording, ReplayClock, ReplayServer
 from collector.top import rank
 from conftest import ROOT, START, _chart
@@ -69,3 +71,15 @@ def test_top_without_anomalies_charts_says_so(replay):
     r = subprocess.run([sys.executable, '-m', 'collector', 'top', '--host', replay.host],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and 'has no anomalies charts' in r.stderr
+
+
+@pytest.mark.parametrize('window, told', [
+    (['--after', '600'], '--after 600: give seconds relative to now'),
+    (['--after', '-10', '--before', '-600'], 'the window ends before it starts'),
+    (['--after', '99999999999999999999'], 'give seconds relative to now'),
+    (['--host', 'http://127.0.0.1:19999'], 'without a scheme'),
+])
+def test_top_refuses_a_window_or_host_it_cannot_ask_for(window, told):
+    r = subprocess.run([sys.executable, '-m', 'collector', 'top', '--host', '127.0.0.1:9'] + window,
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and told in r.stderr and 'Traceback' not in r.stderr, r.stderr
