@@ -103,7 +103,7 @@ class AnomalyDetector:
         self._pending = Step()  # changes made outside step() (start), reported by the next step
         self.missing = set()    # models whose dimensions had no value last step
         self.wanted = {}        # host -> charts to ask for each step (all until the first discovery)
-        self.models_dir = persist.resolve_dir(config.models_dir, config.job_name)
+        self.models_dir = persist.resolve_dir(config.models_dir, config.job_name, config.host)
         self.flag_policy = FlagPolicy(config.flag_min_n, config.flag_window_n, config.flag_rearm_n,
                                       config.flag_lasting_n)
         self.flagged = {}       # model id -> [[first, last] agent time of flagged steps], for training

@@ -12,6 +12,7 @@ import pickle
 import sys
 import time
 
+from .config import DEFAULTS
 from .files import write_atomically
 from .protocol import safe_id
 from .models import numpy_only
@@ -27,20 +28,28 @@ HASH_KEYS = ('model', 'diffs_n', 'smooth_n', 'lags_n', 'level_features', 'level_
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def resolve_dir(setting, job_name):
+DEFAULT_HOST = DEFAULTS['host']
+
+
+def resolve_dir(setting, job_name, host=None):
     """Where a job's models live: ``None`` (not persisted) or ``<base>/<job>``.
 
     ``auto``: under the agent's lib dir when the agent runs the job (python.d.plugin has
-    ``NETDATA_LIB_DIR`` set), else the project's ``models/`` folder.
+    ``NETDATA_LIB_DIR`` set), else the project's ``models/`` folder, which every standalone run
+    shares: there a job reading another agent than the default one keeps its models in
+    ``<job>@<host>`` (``run --host B`` must not replace the local agent's).
     """
     if setting is None:
         return None
+    name = safe_id(job_name or 'anomalies')
     if setting == 'auto':
         lib = os.environ.get('NETDATA_LIB_DIR')
         base = os.path.join(lib, 'anomalies-models') if lib else os.path.join(_ROOT, 'models')
+        if not lib and host and host != DEFAULT_HOST:
+            name += '@' + safe_id(host)
     else:
         base = os.path.expanduser(setting)
-    return os.path.join(base, safe_id(job_name or 'anomalies'))
+    return os.path.join(base, name)
 
 
 def config_hash(config):

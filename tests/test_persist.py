@@ -5,6 +5,7 @@ import pickle
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +27,20 @@ def saved(tmp_path, model='pca', **conf):
     fm.info['window'] = (1.0, 500.0)
     persist.save(str(tmp_path), fm, cfg, 500.0)
     return fm, cfg
+
+
+def test_standalone_runs_keep_each_agents_models_apart(tmp_path, monkeypatch):
+    """Standalone runs share the project's models/: ``run --host B`` with the job that reads the
+    local agent must not replace its models. Under the agent a job's folder is its name."""
+    monkeypatch.delenv('NETDATA_LIB_DIR', raising=False)
+    local = persist.resolve_dir('auto', 'anomalies', '127.0.0.1:19999')
+    assert local == persist.resolve_dir('auto', 'anomalies') == os.path.join(ROOT, 'models', 'anomalies')
+    assert persist.resolve_dir('auto', 'anomalies', 'parent:19999/host/child') == os.path.join(
+        ROOT, 'models', 'anomalies@parent_19999_host_child')
+    monkeypatch.setenv('NETDATA_LIB_DIR', str(tmp_path))
+    assert persist.resolve_dir('auto', 'anomalies', '127.0.0.1:19970') == str(tmp_path / 'anomalies-models' / 'anomalies')
+    assert persist.resolve_dir(str(tmp_path), 'edge', 'x:1') == str(tmp_path / 'edge')
+    assert persist.resolve_dir(None, 'anomalies', 'x:1') is None
 
 
 def test_save_then_load_gives_the_same_model_and_metadata(tmp_path):
@@ -97,10 +112,11 @@ def test_a_restarted_job_predicts_at_once_with_its_saved_models(recording, tmp_p
         first = run(server.host, conf, 6)
         assert first.returncode == 0, first.stderr
         assert 'trained 4 models' in first.stderr
-        files = sorted(os.listdir(models / 'anomalies'))
+        job_dir = str(models / 'anomalies')
+        files = sorted(os.listdir(job_dir))
         assert files == sorted('system.{}.{}'.format(c, e) for c in ('cpu', 'ram', 'load', 'forks')
                                for e in ('json', 'pkl'))
-        meta = json.loads((models / 'anomalies' / 'system.cpu.json').read_text())
+        meta = json.loads(open(os.path.join(job_dir, 'system.cpu.json')).read())
         assert meta['rows'] > 250 and meta['model'] == 'mahalanobis' and meta['window'][1] - meta['window'][0] >= 250
 
         second = run(server.host, conf, 4)   # the restart: same job, same agent
@@ -119,7 +135,7 @@ def test_a_restarted_job_predicts_at_once_with_its_saved_models(recording, tmp_p
         third = run(server.host, conf, 4)
         assert 'saved models not used, retraining: configuration changed' in third.stderr
         assert 'trained 4 models' in third.stderr
-        assert json.loads((models / 'anomalies' / 'system.cpu.json').read_text())['settings']['lags_n'] == 3
+        assert json.loads(open(os.path.join(job_dir, 'system.cpu.json')).read())['settings']['lags_n'] == 3
     finally:
         server.stop()
 
@@ -134,7 +150,8 @@ def test_a_saved_model_that_loads_but_cannot_score_costs_only_its_own_chart(reco
     server = ReplayServer(Recording(recording), ReplayClock(START + 400)).start()
     try:
         assert run(server.host, conf, 6).returncode == 0
-        pkl, meta_path = models / 'anomalies' / 'system.ram.pkl', models / 'anomalies' / 'system.ram.json'
+        job_dir = str(models / 'anomalies')
+        pkl, meta_path = (Path(job_dir, 'system.ram.' + ext) for ext in ('pkl', 'json'))
         fm = pickle.loads(pkl.read_bytes())
         del fm.threshold
         data = pickle.dumps(fm, protocol=4)
