@@ -269,9 +269,8 @@ def cmd_evaluate(args):
 
 
 def cmd_demo(args):
-    from .evaluate import evaluate_recording, format_recording_table, plot_recording, print_progress
+    from .evaluate import check_recording, evaluate_recording, format_recording_table, plot_recording, print_progress
     from .metrics import rising_edges
-    from .evaluate import check_recording
     path = args.recording or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'demo',
                                           'recording')
     if not os.path.isdir(path):
