@@ -12,9 +12,11 @@
 # /var/lib/netdata), --port PORT (default 19999), --python PATH (default: the python that
 # python.d.plugin runs), --venv DIR (default <lib-dir>/anomalies-venv), --no-restart.
 set -euo pipefail
+umask 022   # the agent runs as the netdata user: what is installed must be readable to it
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-mode=install
+mode=
+config_dir_given=
 config_dir=/etc/netdata
 stock_config_dir=/usr/lib/netdata/conf.d
 plugins_dir=/usr/lib/netdata/plugins.d
@@ -24,35 +26,52 @@ python=
 venv=
 restart=1
 
+cleanup=()   # temporary paths, removed however the script ends
+trap 'rm -rf ${cleanup[@]+"${cleanup[@]}"}' EXIT
 say() { printf 'install.sh: %s\n' "$*"; }
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
 
+set_mode() { [ -z "$mode" ] || [ "$mode" = "$1" ] || die "--$mode and --$1 do not go together"; mode="$1"; }
+value() { [ $# -ge 2 ] && [ -n "$2" ] && [ "${2#--}" = "$2" ] || die "$1 needs a value (see --help)"; }
+agent_options=()   # the options that name the agent, to repeat in the hint at the end
 while [ $# -gt 0 ]; do
   case "$1" in
-    --dev) mode=dev ;;
-    --uninstall) mode=uninstall ;;
-    --check) mode=check ;;
-    --config-dir) config_dir="$2"; shift ;;
-    --stock-config-dir) stock_config_dir="$2"; shift ;;
-    --plugins-dir) plugins_dir="$2"; shift ;;
-    --lib-dir) lib_dir="$2"; shift ;;
-    --port) port="$2"; shift ;;
-    --python) python="$2"; shift ;;
-    --venv) venv="$2"; shift ;;
+    --dev) set_mode dev ;;
+    --uninstall) set_mode uninstall ;;
+    --check) set_mode check ;;
+    --config-dir) value "$@"; config_dir="$2"; config_dir_given=1; agent_options+=("$1" "$2"); shift ;;
+    --stock-config-dir) value "$@"; stock_config_dir="$2"; shift ;;
+    --plugins-dir) value "$@"; plugins_dir="$2"; agent_options+=("$1" "$2"); shift ;;
+    --lib-dir) value "$@"; lib_dir="$2"; agent_options+=("$1" "$2"); shift ;;
+    --port) value "$@"; port="$2"; agent_options+=("$1" "$2"); shift ;;
+    --python) value "$@"; python="$2"; shift ;;
+    --venv) value "$@"; venv="$2"; shift ;;
     --no-restart) restart=0 ;;
     -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
   shift
 done
+mode="${mode:-install}"
+case "$port" in ''|*[!0-9]*) die "--port must be a number, got '$port'" ;; esac
+[ "$port" -ge 1 ] && [ "$port" -le 65535 ] || die "--port must be 1 to 65535, got $port"
+if [ "$mode" = dev ] && { [ -n "$venv" ] || [ ${#agent_options[@]} -gt 0 ]; }; then
+  die "--dev makes $here/.venv and takes only --python"
+fi
+# absolute paths: the marker and the install record are read from the agent's own directory
+config_dir="$(realpath -m "$config_dir")"
+stock_config_dir="$(realpath -m "$stock_config_dir")"
+plugins_dir="$(realpath -m "$plugins_dir")"
+lib_dir="$(realpath -m "$lib_dir")"
+[ -z "$venv" ] || venv="$(realpath -m "$venv")"
 
 check_python() {
-  local py="$1"
+  local py="$1" version
   command -v "$py" >/dev/null 2>&1 || die "python '$py' not found"
-  "$py" - <<'EOF' || die "python '$py' is too old: Python 3.9 or newer is needed"
-import sys
-sys.exit(0 if sys.version_info >= (3, 9) else 1)
-EOF
+  version="$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" \
+    || die "'$py' does not run as a Python interpreter"
+  "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)' \
+    || die "python '$py' is $version, too old: Python 3.9 or newer is needed"
   "$py" -c 'import venv, ensurepip' 2>/dev/null \
     || die "python '$py' cannot create virtual environments (on Debian/Ubuntu: apt-get install python3-venv)"
 }
@@ -62,11 +81,15 @@ EOF
 make_venv() {
   local py="$1" target="$2"
   shift 2
+  # a venv replaces a venv; anything else at the target is someone's data, never deleted
+  if [ -e "$target" ] && [ ! -f "$target/pyvenv.cfg" ]; then
+    die "$target exists and is not a virtual environment: give --venv a new folder (it is replaced on every install)"
+  fi
   local tmp="${target}.new.$$"
+  cleanup+=("$tmp")
   rm -rf "$tmp"
   # scripts in a venv name its path; we only ever run "$target/bin/python", which moves fine
   "$py" -m venv "$tmp" || die "cannot create a virtual environment at $tmp"
-  trap 'rm -rf "$tmp"' EXIT
   "$tmp/bin/python" -m pip install --quiet --upgrade pip setuptools wheel >/dev/null \
     || die "pip could not upgrade itself in $tmp (network or index problem?)"
   local lock="$here/requirements.lock"
@@ -79,7 +102,6 @@ make_venv() {
   fi
   rm -rf "$target"
   mv "$tmp" "$target"
-  trap - EXIT
 }
 
 if [ "$mode" = dev ]; then
@@ -92,6 +114,47 @@ if [ "$mode" = dev ]; then
 fi
 
 [ "$(id -u)" -eq 0 ] || die "run as root (sudo ./install.sh), or ./install.sh --dev for a development venv"
+state="$lib_dir/anomalies-install.state"
+
+# The install record (in the lib dir): what the install found and did, so that --uninstall
+# undoes exactly that and a re-install keeps what the first one found. Values are written
+# with printf %q and read back by sourcing; a record of an older version reads as well.
+rec_config_dir= rec_venv= rec_pythond_line= rec_had_pythond_line= rec_created_pythond= rec_pythond_sum=
+rec_installed_conf= rec_conf_sum= rec_installed_health= rec_legacy_previous=
+load_state() {
+  [ -f "$state" ] || return 0
+  local config_dir_at= venv= pythond_line= had_pythond_line= created_pythond= pythond_sum= installed_conf=
+  local conf_sum= installed_health= previous_pythond=
+  # shellcheck disable=SC1090
+  . "$state" || die "cannot read the install record $state"
+  rec_config_dir="$config_dir_at" rec_venv="$venv" rec_pythond_line="$pythond_line"
+  rec_had_pythond_line="$had_pythond_line" rec_created_pythond="$created_pythond"
+  rec_pythond_sum="$pythond_sum" rec_installed_conf="$installed_conf" rec_conf_sum="$conf_sum"
+  rec_installed_health="$installed_health" rec_legacy_previous="$previous_pythond"
+}
+save_state() {
+  local tmp="$state.new.$$"
+  {
+    printf 'config_dir_at=%q\n' "$config_dir"
+    printf 'venv=%q\n' "$venv"
+    printf 'had_pythond_line=%q\n' "$rec_had_pythond_line"
+    printf 'pythond_line=%q\n' "$rec_pythond_line"
+    printf 'previous_pythond=%q\n' "$rec_legacy_previous"
+    printf 'created_pythond=%q\n' "$rec_created_pythond"
+    printf 'pythond_sum=%q\n' "$rec_pythond_sum"
+    printf 'installed_conf=%q\n' "$rec_installed_conf"
+    printf 'conf_sum=%q\n' "$rec_conf_sum"
+    printf 'installed_health=%q\n' "$rec_installed_health"
+  } > "$tmp" && mv "$tmp" "$state" || die "cannot write the install record $state"
+}
+load_state
+if [ -n "$rec_config_dir" ] && [ "$rec_config_dir" != "$config_dir" ]; then
+  if [ -n "$config_dir_given" ]; then
+    die "the install record $state is for the agent config in $rec_config_dir, not $config_dir: pass --config-dir $rec_config_dir (or nothing)"
+  fi
+  config_dir="$rec_config_dir"
+fi
+
 [ "$mode" = uninstall ] || [ -x "$plugins_dir/python.d.plugin" ] \
   || die "no python.d.plugin in $plugins_dir: is Netdata with python.d installed? (Debian: apt-get install netdata netdata-plugins-python; or pass --plugins-dir)"
 [ -d "$config_dir" ] || die "no Netdata config dir $config_dir (pass --config-dir)"
@@ -103,15 +166,17 @@ marker="$user_plugins/anomalies.venv"
 user_conf="$config_dir/python.d/anomalies.conf"
 pythond_conf="$config_dir/python.d.conf"
 health_conf="$config_dir/health.d/anomalies.conf"
-venv_given="$venv"
-venv="${venv:-$lib_dir/anomalies-venv}"
-state="$lib_dir/anomalies-install.state"
-if [ -z "$python" ]; then
-  python="$(head -n1 "$plugins_dir/python.d.plugin" | sed -n 's/^#! *//p' | awk '{print $1}')"
-  case "$python" in */env) python="$(head -n1 "$plugins_dir/python.d.plugin" | sed -n 's/^#! *//p' | awk '{print $2}')";; esac
-  # upstream builds start python.d.plugin with bash, which then execs python3
-  "${python:-false}" -c 'import sys' >/dev/null 2>&1 || python=python3
-fi
+legacy_backup="$lib_dir/anomalies-python.d.conf.orig"   # kept by older versions of this script
+venv="${venv:-${rec_venv:-$lib_dir/anomalies-venv}}"
+
+plugin_python() {  # the python python.d.plugin runs, or nothing when its first line does not say
+  local first py
+  first="$(head -n1 "$plugins_dir/python.d.plugin" | sed -n 's/^#! *//p')"
+  py="$(awk '{print $1}' <<< "$first")"
+  case "$py" in */env) py="$(awk '{print $2}' <<< "$first")" ;; esac
+  "${py:-false}" -c 'import sys' >/dev/null 2>&1 && printf '%s' "$py"
+}
+pyver() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
 
 restart_agent() {
   [ "$restart" -eq 1 ] || { say "restart the agent to apply: systemctl restart netdata"; return; }
@@ -125,29 +190,41 @@ restart_agent() {
   fi
 }
 
-set_pythond() {  # set_pythond yes|no|remove
-  local value="$1"
-  if [ ! -f "$pythond_conf" ]; then
-    [ "$value" = remove ] && return
-    if [ -f "$stock_config_dir/python.d.conf" ]; then
-      cp "$stock_config_dir/python.d.conf" "$pythond_conf"
-    else
-      printf '# python.d.plugin configuration\n' > "$pythond_conf"
-    fi
-  fi
-  local tmp
-  tmp="$(mktemp)"
-  grep -vE '^[# ]*anomalies *:' "$pythond_conf" > "$tmp" || true
-  [ "$value" = remove ] || printf 'anomalies: %s\n' "$value" >> "$tmp"
-  cat "$tmp" > "$pythond_conf"
-  rm -f "$tmp"
+pythond_line() {  # the line of python.d.conf an install sets: the first uncommented anomalies line, else the first commented one
+  grep -m1 -E '^[ ]*anomalies *:' "$pythond_conf" 2>/dev/null || grep -m1 -E '^[# ]*anomalies *:' "$pythond_conf" 2>/dev/null || true
 }
+replace_pythond_line() {  # replace_pythond_line TEXT: that line becomes TEXT (removed when empty, appended when there is none)
+  local tmp="$pythond_conf.new.$$"
+  NEW="$1" awk '
+    { line[NR] = $0 }
+    END {
+      for (i = 1; i <= NR && !at; i++) if (line[i] ~ /^[ ]*anomalies *:/) at = i
+      for (i = 1; i <= NR && !at; i++) if (line[i] ~ /^[# ]*anomalies *:/) at = i
+      for (i = 1; i <= NR; i++) if (i != at) print line[i]; else if (ENVIRON["NEW"] != "") print ENVIRON["NEW"]
+      if (!at && ENVIRON["NEW"] != "") print ENVIRON["NEW"]
+    }' "$pythond_conf" > "$tmp" && cat "$tmp" > "$pythond_conf"
+  local rc=$?
+  rm -f "$tmp"
+  return $rc
+}
+sum() { sha256sum < "$1" | awk '{print $1}'; }
 
 if [ "$mode" = check ]; then
   ok=1
   for f in "$module" "$marker"; do
     [ -e "$f" ] && say "found $f" || { say "missing $f"; ok=0; }
   done
+  if [ -f "$marker" ]; then
+    mvenv="$(cat "$marker")"
+    agent_py="${python:-$(plugin_python)}"
+    if [ ! -x "$mvenv/bin/python" ] || ! "$mvenv/bin/python" -c 'import collector' 2>/dev/null; then
+      say "the virtual environment $mvenv named in $marker cannot import the module's package: run sudo ./install.sh again"; ok=0
+    elif [ -n "$agent_py" ] && [ "$(pyver "$mvenv/bin/python")" != "$(pyver "$agent_py")" ]; then
+      say "$mvenv is Python $(pyver "$mvenv/bin/python"), python.d.plugin runs $agent_py ($(pyver "$agent_py")): the module cannot load its packages; run sudo ./install.sh again"; ok=0
+    else
+      say "$mvenv imports the module's package (Python $(pyver "$mvenv/bin/python"))"
+    fi
+  fi
   grep -qE '^anomalies: *yes' "$pythond_conf" 2>/dev/null && say "enabled in $pythond_conf" || { say "not enabled in $pythond_conf"; ok=0; }
   if command -v curl >/dev/null 2>&1; then
     body="$(curl -fsS "http://127.0.0.1:$port/api/v1/charts" 2>/dev/null || true)"
@@ -157,63 +234,91 @@ if [ "$mode" = check ]; then
       for ctx in anomalies.probability anomalies.anomaly; do
         # a here-string, not a pipe: grep -q stops reading early, and pipefail would call that a failure
         grep -q "\"context\": *\"$ctx\"" <<< "$body" && say "chart with context $ctx exists" \
-          || { say "no chart with context $ctx yet (the first training waits for train_min_n_secs, 5 minutes, of history after a fresh agent start)"; ok=0; }
+          || { say "no chart with context $ctx yet (the first training waits for train_min_n_secs, 5 minutes, of history after a fresh agent start; the agent's error.log says why otherwise: grep anomalies)"; ok=0; }
       done
     fi
+  else
+    say "curl is not installed: the agent's charts were not checked"; ok=0
   fi
   [ "$ok" -eq 1 ] && { say "OK"; exit 0; } || exit 1
 fi
 
 if [ "$mode" = uninstall ]; then
   [ -f "$state" ] || die "no install record at $state: nothing to undo"
-  # shellcheck disable=SC1090
-  . "$state"
-  [ -n "$venv_given" ] && venv="$venv_given"   # else the one the install recorded
-  rm -f "$module" "$marker" && say "removed the module from $user_plugins"
-  [ "${installed_health:-0}" = 1 ] && rm -f "$health_conf" && say "removed $health_conf"
-  if [ "${installed_conf:-0}" = 1 ] && [ -f "$user_conf" ]; then
-    if cmp -s "$user_conf" "$here/anomalies.conf"; then
-      rm -f "$user_conf" && say "removed $user_conf (unchanged)"
+  failed=0
+  step() {  # step MESSAGE COMMAND...: run it, say MESSAGE when it worked, count it when it did not
+    local msg="$1"; shift
+    if "$@"; then say "$msg"; else say "error: could not: $msg"; failed=1; fi
+  }
+  step "removed the module from $user_plugins" rm -f "$module" "$marker"
+  [ "${rec_installed_health:-0}" != 1 ] || step "removed $health_conf" rm -f "$health_conf"
+  if [ "${rec_installed_conf:-0}" = 1 ] && [ -f "$user_conf" ]; then
+    if [ -n "$rec_conf_sum" ] && [ "$(sum "$user_conf")" = "$rec_conf_sum" ] || cmp -s "$user_conf" "$here/anomalies.conf"; then
+      step "removed $user_conf (unchanged)" rm -f "$user_conf"
     else
       say "kept $user_conf: it has your edits"
     fi
   fi
-  backup="$lib_dir/anomalies-python.d.conf.orig"
-  if [ -f "$pythond_conf" ] && [ "$(sha256sum < "$pythond_conf")" = "${pythond_sum:-}" ]; then
-    if [ -f "$backup" ]; then
-      cat "$backup" > "$pythond_conf" && say "restored $pythond_conf as it was before the install"
-    else
-      rm -f "$pythond_conf" && say "removed $pythond_conf (the install created it)"
+  if [ -f "$pythond_conf" ]; then
+    if [ "${rec_created_pythond:-0}" = 1 ] && [ "$(sum "$pythond_conf")" = "$rec_pythond_sum" ]; then
+      step "removed $pythond_conf (the install created it)" rm -f "$pythond_conf"
+    elif grep -qE '^[ ]*anomalies *: *yes *$' "$pythond_conf"; then   # our line, as the install left it
+      if [ -n "$rec_had_pythond_line" ]; then
+        original="$rec_pythond_line"
+      else   # a record of an older version: the value it found, or no line
+        original="${rec_legacy_previous:+anomalies: $rec_legacy_previous}"
+      fi
+      step "put the anomalies line of $pythond_conf back as it was${original:+ ($original)}" replace_pythond_line "$original"
     fi
-  elif [ -n "${previous_pythond:-}" ]; then
-    set_pythond "$previous_pythond" && say "restored the anomalies line of $pythond_conf"
+  fi
+  rm -f "$legacy_backup"
+  if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ]; then
+    say "error: $venv is not a virtual environment: left as it is"; failed=1
   else
-    set_pythond remove && say "removed the anomalies line from $pythond_conf"
+    step "removed $venv" rm -rf "$venv"
   fi
-  rm -f "$backup"
-  rm -rf "$venv" && say "removed $venv"
   if [ -d "$lib_dir/anomalies-models" ]; then
-    rm -rf "$lib_dir/anomalies-models" && say "removed the saved models in $lib_dir/anomalies-models"
+    step "removed the saved models in $lib_dir/anomalies-models" rm -rf "$lib_dir/anomalies-models"
   fi
+  [ "$failed" -eq 0 ] || die "some steps failed (above); the install record $state is kept: fix them and run --uninstall again"
   rm -f "$state"
   restart_agent
   exit 0
 fi
 
+# ---- install (or upgrade) ----
+agent_python="$(plugin_python)"
+if [ -z "$python" ]; then
+  python="${agent_python:-python3}"
+  [ -n "$agent_python" ] || say "warning: cannot tell which python python.d.plugin runs (its first line is not one); using $(command -v python3 || echo python3)"
+fi
 check_python "$python"
+if [ -n "$agent_python" ] && [ "$(pyver "$python")" != "$(pyver "$agent_python")" ]; then
+  die "python.d.plugin runs $agent_python (Python $(pyver "$agent_python")) and --python is $(pyver "$python"): the module's packages must be built for the agent's Python"
+fi
 say "agent python: $python ($("$python" -c 'import sys; print(sys.version.split()[0])'))"
 "$python" -c 'import yaml' 2>/dev/null || say "warning: $python has no PyYAML; python.d.plugin needs it (Debian: apt-get install python3-yaml)"
 
 say "installing dependencies into $venv"
 mkdir -p "$lib_dir"
-make_venv "$python" "$venv" "$here"
+# built from a copy, so that a root install leaves no build files in the checkout
+src="$(mktemp -d)"
+cleanup+=("$src")
+cp -r "$here/collector" "$here/setup.cfg" "$here/pyproject.toml" "$here/README.md" "$src/"
+[ ! -f "$here/requirements.lock" ] || cp "$here/requirements.lock" "$src/"
+find "$src" -name __pycache__ -prune -exec rm -rf {} +
+make_venv "$python" "$venv" "$src"
+if [ -n "$rec_venv" ] && [ "$rec_venv" != "$venv" ] && [ -f "$rec_venv/pyvenv.cfg" ]; then
+  rm -rf "$rec_venv" && say "removed the previous virtual environment $rec_venv"
+fi
 
-previous_pythond="$(grep -E '^[ ]*anomalies *:' "$pythond_conf" 2>/dev/null | head -n1 | sed 's/.*: *//' || true)"
-installed_conf=0
-installed_health=0
-# a re-install keeps what the first install recorded, so --uninstall still undoes that
-# shellcheck disable=SC1090
-[ -f "$state" ] && . "$state"
+# the record first, so that an install stopped halfway can still be undone
+first_install=0
+if [ ! -f "$state" ]; then
+  first_install=1 rec_had_pythond_line=1 rec_pythond_line=
+  [ -f "$pythond_conf" ] && rec_created_pythond=0 || rec_created_pythond=1
+fi
+save_state
 
 mkdir -p "$user_plugins"
 install -m 0644 "$here/anomalies.chart.py" "$module"
@@ -221,34 +326,49 @@ printf '%s\n' "$venv" > "$marker"
 say "installed the module to $module (it takes precedence over a stock anomalies module)"
 
 mkdir -p "$config_dir/python.d"
-if [ -f "$user_conf" ]; then
-  say "kept your $user_conf"
-else
+if [ ! -f "$user_conf" ]; then
   install -m 0640 "$here/anomalies.conf" "$user_conf"
-  chgrp netdata "$user_conf" 2>/dev/null || true
-  installed_conf=1
+  rec_installed_conf=1
   say "installed $user_conf"
+elif [ "${rec_installed_conf:-0}" = 1 ] && [ "$(sum "$user_conf")" = "$rec_conf_sum" ]; then
+  if ! cmp -s "$here/anomalies.conf" "$user_conf"; then   # ours, never edited: this version's
+    install -m 0640 "$here/anomalies.conf" "$user_conf"
+    say "updated $user_conf to this version's (you had not edited it)"
+  fi
+else
+  say "kept your $user_conf"
 fi
+if [ "${rec_installed_conf:-0}" = 1 ]; then
+  chgrp netdata "$user_conf" 2>/dev/null || true
+  rec_conf_sum="$(sum "$user_conf")"
+fi
+save_state
 if [ -f "$here/health.d/anomalies.conf" ]; then
   mkdir -p "$config_dir/health.d"
   if [ ! -f "$health_conf" ]; then
     install -m 0644 "$here/health.d/anomalies.conf" "$health_conf"
-    installed_health=1
+    rec_installed_health=1
+    save_state
     say "installed $health_conf"
   fi
 fi
-backup="$lib_dir/anomalies-python.d.conf.orig"
-if [ ! -f "$state" ] && [ -f "$pythond_conf" ]; then
-  cp "$pythond_conf" "$backup"
+if [ ! -f "$pythond_conf" ]; then
+  if [ -f "$stock_config_dir/python.d.conf" ]; then
+    cp "$stock_config_dir/python.d.conf" "$pythond_conf"
+  else
+    printf '# python.d.plugin configuration\n' > "$pythond_conf"
+  fi
+elif [ "${rec_created_pythond:-0}" = 1 ] && [ -n "$rec_pythond_sum" ] && [ "$(sum "$pythond_conf")" != "$rec_pythond_sum" ]; then
+  rec_created_pythond=0   # the install made it, but it has been edited since: --uninstall keeps it
 fi
-set_pythond yes
+if [ "$first_install" = 1 ]; then   # the line as it was (in the stock copy, when the install made the file)
+  rec_pythond_line="$(pythond_line)"
+  save_state
+fi
+[ "$(pythond_line)" = "anomalies: yes" ] || replace_pythond_line "anomalies: yes" || die "cannot write $pythond_conf"
+[ "${rec_created_pythond:-0}" != 1 ] || rec_pythond_sum="$(sum "$pythond_conf")"
+save_state
 say "enabled anomalies in $pythond_conf"
-cat > "$state" <<EOF
-previous_pythond='${previous_pythond}'
-installed_conf=${installed_conf}
-installed_health=${installed_health}
-pythond_sum='$(sha256sum < "$pythond_conf")'
-venv='${venv}'
-EOF
 restart_agent
-say "done. Check with: sudo $0 --check --port $port"
+hint="$(printf '%q ' "$0" --check ${agent_options[@]+"${agent_options[@]}"})"
+say "done. Check with: sudo ${hint% }"

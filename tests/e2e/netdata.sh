@@ -93,6 +93,16 @@ log "installing the module with install.sh"
   || fail "install.sh"
 grep -q "host: '127.0.0.1:$port'" "$work/etc/python.d/anomalies.conf" || fail "install.sh overwrote the user's anomalies.conf"
 grep -qE '^anomalies: *yes' "$work/etc/python.d.conf" || fail "install.sh did not enable the module in python.d.conf"
+# the admin edits python.d.conf (which the install made from the stock one), then upgrades
+printf 'example: no\n' >> "$work/etc/python.d.conf"
+"$here/install.sh" --config-dir "$work/etc" --lib-dir "$work/lib" --port "$port" --no-restart > "$work/reinstall.log" 2>&1 \
+  || { cat "$work/reinstall.log"; fail "install.sh (again, an upgrade)"; }
+grep -q "kept your $work/etc/python.d/anomalies.conf" "$work/reinstall.log" || fail "the upgrade did not keep the user's anomalies.conf"
+[ "$(grep -cE '^anomalies *:' "$work/etc/python.d.conf")" = 1 ] || fail "the upgrade left more than one anomalies line in python.d.conf"
+mkdir -p "$work/not-a-venv" && touch "$work/not-a-venv/keep"
+"$here/install.sh" --config-dir "$work/etc" --lib-dir "$work/lib" --venv "$work/not-a-venv" --no-restart > /dev/null 2>&1 \
+  && fail "install.sh replaced a folder that is not a virtual environment"
+[ -f "$work/not-a-venv/keep" ] || fail "install.sh deleted a folder given as --venv"
 chown -R netdata:netdata "$work"/{log,cache,lib,lock} 2>/dev/null || true
 
 log "starting netdata on 127.0.0.1:$port"
@@ -274,4 +284,7 @@ kill -TERM -- "-$agent_pid" 2>/dev/null; wait "$agent_pid" 2>/dev/null; agent_pi
 [ ! -e "$work/lib/anomalies-venv" ] || fail "uninstall left the venv"
 [ ! -e "$work/lib/anomalies-models" ] || fail "uninstall left the saved models"
 [ -f "$work/etc/python.d/anomalies.conf" ] || fail "uninstall removed the user's own anomalies.conf"
+grep -qx 'example: no' "$work/etc/python.d.conf" || fail "uninstall undid the user's own edit of python.d.conf"
+! grep -qE '^anomalies *:' "$work/etc/python.d.conf" || fail "uninstall left the anomalies line in python.d.conf"
+[ ! -e "$work/lib/anomalies-install.state" ] || fail "uninstall left its install record"
 log "PASSED"
