@@ -171,10 +171,11 @@ venv="${venv:-${rec_venv:-$lib_dir/anomalies-venv}}"
 
 plugin_python() {  # the python python.d.plugin runs, or nothing when its first line does not say
   local first py
+  [ -r "$plugins_dir/python.d.plugin" ] || return 0
   first="$(head -n1 "$plugins_dir/python.d.plugin" | sed -n 's/^#! *//p')"
   py="$(awk '{print $1}' <<< "$first")"
   case "$py" in */env) py="$(awk '{print $2}' <<< "$first")" ;; esac
-  "${py:-false}" -c 'import sys' >/dev/null 2>&1 && printf '%s' "$py"
+  if "${py:-false}" -c 'import sys' >/dev/null 2>&1; then printf '%s' "$py"; fi
 }
 pyver() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
 
