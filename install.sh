@@ -120,17 +120,17 @@ state="$lib_dir/anomalies-install.state"
 # undoes exactly that and a re-install keeps what the first one found. Values are written
 # with printf %q and read back by sourcing; a record of an older version reads as well.
 rec_config_dir= rec_venv= rec_pythond_line= rec_had_pythond_line= rec_created_pythond= rec_pythond_sum=
-rec_installed_conf= rec_conf_sum= rec_installed_health= rec_legacy_previous=
+rec_installed_conf= rec_conf_sum= rec_installed_health= rec_health_sum= rec_legacy_previous=
 load_state() {
   [ -f "$state" ] || return 0
   local config_dir_at= venv= pythond_line= had_pythond_line= created_pythond= pythond_sum= installed_conf=
-  local conf_sum= installed_health= previous_pythond=
+  local conf_sum= installed_health= health_sum= previous_pythond=
   # shellcheck disable=SC1090
   . "$state" || die "cannot read the install record $state"
   rec_config_dir="$config_dir_at" rec_venv="$venv" rec_pythond_line="$pythond_line"
   rec_had_pythond_line="$had_pythond_line" rec_created_pythond="$created_pythond"
   rec_pythond_sum="$pythond_sum" rec_installed_conf="$installed_conf" rec_conf_sum="$conf_sum"
-  rec_installed_health="$installed_health" rec_legacy_previous="$previous_pythond"
+  rec_installed_health="$installed_health" rec_health_sum="$health_sum" rec_legacy_previous="$previous_pythond"
 }
 save_state() {
   local tmp="$state.new.$$"
@@ -145,6 +145,7 @@ save_state() {
     printf 'installed_conf=%q\n' "$rec_installed_conf"
     printf 'conf_sum=%q\n' "$rec_conf_sum"
     printf 'installed_health=%q\n' "$rec_installed_health"
+    printf 'health_sum=%q\n' "$rec_health_sum"
   } > "$tmp" && mv "$tmp" "$state" || die "cannot write the install record $state"
 }
 load_state
@@ -252,7 +253,13 @@ if [ "$mode" = uninstall ]; then
     if "$@"; then say "$msg"; else say "error: could not: $msg"; failed=1; fi
   }
   step "removed the module from $user_plugins" rm -f "$module" "$marker"
-  [ "${rec_installed_health:-0}" != 1 ] || step "removed $health_conf" rm -f "$health_conf"
+  if [ "${rec_installed_health:-0}" = 1 ] && [ -f "$health_conf" ]; then
+    if [ -z "$rec_health_sum" ] || [ "$(sum "$health_conf")" = "$rec_health_sum" ]; then
+      step "removed $health_conf" rm -f "$health_conf"
+    else
+      say "kept $health_conf: it has your edits"
+    fi
+  fi
   if [ "${rec_installed_conf:-0}" = 1 ] && [ -f "$user_conf" ]; then
     if [ -n "$rec_conf_sum" ] && [ "$(sum "$user_conf")" = "$rec_conf_sum" ] || cmp -s "$user_conf" "$here/anomalies.conf"; then
       step "removed $user_conf (unchanged)" rm -f "$user_conf"
@@ -348,9 +355,15 @@ if [ -f "$here/health.d/anomalies.conf" ]; then
   mkdir -p "$config_dir/health.d"
   if [ ! -f "$health_conf" ]; then
     install -m 0644 "$here/health.d/anomalies.conf" "$health_conf"
-    rec_installed_health=1
+    rec_installed_health=1 rec_health_sum="$(sum "$health_conf")"
     save_state
     say "installed $health_conf"
+  elif [ "${rec_installed_health:-0}" = 1 ] && [ "$(sum "$health_conf")" = "$rec_health_sum" ] \
+      && ! cmp -s "$here/health.d/anomalies.conf" "$health_conf"; then   # ours, never edited: this version's
+    install -m 0644 "$here/health.d/anomalies.conf" "$health_conf"
+    rec_health_sum="$(sum "$health_conf")"
+    save_state
+    say "updated $health_conf to this version's (you had not edited it)"
   fi
 fi
 if [ ! -f "$pythond_conf" ]; then
