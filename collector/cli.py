@@ -35,7 +35,8 @@ def _speed(text):
 
 def _host(text):
     """An agent as ``host:port`` (or ``parent:port/host/child``): the scheme is ``--protocol``'s."""
-    if '://' in text or not text.strip():
+    from .config import valid_host
+    if not valid_host(text):
         raise argparse.ArgumentTypeError("give host:port without a scheme, e.g. 127.0.0.1:19999 "
                                          "(--protocol https for TLS), got {!r}".format(text))
     return text.strip().rstrip('/')

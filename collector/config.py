@@ -256,6 +256,12 @@ def _parse_custom_models(value, default_host, errors):
     return tuple(models)
 
 
+def valid_host(host):
+    """An agent as ``host:port`` or ``parent:port/host/child``: one word, no scheme (that is
+    ``protocol``'s)."""
+    return isinstance(host, str) and bool(host.strip()) and '://' not in host and ' ' not in host.strip()
+
+
 def parse_job_config(raw, job_name=None):
     """Validate a job's raw configuration (as python.d passes it) into a ``JobConfig``.
 
@@ -276,7 +282,7 @@ def parse_job_config(raw, job_name=None):
 
     # strings
     host = cfg['host']
-    if not isinstance(host, str) or not host.strip() or '://' in host or ' ' in host.strip():
+    if not valid_host(host):
         errors.append("key 'host': expected 'host:port' or 'parent:port/host/child' without a "
                       "scheme, got {!r}".format(host))
     else:
