@@ -112,6 +112,9 @@ class AnomalyDetector:
         self.unlisted = set()  # models whose chart the last chart listing did not have
         self.regrown = {}      # model id -> the dimensions listed when it was retrained for new ones
         self.own_rows = (0, 0)     # [first, end) rows whose features hold the job's own last training
+        # a replay waits for each training on a stopped clock, so its rows never show one; on an
+        # agent every training shows in the rows read from its start to `need` after its end
+        self.trainings_take_agent_time = True
         self.kept_flagged = set()  # models whose last training kept their flagged steps (said once)
         self.layout = self.ring = self.ring_stamps = None   # laid out by _rebuild
         self._rebuild({})
@@ -274,10 +277,9 @@ class AnomalyDetector:
         took = self.clock() - self.training_started if self.training_started else 0.0
         self.trainings += 1
         # the training process's CPU, memory, forks and reads show in the rows read while it ran
-        # (this step's too), and in the features for `need` rows after; none when no step came
-        # while it ran (a replay waits for each training: its recorded rows never saw one)
-        ran_across = self.steps > self.training_step + 1
-        self.own_rows = (self.own_rows[0], self.steps + 1 + self.need) if ran_across else (0, 0)
+        # (this step's too, however short it was), and in the features for `need` rows after
+        shows = self.trainings_take_agent_time and self.steps > self.training_step
+        self.own_rows = (self.own_rows[0], self.steps + 1 + self.need) if shows else (0, 0)
         if result.error:
             self.problems.report('training', 'training failed: {}'.format(result.error))
             self.next_training = min(self.next_training, self.steps + RETRY_STEPS)

@@ -69,6 +69,7 @@ def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=No
         service.out, service.log_stream = io.StringIO(), logs
         if not service.check():
             raise RuntimeError('the job did not start: ' + '; '.join(logs.lines[-5:]))
+        service.detector.trainings_take_agent_time = False   # each one is waited for below
         service.create()
         every = service.update_every
         times, probs, flags = [], {}, {}

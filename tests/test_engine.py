@@ -132,11 +132,26 @@ def test_a_long_training_hides_flags_for_a_bounded_time(replay, logger, monkeypa
     det.close()
 
 
-def _spike_during_a_training(replay, logger, seconds):
+def test_a_training_shorter_than_a_step_still_shows_in_the_rows_after_it(replay, logger):
+    """A first training of a few charts ends within a second on an agent, but its CPU is in the
+    next row all the same: no flag rises on it. A replay harness, which waits for each training
+    on a stopped clock, says so, and a spike right after is flagged at once."""
+    for on_agent in (True, False):
+        det, trainer, times, flags = _spike_during_a_training(replay, logger, 0, on_agent)
+        first = times[flags.index(1)] - START - SPIKE[0]
+        if on_agent:
+            assert first >= det.need - 2, first
+        else:
+            assert first <= 3, first
+        det.close()
+
+
+def _spike_during_a_training(replay, logger, seconds, on_agent=True):
     """A full training ``seconds`` long that starts 2 s before the spike; per step: time and flag."""
     cfg = parse_job_config({'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000, 'update_every': 1})
     trainer = SlowTrainer()
     det = AnomalyDetector(cfg, logger, trainer=trainer, api_factory=lambda c, h: SwitchableApi.from_config(c, h))
+    det.trainings_take_agent_time = on_agent
     run_until_trained(det, replay)
     replay.clock.set(START + SPIKE[0] - 42)
     for _ in range(40):
