@@ -278,8 +278,7 @@ class AnomalyDetector:
         self.trainings += 1
         # the training process's CPU, memory, forks and reads show in the rows read while it ran
         # (this step's too, however short it was), and in the features for `need` rows after
-        shows = self.trainings_take_agent_time and self.steps > self.training_step
-        self.own_rows = (self.own_rows[0], self.steps + 1 + self.need) if shows else (0, 0)
+        self.own_rows = (self.own_rows[0], self.steps + 1 + self.need) if self.trainings_take_agent_time else (0, 0)
         if result.error:
             self.problems.report('training', 'training failed: {}'.format(result.error))
             self.next_training = min(self.next_training, self.steps + RETRY_STEPS)
