@@ -120,17 +120,18 @@ state="$lib_dir/anomalies-install.state"
 # undoes exactly that and a re-install keeps what the first one found. Values are written
 # with printf %q and read back by sourcing; a record of an older version reads as well.
 rec_config_dir= rec_venv= rec_pythond_line= rec_had_pythond_line= rec_created_pythond= rec_pythond_sum=
-rec_installed_conf= rec_conf_sum= rec_installed_health= rec_health_sum= rec_legacy_previous=
+rec_installed_conf= rec_conf_sum= rec_installed_health= rec_health_sum= rec_legacy_previous= rec_made_dirs=
 load_state() {
   [ -f "$state" ] || return 0
   local config_dir_at= venv= pythond_line= had_pythond_line= created_pythond= pythond_sum= installed_conf=
-  local conf_sum= installed_health= health_sum= previous_pythond=
+  local conf_sum= installed_health= health_sum= previous_pythond= made_dirs=
   # shellcheck disable=SC1090
   . "$state" || die "cannot read the install record $state"
   rec_config_dir="$config_dir_at" rec_venv="$venv" rec_pythond_line="$pythond_line"
   rec_had_pythond_line="$had_pythond_line" rec_created_pythond="$created_pythond"
   rec_pythond_sum="$pythond_sum" rec_installed_conf="$installed_conf" rec_conf_sum="$conf_sum"
   rec_installed_health="$installed_health" rec_health_sum="$health_sum" rec_legacy_previous="$previous_pythond"
+  rec_made_dirs="$made_dirs"
 }
 save_state() {
   local tmp="$state.new.$$"
@@ -146,6 +147,7 @@ save_state() {
     printf 'conf_sum=%q\n' "$rec_conf_sum"
     printf 'installed_health=%q\n' "$rec_installed_health"
     printf 'health_sum=%q\n' "$rec_health_sum"
+    printf 'made_dirs=%q\n' "$rec_made_dirs"
   } > "$tmp" && mv "$tmp" "$state" || die "cannot write the install record $state"
 }
 load_state
@@ -210,6 +212,14 @@ replace_pythond_line() {  # replace_pythond_line TEXT: that line becomes TEXT (r
   return $rc
 }
 sum() { sha256sum < "$1" | awk '{print $1}'; }
+make_dir() {  # make_dir DIR: mkdir -p, recording each folder it creates (one per line) for --uninstall
+  local d="$1" new=()
+  while [ ! -e "$d" ]; do new=("$d" ${new[@]+"${new[@]}"}); d="$(dirname "$d")"; done
+  [ "${#new[@]}" -gt 0 ] || return 0
+  mkdir -p "$1" || die "cannot create $1"
+  for d in "${new[@]}"; do rec_made_dirs="${rec_made_dirs:+$rec_made_dirs$'\n'}$d"; done
+  save_state
+}
 
 if [ "$mode" = check ]; then
   ok=1
@@ -288,6 +298,11 @@ if [ "$mode" = uninstall ]; then
   if [ -d "$lib_dir/anomalies-models" ]; then
     step "removed the saved models in $lib_dir/anomalies-models" rm -rf "$lib_dir/anomalies-models"
   fi
+  # the folders the install made, deepest first, while nothing else has been put in them
+  while IFS= read -r d; do
+    [ -n "$d" ] && [ -d "$d" ] || continue
+    if [ -z "$(ls -A "$d")" ]; then step "removed the empty folder $d" rmdir "$d"; else say "kept $d: it holds other files"; fi
+  done < <(printf '%s\n' "$rec_made_dirs" | sort -r)
   [ "$failed" -eq 0 ] || die "some steps failed (above); the install record $state is kept: fix them and run --uninstall again"
   rm -f "$state"
   restart_agent
@@ -328,12 +343,12 @@ if [ ! -f "$state" ]; then
 fi
 save_state
 
-mkdir -p "$user_plugins"
+make_dir "$user_plugins"
 install -m 0644 "$here/anomalies.chart.py" "$module"
 printf '%s\n' "$venv" > "$marker"
 say "installed the module to $module (it takes precedence over a stock anomalies module)"
 
-mkdir -p "$config_dir/python.d"
+make_dir "$config_dir/python.d"
 if [ ! -f "$user_conf" ]; then
   install -m 0640 "$here/anomalies.conf" "$user_conf"
   rec_installed_conf=1
@@ -352,7 +367,7 @@ if [ "${rec_installed_conf:-0}" = 1 ]; then
 fi
 save_state
 if [ -f "$here/health.d/anomalies.conf" ]; then
-  mkdir -p "$config_dir/health.d"
+  make_dir "$config_dir/health.d"
   if [ ! -f "$health_conf" ]; then
     install -m 0644 "$here/health.d/anomalies.conf" "$health_conf"
     rec_installed_health=1 rec_health_sum="$(sum "$health_conf")"

@@ -287,4 +287,7 @@ kill -TERM -- "-$agent_pid" 2>/dev/null; wait "$agent_pid" 2>/dev/null; agent_pi
 grep -qx 'example: no' "$work/etc/python.d.conf" || fail "uninstall undid the user's own edit of python.d.conf"
 ! grep -qE '^anomalies *:' "$work/etc/python.d.conf" || fail "uninstall left the anomalies line in python.d.conf"
 [ ! -e "$work/lib/anomalies-install.state" ] || fail "uninstall left its install record"
+[ ! -e "$work/etc/custom-plugins.d/python.d" ] || fail "uninstall left the folder it made for the module"
+[ ! -e "$work/etc/health.d" ] || fail "uninstall left the health.d folder it made"
+[ -d "$work/etc/custom-plugins.d" ] && [ -d "$work/etc/python.d" ] || fail "uninstall removed a folder it did not make"
 log "PASSED"
