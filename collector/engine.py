@@ -12,7 +12,7 @@ import numpy as np
 from . import persist
 from .batch import BatchScorer, Layout
 from .flags import FlagPolicy
-from .features import absent_as_zero, feature_blocks, fill_missing
+from .features import absent_as_zero, feature_blocks, fill_missing, rows_every
 from .netdata_api import NetdataApi, NetdataError, agent_now, dim_key, json_loads, split_key
 from .training import ModelSpec, TrainingRequest, charts_by_host, make_trainer
 
@@ -564,14 +564,15 @@ class AnomalyDetector:
                 by_chart.setdefault((host, chart), None)
         for host, chart in list(by_chart):
             try:
-                labels, rows = self.apis[host].data(chart, -(self.need + 2) * every,
-                                                    points=(self.need + 2) if every > 1 else 0)
+                labels, rows = self.apis[host].data(chart, -(self.need + 2) * every, points=0)
                 if not rows:
                     continue
                 times = np.array([r[0] for r in rows], dtype=np.float64)
                 values = np.array([[np.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
                 if values.shape != (len(rows), len(labels)):
                     continue
+                sel = rows_every(times, every)   # the samples the steps read, as in training
+                times, values = times[sel], values[sel]
             except (NetdataError, KeyError, TypeError, ValueError, IndexError):
                 continue   # one chart's odd answer (ragged rows, strings): only its models wait for steps
             by_chart[(host, chart)] = (times, {name: values[:, k] for k, name in enumerate(labels)})

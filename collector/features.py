@@ -132,6 +132,24 @@ def absent_as_zero(values, index=None, offsets=None):
     return x
 
 
+def rows_every(times, every):
+    """Indices of the rows a job stepping every ``every`` seconds reads, oldest first: at each
+    step time (``every`` s apart, back from the newest row) the newest row collected by then.
+
+    Each step reads the agent's latest sample, not an average, so a model is trained on the
+    same: the agent's ``every``-second averages have less spread than single samples, and
+    normal steps read as unusual against them (5-second averages raised 4 times the clean
+    exceedances of single samples on a recording). A chart collected less often than
+    ``every`` repeats its rows, as the steps do.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    if every <= 1 or times.size == 0:
+        return np.arange(times.size)
+    n = int((times[-1] - times[0]) // every) + 1
+    steps = times[-1] - every * np.arange(n)[::-1]
+    return np.searchsorted(times, steps, side='right') - 1
+
+
 def fill_missing(values):
     """Forward-fill NaN down each column, then back-fill the leading gap, then zeros.
 

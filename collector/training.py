@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .features import feature_groups, fill_missing
+from .features import feature_groups, fill_missing, rows_every
 from .netdata_api import split_key
 
 
@@ -134,9 +134,6 @@ def run_training(request):
     cfg = request.config
     started, cpu_started = time.monotonic(), time.process_time()
     result = TrainingResult()
-    points = 0
-    if cfg.update_every > 1:
-        points = max(1, (request.before - request.after) // cfg.update_every)
     # a model fitted on a few minutes flags whatever the node does next that those minutes did
     # not show (a backup, a log rotation): a chart waits for train_min_n_secs of history, at
     # most 90 % of the window (the agent may send a row or two fewer than the window spans)
@@ -145,7 +142,7 @@ def run_training(request):
         df, times_index, problems = fetch_training_frame(
             request.host_charts(), request.after, request.before, protocol=cfg.protocol,
             username=cfg.username, password=cfg.password, tls_verify=cfg.tls_verify,
-            timeout=max(10.0, cfg.api_timeout * 6), points=points)
+            timeout=max(10.0, cfg.api_timeout * 6), points=0)   # single samples: see rows_every
     except NetdataError as e:
         if all(_listed_young(spec, request, min_history) for spec in request.specs):
             result.waiting = {spec.model_id: 0 for spec in request.specs}   # an agent seconds old
@@ -178,6 +175,8 @@ def run_training(request):
             result.waiting[spec.model_id] = history
             continue
         raw = fill_missing(raw)
+        sel = rows_every(times, cfg.update_every)   # the samples the steps will read
+        raw, times = raw[sel], times[sel]
         X = cfg.training_features(raw)
         spans = request.exclude.get(spec.model_id)
         n_excluded, share, events = 0, 0.0, 0

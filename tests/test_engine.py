@@ -685,6 +685,38 @@ def test_a_chart_listed_but_never_collected_is_an_error_once_its_wait_is_plainly
     assert late and all(b - a >= 120 for a, b in zip(late, late[1:])) and len(late) <= 4, trainings_at
 
 
+def test_a_job_stepping_every_5_s_trains_on_the_samples_its_steps_read(tmp_path, logger):
+    """Each step reads the agent's latest sample; trained on the agent's 5-second averages
+    instead (less spread), the synthetic memory's normal steps read 1.00 and raised a flag at
+    350 of 360 steps."""
+    import numpy as np
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    from conftest import write_recording
+    rec = Recording(write_recording(str(tmp_path / 'rec'), seconds=4000))
+    with ReplayServer(rec, ReplayClock(rec.start + 2000, stepped=True)) as server:
+        det = make_detector(server, logger, train_n_secs=1800, train_every_n=100000, update_every=5,
+                            charts_regex='system\\.(cpu|ram)')
+        det.start()
+        for _ in range(100):
+            if det.models:
+                break
+            det.trainer.wait()
+            det.step()
+            server.clock.advance(5)
+        assert sorted(det.models) == ['system.cpu', 'system.ram']
+        probs, flags = {}, {}
+        for _ in range(240):   # 20 minutes of normal data
+            for m, (p, f) in det.step().scores.items():
+                probs.setdefault(m, []).append(p)
+                flags.setdefault(m, []).append(f)
+            server.clock.advance(5)
+        det.close()
+    assert sorted(probs) == ['system.cpu', 'system.ram']
+    for m in probs:
+        assert sum(flags[m]) == 0, (m, sum(flags[m]))
+        assert np.mean(probs[m]) < 0.65, (m, np.mean(probs[m]))
+
+
 def _first_training_age(server, rec, det, limit=400):
     """The agent's age (s) when ``det`` first has a model; None if it never did within ``limit`` steps."""
     det.start()

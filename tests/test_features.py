@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from collector.features import (absent_as_zero, despiked_history, feature_blocks, feature_groups, fill_missing,
-                                make_features, rows_needed)
+                                make_features, rows_every, rows_needed)
 
 
 def test_hand_computed_features():
@@ -140,3 +140,12 @@ def test_despiked_history_keeps_the_newest_row_and_what_holds():
     assert despiked_history(pair).ravel().tolist() == [0, 0, 0, 0, 5, 0, 0]
     flapping = (np.arange(12) % 2 + 1.0)[:, None]
     assert np.array_equal(despiked_history(flapping), flapping)
+
+
+def test_rows_every_takes_the_sample_each_step_reads():
+    t = np.arange(100, 112, dtype=float)            # one-second rows
+    assert list(rows_every(t, 1)) == list(range(12))
+    assert list(t[rows_every(t, 5)]) == [101, 106, 111]   # back from the newest, 5 s apart
+    slow = np.array([100, 105, 110, 115], dtype=float)   # a chart collected every 5 s, steps every 2 s
+    assert list(slow[rows_every(slow, 2)]) == [100, 100, 105, 105, 105, 110, 110, 115]
+    assert rows_every(np.array([]), 5).size == 0
