@@ -30,6 +30,16 @@ class Layout:
         for c, i in self.index.items():
             host, chart, dim = split_key(c)
             self.by_host.setdefault(host, {}).setdefault(chart, []).append((dim, i))
+        # the columns of each (host, chart) together, for ``features.absent_as_zero``: a chart is
+        # collected as a whole, so only a null beside its own values is a dimension gone (a
+        # custom model's other chart, or another agent, having values says nothing of it)
+        index, offsets = [], []
+        for charts in self.by_host.values():
+            for pairs in charts.values():
+                offsets.append(len(index))
+                index += [i for _, i in pairs]
+        self.chart_index = np.array(index, dtype=np.intp)
+        self.chart_offsets = np.array(offsets, dtype=np.intp)
         self._ids = {}  # host -> chart -> [(dimension id, column)], learnt from the answers
         self._fast = None   # what the flat pass of ``row`` reads, when the last answer was complete
 

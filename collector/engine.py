@@ -432,7 +432,7 @@ class AnomalyDetector:
                     ring[room - len(raw):room, cols] = raw
                     stamps[room - len(raw):room] = np.fmax(stamps[room - len(raw):room], times)
         self.ring_stamps = stamps
-        ring = self.ring = absent_as_zero(ring, self.batch.raw_all, self.batch.raw_offsets)
+        ring = self.ring = absent_as_zero(ring, self.layout.chart_index, self.layout.chart_offsets)
         self.flag_policy.reindex(self.batch.ids, retrained=tails)
         # rows each model has had, to score only once its features are real
         have = ~np.isnan(ring[:, self.batch.raw_all]) if self.batch.raw_all.size else np.zeros((self.need, 0), bool)
@@ -652,7 +652,7 @@ class AnomalyDetector:
             self.problems.clear('missing:' + model_id, "model '{}': values are back".format(model_id))
         self.missing = missing
         ring = self.ring
-        row = absent_as_zero(row[None, :], batch.raw_all, batch.raw_offsets)[0]
+        row = absent_as_zero(row[None, :], self.layout.chart_index, self.layout.chart_offsets)[0]
         row = np.where(np.isnan(row), ring[-1], row)   # a chart without a value keeps its last row
         ring[:-1] = ring[1:]
         ring[-1] = row
