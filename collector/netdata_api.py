@@ -278,8 +278,7 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
                 warnings.simplefilter('ignore')
                 df = get_data(hosts=[host], charts=list(charts), **kwargs)
         except ValueError:  # pandas: nothing to concatenate, i.e. no chart of this host answered
-            printed.append('no chart asked of {} answered with data'.format(host))
-            continue
+            df = None
         except Exception as e:  # one odd answer (a time twice) or an agent down costs only that host's charts:
             # they are read one by one, and what still fails is named
             why = 'netdata-pandas failed on {} ({}: {}), read chart by chart'.format(host, e.__class__.__name__, e)
@@ -293,8 +292,23 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
             printed.extend(problems)
             frames.append(df)
             continue
-        df.columns = ['{}::{}'.format(host, c) for c in df.columns]
-        frames.append(df)
+        # netdata-pandas drops, without a word, every chart not read within one time limit for
+        # all of them (a slow agent, hundreds of charts of four hours): those are read one by one
+        got = set() if df is None else {c.split('|', 1)[0] for c in df.columns}
+        dropped = [c for c in charts if c not in got]
+        if dropped:
+            why = 'netdata-pandas read {} of the {} charts asked of {} within {:g} s, read the other {} one ' \
+                  'by one'.format(len(charts) - len(dropped), len(charts), host, timeout, len(dropped))
+            try:
+                frame, _, problems = _fetch_directly({host: dropped}, after, before, protocol, username, password,
+                                                     tls_verify, max(float(timeout), 30.0), points, why)
+                printed.extend(problems)
+                frames.append(frame)
+            except NetdataError as direct:
+                printed.append('{}: {}'.format(why, direct))
+        if df is not None:
+            df.columns = ['{}::{}'.format(host, c) for c in df.columns]
+            frames.append(df)
     if not frames:
         raise NetdataError('no chart data could be read for training{}'.format(_problems_suffix(printed)))
     df = frames[0] if len(frames) == 1 else pd.concat(frames, axis=1, join='outer').sort_index()

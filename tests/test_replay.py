@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -110,6 +111,26 @@ def test_netdata_pandas_reads_the_replay(replay, capsys):
     assert times[0] == START + 600 - 119 and times[-1] == START + 600   # unix seconds, oldest first
     assert '{}::system.cpu|user'.format(replay.host) in df.columns
     assert not df.iloc[5:].isna().any().any()   # system.load's 5 s rows are forward filled
+
+
+def test_charts_netdata_pandas_drops_at_its_time_limit_are_read_one_by_one(replay, monkeypatch):
+    """netdata-pandas gives every chart one time limit together and leaves out, without a word,
+    those not read by then (hundreds of charts of four hours from a slow agent): the training
+    said 'the agent sent no data' for them. They are read again on their own."""
+    import collector.replay as replay_mod
+    from collector.netdata_api import fetch_training_frame
+    body = replay_mod.data_body
+
+    def slow(recording, chart, *a, **k):
+        if chart == 'system.ram':
+            time.sleep(2)
+        return body(recording, chart, *a, **k)
+    monkeypatch.setattr(replay_mod, 'data_body', slow)
+    df, times, problems = fetch_training_frame({replay.host: ['system.cpu', 'system.ram']}, -120, 0, timeout=1)
+    assert {c.split('::')[1].split('|')[0] for c in df.columns} == {'system.cpu', 'system.ram'}
+    assert not df.iloc[5:].isna().any().any()
+    assert any('read 1 of the 2 charts asked of {} within 1 s, read the other 1 one by one'.format(replay.host) in p
+               for p in problems), problems
 
 
 def test_record_a_replayed_agent_round_trips(replay, tmp_path):
