@@ -86,6 +86,7 @@ class AnomalyDetector:
         self.snapshots = collections.deque(maxlen=self.need)
         self.steps = 0
         self.next_training = 0
+        self.failed_trainings = 0   # whole trainings failed in a row
         self.discover_every = max(1, int(DISCOVER_SECONDS // config.update_every))   # in steps
         self.next_discovery = (clock() + DISCOVER_SECONDS, self.discover_every)   # (clock, step)
         self.untrained = {}  # model id -> why its last training failed
@@ -280,9 +281,16 @@ class AnomalyDetector:
         # (this step's too, however short it was), and in the features for `need` rows after
         self.own_rows = (self.own_rows[0], self.steps + 1 + self.need) if self.trainings_take_agent_time else (0, 0)
         if result.error:
-            self.problems.report('training', 'training failed: {}'.format(result.error))
-            self.next_training = min(self.next_training, self.steps + RETRY_STEPS)
+            # retried ever further apart (30 steps, doubling up to train_every_n): a training that
+            # keeps failing (killed for memory, an agent that lists charts but cannot give their
+            # history) would otherwise start a process every 30 s for good, and each one's rows
+            # raise no flag
+            self.failed_trainings += 1
+            delay = min(RETRY_STEPS * 2 ** min(self.failed_trainings - 1, 10), max(RETRY_STEPS, self.config.train_every_n))
+            self.problems.report('training', 'training failed: {} (trying again in {} steps)'.format(result.error, delay))
+            self.next_training = min(self.next_training, self.steps + delay)
             return
+        self.failed_trainings = 0
         self.problems.clear('training', 'training works again')
         if result.save_error:
             self.problems.report('save', result.save_error)

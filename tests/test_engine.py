@@ -752,6 +752,55 @@ def test_a_custom_models_agent_that_stops_answering_keeps_its_last_values(record
     assert sum(flags) == 0, flags
 
 
+def test_a_training_that_keeps_failing_is_tried_again_ever_further_apart(replay, logger):
+    """A training that fails as a whole (the child killed for memory, an agent that lists its
+    charts but cannot give their history) was started again every 30 steps for good: 20
+    processes in 600 steps, and a third of the steps could raise no flag (a training's rows
+    raise none). Now 30, 60, 120, ... steps apart, and a training that works starts it over."""
+    from collector.training import TrainingResult
+
+    class Failing(ThreadTrainer):
+        fail, failed = False, False
+
+        @property
+        def busy(self):
+            return self._thread is not None or self.failed
+
+        def start(self, request):
+            if self.fail:
+                self.failed = True
+            else:
+                super().start(request)
+
+        def poll(self):
+            if self.failed:
+                self.failed = False
+                return TrainingResult(error='training process exited with code -9 and no result')
+            return super().poll()
+
+    det = make_detector(replay, logger, train_every_n=1800)
+    det.trainer = Failing()
+    run_until_trained(det, replay)
+    det.trainer.fail = True
+    det.next_training = det.steps   # a full training is due now, and fails
+    started, muted = det.trainings, 0
+    for _ in range(600):
+        det.step()
+        replay.clock.advance(1)
+        muted += det.own_rows[0] <= det.steps < det.own_rows[1]
+    assert det.trainings - started == 5, det.trainings - started   # at 0, 30, 90, 210 and 450 steps
+    assert muted < 100, muted
+    assert any('trying again in 240 steps' in m for m in logger.errors()), logger.errors()
+    assert sorted(det.models) == ['system.cpu', 'system.forks', 'system.load', 'system.ram']   # still scoring
+    det.trainer.fail = False
+    det.next_training = det.steps
+    det.step()
+    det.trainer.wait()
+    det.step()
+    assert det.failed_trainings == 0 and any('training works again' in m for _, m in logger.lines)
+    det.close()
+
+
 def _first_training_age(server, rec, det, limit=400):
     """The agent's age (s) when ``det`` first has a model; None if it never did within ``limit`` steps."""
     det.start()
