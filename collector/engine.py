@@ -18,6 +18,8 @@ from .training import ModelSpec, TrainingRequest, charts_by_host, make_trainer
 
 # steps between training attempts after a failed training (agent away, no data)
 RETRY_STEPS = 30
+# saved models of charts no longer listed are removed once older than this (or two windows)
+PRUNE_SECONDS = 86400
 # seconds between looks at the chart list for charts that appeared (trained at once), went
 # away, or still lack a model (one waiting for history); counted on the clock, so python.d's
 # failure penalty cannot stretch it, and in steps, so a replay (many steps a second) keeps it
@@ -478,6 +480,12 @@ class AnomalyDetector:
             except NetdataError:
                 return  # the training path reports an unreachable agent, and loads them once it answers
         specs = self.discover(charts)
+        # models of charts gone while the job was stopped (containers, process groups, disks),
+        # saved more than two training windows and a day ago: every file in use is newer
+        old = persist.prune(self.models_dir, specs, max(2 * self.config.train_n_secs, PRUNE_SECONDS))
+        if old:
+            self.log.info('removed {} saved model{} of charts the agent no longer lists: {}'.format(
+                len(old), '' if len(old) == 1 else 's', _listed(old)))
         loaded, metas = self._load_from_disk(charts, specs)
         if not loaded:
             return

@@ -159,3 +159,33 @@ def remove(directory, model_id):
             os.unlink(path)
         except OSError:
             pass
+
+
+def prune(directory, keep, older_than, now=None):
+    """Remove the saved models not in ``keep`` (model ids) saved more than ``older_than``
+    seconds ago; returns their ids. Charts that went away while the job was stopped (containers,
+    process groups, disks) would otherwise leave their files for good; a recent file stays, as
+    its chart may be listed again in a moment (an agent just restarted lists some charts late).
+    """
+    now = time.time() if now is None else now
+    keep = {safe_id(m) for m in keep}
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in sorted(names):
+        base, ext = os.path.splitext(name)
+        if ext != '.json' or base in keep:
+            continue
+        path = os.path.join(directory, name)
+        try:
+            with open(path) as f:
+                meta = json.load(f)
+            saved_at, model_id = float(meta['saved_at']), str(meta['model_id'])
+        except (OSError, ValueError, TypeError, KeyError):
+            continue   # not a model's metadata: not ours to remove
+        if now - saved_at > older_than:
+            remove(directory, model_id)
+            removed.append(model_id)
+    return removed

@@ -56,6 +56,29 @@ def test_save_then_load_gives_the_same_model_and_metadata(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['system.cpu.json', 'system.cpu.pkl']   # no temporary files
 
 
+def test_models_of_charts_long_gone_are_removed_and_nothing_else(tmp_path):
+    """Charts that went away while the job was stopped (containers, process groups) left their
+    files for good. A file of a chart not listed goes once older than the limit; a listed
+    chart's, a recent one's and files not written as models stay."""
+    fm, cfg = saved(tmp_path)
+    for name in ('cgroup_gone.cpu', 'cgroup_new.cpu'):
+        fm.name = name
+        persist.save(str(tmp_path), fm, cfg, 500.0)
+    meta_path = tmp_path / 'cgroup_gone.cpu.json'
+    meta = json.loads(meta_path.read_text())
+    meta['saved_at'] -= 3 * 86400
+    meta_path.write_text(json.dumps(meta))
+    (tmp_path / 'notes.json').write_text('{"hello": 1}')
+    listed_old = tmp_path / 'system.cpu.json'
+    meta = json.loads(listed_old.read_text())
+    meta['saved_at'] -= 3 * 86400
+    listed_old.write_text(json.dumps(meta))
+    assert persist.prune(str(tmp_path), ['system.cpu'], 86400) == ['cgroup_gone.cpu']
+    assert sorted(os.listdir(tmp_path)) == ['cgroup_new.cpu.json', 'cgroup_new.cpu.pkl', 'notes.json',
+                                            'system.cpu.json', 'system.cpu.pkl']
+    assert persist.prune(str(tmp_path / 'none'), [], 0) == []
+
+
 def test_what_no_longer_fits_is_a_reason_to_retrain(tmp_path):
     _, cfg = saved(tmp_path)
     load = persist.load
@@ -119,8 +142,17 @@ def test_a_restarted_job_predicts_at_once_with_its_saved_models(recording, tmp_p
         meta = json.loads(open(os.path.join(job_dir, 'system.cpu.json')).read())
         assert meta['rows'] > 250 and meta['model'] == 'mahalanobis' and meta['window'][1] - meta['window'][0] >= 250
 
+        # a chart that went away while the job was stopped, days ago
+        meta.update(model_id='apps.gone', saved_at=meta['saved_at'] - 3 * 86400)
+        with open(os.path.join(job_dir, 'apps.gone.json'), 'w') as f:
+            json.dump(meta, f)
+        with open(os.path.join(job_dir, 'apps.gone.pkl'), 'wb') as f:
+            f.write(b'model')
+
         second = run(server.host, conf, 4)   # the restart: same job, same agent
         assert second.returncode == 0, second.stderr
+        assert 'removed 1 saved model of charts the agent no longer lists: apps.gone' in second.stderr
+        assert sorted(os.listdir(job_dir)) == files
         assert re.search(r'loaded 4 saved models from \S+ \(oldest trained \d+ s ago\); next full training in '
                          r'\d+ steps', second.stderr), second.stderr
         assert not re.search(r'trained \d+ models?', second.stderr)   # nothing was retrained
