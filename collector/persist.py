@@ -20,7 +20,8 @@ from .models import numpy_only
 # 3: hbos, knn, ecod, copod and feature_bagging pickle numpy ports, not pyod estimators
 # 4: the calibration's exponential tail (FittedModel.tail)
 # 5: loda pickles its numpy form (a format-4 loda is a pyod estimator, checked against versions)
-FORMAT = 5
+# 6: with update_every above 1 a model learns single samples, not the agent's averages
+FORMAT = 6
 # the settings a fitted model depends on; any change means it must be retrained (update_every
 # sets the spacing of the rows its differences and lags were learnt on)
 HASH_KEYS = ('model', 'diffs_n', 'smooth_n', 'lags_n', 'level_features', 'level_squash', 'contamination',
