@@ -273,6 +273,7 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
                   protocol=protocol, timeout=timeout, ffill=False, sort_cols=True)
     frames = []
     for host, charts in host_charts.items():
+        before_host = len(printed)
         try:
             with _captured_prints(printed), _asks_tls(tls_verify), warnings.catch_warnings():
                 warnings.simplefilter('ignore')
@@ -297,15 +298,16 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
         got = set() if df is None else {c.split('|', 1)[0] for c in df.columns}
         dropped = [c for c in charts if c not in got]
         if dropped:
-            why = 'netdata-pandas read {} of the {} charts asked of {} within {:g} s, read the other {} one ' \
-                  'by one'.format(len(charts) - len(dropped), len(charts), host, timeout, len(dropped))
-            try:
-                frame, _, problems = _fetch_directly({host: dropped}, after, before, protocol, username, password,
-                                                     tls_verify, max(float(timeout), 30.0), points, why)
-                printed.extend(problems)
+            # what netdata-pandas printed of these charts is said again, better, by the direct read
+            asked = tuple('chart={}&'.format(c) for c in dropped)
+            printed[before_host:] = [line for line in printed[before_host:] if not any(a in line for a in asked)]
+            why = 'netdata-pandas read {} of the {} charts asked of {}, read the other {} one by one'.format(
+                len(charts) - len(dropped), len(charts), host, len(dropped))
+            frame, _, problems = _fetch_directly({host: dropped}, after, before, protocol, username, password,
+                                                 tls_verify, max(float(timeout), 30.0), points, why, must_read=False)
+            printed.extend(problems)
+            if frame is not None:
                 frames.append(frame)
-            except NetdataError as direct:
-                printed.append('{}: {}'.format(why, direct))
         if df is not None:
             df.columns = ['{}::{}'.format(host, c) for c in df.columns]
             frames.append(df)
@@ -334,8 +336,12 @@ def carried_forward(df):
     return pd.DataFrame(values, index=df.index, columns=cols).ffill()
 
 
-def _fetch_directly(host_charts, after, before, protocol, username, password, tls_verify, timeout, points, why):
-    """The same window as ``get_data`` gives, read chart by chart (a few at a time) with our own client."""
+def _fetch_directly(host_charts, after, before, protocol, username, password, tls_verify, timeout, points, why,
+                    must_read=True):
+    """The same window as ``get_data`` gives, read chart by chart (a few at a time) with our own client.
+
+    With nothing read, raises ``NetdataError``, or with ``must_read=False`` returns ``(None, None, problems)``.
+    """
     from concurrent.futures import ThreadPoolExecutor
     import pandas as pd
 
@@ -363,6 +369,8 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
         results = list(pool.map(one, tasks))
     frames = [f for f, _ in results if f is not None]
     problems = [why] + [p for _, p in results if p]
+    if not frames and not must_read:
+        return None, None, problems
     if not frames:
         raise NetdataError('no chart data could be read for training{}'.format(_problems_suffix(problems)))
     df = carried_forward(pd.concat(frames, axis=1, join='outer').sort_index())

@@ -163,6 +163,17 @@ done
 log "health alarms loaded: anomalies_node_rate $(alarm_status anomalies_node_rate all), anomalies_flag_lasting $(alarm_status anomalies_flag_lasting all)"
 
 # ---- a real incident ----
+# after the first training on a full window: while the agent holds less than train_n_secs the
+# job trains again as its history doubles, and a window of 90 s that is half stress learns it
+# as the new normal (the first model's window is also the agent's own start, CPU and all)
+log "waiting for a training on a full window (90 s of history)"
+ok=0
+for _ in $(seq 150); do
+  grep -qE "trained [0-9]+ models on (8[5-9]|9[0-9]|1[0-9][0-9]) rows" "$work"/log/*.log && { ok=1; break; }
+  sleep 1
+done
+[ "$ok" -eq 1 ] || fail "no training on a full window of 90 s within 150 s"
+sleep 15   # the training's own rows raise no flag: past them
 log "stress-ng --cpu 2 for 90 s"
 stress-ng --cpu 2 --timeout 90s --quiet &
 stress_pid=$!
