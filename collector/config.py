@@ -22,6 +22,9 @@ FRAMEWORK_KEYS = {
 MAX_UPDATE_EVERY = 86400   # a step a day; beyond that no training window holds two rows
 FRAMEWORK_INHERITED = ('update_every', 'priority', 'autodetection_retry', 'chart_cleanup', 'penalty')
 
+# the charts of this module's jobs: 'anomalies.*', and 'anomalies_<job>.*' for other job names
+OWN_CHARTS = re.compile(r'anomalies(_[^.]*)?\.')
+
 DEFAULTS = {
     # where the data comes from
     'host': '127.0.0.1:19999',
@@ -177,8 +180,10 @@ class JobConfig:
         return make_features(values, self.diffs_n, self.smooth_n, self.lags_n, self.level_features)
 
     def chart_matches(self, chart_id):
-        # an id as listed, or a shell-style pattern ('*.uptime': counters that only ever climb)
-        if self.charts_regex is None or chart_id in self.charts_to_exclude or any(
+        # never the charts of this module's jobs (its own output: a wide charts_regex made every
+        # flag anywhere flag again on anomalies.anomaly); in charts_to_exclude an id as listed,
+        # or a shell-style pattern ('*.uptime': counters that only ever climb)
+        if self.charts_regex is None or OWN_CHARTS.match(chart_id) or chart_id in self.charts_to_exclude or any(
                 fnmatch.fnmatchcase(chart_id, c) for c in self.charts_to_exclude):
             return False
         return re.match(self.charts_regex, chart_id) is not None

@@ -69,6 +69,17 @@ def test_charts_to_exclude_takes_ids_and_patterns():
     assert not old.chart_matches('disk.[x]')   # an id as listed, brackets and all
 
 
+@pytest.mark.parametrize('exclude', [None, 'None'])
+def test_a_job_never_models_its_own_charts(exclude):
+    """With a wide charts_regex the job modelled its own output: anomalies.anomaly, mostly 0 in
+    training, flagged again with every flag anywhere (and so did another job's charts)."""
+    cfg = parse_job_config(dict({'charts_regex': '.*'}, **({} if exclude is None else {'charts_to_exclude': exclude})))
+    for chart in ('anomalies.anomaly', 'anomalies.probability', 'anomalies.rate', 'anomalies_ext.anomaly',
+                  'anomalies_my_child.flagged_for'):
+        assert not cfg.chart_matches(chart), chart
+    assert cfg.chart_matches('anomaliesx.cpu') and cfg.chart_matches('system.anomalies')
+
+
 def test_child_node_host_is_accepted():
     assert parse_job_config({'host': 'parent:19999/host/child'}).host == 'parent:19999/host/child'
 
