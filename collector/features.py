@@ -139,15 +139,19 @@ def rows_every(times, every):
     Each step reads the agent's latest sample, not an average, so a model is trained on the
     same: the agent's ``every``-second averages have less spread than single samples, and
     normal steps read as unusual against them (``bench/update_every.py``: 82 clean steps of
-    1000 above the threshold against 7). A chart collected less often than ``every`` repeats
-    its rows, as the steps do.
+    1000 above the threshold against 7). A chart collected less often than the steps (every
+    5 s, stepped every second) repeats its rows, as the steps do, whether or not it is trained
+    beside faster charts. A step in a gap in collection (nothing for longer than the chart's
+    own spacing) reads nothing and is left out, as the job refills its rows after a gap.
     """
     times = np.asarray(times, dtype=np.float64)
-    if every <= 1 or times.size == 0:
+    spacing = float(np.median(np.diff(times))) if times.size > 1 else 0.0
+    if times.size == 0 or (every <= 1 and spacing <= 1):
         return np.arange(times.size)
     n = int((times[-1] - times[0]) // every) + 1
     steps = times[-1] - every * np.arange(n)[::-1]
-    return np.searchsorted(times, steps, side='right') - 1
+    idx = np.searchsorted(times, steps, side='right') - 1
+    return idx[steps - times[idx] < max(every, spacing)]
 
 
 def fill_missing(values):

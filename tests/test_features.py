@@ -148,4 +148,10 @@ def test_rows_every_takes_the_sample_each_step_reads():
     assert list(t[rows_every(t, 5)]) == [101, 106, 111]   # back from the newest, 5 s apart
     slow = np.array([100, 105, 110, 115], dtype=float)   # a chart collected every 5 s, steps every 2 s
     assert list(slow[rows_every(slow, 2)]) == [100, 100, 105, 105, 105, 110, 110, 115]
-    assert rows_every(np.array([]), 5).size == 0
+    # stepped every second, as the job reads it, trained alone or beside one-second charts
+    assert list(slow[rows_every(slow, 1)]) == [100] * 5 + [105] * 5 + [110] * 5 + [115]
+    # a gap in collection: its steps read nothing, and the rows around it stay
+    gap = np.array([100, 101, 102, 160, 161], dtype=float)
+    assert list(gap[rows_every(gap, 1)]) == [100, 101, 102, 160, 161]
+    assert list(gap[rows_every(gap, 2)]) == [101, 102, 161]   # steps at 101, 103 (reads 102), 105-159 in the gap, 161
+    assert rows_every(np.array([]), 5).size == 0 and list(rows_every(np.array([7.0]), 5)) == [0]
