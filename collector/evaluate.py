@@ -303,7 +303,9 @@ def score_dataset(folder, config):
     fm = fit_model(os.path.basename(folder), [], X, model=config.model, contamination=config.contamination,
                    calibration=config.calibration, max_rows=config.train_max_n, groups=groups,
                    blocks=(config.lags_n + 1, config.level_features), level_squash=config.squash)
-    rows = np.vstack([train[len(train) - (need - 1):], fill_missing(evals)]) if need > 1 else fill_missing(evals)
+    # the evaluation rows continue the training rows: a gap at their start carries the last
+    # training value forward, as a live job would, never a later value back
+    rows = fill_missing(np.vstack([train, evals]))[len(train) - (need - 1):]
     scores = fm.decision_function(config.features(rows))
     probs = fm.probability(scores)
     hold = None if config.flag_hold is None else probs >= config.flag_hold

@@ -253,6 +253,21 @@ def test_a_dataset_with_gaps_and_without_train_labels_is_evaluated(tmp_path):
     assert evals.shape == (3, 1) and np.isnan(evals[1, 0]) and list(labels) == [0, 1, 0]
 
 
+def test_a_gap_at_the_start_of_the_evaluation_rows_carries_the_training_forward(tmp_path):
+    """The evaluation rows continue the training rows: a metric missing from their start reads
+    its last training value, as a live job's would. Filled back from its first later value (an
+    incident's), every row of the gap was a level far from training and flagged."""
+    from collector.evaluate import score_dataset
+    folder = write_dataset(str(tmp_path / 'machine'))
+    ev = np.loadtxt(os.path.join(folder, 'eval.csv'), delimiter=',')
+    ev[:200, 0] = np.nan
+    ev[200:, 0] = 30.0   # the metric comes back far from anything in training
+    np.savetxt(os.path.join(folder, 'eval.csv'), ev, delimiter=',')
+    scores, flags, labels, fm = score_dataset(folder, parse_job_config({}))
+    assert flags[:190].sum() == 0, flags[:190].sum()
+    assert flags[200:210].any()   # and the jump is seen when it comes
+
+
 @pytest.mark.skipif(not os.path.isdir(DEMO), reason='demo recording not present')
 def test_the_shipped_recording_has_its_incidents_detected(tmp_path):
     r = subprocess.run([sys.executable, '-m', 'collector', 'demo', '--plot', str(tmp_path / 'demo.png')], cwd=ROOT,
