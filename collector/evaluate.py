@@ -124,7 +124,8 @@ def evaluate_recording(path, config_path=None, job=None, warmup=None, overrides=
         errors = job_errors(run)
         raise RuntimeError('{}: the job modelled none of its {} charts{}'.format(
             path, len(rec.charts), ': ' + '; '.join(errors) if errors else ''))
-    result = score_incidents(run['times'], run['flags'], rec.labels.get('incidents', []))
+    result = score_incidents(run['times'], run['flags'], rec.labels.get('incidents', []),
+                             scored_from=rec.start + run['warmup'])
     result.update({'recording': os.path.basename(os.path.normpath(path)), 'warmup_s': run['warmup'],
                    'evaluated_from': rec.start + run['warmup'], 'evaluated_to': rec.end})
     return result, run
@@ -138,10 +139,15 @@ def format_recording_table(result):
     base = result['evaluated_from'] - result['warmup_s']
     for inc in result['incidents']:
         lines.append('{:<24} {:>8} {:>6} {:>9} {:>7} {:>8.0f}  {}'.format(
-            inc['kind'][:24], inc['start'] - base, inc['end'] - inc['start'], 'yes' if inc['detected'] else 'NO',
+            inc['kind'][:24], inc['start'] - base, inc['end'] - inc['start'],
+            'warm-up' if inc.get('in_warmup') else 'yes' if inc['detected'] else 'NO',
             '-' if inc['delay_s'] is None else inc['delay_s'], 100 * inc.get('flagged_share', 0.0),
             ', '.join(inc['charts_flagged']) or '-'))
-    if result['incidents_total']:
+    early = sum(1 for inc in result['incidents'] if inc.get('in_warmup'))
+    if early:
+        lines.append('{} incident{} in the warm-up, before the job started: not scored'.format(
+            early, '' if early == 1 else 's'))
+    if result['incidents_total'] or early:
         lines.append('detected {}/{}; false flag events outside incidents: {} in {:.2f} h = {}/h'.format(
             result['detected'], result['incidents_total'], result['false_flag_events'], result['clean_hours'],
             result['false_flag_events_per_hour']))

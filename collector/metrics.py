@@ -21,7 +21,7 @@ def rising_edges(times, flags):
     return [times[i] for i in np.nonzero((flags == 1) & (prev == 0))[0]]
 
 
-def score_incidents(times, flags_by_model, incidents):
+def score_incidents(times, flags_by_model, incidents, scored_from=None):
     """Detection of labeled incidents and false flag events from per-model 0/1 flag series.
 
     ``times``: the step times (unix s, ascending); ``flags_by_model``: ``{model: [0/1 per
@@ -30,7 +30,10 @@ def score_incidents(times, flags_by_model, incidents):
     with a flag up on one of its expected charts (a stress that stays flagged for its whole
     minute, or only at its onset). ``clean_flagged_share``: of every chart's steps outside
     the incident windows (each incident and the 60 s after it), the share with its flag up (a
-    flag that lingers long after an incident is one event but many such steps).
+    flag that lingers long after an incident is one event but many such steps). An incident
+    that started before ``scored_from`` (in the warm-up: the job was not running, and may have
+    trained on it) is listed with ``in_warmup`` and neither found nor missed; its window is
+    still no clean time.
     """
     times = list(times)
     t_arr = np.asarray(times)
@@ -40,6 +43,10 @@ def score_incidents(times, flags_by_model, incidents):
     out = []
     for inc in incidents:
         start, end = inc['start'], inc['end']
+        if scored_from is not None and start < scored_from:
+            out.append({'kind': inc.get('kind', ''), 'start': start, 'end': end, 'detected': False, 'delay_s': None,
+                        'charts_flagged': [], 'all_charts_flagged': [], 'flagged_share': 0.0, 'in_warmup': True})
+            continue
         firsts = {}
         for m in inc.get('expected_charts', []):
             if m not in edges:
@@ -73,7 +80,8 @@ def score_incidents(times, flags_by_model, incidents):
     up = [np.asarray(f, dtype=int)[clean] for f in flags_by_model.values()]
     clean_steps = sum(u.size for u in up)
     flagged_share = float(sum(u.sum() for u in up)) / clean_steps if clean_steps else None
-    return {'incidents': out, 'detected': sum(1 for i in out if i['detected']), 'incidents_total': len(out),
+    return {'incidents': out, 'detected': sum(1 for i in out if i['detected']),
+            'incidents_total': sum(1 for i in out if not i.get('in_warmup')),
             'false_flag_events': int(false_events), 'clean_hours': round(clean_hours, 4),
             'clean_seconds': float(clean_hours * 3600.0),
             'false_flag_events_per_hour': round(false_events / clean_hours, 3) if clean_hours else None,

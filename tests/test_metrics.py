@@ -48,6 +48,22 @@ def test_a_flag_already_up_at_the_start_detects_with_zero_delay():
     assert r['false_flag_events'] == 1
 
 
+def test_an_incident_in_the_warm_up_is_neither_found_nor_missed():
+    """Evaluated with a warm-up past an incident's start, the job never saw it (and may have
+    trained on it): it was counted as missed and the recording's target as failed."""
+    times = list(range(100, 400))   # the job's steps start at 100
+    incidents = [{'kind': 'early', 'start': 50, 'end': 120, 'expected_charts': ['c']},
+                 {'kind': 'late', 'start': 300, 'end': 320, 'expected_charts': ['c']}]
+    c = np.zeros(300, dtype=int)
+    c[110 - 100] = 1   # while the early incident goes on: no false flag
+    c[302 - 100] = 1
+    r = score_incidents(times, {'c': c}, incidents, scored_from=100)
+    early, late = r['incidents']
+    assert early['in_warmup'] and not early['detected'] and late['detected'] and late['delay_s'] == 2
+    assert r['detected'] == 1 and r['incidents_total'] == 1 and r['false_flag_events'] == 0
+    assert recordings_summary([r])['met']
+
+
 def test_point_metrics_by_hand():
     labels = np.array([0, 0, 1, 1, 1, 0, 0, 1, 1, 0])
     pred = np.array([0, 1, 0, 1, 0, 0, 0, 0, 0, 0])
