@@ -93,19 +93,12 @@ def record(host, seconds, out, past=False, charts_regex=None, labels=None, descr
         raise
 
 
-def _record(host, seconds, out, past, rx, labels_body, description, protocol, timeout, stream, sleep, before,
-            clock):
-    import requests
-    base = '{}://{}'.format(protocol, host)
-    session = requests.Session()
-    info = _get(session, base + '/api/v1/info', timeout)
+def _chart_list(session, base, timeout, rx):
+    """``(raw body, parsed body, chart ids)`` of the agent's chart list, narrowed to ``rx``."""
     charts_raw = _get(session, base + '/api/v1/charts', timeout)
     try:
         charts_body = json.loads(charts_raw)
         charts = sorted(charts_body['charts'])
-        latest = json.loads(_get(session, base + '/api/v1/allmetrics?format=json', timeout))
-        # the agent's own clock: the newest second it has collected
-        now = max((c.get('last_updated', 0) for c in latest.values() if isinstance(c, dict)), default=0) or time.time()
     except (ValueError, KeyError, TypeError):
         raise RecordError('{} did not answer like a Netdata agent'.format(base))
     if rx is not None:
@@ -114,6 +107,22 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
         charts_raw = json.dumps(charts_body, indent=1).encode()
     if not charts:
         raise RecordError('no charts to record')
+    return charts_raw, charts_body, charts
+
+
+def _record(host, seconds, out, past, rx, labels_body, description, protocol, timeout, stream, sleep, before,
+            clock):
+    import requests
+    base = '{}://{}'.format(protocol, host)
+    session = requests.Session()
+    info = _get(session, base + '/api/v1/info', timeout)
+    charts_raw, charts_body, charts = _chart_list(session, base, timeout, rx)
+    try:
+        latest = json.loads(_get(session, base + '/api/v1/allmetrics?format=json', timeout))
+        # the agent's own clock: the newest second it has collected
+        now = max((c.get('last_updated', 0) for c in latest.values() if isinstance(c, dict)), default=0) or time.time()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise RecordError('{} did not answer like a Netdata agent'.format(base))
     if past:
         end = int(now) - 1 if before is None else min(int(before), int(now) - 1)
         start = end - int(seconds)
@@ -140,6 +149,9 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
         stream.write('\n')
         if sample is None:
             sample = _get(session, base + '/api/v1/allmetrics?format=json', timeout)
+        # the list as the window ends, as with --past: charts the agent created during it
+        # (a TCP chart at the first connection) are recorded too
+        charts_raw, charts_body, charts = _chart_list(session, base, timeout, rx)
     failed = []
     for i, chart in enumerate(charts):
         _progress(i, len(charts), chart, stream)

@@ -248,6 +248,34 @@ def test_a_live_recording_waits_on_the_agents_clock(replay, tmp_path):
     assert ours[0] - (agent_now + 5000) >= 20   # it waited the window out
 
 
+def test_a_live_recording_keeps_a_chart_the_agent_created_during_the_window(tmp_path):
+    """The chart list was read before the window: a chart created during it (a TCP chart at the
+    first connection) was neither listed nor recorded."""
+    import io
+    from collector.record import record
+    from conftest import write_recording
+    path = write_recording(str(tmp_path / 'rec'))
+    with open(os.path.join(path, 'charts.json')) as f:
+        body = json.load(f)
+    for c in body['charts'].values():
+        c['first_entry'] = START
+    body['charts']['apps.cpu']['first_entry'] = START + 610
+    with open(os.path.join(path, 'charts.json'), 'w') as f:
+        json.dump(body, f)
+    with ReplayServer(Recording(path), ReplayClock(START + 600, stepped=True)) as server:
+        ours = [0.0]
+
+        def sleep(s):
+            server.clock.advance(s)
+            ours[0] += s
+        out = str(tmp_path / 'live')
+        assert record(server.host, 20, out, charts_regex=r'(system\.cpu|apps\.cpu)$', stream=io.StringIO(),
+                      sleep=sleep, clock=lambda: ours[0]) == []
+    with open(os.path.join(out, 'charts.json')) as f:
+        assert sorted(json.load(f)['charts']) == ['apps.cpu', 'system.cpu']
+    assert sorted(os.listdir(os.path.join(out, 'data'))) == ['apps.cpu.json.gz', 'system.cpu.json.gz']
+
+
 def test_replay_refuses_settings_that_serve_nothing_and_a_busy_port_in_one_line(recording, replay):
     def replay_cli(*extra):
         return subprocess.run([sys.executable, '-m', 'collector', 'replay', recording] + list(extra),
