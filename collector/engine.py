@@ -288,8 +288,10 @@ class AnomalyDetector:
             # history) would otherwise start a process every 30 s for good, and each one's rows
             # raise no flag
             self.failed_trainings += 1
-            delay = min(RETRY_STEPS * 2 ** min(self.failed_trainings - 1, 10), max(RETRY_STEPS, self.config.train_every_n))
-            self.problems.report('training', 'training failed: {} (trying again in {} steps)'.format(result.error, delay))
+            delay = min(RETRY_STEPS * 2 ** min(self.failed_trainings - 1, 10),
+                        max(RETRY_STEPS, self.config.train_every_n))
+            self.problems.report('training', 'training failed: {} (trying again in {} steps)'.format(
+                result.error, delay))
             self.next_training = min(self.next_training, self.steps + delay)
             return
         self.failed_trainings = 0

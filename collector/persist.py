@@ -186,6 +186,8 @@ def prune(directory, keep, older_than, now=None):
             saved_at, model_id = float(meta['saved_at']), str(meta['model_id'])
         except (OSError, ValueError, TypeError, KeyError):
             continue   # not a model's metadata: not ours to remove
+        if safe_id(model_id) != base:
+            continue   # not written under its model's name (renamed, copied): left alone
         if now - saved_at > older_than:
             remove(directory, model_id)
             removed.append(model_id)

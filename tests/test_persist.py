@@ -69,12 +69,14 @@ def test_models_of_charts_long_gone_are_removed_and_nothing_else(tmp_path):
     meta['saved_at'] -= 3 * 86400
     meta_path.write_text(json.dumps(meta))
     (tmp_path / 'notes.json').write_text('{"hello": 1}')
+    (tmp_path / 'copy.json').write_text(json.dumps(dict(meta, model_id='system.cpu', saved_at=0)))
     listed_old = tmp_path / 'system.cpu.json'
     meta = json.loads(listed_old.read_text())
     meta['saved_at'] -= 3 * 86400
     listed_old.write_text(json.dumps(meta))
     assert persist.prune(str(tmp_path), ['system.cpu'], 86400) == ['cgroup_gone.cpu']
-    assert sorted(os.listdir(tmp_path)) == ['cgroup_new.cpu.json', 'cgroup_new.cpu.pkl', 'notes.json',
+    # a file not named after its model (a copy of system.cpu's) takes nothing with it
+    assert sorted(os.listdir(tmp_path)) == ['cgroup_new.cpu.json', 'cgroup_new.cpu.pkl', 'copy.json', 'notes.json',
                                             'system.cpu.json', 'system.cpu.pkl']
     assert persist.prune(str(tmp_path / 'none'), [], 0) == []
 
