@@ -163,20 +163,18 @@ def run_training(request):
         raw = df[cols].to_numpy(dtype=np.float64)
         valid = ~np.isnan(raw).all(axis=1)
         raw, times = raw[valid], index[valid]
-        result.rows = max(result.rows, int(raw.shape[0]))   # rows with values: a young agent pads its window with nulls
+        sel = rows_every(times, cfg.update_every)   # the samples the steps will read
+        result.rows = max(result.rows, int(sel.size))   # rows with values: a young agent pads its window with nulls
         if not raw.shape[0]:
             result.errors[spec.model_id] = NO_VALUES
             continue
-        # the time the rows span, not their count: a chart collected every 5 s has a fifth of the
-        # rows, and a young agent answers a job of update_every 5 with its one-second rows
+        # the time the rows span, not their count: a chart collected every 5 s has a fifth of the rows
         history = int(round(float(times[-1]) - float(times[0]))) + cfg.update_every
         result.history = max(result.history, history)
         if history < min_history:
             result.waiting[spec.model_id] = history
             continue
-        raw = fill_missing(raw)
-        sel = rows_every(times, cfg.update_every)   # the samples the steps will read
-        raw, times = raw[sel], times[sel]
+        raw, times = fill_missing(raw)[sel], times[sel]
         X = cfg.training_features(raw)
         spans = request.exclude.get(spec.model_id)
         n_excluded, share, events = 0, 0.0, 0
