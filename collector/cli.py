@@ -224,7 +224,7 @@ def cmd_evaluate(args):
         problems.append('--plot: only for recordings')
     for path in paths if not args.dataset else ():
         try:   # every recording's own files, before the first is replayed
-            check_recording(path, args.warmup)
+            check_recording(path, args.warmup, args.trim)
         except ValueError as e:
             problems.append(str(e))
     if problems:
@@ -243,7 +243,7 @@ def cmd_evaluate(args):
             results = []
             for path, plot in zip(paths, plots):
                 res, run = evaluate_recording(path, args.config, args.job, args.warmup, overrides=_overrides(args.set),
-                                              progress=None if args.quiet else print_progress)
+                                              progress=None if args.quiet else print_progress, trim=args.trim)
                 if not args.quiet:
                     sys.stderr.write('\n')
                 _tell_job_errors(run)
@@ -400,6 +400,9 @@ def build_parser():
     ev.add_argument('--config', help='anomalies.conf to evaluate (default: built-in defaults)')
     ev.add_argument('--job', help='job in the config (default: the first)')
     ev.add_argument('--warmup', type=_seconds, help='seconds of history before the job starts (default: clean lead)')
+    ev.add_argument('--trim', type=_seconds, default=0,
+                    help="seconds of each recording's start to leave out, as if it had begun that much later "
+                         "(a fresh agent's start-up then out of sight; the warm-up shrinks with it)")
     ev.add_argument('--json', help='write the results as JSON here')
     ev.add_argument('--plot', help='write a PNG of probabilities with incidents shaded')
     ev.add_argument('--set', action='append', metavar='KEY=VALUE',

@@ -35,15 +35,18 @@ def job_errors(run, n=3):
 
 
 def default_warmup(recording):
-    """The clean lead before the first labeled incident, in whole minutes."""
+    """The clean lead before the first labeled incident, in whole minutes. A trimmed recording's
+    job starts when the whole one's would: with ``trim`` seconds less history, at least a minute."""
+    trim = getattr(recording, 'trim', 0)
+    start = recording.start - trim
     incidents = recording.labels.get('incidents', [])
     if not incidents:
-        return min(600, (recording.end - recording.start) // 2 // 60 * 60)
-    lead = min(i['start'] for i in incidents) - recording.start
-    return max(60, lead // 60 * 60)
+        return max(60, min(600, (recording.end - start) // 2 // 60 * 60) - trim)
+    lead = min(i['start'] for i in incidents) - start
+    return max(60, lead // 60 * 60 - trim)
 
 
-def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=None, progress=None):
+def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=None, progress=None, trim=0):
     """Run the python.d job over a replayed recording; returns per-step times, probabilities and flags.
 
     The replay clock stands at ``start + warmup`` when the job starts, so the job finds that
@@ -57,7 +60,7 @@ def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=No
     if fixed:
         raise ValueError('--set {}: not for a replay (the harness serves the recording itself and never '
                          'saves its models)'.format(', '.join(fixed)))
-    rec = check_recording(path, warmup)
+    rec = check_recording(path, warmup, trim)
     warmup = default_warmup(rec) if warmup is None else int(warmup)
     clock = ReplayClock(rec.start + warmup, stepped=True)
     logs = _Quiet()
@@ -97,17 +100,22 @@ def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=No
     return {'recording': rec, 'warmup': warmup, 'times': times, 'probs': probs, 'flags': flags, 'log': logs.lines}
 
 
-def check_recording(path, warmup=None):
+def check_recording(path, warmup=None, trim=0):
     """Read a recording's own files and check that it can be evaluated, before any replay:
-    its labels inside its window, and the warm-up leaving time to evaluate. Raises
-    RecordingError naming the file."""
+    its labels inside its window (after ``trim``, see ``replay.Recording``), and the warm-up
+    leaving time to evaluate. Raises RecordingError naming the file."""
     from .replay import Recording, RecordingError
-    rec = Recording(path)
-    length = rec.end - rec.start
+    untrimmed = Recording(path)
+    length = untrimmed.end - untrimmed.start
     if length <= 0:
         raise RecordingError('{}: "end" ({}) must come after "start" ({})'.format(
-            os.path.join(path, 'recording.json'), rec.end, rec.start))
+            os.path.join(path, 'recording.json'), untrimmed.end, untrimmed.start))
+    rec = Recording(path, trim=trim) if trim else untrimmed
+    length = rec.end - rec.start
     for i, inc in enumerate(rec.labels.get('incidents', [])):
+        if trim and untrimmed.start <= inc['start'] < rec.start:
+            raise RecordingError('{}: a trim of {} s cuts off incident {} (it starts {} s in)'.format(
+                path, trim, i + 1, inc['start'] - untrimmed.start))
         if not rec.start <= inc['start'] <= rec.end:
             raise RecordingError('{}: incident {} starts at {}, outside the recording ({}..{})'.format(
                 os.path.join(path, 'labels.json'), i + 1, inc['start'], rec.start, rec.end))
@@ -117,8 +125,8 @@ def check_recording(path, warmup=None):
     return rec
 
 
-def evaluate_recording(path, config_path=None, job=None, warmup=None, overrides=None, progress=None):
-    run = run_on_recording(path, config_path, job, warmup, overrides, progress)
+def evaluate_recording(path, config_path=None, job=None, warmup=None, overrides=None, progress=None, trim=0):
+    run = run_on_recording(path, config_path, job, warmup, overrides, progress, trim)
     rec = run['recording']
     if not run['probs'] and not run['flags']:
         errors = job_errors(run)
@@ -127,16 +135,18 @@ def evaluate_recording(path, config_path=None, job=None, warmup=None, overrides=
     result = score_incidents(run['times'], run['flags'], rec.labels.get('incidents', []),
                              scored_from=rec.start + run['warmup'])
     result.update({'recording': os.path.basename(os.path.normpath(path)), 'warmup_s': run['warmup'],
-                   'evaluated_from': rec.start + run['warmup'], 'evaluated_to': rec.end})
+                   'trim_s': rec.trim, 'evaluated_from': rec.start + run['warmup'], 'evaluated_to': rec.end})
     return result, run
 
 
 def format_recording_table(result):
-    lines = ['recording {}: {} charts, warmup {}s, evaluated {}..{}'.format(
-        result['recording'], result['charts'], result['warmup_s'], result['evaluated_from'], result['evaluated_to']),
+    trim = result.get('trim_s', 0)
+    lines = ['recording {}: {} charts, {}warmup {}s, evaluated {}..{}'.format(
+        result['recording'], result['charts'], 'first {}s left out, '.format(trim) if trim else '',
+        result['warmup_s'], result['evaluated_from'], result['evaluated_to']),
         '{:<24} {:>8} {:>6} {:>9} {:>7} {:>8}  {}'.format('incident', 'start+s', 'dur_s', 'detected', 'delay_s',
                                                           'flagged%', 'expected charts flagged')]
-    base = result['evaluated_from'] - result['warmup_s']
+    base = result['evaluated_from'] - result['warmup_s'] - trim   # start+s from the recording's own start
     for inc in result['incidents']:
         lines.append('{:<24} {:>8} {:>6} {:>9} {:>7} {:>8.0f}  {}'.format(
             inc['kind'][:24], inc['start'] - base, inc['end'] - inc['start'],

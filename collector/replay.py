@@ -89,7 +89,10 @@ class Recording:
     ``log`` once and kept in ``unreadable``.
     """
 
-    def __init__(self, path, log=None):
+    def __init__(self, path, log=None, trim=0):
+        """``trim``: seconds of the recording's start left out, as if it had begun that much later
+        (the agent then holds no history before; a recording of an agent started with it reads
+        as one of an agent started ``trim`` seconds earlier, whose start-up is out of sight)."""
         self.path = path
         self.log = log if log is not None else sys.stderr
         self.unreadable = {}
@@ -107,6 +110,9 @@ class Recording:
             raise RecordingError('{}: needs a "charts" object, as /api/v1/charts sends'.format(
                 os.path.join(path, 'charts.json')))
         self.charts = self._usable_charts(os.path.join(path, 'charts.json'))
+        self.trim = int(trim)
+        if self.trim:
+            self._trim(self.trim)
         check_labels(self.labels, os.path.join(path, 'labels.json'))
         self._data = {}
         self._lock = threading.Lock()
@@ -124,6 +130,17 @@ class Recording:
         self.log.flush()
         return usable
 
+    def _trim(self, seconds):
+        if not 0 < seconds < self.end - self.start:
+            raise RecordingError('{}: a trim of {} s leaves nothing of its {} s'.format(
+                self.path, seconds, self.end - self.start))
+        self.start += seconds
+        for cid, c in self.charts.items():   # the chart list dates each chart's history as the agent would
+            first = c.get('first_entry')
+            if isinstance(first, (int, float)) and first < self.start:
+                self.charts[cid] = dict(c, first_entry=self.start)
+        self.charts_body = dict(self.charts_body, charts=self.charts)
+
     def chart_rows(self, chart):
         """``(labels, times ascending, values array)`` for a chart, or None if not recorded."""
         with self._lock:
@@ -136,13 +153,15 @@ class Recording:
         if not os.path.exists(f):
             return None
         try:
-            return read_chart_file(f)
+            labels, times, values = read_chart_file(f)
         except Exception as e:   # any damage (zlib, JSON, shapes, numbers out of range) is this chart's alone
             self.unreadable[chart] = '{}: {}'.format(type(e).__name__, e)
             self.log.write('replay: cannot read {}: {}; the chart is served as not recorded\n'.format(
                 f, self.unreadable[chart]))
             self.log.flush()
             return None
+        kept = times >= self.start
+        return labels, times[kept], values[kept]
 
 
 def read_chart_file(f):

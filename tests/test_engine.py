@@ -13,7 +13,7 @@ import pytest
 from collector.config import parse_job_config
 from collector.engine import AnomalyDetector
 from collector.netdata_api import NetdataApi, NetdataError
-from collector.training import ThreadTrainer
+from collector.training import RECURRING_EVENTS, ThreadTrainer
 from conftest import SPIKE, START, ListLogger
 
 
@@ -173,14 +173,14 @@ def test_a_model_trained_on_its_flags_says_so_once_not_at_every_training(replay,
     run_until_trained(det, replay)
     now = replay.clock.now()
     for _ in range(3):
-        det.flagged = {'system.cpu': [[now - 300 + 60 * k, now - 297 + 60 * k] for k in range(3)]}
+        det.flagged = {'system.cpu': [[now - 300 + 50 * k, now - 297 + 50 * k] for k in range(RECURRING_EVENTS)]}
         det.next_training = det.steps
         det.step()
         det.trainer.wait()
         det.step()
     said = [m for _, m in logger.lines if 'trained on all of it' in m]
     assert det.trainings == 4 and len(said) == 1, said
-    assert said[0].startswith("model 'system.cpu': flagged 3 separate times in its training window")
+    assert said[0].startswith("model 'system.cpu': flagged 5 separate times in its training window")
     det.close()
 
 

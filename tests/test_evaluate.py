@@ -141,6 +141,7 @@ def test_evaluate_checks_its_outputs_and_every_recording_before_replaying_any(re
                         ([recording, '--plot', str(folder) + os.sep], 'is a folder'),
                         ([recording, '--plot', str(tmp_path / 'r.xyz')], 'must end in .png'),
                         ([recording, '--warmup', '100000'], 'a warm-up of 100000 s leaves nothing to evaluate'),
+                        ([recording, '--trim', '800'], 'a trim of 800 s cuts off incident 1 (it starts 780 s in)'),
                         ([recording, '--set', 'host=10.0.0.1:19999'], '--set host: not for a replay'),
                         ([recording, '--set', 'charts_regex=nothing'], 'the job modelled none of its')):
         r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', '--quiet'] + extra, cwd=ROOT,
@@ -160,6 +161,35 @@ def test_evaluate_checks_its_outputs_and_every_recording_before_replaying_any(re
                        cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr
     assert len([f for f in os.listdir(folder) if f.endswith('.png')]) == 2
+
+
+def test_trim_puts_a_fresh_agents_start_up_out_of_the_models_sight(tmp_path):
+    """A recording of an agent started with it holds the agent's start-up, which sets thresholds
+    that a recording begun minutes later never has. ``--trim`` shows the same node without it:
+    the job starts at the same moment with that much less history, so an incident milder than
+    the start-up burst is then flagged."""
+    import gzip
+    from conftest import write_recording
+    path = write_recording(str(tmp_path / 'rec'))
+    f = os.path.join(path, 'data', 'system.cpu.json.gz')
+    with gzip.open(f, 'rt') as fh:
+        body = json.load(fh)
+    for row in body['data']:
+        if START + 30 <= row[0] < START + 50:    # the start-up: user above the incident's level
+            row[1] += 85
+            row[4] -= 85
+    with gzip.open(f, 'wt') as fh:
+        json.dump(body, fh)
+    whole, whole_run = evaluate_recording(path)
+    trimmed, trimmed_run = evaluate_recording(path, trim=60)
+    assert whole_run['times'][0] == trimmed_run['times'][0] == START + 780
+    assert (whole['warmup_s'], trimmed['warmup_s'], trimmed['trim_s']) == (780, 720, 60)
+    assert not whole['incidents'][0]['detected']
+    assert trimmed['incidents'][0]['detected'] and trimmed['incidents'][0]['delay_s'] <= 5
+    r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', '--quiet', path, '--trim', '60'], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and 'first 60s left out, warmup 720s' in r.stdout, r.stderr
+    assert re.search(r'cpu-spike\s+780\s+60\s+yes', r.stdout), r.stdout
 
 
 def write_dataset(folder, seed=0):
@@ -358,6 +388,18 @@ def test_five_kinds_no_other_recording_has_are_each_flagged_at_once_and_nothing_
     assert 'system.processes_state' in by_kind['zombie-processes']['charts_flagged'], result
     assert 'system.io' in by_kind['sync-storm']['charts_flagged'], result
     assert result['false_flag_events'] == 0, result
+
+
+def test_four_incidents_minutes_apart_are_not_taken_for_a_routine():
+    """incidents-j with its first 90 s left out: the job's young window is retrained as its
+    history doubles, 3 s before the sync storm and after four incidents 2.5 minutes apart.
+    Those stay out of the training (it takes five separate flags to be something the node does
+    again and again), so the sync storm is still flagged; at three, they were trained on and it
+    was not, on any chart."""
+    result, _ = evaluate_recording(os.path.join(ROOT, 'recordings', 'netdata-1.37-incidents-j'), trim=90)
+    by_kind = {i['kind']: i for i in result['incidents']}
+    assert by_kind['sync-storm']['detected'] and by_kind['sync-storm']['delay_s'] <= 10, result
+    assert result['detected'] == 5, result
 
 
 def test_process_groups_that_end_do_not_keep_their_charts_flagged():

@@ -496,3 +496,30 @@ def test_the_chart_list_is_the_agents_at_the_replay_clock(tmp_path):
         server.clock.advance(200)
         listed = get(server, '/api/v1/charts')['charts']
         assert listed['apps.cpu']['first_entry'] == START + 700 and listed['system.cpu']['last_entry'] == START + 800
+
+
+def test_a_trimmed_recording_is_served_as_if_it_had_begun_later(tmp_path):
+    """``trim`` leaves a recording's first seconds out everywhere the agent shows its history: no
+    row before the new start in any window, and each chart's first entry there."""
+    from collector.replay import RecordingError
+    from conftest import write_recording
+    path = write_recording(str(tmp_path / 'rec'))
+    with open(os.path.join(path, 'charts.json')) as f:
+        body = json.load(f)
+    for c in body['charts'].values():
+        c['first_entry'], c['last_entry'] = START, START + 900
+    body['charts']['apps.cpu']['first_entry'] = START + 700   # a chart created later keeps its own
+    with open(os.path.join(path, 'charts.json'), 'w') as f:
+        json.dump(body, f)
+    rec = Recording(path, trim=120)
+    assert rec.start == START + 120
+    with ReplayServer(rec, ReplayClock(START + 600, stepped=True)) as server:
+        data = get(server, '/api/v1/data?chart=system.cpu&after={}&before={}&options=flip'.format(START, START + 600))
+        times = [row[0] for row in data['data']]
+        assert min(times) == START + 120 and max(times) == START + 600
+        listed = get(server, '/api/v1/charts')['charts']
+        assert listed['system.cpu']['first_entry'] == START + 120
+        server.clock.advance(200)
+        assert get(server, '/api/v1/charts')['charts']['apps.cpu']['first_entry'] == START + 700
+    with pytest.raises(RecordingError, match='leaves nothing'):
+        Recording(path, trim=900)
