@@ -45,6 +45,9 @@ training median as the threshold). Scores that graze the threshold for two steps
 short training window had not seen, a counter ticking once) no longer raise a flag; an
 incident passes the margin within a second or two of crossing. The hold, the lasting excess
 and the threshold itself (``predict``, the share of normal steps above it) are unchanged.
+With re-arming on, a flag that is down rises only at a step whose own probability is at least
+``HIGH``: when a chart settles or re-arms, the counts of its last steps may still hold an
+excess that has ended, and a flag raised on them read "probability 0 %" to the user.
 
 A flag that is up is released when its chart is plainly recovering (with re-arming on): its
 score (``excess``: the logarithm of how far above the training median it is, in units of
@@ -197,6 +200,7 @@ def _rearmed(raised, hold, probability, rearm_n, lasting, excess, strong):
             armed = armed or settled or since >= REARM_CAP * rearm_n
         now = (bool(raised[k]) and (up or armed or bool(sustained[k] or strong[k]))
                or (up and hold is not None and bool(hold[k])) or bool(lasting[k]))
+        now = now and (up or probability[k] >= HIGH)    # a flag rises on an unusual step only
         if excess is not None:
             e = excess[k]
             recovering = recovering and not settled and not e > released + RECOVERY_RISE
@@ -311,6 +315,7 @@ class FlagPolicy:
                 sustained = self.recent.sum(axis=0) >= SUSTAINED * self.rearm_n
                 strong = self.strong_history.sum(axis=0) >= self.min_n if excess is not None else False
                 flags = raised & (self.up | self.armed | sustained | strong) | kept
+            flags &= self.up | (p >= HIGH)      # a flag rises on an unusual step only
             if excess is not None:
                 flags = self._recovery(flags, excess, settled)
             cleared = self.up & ~flags

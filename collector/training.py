@@ -27,11 +27,13 @@ MIN_TRAIN_ROWS = 30
 # flagged more than this share of its window and a change is taken as the new normal:
 # the model trains on all of it rather than flagging it forever
 MAX_EXCLUDED_SHARE = 0.25
-# flagged this many separate times in its window and what was flagged is something the node
-# does again and again (a cron job): the model trains on it rather than flagging it for ever.
-# Not fewer: a short window retrained after four incidents minutes apart took them for a
-# routine at three, and the next incident like them went unflagged (docs/evaluation.md)
+# flagged this many separate times in its window, or RECURRING_SPREAD[0] times over at least
+# RECURRING_SPREAD[1] seconds (first to last), and what was flagged is something the node does
+# again and again (a cron job every minute, every hour): the model trains on it rather than
+# flagging it for ever. Four incidents minutes apart are not a routine: a short window retrained
+# after them took them for one at three flags, and the next incident like them went unflagged
 RECURRING_EVENTS = 5
+RECURRING_SPREAD = (3, 3600)
 NO_DATA = 'the agent sent no data for this chart'
 NO_VALUES = 'the agent sent no values for this chart in the training window'
 
@@ -115,6 +117,17 @@ def excluded_rows(times, spans, reach):
     return out
 
 
+def recurring(spans, since):
+    """``(events, routine)``: how many of the flagged ``spans`` reach into a window starting at
+    ``since``, and whether they are something the node does again and again (often, or over
+    hours) rather than a few incidents."""
+    firsts = [first for first, last in spans if last >= since]
+    spread = max(firsts) - min(firsts) if firsts else 0.0
+    routine = len(firsts) >= RECURRING_EVENTS or (
+        len(firsts) >= RECURRING_SPREAD[0] and spread >= RECURRING_SPREAD[1])
+    return len(firsts), routine
+
+
 def _columns_for(spec, columns):
     if spec.columns is not None:
         return [c for c in spec.columns]
@@ -179,12 +192,12 @@ def run_training(request):
         raw, times = fill_missing(raw)[sel], times[sel]
         X = cfg.training_features(raw)
         spans = request.exclude.get(spec.model_id)
-        n_excluded, share, events = 0, 0.0, 0
+        n_excluded, share, events, routine = 0, 0.0, 0, False
         if spans and X.shape[0]:
             drop = excluded_rows(times[train_need - 1:], spans, (train_need - 1) * cfg.update_every)
             share = float(drop.mean())
-            events = sum(1 for first, last in spans if last >= times[0])
-            if share <= MAX_EXCLUDED_SHARE and events < RECURRING_EVENTS:
+            events, routine = recurring(spans, times[0])
+            if share <= MAX_EXCLUDED_SHARE and not routine:
                 X, n_excluded = X[~drop], int(drop.sum())
         if X.shape[0] < MIN_TRAIN_ROWS:
             result.errors[spec.model_id] = 'only {} rows of history, need {}'.format(
@@ -202,7 +215,7 @@ def run_training(request):
         fm.info['excluded_rows'] = n_excluded
         if share > MAX_EXCLUDED_SHARE:
             fm.info['flagged_share_kept'] = round(share, 3)
-        elif events >= RECURRING_EVENTS:
+        elif routine:
             fm.info['flagged_events_kept'] = events
         result.models[spec.model_id] = fm
         result.tails[spec.model_id] = (times[-need:], raw[-need:])

@@ -125,6 +125,26 @@ def test_a_flag_is_released_while_its_chart_recovers_but_not_while_the_incident_
     assert rises(again) == [21, len(excess) + 1]
 
 
+def test_a_flag_never_rises_on_a_step_that_reads_ordinary():
+    """A pressure average after an incident: above every training score for a minute while it
+    comes down (its flag released as recovering), then back to nothing. When the chart settles,
+    15 steps later, 24 of the last 40 steps still read above 99 %: that count alone raised a
+    one-step flag at a probability of 0 (seen on a real agent: "anomaly flagged on
+    'system.io_full_pressure' (probability 0.0%): no dimension stands out")."""
+    excess = np.concatenate([np.full(40, -14.0), 6.0 - np.arange(62) * 0.09, np.full(40, -14.0)])
+    p = np.where(excess > 0, 1.0, 0.0)
+    for flags in (n_of_m(excess > 0, 2, 3, p >= 0.99, p, rearm_n=30, lasting_n=20, excess=excess),
+                  _stepped(excess > 0, p >= 0.99, p, excess)):
+        assert rises(flags) == [41]
+        assert flags[41:70].all() and not flags[102:].any()     # up, released as it came down, then never again
+
+
+def _stepped(above, hold, p, excess):
+    policy = FlagPolicy(2, 3, 30, 20)
+    policy.reindex(['a'])
+    return np.array([policy.update([a], [h], [q], [e])[0] for a, h, q, e in zip(above, hold, p, excess)])
+
+
 def test_each_flag_is_measured_from_its_own_peak():
     # a high first incident, then a second, lower one that eases off for its last 60 steps
     # (down by e^1, not e^2, from its own peak, and not falling for 80 steps): it stays flagged

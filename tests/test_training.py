@@ -2,7 +2,7 @@
 import numpy as np
 
 from collector.config import parse_job_config
-from collector.training import ModelSpec, TrainingRequest, excluded_rows, run_training
+from collector.training import ModelSpec, TrainingRequest, excluded_rows, recurring, run_training
 from conftest import SPIKE, START
 
 
@@ -48,6 +48,20 @@ def test_something_flagged_again_and_again_is_learned_not_left_out(replay):
     # a flag from before the window is not one of its events
     older, _ = _train(replay, {'system.cpu': [(START + 100, START + 104)] + runs[1:]})
     assert older.info['excluded_rows'] > 0
+
+
+def test_a_routine_shows_itself_often_or_over_hours():
+    """A job every minute is learned at its fifth flag; one every hour (a 4-hour window holds four
+    runs) at its third, two hours after the first. Three or four incidents within minutes are
+    incidents, and flags that ended before the window are not in it."""
+    minutely = [(60.0 * k, 60.0 * k + 4) for k in range(5)]
+    assert recurring(minutely[:4], 0) == (4, False) and recurring(minutely, 0) == (5, True)
+    hourly = [(3600.0 * k, 3600.0 * k + 30) for k in range(3)]
+    assert recurring(hourly[:2], 0) == (2, False) and recurring(hourly, 0) == (3, True)
+    close = [(600.0 * k, 600.0 * k + 60) for k in range(4)]   # four incidents in half an hour
+    assert recurring(close, 0) == (4, False)
+    assert recurring(hourly, 3600.0 + 31) == (1, False)
+    assert recurring([], 0) == (0, False)
 
 
 def test_level_squash_reaches_the_models_a_job_trains(replay):
