@@ -37,7 +37,7 @@ def job_errors(run, n=3):
 def default_warmup(recording):
     """The clean lead before the first labeled incident, in whole minutes. A trimmed recording's
     job starts when the whole one's would: with ``trim`` seconds less history, at least a minute."""
-    trim = getattr(recording, 'trim', 0)
+    trim = recording.trim
     start = recording.start - trim
     incidents = recording.labels.get('incidents', [])
     if not incidents:
@@ -105,17 +105,18 @@ def check_recording(path, warmup=None, trim=0):
     its labels inside its window (after ``trim``, see ``replay.Recording``), and the warm-up
     leaving time to evaluate. Raises RecordingError naming the file."""
     from .replay import Recording, RecordingError
-    untrimmed = Recording(path)
-    length = untrimmed.end - untrimmed.start
-    if length <= 0:
+    rec = Recording(path)
+    if rec.end <= rec.start:
         raise RecordingError('{}: "end" ({}) must come after "start" ({})'.format(
-            os.path.join(path, 'recording.json'), untrimmed.end, untrimmed.start))
-    rec = Recording(path, trim=trim) if trim else untrimmed
+            os.path.join(path, 'recording.json'), rec.end, rec.start))
+    start = rec.start
+    if trim:
+        rec.cut(trim)
     length = rec.end - rec.start
     for i, inc in enumerate(rec.labels.get('incidents', [])):
-        if trim and untrimmed.start <= inc['start'] < rec.start:
+        if start <= inc['start'] < rec.start:
             raise RecordingError('{}: a trim of {} s cuts off incident {} (it starts {} s in)'.format(
-                path, trim, i + 1, inc['start'] - untrimmed.start))
+                path, trim, i + 1, inc['start'] - start))
         if not rec.start <= inc['start'] <= rec.end:
             raise RecordingError('{}: incident {} starts at {}, outside the recording ({}..{})'.format(
                 os.path.join(path, 'labels.json'), i + 1, inc['start'], rec.start, rec.end))

@@ -110,12 +110,12 @@ class Recording:
             raise RecordingError('{}: needs a "charts" object, as /api/v1/charts sends'.format(
                 os.path.join(path, 'charts.json')))
         self.charts = self._usable_charts(os.path.join(path, 'charts.json'))
-        self.trim = int(trim)
-        if self.trim:
-            self._trim(self.trim)
         check_labels(self.labels, os.path.join(path, 'labels.json'))
         self._data = {}
         self._lock = threading.Lock()
+        self.trim = 0
+        if trim:
+            self.cut(trim)
 
     def _usable_charts(self, f):
         """The listed charts an agent could have sent: each an object, its dimensions an object
@@ -130,11 +130,16 @@ class Recording:
         self.log.flush()
         return usable
 
-    def _trim(self, seconds):
+    def cut(self, seconds):
+        """Leave out the first ``seconds`` (see ``trim``); once, before anything is served."""
+        if self.trim or self._data:
+            raise RuntimeError('a recording is cut once, before it is served')
+        seconds = int(seconds)
         if not 0 < seconds < self.end - self.start:
             raise RecordingError('{}: a trim of {} s leaves nothing of its {} s'.format(
                 self.path, seconds, self.end - self.start))
         self.start += seconds
+        self.trim = seconds
         for cid, c in self.charts.items():   # the chart list dates each chart's history as the agent would
             first = c.get('first_entry')
             if isinstance(first, (int, float)) and first < self.start:
