@@ -102,7 +102,7 @@ def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=No
 
 def check_recording(path, warmup=None, trim=0):
     """Read a recording's own files and check that it can be evaluated, before any replay:
-    its labels inside its window (after ``trim``, see ``replay.Recording``), and the warm-up
+    its labels inside its window (after ``trim``, see ``replay.Recording.cut``), and the warm-up
     leaving time to evaluate. Raises RecordingError naming the file."""
     from .replay import Recording, RecordingError
     rec = Recording(path)

@@ -89,10 +89,7 @@ class Recording:
     ``log`` once and kept in ``unreadable``.
     """
 
-    def __init__(self, path, log=None, trim=0):
-        """``trim``: seconds of the recording's start left out, as if it had begun that much later
-        (the agent then holds no history before; a recording of an agent started with it reads
-        as one of an agent started ``trim`` seconds earlier, whose start-up is out of sight)."""
+    def __init__(self, path, log=None):
         self.path = path
         self.log = log if log is not None else sys.stderr
         self.unreadable = {}
@@ -113,9 +110,7 @@ class Recording:
         check_labels(self.labels, os.path.join(path, 'labels.json'))
         self._data = {}
         self._lock = threading.Lock()
-        self.trim = 0
-        if trim:
-            self.cut(trim)
+        self.trim = 0   # seconds left out at the start (``cut``)
 
     def _usable_charts(self, f):
         """The listed charts an agent could have sent: each an object, its dimensions an object
@@ -131,9 +126,9 @@ class Recording:
         return usable
 
     def cut(self, seconds):
-        """Leave out the first ``seconds`` (see ``trim``); once, before anything is served."""
-        if self.trim or self._data:
-            raise RuntimeError('a recording is cut once, before it is served')
+        """Leave out the first ``seconds``, as if the recording had begun that much later: the
+        agent then holds no history before (a recording of an agent started with it reads as one
+        of an agent started earlier, whose start-up is out of sight). Before anything is served."""
         seconds = int(seconds)
         if not 0 < seconds < self.end - self.start:
             raise RecordingError('{}: a trim of {} s leaves nothing of its {} s'.format(
@@ -165,6 +160,8 @@ class Recording:
                 f, self.unreadable[chart]))
             self.log.flush()
             return None
+        if not self.trim:
+            return labels, times, values
         kept = times >= self.start
         return labels, times[kept], values[kept]
 

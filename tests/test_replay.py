@@ -499,7 +499,7 @@ def test_the_chart_list_is_the_agents_at_the_replay_clock(tmp_path):
 
 
 def test_a_trimmed_recording_is_served_as_if_it_had_begun_later(tmp_path):
-    """``trim`` leaves a recording's first seconds out everywhere the agent shows its history: no
+    """``cut`` leaves a recording's first seconds out everywhere the agent shows its history: no
     row before the new start in any window, and each chart's first entry there."""
     from collector.replay import RecordingError
     from conftest import write_recording
@@ -511,7 +511,8 @@ def test_a_trimmed_recording_is_served_as_if_it_had_begun_later(tmp_path):
     body['charts']['apps.cpu']['first_entry'] = START + 700   # a chart created later keeps its own
     with open(os.path.join(path, 'charts.json'), 'w') as f:
         json.dump(body, f)
-    rec = Recording(path, trim=120)
+    rec = Recording(path)
+    rec.cut(120)
     assert rec.start == START + 120
     with ReplayServer(rec, ReplayClock(START + 600, stepped=True)) as server:
         data = get(server, '/api/v1/data?chart=system.cpu&after={}&before={}&options=flip'.format(START, START + 600))
@@ -522,4 +523,4 @@ def test_a_trimmed_recording_is_served_as_if_it_had_begun_later(tmp_path):
         server.clock.advance(200)
         assert get(server, '/api/v1/charts')['charts']['apps.cpu']['first_entry'] == START + 700
     with pytest.raises(RecordingError, match='leaves nothing'):
-        Recording(path, trim=900)
+        Recording(path).cut(900)
