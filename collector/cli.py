@@ -220,8 +220,9 @@ def cmd_evaluate(args):
         return 1
     problems = [p for p in (args.json and _output_problem(args.json, '--json'),
                             args.plot and _output_problem(args.plot, '--plot', PLOT_FORMATS)) if p]
-    if args.plot and args.dataset:
-        problems.append('--plot: only for recordings')
+    for option, given in (('--plot', args.plot), ('--trim', args.trim)):
+        if given and args.dataset:
+            problems.append('{}: only for recordings'.format(option))
     for path in paths if not args.dataset else ():
         try:   # every recording's own files, before the first is replayed
             check_recording(path, args.warmup, args.trim)

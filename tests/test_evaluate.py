@@ -229,6 +229,9 @@ def test_evaluate_dataset_command(tmp_path):
     r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', '--dataset', str(tmp_path / 'missing')],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and 'evaluate:' in r.stderr
+    r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', '--dataset', folder, '--trim', '60'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)   # a recording's option, not silently dropped
+    assert r.returncode == 1 and '--trim: only for recordings' in r.stderr and 'random scores' not in r.stdout
 
 
 def _edit_line(path, n, text):
