@@ -454,6 +454,9 @@ def job_configs_from_file(data, notes=None):
                          "indent it under a job".format(key, ', '.join(sorted(FRAMEWORK_INHERITED))))
     out = {}
     for name, job in jobs.items():
+        if isinstance(name, bool) and notes is not None:
+            notes.append("a job is named {} (YAML reads an unquoted on/yes/true as true, off/no/false as "
+                         "false); quote its name to keep it".format(name))
         merged = dict(module_defaults)
         merged.update(job)
         out[str(name)] = merged   # a job named 1 (YAML reads an int) is the job `--job 1` selects

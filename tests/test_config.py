@@ -192,6 +192,12 @@ def test_check_config_command(tmp_path):
     r = run(stray)
     assert r.returncode == 0 and "top-level key 'model' reaches no job" in r.stderr
     assert 'update_every' not in r.stderr.split('reaches no job')[0]
+    # a job named on/yes/true is a YAML boolean: it runs as python.d would name it, and is said
+    named_on = tmp_path / 'on.conf'
+    named_on.write_text("on:\n  lags_n: 3\n'off':\n  lags_n: 2\n")
+    r = run(named_on)
+    assert r.returncode == 0 and 'a job is named True' in r.stderr and 'quote its name' in r.stderr
+    assert r.stderr.count('quote its name') == 1
 
 
 def test_ipv6_hosts_in_custom_models():
