@@ -2,10 +2,12 @@
 
 A job with ``update_every: N`` reads one sample per chart each step. Each one-second
 ``system.*`` chart of a recording is modelled (default features and model) on the first 60 %
-of the recording's clean lead twice: on the agent's N-second averages (what the job learnt
-before) and on one sample every N seconds (what its steps read, ``features.rows_every``).
-Both are scored every N seconds over the rest of the lead, which is clean; the figures are
-the chart-steps above each model's threshold.
+of the recording's clean lead three times: on the agent's N-second averages (what the job
+learnt first), on one sample every N seconds (what its steps read, ``features.rows_every``;
+what it learnt next) and on every phase of such samples (the steps may fall on any second of
+N, ``features.phases_every``; what it learns now). Each is scored every N seconds over the
+rest of the lead, which is clean; the figures are the chart-steps above each model's
+threshold.
 
     python bench/update_every.py ../shared/recordings/netdata-* recordings/netdata-1.37-long-*
 """
@@ -20,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from collector.config import parse_job_config  # noqa: E402
-from collector.features import feature_groups, rows_every  # noqa: E402
+from collector.features import feature_groups, phases_every, rows_every  # noqa: E402
 from collector.models import fit_model  # noqa: E402
 
 SKIPPED = ('system.uptime', 'system.entropy', 'system.idlejitter')
@@ -35,13 +37,13 @@ def chart_rows(path):
 
 
 def exceedances(recording, every, cfg):
-    """``{'averages': (above, steps), 'samples': (above, steps)}`` over the recording's charts."""
+    """``{'averages' | 'samples' | 'phases': (above, steps)}`` over the recording's charts."""
     with open(os.path.join(recording, 'recording.json')) as f:
         meta = json.load(f)
     with open(os.path.join(recording, 'labels.json')) as f:
         first = min(i['start'] for i in json.load(f)['incidents'])
     split = meta['start'] + int(0.6 * (first - meta['start']))
-    out = {'averages': [0, 0], 'samples': [0, 0]}
+    out = {'averages': [0, 0], 'samples': [0, 0], 'phases': [0, 0]}
     for path in sorted(glob.glob(os.path.join(recording, 'data', 'system.*.json.gz'))):
         chart = os.path.basename(path)[:-len('.json.gz')]
         times, values, dims = chart_rows(path)
@@ -51,11 +53,14 @@ def exceedances(recording, every, cfg):
         n = train.shape[0] // every * every
         averaged = train[train.shape[0] - n:].reshape(-1, every, train.shape[1]).mean(axis=1)
         sampled = train[rows_every(times[times < split], every)]
+        phases = phases_every(times[times < split], every)
         clean = (times >= split) & (times < first)
         X = cfg.features(values[clean][rows_every(times[clean], every)])
         groups = feature_groups([chart] * len(dims), cfg.lags_n, cfg.level_features)
-        for name, rows in (('averages', averaged), ('samples', sampled)):
-            fm = fit_model(chart, dims, cfg.training_features(rows), model=cfg.model,
+        learnt = {'averages': cfg.training_features(averaged), 'samples': cfg.training_features(sampled),
+                  'phases': np.vstack([cfg.training_features(train[p]) for p in phases])}
+        for name, features in learnt.items():
+            fm = fit_model(chart, dims, features, model=cfg.model,
                            contamination=cfg.contamination, groups=groups,
                            blocks=(cfg.lags_n + 1, cfg.level_features))
             out[name][0] += int(fm.exceeds(fm.decision_function(X)).sum())
@@ -69,11 +74,12 @@ def main():
     p.add_argument('--every', type=int, default=5, help='update_every of the job (default 5)')
     args = p.parse_args()
     cfg = parse_job_config({})
-    print('{:<28} {:>22} {:>22}'.format('recording', 'learnt averages', 'learnt samples'))
+    row = '{:<28} {:>22} {:>22} {:>22}'
+    print(row.format('recording', 'learnt averages', 'learnt samples', 'learnt every phase'))
     for rec in args.recordings:
         got = exceedances(rec, args.every, cfg)
-        print('{:<28} {:>22} {:>22}'.format(os.path.basename(rec.rstrip('/')), *(
-            '{} of {} steps'.format(*got[k]) for k in ('averages', 'samples'))))
+        print(row.format(os.path.basename(rec.rstrip('/')), *(
+            '{} of {} steps'.format(*got[k]) for k in ('averages', 'samples', 'phases'))))
 
 
 if __name__ == '__main__':

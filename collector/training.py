@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .features import feature_groups, fill_missing, rows_every
+from .features import feature_groups, fill_missing, phases_every
 from .netdata_api import split_key
 
 
@@ -178,7 +178,9 @@ def run_training(request):
         raw = df[cols].to_numpy(dtype=np.float64)
         valid = ~np.isnan(raw).all(axis=1)
         raw, times = raw[valid], index[valid]
-        sel = rows_every(times, cfg.update_every)   # the samples the steps will read
+        # the samples the steps will read, at each phase the steps may have (the newest first)
+        phases = phases_every(times, cfg.update_every)
+        sel = phases[0] if phases else np.zeros(0, dtype=np.intp)
         result.rows = max(result.rows, int(sel.size))   # rows with values: a young agent pads its window with nulls
         if not raw.shape[0]:
             result.errors[spec.model_id] = NO_VALUES
@@ -189,12 +191,14 @@ def run_training(request):
         if history < min_history:
             result.waiting[spec.model_id] = history
             continue
-        raw, times = fill_missing(raw)[sel], times[sel]
-        X = cfg.training_features(raw)
+        filled, all_times = fill_missing(raw), times
+        blocks = [(cfg.training_features(filled[p]), all_times[p][train_need - 1:]) for p in phases]
+        raw, times = filled[sel], all_times[sel]
+        X = np.vstack([b[0] for b in blocks])
         spans = request.exclude.get(spec.model_id)
         n_excluded, share, events, routine = 0, 0.0, 0, False
         if spans and X.shape[0]:
-            drop = excluded_rows(times[train_need - 1:], spans, (train_need - 1) * cfg.update_every)
+            drop = excluded_rows(np.concatenate([b[1] for b in blocks]), spans, (train_need - 1) * cfg.update_every)
             share = float(drop.mean())
             events, routine = recurring(spans, times[0])
             if share <= MAX_EXCLUDED_SHARE and not routine:

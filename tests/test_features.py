@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from collector.features import (absent_as_zero, despiked_history, feature_blocks, feature_groups, fill_missing,
-                                make_features, rows_every, rows_needed)
+                                make_features, phases_every, rows_every, rows_needed)
 
 
 def test_hand_computed_features():
@@ -155,3 +155,15 @@ def test_rows_every_takes_the_sample_each_step_reads():
     assert list(gap[rows_every(gap, 1)]) == [100, 101, 102, 160, 161]
     assert list(gap[rows_every(gap, 2)]) == [101, 102, 161]   # steps at 101, 103 (reads 102), 105-159 in the gap, 161
     assert rows_every(np.array([]), 5).size == 0 and list(rows_every(np.array([7.0]), 5)) == [0]
+
+
+def test_a_job_stepping_every_few_seconds_learns_every_phase_its_steps_may_have():
+    t = np.arange(100, 112, dtype=float)
+    phases = [list(t[p]) for p in phases_every(t, 5)]
+    assert phases == [[101, 106, 111], [100, 105, 110], [104, 109], [103, 108], [102, 107]]
+    assert sorted(x for p in phases for x in p) == list(t)        # every row once
+    assert [list(p) for p in phases_every(t, 1)] == [list(range(12))]
+    slow = np.arange(100, 160, 5, dtype=float)   # a chart collected every 5 s: one phase
+    assert [list(slow[p]) for p in phases_every(slow, 5)] == [list(slow)]
+    two = np.arange(100, 120, 2, dtype=float)    # every 2 s, stepped every 4 s: two
+    assert [list(two[p]) for p in phases_every(two, 4)] == [list(two[1::2]), list(two[0::2])]

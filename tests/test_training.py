@@ -105,3 +105,19 @@ def test_the_rows_a_training_reports_are_the_rows_with_values(monkeypatch):
     cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
     result = run_training(TrainingRequest(cfg, [ModelSpec('system.cpu', 'h:1', chart='system.cpu')], 1000, 2199))
     assert 'system.cpu' in result.models and result.rows == 200
+
+
+def test_a_job_stepping_every_5_s_learns_from_every_phase_of_its_window(replay):
+    """Its steps read one sample in five, at whichever second they fall: trained on one phase,
+    a 10-minute window gave 120 rows and a threshold from the top few of them."""
+    one, cfg1 = _train(replay, {})
+    five, cfg5 = _train(replay, {}, update_every=5)
+    window = one.info['rows'] + cfg1.training_rows_needed - 1      # the one-second rows fetched
+    assert window > 590
+    assert five.info['rows'] == window - 5 * (cfg5.training_rows_needed - 1)
+    # a flagged incident is left out of every phase: its seconds and the rows that see it
+    spike = (START + SPIKE[0], START + SPIKE[1] - 1)
+    aware, _ = _train(replay, {'system.cpu': [spike]}, update_every=5)
+    reach = (cfg5.training_rows_needed - 1) * 5
+    assert aware.info['excluded_rows'] == (SPIKE[1] - SPIKE[0]) + reach
+    assert aware.threshold < five.threshold / 2
