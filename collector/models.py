@@ -286,6 +286,10 @@ def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, ca
     says so in ``info``.
     """
     X = np.asarray(X, dtype=np.float64)
+    bad = int(np.count_nonzero(~np.isfinite(X)))
+    if bad:   # never from an agent's JSON; data near float64's limit (1e308) overflows the sums
+        raise ValueError('{} of {} feature values are not finite: the data holds infinities, or values so large '
+                         '(near 1e308) that their differences and moving averages overflow'.format(bad, X.size))
     X = subsample(X, min([max_rows] + [_MAX_ROWS.get(m, max_rows) for m in model_members(model)]))
     kept, mean, scale = feature_scale(X, groups)
     knee = level_knees(kept, X.shape[1], blocks, level_squash)

@@ -171,6 +171,18 @@ def test_train_max_n_caps_rows():
     assert fm.info['rows'] == 500
 
 
+def test_features_that_overflow_are_named_as_such_not_as_a_model_failure():
+    """Values near float64's limit overflow the differences and averages; the error said
+    'no feature varies' (mahalanobis) and 'range [nan, nan]' (hbos)."""
+    from collector.features import make_features
+    huge = normal_data(rows=300) * 1e306 + 5e307
+    with np.errstate(all='ignore'):
+        X = make_features(huge, 1, 3, 5, True)
+    with pytest.raises(ValueError, match='not finite.*near 1e308'):
+        fit_model('m', ['c'], X)
+    fit_model('m', ['c'], make_features(normal_data(rows=300) * 1e6, 1, 3, 5, True))   # large but fine
+
+
 def test_nonfinite_scores_are_replaced():
     class Bad:
         def decision_function(self, Z):
