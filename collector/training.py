@@ -181,7 +181,8 @@ def run_training(request):
         # the samples the steps will read, at each phase the steps may have (the newest first)
         phases = phases_every(times, cfg.update_every)
         sel = phases[0] if phases else np.zeros(0, dtype=np.intp)
-        result.rows = max(result.rows, int(sel.size))   # rows with values: a young agent pads its window with nulls
+        # rows with values, every phase's (a young agent pads its window with nulls)
+        result.rows = max(result.rows, sum(int(p.size) for p in phases))
         if not raw.shape[0]:
             result.errors[spec.model_id] = NO_VALUES
             continue

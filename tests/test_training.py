@@ -105,6 +105,10 @@ def test_the_rows_a_training_reports_are_the_rows_with_values(monkeypatch):
     cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
     result = run_training(TrainingRequest(cfg, [ModelSpec('system.cpu', 'h:1', chart='system.cpu')], 1000, 2199))
     assert 'system.cpu' in result.models and result.rows == 200
+    # stepping every 5 s, the model learns every phase: all 200 rows, not the 40 of one phase
+    cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120, 'update_every': 5})
+    result = run_training(TrainingRequest(cfg, [ModelSpec('system.cpu', 'h:1', chart='system.cpu')], 1000, 2199))
+    assert result.rows == 200
 
 
 def test_a_job_stepping_every_5_s_learns_from_every_phase_of_its_window(replay):
