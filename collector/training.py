@@ -178,23 +178,22 @@ def run_training(request):
         raw = df[cols].to_numpy(dtype=np.float64)
         valid = ~np.isnan(raw).all(axis=1)
         raw, times = raw[valid], index[valid]
-        # the samples the steps will read, at each phase the steps may have (the newest first)
-        phases = phases_every(times, cfg.update_every)
-        sel = phases[0] if phases else np.zeros(0, dtype=np.intp)
-        # rows with values, every phase's (a young agent pads its window with nulls)
-        result.rows = max(result.rows, sum(int(p.size) for p in phases))
         if not raw.shape[0]:
             result.errors[spec.model_id] = NO_VALUES
             continue
+        # the samples the steps will read, at each phase the steps may have (the newest first)
+        phases = phases_every(times, cfg.update_every)
+        # rows with values, every phase's (a young agent pads its window with nulls)
+        result.rows = max(result.rows, sum(int(p.size) for p in phases))
         # the time the rows span, not their count: a chart collected every 5 s has a fifth of the rows
         history = int(round(float(times[-1]) - float(times[0]))) + cfg.update_every
         result.history = max(result.history, history)
         if history < min_history:
             result.waiting[spec.model_id] = history
             continue
-        filled, all_times = fill_missing(raw), times
-        blocks = [(cfg.training_features(filled[p]), all_times[p][train_need - 1:]) for p in phases]
-        raw, times = filled[sel], all_times[sel]
+        filled = fill_missing(raw)
+        blocks = [(cfg.training_features(filled[p]), times[p][train_need - 1:]) for p in phases]
+        raw, times = filled[phases[0]], times[phases[0]]
         X = np.vstack([b[0] for b in blocks])
         spans = request.exclude.get(spec.model_id)
         n_excluded, share, events, routine = 0, 0.0, 0, False
