@@ -34,6 +34,19 @@ def job_errors(run, n=3):
     return seen[:n]
 
 
+def why_nothing_modelled(run):
+    """The job's errors or, without any, its last wait for history: a recording shorter than
+    ``train_min_n_secs`` gives no model anything to train on, which is no error of the job's."""
+    errors = job_errors(run)
+    if errors:
+        return errors
+    waits = [line.split(' : ', 1)[-1] for line in run.get('log', ()) if 's of history before training' in line]
+    if waits:
+        return [waits[-1] + ' (the recording holds {} s; --set train_min_n_secs=N trains on less)'.format(
+            run['recording'].end - run['recording'].start)]
+    return []
+
+
 def default_warmup(recording):
     """The clean lead before the first labeled incident, in whole minutes. A trimmed recording's
     job starts when the whole one's would: with ``trim`` seconds less history, at least a minute."""
@@ -130,7 +143,7 @@ def evaluate_recording(path, config_path=None, job=None, warmup=None, overrides=
     run = run_on_recording(path, config_path, job, warmup, overrides, progress, trim)
     rec = run['recording']
     if not run['probs'] and not run['flags']:
-        errors = job_errors(run)
+        errors = why_nothing_modelled(run)
         raise RuntimeError('{}: the job modelled none of its {} charts{}'.format(
             path, len(rec.charts), ': ' + '; '.join(errors) if errors else ''))
     result = score_incidents(run['times'], run['flags'], rec.labels.get('incidents', []),

@@ -143,7 +143,10 @@ def test_evaluate_checks_its_outputs_and_every_recording_before_replaying_any(re
                         ([recording, '--warmup', '100000'], 'a warm-up of 100000 s leaves nothing to evaluate'),
                         ([recording, '--trim', '800'], 'a trim of 800 s cuts off incident 1 (it starts 780 s in)'),
                         ([recording, '--set', 'host=10.0.0.1:19999'], '--set host: not for a replay'),
-                        ([recording, '--set', 'charts_regex=nothing'], 'the job modelled none of its')):
+                        ([recording, '--set', 'charts_regex=nothing'], 'the job modelled none of its'),
+                        # a recording shorter than the history a chart waits for says so
+                        ([recording, '--set', 'train_min_n_secs=3000'],
+                         'waiting for 3000 s of history before training (train_min_n_secs;')):
         r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', '--quiet'] + extra, cwd=ROOT,
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 1 and told in r.stderr and 'Traceback' not in r.stderr, (extra, r.stderr)
