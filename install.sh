@@ -298,6 +298,11 @@ if [ "$mode" = uninstall ]; then
   if [ -d "$lib_dir/anomalies-models" ]; then
     step "removed the saved models in $lib_dir/anomalies-models" rm -rf "$lib_dir/anomalies-models"
   fi
+  # the netdata user's home is the lib dir: its debug and standalone runs keep models in its cache
+  if [ -d "$lib_dir/.cache/netdata-anomalies" ]; then
+    step "removed the standalone runs' saved models in $lib_dir/.cache/netdata-anomalies" \
+      rm -rf "$lib_dir/.cache/netdata-anomalies"
+  fi
   # the folders the install made, deepest first, while nothing else has been put in them
   while IFS= read -r d; do
     [ -n "$d" ] && [ -d "$d" ] || continue

@@ -36,21 +36,31 @@ def resolve_dir(setting, job_name, host=None):
     """Where a job's models live: ``None`` (not persisted) or ``<base>/<job>``.
 
     ``auto``: under the agent's lib dir when the agent runs the job (python.d.plugin has
-    ``NETDATA_LIB_DIR`` set), else the project's ``models/`` folder, which every standalone run
-    shares: there a job reading another agent than the default one keeps its models in
-    ``<job>@<host>`` (``run --host B`` must not replace the local agent's).
+    ``NETDATA_LIB_DIR`` set), else the folder standalone runs share (``standalone_dir``): there
+    a job reading another agent than the default one keeps its models in ``<job>@<host>``
+    (``run --host B`` must not replace the local agent's).
     """
     if setting is None:
         return None
     name = safe_id(job_name or 'anomalies')
     if setting == 'auto':
         lib = os.environ.get('NETDATA_LIB_DIR')
-        base = os.path.join(lib, 'anomalies-models') if lib else os.path.join(_ROOT, 'models')
+        base = os.path.join(lib, 'anomalies-models') if lib else standalone_dir()
         if not lib and host and host != DEFAULT_HOST:
             name += '@' + safe_id(host)
     else:
         base = os.path.expanduser(setting)
     return os.path.join(base, name)
+
+
+def standalone_dir():
+    """The project's ``models/`` in a checkout; from an installed package (the agent's venv,
+    whose site-packages the user running it may not write, and must not fill) the user's cache,
+    ``$XDG_CACHE_HOME/netdata-anomalies/models``, as other command-line tools keep theirs."""
+    if os.path.isfile(os.path.join(_ROOT, 'anomalies.chart.py')):
+        return os.path.join(_ROOT, 'models')
+    cache = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+    return os.path.join(cache, 'netdata-anomalies', 'models')
 
 
 def config_hash(config):

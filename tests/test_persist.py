@@ -43,6 +43,24 @@ def test_standalone_runs_keep_each_agents_models_apart(tmp_path, monkeypatch):
     assert persist.resolve_dir(None, 'anomalies', 'x:1') is None
 
 
+def test_a_standalone_run_of_the_installed_package_keeps_its_models_in_the_users_cache(tmp_path, monkeypatch):
+    """Installed (the agent's venv), the package sits in site-packages, which the user running
+    ``python -m collector run`` may not write: its models go to the user's cache instead."""
+    site = tmp_path / 'site-packages'
+    (site / 'collector').mkdir(parents=True)
+    monkeypatch.setattr(persist, '_ROOT', str(site))
+    monkeypatch.delenv('NETDATA_LIB_DIR', raising=False)
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+    assert persist.resolve_dir('auto', 'anomalies') == str(tmp_path / 'cache' / 'netdata-anomalies' / 'models'
+                                                           / 'anomalies')
+    monkeypatch.delenv('XDG_CACHE_HOME')
+    monkeypatch.setenv('HOME', str(tmp_path / 'home'))
+    assert persist.resolve_dir('auto', 'edge', 'other:19999') == str(
+        tmp_path / 'home' / '.cache' / 'netdata-anomalies' / 'models' / 'edge@other_19999')
+    monkeypatch.setenv('NETDATA_LIB_DIR', str(tmp_path / 'lib'))   # under the agent, as before
+    assert persist.resolve_dir('auto', 'anomalies') == str(tmp_path / 'lib' / 'anomalies-models' / 'anomalies')
+
+
 def test_save_then_load_gives_the_same_model_and_metadata(tmp_path):
     fm, cfg = saved(tmp_path, level_squash=7)
     got, meta, reason = persist.load(str(tmp_path), 'system.cpu', cfg, list(reversed(COLS)))

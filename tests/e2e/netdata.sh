@@ -288,12 +288,31 @@ n_ext="$(series anomalies_ext.probability system.cpu_prob -10 | grep -vc null)"
 log "as a plugins.d plugin: anomalies_ext.probability [$ext], $n_ext values in the last 10 s"
 rm -f "$work/etc/custom-plugins.d/anomalies.plugin"
 
+# ---- a standalone run of the installed package saves its models in the user's cache (the
+# netdata user's home is the lib dir), never in the venv's site-packages ----
+cat > "$work/etc/standalone.conf" <<EOF
+sa:
+    host: '127.0.0.1:$port'
+    charts_regex: 'system\.cpu\$'
+    train_min_n_secs: 30
+EOF
+# (from $work: `python -m` in the checkout would import the checkout's package instead)
+(cd "$work" && HOME="$work/lib" XDG_CACHE_HOME='' "$work/lib/anomalies-venv/bin/python" -m collector run \
+  --config "$work/etc/standalone.conf" --steps 10 > "$work/standalone.out" 2> "$work/standalone.err") \
+  || fail "the installed package's standalone run failed: $(tail -n 3 "$work/standalone.err")"
+saved="$(ls "$work"/lib/.cache/netdata-anomalies/models/sa@*/system.cpu.pkl 2>/dev/null || true)"
+[ -n "$saved" ] || fail "the standalone run saved no model in $work/lib/.cache/netdata-anomalies/models"
+! ls -d "$work"/lib/anomalies-venv/lib/python3*/site-packages/models >/dev/null 2>&1 \
+  || fail "the standalone run wrote models into the venv's site-packages"
+log "standalone run of the installed package: model saved as ${saved#"$work/"}"
+
 # ---- uninstall undoes the install ----
 kill -TERM -- "-$agent_pid" 2>/dev/null; wait "$agent_pid" 2>/dev/null; agent_pid=
 "$here/install.sh" --uninstall --config-dir "$work/etc" --lib-dir "$work/lib" --no-restart || fail "install.sh --uninstall"
 [ ! -e "$work/etc/custom-plugins.d/python.d/anomalies.chart.py" ] || fail "uninstall left the module"
 [ ! -e "$work/lib/anomalies-venv" ] || fail "uninstall left the venv"
 [ ! -e "$work/lib/anomalies-models" ] || fail "uninstall left the saved models"
+[ ! -e "$work/lib/.cache/netdata-anomalies" ] || fail "uninstall left the standalone runs' saved models"
 [ -f "$work/etc/python.d/anomalies.conf" ] || fail "uninstall removed the user's own anomalies.conf"
 grep -qx 'example: no' "$work/etc/python.d.conf" || fail "uninstall undid the user's own edit of python.d.conf"
 ! grep -qE '^anomalies *:' "$work/etc/python.d.conf" || fail "uninstall left the anomalies line in python.d.conf"
