@@ -180,13 +180,18 @@ class JobConfig:
         return make_features(values, self.diffs_n, self.smooth_n, self.lags_n, self.level_features)
 
     def chart_matches(self, chart_id):
-        # never the charts of this module's jobs (its own output: a wide charts_regex made every
-        # flag anywhere flag again on anomalies.anomaly); in charts_to_exclude an id as listed,
-        # or a shell-style pattern ('*.uptime': counters that only ever climb)
-        if self.charts_regex is None or OWN_CHARTS.match(chart_id) or chart_id in self.charts_to_exclude or any(
-                fnmatch.fnmatchcase(chart_id, c) for c in self.charts_to_exclude):
-            return False
-        return re.match(self.charts_regex, chart_id) is not None
+        return chart_in_scope(chart_id, self.charts_regex, self.charts_to_exclude)
+
+
+def chart_in_scope(chart_id, regex, exclude):
+    """Whether ``charts_regex`` models the chart: never the charts of this module's jobs (its own
+    output: a wide regex made every flag anywhere flag again on anomalies.anomaly), nor one in
+    ``charts_to_exclude``, an id as listed or a shell-style pattern ('*.uptime': counters that
+    only ever climb)."""
+    if regex is None or OWN_CHARTS.match(chart_id) or chart_id in exclude or any(
+            fnmatch.fnmatchcase(chart_id, c) for c in exclude):
+        return False
+    return re.match(regex, chart_id) is not None
 
 
 def _is_int(v):
@@ -313,7 +318,7 @@ def parse_job_config(raw, job_name=None):
         errors.append("key 'api_timeout': expected seconds in (0, 300], got {!r}".format(timeout))
 
     # charts in scope
-    regex = cfg['charts_regex']
+    regex, valid_regex = cfg['charts_regex'], True
     if _none_string(regex):
         regex = None
     elif not isinstance(regex, str):
@@ -324,6 +329,7 @@ def parse_job_config(raw, job_name=None):
             re.compile(regex)
         except re.error as e:
             errors.append("key 'charts_regex': invalid regular expression {!r}: {}".format(regex, e))
+            valid_regex = False
     exclude = cfg['charts_to_exclude']
     if _none_string(exclude):
         exclude = ()
@@ -338,6 +344,10 @@ def parse_job_config(raw, job_name=None):
     custom = _parse_custom_models(cfg['custom_models'], host, errors)
     if any(m.name == 'average' for m in custom):   # the models' dimensions are named after them
         errors.append("key 'custom_models': the name 'average' is taken by the average_prob dimension")
+    clash = [m.name for m in custom if valid_regex and chart_in_scope(m.name, regex, exclude)]
+    if clash:   # one name, one model
+        errors.append("key 'custom_models': a custom model needs a name of its own, not the id of a chart that "
+                      "charts_regex {!r} models: {}".format(regex, ', '.join(repr(n) for n in clash)))
 
     # model and windows
     if not isinstance(cfg['model'], str) or not valid_model(cfg['model']):
@@ -365,7 +375,8 @@ def parse_job_config(raw, job_name=None):
     if _is_int(after) and _is_int(before) and (after > 0 or before > 0) and not 0 < after < before:
         errors.append("key 'initial_train_data_before': with initial_train_data_after it must give a window "
                       "after < before (unix seconds), got {} and {}".format(after, before))
-    if _is_int(cfg['flag_min_n']) and _is_int(cfg['flag_window_n']) and cfg['flag_min_n'] > cfg['flag_window_n']:
+    # (a flag_window_n told as wrong above is not told again through flag_min_n)
+    if _is_int(cfg['flag_min_n']) and _is_int(cfg['flag_window_n']) and 1 <= cfg['flag_window_n'] < cfg['flag_min_n']:
         errors.append("key 'flag_min_n': must be <= flag_window_n ({}), got {}".format(
             cfg['flag_window_n'], cfg['flag_min_n']))
     hold = cfg['flag_hold_probability']

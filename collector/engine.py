@@ -131,11 +131,7 @@ class AnomalyDetector:
         for chart in sorted(charts):
             if self.config.chart_matches(chart):
                 specs[chart] = ModelSpec(chart, self.config.host, chart=chart)
-        for m in self.config.custom_models:
-            if m.name in specs:   # one name, one model: the chart's stays
-                self.problems.report('name:' + m.name, "custom model '{}' has the name of a chart that charts_regex "
-                                                       "models; it is left out: give it another name".format(m.name))
-                continue
+        for m in self.config.custom_models:   # their names are no chart's in scope (config.py)
             specs[m.name] = ModelSpec(m.name, self.config.host,
                                       columns=tuple(dim_key(h, c, d) for h, c, d in m.dimensions))
         return specs

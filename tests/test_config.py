@@ -120,6 +120,11 @@ def test_child_node_host_is_accepted():
                         {'name': 'a', 'dimensions': 'system.cpu|system'}]}, 'custom_models'),
     ({'charts_regex': 'None'}, 'charts_regex'),
     ({'custom_models': [{'name': 'average', 'dimensions': 'system.cpu|user'}]}, 'custom_models'),
+    # one name, one model: a custom model named after a chart in scope is refused, not left out at run time
+    ({'custom_models': [{'name': 'system.cpu', 'dimensions': 'system.cpu|user'}]}, 'custom_models'),
+    ({'charts_regex': 'system\\.(cpu', 'custom_models': [{'name': 'system.cpu', 'dimensions': 'system.cpu|user'}]},
+     'charts_regex'),
+    ({'flag_window_n': 0}, 'flag_window_n'),   # told once, not again through flag_min_n's bound
     ({'update_every': 0}, 'update_every'),
     ({'update_every': 99999999999}, 'update_every'),
 ])
@@ -141,6 +146,12 @@ def test_tls_verify_takes_a_quoted_boolean_or_a_readable_ca_bundle(tmp_path):
 def test_a_quoted_boolean_is_taken_as_the_boolean():
     cfg = parse_job_config({'level_features': 'false', 'despike': 'No', 'include_average_prob': 'yes'})
     assert cfg.level_features is False and cfg.despike is False and cfg.include_average_prob is True
+
+
+def test_a_custom_model_may_take_the_name_of_a_chart_out_of_scope():
+    for raw in ({'charts_to_exclude': 'system.cpu'}, {'charts_regex': 'system\\.ram'}, {'charts_regex': 'None'}):
+        raw['custom_models'] = [{'name': 'system.cpu', 'dimensions': 'system.cpu|user'}]
+        assert [m.name for m in parse_job_config(raw).custom_models] == ['system.cpu']
 
 
 def test_all_bad_keys_are_reported_together():

@@ -472,18 +472,6 @@ def test_a_gap_in_collection_is_not_read_as_one_steps_change(replay, logger):
     det.close()
 
 
-def test_a_custom_model_named_like_a_modeled_chart_is_left_out_and_said_once(replay, logger):
-    det = make_detector(replay, logger, charts_regex='.*',
-                        custom_models=[{'name': 'system.cpu', 'dimensions': 'system.ram|used'},
-                                       {'name': 'cpu_ram', 'dimensions': 'system.cpu|user,system.ram|used'}])
-    run_until_trained(det, replay)
-    assert det.models['system.cpu'].columns[0].startswith(replay.host + '::system.cpu|')   # the chart's model
-    assert 'cpu_ram' in det.models
-    det.discover()
-    assert len([m for m in logger.errors() if "custom model 'system.cpu'" in m]) == 1
-    det.close()
-
-
 def test_a_slow_refill_after_a_gap_is_not_read_as_another_gap(replay, logger, monkeypatch):
     """Reading the stored rows after a gap takes the agent's clock on (3 s a chart here): the
     step after the refill must not count that as a gap again, or the features would restart
