@@ -120,6 +120,15 @@ def save(directory, fm, config, trained_at):
     write_atomically(meta_path, json.dumps(meta, indent=1).encode(), 0o640)
 
 
+def _what_changed(saved, config):
+    """`` (lags_n 5 -> 3)``: the saved settings that differ from the job's, so the log says which."""
+    if not isinstance(saved, dict):
+        return ''
+    changed = ['{} {} -> {}'.format(k, saved[k], getattr(config, k)) for k in HASH_KEYS
+               if k in saved and saved[k] != getattr(config, k)]
+    return ' ({})'.format(', '.join(changed)) if changed else ''
+
+
 def load(directory, model_id, config, columns, versions=None):
     """``(model, meta, None)`` or ``(None, None, reason)``; reason ``None`` when nothing was saved."""
     pkl, meta_path = _paths(directory, model_id)
@@ -133,7 +142,7 @@ def load(directory, model_id, config, columns, versions=None):
     except (OSError, ValueError) as e:
         return None, None, 'metadata unreadable ({})'.format(e)
     if meta.get('format') != FORMAT or meta.get('config_hash') != config_hash(config):
-        return None, None, 'configuration changed'
+        return None, None, 'configuration changed' + _what_changed(meta.get('settings'), config)
     saved_columns = meta.get('columns')
     if not isinstance(saved_columns, list) or not all(isinstance(c, str) for c in saved_columns):
         return None, None, 'metadata unreadable (columns)'

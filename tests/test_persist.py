@@ -105,17 +105,19 @@ def test_what_no_longer_fits_is_a_reason_to_retrain(tmp_path):
     assert load(str(tmp_path), 'system.cpu', cfg, COLS)[2] is None   # the same settings load
     assert load(str(tmp_path), 'system.ram', cfg, COLS) == (None, None, None)          # nothing saved
     assert load(str(tmp_path), 'system.cpu', parse_job_config({'model': 'pca', 'lags_n': 2}), COLS)[2] == \
-        'configuration changed'
+        'configuration changed (lags_n 5 -> 2)'
+    assert load(str(tmp_path), 'system.cpu', parse_job_config({'model': 'knn', 'contamination': 0.01}), COLS)[2] == \
+        'configuration changed (model pca -> knn, contamination 0.001 -> 0.01)'
     assert load(str(tmp_path), 'system.cpu', cfg, COLS + ['h::system.cpu|nice'])[2] == 'dimensions changed'
     assert load(str(tmp_path), 'system.cpu', cfg, ['other:19999' + c[1:] for c in COLS])[2] == \
         'saved for another agent'
     assert load(str(tmp_path), 'system.cpu', parse_job_config({'model': 'pca', 'level_squash': 7}), COLS)[2] == \
-        'configuration changed'   # its levels were learnt whole
+        'configuration changed (level_squash 0.0 -> 7.0)'   # its levels were learnt whole
     pkl = tmp_path / 'system.cpu.pkl'
     pkl.write_bytes(pkl.read_bytes()[:-10] + b'0123456789')
     assert 'damaged' in load(str(tmp_path), 'system.cpu', cfg, COLS)[2]
     assert load(str(tmp_path), 'system.cpu', parse_job_config({'model': 'pca', 'update_every': 5}), COLS)[2] == \
-        'configuration changed'   # its differences were learnt a second apart
+        'configuration changed (update_every 1 -> 5)'   # its differences were learnt a second apart
     meta = json.loads((tmp_path / 'system.cpu.json').read_text())
     meta['columns'] = 5
     (tmp_path / 'system.cpu.json').write_text(json.dumps(meta))
@@ -185,7 +187,7 @@ def test_a_restarted_job_predicts_at_once_with_its_saved_models(recording, tmp_p
         # a setting the models depend on changed: they are retrained, and say why
         conf.write_text(conf.read_text() + "  lags_n: 3\n")
         third = run(server.host, conf, 4)
-        assert 'saved models not used, retraining: configuration changed' in third.stderr
+        assert 'saved models not used, retraining: configuration changed (lags_n 5 -> 3)' in third.stderr
         assert 'trained 4 models' in third.stderr
         assert json.loads(open(os.path.join(job_dir, 'system.cpu.json')).read())['settings']['lags_n'] == 3
     finally:
