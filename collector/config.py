@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
-from .models import DEEP_MODELS, MODEL_NAMES, deep_available, model_members, valid_model
+from .models import DEEP_MODELS, MIN_TRAIN_ROWS, MODEL_NAMES, deep_available, model_members, valid_model
 
 # Keys python.d.plugin itself puts into (or reads from) every job's configuration.
 FRAMEWORK_KEYS = {
@@ -356,7 +356,7 @@ def parse_job_config(raw, job_name=None):
     elif set(model_members(cfg['model'])) & set(DEEP_MODELS) and not deep_available():
         errors.append("key 'model': {!r} needs torch, which is not installed (pip install '.[deep]', or "
                       "torch from https://pytorch.org for the CPU)".format(cfg['model']))
-    for key, minimum in (('train_max_n', 10), ('train_every_n', 1), ('train_n_secs', 10), ('train_min_n_secs', 0),
+    for key, minimum in (('train_max_n', MIN_TRAIN_ROWS), ('train_every_n', 1), ('train_n_secs', 10), ('train_min_n_secs', 0),
                          ('offset_n_secs', 0),
                          ('train_no_prediction_n', 0), ('initial_train_data_after', 0),
                          ('initial_train_data_before', 0), ('lags_n', 0), ('smooth_n', 0), ('diffs_n', 0),

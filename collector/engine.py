@@ -319,9 +319,12 @@ class AnomalyDetector:
             self._train_again_as_history_grows(result.history)
         if not result.models and (not result.errors or (self.training_quiet and not new_reasons)):
             return   # charts still wait for history, or a retry failed as before: said once already
-        self.log.info('trained {} model{} on {} rows in {:.1f}s ({:.1f} cpu-s){}'.format(
-            len(result.models), '' if len(result.models) == 1 else 's', result.rows, took, result.cpu_seconds,
-            ', {} not trained'.format(len(result.errors)) if result.errors else ''))
+        sampled = [fm.info['rows'] for fm in result.models.values() if 'sampled_from' in fm.info]
+        self.log.info('trained {} model{} on {} rows{} in {:.1f}s ({:.1f} cpu-s){}'.format(
+            len(result.models), '' if len(result.models) == 1 else 's', result.rows,
+            ' ({} of them on a sample of {} rows: train_max_n, or the model\'s own cap)'.format(
+                len(sampled), max(sampled)) if sampled else '',
+            took, result.cpu_seconds, ', {} not trained'.format(len(result.errors)) if result.errors else ''))
 
     def _tell_flags_kept(self, model_id, info):
         """Say once, when it starts, that a model trains on its flagged steps (not at every

@@ -317,7 +317,7 @@ def score_dataset(folder, config):
     from .features import feature_groups, fill_missing
     from .flags import n_of_m
     from .models import fit_model
-    from .training import MIN_TRAIN_ROWS
+    from .models import MIN_TRAIN_ROWS
     train, train_labels, evals, labels = load_dataset(folder)
     train = fill_missing(train)
     X = config.training_features(train)

@@ -45,6 +45,9 @@ DEEP_MODELS = ('auto_encoder', 'lstm')
 
 # A model that fails to fit is retried as this one (simple, and it fits any non-constant data).
 FALLBACK = 'hbos'
+# fewer feature rows than this and a model is not worth fitting yet (its probabilities would
+# move in steps of 1/30 or more)
+MIN_TRAIN_ROWS = 30
 
 # Distance-based models cost O(n^2) to fit and keep their training rows; cap their rows
 # (and the deep ones, whose epochs cost time per row).
@@ -290,6 +293,7 @@ def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, ca
     if bad:   # never from an agent's JSON; data near float64's limit (1e308) overflows the sums
         raise ValueError('{} of {} feature values are not finite: the data holds infinities, or values so large '
                          '(near 1e308) that their differences and moving averages overflow'.format(bad, X.size))
+    rows = X.shape[0]
     X = subsample(X, min([max_rows] + [_MAX_ROWS.get(m, max_rows) for m in model_members(model)]))
     kept, mean, scale = feature_scale(X, groups)
     knee = level_knees(kept, X.shape[1], blocks, level_squash)
@@ -297,6 +301,8 @@ def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, ca
     started = time.monotonic()
     info = {'rows': int(X.shape[0]), 'features': int(X.shape[1]), 'kept_features': int(kept.size),
             'requested_model': model}
+    if X.shape[0] < rows:
+        info['sampled_from'] = int(rows)
     if kept.size == 0:
         (kept, mean, scale), knee = still_scale(X), None   # nothing to squash
         scorer, scores, used = still_scorer(kept.size), np.zeros(X.shape[0]), 'constant'

@@ -19,11 +19,10 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .features import feature_groups, fill_missing, phases_every
+from .models import MIN_TRAIN_ROWS
 from .netdata_api import split_key
 
 
-# fewer feature rows than this and a model is not worth fitting yet
-MIN_TRAIN_ROWS = 30
 # flagged more than this share of its window and a change is taken as the new normal:
 # the model trains on all of it rather than flagging it forever
 MAX_EXCLUDED_SHARE = 0.25

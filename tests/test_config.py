@@ -95,6 +95,7 @@ def test_child_node_host_is_accepted():
     ({'train_min_n_secs': '5m'}, 'train_min_n_secs'),
     ({'train_every_n': 0}, 'train_every_n'),
     ({'train_max_n': '1000'}, 'train_max_n'),
+    ({'train_max_n': 10}, 'train_max_n'),   # fewer rows than a model is fitted on at all
     ({'lags_n': 1.5}, 'lags_n'),
     ({'lags_n': 500}, 'lags_n'),
     ({'smooth_n': -3}, 'smooth_n'),

@@ -472,6 +472,17 @@ def test_a_gap_in_collection_is_not_read_as_one_steps_change(replay, logger):
     det.close()
 
 
+def test_the_training_log_says_when_the_rows_were_sampled_down(replay, logger):
+    """``train_max_n`` fits a sample of the window: the log line counts the rows read and says
+    that the models saw fewer, or a user reading 'on 590 rows' takes them all as learnt."""
+    det = make_detector(replay, logger, charts_regex='system\\.(cpu|ram)$', train_max_n=100)
+    run_until_trained(det, replay)
+    lines = [m for _, m in logger.lines if m.startswith('trained ')]
+    assert re.match(r'trained 2 models on \d{3} rows \(2 of them on a sample of 100 rows: train_max_n, or the '
+                    r"model's own cap\) in", lines[0]), lines
+    det.close()
+
+
 def test_a_slow_refill_after_a_gap_is_not_read_as_another_gap(replay, logger, monkeypatch):
     """Reading the stored rows after a gap takes the agent's clock on (3 s a chart here): the
     step after the refill must not count that as a gap again, or the features would restart

@@ -168,7 +168,8 @@ def test_a_failing_model_falls_back_and_says_so(monkeypatch):
 
 def test_train_max_n_caps_rows():
     fm = fit_model('m', ['c'], normal_data(rows=3000), model='hbos', max_rows=500)
-    assert fm.info['rows'] == 500
+    assert fm.info['rows'] == 500 and fm.info['sampled_from'] == 3000
+    assert 'sampled_from' not in fit_model('m', ['c'], normal_data(rows=400), model='hbos', max_rows=500).info
 
 
 def test_features_that_overflow_are_named_as_such_not_as_a_model_failure():
