@@ -18,6 +18,9 @@ from .training import ModelSpec, TrainingRequest, charts_by_host, make_trainer
 
 # steps between training attempts after a failed training (agent away, no data)
 RETRY_STEPS = 30
+# an agent that started this recently, with a job this new, lists its charts as its collectors
+# start: none in scope yet is not yet an error
+YOUNG_AGENT_SECONDS = 120
 # saved models of charts no longer listed are removed once older than this (or two windows)
 PRUNE_SECONDS = 86400
 # seconds between looks at the chart list for charts that appeared (trained at once), went
@@ -80,6 +83,8 @@ class AnomalyDetector:
         self.trainer = trainer or make_trainer(config)
         self.api_factory = api_factory
         self.clock = clock
+        self.created = clock()
+        self.told_scope_wait = False   # a young agent with no chart in scope yet: said once
         self.need = config.rows_needed
         self.hosts = [config.host] + sorted({d[0] for m in config.custom_models for d in m.dimensions} - {config.host})
         self.apis = {h: api_factory(config, h) for h in self.hosts}
@@ -195,8 +200,7 @@ class AnomalyDetector:
         self.specs = specs
         self.wanted = charts_by_host(specs.values())
         if not specs:
-            self.problems.report('scope', 'no charts match charts_regex {!r} and no custom_models are '
-                                          'set'.format(self.config.charts_regex))
+            self._no_charts_in_scope()
             self.next_training = self.steps + RETRY_STEPS
             return
         self.problems.clear('scope')
@@ -231,6 +235,18 @@ class AnomalyDetector:
             self.log.info('training {} model{} on up to {} s of history{}'.format(
                 len(todo), '' if len(todo) == 1 else 's', int(before - after),
                 '' if full_due else ' (new charts or dimensions)'))
+
+    def _no_charts_in_scope(self):
+        """An error, but for a job started with its agent: said once as the wait it is."""
+        said = 'no charts match charts_regex {!r} and no custom_models are set'.format(self.config.charts_regex)
+        agent_age = max(self.apis[self.config.host].listed_seconds.values(), default=0)
+        if agent_age < YOUNG_AGENT_SECONDS and self.clock() - self.created < YOUNG_AGENT_SECONDS:
+            if not self.told_scope_wait:
+                self.told_scope_wait = True
+                self.log.info(said + ' yet: the agent has collected for {:.0f} s and lists its charts as its '
+                                     'collectors start; looking again'.format(agent_age))
+        else:
+            self.problems.report('scope', said)
 
     def _new_dimensions(self, charts, specs):
         """Modelled charts the agent now lists with a dimension their model lacks (a process

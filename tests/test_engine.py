@@ -4,6 +4,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -960,3 +961,31 @@ def test_basic_auth_is_sent_and_a_refusal_is_clear():
         assert NetdataApi(host, username='netdata', password='secret').charts() == {}
         with pytest.raises(NetdataError, match='HTTP 401'):
             NetdataApi(host, username='netdata', password='wrong').charts()
+
+
+def test_no_chart_in_scope_on_an_agent_seconds_old_is_a_wait_not_an_error(recording, tmp_path):
+    """python.d starts the job with its agent, which lists its charts as its collectors start:
+    an empty scope then is said once as a wait. On an agent with history it is an error."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    dated = tmp_path / 'dated'
+    shutil.copytree(recording, dated)
+    body = json.loads((dated / 'charts.json').read_text())
+    meta = json.loads((dated / 'recording.json').read_text())
+    for c in body['charts'].values():   # the chart list dates each chart, as an agent's does
+        c.update(first_entry=meta['start'], last_entry=meta['end'])
+    (dated / 'charts.json').write_text(json.dumps(body))
+    rec = Recording(str(dated))
+    for age, error in ((20, False), (600, True)):
+        server = ReplayServer(rec, ReplayClock(rec.start + age, stepped=True)).start()
+        log = ListLogger()
+        try:
+            det = make_detector(server, log, charts_regex='nothing\\.here')
+            det.start()
+            for _ in range(3):
+                det.step()
+            errors = [m for m in log.errors() if 'no charts match' in m]
+            waits = [m for _, m in log.lines if 'no charts match' in m and ' yet: the agent has collected for' in m]
+            assert (len(errors), len(waits)) == ((1, 0) if error else (0, 1)), log.lines
+            det.close()
+        finally:
+            server.stop()
