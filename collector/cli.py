@@ -76,6 +76,7 @@ def cmd_check_config(args):
         print('{}: defines no job'.format(args.file), file=sys.stderr)
         return 1
     bad = 0
+    exports = {}   # (key, where) -> the jobs exporting there
     for name, raw in jobs.items():
         try:
             cfg = parse_job_config(raw, job_name=name)
@@ -86,6 +87,16 @@ def cmd_check_config(args):
             continue
         print('{}: job {}: ok (host {}, model {}, {} custom models)'.format(
             args.file, name, cfg.host, cfg.model, len(cfg.custom_models)))
+        if cfg.prometheus_textfile:
+            exports.setdefault(('prometheus_textfile', os.path.abspath(cfg.prometheus_textfile)), []).append(name)
+        if cfg.prometheus_port:
+            where = '{}:{}'.format(cfg.prometheus_address, cfg.prometheus_port)
+            exports.setdefault(('prometheus_port', where), []).append(name)
+    for (key, where), names in exports.items():
+        if len(names) > 1:   # one file, one port per job: the jobs would overwrite or refuse each other
+            bad += 1
+            print("{}: jobs {}: key '{}': each job needs its own, they share {}".format(
+                args.file, ', '.join(names), key, where), file=sys.stderr)
     return 1 if bad else 0
 
 

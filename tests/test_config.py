@@ -210,6 +210,17 @@ def test_check_config_command(tmp_path):
     r = run(named_on)
     assert r.returncode == 0 and 'a job is named True' in r.stderr and 'quote its name' in r.stderr
     assert r.stderr.count('quote its name') == 1
+    # two jobs exporting to one file or one port would overwrite or refuse each other
+    shared = tmp_path / 'shared.conf'
+    shared.write_text("a:\n  prometheus_textfile: '/tmp/x.prom'\n  prometheus_port: 9591\n"
+                      "b:\n  prometheus_textfile: '/tmp/x.prom'\n  prometheus_port: 9592\n"
+                      "c:\n  prometheus_port: 9591\n  prometheus_address: '0.0.0.0'\n"
+                      "d:\n  prometheus_port: 9600\ne:\n  prometheus_port: 9600\n")
+    r = run(shared)
+    assert r.returncode == 1, r.stderr
+    assert "jobs a, b: key 'prometheus_textfile': each job needs its own, they share /tmp/x.prom" in r.stderr
+    assert "jobs d, e: key 'prometheus_port': each job needs its own, they share 127.0.0.1:9600" in r.stderr
+    assert r.stderr.count('prometheus_port') == 1   # a, b and c: other ports, or another address
 
 
 def test_ipv6_hosts_in_custom_models():
