@@ -356,8 +356,8 @@ def parse_job_config(raw, job_name=None):
     elif set(model_members(cfg['model'])) & set(DEEP_MODELS) and not deep_available():
         errors.append("key 'model': {!r} needs torch, which is not installed (pip install '.[deep]', or "
                       "torch from https://pytorch.org for the CPU)".format(cfg['model']))
-    for key, minimum in (('train_max_n', MIN_TRAIN_ROWS), ('train_every_n', 1), ('train_n_secs', 10), ('train_min_n_secs', 0),
-                         ('offset_n_secs', 0),
+    for key, minimum in (('train_max_n', MIN_TRAIN_ROWS), ('train_every_n', 1), ('train_n_secs', 10),
+                         ('train_min_n_secs', 0), ('offset_n_secs', 0),
                          ('train_no_prediction_n', 0), ('initial_train_data_after', 0),
                          ('initial_train_data_before', 0), ('lags_n', 0), ('smooth_n', 0), ('diffs_n', 0),
                          ('flag_window_n', 1), ('flag_min_n', 1), ('flag_rearm_n', 0),

@@ -316,8 +316,7 @@ def score_dataset(folder, config):
     """
     from .features import feature_groups, fill_missing
     from .flags import n_of_m
-    from .models import fit_model
-    from .models import MIN_TRAIN_ROWS
+    from .models import MIN_TRAIN_ROWS, fit_model
     train, train_labels, evals, labels = load_dataset(folder)
     train = fill_missing(train)
     X = config.training_features(train)
