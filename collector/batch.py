@@ -9,7 +9,7 @@ by one. Results equal ``FittedModel.decision_function``/``probability``.
 """
 import numpy as np
 
-from .netdata_api import split_key
+from .netdata_api import agent_clock, split_key
 from .scoring import (ConstantScorer, MahalanobisScorer, PcaScorer, beyond, log_excess, lowered, squash_features,
                       tail_probability)
 
@@ -66,7 +66,7 @@ class Layout:
                     vals += [body[chart]['dimensions'][dim_id]['value'] for chart, dim_id in pairs]
                 row = np.full(len(self.columns), np.nan)
                 row[fast[1]] = np.array(vals, dtype=np.float64)
-                stamp = max(stamps) if stamps else 0
+                stamp = agent_clock(stamps)
                 if isinstance(stamp, (int, float)) and all(
                         len(latest[h][c]['dimensions']) == n for h, c, n in fast[2]):
                     return row, stamp
@@ -75,8 +75,7 @@ class Layout:
         return self._careful_row(latest)
 
     def _careful_row(self, latest):
-        idx, vals = [], []
-        stamp = 0
+        idx, vals, stamps = [], [], []
         fast_hosts, fast_sizes, complete = [], [], True
         for host, charts in self.by_host.items():
             body = latest.get(host)
@@ -109,8 +108,7 @@ class Layout:
                 except (TypeError, KeyError, AttributeError):
                     complete = False
                     continue  # chart absent or malformed: its columns stay NaN
-                if isinstance(t, (int, float)) and t > stamp:
-                    stamp = t
+                stamps.append(t)
             fast_hosts.append((host, pairs, names))
         row = np.full(len(self.columns), np.nan)
         if idx:
@@ -125,7 +123,7 @@ class Layout:
                         pass
         # next step: one flat pass, if this answer had every chart and dimension modeled
         self._fast = (fast_hosts, np.array(idx, dtype=np.intp), fast_sizes) if complete else None
-        return row, stamp
+        return row, agent_clock(stamps)
 
     @staticmethod
     def _learn(answer, dims):

@@ -42,9 +42,22 @@ def _host(text):
     return text.strip().rstrip('/')
 
 
+def _stop_on_sigterm():
+    """SIGTERM (an agent stopping its plugins) ends the run as Ctrl-C does, through the
+    cleanup that stops a training in flight, instead of leaving its process behind."""
+    import signal
+
+    def stop(signum, frame):
+        print('run: SIGTERM, stopping', file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def cmd_run(args):
     from .config import ConfigError
     from .runner import run
+    _stop_on_sigterm()
     try:
         ok = run(args.config, args.job, args.host, args.update_every, args.steps)
     except ConfigError as e:

@@ -315,6 +315,8 @@ class AnomalyDetector:
         self.initial_done = True
         for line in result.problems[:5]:
             self.log.warning('training data: {}'.format(line))
+        if len(result.problems) > 5:
+            self.log.warning('training data: {} more like these'.format(len(result.problems) - 5))
         tails = {}
         for model_id, fm in result.models.items():
             if model_id not in self.specs:
@@ -637,10 +639,17 @@ class AnomalyDetector:
             return step
         step.fresh = True
         row, stamp = self.layout.row(latest)
-        # stamped with the agent's clock, the same clock as the training window's rows
-        stamp = stamp or agent_now(latest.get(self.config.host)) or time.time()
-        # (not on the step after a refill: a slow one would read as another gap, for ever)
-        if (self.models and self.snapshots and stamp - self.snapshots[-1][0] > GAP_STEPS * self.config.update_every
+        row[np.isinf(row)] = np.nan   # an Infinity literal is no reading, like null
+        # stamped with the agent's clock, the same clock as the training window's rows; an
+        # answer without it (none of the charts) continues it, never mixes in this host's
+        stamp = stamp or agent_now(latest.get(self.config.host))
+        if not stamp:
+            if not self.snapshots:
+                return step
+            stamp = self.snapshots[-1][0] + self.config.update_every
+        # a jump either way (a suspend, the clock set back) makes the kept rows another
+        # time's; not on the step after a refill: a slow one would read as another gap, for ever
+        if (self.models and self.snapshots and abs(stamp - self.snapshots[-1][0]) > GAP_STEPS * self.config.update_every
                 and not (self.gap and self.gap[0] == self.steps - 1)):
             self._after_a_gap(stamp - self.snapshots[-1][0], stamp)
         # kept as the bytes the agent sent: parsed bodies held for several steps would be
@@ -659,8 +668,12 @@ class AnomalyDetector:
         """Rows kept from before a gap would make the gap's whole change read as one step's
         (a false flag after every outage): refill the features from the agent's stored rows
         up to now, or score again once enough new rows came in."""
-        self.log.info("the agent's clock moved {:.0f} s in one step: the features start again after the "
-                      "gap".format(seconds))
+        if seconds > 0:
+            self.log.info("the agent's clock moved {:.0f} s in one step: the features start again after the "
+                          "gap".format(seconds))
+        else:
+            self.log.info("the agent's clock went back {:.0f} s in one step: the features start again "
+                          "from its stored rows".format(-seconds))
         self.snapshots.clear()
         self.gap = (self.steps, stamp)
         try:
@@ -678,6 +691,12 @@ class AnomalyDetector:
         batch = self.batch
         present = batch.present(row)
         missing = {batch.ids[k] for k in np.nonzero(~present)[0]}
+        if len(missing) == len(batch.ids) > 1:   # the answer held none of the charts: one line, not one per model
+            self.problems.report('missing:all', "no current values for any of the {} models' charts, skipping "
+                                                "the step".format(len(missing)))
+            missing = self.missing
+        else:
+            self.problems.clear('missing:all', 'current values are back')
         for model_id in sorted(missing - self.missing):
             self.problems.report('missing:' + model_id, "model '{}': no current values for its dimensions, "
                                                         "skipping it".format(model_id))

@@ -17,9 +17,18 @@ import numpy as np
 from .features import absent_as_zero
 
 try:  # several times faster on the per-step allmetrics body; optional
-    from orjson import loads as json_loads
+    from orjson import loads as _fast_loads
 except ImportError:  # pragma: no cover
-    json_loads = json.loads
+    _fast_loads = json.loads
+
+
+def json_loads(data):
+    """JSON from an agent's answer. orjson refuses the NaN and Infinity literals that Python's
+    reader takes: one chart's odd value must cost that chart, not the whole answer."""
+    try:
+        return _fast_loads(data)
+    except ValueError:
+        return json.loads(data)
 
 
 
@@ -28,7 +37,12 @@ MAX_FILTER = 16000
 
 
 class NetdataError(RuntimeError):
-    """The agent could not be reached or gave an answer that cannot be used."""
+    """The agent could not be reached or gave an answer that cannot be used. ``reason`` says
+    what went wrong without the address (one line for many charts that failed alike)."""
+
+    def __init__(self, message, reason=None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def dim_key(host, chart, dim):
@@ -36,10 +50,25 @@ def dim_key(host, chart, dim):
     return '{}::{}|{}'.format(host, chart, dim)
 
 
+# a chart's last_updated further than this ahead of most charts' is that chart's odd answer
+CLOCK_AHEAD_SECONDS = 60
+
+
+def agent_clock(stamps):
+    """The agent's clock from its charts' ``last_updated``: the newest, but for one far ahead
+    of the others' (taken for the time, it would read as a gap for every chart); 0 if none."""
+    s = sorted(t for t in stamps if isinstance(t, (int, float)) and t == t)
+    if not s:
+        return 0
+    median = s[len(s) // 2]
+    if s[-1] - median <= CLOCK_AHEAD_SECONDS:
+        return s[-1]
+    return max(t for t in s if t - median <= CLOCK_AHEAD_SECONDS)
+
+
 def agent_now(body):
-    """The agent's clock in an allmetrics body: its newest ``last_updated`` (0 if none)."""
-    stamps = (c.get('last_updated') for c in (body or {}).values() if isinstance(c, dict))
-    return max((t for t in stamps if isinstance(t, (int, float))), default=0)
+    """The agent's clock in an allmetrics body (``agent_clock`` of its charts; 0 if none)."""
+    return agent_clock(c.get('last_updated') for c in (body or {}).values() if isinstance(c, dict))
 
 
 def split_key(column):
@@ -128,13 +157,16 @@ class NetdataApi:
                 self._http = _KeepAlive(self.protocol, netloc, self.tls_verify, headers)
             status, data = self._http.get(('/' + prefix if prefix else '') + path, timeout or self.timeout)
         except Exception as e:  # socket, TLS and HTTP errors alike: the agent could not be read
-            raise NetdataError('cannot reach {}: {}: {}'.format(shown, e.__class__.__name__, str(e)[:160]))
+            why = '{}: {}'.format(e.__class__.__name__, str(e)[:160])
+            raise NetdataError('cannot reach {}: {}'.format(shown, why), 'cannot reach {}: {}'.format(self.host, why))
         if status != 200:
-            raise NetdataError('{} answered HTTP {}'.format(shown, status))
+            raise NetdataError('{} answered HTTP {}'.format(shown, status),
+                               '{} answered HTTP {}'.format(self.host, status))
         try:
             body = json_loads(data)
         except ValueError:
-            raise NetdataError('{} answered with something that is not JSON'.format(shown))
+            raise NetdataError('{} answered with something that is not JSON'.format(shown),
+                               '{} answered with something that is not JSON'.format(self.host))
         if keep_raw:
             self.last_raw = data
         return body
@@ -172,7 +204,8 @@ class NetdataApi:
         try:
             return list(body['labels'][1:]), [list(r) for r in body['data']]
         except (KeyError, TypeError):
-            raise NetdataError('{}/api/v1/data for {} has no labels/data'.format(self.base_url, chart))
+            raise NetdataError('{}/api/v1/data for {} has no labels/data'.format(self.base_url, chart),
+                               'the answer of {} has no labels/data'.format(self.host))
 
     def allmetrics(self, timeout=None, charts=None):
         """Latest values: the raw body, ``{chart_id: {'last_updated', 'dimensions': {id: {'name', 'value'}}}}``.
@@ -281,7 +314,8 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
         except ValueError:  # pandas: nothing to concatenate, i.e. no chart of this host answered
             df = None
         except Exception as e:  # one odd answer (a time twice) or an agent down costs only that host's charts:
-            # they are read one by one, and what still fails is named
+            # they are read one by one, and what still fails is named (better than netdata-pandas' lines)
+            del printed[before_host:]
             why = 'netdata-pandas failed on {} ({}: {}), read chart by chart'.format(host, e.__class__.__name__, e)
             try:
                 df, _, problems = _fetch_directly({host: charts}, after, before, protocol, username, password,
@@ -360,7 +394,8 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
                                    'the last row kept)'.format(api.base_url, chart, n, '' if n == 1 else 's')
             return df, None
         except (NetdataError, KeyError, TypeError, IndexError, ValueError) as e:
-            return None, 'error found on data from: {}/api/v1/data?chart={} ({})'.format(api.base_url, chart, e)
+            why = e.reason if isinstance(e, NetdataError) else 'unreadable rows: {}: {}'.format(e.__class__.__name__, e)
+            return None, 'error found on data from: {}/api/v1/data?chart={} ({})'.format(api.base_url, chart, why)
         finally:
             api.close()
 
@@ -376,6 +411,16 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
     df = carried_forward(pd.concat(frames, axis=1, join='outer').sort_index())
     df = df[sorted(df.columns)]
     return df, np.asarray(df.index, dtype=np.float64), problems
+
+
+def unread_reason(problems, host, chart):
+    """Why a chart's training window could not be read, from ``problems`` (None if unsaid)."""
+    marker = '://{}/api/v1/data?chart={} ('.format(host, chart)
+    for line in problems:
+        at = line.find(marker)
+        if at >= 0 and line.endswith(')'):
+            return line[at + len(marker):-1]
+    return None
 
 
 def _problems_suffix(printed):

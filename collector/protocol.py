@@ -1,7 +1,8 @@
 """Netdata's external plugin text protocol: pure functions that format its lines.
 
 Each returns one line with its newline. Fields that may hold spaces are single-quoted; a
-single quote inside a field is replaced, since the protocol has no escape for it.
+single quote inside a field is replaced, since the protocol has no escape for it, and so is
+a control character.
 """
 
 
@@ -11,14 +12,21 @@ def safe_id(name):
     return ''.join(c if c.isalnum() or c in '._-' else '_' for c in str(name))
 
 
+def one_line(text):
+    """``text`` with every control character (a newline would end the protocol line early and
+    start one of its own) as '_'; a chart id or dimension name from an agent is data."""
+    text = str(text)
+    return text if text.isprintable() else ''.join(c if c.isprintable() or c == ' ' else '_' for c in text)
+
+
 def _q(value):
-    return "'{}'".format('' if value is None else str(value).replace("'", '"'))
+    return "'{}'".format('' if value is None else one_line(value).replace("'", '"'))
 
 
 def chart_line(type_id, name, title, units, family, context, chart_type, priority, update_every,
                options='', plugin='python.d.plugin', module='anomalies'):
     return 'CHART {} {} {} {} {} {} {} {} {} {} {} {}\n'.format(
-        type_id, _q(name), _q(title), _q(units), _q(family), _q(context), chart_type, int(priority),
+        one_line(type_id), _q(name), _q(title), _q(units), _q(family), _q(context), chart_type, int(priority),
         int(update_every), _q(options), _q(plugin), _q(module))
 
 
@@ -33,6 +41,7 @@ def dimension_line(dim_id, name, algorithm='absolute', multiplier=1, divisor=1, 
 
 
 def begin_line(type_id, microseconds=0):
+    type_id = one_line(type_id)
     return 'BEGIN {} {}\n'.format(type_id, int(microseconds)) if microseconds else 'BEGIN {}\n'.format(type_id)
 
 

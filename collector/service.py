@@ -10,6 +10,7 @@ import time
 
 from .config import ConfigError, parse_job_config
 from .node import NodeRate
+from .protocol import one_line
 
 PROB_SCALE = 10000   # probability 0..1 sent as hundredths of a percent (divisor 100)
 
@@ -37,11 +38,11 @@ CHARTS = {
 
 
 def prob_dim(model_id):
-    return '{}_prob'.format(model_id)
+    return '{}_prob'.format(one_line(model_id))
 
 
 def anomaly_dim(model_id):
-    return '{}_anomaly'.format(model_id)
+    return '{}_anomaly'.format(one_line(model_id))
 
 
 def drivers_chart(model_id):
@@ -55,8 +56,8 @@ def driver_dim(model_id, column):
     chart_dim = column.split('::', 1)[-1]
     chart, _, dim = chart_dim.partition('|')
     if chart == model_id:
-        return chart_dim, dim
-    return '{}|{}'.format(model_id, chart_dim), chart_dim
+        return one_line(chart_dim), one_line(dim)
+    return one_line('{}|{}'.format(model_id, chart_dim)), one_line(chart_dim)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -175,8 +176,9 @@ class AnomaliesService(object):
         """The optional per-model chart of what drives its score (created on first use)."""
         chart_id = drivers_chart(model_id)
         if chart_id not in self.charts:
-            chart = self.charts.add_chart([chart_id, None, 'Anomaly Drivers of {}'.format(model_id), 'percentage',
-                                           'drivers', 'anomalies.drivers', 'stacked'])
+            title = 'Anomaly Drivers of {}'.format(one_line(model_id))
+            chart = self.charts.add_chart([chart_id, None, title, 'percentage', 'drivers', 'anomalies.drivers',
+                                           'stacked'])
             fm = getattr(self.detector, 'models', {}).get(model_id)
             for column in (fm.columns if fm is not None else ()):
                 dim, name = driver_dim(model_id, column)

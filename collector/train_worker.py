@@ -32,8 +32,11 @@ def main():
         result = run_training(request)
     except Exception as e:
         result = TrainingResult(error='training crashed: {!r}'.format(e))
-    out.write(pickle.dumps(result, protocol=4))
-    out.flush()
+    try:
+        out.write(pickle.dumps(result, protocol=4))
+        out.flush()
+    except BrokenPipeError:   # the job stopped while this trained: nobody wants the result
+        os._exit(0)   # an exit that would flush the closed pipe again prints a traceback
 
 
 if __name__ == '__main__':

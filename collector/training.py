@@ -20,7 +20,7 @@ import numpy as np
 
 from .features import feature_groups, fill_missing, phases_every
 from .models import MIN_TRAIN_ROWS
-from .netdata_api import split_key
+from .netdata_api import split_key, unread_reason
 
 
 # flagged more than this share of its window and a change is taken as the new normal:
@@ -171,8 +171,13 @@ def run_training(request):
         cols = _columns_for(spec, all_columns)
         missing = [c for c in cols if c not in df.columns]
         if not cols or missing:
-            result.errors[spec.model_id] = ('the agent sent no data for {}'.format(', '.join(missing[:3]))
-                                            if spec.columns else NO_DATA)
+            host, chart = (spec.host, spec.chart) if not missing else split_key(missing[0])[:2]
+            why = unread_reason(problems, host, chart)
+            if why:   # the agent's answer failed: say how, not that it sent nothing
+                result.errors[spec.model_id] = 'its training window could not be read ({})'.format(why)
+            else:
+                result.errors[spec.model_id] = ('the agent sent no data for {}'.format(', '.join(missing[:3]))
+                                                if spec.columns else NO_DATA)
             continue
         raw = df[cols].to_numpy(dtype=np.float64)
         valid = ~np.isnan(raw).all(axis=1)

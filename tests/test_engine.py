@@ -989,3 +989,133 @@ def test_no_chart_in_scope_on_an_agent_seconds_old_is_a_wait_not_an_error(record
             det.close()
         finally:
             server.stop()
+
+
+class TamperedApi(SwitchableApi):
+    """The real client, its allmetrics answer changed by ``tamper`` (a hostile or broken agent)."""
+    tamper = None
+
+    def allmetrics(self, timeout=None, charts=None):
+        body = super().allmetrics(timeout, charts)
+        if TamperedApi.tamper is not None:
+            self.shown = body = TamperedApi.tamper(json.loads(json.dumps(body)))
+        return body
+
+
+@pytest.fixture
+def tampered(replay, logger):
+    det = AnomalyDetector(parse_job_config({'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000}),
+                          logger, trainer=ThreadTrainer(), api_factory=lambda c, h: TamperedApi.from_config(c, h))
+    run_until_trained(det, replay)
+    yield det
+    TamperedApi.tamper = None
+    det.close()
+
+
+def _steps(det, replay, n):
+    out = []
+    for _ in range(n):
+        out.append(det.step())
+        replay.clock.advance(1)
+    return out
+
+
+def _set(chart, key, value):
+    def tamper(body):
+        body[chart][key] = value(body[chart][key]) if callable(value) else value
+        return body
+    return tamper
+
+
+def test_one_charts_last_updated_far_ahead_is_not_a_gap_for_every_chart(tampered, replay, logger):
+    TamperedApi.tamper = _set('system.load', 'last_updated', lambda t: t + 10 ** 6)
+    steps = _steps(tampered, replay, 8)
+    TamperedApi.tamper = None
+    steps += _steps(tampered, replay, 4)
+    assert all(set(s.scores) == {'system.cpu', 'system.forks', 'system.load', 'system.ram'} for s in steps)
+    assert not any('clock' in m for _, m in logger.lines), logger.lines
+
+
+def test_the_agents_clock_set_back_is_said_and_the_models_score_on(tampered, replay, logger):
+    _steps(tampered, replay, 3)
+    replay.clock.advance(-120)
+    steps = _steps(tampered, replay, 12)
+    assert any(re.search(r"clock went back 119 s in one step", m) for _, m in logger.lines), logger.lines
+    assert steps[-1].scores and all(f == 0 for _, f in steps[-1].scores.values())
+
+
+def test_an_answer_without_the_charts_is_one_line_and_keeps_the_agents_clock(tampered, replay, logger):
+    TamperedApi.tamper = lambda body: {}
+    empty = _steps(tampered, replay, 3)
+    TamperedApi.tamper = None
+    back = _steps(tampered, replay, 3)
+    assert not any(s.scores for s in empty) and all(s.scores for s in back)
+    said = [m for _, m in logger.lines if 'current values' in m]
+    assert said == ["no current values for any of the 4 models' charts, skipping the step",
+                    'current values are back'], logger.lines
+    assert not any('clock' in m for _, m in logger.lines), logger.lines   # no wall clock mixed in
+
+
+def test_an_infinity_in_one_chart_costs_that_chart_only(tampered, replay, logger):
+    def inf_cpu(body):
+        for d in body['system.cpu']['dimensions'].values():
+            d['value'] = float('inf')
+        return body
+    TamperedApi.tamper = inf_cpu
+    steps = _steps(tampered, replay, 3)
+    assert all(set(s.scores) == {'system.forks', 'system.load', 'system.ram'} for s in steps)
+    assert any("model 'system.cpu': no current values" in m for m in logger.errors()), logger.lines
+
+
+class _NanValue(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        body = (b'{"system.cpu": {"last_updated": 5, "dimensions": {"user": {"name": "user", "value": NaN}}},'
+                b' "system.ram": {"last_updated": 5, "dimensions": {"used": {"name": "used", "value": Infinity}}},'
+                b' "system.load": {"last_updated": 5, "dimensions": {"load1": {"name": "load1", "value": 0.5}}}}')
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_a_nan_literal_in_one_chart_leaves_the_rest_of_the_answer_readable():
+    with serving(_NanValue) as host:
+        body = NetdataApi(host).allmetrics()
+    assert body['system.load']['dimensions']['load1']['value'] == 0.5
+    assert body['system.ram']['dimensions']['used']['value'] == float('inf')
+
+
+def _failing_data(target, chart):
+    """A proxy to ``target`` whose /api/v1/data answers HTTP 500 for ``chart``."""
+    import urllib.request
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            if self.path.startswith('/api/v1/data') and 'chart={}&'.format(chart) in self.path:
+                status, body = 500, b'oops'
+            else:
+                with urllib.request.urlopen('http://{}{}'.format(target, self.path)) as r:
+                    status, body = r.status, r.read()
+            self.send_response(status)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+    return Handler
+
+
+def test_a_training_window_the_agent_fails_to_send_is_logged_with_its_reason(replay, logger):
+    with serving(_failing_data(replay.host, 'system.load')) as host:
+        det = make_detector(replay, logger, host=host)
+        run_until_trained(det, replay)
+        det.close()
+    assert 'system.load' in det.untrained and 'system.cpu' in det.models
+    told = [m for m in logger.errors() if 'not trained' in m]
+    assert told == ['model not trained: its training window could not be read ({} answered HTTP 500): '
+                    'system.load'.format(host)], logger.lines
+    assert any('chart=system.load (' in m and 'HTTP 500' in m for _, m in logger.lines if 'training data' in m)

@@ -2,6 +2,7 @@
 import io
 import os
 import re
+import signal
 import time
 import subprocess
 import sys
@@ -134,6 +135,47 @@ def test_unreachable_agent_writes_nothing_but_protocol(tmp_path):
     assert r.returncode == 1 and 'nothing charted in 3 steps' in r.stderr
     assert 'cannot reach' in r.stderr
     assert r.stderr.count('cannot reach http://127.0.0.1:9/api/v1/allmetrics') == 1
+
+
+def _stat(pid):
+    """``(state, parent pid)`` of a process, or None when it is gone."""
+    try:
+        with open('/proc/{}/stat'.format(pid)) as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        return fields[0], int(fields[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _live_children(pid):
+    stats = {int(e): _stat(e) for e in os.listdir('/proc') if e.isdigit()}
+    return [k for k, st in stats.items() if st and st[0] != 'Z' and st[1] == pid]
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc'), reason='reads processes from /proc')
+def test_sigterm_during_a_training_stops_the_training_too_and_exits_cleanly(live_replay, tmp_path):
+    """An agent stops its plugins with SIGTERM, in a training as likely as not: the training
+    process goes too (it held the plugin's stderr open, and would print a traceback), and
+    nothing but a log line is written."""
+    live_replay.data_delay = 30.0   # the first training waits on the agent's data API
+    cmd = [sys.executable, '-m', 'collector', 'run', '--host', live_replay.host, '--update-every', '1']
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            time.sleep(0.1)
+            kids = _live_children(proc.pid)
+            if kids:
+                break
+        assert kids, 'no training process started'
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert 'SIGTERM, stopping' in err and 'Traceback' not in err, err
+    parse(out)
+    assert all(_stat(k) is None or _stat(k)[0] == 'Z' for k in kids)
 
 
 def first_data(service, replay, limit=100):

@@ -22,6 +22,26 @@ def test_protocol_lines():
     assert "'it\"s'" in protocol.dimension_line("it's", 'n')
 
 
+def test_ids_and_names_from_an_agent_with_a_newline_stay_on_their_protocol_line():
+    """A chart id or dimension name is data (a proxy or child could send anything): a control
+    character in it must not end the line and start one that is not protocol."""
+    from collector.service import anomaly_dim, driver_dim, prob_dim
+    chart, dim = 'system.evil\nHELLO', 'x\r\nEVIL dim'
+    job = make_job()
+    job.charts['probability'].add_dimension([prob_dim(chart), prob_dim(chart), 'absolute', 1, 100])
+    job.charts['anomaly'].add_dimension([anomaly_dim(chart), anomaly_dim(chart), 'absolute', 1, 1])
+    dim_id, dim_name = driver_dim('system.net', 'h::system.net|' + dim)
+    job.charts['anomaly'].add_dimension([dim_id, dim_name, 'absolute', 1, 1])
+    job.values = [{prob_dim(chart): 5000, anomaly_dim(chart): 1, dim_id: 1}]
+    assert job.update(0)
+    lines = job.out.getvalue().splitlines()
+    keywords = ('CHART', 'CLABEL', 'CLABEL_COMMIT', 'DIMENSION', 'BEGIN', 'SET', 'END')
+    assert all(line.split(' ', 1)[0] in keywords for line in lines), lines
+    assert "SET 'system.evil_HELLO_prob' = 5000" in lines and "SET 'system.net|x__EVIL dim' = 1" in lines
+    assert protocol.chart_line('a\nb', 'n', 't\nx', 'u', 'f', 'c', 'line', 1, 1).count('\n') == 1
+    assert protocol.begin_line('a\nb') == 'BEGIN a_b\n'
+
+
 class Job(SimpleService):
     def __init__(self, configuration):
         super().__init__(configuration=configuration)
