@@ -4,6 +4,7 @@ It knows nothing of charts or protocols: ``step()`` returns per-model probabilit
 and which models appeared or went away; the python.d service turns that into dimensions.
 """
 import collections
+import re
 import time
 import warnings
 
@@ -44,6 +45,11 @@ def _listed(ids, n=5):
     """The first ``n`` ids, and how many more."""
     more = ' (+{} more)'.format(len(ids) - n) if len(ids) > n else ''
     return ', '.join(ids[:n]) + more
+
+
+def _gist(reason):
+    """A reason without its numbers: '6069 of 6069 values' and '6090 of 6090 values' say one thing."""
+    return None if reason is None else re.sub(r'\d+(\.\d+)?', 'N', reason)
 
 
 class _ProblemLog:
@@ -376,7 +382,7 @@ class AnomalyDetector:
         self._stop_endless_waits(result)
         by_reason = {}
         for model_id, reason in sorted(result.errors.items()):
-            if self.untrained.get(model_id) != reason:
+            if _gist(self.untrained.get(model_id)) != _gist(reason):   # not again for new counts alone
                 by_reason.setdefault(reason, []).append(model_id)
             self.untrained[model_id] = reason
             tries = self.retry_at.get(model_id, (0, 0))[0] + 1

@@ -319,11 +319,16 @@ class FittedModel:
         blocks and its level), over all features: how far from training each dimension is.
         Model-agnostic, so it reads the same for every model and ensemble.
         """
-        z = self.transform(x)[0]
-        n_cols = len(self.columns)
-        if n_cols == 0 or z.size == 0:
-            return []
-        per_col = np.bincount(self.kept % n_cols, weights=z * z, minlength=n_cols)
+        with np.errstate(all='ignore'):
+            z = np.abs(self.transform(x)[0])
+            n_cols = len(self.columns)
+            if n_cols == 0 or z.size == 0:
+                return []
+            # scaled by the largest first, so values near float's limit (1e308) do not overflow
+            # the squares; one beyond it (inf) drives the score alone
+            top = z.max()
+            w = np.isinf(z).astype(np.float64) if np.isinf(top) else (z / top) ** 2 if top > 0 else z
+        per_col = np.bincount(self.kept % n_cols, weights=w, minlength=n_cols)
         total = per_col.sum()
         if not np.isfinite(total) or total <= 0:
             return []

@@ -453,6 +453,22 @@ def test_a_model_that_cannot_train_is_retried_further_apart_and_said_once(replay
     det.close()
 
 
+def test_a_failure_that_differs_only_in_its_counts_is_not_told_again(replay, logger):
+    """Each retry of a chart whose data overflows reads a few more rows: one error, not one per retry."""
+    det = make_detector(replay, logger)
+
+    class Result:
+        models, waiting, min_history = {}, {}, 300
+
+    for rows, other in ((6069, 1), (6090, 1), (6111, 2)):
+        Result.errors = {'system.load': '{} of {} feature values are not finite'.format(rows, rows),
+                         'system.cpu': 'the agent sent no data for this chart' if other == 1 else 'oops'}
+        det._report_untrained(Result)
+    told = [m for m in logger.errors() if 'not trained' in m]
+    assert len([m for m in told if 'system.load' in m]) == 1 and len([m for m in told if 'system.cpu' in m]) == 2
+    det.close()
+
+
 def test_a_gap_in_collection_is_not_read_as_one_steps_change(replay, logger):
     """The job stopped for 90 s (agent away, host asleep): the rows from before the gap are not
     the last seconds, so the next steps score on the agent's stored rows, and no flag rises

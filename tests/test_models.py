@@ -73,6 +73,17 @@ def test_all_constant_chart_reads_zero_while_still_and_one_when_it_moves():
     assert [c for c, _ in fm.attribution(moved[0])] == ['c'] and fm.attribution(moved[1])[0][0] == 'a'
 
 
+def test_a_value_near_floats_limit_is_named_as_the_driver():
+    """1e308 in one dimension (an agent's odd value) overflows the squares of the shares: the
+    flag's log line must still name the dimension, not say that none stands out."""
+    rng = np.random.default_rng(3)
+    fm = fit_model('m', list('abc'), rng.normal(size=(500, 3)))
+    for value in (1e308, np.inf):
+        row = np.array([0.1, value, -0.2])
+        drivers = fm.attribution(row)
+        assert drivers and drivers[0][0] == 'b' and drivers[0][1] > 0.99, drivers
+
+
 def test_calibration_flags_share_matches_contamination():
     rng = np.random.default_rng(7)
     X = rng.normal(size=(20000, 4))
