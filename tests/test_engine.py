@@ -1052,6 +1052,15 @@ def test_one_charts_last_updated_far_ahead_is_not_a_gap_for_every_chart(tampered
     assert not any('clock' in m for _, m in logger.lines), logger.lines
 
 
+def test_the_agents_clock_is_its_newest_chart_unless_that_one_is_far_ahead_of_the_rest():
+    from collector.netdata_api import agent_clock
+    t = 1_800_000_000
+    assert agent_clock([t, t - 1, t + 10 ** 6]) == t
+    # charts collected every 5 minutes lag the one collected every second: its time is the clock
+    assert agent_clock([t, t - 299, t - 120, t - 280]) == t
+    assert agent_clock([None, 'x', float('nan')]) == 0
+
+
 def test_the_agents_clock_set_back_is_said_and_the_models_score_on(tampered, replay, logger):
     _steps(tampered, replay, 3)
     replay.clock.advance(-120)
