@@ -9,7 +9,24 @@ import sys
 import warnings
 
 
+def _exit_with_parent(interval=1.0):
+    """A job killed outright (SIGKILL, or python.d.plugin ending with its agent) cannot stop its
+    training: the training stops itself, rather than spend a small box's CPU on a result that
+    nobody will read."""
+    import threading
+    import time
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                os._exit(0)
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main():
+    _exit_with_parent()
     if '--nice' in sys.argv:
         try:
             os.nice(int(sys.argv[sys.argv.index('--nice') + 1]))

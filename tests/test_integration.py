@@ -178,6 +178,31 @@ def test_sigterm_during_a_training_stops_the_training_too_and_exits_cleanly(live
     assert all(_stat(k) is None or _stat(k)[0] == 'Z' for k in kids)
 
 
+@pytest.mark.skipif(not os.path.isdir('/proc'), reason='reads processes from /proc')
+def test_a_training_stops_itself_when_its_job_is_killed_outright(live_replay, tmp_path):
+    """SIGKILL leaves no cleanup to run (nor does python.d.plugin ending with its agent): the
+    training process notices its job is gone and ends instead of training on."""
+    live_replay.data_delay = 30.0
+    cmd = [sys.executable, '-m', 'collector', 'run', '--host', live_replay.host, '--update-every', '1']
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            time.sleep(0.1)
+            kids = _live_children(proc.pid)
+            if kids:
+                break
+        assert kids, 'no training process started'
+    finally:
+        proc.kill()
+        proc.wait()
+    for _ in range(50):
+        if all(_stat(k) is None or _stat(k)[0] == 'Z' for k in kids):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError('the training outlived its job by 5 s')
+
+
 def first_data(service, replay, limit=100):
     """Step the job on the replay's clock until it charts something (the first training done)."""
     for _ in range(limit):
