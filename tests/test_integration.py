@@ -152,21 +152,28 @@ def _live_children(pid):
     return [k for k, st in stats.items() if st and st[0] != 'Z' and st[1] == pid]
 
 
+def _run_into_a_training(replay, **popen):
+    """``collector run`` started on ``replay`` and caught in its first training (which waits
+    on the agent's data API): the process and its training's pid."""
+    replay.data_delay = 30.0
+    cmd = [sys.executable, '-m', 'collector', 'run', '--host', replay.host, '--update-every', '1']
+    proc = subprocess.Popen(cmd, cwd=ROOT, **popen)
+    for _ in range(100):
+        time.sleep(0.1)
+        kids = _live_children(proc.pid)
+        if kids:
+            return proc, kids
+    proc.kill()
+    raise AssertionError('no training process started')
+
+
 @pytest.mark.skipif(not os.path.isdir('/proc'), reason='reads processes from /proc')
 def test_sigterm_during_a_training_stops_the_training_too_and_exits_cleanly(live_replay, tmp_path):
     """An agent stops its plugins with SIGTERM, in a training as likely as not: the training
     process goes too (it held the plugin's stderr open, and would print a traceback), and
     nothing but a log line is written."""
-    live_replay.data_delay = 30.0   # the first training waits on the agent's data API
-    cmd = [sys.executable, '-m', 'collector', 'run', '--host', live_replay.host, '--update-every', '1']
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, kids = _run_into_a_training(live_replay, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(100):
-            time.sleep(0.1)
-            kids = _live_children(proc.pid)
-            if kids:
-                break
-        assert kids, 'no training process started'
         time.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
@@ -182,19 +189,9 @@ def test_sigterm_during_a_training_stops_the_training_too_and_exits_cleanly(live
 def test_a_training_stops_itself_when_its_job_is_killed_outright(live_replay, tmp_path):
     """SIGKILL leaves no cleanup to run (nor does python.d.plugin ending with its agent): the
     training process notices its job is gone and ends instead of training on."""
-    live_replay.data_delay = 30.0
-    cmd = [sys.executable, '-m', 'collector', 'run', '--host', live_replay.host, '--update-every', '1']
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            time.sleep(0.1)
-            kids = _live_children(proc.pid)
-            if kids:
-                break
-        assert kids, 'no training process started'
-    finally:
-        proc.kill()
-        proc.wait()
+    proc, kids = _run_into_a_training(live_replay, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc.kill()
+    proc.wait()
     for _ in range(50):
         if all(_stat(k) is None or _stat(k)[0] == 'Z' for k in kids):
             break
