@@ -284,6 +284,20 @@ class BatchScorer:
         return scores
 
     def probability(self, scores):
+        """``FittedModel.probability`` for every model: the charted probability."""
+        return self.charted(scores, self.rank_probability(scores))
+
+    def charted(self, scores, rank):
+        """The rank probabilities, or the minmax ones where a model is calibrated so."""
+        if not self.minmax.any():
+            return rank
+        span = np.where(self.hi > self.lo, self.hi - self.lo, 1.0)
+        mm = np.where(self.hi > self.lo, np.clip((scores - self.lo) / span, 0.0, 1.0),
+                      beyond(scores, self.hi).astype(float))
+        return np.where(self.minmax, mm, rank)
+
+    def rank_probability(self, scores):
+        """``FittedModel.rank_probability`` for every model."""
         below = (self.points < lowered(scores)[:, None]).sum(axis=1)
         top = beyond(scores, self.top)
         p = np.where(self.n_points < 2, top.astype(float), below / self.n_points)
@@ -291,11 +305,6 @@ class BatchScorer:
         in_tail = scores > self.tail_start
         if in_tail.any():
             p = np.where(in_tail, np.maximum(p, tail_probability(scores, self.tail_start, self.tail_scale)), p)
-        if self.minmax.any():
-            span = np.where(self.hi > self.lo, self.hi - self.lo, 1.0)
-            mm = np.where(self.hi > self.lo, np.clip((scores - self.lo) / span, 0.0, 1.0),
-                          beyond(scores, self.hi).astype(float))
-            p = np.where(self.minmax, mm, p)
         return p
 
     def attribution(self, k, features):
@@ -303,7 +312,8 @@ class BatchScorer:
         return self.models[k].attribution(features[self.own[k]])
 
     def score(self, features):
-        """``(ids, probabilities, flags, log excesses)`` for every model."""
+        """``(ids, charted probabilities, rank probabilities, flags, log excesses)`` for every model."""
         s = self.decision_function(features)
         excess = log_excess(s, self.median, self.threshold)
-        return self.ids, self.probability(s), beyond(s, self.threshold).astype(int), excess
+        rank = self.rank_probability(s)
+        return self.ids, self.charted(s, rank), rank, beyond(s, self.threshold).astype(int), excess

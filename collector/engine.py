@@ -719,13 +719,13 @@ class AnomalyDetector:
         self.rows_seen = self.rows_seen + present
         filled = fill_missing(ring) if np.isnan(ring).any() else ring
         features = self.config.features(filled)[-1]
-        ids, probs, above, excess = batch.score(features)
+        ids, probs, rank, above, excess = batch.score(features)
         for model_id, why in batch.failed.items():
             self.problems.report('scorer:' + model_id, "model '{}' cannot score: {}; it is retrained at the "
                                                        "next training".format(model_id, why))
         scored = present & (self.rows_seen >= self.need)
-        hold = None if self.config.flag_hold is None else (probs >= self.config.flag_hold) & scored
-        flags = self.flag_policy.update(above & scored, hold, np.where(scored, probs, 0.0),
+        hold = None if self.config.flag_hold is None else (rank >= self.config.flag_hold) & scored
+        flags = self.flag_policy.update(above & scored, hold, np.where(scored, rank, 0.0),
                                         np.where(scored, excess, -np.inf)) * scored
         if self.own_rows[0] <= self.steps < self.own_rows[1]:
             # the job's own training is no anomaly: no flag rises on it (one already up stays

@@ -336,7 +336,7 @@ def score_dataset(folder, config):
     # training value forward, as a live job would, never a later value back
     rows = fill_missing(np.vstack([train, evals]))[len(train) - (need - 1):]
     scores = fm.decision_function(config.features(rows))
-    probs = fm.probability(scores)
+    probs = fm.rank_probability(scores)
     hold = None if config.flag_hold is None else probs >= config.flag_hold
     flags = n_of_m(fm.exceeds(scores), config.flag_min_n, config.flag_window_n, hold, probs, config.flag_rearm_n,
                    config.flag_lasting_n, fm.excess(scores))

@@ -297,8 +297,17 @@ class FittedModel:
         return log_excess(scores, self.median, self.threshold)
 
     def probability(self, scores):
+        """The charted probability: ``rank_probability``, or with ``calibration: minmax`` the
+        retired collector's scaling."""
         if self.calibration == 'minmax':
             return minmax_probability(scores, self.score_min, self.score_max)
+        return self.rank_probability(scores)
+
+    def rank_probability(self, scores):
+        """How many training scores each score is above (with ``tail``, beyond them): what the
+        flag policy reads whatever the charted calibration, as its rules count steps rarer than
+        99 % of training, which a minmax probability of 0.99 is not (one spike in the window
+        sets its top)."""
         return empirical_probability(scores, self.points, self.tail)
 
     def predict_proba(self, X):

@@ -71,13 +71,14 @@ def test_batch_equals_each_model(model, calibration, levels, squash):
     for scale in (1.0, 5.0, 30.0):
         window = np.column_stack([raw[c][-6:] for c in layout.columns]) + rng.normal(size=(6, len(layout))) * scale
         features = feats(window, levels)[-1]
-        ids, probs, flags, excess = batch.score(features)
+        ids, probs, rank, flags, excess = batch.score(features)
         for k, m_id in enumerate(ids):
             fm = models[m_id]
             own = np.column_stack([window[:, layout.index[c]] for c in fm.columns])
             x = feats(own, levels)
             assert batch.decision_function(features)[k] == pytest.approx(fm.decision_function(x)[0], rel=1e-9)
             assert probs[k] == pytest.approx(fm.predict_proba(x)[0, 1])
+            assert rank[k] == pytest.approx(fm.rank_probability(fm.decision_function(x))[0])
             assert flags[k] == fm.predict(x)[0]
             assert excess[k] == pytest.approx(fm.excess(fm.decision_function(x))[0], rel=1e-9, abs=1e-9)
 
@@ -178,13 +179,13 @@ def test_still_chart_does_not_flag_its_still_rows(model):
     layout = Layout(models)
     batch = BatchScorer(models, layout, feature_blocks(2, LEVELS))
     still = np.zeros((6, 2))
-    ids, probs, flags, _ = batch.score(feats(still)[-1])
+    ids, probs, _, flags, _ = batch.score(feats(still)[-1])
     assert flags.tolist() == [0] and probs[0] < 0.5
     assert fm.predict(feats(still)).tolist() == [0] and fm.predict_proba(feats(still))[:, 1].max() < 0.5
     # the start-up burst itself, seen again, is above the threshold
     burst = np.zeros((6, 2))
     burst[-1] = [2.5e6, -2.5e6]
-    assert batch.score(feats(burst)[-1])[2].tolist() == [1]
+    assert batch.score(feats(burst)[-1])[3].tolist() == [1]
 
 
 def test_a_dimension_without_a_value_does_not_shift_other_charts_values():

@@ -562,18 +562,19 @@ def test_a_young_agent_waits_for_train_min_n_secs_of_history_then_trains(recordi
         det.close()
 
 
-def _with_an_extra_chart(path, chart, dims, values_at, **listed):
-    """The synthetic recording plus ``chart`` with ``dims``, whose values at offset ``i`` s
-    are ``values_at(i)`` (a list, None for no value); ``listed``: more keys of its entry in
-    the chart list (``first_entry``, ``last_entry``)."""
+def _with_an_extra_chart(path, chart, dims, values_at, seconds=None, **listed):
+    """The synthetic recording (``seconds`` long, default its usual length) plus ``chart``
+    with ``dims``, whose values at offset ``i`` s are ``values_at(i)`` (a list, None for no
+    value); ``listed``: more keys of its entry in the chart list (``first_entry``, ``last_entry``)."""
     from conftest import SECONDS, _chart, write_recording
-    write_recording(path)
+    seconds = seconds or SECONDS
+    write_recording(path, seconds)
     with open(os.path.join(path, 'charts.json')) as f:
         charts = json.load(f)
     charts['charts'][chart] = dict(_chart(chart, dims), **listed)
     with open(os.path.join(path, 'charts.json'), 'w') as f:
         json.dump(charts, f)
-    rows = [[START + i] + values_at(i) for i in range(SECONDS + 1)]
+    rows = [[START + i] + values_at(i) for i in range(seconds + 1)]
     with gzip.open(os.path.join(path, 'data', chart + '.json.gz'), 'wt') as f:
         json.dump({'labels': ['time'] + dims, 'data': rows[::-1]}, f)
     return path
@@ -1144,3 +1145,40 @@ def test_a_training_window_the_agent_fails_to_send_is_logged_with_its_reason(rep
     assert told == ['model not trained: its training window could not be read ({} answered HTTP 500): '
                     'system.load'.format(host)], logger.lines
     assert any('chart=system.load (' in m and 'HTTP 500' in m for _, m in logger.lines if 'training data' in m)
+
+
+def _with_a_spike_in_training_then_a_shift(path, spike, shift, at):
+    """'system.net', one dimension at 100 with unit noise, but for one read ``spike`` higher
+    at 100 s (a blip) and a level ``shift`` higher for 60 s from ``at`` s."""
+    import numpy as np
+    noise = np.random.default_rng(3).normal(0, 1, at + 101)
+    return _with_an_extra_chart(path, 'system.net', ['received'], lambda i: [
+        round(100.0 + noise[i] + (spike if i == 100 else 0.0) + (shift if at <= i < at + 60 else 0.0), 4)],
+        seconds=at + 100)
+
+
+def test_the_flags_are_the_same_whatever_the_charted_calibration(tmp_path, logger):
+    """With ``calibration: minmax`` the charted probability is the retired collector's
+    scaling, where one blip in the training window sets 100 % and a shift rarer than all the
+    rest reads 20 %; the flags are the default calibration's, as their rules count steps
+    rarer than 99 % of the training."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    at = 2500
+    rec = Recording(_with_a_spike_in_training_then_a_shift(str(tmp_path / 'rec'), spike=60.0, shift=12.0, at=at))
+    seen = {}
+    for calibration in ('empirical', 'minmax'):
+        with ReplayServer(rec, ReplayClock(rec.start + at - 60, stepped=True)) as server:
+            det = make_detector(server, logger, train_n_secs=at - 60, calibration=calibration)
+            run_until_trained(det, server)
+            while server.clock.now() <= rec.start + at + 60:
+                det.trainer.wait()
+                step = det.step()
+                seen.setdefault(calibration, {})[int(server.clock.now()) - rec.start] = step.scores['system.net']
+                server.clock.advance(1)
+            det.close()
+    minmax = seen['minmax']
+    assert max(p for t, (p, _) in minmax.items() if t >= at) < 0.5      # the blip set its top
+    flagged = sorted(t for t, (_, f) in minmax.items() if f)
+    assert flagged and at <= flagged[0] <= at + 20 and all(t >= at for t in flagged)
+    both = sorted(set(minmax) & set(seen['empirical']))
+    assert len(both) > 100 and [minmax[t][1] for t in both] == [seen['empirical'][t][1] for t in both]
