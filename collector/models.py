@@ -148,11 +148,12 @@ def ledoit_wolf_shrinkage(Z, S):
     return float(min(max(b2, 0.0), d2) / d2)
 
 
-def _mahalanobis_scorer(Z):
+def _mahalanobis_scorer(Z, fit_on=None):
     """``z' C^-1 z + |z|^2 / mu``: a Mahalanobis distance plus a plain one, as one quadratic form.
 
-    ``C`` is the Ledoit-Wolf covariance of ``Z`` (already centred and scaled by
-    ``fit_model``), every variance floored at ``VARIANCE_FLOOR`` of the mean one, ``mu``.
+    ``C`` is the Ledoit-Wolf covariance of ``fit_on`` (default ``Z``; already centred and
+    scaled by ``fit_model``), every variance floored at ``VARIANCE_FLOOR`` of the mean one,
+    ``mu``; the scores are ``Z``'s.
     The first term sees correlations that break (used memory up without free going down);
     the second sees a large move along a direction that always varies (CPU from half to
     full), which the first weighs down. On the training rows the second averages the number
@@ -160,9 +161,10 @@ def _mahalanobis_scorer(Z):
     swamps the other. Numpy only, and scored per step like pca: one projection on the
     eigenvectors.
     """
-    n, p = Z.shape
-    S = Z.T @ Z / n
-    delta = ledoit_wolf_shrinkage(Z, S)
+    F = Z if fit_on is None else fit_on
+    n, p = F.shape
+    S = F.T @ F / n
+    delta = ledoit_wolf_shrinkage(F, S)
     mu = np.trace(S) / p
     if not mu > 0:
         raise FloatingPointError('no feature varies')
@@ -177,12 +179,14 @@ def _mahalanobis_scorer(Z):
     return scorer, scorer.decision_function(Z)
 
 
-def _fit_scorer(name, X, contamination, blocks=None):
+def _fit_scorer(name, X, contamination, blocks=None, fit_on=None):
+    """``(scorer, training scores)`` of model ``name`` on scaled rows ``X``; the covariance
+    models (pca, mahalanobis) estimate it on ``fit_on`` (``winsorized`` rows) if given."""
     members = model_members(name)
     if len(members) > 1:
         scorers, centres, spans, all_scores = [], [], [], []
         for member in members:
-            sc, scores = _fit_scorer(member, X, contamination, blocks)
+            sc, scores = _fit_scorer(member, X, contamination, blocks, fit_on)
             centre = float(np.median(scores))
             # a member whose training scores are nearly all tied must not dominate by a tiny span
             floor = max(1e-3 * float(np.std(scores)), 1e-6 * max(1.0, abs(centre)))
@@ -192,10 +196,12 @@ def _fit_scorer(name, X, contamination, blocks=None):
             all_scores.append((scores - centre) / spans[-1])
         return EnsembleScorer(scorers, centres, spans), np.mean(all_scores, axis=0)
     if name == 'pca':
-        scorer, scores, _ = _pca_scorer(X, contamination)
-        return scorer, scores
+        if fit_on is None:
+            return _pca_scorer(X, contamination)[:2]
+        scorer = _pca_scorer(fit_on, contamination)[0]
+        return scorer, scorer.decision_function(X)
     if name == 'mahalanobis':
-        return _mahalanobis_scorer(X)
+        return _mahalanobis_scorer(X, fit_on)
     if name in ('hbos', 'loda'):
         scorer = (HbosScorer if name == 'hbos' else LodaScorer).fit(X)
         return scorer, scorer.decision_function(X)
@@ -219,6 +225,40 @@ def subsample(X, max_rows, seed=0):
         return X
     idx = np.sort(np.random.default_rng(seed).choice(X.shape[0], size=max_rows, replace=False))
     return X[idx]
+
+
+# the share of each feature's training values at either end that ``winsorized`` measures past
+OUTLIER_SHARE = 0.001
+# how many values must lie beyond those quantiles for them to be a range, not its outliers
+OUTLIER_MIN_BEYOND = 10
+# how many times that range's width beyond it a value is a misread rather than a burst
+OUTLIER_REACH = 10
+
+
+def winsorized(X, share=OUTLIER_SHARE):
+    """``X`` with each feature's values more than ``OUTLIER_REACH`` times the distance
+    between its ``share`` and ``1 - share`` quantiles beyond them pulled in to that bound
+    (``X`` itself if none is).
+
+    The centre, scale and covariance are second moments: one read of 1e9 bytes/s in a
+    4-hour window of 1e6 (a counter misread) would set a dimension's scale 800 times its
+    spread and hide every later move of it until that read leaves the window. Ten times
+    past the range that all but the outermost 0.1 % fill, nothing normal reaches (some 70
+    standard deviations of normal noise); only the moments are taken from the pulled-in
+    rows, so such a read still scores as read. A feature whose range is one value (an
+    error counter ticking a few times) is left as it is, so its ticks stay what training
+    saw. A window of fewer than ``OUTLIER_MIN_BEYOND / share`` rows (10000, 2.8 hours of
+    one-second steps) is left whole: there the quantiles are its few most extreme values
+    themselves, a young agent's start-up among them.
+    """
+    if X.shape[0] * share < OUTLIER_MIN_BEYOND:
+        return X
+    lo, hi = np.quantile(X, [share, 1.0 - share], axis=0)
+    reach = OUTLIER_REACH * (hi - lo)
+    lo, hi = np.where(reach > 0, lo - reach, -np.inf), np.where(reach > 0, hi + reach, np.inf)
+    if not ((X < lo) | (X > hi)).any():
+        return X
+    return np.clip(X, lo, hi)
 
 
 def feature_scale(X, groups=None):
@@ -295,9 +335,11 @@ def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, ca
                          '(near 1e308) that their differences and moving averages overflow'.format(bad, X.size))
     rows = X.shape[0]
     X = subsample(X, min([max_rows] + [_MAX_ROWS.get(m, max_rows) for m in model_members(model)]))
-    kept, mean, scale = feature_scale(X, groups)
+    Xw = winsorized(X)
+    kept, mean, scale = feature_scale(Xw, groups)
     knee = level_knees(kept, X.shape[1], blocks, level_squash)
     Z = squash_features((X[:, kept] - mean) / scale, knee)
+    fit_on = None if Xw is X else squash_features((Xw[:, kept] - mean) / scale, knee)
     started = time.monotonic()
     info = {'rows': int(X.shape[0]), 'features': int(X.shape[1]), 'kept_features': int(kept.size),
             'requested_model': model}
@@ -314,7 +356,7 @@ def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, ca
                 with warnings.catch_warnings():
                     warnings.simplefilter('ignore')
                     with np.errstate(all='ignore'):
-                        scorer, scores = _fit_scorer(used, Z, contamination, blocks)
+                        scorer, scores = _fit_scorer(used, Z, contamination, blocks, fit_on)
                 if not np.all(np.isfinite(scores)):
                     raise FloatingPointError('non-finite training scores')
                 break

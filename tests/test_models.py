@@ -167,10 +167,10 @@ def test_minmax_calibration_option():
 def test_a_failing_model_falls_back_and_says_so(monkeypatch):
     real = models._fit_scorer
 
-    def broken(name, X, contamination, blocks=None):
+    def broken(name, X, contamination, blocks=None, fit_on=None):
         if name == 'iforest':
             raise ValueError('simulated failure')
-        return real(name, X, contamination, blocks)
+        return real(name, X, contamination, blocks, fit_on)
     monkeypatch.setattr(models, '_fit_scorer', broken)
     fm = fit_model('m', ['c'], normal_data(), model='iforest')
     assert fm.model_name == 'hbos'
@@ -442,3 +442,39 @@ def test_despike_leaves_a_gauge_that_flips_every_second_as_trained():
     shares = [fm.exceeds(fm.decision_function(c.features(np.vstack([train[-(c.rows_needed - 1):], later])))).mean()
               for c in (cfg, off)]
     assert shares[0] <= max(2 * shares[1], 0.002), shares
+
+
+@pytest.mark.parametrize('model', ['mahalanobis', 'pca'])
+def test_one_misread_in_a_four_hour_window_does_not_hide_a_later_move(model):
+    """A bytes/s chart at 1e6 with 1e4 of noise, one read of its 4-hour window at 1e9 (a
+    counter misread): a move of 30 times its noise is still above the threshold, as in the
+    same window without the misread."""
+    from collector.config import parse_job_config
+    from collector.features import feature_groups
+    cfg = parse_job_config({})
+    n = 14400
+    x = 1e6 + np.random.default_rng(9).normal(size=(n + 100, 3)) * 1e4
+    x[n + 40:, 0] += 3e5
+    groups = feature_groups([('h', 'net.eth0')] * 3, cfg.lags_n, cfg.level_features)
+    for misread in (None, 1e9, 1.8e13):
+        y = x.copy()
+        if misread:
+            y[5000, 0] = misread
+        fm = fit_model('net.eth0', ['received', 'sent', 'errors'], cfg.training_features(y[:n]), model=model,
+                       groups=groups, blocks=(cfg.lags_n + 1, cfg.level_features))
+        scores = fm.decision_function(cfg.features(y[n - cfg.rows_needed + 1:]))
+        assert fm.exceeds(scores[40:]).all(), misread
+        assert fm.exceeds(scores[:40]).sum() <= 1, misread
+
+
+def test_winsorized_pulls_in_only_what_lies_far_beyond_a_long_windows_range():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(20000, 3))
+    X[:, 2] = 0.0
+    X[[7, 9, 11], 2] = 1.0           # an error counter that ticked three times
+    X[100, 0] = 1e9                  # one misread
+    W = models.winsorized(X)
+    assert W[100, 0] < 100 and np.array_equal(np.delete(W[:, 0], 100), np.delete(X[:, 0], 100))
+    assert np.array_equal(W[:, 1:], X[:, 1:])
+    short = X[:9000]                 # 2.5 hours of one-second steps: its extremes are its range
+    assert models.winsorized(short) is short
