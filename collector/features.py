@@ -7,7 +7,7 @@ changes. With ``levels`` one more block follows: the smoothed values themselves 
 differenced), which see a level that moved and stayed (a CPU pinned at 100 %, memory
 filled), something differences forget after ``lags_n`` steps. With ``despike`` a value
 that held, left for one sample and came straight back is news for that one step only (see
-``despiked_history``). A whole window in gives the same rows (to rounding) as each window of
+``despiked_history``). A whole window in gives the same rows, bit for bit, as each window of
 ``rows_needed`` rows alone, so scoring a recording at once equals scoring it step by step.
 """
 import numpy as np
@@ -41,11 +41,17 @@ def despiked_history(raw):
 
 
 def _moving_average(x, n):
+    """Trailing mean of ``n`` rows, summed row by row in the same order for a whole window as
+    for a step's few rows, so both give the same bits: a running sum over a 4-hour window
+    of values near 1e15 would carry its rounding into every later mean (by hundreds, where
+    the level's spread is tens)."""
     if n <= 1:
         return x
-    c = np.cumsum(x, axis=0)
-    c = np.vstack([np.zeros((1, x.shape[1])), c])
-    return (c[n:] - c[:-n]) / n
+    rows = x.shape[0] - n + 1
+    total = x[:rows].copy()
+    for k in range(1, n):
+        total += x[k:k + rows]
+    return total / n
 
 
 def make_features(values, diffs_n, smooth_n, lags_n, levels=False, despike=False):

@@ -167,3 +167,17 @@ def test_a_job_stepping_every_few_seconds_learns_every_phase_its_steps_may_have(
     assert [list(slow[p]) for p in phases_every(slow, 5)] == [list(slow)]
     two = np.arange(100, 120, 2, dtype=float)    # every 2 s, stepped every 4 s: two
     assert [list(two[p]) for p in phases_every(two, 4)] == [list(two[1::2]), list(two[0::2])]
+
+
+@pytest.mark.parametrize('despike', [False, True])
+def test_a_four_hour_window_of_values_near_1e15_gives_the_rows_each_step_sees(despike):
+    """A byte counter's rate near 1e15 wobbling by 100: the training window's rows are the
+    rows the steps build from their few samples, and a dimension that held one value has one
+    level, so a model is the same wherever the values sit."""
+    rng = np.random.default_rng(0)
+    x = np.column_stack([1.2345678e15 + rng.normal(0, 100, 14400), np.full(14400, 9.87654321e14)])
+    whole = make_features(x, 1, 3, 5, levels=True, despike=despike)
+    need = rows_needed(1, 3, 5, despike)
+    steps = np.vstack([make_features(x[i - need:i], 1, 3, 5, True, despike)[-1] for i in range(12400, 14401)])
+    assert np.array_equal(whole[-steps.shape[0]:], steps)
+    assert np.unique(whole[:, -1]).size == 1
