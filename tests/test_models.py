@@ -478,3 +478,19 @@ def test_winsorized_pulls_in_only_what_lies_far_beyond_a_long_windows_range():
     assert np.array_equal(W[:, 1:], X[:, 1:])
     short = X[:9000]                 # 2.5 hours of one-second steps: its extremes are its range
     assert models.winsorized(short) is short
+
+
+def test_loda_puts_about_contamination_of_later_normal_rows_above_its_threshold():
+    """loda's training rows never fall outside its histograms, later normal rows often do:
+    a threshold taken from its own rows' scores put 1-2 % of new normal rows above it at
+    ``contamination: 0.001``."""
+    from collector.config import parse_job_config
+    cfg = parse_job_config({'model': 'loda'})
+    rng = np.random.default_rng(10)
+    x, e = np.zeros((10000, 4)), rng.normal(size=(10000, 4))
+    for t in range(1, 10000):
+        x[t] = 0.7 * x[t - 1] + e[t]
+    fm = fit_model('system.x', list('abcd'), cfg.training_features(x[:4000]), model='loda')
+    later = fm.decision_function(cfg.features(x[4000 - cfg.rows_needed + 1:]))
+    assert fm.model_name == 'loda' and fm.exceeds(later).mean() < 0.003
+    assert 0.002 < (fm.rank_probability(later) >= 0.99).mean() < 0.02
