@@ -325,11 +325,12 @@ class FittedModel:
         """Which raw columns drive this feature vector's score: ``[(column, share)]``, largest first.
 
         A column's share is the sum of its features' squared standardized values (its change
-        blocks and its level), over all features: how far from training each dimension is.
+        blocks and its level, squashed as the model scores them), over all features: how far
+        from training each dimension is.
         Model-agnostic, so it reads the same for every model and ensemble.
         """
         with np.errstate(all='ignore'):
-            z = np.abs(self.transform(x)[0])
+            z = np.abs(squash_features(self.transform(x), self.knee)[0])
             n_cols = len(self.columns)
             if n_cols == 0 or z.size == 0:
                 return []

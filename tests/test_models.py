@@ -494,3 +494,21 @@ def test_loda_puts_about_contamination_of_later_normal_rows_above_its_threshold(
     later = fm.decision_function(cfg.features(x[4000 - cfg.rows_needed + 1:]))
     assert fm.model_name == 'loda' and fm.exceeds(later).mean() < 0.003
     assert 0.002 < (fm.rank_probability(later) >= 0.99).mean() < 0.02
+
+
+def test_the_drivers_of_a_flag_are_weighed_as_the_squashed_model_scores_them():
+    """With ``level_squash`` a level far from training counts for a few deviations in the
+    score; the dimension named as the driver is the one that weighs most there (a jump
+    now), not the far level the score hardly feels."""
+    from collector.config import parse_job_config
+    from collector.features import feature_groups
+    cfg = parse_job_config({'level_squash': 3})
+    x = np.random.default_rng(5).normal(size=(3000, 2))
+    fm = fit_model('system.x', ['h::system.x|far', 'h::system.x|jump'], cfg.training_features(x),
+                   groups=feature_groups([('h', 'system.x')] * 2, cfg.lags_n, True),
+                   blocks=(cfg.lags_n + 1, True), level_squash=cfg.squash)
+    now = x[-cfg.rows_needed:].copy()
+    now[:, 0] += 1000          # a level long moved: its changes are over
+    now[-1, 1] += 40           # a jump in this step
+    drivers = fm.attribution(cfg.features(now))
+    assert drivers[0][0] == 'h::system.x|jump', drivers
