@@ -355,6 +355,9 @@ def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, ca
     X = subsample(X, min([max_rows] + [_MAX_ROWS.get(m, max_rows) for m in model_members(model)]))
     Xw = winsorized(X)
     kept, mean, scale = feature_scale(Xw, groups)
+    if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
+        raise ValueError("the features' mean or spread is not finite: the data holds values so large (near 1e308) "
+                         "that their sums overflow")
     knee = level_knees(kept, X.shape[1], blocks, level_squash)
     Z = squash_features((X[:, kept] - mean) / scale, knee)
     fit_on = None if Xw is X else squash_features((Xw[:, kept] - mean) / scale, knee)

@@ -12,10 +12,16 @@ import warnings
 def _exit_with_parent(interval=1.0):
     """A job killed outright (SIGKILL, or python.d.plugin ending with its agent) cannot stop its
     training: the training stops itself, rather than spend a small box's CPU on a result that
-    nobody will read."""
+    nobody will read. The job's pid comes on the command line: a job killed before this
+    process got this far has already left it to another parent."""
     import threading
     import time
-    parent = os.getppid()
+    try:
+        parent = int(sys.argv[sys.argv.index('--parent') + 1])
+    except (ValueError, IndexError):
+        parent = os.getppid()
+    if os.getppid() != parent:
+        os._exit(0)
 
     def watch():
         while True:

@@ -323,7 +323,8 @@ class SubprocessTrainer:
         self._payload = None
         self._started = time.monotonic()
         # no preexec_fn: it is unsafe in a threaded process such as python.d.plugin
-        self._proc = subprocess.Popen([self.python, '-m', 'collector.train_worker', '--nice', str(self.nice)],
+        self._proc = subprocess.Popen([self.python, '-m', 'collector.train_worker', '--nice', str(self.nice),
+                                       '--parent', str(os.getpid())],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env(),
                                       close_fds=True)
         proc = self._proc

@@ -200,6 +200,18 @@ def test_a_training_stops_itself_when_its_job_is_killed_outright(live_replay, tm
         raise AssertionError('the training outlived its job by 5 s')
 
 
+def test_a_training_whose_job_died_before_it_started_ends_at_once():
+    """A job killed in the instant after it started a training leaves the training to
+    another parent before it can note its own: it ends rather than wait for its request."""
+    with subprocess.Popen([sys.executable, '-m', 'collector.train_worker', '--parent', str(2 ** 22 + 7)], cwd=ROOT,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        try:
+            assert proc.wait(timeout=20) == 0
+        finally:
+            proc.kill()
+        assert proc.stdout.read() == b'' and proc.stderr.read() == b''
+
+
 def first_data(service, replay, limit=100):
     """Step the job on the replay's clock until it charts something (the first training done)."""
     for _ in range(limit):
