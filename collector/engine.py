@@ -732,6 +732,7 @@ class AnomalyDetector:
             # up, and an excess that outlasts it rises after), and its rows stay in the next
             # training window rather than being left out as flagged, so it becomes ordinary
             flags = flags * np.isin(ids, list(self.was_flagged))
+            self.flag_policy.held_down(flags)
         p_list, f_list = probs.tolist(), flags.tolist()
         step.scores.update((ids[k], (p_list[k], f_list[k])) for k in np.nonzero(scored)[0].tolist())
         if self.config.train_exclude_flagged:

@@ -324,6 +324,12 @@ class FlagPolicy:
         self.up = flags
         return flags.astype(int)
 
+    def held_down(self, shown):
+        """The flags as the job showed them: one it kept down (in the rows of its own
+        training) is down here too, so it rises later as any flag does, on an unusual step,
+        not on whichever step the job stops keeping it down."""
+        self.up &= np.asarray(shown, dtype=bool)
+
     def _recovery(self, flags, e, settled):
         """``flags`` less those of charts recovering (see the module's docstring); one step of ``n_of_m``'s."""
         row = (self.step - 1) % RECOVERY_LONG_HISTORY     # self.step already counts this step

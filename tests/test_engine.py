@@ -113,7 +113,7 @@ def test_the_jobs_own_training_raises_no_flag_and_is_not_left_out_of_the_next(re
     """The training process's CPU, forks and memory show in the rows read while it runs: an
     incident-sized excess there raises no flag and stays in the next training window, but one
     that outlasts the training and its features' reach is flagged then."""
-    det, trainer, times, flags = _spike_during_a_training(replay, logger, 12)
+    det, trainer, times, flags, probs = _spike_during_a_training(replay, logger, 12)
     assert det.trainings == 2 and not trainer.busy
     quiet_until = START + SPIKE[0] + 12 + det.need   # the rows read while it ran, and the features' reach
     first = times[flags.index(1)]
@@ -126,7 +126,7 @@ def test_the_jobs_own_training_raises_no_flag_and_is_not_left_out_of_the_next(re
 def test_a_long_training_hides_flags_for_a_bounded_time(replay, logger, monkeypatch):
     import collector.engine as engine
     monkeypatch.setattr(engine, 'OWN_TRAINING_MAX_STEPS', 5)
-    det, trainer, times, flags = _spike_during_a_training(replay, logger, 30)
+    det, trainer, times, flags, probs = _spike_during_a_training(replay, logger, 30)
     first = times[flags.index(1)]
     assert first <= START + SPIKE[0] + 5 + 3, first - START - SPIKE[0]   # while the training still ran
     assert det.trainings == 2
@@ -138,7 +138,7 @@ def test_a_training_shorter_than_a_step_still_shows_in_the_rows_after_it(replay,
     next row all the same: no flag rises on it. A replay harness, which waits for each training
     on a stopped clock, says so, and a spike right after is flagged at once."""
     for on_agent in (True, False):
-        det, trainer, times, flags = _spike_during_a_training(replay, logger, 0, on_agent)
+        det, trainer, times, flags, probs = _spike_during_a_training(replay, logger, 0, on_agent)
         first = times[flags.index(1)] - START - SPIKE[0]
         if on_agent:
             assert first >= det.need - 2, first
@@ -147,7 +147,7 @@ def test_a_training_shorter_than_a_step_still_shows_in_the_rows_after_it(replay,
         det.close()
 
 
-def _spike_during_a_training(replay, logger, seconds, on_agent=True):
+def _spike_during_a_training(replay, logger, seconds, on_agent=True, steps=40):
     """A full training ``seconds`` long that starts 2 s before the spike; per step: time and flag."""
     cfg = parse_job_config({'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000, 'update_every': 1})
     trainer = SlowTrainer()
@@ -159,14 +159,15 @@ def _spike_during_a_training(replay, logger, seconds, on_agent=True):
         det.step()
         replay.clock.advance(1)
     det.next_training, trainer.steps = det.steps, seconds
-    flags, times = [], []
-    for _ in range(40):
+    flags, times, probs = [], [], []
+    for _ in range(steps):
         trainer.wait()
         s = det.step()
         times.append(replay.clock.now())
         replay.clock.advance(1)
+        probs.append(s.scores['system.cpu'][0])
         flags.append(s.scores['system.cpu'][1])
-    return det, trainer, times, flags
+    return det, trainer, times, flags, probs
 
 
 def test_a_model_trained_on_its_flags_says_so_once_not_at_every_training(replay, logger):
@@ -1182,3 +1183,16 @@ def test_the_flags_are_the_same_whatever_the_charted_calibration(tmp_path, logge
     assert flagged and at <= flagged[0] <= at + 20 and all(t >= at for t in flagged)
     both = sorted(set(minmax) & set(seen['empirical']))
     assert len(both) > 100 and [minmax[t][1] for t in both] == [seen['empirical'][t][1] for t in both]
+
+
+@pytest.mark.parametrize('seconds', [58, 60])
+def test_a_flag_held_down_through_the_jobs_own_training_rises_after_it_only_on_an_unusual_step(replay, logger,
+                                                                                                seconds):
+    """An excess that ends just as the rows of the job's own training leave the features: the
+    flag rules still held it, but nobody saw it up, so it does not appear then, on a step
+    that reads nothing unusual (it read 67.5 % on a real agent)."""
+    det, trainer, times, flags, probs = _spike_during_a_training(replay, logger, seconds, steps=100)
+    det.close()
+    assert max(probs[-20:]) < 0.99 and not any(flags[-20:])     # the chart read as usual at the end
+    rose = [p for k, (f, p) in enumerate(zip(flags, probs)) if f and not (k and flags[k - 1])]
+    assert all(p >= 0.99 for p in rose), rose
