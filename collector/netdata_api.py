@@ -38,11 +38,13 @@ MAX_FILTER = 16000
 
 class NetdataError(RuntimeError):
     """The agent could not be reached or gave an answer that cannot be used. ``reason`` says
-    what went wrong without the address (one line for many charts that failed alike)."""
+    what went wrong without the address (one line for many charts that failed alike);
+    ``status``: the HTTP status the agent answered with, if it answered."""
 
-    def __init__(self, message, reason=None):
+    def __init__(self, message, reason=None, status=None):
         super().__init__(message)
         self.reason = reason or message
+        self.status = status
 
 
 def dim_key(host, chart, dim):
@@ -165,7 +167,7 @@ class NetdataApi:
             raise NetdataError('cannot reach {}: {}'.format(shown, why), 'cannot reach {}: {}'.format(self.host, why))
         if status != 200:
             raise NetdataError('{} answered HTTP {}'.format(shown, status),
-                               '{} answered HTTP {}'.format(self.host, status))
+                               '{} answered HTTP {}'.format(self.host, status), status)
         try:
             body = json_loads(data)
         except ValueError:
@@ -397,8 +399,12 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
                 return df[~twice], 'error found on data from: {}/api/v1/data?chart={} ({} time{} given twice, ' \
                                    'the last row kept)'.format(api.base_url, chart, n, '' if n == 1 else 's')
             return df, None
-        except (NetdataError, KeyError, TypeError, IndexError, ValueError) as e:
-            why = e.reason if isinstance(e, NetdataError) else 'unreadable rows: {}: {}'.format(e.__class__.__name__, e)
+        except NetdataError as e:
+            if e.status == 404:   # a chart it lists with nothing stored yet (an agent seconds old): no data
+                return None, None
+            return None, 'error found on data from: {}/api/v1/data?chart={} ({})'.format(api.base_url, chart, e.reason)
+        except (KeyError, TypeError, IndexError, ValueError) as e:
+            why = 'unreadable rows: {}: {}'.format(e.__class__.__name__, e)
             return None, 'error found on data from: {}/api/v1/data?chart={} ({})'.format(api.base_url, chart, why)
         finally:
             api.close()

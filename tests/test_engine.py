@@ -1115,8 +1115,8 @@ def test_a_nan_literal_in_one_chart_leaves_the_rest_of_the_answer_readable():
     assert body['system.ram']['dimensions']['used']['value'] == float('inf')
 
 
-def _failing_data(target, chart):
-    """A proxy to ``target`` whose /api/v1/data answers HTTP 500 for ``chart``."""
+def _failing_data(target, chart, status=500):
+    """A proxy to ``target`` whose /api/v1/data answers HTTP ``status`` for ``chart``."""
     import urllib.request
 
     class Handler(BaseHTTPRequestHandler):
@@ -1125,11 +1125,11 @@ def _failing_data(target, chart):
 
         def do_GET(self):
             if self.path.startswith('/api/v1/data') and 'chart={}&'.format(chart) in self.path:
-                status, body = 500, b'oops'
+                code, body = status, b'oops'
             else:
                 with urllib.request.urlopen('http://{}{}'.format(target, self.path)) as r:
-                    status, body = r.status, r.read()
-            self.send_response(status)
+                    code, body = r.status, r.read()
+            self.send_response(code)
             self.send_header('Content-Length', str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -1146,6 +1146,35 @@ def test_a_training_window_the_agent_fails_to_send_is_logged_with_its_reason(rep
     assert told == ['model not trained: its training window could not be read ({} answered HTTP 500): '
                     'system.load'.format(host)], logger.lines
     assert any('chart=system.load (' in m and 'HTTP 500' in m for _, m in logger.lines if 'training data' in m)
+
+
+def test_a_young_agent_that_answers_404_for_a_chart_it_lists_has_that_chart_wait(tmp_path, logger):
+    """Seconds after its first start, an agent lists charts it answers HTTP 404 for on its data
+    API (nothing stored yet): they wait for history like charts without values, with no error;
+    on an agent with history, the 404 still costs the chart its model, said plainly."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    rec = Recording(_with_a_late_chart(str(tmp_path / 'rec'), values_from=60))
+    with ReplayServer(rec, ReplayClock(rec.start + 20, stepped=True)) as server:
+        with serving(_failing_data(server.host, 'system.late', 404)) as host:
+            det = make_detector(server, logger, host=host, train_min_n_secs=120)
+            det.start()
+            for _ in range(30):
+                det.step()
+                server.clock.advance(1)
+                det.trainer.wait()
+            det.close()
+    assert not logger.errors(), logger.errors()
+    assert any('waiting for 120 s of history' in m and 'system.late' in m for _, m in logger.lines), logger.lines
+
+    old = ListLogger()
+    rec = Recording(_with_a_late_chart(str(tmp_path / 'rec2'), values_from=0))
+    with ReplayServer(rec, ReplayClock(rec.start + 600, stepped=True)) as server:
+        with serving(_failing_data(server.host, 'system.late', 404)) as host:
+            det = make_detector(server, old, host=host)
+            run_until_trained(det, server)
+            det.close()
+    assert 'system.late' in det.untrained and 'system.cpu' in det.models
+    assert any('not trained: the agent sent no data' in m and 'system.late' in m for m in old.errors()), old.lines
 
 
 def _with_a_spike_in_training_then_a_shift(path, spike, shift, at):
