@@ -252,7 +252,9 @@ class AnomalyDetector:
                 self.log.info(said + ' yet: the agent has collected for {:.0f} s and lists its charts as its '
                                      'collectors start; looking again'.format(agent_age))
         else:
-            self.problems.report('scope', said)
+            self.problems.report('scope', said + ': nothing to model; the charts list is read again every '
+                                                 '{} s, and charts that match are modelled when they appear'.format(
+                                                     DISCOVER_SECONDS))
 
     def _new_dimensions(self, charts, specs):
         """Modelled charts the agent now lists with a dimension their model lacks (a process
