@@ -98,8 +98,9 @@ def cmd_check_config(args):
             for line in e.errors:
                 print('{}: job {}: {}'.format(args.file, name, line), file=sys.stderr)
             continue
+        # flushed: a pipe would otherwise hold it back behind the other jobs' errors on stderr
         print('{}: job {}: ok (host {}, model {}, {} custom models)'.format(
-            args.file, name, cfg.host, cfg.model, len(cfg.custom_models)))
+            args.file, name, cfg.host, cfg.model, len(cfg.custom_models)), flush=True)
         if cfg.prometheus_textfile:
             exports.setdefault(('prometheus_textfile', os.path.abspath(cfg.prometheus_textfile)), []).append(name)
         if cfg.prometheus_port:
