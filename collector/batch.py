@@ -283,12 +283,9 @@ class BatchScorer:
             scores[bad] = self.worst[bad]
         return scores
 
-    def probability(self, scores):
-        """``FittedModel.probability`` for every model: the charted probability."""
-        return self.charted(scores, self.rank_probability(scores))
-
     def charted(self, scores, rank):
-        """The rank probabilities, or the minmax ones where a model is calibrated so."""
+        """``FittedModel.probability`` for every model: the rank probabilities, or the minmax
+        ones where a model is calibrated so."""
         if not self.minmax.any():
             return rank
         span = np.where(self.hi > self.lo, self.hi - self.lo, 1.0)

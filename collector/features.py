@@ -48,6 +48,8 @@ def _moving_average(x, n):
     if n <= 1:
         return x
     rows = x.shape[0] - n + 1
+    if rows <= 0:
+        return x[:0]
     total = x[:rows].copy()
     for k in range(1, n):
         total += x[k:k + rows]

@@ -40,6 +40,8 @@ MODEL_NAMES = tuple(_REGISTRY)
 # copod, hbos and loda do not even need pyod to fit
 NUMPY_MODELS = ('pca', 'mahalanobis', 'hbos', 'iforest', 'knn', 'ecod', 'copod', 'feature_bagging', 'loda')
 _FIT_WITHOUT_PYOD = ('mahalanobis', 'ecod', 'copod', 'hbos', 'loda')
+# models fitted on the window's winsorized rows (see ``winsorized``): moments and ranges
+_FIT_ON_CLIPPED = ('pca', 'mahalanobis', 'hbos', 'loda')
 # models that need torch, which is not a dependency unless the [deep] extra is installed
 DEEP_MODELS = ('auto_encoder', 'lstm')
 
@@ -180,8 +182,9 @@ def _mahalanobis_scorer(Z, fit_on=None):
 
 
 def _fit_scorer(name, X, contamination, blocks=None, fit_on=None):
-    """``(scorer, training scores)`` of model ``name`` on scaled rows ``X``; the covariance
-    models (pca, mahalanobis) estimate it on ``fit_on`` (``winsorized`` rows) if given."""
+    """``(scorer, training scores)`` of model ``name`` on scaled rows ``X``; the models whose
+    fit a far misread distorts (``_FIT_ON_CLIPPED``: a covariance, histogram ranges) are fitted
+    on ``fit_on`` (the ``winsorized`` rows) if given, and score ``X`` as read."""
     members = model_members(name)
     if len(members) > 1:
         scorers, centres, spans, all_scores = [], [], [], []
@@ -202,12 +205,13 @@ def _fit_scorer(name, X, contamination, blocks=None, fit_on=None):
         return scorer, scorer.decision_function(X)
     if name == 'mahalanobis':
         return _mahalanobis_scorer(X, fit_on)
+    fit_rows = X if fit_on is None else fit_on
     if name == 'hbos':
-        scorer = HbosScorer.fit(X)
+        scorer = HbosScorer.fit(fit_rows)
         return scorer, scorer.decision_function(X)
     if name == 'loda':
-        scorer = LodaScorer.fit(X)
-        return scorer, _loda_held_out_scores(X, scorer.projections)
+        scorer = LodaScorer.fit(fit_rows)
+        return scorer, _loda_held_out_scores(fit_rows, X, scorer.projections)
     if name in _FIT_WITHOUT_PYOD:
         return EcdfScorer(X, name), ecdf_training_scores(X, name)
     est = build_estimator(name, contamination, blocks)
@@ -222,27 +226,37 @@ def _fit_scorer(name, X, contamination, blocks=None, fit_on=None):
     return PyodScorer(est), scores
 
 
-def _loda_held_out_scores(X, projections):
-    """loda's training scores for the threshold, each half of the window scored by the
-    histograms of the other half along the same projections.
+# loda's training scores: the window in this many stretches, every other one scored by the rest
+LODA_HELD_OUT_STRETCHES = 16
+
+
+def _loda_held_out_scores(fit_rows, X, projections):
+    """loda's training scores for the threshold: every other of ``LODA_HELD_OUT_STRETCHES``
+    stretches of the window (``X``) scored by the histograms of the others (of ``fit_rows``)
+    along the same projections, and the other way round.
 
     A training row never falls outside a histogram built on it, so its own scores never
     show how often a later normal row lands beyond some projection's range and scores as
-    an empty bin: the threshold taken from them put 1-4 % of new normal rows above it at
-    ``contamination: 0.001``. Half a window is a narrower range than the whole, so these
-    scores are, if anything, higher than the fitted model's on new rows."""
-    half = X.shape[0] // 2
-    first, second = X[:half], X[half:]
-    return np.concatenate([LodaScorer.from_projections(second, projections).decision_function(first),
-                           LodaScorer.from_projections(first, projections).decision_function(second)])
+    an empty bin: the threshold taken from them put 1-3 % of new normal rows above it at
+    ``contamination: 0.001``. Stretches taken from all through the window, rather than its
+    two halves, each span what the other spans when the chart trends: scored by halves, a
+    trending chart's threshold rose until a shift of 3 deviations was above it 18 steps in
+    60 rather than 41."""
+    n = X.shape[0]
+    stretch = max(1, -(-n // LODA_HELD_OUT_STRETCHES))
+    odd = (np.arange(n) // stretch) % 2 == 1
+    out = np.empty(n)
+    for rows in (odd, ~odd):
+        out[rows] = LodaScorer.from_projections(fit_rows[~rows], projections).decision_function(X[rows])
+    return out
 
 
-def subsample(X, max_rows, seed=0):
-    """At most ``max_rows`` rows, keeping their time order (random but reproducible)."""
-    if X.shape[0] <= max_rows:
-        return X
-    idx = np.sort(np.random.default_rng(seed).choice(X.shape[0], size=max_rows, replace=False))
-    return X[idx]
+def sampled_rows(rows, max_rows, seed=0):
+    """Which of ``rows`` rows to keep when there are more than ``max_rows`` (random but
+    reproducible, in time order); None: all of them."""
+    if rows <= max_rows:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(rows, size=max_rows, replace=False))
 
 
 # the share of each feature's training values at either end that ``winsorized`` measures past
@@ -352,15 +366,21 @@ def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, ca
         raise ValueError('{} of {} feature values are not finite: the data holds infinities, or values so large '
                          '(near 1e308) that their differences and moving averages overflow'.format(bad, X.size))
     rows = X.shape[0]
-    X = subsample(X, min([max_rows] + [_MAX_ROWS.get(m, max_rows) for m in model_members(model)]))
-    Xw = winsorized(X)
+    Xw = winsorized(X)   # the bounds of the whole window: a subsample of 5000 rows (knn) is too few
+    clipped = Xw is not X
+    keep = sampled_rows(rows, min([max_rows] + [_MAX_ROWS.get(m, max_rows) for m in model_members(model)]))
+    if keep is not None:
+        X = X[keep]
+        Xw = Xw[keep] if clipped else X
     kept, mean, scale = feature_scale(Xw, groups)
     if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
         raise ValueError("the features' mean or spread is not finite: the data holds values so large (near 1e308) "
                          "that their sums overflow")
     knee = level_knees(kept, X.shape[1], blocks, level_squash)
     Z = squash_features((X[:, kept] - mean) / scale, knee)
-    fit_on = None if Xw is X else squash_features((Xw[:, kept] - mean) / scale, knee)
+    fit_on = None
+    if clipped and any(m in _FIT_ON_CLIPPED for m in model_members(model)):
+        fit_on = squash_features((Xw[:, kept] - mean) / scale, knee)
     started = time.monotonic()
     info = {'rows': int(X.shape[0]), 'features': int(X.shape[1]), 'kept_features': int(kept.size),
             'requested_model': model}

@@ -376,6 +376,10 @@ def carried_forward(df):
     return pd.DataFrame(values, index=df.index, columns=cols).ffill()
 
 
+# a chart's window read answered HTTP 404: the agent has nothing stored for it (not a failed read)
+_NOTHING_STORED = object()
+
+
 def _fetch_directly(host_charts, after, before, protocol, username, password, tls_verify, timeout, points, why,
                     must_read=True):
     """The same window as ``get_data`` gives, read chart by chart (a few at a time) with our own client.
@@ -401,7 +405,7 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
             return df, None
         except NetdataError as e:
             if e.status == 404:   # a chart it lists with nothing stored yet (an agent seconds old): no data
-                return None, None
+                return None, _NOTHING_STORED
             return None, 'error found on data from: {}/api/v1/data?chart={} ({})'.format(api.base_url, chart, e.reason)
         except (KeyError, TypeError, IndexError, ValueError) as e:
             why = 'unreadable rows: {}: {}'.format(e.__class__.__name__, e)
@@ -413,7 +417,11 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(one, tasks))
     frames = [f for f, _ in results if f is not None]
-    problems = [why] + [p for _, p in results if p]
+    problems = [why] + [p for _, p in results if p and p is not _NOTHING_STORED]
+    not_stored = sum(p is _NOTHING_STORED for _, p in results)
+    if not frames and not_stored:   # every chart: more likely a wrong address or proxy than a young agent
+        problems.append('{} of the {} charts asked answered HTTP 404 (nothing stored for them)'.format(
+            not_stored, len(tasks)))
     if not frames and not must_read:
         return None, None, problems
     if not frames:

@@ -276,9 +276,13 @@ class FittedModel:
             X = X[None, :]
         return (X[:, self.kept] - self.mean) / self.scale
 
+    def standardized(self, X):
+        """The rows as the scorer sees them: centred, scaled and (``level_squash``) squashed."""
+        return squash_features(self.transform(X), self.knee)
+
     def decision_function(self, X):
         """Raw anomaly score; never NaN or inf (non-finite scores become the worst seen)."""
-        Z = squash_features(self.transform(X), self.knee)
+        Z = self.standardized(X)
         if Z.shape[1] == 0:
             return np.zeros(Z.shape[0])
         s = self.scorer.decision_function(Z)
@@ -330,7 +334,7 @@ class FittedModel:
         Model-agnostic, so it reads the same for every model and ensemble.
         """
         with np.errstate(all='ignore'):
-            z = np.abs(squash_features(self.transform(x), self.knee)[0])
+            z = np.abs(self.standardized(x)[0])
             n_cols = len(self.columns)
             if n_cols == 0 or z.size == 0:
                 return []

@@ -1179,6 +1179,26 @@ def test_a_young_agent_that_answers_404_for_a_chart_it_lists_has_that_chart_wait
     assert any('not trained: the agent sent no data' in m and 'system.late' in m for m in old.errors()), old.lines
 
 
+class _NothingStored(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        self.send_response(404)
+        self.send_header('Content-Length', '9')
+        self.end_headers()
+        self.wfile.write(b'not found')
+
+
+def test_a_window_read_that_every_chart_answers_404_to_says_so():
+    """One chart answering 404 is one without data yet; all of them, a wrong address or proxy:
+    the error names the 404s rather than only that nothing could be read."""
+    from collector.netdata_api import fetch_training_frame
+    with serving(_NothingStored) as host:
+        with pytest.raises(NetdataError, match='2 of the 2 charts asked answered HTTP 404'):
+            fetch_training_frame({host: ['system.cpu', 'system.ram']}, -60, 0)
+
+
 def _with_a_spike_in_training_then_a_shift(path, spike, shift, at):
     """'system.net', one dimension at 100 with unit noise, but for one read ``spike`` higher
     at 100 s (a blip) and a level ``shift`` higher for 60 s from ``at`` s."""

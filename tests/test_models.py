@@ -444,7 +444,7 @@ def test_despike_leaves_a_gauge_that_flips_every_second_as_trained():
     assert shares[0] <= max(2 * shares[1], 0.002), shares
 
 
-@pytest.mark.parametrize('model', ['mahalanobis', 'pca'])
+@pytest.mark.parametrize('model', ['mahalanobis', 'pca', 'mahalanobis+knn', 'loda'])
 def test_one_misread_in_a_four_hour_window_does_not_hide_a_later_move(model):
     """A bytes/s chart at 1e6 with 1e4 of noise, one read of its 4-hour window at 1e9 (a
     counter misread): a move of 30 times its noise is still above the threshold, as in the
@@ -494,6 +494,14 @@ def test_loda_puts_about_contamination_of_later_normal_rows_above_its_threshold(
     later = fm.decision_function(cfg.features(x[4000 - cfg.rows_needed + 1:]))
     assert fm.model_name == 'loda' and fm.exceeds(later).mean() < 0.003
     assert 0.002 < (fm.rank_probability(later) >= 0.99).mean() < 0.02
+    # a chart that trends through its window: a later shift of 3 deviations is above the
+    # threshold most of the time (the window's halves scored by each other: 18 steps in 60)
+    t = np.arange(3900)
+    y = np.column_stack([0.002 * t + rng.normal(0, 1, t.size), rng.normal(0, 1, t.size)])
+    y[3700:3760, 1] += 3
+    fm = fit_model('system.y', list('ab'), cfg.training_features(y[:3600]), model='loda')
+    later = fm.decision_function(cfg.features(y[3600 - cfg.rows_needed + 1:]))
+    assert fm.exceeds(later[100:160]).sum() >= 30 and fm.exceeds(later[:100]).sum() <= 1
 
 
 def test_the_drivers_of_a_flag_are_weighed_as_the_squashed_model_scores_them():
