@@ -265,6 +265,8 @@ OUTLIER_SHARE = 0.001
 OUTLIER_MIN_BEYOND = 10
 # how many times that range's width beyond it a value is a misread rather than a burst
 OUTLIER_REACH = 10
+# standard deviations from the mean below which no value can be that far
+OUTLIER_SUSPECT = 8
 
 
 def winsorized(X, share=OUTLIER_SHARE):
@@ -285,12 +287,23 @@ def winsorized(X, share=OUTLIER_SHARE):
     """
     if X.shape[0] * share < OUTLIER_MIN_BEYOND:
         return X
-    lo, hi = np.quantile(X, [share, 1.0 - share], axis=0)
+    # the quantiles cost twice the fit: only features with a value OUTLIER_SUSPECT standard
+    # deviations out can have one that far beyond their range (the far value then dominates
+    # the deviation, or the range does and the value is ten of it out)
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    suspect = np.nonzero((X.max(axis=0) - mean > OUTLIER_SUSPECT * std) |
+                         (mean - X.min(axis=0) > OUTLIER_SUSPECT * std))[0]
+    if not suspect.size:
+        return X
+    lo, hi = np.quantile(X[:, suspect], [share, 1.0 - share], axis=0)
     reach = OUTLIER_REACH * (hi - lo)
     lo, hi = np.where(reach > 0, lo - reach, -np.inf), np.where(reach > 0, hi + reach, np.inf)
-    if not ((X < lo) | (X > hi)).any():
+    part = X[:, suspect]
+    if not ((part < lo) | (part > hi)).any():
         return X
-    return np.clip(X, lo, hi)
+    out = X.copy()
+    out[:, suspect] = np.clip(part, lo, hi)
+    return out
 
 
 def feature_scale(X, groups=None):

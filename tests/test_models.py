@@ -520,3 +520,15 @@ def test_the_drivers_of_a_flag_are_weighed_as_the_squashed_model_scores_them():
     now[-1, 1] += 40           # a jump in this step
     drivers = fm.attribution(cfg.features(now))
     assert drivers[0][0] == 'h::system.x|jump', drivers
+
+
+def test_winsorized_pulls_in_the_same_values_whichever_features_it_looks_at():
+    """Only features with a value far from their mean are looked at closely (the quantiles
+    cost more than the fit); heavy tails, bursts and misreads come out as if every feature were."""
+    rng = np.random.default_rng(0)
+    for X in (rng.standard_cauchy(size=(12000, 4)), rng.pareto(1.5, size=(12000, 4)),
+              (rng.random((12000, 4)) < 0.0005) * rng.exponential(1e6, (12000, 4)) + rng.normal(size=(12000, 4))):
+        X[[10, 20], [1, 3]] = [1e9, -1e7]
+        lo, hi = np.quantile(X, [0.001, 0.999], axis=0)
+        reach = 10 * (hi - lo)
+        assert np.array_equal(models.winsorized(X), np.clip(X, lo - reach, hi + reach))
