@@ -295,10 +295,10 @@ def winsorized(X, share=OUTLIER_SHARE):
                          (mean - X.min(axis=0) > OUTLIER_SUSPECT * std))[0]
     if not suspect.size:
         return X
-    lo, hi = np.quantile(X[:, suspect], [share, 1.0 - share], axis=0)
+    part = X[:, suspect]
+    lo, hi = np.quantile(part, [share, 1.0 - share], axis=0)
     reach = OUTLIER_REACH * (hi - lo)
     lo, hi = np.where(reach > 0, lo - reach, -np.inf), np.where(reach > 0, hi + reach, np.inf)
-    part = X[:, suspect]
     if not ((part < lo) | (part > hi)).any():
         return X
     out = X.copy()

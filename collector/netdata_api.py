@@ -403,12 +403,10 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
                 return df[~twice], 'error found on data from: {}/api/v1/data?chart={} ({} time{} given twice, ' \
                                    'the last row kept)'.format(api.base_url, chart, n, '' if n == 1 else 's')
             return df, None
-        except NetdataError as e:
-            if e.status == 404:   # a chart it lists with nothing stored yet (an agent seconds old): no data
+        except (NetdataError, KeyError, TypeError, IndexError, ValueError) as e:
+            if getattr(e, 'status', None) == 404:   # a chart it lists with nothing stored yet (an agent seconds old)
                 return None, _NOTHING_STORED
-            return None, 'error found on data from: {}/api/v1/data?chart={} ({})'.format(api.base_url, chart, e.reason)
-        except (KeyError, TypeError, IndexError, ValueError) as e:
-            why = 'unreadable rows: {}: {}'.format(e.__class__.__name__, e)
+            why = e.reason if isinstance(e, NetdataError) else 'unreadable rows: {}: {}'.format(e.__class__.__name__, e)
             return None, 'error found on data from: {}/api/v1/data?chart={} ({})'.format(api.base_url, chart, why)
         finally:
             api.close()
