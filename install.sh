@@ -6,21 +6,24 @@
 #   sudo ./install.sh --check       does the agent load the module, do its charts exist?
 #   ./install.sh --dev              .venv with the project and its test dependencies (no root)
 #
-# Options for a non-default agent: --config-dir DIR (default /etc/netdata), --stock-config-dir DIR
-# (default /usr/lib/netdata/conf.d), --plugins-dir DIR
-# (python.d plugins dir, default /usr/lib/netdata/plugins.d), --lib-dir DIR (default
-# /var/lib/netdata), --port PORT (default 19999), --python PATH (default: the python that
-# python.d.plugin runs), --venv DIR (default <lib-dir>/anomalies-venv), --no-restart.
+# The agent is looked for where Debian's packages (/usr/lib/netdata/plugins.d), Netdata's own
+# packages (/usr/libexec/netdata/plugins.d) and its static build (/opt/netdata) put it.
+# Options for another agent: --prefix DIR (where it is installed: / or /opt/netdata),
+# --config-dir DIR (<prefix>/etc/netdata), --stock-config-dir DIR (<prefix>/usr/lib/netdata/conf.d),
+# --plugins-dir DIR (the folder of python.d.plugin), --lib-dir DIR (<prefix>/var/lib/netdata),
+# --port PORT (default 19999), --python PATH (default: the python that python.d.plugin runs),
+# --venv DIR (default <lib-dir>/anomalies-venv), --no-restart.
 set -euo pipefail
 umask 022   # the agent runs as the netdata user: what is installed must be readable to it
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mode=
 config_dir_given=
-config_dir=/etc/netdata
-stock_config_dir=/usr/lib/netdata/conf.d
-plugins_dir=/usr/lib/netdata/plugins.d
-lib_dir=/var/lib/netdata
+prefix=
+config_dir=
+stock_config_dir=
+plugins_dir=
+lib_dir=
 port=19999
 python=
 venv=
@@ -39,6 +42,7 @@ while [ $# -gt 0 ]; do
     --dev) set_mode dev ;;
     --uninstall) set_mode uninstall ;;
     --check) set_mode check ;;
+    --prefix) value "$@"; prefix="$2"; agent_options+=("$1" "$2"); shift ;;
     --config-dir) value "$@"; config_dir="$2"; config_dir_given=1; agent_options+=("$1" "$2"); shift ;;
     --stock-config-dir) value "$@"; stock_config_dir="$2"; shift ;;
     --plugins-dir) value "$@"; plugins_dir="$2"; agent_options+=("$1" "$2"); shift ;;
@@ -47,7 +51,7 @@ while [ $# -gt 0 ]; do
     --python) value "$@"; python="$2"; shift ;;
     --venv) value "$@"; venv="$2"; shift ;;
     --no-restart) restart=0 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
   shift
@@ -58,6 +62,44 @@ case "$port" in ''|*[!0-9]*) die "--port must be a number, got '$port'" ;; esac
 if [ "$mode" = dev ] && { [ -n "$venv" ] || [ ${#agent_options[@]} -gt 0 ]; }; then
   die "--dev makes $here/.venv and takes only --python"
 fi
+
+# Where the agent is: the folder holding python.d.plugin under each place an agent is installed
+# (Debian's packages keep plugins in usr/lib, Netdata's packages and static build in usr/libexec);
+# the other folders follow from the prefix that holds it. Options given name their folder as is.
+layouts=()
+if [ -z "$plugins_dir" ] && [ "$mode" != dev ]; then
+  if [ -n "$prefix" ]; then
+    [ -d "$prefix" ] || die "--prefix $prefix is not a folder"
+    prefixes=("$(realpath -m "$prefix")")
+  else
+    prefixes=(/ /opt/netdata)
+  fi
+  for p in "${prefixes[@]}"; do
+    for sub in usr/lib/netdata/plugins.d usr/libexec/netdata/plugins.d; do
+      [ -x "${p%/}/$sub/python.d.plugin" ] && layouts+=("${p%/}|${p%/}/$sub")
+    done
+  done
+  looked="$(for p in "${prefixes[@]}"; do printf '%s/usr/lib/netdata/plugins.d, %s/usr/libexec/netdata/plugins.d, ' "${p%/}" "${p%/}"; done)"
+  looked="${looked%, }"
+  # one prefix with both plugin folders is one agent to remove, but which is it to install into?
+  if [ "${#layouts[@]}" -gt 1 ] && { [ "$mode" != uninstall ] || [ "$(printf '%s\n' "${layouts[@]%%|*}" | sort -u | wc -l)" -gt 1 ]; }; then
+    die "python.d.plugin is in more than one place ($(printf '%s ' "${layouts[@]#*|}" | sed 's/ $//')): pass $([ -n "$prefix" ] && echo --plugins-dir || echo '--prefix or --plugins-dir') to name the agent's"
+  fi
+fi
+if [ "${#layouts[@]}" -ge 1 ]; then
+  prefix="${layouts[0]%%|*}" plugins_dir="${layouts[0]#*|}"
+elif [ -z "$plugins_dir" ]; then   # none found: Debian's, which the error below names
+  plugins_dir="${prefix%/}/usr/lib/netdata/plugins.d"
+elif [ -z "$prefix" ]; then   # a plugins dir given in an agent's usual place tells its prefix
+  case "$(realpath -m "$plugins_dir")" in
+    */usr/lib/netdata/plugins.d|*/usr/libexec/netdata/plugins.d)
+      prefix="$(realpath -m "$plugins_dir")" prefix="${prefix%/usr/lib*/netdata/plugins.d}" ;;
+  esac
+fi
+prefix="${prefix%/}"
+config_dir="${config_dir:-$prefix/etc/netdata}"
+stock_config_dir="${stock_config_dir:-$prefix/usr/lib/netdata/conf.d}"
+lib_dir="${lib_dir:-$prefix/var/lib/netdata}"
 # absolute paths: the marker and the install record are read from the agent's own directory
 config_dir="$(realpath -m "$config_dir")"
 stock_config_dir="$(realpath -m "$stock_config_dir")"
@@ -159,7 +201,7 @@ if [ -n "$rec_config_dir" ] && [ "$rec_config_dir" != "$config_dir" ]; then
 fi
 
 [ "$mode" = uninstall ] || [ -x "$plugins_dir/python.d.plugin" ] \
-  || die "no python.d.plugin in $plugins_dir: is Netdata with python.d installed? (Debian: apt-get install netdata netdata-plugins-python; or pass --plugins-dir)"
+  || die "no python.d.plugin in ${looked:-$plugins_dir}: is Netdata with python.d installed? (Debian's packages: apt-get install netdata netdata-plugins-python; Netdata's: netdata-plugin-pythond; installed elsewhere: pass --prefix or --plugins-dir)"
 [ -d "$config_dir" ] || die "no Netdata config dir $config_dir (pass --config-dir)"
 [ -w "$config_dir" ] || die "cannot write to $config_dir"
 
@@ -178,8 +220,14 @@ plugin_python() {  # the python python.d.plugin runs, or nothing when its first 
   first="$(head -n1 "$plugins_dir/python.d.plugin" | sed -n 's/^#! *//p')"
   py="$(awk '{print $1}' <<< "$first")"
   case "$py" in */env) py="$(awk '{print $2}' <<< "$first")" ;; esac
+  case "${py##*/}" in   # Netdata's packages and static build: a shell line that runs python3 from
+    # PATH, which for an agent started by systemd is this one
+    bash|sh) py="$(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin command -v python3 || true)" ;;
+  esac
   if "${py:-false}" -c 'import sys' >/dev/null 2>&1; then printf '%s' "$py"; fi
 }
+[ "$mode" = uninstall ] \
+  || say "agent: $plugins_dir/python.d.plugin (runs $(plugin_python || true)), config in $config_dir, data in $lib_dir"
 pyver() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
 
 restart_agent() {
@@ -325,7 +373,9 @@ if [ -n "$agent_python" ] && [ "$(pyver "$python")" != "$(pyver "$agent_python")
   die "python.d.plugin runs $agent_python (Python $(pyver "$agent_python")) and --python is $(pyver "$python"): the module's packages must be built for the agent's Python"
 fi
 say "agent python: $python ($("$python" -c 'import sys; print(sys.version.split()[0])'))"
-"$python" -c 'import yaml' 2>/dev/null || say "warning: $python has no PyYAML; python.d.plugin needs it (Debian: apt-get install python3-yaml)"
+# Netdata's packages and static build bring python.d.plugin's own copy of PyYAML; Debian's do not
+[ -d "$plugins_dir/../python.d/python_modules/pyyaml3" ] || "$python" -c 'import yaml' 2>/dev/null \
+  || say "warning: $python has no PyYAML; python.d.plugin needs it (Debian: apt-get install python3-yaml)"
 
 say "installing dependencies into $venv"
 mkdir -p "$lib_dir"

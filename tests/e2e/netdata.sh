@@ -320,4 +320,29 @@ grep -qx 'example: no' "$work/etc/python.d.conf" || fail "uninstall undid the us
 [ ! -e "$work/etc/custom-plugins.d/python.d" ] || fail "uninstall left the folder it made for the module"
 [ ! -e "$work/etc/health.d" ] || fail "uninstall left the health.d folder it made"
 [ -d "$work/etc/custom-plugins.d" ] && [ -d "$work/etc/python.d" ] || fail "uninstall removed a folder it did not make"
+
+# ---- a static build's tree (/opt/netdata): found from its prefix alone, installed, removed ----
+static="$work/static/opt/netdata"
+mkdir -p "$static"/{usr/libexec/netdata/plugins.d,usr/lib/netdata/conf.d,etc/netdata,var/lib/netdata}
+cp /usr/lib/netdata/conf.d/python.d.conf "$static/usr/lib/netdata/conf.d/"
+# its python.d.plugin starts with a shell line that runs python3 from PATH
+printf '#!/usr/bin/env bash\n%s\n' "'''':; exec \"\$(command -v python3)\" \"\$0\" \"\$@\" # '''" \
+  > "$static/usr/libexec/netdata/plugins.d/python.d.plugin"
+chmod 755 "$static/usr/libexec/netdata/plugins.d/python.d.plugin"
+tree_before="$(cd "$work/static" && find . | sort)"
+"$here/install.sh" --prefix "$static" --no-restart > "$work/static.log" 2>&1 \
+  || { cat "$work/static.log"; fail "install.sh --prefix (a static build's tree)"; }
+[ "$(cat "$static/etc/netdata/custom-plugins.d/python.d/anomalies.venv" 2>/dev/null)" = "$static/var/lib/netdata/anomalies-venv" ] \
+  || fail "the static build's module does not name the venv in its lib dir"
+[ "$("$static/var/lib/netdata/anomalies-venv/bin/python" -c 'import collector, sys; print(sys.version_info[:2])')" \
+  = "$(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin python3 -c 'import sys; print(sys.version_info[:2])')" ] \
+  || fail "the static build's venv is not the python3 of the PATH systemd gives the agent"
+grep -qE '^anomalies: *yes' "$static/etc/netdata/python.d.conf" || fail "the static build's python.d.conf does not enable the module"
+[ -f "$static/etc/netdata/python.d/anomalies.conf" ] && [ -f "$static/etc/netdata/health.d/anomalies.conf" ] \
+  || fail "the static build did not get anomalies.conf and its health alarms"
+"$here/install.sh" --check --prefix "$static" --port "$port" > "$work/static-check.log" 2>&1   # no agent runs there now
+grep -q "imports the module's package" "$work/static-check.log" || { cat "$work/static-check.log"; fail "install.sh --check --prefix"; }
+"$here/install.sh" --uninstall --prefix "$static" --no-restart > /dev/null || fail "install.sh --uninstall --prefix"
+[ "$(cd "$work/static" && find . | sort)" = "$tree_before" ] || fail "uninstall did not leave the static build's tree as it was"
+log "a static build's tree: installed under $static and removed, found from --prefix alone"
 log "PASSED"

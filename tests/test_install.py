@@ -1,0 +1,82 @@
+"""How ``install.sh`` finds the agent it installs into (Debian's packages, Netdata's, its static build).
+
+``--check`` says what it found without changing anything, so these run on fake agent trees.
+The install itself, on the real agent and on a static build's tree, is run by tests/e2e/netdata.sh.
+"""
+import os
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='install.sh runs as root')
+
+# a Netdata static build's or own package's python.d.plugin: bash picks python3 from PATH
+SHELL_LINE_PLUGIN = "#!/usr/bin/env bash\n'''':; exec \"$(command -v python3)\" \"$0\" \"$@\" # '''\n"
+SYSTEMD_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+
+
+def agent_tree(prefix, plugin_dirs=('usr/libexec/netdata/plugins.d',)):
+    for sub in plugin_dirs:
+        os.makedirs(os.path.join(prefix, sub))
+        plugin = os.path.join(prefix, sub, 'python.d.plugin')
+        with open(plugin, 'w') as f:
+            f.write(SHELL_LINE_PLUGIN)
+        os.chmod(plugin, 0o755)
+    os.makedirs(os.path.join(prefix, 'etc/netdata'))
+
+
+def check(*args):
+    # port 1: no agent answers there, so only the files are looked at
+    proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--check', '--port', '1'] + list(args),
+                          capture_output=True, text=True, timeout=60)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def systemd_python3():
+    proc = subprocess.run(['bash', '-c', 'command -v python3'], env={'PATH': SYSTEMD_PATH},
+                          capture_output=True, text=True)
+    return proc.stdout.strip()
+
+
+def test_a_static_build_is_found_under_its_prefix_with_the_python_its_plugin_runs(tmp_path):
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    rc, out = check('--prefix', prefix)
+    assert rc == 1, out   # nothing installed yet
+    plugin = prefix + '/usr/libexec/netdata/plugins.d/python.d.plugin'
+    assert 'agent: {} (runs {}), config in {}/etc/netdata, data in {}/var/lib/netdata'.format(
+        plugin, systemd_python3(), prefix, prefix) in out
+    assert 'missing {}/etc/netdata/custom-plugins.d/python.d/anomalies.chart.py'.format(prefix) in out
+    assert 'not enabled in {}/etc/netdata/python.d.conf'.format(prefix) in out
+
+
+def test_a_plugins_dir_in_an_agents_usual_place_tells_the_other_folders(tmp_path):
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    rc, out = check('--plugins-dir', prefix + '/usr/libexec/netdata/plugins.d/')
+    assert 'config in {}/etc/netdata, data in {}/var/lib/netdata'.format(prefix, prefix) in out
+    # folders given are taken as they are
+    rc, out = check('--plugins-dir', prefix + '/usr/libexec/netdata/plugins.d', '--lib-dir', str(tmp_path / 'data'))
+    assert 'config in {}/etc/netdata, data in {}'.format(prefix, tmp_path / 'data') in out
+
+
+def test_python_d_plugin_in_two_places_is_refused_naming_both(tmp_path):
+    prefix = str(tmp_path)
+    agent_tree(prefix, ('usr/lib/netdata/plugins.d', 'usr/libexec/netdata/plugins.d'))
+    rc, out = check('--prefix', prefix)
+    assert rc == 1
+    assert ('error: python.d.plugin is in more than one place ({0}/usr/lib/netdata/plugins.d '
+            '{0}/usr/libexec/netdata/plugins.d): pass --plugins-dir'.format(prefix)) in out
+    rc, out = check('--prefix', prefix, '--plugins-dir', prefix + '/usr/lib/netdata/plugins.d')
+    assert 'agent: {}/usr/lib/netdata/plugins.d/python.d.plugin'.format(prefix) in out
+
+
+def test_no_agent_under_the_prefix_says_where_it_looked(tmp_path):
+    rc, out = check('--prefix', str(tmp_path))
+    assert rc == 1
+    assert 'error: no python.d.plugin in {0}/usr/lib/netdata/plugins.d, {0}/usr/libexec/netdata/plugins.d:'.format(
+        tmp_path) in out
+    rc, out = check('--prefix', str(tmp_path / 'nowhere'))
+    assert 'error: --prefix {} is not a folder'.format(tmp_path / 'nowhere') in out
