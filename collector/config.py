@@ -13,7 +13,8 @@ from typing import Optional, Tuple, Union
 
 from .models import DEEP_MODELS, MIN_TRAIN_ROWS, MODEL_NAMES, deep_available, model_members, valid_model
 
-# Keys python.d.plugin itself puts into (or reads from) every job's configuration.
+# Keys python.d.plugin itself puts into (or reads from) every job's configuration. Besides these
+# it may add keys of its own beginning with '__' ('__is_stock' from Netdata 1.44 on): ignored.
 FRAMEWORK_KEYS = {
     'name': None, 'job_name': None, 'override_name': None,
     'update_every': 1, 'priority': 60000, 'autodetection_retry': 0,
@@ -272,6 +273,10 @@ def valid_host(host):
     return isinstance(host, str) and bool(host.strip()) and '://' not in host and ' ' not in host.strip()
 
 
+def _plugins_own(key):
+    return isinstance(key, str) and key.startswith('__')
+
+
 def parse_job_config(raw, job_name=None):
     """Validate a job's raw configuration (as python.d passes it) into a ``JobConfig``.
 
@@ -280,7 +285,8 @@ def parse_job_config(raw, job_name=None):
     if not isinstance(raw, dict):
         raise ConfigError(['the job configuration must be a mapping, got {!r}'.format(raw)])
     errors = []
-    unknown = sorted((k for k in raw if k not in DEFAULTS and k not in FRAMEWORK_KEYS), key=str)
+    unknown = sorted((k for k in raw if k not in DEFAULTS and k not in FRAMEWORK_KEYS and not _plugins_own(k)),
+                     key=str)
     for k in unknown:
         if isinstance(k, str):
             errors.append("key '{}': unknown option (see anomalies.conf for the valid ones)".format(k))

@@ -203,8 +203,12 @@ class NetdataApi:
         return sorted(cid for cid, c in charts.items() if isinstance(c, dict) and c.get('context') == context)
 
     def data(self, chart, after, before=0, points=0):
-        """One chart's stored values: ``(dimension names, [[time, values...], ...])`` oldest first."""
-        path = ('/api/v1/data?chart={}&after={}&before={}&points={}&format=json&options=flip'
+        """One chart's stored values: ``(dimension names, [[time, values...], ...])`` oldest first.
+
+        Every dimension, hidden ones too (system.cpu's idle): the agent leaves them out unless
+        asked, while allmetrics, and so each step, has them.
+        """
+        path = ('/api/v1/data?chart={}&after={}&before={}&points={}&format=json&options=flip&dimensions=*'
                 .format(quote(chart, safe=''), int(after), int(before), int(points)))
         body = self._get_json(path)
         try:

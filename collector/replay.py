@@ -199,12 +199,22 @@ def resolve_window(after, before, now):
     return after, before
 
 
-def data_body(recording, chart, after, before, now, points=0, group='average', dims='*', options=''):
-    """The body of ``/api/v1/data`` for one chart, newest row first as the agent sends it."""
+def data_body(recording, chart, after, before, now, points=0, group='average', dims=None, options=''):
+    """The body of ``/api/v1/data`` for one chart, newest row first as the agent sends it.
+
+    Asked for no ``dimensions``, the agent leaves out the hidden ones (system.cpu's idle): those
+    its chart listing does not show.
+    """
     loaded = recording.chart_rows(chart)
     if loaded is None:
         return None
     labels, times, values = loaded
+    listed = (recording.charts or {}).get(chart)
+    listed = listed.get('dimensions') if isinstance(listed, dict) else None
+    if dims is None and isinstance(listed, dict) and listed:
+        shown = {d.get('name', k) if isinstance(d, dict) else k for k, d in listed.items()}
+        keep = [i for i, l in enumerate(labels) if l in shown]
+        labels, values = [labels[i] for i in keep], values[:, keep]
     after, before = resolve_window(after, before, now)
     before = min(before, int(now))
     mask = (times >= after) & (times <= before)
@@ -344,7 +354,7 @@ class _Handler(BaseHTTPRequestHandler):
             chart = qs.get('chart', [''])[0]
             body = data_body(rec, chart, _int(qs, 'after', -600), _int(qs, 'before', 0), now,
                              points=_int(qs, 'points', 0), group=qs.get('group', ['average'])[0],
-                             dims=qs.get('dimensions', ['*'])[0] or '*', options=qs.get('options', [''])[0])
+                             dims=qs.get('dimensions', [''])[0] or None, options=qs.get('options', [''])[0])
             if body is None:
                 return self._send(404, b'Chart is not found: ' + chart.encode())
             return self._send(200, body)

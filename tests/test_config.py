@@ -263,3 +263,11 @@ def test_detection_keys_defaults_and_checks():
     assert np.array_equal(parse_job_config({}).training_features(x), off.features(x))
     for bad in ('pca+pca', 'pca+nope', '+pca', 7):
         assert any("key 'model'" in e for e in errors_for({'model': bad})), bad
+
+
+def test_a_job_configuration_as_newer_python_d_plugins_pass_it_is_accepted():
+    # python.d.plugin from Netdata 1.44 on adds '__is_stock' to every job's configuration
+    raw = {'job_name': 'anomalies', 'override_name': '', 'update_every': 1, 'priority': 60000,
+           'autodetection_retry': 0, 'chart_cleanup': 10, 'penalty': True, '__is_stock': False, 'model': 'hbos'}
+    assert parse_job_config(raw).model == 'hbos'
+    assert errors_for({'is_stock': False}) == ["key 'is_stock': unknown option (see anomalies.conf for the valid ones)"]

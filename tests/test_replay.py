@@ -350,6 +350,16 @@ def test_allmetrics_filter_like_the_agent(replay):
     assert 'system.cpu' not in body and 'system.ram' in body and 'apps.cpu' not in body
 
 
+def test_a_window_read_leaves_out_hidden_dimensions_unless_asked_like_the_agent(replay):
+    # as Netdata 1.37.1 answers: system.cpu's idle, hidden, only with a dimensions pattern
+    plain = get(replay, '/api/v1/data?chart=system.cpu&after=-5&format=json')
+    everything = get(replay, '/api/v1/data?chart=system.cpu&after=-5&format=json&dimensions=*')
+    listed = get(replay, '/api/v1/charts')['charts']['system.cpu']['dimensions']
+    assert plain['labels'][1:] == [d['name'] for d in listed.values()]
+    assert everything['labels'][1:] == plain['labels'][1:] + ['idle']
+    assert len(everything['data'][0]) == len(plain['data'][0]) + 1
+
+
 def test_direct_window_read_equals_netdata_pandas(replay):
     """Where netdata-pandas cannot run (Python 3.13+), the window is read directly, the same way."""
     from collector.netdata_api import _fetch_directly, fetch_training_frame
@@ -357,6 +367,8 @@ def test_direct_window_read_equals_netdata_pandas(replay):
     direct, times, problems = _fetch_directly(charts, -120, 0, 'http', None, None, True, 10, 0, 'why')
     assert problems == ['why'] and not any('no.such' in c for c in direct.columns)   # HTTP 404: no data
     assert times[0] == START + 600 - 119 and len(direct) == 120
+    # a hidden dimension is read too: each step's allmetrics has it
+    assert '{}::system.cpu|idle'.format(replay.host) in direct.columns
     try:
         import netdata_pandas.data  # noqa: F401
     except Exception:
