@@ -19,6 +19,7 @@ umask 022   # the agent runs as the netdata user: what is installed must be read
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mode=
 config_dir_given=
+lib_dir_given=
 prefix=
 config_dir=
 stock_config_dir=
@@ -46,7 +47,7 @@ while [ $# -gt 0 ]; do
     --config-dir) value "$@"; config_dir="$2"; config_dir_given=1; agent_options+=("$1" "$2"); shift ;;
     --stock-config-dir) value "$@"; stock_config_dir="$2"; shift ;;
     --plugins-dir) value "$@"; plugins_dir="$2"; agent_options+=("$1" "$2"); shift ;;
-    --lib-dir) value "$@"; lib_dir="$2"; agent_options+=("$1" "$2"); shift ;;
+    --lib-dir) value "$@"; lib_dir="$2"; lib_dir_given=1; agent_options+=("$1" "$2"); shift ;;
     --port) value "$@"; port="$2"; agent_options+=("$1" "$2"); shift ;;
     --python) value "$@"; python="$2"; shift ;;
     --venv) value "$@"; venv="$2"; shift ;;
@@ -81,6 +82,12 @@ if [ -z "$plugins_dir" ] && [ "$mode" != dev ]; then
   done
   looked="$(for p in "${prefixes[@]}"; do printf '%s/usr/lib/netdata/plugins.d, %s/usr/libexec/netdata/plugins.d, ' "${p%/}" "${p%/}"; done)"
   looked="${looked%, }"
+  if [ "${#layouts[@]}" -gt 1 ] && [ "$mode" = uninstall ] && [ -z "$lib_dir_given" ]; then
+    # two agents: the one the install went into is the one with the install record
+    recorded=()
+    for l in "${layouts[@]}"; do [ ! -f "${l%%|*}/var/lib/netdata/anomalies-install.state" ] || recorded+=("$l"); done
+    [ "${#recorded[@]}" -eq 0 ] || layouts=("${recorded[@]}")
+  fi
   # one prefix with both plugin folders is one agent to remove, but which is it to install into?
   if [ "${#layouts[@]}" -gt 1 ] && { [ "$mode" != uninstall ] || [ "$(printf '%s\n' "${layouts[@]%%|*}" | sort -u | wc -l)" -gt 1 ]; }; then
     die "python.d.plugin is in more than one place ($(printf '%s ' "${layouts[@]#*|}" | sed 's/ $//')): pass $([ -n "$prefix" ] && echo --plugins-dir || echo '--prefix or --plugins-dir') to name the agent's"
@@ -106,6 +113,22 @@ stock_config_dir="$(realpath -m "$stock_config_dir")"
 plugins_dir="$(realpath -m "$plugins_dir")"
 lib_dir="$(realpath -m "$lib_dir")"
 [ -z "$venv" ] || venv="$(realpath -m "$venv")"
+
+# An install record elsewhere than the lib dir found: one by an older version of this script
+# (which kept /var/lib/netdata whatever the plugins dir), or, for --uninstall where no agent
+# is found any more, the only one there is. Its agent config decides.
+record_config_dir() { ( config_dir_at=; . "$1/anomalies-install.state" >/dev/null 2>&1; printf '%s' "$config_dir_at" ) || true; }
+if [ "$mode" != dev ] && [ -z "$lib_dir_given" ] && [ ! -f "$lib_dir/anomalies-install.state" ]; then
+  for d in /var/lib/netdata /opt/netdata/var/lib/netdata; do
+    [ "$d" != "$lib_dir" ] && [ -f "$d/anomalies-install.state" ] || continue
+    at="$(record_config_dir "$d")"
+    if [ "$at" = "$config_dir" ] || { [ "$mode" = uninstall ] && [ "${#layouts[@]}" -eq 0 ] && [ -z "$config_dir_given" ]; }; then
+      lib_dir="$d"
+      printf 'install.sh: the install record is in %s (of the agent config in %s)\n' "$d" "${at:-?}"
+      break
+    fi
+  done
+fi
 
 check_python() {
   local py="$1" version
@@ -214,20 +237,34 @@ health_conf="$config_dir/health.d/anomalies.conf"
 legacy_backup="$lib_dir/anomalies-python.d.conf.orig"   # kept by older versions of this script
 venv="${venv:-${rec_venv:-$lib_dir/anomalies-venv}}"
 
-plugin_python() {  # the python python.d.plugin runs, or nothing when its first line does not say
+# the PATH of an agent started by systemd, which its plugins inherit (not root's shell's)
+agent_path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+plugin_interpreter() {  # what the first line of python.d.plugin runs: a path, a name looked up in PATH, or a shell
   local first py
   [ -r "$plugins_dir/python.d.plugin" ] || return 0
   first="$(head -n1 "$plugins_dir/python.d.plugin" | sed -n 's/^#! *//p')"
   py="$(awk '{print $1}' <<< "$first")"
   case "$py" in */env) py="$(awk '{print $2}' <<< "$first")" ;; esac
-  case "${py##*/}" in   # Netdata's packages and static build: a shell line that runs python3 from
-    # PATH, which for an agent started by systemd is this one
-    bash|sh) py="$(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin command -v python3 || true)" ;;
-  esac
+  printf '%s' "$py"
+}
+plugin_runs_shell() { case "$(plugin_interpreter)" in bash|sh|*/bash|*/sh) return 0 ;; esac; return 1; }
+plugin_python() {  # the python python.d.plugin runs, or nothing when its first line does not say
+  local py
+  py="$(plugin_interpreter)"
+  if plugin_runs_shell; then   # Netdata's packages and static build: a shell line that runs python3 from PATH
+    py="$(PATH="$agent_path" command -v python3 || PATH="$agent_path" command -v python || true)"
+  elif [ -n "$py" ] && [ "${py#*/}" = "$py" ]; then   # '#!/usr/bin/env python3': looked up in the agent's PATH
+    py="$(PATH="$agent_path" command -v "$py" || true)"
+  fi
   if "${py:-false}" -c 'import sys' >/dev/null 2>&1; then printf '%s' "$py"; fi
 }
-[ "$mode" = uninstall ] \
-  || say "agent: $plugins_dir/python.d.plugin (runs $(plugin_python || true)), config in $config_dir, data in $lib_dir"
+if [ "$mode" != uninstall ]; then
+  runs="$(plugin_python || true)"
+  if [ -z "$runs" ]; then
+    runs="$(plugin_runs_shell && echo "python3 from PATH, none in $agent_path" || echo "a python its first line does not name")"
+  fi
+  say "agent: $plugins_dir/python.d.plugin (runs $runs), config in $config_dir, data in $lib_dir"
+fi
 pyver() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
 
 restart_agent() {
@@ -304,7 +341,7 @@ if [ "$mode" = check ]; then
 fi
 
 if [ "$mode" = uninstall ]; then
-  [ -f "$state" ] || die "no install record at $state: nothing to undo"
+  [ -f "$state" ] || die "no install record at $state: nothing to undo (an install with --prefix or --lib-dir is undone with the same option)"
   failed=0
   step() {  # step MESSAGE COMMAND...: run it, say MESSAGE when it worked, count it when it did not
     local msg="$1"; shift
@@ -365,6 +402,8 @@ fi
 # ---- install (or upgrade) ----
 agent_python="$(plugin_python)"
 if [ -z "$python" ]; then
+  [ -n "$agent_python" ] || ! plugin_runs_shell \
+    || die "python.d.plugin runs python3 from PATH, and there is none in $agent_path: install python3, or pass --python"
   python="${agent_python:-python3}"
   [ -n "$agent_python" ] || say "warning: cannot tell which python python.d.plugin runs (its first line is not one); using $(command -v python3 || echo python3)"
 fi

@@ -5,6 +5,7 @@ The install itself, on the real agent and on a static build's tree, is run by te
 """
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -80,3 +81,17 @@ def test_no_agent_under_the_prefix_says_where_it_looked(tmp_path):
         tmp_path) in out
     rc, out = check('--prefix', str(tmp_path / 'nowhere'))
     assert 'error: --prefix {} is not a folder'.format(tmp_path / 'nowhere') in out
+
+
+def test_a_python_named_on_the_plugins_first_line_is_the_one_on_the_agents_path_not_roots(tmp_path):
+    prefix = str(tmp_path / 'agent')
+    agent_tree(prefix, ('usr/lib/netdata/plugins.d',))
+    with open(prefix + '/usr/lib/netdata/plugins.d/python.d.plugin', 'w') as f:
+        f.write('#!/usr/bin/env python3\n')
+    shadow = tmp_path / 'bin'   # a python3 first on root's PATH only (pyenv, a venv) that the agent never runs
+    shadow.mkdir()
+    os.symlink(sys.executable, str(shadow / 'python3'))
+    proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--check', '--port', '1', '--prefix', prefix],
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PATH='{}:{}'.format(shadow, os.environ['PATH'])))
+    assert '(runs {}),'.format(systemd_python3()) in proc.stdout
