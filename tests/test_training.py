@@ -125,3 +125,35 @@ def test_a_job_stepping_every_5_s_learns_from_every_phase_of_its_window(replay):
     reach = (cfg5.training_rows_needed - 1) * 5
     assert aware.info['excluded_rows'] == (SPIKE[1] - SPIKE[0]) + reach
     assert aware.threshold < five.threshold / 2
+
+
+def test_many_charts_are_read_a_batch_at_a_time_on_one_window_and_a_failed_read_costs_its_batch(monkeypatch):
+    """A window's JSON, parsed, costs several times its numbers: 300 charts read at once took
+    a 4-hour training to 1.1 GB. Read a batch at a time, every model still sees the same rows."""
+    import pandas as pd
+    from collector import netdata_api, training
+    t = np.arange(1000, 2200, dtype=float)
+    calls = []
+
+    def fetch(host_charts, after, before, **kwargs):
+        charts = [c for cs in host_charts.values() for c in cs]
+        calls.append((len(charts), after, before))
+        if 'system.c055' in charts:
+            raise netdata_api.NetdataError('h:1 answered HTTP 500')
+        rng = np.random.default_rng(len(calls))
+        cols = ['h:1::{}|{}'.format(c, d) for c in charts for d in ('a', 'b')]
+        return pd.DataFrame(rng.normal(10, 1, (t.size, len(cols))), index=t, columns=cols), t, []
+    monkeypatch.setattr(netdata_api, 'fetch_training_frame', fetch)
+    cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
+    charts = ['system.c{:03d}'.format(i) for i in range(2 * training.TRAIN_BATCH_CHARTS + 10)]
+    specs = [ModelSpec(c, 'h:1', chart=c) for c in charts]
+    specs.append(ModelSpec('custom', 'h:1', columns=('h:1::system.c000|a', 'h:1::system.c070|b')))
+    result = run_training(TrainingRequest(cfg, specs, -1200, 0, listed_seconds={c: 3600 for c in charts}))
+    assert max(n for n, _, _ in calls) <= training.TRAIN_BATCH_CHARTS and len(calls) == 4
+    # the custom model's charts first, relative to the agent's clock; then that same window
+    assert calls[0] == (2, -1200, 0) and all(c[1:] == (1000, 2199) for c in calls[1:])
+    k = 55 // training.TRAIN_BATCH_CHARTS   # system.c055's batch
+    failed = set(charts[k * training.TRAIN_BATCH_CHARTS:(k + 1) * training.TRAIN_BATCH_CHARTS])
+    assert set(result.errors) == failed and not result.error
+    assert result.errors['system.c055'] == 'its training window could not be read (h:1 answered HTTP 500)'
+    assert set(result.models) == set(charts) - failed | {'custom'}
