@@ -226,8 +226,9 @@ class AnomalyDetector:
         self.training_all = not self._first_window_fixed and len(todo) == len(specs)
         after, before = self._training_window()
         try:
+            api = self.apis[self.config.host]
             self.trainer.start(TrainingRequest(self.config, todo, after, before, self._exclusions(), self.models_dir,
-                                               self.apis[self.config.host].listed_seconds))
+                                               api.listed_seconds, api.listed_at))
         except Exception as e:  # e.g. no memory or file descriptors for the training process
             self.problems.report('training', 'cannot start training: {!r}'.format(e))
             self.next_training = self.steps + RETRY_STEPS

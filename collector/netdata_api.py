@@ -139,6 +139,7 @@ class NetdataApi:
         self._filter = (None, '')  # (charts, query part) of the last allmetrics filter
         self.last_raw = None       # bytes of the last allmetrics answer
         self.listed_seconds = {}   # chart id -> seconds it had been collected, from the last chart list
+        self.listed_at = None      # the agent's time at the last chart list (see charts)
 
     @classmethod
     def from_config(cls, config, host=None):
@@ -183,7 +184,7 @@ class NetdataApi:
         charts = body.get('charts') if isinstance(body, dict) else None
         if not isinstance(charts, dict):
             raise NetdataError('{}/api/v1/charts has no "charts" object'.format(self.base_url))
-        out, seconds = {}, {}
+        out, seconds, lasts = {}, {}, []
         for cid, c in charts.items():
             dims = c.get('dimensions') if isinstance(c, dict) else None
             if isinstance(dims, dict):
@@ -191,7 +192,13 @@ class NetdataApi:
                 first, last = c.get('first_entry'), c.get('last_entry')
                 if isinstance(first, (int, float)) and isinstance(last, (int, float)):
                     seconds[cid] = last - first   # 0 - 0 for a chart not collected yet
+                    if last > 0:
+                        lasts.append(float(last))
         self.listed_seconds = seconds
+        # the agent's time: most charts were collected within their last second or few (the
+        # median, so that a chart stopped long ago or dated ahead is not taken for it); not
+        # told when most charts give no time
+        self.listed_at = float(np.median(lasts)) if 2 * len(lasts) > len(out) else None
         return out
 
     def charts_of_context(self, context):

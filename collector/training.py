@@ -63,6 +63,9 @@ class TrainingRequest:
     models_dir: Optional[str] = None
     # chart id -> seconds the agent had collected it when it listed it (NetdataApi.listed_seconds)
     listed_seconds: Dict[str, float] = field(default_factory=dict)
+    # the agent's time when it listed them (NetdataApi.listed_at): a window relative to its clock
+    # is fixed there, so every batch of charts reads the same rows; None: each batch's own now
+    agent_now: Optional[float] = None
 
     def host_charts(self):
         return {h: sorted(c) for h, c in charts_by_host(self.specs).items()}
@@ -147,15 +150,13 @@ def _listed_young(spec, request, min_history):
 
 
 def training_batches(specs, size=None):
-    """The models in groups whose charts are read together: custom models first, all in one
-    group (each needs all its charts at once), then the charts' own models ``size`` charts at a
-    time, in chart order."""
+    """The models in groups whose charts are read together: the charts' own models ``size``
+    charts at a time, in chart order, then the custom models, all in one group (each needs all
+    its charts at once)."""
     size = size or TRAIN_BATCH_CHARTS
     custom = [s for s in specs if s.columns is not None]
     own = sorted((s for s in specs if s.columns is None), key=lambda s: (s.host, s.chart or ''))
-    batches = [custom] if custom else []
-    batches += [own[i:i + size] for i in range(0, len(own), size)]
-    return batches
+    return [own[i:i + size] for i in range(0, len(own), size)] + ([custom] if custom else [])
 
 
 def run_training(request):
@@ -170,12 +171,14 @@ def run_training(request):
     # most 90 % of the window (the agent may send a row or two fewer than the window spans)
     min_history = result.min_history = min(cfg.train_min_n_secs, int(0.9 * (request.before - request.after)))
     batches = training_batches(request.specs)
-    pinned = {}   # host -> the window as its clock gave it to the first batch: every batch the same rows
+    fixed = None   # the window on the agent's clock as it listed its charts: every batch the same rows
+    if request.agent_now and (request.after <= 0 or request.before <= 0):
+        newest = int(request.agent_now) + int(request.before)
+        fixed = (newest - (request.before - request.after) + 1, newest)   # what the relative window holds
     unread = []
     for specs in batches:
         host_charts = {h: sorted(c) for h, c in charts_by_host(specs).items()}
-        one_host = next(iter(host_charts)) if len(host_charts) == 1 else None
-        after, before = pinned.get(one_host, (request.after, request.before))
+        after, before = fixed if fixed and set(host_charts) == {cfg.host} else (request.after, request.before)
         try:
             df, times_index, problems = fetch_training_frame(
                 host_charts, after, before, protocol=cfg.protocol,
@@ -184,9 +187,6 @@ def run_training(request):
         except NetdataError as e:
             unread.append((specs, str(e)))
             continue
-        if one_host is not None and one_host not in pinned and len(times_index) and (after <= 0 or before <= 0):
-            newest = int(times_index[-1])   # a window relative to now ends there and holds its span's rows
-            pinned[one_host] = (newest - (request.before - request.after) + 1, newest)
         result.problems += [p for p in problems if p not in result.problems]
         _fit_batch(request, specs, df, times_index, problems, result)
         del df
@@ -196,16 +196,16 @@ def run_training(request):
         else:
             result.error = unread[0][1]
         return result
-    for specs, why in unread:
-        for spec in specs:
-            if _listed_young(spec, request, min_history):
-                result.waiting[spec.model_id] = 0
-            else:
-                result.errors[spec.model_id] = 'its training window could not be read ({})'.format(why)
     # a young agent (seconds old), or a chart it lists before its first collection (at the
     # agent's start, or a disk just plugged in): no values yet is young, not broken; a custom
     # model's missing dimension is still an error (most likely a typo)
     young_agent = 0 < result.history < min_history
+    for specs, why in unread:
+        for spec in specs:
+            if (young_agent and spec.columns is None) or _listed_young(spec, request, min_history):
+                result.waiting[spec.model_id] = 0
+            else:
+                result.errors[spec.model_id] = 'its training window could not be read ({})'.format(why)
     for spec in request.specs:
         if result.errors.get(spec.model_id) in (NO_DATA, NO_VALUES) and (
                 (young_agent and spec.columns is None) or _listed_young(spec, request, min_history)):
@@ -282,7 +282,8 @@ def _fit_batch(request, specs, df, index, problems, result):
         elif routine:
             fm.info['flagged_events_kept'] = events
         result.models[spec.model_id] = fm
-        result.tails[spec.model_id] = (times[-need:], raw[-need:])
+        # copies: views would keep the chart's whole window alive until the training ends
+        result.tails[spec.model_id] = (times[-need:].copy(), raw[-need:].copy())
         if request.models_dir:
             try:
                 from .persist import save

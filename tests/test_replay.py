@@ -539,3 +539,29 @@ def test_a_trimmed_recording_is_served_as_if_it_had_begun_later(tmp_path):
         assert get(server, '/api/v1/charts')['charts']['apps.cpu']['first_entry'] == START + 700
     with pytest.raises(RecordingError, match='leaves nothing'):
         Recording(path).cut(900)
+
+
+def test_the_agents_time_is_read_from_its_chart_list_as_most_charts_give_it(recording, tmp_path):
+    """A training's window is fixed on the agent's clock where it listed its charts (every
+    batch of charts then reads the same rows): the median last entry, which a chart stopped
+    long ago does not move; not told when most charts give no time."""
+    import shutil
+    from collector.netdata_api import NetdataApi
+    with ReplayServer(Recording(recording), ReplayClock(START + 600, stepped=True)) as server:
+        api = NetdataApi(server.host)
+        api.charts()
+        assert api.listed_at is None   # the synthetic recording's list gives no entries
+    path = str(tmp_path / 'rec')
+    shutil.copytree(recording, path)
+    with open(os.path.join(path, 'charts.json')) as f:
+        body = json.load(f)
+    ids = sorted(body['charts'])
+    for cid in ids:
+        body['charts'][cid].update(first_entry=START, last_entry=START + 10 ** 6)   # the replay clamps to its clock
+    body['charts'][ids[0]]['last_entry'] = START + 100   # stopped long ago
+    with open(os.path.join(path, 'charts.json'), 'w') as f:
+        json.dump(body, f)
+    with ReplayServer(Recording(path), ReplayClock(START + 600, stepped=True)) as server:
+        api = NetdataApi(server.host)
+        api.charts()
+        assert api.listed_at == START + 600
