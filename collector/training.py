@@ -37,8 +37,8 @@ NO_DATA = 'the agent sent no data for this chart'
 NO_VALUES = 'the agent sent no values for this chart in the training window'
 # charts whose windows are read and fitted at a time. A window read costs several times its
 # numbers while its JSON is parsed and joined (4 hours of 300 charts, 132 MB of numbers, took
-# the training to 1.1 GB read at once); a batch at a time keeps the peak that of one batch,
-# however many charts the job models
+# the training to 0.8-0.9 GiB read at once); a batch at a time keeps the peak that of one batch,
+# however many charts the job models (bench/training_memory.py)
 TRAIN_BATCH_CHARTS = 25
 
 
@@ -66,9 +66,6 @@ class TrainingRequest:
     # the agent's time when it listed them (NetdataApi.listed_at): a window relative to its clock
     # is fixed there, so every batch of charts reads the same rows; None: each batch's own now
     agent_now: Optional[float] = None
-
-    def host_charts(self):
-        return {h: sorted(c) for h, c in charts_by_host(self.specs).items()}
 
 
 def charts_by_host(specs):

@@ -129,7 +129,7 @@ def test_a_job_stepping_every_5_s_learns_from_every_phase_of_its_window(replay):
 
 def test_many_charts_are_read_a_batch_at_a_time_on_one_window_and_a_failed_read_costs_its_batch(monkeypatch):
     """A window's JSON, parsed, costs several times its numbers: 300 charts read at once took
-    a 4-hour training to 1.1 GB. Read a batch at a time, every model still sees the same rows."""
+    a 4-hour training to 0.8 GiB. Read a batch at a time, every model still sees the same rows."""
     import pandas as pd
     from collector import netdata_api, training
     t = np.arange(1000, 2200, dtype=float)
