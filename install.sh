@@ -258,8 +258,10 @@ plugin_python() {  # the python python.d.plugin runs, or nothing when its first 
   fi
   if "${py:-false}" -c 'import sys' >/dev/null 2>&1; then printf '%s' "$py"; fi
 }
+agent_python=
 if [ "$mode" != uninstall ]; then
-  runs="$(plugin_python || true)"
+  agent_python="$(plugin_python || true)"
+  runs="$agent_python"
   if [ -z "$runs" ]; then
     runs="$(plugin_runs_shell && echo "python3 from PATH, none in $agent_path" || echo "a python its first line does not name")"
   fi
@@ -313,7 +315,7 @@ if [ "$mode" = check ]; then
   done
   if [ -f "$marker" ]; then
     mvenv="$(cat "$marker")"
-    agent_py="${python:-$(plugin_python)}"
+    agent_py="${python:-$agent_python}"
     if [ ! -x "$mvenv/bin/python" ] || ! "$mvenv/bin/python" -c 'import collector' 2>/dev/null; then
       say "the virtual environment $mvenv named in $marker cannot import the module's package: run sudo ./install.sh again"; ok=0
     elif [ -n "$agent_py" ] && [ "$(pyver "$mvenv/bin/python")" != "$(pyver "$agent_py")" ]; then
@@ -400,7 +402,6 @@ if [ "$mode" = uninstall ]; then
 fi
 
 # ---- install (or upgrade) ----
-agent_python="$(plugin_python)"
 if [ -z "$python" ]; then
   [ -n "$agent_python" ] || ! plugin_runs_shell \
     || die "python.d.plugin runs python3 from PATH, and there is none in $agent_path: install python3, or pass --python"
