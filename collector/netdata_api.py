@@ -8,6 +8,7 @@ prints kept off stdout, which is the plugin protocol channel.
 import base64
 import contextlib
 import json
+import re
 import ssl
 import warnings
 from urllib.parse import quote
@@ -22,13 +23,31 @@ except ImportError:  # pragma: no cover
     _fast_loads = json.loads
 
 
+# a value as C's printf writes a number that is not finite (inf, -inf, nan, -nan), which newer
+# agents' allmetrics prints as it is
+_C_NON_FINITE = re.compile(rb'(?<=[:\[,])(\s*)(-?)(inf|nan)(?=\s*[,}\]])')
+
+
+def _c_non_finite_as_literal(m):
+    return m.group(1) + (b'NaN' if m.group(3) == b'nan' else m.group(2) + b'Infinity')
+
+
 def json_loads(data):
     """JSON from an agent's answer. orjson refuses the NaN and Infinity literals that Python's
-    reader takes: one chart's odd value must cost that chart, not the whole answer."""
+    reader takes, and neither takes a bare inf or nan: one chart's odd value must cost that
+    chart, not the whole answer."""
     try:
         return _fast_loads(data)
     except ValueError:
+        pass
+    try:
         return json.loads(data)
+    except ValueError:
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+        fixed = _C_NON_FINITE.sub(_c_non_finite_as_literal, raw)
+        if fixed == raw:
+            raise
+        return json.loads(fixed)
 
 
 

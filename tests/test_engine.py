@@ -13,7 +13,7 @@ import pytest
 
 from collector.config import parse_job_config
 from collector.engine import AnomalyDetector
-from collector.netdata_api import NetdataApi, NetdataError
+from collector.netdata_api import NetdataApi, NetdataError, json_loads
 from collector.training import RECURRING_EVENTS, ThreadTrainer
 from conftest import SPIKE, START, ListLogger
 
@@ -1115,6 +1115,32 @@ def test_a_nan_literal_in_one_chart_leaves_the_rest_of_the_answer_readable():
         body = NetdataApi(host).allmetrics()
     assert body['system.load']['dimensions']['load1']['value'] == 0.5
     assert body['system.ram']['dimensions']['used']['value'] == float('inf')
+
+
+class _CNonFinite(_NanValue):
+    """A value as C's printf writes an infinite or undefined number, which Netdata's allmetrics
+    prints as it is: not JSON."""
+
+    def do_GET(self):
+        body = (b'{"system.cpu": {"last_updated": 5, "dimensions": {"user": {"name": "user", "value": -nan},'
+                b' "inf": {"name": "inf", "value": 1}}},'
+                b' "system.ram": {"last_updated": 5, "dimensions": {"used": {"name": "used", "value":inf }}},'
+                b' "system.load": {"last_updated": 5, "dimensions": {"load1": {"name": "load1", "value": 0.5}}}}')
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_a_bare_inf_or_nan_in_one_chart_leaves_the_rest_of_the_answer_readable():
+    with serving(_CNonFinite) as host:
+        api = NetdataApi(host)
+        body = api.allmetrics()
+    assert body['system.load']['dimensions']['load1']['value'] == 0.5
+    assert body['system.ram']['dimensions']['used']['value'] == float('inf')
+    assert body['system.cpu']['dimensions']['user']['value'] != body['system.cpu']['dimensions']['user']['value']   # nan
+    assert body['system.cpu']['dimensions']['inf']['value'] == 1   # a name is a name
+    assert json_loads(api.last_raw)['system.load']['dimensions']['load1']['value'] == 0.5
 
 
 def _failing_data(target, chart, status=500):
