@@ -1097,17 +1097,18 @@ def test_an_infinity_in_one_chart_costs_that_chart_only(tampered, replay, logger
 
 
 class _NanValue(BaseHTTPRequestHandler):
+    BODY = (b'{"system.cpu": {"last_updated": 5, "dimensions": {"user": {"name": "user", "value": NaN}}},'
+            b' "system.ram": {"last_updated": 5, "dimensions": {"used": {"name": "used", "value": Infinity}}},'
+            b' "system.load": {"last_updated": 5, "dimensions": {"load1": {"name": "load1", "value": 0.5}}}}')
+
     def log_message(self, *a):
         pass
 
     def do_GET(self):
-        body = (b'{"system.cpu": {"last_updated": 5, "dimensions": {"user": {"name": "user", "value": NaN}}},'
-                b' "system.ram": {"last_updated": 5, "dimensions": {"used": {"name": "used", "value": Infinity}}},'
-                b' "system.load": {"last_updated": 5, "dimensions": {"load1": {"name": "load1", "value": 0.5}}}}')
         self.send_response(200)
-        self.send_header('Content-Length', str(len(body)))
+        self.send_header('Content-Length', str(len(self.BODY)))
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(self.BODY)
 
 
 def test_a_nan_literal_in_one_chart_leaves_the_rest_of_the_answer_readable():
@@ -1120,16 +1121,10 @@ def test_a_nan_literal_in_one_chart_leaves_the_rest_of_the_answer_readable():
 class _CNonFinite(_NanValue):
     """A value as C's printf writes an infinite or undefined number, which Netdata's allmetrics
     prints as it is: not JSON."""
-
-    def do_GET(self):
-        body = (b'{"system.cpu": {"last_updated": 5, "dimensions": {"user": {"name": "user", "value": -nan},'
-                b' "inf": {"name": "inf", "value": 1}}},'
-                b' "system.ram": {"last_updated": 5, "dimensions": {"used": {"name": "used", "value":inf }}},'
-                b' "system.load": {"last_updated": 5, "dimensions": {"load1": {"name": "load1", "value": 0.5}}}}')
-        self.send_response(200)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    BODY = (b'{"system.cpu": {"last_updated": 5, "dimensions": {"user": {"name": "user", "value": -nan},'
+            b' "inf": {"name": "inf", "value": 1}}},'
+            b' "system.ram": {"last_updated": 5, "dimensions": {"used": {"name": "used", "value":inf }}},'
+            b' "system.load": {"last_updated": 5, "dimensions": {"load1": {"name": "load1", "value": 0.5}}}}')
 
 
 def test_a_bare_inf_or_nan_in_one_chart_leaves_the_rest_of_the_answer_readable():
