@@ -70,7 +70,7 @@ class Layout:
                 if isinstance(stamp, (int, float)) and all(
                         len(latest[h][c]['dimensions']) == n for h, c, n in fast[2]):
                     return row, stamp
-            except (TypeError, KeyError, ValueError, AttributeError):
+            except (TypeError, KeyError, ValueError, AttributeError, OverflowError):
                 pass
         return self._careful_row(latest)
 
@@ -114,12 +114,12 @@ class Layout:
         if idx:
             try:
                 row[idx] = np.array(vals, dtype=np.float64)  # None becomes NaN
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 complete = False
                 for i, v in zip(idx, vals):
                     try:
                         row[i] = float(v)
-                    except (TypeError, ValueError):
+                    except (TypeError, ValueError, OverflowError):
                         pass
         # next step: one flat pass, if this answer had every chart and dimension modeled
         self._fast = (fast_hosts, np.array(idx, dtype=np.intp), fast_sizes) if complete else None

@@ -192,7 +192,10 @@ class AnomalyDetector:
             if self.models_dir:
                 persist.remove(self.models_dir, model_id)
             self.missing.discard(model_id)
-            self.problems.active.pop('missing:' + model_id, None)
+            self.kept_flagged.discard(model_id)
+            self.disk_checked.discard(model_id)
+            for key in ('missing:', 'scorer:'):
+                self.problems.active.pop(key + model_id, None)
             if model_id in step.added:   # trained and gone in one step: nothing was shown to take down
                 step.added.remove(model_id)
             else:
@@ -337,6 +340,7 @@ class AnomalyDetector:
             if model_id not in self.models:
                 step.added.append(model_id)
             self.models[model_id] = fm
+            self.problems.active.pop('scorer:' + model_id, None)   # the new model's trouble is told anew
             if model_id in result.tails:
                 tails[model_id] = result.tails[model_id]
         if result.models:   # else nothing changed: the scoring keeps its rows
@@ -617,7 +621,7 @@ class AnomalyDetector:
                     continue
                 sel = rows_every(times, every)   # the samples the steps read, as in training
                 times, values = times[sel], values[sel]
-            except (NetdataError, KeyError, TypeError, ValueError, IndexError):
+            except (NetdataError, KeyError, TypeError, ValueError, IndexError, OverflowError):
                 continue   # one chart's odd answer (ragged rows, strings): only its models wait for steps
             by_chart[(host, chart)] = (times, {name: values[:, k] for k, name in enumerate(labels)})
             newest = max(newest or 0.0, float(times[-1]))
@@ -754,7 +758,7 @@ class AnomalyDetector:
     def _remember_flag(self, model_id, t):
         """Keep flagged times as intervals, so the next training can leave them out."""
         spans = self.flagged.setdefault(model_id, [])
-        if spans and t - spans[-1][1] <= 2 * self.config.update_every:
+        if spans and 0 <= t - spans[-1][1] <= 2 * self.config.update_every:   # not after a clock set back
             spans[-1][1] = t
         else:
             spans.append([t, t])

@@ -10,6 +10,7 @@ import contextlib
 import json
 import re
 import ssl
+import threading
 import warnings
 from urllib.parse import quote
 
@@ -89,6 +90,16 @@ def agent_clock(stamps):
     if s[-1] - median <= CLOCK_AHEAD_SECONDS:
         return s[-1]
     return max(t for t in s if t - median <= CLOCK_AHEAD_SECONDS)
+
+
+def _is_time(t):
+    """Whether ``t`` is a row's time as the agent gives it: a finite number of seconds."""
+    if isinstance(t, bool) or not isinstance(t, (int, float)):
+        return False
+    try:
+        return np.isfinite(float(t))
+    except OverflowError:
+        return False
 
 
 def agent_now(body):
@@ -209,7 +220,7 @@ class NetdataApi:
             if isinstance(dims, dict):
                 out[cid] = [d.get('name', k) if isinstance(d, dict) else k for k, d in dims.items()]
                 first, last = c.get('first_entry'), c.get('last_entry')
-                if isinstance(first, (int, float)) and isinstance(last, (int, float)):
+                if _is_time(first) and _is_time(last):
                     seconds[cid] = last - first   # 0 - 0 for a chart not collected yet
                     if last > 0:
                         lasts.append(float(last))
@@ -280,6 +291,12 @@ def _ssl_context(tls_verify):
     return None
 
 
+# netdata-pandas is patched for each read (its ``print`` and ``asks.get`` are module globals):
+# two jobs of one python.d.plugin (threads) reading at once take turns, or one's restore
+# undid the other's patch and sent its error lines to stdout, the plugin's protocol channel
+_NDP_PATCHED = threading.Lock()
+
+
 @contextlib.contextmanager
 def _asks_tls(tls_verify):
     """netdata-pandas calls ``asks.get`` without TLS options; give it ours for this call."""
@@ -344,7 +361,7 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
     for host, charts in host_charts.items():
         before_host = len(printed)
         try:
-            with _captured_prints(printed), _asks_tls(tls_verify), warnings.catch_warnings():
+            with _NDP_PATCHED, _captured_prints(printed), _asks_tls(tls_verify), warnings.catch_warnings():
                 warnings.simplefilter('ignore')
                 df = get_data(hosts=[host], charts=list(charts), **kwargs)
         except ValueError:  # pandas: nothing to concatenate, i.e. no chart of this host answered
@@ -379,6 +396,12 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
             if frame is not None:
                 frames.append(frame)
         if df is not None:
+            times = pd.to_numeric(pd.Series(df.index), errors='coerce').to_numpy(dtype=np.float64)
+            timed = np.isfinite(times)
+            if not timed.all():   # sorted last and carried into every chart's rows, it would stop training
+                n = int((~timed).sum())
+                printed.append('{} row{} of {} without a time left out'.format(n, '' if n == 1 else 's', host))
+                df = df[timed]
             df.columns = ['{}::{}'.format(host, c) for c in df.columns]
             frames.append(df)
     if not frames:
@@ -424,16 +447,24 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
         api = NetdataApi(host, protocol, username, password, tls_verify, timeout=min(float(timeout), 30.0))
         try:
             labels, rows = api.data(chart, after, before, points)
-            values = [[np.nan if v is None else v for v in r[1:]] for r in rows]
+            timed = [r for r in rows if _is_time(r[0])]
+            notes = []
+            if len(timed) < len(rows):   # a row without a time cannot be joined with the other charts
+                n = len(rows) - len(timed)
+                notes.append('{} row{} without a time left out'.format(n, '' if n == 1 else 's'))
+            values = [[np.nan if v is None else v for v in r[1:]] for r in timed]
             cols = ['{}::{}|{}'.format(host, chart, d) for d in labels]
-            df = pd.DataFrame(values, index=[r[0] for r in rows], columns=cols, dtype=np.float64)
+            df = pd.DataFrame(values, index=[float(r[0]) for r in timed], columns=cols, dtype=np.float64)
             twice = df.index.duplicated(keep='last')
             if twice.any():   # one time given twice cannot be joined with the other charts: the last stands
                 n = int(twice.sum())
-                return df[~twice], 'error found on data from: {}/api/v1/data?chart={} ({} time{} given twice, ' \
-                                   'the last row kept)'.format(api.base_url, chart, n, '' if n == 1 else 's')
+                notes.append('{} time{} given twice, the last row kept'.format(n, '' if n == 1 else 's'))
+                df = df[~twice]
+            if notes:
+                return df, 'error found on data from: {}/api/v1/data?chart={} ({})'.format(
+                    api.base_url, chart, '; '.join(notes))
             return df, None
-        except (NetdataError, KeyError, TypeError, IndexError, ValueError) as e:
+        except (NetdataError, KeyError, TypeError, IndexError, ValueError, OverflowError) as e:
             if getattr(e, 'status', None) == 404:   # a chart it lists with nothing stored yet (an agent seconds old)
                 return None, _NOTHING_STORED
             why = e.reason if isinstance(e, NetdataError) else 'unreadable rows: {}: {}'.format(e.__class__.__name__, e)

@@ -9,6 +9,7 @@ import functools
 import time
 
 from .config import ConfigError, parse_job_config
+from .netdata_api import split_key
 from .node import NodeRate
 from .protocol import one_line
 
@@ -49,15 +50,24 @@ def drivers_chart(model_id):
     return 'drivers_' + ''.join(c if c.isalnum() or c in '_-' else '_' for c in model_id)
 
 
-def driver_dim(model_id, column):
+def driver_dim(model_id, column, columns=()):
     """``(id, name)`` of a column's dimension on a drivers chart: ``chart|dim`` and ``dim`` for a
     chart's model; a custom model (whose columns come from other charts) prefixes its name,
-    as dimension ids are global to a job."""
-    chart_dim = column.split('::', 1)[-1]
-    chart, _, dim = chart_dim.partition('|')
-    if chart == model_id:
+    as dimension ids are global to a job. A chart and dimension that two of the model's
+    ``columns`` share (one from each of two nodes) keeps its node, so the two stay two."""
+    host, chart, dim = split_key(column)
+    chart_dim = '{}|{}'.format(chart, dim)
+    if sum(1 for c in columns if split_key(c)[1:] == (chart, dim)) > 1:
+        chart_dim = '{}::{}'.format(host, chart_dim)
+    elif chart == model_id:
         return one_line(chart_dim), one_line(dim)
     return one_line('{}|{}'.format(model_id, chart_dim)), one_line(chart_dim)
+
+
+@functools.lru_cache(maxsize=256)
+def driver_dims(model_id, columns):
+    """``{column: (id, name)}`` of a model's columns (a tuple) on its drivers chart."""
+    return {c: driver_dim(model_id, c, columns) for c in columns}
 
 
 @functools.lru_cache(maxsize=8192)
@@ -91,7 +101,6 @@ def step_values(scores, include_average, node=None):
 def describe_drivers(drivers, top=3):
     """``user 81%, system 12%``: the dimensions driving a flag, for the log line
     (``chart|dim`` when they come from several charts, as in a custom model)."""
-    from .netdata_api import split_key
     keys = [split_key(column) for column, _ in drivers[:top]]
     several = len({(h, c) for h, c, _ in keys}) > 1
     parts = ['{} {:.0f}%'.format('{}|{}'.format(c, d) if several else d, share * 100)
@@ -125,6 +134,7 @@ class AnomaliesService(object):
         self.started_at = time.monotonic()
         self.node = NodeRate(RATE_WINDOW_SECONDS // max(1, self.update_every))
         self.exporter = None
+        self.drivers_refused = set()  # models whose drivers chart the framework refused (told once)
         if self.job_config is not None and self.job_config.include_average_prob:
             self.definitions['probability']['lines'].append(['average_prob', 'average_prob', 'absolute', 1, 100])
 
@@ -179,40 +189,65 @@ class AnomaliesService(object):
             title = 'Anomaly Drivers of {}'.format(one_line(model_id))
             chart = self.charts.add_chart([chart_id, None, title, 'percentage', 'drivers', 'anomalies.drivers',
                                            'stacked'])
-            fm = getattr(self.detector, 'models', {}).get(model_id)
-            for column in (fm.columns if fm is not None else ()):
-                dim, name = driver_dim(model_id, column)
+            for dim, name in self._driver_dims(model_id).values():
                 chart.add_dimension([dim, name, 'absolute', 1, 100])
         return self.charts[chart_id]
 
+    def _driver_dims(self, model_id):
+        fm = getattr(self.detector, 'models', {}).get(model_id)
+        return driver_dims(model_id, tuple(fm.columns) if fm is not None else ())
+
     def _drivers_values(self, step, data):
-        """Each model's dimensions' share of its deviation from training, in hundredths of a percent."""
+        """Each model's dimensions' share of its deviation from training, in hundredths of a
+        percent. A model whose drivers chart the framework refused is told once and left out."""
         for model_id, drivers in step.drivers.items():
-            chart = self._drivers_chart(model_id)
-            for d in chart:
-                data[d.id] = 0
-            for column, share in drivers:
-                dim, name = driver_dim(model_id, column)
-                if dim not in chart:
-                    chart.add_dimension([dim, name, 'absolute', 1, 100])
-                data[dim] = int(round(min(max(share, 0.0), 1.0) * PROB_SCALE))
+            if model_id in self.drivers_refused:
+                continue
+            try:
+                chart = self._drivers_chart(model_id)
+                for d in chart:
+                    data[d.id] = 0
+                dims = self._driver_dims(model_id)
+                for column, share in drivers:
+                    dim, name = dims.get(column) or driver_dim(model_id, column)
+                    if dim not in chart:
+                        chart.add_dimension([dim, name, 'absolute', 1, 100])
+                    data[dim] = int(round(min(max(share, 0.0), 1.0) * PROB_SCALE))
+            except Exception as e:
+                self.drivers_refused.add(model_id)
+                self.error("drivers chart of model '{}' left out: {!r}".format(model_id, e))
 
     def _sync_dimensions(self, step):
+        """Models gone and new ones onto the charts; one model's chart trouble (the framework
+        refusing a dimension) is logged and costs only that model's dimensions."""
         for model_id in step.removed:
-            chart_id = drivers_chart(model_id)
-            if chart_id in self.charts:
-                for dim in [d.id for d in self.charts[chart_id]]:
-                    self.charts[chart_id].del_dimension(dim, hide=False)
-            for chart, dim in (('probability', prob_dim(model_id)), ('anomaly', anomaly_dim(model_id))):
-                if dim in self.charts[chart]:
-                    self.charts[chart].del_dimension(dim, hide=False)
+            self._guarded(self._remove_dimensions, model_id)
         for model_id in step.added:
-            if self.job_config.attribution_charts:
-                self._drivers_chart(model_id)
-            if prob_dim(model_id) not in self.charts['probability']:
-                self.charts['probability'].add_dimension([prob_dim(model_id), prob_dim(model_id), 'absolute', 1, 100])
-            if anomaly_dim(model_id) not in self.charts['anomaly']:
-                self.charts['anomaly'].add_dimension([anomaly_dim(model_id), anomaly_dim(model_id), 'absolute', 1, 1])
+            self._guarded(self._add_dimensions, model_id)
+
+    def _guarded(self, change, model_id):
+        try:
+            change(model_id)
+        except Exception as e:
+            self.error("charts of model '{}' not changed: {!r}".format(model_id, e))
+
+    def _remove_dimensions(self, model_id):
+        self.drivers_refused.discard(model_id)
+        chart_id = drivers_chart(model_id)
+        if chart_id in self.charts:
+            for dim in [d.id for d in self.charts[chart_id]]:
+                self.charts[chart_id].del_dimension(dim, hide=False)
+        for chart, dim in (('probability', prob_dim(model_id)), ('anomaly', anomaly_dim(model_id))):
+            if dim in self.charts[chart]:
+                self.charts[chart].del_dimension(dim, hide=False)
+
+    def _add_dimensions(self, model_id):
+        if prob_dim(model_id) not in self.charts['probability']:
+            self.charts['probability'].add_dimension([prob_dim(model_id), prob_dim(model_id), 'absolute', 1, 100])
+        if anomaly_dim(model_id) not in self.charts['anomaly']:
+            self.charts['anomaly'].add_dimension([anomaly_dim(model_id), anomaly_dim(model_id), 'absolute', 1, 1])
+        if self.job_config.attribution_charts:
+            self._drivers_chart(model_id)
 
     def get_data(self):
         if self.detector is None:

@@ -186,6 +186,46 @@ def test_a_model_trained_on_its_flags_says_so_once_not_at_every_training(replay,
     det.close()
 
 
+def test_flags_after_the_agents_clock_was_set_back_are_still_left_out_of_training(replay, logger):
+    """Flagged steps are kept as spans of time; a flag after the agent's clock went back (an
+    NTP step, a VM restored) starts a span of its own, where it used to stretch the last one
+    backwards into a span that left nothing out, so both incidents trained the next model."""
+    from collector.training import excluded_rows
+    det = make_detector(replay, logger)
+    for t in (1000, 1001, 1002, 400, 401):
+        det._remember_flag('system.cpu', t)
+    spans = det._exclusions()['system.cpu']
+    assert excluded_rows([400, 401, 1000, 1002], spans, 0).all() and not excluded_rows([700], spans, 0).any()
+    det.close()
+
+
+def test_a_model_that_cannot_score_is_told_once_and_again_if_its_next_model_cannot(replay, logger):
+    """A scorer that raises costs only its model (the others score), is logged once while it
+    lasts, and told again when the model trained after it fails too."""
+    det = make_detector(replay, logger, model='hbos')
+    run_until_trained(det, replay)
+
+    def broken(X):
+        raise RuntimeError('broken scorer')
+    for _ in range(2):
+        det.models['system.load'].scorer.decision_function = broken
+        det._rebuild({})
+        for _ in range(3):
+            s = det.step()
+            replay.clock.advance(1)
+            assert {'system.cpu', 'system.forks', 'system.ram'} <= set(s.scores)
+        det.next_training = det.steps    # retrain now: a new system.load model
+        for _ in range(100):
+            det.step()
+            replay.clock.advance(1)
+            det.trainer.wait()
+            if det.models['system.load'].scorer.decision_function is not broken:
+                break
+    det.close()
+    told = [m for m in logger.errors() if "model 'system.load' cannot score" in m]
+    assert len(told) == 2 and 'RuntimeError: broken scorer' in told[0], logger.lines
+
+
 def test_flags_are_not_kept_when_training_does_not_leave_them_out(replay, logger):
     det = make_detector(replay, logger, train_exclude_flagged=False)
     run_until_trained(det, replay)
@@ -1138,8 +1178,10 @@ def test_a_bare_inf_or_nan_in_one_chart_leaves_the_rest_of_the_answer_readable()
     assert json_loads(api.last_raw)['system.load']['dimensions']['load1']['value'] == 0.5
 
 
-def _failing_data(target, chart, status=500):
-    """A proxy to ``target`` whose /api/v1/data answers HTTP ``status`` for ``chart``."""
+def _proxy(target, answer):
+    """A proxy to ``target`` whose answers pass through ``answer(path, status, body)``, which
+    gives back the ``(status, body)`` to send."""
+    import urllib.error
     import urllib.request
 
     class Handler(BaseHTTPRequestHandler):
@@ -1147,16 +1189,116 @@ def _failing_data(target, chart, status=500):
             pass
 
         def do_GET(self):
-            if self.path.startswith('/api/v1/data') and 'chart={}&'.format(chart) in self.path:
-                code, body = status, b'oops'
-            else:
+            try:
                 with urllib.request.urlopen('http://{}{}'.format(target, self.path)) as r:
                     code, body = r.status, r.read()
+            except urllib.error.HTTPError as e:
+                code, body = e.code, e.read()
+            code, body = answer(self.path, code, body)
             self.send_response(code)
             self.send_header('Content-Length', str(len(body)))
             self.end_headers()
             self.wfile.write(body)
     return Handler
+
+
+def _failing_data(target, chart, status=500):
+    """A proxy to ``target`` whose /api/v1/data answers HTTP ``status`` for ``chart``."""
+    def answer(path, code, body):
+        if path.startswith('/api/v1/data') and 'chart={}&'.format(chart) in path:
+            return status, b'oops'
+        return code, body
+    return _proxy(target, answer)
+
+
+def _odd_rows(target, edits):
+    """A proxy to ``target`` whose /api/v1/data answer for each chart in ``edits`` has its
+    rows passed through that chart's function."""
+    def answer(path, code, body):
+        for chart, edit in edits.items():
+            if path.startswith('/api/v1/data') and 'chart={}&'.format(chart) in path and code == 200:
+                answer = json.loads(body)
+                answer['data'] = edit(answer['data'])
+                return code, json.dumps(answer).encode()
+        return code, body
+    return _proxy(target, answer)
+
+
+def _times_broken(rows):
+    rows[len(rows) // 3][0] = 'x'
+    rows[len(rows) // 2][0] = None
+    return rows
+
+
+def _value_too_large(rows):
+    rows[len(rows) // 2][1] = 10 ** 400   # a JSON number no float holds
+    return rows
+
+
+def test_rows_without_a_time_or_with_a_value_no_float_holds_cost_at_most_their_chart(replay, logger):
+    """An agent's window answer with a row whose time is not a number, or with a value too
+    large for a float: the rows without a time are left out (said in the log) and their chart
+    trains; the chart with the value out of range is not trained, with the reason; every
+    other chart trains. Before, either stopped every model's training at every retry."""
+    edits = {'system.load': _times_broken, 'system.ram': _value_too_large}
+    with serving(_odd_rows(replay.host, edits)) as host:
+        det = make_detector(replay, logger, host=host)
+        run_until_trained(det, replay)
+        det.close()
+    assert set(det.models) == {'system.cpu', 'system.forks', 'system.load'}, logger.lines
+    assert 'system.ram' in det.untrained
+    said = [m for _, m in logger.lines if 'training data' in m]
+    assert any('chart=system.load (2 rows without a time left out)' in m for m in said), logger.lines
+    assert any('chart=system.ram (unreadable rows: OverflowError' in m for m in said), logger.lines
+
+
+def test_a_current_value_no_float_holds_costs_nothing_else(replay, logger):
+    """allmetrics with a value too large for a float (a JSON number of 400 digits): that value
+    is read as missing, and every chart scores, step after step. Before, every step failed."""
+    def answer(path, code, body):
+        if path.startswith('/api/v1/allmetrics'):
+            body = json.loads(body)
+            body['system.ram']['dimensions']['used']['value'] = 10 ** 400
+            return code, json.dumps(body).encode()
+        return code, body
+    with serving(_proxy(replay.host, answer)) as host:
+        det = make_detector(replay, logger, host=host)
+        run_until_trained(det, replay)
+        steps = []
+        for _ in range(3):
+            steps.append(det.step())
+            replay.clock.advance(1)
+        det.close()
+    assert all({'system.cpu', 'system.forks', 'system.load'} <= set(s.scores) for s in steps), \
+        [sorted(s.scores) for s in steps]
+
+
+def test_two_jobs_reading_their_windows_at_once_write_nothing_to_stdout(replay, capfd):
+    """Two jobs of one python.d.plugin (threads) train at once: one agent answers a chart's
+    window slowly and not as JSON, and netdata-pandas prints that; its line is the job's
+    problem to log, never stdout, even when the other job's read ends first."""
+    import time as _time
+    from collector.netdata_api import fetch_training_frame
+
+    def slow_and_broken(path, code, body):
+        if path.startswith('/api/v1/data') and 'chart=system.load&' in path:
+            _time.sleep(1.0)
+            return 200, b'oops not json'
+        return code, body
+    results = {}
+
+    def job(name, host, charts, wait):
+        _time.sleep(wait)
+        results[name] = fetch_training_frame({host: charts}, -600, 0)[2]
+    with serving(_proxy(replay.host, slow_and_broken)) as slow:
+        threads = [threading.Thread(target=job, args=('slow', slow, ['system.cpu', 'system.load'], 0)),
+                   threading.Thread(target=job, args=('quick', replay.host, ['system.cpu'], 0.2))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert capfd.readouterr().out == ''
+    assert any('chart=system.load' in p for p in results['slow']), results
 
 
 def test_a_training_window_the_agent_fails_to_send_is_logged_with_its_reason(replay, logger):

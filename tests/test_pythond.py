@@ -243,6 +243,57 @@ def test_attribution_charts_on_the_standalone_base():
     assert "SET 'cpu_temp|sensors.temp|cpu' = 7500" in out
 
 
+class _Models:
+    """A detector's ``models`` as the service reads them: each model's columns."""
+    def __init__(self, columns):
+        self.models = {m: type('Fitted', (), {'columns': cols})() for m, cols in columns.items()}
+
+
+def test_a_custom_model_of_one_dimension_on_two_nodes_charts_both_of_its_drivers():
+    """A custom model of system.cpu|user on two nodes: its drivers chart keeps one dimension
+    per node (before, both had one id, which the framework refused, and that model and every
+    model after it in the step lost their dimensions for good). A node given as an IPv6
+    address is part of the id, not split inside it."""
+    from collector.runner import Service
+    from collector.service import driver_dim
+    a, b = '[::1]:19999::system.cpu|user', '10.0.0.2:19999::system.cpu|user'
+    assert driver_dim('system.cpu', '[::1]:19999::system.cpu|user') == ('system.cpu|user', 'user')
+    svc = Service(configuration={'job_name': 'anomalies', 'attribution_charts': True})
+    svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+    svc.create()
+    step = FakeStep({'both': (0.999, 1), 'system.load': (0.2, 0)}, added=['both', 'system.load'])
+    step.drivers = {'both': [(a, 0.75), (b, 0.25)]}
+    svc.detector = FakeDetector([step])
+    svc.detector.models = _Models({'both': [a, b], 'system.load': ['h::system.load|load1']}).models
+    data = svc.get_data()
+    assert data['both|[::1]:19999::system.cpu|user'] == 7500 and data['both|10.0.0.2:19999::system.cpu|user'] == 2500
+    assert data['both_prob'] == 9990 and data['system.load_prob'] == 2000
+    assert 'error' not in svc.log_stream.getvalue().lower(), svc.log_stream.getvalue()
+
+
+def test_a_dimension_the_framework_refuses_costs_only_its_model(monkeypatch):
+    """python.d's charts raise on a dimension they will not take: that model's trouble is
+    logged, and the models after it in the step still get their dimensions and values."""
+    from collector.pythond import ChartError
+    from collector.runner import Service
+    svc = Service(configuration={'job_name': 'anomalies'})
+    svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+    svc.create()
+    chart = svc.charts['probability']
+    original = type(chart).add_dimension
+
+    def refusing(self, dim):
+        if dim[0] == 'apps.cpu_prob':
+            raise ChartError('refused')
+        return original(self, dim)
+    monkeypatch.setattr(type(chart), 'add_dimension', refusing)
+    svc.detector = FakeDetector([FakeStep({'apps.cpu': (0.5, 0), 'system.cpu': (0.2, 0)},
+                                          added=['apps.cpu', 'system.cpu'])])
+    data = svc.get_data()
+    assert data['system.cpu_prob'] == 2000 and 'system.cpu_prob' in svc.charts['probability']
+    assert "charts of model 'apps.cpu' not changed: ChartError('refused')" in svc.log_stream.getvalue()
+
+
 @pytest.mark.parametrize('cleanup, obsolete_at', [(None, [10]), (3, [3]), (0, [])])
 def test_a_gone_models_drivers_chart_is_retired_at_once_and_made_obsolete_after_chart_cleanup(cleanup, obsolete_at):
     """What python.d does with a chart left without values, the standalone base does too: its
