@@ -430,7 +430,7 @@ def build_parser():
                     help="seconds of each recording's start to leave out, as if it had begun that much later "
                          "(a fresh agent's start-up then out of sight; the warm-up shrinks with it)")
     ev.add_argument('--json', help='write the results as JSON here')
-    ev.add_argument('--plot', help='write a PNG of probabilities with incidents shaded')
+    ev.add_argument('--plot', help='write a plot of probabilities with incidents shaded (.png, .pdf, .svg or .jpg)')
     ev.add_argument('--set', action='append', metavar='KEY=VALUE',
                     help='override a configuration key, e.g. --set model=hbos (repeatable)')
     ev.add_argument('--quiet', action='store_true', help='no progress on stderr')

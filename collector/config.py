@@ -18,7 +18,7 @@ from .models import DEEP_MODELS, MIN_TRAIN_ROWS, MODEL_NAMES, deep_available, mo
 FRAMEWORK_KEYS = {
     'name': None, 'job_name': None, 'override_name': None,
     'update_every': 1, 'priority': 60000, 'autodetection_retry': 0,
-    'chart_cleanup': 10, 'penalty': True,
+    'chart_cleanup': 10, 'penalty': False,   # anomalies.chart.py's own default
 }
 MAX_UPDATE_EVERY = 86400   # a step a day; beyond that no training window holds two rows
 FRAMEWORK_INHERITED = ('update_every', 'priority', 'autodetection_retry', 'chart_cleanup', 'penalty')

@@ -13,7 +13,8 @@ import time
 from .files import write_atomically
 
 HELP = {
-    'anomaly_probability': 'Anomaly probability of a model: share of its training steps less unusual than now (0..1).',
+    'anomaly_probability': 'Anomaly probability of a model as charted (0..1): by default the share of its '
+                           'training steps less unusual than now.',
     'anomaly_flag': 'Anomaly flag of a model (1 while flagged, after the flag policy).',
     'anomaly_rate': "Share of this node's anomaly models flagged now (0..1).",
     'anomaly_last_update_timestamp_seconds': 'When the values above were last updated (unix seconds).',
