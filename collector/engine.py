@@ -35,6 +35,10 @@ GAP_STEPS = 5
 # no flag rises in the rows read while the job's own training runs, for at most this many steps
 # (a training that takes longer, a big window on a slow box, no longer hides what happens meanwhile)
 OWN_TRAINING_MAX_STEPS = 60
+# after a flag, the steps left out of the next training go on while the chart reads at least
+# this probability (one normal step in ten does), through dips of up to EPISODE_GAP steps
+EPISODE_RANK = 0.9
+EPISODE_GAP = 2
 
 
 def _count(noun, ids):
@@ -122,6 +126,7 @@ class AnomalyDetector:
                                       config.flag_lasting_n)
         self.flagged = {}       # model id -> [[first, last] agent time of flagged steps], for training
         self.was_flagged = set()  # models flagged last step (their flag's drivers are already told)
+        self.episodes = {}      # model id -> steps under EPISODE_RANK since its flag's episode last read unusual
         self.disk_checked = set()  # models whose saved file was looked for (once per job)
         self.unlisted = set()  # models whose chart the last chart listing did not have
         self.regrown = {}      # model id -> the dimensions listed when it was retrained for new ones
@@ -743,8 +748,8 @@ class AnomalyDetector:
         p_list, f_list = probs.tolist(), flags.tolist()
         step.scores.update((ids[k], (p_list[k], f_list[k])) for k in np.nonzero(scored)[0].tolist())
         if self.config.train_exclude_flagged:
-            for k in np.nonzero(flags)[0]:
-                self._remember_flag(ids[k], stamp)
+            training_rows = self.own_rows[0] <= self.steps < self.own_rows[1]
+            self._remember_episodes(ids, flags, np.where(scored, rank, 0.0), stamp, training_rows)
         # what drives each model: for the log line of a flag that rises now, or every model for
         # the attribution charts (a flag that stays up is not explained again every step)
         if self.config.attribution_charts:
@@ -755,10 +760,37 @@ class AnomalyDetector:
         for k in np.nonzero(explain)[0]:
             step.drivers[ids[k]] = batch.attribution(k, features)
 
+    def _remember_episodes(self, ids, flags, rank, t, training_rows):
+        """Keep each flag's whole episode for the next training to leave out: the flagged steps
+        and the steps after them while the chart stays unusual (``EPISODE_RANK``, through dips
+        of up to ``EPISODE_GAP`` steps). A CPU pinned for a minute is flagged as it starts and
+        then reads 90-99 % while it lasts; trained on those steps, the next model took a pinned
+        CPU for normal. Not through the job's own training."""
+        flagged = np.nonzero(flags)[0].tolist()
+        for k in flagged:
+            self._remember_flag(ids[k], t)
+            self.episodes[ids[k]] = 0
+        if len(self.episodes) <= len(flagged):
+            return
+        now = set(ids[k] for k in flagged)
+        where = {m: k for k, m in enumerate(ids)}
+        for model_id in [m for m in self.episodes if m not in now]:
+            k = where.get(model_id)
+            if k is None or training_rows:
+                del self.episodes[model_id]
+            elif rank[k] >= EPISODE_RANK:
+                self._remember_flag(model_id, t)
+                self.episodes[model_id] = 0
+            elif self.episodes[model_id] >= EPISODE_GAP:
+                del self.episodes[model_id]
+            else:
+                self.episodes[model_id] += 1
+
     def _remember_flag(self, model_id, t):
         """Keep flagged times as intervals, so the next training can leave them out."""
+        every = self.config.update_every
         spans = self.flagged.setdefault(model_id, [])
-        if spans and 0 <= t - spans[-1][1] <= 2 * self.config.update_every:   # not after a clock set back
+        if spans and 0 <= t - spans[-1][1] <= (EPISODE_GAP + 1) * every:   # not after a clock set back
             spans[-1][1] = t
         else:
             spans.append([t, t])

@@ -33,6 +33,9 @@ MAX_EXCLUDED_SHARE = 0.25
 # after them took them for one at three flags, and the next incident like them went unflagged
 RECURRING_EVENTS = 5
 RECURRING_SPREAD = (3, 3600)
+# flags less than this many seconds apart are one event: an incident whose flag fell and rose
+# again within it is not the node doing something again and again (a job every minute still is)
+RECURRING_GAP = 30
 NO_DATA = 'the agent sent no data for this chart'
 NO_VALUES = 'the agent sent no values for this chart in the training window'
 # charts whose windows are read and fitted at a time. A window read costs several times its
@@ -125,7 +128,13 @@ def recurring(spans, since):
     """``(events, routine)``: how many of the flagged ``spans`` reach into a window starting at
     ``since``, and whether they are something the node does again and again (often, or over
     hours) rather than a few incidents."""
-    firsts = [first for first, last in spans if last >= since]
+    events = []   # [first, last] of each event: spans less than RECURRING_GAP apart joined
+    for first, last in sorted(spans):
+        if events and first - events[-1][1] < RECURRING_GAP:
+            events[-1][1] = max(events[-1][1], last)
+        else:
+            events.append([first, last])
+    firsts = [first for first, last in events if last >= since]
     spread = max(firsts) - min(firsts) if firsts else 0.0
     routine = len(firsts) >= RECURRING_EVENTS or (
         len(firsts) >= RECURRING_SPREAD[0] and spread >= RECURRING_SPREAD[1])

@@ -226,6 +226,28 @@ def test_a_model_that_cannot_score_is_told_once_and_again_if_its_next_model_cann
     assert len(told) == 2 and 'RuntimeError: broken scorer' in told[0], logger.lines
 
 
+def test_the_steps_after_a_flag_while_its_chart_stays_unusual_are_left_out_of_training(replay, logger):
+    """A CPU pinned for a minute is flagged as it starts, then reads 90-99 % while it lasts: those
+    steps go with the flag's span to be left out of the next training (through a dip of up to
+    two steps), until the chart reads ordinary; the job's own training rows never do."""
+    import numpy as np
+    from collector.training import excluded_rows
+    det = make_detector(replay, logger)
+    ids = ['system.cpu', 'system.load']
+    ranks = {100: 0.999, 101: 0.999, 102: 0.95, 103: 0.93, 104: 0.5, 105: 0.97, 106: 0.6, 107: 0.4,
+             108: 0.3, 109: 0.95, 110: 0.95}
+    for t, r in sorted(ranks.items()):
+        det._remember_episodes(ids, np.array([int(t <= 101), 0]), np.array([r, 0.999]), t, False)
+    spans = det._exclusions()['system.cpu']
+    assert excluded_rows(range(100, 106), spans, 0).all() and not excluded_rows(range(106, 111), spans, 0).any()
+    assert 'system.load' not in det._exclusions()    # unusual, but never flagged
+    for t in (200, 201, 202):
+        det._remember_episodes(ids, np.array([int(t == 200), 0]), np.array([0.999, 0.5]), t, t > 200)
+    assert excluded_rows([200], det._exclusions()['system.cpu'], 0).all()
+    assert not excluded_rows([201, 202], det._exclusions()['system.cpu'], 0).any()
+    det.close()
+
+
 def test_flags_are_not_kept_when_training_does_not_leave_them_out(replay, logger):
     det = make_detector(replay, logger, train_exclude_flagged=False)
     run_until_trained(det, replay)

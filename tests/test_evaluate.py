@@ -470,3 +470,16 @@ def test_shared_recordings_and_smd_evaluate_within_ci_time():
     assert result['mean']['auc_pr'] > 3 * result['random_mean']['auc_pr']
     # the figures docs/evaluation.md reports for the defaults (0.438 / 0.500), with a little room
     assert result['mean']['auc_pr'] >= 0.42 and result['mean']['best_f1'] >= 0.48, result['mean']
+
+
+def test_a_repeated_incident_is_still_flagged_on_the_chart_it_pins_after_the_first_was_trained_over():
+    """soak-a: the same stress-ng incident every 5 minutes on an agent started with the job.
+    The first is flagged on system.cpu as it starts, then reads 90-99 % while the CPU stays
+    pinned; those steps are left out of the next training with the flagged ones, so the third
+    incident's pinned CPU is flagged again. When only the flagged steps were left out, the
+    models trained after the first incident took a pinned CPU for normal and flagged neither
+    the second nor the third on system.cpu."""
+    result, _ = evaluate_recording(os.path.join(ROOT, 'recordings', 'soak-a'), warmup=10)
+    incidents = result['incidents']
+    assert all(i['detected'] and i['delay_s'] <= 10 for i in incidents), result
+    assert 'system.cpu' in incidents[0]['charts_flagged'] and 'system.cpu' in incidents[2]['charts_flagged'], result

@@ -385,12 +385,13 @@ PROJECT_RECORDINGS = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirna
 @pytest.mark.parametrize('meta', PROJECT_RECORDINGS, ids=lambda p: os.path.basename(os.path.dirname(p)))
 def test_shipped_recordings_serve_every_incident_and_its_expected_charts(meta):
     """``python -m collector evaluate recordings/...`` needs each incident inside the recording,
-    after some history, with at least one of its expected charts recorded there."""
+    after the history a model needs (``train_min_n_secs``), with at least one of its expected
+    charts recorded there."""
     rec = Recording(os.path.dirname(meta))
     incidents = rec.labels['incidents']
-    assert len(incidents) == 5
+    assert len(incidents) >= 5
     for inc in incidents:
-        assert rec.start + 600 < inc['start'] < inc['end'] < rec.end
+        assert rec.start + 300 < inc['start'] < inc['end'] < rec.end
         charts = [c for c in inc['expected_charts'] if rec.chart_rows(c) is not None]
         assert charts, inc['kind']
         _, times, values = rec.chart_rows(charts[0])

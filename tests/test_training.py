@@ -64,6 +64,19 @@ def test_a_routine_shows_itself_often_or_over_hours():
     assert recurring([], 0) == (0, False)
 
 
+def test_a_flag_that_falls_and_rises_again_within_an_incident_is_one_event():
+    """Four incidents five minutes apart, each flagged two or three times within its minute (the
+    flag fell for a few seconds and rose again): four events, not a routine. Before, they
+    counted as ten separate times, and the model trained on all four incidents."""
+    spans = []
+    for k in range(4):
+        start = 300.0 * k
+        spans += [(start, start + 12), (start + 30, start + 40)] + ([(start + 55, start + 60)] if k % 2 else [])
+    assert recurring(spans, 0) == (4, False)
+    # an event that began before the window and goes on in it is still one
+    assert recurring([(0.0, 10.0), (20.0, 25.0)], 15.0) == (1, False)
+
+
 def test_level_squash_reaches_the_models_a_job_trains(replay):
     plain, _ = _train(replay, {})
     squashed, cfg = _train(replay, {}, level_squash=7)
