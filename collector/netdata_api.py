@@ -391,7 +391,8 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
             why = 'netdata-pandas read {} of the {} charts asked of {}, read the other {} one by one'.format(
                 len(charts) - len(dropped), len(charts), host, len(dropped))
             frame, _, problems = _fetch_directly({host: dropped}, after, before, protocol, username, password,
-                                                 tls_verify, max(float(timeout), 30.0), points, why, must_read=False)
+                                                 tls_verify, max(float(timeout), 30.0), points, why, must_read=False,
+                                                 others_read=df is not None)
             printed.extend(problems)
             if frame is not None:
                 frames.append(frame)
@@ -434,10 +435,11 @@ _NOTHING_STORED = object()
 
 
 def _fetch_directly(host_charts, after, before, protocol, username, password, tls_verify, timeout, points, why,
-                    must_read=True):
+                    must_read=True, others_read=False):
     """The same window as ``get_data`` gives, read chart by chart (a few at a time) with our own client.
 
     With nothing read, raises ``NetdataError``, or with ``must_read=False`` returns ``(None, None, problems)``.
+    ``others_read``: the host's other charts were read (these are the ones netdata-pandas left out).
     """
     from concurrent.futures import ThreadPoolExecutor
     import pandas as pd
@@ -476,9 +478,14 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(one, tasks))
     frames = [f for f, _ in results if f is not None]
-    problems = [why] + [p for _, p in results if p and p is not _NOTHING_STORED]
+    failed = [p for _, p in results if p and p is not _NOTHING_STORED]
     not_stored = sum(p is _NOTHING_STORED for _, p in results)
-    if not frames and not_stored:   # every chart: more likely a wrong address or proxy than a young agent
+    if not failed and not_stored and others_read:
+        # an agent seconds old: charts it lists have nothing stored yet; they wait, nothing failed
+        problems = []
+    else:
+        problems = [why] + failed
+    if not frames and not_stored and not others_read:   # every chart: a wrong address or proxy, not a young agent
         problems.append('{} of the {} charts asked answered HTTP 404 (nothing stored for them)'.format(
             not_stored, len(tasks)))
     if not frames and not must_read:

@@ -1351,6 +1351,7 @@ def test_a_young_agent_that_answers_404_for_a_chart_it_lists_has_that_chart_wait
                 det.trainer.wait()
             det.close()
     assert not logger.errors(), logger.errors()
+    assert not [m for _, m in logger.lines if 'training data' in m], logger.lines   # nothing went wrong
     assert any('waiting for 120 s of history' in m and 'system.late' in m for _, m in logger.lines), logger.lines
 
     old = ListLogger()
