@@ -480,11 +480,9 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
     frames = [f for f, _ in results if f is not None]
     failed = [p for _, p in results if p and p is not _NOTHING_STORED]
     not_stored = sum(p is _NOTHING_STORED for _, p in results)
-    if not failed and not_stored and others_read:
-        # an agent seconds old: charts it lists have nothing stored yet; they wait, nothing failed
-        problems = []
-    else:
-        problems = [why] + failed
+    # why the charts were read one by one is said with what failed; with every chart read, or
+    # some with nothing stored yet (an agent seconds old: they wait), nothing went wrong
+    problems = [why] + failed if failed or not (frames or others_read) else []
     if not frames and not_stored and not others_read:   # every chart: a wrong address or proxy, not a young agent
         problems.append('{} of the {} charts asked answered HTTP 404 (nothing stored for them)'.format(
             not_stored, len(tasks)))
