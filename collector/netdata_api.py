@@ -372,7 +372,7 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
             why = 'netdata-pandas failed on {} ({}: {}), read chart by chart'.format(host, e.__class__.__name__, e)
             try:
                 df, _, problems = _fetch_directly({host: charts}, after, before, protocol, username, password,
-                                                  tls_verify, timeout, points, why)
+                                                  tls_verify, timeout, points, why, say_why=True)
             except NetdataError as direct:
                 printed.append('training data request to {} failed: {}: {}; {}'.format(
                     host, e.__class__.__name__, e, direct))
@@ -392,7 +392,7 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
                 len(charts) - len(dropped), len(charts), host, len(dropped))
             frame, _, problems = _fetch_directly({host: dropped}, after, before, protocol, username, password,
                                                  tls_verify, max(float(timeout), 30.0), points, why, must_read=False,
-                                                 others_read=df is not None)
+                                                 others_read=df is not None, say_why=df is None)
             printed.extend(problems)
             if frame is not None:
                 frames.append(frame)
@@ -435,11 +435,13 @@ _NOTHING_STORED = object()
 
 
 def _fetch_directly(host_charts, after, before, protocol, username, password, tls_verify, timeout, points, why,
-                    must_read=True, others_read=False):
+                    must_read=True, others_read=False, say_why=False):
     """The same window as ``get_data`` gives, read chart by chart (a few at a time) with our own client.
 
     With nothing read, raises ``NetdataError``, or with ``must_read=False`` returns ``(None, None, problems)``.
     ``others_read``: the host's other charts were read (these are the ones netdata-pandas left out).
+    ``why`` is among the problems when something failed, or with ``say_why`` (netdata-pandas
+    itself failed: worth a line even when every chart is then read).
     """
     from concurrent.futures import ThreadPoolExecutor
     import pandas as pd
@@ -482,7 +484,7 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
     not_stored = sum(p is _NOTHING_STORED for _, p in results)
     # why the charts were read one by one is said with what failed; with every chart read, or
     # some with nothing stored yet (an agent seconds old: they wait), nothing went wrong
-    problems = [why] + failed if failed or not (frames or others_read) else []
+    problems = [why] + failed if failed or say_why or not (frames or others_read) else []
     if not frames and not_stored and not others_read:   # every chart: a wrong address or proxy, not a young agent
         problems.append('{} of the {} charts asked answered HTTP 404 (nothing stored for them)'.format(
             not_stored, len(tasks)))

@@ -4,6 +4,7 @@
 python.d.plugin loads ``anomalies.chart.py``, the project's own (``collector.pythond``)
 when the job runs standalone. It only uses the part of the framework API both provide.
 """
+import collections
 import copy
 import functools
 import time
@@ -50,24 +51,25 @@ def drivers_chart(model_id):
     return 'drivers_' + ''.join(c if c.isalnum() or c in '_-' else '_' for c in model_id)
 
 
-def driver_dim(model_id, column, columns=()):
+def driver_dim(model_id, column, with_node=False):
     """``(id, name)`` of a column's dimension on a drivers chart: ``chart|dim`` and ``dim`` for a
     chart's model; a custom model (whose columns come from other charts) prefixes its name,
-    as dimension ids are global to a job. A chart and dimension that two of the model's
-    ``columns`` share (one from each of two nodes) keeps its node, so the two stay two."""
+    as dimension ids are global to a job. ``with_node``: the id keeps the column's node (a
+    chart and dimension the model has from two nodes stay two)."""
     host, chart, dim = split_key(column)
     chart_dim = '{}|{}'.format(chart, dim)
-    if sum(1 for c in columns if split_key(c)[1:] == (chart, dim)) > 1:
+    if with_node:
         chart_dim = '{}::{}'.format(host, chart_dim)
     elif chart == model_id:
         return one_line(chart_dim), one_line(dim)
     return one_line('{}|{}'.format(model_id, chart_dim)), one_line(chart_dim)
 
 
-@functools.lru_cache(maxsize=256)
 def driver_dims(model_id, columns):
-    """``{column: (id, name)}`` of a model's columns (a tuple) on its drivers chart."""
-    return {c: driver_dim(model_id, c, columns) for c in columns}
+    """``{column: (id, name)}`` of a model's columns on its drivers chart."""
+    keys = [split_key(c)[1:] for c in columns]
+    seen = collections.Counter(keys)
+    return {c: driver_dim(model_id, c, seen[k] > 1) for c, k in zip(columns, keys)}
 
 
 @functools.lru_cache(maxsize=8192)
@@ -135,6 +137,7 @@ class AnomaliesService(object):
         self.node = NodeRate(RATE_WINDOW_SECONDS // max(1, self.update_every))
         self.exporter = None
         self.drivers_refused = set()  # models whose drivers chart the framework refused (told once)
+        self.driver_ids = {}          # model id -> (its fitted model, its driver_dims)
         if self.job_config is not None and self.job_config.include_average_prob:
             self.definitions['probability']['lines'].append(['average_prob', 'average_prob', 'absolute', 1, 100])
 
@@ -194,8 +197,12 @@ class AnomaliesService(object):
         return self.charts[chart_id]
 
     def _driver_dims(self, model_id):
+        """``driver_dims`` of the model now in use, worked out once per trained model."""
         fm = getattr(self.detector, 'models', {}).get(model_id)
-        return driver_dims(model_id, tuple(fm.columns) if fm is not None else ())
+        known = self.driver_ids.get(model_id)
+        if known is None or known[0] is not fm:
+            known = self.driver_ids[model_id] = (fm, driver_dims(model_id, fm.columns if fm is not None else ()))
+        return known[1]
 
     def _drivers_values(self, step, data):
         """Each model's dimensions' share of its deviation from training, in hundredths of a
@@ -233,6 +240,7 @@ class AnomaliesService(object):
 
     def _remove_dimensions(self, model_id):
         self.drivers_refused.discard(model_id)
+        self.driver_ids.pop(model_id, None)
         chart_id = drivers_chart(model_id)
         if chart_id in self.charts:
             for dim in [d.id for d in self.charts[chart_id]]:

@@ -34,8 +34,11 @@ MAX_EXCLUDED_SHARE = 0.25
 RECURRING_EVENTS = 5
 RECURRING_SPREAD = (3, 3600)
 # flags less than this many seconds apart are one event: an incident whose flag fell and rose
-# again within it is not the node doing something again and again (a job every minute still is)
+# again within it is not the node doing something again and again (a job every minute still is);
+# one event lasts at most RECURRING_EVENT_SPAN seconds, so flags every few seconds for an hour
+# are still many events
 RECURRING_GAP = 30
+RECURRING_EVENT_SPAN = 300
 NO_DATA = 'the agent sent no data for this chart'
 NO_VALUES = 'the agent sent no values for this chart in the training window'
 # charts whose windows are read and fitted at a time. A window read costs several times its
@@ -128,9 +131,9 @@ def recurring(spans, since):
     """``(events, routine)``: how many of the flagged ``spans`` reach into a window starting at
     ``since``, and whether they are something the node does again and again (often, or over
     hours) rather than a few incidents."""
-    events = []   # [first, last] of each event: spans less than RECURRING_GAP apart joined
+    events = []   # [first, last] of each event: spans less than RECURRING_GAP apart joined, up to a span
     for first, last in sorted(spans):
-        if events and first - events[-1][1] < RECURRING_GAP:
+        if events and first - events[-1][1] < RECURRING_GAP and first - events[-1][0] < RECURRING_EVENT_SPAN:
             events[-1][1] = max(events[-1][1], last)
         else:
             events.append([first, last])

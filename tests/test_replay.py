@@ -140,6 +140,25 @@ def test_charts_netdata_pandas_drops_at_its_time_limit_are_read_one_by_one(repla
     assert problems == []   # every chart read: nothing for the log to warn about
 
 
+def test_netdata_pandas_failing_is_said_even_when_every_chart_is_then_read(replay, monkeypatch):
+    """netdata-pandas raising (a library update that no longer takes our patch, say) costs
+    nothing, as every chart is then read on its own, but it is said: otherwise every training
+    would read its charts one by one without a word why."""
+    from collector.netdata_api import fetch_training_frame
+    try:
+        import netdata_pandas.data as ndp
+    except Exception:   # Python 3.13+: no trio that it can use, and every chart is read on its own anyway
+        pytest.skip('netdata-pandas does not import here')
+
+    def broken(*a, **k):
+        raise TypeError("get() got an unexpected keyword argument 'ssl_context'")
+    monkeypatch.setattr(ndp, 'get_data', broken)
+    df, times, problems = fetch_training_frame({replay.host: ['system.cpu', 'system.ram']}, -120, 0)
+    assert {c.split('::')[1].split('|')[0] for c in df.columns} == {'system.cpu', 'system.ram'}
+    assert problems == ["netdata-pandas failed on {} (TypeError: get() got an unexpected keyword argument "
+                        "'ssl_context'), read chart by chart".format(replay.host)], problems
+
+
 def test_record_a_replayed_agent_round_trips(replay, tmp_path):
     """record --past from the replay: the new recording serves the same bodies."""
     import io

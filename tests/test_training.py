@@ -75,6 +75,8 @@ def test_a_flag_that_falls_and_rises_again_within_an_incident_is_one_event():
     assert recurring(spans, 0) == (4, False)
     # an event that began before the window and goes on in it is still one
     assert recurring([(0.0, 10.0), (20.0, 25.0)], 15.0) == (1, False)
+    # but flags every 20 s for an hour are something the node does, not one long incident
+    assert recurring([(t, t + 2.0) for t in range(0, 3600, 20)], 0) == (12, True)
 
 
 def test_level_squash_reaches_the_models_a_job_trains(replay):
