@@ -75,7 +75,7 @@ def cmd_run(args):
 
 
 def cmd_check_config(args):
-    from .config import ConfigError, load_config_file, parse_job_config
+    from .config import ConfigError, load_config_file, parse_job_config, served_name
     notes = []
     try:
         jobs = load_config_file(args.file, notes)
@@ -85,12 +85,11 @@ def cmd_check_config(args):
         return 1
     for line in notes:
         print('{}: warning: {}'.format(args.file, line), file=sys.stderr)
-    if not jobs:
-        print('{}: defines no job'.format(args.file), file=sys.stderr)
-        return 1
     bad = 0
     exports = {}   # (key, where) -> the jobs exporting there
+    served = {}    # the name python.d runs each job under -> the jobs
     for name, raw in jobs.items():
+        served.setdefault(served_name(name, raw), []).append(name)
         try:
             cfg = parse_job_config(raw, job_name=name)
         except ConfigError as e:
@@ -104,14 +103,31 @@ def cmd_check_config(args):
         if cfg.prometheus_textfile:
             exports.setdefault(('prometheus_textfile', os.path.abspath(cfg.prometheus_textfile)), []).append(name)
         if cfg.prometheus_port:
-            where = '{}:{}'.format(cfg.prometheus_address, cfg.prometheus_port)
-            exports.setdefault(('prometheus_port', where), []).append(name)
+            exports.setdefault(('prometheus_port', cfg.prometheus_port), []).append((name, cfg.prometheus_address))
     for (key, where), names in exports.items():
+        if key == 'prometheus_port':   # one port on two addresses is two listeners, unless one is every address
+            names = _clashing_listeners(names)
+            where = 'port {}'.format(where)
         if len(names) > 1:   # one file, one port per job: the jobs would overwrite or refuse each other
             bad += 1
             print("{}: jobs {}: key '{}': each job needs its own, they share {}".format(
                 args.file, ', '.join(names), key, where), file=sys.stderr)
+    for served_as, names in served.items():
+        if len(names) > 1:
+            bad += 1
+            print("{}: jobs {}: python.d runs them all as '{}' (a job's name key, else the job's), so only the first "
+                  "runs: give each its own name".format(args.file, ', '.join(names), served_as), file=sys.stderr)
     return 1 if bad else 0
+
+
+def _clashing_listeners(jobs):
+    """The jobs among ``(job, address)`` on one port that cannot all listen: those on one
+    address, or any of them when one listens on every address."""
+    wildcard = {'', '0.0.0.0', '::', '[::]', '*'}
+    addresses = {a.strip() for _, a in jobs}
+    if len(addresses) == len(jobs) and not addresses & wildcard:
+        return []
+    return [name for name, _ in jobs]
 
 
 def cmd_replay(args):

@@ -19,6 +19,7 @@ FRAMEWORK_KEYS = {
     'name': None, 'job_name': None, 'override_name': None,
     'update_every': 1, 'priority': 60000, 'autodetection_retry': 0,
     'chart_cleanup': 10, 'penalty': False,   # anomalies.chart.py's own default
+    'retries': None,   # older python.d's; 1.37 and later ignore it
 }
 MAX_UPDATE_EVERY = 86400   # a step a day; beyond that no training window holds two rows
 FRAMEWORK_INHERITED = ('update_every', 'priority', 'autodetection_retry', 'chart_cleanup', 'penalty')
@@ -63,6 +64,9 @@ DEFAULTS = {
     'flag_lasting_n': 20,
     'train_exclude_flagged': True,
     'calibration': 'empirical',
+    # the retired collector's: it listed the agent's charts again at every step; here charts
+    # that appear or go away are picked up within a minute whatever it says
+    'reinitialize_at_every_step': False,
     'train_in_subprocess': True,
     'models_dir': 'auto',
     # what to chart
@@ -142,6 +146,7 @@ class JobConfig:
     update_every: int = 1
     priority: int = 60000
     job_name: Optional[str] = None
+    reinitialize_at_every_step: bool = False
 
     @property
     def flag_hold(self):
@@ -225,9 +230,9 @@ def _check_bool(raw, key, errors):
 
 
 def _parse_custom_models(value, default_host, errors):
-    if _none_string(value):
+    if _none_string(value) or value == []:
         return ()
-    if not isinstance(value, list) or not value:
+    if not isinstance(value, list):
         errors.append("key 'custom_models': expected a list of {{name, dimensions}} entries, got "
                       "{!r}".format(value))
         return ()
@@ -258,7 +263,13 @@ def _parse_custom_models(value, default_host, errors):
                               "'host::chart|dim'".format(where, name, d))
                 parsed = None
                 break
-            parsed.append((m.group('host') or default_host, m.group('chart'), m.group('dim').strip()))
+            if m.group('host') and not valid_host(m.group('host')):
+                errors.append("{} ({}): bad host {!r} in {!r}, expected 'host:port' or 'parent:port/host/child' "
+                              "without a scheme".format(where, name, m.group('host'), d))
+                parsed = None
+                break
+            parsed.append((m.group('host').rstrip('/') if m.group('host') else default_host, m.group('chart'),
+                           m.group('dim').strip()))
         if parsed:
             if len(set(parsed)) != len(parsed):
                 errors.append('{} ({}): a dimension is listed twice'.format(where, name))
@@ -267,10 +278,40 @@ def _parse_custom_models(value, default_host, errors):
     return tuple(models)
 
 
+_HOST_PORT = re.compile(r'^(?:\[[0-9A-Fa-f:.%\w]+\]|[^\[\]:/]+)(?::(?P<port>[^/]*))?$')
+
+
 def valid_host(host):
-    """An agent as ``host:port`` or ``parent:port/host/child``: one word, no scheme (that is
-    ``protocol``'s)."""
-    return isinstance(host, str) and bool(host.strip()) and '://' not in host and ' ' not in host.strip()
+    """An agent as ``host:port`` (``[::1]:19999`` for IPv6) or ``parent:port/host/child``:
+    no scheme (that is ``protocol``'s), no other path, a port from 1 to 65535."""
+    if not isinstance(host, str) or not host.strip() or '://' in host or any(c in host.strip() for c in ' ?#'):
+        return False
+    where, _, path = host.strip().rstrip('/').partition('/')
+    m = _HOST_PORT.match(where)
+    if not m or (path and not re.match(r'^host/[^/]+$', path)):
+        return False
+    port = m.group('port')
+    return port is None or (port.isdigit() and 0 < int(port) < 65536)
+
+
+def _check_window_rows(cfg, update_every, errors):
+    """A training window too short for any model (the fit's minimum plus the rows the
+    features take) would leave the job without a model for good."""
+    keys = ('train_n_secs', 'diffs_n', 'smooth_n', 'lags_n')
+    if not all(_is_int(cfg[k]) for k in keys) or not _is_int(update_every) or not 1 <= update_every <= MAX_UPDATE_EVERY:
+        return
+    if any(e.startswith("key '{}'".format(k)) for k in keys for e in errors):
+        return
+    from .features import rows_needed
+    # the most rows a window gives: a chart collected every second, read at every phase of the
+    # job's update_every (each phase loses the rows its features start from)
+    spent = rows_needed(cfg['diffs_n'], cfg['smooth_n'], cfg['lags_n']) - 1
+    least = MIN_TRAIN_ROWS + update_every * spent
+    if cfg['train_n_secs'] < least:
+        errors.append("key 'train_n_secs': a model needs {} feature rows, and diffs_n, smooth_n and lags_n take "
+                      "{} rows before the first{}: at least {} s, got {}".format(
+                          MIN_TRAIN_ROWS, spent, ' at each of update_every {}\'s phases'.format(update_every)
+                          if update_every > 1 else '', least, cfg['train_n_secs']))
 
 
 def _plugins_own(key):
@@ -299,8 +340,8 @@ def parse_job_config(raw, job_name=None):
     # strings
     host = cfg['host']
     if not valid_host(host):
-        errors.append("key 'host': expected 'host:port' or 'parent:port/host/child' without a "
-                      "scheme, got {!r}".format(host))
+        errors.append("key 'host': expected 'host:port' or 'parent:port/host/child' without a scheme or "
+                      "another path, and a port from 1 to 65535, got {!r}".format(host))
     else:
         host = host.strip().rstrip('/')
     if cfg['protocol'] not in PROTOCOLS:
@@ -356,13 +397,18 @@ def parse_job_config(raw, job_name=None):
                       "charts_regex {!r} models: {}".format(regex, ', '.join(repr(n) for n in clash)))
 
     # model and windows
-    if not isinstance(cfg['model'], str) or not valid_model(cfg['model']):
+    if isinstance(cfg['model'], str):   # 'mahalanobis + knn' is 'mahalanobis+knn'
+        cfg['model'] = '+'.join(m.strip() for m in cfg['model'].split('+'))
+    members = model_members(cfg['model']) if isinstance(cfg['model'], str) else ()
+    if members and len(set(members)) < len(members) and valid_model('+'.join(sorted(set(members)))):
+        errors.append("key 'model': an ensemble lists each model once, got {!r}".format(cfg['model']))
+    elif not isinstance(cfg['model'], str) or not valid_model(cfg['model']):
         errors.append("key 'model': unknown model {!r}, expected one of {} or several joined by + (an "
                       "ensemble, e.g. 'mahalanobis+knn')".format(cfg['model'], ', '.join(MODEL_NAMES)))
     elif set(model_members(cfg['model'])) & set(DEEP_MODELS) and not deep_available():
         errors.append("key 'model': {!r} needs torch, which is not installed (pip install '.[deep]', or "
                       "torch from https://pytorch.org for the CPU)".format(cfg['model']))
-    for key, minimum in (('train_max_n', MIN_TRAIN_ROWS), ('train_every_n', 1), ('train_n_secs', 10),
+    for key, minimum in (('train_max_n', MIN_TRAIN_ROWS), ('train_every_n', 0), ('train_n_secs', 10),
                          ('train_min_n_secs', 0), ('offset_n_secs', 0),
                          ('train_no_prediction_n', 0), ('initial_train_data_after', 0),
                          ('initial_train_data_before', 0), ('lags_n', 0), ('smooth_n', 0), ('diffs_n', 0),
@@ -400,7 +446,7 @@ def parse_job_config(raw, job_name=None):
     if cfg['calibration'] not in CALIBRATIONS:
         errors.append("key 'calibration': expected one of {}, got {!r}".format(', '.join(CALIBRATIONS), cfg['calibration']))
     for key in ('include_average_prob', 'custom_models_normalize', 'train_in_subprocess', 'level_features',
-                'despike', 'train_exclude_flagged', 'attribution_charts'):
+                'despike', 'train_exclude_flagged', 'attribution_charts', 'reinitialize_at_every_step'):
         _check_bool(cfg, key, errors)
     models_dir = None if _none_string(cfg['models_dir']) else cfg['models_dir']
     if models_dir is not None and not isinstance(models_dir, str):
@@ -425,6 +471,20 @@ def parse_job_config(raw, job_name=None):
                       "{!r}".format(MAX_UPDATE_EVERY, framework['update_every']))
     if not _is_int(framework['priority']):
         errors.append("key 'priority': expected an integer, got {!r}".format(framework['priority']))
+    # python.d.plugin reads these itself, before the module sees them: told here for check-config
+    # and standalone runs, which would otherwise differ from python.d without a word
+    for key in ('chart_cleanup', 'autodetection_retry', 'retries'):
+        v = framework[key]
+        if v is not None or key != 'retries':
+            if not _is_int(v) or v < 0:
+                errors.append("key '{}': expected an integer >= 0, got {!r}".format(key, v))
+    if not isinstance(framework['penalty'], bool):
+        errors.append("key 'penalty': expected true or false, unquoted (python.d takes any text as true), got "
+                      "{!r}".format(framework['penalty']))
+    if 'name' in raw and not isinstance(raw['name'], str):
+        errors.append("key 'name': expected a job name in quotes, got {!r} (python.d.plugin stops on it, with "
+                      "every module's jobs)".format(raw['name']))
+    _check_window_rows(cfg, framework['update_every'], errors)
 
     if errors:
         raise ConfigError(errors)
@@ -447,6 +507,7 @@ def parse_job_config(raw, job_name=None):
         models_dir=models_dir, prometheus_textfile=textfile, prometheus_port=port,
         prometheus_address=address, update_every=framework['update_every'],
         priority=framework['priority'], job_name=job_name or raw.get('job_name'),
+        reinitialize_at_every_step=cfg['reinitialize_at_every_step'],
     )
 
 
@@ -454,11 +515,15 @@ def job_configs_from_file(data, notes=None):
     """Split a python.d module config (already YAML-loaded) into ``{job_name: raw_config}``.
 
     Like python.d: every mapping at the top level is a job and inherits the file's
-    top-level framework keys; a file without any mapping is one job named after the module.
+    top-level framework keys; a file without any mapping (or empty) is one job named after the
+    module. A job name YAML reads as a boolean or a number is refused: python.d.plugin stops on it.
     Other top-level keys beside jobs reach no job; ``notes`` gets a line for each.
     """
-    if data is None:
-        return {}
+    if data is None:   # empty, or only comments: python.d runs one job with every default
+        if notes is not None:
+            notes.append("no job in it: python.d runs one job, 'anomalies', with every default (to turn the "
+                         "module off, set 'anomalies: no' in python.d.conf)")
+        return {'anomalies': {}}
     if not isinstance(data, dict):
         raise ConfigError(['the configuration file must be a YAML mapping of jobs'])
     module_defaults = {k: v for k, v in data.items() if k in FRAMEWORK_KEYS and not isinstance(v, dict)}
@@ -469,15 +534,24 @@ def job_configs_from_file(data, notes=None):
         if key not in jobs and key not in module_defaults and notes is not None:
             notes.append("top-level key '{}' reaches no job (python.d passes only {} from the top level); "
                          "indent it under a job".format(key, ', '.join(sorted(FRAMEWORK_INHERITED))))
+    unquoted = [name for name in jobs if not isinstance(name, str)]
+    if unquoted:   # python.d.plugin stops at start-up on such a name (re.sub of a non-string)
+        raise ConfigError(["job {!r}: YAML reads this job's name as {} (unquoted on, off, yes, no, true, false or a "
+                           "number); python.d.plugin stops on it, with every module's jobs: quote it".format(
+                               name, type(name).__name__) for name in unquoted])
     out = {}
     for name, job in jobs.items():
-        if isinstance(name, bool) and notes is not None:
-            notes.append("a job is named {} (YAML reads an unquoted on/yes/true as true, off/no/false as "
-                         "false); quote its name to keep it".format(name))
         merged = dict(module_defaults)
         merged.update(job)
-        out[str(name)] = merged   # a job named 1 (YAML reads an int) is the job `--job 1` selects
+        out[name] = merged
     return out
+
+
+def served_name(job_name, raw):
+    """The name python.d runs a job under (its ``name`` key, else the job's): it runs only the
+    first job of each name."""
+    name = raw.get('name') if isinstance(raw.get('name'), str) and raw.get('name') else job_name
+    return re.sub(r'\s+', '_', name)
 
 
 def load_config_file(path, notes=None):

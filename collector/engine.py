@@ -19,6 +19,8 @@ from .training import ModelSpec, TrainingRequest, charts_by_host, make_trainer
 
 # steps between training attempts after a failed training (agent away, no data)
 RETRY_STEPS = 30
+# the next full training with train_every_n 0 (the retired collector's "never retrain"): after the first
+NEVER = float('inf')
 # an agent that started this recently, with a job this new, lists its charts as its collectors
 # start: none in scope yet is not yet an error
 YOUNG_AGENT_SECONDS = 120
@@ -220,7 +222,7 @@ class AnomalyDetector:
         self.problems.clear('scope')
         if full_due:
             todo = list(specs.values())
-            self.next_training = self.steps + self.config.train_every_n
+            self.next_training = self.steps + self.config.train_every_n if self.config.train_every_n else NEVER
         else:
             # a chart that failed to train (a typo in a custom model, a chart with no values) is
             # retried at discoveries further and further apart, not every minute for good
@@ -239,7 +241,8 @@ class AnomalyDetector:
                                                api.listed_seconds, api.listed_at))
         except Exception as e:  # e.g. no memory or file descriptors for the training process
             self.problems.report('training', 'cannot start training: {!r}'.format(e))
-            self.next_training = self.steps + RETRY_STEPS
+            if full_due:   # (charts still without a model are tried again at each discovery)
+                self.next_training = self.steps + RETRY_STEPS
             return
         self.training_started, self.training_step = self.clock(), self.steps
         # the row this step reads was collected before the process started; the next ones may not be
@@ -321,7 +324,8 @@ class AnomalyDetector:
                         max(RETRY_STEPS, self.config.train_every_n))
             self.problems.report('training', 'training failed: {} (trying again in {} steps)'.format(
                 result.error, delay))
-            self.next_training = min(self.next_training, self.steps + delay)
+            if self.config.train_every_n or self.training_all:   # with 0, only a first training is tried again
+                self.next_training = min(self.next_training, self.steps + delay)
             return
         self.failed_trainings = 0
         self.problems.clear('training', 'training works again')
@@ -383,7 +387,7 @@ class AnomalyDetector:
         history stopped growing (one that keeps less than train_n_secs)."""
         grew = self.history_seen is None or history >= 1.5 * self.history_seen
         self.history_seen = history
-        if grew and history < 0.9 * self.config.train_n_secs:
+        if grew and history < 0.9 * self.config.train_n_secs and self.config.train_every_n:
             every = self.config.update_every
             self.next_training = min(self.next_training, self.steps + max(RETRY_STEPS, int(history // every)))
 
@@ -532,10 +536,14 @@ class AnomalyDetector:
         self.initial_done = True
         every = self.config.update_every
         age = self._age(metas, now)
-        self.next_training = max(0, int((self.config.train_every_n * every - age) // every))
+        if self.config.train_every_n:
+            self.next_training = max(0, int((self.config.train_every_n * every - age) // every))
+            due = 'next full training in {} steps'.format(self.next_training)
+        else:
+            self.next_training, due = NEVER, 'not retrained (train_every_n 0)'
         self.next_discovery = (self.clock(), self.steps)  # train the charts without a usable saved model at once
-        self.log.info('loaded {} saved models from {} (oldest trained {:.0f} s ago); next full training in {} '
-                      'steps'.format(len(loaded), self.models_dir, age, self.next_training))
+        self.log.info('loaded {} saved models from {} (oldest trained {:.0f} s ago); {}'.format(
+            len(loaded), self.models_dir, age, due))
 
     def _load_from_disk(self, charts, specs):
         """The saved models of ``specs`` that still fit; each spec is looked up once per job,

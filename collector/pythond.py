@@ -170,7 +170,10 @@ class SimpleService(object):
     def __init__(self, configuration=None, name=''):
         self.configuration = dict(configuration or {})
         self.job_name = self.configuration.pop('job_name', None) or MODULE_NAME
-        override = self.configuration.pop('name', None) or self.configuration.pop('override_name', None)
+        # a name that is not a string stays in the configuration, for the job's check to refuse
+        # (python.d.plugin stops on one)
+        name = self.configuration.pop('name') if isinstance(self.configuration.get('name'), str) else None
+        override = name or self.configuration.pop('override_name', None)
         # a bad value is the job config's to report (the module validates it); start on the default
         self._update_every = _int_or(self.configuration.get('update_every'), 1)
         self.priority = _int_or(self.configuration.get('priority'), 60000)

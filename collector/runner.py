@@ -17,8 +17,6 @@ class Service(AnomaliesService, SimpleService):
 def select_job(config_path, job=None, host=None, update_every=None, notes=None):
     """The raw configuration of one job from a python.d config file (or the defaults)."""
     jobs = load_config_file(config_path, notes) if config_path else {'anomalies': {}}
-    if not jobs:
-        raise ConfigError(['{} defines no job'.format(config_path)])
     if job is None:
         job = next(iter(jobs))
     if job not in jobs:

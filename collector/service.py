@@ -161,6 +161,12 @@ class AnomaliesService(object):
                       cfg.train_every_n, cfg.lags_n, cfg.smooth_n, cfg.diffs_n, cfg.level_features, cfg.despike,
                       cfg.level_squash, cfg.contamination, cfg.calibration, cfg.flag_min_n, cfg.flag_window_n,
                       cfg.flag_hold_probability, cfg.flag_rearm_n, cfg.flag_lasting_n))
+        if cfg.reinitialize_at_every_step:
+            self.info('reinitialize_at_every_step: charts that appear or go away are picked up within a minute '
+                      'here, and models retrained every train_every_n steps; the key changes nothing')
+        if not cfg.train_every_n:
+            self.info('train_every_n 0: models are trained once (and charts that appear, when they do), never '
+                      'retrained')
         self.exporter = self._start_exporter(cfg)
         self.detector.start()
         return True

@@ -272,9 +272,10 @@ def _fit_batch(request, specs, df, index, problems, result):
             events, routine = recurring(spans, times[0])
             if share <= MAX_EXCLUDED_SHARE and not routine:
                 X, n_excluded = X[~drop], int(drop.sum())
-        if X.shape[0] < MIN_TRAIN_ROWS:
-            result.errors[spec.model_id] = 'only {} rows of history, need {}'.format(
-                X.shape[0], MIN_TRAIN_ROWS + train_need - 1)
+        if X.shape[0] < MIN_TRAIN_ROWS:   # told in rows read, not in feature rows (the features take train_need - 1)
+            result.errors[spec.model_id] = 'only {} rows of history{}, need {}'.format(
+                int(raw.shape[0]), ' ({} left out as flagged)'.format(n_excluded) if n_excluded else '',
+                MIN_TRAIN_ROWS + train_need - 1)
             continue
         try:
             groups = feature_groups([split_key(c)[:2] for c in cols], cfg.lags_n, cfg.level_features)

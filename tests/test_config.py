@@ -93,7 +93,7 @@ def test_child_node_host_is_accepted():
     ({'offset_n_secs': -1}, 'offset_n_secs'),
     ({'train_min_n_secs': -5}, 'train_min_n_secs'),
     ({'train_min_n_secs': '5m'}, 'train_min_n_secs'),
-    ({'train_every_n': 0}, 'train_every_n'),
+    ({'train_every_n': -1}, 'train_every_n'),
     ({'train_max_n': '1000'}, 'train_max_n'),
     ({'train_max_n': 10}, 'train_max_n'),   # fewer rows than a model is fitted on at all
     ({'lags_n': 1.5}, 'lags_n'),
@@ -128,6 +128,27 @@ def test_child_node_host_is_accepted():
     ({'flag_window_n': 0}, 'flag_window_n'),   # told once, not again through flag_min_n's bound
     ({'update_every': 0}, 'update_every'),
     ({'update_every': 99999999999}, 'update_every'),
+    # python.d.plugin reads these itself: wrong, it crashes or behaves otherwise than a standalone run
+    ({'chart_cleanup': -1}, 'chart_cleanup'),
+    ({'chart_cleanup': 'no'}, 'chart_cleanup'),
+    ({'autodetection_retry': 'x'}, 'autodetection_retry'),
+    ({'penalty': 'maybe'}, 'penalty'),
+    ({'penalty': 'no'}, 'penalty'),   # python.d takes any text as true
+    ({'retries': -1}, 'retries'),
+    ({'name': None}, 'name'),   # python.d.plugin stops, every module with it
+    ({'name': 123}, 'name'),
+    # a port that is not one, a path the API is not under
+    ({'host': '127.0.0.1:abc'}, 'host'),
+    ({'host': '127.0.0.1:99999'}, 'host'),
+    ({'host': '127.0.0.1:19999?x=1'}, 'host'),
+    ({'host': '127.0.0.1:19999/api/v1'}, 'host'),
+    ({'host': 'parent:19999/host/'}, 'host'),
+    ({'custom_models': [{'name': 'x', 'dimensions': 'http://x:1::system.cpu|user'}]}, 'custom_models'),
+    ({'custom_models': [{'name': 'x', 'dimensions': 'x:0::system.cpu|user'}]}, 'custom_models'),
+    ({'model': 'knn+knn'}, 'model'),
+    # too short a window for any model: a job that would never predict
+    ({'train_n_secs': 37, 'train_min_n_secs': 0}, 'train_n_secs'),
+    ({'train_n_secs': 60, 'smooth_n': 40}, 'train_n_secs'),
 ])
 def test_each_bad_value_is_rejected_naming_its_key(raw, key):
     errors = errors_for(raw)
@@ -179,8 +200,13 @@ def test_python_d_job_layout():
     assert jobs == {'local': {'update_every': 3, 'priority': 10, 'model': 'hbos'},
                     'other': {'update_every': 1, 'priority': 10}}
     assert job_configs_from_file({'model': 'hbos'}) == {'anomalies': {'model': 'hbos'}}
-    # a job YAML names with a number is selected by that name, as python.d names it
-    assert list(job_configs_from_file({1: {'model': 'hbos'}})) == ['1']
+    # python.d.plugin stops on a job name that is not a string: refused, naming it
+    for name in (1, True, None):
+        with pytest.raises(ConfigError, match='quote it'):
+            job_configs_from_file({name: {'model': 'hbos'}, 'local': {}})
+    # an empty file (or only comments) is one job with every default, as python.d runs it
+    notes = []
+    assert job_configs_from_file(None, notes) == {'anomalies': {}} and 'every default' in notes[0]
 
 
 def test_check_config_command(tmp_path):
@@ -204,23 +230,27 @@ def test_check_config_command(tmp_path):
     r = run(stray)
     assert r.returncode == 0 and "top-level key 'model' reaches no job" in r.stderr
     assert 'update_every' not in r.stderr.split('reaches no job')[0]
-    # a job named on/yes/true is a YAML boolean: it runs as python.d would name it, and is said
+    # a job named on/yes/true or 1 is a YAML boolean or number: python.d.plugin stops on it, every module
     named_on = tmp_path / 'on.conf'
-    named_on.write_text("on:\n  lags_n: 3\n'off':\n  lags_n: 2\n")
+    named_on.write_text("on:\n  lags_n: 3\n'off':\n  lags_n: 2\n2:\n  lags_n: 2\n")
     r = run(named_on)
-    assert r.returncode == 0 and 'a job is named True' in r.stderr and 'quote its name' in r.stderr
-    assert r.stderr.count('quote its name') == 1
+    assert r.returncode == 1 and 'ok' not in r.stdout
+    assert "job True: YAML reads this job's name as bool" in r.stderr and "job 2: YAML reads this job's name as int" \
+        in r.stderr and r.stderr.count('quote it') == 2
     # two jobs exporting to one file or one port would overwrite or refuse each other
     shared = tmp_path / 'shared.conf'
     shared.write_text("a:\n  prometheus_textfile: '/tmp/x.prom'\n  prometheus_port: 9591\n"
                       "b:\n  prometheus_textfile: '/tmp/x.prom'\n  prometheus_port: 9592\n"
                       "c:\n  prometheus_port: 9591\n  prometheus_address: '0.0.0.0'\n"
-                      "d:\n  prometheus_port: 9600\ne:\n  prometheus_port: 9600\n")
+                      "d:\n  prometheus_port: 9600\ne:\n  prometheus_port: 9600\n"
+                      "f:\n  prometheus_port: 9601\ng:\n  prometheus_port: 9601\n  prometheus_address: '10.0.0.1'\n")
     r = run(shared)
     assert r.returncode == 1, r.stderr
     assert "jobs a, b: key 'prometheus_textfile': each job needs its own, they share /tmp/x.prom" in r.stderr
-    assert "jobs d, e: key 'prometheus_port': each job needs its own, they share 127.0.0.1:9600" in r.stderr
-    assert r.stderr.count('prometheus_port') == 1   # a, b and c: other ports, or another address
+    assert "jobs d, e: key 'prometheus_port': each job needs its own, they share port 9600" in r.stderr
+    # every address (0.0.0.0) takes the port on 127.0.0.1 too; two addresses of their own do not clash
+    assert "jobs a, c: key 'prometheus_port': each job needs its own, they share port 9591" in r.stderr
+    assert r.stderr.count('prometheus_port') == 2
 
 
 def test_ipv6_hosts_in_custom_models():
@@ -271,3 +301,37 @@ def test_a_job_configuration_as_newer_python_d_plugins_pass_it_is_accepted():
            'autodetection_retry': 0, 'chart_cleanup': 10, 'penalty': True, '__is_stock': False, 'model': 'hbos'}
     assert parse_job_config(raw).model == 'hbos'
     assert errors_for({'is_stock': False}) == ["key 'is_stock': unknown option (see anomalies.conf for the valid ones)"]
+
+
+def test_the_retired_collectors_keys_and_python_d_job_keys_are_taken():
+    """An old config keeps working: train_every_n 0 (never retrain, its stock config says so),
+    reinitialize_at_every_step, and python.d's own job keys such as retries."""
+    cfg = parse_job_config({'train_every_n': 0, 'reinitialize_at_every_step': True, 'retries': 60,
+                            'chart_cleanup': 0, 'autodetection_retry': 30, 'penalty': True, 'name': 'local'})
+    assert cfg.train_every_n == 0 and cfg.reinitialize_at_every_step is True
+    assert parse_job_config({'model': ' mahalanobis + knn '}).model == 'mahalanobis+knn'
+    assert parse_job_config({'custom_models': []}).custom_models == ()
+    for host in ('127.0.0.1:19999', 'netdata.example.com', '[::1]:19999', 'parent:19999/host/child-1', 'h:19999/'):
+        parse_job_config({'host': host})
+    # the shortest window that trains (30 feature rows and the 8 the default features start from),
+    # and at update_every 5 every phase of a per-second chart starts its features again
+    parse_job_config({'train_n_secs': 38})
+    assert "at least 70 s" in errors_for({'train_n_secs': 69, 'update_every': 5})[0]
+    parse_job_config({'train_n_secs': 70, 'update_every': 5})
+
+
+def test_check_config_says_what_python_d_runs(tmp_path):
+    """Two jobs python.d would run under one name (only the first runs), and a file with no
+    job at all (python.d runs one with every default)."""
+    run = lambda f: subprocess.run([sys.executable, '-m', 'collector', 'check-config', str(f)], cwd=ROOT,
+                                   capture_output=True, text=True)
+    same = tmp_path / 'same.conf'
+    same.write_text("a:\n  name: 'x y'\nb:\n  name: 'x_y'\nanomalies:\n  lags_n: 3\nc:\n  name: 'anomalies'\n")
+    r = run(same)
+    assert r.returncode == 1
+    assert "jobs a, b: python.d runs them all as 'x_y'" in r.stderr
+    assert "jobs anomalies, c: python.d runs them all as 'anomalies'" in r.stderr
+    empty = tmp_path / 'empty.conf'
+    empty.write_text("# every job commented out\n# local:\n#   lags_n: 3\n")
+    r = run(empty)
+    assert r.returncode == 0 and 'job anomalies: ok' in r.stdout and 'every default' in r.stderr

@@ -1438,3 +1438,23 @@ def test_a_flag_held_down_through_the_jobs_own_training_rises_after_it_only_on_a
     assert max(probs[-20:]) < 0.99 and not any(flags[-20:])     # the chart read as usual at the end
     rose = [p for k, (f, p) in enumerate(zip(flags, probs)) if f and not (k and flags[k - 1])]
     assert all(p >= 0.99 for p in rose), rose
+
+
+def test_train_every_n_0_trains_once_and_never_again_as_the_retired_collector_did(replay, logger):
+    """Its stock config says: set train_every_n 0 and the models are not retrained after the first."""
+    det = make_detector(replay, logger, train_every_n=0)
+    run_until_trained(det, replay)
+    for _ in range(60):
+        det.step()
+        replay.clock.advance(1)
+        time.sleep(0.01)
+    assert det.trainings == 1 and not det.trainer.busy and len(det.models) == 4
+    det.close()
+    again = make_detector(replay, logger, train_every_n=0)   # the saved models, loaded
+    again.start()
+    for _ in range(40):
+        again.step()
+        replay.clock.advance(1)
+    assert again.trainings == 0 and not again.trainer.busy and len(again.models) == 4
+    assert any(m.endswith('not retrained (train_every_n 0)') for _, m in logger.lines), logger.lines
+    again.close()
