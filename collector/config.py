@@ -554,12 +554,39 @@ def served_name(job_name, raw):
     return re.sub(r'\s+', '_', name)
 
 
+def _yaml_load(text, notes):
+    """``yaml.safe_load``, noting each key given twice in one mapping (YAML keeps the last, as
+    python.d does: an option uncommented above one set further down is silently not used)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if key_node.tag == 'tag:yaml.org,2002:merge':   # '<<: *defaults': keys after it override on purpose
+                continue
+            key = loader.construct_object(key_node, deep=deep)
+            try:
+                if key in seen and notes is not None:
+                    notes.append("key {!r} is given twice (lines {} and {}): line {}'s is used".format(
+                        key, seen[key] + 1, key_node.start_mark.line + 1, key_node.start_mark.line + 1))
+                seen[key] = key_node.start_mark.line
+            except TypeError:   # an unhashable key: the mapping's own construction says so
+                pass
+        return loader.construct_mapping(node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=Loader)
+
+
 def load_config_file(path, notes=None):
     """Read a YAML python.d config file into ``{job_name: raw_config}``."""
     import yaml
     try:
         with open(path, 'rb') as f:
-            data = yaml.safe_load(f.read().decode('utf-8-sig'))
+            data = _yaml_load(f.read().decode('utf-8-sig'), notes)
     except OSError as e:
         raise ConfigError(['cannot read {}: {}'.format(path, e.strerror or e)])
     except UnicodeDecodeError as e:

@@ -335,3 +335,15 @@ def test_check_config_says_what_python_d_runs(tmp_path):
     empty.write_text("# every job commented out\n# local:\n#   lags_n: 3\n")
     r = run(empty)
     assert r.returncode == 0 and 'job anomalies: ok' in r.stdout and 'every default' in r.stderr
+
+
+def test_a_key_given_twice_is_said_and_the_last_one_used(tmp_path):
+    """An option uncommented in edit-config while the same key is set further down: YAML (and
+    python.d) silently keep the last; the file's check says which line wins."""
+    conf = tmp_path / 'twice.conf'
+    conf.write_text("defaults: &d\n  lags_n: 2\nlocal:\n  <<: *d\n  lags_n: 3\n  model: 'knn'\n  lags_n: 4\n")
+    notes = []
+    jobs = load_config_file(str(conf), notes)
+    assert jobs['local']['lags_n'] == 4
+    # overriding a merged key is what merge keys are for: not said
+    assert notes == ["key 'lags_n' is given twice (lines 5 and 7): line 7's is used"]
