@@ -529,6 +529,10 @@ def job_configs_from_file(data, notes=None):
     module_defaults = {k: v for k, v in data.items() if k in FRAMEWORK_KEYS and not isinstance(v, dict)}
     jobs = {k: v for k, v in data.items() if isinstance(v, dict)}
     if not jobs:
+        for key, value in data.items():
+            if value is None and key not in DEFAULTS and key not in FRAMEWORK_KEYS and notes is not None:
+                notes.append("'{}:' has nothing under it, so it is no job: python.d runs the file as one job with "
+                             "'{}' as an option; indent at least one option under it".format(key, key))
         return {'anomalies': dict(data)}
     for key in data:
         if key not in jobs and key not in module_defaults and notes is not None:

@@ -207,6 +207,11 @@ def test_python_d_job_layout():
     # an empty file (or only comments) is one job with every default, as python.d runs it
     notes = []
     assert job_configs_from_file(None, notes) == {'anomalies': {}} and 'every default' in notes[0]
+    # a job with nothing under it is no job to python.d either: an option of the one job, said
+    notes = []
+    assert job_configs_from_file({'local': None}, notes) == {'anomalies': {'local': None}}
+    assert notes == ["'local:' has nothing under it, so it is no job: python.d runs the file as one job with "
+                     "'local' as an option; indent at least one option under it"]
 
 
 def test_check_config_command(tmp_path):
