@@ -475,9 +475,8 @@ def parse_job_config(raw, job_name=None):
     # and standalone runs, which would otherwise differ from python.d without a word
     for key in ('chart_cleanup', 'autodetection_retry', 'retries'):
         v = framework[key]
-        if v is not None or key != 'retries':
-            if not _is_int(v) or v < 0:
-                errors.append("key '{}': expected an integer >= 0, got {!r}".format(key, v))
+        if (v is not None or key != 'retries') and (not _is_int(v) or v < 0):   # retries: none by default
+            errors.append("key '{}': expected an integer >= 0, got {!r}".format(key, v))
     if not isinstance(framework['penalty'], bool):
         errors.append("key 'penalty': expected true or false, unquoted (python.d takes any text as true), got "
                       "{!r}".format(framework['penalty']))
