@@ -41,6 +41,9 @@ OWN_TRAINING_MAX_STEPS = 60
 # this probability (one normal step in ten does), through dips of up to EPISODE_GAP steps
 EPISODE_RANK = 0.9
 EPISODE_GAP = 2
+# the flagged spans are written beside the models when a flag rises, and while one lasts at
+# most this often (agent seconds): python.d.plugin is stopped by a signal, never by a close()
+FLAGS_SAVE_SECONDS = 15
 
 
 def _count(noun, ids):
@@ -128,6 +131,8 @@ class AnomalyDetector:
                                       config.flag_lasting_n)
         self.flagged = {}       # model id -> [[first, last] agent time of flagged steps], for training
         self.was_flagged = set()  # models flagged last step (their flag's drivers are already told)
+        self.flags_unsaved = None   # 'new' (a span began), 'grown', or None: what flagged lacks on disk
+        self.flags_saved_at = 0.0   # agent time of the last write of flagged
         self.episodes = {}      # model id -> steps under EPISODE_RANK since its flag's episode last read unusual
         self.disk_checked = set()  # models whose saved file was looked for (once per job)
         self.unlisted = set()  # models whose chart the last chart listing did not have
@@ -194,7 +199,8 @@ class AnomalyDetector:
         gone, self.unlisted = sorted(missing & self.unlisted), missing
         for model_id in gone:
             del self.models[model_id]
-            self.flagged.pop(model_id, None)
+            if self.flagged.pop(model_id, None):
+                self.flags_unsaved = self.flags_unsaved or 'grown'
             self.regrown.pop(model_id, None)
             if self.models_dir:
                 persist.remove(self.models_dir, model_id)
@@ -504,8 +510,42 @@ class AnomalyDetector:
     def start(self):
         """Load the saved models that still fit, and start training the rest now."""
         if self.models_dir:
+            self._load_flagged()
             self._start_from_disk()
         self._maybe_start_training(self._pending)
+
+    def _load_flagged(self):
+        """The spans flagged before a restart, so the next training leaves them out as well."""
+        if not self.config.train_exclude_flagged:
+            return
+        try:
+            spans, reason = persist.load_flagged(self.models_dir)
+        except Exception as e:  # steers training only: never a reason not to start
+            spans, reason = {}, repr(e)
+        if reason:
+            self.log.warning('the flagged steps saved in {} are not used: {}'.format(self.models_dir, reason))
+        for model_id, saved in spans.items():
+            self.flagged[model_id] = saved + self.flagged.get(model_id, [])
+        if spans:
+            self.log.info('loaded the flagged steps of {} model{} (left out of their next training): {}'.format(
+                len(spans), '' if len(spans) == 1 else 's', _listed(sorted(spans))))
+
+    def _save_flagged(self, now):
+        """Write the flagged spans when a new one began, else while they grow every
+        ``FLAGS_SAVE_SECONDS`` (``now`` is agent time); a write that fails is told and retried."""
+        if not self.models_dir or not self.flags_unsaved:
+            return
+        if self.flags_unsaved != 'new' and 0 <= now - self.flags_saved_at < FLAGS_SAVE_SECONDS:
+            return
+        self.flags_saved_at = now
+        try:
+            persist.save_flagged(self.models_dir, self.flagged)
+        except Exception as e:
+            self.problems.report('save-flags', 'cannot save the flagged steps in {}: {} (a restarted job would '
+                                               'train on them)'.format(self.models_dir, e))
+            return
+        self.flags_unsaved = None
+        self.problems.clear('save-flags', 'the flagged steps are saved again')
 
     def _start_from_disk(self, charts=None, step=None):
         try:
@@ -758,6 +798,7 @@ class AnomalyDetector:
         if self.config.train_exclude_flagged:
             training_rows = self.own_rows[0] <= self.steps < self.own_rows[1]
             self._remember_episodes(ids, flags, np.where(scored, rank, 0.0), stamp, training_rows)
+            self._save_flagged(stamp)
         # what drives each model: for the log line of a flag that rises now, or every model for
         # the attribution charts (a flag that stays up is not explained again every step)
         if self.config.attribution_charts:
@@ -800,8 +841,10 @@ class AnomalyDetector:
         spans = self.flagged.setdefault(model_id, [])
         if spans and 0 <= t - spans[-1][1] <= (EPISODE_GAP + 1) * every:   # not after a clock set back
             spans[-1][1] = t
+            self.flags_unsaved = self.flags_unsaved or 'grown'
         else:
             spans.append([t, t])
+            self.flags_unsaved = 'new'
 
     def _exclusions(self):
         """Flagged intervals still inside a training window, per model (older ones are dropped)."""
@@ -821,6 +864,9 @@ class AnomalyDetector:
         return out
 
     def close(self):
+        if self.flags_unsaved:
+            self.flags_unsaved = 'new'   # whatever the time since the last write
+            self._save_flagged(self.flags_saved_at)
         self.trainer.close()
         for api in self.apis.values():
             api.close()

@@ -7,6 +7,7 @@ wrong for the job as it runs now; anything off is a reason to retrain, never an 
 """
 import hashlib
 import json
+import math
 import os
 import pickle
 import sys
@@ -27,6 +28,9 @@ FORMAT = 6
 HASH_KEYS = ('model', 'diffs_n', 'smooth_n', 'lags_n', 'level_features', 'level_squash', 'contamination',
              'calibration', 'update_every')
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the flagged steps' file: '@' is never in a model's file name (safe_id), so no chart's is this
+FLAGGED_FILE = '@flagged-steps.json'
+FLAGGED_FORMAT = 1
 
 
 DEFAULT_HOST = DEFAULTS['host']
@@ -211,3 +215,43 @@ def prune(directory, keep, older_than, now=None):
             remove(directory, model_id)
             removed.append(model_id)
     return removed
+
+
+def save_flagged(directory, spans):
+    """Write the flagged spans (model id -> [[first, last] agent time]) beside the models: a
+    restarted job's next training must leave out the incidents flagged before the restart too,
+    or it learns them as normal."""
+    os.makedirs(directory, exist_ok=True)
+    body = {'format': FLAGGED_FORMAT, 'saved_at': time.time(),
+            'spans': {m: [list(sp) for sp in s] for m, s in sorted(spans.items()) if s}}
+    write_atomically(os.path.join(directory, FLAGGED_FILE), json.dumps(body).encode(), 0o640)
+
+
+def load_flagged(directory):
+    """``(spans, None)`` or ``({}, reason)``: what ``save_flagged`` wrote (nothing saved is no
+    reason). Only well-formed spans are taken: this file steers training, never the job's start."""
+    path = os.path.join(directory, FLAGGED_FILE)
+    try:
+        with open(path) as f:
+            body = json.load(f)
+    except FileNotFoundError:
+        return {}, None
+    except (OSError, ValueError) as e:
+        return {}, 'unreadable ({})'.format(e)
+    if not isinstance(body, dict) or body.get('format') != FLAGGED_FORMAT or not isinstance(body.get('spans'), dict):
+        return {}, 'not a flagged-steps file of this version'
+    out = {}
+    for model_id, spans in body['spans'].items():
+        if not isinstance(spans, list):
+            continue
+        good = []
+        for sp in spans:
+            try:
+                first, last = (float(v) for v in sp)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(first) and math.isfinite(last) and first <= last:
+                good.append([first, last])
+        if good:
+            out[model_id] = sorted(good)
+    return out, None

@@ -248,6 +248,29 @@ def test_the_steps_after_a_flag_while_its_chart_stays_unusual_are_left_out_of_tr
     det.close()
 
 
+def test_flagged_steps_outlive_a_restart_and_stay_out_of_its_next_training(replay, logger):
+    """python.d.plugin is stopped by a signal: the spans flagged before it are on disk, and the
+    restarted job's first training (at once here: a setting changed) leaves them out too."""
+    det = make_detector(replay, logger)
+    run_until_trained(det, replay)
+    replay.clock.set(START + SPIKE[0] - 60)
+    for _ in range(120):
+        det.step()
+        replay.clock.advance(1)
+    first, last = det._exclusions()['system.cpu'][-1]
+    assert START + SPIKE[0] <= first <= START + SPIKE[0] + 4
+    det.trainer.close()   # killed, not closed
+
+    again = make_detector(replay, logger, lags_n=3)
+    run_until_trained(again, replay)
+    saved = again._exclusions()['system.cpu'][-1]
+    assert saved[0] == first and last - 15 <= saved[1] <= last
+    assert again.models['system.cpu'].info['excluded_rows'] >= saved[1] - saved[0]
+    assert ('INFO', 'loaded the flagged steps of 1 model (left out of their next training): system.cpu') in logger.lines
+    assert [m for level, m in logger.lines if level != 'INFO'] == []
+    again.close()
+
+
 def test_flags_are_not_kept_when_training_does_not_leave_them_out(replay, logger):
     det = make_detector(replay, logger, train_exclude_flagged=False)
     run_until_trained(det, replay)

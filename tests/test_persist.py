@@ -99,6 +99,23 @@ def test_models_of_charts_long_gone_are_removed_and_nothing_else(tmp_path):
     assert persist.prune(str(tmp_path / 'none'), [], 0) == []
 
 
+def test_flagged_steps_are_saved_and_read_back_and_a_bad_file_is_only_a_reason(tmp_path):
+    spans = {'system.cpu': [[100.0, 130.0], [400.0, 401.0]], 'disk.sda': [[5.0, 5.0]], 'system.ram': []}
+    persist.save_flagged(str(tmp_path), spans)
+    assert persist.load_flagged(str(tmp_path)) == ({'system.cpu': spans['system.cpu'], 'disk.sda': [[5.0, 5.0]]},
+                                                   None)
+    assert persist.prune(str(tmp_path), [], 0) == []   # not a model's file: left alone
+    path = tmp_path / persist.FLAGGED_FILE
+    body = json.loads(path.read_text())
+    body['spans'] = {'system.cpu': [[1, 2], [3, 'x'], [9, 8], [1, 2, 3], None, [float('nan'), 1]], 'x': 'y'}
+    path.write_text(json.dumps(body))
+    assert persist.load_flagged(str(tmp_path)) == ({'system.cpu': [[1.0, 2.0]]}, None)
+    path.write_text('{"format": 1, "spans"')
+    spans, reason = persist.load_flagged(str(tmp_path))
+    assert spans == {} and reason.startswith('unreadable')
+    assert persist.load_flagged(str(tmp_path / 'none')) == ({}, None)
+
+
 def test_what_no_longer_fits_is_a_reason_to_retrain(tmp_path):
     _, cfg = saved(tmp_path)
     load = persist.load
