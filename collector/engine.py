@@ -226,6 +226,7 @@ class AnomalyDetector:
             self.next_training = self.steps + RETRY_STEPS
             return
         self.problems.clear('scope')
+        new_dimensions = self._new_dimensions(charts, specs, tell=not full_due)
         if full_due:
             todo = list(specs.values())
             self.next_training = self.steps + self.config.train_every_n if self.config.train_every_n else NEVER
@@ -235,7 +236,7 @@ class AnomalyDetector:
             todo = [s for model_id, s in specs.items() if model_id not in self.models
                     and self.steps >= self.retry_at.get(model_id, (0, 0))[1]]
             todo = self._saved_for_new_charts(charts, todo, step)
-            todo += [specs[m] for m in self._new_dimensions(charts, specs)]
+            todo += [specs[m] for m in new_dimensions]
             if not todo:
                 return
         # a training of every chart on the rolling window tells how much history the agent holds
@@ -244,7 +245,7 @@ class AnomalyDetector:
         try:
             api = self.apis[self.config.host]
             self.trainer.start(TrainingRequest(self.config, todo, after, before, self._exclusions(), self.models_dir,
-                                               api.listed_seconds, api.listed_at))
+                                               api.listed_seconds, api.listed_at, new_dimensions))
         except Exception as e:  # e.g. no memory or file descriptors for the training process
             self.problems.report('training', 'cannot start training: {!r}'.format(e))
             if full_due:   # (charts still without a model are tried again at each discovery)
@@ -274,12 +275,14 @@ class AnomalyDetector:
                                                  '{} s, and charts that match are modelled when they appear'.format(
                                                      DISCOVER_SECONDS))
 
-    def _new_dimensions(self, charts, specs):
+    def _new_dimensions(self, charts, specs, tell=True):
         """Modelled charts the agent now lists with a dimension their model lacks (a process
-        group that started, a new disk or interrupt): each is retrained alone at once, rather
-        than left unseen until the next full training, and said once. Once per set of listed
-        dimensions: one listed but never collected is not retrained for again and again."""
-        out = []
+        group that started, a new disk or interrupt), and those dimensions: each is retrained
+        alone at once, rather than left unseen until the next full training, and said once.
+        Once per set of listed dimensions: one listed but never collected is not retrained for
+        again and again. The training leaves out the rows since they first had a value
+        (``training.since_new``)."""
+        out = {}
         for model_id, fm in sorted(self.models.items()):
             spec = specs.get(model_id)
             if spec is None or spec.chart is None:
@@ -288,9 +291,10 @@ class AnomalyDetector:
             new = sorted(listed - {split_key(c)[2] for c in fm.columns})
             if new and self.regrown.get(model_id) != listed:
                 self.regrown[model_id] = listed
-                self.log.info("model '{}': new dimension{} {}: retraining it".format(
-                    model_id, '' if len(new) == 1 else 's', ', '.join(new[:5]) + (' ...' if len(new) > 5 else '')))
-                out.append(model_id)
+                if tell:
+                    self.log.info("model '{}': new dimension{} {}: retraining it".format(
+                        model_id, '' if len(new) == 1 else 's', ', '.join(new[:5]) + (' ...' if len(new) > 5 else '')))
+                out[model_id] = tuple(new)
         return out
 
     def _saved_for_new_charts(self, charts, todo, step):
@@ -349,6 +353,10 @@ class AnomalyDetector:
             if model_id not in self.specs:
                 continue
             self._tell_flags_kept(model_id, fm.info)
+            if 'new_dimensions_since' in fm.info:
+                self.log.info("model '{}': its last {:.0f} s, since its new dimension first had a value, are left "
+                              "out of its training: what it does now is news to the model".format(
+                                  model_id, fm.info['window'][1] - fm.info['new_dimensions_since'] + 1))
             for reason in fm.info.get('fallback_from', ()):
                 self.log.warning("model '{}': {} failed ({}), using {}".format(
                     model_id, self.config.model, reason, fm.model_name))

@@ -72,6 +72,9 @@ class TrainingRequest:
     # the agent's time when it listed them (NetdataApi.listed_at): a window relative to its clock
     # is fixed there, so every batch of charts reads the same rows; None: each batch's own now
     agent_now: Optional[float] = None
+    # model id -> dimension names its chart lists now and its model lacks (a process group that
+    # started): the rows since they first had a value are left out (``since_new``)
+    new_dimensions: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
 
 
 def charts_by_host(specs):
@@ -142,6 +145,18 @@ def recurring(spans, since):
     routine = len(firsts) >= RECURRING_EVENTS or (
         len(firsts) >= RECURRING_SPREAD[0] and spread >= RECURRING_SPREAD[1])
     return len(firsts), routine
+
+
+def since_new(values, times, columns, new):
+    """The time the ``new`` dimensions first had a value (not 0, as the job reads a dimension
+    before it is collected), or None. A chart retrained for a dimension that just appeared (a
+    process group that an incident started) would otherwise learn the incident's first minute
+    as normal, and not flag the rest of it."""
+    k = [i for i, c in enumerate(columns) if split_key(c)[2] in new]
+    if not k or not len(times):
+        return None
+    moved = np.nonzero((values[:, k] != 0).any(axis=1))[0]
+    return float(times[moved[0]]) if moved.size else None
 
 
 def _columns_for(spec, columns):
@@ -261,17 +276,31 @@ def _fit_batch(request, specs, df, index, problems, result):
             result.waiting[spec.model_id] = history
             continue
         filled = fill_missing(raw)
+        new_at = since_new(filled, times, cols, request.new_dimensions.get(spec.model_id, ()))
         blocks = [(cfg.training_features(filled[p]), times[p][train_need - 1:]) for p in phases]
         raw, times = filled[phases[0]], times[phases[0]]
         X = np.vstack([b[0] for b in blocks])
         spans = request.exclude.get(spec.model_id)
         n_excluded, share, events, routine = 0, 0.0, 0, False
+        row_times = np.concatenate([b[1] for b in blocks])
+        keep = np.ones(X.shape[0], dtype=bool)
         if spans and X.shape[0]:
-            drop = excluded_rows(np.concatenate([b[1] for b in blocks]), spans, (train_need - 1) * cfg.update_every)
+            drop = excluded_rows(row_times, spans, (train_need - 1) * cfg.update_every)
             share = float(drop.mean())
             events, routine = recurring(spans, times[0])
             if share <= MAX_EXCLUDED_SHARE and not routine:
-                X, n_excluded = X[~drop], int(drop.sum())
+                keep &= ~drop
+        new_rows = 0
+        if new_at is not None and new_at - float(times[0]) >= min_history:
+            # only a dimension that appeared late in the window, on a chart that had been there
+            # a while (a young agent's apps.plugin finds its process groups one by one): one
+            # there for most of the window is the chart's normal by now
+            fresh = (row_times >= new_at) & keep
+            if fresh.sum() <= MAX_EXCLUDED_SHARE * X.shape[0]:
+                keep &= ~fresh
+                new_rows = int(fresh.sum())
+        if not keep.all():
+            X, n_excluded = X[keep], int((~keep).sum())
         if X.shape[0] < MIN_TRAIN_ROWS:   # told in rows read, not in feature rows (the features take train_need - 1)
             result.errors[spec.model_id] = 'only {} rows of history{}, need {}'.format(
                 int(raw.shape[0]), ' ({} left out as flagged)'.format(n_excluded) if n_excluded else '',
@@ -287,6 +316,8 @@ def _fit_batch(request, specs, df, index, problems, result):
             continue
         fm.info['window'] = (float(times[0]), float(times[-1]))
         fm.info['excluded_rows'] = n_excluded
+        if new_rows:
+            fm.info['new_dimensions_since'], fm.info['new_dimensions_rows'] = new_at, new_rows
         if share > MAX_EXCLUDED_SHARE:
             fm.info['flagged_share_kept'] = round(share, 3)
         elif routine:

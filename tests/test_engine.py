@@ -380,8 +380,13 @@ def test_a_chart_listed_with_a_new_dimension_is_retrained_alone_and_once(replay,
     det = make_detector(replay, logger)
     run_until_trained(det, replay)
     before = det.trainings
+    asked = []
+    start = det.trainer.start
+    monkeypatch.setattr(det.trainer, 'start', lambda request: (asked.append(request), start(request)))
     monkeypatch.setattr(SwitchableApi, 'extra', {'system.ram': ['shmem']})
     _steps_until(det, replay, lambda: det.trainings > before)
+    # what it was retrained for goes with it: the rows since shmem first had a value are left out
+    assert [r.new_dimensions for r in asked] == [{'system.ram': ('shmem',)}]
     assert [m for _, m in logger.lines if 'new dimension' in m] == ["model 'system.ram': new dimension shmem: "
                                                                     "retraining it"]
     assert any(m.startswith('training 1 model on') for _, m in logger.lines), logger.lines

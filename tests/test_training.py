@@ -126,6 +126,40 @@ def test_the_rows_a_training_reports_are_the_rows_with_values(monkeypatch):
     assert result.rows == 200
 
 
+def test_a_chart_retrained_for_a_dimension_that_just_appeared_does_not_learn_what_brought_it(monkeypatch):
+    """stress-ng starts: apps.plugin lists a new 'stress' group on apps.cpu, its CPU high from
+    the first second, and the chart is retrained for it. Trained up to now, the model learnt
+    that minute as normal and did not flag the rest of the incident; the rows since the new
+    dimension first had a value are left out, and the incident reads as news."""
+    import pandas as pd
+    from collector import netdata_api
+    t = np.arange(1000, 2200, dtype=float)
+    other = np.random.default_rng(0).normal(10, 1, t.size)
+    stress = np.where(t >= 2140, 80 + np.random.default_rng(1).normal(0, 5, t.size), 0.0)   # the last 60 s
+    frame = pd.DataFrame({'h:1::apps.cpu|other': other, 'h:1::apps.cpu|stress': stress}, index=t)
+    monkeypatch.setattr(netdata_api, 'fetch_training_frame', lambda *a, **k: (frame, t, []))
+    cfg = parse_job_config({'host': 'h:1'})
+    spec = ModelSpec('apps.cpu', 'h:1', chart='apps.cpu')
+    naive = run_training(TrainingRequest(cfg, [spec], 1000, 2199)).models['apps.cpu']
+    aware = run_training(TrainingRequest(cfg, [spec], 1000, 2199, new_dimensions={'apps.cpu': ('stress',)}))
+    aware = aware.models['apps.cpu']
+    assert 'new_dimensions_since' not in naive.info and naive.info['excluded_rows'] == 0
+    assert aware.info['new_dimensions_since'] == 2140 and aware.info['new_dimensions_rows'] == 60
+    assert aware.info['excluded_rows'] == 60
+    incident = cfg.training_features(frame.to_numpy()[-30:])[-5:]
+    assert (aware.predict(incident) == 1).all() and (naive.predict(incident) == 0).all()
+    # a dimension there for most of the window (a model kept from before it appeared) is normal by now
+    since = np.where(t >= 1300, stress[-1], 0.0)
+    frame['h:1::apps.cpu|stress'] = since
+    old = run_training(TrainingRequest(cfg, [spec], 1000, 2199, new_dimensions={'apps.cpu': ('stress',)}))
+    assert old.models['apps.cpu'].info['excluded_rows'] == 0
+    # nor one that appeared while the chart was young (apps.plugin finds its groups one by one)
+    frame['h:1::apps.cpu|other'] = np.where(t >= 1900, other, np.nan)
+    frame['h:1::apps.cpu|stress'] = np.where(t >= 1900, stress, np.nan)
+    young = run_training(TrainingRequest(cfg, [spec], 1000, 2199, new_dimensions={'apps.cpu': ('stress',)}))
+    assert young.models['apps.cpu'].info['excluded_rows'] == 0
+
+
 def test_a_job_stepping_every_5_s_learns_from_every_phase_of_its_window(replay):
     """Its steps read one sample in five, at whichever second they fall: trained on one phase,
     a 10-minute window gave 120 rows and a threshold from the top few of them."""
