@@ -354,9 +354,7 @@ class AnomalyDetector:
                 continue
             self._tell_flags_kept(model_id, fm.info)
             if 'new_dimensions_since' in fm.info:
-                self.log.info("model '{}': its last {:.0f} s, since its new dimension first had a value, are left "
-                              "out of its training: what it does now is news to the model".format(
-                                  model_id, fm.info['window'][1] - fm.info['new_dimensions_since'] + 1))
+                self._left_out_as_new(model_id, fm.info['new_dimensions_since'], fm.info['window'][1])
             for reason in fm.info.get('fallback_from', ()):
                 self.log.warning("model '{}': {} failed ({}), using {}".format(
                     model_id, self.config.model, reason, fm.model_name))
@@ -379,6 +377,19 @@ class AnomalyDetector:
             ' ({} of them on a sample of {} rows: train_max_n, or the model\'s own cap)'.format(
                 len(sampled), max(sampled)) if sampled else '',
             took, result.cpu_seconds, ', {} not trained'.format(len(result.errors)) if result.errors else ''))
+
+    def _left_out_as_new(self, model_id, since, end):
+        """The rows since a new dimension first had a value, left out of its chart's training,
+        are left out of the next full training too, as flagged steps are: flagged only once
+        the retrained model scores, often after the incident that started the process group,
+        they would be learned there as normal."""
+        self.log.info("model '{}': its last {:.0f} s, since its new dimension first had a value, are left out of "
+                      "its training: what it does now is news to the model".format(model_id, end - since + 1))
+        if self.config.train_exclude_flagged:
+            spans = self.flagged.setdefault(model_id, [])
+            spans.append([since, end])
+            spans.sort()
+            self.flags_unsaved = 'new'
 
     def _tell_flags_kept(self, model_id, info):
         """Say once, when it starts, that a model trains on its flagged steps (not at every

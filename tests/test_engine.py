@@ -400,6 +400,31 @@ def test_a_chart_listed_with_a_new_dimension_is_retrained_alone_and_once(replay,
     det.close()
 
 
+def test_the_rows_a_new_dimension_brought_stay_out_of_the_next_full_training(replay, logger, monkeypatch):
+    """The retrained model flags the new process group's incident only once it scores, often as
+    the incident ends: the rows its training left out are kept with the flagged steps (and
+    saved with them), so the next full training does not learn that incident either."""
+    import collector.engine as engine
+    from collector import persist, training
+    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.2)
+    det = make_detector(replay, logger)
+    run_until_trained(det, replay)
+    before = det.trainings
+    appeared = replay.clock.now() - 40
+    monkeypatch.setattr(training, 'since_new', lambda values, times, columns, new: float(appeared))
+    monkeypatch.setattr(SwitchableApi, 'extra', {'system.ram': ['shmem']})
+    _steps_until(det, replay, lambda: det.trainings > before)
+    info = det.models['system.ram'].info
+    assert info['new_dimensions_since'] == appeared and info['excluded_rows'] == info['new_dimensions_rows'] > 30
+    told = [m for _, m in logger.lines if m.startswith("model 'system.ram': its last")]
+    assert told == ["model 'system.ram': its last {:.0f} s, since its new dimension first had a value, are left out "
+                    "of its training: what it does now is news to the model".format(info['window'][1] - appeared + 1)]
+    assert det._exclusions()['system.ram'] == [(appeared, info['window'][1])]
+    det.step()
+    assert persist.load_flagged(det.models_dir)[0]['system.ram'] == [[appeared, info['window'][1]]]
+    det.close()
+
+
 def test_a_chart_that_appears_gets_a_model_without_waiting_for_the_retrain(replay, logger, monkeypatch):
     import collector.engine as engine
     monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.5)

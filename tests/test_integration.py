@@ -116,17 +116,19 @@ def test_a_bounded_run_on_an_agent_too_young_to_train_on_is_not_a_failure(record
     assert 'waiting for 300 s of history' in r.stderr and 'no prediction in 8 steps' in r.stderr, r.stderr
 
 
-@pytest.mark.parametrize('scope, why', [
-    ("charts_regex: 'nothing\\.here'", 'no chart to model'),
+@pytest.mark.parametrize('scope, steps, why', [
+    ("charts_regex: 'nothing\\.here'", 3, 'no chart to model'),
+    # steps enough for a slow machine's training to fail (a training process under qemu's aarch64
+    # took over 3 s to start)
     ("charts_regex: 'nothing'\n  custom_models:\n    - name: 'mine'\n      dimensions: 'gone|a,gone|b'",
-     'no model could be trained'),
+     8, 'no model could be trained'),
 ])
-def test_a_bounded_run_with_nothing_it_can_model_fails_and_says_why(live_replay, tmp_path, scope, why):
+def test_a_bounded_run_with_nothing_it_can_model_fails_and_says_why(live_replay, tmp_path, scope, steps, why):
     conf = tmp_path / 'anomalies.conf'
     conf.write_text("local:\n  models_dir: none\n  {}\n".format(scope))
-    r = run_collector(live_replay.host, 3, str(conf), timeout=60)
-    assert r.returncode == 1 and 'no prediction in 3 steps: {}'.format(why) in r.stderr, r.stderr
-    assert 'nothing charted in 3 steps' in r.stderr and 'still waiting' not in r.stderr
+    r = run_collector(live_replay.host, steps, str(conf), timeout=90)
+    assert r.returncode == 1 and 'no prediction in {} steps: {}'.format(steps, why) in r.stderr, r.stderr
+    assert 'nothing charted in {} steps'.format(steps) in r.stderr and 'still waiting' not in r.stderr
 
 
 def test_unreachable_agent_writes_nothing_but_protocol(tmp_path):
