@@ -380,14 +380,16 @@ class AnomalyDetector:
 
     def _left_out_as_new(self, model_id, since, end):
         """The rows since a new dimension first had a value, left out of its chart's training,
-        are left out of the next full training too, as flagged steps are: flagged only once
-        the retrained model scores, often after the incident that started the process group,
-        they would be learned there as normal."""
+        are left out of the next full training too, as flagged steps are, and so are the rows
+        read until the retrained model may flag (its training and the features' reach after
+        it, where no flag rises): it flagged such an incident 10-20 s after its training, and
+        the rows in between were learned as normal."""
         self.log.info("model '{}': its last {:.0f} s, since its new dimension first had a value, are left out of "
                       "its training: what it does now is news to the model".format(model_id, end - since + 1))
         if self.config.train_exclude_flagged:
+            now = self.snapshots[-1][0] if self.snapshots else end
             spans = self.flagged.setdefault(model_id, [])
-            spans.append([since, end])
+            spans.append([since, max(end, now) + self.need * self.config.update_every])
             spans.sort()
             self.flags_unsaved = 'new'
 
@@ -858,6 +860,8 @@ class AnomalyDetector:
         """Keep flagged times as intervals, so the next training can leave them out."""
         every = self.config.update_every
         spans = self.flagged.setdefault(model_id, [])
+        if spans and spans[-1][0] <= t <= spans[-1][1]:
+            return   # already left out (the rows a new dimension brought reach a little ahead)
         if spans and 0 <= t - spans[-1][1] <= (EPISODE_GAP + 1) * every:   # not after a clock set back
             spans[-1][1] = t
             self.flags_unsaved = self.flags_unsaved or 'grown'
