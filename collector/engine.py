@@ -559,6 +559,7 @@ class AnomalyDetector:
         if self.flags_unsaved != 'new' and 0 <= now - self.flags_saved_at < FLAGS_SAVE_SECONDS:
             return
         self.flags_saved_at = now
+        self._exclusions()   # drops the spans no training window reaches any more (train_every_n 0 never trains)
         try:
             persist.save_flagged(self.models_dir, self.flagged)
         except Exception as e:
