@@ -80,7 +80,7 @@ class _ProblemLog:
 
 class Step:
     """What one collection step produced."""
-    __slots__ = ('scores', 'added', 'removed', 'fresh', 'drivers')
+    __slots__ = ('scores', 'added', 'removed', 'fresh', 'drivers', 'at')
 
     def __init__(self):
         self.scores = {}    # model_id -> (probability 0..1, flag 0/1)
@@ -88,6 +88,7 @@ class Step:
         self.removed = []   # model ids whose chart is gone
         self.fresh = False  # True when the agent answered this step
         self.drivers = {}   # model id whose flag rose -> [(column, share)], the dimensions driving it
+        self.at = None      # the agent's time of the row scored (unix s): how long a flag is up is agent time
 
 
 class AnomalyDetector:
@@ -743,6 +744,7 @@ class AnomalyDetector:
         # kept as the bytes the agent sent: parsed bodies held for several steps would be
         # thousands of objects reaching the garbage collector's oldest generation each step
         self.snapshots.append((stamp, {h: raw for h in latest if (raw := self.apis[h].allmetrics_raw()) is not None}))
+        step.at = stamp
         if self.models:
             with warnings.catch_warnings(), np.errstate(all='ignore'):
                 warnings.simplefilter('ignore')

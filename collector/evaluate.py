@@ -6,7 +6,8 @@ import sys
 
 import numpy as np
 
-from .metrics import TARGET_DELAY_S, TARGET_FALSE_PER_HOUR, dataset_metrics, score_incidents
+from .metrics import (TARGET_DELAY_S, TARGET_FALSE_PER_HOUR, dataset_metrics, score_alarms, score_incidents,
+                      stock_alarms_up)
 
 
 class _Quiet:
@@ -88,7 +89,7 @@ def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=No
         service.detector.trainings_take_agent_time = False   # each one is waited for below
         service.create()
         every = service.update_every
-        times, probs, flags = [], {}, {}
+        times, probs, flags, node = [], {}, {}, {'flagged_1m': [], 'longest': []}
         try:
             while clock.now() <= rec.end:
                 service.detector.trainer.wait()
@@ -101,6 +102,8 @@ def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=No
                         probs.setdefault(key[:-5], [np.nan] * (n - 1)).append(value / 10000.0)
                     elif key.endswith('_anomaly'):
                         flags.setdefault(key[:-8], [0] * (n - 1)).append(int(value))
+                for key, values in node.items():   # the node view the health alarms watch
+                    values.append(data.get(key, 0) / (100.0 if key == 'flagged_1m' else 1.0))
                 for series, pad in ((probs, np.nan), (flags, 0)):
                     for v in series.values():
                         if len(v) < n:
@@ -110,7 +113,8 @@ def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=No
                 clock.advance(every)
         finally:
             service.detector.close()
-    return {'recording': rec, 'warmup': warmup, 'times': times, 'probs': probs, 'flags': flags, 'log': logs.lines}
+    return {'recording': rec, 'warmup': warmup, 'times': times, 'probs': probs, 'flags': flags, 'node': node,
+            'log': logs.lines}
 
 
 def check_recording(path, warmup=None, trim=0):
@@ -146,8 +150,10 @@ def evaluate_recording(path, config_path=None, job=None, warmup=None, overrides=
         errors = why_nothing_modelled(run)
         raise RuntimeError('{}: the job modelled none of its {} charts{}'.format(
             path, len(rec.charts), ': ' + '; '.join(errors) if errors else ''))
-    result = score_incidents(run['times'], run['flags'], rec.labels.get('incidents', []),
-                             scored_from=rec.start + run['warmup'])
+    incidents = rec.labels.get('incidents', [])
+    result = score_incidents(run['times'], run['flags'], incidents, scored_from=rec.start + run['warmup'])
+    alarm_up = stock_alarms_up(run['node']['flagged_1m'], run['node']['longest'])
+    result['alarms'] = score_alarms(run['times'], alarm_up, incidents, scored_from=rec.start + run['warmup'])
     result.update({'recording': os.path.basename(os.path.normpath(path)), 'warmup_s': run['warmup'],
                    'trim_s': rec.trim, 'evaluated_from': rec.start + run['warmup'], 'evaluated_to': rec.end})
     return result, run
@@ -180,6 +186,14 @@ def format_recording_table(result):
                      'event{} in {:.2f} h = {}/h'.format(result['false_flag_events'],
                                                         '' if result['false_flag_events'] == 1 else 's',
                                                         result['clean_hours'], result['false_flag_events_per_hour']))
+    alarms = result.get('alarms')
+    if alarms and (alarms['incidents_total'] or alarms['false_flag_events']):
+        delays = [str(i['delay_s']) for i in alarms['incidents'] if i['detected']]
+        lines.append('stock alarms (anomalies_node_rate, anomalies_flag_lasting): raised for {}/{} incidents{}; '
+                     '{} false alarm{} in {:.2f} h'.format(
+                         alarms['detected'], alarms['incidents_total'],
+                         ', after ' + ', '.join(delays) + ' s' if delays else '', alarms['false_flag_events'],
+                         '' if alarms['false_flag_events'] == 1 else 's', alarms['clean_hours']))
     if result.get('clean_flagged_share') is not None:
         lines.append('flags up in {:.2f} % of the chart-steps outside incidents and the minute after '
                      'each'.format(100 * result['clean_flagged_share']))
@@ -210,6 +224,13 @@ def format_summary(summary):
                      summary['recordings'], '' if summary['recordings'] == 1 else 's', summary['detected_in_time'],
                      summary['incidents_total'], TARGET_DELAY_S, events, TARGET_DELAY_S, TARGET_FALSE_PER_HOUR,
                      verdict))
+    alarms = summary.get('alarms')
+    if alarms and summary['recordings'] > 1:
+        lines.append('stock alarms: raised for {}/{} incidents{}; {} false alarm{}{}'.format(
+            alarms['detected'], alarms['incidents_total'],
+            '' if alarms['median_delay_s'] is None else ', median {:g} s after onset'.format(alarms['median_delay_s']),
+            alarms['false_alarms'], '' if alarms['false_alarms'] == 1 else 's',
+            '' if alarms['false_alarms_per_hour'] is None else ' ({:g}/h)'.format(alarms['false_alarms_per_hour'])))
     return '\n'.join(lines)
 
 

@@ -10,6 +10,10 @@ QUIET_AFTER_END = 60     # rising flags this long after an incident's end are no
 # and at most this many false flag events per clean hour (all charts together)
 TARGET_DELAY_S = 10
 TARGET_FALSE_PER_HOUR = 2.0
+# the stock health alarms' warnings (health.d/anomalies.conf), as the harness replays them
+NODE_ALARM_WARN = 10.0   # anomalies_node_rate: % of the models flagged in the last minute above this
+NODE_ALARM_CLEAR = 5.0   # ... and, once raised, until it is this low again
+LASTING_ALARM_S = 60     # anomalies_flag_lasting: a flag up longer than this
 
 
 def rising_edges(times, flags):
@@ -90,6 +94,24 @@ def score_incidents(times, flags_by_model, incidents, scored_from=None):
             'false_flags_by_chart': {m: n for m, n in sorted(false_by_model.items()) if n}}
 
 
+def stock_alarms_up(flagged_1m, longest):
+    """Per step, 1 while one of the stock alarms would warn: ``flagged_1m`` is ``anomalies.rate``'s
+    dimension of that name (percent), ``longest`` ``anomalies.flagged_for``'s (seconds). What a
+    person is told, where the flags are what the dashboard shows."""
+    up, out = False, []
+    for share, lasting in zip(flagged_1m, longest):
+        up = share > (NODE_ALARM_CLEAR if up else NODE_ALARM_WARN)
+        out.append(int(up or lasting > LASTING_ALARM_S))
+    return out
+
+
+def score_alarms(times, alarm_up, incidents, scored_from=None):
+    """``score_incidents`` for the node as one chart: an incident is found when an alarm warns
+    during it, and every warning outside incidents is a false alarm."""
+    as_node = [dict(i, expected_charts=['node']) for i in incidents]
+    return score_incidents(times, {'node': alarm_up}, as_node, scored_from)
+
+
 def recordings_summary(results):
     """Several recordings' ``score_incidents`` results as one verdict against the targets.
 
@@ -114,10 +136,20 @@ def recordings_summary(results):
     # unrounded where the result has it, so one recording's rate reads as in its own table
     hours = sum(r.get('clean_seconds', r['clean_hours'] * 3600.0) for r in results) / 3600.0
     rate = false_events / hours if hours else None
-    return {'recordings': len(results), 'incidents_total': total, 'detected_in_time': in_time,
-            'false_flag_events': false_events, 'clean_hours': round(hours, 4),
-            'false_flag_events_per_hour': None if rate is None else round(rate, 3),
-            'met': met(in_time, total, rate), 'per_recording': per_recording}
+    out = {'recordings': len(results), 'incidents_total': total, 'detected_in_time': in_time,
+           'false_flag_events': false_events, 'clean_hours': round(hours, 4),
+           'false_flag_events_per_hour': None if rate is None else round(rate, 3),
+           'met': met(in_time, total, rate), 'per_recording': per_recording}
+    alarms = [r['alarms'] for r in results if 'alarms' in r]
+    if alarms:
+        delays = [i['delay_s'] for a in alarms for i in a['incidents'] if i['detected']]
+        false_alarms = int(sum(a['false_flag_events'] for a in alarms))
+        out['alarms'] = {'detected': sum(a['detected'] for a in alarms),
+                         'incidents_total': sum(a['incidents_total'] for a in alarms),
+                         'median_delay_s': float(np.median(delays)) if delays else None,
+                         'false_alarms': false_alarms,
+                         'false_alarms_per_hour': round(false_alarms / hours, 3) if hours else None}
+    return out
 
 
 # ----- labeled datasets (one score per row) ------------------------------------------------

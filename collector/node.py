@@ -1,24 +1,33 @@
 """The node-level view of one step: how many models are flagged, and for how long.
 
-Feeds the ``anomalies.rate`` chart (share of models flagged now and its rolling average,
-what Netdata calls the node anomaly rate) and ``anomalies.flagged_for`` (how long the
-longest-running flag has been up), which the health alarms watch. Pure bookkeeping over
-the per-step scores; no I/O.
+Feeds the ``anomalies.rate`` chart (share of models flagged now, its rolling average, what
+Netdata calls the node anomaly rate, and the share flagged at some step of the window) and
+``anomalies.flagged_for`` (how long the longest-running flag has been up), which the health
+alarms watch. Pure bookkeeping over the per-step scores; no I/O.
 """
 import collections
+
+NodeStep = collections.namedtuple('NodeStep', 'rate rolling recent longest longest_model raised')
+NodeStep.__doc__ = """One step of ``NodeRate.update``.
+
+``rate``: share (0..1) of the models scored this step that are flagged now; ``rolling``: its
+average over the window; ``recent``: share of them flagged at some step of the window (an
+incident turns charts unusual one after another, each for a while: this counts them all);
+``longest``: seconds the longest-running flag has been up, ``longest_model`` its model;
+``raised``: the models whose flag rose this step."""
 
 
 class NodeRate:
     def __init__(self, window_steps):
-        self.recent = collections.deque(maxlen=max(1, int(window_steps)))
+        self.window = max(1, int(window_steps))
+        self.recent = collections.deque(maxlen=self.window)
+        self.step = 0
+        self.last_flagged = {}   # model id -> the step it was last seen flagged
         self.since = {}   # model id -> time its flag went up
 
     def update(self, scores, now):
-        """``scores``: ``{model_id: (probability, flag)}`` of this step; ``now``: seconds.
-
-        Returns ``(rate, rolling_rate, longest_seconds, longest_model, raised)``: rates are
-        shares 0..1 of the models scored this step, ``raised`` the models whose flag rose now.
-        """
+        """``scores``: ``{model_id: (probability, flag)}`` of this step; ``now``: seconds."""
+        self.step += 1
         flagged = {m for m, (_, f) in scores.items() if f}
         raised = sorted(flagged - set(self.since))
         for m in list(self.since):
@@ -26,8 +35,14 @@ class NodeRate:
                 del self.since[m]
         for m in raised:
             self.since[m] = now
-        rate = len(flagged) / len(scores) if scores else 0.0
+        for m in flagged:
+            self.last_flagged[m] = self.step
+        for m in [m for m, s in self.last_flagged.items() if self.step - s >= self.window]:
+            del self.last_flagged[m]
+        n = len(scores)
+        rate = len(flagged) / n if n else 0.0
+        recent = sum(1 for m in scores if m in self.last_flagged) / n if n else 0.0
         self.recent.append(rate)
         longest_model = min(self.since, key=lambda m: (self.since[m], m)) if self.since else None
         longest = now - self.since[longest_model] if longest_model is not None else 0.0
-        return rate, sum(self.recent) / len(self.recent), longest, longest_model, raised
+        return NodeStep(rate, sum(self.recent) / len(self.recent), recent, longest, longest_model, raised)

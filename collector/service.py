@@ -17,7 +17,7 @@ from .protocol import one_line
 PROB_SCALE = 10000   # probability 0..1 sent as hundredths of a percent (divisor 100)
 
 ORDER = ['probability', 'anomaly', 'rate', 'flagged_for']
-RATE_WINDOW_SECONDS = 60   # the rolling average of the node anomaly rate
+RATE_WINDOW_SECONDS = 60   # the node anomaly rate's rolling average, and the window of its share flagged
 CHARTS = {
     'probability': {
         'options': [None, 'Anomaly Probability', 'probability', 'anomalies', 'anomalies.probability', 'line'],
@@ -30,7 +30,8 @@ CHARTS = {
     'rate': {
         'options': [None, 'Node Anomaly Rate: share of models flagged', 'percentage', 'anomalies',
                     'anomalies.rate', 'line'],
-        'lines': [['flagged', 'flagged', 'absolute', 1, 100], ['flagged_avg', 'flagged_avg', 'absolute', 1, 100]],
+        'lines': [['flagged', 'flagged', 'absolute', 1, 100], ['flagged_avg', 'flagged_avg', 'absolute', 1, 100],
+                  ['flagged_1m', 'flagged_1m', 'absolute', 1, 100]],
     },
     'flagged_for': {
         'options': [None, 'Longest Running Anomaly Flag', 'seconds', 'anomalies', 'anomalies.flagged_for', 'line'],
@@ -80,7 +81,7 @@ def _dims(model_id):
 def step_values(scores, include_average, node=None):
     """Chart values for one step: integers only, never NaN or inf (python.d int()s them).
 
-    ``node``: ``(rate, rolling_rate, longest_seconds)`` from ``node.NodeRate``.
+    ``node``: the ``node.NodeStep`` of this step.
     """
     data, total = {}, 0.0
     for model_id, (p, flag) in scores.items():
@@ -93,10 +94,10 @@ def step_values(scores, include_average, node=None):
     if include_average and scores:
         data['average_prob'] = int(round(total / len(scores) * PROB_SCALE))
     if node is not None:
-        rate, rolling, longest = node
-        data['flagged'] = int(round(rate * PROB_SCALE))
-        data['flagged_avg'] = int(round(rolling * PROB_SCALE))
-        data['longest'] = int(longest)
+        data['flagged'] = int(round(node.rate * PROB_SCALE))
+        data['flagged_avg'] = int(round(node.rolling * PROB_SCALE))
+        data['flagged_1m'] = int(round(node.recent * PROB_SCALE))
+        data['longest'] = int(node.longest)
     return data
 
 
@@ -277,15 +278,15 @@ class AnomaliesService(object):
         self.answered_steps += 1
         if not step.scores:
             return None
-        rate, rolling, longest, longest_model, raised = self.node.update(step.scores, time.monotonic())
-        for model_id in raised:
+        node = self.node.update(step.scores, time.monotonic() if step.at is None else step.at)
+        for model_id in node.raised:
             self.info("anomaly flagged on '{}' (probability {:.1f}%): {}".format(
                 model_id, step.scores[model_id][0] * 100, describe_drivers(step.drivers.get(model_id, []))))
-        data = step_values(step.scores, self.job_config.include_average_prob, (rate, rolling, longest))
+        data = step_values(step.scores, self.job_config.include_average_prob, node)
         if self.job_config.attribution_charts:
             self._drivers_values(step, data)
         if self.exporter is not None:
-            self.exporter.update(step.scores, rate)
+            self.exporter.update(step.scores, node.rate)
         if self.first_prediction_at is None:
             self.first_prediction_at = time.monotonic()
             self.info('first prediction {:.1f}s after start'.format(self.first_prediction_at - self.started_at))

@@ -37,6 +37,9 @@ def test_evaluate_command_writes_table_json_and_plot(recording, tmp_path):
     assert set(body['incidents'][0]) >= {'kind', 'start', 'end', 'detected', 'delay_s', 'charts_flagged'}
     assert out_png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert body['summary']['met'] and body['summary']['detected_in_time'] == 1
+    # one chart of four flagged: the node alarm (a quarter of the models flagged in the last minute) warns
+    assert body['alarms']['detected'] == 1 and body['alarms']['false_flag_events'] == 0, body['alarms']
+    assert 'stock alarms (anomalies_node_rate, anomalies_flag_lasting): raised for 1/1 incidents' in r.stdout
     assert re.search(r'1/1 incidents flagged on an expected chart within 10 s of onset; 0 false flag events '
                      r'(in [0-9.]+ clean h = 0/h|\(no clean time to rate them\)); targets \(.*\): met', r.stdout), r.stdout
 
@@ -332,6 +335,10 @@ def test_incidents_of_other_kinds_on_a_real_agent_are_detected_with_the_defaults
     assert result['detected'] == result['incidents_total'] == 5, result
     assert max(i['delay_s'] for i in result['incidents']) <= 10, result
     assert result['false_flag_events'] <= 2 * max(1.0, result['clean_hours']), result
+    # what a person is told: the stock health alarms warn within seconds of each, and never between
+    alarms = result['alarms']
+    assert alarms['detected'] == alarms['incidents_total'] == 5 and alarms['false_flag_events'] == 0, alarms
+    assert max(i['delay_s'] for i in alarms['incidents']) <= 10, alarms
     # after the timer storm system.processes_state settles one sleeping process lower, a level
     # its history read only in one-second blips: fitted on the samples as read, the model
     # knows that level and no flag lingers (with despiked training it stayed up 4 minutes)

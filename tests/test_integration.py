@@ -73,8 +73,9 @@ def test_run_writes_both_charts_with_sane_values(live_replay, tmp_path):
     assert max(v['system.cpu_prob'] for _, v in probs[-4:]) == 10000
     assert max(v['system.cpu_anomaly'] for _, v in flags[-4:]) == 1
     # the node view: before the incident nothing is flagged, then one model of four is
-    assert rates[0][1] == {'flagged': 0, 'flagged_avg': 0} and lasting[0][1] == {'longest': 0}
+    assert rates[0][1] == {'flagged': 0, 'flagged_avg': 0, 'flagged_1m': 0} and lasting[0][1] == {'longest': 0}
     assert max(v['flagged'] for _, v in rates[-4:]) >= 2500 and lasting[-1][1]['longest'] >= 1
+    assert rates[-1][1]['flagged_1m'] >= 2500
     # and the log names the chart and the dimension that moved
     assert re.search(r"anomaly flagged on 'system.cpu' \(probability 100.0%\): (user|idle) \d+%", r.stderr), r.stderr
     assert 'first prediction' in r.stderr and 'Traceback' not in r.stderr

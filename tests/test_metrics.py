@@ -1,8 +1,12 @@
 import numpy as np
 import pytest
 
-from collector.metrics import (dataset_metrics, event_scores, f1, point_adjust, recordings_summary, rising_edges,
-                               score_incidents)
+import os
+import re
+
+from collector.metrics import (LASTING_ALARM_S, NODE_ALARM_CLEAR, NODE_ALARM_WARN, dataset_metrics, event_scores, f1,
+                               point_adjust, recordings_summary, rising_edges, score_alarms, score_incidents,
+                               stock_alarms_up)
 
 
 def test_rising_edges():
@@ -62,6 +66,31 @@ def test_an_incident_in_the_warm_up_is_neither_found_nor_missed():
     assert early['in_warmup'] and not early['detected'] and late['detected'] and late['delay_s'] == 2
     assert r['detected'] == 1 and r['incidents_total'] == 1 and r['false_flag_events'] == 0
     assert recordings_summary([r])['met']
+
+
+def test_the_stock_alarms_replayed_warn_with_hysteresis_and_on_a_lasting_flag():
+    share = [0, 4, 11, 8, 6, 4, 9, 0, 0, 0]      # % of models flagged in the last minute
+    longest = [0, 0, 0, 0, 0, 0, 0, 0, 61, 0]    # s the longest flag has been up
+    # up above 10 %, down only at 5 % or less (so 9 % does not raise it again), and on a flag up over 60 s
+    assert stock_alarms_up(share, longest) == [0, 0, 1, 1, 1, 0, 0, 0, 1, 0]
+    times = list(range(100, 110))
+    r = score_alarms(times, stock_alarms_up(share, longest), [{'start': 101, 'end': 104, 'expected_charts': ['x']}])
+    assert r['incidents'][0]['detected'] and r['incidents'][0]['delay_s'] == 1
+    assert r['false_flag_events'] == 0      # 108 is within the minute after the incident
+    summary = recordings_summary([dict(r, recording='a', alarms=r)])   # the node's flags as the charts'
+    assert summary['alarms'] == {'detected': 1, 'incidents_total': 1, 'median_delay_s': 1.0, 'false_alarms': 0,
+                                 'false_alarms_per_hour': 0.0}
+
+
+def test_the_replayed_alarms_are_the_shipped_health_config():
+    conf = open(os.path.join(os.path.dirname(__file__), '..', 'health.d', 'anomalies.conf')).read()
+    blocks = {m.group(1): m.group(0) for m in re.finditer(r'template: (\S+)[\s\S]*?(?=\n\s*template:|\Z)', conf)}
+    rate, lasting = blocks['anomalies_node_rate'], blocks['anomalies_flag_lasting']
+    assert re.search(r'on: anomalies\.rate\n', rate) and re.search(r'lookup: .* of flagged_1m\n', rate)
+    warn = re.search(r'warn: .*\? \((\d+)\) : \((\d+)\)', rate)
+    assert (float(warn.group(1)), float(warn.group(2))) == (NODE_ALARM_CLEAR, NODE_ALARM_WARN)
+    assert re.search(r'on: anomalies\.flagged_for\n', lasting) and re.search(r'lookup: .* of longest\n', lasting)
+    assert float(re.search(r'warn: \$this > (\d+)', lasting).group(1)) == LASTING_ALARM_S
 
 
 def test_point_metrics_by_hand():

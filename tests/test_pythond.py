@@ -154,6 +154,7 @@ def test_step_values_are_integers_and_never_nan():
 class FakeStep:
     def __init__(self, scores, added=(), removed=(), fresh=True):
         self.scores, self.added, self.removed, self.fresh = scores, list(added), list(removed), fresh
+        self.at = None
         self.drivers = {m: [('h::{}|used'.format(m), 0.9), ('h::{}|free'.format(m), 0.1)]
                         for m, (_, flag) in scores.items() if flag}
 
@@ -180,12 +181,12 @@ def test_service_adds_and_removes_dimensions_as_models_come_and_go():
     assert svc.get_data() is None          # nothing trained yet: no made-up values
     assert svc.get_data() == {'system.cpu_prob': 5000, 'system.cpu_anomaly': 0, 'system.ram_prob': 9990,
                               'system.ram_anomaly': 1, 'average_prob': 7495,
-                              'flagged': 5000, 'flagged_avg': 5000, 'longest': 0}
+                              'flagged': 5000, 'flagged_avg': 5000, 'flagged_1m': 5000, 'longest': 0}
     assert "anomaly flagged on 'system.ram' (probability 99.9%): used 90%, free 10%" in svc.log_stream.getvalue()
     dims = [d.id for d in svc.charts['probability']]
     assert dims == ['average_prob', 'system.cpu_prob', 'system.ram_prob']
     after = {'system.cpu_prob': 2500, 'system.cpu_anomaly': 0, 'average_prob': 2500,
-             'flagged': 0, 'flagged_avg': 2500, 'longest': 0}
+             'flagged': 0, 'flagged_avg': 2500, 'flagged_1m': 0, 'longest': 0}
     assert svc.get_data() == after
     assert [d.id for d in svc.charts['anomaly']] == ['system.cpu_anomaly']
     # the agent did not answer: the last values are kept for a while
@@ -204,14 +205,36 @@ def test_service_with_a_bad_config_does_not_start():
 def test_node_rate_counts_flags_and_how_long_the_oldest_has_been_up():
     from collector.node import NodeRate
     node = NodeRate(window_steps=3)
-    assert node.update({'a': (0.1, 0), 'b': (0.2, 0)}, 100) == (0.0, 0.0, 0.0, None, [])
-    assert node.update({'a': (1.0, 1), 'b': (0.2, 0)}, 101) == (0.5, 0.25, 0.0, 'a', ['a'])
-    rate, rolling, longest, model, raised = node.update({'a': (1.0, 1), 'b': (1.0, 1)}, 111)
-    assert (rate, longest, model, raised) == (1.0, 10.0, 'a', ['b']) and rolling == pytest.approx(0.5)
-    rate, rolling, longest, model, raised = node.update({'a': (0.0, 0), 'b': (1.0, 1)}, 112)
-    assert (longest, model, raised) == (1.0, 'b', [])
-    data = step_values({'a': (0.0, 0), 'b': (1.0, 1)}, False, (rate, rolling, longest))
+    assert node.update({'a': (0.1, 0), 'b': (0.2, 0)}, 100) == (0.0, 0.0, 0.0, 0.0, None, [])
+    assert node.update({'a': (1.0, 1), 'b': (0.2, 0)}, 101) == (0.5, 0.25, 0.5, 0.0, 'a', ['a'])
+    step = node.update({'a': (1.0, 1), 'b': (1.0, 1)}, 111)
+    assert (step.rate, step.longest, step.longest_model, step.raised) == (1.0, 10.0, 'a', ['b'])
+    assert step.rolling == pytest.approx(0.5)
+    step = node.update({'a': (0.0, 0), 'b': (1.0, 1)}, 112)
+    assert (step.longest, step.longest_model, step.raised) == (1.0, 'b', [])
+    data = step_values({'a': (0.0, 0), 'b': (1.0, 1)}, False, step)
     assert data['flagged'] == 5000 and data['longest'] == 1 and isinstance(data['flagged_avg'], int)
+    assert data['flagged_1m'] == 10000   # 'a' was flagged one step ago
+
+
+def test_node_share_flagged_in_the_window_counts_charts_that_turned_unusual_one_after_another():
+    # an incident that spreads: each chart is flagged for one step, never two at once, so the
+    # share flagged now stays at a quarter while the share flagged in the window climbs
+    from collector.node import NodeRate
+    node = NodeRate(window_steps=4)
+    models = ['a', 'b', 'c', 'd']
+    shares = []
+    for i, now in enumerate(models):
+        step = node.update({m: (1.0 if m == now else 0.1, int(m == now)) for m in models}, 100 + i)
+        assert step.rate == 0.25
+        shares.append(step.recent)
+    assert shares == [0.25, 0.5, 0.75, 1.0]
+    # a flag older than the window no longer counts, and nor does a model no longer scored
+    quiet = {m: (0.1, 0) for m in models}
+    assert node.update(quiet, 104).recent == 0.75
+    assert node.update({'c': (0.1, 0), 'd': (0.1, 0)}, 105).recent == 1.0
+    assert node.update({'c': (0.1, 0), 'd': (0.1, 0)}, 106).recent == 0.5
+    assert node.update({'c': (0.1, 0), 'd': (0.1, 0)}, 107).recent == 0.0
 
 
 def test_drivers_read_as_dimensions_or_chart_dimension_pairs():

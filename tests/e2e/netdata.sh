@@ -187,6 +187,7 @@ wait "$stress_pid" 2>/dev/null
 log "alarm states seen during the burst: anomalies_flag_lasting [$(echo $lasting | tr ' ' '\n' | sort -u | tr '\n' ' ')]," \
     "anomalies_node_rate [$(echo $rate | tr ' ' '\n' | sort -u | tr '\n' ' ')]"
 grep -qE 'WARNING|CRITICAL' <<< "$lasting" || fail "alarm anomalies_flag_lasting was not raised during the burst"
+grep -qE 'WARNING|CRITICAL' <<< "$rate" || fail "alarm anomalies_node_rate was not raised during the burst"
 max_prob="$(series anomalies.probability system.cpu_prob -95 | grep -v null | sort -n | tail -n1)"
 max_flag="$(series anomalies.anomaly system.cpu_anomaly -95 | grep -v null | sort -n | tail -n1)"
 log "during the burst: max system.cpu probability ${max_prob}%, max flag $max_flag"
