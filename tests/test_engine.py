@@ -15,7 +15,7 @@ from collector.config import parse_job_config
 from collector.engine import AnomalyDetector
 from collector.netdata_api import NetdataApi, NetdataError, json_loads
 from collector.training import RECURRING_EVENTS, ThreadTrainer
-from conftest import SPIKE, START, ListLogger
+from conftest import SPIKE, START, ListLogger, write_recording
 
 
 class SwitchableApi(NetdataApi):
@@ -684,7 +684,7 @@ def _with_an_extra_chart(path, chart, dims, values_at, seconds=None, **listed):
     """The synthetic recording (``seconds`` long, default its usual length) plus ``chart``
     with ``dims``, whose values at offset ``i`` s are ``values_at(i)`` (a list, None for no
     value); ``listed``: more keys of its entry in the chart list (``first_entry``, ``last_entry``)."""
-    from conftest import SECONDS, _chart, write_recording
+    from conftest import SECONDS, _chart
     seconds = seconds or SECONDS
     write_recording(path, seconds)
     with open(os.path.join(path, 'charts.json')) as f:
@@ -826,7 +826,6 @@ def test_a_job_stepping_every_5_s_trains_on_the_samples_its_steps_read(tmp_path,
     350 of 360 steps."""
     import numpy as np
     from collector.replay import Recording, ReplayClock, ReplayServer
-    from conftest import write_recording
     rec = Recording(write_recording(str(tmp_path / 'rec'), seconds=4000))
     with ReplayServer(rec, ReplayClock(rec.start + 2000, stepped=True)) as server:
         det = make_detector(server, logger, train_n_secs=1800, train_every_n=100000, update_every=5,
@@ -852,12 +851,14 @@ def test_a_job_stepping_every_5_s_trains_on_the_samples_its_steps_read(tmp_path,
         assert np.mean(probs[m]) < 0.65, (m, np.mean(probs[m]))
 
 
-def test_a_custom_models_agent_that_stops_answering_keeps_its_last_values(recording, replay, logger):
+def test_a_custom_models_agent_that_stops_answering_keeps_its_last_values(replay, logger, tmp_path):
     """A custom model over two agents: when one stops answering, its columns carry their last
     value as in training; read as 0 (one null among the model's values looked like a
     dimension gone) the model scored a drop to nothing and flagged 9 of 10 steps."""
     from collector.replay import Recording, ReplayClock, ReplayServer
-    rec = Recording(recording)
+    # another node, with noise of its own: served from the same recording, its column was the
+    # local one's exact copy in training, and any step apart read as unusual as a step can be
+    rec = Recording(write_recording(str(tmp_path / 'other'), seed=2))
     with ReplayServer(rec, ReplayClock(rec.start + 600, stepped=True)) as other:
         class TwoAgents(SwitchableApi):
             other_down = False
@@ -970,7 +971,6 @@ def test_a_new_chart_on_a_young_agent_does_not_bring_the_full_training_forward(t
     and leaves that schedule as it was (its short history says nothing of the agent's)."""
     import collector.engine as engine
     from collector.replay import Recording, ReplayClock, ReplayServer
-    from conftest import write_recording
     path = write_recording(str(tmp_path / 'rec'))
     name = os.path.join(path, 'data', 'system.ram.json.gz')
     with gzip.open(name, 'rt') as f:
