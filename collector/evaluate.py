@@ -189,11 +189,11 @@ def format_recording_table(result):
     alarms = result.get('alarms')
     if alarms and (alarms['incidents_total'] or alarms['false_flag_events']):
         delays = [str(i['delay_s']) for i in alarms['incidents'] if i['detected']]
-        lines.append('stock alarms (anomalies_node_rate, anomalies_flag_lasting): raised for {}/{} incidents{}; '
-                     '{} false alarm{} in {:.2f} h'.format(
-                         alarms['detected'], alarms['incidents_total'],
-                         ', after ' + ', '.join(delays) + ' s' if delays else '', alarms['false_flag_events'],
-                         '' if alarms['false_flag_events'] == 1 else 's', alarms['clean_hours']))
+        found = 'raised for {}/{} incidents{}; '.format(alarms['detected'], alarms['incidents_total'],
+                                                       ', after ' + ', '.join(delays) + ' s' if delays else '')
+        lines.append('stock alarms (anomalies_node_rate, anomalies_flag_lasting): {}{} false alarm{} in {:.2f} h'.format(
+            found if alarms['incidents_total'] else '', alarms['false_flag_events'],
+            '' if alarms['false_flag_events'] == 1 else 's', alarms['clean_hours']))
     if result.get('clean_flagged_share') is not None:
         lines.append('flags up in {:.2f} % of the chart-steps outside incidents and the minute after '
                      'each'.format(100 * result['clean_flagged_share']))

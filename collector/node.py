@@ -20,7 +20,7 @@ incident turns charts unusual one after another, each for a while: this counts t
 class NodeRate:
     def __init__(self, window_steps):
         self.window = max(1, int(window_steps))
-        self.recent = collections.deque(maxlen=self.window)
+        self.rates = collections.deque(maxlen=self.window)   # the share flagged now, per step of the window
         self.step = 0
         self.last_flagged = {}   # model id -> the step it was last seen flagged
         self.since = {}   # model id -> time its flag went up
@@ -42,7 +42,7 @@ class NodeRate:
         n = len(scores)
         rate = len(flagged) / n if n else 0.0
         recent = sum(1 for m in scores if m in self.last_flagged) / n if n else 0.0
-        self.recent.append(rate)
+        self.rates.append(rate)
         longest_model = min(self.since, key=lambda m: (self.since[m], m)) if self.since else None
         longest = now - self.since[longest_model] if longest_model is not None else 0.0
-        return NodeStep(rate, sum(self.recent) / len(self.recent), recent, longest, longest_model, raised)
+        return NodeStep(rate, sum(self.rates) / len(self.rates), recent, longest, longest_model, raised)

@@ -106,6 +106,8 @@ def test_a_recording_without_labels_is_judged_on_its_false_flags_alone(recording
                      r'events? in [0-9.]+ h', out), out
     assert re.search(r'1 recording without labeled incidents: [1-9]\d* false flag events? in [0-9.]+ clean h = '
                      r'[0-9.]+/h; target \(at most 2/h\): NOT met', out), out
+    # the alarms it raised are false ones too
+    assert re.search(r'stock alarms \(anomalies_node_rate, anomalies_flag_lasting\): [1-9]\d* false alarms? in', out), out
     assert '0/0' not in out
 
 
