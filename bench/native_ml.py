@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from collector.config import parse_job_config  # noqa: E402
 from collector.evaluate import default_warmup, evaluate_recording, load_dataset, score_dataset  # noqa: E402
 from collector.features import absent_as_zero, fill_missing, make_features  # noqa: E402
-from collector.metrics import dataset_metrics, recordings_summary, score_incidents  # noqa: E402
+from collector.metrics import dataset_metrics, recordings_summary, score_alarms, score_incidents  # noqa: E402
 from collector.replay import Recording  # noqa: E402
 
 LAGS = 5
@@ -159,8 +159,7 @@ def recording_rows(paths, charts_regex=None, min_samples=MIN_SAMPLES):
         incidents = rec.labels.get('incidents', [])
         name = os.path.basename(os.path.normpath(path))
         out['native ML, any dimension of a chart'].append(dict(score_incidents(times, flags, incidents), recording=name))
-        as_node = [dict(i, expected_charts=['node']) for i in incidents]
-        out['native ML, node alert'].append(dict(score_incidents(times, {'node': node}, as_node), recording=name))
+        out['native ML, node alert'].append(dict(score_alarms(times, node, incidents), recording=name))
         overrides = {} if charts_regex is None else {'charts_regex': charts_regex}
         ours = evaluate_recording(path, overrides=overrides)[0]
         out['default job'].append(dict(ours, recording=name))

@@ -102,8 +102,9 @@ def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=No
                         probs.setdefault(key[:-5], [np.nan] * (n - 1)).append(value / 10000.0)
                     elif key.endswith('_anomaly'):
                         flags.setdefault(key[:-8], [0] * (n - 1)).append(int(value))
-                for key, values in node.items():   # the node view the health alarms watch
-                    values.append(data.get(key, 0) / (100.0 if key == 'flagged_1m' else 1.0))
+                # the node view the health alarms watch: a share in percent, and seconds
+                node['flagged_1m'].append(data.get('flagged_1m', 0) / 100.0)
+                node['longest'].append(data.get('longest', 0))
                 for series, pad in ((probs, np.nan), (flags, 0)):
                     for v in series.values():
                         if len(v) < n:
