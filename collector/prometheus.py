@@ -2,8 +2,10 @@
 
 Both serve the same gauges, built by ``prometheus_client`` (imported only when one of the
 two is configured): ``anomaly_probability{chart}`` (0..1), ``anomaly_flag{chart}`` (0/1),
-``anomaly_rate`` (share of models flagged now) and ``anomaly_last_update_timestamp_seconds``
-(so an alert can tell values that stopped changing from values that are fresh). Every series
+``anomaly_rate`` (share of models flagged now), the two values the stock health alarms watch
+(``anomaly_rate_1m``, ``anomaly_flag_longest_seconds``), so a Prometheus alert rule can say
+what they say, and ``anomaly_last_update_timestamp_seconds`` (so an alert can tell values that
+stopped changing from values that are fresh). Every series
 carries the job's name as ``anomalies_job``, so two jobs on one node do not collide. The
 textfile is written to a temporary file beside it and renamed over it, so node-exporter never
 reads half a file.
@@ -17,6 +19,10 @@ HELP = {
                            'training steps less unusual than now.',
     'anomaly_flag': 'Anomaly flag of a model (1 while flagged, after the flag policy).',
     'anomaly_rate': "Share of this node's anomaly models flagged now (0..1).",
+    'anomaly_rate_1m': "Share of this node's anomaly models flagged at some step of the last minute (0..1): "
+                       "what the health alarm anomalies_node_rate watches.",
+    'anomaly_flag_longest_seconds': "How long the longest-running anomaly flag of this node has been up (seconds): "
+                                    "what the health alarm anomalies_flag_lasting watches.",
     'anomaly_last_update_timestamp_seconds': 'When the values above were last updated (unix seconds).',
 }
 
@@ -29,7 +35,8 @@ class Exporter:
         self.textfile = textfile
         self.log = logger
         self.job = job or 'anomalies'
-        self.scores, self.rate, self.updated = {}, 0.0, None
+        self.scores, self.updated = {}, None
+        self.node = {'anomaly_rate': 0.0, 'anomaly_rate_1m': 0.0, 'anomaly_flag_longest_seconds': 0.0}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         self.write_error = None
@@ -54,9 +61,10 @@ class Exporter:
             flag.add_metric([self.job, model_id], f)
         yield prob
         yield flag
-        rate = GaugeMetricFamily('anomaly_rate', HELP['anomaly_rate'], labels=['anomalies_job'])
-        rate.add_metric([self.job], self.rate)
-        yield rate
+        for name, value in self.node.items():
+            gauge = GaugeMetricFamily(name, HELP[name], labels=['anomalies_job'])
+            gauge.add_metric([self.job], value)
+            yield gauge
         if self.updated is not None:
             when = GaugeMetricFamily('anomaly_last_update_timestamp_seconds',
                                      HELP['anomaly_last_update_timestamp_seconds'], labels=['anomalies_job'])
@@ -67,9 +75,15 @@ class Exporter:
         from prometheus_client import generate_latest
         return generate_latest(self.registry)
 
-    def update(self, scores, rate):
-        """Take this step's ``{model_id: (probability, flag)}`` and node rate; rewrite the textfile."""
-        self.scores, self.rate, self.updated = dict(scores), float(rate), time.time()
+    def update(self, scores, rate, rate_1m, longest):
+        """Take this step's ``{model_id: (probability, flag)}`` and node values; rewrite the textfile.
+
+        ``rate``: share of models flagged now; ``rate_1m``: at some step of the last minute;
+        ``longest``: seconds the longest-running flag has been up.
+        """
+        self.scores, self.updated = dict(scores), time.time()
+        self.node = {'anomaly_rate': float(rate), 'anomaly_rate_1m': float(rate_1m),
+                     'anomaly_flag_longest_seconds': float(longest)}
         if self.textfile:
             try:
                 write_atomically(self.textfile, self.text())

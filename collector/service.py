@@ -286,7 +286,7 @@ class AnomaliesService(object):
         if self.job_config.attribution_charts:
             self._drivers_values(step, data)
         if self.exporter is not None:
-            self.exporter.update(step.scores, node.rate)
+            self.exporter.update(step.scores, node.rate, node.recent, node.longest)
         if self.first_prediction_at is None:
             self.first_prediction_at = time.monotonic()
             self.info('first prediction {:.1f}s after start'.format(self.first_prediction_at - self.started_at))

@@ -1,13 +1,26 @@
-"""The Grafana dashboard in docs/ loads and asks only for the metrics the collector exports."""
+"""The Grafana dashboard and the Prometheus alert rules in docs/ ask only for the metrics the
+collector exports, and the rules say what the stock health alarms say."""
 import json
 import os
 import re
+import shutil
+import subprocess
 
+import pytest
+import yaml
+
+from collector.metrics import LASTING_ALARM_S, NODE_ALARM_WARN
 from collector.prometheus import HELP
 from conftest import ROOT
 
 PROMQL_WORDS = {'sum', 'by', 'topk', 'avg_over_time', 'max_over_time', 'and', 'on', 'label_values', 'time',
-                'instance', 'chart'}
+                'instance', 'chart', 'unless'}
+
+
+def metric_names(expr):
+    """The identifiers of a PromQL expression outside label matchers, ranges and strings."""
+    bare = re.sub(r'\{[^}]*\}|\[[^\]]*\]|"[^"]*"', '', expr)
+    return set(re.findall(r'[a-zA-Z_][a-zA-Z0-9_]*', bare)) - PROMQL_WORDS
 
 
 def test_dashboard_is_valid_and_queries_exported_metrics():
@@ -18,9 +31,7 @@ def test_dashboard_is_valid_and_queries_exported_metrics():
     exprs += [v['definition'] for v in board['templating']['list'] if v.get('definition')]
     used = set()
     for expr in exprs:
-        # every identifier outside label matchers and strings is an exported metric or PromQL
-        bare = re.sub(r'\{[^}]*\}|\[[^\]]*\]|"[^"]*"', '', expr)
-        names = set(re.findall(r'[a-zA-Z_][a-zA-Z0-9_]*', bare)) - PROMQL_WORDS
+        names = metric_names(expr)   # every identifier is an exported metric or PromQL
         assert names and names <= set(HELP), (expr, names)
         used |= names
     assert used == set(HELP)   # every exported metric is shown somewhere
@@ -28,3 +39,31 @@ def test_dashboard_is_valid_and_queries_exported_metrics():
     assert len(ids) == len(set(ids))
     for p in board['panels']:
         assert p['datasource']['uid'] == '${datasource}'
+
+
+def health_crit(conf, template):
+    block = re.search(r'template: {}[\s\S]*?(?=\n\s*template:|\Z)'.format(template), conf).group(0)
+    return float(re.search(r'crit: \$this > (?:.*: \()?(\d+)', block).group(1))
+
+
+def test_alert_rules_fire_where_the_health_alarms_warn_and_go_critical():
+    with open(os.path.join(ROOT, 'docs', 'prometheus-alerts.yml')) as f:
+        rules = [r for g in yaml.safe_load(f)['groups'] for r in g['rules']]
+    with open(os.path.join(ROOT, 'health.d', 'anomalies.conf')) as f:
+        conf = f.read()
+    for rule in rules:
+        assert metric_names(rule['expr']) <= set(HELP), rule['expr']
+    levels = {(r['alert'], r['labels']['severity']): float(re.search(r' > ([\d.]+)', r['expr']).group(1))
+              for r in rules}
+    assert levels[('AnomaliesNodeRate', 'warning')] == pytest.approx(NODE_ALARM_WARN / 100)
+    assert levels[('AnomaliesNodeRate', 'critical')] == pytest.approx(health_crit(conf, 'anomalies_node_rate') / 100)
+    assert levels[('AnomaliesFlagLasting', 'warning')] == LASTING_ALARM_S
+    assert levels[('AnomaliesFlagLasting', 'critical')] == health_crit(conf, 'anomalies_flag_lasting')
+
+
+@pytest.mark.skipif(shutil.which('promtool') is None, reason='promtool (Debian: prometheus) not installed')
+def test_alert_rules_pass_their_promtool_unit_tests():
+    """Each alert fires at its level and not before, with the summary a person reads."""
+    result = subprocess.run(['promtool', 'test', 'rules', 'prometheus-alerts.test.yml'],
+                            cwd=os.path.join(ROOT, 'tests'), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

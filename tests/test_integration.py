@@ -259,6 +259,8 @@ def test_prometheus_textfile_and_port_serve_the_same_parsable_gauges(replay, tmp
         for got in (from_file, scraped):
             assert set(got['anomaly_probability']) == charts and set(got['anomaly_flag']) == charts
             assert got['anomaly_rate'] == {None: data['flagged'] / 10000.0}
+            assert got['anomaly_rate_1m'] == {None: data['flagged_1m'] / 10000.0}
+            assert got['anomaly_flag_longest_seconds'] == {None: pytest.approx(data['longest'], abs=1)}
             assert abs(got['anomaly_last_update_timestamp_seconds'][None] - time.time()) < 60
             for chart in charts:
                 assert got['anomaly_probability'][chart] == pytest.approx(data[chart + '_prob'] / 10000.0, abs=1e-4)
