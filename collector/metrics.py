@@ -11,8 +11,8 @@ QUIET_AFTER_END = 60     # rising flags this long after an incident's end are no
 TARGET_DELAY_S = 10
 TARGET_FALSE_PER_HOUR = 2.0
 # the stock health alarms' warnings (health.d/anomalies.conf), as the harness replays them
-NODE_ALARM_WARN = 10.0   # anomalies_node_rate: % of the models flagged in the last minute above this
-NODE_ALARM_CLEAR = 5.0   # ... and, once raised, until it is this low again
+NODE_ALARM_WARN = 5.0    # anomalies_node_rate: % of the models flagged in the last minute above this
+NODE_ALARM_CLEAR = 3.0   # ... and, once raised, until it is this low again
 LASTING_ALARM_S = 30     # anomalies_flag_lasting: a flag up longer than this
 
 
