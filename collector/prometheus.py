@@ -81,9 +81,10 @@ class Exporter:
         ``rate``: share of models flagged now; ``rate_1m``: at some step of the last minute;
         ``longest``: seconds the longest-running flag has been up.
         """
-        self.scores, self.updated = dict(scores), time.time()
-        self.node = {'anomaly_rate': float(rate), 'anomaly_rate_1m': float(rate_1m),
-                     'anomaly_flag_longest_seconds': float(longest)}
+        node = {'anomaly_rate': float(rate), 'anomaly_rate_1m': float(rate_1m),
+                'anomaly_flag_longest_seconds': float(longest)}
+        # one assignment, so a scrape on the server's thread never pairs two steps' values
+        self.scores, self.node, self.updated = dict(scores), node, time.time()
         if self.textfile:
             try:
                 write_atomically(self.textfile, self.text())
