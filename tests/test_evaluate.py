@@ -418,6 +418,20 @@ def test_a_recording_begun_after_its_agents_start_up_with_other_work_beside_it()
     assert result['false_flag_events'] == 0, result
 
 
+def test_a_held_out_recording_of_milder_incidents_raises_no_false_flag_or_alarm():
+    """heldout-incidents-l, recorded after the defaults and the stock alarms were set: milder
+    loads beside a busy core and background jobs. The quiet minutes raise no flag and no alarm;
+    the process leak, the IPC objects and the direct reads are flagged within 10 s, the memory
+    ramp later, and the stock alarms tell of all five."""
+    result, _ = evaluate_recording(os.path.join(ROOT, 'recordings', 'heldout-incidents-l'))
+    by_kind = {i['kind']: i for i in result['incidents']}
+    assert result['false_flag_events'] == 0 and result['alarms']['false_flag_events'] == 0, result
+    assert all(by_kind[k]['detected'] and by_kind[k]['delay_s'] <= 10
+               for k in ('process-leak', 'ipc-objects', 'direct-reads')), result
+    assert by_kind['memory-ramp']['detected'], result
+    assert all(i['detected'] for i in result['alarms']['incidents']), result['alarms']
+
+
 def test_four_incidents_minutes_apart_are_not_taken_for_a_routine():
     """incidents-j with its first 90 s left out: the job's young window is retrained as its
     history doubles, 3 s before the sync storm and after four incidents 2.5 minutes apart.
