@@ -27,6 +27,12 @@ HELP = {
 }
 
 
+def node_gauges(rate, rate_1m, longest):
+    """The node-level gauges' values by name, as ``Exporter.update`` takes them."""
+    return {'anomaly_rate': float(rate), 'anomaly_rate_1m': float(rate_1m),
+            'anomaly_flag_longest_seconds': float(longest)}
+
+
 class Exporter:
     """Holds the newest step's values; writes the textfile and answers scrapes from them."""
 
@@ -35,8 +41,7 @@ class Exporter:
         self.textfile = textfile
         self.log = logger
         self.job = job or 'anomalies'
-        self.scores, self.updated = {}, None
-        self.node = {'anomaly_rate': 0.0, 'anomaly_rate_1m': 0.0, 'anomaly_flag_longest_seconds': 0.0}
+        self.scores, self.node, self.updated = {}, node_gauges(0.0, 0.0, 0.0), None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         self.write_error = None
@@ -81,10 +86,8 @@ class Exporter:
         ``rate``: share of models flagged now; ``rate_1m``: at some step of the last minute;
         ``longest``: seconds the longest-running flag has been up.
         """
-        node = {'anomaly_rate': float(rate), 'anomaly_rate_1m': float(rate_1m),
-                'anomaly_flag_longest_seconds': float(longest)}
         # one assignment, so a scrape on the server's thread never pairs two steps' values
-        self.scores, self.node, self.updated = dict(scores), node, time.time()
+        self.scores, self.node, self.updated = dict(scores), node_gauges(rate, rate_1m, longest), time.time()
         if self.textfile:
             try:
                 write_atomically(self.textfile, self.text())
