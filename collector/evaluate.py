@@ -227,8 +227,8 @@ def format_summary(summary):
                      verdict))
     alarms = summary.get('alarms')
     if alarms and summary['recordings'] > 1:
-        lines.append('stock alarms: raised for {}/{} incidents{}; {} false alarm{}{}'.format(
-            alarms['detected'], alarms['incidents_total'],
+        lines.append('stock alarms: raised for {}/{} incidents ({} within {} s){}; {} false alarm{}{}'.format(
+            alarms['detected'], alarms['incidents_total'], alarms['detected_in_time'], TARGET_DELAY_S,
             '' if alarms['median_delay_s'] is None else ', median {:g} s after onset'.format(alarms['median_delay_s']),
             alarms['false_alarms'], '' if alarms['false_alarms'] == 1 else 's',
             '' if alarms['false_alarms_per_hour'] is None else ' ({:g}/h)'.format(alarms['false_alarms_per_hour'])))

@@ -145,6 +145,7 @@ def recordings_summary(results):
         delays = [i['delay_s'] for a in alarms for i in a['incidents'] if i['detected']]
         false_alarms = int(sum(a['false_flag_events'] for a in alarms))
         out['alarms'] = {'detected': sum(a['detected'] for a in alarms),
+                         'detected_in_time': sum(1 for d in delays if d <= TARGET_DELAY_S),
                          'incidents_total': sum(a['incidents_total'] for a in alarms),
                          'median_delay_s': float(np.median(delays)) if delays else None,
                          'false_alarms': false_alarms,

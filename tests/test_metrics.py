@@ -78,8 +78,21 @@ def test_the_stock_alarms_replayed_warn_with_hysteresis_and_on_a_lasting_flag():
     assert r['incidents'][0]['detected'] and r['incidents'][0]['delay_s'] == 1
     assert r['false_flag_events'] == 0      # 108 is within the minute after the incident
     summary = recordings_summary([dict(r, recording='a', alarms=r)])   # the node's flags as the charts'
-    assert summary['alarms'] == {'detected': 1, 'incidents_total': 1, 'median_delay_s': 1.0, 'false_alarms': 0,
-                                 'false_alarms_per_hour': 0.0}
+    assert summary['alarms'] == {'detected': 1, 'detected_in_time': 1, 'incidents_total': 1, 'median_delay_s': 1.0,
+                                 'false_alarms': 0, 'false_alarms_per_hour': 0.0}
+
+
+def test_the_alarm_summary_counts_late_warnings_as_found_but_not_in_time():
+    times = list(range(100, 160))
+    late = [0] * 60
+    late[35:40] = [1] * 5   # warns 25 s after an incident begun at 110 and still going
+    on_time = [0] * 60
+    on_time[12:14] = [1] * 2
+    incident = [{'start': 110, 'end': 140, 'expected_charts': ['x']}]
+    results = [dict(score_alarms(times, up, incident), recording=name, alarms=score_alarms(times, up, incident))
+               for name, up in (('late', late), ('on-time', on_time))]
+    alarms = recordings_summary(results)['alarms']
+    assert (alarms['detected'], alarms['detected_in_time'], alarms['median_delay_s']) == (2, 1, 13.5)
 
 
 def test_the_replayed_alarms_are_the_shipped_health_config():
