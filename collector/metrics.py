@@ -123,10 +123,13 @@ def recordings_summary(results):
     def met(in_time, total, rate):
         return bool(in_time == total and (rate is None or rate <= TARGET_FALSE_PER_HOUR))
 
+    def found_in_time(incidents):
+        return sum(1 for i in incidents if i['detected'] and i['delay_s'] is not None
+                   and i['delay_s'] <= TARGET_DELAY_S)
+
     per_recording = []
     for r in results:
-        in_time = sum(1 for i in r['incidents'] if i['detected'] and i['delay_s'] is not None
-                      and i['delay_s'] <= TARGET_DELAY_S)
+        in_time = found_in_time(r['incidents'])
         per_recording.append({'recording': r.get('recording', ''), 'in_time': in_time,
                               'incidents': r['incidents_total'],
                               'met': met(in_time, r['incidents_total'], r['false_flag_events_per_hour'])})
@@ -145,7 +148,7 @@ def recordings_summary(results):
         delays = [i['delay_s'] for a in alarms for i in a['incidents'] if i['detected']]
         false_alarms = int(sum(a['false_flag_events'] for a in alarms))
         out['alarms'] = {'detected': sum(a['detected'] for a in alarms),
-                         'detected_in_time': sum(1 for d in delays if d <= TARGET_DELAY_S),
+                         'detected_in_time': sum(found_in_time(a['incidents']) for a in alarms),
                          'incidents_total': sum(a['incidents_total'] for a in alarms),
                          'median_delay_s': float(np.median(delays)) if delays else None,
                          'false_alarms': false_alarms,
