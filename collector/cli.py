@@ -42,16 +42,20 @@ def _host(text):
     return text.strip().rstrip('/')
 
 
+def _on_sigterm(signum, frame):
+    """Stop as Ctrl-C does. The line goes out with one unbuffered write: the signal may come while
+    the job itself is writing to stderr, and a print there would be a reentrant call into the
+    same buffer, raise RuntimeError instead of KeyboardInterrupt, and the SIGTERM would be lost
+    as one failed step."""
+    os.write(2, b'run: SIGTERM, stopping\n')
+    raise KeyboardInterrupt
+
+
 def _stop_on_sigterm():
     """SIGTERM (an agent stopping its plugins) ends the run as Ctrl-C does, through the
     cleanup that stops a training in flight, instead of leaving its process behind."""
     import signal
-
-    def stop(signum, frame):
-        print('run: SIGTERM, stopping', file=sys.stderr, flush=True)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def cmd_run(args):

@@ -188,6 +188,31 @@ def test_sigterm_during_a_training_stops_the_training_too_and_exits_cleanly(live
     assert all(_stat(k) is None or _stat(k)[0] == 'Z' for k in kids)
 
 
+def test_a_sigterm_that_comes_while_the_job_writes_its_log_still_stops_it(monkeypatch, capfd):
+    """The signal lands inside the job's own write to stderr (its log is busy under load): the
+    handler must not write through the same buffer, whose reentrant call would raise a
+    RuntimeError that one step swallows, and the job would run on past its agent's SIGTERM."""
+    from collector import cli
+
+    class BusyStderr(io.StringIO):
+        busy = False
+
+        def write(self, text):
+            if self.busy:
+                raise RuntimeError('reentrant call inside stderr')
+            self.busy = True
+            try:
+                cli._on_sigterm(signal.SIGTERM, None)   # the signal arrives mid-write
+                return super().write(text)
+            finally:
+                self.busy = False
+
+    monkeypatch.setattr(sys, 'stderr', BusyStderr())
+    with pytest.raises(KeyboardInterrupt):
+        sys.stderr.write('a log line\n')
+    assert 'run: SIGTERM, stopping' in capfd.readouterr().err
+
+
 @pytest.mark.skipif(not os.path.isdir('/proc'), reason='reads processes from /proc')
 def test_a_training_stops_itself_when_its_job_is_killed_outright(live_replay, tmp_path):
     """SIGKILL leaves no cleanup to run (nor does python.d.plugin ending with its agent): the
