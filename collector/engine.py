@@ -4,6 +4,7 @@ It knows nothing of charts or protocols: ``step()`` returns per-model probabilit
 and which models appeared or went away; the python.d service turns that into dimensions.
 """
 import collections
+import math
 import re
 import time
 import warnings
@@ -13,7 +14,7 @@ import numpy as np
 from . import persist
 from .batch import BatchScorer, Layout
 from .flags import FlagPolicy
-from .features import absent_as_zero, feature_blocks, fill_missing, rows_every
+from .features import absent_as_zero, feature_blocks, fill_missing
 from .netdata_api import NetdataApi, NetdataError, agent_now, dim_key, json_loads, split_key
 from .training import ModelSpec, TrainingRequest, charts_by_host, make_trainer
 
@@ -674,48 +675,80 @@ class AnomalyDetector:
         return out
 
     def _recent_rows(self, models):
-        """The last raw rows of the loaded models' charts, so they score from the first step.
+        """The last rows of the loaded models' charts as the steps would have read them, so
+        they score from the first step.
 
-        Returns ``({model_id: (times, rows)}, newest time)``; charts that cannot be read are
-        left out (their models start scoring once enough steps came in).
+        Every chart is laid on one grid of step times that ends at the newest row of any of
+        them, and each step takes a chart's newest row collected by then, as in training: a
+        chart collected every 5 s repeats its rows up to the steps of now, rather than ending
+        up to 4 s early, which a gap's refill would take for rows of before the gap. Returns
+        ``({model_id: (step times, rows)}, newest time)``, a few more rows than ``need``, for
+        the caller to cut at its own step; charts that cannot be read are left out (their
+        models start scoring once enough steps came in).
         """
         every = self.config.update_every
-        by_chart = {}
-        newest = None
+        read = {}
         for fm in models.values():
             for c in fm.columns:
                 host, chart, _ = split_key(c)
-                by_chart.setdefault((host, chart), None)
-        for host, chart in list(by_chart):
-            try:
-                labels, rows = self.apis[host].data(chart, -(self.need + 2) * every, points=0)
-                if not rows:
+                if (host, chart) in read:
                     continue
-                times = np.array([r[0] for r in rows], dtype=np.float64)
-                values = np.array([[np.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
-                if values.shape != (len(rows), len(labels)):
-                    continue
-                sel = rows_every(times, every)   # the samples the steps read, as in training
-                times, values = times[sel], values[sel]
-            except (NetdataError, KeyError, TypeError, ValueError, IndexError, OverflowError):
-                continue   # one chart's odd answer (ragged rows, strings): only its models wait for steps
-            by_chart[(host, chart)] = (times, {name: values[:, k] for k, name in enumerate(labels)})
-            newest = max(newest or 0.0, float(times[-1]))
+                try:
+                    read[(host, chart)] = self._chart_rows(host, chart)
+                except (NetdataError, KeyError, TypeError, ValueError, IndexError, OverflowError):
+                    read[(host, chart)] = None   # one chart's odd answer (ragged rows, strings): only its models wait
+        read = {k: v for k, v in read.items() if v is not None}
+        if not read:
+            return {}, None
+        newest = max(float(times[-1]) for times, _, _ in read.values())
+        steps = newest - every * np.arange(self.need + 2)[::-1]
+        on_grid = {}
+        for key, (times, values, labels) in read.items():
+            spacing = float(np.median(np.diff(times))) if times.size > 1 else float(every)
+            idx = np.searchsorted(times, steps, side='right') - 1
+            at = np.maximum(idx, 0)
+            # a row is read until the chart's next one is due; its newest stands until now (a
+            # chart read before the others, while the agent's clock moved on)
+            fresh = (idx >= 0) & ((steps - times[at] < max(every, spacing)) | (idx == times.size - 1))
+            stale = np.nonzero(~fresh)[0]
+            first = int(stale[-1]) + 1 if stale.size else 0
+            on_grid[key] = (first, {name: values[at, k] for k, name in enumerate(labels)})
         tails = {}
         for model_id, fm in models.items():
-            parts, times = [], None
+            first, parts = 0, []
             for c in fm.columns:
                 host, chart, dim = split_key(c)
-                got = by_chart.get((host, chart))
+                got = on_grid.get((host, chart))
                 if got is None or dim not in got[1]:
                     break
-                parts.append(got[1][dim][-self.need:])
-                times = got[0][-self.need:] if times is None else times
+                first = max(first, got[0])
+                parts.append(got[1][dim])
             else:
-                n = min(len(p) for p in parts) if parts else 0
-                if n:
-                    tails[model_id] = (times[-n:], np.column_stack([p[-n:] for p in parts]))
+                if parts and first < steps.size:
+                    tails[model_id] = (steps[first:], np.column_stack([p[first:] for p in parts]))
         return tails, newest
+
+    def _chart_rows(self, host, chart):
+        """A chart's last stored rows, oldest first, as ``(times, values, labels)``, or None.
+
+        Enough of them to cover ``need`` steps back from now: a chart collected less often than
+        the job steps (``system.load`` every 5 s, ``system.clock_*`` every 10) is asked again
+        over a window two of its own spacings longer."""
+        every = self.config.update_every
+        window = (self.need + 2) * every
+        for _ in range(3):
+            labels, rows = self.apis[host].data(chart, -window, points=0)
+            if not rows:
+                return None
+            times = np.array([r[0] for r in rows], dtype=np.float64)
+            values = np.array([[np.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
+            if values.shape != (len(rows), len(labels)):
+                return None
+            spacing = float(np.median(np.diff(times))) if times.size > 1 else float(window)
+            if spacing <= every or times[0] <= times[-1] - (self.need + 1) * every - spacing:
+                break
+            window = (self.need + 2) * every + 2 * int(math.ceil(spacing))
+        return times, values, labels
 
     def step(self):
         """One collection step. Never raises for bad data; returns a ``Step``."""

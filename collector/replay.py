@@ -43,6 +43,12 @@ class ReplayClock:
         with self._lock:
             self._offset += float(seconds)
 
+    def run_from(self, t):
+        """Real time from ``t`` on, for a clock that stood still (stepped) until now: a test
+        holds the agent's clock while a job's first training runs, however long it takes."""
+        with self._lock:
+            self.start, self._t0, self._offset, self.stepped = float(t), self.wall(), 0.0, False
+
     def set(self, t):
         with self._lock:
             if self.stepped:

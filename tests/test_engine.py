@@ -607,6 +607,21 @@ def test_a_gap_in_collection_is_not_read_as_one_steps_change(replay, logger):
     det.close()
 
 
+@pytest.mark.parametrize('phase', range(5))
+def test_a_chart_collected_every_5_s_scores_at_once_after_a_gap_in_any_phase(replay, logger, phase):
+    """system.load is collected every 5 s: in some phases of its collection the last few
+    seconds' stored rows make too few steps' rows, and it would sit out the next 5 steps after
+    a gap (or a restart with saved models) while the charts collected every second scored."""
+    det = make_detector(replay, logger, charts_regex='system\\.(cpu|load)')
+    run_until_trained(det, replay)
+    for _ in range(12):
+        det.step()
+        replay.clock.advance(1)
+    replay.clock.advance(90 + phase)
+    assert set(det.step().scores) == {'system.cpu', 'system.load'}
+    det.close()
+
+
 def test_the_training_log_says_when_the_rows_were_sampled_down(replay, logger):
     """``train_max_n`` fits a sample of the window: the log line counts the rows read and says
     that the models saw fewer, or a user reading 'on 590 rows' takes them all as learnt."""

@@ -11,6 +11,7 @@ import pytest
 
 from collector.replay import Recording, ReplayClock, ReplayServer
 from conftest import ROOT, SPIKE, START
+from live_job import LiveJob
 
 PROTOCOL_LINE = re.compile(
     r"^(CHART \S+ '[^']*' '[^']*' '[^']*' '[^']*' '[^']*' (line|area|stacked) \d+ \d+ '[^']*' '[^']*' '[^']*'"
@@ -51,17 +52,28 @@ def live_replay(recording):
     server.stop()
 
 
-def test_run_writes_both_charts_with_sane_values(live_replay, tmp_path):
+def test_run_writes_both_charts_with_sane_values(recording, tmp_path):
     conf = tmp_path / 'anomalies.conf'
     conf.write_text("local:\n  charts_regex: 'system\\..*'\n  train_n_secs: 600\n")
-    r = run_collector(live_replay.host, 18, str(conf))   # 8 s before the incident, 10 in it (a loaded machine trains slower)
-    assert r.returncode == 0, r.stderr
-    updates = parse(r.stdout)
+    # the agent's clock stands 8 s before the incident until the first training is done (1 s
+    # here, 10 under emulation), then runs on in real time
+    clock = ReplayClock(START + SPIKE[0] - 8, stepped=True)
+    server = ReplayServer(Recording(recording), clock).start()
+    job = LiveJob(server.host, conf)
+    try:
+        job.wait_for('trained 4 models')
+        clock.run_from(START + SPIKE[0] - 8)
+        job.wait_charted('anomalies_local.probability', 18)   # 8 s before the incident, 10 in it
+    finally:
+        returncode = job.stop()
+        server.stop()
+    assert returncode == 0, job.stderr
+    updates = parse(job.stdout)
     assert set(updates) == {'anomalies_local.probability', 'anomalies_local.anomaly', 'anomalies_local.rate',
                             'anomalies_local.flagged_for'}
-    probs, flags = updates['anomalies_local.probability'], updates['anomalies_local.anomaly']
-    rates, lasting = updates['anomalies_local.rate'], updates['anomalies_local.flagged_for']
-    assert len(probs) >= 10
+    probs, flags, rates, lasting = (updates['anomalies_local.' + c][:18]
+                                    for c in ('probability', 'anomaly', 'rate', 'flagged_for'))
+    assert len(probs) == len(flags) == len(rates) == len(lasting) == 18
     models = {'system.cpu', 'system.ram', 'system.load', 'system.forks'}
     for _, values in probs:
         assert set(values) == {m + '_prob' for m in models} | {'average_prob'}
@@ -77,8 +89,8 @@ def test_run_writes_both_charts_with_sane_values(live_replay, tmp_path):
     assert max(v['flagged'] for _, v in rates[-4:]) >= 2500 and lasting[-1][1]['longest'] >= 1
     assert rates[-1][1]['flagged_1m'] >= 2500
     # and the log names the chart and the dimension that moved
-    assert re.search(r"anomaly flagged on 'system.cpu' \(probability 100.0%\): (user|idle) \d+%", r.stderr), r.stderr
-    assert 'first prediction' in r.stderr and 'Traceback' not in r.stderr
+    assert re.search(r"anomaly flagged on 'system.cpu' \(probability 100.0%\): (user|idle) \d+%", job.stderr), job.stderr
+    assert 'Traceback' not in job.stderr
 
 
 def test_steps_are_not_delayed_while_training(live_replay, tmp_path):
@@ -86,10 +98,14 @@ def test_steps_are_not_delayed_while_training(live_replay, tmp_path):
     live_replay.data_delay = 3.0
     conf = tmp_path / 'anomalies.conf'
     conf.write_text("anomalies:\n  train_n_secs: 600\n  train_every_n: 4\n")
-    r = run_collector(live_replay.host, 16, str(conf))
-    assert r.returncode == 0, r.stderr
-    assert r.stderr.count('trained 4 models') >= 2
-    probs = parse(r.stdout)['anomalies.probability']
+    job = LiveJob(live_replay.host, conf)
+    try:
+        job.wait_for('trained 4 models', count=3)   # the first, and two while the charts were updated
+        job.wait_charted('anomalies.probability', 10)
+    finally:
+        returncode = job.stop()
+    assert returncode == 0, job.stderr
+    probs = parse(job.stdout)['anomalies.probability']
     intervals = [usec / 1e6 for usec, _ in probs[1:]]
     assert len(probs) >= 9
     assert max(intervals) < 1.5, intervals

@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from collector import persist
 from collector.config import parse_job_config
 from collector.models import fit_model
 from collector.replay import Recording, ReplayClock, ReplayServer
 from conftest import ROOT, START
+from live_job import LiveJob
 
 COLS = ['h::system.cpu|user', 'h::system.cpu|system']
 
@@ -165,21 +165,16 @@ def run(host, conf, steps):
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-def run_until_trained(host, conf, limit=120):
-    """A job run until its first training is done: seconds here, a minute under qemu's aarch64."""
-    p = subprocess.Popen([sys.executable, '-m', 'collector', 'run', '--host', host, '--config', str(conf),
-                          '--steps', str(limit), '--update-every', '1'],
-                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    lines = []
+def run_until_trained(host, conf, charted=0):
+    """A job run until its training is done (seconds here, a minute under qemu's aarch64) and
+    it has charted ``charted`` steps, then stopped as an agent stops it."""
+    job = LiveJob(host, conf)
     try:
-        for line in p.stderr:
-            lines.append(line)
-            if re.search(r'trained \d+ models?|training failed', line):
-                break
+        job.wait_for(r'trained \d+ models?|training failed')
+        job.wait_charted('anomalies.probability', charted)
     finally:
-        p.terminate()
-        lines.append(p.communicate(timeout=60)[1])
-    return ''.join(lines)
+        job.stop()
+    return job
 
 
 def test_a_restarted_job_predicts_at_once_with_its_saved_models(recording, tmp_path):
@@ -188,7 +183,7 @@ def test_a_restarted_job_predicts_at_once_with_its_saved_models(recording, tmp_p
     conf.write_text("anomalies:\n  train_n_secs: 300\n  train_every_n: 3600\n  models_dir: '{}'\n".format(models))
     server = ReplayServer(Recording(recording), ReplayClock(START + 400)).start()
     try:
-        first = run(server.host, conf, 6)
+        first = run_until_trained(server.host, conf)
         assert first.returncode == 0, first.stderr
         assert 'trained 4 models' in first.stderr
         job_dir = str(models / 'anomalies')
@@ -212,15 +207,15 @@ def test_a_restarted_job_predicts_at_once_with_its_saved_models(recording, tmp_p
         assert re.search(r'loaded 4 saved models from \S+ \(oldest trained \d+ s ago\); next full training in '
                          r'\d+ steps', second.stderr), second.stderr
         assert not re.search(r'trained \d+ models?', second.stderr)   # nothing was retrained
-        first_at = float(re.search(r'first prediction ([\d.]+)s after start', second.stderr).group(1))
-        assert first_at < 2.5   # no training: unpickle, warm up, read the last rows
-        # one BEGIN per chart per step, with all four models from the first step
-        probs = [line for line in second.stdout.splitlines() if line.startswith("SET 'system.cpu_prob'")]
-        assert len(probs) >= 3
+        # no training: unpickle, warm up, read the last rows, and all four models chart from the
+        # first step on, once a step
+        steps = second.stdout.split('BEGIN anomalies.probability')[1:]
+        assert len(steps) >= 3 and all(all("SET 'system.{}_prob'".format(c) in s for c in ('cpu', 'ram', 'load', 'forks'))
+                                       for s in steps), second.stdout
 
         # a setting the models depend on changed: they are retrained, and say why
         conf.write_text(conf.read_text() + "  lags_n: 3\n")
-        third = run(server.host, conf, 4)
+        third = run_until_trained(server.host, conf)
         assert 'saved models not used, retraining: configuration changed (lags_n 5 -> 3)' in third.stderr
         assert 'trained 4 models' in third.stderr
         assert json.loads(open(os.path.join(job_dir, 'system.cpu.json')).read())['settings']['lags_n'] == 3
@@ -237,7 +232,7 @@ def test_a_saved_model_that_loads_but_cannot_score_costs_only_its_own_chart(reco
     conf.write_text("anomalies:\n  train_n_secs: 300\n  train_every_n: 3600\n  models_dir: '{}'\n".format(models))
     server = ReplayServer(Recording(recording), ReplayClock(START + 400)).start()
     try:
-        assert run(server.host, conf, 6).returncode == 0
+        assert run_until_trained(server.host, conf).returncode == 0
         job_dir = str(models / 'anomalies')
         pkl, meta_path = (Path(job_dir, 'system.ram.' + ext) for ext in ('pkl', 'json'))
         fm = pickle.loads(pkl.read_bytes())
@@ -247,7 +242,7 @@ def test_a_saved_model_that_loads_but_cannot_score_costs_only_its_own_chart(reco
         meta = json.loads(meta_path.read_text())
         meta['sha256'] = hashlib.sha256(data).hexdigest()
         meta_path.write_text(json.dumps(meta))
-        second = run(server.host, conf, 6)
+        second = run_until_trained(server.host, conf, charted=1)
         assert second.returncode == 0, second.stderr
         assert re.search(r"1 saved model not used, retraining: cannot use it \(AttributeError.*: system.ram",
                          second.stderr), second.stderr
@@ -269,11 +264,17 @@ def test_saved_models_are_kept_while_a_wiped_agent_has_too_little_history(record
     conf.write_text("anomalies:\n  train_n_secs: 300\n  train_every_n: 3600\n  models_dir: '{}'\n".format(models))
     server = ReplayServer(Recording(recording), ReplayClock(START + 400)).start()
     try:
-        assert 'trained 4 models' in run_until_trained(server.host, conf)
-        # the same agent back with 250 s of history, and a training due at once
+        assert 'trained 4 models' in run_until_trained(server.host, conf).stderr
+        # the same agent back with 200 s of history (70 s under train_min_n_secs: room for a slow
+        # machine's training to start before the running clock gives it enough), and a training due at once
         conf.write_text(conf.read_text().replace('train_every_n: 3600', 'train_every_n: 3'))
-        server.clock.set(START + 250)
-        young = run(server.host, conf, 8)
+        server.clock.set(START + 200)
+        young = LiveJob(server.host, conf)
+        try:
+            young.wait_for(r'models kept as loaded|trained \d+ models?|training failed')
+            young.wait_charted('anomalies.probability', 8)
+        finally:
+            young.stop()
     finally:
         server.stop()
     assert young.returncode == 0, young.stderr
@@ -281,8 +282,8 @@ def test_saved_models_are_kept_while_a_wiped_agent_has_too_little_history(record
     assert re.search(r'4 models kept as loaded: the agent holds \d+ s of history, under train_min_n_secs '
                      r'\(270 s\)', young.stderr), young.stderr
     assert 'waiting for' not in young.stderr and not re.search(r'trained \d+ models?', young.stderr)
-    probs = [line for line in young.stdout.splitlines() if line.startswith("SET 'system.cpu_prob'")]
-    assert len(probs) >= 7
+    steps = young.stdout.split('BEGIN anomalies.probability')[1:]
+    assert len(steps) >= 8 and all("SET 'system.cpu_prob'" in s for s in steps)   # scored at every step
 
 
 def test_an_unwritable_models_dir_is_logged_and_the_job_goes_on(recording, tmp_path):
@@ -292,7 +293,7 @@ def test_an_unwritable_models_dir_is_logged_and_the_job_goes_on(recording, tmp_p
     conf.write_text("anomalies:\n  train_n_secs: 300\n  models_dir: '{}'\n".format(blocker))
     server = ReplayServer(Recording(recording), ReplayClock(START + 400)).start()
     try:
-        r = run(server.host, conf, 5)
+        r = run_until_trained(server.host, conf, charted=1)
     finally:
         server.stop()
     assert r.returncode == 0
