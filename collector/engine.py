@@ -14,7 +14,7 @@ import numpy as np
 from . import persist
 from .batch import BatchScorer, Layout
 from .flags import FlagPolicy
-from .features import absent_as_zero, feature_blocks, fill_missing
+from .features import absent_as_zero, feature_blocks, fill_missing, rows_at
 from .netdata_api import NetdataApi, NetdataError, agent_now, dim_key, json_loads, split_key
 from .training import ModelSpec, TrainingRequest, charts_by_host, make_trainer
 
@@ -704,13 +704,9 @@ class AnomalyDetector:
         steps = newest - every * np.arange(self.need + 2)[::-1]
         on_grid = {}
         for key, (times, values, labels) in read.items():
-            spacing = float(np.median(np.diff(times))) if times.size > 1 else float(every)
-            idx = np.searchsorted(times, steps, side='right') - 1
-            at = np.maximum(idx, 0)
-            # a row is read until the chart's next one is due; its newest stands until now (a
-            # chart read before the others, while the agent's clock moved on)
-            fresh = (idx >= 0) & ((steps - times[at] < max(every, spacing)) | (idx == times.size - 1))
-            stale = np.nonzero(~fresh)[0]
+            at, current = rows_at(times, steps, every)
+            current |= steps >= times[-1]   # its newest row stands until now: read before the clock moved on
+            stale = np.nonzero(~current)[0]
             first = int(stale[-1]) + 1 if stale.size else 0
             on_grid[key] = (first, {name: values[at, k] for k, name in enumerate(labels)})
         tails = {}

@@ -160,9 +160,21 @@ def rows_every(times, every, lag=0):
     n = int((times[-1] - lag - times[0]) // every) + 1
     if n <= 0:
         return np.zeros(0, dtype=np.intp)
-    steps = times[-1] - lag - every * np.arange(n)[::-1]
+    at, current = rows_at(times, times[-1] - lag - every * np.arange(n)[::-1], every)
+    return at[current]
+
+
+def rows_at(times, steps, every):
+    """``(index, current)`` for each step time: the row the step reads (the newest collected by
+    then, times oldest first), and whether it is still current, collected less than the
+    chart's own spacing (or ``every``) before the step. A step before the first row, or in a gap
+    in collection, reads nothing current."""
+    times = np.asarray(times, dtype=np.float64)
+    steps = np.asarray(steps, dtype=np.float64)
+    spacing = float(np.median(np.diff(times))) if times.size > 1 else 0.0
     idx = np.searchsorted(times, steps, side='right') - 1
-    return idx[steps - times[idx] < max(every, spacing)]
+    at = np.maximum(idx, 0)
+    return at, (idx >= 0) & (steps - times[at] < max(every, spacing))
 
 
 def phases_every(times, every):

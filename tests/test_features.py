@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from collector.features import (absent_as_zero, despiked_history, feature_blocks, feature_groups, fill_missing,
-                                make_features, phases_every, rows_every, rows_needed)
+                                make_features, phases_every, rows_at, rows_every, rows_needed)
 
 
 def test_hand_computed_features():
@@ -155,6 +155,14 @@ def test_rows_every_takes_the_sample_each_step_reads():
     assert list(gap[rows_every(gap, 1)]) == [100, 101, 102, 160, 161]
     assert list(gap[rows_every(gap, 2)]) == [101, 102, 161]   # steps at 101, 103 (reads 102), 105-159 in the gap, 161
     assert rows_every(np.array([]), 5).size == 0 and list(rows_every(np.array([7.0]), 5)) == [0]
+
+
+def test_rows_at_tells_which_row_each_step_reads_and_whether_it_is_current():
+    slow = np.array([100, 105, 110], dtype=float)   # collected every 5 s, stepped every second
+    at, current = rows_at(slow, [99, 100, 104, 105, 114, 115], 1)
+    assert list(at) == [0, 0, 0, 1, 2, 2]
+    # before the first row nothing; the newest row is current until its next one is due (115)
+    assert list(current) == [False, True, True, True, True, False]
 
 
 def test_a_job_stepping_every_few_seconds_learns_every_phase_its_steps_may_have():
