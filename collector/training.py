@@ -400,6 +400,7 @@ class SubprocessTrainer:
         self._reader = None
         self._payload = None
         self._started = 0.0
+        self._ending = []   # trainings whose result came, reaped once they have exited
 
     @property
     def busy(self):
@@ -429,6 +430,7 @@ class SubprocessTrainer:
         self._reader.start()
 
     def poll(self):
+        self._ending = [p for p in self._ending if p.poll() is None]
         if self._proc is None:
             return None
         if self._reader.is_alive():
@@ -440,12 +442,13 @@ class SubprocessTrainer:
             self._proc = None
             return TrainingResult(error='training took longer than {}s and was stopped'.format(self.max_seconds))
         proc, self._proc = self._proc, None
-        code = proc.wait()
         payload = self._payload
+        if payload is None:   # its output closed with nothing in it: it has ended, its exit code says how
+            return TrainingResult(error='training process exited with code {} and no result'.format(proc.wait()))
+        # not waited for here: a process still exiting must not hold up a step
+        self._ending.append(proc)
         if isinstance(payload, Exception):
             return TrainingResult(error='training process sent an unreadable result: {!r}'.format(payload))
-        if payload is None:
-            return TrainingResult(error='training process exited with code {} and no result'.format(code))
         return payload
 
     def wait(self, timeout=None):
@@ -454,10 +457,11 @@ class SubprocessTrainer:
             self._reader.join(timeout)
 
     def close(self):
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            self._proc = None
+        running = [self._proc] if self._proc is not None else []
+        for proc in self._ending + running:
+            proc.kill()
+            proc.wait()
+        self._proc, self._ending = None, []
 
 
 def make_trainer(config):

@@ -208,3 +208,30 @@ def test_many_charts_are_read_a_batch_at_a_time_on_one_window_and_a_failed_read_
     assert set(result.errors) == failed and not result.error
     assert result.errors['system.c055'] == 'its training window could not be read (h:1 answered HTTP 500)'
     assert set(result.models) == set(charts) - failed | {'custom'}
+
+
+def test_a_training_process_still_exiting_after_its_result_does_not_hold_up_a_step(tmp_path):
+    """The result is read as soon as the training writes it; the process's own exit (an
+    interpreter with pandas and scikit-learn loaded, niced on a busy box: seconds) is reaped
+    on later steps, not waited for in the step that collects the result."""
+    import stat
+    import sys
+    from collector.training import SubprocessTrainer
+    fake = tmp_path / 'python'
+    fake.write_text('#!/bin/sh\nexec "{}" -c "{}"\n'.format(sys.executable, '; '.join([
+        'import sys, pickle, time', 'sys.stdin.buffer.read()',
+        'from collector.training import TrainingResult',
+        "sys.stdout.buffer.write(pickle.dumps(TrainingResult(error='done'), protocol=4))",
+        'sys.stdout.flush()', 'import os', 'os.close(1)', 'time.sleep(60)'])))
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    trainer = SubprocessTrainer(python=str(fake))
+    try:
+        trainer.start({'a': 'request'})
+        trainer.wait(30)
+        proc = trainer._proc
+        result = trainer.poll()
+        assert result is not None and result.error == 'done' and not trainer.busy
+        assert proc.poll() is None   # still sleeping: the step did not wait for its exit
+    finally:
+        trainer.close()
+    assert proc.poll() is not None   # and the job's end does not leave it behind
