@@ -741,9 +741,10 @@ class AnomalyDetector:
             if values.shape != (len(rows), len(labels)):
                 return None
             spacing = float(np.median(np.diff(times))) if times.size > 1 else float(window)
-            if spacing <= every or times[0] <= times[-1] - (self.need + 1) * every - spacing:
-                break
-            window = (self.need + 2) * every + 2 * int(math.ceil(spacing))
+            longer = (self.need + 2) * every + 2 * int(math.ceil(spacing))
+            if spacing <= every or times[0] <= times[-1] - (self.need + 1) * every - spacing or longer <= window:
+                break   # covered, or a longer window would not hold more of its rows
+            window = longer
         return times, values, labels
 
     def step(self):

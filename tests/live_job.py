@@ -61,11 +61,6 @@ class LiveJob:
         self._wait(lambda: len(re.findall(pattern, ''.join(self._err))) >= count,
                    '{} x {!r} in the log'.format(count, pattern))
 
-    def charted(self, chart):
-        """How many steps have updated ``chart`` so far."""
-        with self._changed:
-            return self._blocks.get(chart, 0)
-
     def wait_charted(self, chart, count):
         """Until ``chart`` has been updated ``count`` times in all."""
         self._wait(lambda: self._blocks.get(chart, 0) >= count, '{} updates of {}'.format(count, chart))
