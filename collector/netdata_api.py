@@ -51,9 +51,10 @@ def json_loads(data):
         return json.loads(fixed)
 
 
-
 # longest chart filter sent in a URL (Netdata 1.37 took 8.5 KB in a test); longer asks for all
 MAX_FILTER = 16000
+# charts read at once, each over its own connection, when many are read from stored rows
+PARALLEL_READS = 4
 
 
 class NetdataError(RuntimeError):
@@ -477,7 +478,7 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
             api.close()
 
     tasks = [(h, c) for h, charts in host_charts.items() for c in charts]
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:
         results = list(pool.map(one, tasks))
     frames = [f for f, _ in results if f is not None]
     failed = [p for _, p in results if p and p is not _NOTHING_STORED]

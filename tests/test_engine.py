@@ -13,7 +13,7 @@ import pytest
 
 from collector.config import parse_job_config
 from collector.engine import AnomalyDetector
-from collector.netdata_api import NetdataApi, NetdataError, json_loads
+from collector.netdata_api import PARALLEL_READS, NetdataApi, NetdataError, json_loads
 from collector.training import RECURRING_EVENTS, ThreadTrainer
 from conftest import SPIKE, START, ListLogger, write_recording
 
@@ -1528,3 +1528,36 @@ def test_train_every_n_0_trains_once_and_never_again_as_the_retired_collector_di
     assert again.trainings == 0 and not again.trainer.busy and len(again.models) == 4
     assert any(m.endswith('not retrained (train_every_n 0)') for _, m in logger.lines), logger.lines
     again.close()
+
+
+def test_a_refill_reads_several_charts_at_once_each_over_its_own_connection(replay, logger, monkeypatch):
+    """After a gap every chart's stored rows are read again, inside the step: from an agent
+    that takes its time over each answer (a parent across a network), one at a time would
+    hold that step for the sum of them all."""
+    import threading
+    det = make_detector(replay, logger, charts_regex='system\\.(cpu|ram|forks|load)$')
+    run_until_trained(det, replay)
+    for _ in range(12):
+        det.step()
+        replay.clock.advance(1)
+    read, lock = SwitchableApi.data, threading.Lock()
+    busy, seen = [0, 0], []
+
+    def slow(self, *args, **kwargs):
+        with lock:
+            busy[0] += 1
+            busy[1] = max(busy)
+            seen.append(id(self))
+        try:
+            time.sleep(0.5)
+            return read(self, *args, **kwargs)
+        finally:
+            with lock:
+                busy[0] -= 1
+    monkeypatch.setattr(SwitchableApi, 'data', slow)
+    replay.clock.advance(90)
+    step = det.step()
+    assert set(step.scores) == set(det.models) and len(det.models) == 4
+    assert 2 <= busy[1] <= PARALLEL_READS
+    assert len(set(seen)) >= 2 and id(det.apis[det.config.host]) not in seen
+    det.close()
