@@ -153,7 +153,6 @@ make_venv() {
   local tmp="${target}.new.$$"
   cleanup+=("$tmp")
   rm -rf "$tmp"
-  # scripts in a venv name its path; we only ever run "$target/bin/python", which moves fine
   "$py" -m venv "$tmp" || die "cannot create a virtual environment at $tmp"
   "$tmp/bin/python" -m pip install --quiet --upgrade pip setuptools wheel >/dev/null \
     || die "pip could not upgrade itself in $tmp (network or index problem?)"
@@ -167,6 +166,12 @@ make_venv() {
   fi
   rm -rf "$target"
   mv "$tmp" "$target"
+  # its scripts (pip, pytest, activate) name the folder they were made in: name the final one
+  local f
+  for f in "$target"/bin/*; do
+    [ -f "$f" ] && [ ! -L "$f" ] && grep -qF "$tmp" "$f" 2>/dev/null || continue
+    sed -i "s#$tmp#$target#g" "$f" || die "cannot rewrite $f"
+  done
 }
 
 if [ "$mode" = dev ]; then
@@ -268,6 +273,8 @@ if [ "$mode" != uninstall ]; then
   say "agent: $plugins_dir/python.d.plugin (runs $runs), config in $config_dir, data in $lib_dir"
 fi
 pyver() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
+# what a job imports when it starts (the collector and its dependencies), not only the package's name
+job_imports='import collector.service, collector.engine, collector.training, numpy, pandas, sklearn, pyod'
 
 restart_agent() {
   [ "$restart" -eq 1 ] || { say "restart the agent to apply: systemctl restart netdata"; return; }
@@ -316,7 +323,8 @@ if [ "$mode" = check ]; then
   if [ -f "$marker" ]; then
     mvenv="$(cat "$marker")"
     agent_py="${python:-$agent_python}"
-    if [ ! -x "$mvenv/bin/python" ] || ! "$mvenv/bin/python" -c 'import collector' 2>/dev/null; then
+    # from /, so that a checkout in the current folder is not what gets imported
+    if [ ! -x "$mvenv/bin/python" ] || ! (cd / && "$mvenv/bin/python" -c "$job_imports" 2>/dev/null); then
       say "the virtual environment $mvenv named in $marker cannot import the module's package: run sudo ./install.sh again"; ok=0
     elif [ -n "$agent_py" ] && [ "$(pyver "$mvenv/bin/python")" != "$(pyver "$agent_py")" ]; then
       say "$mvenv is Python $(pyver "$mvenv/bin/python"), python.d.plugin runs $agent_py ($(pyver "$agent_py")): the module cannot load its packages; run sudo ./install.sh again"; ok=0

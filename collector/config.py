@@ -525,7 +525,7 @@ def job_configs_from_file(data, notes=None):
         return {'anomalies': {}}
     if not isinstance(data, dict):
         raise ConfigError(['the configuration file must be a YAML mapping of jobs'])
-    module_defaults = {k: v for k, v in data.items() if k in FRAMEWORK_KEYS and not isinstance(v, dict)}
+    module_defaults = {k: v for k, v in data.items() if k in FRAMEWORK_INHERITED and not isinstance(v, dict)}
     jobs = {k: v for k, v in data.items() if isinstance(v, dict)}
     if not jobs:
         for key, value in data.items():
@@ -568,8 +568,12 @@ def _yaml_load(text, notes):
     def mapping(loader, node, deep=False):
         seen = {}
         for key_node, _ in node.value:
-            if key_node.tag == 'tag:yaml.org,2002:merge':   # '<<: *defaults': keys after it override on purpose
-                continue
+            if key_node.tag == 'tag:yaml.org,2002:merge':
+                # python.d.plugin's loader builds mappings from plain pairs: it fails on the whole
+                # file and runs none of its jobs, so neither may this
+                raise ConfigError(["line {}: '<<:' (a YAML merge key) cannot be used: python.d.plugin fails to "
+                                   "load a file that has one and runs none of its jobs; write the keys out in "
+                                   "each job".format(key_node.start_mark.line + 1)])
             key = loader.construct_object(key_node, deep=deep)
             try:
                 if key in seen and notes is not None:

@@ -15,10 +15,19 @@ class Service(AnomaliesService, SimpleService):
 
 
 def select_job(config_path, job=None, host=None, update_every=None, notes=None):
-    """The raw configuration of one job from a python.d config file (or the defaults)."""
+    """The raw configuration of one job from a python.d config file (or the defaults).
+
+    ``update_every`` is a floor, as python.d.plugin's own argument is: the agent passes its
+    interval to a plugin, and a job that asks for longer steps (a small box) keeps them.
+    Without ``job`` the first runs; ``notes`` then names the others, which need a run each.
+    """
     jobs = load_config_file(config_path, notes) if config_path else {'anomalies': {}}
     if job is None:
         job = next(iter(jobs))
+        if len(jobs) > 1 and notes is not None:
+            others = [name for name in jobs if name != job]
+            notes.append("{} jobs in it: running '{}', the first; not running {} (one run per job: "
+                         "--job NAME)".format(len(jobs), job, ', '.join(others)))
     if job not in jobs:
         raise ConfigError(["no job '{}' in {} (jobs: {})".format(job, config_path, ', '.join(jobs))])
     raw = dict(jobs[job])
@@ -26,7 +35,11 @@ def select_job(config_path, job=None, host=None, update_every=None, notes=None):
     if host:
         raw['host'] = host
     if update_every:
-        raw['update_every'] = update_every
+        own = raw.get('update_every')
+        number = isinstance(own, (int, float)) and not isinstance(own, bool) and own == own
+        # a job's own value that is no number is kept for the configuration's check to refuse
+        if own is None or (number and own < update_every):
+            raw['update_every'] = update_every
     return raw
 
 

@@ -346,9 +346,29 @@ def test_a_key_given_twice_is_said_and_the_last_one_used(tmp_path):
     """An option uncommented in edit-config while the same key is set further down: YAML (and
     python.d) silently keep the last; the file's check says which line wins."""
     conf = tmp_path / 'twice.conf'
-    conf.write_text("defaults: &d\n  lags_n: 2\nlocal:\n  <<: *d\n  lags_n: 3\n  model: 'knn'\n  lags_n: 4\n")
+    conf.write_text("local:\n  lags_n: 3\n  model: 'knn'\n  lags_n: 4\n")
     notes = []
     jobs = load_config_file(str(conf), notes)
     assert jobs['local']['lags_n'] == 4
-    # overriding a merged key is what merge keys are for: not said
-    assert notes == ["key 'lags_n' is given twice (lines 5 and 7): line 7's is used"]
+    assert notes == ["key 'lags_n' is given twice (lines 2 and 4): line 4's is used"]
+
+
+def test_a_yaml_merge_key_is_refused_as_python_d_refuses_the_whole_file(tmp_path):
+    """python.d.plugin builds each mapping from plain pairs: a '<<: *defaults' makes it drop the
+    file with one log line and run none of its jobs, so the file's check must not call it ok."""
+    conf = tmp_path / 'merge.conf'
+    conf.write_text("defaults: &d\n  lags_n: 2\nlocal:\n  <<: *d\n  model: 'knn'\n")
+    with pytest.raises(ConfigError, match=r"line 4: '<<:' \(a YAML merge key\) cannot be used"):
+        load_config_file(str(conf))
+
+
+def test_only_the_framework_keys_python_d_passes_down_reach_the_jobs(tmp_path):
+    """python.d gives every job the file's top-level update_every, priority, autodetection_retry,
+    chart_cleanup and penalty, and nothing else: a top-level 'name' would otherwise make every
+    job 'shared' here, while python.d runs them under their own names."""
+    conf = tmp_path / 'name.conf'
+    conf.write_text("name: shared\nupdate_every: 2\nlocal:\n  lags_n: 3\nchild:\n  host: '10.0.0.2:19999'\n")
+    notes = []
+    jobs = load_config_file(str(conf), notes)
+    assert jobs == {'local': {'update_every': 2, 'lags_n': 3}, 'child': {'update_every': 2, 'host': '10.0.0.2:19999'}}
+    assert any("top-level key 'name' reaches no job" in n for n in notes), notes

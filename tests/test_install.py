@@ -95,3 +95,22 @@ def test_a_python_named_on_the_plugins_first_line_is_the_one_on_the_agents_path_
                           capture_output=True, text=True, timeout=60,
                           env=dict(os.environ, PATH='{}:{}'.format(shadow, os.environ['PATH'])))
     assert '(runs {}),'.format(systemd_python3()) in proc.stdout
+
+
+def test_check_finds_a_venv_without_the_jobs_packages_even_when_run_from_the_checkout(tmp_path):
+    """A venv that has lost its packages (the system's Python upgraded under it, a failed pip)
+    must not pass because ``python -c 'import collector'`` finds the checkout in the current
+    folder, which is where the docs run ``--check`` from."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    empty = str(tmp_path / 'empty-venv')
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', empty], check=True, timeout=120)
+    plugins = os.path.join(prefix, 'etc/netdata/custom-plugins.d/python.d')
+    os.makedirs(plugins)
+    with open(os.path.join(plugins, 'anomalies.venv'), 'w') as f:
+        f.write(empty + '\n')
+    proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--check', '--port', '1', '--prefix', prefix],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1
+    assert 'the virtual environment {} named in {}/anomalies.venv cannot import'.format(empty, plugins) in out, out

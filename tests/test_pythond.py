@@ -349,3 +349,19 @@ def test_a_gone_models_drivers_chart_is_retired_at_once_and_made_obsolete_after_
     assert 'anomalies.drivers_system_cpu' not in ''.join(outs[1:]).replace('BEGIN anomalies.drivers_system_cpu', '')
     # values back: declared again, then updated
     assert outs[-1].index(obsolete) < outs[-1].index('BEGIN anomalies.drivers_system_ram')
+
+
+def test_a_plugins_interval_is_a_floor_under_each_jobs_own_update_every(tmp_path):
+    """The agent starts a plugins.d plugin with its own interval (1): a small box's
+    'update_every: 10' must still step every 10 s, as under python.d, whose argument is a
+    floor too; a job without one takes the agent's."""
+    from collector.runner import select_job
+    conf = tmp_path / 'anomalies.conf'
+    conf.write_text("slow:\n  update_every: 10\nfast:\n  update_every: 1\nplain:\n  lags_n: 3\n")
+    assert select_job(str(conf), 'slow', update_every=1)['update_every'] == 10
+    assert select_job(str(conf), 'fast', update_every=2)['update_every'] == 2
+    assert select_job(str(conf), 'plain', update_every=3)['update_every'] == 3
+    notes = []
+    raw = select_job(str(conf), notes=notes)
+    assert raw['job_name'] == 'slow' and 'update_every' in raw
+    assert notes == ["3 jobs in it: running 'slow', the first; not running fast, plain (one run per job: --job NAME)"]

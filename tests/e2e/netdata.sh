@@ -93,6 +93,8 @@ log "installing the module with install.sh"
   || fail "install.sh"
 grep -q "host: '127.0.0.1:$port'" "$work/etc/python.d/anomalies.conf" || fail "install.sh overwrote the user's anomalies.conf"
 grep -qE '^anomalies: *yes' "$work/etc/python.d.conf" || fail "install.sh did not enable the module in python.d.conf"
+# the venv is built beside its place and moved there: its scripts must name where it is now
+"$work/lib/anomalies-venv/bin/pip" --version > /dev/null || fail "the venv's pip does not run (it names the folder it was built in)"
 # the admin edits python.d.conf (which the install made from the stock one), then upgrades
 printf 'example: no\n' >> "$work/etc/python.d.conf"
 "$here/install.sh" --config-dir "$work/etc" --lib-dir "$work/lib" --port "$port" --no-restart > "$work/reinstall.log" 2>&1 \
