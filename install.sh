@@ -272,6 +272,14 @@ if [ "$mode" != uninstall ]; then
   fi
   say "agent: $plugins_dir/python.d.plugin (runs $runs), config in $config_dir, data in $lib_dir"
 fi
+# python.d.plugin looks in custom-plugins.d/python.d since Netdata 1.36 (NETDATA_USER_PLUGINS_DIRS);
+# an older one loads only its own python.d folder, where a package upgrade would replace the file
+old_pythond=
+if [ "$mode" != uninstall ] && grep -q 'python_modules' "$plugins_dir/python.d.plugin" 2>/dev/null \
+   && ! grep -q 'NETDATA_USER_PLUGINS_DIRS' "$plugins_dir/python.d.plugin" 2>/dev/null; then
+  old_pythond="this python.d.plugin is older than Netdata 1.36: it loads modules only from its own python.d folder, not from $config_dir/custom-plugins.d/python.d, so it will not run this module; upgrade Netdata, or run the job as a plugins.d plugin (docs/install.md, 'As a plugins.d plugin instead')"
+  [ "$mode" = check ] || say "warning: $old_pythond"
+fi
 pyver() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
 # what a job imports when it starts (the collector and its dependencies), not only the package's name
 job_imports='import collector.service, collector.engine, collector.training, numpy, pandas, sklearn, pyod'
@@ -317,6 +325,7 @@ make_dir() {  # make_dir DIR: mkdir -p, recording each folder it creates (one pe
 
 if [ "$mode" = check ]; then
   ok=1
+  [ -z "$old_pythond" ] || { say "$old_pythond"; ok=0; }
   for f in "$module" "$marker"; do
     [ -e "$f" ] && say "found $f" || { say "missing $f"; ok=0; }
   done

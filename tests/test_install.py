@@ -114,3 +114,20 @@ def test_check_finds_a_venv_without_the_jobs_packages_even_when_run_from_the_che
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1
     assert 'the virtual environment {} named in {}/anomalies.venv cannot import'.format(empty, plugins) in out, out
+
+
+def test_a_python_d_plugin_older_than_1_36_is_said_not_to_load_the_module(tmp_path):
+    """Before Netdata 1.36 python.d.plugin loaded modules from its own python.d folder only: an
+    install into custom-plugins.d/python.d would look done while the agent never runs it."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    plugin = prefix + '/usr/libexec/netdata/plugins.d/python.d.plugin'
+    with open(plugin, 'a') as f:   # what a 1.35 python.d.plugin has: its own dirs, no user plugin dirs
+        f.write("PLUGINS_DIR = os.path.abspath(os.getenv('NETDATA_PLUGINS_DIR'))\n"
+                "pluginsd = os.path.join(PLUGINS_DIR, 'python.d', 'python_modules')\n")
+    rc, out = check('--prefix', prefix)
+    assert rc == 1 and 'this python.d.plugin is older than Netdata 1.36' in out, out
+    with open(plugin, 'a') as f:   # 1.36 and later
+        f.write("ENV_NETDATA_USER_PLUGINS_DIRS = 'NETDATA_USER_PLUGINS_DIRS'\n")
+    rc, out = check('--prefix', prefix)
+    assert 'older than Netdata 1.36' not in out, out
