@@ -129,6 +129,7 @@ class AnomalyDetector:
         self._pending = Step()  # changes made outside step() (start), reported by the next step
         self.missing = set()    # models whose dimensions had no value last step
         self.wanted = {}        # host -> charts to ask for each step (all until the first discovery)
+        self.stamp_every = config.update_every   # seconds the agent's clock moves on in a step, at most
         self.models_dir = persist.resolve_dir(config.models_dir, config.job_name, config.host)
         self.flag_policy = FlagPolicy(config.flag_min_n, config.flag_window_n, config.flag_rearm_n,
                                       config.flag_lasting_n)
@@ -220,13 +221,18 @@ class AnomalyDetector:
         if gone:
             self._rebuild({})
         self.waiting &= set(specs)   # gone charts, with a model or still without one
+        self.disk_checked &= set(specs)   # looked up again if they come back; charts that come and go stay few
         self.untrained = {m: why for m, why in self.untrained.items() if m in specs}
         self.retry_at = {m: at for m, at in self.retry_at.items() if m in specs}
+        # a model kept through one listing without its chart is still read and scored: the
+        # agent lists some charts late, but serves them all along
+        held = [self.specs[m] for m in self.unlisted if m in self.specs and m in self.models]
         self.specs = specs
-        self.wanted = charts_by_host(specs.values())
+        self._ask_for(list(specs.values()) + held)
         if not specs:
             self._no_charts_in_scope()
-            self.next_training = self.steps + RETRY_STEPS
+            if full_due:   # tried again soon; a discovery's empty list leaves the schedule alone
+                self.next_training = self.steps + RETRY_STEPS
             return
         self.problems.clear('scope')
         new_dimensions = self._new_dimensions(charts, specs, tell=not full_due)
@@ -235,7 +241,8 @@ class AnomalyDetector:
             self.next_training = self.steps + self.config.train_every_n if self.config.train_every_n else NEVER
         else:
             # a chart that failed to train (a typo in a custom model, a chart with no values) is
-            # retried at discoveries further and further apart, not every minute for good
+            # retried at discoveries further and further apart, not every minute for good; one
+            # that waits for history, once it may have it (``_report_untrained``)
             todo = [s for model_id, s in specs.items() if model_id not in self.models
                     and self.steps >= self.retry_at.get(model_id, (0, 0))[1]]
             todo = self._saved_for_new_charts(charts, todo, step)
@@ -263,6 +270,15 @@ class AnomalyDetector:
             self.log.info('training {} model{} on up to {} s of history{}'.format(
                 len(todo), '' if len(todo) == 1 else 's', int(before - after),
                 '' if full_due else ' (new charts or dimensions)'))
+
+    def _ask_for(self, specs):
+        """The charts each step asks for: those of ``specs``. A step's time is the newest
+        collection among them, so where all are collected less often than the job steps (a
+        collector at update_every 10) it moves on by that much at once, which is no gap."""
+        self.wanted = charts_by_host(specs)
+        listed = self.apis[self.config.host].listed_every
+        every = [listed[c] for c in self.wanted.get(self.config.host, ()) if c in listed]
+        self.stamp_every = max(self.config.update_every, min(every, default=self.config.update_every))
 
     def _no_charts_in_scope(self):
         """An error, but for a job started with its agent: said once as the wait it is."""
@@ -433,9 +449,16 @@ class AnomalyDetector:
             self.untrained[model_id] = reason
             tries = self.retry_at.get(model_id, (0, 0))[0] + 1
             self.retry_at[model_id] = (tries, self.training_step + self.discover_every * 2 ** min(tries - 1, 5))
-        for model_id in list(result.models) + list(result.waiting):
+        for model_id in result.models:
             self.untrained.pop(model_id, None)
             self.retry_at.pop(model_id, None)
+        for model_id, history in result.waiting.items():
+            # tried again once it may have the history, not at every discovery before: each
+            # training holds every chart's new flags while it runs
+            self.untrained.pop(model_id, None)
+            short = max(0, result.min_history - history)
+            self.retry_at[model_id] = (0, self.training_step + max(self.discover_every,
+                                                                   -(-short // self.config.update_every)))
         for reason, ids in by_reason.items():
             self.log.error("{} not trained: {}: {}".format(_count('model', ids), reason, _listed(ids)))
         newly = sorted(set(result.waiting) - self.waiting)
@@ -487,7 +510,9 @@ class AnomalyDetector:
         stamps = np.full(self.need, np.nan)   # the agent time of each row, to tell which rows may be kept
         rows = [self.layout.row({h: json_loads(b) for h, b in raw.items()})[0] for _, raw in self.snapshots]
         if rows:
-            ring[self.need - len(rows):] = np.vstack(rows)
+            rows = np.vstack(rows)
+            rows[np.isinf(rows)] = np.nan   # as the step read it: an Infinity is no reading
+            ring[self.need - len(rows):] = rows
             stamps[self.need - len(rows):] = [t for t, _ in self.snapshots]
         room = self.need - len(rows)   # rows the kept answers do not fill
         oldest = self.snapshots[0][0] if self.snapshots else float('inf')
@@ -596,14 +621,15 @@ class AnomalyDetector:
         if not loaded:
             return
         self.specs = specs
-        self.wanted = charts_by_host(specs.values())
+        self._ask_for(specs.values())
         now = self._add_loaded(loaded, step or self._pending)
         self.initial_done = True
         every = self.config.update_every
         age = self._age(metas, now)
         if self.config.train_every_n:
-            self.next_training = max(0, int((self.config.train_every_n * every - age) // every))
-            due = 'next full training in {} steps'.format(self.next_training)
+            due_in = max(0, int((self.config.train_every_n * every - age) // every))
+            self.next_training = self.steps + due_in   # the agent may have answered only steps after the start
+            due = 'next full training in {} steps'.format(due_in)
         else:
             self.next_training, due = NEVER, 'not retrained (train_every_n 0)'
         self.next_discovery = (self.clock(), self.steps)  # train the charts without a usable saved model at once
@@ -762,6 +788,7 @@ class AnomalyDetector:
             values = np.array([[np.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
             if values.shape != (len(rows), len(labels)):
                 return None
+            values[np.isinf(values)] = np.nan   # an Infinity is no reading, like null
             spacing = float(np.median(np.diff(times))) if times.size > 1 else float(window)
             longer = (self.need + 2) * every + 2 * int(math.ceil(spacing))
             if spacing <= every or times[0] <= times[-1] - (self.need + 1) * every - spacing or longer <= window:
@@ -790,7 +817,7 @@ class AnomalyDetector:
             stamp = self.snapshots[-1][0] + self.config.update_every
         # a jump either way (a suspend, the clock set back) makes the kept rows another
         # time's; not on the step after a refill: a slow one would read as another gap, for ever
-        if (self.models and self.snapshots and abs(stamp - self.snapshots[-1][0]) > GAP_STEPS * self.config.update_every
+        if (self.models and self.snapshots and abs(stamp - self.snapshots[-1][0]) > GAP_STEPS * self.stamp_every
                 and not (self.gap and self.gap[0] == self.steps - 1)):
             self._after_a_gap(stamp - self.snapshots[-1][0], stamp)
         # kept as the bytes the agent sent: parsed bodies held for several steps would be
@@ -928,10 +955,13 @@ class AnomalyDetector:
         """Flagged intervals still inside a training window, per model (older ones are dropped)."""
         if not self.config.train_exclude_flagged:
             return {}
-        newest = max((spans[-1][1] for spans in self.flagged.values() if spans), default=None)
+        newest = max((sp[1] for spans in self.flagged.values() for sp in spans), default=None)
         if newest is None:
             return {}
-        oldest = newest - self.config.offset_n_secs - self.config.train_n_secs - self.need * self.config.update_every
+        # by the agent's clock now, where it is known: a span dated ahead of it (a flag raised
+        # while the clock ran hours fast, then set right) would date every real span out
+        now = self.snapshots[-1][0] if self.snapshots else (self.apis[self.config.host].listed_at or newest)
+        oldest = now - self.config.offset_n_secs - self.config.train_n_secs - self.need * self.config.update_every
         out = {}
         for model_id, spans in list(self.flagged.items()):
             spans[:] = [sp for sp in spans if sp[1] >= oldest]

@@ -170,6 +170,7 @@ class NetdataApi:
         self._filter = (None, '')  # (charts, query part) of the last allmetrics filter
         self.last_raw = None       # bytes of the last allmetrics answer
         self.listed_seconds = {}   # chart id -> seconds it had been collected, from the last chart list
+        self.listed_every = {}     # chart id -> its update_every, from the last chart list
         self.listed_at = None      # the agent's time at the last chart list (see charts)
 
     @classmethod
@@ -215,17 +216,20 @@ class NetdataApi:
         charts = body.get('charts') if isinstance(body, dict) else None
         if not isinstance(charts, dict):
             raise NetdataError('{}/api/v1/charts has no "charts" object'.format(self.base_url))
-        out, seconds, lasts = {}, {}, []
+        out, seconds, lasts, every = {}, {}, [], {}
         for cid, c in charts.items():
             dims = c.get('dimensions') if isinstance(c, dict) else None
             if isinstance(dims, dict):
                 out[cid] = [d.get('name', k) if isinstance(d, dict) else k for k, d in dims.items()]
+                e = c.get('update_every')
+                if isinstance(e, int) and not isinstance(e, bool) and e > 0:
+                    every[cid] = e
                 first, last = c.get('first_entry'), c.get('last_entry')
                 if _is_time(first) and _is_time(last):
                     seconds[cid] = last - first   # 0 - 0 for a chart not collected yet
                     if last > 0:
                         lasts.append(float(last))
-        self.listed_seconds = seconds
+        self.listed_seconds, self.listed_every = seconds, every
         # the agent's time: most charts were collected within their last second or few (the
         # median, so that a chart stopped long ago or dated ahead is not taken for it); not
         # told when most charts give no time

@@ -260,6 +260,7 @@ def _fit_batch(request, specs, df, index, problems, result):
                                                 if spec.columns else NO_DATA)
             continue
         raw = df[cols].to_numpy(dtype=np.float64)
+        raw = np.where(np.isinf(raw), np.nan, raw)   # an Infinity is no reading, as on each step
         valid = ~np.isnan(raw).all(axis=1)
         raw, times = raw[valid], index[valid]
         if not raw.shape[0]:

@@ -186,6 +186,24 @@ def test_a_model_trained_on_its_flags_says_so_once_not_at_every_training(replay,
     det.close()
 
 
+def test_a_flag_dated_hours_ahead_does_not_push_the_real_ones_out_of_the_next_training(replay, logger):
+    """A flag raised while the agent's clock ran hours fast (a clock read as local time at
+    boot, a VM restored), then set right: the spans kept for the next training are those of
+    the training window by the clock now, not by the newest span, which dropped every real
+    incident's span and let the next model learn it as normal."""
+    det = make_detector(replay, logger)
+    run_until_trained(det, replay)
+    _steps(det, replay, 3)
+    now = replay.clock.now()
+    for t in range(int(now) + 5 * 3600, int(now) + 5 * 3600 + 10):
+        det._remember_flag('system.ram', t)
+    for t in range(int(now) - 120, int(now) - 100):
+        det._remember_flag('system.cpu', t)
+    spans = det._exclusions()
+    assert spans['system.cpu'] == [(int(now) - 120, int(now) - 101)], spans
+    det.close()
+
+
 def test_flags_after_the_agents_clock_was_set_back_are_still_left_out_of_training(replay, logger):
     """Flagged steps are kept as spans of time; a flag after the agent's clock went back (an
     NTP step, a VM restored) starts a span of its own, where it used to stretch the last one
@@ -299,6 +317,78 @@ def test_agent_going_away_is_logged_once_and_recovers(replay, logger):
     det.close()
 
 
+def test_a_chart_left_out_of_one_listing_is_still_read_and_scored(replay, logger):
+    """An agent lists some charts late (after a restart, a collector slow to start): a model
+    is kept through one listing without its chart, and its chart is still asked for and scored
+    meanwhile, with no error, since the agent serves it all along."""
+    class LateListing(SwitchableApi):
+        unlisted = set()
+
+        def charts(self):
+            return {c: d for c, d in super().charts().items() if c not in LateListing.unlisted}
+    det = make_detector(replay, logger)
+    det.apis = {h: LateListing.from_config(det.config, h) for h in det.hosts}
+    run_until_trained(det, replay)
+    _steps(det, replay, 5)
+    LateListing.unlisted = {'system.ram'}
+    det.next_discovery = (0, det.steps)
+    first = _steps(det, replay, 1)
+    LateListing.unlisted = set()
+    steps = first + _steps(det, replay, 70)   # up to the next listing, which has it again
+    assert 'system.ram' in det.models and all('system.ram' in s.scores for s in steps)
+    assert not logger.errors(), logger.errors()
+    det.close()
+
+
+def test_one_chart_list_without_any_chart_in_scope_does_not_bring_a_full_training(replay, logger):
+    """An agent restarting lists its charts a few at a time: a discovery that finds none in
+    scope is waited out like any chart missing from one list, not answered with a training
+    of every model (with train_every_n 0, never trained again, it retrained them all)."""
+    class EmptyOnce(SwitchableApi):
+        empty = False
+
+        def charts(self):
+            return {} if EmptyOnce.empty else super().charts()
+    det = make_detector(replay, logger, train_every_n=0)
+    det.apis = {h: EmptyOnce.from_config(det.config, h) for h in det.hosts}
+    run_until_trained(det, replay)
+    det.trainer.wait()
+    trainings = det.trainings
+    EmptyOnce.empty = True
+    det.next_discovery = (0, det.steps)
+    _steps(det, replay, 1)
+    EmptyOnce.empty = False
+    for _ in range(100):
+        _steps(det, replay, 1)
+        det.trainer.wait()
+    assert det.trainings == trainings and len(det.models) == 4
+    det.close()
+
+
+def test_charts_that_came_and_went_are_not_remembered_for_the_life_of_the_job(replay, logger):
+    """A node that starts and stops containers lists charts for minutes at a time: what the
+    job keeps about each chart it looked up must go with the chart, or it grows for as long
+    as the job runs."""
+    class Containers(SwitchableApi):
+        running = []
+
+        def charts(self):
+            return dict(super().charts(), **{'system.c{}'.format(k): ['a'] for k in Containers.running})
+    det = make_detector(replay, logger)
+    det.apis = {h: Containers.from_config(det.config, h) for h in det.hosts}
+    run_until_trained(det, replay)
+    for k in range(6):
+        Containers.running = [k]
+        det.next_discovery = (0, det.steps)
+        _steps(det, replay, 1)
+        det.trainer.wait()
+    Containers.running = []
+    det.next_discovery = (0, det.steps)
+    _steps(det, replay, 1)
+    assert set(det.disk_checked) <= set(det.specs) and len(det.models) == 4, det.disk_checked
+    det.close()
+
+
 def test_a_vanishing_chart_is_skipped_then_removed(replay, logger):
     det = make_detector(replay, logger, train_every_n=3)
     run_until_trained(det, replay)
@@ -321,6 +411,34 @@ def test_a_vanishing_chart_is_skipped_then_removed(replay, logger):
     assert len([e for e in logger.errors() if 'system.ram' in e]) <= 1
     assert any("model 'system.ram' removed" in m for _, m in logger.lines)
     det.close()
+
+
+def test_saved_models_loaded_once_a_late_agent_answers_keep_their_training_schedule(replay, logger):
+    """A job that starts before its agent answers loads its saved models when it does: the
+    next full training comes when the log says, counted from then, not from the job's start
+    (which, a few minutes on, made it retrain every model at once)."""
+    det = make_detector(replay, logger, train_every_n=300)
+    run_until_trained(det, replay)
+    det.close()
+    again = make_detector(replay, logger, train_every_n=300)
+    SwitchableApi.down = True
+    try:
+        again.start()
+        for _ in range(150):
+            again.step()
+            replay.clock.advance(1)
+    finally:
+        SwitchableApi.down = False
+    for _ in range(70):   # the next discovery finds the agent and loads the saved models
+        again.step()
+        replay.clock.advance(1)
+        if again.models:
+            break
+    said = [m for _, m in logger.lines if m.startswith('loaded 4 saved models')]
+    told = int(re.search(r'next full training in (\d+) steps', said[0]).group(1))
+    # (the step that loaded them has been counted since)
+    assert 0 < told < 300 and again.next_training == again.steps - 1 + told, (said, again.steps, again.next_training)
+    again.close()
 
 
 def test_a_chart_missing_from_one_chart_listing_keeps_its_model_and_saved_file(replay, logger, monkeypatch):
@@ -695,6 +813,33 @@ def test_a_young_agent_waits_for_train_min_n_secs_of_history_then_trains(recordi
         det.close()
 
 
+def test_charts_waiting_for_history_are_trained_again_once_they_may_have_it_not_every_minute(recording, logger):
+    """Each training runs a process whose CPU and forks the node's charts show, so no chart's
+    new flag may rise while it runs: charts still short of train_min_n_secs used to be trained
+    again at every discovery, only to be told to wait, holding the flags of all the others a
+    fifth of the time. They are tried again when the history the last training found would
+    have grown enough."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    rec = Recording(recording)
+    with ReplayServer(rec, ReplayClock(rec.start + 20, stepped=True)) as server:
+        det = make_detector(server, logger, train_min_n_secs=300)
+        det.start()
+        started = []
+        for _ in range(500):
+            busy = det.trainer.busy
+            step = det.step()
+            if det.trainer.busy and not busy:
+                started.append(int(server.clock.now() - rec.start))
+            if det.models:
+                break
+            assert not step.scores
+            server.clock.advance(1)
+            det.trainer.wait()
+        assert det.models and 300 <= started[-1] <= 300 + 60 + 5, started
+        assert len(started) <= 2, started   # every minute: 20, 80, 140, 200, 260 and 320
+        det.close()
+
+
 def _with_an_extra_chart(path, chart, dims, values_at, seconds=None, **listed):
     """The synthetic recording (``seconds`` long, default its usual length) plus ``chart``
     with ``dims``, whose values at offset ``i`` s are ``values_at(i)`` (a list, None for no
@@ -711,6 +856,32 @@ def _with_an_extra_chart(path, chart, dims, values_at, seconds=None, **listed):
     with gzip.open(os.path.join(path, 'data', chart + '.json.gz'), 'wt') as f:
         json.dump({'labels': ['time'] + dims, 'data': rows[::-1]}, f)
     return path
+
+
+def test_charts_collected_every_10_s_are_no_gap_at_each_collection(tmp_path, logger):
+    """A job over charts that are all collected every 10 s (a collector at update_every 10)
+    sees the agent's clock move 10 s at once each time they are: that is their pace, not a
+    gap in collection, which would read their stored rows again and start the features and
+    the flags' history afresh every 10 s."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    from conftest import SECONDS, _chart
+    path = write_recording(str(tmp_path / 'rec'))
+    with open(os.path.join(path, 'charts.json')) as f:
+        charts = json.load(f)
+    charts['charts']['system.slow'] = _chart('system.slow', ['a'], every=10)
+    with open(os.path.join(path, 'charts.json'), 'w') as f:
+        json.dump(charts, f)
+    rows = [[START + i, 5.0 + (i // 10) % 3] for i in range(0, SECONDS + 1, 10)]
+    with gzip.open(os.path.join(path, 'data', 'system.slow.json.gz'), 'wt') as f:
+        json.dump({'labels': ['time', 'a'], 'data': rows[::-1]}, f)
+    rec = Recording(path)
+    with ReplayServer(rec, ReplayClock(rec.start + 600, stepped=True)) as server:
+        det = make_detector(server, logger, charts_regex='system\\.slow$', train_min_n_secs=120)
+        run_until_trained(det, server)
+        steps = _steps(det, server, 60)
+        det.close()
+    assert not [m for _, m in logger.lines if 'in one step' in m], logger.lines
+    assert sum('system.slow' in s.scores for s in steps) >= 55
 
 
 def _with_a_late_chart(path, values_from, **listed):
@@ -1226,6 +1397,32 @@ def test_an_infinity_in_one_chart_costs_that_chart_only(tampered, replay, logger
     steps = _steps(tampered, replay, 3)
     assert all(set(s.scores) == {'system.forks', 'system.load', 'system.ram'} for s in steps)
     assert any("model 'system.cpu': no current values" in m for m in logger.errors()), logger.lines
+
+
+def test_an_infinity_read_steps_ago_is_no_reading_when_the_models_are_laid_out_again(tampered, replay, logger):
+    """The answers of the last steps are kept to refill the rows when the models change; an
+    Infinity in them must read as the step read it (no reading), not come back as a value
+    that makes its chart the most unusual there is when an unrelated chart goes away."""
+    def inf_ram(body):
+        for d in body['system.ram']['dimensions'].values():
+            d['value'] = float('inf')
+        return body
+    _steps(tampered, replay, 30)
+    TamperedApi.tamper = inf_ram
+    _steps(tampered, replay, 2)
+    TamperedApi.tamper = None
+    SwitchableApi.hidden = {'system.forks'}
+    try:
+        steps = []
+        while 'system.forks' in tampered.models:   # gone from two listings: its model is removed
+            tampered.next_discovery = (0, tampered.steps)
+            steps += _steps(tampered, replay, 1)
+            assert len(steps) < 5
+    finally:
+        SwitchableApi.hidden = set()
+    steps += _steps(tampered, replay, 12)
+    ram = [s.scores['system.ram'] for s in steps if 'system.ram' in s.scores]
+    assert len(ram) >= 12 and not any(flag for _, flag in ram), ram
 
 
 class _NanValue(BaseHTTPRequestHandler):

@@ -126,6 +126,26 @@ def test_the_rows_a_training_reports_are_the_rows_with_values(monkeypatch):
     assert result.rows == 200
 
 
+def test_an_infinity_in_the_training_window_is_no_reading_as_it_is_on_each_step(monkeypatch):
+    """The agent may store a value that is not finite (a division by zero in a collector): the
+    steps read it as no reading, and so must the training, or one such second leaves the model
+    a spread of infinity that reads every step as usual (or none at all)."""
+    import pandas as pd
+    from collector import netdata_api
+    t = np.arange(1000, 1600, dtype=float)
+    values = np.random.default_rng(0).normal(10, 1, (t.size, 2))
+    values[300, 0] = np.inf
+    frame = pd.DataFrame(values, index=t, columns=['h:1::system.cpu|user', 'h:1::system.cpu|system'])
+    monkeypatch.setattr(netdata_api, 'fetch_training_frame', lambda *a, **k: (frame, t, []))
+    cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
+    result = run_training(TrainingRequest(cfg, [ModelSpec('system.cpu', 'h:1', chart='system.cpu')], 1000, 1599))
+    fm = result.models['system.cpu']
+    usual = np.random.default_rng(1).normal(10, 1, (20, 2))
+    jump = usual + np.r_[np.zeros((19, 2)), [[30.0, 0.0]]]
+    p = fm.predict_proba(cfg.features(np.vstack([usual, jump])))[:, 1]
+    assert np.isfinite(p).all() and np.median(p[:10]) < 0.9 and p[-1] > 0.999, p
+
+
 def test_a_chart_retrained_for_a_dimension_that_just_appeared_does_not_learn_what_brought_it(monkeypatch):
     """stress-ng starts: apps.plugin lists a new 'stress' group on apps.cpu, its CPU high from
     the first second, and the chart is retrained for it. Trained up to now, the model learnt
