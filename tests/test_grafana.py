@@ -9,17 +9,18 @@ import subprocess
 import pytest
 import yaml
 
-from collector.metrics import LASTING_ALARM_S, NODE_ALARM_WARN
+from collector.metrics import LASTING_ALARM_S, NODE_ALARM_CLEAR, NODE_ALARM_WARN
 from collector.prometheus import HELP
 from conftest import ROOT
 
 PROMQL_WORDS = {'sum', 'by', 'topk', 'avg_over_time', 'max_over_time', 'and', 'on', 'label_values', 'time',
-                'instance', 'chart', 'unless'}
+                'instance', 'chart', 'unless', 'or',
+                'ALERTS'}   # Prometheus's own series of the alerts firing
 
 
 def metric_names(expr):
     """The identifiers of a PromQL expression outside label matchers, ranges and strings."""
-    bare = re.sub(r'\{[^}]*\}|\[[^\]]*\]|"[^"]*"', '', expr)
+    bare = re.sub(r'\{[^}]*\}|\[[^\]]*\]|"[^"]*"|\b(?:on|ignoring)\([^)]*\)', '', expr)
     return set(re.findall(r'[a-zA-Z_][a-zA-Z0-9_]*', bare)) - PROMQL_WORDS
 
 
@@ -41,9 +42,11 @@ def test_dashboard_is_valid_and_queries_exported_metrics():
         assert p['datasource']['uid'] == '${datasource}'
 
 
-def health_crit(conf, template):
+def health_crit(conf, template, clear=False):
+    """The level an alarm goes critical at, or with ``clear`` the one it stays critical down to."""
     block = re.search(r'template: {}[\s\S]*?(?=\n\s*template:|\Z)'.format(template), conf).group(0)
-    return float(re.search(r'crit: \$this > (?:.*: \()?(\d+)', block).group(1))
+    line = re.search(r'crit: .*', block).group(0)
+    return float(re.search(r'\? \((\d+)\)' if clear else r'crit: \$this > (?:.*: \()?(\d+)', line).group(1))
 
 
 def test_alert_rules_fire_where_the_health_alarms_warn_and_go_critical():
@@ -56,13 +59,18 @@ def test_alert_rules_fire_where_the_health_alarms_warn_and_go_critical():
     levels = {(r['alert'], r['labels']['severity']): float(re.search(r' > ([\d.]+)', r['expr']).group(1))
               for r in rules}
     for rule in rules:   # a warning stands aside where its critical fires, at the critical's level
-        above = re.search(r' unless .* > ([\d.]+)', rule['expr'])
+        above = re.search(r' unless [\s\S]*? > ([\d.]+)', rule['expr'])
         if rule['labels']['severity'] == 'warning' and rule['alert'] != 'AnomaliesNotUpdating':
             assert float(above.group(1)) == levels[(rule['alert'], 'critical')], rule['expr']
     assert levels[('AnomaliesNodeRate', 'warning')] == pytest.approx(NODE_ALARM_WARN / 100)
     assert levels[('AnomaliesNodeRate', 'critical')] == pytest.approx(health_crit(conf, 'anomalies_node_rate') / 100)
     assert levels[('AnomaliesFlagLasting', 'warning')] == LASTING_ALARM_S
     assert levels[('AnomaliesFlagLasting', 'critical')] == health_crit(conf, 'anomalies_flag_lasting')
+    # once firing, the node rate's alerts hold down to where the alarm clears
+    holds = {r['labels']['severity']: float(re.search(r'> ([\d.]+) and on', r['expr']).group(1))
+             for r in rules if r['alert'] == 'AnomaliesNodeRate'}
+    assert holds['warning'] == pytest.approx(NODE_ALARM_CLEAR / 100)
+    assert holds['critical'] == pytest.approx(health_crit(conf, 'anomalies_node_rate', clear=True) / 100)
 
 
 @pytest.mark.skipif(shutil.which('promtool') is None, reason='promtool (Debian: prometheus) not installed')
