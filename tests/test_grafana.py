@@ -59,7 +59,7 @@ def test_alert_rules_fire_where_the_health_alarms_warn_and_go_critical():
     levels = {(r['alert'], r['labels']['severity']): float(re.search(r' > ([\d.]+)', r['expr']).group(1))
               for r in rules}
     for rule in rules:   # a warning stands aside where its critical fires, at the critical's level
-        above = re.search(r' unless [\s\S]*? > ([\d.]+)', rule['expr'])
+        above = re.search(r'\bunless\b[\s\S]*? > ([\d.]+)', rule['expr'])
         if rule['labels']['severity'] == 'warning' and rule['alert'] != 'AnomaliesNotUpdating':
             assert float(above.group(1)) == levels[(rule['alert'], 'critical')], rule['expr']
     assert levels[('AnomaliesNodeRate', 'warning')] == pytest.approx(NODE_ALARM_WARN / 100)
