@@ -153,7 +153,7 @@ make_venv() {
   local tmp="${target}.new.$$"
   cleanup+=("$tmp")
   rm -rf "$tmp"
-  "$py" -m venv "$tmp" || die "cannot create a virtual environment at $tmp"
+  "$py" -m venv --prompt "$(basename "$target")" "$tmp" || die "cannot create a virtual environment at $tmp"
   "$tmp/bin/python" -m pip install --quiet --upgrade pip setuptools wheel >/dev/null \
     || die "pip could not upgrade itself in $tmp (network or index problem?)"
   local lock="$here/requirements.lock"
@@ -167,10 +167,14 @@ make_venv() {
   rm -rf "$target"
   mv "$tmp" "$target"
   # its scripts (pip, pytest, activate) name the folder they were made in: name the final one
-  local f
+  # (plain text replaced as text: a path may hold any character sed would read as its own)
+  local f text
   for f in "$target"/bin/*; do
-    [ -f "$f" ] && [ ! -L "$f" ] && grep -qF "$tmp" "$f" 2>/dev/null || continue
-    sed -i "s#$tmp#$target#g" "$f" || die "cannot rewrite $f"
+    [ -f "$f" ] && [ ! -L "$f" ] && grep -qIF "$tmp" "$f" 2>/dev/null || continue
+    text="$(cat "$f"; printf x)" || die "cannot read $f"
+    text="${text%x}"   # (the x keeps the file's last newlines, which $(...) drops)
+    printf '%s' "${text//"$tmp"/"$target"}" > "$f.new" && chmod --reference="$f" "$f.new" && mv -f "$f.new" "$f" \
+      || die "cannot rewrite $f"
   done
 }
 
