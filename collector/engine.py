@@ -452,13 +452,19 @@ class AnomalyDetector:
         for model_id in result.models:
             self.untrained.pop(model_id, None)
             self.retry_at.pop(model_id, None)
+        listed = self.apis[self.config.host].listed_seconds
         for model_id, history in result.waiting.items():
             # tried again once it may have the history, not at every discovery before: each
-            # training holds every chart's new flags while it runs
+            # training holds every chart's new flags while it runs. A history of 0 is one the
+            # training could not tell (a failed read, no values yet): the chart list's, if any,
+            # else the next discovery
             self.untrained.pop(model_id, None)
-            short = max(0, result.min_history - history)
+            spec = self.specs.get(model_id)
+            if not history and spec is not None and spec.columns is None and spec.host == self.config.host:
+                history = listed.get(spec.chart) or 0
+            short = max(0, result.min_history - history) if history > 0 else 0
             self.retry_at[model_id] = (0, self.training_step + max(self.discover_every,
-                                                                   -(-short // self.config.update_every)))
+                                                                   -(-int(short) // self.config.update_every)))
         for reason, ids in by_reason.items():
             self.log.error("{} not trained: {}: {}".format(_count('model', ids), reason, _listed(ids)))
         newly = sorted(set(result.waiting) - self.waiting)
@@ -761,7 +767,8 @@ class AnomalyDetector:
                         out[(host, chart)] = None
             finally:
                 for api in apis.values():
-                    api.close()
+                    if hasattr(api, 'close'):
+                        api.close()
             return out
         shares = [wanted[k::PARALLEL_READS] for k in range(min(PARALLEL_READS, len(wanted)))]
         if len(shares) < 2:

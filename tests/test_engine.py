@@ -840,6 +840,39 @@ def test_charts_waiting_for_history_are_trained_again_once_they_may_have_it_not_
         det.close()
 
 
+def test_a_chart_whose_history_a_young_agent_failed_to_send_is_tried_again_at_the_next_look(
+        recording, logger, monkeypatch):
+    """A young agent may fail one read of a training (a timeout as its collectors start): that
+    chart's history is then unknown, not nothing, so it is tried again a minute on, and trained
+    with the others once they all have the history, not a whole train_min_n_secs later."""
+    from collector import netdata_api, training
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    monkeypatch.setattr(training, 'TRAIN_BATCH_CHARTS', 1)
+    read, calls = netdata_api.fetch_training_frame, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise NetdataError('cannot reach the agent: timed out')
+        return read(*args, **kwargs)
+    monkeypatch.setattr(netdata_api, 'fetch_training_frame', flaky)
+    rec = Recording(recording)
+    with ReplayServer(rec, ReplayClock(rec.start + 200, stepped=True)) as server:
+        det = make_detector(server, logger, train_min_n_secs=300)
+        det.start()
+        trained = {}
+        for _ in range(500):
+            det.step()
+            for m in det.models:
+                trained.setdefault(m, int(server.clock.now() - rec.start))
+            if det.specs and len(trained) == len(det.specs):
+                break
+            server.clock.advance(1)
+            det.trainer.wait()
+        det.close()
+    assert len(trained) == 4 and max(trained.values()) <= 300 + 65, trained
+
+
 def _with_an_extra_chart(path, chart, dims, values_at, seconds=None, **listed):
     """The synthetic recording (``seconds`` long, default its usual length) plus ``chart``
     with ``dims``, whose values at offset ``i`` s are ``values_at(i)`` (a list, None for no

@@ -20,7 +20,7 @@ PROMQL_WORDS = {'sum', 'by', 'topk', 'avg_over_time', 'max_over_time', 'and', 'o
 
 def metric_names(expr):
     """The identifiers of a PromQL expression outside label matchers, ranges and strings."""
-    bare = re.sub(r'\{[^}]*\}|\[[^\]]*\]|"[^"]*"|\b(?:on|ignoring)\([^)]*\)', '', expr)
+    bare = re.sub(r'\{[^}]*\}|\[[^\]]*\]|"[^"]*"|\b(?:on|ignoring)\s*\([^)]*\)', '', expr)
     return set(re.findall(r'[a-zA-Z_][a-zA-Z0-9_]*', bare)) - PROMQL_WORDS
 
 
@@ -67,7 +67,7 @@ def test_alert_rules_fire_where_the_health_alarms_warn_and_go_critical():
     assert levels[('AnomaliesFlagLasting', 'warning')] == LASTING_ALARM_S
     assert levels[('AnomaliesFlagLasting', 'critical')] == health_crit(conf, 'anomalies_flag_lasting')
     # once firing, the node rate's alerts hold down to where the alarm clears
-    holds = {r['labels']['severity']: float(re.search(r'> ([\d.]+) and on', r['expr']).group(1))
+    holds = {r['labels']['severity']: float(re.search(r'> ([\d.]+) and ignoring', r['expr']).group(1))
              for r in rules if r['alert'] == 'AnomaliesNodeRate'}
     assert holds['warning'] == pytest.approx(NODE_ALARM_CLEAR / 100)
     assert holds['critical'] == pytest.approx(health_crit(conf, 'anomalies_node_rate', clear=True) / 100)
