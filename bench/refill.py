@@ -26,7 +26,7 @@ from collector.training import ThreadTrainer  # noqa: E402
 
 def gap_step_seconds(server, delay, readers, repeats):
     """Seconds the step after a 90 s gap took, each of ``repeats`` times, and the models charted."""
-    det = engine.AnomalyDetector(parse_job_config({'host': server.host, 'train_n_secs': 600}),
+    det = engine.AnomalyDetector(parse_job_config({'host': server.host, 'train_n_secs': 600, 'models_dir': None}),
                                  logging.getLogger('refill'), trainer=ThreadTrainer())
     det.start()
     while not det.models:
