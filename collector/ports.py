@@ -139,22 +139,34 @@ def ecdf_training_scores(Z, kind):
 class HbosScorer:
     """pyod ``HBOS`` (static bins): -sum of log2(density + alpha) of each feature's bin;
     a value outside the training range by more than ``tol`` of a bin width scores as the
-    emptiest bin."""
+    emptiest bin.
 
-    def __init__(self, edges, hist, alpha, tol):
+    One departure: a feature that was constant in training (a dimension that sat still, as
+    a CPU's steal or an error counter does) scores its one full bin at its value and the
+    emptiest bin anywhere else. pyod's bins put that value on an edge beside an empty bin, so
+    the training rows and any later move score alike, and a quiet dimension that starts
+    moving (news, as the other models read it) went unseen.
+    """
+
+    def __init__(self, edges, hist, alpha, tol, constant=None):
         self.edges = np.ascontiguousarray(np.asarray(edges, dtype=np.float64).T)   # d x (bins+1)
         self.log_density = np.ascontiguousarray(np.log2(np.asarray(hist, dtype=np.float64).T + alpha))
         self.floor = self.log_density.min(axis=1)
         self.first_width = self.edges[:, 1] - self.edges[:, 0]
         self.last_width = self.edges[:, -1] - self.edges[:, -2]
         self.tol = tol
+        # per feature, its one training value where it had one, else NaN
+        self.constant = None if constant is None else np.asarray(constant, dtype=np.float64)
 
     @classmethod
     def fit(cls, Z, n_bins=10, alpha=0.1, tol=0.5):
         """What pyod's ``HBOS(n_bins, alpha, tol).fit`` learns, without pyod (or its numba)."""
         Z = np.asarray(Z, dtype=np.float64)
         pairs = [np.histogram(Z[:, j], bins=n_bins, density=True) for j in range(Z.shape[1])]
-        return cls(np.column_stack([e for _, e in pairs]), np.column_stack([h for h, _ in pairs]), alpha, tol)
+        still = Z.shape[0] > 0 and np.ptp(Z, axis=0) == 0
+        constant = np.where(still, Z[0] if Z.shape[0] else np.nan, np.nan) if Z.shape[0] else None
+        return cls(np.column_stack([e for _, e in pairs]), np.column_stack([h for h, _ in pairs]), alpha, tol,
+                   constant)
 
     def decision_function(self, X):
         X = np.asarray(X, dtype=np.float64)
@@ -165,6 +177,11 @@ class HbosScorer:
         below = np.where(self.edges[:, 0] - X <= self.first_width * self.tol, self.log_density[:, 0], self.floor)
         above = np.where(X - self.edges[:, -1] <= self.last_width * self.tol, self.log_density[:, -1], self.floor)
         out = np.where(b == 0, below, np.where(b == n_bins + 1, above, inside))
+        constant = getattr(self, 'constant', None)   # (absent from models saved before it)
+        if constant is not None and not np.isnan(constant).all():
+            still = ~np.isnan(constant)
+            same = np.abs(X[:, still] - constant[still]) <= 1e-12 * np.maximum(1.0, np.abs(constant[still]))
+            out[:, still] = np.where(same, self.log_density[still].max(axis=1), self.floor[still])
         return -out.sum(axis=1)
 
 

@@ -532,3 +532,21 @@ def test_winsorized_pulls_in_the_same_values_whichever_features_it_looks_at():
         lo, hi = np.quantile(X, [0.001, 0.999], axis=0)
         reach = 10 * (hi - lo)
         assert np.array_equal(models.winsorized(X), np.clip(X, lo - reach, hi + reach))
+
+
+def test_hbos_flags_a_dimension_that_sat_still_all_window_when_it_moves():
+    """A chart's quiet dimension (system.cpu's steal at 0 for the whole window) that starts
+    moving is news to every model, hbos too: it is also what a model whose fit fails falls
+    back to."""
+    from collector.config import parse_job_config
+    from collector.features import feature_groups
+    cfg = parse_job_config({})
+    rng = np.random.default_rng(3)
+    raw = np.column_stack([np.clip(rng.normal(20, 3, 3000), 0, 100), np.zeros(3000)])
+    groups = feature_groups([('h', 'system.cpu')] * 2, cfg.lags_n, cfg.level_features)
+    fm = fit_model('system.cpu', ['h::system.cpu|user', 'h::system.cpu|steal'], cfg.training_features(raw),
+                   model='hbos', groups=groups, blocks=(cfg.lags_n + 1, cfg.level_features))
+    live = raw[-cfg.rows_needed:].copy()
+    assert fm.predict(cfg.features(live)[-1:])[0] == 0
+    live[-3:, 1] = 40.0
+    assert fm.predict(cfg.features(live)[-1:])[0] == 1

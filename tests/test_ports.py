@@ -60,12 +60,30 @@ def test_ecdf_ports_stay_close_to_pyod_on_long_windows_in_bounded_memory(kind):
 
 def test_hbos_port_equals_pyod():
     from pyod.models.hbos import HBOS
-    Z = data(500)
+    Z = data(500)[:, :4]   # (the constant column: below)
     est = HBOS(contamination=0.01).fit(Z)
     Q = queries(Z)
     port = HbosScorer.fit(Z)
     assert np.array_equal(port.decision_function(Q), est.decision_function(Q))
     assert np.allclose(port.decision_function(Z), est.decision_scores_)
+
+
+def test_hbos_reads_a_dimension_that_sat_still_in_training_moving_as_news():
+    """pyod's bins put a constant training value on an edge beside an empty bin, so the
+    training rows and a move away score alike: a CPU's steal, at 0 all window, then at 40 %,
+    went unseen by hbos (the models' fallback too). The port scores the value's full bin
+    there and the emptiest bin anywhere else; the other features as pyod does."""
+    from pyod.models.hbos import HBOS
+    Z = data(500)
+    moved = Z[:5].copy()
+    moved[:, 4] = 40.0
+    port, est = HbosScorer.fit(Z), HBOS(contamination=0.01).fit(Z)
+    assert np.array_equal(est.decision_function(moved), est.decision_function(Z[:5]))   # pyod: the same
+    gap = port.log_density[4].max() - port.floor[4]
+    assert gap > 0 and np.allclose(port.decision_function(moved) - port.decision_function(Z[:5]), gap)
+    # on the moving features, still pyod's scores: the constant feature adds one value to all rows
+    shift = est.decision_function(Z[:5]) - port.decision_function(Z[:5])
+    assert np.allclose(shift, shift[0])
 
 
 def test_loda_learns_pyods_histograms_and_scores_by_their_bins():
