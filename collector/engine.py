@@ -618,8 +618,15 @@ class AnomalyDetector:
                 return  # the training path reports an unreachable agent, and loads them once it answers
         specs = self.discover(charts)
         # models of charts gone while the job was stopped (containers, process groups, disks),
-        # saved more than two training windows and a day ago: every file in use is newer
-        old = persist.prune(self.models_dir, specs, max(2 * self.config.train_n_secs, PRUNE_SECONDS))
+        # saved more than two training windows, two retrainings and a day ago: every file in use
+        # is newer. Not with train_every_n 0: a model trained once is never saved again, and a
+        # chart the agent lists late must not lose it (a running job removes a gone chart's)
+        cfg = self.config
+        if cfg.train_every_n:
+            old = persist.prune(self.models_dir, specs, max(2 * cfg.train_n_secs, PRUNE_SECONDS,
+                                                            2 * cfg.train_every_n * cfg.update_every))
+        else:
+            old = persist.prune(self.models_dir, specs, float('inf'))
         if old:
             self.log.info('removed {} saved model{} of charts the agent no longer lists: {}'.format(
                 len(old), '' if len(old) == 1 else 's', _listed(old)))

@@ -2,11 +2,13 @@
 import os
 import tempfile
 
+TEMP_PREFIX = '.anomalies-'   # the temporary files' names start so (see persist.prune)
+
 
 def write_atomically(path, data, mode=0o644):
     """Write ``data`` (bytes) to a temporary file beside ``path`` and rename it over ``path``."""
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.anomalies-', suffix='.tmp', dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix='.tmp', dir=directory)
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data)

@@ -10,11 +10,12 @@ import json
 import math
 import os
 import pickle
+import stat
 import sys
 import time
 
 from .config import DEFAULTS
-from .files import write_atomically
+from .files import TEMP_PREFIX, write_atomically
 from .protocol import safe_id
 from .models import numpy_only
 
@@ -31,6 +32,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the flagged steps' file: '@' is never in a model's file name (safe_id), so no chart's is this
 FLAGGED_FILE = '@flagged-steps.json'
 FLAGGED_FORMAT = 1
+# a temporary file of a write older than this was cut off (a training is stopped after 900 s)
+ORPHAN_SECONDS = 3600
 
 
 DEFAULT_HOST = DEFAULTS['host']
@@ -133,11 +136,30 @@ def _what_changed(saved, config):
     return ' ({})'.format(', '.join(changed)) if changed else ''
 
 
+def others_may_write(path):
+    """Why another user could have put ``path`` there (owned by someone else than this user
+    or root, or writable by anyone), else None. A saved model is a pickle, which runs code as
+    it loads: one from a folder others write to (a models_dir under /tmp) is not loaded."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if st.st_uid not in (os.geteuid(), 0):
+        return '{} is owned by another user (uid {})'.format(path, st.st_uid)
+    if st.st_mode & stat.S_IWOTH:
+        return '{} is writable by every user'.format(path)
+    return None
+
+
 def load(directory, model_id, config, columns, versions=None):
     """``(model, meta, None)`` or ``(None, None, reason)``; reason ``None`` when nothing was saved."""
     pkl, meta_path = _paths(directory, model_id)
     if not os.path.exists(meta_path):
         return None, None, None
+    unsafe = others_may_write(directory) or others_may_write(pkl)
+    if unsafe:
+        return None, None, ('not loaded: {} (a saved model runs code as it loads); keep models_dir where only '
+                            'the job\'s user can write'.format(unsafe))
     try:
         with open(meta_path) as f:
             meta = json.load(f)
@@ -190,6 +212,8 @@ def prune(directory, keep, older_than, now=None):
     seconds ago; returns their ids. Charts that went away while the job was stopped (containers,
     process groups, disks) would otherwise leave their files for good; a recent file stays, as
     its chart may be listed again in a moment (an agent just restarted lists some charts late).
+    Also removes the temporary files of writes cut off (a training process killed while it
+    saved) an hour or more ago: nothing else would, and a model's can be megabytes.
     """
     now = time.time() if now is None else now
     keep = {safe_id(m) for m in keep}
@@ -200,6 +224,14 @@ def prune(directory, keep, older_than, now=None):
         return removed
     for name in sorted(names):
         base, ext = os.path.splitext(name)
+        if name.startswith(TEMP_PREFIX) and ext == '.tmp':
+            path = os.path.join(directory, name)
+            try:
+                if now - os.stat(path).st_mtime > ORPHAN_SECONDS:
+                    os.unlink(path)
+            except OSError:
+                pass
+            continue
         if ext != '.json' or base in keep:
             continue
         path = os.path.join(directory, name)

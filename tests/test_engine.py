@@ -441,6 +441,29 @@ def test_saved_models_loaded_once_a_late_agent_answers_keep_their_training_sched
     again.close()
 
 
+@pytest.mark.parametrize('train_every_n', [0, 1000])
+def test_a_model_trained_once_for_good_survives_a_restart_that_misses_its_chart(replay, logger, train_every_n):
+    """With train_every_n 0 a model is trained once and never saved again: a restart days later
+    whose first chart list lacks its chart (listed late, a disk unplugged for now) must not
+    delete it as a gone chart's, as it does a retrained model's old file."""
+    det = make_detector(replay, logger, train_every_n=train_every_n)
+    run_until_trained(det, replay)
+    det.close()
+    ram = os.path.join(det.models_dir, 'system.ram.json')
+    meta = json.loads(open(ram).read())
+    meta['saved_at'] -= 3 * 86400
+    with open(ram, 'w') as f:
+        json.dump(meta, f)
+    SwitchableApi.hidden = {'system.ram'}
+    try:
+        again = make_detector(replay, logger, train_every_n=train_every_n)
+        again.start()
+        again.close()
+    finally:
+        SwitchableApi.hidden = set()
+    assert os.path.exists(ram) == (train_every_n == 0)
+
+
 def test_a_chart_missing_from_one_chart_listing_keeps_its_model_and_saved_file(replay, logger, monkeypatch):
     """An agent just restarted lists some charts seconds after the others: a chart missing from
     one listing is skipped meanwhile, not removed, and its saved model stays on disk."""

@@ -5,6 +5,7 @@ import pickle
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,34 @@ def test_models_of_charts_long_gone_are_removed_and_nothing_else(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['cgroup_new.cpu.json', 'cgroup_new.cpu.pkl', 'copy.json', 'notes.json',
                                             'system.cpu.json', 'system.cpu.pkl']
     assert persist.prune(str(tmp_path / 'none'), [], 0) == []
+
+
+def test_a_write_cut_off_long_ago_leaves_no_temporary_file_behind(tmp_path):
+    """A training process killed while it saved (the agent restarted, a training over its time)
+    leaves a temporary file that nothing else removes; a model's can be megabytes."""
+    fm, cfg = saved(tmp_path)
+    old, fresh = tmp_path / '.anomalies-abc123.tmp', tmp_path / '.anomalies-def456.tmp'
+    for path in (old, fresh):
+        path.write_bytes(b'x' * 1000)
+    os.utime(old, (time.time() - 2 * 3600,) * 2)
+    assert persist.prune(str(tmp_path), ['system.cpu'], 86400) == []
+    assert sorted(os.listdir(tmp_path)) == ['.anomalies-def456.tmp', 'system.cpu.json', 'system.cpu.pkl']
+
+
+def test_a_saved_model_in_a_folder_other_users_can_write_is_not_loaded(tmp_path):
+    """A saved model is a pickle, which runs code as it loads: one in a folder every user can
+    write (a models_dir under /tmp), or a file another user owns, is retrained instead, and the
+    reason says so."""
+    fm, cfg = saved(tmp_path)
+    os.chmod(tmp_path, 0o777)
+    got, _, reason = persist.load(str(tmp_path), 'system.cpu', cfg, COLS)
+    assert got is None and reason.startswith('not loaded: {} is writable by every user'.format(tmp_path)), reason
+    os.chmod(tmp_path, 0o755)
+    assert persist.load(str(tmp_path), 'system.cpu', cfg, COLS)[0] is not None
+    if os.geteuid() == 0:   # only root can give a file away
+        os.chown(tmp_path / 'system.cpu.pkl', 65534, 65534)
+        got, _, reason = persist.load(str(tmp_path), 'system.cpu', cfg, COLS)
+        assert got is None and 'system.cpu.pkl is owned by another user (uid 65534)' in reason, reason
 
 
 def test_flagged_steps_are_saved_and_read_back_and_a_bad_file_is_only_a_reason(tmp_path):
