@@ -24,11 +24,20 @@ class NodeRate:
         self.step = 0
         self.last_flagged = {}   # model id -> the step it was last seen flagged
         self.since = {}   # model id -> time its flag went up
+        self.last_now = None
 
-    def update(self, scores, now):
-        """``scores``: ``{model_id: (probability, flag)}`` of this step; ``now``: seconds."""
+    def update(self, scores, now, models=()):
+        """``scores``: ``{model_id: (probability, flag)}`` of this step; ``now``: seconds;
+        ``models``: every model the job has. A flagged model left out of this step's scores
+        (no current value for its chart for a step) keeps its flag, as the flag policy does:
+        its flag is not raised again, and how long it has been up goes on."""
         self.step += 1
-        flagged = {m for m, (_, f) in scores.items() if f}
+        if self.last_now is not None and now < self.last_now:   # the clock set back: the flags' ages go on
+            for m in self.since:
+                self.since[m] += now - self.last_now
+        self.last_now = now
+        held = {m for m in models if m not in scores and m in self.since}
+        flagged = {m for m, (_, f) in scores.items() if f} | held
         raised = sorted(flagged - set(self.since))
         for m in list(self.since):
             if m not in flagged:
@@ -39,9 +48,9 @@ class NodeRate:
             self.last_flagged[m] = self.step
         for m in [m for m, s in self.last_flagged.items() if self.step - s >= self.window]:
             del self.last_flagged[m]
-        n = len(scores)
+        n = len(scores) + len(held)
         rate = len(flagged) / n if n else 0.0
-        recent = sum(1 for m in scores if m in self.last_flagged) / n if n else 0.0
+        recent = sum(1 for m in list(scores) + list(held) if m in self.last_flagged) / n if n else 0.0
         self.rates.append(rate)
         longest_model = min(self.since, key=lambda m: (self.since[m], m)) if self.since else None
         longest = now - self.since[longest_model] if longest_model is not None else 0.0

@@ -147,6 +147,9 @@ class Charts:
     def __getitem__(self, chart_id):
         return self._charts[chart_id]
 
+    def __delitem__(self, chart_id):
+        del self._charts[chart_id]
+
     def __contains__(self, chart_id):
         return chart_id in self._charts
 

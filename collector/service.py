@@ -139,6 +139,7 @@ class AnomaliesService(object):
         self.exporter = None
         self.drivers_refused = set()  # models whose drivers chart the framework refused (told once)
         self.driver_ids = {}          # model id -> (its fitted model, its driver_dims)
+        self.retiring = {}            # drivers chart of a removed model -> updates since
         if self.job_config is not None and self.job_config.include_average_prob:
             self.definitions['probability']['lines'].append(['average_prob', 'average_prob', 'absolute', 1, 100])
 
@@ -204,11 +205,19 @@ class AnomaliesService(object):
         return self.charts[chart_id]
 
     def _driver_dims(self, model_id):
-        """``driver_dims`` of the model now in use, worked out once per trained model."""
+        """``driver_dims`` of the model now in use, worked out once per trained model. A model
+        retrained on other dimensions (a process group gone, another come) takes the ones it
+        no longer has off its drivers chart, which would otherwise list them, at 0, for good."""
         fm = getattr(self.detector, 'models', {}).get(model_id)
         known = self.driver_ids.get(model_id)
         if known is None or known[0] is not fm:
-            known = self.driver_ids[model_id] = (fm, driver_dims(model_id, fm.columns if fm is not None else ()))
+            dims = driver_dims(model_id, fm.columns if fm is not None else ())
+            chart_id = drivers_chart(model_id)
+            if known is not None and fm is not None and chart_id in self.charts:
+                keep = {dim for dim, _ in dims.values()}
+                for dim in [d.id for d in self.charts[chart_id] if d.id not in keep]:
+                    self.charts[chart_id].del_dimension(dim, hide=False)
+            known = self.driver_ids[model_id] = (fm, dims)
         return known[1]
 
     def _drivers_values(self, step, data):
@@ -252,9 +261,30 @@ class AnomaliesService(object):
         if chart_id in self.charts:
             for dim in [d.id for d in self.charts[chart_id]]:
                 self.charts[chart_id].del_dimension(dim, hide=False)
+            self.retiring[chart_id] = 0
         for chart, dim in (('probability', prob_dim(model_id)), ('anomaly', anomaly_dim(model_id))):
             if dim in self.charts[chart]:
                 self.charts[chart].del_dimension(dim, hide=False)
+
+    def _forget_retired_charts(self):
+        """Drop a removed model's drivers chart once the framework has declared it obsolete
+        (after chart_cleanup updates without a value; with 0, never: then once its dimensions'
+        removal has gone out), so the charts of containers that came and went do not pile up.
+        One that has dimensions again (its model came back) stays."""
+        cleanup = getattr(self.charts, 'cleanup', None)
+        for chart_id, updates in list(self.retiring.items()):
+            chart = self.charts[chart_id] if chart_id in self.charts else None
+            if chart is None or any(True for _ in chart):
+                del self.retiring[chart_id]
+                continue
+            flags = getattr(chart, 'flags', None)   # python.d's chart, else the standalone base's
+            done = (flags.obsoleted if flags is not None
+                    else bool(chart.cleanup) and chart.idle >= chart.cleanup and chart.declared)
+            if done or (cleanup == 0 and updates >= 2):
+                del self.charts[chart_id]
+                del self.retiring[chart_id]
+            else:
+                self.retiring[chart_id] = updates + 1
 
     def _add_dimensions(self, model_id):
         if prob_dim(model_id) not in self.charts['probability']:
@@ -272,13 +302,15 @@ class AnomaliesService(object):
         except Exception as e:  # a bug must not kill the job; log it and try again next step
             self.error('step failed: {!r}'.format(e))
             return self._stale()
+        self._forget_retired_charts()
         self._sync_dimensions(step)
         if not step.fresh:
             return self._stale()
         self.answered_steps += 1
         if not step.scores:
             return None
-        node = self.node.update(step.scores, time.monotonic() if step.at is None else step.at)
+        node = self.node.update(step.scores, time.monotonic() if step.at is None else step.at,
+                                getattr(self.detector, 'models', ()))
         for model_id in node.raised:
             self.info("anomaly flagged on '{}' (probability {:.1f}%): {}".format(
                 model_id, step.scores[model_id][0] * 100, describe_drivers(step.drivers.get(model_id, []))))

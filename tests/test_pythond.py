@@ -237,6 +237,25 @@ def test_node_share_flagged_in_the_window_counts_charts_that_turned_unusual_one_
     assert node.update({'c': (0.1, 0), 'd': (0.1, 0)}, 107).recent == 0.0
 
 
+def test_a_flag_left_unscored_for_a_step_stays_up_and_its_age_goes_on():
+    """A flagged chart with no current value for one step (its collector late) is not scored
+    then, while the flag policy keeps its flag: the node view keeps it too, so how long it has
+    been up (what the 10-minute alarm watches) does not start again, and its flag is not
+    raised (and logged) a second time; the agent's clock set back does not make that negative."""
+    from collector.node import NodeRate
+    node = NodeRate(window_steps=60)
+    models = {'a': None, 'b': None}
+    node.update({'a': (1.0, 1), 'b': (0.1, 0)}, 100, models)
+    step = node.update({'b': (0.1, 0)}, 101, models)                  # 'a' not scored
+    assert (step.rate, step.recent, step.longest, step.raised) == (0.5, 0.5, 1.0, [])
+    step = node.update({'a': (1.0, 1), 'b': (0.1, 0)}, 102, models)
+    assert (step.longest, step.longest_model, step.raised) == (2.0, 'a', [])
+    step = node.update({'a': (1.0, 1), 'b': (0.1, 0)}, 102 - 3600, models)   # an NTP step back
+    assert step.longest == 2.0
+    step = node.update({'b': (0.1, 0)}, 104 - 3600, {'b': None})        # 'a' gone: its flag with it
+    assert (step.rate, step.longest, step.longest_model) == (0.0, 0.0, None)
+
+
 def test_drivers_read_as_dimensions_or_chart_dimension_pairs():
     from collector.service import describe_drivers
     assert describe_drivers([('h::system.cpu|user', 0.81), ('h::system.cpu|system', 0.12)]) == 'user 81%, system 12%'
@@ -349,6 +368,47 @@ def test_a_gone_models_drivers_chart_is_retired_at_once_and_made_obsolete_after_
     assert 'anomalies.drivers_system_cpu' not in ''.join(outs[1:]).replace('BEGIN anomalies.drivers_system_cpu', '')
     # values back: declared again, then updated
     assert outs[-1].index(obsolete) < outs[-1].index('BEGIN anomalies.drivers_system_ram')
+
+
+def test_drivers_charts_follow_their_models_dimensions_and_go_with_the_models(monkeypatch):
+    """With attribution_charts, a model retrained on other dimensions (process groups that come
+    and go) has only those on its drivers chart, and the drivers charts of models removed for
+    good (containers that came and went) are dropped once declared obsolete, not kept for the
+    life of the job."""
+    from collector.runner import Service
+
+    class Model:
+        def __init__(self, *dims):
+            self.columns = ['h::apps.cpu|{}'.format(d) for d in dims]
+    svc = Service(configuration={'job_name': 'anomalies', 'attribution_charts': True, 'chart_cleanup': 2})
+    svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+    svc.create()
+    det = FakeDetector([])
+    det.models = {'apps.cpu': Model('g0', 'x')}
+    svc.detector = det
+
+    def run(step):
+        det.steps.append(step)
+        svc.update(1000000)
+    for k in range(1, 6):   # retrained five times, each time with another group beside 'x'
+        step = FakeStep({'apps.cpu': (1.0, 1)}, added=['apps.cpu'] if k == 1 else ())
+        step.drivers = {'apps.cpu': [(c, 0.5) for c in det.models['apps.cpu'].columns]}
+        run(step)
+        det.models['apps.cpu'] = Model('g{}'.format(k), 'x')
+    assert sorted(d.id for d in svc.charts['drivers_apps_cpu']) == ['apps.cpu|g4', 'apps.cpu|x']
+    cpu = det.models['apps.cpu']
+    for k in range(30):     # 30 containers, each for 2 steps
+        name = 'cgroup_c{}.cpu'.format(k)
+        det.models = {'apps.cpu': cpu, name: Model('user')}
+        run(FakeStep({'apps.cpu': (0.1, 0), name: (1.0, 1)}, added=[name]))
+        del det.models[name]
+        run(FakeStep({'apps.cpu': (0.1, 0)}, removed=[name]))
+    for _ in range(3):
+        run(FakeStep({'apps.cpu': (0.1, 0)}))
+    # probability, anomaly, rate, flagged_for and apps.cpu's drivers
+    assert len(svc.charts) == 5, [c.id for c in svc.charts]
+    last = svc.out.getvalue().split("CHART anomalies.drivers_cgroup_c29_cpu")
+    assert len(last) >= 3 and " 'obsolete' " in last[-1].split('\n')[0]   # declared, at last made obsolete
 
 
 def test_a_plugins_interval_is_a_floor_under_each_jobs_own_update_every(tmp_path):
