@@ -163,8 +163,7 @@ class HbosScorer:
         """What pyod's ``HBOS(n_bins, alpha, tol).fit`` learns, without pyod (or its numba)."""
         Z = np.asarray(Z, dtype=np.float64)
         pairs = [np.histogram(Z[:, j], bins=n_bins, density=True) for j in range(Z.shape[1])]
-        still = Z.shape[0] > 0 and np.ptp(Z, axis=0) == 0
-        constant = np.where(still, Z[0] if Z.shape[0] else np.nan, np.nan) if Z.shape[0] else None
+        constant = np.where(np.ptp(Z, axis=0) == 0, Z[0], np.nan) if Z.shape[0] else None
         return cls(np.column_stack([e for _, e in pairs]), np.column_stack([h for h, _ in pairs]), alpha, tol,
                    constant)
 
