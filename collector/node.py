@@ -17,6 +17,10 @@ incident turns charts unusual one after another, each for a while: this counts t
 ``raised``: the models whose flag rose this step."""
 
 
+# steps a flagged model may go unscored and keep its flag in this view
+HELD_UNSCORED = 3
+
+
 class NodeRate:
     def __init__(self, window_steps):
         self.window = max(1, int(window_steps))
@@ -24,19 +28,28 @@ class NodeRate:
         self.step = 0
         self.last_flagged = {}   # model id -> the step it was last seen flagged
         self.since = {}   # model id -> time its flag went up
+        self.unscored = {}   # flagged model id -> steps in a row it has not been scored
         self.last_now = None
 
     def update(self, scores, now, models=()):
         """``scores``: ``{model_id: (probability, flag)}`` of this step; ``now``: seconds;
-        ``models``: every model the job has. A flagged model left out of this step's scores
-        (no current value for its chart for a step) keeps its flag, as the flag policy does:
-        its flag is not raised again, and how long it has been up goes on."""
+        ``models``: every model the job has. A flagged model left out of a step's scores (no
+        current value from its chart: a collector late) keeps its flag for up to
+        ``HELD_UNSCORED`` steps, so its flag is not raised (and logged) again when it is scored
+        next, and how long it has been up goes on; a chart that stays without values (a
+        container stopped, its model not removed yet) loses it then, as the flag policy's."""
         self.step += 1
         if self.last_now is not None and now < self.last_now:   # the clock set back: the flags' ages go on
             for m in self.since:
                 self.since[m] += now - self.last_now
         self.last_now = now
-        held = {m for m in models if m not in scores and m in self.since}
+        for m in list(self.unscored):
+            if m in scores or m not in self.since:
+                del self.unscored[m]
+        for m in self.since:
+            if m not in scores:
+                self.unscored[m] = self.unscored.get(m, 0) + 1
+        held = {m for m in models if m not in scores and 0 < self.unscored.get(m, 0) <= HELD_UNSCORED}
         flagged = {m for m, (_, f) in scores.items() if f} | held
         raised = sorted(flagged - set(self.since))
         for m in list(self.since):

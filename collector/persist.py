@@ -136,18 +136,19 @@ def _what_changed(saved, config):
     return ' ({})'.format(', '.join(changed)) if changed else ''
 
 
-def others_may_write(path):
+def others_may_write(path, what=None):
     """Why another user could have put ``path`` there (owned by someone else than this user
-    or root, or writable by anyone), else None. A saved model is a pickle, which runs code as
-    it loads: one from a folder others write to (a models_dir under /tmp) is not loaded."""
+    or root, or writable by every user), else None; ``what`` names it (default: the path). A
+    saved model is a pickle, which runs code as it loads: one from a folder others write to
+    (a models_dir under /tmp) is not loaded."""
     try:
         st = os.stat(path)
     except OSError:
         return None
     if st.st_uid not in (os.geteuid(), 0):
-        return '{} is owned by another user (uid {})'.format(path, st.st_uid)
+        return '{} is owned by another user (uid {})'.format(what or path, st.st_uid)
     if st.st_mode & stat.S_IWOTH:
-        return '{} is writable by every user'.format(path)
+        return '{} is writable by every user'.format(what or path)
     return None
 
 
@@ -156,7 +157,7 @@ def load(directory, model_id, config, columns, versions=None):
     pkl, meta_path = _paths(directory, model_id)
     if not os.path.exists(meta_path):
         return None, None, None
-    unsafe = others_may_write(directory) or others_may_write(pkl)
+    unsafe = others_may_write(directory) or others_may_write(pkl, 'its file')   # (one log line for all files)
     if unsafe:
         return None, None, ('not loaded: {} (a saved model runs code as it loads); keep models_dir where only '
                             'the job\'s user can write'.format(unsafe))

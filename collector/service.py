@@ -259,8 +259,15 @@ class AnomaliesService(object):
         self.driver_ids.pop(model_id, None)
         chart_id = drivers_chart(model_id)
         if chart_id in self.charts:
-            for dim in [d.id for d in self.charts[chart_id]]:
-                self.charts[chart_id].del_dimension(dim, hide=False)
+            chart = self.charts[chart_id]
+            for dim in [d.id for d in chart]:
+                chart.del_dimension(dim, hide=False)
+            # taking the dimensions away declares the chart again: its cleanup counts from
+            # here, even for one already made obsolete, so that it ends obsolete on the agent
+            if callable(getattr(chart, 'refresh', None)):   # python.d's chart
+                chart.refresh()
+            else:
+                chart.idle = 0
             self.retiring[chart_id] = 0
         for chart, dim in (('probability', prob_dim(model_id)), ('anomaly', anomaly_dim(model_id))):
             if dim in self.charts[chart]:
@@ -269,8 +276,9 @@ class AnomaliesService(object):
     def _forget_retired_charts(self):
         """Drop a removed model's drivers chart once the framework has declared it obsolete
         (after chart_cleanup updates without a value; with 0, never: then once its dimensions'
-        removal has gone out), so the charts of containers that came and went do not pile up.
-        One that has dimensions again (its model came back) stays."""
+        removal has gone out), or at once if the agent never heard of it, so the charts of
+        containers that came and went do not pile up. One that has dimensions again (its
+        model came back) stays."""
         cleanup = getattr(self.charts, 'cleanup', None)
         for chart_id, updates in list(self.retiring.items()):
             chart = self.charts[chart_id] if chart_id in self.charts else None
@@ -279,7 +287,7 @@ class AnomaliesService(object):
                 continue
             flags = getattr(chart, 'flags', None)   # python.d's chart, else the standalone base's
             done = (flags.obsoleted if flags is not None
-                    else bool(chart.cleanup) and chart.idle >= chart.cleanup and chart.declared)
+                    else not chart.declared or bool(chart.cleanup) and chart.idle >= chart.cleanup)
             if done or (cleanup == 0 and updates >= 2):
                 del self.charts[chart_id]
                 del self.retiring[chart_id]

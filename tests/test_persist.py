@@ -125,7 +125,7 @@ def test_a_saved_model_in_a_folder_other_users_can_write_is_not_loaded(tmp_path)
     if os.geteuid() == 0:   # only root can give a file away
         os.chown(tmp_path / 'system.cpu.pkl', 65534, 65534)
         got, _, reason = persist.load(str(tmp_path), 'system.cpu', cfg, COLS)
-        assert got is None and 'system.cpu.pkl is owned by another user (uid 65534)' in reason, reason
+        assert got is None and 'its file is owned by another user (uid 65534)' in reason, reason
 
 
 def test_flagged_steps_are_saved_and_read_back_and_a_bad_file_is_only_a_reason(tmp_path):

@@ -254,6 +254,11 @@ def test_a_flag_left_unscored_for_a_step_stays_up_and_its_age_goes_on():
     assert step.longest == 2.0
     step = node.update({'b': (0.1, 0)}, 104 - 3600, {'b': None})        # 'a' gone: its flag with it
     assert (step.rate, step.longest, step.longest_model) == (0.0, 0.0, None)
+    # a chart that stays without values (a container stopped, its model not yet removed) loses
+    # its flag after a few steps, as the flag policy's, instead of growing the alarm's age for good
+    node.update({'a': (1.0, 1), 'b': (0.1, 0)}, 200, models)
+    ages = [node.update({'b': (0.1, 0)}, 200 + k, models).longest for k in range(1, 8)]
+    assert ages == [1.0, 2.0, 3.0, 0.0, 0.0, 0.0, 0.0], ages
 
 
 def test_drivers_read_as_dimensions_or_chart_dimension_pairs():
@@ -397,6 +402,27 @@ def test_drivers_charts_follow_their_models_dimensions_and_go_with_the_models(mo
         det.models['apps.cpu'] = Model('g{}'.format(k), 'x')
     assert sorted(d.id for d in svc.charts['drivers_apps_cpu']) == ['apps.cpu|g4', 'apps.cpu|x']
     cpu = det.models['apps.cpu']
+    # a container whose chart went without values long enough for its drivers chart to be made
+    # obsolete, then its model removed: the chart must end obsolete on the agent, not declared
+    # live again by the removal of its dimensions
+    det.models['cgroup_old.cpu'] = Model('user')
+    run(FakeStep({'apps.cpu': (0.1, 0), 'cgroup_old.cpu': (1.0, 1)}, added=['cgroup_old.cpu']))
+    for _ in range(4):
+        run(FakeStep({'apps.cpu': (0.1, 0)}))
+    del det.models['cgroup_old.cpu']
+    run(FakeStep({'apps.cpu': (0.1, 0)}, removed=['cgroup_old.cpu']))
+    for _ in range(4):
+        run(FakeStep({'apps.cpu': (0.1, 0)}))
+    lines = [ln for ln in svc.out.getvalue().split('\n') if ln.startswith('CHART anomalies.drivers_cgroup_old_cpu ')]
+    assert len(lines) >= 3 and " 'obsolete' " in lines[-1] and 'drivers_cgroup_old_cpu' not in svc.charts, lines
+    # a container scored with no flag never had its drivers chart sent: dropped with its model
+    det.models['cgroup_quiet.cpu'] = Model('user')
+    run(FakeStep({'apps.cpu': (0.1, 0), 'cgroup_quiet.cpu': (0.1, 0)}, added=['cgroup_quiet.cpu']))
+    del det.models['cgroup_quiet.cpu']
+    run(FakeStep({'apps.cpu': (0.1, 0)}, removed=['cgroup_quiet.cpu']))
+    run(FakeStep({'apps.cpu': (0.1, 0)}))
+    assert 'drivers_cgroup_quiet_cpu' not in svc.charts
+    assert 'anomalies.drivers_cgroup_quiet_cpu' not in svc.out.getvalue()
     for k in range(30):     # 30 containers, each for 2 steps
         name = 'cgroup_c{}.cpu'.format(k)
         det.models = {'apps.cpu': cpu, name: Model('user')}
