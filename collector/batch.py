@@ -47,8 +47,9 @@ class Layout:
         return len(self.columns)
 
     def row(self, latest):
-        """The newest raw values in column order (NaN where the agent gave none), and the
-        newest ``last_updated`` among them (the agent's clock).
+        """The newest raw values in column order (NaN where the agent gave none, and for an
+        Infinity, which it may send: no reading either), and the newest ``last_updated`` among
+        them (the agent's clock).
 
         ``latest`` is ``{host: raw allmetrics body}``; only the charts modeled are read, by
         dimension id, with the id of each dimension name learnt from the body when first seen.
@@ -56,6 +57,11 @@ class Layout:
         when anything differs (a chart missing, dimensions changed, a malformed answer) the
         careful pass below reads what it can and learns again.
         """
+        row, stamp = self._read(latest)
+        row[np.isinf(row)] = np.nan
+        return row, stamp
+
+    def _read(self, latest):
         fast = self._fast
         if fast is not None:
             try:

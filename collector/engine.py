@@ -516,9 +516,7 @@ class AnomalyDetector:
         stamps = np.full(self.need, np.nan)   # the agent time of each row, to tell which rows may be kept
         rows = [self.layout.row({h: json_loads(b) for h, b in raw.items()})[0] for _, raw in self.snapshots]
         if rows:
-            rows = np.vstack(rows)
-            rows[np.isinf(rows)] = np.nan   # as the step read it: an Infinity is no reading
-            ring[self.need - len(rows):] = rows
+            ring[self.need - len(rows):] = np.vstack(rows)
             stamps[self.need - len(rows):] = [t for t, _ in self.snapshots]
         room = self.need - len(rows)   # rows the kept answers do not fill
         oldest = self.snapshots[0][0] if self.snapshots else float('inf')
@@ -821,7 +819,6 @@ class AnomalyDetector:
             return step
         step.fresh = True
         row, stamp = self.layout.row(latest)
-        row[np.isinf(row)] = np.nan   # an Infinity literal is no reading, like null
         # stamped with the agent's clock, the same clock as the training window's rows; an
         # answer without it (none of the charts) continues it, never mixes in this host's
         stamp = stamp or agent_now(latest.get(self.config.host))
