@@ -457,14 +457,18 @@ class AnomalyDetector:
             # tried again once it may have the history, not at every discovery before: each
             # training holds every chart's new flags while it runs. A history of 0 is one the
             # training could not tell (a failed read, no values yet): the chart list's, if any,
-            # else the next discovery
+            # else at discoveries further and further apart, the first a minute on
             self.untrained.pop(model_id, None)
             spec = self.specs.get(model_id)
             if not history and spec is not None and spec.columns is None and spec.host == self.config.host:
                 history = listed.get(spec.chart) or 0
-            short = max(0, result.min_history - history) if history > 0 else 0
-            self.retry_at[model_id] = (0, self.training_step + max(self.discover_every,
-                                                                   -(-int(short) // self.config.update_every)))
+            if history > 0:
+                short = max(0, result.min_history - history)
+                self.retry_at[model_id] = (0, self.training_step + max(self.discover_every,
+                                                                       -(-int(short) // self.config.update_every)))
+            else:
+                tries = self.retry_at.get(model_id, (0, 0))[0] + 1
+                self.retry_at[model_id] = (tries, self.training_step + self.discover_every * 2 ** min(tries - 1, 5))
         for reason, ids in by_reason.items():
             self.log.error("{} not trained: {}: {}".format(_count('model', ids), reason, _listed(ids)))
         newly = sorted(set(result.waiting) - self.waiting)
