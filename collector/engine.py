@@ -447,8 +447,7 @@ class AnomalyDetector:
             if _gist(self.untrained.get(model_id)) != _gist(reason):   # not again for new counts alone
                 by_reason.setdefault(reason, []).append(model_id)
             self.untrained[model_id] = reason
-            tries = self.retry_at.get(model_id, (0, 0))[0] + 1
-            self.retry_at[model_id] = (tries, self.training_step + self.discover_every * 2 ** min(tries - 1, 5))
+            self._back_off(model_id)
         for model_id in result.models:
             self.untrained.pop(model_id, None)
             self.retry_at.pop(model_id, None)
@@ -467,8 +466,7 @@ class AnomalyDetector:
                 self.retry_at[model_id] = (0, self.training_step + max(self.discover_every,
                                                                        -(-int(short) // self.config.update_every)))
             else:
-                tries = self.retry_at.get(model_id, (0, 0))[0] + 1
-                self.retry_at[model_id] = (tries, self.training_step + self.discover_every * 2 ** min(tries - 1, 5))
+                self._back_off(model_id)
         for reason, ids in by_reason.items():
             self.log.error("{} not trained: {}: {}".format(_count('model', ids), reason, _listed(ids)))
         newly = sorted(set(result.waiting) - self.waiting)
@@ -483,6 +481,12 @@ class AnomalyDetector:
             self.log.info("{} kept as loaded: the agent holds {} s of history, under train_min_n_secs ({} s): "
                           "{}".format(_count('model', kept), so_far, result.min_history, _listed(kept)))
         return bool(by_reason)
+
+    def _back_off(self, model_id):
+        """Try ``model_id`` again at discoveries further and further apart (one, two, four, ...
+        up to 32 discoveries after this training)."""
+        tries = self.retry_at.get(model_id, (0, 0))[0] + 1
+        self.retry_at[model_id] = (tries, self.training_step + self.discover_every * 2 ** min(tries - 1, 5))
 
     def _stop_endless_waits(self, result):
         """A chart the agent lists without its history growing (never collected, an agent that
@@ -624,11 +628,9 @@ class AnomalyDetector:
         # is newer. Not with train_every_n 0: a model trained once is never saved again, and a
         # chart the agent lists late must not lose it (a running job removes a gone chart's)
         cfg = self.config
-        if cfg.train_every_n:
-            old = persist.prune(self.models_dir, specs, max(2 * cfg.train_n_secs, PRUNE_SECONDS,
-                                                            2 * cfg.train_every_n * cfg.update_every))
-        else:
-            old = persist.prune(self.models_dir, specs, float('inf'))
+        older_than = (max(2 * cfg.train_n_secs, PRUNE_SECONDS, 2 * cfg.train_every_n * cfg.update_every)
+                      if cfg.train_every_n else float('inf'))
+        old = persist.prune(self.models_dir, specs, older_than)
         if old:
             self.log.info('removed {} saved model{} of charts the agent no longer lists: {}'.format(
                 len(old), '' if len(old) == 1 else 's', _listed(old)))
