@@ -407,8 +407,10 @@ def build_parser():
 
     r = sub.add_parser('run', help='run a job standalone, writing the external plugin protocol to stdout')
     r.add_argument('--config', help='python.d style anomalies.conf (default: built-in defaults)')
-    r.add_argument('--job', help='job name in the config (default: the first)')
-    r.add_argument('--host', type=_host, help="Netdata to read, e.g. 127.0.0.1:19999 or 'parent:19999/host/child'")
+    r.add_argument('--job', help="job name in the config (default: every job of the file, side by side, as "
+                                 "python.d.plugin runs them)")
+    r.add_argument('--host', type=_host, help="Netdata to read, e.g. 127.0.0.1:19999 or 'parent:19999/host/child' "
+                                              "(for every job run)")
     r.add_argument('--update-every', type=_positive_int,
                    help="seconds between steps at least (the agent's interval, which a plugin is given; a job's "
                         'own longer update_every stands, as under python.d)')

@@ -254,13 +254,16 @@ class SimpleService(object):
         raise NotImplementedError
 
 
-def run_job(service, steps=None, clock=time.time, sleep=time.sleep):
+def run_job(service, steps=None, clock=time.time, sleep=time.sleep, stop=None):
     """Drive a job like python.d does: check, create, then update every ``update_every``.
 
     Steps are aligned to multiples of ``update_every`` on the wall clock. Returns the
     number of successful updates; ``steps`` bounds the run (None runs forever, or until the
-    protocol's reader goes away, as a plugins.d plugin must when its agent stops).
+    protocol's reader goes away, as a plugins.d plugin must when its agent stops, or until
+    ``stop``, an event, is set: jobs run side by side stop together).
     """
+    if stop is not None:
+        sleep = stop.wait
     if not service.check():
         service.error('check() failed, job not started')
         return -1
@@ -270,6 +273,8 @@ def run_job(service, steps=None, clock=time.time, sleep=time.sleep):
     while steps is None or done < steps:
         now = clock()
         sleep(max(0.0, every - (now % every)))
+        if stop is not None and stop.is_set():
+            break
         started = clock()
         interval = int((started - last) * 1e6) if last else 0
         try:

@@ -93,6 +93,53 @@ def test_run_writes_both_charts_with_sane_values(recording, tmp_path):
     assert 'first prediction' in job.stderr and 'Traceback' not in job.stderr
 
 
+def test_every_job_of_the_file_runs_side_by_side_each_step_written_whole(recording, tmp_path):
+    """A file with several jobs (one per agent, or per set of charts) runs them all in one
+    plugin, as python.d.plugin does; a job whose charts another job of the same name makes is
+    named and left out, and one SIGTERM stops them all."""
+    conf = tmp_path / 'anomalies.conf'
+    conf.write_text("cpu:\n  charts_regex: 'system\\.cpu'\n  train_n_secs: 600\n"
+                    "ram:\n  charts_regex: 'system\\.ram'\n  train_n_secs: 600\n"
+                    "again:\n  name: cpu\n  charts_regex: 'system\\.load'\n")
+    clock = ReplayClock(START + SPIKE[0] - 8, stepped=True)
+    server = ReplayServer(Recording(recording), clock).start()
+    job = LiveJob(server.host, conf)
+    try:
+        job.wait_for('trained 1 model on', count=2)
+        clock.run_from(START + SPIKE[0] - 8)
+        job.wait_charted('anomalies_cpu.probability', 12)
+        job.wait_charted('anomalies_ram.probability', 12)
+        started = time.monotonic()
+        returncode = job.stop()
+        stopped_in = time.monotonic() - started
+    finally:
+        job.stop()
+        server.stop()
+    assert returncode == 0 and stopped_in < 30, (returncode, stopped_in, job.stderr)
+    assert re.search(r"job again not run: its charts would be job cpu's", job.stderr), job.stderr
+    assert 'running 2 jobs side by side: cpu, ram' in job.stderr and 'Traceback' not in job.stderr
+    # each BEGIN .. END block holds its own chart's dimensions only: no job's step cut another's
+    chart = None
+    for line in job.stdout.splitlines():
+        if line.startswith('BEGIN '):
+            assert chart is None, 'a block begun inside another: {!r}'.format(line)
+            chart = line.split()[1]
+        elif line.startswith('SET '):
+            dim = re.match(r"SET '([^']+)'", line).group(1)
+            if chart.endswith('.probability'):
+                assert dim in {'average_prob', ('system.cpu' if chart.startswith('anomalies_cpu') else 'system.ram')
+                               + '_prob'}, (chart, dim)
+        elif line == 'END':
+            chart = None
+    updates = parse(job.stdout)
+    assert {'anomalies_cpu.probability', 'anomalies_ram.probability', 'anomalies_cpu.anomaly',
+            'anomalies_ram.anomaly'} <= set(updates)
+    assert not any(c.startswith('anomalies_again') for c in updates)
+    # the incident in system.cpu is the cpu job's to flag; the ram job's own charts stay its own
+    assert max(v['system.cpu_anomaly'] for _, v in updates['anomalies_cpu.anomaly']) == 1
+    assert all(set(v) == {'system.ram_anomaly'} for _, v in updates['anomalies_ram.anomaly'])
+
+
 def test_steps_are_not_delayed_while_training(live_replay, tmp_path):
     # every training waits 3 s on the agent's data API; collection must go on at 1 s
     live_replay.data_delay = 3.0

@@ -447,7 +447,23 @@ def test_a_plugins_interval_is_a_floor_under_each_jobs_own_update_every(tmp_path
     assert select_job(str(conf), 'slow', update_every=1)['update_every'] == 10
     assert select_job(str(conf), 'fast', update_every=2)['update_every'] == 2
     assert select_job(str(conf), 'plain', update_every=3)['update_every'] == 3
+    raw = select_job(str(conf))
+    assert raw['job_name'] == 'slow' and raw['update_every'] == 10
+
+
+def test_a_run_without_a_job_takes_every_job_but_one_whose_name_another_has_taken(tmp_path):
+    """python.d.plugin runs every job of the file, but only the first of each name (its 'name'
+    key, else the job's, spaces as '_'): the others' charts would be the same charts."""
+    from collector.runner import select_jobs
+    conf = tmp_path / 'anomalies.conf'
+    conf.write_text("local:\n  update_every: 10\nparent:\n  host: 'p:19999'\nsame:\n  name: local\n"
+                    "'my job':\n  lags_n: 3\nmy_job:\n  lags_n: 4\n")
     notes = []
-    raw = select_job(str(conf), notes=notes)
-    assert raw['job_name'] == 'slow' and 'update_every' in raw
-    assert notes == ["3 jobs in it: running 'slow', the first; not running fast, plain (one run per job: --job NAME)"]
+    raws = select_jobs(str(conf), update_every=2, notes=notes)
+    assert [(r['job_name'], r['update_every']) for r in raws] == [('local', 10), ('parent', 2), ('my job', 2)]
+    assert raws[1]['host'] == 'p:19999'
+    assert notes == ["job same not run: its charts would be job local's (python.d runs the first job of each "
+                     "name; give it its own name)",
+                     "job my_job not run: its charts would be job my job's (python.d runs the first job of each "
+                     "name; give it its own name)"]
+    assert [r['job_name'] for r in select_jobs(str(conf), job='same', host='h:1')] == ['same']
