@@ -198,6 +198,15 @@ def _sq_distances(X, train, train_sq, weights=None):
     return np.maximum(d2, 0.0)
 
 
+def _exact_distances(X, train, idx, weights=None):
+    """Euclidean distances from each row of ``X`` to the training rows ``idx`` (m x k), worked
+    out from the differences: the expansion above, which picks them, loses the digits that
+    tell a row equal to a training row (distance 0, as pyod reads it) from one a little off."""
+    diff = X[:, None, :] - train[idx]
+    sq = diff * diff
+    return np.sqrt(sq.sum(axis=2) if weights is None else sq @ weights)
+
+
 class KnnScorer:
     """pyod ``KNN``: distance to the k-th nearest training row (``largest``), or the mean or
     median of the k nearest."""
@@ -216,8 +225,9 @@ class KnnScorer:
         X = np.asarray(X, dtype=np.float64)
         out = np.empty(X.shape[0])
         for start in range(0, X.shape[0], _CHUNK):
-            d2 = _sq_distances(X[start:start + _CHUNK], self.train, self.train_sq)
-            near = np.sqrt(np.partition(d2, self.k - 1, axis=1)[:, :self.k])
+            rows = X[start:start + _CHUNK]
+            d2 = _sq_distances(rows, self.train, self.train_sq)
+            near = _exact_distances(rows, self.train, np.argpartition(d2, self.k - 1, axis=1)[:, :self.k])
             if self.method == 'largest':
                 out[start:start + _CHUNK] = near.max(axis=1)
             elif self.method == 'median':
@@ -254,11 +264,12 @@ class LofBaggingScorer:
         X = np.asarray(X, dtype=np.float64)
         out = np.empty(X.shape[0])
         for start in range(0, X.shape[0], _CHUNK):
-            d2 = _sq_distances(X[start:start + _CHUNK], self.train, self.train_sq, self.weights)  # m x n x e
+            rows = X[start:start + _CHUNK]
+            d2 = _sq_distances(rows, self.train, self.train_sq, self.weights)  # m x n x e
             lof = np.zeros(d2.shape[0])
             for e, k in enumerate(self.k):
                 idx = np.argpartition(d2[:, :, e], k - 1, axis=1)[:, :k]
-                dist = np.sqrt(np.take_along_axis(d2[:, :, e], idx, axis=1))
+                dist = _exact_distances(rows, self.train, idx, self.weights[:, e])
                 reach = np.maximum(dist, self.k_distance[idx, e])
                 lrd_x = 1.0 / (reach.mean(axis=1) + 1e-10)
                 lof += self.lrd[idx, e].mean(axis=1) / lrd_x

@@ -133,6 +133,26 @@ def test_feature_bagging_port_equals_pyod():
     assert np.allclose(port.decision_function(Q), est.decision_function(Q), rtol=1e-7, atol=1e-7)
 
 
+def test_a_row_equal_to_a_steady_charts_usual_row_is_at_distance_0_from_it():
+    """A chart that sits still almost all its window: its usual row, live, must score as its
+    training copies do (distance 0, a local outlier factor of 1), not a rounding error above
+    them, which would rank it above 99 % of training at every step and flag it."""
+    from pyod.models.feature_bagging import FeatureBagging
+    from collector.features import make_features
+    rng = np.random.default_rng(10)
+    base = np.round(rng.random(8) * 100, 1)
+    raw = np.tile(base, (3000, 1))
+    for j in range(8):                             # each dimension away once, for 5 s
+        start = rng.integers(0, 2900)
+        raw[start:start + 5, j] += np.round(rng.random() * 500, 1)
+    Z = make_features(raw, 1, 3, 5, True)
+    idle = make_features(np.tile(base, (12, 1)), 1, 3, 5, True, True)[-1:]
+    assert (Z == idle).all(axis=1).mean() > 0.95
+    assert KnnScorer(Z, 5).decision_function(idle)[0] == 0.0
+    est = FeatureBagging(contamination=0.01, n_estimators=3, random_state=0).fit(Z)
+    assert LofBaggingScorer.from_pyod(est, Z).decision_function(idle)[0] == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize('max_features', [1.0, 0.6])
 def test_iforest_port_equals_pyod(max_features):
     from pyod.models.iforest import IForest
