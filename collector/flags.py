@@ -46,8 +46,9 @@ short training window had not seen, a counter ticking once) no longer raise a fl
 incident passes the margin within a second or two of crossing. The hold, the lasting excess
 and the threshold itself (``predict``, the share of normal steps above it) are unchanged.
 With re-arming on, a flag that is down rises only at a step whose own probability is at least
-``HIGH``: when a chart settles or re-arms, the counts of its last steps may still hold an
-excess that has ended, and a flag raised on them read "probability 0 %" to the user.
+``HIGH``, or which is above the threshold itself (a ``contamination`` over 1 % puts the
+threshold under 99 %): when a chart settles or re-arms, the counts of its last steps may still
+hold an excess that has ended, and a flag raised on them read "probability 0 %" to the user.
 
 A flag that is up is released when its chart is plainly recovering (with re-arming on): its
 score (``excess``: the logarithm of how far above the training median it is, in units of
@@ -133,6 +134,7 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasti
     chart (with ``rearm_n > 0``; None: neither).
     """
     a = np.asarray(above, dtype=np.int64)
+    over = a > 0      # above the threshold itself, margin or not
     strong = np.zeros(a.size, dtype=bool)      # a far excess: counts while a chart waits to re-arm
     if rearm_n > 0 and excess is not None:
         excess = finite_excess(excess)
@@ -154,7 +156,8 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasti
             lasting = _lasts(_high_counts(probability, lasting_n), _high_counts(probability, 2 * lasting_n),
                              lasting_n)
     if rearm_n > 0:
-        return _rearmed(raised.astype(bool), hold, probability, rearm_n, lasting, excess, strong)
+        return _rearmed(raised.astype(bool), hold, probability, rearm_n, lasting, excess, strong,
+                        over | (probability >= HIGH))
     raised = raised | lasting
     if hold is None or a.size == 0:
         return raised
@@ -184,7 +187,7 @@ def _last_excesses(excess, k):
     return np.vstack([np.full((-first, 1), np.nan), out]) if first < 0 else out
 
 
-def _rearmed(raised, hold, probability, rearm_n, lasting, excess, strong):
+def _rearmed(raised, hold, probability, rearm_n, lasting, excess, strong, unusual):
     """The flag series with re-arming: a step at a time (the state is sequential)."""
     out = np.zeros(raised.size, dtype=np.int64)
     csum = np.concatenate([[0.0], np.cumsum(probability)])
@@ -200,7 +203,7 @@ def _rearmed(raised, hold, probability, rearm_n, lasting, excess, strong):
             armed = armed or settled or since >= REARM_CAP * rearm_n
         now = (bool(raised[k]) and (up or armed or bool(sustained[k] or strong[k]))
                or (up and hold is not None and bool(hold[k])) or bool(lasting[k]))
-        now = now and (up or probability[k] >= HIGH)    # a flag rises on an unusual step only
+        now = now and (up or bool(unusual[k]))    # a flag rises on an unusual step only
         if excess is not None:
             e = excess[k]
             recovering = recovering and not settled and not e > released + RECOVERY_RISE
@@ -280,6 +283,7 @@ class FlagPolicy:
         not score); ``excess``: this step's ``scoring.log_excess`` (for the raising margin and
         releasing a recovering chart, with re-arming; None: neither)."""
         above = np.asarray(above, dtype=np.int8)
+        over = above > 0      # above the threshold itself, margin or not
         if self.rearm_n > 0 and excess is not None:
             excess = finite_excess(excess)
             self.strong_history[self.pos] = above * (excess >= REARM_MARGIN)
@@ -315,7 +319,7 @@ class FlagPolicy:
                 sustained = self.recent.sum(axis=0) >= SUSTAINED * self.rearm_n
                 strong = self.strong_history.sum(axis=0) >= self.min_n if excess is not None else False
                 flags = raised & (self.up | self.armed | sustained | strong) | kept
-            flags &= self.up | (p >= HIGH)      # a flag rises on an unusual step only
+            flags &= self.up | over | (p >= HIGH)      # a flag rises on an unusual step only
             if excess is not None:
                 flags = self._recovery(flags, excess, settled)
             cleared = self.up & ~flags

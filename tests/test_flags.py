@@ -139,6 +139,18 @@ def test_a_flag_never_rises_on_a_step_that_reads_ordinary():
         assert flags[41:70].all() and not flags[102:].any()     # up, released as it came down, then never again
 
 
+def test_a_threshold_under_99_percent_raises_flags_with_re_arming_on():
+    """contamination: 0.2 puts the threshold at 80 %: a stretch of steps at 90 %, above it by
+    the margin, is flagged as the user asked, with re-arming on as with it off."""
+    n = 60
+    above, p, excess = np.r_[np.zeros(20), np.ones(n)], np.r_[np.full(20, 0.3), np.full(n, 0.9)], np.r_[
+        np.full(20, -3.0), np.full(n, 1.0)]
+    for rearm_n in (30, 0):
+        series = n_of_m(above, 2, 3, p >= 0.8, p, rearm_n=rearm_n, lasting_n=20, excess=excess)
+        assert rises(series) == [21] and series[21:].all()
+    assert rises(_stepped(above, p >= 0.8, p, excess)) == [21]
+
+
 def _stepped(above, hold, p, excess):
     policy = FlagPolicy(2, 3, 30, 20)
     policy.reindex(['a'])
