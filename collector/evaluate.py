@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 
-from .metrics import (TARGET_DELAY_S, TARGET_FALSE_PER_HOUR, dataset_metrics, score_alarms, score_incidents,
-                      stock_alarms_up)
+from .metrics import (TARGET_DELAY_S, TARGET_FALSE_PER_HOUR, dataset_metrics, score_alarms_by_phase,
+                      score_incidents)
 
 
 class _Quiet:
@@ -153,8 +153,8 @@ def evaluate_recording(path, config_path=None, job=None, warmup=None, overrides=
             path, len(rec.charts), ': ' + '; '.join(errors) if errors else ''))
     incidents = rec.labels.get('incidents', [])
     result = score_incidents(run['times'], run['flags'], incidents, scored_from=rec.start + run['warmup'])
-    alarm_up = stock_alarms_up(run['node']['flagged_1m'], run['node']['longest'])
-    result['alarms'] = score_alarms(run['times'], alarm_up, incidents, scored_from=rec.start + run['warmup'])
+    result['alarms'] = score_alarms_by_phase(run['times'], run['node']['flagged_1m'], run['node']['longest'],
+                                             incidents, scored_from=rec.start + run['warmup'])
     result.update({'recording': os.path.basename(os.path.normpath(path)), 'warmup_s': run['warmup'],
                    'trim_s': rec.trim, 'evaluated_from': rec.start + run['warmup'], 'evaluated_to': rec.end})
     return result, run
@@ -190,8 +190,11 @@ def format_recording_table(result):
     alarms = result.get('alarms')
     if alarms and (alarms['incidents_total'] or alarms['false_flag_events']):
         delays = [str(i['delay_s']) for i in alarms['incidents'] if i['detected']]
-        found = 'raised for {}/{} incidents{}; '.format(alarms['detected'], alarms['incidents_total'],
-                                                       ', after ' + ', '.join(delays) + ' s' if delays else '')
+        by_phase = alarms.get('in_time_by_phase') or [0]
+        found = 'raised for {}/{} incidents{}{}; '.format(
+            alarms['detected'], alarms['incidents_total'], ', after ' + ', '.join(delays) + ' s' if delays else '',
+            ' ({}-{} within {} s by where the 10 s checks fall)'.format(min(by_phase), max(by_phase), TARGET_DELAY_S)
+            if min(by_phase) != max(by_phase) else '')
         lines.append('stock alarms (anomalies_node_rate, anomalies_flag_lasting): {}{} false alarm{} in {:.2f} h'.format(
             found if alarms['incidents_total'] else '', alarms['false_flag_events'],
             '' if alarms['false_flag_events'] == 1 else 's', alarms['clean_hours']))
@@ -227,8 +230,10 @@ def format_summary(summary):
                      verdict))
     alarms = summary.get('alarms')
     if alarms and summary['recordings'] > 1:
-        lines.append('stock alarms: raised for {}/{} incidents ({} within {} s){}; {} false alarm{}{}'.format(
+        spread = alarms.get('detected_in_time_range')
+        lines.append('stock alarms: raised for {}/{} incidents ({} within {} s{}){}; {} false alarm{}{}'.format(
             alarms['detected'], alarms['incidents_total'], alarms['detected_in_time'], TARGET_DELAY_S,
+            ', {}-{} by where their 10 s checks fall'.format(*spread) if spread and spread[0] != spread[1] else '',
             '' if alarms['median_delay_s'] is None else ', median {:g} s after onset'.format(alarms['median_delay_s']),
             alarms['false_alarms'], '' if alarms['false_alarms'] == 1 else 's',
             '' if alarms['false_alarms_per_hour'] is None else ' ({:g}/h)'.format(alarms['false_alarms_per_hour'])))

@@ -14,6 +14,7 @@ TARGET_FALSE_PER_HOUR = 2.0
 NODE_ALARM_WARN = 5.0    # anomalies_node_rate: % of the models flagged in the last minute above this
 NODE_ALARM_CLEAR = 3.0   # ... and, once raised, until it is this low again
 LASTING_ALARM_S = 30     # anomalies_flag_lasting: a flag up longer than this
+ALARM_EVERY_S = 10       # both: checked this often, each on the largest value since the last check
 
 
 def rising_edges(times, flags):
@@ -94,15 +95,31 @@ def score_incidents(times, flags_by_model, incidents, scored_from=None):
             'false_flags_by_chart': {m: n for m, n in sorted(false_by_model.items()) if n}}
 
 
-def stock_alarms_up(flagged_1m, longest):
-    """Per step, 1 while one of the stock alarms would warn: ``flagged_1m`` is ``anomalies.rate``'s
-    dimension of that name (percent), ``longest`` ``anomalies.flagged_for``'s (seconds). What a
-    person is told, where the flags are what the dashboard shows."""
-    up, out = False, []
-    for share, lasting in zip(flagged_1m, longest):
-        up = share > (NODE_ALARM_CLEAR if up else NODE_ALARM_WARN)
-        out.append(int(up or lasting > LASTING_ALARM_S))
-    return out
+def stock_alarms_up(times, flagged_1m, longest, phase=0, every=ALARM_EVERY_S):
+    """Per step, 1 while one of the stock alarms warns: ``flagged_1m`` is ``anomalies.rate``'s
+    dimension of that name (percent), ``longest`` ``anomalies.flagged_for``'s (seconds), at
+    ``times``. What a person is told, where the flags are what the dashboard shows.
+
+    As the agent's health does: a check every ``every`` seconds (at the times that are
+    ``phase`` past a multiple of it) of the largest value of the ``every`` seconds up to it,
+    whose status holds until the next check. A warning so comes 0 to ``every`` - 1 seconds
+    after the values cross, by when the checks fall.
+    """
+    times = np.asarray(times, dtype=float)
+    share, lasting = np.asarray(flagged_1m, dtype=float), np.asarray(longest, dtype=float)
+    out = np.zeros(times.size, dtype=int)
+    if not times.size:
+        return []
+    node_up, up = False, False
+    tick = phase + every * np.ceil((times[0] - phase) / every)
+    while tick <= times[-1]:
+        lo, hi = np.searchsorted(times, tick - every, 'right'), np.searchsorted(times, tick, 'right')
+        if hi > lo:   # no value in the lookup: the status stays
+            node_up = share[lo:hi].max() > (NODE_ALARM_CLEAR if node_up else NODE_ALARM_WARN)
+            up = node_up or lasting[lo:hi].max() > LASTING_ALARM_S
+        out[np.searchsorted(times, tick, 'left'):np.searchsorted(times, tick + every, 'left')] = int(up)
+        tick += every
+    return out.tolist()
 
 
 def score_alarms(times, alarm_up, incidents, scored_from=None):
@@ -110,6 +127,27 @@ def score_alarms(times, alarm_up, incidents, scored_from=None):
     during it, and every warning outside incidents is a false alarm."""
     as_node = [dict(i, expected_charts=['node']) for i in incidents]
     return score_incidents(times, {'node': alarm_up}, as_node, scored_from)
+
+
+def score_alarms_by_phase(times, flagged_1m, longest, incidents, scored_from=None):
+    """``score_alarms`` of the stock alarms for each phase of their checks (where the checks
+    fall is the agent's, not the incident's): the median phase, by the count found within
+    ``TARGET_DELAY_S`` and then by the delays (the worse of the middle two), with every
+    phase's count in ``in_time_by_phase``."""
+    runs = [score_alarms(times, stock_alarms_up(times, flagged_1m, longest, phase=p), incidents, scored_from)
+            for p in range(ALARM_EVERY_S)]
+    counts = [found_in_time(r['incidents']) for r in runs]
+
+    def late(run):
+        return sum(i['delay_s'] for i in run['incidents'] if i['detected'] and i['delay_s'] is not None)
+    order = sorted(range(len(runs)), key=lambda p: (counts[p], -late(runs[p]), p))
+    chosen = order[(len(order) - 1) // 2]
+    return dict(runs[chosen], phase=chosen, in_time_by_phase=counts)
+
+
+def found_in_time(incidents):
+    """How many of ``incidents`` (``score_incidents``'s) were found within ``TARGET_DELAY_S``."""
+    return sum(1 for i in incidents if i['detected'] and i['delay_s'] is not None and i['delay_s'] <= TARGET_DELAY_S)
 
 
 def recordings_summary(results):
@@ -122,10 +160,6 @@ def recordings_summary(results):
     """
     def met(in_time, total, rate):
         return bool(in_time == total and (rate is None or rate <= TARGET_FALSE_PER_HOUR))
-
-    def found_in_time(incidents):
-        return sum(1 for i in incidents if i['detected'] and i['delay_s'] is not None
-                   and i['delay_s'] <= TARGET_DELAY_S)
 
     per_recording = []
     for r in results:
@@ -147,8 +181,12 @@ def recordings_summary(results):
     if alarms:
         delays = [i['delay_s'] for a in alarms for i in a['incidents'] if i['detected']]
         false_alarms = int(sum(a['false_flag_events'] for a in alarms))
+        by_phase = [a['in_time_by_phase'] for a in alarms if 'in_time_by_phase' in a]
         out['alarms'] = {'detected': sum(a['detected'] for a in alarms),
                          'detected_in_time': sum(found_in_time(a['incidents']) for a in alarms),
+                         # as early and as late as the checks can fall, each recording's own way
+                         'detected_in_time_range': [sum(min(c) for c in by_phase), sum(max(c) for c in by_phase)]
+                         if len(by_phase) == len(alarms) else None,
                          'incidents_total': sum(a['incidents_total'] for a in alarms),
                          'median_delay_s': float(np.median(delays)) if delays else None,
                          'false_alarms': false_alarms,

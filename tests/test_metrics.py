@@ -5,8 +5,8 @@ import os
 import re
 
 from collector.metrics import (LASTING_ALARM_S, NODE_ALARM_CLEAR, NODE_ALARM_WARN, dataset_metrics, event_scores, f1,
-                               point_adjust, recordings_summary, rising_edges, score_alarms, score_incidents,
-                               stock_alarms_up)
+                               point_adjust, recordings_summary, rising_edges, score_alarms, score_alarms_by_phase,
+                               score_incidents, stock_alarms_up)
 
 
 def test_rising_edges():
@@ -69,17 +69,42 @@ def test_an_incident_in_the_warm_up_is_neither_found_nor_missed():
 
 
 def test_the_stock_alarms_replayed_warn_with_hysteresis_and_on_a_lasting_flag():
-    share = [0, 2.8, 5.6, 4, 3.5, 3, 4.5, 0, 0, 0]   # % of models flagged in the last minute
-    longest = [0, 0, 0, 0, 0, 0, 0, 30, 31, 0]       # s the longest flag has been up
-    # up above 5 %, down only at 3 % or less (so 4.5 % does not raise it again), and on a flag up over 30 s
-    assert stock_alarms_up(share, longest) == [0, 0, 1, 1, 1, 0, 0, 0, 1, 0]
-    times = list(range(100, 110))
-    r = score_alarms(times, stock_alarms_up(share, longest), [{'start': 101, 'end': 104, 'expected_charts': ['x']}])
-    assert r['incidents'][0]['detected'] and r['incidents'][0]['delay_s'] == 1
-    assert r['false_flag_events'] == 0      # 108 is within the minute after the incident
-    summary = recordings_summary([dict(r, recording='a', alarms=r)])   # the node's flags as the charts'
-    assert summary['alarms'] == {'detected': 1, 'detected_in_time': 1, 'incidents_total': 1, 'median_delay_s': 1.0,
-                                 'false_alarms': 0, 'false_alarms_per_hour': 0.0}
+    """As the agent's health checks them: every 10 s, on the largest value since the last check,
+    the status held until the next one."""
+    times = list(range(100, 160))
+    share = [0.0] * 60                  # % of models flagged in the last minute
+    share[3] = 5.6                      # one step above 5 %: the check at 110 sees it
+    share[4:20] = [4.0] * 16            # held above 3 %, then cleared by the check at 130 ...
+    share[36:39] = [4.5] * 3            # ... and not raised again by 4.5 %
+    longest = [0] * 60                  # s the longest flag has been up
+    longest[45] = 31                    # over 30 s, once
+    up = stock_alarms_up(times, share, longest)
+    assert up == [0] * 10 + [1] * 20 + [0] * 20 + [1] * 10
+    # the checks 3 s past each 10: the same warning comes as the value crosses
+    early = stock_alarms_up(times, share, longest, phase=3)
+    assert early[:4] == [0, 0, 0, 1] and early[32:34] == [1, 0] and early[40:] == [0] * 13 + [1] * 7
+    r = score_alarms(times, up, [{'start': 102, 'end': 115, 'expected_charts': ['x']}])
+    assert r['incidents'][0]['detected'] and r['incidents'][0]['delay_s'] == 8
+    assert r['false_flag_events'] == 0      # 150: within the minute that follows the incident
+    by_phase = score_alarms_by_phase(times, share, longest, [{'start': 102, 'end': 115, 'expected_charts': ['x']}])
+    # found 1-10 s after onset as the checks fall: all ten phases in time, the median phase's delay 6 s
+    assert by_phase['in_time_by_phase'] == [1] * 10 and by_phase['incidents'][0]['delay_s'] == 6
+    summary = recordings_summary([dict(r, recording='a', alarms=by_phase)])   # the node's flags as the charts'
+    assert summary['alarms'] == {'detected': 1, 'detected_in_time': 1, 'detected_in_time_range': [1, 1],
+                                 'incidents_total': 1, 'median_delay_s': 6.0, 'false_alarms': 0,
+                                 'false_alarms_per_hour': 0.0}
+
+
+def test_where_the_alarm_checks_fall_decides_whether_a_short_warning_comes_in_time():
+    times = list(range(0, 40))
+    share = [0.0] * 40
+    share[9:12] = [6.0] * 3   # up 9-11 s, for an incident from 0 s
+    by_phase = score_alarms_by_phase(times, share, [0] * 40, [{'start': 0, 'end': 30, 'expected_charts': ['x']}])
+    # a check at 9 or 10 s warns in time; at 11-18 s it warns 11-18 s after onset: late
+    assert by_phase['in_time_by_phase'] == [1, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+    assert by_phase['incidents'][0]['delay_s'] > 10
+    summary = recordings_summary([dict(by_phase, recording='a', alarms=by_phase)])
+    assert summary['alarms']['detected_in_time_range'] == [0, 1] and summary['alarms']['detected_in_time'] == 0
 
 
 def test_the_alarm_summary_counts_late_warnings_as_found_but_not_in_time():
