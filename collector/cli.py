@@ -259,6 +259,10 @@ def cmd_evaluate(args):
                            print_progress, write_json)
     from .metrics import recordings_summary
     kind = 'dataset' if args.dataset else 'recording'
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    if missing:   # a mistyped name would drop its figures from the mean without a word
+        print('evaluate: no such file or folder: {}'.format(', '.join(missing)), file=sys.stderr)
+        return 1
     paths = _usable(args.paths, is_dataset if args.dataset else is_recording, kind)
     if not paths:
         print('evaluate: no {} folder among {}'.format(kind, ', '.join(args.paths)), file=sys.stderr)

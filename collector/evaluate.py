@@ -286,8 +286,10 @@ class DatasetError(ValueError):
     """A dataset folder file that cannot be used; the message names the file and the line."""
 
 
-def _read_rows(path):
-    """Comma-separated numbers, one row per line; an empty cell (a gap) reads as NaN."""
+def _read_rows(path, empty_columns=False):
+    """Comma-separated numbers, one row per line; an empty cell (a gap) reads as NaN. A column
+    without a value on any line is refused unless ``empty_columns`` (the evaluation rows, whose
+    gaps carry the training rows' last value forward)."""
     rows, width = [], None
     with open(path) as fh:
         lines = fh.read().splitlines()
@@ -310,15 +312,19 @@ def _read_rows(path):
         n = int(np.argwhere(np.isinf(values))[0][0]) + 1
         raise DatasetError('{}: line {}: an infinite value (a gap is an empty cell)'.format(path, n))
     empty = np.flatnonzero(np.isnan(values).all(axis=0))
-    if empty.size:
+    if empty.size and not empty_columns:
         raise DatasetError('{}: column {} has no value on any line'.format(path, int(empty[0]) + 1))
     return values
 
 
 def _read_labels(path, rows):
     values = _read_rows(path)
-    if values.shape[1] != 1 or not np.isin(values, (0, 1)).all():
-        raise DatasetError('{}: one 0 or 1 per line expected'.format(path))
+    if values.shape[1] != 1:
+        raise DatasetError('{}: one 0 or 1 per line expected, {} columns found'.format(path, values.shape[1]))
+    bad = np.flatnonzero(~np.isin(values[:, 0], (0, 1)))
+    if bad.size:
+        raise DatasetError('{}: line {}: one 0 or 1 per line expected, got {}'.format(
+            path, int(bad[0]) + 1, 'an empty line' if np.isnan(values[bad[0], 0]) else '{:g}'.format(values[bad[0], 0])))
     if len(values) != rows:
         raise DatasetError('{}: {} labels for {} rows'.format(path, len(values), rows))
     return values[:, 0].astype(int)
@@ -328,7 +334,7 @@ def load_dataset(folder):
     """``(train, train_labels, eval, eval_labels)`` of a dataset folder, checked; train labels default to 0."""
     def path(name):
         return os.path.join(folder, name)
-    train, evals = _read_rows(path('train.csv')), _read_rows(path('eval.csv'))
+    train, evals = _read_rows(path('train.csv')), _read_rows(path('eval.csv'), empty_columns=True)
     if train.shape[1] != evals.shape[1]:
         raise DatasetError('{}: {} columns, train.csv {}'.format(path('eval.csv'), evals.shape[1], train.shape[1]))
     train_labels = (_read_labels(path('train_labels.csv'), len(train)) if os.path.exists(path('train_labels.csv'))

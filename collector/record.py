@@ -93,6 +93,17 @@ def record(host, seconds, out, past=False, charts_regex=None, labels=None, descr
         raise
 
 
+def _check_data(body):
+    """Raise ValueError unless ``body`` is a ``/api/v1/data`` answer: labels from 'time' on,
+    and rows of as many values (an agent busy or failing may answer 200 with something else)."""
+    labels = body.get('labels') if isinstance(body, dict) else None
+    rows = body.get('data') if isinstance(body, dict) else None
+    if not isinstance(labels, list) or not labels or labels[0] != 'time' or not isinstance(rows, list):
+        raise ValueError('not a data answer: {}'.format(json.dumps(body)[:80]))
+    if any(not isinstance(r, list) or len(r) != len(labels) for r in rows):
+        raise ValueError('rows of another width than its {} labels'.format(len(labels)))
+
+
 def _chart_list(session, base, timeout, rx):
     """``(raw body, parsed body, chart ids)`` of the agent's chart list, narrowed to ``rx``."""
     charts_raw = _get(session, base + '/api/v1/charts', timeout)
@@ -116,6 +127,10 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
     base = '{}://{}'.format(protocol, host)
     session = requests.Session()
     info = _get(session, base + '/api/v1/info', timeout)
+    try:   # checked now, not after a live window's wait
+        version = json.loads(info).get('version', '')
+    except (ValueError, AttributeError):
+        raise RecordError('{}/api/v1/info did not answer like a Netdata agent'.format(base))
     charts_raw, charts_body, charts = _chart_list(session, base, timeout, rx)
     try:
         latest = json.loads(_get(session, base + '/api/v1/allmetrics?format=json', timeout))
@@ -159,7 +174,7 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
                '&dimensions=*&options=').format(base, chart, start, end)
         try:
             body = _get(session, url, timeout)
-            json.loads(body)
+            _check_data(json.loads(body))
         except (RecordError, ValueError) as e:
             failed.append(chart)
             stream.write('\nchart {} failed: {}\n'.format(chart, e))
@@ -168,7 +183,10 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
             f.write(body)
     _progress(len(charts), len(charts), 'done', stream)
     stream.write('\n')
-    version = json.loads(info).get('version', '')
+    if failed:   # charts.json lists the recorded charts only, as the replay serves them
+        for chart in failed:
+            charts_body['charts'].pop(chart, None)
+        charts_raw = json.dumps(charts_body, indent=1).encode()
     meta = {'start': start, 'end': end, 'update_every': charts_body.get('update_every', 1),
             'netdata_version': version, 'hostname': charts_body.get('hostname', ''),
             'recorded_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),

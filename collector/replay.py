@@ -79,11 +79,11 @@ def check_labels(labels, f):
         raise RecordingError('{}: needs an "incidents" list'.format(f))
     for i, inc in enumerate(incidents):
         ok = isinstance(inc, dict) and all(isinstance(inc.get(k), (int, float)) and not isinstance(inc.get(k), bool)
-                                           for k in ('start', 'end'))
+                                           and math.isfinite(inc[k]) for k in ('start', 'end'))
         charts = inc.get('expected_charts', []) if ok else None
         if (not ok or inc['end'] < inc['start'] or not isinstance(charts, list)
                 or not all(isinstance(c, str) for c in charts) or not isinstance(inc.get('kind', ''), str)):
-            raise RecordingError('{}: incident {} needs numeric "start" <= "end", a "kind" string and an '
+            raise RecordingError('{}: incident {} needs finite numeric "start" <= "end", a "kind" string and an '
                                  '"expected_charts" list of chart ids: {}'.format(f, i + 1, json.dumps(inc)[:200]))
 
 
@@ -195,13 +195,22 @@ def _int(qs, key, default):
         return default
 
 
+RELATIVE_MAX = 3 * 365 * 86400   # after/before this close to 0 are relative, as the agent reads them
+DEFAULT_AFTER = -600
+
+
 def resolve_window(after, before, now):
-    """Netdata's after/before: values <= 0 are relative (before to now, after to before)."""
-    if before <= 0:
-        before = now + before
-    if after <= 0:
-        after = before + after
-        return after + 1, before
+    """Netdata's after/before as the agent reads them: a value within 3 years of 0 is relative
+    (its sign ignored), ``before`` to now and ``after`` to ``before`` (``after=0``: the last 600 s);
+    a window given backwards is swapped, and one reaching past now shifted back to end now."""
+    if abs(before) <= RELATIVE_MAX:
+        before = now - abs(before)
+    if abs(after) <= RELATIVE_MAX:
+        after = before - (abs(after) or -DEFAULT_AFTER) + 1
+    if after > before:
+        after, before = before, after
+    if before > now:
+        after, before = after - (before - now), now
     return after, before
 
 
@@ -222,12 +231,17 @@ def data_body(recording, chart, after, before, now, points=0, group='average', d
         keep = [i for i, l in enumerate(labels) if l in shown]
         labels, values = [labels[i] for i in keep], values[:, keep]
     after, before = resolve_window(after, before, now)
-    before = min(before, int(now))
     mask = (times >= after) & (times <= before)
     t, v = times[mask], values[mask]
     if dims and dims != '*':
-        wanted = set(d.strip() for d in dims.replace('|', ',').split(','))
-        keep = [i for i, l in enumerate(labels) if l in wanted]
+        # ids or names, each a simple pattern, ',' or '|' between them
+        match = simple_pattern(' '.join(d.strip() for d in dims.replace('|', ',').split(',') if d.strip()))
+        ids = {}
+        if isinstance(listed, dict):
+            ids = {(d.get('name', k) if isinstance(d, dict) else k): k for k, d in listed.items()}
+        keep = [i for i, l in enumerate(labels) if match(l) or match(ids.get(l, l))]
+        if not keep:
+            return NO_MATCH
         labels, v = [labels[i] for i in keep], v[:, keep]
     opts = set(o for o in options.replace('|', ',').split(',') if o)
     if points and 0 < points < len(t):
@@ -248,6 +262,9 @@ def data_body(recording, chart, after, before, now, points=0, group='average', d
         order = range(len(t) - 1, -1, -1)
     data = [[int(t[i])] + [None if math.isnan(x) else _num(x) for x in v[i]] for i in order]
     return {'labels': ['time'] + labels, 'data': data}
+
+
+NO_MATCH = 'no-match'   # data_body's answer when no dimension matched: the agent's 404
 
 
 def _num(x):
@@ -330,10 +347,12 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, code, body):
-        raw = json.dumps(body, separators=(',', ':')).encode() if not isinstance(body, bytes) else body
+        """A JSON answer, or a bytes one as plain text (the agent's errors are)."""
+        text = isinstance(body, bytes)
+        raw = body if text else json.dumps(body, separators=(',', ':')).encode()
         try:
             self.send_response(code)
-            self.send_header('Content-Type', 'application/json')
+            self.send_header('Content-Type', 'text/plain; charset=utf-8' if text else 'application/json')
             self.send_header('Content-Length', str(len(raw)))
             self.end_headers()
             self.wfile.write(raw)
@@ -358,11 +377,13 @@ class _Handler(BaseHTTPRequestHandler):
             if self.server.data_delay:
                 time.sleep(self.server.data_delay)
             chart = qs.get('chart', [''])[0]
+            if not chart:
+                return self._send(400, b'No chart or context is given.')
             body = data_body(rec, chart, _int(qs, 'after', -600), _int(qs, 'before', 0), now,
                              points=_int(qs, 'points', 0), group=qs.get('group', ['average'])[0],
                              dims=qs.get('dimensions', [''])[0] or None, options=qs.get('options', [''])[0])
-            if body is None:
-                return self._send(404, b'Chart is not found: ' + chart.encode())
+            if body is None or body == NO_MATCH:   # as Netdata 1.37 answers both
+                return self._send(404, b'No metrics where matched to query.')
             return self._send(200, body)
         if path == '/replay/now':
             return self._send(200, {'now': now})

@@ -126,6 +126,11 @@ def test_evaluate_command_takes_a_folder_glob_with_other_files(recording, tmp_pa
     r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', '--dataset', recording],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and 'not a dataset folder' in r.stderr
+    # a mistyped folder beside good ones is an error, not a recording left out of the figures
+    typo = str(tmp_path / 'netdata-incidnets')
+    r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', typo, recording, '--quiet'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and 'no such file or folder: {}'.format(typo) in r.stderr and not r.stdout
 
 
 def test_evaluate_checks_its_outputs_and_every_recording_before_replaying_any(recording, tmp_path):
@@ -253,7 +258,7 @@ def _edit_line(path, n, text):
 @pytest.mark.parametrize('name, line, text, told', [
     ('eval.csv', 5, '1,abc,3', "eval.csv: line 5: not a number in '1,abc,3'"),
     ('eval.csv', 5, '1,2', 'eval.csv: line 5 has 2 columns, the lines before it 3'),
-    ('eval_labels.csv', 5, '2', 'eval_labels.csv: one 0 or 1 per line expected'),
+    ('eval_labels.csv', 5, '2', 'eval_labels.csv: line 5: one 0 or 1 per line expected, got 2'),
     ('train.csv', 1, '1,2,3,4', 'train.csv: line 2 has 3 columns, the lines before it 4'),
     ('train_labels.csv', None, '1', 'train.csv: 0 training rows left after the features and labeled rows'),
     ('train.csv', 7, '1,inf,3', 'train.csv: line 7: an infinite value'),
@@ -292,6 +297,13 @@ def test_a_dataset_with_gaps_and_without_train_labels_is_evaluated(tmp_path):
     train, train_labels, evals, labels = load_dataset(one)
     assert np.isnan(train[2, 0]) and train.shape == (4, 1) and list(train_labels) == [0] * 4
     assert evals.shape == (3, 1) and np.isnan(evals[1, 0]) and list(labels) == [0, 1, 0]
+    # a column the evaluation half never sampled carries the training half's last value on
+    three = write_dataset(str(tmp_path / 'three'))
+    with open(os.path.join(three, 'eval.csv')) as f:
+        lines = f.read().splitlines()
+    with open(os.path.join(three, 'eval.csv'), 'w') as f:
+        f.write('\n'.join(','.join([c[0], '', c[2]]) for c in (line.split(',') for line in lines)) + '\n')
+    assert evaluate_datasets([three], parse_job_config({}))['datasets'][0]['auc_roc'] > 0.5
 
 
 def test_a_gap_at_the_start_of_the_evaluation_rows_carries_the_training_forward(tmp_path):

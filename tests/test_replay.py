@@ -83,16 +83,43 @@ def test_relative_windows_and_the_clock(replay):
     assert get(replay, '/api/v1/allmetrics?format=json')['system.load']['last_updated'] == now + 15
 
 
-def test_resolve_window():
-    assert resolve_window(-60, 0, 1000) == (941, 1000)
-    assert resolve_window(500, 600, 1000) == (500, 600)
-    assert resolve_window(-10, -5, 1000) == (986, 995)
+def test_resolve_window_as_the_agent_reads_after_and_before():
+    now = START + 600
+    assert resolve_window(-60, 0, now) == (now - 59, now)
+    assert resolve_window(-10, -5, now) == (now - 14, now - 5)
+    assert resolve_window(now - 100, now - 50, now) == (now - 100, now - 50)    # unix times
+    assert resolve_window(5, 0, now) == (now - 4, now)          # within 3 years of 0: relative, either sign
+    assert resolve_window(-5, 5, now) == (now - 9, now - 5)
+    assert resolve_window(0, 0, now) == (now - 599, now)        # no after: the last 600 s
+    assert resolve_window(now - 50, now - 100, now) == (now - 100, now - 50)    # backwards: swapped
+    assert resolve_window(now - 5, now + 100, now) == (now - 105, now)          # into the future: shifted back
 
 
-def test_unknown_chart_is_404(replay):
-    with pytest.raises(urllib.error.HTTPError) as e:
-        data(replay, 'no.such_chart', -10, 0)
-    assert e.value.code == 404
+def test_unknown_chart_no_chart_and_no_dimension_matched_answer_as_the_agent_does(replay):
+    for query, code in (('chart=no.such_chart&after=-10', 404), ('after=-10', 400),
+                        ('chart=system.cpu&after=-10&dimensions=nothing_like_it', 404)):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            get(replay, '/api/v1/data?' + query)
+        assert e.value.code == code and e.value.headers['Content-Type'].startswith('text/plain')
+
+
+def test_dimensions_are_picked_by_id_or_name_each_a_pattern(recording, tmp_path):
+    import shutil
+    path = str(tmp_path / 'rec')
+    shutil.copytree(recording, path)
+    with open(os.path.join(path, 'charts.json')) as f:
+        charts = json.load(f)
+    charts['charts']['system.ram']['dimensions'] = {'ram-used': {'name': 'used'}, 'ram-cached': {'name': 'cached'}}
+    with open(os.path.join(path, 'charts.json'), 'w') as f:
+        json.dump(charts, f)
+    rec = Recording(path)
+    with ReplayServer(rec, ReplayClock(rec.start + 600, stepped=True)) as server:
+        def labels(chart, dims):
+            return get(server, '/api/v1/data?chart={}&after=-5&dimensions={}'.format(chart, dims))['labels'][1:]
+        assert labels('system.ram', 'ram-used') == ['used']               # by id
+        assert labels('system.ram', 'cached') == ['cached']               # by name
+        assert labels('system.ram', 'ram-*') == ['used', 'cached']
+        assert labels('system.cpu', 'us*|idle') == ['user', 'idle']       # a hidden one when asked for
 
 
 def test_real_time_clock_runs_at_speed():
@@ -353,13 +380,33 @@ def test_record_keeps_going_when_a_chart_fails(replay, tmp_path, monkeypatch):
     def flaky(session, url, timeout):
         if 'chart=system.load' in url:
             raise rec_mod.RecordError('{} answered HTTP 500'.format(url))
+        if 'chart=system.ram' in url:   # a busy agent's 200 that is no data
+            return b'{"error": "busy"}'
         return real(session, url, timeout)
     monkeypatch.setattr(rec_mod, '_get', flaky)
     out = str(tmp_path / 'rec')
     failed = rec_mod.record(replay.host, 60, out, past=True, charts_regex=r'system\.', stream=io.StringIO())
-    assert failed == ['system.load']
-    assert json.load(open(os.path.join(out, 'recording.json')))['failed_charts'] == ['system.load']
+    assert failed == ['system.load', 'system.ram']
+    assert json.load(open(os.path.join(out, 'recording.json')))['failed_charts'] == ['system.load', 'system.ram']
     assert os.path.exists(os.path.join(out, 'data', 'system.cpu.json.gz'))
+    # the chart list holds the charts recorded, as the replay then serves them
+    listed = json.load(open(os.path.join(out, 'charts.json')))['charts']
+    assert 'system.cpu' in listed and 'system.load' not in listed and 'system.ram' not in listed
+
+
+def test_record_refuses_an_agent_whose_info_is_not_json_before_any_window(replay, tmp_path, monkeypatch):
+    import io
+    from collector import record as rec_mod
+    real = rec_mod._get
+    asked = []
+
+    def html_info(session, url, timeout):
+        asked.append(url)
+        return b'<html>proxy error</html>' if url.endswith('/api/v1/info') else real(session, url, timeout)
+    monkeypatch.setattr(rec_mod, '_get', html_info)
+    with pytest.raises(rec_mod.RecordError, match='api/v1/info did not answer like a Netdata agent'):
+        rec_mod.record(replay.host, 60, str(tmp_path / 'rec'), past=True, stream=io.StringIO())
+    assert len(asked) == 1 and not os.path.exists(str(tmp_path / 'rec'))
 
 
 def test_allmetrics_filter_like_the_agent(replay):
@@ -420,9 +467,12 @@ def test_shipped_recordings_serve_every_incident_and_its_expected_charts(meta):
 @pytest.mark.parametrize('name, body, told', [
     ('recording.json', '{"start": 1}', 'needs "start" and "end"'),
     ('charts.json', '{"charts": ', 'charts.json: Expecting value'),
-    ('labels.json', '{"incidents": [{"start": 5, "kind": "cpu"}]}', 'incident 1 needs numeric'),
+    ('labels.json', '{"incidents": [{"start": 5, "kind": "cpu"}]}', 'incident 1 needs finite numeric'),
     ('labels.json', '{"incidents": [{"start": 5, "end": 9, "expected_charts": [["system.cpu"]]}]}',
-     'incident 1 needs numeric'),
+     'incident 1 needs finite numeric'),
+    # an end that never comes would count the rest of the recording as incident, no time as clean
+    ('labels.json', '{"incidents": [{"start": 1700000700, "end": Infinity}]}', 'incident 1 needs finite numeric'),
+    ('labels.json', '{"incidents": [{"start": 1700000700, "end": NaN}]}', 'incident 1 needs finite numeric'),
 ])
 def test_a_recording_whose_own_files_are_broken_is_refused_naming_the_file(recording, tmp_path, name, body, told):
     import shutil
