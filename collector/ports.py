@@ -358,7 +358,10 @@ class LodaScorer:
         self.projections = np.ascontiguousarray(np.asarray(projections, dtype=np.float64))   # cuts x d
         limits = np.asarray(limits, dtype=np.float64)                                          # cuts x (bins+1)
         self.inner = np.ascontiguousarray(limits[:, 1:-1])
-        self.low, self.high = limits[:, 0].copy(), limits[:, -1].copy()
+        # a row projected alone rounds otherwise than the training rows projected together: the
+        # range's edges get a few ulps of slack, or a training row read live falls just outside
+        slack = 1e-12 * np.maximum(np.abs(limits[:, 0]), np.abs(limits[:, -1])) + 1e-300
+        self.low, self.high = limits[:, 0] - slack, limits[:, -1] + slack
         self.log_hist = np.log(np.asarray(hist, dtype=np.float64))
         self.log_empty = np.log(np.asarray(empty, dtype=np.float64))           # per projection
 

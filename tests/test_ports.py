@@ -115,6 +115,16 @@ def test_loda_fits_the_same_model_twice_and_flags_rows_beyond_training():
     assert a.decision_function((Z.min(axis=0) - 5)[None, :])[0] > train.max()
 
 
+def test_loda_scores_a_training_row_read_alone_as_in_its_training():
+    """A row projected alone rounds otherwise than inside the training matrix: the ramp's last
+    row, at a projection's edge, read as beyond the range (an empty bin) live."""
+    from collector.features import feature_groups, make_features
+    X = make_features(np.arange(200, dtype=float)[:, None] * np.ones((1, 2)), 1, 3, 5, True, True)
+    fm = fit_model('m', ['h::c|d0', 'h::c|d1'], X, model='loda', groups=feature_groups(['c'] * 2, 5, True),
+                   blocks=(6, True))
+    assert fm.decision_function(X[-1:])[0] == pytest.approx(fm.decision_function(X)[-1])
+
+
 def test_knn_port_equals_pyod():
     from pyod.models.knn import KNN
     Z = data(500)
