@@ -7,8 +7,10 @@ changes. With ``levels`` one more block follows: the smoothed values themselves 
 differenced), which see a level that moved and stayed (a CPU pinned at 100 %, memory
 filled), something differences forget after ``lags_n`` steps. With ``despike`` a value
 that held, left for one sample and came straight back is news for that one step only (see
-``despiked_history``). A whole window in gives the same rows, bit for bit, as each window of
-``rows_needed`` rows alone, so scoring a recording at once equals scoring it step by step.
+``despiked_history``). A whole window in gives the same rows as each window of
+``rows_needed`` rows alone, so scoring a recording at once equals scoring it step by step: bit
+for bit without ``despike``, to rounding with it (the newest row is put back as read by an
+addition, which rounds otherwise than the average it replaces: 1e-16 of the values' size).
 """
 import numpy as np
 
