@@ -222,12 +222,19 @@ grep -q "segments" <<< "$shm_line" || fail "no flag log line naming segments as 
 
 # ---- a restart: the saved models score from the start, system.cpu's too (the agent's chart
 # list leaves out its hidden idle dimension, which the model has) ----
-# the standalone runner as a plugins.d external plugin of the same agent: a job of its own
-# (its charts are anomalies_ext.*), started by the agent from the restart on
+# the standalone runner as a plugins.d external plugin of the same agent: two jobs of its own
+# in one file, side by side (their charts are anomalies_ext.* and anomalies_ext2.*), started by
+# the agent from the restart on
 cat > "$work/etc/anomalies-plugin.conf" <<EOF
 ext:
     host: '127.0.0.1:$port'
     charts_regex: 'system\.(cpu|ram)\$'
+    train_n_secs: 90
+    train_min_n_secs: 45
+    models_dir: none
+ext2:
+    host: '127.0.0.1:$port'
+    charts_regex: 'system\.load\$'
     train_n_secs: 90
     train_min_n_secs: 45
     models_dir: none
@@ -289,7 +296,16 @@ grep -q "system.cpu_prob" <<< "$ext" || fail "the external plugin's chart anomal
 sleep 10
 n_ext="$(series anomalies_ext.probability system.cpu_prob -10 | grep -vc null)"
 [ "$n_ext" -ge 8 ] || fail "anomalies_ext.probability is not updating every second ($n_ext values in 10 s)"
-log "as a plugins.d plugin: anomalies_ext.probability [$ext], $n_ext values in the last 10 s"
+ext2=""
+for _ in $(seq 60); do
+  ext2="$(chart_dims anomalies_ext2.probability)"
+  grep -q "system.load_prob" <<< "$ext2" && break
+  sleep 1
+done
+grep -q "system.load_prob" <<< "$ext2" || fail "the plugin's second job did not chart anomalies_ext2.probability [$ext2]"
+n_ext2="$(series anomalies_ext2.probability system.load_prob -10 | grep -vc null)"
+[ "$n_ext2" -ge 1 ] || fail "anomalies_ext2.probability is not updating"
+log "as a plugins.d plugin: anomalies_ext.probability [$ext], $n_ext values in the last 10 s; anomalies_ext2.probability [$ext2]"
 rm -f "$work/etc/custom-plugins.d/anomalies.plugin"
 
 # ---- a standalone run of the installed package saves its models in the user's cache (the
