@@ -35,6 +35,9 @@ class SharedStream:
         with self._lock:
             self.stream.flush()
 
+    def __getattr__(self, name):   # isatty, fileno, encoding ...: a library printing may ask
+        return getattr(self.stream, name)
+
 
 def _raw_for(jobs, job, host, update_every):
     raw = dict(jobs[job])
