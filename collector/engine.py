@@ -203,8 +203,9 @@ class AnomalyDetector:
         gone, self.unlisted = sorted(missing & self.unlisted), missing
         for model_id in gone:
             del self.models[model_id]
-            if self.flagged.pop(model_id, None):
-                self.flags_unsaved = self.flags_unsaved or 'grown'
+            # its flagged spans stay (until no training window reaches them): a chart that an
+            # incident took away for a while (its collector restarted) comes back with the
+            # incident in its history, and its new model must not learn it as normal
             self.regrown.pop(model_id, None)
             if self.models_dir:
                 persist.remove(self.models_dir, model_id)

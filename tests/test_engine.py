@@ -413,6 +413,40 @@ def test_a_vanishing_chart_is_skipped_then_removed(replay, logger):
     det.close()
 
 
+def test_a_flagged_chart_gone_for_a_while_comes_back_with_its_incident_left_out_of_training(replay, logger):
+    """An incident that restarts a chart's collector takes the chart out of the agent's list
+    for a while; it comes back with the incident in its history. Its new model must leave the
+    flagged steps out, as any retraining does, not learn them as normal."""
+    det = make_detector(replay, logger)
+    run_until_trained(det, replay)
+    replay.clock.set(START + SPIKE[0] - 5)
+    for _ in range(30):
+        det.step()
+        replay.clock.advance(1)
+    flagged = det._exclusions()['system.cpu']
+    SwitchableApi.hidden = {'system.cpu'}
+    try:
+        removed = []
+        for _ in range(400):
+            removed += det.step().removed
+            replay.clock.advance(1)
+            if removed:
+                break
+            time.sleep(0.02)
+    finally:
+        SwitchableApi.hidden = set()
+    assert removed == ['system.cpu']
+    for _ in range(400):   # listed again: trained as a new chart
+        det.step()
+        replay.clock.advance(1)
+        if 'system.cpu' in det.models:
+            break
+        time.sleep(0.02)
+    assert det._exclusions()['system.cpu'][:len(flagged)] == flagged
+    assert det.models['system.cpu'].info['excluded_rows'] >= flagged[0][1] - flagged[0][0]
+    det.close()
+
+
 def test_saved_models_loaded_once_a_late_agent_answers_keep_their_training_schedule(replay, logger):
     """A job that starts before its agent answers loads its saved models when it does: the
     next full training comes when the log says, counted from then, not from the job's start
