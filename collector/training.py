@@ -259,6 +259,12 @@ def _fit_batch(request, specs, df, index, problems, result):
                 result.errors[spec.model_id] = ('the agent sent no data for {}'.format(', '.join(missing[:3]))
                                                 if spec.columns else NO_DATA)
             continue
+        twice = sorted({c for c in cols if cols.count(c) > 1})
+        if twice:   # the API names a dimension by its name only: two of one name cannot be told apart
+            result.errors[spec.model_id] = ('two dimensions of one name, {} (the agent\'s API tells a chart\'s '
+                                            'dimensions apart by name only)'.format(
+                                                ', '.join(repr(split_key(c)[2]) for c in twice)))
+            continue
         raw = df[cols].to_numpy(dtype=np.float64)
         raw = np.where(np.isinf(raw), np.nan, raw)   # an Infinity is no reading, as on each step
         valid = ~np.isnan(raw).all(axis=1)

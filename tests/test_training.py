@@ -146,6 +146,38 @@ def test_an_infinity_in_the_training_window_is_no_reading_as_it_is_on_each_step(
     assert np.isfinite(p).all() and np.median(p[:10]) < 0.9 and p[-1] > 0.999, p
 
 
+def test_a_chart_with_two_dimensions_of_one_name_is_refused_by_name_and_the_others_train(recording, tmp_path):
+    """Netdata lets two dimensions of a chart share a name (ipmi, snmp), and its data API tells
+    them apart by name only: that chart is not modelled, with its reason, and nothing else is
+    held back by it."""
+    import gzip
+    import json
+    import os
+    import shutil
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    path = str(tmp_path / 'rec')
+    shutil.copytree(recording, path)
+    data = os.path.join(path, 'data', 'system.ram.json.gz')
+    with gzip.open(data, 'rt') as f:
+        body = json.load(f)
+    body['labels'] = ['time', 'used', 'used']
+    with gzip.open(data, 'wt') as f:
+        json.dump(body, f)
+    with open(os.path.join(path, 'charts.json')) as f:
+        charts = json.load(f)
+    charts['charts']['system.ram']['dimensions'] = {'used': {'name': 'used'}, 'cached': {'name': 'used'}}
+    with open(os.path.join(path, 'charts.json'), 'w') as f:
+        json.dump(charts, f)
+    rec = Recording(path)
+    with ReplayServer(rec, ReplayClock(START + 900, stepped=True)) as server:
+        cfg = parse_job_config({'host': server.host, 'update_every': 1})
+        specs = [ModelSpec(c, server.host, chart=c) for c in ('system.cpu', 'system.ram')]
+        result = run_training(TrainingRequest(cfg, specs, START + 300, START + 900))
+    assert set(result.models) == {'system.cpu'}
+    assert result.errors == {'system.ram': "two dimensions of one name, 'used' (the agent's API tells a chart's "
+                                           "dimensions apart by name only)"}
+
+
 def test_a_chart_retrained_for_a_dimension_that_just_appeared_does_not_learn_what_brought_it(monkeypatch):
     """stress-ng starts: apps.plugin lists a new 'stress' group on apps.cpu, its CPU high from
     the first second, and the chart is retrained for it. Trained up to now, the model learnt
