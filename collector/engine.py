@@ -36,6 +36,9 @@ DISCOVER_SECONDS = 60
 # (the agent or this job stopped, a child reconnected, the host slept): the rows before it are
 # not the last few seconds, so the features start again from the agent's stored rows
 GAP_STEPS = 5
+# the longest the step after a gap spends reading stored rows (an agent slow to send them):
+# the charts not read by then score again once enough steps came in
+REFILL_SECONDS = 5.0
 # no flag rises in the rows read while the job's own training runs, for at most this many steps
 # (a training that takes longer, a big window on a slow box, no longer hides what happens meanwhile)
 OWN_TRAINING_MAX_STEPS = 60
@@ -134,6 +137,7 @@ class AnomalyDetector:
         self.flag_policy = FlagPolicy(config.flag_min_n, config.flag_window_n, config.flag_rearm_n,
                                       config.flag_lasting_n)
         self.flagged = {}       # model id -> [[first, last] agent time of flagged steps], for training
+        self.unread = 0         # charts the last refill of stored rows did not reach in time
         self.was_flagged = set()  # models flagged last step (their flag's drivers are already told)
         self.flags_unsaved = None   # 'new' (a span began), 'grown', or None: what flagged lacks on disk
         self.flags_saved_at = 0.0   # agent time of the last write of flagged
@@ -766,11 +770,19 @@ class AnomalyDetector:
         Read a few at a time, each reader over its own connection (one is not shared between
         threads): a remote agent that takes a tenth of a second an answer would otherwise hold
         the step for a tenth of a second per chart. None for a chart whose answer was odd
-        (ragged rows, strings): only its models wait."""
+        (ragged rows, strings): only its models wait. Charts not reached within
+        ``REFILL_SECONDS`` (an agent slow to answer them) are left out, and counted in
+        ``self.unread``: the step waits for them no longer."""
+        deadline = time.monotonic() + REFILL_SECONDS
+        late = []
+
         def read(share):
             apis, out = {}, {}
             try:
-                for host, chart in share:
+                for i, (host, chart) in enumerate(share):
+                    if time.monotonic() > deadline:
+                        late.append(len(share) - i)
+                        break
                     if host not in apis:
                         apis[host] = self.api_factory(self.config, host)
                     try:
@@ -784,11 +796,13 @@ class AnomalyDetector:
             return out
         shares = [wanted[k::PARALLEL_READS] for k in range(min(PARALLEL_READS, len(wanted)))]
         if len(shares) < 2:
-            return read(wanted)
-        read_by = {}
-        with ThreadPoolExecutor(max_workers=len(shares)) as pool:
-            for got in pool.map(read, shares):
-                read_by.update(got)
+            read_by = read(wanted)
+        else:
+            read_by = {}
+            with ThreadPoolExecutor(max_workers=len(shares)) as pool:
+                for got in pool.map(read, shares):
+                    read_by.update(got)
+        self.unread = sum(late)
         return read_by
 
     def _chart_rows(self, api, chart):
@@ -863,10 +877,15 @@ class AnomalyDetector:
                           "from its stored rows".format(-seconds))
         self.snapshots.clear()
         self.gap = (self.steps, stamp)
+        self.unread = 0
         try:
             tails, _ = self._recent_rows(self.models)
         except Exception:  # odd answers: the models score again once enough steps came in
             tails = {}
+        if self.unread:
+            self.log.info('the agent took over {:g} s to send the stored rows after the gap: the models of {} '
+                          'chart{} not read by then score again once enough steps came in'.format(
+                              REFILL_SECONDS, self.unread, '' if self.unread == 1 else 's'))
         before = {}   # this step's row comes from allmetrics: the stored rows stop before it
         for model_id, (times, raw) in tails.items():
             times = np.asarray(times)

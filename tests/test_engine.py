@@ -1818,6 +1818,38 @@ def test_train_every_n_0_trains_once_and_never_again_as_the_retired_collector_di
     again.close()
 
 
+def test_a_refill_from_an_agent_slow_to_send_stored_rows_gives_up_in_time_and_says_so(replay, logger, monkeypatch):
+    """An agent that answers each stored-rows read slowly (or not at all) must not hold the
+    step after a gap for all its charts: what is not read by REFILL_SECONDS scores again once
+    enough steps came in."""
+    from collector import engine
+    det = make_detector(replay, logger, charts_regex='system\\.(cpu|ram|forks|load)$')
+    run_until_trained(det, replay)
+    for _ in range(12):
+        det.step()
+        replay.clock.advance(1)
+    read = SwitchableApi.data
+
+    def slow(self, *args, **kwargs):
+        time.sleep(1.0)
+        return read(self, *args, **kwargs)
+    monkeypatch.setattr(SwitchableApi, 'data', slow)
+    monkeypatch.setattr(engine, 'PARALLEL_READS', 1)
+    monkeypatch.setattr(engine, 'REFILL_SECONDS', 1.5)
+    replay.clock.advance(90)
+    started = time.monotonic()
+    step = det.step()
+    took = time.monotonic() - started
+    assert took < 3.5 and len(step.scores) == 2, (took, step.scores)
+    assert any('took over 1.5 s to send the stored rows after the gap: the models of 2 charts not read by then'
+               in m for _, m in logger.lines)
+    for _ in range(det.need + 1):
+        replay.clock.advance(1)
+        step = det.step()
+    assert set(step.scores) == set(det.models) and len(det.models) == 4
+    det.close()
+
+
 def test_a_refill_reads_several_charts_at_once_each_over_its_own_connection(replay, logger, monkeypatch):
     """After a gap every chart's stored rows are read again, inside the step: from an agent
     that takes its time over each answer (a parent across a network), one at a time would
