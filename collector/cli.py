@@ -62,8 +62,9 @@ def cmd_run(args):
     from .config import ConfigError
     from .runner import run
     _stop_on_sigterm()
+    failed = []
     try:
-        ok = run(args.config, args.job, args.host, args.update_every, args.steps)
+        ok = run(args.config, args.job, args.host, args.update_every, args.steps, failed=failed)
     except ConfigError as e:
         for line in e.errors:
             print('configuration error, {}'.format(line), file=sys.stderr)
@@ -72,8 +73,8 @@ def cmd_run(args):
         return 0
     if ok == 0 and args.steps:
         # a bounded run (scripts, cron checks) must not read as success with nothing collected
-        print('run: nothing charted in {} steps (see the errors above)'.format(args.steps),
-              file=sys.stderr)
+        print('run: nothing charted in {} steps{} (see the errors above)'.format(
+            args.steps, ' by job {}'.format(', '.join(failed)) if failed else ''), file=sys.stderr)
         return 1
     return 0 if ok >= 0 else 1
 

@@ -283,6 +283,8 @@ def run_job(service, steps=None, clock=time.time, sleep=time.sleep, stop=None):
                 last = started
         except OutputClosed as e:
             service.info('{}: nobody reads the charts any more, stopping'.format(e))
+            if stop is not None:   # nor those of the jobs beside it: the plugin ends
+                stop.set()
             break
         except Exception as e:  # python.d logs and carries on; so do we
             service.error('update() unhandled exception: {!r}'.format(e))

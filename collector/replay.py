@@ -235,7 +235,7 @@ def data_body(recording, chart, after, before, now, points=0, group='average', d
     t, v = times[mask], values[mask]
     if dims and dims != '*':
         # ids or names, each a simple pattern, ',' or '|' between them
-        match = simple_pattern(' '.join(d.strip() for d in dims.replace('|', ',').split(',') if d.strip()))
+        match = simple_pattern(dims, separators=',|')
         ids = {}
         if isinstance(listed, dict):
             ids = {(d.get('name', k) if isinstance(d, dict) else k): k for k, d in listed.items()}
@@ -271,14 +271,21 @@ def _num(x):
     return int(x) if float(x).is_integer() else float(x)
 
 
-def simple_pattern(text):
-    """Netdata's simple pattern: space-separated globs, ``!`` negates, the first match decides."""
-    import fnmatch
-    rules = [(p[1:], False) if p.startswith('!') else (p, True) for p in text.split()]
+def simple_pattern(text, separators=None):
+    """Netdata's simple pattern: globs split on ``separators`` (white space by default) where
+    only ``*`` is a wildcard, ``!`` negates, the first match decides."""
+    import re
+    parts = text.split() if separators is None else re.split('[{}]'.format(re.escape(separators)), text)
+    rules = []
+    for p in (p.strip() for p in parts):
+        positive = not p.startswith('!')
+        p = p if positive else p[1:]
+        if p:
+            rules.append((re.compile('.*'.join(re.escape(piece) for piece in p.split('*')) + r'\Z', re.S), positive))
 
     def match(name):
-        for glob, positive in rules:
-            if fnmatch.fnmatchcase(name, glob):
+        for rx, positive in rules:
+            if rx.match(name):
                 return positive
         return False
     return match

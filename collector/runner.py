@@ -6,6 +6,7 @@ thread each, as python.d.plugin runs them.
 """
 import sys
 import threading
+import time
 
 from .config import ConfigError, load_config_file, served_name
 from .protocol import safe_id
@@ -127,7 +128,7 @@ def _close(service):
         service.exporter.close()
 
 
-def _run_side_by_side(services, steps):
+def _run_side_by_side(services, steps, failed=None):
     """Each job in its own thread; the least of their results. Ctrl-C or SIGTERM (which reach
     this, the main thread) stop every job after its step in progress."""
     stop = threading.Event()
@@ -149,15 +150,19 @@ def _run_side_by_side(services, steps):
                 t.join(0.5)   # a timed join: the signal's KeyboardInterrupt gets through
     finally:
         stop.set()
+        deadline = time.monotonic() + STOP_WAIT   # one wait for all: an agent stopping waits for its plugins
         for t in threads:
-            t.join(STOP_WAIT)
+            t.join(max(0.0, deadline - time.monotonic()))
+    if failed is not None:
+        failed.extend(s.job_name for s, r in zip(services, results) if r <= 0)
     return min(results)
 
 
-def run(config_path=None, job=None, host=None, update_every=None, steps=None, out=None, err=None):
+def run(config_path=None, job=None, host=None, update_every=None, steps=None, out=None, err=None, failed=None):
     """Run ``job`` (or every job of the file) standalone, protocol on ``out``; the least over
     the jobs of the steps that updated the charts or at least reached the agent (0: it never
-    answered, or it has no chart the job models), -1 when a job did not start."""
+    answered, or it has no chart the job models), -1 when a job did not start. ``failed``, a
+    list, gets the names of the jobs that charted nothing, when several ran."""
     out = out or sys.stdout
     err = err or sys.stderr
     notes = []
@@ -181,7 +186,7 @@ def run(config_path=None, job=None, host=None, update_every=None, steps=None, ou
     sys.stdout = err  # nothing but protocol lines may reach the real stdout
     try:
         if several:
-            return _run_side_by_side(services, steps)
+            return _run_side_by_side(services, steps, failed)
         return _run_service(services[0], steps)
     finally:
         sys.stdout = saved

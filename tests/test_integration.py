@@ -2,6 +2,7 @@
 import io
 import os
 import re
+import select
 import signal
 import time
 import subprocess
@@ -138,6 +139,39 @@ def test_every_job_of_the_file_runs_side_by_side_each_step_written_whole(recordi
     # the incident in system.cpu is the cpu job's to flag; the ram job's own charts stay its own
     assert max(v['system.cpu_anomaly'] for _, v in updates['anomalies_cpu.anomaly']) == 1
     assert all(set(v) == {'system.ram_anomaly'} for _, v in updates['anomalies_ram.anomaly'])
+
+
+def test_side_by_side_jobs_all_stop_when_the_agent_stops_reading_and_a_bounded_run_names_a_silent_one(
+        live_replay, tmp_path):
+    """One job whose agent never answers writes nothing: when the plugin's reader goes away,
+    the job that writes finds out, and the plugin must end with it, not run on with the other.
+    A bounded run in which one job charted nothing fails, naming that job."""
+    conf = tmp_path / 'anomalies.conf'
+    conf.write_text("up:\n  host: '{}'\n  train_n_secs: 600\n  models_dir: none\n"
+                    "down:\n  host: '127.0.0.1:9'\n  models_dir: none\n".format(live_replay.host))
+    cmd = [sys.executable, '-m', 'collector', 'run', '--config', str(conf), '--update-every', '1']
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        got, deadline = b'', time.monotonic() + 120
+        while b'BEGIN anomalies_up.probability' not in got and time.monotonic() < deadline:
+            if not select.select([proc.stdout], [], [], 1.0)[0]:
+                continue
+            chunk = proc.stdout.read1(4096)
+            if not chunk:
+                break
+            got += chunk
+        assert b'BEGIN anomalies_up.probability' in got
+        proc.stdout.close()   # the agent stopped
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        err = proc.stderr.read().decode()
+        proc.stderr.close()
+    assert 'nobody reads the charts any more, stopping' in err, err
+    r = subprocess.run(cmd + ['--steps', '6'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and 'run: nothing charted in 6 steps by job down' in r.stderr, r.stderr
+    assert 'BEGIN anomalies_up.probability' in r.stdout
 
 
 def test_steps_are_not_delayed_while_training(live_replay, tmp_path):

@@ -110,6 +110,14 @@ def test_dimensions_are_picked_by_id_or_name_each_a_pattern(recording, tmp_path)
     with open(os.path.join(path, 'charts.json')) as f:
         charts = json.load(f)
     charts['charts']['system.ram']['dimensions'] = {'ram-used': {'name': 'used'}, 'ram-cached': {'name': 'cached'}}
+    # a name with a space and brackets: only '*' is a wildcard, and only ',' and '|' separate
+    data = os.path.join(path, 'data', 'system.forks.json.gz')
+    with gzip.open(data, 'rt') as f:
+        body = json.load(f)
+    body['labels'] = ['time', 'temp [1]', 'late']
+    with gzip.open(data, 'wt') as f:
+        json.dump(body, f)
+    charts['charts']['system.forks']['dimensions'] = {'t1': {'name': 'temp [1]'}, 'late': {'name': 'late'}}
     with open(os.path.join(path, 'charts.json'), 'w') as f:
         json.dump(charts, f)
     rec = Recording(path)
@@ -120,6 +128,8 @@ def test_dimensions_are_picked_by_id_or_name_each_a_pattern(recording, tmp_path)
         assert labels('system.ram', 'cached') == ['cached']               # by name
         assert labels('system.ram', 'ram-*') == ['used', 'cached']
         assert labels('system.cpu', 'us*|idle') == ['user', 'idle']       # a hidden one when asked for
+        assert labels('system.forks', 'temp%20[1]') == ['temp [1]']
+        assert labels('system.forks', 'temp%20?1?,late') == ['late']        # '?' is no wildcard
 
 
 def test_real_time_clock_runs_at_speed():
