@@ -51,11 +51,33 @@ def _on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
+STOP_GRACE_S = 15   # after a SIGTERM, the longest a run may take to stop before it exits outright
+
+
+def _exit_after(seconds):
+    """Exit the process ``seconds`` from now, whatever it is doing: the KeyboardInterrupt a
+    SIGTERM raises lands between any two bytecodes, at times inside a library's locked section,
+    and a stop that then hangs on that lock must not keep the plugin past its agent."""
+    import threading
+
+    def exit_now():
+        os.write(2, 'run: still stopping {} s after SIGTERM, exiting now\n'.format(seconds).encode())
+        os._exit(0)
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()
+
+
 def _stop_on_sigterm():
     """SIGTERM (an agent stopping its plugins) ends the run as Ctrl-C does, through the
-    cleanup that stops a training in flight, instead of leaving its process behind."""
+    cleanup that stops a training in flight, instead of leaving its process behind; within
+    ``STOP_GRACE_S`` at the latest."""
     import signal
-    signal.signal(signal.SIGTERM, _on_sigterm)
+
+    def handler(signum, frame):
+        _exit_after(STOP_GRACE_S)
+        _on_sigterm(signum, frame)
+    signal.signal(signal.SIGTERM, handler)
 
 
 def cmd_run(args):
