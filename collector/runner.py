@@ -13,7 +13,7 @@ from .protocol import safe_id
 from .pythond import SimpleService, run_job
 from .service import AnomaliesService
 
-STOP_WAIT = 10.0   # seconds a stopping run waits for each job's step in progress
+STOP_WAIT = 10.0   # seconds a stopping run waits, in all, for the jobs to end their steps in progress
 
 
 class Service(AnomaliesService, SimpleService):

@@ -72,6 +72,27 @@ def write_recording(path, seconds=SECONDS, seed=1):
     return path
 
 
+def with_dimensions(recording, path, dims_by_chart):
+    """A copy of ``recording`` at ``path`` whose charts have other dimensions: ``{chart: [(id,
+    name), ...]}`` in the data's column order, as an agent may list them (ids that are not
+    their names, a name given twice)."""
+    import shutil
+    shutil.copytree(recording, path)
+    with open(os.path.join(path, 'charts.json')) as f:
+        charts = json.load(f)
+    for chart, dims in dims_by_chart.items():
+        data = os.path.join(path, 'data', chart + '.json.gz')
+        with gzip.open(data, 'rt') as f:
+            body = json.load(f)
+        body['labels'] = ['time'] + [name for _, name in dims]
+        with gzip.open(data, 'wt') as f:
+            json.dump(body, f)
+        charts['charts'][chart]['dimensions'] = {dim_id: {'name': name} for dim_id, name in dims}
+    with open(os.path.join(path, 'charts.json'), 'w') as f:
+        json.dump(charts, f)
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _models_dir(tmp_path, monkeypatch):
     """Saved models go where the agent would put them: here, a fresh dir per test."""

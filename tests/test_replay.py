@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from collector.replay import Recording, ReplayClock, ReplayServer, resolve_window
-from conftest import SHARED, START
+from conftest import SHARED, START, with_dimensions
 
 SHARED_RECORDINGS = sorted(glob.glob(os.path.join(SHARED, 'recordings', '*', 'recording.json')))
 
@@ -104,22 +104,11 @@ def test_unknown_chart_no_chart_and_no_dimension_matched_answer_as_the_agent_doe
 
 
 def test_dimensions_are_picked_by_id_or_name_each_a_pattern(recording, tmp_path):
-    import shutil
-    path = str(tmp_path / 'rec')
-    shutil.copytree(recording, path)
-    with open(os.path.join(path, 'charts.json')) as f:
-        charts = json.load(f)
-    charts['charts']['system.ram']['dimensions'] = {'ram-used': {'name': 'used'}, 'ram-cached': {'name': 'cached'}}
-    # a name with a space and brackets: only '*' is a wildcard, and only ',' and '|' separate
-    data = os.path.join(path, 'data', 'system.forks.json.gz')
-    with gzip.open(data, 'rt') as f:
-        body = json.load(f)
-    body['labels'] = ['time', 'temp [1]', 'late']
-    with gzip.open(data, 'wt') as f:
-        json.dump(body, f)
-    charts['charts']['system.forks']['dimensions'] = {'t1': {'name': 'temp [1]'}, 'late': {'name': 'late'}}
-    with open(os.path.join(path, 'charts.json'), 'w') as f:
-        json.dump(charts, f)
+    # ids that are not their names; a name with a space and brackets: only '*' is a wildcard,
+    # and only ',' and '|' separate
+    path = with_dimensions(recording, str(tmp_path / 'rec'), {
+        'system.ram': [('ram-used', 'used'), ('ram-cached', 'cached')],
+        'system.forks': [('t1', 'temp [1]'), ('late', 'late')]})
     rec = Recording(path)
     with ReplayServer(rec, ReplayClock(rec.start + 600, stepped=True)) as server:
         def labels(chart, dims):

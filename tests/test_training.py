@@ -3,7 +3,7 @@ import numpy as np
 
 from collector.config import parse_job_config
 from collector.training import ModelSpec, TrainingRequest, excluded_rows, recurring, run_training
-from conftest import SPIKE, START
+from conftest import SPIKE, START, with_dimensions
 
 
 def test_excluded_rows_reach_past_a_span_by_the_feature_length():
@@ -150,25 +150,9 @@ def test_a_chart_with_two_dimensions_of_one_name_is_refused_by_name_and_the_othe
     """Netdata lets two dimensions of a chart share a name (ipmi, snmp), and its data API tells
     them apart by name only: that chart is not modelled, with its reason, and nothing else is
     held back by it."""
-    import gzip
-    import json
-    import os
-    import shutil
     from collector.replay import Recording, ReplayClock, ReplayServer
-    path = str(tmp_path / 'rec')
-    shutil.copytree(recording, path)
-    data = os.path.join(path, 'data', 'system.ram.json.gz')
-    with gzip.open(data, 'rt') as f:
-        body = json.load(f)
-    body['labels'] = ['time', 'used', 'used']
-    with gzip.open(data, 'wt') as f:
-        json.dump(body, f)
-    with open(os.path.join(path, 'charts.json')) as f:
-        charts = json.load(f)
-    charts['charts']['system.ram']['dimensions'] = {'used': {'name': 'used'}, 'cached': {'name': 'used'}}
-    with open(os.path.join(path, 'charts.json'), 'w') as f:
-        json.dump(charts, f)
-    rec = Recording(path)
+    rec = Recording(with_dimensions(recording, str(tmp_path / 'rec'),
+                                    {'system.ram': [('used', 'used'), ('cached', 'used')]}))
     with ReplayServer(rec, ReplayClock(START + 900, stepped=True)) as server:
         cfg = parse_job_config({'host': server.host, 'update_every': 1})
         specs = [ModelSpec(c, server.host, chart=c) for c in ('system.cpu', 'system.ram')]

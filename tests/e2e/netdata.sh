@@ -286,22 +286,21 @@ import json, sys
 c = json.load(sys.stdin)["charts"].get(sys.argv[1])
 print(" ".join(sorted(d.get("name", k) for k, d in c["dimensions"].items())) if c else "")' "$1"
 }
-ext=""
-for _ in $(seq 120); do
-  ext="$(chart_dims anomalies_ext.probability)"
-  grep -q "system.cpu_prob" <<< "$ext" && break
-  sleep 1
-done
+wait_dims() {  # wait_dims CHART DIM SECONDS -> the chart's dimension names once DIM is among them
+  local dims=""
+  for _ in $(seq "$3"); do
+    dims="$(chart_dims "$1")"
+    grep -q "$2" <<< "$dims" && break
+    sleep 1
+  done
+  echo "$dims"
+}
+ext="$(wait_dims anomalies_ext.probability system.cpu_prob 120)"
 grep -q "system.cpu_prob" <<< "$ext" || fail "the external plugin's chart anomalies_ext.probability did not appear"
 sleep 10
 n_ext="$(series anomalies_ext.probability system.cpu_prob -10 | grep -vc null)"
 [ "$n_ext" -ge 8 ] || fail "anomalies_ext.probability is not updating every second ($n_ext values in 10 s)"
-ext2=""
-for _ in $(seq 60); do
-  ext2="$(chart_dims anomalies_ext2.probability)"
-  grep -q "system.load_prob" <<< "$ext2" && break
-  sleep 1
-done
+ext2="$(wait_dims anomalies_ext2.probability system.load_prob 60)"
 grep -q "system.load_prob" <<< "$ext2" || fail "the plugin's second job did not chart anomalies_ext2.probability [$ext2]"
 n_ext2="$(series anomalies_ext2.probability system.load_prob -10 | grep -vc null)"
 [ "$n_ext2" -ge 1 ] || fail "anomalies_ext2.probability is not updating"
