@@ -16,7 +16,7 @@ from . import persist
 from .batch import BatchScorer, Layout
 from .flags import FlagPolicy
 from .features import absent_as_zero, feature_blocks, fill_missing, rows_at
-from .netdata_api import PARALLEL_READS, NetdataApi, NetdataError, agent_now, dim_key, json_loads, split_key
+from .netdata_api import PARALLEL_READS, ChartListing, NetdataApi, NetdataError, agent_now, dim_key, json_loads, split_key
 from .training import ModelSpec, TrainingRequest, charts_by_host, make_trainer
 
 # steps between training attempts after a failed training (agent away, no data)
@@ -32,6 +32,10 @@ PRUNE_SECONDS = 86400
 # away, or still lack a model (one waiting for history); counted on the clock, so python.d's
 # failure penalty cannot stretch it, and in steps, so a replay (many steps a second) keeps it
 DISCOVER_SECONDS = 60
+# how long a step waits for the chart list it asked for; a list slower than that (thousands
+# of charts, a busy agent) is taken up by the first step after it came, and the steps between
+# score as usual
+LIST_WAIT_SECONDS = 0.2
 # the agent's clock moving more than this many update_every in one step is a gap in collection
 # (the agent or this job stopped, a child reconnected, the host slept): the rows before it are
 # not the last few seconds, so the features start again from the agent's stored rows
@@ -117,6 +121,9 @@ class AnomalyDetector:
         self.failed_trainings = 0   # whole trainings failed in a row
         self.discover_every = max(1, int(DISCOVER_SECONDS // config.update_every))   # in steps
         self.next_discovery = (clock() + DISCOVER_SECONDS, self.discover_every)   # (clock, step)
+        self.listing = None   # the chart list being read (ChartListing), until a step takes it up
+        # a replay waits for each list on a stopped clock, as for each training (evaluate)
+        self.list_wait = LIST_WAIT_SECONDS
         self.untrained = {}  # model id -> why its last training failed
         self.retry_at = {}   # model id -> (failed trainings in a row, step before which no discovery retries it)
         self.training_quiet = False  # the training in flight only retries models that failed before
@@ -181,15 +188,25 @@ class AnomalyDetector:
         before = -cfg.offset_n_secs if cfg.offset_n_secs else 0
         return before - cfg.train_n_secs, before
 
-    def _maybe_start_training(self, step):
-        """Retrain everything when due; in between, pick up charts that appeared or went away."""
-        full_due = self.steps >= self.next_training
-        discovery_due = self.clock() >= self.next_discovery[0] or self.steps >= self.next_discovery[1]
-        if self.trainer.busy or not (full_due or discovery_due):
+    def _maybe_start_training(self, step, wait=LIST_WAIT_SECONDS):
+        """Retrain everything when due; in between, pick up charts that appeared or went away.
+
+        Both start from a fresh chart list, read in the background: this step goes on
+        without it if it takes longer than ``wait`` seconds (None: as long as it takes).
+        """
+        if self.listing is None:
+            full_due = self.steps >= self.next_training
+            discovery_due = self.clock() >= self.next_discovery[0] or self.steps >= self.next_discovery[1]
+            if self.trainer.busy or not (full_due or discovery_due):
+                return
+            self.next_discovery = (self.clock() + DISCOVER_SECONDS, self.steps + self.discover_every)
+            self.listing = ChartListing(self.apis[self.config.host])
+        if not self.listing.ready(wait):
             return
-        self.next_discovery = (self.clock() + DISCOVER_SECONDS, self.steps + self.discover_every)
+        listing, self.listing = self.listing, None
+        full_due = self.steps >= self.next_training
         try:
-            charts = self.apis[self.config.host].charts()
+            charts = listing.result()
             specs = self.discover(charts)
         except NetdataError as e:
             self.problems.report('charts', 'cannot list charts: {}'.format(e))
@@ -578,7 +595,7 @@ class AnomalyDetector:
         if self.models_dir:
             self._load_flagged()
             self._start_from_disk()
-        self._maybe_start_training(self._pending)
+        self._maybe_start_training(self._pending, wait=None)   # check() tells what the job starts with
 
     def _load_flagged(self):
         """The spans flagged before a restart, so the next training leaves them out as well."""
@@ -833,7 +850,7 @@ class AnomalyDetector:
         """One collection step. Never raises for bad data; returns a ``Step``."""
         step, self._pending = self._pending, Step()
         self._collect_training(step)
-        self._maybe_start_training(step)
+        self._maybe_start_training(step, self.list_wait)
         self.steps += 1
         latest = self._fetch_latest()
         if not latest:

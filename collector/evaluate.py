@@ -87,6 +87,7 @@ def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=No
         if not service.check():
             raise RuntimeError('the job did not start: ' + '; '.join(logs.lines[-5:]))
         service.detector.trainings_take_agent_time = False   # each one is waited for below
+        service.detector.list_wait = None                    # and each chart list
         service.create()
         every = service.update_every
         times, probs, flags, node = [], {}, {}, {'flagged_1m': [], 'longest': []}

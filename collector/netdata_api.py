@@ -166,7 +166,9 @@ class NetdataApi:
         self.auth = (username, password) if username is not None else None
         self.tls_verify = tls_verify
         self.timeout = timeout
-        self._http = None
+        # one kept-alive connection per use: the chart list is read in a thread of its own
+        # (engine._Listing) while each step reads allmetrics on the main one
+        self._links = {}
         self._filter = (None, '')  # (charts, query part) of the last allmetrics filter
         self.last_raw = None       # bytes of the last allmetrics answer
         self.listed_seconds = {}   # chart id -> seconds it had been collected, from the last chart list
@@ -182,19 +184,20 @@ class NetdataApi:
     def base_url(self):
         return '{}://{}'.format(self.protocol, self.host)
 
-    def _get_json(self, path, timeout=None, keep_raw=False):
+    def _get_json(self, path, timeout=None, keep_raw=False, link='main'):
         # host may carry a path: 'parent:19999/host/child'
         netloc, _, prefix = self.host.partition('/')
         url = self.base_url + path
         shown = url.split('&filter=')[0] + '&filter=...' if '&filter=' in url else url  # for log lines
         try:
-            if self._http is None:   # in the try: a CA bundle that cannot be read is an error like any other
+            http = self._links.get(link)
+            if http is None:   # in the try: a CA bundle that cannot be read is an error like any other
                 headers = {'Accept-Encoding': 'identity'}
                 if self.auth:
                     token = base64.b64encode('{}:{}'.format(*self.auth).encode()).decode()
                     headers['Authorization'] = 'Basic ' + token
-                self._http = _KeepAlive(self.protocol, netloc, self.tls_verify, headers)
-            status, data = self._http.get(('/' + prefix if prefix else '') + path, timeout or self.timeout)
+                http = self._links[link] = _KeepAlive(self.protocol, netloc, self.tls_verify, headers)
+            status, data = http.get(('/' + prefix if prefix else '') + path, timeout or self.timeout)
         except Exception as e:  # socket, TLS and HTTP errors alike: the agent could not be read
             why = '{}: {}'.format(e.__class__.__name__, str(e)[:160])
             raise NetdataError('cannot reach {}: {}'.format(shown, why), 'cannot reach {}: {}'.format(self.host, why))
@@ -211,8 +214,9 @@ class NetdataApi:
         return body
 
     def charts(self):
-        """``{chart_id: [dimension names]}`` of the charts the agent has now."""
-        body = self._get_json('/api/v1/charts')
+        """``{chart_id: [dimension names]}`` of the charts the agent has now. On a connection
+        of its own, so that it may be read from another thread while the steps go on."""
+        body = self._get_json('/api/v1/charts', link='list')
         charts = body.get('charts') if isinstance(body, dict) else None
         if not isinstance(charts, dict):
             raise NetdataError('{}/api/v1/charts has no "charts" object'.format(self.base_url))
@@ -280,9 +284,41 @@ class NetdataApi:
         return self.last_raw
 
     def close(self):
-        if self._http is not None:
-            self._http.close()
-            self._http = None
+        for link in list(self._links):
+            http = self._links.pop(link, None)
+            if http is not None:
+                http.close()
+
+
+class ChartListing:
+    """One read of an agent's chart list in a thread of its own. An agent with thousands of
+    charts, or a busy one, takes a second or more to list them, and the step that asked
+    must not wait for it: the job takes the list up at the first step after it came.
+
+    ``result()`` returns what ``charts()`` returned, or raises what it raised.
+    """
+
+    def __init__(self, api):
+        self.done = threading.Event()
+        self._charts = self._error = None
+        threading.Thread(target=self._read, args=(api,), name='anomalies-chart-list', daemon=True).start()
+
+    def _read(self, api):
+        try:
+            self._charts = api.charts()
+        except BaseException as e:   # raised again in the job's thread, which knows what to tell
+            self._error = e
+        finally:
+            self.done.set()
+
+    def ready(self, wait=None):
+        """Whether the list came, waiting up to ``wait`` seconds for it (None: until it does)."""
+        return self.done.wait(wait)
+
+    def result(self):
+        if self._error is not None:
+            raise self._error
+        return self._charts
 
 
 def _ssl_context(tls_verify):

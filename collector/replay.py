@@ -377,6 +377,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == '/api/v1/info':
             return self._send(200, rec.info_body)
         if path == '/api/v1/charts':
+            if self.server.charts_delay:
+                time.sleep(self.server.charts_delay)
             return self._send(200, charts_body_at(rec, now))
         if path == '/api/v1/allmetrics':
             return self._send(200, allmetrics_body(rec, now, qs.get('filter', [''])[0]))
@@ -449,6 +451,7 @@ class ReplayServer:
         self.httpd = _Server((address, port), _Handler)
         self.httpd.recording, self.httpd.clock = self.recording, clock
         self.httpd.data_delay = 0.0  # seconds to stall each /api/v1/data answer (a slow agent)
+        self.httpd.charts_delay = 0.0  # and each /api/v1/charts answer (thousands of charts, a busy agent)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name='replay-http', daemon=True)
 
     @property
@@ -458,6 +461,14 @@ class ReplayServer:
     @data_delay.setter
     def data_delay(self, seconds):
         self.httpd.data_delay = float(seconds)
+
+    @property
+    def charts_delay(self):
+        return self.httpd.charts_delay
+
+    @charts_delay.setter
+    def charts_delay(self, seconds):
+        self.httpd.charts_delay = float(seconds)
 
     @property
     def host(self):

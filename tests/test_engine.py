@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from collector.config import parse_job_config
+import collector.engine as engine
 from collector.engine import AnomalyDetector
 from collector.netdata_api import PARALLEL_READS, NetdataApi, NetdataError, json_loads
 from collector.training import RECURRING_EVENTS, ThreadTrainer
@@ -44,8 +45,10 @@ def make_detector(replay, logger, **conf):
     raw = {'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000, 'update_every': 1}
     raw.update(conf)
     cfg = parse_job_config(raw)
-    return AnomalyDetector(cfg, logger, trainer=ThreadTrainer(),
-                           api_factory=lambda c, h: SwitchableApi.from_config(c, h))
+    det = AnomalyDetector(cfg, logger, trainer=ThreadTrainer(),
+                          api_factory=lambda c, h: SwitchableApi.from_config(c, h))
+    det.list_wait = None   # each chart list is taken up by the step that asked for it, as in evaluate
+    return det
 
 
 def run_until_trained(det, replay, limit=200):
@@ -124,7 +127,6 @@ def test_the_jobs_own_training_raises_no_flag_and_is_not_left_out_of_the_next(re
 
 
 def test_a_long_training_hides_flags_for_a_bounded_time(replay, logger, monkeypatch):
-    import collector.engine as engine
     monkeypatch.setattr(engine, 'OWN_TRAINING_MAX_STEPS', 5)
     det, trainer, times, flags, probs = _spike_during_a_training(replay, logger, 30)
     first = times[flags.index(1)]
@@ -153,6 +155,7 @@ def _spike_during_a_training(replay, logger, seconds, on_agent=True, steps=40):
     trainer = SlowTrainer()
     det = AnomalyDetector(cfg, logger, trainer=trainer, api_factory=lambda c, h: SwitchableApi.from_config(c, h))
     det.trainings_take_agent_time = on_agent
+    det.list_wait = None
     run_until_trained(det, replay)
     replay.clock.set(START + SPIKE[0] - 42)
     for _ in range(40):
@@ -340,6 +343,41 @@ def test_a_chart_left_out_of_one_listing_is_still_read_and_scored(replay, logger
     det.close()
 
 
+def test_a_slow_chart_list_does_not_hold_the_steps(replay, logger):
+    """An agent with thousands of charts, or a busy one, takes seconds to list them: the steps
+    go on scoring (on their own connection) while the list is read, and the first step after
+    it came takes it up."""
+    release = threading.Event()
+
+    class SlowListing(SwitchableApi):
+        slow = False
+
+        def charts(self):   # and then without system.ram
+            if not SlowListing.slow:
+                return super().charts()
+            release.wait(30)
+            return {c: d for c, d in super().charts().items() if c != 'system.ram'}
+    det = make_detector(replay, logger)
+    det.apis = {h: SlowListing.from_config(det.config, h) for h in det.hosts}
+    run_until_trained(det, replay)
+    det.list_wait = engine.LIST_WAIT_SECONDS   # as a job on an agent waits
+    SlowListing.slow = True
+    try:
+        det.next_discovery = (0, det.steps)
+        steps = _steps(det, replay, 3)
+        assert det.listing is not None and not det.listing.done.is_set()   # the list is still coming
+        assert all(set(s.scores) == set(det.models) and s.fresh for s in steps)
+        assert 'system.ram' not in det.unlisted
+        release.set()
+        det.listing.done.wait(10)
+        _steps(det, replay, 1)
+    finally:
+        SlowListing.slow = False
+    assert det.listing is None and det.unlisted == {'system.ram'}   # taken up: missing from one list
+    assert not logger.errors(), logger.errors()
+    det.close()
+
+
 def test_one_chart_list_without_any_chart_in_scope_does_not_bring_a_full_training(replay, logger):
     """An agent restarting lists its charts a few at a time: a discovery that finds none in
     scope is waited out like any chart missing from one list, not answered with a training
@@ -501,7 +539,6 @@ def test_a_model_trained_once_for_good_survives_a_restart_that_misses_its_chart(
 def test_a_chart_missing_from_one_chart_listing_keeps_its_model_and_saved_file(replay, logger, monkeypatch):
     """An agent just restarted lists some charts seconds after the others: a chart missing from
     one listing is skipped meanwhile, not removed, and its saved model stays on disk."""
-    import collector.engine as engine
     monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.2)
     det = make_detector(replay, logger)
     run_until_trained(det, replay)
@@ -527,7 +564,6 @@ def test_a_chart_missing_from_one_chart_listing_keeps_its_model_and_saved_file(r
 def test_a_model_trained_as_its_chart_goes_is_neither_shown_nor_taken_down(replay, logger, monkeypatch):
     """A step whose training brought a model for a chart the listings no longer have lists it
     in neither ``added`` nor ``removed``, so the charts get no dimension left behind."""
-    import collector.engine as engine
     monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.2)
     det = make_detector(replay, logger)
     run_until_trained(det, replay)
@@ -537,7 +573,7 @@ def test_a_model_trained_as_its_chart_goes_is_neither_shown_nor_taken_down(repla
         step = det._pending
         step.added.append('system.ram')   # as if the training collected this step had brought it
         det.next_discovery = (0, 0)
-        det._maybe_start_training(step)
+        det._maybe_start_training(step, wait=None)
     finally:
         SwitchableApi.hidden = set()
     assert 'system.ram' not in det.models
@@ -550,7 +586,6 @@ def test_a_chart_listed_with_a_new_dimension_is_retrained_alone_and_once(replay,
     with a dimension its model lacks. That chart is retrained alone at the next discovery,
     not left unseen until the next full training, and said once; a dimension listed but
     never collected does not bring a training at every discovery."""
-    import collector.engine as engine
     monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.2)
     det = make_detector(replay, logger)
     run_until_trained(det, replay)
@@ -579,7 +614,6 @@ def test_the_rows_a_new_dimension_brought_stay_out_of_the_next_full_training(rep
     """The retrained model flags the new process group's incident only once it scores, often as
     the incident ends: the rows its training left out are kept with the flagged steps (and
     saved with them), so the next full training does not learn that incident either."""
-    import collector.engine as engine
     from collector import persist, training
     monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.2)
     det = make_detector(replay, logger)
@@ -603,7 +637,6 @@ def test_the_rows_a_new_dimension_brought_stay_out_of_the_next_full_training(rep
 
 
 def test_a_chart_that_appears_gets_a_model_without_waiting_for_the_retrain(replay, logger, monkeypatch):
-    import collector.engine as engine
     monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.5)
     SwitchableApi.hidden = {'system.ram'}
     try:
@@ -639,7 +672,6 @@ def test_saved_models_are_loaded_for_charts_listed_late_and_after_an_agent_down_
                                                                                          monkeypatch):
     """A restarted agent lists some charts only a while later, and a standalone job may start
     before its agent: their saved models are loaded then, not retrained from scratch."""
-    import collector.engine as engine
     monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.5)
     first = make_detector(replay, logger)
     run_until_trained(first, replay)
@@ -1246,7 +1278,6 @@ def test_a_new_chart_on_a_young_agent_does_not_bring_the_full_training_forward(t
     """The first full training (600 s of history, a 3600 s window) is brought forward to when
     the history has doubled; a chart that appears later with 100 s of its own is trained alone
     and leaves that schedule as it was (its short history says nothing of the agent's)."""
-    import collector.engine as engine
     from collector.replay import Recording, ReplayClock, ReplayServer
     path = write_recording(str(tmp_path / 'rec'))
     name = os.path.join(path, 'data', 'system.ram.json.gz')
@@ -1420,6 +1451,7 @@ class TamperedApi(SwitchableApi):
 def tampered(replay, logger):
     det = AnomalyDetector(parse_job_config({'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000}),
                           logger, trainer=ThreadTrainer(), api_factory=lambda c, h: TamperedApi.from_config(c, h))
+    det.list_wait = None
     run_until_trained(det, replay)
     yield det
     TamperedApi.tamper = None
