@@ -5,11 +5,15 @@ two is configured): ``anomaly_probability{chart}`` (0..1), ``anomaly_flag{chart}
 ``anomaly_rate`` (share of models flagged now), the two values the stock health alarms watch
 (``anomaly_rate_1m``, ``anomaly_flag_longest_seconds``), so a Prometheus alert rule can say
 what they say, and ``anomaly_last_update_timestamp_seconds`` (so an alert can tell values that
-stopped changing from values that are fresh). Every series
+stopped changing from values that are fresh; until the job's first scores, the time it started,
+and no node gauge: a job that never scores must not read as a quiet node). Every series
 carries the job's name as ``anomalies_job``, so two jobs on one node do not collide. The
 textfile is written to a temporary file beside it and renamed over it, so node-exporter never
-reads half a file.
+reads half a file; a job that stops removes it, so node-exporter does not go on serving its
+last values.
 """
+import contextlib
+import os
 import time
 
 from .files import write_atomically
@@ -23,7 +27,8 @@ HELP = {
                        "what the health alarm anomalies_node_rate watches.",
     'anomaly_flag_longest_seconds': "How long the longest-running anomaly flag of this node has been up (seconds): "
                                     "what the health alarm anomalies_flag_lasting watches.",
-    'anomaly_last_update_timestamp_seconds': 'When the values above were last updated (unix seconds).',
+    'anomaly_last_update_timestamp_seconds': 'When the values above were last updated (unix seconds); '
+                                             'until the first, when the job started.',
 }
 
 
@@ -41,7 +46,9 @@ class Exporter:
         self.textfile = textfile
         self.log = logger
         self.job = job or 'anomalies'
-        self.scores, self.node, self.updated = {}, node_gauges(0.0, 0.0, 0.0), None
+        # (scores, node gauges, unix time): one tuple, swapped whole by update(), so a scrape
+        # on the server's thread never pairs two steps' values; no node gauges before the first
+        self.state = ({}, {}, time.time())
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         self.write_error = None
@@ -56,25 +63,26 @@ class Exporter:
                 if not textfile:
                     raise
                 self.serve_error = e
+        self._write()   # a job that never scores shows as one that does not update
 
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
+        scores, node, updated = self.state
         prob = GaugeMetricFamily('anomaly_probability', HELP['anomaly_probability'], labels=['anomalies_job', 'chart'])
         flag = GaugeMetricFamily('anomaly_flag', HELP['anomaly_flag'], labels=['anomalies_job', 'chart'])
-        for model_id, (p, f) in sorted(self.scores.items()):
+        for model_id, (p, f) in sorted(scores.items()):
             prob.add_metric([self.job, model_id], p)
             flag.add_metric([self.job, model_id], f)
         yield prob
         yield flag
-        for name, value in self.node.items():
+        for name, value in node.items():
             gauge = GaugeMetricFamily(name, HELP[name], labels=['anomalies_job'])
             gauge.add_metric([self.job], value)
             yield gauge
-        if self.updated is not None:
-            when = GaugeMetricFamily('anomaly_last_update_timestamp_seconds',
-                                     HELP['anomaly_last_update_timestamp_seconds'], labels=['anomalies_job'])
-            when.add_metric([self.job], self.updated)
-            yield when
+        when = GaugeMetricFamily('anomaly_last_update_timestamp_seconds',
+                                 HELP['anomaly_last_update_timestamp_seconds'], labels=['anomalies_job'])
+        when.add_metric([self.job], updated)
+        yield when
 
     def text(self):
         from prometheus_client import generate_latest
@@ -86,8 +94,10 @@ class Exporter:
         ``rate``: share of models flagged now; ``rate_1m``: at some step of the last minute;
         ``longest``: seconds the longest-running flag has been up.
         """
-        # one assignment, so a scrape on the server's thread never pairs two steps' values
-        self.scores, self.node, self.updated = dict(scores), node_gauges(rate, rate_1m, longest), time.time()
+        self.state = (dict(scores), node_gauges(rate, rate_1m, longest), time.time())
+        self._write()
+
+    def _write(self):
         if self.textfile:
             try:
                 write_atomically(self.textfile, self.text())
@@ -104,4 +114,7 @@ class Exporter:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+        if self.textfile:   # node-exporter would serve its last values for as long as it is there
+            with contextlib.suppress(OSError):
+                os.unlink(self.textfile)
 

@@ -42,7 +42,7 @@ def _series(api, context, suffix, after, before):
     for chart in api.charts_of_context(context):
         labels, rows = api.data(chart, after, before)
         seconds = max(1, int(round((rows[-1][0] - rows[0][0]) / (len(rows) - 1)))) if len(rows) > 1 else 1
-        kind = chart.split('.', 1)[0]
+        kind = chart.rsplit('.', 1)[0]   # the type: a job's name may hold dots ('10.0.0.5'), the id none
         job = kind[len('anomalies_'):] if kind.startswith('anomalies_') else ''
         for k, label in enumerate(labels):
             if label.endswith(suffix) and label != 'average_prob':

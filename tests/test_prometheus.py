@@ -1,4 +1,6 @@
 """The exported gauges carry the values the job charts, for alert rules outside Netdata."""
+import time
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.prometheus import Exporter
@@ -21,3 +23,32 @@ def test_the_textfile_carries_each_model_and_what_the_stock_alarms_watch(tmp_pat
     text = textfile.read_text()
     assert 'anomaly_rate_1m{anomalies_job="edge"} 0.0' in text
     assert 'anomaly_flag_longest_seconds{anomalies_job="edge"} 0.0' in text
+
+
+def _samples(text):
+    return {(s.name, s.labels.get('chart')): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_a_job_that_has_not_scored_yet_shows_as_not_updating_rather_than_as_a_quiet_node(tmp_path):
+    """Its agent never answered, or its models never trained: a node rate of 0 would read as
+    'nothing unusual', and a textfile without the update time could not be alerted on."""
+    textfile = tmp_path / 'anomalies.prom'
+    before = time.time()
+    exporter = Exporter(str(textfile), job='edge')
+    got = _samples(textfile.read_text())
+    assert set(got) == {('anomaly_last_update_timestamp_seconds', None)}
+    assert before <= got[('anomaly_last_update_timestamp_seconds', None)] <= time.time()
+    exporter.update({'system.cpu': (0.5, 0)}, rate=0.0, rate_1m=0.0, longest=0.0)
+    assert ('anomaly_rate_1m', None) in _samples(textfile.read_text())
+
+
+def test_a_stopped_job_takes_its_textfile_away(tmp_path):
+    """node-exporter serves a textfile for as long as it is there: a flag up when the job
+    stopped would stay up."""
+    textfile = tmp_path / 'anomalies.prom'
+    exporter = Exporter(str(textfile), job='edge')
+    exporter.update({'system.cpu': (1.0, 1)}, rate=1.0, rate_1m=1.0, longest=700.0)
+    assert textfile.exists()
+    exporter.close()
+    assert not textfile.exists()

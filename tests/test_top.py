@@ -21,16 +21,17 @@ def test_rank_orders_by_flagged_time_then_probability():
 
 
 def write_anomalies_recording(path, seconds=120):
-    """The default job's charts, and a second job's ('child', watching another node) whose
-    system.cpu was flagged for 10 s where the default job's was flagged for 30."""
+    """The default job's charts, and a second job's ('child.lan', watching another node, named
+    with a dot as a host is) whose system.cpu was flagged for 10 s where the default job's was
+    flagged for 30."""
     os.makedirs(os.path.join(path, 'data'))
     charts = {'anomalies.probability': _chart('anomalies.probability', ['system.cpu_prob', 'system.ram_prob',
                                                                           'average_prob']),
               'anomalies.anomaly': _chart('anomalies.anomaly', ['system.cpu_anomaly', 'system.ram_anomaly']),
-              'anomalies_child.probability': _chart('anomalies_child.probability', ['system.cpu_prob']),
-              'anomalies_child.anomaly': _chart('anomalies_child.anomaly', ['system.cpu_anomaly'])}
-    for cid in ('anomalies_child.probability', 'anomalies_child.anomaly'):
-        charts[cid]['context'] = cid.replace('_child', '')
+              'anomalies_child.lan.probability': _chart('anomalies_child.lan.probability', ['system.cpu_prob']),
+              'anomalies_child.lan.anomaly': _chart('anomalies_child.lan.anomaly', ['system.cpu_anomaly'])}
+    for cid in ('anomalies_child.lan.probability', 'anomalies_child.lan.anomaly'):
+        charts[cid]['context'] = cid.replace('_child.lan', '')
     rows = {cid: [] for cid in charts}
     for i in range(seconds + 1):
         cpu = 1 if 60 <= i < 90 else 0
@@ -38,8 +39,8 @@ def write_anomalies_recording(path, seconds=120):
         child = 1 if 10 <= i < 20 else 0
         rows['anomalies.probability'].append([START + i, 100.0 if cpu else 20.0, 100.0 if ram else 40.0, 30.0])
         rows['anomalies.anomaly'].append([START + i, cpu, ram])
-        rows['anomalies_child.probability'].append([START + i, 100.0 if child else 10.0])
-        rows['anomalies_child.anomaly'].append([START + i, child])
+        rows['anomalies_child.lan.probability'].append([START + i, 100.0 if child else 10.0])
+        rows['anomalies_child.lan.anomaly'].append([START + i, child])
     for cid, c in charts.items():
         with gzip.open(os.path.join(path, 'data', cid + '.json.gz'), 'wt') as f:
             json.dump({'labels': ['time'] + list(c['dimensions']), 'data': rows[cid][::-1]}, f)
@@ -62,7 +63,7 @@ def test_top_command_lists_the_flagged_charts_first(tmp_path):
     lines = r.stdout.splitlines()
     assert 'over the last 120 s' in lines[0]
     ranked = [line.split()[:4] for line in lines[2:5]]
-    assert ranked == [['1', 'system.cpu', '30', '1'], ['2', 'child/system.cpu', '10', '1'],
+    assert ranked == [['1', 'system.cpu', '30', '1'], ['2', 'child.lan/system.cpu', '10', '1'],
                       ['3', 'system.ram', '5', '1']]
     assert not any('average' in line for line in lines)
 
