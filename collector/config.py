@@ -459,8 +459,12 @@ def parse_job_config(raw, job_name=None):
     if port is not None and (not _is_int(port) or not 0 < port < 65536):
         errors.append("key 'prometheus_port': expected a TCP port 1-65535, got {!r}".format(port))
     address = cfg['prometheus_address']
-    if not isinstance(address, str) or not address.strip():
-        errors.append("key 'prometheus_address': expected an address to listen on, got {!r}".format(address))
+    if isinstance(address, str):   # '[::]' as in a URL: the listener takes '::'
+        address = address.strip()
+        address = address[1:-1].strip() if address.startswith('[') and address.endswith(']') else address
+    if not isinstance(address, str) or not address:
+        errors.append("key 'prometheus_address': expected an address to listen on, got {!r}".format(
+            cfg['prometheus_address']))
     if regex is None and not custom and 'charts_regex' not in [e.split("'")[1] for e in errors]:
         errors.append("key 'charts_regex': no charts in scope: set charts_regex or custom_models")
 

@@ -32,6 +32,10 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the flagged steps' file: '@' is never in a model's file name (safe_id), so no chart's is this
 FLAGGED_FILE = '@flagged-steps.json'
 FLAGGED_FORMAT = 1
+# a model's file name is its id up to this long; a longer id (a custom model's name), or one
+# with characters a file name leaves out, is cut and told apart by a hash of the whole (a name
+# is at most 255 bytes, and the '.json' must fit as well as the '.pkl')
+STEM_MAX = 200
 # a temporary file of a write older than this was cut off (a training is stopped after 900 s)
 ORPHAN_SECONDS = 3600
 
@@ -43,20 +47,21 @@ def resolve_dir(setting, job_name, host=None):
     """Where a job's models live: ``None`` (not persisted) or ``<base>/<job>``.
 
     ``auto``: under the agent's lib dir when the agent runs the job (python.d.plugin has
-    ``NETDATA_LIB_DIR`` set), else the folder standalone runs share (``standalone_dir``): there
-    a job reading another agent than the default one keeps its models in ``<job>@<host>``
-    (``run --host B`` must not replace the local agent's).
+    ``NETDATA_LIB_DIR`` set), else the folder standalone runs share (``standalone_dir``). Run
+    standalone, a job reading another agent than the default one keeps its models in
+    ``<job>@<host>``, in that folder or the one set (``run --host B`` must not replace the
+    local agent's); under the agent each job has a name of its own.
     """
     if setting is None:
         return None
     name = safe_id(job_name or 'anomalies')
+    lib = os.environ.get('NETDATA_LIB_DIR')
     if setting == 'auto':
-        lib = os.environ.get('NETDATA_LIB_DIR')
         base = os.path.join(lib, 'anomalies-models') if lib else standalone_dir()
-        if not lib and host and host != DEFAULT_HOST:
-            name += '@' + safe_id(host)
     else:
         base = os.path.expanduser(setting)
+    if not lib and host and host != DEFAULT_HOST:
+        name += '@' + safe_id(host)
     return os.path.join(base, name)
 
 
@@ -104,8 +109,17 @@ def installed_versions():
     return out
 
 
+def file_stem(model_id):
+    """The file name a model is saved under (without extension): its id where that makes a
+    file name, else one that no other id maps to (``safe_id`` alone maps 'a b' and 'a/b' to one)."""
+    stem = safe_id(model_id)
+    if stem == model_id and len(stem) <= STEM_MAX:
+        return stem
+    return '{}-{}'.format(stem[:STEM_MAX - 17], hashlib.sha256(model_id.encode()).hexdigest()[:16])
+
+
 def _paths(directory, model_id):
-    base = os.path.join(directory, safe_id(model_id))
+    base = os.path.join(directory, file_stem(model_id))
     return base + '.pkl', base + '.json'
 
 
@@ -168,7 +182,10 @@ def load(directory, model_id, config, columns, versions=None):
             raise ValueError('not a JSON object')
     except (OSError, ValueError) as e:
         return None, None, 'metadata unreadable ({})'.format(e)
-    if meta.get('format') != FORMAT or meta.get('config_hash') != config_hash(config):
+    if meta.get('format') != FORMAT:
+        return None, None, 'saved by another version of this collector (file format {}, now {})'.format(
+            meta.get('format'), FORMAT)
+    if meta.get('config_hash') != config_hash(config):
         return None, None, 'configuration changed' + _what_changed(meta.get('settings'), config)
     saved_columns = meta.get('columns')
     if not isinstance(saved_columns, list) or not all(isinstance(c, str) for c in saved_columns):
@@ -217,7 +234,7 @@ def prune(directory, keep, older_than, now=None):
     saved) an hour or more ago: nothing else would, and a model's can be megabytes.
     """
     now = time.time() if now is None else now
-    keep = {safe_id(m) for m in keep}
+    keep = {file_stem(m) for m in keep}
     removed = []
     try:
         names = os.listdir(directory)
@@ -242,7 +259,7 @@ def prune(directory, keep, older_than, now=None):
             saved_at, model_id = float(meta['saved_at']), str(meta['model_id'])
         except (OSError, ValueError, TypeError, KeyError):
             continue   # not a model's metadata: not ours to remove
-        if safe_id(model_id) != base:
+        if file_stem(model_id) != base:
             continue   # not written under its model's name (renamed, copied): left alone
         if now - saved_at > older_than:
             remove(directory, model_id)

@@ -258,6 +258,16 @@ def test_check_config_command(tmp_path):
     assert r.stderr.count('prometheus_port') == 2
 
 
+def test_a_prometheus_address_written_as_in_a_url_is_one_the_exporter_can_listen_on():
+    """'[::]' is how an address with a port is written; the listener wants '::' (it failed at
+    start with 'Name or service not known' where check-config had said ok)."""
+    assert parse_job_config({'prometheus_address': ' [::] '}).prometheus_address == '::'
+    assert parse_job_config({'prometheus_address': '[::1]'}).prometheus_address == '::1'
+    assert parse_job_config({'prometheus_address': '127.0.0.1 '}).prometheus_address == '127.0.0.1'
+    with pytest.raises(ValueError, match="prometheus_address"):
+        parse_job_config({'prometheus_address': '[ ]'})
+
+
 def test_ipv6_hosts_in_custom_models():
     from collector.netdata_api import dim_key, split_key
     cfg = parse_job_config({'host': '[::1]:19999', 'custom_models': [
