@@ -34,13 +34,18 @@ def rank(probs, flags, every=1):
     return rows
 
 
-def _series(api, context, suffix, after, before):
+def _series(api, context, suffix, after, before, unread):
     """``({model: values}, {model: seconds per row})`` over every job's chart of ``context``.
     A job other than the default one ('anomalies_<job>.probability') names its models
-    '<job>/<model>', so two jobs with a system.cpu model stay two rows."""
+    '<job>/<model>', so two jobs with a system.cpu model stay two rows. A chart the agent lists
+    but does not serve (a job stopped long ago) is left out, and told in ``unread``."""
     out, every = {}, {}
     for chart in api.charts_of_context(context):
-        labels, rows = api.data(chart, after, before)
+        try:
+            labels, rows = api.data(chart, after, before)
+        except NetdataError as e:
+            unread.append('{}: {}'.format(chart, e))
+            continue
         seconds = max(1, int(round((rows[-1][0] - rows[0][0]) / (len(rows) - 1)))) if len(rows) > 1 else 1
         kind = chart.rsplit('.', 1)[0]   # the type: a job's name may hold dots ('10.0.0.5'), the id none
         job = kind[len('anomalies_'):] if kind.startswith('anomalies_') else ''
@@ -48,15 +53,19 @@ def _series(api, context, suffix, after, before):
             if label.endswith(suffix) and label != 'average_prob':
                 model = label[:-len(suffix)]
                 key = '{}/{}'.format(job, model) if job else model
-                out[key], every[key] = [r[k + 1] for r in rows], seconds
+                out[key], every[key] = [r[k + 1] if k + 1 < len(r) else None for r in rows], seconds
     return out, every
 
 
-def top(api, after=-600, before=0):
-    probs, every = _series(api, PROB_CONTEXT, '_prob', after, before)
-    flags, flag_every = _series(api, FLAG_CONTEXT, '_anomaly', after, before)
+def top(api, after=-600, before=0, unread=None):
+    """Ranked rows (``rank``); the charts that could not be read are appended to ``unread``."""
+    unread = [] if unread is None else unread
+    probs, every = _series(api, PROB_CONTEXT, '_prob', after, before, unread)
+    flags, flag_every = _series(api, FLAG_CONTEXT, '_anomaly', after, before, unread)
     every = dict(flag_every, **every)
     if not probs and not flags:
+        if unread:
+            raise NetdataError('no anomalies chart of {} could be read: {}'.format(api.base_url, '; '.join(unread)))
         raise NetdataError('{} has no anomalies charts: is the anomalies collector running there?'.format(api.base_url))
     return rank(probs, flags, every)
 
@@ -75,11 +84,13 @@ def format_top(rows, limit=20, window=''):
 
 def run(host, after=-600, before=0, limit=20, protocol='http', username=None, password=None, tls_verify=True):
     api = NetdataApi(host, protocol, username, password, tls_verify, timeout=30.0)
+    unread = []
     try:
-        rows = top(api, after, before)
+        rows = top(api, after, before, unread)
     finally:
         api.close()
     when = 'over the last {} s'.format(-after) if after < 0 and before == 0 else 'from {} to {}'.format(
         time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(after)) if after > 0 else after,
         time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(before)) if before > 0 else before)
-    return format_top(rows, limit, 'on {} {}'.format(host, when))
+    report = format_top(rows, limit, 'on {} {}'.format(host, when))
+    return report + ''.join('\nnot read: {}'.format(u) for u in unread)

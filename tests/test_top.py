@@ -55,7 +55,16 @@ def write_anomalies_recording(path, seconds=120):
 
 
 def test_top_command_lists_the_flagged_charts_first(tmp_path):
-    rec = Recording(write_anomalies_recording(str(tmp_path / 'rec')))
+    """And a job's chart that the agent lists but does not serve (it answers 404) is told,
+    not a reason to rank nothing."""
+    path = write_anomalies_recording(str(tmp_path / 'rec'))
+    with open(os.path.join(path, 'charts.json')) as f:
+        body = json.load(f)
+    body['charts']['anomalies_gone.probability'] = dict(_chart('anomalies_gone.probability', ['system.cpu_prob']),
+                                                        context='anomalies.probability')
+    with open(os.path.join(path, 'charts.json'), 'w') as f:
+        json.dump(body, f)
+    rec = Recording(path)
     with ReplayServer(rec, ReplayClock(START + 120, stepped=True)) as server:
         r = subprocess.run([sys.executable, '-m', 'collector', 'top', '--host', server.host, '--after', '-120'],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -66,6 +75,7 @@ def test_top_command_lists_the_flagged_charts_first(tmp_path):
     assert ranked == [['1', 'system.cpu', '30', '1'], ['2', 'child.lan/system.cpu', '10', '1'],
                       ['3', 'system.ram', '5', '1']]
     assert not any('average' in line for line in lines)
+    assert lines[-1].startswith('not read: anomalies_gone.probability: ') and 'HTTP 404' in lines[-1], lines[-1]
 
 
 def test_top_without_anomalies_charts_says_so(replay):
