@@ -200,7 +200,7 @@ class AnomalyDetector:
             if self.trainer.busy or not (full_due or discovery_due):
                 return
             self.next_discovery = (self.clock() + DISCOVER_SECONDS, self.steps + self.discover_every)
-            self.listing = ChartListing(self.apis[self.config.host])
+            self.listing = ChartListing(self.apis[self.config.host], in_thread=wait is not None)
         if not self.listing.ready(wait):
             return
         listing, self.listing = self.listing, None

@@ -167,7 +167,7 @@ class NetdataApi:
         self.tls_verify = tls_verify
         self.timeout = timeout
         # one kept-alive connection per use: the chart list is read in a thread of its own
-        # (engine._Listing) while each step reads allmetrics on the main one
+        # (ChartListing) while each step reads allmetrics on the main one
         self._links = {}
         self._filter = (None, '')  # (charts, query part) of the last allmetrics filter
         self.last_raw = None       # bytes of the last allmetrics answer
@@ -298,10 +298,16 @@ class ChartListing:
     ``result()`` returns what ``charts()`` returned, or raises what it raised.
     """
 
-    def __init__(self, api):
+    def __init__(self, api, in_thread=True):
         self.done = threading.Event()
         self._charts = self._error = None
-        threading.Thread(target=self._read, args=(api,), name='anomalies-chart-list', daemon=True).start()
+        if in_thread:
+            try:
+                threading.Thread(target=self._read, args=(api,), name='anomalies-chart-list', daemon=True).start()
+                return
+            except RuntimeError:   # no thread to be had (pids.max, ulimit -u): read it here, as it is waited for
+                pass
+        self._read(api)
 
     def _read(self, api):
         try:

@@ -373,8 +373,32 @@ def test_a_slow_chart_list_does_not_hold_the_steps(replay, logger):
         _steps(det, replay, 1)
     finally:
         SlowListing.slow = False
+        release.set()
     assert det.listing is None and det.unlisted == {'system.ram'}   # taken up: missing from one list
     assert not logger.errors(), logger.errors()
+    det.close()
+
+
+def test_no_thread_for_the_chart_list_reads_it_in_the_step(replay, logger, monkeypatch):
+    """A process that may start no more threads (a cgroup's pids.max, ulimit -u) reads the
+    list in the step, as it waits for it; it used to fail every step once a training was due."""
+    det = make_detector(replay, logger, train_every_n=5)
+    run_until_trained(det, replay)
+    det.list_wait = engine.LIST_WAIT_SECONDS
+    start = threading.Thread.start
+
+    def no_thread(thread):
+        if thread.name == 'anomalies-chart-list':
+            raise RuntimeError("can't start new thread")
+        return start(thread)
+    monkeypatch.setattr(threading.Thread, 'start', no_thread)
+    trainings = det.trainings
+    for _ in range(20):
+        step = det.step()
+        replay.clock.advance(1)
+        assert set(step.scores) == set(det.models)
+        det.trainer.wait()
+    assert det.trainings > trainings and not logger.errors(), logger.errors()
     det.close()
 
 
