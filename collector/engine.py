@@ -812,13 +812,17 @@ class AnomalyDetector:
                         api.close()
             return out
         shares = [wanted[k::PARALLEL_READS] for k in range(min(PARALLEL_READS, len(wanted)))]
-        if len(shares) < 2:
+        read_by = None
+        if len(shares) > 1:
+            try:
+                with ThreadPoolExecutor(max_workers=len(shares)) as pool:
+                    read_by = {}
+                    for got in pool.map(read, shares):
+                        read_by.update(got)
+            except RuntimeError:   # no thread to be had (pids.max, ulimit -u): one reader, in the step
+                read_by, late[:] = None, []
+        if read_by is None:
             read_by = read(wanted)
-        else:
-            read_by = {}
-            with ThreadPoolExecutor(max_workers=len(shares)) as pool:
-                for got in pool.map(read, shares):
-                    read_by.update(got)
         self.unread = sum(late)
         return read_by
 

@@ -1906,6 +1906,25 @@ def test_a_refill_from_an_agent_slow_to_send_stored_rows_gives_up_in_time_and_sa
     det.close()
 
 
+def test_a_refill_without_threads_to_be_had_reads_in_the_step(replay, logger, monkeypatch):
+    """A process that may start no more threads still refills its rows after a gap, one chart
+    after the other, rather than failing the step."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    det = make_detector(replay, logger, charts_regex='system\\.(cpu|ram|forks|load)$')
+    run_until_trained(det, replay)
+    _steps(det, replay, 12)
+
+    def no_thread(self, *args, **kwargs):
+        raise RuntimeError("can't start new thread")
+    monkeypatch.setattr(ThreadPoolExecutor, 'submit', no_thread)
+    replay.clock.advance(90)
+    step = det.step()
+    assert set(step.scores) == set(det.models) and len(det.models) == 4
+    assert not logger.errors(), logger.errors()
+    det.close()
+
+
 def test_a_refill_reads_several_charts_at_once_each_over_its_own_connection(replay, logger, monkeypatch):
     """After a gap every chart's stored rows are read again, inside the step: from an agent
     that takes its time over each answer (a parent across a network), one at a time would
