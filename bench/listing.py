@@ -12,31 +12,18 @@ job's way now, ``engine.LIST_WAIT_SECONDS``).
 """
 import argparse
 import logging
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from collector import engine  # noqa: E402
-from collector.config import parse_job_config  # noqa: E402
-from collector.evaluate import default_warmup  # noqa: E402
-from collector.replay import Recording, ReplayClock, ReplayServer  # noqa: E402
-from collector.training import ThreadTrainer  # noqa: E402
+from replayed import engine, trained_job
+from collector.replay import Recording
 
 
-def step_seconds(server, delay, wait, steps):
+def step_seconds(rec, delay, wait, steps):
     """Seconds each of ``steps`` steps took with chart lists ``delay`` s slow, and the steps that scored."""
-    det = engine.AnomalyDetector(parse_job_config({'host': server.host, 'train_n_secs': 600, 'models_dir': None}),
-                                 logging.getLogger('listing'), trainer=ThreadTrainer())
-    det.start()
-    while not det.models:
-        det.step()
-        server.clock.advance(1)
-        det.trainer.wait()
-    det.list_wait = wait
-    server.charts_delay = delay
     took, scored = [], 0
-    try:
+    with trained_job(rec, 'listing') as (server, det):
+        det.list_wait = wait
+        server.charts_delay = delay
         for _ in range(steps):
             began = time.perf_counter()
             step = det.step()
@@ -44,9 +31,6 @@ def step_seconds(server, delay, wait, steps):
             scored += len(step.scores) == len(det.models)
             server.clock.advance(1)
             time.sleep(0.01)   # a step's pause, short: the lists still come in between steps
-    finally:
-        server.charts_delay = 0.0
-        det.close()
     return took, scored
 
 
@@ -62,9 +46,7 @@ def main():
     for delay in args.delays:
         row = []
         for wait in (None, engine.LIST_WAIT_SECONDS):
-            clock = ReplayClock(rec.start + default_warmup(rec) - 300, stepped=True)
-            with ReplayServer(rec, clock) as server:
-                took, scored = step_seconds(server, delay, wait, args.steps)
+            took, scored = step_seconds(rec, delay, wait, args.steps)
             row.append('{:.3f} / {:.4f} ({}/{} scored)'.format(max(took), sorted(took)[len(took) // 2],
                                                                scored, len(took)))
         print('{:>8.2f}  {:>34}  {:>34}'.format(delay, *row))

@@ -12,30 +12,17 @@ time over separate connections (``netdata_api.PARALLEL_READS``, the job's way no
 """
 import argparse
 import logging
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from collector import engine  # noqa: E402
-from collector.config import parse_job_config  # noqa: E402
-from collector.evaluate import default_warmup  # noqa: E402
-from collector.replay import Recording, ReplayClock, ReplayServer  # noqa: E402
-from collector.training import ThreadTrainer  # noqa: E402
+from replayed import engine, trained_job
+from collector.replay import Recording
 
 
-def gap_step_seconds(server, delay, readers, repeats):
+def gap_step_seconds(rec, delay, readers, repeats):
     """Seconds the step after a 90 s gap took, each of ``repeats`` times, and the models charted."""
-    det = engine.AnomalyDetector(parse_job_config({'host': server.host, 'train_n_secs': 600, 'models_dir': None}),
-                                 logging.getLogger('refill'), trainer=ThreadTrainer())
-    det.start()
-    while not det.models:
-        det.step()
-        server.clock.advance(1)
-        det.trainer.wait()
-    engine.PARALLEL_READS = readers
     took, charted = [], 0
-    try:
+    with trained_job(rec, 'refill') as (server, det):
+        engine.PARALLEL_READS = readers
         for _ in range(repeats):
             for _ in range(15):
                 det.step()
@@ -48,9 +35,8 @@ def gap_step_seconds(server, delay, readers, repeats):
             server.data_delay = 0.0
             charted = len(step.scores)
             server.clock.advance(1)
-    finally:
-        det.close()
-    return took, charted, len(det.models)
+        models = len(det.models)
+    return took, charted, models
 
 
 def main():
@@ -67,9 +53,7 @@ def main():
     for delay in args.delays:
         row = []
         for readers in (1, parallel):
-            clock = ReplayClock(rec.start + default_warmup(rec) - 300, stepped=True)
-            with ReplayServer(rec, clock) as server:
-                took, charted, models = gap_step_seconds(server, delay, readers, args.repeats)
+            took, charted, models = gap_step_seconds(rec, delay, readers, args.repeats)
             row.append((sorted(took)[len(took) // 2], charted, models))
         print('{:>10.3f}  {:>22.3f}  {:>22.3f}  {}/{} and {}/{}'.format(
             delay, row[0][0], row[1][0], row[0][1], row[0][2], row[1][1], row[1][2]))

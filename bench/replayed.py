@@ -1,0 +1,32 @@
+"""A job trained on a replayed recording's clean lead, for the benchmarks that time its steps
+against an agent slow to answer (``refill.py``, ``listing.py``)."""
+import contextlib
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from collector import engine  # noqa: E402
+from collector.config import parse_job_config  # noqa: E402
+from collector.evaluate import default_warmup  # noqa: E402
+from collector.replay import ReplayClock, ReplayServer  # noqa: E402
+from collector.training import ThreadTrainer  # noqa: E402
+
+
+@contextlib.contextmanager
+def trained_job(rec, name):
+    """``(server, detector)``: the recording replayed on a stepped clock 300 s before its
+    default warm-up ends, and a job with a 600 s window trained there; closed on the way out."""
+    clock = ReplayClock(rec.start + default_warmup(rec) - 300, stepped=True)
+    with ReplayServer(rec, clock) as server:
+        det = engine.AnomalyDetector(parse_job_config({'host': server.host, 'train_n_secs': 600, 'models_dir': None}),
+                                     logging.getLogger(name), trainer=ThreadTrainer())
+        try:
+            det.start()
+            while not det.models:
+                det.step()
+                server.clock.advance(1)
+                det.trainer.wait()
+            yield server, det
+        finally:
+            det.close()
