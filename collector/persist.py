@@ -16,7 +16,7 @@ import time
 
 from .config import DEFAULTS
 from .files import TEMP_PREFIX, write_atomically
-from .protocol import safe_id
+from .protocol import bounded_id, safe_id
 from .models import numpy_only
 
 # 3: hbos, knn, ecod, copod and feature_bagging pickle numpy ports, not pyod estimators
@@ -112,10 +112,7 @@ def installed_versions():
 def file_stem(model_id):
     """The file name a model is saved under (without extension): its id where that makes a
     file name, else one that no other id maps to (``safe_id`` alone maps 'a b' and 'a/b' to one)."""
-    stem = safe_id(model_id)
-    if stem == model_id and len(stem) <= STEM_MAX:
-        return stem
-    return '{}-{}'.format(stem[:STEM_MAX - 17], hashlib.sha256(model_id.encode()).hexdigest()[:16])
+    return bounded_id(model_id, STEM_MAX)
 
 
 def _paths(directory, model_id):

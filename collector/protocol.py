@@ -4,12 +4,23 @@ Each returns one line with its newline. Fields that may hold spaces are single-q
 single quote inside a field is replaced, since the protocol has no escape for it, and so is
 a control character.
 """
+import hashlib
 
 
 def safe_id(name):
     """``name`` as one word: letters, digits, '.', '_' and '-' kept, anything else '_' (a
     chart type from a job named 'my job', a model file from a chart id)."""
     return ''.join(c if c.isalnum() or c in '._-' else '_' for c in str(name))
+
+
+def bounded_id(name, limit):
+    """``safe_id(name)`` where that is ``name`` itself and at most ``limit`` long; else cut, and
+    ended with a hash of the whole, so that no two names share one (a file, a chart id: Netdata
+    cuts a chart's at 199 characters and then does not know it by its full id)."""
+    stem = safe_id(name)
+    if stem == name and len(stem) <= limit:
+        return stem
+    return '{}-{}'.format(stem[:limit - 17], hashlib.sha256(str(name).encode()).hexdigest()[:16])
 
 
 def one_line(text):

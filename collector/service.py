@@ -12,15 +12,18 @@ import time
 from .config import ConfigError, parse_job_config
 from .netdata_api import split_key
 from .node import NodeRate
-from .protocol import one_line
+from .protocol import bounded_id, one_line
 
 PROB_SCALE = 10000   # probability 0..1 sent as hundredths of a percent (divisor 100)
+# a drivers chart's id after 'drivers_': with the job's type and the dot it must stay within
+# Netdata's 199 characters, or the agent knows the chart by a cut id and drops the plugin
+DRIVERS_ID_MAX = 100
 
 ORDER = ['probability', 'anomaly', 'rate', 'flagged_for']
 RATE_WINDOW_SECONDS = 60   # the node anomaly rate's rolling average, and the window of its share flagged
 CHARTS = {
     'probability': {
-        'options': [None, 'Anomaly Probability', 'probability', 'anomalies', 'anomalies.probability', 'line'],
+        'options': [None, 'Anomaly Probability', 'percentage', 'anomalies', 'anomalies.probability', 'line'],
         'lines': [],
     },
     'anomaly': {
@@ -49,7 +52,15 @@ def anomaly_dim(model_id):
 
 
 def drivers_chart(model_id):
-    return 'drivers_' + ''.join(c if c.isalnum() or c in '_-' else '_' for c in model_id)
+    """The id of a model's drivers chart: its own for each model (a custom model 'system_cpu'
+    beside the chart system.cpu), and short enough for the agent."""
+    return 'drivers_' + bounded_id(model_id, DRIVERS_ID_MAX)
+
+
+def _quotable(text):
+    """``text`` on one line and without a single quote: python.d.plugin writes dimension ids
+    and names inside single quotes as they are, and a dimension of the agent's may hold one."""
+    return one_line(text).replace("'", '"')
 
 
 def driver_dim(model_id, column, with_node=False):
@@ -62,8 +73,8 @@ def driver_dim(model_id, column, with_node=False):
     if with_node:
         chart_dim = '{}::{}'.format(host, chart_dim)
     elif chart == model_id:
-        return one_line(chart_dim), one_line(dim)
-    return one_line('{}|{}'.format(model_id, chart_dim)), one_line(chart_dim)
+        return _quotable(chart_dim), _quotable(dim)
+    return _quotable('{}|{}'.format(model_id, chart_dim)), _quotable(chart_dim)
 
 
 def driver_dims(model_id, columns):

@@ -47,7 +47,7 @@ def test_python_d_plugin_runs_the_module(recording, tmp_path):
     assert max(v.get('system.cpu_anomaly', 0) for _, v in flags) == 1
     # the node rate, and the optional per-model attribution charts, added at run time
     assert max(v['flagged'] for _, v in updates['anomalies.rate']) > 0
-    drivers = updates['anomalies.drivers_system_cpu']
+    drivers = updates['anomalies.drivers_system.cpu']
     last = drivers[-1][1]
     assert set(last) == {'system.cpu|user', 'system.cpu|system', 'system.cpu|guest', 'system.cpu|idle'}
     assert abs(sum(last.values()) - 10000) <= 4       # shares of 100 %, in hundredths

@@ -269,6 +269,27 @@ def test_drivers_read_as_dimensions_or_chart_dimension_pairs():
     assert describe_drivers([]) == 'no dimension stands out'
 
 
+def test_each_model_has_a_drivers_chart_of_its_own_that_the_agent_can_hold():
+    """A custom model 'system_cpu' beside the chart system.cpu used to share its drivers chart
+    (each zeroed the other's values), and a model id of 182 characters or more made a chart id
+    the agent cut at 199 and then did not know by its full id: it dropped the plugin, and under
+    python.d every module with it."""
+    from collector.service import drivers_chart
+    assert drivers_chart('system.cpu') == 'drivers_system.cpu' != drivers_chart('system_cpu')
+    long_ids = ['tst.' + 'x' * 185 + 'a', 'tst.' + 'x' * 185 + 'b']
+    charts = [drivers_chart(c) for c in long_ids]
+    assert charts[0] != charts[1] and all(len('anomalies_some_job.' + c) <= 199 for c in charts)
+    assert all(protocol.safe_id(c) == c for c in charts)
+
+
+def test_a_driver_named_with_a_quote_reaches_python_d_whole():
+    """python.d.plugin writes dimension ids and names inside single quotes as they are; a
+    dimension of the agent's named "it's" was read as id 'it' and always 0."""
+    from collector.service import driver_dim
+    dim_id, name = driver_dim('tst.odd', "h::tst.odd|it's")
+    assert "'" not in dim_id and "'" not in name and name == 'it"s'
+
+
 def test_attribution_charts_on_the_standalone_base():
     from collector.runner import Service
     from collector.service import driver_dim
@@ -366,13 +387,13 @@ def test_a_gone_models_drivers_chart_is_retired_at_once_and_made_obsolete_after_
         svc.update(1000000)
         outs.append(svc.out.getvalue())
     assert "DIMENSION 'system.ram|used' 'used' absolute 1 100 'obsolete'" in outs[1]   # at once
-    obsolete = "CHART anomalies.drivers_system_ram 'anomalies.drivers_system_ram'"
+    obsolete = "CHART anomalies.drivers_system.ram 'anomalies.drivers_system.ram'"
     assert [i for i, o in enumerate(outs) if obsolete in o and "'obsolete'" in o.split(obsolete)[1].split('\n')[0]] \
         == obsolete_at
-    assert ('drivers_system_ram' in svc.log_stream.getvalue()) == bool(obsolete_at)
-    assert 'anomalies.drivers_system_cpu' not in ''.join(outs[1:]).replace('BEGIN anomalies.drivers_system_cpu', '')
+    assert ('drivers_system.ram' in svc.log_stream.getvalue()) == bool(obsolete_at)
+    assert 'anomalies.drivers_system.cpu' not in ''.join(outs[1:]).replace('BEGIN anomalies.drivers_system.cpu', '')
     # values back: declared again, then updated
-    assert outs[-1].index(obsolete) < outs[-1].index('BEGIN anomalies.drivers_system_ram')
+    assert outs[-1].index(obsolete) < outs[-1].index('BEGIN anomalies.drivers_system.ram')
 
 
 def test_drivers_charts_follow_their_models_dimensions_and_go_with_the_models(monkeypatch):
@@ -400,7 +421,7 @@ def test_drivers_charts_follow_their_models_dimensions_and_go_with_the_models(mo
         step.drivers = {'apps.cpu': [(c, 0.5) for c in det.models['apps.cpu'].columns]}
         run(step)
         det.models['apps.cpu'] = Model('g{}'.format(k), 'x')
-    assert sorted(d.id for d in svc.charts['drivers_apps_cpu']) == ['apps.cpu|g4', 'apps.cpu|x']
+    assert sorted(d.id for d in svc.charts['drivers_apps.cpu']) == ['apps.cpu|g4', 'apps.cpu|x']
     cpu = det.models['apps.cpu']
     # a container whose chart went without values long enough for its drivers chart to be made
     # obsolete, then its model removed: the chart must end obsolete on the agent, not declared
@@ -413,16 +434,16 @@ def test_drivers_charts_follow_their_models_dimensions_and_go_with_the_models(mo
     run(FakeStep({'apps.cpu': (0.1, 0)}, removed=['cgroup_old.cpu']))
     for _ in range(4):
         run(FakeStep({'apps.cpu': (0.1, 0)}))
-    lines = [ln for ln in svc.out.getvalue().split('\n') if ln.startswith('CHART anomalies.drivers_cgroup_old_cpu ')]
-    assert len(lines) >= 3 and " 'obsolete' " in lines[-1] and 'drivers_cgroup_old_cpu' not in svc.charts, lines
+    lines = [ln for ln in svc.out.getvalue().split('\n') if ln.startswith('CHART anomalies.drivers_cgroup_old.cpu ')]
+    assert len(lines) >= 3 and " 'obsolete' " in lines[-1] and 'drivers_cgroup_old.cpu' not in svc.charts, lines
     # a container scored with no flag never had its drivers chart sent: dropped with its model
     det.models['cgroup_quiet.cpu'] = Model('user')
     run(FakeStep({'apps.cpu': (0.1, 0), 'cgroup_quiet.cpu': (0.1, 0)}, added=['cgroup_quiet.cpu']))
     del det.models['cgroup_quiet.cpu']
     run(FakeStep({'apps.cpu': (0.1, 0)}, removed=['cgroup_quiet.cpu']))
     run(FakeStep({'apps.cpu': (0.1, 0)}))
-    assert 'drivers_cgroup_quiet_cpu' not in svc.charts
-    assert 'anomalies.drivers_cgroup_quiet_cpu' not in svc.out.getvalue()
+    assert 'drivers_cgroup_quiet.cpu' not in svc.charts
+    assert 'anomalies.drivers_cgroup_quiet.cpu' not in svc.out.getvalue()
     for k in range(30):     # 30 containers, each for 2 steps
         name = 'cgroup_c{}.cpu'.format(k)
         det.models = {'apps.cpu': cpu, name: Model('user')}
@@ -433,7 +454,7 @@ def test_drivers_charts_follow_their_models_dimensions_and_go_with_the_models(mo
         run(FakeStep({'apps.cpu': (0.1, 0)}))
     # probability, anomaly, rate, flagged_for and apps.cpu's drivers
     assert len(svc.charts) == 5, [c.id for c in svc.charts]
-    last = svc.out.getvalue().split("CHART anomalies.drivers_cgroup_c29_cpu")
+    last = svc.out.getvalue().split("CHART anomalies.drivers_cgroup_c29.cpu")
     assert len(last) >= 3 and " 'obsolete' " in last[-1].split('\n')[0]   # declared, at last made obsolete
 
 
