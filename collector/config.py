@@ -84,7 +84,7 @@ _NONE_STRINGS = ('', 'none', 'None', 'null')
 _BOOL_STRINGS = {'true': True, 'yes': True, 'on': True, 'false': False, 'no': False, 'off': False}
 _CUSTOM_DIM = re.compile(r'^(?:(?P<host>[^:|,\s][^|,\s]*)::)?(?P<chart>[^|,\s:]+)\|(?P<dim>[^,]+)$')
 _MODEL_NAME = re.compile(r'^[A-Za-z0-9_.\-]+$')
-MODEL_NAME_MAX = 100
+MODEL_NAME_MAX = 190   # its dimensions' ids ('<name>_anomaly') stay within the agent's 199 characters
 
 
 class ConfigError(ValueError):
@@ -247,7 +247,7 @@ def _parse_custom_models(value, default_host, errors):
         if not isinstance(name, str) or not _MODEL_NAME.match(name):
             errors.append('{}: name must be letters, digits, _ . or -, got {!r}'.format(where, name))
             continue
-        if len(name) > MODEL_NAME_MAX:   # its dimensions' ids, and its drivers chart's, carry it
+        if len(name) > MODEL_NAME_MAX:
             errors.append('{}: name must be at most {} characters, got {}'.format(where, MODEL_NAME_MAX, len(name)))
             continue
         if name in seen:

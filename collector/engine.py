@@ -6,9 +6,9 @@ and which models appeared or went away; the python.d service turns that into dim
 import collections
 import math
 import re
+import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -812,17 +812,27 @@ class AnomalyDetector:
                         api.close()
             return out
         shares = [wanted[k::PARALLEL_READS] for k in range(min(PARALLEL_READS, len(wanted)))]
-        read_by = None
-        if len(shares) > 1:
+        started, own = [], shares[:1]   # the step's own thread reads a share too
+
+        def read_into(share, box):
             try:
-                with ThreadPoolExecutor(max_workers=len(shares)) as pool:
-                    read_by = {}
-                    for got in pool.map(read, shares):
-                        read_by.update(got)
-            except RuntimeError:   # no thread to be had (pids.max, ulimit -u): one reader, in the step
-                read_by, late[:] = None, []
-        if read_by is None:
-            read_by = read(wanted)
+                box['got'] = read(share)
+            except BaseException as e:   # raised again in the step's thread
+                box['error'] = e
+        for share in shares[1:]:
+            box = {}
+            thread = threading.Thread(target=read_into, args=(share, box), name='anomalies-refill', daemon=True)
+            try:
+                thread.start()
+                started.append((thread, box))
+            except RuntimeError:   # no thread to be had (pids.max, ulimit -u): this share is read in the step
+                own.append(share)
+        read_by = read([c for share in own for c in share])
+        for thread, box in started:
+            thread.join()
+            if 'error' in box:
+                raise box['error']
+            read_by.update(box['got'])
         self.unread = sum(late)
         return read_by
 

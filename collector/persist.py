@@ -32,9 +32,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the flagged steps' file: '@' is never in a model's file name (safe_id), so no chart's is this
 FLAGGED_FILE = '@flagged-steps.json'
 FLAGGED_FORMAT = 1
-# a model's file name is its id up to this long; a longer id (a custom model's name), or one
-# with characters a file name leaves out, is cut and told apart by a hash of the whole (a name
-# is at most 255 bytes, and the '.json' must fit as well as the '.pkl')
+# a model's file name is its id (safe_id) up to this many bytes; a longer one is cut and told
+# apart by a hash of the whole (a name is at most 255 bytes, and the '.json' must fit as well)
 STEM_MAX = 200
 # a temporary file of a write older than this was cut off (a training is stopped after 900 s)
 ORPHAN_SECONDS = 3600
@@ -47,21 +46,21 @@ def resolve_dir(setting, job_name, host=None):
     """Where a job's models live: ``None`` (not persisted) or ``<base>/<job>``.
 
     ``auto``: under the agent's lib dir when the agent runs the job (python.d.plugin has
-    ``NETDATA_LIB_DIR`` set), else the folder standalone runs share (``standalone_dir``). Run
-    standalone, a job reading another agent than the default one keeps its models in
-    ``<job>@<host>``, in that folder or the one set (``run --host B`` must not replace the
-    local agent's); under the agent each job has a name of its own.
+    ``NETDATA_LIB_DIR`` set), else the folder standalone runs share (``standalone_dir``): there
+    a job reading another agent than the default one keeps its models in ``<job>@<host>``
+    (``run --host B`` must not replace the local agent's). A folder that is set is the user's
+    to keep apart.
     """
     if setting is None:
         return None
     name = safe_id(job_name or 'anomalies')
-    lib = os.environ.get('NETDATA_LIB_DIR')
     if setting == 'auto':
+        lib = os.environ.get('NETDATA_LIB_DIR')
         base = os.path.join(lib, 'anomalies-models') if lib else standalone_dir()
+        if not lib and host and host != DEFAULT_HOST:
+            name += '@' + safe_id(host)
     else:
         base = os.path.expanduser(setting)
-    if not lib and host and host != DEFAULT_HOST:
-        name += '@' + safe_id(host)
     return os.path.join(base, name)
 
 
@@ -110,8 +109,9 @@ def installed_versions():
 
 
 def file_stem(model_id):
-    """The file name a model is saved under (without extension): its id where that makes a
-    file name, else one that no other id maps to (``safe_id`` alone maps 'a b' and 'a/b' to one)."""
+    """The file name a model is saved under (without extension): ``safe_id`` of its id, cut
+    and hashed when too long. Two ids only ``safe_id`` tells apart ('a b', 'a/b') share one;
+    each file says whose it is, and ``load`` takes only its own."""
     return bounded_id(model_id, STEM_MAX)
 
 
@@ -179,6 +179,8 @@ def load(directory, model_id, config, columns, versions=None):
             raise ValueError('not a JSON object')
     except (OSError, ValueError) as e:
         return None, None, 'metadata unreadable ({})'.format(e)
+    if meta.get('model_id', model_id) != model_id:   # 'a b' and 'a/b' make one file name
+        return None, None, 'its file holds the model of {!r}'.format(meta.get('model_id'))
     if meta.get('format') != FORMAT:
         return None, None, 'saved by another version of this collector (file format {}, now {})'.format(
             meta.get('format'), FORMAT)

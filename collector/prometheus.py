@@ -9,8 +9,9 @@ stopped changing from values that are fresh; until the job's first scores, the t
 and no node gauge: a job that never scores must not read as a quiet node). Every series
 carries the job's name as ``anomalies_job``, so two jobs on one node do not collide. The
 textfile is written to a temporary file beside it and renamed over it, so node-exporter never
-reads half a file; a job that stops removes it, so node-exporter does not go on serving its
-last values.
+reads half a file; a standalone run removes it as it stops, so node-exporter does not go on
+serving its last values (python.d.plugin kills its jobs: there the alert rules' freshness
+check does that).
 """
 import contextlib
 import os

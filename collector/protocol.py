@@ -14,13 +14,15 @@ def safe_id(name):
 
 
 def bounded_id(name, limit):
-    """``safe_id(name)`` where that is ``name`` itself and at most ``limit`` long; else cut, and
-    ended with a hash of the whole, so that no two names share one (a file, a chart id: Netdata
-    cuts a chart's at 199 characters and then does not know it by its full id)."""
+    """``safe_id(name)`` where that is at most ``limit`` bytes (UTF-8); else cut, and ended with
+    a hash of the whole name, so that two long names that start alike stay two (a file name is
+    at most 255 bytes; Netdata cuts a chart id at 199 characters and then does not know the
+    chart by its full id)."""
     stem = safe_id(name)
-    if stem == name and len(stem) <= limit:
+    if len(stem.encode()) <= limit:
         return stem
-    return '{}-{}'.format(stem[:limit - 17], hashlib.sha256(str(name).encode()).hexdigest()[:16])
+    cut = stem.encode()[:limit - 17].decode(errors='ignore')   # not through a character
+    return '{}-{}'.format(cut, hashlib.sha256(str(name).encode()).hexdigest()[:16])
 
 
 def one_line(text):

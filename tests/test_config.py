@@ -117,7 +117,7 @@ def test_child_node_host_is_accepted():
     ({'custom_models': 'system.cpu|user'}, 'custom_models'),
     ({'custom_models': [{'name': 'x', 'dimensions': 'system.cpu'}]}, 'custom_models'),
     ({'custom_models': [{'name': 'x y', 'dimensions': 'system.cpu|user'}]}, 'custom_models'),
-    ({'custom_models': [{'name': 'c' * 101, 'dimensions': 'system.cpu|user'}]}, 'custom_models'),
+    ({'custom_models': [{'name': 'c' * 191, 'dimensions': 'system.cpu|user'}]}, 'custom_models'),
     ({'custom_models': [{'name': 'a', 'dimensions': 'system.cpu|user'},
                         {'name': 'a', 'dimensions': 'system.cpu|system'}]}, 'custom_models'),
     ({'charts_regex': 'None'}, 'charts_regex'),

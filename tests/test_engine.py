@@ -1906,20 +1906,34 @@ def test_a_refill_from_an_agent_slow_to_send_stored_rows_gives_up_in_time_and_sa
     det.close()
 
 
-def test_a_refill_without_threads_to_be_had_reads_in_the_step(replay, logger, monkeypatch):
-    """A process that may start no more threads still refills its rows after a gap, one chart
-    after the other, rather than failing the step."""
-    from concurrent.futures import ThreadPoolExecutor
-
+def test_a_refill_with_fewer_threads_to_be_had_reads_the_rest_in_the_step(replay, logger, monkeypatch):
+    """A process near its limit of threads (a cgroup's pids.max, ulimit -u) may start one
+    more reader and not the next: every chart is still read after a gap, and once."""
     det = make_detector(replay, logger, charts_regex='system\\.(cpu|ram|forks|load)$')
     run_until_trained(det, replay)
     _steps(det, replay, 12)
+    start, read = threading.Thread.start, SwitchableApi.data
+    started, reads = [], []
 
-    def no_thread(self, *args, **kwargs):
-        raise RuntimeError("can't start new thread")
-    monkeypatch.setattr(ThreadPoolExecutor, 'submit', no_thread)
+    def one_more_thread(thread):
+        if thread.name == 'anomalies-refill':
+            if started:
+                raise RuntimeError("can't start new thread")
+            started.append(thread)
+        return start(thread)
+
+    def counted(self, chart, *args, **kwargs):   # (system.load, collected every 5 s, is asked twice)
+        reads.append((chart, threading.get_ident()))
+        return read(self, chart, *args, **kwargs)
+    monkeypatch.setattr(threading.Thread, 'start', one_more_thread)
+    monkeypatch.setattr(SwitchableApi, 'data', counted)
     replay.clock.advance(90)
     step = det.step()
+    readers = {}
+    for chart, reader in reads:
+        readers.setdefault(chart, set()).add(reader)
+    assert len(started) == 1 and len(readers) == 4 and all(len(r) == 1 for r in readers.values()), reads
+    assert len({r for rs in readers.values() for r in rs}) == 2   # the one thread started, and the step's
     assert set(step.scores) == set(det.models) and len(det.models) == 4
     assert not logger.errors(), logger.errors()
     det.close()

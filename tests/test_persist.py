@@ -38,7 +38,6 @@ def test_standalone_runs_keep_each_agents_models_apart(tmp_path, monkeypatch):
     assert local == persist.resolve_dir('auto', 'anomalies') == os.path.join(ROOT, 'models', 'anomalies')
     assert persist.resolve_dir('auto', 'anomalies', 'parent:19999/host/child') == os.path.join(
         ROOT, 'models', 'anomalies@parent_19999_host_child')
-    assert persist.resolve_dir(str(tmp_path), 'anomalies', 'x:1') == str(tmp_path / 'anomalies@x_1')   # a folder set too
     monkeypatch.setenv('NETDATA_LIB_DIR', str(tmp_path))
     assert persist.resolve_dir('auto', 'anomalies', '127.0.0.1:19970') == str(tmp_path / 'anomalies-models' / 'anomalies')
     assert persist.resolve_dir(str(tmp_path), 'edge', 'x:1') == str(tmp_path / 'edge')
@@ -146,24 +145,27 @@ def test_flagged_steps_are_saved_and_read_back_and_a_bad_file_is_only_a_reason(t
     assert persist.load_flagged(str(tmp_path / 'none')) == ({}, None)
 
 
-def test_model_ids_that_make_no_file_name_as_they_are_get_one_each(tmp_path):
-    """Custom models are named by the user, and a name is at most 255 bytes: two names that
-    differ only where a file name cannot ('a b', 'a/b') must not share a file, and a long one
-    must be saved whole (its .pkl fitting where its .json did not left an orphan each training)."""
+def test_long_model_ids_are_saved_whole_and_each_file_says_whose_it_is(tmp_path):
+    """Custom models are named by the user, chart ids by the agent (UTF-8 on newer ones), and a
+    file name is at most 255 bytes: a long id is cut and hashed (its .pkl fitting where its
+    .json did not used to leave an orphan each training). Two ids that make one file name
+    ('a b', 'a/b') take turns in it, and each loads only its own."""
     cfg = parse_job_config({'model': 'pca'})
     X = np.random.default_rng(0).normal(size=(500, 2))
-    ids = ['a b', 'a/b', 'x' * 250, 'x' * 251]
+    ids = ['x' * 250, 'x' * 251, '\u00e9' * 130, 'a b', 'a/b']
     for k, model_id in enumerate(ids):
         fm = fit_model(model_id, COLS, cfg.training_features(X + k), model='pca', contamination=cfg.contamination,
                        blocks=(cfg.lags_n + 1, cfg.level_features))
         persist.save(str(tmp_path), fm, cfg, 500.0)
-    assert len(list(tmp_path.glob('*.json'))) == 4 and all(len(p.name) < 255 for p in tmp_path.iterdir())
-    for model_id in ids:
+    assert len(list(tmp_path.glob('*.json'))) == 4 and all(len(p.name.encode()) < 255 for p in tmp_path.iterdir())
+    assert persist.file_stem('system.cpu') == 'system.cpu' and persist.file_stem('a b') == 'a_b'   # as saved before
+    for model_id in ids[:3] + ['a/b']:
         fm, meta, reason = persist.load(str(tmp_path), model_id, cfg, COLS)
         assert reason is None and fm.name == model_id and meta['model_id'] == model_id
+    assert persist.load(str(tmp_path), 'a b', cfg, COLS)[2] == "its file holds the model of 'a/b'"
     assert persist.prune(str(tmp_path), ids, 0.0) == []
-    assert sorted(persist.prune(str(tmp_path), ids[:1], 0.0)) == sorted(ids[1:])
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(persist.file_stem('a b') + e for e in ('.json', '.pkl'))
+    assert sorted(persist.prune(str(tmp_path), ids[:1], 0.0)) == sorted(ids[1:3] + ['a/b'])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(persist.file_stem(ids[0]) + e for e in ('.json', '.pkl'))
 
 
 def test_a_model_saved_by_another_version_says_so_rather_than_a_configuration_change(tmp_path):
