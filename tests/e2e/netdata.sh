@@ -238,6 +238,7 @@ ext2:
     train_n_secs: 90
     train_min_n_secs: 45
     models_dir: none
+    attribution_charts: true
 EOF
 cat > "$work/etc/custom-plugins.d/anomalies.plugin" <<EOF
 #!/bin/sh
@@ -305,6 +306,14 @@ grep -q "system.load_prob" <<< "$ext2" || fail "the plugin's second job did not 
 n_ext2="$(series anomalies_ext2.probability system.load_prob -10 | grep -vc null)"
 [ "$n_ext2" -ge 1 ] || fail "anomalies_ext2.probability is not updating"
 log "as a plugins.d plugin: anomalies_ext.probability [$ext], $n_ext values in the last 10 s; anomalies_ext2.probability [$ext2]"
+# a drivers chart's id keeps the model's dots (anomalies_ext2.drivers_system.load): the agent
+# must know it by the id each BEGIN gives, or it drops the plugin
+drivers="$(wait_dims anomalies_ext2.drivers_system.load load1 30)"
+grep -q "load1" <<< "$drivers" || fail "the drivers chart anomalies_ext2.drivers_system.load did not appear [$drivers]"
+sleep 5
+n_drivers="$(series anomalies_ext2.drivers_system.load load1 -5 | grep -vc null)"
+[ "$n_drivers" -ge 3 ] || fail "anomalies_ext2.drivers_system.load is not updating ($n_drivers values in 5 s)"
+log "drivers chart anomalies_ext2.drivers_system.load [$drivers], $n_drivers values in the last 5 s"
 rm -f "$work/etc/custom-plugins.d/anomalies.plugin"
 
 # ---- a standalone run of the installed package saves its models in the user's cache (the
