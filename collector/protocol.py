@@ -32,8 +32,14 @@ def one_line(text):
     return text if text.isprintable() else ''.join(c if c.isprintable() or c == ' ' else '_' for c in text)
 
 
+def quotable(text):
+    """``text`` fit to go inside single quotes: on one line, its own single quotes as '"' (the
+    protocol has no escape; python.d.plugin quotes dimension ids and names as they are)."""
+    return one_line(text).replace("'", '"')
+
+
 def _q(value):
-    return "'{}'".format('' if value is None else one_line(value).replace("'", '"'))
+    return "'{}'".format('' if value is None else quotable(value))
 
 
 def chart_line(type_id, name, title, units, family, context, chart_type, priority, update_every,

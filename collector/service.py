@@ -12,7 +12,7 @@ import time
 from .config import ConfigError, parse_job_config
 from .netdata_api import split_key
 from .node import NodeRate
-from .protocol import bounded_id, one_line
+from .protocol import bounded_id, one_line, quotable
 
 PROB_SCALE = 10000   # probability 0..1 sent as hundredths of a percent (divisor 100)
 # a drivers chart's id after 'drivers_': with the job's type and the dot it must stay within
@@ -57,12 +57,6 @@ def drivers_chart(model_id):
     return 'drivers_' + bounded_id(model_id, DRIVERS_ID_MAX)
 
 
-def _quotable(text):
-    """``text`` on one line and without a single quote: python.d.plugin writes dimension ids
-    and names inside single quotes as they are, and a dimension of the agent's may hold one."""
-    return one_line(text).replace("'", '"')
-
-
 def driver_dim(model_id, column, with_node=False):
     """``(id, name)`` of a column's dimension on a drivers chart: ``chart|dim`` and ``dim`` for a
     chart's model; a custom model (whose columns come from other charts) prefixes its name,
@@ -73,8 +67,8 @@ def driver_dim(model_id, column, with_node=False):
     if with_node:
         chart_dim = '{}::{}'.format(host, chart_dim)
     elif chart == model_id:
-        return _quotable(chart_dim), _quotable(dim)
-    return _quotable('{}|{}'.format(model_id, chart_dim)), _quotable(chart_dim)
+        return quotable(chart_dim), quotable(dim)
+    return quotable('{}|{}'.format(model_id, chart_dim)), quotable(chart_dim)
 
 
 def driver_dims(model_id, columns):
