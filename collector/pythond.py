@@ -6,6 +6,7 @@ It offers the part of the framework's ``SimpleService`` interface that modules u
 ``warning``/``error``) and writes the external plugin protocol to a stream. Logs go to
 stderr in python.d's line format.
 """
+import os
 import sys
 import time
 
@@ -21,6 +22,20 @@ class ChartError(Exception):
 
 class OutputClosed(Exception):
     """The reader of the protocol went away (the agent stopped, a pipe closed): stop the job."""
+
+
+def _let_go_of(stream):
+    """Point a stream whose reader went away at /dev/null: what a write left in its buffer
+    would fail again as the interpreter flushes it at exit, and exit with status 120."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):   # not a file (a test's StringIO), or closed
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
 
 
 class Dimension:
@@ -246,6 +261,7 @@ class SimpleService(object):
             self.out.write(text)
             self.out.flush()
         except (BrokenPipeError, ConnectionResetError) as e:
+            _let_go_of(self.out)
             raise OutputClosed('stdout closed: {}'.format(e.__class__.__name__))
         except ValueError as e:   # a closed file object
             raise OutputClosed('stdout closed: {}'.format(e))
