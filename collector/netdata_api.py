@@ -403,7 +403,8 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
                                    e.__class__.__name__, e))
     printed = []
     kwargs = dict(after=int(after), before=int(before), points=int(points), user=username, pwd=password,
-                  protocol=protocol, timeout=timeout, ffill=False, sort_cols=True)
+                  protocol=protocol, timeout=timeout, ffill=False, sort_cols=True,
+                  numeric_only=False)   # its numeric_only drops a dimension for one odd value, without a word
     frames = []
     for host, charts in host_charts.items():
         before_host = len(printed)
@@ -444,6 +445,8 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
             if frame is not None:
                 frames.append(frame)
         if df is not None:
+            df, notes = numbers_only(df)
+            printed.extend('training data from {}: {}'.format(host, note) for note in notes)
             times = pd.to_numeric(pd.Series(df.index), errors='coerce').to_numpy(dtype=np.float64)
             timed = np.isfinite(times)
             if not timed.all():   # sorted last and carried into every chart's rows, it would stop training
@@ -457,6 +460,38 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
     df = frames[0] if len(frames) == 1 else pd.concat(frames, axis=1, join='outer').sort_index()
     df = carried_forward(df)
     return df, np.asarray(df.index, dtype=np.float64), [line.strip() for line in printed if line.strip()]
+
+
+def numbers_only(df):
+    """``(df, notes)``: every column as float64, a value that is not a number (a string, a
+    boolean, an integer too large for a float) read as the value before it in its column.
+
+    One odd value in a 4-hour window must cost neither the dimension (netdata-pandas' own
+    filter drops the column) nor the chart (a float frame refuses it); a null stays a null
+    (``carried_forward`` reads it as the agent means it). ``notes`` name each column that held one.
+    """
+    import numbers
+    import pandas as pd
+    notes = []
+    for col in [c for c, t in df.dtypes.items() if t == object]:
+        raw = df[col].to_numpy()
+        values, odd = np.full(len(raw), np.nan), np.zeros(len(raw), dtype=bool)
+        for i, v in enumerate(raw):
+            if v is None:
+                continue
+            try:
+                if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                    raise TypeError(v)
+                values[i] = float(v)
+            except (TypeError, ValueError, OverflowError):
+                odd[i] = True
+        if odd.any():
+            values = np.where(odd, pd.Series(values).ffill().to_numpy(), values)
+            examples = ', '.join(repr(v)[:40] for v in raw[odd][:2])
+            notes.append('{} value{} of {} not a number ({}), read as the value before'.format(
+                int(odd.sum()), '' if odd.sum() == 1 else 's', col, examples))
+        df[col] = values
+    return df.astype(np.float64), notes
 
 
 def carried_forward(df):
@@ -505,7 +540,8 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
                 notes.append('{} row{} without a time left out'.format(n, '' if n == 1 else 's'))
             values = [[np.nan if v is None else v for v in r[1:]] for r in timed]
             cols = ['{}::{}|{}'.format(host, chart, d) for d in labels]
-            df = pd.DataFrame(values, index=[float(r[0]) for r in timed], columns=cols, dtype=np.float64)
+            df, odd = numbers_only(pd.DataFrame(values, index=[float(r[0]) for r in timed], columns=cols))
+            notes += [note.replace('{}::'.format(host), '', 1) for note in odd]
             twice = df.index.duplicated(keep='last')
             if twice.any():   # one time given twice cannot be joined with the other charts: the last stands
                 n = int(twice.sum())

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -1671,21 +1672,38 @@ def _value_too_large(rows):
     return rows
 
 
-def test_rows_without_a_time_or_with_a_value_no_float_holds_cost_at_most_their_chart(replay, logger):
-    """An agent's window answer with a row whose time is not a number, or with a value too
-    large for a float: the rows without a time are left out (said in the log) and their chart
-    trains; the chart with the value out of range is not trained, with the reason; every
-    other chart trains. Before, either stopped every model's training at every retry."""
-    edits = {'system.load': _times_broken, 'system.ram': _value_too_large}
+def _value_a_string(rows):
+    rows[len(rows) // 2][1] = 'abc'
+    return rows
+
+
+@pytest.mark.parametrize('reader', ['netdata-pandas', 'direct'])
+def test_rows_without_a_time_or_with_a_value_that_is_not_a_number_cost_only_those(replay, logger, reader,
+                                                                                  monkeypatch):
+    """An agent's window answer with a row whose time is not a number, a value too large for
+    a float or a string: the rows without a time are left out, the odd values are read as the
+    value before, each said in the log with its chart, and every chart trains on all its
+    dimensions. Before, a row without a time stopped every model's training at every retry,
+    an odd value cost its chart (read directly) or, silently, its dimension (netdata-pandas)."""
+    if reader == 'direct':   # as on Python 3.13, where netdata-pandas' trio does not import
+        monkeypatch.setitem(sys.modules, 'netdata_pandas.data', None)
+    edits = {'system.load': _times_broken, 'system.ram': _value_too_large, 'system.cpu': _value_a_string}
     with serving(_odd_rows(replay.host, edits)) as host:
         det = make_detector(replay, logger, host=host)
         run_until_trained(det, replay)
         det.close()
-    assert set(det.models) == {'system.cpu', 'system.forks', 'system.load'}, logger.lines
-    assert 'system.ram' in det.untrained
+    assert set(det.models) == {'system.cpu', 'system.forks', 'system.load', 'system.ram'}, logger.lines
+    first = {}   # the edited dimension: the first of each chart's data answer
+    for chart in ('system.cpu', 'system.ram'):
+        labels = NetdataApi(replay.host).data(chart, -10, 0, 0)[0]
+        first[chart] = labels[0]
+        assert sorted(c.split('|', 1)[1] for c in det.models[chart].columns) == sorted(labels)
     said = [m for _, m in logger.lines if 'training data' in m]
-    assert any('chart=system.load (2 rows without a time left out)' in m for m in said), logger.lines
-    assert any('chart=system.ram (unreadable rows: OverflowError' in m for m in said), logger.lines
+    assert any('2 rows without a time left out' in m and 'system.load' in m for m in said), logger.lines
+    first_ram, first_cpu = first['system.ram'], first['system.cpu']
+    assert any('1 value of system.ram|{} not a number (1000'.format(first_ram) in m for m in said), logger.lines
+    assert any("1 value of system.cpu|{} not a number ('abc'), read as the value before".format(first_cpu) in m
+               for m in said), logger.lines
 
 
 def test_a_current_value_no_float_holds_costs_nothing_else(replay, logger):
