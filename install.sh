@@ -198,12 +198,14 @@ rec_installed_conf= rec_conf_sum= rec_installed_health= rec_health_sum= rec_lega
 load_state() {
   [ -f "$state" ] || return 0
   local config_dir_at= venv= pythond_line= had_pythond_line= created_pythond= pythond_sum= installed_conf=
-  local conf_sum= installed_health= health_sum= previous_pythond= made_dirs=
+  local conf_sum= written_conf_sum= installed_health= health_sum= previous_pythond= made_dirs=
   # shellcheck disable=SC1090
   . "$state" || die "cannot read the install record $state"
+  # (an older record's conf_sum is not read: its upgrades took it from the file as they found
+  # it, edited or not, so an edited file may match it; without a checksum a file is the user's)
   rec_config_dir="$config_dir_at" rec_venv="$venv" rec_pythond_line="$pythond_line"
   rec_had_pythond_line="$had_pythond_line" rec_created_pythond="$created_pythond"
-  rec_pythond_sum="$pythond_sum" rec_installed_conf="$installed_conf" rec_conf_sum="$conf_sum"
+  rec_pythond_sum="$pythond_sum" rec_installed_conf="$installed_conf" rec_conf_sum="$written_conf_sum"
   rec_installed_health="$installed_health" rec_health_sum="$health_sum" rec_legacy_previous="$previous_pythond"
   rec_made_dirs="$made_dirs"
 }
@@ -218,7 +220,7 @@ save_state() {
     printf 'created_pythond=%q\n' "$rec_created_pythond"
     printf 'pythond_sum=%q\n' "$rec_pythond_sum"
     printf 'installed_conf=%q\n' "$rec_installed_conf"
-    printf 'conf_sum=%q\n' "$rec_conf_sum"
+    printf 'written_conf_sum=%q\n' "$rec_conf_sum"
     printf 'installed_health=%q\n' "$rec_installed_health"
     printf 'health_sum=%q\n' "$rec_health_sum"
     printf 'made_dirs=%q\n' "$rec_made_dirs"
@@ -465,23 +467,27 @@ printf '%s\n' "$venv" > "$marker"
 say "installed the module to $module (it takes precedence over a stock anomalies module)"
 
 make_dir "$config_dir/python.d"
+# the record's checksum is of the file as this install wrote it, and of nothing else: taken
+# from a file the user edited, it would read as ours, and the next upgrade or --uninstall
+# would replace or remove the edits
+wrote_conf() {
+  chgrp netdata "$user_conf" 2>/dev/null || true
+  rec_installed_conf=1 rec_conf_sum="$(sum "$user_conf")"
+  save_state
+}
 if [ ! -f "$user_conf" ]; then
   install -m 0640 "$here/anomalies.conf" "$user_conf"
-  rec_installed_conf=1
+  wrote_conf
   say "installed $user_conf"
 elif [ "${rec_installed_conf:-0}" = 1 ] && [ "$(sum "$user_conf")" = "$rec_conf_sum" ]; then
   if ! cmp -s "$here/anomalies.conf" "$user_conf"; then   # ours, never edited: this version's
     install -m 0640 "$here/anomalies.conf" "$user_conf"
+    wrote_conf
     say "updated $user_conf to this version's (you had not edited it)"
   fi
 else
   say "kept your $user_conf"
 fi
-if [ "${rec_installed_conf:-0}" = 1 ]; then
-  chgrp netdata "$user_conf" 2>/dev/null || true
-  rec_conf_sum="$(sum "$user_conf")"
-fi
-save_state
 if [ -f "$here/health.d/anomalies.conf" ]; then
   make_dir "$config_dir/health.d"
   if [ ! -f "$health_conf" ]; then

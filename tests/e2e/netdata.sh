@@ -370,7 +370,18 @@ grep -qE '^anomalies: *yes' "$static/etc/netdata/python.d.conf" || fail "the sta
   || fail "the static build did not get anomalies.conf and its health alarms"
 "$here/install.sh" --check --prefix "$static" --port "$port" > "$work/static-check.log" 2>&1   # no agent runs there now
 grep -q "imports the module's package" "$work/static-check.log" || { cat "$work/static-check.log"; fail "install.sh --check --prefix"; }
-"$here/install.sh" --uninstall --prefix "$static" --no-restart > /dev/null || fail "install.sh --uninstall --prefix"
+# the admin edits the anomalies.conf the install made, upgrades, and uninstalls: the edits stay
+static_conf="$static/etc/netdata/python.d/anomalies.conf"
+printf '\nedited:\n  charts_regex: system\\.cpu$\n' >> "$static_conf"
+edited_sum="$(md5sum < "$static_conf")"
+"$here/install.sh" --prefix "$static" --no-restart > "$work/static-again.log" 2>&1 \
+  || { cat "$work/static-again.log"; fail "install.sh --prefix again (an upgrade)"; }
+grep -q "kept your $static_conf" "$work/static-again.log" || fail "the upgrade did not keep the edited anomalies.conf"
+"$here/install.sh" --uninstall --prefix "$static" --no-restart > "$work/static-uninstall.log" 2>&1 \
+  || { cat "$work/static-uninstall.log"; fail "install.sh --uninstall --prefix"; }
+[ "$(md5sum < "$static_conf" 2>/dev/null)" = "$edited_sum" ] \
+  || fail "uninstall after an upgrade removed or changed the anomalies.conf the admin had edited"
+rm "$static_conf" && rmdir "$static/etc/netdata/python.d"
 [ "$(cd "$work/static" && find . | sort)" = "$tree_before" ] || fail "uninstall did not leave the static build's tree as it was"
-log "a static build's tree: installed under $static and removed, found from --prefix alone"
+log "a static build's tree: installed under $static, upgraded keeping the edited anomalies.conf, and removed, found from --prefix alone"
 log "PASSED"
