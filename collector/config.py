@@ -22,6 +22,7 @@ FRAMEWORK_KEYS = {
     'retries': None,   # older python.d's; 1.37 and later ignore it
 }
 MAX_UPDATE_EVERY = 86400   # a step a day; beyond that no training window holds two rows
+MAX_OFFSET_SECS = 30 * 86400   # a window ending more than 30 days back: most likely a value in milliseconds
 FRAMEWORK_INHERITED = ('update_every', 'priority', 'autodetection_retry', 'chart_cleanup', 'penalty')
 
 # the charts of this module's jobs: 'anomalies.*', and 'anomalies_<job>.*' for other job names
@@ -205,6 +206,17 @@ def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+# the keys that take any number, not only an integer
+FLOAT_KEYS = ('api_timeout', 'contamination', 'flag_hold_probability', 'level_squash')
+_EXPONENT = re.compile(r'^\s*[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+\s*$')
+
+
+def _exponent_number(v):
+    """A number in exponent form that YAML 1.1 (PyYAML, python.d's reader) leaves as text
+    (``1e-3``, ``5e0``) as the number it means; anything else as it is."""
+    return float(v) if isinstance(v, str) and _EXPONENT.match(v) else v
+
+
 def _none_string(v):
     return v is None or (isinstance(v, str) and v.strip() in _NONE_STRINGS)
 
@@ -318,6 +330,17 @@ def _check_window_rows(cfg, update_every, errors):
                           if update_every > 1 else '', least, cfg['train_n_secs']))
 
 
+# python.d.plugin compares update_every and takes autodetection_retry's remainder itself: a
+# value that is not a number stops it (at start, or as it retries a job it could not start)
+_PYTHOND_STOPS = (" (python.d.plugin stops on a value that is not a number, with every module's jobs: write it "
+                  "as a number, without quotes)")
+
+
+def _number(v):
+    """What python.d.plugin can compare and divide by (a boolean too)."""
+    return isinstance(v, (int, float))
+
+
 def _plugins_own(key):
     return isinstance(key, str) and key.startswith('__')
 
@@ -340,6 +363,9 @@ def parse_job_config(raw, job_name=None):
                           "number: quote it, or see anomalies.conf for the valid ones)".format(k, type(k).__name__))
     cfg = dict(DEFAULTS)
     cfg.update({k: v for k, v in raw.items() if k in DEFAULTS})
+
+    for key in FLOAT_KEYS:   # YAML 1.1 reads 1e-3 (no dot, or no sign after the e) as text
+        cfg[key] = _exponent_number(cfg[key])
 
     # strings
     host = cfg['host']
@@ -378,8 +404,9 @@ def parse_job_config(raw, job_name=None):
     else:
         try:
             re.compile(regex)
-        except re.error as e:
-            errors.append("key 'charts_regex': invalid regular expression {!r}: {}".format(regex, e))
+        except (re.error, OverflowError, RecursionError) as e:   # the last two: a count too large, nesting too deep
+            shown = regex if len(regex) <= 120 else regex[:100] + '...'
+            errors.append("key 'charts_regex': invalid regular expression {!r}: {}".format(shown, e))
             valid_regex = False
     exclude = cfg['charts_to_exclude']
     if _none_string(exclude):
@@ -420,9 +447,10 @@ def parse_job_config(raw, job_name=None):
                          ('flag_lasting_n', 0)):
         _check_int(cfg, key, errors, minimum)
     for key, limit in (('lags_n', 60), ('smooth_n', 600), ('diffs_n', 3), ('flag_window_n', 600),
-                       ('flag_rearm_n', 3600), ('flag_lasting_n', 3600)):
+                       ('flag_rearm_n', 3600), ('flag_lasting_n', 3600), ('offset_n_secs', MAX_OFFSET_SECS)):
         if _is_int(cfg[key]) and cfg[key] > limit:
-            errors.append("key '{}': must be <= {}, got {}".format(key, limit, cfg[key]))
+            errors.append("key '{}': must be <= {}{}, got {}".format(
+                key, limit, ' (30 days, in seconds)' if key == 'offset_n_secs' else '', cfg[key]))
     lasting = cfg['flag_lasting_n']
     if _is_int(lasting) and 0 < lasting < 4:
         # 3/4 of fewer than 4 steps is every step: one step at 99 % would flag (1 % of normal steps)
@@ -476,7 +504,8 @@ def parse_job_config(raw, job_name=None):
     framework = {k: raw.get(k, v) for k, v in FRAMEWORK_KEYS.items()}
     if not _is_int(framework['update_every']) or not 1 <= framework['update_every'] <= MAX_UPDATE_EVERY:
         errors.append("key 'update_every': expected an integer from 1 to {} (seconds between steps), got "
-                      "{!r}".format(MAX_UPDATE_EVERY, framework['update_every']))
+                      "{!r}{}".format(MAX_UPDATE_EVERY, framework['update_every'],
+                                      _PYTHOND_STOPS if not _number(framework['update_every']) else ''))
     if not _is_int(framework['priority']):
         errors.append("key 'priority': expected an integer, got {!r}".format(framework['priority']))
     # python.d.plugin reads these itself, before the module sees them: told here for check-config
@@ -484,7 +513,8 @@ def parse_job_config(raw, job_name=None):
     for key in ('chart_cleanup', 'autodetection_retry', 'retries'):
         v = framework[key]
         if (v is not None or key != 'retries') and (not _is_int(v) or v < 0):   # retries: none by default
-            errors.append("key '{}': expected an integer >= 0, got {!r}".format(key, v))
+            errors.append("key '{}': expected an integer >= 0, got {!r}{}".format(
+                key, v, _PYTHOND_STOPS if key == 'autodetection_retry' and not _number(v) else ''))
     if not isinstance(framework['penalty'], bool):
         errors.append("key 'penalty': expected true or false, unquoted (python.d takes any text as true), got "
                       "{!r}".format(framework['penalty']))

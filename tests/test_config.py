@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 
 from collector.config import ConfigError, job_configs_from_file, load_config_file, parse_job_config
 from conftest import ROOT
@@ -89,6 +90,9 @@ def test_child_node_host_is_accepted():
     ({'model': 'nope'}, 'model'),
     ({'charts_regex': 'system\\.(cpu'}, 'charts_regex'),
     ({'charts_regex': 12}, 'charts_regex'),
+    ({'charts_regex': '(a*)*b{99999999999}'}, 'charts_regex'),   # a count re cannot hold: OverflowError
+    ({'charts_regex': '(' * 3000 + 'a' + ')' * 3000}, 'charts_regex'),   # nested too deep: RecursionError
+    ({'offset_n_secs': 3600000}, 'offset_n_secs'),   # an hour in milliseconds: a window before any agent's history
     ({'train_n_secs': -60}, 'train_n_secs'),
     ({'offset_n_secs': -1}, 'offset_n_secs'),
     ({'train_min_n_secs': -5}, 'train_min_n_secs'),
@@ -155,6 +159,29 @@ def test_each_bad_value_is_rejected_naming_its_key(raw, key):
     errors = errors_for(raw)
     assert len(errors) == 1, errors
     assert "'{}'".format(key) in errors[0]
+
+
+def test_numbers_in_exponent_form_that_yaml_reads_as_text_are_taken_as_numbers(tmp_path):
+    """PyYAML (YAML 1.1, as python.d reads the file) reads 1e-3 and 5e0 as text; a user means the number."""
+    conf = tmp_path / 'exp.conf'
+    conf.write_text("local:\n  contamination: 1e-3\n  api_timeout: 1e1\n  level_squash: 5e0\n"
+                    "  flag_hold_probability: 99e-2\n")
+    raw = yaml.safe_load(conf.read_text())['local']
+    assert isinstance(raw['contamination'], str)   # what the job is given
+    cfg = parse_job_config(raw)
+    assert (cfg.contamination, cfg.api_timeout, cfg.flag_hold_probability) == (0.001, 10.0, 0.99)
+    assert cfg.squash == 5.0
+    assert "'contamination'" in errors_for({'contamination': '1e-3x'})[0]
+    assert "'contamination'" in errors_for({'contamination': '9e-1'})[0]   # a number, out of range
+
+
+@pytest.mark.parametrize('key', ['update_every', 'autodetection_retry'])
+def test_a_quoted_number_python_d_plugin_stops_on_is_said_to_stop_it(key):
+    """python.d.plugin compares update_every and divides by autodetection_retry itself: quoted,
+    it stops with every module's jobs, so the error says so (a negative number it survives)."""
+    quoted, negative = errors_for({key: '5'}), errors_for({key: -1})
+    assert len(quoted) == 1 and "'{}'".format(key) in quoted[0] and 'python.d.plugin stops' in quoted[0]
+    assert len(negative) == 1 and 'python.d.plugin stops' not in negative[0]
 
 
 def test_tls_verify_takes_a_quoted_boolean_or_a_readable_ca_bundle(tmp_path):
