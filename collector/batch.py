@@ -279,6 +279,9 @@ class BatchScorer:
         for k, kept in self.other:
             fm = self.models[k]
             z = squash_features((features[kept] - fm.mean) / fm.scale, fm.knee)
+            if not np.isfinite(z).all():   # a value near float's limit: as unusual as can be, as the
+                scores[k] = np.inf         # quadratic forms read it, not a fault of the model
+                continue
             try:
                 scores[k] = fm.scorer.decision_function(z[None, :])[0]
             except Exception as e:  # one broken model must not cost the others their scores

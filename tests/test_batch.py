@@ -165,6 +165,24 @@ def test_a_model_that_cannot_score_is_reported_and_costs_the_others_nothing():
     assert 'a pickle from another numpy' in batch.failed['system.ram']
 
 
+@pytest.mark.parametrize('model', ['gmm', 'cblof', 'mahalanobis', 'pca'])
+def test_a_value_near_floats_limit_scores_as_unusual_as_can_be_not_as_a_failed_model(model):
+    """Values near float's limit (1.7e308 after -1.7e308): their difference overflows to
+    infinity. Every model reads that
+    as far beyond its threshold; pyod's gmm and cblof refused the row, which read as 0 % and
+    was logged as the model's fault."""
+    models, raw = build(model)
+    layout = Layout(models)
+    batch = BatchScorer(models, layout, feature_blocks(2, LEVELS))
+    window = np.column_stack([raw[c][-6:] for c in layout.columns])
+    window[-2:, layout.columns.index('h::system.ram|used')] = [-1.7e308, 1.7e308]
+    with np.errstate(over='ignore', invalid='ignore'):
+        scores = batch.decision_function(feats(window)[-1])
+    k = batch.ids.index('system.ram')
+    assert scores[k] > models['system.ram'].threshold
+    assert not batch.failed
+
+
 @pytest.mark.parametrize('model', ['mahalanobis', 'pca'])
 def test_still_chart_does_not_flag_its_still_rows(model):
     """A chart at 0 for all of its window but a few start-up rows (system.ip on an idle node):
