@@ -168,9 +168,8 @@ def test_a_model_that_cannot_score_is_reported_and_costs_the_others_nothing():
 @pytest.mark.parametrize('model', ['gmm', 'cblof', 'mahalanobis', 'pca'])
 def test_a_value_near_floats_limit_scores_as_unusual_as_can_be_not_as_a_failed_model(model):
     """Values near float's limit (1.7e308 after -1.7e308): their difference overflows to
-    infinity. Every model reads that
-    as far beyond its threshold; pyod's gmm and cblof refused the row, which read as 0 % and
-    was logged as the model's fault."""
+    infinity. Every model reads that as far beyond its threshold; pyod's gmm and cblof
+    refused the row, which read as 0 % and was logged as the model's fault."""
     models, raw = build(model)
     layout = Layout(models)
     batch = BatchScorer(models, layout, feature_blocks(2, LEVELS))
