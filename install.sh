@@ -296,7 +296,11 @@ restart_agent() {
     systemctl restart netdata && say "restarted netdata" && return
   fi
   if pgrep -x netdata >/dev/null 2>&1; then
-    say "netdata is running but not under systemd: restart it to apply (or: pkill -f python.d.plugin, it is restarted by the agent)"
+    if pgrep -f 'plugins.d/python.d.plugin' >/dev/null 2>&1; then
+      say "netdata is running but not under systemd: restart it to apply (or: pkill -f python.d.plugin, it is restarted by the agent)"
+    else   # it exits when it has no job to run, and the agent does not start it again
+      say "netdata is running but not under systemd, and its python.d.plugin is not: restart netdata to apply"
+    fi
   else
     say "netdata is not running: start it to apply (systemctl start netdata)"
   fi
@@ -358,6 +362,9 @@ if [ "$mode" = check ]; then
         grep -q "\"context\": *\"$ctx\"" <<< "$body" && say "chart with context $ctx exists" \
           || { say "no chart with context $ctx yet (the first training waits for train_min_n_secs, 5 minutes, of history after a fresh agent start; the agent's error.log says why otherwise: grep anomalies)"; ok=0; }
       done
+      if [ "$ok" -eq 0 ] && ! pgrep -f 'plugins.d/python.d.plugin' >/dev/null 2>&1; then
+        say "python.d.plugin is not running: the agent starts it once, and not again after it exits (as it does with no job to run when the agent starts): restart netdata"
+      fi
     fi
   else
     say "curl is not installed: the agent's charts were not checked"; ok=0
@@ -405,6 +412,11 @@ if [ "$mode" = uninstall ]; then
   else
     step "removed $venv" rm -rf "$venv"
   fi
+  # a plugins.d plugin set up as docs/install.md shows runs the venv just removed
+  for f in "$config_dir"/custom-plugins.d/*.plugin; do
+    [ -f "$f" ] && grep -qF "$venv/bin/" "$f" 2>/dev/null \
+      && say "$f runs $venv, which is removed: the agent cannot start it any more; delete it (sudo rm $f)"
+  done
   if [ -d "$lib_dir/anomalies-models" ]; then
     step "removed the saved models in $lib_dir/anomalies-models" rm -rf "$lib_dir/anomalies-models"
   fi

@@ -245,6 +245,7 @@ cat > "$work/etc/custom-plugins.d/anomalies.plugin" <<EOF
 exec "$work/lib/anomalies-venv/bin/python" -m collector run --config "$work/etc/anomalies-plugin.conf" --update-every "\${1:-1}"
 EOF
 chmod 755 "$work/etc/custom-plugins.d/anomalies.plugin"
+cp -p "$work/etc/custom-plugins.d/anomalies.plugin" "$work/anomalies.plugin.copy"   # put back for the uninstall
 
 log "restarting the agent"
 lines_before="$(wc -l < "$work/log/error.log" 2>/dev/null || echo 0)"
@@ -336,7 +337,13 @@ log "standalone run of the installed package: model saved as ${saved#"$work/"}"
 
 # ---- uninstall undoes the install ----
 kill -TERM -- "-$agent_pid" 2>/dev/null; wait "$agent_pid" 2>/dev/null; agent_pid=
-"$here/install.sh" --uninstall --config-dir "$work/etc" --lib-dir "$work/lib" --no-restart || fail "install.sh --uninstall"
+cp -p "$work/anomalies.plugin.copy" "$work/etc/custom-plugins.d/anomalies.plugin"   # the admin's plugins.d plugin
+"$here/install.sh" --uninstall --config-dir "$work/etc" --lib-dir "$work/lib" --no-restart > "$work/uninstall.log" 2>&1 \
+  || { cat "$work/uninstall.log"; fail "install.sh --uninstall"; }
+grep -q "custom-plugins.d/anomalies.plugin runs $work/lib/anomalies-venv, which is removed" "$work/uninstall.log" \
+  || { cat "$work/uninstall.log"; fail "uninstall did not name the plugins.d plugin that runs the removed venv"; }
+[ -f "$work/etc/custom-plugins.d/anomalies.plugin" ] || fail "uninstall removed the admin's own plugins.d plugin"
+rm "$work/etc/custom-plugins.d/anomalies.plugin"
 [ ! -e "$work/etc/custom-plugins.d/python.d/anomalies.chart.py" ] || fail "uninstall left the module"
 [ ! -e "$work/lib/anomalies-venv" ] || fail "uninstall left the venv"
 [ ! -e "$work/lib/anomalies-models" ] || fail "uninstall left the saved models"
