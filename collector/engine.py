@@ -625,8 +625,11 @@ class AnomalyDetector:
         try:
             persist.save_flagged(self.models_dir, self.flagged)
         except Exception as e:
+            # the reason without the temporary file's random name, so that the line is said once
+            why = e.strerror if isinstance(e, OSError) and e.strerror else e
             self.problems.report('save-flags', 'cannot save the flagged steps in {}: {} (a restarted job would '
-                                               'train on them)'.format(self.models_dir, e))
+                                               'train on them)'.format(self.models_dir, why))
+            self.flags_unsaved = 'grown'   # tried again FLAGS_SAVE_SECONDS on, or when a new span begins
             return
         self.flags_unsaved = None
         self.problems.clear('save-flags', 'the flagged steps are saved again')

@@ -101,6 +101,29 @@ def test_trains_scores_every_chart_in_scope_and_flags_the_spike(replay, logger):
     det.close()
 
 
+def test_flagged_steps_that_cannot_be_saved_are_said_once_and_tried_again_spaced_out(replay, logger, tmp_path,
+                                                                                      monkeypatch):
+    """A read-only models folder: each write's error names a new temporary file. It is said
+    once while it lasts, and written again at most every FLAGS_SAVE_SECONDS or for a new span,
+    not at every step (it was an error line a second for as long as a flag stood)."""
+    tries = []
+
+    def read_only(folder, flagged):
+        tries.append(replay.clock.now())
+        raise OSError(30, 'Read-only file system', '{}/.anomalies-{}.tmp'.format(folder, len(tries)))
+    monkeypatch.setattr(engine.persist, 'save_flagged', read_only)
+    det = make_detector(replay, logger, models_dir=str(tmp_path))
+    run_until_trained(det, replay)
+    replay.clock.set(START + SPIKE[0] - 60)
+    for _ in range(130):   # the clock's jump, the spike and after: flags stand for tens of steps
+        det.step()
+        replay.clock.advance(1)
+    det.close()
+    said = [m for _, m in logger.lines if 'cannot save the flagged steps' in m]
+    assert len(said) == 1 and 'Read-only file system' in said[0] and '.tmp' not in said[0], said
+    assert 2 <= len(tries) <= 130 // engine.FLAGS_SAVE_SECONDS + 6, tries
+
+
 class SlowTrainer(ThreadTrainer):
     """A training that is still running for ``steps`` more steps after it is done, as one that
     takes that many seconds on a real agent."""
