@@ -189,6 +189,9 @@ def load(directory, model_id, config, columns, versions=None):
     saved_columns = meta.get('columns')
     if not isinstance(saved_columns, list) or not all(isinstance(c, str) for c in saved_columns):
         return None, None, 'metadata unreadable (columns)'
+    trained_at = meta.get('trained_at')   # the model's age, and so when it is retrained, comes from it
+    if isinstance(trained_at, bool) or not isinstance(trained_at, (int, float)) or not math.isfinite(trained_at):
+        return None, None, 'metadata unreadable (trained_at)'
     if sorted(saved_columns) != sorted(columns):
         if sorted(c.partition('::')[2] for c in saved_columns) == sorted(c.partition('::')[2] for c in columns):
             return None, None, 'saved for another agent'

@@ -56,7 +56,8 @@ def main():
     except Exception as e:
         result = TrainingResult(error='training crashed: {!r}'.format(e))
     try:
-        out.write(pickle.dumps(result, protocol=4))
+        # written as it is pickled: a whole copy in memory first failed where the fit had just fit
+        pickle.dump(result, out, protocol=4)
         out.close()
     except BrokenPipeError:   # the job stopped while this trained: nobody wants the result
         os._exit(0)   # an exit that would flush the closed pipe again prints a traceback

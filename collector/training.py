@@ -6,6 +6,7 @@ A ``TrainingRequest`` says which models to fit on which window; ``run_training``
 pandas, scikit-learn and pyod never load into the long-lived collector and a long fit
 cannot delay a collection step; ``ThreadTrainer`` runs it in a thread of this process.
 """
+import contextlib
 import os
 import pickle
 import struct
@@ -434,7 +435,20 @@ class SubprocessTrainer:
             except Exception as e:
                 self._payload = e
         self._reader = threading.Thread(target=io_thread, name='anomalies-train-io', daemon=True)
-        self._reader.start()
+        try:
+            self._reader.start()
+        except BaseException:   # no thread to be had (pids.max, ulimit -u): the child would wait for
+            self._let_go(proc)  # a request that never comes, and the job for its result
+            raise
+
+    def _let_go(self, proc):
+        """Kill ``proc``, reaped by a later ``poll`` (a process stuck in I/O, on a stalled SD
+        card, can take its time to die, and a step must not wait for it)."""
+        with contextlib.suppress(OSError):
+            proc.kill()
+        self._ending.append(proc)
+        if proc is self._proc:
+            self._proc = None
 
     def poll(self):
         self._ending = [p for p in self._ending if p.poll() is None]
@@ -443,15 +457,17 @@ class SubprocessTrainer:
         if self._reader.is_alive():
             if time.monotonic() - self._started < self.max_seconds:
                 return None
-            self._proc.kill()
-            self._reader.join(5)
-            self._proc.wait()
-            self._proc = None
+            self._let_go(self._proc)
             return TrainingResult(error='training took longer than {}s and was stopped'.format(self.max_seconds))
         proc, self._proc = self._proc, None
         payload = self._payload
         if payload is None:   # its output closed with nothing in it: it has ended, its exit code says how
-            return TrainingResult(error='training process exited with code {} and no result'.format(proc.wait()))
+            try:
+                code = proc.wait(1.0)
+            except subprocess.TimeoutExpired:
+                code = 'unknown (still exiting)'
+                self._ending.append(proc)
+            return TrainingResult(error='training process exited with code {} and no result'.format(code))
         # not waited for here: a process still exiting must not hold up a step
         self._ending.append(proc)
         if isinstance(payload, Exception):
@@ -466,8 +482,10 @@ class SubprocessTrainer:
     def close(self):
         running = [self._proc] if self._proc is not None else []
         for proc in self._ending + running:
-            proc.kill()
-            proc.wait()
+            with contextlib.suppress(OSError):
+                proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):   # one stuck in I/O is left to init
+                proc.wait(2.0)
         self._proc, self._ending = None, []
 
 

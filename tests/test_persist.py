@@ -197,9 +197,10 @@ def test_what_no_longer_fits_is_a_reason_to_retrain(tmp_path):
     assert load(str(tmp_path), 'system.cpu', parse_job_config({'model': 'pca', 'update_every': 5}), COLS)[2] == \
         'configuration changed (update_every 1 -> 5)'   # its differences were learnt a second apart
     meta = json.loads((tmp_path / 'system.cpu.json').read_text())
-    meta['columns'] = 5
-    (tmp_path / 'system.cpu.json').write_text(json.dumps(meta))
-    assert 'metadata unreadable' in load(str(tmp_path), 'system.cpu', cfg, COLS)[2]
+    for key, odd in (('trained_at', 'yesterday'), ('trained_at', None), ('columns', 5)):
+        # (a trained_at that is not a time stopped the report of every model loaded with it)
+        (tmp_path / 'system.cpu.json').write_text(json.dumps(dict(meta, **{key: odd})))
+        assert load(str(tmp_path), 'system.cpu', cfg, COLS)[2] == 'metadata unreadable ({})'.format(key)
     (tmp_path / 'system.cpu.json').write_text('{not json')
     assert 'metadata unreadable' in load(str(tmp_path), 'system.cpu', cfg, COLS)[2]
 

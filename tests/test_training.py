@@ -1,5 +1,8 @@
 """Anomaly-aware training: flagged steps do not teach the next model that they are normal."""
+import time
+
 import numpy as np
+import pytest
 
 from collector.config import parse_job_config
 from collector.training import ModelSpec, TrainingRequest, excluded_rows, recurring, run_training
@@ -271,3 +274,50 @@ def test_a_training_process_still_exiting_after_its_result_does_not_hold_up_a_st
     finally:
         trainer.close()
     assert proc.poll() is not None   # and the job's end does not leave it behind
+
+
+def _sleeping_python(tmp_path):
+    """A stand-in for the training's interpreter that reads nothing and never answers."""
+    import stat
+    import sys
+    fake = tmp_path / 'python'
+    fake.write_text('#!/bin/sh\nexec "{}" -c "import time; time.sleep(60)"\n'.format(sys.executable))
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    return str(fake)
+
+
+def test_a_training_whose_reader_thread_cannot_start_leaves_the_job_free(tmp_path, monkeypatch):
+    """The process started, but no thread is to be had for its request and result (pids.max,
+    ulimit -u): the start fails, the process is killed, and the next steps neither wait for it
+    (they did, for good: the child waited for a request that never came) nor see a training."""
+    import threading
+    from collector.training import SubprocessTrainer
+    started = threading.Thread.start
+
+    def no_io_thread(thread):
+        if thread.name == 'anomalies-train-io':
+            raise RuntimeError("can't start new thread")
+        return started(thread)
+    monkeypatch.setattr(threading.Thread, 'start', no_io_thread)
+    trainer = SubprocessTrainer(python=_sleeping_python(tmp_path))
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        trainer.start({'a': 'request'})
+    proc = trainer._ending[0]
+    assert not trainer.busy and trainer.poll() is None
+    assert proc.wait(10) is not None   # killed
+    trainer.close()
+
+
+def test_a_training_past_its_time_is_stopped_without_waiting_for_its_end(tmp_path):
+    from collector.training import SubprocessTrainer
+    trainer = SubprocessTrainer(python=_sleeping_python(tmp_path), max_seconds=0.5)
+    try:
+        trainer.start({'a': 'request'})
+        assert trainer.poll() is None and trainer.busy
+        time.sleep(0.6)
+        result = trainer.poll()
+        assert result.error == 'training took longer than 0.5s and was stopped' and not trainer.busy
+        proc = trainer._ending[0]
+    finally:
+        trainer.close()
+    assert proc.poll() is not None
