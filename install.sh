@@ -193,6 +193,16 @@ state="$lib_dir/anomalies-install.state"
 # The install record (in the lib dir): what the install found and did, so that --uninstall
 # undoes exactly that and a re-install keeps what the first one found. Values are written
 # with printf %q and read back by sourcing; a record of an older version reads as well.
+# the start of the sha256 of every anomalies.conf shipped before the record held written_conf_sum
+shipped_conf_sums="e43e38f4f82ff9ca 736c044c6b3fddd2 2a875c8e52c82f15 d75cb99729bc8997 6c5bb0a90dd7ccd2
+5dfeb0440815a663 b3f64fdb327f1f04 2689da446929a158 dc27a2ccdcb48252 00c84f91291d60d7
+ab02eb9300fad575 ab9bfbb294535b8d 9493db19470a4604 6e6aaca9a13f1931 0665cafb538f2739
+734f802aa388d7cb 05b98998296580df 899af221a0d0b4b9 c23b95275207d0fe f02a686af1237806
+c98f3e94f6dc2bb5 258f4bf07b9d4f42 d68166b404edb30f 3291d06ee737ad91 514e2afee4c8b447
+14c9eeb435120a90 8f993f8f01afbe4e 99c2c987c8e9d144 fd027154873896b3 631dcad85e7dd689
+c49c29524c4a0d81 2ed980c056715cf1 31b719c51877bb07 fda8528a23166bf6 a260d98f1ff291c1
+c56fecabe244eb0b b4f7a245dcfc9ef9 597d59649d0de22f 9f5e36d45e115ddb 8ca71825367afc1a
+ab8b074156ff8641 94b06ea5b878e865"
 rec_config_dir= rec_venv= rec_pythond_line= rec_had_pythond_line= rec_created_pythond= rec_pythond_sum=
 rec_installed_conf= rec_conf_sum= rec_installed_health= rec_health_sum= rec_legacy_previous= rec_made_dirs=
 load_state() {
@@ -201,11 +211,14 @@ load_state() {
   local conf_sum= written_conf_sum= installed_health= health_sum= previous_pythond= made_dirs=
   # shellcheck disable=SC1090
   . "$state" || die "cannot read the install record $state"
-  # (an older record's conf_sum is not read: its upgrades took it from the file as they found
-  # it, edited or not, so an edited file may match it; without a checksum a file is the user's)
+  # (an older record's conf_sum is trusted only as the checksum of a shipped file: its upgrades
+  # took it from the file as they found it, edited or not; without a checksum a file is the user's)
   rec_config_dir="$config_dir_at" rec_venv="$venv" rec_pythond_line="$pythond_line"
   rec_had_pythond_line="$had_pythond_line" rec_created_pythond="$created_pythond"
   rec_pythond_sum="$pythond_sum" rec_installed_conf="$installed_conf" rec_conf_sum="$written_conf_sum"
+  if [ -z "$written_conf_sum" ] && [ -n "$conf_sum" ] && [[ " ${shipped_conf_sums//$'\n'/ } " == *" ${conf_sum:0:16} "* ]]; then
+    rec_conf_sum="$conf_sum"   # an older record's, of a file as a version shipped it: never edited
+  fi
   rec_installed_health="$installed_health" rec_health_sum="$health_sum" rec_legacy_previous="$previous_pythond"
   rec_made_dirs="$made_dirs"
 }
