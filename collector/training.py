@@ -406,7 +406,7 @@ class SubprocessTrainer:
         self.max_seconds = max_seconds  # a training that takes longer is killed and reported
         self._proc = None
         self._reader = None
-        self._payload = None
+        self._result = [None]
         self._started = 0.0
         self._ending = []   # trainings whose result came, reaped once they have exited
 
@@ -415,7 +415,7 @@ class SubprocessTrainer:
         return self._proc is not None
 
     def start(self, request):
-        self._payload = None
+        data = pickle.dumps(request, protocol=4)   # before the process: a failure here leaves nothing running
         self._started = time.monotonic()
         # no preexec_fn: it is unsafe in a threaded process such as python.d.plugin
         self._proc = subprocess.Popen([self.python, '-m', 'collector.train_worker', '--nice', str(self.nice),
@@ -423,7 +423,9 @@ class SubprocessTrainer:
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env(),
                                       close_fds=True)
         proc = self._proc
-        data = pickle.dumps(request, protocol=4)
+        # this training's own result: a reader of one stopped for its time may still end after
+        # the next training's, and must not write over it
+        self._result = result = [None]
 
         def io_thread():
             # unpickling (and warming up) here keeps model imports off the collection path
@@ -431,9 +433,9 @@ class SubprocessTrainer:
                 proc.stdin.write(struct.pack('>Q', len(data)) + data)
                 proc.stdin.close()
                 payload = proc.stdout.read()
-                self._payload = _warm_up(pickle.loads(payload)) if payload else None
+                result[0] = _warm_up(pickle.loads(payload)) if payload else None
             except Exception as e:
-                self._payload = e
+                result[0] = e
         self._reader = threading.Thread(target=io_thread, name='anomalies-train-io', daemon=True)
         try:
             self._reader.start()
@@ -460,10 +462,10 @@ class SubprocessTrainer:
             self._let_go(self._proc)
             return TrainingResult(error='training took longer than {}s and was stopped'.format(self.max_seconds))
         proc, self._proc = self._proc, None
-        payload = self._payload
+        payload = self._result[0]
         if payload is None:   # its output closed with nothing in it: it has ended, its exit code says how
             try:
-                code = proc.wait(1.0)
+                code = proc.wait(0.2)
             except subprocess.TimeoutExpired:
                 code = 'unknown (still exiting)'
                 self._ending.append(proc)

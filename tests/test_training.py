@@ -1,4 +1,6 @@
 """Anomaly-aware training: flagged steps do not teach the next model that they are normal."""
+import pickle
+import subprocess
 import time
 
 import numpy as np
@@ -308,16 +310,53 @@ def test_a_training_whose_reader_thread_cannot_start_leaves_the_job_free(tmp_pat
     trainer.close()
 
 
+def _script(tmp_path, name, text):
+    import stat
+    path = tmp_path / name
+    path.write_text('#!/bin/sh\n' + text)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
 def test_a_training_past_its_time_is_stopped_without_waiting_for_its_end(tmp_path):
+    """A training killed for its time may take long to die (stuck in I/O on a stalled SD card):
+    the step says it was stopped and goes on; the process is reaped on later steps."""
     from collector.training import SubprocessTrainer
-    trainer = SubprocessTrainer(python=_sleeping_python(tmp_path), max_seconds=0.5)
+    trainer = SubprocessTrainer(python=_sleeping_python(tmp_path), max_seconds=0.3)
     try:
         trainer.start({'a': 'request'})
+        stuck = trainer._proc
+        stuck.kill = lambda: None   # as a process that does not die at once
         assert trainer.poll() is None and trainer.busy
-        time.sleep(0.6)
+        time.sleep(0.4)
         result = trainer.poll()
-        assert result.error == 'training took longer than 0.5s and was stopped' and not trainer.busy
-        proc = trainer._ending[0]
+        assert result.error == 'training took longer than 0.3s and was stopped' and not trainer.busy
+        assert stuck.poll() is None   # not waited for
+    finally:
+        subprocess.Popen.kill(stuck)
+        trainer.close()
+    assert stuck.poll() is not None
+
+
+def test_a_stopped_trainings_output_closing_late_does_not_stand_for_the_next_result(tmp_path):
+    """Killed for its time, a training's output may close only later (here a process of its
+    own holds it 3 s): its reader then ends after the next training has answered, and wrote
+    over that result ('exited with no result' instead)."""
+    from collector.training import SubprocessTrainer, TrainingResult
+    slow = _script(tmp_path, 'slow', '(sleep 3) &\nexec sleep 60\n')
+    answer = tmp_path / 'answer.pkl'
+    answer.write_bytes(pickle.dumps(TrainingResult(error='the second'), protocol=4))
+    good = _script(tmp_path, 'good', 'cat > /dev/null; sleep 1; cat {}\n'.format(answer))
+    trainer = SubprocessTrainer(python=slow, max_seconds=0.3)
+    try:
+        trainer.start({'a': 'request'})
+        time.sleep(0.4)
+        assert 'was stopped' in trainer.poll().error
+        stopped = time.monotonic()
+        trainer.python = good
+        trainer.start({'a': 'request'})
+        trainer.wait(30)
+        time.sleep(max(0.0, 3.5 - (time.monotonic() - stopped)))   # the first one's output has closed since
+        assert trainer.poll().error == 'the second'
     finally:
         trainer.close()
-    assert proc.poll() is not None
