@@ -309,7 +309,7 @@ restart_agent() {
     systemctl restart netdata && say "restarted netdata" && return
   fi
   if pgrep -x netdata >/dev/null 2>&1; then
-    if pgrep -f 'plugins.d/python.d.plugin' >/dev/null 2>&1; then
+    if ! command -v pgrep >/dev/null 2>&1 || pgrep -f "$plugins_dir/python.d.plugin" >/dev/null 2>&1; then
       say "netdata is running but not under systemd: restart it to apply (or: pkill -f python.d.plugin, it is restarted by the agent)"
     else   # it exits when it has no job to run, and the agent does not start it again
       say "netdata is running but not under systemd, and its python.d.plugin is not: restart netdata to apply"
@@ -375,7 +375,7 @@ if [ "$mode" = check ]; then
         grep -q "\"context\": *\"$ctx\"" <<< "$body" && say "chart with context $ctx exists" \
           || { say "no chart with context $ctx yet (the first training waits for train_min_n_secs, 5 minutes, of history after a fresh agent start; the agent's error.log says why otherwise: grep anomalies)"; ok=0; }
       done
-      if [ "$ok" -eq 0 ] && ! pgrep -f 'plugins.d/python.d.plugin' >/dev/null 2>&1; then
+      if [ "$ok" -eq 0 ] && command -v pgrep >/dev/null 2>&1 && ! pgrep -f "$plugins_dir/python.d.plugin" >/dev/null 2>&1; then
         say "python.d.plugin is not running: the agent starts it once, and not again after it exits (as it does with no job to run when the agent starts): restart netdata"
       fi
     fi

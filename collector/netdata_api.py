@@ -447,6 +447,9 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
         if df is not None:
             df, notes = numbers_only(df)
             printed.extend('training data from {}: {}'.format(host, note) for note in notes)
+            # a dimension with no value in the whole window stays out, as netdata-pandas' own
+            # numeric filter (not used: it drops a dimension for one odd value) left it out
+            df = df.loc[:, df.notna().any(axis=0).to_numpy()]
             times = pd.to_numeric(pd.Series(df.index), errors='coerce').to_numpy(dtype=np.float64)
             timed = np.isfinite(times)
             if not timed.all():   # sorted last and carried into every chart's rows, it would stop training
@@ -464,17 +467,21 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
 
 def numbers_only(df):
     """``(df, notes)``: every column as float64, a value that is not a number (a string, a
-    boolean, an integer too large for a float) read as the value before it in its column.
+    list, an integer too large for a float) read as the value before it in its column.
 
     One odd value in a 4-hour window must cost neither the dimension (netdata-pandas' own
     filter drops the column) nor the chart (a float frame refuses it); a null stays a null
-    (``carried_forward`` reads it as the agent means it). ``notes`` name each column that held one.
+    (``carried_forward`` reads it as the agent means it). ``notes`` name each column that
+    held one. Columns are taken by position: two of one name are the caller's to refuse.
     """
     import numbers
     import pandas as pd
-    notes = []
-    for col in [c for c, t in df.dtypes.items() if t == object]:
-        raw = df[col].to_numpy()
+    notes, columns = [], []
+    for k, name in enumerate(df.columns):
+        raw = df.iloc[:, k].to_numpy()
+        if raw.dtype != object:
+            columns.append(raw.astype(np.float64))
+            continue
         values, odd = np.full(len(raw), np.nan), np.zeros(len(raw), dtype=bool)
         for i, v in enumerate(raw):
             if v is None:
@@ -489,9 +496,11 @@ def numbers_only(df):
             values = np.where(odd, pd.Series(values).ffill().to_numpy(), values)
             examples = ', '.join(repr(v)[:40] for v in raw[odd][:2])
             notes.append('{} value{} of {} not a number ({}), read as the value before'.format(
-                int(odd.sum()), '' if odd.sum() == 1 else 's', col, examples))
-        df[col] = values
-    return df.astype(np.float64), notes
+                int(odd.sum()), '' if odd.sum() == 1 else 's', name, examples))
+        columns.append(values)
+    if not columns:
+        return df.astype(np.float64), notes
+    return pd.DataFrame(np.column_stack(columns), index=df.index, columns=df.columns), notes
 
 
 def carried_forward(df):

@@ -634,3 +634,21 @@ def test_the_agents_time_is_read_from_its_chart_list_as_most_charts_give_it(reco
         api = NetdataApi(server.host)
         api.charts()
         assert api.listed_at == START + 600
+
+
+def test_values_that_are_not_numbers_are_read_as_the_value_before_each_column_by_position():
+    """numbers_only: strings, lists and integers no float holds become the value before them
+    and are named; nulls stay nulls; two columns of one name are each their own column."""
+    import pandas as pd
+    from collector.netdata_api import numbers_only
+    df = pd.DataFrame([[1, 'x', None, 5.0], [2, 3, None, 6.0], ['oops', 10 ** 400, None, 7.0], [4, 5, None, None]],
+                      columns=['c|a', 'c|b', 'c|a', 'c|d'], index=[1.0, 2.0, 3.0, 4.0])
+    out, notes = numbers_only(df)
+    assert list(out.columns) == ['c|a', 'c|b', 'c|a', 'c|d'] and (out.dtypes == np.float64).all()
+    values = out.to_numpy()
+    assert values[:, 0].tolist() == [1.0, 2.0, 2.0, 4.0]
+    assert np.isnan(values[0, 1]) and values[1:, 1].tolist() == [3.0, 3.0, 5.0]
+    assert np.isnan(values[:, 2]).all() and np.isnan(values[3, 3])
+    assert notes == ["1 value of c|a not a number ('oops'), read as the value before",
+                     "2 values of c|b not a number ('x', 1000000000000000000000000000000000000000), read as the "
+                     "value before"]
