@@ -549,8 +549,12 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
                 notes.append('{} row{} without a time left out'.format(n, '' if n == 1 else 's'))
             values = [[np.nan if v is None else v for v in r[1:]] for r in timed]
             cols = ['{}::{}|{}'.format(host, chart, d) for d in labels]
-            df, odd = numbers_only(pd.DataFrame(values, index=[float(r[0]) for r in timed], columns=cols))
-            notes += [note.replace('{}::'.format(host), '', 1) for note in odd]
+            index = [float(r[0]) for r in timed]
+            try:
+                df = pd.DataFrame(values, index=index, columns=cols, dtype=np.float64)
+            except (TypeError, ValueError, OverflowError):   # a value that is not a number: found and named
+                df, odd = numbers_only(pd.DataFrame(values, index=index, columns=cols, dtype=object))
+                notes += [note.replace('{}::'.format(host), '', 1) for note in odd]
             twice = df.index.duplicated(keep='last')
             if twice.any():   # one time given twice cannot be joined with the other charts: the last stands
                 n = int(twice.sum())
