@@ -93,6 +93,20 @@ def with_dimensions(recording, path, dims_by_chart):
     return path
 
 
+
+def refuse_threads(monkeypatch, name):
+    """No thread named ``name`` can start, as in a process at its limit (a cgroup's pids.max,
+    ulimit -u); every other thread starts as usual."""
+    import threading
+    start = threading.Thread.start
+
+    def refused(thread):
+        if thread.name == name:
+            raise RuntimeError("can't start new thread")
+        return start(thread)
+    monkeypatch.setattr(threading.Thread, 'start', refused)
+
+
 @pytest.fixture(autouse=True)
 def _models_dir(tmp_path, monkeypatch):
     """Saved models go where the agent would put them: here, a fresh dir per test."""

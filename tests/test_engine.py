@@ -17,7 +17,7 @@ import collector.engine as engine
 from collector.engine import AnomalyDetector
 from collector.netdata_api import PARALLEL_READS, NetdataApi, NetdataError, json_loads
 from collector.training import RECURRING_EVENTS, ThreadTrainer
-from conftest import SPIKE, START, ListLogger, write_recording
+from conftest import SPIKE, START, ListLogger, refuse_threads, write_recording
 
 
 class SwitchableApi(NetdataApi):
@@ -409,13 +409,7 @@ def test_no_thread_for_the_chart_list_reads_it_in_the_step(replay, logger, monke
     det = make_detector(replay, logger, train_every_n=5)
     run_until_trained(det, replay)
     det.list_wait = engine.LIST_WAIT_SECONDS
-    start = threading.Thread.start
-
-    def no_thread(thread):
-        if thread.name == 'anomalies-chart-list':
-            raise RuntimeError("can't start new thread")
-        return start(thread)
-    monkeypatch.setattr(threading.Thread, 'start', no_thread)
+    refuse_threads(monkeypatch, 'anomalies-chart-list')
     trainings = det.trainings
     for _ in range(20):
         step = det.step()

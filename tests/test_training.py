@@ -8,7 +8,7 @@ import pytest
 
 from collector.config import parse_job_config
 from collector.training import ModelSpec, TrainingRequest, excluded_rows, recurring, run_training
-from conftest import SPIKE, START, with_dimensions
+from conftest import SPIKE, START, refuse_threads, with_dimensions
 
 
 def test_excluded_rows_reach_past_a_span_by_the_feature_length():
@@ -292,15 +292,8 @@ def test_a_training_whose_reader_thread_cannot_start_leaves_the_job_free(tmp_pat
     """The process started, but no thread is to be had for its request and result (pids.max,
     ulimit -u): the start fails, the process is killed, and the next steps neither wait for it
     (they did, for good: the child waited for a request that never came) nor see a training."""
-    import threading
     from collector.training import SubprocessTrainer
-    started = threading.Thread.start
-
-    def no_io_thread(thread):
-        if thread.name == 'anomalies-train-io':
-            raise RuntimeError("can't start new thread")
-        return started(thread)
-    monkeypatch.setattr(threading.Thread, 'start', no_io_thread)
+    refuse_threads(monkeypatch, 'anomalies-train-io')
     trainer = SubprocessTrainer(python=_sleeping_python(tmp_path))
     with pytest.raises(RuntimeError, match="can't start new thread"):
         trainer.start({'a': 'request'})
