@@ -285,10 +285,17 @@ class FittedModel:
         Z = self.standardized(X)
         if Z.shape[1] == 0:
             return np.zeros(Z.shape[0])
-        s = self.scorer.decision_function(Z)
+        worst = max(self.score_max, self.threshold) * 2.0 + 1.0
+        finite = np.isfinite(Z).all(axis=1)
+        if finite.all():
+            s = self.scorer.decision_function(Z)
+        else:   # a value near float's limit: pyod's gmm and cblof refuse the row; it is the worst
+            s = np.full(Z.shape[0], worst)
+            if finite.any():
+                s[finite] = self.scorer.decision_function(Z[finite])
         bad = ~np.isfinite(s)
         if bad.any():
-            s = np.where(bad, max(self.score_max, self.threshold) * 2.0 + 1.0, s)
+            s = np.where(bad, worst, s)
         return s
 
     @property

@@ -180,6 +180,15 @@ def test_a_value_near_floats_limit_scores_as_unusual_as_can_be_not_as_a_failed_m
     k = batch.ids.index('system.ram')
     assert scores[k] > models['system.ram'].threshold
     assert not batch.failed
+    # the same row through the model itself (evaluate --dataset's path), beside a usual one
+    ram = np.column_stack([raw[c][-6:] for c in ('h::system.ram|used', 'h::system.ram|free')])
+    ram[-2:, 0] = [-1.7e308, 1.7e308]
+    with np.errstate(over='ignore', invalid='ignore'):
+        rows = feats(ram)[-2:]
+    with np.errstate(over='ignore', invalid='ignore'):
+        offline = models['system.ram'].decision_function(rows)
+    assert offline[-1] > models['system.ram'].threshold
+    assert np.isfinite(offline).all()
 
 
 @pytest.mark.parametrize('model', ['mahalanobis', 'pca'])
