@@ -2,6 +2,7 @@
 
     python bench/report.py bench/results
 """
+import argparse
 import glob
 import json
 import os
@@ -64,7 +65,15 @@ def by_model(runs, n):
 
 
 def main():
-    runs = load(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), 'results'))
+    ap = argparse.ArgumentParser(description='Markdown tables of a bench/matrix.sh results folder.')
+    ap.add_argument('folder', nargs='?', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results'),
+                    help='the folder of *.json results (default bench/results)')
+    args = ap.parse_args()
+    if not os.path.isdir(args.folder):
+        ap.error('no such folder: {}'.format(args.folder))
+    runs = load(args.folder)
+    if not runs:
+        ap.error('no results (*.json) in {}: run bench/matrix.sh first'.format(args.folder))
     print(by_charts(runs))
     print()
     for n in sorted({size for m, size in runs if m != MAIN}):

@@ -48,7 +48,8 @@ def default_recording():
 
 
 def pick_charts(rec, n):
-    """The first ``n`` charts, system.* first (what a default config models), then the rest."""
+    """The first ``n`` charts, system.* first (but uptime and entropy; a default config models
+    these less idlejitter), then the rest."""
     names = sorted(rec.charts, key=lambda c: (not c.startswith('system.'), c))
     names = [c for c in names if c not in ('system.uptime', 'system.entropy')]
     return names[:n]

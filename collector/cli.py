@@ -183,6 +183,7 @@ def cmd_replay(args):
     try:
         while clock.now() <= rec.end or args.step_mode:
             time.sleep(0.5)
+        print('replay: the recording ended ({}); stopped serving'.format(rec.end), file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         pass
     finally:

@@ -342,6 +342,13 @@ def test_replay_refuses_settings_that_serve_nothing_and_a_busy_port_in_one_line(
         assert r.returncode != 0 and told in r.stderr and 'Traceback' not in r.stderr, (extra, r.stderr)
 
 
+def test_replay_says_when_the_recording_ends_and_exits_0(recording):
+    """A job beside it then reads a dead port: the replay's own log says why."""
+    r = subprocess.run([sys.executable, '-m', 'collector', 'replay', recording, '--port', '0',
+                        '--start-offset', '897', '--speed', '2'], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and 'replay: the recording ended' in r.stderr, r.stderr
+
+
 def test_replay_step_takes_only_a_number_of_seconds(replay):
     before = get(replay, '/replay/now')['now']
     for bad in ('abc', 'nan', '-5'):
