@@ -2,6 +2,7 @@
 import argparse
 import math
 import os
+import signal
 import sys
 
 
@@ -196,10 +197,17 @@ def cmd_record(args):
     if args.before is not None and not args.past:
         print('record: --before needs --past (a live window starts now)', file=sys.stderr)
         return 1
+    def stopped(signum, frame):   # as Ctrl-C: what was half-made goes
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stopped)
     try:
         failed = record(args.host, args.seconds, args.out, past=args.past, charts_regex=args.charts_regex,
                         labels=args.labels, description=args.description or '', protocol=args.protocol,
                         before=args.before)
+    except KeyboardInterrupt:
+        print('record: stopped; nothing was kept in {} (a window the agent still holds can be taken '
+              'with --past --before)'.format(args.out), file=sys.stderr)
+        return 130
     except RecordError as e:
         print('record: {}'.format(e), file=sys.stderr)
         return 1

@@ -124,10 +124,7 @@ def check_recording(path, warmup=None, trim=0):
     its labels inside its window (after ``trim``, see ``replay.Recording.cut``), and the warm-up
     leaving time to evaluate. Raises RecordingError naming the file."""
     from .replay import Recording, RecordingError
-    rec = Recording(path)
-    if rec.end <= rec.start:
-        raise RecordingError('{}: "end" ({}) must come after "start" ({})'.format(
-            os.path.join(path, 'recording.json'), rec.end, rec.start))
+    rec = Recording(path)   # (which checks its start and end)
     start = rec.start
     if trim:
         rec.cut(trim)
@@ -161,13 +158,19 @@ def evaluate_recording(path, config_path=None, job=None, warmup=None, overrides=
     return result, run
 
 
+def _per_hour(rate):
+    """' = 1.5/h', or nothing when no clean time was evaluated (every step in an incident's window)."""
+    return '' if rate is None else ' = {}/h'.format(rate)
+
+
 def format_recording_table(result):
     trim = result.get('trim_s', 0)
     lines = ['recording {}: {} charts, {}warmup {}s, evaluated {}..{}'.format(
         result['recording'], result['charts'], 'first {}s left out, '.format(trim) if trim else '',
-        result['warmup_s'], result['evaluated_from'], result['evaluated_to']),
-        '{:<24} {:>8} {:>6} {:>9} {:>7} {:>8}  {}'.format('incident', 'start+s', 'dur_s', 'detected', 'delay_s',
-                                                          'flagged%', 'expected charts flagged')]
+        result['warmup_s'], result['evaluated_from'], result['evaluated_to'])]
+    if result['incidents']:
+        lines.append('{:<24} {:>8} {:>6} {:>9} {:>7} {:>8}  {}'.format(
+            'incident', 'start+s', 'dur_s', 'detected', 'delay_s', 'flagged%', 'expected charts flagged'))
     base = result['evaluated_from'] - result['warmup_s'] - trim   # start+s from the recording's own start
     for inc in result['incidents']:
         lines.append('{:<24} {:>8} {:>6} {:>9} {:>7} {:>8.0f}  {}'.format(
@@ -175,19 +178,24 @@ def format_recording_table(result):
             'warm-up' if inc.get('in_warmup') else 'yes' if inc['detected'] else 'NO',
             '-' if inc['delay_s'] is None else inc['delay_s'], 100 * inc.get('flagged_share', 0.0),
             ', '.join(inc['charts_flagged']) or '-'))
+    for i, inc in enumerate(result['incidents']):
+        if inc.get('expected_not_modelled'):
+            lines.append('incident {} ({}): expected chart{} not modelled by the job (not in the recording, or out '
+                         'of its scope): {}'.format(i + 1, inc['kind'], '' if len(inc['expected_not_modelled']) == 1
+                                                    else 's', ', '.join(inc['expected_not_modelled'])))
     early = sum(1 for inc in result['incidents'] if inc.get('in_warmup'))
     if early:
         lines.append('{} incident{} in the warm-up, before the job started: not scored'.format(
             early, '' if early == 1 else 's'))
     if result['incidents_total'] or early:
-        lines.append('detected {}/{}; false flag events outside incidents: {} in {:.2f} h = {}/h'.format(
+        lines.append('detected {}/{}; false flag events outside incidents: {} in {:.2f} h{}'.format(
             result['detected'], result['incidents_total'], result['false_flag_events'], result['clean_hours'],
-            result['false_flag_events_per_hour']))
+            _per_hour(result['false_flag_events_per_hour'])))
     else:   # a recording of one's own agent, without labels.json: the quiet side only
-        lines.append('no labeled incidents (no labels.json), so every flag counts as false: {} false flag '
-                     'event{} in {:.2f} h = {}/h'.format(result['false_flag_events'],
-                                                        '' if result['false_flag_events'] == 1 else 's',
-                                                        result['clean_hours'], result['false_flag_events_per_hour']))
+        lines.append('no labeled incidents, so every flag counts as false: {} false flag '
+                     'event{} in {:.2f} h{}'.format(result['false_flag_events'],
+                                                    '' if result['false_flag_events'] == 1 else 's',
+                                                    result['clean_hours'], _per_hour(result['false_flag_events_per_hour'])))
     alarms = result.get('alarms')
     if alarms and (alarms['incidents_total'] or alarms['false_flag_events']):
         delays = [str(i['delay_s']) for i in alarms['incidents'] if i['detected']]

@@ -17,11 +17,31 @@ class RecordError(RuntimeError):
     pass
 
 
-def _progress(done, total, label, stream):
+class _Lines:
+    """The progress stream, knowing whether a progress line is open: what is written next
+    (an error, a note) starts on a line of its own."""
+
+    def __init__(self, stream):
+        self.stream, self.open = stream, False
+
+    def progress(self, text):
+        self.stream.write('\r' + text)
+        self.stream.flush()
+        self.open = True
+
+    def write(self, text):
+        self.stream.write(('\n' if self.open and not text.startswith('\n') else '') + text)
+        self.open = not text.endswith('\n')
+
+    def close(self):
+        if self.open:
+            self.write('\n')
+
+
+def _progress(done, total, label, lines):
     width = 30
     filled = int(width * done / max(total, 1))
-    stream.write('\r[{}{}] {}/{} {}'.format('#' * filled, '.' * (width - filled), done, total, label[:40].ljust(40)))
-    stream.flush()
+    lines.progress('[{}{}] {}/{} {}'.format('#' * filled, '.' * (width - filled), done, total, label[:40].ljust(40)))
 
 
 def _get(session, url, timeout):
@@ -84,12 +104,18 @@ def record(host, seconds, out, past=False, charts_regex=None, labels=None, descr
     labels_body = _read_labels(labels) if labels else None
     created = not os.path.exists(out)
     _prepare_out(out)
+    lines = _Lines(stream)
     try:
-        return _record(host, seconds, out, past, rx, labels_body, description, protocol, timeout, stream, sleep,
+        return _record(host, seconds, out, past, rx, labels_body, description, protocol, timeout, lines, sleep,
                        before, clock)
-    except BaseException:
-        if created:   # nothing half-made is left behind
+    except BaseException:   # an error, Ctrl-C, SIGTERM: nothing half-made is left behind
+        lines.close()
+        if created:
             shutil.rmtree(out, ignore_errors=True)
+        else:   # it was empty: empty again, so the same command can be run once more
+            for name in os.listdir(out):
+                path = os.path.join(out, name)
+                shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
         raise
 
 
@@ -109,9 +135,11 @@ def _chart_list(session, base, timeout, rx):
     charts_raw = _get(session, base + '/api/v1/charts', timeout)
     try:
         charts_body = json.loads(charts_raw)
+        if not isinstance(charts_body['charts'], dict):
+            raise TypeError('charts is not an object')
         charts = sorted(charts_body['charts'])
     except (ValueError, KeyError, TypeError):
-        raise RecordError('{} did not answer like a Netdata agent'.format(base))
+        raise RecordError('{}/api/v1/charts did not answer like a Netdata agent'.format(base))
     if rx is not None:
         charts = [c for c in charts if rx.match(c)]
         charts_body['charts'] = {c: charts_body['charts'][c] for c in charts}
@@ -119,6 +147,14 @@ def _chart_list(session, base, timeout, rx):
     if not charts:
         raise RecordError('no charts to record')
     return charts_raw, charts_body, charts
+
+
+def _labels_inside(labels_body, start, end):
+    """Refuse, before anything is recorded, labels that ``evaluate`` would refuse the recording for."""
+    for i, inc in enumerate((labels_body or {}).get('incidents', [])):
+        if not start <= inc['start'] <= end:
+            raise RecordError('--labels: incident {} starts at {}, outside the window to record ({}..{})'.format(
+                i + 1, inc['start'], start, end))
 
 
 def _record(host, seconds, out, past, rx, labels_body, description, protocol, timeout, stream, sleep, before,
@@ -135,11 +171,16 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
     try:
         latest = json.loads(_get(session, base + '/api/v1/allmetrics?format=json', timeout))
         # the agent's own clock: the newest second it has collected
-        now = max((c.get('last_updated', 0) for c in latest.values() if isinstance(c, dict)), default=0) or time.time()
+        stamps = [c.get('last_updated') for c in latest.values() if isinstance(c, dict)]
+        now = max((s for s in stamps if isinstance(s, (int, float)) and not isinstance(s, bool)
+                   and 0 < s < 1e11), default=0) or time.time()
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise RecordError('{} did not answer like a Netdata agent'.format(base))
+        raise RecordError('{}/api/v1/allmetrics did not answer like a Netdata agent'.format(base))
     if past:
         end = int(now) - 1 if before is None else min(int(before), int(now) - 1)
+        if before is not None and int(before) > end:
+            stream.write('record: --before {} is past the agent\'s newest second: the window ends at {}\n'.format(
+                int(before), end))
         start = end - int(seconds)
         oldest = _history_start(charts_body, charts)
         if oldest is not None and end <= oldest:
@@ -149,10 +190,12 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
             stream.write('record: the agent holds {} s of these charts, not {}: recording {}..{}\n'.format(
                 end - oldest, int(seconds), oldest, end))
             start = oldest
+        _labels_inside(labels_body, start, end)
         sample = _get(session, base + '/api/v1/allmetrics?format=json', timeout)
     else:
         start = int(now)
         end = start + int(seconds)
+        _labels_inside(labels_body, start, end)
         sample = None
         ahead = now - clock()   # the window is on the agent's clock, which may differ from ours
         while clock() + ahead < end + 1:
@@ -161,7 +204,7 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
             if sample is None and left < seconds / 2:
                 sample = _get(session, base + '/api/v1/allmetrics?format=json', timeout)
             sleep(min(1.0, max(left, 0.01)))
-        stream.write('\n')
+        stream.close()
         if sample is None:
             sample = _get(session, base + '/api/v1/allmetrics?format=json', timeout)
         # the list as the window ends, as with --past: charts the agent created during it
@@ -177,12 +220,12 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
             _check_data(json.loads(body))
         except (RecordError, ValueError) as e:
             failed.append(chart)
-            stream.write('\nchart {} failed: {}\n'.format(chart, e))
+            stream.write('chart {} failed: {}\n'.format(chart, e))
             continue
         with gzip.open(os.path.join(out, 'data', chart + '.json.gz'), 'wb') as f:
             f.write(body)
     _progress(len(charts), len(charts), 'done', stream)
-    stream.write('\n')
+    stream.close()
     if failed:   # charts.json lists the recorded charts only, as the replay serves them
         for chart in failed:
             charts_body['charts'].pop(chart, None)

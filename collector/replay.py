@@ -108,6 +108,9 @@ class Recording:
         except (KeyError, TypeError, ValueError) as e:
             raise RecordingError('{}: needs "start" and "end" in unix seconds ({}: {})'.format(
                 os.path.join(path, 'recording.json'), type(e).__name__, e))
+        if self.end <= self.start:
+            raise RecordingError('{}: "end" ({}) must come after "start" ({})'.format(
+                os.path.join(path, 'recording.json'), self.end, self.start))
         self.charts = self.charts_body.get('charts') if isinstance(self.charts_body, dict) else None
         if not isinstance(self.charts, dict):
             raise RecordingError('{}: needs a "charts" object, as /api/v1/charts sends'.format(
@@ -370,7 +373,7 @@ class _Handler(BaseHTTPRequestHandler):
         rec, clock = self.server.recording, self.server.clock
         url = urlparse(self.path)
         qs = parse_qs(url.query, keep_blank_values=True)
-        now = clock.now()
+        now = int(clock.now())   # the agent's now is its last whole second: after=-N is N rows
         path = url.path
         if '/host/' in path and not path.startswith('/api/'):
             path = '/api/' + path.split('/api/', 1)[-1]

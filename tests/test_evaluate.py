@@ -102,13 +102,32 @@ def test_a_recording_without_labels_is_judged_on_its_false_flags_alone(recording
     (own / 'labels.json').unlink()
     cli.main(['evaluate', str(own), '--quiet'])
     out = capsys.readouterr().out
-    assert re.search(r'no labeled incidents \(no labels.json\), so every flag counts as false: [1-9]\d* false flag '
-                     r'events? in [0-9.]+ h', out), out
+    assert re.search(r'no labeled incidents, so every flag counts as false: [1-9]\d* false flag '
+                     r'events? in [0-9.]+ h = [0-9.]+/h', out), out
+    assert 'start+s' not in out   # no table head without a row under it
     assert re.search(r'1 recording without labeled incidents: [1-9]\d* false flag events? in [0-9.]+ clean h = '
                      r'[0-9.]+/h; target \(at most 2/h\): NOT met', out), out
     # the alarms it raised are false ones too
     assert re.search(r'stock alarms \(anomalies_node_rate, anomalies_flag_lasting\): [1-9]\d* false alarms? in', out), out
     assert '0/0' not in out
+
+
+def test_an_expected_chart_the_job_did_not_model_is_named_not_a_silent_miss(recording, tmp_path, capsys):
+    """A typo in labels.json (system.cpuu) read as the detector missing the incident."""
+    import json
+    import shutil
+    from collector import cli
+    own = tmp_path / 'own'
+    shutil.copytree(recording, own)
+    labels = json.loads((own / 'labels.json').read_text())
+    labels['incidents'][0]['expected_charts'] = ['system.cpuu'] + labels['incidents'][0]['expected_charts']
+    (own / 'labels.json').write_text(json.dumps(labels))
+    cli.main(['evaluate', str(own), '--quiet', '--json', str(tmp_path / 'out.json')])
+    out = capsys.readouterr().out
+    assert "incident 1 ({}): expected chart not modelled by the job (not in the recording, or out of its scope): " \
+        "system.cpuu".format(labels['incidents'][0].get('kind', '')) in out, out
+    got = json.loads((tmp_path / 'out.json').read_text())['incidents']   # (one recording: its result)
+    assert got[0]['expected_not_modelled'] == ['system.cpuu']
 
 
 def test_evaluate_command_takes_a_folder_glob_with_other_files(recording, tmp_path):

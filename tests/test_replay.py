@@ -217,12 +217,15 @@ def test_record_past_before_ends_the_window_where_asked(replay, tmp_path):
     newest = START + 600
     for before, end in ((newest - 30, newest - 30), (newest + 1000, newest - 1)):
         out = str(tmp_path / 'rec{}'.format(before))
-        assert record(replay.host, 60, out, past=True, charts_regex=r'system\.cpu$', stream=io.StringIO(),
+        told = io.StringIO()
+        assert record(replay.host, 60, out, past=True, charts_regex=r'system\.cpu$', stream=told,
                       before=before) == []
         meta = json.load(open(os.path.join(out, 'recording.json')))
         assert (meta['start'], meta['end']) == (end - 60, end)
         rows = Recording(out).chart_rows('system.cpu')[1]
         assert rows[-1] == end
+        # a window moved from where it was asked is said so
+        assert ('past the agent\'s newest second: the window ends at {}'.format(end) in told.getvalue()) == (before > end)
     r = subprocess.run([sys.executable, '-m', 'collector', 'record', '--host', replay.host, '--seconds', '10',
                         '--out', str(tmp_path / 'live'), '--before', str(newest)], capture_output=True, text=True)
     assert r.returncode == 1 and '--before needs --past' in r.stderr and r.stdout == ''
@@ -252,6 +255,60 @@ def test_record_checks_its_arguments_before_the_window_and_never_mixes_recording
     with pytest.raises(RecordError, match='cannot reach'):
         record('127.0.0.1:9', 10, str(tmp_path / 'r4'), past=True, stream=io.StringIO())
     assert not (tmp_path / 'r4').exists()
+    # an empty folder given is left empty, so the same command works once the agent answers
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    with pytest.raises(RecordError, match='cannot reach'):
+        record('127.0.0.1:9', 10, str(empty), past=True, stream=io.StringIO())
+    assert os.listdir(empty) == []
+    assert record(replay.host, 10, str(empty), past=True, charts_regex=r'system\.cpu$', stream=io.StringIO()) == []
+    # labels that evaluate would refuse the recording for are refused before anything is recorded
+    elsewhere = tmp_path / 'elsewhere.json'
+    elsewhere.write_text(json.dumps({'incidents': [{'kind': 'cpu', 'start': START - 5000, 'end': START - 4900,
+                                                    'expected_charts': ['system.cpu']}]}))
+    with pytest.raises(RecordError, match='incident 1 starts at {}, outside the window'.format(START - 5000)):
+        record(replay.host, 60, str(tmp_path / 'r5'), past=True, labels=str(elsewhere), stream=io.StringIO())
+    assert not (tmp_path / 'r5').exists()
+
+
+def test_record_stopped_or_failing_midway_keeps_nothing_half_made(replay, tmp_path, monkeypatch):
+    """Ctrl-C, SIGTERM or a full disk while the charts are read: no folder without its
+    recording.json is left (replay and evaluate would refuse it), and one line says so."""
+    import io
+    from collector import record as rec_mod
+    real = rec_mod._get
+    for stop in (KeyboardInterrupt, OSError(28, 'No space left on device')):
+        reads = []
+
+        def stopping(session, url, timeout):
+            if 'api/v1/data' in url:
+                reads.append(url)
+                if len(reads) == 3:
+                    raise stop
+            return real(session, url, timeout)
+        monkeypatch.setattr(rec_mod, '_get', stopping)
+        out = tmp_path / 'rec'
+        shown = io.StringIO()
+        with pytest.raises(type(stop) if isinstance(stop, OSError) else stop):
+            rec_mod.record(replay.host, 60, str(out), past=True, charts_regex=r'system\.', stream=shown)
+        assert not out.exists() and len(reads) == 3
+        assert shown.getvalue().endswith('\n')   # what is printed next starts a line of its own
+    monkeypatch.setattr(rec_mod, '_get', real)
+    # the command: one line, no traceback, for SIGINT and SIGTERM alike, while waiting for a live window
+    import signal
+    import time
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        out = tmp_path / 'live{}'.format(int(sig))
+        p = subprocess.Popen([sys.executable, '-m', 'collector', 'record', '--host', replay.host, '--seconds', '600',
+                              '--out', str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while not (out / 'data').exists() and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        p.send_signal(sig)
+        stdout, stderr = p.communicate(timeout=60)
+        assert p.returncode == 130 and 'record: stopped; nothing was kept' in stderr, stderr
+        assert 'Traceback' not in stderr and stdout == '' and not out.exists()
 
 
 
@@ -413,6 +470,24 @@ def test_record_refuses_an_agent_whose_info_is_not_json_before_any_window(replay
     with pytest.raises(rec_mod.RecordError, match='api/v1/info did not answer like a Netdata agent'):
         rec_mod.record(replay.host, 60, str(tmp_path / 'rec'), past=True, stream=io.StringIO())
     assert len(asked) == 1 and not os.path.exists(str(tmp_path / 'rec'))
+
+
+@pytest.mark.parametrize('path, body', [
+    ('/api/v1/charts', b'{"charts": ["system.cpu", "system.load"]}'),
+    ('/api/v1/allmetrics', b'{"system.cpu": {"last_updated": "soon"}}')])
+def test_record_refuses_an_agent_that_answers_something_else_in_one_line(replay, tmp_path, monkeypatch, path, body):
+    import io
+    from collector import record as rec_mod
+    real = rec_mod._get
+    monkeypatch.setattr(rec_mod, '_get', lambda s, url, t: body if path in url else real(s, url, t))
+    if 'allmetrics' in path:   # a time that is not a number is not the agent's time; no time at all: ours
+        out = str(tmp_path / 'rec')
+        assert rec_mod.record(replay.host, 5, out, charts_regex=r'system\.cpu$', past=True,
+                              stream=io.StringIO(), clock=lambda: START + 600) == []
+        return
+    with pytest.raises(rec_mod.RecordError, match='{} did not answer like a Netdata agent'.format(path)):
+        rec_mod.record(replay.host, 60, str(tmp_path / 'rec'), past=True, stream=io.StringIO())
+    assert not os.path.exists(str(tmp_path / 'rec'))
 
 
 def test_allmetrics_filter_like_the_agent(replay):
