@@ -152,10 +152,21 @@ def _clashing_listeners(jobs):
     """The jobs among ``(job, address)`` on one port that cannot all listen: those on one
     address, or any of them when one listens on every address."""
     wildcard = {'', '0.0.0.0', '::', '[::]', '*'}
-    addresses = {a.strip() for _, a in jobs}
-    if len(addresses) == len(jobs) and not addresses & wildcard:
-        return []
-    return [name for name, _ in jobs]
+    addresses = [a.strip() for _, a in jobs]
+    if set(addresses) & wildcard:
+        return [name for name, _ in jobs]
+    resolved = [_listen_addresses(a) for a in addresses]   # 'localhost' is 127.0.0.1 too
+    return [name for k, (name, _) in enumerate(jobs)
+            if any(resolved[k] & resolved[j] for j in range(len(jobs)) if j != k)]
+
+
+def _listen_addresses(address):
+    """The IP addresses a listener on ``address`` binds (the name itself when it does not resolve)."""
+    import socket
+    try:
+        return {info[4][0] for info in socket.getaddrinfo(address.strip('[]'), None, type=socket.SOCK_STREAM)} or {address}
+    except (OSError, UnicodeError):
+        return {address}
 
 
 def cmd_replay(args):
@@ -429,7 +440,8 @@ def cmd_top(args):
         print('top: {}'.format(problem), file=sys.stderr)
         return 1
     try:
-        print(run(args.host, args.after, args.before, args.limit, args.protocol, args.username, args.password))
+        print(run(args.host, args.after, args.before, args.limit, args.protocol, args.username, args.password,
+                  tls_verify=not args.no_tls_verify))
     except NetdataError as e:
         print('top: {}'.format(e), file=sys.stderr)
         return 1
@@ -504,6 +516,8 @@ def build_parser():
     tp.add_argument('--protocol', default='http', choices=['http', 'https'])
     tp.add_argument('--username')
     tp.add_argument('--password')
+    tp.add_argument('--no-tls-verify', action='store_true',
+                    help="with https: accept the agent's certificate unchecked (self-signed), as a job's tls_verify: no")
     tp.set_defaults(func=cmd_top)
 
     dm = sub.add_parser('demo', help='replay the shipped recording through the job and show what it flags')

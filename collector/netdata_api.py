@@ -241,14 +241,15 @@ class NetdataApi:
         return out
 
     def charts_of_context(self, context):
-        """Ids of the charts whose context is ``context`` (e.g. every job's anomalies.probability)."""
+        """``{chart id: its /api/v1/charts entry}`` of the charts whose context is ``context``
+        (e.g. every job's anomalies.probability)."""
         body = self._get_json('/api/v1/charts')
         charts = body.get('charts') if isinstance(body, dict) else None
         if not isinstance(charts, dict):
             raise NetdataError('{}/api/v1/charts has no "charts" object'.format(self.base_url))
-        return sorted(cid for cid, c in charts.items() if isinstance(c, dict) and c.get('context') == context)
+        return {cid: c for cid, c in charts.items() if isinstance(c, dict) and c.get('context') == context}
 
-    def data(self, chart, after, before=0, points=0):
+    def data(self, chart, after, before=0, points=0, group=None):
         """One chart's stored values: ``(dimension names, [[time, values...], ...])`` oldest first.
 
         Every dimension, hidden ones too (system.cpu's idle): the agent leaves them out unless
@@ -256,6 +257,8 @@ class NetdataApi:
         """
         path = ('/api/v1/data?chart={}&after={}&before={}&points={}&format=json&options=flip&dimensions=*'
                 .format(quote(chart, safe=''), int(after), int(before), int(points)))
+        if group:   # how grouped rows are made ('max'); the agent's default is the average
+            path += '&group=' + group
         body = self._get_json(path)
         try:
             return list(body['labels'][1:]), [list(r) for r in body['data']]

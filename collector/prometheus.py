@@ -15,6 +15,7 @@ check does that).
 """
 import contextlib
 import os
+import threading
 import time
 
 from .files import write_atomically
@@ -33,6 +34,26 @@ HELP = {
 }
 
 
+# textfile path -> the job writing it: python.d runs every job in one process, and two jobs on
+# one file would each overwrite the other's series at every step (and remove it as they stop)
+_TEXTFILES = {}
+_TEXTFILES_LOCK = threading.Lock()
+
+
+def _claim_textfile(path, job):
+    with _TEXTFILES_LOCK:
+        holder = _TEXTFILES.setdefault(os.path.abspath(path), job)
+    if holder != job:
+        raise ValueError('prometheus_textfile {} is written by job {} already: give each job its own file'.format(
+            path, holder))
+
+
+def _release_textfile(path, job):
+    with _TEXTFILES_LOCK:
+        if _TEXTFILES.get(os.path.abspath(path)) == job:
+            del _TEXTFILES[os.path.abspath(path)]
+
+
 def node_gauges(rate, rate_1m, longest):
     """The node-level gauges' values by name, as ``Exporter.update`` takes them."""
     return {'anomaly_rate': float(rate), 'anomaly_rate_1m': float(rate_1m),
@@ -47,6 +68,8 @@ class Exporter:
         self.textfile = textfile
         self.log = logger
         self.job = job or 'anomalies'
+        if textfile:
+            _claim_textfile(textfile, self.job)
         # (scores, node gauges, unix time): one tuple, swapped whole by update(), so a scrape
         # on the server's thread never pairs two steps' values; no node gauges before the first
         self.state = ({}, {}, time.time())
@@ -64,6 +87,10 @@ class Exporter:
                 if not textfile:
                     raise
                 self.serve_error = e
+            except BaseException:
+                if textfile:
+                    _release_textfile(textfile, self.job)
+                raise
         self._write()   # a job that never scores shows as one that does not update
 
     def collect(self):
@@ -118,4 +145,5 @@ class Exporter:
         if self.textfile:   # node-exporter would serve its last values for as long as it is there
             with contextlib.suppress(OSError):
                 os.unlink(self.textfile)
+            _release_textfile(self.textfile, self.job)
 

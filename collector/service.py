@@ -186,8 +186,8 @@ class AnomaliesService(object):
             from .prometheus import Exporter
             exporter = Exporter(cfg.prometheus_textfile, cfg.prometheus_port, cfg.prometheus_address, logger=self,
                                 job=cfg.job_name)
-        except Exception as e:  # no prometheus_client, port taken, ...
-            self.error('prometheus export disabled: {!r}'.format(e))
+        except Exception as e:  # no prometheus_client, port taken, a file another job writes ...
+            self.error('prometheus export disabled: {}'.format(e if isinstance(e, ValueError) else repr(e)))
             return None
         if exporter.serve_error is not None:
             self.error('prometheus /metrics on {}:{} disabled: {!r}; the textfile is still written'.format(

@@ -11,38 +11,68 @@ import numpy as np
 from .netdata_api import NetdataApi, NetdataError
 
 PROB_CONTEXT, FLAG_CONTEXT = 'anomalies.probability', 'anomalies.anomaly'
+MAX_ROWS = 86400   # the most rows Netdata answers a query with: a longer window comes in grouped rows
 
 
-def rank(probs, flags, every=1):
+def rank(probs, flags, every=1, maxima=None):
     """Rank models from per-model series over one window.
 
-    ``probs``: ``{model: [probability 0..100 or None per step]}``, ``flags``: ``{model: [0/1 or
-    None]}``; ``every``: seconds per row, one for all or ``{model: seconds}``. Ordered by
-    flagged seconds, then mean probability.
+    ``probs``: ``{model: [probability 0..100 or None per row]}``, ``flags``: ``{model: [flag 0..1
+    or None]}``, a row's flag being the share of its seconds flagged (0 or 1 for rows of one
+    step); ``every``: seconds per row, one for all or ``{model: seconds}``; ``maxima``: the rows'
+    highest probabilities where a row groups several steps. Ordered by flagged seconds, then
+    mean probability.
     """
     rows = []
     for model in sorted(set(probs) | set(flags)):
         p = np.array([np.nan if v is None else v for v in probs.get(model, [])], dtype=float)
-        f = np.array([0 if v is None else v for v in flags.get(model, [])], dtype=float)
-        flagged = int((f > 0).sum())
+        f = np.clip(np.array([0 if v is None else v for v in flags.get(model, [])], dtype=float), 0.0, 1.0)
+        top = np.array([np.nan if v is None else v for v in (maxima or {}).get(model, [])], dtype=float)
+        top = top if np.isfinite(top).any() else p
         seconds = every.get(model, 1) if isinstance(every, dict) else every
-        rows.append({'chart': model, 'flagged_s': flagged * seconds,
+        rows.append({'chart': model, 'flagged_s': int(round(float(f.sum()) * seconds)),
                      'flag_events': int(((f[1:] > 0) & (f[:-1] == 0)).sum() + (f[:1] > 0).sum()) if f.size else 0,
                      'mean_prob': float(np.nanmean(p)) if np.isfinite(p).any() else 0.0,
-                     'max_prob': float(np.nanmax(p)) if np.isfinite(p).any() else 0.0})
+                     'max_prob': float(np.nanmax(top)) if np.isfinite(top).any() else 0.0})
     rows.sort(key=lambda r: (-r['flagged_s'], -r['mean_prob'], r['chart']))
     return rows
 
 
-def _series(api, context, suffix, after, before, unread):
-    """``({model: values}, {model: seconds per row})`` over every job's chart of ``context``.
-    A job other than the default one ('anomalies_<job>.probability') names its models
-    '<job>/<model>', so two jobs with a system.cpu model stay two rows. A chart the agent lists
-    but does not serve (a job stopped long ago) is left out, and told in ``unread``."""
+def _held(chart, after, before):
+    """``(first, last, points)``: the window in unix seconds over what ``chart`` (its
+    ``/api/v1/charts`` entry) holds, and the rows to ask for (0: every step), or None when it
+    holds nothing there. The agent answers a window reaching before a chart's first value
+    with empty rows, and at most ``MAX_ROWS`` of them: a window of three years gave one row of
+    1095 s for the last minutes."""
+    first, last = chart.get('first_entry'), chart.get('last_entry')
+    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in (first, last)):
+        return after, before, 0   # an agent that does not say: asked as given
+    end = last + before if before <= 0 else before   # relative, as the agent reads it: to its last second
+    start = end + after + 1 if after <= 0 else after
+    start, end = max(start, first), min(end, last)
+    if start > end:
+        return None
+    every = chart.get('update_every')
+    every = every if isinstance(every, int) and not isinstance(every, bool) and every > 0 else 1
+    rows = (end - start) // every + 1
+    return int(start), int(end), 0 if rows <= MAX_ROWS else MAX_ROWS
+
+
+def _series(api, charts, suffix, after, before, unread, group=None):
+    """``({model: values}, {model: seconds per row})`` over every job's chart in ``charts``
+    (``{chart id: its /api/v1/charts entry}``). A job other than the default one
+    ('anomalies_<job>.probability') names its models '<job>/<model>', so two jobs with a
+    system.cpu model stay two rows. A chart the agent lists but does not serve (a job stopped
+    long ago), or holds nothing of in the window, is left out, and told in ``unread``."""
     out, every = {}, {}
-    for chart in api.charts_of_context(context):
+    for chart in sorted(charts):
+        held = _held(charts[chart], after, before)
+        if held is None:
+            unread.append('{}: no values in the window (it holds {}..{})'.format(
+                chart, charts[chart].get('first_entry'), charts[chart].get('last_entry')))
+            continue
         try:
-            labels, rows = api.data(chart, after, before)
+            labels, rows = api.data(chart, held[0], held[1], points=held[2], group=group)
         except NetdataError as e:
             unread.append('{}: {}'.format(chart, e))
             continue
@@ -58,27 +88,37 @@ def _series(api, context, suffix, after, before, unread):
 
 
 def top(api, after=-600, before=0, unread=None):
-    """Ranked rows (``rank``); the charts that could not be read are appended to ``unread``."""
+    """Ranked rows (``rank``) and the longest row in seconds (1: every step as charted); the
+    charts that could not be read are appended to ``unread``."""
     unread = [] if unread is None else unread
-    probs, every = _series(api, PROB_CONTEXT, '_prob', after, before, unread)
-    flags, flag_every = _series(api, FLAG_CONTEXT, '_anomaly', after, before, unread)
+    prob_charts, flag_charts = api.charts_of_context(PROB_CONTEXT), api.charts_of_context(FLAG_CONTEXT)
+    if not prob_charts and not flag_charts:
+        raise NetdataError('{} has no anomalies charts: is the anomalies collector running there?'.format(api.base_url))
+    probs, every = _series(api, prob_charts, '_prob', after, before, unread)
+    flags, flag_every = _series(api, flag_charts, '_anomaly', after, before, unread)
+    grain = max(list(every.values()) + list(flag_every.values()) or [1])
+    maxima = None
+    if any(s > 1 for s in every.values()):   # grouped rows average a probability: ask for their highest too
+        maxima, _ = _series(api, prob_charts, '_prob', after, before, [], group='max')
     every = dict(flag_every, **every)
     if not probs and not flags:
-        if unread:
-            raise NetdataError('no anomalies chart of {} could be read: {}'.format(api.base_url, '; '.join(unread)))
-        raise NetdataError('{} has no anomalies charts: is the anomalies collector running there?'.format(api.base_url))
-    return rank(probs, flags, every)
+        raise NetdataError('no anomalies chart of {} could be read: {}'.format(api.base_url, '; '.join(unread)))
+    return rank(probs, flags, every, maxima), grain
 
 
-def format_top(rows, limit=20, window=''):
+def format_top(rows, limit=20, window='', grain=1):
+    width = max([40] + [len(r['chart']) for r in rows[:limit]])
     lines = ['most anomalous charts{}'.format(' ' + window if window else ''),
-             '{:>4}  {:<40} {:>10} {:>7} {:>10} {:>9}'.format('rank', 'chart', 'flagged_s', 'events', 'mean_prob%',
-                                                             'max_prob%')]
+             '{:>4}  {:<{w}} {:>10} {:>7} {:>10} {:>9}'.format('rank', 'chart', 'flagged_s', 'events', 'mean_prob%',
+                                                              'max_prob%', w=width)]
     for i, r in enumerate(rows[:limit], 1):
-        lines.append('{:>4}  {:<40} {:>10} {:>7} {:>10.1f} {:>9.1f}'.format(
-            i, r['chart'][:40], r['flagged_s'], r['flag_events'], r['mean_prob'], r['max_prob']))
+        lines.append('{:>4}  {:<{w}} {:>10} {:>7} {:>10.1f} {:>9.1f}'.format(
+            i, r['chart'], r['flagged_s'], r['flag_events'], r['mean_prob'], r['max_prob'], w=width))
     if len(rows) > limit:
         lines.append('      ... {} more'.format(len(rows) - limit))
+    if grain > 1:
+        lines.append('rows of {} s (the agent answers at most {} rows): flagged seconds from each row\'s flagged '
+                     'share, events counted at that grain'.format(grain, MAX_ROWS))
     return '\n'.join(lines)
 
 
@@ -86,11 +126,11 @@ def run(host, after=-600, before=0, limit=20, protocol='http', username=None, pa
     api = NetdataApi(host, protocol, username, password, tls_verify, timeout=30.0)
     unread = []
     try:
-        rows = top(api, after, before, unread)
+        rows, grain = top(api, after, before, unread)
     finally:
         api.close()
     when = 'over the last {} s'.format(-after) if after < 0 and before == 0 else 'from {} to {}'.format(
         time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(after)) if after > 0 else after,
         time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(before)) if before > 0 else before)
-    report = format_top(rows, limit, 'on {} {}'.format(host, when))
+    report = format_top(rows, limit, 'on {} {}'.format(host, when), grain)
     return report + ''.join('\nnot read: {}'.format(u) for u in unread)

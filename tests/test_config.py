@@ -276,14 +276,17 @@ def test_check_config_command(tmp_path):
                       "b:\n  prometheus_textfile: '/tmp/x.prom'\n  prometheus_port: 9592\n"
                       "c:\n  prometheus_port: 9591\n  prometheus_address: '0.0.0.0'\n"
                       "d:\n  prometheus_port: 9600\ne:\n  prometheus_port: 9600\n"
-                      "f:\n  prometheus_port: 9601\ng:\n  prometheus_port: 9601\n  prometheus_address: '10.0.0.1'\n")
+                      "f:\n  prometheus_port: 9601\ng:\n  prometheus_port: 9601\n  prometheus_address: '10.0.0.1'\n"
+                      "h:\n  prometheus_port: 9602\ni:\n  prometheus_port: 9602\n  prometheus_address: 'localhost'\n")
     r = run(shared)
     assert r.returncode == 1, r.stderr
     assert "jobs a, b: key 'prometheus_textfile': each job needs its own, they share /tmp/x.prom" in r.stderr
     assert "jobs d, e: key 'prometheus_port': each job needs its own, they share port 9600" in r.stderr
     # every address (0.0.0.0) takes the port on 127.0.0.1 too; two addresses of their own do not clash
     assert "jobs a, c: key 'prometheus_port': each job needs its own, they share port 9591" in r.stderr
-    assert r.stderr.count('prometheus_port') == 2
+    # localhost is 127.0.0.1 (the default address) by another name
+    assert "jobs h, i: key 'prometheus_port': each job needs its own, they share port 9602" in r.stderr
+    assert r.stderr.count('prometheus_port') == 3
 
 
 def test_a_prometheus_address_written_as_in_a_url_is_one_the_exporter_can_listen_on():

@@ -36,6 +36,12 @@ def test_dashboard_is_valid_and_queries_exported_metrics():
         assert names and names <= set(HELP), (expr, names)
         used |= names
     assert used == set(HELP)   # every exported metric is shown somewhere
+    for expr in exprs:   # two jobs on one node both export system.cpu: a join must tell them apart
+        for labels in re.findall(r'\bon\s*\(([^)]*)\)', expr):
+            assert 'anomalies_job' in labels, expr
+    for p in board['panels']:   # and so must a legend
+        for t in p['targets']:
+            assert '{{anomalies_job}}' in t['legendFormat'] or re.search(r'\b(?:sum|count|max|min|avg) by \((?![^)]*anomalies_job)', t['expr']), t
     ids = [p['id'] for p in board['panels']]
     assert len(ids) == len(set(ids))
     for p in board['panels']:

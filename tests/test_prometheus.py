@@ -52,3 +52,18 @@ def test_a_stopped_job_takes_its_textfile_away(tmp_path):
     assert textfile.exists()
     exporter.close()
     assert not textfile.exists()
+
+
+def test_a_second_job_on_one_textfile_is_refused_not_mixed_in(tmp_path):
+    """python.d runs every job in one process: two jobs writing one file would each replace the
+    other's series at every step, and the first to stop would remove it under the other."""
+    import pytest
+    textfile = tmp_path / 'anomalies.prom'
+    first = Exporter(str(textfile), job='local')
+    with pytest.raises(ValueError, match='is written by job local already'):
+        Exporter(str(tmp_path / '.' / 'anomalies.prom'), job='child')
+    first.update({'system.cpu': (0.5, 0)}, rate=0.0, rate_1m=0.0, longest=0.0)
+    assert 'anomalies_job="local"' in textfile.read_text() and 'child' not in textfile.read_text()
+    first.close()
+    second = Exporter(str(textfile), job='child')   # free once its writer stopped
+    second.close()

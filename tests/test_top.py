@@ -2,6 +2,7 @@
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -32,6 +33,8 @@ def write_anomalies_recording(path, seconds=120):
               'anomalies_child.lan.anomaly': _chart('anomalies_child.lan.anomaly', ['system.cpu_anomaly'])}
     for cid in ('anomalies_child.lan.probability', 'anomalies_child.lan.anomaly'):
         charts[cid]['context'] = cid.replace('_child.lan', '')
+    for c in charts.values():   # as the agent lists them: the replay moves the last entry to its now
+        c.update(first_entry=START, last_entry=START + seconds)
     rows = {cid: [] for cid in charts}
     for i in range(seconds + 1):
         cpu = 1 if 60 <= i < 90 else 0
@@ -94,3 +97,69 @@ def test_top_refuses_a_window_or_host_it_cannot_ask_for(window, told):
     r = subprocess.run([sys.executable, '-m', 'collector', 'top', '--host', '127.0.0.1:9'] + window,
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and told in r.stderr and 'Traceback' not in r.stderr, r.stderr
+
+
+def _top_cli(server, *window):
+    return subprocess.run([sys.executable, '-m', 'collector', 'top', '--host', server.host] + list(window),
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def _ranked(stdout):
+    return [line.split()[1:6] for line in stdout.splitlines()[2:5]]
+
+
+def test_top_over_a_window_longer_than_the_charts_reads_only_what_they_hold(tmp_path):
+    """The agent answers a window reaching before a chart's first value with empty rows, and
+    in at most 86400 of them: over three years, every chart read 1095 flagged seconds, or none.
+    A window before the charts existed says so, rather than quoting the agent's 404."""
+    rec = Recording(write_anomalies_recording(str(tmp_path / 'rec')))
+    with ReplayServer(rec, ReplayClock(START + 120, stepped=True)) as server:
+        short, years = _top_cli(server, '--after', '-121'), _top_cli(server, '--after', '-94608000')
+        before = _top_cli(server, '--after', '-600', '--before', '-300')
+    assert short.returncode == 0 and years.returncode == 0, (short.stderr, years.stderr)
+    assert _ranked(years.stdout) == _ranked(short.stdout)
+    assert [r[:3] + r[4:] for r in _ranked(years.stdout)] == [
+        ['system.cpu', '30', '1', '100.0'], ['child.lan/system.cpu', '10', '1', '100.0'], ['system.ram', '5', '1', '100.0']]
+    assert 'rows of' not in years.stdout
+    assert before.returncode == 1 and 'no values in the window' in before.stderr, before.stderr
+
+
+def test_top_in_grouped_rows_counts_each_rows_flagged_share_and_its_highest_probability(tmp_path, monkeypatch):
+    from collector import top
+    monkeypatch.setattr(top, 'MAX_ROWS', 30)   # as a window of more than a day is answered
+    rec = Recording(write_anomalies_recording(str(tmp_path / 'rec')))
+    with ReplayServer(rec, ReplayClock(START + 120, stepped=True)) as server:
+        report = top.run(server.host, after=-121)
+    lines = report.splitlines()
+    rows = {line.split()[1]: line.split()[2:] for line in lines[2:5]}
+    assert 25 <= int(rows['system.cpu'][0]) <= 35 and 8 <= int(rows['child.lan/system.cpu'][0]) <= 12
+    assert 3 <= int(rows['system.ram'][0]) <= 7
+    assert all(r[3] == '100.0' for r in rows.values())   # a row's highest, not its average
+    assert lines[-1].startswith('rows of 4 s (the agent answers at most 30 rows)'), lines[-1]
+
+
+def test_top_shows_long_chart_names_whole(tmp_path):
+    """Cut at 40 characters, system.memory_full_pressure and ..._stall_time of a named job read the same."""
+    rows = rank({'mychildnode1/system.memory_full_pressure_stall_time': [1], 'mychildnode1/system.memory_full_pressure': [2]},
+                {})
+    from collector.top import format_top
+    shown = format_top(rows)
+    assert 'mychildnode1/system.memory_full_pressure_stall_time ' in shown and len(set(shown.splitlines()[2:])) == 2
+
+
+@pytest.mark.skipif(not shutil.which('openssl'), reason='openssl makes the test certificate')
+def test_top_reads_an_https_agent_with_a_self_signed_certificate_when_told_to(tmp_path):
+    import ssl
+    cert, key = str(tmp_path / 'cert.pem'), str(tmp_path / 'key.pem')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=agent',
+                    '-keyout', key, '-out', cert], check=True, capture_output=True)
+    rec = Recording(write_anomalies_recording(str(tmp_path / 'rec')))
+    server = ReplayServer(rec, ReplayClock(START + 120, stepped=True))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.httpd.socket = context.wrap_socket(server.httpd.socket, server_side=True)
+    with server:
+        checked = _top_cli(server, '--protocol', 'https')
+        unchecked = _top_cli(server, '--protocol', 'https', '--no-tls-verify')
+    assert checked.returncode == 1 and 'certificate' in checked.stderr.lower(), checked.stderr
+    assert unchecked.returncode == 0 and _ranked(unchecked.stdout)[0][:2] == ['system.cpu', '30'], unchecked.stderr
