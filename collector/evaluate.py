@@ -155,6 +155,10 @@ def evaluate_recording(path, config_path=None, job=None, warmup=None, overrides=
                                              incidents, scored_from=rec.start + run['warmup'])
     result.update({'recording': os.path.basename(os.path.normpath(path)), 'warmup_s': run['warmup'],
                    'trim_s': rec.trim, 'evaluated_from': rec.start + run['warmup'], 'evaluated_to': rec.end})
+    for inc, scored in zip(incidents, result['incidents']):
+        expected = inc.get('expected_charts', [])
+        if not any(c in run['flags'] for c in expected):   # it cannot be detected: said, not a silent miss
+            scored['expected_not_modelled'] = [c for c in expected if c not in rec.charts]   # (typos, most likely)
     return result, run
 
 
@@ -179,10 +183,10 @@ def format_recording_table(result):
             '-' if inc['delay_s'] is None else inc['delay_s'], 100 * inc.get('flagged_share', 0.0),
             ', '.join(inc['charts_flagged']) or '-'))
     for i, inc in enumerate(result['incidents']):
-        if inc.get('expected_not_modelled'):
-            lines.append('incident {} ({}): expected chart{} not modelled by the job (not in the recording, or out '
-                         'of its scope): {}'.format(i + 1, inc['kind'], '' if len(inc['expected_not_modelled']) == 1
-                                                    else 's', ', '.join(inc['expected_not_modelled'])))
+        if 'expected_not_modelled' in inc:
+            absent = inc['expected_not_modelled']
+            lines.append('incident {} ({}): the job models none of its expected charts{}'.format(
+                i + 1, inc['kind'], ' (not in the recording: {})'.format(', '.join(absent)) if absent else ''))
     early = sum(1 for inc in result['incidents'] if inc.get('in_warmup'))
     if early:
         lines.append('{} incident{} in the warm-up, before the job started: not scored'.format(

@@ -72,9 +72,6 @@ def score_incidents(times, flags_by_model, incidents, scored_from=None):
                     'delay_s': (first - start) if first is not None else None,
                     'charts_flagged': sorted(firsts), 'all_charts_flagged': flagged_any,
                     'flagged_share': round(share, 3)})
-        unmodelled = [m for m in inc.get('expected_charts', []) if m not in flags_by_model]
-        if unmodelled:   # a typo in labels.json, or a chart out of the job's scope: said, not a silent miss
-            out[-1]['expected_not_modelled'] = unmodelled
 
     def in_quiet_window(t):
         return any(inc['start'] <= t <= inc['end'] + QUIET_AFTER_END for inc in incidents)

@@ -217,6 +217,9 @@ def resolve_window(after, before, now):
     return after, before
 
 
+MAX_ROWS = 86400   # the most rows the agent answers a query with (points=0 included)
+
+
 def data_body(recording, chart, after, before, now, points=0, group='average', dims=None, options=''):
     """The body of ``/api/v1/data`` for one chart, newest row first as the agent sends it.
 
@@ -236,6 +239,17 @@ def data_body(recording, chart, after, before, now, points=0, group='average', d
     after, before = resolve_window(after, before, now)
     mask = (times >= after) & (times <= before)
     t, v = times[mask], values[mask]
+    if t.size and after < t[0] and times[0] == t[0]:
+        # the agent answers the seconds of a window before a chart's first value with empty rows
+        every = (recording.charts or {}).get(chart, {}).get('update_every') if isinstance(
+            (recording.charts or {}).get(chart), dict) else None
+        every = every if isinstance(every, int) and not isinstance(every, bool) and every > 0 else 1
+        # (on the chart's grid, from the first row whose span lies in the window: after + every - 1)
+        lead = np.arange(t[0] - every, after + every - 2, -every)[::-1]
+        t = np.concatenate([lead, t])
+        v = np.vstack([np.full((lead.size, v.shape[1]), np.nan), v])
+    if not points and len(t) > MAX_ROWS:   # and in at most this many rows
+        points = MAX_ROWS
     if dims and dims != '*':
         # ids or names, each a simple pattern, ',' or '|' between them
         match = simple_pattern(dims, separators=',|')

@@ -399,6 +399,25 @@ def test_replay_refuses_settings_that_serve_nothing_and_a_busy_port_in_one_line(
         assert r.returncode != 0 and told in r.stderr and 'Traceback' not in r.stderr, (extra, r.stderr)
 
 
+def test_a_window_before_a_charts_first_value_is_answered_as_the_agent_does(monkeypatch):
+    """Empty rows for the seconds before it (on the chart's grid: a 5 s chart's first row is the
+    first whose span lies in the window), and no more than 86400 rows, grouped beyond that, as
+    a Netdata 1.37 agent answered (its first rows for after=-86400 were nulls from then on)."""
+    from collector import replay as replay_mod
+    path = os.path.dirname(SHARED_RECORDINGS[0])
+    rec = Recording(path)
+    with ReplayServer(rec, ReplayClock(rec.start + 300, stepped=True)) as server:
+        cpu = data(server, 'system.cpu', rec.start - 60, rec.start + 9, options='flip')['data']
+        load = data(server, 'system.load', rec.start - 60, rec.start + 9, options='flip')['data']
+        assert [r[0] for r in cpu] == list(range(rec.start - 60, rec.start + 10))
+        assert all(v is None for r in cpu[:60] for v in r[1:]) and all(v is not None for v in cpu[60][1:])
+        assert [r[0] for r in load] == list(range(rec.start - 55, rec.start + 10, 5))
+        assert all(v is None for r in load[:12] for v in r[1:]) and load[12][1] is not None   # 995: its first
+        monkeypatch.setattr(replay_mod, 'MAX_ROWS', 100)
+        grouped = data(server, 'system.cpu', -300, 0)['data']
+        assert len(grouped) == 100 and grouped[0][0] == rec.start + 300
+
+
 def test_replay_says_when_the_recording_ends_and_exits_0(recording):
     """A job beside it then reads a dead port: the replay's own log says why."""
     r = subprocess.run([sys.executable, '-m', 'collector', 'replay', recording, '--port', '0',
@@ -666,7 +685,8 @@ def test_the_chart_list_is_the_agents_at_the_replay_clock(tmp_path):
 
 def test_a_trimmed_recording_is_served_as_if_it_had_begun_later(tmp_path):
     """``cut`` leaves a recording's first seconds out everywhere the agent shows its history: no
-    row before the new start in any window, and each chart's first entry there."""
+    value before the new start in any window (the agent's empty rows there), and each chart's
+    first entry there."""
     from collector.replay import RecordingError
     from conftest import write_recording
     path = write_recording(str(tmp_path / 'rec'))
@@ -682,8 +702,9 @@ def test_a_trimmed_recording_is_served_as_if_it_had_begun_later(tmp_path):
     assert rec.start == START + 120
     with ReplayServer(rec, ReplayClock(START + 600, stepped=True)) as server:
         data = get(server, '/api/v1/data?chart=system.cpu&after={}&before={}&options=flip'.format(START, START + 600))
-        times = [row[0] for row in data['data']]
+        times = [row[0] for row in data['data'] if any(v is not None for v in row[1:])]
         assert min(times) == START + 120 and max(times) == START + 600
+        assert [row[0] for row in data['data'] if row[0] < START + 120] == list(range(START, START + 120))
         listed = get(server, '/api/v1/charts')['charts']
         assert listed['system.cpu']['first_entry'] == START + 120
         server.clock.advance(200)
