@@ -204,13 +204,24 @@ def cmd_replay(args):
 
 
 def cmd_record(args):
-    from .record import RecordError, record
+    import threading
     if args.before is not None and not args.past:
         print('record: --before needs --past (a live window starts now)', file=sys.stderr)
         return 1
+
     def stopped(signum, frame):   # as Ctrl-C: what was half-made goes
         raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, stopped)
+    main = threading.current_thread() is threading.main_thread()   # (signal handlers live there only)
+    before_term = signal.signal(signal.SIGTERM, stopped) if main else None
+    try:
+        return _record_command(args)
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, before_term if before_term is not None else signal.SIG_DFL)
+
+
+def _record_command(args):
+    from .record import RecordError, record
     try:
         failed = record(args.host, args.seconds, args.out, past=args.past, charts_regex=args.charts_regex,
                         labels=args.labels, description=args.description or '', protocol=args.protocol,

@@ -157,7 +157,7 @@ def evaluate_recording(path, config_path=None, job=None, warmup=None, overrides=
                    'trim_s': rec.trim, 'evaluated_from': rec.start + run['warmup'], 'evaluated_to': rec.end})
     for inc, scored in zip(incidents, result['incidents']):
         expected = inc.get('expected_charts', [])
-        if not any(c in run['flags'] for c in expected):   # it cannot be detected: said, not a silent miss
+        if expected and not any(c in run['flags'] for c in expected):   # it cannot be detected: said, not a silent miss
             scored['expected_not_modelled'] = [c for c in expected if c not in rec.charts]   # (typos, most likely)
     return result, run
 

@@ -237,19 +237,14 @@ def data_body(recording, chart, after, before, now, points=0, group='average', d
         keep = [i for i, l in enumerate(labels) if l in shown]
         labels, values = [labels[i] for i in keep], values[:, keep]
     after, before = resolve_window(after, before, now)
-    mask = (times >= after) & (times <= before)
+    entry = (recording.charts or {}).get(chart)
+    every = entry.get('update_every') if isinstance(entry, dict) else None
+    every = every if isinstance(every, int) and not isinstance(every, bool) and every > 0 else 1
+    first = after if every == 1 else after + 1   # the agent's first row: a 5 s chart's after after
+    mask = (times >= first) & (times <= before)
     t, v = times[mask], values[mask]
-    if t.size and after < t[0] and times[0] == t[0]:
-        # the agent answers the seconds of a window before a chart's first value with empty rows
-        every = (recording.charts or {}).get(chart, {}).get('update_every') if isinstance(
-            (recording.charts or {}).get(chart), dict) else None
-        every = every if isinstance(every, int) and not isinstance(every, bool) and every > 0 else 1
-        # (on the chart's grid, from the first row whose span lies in the window: after + every - 1)
-        lead = np.arange(t[0] - every, after + every - 2, -every)[::-1]
-        t = np.concatenate([lead, t])
-        v = np.vstack([np.full((lead.size, v.shape[1]), np.nan), v])
-    if not points and len(t) > MAX_ROWS:   # and in at most this many rows
-        points = MAX_ROWS
+    # the seconds of a window before a chart's first value: empty rows on its grid
+    lead = int((t[0] - first) // every) if t.size and times[0] == t[0] and first < t[0] else 0
     if dims and dims != '*':
         # ids or names, each a simple pattern, ',' or '|' between them
         match = simple_pattern(dims, separators=',|')
@@ -261,16 +256,12 @@ def data_body(recording, chart, after, before, now, points=0, group='average', d
             return NO_MATCH
         labels, v = [labels[i] for i in keep], v[:, keep]
     opts = set(o for o in options.replace('|', ',').split(',') if o)
-    if points and 0 < points < len(t):
-        edges = np.linspace(0, len(t), points + 1).astype(int)
-        agg = np.nanmax if group == 'max' else (np.nanmin if group == 'min' else np.nanmean)
-        nt, nv = [], []
-        for a, b in zip(edges[:-1], edges[1:]):
-            if b > a:
-                nt.append(t[b - 1])
-                with np.errstate(all='ignore'):
-                    nv.append(agg(v[a:b], axis=0) if not np.isnan(v[a:b]).all() else np.full(v.shape[1], np.nan))
-        t, v = np.array(nt), np.array(nv).reshape(len(nt), len(labels))
+    wanted = points if points and points > 0 else MAX_ROWS   # the agent answers at most MAX_ROWS rows
+    if lead + len(t) > wanted:
+        t, v = _grouped(t, v, lead, every, -(-(lead + len(t)) // wanted), group)
+    elif lead:
+        t = np.concatenate([t[0] - every * np.arange(lead, 0, -1), t])
+        v = np.vstack([np.full((lead, v.shape[1]), np.nan), v])
     if 'abs' in opts or 'absolute' in opts:
         v = np.abs(v)
     if 'flip' in opts:
@@ -282,6 +273,24 @@ def data_body(recording, chart, after, before, now, points=0, group='average', d
 
 
 NO_MATCH = 'no-match'   # data_body's answer when no dimension matched: the agent's 404
+
+
+def _grouped(t, v, lead, every, size, group):
+    """Rows of ``size`` steps from the newest back, each at its newest step's time, over ``lead``
+    empty steps before ``t`` (``every`` seconds apart) and the rows ``t``, ``v``: the empty steps
+    are never laid out, so a window of years costs what its rows do."""
+    n = lead + len(t)
+    ends = np.arange(n - 1, -1, -size)[::-1]   # virtual index of each group's newest step
+    times = np.where(ends < lead, t[0] - every * (lead - ends), t[np.clip(ends - lead, 0, None)]) if len(t) else \
+        np.zeros(0)
+    out = np.full((ends.size, v.shape[1]), np.nan)
+    agg = np.nanmax if group == 'max' else (np.nanmin if group == 'min' else np.nanmean)
+    for k in np.nonzero(ends >= lead)[0]:   # only groups holding a recorded row can hold a value
+        rows = v[max(ends[k] - size + 1 - lead, 0):ends[k] - lead + 1]
+        if not np.isnan(rows).all():
+            with np.errstate(all='ignore'):
+                out[k] = agg(rows, axis=0)
+    return times.astype(np.int64), out
 
 
 def _num(x):

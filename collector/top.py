@@ -38,16 +38,21 @@ def rank(probs, flags, every=1, maxima=None):
     return rows
 
 
-def _held(chart, after, before):
+def _is_time(t):
+    return isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0
+
+
+def _held(chart, after, before, now):
     """``(first, last, points)``: the window in unix seconds over what ``chart`` (its
     ``/api/v1/charts`` entry) holds, and the rows to ask for (0: every step), or None when it
     holds nothing there. The agent answers a window reaching before a chart's first value
     with empty rows, and at most ``MAX_ROWS`` of them: a window of three years gave one row of
-    1095 s for the last minutes."""
+    1095 s for the last minutes. A relative window ends at ``now``, the agent's (not at a
+    stopped job's last second)."""
     first, last = chart.get('first_entry'), chart.get('last_entry')
-    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in (first, last)):
+    if not (_is_time(first) and _is_time(last)):
         return after, before, 0   # an agent that does not say: asked as given
-    end = last + before if before <= 0 else before   # relative, as the agent reads it: to its last second
+    end = (now if now else last) + before if before <= 0 else before   # relative, as the agent reads it
     start = end + after + 1 if after <= 0 else after
     start, end = max(start, first), min(end, last)
     if start > end:
@@ -58,15 +63,16 @@ def _held(chart, after, before):
     return int(start), int(end), 0 if rows <= MAX_ROWS else MAX_ROWS
 
 
-def _series(api, charts, suffix, after, before, unread, group=None):
+def _series(api, charts, suffix, after, before, unread, now=None, group=None, grouped=None):
     """``({model: values}, {model: seconds per row})`` over every job's chart in ``charts``
     (``{chart id: its /api/v1/charts entry}``). A job other than the default one
     ('anomalies_<job>.probability') names its models '<job>/<model>', so two jobs with a
     system.cpu model stay two rows. A chart the agent lists but does not serve (a job stopped
-    long ago), or holds nothing of in the window, is left out, and told in ``unread``."""
+    long ago), or holds nothing of in the window, is left out, and told in ``unread``; the
+    charts read in grouped rows are added to ``grouped``."""
     out, every = {}, {}
     for chart in sorted(charts):
-        held = _held(charts[chart], after, before)
+        held = _held(charts[chart], after, before, now)
         if held is None:
             unread.append('{}: no values in the window (it holds {}..{})'.format(
                 chart, charts[chart].get('first_entry'), charts[chart].get('last_entry')))
@@ -77,6 +83,8 @@ def _series(api, charts, suffix, after, before, unread, group=None):
             unread.append('{}: {}'.format(chart, e))
             continue
         seconds = max(1, int(round((rows[-1][0] - rows[0][0]) / (len(rows) - 1)))) if len(rows) > 1 else 1
+        if held[2] and grouped is not None:
+            grouped[chart] = seconds
         kind = chart.rsplit('.', 1)[0]   # the type: a job's name may hold dots ('10.0.0.5'), the id none
         job = kind[len('anomalies_'):] if kind.startswith('anomalies_') else ''
         for k, label in enumerate(labels):
@@ -94,16 +102,19 @@ def top(api, after=-600, before=0, unread=None):
     prob_charts, flag_charts = api.charts_of_context(PROB_CONTEXT), api.charts_of_context(FLAG_CONTEXT)
     if not prob_charts and not flag_charts:
         raise NetdataError('{} has no anomalies charts: is the anomalies collector running there?'.format(api.base_url))
-    probs, every = _series(api, prob_charts, '_prob', after, before, unread)
-    flags, flag_every = _series(api, flag_charts, '_anomaly', after, before, unread)
-    grain = max(list(every.values()) + list(flag_every.values()) or [1])
+    api.charts()   # the agent's now: the time most of its charts were last collected
+    now = api.listed_at
+    grouped = {}
+    probs, every = _series(api, prob_charts, '_prob', after, before, unread, now, grouped=grouped)
+    flags, flag_every = _series(api, flag_charts, '_anomaly', after, before, unread, now, grouped=grouped)
     maxima = None
-    if any(s > 1 for s in every.values()):   # grouped rows average a probability: ask for their highest too
-        maxima, _ = _series(api, prob_charts, '_prob', after, before, [], group='max')
+    if any(c in grouped for c in prob_charts):   # grouped rows average a probability: ask for their highest too
+        maxima, _ = _series(api, {c: prob_charts[c] for c in grouped if c in prob_charts}, '_prob', after, before,
+                            [], now, group='max')
     every = dict(flag_every, **every)
     if not probs and not flags:
         raise NetdataError('no anomalies chart of {} could be read: {}'.format(api.base_url, '; '.join(unread)))
-    return rank(probs, flags, every, maxima), grain
+    return rank(probs, flags, every, maxima), max(grouped.values(), default=1)
 
 
 def format_top(rows, limit=20, window='', grain=1):

@@ -62,7 +62,7 @@ def write_recording(path, seconds=SECONDS, seed=1):
         json.dump({'version': 'v1.37.1', 'mirrored_hosts': ['synthetic']}, f)
     for cid, (dims, every, values) in series.items():
         rows = []
-        for i in range(0, seconds + 1, every):
+        for i in range(every if every > 1 else 0, seconds + 1, every):   # as the agent answers after=START
             rows.append([START + i] + [None if np.isnan(v) else round(float(v), 4) for v in values[i]])
         with gzip.open(os.path.join(path, 'data', cid + '.json.gz'), 'wt') as f:
             json.dump({'labels': ['time'] + dims, 'data': rows[::-1]}, f)

@@ -181,14 +181,15 @@ def test_a_value_near_floats_limit_scores_as_unusual_as_can_be_not_as_a_failed_m
     assert scores[k] > models['system.ram'].threshold
     assert not batch.failed
     # the same row through the model itself (evaluate --dataset's path), beside a usual one
-    ram = np.column_stack([raw[c][-6:] for c in ('h::system.ram|used', 'h::system.ram|free')])
+    ram = np.column_stack([raw[c][-12:] for c in ('h::system.ram|used', 'h::system.ram|free')])
+    usual = feats(ram)[-3]
     ram[-2:, 0] = [-1.7e308, 1.7e308]
     with np.errstate(over='ignore', invalid='ignore'):
-        rows = feats(ram)[-2:]
-    with np.errstate(over='ignore', invalid='ignore'):
+        rows = feats(ram)[-3:]
         offline = models['system.ram'].decision_function(rows)
-    assert offline[-1] > models['system.ram'].threshold
-    assert np.isfinite(offline).all()
+    assert np.array_equal(rows[0], usual) and not np.isfinite(rows[-1]).all()
+    assert offline[-1] > models['system.ram'].threshold and np.isfinite(offline).all()
+    assert offline[0] == pytest.approx(models['system.ram'].decision_function(usual[None, :])[0], rel=1e-9)   # as alone
 
 
 @pytest.mark.parametrize('model', ['mahalanobis', 'pca'])

@@ -135,6 +135,11 @@ def test_an_expected_chart_the_job_did_not_model_is_named_not_a_silent_miss(reco
     cli.main(['evaluate', str(own), '--quiet', '--set', 'charts_regex=apps\\..*'])
     out = capsys.readouterr().out
     assert "incident 1 ({}): the job models none of its expected charts\n".format(kind) in out, out
+    # an incident labeled without expected charts is scored on none, and nothing is said of them
+    labels['incidents'][0]['expected_charts'] = []
+    (own / 'labels.json').write_text(json.dumps(labels))
+    cli.main(['evaluate', str(own), '--quiet'])
+    assert 'expected charts' not in capsys.readouterr().out.split('expected charts flagged', 1)[1]
 
 
 def test_evaluate_command_takes_a_folder_glob_with_other_files(recording, tmp_path):

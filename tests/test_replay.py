@@ -271,6 +271,18 @@ def test_record_checks_its_arguments_before_the_window_and_never_mixes_recording
     assert not (tmp_path / 'r5').exists()
 
 
+def test_record_in_process_leaves_the_callers_sigterm_as_it_was(tmp_path):
+    import signal
+    from collector import cli
+    mine = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        assert cli.main(['record', '--host', '127.0.0.1:9', '--seconds', '5', '--past',
+                         '--out', str(tmp_path / 'r')]) == 1
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, mine)
+
+
 def test_record_stopped_or_failing_midway_keeps_nothing_half_made(replay, tmp_path, monkeypatch):
     """Ctrl-C, SIGTERM or a full disk while the charts are read: no folder without its
     recording.json is left (replay and evaluate would refuse it), and one line says so."""
@@ -413,6 +425,15 @@ def test_a_window_before_a_charts_first_value_is_answered_as_the_agent_does(monk
         assert all(v is None for r in cpu[:60] for v in r[1:]) and all(v is not None for v in cpu[60][1:])
         assert [r[0] for r in load] == list(range(rec.start - 55, rec.start + 10, 5))
         assert all(v is None for r in load[:12] for v in r[1:]) and load[12][1] is not None   # 995: its first
+        # a 5 s chart's first row is the first after the window's start (a Netdata 1.37 agent:
+        # after=...000 gave ...005 first, after=...004 too, after=...005 gave ...010)
+        for after, first in ((0, 5), (4, 5), (5, 10)):
+            body = data(server, 'system.load', rec.start + 10 + after, rec.start + 60, options='flip')['data']
+            assert body[0][0] == rec.start + 10 + first, (after, body[0])
+        # three years: 86400 rows of 1095 s, the newest holding the recording, never laid out whole
+        years = data(server, 'system.cpu', -94608000, 0)['data']
+        assert len(years) == 86400 and years[0][0] == rec.start + 300 and years[1][0] == rec.start + 300 - 1095
+        assert years[0][1] is not None and all(v is None for v in years[1][1:])
         monkeypatch.setattr(replay_mod, 'MAX_ROWS', 100)
         grouped = data(server, 'system.cpu', -300, 0)['data']
         assert len(grouped) == 100 and grouped[0][0] == rec.start + 300

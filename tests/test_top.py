@@ -135,7 +135,7 @@ def test_top_in_grouped_rows_counts_each_rows_flagged_share_and_its_highest_prob
     assert 25 <= int(rows['system.cpu'][0]) <= 35 and 8 <= int(rows['child.lan/system.cpu'][0]) <= 12
     assert 3 <= int(rows['system.ram'][0]) <= 7
     assert all(r[3] == '100.0' for r in rows.values())   # a row's highest, not its average
-    assert lines[-1].startswith('rows of 4 s (the agent answers at most 30 rows)'), lines[-1]
+    assert lines[-1].startswith('rows of 5 s (the agent answers at most 30 rows)'), lines[-1]
 
 
 def test_top_shows_long_chart_names_whole(tmp_path):
@@ -163,3 +163,22 @@ def test_top_reads_an_https_agent_with_a_self_signed_certificate_when_told_to(tm
         unchecked = _top_cli(server, '--protocol', 'https', '--no-tls-verify')
     assert checked.returncode == 1 and 'certificate' in checked.stderr.lower(), checked.stderr
     assert unchecked.returncode == 0 and _ranked(unchecked.stdout)[0][:2] == ['system.cpu', '30'], unchecked.stderr
+
+
+def test_top_over_the_last_seconds_leaves_out_a_stopped_jobs_older_flags(tmp_path):
+    """A job stopped long ago keeps its charts listed, their last entry then: 'the last 30 s'
+    is the agent's last 30 s, not that job's."""
+    path = write_anomalies_recording(str(tmp_path / 'rec'))
+    with open(os.path.join(path, 'charts.json')) as f:
+        body = json.load(f)
+    for cid in ('anomalies_child.lan.probability', 'anomalies_child.lan.anomaly'):
+        body['charts'][cid]['last_entry'] = START + 30   # its flag was up from 10 to 20 s
+    for cid in ('system.cpu', 'system.ram', 'system.load', 'system.io', 'system.net'):   # the agent's own
+        body['charts'][cid] = dict(_chart(cid, ['a']), first_entry=START, last_entry=START + 120)
+    with open(os.path.join(path, 'charts.json'), 'w') as f:
+        json.dump(body, f)
+    with ReplayServer(Recording(path), ReplayClock(START + 120, stepped=True)) as server:
+        r = _top_cli(server, '--after', '-40')
+    assert r.returncode == 0, r.stderr
+    assert _ranked(r.stdout)[0][:2] == ['system.cpu', '9']   # 81..89 of its 60..89
+    assert 'child.lan/system.cpu' not in {row[0] for row in _ranked(r.stdout) if row[1] != '0'}
