@@ -13,6 +13,9 @@ import sys
 import time
 
 
+MAX_ROWS = 86400   # the most rows the agent answers a query with
+
+
 class RecordError(RuntimeError):
     pass
 
@@ -97,6 +100,9 @@ def record(host, seconds, out, past=False, charts_regex=None, labels=None, descr
     process's own start-up (a burst of interrupts, a few forks) then stays out of the window.
     Every argument is checked before the window is waited for, and ``out`` must be new or empty.
     """
+    if seconds > MAX_ROWS:   # a longer window comes in grouped rows, which a replay would serve as steps
+        raise RecordError('--seconds {}: at most {} (the agent answers a window in at most that many rows)'.format(
+            seconds, MAX_ROWS))
     try:
         rx = re.compile(charts_regex) if charts_regex else None
     except re.error as e:

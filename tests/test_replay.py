@@ -247,11 +247,12 @@ def test_record_checks_its_arguments_before_the_window_and_never_mixes_recording
             (dict(out=str(afile)), 'is a file'),
             (dict(out=str(tmp_path / 'r1'), charts_regex='['), '--charts-regex'),
             (dict(out=str(tmp_path / 'r2'), labels=str(tmp_path / 'missing.json')), 'missing.json'),
-            (dict(out=str(tmp_path / 'r3'), labels=str(bad_labels)), 'needs an "incidents" list')):
+            (dict(out=str(tmp_path / 'r3'), labels=str(bad_labels)), 'needs an "incidents" list'),
+            (dict(out=str(tmp_path / 'r6'), seconds=86401), '--seconds 86401: at most 86400')):
         with pytest.raises(RecordError, match=told):
-            record(replay.host, 3600, **dict(live, **kwargs))
+            record(replay.host, **dict(live, **dict(dict(seconds=3600), **kwargs)))
     assert sorted(os.listdir(existing)) == ['recording.json'] and afile.read_text() == 'x'
-    assert not any((tmp_path / r).exists() for r in ('r1', 'r2', 'r3'))   # nothing half-made left behind
+    assert not any((tmp_path / r).exists() for r in ('r1', 'r2', 'r3', 'r6'))   # nothing half-made left behind
     with pytest.raises(RecordError, match='cannot reach'):
         record('127.0.0.1:9', 10, str(tmp_path / 'r4'), past=True, stream=io.StringIO())
     assert not (tmp_path / 'r4').exists()
