@@ -390,6 +390,7 @@ class AnomalyDetector:
         if len(result.problems) > 5:
             self.log.warning('training data: {} more like these'.format(len(result.problems) - 5))
         tails = {}
+        first_models = not self.models   # the job's first: fitted on minutes, on a young agent
         for model_id, fm in result.models.items():
             if model_id not in self.specs:
                 continue
@@ -408,7 +409,11 @@ class AnomalyDetector:
         if result.models:   # else nothing changed: the scoring keeps its rows
             self._rebuild(tails)
         new_reasons = self._report_untrained(result)
-        if self.training_all and result.models:
+        # (the first models too when trained apart from a full training: charts waiting for
+        # history are tried again by their own history, and charts collected every 2, 5 or 10 s
+        # reach it at other steps; without it they stood until train_every_n, and a young
+        # agent's false flags rose by a third)
+        if result.models and (self.training_all or first_models):
             self._train_again_as_history_grows(result.history)
         if not result.models and (not result.errors or (self.training_quiet and not new_reasons)):
             return   # charts still wait for history, or a retry failed as before: said once already

@@ -971,6 +971,36 @@ def test_charts_waiting_for_history_are_trained_again_once_they_may_have_it_not_
         det.close()
 
 
+def test_first_models_trained_apart_are_refitted_once_the_history_has_doubled(recording, tmp_path, logger):
+    """Charts waiting for history are tried again by their own history, so where one chart
+    started later (or is collected every few seconds) the first models come from a training of
+    some charts, not all: they must still be refitted once the history has doubled, not stand
+    until train_every_n (a young agent's false flags rose by a third)."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    late = str(tmp_path / 'late')
+    shutil.copytree(recording, late)
+    ram = os.path.join(late, 'data', 'system.ram.json.gz')
+    with gzip.open(ram, 'rt') as f:
+        body = json.load(f)
+    body['data'] = [r for r in body['data'] if r[0] >= START + 100]   # system.ram collected from 100 s on
+    with gzip.open(ram, 'wt') as f:
+        json.dump(body, f)
+    rec = Recording(late)
+    with ReplayServer(rec, ReplayClock(rec.start + 20, stepped=True)) as server:
+        det = make_detector(server, logger, train_min_n_secs=300)
+        det.start()
+        for _ in range(500):
+            det.step()
+            if det.models:
+                break
+            server.clock.advance(1)
+            det.trainer.wait()
+        assert det.models and 'system.ram' not in det.models and 'system.cpu' in det.models
+        history = det.models['system.cpu'].info['window'][1] - det.models['system.cpu'].info['window'][0]
+        assert det.steps < det.next_training <= det.steps + history + 5, (det.steps, det.next_training, history)
+        det.close()
+
+
 def test_a_chart_whose_history_a_young_agent_failed_to_send_is_tried_again_at_the_next_look(
         recording, logger, monkeypatch):
     """A young agent may fail one read of a training (a timeout as its collectors start): that
