@@ -414,20 +414,19 @@ def test_replay_refuses_settings_that_serve_nothing_and_a_busy_port_in_one_line(
         assert r.returncode != 0 and told in r.stderr and 'Traceback' not in r.stderr, (extra, r.stderr)
 
 
-def test_a_window_before_a_charts_first_value_is_answered_as_the_agent_does(monkeypatch):
+def test_a_window_before_a_charts_first_value_is_answered_as_the_agent_does(recording, monkeypatch):
     """Empty rows for the seconds before it (on the chart's grid: a 5 s chart's first row is the
     first whose span lies in the window), and no more than 86400 rows, grouped beyond that, as
     a Netdata 1.37 agent answered (its first rows for after=-86400 were nulls from then on)."""
     from collector import replay as replay_mod
-    path = os.path.dirname(SHARED_RECORDINGS[0])
-    rec = Recording(path)
+    rec = Recording(recording)   # system.load collected every 5 s, its first row 5 s in
     with ReplayServer(rec, ReplayClock(rec.start + 300, stepped=True)) as server:
         cpu = data(server, 'system.cpu', rec.start - 60, rec.start + 9, options='flip')['data']
         load = data(server, 'system.load', rec.start - 60, rec.start + 9, options='flip')['data']
         assert [r[0] for r in cpu] == list(range(rec.start - 60, rec.start + 10))
         assert all(v is None for r in cpu[:60] for v in r[1:]) and all(v is not None for v in cpu[60][1:])
         assert [r[0] for r in load] == list(range(rec.start - 55, rec.start + 10, 5))
-        assert all(v is None for r in load[:12] for v in r[1:]) and load[12][1] is not None   # 995: its first
+        assert all(v is None for r in load[:12] for v in r[1:]) and load[12][1] is not None   # +5: its first
         # a 5 s chart's first row is the first after the window's start (a Netdata 1.37 agent:
         # after=...000 gave ...005 first, after=...004 too, after=...005 gave ...010)
         for after, first in ((0, 5), (4, 5), (5, 10)):
