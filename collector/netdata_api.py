@@ -18,6 +18,11 @@ import numpy as np
 
 from .features import absent_as_zero
 
+# the most rows the agent answers one /api/v1/data query with (points=0 too): a longer window
+# comes in grouped rows (three years: rows of 1095 s), the seconds before a chart's first value
+# as empty rows
+MAX_ROWS = 86400
+
 try:  # several times faster on the per-step allmetrics body; optional
     from orjson import loads as _fast_loads
 except ImportError:  # pragma: no cover

@@ -12,8 +12,7 @@ import shutil
 import sys
 import time
 
-
-MAX_ROWS = 86400   # the most rows the agent answers a query with
+from .netdata_api import MAX_ROWS
 
 
 class RecordError(RuntimeError):
@@ -121,7 +120,10 @@ def record(host, seconds, out, past=False, charts_regex=None, labels=None, descr
         else:   # it was empty: empty again, so the same command can be run once more
             for name in os.listdir(out):
                 path = os.path.join(out, name)
-                shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.remove(path)
         raise
 
 

@@ -20,6 +20,8 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
+from .netdata_api import MAX_ROWS
+
 
 class ReplayClock:
     """The replayed agent's "now": real time times ``speed`` from ``start``, or stepped."""
@@ -215,9 +217,6 @@ def resolve_window(after, before, now):
     if before > now:
         after, before = after - (before - now), now
     return after, before
-
-
-MAX_ROWS = 86400   # the most rows the agent answers a query with (points=0 included)
 
 
 def data_body(recording, chart, after, before, now, points=0, group='average', dims=None, options=''):

@@ -8,10 +8,9 @@ import time
 
 import numpy as np
 
-from .netdata_api import NetdataApi, NetdataError
+from .netdata_api import MAX_ROWS, NetdataApi, NetdataError
 
 PROB_CONTEXT, FLAG_CONTEXT = 'anomalies.probability', 'anomalies.anomaly'
-MAX_ROWS = 86400   # the most rows Netdata answers a query with: a longer window comes in grouped rows
 
 
 def rank(probs, flags, every=1, maxima=None):
