@@ -161,12 +161,15 @@ def _clashing_listeners(jobs):
 
 
 def _listen_addresses(address):
-    """The IP addresses a listener on ``address`` binds (the name itself when it does not resolve)."""
+    """The IP addresses a listener on ``address`` binds (the name itself when it does not resolve).
+    'localhost' is the loopback whatever the resolver says (a system without /etc/hosts)."""
     import socket
+    name = address.strip('[]')
+    loopback = {'127.0.0.1', '::1'} if name.lower().rstrip('.') == 'localhost' else set()
     try:
-        return {info[4][0] for info in socket.getaddrinfo(address.strip('[]'), None, type=socket.SOCK_STREAM)} or {address}
+        return {info[4][0] for info in socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)} | loopback or {address}
     except (OSError, UnicodeError):
-        return {address}
+        return loopback or {address}
 
 
 def cmd_replay(args):

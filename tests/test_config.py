@@ -289,6 +289,19 @@ def test_check_config_command(tmp_path):
     assert r.stderr.count('prometheus_port') == 3
 
 
+def test_localhost_and_127_0_0_1_on_one_port_clash_without_a_resolver(monkeypatch):
+    """A system without /etc/hosts (a chroot, a minimal container) does not resolve 'localhost';
+    it is the loopback all the same (RFC 6761)."""
+    import socket
+    from collector.cli import _clashing_listeners
+
+    def no_resolver(*a, **k):
+        raise socket.gaierror(-2, 'Name or service not known')
+    monkeypatch.setattr(socket, 'getaddrinfo', no_resolver)
+    assert _clashing_listeners([('a', '127.0.0.1'), ('b', 'localhost')]) == ['a', 'b']
+    assert _clashing_listeners([('a', '10.0.0.1'), ('b', 'localhost')]) == []
+
+
 def test_a_prometheus_address_written_as_in_a_url_is_one_the_exporter_can_listen_on():
     """'[::]' is how an address with a port is written; the listener wants '::' (it failed at
     start with 'Name or service not known' where check-config had said ok)."""
