@@ -184,6 +184,17 @@ def training_batches(specs, size=None):
     return [own[i:i + size] for i in range(0, len(own), size)] + ([custom] if custom else [])
 
 
+def _held_from(charts, listed_seconds, newest, every):
+    """The oldest second worth asking for: the agent answers the seconds of a window before a
+    chart's first value with empty rows (on an agent minutes old, thousands of them per chart
+    per training); a little before the oldest history the chart list gave, or no limit where
+    it did not give every chart's."""
+    held = [listed_seconds.get(c) for c in charts]
+    if not held or any(h is None for h in held):
+        return -float('inf')
+    return newest - int(max(held)) - 2 * every - 60   # (the list is a little older than the read)
+
+
 def run_training(request):
     """Fetch the window and fit every requested model, a batch of charts at a time; one
     model's failure stays its own."""
@@ -204,6 +215,8 @@ def run_training(request):
     for specs in batches:
         host_charts = {h: sorted(c) for h, c in charts_by_host(specs).items()}
         after, before = fixed if fixed and set(host_charts) == {cfg.host} else (request.after, request.before)
+        if fixed and set(host_charts) == {cfg.host}:
+            after = max(after, _held_from(host_charts[cfg.host], request.listed_seconds, before, cfg.update_every))
         try:
             df, times_index, problems = fetch_training_frame(
                 host_charts, after, before, protocol=cfg.protocol,
