@@ -357,8 +357,7 @@ def test_a_stopped_trainings_output_closing_late_does_not_stand_for_the_next_res
 
 def test_a_young_agents_training_asks_only_for_the_history_it_lists():
     """The agent answers a window's seconds before a chart's first value with empty rows: on
-    an agent minutes old, a 4-hour window was thousands of empty rows per chart per training
-    (under emulation a first training no longer fitted in 8 steps)."""
+    an agent minutes old, a 4-hour window was thousands of empty rows per chart per training."""
     from collector.training import _held_from
     assert _held_from(['system.cpu', 'system.ram'], {'system.cpu': 100, 'system.ram': 300.5}, 10000, 1) == \
         10000 - 300 - 2 - 60
