@@ -207,11 +207,11 @@ def test_a_bounded_run_on_an_agent_too_young_to_train_on_is_not_a_failure(record
     never answered)."""
     server = ReplayServer(Recording(recording), ReplayClock(START + 30)).start()
     try:
-        r = run_collector(server.host, 8, timeout=90)   # steps enough for a slow machine's first training
+        r = run_collector(server.host, 20, timeout=90)   # steps enough for an emulated machine's first training
     finally:
         server.stop()
     assert r.returncode == 0, r.stderr
-    assert 'waiting for 300 s of history' in r.stderr and 'no prediction in 8 steps' in r.stderr, r.stderr
+    assert 'waiting for 300 s of history' in r.stderr and 'no prediction in 20 steps' in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize('scope, steps, why', [
