@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from .netdata_api import MAX_ROWS, NetdataApi, NetdataError
+from .netdata_api import MAX_ROWS, NetdataApi, NetdataError, _is_time
 
 PROB_CONTEXT, FLAG_CONTEXT = 'anomalies.probability', 'anomalies.anomaly'
 
@@ -37,10 +37,6 @@ def rank(probs, flags, every=1, maxima=None):
     return rows
 
 
-def _is_time(t):
-    return isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0
-
-
 def _held(chart, after, before, now):
     """``(first, last, points)``: the window in unix seconds over what ``chart`` (its
     ``/api/v1/charts`` entry) holds, and the rows to ask for (0: every step), or None when it
@@ -49,7 +45,7 @@ def _held(chart, after, before, now):
     1095 s for the last minutes. A relative window ends at ``now``, the agent's (not at a
     stopped job's last second)."""
     first, last = chart.get('first_entry'), chart.get('last_entry')
-    if not (_is_time(first) and _is_time(last)):
+    if not all(_is_time(t) and t > 0 for t in (first, last)):   # (0: listed, never collected)
         return after, before, 0   # an agent that does not say: asked as given
     end = (now if now else last) + before if before <= 0 else before   # relative, as the agent reads it
     start = end + after + 1 if after <= 0 else after

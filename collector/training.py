@@ -214,8 +214,9 @@ def run_training(request):
     unread = []
     for specs in batches:
         host_charts = {h: sorted(c) for h, c in charts_by_host(specs).items()}
-        after, before = fixed if fixed and set(host_charts) == {cfg.host} else (request.after, request.before)
+        after, before = request.after, request.before
         if fixed and set(host_charts) == {cfg.host}:
+            after, before = fixed
             after = max(after, _held_from(host_charts[cfg.host], request.listed_seconds, before, cfg.update_every))
         try:
             df, times_index, problems = fetch_training_frame(
