@@ -675,13 +675,31 @@ class AnomalyDetector:
         age = self._age(metas, now)
         if self.config.train_every_n:
             due_in = max(0, int((self.config.train_every_n * every - age) // every))
-            self.next_training = self.steps + due_in   # the agent may have answered only steps after the start
-            due = 'next full training in {} steps'.format(due_in)
+            regrow_in, trained_on = self._regrow_loaded(metas)
+            due = 'next full training in {} steps'.format(min(due_in, regrow_in))
+            if regrow_in < due_in:
+                due += ' (they were fitted on {:.0f} s of history: again once the agent holds twice that)'.format(
+                    trained_on)
+            self.next_training = self.steps + min(due_in, regrow_in)   # the agent may have answered only later
         else:
             self.next_training, due = NEVER, 'not retrained (train_every_n 0)'
         self.next_discovery = (self.clock(), self.steps)  # train the charts without a usable saved model at once
         self.log.info('loaded {} saved models from {} (oldest trained {:.0f} s ago); {}'.format(
             len(loaded), self.models_dir, age, due))
+
+    def _regrow_loaded(self, metas):
+        """Steps until loaded models fitted on a young agent's minutes are retrained as its
+        history doubles, as they would have been had the job not restarted (a restart to apply
+        a config edit kept them for all of train_every_n), and the history they were fitted on;
+        never for models fitted on (nearly) the whole window."""
+        every = self.config.update_every
+        windows = [m.get('window') or () for m in metas.values()]
+        trained_on = max((float(w[1]) - float(w[0]) + every for w in windows if len(w) == 2), default=None)
+        if trained_on is None or trained_on >= 0.9 * self.config.train_n_secs:
+            return NEVER, trained_on
+        self.history_seen = trained_on   # and the doubling goes on from there
+        held = max(self.apis[self.config.host].listed_seconds.values(), default=0)
+        return max(0, int((2 * trained_on - held) // every)), trained_on
 
     def _load_from_disk(self, charts, specs):
         """The saved models of ``specs`` that still fit; each spec is looked up once per job,

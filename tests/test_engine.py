@@ -17,7 +17,7 @@ import collector.engine as engine
 from collector.engine import AnomalyDetector
 from collector.netdata_api import PARALLEL_READS, NetdataApi, NetdataError, json_loads
 from collector.training import RECURRING_EVENTS, ThreadTrainer
-from conftest import SPIKE, START, ListLogger, refuse_threads, write_recording
+from conftest import SECONDS, SPIKE, START, ListLogger, refuse_threads, write_recording
 
 
 class SwitchableApi(NetdataApi):
@@ -999,6 +999,38 @@ def test_first_models_trained_apart_are_refitted_once_the_history_has_doubled(re
         history = det.models['system.cpu'].info['window'][1] - det.models['system.cpu'].info['window'][0]
         assert det.steps < det.next_training <= det.steps + history + 5, (det.steps, det.next_training, history)
         det.close()
+
+
+def test_saved_models_fitted_on_a_young_agents_minutes_are_refitted_as_its_history_doubles_after_a_restart(
+        recording, logger, tmp_path):
+    """A job restarted in an agent's first minutes (to apply a config edit) loads the models
+    fitted on those minutes: they must be refitted once the history has doubled, as without
+    the restart, not stand until train_every_n (half an hour of a busy CPU's flags by default)."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    dated = shutil.copytree(recording, str(tmp_path / 'dated'))
+    with open(os.path.join(dated, 'charts.json')) as f:
+        body = json.load(f)
+    for c in body['charts'].values():   # as an agent lists them: the history each chart holds
+        c.update(first_entry=START, last_entry=START + SECONDS)
+    with open(os.path.join(dated, 'charts.json'), 'w') as f:
+        json.dump(body, f)
+    models = str(tmp_path / 'models')
+    with ReplayServer(Recording(dated), ReplayClock(START + 120, stepped=True)) as server:
+        first = make_detector(server, logger, models_dir=models, train_min_n_secs=60)
+        run_until_trained(first, server)
+        first.close()
+        window = first.models['system.cpu'].info['window']
+        trained_on = window[1] - window[0] + 1
+        assert trained_on < 200, window   # a young agent's models, not a whole train_n_secs
+        server.clock.set(START + 150)
+        again = make_detector(server, logger, models_dir=models, train_min_n_secs=60)
+        again.start()
+        assert 'system.cpu' in again.models and again.trainings == 0
+        due = again.next_training - again.steps
+        assert abs(due - (2 * trained_on - 150)) <= 3, (due, trained_on)
+        said = [m for _, m in logger.lines if m.startswith('loaded ')]
+        assert said and 'again once the agent holds twice that' in said[-1], said
+        again.close()
 
 
 def test_a_chart_whose_history_a_young_agent_failed_to_send_is_tried_again_at_the_next_look(
