@@ -34,6 +34,7 @@ class _OwnPackagesFirst(object):
 
 
 def _add_paths():
+    """Where the package is looked for; the virtual environment named, if any."""
     here = os.path.dirname(os.path.realpath(__file__))
     candidates = [here]
     venv = os.environ.get('NETDATA_ANOMALIES_VENV')
@@ -49,16 +50,23 @@ def _add_paths():
     for path in candidates:
         if path not in sys.path:
             sys.path.append(path)
+    return venv
 
 
-_add_paths()
+_VENV = _add_paths()
 
-try:  # under python.d.plugin
-    from bases.FrameworkServices.SimpleService import SimpleService
-except ImportError:  # standalone
-    from collector.pythond import SimpleService
 
-from collector.service import CHARTS, ORDER, AnomaliesService  # noqa: E402
+try:
+    try:  # under python.d.plugin
+        from bases.FrameworkServices.SimpleService import SimpleService
+    except ImportError:  # standalone
+        from collector.pythond import SimpleService
+    from collector.service import CHARTS, ORDER, AnomaliesService
+except ImportError as e:   # python.d logs only 'error on loading source' and the exception: say what to do
+    raise ImportError('{} (python {}.{}, {}); run install.sh again'.format(
+        e, sys.version_info[0], sys.version_info[1],
+        'virtual environment {}: missing, or made for another python'.format(_VENV) if _VENV else
+        'no virtual environment named beside the module'))
 
 # like the retired module: runs only when python.d.conf says 'anomalies: yes'
 disabled_by_default = True

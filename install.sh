@@ -304,18 +304,21 @@ pyver() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
 job_imports='import collector.service, collector.engine, collector.training, numpy, pandas, sklearn, pyod'
 
 restart_agent() {
-  [ "$restart" -eq 1 ] || { say "restart the agent to apply: systemctl restart netdata"; return; }
+  local how=""   # the command, where systemd is there to run it
+  command -v systemctl >/dev/null 2>&1 && how=" (systemctl restart netdata)"
+  [ "$restart" -eq 1 ] || { say "restart the agent to apply$how"; return; }
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet netdata 2>/dev/null; then
     systemctl restart netdata && say "restarted netdata" && return
   fi
   if pgrep -x netdata >/dev/null 2>&1; then
     if ! command -v pgrep >/dev/null 2>&1 || pgrep -f "$plugins_dir/python.d.plugin" >/dev/null 2>&1; then
-      say "netdata is running but not under systemd: restart it to apply (or: pkill -f python.d.plugin, it is restarted by the agent)"
+      # by PID: a pattern would stop every agent's python.d.plugin on the host
+      say "netdata is running but not under systemd: restart it to apply (or stop its python.d.plugin, which the agent starts again: kill $(pgrep -f "$plugins_dir/python.d.plugin" | paste -sd' ' -))"
     else   # it exits when it has no job to run, and the agent does not start it again
       say "netdata is running but not under systemd, and its python.d.plugin is not: restart netdata to apply"
     fi
   else
-    say "netdata is not running: start it to apply (systemctl start netdata)"
+    say "netdata is not running: start it to apply${how/restart/start}"
   fi
 }
 
@@ -368,7 +371,7 @@ if [ "$mode" = check ]; then
   if command -v curl >/dev/null 2>&1; then
     body="$(curl -fsS "http://127.0.0.1:$port/api/v1/charts" 2>/dev/null || true)"
     if [ -z "$body" ]; then
-      say "agent API on 127.0.0.1:$port does not answer"; ok=0
+      say "agent API on 127.0.0.1:$port does not answer (an agent on another port: --check --port PORT)"; ok=0
     else
       for ctx in anomalies.probability anomalies.anomaly; do
         # a here-string, not a pipe: grep -q stops reading early, and pipefail would call that a failure
@@ -526,6 +529,8 @@ if [ -f "$here/health.d/anomalies.conf" ]; then
     rec_health_sum="$(sum "$health_conf")"
     save_state
     say "updated $health_conf to this version's (you had not edited it)"
+  elif ! cmp -s "$here/health.d/anomalies.conf" "$health_conf"; then
+    say "kept your $health_conf (this version's alarms: $here/health.d/anomalies.conf)"
   fi
 fi
 if [ ! -f "$pythond_conf" ]; then

@@ -26,6 +26,8 @@ NEVER = float('inf')
 # an agent that started this recently, with a job this new, lists its charts as its collectors
 # start: none in scope yet is not yet an error
 YOUNG_AGENT_SECONDS = 120
+# how often a job that young looks at its agent's chart list again while none is in scope
+SCOPE_WAIT_SECONDS = 5
 # saved models of charts no longer listed are removed once older than this (or two windows)
 PRUNE_SECONDS = 86400
 # seconds between looks at the chart list for charts that appeared (trained at once), went
@@ -252,7 +254,8 @@ class AnomalyDetector:
         self.specs = specs
         self._ask_for(list(specs.values()) + held)
         if not specs:
-            self._no_charts_in_scope()
+            if self._no_charts_in_scope():   # an agent starting: looked at again in a few seconds
+                self.next_discovery = (self.clock() + SCOPE_WAIT_SECONDS, self.steps + SCOPE_WAIT_SECONDS)
             if full_due:   # tried again soon; a discovery's empty list leaves the schedule alone
                 self.next_training = self.steps + RETRY_STEPS
             return
@@ -303,18 +306,25 @@ class AnomalyDetector:
         self.stamp_every = max(self.config.update_every, min(every, default=self.config.update_every))
 
     def _no_charts_in_scope(self):
-        """An error, but for a job started with its agent: said once as the wait it is."""
+        """An error, but for a job started with its agent: said once as the wait it is. A job
+        with saved models modelled charts before, so an agent that lists none of them is one
+        (re)starting, whose collectors list their charts in the next seconds, however much
+        history it kept (dbengine). Whether the job waits for its agent."""
         said = 'no charts match charts_regex {!r} and no custom_models are set'.format(self.config.charts_regex)
         agent_age = max(self.apis[self.config.host].listed_seconds.values(), default=0)
-        if agent_age < YOUNG_AGENT_SECONDS and self.clock() - self.created < YOUNG_AGENT_SECONDS:
+        restarted = bool(self.models_dir) and persist.has_models(self.models_dir)
+        if (agent_age < YOUNG_AGENT_SECONDS or restarted) and self.clock() - self.created < YOUNG_AGENT_SECONDS:
             if not self.told_scope_wait:
                 self.told_scope_wait = True
-                self.log.info(said + ' yet: the agent has collected for {:.0f} s and lists its charts as its '
-                                     'collectors start; looking again'.format(agent_age))
-        else:
-            self.problems.report('scope', said + ': nothing to model; the charts list is read again every '
-                                                 '{} s, and charts that match are modelled when they appear'.format(
-                                                     DISCOVER_SECONDS))
+                self.log.info(said + ' yet: {}; looking again'.format(
+                    'the agent lists none of the charts modelled before (it is starting, and lists its charts '
+                    'as its collectors start)' if restarted else
+                    'the agent has collected for {:.0f} s and lists its charts as its collectors start'.format(
+                        agent_age)))
+            return True
+        self.problems.report('scope', said + ': nothing to model; the charts list is read again every {} s, and '
+                                             'charts that match are modelled when they appear'.format(DISCOVER_SECONDS))
+        return False
 
     def _new_dimensions(self, charts, specs, tell=True):
         """Modelled charts the agent now lists with a dimension their model lacks (a process

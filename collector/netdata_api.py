@@ -585,13 +585,14 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
         results = list(pool.map(one, tasks))
     frames = [f for f, _ in results if f is not None]
     failed = [p for _, p in results if p and p is not _NOTHING_STORED]
-    not_stored = sum(p is _NOTHING_STORED for _, p in results)
+    not_stored = [t for t, (_, p) in zip(tasks, results) if p is _NOTHING_STORED]
     # why the charts were read one by one is said with what failed; with every chart read, or
     # some with nothing stored yet (an agent seconds old: they wait), nothing went wrong
     problems = [why] + failed if failed or say_why or not (frames or others_read) else []
     if not frames and not_stored and not others_read:   # every chart: a wrong address or proxy, not a young agent
-        problems.append('{} of the {} charts asked answered HTTP 404 (nothing stored for them)'.format(
-            not_stored, len(tasks)))
+        named = ', '.join('{}::{}'.format(h, c) for h, c in not_stored[:5])
+        problems.append('{} of the {} charts asked answered HTTP 404 (nothing stored for them: {}{})'.format(
+            len(not_stored), len(tasks), named, ', ...' if len(not_stored) > 5 else ''))
     if not frames and not must_read:
         return None, None, problems
     if not frames:

@@ -269,6 +269,15 @@ def prune(directory, keep, older_than, now=None):
     return removed
 
 
+def has_models(directory):
+    """Whether ``directory`` holds a saved model: the job had charts in scope before, so an
+    agent that lists none of them now is one starting up, not a config that matches nothing."""
+    try:
+        return any(name.endswith('.pkl') and not name.startswith(TEMP_PREFIX) for name in os.listdir(directory))
+    except OSError:
+        return False
+
+
 def save_flagged(directory, spans):
     """Write the flagged spans (model id -> [[first, last] agent time]) beside the models: a
     restarted job's next training must leave out the incidents flagged before the restart too,

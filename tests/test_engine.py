@@ -1542,6 +1542,39 @@ def test_no_chart_in_scope_on_an_agent_seconds_old_is_a_wait_not_an_error(record
             server.stop()
 
 
+def test_a_restarted_agent_that_lists_no_modelled_chart_yet_is_waited_for_and_the_saved_models_load_soon(
+        replay, logger, tmp_path):
+    """As a plugins.d plugin the job starts with its restarted agent, which kept its history
+    (dbengine) but lists its charts only as its collectors start: a job with saved models
+    says it waits (no ERROR), and loads them within seconds of their charts being listed,
+    not at a retry half a minute on."""
+    models = str(tmp_path / 'models')
+    first = make_detector(replay, logger, models_dir=models)
+    run_until_trained(first, replay)
+    first.close()
+    listed = set(NetdataApi(replay.host).charts())
+    SwitchableApi.hidden = {c for c in listed if c.startswith('system.')}
+    try:
+        again = make_detector(replay, logger, models_dir=models)
+        again.start()
+        for _ in range(3):
+            again.step()
+            replay.clock.advance(1)
+        assert not again.models
+    finally:
+        SwitchableApi.hidden = set()
+    for n in range(1, 20):
+        again.step()
+        replay.clock.advance(1)
+        if again.models:
+            break
+    assert sorted(again.models) == sorted(first.models) and again.trainings == 0
+    assert n <= engine.SCOPE_WAIT_SECONDS + 1, n
+    assert not [m for m in logger.errors() if 'no charts match' in m], logger.lines
+    assert [m for _, m in logger.lines if 'lists none of the charts modelled before' in m]
+    again.close()
+
+
 class TamperedApi(SwitchableApi):
     """The real client, its allmetrics answer changed by ``tamper`` (a hostile or broken agent)."""
     tamper = None
@@ -1891,11 +1924,13 @@ class _NothingStored(BaseHTTPRequestHandler):
 
 def test_a_window_read_that_every_chart_answers_404_to_says_so():
     """One chart answering 404 is one without data yet; all of them, a wrong address or proxy:
-    the error names the 404s rather than only that nothing could be read."""
+    the error names the 404s and their charts (a custom model's typo: the chart the agent does
+    not have) rather than only that nothing could be read."""
     from collector.netdata_api import fetch_training_frame
     with serving(_NothingStored) as host:
-        with pytest.raises(NetdataError, match='2 of the 2 charts asked answered HTTP 404'):
-            fetch_training_frame({host: ['system.cpu', 'system.ram']}, -60, 0)
+        with pytest.raises(NetdataError, match='2 of the 2 charts asked answered HTTP 404') as e:
+            fetch_training_frame({host: ['system.cpu', 'system.nosuchchart']}, -60, 0)
+    assert 'nothing stored for them: {0}::system.cpu, {0}::system.nosuchchart)'.format(host) in str(e.value)
 
 
 def _with_a_spike_in_training_then_a_shift(path, spike, shift, at):

@@ -56,3 +56,26 @@ def test_python_d_plugin_runs_the_module(recording, tmp_path):
     assert re.search(r"DIMENSION 'system.cpu\|user' 'user' absolute 1 100", out)
     assert 'Traceback' not in err
 
+
+
+def test_a_module_without_its_virtual_environment_says_to_run_install_again(tmp_path):
+    """The venv removed, or python.d's python upgraded past it: python.d.plugin logs only the
+    module's import error, so that error says what to do."""
+    plugins, conf = tmp_path / 'plugins' / 'python.d', tmp_path / 'conf'
+    plugins.mkdir(parents=True)
+    (conf / 'python.d').mkdir(parents=True)
+    for d in ('lib', 'lock'):
+        (tmp_path / d).mkdir()
+    (plugins / 'anomalies.chart.py').write_text(open(os.path.join(ROOT, 'anomalies.chart.py')).read())
+    (plugins / 'anomalies.venv').write_text(str(tmp_path / 'gone-venv') + '\n')
+    (conf / 'python.d.conf').write_text('enabled: yes\ndefault_run: no\nanomalies: yes\n')
+    env = dict(os.environ, NETDATA_USER_PLUGINS_DIRS=str(tmp_path / 'plugins'), NETDATA_USER_CONFIG_DIR=str(conf),
+               NETDATA_STOCK_CONFIG_DIR=STOCK_CONF, NETDATA_LIB_DIR=str(tmp_path / 'lib'),
+               NETDATA_LOCK_DIR=str(tmp_path / 'lock'), NETDATA_INTERNALS_MONITORING='NO')
+    env.pop('NETDATA_ANOMALIES_VENV', None)
+    python = '/usr/bin/python3'   # the agent's: it has neither the package nor its dependencies
+    r = subprocess.run([python, PLUGIN, '1', 'anomalies'], env=env, capture_output=True, text=True, timeout=30,
+                       cwd=str(tmp_path))
+    said = [line for line in r.stderr.splitlines() if 'error on loading source' in line]
+    assert said and 'run install.sh again' in said[0] and str(tmp_path / 'gone-venv') in said[0], r.stderr
+    assert r.stdout.strip() in ('', 'DISABLE'), r.stdout   # nothing but the plugin's own protocol

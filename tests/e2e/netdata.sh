@@ -379,16 +379,22 @@ grep -qE '^anomalies: *yes' "$static/etc/netdata/python.d.conf" || fail "the sta
 grep -q "imports the module's package" "$work/static-check.log" || { cat "$work/static-check.log"; fail "install.sh --check --prefix"; }
 # the admin edits the anomalies.conf the install made, upgrades, and uninstalls: the edits stay
 static_conf="$static/etc/netdata/python.d/anomalies.conf"
+static_health="$static/etc/netdata/health.d/anomalies.conf"
 printf '\nedited:\n  charts_regex: system\\.cpu$\n' >> "$static_conf"
-edited_sum="$(md5sum < "$static_conf")"
+sed -i 's/warn: \$this > 30/warn: $this > 45/' "$static_health"   # and the alarms: a reinstall says it kept them
+edited_sum="$(md5sum < "$static_conf")" edited_health="$(md5sum < "$static_health")"
 "$here/install.sh" --prefix "$static" --no-restart > "$work/static-again.log" 2>&1 \
   || { cat "$work/static-again.log"; fail "install.sh --prefix again (an upgrade)"; }
 grep -q "kept your $static_conf" "$work/static-again.log" || fail "the upgrade did not keep the edited anomalies.conf"
+grep -q "kept your $static_health (this version's alarms: " "$work/static-again.log" \
+  || { cat "$work/static-again.log"; fail "the upgrade did not say it kept the edited health alarms"; }
 "$here/install.sh" --uninstall --prefix "$static" --no-restart > "$work/static-uninstall.log" 2>&1 \
   || { cat "$work/static-uninstall.log"; fail "install.sh --uninstall --prefix"; }
 [ "$(md5sum < "$static_conf" 2>/dev/null)" = "$edited_sum" ] \
   || fail "uninstall after an upgrade removed or changed the anomalies.conf the admin had edited"
-rm "$static_conf" && rmdir "$static/etc/netdata/python.d"
+[ "$(md5sum < "$static_health" 2>/dev/null)" = "$edited_health" ] \
+  || fail "uninstall after an upgrade removed or changed the health alarms the admin had edited"
+rm "$static_conf" "$static_health" && rmdir "$static/etc/netdata/python.d" "$static/etc/netdata/health.d"
 [ "$(cd "$work/static" && find . | sort)" = "$tree_before" ] || fail "uninstall did not leave the static build's tree as it was"
-log "a static build's tree: installed under $static, upgraded keeping the edited anomalies.conf, and removed, found from --prefix alone"
+log "a static build's tree: installed under $static, upgraded keeping the edited anomalies.conf and alarms, and removed, found from --prefix alone"
 log "PASSED"
