@@ -34,13 +34,18 @@ def _speed(text):
     return value
 
 
-def _host(text):
-    """An agent as ``host:port`` (or ``parent:port/host/child``): the scheme is ``--protocol``'s."""
+def _host(text, tls="--protocol https"):
+    """An agent as ``host:port`` (or ``parent:port/host/child``): the scheme is ``--protocol``'s
+    (``run``'s: the config's ``protocol``)."""
     from .config import valid_host
     if not valid_host(text):
         raise argparse.ArgumentTypeError("give host:port without a scheme, e.g. 127.0.0.1:19999 "
-                                         "(--protocol https for TLS), got {!r}".format(text))
+                                         "({} for TLS), got {!r}".format(tls, text))
     return text.strip().rstrip('/')
+
+
+def _run_host(text):
+    return _host(text, "protocol: 'https' in the config")
 
 
 def _on_sigterm(signum, frame):
@@ -48,7 +53,10 @@ def _on_sigterm(signum, frame):
     the job itself is writing to stderr, and a print there would be a reentrant call into the
     same buffer, raise RuntimeError instead of KeyboardInterrupt, and the SIGTERM would be lost
     as one failed step."""
-    os.write(2, b'run: SIGTERM, stopping\n')
+    try:
+        os.write(2, b'run: SIGTERM, stopping\n')
+    except OSError:   # stderr broken: the stop must still happen
+        pass
     raise KeyboardInterrupt
 
 
@@ -81,6 +89,17 @@ def _stop_on_sigterm():
     signal.signal(signal.SIGTERM, handler)
 
 
+def _to_stderr(line):
+    """A line of ``run``'s own: lost when stderr is closed or broken, and never on stdout (print
+    with a file of None writes there), the protocol's channel."""
+    if sys.stderr is None:
+        return
+    try:
+        print(line, file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+
+
 def cmd_run(args):
     from .config import ConfigError
     from .runner import run
@@ -90,14 +109,14 @@ def cmd_run(args):
         ok = run(args.config, args.job, args.host, args.update_every, args.steps, failed=failed)
     except ConfigError as e:
         for line in e.errors:
-            print('configuration error, {}'.format(line), file=sys.stderr)
+            _to_stderr('configuration error, {}'.format(line))
         return 1
     except KeyboardInterrupt:
         return 0
     if ok == 0 and args.steps:
         # a bounded run (scripts, cron checks) must not read as success with nothing collected
-        print('run: nothing charted in {} steps{} (see the errors above)'.format(
-            args.steps, ' by job {}'.format(', '.join(failed)) if failed else ''), file=sys.stderr)
+        _to_stderr('run: nothing charted in {} steps{} (see the errors above)'.format(
+            args.steps, ' by job {}'.format(', '.join(failed)) if failed else ''))
         return 1
     return 0 if ok >= 0 else 1
 
@@ -471,7 +490,7 @@ def build_parser():
     r.add_argument('--config', help='python.d style anomalies.conf (default: built-in defaults)')
     r.add_argument('--job', help="job name in the config (default: every job of the file, side by side, as "
                                  "python.d.plugin runs them)")
-    r.add_argument('--host', type=_host, help="Netdata to read, e.g. 127.0.0.1:19999 or 'parent:19999/host/child' "
+    r.add_argument('--host', type=_run_host, help="Netdata to read, e.g. 127.0.0.1:19999 or 'parent:19999/host/child' "
                                               "(for every job run)")
     r.add_argument('--update-every', type=_positive_int,
                    help="seconds between steps at least (the agent's interval, which a plugin is given; a job's "

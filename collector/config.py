@@ -22,6 +22,7 @@ FRAMEWORK_KEYS = {
     'retries': None,   # older python.d's; 1.37 and later ignore it
 }
 MAX_UPDATE_EVERY = 86400   # a step a day; beyond that no training window holds two rows
+MAX_PRIORITY = 2 ** 31 - 1   # a chart priority is an int on the agent
 MAX_OFFSET_SECS = 30 * 86400   # a window ending more than 30 days back: most likely a value in milliseconds
 FRAMEWORK_INHERITED = ('update_every', 'priority', 'autodetection_retry', 'chart_cleanup', 'penalty')
 
@@ -506,8 +507,10 @@ def parse_job_config(raw, job_name=None):
         errors.append("key 'update_every': expected an integer from 1 to {} (seconds between steps), got "
                       "{!r}{}".format(MAX_UPDATE_EVERY, framework['update_every'],
                                       _PYTHOND_STOPS if not _number(framework['update_every']) else ''))
-    if not _is_int(framework['priority']):
-        errors.append("key 'priority': expected an integer, got {!r}".format(framework['priority']))
+    if not _is_int(framework['priority']) or not 1 <= framework['priority'] <= MAX_PRIORITY:
+        # the agent reads it as a number of its own size: a larger one is not the order asked for
+        errors.append("key 'priority': expected an integer from 1 to {} (the charts' place in the dashboard), "
+                      "got {!r}".format(MAX_PRIORITY, framework['priority']))
     # python.d.plugin reads these itself, before the module sees them: told here for check-config
     # and standalone runs, which would otherwise differ from python.d without a word
     for key in ('chart_cleanup', 'autodetection_retry', 'retries'):

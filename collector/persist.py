@@ -192,7 +192,10 @@ def load(directory, model_id, config, columns, versions=None):
     trained_at = meta.get('trained_at')   # the model's age, and so when it is retrained, comes from it
     if isinstance(trained_at, bool) or not isinstance(trained_at, (int, float)) or not math.isfinite(trained_at):
         return None, None, 'metadata unreadable (trained_at)'
-    if sorted(saved_columns) != sorted(columns):
+    # fewer is what a training makes of a dimension with no value in its window (one the agent
+    # lists but never collected): the model is used, and a dimension that has values by now is
+    # the job's to retrain for, as a running job does for a new one
+    if sorted(saved_columns) != sorted(columns) and not set(saved_columns) < set(columns):
         if sorted(c.partition('::')[2] for c in saved_columns) == sorted(c.partition('::')[2] for c in columns):
             return None, None, 'saved for another agent'
         return None, None, 'dimensions changed'

@@ -21,7 +21,13 @@ class ChartError(Exception):
 
 
 class OutputClosed(Exception):
-    """The reader of the protocol went away (the agent stopped, a pipe closed): stop the job."""
+    """The reader of the protocol went away (the agent stopped, a pipe closed), or the output
+    cannot be written at all (a full disk): stop the job."""
+
+
+class OutputFailed(OutputClosed):
+    """stdout is there but refuses the charts (a file on a full disk): an error, not a reader
+    that left."""
 
 
 def _let_go_of(stream):
@@ -211,9 +217,15 @@ class SimpleService(object):
 
     # --- logging, in python.d's line format ---
     def _log(self, level, msg):
-        self.log_stream.write('{}: python.d {}: {}[{}] : {}\n'.format(
-            time.strftime('%Y-%m-%d %H:%M:%S'), level, MODULE_NAME, self.job_name, ' '.join(str(m) for m in msg)))
-        self.log_stream.flush()
+        """A line that cannot be written (stderr closed, its pipe broken, a full disk) is lost,
+        never the job: the charts on stdout go on."""
+        line = '{}: python.d {}: {}[{}] : {}\n'.format(
+            time.strftime('%Y-%m-%d %H:%M:%S'), level, MODULE_NAME, self.job_name, ' '.join(str(m) for m in msg))
+        try:
+            self.log_stream.write(line)
+            self.log_stream.flush()
+        except (AttributeError, OSError, ValueError):   # None, a broken pipe or full disk, a closed file
+            pass
 
     def debug(self, *msg):
         if getattr(self, 'debug_enabled', False):
@@ -265,6 +277,8 @@ class SimpleService(object):
             raise OutputClosed('stdout closed: {}'.format(e.__class__.__name__))
         except ValueError as e:   # a closed file object
             raise OutputClosed('stdout closed: {}'.format(e))
+        except OSError as e:   # a file on a full disk, an I/O error: the charts would go nowhere
+            raise OutputFailed('cannot write the charts to stdout: {}'.format(e.strerror or e))
 
     def get_data(self):
         raise NotImplementedError
@@ -297,6 +311,12 @@ def run_job(service, steps=None, clock=time.time, sleep=time.sleep, stop=None):
             if service.update(interval):
                 ok += 1
                 last = started
+        except OutputFailed as e:
+            service.error('{}, stopping'.format(e))
+            service.output_failed = True
+            if stop is not None:   # the jobs beside it write to the same stdout
+                stop.set()
+            break
         except OutputClosed as e:
             service.info('{}: nobody reads the charts any more, stopping'.format(e))
             if stop is not None:   # nor those of the jobs beside it: the plugin ends

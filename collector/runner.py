@@ -110,6 +110,8 @@ def _run_service(service, steps, stop=None):
     """One job's run: the number of steps that updated its charts or at least reached its
     agent (0: it never answered, or it has no chart the job models), -1 when it did not start."""
     updated = run_job(service, steps=steps, stop=stop)
+    if getattr(service, 'output_failed', False):
+        return updated   # said: the models are not what stopped it
     if updated == 0 and service.answered_steps:
         why = _nothing_to_predict(service.detector)
         if why:

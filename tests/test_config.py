@@ -133,6 +133,8 @@ def test_child_node_host_is_accepted():
     ({'flag_window_n': 0}, 'flag_window_n'),   # told once, not again through flag_min_n's bound
     ({'update_every': 0}, 'update_every'),
     ({'update_every': 99999999999}, 'update_every'),
+    ({'priority': 99999999999999999999999}, 'priority'),   # the agent reads a number of its own size
+    ({'priority': -5}, 'priority'),
     # python.d.plugin reads these itself: wrong, it crashes or behaves otherwise than a standalone run
     ({'chart_cleanup': -1}, 'chart_cleanup'),
     ({'chart_cleanup': 'no'}, 'chart_cleanup'),

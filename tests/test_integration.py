@@ -174,6 +174,24 @@ def test_side_by_side_jobs_all_stop_when_the_agent_stops_reading_and_a_bounded_r
     assert 'BEGIN anomalies_up.probability' in r.stdout
 
 
+@pytest.mark.parametrize('stderr', ['/dev/full', 'closed'])
+def test_a_log_that_cannot_be_written_does_not_stop_the_charts(live_replay, tmp_path, stderr):
+    """stderr on a full disk, or closed (a service manager's odd set-up): the log lines are
+    lost, the charts on stdout are not, and stdout carries nothing else."""
+    conf = tmp_path / 'anomalies.conf'
+    conf.write_text("anomalies:\n  host: '{}'\n  train_n_secs: 600\n  models_dir: none\n".format(live_replay.host))
+    cmd = [sys.executable, '-m', 'collector', 'run', '--config', str(conf), '--steps', '6']
+    if stderr == 'closed':
+        r = subprocess.run(' '.join(cmd) + ' 2>&-', shell=True, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                           timeout=120)
+    else:
+        with open(stderr, 'w') as full:
+            r = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=full, text=True, timeout=120)
+    assert r.returncode == 0
+    assert r.stdout.count('BEGIN anomalies.probability') >= 3, r.stdout[-2000:]
+    parse(r.stdout)   # every line a protocol line
+
+
 def test_steps_are_not_delayed_while_training(live_replay, tmp_path):
     # every training waits 3 s on the agent's data API; collection must go on at 1 s
     live_replay.data_delay = 3.0

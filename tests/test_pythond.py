@@ -144,6 +144,37 @@ def test_a_job_stops_when_nobody_reads_its_charts(out):
     assert 'nobody reads the charts any more, stopping' in log and 'unhandled exception' not in log
 
 
+class FullDisk(io.StringIO):
+    def write(self, text):
+        raise OSError(28, 'No space left on device')
+
+
+def test_a_job_whose_stdout_refuses_writes_stops_with_an_error_naming_why():
+    # stdout a file on a full disk: each step's charts were lost and logged for good
+    job = make_job()
+    job.check, job.create = (lambda: True), (lambda: True)
+    job.charts['anomaly'].add_dimension(['x', 'x', 'absolute', 1, 1])
+    job.values = [{'x': 1}] * 5
+    job.out = FullDisk()
+    assert run_job(job, steps=5, clock=lambda: 0.0, sleep=lambda s: None) == 0
+    assert len(job.values) == 4   # one step, then it stopped
+    log = job.log_stream.getvalue()
+    assert 'ERROR' in log and 'cannot write the charts to stdout: No space left on device, stopping' in log
+    assert 'unhandled exception' not in log
+
+
+@pytest.mark.parametrize('log', [ClosedPipe(), FullDisk(), None], ids=['pipe broken', 'disk full', 'stderr closed'])
+def test_a_log_that_cannot_be_written_costs_the_lines_not_the_charts(log):
+    job = make_job()
+    job.check, job.create = (lambda: True), (lambda: True)
+    job.charts['anomaly'].add_dimension(['x', 'x', 'absolute', 1, 1])
+    job.values = [{'x': 1}] * 3
+    job.log_stream = log
+    job.error('a line nobody will read')
+    assert run_job(job, steps=3, clock=lambda: 0.0, sleep=lambda s: None) == 3
+    assert job.out.getvalue().count('BEGIN ') == 3
+
+
 def test_step_values_are_integers_and_never_nan():
     data = step_values({'a': (0.12345, 0), 'b': (float('nan'), 1), 'c': (1.7, 1), 'd': (-0.1, 0)}, True)
     assert data == {'a_prob': 1234, 'a_anomaly': 0, 'b_prob': 0, 'b_anomaly': 1, 'c_prob': 10000,
