@@ -42,6 +42,9 @@ LIST_WAIT_SECONDS = 0.2
 # (the agent or this job stopped, a child reconnected, the host slept): the rows before it are
 # not the last few seconds, so the features start again from the agent's stored rows
 GAP_STEPS = 5
+# the agent's newest collection standing still this long (and as many steps) is a child whose
+# stream stopped, or collection that did: its last values are not scored as new ones
+STILL_SECONDS = 15
 # the longest the step after a gap spends reading stored rows (an agent slow to send them):
 # the charts not read by then score again once enough steps came in
 REFILL_SECONDS = 5.0
@@ -131,6 +134,7 @@ class AnomalyDetector:
         self.training_quiet = False  # the training in flight only retries models that failed before
         self.training_step = 0       # the step the training in flight started at
         self.gap = None              # (step, agent time) of the last gap in collection
+        self.stood = None            # (agent time, clock, step) when the agent's newest collection last moved
         self.waiting = set()  # models whose chart has less than train_min_n_secs of history
         self.waiting_since = {}  # model id -> (step, the chart's listed seconds) when its wait began
         self.training_all = False  # whether the training in flight fits every chart on the rolling window
@@ -600,6 +604,10 @@ class AnomalyDetector:
             try:
                 latest[host] = api.allmetrics(timeout=min(self.config.api_timeout, max(0.5, self.config.update_every * 0.9)),
                                               charts=self.wanted.get(host))
+                if host == self.config.host and 'fetch:' + host in self.problems.active:
+                    # back (an agent or a parent restarted): its chart list at once, so saved models
+                    # load and charts train now, not at the next minute's look or retry
+                    self.next_discovery = (self.clock(), self.steps)
                 self.problems.clear('fetch:' + host, 'agent {} answers again'.format(host))
             except NetdataError as e:
                 self.problems.report('fetch:' + host, '{} (keeping last values until it answers)'.format(e))
@@ -722,7 +730,8 @@ class AnomalyDetector:
             columns = (list(spec.columns) if spec.columns is not None
                        else [dim_key(spec.host, spec.chart, d) for d in dims.get(spec.chart, ())])
             try:
-                fm, meta, reason = persist.load(self.models_dir, model_id, self.config, columns, versions)
+                fm, meta, reason = persist.load(self.models_dir, model_id, self.config, columns, versions,
+                                                fewer_ok=spec.columns is None)
                 if fm is not None:
                     fm.warm_up()   # imports and JIT now, and a model that cannot score is caught here
                     self._check_batch(model_id, fm)
@@ -905,11 +914,13 @@ class AnomalyDetector:
         latest = self._fetch_latest()
         if not latest:
             return step
-        step.fresh = True
         row, stamp = self.layout.row(latest)
         # stamped with the agent's clock, the same clock as the training window's rows; an
         # answer without it (none of the charts) continues it, never mixes in this host's
         stamp = stamp or agent_now(latest.get(self.config.host))
+        if stamp and self._standing_still(stamp):
+            return step   # not fresh: the charts keep the last values for a while, as for an agent away
+        step.fresh = True
         if not stamp:
             if not self.snapshots:
                 return step
@@ -931,6 +942,27 @@ class AnomalyDetector:
                 except Exception as e:  # a bug in scoring must not stop collection
                     self.problems.report('score', 'scoring failed: {!r}'.format(e))
         return step
+
+    def _standing_still(self, stamp):
+        """Whether the newest collection the agent answers has not moved for STILL_SECONDS (and
+        as many steps): a parent goes on answering for a child whose stream stopped with its
+        last values, which would be scored, and charted, as the same moment for as long as it
+        lasts. Said once, and again when values move on."""
+        now = self.clock()
+        if self.stood is None or stamp != self.stood[0]:
+            if self.stood is not None and 'still' in self.problems.active:
+                self.problems.clear('still', 'values from {} move on again, after {:.0f} s'.format(
+                    self.config.host, stamp - self.stood[0]))
+            self.stood = (stamp, now, self.steps)
+            return False
+        limit = max(STILL_SECONDS, 3 * self.stamp_every)
+        if now - self.stood[1] < limit or (self.steps - self.stood[2]) * self.config.update_every < limit:
+            return False
+        self.problems.report('still', 'no new values from {} for {} s (its charts\' last collection stands at '
+                                      '{:.0f}): a child whose stream to its parent stopped, or an agent that stopped '
+                                      'collecting; the charts keep their last values for a minute, then stay empty '
+                                      'until values move on'.format(self.config.host, limit, stamp))
+        return True
 
     def _after_a_gap(self, seconds, stamp):
         """Rows kept from before a gap would make the gap's whole change read as one step's

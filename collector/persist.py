@@ -163,8 +163,10 @@ def others_may_write(path, what=None):
     return None
 
 
-def load(directory, model_id, config, columns, versions=None):
-    """``(model, meta, None)`` or ``(None, None, reason)``; reason ``None`` when nothing was saved."""
+def load(directory, model_id, config, columns, versions=None, fewer_ok=False):
+    """``(model, meta, None)`` or ``(None, None, reason)``; reason ``None`` when nothing was saved.
+    ``fewer_ok``: a chart's model, whose dimensions are those the agent lists, not a list the
+    config gives (a custom model's), where one more is the config's change."""
     pkl, meta_path = _paths(directory, model_id)
     if not os.path.exists(meta_path):
         return None, None, None
@@ -192,10 +194,10 @@ def load(directory, model_id, config, columns, versions=None):
     trained_at = meta.get('trained_at')   # the model's age, and so when it is retrained, comes from it
     if isinstance(trained_at, bool) or not isinstance(trained_at, (int, float)) or not math.isfinite(trained_at):
         return None, None, 'metadata unreadable (trained_at)'
-    # fewer is what a training makes of a dimension with no value in its window (one the agent
-    # lists but never collected): the model is used, and a dimension that has values by now is
-    # the job's to retrain for, as a running job does for a new one
-    if sorted(saved_columns) != sorted(columns) and not set(saved_columns) < set(columns):
+    # a chart's model with fewer is what a training makes of a dimension with no value in its
+    # window (one the agent lists but never collected): the model is used, and a dimension that
+    # has values by now is the job's to retrain for, as a running job does for a new one
+    if sorted(saved_columns) != sorted(columns) and not (fewer_ok and set(saved_columns) < set(columns)):
         if sorted(c.partition('::')[2] for c in saved_columns) == sorted(c.partition('::')[2] for c in columns):
             return None, None, 'saved for another agent'
         return None, None, 'dimensions changed'

@@ -107,12 +107,14 @@ def step_values(scores, include_average, node=None):
 
 
 def describe_drivers(drivers, top=3):
-    """``user 81%, system 12%``: the dimensions driving a flag, for the log line
-    (``chart|dim`` when they come from several charts, as in a custom model)."""
-    keys = [split_key(column) for column, _ in drivers[:top]]
-    several = len({(h, c) for h, c, _ in keys}) > 1
-    parts = ['{} {:.0f}%'.format('{}|{}'.format(c, d) if several else d, share * 100)
-             for (h, c, d), (_, share) in zip(keys, drivers)]
+    """``user 81%, system 12%``: the dimensions driving a flag, for the log line; ``chart|dim``
+    when the model's dimensions come from several charts (a custom model), ``node::chart|dim``
+    from several nodes, decided over all of them, not only the few named."""
+    keys = [split_key(column) for column, _ in drivers]
+    charts, hosts = len({(h, c) for h, c, _ in keys}) > 1, len({h for h, _, _ in keys}) > 1
+    parts = ['{} {:.0f}%'.format('{}::{}|{}'.format(h, c, d) if hosts else '{}|{}'.format(c, d) if charts else d,
+                                 share * 100)
+             for (h, c, d), (_, share) in zip(keys[:top], drivers)]
     return ', '.join(parts) or 'no dimension stands out'
 
 

@@ -255,6 +255,19 @@ def run_training(request):
     return result
 
 
+def _custom_missing(missing, columns):
+    """Why a custom model's dimensions are not in the window: a chart the agent sent nothing
+    of, or a dimension its chart has no values of, most likely a name mistyped or given as the
+    dimension's id (the data API names dimensions by name, as the dashboard shows them)."""
+    host, chart, dim = split_key(missing[0])
+    has = [split_key(c)[2] for c in columns if split_key(c)[:2] == (host, chart)]
+    if not has:
+        return 'the agent sent no data for {}'.format(', '.join(missing[:3]))
+    return ("no values of {} in the window: {}'s dimensions with values, by name (as the dashboard shows "
+            "them, not their ids): {}{}".format(', '.join(missing[:3]), chart, ', '.join(has[:10]),
+                                                 ', ...' if len(has) > 10 else ''))
+
+
 def _fit_batch(request, specs, df, index, problems, result):
     """Fit the models of ``specs`` on their columns of the window ``df`` (rows at ``index``)."""
     from .models import fit_model
@@ -270,9 +283,10 @@ def _fit_batch(request, specs, df, index, problems, result):
             why = unread_reason(problems, host, chart)
             if why:   # the agent's answer failed: say how, not that it sent nothing
                 result.errors[spec.model_id] = 'its training window could not be read ({})'.format(why)
+            elif spec.columns:
+                result.errors[spec.model_id] = _custom_missing(missing, all_columns)
             else:
-                result.errors[spec.model_id] = ('the agent sent no data for {}'.format(', '.join(missing[:3]))
-                                                if spec.columns else NO_DATA)
+                result.errors[spec.model_id] = NO_DATA
             continue
         twice = sorted({c for c in cols if cols.count(c) > 1})
         if twice:   # the API names a dimension by its name only: two of one name cannot be told apart

@@ -735,6 +735,7 @@ def test_saved_models_are_loaded_for_charts_listed_late_and_after_an_agent_down_
                         m) for _, m in logger.lines), logger.lines
     late.close()
 
+    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 60)   # the minute's look, as on an agent
     SwitchableApi.down = True
     try:
         early = make_detector(replay, logger)
@@ -743,7 +744,8 @@ def test_saved_models_are_loaded_for_charts_listed_late_and_after_an_agent_down_
         assert not early.models
     finally:
         SwitchableApi.down = False
-    _steps_until(early, replay, lambda: len(early.models) == 4)
+    # the step that finds it back asks for its chart list: loaded at the next, not at a minute's look
+    _steps_until(early, replay, lambda: len(early.models) == 4, limit=3)
     assert early.trainings == 0 and not early.trainer.busy
     assert sum('loaded 4 saved models' in m for _, m in logger.lines) == 1
     early.close()
@@ -815,7 +817,9 @@ def test_a_model_that_cannot_train_is_retried_further_apart_and_said_once(replay
     assert 'typo' not in det.models and 'typo' in det.untrained
     retries = det.trainings - first
     assert retries == 3      # 1, 2 and 4 minutes apart: at 1, 3 and 7 minutes (every minute it would be 8)
-    assert len([m for m in logger.errors() if 'typo' in m]) == 1
+    said = [m for m in logger.errors() if 'typo' in m]
+    assert len(said) == 1 and "no values of {}::system.cpu|usr in the window: system.cpu's dimensions with " \
+        "values, by name".format(replay.host) in said[0] and 'user' in said[0], said   # the names to pick from
     assert not [m for _, m in logger.lines if 'new charts' in m]
     det.close()
 
@@ -1540,6 +1544,32 @@ def test_no_chart_in_scope_on_an_agent_seconds_old_is_a_wait_not_an_error(record
             det.close()
         finally:
             server.stop()
+
+
+def test_values_that_stand_still_are_not_scored_as_new_and_are_said_once(replay, logger):
+    """A parent answers for a child whose stream stopped with the child's last values, for as
+    long as it lasts: after STILL_SECONDS they stop being scored (the charts keep the last
+    values for a minute, then go empty), said once, and again when values move on."""
+    det = make_detector(replay, logger)
+    run_until_trained(det, replay)
+    for _ in range(5):
+        assert det.step().fresh
+        replay.clock.advance(1)
+    now = [1000.0]
+    det.clock = lambda: now[0]
+    fresh = []
+    for _ in range(30):   # the agent's clock stands still; the job's goes on
+        now[0] += 1
+        fresh.append(det.step().fresh)
+    limit = engine.STILL_SECONDS
+    assert all(fresh[:limit - 1]) and not any(fresh[limit + 1:]), fresh
+    said = [m for m in logger.errors() if m.startswith('no new values from')]
+    assert len(said) == 1 and 'a child whose stream to its parent stopped' in said[0], said
+    replay.clock.advance(40)   # the child streams again
+    now[0] += 1
+    assert det.step().fresh
+    assert any(m.startswith('values from {} move on again, after'.format(replay.host)) for _, m in logger.lines)
+    det.close()
 
 
 def test_a_restarted_agent_that_lists_no_modelled_chart_yet_is_waited_for_and_the_saved_models_load_soon(

@@ -297,6 +297,13 @@ def test_drivers_read_as_dimensions_or_chart_dimension_pairs():
     assert describe_drivers([('h::system.cpu|user', 0.81), ('h::system.cpu|system', 0.12)]) == 'user 81%, system 12%'
     assert describe_drivers([('h::system.cpu|user', 0.6), ('h::sensors.temp|cpu', 0.4)]) == \
         'system.cpu|user 60%, sensors.temp|cpu 40%'
+    # a custom model over two charts whose three largest are of one: still named with their chart
+    mixed = [('h::system.cpu|user', 0.8), ('h::system.cpu|system', 0.1), ('h::system.cpu|iowait', 0.06),
+             ('h::system.ram|used', 0.04)]
+    assert describe_drivers(mixed) == 'system.cpu|user 80%, system.cpu|system 10%, system.cpu|iowait 6%'
+    # one chart of two nodes (a parent and its child): the node tells them apart
+    assert describe_drivers([('p:19999::system.cpu|user', 0.6), ('p:19999/host/c::system.cpu|user', 0.4)]) == \
+        'p:19999::system.cpu|user 60%, p:19999/host/c::system.cpu|user 40%'
     assert describe_drivers([]) == 'no dimension stands out'
 
 
