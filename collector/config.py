@@ -22,7 +22,7 @@ FRAMEWORK_KEYS = {
     'retries': None,   # older python.d's; 1.37 and later ignore it
 }
 MAX_UPDATE_EVERY = 86400   # a step a day; beyond that no training window holds two rows
-MAX_PRIORITY = 2 ** 31 - 1   # a chart priority is an int on the agent
+MAX_PRIORITY = 2_000_000_000   # the job's charts are numbered on from it, under the agent's int (2 ** 31 - 1)
 MAX_OFFSET_SECS = 30 * 86400   # a window ending more than 30 days back: most likely a value in milliseconds
 FRAMEWORK_INHERITED = ('update_every', 'priority', 'autodetection_retry', 'chart_cleanup', 'penalty')
 

@@ -135,6 +135,7 @@ class AnomalyDetector:
         self.training_step = 0       # the step the training in flight started at
         self.gap = None              # (step, agent time) of the last gap in collection
         self.stood = None            # (agent time, clock, step) when the agent's newest collection last moved
+        self.prune_due = False       # saved models of gone charts to remove, once the agent lists all
         self.waiting = set()  # models whose chart has less than train_min_n_secs of history
         self.waiting_since = {}  # model id -> (step, the chart's listed seconds) when its wait began
         self.training_all = False  # whether the training in flight fits every chart on the rolling window
@@ -224,6 +225,12 @@ class AnomalyDetector:
             self._start_from_disk(charts, step)
             if self.models:
                 return   # the charts without a usable saved model train at the next step
+        if self.models_dir and self.prune_due:
+            try:
+                self._prune_saved(self.discover(charts))
+            except Exception as e:  # a models dir that cannot be read: its files stay
+                self.prune_due = False
+                self.log.error('cannot remove old saved models from {}: {!r}'.format(self.models_dir, e))
         # a chart missing from two listings in a row is gone: an agent just restarted lists some
         # of its charts only seconds later, and their saved models should not be deleted for it
         missing = set(self.models) - set(specs)
@@ -671,17 +678,7 @@ class AnomalyDetector:
             except NetdataError:
                 return  # the training path reports an unreachable agent, and loads them once it answers
         specs = self.discover(charts)
-        # models of charts gone while the job was stopped (containers, process groups, disks),
-        # saved more than two training windows, two retrainings and a day ago: every file in use
-        # is newer. Not with train_every_n 0: a model trained once is never saved again, and a
-        # chart the agent lists late must not lose it (a running job removes a gone chart's)
-        cfg = self.config
-        older_than = (max(2 * cfg.train_n_secs, PRUNE_SECONDS, 2 * cfg.train_every_n * cfg.update_every)
-                      if cfg.train_every_n else float('inf'))
-        old = persist.prune(self.models_dir, specs, older_than)
-        if old:
-            self.log.info('removed {} saved model{} of charts the agent no longer lists: {}'.format(
-                len(old), '' if len(old) == 1 else 's', _listed(old)))
+        self.prune_due = True   # once the agent has listed all it will (_prune_saved)
         loaded, metas = self._load_from_disk(charts, specs)
         if not loaded:
             return
@@ -696,8 +693,8 @@ class AnomalyDetector:
             regrow_in, trained_on = self._regrow_loaded(metas)
             due = 'next full training in {} steps'.format(min(due_in, regrow_in))
             if regrow_in < due_in:
-                due += ' (they were fitted on {:.0f} s of history: again once the agent holds twice that)'.format(
-                    trained_on)
+                due += ' (they were fitted on {:.0f} s of history: again {} the agent holds twice that)'.format(
+                    trained_on, 'now that' if regrow_in == 0 else 'once')
             self.next_training = self.steps + min(due_in, regrow_in)   # the agent may have answered only later
         else:
             self.next_training, due = NEVER, 'not retrained (train_every_n 0)'
@@ -705,15 +702,42 @@ class AnomalyDetector:
         self.log.info('loaded {} saved models from {} (oldest trained {:.0f} s ago); {}'.format(
             len(loaded), self.models_dir, age, due))
 
+    def _prune_saved(self, specs):
+        """Remove the saved models of charts gone while the job was stopped (containers, process
+        groups, disks), saved more than two training windows, two retrainings and a day ago:
+        every file in use is newer. Only from a chart list read YOUNG_AGENT_SECONDS into the
+        job: an agent starting lists its charts as its collectors start, and after a weekend
+        off every file is over a day old. Not with train_every_n 0: a model trained once is
+        never saved again (a running job removes a gone chart's itself)."""
+        if self.clock() - self.created < YOUNG_AGENT_SECONDS:
+            return
+        self.prune_due = False
+        cfg = self.config
+        older_than = (max(2 * cfg.train_n_secs, PRUNE_SECONDS, 2 * cfg.train_every_n * cfg.update_every)
+                      if cfg.train_every_n else float('inf'))
+        old = persist.prune(self.models_dir, specs, older_than)
+        if old:
+            self.log.info('removed {} saved model{} of charts the agent no longer lists: {}'.format(
+                len(old), '' if len(old) == 1 else 's', _listed(old)))
+
     def _regrow_loaded(self, metas):
         """Steps until loaded models fitted on a young agent's minutes are retrained as its
         history doubles, as they would have been had the job not restarted (a restart to apply
         a config edit kept them for all of train_every_n), and the history they were fitted on;
         never for models fitted on (nearly) the whole window."""
         every = self.config.update_every
-        windows = [m.get('window') or () for m in metas.values()]
-        trained_on = max((float(w[1]) - float(w[0]) + every for w in windows if len(w) == 2), default=None)
-        if trained_on is None or trained_on >= 0.9 * self.config.train_n_secs:
+        spans = []
+        for meta in metas.values():
+            w = meta.get('window')
+            try:
+                span = float(w[1]) - float(w[0]) + every
+            except (TypeError, ValueError, IndexError, KeyError):   # a window the file does not give
+                continue
+            if math.isfinite(span):
+                spans.append(span)
+        trained_on = max(spans, default=None)
+        if (trained_on is None or trained_on >= 0.9 * self.config.train_n_secs
+                or self.config.initial_train_data_after > 0):   # (a fixed first window stands as chosen)
             return NEVER, trained_on
         self.history_seen = trained_on   # and the doubling goes on from there
         held = max(self.apis[self.config.host].listed_seconds.values(), default=0)
@@ -918,7 +942,7 @@ class AnomalyDetector:
         # stamped with the agent's clock, the same clock as the training window's rows; an
         # answer without it (none of the charts) continues it, never mixes in this host's
         stamp = stamp or agent_now(latest.get(self.config.host))
-        if stamp and self._standing_still(stamp):
+        if stamp and set(self.wanted) <= {self.config.host} and self._standing_still(stamp):
             return step   # not fresh: the charts keep the last values for a while, as for an agent away
         step.fresh = True
         if not stamp:
@@ -947,7 +971,8 @@ class AnomalyDetector:
         """Whether the newest collection the agent answers has not moved for STILL_SECONDS (and
         as many steps): a parent goes on answering for a child whose stream stopped with its
         last values, which would be scored, and charted, as the same moment for as long as it
-        lasts. Said once, and again when values move on."""
+        lasts. Said once, and again when values move on. Only for a job whose charts are all
+        its host's (custom models on other nodes have collection intervals not listed here)."""
         now = self.clock()
         if self.stood is None or stamp != self.stood[0]:
             if self.stood is not None and 'still' in self.problems.active:

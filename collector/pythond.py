@@ -277,8 +277,6 @@ class SimpleService(object):
             raise OutputClosed('stdout closed: {}'.format(e.__class__.__name__))
         except ValueError as e:   # a closed file object
             raise OutputClosed('stdout closed: {}'.format(e))
-        except BlockingIOError:   # a non-blocking pipe that is full for now: this step's charts only
-            raise
         except OSError as e:   # a file on a full disk, an I/O error: the charts would go nowhere
             raise OutputFailed('cannot write the charts to stdout: {}'.format(e.strerror or e))
 

@@ -4,6 +4,8 @@ Protocol lines go to stdout (so this works as a plugins.d external plugin); logs
 anything a library prints go to stderr. Several jobs in one file run side by side, one
 thread each, as python.d.plugin runs them.
 """
+import io
+import os
 import sys
 import threading
 import time
@@ -111,7 +113,7 @@ def _run_service(service, steps, stop=None):
     agent (0: it never answered, or it has no chart the job models), -1 when it did not start."""
     updated = run_job(service, steps=steps, stop=stop)
     if getattr(service, 'output_failed', False):
-        return updated   # said: the models are not what stopped it
+        return -1   # a failure (said, and not the models'): a service manager restarts on it
     if updated == 0 and service.answered_steps:
         why = _nothing_to_predict(service.detector)
         if why:
@@ -184,6 +186,10 @@ def run(config_path=None, job=None, host=None, update_every=None, steps=None, ou
     if out is None:   # started with stdout closed: the charts would go nowhere
         services[0].error('stdout is closed: nothing to write the charts to, job not started')
         return -1
+    try:   # a pipe left non-blocking by whoever made it would cut protocol lines in two when full
+        os.set_blocking(out.fileno(), True)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):   # not a file (a test's buffer)
+        pass
     saved = sys.stdout
     sys.stdout = err  # nothing but protocol lines may reach the real stdout
     try:

@@ -192,6 +192,20 @@ def test_a_log_that_cannot_be_written_does_not_stop_the_charts(live_replay, tmp_
     parse(r.stdout)   # every line a protocol line
 
 
+def test_a_stdout_that_refuses_the_charts_stops_the_run_as_a_failure(live_replay, tmp_path):
+    """stdout a file on a full disk: one error naming why, and a failing exit a service
+    manager restarts on, not success after nothing was charted."""
+    conf = tmp_path / 'anomalies.conf'
+    conf.write_text("anomalies:\n  host: '{}'\n  train_n_secs: 600\n  models_dir: none\n".format(live_replay.host))
+    with open('/dev/full', 'w') as full:
+        r = subprocess.run([sys.executable, '-m', 'collector', 'run', '--config', str(conf), '--steps', '5'],
+                           cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr
+    said = [line for line in r.stderr.splitlines() if 'cannot write the charts to stdout' in line]
+    assert len(said) == 1 and 'ERROR' in said[0] and 'No space left on device, stopping' in said[0], r.stderr
+    assert 'unhandled exception' not in r.stderr and 'no prediction' not in r.stderr
+
+
 def test_steps_are_not_delayed_while_training(live_replay, tmp_path):
     # every training waits 3 s on the agent's data API; collection must go on at 1 s
     live_replay.data_delay = 3.0
