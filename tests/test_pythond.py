@@ -125,6 +125,15 @@ def test_run_job_steps_on_the_update_every_grid():
     assert slept == [0.7, 2.0, 2.0]
 
 
+def one_dimension_job(steps):
+    """A started job whose anomaly chart has one dimension, with values for ``steps`` steps."""
+    job = make_job()
+    job.check, job.create = (lambda: True), (lambda: True)
+    job.charts['anomaly'].add_dimension(['x', 'x', 'absolute', 1, 1])
+    job.values = [{'x': 1}] * steps
+    return job
+
+
 class ClosedPipe(io.StringIO):
     def write(self, text):
         raise BrokenPipeError(32, 'Broken pipe')
@@ -133,10 +142,7 @@ class ClosedPipe(io.StringIO):
 @pytest.mark.parametrize('out', [ClosedPipe(), None], ids=['pipe closed', 'stdout closed'])
 def test_a_job_stops_when_nobody_reads_its_charts(out):
     # a plugins.d plugin whose agent stopped (or `run | head -1`) must exit, not log every second
-    job = make_job()
-    job.check, job.create = (lambda: True), (lambda: True)
-    job.charts['anomaly'].add_dimension(['x', 'x', 'absolute', 1, 1])
-    job.values = [{'x': 1}] * 5
+    job = one_dimension_job(5)
     job.out = out
     assert run_job(job, steps=5, clock=lambda: 0.0, sleep=lambda s: None) == 0
     assert len(job.values) == 4   # one step, then it stopped
@@ -151,10 +157,7 @@ class FullDisk(io.StringIO):
 
 def test_a_job_whose_stdout_refuses_writes_stops_with_an_error_naming_why():
     # stdout a file on a full disk: each step's charts were lost and logged for good
-    job = make_job()
-    job.check, job.create = (lambda: True), (lambda: True)
-    job.charts['anomaly'].add_dimension(['x', 'x', 'absolute', 1, 1])
-    job.values = [{'x': 1}] * 5
+    job = one_dimension_job(5)
     job.out = FullDisk()
     assert run_job(job, steps=5, clock=lambda: 0.0, sleep=lambda s: None) == 0
     assert len(job.values) == 4   # one step, then it stopped
@@ -165,10 +168,7 @@ def test_a_job_whose_stdout_refuses_writes_stops_with_an_error_naming_why():
 
 @pytest.mark.parametrize('log', [ClosedPipe(), FullDisk(), None], ids=['pipe broken', 'disk full', 'stderr closed'])
 def test_a_log_that_cannot_be_written_costs_the_lines_not_the_charts(log):
-    job = make_job()
-    job.check, job.create = (lambda: True), (lambda: True)
-    job.charts['anomaly'].add_dimension(['x', 'x', 'absolute', 1, 1])
-    job.values = [{'x': 1}] * 3
+    job = one_dimension_job(3)
     job.log_stream = log
     job.error('a line nobody will read')
     assert run_job(job, steps=3, clock=lambda: 0.0, sleep=lambda s: None) == 3
