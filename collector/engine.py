@@ -227,7 +227,7 @@ class AnomalyDetector:
                 return   # the charts without a usable saved model train at the next step
         if self.models_dir and self.prune_due:
             try:
-                self._prune_saved(self.discover(charts))
+                self._prune_saved(specs)
             except Exception as e:  # a models dir that cannot be read: its files stay
                 self.prune_due = False
                 self.log.error('cannot remove old saved models from {}: {!r}'.format(self.models_dir, e))
