@@ -217,14 +217,16 @@ class SimpleService(object):
 
     # --- logging, in python.d's line format ---
     def _log(self, level, msg):
-        """A line that cannot be written (stderr closed, its pipe broken, a full disk) is lost,
-        never the job: the charts on stdout go on."""
+        """A line that cannot be written (stderr closed, its pipe broken, a full disk) is lost, and
+        the lines after it, never the job: the charts on stdout go on."""
         line = '{}: python.d {}: {}[{}] : {}\n'.format(
             time.strftime('%Y-%m-%d %H:%M:%S'), level, MODULE_NAME, self.job_name, ' '.join(str(m) for m in msg))
         try:
             self.log_stream.write(line)
             self.log_stream.flush()
-        except (AttributeError, OSError, ValueError):   # None, a broken pipe or full disk, a closed file
+        except OSError:   # a broken pipe, a full disk: what stays in its buffer would fail again at exit
+            _let_go_of(self.log_stream)   # (status 120), so the log goes to /dev/null from here on
+        except (AttributeError, ValueError):   # None, a closed file
             pass
 
     def debug(self, *msg):
@@ -278,6 +280,7 @@ class SimpleService(object):
         except ValueError as e:   # a closed file object
             raise OutputClosed('stdout closed: {}'.format(e))
         except OSError as e:   # a file on a full disk, an I/O error: the charts would go nowhere
+            _let_go_of(self.out)
             raise OutputFailed('cannot write the charts to stdout: {}'.format(e.strerror or e))
 
     def get_data(self):
