@@ -975,7 +975,7 @@ class AnomalyDetector:
         its host's (custom models on other nodes have collection intervals not listed here)."""
         now = self.clock()
         if self.stood is None or stamp != self.stood[0]:
-            if self.stood is not None and 'still' in self.problems.active:
+            if 'still' in self.problems.active:   # (said only once stood was set)
                 self.problems.clear('still', 'values from {} move on again, after {:.0f} s'.format(
                     self.config.host, stamp - self.stood[0]))
             self.stood = (stamp, now, self.steps)
