@@ -122,7 +122,7 @@ def cmd_run(args):
 
 
 def cmd_check_config(args):
-    from .config import ConfigError, load_config_file, parse_job_config, served_name
+    from .config import ConfigError, config_warnings, load_config_file, parse_job_config, served_name
     notes = []
     try:
         jobs = load_config_file(args.file, notes)
@@ -147,6 +147,8 @@ def cmd_check_config(args):
         # flushed: a pipe would otherwise hold it back behind the other jobs' errors on stderr
         print('{}: job {}: ok (host {}, model {}, {} custom models)'.format(
             args.file, name, cfg.host, cfg.model, len(cfg.custom_models)), flush=True)
+        for line in config_warnings(cfg):
+            print('{}: job {}: warning: {}'.format(args.file, name, line), file=sys.stderr, flush=True)
         if cfg.prometheus_textfile:
             exports.setdefault(('prometheus_textfile', os.path.abspath(cfg.prometheus_textfile)), []).append(name)
         if cfg.prometheus_port:

@@ -5,13 +5,16 @@ an existing ``anomalies.conf`` keeps working; the few keys added here are docume
 ``anomalies.conf``. A job with any bad key is rejected as a whole (one log line per bad
 key) so it never starts half-configured.
 """
+import difflib
 import fnmatch
 import os
 import re
+import time
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
 from .models import DEEP_MODELS, MIN_TRAIN_ROWS, MODEL_NAMES, deep_available, model_members, valid_model
+from .netdata_api import MAX_ROWS   # a training window's longest, in single seconds
 
 # Keys python.d.plugin itself puts into (or reads from) every job's configuration. Besides these
 # it may add keys of its own beginning with '__' ('__is_stock' from Netdata 1.44 on): ignored.
@@ -209,13 +212,23 @@ def _is_int(v):
 
 # the keys that take any number, not only an integer
 FLOAT_KEYS = ('api_timeout', 'contamination', 'flag_hold_probability', 'level_squash')
-_EXPONENT = re.compile(r'^\s*[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+\s*$')
+INT_KEYS = ('train_max_n', 'train_every_n', 'train_n_secs', 'train_min_n_secs', 'offset_n_secs',
+            'train_no_prediction_n', 'initial_train_data_after', 'initial_train_data_before', 'lags_n', 'smooth_n',
+            'diffs_n', 'flag_window_n', 'flag_min_n', 'flag_rearm_n', 'flag_lasting_n', 'prometheus_port')
 
 
-def _exponent_number(v):
-    """A number in exponent form that YAML 1.1 (PyYAML, python.d's reader) leaves as text
-    (``1e-3``, ``5e0``) as the number it means; anything else as it is."""
-    return float(v) if isinstance(v, str) and _EXPONENT.match(v) else v
+_DECIMAL = re.compile(r'^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$')
+_INTEGER = re.compile(r'^\s*[-+]?\d+\s*$')
+
+
+def _quoted_number(v, integer=False):
+    """A number written in quotes (``'0.001'``, ``'100'``), or in the exponent form that YAML 1.1
+    (PyYAML, python.d's reader) leaves as text (``1e-3``), as the number it says: this module
+    reads its own keys, so quotes cost nothing (python.d.plugin's keys stay strict: it compares
+    them itself). A decimal for an integer key is left as text, to be refused."""
+    if isinstance(v, str) and (_INTEGER if integer else _DECIMAL).match(v):
+        return int(v) if integer else float(v)
+    return v
 
 
 def _none_string(v):
@@ -313,7 +326,8 @@ def valid_host(host):
 
 def _check_window_rows(cfg, update_every, errors):
     """A training window too short for any model (the fit's minimum plus the rows the
-    features take) would leave the job without a model for good."""
+    features take) would leave the job without a model for good (or, the first window
+    initial_train_data_after/before, without one until the rolling window's training)."""
     keys = ('train_n_secs', 'diffs_n', 'smooth_n', 'lags_n')
     if not all(_is_int(cfg[k]) for k in keys) or not _is_int(update_every) or not 1 <= update_every <= MAX_UPDATE_EVERY:
         return
@@ -324,11 +338,51 @@ def _check_window_rows(cfg, update_every, errors):
     # job's update_every (each phase loses the rows its features start from)
     spent = rows_needed(cfg['diffs_n'], cfg['smooth_n'], cfg['lags_n']) - 1
     least = MIN_TRAIN_ROWS + update_every * spent
-    if cfg['train_n_secs'] < least:
-        errors.append("key 'train_n_secs': a model needs {} feature rows, and diffs_n, smooth_n and lags_n take "
-                      "{} rows before the first{}: at least {} s, got {}".format(
-                          MIN_TRAIN_ROWS, spent, ' at each of update_every {}\'s phases'.format(update_every)
-                          if update_every > 1 else '', least, cfg['train_n_secs']))
+    windows = [('train_n_secs', cfg['train_n_secs'])]
+    after, before = cfg['initial_train_data_after'], cfg['initial_train_data_before']
+    if _is_int(after) and _is_int(before) and 0 < after < before and not any(
+            e.startswith("key 'initial_train_data") for e in errors):
+        windows.append(('initial_train_data_before', before - after + 1))
+    for key, seconds in windows:
+        if seconds < least:
+            errors.append("key '{}': a model needs {} feature rows, and diffs_n, smooth_n and lags_n take "
+                          "{} rows before the first{}: {}at least {} s, got {}".format(
+                              key, MIN_TRAIN_ROWS, spent, ' at each of update_every {}\'s phases'.format(update_every)
+                              if update_every > 1 else '', 'a window (from initial_train_data_after) of '
+                              if key != 'train_n_secs' else '', least, seconds))
+
+
+def _check_initial_window(after, before, errors):
+    """initial_train_data_after/before: a window of unix seconds that has begun (a value in
+    milliseconds reads as a window thousands of years ahead, which no agent holds)."""
+    now = time.time()
+    if not 0 < after < before:
+        errors.append("key 'initial_train_data_before': with initial_train_data_after it must give a window "
+                      "after < before (unix seconds), got {} and {}".format(after, before))
+    for key, value in (('initial_train_data_after', after), ('initial_train_data_before', before)):
+        if value > now + 100 * 365 * 86400:
+            errors.append("key '{}': expected unix seconds, got {} (milliseconds? that is the year {:.0f})".format(
+                key, value, 1970 + value / (365.25 * 86400)))
+            return
+    if before - after >= MAX_ROWS:
+        errors.append("key 'initial_train_data_before': a window of at most {} s (a day: the agent answers a "
+                      "longer one in averaged rows), got {} s".format(MAX_ROWS, before - after + 1))
+    if after > now + 86400:
+        errors.append("key 'initial_train_data_after': the window begins in the future ({} is {:.0f} days from "
+                      "now): no agent holds it".format(after, (after - now) / 86400))
+
+
+def _not_a_folder(path):
+    """The file on ``path`` (the path itself, or a folder on the way to it that is a file)
+    that would keep a directory from being made there, else None."""
+    path = os.path.abspath(path)
+    while True:
+        if os.path.exists(path):
+            return None if os.path.isdir(path) else path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
 
 
 # python.d.plugin compares update_every and takes autodetection_retry's remainder itself: a
@@ -358,15 +412,19 @@ def parse_job_config(raw, job_name=None):
                      key=str)
     for k in unknown:
         if isinstance(k, str):
-            errors.append("key '{}': unknown option (see anomalies.conf for the valid ones)".format(k))
+            near = difflib.get_close_matches(k, list(DEFAULTS) + list(FRAMEWORK_KEYS), n=1, cutoff=0.75)
+            errors.append("key '{}': unknown option ({}see anomalies.conf for the valid ones)".format(
+                k, "did you mean '{}'? ".format(near[0]) if near else ''))
         else:   # YAML reads a bare on/off/yes/no/1 as a boolean or a number
             errors.append("key {!r}: unknown option, read as a {} (a key written as on, off, yes, no or a "
                           "number: quote it, or see anomalies.conf for the valid ones)".format(k, type(k).__name__))
     cfg = dict(DEFAULTS)
     cfg.update({k: v for k, v in raw.items() if k in DEFAULTS})
 
-    for key in FLOAT_KEYS:   # YAML 1.1 reads 1e-3 (no dot, or no sign after the e) as text
-        cfg[key] = _exponent_number(cfg[key])
+    for key in FLOAT_KEYS:   # (YAML 1.1 reads 1e-3, no dot or no sign after the e, as text)
+        cfg[key] = _quoted_number(cfg[key])
+    for key in INT_KEYS:
+        cfg[key] = _quoted_number(cfg[key], integer=True)
 
     # strings
     host = cfg['host']
@@ -447,19 +505,21 @@ def parse_job_config(raw, job_name=None):
                          ('flag_window_n', 1), ('flag_min_n', 1), ('flag_rearm_n', 0),
                          ('flag_lasting_n', 0)):
         _check_int(cfg, key, errors, minimum)
+    why_limit = {'offset_n_secs': ' (30 days, in seconds)',
+                 'train_n_secs': " (a day: the agent answers a longer window in averaged rows, not the seconds a "
+                                 "step reads)"}
     for key, limit in (('lags_n', 60), ('smooth_n', 600), ('diffs_n', 3), ('flag_window_n', 600),
-                       ('flag_rearm_n', 3600), ('flag_lasting_n', 3600), ('offset_n_secs', MAX_OFFSET_SECS)):
+                       ('flag_rearm_n', 3600), ('flag_lasting_n', 3600), ('offset_n_secs', MAX_OFFSET_SECS),
+                       ('train_n_secs', MAX_ROWS)):
         if _is_int(cfg[key]) and cfg[key] > limit:
-            errors.append("key '{}': must be <= {}{}, got {}".format(
-                key, limit, ' (30 days, in seconds)' if key == 'offset_n_secs' else '', cfg[key]))
+            errors.append("key '{}': must be <= {}{}, got {}".format(key, limit, why_limit.get(key, ''), cfg[key]))
     lasting = cfg['flag_lasting_n']
     if _is_int(lasting) and 0 < lasting < 4:
         # 3/4 of fewer than 4 steps is every step: one step at 99 % would flag (1 % of normal steps)
         errors.append("key 'flag_lasting_n': 0 (off) or at least 4, got {}".format(lasting))
     after, before = cfg['initial_train_data_after'], cfg['initial_train_data_before']
-    if _is_int(after) and _is_int(before) and (after > 0 or before > 0) and not 0 < after < before:
-        errors.append("key 'initial_train_data_before': with initial_train_data_after it must give a window "
-                      "after < before (unix seconds), got {} and {}".format(after, before))
+    if _is_int(after) and _is_int(before) and (after > 0 or before > 0):
+        _check_initial_window(after, before, errors)
     # (a flag_window_n told as wrong above is not told again through flag_min_n)
     if _is_int(cfg['flag_min_n']) and _is_int(cfg['flag_window_n']) and 1 <= cfg['flag_window_n'] < cfg['flag_min_n']:
         errors.append("key 'flag_min_n': must be <= flag_window_n ({}), got {}".format(
@@ -484,6 +544,11 @@ def parse_job_config(raw, job_name=None):
     models_dir = None if _none_string(cfg['models_dir']) else cfg['models_dir']
     if models_dir is not None and not isinstance(models_dir, str):
         errors.append("key 'models_dir': expected 'auto', a directory, or 'none', got {!r}".format(models_dir))
+    elif models_dir not in (None, 'auto'):
+        blocked = _not_a_folder(os.path.expanduser(models_dir))
+        if blocked:
+            errors.append("key 'models_dir': {} is a file, not a directory (expected 'auto', a directory, or "
+                          "'none')".format(blocked))
     textfile = None if _none_string(cfg['prometheus_textfile']) else cfg['prometheus_textfile']
     if textfile is not None and (not isinstance(textfile, str) or not textfile.endswith('.prom')):
         errors.append("key 'prometheus_textfile': expected a file path ending in .prom (node-exporter reads "
@@ -549,6 +614,32 @@ def parse_job_config(raw, job_name=None):
         priority=framework['priority'], job_name=job_name or raw.get('job_name'),
         reinitialize_at_every_step=cfg['reinitialize_at_every_step'],
     )
+
+
+SHORT_RETRAIN_STEPS = 120   # train_every_n below it: trainings and the steps after them hold flags most of the time
+WIDE_CONTAMINATION = 0.05
+
+
+def config_warnings(cfg):
+    """What a valid configuration does that its writer most likely did not mean: one line per
+    key, said by check-config and logged as a warning when the job starts (it still runs)."""
+    notes = []
+    if cfg.squash is not None and not cfg.level_features:
+        notes.append("key 'level_squash': {:g} does nothing with level_features false (it squashes the level "
+                     "features)".format(cfg.level_squash))
+    if cfg.contamination > WIDE_CONTAMINATION:
+        notes.append("key 'contamination': {:g} puts the threshold where {:.0%} of normal steps reach it (the default "
+                     "0.001: one in 1000)".format(cfg.contamination, cfg.contamination))
+    if 0 < cfg.train_every_n < SHORT_RETRAIN_STEPS:
+        notes.append("key 'train_every_n': a training every {} steps: no flag rises while a training runs nor "
+                     "in the {} steps after it (its own work shows in them), so flags are held down much of the "
+                     "time (default 1800; 0: never retrain)".format(cfg.train_every_n, cfg.rows_needed))
+    if cfg.prometheus_textfile:
+        folder = os.path.dirname(os.path.abspath(os.path.expanduser(cfg.prometheus_textfile)))
+        if not os.path.isdir(folder):
+            notes.append("key 'prometheus_textfile': the folder {} does not exist: the file is written once it "
+                         "does".format(folder))
+    return notes
 
 
 def job_configs_from_file(data, notes=None):

@@ -17,7 +17,7 @@ from .batch import BatchScorer, Layout
 from .flags import FlagPolicy
 from .features import absent_as_zero, feature_blocks, fill_missing, rows_at
 from .netdata_api import PARALLEL_READS, ChartListing, NetdataApi, NetdataError, agent_now, dim_key, json_loads, split_key
-from .training import ModelSpec, TrainingRequest, charts_by_host, make_trainer
+from .training import NO_DATA, NO_VALUES, ModelSpec, TrainingRequest, charts_by_host, make_trainer
 
 # steps between training attempts after a failed training (agent away, no data)
 RETRY_STEPS = 30
@@ -142,6 +142,7 @@ class AnomalyDetector:
         self.history_seen = None   # seconds of history the agent held at the last such training
         self.trainings = 0
         self.initial_done = False
+        self.training_fixed = False   # whether the training in flight reads initial_train_data_after/before
         self.training_started = None
         self._pending = Step()  # changes made outside step() (start), reported by the next step
         self.missing = set()    # models whose dimensions had no value last step
@@ -286,7 +287,8 @@ class AnomalyDetector:
             if not todo:
                 return
         # a training of every chart on the rolling window tells how much history the agent holds
-        self.training_all = not self._first_window_fixed and len(todo) == len(specs)
+        self.training_fixed = self._first_window_fixed
+        self.training_all = not self.training_fixed and len(todo) == len(specs)
         after, before = self._training_window()
         try:
             api = self.apis[self.config.host]
@@ -299,7 +301,9 @@ class AnomalyDetector:
             return
         self.training_started, self.training_step = self.clock(), self.steps
         # the row this step reads was collected before the process started; the next ones may not be
-        self.own_rows = (self.steps + 2, self.steps + 2 + OWN_TRAINING_MAX_STEPS)
+        # (a training that starts while the last one's rows are still held holds on from them)
+        first = self.own_rows[0] if self.own_rows[0] <= self.steps + 2 <= self.own_rows[1] else self.steps + 2
+        self.own_rows = (first, self.steps + 2 + OWN_TRAINING_MAX_STEPS)
         self.training_quiet = not full_due and all(s.model_id in self.waiting or s.model_id in self.untrained
                                                    for s in todo)
         if not self.training_quiet:
@@ -516,19 +520,33 @@ class AnomalyDetector:
             else:
                 self._back_off(model_id)
         for reason, ids in by_reason.items():
-            self.log.error("{} not trained: {}: {}".format(_count('model', ids), reason, _listed(ids)))
+            self.log.error("{} not trained: {}{}: {}".format(_count('model', ids), reason, self._window_note(reason),
+                                                              _listed(ids)))
         newly = sorted(set(result.waiting) - self.waiting)
         self.waiting = (self.waiting - set(result.models) - set(result.errors)) | set(result.waiting)
         fresh = [m for m in newly if m not in self.models]
         kept = [m for m in newly if m in self.models]
         so_far = max(result.waiting.values(), default=0)
         if fresh:
-            self.log.info("{} waiting for {} s of history before training (train_min_n_secs; {} s so far): {}".format(
-                _count('model', fresh), result.min_history, so_far, _listed(fresh)))
+            self.log.info("{} waiting for {} s of history before training (train_min_n_secs; {} s so far{}): {}".format(
+                _count('model', fresh), result.min_history, so_far, self._window_note(NO_DATA), _listed(fresh)))
         if kept:
             self.log.info("{} kept as loaded: the agent holds {} s of history, under train_min_n_secs ({} s): "
                           "{}".format(_count('model', kept), so_far, result.min_history, _listed(kept)))
         return bool(by_reason)
+
+    def _window_note(self, reason):
+        """Where the training window was, for a reason that says it held too little: a window the
+        job's keys put elsewhere than the last train_n_secs (an offset beyond the agent's history,
+        a first window the agent does not hold) reads as a chart without data otherwise."""
+        if not (reason in (NO_DATA, NO_VALUES) or 'rows of history' in reason):
+            return ''
+        if self.training_fixed:
+            return (' in the window initial_train_data_after/before ({} to {}; the rolling window of train_n_secs '
+                    'is tried next)'.format(self.config.initial_train_data_after, self.config.initial_train_data_before))
+        if self.config.offset_n_secs:
+            return ' in the window ending offset_n_secs ({} s) back'.format(self.config.offset_n_secs)
+        return ''
 
     def _back_off(self, model_id):
         """Try ``model_id`` again at discoveries further and further apart (one, two, four, ...

@@ -9,7 +9,7 @@ import copy
 import functools
 import time
 
-from .config import ConfigError, parse_job_config
+from .config import ConfigError, config_warnings, parse_job_config
 from .netdata_api import split_key
 from .node import NodeRate
 from .protocol import bounded_id, one_line, quotable
@@ -170,6 +170,8 @@ class AnomaliesService(object):
                       cfg.train_every_n, cfg.lags_n, cfg.smooth_n, cfg.diffs_n, cfg.level_features, cfg.despike,
                       cfg.level_squash, cfg.contamination, cfg.calibration, cfg.flag_min_n, cfg.flag_window_n,
                       cfg.flag_hold_probability, cfg.flag_rearm_n, cfg.flag_lasting_n))
+        for line in config_warnings(cfg):
+            self.warning(line)
         if cfg.reinitialize_at_every_step:
             self.info('reinitialize_at_every_step: charts that appear or go away are picked up within a minute '
                       'here, and models retrained every train_every_n steps; the key changes nothing')
@@ -194,7 +196,9 @@ class AnomaliesService(object):
         if exporter.serve_error is not None:
             self.error('prometheus /metrics on {}:{} disabled: {!r}; the textfile is still written'.format(
                 cfg.prometheus_address, cfg.prometheus_port, exporter.serve_error))
-        where = [w for w in (cfg.prometheus_textfile and 'textfile ' + cfg.prometheus_textfile,
+        textfile = cfg.prometheus_textfile and 'textfile {}{}'.format(
+            cfg.prometheus_textfile, ' (not written yet: the error above)' if exporter.write_error else '')
+        where = [w for w in (textfile,
                              cfg.prometheus_port and exporter.serve_error is None and 'http://{}:{}/metrics'.format(
                                  cfg.prometheus_address, cfg.prometheus_port)) if w]
         self.info('prometheus export: {}'.format(', '.join(where)))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import yaml
 
-from collector.config import ConfigError, job_configs_from_file, load_config_file, parse_job_config
+from collector.config import (ConfigError, config_warnings, job_configs_from_file, load_config_file,
+                              parse_job_config)
 from conftest import ROOT
 
 
@@ -98,7 +99,8 @@ def test_child_node_host_is_accepted():
     ({'train_min_n_secs': -5}, 'train_min_n_secs'),
     ({'train_min_n_secs': '5m'}, 'train_min_n_secs'),
     ({'train_every_n': -1}, 'train_every_n'),
-    ({'train_max_n': '1000'}, 'train_max_n'),
+    ({'train_max_n': '1000.5'}, 'train_max_n'),   # a quoted decimal for an integer
+    ({'lags_n': '5.0'}, 'lags_n'),
     ({'train_max_n': 10}, 'train_max_n'),   # fewer rows than a model is fitted on at all
     ({'lags_n': 1.5}, 'lags_n'),
     ({'lags_n': 500}, 'lags_n'),
@@ -175,6 +177,73 @@ def test_numbers_in_exponent_form_that_yaml_reads_as_text_are_taken_as_numbers(t
     assert cfg.squash == 5.0
     assert "'contamination'" in errors_for({'contamination': '1e-3x'})[0]
     assert "'contamination'" in errors_for({'contamination': '9e-1'})[0]   # a number, out of range
+
+
+def test_a_quoted_number_is_the_number_it_says():
+    """'0.001' read as text was refused as 'expected a share in (0, 0.5], got '0.001'', which
+    reads as a contradiction; the module reads its own keys, so a quoted number is taken."""
+    cfg = parse_job_config({'contamination': '0.001', 'api_timeout': ' 2.5 ', 'lags_n': '7', 'train_n_secs': '3600',
+                            'prometheus_port': '9591', 'flag_hold_probability': '.98'})
+    assert (cfg.contamination, cfg.api_timeout, cfg.lags_n, cfg.train_n_secs, cfg.prometheus_port,
+            cfg.flag_hold) == (0.001, 2.5, 7, 3600, 9591, 0.98)
+    assert type(cfg.lags_n) is int and type(cfg.prometheus_port) is int
+    assert "'contamination'" in errors_for({'contamination': '0.001%'})[0]
+    assert "'contamination'" in errors_for({'contamination': '0.9'})[0]   # a number, out of range
+
+
+def test_a_misspelled_key_is_told_the_key_it_resembles():
+    errors = errors_for({'train_every': 100, 'contaminaton': 0.01, 'banana': 1})
+    assert "key 'banana': unknown option (see anomalies.conf" in errors[0]
+    assert "key 'contaminaton': unknown option (did you mean 'contamination'?" in errors[1]
+    assert "key 'train_every': unknown option (did you mean 'train_every_n'?" in errors[2]
+
+
+@pytest.mark.parametrize('after, before, said', [
+    (1795374225, 1795374235, 'at least 38 s, got 11'),           # too few rows for any model
+    (1795374175000, 1795374475000, 'milliseconds?'),              # read as the year 58862
+    (4102444800, 4102448400, 'in the future'),                    # 2100
+    (1700000000, 1700100000, 'at most 86400 s'),                   # averaged rows
+])
+def test_a_first_training_window_no_agent_can_hold_is_refused(after, before, said):
+    """initial_train_data_after/before passed check-config, and the run then said only that a
+    chart had too few rows, or trained on a window of 300000 s."""
+    errors = errors_for({'initial_train_data_after': after, 'initial_train_data_before': before})
+    assert len(errors) == 1 and said in errors[0] and "'initial_train_data_" in errors[0], errors
+    parse_job_config({'initial_train_data_after': 1795374225, 'initial_train_data_before': 1795374225 + 600})
+
+
+def test_a_training_window_over_a_day_is_refused():
+    """The agent answers a window over 86400 rows in averaged rows: a model fitted on averages
+    would score single seconds."""
+    assert parse_job_config({'train_n_secs': 86400}).train_n_secs == 86400
+    errors = errors_for({'train_n_secs': 172800})
+    assert len(errors) == 1 and "key 'train_n_secs': must be <= 86400" in errors[0]
+
+
+def test_a_models_dir_on_a_file_is_refused(tmp_path):
+    f = tmp_path / 'file'
+    f.write_text('x')
+    for where in (f, f / 'below' / 'deeper'):
+        errors = errors_for({'models_dir': str(where)})
+        assert errors == ["key 'models_dir': {} is a file, not a directory (expected 'auto', a directory, or "
+                          "'none')".format(f)]
+    assert parse_job_config({'models_dir': str(tmp_path / 'new' / 'folder')}).models_dir == str(
+        tmp_path / 'new' / 'folder')
+
+
+def test_settings_that_do_nothing_or_much_more_than_meant_are_warned_of(tmp_path):
+    assert config_warnings(parse_job_config({})) == []
+    cfg = parse_job_config({'level_squash': 7, 'level_features': False, 'contamination': 0.2, 'train_every_n': 10,
+                            'prometheus_textfile': str(tmp_path / 'none' / 'a.prom')})
+    notes = config_warnings(cfg)
+    assert [n.split("'")[1] for n in notes] == ['level_squash', 'contamination', 'train_every_n',
+                                                'prometheus_textfile']
+    assert '20% of normal steps' in notes[1] and 'does not exist' in notes[3]
+    conf = tmp_path / 'w.conf'
+    conf.write_text('local:\n  contamination: 0.2\n')
+    r = subprocess.run([sys.executable, '-m', 'collector', 'check-config', str(conf)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "job local: warning: key 'contamination'" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize('key', ['update_every', 'autodetection_retry'])

@@ -173,6 +173,43 @@ def test_a_training_shorter_than_a_step_still_shows_in_the_rows_after_it(replay,
         det.close()
 
 
+def test_trainings_back_to_back_hold_every_step_between_them(replay, logger):
+    """No flag rises while a training runs nor in the rows after it (its own work shows in
+    them): a training that starts while the last one's rows are held holds on from them, where
+    it left the two steps before its own start open (train_every_n 2: flags rose between)."""
+    det = make_detector(replay, logger, train_every_n=2)
+    run_until_trained(det, replay)
+    open_steps = []
+    for _ in range(40):
+        det.step()
+        det.trainer.wait()
+        if not det.own_rows[0] <= det.steps < det.own_rows[1]:
+            open_steps.append(det.steps)
+        replay.clock.advance(1)
+    assert det.trainings > 10 and open_steps == [], open_steps
+    det.close()
+
+
+@pytest.mark.parametrize('conf, said', [
+    ({'offset_n_secs': 100000}, 'in the window ending offset_n_secs (100000 s) back'),
+    ({'initial_train_data_after': START - 9000, 'initial_train_data_before': START - 8000},
+     'in the window initial_train_data_after/before ({} to {}; the rolling window of train_n_secs is tried '
+     'next)'.format(START - 9000, START - 8000)),
+])
+def test_a_window_the_agent_does_not_hold_is_named_as_the_reason(replay, logger, conf, said):
+    """A window the job's keys put before the agent's history read as charts the agent had
+    no data for, with no word of the key that put it there."""
+    det = make_detector(replay, logger, **conf)
+    det.start()
+    for _ in range(3):
+        det.step()
+        det.trainer.wait()
+        replay.clock.advance(1)
+    told = [m for m in logger.errors() if 'not trained' in m]
+    assert told and said in told[0], logger.lines
+    det.close()
+
+
 def _spike_during_a_training(replay, logger, seconds, on_agent=True, steps=40):
     """A full training ``seconds`` long that starts 2 s before the spike; per step: time and flag."""
     cfg = parse_job_config({'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000, 'update_every': 1})

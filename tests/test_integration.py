@@ -229,6 +229,8 @@ def test_steps_are_not_delayed_while_training(live_replay, tmp_path):
     finally:
         returncode = job.stop()
     assert returncode == 0, job.stderr
+    # (and the job's log says what a training every 4 steps does to its flags)
+    assert "WARNING: anomalies[anomalies] : key 'train_every_n': a training every 4 steps" in job.stderr, job.stderr
     probs = parse(job.stdout)['anomalies.probability']
     intervals = [usec / 1e6 for usec, _ in probs[1:]]
     assert len(probs) >= 9
