@@ -193,6 +193,9 @@ def main():
                         'lead is shorter gives native ML no model at all)')
     args = p.parse_args()
     if args.dataset:
+        missing = [folder for folder in args.paths if not os.path.isdir(folder)]
+        if missing:
+            p.error('no such dataset folder: {}'.format(', '.join(missing)))
         groups = {}
         for folder in args.paths:
             groups.setdefault(os.path.basename(os.path.dirname(os.path.normpath(folder))), []).append(folder)
@@ -204,7 +207,14 @@ def main():
                 print('{:<26}'.format('{} {}'.format(group, name)) +
                       ''.join('{:>10.3f}'.format(np.mean([r[k] for r in rows])) for k in keys))
         return
-    paths = [p for p in args.paths if os.path.exists(os.path.join(p, 'recording.json'))]
+    # a path that is no recording (a typo, a glob that matched nothing) is an error, not a
+    # verdict over none; a plain file a folder's glob takes in (a README) is passed over
+    paths = [path for path in args.paths if not os.path.isfile(path)]
+    missing = [path for path in paths if not os.path.exists(os.path.join(path, 'recording.json'))]
+    if missing:
+        p.error('not a recording (no recording.json): {}'.format(', '.join(missing)))
+    if not paths:
+        p.error('no recording among {}'.format(', '.join(args.paths)))
     for how, results in recording_rows(paths, args.charts_regex, args.min_samples).items():
         s = recordings_summary(results)
         rate = s['false_flag_events_per_hour']

@@ -12,6 +12,21 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from collector.config import DEFAULTS  # noqa: E402
 
 MAIN = DEFAULTS['model']   # the headline table: the default model beside the baseline
+MIN_STEPS = 10   # as bench/run.py: a CPU-per-step figure over fewer steps is marked
+FEW_NOTE = '\n\n\\* over fewer than {} prediction steps: run longer'.format(MIN_STEPS)
+
+
+def few(side):
+    return side.get('cpu_steps', MIN_STEPS) < MIN_STEPS
+
+
+def cell(side, key, fmt):
+    """One side's figure, '-' where its run did not record it; a CPU-per-step figure marked when
+    it is over too few steps (older results do not say how many: unmarked)."""
+    value = side.get(key)
+    if value is None:
+        return '-'
+    return fmt.format(value) + ('\\*' if key.startswith('cpu_') and few(side) else '')
 
 
 def load(folder):
@@ -26,7 +41,9 @@ def load(folder):
 def by_charts(runs):
     rows = [('CPU-s per prediction step (mean)', 'cpu_per_step', '{:.4f}'),
             ('CPU-s per prediction step (median)', 'cpu_per_step_median', '{:.4f}'),
-            ('CPU-s per training of all models', 'train_cpu_s', '{:.2f}'),
+            ('prediction steps in mean and median', 'cpu_steps', '{}'),
+            ('CPU-s per training of all models (in run_training)', 'train_cpu_s', '{:.2f}'),
+            ('CPU-s per training, whole training process', 'train_proc_cpu_s', '{:.2f}'),
             ('wall-s per training of all models', 'train_wall_s', '{:.2f}'),
             ('steady RSS MiB', 'rss_mib', '{:.0f}'), ('peak RSS MiB', 'peak_rss_mib', '{:.0f}'),
             ('training process peak MiB', 'train_child_peak_mib', '{:.0f}'),
@@ -36,32 +53,35 @@ def by_charts(runs):
     head = '| | ' + ' | '.join('{} charts: ours | baseline'.format(n) for n in ns) + ' |'
     out = [head, '|---' * (1 + 2 * len(ns)) + '|']
     for label, key, fmt in rows:
-        cells = []
+        row = []
         for n in ns:
             d = runs[(MAIN, n)]
-            cells += [fmt.format(d['ours'].get(key, float('nan'))), fmt.format(d['baseline'].get(key, float('nan')))]
-        out.append('| {} | {} |'.format(label, ' | '.join(cells)))
+            row += [cell(d['ours'], key, fmt), cell(d['baseline'], key, fmt)]
+        out.append('| {} | {} |'.format(label, ' | '.join(row)))
     ratios = []
     for n in ns:
         d = runs[(MAIN, n)]
         ratios += ['{:.0f}x'.format(d['baseline']['cpu_per_step'] / d['ours']['cpu_per_step']),
                    '{:.2f}'.format(d['ours']['rss_mib'] / d['baseline']['rss_mib'])]
     out.append('| ratio: baseline/ours CPU per step, ours/baseline RSS | {} |'.format(' | '.join(ratios)))
-    return '\n'.join(out)
+    marked = any(few(runs[(MAIN, n)][side]) for n in ns for side in ('ours', 'baseline'))
+    return '\n'.join(out) + (FEW_NOTE if marked else '')
 
 
 def by_model(runs, n):
-    out = ['| model ({} charts) | CPU-s/step ours | baseline (same model; pca for ours-only models) | ratio | '
+    out = ['| model ({} charts) | CPU-s/step ours | baseline | ratio | '
            'RSS MiB ours | baseline | training CPU-s ours | baseline | first prediction s | longest gap s |'.format(n),
            '|---' * 10 + '|']
+    marked = False
     for (m, size), d in sorted(runs.items(), key=lambda kv: (kv[0][0] != MAIN, kv[0][0])):
         if size != n:
             continue
         o, b = d['ours'], d['baseline']
-        out.append('| {} | {:.4f} | {:.4f} | {:.0f}x | {:.0f} | {:.0f} | {:.2f} | {:.2f} | {:.1f} | {:.2f} |'.format(
-            m, o['cpu_per_step'], b['cpu_per_step'], b['cpu_per_step'] / o['cpu_per_step'], o['rss_mib'],
+        marked = marked or few(o) or few(b)
+        out.append('| {} | {} | {} | {:.0f}x | {:.0f} | {:.0f} | {:.2f} | {:.2f} | {:.1f} | {:.2f} |'.format(
+            m, cell(o, 'cpu_per_step', '{:.4f}'), cell(b, 'cpu_per_step', '{:.4f}'), b['cpu_per_step'] / o['cpu_per_step'], o['rss_mib'],
             b['rss_mib'], o['train_cpu_s'], b['train_cpu_s'], o['first_prediction_s'], o['max_gap_s']))
-    return '\n'.join(out)
+    return '\n'.join(out) + (FEW_NOTE if marked else '')
 
 
 def main():

@@ -57,7 +57,7 @@ def main():
     args = p.parse_args()
     config = parse_job_config({})
     rows = []
-    print('{:<14} {:>22} {:>22} {:>22}'.format('AUC-PR / best F1', 'default job', 'PCA error, causal',
+    print('{:<16} {:>24} {:>24} {:>24}'.format('AUC-PR / best F1', 'default job', 'PCA error, causal',
                                               'PCA error, transductive'))
     for folder in args.folders:
         train, _, evals, labels = load_dataset(folder)
@@ -67,10 +67,10 @@ def main():
         transductive = centred_mean(robust_z(err_eval, err_eval)).max(axis=1)
         row = [dataset_metrics(s, flags, labels) for s in (scores, causal, transductive)]
         rows.append([(m['auc_pr'], m['best_f1']) for m in row])
-        print('{:<14} '.format(os.path.basename(os.path.normpath(folder))[:14]) +
-              ' '.join('{:>22}'.format('{:.3f} / {:.3f}'.format(*v)) for v in rows[-1]))
+        print('{:<16} '.format(os.path.basename(os.path.normpath(folder))[:16]) +
+              ' '.join('{:>24}'.format('{:.3f} / {:.3f}'.format(*v)) for v in rows[-1]))
     mean = np.mean(np.array(rows), axis=0)
-    print('{:<14} '.format('mean') + ' '.join('{:>22}'.format('{:.3f} / {:.3f}'.format(*v)) for v in mean))
+    print('{:<16} '.format('mean') + ' '.join('{:>24}'.format('{:.3f} / {:.3f}'.format(*v)) for v in mean))
 
 
 if __name__ == '__main__':
