@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
 from .models import DEEP_MODELS, MIN_TRAIN_ROWS, MODEL_NAMES, deep_available, model_members, valid_model
-from .netdata_api import MAX_ROWS   # a training window's longest, in single seconds
+from .netdata_api import MAX_ROWS   # the most rows the agent answers one query with
 
 # Keys python.d.plugin itself puts into (or reads from) every job's configuration. Besides these
 # it may add keys of its own beginning with '__' ('__is_stock' from Netdata 1.44 on): ignored.
@@ -27,6 +27,7 @@ FRAMEWORK_KEYS = {
 MAX_UPDATE_EVERY = 86400   # a step a day; beyond that no training window holds two rows
 MAX_PRIORITY = 2_000_000_000   # the job's charts are numbered on from it, under the agent's int (2 ** 31 - 1)
 MAX_OFFSET_SECS = 30 * 86400   # a window ending more than 30 days back: most likely a value in milliseconds
+MILLISECONDS_FROM = 10 ** 11   # unix seconds of the year 5138: a time this large is one in milliseconds
 FRAMEWORK_INHERITED = ('update_every', 'priority', 'autodetection_retry', 'chart_cleanup', 'penalty')
 
 # the charts of this module's jobs: 'anomalies.*', and 'anomalies_<job>.*' for other job names
@@ -217,8 +218,8 @@ INT_KEYS = ('train_max_n', 'train_every_n', 'train_n_secs', 'train_min_n_secs', 
             'diffs_n', 'flag_window_n', 'flag_min_n', 'flag_rearm_n', 'flag_lasting_n', 'prometheus_port')
 
 
-_DECIMAL = re.compile(r'^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$')
-_INTEGER = re.compile(r'^\s*[-+]?\d+\s*$')
+_DECIMAL = re.compile(r'^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$', re.ASCII)
+_INTEGER = re.compile(r'^\s*[-+]?\d+\s*$', re.ASCII)
 
 
 def _quoted_number(v, integer=False):
@@ -324,52 +325,45 @@ def valid_host(host):
     return port is None or (port.isdigit() and 0 < int(port) < 65536)
 
 
+def least_window_secs(diffs_n, smooth_n, lags_n, update_every):
+    """The shortest training window a model can be fitted on: the fit's minimum of feature rows
+    plus the rows the features take before the first, at each of update_every's phases (the
+    most rows a window gives: a chart collected every second, read at every phase of the job's
+    steps, each phase losing the rows its features start from)."""
+    from .features import rows_needed
+    return MIN_TRAIN_ROWS + update_every * (rows_needed(diffs_n, smooth_n, lags_n) - 1)
+
+
 def _check_window_rows(cfg, update_every, errors):
-    """A training window too short for any model (the fit's minimum plus the rows the
-    features take) would leave the job without a model for good (or, the first window
-    initial_train_data_after/before, without one until the rolling window's training)."""
+    """A training window too short for any model would leave the job without a model for good."""
     keys = ('train_n_secs', 'diffs_n', 'smooth_n', 'lags_n')
     if not all(_is_int(cfg[k]) for k in keys) or not _is_int(update_every) or not 1 <= update_every <= MAX_UPDATE_EVERY:
         return
     if any(e.startswith("key '{}'".format(k)) for k in keys for e in errors):
         return
-    from .features import rows_needed
-    # the most rows a window gives: a chart collected every second, read at every phase of the
-    # job's update_every (each phase loses the rows its features start from)
-    spent = rows_needed(cfg['diffs_n'], cfg['smooth_n'], cfg['lags_n']) - 1
-    least = MIN_TRAIN_ROWS + update_every * spent
-    windows = [('train_n_secs', cfg['train_n_secs'])]
-    after, before = cfg['initial_train_data_after'], cfg['initial_train_data_before']
-    if _is_int(after) and _is_int(before) and 0 < after < before and not any(
-            e.startswith("key 'initial_train_data") for e in errors):
-        windows.append(('initial_train_data_before', before - after + 1))
-    for key, seconds in windows:
-        if seconds < least:
-            errors.append("key '{}': a model needs {} feature rows, and diffs_n, smooth_n and lags_n take "
-                          "{} rows before the first{}: {}at least {} s, got {}".format(
-                              key, MIN_TRAIN_ROWS, spent, ' at each of update_every {}\'s phases'.format(update_every)
-                              if update_every > 1 else '', 'a window (from initial_train_data_after) of '
-                              if key != 'train_n_secs' else '', least, seconds))
+    least = least_window_secs(cfg['diffs_n'], cfg['smooth_n'], cfg['lags_n'], update_every)
+    if cfg['train_n_secs'] < least:
+        errors.append("key 'train_n_secs': a model needs {} feature rows, and diffs_n, smooth_n and lags_n take "
+                      "{} rows before the first{}: at least {} s, got {}".format(
+                          MIN_TRAIN_ROWS, (least - MIN_TRAIN_ROWS) // update_every,
+                          ' at each of update_every {}\'s phases'.format(update_every) if update_every > 1 else '',
+                          least, cfg['train_n_secs']))
 
 
 def _check_initial_window(after, before, errors):
-    """initial_train_data_after/before: a window of unix seconds that has begun (a value in
-    milliseconds reads as a window thousands of years ahead, which no agent holds)."""
-    now = time.time()
+    """initial_train_data_after/before: a window of unix seconds. A value in milliseconds (a
+    window thousands of years ahead) is refused; a window the agent may not hold is only warned
+    of (``config_warnings``): it is read for the first training alone, and a job whose saved
+    models load never reads it."""
     if not 0 < after < before:
         errors.append("key 'initial_train_data_before': with initial_train_data_after it must give a window "
                       "after < before (unix seconds), got {} and {}".format(after, before))
+        return
     for key, value in (('initial_train_data_after', after), ('initial_train_data_before', before)):
-        if value > now + 100 * 365 * 86400:
+        if value >= MILLISECONDS_FROM:
             errors.append("key '{}': expected unix seconds, got {} (milliseconds? that is the year {:.0f})".format(
                 key, value, 1970 + value / (365.25 * 86400)))
             return
-    if before - after >= MAX_ROWS:
-        errors.append("key 'initial_train_data_before': a window of at most {} s (a day: the agent answers a "
-                      "longer one in averaged rows), got {} s".format(MAX_ROWS, before - after + 1))
-    if after > now + 86400:
-        errors.append("key 'initial_train_data_after': the window begins in the future ({} is {:.0f} days from "
-                      "now): no agent holds it".format(after, (after - now) / 86400))
 
 
 def _not_a_folder(path):
@@ -505,14 +499,11 @@ def parse_job_config(raw, job_name=None):
                          ('flag_window_n', 1), ('flag_min_n', 1), ('flag_rearm_n', 0),
                          ('flag_lasting_n', 0)):
         _check_int(cfg, key, errors, minimum)
-    why_limit = {'offset_n_secs': ' (30 days, in seconds)',
-                 'train_n_secs': " (a day: the agent answers a longer window in averaged rows, not the seconds a "
-                                 "step reads)"}
     for key, limit in (('lags_n', 60), ('smooth_n', 600), ('diffs_n', 3), ('flag_window_n', 600),
-                       ('flag_rearm_n', 3600), ('flag_lasting_n', 3600), ('offset_n_secs', MAX_OFFSET_SECS),
-                       ('train_n_secs', MAX_ROWS)):
+                       ('flag_rearm_n', 3600), ('flag_lasting_n', 3600), ('offset_n_secs', MAX_OFFSET_SECS)):
         if _is_int(cfg[key]) and cfg[key] > limit:
-            errors.append("key '{}': must be <= {}{}, got {}".format(key, limit, why_limit.get(key, ''), cfg[key]))
+            errors.append("key '{}': must be <= {}{}, got {}".format(
+                key, limit, ' (30 days, in seconds)' if key == 'offset_n_secs' else '', cfg[key]))
     lasting = cfg['flag_lasting_n']
     if _is_int(lasting) and 0 < lasting < 4:
         # 3/4 of fewer than 4 steps is every step: one step at 99 % would flag (1 % of normal steps)
@@ -553,6 +544,8 @@ def parse_job_config(raw, job_name=None):
     if textfile is not None and (not isinstance(textfile, str) or not textfile.endswith('.prom')):
         errors.append("key 'prometheus_textfile': expected a file path ending in .prom (node-exporter reads "
                       "only those), got {!r}".format(textfile))
+    elif textfile is not None:
+        textfile = os.path.expanduser(textfile)   # as models_dir's: '~/...' is the home, not a folder named ~
     port = None if _none_string(cfg['prometheus_port']) else cfg['prometheus_port']
     if port is not None and (not _is_int(port) or not 0 < port < 65536):
         errors.append("key 'prometheus_port': expected a TCP port 1-65535, got {!r}".format(port))
@@ -628,17 +621,48 @@ def config_warnings(cfg):
         notes.append("key 'level_squash': {:g} does nothing with level_features false (it squashes the level "
                      "features)".format(cfg.level_squash))
     if cfg.contamination > WIDE_CONTAMINATION:
-        notes.append("key 'contamination': {:g} puts the threshold where {:.0%} of normal steps reach it (the default "
+        notes.append("key 'contamination': {:g} puts the threshold where {:.1%} of normal steps reach it (the default "
                      "0.001: one in 1000)".format(cfg.contamination, cfg.contamination))
-    if 0 < cfg.train_every_n < SHORT_RETRAIN_STEPS:
+    if 0 < cfg.train_every_n < max(SHORT_RETRAIN_STEPS, 4 * cfg.rows_needed):
+        # (at most the held steps apart, trainings hold every step: no flag rises at all)
         notes.append("key 'train_every_n': a training every {} steps: no flag rises while a training runs nor "
-                     "in the {} steps after it (its own work shows in them), so flags are held down much of the "
-                     "time (default 1800; 0: never retrain)".format(cfg.train_every_n, cfg.rows_needed))
+                     "in the {} steps after it (its own work shows in them), so flags are held down {} (default "
+                     "1800; 0: never retrain)".format(cfg.train_every_n, cfg.rows_needed,
+                                                      'for good' if cfg.train_every_n <= cfg.rows_needed + 2
+                                                      else 'much of the time'))
+    if cfg.train_n_secs > MAX_ROWS:
+        notes.append("key 'train_n_secs': {} s is over a day: the agent answers a window of more than {} rows in "
+                     "averaged rows, so charts collected every second are trained on averages of the seconds a "
+                     "step reads".format(cfg.train_n_secs, MAX_ROWS))
+    notes += _initial_window_notes(cfg)
     if cfg.prometheus_textfile:
-        folder = os.path.dirname(os.path.abspath(os.path.expanduser(cfg.prometheus_textfile)))
+        if not os.path.isabs(cfg.prometheus_textfile):
+            notes.append("key 'prometheus_textfile': {} is not an absolute path: it is written relative to the "
+                         "folder the plugin runs in".format(cfg.prometheus_textfile))
+        folder = os.path.dirname(os.path.abspath(cfg.prometheus_textfile))
         if not os.path.isdir(folder):
             notes.append("key 'prometheus_textfile': the folder {} does not exist: the file is written once it "
                          "does".format(folder))
+    return notes
+
+
+def _initial_window_notes(cfg):
+    """A first training window the agent most likely does not hold, or holds in too few rows:
+    that training then fits no model, and the charts train on the rolling window after it."""
+    after, before = cfg.initial_train_data_after, cfg.initial_train_data_before
+    if not after:
+        return []
+    notes, seconds = [], before - after + 1
+    least = least_window_secs(cfg.diffs_n, cfg.smooth_n, cfg.lags_n, cfg.update_every)
+    if seconds < least:
+        notes.append("key 'initial_train_data_before': a window of {} s, where a model needs at least {} s (the "
+                     "features' rows and the fit's minimum)".format(seconds, least))
+    elif seconds > MAX_ROWS:
+        notes.append("key 'initial_train_data_before': a window of {} s is over a day: the agent answers it in "
+                     "averaged rows".format(seconds))
+    if after > time.time() + 86400:   # (by this machine's clock, which may be wrong: not refused)
+        notes.append("key 'initial_train_data_after': {} is {:.0f} days ahead of this machine's clock: an agent "
+                     "holds no such window".format(after, (after - time.time()) / 86400))
     return notes
 
 

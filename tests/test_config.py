@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -198,26 +199,38 @@ def test_a_misspelled_key_is_told_the_key_it_resembles():
     assert "key 'train_every': unknown option (did you mean 'train_every_n'?" in errors[2]
 
 
-@pytest.mark.parametrize('after, before, said', [
-    (1795374225, 1795374235, 'at least 38 s, got 11'),           # too few rows for any model
-    (1795374175000, 1795374475000, 'milliseconds?'),              # read as the year 58862
-    (4102444800, 4102448400, 'in the future'),                    # 2100
-    (1700000000, 1700100000, 'at most 86400 s'),                   # averaged rows
-])
-def test_a_first_training_window_no_agent_can_hold_is_refused(after, before, said):
-    """initial_train_data_after/before passed check-config, and the run then said only that a
-    chart had too few rows, or trained on a window of 300000 s."""
-    errors = errors_for({'initial_train_data_after': after, 'initial_train_data_before': before})
-    assert len(errors) == 1 and said in errors[0] and "'initial_train_data_" in errors[0], errors
-    parse_job_config({'initial_train_data_after': 1795374225, 'initial_train_data_before': 1795374225 + 600})
+def test_a_first_training_window_in_milliseconds_is_refused():
+    """initial_train_data_after/before in milliseconds passed check-config and trained on
+    'up to 300000 s of history' (the window read as thousands of years ahead)."""
+    errors = errors_for({'initial_train_data_after': 1795374175000, 'initial_train_data_before': 1795374475000})
+    assert len(errors) == 1 and "key 'initial_train_data_after': expected unix seconds" in errors[0]
+    assert 'milliseconds? that is the year 58862' in errors[0]
+    errors = errors_for({'initial_train_data_after': 0, 'initial_train_data_before': 1795374475000})
+    assert len(errors) == 1 and 'after < before' in errors[0], errors   # said once, the order first
 
 
-def test_a_training_window_over_a_day_is_refused():
-    """The agent answers a window over 86400 rows in averaged rows: a model fitted on averages
-    would score single seconds."""
-    assert parse_job_config({'train_n_secs': 86400}).train_n_secs == 86400
-    errors = errors_for({'train_n_secs': 172800})
-    assert len(errors) == 1 and "key 'train_n_secs': must be <= 86400" in errors[0]
+def test_a_first_training_window_the_agent_may_not_hold_is_warned_of_not_refused():
+    """It is read for the first training alone (never once saved models load), so a job that ran
+    with it keeps running: too short, over a day or ahead of the clock (which may be wrong: a
+    Pi without a real-time clock before its time is set) is a warning."""
+    now = int(time.time())
+    for after, before, said in ((now - 600, now - 590, 'a window of 11 s, where a model needs at least 38 s'),
+                                (now - 200000, now - 100000, 'over a day'),
+                                (now + 100 * 86400, now + 100 * 86400 + 600, 'days ahead of this machine')):
+        cfg = parse_job_config({'initial_train_data_after': after, 'initial_train_data_before': before})
+        notes = config_warnings(cfg)
+        assert len(notes) == 1 and said in notes[0] and "'initial_train_data_" in notes[0], notes
+    assert config_warnings(parse_job_config({'initial_train_data_after': now - 3600,
+                                             'initial_train_data_before': now - 600})) == []
+
+
+def test_a_training_window_over_a_day_is_warned_of():
+    """The agent answers a window over 86400 rows in averaged rows: of charts collected every
+    second, a model fitted on averages would score single seconds (collected every 5 s, the
+    same window is 34560 rows: it runs, warned of)."""
+    assert config_warnings(parse_job_config({'train_n_secs': 86400})) == []
+    notes = config_warnings(parse_job_config({'train_n_secs': 172800, 'update_every': 5}))
+    assert len(notes) == 1 and "key 'train_n_secs': 172800 s is over a day" in notes[0]
 
 
 def test_a_models_dir_on_a_file_is_refused(tmp_path):
@@ -238,7 +251,15 @@ def test_settings_that_do_nothing_or_much_more_than_meant_are_warned_of(tmp_path
     notes = config_warnings(cfg)
     assert [n.split("'")[1] for n in notes] == ['level_squash', 'contamination', 'train_every_n',
                                                 'prometheus_textfile']
-    assert '20% of normal steps' in notes[1] and 'does not exist' in notes[3]
+    assert '20.0% of normal steps' in notes[1] and 'held down for good' in notes[2] and 'does not exist' in notes[3]
+    # trainings closer than the steps their own work is held for hold flags down for good, however many
+    # steps apart (smooth_n 130: 138 steps held), and a path relative to wherever the plugin runs is said
+    notes = config_warnings(parse_job_config({'train_every_n': 120, 'smooth_n': 130, 'train_n_secs': 3600,
+                                              'prometheus_textfile': 'a.prom'}))
+    assert len(notes) == 2 and 'held down for good' in notes[0] and 'not an absolute path' in notes[1], notes
+    assert config_warnings(parse_job_config({'train_every_n': 600, 'smooth_n': 130, 'train_n_secs': 3600})) == []
+    assert parse_job_config({'prometheus_textfile': '~/a.prom'}).prometheus_textfile == os.path.expanduser('~/a.prom')
+    assert "'lags_n'" in errors_for({'lags_n': '\u0665'})[0]   # an Arabic-Indic five is no digit of YAML's
     conf = tmp_path / 'w.conf'
     conf.write_text('local:\n  contamination: 0.2\n')
     r = subprocess.run([sys.executable, '-m', 'collector', 'check-config', str(conf)], cwd=ROOT,
