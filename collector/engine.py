@@ -231,7 +231,7 @@ class AnomalyDetector:
                 self._prune_saved(specs)
             except Exception as e:  # a models dir that cannot be read: its files stay
                 self.prune_due = False
-                self.log.error('cannot remove old saved models from {}: {!r}'.format(self.models_dir, e))
+                self.log.error('cannot remove old saved models from {} (models_dir): {!r}'.format(self.models_dir, e))
         # a chart missing from two listings in a row is gone: an agent just restarted lists some
         # of its charts only seconds later, and their saved models should not be deleted for it
         missing = set(self.models) - set(specs)
@@ -377,7 +377,7 @@ class AnomalyDetector:
                               '{}'.format(len(loaded), '' if len(loaded) == 1 else 's', self._age(metas, now),
                                           _listed(sorted(loaded))))
         except Exception as e:  # a broken models dir must never stop the job: train them instead
-            self.log.error('cannot load saved models from {}: {!r}'.format(self.models_dir, e))
+            self.log.error('cannot load saved models from {} (models_dir): {!r}'.format(self.models_dir, e))
             return todo
         return [s for s in todo if s.model_id not in loaded]
 
@@ -543,7 +543,8 @@ class AnomalyDetector:
             return ''
         if self.training_fixed:
             return (' in the window initial_train_data_after/before ({} to {}; the rolling window of train_n_secs '
-                    'is tried next)'.format(self.config.initial_train_data_after, self.config.initial_train_data_before))
+                    'is tried next)'.format(self.config.initial_train_data_after,
+                                            self.config.initial_train_data_before))
         if self.config.offset_n_secs:
             return ' in the window ending offset_n_secs ({} s) back'.format(self.config.offset_n_secs)
         return ''
@@ -654,7 +655,8 @@ class AnomalyDetector:
         except Exception as e:  # steers training only: never a reason not to start
             spans, reason = {}, repr(e)
         if reason:
-            self.log.warning('the flagged steps saved in {} are not used: {}'.format(self.models_dir, reason))
+            self.log.warning('the flagged steps saved in {} (models_dir) are not used: {}'.format(
+                self.models_dir, reason))
         for model_id, saved in spans.items():
             self.flagged[model_id] = saved + self.flagged.get(model_id, [])
         if spans:
@@ -675,8 +677,8 @@ class AnomalyDetector:
         except Exception as e:
             # the reason without the temporary file's random name, so that the line is said once
             why = e.strerror if isinstance(e, OSError) and e.strerror else e
-            self.problems.report('save-flags', 'cannot save the flagged steps in {}: {} (a restarted job would '
-                                               'train on them)'.format(self.models_dir, why))
+            self.problems.report('save-flags', 'cannot save the flagged steps in {} (models_dir): {} (a restarted '
+                                               'job would train on them)'.format(self.models_dir, why))
             self.flags_unsaved = 'grown'   # tried again FLAGS_SAVE_SECONDS on, or when a new span begins
             return
         self.flags_unsaved = None
@@ -686,7 +688,7 @@ class AnomalyDetector:
         try:
             self._load_saved(charts, step)
         except Exception as e:  # a broken models dir must never stop the job
-            self.log.error('cannot load saved models from {}: {!r}'.format(self.models_dir, e))
+            self.log.error('cannot load saved models from {} (models_dir): {!r}'.format(self.models_dir, e))
 
     def _load_saved(self, charts=None, step=None):
         """Load every saved model that still fits, on the first chart list the agent gives."""

@@ -366,7 +366,7 @@ def _fit_batch(request, specs, df, index, problems, result):
                 from .persist import save
                 save(request.models_dir, fm, cfg, float(times[-1]))
             except Exception as e:  # a full disk or a read-only dir must not cost the model
-                result.save_error = result.save_error or 'cannot save models in {}: {!r}'.format(
+                result.save_error = result.save_error or 'cannot save models in {} (models_dir): {!r}'.format(
                     request.models_dir, e)
 
 

@@ -348,15 +348,16 @@ def test_saved_models_are_kept_while_a_wiped_agent_has_too_little_history(record
 
 
 def test_an_unwritable_models_dir_is_logged_and_the_job_goes_on(recording, tmp_path):
-    blocker = tmp_path / 'file'
-    blocker.write_text('not a directory')
+    """A folder no one can make (as root too: /proc takes no new folders; a file on the path is
+    refused by the configuration already), named as the key that put it there."""
     conf = tmp_path / 'anomalies.conf'
-    conf.write_text("anomalies:\n  train_n_secs: 300\n  models_dir: '{}'\n".format(blocker))
+    conf.write_text("anomalies:\n  train_n_secs: 300\n  models_dir: '/proc/anomalies-models'\n")
     server = ReplayServer(Recording(recording), ReplayClock(START + 400)).start()
     try:
         r = run_until_trained(server.host, conf, charted=1)
     finally:
         server.stop()
     assert r.returncode == 0
-    assert 'cannot save models in' in r.stderr and 'trained 4 models' in r.stderr
+    assert 'cannot save models in /proc/anomalies-models/anomalies (models_dir):' in r.stderr, r.stderr
+    assert 'trained 4 models' in r.stderr
     assert "SET 'system.cpu_prob'" in r.stdout
