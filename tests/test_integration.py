@@ -145,10 +145,12 @@ def test_side_by_side_jobs_all_stop_when_the_agent_stops_reading_and_a_bounded_r
         live_replay, tmp_path):
     """One job whose agent never answers writes nothing: when the plugin's reader goes away,
     the job that writes finds out, and the plugin must end with it, not run on with the other.
-    A bounded run in which one job charted nothing fails, naming that job."""
+    A bounded run in which one job charted nothing fails, naming that job (the other's models,
+    saved by the first run, load at its start: it charts from its first steps however slow the
+    machine is to train)."""
     conf = tmp_path / 'anomalies.conf'
-    conf.write_text("up:\n  host: '{}'\n  train_n_secs: 600\n  models_dir: none\n"
-                    "down:\n  host: '127.0.0.1:9'\n  models_dir: none\n".format(live_replay.host))
+    conf.write_text("up:\n  host: '{}'\n  train_n_secs: 600\n  models_dir: '{}'\n"
+                    "down:\n  host: '127.0.0.1:9'\n  models_dir: none\n".format(live_replay.host, tmp_path / 'models'))
     cmd = [sys.executable, '-m', 'collector', 'run', '--config', str(conf), '--update-every', '1']
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -171,7 +173,7 @@ def test_side_by_side_jobs_all_stop_when_the_agent_stops_reading_and_a_bounded_r
     assert 'nobody reads the charts any more, stopping' in err, err
     r = subprocess.run(cmd + ['--steps', '6'], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and 'run: nothing charted in 6 steps by job down' in r.stderr, r.stderr
-    assert 'BEGIN anomalies_up.probability' in r.stdout
+    assert 'saved models from' in r.stderr and 'BEGIN anomalies_up.probability' in r.stdout, r.stderr
 
 
 @pytest.mark.parametrize('stderr', ['/dev/full', 'closed'])
