@@ -1,22 +1,25 @@
 """The detector's per-step loop: collect latest values, score every model, schedule training.
 
-It knows nothing of charts or protocols: ``step()`` returns per-model probability and flag
-and which models appeared or went away; the python.d service turns that into dimensions.
+It knows nothing of charts or protocols: ``step()`` returns a ``Step`` (per-model probability
+and flag, the models that appeared or went away, what drives a flag that rose); the python.d
+service turns that into dimensions. Beside the loop it keeps the job's state across restarts
+(saved models, ``persist``; flagged spans, ``flagged_spans``) and refills the features from the
+agent's stored rows after a gap (``stored_rows``).
 """
 import collections
 import math
-import re
-import threading
 import time
 import warnings
 
 import numpy as np
 
-from . import persist
+from . import flagged_spans, persist, stored_rows
 from .batch import BatchScorer, Layout
+from .flagged_spans import FlagFile
 from .flags import FlagPolicy
-from .features import absent_as_zero, feature_blocks, fill_missing, rows_at
+from .features import absent_as_zero, feature_blocks, fill_missing
 from .netdata_api import PARALLEL_READS, ChartListing, NetdataApi, NetdataError, agent_now, dim_key, json_loads, split_key
+from .problems import ProblemLog, count_of, first_few, gist, plural
 from .training import NO_DATA, NO_VALUES, ModelSpec, TrainingRequest, charts_by_host, make_trainer
 
 # steps between training attempts after a failed training (agent away, no data)
@@ -51,45 +54,6 @@ REFILL_SECONDS = 5.0
 # no flag rises in the rows read while the job's own training runs, for at most this many steps
 # (a training that takes longer, a big window on a slow box, no longer hides what happens meanwhile)
 OWN_TRAINING_MAX_STEPS = 60
-# after a flag, the steps left out of the next training go on while the chart reads at least
-# this probability (one normal step in ten does), through dips of up to EPISODE_GAP steps
-EPISODE_RANK = 0.9
-EPISODE_GAP = 2
-# the flagged spans are written beside the models when a flag rises, and while one lasts at
-# most this often (agent seconds): python.d.plugin is stopped by a signal, never by a close()
-FLAGS_SAVE_SECONDS = 15
-
-
-def _count(noun, ids):
-    return noun if len(ids) == 1 else '{} {}s'.format(len(ids), noun)
-
-
-def _listed(ids, n=5):
-    """The first ``n`` ids, and how many more."""
-    more = ' (+{} more)'.format(len(ids) - n) if len(ids) > n else ''
-    return ', '.join(ids[:n]) + more
-
-
-def _gist(reason):
-    """A reason without its numbers: '6069 of 6069 values' and '6090 of 6090 values' say one thing."""
-    return None if reason is None else re.sub(r'\d+(\.\d+)?', 'N', reason)
-
-
-class _ProblemLog:
-    """Logs a problem when it starts and when it clears, not on every step."""
-
-    def __init__(self, logger):
-        self.logger = logger
-        self.active = {}
-
-    def report(self, key, message):
-        if self.active.get(key) != message:
-            self.active[key] = message
-            self.logger.error(message)
-
-    def clear(self, key, message=None):
-        if self.active.pop(key, None) is not None and message:
-            self.logger.info(message)
 
 
 class Step:
@@ -106,10 +70,20 @@ class Step:
 
 
 class AnomalyDetector:
+    """One job's models of one agent's charts: ``start()``, then ``step()`` once per
+    update_every, then ``close()``.
+
+    ``trainer`` fits models in the background (``training.make_trainer``: a process; the
+    harnesses pass a thread), ``api_factory(config, host)`` makes an agent connection (the
+    tests pass fakes), ``clock`` times discoveries and waits. The harnesses that replay a
+    recording on a stopped clock set ``list_wait`` (None: each step waits for its chart list)
+    and ``trainings_take_agent_time`` (False: no rows show a training).
+    """
+
     def __init__(self, config, logger, trainer=None, api_factory=NetdataApi.from_config, clock=time.monotonic):
         self.config = config
         self.log = logger
-        self.problems = _ProblemLog(logger)
+        self.problems = ProblemLog(logger)
         self.trainer = trainer or make_trainer(config)
         self.api_factory = api_factory
         self.clock = clock
@@ -152,11 +126,9 @@ class AnomalyDetector:
         self.flag_policy = FlagPolicy(config.flag_min_n, config.flag_window_n, config.flag_rearm_n,
                                       config.flag_lasting_n)
         self.flagged = {}       # model id -> [[first, last] agent time of flagged steps], for training
-        self.unread = 0         # charts the last refill of stored rows did not reach in time
         self.was_flagged = set()  # models flagged last step (their flag's drivers are already told)
-        self.flags_unsaved = None   # 'new' (a span began), 'grown', or None: what flagged lacks on disk
-        self.flags_saved_at = 0.0   # agent time of the last write of flagged
-        self.episodes = {}      # model id -> steps under EPISODE_RANK since its flag's episode last read unusual
+        self.flag_file = FlagFile(self.models_dir, self.problems)   # where flagged is kept across restarts
+        self.episodes = {}      # model id -> steps since its flag's episode last read unusual (flagged_spans)
         self.disk_checked = set()  # models whose saved file was looked for (once per job)
         self.unlisted = set()  # models whose chart the last chart listing did not have
         self.regrown = {}      # model id -> the dimensions listed when it was retrained for new ones
@@ -169,10 +141,8 @@ class AnomalyDetector:
         self._rebuild({})
 
     # ----- scope -------------------------------------------------------------------------
-    def discover(self, charts=None):
+    def discover(self, charts):
         """Which models the configuration asks for, from the agent's chart list."""
-        if charts is None:
-            charts = self.apis[self.config.host].charts()
         specs = {}
         for chart in sorted(charts):
             if self.config.chart_matches(chart):
@@ -189,6 +159,8 @@ class AnomalyDetector:
         return not self.initial_done and self.config.initial_train_data_after > 0
 
     def _training_window(self):
+        """``(after, before)`` of the next training: unix seconds for initial_train_data_after/
+        before, else seconds relative to the agent's now (negative), as its API takes them."""
         cfg = self.config
         if self._first_window_fixed:
             return cfg.initial_train_data_after, cfg.initial_train_data_before
@@ -196,34 +168,29 @@ class AnomalyDetector:
         before = -cfg.offset_n_secs if cfg.offset_n_secs else 0
         return before - cfg.train_n_secs, before
 
-    def _maybe_start_training(self, step, wait=LIST_WAIT_SECONDS):
-        """Retrain everything when due; in between, pick up charts that appeared or went away.
+    def _maybe_start_training(self, report, wait):
+        """Retrain everything when due; in between, pick up charts that appeared (their saved
+        models, else a training), forget those gone (and their saved files), retry those that
+        failed, and retrain charts listed with a new dimension.
 
-        Both start from a fresh chart list, read in the background: this step goes on
-        without it if it takes longer than ``wait`` seconds (None: as long as it takes).
+        All start from a fresh chart list, read in the background: this step goes on without
+        it if it takes longer than ``wait`` seconds (None: as long as it takes). ``report`` is
+        the ``Step`` that tells of models added or removed.
         """
-        if self.listing is None:
-            full_due = self.steps >= self.next_training
-            discovery_due = self.clock() >= self.next_discovery[0] or self.steps >= self.next_discovery[1]
-            if self.trainer.busy or not (full_due or discovery_due):
-                return
-            self.next_discovery = (self.clock() + DISCOVER_SECONDS, self.steps + self.discover_every)
-            self.listing = ChartListing(self.apis[self.config.host], in_thread=wait is not None)
-        if not self.listing.ready(wait):
+        listing = self._listing_taken(wait)
+        if listing is None:
             return
-        listing, self.listing = self.listing, None
         full_due = self.steps >= self.next_training
         try:
             charts = listing.result()
             specs = self.discover(charts)
         except NetdataError as e:
             self.problems.report('charts', 'cannot list charts: {}'.format(e))
-            if full_due:
-                self.next_training = self.steps + RETRY_STEPS
+            self._retry_full_training_soon(full_due)
             return
         self.problems.clear('charts')
         if self.models_dir and not self.disk_checked and not self.models:   # the agent did not answer at start
-            self._start_from_disk(charts, step)
+            self._start_from_disk(charts, report)
             if self.models:
                 return   # the charts without a usable saved model train at the next step
         if self.models_dir and self.prune_due:
@@ -232,8 +199,47 @@ class AnomalyDetector:
             except Exception as e:  # a models dir that cannot be read: its files stay
                 self.prune_due = False
                 self.log.error('cannot remove old saved models from {} (models_dir): {!r}'.format(self.models_dir, e))
-        # a chart missing from two listings in a row is gone: an agent just restarted lists some
-        # of its charts only seconds later, and their saved models should not be deleted for it
+        self._forget_gone(specs, report)
+        if not specs:
+            if self._no_charts_in_scope():   # an agent starting: looked at again in a few seconds
+                self.next_discovery = (self.clock() + SCOPE_WAIT_SECONDS, self.steps + SCOPE_WAIT_SECONDS)
+            self._retry_full_training_soon(full_due)   # a discovery's empty list leaves the schedule alone
+            return
+        self.problems.clear('scope')
+        new_dimensions = self._new_dimensions(charts, specs, tell=not full_due)
+        if full_due:
+            todo = list(specs.values())
+            self.next_training = self.steps + self.config.train_every_n if self.config.train_every_n else NEVER
+        else:
+            todo = self._to_train_between(charts, specs, report, new_dimensions)
+        if todo:
+            self._start_trainer(todo, full_due, new_dimensions)
+
+    def _listing_taken(self, wait):
+        """The chart list asked for, once it came (within ``wait`` seconds), else None; one is
+        asked for when a training or a discovery is due and no training runs."""
+        if self.listing is None:
+            full_due = self.steps >= self.next_training
+            discovery_due = self.clock() >= self.next_discovery[0] or self.steps >= self.next_discovery[1]
+            if self.trainer.busy or not (full_due or discovery_due):
+                return None
+            self.next_discovery = (self.clock() + DISCOVER_SECONDS, self.steps + self.discover_every)
+            self.listing = ChartListing(self.apis[self.config.host], in_thread=wait is not None)
+        if not self.listing.ready(wait):
+            return None
+        listing, self.listing = self.listing, None
+        return listing
+
+    def _retry_full_training_soon(self, full_due):
+        """A full training that could not start is tried again RETRY_STEPS on (charts still
+        without a model are tried again at each discovery)."""
+        if full_due:
+            self.next_training = self.steps + RETRY_STEPS
+
+    def _forget_gone(self, specs, report):
+        """Drop the models of charts missing from two listings in a row, and their saved files
+        (an agent just restarted lists some of its charts only seconds later: their saved models
+        are not deleted for it); ``specs`` becomes the scope."""
         missing = set(self.models) - set(specs)
         gone, self.unlisted = sorted(missing & self.unlisted), missing
         for model_id in gone:
@@ -248,11 +254,11 @@ class AnomalyDetector:
             self.kept_flagged.discard(model_id)
             self.disk_checked.discard(model_id)
             for key in ('missing:', 'scorer:'):
-                self.problems.active.pop(key + model_id, None)
-            if model_id in step.added:   # trained and gone in one step: nothing was shown to take down
-                step.added.remove(model_id)
+                self.problems.forget(key + model_id)
+            if model_id in report.added:   # trained and gone in one step: nothing was shown to take down
+                report.added.remove(model_id)
             else:
-                step.removed.append(model_id)
+                report.removed.append(model_id)
             self.log.info("model '{}' removed: its chart is gone".format(model_id))
         if gone:
             self._rebuild({})
@@ -265,30 +271,23 @@ class AnomalyDetector:
         held = [self.specs[m] for m in self.unlisted if m in self.specs and m in self.models]
         self.specs = specs
         self._ask_for(list(specs.values()) + held)
-        if not specs:
-            if self._no_charts_in_scope():   # an agent starting: looked at again in a few seconds
-                self.next_discovery = (self.clock() + SCOPE_WAIT_SECONDS, self.steps + SCOPE_WAIT_SECONDS)
-            if full_due:   # tried again soon; a discovery's empty list leaves the schedule alone
-                self.next_training = self.steps + RETRY_STEPS
-            return
-        self.problems.clear('scope')
-        new_dimensions = self._new_dimensions(charts, specs, tell=not full_due)
-        if full_due:
-            todo = list(specs.values())
-            self.next_training = self.steps + self.config.train_every_n if self.config.train_every_n else NEVER
-        else:
-            # a chart that failed to train (a typo in a custom model, a chart with no values) is
-            # retried at discoveries further and further apart, not every minute for good; one
-            # that waits for history, once it may have it (``_report_untrained``)
-            todo = [s for model_id, s in specs.items() if model_id not in self.models
-                    and self.steps >= self.retry_at.get(model_id, (0, 0))[1]]
-            todo = self._saved_for_new_charts(charts, todo, step)
-            todo += [specs[m] for m in new_dimensions]
-            if not todo:
-                return
+
+    def _to_train_between(self, charts, specs, report, new_dimensions):
+        """What a discovery trains: charts without a model whose retry is due (after their
+        saved models, if any, are loaded) and charts listed with new dimensions. A chart that
+        failed to train (a typo in a custom model, a chart with no values) is retried at
+        discoveries further and further apart, not every minute for good; one that waits for
+        history, once it may have it (``_report_untrained``)."""
+        todo = [s for model_id, s in specs.items() if model_id not in self.models
+                and self.steps >= self.retry_at.get(model_id, (0, 0))[1]]
+        todo = self._saved_for_new_charts(charts, todo, report)
+        return todo + [specs[m] for m in new_dimensions]
+
+    def _start_trainer(self, todo, full_due, new_dimensions):
+        """Start training ``todo`` in the background; no flag rises on the rows it shows in."""
         # a training of every chart on the rolling window tells how much history the agent holds
         self.training_fixed = self._first_window_fixed
-        self.training_all = not self.training_fixed and len(todo) == len(specs)
+        self.training_all = not self.training_fixed and len(todo) == len(self.specs)
         after, before = self._training_window()
         try:
             api = self.apis[self.config.host]
@@ -296,8 +295,7 @@ class AnomalyDetector:
                                                api.listed_seconds, api.listed_at, new_dimensions))
         except Exception as e:  # e.g. no memory or file descriptors for the training process
             self.problems.report('training', 'cannot start training: {!r}'.format(e))
-            if full_due:   # (charts still without a model are tried again at each discovery)
-                self.next_training = self.steps + RETRY_STEPS
+            self._retry_full_training_soon(full_due)
             return
         self.training_started, self.training_step = self.clock(), self.steps
         # the row this step reads was collected before the process started; the next ones may not be
@@ -307,8 +305,8 @@ class AnomalyDetector:
         self.training_quiet = not full_due and all(s.model_id in self.waiting or s.model_id in self.untrained
                                                    for s in todo)
         if not self.training_quiet:
-            self.log.info('training {} model{} on up to {} s of history{}'.format(
-                len(todo), '' if len(todo) == 1 else 's', int(before - after),
+            self.log.info('training {} on up to {} s of history{}'.format(
+                plural(len(todo), 'model'), int(before - after),
                 '' if full_due else ' (new charts or dimensions)'))
 
     def _ask_for(self, specs):
@@ -341,7 +339,7 @@ class AnomalyDetector:
                                              'charts that match are modelled when they appear'.format(DISCOVER_SECONDS))
         return False
 
-    def _new_dimensions(self, charts, specs, tell=True):
+    def _new_dimensions(self, charts, specs, tell):
         """Modelled charts the agent now lists with a dimension their model lacks (a process
         group that started, a new disk or interrupt), and those dimensions: each is retrained
         alone at once, rather than left unseen until the next full training, and said once.
@@ -358,12 +356,12 @@ class AnomalyDetector:
             if new and self.regrown.get(model_id) != listed:
                 self.regrown[model_id] = listed
                 if tell:
-                    self.log.info("model '{}': new dimension{} {}: retraining it".format(
-                        model_id, '' if len(new) == 1 else 's', ', '.join(new[:5]) + (' ...' if len(new) > 5 else '')))
+                    self.log.info("model '{}': new {} {}: retraining it".format(
+                        model_id, 'dimension' if len(new) == 1 else 'dimensions', first_few(new)))
                 out[model_id] = tuple(new)
         return out
 
-    def _saved_for_new_charts(self, charts, todo, step):
+    def _saved_for_new_charts(self, charts, todo, report):
         """Load the saved models of charts the agent lists only now (it lists some a while
         after a restart); the rest of ``todo`` still needs training."""
         new = {s.model_id: s for s in todo if s.model_id not in self.disk_checked}
@@ -372,36 +370,28 @@ class AnomalyDetector:
         try:
             loaded, metas = self._load_from_disk(charts, new)
             if loaded:
-                now = self._add_loaded(loaded, step)
-                self.log.info('loaded {} saved model{} for charts that appeared (oldest trained {:.0f} s ago): '
-                              '{}'.format(len(loaded), '' if len(loaded) == 1 else 's', self._age(metas, now),
-                                          _listed(sorted(loaded))))
+                now = self._add_loaded(loaded, report)
+                self.log.info('loaded {} for charts that appeared (oldest trained {:.0f} s ago): {}'.format(
+                    plural(len(loaded), 'saved model'), self._age(metas, now), first_few(sorted(loaded))))
         except Exception as e:  # a broken models dir must never stop the job: train them instead
             self.log.error('cannot load saved models from {} (models_dir): {!r}'.format(self.models_dir, e))
             return todo
         return [s for s in todo if s.model_id not in loaded]
 
-    def _collect_training(self, step):
+    def _collect_training(self, report):
+        """Take up a training that ended: its models score from this step on (``report``
+        tells of those added), its failures are told and retried, and the next training is
+        set sooner while a young agent's history grows."""
         result = self.trainer.poll()
         if result is None:
             return
         took = self.clock() - self.training_started if self.training_started else 0.0
-        self.trainings += 1
+        self.trainings += 1   # (how many trainings ended: for the tests and the harnesses)
         # the training process's CPU, memory, forks and reads show in the rows read while it ran
         # (this step's too, however short it was), and in the features for `need` rows after
         self.own_rows = (self.own_rows[0], self.steps + 1 + self.need) if self.trainings_take_agent_time else (0, 0)
         if result.error:
-            # retried ever further apart (30 steps, doubling up to train_every_n): a training that
-            # keeps failing (killed for memory, an agent that lists charts but cannot give their
-            # history) would otherwise start a process every 30 s for good, and each one's rows
-            # raise no flag
-            self.failed_trainings += 1
-            delay = min(RETRY_STEPS * 2 ** min(self.failed_trainings - 1, 10),
-                        max(RETRY_STEPS, self.config.train_every_n))
-            self.problems.report('training', 'training failed: {} (trying again in {} steps)'.format(
-                result.error, delay))
-            if self.config.train_every_n or self.training_all:   # with 0, only a first training is tried again
-                self.next_training = min(self.next_training, self.steps + delay)
+            self._training_failed(result.error)
             return
         self.failed_trainings = 0
         self.problems.clear('training', 'training works again')
@@ -414,25 +404,8 @@ class AnomalyDetector:
             self.log.warning('training data: {}'.format(line))
         if len(result.problems) > 5:
             self.log.warning('training data: {} more like these'.format(len(result.problems) - 5))
-        tails = {}
         first_models = not self.models   # the job's first: fitted on minutes, on a young agent
-        for model_id, fm in result.models.items():
-            if model_id not in self.specs:
-                continue
-            self._tell_flags_kept(model_id, fm.info)
-            if 'new_dimensions_since' in fm.info:
-                self._left_out_as_new(model_id, fm.info['new_dimensions_since'], fm.info['window'][1])
-            for reason in fm.info.get('fallback_from', ()):
-                self.log.warning("model '{}': {} failed ({}), using {}".format(
-                    model_id, self.config.model, reason, fm.model_name))
-            if model_id not in self.models:
-                step.added.append(model_id)
-            self.models[model_id] = fm
-            self.problems.active.pop('scorer:' + model_id, None)   # the new model's trouble is told anew
-            if model_id in result.tails:
-                tails[model_id] = result.tails[model_id]
-        if result.models:   # else nothing changed: the scoring keeps its rows
-            self._rebuild(tails)
+        self._adopt(result, report)
         new_reasons = self._report_untrained(result)
         # (the first models too when trained apart from a full training: charts waiting for
         # history are tried again by their own history, and charts collected every 2, 5 or 10 s
@@ -443,11 +416,45 @@ class AnomalyDetector:
         if not result.models and (not result.errors or (self.training_quiet and not new_reasons)):
             return   # charts still wait for history, or a retry failed as before: said once already
         sampled = [fm.info['rows'] for fm in result.models.values() if 'sampled_from' in fm.info]
-        self.log.info('trained {} model{} on {} rows{} in {:.1f}s ({:.1f} cpu-s){}'.format(
-            len(result.models), '' if len(result.models) == 1 else 's', result.rows,
+        self.log.info('trained {} on {} rows{} in {:.1f}s ({:.1f} cpu-s){}'.format(
+            plural(len(result.models), 'model'), result.rows,
             ' ({} of them on a sample of {} rows: train_max_n, or the model\'s own cap)'.format(
                 len(sampled), max(sampled)) if sampled else '',
             took, result.cpu_seconds, ', {} not trained'.format(len(result.errors)) if result.errors else ''))
+
+    def _training_failed(self, error):
+        """A whole training failed: retried ever further apart (30 steps, doubling up to
+        train_every_n). One that keeps failing (killed for memory, an agent that lists charts
+        but cannot give their history) would otherwise start a process every 30 s for good,
+        and each one's rows raise no flag."""
+        self.failed_trainings += 1
+        delay = min(RETRY_STEPS * 2 ** min(self.failed_trainings - 1, 10),
+                    max(RETRY_STEPS, self.config.train_every_n))
+        self.problems.report('training', 'training failed: {} (trying again in {} steps)'.format(error, delay))
+        if self.config.train_every_n or self.training_all:   # with 0, only a first training is tried again
+            self.next_training = min(self.next_training, self.steps + delay)
+
+    def _adopt(self, result, report):
+        """The trained models of charts still in scope replace their old ones, and score from
+        their training window's last rows on (``_rebuild``)."""
+        tails = {}
+        for model_id, fm in result.models.items():
+            if model_id not in self.specs:
+                continue
+            self._tell_flags_kept(model_id, fm.info)
+            if 'new_dimensions_since' in fm.info:
+                self._left_out_as_new(model_id, fm.info['new_dimensions_since'], fm.info['window'][1])
+            for reason in fm.info.get('fallback_from', ()):
+                self.log.warning("model '{}': {} failed ({}), using {}".format(
+                    model_id, self.config.model, reason, fm.model_name))
+            if model_id not in self.models:
+                report.added.append(model_id)
+            self.models[model_id] = fm
+            self.problems.forget('scorer:' + model_id)   # the new model's trouble is told anew
+            if model_id in result.tails:
+                tails[model_id] = result.tails[model_id]
+        if result.models:   # else nothing changed: the scoring keeps its rows
+            self._rebuild(tails)
 
     def _left_out_as_new(self, model_id, since, end):
         """The rows since a new dimension first had a value, left out of its chart's training,
@@ -462,7 +469,7 @@ class AnomalyDetector:
             spans = self.flagged.setdefault(model_id, [])
             spans.append([since, max(end, now) + self.need * self.config.update_every])
             spans.sort()
-            self.flags_unsaved = 'new'
+            self.flag_file.changed(flagged_spans.NEW)
 
     def _tell_flags_kept(self, model_id, info):
         """Say once, when it starts, that a model trains on its flagged steps (not at every
@@ -496,7 +503,7 @@ class AnomalyDetector:
         self._stop_endless_waits(result)
         by_reason = {}
         for model_id, reason in sorted(result.errors.items()):
-            if _gist(self.untrained.get(model_id)) != _gist(reason):   # not again for new counts alone
+            if gist(self.untrained.get(model_id)) != gist(reason):   # not again for new counts alone
                 by_reason.setdefault(reason, []).append(model_id)
             self.untrained[model_id] = reason
             self._back_off(model_id)
@@ -520,8 +527,8 @@ class AnomalyDetector:
             else:
                 self._back_off(model_id)
         for reason, ids in by_reason.items():
-            self.log.error("{} not trained: {}{}: {}".format(_count('model', ids), reason, self._window_note(reason),
-                                                              _listed(ids)))
+            self.log.error("{} not trained: {}{}: {}".format(count_of('model', ids), reason, self._window_note(reason),
+                                                              first_few(ids)))
         newly = sorted(set(result.waiting) - self.waiting)
         self.waiting = (self.waiting - set(result.models) - set(result.errors)) | set(result.waiting)
         fresh = [m for m in newly if m not in self.models]
@@ -529,10 +536,10 @@ class AnomalyDetector:
         so_far = max(result.waiting.values(), default=0)
         if fresh:
             self.log.info("{} waiting for {} s of history before training (train_min_n_secs; {} s so far{}): {}".format(
-                _count('model', fresh), result.min_history, so_far, self._window_note(NO_DATA), _listed(fresh)))
+                count_of('model', fresh), result.min_history, so_far, self._window_note(NO_DATA), first_few(fresh)))
         if kept:
             self.log.info("{} kept as loaded: the agent holds {} s of history, under train_min_n_secs ({} s): "
-                          "{}".format(_count('model', kept), so_far, result.min_history, _listed(kept)))
+                          "{}".format(count_of('model', kept), so_far, result.min_history, first_few(kept)))
         return bool(by_reason)
 
     def _window_note(self, reason):
@@ -577,8 +584,9 @@ class AnomalyDetector:
     def _rebuild(self, tails):
         """Lay all models out for batch scoring and refill the raw rows they need.
 
-        The rows come from the allmetrics answers kept since before the training (all
-        columns) and, where those are fewer than needed, from the rows the models had before
+        Also reindexes the flag policy (``tails``' models were retrained: their flag history
+        starts again) and counts the rows each model has had. The rows come from the last
+        ``need`` allmetrics answers (all columns) and, where those are fewer than needed, from the rows the models had before
         (a model loaded from disk a few steps ago keeps the rows it was given) and the
         training window's last rows (``tails``: the newly trained models), so a new model
         scores on its first step and the others do not pause.
@@ -625,12 +633,14 @@ class AnomalyDetector:
                           if self.batch.ids else np.zeros(0, dtype=int))
 
     def _fetch_latest(self):
+        """Each host's allmetrics answer for this step (hosts that did not answer are left
+        out, and told once); an agent that answers again is listed at once."""
         latest = {}
         for host, api in self.apis.items():
             try:
                 latest[host] = api.allmetrics(timeout=min(self.config.api_timeout, max(0.5, self.config.update_every * 0.9)),
                                               charts=self.wanted.get(host))
-                if host == self.config.host and 'fetch:' + host in self.problems.active:
+                if host == self.config.host and 'fetch:' + host in self.problems:
                     # back (an agent or a parent restarted): its chart list at once, so saved models
                     # load and charts train now, not at the next minute's look or retry
                     self.next_discovery = (self.clock(), self.steps)
@@ -650,47 +660,31 @@ class AnomalyDetector:
         """The spans flagged before a restart, so the next training leaves them out as well."""
         if not self.config.train_exclude_flagged:
             return
-        try:
-            spans, reason = persist.load_flagged(self.models_dir)
-        except Exception as e:  # steers training only: never a reason not to start
-            spans, reason = {}, repr(e)
+        spans, reason = self.flag_file.load()
         if reason:
             self.log.warning('the flagged steps saved in {} (models_dir) are not used: {}'.format(
                 self.models_dir, reason))
         for model_id, saved in spans.items():
             self.flagged[model_id] = saved + self.flagged.get(model_id, [])
         if spans:
-            self.log.info('loaded the flagged steps of {} model{} (left out of their next training): {}'.format(
-                len(spans), '' if len(spans) == 1 else 's', _listed(sorted(spans))))
+            self.log.info('loaded the flagged steps of {} (left out of their next training): {}'.format(
+                plural(len(spans), 'model'), first_few(sorted(spans))))
 
     def _save_flagged(self, now):
-        """Write the flagged spans when a new one began, else while they grow every
-        ``FLAGS_SAVE_SECONDS`` (``now`` is agent time); a write that fails is told and retried."""
-        if not self.models_dir or not self.flags_unsaved:
-            return
-        if self.flags_unsaved != 'new' and 0 <= now - self.flags_saved_at < FLAGS_SAVE_SECONDS:
-            return
-        self.flags_saved_at = now
-        self._exclusions()   # drops the spans no training window reaches any more (train_every_n 0 never trains)
-        try:
-            persist.save_flagged(self.models_dir, self.flagged)
-        except Exception as e:
-            # the reason without the temporary file's random name, so that the line is said once
-            why = e.strerror if isinstance(e, OSError) and e.strerror else e
-            self.problems.report('save-flags', 'cannot save the flagged steps in {} (models_dir): {} (a restarted '
-                                               'job would train on them)'.format(self.models_dir, why))
-            self.flags_unsaved = 'grown'   # tried again FLAGS_SAVE_SECONDS on, or when a new span begins
-            return
-        self.flags_unsaved = None
-        self.problems.clear('save-flags', 'the flagged steps are saved again')
+        """Write the flagged spans when due at agent time ``now`` (``FlagFile``), without those
+        no training window reaches any more (train_every_n 0 never trains, and never drops them)."""
+        if self.flag_file.due(now):
+            self._exclusions()
+            self.flag_file.write(self.flagged, now)
 
-    def _start_from_disk(self, charts=None, step=None):
+    def _start_from_disk(self, charts=None, report=None):
+        """``_load_saved``, whose failure (a broken models dir) costs the saved models only."""
         try:
-            self._load_saved(charts, step)
+            self._load_saved(charts, report)
         except Exception as e:  # a broken models dir must never stop the job
             self.log.error('cannot load saved models from {} (models_dir): {!r}'.format(self.models_dir, e))
 
-    def _load_saved(self, charts=None, step=None):
+    def _load_saved(self, charts=None, report=None):
         """Load every saved model that still fits, on the first chart list the agent gives."""
         if charts is None:
             try:
@@ -704,7 +698,7 @@ class AnomalyDetector:
             return
         self.specs = specs
         self._ask_for(specs.values())
-        now = self._add_loaded(loaded, step or self._pending)
+        now = self._add_loaded(loaded, report or self._pending)
         self.initial_done = True
         every = self.config.update_every
         age = self._age(metas, now)
@@ -737,8 +731,8 @@ class AnomalyDetector:
                       if cfg.train_every_n else float('inf'))
         old = persist.prune(self.models_dir, specs, older_than)
         if old:
-            self.log.info('removed {} saved model{} of charts the agent no longer lists: {}'.format(
-                len(old), '' if len(old) == 1 else 's', _listed(old)))
+            self.log.info('removed {} of charts the agent no longer lists: {}'.format(
+                plural(len(old), 'saved model'), first_few(old)))
 
     def _regrow_loaded(self, metas):
         """Steps until loaded models fitted on a young agent's minutes are retrained as its
@@ -786,8 +780,8 @@ class AnomalyDetector:
             elif reason:
                 unused.setdefault(reason, []).append(model_id)
         for reason, ids in sorted(unused.items()):
-            self.log.info('{} saved model{} not used, retraining: {}: {}'.format(
-                len(ids), '' if len(ids) == 1 else 's', reason, _listed(ids)))
+            self.log.info('{} not used, retraining: {}: {}'.format(plural(len(ids), 'saved model'), reason,
+                                                                  first_few(ids)))
         return loaded, metas
 
     def _check_batch(self, model_id, fm):
@@ -796,14 +790,14 @@ class AnomalyDetector:
         layout, blocks = Layout({model_id: fm}), feature_blocks(self.config.lags_n, self.config.level_features)
         BatchScorer({model_id: fm}, layout, blocks).score(np.zeros(len(layout) * blocks))
 
-    def _add_loaded(self, loaded, step):
+    def _add_loaded(self, loaded, report):
         """Score the loaded models from the next step on; the agent's newest time, if it answered."""
         try:
-            tails, now = self._recent_rows(loaded)
+            tails, now, _ = self._recent_rows(loaded)
         except Exception:  # odd answers: the loaded models start scoring once enough steps came in
             tails, now = {}, None
         self.models.update(loaded)
-        step.added.extend(sorted(loaded))
+        report.added.extend(sorted(loaded))
         self._rebuild(tails)
         return now
 
@@ -830,144 +824,32 @@ class AnomalyDetector:
         return out
 
     def _recent_rows(self, models):
-        """The last rows of the loaded models' charts as the steps would have read them, so
-        they score from the first step.
-
-        Every chart is laid on one grid of step times that ends at the newest row of any of
-        them, and each step takes a chart's newest row collected by then, as in training: a
-        chart collected every 5 s repeats its rows up to the steps of now, rather than ending
-        up to 4 s early, which a gap's refill would take for rows of before the gap. Returns
-        ``({model_id: (step times, rows)}, newest time)``, a few more rows than ``need``, for
-        the caller to cut at its own step; charts that cannot be read are left out (their
-        models start scoring once enough steps came in).
-        """
-        every = self.config.update_every
-        wanted = list(dict.fromkeys(split_key(c)[:2] for fm in models.values() for c in fm.columns))
-        read = {k: v for k, v in self._read_charts(wanted).items() if v is not None}
-        if not read:
-            return {}, None
-        newest = max(float(times[-1]) for times, _, _ in read.values())
-        steps = newest - every * np.arange(self.need + 2)[::-1]
-        on_grid = {}
-        for key, (times, values, labels) in read.items():
-            at, current = rows_at(times, steps, every)
-            current |= steps >= times[-1]   # its newest row stands until now: read before the clock moved on
-            stale = np.nonzero(~current)[0]
-            first = int(stale[-1]) + 1 if stale.size else 0
-            on_grid[key] = (first, {name: values[at, k] for k, name in enumerate(labels)})
-        tails = {}
-        for model_id, fm in models.items():
-            first, parts = 0, []
-            for c in fm.columns:
-                host, chart, dim = split_key(c)
-                got = on_grid.get((host, chart))
-                if got is None or dim not in got[1]:
-                    break
-                first = max(first, got[0])
-                parts.append(got[1][dim])
-            else:
-                if parts and first < steps.size:
-                    tails[model_id] = (steps[first:], np.column_stack([p[first:] for p in parts]))
-        return tails, newest
-
-    def _read_charts(self, wanted):
-        """``{(host, chart): (times, values, labels) or None}`` for the ``_chart_rows`` of each.
-
-        Read a few at a time, each reader over its own connection (one is not shared between
-        threads): a remote agent that takes a tenth of a second an answer would otherwise hold
-        the step for a tenth of a second per chart. None for a chart whose answer was odd
-        (ragged rows, strings): only its models wait. Charts not reached within
-        ``REFILL_SECONDS`` (an agent slow to answer them) are left out, and counted in
-        ``self.unread``: the step waits for them no longer."""
-        deadline = time.monotonic() + REFILL_SECONDS
-        late = []
-
-        def read(share):
-            apis, out = {}, {}
-            try:
-                for i, (host, chart) in enumerate(share):
-                    if time.monotonic() > deadline:
-                        late.append(len(share) - i)
-                        break
-                    if host not in apis:
-                        apis[host] = self.api_factory(self.config, host)
-                    try:
-                        out[(host, chart)] = self._chart_rows(apis[host], chart)
-                    except (NetdataError, KeyError, TypeError, ValueError, IndexError, OverflowError):
-                        out[(host, chart)] = None
-            finally:
-                for api in apis.values():
-                    if hasattr(api, 'close'):
-                        api.close()
-            return out
-        shares = [wanted[k::PARALLEL_READS] for k in range(min(PARALLEL_READS, len(wanted)))]
-        started, own = [], shares[:1]   # the step's own thread reads a share too
-
-        def read_into(share, box):
-            try:
-                box['got'] = read(share)
-            except BaseException as e:   # raised again in the step's thread
-                box['error'] = e
-        for share in shares[1:]:
-            box = {}
-            thread = threading.Thread(target=read_into, args=(share, box), name='anomalies-refill', daemon=True)
-            try:
-                thread.start()
-                started.append((thread, box))
-            except RuntimeError:   # no thread to be had (pids.max, ulimit -u): this share is read in the step
-                own.append(share)
-        read_by = read([c for share in own for c in share])
-        for thread, box in started:
-            thread.join()
-            if 'error' in box:
-                raise box['error']
-            read_by.update(box['got'])
-        self.unread = sum(late)
-        return read_by
-
-    def _chart_rows(self, api, chart):
-        """A chart's last stored rows, oldest first, as ``(times, values, labels)``, or None.
-
-        Enough of them to cover ``need`` steps back from now: a chart collected less often than
-        the job steps (``system.load`` every 5 s, ``system.clock_*`` every 10) is asked again
-        over a window two of its own spacings longer."""
-        every = self.config.update_every
-        window = (self.need + 2) * every
-        for _ in range(3):
-            labels, rows = api.data(chart, -window, points=0)
-            if not rows:
-                return None
-            times = np.array([r[0] for r in rows], dtype=np.float64)
-            values = np.array([[np.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
-            if values.shape != (len(rows), len(labels)):
-                return None
-            values[np.isinf(values)] = np.nan   # an Infinity is no reading, like null
-            spacing = float(np.median(np.diff(times))) if times.size > 1 else float(window)
-            longer = (self.need + 2) * every + 2 * int(math.ceil(spacing))
-            if spacing <= every or times[0] <= times[-1] - (self.need + 1) * every - spacing or longer <= window:
-                break   # covered, or a longer window would not hold more of its rows
-            window = longer
-        return times, values, labels
+        """The last rows of the models' charts as the steps would have read them, so they score
+        from the first step (``stored_rows.on_step_grid``), the agent's newest time, and how many
+        charts were not read within REFILL_SECONDS."""
+        read, unread = stored_rows.read_stored(self.api_factory, self.config, stored_rows.charts_of(models),
+                                               self.need, PARALLEL_READS, REFILL_SECONDS)
+        return stored_rows.on_step_grid(read, models, self.need, self.config.update_every) + (unread,)
 
     def step(self):
         """One collection step. Never raises for bad data; returns a ``Step``."""
-        step, self._pending = self._pending, Step()
-        self._collect_training(step)
-        self._maybe_start_training(step, self.list_wait)
+        report, self._pending = self._pending, Step()
+        self._collect_training(report)
+        self._maybe_start_training(report, self.list_wait)
         self.steps += 1
         latest = self._fetch_latest()
         if not latest:
-            return step
+            return report
         row, stamp = self.layout.row(latest)
         # stamped with the agent's clock, the same clock as the training window's rows; an
         # answer without it (none of the charts) continues it, never mixes in this host's
         stamp = stamp or agent_now(latest.get(self.config.host))
         if stamp and set(self.wanted) <= {self.config.host} and self._standing_still(stamp):
-            return step   # not fresh: the charts keep the last values for a while, as for an agent away
-        step.fresh = True
+            return report   # not fresh: the charts keep the last values for a while, as for an agent away
+        report.fresh = True
         if not stamp:
             if not self.snapshots:
-                return step
+                return report
             stamp = self.snapshots[-1][0] + self.config.update_every
         # a jump either way (a suspend, the clock set back) makes the kept rows another
         # time's; not on the step after a refill: a slow one would read as another gap, for ever
@@ -977,15 +859,16 @@ class AnomalyDetector:
         # kept as the bytes the agent sent: parsed bodies held for several steps would be
         # thousands of objects reaching the garbage collector's oldest generation each step
         self.snapshots.append((stamp, {h: raw for h in latest if (raw := self.apis[h].allmetrics_raw()) is not None}))
-        step.at = stamp
+        report.at = stamp
         if self.models:
             with warnings.catch_warnings(), np.errstate(all='ignore'):
                 warnings.simplefilter('ignore')
                 try:
-                    self._score(row, step, self.snapshots[-1][0])
+                    self._score(row, report, self.snapshots[-1][0])
                 except Exception as e:  # a bug in scoring must not stop collection
                     self.problems.report('score', 'scoring failed: {!r}'.format(e))
-        return step
+            self._save_flagged(stamp)
+        return report
 
     def _standing_still(self, stamp):
         """Whether the newest collection the agent answers has not moved for STILL_SECONDS (and
@@ -995,7 +878,7 @@ class AnomalyDetector:
         its host's (custom models on other nodes have collection intervals not listed here)."""
         now = self.clock()
         if self.stood is None or stamp != self.stood[0]:
-            if 'still' in self.problems.active:   # (said only once stood was set)
+            if 'still' in self.problems:   # (said only once stood was set)
                 self.problems.clear('still', 'values from {} move on again, after {:.0f} s'.format(
                     self.config.host, stamp - self.stood[0]))
             self.stood = (stamp, now, self.steps)
@@ -1021,15 +904,14 @@ class AnomalyDetector:
                           "from its stored rows".format(-seconds))
         self.snapshots.clear()
         self.gap = (self.steps, stamp)
-        self.unread = 0
         try:
-            tails, _ = self._recent_rows(self.models)
+            tails, _, unread = self._recent_rows(self.models)
         except Exception:  # odd answers: the models score again once enough steps came in
-            tails = {}
-        if self.unread:
+            tails, unread = {}, 0
+        if unread:
             self.log.info('the agent took over {:g} s to send the stored rows after the gap: the models of {} '
-                          'chart{} not read by then score again once enough steps came in'.format(
-                              REFILL_SECONDS, self.unread, '' if self.unread == 1 else 's'))
+                          'not read by then score again once enough steps came in'.format(
+                              REFILL_SECONDS, plural(unread, 'chart')))
         before = {}   # this step's row comes from allmetrics: the stored rows stop before it
         for model_id, (times, raw) in tails.items():
             times = np.asarray(times)
@@ -1037,7 +919,10 @@ class AnomalyDetector:
         self.ring_stamps = None   # the rows held are from before the gap: none of them is kept
         self._rebuild(before)
 
-    def _score(self, row, step, stamp):
+    def _score(self, row, report, stamp):
+        """Push ``row`` (agent time ``stamp``) into the ring, score every model on its
+        features, and put their probabilities, flags and what drives a rising flag in
+        ``report``; flagged steps are remembered for the next training."""
         batch = self.batch
         present = batch.present(row)
         missing = {batch.ids[k] for k in np.nonzero(~present)[0]}
@@ -1078,11 +963,10 @@ class AnomalyDetector:
             flags = flags * np.isin(ids, list(self.was_flagged))
             self.flag_policy.held_down(flags)
         p_list, f_list = probs.tolist(), flags.tolist()
-        step.scores.update((ids[k], (p_list[k], f_list[k])) for k in np.nonzero(scored)[0].tolist())
+        report.scores.update((ids[k], (p_list[k], f_list[k])) for k in np.nonzero(scored)[0].tolist())
         if self.config.train_exclude_flagged:
             training_rows = self.own_rows[0] <= self.steps < self.own_rows[1]
             self._remember_episodes(ids, flags, np.where(scored, rank, 0.0), stamp, training_rows)
-            self._save_flagged(stamp)
         # what drives each model: for the log line of a flag that rises now, or every model for
         # the attribution charts (a flag that stays up is not explained again every step)
         if self.config.attribution_charts:
@@ -1091,50 +975,21 @@ class AnomalyDetector:
             explain = flags.astype(bool) & ~np.isin(ids, list(self.was_flagged))
         self.was_flagged = {ids[k] for k in np.nonzero(flags)[0]}
         for k in np.nonzero(explain)[0]:
-            step.drivers[ids[k]] = batch.attribution(k, features)
+            report.drivers[ids[k]] = batch.attribution(k, features)
 
     def _remember_episodes(self, ids, flags, rank, t, training_rows):
-        """Keep each flag's whole episode for the next training to leave out: the flagged steps
-        and the steps after them while the chart stays unusual (``EPISODE_RANK``, through dips
-        of up to ``EPISODE_GAP`` steps). A CPU pinned for a minute is flagged as it starts and
-        then reads 90-99 % while it lasts; trained on those steps, the next model took a pinned
-        CPU for normal. Not through the job's own training."""
-        flagged = np.nonzero(flags)[0].tolist()
-        for k in flagged:
-            self._remember_flag(ids[k], t)
-            self.episodes[ids[k]] = 0
-        if len(self.episodes) <= len(flagged):
-            return
-        now = set(ids[k] for k in flagged)
-        where = {m: k for k, m in enumerate(ids)}
-        for model_id in [m for m in self.episodes if m not in now]:
-            k = where.get(model_id)
-            if k is None or training_rows:
-                del self.episodes[model_id]
-            elif rank[k] >= EPISODE_RANK:
-                self._remember_flag(model_id, t)
-                self.episodes[model_id] = 0
-            elif self.episodes[model_id] >= EPISODE_GAP:
-                del self.episodes[model_id]
-            else:
-                self.episodes[model_id] += 1
+        """Keep each flag's whole episode for the next training to leave out
+        (``flagged_spans.episode_steps``); not through the job's own training."""
+        for model_id in flagged_spans.episode_steps(self.episodes, ids, flags, rank, training_rows):
+            self._remember_flag(model_id, t)
 
     def _remember_flag(self, model_id, t):
         """Keep flagged times as intervals, so the next training can leave them out."""
-        every = self.config.update_every
-        spans = self.flagged.setdefault(model_id, [])
-        if spans and spans[-1][0] <= t <= spans[-1][1]:
-            return   # already left out (the rows a new dimension brought reach a little ahead)
-        if spans and 0 <= t - spans[-1][1] <= (EPISODE_GAP + 1) * every:   # not after a clock set back
-            spans[-1][1] = t
-            self.flags_unsaved = self.flags_unsaved or 'grown'
-        else:
-            spans.append([t, t])
-            self.flags_unsaved = 'new'
+        self.flag_file.changed(flagged_spans.remember(self.flagged, model_id, t, self.config.update_every))
 
     def _exclusions(self):
         """Flagged intervals still inside a training window, per model (older ones are dropped)."""
-        if not self.config.train_exclude_flagged:
+        if not self.config.train_exclude_flagged or not self.flagged:
             return {}
         newest = max((sp[1] for spans in self.flagged.values() for sp in spans), default=None)
         if newest is None:
@@ -1143,19 +998,13 @@ class AnomalyDetector:
         # while the clock ran hours fast, then set right) would date every real span out
         now = self.snapshots[-1][0] if self.snapshots else (self.apis[self.config.host].listed_at or newest)
         oldest = now - self.config.offset_n_secs - self.config.train_n_secs - self.need * self.config.update_every
-        out = {}
-        for model_id, spans in list(self.flagged.items()):
-            spans[:] = [sp for sp in spans if sp[1] >= oldest]
-            if spans:
-                out[model_id] = [tuple(sp) for sp in spans]
-            else:
-                del self.flagged[model_id]
-        return out
+        return flagged_spans.in_reach(self.flagged, oldest)
 
     def close(self):
-        if self.flags_unsaved:
-            self.flags_unsaved = 'new'   # whatever the time since the last write
-            self._save_flagged(self.flags_saved_at)
+        """Write what the flagged spans' file lacks, stop the trainer, close the connections."""
+        if self.flag_file.unsaved:
+            self.flag_file.changed(flagged_spans.NEW)   # whatever the time since the last write
+            self._save_flagged(self.flag_file.saved_at)
         self.trainer.close()
         for api in self.apis.values():
             api.close()

@@ -15,6 +15,7 @@ import pytest
 from collector.config import parse_job_config
 import collector.engine as engine
 from collector.engine import AnomalyDetector
+from collector.flagged_spans import FLAGS_SAVE_SECONDS
 from collector.netdata_api import PARALLEL_READS, NetdataApi, NetdataError, json_loads
 from collector.training import RECURRING_EVENTS, ThreadTrainer
 from conftest import SECONDS, SPIKE, START, ListLogger, refuse_threads, write_recording
@@ -121,7 +122,7 @@ def test_flagged_steps_that_cannot_be_saved_are_said_once_and_tried_again_spaced
     det.close()
     said = [m for _, m in logger.lines if 'cannot save the flagged steps' in m]
     assert len(said) == 1 and 'Read-only file system' in said[0] and '.tmp' not in said[0], said
-    assert 2 <= len(tries) <= 130 // engine.FLAGS_SAVE_SECONDS + 6, tries
+    assert 2 <= len(tries) <= 130 // FLAGS_SAVE_SECONDS + 6, tries
 
 
 class SlowTrainer(ThreadTrainer):
