@@ -66,7 +66,6 @@ def test_save_then_load_gives_the_same_model_and_metadata(tmp_path):
     fm, cfg = saved(tmp_path, level_squash=7)
     got, meta, reason = persist.load(str(tmp_path), 'system.cpu', cfg, list(reversed(COLS)))
     assert reason is None
-    Y = np.random.default_rng(1).normal(size=(20, fm.kept.size + 0))
     X = cfg.features(np.random.default_rng(2).normal(size=(30, 2)))
     assert np.array_equal(got.decision_function(X), fm.decision_function(X))
     assert got.knee is not None and np.array_equal(got.knee, fm.knee)   # the level block stays squashed
