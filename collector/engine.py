@@ -7,13 +7,12 @@ service turns that into dimensions. Beside the loop it keeps the job's state acr
 agent's stored rows after a gap (``stored_rows``).
 """
 import collections
-import math
 import time
 import warnings
 
 import numpy as np
 
-from . import flagged_spans, persist, stored_rows
+from . import flagged_spans, persist, saved_models, stored_rows
 from .batch import BatchScorer, Layout
 from .flagged_spans import FlagFile
 from .flags import FlagPolicy
@@ -372,7 +371,8 @@ class AnomalyDetector:
             if loaded:
                 now = self._add_loaded(loaded, report)
                 self.log.info('loaded {} for charts that appeared (oldest trained {:.0f} s ago): {}'.format(
-                    plural(len(loaded), 'saved model'), self._age(metas, now), first_few(sorted(loaded))))
+                    plural(len(loaded), 'saved model'), saved_models.age(metas, now, self.config.offset_n_secs),
+                    first_few(sorted(loaded))))
         except Exception as e:  # a broken models dir must never stop the job: train them instead
             self.log.error('cannot load saved models from {} (models_dir): {!r}'.format(self.models_dir, e))
             return todo
@@ -701,7 +701,7 @@ class AnomalyDetector:
         now = self._add_loaded(loaded, report or self._pending)
         self.initial_done = True
         every = self.config.update_every
-        age = self._age(metas, now)
+        age = saved_models.age(metas, now, self.config.offset_n_secs)
         if self.config.train_every_n:
             due_in = max(0, int((self.config.train_every_n * every - age) // every))
             regrow_in, trained_on = self._regrow_loaded(metas)
@@ -740,16 +740,7 @@ class AnomalyDetector:
         a config edit kept them for all of train_every_n), and the history they were fitted on;
         never for models fitted on (nearly) the whole window."""
         every = self.config.update_every
-        spans = []
-        for meta in metas.values():
-            w = meta.get('window')
-            try:
-                span = float(w[1]) - float(w[0]) + every
-            except (TypeError, ValueError, IndexError, KeyError):   # a window the file does not give
-                continue
-            if math.isfinite(span):
-                spans.append(span)
-        trained_on = max(spans, default=None)
+        trained_on = saved_models.fitted_on(metas, every)
         if (trained_on is None or trained_on >= 0.9 * self.config.train_n_secs
                 or self.config.initial_train_data_after > 0):   # (a fixed first window stands as chosen)
             return NEVER, trained_on
@@ -761,34 +752,13 @@ class AnomalyDetector:
         """The saved models of ``specs`` that still fit; each spec is looked up once per job,
         so a chart the agent lists only later (after a restart) gets its saved model too."""
         self.disk_checked.update(specs)
-        dims = self._dimensions_collected(charts, specs)
-        versions = persist.installed_versions()
-        loaded, metas, unused = {}, {}, {}
-        for model_id, spec in specs.items():
-            columns = (list(spec.columns) if spec.columns is not None
-                       else [dim_key(spec.host, spec.chart, d) for d in dims.get(spec.chart, ())])
-            try:
-                fm, meta, reason = persist.load(self.models_dir, model_id, self.config, columns, versions,
-                                                fewer_ok=spec.columns is None)
-                if fm is not None:
-                    fm.warm_up()   # imports and JIT now, and a model that cannot score is caught here
-                    self._check_batch(model_id, fm)
-            except Exception as e:  # whatever a foreign or broken file does: retrain that model
-                fm, reason = None, 'cannot use it ({}: {})'.format(e.__class__.__name__, str(e)[:80])
-            if fm is not None:
-                loaded[model_id], metas[model_id] = fm, meta
-            elif reason:
-                unused.setdefault(reason, []).append(model_id)
+        loaded, metas, unused = saved_models.read_saved(
+            self.models_dir, self.config, specs, self._dimensions_collected(charts, specs),
+            feature_blocks(self.config.lags_n, self.config.level_features))
         for reason, ids in sorted(unused.items()):
             self.log.info('{} not used, retraining: {}: {}'.format(plural(len(ids), 'saved model'), reason,
                                                                   first_few(ids)))
         return loaded, metas
-
-    def _check_batch(self, model_id, fm):
-        """Lay ``fm`` out and score it alone, as ``_rebuild`` will with all: a file from another
-        build that loads but lacks what the batch reads then costs only its own model."""
-        layout, blocks = Layout({model_id: fm}), feature_blocks(self.config.lags_n, self.config.level_features)
-        BatchScorer({model_id: fm}, layout, blocks).score(np.zeros(len(layout) * blocks))
 
     def _add_loaded(self, loaded, report):
         """Score the loaded models from the next step on; the agent's newest time, if it answered."""
@@ -801,27 +771,14 @@ class AnomalyDetector:
         self._rebuild(tails)
         return now
 
-    def _age(self, metas, now):
-        """Seconds since the oldest of these models' training window ended (trained_at is the
-        end of the window, offset_n_secs before the training ran)."""
-        oldest = min(float(m.get('trained_at') or 0) for m in metas.values()) + self.config.offset_n_secs
-        return max(0.0, (now or time.time()) - oldest)
-
     def _dimensions_collected(self, charts, specs):
-        """Each chart's dimension names as the agent collects them. /api/v1/charts leaves out
-        hidden dimensions (system.cpu's idle) that its data, and so a trained model, has."""
+        """Each chart's dimension names as the agent collects them (``saved_models.collected_dimensions``)."""
         wanted = sorted(s.chart for s in specs.values() if s.chart is not None)
         try:
             body = self.apis[self.config.host].allmetrics(charts=wanted) if wanted else {}
         except NetdataError:
             return charts
-        out = dict(charts)
-        for chart in wanted:
-            c = body.get(chart)
-            found = c.get('dimensions') if isinstance(c, dict) else None
-            if isinstance(found, dict) and found:
-                out[chart] = [d.get('name', k) if isinstance(d, dict) else k for k, d in found.items()]
-        return out
+        return saved_models.collected_dimensions(charts, body, wanted)
 
     def _recent_rows(self, models):
         """The last rows of the models' charts as the steps would have read them, so they score
