@@ -5,6 +5,8 @@ import os
 import signal
 import sys
 
+from . import __version__
+
 
 def _positive_int(text):
     value = int(text)
@@ -60,6 +62,7 @@ def _on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
+REPLAY_PORT = 19998   # beside, not on, the port of an agent on the same machine
 STOP_GRACE_S = 15   # after a SIGTERM, the longest a run may take to stop before it exits outright
 
 
@@ -145,8 +148,9 @@ def cmd_check_config(args):
                 print('{}: job {}: {}'.format(args.file, name, line), file=sys.stderr)
             continue
         # flushed: a pipe would otherwise hold it back behind the other jobs' errors on stderr
-        print('{}: job {}: ok (host {}, model {}, {} custom models)'.format(
-            args.file, name, cfg.host, cfg.model, len(cfg.custom_models)), flush=True)
+        print('{}: job {}: ok (host {}, model {}, {} custom model{})'.format(
+            args.file, name, cfg.host, cfg.model, len(cfg.custom_models), '' if len(cfg.custom_models) == 1 else 's'),
+            flush=True)
         for line in config_warnings(cfg):
             print('{}: job {}: warning: {}'.format(args.file, name, line), file=sys.stderr, flush=True)
         if cfg.prometheus_textfile:
@@ -210,7 +214,8 @@ def cmd_replay(args):
     try:
         server = ReplayServer(rec, clock, port=args.port).start()
     except OSError as e:
-        print('replay: cannot listen on 127.0.0.1:{}: {}'.format(args.port, e.strerror or e), file=sys.stderr)
+        print('replay: cannot listen on 127.0.0.1:{}: {} (give another --port)'.format(args.port, e.strerror or e),
+              file=sys.stderr)
         return 1
     print('replaying {} ({} charts, {}..{}) on http://{} at {}'.format(
         args.dir, len(rec.charts), rec.start, rec.end, server.host,
@@ -407,15 +412,20 @@ def cmd_demo(args):
         return 1
     problem = _output_problem(args.plot, '--plot', PLOT_FORMATS)
     try:
-        check_recording(path)
+        rec = check_recording(path)
     except ValueError as e:
         problem = str(e)
     if problem:
         print('demo: {}'.format(problem), file=sys.stderr)
         return 1
-    print('Replaying a real Netdata agent recording ({}) through the anomalies job;'.format(path))
-    print('the job trains on the clean lead, then steps through two stress-ng incidents.\n')
+    kinds = [inc.get('kind', 'incident') for inc in rec.labels.get('incidents', [])]
+    print('Replaying a Netdata agent recording ({}) through the anomalies job;'.format(path))
+    print('the job trains on the clean lead, then steps through {}.\n'.format(
+        '{} labeled incident{} ({})'.format(len(kinds), '' if len(kinds) == 1 else 's', ', '.join(kinds))
+        if kinds else 'the rest of it (no labels.json: no incidents to score)'))
     res, run = evaluate_recording(path, progress=print_progress)
+    if args.recording is None:
+        res['recording'] = 'demo/recording'
     sys.stderr.write('\n')
     _tell_job_errors(run)
     start = run['recording'].start
@@ -486,6 +496,7 @@ def cmd_top(args):
 def build_parser():
     p = argparse.ArgumentParser(prog='python -m collector',
                                 description='ML anomaly detection for Netdata charts (python.d anomalies module).')
+    p.add_argument('--version', action='version', version='%(prog)s {}'.format(__version__))
     sub = p.add_subparsers(dest='command', required=True)
 
     r = sub.add_parser('run', help='run a job standalone, writing the external plugin protocol to stdout')
@@ -501,7 +512,7 @@ def build_parser():
     r.set_defaults(func=cmd_run)
 
     c = sub.add_parser('check-config', help='validate a config file; non-zero exit with the reasons')
-    c.add_argument('file')
+    c.add_argument('file', help='the anomalies.conf to check (python.d job file)')
     c.set_defaults(func=cmd_check_config)
 
     rc = sub.add_parser('record', help='record a live Netdata agent into a recording folder')
@@ -520,7 +531,8 @@ def build_parser():
 
     rp = sub.add_parser('replay', help='serve a recorded Netdata API on loopback')
     rp.add_argument('dir', help='recording folder')
-    rp.add_argument('--port', type=_port, default=19999)
+    rp.add_argument('--port', type=_port, default=REPLAY_PORT,
+                    help='loopback port to serve on (default %(default)s, beside an agent\'s 19999; 0: any free one)')
     mode = rp.add_mutually_exclusive_group()
     mode.add_argument('--speed', type=_speed, default=1.0, help='clock speed (default 1 = real time)')
     mode.add_argument('--step-mode', action='store_true', help='clock moves only on POST /replay/step?seconds=N')
@@ -544,13 +556,14 @@ def build_parser():
     ev.set_defaults(func=cmd_evaluate)
 
     tp = sub.add_parser('top', help='rank the charts of a node by how anomalous they were in a window')
-    tp.add_argument('--host', type=_host, default='127.0.0.1:19999', help="the agent, e.g. 127.0.0.1:19999 or 'parent:19999/host/child'")
+    tp.add_argument('--host', type=_host, default='127.0.0.1:19999',
+                    help="the agent running the anomalies module, e.g. 'parent:19999/host/child' (default %(default)s)")
     tp.add_argument('--after', type=int, default=-600, help='window start: seconds relative to now (negative) or unix time (default %(default)s)')
     tp.add_argument('--before', type=int, default=0, help='window end: 0 = now, negative = relative, or unix time')
     tp.add_argument('--limit', type=_positive_int, default=20, help='how many charts to list (default 20)')
-    tp.add_argument('--protocol', default='http', choices=['http', 'https'])
-    tp.add_argument('--username')
-    tp.add_argument('--password')
+    tp.add_argument('--protocol', default='http', choices=['http', 'https'], help='default %(default)s')
+    tp.add_argument('--username', help='for an agent behind basic authentication (a proxy), as a job\'s username key')
+    tp.add_argument('--password', help='its password, as a job\'s password key')
     tp.add_argument('--no-tls-verify', action='store_true',
                     help="with https: accept the agent's certificate unchecked (self-signed), as a job's tls_verify: no")
     tp.set_defaults(func=cmd_top)

@@ -159,7 +159,16 @@ def evaluate_recording(path, config_path=None, job=None, warmup=None, overrides=
         expected = inc.get('expected_charts', [])
         if expected and not any(c in run['flags'] for c in expected):   # it cannot be detected: said, not a silent miss
             scored['expected_not_modelled'] = [c for c in expected if c not in rec.charts]   # (typos, most likely)
+        elif expected and not scored.get('in_warmup') and _unscored_at(run, inc):
+            scored['no_model_at_onset'] = True   # a recording with too little quiet time before it
     return result, run
+
+
+def _unscored_at(run, inc):
+    """Whether none of the incident's expected charts had a model scoring at its first step."""
+    at = int(np.searchsorted(np.asarray(run['times']), inc['start']))
+    return at < len(run['times']) and all(
+        c not in run['probs'] or np.isnan(run['probs'][c][at]) for c in inc['expected_charts'])
 
 
 def _per_hour(rate):
@@ -187,6 +196,11 @@ def format_recording_table(result):
             absent = inc['expected_not_modelled']
             lines.append('incident {} ({}): the job models none of its expected charts{}'.format(
                 i + 1, inc['kind'], ' (not in the recording: {})'.format(', '.join(absent)) if absent else ''))
+        if inc.get('no_model_at_onset'):
+            lines.append('incident {} ({}): no model of its expected charts scored yet at its onset: a chart is '
+                         'first trained once the agent holds train_min_n_secs of its history (300 s by default), so '
+                         'a recording needs more quiet time than that before its first incident'.format(
+                             i + 1, inc['kind']))
     early = sum(1 for inc in result['incidents'] if inc.get('in_warmup'))
     if early:
         lines.append('{} incident{} in the warm-up, before the job started: not scored'.format(
@@ -272,7 +286,7 @@ def plot_recording(run, result, out):
     flagged = {m for m, f in run['flags'].items() if max(f, default=0)}
     chosen = sorted((expected | flagged) & set(run['probs']),
                     key=lambda m: -np.nanmax(np.asarray(run['probs'][m], dtype=float)))[:10]
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 7), sharex=True, gridspec_kw={'height_ratios': [3, 1]})
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(14, 7), sharex=True, gridspec_kw={'height_ratios': [3, 1]})
     for m in chosen:
         ax1.plot(t, np.asarray(run['probs'][m]) * 100, lw=1, label=m)
     n_flagged = np.sum([np.asarray(f) for f in run['flags'].values()], axis=0) if run['flags'] else np.zeros(len(t))
@@ -283,7 +297,7 @@ def plot_recording(run, result, out):
         ax1.text((inc['start'] - rec.start) / 60.0, 102, inc.get('kind', ''), fontsize=8)
     ax1.set_ylabel('anomaly probability %')
     ax1.set_ylim(0, 110)
-    ax1.legend(fontsize=7, ncol=2, loc='upper left')
+    ax1.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0))   # beside: the incidents' names show
     ax2.set_ylabel('charts flagged')
     ax2.set_xlabel('minutes since recording start (incidents shaded)')
     ax1.set_title('{}: detected {}/{}, {} false flag events'.format(

@@ -46,12 +46,25 @@ def _progress(done, total, label, lines):
     lines.progress('[{}{}] {}/{} {}'.format('#' * filled, '.' * (width - filled), done, total, label[:40].ljust(40)))
 
 
+def _root_cause(e):
+    """The innermost error a requests error wraps (``ConnectionRefusedError: [Errno 111]
+    Connection refused``), as the job's own client says it, not the wrapper's name alone."""
+    seen = set()
+    while id(e) not in seen and (e.__cause__ or e.__context__) is not None:
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    reason = getattr(e, 'reason', None)   # urllib3 keeps the socket's error here
+    if isinstance(reason, BaseException):
+        e = reason
+    return '{}: {}'.format(e.__class__.__name__, str(e)[:160]) if str(e) else e.__class__.__name__
+
+
 def _get(session, url, timeout):
     import requests
     try:
         r = session.get(url, timeout=timeout)
     except requests.RequestException as e:
-        raise RecordError('cannot reach {}: {}'.format(url, e.__class__.__name__))
+        raise RecordError('cannot reach {}: {}'.format(url, _root_cause(e)))
     if r.status_code != 200:
         raise RecordError('{} answered HTTP {}'.format(url, r.status_code))
     return r.content

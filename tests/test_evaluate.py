@@ -86,6 +86,21 @@ def test_a_recording_with_broken_chart_files_costs_only_those_charts(recording, 
     assert 'Traceback' not in err
 
 
+def test_an_incident_before_any_model_could_train_is_told_as_such_not_just_missed(recording, capsys):
+    """A short recording of one's own whose first incident comes before the charts have
+    train_min_n_secs of history: the miss (or the late detection) says why, and what the
+    recording lacks."""
+    from collector import cli
+    assert cli.main(['evaluate', recording, '--quiet', '--set', 'train_min_n_secs=800']) == 0
+    out = capsys.readouterr().out
+    assert ('incident 1 (cpu-spike): no model of its expected charts scored yet at its onset: a chart is first '
+            'trained once the agent holds train_min_n_secs of its history') in out, out
+    capsys.readouterr()
+    assert cli.main(['evaluate', recording, '--quiet']) == 0   # trained in time: no such line
+    out = capsys.readouterr().out
+    assert 'detected 1/1' in out and 'no model' not in out, out
+
+
 def test_set_takes_yaml_values_and_patterns_yaml_cannot_read():
     from collector import cli
     got = cli._overrides(['lags_n=3', 'despike=false', "model='hbos'", 'charts_to_exclude=*.uptime,netdata.*'])
