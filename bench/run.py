@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -196,11 +197,12 @@ def run_process(cmd, seconds, env=None):
     return started, watch, out, err, proc.returncode
 
 
-def ours_config(host, charts, model, train_every, settings=()):
-    """The job file ours runs with; ``settings`` (KEY=VALUE) come last and win."""
+def ours_config(host, charts, model, train_every, settings=(), models_dir='none'):
+    """The job file ours runs with; ``settings`` (KEY=VALUE) come last and win. The models
+    are saved (to a new folder each run, so none is loaded), as a job's are by default."""
     keys = {'host': "'{}'".format(host), 'charts_regex': "'{}'".format(exact_regex(charts)),
             'charts_to_exclude': "''", 'model': "'{}'".format(model), 'train_n_secs': '600',
-            'train_every_n': str(train_every), 'models_dir': 'none'}
+            'train_every_n': str(train_every), 'models_dir': "'{}'".format(models_dir)}
     for pair in settings:
         key, _, value = pair.partition('=')
         keys[key.strip()] = value.strip()
@@ -231,13 +233,17 @@ def failures(err):
 
 
 def measure_ours(host, charts, model, seconds, train_every, settings=()):
+    models = tempfile.mkdtemp(prefix='bench-models-')
     conf = tempfile.NamedTemporaryFile('w', suffix='.conf', delete=False)
-    conf.write(ours_config(host, charts, model, train_every, settings))
+    conf.write(ours_config(host, charts, model, train_every, settings, models_dir=models))
     conf.close()
     cmd = [sys.executable, '-m', 'collector', 'run', '--config', conf.name, '--steps', str(seconds),
            '--update-every', '1']
-    started, watch, out, err, code = run_process(cmd, seconds)
-    os.unlink(conf.name)
+    try:
+        started, watch, out, err, code = run_process(cmd, seconds)
+    finally:
+        os.unlink(conf.name)
+        shutil.rmtree(models, ignore_errors=True)
     begins = [(t, line) for t, line in out if line.startswith('BEGIN ') and '.probability' in line]
     # the first BEGIN of the probability chart follows the first values: the first prediction
     first = begins[0][0] - started if begins else float('nan')

@@ -97,6 +97,7 @@ class AnomalyDetector:
         self.steps = 0
         self.next_training = 0
         self.failed_trainings = 0   # whole trainings failed in a row
+        self.failed_until = 0       # the step before which no discovery trains after a whole training failed
         self.discover_every = max(1, int(DISCOVER_SECONDS // config.update_every))   # in steps
         self.next_discovery = (clock() + DISCOVER_SECONDS, self.discover_every)   # (clock, step)
         self.listing = None   # the chart list being read (ChartListing), until a step takes it up
@@ -184,7 +185,8 @@ class AnomalyDetector:
             charts = listing.result()
             specs = self.discover(charts)
         except NetdataError as e:
-            self.problems.report('charts', 'cannot list charts: {}'.format(e))
+            self.problems.report('charts', 'cannot list charts: {}{}'.format(
+                e, ': api_timeout, raise it for an agent this slow to list its charts' if e.timed_out else ''))
             self._retry_full_training_soon(full_due)
             return
         self.problems.clear('charts')
@@ -277,6 +279,8 @@ class AnomalyDetector:
         failed to train (a typo in a custom model, a chart with no values) is retried at
         discoveries further and further apart, not every minute for good; one that waits for
         history, once it may have it (``_report_untrained``)."""
+        if self.steps < self.failed_until:   # a training that failed whole is tried again when it said
+            return []
         todo = [s for model_id, s in specs.items() if model_id not in self.models
                 and self.steps >= self.retry_at.get(model_id, (0, 0))[1]]
         todo = self._saved_for_new_charts(charts, todo, report)
@@ -430,7 +434,11 @@ class AnomalyDetector:
         self.failed_trainings += 1
         delay = min(RETRY_STEPS * 2 ** min(self.failed_trainings - 1, 10),
                     max(RETRY_STEPS, self.config.train_every_n))
+        if '(no answer in ' in error:   # a read of the window timed out (training.py: 6 x api_timeout, 10 s at least)
+            error += ' (the training waits that long for each read: 6 x api_timeout, raise it for an agent this slow)'
         self.problems.report('training', 'training failed: {} (trying again in {} steps)'.format(error, delay))
+        # (the charts still without a model too: each discovery would otherwise train them at once)
+        self.failed_until = self.steps + delay
         if self.config.train_every_n or self.training_all:   # with 0, only a first training is tried again
             self.next_training = min(self.next_training, self.steps + delay)
 
@@ -636,17 +644,20 @@ class AnomalyDetector:
         """Each host's allmetrics answer for this step (hosts that did not answer are left
         out, and told once); an agent that answers again is listed at once."""
         latest = {}
+        wait = min(self.config.api_timeout, max(0.5, self.config.update_every * 0.9))   # the step's own time, at most
         for host, api in self.apis.items():
             try:
-                latest[host] = api.allmetrics(timeout=min(self.config.api_timeout, max(0.5, self.config.update_every * 0.9)),
-                                              charts=self.wanted.get(host))
+                latest[host] = api.allmetrics(timeout=wait, charts=self.wanted.get(host))
                 if host == self.config.host and 'fetch:' + host in self.problems:
                     # back (an agent or a parent restarted): its chart list at once, so saved models
                     # load and charts train now, not at the next minute's look or retry
                     self.next_discovery = (self.clock(), self.steps)
                 self.problems.clear('fetch:' + host, 'agent {} answers again'.format(host))
             except NetdataError as e:
-                self.problems.report('fetch:' + host, '{} (keeping last values until it answers)'.format(e))
+                slow = ('' if not e.timed_out else ': a step waits for the latest values 0.9 x update_every at most, '
+                        'so an agent slower to answer them needs a larger update_every' if wait < self.config.api_timeout
+                        else ': api_timeout')
+                self.problems.report('fetch:' + host, '{}{} (keeping last values until it answers)'.format(e, slow))
         return latest
 
     def start(self):

@@ -9,6 +9,7 @@ import base64
 import contextlib
 import json
 import re
+import socket
 import ssl
 import threading
 import warnings
@@ -65,12 +66,15 @@ PARALLEL_READS = 4
 class NetdataError(RuntimeError):
     """The agent could not be reached or gave an answer that cannot be used. ``reason`` says
     what went wrong without the address (one line for many charts that failed alike);
-    ``status``: the HTTP status the agent answered with, if it answered."""
+    ``status``: the HTTP status the agent answered with, if it answered; ``timed_out``: the
+    seconds waited for an answer that did not come in time (the caller can say which key
+    allows how long), else None."""
 
-    def __init__(self, message, reason=None, status=None):
+    def __init__(self, message, reason=None, status=None, timed_out=None):
         super().__init__(message)
         self.reason = reason or message
         self.status = status
+        self.timed_out = timed_out
 
 
 def dim_key(host, chart, dim):
@@ -205,7 +209,11 @@ class NetdataApi:
             status, data = http.get(('/' + prefix if prefix else '') + path, timeout or self.timeout)
         except Exception as e:  # socket, TLS and HTTP errors alike: the agent could not be read
             why = '{}: {}'.format(e.__class__.__name__, str(e)[:160])
-            raise NetdataError('cannot reach {}: {}'.format(shown, why), 'cannot reach {}: {}'.format(self.host, why))
+            waited = timeout or self.timeout if isinstance(e, (TimeoutError, socket.timeout)) else None
+            if waited:
+                why += ' (no answer in {:g} s)'.format(waited)
+            raise NetdataError('cannot reach {}: {}'.format(shown, why), 'cannot reach {}: {}'.format(self.host, why),
+                               timed_out=waited)
         if status != 200:
             raise NetdataError('{} answered HTTP {}'.format(shown, status),
                                '{} answered HTTP {}'.format(self.host, status), status)

@@ -406,6 +406,8 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(self.server.charts_delay)
             return self._send(200, charts_body_at(rec, now))
         if path == '/api/v1/allmetrics':
+            if self.server.allmetrics_delay:
+                time.sleep(self.server.allmetrics_delay)
             return self._send(200, allmetrics_body(rec, now, qs.get('filter', [''])[0]))
         if path == '/api/v1/data':
             if self.server.data_delay:
@@ -477,6 +479,7 @@ class ReplayServer:
         self.httpd.recording, self.httpd.clock = self.recording, clock
         self.httpd.data_delay = 0.0  # seconds to stall each /api/v1/data answer (a slow agent)
         self.httpd.charts_delay = 0.0  # and each /api/v1/charts answer (thousands of charts, a busy agent)
+        self.httpd.allmetrics_delay = 0.0  # and each step's latest values (an agent slower than a step)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name='replay-http', daemon=True)
 
     @property
@@ -494,6 +497,14 @@ class ReplayServer:
     @charts_delay.setter
     def charts_delay(self, seconds):
         self.httpd.charts_delay = float(seconds)
+
+    @property
+    def allmetrics_delay(self):
+        return self.httpd.allmetrics_delay
+
+    @allmetrics_delay.setter
+    def allmetrics_delay(self, seconds):
+        self.httpd.allmetrics_delay = float(seconds)
 
     @property
     def host(self):

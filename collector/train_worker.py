@@ -48,11 +48,13 @@ def main():
     request = pickle.loads(raw[8:8 + size])
     import threading
     from collector.models import preload
-    from collector.training import TrainingResult, run_training
+    from collector.training import LESS_MEMORY, TrainingResult, run_training
     # pyod takes about a second to import: overlap it with the download of the window
     threading.Thread(target=preload, args=(request.config.model,), daemon=True).start()
     try:
         result = run_training(request)
+    except MemoryError:
+        result = TrainingResult(error='training ran out of memory (MemoryError): ' + LESS_MEMORY)
     except Exception as e:
         result = TrainingResult(error='training crashed: {!r}'.format(e))
     try:

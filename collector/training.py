@@ -9,6 +9,7 @@ cannot delay a collection step; ``ThreadTrainer`` runs it in a thread of this pr
 import contextlib
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -422,6 +423,26 @@ def _child_env():
     return env
 
 
+LESS_MEMORY = 'a smaller train_n_secs or train_max_n, or fewer charts (charts_regex), needs less'
+
+
+def _why_exited(code):
+    """What a training process's exit code most likely means, and what to change: on a small
+    box the usual end is memory (the kernel's out-of-memory killer, a ulimit or cgroup limit)."""
+    if code == -signal.SIGKILL:
+        return (' (killed: most likely by the kernel for memory, see dmesg, or by a cgroup\'s memory limit; '
+                + LESS_MEMORY + ')')
+    if isinstance(code, int) and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = 'signal {}'.format(-code)
+        return ' ({}: a crash, as short of memory can end one; its own lines before this say more)'.format(name)
+    if code:
+        return ' (its own error lines before this one say why; MemoryError or "failed to map": ' + LESS_MEMORY + ')'
+    return ''
+
+
 class SubprocessTrainer:
     """Runs ``run_training`` in ``python -m collector.train_worker``; results come back pickled.
 
@@ -497,7 +518,8 @@ class SubprocessTrainer:
             except subprocess.TimeoutExpired:
                 code = 'unknown (still exiting)'
                 self._ending.append(proc)
-            return TrainingResult(error='training process exited with code {} and no result'.format(code))
+            return TrainingResult(error='training process exited with code {} and no result{}'.format(
+                code, _why_exited(code)))
         # not waited for here: a process still exiting must not hold up a step
         self._ending.append(proc)
         if isinstance(payload, Exception):

@@ -382,6 +382,32 @@ def test_agent_going_away_is_logged_once_and_recovers(replay, logger):
     det.close()
 
 
+def test_an_agent_too_slow_for_the_step_or_the_timeout_is_told_which_key_to_change(replay, logger):
+    """An agent that answers after the time allowed read as one that cannot be reached, with
+    no word of the key that allows it: raising api_timeout did nothing for the step's read
+    (a step waits at most 0.9 x update_every), and the chart list's timeout was never named."""
+    det = make_detector(replay, logger, api_timeout=1)
+    run_until_trained(det, replay)
+    replay.allmetrics_delay = 1.2   # a step's read waits 0.9 s at update_every 1
+    try:
+        assert not any(det.step().fresh for _ in range(2))
+    finally:
+        replay.allmetrics_delay = 0
+    said = [e for e in logger.errors() if 'allmetrics' in e]
+    assert len(said) == 1 and '(no answer in 0.9 s): a step waits for the latest values 0.9 x update_every at ' \
+        'most, so an agent slower to answer them needs a larger update_every' in said[0], said
+    replay.charts_delay = 1.5   # over api_timeout
+    try:
+        det.next_discovery = (0, det.steps)
+        det.step()
+    finally:
+        replay.charts_delay = 0
+    said = [e for e in logger.errors() if 'cannot list charts' in e]
+    assert len(said) == 1 and said[0].endswith('(no answer in 1 s): api_timeout, raise it for an agent this '
+                                               'slow to list its charts'), said
+    det.close()
+
+
 def test_a_chart_left_out_of_one_listing_is_still_read_and_scored(replay, logger):
     """An agent lists some charts late (after a restart, a collector slow to start): a model
     is kept through one listing without its chart, and its chart is still asked for and scored
@@ -1355,34 +1381,41 @@ def test_a_custom_models_agent_that_stops_answering_keeps_its_last_values(replay
     assert sum(flags) == 0, flags
 
 
+class FailingTrainer(ThreadTrainer):
+    """A trainer whose trainings fail as a whole while ``fail`` is set (a child killed for
+    memory); ``started`` holds the detector's step at each start, once ``det`` is set."""
+    fail, failed, det = False, False, None
+
+    def __init__(self):
+        super().__init__()
+        self.started = []
+
+    @property
+    def busy(self):
+        return self._thread is not None or self.failed
+
+    def start(self, request):
+        self.started.append(self.det.steps if self.det else None)
+        if self.fail:
+            self.failed = True
+        else:
+            super().start(request)
+
+    def poll(self):
+        from collector.training import TrainingResult
+        if self.failed:
+            self.failed = False
+            return TrainingResult(error='training process exited with code -9 and no result')
+        return super().poll()
+
+
 def test_a_training_that_keeps_failing_is_tried_again_ever_further_apart(replay, logger):
     """A training that fails as a whole (the child killed for memory, an agent that lists its
     charts but cannot give their history) was started again every 30 steps for good: 20
     processes in 600 steps, and a third of the steps could raise no flag (a training's rows
     raise none). Now 30, 60, 120, ... steps apart, and a training that works starts it over."""
-    from collector.training import TrainingResult
-
-    class Failing(ThreadTrainer):
-        fail, failed = False, False
-
-        @property
-        def busy(self):
-            return self._thread is not None or self.failed
-
-        def start(self, request):
-            if self.fail:
-                self.failed = True
-            else:
-                super().start(request)
-
-        def poll(self):
-            if self.failed:
-                self.failed = False
-                return TrainingResult(error='training process exited with code -9 and no result')
-            return super().poll()
-
     det = make_detector(replay, logger, train_every_n=1800)
-    det.trainer = Failing()
+    det.trainer = FailingTrainer()
     run_until_trained(det, replay)
     det.trainer.fail = True
     det.next_training = det.steps   # a full training is due now, and fails
@@ -1401,6 +1434,28 @@ def test_a_training_that_keeps_failing_is_tried_again_ever_further_apart(replay,
     det.trainer.wait()
     det.step()
     assert det.failed_trainings == 0 and any('training works again' in m for _, m in logger.lines)
+    det.close()
+
+
+def test_a_first_training_that_fails_waits_as_long_as_it_says_before_the_next(replay, logger, monkeypatch):
+    """The wait a failed training told held only for the next full training: the charts still
+    without a model were trained again at the next look at the chart list, a second later
+    ('trying again in 30 steps', then a new training process at once, for a box short of memory
+    the opposite of backing off)."""
+    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 5)   # the chart list looked at often
+    det = make_detector(replay, logger, train_every_n=1800)
+    det.trainer = FailingTrainer()
+    det.trainer.fail, det.trainer.det = True, det
+    det.start()
+    for _ in range(200):
+        det.step()
+        replay.clock.advance(1)
+    told = [int(m.split('trying again in ')[1].split()[0]) for m in logger.errors() if 'trying again in' in m]
+    starts = det.trainer.started
+    assert told[:2] == [30, 60] and len(starts) == 3, (told, starts)
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert gaps[0] >= 30 and gaps[1] >= 60, starts
+    assert not det.models
     det.close()
 
 

@@ -311,6 +311,22 @@ def _script(tmp_path, name, text):
     return str(path)
 
 
+def test_a_training_killed_outright_is_told_as_memory_and_what_needs_less(tmp_path):
+    """The kernel's out-of-memory killer (or a cgroup's limit) ends a training with SIGKILL:
+    'exited with code -9' alone left a small box's owner to guess, and the charts untrained."""
+    from collector.training import SubprocessTrainer
+    trainer = SubprocessTrainer(python=_script(tmp_path, 'killed', 'cat > /dev/null; kill -9 $$\n'))
+    try:
+        trainer.start({'a': 'request'})
+        trainer.wait(30)
+        error = trainer.poll().error
+    finally:
+        trainer.close()
+    assert error.startswith('training process exited with code -9 and no result (killed: most likely by the '
+                            'kernel for memory'), error
+    assert 'a smaller train_n_secs or train_max_n, or fewer charts (charts_regex), needs less' in error
+
+
 def test_a_training_past_its_time_is_stopped_without_waiting_for_its_end(tmp_path):
     """A training killed for its time may take long to die (stuck in I/O on a stalled SD card):
     the step says it was stopped and goes on; the process is reaped on later steps."""
