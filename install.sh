@@ -550,6 +550,14 @@ fi
 [ "${rec_created_pythond:-0}" != 1 ] || rec_pythond_sum="$(sum "$pythond_conf")"
 save_state
 say "enabled anomalies in $pythond_conf"
+idle=()   # stock modules that now import from the environment at each start, unless python.d.conf stops them
+for module in zscores pandas; do
+  grep -qE "^[ ]*$module *:" "$pythond_conf" || idle+=("$module")
+done
+if [ ${#idle[@]} -gt 0 ]; then
+  say "note: python.d.plugin now imports its stock ${idle[*]} module(s) too, which find pandas in $venv" \
+      "(zscores: about 45 MiB at each start); if you do not use them, add '${idle[0]}: no'${idle[1]:+ and '${idle[1]}: no'} to $pythond_conf"
+fi
 restart_agent
 hint="$(printf '%q ' "$0" --check ${agent_options[@]+"${agent_options[@]}"})"
 say "done. Check with: sudo ${hint% }"

@@ -744,6 +744,24 @@ def _yaml_load(text, notes):
     return yaml.load(text, Loader=Loader)
 
 
+def pythond_file_notes(environ=None):
+    """``(path, notes)`` for the anomalies.conf python.d.plugin read (the user's, else the
+    stock one, as the agent tells its plugins where they are), or ``(None, [])``: python.d
+    hands a job its keys, and a key given twice (one uncommented above the one the shipped job
+    sets) would be used silently where check-config warns of it."""
+    environ = os.environ if environ is None else environ
+    for key in ('NETDATA_USER_CONFIG_DIR', 'NETDATA_STOCK_CONFIG_DIR'):
+        path = os.path.join(environ.get(key) or '', 'python.d', 'anomalies.conf')
+        if environ.get(key) and os.path.isfile(path):
+            notes = []
+            try:
+                load_config_file(path, notes)
+            except ConfigError:   # python.d read it, or the job would not exist: nothing to add
+                return path, []
+            return path, notes
+    return None, []
+
+
 def load_config_file(path, notes=None):
     """Read a YAML python.d config file into ``{job_name: raw_config}``."""
     import yaml

@@ -9,10 +9,11 @@ import copy
 import functools
 import time
 
-from .config import ConfigError, config_warnings, parse_job_config
+from .config import ConfigError, config_warnings, parse_job_config, pythond_file_notes
 from .netdata_api import split_key
 from .node import NodeRate
 from .protocol import bounded_id, one_line, quotable
+from .pythond import SimpleService as OwnSimpleService
 
 PROB_SCALE = 10000   # probability 0..1 sent as hundredths of a percent (divisor 100)
 # a drivers chart's id after 'drivers_': with the job's type and the dot it must stay within
@@ -172,6 +173,10 @@ class AnomaliesService(object):
                       cfg.flag_hold_probability, cfg.flag_rearm_n, cfg.flag_lasting_n))
         for line in config_warnings(cfg):
             self.warning(line)
+        if not isinstance(self, OwnSimpleService):   # under python.d (the standalone runner tells these itself)
+            path, notes = pythond_file_notes()
+            for line in notes:
+                self.warning('{}: {}'.format(path, line))
         if cfg.reinitialize_at_every_step:
             self.info('reinitialize_at_every_step: charts that appear or go away are picked up within a minute '
                       'here, and models retrained every train_every_n steps; the key changes nothing')

@@ -26,8 +26,10 @@ def test_python_d_plugin_runs_the_module(recording, tmp_path):
     (conf / 'python.d.conf').write_text('enabled: yes\ndefault_run: no\nanomalies: yes\n')
     rec = Recording(recording)
     with ReplayServer(rec, ReplayClock(START + SPIKE[0] - 12)) as server:
+        # a key uncommented above the one the job sets further down: YAML (and python.d) keep the last
         (conf / 'python.d' / 'anomalies.conf').write_text(
-            "anomalies:\n  host: '{}'\n  train_n_secs: 600\n  attribution_charts: true\n".format(server.host))
+            "anomalies:\n  host: '{}'\n  train_n_secs: 3600\n  train_n_secs: 600\n  attribution_charts: true\n"
+            "".format(server.host))
         env = dict(os.environ, NETDATA_USER_PLUGINS_DIRS=str(tmp_path / 'plugins'), NETDATA_USER_CONFIG_DIR=str(conf),
                    NETDATA_STOCK_CONFIG_DIR=STOCK_CONF, NETDATA_LIB_DIR=str(tmp_path / 'lib'),
                    NETDATA_LOCK_DIR=str(tmp_path / 'lock'), NETDATA_INTERNALS_MONITORING='NO')
@@ -40,6 +42,8 @@ def test_python_d_plugin_runs_the_module(recording, tmp_path):
             out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or '')
             err = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or '')
     assert 'check success' in err, err
+    # said in the agent's log, as check-config says it
+    assert "anomalies.conf: key 'train_n_secs' is given twice (lines 3 and 4): line 4's is used" in err, err
     updates = parse('\n'.join(line for line in out.splitlines() if line.strip()))
     probs = updates['anomalies.probability']
     flags = updates['anomalies.anomaly']

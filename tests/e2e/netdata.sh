@@ -89,8 +89,11 @@ anomalies:
 EOF
 
 log "installing the module with install.sh"
-"$here/install.sh" --config-dir "$work/etc" --lib-dir "$work/lib" --port "$port" --no-restart \
+"$here/install.sh" --config-dir "$work/etc" --lib-dir "$work/lib" --port "$port" --no-restart | tee "$work/install.log" \
   || fail "install.sh"
+# python.d.plugin imports its stock zscores and pandas modules too, which then find pandas in the venv
+grep -q "imports its stock zscores pandas module(s) too.*add 'zscores: no' and 'pandas: no'" "$work/install.log" \
+  || fail "install.sh did not say how to keep the stock zscores and pandas modules from importing the venv's pandas"
 grep -q "host: '127.0.0.1:$port'" "$work/etc/python.d/anomalies.conf" || fail "install.sh overwrote the user's anomalies.conf"
 grep -qE '^anomalies: *yes' "$work/etc/python.d.conf" || fail "install.sh did not enable the module in python.d.conf"
 # the venv is built beside its place and moved there: its scripts must name where it is now
