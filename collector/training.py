@@ -438,7 +438,7 @@ def _why_exited(code):
         except ValueError:
             name = 'signal {}'.format(-code)
         return ' ({}: a crash, as short of memory can end one; its own lines before this say more)'.format(name)
-    if code:
+    if isinstance(code, int) and code > 0:
         return ' (its own error lines before this one say why; MemoryError or "failed to map": ' + LESS_MEMORY + ')'
     return ''
 
