@@ -83,12 +83,23 @@ def live_children(pid):
     return kids
 
 
+def _has_schedstat(pid):
+    """Whether the kernel keeps per-thread CPU time in nanoseconds (CONFIG_SCHED_INFO)."""
+    try:
+        with open('/proc/{}/schedstat'.format(pid)) as f:
+            return len(f.read().split()) == 3
+    except OSError:
+        return False
+
+
 class ProcWatch:
     """Samples a process's CPU (self and waited-for children) and memory from /proc."""
 
     def __init__(self, pid, every=0.2):
         self.pid, self.every = pid, every
-        self.precise = self._cpu_ns() > 0   # one unit for the whole run: schedstat, else ticks
+        # one unit for the whole run: schedstat, else ticks; asked of the file, not of its figure,
+        # which is 0 for a process not yet scheduled (a whole run in 10 ms ticks, by chance)
+        self.precise = _has_schedstat(pid)
         # (monotonic, self cpu s, reaped children cpu s, rss MiB, peak MiB, live children rss MiB, live children)
         self.samples = []
         self._stop = threading.Event()
