@@ -205,10 +205,11 @@ c56fecabe244eb0b b4f7a245dcfc9ef9 597d59649d0de22f 9f5e36d45e115ddb 8ca71825367a
 ab8b074156ff8641 94b06ea5b878e865"
 rec_config_dir= rec_venv= rec_pythond_line= rec_had_pythond_line= rec_created_pythond= rec_pythond_sum=
 rec_installed_conf= rec_conf_sum= rec_installed_health= rec_health_sum= rec_legacy_previous= rec_made_dirs=
+rec_quieted=
 load_state() {
   [ -f "$state" ] || return 0
   local config_dir_at= venv= pythond_line= had_pythond_line= created_pythond= pythond_sum= installed_conf=
-  local conf_sum= written_conf_sum= installed_health= health_sum= previous_pythond= made_dirs=
+  local conf_sum= written_conf_sum= installed_health= health_sum= previous_pythond= made_dirs= quieted=
   # shellcheck disable=SC1090
   . "$state" || die "cannot read the install record $state"
   # (an older record's conf_sum is trusted only as the checksum of a shipped file: its upgrades
@@ -220,7 +221,7 @@ load_state() {
     rec_conf_sum="$conf_sum"   # an older record's, of a file as a version shipped it: never edited
   fi
   rec_installed_health="$installed_health" rec_health_sum="$health_sum" rec_legacy_previous="$previous_pythond"
-  rec_made_dirs="$made_dirs"
+  rec_made_dirs="$made_dirs" rec_quieted="$quieted"
 }
 save_state() {
   local tmp="$state.new.$$"
@@ -237,6 +238,7 @@ save_state() {
     printf 'installed_health=%q\n' "$rec_installed_health"
     printf 'health_sum=%q\n' "$rec_health_sum"
     printf 'made_dirs=%q\n' "$rec_made_dirs"
+    printf 'quieted=%q\n' "$rec_quieted"
   } > "$tmp" && mv "$tmp" "$state" || die "cannot write the install record $state"
 }
 load_state
@@ -322,16 +324,18 @@ restart_agent() {
   fi
 }
 
-pythond_line() {  # the line of python.d.conf an install sets: the first uncommented anomalies line, else the first commented one
-  grep -m1 -E '^[ ]*anomalies *:' "$pythond_conf" 2>/dev/null || grep -m1 -E '^[# ]*anomalies *:' "$pythond_conf" 2>/dev/null || true
+pythond_line() {  # pythond_line [MODULE]: the line of python.d.conf an install sets: the first uncommented MODULE (anomalies) line, else the first commented one
+  local name="${1:-anomalies}"
+  grep -m1 -E "^[ ]*$name *:" "$pythond_conf" 2>/dev/null || grep -m1 -E "^[# ]*$name *:" "$pythond_conf" 2>/dev/null || true
 }
-replace_pythond_line() {  # replace_pythond_line TEXT: that line becomes TEXT (removed when empty, appended when there is none)
+replace_pythond_line() {  # replace_pythond_line TEXT [MODULE]: that line becomes TEXT (removed when empty, appended when there is none)
   local tmp="$pythond_conf.new.$$"
-  NEW="$1" awk '
+  NEW="$1" NAME="${2:-anomalies}" awk '
     { line[NR] = $0 }
     END {
-      for (i = 1; i <= NR && !at; i++) if (line[i] ~ /^[ ]*anomalies *:/) at = i
-      for (i = 1; i <= NR && !at; i++) if (line[i] ~ /^[# ]*anomalies *:/) at = i
+      uncommented = "^[ ]*" ENVIRON["NAME"] " *:"; commented = "^[# ]*" ENVIRON["NAME"] " *:"
+      for (i = 1; i <= NR && !at; i++) if (line[i] ~ uncommented) at = i
+      for (i = 1; i <= NR && !at; i++) if (line[i] ~ commented) at = i
       for (i = 1; i <= NR; i++) if (i != at) print line[i]; else if (ENVIRON["NEW"] != "") print ENVIRON["NEW"]
       if (!at && ENVIRON["NEW"] != "") print ENVIRON["NEW"]
     }' "$pythond_conf" > "$tmp" && cat "$tmp" > "$pythond_conf"
@@ -421,6 +425,11 @@ if [ "$mode" = uninstall ]; then
       fi
       step "put the anomalies line of $pythond_conf back as it was${original:+ ($original)}" replace_pythond_line "$original"
     fi
+    while IFS=$'\t' read -r stock_module original; do   # the stock modules the install quieted, as it left them
+      [ -n "$stock_module" ] && grep -qE "^[ ]*$stock_module *: *no *$" "$pythond_conf" || continue
+      step "put the $stock_module line of $pythond_conf back as it was${original:+ ($original)}" \
+        replace_pythond_line "$original" "$stock_module"
+    done <<< "$rec_quieted"
   fi
   rm -f "$legacy_backup"
   if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ]; then
@@ -547,16 +556,28 @@ if [ "$first_install" = 1 ]; then   # the line as it was (in the stock copy, whe
   save_state
 fi
 [ "$(pythond_line)" = "anomalies: yes" ] || replace_pythond_line "anomalies: yes" || die "cannot write $pythond_conf"
+# python.d.plugin imports every stock module it may run, a disabled one too (to read that it
+# is): with the venv on its path, zscores and pandas, which failed to import without pandas,
+# now load it at each start (zscores about 45 MiB). Set to no where python.d.conf says nothing
+# of them and the system's python lacks what they import (so they never ran), and put back
+# by --uninstall.
+quieted=()
+for pair in zscores:netdata_pandas pandas:pandas; do
+  stock_module="${pair%%:*}"
+  grep -qE "^[ ]*$stock_module *:" "$pythond_conf" && continue
+  env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$python" -c "import ${pair#*:}" > /dev/null 2>&1 && continue
+  rec_quieted+="$stock_module"$'\t'"$(pythond_line "$stock_module")"$'\n'
+  save_state
+  replace_pythond_line "$stock_module: no" "$stock_module" || die "cannot write $pythond_conf"
+  quieted+=("$stock_module")
+done
 [ "${rec_created_pythond:-0}" != 1 ] || rec_pythond_sum="$(sum "$pythond_conf")"
 save_state
 say "enabled anomalies in $pythond_conf"
-idle=()   # stock modules that now import from the environment at each start, unless python.d.conf stops them
-for module in zscores pandas; do
-  grep -qE "^[ ]*$module *:" "$pythond_conf" || idle+=("$module")
-done
-if [ ${#idle[@]} -gt 0 ]; then
-  say "note: python.d.plugin now imports its stock ${idle[*]} module(s) too, which find pandas in $venv" \
-      "(zscores: about 45 MiB at each start); if you do not use them, add '${idle[0]}: no'${idle[1]:+ and '${idle[1]}: no'} to $pythond_conf"
+if [ ${#quieted[@]} -gt 0 ]; then
+  printf -v lines "'%s: no', " "${quieted[@]}"
+  say "set ${lines%, } in $pythond_conf: python.d.plugin would import these stock modules with $venv's pandas" \
+      "at each start (zscores: about 45 MiB), where without it they never ran (--uninstall puts the lines back)"
 fi
 restart_agent
 hint="$(printf '%q ' "$0" --check ${agent_options[@]+"${agent_options[@]}"})"

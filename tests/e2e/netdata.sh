@@ -91,9 +91,13 @@ EOF
 log "installing the module with install.sh"
 "$here/install.sh" --config-dir "$work/etc" --lib-dir "$work/lib" --port "$port" --no-restart | tee "$work/install.log" \
   || fail "install.sh"
-# python.d.plugin imports its stock zscores and pandas modules too, which then find pandas in the venv
-grep -q "imports its stock zscores pandas module(s) too.*add 'zscores: no' and 'pandas: no'" "$work/install.log" \
-  || fail "install.sh did not say how to keep the stock zscores and pandas modules from importing the venv's pandas"
+# python.d.plugin imports its stock zscores and pandas modules too, which would find pandas in
+# the venv (Debian's python3 has none): quieted, and said
+if ! python3 -c 'import pandas' 2>/dev/null; then
+  grep -qx 'zscores: no' "$work/etc/python.d.conf" && grep -qx 'pandas: no' "$work/etc/python.d.conf" \
+    || fail "install.sh did not keep the stock zscores and pandas modules from importing the venv's pandas"
+  grep -q "set 'zscores: no', 'pandas: no' in" "$work/install.log" || fail "install.sh did not say it quieted zscores and pandas"
+fi
 grep -q "host: '127.0.0.1:$port'" "$work/etc/python.d/anomalies.conf" || fail "install.sh overwrote the user's anomalies.conf"
 grep -qE '^anomalies: *yes' "$work/etc/python.d.conf" || fail "install.sh did not enable the module in python.d.conf"
 # the venv is built beside its place and moved there: its scripts must name where it is now
@@ -354,6 +358,10 @@ rm "$work/etc/custom-plugins.d/anomalies.plugin"
 [ -f "$work/etc/python.d/anomalies.conf" ] || fail "uninstall removed the user's own anomalies.conf"
 grep -qx 'example: no' "$work/etc/python.d.conf" || fail "uninstall undid the user's own edit of python.d.conf"
 ! grep -qE '^anomalies *:' "$work/etc/python.d.conf" || fail "uninstall left the anomalies line in python.d.conf"
+if ! python3 -c 'import pandas' 2>/dev/null; then
+  ! grep -qE '^(zscores|pandas) *: *no' "$work/etc/python.d.conf" || fail "uninstall left the zscores or pandas line it set"
+  grep -qx '# zscores: no' "$work/etc/python.d.conf" || fail "uninstall did not put the stock zscores line back"
+fi
 [ ! -e "$work/lib/anomalies-install.state" ] || fail "uninstall left its install record"
 [ ! -e "$work/etc/custom-plugins.d/python.d" ] || fail "uninstall left the folder it made for the module"
 [ ! -e "$work/etc/health.d" ] || fail "uninstall left the health.d folder it made"
