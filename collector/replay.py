@@ -469,42 +469,26 @@ class _Server(ThreadingHTTPServer):
                     pass
 
 
+def _stall(name, doc):
+    """A server setting the request handler reads (``httpd.<name>``), in seconds."""
+    return property(lambda self: getattr(self.httpd, name),
+                    lambda self, seconds: setattr(self.httpd, name, float(seconds)), doc=doc)
+
+
 class ReplayServer:
     """The replay HTTP server in a background thread; ``host`` is 'address:port'."""
+
+    data_delay = _stall('data_delay', 'seconds to stall each /api/v1/data answer (a slow agent)')
+    charts_delay = _stall('charts_delay', 'and each /api/v1/charts answer (thousands of charts, a busy agent)')
+    allmetrics_delay = _stall('allmetrics_delay', "and each step's latest values (an agent slower than a step)")
 
     def __init__(self, recording, clock, port=0, address='127.0.0.1'):
         self.recording = recording if isinstance(recording, Recording) else Recording(recording)
         self.clock = clock
         self.httpd = _Server((address, port), _Handler)
         self.httpd.recording, self.httpd.clock = self.recording, clock
-        self.httpd.data_delay = 0.0  # seconds to stall each /api/v1/data answer (a slow agent)
-        self.httpd.charts_delay = 0.0  # and each /api/v1/charts answer (thousands of charts, a busy agent)
-        self.httpd.allmetrics_delay = 0.0  # and each step's latest values (an agent slower than a step)
+        self.httpd.data_delay = self.httpd.charts_delay = self.httpd.allmetrics_delay = 0.0
         self.thread = threading.Thread(target=self.httpd.serve_forever, name='replay-http', daemon=True)
-
-    @property
-    def data_delay(self):
-        return self.httpd.data_delay
-
-    @data_delay.setter
-    def data_delay(self, seconds):
-        self.httpd.data_delay = float(seconds)
-
-    @property
-    def charts_delay(self):
-        return self.httpd.charts_delay
-
-    @charts_delay.setter
-    def charts_delay(self, seconds):
-        self.httpd.charts_delay = float(seconds)
-
-    @property
-    def allmetrics_delay(self):
-        return self.httpd.allmetrics_delay
-
-    @allmetrics_delay.setter
-    def allmetrics_delay(self, seconds):
-        self.httpd.allmetrics_delay = float(seconds)
 
     @property
     def host(self):
