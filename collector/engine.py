@@ -434,8 +434,6 @@ class AnomalyDetector:
         self.failed_trainings += 1
         delay = min(RETRY_STEPS * 2 ** min(self.failed_trainings - 1, 10),
                     max(RETRY_STEPS, self.config.train_every_n))
-        if '(no answer in ' in error:   # a read of the window timed out (training.py: 6 x api_timeout, 10 s at least)
-            error += ' (the training waits that long for each read: 6 x api_timeout, raise it for an agent this slow)'
         self.problems.report('training', 'training failed: {} (trying again in {} steps)'.format(error, delay))
         # (the charts still without a model too: each discovery would otherwise train them at once)
         self.failed_until = self.steps + delay

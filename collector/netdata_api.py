@@ -63,6 +63,9 @@ MAX_FILTER = 16000
 PARALLEL_READS = 4
 
 
+NO_ANSWER = 'no answer in'   # how a timed-out read is told, in messages that pass it on as text
+
+
 class NetdataError(RuntimeError):
     """The agent could not be reached or gave an answer that cannot be used. ``reason`` says
     what went wrong without the address (one line for many charts that failed alike);
@@ -211,7 +214,7 @@ class NetdataApi:
             why = '{}: {}'.format(e.__class__.__name__, str(e)[:160])
             waited = timeout or self.timeout if isinstance(e, (TimeoutError, socket.timeout)) else None
             if waited:
-                why += ' (no answer in {:g} s)'.format(waited)
+                why += ' ({} {:g} s)'.format(NO_ANSWER, waited)
             raise NetdataError('cannot reach {}: {}'.format(shown, why), 'cannot reach {}: {}'.format(self.host, why),
                                timed_out=waited)
         if status != 200:

@@ -22,7 +22,7 @@ import numpy as np
 
 from .features import feature_groups, fill_missing, phases_every
 from .models import MIN_TRAIN_ROWS
-from .netdata_api import split_key, unread_reason
+from .netdata_api import NO_ANSWER, split_key, unread_reason
 
 
 # flagged more than this share of its window and a change is taken as the new normal:
@@ -225,7 +225,10 @@ def run_training(request):
                 username=cfg.username, password=cfg.password, tls_verify=cfg.tls_verify,
                 timeout=max(10.0, cfg.api_timeout * 6), points=0)   # single samples: see rows_every
         except NetdataError as e:
-            unread.append((specs, str(e)))
+            why = str(e)
+            if NO_ANSWER in why:   # (the reasons of many charts come joined as text)
+                why += ' (the training waits that long for each read: 6 x api_timeout, raise it for an agent this slow)'
+            unread.append((specs, why))
             continue
         result.problems += [p for p in problems if p not in result.problems]
         _fit_batch(request, specs, df, times_index, problems, result)
