@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from . import flagged_spans, persist, saved_models, stored_rows
+from . import flagged_spans, persist, ring, saved_models, stored_rows
 from .batch import BatchScorer, Layout
 from .flagged_spans import FlagFile
 from .flags import FlagPolicy
@@ -597,44 +597,24 @@ class AnomalyDetector:
         training window's last rows (``tails``: the newly trained models), so a new model
         scores on its first step and the others do not pause.
         """
-        before = self.ring, self.ring_stamps, self.layout
+        before = None if self.ring is None or self.ring_stamps is None else (
+            self.ring, self.ring_stamps, self.layout.index)
         self.layout = Layout(self.models)
         self.batch = BatchScorer(self.models, self.layout,
                                  feature_blocks(self.config.lags_n, self.config.level_features))
-        ring = np.full((self.need, len(self.layout)), np.nan)
-        stamps = np.full(self.need, np.nan)   # the agent time of each row, to tell which rows may be kept
-        rows = [self.layout.row({h: json_loads(b) for h, b in raw.items()})[0] for _, raw in self.snapshots]
-        if rows:
-            ring[self.need - len(rows):] = np.vstack(rows)
-            stamps[self.need - len(rows):] = [t for t, _ in self.snapshots]
-        room = self.need - len(rows)   # rows the kept answers do not fill
-        oldest = self.snapshots[0][0] if self.snapshots else float('inf')
+        recent = [(t, self.layout.row({h: json_loads(b) for h, b in raw.items()})[0]) for t, raw in self.snapshots]
         # rows from before a gap in collection (a training's window that ended before it) are
         # not the seconds just before the rows kept since
         since_gap = self.gap[1] - (self.need + 2) * self.config.update_every if self.gap else -float('inf')
-        if room > 0:
-            old_ring, old_stamps, old_layout = before
-            if old_ring is not None and old_stamps is not None:
-                kept = (old_stamps < oldest) & (old_stamps >= since_gap)   # never rows of before a gap
-                old_rows, old_times = old_ring[kept][-room:], old_stamps[kept][-room:]
-                shared = [c for c in self.layout.columns if c in old_layout.index]
-                if len(old_rows) and shared:
-                    at = slice(room - len(old_rows), room)
-                    ring[at, [self.layout.index[c] for c in shared]] = old_rows[:, [old_layout.index[c] for c in shared]]
-                    stamps[at] = old_times
-            for model_id, (times, raw) in tails.items():
-                times = np.asarray(times, dtype=np.float64)
-                keep = (times < oldest) & (times >= since_gap)
-                raw, times = np.asarray(raw)[keep][-room:], times[keep][-room:]
-                if len(raw):
-                    cols = [self.layout.index[c] for c in self.models[model_id].columns]
-                    ring[room - len(raw):room, cols] = raw
-                    stamps[room - len(raw):room] = np.fmax(stamps[room - len(raw):room], times)
+        rows, stamps = ring.refill(
+            self.need, self.layout.index, recent,
+            before=before,
+            tails=[(self.models[m].columns, times, raw) for m, (times, raw) in tails.items()], since=since_gap)
         self.ring_stamps = stamps
-        ring = self.ring = absent_as_zero(ring, self.layout.chart_index, self.layout.chart_offsets)
+        self.ring = absent_as_zero(rows, self.layout.chart_index, self.layout.chart_offsets)
         self.flag_policy.reindex(self.batch.ids, retrained=tails)
         # rows each model has had, to score only once its features are real
-        have = ~np.isnan(ring[:, self.batch.raw_all]) if self.batch.raw_all.size else np.zeros((self.need, 0), bool)
+        have = ~np.isnan(self.ring[:, self.batch.raw_all]) if self.batch.raw_all.size else np.zeros((self.need, 0), bool)
         self.rows_seen = (np.logical_or.reduceat(have, self.batch.raw_offsets, axis=1).sum(axis=0)
                           if self.batch.ids else np.zeros(0, dtype=int))
 
@@ -904,15 +884,10 @@ class AnomalyDetector:
         for model_id in sorted(self.missing - missing):
             self.problems.clear('missing:' + model_id, "model '{}': values are back".format(model_id))
         self.missing = missing
-        ring = self.ring
         row = absent_as_zero(row[None, :], self.layout.chart_index, self.layout.chart_offsets)[0]
-        row = np.where(np.isnan(row), ring[-1], row)   # a chart without a value keeps its last row
-        ring[:-1] = ring[1:]
-        ring[-1] = row
-        self.ring_stamps[:-1] = self.ring_stamps[1:]
-        self.ring_stamps[-1] = stamp
+        ring.push(self.ring, self.ring_stamps, row, stamp)
         self.rows_seen = self.rows_seen + present
-        filled = fill_missing(ring) if np.isnan(ring).any() else ring
+        filled = fill_missing(self.ring) if np.isnan(self.ring).any() else self.ring
         features = self.config.features(filled)[-1]
         ids, probs, rank, above, excess = batch.score(features)
         for model_id, why in batch.failed.items():
