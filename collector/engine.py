@@ -54,6 +54,12 @@ REFILL_SECONDS = 5.0
 # (a training that takes longer, a big window on a slow box, no longer hides what happens meanwhile)
 OWN_TRAINING_MAX_STEPS = 60
 
+Due = collections.namedtuple('Due', 'clock step')   # whichever comes first
+Retry = collections.namedtuple('Retry', 'tries step')   # failed trainings in a row, no retry before step
+NO_RETRY = Retry(0, 0)
+Moment = collections.namedtuple('Moment', 'step stamp')   # a step and the agent's time at it
+Stood = collections.namedtuple('Stood', 'stamp clock step')   # the agent's newest time, when it was first seen
+
 
 class Step:
     """What one collection step produced."""
@@ -99,16 +105,16 @@ class AnomalyDetector:
         self.failed_trainings = 0   # whole trainings failed in a row
         self.failed_until = 0       # the step before which no discovery trains after a whole training failed
         self.discover_every = max(1, int(DISCOVER_SECONDS // config.update_every))   # in steps
-        self.next_discovery = (clock() + DISCOVER_SECONDS, self.discover_every)   # (clock, step)
+        self.next_discovery = Due(clock() + DISCOVER_SECONDS, self.discover_every)
         self.listing = None   # the chart list being read (ChartListing), until a step takes it up
         # a replay waits for each list on a stopped clock, as for each training (evaluate)
         self.list_wait = LIST_WAIT_SECONDS
         self.untrained = {}  # model id -> why its last training failed
-        self.retry_at = {}   # model id -> (failed trainings in a row, step before which no discovery retries it)
+        self.retry_at = {}   # model id -> Retry: failed trainings in a row, step before which no discovery retries it
         self.training_quiet = False  # the training in flight only retries models that failed before
         self.training_step = 0       # the step the training in flight started at
-        self.gap = None              # (step, agent time) of the last gap in collection
-        self.stood = None            # (agent time, clock, step) when the agent's newest collection last moved
+        self.gap = None              # Moment (step, agent time) of the last gap in collection
+        self.stood = None            # Stood: when the agent's newest collection last moved
         self.prune_due = False       # saved models of gone charts to remove, once the agent lists all
         self.waiting = set()  # models whose chart has less than train_min_n_secs of history
         self.waiting_since = {}  # model id -> (step, the chart's listed seconds) when its wait began
@@ -132,7 +138,7 @@ class AnomalyDetector:
         self.disk_checked = set()  # models whose saved file was looked for (once per job)
         self.unlisted = set()  # models whose chart the last chart listing did not have
         self.regrown = {}      # model id -> the dimensions listed when it was retrained for new ones
-        self.own_rows = (0, 0)     # [first, end) rows whose features hold the job's own last training
+        self.own_rows = range(0)   # the steps whose features hold the job's own last training
         # a replay waits for each training on a stopped clock, so its rows never show one; on an
         # agent every training shows in the rows read from its start to `need` after its end
         self.trainings_take_agent_time = True
@@ -203,7 +209,7 @@ class AnomalyDetector:
         self._forget_gone(specs, report)
         if not specs:
             if self._no_charts_in_scope():   # an agent starting: looked at again in a few seconds
-                self.next_discovery = (self.clock() + SCOPE_WAIT_SECONDS, self.steps + SCOPE_WAIT_SECONDS)
+                self.next_discovery = Due(self.clock() + SCOPE_WAIT_SECONDS, self.steps + SCOPE_WAIT_SECONDS)
             self._retry_full_training_soon(full_due)   # a discovery's empty list leaves the schedule alone
             return
         self.problems.clear('scope')
@@ -221,10 +227,10 @@ class AnomalyDetector:
         asked for when a training or a discovery is due and no training runs."""
         if self.listing is None:
             full_due = self.steps >= self.next_training
-            discovery_due = self.clock() >= self.next_discovery[0] or self.steps >= self.next_discovery[1]
+            discovery_due = self.clock() >= self.next_discovery.clock or self.steps >= self.next_discovery.step
             if self.trainer.busy or not (full_due or discovery_due):
                 return None
-            self.next_discovery = (self.clock() + DISCOVER_SECONDS, self.steps + self.discover_every)
+            self.next_discovery = Due(self.clock() + DISCOVER_SECONDS, self.steps + self.discover_every)
             self.listing = ChartListing(self.apis[self.config.host], in_thread=wait is not None)
         if not self.listing.ready(wait):
             return None
@@ -282,7 +288,7 @@ class AnomalyDetector:
         if self.steps < self.failed_until:   # a training that failed whole is tried again when it said
             return []
         todo = [s for model_id, s in specs.items() if model_id not in self.models
-                and self.steps >= self.retry_at.get(model_id, (0, 0))[1]]
+                and self.steps >= self.retry_at.get(model_id, NO_RETRY).step]
         todo = self._saved_for_new_charts(charts, todo, report)
         return todo + [specs[m] for m in new_dimensions]
 
@@ -303,8 +309,8 @@ class AnomalyDetector:
         self.training_started, self.training_step = self.clock(), self.steps
         # the row this step reads was collected before the process started; the next ones may not be
         # (a training that starts while the last one's rows are still held holds on from them)
-        first = self.own_rows[0] if self.own_rows[0] <= self.steps + 2 <= self.own_rows[1] else self.steps + 2
-        self.own_rows = (first, self.steps + 2 + OWN_TRAINING_MAX_STEPS)
+        first = self.own_rows.start if self.own_rows.start <= self.steps + 2 <= self.own_rows.stop else self.steps + 2
+        self.own_rows = range(first, self.steps + 2 + OWN_TRAINING_MAX_STEPS)
         self.training_quiet = not full_due and all(s.model_id in self.waiting or s.model_id in self.untrained
                                                    for s in todo)
         if not self.training_quiet:
@@ -393,7 +399,7 @@ class AnomalyDetector:
         self.trainings += 1   # (how many trainings ended: for the tests and the harnesses)
         # the training process's CPU, memory, forks and reads show in the rows read while it ran
         # (this step's too, however short it was), and in the features for `need` rows after
-        self.own_rows = (self.own_rows[0], self.steps + 1 + self.need) if self.trainings_take_agent_time else (0, 0)
+        self.own_rows = range(self.own_rows.start, self.steps + 1 + self.need) if self.trainings_take_agent_time else range(0)
         if result.error:
             self._training_failed(result.error)
             return
@@ -528,7 +534,7 @@ class AnomalyDetector:
                 history = listed.get(spec.chart) or 0
             if history > 0:
                 short = max(0, result.min_history - history)
-                self.retry_at[model_id] = (0, self.training_step + max(self.discover_every,
+                self.retry_at[model_id] = Retry(0, self.training_step + max(self.discover_every,
                                                                        -(-int(short) // self.config.update_every)))
             else:
                 self._back_off(model_id)
@@ -565,8 +571,8 @@ class AnomalyDetector:
     def _back_off(self, model_id):
         """Try ``model_id`` again at discoveries further and further apart (one, two, four, ...
         up to 32 discoveries after this training)."""
-        tries = self.retry_at.get(model_id, (0, 0))[0] + 1
-        self.retry_at[model_id] = (tries, self.training_step + self.discover_every * 2 ** min(tries - 1, 5))
+        tries = self.retry_at.get(model_id, NO_RETRY).tries + 1
+        self.retry_at[model_id] = Retry(tries, self.training_step + self.discover_every * 2 ** min(tries - 1, 5))
 
     def _stop_endless_waits(self, result):
         """A chart the agent lists without its history growing (never collected, an agent that
@@ -605,7 +611,7 @@ class AnomalyDetector:
         recent = [(t, self.layout.row({h: json_loads(b) for h, b in raw.items()})[0]) for t, raw in self.snapshots]
         # rows from before a gap in collection (a training's window that ended before it) are
         # not the seconds just before the rows kept since
-        since_gap = self.gap[1] - (self.need + 2) * self.config.update_every if self.gap else -float('inf')
+        since_gap = self.gap.stamp - (self.need + 2) * self.config.update_every if self.gap else -float('inf')
         rows, stamps = ring.refill(
             self.need, self.layout.index, recent,
             before=before,
@@ -629,7 +635,7 @@ class AnomalyDetector:
                 if host == self.config.host and 'fetch:' + host in self.problems:
                     # back (an agent or a parent restarted): its chart list at once, so saved models
                     # load and charts train now, not at the next minute's look or retry
-                    self.next_discovery = (self.clock(), self.steps)
+                    self.next_discovery = Due(self.clock(), self.steps)
                 self.problems.clear('fetch:' + host, 'agent {} answers again'.format(host))
             except NetdataError as e:
                 slow = ('' if not e.timed_out else ': a step waits for the latest values 0.9 x update_every at most, '
@@ -701,7 +707,7 @@ class AnomalyDetector:
             self.next_training = self.steps + min(due_in, regrow_in)   # the agent may have answered only later
         else:
             self.next_training, due = NEVER, 'not retrained (train_every_n 0)'
-        self.next_discovery = (self.clock(), self.steps)  # train the charts without a usable saved model at once
+        self.next_discovery = Due(self.clock(), self.steps)  # train the charts without a usable saved model at once
         self.log.info('loaded {} saved models from {} (oldest trained {:.0f} s ago); {}'.format(
             len(loaded), self.models_dir, age, due))
 
@@ -800,7 +806,7 @@ class AnomalyDetector:
         # a jump either way (a suspend, the clock set back) makes the kept rows another
         # time's; not on the step after a refill: a slow one would read as another gap, for ever
         if (self.models and self.snapshots and abs(stamp - self.snapshots[-1][0]) > GAP_STEPS * self.stamp_every
-                and not (self.gap and self.gap[0] == self.steps - 1)):
+                and not (self.gap and self.gap.step == self.steps - 1)):
             self._after_a_gap(stamp - self.snapshots[-1][0], stamp)
         # kept as the bytes the agent sent: parsed bodies held for several steps would be
         # thousands of objects reaching the garbage collector's oldest generation each step
@@ -823,14 +829,14 @@ class AnomalyDetector:
         lasts. Said once, and again when values move on. Only for a job whose charts are all
         its host's (custom models on other nodes have collection intervals not listed here)."""
         now = self.clock()
-        if self.stood is None or stamp != self.stood[0]:
+        if self.stood is None or stamp != self.stood.stamp:
             if 'still' in self.problems:   # (said only once stood was set)
                 self.problems.clear('still', 'values from {} move on again, after {:.0f} s'.format(
-                    self.config.host, stamp - self.stood[0]))
-            self.stood = (stamp, now, self.steps)
+                    self.config.host, stamp - self.stood.stamp))
+            self.stood = Stood(stamp, now, self.steps)
             return False
         limit = max(STILL_SECONDS, 3 * self.stamp_every)
-        if now - self.stood[1] < limit or (self.steps - self.stood[2]) * self.config.update_every < limit:
+        if now - self.stood.clock < limit or (self.steps - self.stood.step) * self.config.update_every < limit:
             return False
         self.problems.report('still', 'no new values from {} for {} s (its charts\' last collection stands at '
                                       '{:.0f}): a child whose stream to its parent stopped, or an agent that stopped '
@@ -849,7 +855,7 @@ class AnomalyDetector:
             self.log.info("the agent's clock went back {:.0f} s in one step: the features start again "
                           "from its stored rows".format(-seconds))
         self.snapshots.clear()
-        self.gap = (self.steps, stamp)
+        self.gap = Moment(self.steps, stamp)
         try:
             tails, _, unread = self._recent_rows(self.models)
         except Exception:  # odd answers: the models score again once enough steps came in
@@ -897,7 +903,7 @@ class AnomalyDetector:
         hold = None if self.config.flag_hold is None else (rank >= self.config.flag_hold) & scored
         flags = self.flag_policy.update(above & scored, hold, np.where(scored, rank, 0.0),
                                         np.where(scored, excess, -np.inf)) * scored
-        if self.own_rows[0] <= self.steps < self.own_rows[1]:
+        if self.steps in self.own_rows:
             # the job's own training is no anomaly: no flag rises on it (one already up stays
             # up, and an excess that outlasts it rises after), and its rows stay in the next
             # training window rather than being left out as flagged, so it becomes ordinary
@@ -906,7 +912,7 @@ class AnomalyDetector:
         p_list, f_list = probs.tolist(), flags.tolist()
         report.scores.update((ids[k], (p_list[k], f_list[k])) for k in np.nonzero(scored)[0].tolist())
         if self.config.train_exclude_flagged:
-            training_rows = self.own_rows[0] <= self.steps < self.own_rows[1]
+            training_rows = self.steps in self.own_rows
             self._remember_episodes(ids, flags, np.where(scored, rank, 0.0), stamp, training_rows)
         # what drives each model: for the log line of a flag that rises now, or every model for
         # the attribution charts (a flag that stays up is not explained again every step)

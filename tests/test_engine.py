@@ -14,7 +14,7 @@ import pytest
 
 from collector.config import parse_job_config
 import collector.engine as engine
-from collector.engine import AnomalyDetector
+from collector.engine import AnomalyDetector, Due
 from collector.flagged_spans import FLAGS_SAVE_SECONDS
 from collector.netdata_api import PARALLEL_READS, NetdataApi, NetdataError, json_loads
 from collector.training import RECURRING_EVENTS, ThreadTrainer
@@ -184,7 +184,7 @@ def test_trainings_back_to_back_hold_every_step_between_them(replay, logger):
     for _ in range(40):
         det.step()
         det.trainer.wait()
-        if not det.own_rows[0] <= det.steps < det.own_rows[1]:
+        if det.steps not in det.own_rows:
             open_steps.append(det.steps)
         replay.clock.advance(1)
     assert det.trainings > 10 and open_steps == [], open_steps
@@ -398,7 +398,7 @@ def test_an_agent_too_slow_for_the_step_or_the_timeout_is_told_which_key_to_chan
         'most, so an agent slower to answer them needs a larger update_every' in said[0], said
     replay.charts_delay = 1.5   # over api_timeout
     try:
-        det.next_discovery = (0, det.steps)
+        det.next_discovery = Due(0, det.steps)
         det.step()
     finally:
         replay.charts_delay = 0
@@ -422,7 +422,7 @@ def test_a_chart_left_out_of_one_listing_is_still_read_and_scored(replay, logger
     run_until_trained(det, replay)
     _steps(det, replay, 5)
     LateListing.unlisted = {'system.ram'}
-    det.next_discovery = (0, det.steps)
+    det.next_discovery = Due(0, det.steps)
     first = _steps(det, replay, 1)
     LateListing.unlisted = set()
     steps = first + _steps(det, replay, 70)   # up to the next listing, which has it again
@@ -451,7 +451,7 @@ def test_a_slow_chart_list_does_not_hold_the_steps(replay, logger):
     det.list_wait = engine.LIST_WAIT_SECONDS   # as a job on an agent waits
     SlowListing.slow = True
     try:
-        det.next_discovery = (0, det.steps)
+        det.next_discovery = Due(0, det.steps)
         steps = _steps(det, replay, 3)
         assert det.listing is not None and not det.listing.done.is_set()   # the list is still coming
         assert all(set(s.scores) == set(det.models) and s.fresh for s in steps)
@@ -499,7 +499,7 @@ def test_one_chart_list_without_any_chart_in_scope_does_not_bring_a_full_trainin
     det.trainer.wait()
     trainings = det.trainings
     EmptyOnce.empty = True
-    det.next_discovery = (0, det.steps)
+    det.next_discovery = Due(0, det.steps)
     _steps(det, replay, 1)
     EmptyOnce.empty = False
     for _ in range(100):
@@ -523,11 +523,11 @@ def test_charts_that_came_and_went_are_not_remembered_for_the_life_of_the_job(re
     run_until_trained(det, replay)
     for k in range(6):
         Containers.running = [k]
-        det.next_discovery = (0, det.steps)
+        det.next_discovery = Due(0, det.steps)
         _steps(det, replay, 1)
         det.trainer.wait()
     Containers.running = []
-    det.next_discovery = (0, det.steps)
+    det.next_discovery = Due(0, det.steps)
     _steps(det, replay, 1)
     assert set(det.disk_checked) <= set(det.specs) and len(det.models) == 4, det.disk_checked
     det.close()
@@ -687,7 +687,7 @@ def test_a_model_trained_as_its_chart_goes_is_neither_shown_nor_taken_down(repla
         _steps_until(det, replay, lambda: 'system.ram' in det.unlisted)
         step = det._pending
         step.added.append('system.ram')   # as if the training collected this step had brought it
-        det.next_discovery = (0, 0)
+        det.next_discovery = Due(0, 0)
         det._maybe_start_training(step, wait=None)
     finally:
         SwitchableApi.hidden = set()
@@ -1423,7 +1423,7 @@ def test_a_training_that_keeps_failing_is_tried_again_ever_further_apart(replay,
     for _ in range(600):
         det.step()
         replay.clock.advance(1)
-        muted += det.own_rows[0] <= det.steps < det.own_rows[1]
+        muted += det.steps in det.own_rows
     assert det.trainings - started == 5, det.trainings - started   # at 0, 30, 90, 210 and 450 steps
     assert muted < 100, muted
     assert any('trying again in 240 steps' in m for m in logger.errors()), logger.errors()
@@ -1536,7 +1536,7 @@ def test_too_little_history_without_a_minimum_is_reported_and_retried(recording,
             time.sleep(0.05)
         assert det.models == {}
         assert any('only' in e and 'rows of history' in e for e in logger.errors())
-        assert det.next_discovery[0] <= det.clock() + 60   # the missing models are tried again soon
+        assert det.next_discovery.clock <= det.clock() + 60   # the missing models are tried again soon
         # one line per reason, not one per model (system.load, collected every 5 s, has fewer rows)
         lines = [e for e in logger.errors() if 'rows of history' in e]
         assert len(lines) == 2 and any(line.startswith('3 models not trained') for line in lines), lines
@@ -1875,7 +1875,7 @@ def test_an_infinity_read_steps_ago_is_no_reading_when_the_models_are_laid_out_a
     try:
         steps = []
         while 'system.forks' in tampered.models:   # gone from two listings: its model is removed
-            tampered.next_discovery = (0, tampered.steps)
+            tampered.next_discovery = Due(0, tampered.steps)
             steps += _steps(tampered, replay, 1)
             assert len(steps) < 5
     finally:
