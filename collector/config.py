@@ -556,7 +556,8 @@ def parse_job_config(raw, job_name=None):
     if not isinstance(address, str) or not address:
         errors.append("key 'prometheus_address': expected an address to listen on, got {!r}".format(
             cfg['prometheus_address']))
-    if regex is None and not custom and 'charts_regex' not in [e.split("'")[1] for e in errors]:
+    # (a custom model refused above is what leaves the job without charts: not said again as charts_regex's)
+    if regex is None and not custom and not {'charts_regex', 'custom_models'} & {e.split("'")[1] for e in errors}:
         errors.append("key 'charts_regex': no charts in scope: set charts_regex or custom_models")
 
     # framework keys we rely on

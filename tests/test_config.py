@@ -301,6 +301,17 @@ def test_all_bad_keys_are_reported_together():
     assert len(errors) == 3
 
 
+def test_a_custom_model_job_with_a_bad_entry_is_told_of_that_entry_alone():
+    """A job of custom models only (charts_regex 'none', as the Raspberry Pi example) whose
+    entry is refused has no charts in scope because of it: charts_regex is not blamed too."""
+    for entry in ({'name': 'cpu temp', 'dimensions': 'system.cpu|user'}, {'name': 'cpu_temp'},
+                  {'name': 'cpu_temp', 'dimensions': 'system.cpu.user'}, 'system.cpu|user'):
+        errors = errors_for({'charts_regex': 'none', 'custom_models': [entry]})
+        assert len(errors) == 1 and errors[0].startswith("key 'custom_models' entry 1"), errors
+    assert errors_for({'charts_regex': 'none'}) == [
+        "key 'charts_regex': no charts in scope: set charts_regex or custom_models"]
+
+
 def test_keys_yaml_reads_as_booleans_and_files_not_utf8_are_named_not_a_traceback(tmp_path):
     errors = errors_for({'on': 1, True: 1, 'bogus': 2})
     assert len(errors) == 3 and any(e.startswith("key True: unknown option, read as a bool") for e in errors)
