@@ -532,7 +532,11 @@ def parse_job_config(raw, job_name=None):
     for key in ('include_average_prob', 'custom_models_normalize', 'train_in_subprocess', 'level_features',
                 'despike', 'train_exclude_flagged', 'attribution_charts', 'reinitialize_at_every_step'):
         _check_bool(cfg, key, errors)
-    models_dir = None if _none_string(cfg['models_dir']) else cfg['models_dir']
+    models_dir = cfg['models_dir']
+    if isinstance(models_dir, str):   # 'Auto', 'NONE': the words, not folders of that name where the plugin runs
+        models_dir = models_dir.strip()
+        models_dir = models_dir.lower() if models_dir.lower() in ('auto', 'none', 'null') else models_dir
+    models_dir = None if _none_string(models_dir) else models_dir
     if models_dir is not None and not isinstance(models_dir, str):
         errors.append("key 'models_dir': expected 'auto', a directory, or 'none', got {!r}".format(models_dir))
     elif models_dir not in (None, 'auto'):
@@ -636,6 +640,9 @@ def config_warnings(cfg):
                      "averaged rows, so charts collected every second are trained on averages of the seconds a "
                      "step reads".format(cfg.train_n_secs, MAX_ROWS))
     notes += _initial_window_notes(cfg)
+    if cfg.models_dir not in (None, 'auto') and not os.path.isabs(os.path.expanduser(cfg.models_dir)):
+        notes.append("key 'models_dir': {} is not an absolute path: models are saved relative to the folder the "
+                     "plugin runs in ('auto' keeps them in the agent's lib dir)".format(cfg.models_dir))
     if cfg.prometheus_textfile:
         if not os.path.isabs(cfg.prometheus_textfile):
             notes.append("key 'prometheus_textfile': {} is not an absolute path: it is written relative to the "

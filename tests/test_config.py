@@ -244,6 +244,17 @@ def test_a_models_dir_on_a_file_is_refused(tmp_path):
         tmp_path / 'new' / 'folder')
 
 
+def test_models_dir_takes_auto_and_none_in_any_case_and_a_relative_folder_is_warned_of():
+    """'Auto' or 'NONE' is the setting, not a folder of that name made wherever the plugin runs
+    (python.d.plugin's working directory); a relative folder is said to be relative to it."""
+    for word, want in (('Auto', 'auto'), (' AUTO ', 'auto'), ('NONE', None), ('Null', None)):
+        cfg = parse_job_config({'models_dir': word})
+        assert cfg.models_dir == want and config_warnings(cfg) == [], word
+    notes = config_warnings(parse_job_config({'models_dir': 'mymodels'}))
+    assert len(notes) == 1 and notes[0].startswith("key 'models_dir': mymodels is not an absolute path"), notes
+    assert config_warnings(parse_job_config({'models_dir': '~/models'})) == []
+
+
 def test_settings_that_do_nothing_or_much_more_than_meant_are_warned_of(tmp_path):
     assert config_warnings(parse_job_config({})) == []
     cfg = parse_job_config({'level_squash': 7, 'level_features': False, 'contamination': 0.2, 'train_every_n': 10,
