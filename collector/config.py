@@ -394,6 +394,20 @@ def _plugins_own(key):
     return isinstance(key, str) and key.startswith('__')
 
 
+def _layout_hint(key, value):
+    """What an unknown key most likely is, when its value says it is a job written in the wrong
+    place or layout rather than a misspelled option ('' otherwise)."""
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return ("it holds a list of '- ...' entries, go.d.plugin's layout: here a job is a name at the top level "
+                "with its options indented under it, without '-'; ")
+    if isinstance(value, dict):
+        return "it holds options of its own: a job indented under another? Each job starts at the top level; "
+    if key == 'anomalies' and isinstance(value, bool):
+        return "'anomalies: {}' turns the module on or off in python.d.conf, not here; ".format(
+            'yes' if value else 'no')
+    return ''
+
+
 def parse_job_config(raw, job_name=None):
     """Validate a job's raw configuration (as python.d passes it) into a ``JobConfig``.
 
@@ -408,7 +422,7 @@ def parse_job_config(raw, job_name=None):
         if isinstance(k, str):
             near = difflib.get_close_matches(k, list(DEFAULTS) + list(FRAMEWORK_KEYS), n=1, cutoff=0.75)
             errors.append("key '{}': unknown option ({}see anomalies.conf for the valid ones)".format(
-                k, "did you mean '{}'? ".format(near[0]) if near else ''))
+                k, _layout_hint(k, raw[k]) or ("did you mean '{}'? ".format(near[0]) if near else '')))
         else:   # YAML reads a bare on/off/yes/no/1 as a boolean or a number
             errors.append("key {!r}: unknown option, read as a {} (a key written as on, off, yes, no or a "
                           "number: quote it, or see anomalies.conf for the valid ones)".format(k, type(k).__name__))

@@ -323,6 +323,22 @@ def test_a_custom_model_job_with_a_bad_entry_is_told_of_that_entry_alone():
         "key 'charts_regex': no charts in scope: set charts_regex or custom_models"]
 
 
+def test_a_job_written_in_the_wrong_layout_or_place_is_told_so(tmp_path):
+    """Jobs as go.d.plugin lists them, a job indented under another, or the module's switch from
+    python.d.conf: each is told as what it is, not as a misspelled option only."""
+    cases = {"jobs:\n  - name: local\n    host: '10.0.0.5:19999'\n": ('jobs', "go.d.plugin's layout"),
+             "anomalies:\n  lags_n: 3\n  other:\n    lags_n: 4\n": ('other', 'a job indented under another'),
+             "anomalies: yes\n": ('anomalies', 'in python.d.conf, not here')}
+    for text, (key, said) in cases.items():
+        conf = tmp_path / 'a.conf'
+        conf.write_text(text)
+        (name, raw), = load_config_file(str(conf)).items()
+        errors = errors_for(raw)
+        assert len(errors) == 1 and errors[0].startswith("key '{}': unknown option".format(key)), errors
+        assert said in errors[0], errors
+    assert 'did you mean' in errors_for({'train_n_sec': 600})[0]
+
+
 def test_keys_yaml_reads_as_booleans_and_files_not_utf8_are_named_not_a_traceback(tmp_path):
     errors = errors_for({'on': 1, True: 1, 'bogus': 2})
     assert len(errors) == 3 and any(e.startswith("key True: unknown option, read as a bool") for e in errors)
