@@ -14,6 +14,7 @@ import numpy as np
 
 from . import flagged_spans, persist, ring, saved_models, stored_rows
 from .batch import BatchScorer, Layout
+from .config import chart_in_scope
 from .flagged_spans import FlagFile
 from .flags import FlagPolicy
 from .features import absent_as_zero, feature_blocks, fill_missing
@@ -208,7 +209,7 @@ class AnomalyDetector:
                 self.log.error('cannot remove old saved models from {} (models_dir): {!r}'.format(self.models_dir, e))
         self._forget_gone(specs, report)
         if not specs:
-            if self._no_charts_in_scope():   # an agent starting: looked at again in a few seconds
+            if self._no_charts_in_scope(charts):   # an agent starting: looked at again in a few seconds
                 self.next_discovery = Due(self.clock() + SCOPE_WAIT_SECONDS, self.steps + SCOPE_WAIT_SECONDS)
             self._retry_full_training_soon(full_due)   # a discovery's empty list leaves the schedule alone
             return
@@ -327,12 +328,19 @@ class AnomalyDetector:
         every = [listed[c] for c in self.wanted.get(self.config.host, ()) if c in listed]
         self.stamp_every = max(self.config.update_every, min(every, default=self.config.update_every))
 
-    def _no_charts_in_scope(self):
+    def _no_charts_in_scope(self, charts=None):
         """An error, but for a job started with its agent: said once as the wait it is. A job
         with saved models modelled charts before, so an agent that lists none of them is one
         (re)starting, whose collectors list their charts in the next seconds, however much
         history it kept (dbengine). Whether the job waits for its agent."""
         said = 'no charts match charts_regex {!r} and no custom_models are set'.format(self.config.charts_regex)
+        # the charts the regex matches that charts_to_exclude takes out: else the line sends the reader to the regex
+        cfg, charts = self.config, charts or ()
+        excluded = sorted(c for c in charts if chart_in_scope(c, cfg.charts_regex, ()) and not cfg.chart_matches(c))
+        if excluded:
+            said = ('charts_to_exclude {!r} leaves none of the {} charts charts_regex {!r} matches ({}) and no '
+                    'custom_models are set'.format(','.join(cfg.charts_to_exclude), len(excluded), cfg.charts_regex,
+                                                   first_few(excluded, 3)))
         agent_age = max(self.apis[self.config.host].listed_seconds.values(), default=0)
         restarted = bool(self.models_dir) and persist.has_models(self.models_dir)
         if (agent_age < YOUNG_AGENT_SECONDS or restarted) and self.clock() - self.created < YOUNG_AGENT_SECONDS:

@@ -1651,6 +1651,19 @@ def test_no_chart_in_scope_on_an_agent_seconds_old_is_a_wait_not_an_error(record
             server.stop()
 
 
+def test_a_scope_charts_to_exclude_empties_names_charts_to_exclude_not_the_regex(replay, logger):
+    """charts_regex matches charts, charts_to_exclude takes them all out: the line names the
+    exclusion and what it took, so the reader does not look for the fault in the regex."""
+    det = make_detector(replay, logger, charts_regex=r'system\.(cpu|load)$', charts_to_exclude='system.*')
+    det.start()
+    for _ in range(3):
+        det.step()
+    said = [m for _, m in logger.lines if 'no custom_models are set' in m]
+    assert said and all(m.startswith("charts_to_exclude 'system.*' leaves none of the 2 charts charts_regex "
+                                     "'system\\\\.(cpu|load)$' matches (system.cpu, system.load)") for m in said), said
+    det.close()
+
+
 def test_values_that_stand_still_are_not_scored_as_new_and_are_said_once(replay, logger):
     """A parent answers for a child whose stream stopped with the child's last values, for as
     long as it lasts: after STILL_SECONDS they stop being scored (the charts keep the last
