@@ -91,7 +91,12 @@ _BOOL_STRINGS = {'true': True, 'yes': True, 'on': True, 'false': False, 'no': Fa
 _CUSTOM_DIM = re.compile(r'^(?:(?P<host>[^:|,\s][^|,\s]*)::)?(?P<chart>[^|,\s:]+)\|(?P<dim>[^,]+)$')
 _MODEL_NAME = re.compile(r'^[A-Za-z0-9_.\-]+$')
 MODEL_NAME_MAX = 190   # its dimensions' ids ('<name>_anomaly') stay within the agent's 199 characters
-
+# Netdata cuts a chart id at 199 characters and then disables the whole plugin at the chart's
+# first update; python.d puts 'anomalies_<job>.' in front of the charts of a job not named
+# 'anomalies', so a long job name takes room from every chart id
+CHART_ID_MAX = 199
+DRIVERS_ID_MAX = 100   # a drivers chart's id after 'drivers_' (a longer model id is cut, with a hash)
+DRIVERS_ID_MIN = 40    # and at least this, where a long job name leaves less: 23 characters and the hash
 
 class ConfigError(ValueError):
     """A job configuration that cannot run; ``errors`` holds one message per bad key."""
@@ -602,6 +607,7 @@ def parse_job_config(raw, job_name=None):
         errors.append("key 'name': expected a job name in quotes, got {!r} (python.d.plugin stops on it, with "
                       "every module's jobs)".format(raw['name']))
     _check_window_rows(cfg, framework['update_every'], errors)
+    _check_chart_ids(raw, job_name, cfg['attribution_charts'] is True, errors)
 
     if errors:
         raise ConfigError(errors)
@@ -726,6 +732,42 @@ def job_configs_from_file(data, notes=None):
         merged.update(job)
         out[name] = merged
     return out
+
+
+def chart_type(job_name, override=None):
+    """The type python.d gives a job's charts (the part of their ids before the dot):
+    'anomalies' for the job of that name, else 'anomalies_<name>'."""
+    name = served_name(job_name or 'anomalies', {'name': override})
+    label = ''.join(c if c.isalnum() or c in '._-' else '_' for c in name)
+    return 'anomalies' if label == 'anomalies' else 'anomalies_' + label
+
+
+def drivers_id_max(chart_type_):
+    """The longest id after 'drivers_' that keeps a drivers chart's id within the agent's limit."""
+    return min(DRIVERS_ID_MAX, CHART_ID_MAX - len(chart_type_) - len('.drivers_'))
+
+
+def _check_chart_ids(raw, job_name, attribution, errors):
+    """A job name that leaves the job's chart ids (with ``attribution_charts``, its drivers
+    charts') no room within the agent's limit: refused, as the agent would disable
+    python.d.plugin, with every other module's jobs, at the first update of such a chart."""
+    override = raw.get('name') or raw.get('override_name')
+    job_name = job_name or raw.get('job_name')
+    if not all(n is None or isinstance(n, str) for n in (override, job_name)):
+        return   # (a name that is not text is refused on its own)
+    kind = chart_type(job_name, override)
+    most = CHART_ID_MAX - len('anomalies_')
+    if len(kind) + len('.flagged_for') > CHART_ID_MAX:
+        most -= len('.flagged_for')
+        what = "its charts' ids ('anomalies_<job>.flagged_for')"
+    elif attribution and drivers_id_max(kind) < DRIVERS_ID_MIN:
+        most -= len('.drivers_') + DRIVERS_ID_MIN
+        what = "its attribution_charts' ids ('anomalies_<job>.drivers_<model>')"
+    else:
+        return
+    errors.append("job name of {} characters: {} would pass the agent's {} characters, and the agent would "
+                  "disable python.d.plugin: give the job a name (its 'name' key) of at most {}".format(
+                      len(kind) - len('anomalies_'), what, CHART_ID_MAX, most))
 
 
 def served_name(job_name, raw):

@@ -198,6 +198,7 @@ class SimpleService(object):
         # (python.d.plugin stops on one)
         name = self.configuration.pop('name') if isinstance(self.configuration.get('name'), str) else None
         override = name or self.configuration.pop('override_name', None)
+        self.override_name = override   # as python.d's: the job's charts are named after it
         # a bad value is the job config's to report (the module validates it); start on the default
         self._update_every = _int_or(self.configuration.get('update_every'), 1)
         self.priority = _int_or(self.configuration.get('priority'), 60000)

@@ -9,16 +9,14 @@ import copy
 import functools
 import time
 
-from .config import ConfigError, config_warnings, parse_job_config, pythond_file_notes
+from .config import (DRIVERS_ID_MAX, ConfigError, chart_type, config_warnings, drivers_id_max, parse_job_config,
+                     pythond_file_notes)
 from .netdata_api import split_key
 from .node import NodeRate
 from .protocol import bounded_id, one_line, quotable
 from .pythond import SimpleService as OwnSimpleService
 
 PROB_SCALE = 10000   # probability 0..1 sent as hundredths of a percent (divisor 100)
-# a drivers chart's id after 'drivers_': with the job's type and the dot it must stay within
-# Netdata's 199 characters, or the agent knows the chart by a cut id and drops the plugin
-DRIVERS_ID_MAX = 100
 
 ORDER = ['probability', 'anomaly', 'rate', 'flagged_for']
 RATE_WINDOW_SECONDS = 60   # the node anomaly rate's rolling average, and the window of its share flagged
@@ -52,10 +50,11 @@ def anomaly_dim(model_id):
     return '{}_anomaly'.format(one_line(model_id))
 
 
-def drivers_chart(model_id):
+def drivers_chart(model_id, limit=DRIVERS_ID_MAX):
     """The id of a model's drivers chart: its own for each model (a custom model 'system_cpu'
-    beside the chart system.cpu), and short enough for the agent."""
-    return 'drivers_' + bounded_id(model_id, DRIVERS_ID_MAX)
+    beside the chart system.cpu), and short enough for the agent: ``limit`` is what the job's
+    name leaves of its 199 characters (``drivers_id_max``)."""
+    return 'drivers_' + bounded_id(model_id, limit)
 
 
 def driver_dim(model_id, column, with_node=False):
@@ -134,9 +133,14 @@ class AnomaliesService(object):
         try:
             raw = dict(self.configuration)
             raw.setdefault('update_every', self.update_every)
+            override = getattr(self, 'override_name', None)   # python.d takes the 'name' key out
+            if isinstance(override, str) and override:
+                raw.setdefault('override_name', override)
             self.job_config = parse_job_config(raw, job_name=getattr(self, 'job_name', None))
         except ConfigError as e:
             self.config_errors = e.errors
+        self.drivers_limit = drivers_id_max(chart_type(getattr(self, 'job_name', None),
+                                                       getattr(self, 'override_name', None)))
         self.detector = None
         self.last_data = {}
         self.last_fresh = 0.0
@@ -211,7 +215,7 @@ class AnomaliesService(object):
 
     def _drivers_chart(self, model_id):
         """The optional per-model chart of what drives its score (created on first use)."""
-        chart_id = drivers_chart(model_id)
+        chart_id = drivers_chart(model_id, self.drivers_limit)
         if chart_id not in self.charts:
             title = 'Anomaly Drivers of {}'.format(one_line(model_id))
             chart = self.charts.add_chart([chart_id, None, title, 'percentage', 'drivers', 'anomalies.drivers',
@@ -228,7 +232,7 @@ class AnomaliesService(object):
         known = self.driver_ids.get(model_id)
         if known is None or known[0] is not fm:
             dims = driver_dims(model_id, fm.columns if fm is not None else ())
-            chart_id = drivers_chart(model_id)
+            chart_id = drivers_chart(model_id, self.drivers_limit)
             if known is not None and fm is not None and chart_id in self.charts:
                 keep = {dim for dim, _ in dims.values()}
                 for dim in [d.id for d in self.charts[chart_id] if d.id not in keep]:
@@ -273,7 +277,7 @@ class AnomaliesService(object):
     def _remove_dimensions(self, model_id):
         self.drivers_refused.discard(model_id)
         self.driver_ids.pop(model_id, None)
-        chart_id = drivers_chart(model_id)
+        chart_id = drivers_chart(model_id, self.drivers_limit)
         if chart_id in self.charts:
             chart = self.charts[chart_id]
             for dim in [d.id for d in chart]:

@@ -349,6 +349,43 @@ def test_attribution_charts_on_the_standalone_base():
     assert "SET 'cpu_temp|sensors.temp|cpu' = 7500" in out
 
 
+
+def test_a_long_job_names_drivers_charts_stay_within_the_agents_chart_ids():
+    """python.d puts 'anomalies_<job>.' in front of a job's charts: with a job named after a
+    child node of 100 characters, a model id of 100 made a drivers chart id of 219, which the
+    agent cut at 199 and then did not know at its first update (it disables python.d.plugin)."""
+    from collector.runner import Service
+    job, model = 'child-' + 'n' * 94, 'cgroup_' + 'c' * 93
+    svc = Service(configuration={'job_name': job, 'attribution_charts': True})
+    svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+    assert svc.check()
+    svc.create()
+    step = FakeStep({model: (0.999, 1), 'system.cpu': (0.5, 0)}, added=[model, 'system.cpu'])
+    step.drivers = {model: [('h::{}|user'.format(model), 1.0)], 'system.cpu': [('h::system.cpu|user', 1.0)]}
+    svc.detector = FakeDetector([step])
+    svc.get_data()
+    svc.update(1)
+    ids = [line.split()[1] for line in svc.out.getvalue().splitlines() if line.startswith('CHART ')]
+    assert 'anomalies_{}.drivers_system.cpu'.format(job) in ids
+    assert len(ids) == 6 and all(len(i) <= 199 for i in ids), ids
+
+
+def test_a_job_name_too_long_for_any_chart_id_is_refused():
+    """A name that leaves a chart id no room is a configuration error naming the fix, not a
+    plugin the agent disables with every other module's jobs."""
+    from collector.config import ConfigError, parse_job_config
+    parse_job_config({'attribution_charts': True}, job_name='n' * 140)
+    with pytest.raises(ConfigError) as e:
+        parse_job_config({'attribution_charts': True}, job_name='n' * 141)
+    assert e.value.errors == ["job name of 141 characters: its attribution_charts' ids ('anomalies_<job>.drivers_"
+                              "<model>') would pass the agent's 199 characters, and the agent would disable "
+                              "python.d.plugin: give the job a name (its 'name' key) of at most 140"]
+    parse_job_config({}, job_name='n' * 177)
+    with pytest.raises(ConfigError) as e:
+        parse_job_config({'name': 'n' * 178}, job_name='short')
+    assert 'at most 177' in e.value.errors[0]
+
+
 class _Models:
     """A detector's ``models`` as the service reads them: each model's columns."""
     def __init__(self, columns):
