@@ -195,21 +195,26 @@ class AnomaliesService(object):
         """Prometheus textfile and/or port, when configured; a failure is logged, never fatal."""
         if not cfg.prometheus_textfile and not cfg.prometheus_port:
             return None
+        # an IPv6 address in brackets, as in a URL
+        host = '[{}]'.format(cfg.prometheus_address) if ':' in cfg.prometheus_address else cfg.prometheus_address
+        url = 'http://{}:{}/metrics'.format(host, cfg.prometheus_port)
         try:
             from .prometheus import Exporter
             exporter = Exporter(cfg.prometheus_textfile, cfg.prometheus_port, cfg.prometheus_address, logger=self,
                                 job=cfg.job_name)
-        except Exception as e:  # no prometheus_client, port taken, a file another job writes ...
+        except OSError as e:  # the port is taken, or the address is not this host's: say which
+            self.error('prometheus export disabled: cannot serve {} (prometheus_address, prometheus_port): '
+                       '{!r}'.format(url, e))
+            return None
+        except Exception as e:  # no prometheus_client, a file another job writes ...
             self.error('prometheus export disabled: {}'.format(e if isinstance(e, ValueError) else repr(e)))
             return None
         if exporter.serve_error is not None:
             self.error('prometheus /metrics on {}:{} disabled: {!r}; the textfile is still written'.format(
-                cfg.prometheus_address, cfg.prometheus_port, exporter.serve_error))
+                host, cfg.prometheus_port, exporter.serve_error))
         textfile = cfg.prometheus_textfile and 'textfile {}{}'.format(
             cfg.prometheus_textfile, ' (not written yet: the error above)' if exporter.write_error else '')
-        where = [w for w in (textfile,
-                             cfg.prometheus_port and exporter.serve_error is None and 'http://{}:{}/metrics'.format(
-                                 cfg.prometheus_address, cfg.prometheus_port)) if w]
+        where = [w for w in (textfile, cfg.prometheus_port and exporter.serve_error is None and url) if w]
         self.info('prometheus export: {}'.format(', '.join(where)))
         return exporter
 

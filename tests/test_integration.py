@@ -486,6 +486,30 @@ def test_a_taken_prometheus_port_leaves_the_textfile_written(replay, tmp_path):
         service.exporter.close()
 
 
+
+def test_a_taken_prometheus_port_is_named_in_the_error_and_the_job_goes_on(replay):
+    """Without a textfile, a port that cannot be served was logged as a bare
+    OSError(98, 'Address already in use'), naming neither the port nor the address."""
+    import socket
+
+    from collector.runner import Service
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        service = Service(configuration={'job_name': 'anomalies', 'host': replay.host, 'train_n_secs': 300,
+                                         'prometheus_port': port})
+        service.out, service.log_stream = io.StringIO(), io.StringIO()
+        assert service.check(), service.log_stream.getvalue()
+    service.create()
+    try:
+        log = service.log_stream.getvalue()
+        assert 'prometheus export disabled: cannot serve http://127.0.0.1:{}/metrics '.format(port) in log, log
+        assert first_data(service, replay)
+    finally:
+        service.detector.close()
+
+
 def test_loading_the_module_leaves_other_modules_imports_alone(tmp_path):
     """python.d.plugin runs every module in one process: loading this one must not make the
     modules loaded after it import the venv's urllib3 or requests (Netdata's stock modules use
