@@ -83,7 +83,10 @@ def _read_labels(path):
 
 
 def _prepare_out(out):
-    """Create the empty folder to record into; never write into an existing recording."""
+    """Create the empty folder to record into; never write into an existing recording. An empty
+    name (an unset shell variable) would be the current folder, whatever it holds."""
+    if not out.strip():
+        raise RecordError('--out is empty: give the folder to record into')
     if os.path.exists(out) and not os.path.isdir(out):
         raise RecordError('--out {} is a file, not a folder'.format(out))
     if os.path.isdir(out) and os.listdir(out):

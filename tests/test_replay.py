@@ -273,6 +273,20 @@ def test_record_checks_its_arguments_before_the_window_and_never_mixes_recording
     assert not (tmp_path / 'r5').exists()
 
 
+def test_record_into_an_empty_out_is_refused_not_written_into_the_current_folder(replay, tmp_path, monkeypatch):
+    """``--out "$DIR"`` with DIR unset: the recording must not land among (or over) the files
+    of the folder the command was run from."""
+    import io
+    from collector.record import RecordError, record
+    (tmp_path / 'recording.json').write_text('{"start": 1, "end": 2}')
+    monkeypatch.chdir(tmp_path)
+    for out in ('', ' '):
+        with pytest.raises(RecordError, match='--out is empty'):
+            record(replay.host, 10, out, past=True, stream=io.StringIO())
+    assert os.listdir(tmp_path) == ['recording.json']
+    assert (tmp_path / 'recording.json').read_text() == '{"start": 1, "end": 2}'
+
+
 def test_record_in_process_leaves_the_callers_sigterm_as_it_was(tmp_path):
     import signal
     from collector import cli
