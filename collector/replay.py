@@ -181,8 +181,14 @@ def read_chart_file(f):
     """``(labels, times ascending, values)`` from one recorded ``/api/v1/data`` body; raises if malformed."""
     with gzip.open(f, 'rt') as fh:
         body = json.load(fh)
-    rows = sorted(body.get('data', []), key=lambda r: r[0])
-    labels = body.get('labels', [])[1:]
+    labels = body.get('labels') if isinstance(body, dict) else None
+    rows = body.get('data', []) if isinstance(body, dict) else None
+    if (not isinstance(labels, list) or not labels or labels[0] != 'time'
+            or not all(isinstance(name, str) for name in labels) or not isinstance(rows, list)):
+        # served as it is, it would fail every request for the chart, not just be absent
+        raise ValueError('not a /api/v1/data body: needs "labels" (names, "time" first) and a "data" list')
+    rows = sorted(rows, key=lambda r: r[0])
+    labels = labels[1:]
     odd = next((r for r in rows if len(r) != len(labels) + 1), None)
     if odd is not None:
         raise ValueError('{} labels but a row of {} values'.format(len(labels), len(odd) - 1))
@@ -190,14 +196,22 @@ def read_chart_file(f):
     values = np.array([[math.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
     if values.size == 0:
         values = values.reshape(0, len(labels))
+    if np.isinf(values).any():   # (a number past 1e308) which no JSON client would read back
+        raise ValueError('an infinite value, which the agent never sends')
     return labels, times, values
 
 
+TIME_MAX = 2 ** 40   # beyond any unix second, and within what a window's row arithmetic holds
+
+
 def _int(qs, key, default):
+    """A query's number as the agent reads one: what is no number is the default, and one out of
+    any range (``after=1e400``) is held at the range's end, answered, not a failed request."""
     try:
-        return int(float(qs.get(key, [default])[0]))
+        value = float(qs.get(key, [default])[0])
     except (TypeError, ValueError):
         return default
+    return default if math.isnan(value) else int(max(-TIME_MAX, min(TIME_MAX, value)))
 
 
 RELATIVE_MAX = 3 * 365 * 86400   # after/before this close to 0 are relative, as the agent reads them

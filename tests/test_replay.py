@@ -492,6 +492,40 @@ def test_a_damaged_chart_entry_costs_that_chart_alone(recording, tmp_path):
         assert 'system.ram' not in get(server, '/api/v1/charts')['charts']
 
 
+def test_a_data_file_of_another_shape_costs_that_chart_alone(recording, tmp_path):
+    """A body that reads as JSON but is no /api/v1/data answer (its labels not a list of names)
+    or holds a number past 1e308: that chart answers as not recorded, not every request for it
+    with a dropped connection."""
+    import io
+    import shutil
+    damaged = str(tmp_path / 'damaged')
+    shutil.copytree(recording, damaged)
+    with gzip.open(os.path.join(damaged, 'data', 'system.load.json.gz'), 'wt') as f:
+        f.write('{"labels": "time", "data": []}')
+    with gzip.open(os.path.join(damaged, 'data', 'system.ram.json.gz'), 'wt') as f:
+        f.write('{"labels": ["time", "used"], "data": [[%d, 1e999]]}' % (START + 10))
+    log = io.StringIO()
+    with ReplayServer(Recording(damaged, log=log), ReplayClock(START + 600, stepped=True)) as server:
+        for chart in ('system.load', 'system.ram'):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                data(server, chart, -60, 0)
+            assert e.value.code == 404
+        assert data(server, 'system.cpu', -60, 0)['data']
+        served = get(server, '/api/v1/allmetrics?format=json')
+        assert 'system.cpu' in served and 'system.load' not in served and 'system.ram' not in served
+    assert 'system.load.json.gz: ValueError: not a /api/v1/data body' in log.getvalue(), log.getvalue()
+    assert 'system.ram.json.gz: ValueError: an infinite value' in log.getvalue(), log.getvalue()
+
+
+def test_a_number_out_of_any_range_in_a_query_is_answered(replay):
+    """``after=1e400`` and the like: answered as the agent answers (a window held at the range's
+    end), not a request dropped with a traceback on the replay's stderr."""
+    for after in ('1e400', '-inf', '-99999999999999999999', '99999999999999999999'):
+        assert 'labels' in data(replay, 'system.cpu', after, 0)
+    assert 'labels' in data(replay, 'system.cpu', -60, 0, points='1e400')
+    assert data(replay, 'system.cpu', 'nan', 0)['data'] == data(replay, 'system.cpu', -600, 0)['data']
+
+
 def test_record_keeps_going_when_a_chart_fails(replay, tmp_path, monkeypatch):
     import io
     from collector import record as rec_mod
