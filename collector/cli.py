@@ -338,8 +338,8 @@ def _plot_names(plot, names):
 def cmd_evaluate(args):
     from .config import ConfigError
     from .evaluate import (check_recording, evaluate_datasets, evaluate_recording, format_dataset_table,
-                           format_recording_table, format_summary, is_dataset, is_recording, plot_recording,
-                           print_progress, write_json)
+                           format_recording_table, format_summary, is_dataset, is_recording, load_dataset,
+                           plot_recording, print_progress, write_json)
     from .metrics import recordings_summary
     kind = 'dataset' if args.dataset else 'recording'
     missing = [p for p in args.paths if not os.path.exists(p)]
@@ -352,13 +352,16 @@ def cmd_evaluate(args):
         return 1
     problems = [p for p in (args.json and _output_problem(args.json, '--json'),
                             args.plot and _output_problem(args.plot, '--plot', PLOT_FORMATS)) if p]
-    for option, given in (('--plot', args.plot), ('--trim', args.trim)):
+    for option, given in (('--plot', args.plot), ('--trim', args.trim), ('--warmup', args.warmup is not None)):
         if given and args.dataset:
             problems.append('{}: only for recordings'.format(option))
-    for path in paths if not args.dataset else ():
-        try:   # every recording's own files, before the first is replayed
-            check_recording(path, args.warmup, args.trim)
-        except ValueError as e:
+    for path in paths:
+        try:   # every recording's or dataset's own files, before the first is replayed or scored
+            if args.dataset:
+                load_dataset(path)
+            else:
+                check_recording(path, args.warmup, args.trim)
+        except (OSError, ValueError) as e:
             problems.append(str(e))
     if problems:
         for line in problems:

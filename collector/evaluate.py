@@ -318,8 +318,12 @@ def _read_rows(path, empty_columns=False):
     without a value on any line is refused unless ``empty_columns`` (the evaluation rows, whose
     gaps carry the training rows' last value forward)."""
     rows, width = [], None
-    with open(path) as fh:
-        lines = fh.read().splitlines()
+    try:   # (a byte-order mark, as a spreadsheet saves CSV, is no part of the first number)
+        with open(path, encoding='utf-8-sig') as fh:
+            lines = fh.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise DatasetError('{}: not text (byte {} is not UTF-8): comma-separated numbers expected'.format(
+            path, e.start))
     while lines and not lines[-1].strip():   # a trailing newline or two is no row
         lines.pop()
     for n, line in enumerate(lines, 1):
@@ -366,7 +370,12 @@ def load_dataset(folder):
         raise DatasetError('{}: {} columns, train.csv {}'.format(path('eval.csv'), evals.shape[1], train.shape[1]))
     train_labels = (_read_labels(path('train_labels.csv'), len(train)) if os.path.exists(path('train_labels.csv'))
                     else np.zeros(len(train), dtype=int))
-    return train, train_labels, evals, _read_labels(path('eval_labels.csv'), len(evals))
+    labels = _read_labels(path('eval_labels.csv'), len(evals))
+    if labels.min() == labels.max():   # no precision or recall to measure
+        raise DatasetError('{}: every line is {}: the scores are measured against both labeled anomalies (1) and '
+                           'normal rows (0), so it needs at least one of each'.format(path('eval_labels.csv'),
+                                                                                      labels[0]))
+    return train, train_labels, evals, labels
 
 
 def score_dataset(folder, config):

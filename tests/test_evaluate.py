@@ -309,7 +309,8 @@ def _edit_line(path, n, text):
     ('train_labels.csv', None, '1', 'train.csv: 0 training rows left after the features and labeled rows'),
     ('train.csv', 7, '1,inf,3', 'train.csv: line 7: an infinite value'),
     ('train.csv', None, '1,,3', 'train.csv: column 2 has no value on any line'),
-    ('eval_labels.csv', None, '0', 'machine: labels must contain both classes'),
+    ('eval_labels.csv', None, '0', 'eval_labels.csv: every line is 0: the scores are measured against both'),
+    ('eval_labels.csv', None, '1', 'eval_labels.csv: every line is 1'),
 ])
 def test_a_dataset_file_that_cannot_be_read_is_named_with_its_line(tmp_path, name, line, text, told):
     folder = write_dataset(str(tmp_path / 'machine'))
@@ -324,6 +325,36 @@ def test_a_dataset_file_that_cannot_be_read_is_named_with_its_line(tmp_path, nam
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and told in r.stderr, r.stderr
     assert 'Traceback' not in r.stderr
+
+
+def test_evaluate_checks_every_dataset_before_scoring_any(tmp_path, monkeypatch, capsys):
+    """A damaged file in the last of several datasets, or an option the datasets do not take, is
+    told before the first is scored: no run of minutes ends with nothing but an error."""
+    from collector import cli, evaluate
+    good = write_dataset(str(tmp_path / 'good'))
+    bad = write_dataset(str(tmp_path / 'bad'))
+    with open(os.path.join(bad, 'eval.csv'), 'ab') as f:
+        f.write(b'\xff\xfe\n')
+    scored = []
+    monkeypatch.setattr(evaluate, 'score_dataset', lambda folder, config: scored.append(folder))
+    assert cli.main(['evaluate', '--dataset', good, bad, '--quiet']) == 1
+    err = capsys.readouterr().err
+    assert scored == [] and 'bad/eval.csv: not text (byte' in err, err
+    r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', '--dataset', good, '--warmup', '0'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)   # not silently dropped
+    assert r.returncode == 1 and '--warmup: only for recordings' in r.stderr and 'random scores' not in r.stdout
+
+
+def test_a_dataset_saved_with_a_byte_order_mark_is_read(tmp_path):
+    from collector.evaluate import load_dataset
+    folder = write_dataset(str(tmp_path / 'machine'))
+    for name in ('train.csv', 'eval_labels.csv'):
+        with open(os.path.join(folder, name), 'rb') as f:
+            raw = f.read()
+        with open(os.path.join(folder, name), 'wb') as f:
+            f.write(b'\xef\xbb\xbf' + raw)
+    train, _, _, labels = load_dataset(folder)
+    assert train.shape == (2000, 3) and labels.sum() == 20
 
 
 def test_a_dataset_with_gaps_and_without_train_labels_is_evaluated(tmp_path):
