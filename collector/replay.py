@@ -473,6 +473,13 @@ class _Server(ThreadingHTTPServer):
             self.connections.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request, client_address):
+        """A client that went away (a job stopped, ``curl | head``) is no error of the replay's:
+        no traceback for it on the replay's stderr."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
     def close_connections(self):
         """Drop every kept-alive connection, as an agent that stops does."""
         with self.lock:

@@ -526,6 +526,23 @@ def test_a_number_out_of_any_range_in_a_query_is_answered(replay):
     assert data(replay, 'system.cpu', 'nan', 0)['data'] == data(replay, 'system.cpu', -600, 0)['data']
 
 
+def test_a_client_that_resets_its_connection_leaves_no_traceback(replay, capfd):
+    """A job stopped mid-read or ``curl ... | head`` resets its kept-alive connection: the replay
+    goes on serving and says nothing of it."""
+    import socket
+    import struct
+    host, port = replay.host.rsplit(':', 1)
+    for _ in range(3):
+        sock = socket.create_connection((host, int(port)))
+        sock.sendall(b'GET /api/v1/data?chart=system.cpu&after=-600 HTTP/1.1\r\nHost: x\r\n\r\n')
+        sock.recv(100)   # part of the answer read, the rest left unread: the close is a reset
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+        sock.close()
+    time.sleep(0.5)
+    assert data(replay, 'system.cpu', -10, 0)['data']
+    assert 'Traceback' not in capfd.readouterr().err
+
+
 def test_record_keeps_going_when_a_chart_fails(replay, tmp_path, monkeypatch):
     import io
     from collector import record as rec_mod
