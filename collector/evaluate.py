@@ -136,10 +136,36 @@ def check_recording(path, warmup=None, trim=0):
         if not rec.start <= inc['start'] <= rec.end:
             raise RecordingError('{}: incident {} starts at {}, outside the recording ({}..{})'.format(
                 os.path.join(path, 'labels.json'), i + 1, inc['start'], rec.start, rec.end))
+    _check_window_holds_data(rec, path)
     used = default_warmup(rec) if warmup is None else warmup
     if not 0 <= used < length:
         raise RecordingError('{}: a warm-up of {} s leaves nothing to evaluate in its {} s'.format(path, used, length))
     return rec
+
+
+WINDOW_SLACK_S = 600   # how far the window may reach past the rows it was recorded with
+WINDOW_SAMPLE_CHARTS = 10
+
+
+def _check_window_holds_data(rec, path):
+    """Refuse a ``recording.json`` window that its data does not fill (a start and end edited by
+    hand, or in milliseconds): the job would step through it second by second, for hours, with
+    nothing to read. Judged on a few charts' rows, not every chart's."""
+    from .replay import RecordingError
+    spans = []
+    for chart in sorted(rec.charts)[:WINDOW_SAMPLE_CHARTS]:
+        loaded = rec.chart_rows(chart)
+        if loaded is not None and len(loaded[1]):
+            spans.append((int(loaded[1][0]), int(loaded[1][-1]), chart))
+    if not spans:
+        return   # (each unreadable chart is told as it is served)
+    oldest, newest = min(s[0] for s in spans), max(s[1] for s in spans)
+    chart = next(s[2] for s in spans if s[1] == newest)
+    if rec.end - newest > WINDOW_SLACK_S or oldest - rec.start > WINDOW_SLACK_S:
+        raise RecordingError('{}: the window {}..{} is not its data\'s ({} charts read, data/{}.json.gz among them, '
+                             'hold {}..{}): "start" and "end" are the unix seconds the data was recorded for'.format(
+                                 os.path.join(path, 'recording.json'), rec.start, rec.end, len(spans), chart, oldest,
+                                 newest))
 
 
 def evaluate_recording(path, config_path=None, job=None, warmup=None, overrides=None, progress=None, trim=0):

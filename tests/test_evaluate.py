@@ -157,6 +157,32 @@ def test_an_expected_chart_the_job_did_not_model_is_named_not_a_silent_miss(reco
     assert 'expected charts' not in capsys.readouterr().out.split('expected charts flagged', 1)[1]
 
 
+@pytest.mark.parametrize('window', ['end a month on', 'in milliseconds', 'start years before'])
+def test_a_window_its_data_does_not_fill_is_refused_before_hours_of_empty_steps(recording, tmp_path, capsys,
+                                                                                   monkeypatch, window):
+    """A recording.json edited by hand (a piece cut out, a typo, milliseconds) would be stepped
+    through second by second with nothing to read, for hours, and then score nothing."""
+    import shutil
+    from collector import cli, evaluate
+    monkeypatch.setattr(evaluate, 'run_on_recording', lambda *a, **k: pytest.fail('replayed'))
+    edited = str(tmp_path / 'edited')
+    shutil.copytree(recording, edited)
+    os.remove(os.path.join(edited, 'labels.json'))
+    with open(os.path.join(edited, 'recording.json')) as f:
+        meta = json.load(f)
+    if window == 'end a month on':
+        meta['end'] += 30 * 86400
+    elif window == 'in milliseconds':
+        meta['start'], meta['end'] = meta['start'] * 1000, meta['end'] * 1000
+    else:
+        meta['start'] -= 3 * 365 * 86400
+    with open(os.path.join(edited, 'recording.json'), 'w') as f:
+        json.dump(meta, f)
+    assert cli.main(['evaluate', edited, '--quiet']) == 1
+    err = capsys.readouterr().err
+    assert "recording.json: the window {}..{} is not its data's".format(meta['start'], meta['end']) in err, err
+
+
 def test_evaluate_command_takes_a_folder_glob_with_other_files(recording, tmp_path):
     """``evaluate recordings/*`` where a README sits beside the recordings: it is named and skipped."""
     readme = tmp_path / 'README.md'
