@@ -8,29 +8,40 @@ import sys
 from . import __version__
 
 
+def _whole(text):
+    """A whole number, or the option's own error (argparse would name this module's function)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('must be a whole number, got {!r}'.format(text))
+
+
 def _positive_int(text):
-    value = int(text)
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError('must be >= 1')
     return value
 
 
 def _seconds(text):
-    value = int(text)
+    value = _whole(text)
     if value < 0:
         raise argparse.ArgumentTypeError('must be >= 0')
     return value
 
 
 def _port(text):
-    value = int(text)
+    value = _whole(text)
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError('must be 0 to 65535 (0: any free port)')
     return value
 
 
 def _speed(text):
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('must be a number above 0, got {!r}'.format(text))
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError('must be a number above 0')
     return value
@@ -539,7 +550,7 @@ def build_parser():
     mode = rp.add_mutually_exclusive_group()
     mode.add_argument('--speed', type=_speed, default=1.0, help='clock speed (default 1 = real time)')
     mode.add_argument('--step-mode', action='store_true', help='clock moves only on POST /replay/step?seconds=N')
-    rp.add_argument('--start-offset', type=int, help='seconds after the recording start where the clock starts')
+    rp.add_argument('--start-offset', type=_whole, help='seconds after the recording start where the clock starts')
     rp.set_defaults(func=cmd_replay)
 
     ev = sub.add_parser('evaluate', help='score the detector on recordings (labels.json) or labeled datasets')

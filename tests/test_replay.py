@@ -456,6 +456,21 @@ def test_a_window_before_a_charts_first_value_is_answered_as_the_agent_does(reco
         assert len(grouped) == 100 and grouped[0][0] == rec.start + 300
 
 
+@pytest.mark.parametrize('argv, told', [
+    (['record', '--seconds', 'abc', '--out', 'x'], "argument --seconds: must be a whole number, got 'abc'"),
+    (['replay', 'x', '--port', '20o0'], "argument --port: must be a whole number, got '20o0'"),
+    (['replay', 'x', '--speed', 'fast'], "argument --speed: must be a number above 0, got 'fast'"),
+    (['evaluate', 'x', '--warmup', '1.5'], "argument --warmup: must be a whole number, got '1.5'"),
+])
+def test_a_mistyped_number_is_told_in_the_options_words(argv, told, capsys):
+    """Not argparse's "invalid _positive_int value", which names a function of the code."""
+    from collector import cli
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert told in err and 'invalid _' not in err, err
+
+
 def test_replay_says_when_the_recording_ends_and_exits_0(recording):
     """A job beside it then reads a dead port: the replay's own log says why."""
     r = subprocess.run([sys.executable, '-m', 'collector', 'replay', recording, '--port', '0',
