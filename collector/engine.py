@@ -134,7 +134,7 @@ class AnomalyDetector:
                                       config.flag_lasting_n)
         self.flagged = {}       # model id -> [[first, last] agent time of flagged steps], for training
         self.was_flagged = set()  # models flagged last step (their flag's drivers are already told)
-        self.flag_file = FlagFile(self.models_dir, self.problems)   # where flagged is kept across restarts
+        self.flag_file = FlagFile(self.models_dir, self.problems, config.host)   # flagged, kept across restarts
         self.episodes = {}      # model id -> steps since its flag's episode last read unusual (flagged_spans)
         self.disk_checked = set()  # models whose saved file was looked for (once per job)
         self.unlisted = set()  # models whose chart the last chart listing did not have

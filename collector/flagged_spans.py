@@ -79,8 +79,9 @@ class FlagFile:
     """The spans' file in ``models_dir``: written when a span began, else while spans grow at
     most every FLAGS_SAVE_SECONDS; a write that fails is told once (``problems``) and retried."""
 
-    def __init__(self, models_dir, problems):
+    def __init__(self, models_dir, problems, host=None):
         self.models_dir = models_dir
+        self.host = host   # the agent whose times the spans are
         self.problems = problems
         self.unsaved = None   # NEW (a span began), GROWN, or None: what the file lacks
         self.saved_at = 0.0   # agent time of the last write
@@ -102,7 +103,7 @@ class FlagFile:
         """``(spans, reason not used)``: a file that cannot be read steers no training, and
         is never a reason not to start."""
         try:
-            return persist.load_flagged(self.models_dir)
+            return persist.load_flagged(self.models_dir, self.host)
         except Exception as e:
             return {}, repr(e)
 
@@ -110,7 +111,7 @@ class FlagFile:
         """Write ``flagged`` (already cut to what a training reaches)."""
         self.saved_at = now
         try:
-            persist.save_flagged(self.models_dir, flagged)
+            persist.save_flagged(self.models_dir, flagged, self.host)
         except Exception as e:
             # the reason without the temporary file's random name, so that the line is said once
             why = e.strerror if isinstance(e, OSError) and e.strerror else e

@@ -291,19 +291,20 @@ def has_models(directory):
         return False
 
 
-def save_flagged(directory, spans):
-    """Write the flagged spans (model id -> [[first, last] agent time]) beside the models: a
-    restarted job's next training must leave out the incidents flagged before the restart too,
-    or it learns them as normal."""
+def save_flagged(directory, spans, host=None):
+    """Write the flagged spans (model id -> [[first, last] agent time]) of the agent ``host``
+    beside the models: a restarted job's next training must leave out the incidents flagged
+    before the restart too, or it learns them as normal."""
     os.makedirs(directory, exist_ok=True)
-    body = {'format': FLAGGED_FORMAT, 'saved_at': time.time(),
+    body = {'format': FLAGGED_FORMAT, 'saved_at': time.time(), 'host': host,
             'spans': {m: [list(sp) for sp in s] for m, s in sorted(spans.items()) if s}}
     write_atomically(os.path.join(directory, FLAGGED_FILE), json.dumps(body).encode(), 0o640)
 
 
-def load_flagged(directory):
-    """``(spans, None)`` or ``({}, reason)``: what ``save_flagged`` wrote (nothing saved is no
-    reason). Only well-formed spans are taken: this file steers training, never the job's start."""
+def load_flagged(directory, host=None):
+    """``(spans, None)`` or ``({}, reason)``: what ``save_flagged`` wrote for the agent ``host``
+    (nothing saved is no reason; another agent's times would leave out rows of this one's
+    training). Only well-formed spans are taken: this file steers training, never the job's start."""
     path = os.path.join(directory, FLAGGED_FILE)
     try:
         with open(path) as f:
@@ -314,6 +315,8 @@ def load_flagged(directory):
         return {}, 'unreadable ({})'.format(e)
     if not isinstance(body, dict) or body.get('format') != FLAGGED_FORMAT or not isinstance(body.get('spans'), dict):
         return {}, 'not a flagged-steps file of this version'
+    if body.get('host') not in (None, host):   # (a file without one was written before files named it)
+        return {}, 'saved for another agent ({})'.format(body.get('host'))
     out = {}
     for model_id, spans in body['spans'].items():
         if not isinstance(spans, list):

@@ -109,7 +109,7 @@ def test_flagged_steps_that_cannot_be_saved_are_said_once_and_tried_again_spaced
     not at every step (it was an error line a second for as long as a flag stood)."""
     tries = []
 
-    def read_only(folder, flagged):
+    def read_only(folder, flagged, host):
         tries.append(replay.clock.now())
         raise OSError(30, 'Read-only file system', '{}/.anomalies-{}.tmp'.format(folder, len(tries)))
     monkeypatch.setattr(engine.persist, 'save_flagged', read_only)
@@ -747,7 +747,7 @@ def test_the_rows_a_new_dimension_brought_stay_out_of_the_next_full_training(rep
     (first, last), = det._exclusions()['system.ram']
     assert first == appeared and last >= info['window'][1] + det.need
     det.step()
-    assert persist.load_flagged(det.models_dir)[0]['system.ram'] == [[first, last]]
+    assert persist.load_flagged(det.models_dir, det.config.host)[0]['system.ram'] == [[first, last]]
     det.close()
 
 

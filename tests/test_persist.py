@@ -144,6 +144,19 @@ def test_flagged_steps_are_saved_and_read_back_and_a_bad_file_is_only_a_reason(t
     assert persist.load_flagged(str(tmp_path / 'none')) == ({}, None)
 
 
+def test_another_agents_flagged_steps_are_not_left_out_of_this_ones_training(tmp_path):
+    """One models_dir set for two agents: the saved models say whose they are, and so do the
+    flagged steps, whose times would otherwise cut rows out of the other agent's training."""
+    persist.save_flagged(str(tmp_path), {'system.cpu': [[100.0, 130.0]]}, 'a:19999')
+    assert persist.load_flagged(str(tmp_path), 'a:19999') == ({'system.cpu': [[100.0, 130.0]]}, None)
+    assert persist.load_flagged(str(tmp_path), 'b:19999') == ({}, 'saved for another agent (a:19999)')
+    path = tmp_path / persist.FLAGGED_FILE   # written before the file named its agent: taken
+    body = json.loads(path.read_text())
+    del body['host']
+    path.write_text(json.dumps(body))
+    assert persist.load_flagged(str(tmp_path), 'b:19999') == ({'system.cpu': [[100.0, 130.0]]}, None)
+
+
 def test_long_model_ids_are_saved_whole_and_each_file_says_whose_it_is(tmp_path):
     """Custom models are named by the user, chart ids by the agent (UTF-8 on newer ones), and a
     file name is at most 255 bytes: a long id is cut and hashed (its .pkl fitting where its
