@@ -106,6 +106,8 @@ class Recording:
         self.info_body = _read_json(path, 'info.json', {'version': 'replay'})
         self.labels = _read_json(path, 'labels.json', {'incidents': []})
         try:
+            if any(isinstance(self.meta[k], bool) for k in ('start', 'end')):   # int(true) is 1: 1970
+                raise TypeError('true or false is no time')
             self.start, self.end = int(self.meta['start']), int(self.meta['end'])
         except (KeyError, TypeError, ValueError) as e:
             raise RecordingError('{}: needs "start" and "end" in unix seconds ({}: {})'.format(

@@ -670,6 +670,7 @@ def test_shipped_recordings_serve_every_incident_and_its_expected_charts(meta):
 
 @pytest.mark.parametrize('name, body, told', [
     ('recording.json', '{"start": 1}', 'needs "start" and "end"'),
+    ('recording.json', '{"start": true, "end": 1700000900}', 'needs "start" and "end"'),   # not 1970
     ('charts.json', '{"charts": ', 'charts.json: Expecting value'),
     ('labels.json', '{"incidents": [{"start": 5, "kind": "cpu"}]}', 'incident 1 needs finite numeric'),
     ('labels.json', '{"incidents": [{"start": 5, "end": 9, "expected_charts": [["system.cpu"]]}]}',
