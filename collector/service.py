@@ -10,7 +10,7 @@ import functools
 import time
 
 from .config import (DRIVERS_ID_MAX, ConfigError, chart_type, config_warnings, drivers_id_max, parse_job_config,
-                     pythond_file_notes)
+                     pythond_file_notes, served_name)
 from .netdata_api import split_key
 from .node import NodeRate
 from .protocol import bounded_id, one_line, quotable
@@ -139,8 +139,10 @@ class AnomaliesService(object):
             self.job_config = parse_job_config(raw, job_name=getattr(self, 'job_name', None))
         except ConfigError as e:
             self.config_errors = e.errors
-        self.drivers_limit = drivers_id_max(chart_type(getattr(self, 'job_name', None),
-                                                       getattr(self, 'override_name', None)))
+        # the name python.d charts the job under: its 'name' key, else the job's
+        self.served_as = served_name(getattr(self, 'job_name', None) or 'anomalies',
+                                     {'name': getattr(self, 'override_name', None)})
+        self.drivers_limit = drivers_id_max(chart_type(self.served_as))
         self.detector = None
         self.last_data = {}
         self.last_fresh = 0.0
@@ -201,7 +203,7 @@ class AnomaliesService(object):
         try:
             from .prometheus import Exporter
             exporter = Exporter(cfg.prometheus_textfile, cfg.prometheus_port, cfg.prometheus_address, logger=self,
-                                job=cfg.job_name)
+                                job=self.served_as)
         except OSError as e:  # the port is taken, or the address is not this host's: say which
             self.error('prometheus export disabled: cannot serve {} (prometheus_address, prometheus_port): '
                        '{!r}'.format(url, e))

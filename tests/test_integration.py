@@ -418,6 +418,8 @@ def first_data(service, replay, limit=100):
 
 
 def test_prometheus_textfile_and_port_serve_the_same_parsable_gauges(replay, tmp_path):
+    """Both serve one set of gauges, labeled with the name the job's charts have (its 'name'
+    key, as python.d names the charts anomalies_edge.*), not the job's key."""
     import socket
     import urllib.request
 
@@ -429,7 +431,7 @@ def test_prometheus_textfile_and_port_serve_the_same_parsable_gauges(replay, tmp
         port = sock.getsockname()[1]
     (tmp_path / 'textfiles').mkdir()
     textfile = tmp_path / 'textfiles' / 'anomalies.prom'
-    service = Service(configuration={'job_name': 'anomalies', 'host': replay.host, 'train_n_secs': 300,
+    service = Service(configuration={'job_name': 'local', 'name': 'edge', 'host': replay.host, 'train_n_secs': 300,
                                      'update_every': 1,
                                      'prometheus_textfile': str(textfile), 'prometheus_port': port})
     service.out, service.log_stream = io.StringIO(), io.StringIO()
@@ -440,7 +442,7 @@ def test_prometheus_textfile_and_port_serve_the_same_parsable_gauges(replay, tmp
         def families(text):
             out = {}
             for f in text_string_to_metric_families(text):
-                assert all(s.labels['anomalies_job'] == 'anomalies' for s in f.samples)
+                assert all(s.labels['anomalies_job'] == 'edge' for s in f.samples)
                 out[f.name] = {s.labels.get('chart'): s.value for s in f.samples}
             return out
         from_file = families(textfile.read_text())
