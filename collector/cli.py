@@ -558,7 +558,9 @@ def build_parser():
     ev.add_argument('--dataset', action='store_true', help='paths are dataset folders (train.csv, eval.csv, ...)')
     ev.add_argument('--config', help='anomalies.conf to evaluate (default: built-in defaults)')
     ev.add_argument('--job', help='job in the config (default: the first)')
-    ev.add_argument('--warmup', type=_seconds, help='seconds of history before the job starts (default: clean lead)')
+    ev.add_argument('--warmup', type=_seconds,
+                    help='seconds of history before the job starts (default: the quiet lead before the first '
+                         'labeled incident, in whole minutes; without one, half the recording, 1 to 10 minutes)')
     ev.add_argument('--trim', type=_seconds, default=0,
                     help="seconds of each recording's start to leave out, as if it had begun that much later "
                          "(a fresh agent's start-up then out of sight; the warm-up shrinks with it)")

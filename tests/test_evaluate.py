@@ -24,6 +24,20 @@ def test_evaluate_recording_detects_the_incident(recording):
     assert run['times'][0] == START + result['warmup_s']
 
 
+def test_warmup_help_names_both_defaults():
+    """The help says what default_warmup does, a recording without labels.json included."""
+    from collector.cli import build_parser
+    from collector.evaluate import default_warmup
+
+    class Rec:
+        start, end, trim, labels = 0, 3600, 0, {}
+    assert default_warmup(Rec) == 600
+    evaluate = build_parser()._subparsers._group_actions[0].choices['evaluate']
+    text = ' '.join(evaluate.format_help().split())
+    assert 'quiet lead before the first labeled incident' in text
+    assert 'without one, half the recording, 1 to 10 minutes' in text
+
+
 def test_evaluate_command_writes_table_json_and_plot(recording, tmp_path):
     out_json, out_png = tmp_path / 'r.json', tmp_path / 'r.png'
     r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', recording, '--json', str(out_json),
