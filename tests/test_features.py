@@ -92,7 +92,7 @@ def test_feature_groups_follow_the_columns_chart_in_every_block():
 
 
 @pytest.mark.parametrize('diffs_n, smooth_n, lags_n, levels', [(1, 3, 5, True), (0, 1, 0, False), (2, 5, 3, True),
-                                                               (1, 0, 10, True)])
+                                                               (1, 0, 10, True), (1, 1, 0, True), (0, 1, 1, False)])
 def test_despiked_prediction_row_equals_training_row(diffs_n, smooth_n, lags_n, levels):
     # integer counts with one-sample blips and lasting steps, where despiking changes rows
     rng = np.random.default_rng(3)
