@@ -73,6 +73,42 @@ def test_all_constant_chart_reads_zero_while_still_and_one_when_it_moves():
     assert [c for c, _ in fm.attribution(moved[0])] == ['c'] and fm.attribution(moved[1])[0][0] == 'a'
 
 
+def test_a_still_chart_at_a_large_constant_ignores_rounding_and_sees_a_move():
+    """A chart that sat at 1e12 (a byte total) with nothing but rounding in its last bits is a
+    still chart: its rounding reads 0, as training read it, and a move of 0.1 % reads 1."""
+    rng = np.random.default_rng(0)
+    X = np.full((300, 2), 1e12) + rng.integers(-2, 3, (300, 2)) * np.spacing(1e12)
+    fm = fit_model('disk.space', ['avail', 'used'], X)
+    assert fm.model_name == 'constant'
+    rounding = np.full((3, 2), 1e12) + np.array([[1.0], [-2.0], [3.0]]) * np.spacing(1e12)
+    assert fm.predict_proba(rounding)[:, 1].tolist() == [0.0] * 3 and fm.predict(rounding).sum() == 0
+    moved = np.array([[1e12 * 1.001, 1e12]])
+    assert fm.predict_proba(moved)[0, 1] == 1.0 and fm.predict(moved)[0] == 1
+
+
+def test_minmax_calibration_of_a_still_chart_reads_zero_until_it_moves():
+    """``calibration: minmax`` on a chart that never moved: every training score is the same,
+    so the range is empty; an unchanged row reads 0 (not 1) and a move reads 1."""
+    X = np.ones((300, 3)) * 5.0
+    fm = fit_model('system.clock_status', list('abc'), X, calibration='minmax')
+    assert fm.predict_proba(X[:5])[:, 1].tolist() == [0.0] * 5
+    moved = X[:1].copy()
+    moved[0, 1] = 6.0
+    assert fm.predict_proba(moved)[0, 1] == 1.0
+
+
+def test_the_log_excess_of_half_the_training_steps_is_the_floor():
+    """The excess (what the flag policy reads to tell a decay) is measured from the training
+    scores' median: half the training steps read as no excess at all."""
+    from collector.scoring import EXCESS_FLOOR
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(5000, 3))
+    fm = fit_model('m', list('abc'), X)
+    s = fm.decision_function(X)
+    assert abs(np.mean(fm.excess(s) == EXCESS_FLOOR) - 0.5) < 0.01
+    assert fm.median == pytest.approx(np.median(s), rel=1e-2)
+
+
 def test_a_value_near_floats_limit_is_named_as_the_driver():
     """1e308 in one dimension (an agent's odd value) overflows the squares of the shares: the
     flag's log line must still name the dimension, not say that none stands out."""
@@ -122,6 +158,9 @@ def test_tail_calibration_is_not_lifted_by_an_unflagged_incident_in_training():
     s = fm.decision_function(repeat)
     assert (s > empirical).mean() < 0.5          # the empirical threshold would miss most of it
     assert fm.predict(repeat).mean() > 0.95      # the fitted one flags it
+    # and a score just above that threshold reads above 1 - contamination, as the flag says
+    just_above = fm.threshold * np.array([1.001, 1.05])
+    assert fm.exceeds(just_above).all() and (fm.probability(just_above) > 0.999).all()
     assert fm.predict(rng.normal(size=(50000, 4))).mean() < 0.003
 
 
@@ -202,6 +241,8 @@ def test_nonfinite_scores_are_replaced():
     fm = FittedModel('m', ['a'], [0], [0.0], [1.0], Bad(), np.linspace(0, 2, 100), 0.01)
     s = fm.decision_function(np.zeros((3, 1)))
     assert np.all(np.isfinite(s)) and s[0] > fm.threshold
+    # beyond every training score: as unusual as can be, not merely tied with the worst
+    assert fm.probability(s[:2]).tolist() == [1.0, 1.0] and fm.exceeds(s[:2]).all()
 
 
 def test_scale_floor_keeps_a_quiet_dimension_from_shouting():
