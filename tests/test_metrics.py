@@ -118,6 +118,12 @@ def test_the_alarm_summary_counts_late_warnings_as_found_but_not_in_time():
                for name, up in (('late', late), ('on-time', on_time))]
     alarms = recordings_summary(results)['alarms']
     assert (alarms['detected'], alarms['detected_in_time'], alarms['median_delay_s']) == (2, 1, 13.5)
+    # the median, not the mean: one late warning does not make the typical one late
+    sooner = [0] * 60
+    sooner[13:15] = [1] * 2
+    results.append(dict(score_alarms(times, sooner, incident), recording='sooner',
+                        alarms=score_alarms(times, sooner, incident)))
+    assert recordings_summary(results)['alarms']['median_delay_s'] == 3.0
 
 
 def test_the_replayed_alarms_are_the_shipped_health_config():
@@ -174,9 +180,38 @@ def test_recordings_summary_pools_false_flags_and_counts_late_detections_as_miss
     late = _recording_result('c', [11, None], 0, 1.0)  # detected 11 s after onset, and one missed
     s = recordings_summary([b, late])
     assert s['detected_in_time'] == 3 and s['incidents_total'] == 5 and not s['met']
+    # the target is at most 2 false flag events per clean hour: exactly 2 meets it
+    assert recordings_summary([_recording_result('g', [1], 2, 1.0)])['met']
     noisy = _recording_result('d', [1], 5, 1.0)
     assert not recordings_summary([noisy])['met']
     assert recordings_summary([_recording_result('e', [1], 0, 0.0)])['false_flag_events_per_hour'] is None
     # the pooled rate comes from the unrounded clean time where the result has it, as its own table
     exact = dict(_recording_result('f', [1], 15, 0.1933), clean_seconds=696.0)
     assert recordings_summary([exact])['false_flag_events_per_hour'] == round(15 / (696.0 / 3600), 3)
+
+
+def test_the_stock_alarms_warn_only_above_their_levels_as_the_agent_does():
+    """The shipped alarms warn at ``$this > 5`` and ``$this > 30``: one model in 20 flagged
+    (exactly 5 %) or a flag up for exactly 30 s is not yet a warning; a little more is."""
+    times = list(range(100, 151))
+    assert stock_alarms_up(times, [NODE_ALARM_WARN] * 51, [LASTING_ALARM_S] * 51) == [0] * 51
+    share, longest = [0.0] * 51, [0] * 51
+    share[12] = NODE_ALARM_WARN + 0.1      # seen by the check at 120
+    longest[35] = LASTING_ALARM_S + 1      # seen by the check at 140
+    assert stock_alarms_up(times, share, longest) == [0] * 20 + [1] * 10 + [0] * 10 + [1] * 10 + [0]
+
+
+def test_an_incident_is_detected_by_a_flag_up_to_ten_seconds_after_its_end_and_each_chart_counts():
+    """A flag rising 10 s after an incident's end still detects it (``DETECT_AFTER_END``);
+    the share of an incident flagged counts a step once whichever expected chart is up."""
+    incident = [{'start': 100, 'end': 120, 'expected_charts': ['system.load', 'system.cpu']}]
+    times = list(range(0, 200))
+    late = np.zeros(200, dtype=int)
+    late[130] = 1
+    r = score_incidents(times, {'system.load': late}, incident)
+    assert r['incidents'][0]['detected'] and r['incidents'][0]['delay_s'] == 30
+    load, cpu = np.zeros(200, dtype=int), np.zeros(200, dtype=int)
+    load[100:111] = 1      # the first half of the incident
+    cpu[110:121] = 1       # and the second, on the other expected chart
+    r = score_incidents(times, {'system.load': load, 'system.cpu': cpu}, incident)
+    assert r['incidents'][0]['flagged_share'] == 1.0
