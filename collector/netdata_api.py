@@ -468,7 +468,9 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
             printed.extend('training data from {}: {}'.format(host, note) for note in notes)
             # a dimension with no value in the whole window stays out, as netdata-pandas' own
             # numeric filter (not used: it drops a dimension for one odd value) left it out
-            df = df.loc[:, df.notna().any(axis=0).to_numpy()]
+            valued = df.notna().any(axis=0).to_numpy()
+            if not valued.all():
+                df = df.loc[:, valued]
             times = pd.to_numeric(pd.Series(df.index), errors='coerce').to_numpy(dtype=np.float64)
             timed = np.isfinite(times)
             if not timed.all():   # sorted last and carried into every chart's rows, it would stop training
@@ -496,6 +498,8 @@ def numbers_only(df):
     import numbers
     import pandas as pd
     notes, columns = [], []
+    if not (df.dtypes == object).any():   # the usual window: no copy of it beside it
+        return df.astype(np.float64), notes
     for k, name in enumerate(df.columns):
         raw = df.iloc[:, k].to_numpy()
         if raw.dtype != object:
