@@ -405,7 +405,7 @@ def main():
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({'charts': len(charts), 'model': args.model, 'baseline_model': args.baseline_model,
-                       'seconds': seconds, **results}, f, indent=1)
+                       'seconds': seconds, 'set': args.set, 'versus_set': args.versus_set, **results}, f, indent=1)
     ratio = base['cpu_per_step'] / ours['cpu_per_step'] if ours['cpu_per_step'] else float('nan')
     print('cpu_per_step_ratio={:.1f} rss_ratio={:.2f} max_gap_s={:.2f} first_prediction_s={:.1f}'.format(
         ratio, ours['rss_mib'] / base['rss_mib'], ours['max_gap_s'], ours['first_prediction_s']))
@@ -427,6 +427,8 @@ def checked(parser, args, seconds):
     exit naming what is wrong: before any run, so that nothing is measured in vain."""
     if args.charts < 1 or seconds < 1:
         parser.error('--charts and --seconds must be positive')
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        parser.error('--json {}: no such folder (the figures are written after the runs)'.format(args.json))
     if not pyod_model(args.baseline_model):
         parser.error("--baseline-model {}: the baseline runs pyod's models only".format(args.baseline_model))
     train_every = max(10, seconds // 3)
