@@ -30,10 +30,18 @@ def cell(side, key, fmt):
 
 
 def load(folder):
+    """``{(model, charts): run}`` of the folder's ``run.py --json`` files; a run beside no
+    baseline (``--skip-baseline``, or ours under ``--versus-set`` in that column) is left out,
+    said on stderr."""
     runs = {}
-    for path in glob.glob(os.path.join(folder, '*.json')):
+    for path in sorted(glob.glob(os.path.join(folder, '*.json'))):
         with open(path) as f:
             d = json.load(f)
+        if 'baseline' not in d or d.get('versus_set'):
+            print('{}: left out, not beside the baseline ({})'.format(
+                path, 'versus ' + ' '.join(d['versus_set']) if d.get('versus_set') else '--skip-baseline'),
+                file=sys.stderr)
+            continue
         runs[(d['model'], d['charts'])] = d
     return runs
 
@@ -93,9 +101,10 @@ def main():
         ap.error('no such folder: {}'.format(args.folder))
     runs = load(args.folder)
     if not runs:
-        ap.error('no results (*.json) in {}: run bench/matrix.sh first'.format(args.folder))
-    print(by_charts(runs))
-    print()
+        ap.error('no results (*.json beside the baseline) in {}: run bench/matrix.sh first'.format(args.folder))
+    if any(m == MAIN for m, n in runs):
+        print(by_charts(runs))
+        print()
     for n in sorted({size for m, size in runs if m != MAIN}):
         print(by_model(runs, n))
         print()
