@@ -14,8 +14,7 @@ import argparse
 import logging
 import time
 
-from replayed import engine, trained_job
-from collector.replay import Recording
+from replayed import checked, engine, trained_job
 
 
 def step_seconds(rec, delay, wait, steps):
@@ -41,7 +40,7 @@ def main():
     ap.add_argument('--steps', type=int, default=150)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    rec = Recording(args.recording)
+    rec = checked(ap, args, 'steps')
     print('{:>8}  {:>34}  {:>34}'.format('delay_s', 'in the step: longest / median s', 'in a thread: longest / median s'))
     for delay in args.delays:
         row = []

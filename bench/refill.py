@@ -14,8 +14,7 @@ import argparse
 import logging
 import time
 
-from replayed import engine, trained_job
-from collector.replay import Recording
+from replayed import checked, engine, trained_job
 
 
 def gap_step_seconds(rec, delay, readers, repeats):
@@ -46,7 +45,7 @@ def main():
     ap.add_argument('--repeats', type=int, default=3)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    rec = Recording(args.recording)
+    rec = checked(ap, args, 'repeats')
     parallel = engine.PARALLEL_READS
     print('{:>10}  {:>22}  {:>22}  {}'.format('delay_s', 'one at a time: step_s', '{} at a time: step_s'.format(
         parallel), 'models scored after the gap'))

@@ -9,8 +9,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from collector import engine  # noqa: E402
 from collector.config import parse_job_config  # noqa: E402
 from collector.evaluate import default_warmup  # noqa: E402
-from collector.replay import ReplayClock, ReplayServer  # noqa: E402
+from collector.replay import Recording, ReplayClock, ReplayServer  # noqa: E402
 from collector.training import ThreadTrainer  # noqa: E402
+
+
+def checked(parser, args, count):
+    """The recording of ``args``, or the parser's error exit: before any training, a path that
+    is no recording, a count (``--repeats``, ``--steps``) under 1 or a negative delay."""
+    if getattr(args, count) < 1 or min(args.delays) < 0:
+        parser.error('--{} must be at least 1 and --delays not negative'.format(count))
+    try:
+        return Recording(args.recording)
+    except (OSError, ValueError) as e:
+        parser.error('{} is no recording: {}'.format(args.recording, e))
 
 
 @contextlib.contextmanager

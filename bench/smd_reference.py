@@ -55,6 +55,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('folders', nargs='+', help='SMD dataset folders (train.csv, eval.csv, eval_labels.csv)')
     args = p.parse_args()
+    missing = [folder for folder in args.folders if not os.path.isfile(os.path.join(folder, 'train.csv'))]
+    if missing:
+        p.error('not a dataset folder (no train.csv): {}'.format(', '.join(missing)))
     config = parse_job_config({})
     rows = []
     print('{:<16} {:>24} {:>24} {:>24}'.format('AUC-PR / best F1', 'default job', 'PCA error, causal',

@@ -73,6 +73,11 @@ def main():
     p.add_argument('recordings', nargs='+')
     p.add_argument('--every', type=int, default=5, help='update_every of the job (default 5)')
     args = p.parse_args()
+    if args.every < 1:
+        p.error('--every must be positive')
+    missing = [rec for rec in args.recordings if not os.path.isfile(os.path.join(rec, 'labels.json'))]
+    if missing:
+        p.error('not a labeled recording (no labels.json): {}'.format(', '.join(missing)))
     cfg = parse_job_config({})
     row = '{:<28} {:>22} {:>22} {:>22}'
     print(row.format('recording', 'learnt averages', 'learnt samples', 'learnt every phase'))

@@ -40,3 +40,24 @@ def test_report_leaves_out_runs_beside_no_baseline(tmp_path, capsys):
     assert list(report.load(str(tmp_path))) == [('mahalanobis', 37)]
     err = capsys.readouterr().err
     assert 'skipped.json: left out' in err and 'versus level_features=false' in err
+
+
+@pytest.mark.parametrize('argv', [
+    ['refill.py', '/nonexistent'], ['refill.py', 'demo/recording', '--repeats', '0'],
+    ['refill.py', 'demo/recording', '--delays', '0', '-0.1'], ['listing.py', '/nonexistent'],
+    ['listing.py', 'demo/recording', '--steps', '0'], ['update_every.py', '/nonexistent'],
+    ['update_every.py', 'recordings/netdata-1.37-long-a', '--every', '0'],
+    ['smd_reference.py', '/nonexistent'],
+])
+def test_scripts_refuse_a_bad_argument_before_any_work(argv, monkeypatch, capsys):
+    """A path that is no recording or dataset, a count under 1, a negative delay: the parser's
+    error exit (2) naming it, not a traceback after a training (or a row of 0/36 scored)."""
+    import importlib
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, 'argv', argv)
+    module = importlib.import_module(argv[0][:-3])
+    for work in ('parse_job_config', 'trained_job'):   # what any work starts with fails otherwise
+        monkeypatch.setattr(module, work, None, raising=False)
+    with pytest.raises(SystemExit) as e:
+        module.main()
+    assert e.value.code == 2 and 'error:' in capsys.readouterr().err
