@@ -8,7 +8,9 @@
 #   SKIP_DEFAULT=1 MODELS="ecod copod" MODEL_SIZES=300 MODEL_SECONDS=90 bench/matrix.sh
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-py="${PYTHON:-$here/../.venv/bin/python}"
+venv="$here/../.venv/bin/python"   # the checkout's venv, else the active one
+py="${PYTHON:-$([ -x "$venv" ] || [ -z "${VIRTUAL_ENV:-}" ] && echo "$venv" || echo "$VIRTUAL_ENV/bin/python")}"
+command -v "$py" >/dev/null || { echo "matrix.sh: no $py: ./install.sh --dev, or PYTHON=..." >&2; exit 2; }
 out="${OUT:-$here/results}"
 models="${MODELS:-pca hbos iforest cblof loda copod ecod gmm knn feature_bagging}"
 mkdir -p "$out"
