@@ -117,6 +117,8 @@ def main():
     ap.add_argument('--dims', type=int, default=4)
     ap.add_argument('--seconds', type=int, default=14400)
     args = ap.parse_args()
+    if min(args.charts) < 1 or args.dims < 1 or args.seconds < 1:
+        ap.error('--charts, --dims and --seconds must be positive')
     print('{:>7} {:>6} {:<22} {:>7} {:>8} {:>8} {:>7} {:>10}'.format(
         'charts', 'dims', 'window read', 'models', 'wall s', 'cpu s', 'rows', 'peak MiB'))
     for n in args.charts:
