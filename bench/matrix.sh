@@ -20,7 +20,7 @@ default="$(cd "$here/.." && "$py" -c 'from collector.config import DEFAULTS; pri
 [ -n "${SKIP_DEFAULT:-}" ] || "$py" "$here/run.py" --charts 300 --check
 for n in ${MODEL_SIZES:-37}; do
   for m in $models; do
-    "$py" "$here/run.py" --charts "$n" --model "$m" --check
+    "$py" "$here/run.py" --charts "$n" --model "$m" --seconds "${MODEL_SECONDS:-60}" --check
   done
 done
 if [ -z "${SKIP_DEFAULT:-}" ]; then
