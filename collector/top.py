@@ -37,6 +37,15 @@ def rank(probs, flags, every=1, maxima=None):
     return rows
 
 
+def window(after, before, now):
+    """``(first, last)`` unix seconds of ``--after``/``--before``, both relative to ``now`` when
+    not unix times, as the command's help and its window check read them: the agent's own reading
+    (after relative to before) made ``--after -300 --before -200`` the 300 s before the last 200."""
+    end = now + before if before <= 0 else before
+    start = now + after + 1 if after <= 0 else after
+    return int(start), int(end)
+
+
 def _held(chart, after, before, now):
     """``(first, last, points)``: the window in unix seconds over what ``chart`` (its
     ``/api/v1/charts`` entry) holds, and the rows to ask for (0: every step), or None when it
@@ -46,9 +55,9 @@ def _held(chart, after, before, now):
     stopped job's last second)."""
     first, last = chart.get('first_entry'), chart.get('last_entry')
     if not all(_is_time(t) and t > 0 for t in (first, last)):   # (0: listed, never collected)
-        return after, before, 0   # an agent that does not say: asked as given
-    end = (now if now else last) + before if before <= 0 else before   # relative, as the agent reads it
-    start = end + after + 1 if after <= 0 else after
+        # an agent that does not say: asked as given, but it reads a relative after from before
+        return (after - before if after <= 0 and before < 0 else after), before, 0
+    start, end = window(after, before, now if now else last)
     start, end = max(start, first), min(end, last)
     if start > end:
         return None
@@ -135,8 +144,10 @@ def run(host, after=-600, before=0, limit=20, protocol='http', username=None, pa
         rows, grain = top(api, after, before, unread)
     finally:
         api.close()
-    when = 'over the last {} s'.format(-after) if after < 0 and before == 0 else 'from {} to {}'.format(
-        time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(after)) if after > 0 else after,
-        time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(before)) if before > 0 else before)
+    if after < 0 and before == 0:
+        when = 'over the last {} s'.format(-after)
+    else:   # as times, to set beside the dashboard's
+        start, end = window(after, before, api.listed_at or time.time())
+        when = 'from {} to {}'.format(*(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t)) for t in (start, end)))
     report = format_top(rows, limit, 'on {} {}'.format(host, when), grain)
     return report + ''.join('\nnot read: {}'.format(u) for u in unread)

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -182,3 +183,17 @@ def test_top_over_the_last_seconds_leaves_out_a_stopped_jobs_older_flags(tmp_pat
     assert r.returncode == 0, r.stderr
     assert _ranked(r.stdout)[0][:2] == ['system.cpu', '9']   # 81..89 of its 60..89
     assert 'child.lan/system.cpu' not in {row[0] for row in _ranked(r.stdout) if row[1] != '0'}
+
+
+def test_top_reads_a_window_ending_in_the_past_as_its_help_says(tmp_path):
+    """--after and --before both count back from now: '--after -50 --before -40' is 10 s (the
+    agent's own reading, after from before, read 50 s and counted system.cpu's flag twice as
+    long), and the first line names the window as times, to set beside the dashboard's."""
+    rec = Recording(write_anomalies_recording(str(tmp_path / 'rec')))
+    with ReplayServer(rec, ReplayClock(START + 120, stepped=True)) as server:
+        r = _top_cli(server, '--after', '-50', '--before', '-40')
+    assert r.returncode == 0, r.stderr
+    assert _ranked(r.stdout)[0][:2] == ['system.cpu', '10'], r.stdout
+    first = r.stdout.splitlines()[0]
+    assert first.endswith('from {} to {}'.format(*(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(START + t))
+                                                   for t in (71, 80)))), first
