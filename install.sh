@@ -344,6 +344,16 @@ replace_pythond_line() {  # replace_pythond_line TEXT [MODULE]: that line become
   return $rc
 }
 sum() { sha256sum < "$1" | awk '{print $1}'; }
+# the jobs read the agent their host: names; the shipped file names 127.0.0.1:19999, so on an
+# agent listening elsewhere they read nothing (or another agent's charts) until it is edited
+host_hint() {
+  [ -f "$user_conf" ] || return 0
+  local hosts
+  hosts="$(sed -nE "s/^[[:space:]]+host:[[:space:]]*['\"]?([^'\"[:space:]#]+).*/\1/p" "$user_conf" | sort -u)"
+  [ -n "$hosts" ] && ! grep -qxE "(127\.0\.0\.1|localhost|\[::1\]):$port(/.*)?" <<< "$hosts" || return 0
+  say "warning: the jobs of $user_conf read the agent at $(paste -sd, <<< "$hosts" | sed 's/,/, /g')," \
+      "not this one (127.0.0.1:$port): for this agent's charts, set host: '127.0.0.1:$port' there"
+}
 make_dir() {  # make_dir DIR: mkdir -p, recording each folder it creates (one per line) for --uninstall
   local d="$1" new=()
   while [ ! -e "$d" ]; do new=("$d" ${new[@]+"${new[@]}"}); d="$(dirname "$d")"; done
@@ -372,6 +382,7 @@ if [ "$mode" = check ]; then
     fi
   fi
   grep -qE '^anomalies: *yes' "$pythond_conf" 2>/dev/null && say "enabled in $pythond_conf" || { say "not enabled in $pythond_conf"; ok=0; }
+  host_hint
   if command -v curl >/dev/null 2>&1; then
     body="$(curl -fsS "http://127.0.0.1:$port/api/v1/charts" 2>/dev/null || true)"
     if [ -z "$body" ]; then
@@ -579,6 +590,7 @@ if [ ${#quieted[@]} -gt 0 ]; then
   say "set ${lines%, } in $pythond_conf: python.d.plugin would import these stock modules with $venv's pandas" \
       "at each start (zscores: about 45 MiB), where without it they never ran (--uninstall puts the lines back)"
 fi
+host_hint
 restart_agent
 hint="$(printf '%q ' "$0" --check ${agent_options[@]+"${agent_options[@]}"})"
 say "done. Check with: sudo ${hint% }"

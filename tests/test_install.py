@@ -131,3 +131,20 @@ def test_a_python_d_plugin_older_than_1_36_is_said_not_to_load_the_module(tmp_pa
         f.write("ENV_NETDATA_USER_PLUGINS_DIRS = 'NETDATA_USER_PLUGINS_DIRS'\n")
     rc, out = check('--prefix', prefix)
     assert 'older than Netdata 1.36' not in out, out
+
+
+def test_check_says_when_the_jobs_read_another_agent_than_the_one_checked(tmp_path):
+    """The shipped anomalies.conf reads 127.0.0.1:19999: on an agent listening elsewhere the job
+    reads nothing, or another agent's charts, and --check's 'no chart yet' named a training wait."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    os.makedirs(prefix + '/etc/netdata/python.d')
+    conf = prefix + '/etc/netdata/python.d/anomalies.conf'
+    with open(conf, 'w') as f:
+        f.write("# host: '127.0.0.1:7'\nanomalies:\n    host: '127.0.0.1:19999'   # the agent\n")
+    rc, out = check('--prefix', prefix)
+    assert "the jobs of {} read the agent at 127.0.0.1:19999, not this one (127.0.0.1:1)".format(conf) in out, out
+    with open(conf, 'w') as f:
+        f.write("anomalies:\n    host: 127.0.0.1:1\nparent:\n    host: 'parent:19999/host/child'\n")
+    rc, out = check('--prefix', prefix)
+    assert 'read the agent at' not in out, out
