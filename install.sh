@@ -437,7 +437,8 @@ if [ "$mode" = uninstall ]; then
       step "put the anomalies line of $pythond_conf back as it was${original:+ ($original)}" replace_pythond_line "$original"
     fi
     while IFS=$'\t' read -r stock_module original; do   # the stock modules the install quieted, as it left them
-      [ -n "$stock_module" ] && grep -qE "^[ ]*$stock_module *: *no *$" "$pythond_conf" || continue
+      # (not in a python.d.conf removed just above: the install made it, those lines and all)
+      [ -n "$stock_module" ] && [ -f "$pythond_conf" ] && grep -qE "^[ ]*$stock_module *: *no *$" "$pythond_conf" || continue
       step "put the $stock_module line of $pythond_conf back as it was${original:+ ($original)}" \
         replace_pythond_line "$original" "$stock_module"
     done <<< "$rec_quieted"

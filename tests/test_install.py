@@ -148,3 +148,24 @@ def test_check_says_when_the_jobs_read_another_agent_than_the_one_checked(tmp_pa
         f.write("anomalies:\n    host: 127.0.0.1:1\nparent:\n    host: 'parent:19999/host/child'\n")
     rc, out = check('--prefix', prefix)
     assert 'read the agent at' not in out, out
+
+
+def test_uninstall_removing_the_python_d_conf_it_made_says_only_what_it_did(tmp_path):
+    """A python.d.conf the install made (with its zscores and pandas lines) goes whole: the lines
+    are not looked for in it afterwards, which printed 'grep: ...: No such file or directory'."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    lib, pythond = prefix + '/var/lib/netdata', prefix + '/etc/netdata/python.d.conf'
+    os.makedirs(lib)
+    with open(pythond, 'w') as f:
+        f.write('zscores: no\npandas: no\nanomalies: yes\n')
+    made = subprocess.run(['sha256sum', pythond], capture_output=True, text=True).stdout.split()[0]
+    with open(lib + '/anomalies-install.state', 'w') as f:
+        f.write("config_dir_at={}/etc/netdata\nvenv={}/anomalies-venv\ncreated_pythond=1\npythond_sum={}\n"
+                "quieted=$'zscores\\t# zscores: no\\npandas\\t# pandas: yes\\n'\n".format(prefix, lib, made))
+    proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--uninstall', '--prefix', prefix, '--no-restart'],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'removed {} (the install created it)'.format(pythond) in proc.stdout
+    assert not os.path.exists(pythond) and not os.path.exists(lib + '/anomalies-install.state')
+    assert proc.stderr == '', proc.stderr
