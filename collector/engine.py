@@ -54,6 +54,9 @@ REFILL_SECONDS = 5.0
 # no flag rises in the rows read while the job's own training runs, for at most this many steps
 # (a training that takes longer, a big window on a slow box, no longer hides what happens meanwhile)
 OWN_TRAINING_MAX_STEPS = 60
+# an agent's first minute is its own start-up (collectors starting one by one, its database
+# written, its clock synchronising): a job started with it (every restart) raises no flag on it
+AGENT_START_SECONDS = 60
 
 Due = collections.namedtuple('Due', 'clock step')   # whichever comes first
 Retry = collections.namedtuple('Retry', 'tries step')   # failed trainings in a row, no retry before step
@@ -140,6 +143,7 @@ class AnomalyDetector:
         self.unlisted = set()  # models whose chart the last chart listing did not have
         self.regrown = {}      # model id -> the dimensions listed when it was retrained for new ones
         self.own_rows = range(0)   # the steps whose features hold the job's own last training
+        self.agent_start_rows = range(0)   # the steps whose features hold the agent's start-up
         # a replay waits for each training on a stopped clock, so its rows never show one; on an
         # agent every training shows in the rows read from its start to `need` after its end
         self.trainings_take_agent_time = True
@@ -657,7 +661,28 @@ class AnomalyDetector:
         if self.models_dir:
             self._load_flagged()
             self._start_from_disk()
+        self._hold_agent_start_up()
         self._maybe_start_training(self._pending, wait=None)   # check() tells what the job starts with
+
+    def _hold_agent_start_up(self):
+        """A job started within its agent's first AGENT_START_SECONDS (python.d.plugin starts
+        with the agent: every restart) shows no flag on the agent's start-up, read from its
+        ``netdata.uptime``; what would have been flagged is still left out of training. An agent
+        that lists no such chart (a recording without it) is not held."""
+        try:
+            _, rows = self.apis[self.config.host].data('netdata.uptime', after=-1)
+        except Exception:   # not listed, or no answer: nothing known of the agent's age
+            return
+        values = [r[1] for r in rows if len(r) > 1]
+        uptime = values[-1] if values else None
+        if uptime is None:   # listed, not yet collected: seconds old
+            uptime = 0.0
+        if isinstance(uptime, bool) or not isinstance(uptime, (int, float)) or not 0 <= uptime < AGENT_START_SECONDS:
+            return
+        steps = int(np.ceil((AGENT_START_SECONDS - uptime) / self.config.update_every))
+        self.agent_start_rows = range(self.steps + 1, self.steps + 1 + steps + self.need)   # (steps count from 1)
+        self.log.info('the agent started {:.0f} s ago: no flag rises on its start-up until it has run {} s'.format(
+            uptime, AGENT_START_SECONDS))
 
     def _load_flagged(self):
         """The spans flagged before a restart, so the next training leaves them out as well."""
@@ -911,17 +936,20 @@ class AnomalyDetector:
         hold = None if self.config.flag_hold is None else (rank >= self.config.flag_hold) & scored
         flags = self.flag_policy.update(above & scored, hold, np.where(scored, rank, 0.0),
                                         np.where(scored, excess, -np.inf)) * scored
-        if self.steps in self.own_rows:
-            # the job's own training is no anomaly: no flag rises on it (one already up stays
-            # up, and an excess that outlasts it rises after), and its rows stay in the next
-            # training window rather than being left out as flagged, so it becomes ordinary
+        unusual = flags   # for training: the agent's start-up is left out where it read unusual
+        if self.steps in self.own_rows or self.steps in self.agent_start_rows:
+            # the job's own training, or the agent's start-up, is no anomaly: no flag rises on
+            # it (one already up stays up, and an excess that outlasts it rises after); the
+            # training's rows stay in the next training window rather than being left out as
+            # flagged, so it becomes ordinary
             flags = flags * np.isin(ids, list(self.was_flagged))
             self.flag_policy.held_down(flags)
+            unusual = flags if self.steps in self.own_rows else unusual
         p_list, f_list = probs.tolist(), flags.tolist()
         report.scores.update((ids[k], (p_list[k], f_list[k])) for k in np.nonzero(scored)[0].tolist())
         if self.config.train_exclude_flagged:
             training_rows = self.steps in self.own_rows
-            self._remember_episodes(ids, flags, np.where(scored, rank, 0.0), stamp, training_rows)
+            self._remember_episodes(ids, unusual, np.where(scored, rank, 0.0), stamp, training_rows)
         # what drives each model: for the log line of a flag that rises now, or every model for
         # the attribution charts (a flag that stays up is not explained again every step)
         if self.config.attribution_charts:

@@ -2315,3 +2315,55 @@ def test_a_refill_reads_several_charts_at_once_each_over_its_own_connection(repl
     assert 2 <= busy[1] <= PARALLEL_READS
     assert len(set(seen)) >= 2 and id(det.apis[det.config.host]) not in seen
     det.close()
+
+
+def test_no_flag_rises_on_the_agents_own_start_up_but_an_excess_that_outlasts_it_does(recording, tmp_path, logger):
+    """python.d.plugin starts with its agent: after every restart the job's first steps read
+    the agent's start-up (disk writes, its clock synchronising), which raised flags on a third
+    of the charts and the node alarm. Within the agent's first minute (netdata.uptime) no flag
+    rises; what read unusual is still left out of training, and an excess that lasts beyond
+    that minute is flagged."""
+    import gzip
+    import shutil
+
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    from conftest import SPIKE, START, _chart
+    path = str(tmp_path / 'restarted')
+    shutil.copytree(recording, path)
+    restart = START + SPIKE[0] - 20   # the agent restarted 20 s before the spike began
+    with open(os.path.join(path, 'charts.json')) as f:
+        charts = json.load(f)
+    charts['charts']['netdata.uptime'] = _chart('netdata.uptime', ['uptime'], units='seconds')
+    with open(os.path.join(path, 'charts.json'), 'w') as f:
+        json.dump(charts, f)
+    rows = [[t, t - restart if t >= restart else t - START + 5000] for t in range(START, START + 901)]
+    with gzip.open(os.path.join(path, 'data', 'netdata.uptime.json.gz'), 'wt') as f:
+        json.dump({'labels': ['time', 'uptime'], 'data': rows[::-1]}, f)
+    server = ReplayServer(Recording(path), ReplayClock(restart + 5, stepped=True)).start()
+    try:
+        det = make_detector(server, logger)
+        run_until_trained(det, server)
+        assert any(m == 'the agent started 5 s ago: no flag rises on its start-up until it has run 60 s'
+                   for _, m in logger.lines), logger.lines
+        shown = {}
+        while server.clock.now() < START + SPIKE[1]:
+            step = det.step()
+            shown[server.clock.now()] = step.scores.get('system.cpu', (0, 0))[1]
+            server.clock.advance(1)
+        held = [t for t in shown if det.need + 60 > t - restart]
+        assert held and not any(shown[t] for t in held)   # the spike began in the agent's first minute
+        assert any(shown[t] for t in shown if t not in held)   # and outlasted it
+        assert det.flagged.get('system.cpu')   # its unusual rows stay out of the next training
+        det.close()
+    finally:
+        server.stop()
+
+
+def test_a_job_started_on_an_agent_running_for_long_holds_no_flag(replay, logger):
+    """The hold is the agent's start-up only: on an agent that has run for long (or one that
+    lists no netdata.uptime) the job's first steps are scored as any."""
+    det = make_detector(replay, logger)
+    run_until_trained(det, replay)
+    assert not any('no flag rises on its start-up' in m for _, m in logger.lines)
+    assert len(det.agent_start_rows) == 0
+    det.close()
