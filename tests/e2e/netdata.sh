@@ -288,6 +288,24 @@ log "charts listed late: $([ -n "$late" ] && echo "${late#*: }" || echo "none (a
 rewritten="$(cd "$work/lib/anomalies-models/anomalies" && find . -name '*.json' ! -name '@*' -newer "$work/restart.mark" \
              | sed 's|^\./||' | grep -Fxf <(printf '%s\n' "$saved_before") || true)"
 [ -z "$rewritten" ] || fail "saved models were retrained after the restart instead of loaded: $rewritten"
+# the agent's own start-up (collectors starting, its database written) raises no flag: the job,
+# started with it, holds new flags through the agent's first minute (by then over: the wait above)
+after_restart="$(tail -n "+$((lines_before + 1))" "$work/log/error.log" 2>/dev/null || true)"
+hold="$(grep -h "no flag rises on its start-up" <<< "$after_restart" | tail -n1 || true)"
+[ -n "$hold" ] || fail "the restarted job did not hold its flags through the agent's start-up"
+held_flags="$(python3 -c '
+import re, sys, time
+lines = sys.stdin.read().splitlines()
+def when(line):
+    m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", line)
+    return time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) if m else None
+said = next(l for l in lines if "no flag rises on its start-up" in l)
+ago = float(re.search(r"started (\d+) s ago", said).group(1))
+end = when(said) - ago + 60   # (the features read the start-up a few seconds more: not counted)
+print(sum(1 for l in lines if "anomaly flagged on" in l and when(l) is not None and when(l) < end))
+' <<< "$after_restart")"
+log "after the restart: ${hold#*: }; flags raised in the agent's first minute: $held_flags"
+[ "$held_flags" = "0" ] || fail "flags rose on the agent's start-up"
 
 chart_dims() {  # chart_dims ID -> its dimension names, or nothing
   charts_json | python3 -c '
