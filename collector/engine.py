@@ -58,6 +58,11 @@ OWN_TRAINING_MAX_STEPS = 60
 # written, its clock synchronising): a job started with it (every restart) raises no flag on it
 AGENT_START_SECONDS = 60
 
+def _listed(said, how):
+    """``{model id: value}`` as one line's list: 'system.cpu (40%), system.load (31%)'."""
+    return first_few(['{} ({})'.format(m, how.format(v)) for m, v in sorted(said.items())])
+
+
 Due = collections.namedtuple('Due', 'clock step')   # whichever comes first
 Retry = collections.namedtuple('Retry', 'tries step')   # failed trainings in a row, no retry before step
 NO_RETRY = Retry(0, 0)
@@ -462,10 +467,9 @@ class AnomalyDetector:
         """The trained models of charts still in scope replace their old ones, and score from
         their training window's last rows on (``_rebuild``)."""
         tails = {}
-        for model_id, fm in result.models.items():
-            if model_id not in self.specs:
-                continue
-            self._tell_flags_kept(model_id, fm.info)
+        adopted = {m: fm for m, fm in result.models.items() if m in self.specs}
+        self._tell_flags_kept({m: fm.info for m, fm in adopted.items()})
+        for model_id, fm in adopted.items():
             if 'new_dimensions_since' in fm.info:
                 self._left_out_as_new(model_id, fm.info['new_dimensions_since'], fm.info['window'][1])
             for reason in fm.info.get('fallback_from', ()):
@@ -495,19 +499,33 @@ class AnomalyDetector:
             spans.sort()
             self.flag_file.changed(flagged_spans.NEW)
 
-    def _tell_flags_kept(self, model_id, info):
+    def _tell_flags_kept(self, infos):
         """Say once, when it starts, that a model trains on its flagged steps (not at every
-        training while they are in its window)."""
-        kept = 'flagged_events_kept' in info or 'flagged_share_kept' in info
-        if kept and model_id not in self.kept_flagged:
-            if 'flagged_share_kept' in info:
-                self.log.info("model '{}': flagged for {:.0%} of its training window, trained on all of it "
-                              "(a lasting change becomes the new normal)".format(model_id, info['flagged_share_kept']))
-            else:
-                self.log.info("model '{}': flagged {} separate times in its training window, trained on all of it "
-                              "(something the node does again and again becomes ordinary)".format(
-                                  model_id, info['flagged_events_kept']))
-        (self.kept_flagged.add if kept else self.kept_flagged.discard)(model_id)
+        training while they are in its window); one line for all the models of a training
+        that start to, not one each."""
+        lasting, routine = {}, {}   # model id -> share of its window flagged / separate flags
+        for model_id, info in infos.items():
+            kept = 'flagged_events_kept' in info or 'flagged_share_kept' in info
+            if kept and model_id not in self.kept_flagged:
+                if 'flagged_share_kept' in info:
+                    lasting[model_id] = '{:.0%}'.format(info['flagged_share_kept'])
+                else:
+                    routine[model_id] = info['flagged_events_kept']
+            (self.kept_flagged.add if kept else self.kept_flagged.discard)(model_id)
+        new_normal = 'a lasting change becomes the new normal'
+        ordinary = 'something the node does again and again becomes ordinary'
+        if len(lasting) == 1:
+            self.log.info("model '{}': flagged for {} of its training window, trained on all of it ({})".format(
+                *next(iter(lasting.items())), new_normal))
+        elif lasting:
+            self.log.info('{} flagged for over a quarter of their training window, trained on all of it ({}): '
+                          '{}'.format(plural(len(lasting), 'model'), new_normal, _listed(lasting, '{}')))
+        if len(routine) == 1:
+            self.log.info("model '{}': flagged {} separate times in its training window, trained on all of it "
+                          "({})".format(*next(iter(routine.items())), ordinary))
+        elif routine:
+            self.log.info('{} flagged again and again in their training window, trained on all of it ({}): {}'.format(
+                plural(len(routine), 'model'), ordinary, _listed(routine, '{} times')))
 
     def _train_again_as_history_grows(self, history):
         """While the agent holds less than the window (a young agent), train again once its

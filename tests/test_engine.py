@@ -251,6 +251,24 @@ def test_a_model_trained_on_its_flags_says_so_once_not_at_every_training(replay,
     det.close()
 
 
+def test_the_models_of_one_training_that_train_on_their_flags_are_told_in_one_line(replay, logger):
+    """A retraining after a busy spell kept the flags of ten models: ten lines in the agent's
+    log, one per model, said the same thing."""
+    det = make_detector(replay, logger)
+    run_until_trained(det, replay)
+    now = replay.clock.now()
+    spans = [[now - 300 + 50 * k, now - 297 + 50 * k] for k in range(RECURRING_EVENTS)]
+    det.flagged = {'system.cpu': [list(sp) for sp in spans], 'system.load': [list(sp) for sp in spans]}
+    det.next_training = det.steps
+    det.step()
+    det.trainer.wait()
+    det.step()
+    said = [m for _, m in logger.lines if 'trained on all of it' in m]
+    assert said == ['2 models flagged again and again in their training window, trained on all of it (something '
+                    'the node does again and again becomes ordinary): system.cpu (5 times), system.load (5 times)'], said
+    det.close()
+
+
 def test_a_flag_dated_hours_ahead_does_not_push_the_real_ones_out_of_the_next_training(replay, logger):
     """A flag raised while the agent's clock ran hours fast (a clock read as local time at
     boot, a VM restored), then set right: the spans kept for the next training are those of
