@@ -954,20 +954,20 @@ class AnomalyDetector:
         hold = None if self.config.flag_hold is None else (rank >= self.config.flag_hold) & scored
         flags = self.flag_policy.update(above & scored, hold, np.where(scored, rank, 0.0),
                                         np.where(scored, excess, -np.inf)) * scored
+        starting, own = self.steps in self.agent_start_rows, self.steps in self.own_rows
         unusual = flags   # for training: the agent's start-up is left out where it read unusual
-        if self.steps in self.own_rows or self.steps in self.agent_start_rows:
+        if own or starting:
             # the job's own training, or the agent's start-up, is no anomaly: no flag rises on
             # it (one already up stays up, and an excess that outlasts it rises after); the
             # training's rows stay in the next training window rather than being left out as
             # flagged, so it becomes ordinary
             flags = flags * np.isin(ids, list(self.was_flagged))
             self.flag_policy.held_down(flags)
-            unusual = flags if self.steps in self.own_rows else unusual
+            unusual = unusual if starting else flags
         p_list, f_list = probs.tolist(), flags.tolist()
         report.scores.update((ids[k], (p_list[k], f_list[k])) for k in np.nonzero(scored)[0].tolist())
         if self.config.train_exclude_flagged:
-            training_rows = self.steps in self.own_rows
-            self._remember_episodes(ids, unusual, np.where(scored, rank, 0.0), stamp, training_rows)
+            self._remember_episodes(ids, unusual, np.where(scored, rank, 0.0), stamp, own and not starting)
         # what drives each model: for the log line of a flag that rises now, or every model for
         # the attribution charts (a flag that stays up is not explained again every step)
         if self.config.attribution_charts:
