@@ -508,18 +508,18 @@ class AnomalyDetector:
             kept = 'flagged_events_kept' in info or 'flagged_share_kept' in info
             if kept and model_id not in self.kept_flagged:
                 if 'flagged_share_kept' in info:
-                    lasting[model_id] = '{:.0%}'.format(info['flagged_share_kept'])
+                    lasting[model_id] = info['flagged_share_kept']
                 else:
                     routine[model_id] = info['flagged_events_kept']
             (self.kept_flagged.add if kept else self.kept_flagged.discard)(model_id)
         new_normal = 'a lasting change becomes the new normal'
         ordinary = 'something the node does again and again becomes ordinary'
         if len(lasting) == 1:
-            self.log.info("model '{}': flagged for {} of its training window, trained on all of it ({})".format(
+            self.log.info("model '{}': flagged for {:.0%} of its training window, trained on all of it ({})".format(
                 *next(iter(lasting.items())), new_normal))
         elif lasting:
             self.log.info('{} flagged for over a quarter of their training window, trained on all of it ({}): '
-                          '{}'.format(plural(len(lasting), 'model'), new_normal, _listed(lasting, '{}')))
+                          '{}'.format(plural(len(lasting), 'model'), new_normal, _listed(lasting, '{:.0%}')))
         if len(routine) == 1:
             self.log.info("model '{}': flagged {} separate times in its training window, trained on all of it "
                           "({})".format(*next(iter(routine.items())), ordinary))
