@@ -266,6 +266,17 @@ def test_the_models_of_one_training_that_train_on_their_flags_are_told_in_one_li
     said = [m for _, m in logger.lines if 'trained on all of it' in m]
     assert said == ['2 models flagged again and again in their training window, trained on all of it (something '
                     'the node does again and again becomes ordinary): system.cpu (5 times), system.load (5 times)'], said
+    logger.lines.clear()
+    now = replay.clock.now()
+    det.flagged = {'system.forks': [[now - 400, now - 100]], 'system.ram': [[now - 400, now - 100]]}
+    det.next_training = det.steps
+    det.step()
+    det.trainer.wait()
+    det.step()
+    said = [m for _, m in logger.lines if 'trained on all of it' in m]
+    assert len(said) == 1 and said[0].startswith('2 models flagged for over a quarter of their training window, '
+                                                 'trained on all of it (a lasting change becomes the new normal): '
+                                                 'system.forks ('), said
     det.close()
 
 
