@@ -15,6 +15,7 @@ from typing import Optional, Tuple, Union
 
 from .models import DEEP_MODELS, MIN_TRAIN_ROWS, MODEL_NAMES, deep_available, model_members, valid_model
 from .netdata_api import MAX_ROWS   # the most rows the agent answers one query with
+from .protocol import safe_id
 
 # Keys python.d.plugin itself puts into (or reads from) every job's configuration. Besides these
 # it may add keys of its own beginning with '__' ('__is_stock' from Netdata 1.44 on): ignored.
@@ -738,7 +739,7 @@ def chart_type(job_name, override=None):
     """The type python.d gives a job's charts (the part of their ids before the dot):
     'anomalies' for the job of that name, else 'anomalies_<name>'."""
     name = served_name(job_name or 'anomalies', {'name': override})
-    label = ''.join(c if c.isalnum() or c in '._-' else '_' for c in name)
+    label = safe_id(name)
     return 'anomalies' if label == 'anomalies' else 'anomalies_' + label
 
 
