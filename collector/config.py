@@ -103,8 +103,21 @@ class ConfigError(ValueError):
     """A job configuration that cannot run; ``errors`` holds one message per bad key."""
 
     def __init__(self, errors):
-        self.errors = list(errors)
+        self.errors = [_cut(str(e)) for e in errors]
         super().__init__('; '.join(self.errors))
+
+
+ERROR_CHARS = 600
+
+
+def _cut(message):
+    """A message at most ERROR_CHARS long: a value built by YAML aliases can print as megabytes."""
+    if len(message) <= ERROR_CHARS:
+        return message
+    marker = ' ... ({} characters left out) ... '
+    tail = ERROR_CHARS // 4
+    head = ERROR_CHARS - tail - len(marker.format(len(message)))
+    return message[:head] + marker.format(len(message) - head - tail) + message[-tail:]
 
 
 @dataclass(frozen=True)

@@ -556,3 +556,17 @@ def test_only_the_framework_keys_python_d_passes_down_reach_the_jobs(tmp_path):
     jobs = load_config_file(str(conf), notes)
     assert jobs == {'local': {'update_every': 2, 'lags_n': 3}, 'child': {'update_every': 2, 'host': '10.0.0.2:19999'}}
     assert any("top-level key 'name' reaches no job" in n for n in notes), notes
+
+
+def test_a_value_built_by_yaml_aliases_is_shown_cut_not_as_megabytes():
+    text = ('a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n'
+            'c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n'
+            'anomalies:\n  charts_regex: *d\n  contamination: 2\n')
+    raw = job_configs_from_file(yaml.safe_load(text))['anomalies']
+    errors = errors_for(raw)
+    regex = [e for e in errors if "'charts_regex'" in e]
+    assert len(regex) == 1 and len(regex[0]) <= 600
+    assert regex[0].startswith("key 'charts_regex': expected a regular expression string, got [[[['x'")
+    assert 'characters left out' in regex[0] and regex[0].endswith("'x']]]]")
+    # a short message is left whole
+    assert "key 'contamination': expected a share in (0, 0.5], got 2" in errors
