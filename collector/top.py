@@ -137,15 +137,28 @@ def format_top(rows, limit=20, window='', grain=1):
     return '\n'.join(lines)
 
 
+def _held_since(api):
+    """The first second any anomalies chart holds (None when none says), so a window longer
+    than the job has run is not reported as if it had all been watched."""
+    firsts = [c.get('first_entry') for context in (PROB_CONTEXT, FLAG_CONTEXT)
+              for c in api.charts_of_context(context).values()]
+    firsts = [t for t in firsts if _is_time(t) and t > 0]
+    return min(firsts) if firsts else None
+
+
 def run(host, after=-600, before=0, limit=20, protocol='http', username=None, password=None, tls_verify=True):
     api = NetdataApi(host, protocol, username, password, tls_verify, timeout=30.0)
     unread = []
     try:
         rows, grain = top(api, after, before, unread)
+        since = _held_since(api)
     finally:
         api.close()
     if after < 0 and before == 0:
         when = 'over the last {} s'.format(-after)
+        now = api.listed_at or time.time()
+        if since is not None and now + after + 1 < since:   # a young job: say what the rows cover
+            when += ' (the charts hold only its last {} s)'.format(max(0, int(now - since + 1)))
     else:   # as times, to set beside the dashboard's
         start, end = window(after, before, api.listed_at or time.time())
         when = 'from {} to {}'.format(*(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t)) for t in (start, end)))

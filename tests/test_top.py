@@ -122,6 +122,8 @@ def test_top_over_a_window_longer_than_the_charts_reads_only_what_they_hold(tmp_
     assert [r[:3] + r[4:] for r in _ranked(years.stdout)] == [
         ['system.cpu', '30', '1', '100.0'], ['child.lan/system.cpu', '10', '1', '100.0'], ['system.ram', '5', '1', '100.0']]
     assert 'rows of' not in years.stdout
+    assert years.stdout.splitlines()[0].endswith('over the last 94608000 s (the charts hold only its last 121 s)')
+    assert short.stdout.splitlines()[0].endswith('over the last 121 s'), short.stdout
     assert before.returncode == 1 and 'no values in the window' in before.stderr, before.stderr
 
 
