@@ -171,6 +171,19 @@ def others_may_write(path, what=None):
     return None
 
 
+def _why_unreadable(e):
+    """Why a metadata file could not be read, in words that are the same for every file so
+    broken (the job logs one line per reason: a power cut that truncated them all, or a folder
+    a root run filled, must not write one line per chart with its path or byte offset)."""
+    if isinstance(e, OSError):
+        return e.strerror or e.__class__.__name__
+    if isinstance(e, UnicodeDecodeError):
+        return 'not text'
+    if isinstance(e, json.JSONDecodeError):
+        return 'not JSON, or cut short'
+    return str(e)
+
+
 def load(directory, model_id, config, columns, versions=None, fewer_ok=False):
     """``(model, meta, None)`` or ``(None, None, reason)``; reason ``None`` when nothing was saved.
     ``fewer_ok``: a chart's model, whose dimensions are those the agent lists, not a list the
@@ -188,7 +201,7 @@ def load(directory, model_id, config, columns, versions=None, fewer_ok=False):
         if not isinstance(meta, dict):
             raise ValueError('not a JSON object')
     except (OSError, ValueError) as e:
-        return None, None, 'metadata unreadable ({})'.format(e)
+        return None, None, 'metadata unreadable ({})'.format(_why_unreadable(e))
     if meta.get('model_id', model_id) != model_id:   # 'a b' and 'a/b' make one file name
         return None, None, 'its file holds the model of {!r}'.format(meta.get('model_id'))
     if meta.get('format') != FORMAT:

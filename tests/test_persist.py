@@ -373,3 +373,21 @@ def test_an_unwritable_models_dir_is_logged_and_the_job_goes_on(recording, tmp_p
     assert 'cannot save models in /proc/anomalies-models/anomalies (models_dir):' in r.stderr, r.stderr
     assert 'trained 4 models' in r.stderr
     assert "SET 'system.cpu_prob'" in r.stdout
+
+
+def test_metadata_broken_alike_gives_one_reason_for_every_model(tmp_path):
+    """The job logs one line per reason: files truncated at different lengths (a power cut),
+    or unreadable (a folder a root run filled), must give one reason, not one per chart with
+    its path or offset in it."""
+    _, cfg = saved(tmp_path)
+    meta = (tmp_path / 'system.cpu.json').read_text()
+    reasons = set()
+    for cut in (0, 7, 120, len(meta) // 2):
+        (tmp_path / 'system.cpu.json').write_text(meta[:cut])
+        reasons.add(persist.load(str(tmp_path), 'system.cpu', cfg, COLS)[2])
+    assert len(reasons) == 1 and 'char' not in reasons.pop()
+    (tmp_path / 'system.cpu.json').write_bytes(b'\xbd\xff' + meta.encode())
+    assert persist.load(str(tmp_path), 'system.cpu', cfg, COLS)[2] == 'metadata unreadable (not text)'
+    (tmp_path / 'system.cpu.json').unlink()
+    (tmp_path / 'system.cpu.json').mkdir()
+    assert persist.load(str(tmp_path), 'system.cpu', cfg, COLS)[2] == 'metadata unreadable (Is a directory)'
