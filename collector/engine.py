@@ -212,7 +212,7 @@ class AnomalyDetector:
                 return   # the charts without a usable saved model train at the next step
         if self.models_dir and self.prune_due:
             try:
-                self._prune_saved(specs)
+                self._prune_saved(specs, charts)
             except Exception as e:  # a models dir that cannot be read: its files stay
                 self.prune_due = False
                 self.log.error('cannot remove old saved models from {} (models_dir): {!r}'.format(self.models_dir, e))
@@ -762,7 +762,7 @@ class AnomalyDetector:
         self.log.info('loaded {} saved models from {} (oldest trained {:.0f} s ago); {}'.format(
             len(loaded), self.models_dir, age, due))
 
-    def _prune_saved(self, specs):
+    def _prune_saved(self, specs, charts=()):
         """Remove the saved models of charts gone while the job was stopped (containers, process
         groups, disks), saved more than two training windows, two retrainings and a day ago:
         every file in use is newer. Only from a chart list read YOUNG_AGENT_SECONDS into the
@@ -776,9 +776,16 @@ class AnomalyDetector:
         older_than = (max(2 * cfg.train_n_secs, PRUNE_SECONDS, 2 * cfg.train_every_n * cfg.update_every)
                       if cfg.train_every_n else float('inf'))
         old = persist.prune(self.models_dir, specs, older_than)
-        if old:
+        # a chart the agent still lists went out of the job's scope (charts_regex or
+        # charts_to_exclude changed since it was saved): said so, not taken for one gone
+        out_of_scope = [m for m in old if m in charts]
+        gone = [m for m in old if m not in charts]
+        if out_of_scope:
+            self.log.info('removed {} of charts the job no longer models (charts_regex, charts_to_exclude): {}'.format(
+                plural(len(out_of_scope), 'saved model'), first_few(out_of_scope)))
+        if gone:
             self.log.info('removed {} of charts the agent no longer lists: {}'.format(
-                plural(len(old), 'saved model'), first_few(old)))
+                plural(len(gone), 'saved model'), first_few(gone)))
 
     def _regrow_loaded(self, metas):
         """Steps until loaded models fitted on a young agent's minutes are retrained as its

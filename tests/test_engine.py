@@ -1750,9 +1750,11 @@ def test_saved_models_of_gone_charts_are_removed_only_once_the_agent_has_listed_
             meta['saved_at'] -= 3 * 86400
             open(path, 'w').write(json.dumps(meta))
             if name == 'system.cpu.json':
-                meta['model_id'] = 'apps.gone'
-                open(os.path.join(job_dir, 'apps.gone.json'), 'w').write(json.dumps(meta))
-                shutil.copy(os.path.join(job_dir, 'system.cpu.pkl'), os.path.join(job_dir, 'apps.gone.pkl'))
+                # one chart gone, and one the agent still lists that charts_regex no longer takes
+                for other in ('apps.gone', 'apps.cpu'):
+                    meta['model_id'] = other
+                    open(os.path.join(job_dir, other + '.json'), 'w').write(json.dumps(meta))
+                    shutil.copy(os.path.join(job_dir, 'system.cpu.pkl'), os.path.join(job_dir, other + '.pkl'))
     now = [0.0]
     SwitchableApi.hidden = {c for c in NetdataApi(replay.host).charts() if c.startswith('system.')}
     try:
@@ -1776,6 +1778,9 @@ def test_saved_models_of_gone_charts_are_removed_only_once_the_agent_has_listed_
     assert 'apps.gone.pkl' not in os.listdir(job_dir) and 'system.cpu.pkl' in os.listdir(job_dir)
     assert sorted(again.models) == sorted(first.models) and again.trainings == 0
     assert [m for _, m in logger.lines if m == 'removed 1 saved model of charts the agent no longer lists: apps.gone']
+    assert 'apps.cpu.pkl' not in os.listdir(job_dir)
+    assert [m for _, m in logger.lines if m == 'removed 1 saved model of charts the job no longer models '
+                                               '(charts_regex, charts_to_exclude): apps.cpu']
     again.close()
 
 
