@@ -228,7 +228,9 @@ def load(directory, model_id, config, columns, versions=None, fewer_ok=False):
     except OSError as e:
         return None, None, 'model file unreadable ({})'.format(e.strerror or e)
     if hashlib.sha256(data).hexdigest() != meta.get('sha256'):
-        return None, None, 'model file damaged (checksum differs)'
+        # most often not the disk: a save stopped (the job killed, the disk full) between the
+        # model's file and its metadata leaves the new model beside the old one's metadata
+        return None, None, 'model file does not match its metadata (a save cut short, or a damaged file)'
     if not numpy_only(str(meta.get('model'))):
         # pyod estimators pickle scikit-learn (or torch) objects: only the same versions read them back right
         now = versions or installed_versions()

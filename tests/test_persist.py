@@ -213,6 +213,9 @@ def test_what_no_longer_fits_is_a_reason_to_retrain(tmp_path):
     pkl = tmp_path / 'system.cpu.pkl'
     pkl.write_bytes(pkl.read_bytes()[:-10] + b'0123456789')
     assert 'damaged' in load(str(tmp_path), 'system.cpu', cfg, COLS)[2]
+    # a save cut off between the two files (the job killed, the disk full): the new model beside
+    # the old metadata is said to be that first, not only a damaged file
+    assert 'a save cut short' in load(str(tmp_path), 'system.cpu', cfg, COLS)[2]
     assert load(str(tmp_path), 'system.cpu', parse_job_config({'model': 'pca', 'update_every': 5}), COLS)[2] == \
         'configuration changed (update_every 1 -> 5)'   # its differences were learnt a second apart
     meta = json.loads((tmp_path / 'system.cpu.json').read_text())
