@@ -145,6 +145,7 @@ class AnomalyDetector:
         self.flag_file = FlagFile(self.models_dir, self.problems, config.host)   # flagged, kept across restarts
         self.episodes = {}      # model id -> steps since its flag's episode last read unusual (flagged_spans)
         self.disk_checked = set()  # models whose saved file was looked for (once per job)
+        self.agent = None      # the agent's machine GUID, once read (_read_agent)
         self.unlisted = set()  # models whose chart the last chart listing did not have
         self.regrown = {}      # model id -> the dimensions listed when it was retrained for new ones
         self.own_rows = range(0)   # the steps whose features hold the job's own last training
@@ -311,7 +312,8 @@ class AnomalyDetector:
         try:
             api = self.apis[self.config.host]
             self.trainer.start(TrainingRequest(self.config, todo, after, before, self._exclusions(), self.models_dir,
-                                               api.listed_seconds, api.listed_at, new_dimensions))
+                                               api.listed_seconds, api.listed_at, new_dimensions,
+                                               self._read_agent()))
         except Exception as e:  # e.g. no memory or file descriptors for the training process
             self.problems.report('training', 'cannot start training: {!r}'.format(e))
             self._retry_full_training_soon(full_due)
@@ -677,8 +679,8 @@ class AnomalyDetector:
     def start(self):
         """Load the saved models that still fit, and start training the rest now."""
         if self.models_dir:
+            self._start_from_disk()   # (reads the agent's machine GUID once it lists its charts)
             self._load_flagged()
-            self._start_from_disk()
         self._hold_agent_start_up()
         self._maybe_start_training(self._pending, wait=None)   # check() tells what the job starts with
 
@@ -738,6 +740,7 @@ class AnomalyDetector:
             except NetdataError:
                 return  # the training path reports an unreachable agent, and loads them once it answers
         specs = self.discover(charts)
+        self._read_agent()   # (the agent may answer only now)
         self.prune_due = True   # once the agent has listed all it will (_prune_saved)
         loaded, metas = self._load_from_disk(charts, specs)
         if not loaded:
@@ -761,6 +764,19 @@ class AnomalyDetector:
         self.next_discovery = Due(self.clock(), self.steps)  # train the charts without a usable saved model at once
         self.log.info('loaded {} saved models from {} (oldest trained {:.0f} s ago); {}'.format(
             len(loaded), self.models_dir, age, due))
+
+    def _read_agent(self):
+        """The agent's machine GUID, read once it answers: the saved models and flagged steps
+        carry it, so that another node's (a models_dir copied or restored there, or shared with
+        its job, which reads its own agent as 127.0.0.1:19999 too) are not taken for this one's.
+        None while unknown (an agent that does not answer, or gives none): nothing is checked."""
+        if self.agent is None and self.models_dir:
+            try:
+                self.agent = self.apis[self.config.host].agent_id() or ''   # ('': it answered without one)
+            except Exception:   # no answer now: read again when the saved models are, or at a training
+                self.agent = None
+            self.flag_file.agent = self.agent or None
+        return self.agent or None
 
     def _prune_saved(self, specs, charts=()):
         """Remove the saved models of charts gone while the job was stopped (containers, process
@@ -807,7 +823,7 @@ class AnomalyDetector:
         self.disk_checked.update(specs)
         loaded, metas, unused = saved_models.read_saved(
             self.models_dir, self.config, specs, self._dimensions_collected(charts, specs),
-            feature_blocks(self.config.lags_n, self.config.level_features))
+            feature_blocks(self.config.lags_n, self.config.level_features), self.agent or None)
         for reason, ids in sorted(unused.items()):
             self.log.info('{} not used, retraining: {}: {}'.format(plural(len(ids), 'saved model'), reason,
                                                                   first_few(ids)))

@@ -82,6 +82,7 @@ class FlagFile:
     def __init__(self, models_dir, problems, host=None):
         self.models_dir = models_dir
         self.host = host   # the agent whose times the spans are
+        self.agent = None  # and its machine GUID, once read (Engine._read_agent)
         self.problems = problems
         self.unsaved = None   # NEW (a span began), GROWN, or None: what the file lacks
         self.saved_at = 0.0   # agent time of the last write
@@ -103,7 +104,7 @@ class FlagFile:
         """``(spans, reason not used)``: a file that cannot be read steers no training, and
         is never a reason not to start."""
         try:
-            return persist.load_flagged(self.models_dir, self.host)
+            return persist.load_flagged(self.models_dir, self.host, self.agent)
         except Exception as e:
             return {}, repr(e)
 
@@ -111,7 +112,7 @@ class FlagFile:
         """Write ``flagged`` (already cut to what a training reaches)."""
         self.saved_at = now
         try:
-            persist.save_flagged(self.models_dir, flagged, self.host)
+            persist.save_flagged(self.models_dir, flagged, self.host, self.agent)
         except Exception as e:
             # the reason without the temporary file's random name, so that the line is said once
             why = e.strerror if isinstance(e, OSError) and e.strerror else e

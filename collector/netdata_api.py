@@ -229,6 +229,12 @@ class NetdataApi:
             self.last_raw = data
         return body
 
+    def agent_id(self):
+        """The agent's machine GUID (``uid`` of /api/v1/info), or None where it gives none."""
+        body = self._get_json('/api/v1/info')
+        uid = body.get('uid') if isinstance(body, dict) else None
+        return uid if isinstance(uid, str) and uid else None
+
     def charts(self):
         """``{chart_id: [dimension names]}`` of the charts the agent has now. On a connection
         of its own, so that it may be read from another thread while the steps go on."""

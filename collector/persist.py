@@ -128,14 +128,15 @@ def _paths(directory, model_id):
     return base + '.pkl', base + '.json'
 
 
-def save(directory, fm, config, trained_at):
-    """Write ``fm`` (a ``FittedModel``) and its metadata; the pickle first, the metadata last."""
+def save(directory, fm, config, trained_at, agent=None):
+    """Write ``fm`` (a ``FittedModel``) and its metadata; the pickle first, the metadata last.
+    ``agent``: the machine GUID of the agent it was trained on, if known."""
     os.makedirs(directory, exist_ok=True)
     pkl, meta_path = _paths(directory, fm.name)
     data = pickle.dumps(fm, protocol=4)
     write_atomically(pkl, data, 0o640)
     meta = {
-        'format': FORMAT, 'model_id': fm.name, 'model': fm.model_name, 'config_hash': config_hash(config),
+        'format': FORMAT, 'model_id': fm.name, 'agent': agent, 'model': fm.model_name, 'config_hash': config_hash(config),
         'settings': {k: getattr(config, k) for k in HASH_KEYS}, 'columns': list(fm.columns),
         'window': list(fm.info.get('window', ())), 'trained_at': trained_at, 'saved_at': time.time(),
         'rows': fm.info.get('rows'), 'excluded_rows': fm.info.get('excluded_rows', 0),
@@ -184,10 +185,12 @@ def _why_unreadable(e):
     return str(e)
 
 
-def load(directory, model_id, config, columns, versions=None, fewer_ok=False):
+def load(directory, model_id, config, columns, versions=None, fewer_ok=False, agent=None):
     """``(model, meta, None)`` or ``(None, None, reason)``; reason ``None`` when nothing was saved.
     ``fewer_ok``: a chart's model, whose dimensions are those the agent lists, not a list the
-    config gives (a custom model's), where one more is the config's change."""
+    config gives (a custom model's), where one more is the config's change. ``agent``: the
+    machine GUID of the agent read now, if known: a model saved on another is not loaded, though
+    its columns name the same address (every job reads its own node as 127.0.0.1:19999)."""
     pkl, meta_path = _paths(directory, model_id)
     if not os.path.exists(meta_path):
         return None, None, None
@@ -204,6 +207,9 @@ def load(directory, model_id, config, columns, versions=None, fewer_ok=False):
         return None, None, 'metadata unreadable ({})'.format(_why_unreadable(e))
     if meta.get('model_id', model_id) != model_id:   # 'a b' and 'a/b' make one file name
         return None, None, 'its file holds the model of {!r}'.format(meta.get('model_id'))
+    if agent and isinstance(meta.get('agent'), str) and meta['agent'] != agent:
+        return None, None, ('saved for another agent (machine GUID {}; models_dir copied from another node, or '
+                            'shared with its job)'.format(meta['agent']))
     if meta.get('format') != FORMAT:
         return None, None, 'saved by another version of this collector (file format {}, now {})'.format(
             meta.get('format'), FORMAT)
@@ -306,17 +312,17 @@ def has_models(directory):
         return False
 
 
-def save_flagged(directory, spans, host=None):
+def save_flagged(directory, spans, host=None, agent=None):
     """Write the flagged spans (model id -> [[first, last] agent time]) of the agent ``host``
     beside the models: a restarted job's next training must leave out the incidents flagged
     before the restart too, or it learns them as normal."""
     os.makedirs(directory, exist_ok=True)
-    body = {'format': FLAGGED_FORMAT, 'saved_at': time.time(), 'host': host,
+    body = {'format': FLAGGED_FORMAT, 'saved_at': time.time(), 'host': host, 'agent': agent,
             'spans': {m: [list(sp) for sp in s] for m, s in sorted(spans.items()) if s}}
     write_atomically(os.path.join(directory, FLAGGED_FILE), json.dumps(body).encode(), 0o640)
 
 
-def load_flagged(directory, host=None):
+def load_flagged(directory, host=None, agent=None):
     """``(spans, None)`` or ``({}, reason)``: what ``save_flagged`` wrote for the agent ``host``
     (nothing saved is no reason; another agent's times would leave out rows of this one's
     training). Only well-formed spans are taken: this file steers training, never the job's start."""
@@ -332,6 +338,8 @@ def load_flagged(directory, host=None):
         return {}, 'not a flagged-steps file of this version'
     if body.get('host') not in (None, host):   # (a file without one was written before files named it)
         return {}, 'saved for another agent ({})'.format(body.get('host'))
+    if agent and isinstance(body.get('agent'), str) and body['agent'] != agent:
+        return {}, 'saved for another agent (machine GUID {})'.format(body['agent'])
     out = {}
     for model_id, spans in body['spans'].items():
         if not isinstance(spans, list):

@@ -20,7 +20,7 @@ def check_alone(model_id, fm, blocks):
     BatchScorer({model_id: fm}, layout, blocks).score(np.zeros(len(layout) * blocks))
 
 
-def read_saved(models_dir, config, specs, dimensions, blocks):
+def read_saved(models_dir, config, specs, dimensions, blocks, agent=None):
     """``(loaded, metas, unused)`` for ``specs``: the models that still fit the configuration
     and the chart's ``dimensions`` (``{chart: names}``), their metadata, and ``{reason: [model
     ids]}`` of the others. Whatever a foreign or broken file does costs only its model."""
@@ -31,7 +31,7 @@ def read_saved(models_dir, config, specs, dimensions, blocks):
                    else [dim_key(spec.host, spec.chart, d) for d in dimensions.get(spec.chart, ())])
         try:
             fm, meta, reason = persist.load(models_dir, model_id, config, columns, versions,
-                                            fewer_ok=spec.columns is None)
+                                            fewer_ok=spec.columns is None, agent=agent)
             if fm is not None:
                 fm.warm_up()   # imports and JIT now, and a model that cannot score is caught here
                 check_alone(model_id, fm, blocks)

@@ -77,6 +77,8 @@ class TrainingRequest:
     # model id -> dimension names its chart lists now and its model lacks (a process group that
     # started): the rows since they first had a value are left out (``since_new``)
     new_dimensions: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    # the machine GUID of the agent the models are trained on, saved with them (None: not known)
+    agent: Optional[str] = None
 
 
 def charts_by_host(specs):
@@ -368,7 +370,7 @@ def _fit_batch(request, specs, df, index, problems, result):
         if request.models_dir:
             try:
                 from .persist import save
-                save(request.models_dir, fm, cfg, float(times[-1]))
+                save(request.models_dir, fm, cfg, float(times[-1]), request.agent)
             except Exception as e:  # a full disk or a read-only dir must not cost the model
                 result.save_error = result.save_error or 'cannot save models in {} (models_dir): {!r}'.format(
                     request.models_dir, e)

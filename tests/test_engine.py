@@ -109,7 +109,7 @@ def test_flagged_steps_that_cannot_be_saved_are_said_once_and_tried_again_spaced
     not at every step (it was an error line a second for as long as a flag stood)."""
     tries = []
 
-    def read_only(folder, flagged, host):
+    def read_only(folder, flagged, host, agent=None):
         tries.append(replay.clock.now())
         raise OSError(30, 'Read-only file system', '{}/.anomalies-{}.tmp'.format(folder, len(tries)))
     monkeypatch.setattr(engine.persist, 'save_flagged', read_only)

@@ -394,3 +394,23 @@ def test_metadata_broken_alike_gives_one_reason_for_every_model(tmp_path):
     (tmp_path / 'system.cpu.json').unlink()
     (tmp_path / 'system.cpu.json').mkdir()
     assert persist.load(str(tmp_path), 'system.cpu', cfg, COLS)[2] == 'metadata unreadable (Is a directory)'
+
+
+def test_another_nodes_models_and_flagged_steps_are_not_taken_for_this_ones(tmp_path):
+    """Every job reads its own agent as 127.0.0.1:19999: a models_dir copied or restored on
+    another node, or shared by the jobs of two, names the same columns. The agent's machine
+    GUID tells them apart; a file saved without one, or an agent that gives none, loads as before."""
+    cfg = parse_job_config({'model': 'pca'})
+    X = np.random.default_rng(0).normal(size=(500, 2))
+    fm = fit_model('system.cpu', COLS, cfg.training_features(X), model='pca', contamination=cfg.contamination,
+                   blocks=(cfg.lags_n + 1, cfg.level_features))
+    persist.save(str(tmp_path), fm, cfg, 500.0, agent='guid-a')
+    assert persist.load(str(tmp_path), 'system.cpu', cfg, COLS, agent='guid-a')[2] is None
+    assert persist.load(str(tmp_path), 'system.cpu', cfg, COLS)[2] is None
+    reason = persist.load(str(tmp_path), 'system.cpu', cfg, COLS, agent='guid-b')[2]
+    assert reason.startswith('saved for another agent (machine GUID guid-a')
+    persist.save(str(tmp_path), fm, cfg, 500.0)
+    assert persist.load(str(tmp_path), 'system.cpu', cfg, COLS, agent='guid-b')[2] is None
+    persist.save_flagged(str(tmp_path), {'system.cpu': [[1.0, 2.0]]}, 'h', agent='guid-a')
+    assert persist.load_flagged(str(tmp_path), 'h', 'guid-a') == ({'system.cpu': [[1.0, 2.0]]}, None)
+    assert persist.load_flagged(str(tmp_path), 'h', 'guid-b') == ({}, 'saved for another agent (machine GUID guid-a)')
