@@ -261,6 +261,13 @@ def run_training(request):
     return result
 
 
+def _no_memory(cols, rows):
+    """Why a model was not trained when its chart alone ran the training out of memory: the
+    others still train; what it takes grows with its dimensions times the window's rows."""
+    return ('out of memory for its {} dimensions over {} rows (a smaller train_n_secs needs less, or leave '
+            'the chart out with charts_to_exclude)'.format(len(cols), rows))
+
+
 def _custom_missing(missing, columns):
     """Why a custom model's dimensions are not in the window: a chart the agent sent nothing
     of, or a dimension its chart has no values of, most likely a name mistyped or given as the
@@ -317,11 +324,15 @@ def _fit_batch(request, specs, df, index, problems, result):
         if history < min_history:
             result.waiting[spec.model_id] = history
             continue
-        filled = fill_missing(raw)
-        new_at = since_new(filled, times, cols, request.new_dimensions.get(spec.model_id, ()))
-        blocks = [(cfg.training_features(filled[p]), times[p][train_need - 1:]) for p in phases]
-        raw, times = filled[phases[0]], times[phases[0]]
-        X = np.vstack([b[0] for b in blocks])
+        try:   # a wide chart's features are columns x (lags_n + 2) x rows: its own to run out of memory
+            filled = fill_missing(raw)
+            new_at = since_new(filled, times, cols, request.new_dimensions.get(spec.model_id, ()))
+            blocks = [(cfg.training_features(filled[p]), times[p][train_need - 1:]) for p in phases]
+            raw, times = filled[phases[0]], times[phases[0]]
+            X = np.vstack([b[0] for b in blocks])
+        except MemoryError:
+            result.errors[spec.model_id] = _no_memory(cols, raw.shape[0])
+            continue
         spans = request.exclude.get(spec.model_id)
         n_excluded, share, events, routine = 0, 0.0, 0, False
         row_times = np.concatenate([b[1] for b in blocks])
@@ -353,6 +364,9 @@ def _fit_batch(request, specs, df, index, problems, result):
             fm = fit_model(spec.model_id, cols, X, model=cfg.model, contamination=cfg.contamination,
                            calibration=cfg.calibration, max_rows=cfg.train_max_n, groups=groups,
                            blocks=(cfg.lags_n + 1, cfg.level_features), level_squash=cfg.squash)
+        except MemoryError:
+            result.errors[spec.model_id] = _no_memory(cols, X.shape[0])
+            continue
         except Exception as e:
             result.errors[spec.model_id] = 'fit failed: {}'.format(e)
             continue

@@ -379,3 +379,28 @@ def test_a_young_agents_training_asks_only_for_the_history_it_lists():
         10000 - 300 - 2 - 60
     # a chart the list did not give (listed later, another host's): the whole window
     assert _held_from(['system.cpu', 'disk.sdb'], {'system.cpu': 100}, 10000, 1) == -float('inf')
+
+
+def test_a_chart_too_wide_for_memory_costs_its_own_model_not_the_training(monkeypatch):
+    """On a small box one wide chart (an apps.* chart of 150 process groups over 4 hours: 14400
+    rows of 1050 features) can run the training out of memory while its features are built:
+    that chart is not trained, saying why, and every other chart still is."""
+    import pandas as pd
+    from collector import features, netdata_api
+    t = np.arange(1000, 1600, dtype=float)
+    rng = np.random.default_rng(0)
+    cols = ['h:1::system.cpu|user', 'h:1::system.cpu|system'] + ['h:1::apps.cpu|g{}'.format(i) for i in range(150)]
+    frame = pd.DataFrame(rng.normal(10, 1, (t.size, len(cols))), index=t, columns=cols)
+    monkeypatch.setattr(netdata_api, 'fetch_training_frame', lambda *a, **k: (frame, t, []))
+    make_features = features.make_features
+
+    def short_of_memory(values, *a, **k):
+        if values.shape[1] > 100:
+            raise MemoryError('Unable to allocate 115. MiB for an array with shape (14392, 1050)')
+        return make_features(values, *a, **k)
+    monkeypatch.setattr(features, 'make_features', short_of_memory)
+    cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120, 'charts_to_exclude': ''})
+    specs = [ModelSpec('apps.cpu', 'h:1', chart='apps.cpu'), ModelSpec('system.cpu', 'h:1', chart='system.cpu')]
+    result = run_training(TrainingRequest(cfg, specs, 1000, 1599))
+    assert not result.error and list(result.models) == ['system.cpu']
+    assert result.errors['apps.cpu'].startswith('out of memory for its 150 dimensions over 600 rows'), result.errors
