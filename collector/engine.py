@@ -374,7 +374,7 @@ class AnomalyDetector:
         Once per set of listed dimensions: one listed but never collected is not retrained for
         again and again. The training leaves out the rows since they first had a value
         (``training.since_new``)."""
-        out = {}
+        out, told = {}, {}
         for model_id, fm in sorted(self.models.items()):
             spec = specs.get(model_id)
             if spec is None or spec.chart is None:
@@ -383,10 +383,16 @@ class AnomalyDetector:
             new = sorted(listed - {split_key(c)[2] for c in fm.columns})
             if new and self.regrown.get(model_id) != listed:
                 self.regrown[model_id] = listed
-                if tell:
-                    self.log.info("model '{}': new {} {}: retraining it".format(
-                        model_id, 'dimension' if len(new) == 1 else 'dimensions', first_few(new)))
+                told.setdefault(tuple(new), []).append(model_id)
                 out[model_id] = tuple(new)
+        # one line per set of new dimensions: a process group that starts is new on every
+        # apps.* chart at once (17 of them), one line each said the same thing 17 times
+        for new, ids in told.items() if tell else ():
+            what = '{} {}'.format('dimension' if len(new) == 1 else 'dimensions', first_few(list(new)))
+            if len(ids) == 1:
+                self.log.info("model '{}': new {}: retraining it".format(ids[0], what))
+            else:
+                self.log.info("{}: new {}: retraining them: {}".format(count_of('model', ids), what, first_few(ids)))
         return out
 
     def _saved_for_new_charts(self, charts, todo, report):
