@@ -394,6 +394,7 @@ def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, ca
     fit_on = None
     if clipped and any(m in _FIT_ON_CLIPPED for m in model_members(model)):
         fit_on = squash_features((Xw[:, kept] - mean) / scale, knee)
+    del Xw   # the window with a misread pulled in, a copy: what the fit needs of it is in fit_on
     started = time.monotonic()
     info = {'rows': int(X.shape[0]), 'features': int(X.shape[1]), 'kept_features': int(kept.size),
             'requested_model': model}

@@ -329,13 +329,15 @@ def _fit_batch(request, specs, df, index, problems, result):
             new_at = since_new(filled, times, cols, request.new_dimensions.get(spec.model_id, ()))
             blocks = [(cfg.training_features(filled[p]), times[p][train_need - 1:]) for p in phases]
             raw, times = filled[phases[0]], times[phases[0]]
-            X = np.vstack([b[0] for b in blocks])
+            # one phase (update_every 1) is one block: a copy of it would double the fit's largest matrix
+            X = blocks[0][0] if len(blocks) == 1 else np.vstack([b[0] for b in blocks])
+            row_times = np.concatenate([b[1] for b in blocks])
+            del blocks
         except MemoryError:
             result.errors[spec.model_id] = _no_memory(cols, raw.shape[0])
             continue
         spans = request.exclude.get(spec.model_id)
         n_excluded, share, events, routine = 0, 0.0, 0, False
-        row_times = np.concatenate([b[1] for b in blocks])
         keep = np.ones(X.shape[0], dtype=bool)
         if spans and X.shape[0]:
             drop = excluded_rows(row_times, spans, (train_need - 1) * cfg.update_every)
