@@ -339,7 +339,7 @@ def test_a_training_past_its_time_is_stopped_without_waiting_for_its_end(tmp_pat
         assert trainer.poll() is None and trainer.busy
         time.sleep(0.4)
         result = trainer.poll()
-        assert result.error == 'training took longer than 0.3s and was stopped' and not trainer.busy
+        assert result.error.startswith('training took longer than 0.3s and was stopped (a slow or busy box') and not trainer.busy
         assert stuck.poll() is None   # not waited for
     finally:
         subprocess.Popen.kill(stuck)
