@@ -136,7 +136,8 @@ def cmd_run(args):
 
 
 def cmd_check_config(args):
-    from .config import ConfigError, config_warnings, load_config_file, parse_job_config, served_name
+    from .config import (ConfigError, config_warnings, load_config_file, parse_job_config, pythond_skips,
+                         served_name)
     notes = []
     try:
         jobs = load_config_file(args.file, notes)
@@ -147,6 +148,7 @@ def cmd_check_config(args):
     for line in notes:
         print('{}: warning: {}'.format(args.file, line), file=sys.stderr)
     bad = 0
+    failing = set()   # jobs whose check fails under python.d
     exports = {}   # (key, where) -> the jobs exporting there
     served = {}    # the name python.d runs each job under -> the jobs
     for name, raw in jobs.items():
@@ -155,6 +157,7 @@ def cmd_check_config(args):
             cfg = parse_job_config(raw, job_name=name)
         except ConfigError as e:
             bad += 1
+            failing.add(name)
             for line in e.errors:
                 print('{}: job {}: {}'.format(args.file, name, line), file=sys.stderr)
             continue
@@ -176,11 +179,20 @@ def cmd_check_config(args):
             bad += 1
             print("{}: jobs {}: key '{}': each job needs its own, they share {}".format(
                 args.file, ', '.join(names), key, where), file=sys.stderr)
+    skipped = pythond_skips(jobs, failing)
     for served_as, names in served.items():
-        if len(names) > 1:
+        running = [n for n in names if n not in skipped]
+        if len(running) > 1:   # python.d starts both: one job's values overwrite the other's
             bad += 1
-            print("{}: jobs {}: python.d runs them all as '{}' (a job's name key, else the job's), so only the first "
-                  "runs: give each its own name".format(args.file, ', '.join(names), served_as), file=sys.stderr)
+            print("{}: jobs {}: python.d runs each of them as '{}' (a job's name key, else the job's), all writing the "
+                  "same charts: give each its own name".format(args.file, ', '.join(running), served_as),
+                  file=sys.stderr)
+    for name, before in skipped.items():
+        bad += 1
+        why = ("the same name as job {}'s" if served_name(name, jobs[name]) == served_name(before, jobs[before]) else
+               "a name that is part of job {}'s, the job started before it (it compares names as text)")
+        print("{}: job {}: python.d does not run it ('already served by another job'): {}; give it a name of its "
+              "own".format(args.file, name, why.format(before)), file=sys.stderr)
     return 1 if bad else 0
 
 

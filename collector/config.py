@@ -785,10 +785,26 @@ def _check_chart_ids(raw, job_name, attribution, errors):
 
 
 def served_name(job_name, raw):
-    """The name python.d runs a job under (its ``name`` key, else the job's): it runs only the
-    first job of each name."""
+    """The name python.d runs a job under (its ``name`` key, else the job's)."""
     name = raw.get('name') if isinstance(raw.get('name'), str) and raw.get('name') else job_name
     return re.sub(r'\s+', '_', name)
+
+
+def pythond_skips(jobs, failing=()):
+    """``{job: the job before it}`` for the jobs of a file (``{job_name: raw}``, in order) that
+    python.d.plugin (1.37) does not start, saying 'already served by another job'. It keeps
+    only the name of the job it started last, and skips a job whose name is a part of that one,
+    as text: 'web1' after 'web10', 'db' after 'db_replica'. Two jobs of one name with another
+    started between them both run, and write the same charts. The ``failing`` jobs do not start
+    (their check fails), so the name kept stays the one before."""
+    skipped, last = {}, None
+    for job, raw in jobs.items():
+        name = served_name(job, raw)
+        if last is not None and name in last[1]:
+            skipped[job] = last[0]
+        elif job not in failing:
+            last = (job, name)
+    return skipped
 
 
 def _yaml_load(text, notes):

@@ -78,9 +78,10 @@ def select_job(config_path, job=None, host=None, update_every=None, notes=None):
 def select_jobs(config_path, job=None, host=None, update_every=None, notes=None):
     """The raw configurations of the jobs to run: ``job`` alone, or every job of the file.
 
-    As python.d.plugin does, only the first job of each name runs (its ``name`` key, else the
-    job's; two names that make the same chart ids count as one): the others would write the
-    same charts. ``notes`` names them.
+    Only the first job of each name runs (its ``name`` key, else the job's; two names that make
+    the same chart ids count as one): the others would write the same charts. ``notes`` names
+    them. (python.d.plugin compares a name with the last job it started only, as text:
+    ``check-config`` tells where it runs or skips other jobs than these.)
     """
     if job is not None:
         return [select_job(config_path, job, host, update_every, notes)]
@@ -90,8 +91,8 @@ def select_jobs(config_path, job=None, host=None, update_every=None, notes=None)
         key = safe_id(served_name(name, raw))
         if key in taken:
             if notes is not None:
-                notes.append("job {} not run: its charts would be job {}'s (python.d runs the first job of each "
-                             "name; give it its own name)".format(name, taken[key]))
+                notes.append("job {} not run: its charts would be job {}'s (give it its own name)".format(
+                    name, taken[key]))
             continue
         taken[key] = name
         chosen.append(_raw_for(jobs, name, host, update_every))

@@ -518,12 +518,33 @@ def test_check_config_says_what_python_d_runs(tmp_path):
     same.write_text("a:\n  name: 'x y'\nb:\n  name: 'x_y'\nanomalies:\n  lags_n: 3\nc:\n  name: 'anomalies'\n")
     r = run(same)
     assert r.returncode == 1
-    assert "jobs a, b: python.d runs them all as 'x_y'" in r.stderr
-    assert "jobs anomalies, c: python.d runs them all as 'anomalies'" in r.stderr
+    assert "job b: python.d does not run it ('already served by another job'): the same name as job a's" in r.stderr
+    assert "job c: python.d does not run it ('already served by another job'): the same name as job anomalies's" \
+        in r.stderr
     empty = tmp_path / 'empty.conf'
     empty.write_text("# every job commented out\n# local:\n#   lags_n: 3\n")
     r = run(empty)
     assert r.returncode == 0 and 'job anomalies: ok' in r.stdout and 'every default' in r.stderr
+
+
+def test_check_config_tells_the_jobs_python_d_skips_or_runs_twice(tmp_path):
+    """python.d.plugin (1.37) keeps only the name of the job it started last and skips a job
+    whose name is part of that one, as text: 'web1' below 'web10' is not run, and two jobs of
+    one name with another between them both run, writing the same charts."""
+    from collector.config import pythond_skips
+    jobs = {'web10': {}, 'web1': {}, 'one': {'name': 'x'}, 'two': {}, 'three': {'name': 'x'}}
+    assert pythond_skips(jobs) == {'web1': 'web10'}
+    # a job whose check fails does not start: the name kept is the one before it
+    assert pythond_skips({'a': {}, 'broken': {}, 'a2': {'name': 'a'}}, failing={'broken'}) == {'a2': 'a'}
+    conf = tmp_path / 'anomalies.conf'
+    conf.write_text(''.join('{}:\n  {}\n'.format(j, 'name: {}'.format(r['name']) if r else 'lags_n: 3')
+                            for j, r in jobs.items()))
+    r = subprocess.run([sys.executable, '-m', 'collector', 'check-config', str(conf)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert ("job web1: python.d does not run it ('already served by another job'): a name that is part of job "
+            "web10's") in r.stderr, r.stderr
+    assert "jobs one, three: python.d runs each of them as 'x'" in r.stderr and 'same charts' in r.stderr
 
 
 def test_a_key_given_twice_is_said_and_the_last_one_used(tmp_path):

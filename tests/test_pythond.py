@@ -558,8 +558,6 @@ def test_a_run_without_a_job_takes_every_job_but_one_whose_name_another_has_take
     raws = select_jobs(str(conf), update_every=2, notes=notes)
     assert [(r['job_name'], r['update_every']) for r in raws] == [('local', 10), ('parent', 2), ('my job', 2)]
     assert raws[1]['host'] == 'p:19999'
-    assert notes == ["job same not run: its charts would be job local's (python.d runs the first job of each "
-                     "name; give it its own name)",
-                     "job my_job not run: its charts would be job my job's (python.d runs the first job of each "
-                     "name; give it its own name)"]
+    assert notes == ["job same not run: its charts would be job local's (give it its own name)",
+                     "job my_job not run: its charts would be job my job's (give it its own name)"]
     assert [r['job_name'] for r in select_jobs(str(conf), job='same', host='h:1')] == ['same']
