@@ -108,6 +108,18 @@ def test_job_name_prefixes_chart_type():
     assert Job({'job_name': 'my job'}).chart_type == 'anomalies_my_job'
 
 
+def test_a_job_name_with_runs_of_white_space_goes_by_python_ds_name(tmp_path):
+    """python.d.plugin makes each run of white space in a job's name (the job's key or its
+    'name') one '_': the same job run standalone has the same charts, label and models folder."""
+    from collector.runner import Service
+    job = Service(configuration={'job_name': 'my  job', 'models_dir': str(tmp_path)})
+    assert job.job_name == 'my_job' and job.charts.type == 'anomalies_my_job'
+    assert job.job_config.job_name == 'my_job'
+    named = Service(configuration={'job_name': 'other', 'name': 'x \t y', 'models_dir': str(tmp_path)})
+    assert named.charts.type == 'anomalies_x_y' and named.served_as == 'x_y'
+    assert Job({'job_name': 'a\tb'}).charts.type == 'anomalies_a_b'
+
+
 def test_run_job_steps_on_the_update_every_grid():
     job = make_job(update_every=2)
     job.check = lambda: True
