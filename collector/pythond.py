@@ -156,13 +156,15 @@ class Charts:
         self.type, self.priority, self.update_every, self.job_name = type_, priority, update_every, job_name
         self.cleanup = cleanup
         self._charts = {}
+        self._next_priority = priority   # as python.d's: one more for each chart added, gone or not
 
     def add_chart(self, params):
         chart_id, options = params[0], params[1:]
         if chart_id in self._charts:
             raise ChartError("chart '{}' already exists".format(chart_id))
-        chart = Chart(self.type, chart_id, options, self.priority + len(self._charts), self.update_every,
-                      self.job_name, self.cleanup)
+        chart = Chart(self.type, chart_id, options, self._next_priority, self.update_every, self.job_name,
+                      self.cleanup)
+        self._next_priority += 1
         self._charts[chart_id] = chart
         return chart
 

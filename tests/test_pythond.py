@@ -120,6 +120,17 @@ def test_a_job_name_with_runs_of_white_space_goes_by_python_ds_name(tmp_path):
     assert Job({'job_name': 'a\tb'}).charts.type == 'anomalies_a_b'
 
 
+def test_a_chart_added_after_one_was_removed_gets_a_place_of_its_own():
+    """A drivers chart retired (its container gone) and another added: each chart keeps its
+    own priority, one more than the last added, as python.d's charts do."""
+    job = make_job(priority=500)
+    job.charts.add_chart(['drivers_a', None, 'a', 'percentage', 'drivers', 'anomalies.drivers', 'stacked'])
+    job.charts.add_chart(['drivers_b', None, 'b', 'percentage', 'drivers', 'anomalies.drivers', 'stacked'])
+    del job.charts['drivers_a']
+    job.charts.add_chart(['drivers_c', None, 'c', 'percentage', 'drivers', 'anomalies.drivers', 'stacked'])
+    assert [c.priority for c in job.charts] == [500, 501, 503, 504]
+
+
 def test_run_job_steps_on_the_update_every_grid():
     job = make_job(update_every=2)
     job.check = lambda: True
