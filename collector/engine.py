@@ -440,6 +440,11 @@ class AnomalyDetector:
         if len(result.problems) > 5:
             self.log.warning('training data: {} more like these'.format(len(result.problems) - 5))
         first_models = not self.models   # the job's first: fitted on minutes, on a young agent
+        if first_models and self.training_all and result.models and self.config.train_every_n:
+            # every chart trained at a discovery (an agent that answered only after the job
+            # started): that was the full training its start could not run, not one to repeat
+            # RETRY_STEPS on over the same window
+            self.next_training = max(self.next_training, self.training_step + self.config.train_every_n)
         self._adopt(result, report)
         new_reasons = self._report_untrained(result)
         # (the first models too when trained apart from a full training: charts waiting for

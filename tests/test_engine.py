@@ -2418,3 +2418,29 @@ def test_one_new_dimension_on_several_charts_is_told_in_one_line(replay, logger,
         "2 models: new dimension stress: retraining them: system.cpu, system.ram",
         "model 'system.load': new dimension load30: retraining it"]
     det.close()
+
+
+def test_a_job_whose_agent_answers_late_trains_every_model_once_not_again_seconds_later(replay, logger,
+                                                                                        monkeypatch):
+    """An agent that comes up after the job: the training of every chart when it answers is
+    the job's full training, so the full training that could not start before it is not run
+    again a few steps later on the same window."""
+    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.5)
+    det = make_detector(replay, logger, models_dir='none')
+    SwitchableApi.down = True
+    try:
+        det.start()
+        for _ in range(3):
+            det.step()
+            replay.clock.advance(1)
+            time.sleep(0.2)
+    finally:
+        SwitchableApi.down = False
+    _steps_until(det, replay, lambda: bool(det.models))
+    for _ in range(engine.RETRY_STEPS + 5):
+        det.step()
+        replay.clock.advance(1)
+    trainings = [m for _, m in logger.lines if m.startswith('training ')]
+    assert len(trainings) == 1, trainings
+    assert det.next_training > det.steps + engine.RETRY_STEPS
+    det.close()
