@@ -149,6 +149,8 @@ class AnomalyDetector:
         self.unlisted = set()  # models whose chart the last chart listing did not have
         self.regrown = {}      # model id -> the dimensions listed when it was retrained for new ones
         self.own_rows = range(0)   # the steps whose features hold the job's own last training
+        self.above_ids = frozenset()   # models above the threshold at the last step scored
+        self.rising_before_training = frozenset()   # and those at the last training's start
         self.agent_start_rows = range(0)   # the steps whose features hold the agent's start-up
         # a replay waits for each training on a stopped clock, so its rows never show one; on an
         # agent every training shows in the rows read from its start to `need` after its end
@@ -322,6 +324,11 @@ class AnomalyDetector:
         # the row this step reads was collected before the process started; the next ones may not be
         # (a training that starts while the last one's rows are still held holds on from them)
         first = self.own_rows.start if self.own_rows.start <= self.steps + 2 <= self.own_rows.stop else self.steps + 2
+        if first == self.steps + 2:
+            # what already read above the threshold before the process started is not its doing:
+            # an incident that starts a process group retrains the charts it is new on, and
+            # those charts' flags must not wait for that training
+            self.rising_before_training = self.above_ids
         self.own_rows = range(first, self.steps + 2 + OWN_TRAINING_MAX_STEPS)
         self.training_quiet = not full_due and all(s.model_id in self.waiting or s.model_id in self.untrained
                                                    for s in todo)
@@ -992,12 +999,15 @@ class AnomalyDetector:
         unusual = flags   # for training: the agent's start-up is left out where it read unusual
         if own or starting:
             # the job's own training, or the agent's start-up, is no anomaly: no flag rises on
-            # it (one already up stays up, and an excess that outlasts it rises after); the
-            # training's rows stay in the next training window rather than being left out as
-            # flagged, so it becomes ordinary
-            flags = flags * np.isin(ids, list(self.was_flagged))
+            # it (one already up stays up, and an excess that outlasts it rises after; through
+            # a training, so does one on a chart already above the threshold before it began);
+            # the training's rows stay in the next training window rather than being left out
+            # as flagged, so it becomes ordinary
+            allowed = self.was_flagged if starting else self.was_flagged | self.rising_before_training
+            flags = flags * np.isin(ids, list(allowed))
             self.flag_policy.held_down(flags)
             unusual = unusual if starting else flags
+        self.above_ids = frozenset(ids[k] for k in np.nonzero(above & scored)[0]) if above.any() else frozenset()
         p_list, f_list = probs.tolist(), flags.tolist()
         report.scores.update((ids[k], (p_list[k], f_list[k])) for k in np.nonzero(scored)[0].tolist())
         if self.config.train_exclude_flagged:
