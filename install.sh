@@ -379,6 +379,18 @@ if [ "$mode" = check ]; then
       say "$mvenv is Python $(pyver "$mvenv/bin/python"), python.d.plugin runs $agent_py ($(pyver "$agent_py")): the module cannot load its packages; run sudo ./install.sh again"; ok=0
     else
       say "$mvenv imports the module's package (Python $(pyver "$mvenv/bin/python"))"
+      # a job file python.d.plugin cannot read, or a key the job refuses, starts no job: the
+      # charts never come, which 'no chart yet' below would put down to the training's wait
+      if [ -f "$user_conf" ]; then
+        if conf_said="$(cd / && "$mvenv/bin/python" -m collector check-config "$user_conf" 2>&1)"; then
+          while IFS= read -r line; do say "$line"; done <<< "$conf_said"
+        else
+          while IFS= read -r line; do
+            case "$line" in *': ok ('*) say "$line" ;; *) say "error: $line" ;; esac
+          done <<< "$conf_said"
+          say "a job with an error above does not start (a file that is not valid YAML: none of its jobs): fix it, then restart netdata"; ok=0
+        fi
+      fi
     fi
   fi
   grep -qE '^anomalies: *yes' "$pythond_conf" 2>/dev/null && say "enabled in $pythond_conf" || { say "not enabled in $pythond_conf"; ok=0; }

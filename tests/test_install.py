@@ -150,6 +150,36 @@ def test_check_says_when_the_jobs_read_another_agent_than_the_one_checked(tmp_pa
     assert 'read the agent at' not in out, out
 
 
+@pytest.mark.skipif(sys.prefix == sys.base_prefix, reason='needs the tests\' virtual environment as the module\'s')
+def test_check_says_a_job_file_the_job_refuses_and_does_not_put_it_down_to_a_wait(tmp_path):
+    """A job whose file is not valid YAML, or has a key the job refuses, never starts: --check
+    said only 'no chart yet (the first training waits ... 5 minutes)', or OK while the agent
+    still ran the job of the file as it was before the edit."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    plugins = os.path.join(prefix, 'etc/netdata/custom-plugins.d/python.d')
+    os.makedirs(plugins)
+    with open(os.path.join(plugins, 'anomalies.venv'), 'w') as f:
+        f.write(sys.prefix + '\n')   # the tests' venv has the job's packages
+    os.makedirs(prefix + '/etc/netdata/python.d')
+    conf = prefix + '/etc/netdata/python.d/anomalies.conf'
+    with open(conf, 'w') as f:
+        f.write("anomalies:\n    host: '127.0.0.1:1'\n    lags_n: -1\nother:\n    host: '127.0.0.1:1'\n")
+    rc, out = check('--prefix', prefix)
+    assert rc == 1
+    assert "error: {}: job anomalies: key 'lags_n': must be >= 0, got -1".format(conf) in out, out
+    assert '{}: job other: ok'.format(conf) in out and 'error: {}: job other'.format(conf) not in out, out
+    assert 'a job with an error above does not start' in out, out
+    with open(conf, 'w') as f:
+        f.write("anomalies:\n    host: '127.0.0.1:1'\n\tlags_n: 5\n")
+    rc, out = check('--prefix', prefix)
+    assert 'error: {} is not valid YAML (line 3, column 1)'.format(conf) in out, out
+    with open(conf, 'w') as f:
+        f.write("anomalies:\n    host: '127.0.0.1:1'\n")
+    rc, out = check('--prefix', prefix)
+    assert '{}: job anomalies: ok'.format(conf) in out and 'does not start' not in out, out
+
+
 def test_uninstall_removing_the_python_d_conf_it_made_says_only_what_it_did(tmp_path):
     """A python.d.conf the install made (with its zscores and pandas lines) goes whole: the lines
     are not looked for in it afterwards, which printed 'grep: ...: No such file or directory'."""
