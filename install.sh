@@ -305,6 +305,15 @@ pyver() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
 # what a job imports when it starts (the collector and its dependencies), not only the package's name
 job_imports='import collector.service, collector.engine, collector.training, numpy, pandas, sklearn, pyod'
 
+agents_pythond() {  # the PIDs of the python.d.plugin processes an agent started, one a line: not one run by hand (the docs' debug run), nor its timeout wrapper
+  local p parent
+  for p in $(pgrep -f "$plugins_dir/python.d.plugin" 2>/dev/null); do
+    parent="$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')"
+    [ -n "$parent" ] && [ "$(ps -o comm= -p "$parent" 2>/dev/null)" = netdata ] && echo "$p"
+  done
+  return 0
+}
+
 restart_agent() {
   local how=""   # the command, where systemd is there to run it
   command -v systemctl >/dev/null 2>&1 && how=" (systemctl restart netdata)"
@@ -313,9 +322,11 @@ restart_agent() {
     systemctl restart netdata && say "restarted netdata" && return
   fi
   if pgrep -x netdata >/dev/null 2>&1; then
-    if ! command -v pgrep >/dev/null 2>&1 || pgrep -f "$plugins_dir/python.d.plugin" >/dev/null 2>&1; then
-      # by PID: a pattern would stop every agent's python.d.plugin on the host
-      say "netdata is running but not under systemd: restart it to apply (or stop its python.d.plugin, which the agent starts again: kill $(pgrep -f "$plugins_dir/python.d.plugin" | paste -sd' ' -))"
+    local pids
+    pids="$(agents_pythond | paste -sd' ' -)"
+    if [ -n "$pids" ]; then
+      # by PID: a pattern would stop every agent's python.d.plugin on the host, and a debug run by hand
+      say "netdata is running but not under systemd: restart it to apply (or stop its python.d.plugin, which the agent starts again: kill $pids)"
     else   # it exits when it has no job to run, and the agent does not start it again
       say "netdata is running but not under systemd, and its python.d.plugin is not: restart netdata to apply"
     fi
@@ -405,7 +416,7 @@ if [ "$mode" = check ]; then
         grep -q "\"context\": *\"$ctx\"" <<< "$body" && say "chart with context $ctx exists" \
           || { say "no chart with context $ctx yet (the first training waits for train_min_n_secs, 5 minutes, of history after a fresh agent start; the agent's error.log says why otherwise: grep anomalies)"; ok=0; }
       done
-      if [ "$ok" -eq 0 ] && command -v pgrep >/dev/null 2>&1 && ! pgrep -f "$plugins_dir/python.d.plugin" >/dev/null 2>&1; then
+      if [ "$ok" -eq 0 ] && command -v pgrep >/dev/null 2>&1 && [ -z "$(agents_pythond)" ]; then
         say "python.d.plugin is not running: the agent starts it once, and not again after it exits (as it does with no job to run when the agent starts): restart netdata"
       fi
     fi

@@ -180,6 +180,41 @@ def test_check_says_a_job_file_the_job_refuses_and_does_not_put_it_down_to_a_wai
     assert '{}: job anomalies: ok'.format(conf) in out and 'does not start' not in out, out
 
 
+def test_a_python_d_plugin_run_by_hand_is_not_taken_for_the_agents(tmp_path, replay):
+    """The docs' debug run (python.d.plugin by hand, under timeout) has the plugin's path on its
+    command line: --check took it for the agent's python.d.plugin and did not say that the
+    agent's has exited, and the install told to kill it (and its timeout) with the agent's."""
+    import shutil
+    import time
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    plugin = prefix + '/usr/libexec/netdata/plugins.d/python.d.plugin'
+    port = replay.host.rsplit(':', 1)[1]   # an agent that answers, with no anomalies chart
+    by_hand = subprocess.Popen(['bash', '-c', 'exec -a "$0 anomalies debug trace nolock 1" sleep 60', plugin])
+    # an agent's: a process named netdata started it
+    agent = str(tmp_path / 'netdata')
+    shutil.copy('/bin/bash', agent)
+    started = None
+    try:
+        time.sleep(0.3)
+        proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--check', '--port', port, '--prefix', prefix],
+                              capture_output=True, text=True, timeout=60)
+        out = proc.stdout + proc.stderr
+        assert 'python.d.plugin is not running' in out, out
+        started = subprocess.Popen([agent, '-c', '(exec -a "$0 1" sleep 60) & wait', plugin])
+        time.sleep(0.3)
+        proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--check', '--port', port, '--prefix', prefix],
+                              capture_output=True, text=True, timeout=60)
+        out = proc.stdout + proc.stderr
+        assert 'python.d.plugin is not running' not in out, out
+    finally:
+        for p in (by_hand, started):
+            if p is not None:
+                subprocess.run(['pkill', '-P', str(p.pid)])
+                p.kill()
+                p.wait()
+
+
 def test_uninstall_removing_the_python_d_conf_it_made_says_only_what_it_did(tmp_path):
     """A python.d.conf the install made (with its zscores and pandas lines) goes whole: the lines
     are not looked for in it afterwards, which printed 'grep: ...: No such file or directory'."""
