@@ -319,7 +319,7 @@ restart_agent() {
   command -v systemctl >/dev/null 2>&1 && how=" (systemctl restart netdata)"
   [ "$restart" -eq 1 ] || { say "restart the agent to apply$how"; return; }
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet netdata 2>/dev/null; then
-    systemctl restart netdata && say "restarted netdata" && return
+    systemctl restart netdata && say "restarted netdata" && restarted=1 && return
   fi
   if pgrep -x netdata >/dev/null 2>&1; then
     local pids
@@ -492,7 +492,13 @@ if [ "$mode" = uninstall ]; then
   done < <(printf '%s\n' "$rec_made_dirs" | sort -r)
   [ "$failed" -eq 0 ] || die "some steps failed (above); the install record $state is kept: fix them and run --uninstall again"
   rm -f "$state"
+  restarted=0
   restart_agent
+  # the job the agent's python.d.plugin loaded runs on until it restarts, and writes its flagged
+  # steps and models again (read by a later install's job as its own)
+  if [ "$restarted" -eq 0 ] && [ -n "$(agents_pythond)" ]; then
+    say "until then the job it runs goes on, and saves its models in $lib_dir/anomalies-models again: remove that folder after the restart"
+  fi
   exit 0
 fi
 

@@ -234,3 +234,39 @@ def test_uninstall_removing_the_python_d_conf_it_made_says_only_what_it_did(tmp_
     assert 'removed {} (the install created it)'.format(pythond) in proc.stdout
     assert not os.path.exists(pythond) and not os.path.exists(lib + '/anomalies-install.state')
     assert proc.stderr == '', proc.stderr
+
+
+def test_uninstall_says_the_job_the_agent_still_runs_saves_its_models_again(tmp_path):
+    """Until the agent restarts, its python.d.plugin runs the job it loaded, which writes its
+    models folder again within a minute: the uninstall said only 'restart the agent to apply',
+    and a later install's job took those files for its own."""
+    import shutil
+    import time
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    lib = prefix + '/var/lib/netdata'
+    os.makedirs(lib + '/anomalies-models/anomalies')
+    plugin = prefix + '/usr/libexec/netdata/plugins.d/python.d.plugin'
+
+    def uninstall():
+        with open(lib + '/anomalies-install.state', 'w') as f:
+            f.write('config_dir_at={}/etc/netdata\nvenv={}/anomalies-venv\n'.format(prefix, lib))
+        proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--uninstall', '--prefix', prefix,
+                               '--no-restart'], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    out = uninstall()
+    assert 'removed the saved models in {}/anomalies-models'.format(lib) in out and 'until then' not in out, out
+    agent = str(tmp_path / 'netdata')   # an agent: a process named netdata started the plugin
+    shutil.copy('/bin/bash', agent)
+    started = subprocess.Popen([agent, '-c', '(exec -a "$0 1" sleep 60) & wait', plugin])
+    try:
+        time.sleep(0.3)
+        out = uninstall()
+    finally:
+        subprocess.run(['pkill', '-P', str(started.pid)])
+        started.kill()
+        started.wait()
+    assert ('until then the job it runs goes on, and saves its models in {}/anomalies-models again: remove that '
+            'folder after the restart'.format(lib)) in out, out
