@@ -771,7 +771,7 @@ class AnomalyDetector:
         age = saved_models.age(metas, now, self.config.offset_n_secs)
         if self.config.train_every_n:
             due_in = max(0, int((self.config.train_every_n * every - age) // every))
-            regrow_in, trained_on = self._regrow_loaded(metas)
+            regrow_in, trained_on = self._regrow_loaded(metas, age)
             due = 'next full training in {} steps'.format(min(due_in, regrow_in))
             if regrow_in < due_in:
                 due += ' (they were fitted on {:.0f} s of history: again {} the agent holds twice that)'.format(
@@ -821,11 +821,14 @@ class AnomalyDetector:
             self.log.info('removed {} of charts the agent no longer lists: {}'.format(
                 plural(len(gone), 'saved model'), first_few(gone)))
 
-    def _regrow_loaded(self, metas):
+    def _regrow_loaded(self, metas, age=None):
         """Steps until loaded models fitted on a young agent's minutes are retrained as its
         history doubles, as they would have been had the job not restarted (a restart to apply
         a config edit kept them for all of train_every_n), and the history they were fitted on;
-        never for models fitted on (nearly) the whole window."""
+        never for models fitted on (nearly) the whole window. The history held now is at most
+        what they were fitted on plus the ``age`` of the oldest: the chart list's first entry
+        reaches back over any gap (a database agent that was down for hours lists the history
+        it kept from before), which retrained models seconds old at every restart."""
         every = self.config.update_every
         trained_on = saved_models.fitted_on(metas, every)
         if (trained_on is None or trained_on >= 0.9 * self.config.train_n_secs
@@ -833,6 +836,8 @@ class AnomalyDetector:
             return NEVER, trained_on
         self.history_seen = trained_on   # and the doubling goes on from there
         held = max(self.apis[self.config.host].listed_seconds.values(), default=0)
+        if age is not None:
+            held = min(held, trained_on + age)
         return max(0, int((2 * trained_on - held) // every)), trained_on
 
     def _load_from_disk(self, charts, specs):

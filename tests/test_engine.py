@@ -1158,6 +1158,39 @@ def test_saved_models_fitted_on_a_young_agents_minutes_are_refitted_as_its_histo
         again.close()
 
 
+def test_saved_models_of_an_agent_back_from_a_long_gap_are_not_refitted_at_once_after_a_restart(
+        recording, logger, tmp_path):
+    """A database agent that was down for hours lists each chart from its first entry before
+    the gap: the job trained on the minutes since it came back, and a restart of the job (or the
+    agent) seconds later read the chart list's hours as the history held, and retrained them
+    all at once ('again now that the agent holds twice that'), at every restart."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    dated = shutil.copytree(recording, str(tmp_path / 'dated'))
+    with open(os.path.join(dated, 'charts.json')) as f:
+        body = json.load(f)
+    for c in body['charts'].values():   # its database reaches back 11 hours, over a gap of five
+        c.update(first_entry=START - 40000, last_entry=START + SECONDS)
+    with open(os.path.join(dated, 'charts.json'), 'w') as f:
+        json.dump(body, f)
+    models = str(tmp_path / 'models')
+    with ReplayServer(Recording(dated), ReplayClock(START + 120, stepped=True)) as server:
+        first = make_detector(server, logger, models_dir=models, train_min_n_secs=60)
+        run_until_trained(first, server)
+        first.close()
+        window = first.models['system.cpu'].info['window']
+        trained_on = window[1] - window[0] + 1
+        assert trained_on < 200, window
+        server.clock.set(START + 150)
+        again = make_detector(server, logger, models_dir=models, train_min_n_secs=60)
+        again.start()
+        assert 'system.cpu' in again.models and again.trainings == 0
+        due = again.next_training - again.steps
+        assert abs(due - (2 * trained_on - 150)) <= 3, (due, trained_on)
+        said = [m for _, m in logger.lines if m.startswith('loaded ')]
+        assert said and 'again once the agent holds twice that' in said[-1], said
+        again.close()
+
+
 def test_a_chart_whose_history_a_young_agent_failed_to_send_is_tried_again_at_the_next_look(
         recording, logger, monkeypatch):
     """A young agent may fail one read of a training (a timeout as its collectors start): that
