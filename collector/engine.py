@@ -489,9 +489,20 @@ class AnomalyDetector:
         tails = {}
         adopted = {m: fm for m, fm in result.models.items() if m in self.specs}
         self._tell_flags_kept({m: fm.info for m, fm in adopted.items()})
-        for model_id, fm in adopted.items():
+        left_out = {}   # seconds left out -> the models
+        for model_id, fm in sorted(adopted.items()):
             if 'new_dimensions_since' in fm.info:
-                self._left_out_as_new(model_id, fm.info['new_dimensions_since'], fm.info['window'][1])
+                seconds = self._left_out_as_new(model_id, fm.info['new_dimensions_since'], fm.info['window'][1])
+                left_out.setdefault(seconds, []).append(model_id)
+        for seconds, ids in sorted(left_out.items()):
+            if len(ids) == 1:
+                self.log.info("model '{}': its last {:.0f} s, since its new dimension first had a value, are left "
+                              "out of its training: what it does now is news to the model".format(ids[0], seconds))
+            else:
+                self.log.info("{}: their last {:.0f} s, since their new dimension first had a value, are left out "
+                              "of their training: what they do now is news to them: {}".format(
+                                  plural(len(ids), 'model'), seconds, first_few(ids)))
+        for model_id, fm in adopted.items():
             for reason in fm.info.get('fallback_from', ()):
                 self.log.warning("model '{}': {} failed ({}), using {}".format(
                     model_id, self.config.model, reason, fm.model_name))
@@ -509,15 +520,15 @@ class AnomalyDetector:
         are left out of the next full training too, as flagged steps are, and so are the rows
         read until the retrained model may flag (its training and the features' reach after
         it, where no flag rises): it flagged such an incident 10-20 s after its training, and
-        the rows in between were learned as normal."""
-        self.log.info("model '{}': its last {:.0f} s, since its new dimension first had a value, are left out of "
-                      "its training: what it does now is news to the model".format(model_id, end - since + 1))
+        the rows in between were learned as normal. The seconds left out of its training, for
+        the log (``_adopt`` tells the models of one training in one line)."""
         if self.config.train_exclude_flagged:
             now = self.snapshots[-1][0] if self.snapshots else end
             spans = self.flagged.setdefault(model_id, [])
             spans.append([since, max(end, now) + self.need * self.config.update_every])
             spans.sort()
             self.flag_file.changed(flagged_spans.NEW)
+        return round(end - since + 1)
 
     def _tell_flags_kept(self, infos):
         """Say once, when it starts, that a model trains on its flagged steps (not at every

@@ -770,6 +770,32 @@ def test_a_chart_listed_with_a_new_dimension_is_retrained_alone_and_once(replay,
     det.close()
 
 
+def test_the_charts_a_new_dimension_appears_on_together_are_told_in_one_line(replay, logger, monkeypatch):
+    """A process group that starts is a new dimension of every apps.* chart (17 of them on
+    Debian's agent): one line for the models it retrains, and one for the seconds their
+    training leaves out, not one line per model of each."""
+    from collector import training
+    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.2)
+    det = make_detector(replay, logger)
+    run_until_trained(det, replay)
+    before = det.trainings
+    appeared = replay.clock.now() - 40
+    monkeypatch.setattr(training, 'since_new', lambda values, times, columns, new: float(appeared))
+    monkeypatch.setattr(SwitchableApi, 'extra', {'system.ram': ['stress'], 'system.load': ['stress'],
+                                                 'system.cpu': ['stress', 'httpd']})
+    _steps_until(det, replay, lambda: det.trainings > before)
+    told = [m for _, m in logger.lines if 'new dimension' in m and 'retraining' in m]
+    assert told == ["model 'system.cpu': new dimensions httpd, stress: retraining it",
+                    '2 models: new dimension stress: retraining them: system.load, system.ram'], told
+    left = [m for _, m in logger.lines if 'since their new dimension' in m or 'since its new dimension' in m]
+    seconds = det.models['system.ram'].info['window'][1] - appeared + 1
+    assert left == ['3 models: their last {:.0f} s, since their new dimension first had a value, are left out of '
+                    'their training: what they do now is news to them: system.cpu, system.load, system.ram'.format(
+                        seconds)], left
+    assert all(m in det._exclusions() for m in ('system.cpu', 'system.load', 'system.ram'))
+    det.close()
+
+
 def test_the_rows_a_new_dimension_brought_stay_out_of_the_next_full_training(replay, logger, monkeypatch):
     """The retrained model flags the new process group's incident only once it scores, often as
     the incident ends: the rows its training left out are kept with the flagged steps (and
