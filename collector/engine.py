@@ -924,7 +924,7 @@ class AnomalyDetector:
             with warnings.catch_warnings(), np.errstate(all='ignore'):
                 warnings.simplefilter('ignore')
                 try:
-                    self._score(row, report, self.snapshots[-1][0])
+                    self._score(row, report, self.snapshots[-1][0], latest)
                 except Exception as e:  # a bug in scoring must not stop collection
                     self.problems.report('score', 'scoring failed: {!r}'.format(e))
             self._save_flagged(stamp)
@@ -979,10 +979,11 @@ class AnomalyDetector:
         self.ring_stamps = None   # the rows held are from before the gap: none of them is kept
         self._rebuild(before)
 
-    def _score(self, row, report, stamp):
+    def _score(self, row, report, stamp, answer=None):
         """Push ``row`` (agent time ``stamp``) into the ring, score every model on its
         features, and put their probabilities, flags and what drives a rising flag in
-        ``report``; flagged steps are remembered for the next training."""
+        ``report``; flagged steps are remembered for the next training. ``answer``: the
+        agents' answers ``{host: {chart: ...}}`` the row was read from."""
         batch = self.batch
         present = batch.present(row)
         missing = {batch.ids[k] for k in np.nonzero(~present)[0]}
@@ -993,8 +994,15 @@ class AnomalyDetector:
         else:
             self.problems.clear('missing:all', 'current values are back')
         for model_id in sorted(missing - self.missing):
-            self.problems.report('missing:' + model_id, "model '{}': no current values for its dimensions, "
-                                                        "skipping it".format(model_id))
+            spec = self.specs.get(model_id)
+            if spec is not None and spec.chart and answer and spec.chart not in answer.get(spec.host, {spec.chart: 0}):
+                # an interface deleted, a container or disk gone: the agent stopped collecting it
+                self.problems.report('missing:' + model_id, "model '{}': its chart is no longer in the agent's "
+                                     "answer (gone, or not collected now), skipping it; its model is removed once "
+                                     "the agent no longer lists it".format(model_id), warning=True)
+            else:
+                self.problems.report('missing:' + model_id, "model '{}': no current values for its dimensions, "
+                                                            "skipping it".format(model_id))
         for model_id in sorted(self.missing - missing):
             self.problems.clear('missing:' + model_id, "model '{}': values are back".format(model_id))
         self.missing = missing

@@ -38,11 +38,12 @@ class ProblemLog:
     def __contains__(self, key):
         return key in self.active
 
-    def report(self, key, message):
-        """Log ``message`` unless it is what ``key`` said last."""
+    def report(self, key, message, warning=False):
+        """Log ``message`` unless it is what ``key`` said last (``warning``: a thing that happens
+        on a healthy node, as a chart that stops being collected, not an error)."""
         if self.active.get(key) != message:
             self.active[key] = message
-            self.logger.error(message)
+            (self.logger.warning if warning else self.logger.error)(message)
 
     def clear(self, key, message=None):
         """The problem is over: log ``message`` if it was active."""

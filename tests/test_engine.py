@@ -2519,3 +2519,19 @@ def test_a_job_whose_agent_answers_late_trains_every_model_once_not_again_second
     assert len(trainings) == 1, trainings
     assert det.next_training > det.steps + engine.RETRY_STEPS
     det.close()
+
+
+def test_a_chart_the_agent_stops_collecting_is_a_warning_not_an_error(tampered, replay, logger):
+    """An interface deleted or a container gone leaves its chart out of the agent's answer: a
+    thing a healthy node does, told as a warning (the model goes once the chart list lacks it),
+    where a chart answered with values that cannot be read is an error."""
+    def no_cpu(body):
+        body.pop('system.cpu', None)
+        return body
+    TamperedApi.tamper = no_cpu
+    steps = _steps(tampered, replay, 3)
+    assert all(set(s.scores) == {'system.forks', 'system.load', 'system.ram'} for s in steps)
+    said = [(level, m) for level, m in logger.lines if m.startswith("model 'system.cpu'")]
+    assert said == [('WARNING', "model 'system.cpu': its chart is no longer in the agent's answer (gone, or not "
+                                "collected now), skipping it; its model is removed once the agent no longer lists "
+                                "it")], logger.lines
