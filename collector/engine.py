@@ -146,6 +146,7 @@ class AnomalyDetector:
         self.episodes = {}      # model id -> steps since its flag's episode last read unusual (flagged_spans)
         self.disk_checked = set()  # models whose saved file was looked for (once per job)
         self.agent = None      # the agent's machine GUID, once read (_read_agent)
+        self.flagged_loaded = False   # the flagged steps saved before a restart, read once the agent is
         self.unlisted = set()  # models whose chart the last chart listing did not have
         self.regrown = {}      # model id -> the dimensions listed when it was retrained for new ones
         self.own_rows = range(0)   # the steps whose features hold the job's own last training
@@ -708,8 +709,9 @@ class AnomalyDetector:
     def start(self):
         """Load the saved models that still fit, and start training the rest now."""
         if self.models_dir:
-            self._start_from_disk()   # (reads the agent's machine GUID once it lists its charts)
-            self._load_flagged()
+            # (reads the agent's machine GUID once it lists its charts, then the flagged steps
+            # saved: an agent that answers only later has them read then, checked against it)
+            self._start_from_disk()
         self._hold_agent_start_up()
         self._maybe_start_training(self._pending, wait=None)   # check() tells what the job starts with
 
@@ -734,9 +736,11 @@ class AnomalyDetector:
             uptime, AGENT_START_SECONDS))
 
     def _load_flagged(self):
-        """The spans flagged before a restart, so the next training leaves them out as well."""
-        if not self.config.train_exclude_flagged:
+        """The spans flagged before a restart, so the next training leaves them out as well;
+        once, after the agent's machine GUID is read (another node's are not taken)."""
+        if not self.config.train_exclude_flagged or self.flagged_loaded:
             return
+        self.flagged_loaded = True
         spans, reason = self.flag_file.load()
         if reason:
             self.log.warning('the flagged steps saved in {} (models_dir) are not used: {}'.format(
@@ -770,6 +774,7 @@ class AnomalyDetector:
                 return  # the training path reports an unreachable agent, and loads them once it answers
         specs = self.discover(charts)
         self._read_agent()   # (the agent may answer only now)
+        self._load_flagged()
         self.prune_due = True   # once the agent has listed all it will (_prune_saved)
         loaded, metas = self._load_from_disk(charts, specs)
         if not loaded:

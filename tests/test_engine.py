@@ -2535,3 +2535,36 @@ def test_a_chart_the_agent_stops_collecting_is_a_warning_not_an_error(tampered, 
     assert said == [('WARNING', "model 'system.cpu': its chart is no longer in the agent's answer (gone, or not "
                                 "collected now), skipping it; its model is removed once the agent no longer lists "
                                 "it")], logger.lines
+
+
+def test_the_flagged_steps_of_another_node_are_not_taken_when_the_agent_answers_late(replay, logger, tmp_path,
+                                                                                    monkeypatch):
+    """The flagged steps saved beside the models name the agent's machine GUID, as the models
+    do: with an agent that answers only after the job started they were read before the GUID
+    was, and another node's were taken (and saved again as this one's) while its models were
+    refused."""
+    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.5)
+    guid = ['guid-a']
+    monkeypatch.setattr(NetdataApi, 'agent_id', lambda self: guid[0])
+    models = str(tmp_path / 'models')
+    first = make_detector(replay, logger, models_dir=models)
+    run_until_trained(first, replay)
+    first.close()
+    now = replay.clock.now()
+    engine.persist.save_flagged(first.models_dir, {'system.cpu': [[now - 100, now - 50]]}, first.config.host,
+                                'guid-a')
+    guid[0] = 'guid-b'   # the folder, copied to another node
+    SwitchableApi.down = True
+    try:
+        late = make_detector(replay, logger, models_dir=models)
+        late.start()
+        for _ in range(3):
+            late.step()
+            replay.clock.advance(1)
+            time.sleep(0.1)
+    finally:
+        SwitchableApi.down = False
+    _steps_until(late, replay, lambda: late.trainings > 0)
+    assert late.agent == 'guid-b' and 'system.cpu' not in late.flagged, late.flagged
+    assert [m for _, m in logger.lines if m.endswith('are not used: saved for another agent (machine GUID guid-a)')]
+    late.close()
