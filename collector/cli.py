@@ -181,7 +181,7 @@ def cmd_check_config(args):
                 args.file, ', '.join(names), key, where), file=sys.stderr)
     skipped = pythond_skips(jobs, failing)
     for served_as, names in served.items():
-        running = [n for n in names if n not in skipped]
+        running = [n for n in names if n not in skipped and n not in failing]
         if len(running) > 1:   # python.d starts both: one job's values overwrite the other's
             bad += 1
             print("{}: jobs {}: python.d runs each of them as '{}' (a job's name key, else the job's), all writing the "

@@ -545,6 +545,12 @@ def test_check_config_tells_the_jobs_python_d_skips_or_runs_twice(tmp_path):
     assert ("job web1: python.d does not run it ('already served by another job'): a name that is part of job "
             "web10's") in r.stderr, r.stderr
     assert "jobs one, three: python.d runs each of them as 'x'" in r.stderr and 'same charts' in r.stderr
+    # a job of that name whose check fails does not run: it writes no chart of the other's
+    conf.write_text("a:\n  name: x\n  lags_n: -1\nb:\n  name: y\nc:\n  name: x\n")
+    r = subprocess.run([sys.executable, '-m', 'collector', 'check-config', str(conf)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "job a: key 'lags_n'" in r.stderr, r.stderr
+    assert 'python.d runs each of them' not in r.stderr, r.stderr
 
 
 def test_a_key_given_twice_is_said_and_the_last_one_used(tmp_path):
