@@ -397,7 +397,7 @@ if [ "$mode" = check ]; then
           while IFS= read -r line; do say "$line"; done <<< "$conf_said"
         else
           while IFS= read -r line; do
-            case "$line" in *': ok ('*) say "$line" ;; *) say "error: $line" ;; esac
+            case "$line" in *': ok ('* | *': warning: '*) say "$line" ;; *) say "error: $line" ;; esac
           done <<< "$conf_said"
           say "a job with an error above does not start (a file that is not valid YAML: none of its jobs): fix it, then restart netdata"; ok=0
         fi

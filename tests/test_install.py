@@ -170,6 +170,11 @@ def test_check_says_a_job_file_the_job_refuses_and_does_not_put_it_down_to_a_wai
     assert "error: {}: job anomalies: key 'lags_n': must be >= 0, got -1".format(conf) in out, out
     assert '{}: job other: ok'.format(conf) in out and 'error: {}: job other'.format(conf) not in out, out
     assert 'a job with an error above does not start' in out, out
+    with open(conf, 'w') as f:   # a warning beside an error is said as a warning
+        f.write("anomalies:\n    host: '127.0.0.1:1'\n    lags_n: 3\n    lags_n: -1\n")
+    rc, out = check('--prefix', prefix)
+    assert rc == 1 and "error: {}: job anomalies: key 'lags_n'".format(conf) in out, out
+    assert "install.sh: {}: warning: key 'lags_n' is given twice".format(conf) in out, out
     with open(conf, 'w') as f:
         f.write("anomalies:\n    host: '127.0.0.1:1'\n\tlags_n: 5\n")
     rc, out = check('--prefix', prefix)
