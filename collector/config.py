@@ -120,6 +120,38 @@ def _cut(message):
     return message[:head] + marker.format(len(message) - head - tail) + message[-tail:]
 
 
+VALUE_ITEMS_MAX = 100000
+
+
+class _TooLarge:
+    """Stands for a value of more than VALUE_ITEMS_MAX items in the checks: YAML aliases
+    repeat a list in a list at every level, and one of nine levels printed whole in an error
+    is gigabytes (the cut above comes after the printing)."""
+
+    def __init__(self, value):
+        self.kind = type(value).__name__
+
+    def __repr__(self):
+        return '<a {} of over {} items (YAML aliases repeat one list in another)>'.format(self.kind, VALUE_ITEMS_MAX)
+
+
+def _too_large(value, most=VALUE_ITEMS_MAX):
+    """Whether ``value`` holds more than ``most`` items, counted as printed (an alias's as often
+    as it is repeated); stops counting there."""
+    todo, seen = [value], 0
+    while todo:
+        v = todo.pop()
+        seen += 1
+        if seen > most:
+            return True
+        if isinstance(v, dict):
+            todo.extend(v.keys())
+            todo.extend(v.values())
+        elif isinstance(v, (list, tuple, set)):
+            todo.extend(v)
+    return False
+
+
 @dataclass(frozen=True)
 class CustomModel:
     """A model over chosen dimensions, possibly across hosts: ``(host, chart, dim)`` triples."""
@@ -434,6 +466,7 @@ def parse_job_config(raw, job_name=None):
     """
     if not isinstance(raw, dict):
         raise ConfigError(['the job configuration must be a mapping, got {!r}'.format(raw)])
+    raw = {k: _TooLarge(v) if isinstance(v, (dict, list)) and _too_large(v) else v for k, v in raw.items()}
     errors = []
     unknown = sorted((k for k in raw if k not in DEFAULTS and k not in FRAMEWORK_KEYS and not _plugins_own(k)),
                      key=str)

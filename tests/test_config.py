@@ -597,3 +597,17 @@ def test_a_value_built_by_yaml_aliases_is_shown_cut_not_as_megabytes():
     assert 'characters left out' in regex[0] and regex[0].endswith("'x']]]]")
     # a short message is left whole
     assert "key 'contamination': expected a share in (0, 0.5], got 2" in errors
+
+
+def test_a_value_yaml_aliases_make_billions_of_items_is_not_printed_to_be_cut():
+    """Nine levels of nine aliases are 387 million items: printed whole for the error (before
+    it is cut) they took gigabytes, and the check (or python.d.plugin's job) died for memory."""
+    text = 'a0: &a0 [x, x, x, x, x, x, x, x, x]\n' + ''.join(
+        'a{}: &a{} [{}]\n'.format(i, i, ', '.join(['*a{}'.format(i - 1)] * 9)) for i in range(1, 9))
+    text += 'anomalies:\n  charts_regex: *a8\n  custom_models: *a8\n'
+    raw = job_configs_from_file(yaml.safe_load(text))['anomalies']
+    started = time.monotonic()
+    errors = errors_for(raw)
+    assert time.monotonic() - started < 5
+    assert "key 'charts_regex': expected a regular expression string, got <a list of over 100000 items" in errors[0]
+    assert any(e.startswith("key 'custom_models'") and 'over 100000 items' in e for e in errors), errors
