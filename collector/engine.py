@@ -151,6 +151,7 @@ class AnomalyDetector:
         self.regrown = {}      # model id -> the dimensions listed when it was retrained for new ones
         self.own_rows = range(0)   # the steps whose features hold the job's own last training
         self.above_ids = frozenset()   # models above the threshold at the last step scored
+        self.above_before = frozenset()   # and at the step before it
         self.rising_before_training = frozenset()   # and those at the last training's start
         self.agent_start_rows = range(0)   # the steps whose features hold the agent's start-up
         # a replay waits for each training on a stopped clock, so its rows never show one; on an
@@ -328,8 +329,9 @@ class AnomalyDetector:
         if first == self.steps + 2:
             # what already read above the threshold before the process started is not its doing:
             # an incident that starts a process group retrains the charts it is new on, and
-            # those charts' flags must not wait for that training
-            self.rising_before_training = self.above_ids
+            # those charts' flags must not wait for that training (above at the two steps before
+            # it: a one-step blip would leave the chart open to the training's own work)
+            self.rising_before_training = self.above_ids & self.above_before
         self.own_rows = range(first, self.steps + 2 + OWN_TRAINING_MAX_STEPS)
         self.training_quiet = not full_due and all(s.model_id in self.waiting or s.model_id in self.untrained
                                                    for s in todo)
@@ -1036,7 +1038,8 @@ class AnomalyDetector:
             flags = flags * np.isin(ids, list(allowed))
             self.flag_policy.held_down(flags)
             unusual = unusual if starting else flags
-        self.above_ids = frozenset(ids[k] for k in np.nonzero(above & scored)[0]) if above.any() else frozenset()
+        self.above_before, self.above_ids = self.above_ids, (
+            frozenset(ids[k] for k in np.nonzero(above & scored)[0]) if above.any() else frozenset())
         p_list, f_list = probs.tolist(), flags.tolist()
         report.scores.update((ids[k], (p_list[k], f_list[k])) for k in np.nonzero(scored)[0].tolist())
         if self.config.train_exclude_flagged:
