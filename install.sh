@@ -399,7 +399,7 @@ if [ "$mode" = check ]; then
           while IFS= read -r line; do
             case "$line" in *': ok ('* | *': warning: '*) say "$line" ;; *) say "error: $line" ;; esac
           done <<< "$conf_said"
-          say "a job with an error above does not start (a file that is not valid YAML: none of its jobs): fix it, then restart netdata"; ok=0
+          say "a job with an error above does not start, or writes the charts of another job of its name (a file that is not valid YAML: none of its jobs starts): fix it, then restart netdata"; ok=0
         fi
       fi
     fi

@@ -2482,23 +2482,6 @@ def test_a_job_started_on_an_agent_running_for_long_holds_no_flag(replay, logger
     det.close()
 
 
-def test_one_new_dimension_on_several_charts_is_told_in_one_line(replay, logger, monkeypatch):
-    """A process group that starts is a new dimension on every apps.* chart at once (17 of
-    them on a real agent): one line names the dimension and the models retrained, not one
-    line each."""
-    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.2)
-    det = make_detector(replay, logger)
-    run_until_trained(det, replay)
-    before = det.trainings
-    monkeypatch.setattr(SwitchableApi, 'extra', {'system.ram': ['stress'], 'system.cpu': ['stress'],
-                                                 'system.load': ['load30']})
-    _steps_until(det, replay, lambda: det.trainings > before)
-    assert sorted(m for _, m in logger.lines if 'new dimension' in m) == [
-        "2 models: new dimension stress: retraining them: system.cpu, system.ram",
-        "model 'system.load': new dimension load30: retraining it"]
-    det.close()
-
-
 def test_a_job_whose_agent_answers_late_trains_every_model_once_not_again_seconds_later(replay, logger,
                                                                                         monkeypatch):
     """An agent that comes up after the job: the training of every chart when it answers is
