@@ -386,10 +386,12 @@ if [ "$mode" = check ]; then
     # from /, so that a checkout in the current folder is not what gets imported
     if [ ! -x "$mvenv/bin/python" ] || ! (cd / && "$mvenv/bin/python" -c "$job_imports" 2>/dev/null); then
       say "the virtual environment $mvenv named in $marker cannot import the module's package: run sudo ./install.sh again"; ok=0
-    elif [ -n "$agent_py" ] && [ "$(pyver "$mvenv/bin/python")" != "$(pyver "$agent_py")" ]; then
-      say "$mvenv is Python $(pyver "$mvenv/bin/python"), python.d.plugin runs $agent_py ($(pyver "$agent_py")): the module cannot load its packages; run sudo ./install.sh again"; ok=0
     else
-      say "$mvenv imports the module's package (Python $(pyver "$mvenv/bin/python"))"
+      if [ -n "$agent_py" ] && [ "$(pyver "$mvenv/bin/python")" != "$(pyver "$agent_py")" ]; then
+        say "$mvenv is Python $(pyver "$mvenv/bin/python"), python.d.plugin runs $agent_py ($(pyver "$agent_py")): the module cannot load its packages; run sudo ./install.sh again"; ok=0
+      else
+        say "$mvenv imports the module's package (Python $(pyver "$mvenv/bin/python"))"
+      fi
       # a job file python.d.plugin cannot read, or a key the job refuses, starts no job: the
       # charts never come, which 'no chart yet' below would put down to the training's wait
       if [ -f "$user_conf" ]; then
