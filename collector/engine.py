@@ -704,7 +704,7 @@ class AnomalyDetector:
             except NetdataError as e:
                 slow = ('' if not e.timed_out else ': a step waits for the latest values 0.9 x update_every at most, '
                         'so an agent slower to answer them needs a larger update_every' if wait < self.config.api_timeout
-                        else ': api_timeout')
+                        else ': api_timeout, raise it for an agent this slow to answer')
                 self.problems.report('fetch:' + host, '{}{} (keeping last values until it answers)'.format(e, slow))
         return latest
 

@@ -457,6 +457,23 @@ def test_an_agent_too_slow_for_the_step_or_the_timeout_is_told_which_key_to_chan
     det.close()
 
 
+def test_a_step_read_cut_by_api_timeout_says_to_raise_it(replay, logger):
+    """Where api_timeout is shorter than 0.9 x update_every (update_every 6 and more with the
+    default 5 s), it is what cuts a step's read: the line named the key without a word of what
+    to do with it."""
+    det = make_detector(replay, logger, api_timeout=0.5)
+    run_until_trained(det, replay)
+    replay.allmetrics_delay = 0.8   # over api_timeout, under the step's 0.9 s
+    try:
+        assert not any(det.step().fresh for _ in range(2))
+    finally:
+        replay.allmetrics_delay = 0
+    said = [e for e in logger.errors() if 'allmetrics' in e]
+    assert len(said) == 1 and said[0].endswith('(no answer in 0.5 s): api_timeout, raise it for an agent this slow '
+                                               'to answer (keeping last values until it answers)'), said
+    det.close()
+
+
 def test_a_chart_left_out_of_one_listing_is_still_read_and_scored(replay, logger):
     """An agent lists some charts late (after a restart, a collector slow to start): a model
     is kept through one listing without its chart, and its chart is still asked for and scored
