@@ -289,8 +289,9 @@ def _record_command(args):
         print('record: cannot write {}: {}'.format(e.filename or args.out, e.strerror or e), file=sys.stderr)
         return 1
     if failed:
-        print('record: {} charts failed and were left out: {}'.format(len(failed), ', '.join(failed[:10])),
-              file=sys.stderr)
+        from .problems import first_few, plural
+        print('record: {} failed and {} left out: {}'.format(
+            plural(len(failed), 'chart'), 'was' if len(failed) == 1 else 'were', first_few(failed, 10)), file=sys.stderr)
     print('recorded into {}'.format(args.out), file=sys.stderr)
     return 0
 

@@ -580,6 +580,21 @@ def test_record_keeps_going_when_a_chart_fails(replay, tmp_path, monkeypatch):
     assert 'system.cpu' in listed and 'system.load' not in listed and 'system.ram' not in listed
 
 
+@pytest.mark.parametrize('failed, told', [
+    (['system.ram'], 'record: 1 chart failed and was left out: system.ram'),
+    (['c{}'.format(i) for i in range(12)], 'record: 12 charts failed and were left out: c0, c1, c2, c3, c4, c5, c6, '
+                                           'c7, c8, c9 (+2 more)')])
+def test_record_tells_how_many_charts_failed(failed, told, tmp_path, monkeypatch, capsys):
+    """'1 charts failed', and a list cut at ten without a word of the rest."""
+    import argparse
+    from collector import cli, record as rec_mod
+    monkeypatch.setattr(rec_mod, 'record', lambda *a, **k: failed)
+    args = argparse.Namespace(host='127.0.0.1:9', seconds=60, out=str(tmp_path / 'rec'), past=True, charts_regex=None,
+                              labels=None, description=None, protocol='http', before=None)
+    assert cli._record_command(args) == 0
+    assert capsys.readouterr().err.splitlines()[0] == told
+
+
 def test_record_refuses_an_agent_whose_info_is_not_json_before_any_window(replay, tmp_path, monkeypatch):
     import io
     from collector import record as rec_mod
