@@ -447,7 +447,7 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
                 df, _, problems = _fetch_directly({host: charts}, after, before, protocol, username, password,
                                                   tls_verify, timeout, points, why, say_why=True)
             except NetdataError as direct:
-                printed.append('training data request to {} failed: {}: {}; {}'.format(
+                printed.append('request to {} failed: {}: {}; {}'.format(
                     host, e.__class__.__name__, e, direct))
                 continue
             printed.extend(problems)

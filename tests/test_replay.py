@@ -185,6 +185,22 @@ def test_netdata_pandas_failing_is_said_even_when_every_chart_is_then_read(repla
                         "'ssl_context'), read chart by chart".format(replay.host)], problems
 
 
+def test_a_host_down_in_a_training_read_is_told_without_repeating_the_logs_prefix(replay):
+    """The job logs these lines as 'training data: ...': a custom model's other node, down,
+    read 'training data: training data request to ... failed'."""
+    from collector.netdata_api import fetch_training_frame
+    try:
+        import netdata_pandas.data  # noqa: F401
+    except Exception:   # Python 3.13+: every chart is read on its own, and that path says it otherwise
+        pytest.skip('netdata-pandas does not import here')
+    down = '127.0.0.1:19849'   # nothing listens there
+    df, times, problems = fetch_training_frame({replay.host: ['system.cpu'], down: ['system.cpu']}, -120, 0)
+    assert {c.split('::')[0] for c in df.columns} == {replay.host}
+    told = [p for p in problems if down in p]
+    assert told and told[0].startswith('request to {} failed: '.format(down)), problems
+    assert not any(p.startswith('training data') for p in problems), problems
+
+
 def test_record_a_replayed_agent_round_trips(replay, tmp_path):
     """record --past from the replay: the new recording serves the same bodies."""
     import io
