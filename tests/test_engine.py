@@ -1170,17 +1170,21 @@ def test_first_models_trained_apart_are_refitted_once_the_history_has_doubled(re
         det.close()
 
 
+@pytest.mark.parametrize('first_entry', [START, START - 40000])
 def test_saved_models_fitted_on_a_young_agents_minutes_are_refitted_as_its_history_doubles_after_a_restart(
-        recording, logger, tmp_path):
+        recording, logger, tmp_path, first_entry):
     """A job restarted in an agent's first minutes (to apply a config edit) loads the models
     fitted on those minutes: they must be refitted once the history has doubled, as without
-    the restart, not stand until train_every_n (half an hour of a busy CPU's flags by default)."""
+    the restart, not stand until train_every_n (half an hour of a busy CPU's flags by default).
+    A database agent back from a long gap lists each chart from before it (11 hours back, over
+    a gap of five): the history held is still what the models were fitted on plus their age,
+    where the chart list's hours had them all retrained at every restart."""
     from collector.replay import Recording, ReplayClock, ReplayServer
     dated = shutil.copytree(recording, str(tmp_path / 'dated'))
     with open(os.path.join(dated, 'charts.json')) as f:
         body = json.load(f)
     for c in body['charts'].values():   # as an agent lists them: the history each chart holds
-        c.update(first_entry=START, last_entry=START + SECONDS)
+        c.update(first_entry=first_entry, last_entry=START + SECONDS)
     with open(os.path.join(dated, 'charts.json'), 'w') as f:
         json.dump(body, f)
     models = str(tmp_path / 'models')
@@ -1202,39 +1206,6 @@ def test_saved_models_fitted_on_a_young_agents_minutes_are_refitted_as_its_histo
         # a window a damaged or foreign metadata file does not give is no span: never an error
         assert again._regrow_loaded({'a': {'window': [None, None]}, 'b': {'window': 'x'}, 'c': {}}) == \
             (engine.NEVER, None)
-        again.close()
-
-
-def test_saved_models_of_an_agent_back_from_a_long_gap_are_not_refitted_at_once_after_a_restart(
-        recording, logger, tmp_path):
-    """A database agent that was down for hours lists each chart from its first entry before
-    the gap: the job trained on the minutes since it came back, and a restart of the job (or the
-    agent) seconds later read the chart list's hours as the history held, and retrained them
-    all at once ('again now that the agent holds twice that'), at every restart."""
-    from collector.replay import Recording, ReplayClock, ReplayServer
-    dated = shutil.copytree(recording, str(tmp_path / 'dated'))
-    with open(os.path.join(dated, 'charts.json')) as f:
-        body = json.load(f)
-    for c in body['charts'].values():   # its database reaches back 11 hours, over a gap of five
-        c.update(first_entry=START - 40000, last_entry=START + SECONDS)
-    with open(os.path.join(dated, 'charts.json'), 'w') as f:
-        json.dump(body, f)
-    models = str(tmp_path / 'models')
-    with ReplayServer(Recording(dated), ReplayClock(START + 120, stepped=True)) as server:
-        first = make_detector(server, logger, models_dir=models, train_min_n_secs=60)
-        run_until_trained(first, server)
-        first.close()
-        window = first.models['system.cpu'].info['window']
-        trained_on = window[1] - window[0] + 1
-        assert trained_on < 200, window
-        server.clock.set(START + 150)
-        again = make_detector(server, logger, models_dir=models, train_min_n_secs=60)
-        again.start()
-        assert 'system.cpu' in again.models and again.trainings == 0
-        due = again.next_training - again.steps
-        assert abs(due - (2 * trained_on - 150)) <= 3, (due, trained_on)
-        said = [m for _, m in logger.lines if m.startswith('loaded ')]
-        assert said and 'again once the agent holds twice that' in said[-1], said
         again.close()
 
 
@@ -2499,6 +2470,19 @@ def test_a_job_started_on_an_agent_running_for_long_holds_no_flag(replay, logger
     det.close()
 
 
+def _start_with_the_agent_down(det, replay, steps=3):
+    """Start ``det`` and step it while its agent does not answer; it answers from then on."""
+    SwitchableApi.down = True
+    try:
+        det.start()
+        for _ in range(steps):
+            det.step()
+            replay.clock.advance(1)
+            time.sleep(0.2)
+    finally:
+        SwitchableApi.down = False
+
+
 def test_a_job_whose_agent_answers_late_trains_every_model_once_not_again_seconds_later(replay, logger,
                                                                                         monkeypatch):
     """An agent that comes up after the job: the training of every chart when it answers is
@@ -2506,15 +2490,7 @@ def test_a_job_whose_agent_answers_late_trains_every_model_once_not_again_second
     again a few steps later on the same window."""
     monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.5)
     det = make_detector(replay, logger, models_dir='none')
-    SwitchableApi.down = True
-    try:
-        det.start()
-        for _ in range(3):
-            det.step()
-            replay.clock.advance(1)
-            time.sleep(0.2)
-    finally:
-        SwitchableApi.down = False
+    _start_with_the_agent_down(det, replay)
     _steps_until(det, replay, lambda: bool(det.models))
     for _ in range(engine.RETRY_STEPS + 5):
         det.step()
@@ -2558,16 +2534,8 @@ def test_the_flagged_steps_of_another_node_are_not_taken_when_the_agent_answers_
     engine.persist.save_flagged(first.models_dir, {'system.cpu': [[now - 100, now - 50]]}, first.config.host,
                                 'guid-a')
     guid[0] = 'guid-b'   # the folder, copied to another node
-    SwitchableApi.down = True
-    try:
-        late = make_detector(replay, logger, models_dir=models)
-        late.start()
-        for _ in range(3):
-            late.step()
-            replay.clock.advance(1)
-            time.sleep(0.1)
-    finally:
-        SwitchableApi.down = False
+    late = make_detector(replay, logger, models_dir=models)
+    _start_with_the_agent_down(late, replay)
     _steps_until(late, replay, lambda: late.trainings > 0)
     assert late.agent == 'guid-b' and 'system.cpu' not in late.flagged, late.flagged
     assert [m for _, m in logger.lines if m.endswith('are not used: saved for another agent (machine GUID guid-a)')]

@@ -133,6 +133,13 @@ def test_a_python_d_plugin_older_than_1_36_is_said_not_to_load_the_module(tmp_pa
     assert 'older than Netdata 1.36' not in out, out
 
 
+def _check_conf(prefix, conf, text):
+    """--check of the agent under ``prefix`` once its anomalies.conf reads ``text``."""
+    with open(conf, 'w') as f:
+        f.write(text)
+    return check('--prefix', prefix)
+
+
 def test_check_says_when_the_jobs_read_another_agent_than_the_one_checked(tmp_path):
     """The shipped anomalies.conf reads 127.0.0.1:19999: on an agent listening elsewhere the job
     reads nothing, or another agent's charts, and --check's 'no chart yet' named a training wait."""
@@ -140,13 +147,9 @@ def test_check_says_when_the_jobs_read_another_agent_than_the_one_checked(tmp_pa
     agent_tree(prefix)
     os.makedirs(prefix + '/etc/netdata/python.d')
     conf = prefix + '/etc/netdata/python.d/anomalies.conf'
-    with open(conf, 'w') as f:
-        f.write("# host: '127.0.0.1:7'\nanomalies:\n    host: '127.0.0.1:19999'   # the agent\n")
-    rc, out = check('--prefix', prefix)
+    rc, out = _check_conf(prefix, conf, "# host: '127.0.0.1:7'\nanomalies:\n    host: '127.0.0.1:19999'   # the agent\n")
     assert "the jobs of {} read the agent at 127.0.0.1:19999, not this one (127.0.0.1:1)".format(conf) in out, out
-    with open(conf, 'w') as f:
-        f.write("anomalies:\n    host: 127.0.0.1:1\nparent:\n    host: 'parent:19999/host/child'\n")
-    rc, out = check('--prefix', prefix)
+    rc, out = _check_conf(prefix, conf, "anomalies:\n    host: 127.0.0.1:1\nparent:\n    host: 'parent:19999/host/child'\n")
     assert 'read the agent at' not in out, out
 
 
@@ -163,25 +166,17 @@ def test_check_says_a_job_file_the_job_refuses_and_does_not_put_it_down_to_a_wai
         f.write(sys.prefix + '\n')   # the tests' venv has the job's packages
     os.makedirs(prefix + '/etc/netdata/python.d')
     conf = prefix + '/etc/netdata/python.d/anomalies.conf'
-    with open(conf, 'w') as f:
-        f.write("anomalies:\n    host: '127.0.0.1:1'\n    lags_n: -1\nother:\n    host: '127.0.0.1:1'\n")
-    rc, out = check('--prefix', prefix)
+    rc, out = _check_conf(prefix, conf, "anomalies:\n    host: '127.0.0.1:1'\n    lags_n: -1\nother:\n    host: '127.0.0.1:1'\n")
     assert rc == 1
     assert "error: {}: job anomalies: key 'lags_n': must be >= 0, got -1".format(conf) in out, out
     assert '{}: job other: ok'.format(conf) in out and 'error: {}: job other'.format(conf) not in out, out
     assert 'a job with an error above does not start' in out, out
-    with open(conf, 'w') as f:   # a warning beside an error is said as a warning
-        f.write("anomalies:\n    host: '127.0.0.1:1'\n    lags_n: 3\n    lags_n: -1\n")
-    rc, out = check('--prefix', prefix)
+    rc, out = _check_conf(prefix, conf, "anomalies:\n    host: '127.0.0.1:1'\n    lags_n: 3\n    lags_n: -1\n")   # a warning beside an error is said as a warning
     assert rc == 1 and "error: {}: job anomalies: key 'lags_n'".format(conf) in out, out
     assert "install.sh: {}: warning: key 'lags_n' is given twice".format(conf) in out, out
-    with open(conf, 'w') as f:
-        f.write("anomalies:\n    host: '127.0.0.1:1'\n\tlags_n: 5\n")
-    rc, out = check('--prefix', prefix)
+    rc, out = _check_conf(prefix, conf, "anomalies:\n    host: '127.0.0.1:1'\n\tlags_n: 5\n")
     assert 'error: {} is not valid YAML (line 3, column 1)'.format(conf) in out, out
-    with open(conf, 'w') as f:
-        f.write("anomalies:\n    host: '127.0.0.1:1'\n")
-    rc, out = check('--prefix', prefix)
+    rc, out = _check_conf(prefix, conf, "anomalies:\n    host: '127.0.0.1:1'\n")
     assert '{}: job anomalies: ok'.format(conf) in out and 'does not start' not in out, out
 
 
