@@ -15,7 +15,7 @@ from typing import Optional, Tuple, Union
 
 from .models import DEEP_MODELS, MIN_TRAIN_ROWS, MODEL_NAMES, deep_available, model_members, valid_model
 from .netdata_api import MAX_ROWS   # the most rows the agent answers one query with
-from .protocol import safe_id
+from .protocol import pythond_name, safe_id
 
 # Keys python.d.plugin itself puts into (or reads from) every job's configuration. Besides these
 # it may add keys of its own beginning with '__' ('__is_stock' from Netdata 1.44 on): ignored.
@@ -820,7 +820,7 @@ def _check_chart_ids(raw, job_name, attribution, errors):
 def served_name(job_name, raw):
     """The name python.d runs a job under (its ``name`` key, else the job's)."""
     name = raw.get('name') if isinstance(raw.get('name'), str) and raw.get('name') else job_name
-    return re.sub(r'\s+', '_', name)
+    return pythond_name(name)
 
 
 def pythond_skips(jobs, failing=()):

@@ -5,6 +5,13 @@ single quote inside a field is replaced, since the protocol has no escape for it
 a control character.
 """
 import hashlib
+import re
+
+
+def pythond_name(name):
+    """A job's name as python.d.plugin hands it to the job: each run of white space one '_'
+    (charts, log lines and saved models go by it); not a string: as it is, for the check to refuse."""
+    return re.sub(r'\s+', '_', name) if isinstance(name, str) else name
 
 
 def safe_id(name):

@@ -7,7 +7,6 @@ It offers the part of the framework's ``SimpleService`` interface that modules u
 stderr in python.d's line format.
 """
 import os
-import re
 import sys
 import time
 
@@ -184,10 +183,6 @@ class Charts:
         return len(self._charts)
 
 
-def _pythond_name(name):
-    return re.sub(r'\s+', '_', name) if isinstance(name, str) else name
-
-
 def _int_or(value, default):
     try:
         return int(value) or default
@@ -202,11 +197,11 @@ class SimpleService(object):
         self.configuration = dict(configuration or {})
         # python.d.plugin turns each run of white space in a job's name into one '_' before the
         # job sees it: its charts, its saved models' folder and its log lines go by that name
-        self.job_name = _pythond_name(self.configuration.pop('job_name', None)) or MODULE_NAME
+        self.job_name = protocol.pythond_name(self.configuration.pop('job_name', None)) or MODULE_NAME
         # a name that is not a string stays in the configuration, for the job's check to refuse
         # (python.d.plugin stops on one)
         name = self.configuration.pop('name') if isinstance(self.configuration.get('name'), str) else None
-        override = _pythond_name(name or self.configuration.pop('override_name', None))
+        override = protocol.pythond_name(name or self.configuration.pop('override_name', None))
         self.override_name = override   # as python.d's: the job's charts are named after it
         # a bad value is the job config's to report (the module validates it); start on the default
         self._update_every = _int_or(self.configuration.get('update_every'), 1)

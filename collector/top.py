@@ -100,8 +100,9 @@ def _series(api, charts, suffix, after, before, unread, now=None, group=None, gr
 
 
 def top(api, after=-600, before=0, unread=None):
-    """Ranked rows (``rank``) and the longest row in seconds (1: every step as charted); the
-    charts that could not be read are appended to ``unread``."""
+    """Ranked rows (``rank``), the longest row in seconds (1: every step as charted) and the
+    first second the anomalies charts hold (``_held_since``); the charts that could not be read
+    are appended to ``unread``."""
     unread = [] if unread is None else unread
     prob_charts, flag_charts = api.charts_of_context(PROB_CONTEXT), api.charts_of_context(FLAG_CONTEXT)
     if not prob_charts and not flag_charts:
@@ -118,7 +119,8 @@ def top(api, after=-600, before=0, unread=None):
     every = dict(flag_every, **every)
     if not probs and not flags:
         raise NetdataError('no anomalies chart of {} could be read: {}'.format(api.base_url, '; '.join(unread)))
-    return rank(probs, flags, every, maxima), max(grouped.values(), default=1)
+    return (rank(probs, flags, every, maxima), max(grouped.values(), default=1),
+            _held_since(prob_charts, flag_charts))
 
 
 def format_top(rows, limit=20, window='', grain=1):
@@ -137,11 +139,11 @@ def format_top(rows, limit=20, window='', grain=1):
     return '\n'.join(lines)
 
 
-def _held_since(api):
-    """The first second any anomalies chart holds (None when none says), so a window longer
-    than the job has run is not reported as if it had all been watched."""
-    firsts = [c.get('first_entry') for context in (PROB_CONTEXT, FLAG_CONTEXT)
-              for c in api.charts_of_context(context).values()]
+def _held_since(*charts):
+    """The first second any of the anomalies ``charts`` (their /api/v1/charts entries) holds
+    (None when none says), so a window longer than the job has run is not reported as if it had
+    all been watched."""
+    firsts = [c.get('first_entry') for listed in charts for c in listed.values()]
     firsts = [t for t in firsts if _is_time(t) and t > 0]
     return min(firsts) if firsts else None
 
@@ -150,8 +152,7 @@ def run(host, after=-600, before=0, limit=20, protocol='http', username=None, pa
     api = NetdataApi(host, protocol, username, password, tls_verify, timeout=30.0)
     unread = []
     try:
-        rows, grain = top(api, after, before, unread)
-        since = _held_since(api)
+        rows, grain, since = top(api, after, before, unread)
     finally:
         api.close()
     if after < 0 and before == 0:
