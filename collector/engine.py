@@ -58,6 +58,14 @@ OWN_TRAINING_MAX_STEPS = 60
 # written, its clock synchronising): a job started with it (every restart) raises no flag on it
 AGENT_START_SECONDS = 60
 
+def _chart_of(column):
+    """The chart of a saved model's column, '' for one not in dim_key's form."""
+    try:
+        return split_key(column)[1]
+    except ValueError:
+        return ''
+
+
 def _listed(said, how):
     """``{model id: value}`` as one line's list: 'system.cpu (40%), system.load (31%)'."""
     return first_few(['{} ({})'.format(m, how.format(v)) for m, v in sorted(said.items())])
@@ -828,10 +836,15 @@ class AnomalyDetector:
         older_than = (max(2 * cfg.train_n_secs, PRUNE_SECONDS, 2 * cfg.train_every_n * cfg.update_every)
                       if cfg.train_every_n else float('inf'))
         old = persist.prune(self.models_dir, specs, older_than)
-        # a chart the agent still lists went out of the job's scope (charts_regex or
-        # charts_to_exclude changed since it was saved): said so, not taken for one gone
-        out_of_scope = [m for m in old if m in charts]
-        gone = [m for m in old if m not in charts]
+        # a custom model taken out of custom_models, and a chart the agent still lists that went
+        # out of the job's scope (charts_regex or charts_to_exclude changed since it was saved):
+        # said so, not taken for charts gone
+        custom = [m for m, columns in old.items() if columns and not all(_chart_of(c) == m for c in columns)]
+        out_of_scope = [m for m in old if m in charts and m not in custom]
+        gone = [m for m in old if m not in charts and m not in custom]
+        if custom:
+            self.log.info('removed {} no longer in custom_models: {}'.format(
+                plural(len(custom), 'saved custom model'), first_few(custom)))
         if out_of_scope:
             self.log.info('removed {} of charts the job no longer models (charts_regex, charts_to_exclude): {}'.format(
                 plural(len(out_of_scope), 'saved model'), first_few(out_of_scope)))

@@ -263,7 +263,8 @@ def remove(directory, model_id):
 
 def prune(directory, keep, older_than, now=None):
     """Remove the saved models not in ``keep`` (model ids) saved more than ``older_than``
-    seconds ago; returns their ids. Charts that went away while the job was stopped (containers,
+    seconds ago; returns {model id: its columns} of those removed (the columns tell a custom
+    model from a chart's). Charts that went away while the job was stopped (containers,
     process groups, disks) would otherwise leave their files for good; a recent file stays, as
     its chart may be listed again in a moment (an agent just restarted lists some charts late).
     Also removes the temporary files of writes cut off (a training process killed while it
@@ -271,7 +272,7 @@ def prune(directory, keep, older_than, now=None):
     """
     now = time.time() if now is None else now
     keep = {file_stem(m) for m in keep}
-    removed = []
+    removed = {}
     try:
         names = os.listdir(directory)
     except OSError:
@@ -293,13 +294,14 @@ def prune(directory, keep, older_than, now=None):
             with open(path) as f:
                 meta = json.load(f)
             saved_at, model_id = float(meta['saved_at']), str(meta['model_id'])
-        except (OSError, ValueError, TypeError, KeyError):
+            columns = [str(c) for c in meta.get('columns') or ()]
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
             continue   # not a model's metadata: not ours to remove
         if file_stem(model_id) != base:
             continue   # not written under its model's name (renamed, copied): left alone
         if now - saved_at > older_than:
             remove(directory, model_id)
-            removed.append(model_id)
+            removed[model_id] = columns
     return removed
 
 

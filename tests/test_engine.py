@@ -1817,9 +1817,13 @@ def test_saved_models_of_gone_charts_are_removed_only_once_the_agent_has_listed_
             meta['saved_at'] -= 3 * 86400
             open(path, 'w').write(json.dumps(meta))
             if name == 'system.cpu.json':
-                # one chart gone, and one the agent still lists that charts_regex no longer takes
-                for other in ('apps.gone', 'apps.cpu'):
+                # one chart gone, one the agent still lists that charts_regex no longer takes, and
+                # a custom model taken out of custom_models (its columns are not all its own chart's)
+                columns = meta['columns']
+                for other in ('apps.gone', 'apps.cpu', 'cpu_pair'):
                     meta['model_id'] = other
+                    meta['columns'] = columns if other == 'cpu_pair' else [
+                        c.replace('::system.cpu|', '::{}|'.format(other)) for c in columns]
                     open(os.path.join(job_dir, other + '.json'), 'w').write(json.dumps(meta))
                     shutil.copy(os.path.join(job_dir, 'system.cpu.pkl'), os.path.join(job_dir, other + '.pkl'))
     now = [0.0]
@@ -1848,6 +1852,8 @@ def test_saved_models_of_gone_charts_are_removed_only_once_the_agent_has_listed_
     assert 'apps.cpu.pkl' not in os.listdir(job_dir)
     assert [m for _, m in logger.lines if m == 'removed 1 saved model of charts the job no longer models '
                                                '(charts_regex, charts_to_exclude): apps.cpu']
+    assert 'cpu_pair.pkl' not in os.listdir(job_dir)
+    assert [m for _, m in logger.lines if m == 'removed 1 saved custom model no longer in custom_models: cpu_pair']
     again.close()
 
 

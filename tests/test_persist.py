@@ -92,11 +92,11 @@ def test_models_of_charts_long_gone_are_removed_and_nothing_else(tmp_path):
     meta = json.loads(listed_old.read_text())
     meta['saved_at'] -= 3 * 86400
     listed_old.write_text(json.dumps(meta))
-    assert persist.prune(str(tmp_path), ['system.cpu'], 86400) == ['cgroup_gone.cpu']
+    assert list(persist.prune(str(tmp_path), ['system.cpu'], 86400)) == ['cgroup_gone.cpu']
     # a file not named after its model (a copy of system.cpu's) takes nothing with it
     assert sorted(os.listdir(tmp_path)) == ['cgroup_new.cpu.json', 'cgroup_new.cpu.pkl', 'copy.json', 'notes.json',
                                             'system.cpu.json', 'system.cpu.pkl']
-    assert persist.prune(str(tmp_path / 'none'), [], 0) == []
+    assert persist.prune(str(tmp_path / 'none'), [], 0) == {}
 
 
 def test_a_write_cut_off_long_ago_leaves_no_temporary_file_behind(tmp_path):
@@ -107,7 +107,7 @@ def test_a_write_cut_off_long_ago_leaves_no_temporary_file_behind(tmp_path):
     for path in (old, fresh):
         path.write_bytes(b'x' * 1000)
     os.utime(old, (time.time() - 2 * 3600,) * 2)
-    assert persist.prune(str(tmp_path), ['system.cpu'], 86400) == []
+    assert persist.prune(str(tmp_path), ['system.cpu'], 86400) == {}
     assert sorted(os.listdir(tmp_path)) == ['.anomalies-def456.tmp', 'system.cpu.json', 'system.cpu.pkl']
 
 
@@ -132,7 +132,7 @@ def test_flagged_steps_are_saved_and_read_back_and_a_bad_file_is_only_a_reason(t
     persist.save_flagged(str(tmp_path), spans)
     assert persist.load_flagged(str(tmp_path)) == ({'system.cpu': spans['system.cpu'], 'disk.sda': [[5.0, 5.0]]},
                                                    None)
-    assert persist.prune(str(tmp_path), [], 0) == []   # not a model's file: left alone
+    assert persist.prune(str(tmp_path), [], 0) == {}   # not a model's file: left alone
     path = tmp_path / persist.FLAGGED_FILE
     body = json.loads(path.read_text())
     body['spans'] = {'system.cpu': [[1, 2], [3, 'x'], [9, 8], [1, 2, 3], None, [float('nan'), 1]], 'x': 'y'}
@@ -175,7 +175,7 @@ def test_long_model_ids_are_saved_whole_and_each_file_says_whose_it_is(tmp_path)
         fm, meta, reason = persist.load(str(tmp_path), model_id, cfg, COLS)
         assert reason is None and fm.name == model_id and meta['model_id'] == model_id
     assert persist.load(str(tmp_path), 'a b', cfg, COLS)[2] == "its file holds the model of 'a/b'"
-    assert persist.prune(str(tmp_path), ids, 0.0) == []
+    assert persist.prune(str(tmp_path), ids, 0.0) == {}
     assert sorted(persist.prune(str(tmp_path), ids[:1], 0.0)) == sorted(ids[1:3] + ['a/b'])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(persist.file_stem(ids[0]) + e for e in ('.json', '.pkl'))
 
