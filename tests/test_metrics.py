@@ -215,3 +215,22 @@ def test_an_incident_is_detected_by_a_flag_up_to_ten_seconds_after_its_end_and_e
     cpu[110:121] = 1       # and the second, on the other expected chart
     r = score_incidents(times, {'system.load': load, 'system.cpu': cpu}, incident)
     assert r['incidents'][0]['flagged_share'] == 1.0
+
+
+def test_the_retired_probability_alarm_is_not_offered_for_the_default_calibration():
+    """The retired anomalies_anomaly_probabilities warns on a 2-minute average above 50: with the
+    default calibration an ordinary step's probability is its rank in the training window, 50
+    on average, so the install docs must not tell to copy it as they tell of the flags' one."""
+    from collector.models import fit_model
+    rng = np.random.default_rng(0)
+    retired_level = 50
+    ordinary = fit_model('c', list('abcd'), rng.normal(size=(3000, 4))).predict_proba(rng.normal(size=(3000, 4)))
+    assert ordinary[:, 1].mean() * 100 == pytest.approx(retired_level, abs=2)
+    minmax = fit_model('c', list('abcd'), rng.normal(size=(3000, 4)), calibration='minmax')
+    assert minmax.predict_proba(rng.normal(size=(3000, 4)))[:, 1].mean() * 100 < retired_level / 2
+    with open(os.path.join(os.path.dirname(__file__), '..', 'docs', 'install.md')) as f:
+        health = f.read().split('## Health alarms')[1].split('\n## ')[0]
+    health = ' '.join(health.split())
+    assert not re.search(r'[Tt]hey still work on this module', health)
+    said = re.search(r'`anomalies_anomaly_probabilities`[^.]*does not\s+carry over[^`]*?half the\s+charts', health)
+    assert said and 'calibration: minmax' in health
