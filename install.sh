@@ -435,6 +435,14 @@ if [ "$mode" = uninstall ]; then
     local msg="$1"; shift
     if "$@"; then say "$msg"; else say "error: could not: $msg"; failed=1; fi
   }
+  # the jobs' Prometheus textfiles (read before anomalies.conf may go): python.d.plugin kills its
+  # jobs, so each stays with its last values, which node-exporter serves for as long as it is there
+  textfiles=()
+  if [ -f "$user_conf" ]; then
+    while IFS= read -r f; do
+      case "$f" in /*.prom) textfiles+=("$f") ;; esac
+    done < <(sed -nE "s/^[[:space:]]*prometheus_textfile:[[:space:]]*['\"]?([^'\"[:space:]#]+).*/\1/p" "$user_conf" | sort -u)
+  fi
   step "removed the module from $user_plugins" rm -f "$module" "$marker"
   if [ "${rec_installed_health:-0}" = 1 ] && [ -f "$health_conf" ]; then
     if [ -z "$rec_health_sum" ] || [ "$(sum "$health_conf")" = "$rec_health_sum" ]; then
@@ -496,10 +504,22 @@ if [ "$mode" = uninstall ]; then
   rm -f "$state"
   restarted=0
   restart_agent
+  # after the restart: until then the job may write them again at any step
+  for f in ${textfiles[@]+"${textfiles[@]}"}; do   # only a file a job wrote: it has the job's update time
+    [ -f "$f" ] && grep -q '^anomaly_last_update_timestamp_seconds{' "$f" 2>/dev/null || continue
+    if rm -f "$f"; then
+      say "removed the Prometheus textfile $f (node-exporter would serve its last values while it is there)"
+    else
+      say "error: could not remove the Prometheus textfile $f: node-exporter serves its last values while it is there"
+    fi
+  done
   # the job the agent's python.d.plugin loaded runs on until it restarts, and writes its flagged
   # steps and models again (read by a later install's job as its own)
   if [ "$restarted" -eq 0 ] && [ -n "$(agents_pythond)" ]; then
     say "until then the job it runs goes on, and saves its models in $lib_dir/anomalies-models again: remove that folder after the restart"
+    for f in ${textfiles[@]+"${textfiles[@]}"}; do
+      say "and writes its Prometheus textfile $f again: remove it after the restart"
+    done
   fi
   exit 0
 fi

@@ -270,3 +270,32 @@ def test_uninstall_says_the_job_the_agent_still_runs_saves_its_models_again(tmp_
         started.wait()
     assert ('until then the job it runs goes on, and saves its models in {}/anomalies-models again: remove that '
             'folder after the restart'.format(lib)) in out, out
+
+
+def test_uninstall_removes_the_prometheus_textfiles_its_jobs_wrote(tmp_path):
+    """python.d.plugin kills its jobs, so a job's textfile stays with its last values, and
+    node-exporter served them (a flag up, AnomaliesNotUpdating firing) after the uninstall; a file
+    of that name the jobs did not write is not theirs to remove."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    lib, conf = prefix + '/var/lib/netdata', prefix + '/etc/netdata/python.d/anomalies.conf'
+    os.makedirs(lib)
+    os.makedirs(os.path.dirname(conf))
+    ours, other = str(tmp_path / 'ours.prom'), str(tmp_path / 'other.prom')
+    with open(conf, 'w') as f:   # an edited file: kept
+        f.write("prometheus_textfile: '{}'\nlocal:\n    host: '127.0.0.1:19999'\n"
+                "child:\n    name: 'child'\n    prometheus_textfile: {}  # the child's\n"
+                "# prometheus_textfile: '{}'\n".format(ours, other, str(tmp_path / 'commented.prom')))
+    with open(ours, 'w') as f:
+        f.write('anomaly_flag{anomalies_job="local",chart="system.ram"} 1.0\n'
+                'anomaly_last_update_timestamp_seconds{anomalies_job="local"} 1.7e+09\n')
+    with open(other, 'w') as f:
+        f.write('node_textfile_something 1\n')
+    with open(lib + '/anomalies-install.state', 'w') as f:
+        f.write('config_dir_at={}/etc/netdata\nvenv={}/anomalies-venv\ninstalled_conf=1\n'.format(prefix, lib))
+    proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--uninstall', '--prefix', prefix, '--no-restart'],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'removed the Prometheus textfile {} '.format(ours) in proc.stdout, proc.stdout
+    assert not os.path.exists(ours) and os.path.exists(other) and os.path.exists(conf)
+    assert proc.stderr == '', proc.stderr
