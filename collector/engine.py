@@ -157,6 +157,7 @@ class AnomalyDetector:
         self.flagged_loaded = False   # the flagged steps saved before a restart, read once the agent is
         self.unlisted = set()  # models whose chart the last chart listing did not have
         self.regrown = {}      # model id -> the dimensions listed when it was retrained for new ones
+        self.custom_charts = {}   # custom model id -> (its columns, [(host, chart)] they come from)
         self.own_rows = range(0)   # the steps whose features hold the job's own last training
         self.above_ids = frozenset()   # models above the threshold at the last step scored
         self.above_before = frozenset()   # and at the step before it
@@ -283,7 +284,8 @@ class AnomalyDetector:
             self.missing.discard(model_id)
             self.kept_flagged.discard(model_id)
             self.disk_checked.discard(model_id)
-            for key in ('missing:', 'scorer:'):
+            self.custom_charts.pop(model_id, None)
+            for key in ('missing:', 'scorer:', 'gone:'):
                 self.problems.forget(key + model_id)
             if model_id in report.added:   # trained and gone in one step: nothing was shown to take down
                 report.added.remove(model_id)
@@ -1026,6 +1028,8 @@ class AnomalyDetector:
         for model_id in sorted(self.missing - missing):
             self.problems.clear('missing:' + model_id, "model '{}': values are back".format(model_id))
         self.missing = missing
+        if answer:
+            self._custom_charts_gone(present, answer)
         row = absent_as_zero(row[None, :], self.layout.chart_index, self.layout.chart_offsets)[0]
         ring.push(self.ring, self.ring_stamps, row, stamp)
         self.rows_seen = self.rows_seen + present
@@ -1066,6 +1070,32 @@ class AnomalyDetector:
         self.was_flagged = {ids[k] for k in np.nonzero(flags)[0]}
         for k in np.nonzero(explain)[0]:
             report.drivers[ids[k]] = batch.attribution(k, features)
+
+    def _custom_charts_gone(self, present, answer):
+        """A custom model scores on while one of its charts has left its agent's answer (a
+        sensor's collector stopped, an interface deleted): the chart's last values stand in for
+        it, as for a node that does not answer, which is told as that node's error; a chart gone
+        from an agent that answers would be told nowhere. Said once per model, and when back."""
+        for k in np.nonzero(present)[0].tolist():
+            model_id = self.batch.ids[k]
+            spec = self.specs.get(model_id)
+            if spec is None or spec.chart is not None or not spec.columns:
+                continue
+            charts = self.custom_charts.get(model_id)
+            if charts is None or charts[0] is not spec.columns:
+                charts = self.custom_charts[model_id] = (spec.columns, sorted({
+                    split_key(c)[:2] for c in spec.columns}))
+            gone = [chart if host == self.config.host else '{}::{}'.format(host, chart)
+                    for host, chart in charts[1] if host in answer and chart not in answer[host]]
+            if gone:
+                self.problems.report('gone:' + model_id, "model '{}': {} no longer in the agent's answer (gone, or "
+                                     "not collected now): {} last values stand in until {} back".format(
+                                         model_id, 'chart {} is'.format(gone[0]) if len(gone) == 1 else
+                                         'charts {} are'.format(', '.join(gone)),
+                                         'its' if len(gone) == 1 else 'their',
+                                         'it is' if len(gone) == 1 else 'they are'), warning=True)
+            else:
+                self.problems.clear('gone:' + model_id, "model '{}': all its charts are back".format(model_id))
 
     def _remember_episodes(self, ids, flags, rank, t, training_rows):
         """Keep each flag's whole episode for the next training to leave out

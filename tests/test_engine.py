@@ -2523,6 +2523,35 @@ def test_a_chart_the_agent_stops_collecting_is_a_warning_not_an_error(tampered, 
                                 "it")], logger.lines
 
 
+def test_a_custom_model_one_of_whose_charts_leaves_the_answer_says_so(replay, logger):
+    """A custom model over two charts scores on when one of them stops being collected (a
+    sensor's collector stopped), that chart's last values standing in for it: said once, as a
+    warning naming the chart, and again when it is back; a chart model would say it too."""
+    det = AnomalyDetector(parse_job_config({
+        'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000, 'charts_regex': 'none',
+        'custom_models': [{'name': 'cpu_load', 'dimensions': 'system.cpu|user,system.load|load1'}]}),
+        logger, trainer=ThreadTrainer(), api_factory=lambda c, h: TamperedApi.from_config(c, h))
+    det.list_wait = None
+    try:
+        run_until_trained(det, replay)
+
+        def no_load(body):
+            body.pop('system.load', None)
+            return body
+        TamperedApi.tamper = no_load
+        steps = _steps(det, replay, 4)
+        TamperedApi.tamper = None
+        steps += _steps(det, replay, 2)
+    finally:
+        TamperedApi.tamper = None
+        det.close()
+    assert all('cpu_load' in s.scores for s in steps)   # still scored, on the chart that answers
+    said = [(level, m) for level, m in logger.lines if m.startswith("model 'cpu_load'")]
+    assert said == [('WARNING', "model 'cpu_load': chart system.load is no longer in the agent's answer (gone, or "
+                                "not collected now): its last values stand in until it is back"),
+                    ('INFO', "model 'cpu_load': all its charts are back")], logger.lines
+
+
 def test_the_flagged_steps_of_another_node_are_not_taken_when_the_agent_answers_late(replay, logger, tmp_path,
                                                                                     monkeypatch):
     """The flagged steps saved beside the models name the agent's machine GUID, as the models
