@@ -707,6 +707,7 @@ def config_warnings(cfg):
                      "averaged rows, so charts collected every second are trained on averages of the seconds a "
                      "step reads".format(cfg.train_n_secs, MAX_ROWS))
     notes += _initial_window_notes(cfg)
+    notes += _retired_key_notes(cfg)
     if cfg.models_dir not in (None, 'auto') and not os.path.isabs(os.path.expanduser(cfg.models_dir)):
         notes.append("key 'models_dir': {} is not an absolute path: models are saved relative to the folder the "
                      "plugin runs in ('auto' keeps them in the agent's lib dir)".format(cfg.models_dir))
@@ -718,6 +719,23 @@ def config_warnings(cfg):
         if not os.path.isdir(folder):
             notes.append("key 'prometheus_textfile': the folder {} does not exist: the file is written once it "
                          "does".format(folder))
+    return notes
+
+
+def _retired_key_notes(cfg):
+    """The retired collector's keys that are taken and change nothing, when a kept config
+    asks for something of them (their defaults, as its stock file has them, say nothing)."""
+    notes = []
+    if cfg.reinitialize_at_every_step:
+        notes.append("key 'reinitialize_at_every_step': true changes nothing here: charts that appear or go away are "
+                     "picked up within a minute, and models retrained every train_every_n steps")
+    if cfg.train_no_prediction_n != DEFAULTS['train_no_prediction_n']:
+        notes.append("key 'train_no_prediction_n': {} changes nothing here: prediction never pauses for a training, "
+                     "and no flag rises while a training runs nor in the {} steps after it".format(
+                         cfg.train_no_prediction_n, cfg.rows_needed))
+    if cfg.custom_models_normalize:
+        notes.append("key 'custom_models_normalize': true changes nothing here: every model's features are scaled "
+                     "per column already, so dimensions of different units weigh the same")
     return notes
 
 

@@ -183,9 +183,6 @@ class AnomaliesService(object):
             path, notes = pythond_file_notes()
             for line in notes:
                 self.warning('{}: {}'.format(path, line))
-        if cfg.reinitialize_at_every_step:
-            self.info('reinitialize_at_every_step: charts that appear or go away are picked up within a minute '
-                      'here, and models retrained every train_every_n steps; the key changes nothing')
         if not cfg.train_every_n:
             self.info('train_every_n 0: models are trained once (and charts that appear, when they do), never '
                       'retrained')

@@ -278,6 +278,24 @@ def test_settings_that_do_nothing_or_much_more_than_meant_are_warned_of(tmp_path
     assert r.returncode == 0 and "job local: warning: key 'contamination'" in r.stderr, r.stderr
 
 
+def test_the_retired_keys_that_change_nothing_are_said_to_when_asked_for_something(tmp_path):
+    """A kept config of the retired collector: its stock values say nothing, a value that asks
+    for something those keys no longer do is told, by check-config as by the job at its start."""
+    stock = {'train_no_prediction_n': 10, 'custom_models_normalize': False, 'reinitialize_at_every_step': False}
+    assert config_warnings(parse_job_config(stock)) == []
+    notes = config_warnings(parse_job_config({'train_no_prediction_n': 30, 'custom_models_normalize': True,
+                                              'reinitialize_at_every_step': True}))
+    assert sorted(n.split("'")[1] for n in notes) == ['custom_models_normalize', 'reinitialize_at_every_step',
+                                                      'train_no_prediction_n'], notes
+    assert all('changes nothing' in n for n in notes), notes
+    conf = tmp_path / 'old.conf'
+    conf.write_text("local:\n  name: ''\n  model: 'pca'\n  custom_models_normalize: true\n")
+    r = subprocess.run([sys.executable, '-m', 'collector', 'check-config', str(conf)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "job local: warning: key 'custom_models_normalize': true changes nothing" in r.stderr, \
+        r.stderr
+
+
 @pytest.mark.parametrize('key', ['update_every', 'autodetection_retry'])
 def test_a_quoted_number_python_d_plugin_stops_on_is_said_to_stop_it(key):
     """python.d.plugin compares update_every and divides by autodetection_retry itself: quoted,
