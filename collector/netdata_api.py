@@ -66,6 +66,10 @@ PARALLEL_READS = 4
 NO_ANSWER = 'no answer in'   # how a timed-out read is told, in messages that pass it on as text
 
 
+# the agent's answer (HTTP 404) to a path under /host/<name>/ for a node it does not hold
+UNKNOWN_NODE = b'does not maintain a database for host'
+
+
 class NetdataError(RuntimeError):
     """The agent could not be reached or gave an answer that cannot be used. ``reason`` says
     what went wrong without the address (one line for many charts that failed alike);
@@ -218,8 +222,14 @@ class NetdataApi:
             raise NetdataError('cannot reach {}: {}'.format(shown, why), 'cannot reach {}: {}'.format(self.host, why),
                                timed_out=waited)
         if status != 200:
-            raise NetdataError('{} answered HTTP {}'.format(shown, status),
-                               '{} answered HTTP {}'.format(self.host, status), status)
+            why = ''
+            if status == 404 and prefix and UNKNOWN_NODE in bytes(data or b'')[:200]:
+                # a parent asked for a node it does not hold: a child's name mistyped, or one
+                # that has not streamed to it (Netdata's own answer says so, in a page no log shows)
+                why = (": it holds no node {!r} (a child is named by its hostname or machine GUID, as the parent's "
+                       "/api/v1/info lists them in mirrored_hosts)".format(prefix.split('/', 1)[-1]))
+            raise NetdataError('{} answered HTTP {}{}'.format(shown, status, why),
+                               '{} answered HTTP {}{}'.format(self.host, status, why), status)
         try:
             body = json_loads(data)
         except ValueError:

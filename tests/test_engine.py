@@ -1717,6 +1717,40 @@ def test_basic_auth_is_sent_and_a_refusal_is_clear():
             NetdataApi(host, username='netdata', password='wrong').charts()
 
 
+class _Parent(BaseHTTPRequestHandler):
+    """A parent that holds one child, 'child-1': another name is answered as Netdata does."""
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        if self.path.startswith('/host/') and not self.path.startswith('/host/child-1/'):
+            code, body = 404, b'This netdata does not maintain a database for host: ' + self.path.split('/')[2].encode()
+        elif self.path.startswith('/nothing/'):
+            code, body = 404, b'not found'
+        else:
+            code, body = 200, b'{"charts": {}}'
+        self.send_response(code)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_a_child_node_the_parent_does_not_hold_is_named_as_such():
+    """A job on 'parent:port/host/<child>' with a child name the parent does not know gets a 404
+    whose page says why; the error says it too, not a bare 404."""
+    with serving(_Parent) as host:
+        assert NetdataApi(host + '/host/child-1').charts() == {}
+        with pytest.raises(NetdataError) as e:
+            NetdataApi(host + '/host/child-2').charts()
+        assert str(e.value).endswith("/host/child-2/api/v1/charts answered HTTP 404: it holds no node 'child-2' (a "
+                                     "child is named by its hostname or machine GUID, as the parent's /api/v1/info "
+                                     "lists them in mirrored_hosts)"), e.value
+        assert "no node 'child-2'" in e.value.reason and e.value.status == 404
+        with pytest.raises(NetdataError) as e:   # a 404 of another kind stays as it was
+            NetdataApi(host)._get_json('/nothing/here')
+        assert str(e.value).endswith('/nothing/here answered HTTP 404'), e.value
+
+
 def test_no_chart_in_scope_on_an_agent_seconds_old_is_a_wait_not_an_error(recording, tmp_path):
     """python.d starts the job with its agent, which lists its charts as its collectors start:
     an empty scope then is said once as a wait. On an agent with history it is an error."""
