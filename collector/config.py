@@ -866,6 +866,8 @@ def _yaml_load(text, notes):
     class Loader(yaml.SafeLoader):
         pass
 
+    twice = []   # (key, the line of its first, the line of the one used), numbered from 1
+
     def mapping(loader, node, deep=False):
         seen = {}
         for key_node, _ in node.value:
@@ -877,32 +879,55 @@ def _yaml_load(text, notes):
                                    "each job".format(key_node.start_mark.line + 1)])
             key = loader.construct_object(key_node, deep=deep)
             try:
-                if key in seen and notes is not None:
-                    notes.append("key {!r} is given twice (lines {} and {}): line {}'s is used".format(
-                        key, seen[key] + 1, key_node.start_mark.line + 1, key_node.start_mark.line + 1))
+                if key in seen:
+                    twice.append((key, seen[key] + 1, key_node.start_mark.line + 1))
                 seen[key] = key_node.start_mark.line
             except TypeError:   # an unhashable key: the mapping's own construction says so
                 pass
         return loader.construct_mapping(node, deep=deep)
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
-    return yaml.load(text, Loader=Loader)
+    data = yaml.load(text, Loader=Loader)
+    if twice and notes is not None:
+        # the job each line is in: a file of several jobs says whose key it is
+        root, jobs = yaml.compose(text, Loader=yaml.SafeLoader), []
+        if isinstance(root, yaml.MappingNode):
+            jobs = [(v.start_mark.line + 1, v.end_mark.line + (v.end_mark.column > 0), k.value)
+                    for k, v in root.value
+                    if isinstance(v, yaml.MappingNode) and isinstance(k, yaml.ScalarNode)]
+        for key, first, used in twice:
+            job = next((name for start, end, name in jobs if start <= used <= end), None)
+            notes.append("{}key {!r} is given twice (lines {} and {}): line {}'s is used".format(
+                'job {}: '.format(job) if job is not None else '', key, first, used, used))
+    return data
 
 
-def pythond_file_notes(environ=None):
+def note_job(line, jobs):
+    """The job of ``jobs`` (as the file names them) a note of ``load_config_file`` is about, or None
+    for the file as a whole."""
+    return next((job for job in jobs if isinstance(job, str) and line.startswith('job {}: '.format(job))), None)
+
+
+def pythond_file_notes(environ=None, job_name=None):
     """``(path, notes)`` for the anomalies.conf python.d.plugin read (the user's, else the
     stock one, as the agent tells its plugins where they are), or ``(None, [])``: python.d
     hands a job its keys, and a key given twice (one uncommented above the one the shipped job
-    sets) would be used silently where check-config warns of it."""
+    sets) would be used silently where check-config warns of it. With ``job_name`` (python.d's
+    name of a job of it), that job's notes, and those of the file as a whole for its first job
+    only: every job of the file logs what it is told."""
     environ = os.environ if environ is None else environ
     for key in ('NETDATA_USER_CONFIG_DIR', 'NETDATA_STOCK_CONFIG_DIR'):
         path = os.path.join(environ.get(key) or '', 'python.d', 'anomalies.conf')
         if environ.get(key) and os.path.isfile(path):
             notes = []
             try:
-                load_config_file(path, notes)
+                jobs = list(load_config_file(path, notes))
             except ConfigError:   # python.d read it, or the job would not exist: nothing to add
                 return path, []
+            if job_name is not None:
+                first = jobs and pythond_name(jobs[0]) == job_name
+                notes = [n for n in notes if (first if note_job(n, jobs) is None else
+                                              pythond_name(note_job(n, jobs)) == job_name)]
             return path, notes
     return None, []
 

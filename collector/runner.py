@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from .config import ConfigError, load_config_file, served_name
+from .config import ConfigError, load_config_file, note_job, served_name
 from .protocol import safe_id
 from .pythond import SimpleService, run_job
 from .service import AnomaliesService
@@ -172,6 +172,7 @@ def run(config_path=None, job=None, host=None, update_every=None, steps=None, ou
     err = err or sys.stderr
     notes = []
     raws = select_jobs(config_path, job, host, update_every, notes)
+    keys = [raw['job_name'] for raw in raws]   # as the file names them (the service takes python.d's name)
     several = len(raws) > 1
     if several:
         out, err = (SharedStream(out) if out is not None else None), SharedStream(err)
@@ -180,8 +181,9 @@ def run(config_path=None, job=None, host=None, update_every=None, steps=None, ou
         service = Service(configuration=raw)
         service.out, service.log_stream = out, err
         services.append(service)
-    for line in notes:
-        services[0].warning('{}: {}'.format(config_path, line))
+    by_key = dict(zip(keys, services))
+    for line in notes:   # a job's own note in its own log lines, the file's in the first job's
+        by_key.get(note_job(line, keys), services[0]).warning('{}: {}'.format(config_path, line))
     if several:
         services[0].info('running {} jobs side by side: {}'.format(len(services), ', '.join(s.job_name for s in services)))
     if out is None:   # started with stdout closed: the charts would go nowhere

@@ -180,7 +180,7 @@ class AnomaliesService(object):
         for line in config_warnings(cfg):
             self.warning(line)
         if not isinstance(self, OwnSimpleService):   # under python.d (the standalone runner tells these itself)
-            path, notes = pythond_file_notes()
+            path, notes = pythond_file_notes(job_name=getattr(self, 'job_name', None) or 'anomalies')
             for line in notes:
                 self.warning('{}: {}'.format(path, line))
         if not cfg.train_every_n:

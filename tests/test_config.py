@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from collector.config import (ConfigError, config_warnings, job_configs_from_file, load_config_file,
-                              parse_job_config)
+                              parse_job_config, pythond_file_notes)
 from conftest import ROOT
 
 
@@ -579,7 +579,26 @@ def test_a_key_given_twice_is_said_and_the_last_one_used(tmp_path):
     notes = []
     jobs = load_config_file(str(conf), notes)
     assert jobs['local']['lags_n'] == 4
-    assert notes == ["key 'lags_n' is given twice (lines 2 and 4): line 4's is used"]
+    assert notes == ["job local: key 'lags_n' is given twice (lines 2 and 4): line 4's is used"]
+
+
+def test_a_key_given_twice_in_a_file_of_several_jobs_is_said_by_its_own_job_only(tmp_path, monkeypatch):
+    """python.d hands each job its keys and every job of the file reads the file's notes: each
+    is said once, by the job it is about (the file's own, by its first job), and names it."""
+    conf = tmp_path / 'python.d' / 'anomalies.conf'
+    conf.parent.mkdir()
+    conf.write_text("update_every: 1\nupdate_every: 2\nj1:\n  lags_n: 3\n'my  job':\n  lags_n: 1\n  model: knn\n"
+                    "  lags_n: 2\nj1:\n  lags_n: 4\nj3:\n  smooth_n: 2\n")
+    notes = []
+    load_config_file(str(conf), notes)
+    assert notes == ["key 'update_every' is given twice (lines 1 and 2): line 2's is used",
+                     "key 'j1' is given twice (lines 3 and 9): line 9's is used",
+                     "job my  job: key 'lags_n' is given twice (lines 6 and 8): line 8's is used"], notes
+    env = {'NETDATA_USER_CONFIG_DIR': str(tmp_path)}
+    assert pythond_file_notes(env, 'j1')[1] == notes[:2]
+    assert pythond_file_notes(env, 'my_job')[1] == [notes[2]]
+    assert pythond_file_notes(env, 'j3')[1] == []
+    assert pythond_file_notes(env)[1] == notes
 
 
 def test_a_yaml_merge_key_is_refused_as_python_d_refuses_the_whole_file(tmp_path):

@@ -173,7 +173,7 @@ def test_check_says_a_job_file_the_job_refuses_and_does_not_put_it_down_to_a_wai
     assert 'a job with an error above does not start' in out, out
     rc, out = _check_conf(prefix, conf, "anomalies:\n    host: '127.0.0.1:1'\n    lags_n: 3\n    lags_n: -1\n")   # a warning beside an error is said as a warning
     assert rc == 1 and "error: {}: job anomalies: key 'lags_n'".format(conf) in out, out
-    assert "install.sh: {}: warning: key 'lags_n' is given twice".format(conf) in out, out
+    assert "install.sh: {}: warning: job anomalies: key 'lags_n' is given twice".format(conf) in out, out
     rc, out = _check_conf(prefix, conf, "anomalies:\n    host: '127.0.0.1:1'\n\tlags_n: 5\n")
     assert 'error: {} is not valid YAML (line 3, column 1)'.format(conf) in out, out
     rc, out = _check_conf(prefix, conf, "anomalies:\n    host: '127.0.0.1:1'\n")

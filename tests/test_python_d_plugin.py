@@ -43,7 +43,7 @@ def test_python_d_plugin_runs_the_module(recording, tmp_path):
             err = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or '')
     assert 'check success' in err, err
     # said in the agent's log, as check-config says it
-    assert "anomalies.conf: key 'train_n_secs' is given twice (lines 3 and 4): line 4's is used" in err, err
+    assert "anomalies.conf: job anomalies: key 'train_n_secs' is given twice (lines 3 and 4): line 4's is used" in err, err
     updates = parse('\n'.join(line for line in out.splitlines() if line.strip()))
     probs = updates['anomalies.probability']
     flags = updates['anomalies.anomaly']
