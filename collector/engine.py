@@ -1022,12 +1022,20 @@ class AnomalyDetector:
                 self.problems.report('missing:' + model_id, "model '{}': its chart is no longer in the agent's "
                                      "answer (gone, or not collected now), skipping it; its model is removed once "
                                      "the agent no longer lists it".format(model_id), warning=True)
+            elif spec is not None and spec.columns and answer and len(self._charts_gone(spec, answer)) == len(
+                    self._custom_charts_of(spec)):
+                # every chart of a custom model stopped (its charts' collector), the node answering
+                self.problems.report('missing:' + model_id, "model '{}': {} no longer in the agent's answer (gone, "
+                                     "or not collected now), skipping it until values are back".format(
+                                         model_id, _charts_are(self._charts_gone(spec, answer))), warning=True)
             else:
                 self.problems.report('missing:' + model_id, "model '{}': no current values for its dimensions, "
                                                             "skipping it".format(model_id))
         for model_id in sorted(self.missing - missing):
             self.problems.clear('missing:' + model_id, "model '{}': values are back".format(model_id))
         self.missing = missing
+        for model_id in missing:   # skipped, said as such: a chart gone before it is told anew
+            self.problems.forget('gone:' + model_id)
         if answer:
             self._custom_charts_gone(present, answer)
         row = absent_as_zero(row[None, :], self.layout.chart_index, self.layout.chart_offsets)[0]
@@ -1081,21 +1089,27 @@ class AnomalyDetector:
             spec = self.specs.get(model_id)
             if spec is None or spec.chart is not None or not spec.columns:
                 continue
-            charts = self.custom_charts.get(model_id)
-            if charts is None or charts[0] is not spec.columns:
-                charts = self.custom_charts[model_id] = (spec.columns, sorted({
-                    split_key(c)[:2] for c in spec.columns}))
-            gone = [chart if host == self.config.host else '{}::{}'.format(host, chart)
-                    for host, chart in charts[1] if host in answer and chart not in answer[host]]
+            gone = self._charts_gone(spec, answer)
             if gone:
                 self.problems.report('gone:' + model_id, "model '{}': {} no longer in the agent's answer (gone, or "
                                      "not collected now): {} last values stand in until {} back".format(
-                                         model_id, 'chart {} is'.format(gone[0]) if len(gone) == 1 else
-                                         'charts {} are'.format(', '.join(gone)),
-                                         'its' if len(gone) == 1 else 'their',
+                                         model_id, _charts_are(gone), 'its' if len(gone) == 1 else 'their',
                                          'it is' if len(gone) == 1 else 'they are'), warning=True)
             else:
                 self.problems.clear('gone:' + model_id, "model '{}': all its charts are back".format(model_id))
+
+    def _custom_charts_of(self, spec):
+        """``[(host, chart)]`` a custom model's columns come from."""
+        charts = self.custom_charts.get(spec.model_id)
+        if charts is None or charts[0] is not spec.columns:
+            charts = self.custom_charts[spec.model_id] = (spec.columns, sorted({split_key(c)[:2] for c in spec.columns}))
+        return charts[1]
+
+    def _charts_gone(self, spec, answer):
+        """The charts of a custom model that its agent, answering, left out of its answer (another
+        node's as 'host::chart')."""
+        return [chart if host == self.config.host else '{}::{}'.format(host, chart)
+                for host, chart in self._custom_charts_of(spec) if host in answer and chart not in answer[host]]
 
     def _remember_episodes(self, ids, flags, rank, t, training_rows):
         """Keep each flag's whole episode for the next training to leave out
@@ -1128,3 +1142,8 @@ class AnomalyDetector:
         self.trainer.close()
         for api in self.apis.values():
             api.close()
+
+
+def _charts_are(charts):
+    """'chart a is' or 'charts a, b are'."""
+    return 'chart {} is'.format(charts[0]) if len(charts) == 1 else 'charts {} are'.format(', '.join(charts))

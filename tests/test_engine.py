@@ -2586,6 +2586,35 @@ def test_a_custom_model_one_of_whose_charts_leaves_the_answer_says_so(replay, lo
                     ('INFO', "model 'cpu_load': all its charts are back")], logger.lines
 
 
+def test_a_custom_model_whose_charts_all_leave_the_answer_is_a_warning_as_a_chart_models_is(replay, logger):
+    """Every chart of a custom model gone from an agent that answers (their collector stopped)
+    is told as a chart model's chart gone is, a warning naming them, not an error."""
+    det = AnomalyDetector(parse_job_config({
+        'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000, 'charts_regex': 'system\\.ram',
+        'custom_models': [{'name': 'cpu_load', 'dimensions': 'system.cpu|user,system.load|load1'}]}),
+        logger, trainer=ThreadTrainer(), api_factory=lambda c, h: TamperedApi.from_config(c, h))
+    det.list_wait = None
+    try:
+        run_until_trained(det, replay)
+
+        def no_cpu_nor_load(body):
+            body.pop('system.load', None)
+            body.pop('system.cpu', None)
+            return body
+        TamperedApi.tamper = no_cpu_nor_load
+        steps = _steps(det, replay, 3)
+        TamperedApi.tamper = None
+        steps += _steps(det, replay, 2)
+    finally:
+        TamperedApi.tamper = None
+        det.close()
+    assert ['cpu_load' in s.scores for s in steps] == [False, False, False, True, True]
+    said = [(level, m) for level, m in logger.lines if m.startswith("model 'cpu_load'")]
+    assert said == [('WARNING', "model 'cpu_load': charts system.cpu, system.load are no longer in the agent's "
+                                "answer (gone, or not collected now), skipping it until values are back"),
+                    ('INFO', "model 'cpu_load': values are back")], logger.lines
+
+
 def test_the_flagged_steps_of_another_node_are_not_taken_when_the_agent_answers_late(replay, logger, tmp_path,
                                                                                     monkeypatch):
     """The flagged steps saved beside the models name the agent's machine GUID, as the models
