@@ -206,9 +206,14 @@ def run_training(request):
     started, cpu_started = time.monotonic(), time.process_time()
     result = TrainingResult()
     # a model fitted on a few minutes flags whatever the node does next that those minutes did
-    # not show (a backup, a log rotation): a chart waits for train_min_n_secs of history, at
-    # most 90 % of the window (the agent may send a row or two fewer than the window spans)
-    min_history = result.min_history = min(cfg.train_min_n_secs, int(0.9 * (request.before - request.after)))
+    # not show (a backup, a log rotation): a chart waits for train_min_n_secs of history, and
+    # at least what one fit needs (its minimum of feature rows and the rows the features take
+    # before the first: with train_min_n_secs 0 or a long smooth_n, less was an error, retried
+    # a minute or more on), at most 90 % of the window (the agent may send a row or two fewer
+    # than the window spans)
+    least = MIN_TRAIN_ROWS + cfg.update_every * (cfg.training_rows_needed - 1)
+    min_history = result.min_history = min(max(cfg.train_min_n_secs, least),
+                                           int(0.9 * (request.before - request.after)))
     batches = training_batches(request.specs)
     fixed = None   # the window on the agent's clock as it listed its charts: every batch the same rows
     if request.agent_now and (request.after <= 0 or request.before <= 0):

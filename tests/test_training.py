@@ -430,3 +430,22 @@ def test_a_wide_charts_training_holds_few_copies_of_its_features(monkeypatch):
         tracemalloc.stop()
     assert 'apps.cpu' in result.models
     assert peak < 4.8 * features, peak / features   # 5.35 before, 4.35 now
+
+
+def test_a_chart_with_less_history_than_one_fit_needs_waits_for_it_rather_than_failing(replay):
+    """train_min_n_secs 0 (train on what there is) on an agent 20 s old, or a smooth_n longer
+    than train_min_n_secs: a chart whose history is short of what its features and the fit's
+    minimum of rows take waits for that much, as for train_min_n_secs, and is tried again when
+    it may have it; it was an error ('only 21 rows of history, need 38'), tried a minute on."""
+    replay.clock.set(START + 20)
+    spec = ModelSpec('system.cpu', replay.host, chart='system.cpu')
+    for conf in ({'train_min_n_secs': 0}, {'train_min_n_secs': 10, 'smooth_n': 30}):
+        cfg = parse_job_config(dict({'host': replay.host}, **conf))
+        least = 30 + cfg.training_rows_needed - 1
+        result = run_training(TrainingRequest(cfg, [spec], -14400, 0))
+        assert not result.error and not result.errors
+        assert 0 < result.waiting['system.cpu'] < least and result.min_history == least
+    replay.clock.set(START + 60)   # enough for the defaults' 38
+    result = run_training(TrainingRequest(parse_job_config({'host': replay.host, 'train_min_n_secs': 0}), [spec],
+                                          -14400, 0))
+    assert 'system.cpu' in result.models and not result.waiting
