@@ -697,11 +697,19 @@ def config_warnings(cfg):
                      "0.001: one in 1000)".format(cfg.contamination, cfg.contamination))
     if 0 < cfg.train_every_n < max(SHORT_RETRAIN_STEPS, 4 * cfg.rows_needed):
         # (at most the held steps apart, trainings hold every step: no flag rises at all)
-        notes.append("key 'train_every_n': a training every {} steps: no flag rises while a training runs nor "
-                     "in the {} steps after it (its own work shows in them), so flags are held down {} (default "
-                     "1800; 0: never retrain)".format(cfg.train_every_n, cfg.rows_needed,
-                                                      'for good' if cfg.train_every_n <= cfg.rows_needed + 2
-                                                      else 'much of the time'))
+        held = 'for good' if cfg.train_every_n <= cfg.rows_needed + 2 else 'much of the time'
+        if cfg.train_every_n >= SHORT_RETRAIN_STEPS:   # trainings far enough apart: the features reach too far
+            key = 'smooth_n' if cfg.smooth_n >= cfg.lags_n else 'lags_n'
+            notes.append("key '{}': smooth_n {}, lags_n {} and diffs_n {} reach back {} steps, and no flag rises "
+                         "while a training runs nor in the {} steps after it (its own work shows in them), so with "
+                         "a training every {} steps flags are held down {} (a shorter {}, or a larger "
+                         "train_every_n; 0: never retrain)".format(
+                             key, cfg.smooth_n, cfg.lags_n, cfg.diffs_n, cfg.rows_needed, cfg.rows_needed,
+                             cfg.train_every_n, held, key))
+        else:
+            notes.append("key 'train_every_n': a training every {} steps: no flag rises while a training runs nor "
+                         "in the {} steps after it (its own work shows in them), so flags are held down {} (default "
+                         "1800; 0: never retrain)".format(cfg.train_every_n, cfg.rows_needed, held))
     if cfg.train_n_secs > MAX_ROWS:
         notes.append("key 'train_n_secs': {} s is over a day: the agent answers a window of more than {} rows in "
                      "averaged rows, so charts collected every second are trained on averages of the seconds a "

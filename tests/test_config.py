@@ -269,6 +269,12 @@ def test_settings_that_do_nothing_or_much_more_than_meant_are_warned_of(tmp_path
                                               'prometheus_textfile': 'a.prom'}))
     assert len(notes) == 2 and 'held down for good' in notes[0] and 'not an absolute path' in notes[1], notes
     assert config_warnings(parse_job_config({'train_every_n': 600, 'smooth_n': 130, 'train_n_secs': 3600})) == []
+    # trainings as far apart as the default, but features that reach back 608 steps: the note names
+    # what to change, not train_every_n at its default
+    notes = config_warnings(parse_job_config({'smooth_n': 600}))
+    assert len(notes) == 1 and notes[0].startswith("key 'smooth_n': smooth_n 600, lags_n 5 and diffs_n 1 reach "
+                                                   "back 608 steps") and 'every 1800 steps' in notes[0], notes
+    assert config_warnings(parse_job_config({'lags_n': 60, 'train_every_n': 200}))[0].startswith("key 'lags_n'")
     assert parse_job_config({'prometheus_textfile': '~/a.prom'}).prometheus_textfile == os.path.expanduser('~/a.prom')
     assert "'lags_n'" in errors_for({'lags_n': '\u0665'})[0]   # an Arabic-Indic five is no digit of YAML's
     conf = tmp_path / 'w.conf'
