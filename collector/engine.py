@@ -467,6 +467,8 @@ class AnomalyDetector:
             self.next_training = max(self.next_training, self.training_step + self.config.train_every_n)
         self._adopt(result, report)
         new_reasons = self._report_untrained(result)
+        if self.training_fixed:
+            self._rolling_window_next(result)
         # (the first models too when trained apart from a full training: charts waiting for
         # history are tried again by their own history, and charts collected every 2, 5 or 10 s
         # reach it at other steps; without it they stood until train_every_n, and a young
@@ -627,6 +629,16 @@ class AnomalyDetector:
             self.log.info("{} kept as loaded: the agent holds {} s of history, under train_min_n_secs ({} s): "
                           "{}".format(count_of('model', kept), so_far, result.min_history, first_few(kept)))
         return bool(by_reason)
+
+    def _rolling_window_next(self, result):
+        """The charts the first window (initial_train_data_after/before) held too little of train
+        on the rolling window at the next step, as their error line says: at their retry, a
+        discovery or more on, an incident begun meanwhile was in that window, learned as normal."""
+        short = [m for m, why in result.errors.items() if self._window_note(why)]
+        for model_id in short:
+            self.retry_at[model_id] = Retry(self.retry_at.get(model_id, NO_RETRY).tries, self.steps)
+        if short:
+            self.next_discovery = Due(self.clock(), self.steps)
 
     def _window_note(self, reason):
         """Where the training window was, for a reason that says it held too little: a window the

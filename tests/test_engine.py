@@ -229,6 +229,22 @@ def test_a_window_the_agent_does_not_hold_is_named_as_the_reason(replay, logger,
     det.close()
 
 
+def test_a_first_window_the_agent_does_not_hold_gives_way_to_the_rolling_window_at_once(replay, logger):
+    """The error line says the rolling window of train_n_secs is tried next: it is, at the next
+    step, not at the charts' retry a minute on (an incident begun meanwhile then trained as normal)."""
+    det = make_detector(replay, logger, initial_train_data_after=START - 9000, initial_train_data_before=START - 8000)
+    det.start()
+    steps = 0
+    while not det.models and steps < 10:
+        det.step()
+        det.trainer.wait()
+        replay.clock.advance(1)
+        steps += 1
+    assert det.models and any('tried next' in m for m in logger.errors()), logger.lines
+    assert all(fm.info['window'][0] > START for fm in det.models.values())
+    det.close()
+
+
 def _spike_during_a_training(replay, logger, seconds, on_agent=True, steps=40, lead=2, **conf):
     """A full training ``seconds`` long that starts ``lead`` s before the spike (after it, when
     negative); per step: time and flag."""
