@@ -175,6 +175,10 @@ class _KeepAlive:
             self.conn = None
 
 
+# what a TLS handshake reads when the agent answers in plain http (OpenSSL 1.1 to 3.x)
+PLAIN_HTTP_REASONS = {'WRONG_VERSION_NUMBER', 'RECORD_LAYER_FAILURE', 'PACKET_LENGTH_TOO_LONG', 'HTTP_REQUEST'}
+
+
 class NetdataApi:
     def __init__(self, host, protocol='http', username=None, password=None, tls_verify=True, timeout=5.0):
         self.host = host
@@ -219,6 +223,8 @@ class NetdataApi:
             waited = timeout or self.timeout if isinstance(e, (TimeoutError, socket.timeout)) else None
             if waited:
                 why += ' ({} {:g} s)'.format(NO_ANSWER, waited)
+            elif isinstance(e, ssl.SSLError) and getattr(e, 'reason', None) in PLAIN_HTTP_REASONS:
+                why += " (it answers plain http, not https: protocol 'http')"
             raise NetdataError('cannot reach {}: {}'.format(shown, why), 'cannot reach {}: {}'.format(self.host, why),
                                timed_out=waited)
         if status != 200:

@@ -168,6 +168,15 @@ def test_top_reads_an_https_agent_with_a_self_signed_certificate_when_told_to(tm
     assert unchecked.returncode == 0 and _ranked(unchecked.stdout)[0][:2] == ['system.cpu', '30'], unchecked.stderr
 
 
+def test_https_asked_of_an_agent_that_answers_plain_http_says_so(tmp_path):
+    """`protocol: 'https'` against a plain agent fails in the TLS handshake, whose own words
+    (WRONG_VERSION_NUMBER) do not say what to change."""
+    rec = Recording(write_anomalies_recording(str(tmp_path / 'rec')))
+    with ReplayServer(rec, ReplayClock(START + 120, stepped=True)) as server:
+        r = _top_cli(server, '--protocol', 'https')
+    assert r.returncode == 1 and "it answers plain http, not https: protocol 'http'" in r.stderr, r.stderr
+
+
 def test_top_over_the_last_seconds_leaves_out_a_stopped_jobs_older_flags(tmp_path):
     """A job stopped long ago keeps its charts listed, their last entry then: 'the last 30 s'
     is the agent's last 30 s, not that job's."""
