@@ -273,16 +273,18 @@ def _no_memory(cols, rows):
             'the chart out with charts_to_exclude)'.format(len(cols), rows))
 
 
-def _custom_missing(missing, columns):
+def _custom_missing(missing, columns, own_host):
     """Why a custom model's dimensions are not in the window: a chart the agent sent nothing
     of, or a dimension its chart has no values of, most likely a name mistyped or given as the
-    dimension's id (the data API names dimensions by name, as the dashboard shows them)."""
+    dimension's id (the data API names dimensions by name, as the dashboard shows them). Each
+    named as custom_models takes it: 'chart|dim' on the job's own host."""
     host, chart, dim = split_key(missing[0])
     has = [split_key(c)[2] for c in columns if split_key(c)[:2] == (host, chart)]
+    named = ', '.join('{1}|{2}'.format(*split_key(c)) if split_key(c)[0] == own_host else c for c in missing[:3])
     if not has:
-        return 'the agent sent no data for {}'.format(', '.join(missing[:3]))
+        return 'the agent sent no data for {}'.format(named)
     return ("no values of {} in the window: {}'s dimensions with values, by name (as the dashboard shows "
-            "them, not their ids): {}{}".format(', '.join(missing[:3]), chart, ', '.join(has[:10]),
+            "them, not their ids): {}{}".format(named, chart, ', '.join(has[:10]),
                                                  ', ...' if len(has) > 10 else ''))
 
 
@@ -302,7 +304,7 @@ def _fit_batch(request, specs, df, index, problems, result):
             if why:   # the agent's answer failed: say how, not that it sent nothing
                 result.errors[spec.model_id] = 'its training window could not be read ({})'.format(why)
             elif spec.columns:
-                result.errors[spec.model_id] = _custom_missing(missing, all_columns)
+                result.errors[spec.model_id] = _custom_missing(missing, all_columns, cfg.host)
             else:
                 result.errors[spec.model_id] = NO_DATA
             continue
