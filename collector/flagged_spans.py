@@ -58,6 +58,10 @@ def remember(flagged, model_id, t, every):
     if spans and 0 <= t - spans[-1][1] <= (EPISODE_GAP + 1) * every:   # not after a clock set back
         spans[-1][1] = t
         return GROWN
+    if any(first <= t <= last for first, last in spans):
+        # the clock set back over a time already left out (a VM restored again, a replay that
+        # loops): a copy of its span would be kept, and written, for every pass
+        return None
     spans.append([t, t])
     return NEW
 

@@ -347,6 +347,18 @@ def test_flags_after_the_agents_clock_was_set_back_are_still_left_out_of_trainin
     det.close()
 
 
+def test_flags_again_at_times_already_left_out_after_the_clock_was_set_back_add_no_span(replay, logger):
+    """The agent's clock set back over times whose flags are kept (a VM restored again and
+    again, a replay that loops) and flagged again there: the times are left out already, so
+    the spans (and their file) do not gain a copy of them at every pass."""
+    det = make_detector(replay, logger)
+    for _ in range(3):
+        for t in list(range(1000, 1011)) + [400, 401]:
+            det._remember_flag('system.cpu', t)
+    assert det._exclusions()['system.cpu'] == [(1000, 1010), (400, 401)]
+    det.close()
+
+
 def test_a_model_that_cannot_score_is_told_once_and_again_if_its_next_model_cannot(replay, logger):
     """A scorer that raises costs only its model (the others score), is logged once while it
     lasts, and told again when the model trained after it fails too."""
