@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from . import flagged_spans, persist, ring, saved_models, stored_rows
+from . import flagged_spans, memory, persist, ring, saved_models, stored_rows
 from .batch import BatchScorer, Layout
 from .config import chart_in_scope
 from .flagged_spans import FlagFile
@@ -466,6 +466,7 @@ class AnomalyDetector:
             # RETRY_STEPS on over the same window
             self.next_training = max(self.next_training, self.training_step + self.config.train_every_n)
         self._adopt(result, report)
+        memory.give_back()   # what the models replaced and the thread that read them held
         new_reasons = self._report_untrained(result)
         if self.training_fixed:
             self._rolling_window_next(result)

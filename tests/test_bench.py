@@ -48,7 +48,7 @@ def test_report_leaves_out_runs_beside_no_baseline(tmp_path, capsys):
     ['listing.py', 'demo/recording', '--steps', '0'], ['update_every.py', '/nonexistent'],
     ['update_every.py', 'recordings/netdata-1.37-long-a', '--every', '0'],
     ['smd_reference.py', '/nonexistent'], ['training_memory.py', '--charts', '37', '0'],
-    ['training_memory.py', '--dims', '0'],
+    ['training_memory.py', '--dims', '0'], ['soak.py', '/nonexistent'], ['soak.py', 'demo/recording', '--loops', '0'],
 ])
 def test_scripts_refuse_a_bad_argument_before_any_work(argv, monkeypatch, capsys):
     """A path that is no recording or dataset, a count under 1, a negative delay: the parser's
@@ -57,7 +57,7 @@ def test_scripts_refuse_a_bad_argument_before_any_work(argv, monkeypatch, capsys
     monkeypatch.chdir(ROOT)
     monkeypatch.setattr(sys, 'argv', argv)
     module = importlib.import_module(argv[0][:-3])
-    for work in ('parse_job_config', 'trained_job', 'measure'):   # what any work starts with fails otherwise
+    for work in ('parse_job_config', 'trained_job', 'measure', 'soak'):   # what any work starts with fails otherwise
         monkeypatch.setattr(module, work, None, raising=False)
     with pytest.raises(SystemExit) as e:
         module.main()

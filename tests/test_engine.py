@@ -2673,3 +2673,18 @@ def test_the_flagged_steps_of_another_node_are_not_taken_when_the_agent_answers_
     assert late.agent == 'guid-b' and 'system.cpu' not in late.flagged, late.flagged
     assert [m for _, m in logger.lines if m.endswith('are not used: saved for another agent (machine GUID guid-a)')]
     late.close()
+
+
+def test_memory_is_given_back_once_per_training_taken_up(replay, logger, monkeypatch):
+    """After a training, not at every step: a trim walks every arena of the C library."""
+    from collector import memory
+    calls = []
+    monkeypatch.setattr(memory, 'give_back', lambda: calls.append(1) or True)
+    det = make_detector(replay, logger)
+    run_until_trained(det, replay)
+    assert len(calls) == det.trainings == 1
+    for _ in range(20):
+        det.step()
+        replay.clock.advance(1)
+    assert len(calls) == det.trainings == 1
+    det.close()
