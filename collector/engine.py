@@ -627,7 +627,7 @@ class AnomalyDetector:
             self.log.info("{} waiting for {} s of history before training (train_min_n_secs; {} s so far{}): {}".format(
                 count_of('model', fresh), result.min_history, so_far, self._window_note(NO_DATA), first_few(fresh)))
         if kept:
-            self.log.info("{} kept as loaded: the agent holds {} s of history, under train_min_n_secs ({} s): "
+            self.log.info("{} kept: the agent holds {} s of history, under train_min_n_secs ({} s): "
                           "{}".format(count_of('model', kept), so_far, result.min_history, first_few(kept)))
         return bool(by_reason)
 
@@ -728,7 +728,8 @@ class AnomalyDetector:
                 slow = ('' if not e.timed_out else ': a step waits for the latest values 0.9 x update_every at most, '
                         'so an agent slower to answer them needs a larger update_every' if wait < self.config.api_timeout
                         else ': api_timeout, raise it for an agent this slow to answer')
-                self.problems.report('fetch:' + host, '{}{} (keeping last values until it answers)'.format(e, slow))
+                self.problems.report('fetch:' + host, '{}{}{}'.format(   # (a job with no model yet has no values)
+                    e, slow, ' (keeping last values until it answers)' if self.models else ''))
         return latest
 
     def start(self):

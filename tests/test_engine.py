@@ -452,7 +452,8 @@ def test_agent_going_away_is_logged_once_and_recovers(replay, logger):
     finally:
         SwitchableApi.down = False
     assert not any(s.fresh for s in steps)
-    assert len([e for e in logger.errors() if 'cannot reach' in e]) == 1
+    said = [e for e in logger.errors() if 'cannot reach' in e]
+    assert len(said) == 1 and said[0].endswith('(keeping last values until it answers)'), said
     s = det.step()
     assert s.fresh and s.scores
     assert any('answers again' in m for _, m in logger.lines)
@@ -2687,4 +2688,14 @@ def test_memory_is_given_back_once_per_training_taken_up(replay, logger, monkeyp
         det.step()
         replay.clock.advance(1)
     assert len(calls) == det.trainings == 1
+    det.close()
+
+
+def test_an_agent_down_before_any_model_keeps_no_values_and_says_none(replay, logger):
+    """Only a job with models charts last values while its agent is away; one down from its
+    start has none to keep."""
+    det = make_detector(replay, logger)
+    _start_with_the_agent_down(det, replay)
+    said = [e for e in logger.errors() if 'cannot reach' in e]
+    assert said and not [e for e in said if 'keeping last values' in e], said
     det.close()
