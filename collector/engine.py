@@ -323,8 +323,14 @@ class AnomalyDetector:
         self.training_fixed = self._first_window_fixed
         self.training_all = not self.training_fixed and len(todo) == len(self.specs)
         after, before = self._training_window()
+        api = self.apis[self.config.host]
+        now = self.snapshots[-1][0] if self.snapshots else api.listed_at   # the agent's clock, where known
+        if self.training_fixed and now and before > now:
+            # the agent answers such a window with rows it holds up to its now: not the window asked
+            self.log.warning('initial_train_data_before ({}) is {:.0f} s after the agent\'s now ({:.0f}): the first '
+                             'training reads what the agent holds up to now instead of that window'.format(
+                                 before, before - now, now))
         try:
-            api = self.apis[self.config.host]
             self.trainer.start(TrainingRequest(self.config, todo, after, before, self._exclusions(), self.models_dir,
                                                api.listed_seconds, api.listed_at, new_dimensions,
                                                self._read_agent()))

@@ -245,6 +245,32 @@ def test_a_first_window_the_agent_does_not_hold_gives_way_to_the_rolling_window_
     det.close()
 
 
+def test_a_first_window_after_the_agents_now_is_said_not_to_be_read(logger, tmp_path):
+    """The agent answers a window ahead of its clock with the rows it holds up to now: the
+    models were trained, on another window than the one asked, without a word."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    path = write_recording(str(tmp_path / 'rec'))
+    with open(os.path.join(path, 'charts.json')) as f:
+        body = json.load(f)
+    for c in body['charts'].values():   # as an agent lists them: the seconds each holds
+        c.update(first_entry=START, last_entry=START + SECONDS)
+    with open(os.path.join(path, 'charts.json'), 'w') as f:
+        json.dump(body, f)
+    with ReplayServer(Recording(path), ReplayClock(START + 600, stepped=True)) as server:
+        det = make_detector(server, logger, initial_train_data_after=START + 3600,
+                            initial_train_data_before=START + 4200)
+        det.start()
+        for _ in range(3):
+            det.step()
+            det.trainer.wait()
+            server.clock.advance(1)
+        det.close()
+    said = [m for level, m in logger.lines if level == 'WARNING' and 'initial_train_data_before' in m]
+    assert said == ["initial_train_data_before ({}) is 3600 s after the agent's now ({}): the first training "
+                    "reads what the agent holds up to now instead of that window".format(START + 4200, START + 600)], \
+        logger.lines
+
+
 def _spike_during_a_training(replay, logger, seconds, on_agent=True, steps=40, lead=2, **conf):
     """A full training ``seconds`` long that starts ``lead`` s before the spike (after it, when
     negative); per step: time and flag."""
