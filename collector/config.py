@@ -692,6 +692,9 @@ def config_warnings(cfg):
     if cfg.squash is not None and not cfg.level_features:
         notes.append("key 'level_squash': {:g} does nothing with level_features false (it squashes the level "
                      "features)".format(cfg.level_squash))
+    if cfg.diffs_n == 0 and cfg.level_features:
+        notes.append("key 'diffs_n': 0 with level_features true feeds each smoothed value twice (the level block "
+                     "is then the same columns as the first change block): level_features false says the same once")
     if cfg.contamination > WIDE_CONTAMINATION:
         notes.append("key 'contamination': {:g} puts the threshold where {:.1%} of normal steps reach it (the default "
                      "0.001: one in 1000)".format(cfg.contamination, cfg.contamination))

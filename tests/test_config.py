@@ -233,6 +233,15 @@ def test_a_training_window_over_a_day_is_warned_of():
     assert len(notes) == 1 and "key 'train_n_secs': 172800 s is over a day" in notes[0]
 
 
+def test_no_differences_beside_the_level_features_are_warned_of():
+    """diffs_n 0 makes the first change block the smoothed values, which the level block is too:
+    each value counts twice in the model, where level_features false gives it once."""
+    notes = config_warnings(parse_job_config({'diffs_n': 0}))
+    assert len(notes) == 1 and notes[0].startswith("key 'diffs_n': 0 with level_features true"), notes
+    assert config_warnings(parse_job_config({'diffs_n': 0, 'level_features': False})) == []
+    assert config_warnings(parse_job_config({'diffs_n': 2})) == []
+
+
 def test_a_models_dir_on_a_file_is_refused(tmp_path):
     f = tmp_path / 'file'
     f.write_text('x')
