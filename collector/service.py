@@ -170,13 +170,17 @@ class AnomaliesService(object):
             self.error('cannot start: {!r}'.format(e))
             return False
         cfg = self.job_config
-        self.info('model={} charts_regex={!r} custom_models={} train_n_secs={} train_min_n_secs={} '
-                  'train_every_n={} lags_n={} smooth_n={} diffs_n={} level_features={} despike={} '
+        window = ''.join(' {}={}'.format(k, v) for k, v in (
+            ('offset_n_secs', cfg.offset_n_secs), ('initial_train_data_after', cfg.initial_train_data_after),
+            ('initial_train_data_before', cfg.initial_train_data_before)) if v)   # (said only when set)
+        self.info('model={} charts_regex={!r} custom_models={} update_every={} train_n_secs={} train_min_n_secs={} '
+                  'train_every_n={} train_max_n={}{} lags_n={} smooth_n={} diffs_n={} level_features={} despike={} '
                   'level_squash={:g} contamination={} calibration={} flag={}/{} hold={} rearm={} lasting={}'.format(
-                      cfg.model, cfg.charts_regex, len(cfg.custom_models), cfg.train_n_secs, cfg.train_min_n_secs,
-                      cfg.train_every_n, cfg.lags_n, cfg.smooth_n, cfg.diffs_n, cfg.level_features, cfg.despike,
-                      cfg.level_squash, cfg.contamination, cfg.calibration, cfg.flag_min_n, cfg.flag_window_n,
-                      cfg.flag_hold_probability, cfg.flag_rearm_n, cfg.flag_lasting_n))
+                      cfg.model, cfg.charts_regex, len(cfg.custom_models), cfg.update_every, cfg.train_n_secs,
+                      cfg.train_min_n_secs, cfg.train_every_n, cfg.train_max_n, window, cfg.lags_n, cfg.smooth_n,
+                      cfg.diffs_n, cfg.level_features, cfg.despike, cfg.level_squash, cfg.contamination,
+                      cfg.calibration, cfg.flag_min_n, cfg.flag_window_n, cfg.flag_hold_probability, cfg.flag_rearm_n,
+                      cfg.flag_lasting_n))
         for line in config_warnings(cfg):
             self.warning(line)
         if not isinstance(self, OwnSimpleService):   # under python.d (the standalone runner tells these itself)

@@ -541,3 +541,19 @@ def test_loading_the_module_leaves_other_modules_imports_alone(tmp_path):
                        capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ['False', 'True', 'True', '9.9.9']
+
+
+def test_the_start_line_names_the_keys_that_set_what_is_read(replay):
+    """update_every, train_max_n and a window put elsewhere (offset_n_secs, a first window) are
+    what a user looks for in the log to see an edit taken: the line named neither."""
+    from collector.runner import Service
+    service = Service(configuration={'job_name': 'anomalies', 'host': replay.host, 'update_every': 2,
+                                     'train_max_n': 5000, 'offset_n_secs': 60, 'models_dir': None})
+    service.out, service.log_stream = io.StringIO(), io.StringIO()
+    assert service.check(), service.log_stream.getvalue()
+    try:
+        line = next(line for line in service.log_stream.getvalue().splitlines() if 'charts_regex=' in line)
+        assert ' update_every=2 ' in line and ' train_max_n=5000 offset_n_secs=60 ' in line, line
+        assert 'initial_train_data' not in line   # (not set: not said)
+    finally:
+        service.detector.close()
