@@ -640,8 +640,10 @@ class AnomalyDetector:
     def _rolling_window_next(self, result):
         """The charts the first window (initial_train_data_after/before) held too little of train
         on the rolling window at the next step, as their error line says: at their retry, a
-        discovery or more on, an incident begun meanwhile was in that window, learned as normal."""
-        short = [m for m, why in result.errors.items() if self._window_note(why)]
+        discovery or more on, an incident begun meanwhile was in that window, learned as normal.
+        So do those that window held less than train_min_n_secs of: a fixed window does not
+        grow, and their wait (train_min_n_secs on) is what the rolling window holds already."""
+        short = [m for m, why in result.errors.items() if self._window_note(why)] + sorted(result.waiting)
         for model_id in short:
             self.retry_at[model_id] = Retry(self.retry_at.get(model_id, NO_RETRY).tries, self.steps)
         if short:

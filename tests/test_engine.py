@@ -271,6 +271,28 @@ def test_a_first_window_after_the_agents_now_is_said_not_to_be_read(logger, tmp_
         logger.lines
 
 
+@pytest.mark.parametrize('least', [300, 0])
+def test_a_first_window_the_agent_holds_too_little_of_gives_way_to_the_rolling_window_at_once(replay, logger, least):
+    """A first window the agent holds only its last seconds of: the charts do not wait there
+    for train_min_n_secs (or what one fit needs) of history, a window fixed in the past never
+    grows; they train on the rolling window at the next step, as the waiting line says."""
+    det = make_detector(replay, logger, initial_train_data_after=START - 1000, initial_train_data_before=START + 20,
+                        train_min_n_secs=least)
+    det.start()
+    steps = 0
+    while not det.models and steps < 400:
+        det.step()
+        det.trainer.wait()
+        replay.clock.advance(1)
+        steps += 1
+    assert any('waiting for' in m and 'the rolling window of train_n_secs is tried next' in m
+               for _, m in logger.lines), logger.lines
+    assert det.models and steps <= 3, (steps, logger.lines)
+    assert all(fm.info['window'][1] > START + 600 for fm in det.models.values()), \
+        [fm.info['window'] for fm in det.models.values()]
+    det.close()
+
+
 def _spike_during_a_training(replay, logger, seconds, on_agent=True, steps=40, lead=2, **conf):
     """A full training ``seconds`` long that starts ``lead`` s before the spike (after it, when
     negative); per step: time and flag."""
