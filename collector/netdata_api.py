@@ -233,7 +233,7 @@ class NetdataApi:
                 # a parent asked for a node it does not hold: a child's name mistyped, or one
                 # that has not streamed to it (Netdata's own answer says so, in a page no log shows)
                 why = (": it holds no node {!r} (a child is named by its hostname or machine GUID, as the parent's "
-                       "/api/v1/info lists them in mirrored_hosts)".format(prefix.split('/', 1)[-1]))
+                       "/api/v1/info lists them in mirrored_hosts)".format(('/' + prefix).rsplit('/host/', 1)[-1]))
             raise NetdataError('{} answered HTTP {}{}'.format(shown, status, why),
                                '{} answered HTTP {}{}'.format(self.host, status, why), status)
         try:

@@ -1807,8 +1807,9 @@ class _Parent(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
-        if self.path.startswith('/host/') and not self.path.startswith('/host/child-1/'):
-            code, body = 404, b'This netdata does not maintain a database for host: ' + self.path.split('/')[2].encode()
+        path = self.path[len('/netdata'):] if self.path.startswith('/netdata/') else self.path   # behind a proxy
+        if path.startswith('/host/') and not path.startswith('/host/child-1/'):
+            code, body = 404, b'This netdata does not maintain a database for host: ' + path.split('/')[2].encode()
         elif self.path.startswith('/nothing/'):
             code, body = 404, b'not found'
         else:
@@ -1830,6 +1831,9 @@ def test_a_child_node_the_parent_does_not_hold_is_named_as_such():
                                      "child is named by its hostname or machine GUID, as the parent's /api/v1/info "
                                      "lists them in mirrored_hosts)"), e.value
         assert "no node 'child-2'" in e.value.reason and e.value.status == 404
+        with pytest.raises(NetdataError) as e:   # a parent behind a reverse proxy's path: the node's name alone
+            NetdataApi(host + '/netdata/host/child-2').charts()
+        assert "it holds no node 'child-2' (" in str(e.value), e.value
         with pytest.raises(NetdataError) as e:   # a 404 of another kind stays as it was
             NetdataApi(host)._get_json('/nothing/here')
         assert str(e.value).endswith('/nothing/here answered HTTP 404'), e.value
