@@ -158,6 +158,7 @@ class AnomalyDetector:
         self.unlisted = set()  # models whose chart the last chart listing did not have
         self.regrown = {}      # model id -> the dimensions listed when it was retrained for new ones
         self.custom_charts = {}   # custom model id -> (its columns, [(host, chart)] they come from)
+        self.custom_rows = (None, None, [])   # (batch, specs, [(row, spec)] of its custom models)
         self.own_rows = range(0)   # the steps whose features hold the job's own last training
         self.above_ids = frozenset()   # models above the threshold at the last step scored
         self.above_before = frozenset()   # and at the step before it
@@ -1106,11 +1107,10 @@ class AnomalyDetector:
         sensor's collector stopped, an interface deleted): the chart's last values stand in for
         it, as for a node that does not answer, which is told as that node's error; a chart gone
         from an agent that answers would be told nowhere. Said once per model, and when back."""
-        for k in np.nonzero(present)[0].tolist():
-            model_id = self.batch.ids[k]
-            spec = self.specs.get(model_id)
-            if spec is None or spec.chart is not None or not spec.columns:
+        for k, spec in self._custom_rows():
+            if not present[k]:
                 continue
+            model_id = spec.model_id
             gone = self._charts_gone(spec, answer)
             if gone:
                 self.problems.report('gone:' + model_id, "model '{}': {} no longer in the agent's answer (gone, or "
@@ -1119,6 +1119,17 @@ class AnomalyDetector:
                                          'it is' if len(gone) == 1 else 'they are'), warning=True)
             else:
                 self.problems.clear('gone:' + model_id, "model '{}': all its charts are back".format(model_id))
+
+    def _custom_rows(self):
+        """``[(row of the batch, spec)]`` of the custom models scored, kept while the models and
+        the specs stay the same: the check of every step goes through no chart model's (a job
+        of 2000 charts and no custom model spent half a millisecond a step on them)."""
+        if self.custom_rows[0] is not self.batch or self.custom_rows[1] is not self.specs:
+            specs = self.specs
+            rows = [(k, specs[m]) for k, m in enumerate(self.batch.ids)
+                    if m in specs and specs[m].chart is None and specs[m].columns]
+            self.custom_rows = (self.batch, specs, rows)
+        return self.custom_rows[2]
 
     def _custom_charts_of(self, spec):
         """``[(host, chart)]`` a custom model's columns come from."""

@@ -2674,6 +2674,45 @@ def test_a_custom_model_one_of_whose_charts_leaves_the_answer_says_so(replay, lo
                     ('INFO', "model 'cpu_load': all its charts are back")], logger.lines
 
 
+class _CountedSpecs(dict):
+    """The specs of a job, each look-up at one counted."""
+    looked = 0
+
+    def _count(self):
+        _CountedSpecs.looked += 1
+
+    def get(self, *a):
+        self._count()
+        return super().get(*a)
+
+    def __getitem__(self, key):
+        self._count()
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self._count()
+        return super().__contains__(key)
+
+
+def test_the_check_of_custom_models_charts_at_each_step_goes_through_no_chart_models(replay, logger):
+    """The charts of every custom model are checked at each step: a job of many charts (2000 on
+    a parent) does not look at each of its chart models for it every step, only when its
+    models or specs change."""
+    det = make_detector(replay, logger, charts_regex='system\\..*',
+                        custom_models=[{'name': 'cpu_load', 'dimensions': 'system.cpu|user,system.load|load1'}])
+    try:
+        run_until_trained(det, replay)
+        assert 'cpu_load' in det.models and len(det.models) > 3
+        det.specs = _CountedSpecs(det.specs)
+        _steps(det, replay, 1)   # the new specs: each looked at once
+        _CountedSpecs.looked = 0
+        steps = _steps(det, replay, 5)
+        assert all('cpu_load' in s.scores for s in steps)
+        assert _CountedSpecs.looked == 0, _CountedSpecs.looked
+    finally:
+        det.close()
+
+
 def test_a_custom_model_whose_charts_all_leave_the_answer_is_a_warning_as_a_chart_models_is(replay, logger):
     """Every chart of a custom model gone from an agent that answers (their collector stopped)
     is told as a chart model's chart gone is, a warning naming them, not an error."""
