@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .config import least_window_secs
 from .features import feature_groups, fill_missing, phases_every
 from .models import MIN_TRAIN_ROWS
 from .netdata_api import NO_ANSWER, split_key, unread_reason
@@ -211,7 +212,7 @@ def run_training(request):
     # before the first: with train_min_n_secs 0 or a long smooth_n, less was an error, retried
     # a minute or more on), at most 90 % of the window (the agent may send a row or two fewer
     # than the window spans)
-    least = MIN_TRAIN_ROWS + cfg.update_every * (cfg.training_rows_needed - 1)
+    least = least_window_secs(cfg.diffs_n, cfg.smooth_n, cfg.lags_n, cfg.update_every)
     min_history = result.min_history = min(max(cfg.train_min_n_secs, least),
                                            int(0.9 * (request.before - request.after)))
     batches = training_batches(request.specs)

@@ -449,3 +449,17 @@ def test_a_chart_with_less_history_than_one_fit_needs_waits_for_it_rather_than_f
     result = run_training(TrainingRequest(parse_job_config({'host': replay.host, 'train_min_n_secs': 0}), [spec],
                                           -14400, 0))
     assert 'system.cpu' in result.models and not result.waiting
+
+
+def test_the_history_one_fit_needs_is_the_shortest_window_and_the_docs_say_it():
+    """What a chart waits for under train_min_n_secs 0 is the shortest training window the
+    configuration check takes (one helper for both), and features.md's figures are its."""
+    import os
+    import re
+    from collector.config import least_window_secs
+    docs = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs', 'features.md')).read()
+    said = re.search(r'\((\d+) s with the defaults, (\d+) s with `smooth_n: 600`\)', docs)
+    assert said, 'features.md no longer gives the figures'
+    defaults, smooth = parse_job_config({}), parse_job_config({'smooth_n': 600, 'train_n_secs': 3600})
+    assert [int(said.group(1)), int(said.group(2))] == [
+        least_window_secs(c.diffs_n, c.smooth_n, c.lags_n, c.update_every) for c in (defaults, smooth)]
