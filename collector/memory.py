@@ -2,8 +2,8 @@
 
 Each training's result is taken up in a thread, as are the chart-list reads: glibc gives such
 threads arenas of their own and keeps what they free for later use, so the job's resident size
-grew with every training (a job of 104 charts retrained every 2 minutes: 69 -> 101 MiB over 156
-trainings, 64 -> 71 with the memory given back). ``malloc_trim`` returns the free pages of every
+grew with the trainings (bench/soak.py: 104 charts retrained every 120 steps, 73.8 MiB after 31
+trainings, 68.0 with the memory given back). ``malloc_trim`` returns the free pages of every
 arena; other C libraries (musl) have none, and keep their own ways.
 """
 import ctypes
