@@ -440,7 +440,10 @@ if [ "$mode" = uninstall ]; then
   textfiles=()
   if [ -f "$user_conf" ]; then
     while IFS= read -r f; do
-      case "$f" in /*.prom) textfiles+=("$f") ;; esac
+      case "$f" in
+        /*.prom) textfiles+=("$f") ;;
+        *) say "left the Prometheus textfile $f ('prometheus_textfile' in $user_conf, not an absolute path here): remove it by hand, or node-exporter serves its last values" ;;
+      esac
     done < <(sed -nE "s/^[[:space:]]*prometheus_textfile:[[:space:]]*['\"]?([^'\"[:space:]#]+).*/\1/p" "$user_conf" | sort -u)
   fi
   step "removed the module from $user_plugins" rm -f "$module" "$marker"

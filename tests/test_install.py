@@ -285,7 +285,8 @@ def test_uninstall_removes_the_prometheus_textfiles_its_jobs_wrote(tmp_path):
     with open(conf, 'w') as f:   # an edited file: kept
         f.write("prometheus_textfile: '{}'\nlocal:\n    host: '127.0.0.1:19999'\n"
                 "child:\n    name: 'child'\n    prometheus_textfile: {}  # the child's\n"
-                "# prometheus_textfile: '{}'\n".format(ours, other, str(tmp_path / 'commented.prom')))
+                "# prometheus_textfile: '{}'\nhome:\n    prometheus_textfile: '~/home.prom'\n".format(
+                    ours, other, str(tmp_path / 'commented.prom')))
     with open(ours, 'w') as f:
         f.write('anomaly_flag{anomalies_job="local",chart="system.ram"} 1.0\n'
                 'anomaly_last_update_timestamp_seconds{anomalies_job="local"} 1.7e+09\n')
@@ -298,4 +299,6 @@ def test_uninstall_removes_the_prometheus_textfiles_its_jobs_wrote(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 'removed the Prometheus textfile {} '.format(ours) in proc.stdout, proc.stdout
     assert not os.path.exists(ours) and os.path.exists(other) and os.path.exists(conf)
+    # a path the job resolves itself (~, relative) is not guessed at here, but said
+    assert 'left the Prometheus textfile ~/home.prom (' in proc.stdout, proc.stdout
     assert proc.stderr == '', proc.stderr
