@@ -117,7 +117,23 @@ lib_dir="$(realpath -m "$lib_dir")"
 # An install record elsewhere than the lib dir found: one by an older version of this script
 # (which kept /var/lib/netdata whatever the plugins dir), or, for --uninstall where no agent
 # is found any more, the only one there is. Its agent config decides.
-record_config_dir() { ( config_dir_at=; . "$1/anomalies-install.state" >/dev/null 2>&1; printf '%s' "$config_dir_at" ) || true; }
+# The record is read, never run: it lies in the agent's lib dir, which the netdata user owns (and
+# so may replace any file in), and this script runs as root. Each line must be one assignment to
+# a key a record holds, its value as printf %q (or an older version's single quotes) wrote it:
+# words without a character the shell would act on, \-escapes, '...' and $'...' strings.
+record_keys=(config_dir_at venv pythond_line had_pythond_line created_pythond pythond_sum installed_conf conf_sum
+  written_conf_sum installed_health health_sum previous_pythond made_dirs quieted)
+record_value="^([^][:space:][:cntrl:]\"\\\$\`;&|<>(){}*?!^'[]|\\\\.|'[^']*'|\\\$'([^'\\\\]|\\\\.)*')*\$"
+read_record() {  # read_record FILE: assign the record's keys (in the caller's scope); 1 if it is not one
+  local line
+  while IFS= read -r line || [ -n "$line" ]; do
+    [ -n "$line" ] || continue
+    [[ "$line" == *=* && " ${record_keys[*]} " == *" ${line%%=*} "* && "${line%%=*}" =~ ^[a-z_]+$
+       && "${line#*=}" =~ $record_value ]] || return 1
+    eval "$line"
+  done < "$1"
+}
+record_config_dir() { ( config_dir_at=; read_record "$1/anomalies-install.state" 2>/dev/null && printf '%s' "$config_dir_at" ) || true; }
 if [ "$mode" != dev ] && [ -z "$lib_dir_given" ] && [ ! -f "$lib_dir/anomalies-install.state" ]; then
   for d in /var/lib/netdata /opt/netdata/var/lib/netdata; do
     [ "$d" != "$lib_dir" ] && [ -f "$d/anomalies-install.state" ] || continue
@@ -210,8 +226,7 @@ load_state() {
   [ -f "$state" ] || return 0
   local config_dir_at= venv= pythond_line= had_pythond_line= created_pythond= pythond_sum= installed_conf=
   local conf_sum= written_conf_sum= installed_health= health_sum= previous_pythond= made_dirs= quieted=
-  # shellcheck disable=SC1090
-  . "$state" || die "cannot read the install record $state"
+  read_record "$state" || die "the install record $state holds lines no install writes (it is read as data, never run): not read; look at it, and remove it if it is not yours"
   # (an older record's conf_sum is trusted only as the checksum of a shipped file: its upgrades
   # took it from the file as they found it, edited or not; without a checksum a file is the user's)
   rec_config_dir="$config_dir_at" rec_venv="$venv" rec_pythond_line="$pythond_line"
@@ -224,7 +239,9 @@ load_state() {
   rec_made_dirs="$made_dirs" rec_quieted="$quieted"
 }
 save_state() {
-  local tmp="$state.new.$$"
+  local tmp   # a name nobody can guess: the lib dir is the netdata user's, and a link put there would be written through
+  tmp="$(mktemp "$state.new.XXXXXX")" && chmod 0644 "$tmp" || die "cannot write the install record $state"
+  cleanup+=("$tmp")
   {
     printf 'config_dir_at=%q\n' "$config_dir"
     printf 'venv=%q\n' "$venv"

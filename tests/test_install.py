@@ -302,3 +302,33 @@ def test_uninstall_removes_the_prometheus_textfiles_its_jobs_wrote(tmp_path):
     # a path the job resolves itself (~, relative) is not guessed at here, but said
     assert 'left the Prometheus textfile ~/home.prom (' in proc.stdout, proc.stdout
     assert proc.stderr == '', proc.stderr
+
+
+def test_the_install_record_is_read_as_data_never_run(tmp_path):
+    """The record lies in the agent's lib dir, which the netdata user owns: a record it wrote
+    (or put in place of root's) ran its commands as root at the next install, check or uninstall.
+    Only assignments of the record's keys, as printf %q writes them, are taken."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    lib = prefix + '/var/lib/netdata'
+    os.makedirs(lib)
+    ran = tmp_path / 'ran'
+    for planted in ('config_dir_at={}/etc/netdata\n$(touch {})\n'.format(prefix, ran),
+                    'config_dir_at={}/etc/netdata;touch {}\n'.format(prefix, ran),
+                    'venv=`touch {}`\n'.format(ran),
+                    'PATH={}\n'.format(tmp_path)):
+        with open(lib + '/anomalies-install.state', 'w') as f:
+            f.write(planted)
+        rc, out = check('--prefix', prefix)
+        assert rc == 1
+        assert 'the install record {}/anomalies-install.state holds lines no install writes'.format(lib) in out, out
+        assert not ran.exists(), planted
+    # what save_state writes (printf %q) is read back as it was
+    value = "/a b/é/it's\n#~x:*?[]{}!$`;&|<>()\"\\"
+    subprocess.run(['bash', '-c', 'printf "config_dir_at=%q\\nmade_dirs=%q\\nprevious_pythond=\'no\'\\n" "$1" "$2" > "$3"',
+                    '_', prefix + '/etc/netdata', value, lib + '/anomalies-install.state'], check=True)
+    proc = subprocess.run(['bash', '-c', 'eval "$(sed -n "/^record_keys=(/,/^}/p" "$1")"; read_record "$2" && '
+                           'printf "%s|" "$config_dir_at" "$made_dirs" "$previous_pythond"',
+                           '_', os.path.join(ROOT, 'install.sh'), lib + '/anomalies-install.state'],
+                          capture_output=True, text=True)
+    assert proc.stdout == '{}/etc/netdata|{}|no|'.format(prefix, value), proc.stdout + proc.stderr
