@@ -166,9 +166,11 @@ make_venv() {
   if [ -e "$target" ] && [ ! -f "$target/pyvenv.cfg" ]; then
     die "$target exists and is not a virtual environment: give --venv a new folder (it is replaced on every install)"
   fi
-  local tmp="${target}.new.$$"
+  # made here, under a name nobody can guess: the lib dir is the netdata user's, and a folder or
+  # link it put at a name known in advance would hold the python this script then runs as root
+  local tmp
+  tmp="$(mktemp -d "${target}.new.XXXXXX")" && chmod 0755 "$tmp" || die "cannot create a folder beside $target"
   cleanup+=("$tmp")
-  rm -rf "$tmp"
   "$py" -m venv --prompt "$(basename "$target")" "$tmp" || die "cannot create a virtual environment at $tmp"
   "$tmp/bin/python" -m pip install --quiet --upgrade pip setuptools wheel >/dev/null \
     || die "pip could not upgrade itself in $tmp (network or index problem?)"

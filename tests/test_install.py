@@ -332,3 +332,34 @@ def test_the_install_record_is_read_as_data_never_run(tmp_path):
                            '_', os.path.join(ROOT, 'install.sh'), lib + '/anomalies-install.state'],
                           capture_output=True, text=True)
     assert proc.stdout == '{}/etc/netdata|{}|no|'.format(prefix, value), proc.stdout + proc.stderr
+
+
+def test_the_venv_is_built_in_a_folder_nobody_else_could_have_put_in_place(tmp_path):
+    """The venv is built beside its place in the lib dir, which the netdata user owns: built at
+    '<venv>.new.<pid>', removed and then made, a link put there in between (here, right after the
+    removal) had it built in a folder of that user's, whose python this script then ran as root."""
+    lib = tmp_path / 'lib'
+    theirs = tmp_path / 'theirs'
+    lib.mkdir()
+    theirs.mkdir()
+    fake = tmp_path / 'bin'
+    fake.mkdir()
+    # rm as the other user would race it: the moment a '.new.' path is removed, a link is there
+    (fake / 'rm').write_text('#!/bin/bash\n/bin/rm "$@"\nfor a; do case "$a" in *.new.*) [ -e "$a" ] || '
+                             'ln -s {} "$a" ;; esac; done\nexit 0\n'.format(theirs))
+    # a python whose 'venv' and 'pip' only leave files
+    (fake / 'py').write_text('#!/bin/bash\nif [ "$2" = venv ]; then d="${@: -1}"; mkdir -p "$d/bin"; '
+                             'touch "$d/pyvenv.cfg"; cp "$0" "$d/bin/python"; fi\nexit 0\n')
+    for f in ('rm', 'py'):
+        os.chmod(str(fake / f), 0o755)
+    target = str(lib / 'anomalies-venv')
+    script = ('set -euo pipefail; here={root}; cleanup=(); trap \'/bin/rm -rf ${{cleanup[@]+"${{cleanup[@]}}"}}\' EXIT; '
+              'eval "$(sed -n \'/^say()/p;/^die()/p;/^make_venv()/,/^}}/p\' {root}/install.sh)"; '
+              'make_venv {fake}/py {target} pkg').format(root=ROOT, fake=fake, target=target)
+    proc = subprocess.run(['bash', '-c', script], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PATH='{}:{}'.format(fake, os.environ['PATH'])))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert os.listdir(str(theirs)) == []
+    assert os.path.isfile(target + '/pyvenv.cfg') and not os.path.islink(target)
+    assert oct(os.stat(target).st_mode & 0o777) == '0o755'
+    assert sorted(os.listdir(str(lib))) == ['anomalies-venv']
