@@ -11,6 +11,7 @@ import re
 import shutil
 import sys
 import time
+from urllib.parse import quote
 
 from .netdata_api import MAX_ROWS
 
@@ -234,11 +235,17 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
         # the list as the window ends, as with --past: charts the agent created during it
         # (a TCP chart at the first connection) are recorded too
         charts_raw, charts_body, charts = _chart_list(session, base, timeout, rx)
+    from .replay import chart_file
     failed = []
     for i, chart in enumerate(charts):
         _progress(i, len(charts), chart, stream)
         url = ('{}/api/v1/data?chart={}&after={}&before={}&points=0&format=json&group=average'
-               '&dimensions=*&options=').format(base, chart, start, end)
+               '&dimensions=*&options=').format(base, quote(chart, safe=''), start, end)
+        path = chart_file(out, chart)
+        if path is None:   # written as it is, it would land outside --out
+            failed.append(chart)
+            stream.write('chart {!r} failed: its id is no file name (a \'/\' in it): not recorded\n'.format(chart))
+            continue
         try:
             body = _get(session, url, timeout)
             _check_data(json.loads(body))
@@ -246,7 +253,7 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
             failed.append(chart)
             stream.write('chart {} failed: {}\n'.format(chart, e))
             continue
-        with gzip.open(os.path.join(out, 'data', chart + '.json.gz'), 'wb') as f:
+        with gzip.open(path, 'wb') as f:
             f.write(body)
     _progress(len(charts), len(charts), 'done', stream)
     stream.close()

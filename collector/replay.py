@@ -89,6 +89,16 @@ def check_labels(labels, f):
                                  '"expected_charts" list of chart ids: {}'.format(f, i + 1, json.dumps(inc)[:200]))
 
 
+def chart_file(folder, chart):
+    """The data file of ``chart`` in the recording ``folder``, or None for an id that is no file
+    name (a '/' in it, from an agent that sends such, or in a request to the replay, would name a
+    file outside the folder)."""
+    chart = str(chart)
+    if not chart or '/' in chart or os.sep in chart or '\0' in chart:
+        return None
+    return os.path.join(folder, 'data', chart + '.json.gz')
+
+
 class Recording:
     """A recording folder, with each chart's rows loaded on first use (oldest first).
 
@@ -162,8 +172,8 @@ class Recording:
             return self._data[chart]
 
     def _load(self, chart):
-        f = os.path.join(self.path, 'data', chart + '.json.gz')
-        if not os.path.exists(f):
+        f = chart_file(self.path, chart)
+        if f is None or not os.path.exists(f):
             return None
         try:
             labels, times, values = read_chart_file(f)

@@ -908,3 +908,53 @@ def test_values_that_are_not_numbers_are_read_as_the_value_before_each_column_by
     assert notes == ["1 value of c|a not a number ('oops'), read as the value before",
                      "2 values of c|b not a number ('x', 1000000000000000000000000000000000000000), read as the "
                      "value before"]
+
+
+def test_a_chart_id_with_a_slash_names_no_file_outside_the_recording(recording, tmp_path):
+    """A chart id comes from the agent recorded, or from a request to the replay: '../x' or
+    '/x' made ``record`` write outside --out (an absolute one anywhere the user may write), and
+    the replay serve any '.json.gz' file it could read."""
+    import io
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlparse
+    from collector.record import record
+    assert Recording(recording).chart_rows('../data/system.cpu') is None
+    assert Recording(recording).chart_rows('system.cpu') is not None
+    now = int(time.time())
+    hostile = ['system.cpu', '../../escaped', str(tmp_path / 'absolute')]
+
+    class Agent(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            url = urlparse(self.path)
+            if url.path == '/api/v1/info':
+                body = {'version': 'v1.37.1'}
+            elif url.path == '/api/v1/charts':
+                body = {'charts': {c: {'dimensions': {'a': {'name': 'a'}}, 'first_entry': now - 100,
+                                       'last_entry': now} for c in hostile}}
+            elif url.path == '/api/v1/allmetrics':
+                body = {c: {'last_updated': now, 'dimensions': {'a': {'name': 'a', 'value': 1}}} for c in hostile}
+            else:
+                assert parse_qs(url.query)['chart'][0] in hostile
+                body = {'labels': ['time', 'a'], 'data': [[now - i, 1.0] for i in range(1, 40)]}
+            raw = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header('Content-Length', str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+    server = ThreadingHTTPServer(('127.0.0.1', 0), Agent)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out, stream = tmp_path / 'a' / 'b' / 'out', io.StringIO()
+    try:
+        failed = record('127.0.0.1:{}'.format(server.server_address[1]), 30, str(out), past=True, stream=stream)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert failed == hostile[1:]
+    assert "chart '../../escaped' failed: its id is no file name" in stream.getvalue()
+    assert os.listdir(str(out / 'data')) == ['system.cpu.json.gz']
+    assert sorted(os.listdir(str(tmp_path))) == ['a'] and os.listdir(str(tmp_path / 'a')) == ['b']
