@@ -459,6 +459,21 @@ def _layout_hint(key, value):
     return ''
 
 
+def _kind(value):
+    """What YAML made of a value, without the value ('a number', 'a list')."""
+    if isinstance(value, bool):
+        return 'true or false'
+    if isinstance(value, (int, float)):
+        return 'a number'
+    if isinstance(value, (list, tuple)):
+        return 'a list'
+    if isinstance(value, dict):
+        return 'a mapping'
+    if isinstance(value, _TooLarge):
+        return repr(value)
+    return 'a {}'.format(type(value).__name__)
+
+
 def parse_job_config(raw, job_name=None):
     """Validate a job's raw configuration (as python.d passes it) into a ``JobConfig``.
 
@@ -497,7 +512,9 @@ def parse_job_config(raw, job_name=None):
         errors.append("key 'protocol': expected one of {}, got {!r}".format(', '.join(PROTOCOLS), cfg['protocol']))
     for key in ('username', 'password'):
         if cfg[key] is not None and not isinstance(cfg[key], str):
-            errors.append("key '{}': expected a string, got {!r}".format(key, cfg[key]))
+            # the value is not repeated: the job's log (or a check-config pasted in a report) would hold the password
+            errors.append("key '{}': expected a string, got {} (quote it: YAML reads 0123 as the number 83, "
+                          "yes as true)".format(key, _kind(cfg[key])))
     if (cfg['username'] is None) != (cfg['password'] is None):
         errors.append("key '{}': username and password must be given together".format(
             'password' if cfg['password'] is None else 'username'))

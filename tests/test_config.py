@@ -663,3 +663,14 @@ def test_a_value_yaml_aliases_make_billions_of_items_is_not_printed_to_be_cut():
     assert time.monotonic() - started < 5
     assert "key 'charts_regex': expected a regular expression string, got <a list of over 100000 items" in errors[0]
     assert any(e.startswith("key 'custom_models'") and 'over 100000 items' in e for e in errors), errors
+
+
+@pytest.mark.parametrize('value', [73519842, ['s3cr3t'], {'s3cr3t': None}, 1.5])
+def test_a_password_that_is_not_a_string_is_refused_without_its_value(value):
+    """A password YAML reads as a number (digits unquoted) or a list was written whole into the
+    job's error line, which the agent's log keeps (and check-config prints)."""
+    with pytest.raises(ConfigError) as e:
+        parse_job_config({'username': 'admin', 'password': value})
+    text = str(e.value) + ' '.join(e.value.errors)
+    assert "key 'password': expected a string, got " in text
+    assert 's3cr3t' not in text and '73519842' not in text and '1.5' not in text, text
