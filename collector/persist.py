@@ -165,10 +165,15 @@ def others_may_write(path, what=None):
         st = os.stat(path)
     except OSError:
         return None
+    return _others_may_have_written(st, what or path)
+
+
+def _others_may_have_written(st, what):
+    """``others_may_write`` of a file's ``os.stat`` result (one taken of an open file: what is read)."""
     if st.st_uid not in (os.geteuid(), 0):
-        return '{} is owned by another user (uid {})'.format(what or path, st.st_uid)
+        return '{} is owned by another user (uid {})'.format(what, st.st_uid)
     if st.st_mode & stat.S_IWOTH:
-        return '{} is writable by every user'.format(what or path)
+        return '{} is writable by every user'.format(what)
     return None
 
 
@@ -194,12 +199,40 @@ def load(directory, model_id, config, columns, versions=None, fewer_ok=False, ag
     pkl, meta_path = _paths(directory, model_id)
     if not os.path.exists(meta_path):
         return None, None, None
-    unsafe = others_may_write(directory) or others_may_write(pkl, 'its file')   # (one log line for all files)
-    if unsafe:
-        return None, None, ('not loaded: {} (a saved model runs code as it loads); keep models_dir where only '
-                            'the job\'s user can write'.format(unsafe))
+    # the folder and the model's file are checked as opened, and read through what was opened:
+    # checked by name, either could be put in place between the check and the read by whoever
+    # may rename in a folder above (the agent's models folders are its group's to write)
     try:
-        with open(meta_path) as f:
+        folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        return None, None, 'metadata unreadable ({})'.format(_why_unreadable(e))
+    model_file = unopened = None
+    try:
+        unsafe = _others_may_have_written(os.fstat(folder), directory)
+        if not unsafe:
+            try:
+                model_file = os.open(os.path.basename(pkl), os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder)
+            except OSError as e:
+                unopened = e   # said below, once the metadata says the model is one to load
+            else:
+                unsafe = _others_may_have_written(os.fstat(model_file), 'its file')
+        if unsafe:   # (one log line for all files)
+            return None, None, ('not loaded: {} (a saved model runs code as it loads); keep models_dir where only '
+                                'the job\'s user can write'.format(unsafe))
+        return _load_checked(folder, model_file or unopened, meta_path, model_id, config, columns, versions,
+                             fewer_ok, agent)
+    finally:
+        for fd in (model_file, folder):
+            if fd is not None:
+                os.close(fd)
+
+
+def _load_checked(folder, model_file, meta_path, model_id, config, columns, versions, fewer_ok, agent):
+    """``load`` with the folder (``folder``) and the model's file (``model_file``; the OSError
+    of opening it where it could not be) open and checked."""
+    try:
+        with open(os.path.basename(meta_path), opener=lambda name, flags: os.open(
+                name, flags | os.O_NOFOLLOW, dir_fd=folder)) as f:
             meta = json.load(f)
         if not isinstance(meta, dict):
             raise ValueError('not a JSON object')
@@ -229,7 +262,9 @@ def load(directory, model_id, config, columns, versions=None, fewer_ok=False, ag
             return None, None, 'saved for another agent'
         return None, None, 'dimensions changed'
     try:
-        with open(pkl, 'rb') as f:
+        if isinstance(model_file, OSError):
+            raise model_file
+        with os.fdopen(os.dup(model_file), 'rb') as f:
             data = f.read()
     except OSError as e:
         return None, None, 'model file unreadable ({})'.format(e.strerror or e)

@@ -127,6 +127,45 @@ def test_a_saved_model_in_a_folder_other_users_can_write_is_not_loaded(tmp_path)
         assert got is None and 'its file is owned by another user (uid 65534)' in reason, reason
 
 
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def test_a_folder_put_in_place_after_the_check_is_not_the_one_read(tmp_path, monkeypatch):
+    """The folder and the model's file were checked by name, then read by name: whoever may rename
+    in the folder above (under the agent the models folders are its group's to write) could put a
+    folder of theirs in place in between, and its pickle ran as the job's user."""
+    models = tmp_path / 'models'
+    models.mkdir()
+    fm, cfg = saved(models)
+    marker = str(tmp_path / 'ran')
+    theirs = tmp_path / 'theirs'
+    theirs.mkdir()
+    evil = pickle.dumps(_Payload(marker))
+    (theirs / 'system.cpu.pkl').write_bytes(evil)
+    meta = json.loads((models / 'system.cpu.json').read_text())
+    meta['sha256'] = __import__('hashlib').sha256(evil).hexdigest()
+    (theirs / 'system.cpu.json').write_text(json.dumps(meta))
+    if os.geteuid() == 0:
+        for p in (theirs, theirs / 'system.cpu.pkl', theirs / 'system.cpu.json'):
+            os.chown(str(p), 65534, 65534)
+    real_open = open
+
+    def swapped(*args, **kwargs):   # the checks are done: the swap happens now
+        if not (tmp_path / 'checked').exists():
+            os.rename(str(models), str(tmp_path / 'checked'))
+            os.rename(str(theirs), str(models))
+        return real_open(*args, **kwargs)
+    monkeypatch.setattr(persist, 'open', swapped, raising=False)
+    got, _, reason = persist.load(str(models), 'system.cpu', cfg, COLS)
+    assert not os.path.exists(marker)
+    assert got is not None and got.columns == fm.columns, reason
+
+
 def test_flagged_steps_are_saved_and_read_back_and_a_bad_file_is_only_a_reason(tmp_path):
     spans = {'system.cpu': [[100.0, 130.0], [400.0, 401.0]], 'disk.sda': [[5.0, 5.0]], 'system.ram': []}
     persist.save_flagged(str(tmp_path), spans)
