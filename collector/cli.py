@@ -503,6 +503,9 @@ def _window_problem(after, before, now):
     return None
 
 
+PASSWORD_ENV = 'NETDATA_ANOMALIES_PASSWORD'   # top's password, kept off its command line
+
+
 def cmd_top(args):
     import time
     from .netdata_api import NetdataError
@@ -511,8 +514,19 @@ def cmd_top(args):
     if problem:
         print('top: {}'.format(problem), file=sys.stderr)
         return 1
+    password = args.password
+    if args.username is not None and password is None:
+        # a password on the command line is in every user's ps: from the environment, or asked for
+        password = os.environ.get(PASSWORD_ENV)
+        if password is None:
+            if not sys.stdin.isatty():
+                print('top: --username needs its password: set {} (or give --password, which ps shows to every '
+                      'user)'.format(PASSWORD_ENV), file=sys.stderr)
+                return 1
+            import getpass
+            password = getpass.getpass('password of {} at {}: '.format(args.username, args.host))
     try:
-        print(run(args.host, args.after, args.before, args.limit, args.protocol, args.username, args.password,
+        print(run(args.host, args.after, args.before, args.limit, args.protocol, args.username, password,
                   tls_verify=not args.no_tls_verify))
     except NetdataError as e:
         print('top: {}'.format(e), file=sys.stderr)
@@ -592,7 +606,8 @@ def build_parser():
     tp.add_argument('--limit', type=_positive_int, default=20, help='how many charts to list (default 20)')
     tp.add_argument('--protocol', default='http', choices=['http', 'https'], help='default %(default)s')
     tp.add_argument('--username', help='for an agent behind basic authentication (a proxy), as a job\'s username key')
-    tp.add_argument('--password', help='its password, as a job\'s password key')
+    tp.add_argument('--password', help="its password, as a job's password key; without it, the environment's "
+                                       "{} or a prompt (ps shows a command line to every user)".format(PASSWORD_ENV))
     tp.add_argument('--no-tls-verify', action='store_true',
                     help="with https: accept the agent's certificate unchecked (self-signed), as a job's tls_verify: no")
     tp.set_defaults(func=cmd_top)

@@ -208,3 +208,20 @@ def test_top_reads_a_window_ending_in_the_past_as_its_help_says(tmp_path):
     first = r.stdout.splitlines()[0]
     assert first.endswith('from {} to {}'.format(*(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(START + t))
                                                    for t in (71, 80)))), first
+
+
+def test_the_password_can_be_kept_off_the_command_line(monkeypatch, capsys):
+    """``top --password`` is in every user's ps while it runs: with --username alone the password
+    comes from the environment; without it there, and no terminal to ask on, top says how."""
+    import io
+    from collector import cli, top
+    asked = []
+    monkeypatch.setattr(top, 'run', lambda *a, **k: asked.append(a[5:7]) or 'ranked')
+    monkeypatch.setenv(cli.PASSWORD_ENV, 'hunter2')
+    assert cli.main(['top', '--host', '127.0.0.1:9', '--username', 'u']) == 0
+    assert asked == [('u', 'hunter2')]
+    monkeypatch.delenv(cli.PASSWORD_ENV)
+    monkeypatch.setattr(sys, 'stdin', io.StringIO())
+    assert cli.main(['top', '--host', '127.0.0.1:9', '--username', 'u']) == 1
+    assert 'top: --username needs its password: set {}'.format(cli.PASSWORD_ENV) in capsys.readouterr().err
+    assert cli.main(['top', '--host', '127.0.0.1:9']) == 0 and asked[-1] == (None, None)
