@@ -11,8 +11,10 @@ def write_atomically(path, data, mode=0o644):
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix='.tmp', dir=directory)
     try:
         with os.fdopen(fd, 'wb') as f:
+            # the file this wrote, not whatever is at its name by now: in a folder its group may
+            # write (the agent's), a link put there would give its mode to the file it names
+            os.fchmod(f.fileno(), mode)
             f.write(data)
-        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:

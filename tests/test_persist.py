@@ -453,3 +453,26 @@ def test_another_nodes_models_and_flagged_steps_are_not_taken_for_this_ones(tmp_
     persist.save_flagged(str(tmp_path), {'system.cpu': [[1.0, 2.0]]}, 'h', agent='guid-a')
     assert persist.load_flagged(str(tmp_path), 'h', 'guid-a') == ({'system.cpu': [[1.0, 2.0]]}, None)
     assert persist.load_flagged(str(tmp_path), 'h', 'guid-b') == ({}, 'saved for another agent (machine GUID guid-a)')
+
+
+def test_a_link_put_in_place_of_a_temporary_file_does_not_get_its_mode(tmp_path, monkeypatch):
+    """The temporary file's mode was set by its name once written: in a folder its group may
+    write (the agent's models folders), a link put at that name made the file it names (a key of
+    the agent's, 0600) readable to the group."""
+    from collector import files
+    secret = tmp_path / 'secret.pem'
+    secret.write_text('key')
+    os.chmod(str(secret), 0o600)
+    real_fdopen = os.fdopen
+
+    def raced(fd, *args, **kwargs):
+        f = real_fdopen(fd, *args, **kwargs)
+        for name in os.listdir(str(tmp_path / 'models')):
+            if name.startswith(files.TEMP_PREFIX):
+                os.unlink(str(tmp_path / 'models' / name))
+                os.symlink(str(secret), str(tmp_path / 'models' / name))
+        return f
+    (tmp_path / 'models').mkdir()
+    monkeypatch.setattr(files.os, 'fdopen', raced)
+    files.write_atomically(str(tmp_path / 'models' / 'x.json'), b'{}', 0o640)
+    assert oct(os.stat(str(secret)).st_mode & 0o777) == '0o600'
