@@ -206,7 +206,9 @@ python3 -c "import sys; sys.exit(0 if float('${max_prob:-0}') >= 90 else 1)" || 
 cpu_lines="$(grep -h "anomaly flagged on 'system.cpu'" "$work"/log/*.log 2>/dev/null || true)"
 # here-strings, not pipes: grep -q/-m1 stop reading early, which pipefail would count as a failure
 log "flag log lines for system.cpu: $(grep -c . <<< "$cpu_lines"), e.g.: $(grep -m1 -o "anomaly flagged.*user.*" <<< "$cpu_lines" || true)"
-grep -qE "\): user [0-9]+%" <<< "$cpu_lines" || fail "no flag log line naming user as what drives system.cpu"
+# among the drivers named: on a machine running niced work beside the test (another build), the
+# stress takes the CPU from it, and nice moving down drives the chart as much as user moving up
+grep -qE "\): ([a-z]+ [0-9]+%, )*user [0-9]+%" <<< "$cpu_lines" || fail "no flag log line naming user as what drives system.cpu"
 
 log "waiting for it to settle"
 sleep 50
