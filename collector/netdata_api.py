@@ -131,6 +131,15 @@ def split_key(column):
     return host, chart, dim
 
 
+# an answer longer than this is no agent's (the largest, a 4-hour window of a wide chart, is
+# tens of MiB): read on, a proxy's or a hostile endpoint's would take a small box's memory
+MAX_ANSWER_BYTES = 256 * 1024 * 1024
+
+
+class AnswerTooLarge(Exception):
+    pass
+
+
 class _KeepAlive:
     """One persistent HTTP(S) connection to one agent: the cheapest way to GET every second.
 
@@ -158,7 +167,10 @@ class _KeepAlive:
             try:
                 conn.request('GET', path, headers=self.headers)
                 r = conn.getresponse()
-                data = r.read()
+                data = r.read(MAX_ANSWER_BYTES + 1)
+                if len(data) > MAX_ANSWER_BYTES:
+                    self.close()   # the rest unread: the connection cannot carry another request
+                    raise AnswerTooLarge('answered over {} MiB'.format(MAX_ANSWER_BYTES // (1024 * 1024)))
             except (http.client.HTTPException, OSError) as e:
                 self.close()
                 stale = isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
@@ -218,6 +230,9 @@ class NetdataApi:
                     headers['Authorization'] = 'Basic ' + token
                 http = self._links[link] = _KeepAlive(self.protocol, netloc, self.tls_verify, headers)
             status, data = http.get(('/' + prefix if prefix else '') + path, timeout or self.timeout)
+        except AnswerTooLarge as e:
+            raise NetdataError('{} {}: not an agent\'s answer, left unread'.format(shown, e),
+                               '{} {}: not an agent\'s answer, left unread'.format(self.host, e))
         except Exception as e:  # socket, TLS and HTTP errors alike: the agent could not be read
             why = '{}: {}'.format(e.__class__.__name__, str(e)[:160])
             waited = timeout or self.timeout if isinstance(e, (TimeoutError, socket.timeout)) else None

@@ -1757,6 +1757,39 @@ def test_malformed_answers_raise_clear_errors():
         NetdataApi('127.0.0.1:9', timeout=1).allmetrics()
 
 
+class _Endless(BaseHTTPRequestHandler):
+    """Answers without end (chunked, no length): what a hostile endpoint or a broken proxy may send."""
+    protocol_version = 'HTTP/1.1'
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header('Transfer-Encoding', 'chunked')
+        self.end_headers()
+        chunk = b'[' * 65536
+        try:
+            for _ in range(64):   # 4 MiB, far over the limit the test sets
+                self.wfile.write(b'%x\r\n%s\r\n' % (len(chunk), chunk))
+            self.wfile.write(b'0\r\n\r\n')
+        except OSError:   # the client stopped reading
+            pass
+
+
+def test_an_answer_over_the_size_limit_is_left_unread_and_said(monkeypatch):
+    """Read to its end, an endless answer takes the box's memory; an answer under the limit
+    (of any size an agent sends) is read whole."""
+    import collector.netdata_api as netdata_api
+    monkeypatch.setattr(netdata_api, 'MAX_ANSWER_BYTES', 1024 * 1024)
+    with serving(_Endless) as host:
+        with pytest.raises(NetdataError, match=r"answered over 1 MiB: not an agent's answer, left unread"):
+            NetdataApi(host).allmetrics()
+    with serving(_Garbage) as host:   # a short answer: read, and refused for what it says
+        with pytest.raises(NetdataError, match='not JSON'):
+            NetdataApi(host).allmetrics()
+
+
 def test_subprocess_trainer_returns_models_and_stops_a_hung_training(replay, monkeypatch):
     from collector.training import ModelSpec, SubprocessTrainer, TrainingRequest
     cfg = parse_job_config({'host': replay.host, 'train_n_secs': 300})
