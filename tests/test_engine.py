@@ -229,17 +229,24 @@ def test_a_window_the_agent_does_not_hold_is_named_as_the_reason(replay, logger,
     det.close()
 
 
-def test_a_first_window_the_agent_does_not_hold_gives_way_to_the_rolling_window_at_once(replay, logger):
-    """The error line says the rolling window of train_n_secs is tried next: it is, at the next
-    step, not at the charts' retry a minute on (an incident begun meanwhile then trained as normal)."""
-    det = make_detector(replay, logger, initial_train_data_after=START - 9000, initial_train_data_before=START - 8000)
+def _first_models(det, replay, limit):
+    """Start ``det`` and step it, each training waited for, until it has models or for ``limit``
+    steps: how many it took."""
     det.start()
     steps = 0
-    while not det.models and steps < 10:
+    while not det.models and steps < limit:
         det.step()
         det.trainer.wait()
         replay.clock.advance(1)
         steps += 1
+    return steps
+
+
+def test_a_first_window_the_agent_does_not_hold_gives_way_to_the_rolling_window_at_once(replay, logger):
+    """The error line says the rolling window of train_n_secs is tried next: it is, at the next
+    step, not at the charts' retry a minute on (an incident begun meanwhile then trained as normal)."""
+    det = make_detector(replay, logger, initial_train_data_after=START - 9000, initial_train_data_before=START - 8000)
+    _first_models(det, replay, 10)
     assert det.models and any('tried next' in m for m in logger.errors()), logger.lines
     assert all(fm.info['window'][0] > START for fm in det.models.values())
     det.close()
@@ -278,13 +285,7 @@ def test_a_first_window_the_agent_holds_too_little_of_gives_way_to_the_rolling_w
     grows; they train on the rolling window at the next step, as the waiting line says."""
     det = make_detector(replay, logger, initial_train_data_after=START - 1000, initial_train_data_before=START + 20,
                         train_min_n_secs=least)
-    det.start()
-    steps = 0
-    while not det.models and steps < 400:
-        det.step()
-        det.trainer.wait()
-        replay.clock.advance(1)
-        steps += 1
+    steps = _first_models(det, replay, 400)
     assert any('waiting for' in m and 'the rolling window of train_n_secs is tried next' in m
                for _, m in logger.lines), logger.lines
     assert det.models and steps <= 3, (steps, logger.lines)
@@ -2678,30 +2679,33 @@ def test_a_chart_the_agent_stops_collecting_is_a_warning_not_an_error(tampered, 
                                 "it")], logger.lines
 
 
-def test_a_custom_model_one_of_whose_charts_leaves_the_answer_says_so(replay, logger):
-    """A custom model over two charts scores on when one of them stops being collected (a
-    sensor's collector stopped), that chart's last values standing in for it: said once, as a
-    warning naming the chart, and again when it is back; a chart model would say it too."""
+def _custom_model_losing(replay, logger, charts_regex, gone, steps_gone):
+    """A job with the custom model cpu_load over system.cpu and system.load, trained, then
+    stepped ``steps_gone`` times with the charts ``gone`` left out of the agent's answer and
+    twice with them back: the steps, and what the job said of cpu_load."""
     det = AnomalyDetector(parse_job_config({
-        'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000, 'charts_regex': 'none',
+        'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000, 'charts_regex': charts_regex,
         'custom_models': [{'name': 'cpu_load', 'dimensions': 'system.cpu|user,system.load|load1'}]}),
         logger, trainer=ThreadTrainer(), api_factory=lambda c, h: TamperedApi.from_config(c, h))
     det.list_wait = None
     try:
         run_until_trained(det, replay)
-
-        def no_load(body):
-            body.pop('system.load', None)
-            return body
-        TamperedApi.tamper = no_load
-        steps = _steps(det, replay, 4)
+        TamperedApi.tamper = lambda body: {c: v for c, v in body.items() if c not in gone}
+        steps = _steps(det, replay, steps_gone)
         TamperedApi.tamper = None
         steps += _steps(det, replay, 2)
     finally:
         TamperedApi.tamper = None
         det.close()
+    return steps, [(level, m) for level, m in logger.lines if m.startswith("model 'cpu_load'")]
+
+
+def test_a_custom_model_one_of_whose_charts_leaves_the_answer_says_so(replay, logger):
+    """A custom model over two charts scores on when one of them stops being collected (a
+    sensor's collector stopped), that chart's last values standing in for it: said once, as a
+    warning naming the chart, and again when it is back; a chart model would say it too."""
+    steps, said = _custom_model_losing(replay, logger, 'none', {'system.load'}, 4)
     assert all('cpu_load' in s.scores for s in steps)   # still scored, on the chart that answers
-    said = [(level, m) for level, m in logger.lines if m.startswith("model 'cpu_load'")]
     assert said == [('WARNING', "model 'cpu_load': chart system.load is no longer in the agent's answer (gone, or "
                                 "not collected now): its last values stand in until it is back"),
                     ('INFO', "model 'cpu_load': all its charts are back")], logger.lines
@@ -2749,27 +2753,8 @@ def test_the_check_of_custom_models_charts_at_each_step_goes_through_no_chart_mo
 def test_a_custom_model_whose_charts_all_leave_the_answer_is_a_warning_as_a_chart_models_is(replay, logger):
     """Every chart of a custom model gone from an agent that answers (their collector stopped)
     is told as a chart model's chart gone is, a warning naming them, not an error."""
-    det = AnomalyDetector(parse_job_config({
-        'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000, 'charts_regex': 'system\\.ram',
-        'custom_models': [{'name': 'cpu_load', 'dimensions': 'system.cpu|user,system.load|load1'}]}),
-        logger, trainer=ThreadTrainer(), api_factory=lambda c, h: TamperedApi.from_config(c, h))
-    det.list_wait = None
-    try:
-        run_until_trained(det, replay)
-
-        def no_cpu_nor_load(body):
-            body.pop('system.load', None)
-            body.pop('system.cpu', None)
-            return body
-        TamperedApi.tamper = no_cpu_nor_load
-        steps = _steps(det, replay, 3)
-        TamperedApi.tamper = None
-        steps += _steps(det, replay, 2)
-    finally:
-        TamperedApi.tamper = None
-        det.close()
+    steps, said = _custom_model_losing(replay, logger, 'system\\.ram', {'system.cpu', 'system.load'}, 3)
     assert ['cpu_load' in s.scores for s in steps] == [False, False, False, True, True]
-    said = [(level, m) for level, m in logger.lines if m.startswith("model 'cpu_load'")]
     assert said == [('WARNING', "model 'cpu_load': charts system.cpu, system.load are no longer in the agent's "
                                 "answer (gone, or not collected now), skipping it until values are back"),
                     ('INFO', "model 'cpu_load': values are back")], logger.lines
