@@ -20,6 +20,9 @@ PROB_SCALE = 10000   # probability 0..1 sent as hundredths of a percent (divisor
 
 ORDER = ['probability', 'anomaly', 'rate', 'flagged_for']
 RATE_WINDOW_SECONDS = 60   # the node anomaly rate's rolling average, and the window of its share flagged
+# get_data's answer when the job has no model left: data (so python.d counts the updates its charts
+# go without a value) for no dimension of any of its charts (no dimension id holds a newline)
+NO_VALUES = {'\n': 0}
 CHARTS = {
     'probability': {
         'options': [None, 'Anomaly Probability', 'percentage', 'anomalies', 'anomalies.probability', 'line'],
@@ -340,6 +343,14 @@ class AnomaliesService(object):
             return self._stale()
         self._forget_retired_charts()
         self._sync_dimensions(step)
+        models = getattr(self.detector, 'models', None)
+        if models is not None and not models and self.first_prediction_at is not None:
+            # every model removed (the charts it modelled are no longer listed: a container's,
+            # an interface deleted): values for none of the job's charts, so that the framework
+            # declares them obsolete after chart_cleanup updates, as it does a gone model's drivers
+            # chart, instead of keeping them frozen at their last values for the life of the job
+            self.last_data = {}
+            return dict(NO_VALUES)
         if not step.fresh:
             return self._stale()
         self.answered_steps += 1

@@ -584,3 +584,52 @@ def test_a_run_without_a_job_takes_every_job_but_one_whose_name_another_has_take
     assert notes == ["job same not run: its charts would be job local's (give it its own name)",
                      "job my_job not run: its charts would be job my job's (give it its own name)"]
     assert [r['job_name'] for r in select_jobs(str(conf), job='same', host='h:1')] == ['same']
+
+
+def test_a_job_whose_every_model_is_gone_lets_its_charts_be_made_obsolete():
+    """A job whose charts all went (a container's, an interface deleted): once its last model is
+    removed, its charts are left without values, so that after chart_cleanup updates they are
+    declared obsolete, as a gone model's drivers chart is, not kept frozen at the last values
+    (rate, average_prob) for the life of the job; they are declared again when a model comes back."""
+    from collector.runner import Service
+    svc = Service(configuration={'job_name': 'veth', 'chart_cleanup': 3})
+    svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+    svc.create()
+    det = FakeDetector([])
+    det.models = {'net.rv0': object()}
+    svc.detector = det
+
+    def run(step):
+        det.steps.append(step)
+        svc.out.truncate(0), svc.out.seek(0)
+        svc.update(1000000)
+        return svc.out.getvalue()
+    assert 'BEGIN anomalies_veth.rate' in run(FakeStep({'net.rv0': (0.5, 0)}, added=['net.rv0']))
+    run(FakeStep({}, fresh=True))   # no values from its chart for a while
+    del det.models['net.rv0']
+    outs = [run(FakeStep({}, removed=['net.rv0'], fresh=False))]
+    outs += [run(FakeStep({}, fresh=False)) for _ in range(5)]
+    assert not any('BEGIN ' in o for o in outs), outs   # no last values repeated
+    for chart in ('probability', 'anomaly', 'rate', 'flagged_for'):
+        line = "CHART anomalies_veth.{0} 'anomalies_veth.{0}'".format(chart)
+        assert any(line in o and "'obsolete'" in o.split(line)[1].split('\n')[0] for o in outs), (chart, outs)
+    assert "chart 'anomalies_veth.rate' was made obsolete" in svc.log_stream.getvalue()
+    det.models['net.rv0'] = object()
+    back = run(FakeStep({'net.rv0': (0.25, 0)}, added=['net.rv0']))
+    assert "CHART anomalies_veth.rate 'anomalies_veth.rate'" in back and 'BEGIN anomalies_veth.rate' in back
+    assert "'obsolete'" not in back.split("CHART anomalies_veth.rate")[1].split('\n')[0]
+
+
+def test_a_job_not_charted_yet_leaves_its_charts_alone_while_it_has_no_model():
+    """Before its first prediction (models waiting for history), a job has nothing to take down:
+    no chart is declared, obsolete or not, and nothing is logged of them."""
+    from collector.runner import Service
+    svc = Service(configuration={'job_name': 'anomalies', 'chart_cleanup': 2})
+    svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+    svc.create()
+    det = FakeDetector([FakeStep({}, fresh=False) for _ in range(5)])
+    det.models = {}
+    svc.detector = det
+    for _ in range(5):
+        assert not svc.update(1000000)
+    assert svc.out.getvalue() == '' and 'obsolete' not in svc.log_stream.getvalue()
