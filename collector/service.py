@@ -121,6 +121,15 @@ def describe_drivers(drivers, top=3):
     return ', '.join(parts) or 'no dimension stands out'
 
 
+def _made_obsolete(chart):
+    """Whether the framework declared ``chart`` obsolete (python.d's chart, else the standalone
+    base's), or never declared it at all."""
+    flags = getattr(chart, 'flags', None)
+    if flags is not None:
+        return flags.obsoleted or not flags.created
+    return not chart.declared or bool(chart.cleanup) and chart.idle >= chart.cleanup
+
+
 class AnomaliesService(object):
     """Per-chart ML anomaly detection job (see the module docstring)."""
 
@@ -289,7 +298,12 @@ class AnomaliesService(object):
         self.drivers_refused.discard(model_id)
         self.driver_ids.pop(model_id, None)
         chart_id = drivers_chart(model_id, self.drivers_limit)
-        if chart_id in self.charts:
+        if chart_id in self.charts and _made_obsolete(self.charts[chart_id]):
+            # declared obsolete already (its model went without values for chart_cleanup updates
+            # before it was removed): taking its dimensions away would declare it live again, an
+            # empty chart in the menu until made obsolete once more; the agent drops it as it is
+            del self.charts[chart_id]
+        elif chart_id in self.charts:
             chart = self.charts[chart_id]
             for dim in [d.id for d in chart]:
                 chart.del_dimension(dim, hide=False)
@@ -316,10 +330,7 @@ class AnomaliesService(object):
             if chart is None or any(True for _ in chart):
                 del self.retiring[chart_id]
                 continue
-            flags = getattr(chart, 'flags', None)   # python.d's chart, else the standalone base's
-            done = (flags.obsoleted if flags is not None
-                    else not chart.declared or bool(chart.cleanup) and chart.idle >= chart.cleanup)
-            if done or (cleanup == 0 and updates >= 2):
+            if _made_obsolete(chart) or (cleanup == 0 and updates >= 2):
                 del self.charts[chart_id]
                 del self.retiring[chart_id]
             else:

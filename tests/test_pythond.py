@@ -533,7 +533,7 @@ def test_drivers_charts_follow_their_models_dimensions_and_go_with_the_models(mo
     for _ in range(4):
         run(FakeStep({'apps.cpu': (0.1, 0)}))
     lines = [ln for ln in svc.out.getvalue().split('\n') if ln.startswith('CHART anomalies.drivers_cgroup_old.cpu ')]
-    assert len(lines) >= 3 and " 'obsolete' " in lines[-1] and 'drivers_cgroup_old.cpu' not in svc.charts, lines
+    assert len(lines) == 2 and " 'obsolete' " in lines[-1] and 'drivers_cgroup_old.cpu' not in svc.charts, lines
     # a container scored with no flag never had its drivers chart sent: dropped with its model
     det.models['cgroup_quiet.cpu'] = Model('user')
     run(FakeStep({'apps.cpu': (0.1, 0), 'cgroup_quiet.cpu': (0.1, 0)}, added=['cgroup_quiet.cpu']))
@@ -633,3 +633,31 @@ def test_a_job_not_charted_yet_leaves_its_charts_alone_while_it_has_no_model():
     for _ in range(5):
         assert not svc.update(1000000)
     assert svc.out.getvalue() == '' and 'obsolete' not in svc.log_stream.getvalue()
+
+
+def test_a_drivers_chart_made_obsolete_before_its_model_is_removed_is_not_declared_again():
+    """A model whose chart went without values (an interface deleted) has its drivers chart made
+    obsolete after chart_cleanup updates; when its model is removed a minute or two later, that
+    chart stays obsolete: not declared live again, empty, for chart_cleanup more updates (an empty
+    chart back in the menu, and a second 'made obsolete' line in the log)."""
+    from collector.runner import Service
+    svc = Service(configuration={'job_name': 'anomalies', 'attribution_charts': True, 'chart_cleanup': 3})
+    svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+    svc.create()
+    both = {'system.cpu': (0.2, 0), 'net.rv0': (0.3, 0)}
+    steps = [FakeStep(both, added=list(both))]
+    steps += [FakeStep({'system.cpu': (0.2, 0)}) for _ in range(5)]                  # net.rv0 without values
+    steps += [FakeStep({'system.cpu': (0.2, 0)}, removed=['net.rv0'] if i == 0 else ()) for i in range(6)]
+    for s in steps:
+        s.drivers = {m: [('h::{}|sent'.format(m), 1.0)] for m in s.scores}
+    svc.detector = FakeDetector(list(steps))
+    outs = []
+    for _ in steps:
+        svc.out.truncate(0), svc.out.seek(0)
+        svc.update(1000000)
+        outs.append(svc.out.getvalue())
+    line = "CHART anomalies.drivers_net.rv0 "
+    declared = [(i, o.split(line)[1].split('\n')[0]) for i, o in enumerate(outs) if line in o]
+    assert [i for i, _ in declared] == [0, 3] and "'obsolete'" in declared[-1][1], declared
+    assert svc.log_stream.getvalue().count("chart 'anomalies.drivers_net.rv0' was made obsolete") == 1
+    assert 'drivers_net.rv0' not in svc.charts and 'net.rv0_prob' not in svc.charts['probability']
