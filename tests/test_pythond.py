@@ -460,6 +460,20 @@ def test_a_dimension_the_framework_refuses_costs_only_its_model(monkeypatch):
     assert "charts of model 'apps.cpu' not changed: ChartError('refused')" in svc.log_stream.getvalue()
 
 
+
+def _drivers_through(svc, steps, dim):
+    """``steps`` (each model's drivers on its dimension ``dim``) taken up by ``svc``, one update
+    each: what each update wrote."""
+    for s in steps:
+        s.drivers = {m: [('h::{}|{}'.format(m, dim), 1.0)] for m in s.scores}
+    svc.detector = FakeDetector(list(steps))
+    outs = []
+    for _ in steps:
+        svc.out.truncate(0), svc.out.seek(0)
+        svc.update(1000000)
+        outs.append(svc.out.getvalue())
+    return outs
+
 @pytest.mark.parametrize('cleanup, obsolete_at', [(None, [10]), (3, [3]), (0, [])])
 def test_a_gone_models_drivers_chart_is_retired_at_once_and_made_obsolete_after_chart_cleanup(cleanup, obsolete_at):
     """What python.d does with a chart left without values, the standalone base does too: its
@@ -476,14 +490,7 @@ def test_a_gone_models_drivers_chart_is_retired_at_once_and_made_obsolete_after_
     steps = [FakeStep(both, added=['system.cpu', 'system.ram'])]
     steps += [FakeStep({'system.cpu': (0.2, 0)}, removed=['system.ram'] if i == 0 else ()) for i in range(12)]
     steps += [FakeStep(both, added=['system.ram'])]
-    for s in steps:
-        s.drivers = {m: [('h::{}|used'.format(m), 1.0)] for m in s.scores}
-    svc.detector = FakeDetector(list(steps))
-    outs = []
-    for _ in steps:
-        svc.out.truncate(0), svc.out.seek(0)
-        svc.update(1000000)
-        outs.append(svc.out.getvalue())
+    outs = _drivers_through(svc, steps, 'used')
     assert "DIMENSION 'system.ram|used' 'used' absolute 1 100 'obsolete'" in outs[1]   # at once
     obsolete = "CHART anomalies.drivers_system.ram 'anomalies.drivers_system.ram'"
     assert [i for i, o in enumerate(outs) if obsolete in o and "'obsolete'" in o.split(obsolete)[1].split('\n')[0]] \
@@ -648,14 +655,7 @@ def test_a_drivers_chart_made_obsolete_before_its_model_is_removed_is_not_declar
     steps = [FakeStep(both, added=list(both))]
     steps += [FakeStep({'system.cpu': (0.2, 0)}) for _ in range(5)]                  # net.rv0 without values
     steps += [FakeStep({'system.cpu': (0.2, 0)}, removed=['net.rv0'] if i == 0 else ()) for i in range(6)]
-    for s in steps:
-        s.drivers = {m: [('h::{}|sent'.format(m), 1.0)] for m in s.scores}
-    svc.detector = FakeDetector(list(steps))
-    outs = []
-    for _ in steps:
-        svc.out.truncate(0), svc.out.seek(0)
-        svc.update(1000000)
-        outs.append(svc.out.getvalue())
+    outs = _drivers_through(svc, steps, 'sent')
     line = "CHART anomalies.drivers_net.rv0 "
     declared = [(i, o.split(line)[1].split('\n')[0]) for i, o in enumerate(outs) if line in o]
     assert [i for i, _ in declared] == [0, 3] and "'obsolete'" in declared[-1][1], declared
