@@ -460,7 +460,6 @@ def test_a_dimension_the_framework_refuses_costs_only_its_model(monkeypatch):
     assert "charts of model 'apps.cpu' not changed: ChartError('refused')" in svc.log_stream.getvalue()
 
 
-
 def _drivers_through(svc, steps, dim):
     """``steps`` (each model's drivers on its dimension ``dim``) taken up by ``svc``, one update
     each: what each update wrote."""
@@ -473,6 +472,7 @@ def _drivers_through(svc, steps, dim):
         svc.update(1000000)
         outs.append(svc.out.getvalue())
     return outs
+
 
 @pytest.mark.parametrize('cleanup, obsolete_at', [(None, [10]), (3, [3]), (0, [])])
 def test_a_gone_models_drivers_chart_is_retired_at_once_and_made_obsolete_after_chart_cleanup(cleanup, obsolete_at):
