@@ -136,8 +136,27 @@ def split_key(column):
 MAX_ANSWER_BYTES = 256 * 1024 * 1024
 
 
+READ_PART_BYTES = 1024 * 1024   # an answer without a length is read in parts of this size
+
+
 class AnswerTooLarge(Exception):
     pass
+
+
+def _read_capped(response):
+    """The body of ``response``, or None when it is longer than MAX_ANSWER_BYTES (left unread). In
+    parts without a length: Python 3.9's ``read(n)`` sets aside n bytes before it reads any."""
+    if response.length is not None:
+        return None if response.length > MAX_ANSWER_BYTES else response.read()
+    parts, size = [], 0
+    while True:
+        part = response.read(READ_PART_BYTES)
+        if not part:
+            return b''.join(parts)
+        size += len(part)
+        if size > MAX_ANSWER_BYTES:
+            return None
+        parts.append(part)
 
 
 class _KeepAlive:
@@ -167,8 +186,8 @@ class _KeepAlive:
             try:
                 conn.request('GET', path, headers=self.headers)
                 r = conn.getresponse()
-                data = r.read(MAX_ANSWER_BYTES + 1)
-                if len(data) > MAX_ANSWER_BYTES:
+                data = _read_capped(r)
+                if data is None:
                     self.close()   # the rest unread: the connection cannot carry another request
                     raise AnswerTooLarge('answered over {} MiB'.format(MAX_ANSWER_BYTES // (1024 * 1024)))
             except (http.client.HTTPException, OSError) as e:

@@ -1767,6 +1767,15 @@ class _Endless(BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.send_response(200)
+        if 'charts' in self.path:   # a length given, over the limit: refused before it is read
+            body = b'[' * (2 * 1024 * 1024)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            try:
+                self.wfile.write(body)
+            except OSError:
+                pass
+            return
         self.send_header('Transfer-Encoding', 'chunked')
         self.end_headers()
         chunk = b'[' * 65536
@@ -1784,8 +1793,9 @@ def test_an_answer_over_the_size_limit_is_left_unread_and_said(monkeypatch):
     import collector.netdata_api as netdata_api
     monkeypatch.setattr(netdata_api, 'MAX_ANSWER_BYTES', 1024 * 1024)
     with serving(_Endless) as host:
-        with pytest.raises(NetdataError, match=r"answered over 1 MiB: not an agent's answer, left unread"):
-            NetdataApi(host).allmetrics()
+        for read in (NetdataApi(host).allmetrics, NetdataApi(host).charts):   # without a length, and with one
+            with pytest.raises(NetdataError, match=r"answered over 1 MiB: not an agent's answer, left unread"):
+                read()
     with serving(_Garbage) as host:   # a short answer: read, and refused for what it says
         with pytest.raises(NetdataError, match='not JSON'):
             NetdataApi(host).allmetrics()
