@@ -698,6 +698,8 @@ def parse_job_config(raw, job_name=None):
     )
 
 
+# charts of 1.37 agents that only ever climb (seconds since a start), as charts_regex may take them
+CLIMBING_CHARTS = ('system.uptime', 'netdata.uptime', 'apps.uptime', 'users.uptime', 'groups.uptime')
 SHORT_RETRAIN_STEPS = 120   # train_every_n below it: trainings and the steps after them hold flags most of the time
 WIDE_CONTAMINATION = 0.05
 
@@ -736,6 +738,11 @@ def config_warnings(cfg):
                      "step reads".format(cfg.train_n_secs, MAX_ROWS))
     notes += _initial_window_notes(cfg)
     notes += _retired_key_notes(cfg)
+    climbing = [c for c in CLIMBING_CHARTS if cfg.chart_matches(c)]
+    if climbing:
+        notes.append("key 'charts_to_exclude': it leaves {} in scope: a time since a start only climbs, past every "
+                     "training window, so such a chart is flagged for good between trainings (the default "
+                     "leaves out '*.uptime')".format(', '.join(climbing)))
     if cfg.models_dir not in (None, 'auto') and not os.path.isabs(os.path.expanduser(cfg.models_dir)):
         notes.append("key 'models_dir': {} is not an absolute path: models are saved relative to the folder the "
                      "plugin runs in ('auto' keeps them in the agent's lib dir)".format(cfg.models_dir))

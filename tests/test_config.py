@@ -674,3 +674,15 @@ def test_a_password_that_is_not_a_string_is_refused_without_its_value(value):
     text = str(e.value) + ' '.join(e.value.errors)
     assert "key 'password': expected a string, got " in text
     assert 's3cr3t' not in text and '73519842' not in text and '1.5' not in text, text
+
+
+def test_a_scope_that_takes_an_uptime_chart_is_warned_of():
+    """system.uptime only climbs: modelled, it is flagged once the models are older than the
+    window they were fitted on (the retired collector's configs set charts_to_exclude whole)."""
+    notes = config_warnings(parse_job_config({'charts_to_exclude': 'None'}))
+    assert len(notes) == 1 and 'system.uptime' in notes[0] and "'*.uptime'" in notes[0], notes
+    notes = config_warnings(parse_job_config({'charts_regex': r'system\..*|netdata\.uptime',
+                                              'charts_to_exclude': 'system.entropy'}))
+    assert 'leaves system.uptime, netdata.uptime in scope' in notes[0]
+    assert config_warnings(parse_job_config({'charts_to_exclude': 'system.uptime,system.entropy'})) == []
+    assert config_warnings(parse_job_config({'charts_regex': r'system\.cpu', 'charts_to_exclude': 'None'})) == []
