@@ -414,7 +414,9 @@ if [ "$mode" = check ]; then
       # a job file python.d.plugin cannot read, or a key the job refuses, starts no job: the
       # charts never come, which 'no chart yet' below would put down to the training's wait
       if [ -f "$user_conf" ]; then
-        if conf_said="$(cd / && "$mvenv/bin/python" -m collector check-config "$user_conf" 2>&1)"; then
+        # checked for the user the agent runs its plugins as, not for root (who may write anywhere)
+        as_agent=(); id -u netdata >/dev/null 2>&1 && as_agent=(--user netdata)
+        if conf_said="$(cd / && "$mvenv/bin/python" -m collector check-config ${as_agent[@]+"${as_agent[@]}"} "$user_conf" 2>&1)"; then
           while IFS= read -r line; do say "$line"; done <<< "$conf_said"
         else
           while IFS= read -r line; do

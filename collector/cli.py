@@ -138,6 +138,13 @@ def cmd_run(args):
 def cmd_check_config(args):
     from .config import (ConfigError, config_warnings, load_config_file, parse_job_config, pythond_skips,
                          served_name)
+    if args.user is not None:
+        try:
+            import pwd
+            pwd.getpwnam(args.user)
+        except (ImportError, KeyError):
+            print('check-config: --user {}: no such user here'.format(args.user), file=sys.stderr)
+            return 2
     notes = []
     try:
         jobs = load_config_file(args.file, notes)
@@ -165,7 +172,7 @@ def cmd_check_config(args):
         print('{}: job {}: ok (host {}, model {}, {} custom model{})'.format(
             args.file, name, cfg.host, cfg.model, len(cfg.custom_models), '' if len(cfg.custom_models) == 1 else 's'),
             flush=True)
-        for line in config_warnings(cfg):
+        for line in config_warnings(cfg, args.user):
             print('{}: job {}: warning: {}'.format(args.file, name, line), file=sys.stderr, flush=True)
         if cfg.prometheus_textfile:
             exports.setdefault(('prometheus_textfile', os.path.abspath(cfg.prometheus_textfile)), []).append(name)
@@ -554,6 +561,8 @@ def build_parser():
 
     c = sub.add_parser('check-config', help='validate a config file; non-zero exit with the reasons')
     c.add_argument('file', help='the anomalies.conf to check (python.d job file)')
+    c.add_argument('--user', help="the user the jobs run as (install.sh --check gives the agent's): whether it "
+                                  "may write where the jobs write is checked for it (default: this user)")
     c.set_defaults(func=cmd_check_config)
 
     rc = sub.add_parser('record', help='record a live Netdata agent into a recording folder')

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
+from .files import may_write_into
 from .models import DEEP_MODELS, MIN_TRAIN_ROWS, MODEL_NAMES, deep_available, model_members, valid_model
 from .netdata_api import MAX_ROWS   # the most rows the agent answers one query with
 from .protocol import pythond_name, safe_id
@@ -704,9 +705,10 @@ SHORT_RETRAIN_STEPS = 120   # train_every_n below it: trainings and the steps af
 WIDE_CONTAMINATION = 0.05
 
 
-def config_warnings(cfg):
+def config_warnings(cfg, user=None):
     """What a valid configuration does that its writer most likely did not mean: one line per
-    key, said by check-config and logged as a warning when the job starts (it still runs)."""
+    key, said by check-config and logged as a warning when the job starts (it still runs).
+    ``user``: the user files are written as (the agent's, for check-config run by root)."""
     notes = []
     if cfg.squash is not None and not cfg.level_features:
         notes.append("key 'level_squash': {:g} does nothing with level_features false (it squashes the level "
@@ -754,7 +756,19 @@ def config_warnings(cfg):
         if not os.path.isdir(folder):
             notes.append("key 'prometheus_textfile': the folder {} does not exist: the file is written once it "
                          "does".format(folder))
+        elif not may_write_into(folder, user):
+            notes.append("key 'prometheus_textfile': the folder {} is not writable by {}: the file is not written "
+                         "until it is".format(folder, 'the user ' + user if user else 'this user (' + _user_name() + ')'))
     return notes
+
+
+def _user_name():
+    """The user this process runs as, by name where it has one (the agent's is 'netdata')."""
+    try:
+        import pwd
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return 'uid {}'.format(os.geteuid())
 
 
 def _retired_key_notes(cfg):

@@ -22,3 +22,26 @@ def write_atomically(path, data, mode=0o644):
         except OSError:
             pass
         raise
+
+
+def may_write_into(folder, user=None):
+    """Whether ``user`` (a name; None: this process) may create files in ``folder``.
+
+    By the folder's owner, group and mode bits, so that root (``install.sh --check``) can answer
+    for the agent's user, for whom ``os.access`` cannot be asked; ACLs are not read.
+    """
+    if user is None:
+        return os.access(folder, os.W_OK | os.X_OK)
+    import grp
+    import pwd
+    entry = pwd.getpwnam(user)
+    if entry.pw_uid == 0:
+        return True
+    st = os.stat(folder)
+    if st.st_uid == entry.pw_uid:
+        shift = 6
+    elif st.st_gid in os.getgrouplist(user, entry.pw_gid) or user in grp.getgrgid(st.st_gid).gr_mem:
+        shift = 3
+    else:
+        shift = 0
+    return (st.st_mode >> shift) & 0o3 == 0o3

@@ -12,6 +12,12 @@ from collector.config import (ConfigError, config_warnings, job_configs_from_fil
 from conftest import ROOT
 
 
+def check_config_output(conf, *options):
+    r = subprocess.run([sys.executable, '-m', 'collector', 'check-config', *options, str(conf)], cwd=ROOT,
+                       capture_output=True, text=True)
+    return r.stdout + r.stderr
+
+
 def errors_for(raw):
     with pytest.raises(ConfigError) as e:
         parse_job_config(raw)
@@ -686,3 +692,34 @@ def test_a_scope_that_takes_an_uptime_chart_is_warned_of():
     assert 'leaves system.uptime, netdata.uptime in scope' in notes[0]
     assert config_warnings(parse_job_config({'charts_to_exclude': 'system.uptime,system.entropy'})) == []
     assert config_warnings(parse_job_config({'charts_regex': r'system\.cpu', 'charts_to_exclude': 'None'})) == []
+
+
+def test_a_textfile_folder_this_user_cannot_write_is_warned_of(tmp_path, monkeypatch):
+    """install.sh --check runs check-config as the agent's user, so a node-exporter folder only
+    root may write is said before the job starts and never writes its file."""
+    folder = tmp_path / 'textfile'
+    folder.mkdir()
+    cfg = parse_job_config({'prometheus_textfile': str(folder / 'anomalies.prom')})
+    assert config_warnings(cfg) == []
+    real_access = os.access
+    monkeypatch.setattr(os, 'access', lambda p, mode: False if str(p) == str(folder) else real_access(p, mode))
+    notes = config_warnings(cfg)
+    assert len(notes) == 1 and notes[0].startswith(
+        "key 'prometheus_textfile': the folder {} is not writable by this user (".format(folder)), notes
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='needs a folder owned by another user than the one checked')
+def test_check_config_as_root_says_what_the_agents_user_may_not_write(tmp_path):
+    """Root may write anywhere: install.sh --check asks for the agent's user by name."""
+    import pwd
+    user = pwd.getpwuid(65534).pw_name   # nobody: neither the folder's owner nor in its group
+    folder = tmp_path / 'textfile'
+    folder.mkdir(mode=0o755)
+    conf = tmp_path / 'a.conf'
+    conf.write_text("anomalies:\n  prometheus_textfile: '{}/anomalies.prom'\n".format(folder))
+    said = check_config_output(conf, '--user', user)
+    assert "key 'prometheus_textfile': the folder {} is not writable by the user {}".format(folder, user) in said
+    assert 'not writable' not in check_config_output(conf)   # root's own check
+    folder.chmod(0o777)
+    assert 'not writable' not in check_config_output(conf, '--user', user)
+    assert 'no such user here' in check_config_output(conf, '--user', 'no-such-user-x')
