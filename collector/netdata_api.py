@@ -69,6 +69,38 @@ NO_ANSWER = 'no answer in'   # how a timed-out read is told, in messages that pa
 # the agent's answer (HTTP 404) to a path under /host/<name>/ for a node it does not hold
 UNKNOWN_NODE = b'does not maintain a database for host'
 
+# the statuses with which an agent refuses a reader or asks it to wait, the words it answers
+# them with (plain text), and what they mean: Netdata 2.x's are not the 1.37 ones (an address its
+# [web] 'allow ... from' settings keep out gets 451 where 1.37 said 403; an anonymous reader of
+# an agent that wants a signed-in one, as with bearer token protection on, 412; /api/v1/info is
+# 503, with no words, while the agent starts)
+REFUSALS = {
+    403: ('You are not allowed to access this resource', "its [web] 'allow ... from' settings keep this address out"),
+    412: ('You need to be authorized to access this resource',
+          'it wants a signed-in reader, as Netdata 2.x does with bearer token protection on: this job sends '
+          'basic auth (username/password) only'),
+    451: ('You need to be authorized to access this resource',
+          "Netdata 2.x: its [web] 'allow ... from' settings keep this address out"),
+    503: ('', 'Netdata 2.x answers so while it starts: it should answer in a few seconds'),
+}
+
+
+def refusal(status, body):
+    """': <the agent's own words> (<what they mean>)' for an answer refusing a reader or asking it
+    to wait (``REFUSALS``), '' for any other: a bare 451 or 412 tells a person nothing. A proxy's
+    page (HTML) is not quoted, nor explained as the agent's."""
+    known = REFUSALS.get(status)
+    if known is None:
+        return ''
+    words, meaning = known
+    text = bytes(body or b'')[:300].decode('utf-8', 'replace').strip()
+    if '<' in text:
+        return ''
+    said = text.splitlines()[0][:120] if text else ''
+    if said and (not words or words not in said):
+        return ': {}'.format(said)   # someone else's words (a proxy's): as they are, not explained
+    return ': {} ({})'.format(said, meaning) if said else ' ({})'.format(meaning)
+
 
 class NetdataError(RuntimeError):
     """The agent could not be reached or gave an answer that cannot be used. ``reason`` says
@@ -268,6 +300,8 @@ class NetdataApi:
                 # that has not streamed to it (Netdata's own answer says so, in a page no log shows)
                 why = (": it holds no node {!r} (a child is named by its hostname or machine GUID, as the parent's "
                        "/api/v1/info lists them in mirrored_hosts)".format(('/' + prefix).rsplit('/host/', 1)[-1]))
+            else:
+                why = refusal(status, data)
             raise NetdataError('{} answered HTTP {}{}'.format(shown, status, why),
                                '{} answered HTTP {}{}'.format(self.host, status, why), status)
         try:

@@ -13,7 +13,7 @@ import sys
 import time
 from urllib.parse import quote
 
-from .netdata_api import MAX_ROWS
+from .netdata_api import MAX_ROWS, json_loads, refusal
 
 
 class RecordError(RuntimeError):
@@ -67,7 +67,7 @@ def _get(session, url, timeout):
     except requests.RequestException as e:
         raise RecordError('cannot reach {}: {}'.format(url, _root_cause(e)))
     if r.status_code != 200:
-        raise RecordError('{} answered HTTP {}'.format(url, r.status_code))
+        raise RecordError('{} answered HTTP {}{}'.format(url, r.status_code, refusal(r.status_code, r.content)))
     return r.content
 
 
@@ -194,7 +194,8 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
         raise RecordError('{}/api/v1/info did not answer like a Netdata agent'.format(base))
     charts_raw, charts_body, charts = _chart_list(session, base, timeout, rx)
     try:
-        latest = json.loads(_get(session, base + '/api/v1/allmetrics?format=json', timeout))
+        # (json_loads: a value that is not finite comes as C prints it, a bare inf, from many an agent)
+        latest = json_loads(_get(session, base + '/api/v1/allmetrics?format=json', timeout))
         # the agent's own clock: the newest second it has collected
         stamps = [c.get('last_updated') for c in latest.values() if isinstance(c, dict)]
         now = max((s for s in stamps if isinstance(s, (int, float)) and not isinstance(s, bool)

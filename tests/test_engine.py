@@ -1883,6 +1883,52 @@ def test_a_child_node_the_parent_does_not_hold_is_named_as_such():
         assert str(e.value).endswith('/nothing/here answered HTTP 404'), e.value
 
 
+class _Refusing(BaseHTTPRequestHandler):
+    """An agent that refuses this reader, as Netdata's web server does: 1.37 with 403, 2.x with
+    451 (its [web] 'allow ... from' ACL) or 412 (an anonymous reader where a signed-in one is
+    needed), /api/v1/info with an empty 503 while 2.x starts; or a proxy's own 403 page."""
+    ANSWERS = {'/acl-1.37': (403, b'You are not allowed to access this resource.'),
+               '/acl-2.x': (451, b'You need to be authorized to access this resource'),
+               '/bearer': (412, b'You need to be authorized to access this resource'),
+               '/starting': (503, b''),
+               '/proxy': (403, b'<html><body>403 Forbidden</body></html>'),
+               '/proxy-text': (403, b'Forbidden by policy\n'),
+               '/broken': (500, b'You need to be authorized to access this resource')}
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        code, body = self.ANSWERS[self.path.split('?')[0].split('/api/')[0]]
+        self.send_response(code)
+        self.send_header('Content-Type', 'text/plain')
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_an_agent_refusing_the_reader_is_said_in_its_words_and_what_they_mean():
+    """Netdata 2.x refuses with statuses 1.37 never used (451, 412): a bare 'answered HTTP 451'
+    sends a person to look it up; the agent's own words and their meaning are said."""
+    told = {}
+    with serving(_Refusing) as host:
+        for path in _Refusing.ANSWERS:
+            with pytest.raises(NetdataError) as e:
+                NetdataApi(host + path).charts()
+            told[path] = str(e.value).split(' answered ', 1)[1]
+            assert e.value.status == _Refusing.ANSWERS[path][0]
+    assert told['/acl-2.x'] == ("HTTP 451: You need to be authorized to access this resource (Netdata 2.x: its "
+                                "[web] 'allow ... from' settings keep this address out)")
+    assert told['/acl-1.37'] == ("HTTP 403: You are not allowed to access this resource. (its [web] 'allow ... from' "
+                                 "settings keep this address out)")
+    assert told['/bearer'].startswith('HTTP 412: You need to be authorized to access this resource (it wants a '
+                                      'signed-in reader, as Netdata 2.x does with bearer token protection on')
+    assert told['/starting'] == 'HTTP 503 (Netdata 2.x answers so while it starts: it should answer in a few seconds)'
+    assert told['/proxy'] == 'HTTP 403'                            # a proxy's page: neither quoted nor explained
+    assert told['/proxy-text'] == 'HTTP 403: Forbidden by policy'  # another's words: as they are
+    assert told['/broken'] == 'HTTP 500'                           # other statuses as before
+
+
 def test_no_chart_in_scope_on_an_agent_seconds_old_is_a_wait_not_an_error(recording, tmp_path):
     """python.d starts the job with its agent, which lists its charts as its collectors start:
     an empty scope then is said once as a wait. On an agent with history it is an error."""

@@ -3,6 +3,7 @@ import glob
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -642,6 +643,50 @@ def test_record_refuses_an_agent_that_answers_something_else_in_one_line(replay,
     with pytest.raises(rec_mod.RecordError, match='{} did not answer like a Netdata agent'.format(path)):
         rec_mod.record(replay.host, 60, str(tmp_path / 'rec'), past=True, stream=io.StringIO())
     assert not os.path.exists(str(tmp_path / 'rec'))
+
+
+def test_record_reads_an_allmetrics_answer_with_a_value_that_is_not_finite(replay, tmp_path, monkeypatch):
+    """Netdata prints a dimension's last value of +-inf in allmetrics as C does, a bare inf (1.37
+    and 2.x before its newest releases, which print null): one such value among hundreds of
+    charts is still an agent's answer, recorded as it came."""
+    import io
+    from collector import record as rec_mod
+    import requests
+    real = rec_mod._get
+    body = real(requests.Session(), 'http://{}/api/v1/allmetrics?format=json'.format(replay.host), 10)
+    body = re.sub(rb'("guest":\{"name":"guest","value":)[^}]*', rb'\1 inf', body)
+    body = re.sub(rb'("system":\{"name":"system","value":)[^}]*', rb'\1 -inf', body, count=1)
+    assert b' inf' in body and b' -inf' in body
+    monkeypatch.setattr(rec_mod, '_get', lambda s, url, t: body if 'allmetrics' in url else real(s, url, t))
+    out = str(tmp_path / 'rec')
+    assert rec_mod.record(replay.host, 30, out, charts_regex=r'system\.cpu$', past=True, stream=io.StringIO()) == []
+    with open(os.path.join(out, 'allmetrics.sample.json'), 'rb') as f:
+        assert f.read() == body
+
+
+def test_record_says_what_a_2x_agent_refusing_it_means(replay, tmp_path, monkeypatch):
+    """Netdata 2.x answers /api/v1/info with 503 while it starts, and 451 to an address its [web]
+    'allow ... from' settings keep out: said with what it means, not as a bare status."""
+    import io
+    import requests
+    from collector import record as rec_mod
+
+    class Answer:
+        def __init__(self, status, content):
+            self.status_code, self.content = status, content
+
+    class Session:
+        answer = None
+
+        def get(self, url, timeout):
+            return self.answer
+    for status, content, meaning in ((503, b'', 'while it starts'),
+                                     (451, b'You need to be authorized to access this resource', "'allow ... from'")):
+        Session.answer = Answer(status, content)
+        monkeypatch.setattr(requests, 'Session', Session)
+        with pytest.raises(rec_mod.RecordError) as e:
+            rec_mod.record(replay.host, 30, str(tmp_path / str(status)), past=True, stream=io.StringIO())
+        assert '/api/v1/info answered HTTP {}'.format(status) in str(e.value) and meaning in str(e.value), e.value
 
 
 def test_allmetrics_filter_like_the_agent(replay):
