@@ -384,6 +384,18 @@ host_hint() {
   say "warning: the jobs of $user_conf read the agent at $(paste -sd, <<< "$hosts" | sed 's/,/, /g')," \
       "not this one (127.0.0.1:$port): for this agent's charts, set host: '127.0.0.1:$port' there"
 }
+foreach_note() {  # a health file holding `foreach` (the retired collector's alarms, kept by an install), told
+  # Netdata 1.39 and later no longer make one alert per dimension of a `foreach` lookup (netdata/netdata#15472):
+  # 2.x loads the template as one alert on the sum of all its chart's dimensions, after logging
+  # "unknown keyword 'foreach'"; on anomalies.probability, 36 probabilities summed, a warning that never clears
+  [ -f "$health_conf" ] || return 0
+  local lines
+  lines="$(grep -nE '^[^#]*(^|[[:space:]])foreach([[:space:]]|$)' "$health_conf" | cut -d: -f1 | paste -sd, - || true)"
+  [ -n "$lines" ] || return 0
+  say "warning: $health_conf has 'foreach' (line ${lines//,/, }), as the retired collector's alarms had:" \
+      "Netdata 1.39 and later make no alert per dimension of it, 2.x one on the sum of the chart's dimensions" \
+      "(36 probabilities summed: a warning that never clears); replace the file with $here/health.d/anomalies.conf"
+}
 make_dir() {  # make_dir DIR: mkdir -p, recording each folder it creates (one per line) for --uninstall
   local d="$1" new=()
   while [ ! -e "$d" ]; do new=("$d" ${new[@]+"${new[@]}"}); d="$(dirname "$d")"; done
@@ -429,6 +441,7 @@ if [ "$mode" = check ]; then
   fi
   grep -qE '^anomalies: *yes' "$pythond_conf" 2>/dev/null && say "enabled in $pythond_conf" || { say "not enabled in $pythond_conf"; ok=0; }
   host_hint
+  foreach_note
   if command -v curl >/dev/null 2>&1; then
     body="$(curl -fsS "http://127.0.0.1:$port/api/v1/charts" 2>/dev/null || true)"
     if [ -z "$body" ]; then
@@ -627,6 +640,7 @@ if [ -f "$here/health.d/anomalies.conf" ]; then
     say "updated $health_conf to this version's (you had not edited it)"
   elif ! cmp -s "$here/health.d/anomalies.conf" "$health_conf"; then
     say "kept your $health_conf (this version's alarms: $here/health.d/anomalies.conf)"
+    foreach_note
   fi
 fi
 if [ ! -f "$pythond_conf" ]; then

@@ -363,3 +363,42 @@ def test_the_venv_is_built_in_a_folder_nobody_else_could_have_put_in_place(tmp_p
     assert os.path.isfile(target + '/pyvenv.cfg') and not os.path.islink(target)
     assert oct(os.stat(target).st_mode & 0o777) == '0o755'
     assert sorted(os.listdir(str(lib))) == ['anomalies-venv']
+
+
+RETIRED_ALARMS = """# raise a warning alarm if an anomaly probability is consistently above 50%
+
+ template: anomalies_anomaly_probabilities
+       on: anomalies.probability
+   lookup: average -2m foreach *
+    every: 1m
+     warn: $this > 50
+
+ template: anomalies_anomaly_flags
+       on: anomalies.anomaly
+   lookup: sum -2m foreach *
+    every: 1m
+     warn: $this > 10
+"""
+
+
+def test_a_kept_health_file_with_the_retired_foreach_alarms_is_told(tmp_path):
+    """A health.d/anomalies.conf an install keeps (the user's, often a copy of the retired
+    collector's stock alarms) with `foreach` templates: Netdata 1.39 and later no longer make one
+    alert per dimension of them, 2.x one on the sum of the chart's dimensions, which on this
+    module's charts never clears. --check says so; the shipped file is no such one."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    health = os.path.join(prefix, 'etc/netdata/health.d')
+    os.makedirs(health)
+    with open(os.path.join(health, 'anomalies.conf'), 'w') as f:
+        f.write(RETIRED_ALARMS)
+    rc, out = check('--prefix', prefix)
+    assert ("warning: {}/anomalies.conf has 'foreach' (line 5, 11), as the retired collector's alarms had: "
+            "Netdata 1.39 and later".format(health)) in out, out
+    assert 'replace the file with {}/health.d/anomalies.conf'.format(ROOT) in out
+    with open(os.path.join(ROOT, 'health.d', 'anomalies.conf')) as f:
+        shipped = f.read()
+    with open(os.path.join(health, 'anomalies.conf'), 'w') as f:
+        f.write(shipped)   # the shipped alarms name foreach in a comment only
+    rc, out = check('--prefix', prefix)
+    assert 'foreach' not in out, out
