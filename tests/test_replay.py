@@ -1003,3 +1003,83 @@ def test_a_chart_id_with_a_slash_names_no_file_outside_the_recording(recording, 
     assert "chart '../../escaped' failed: its id is no file name" in stream.getvalue()
     assert os.listdir(str(out / 'data')) == ['system.cpu.json.gz']
     assert sorted(os.listdir(str(tmp_path))) == ['a'] and os.listdir(str(tmp_path / 'a')) == ['b']
+
+
+class _Agent2x:
+    """The replay's answers as Netdata 2.x lays them out (src/web/api/v1/api_v1_allmetrics.c,
+    formatters/json/json.c, formatters/charts2json.c + rrdset2json.c): allmetrics one key per line
+    with tabs and values as '%0.7f' (null for NaN, a bare inf where 2.x before its newest releases
+    prints one); /api/v1/data's rows one per line, null for an empty value; /api/v1/charts'
+    chart entries with 2.x's fields (green/red null, alarms with their duration, functions)."""
+
+    @staticmethod
+    def handler():
+        from collector import replay as rp
+
+        def number(v):
+            if v is None or v != v:
+                return 'null'
+            return ('-inf' if v < 0 else 'inf') if v in (float('inf'), float('-inf')) else '%0.7f' % v
+
+        class Handler(rp._Handler):
+            def _send(self, code, body):
+                path = self.path.split('?')[0]
+                if code != 200 or isinstance(body, bytes):
+                    return super()._send(code, body)
+                if path.endswith('/allmetrics'):
+                    if 'system.cpu' in body:
+                        body['system.cpu']['dimensions']['guest']['value'] = float('inf')
+                    raw = '{' + ','.join('\n\t"%s": {\n\t\t"name":"%s",\n\t\t"family":"%s",\n\t\t"context":"%s",\n'
+                                         '\t\t"units":"%s",\n\t\t"last_updated": %d,\n\t\t"dimensions": {%s\n\t\t}\n\t}' % (
+                                             cid, c['name'], c['family'], c['context'], c['units'], c['last_updated'],
+                                             ','.join('\n\t\t\t"%s": {\n\t\t\t\t"name": "%s",\n\t\t\t\t"value": %s\n\t\t\t}'
+                                                      % (did, d['name'], number(d['value']))
+                                                      for did, d in c['dimensions'].items()))
+                                         for cid, c in body.items()) + '\n}'
+                elif path.endswith('/data'):
+                    raw = '{\n        "labels":[%s],\n        "data":[\n%s\n        ]\n    }' % (
+                        ','.join('"%s"' % label for label in body['labels']),
+                        ',\n'.join('            [' + ','.join('null' if v is None else str(v) for v in row) + ']'
+                                   for row in body['data']))
+                elif path.endswith('/charts'):
+                    for c in body['charts'].values():
+                        c.update({'chart_variables': {}, 'green': None, 'red': None, 'functions': {},
+                                  'alarms': {'10min_cpu_usage': {'id': '10min_cpu_usage', 'status': 'CLEAR',
+                                                                 'units': '%', 'duration': 60}},
+                                  'chart_labels': {'_collect_plugin': 'proc.plugin'}})
+                    raw = json.dumps(body, indent=4)
+                else:
+                    raw = json.dumps(dict(body, version='v2.6.0', **{'cloud-enabled': True, 'ml-info': {}}), indent=4)
+                raw = raw.encode()
+                self.send_response(code)
+                self.send_header('Content-Type', 'application/json')
+                self.send_header('Content-Length', str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+        return Handler
+
+
+def test_the_job_reads_a_2x_agent_as_it_reads_1_37(recording):
+    """Netdata 2.x still serves every /api/v1 answer the job reads (web_api_v1.c), in its own
+    layout. Its /api/v1/data takes dimensions=X as the pattern '|X' (api_v1_data.c), so '*'
+    still brings the hidden dimensions (system.cpu's idle) that each step's allmetrics has."""
+    from collector.netdata_api import NetdataApi, fetch_training_frame
+    rec = Recording(recording)
+    with ReplayServer(rec, ReplayClock(START + 600, stepped=True)) as plain, \
+            ReplayServer(rec, ReplayClock(START + 600, stepped=True)) as new:
+        new.httpd.RequestHandlerClass = _Agent2x.handler()
+        old_api, new_api = NetdataApi(plain.host), NetdataApi(new.host)
+        assert new_api.charts() == old_api.charts() and new_api.listed_every == old_api.listed_every
+        assert new_api.agent_id() == old_api.agent_id()
+        latest = new_api.allmetrics(charts=['system.cpu', 'system.load'])
+        assert sorted(latest) == ['system.cpu', 'system.load']
+        assert latest['system.cpu']['dimensions']['guest']['value'] == float('inf')   # a bare inf, read
+        assert latest['system.cpu']['dimensions']['idle']['value'] == \
+            old_api.allmetrics()['system.cpu']['dimensions']['idle']['value']
+        assert new_api.data('system.cpu', -60) == old_api.data('system.cpu', -60)
+        frames = [fetch_training_frame({api.host: ['system.cpu', 'system.load']}, -300, 0) for api in (old_api, new_api)]
+    (old_df, old_times, old_problems), (new_df, new_times, new_problems) = frames
+    assert new_problems == old_problems == []
+    assert [c.split('::', 1)[1] for c in new_df.columns] == [c.split('::', 1)[1] for c in old_df.columns]
+    assert any(c.endswith('system.cpu|idle') for c in new_df.columns)
+    assert np.array_equal(new_times, old_times) and np.allclose(new_df.to_numpy(), old_df.to_numpy(), equal_nan=True)
