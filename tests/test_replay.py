@@ -1021,6 +1021,13 @@ class _Agent2x:
                 return 'null'
             return ('-inf' if v < 0 else 'inf') if v in (float('inf'), float('-inf')) else '%0.7f' % v
 
+        def chart_text(cid, c):
+            dims = ','.join('\n\t\t\t"%s": {\n\t\t\t\t"name": "%s",\n\t\t\t\t"value": %s\n\t\t\t}'
+                            % (did, d['name'], number(d['value'])) for did, d in c['dimensions'].items())
+            head = '\n\t"%s": {\n\t\t"name":"%s",\n\t\t"family":"%s",\n\t\t"context":"%s",\n\t\t"units":"%s",\n' % (
+                cid, c['name'], c['family'], c['context'], c['units'])
+            return head + '\t\t"last_updated": %d,\n\t\t"dimensions": {%s\n\t\t}\n\t}' % (c['last_updated'], dims)
+
         class Handler(rp._Handler):
             def _send(self, code, body):
                 path = self.path.split('?')[0]
@@ -1029,13 +1036,7 @@ class _Agent2x:
                 if path.endswith('/allmetrics'):
                     if 'system.cpu' in body:
                         body['system.cpu']['dimensions']['guest']['value'] = float('inf')
-                    raw = '{' + ','.join('\n\t"%s": {\n\t\t"name":"%s",\n\t\t"family":"%s",\n\t\t"context":"%s",\n'
-                                         '\t\t"units":"%s",\n\t\t"last_updated": %d,\n\t\t"dimensions": {%s\n\t\t}\n\t}' % (
-                                             cid, c['name'], c['family'], c['context'], c['units'], c['last_updated'],
-                                             ','.join('\n\t\t\t"%s": {\n\t\t\t\t"name": "%s",\n\t\t\t\t"value": %s\n\t\t\t}'
-                                                      % (did, d['name'], number(d['value']))
-                                                      for did, d in c['dimensions'].items()))
-                                         for cid, c in body.items()) + '\n}'
+                    raw = '{' + ','.join(chart_text(cid, c) for cid, c in body.items()) + '\n}'
                 elif path.endswith('/data'):
                     raw = '{\n        "labels":[%s],\n        "data":[\n%s\n        ]\n    }' % (
                         ','.join('"%s"' % label for label in body['labels']),
@@ -1077,7 +1078,8 @@ def test_the_job_reads_a_2x_agent_as_it_reads_1_37(recording):
         assert latest['system.cpu']['dimensions']['idle']['value'] == \
             old_api.allmetrics()['system.cpu']['dimensions']['idle']['value']
         assert new_api.data('system.cpu', -60) == old_api.data('system.cpu', -60)
-        frames = [fetch_training_frame({api.host: ['system.cpu', 'system.load']}, -300, 0) for api in (old_api, new_api)]
+        frames = [fetch_training_frame({api.host: ['system.cpu', 'system.load']}, -300, 0)
+                  for api in (old_api, new_api)]
     (old_df, old_times, old_problems), (new_df, new_times, new_problems) = frames
     assert new_problems == old_problems == []
     assert [c.split('::', 1)[1] for c in new_df.columns] == [c.split('::', 1)[1] for c in old_df.columns]
