@@ -629,13 +629,14 @@ class AnomalyDetector:
         self.waiting = (self.waiting - set(result.models) - set(result.errors)) | set(result.waiting)
         fresh = [m for m in newly if m not in self.models]
         kept = [m for m in newly if m in self.models]
-        so_far = max(result.waiting.values(), default=0)
         if fresh:
             self.log.info("{} waiting for {} s of history before training (train_min_n_secs; {} s so far{}): {}".format(
-                count_of('model', fresh), result.min_history, so_far, self._window_note(NO_DATA), first_few(fresh)))
+                count_of('model', fresh), result.min_history, _seconds_of(result.waiting, fresh),
+                self._window_note(NO_DATA), first_few(fresh)))
         if kept:
             self.log.info("{} kept: the agent holds {} s of history, under train_min_n_secs ({} s): "
-                          "{}".format(count_of('model', kept), so_far, result.min_history, first_few(kept)))
+                          "{}".format(count_of('model', kept), _seconds_of(result.waiting, kept), result.min_history,
+                                      first_few(kept)))
         return bool(by_reason)
 
     def _rolling_window_next(self, result):
@@ -1180,3 +1181,10 @@ class AnomalyDetector:
 def _charts_are(charts):
     """'chart a is' or 'charts a, b are'."""
     return 'chart {} is'.format(charts[0]) if len(charts) == 1 else 'charts {} are'.format(', '.join(charts))
+
+
+def _seconds_of(history, ids):
+    """The history of the models ``ids`` in one figure, or their range ('20-60'): those a
+    line names, not another chart's that waits beside them."""
+    low, high = min(history[m] for m in ids), max(history[m] for m in ids)
+    return '{:.0f}'.format(high) if round(low) == round(high) else '{:.0f}-{:.0f}'.format(low, high)

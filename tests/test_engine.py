@@ -1084,6 +1084,27 @@ def test_a_failure_that_differs_only_in_its_counts_is_not_told_again(replay, log
     det.close()
 
 
+def test_the_history_a_waiting_chart_is_said_to_have_is_its_own(replay, logger):
+    """A chart that appears beside one already waiting is said to have its own seconds, not
+    the other chart's (which read as the new chart's history)."""
+    det = make_detector(replay, logger)
+
+    class Result:
+        models, errors, min_history = {}, {}, 120
+
+    Result.waiting = {'system.old': 60}
+    det._report_untrained(Result)
+    Result.waiting = {'system.old': 70, 'system.new': 3}
+    det._report_untrained(Result)
+    Result.waiting = {'system.a': 10, 'system.b': 40, 'system.old': 80}
+    det._report_untrained(Result)
+    waits = [m for _, m in logger.lines if 'waiting for 120 s of history' in m]
+    assert len(waits) == 3 and '; 60 s so far' in waits[0], waits
+    assert '; 3 s so far' in waits[1] and waits[1].endswith('system.new'), waits
+    assert '; 10-40 s so far' in waits[2], waits
+    det.close()
+
+
 def test_a_gap_in_collection_is_not_read_as_one_steps_change(replay, logger):
     """The job stopped for 90 s (agent away, host asleep): the rows from before the gap are not
     the last seconds, so the next steps score on the agent's stored rows, and no flag rises
@@ -1176,7 +1197,7 @@ def test_a_young_agent_waits_for_train_min_n_secs_of_history_then_trains(recordi
         assert not logger.errors()
         waits = [m for _, m in logger.lines if 'waiting for 120 s of history' in m]
         assert len(waits) == 1, waits
-        assert 20 <= int(re.search(r'; (\d+) s so far', waits[0]).group(1)) < 120, waits
+        assert 20 <= int(re.search(r'; (?:\d+-)?(\d+) s so far', waits[0]).group(1)) < 120, waits
         assert set(det.step().scores) == set(det.models)
         # the window held less than train_n_secs: the next training comes once the history has
         # doubled, not train_every_n (1000) steps later, and fits on the longer history
