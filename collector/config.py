@@ -247,6 +247,18 @@ class JobConfig:
     def chart_matches(self, chart_id):
         return chart_in_scope(chart_id, self.charts_regex, self.charts_to_exclude)
 
+    @property
+    def node(self):
+        """The streamed child the job reads through its parent ('parent:19999/host/child'), else
+        None: the job's charts are the parent's, so they and its lines name the child."""
+        return node_of(self.host)
+
+
+def node_of(host):
+    """The child named by a host 'parent:port/host/child', else None."""
+    _, _, path = host.strip().rstrip('/').partition('/')
+    return path.split('/', 1)[1] if path.startswith('host/') else None
+
 
 def chart_in_scope(chart_id, regex, exclude):
     """Whether ``charts_regex`` models the chart: never the charts of this module's jobs (its own

@@ -168,6 +168,13 @@ class AnomaliesService(object):
         self.retiring = {}            # drivers chart of a removed model -> updates since
         if self.job_config is not None and self.job_config.include_average_prob:
             self.definitions['probability']['lines'].append(['average_prob', 'average_prob', 'absolute', 1, 100])
+        # a job reading a streamed child charts on the parent's node: its charts say whose they are
+        self.of_node = ''
+        if self.job_config is not None and self.job_config.node:
+            self.of_node = ' of {}'.format(one_line(self.job_config.node))
+            for chart in self.definitions.values():
+                title = chart['options'][1]
+                chart['options'][1] = title.replace(':', self.of_node + ':', 1) if ':' in title else title + self.of_node
 
     def check(self):
         if self.config_errors:
@@ -185,10 +192,12 @@ class AnomaliesService(object):
         window = ''.join(' {}={}'.format(k, v) for k, v in (
             ('offset_n_secs', cfg.offset_n_secs), ('initial_train_data_after', cfg.initial_train_data_after),
             ('initial_train_data_before', cfg.initial_train_data_before)) if v)   # (said only when set)
-        self.info('model={} charts_regex={!r} custom_models={} update_every={} train_n_secs={} train_min_n_secs={} '
+        self.info('host={} model={} charts_regex={!r} custom_models={} update_every={} train_n_secs={} '
+                  'train_min_n_secs={} '
                   'train_every_n={} train_max_n={}{} lags_n={} smooth_n={} diffs_n={} level_features={} despike={} '
                   'level_squash={:g} contamination={} calibration={} flag={}/{} hold={} rearm={} lasting={}'.format(
-                      cfg.model, cfg.charts_regex, len(cfg.custom_models), cfg.update_every, cfg.train_n_secs,
+                      cfg.host, cfg.model, cfg.charts_regex, len(cfg.custom_models), cfg.update_every,
+                      cfg.train_n_secs,
                       cfg.train_min_n_secs, cfg.train_every_n, cfg.train_max_n, window, cfg.lags_n, cfg.smooth_n,
                       cfg.diffs_n, cfg.level_features, cfg.despike, cfg.level_squash, cfg.contamination,
                       cfg.calibration, cfg.flag_min_n, cfg.flag_window_n, cfg.flag_hold_probability, cfg.flag_rearm_n,
@@ -237,7 +246,7 @@ class AnomaliesService(object):
         """The optional per-model chart of what drives its score (created on first use)."""
         chart_id = drivers_chart(model_id, self.drivers_limit)
         if chart_id not in self.charts:
-            title = 'Anomaly Drivers of {}'.format(one_line(model_id))
+            title = 'Anomaly Drivers of {}{}'.format(one_line(model_id), self.of_node.replace(' of ', ' on ', 1))
             chart = self.charts.add_chart([chart_id, None, title, 'percentage', 'drivers', 'anomalies.drivers',
                                            'stacked'])
             for dim, name in self._driver_dims(model_id).values():
@@ -370,8 +379,9 @@ class AnomaliesService(object):
         node = self.node.update(step.scores, time.monotonic() if step.at is None else step.at,
                                 getattr(self.detector, 'models', ()))
         for model_id in node.raised:
-            self.info("anomaly flagged on '{}' (probability {:.1f}%): {}".format(
-                model_id, step.scores[model_id][0] * 100, describe_drivers(step.drivers.get(model_id, []))))
+            self.info("anomaly flagged on '{}'{} (probability {:.1f}%): {}".format(
+                model_id, self.of_node, step.scores[model_id][0] * 100,
+                describe_drivers(step.drivers.get(model_id, []))))
         data = step_values(step.scores, self.job_config.include_average_prob, node)
         if self.job_config.attribution_charts:
             self._drivers_values(step, data)

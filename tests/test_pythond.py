@@ -373,6 +373,28 @@ def test_attribution_charts_on_the_standalone_base():
 
 
 
+def test_a_job_reading_a_streamed_child_names_it_in_its_charts_and_flag_lines():
+    """Its charts are the parent's (python.d runs there), and so are the alarms on them: the
+    titles and the flag line say which node the models are of."""
+    from collector.runner import Service
+    out = {}
+    for host in ('127.0.0.1:19999', 'parent:19999/host/child1'):
+        svc = Service(configuration={'job_name': 'edge', 'host': host, 'attribution_charts': True})
+        svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+        svc.create()
+        svc.detector = FakeDetector([FakeStep({'system.cpu': (0.999, 1)}, added=['system.cpu'])])
+        svc.update(1)
+        out[host] = svc.out.getvalue(), svc.log_stream.getvalue()
+    charts, log = out['parent:19999/host/child1']
+    assert "'Anomaly Probability of child1'" in charts and "'Anomaly of child1'" in charts, charts
+    assert "'Node Anomaly Rate of child1: share of models flagged'" in charts
+    assert "'Anomaly Drivers of system.cpu on child1'" in charts
+    assert "anomaly flagged on 'system.cpu' of child1 (probability 99.9%)" in log, log
+    charts, log = out['127.0.0.1:19999']
+    assert "'Anomaly Probability'" in charts and "'Anomaly Drivers of system.cpu'" in charts and 'child1' not in charts
+    assert "anomaly flagged on 'system.cpu' (probability 99.9%)" in log, log
+
+
 def test_a_long_job_names_drivers_charts_stay_within_the_agents_chart_ids():
     """python.d puts 'anomalies_<job>.' in front of a job's charts: with a job named after a
     child node of 100 characters, a model id of 100 made a drivers chart id of 219, which the
