@@ -18,7 +18,8 @@ from .config import chart_in_scope
 from .flagged_spans import FlagFile
 from .flags import FlagPolicy
 from .features import absent_as_zero, feature_blocks, fill_missing
-from .netdata_api import PARALLEL_READS, ChartListing, NetdataApi, NetdataError, agent_now, dim_key, json_loads, split_key
+from .netdata_api import (NODE_NOT_HELD, PARALLEL_READS, ChartListing, NetdataApi, NetdataError, agent_now, dim_key,
+                          json_loads, split_key)
 from .problems import ProblemLog, count_of, first_few, gist, plural
 from .training import NO_DATA, NO_VALUES, ModelSpec, TrainingRequest, charts_by_host, make_trainer
 
@@ -29,6 +30,9 @@ NEVER = float('inf')
 # an agent that started this recently, with a job this new, lists its charts as its collectors
 # start: none in scope yet is not yet an error
 YOUNG_AGENT_SECONDS = 120
+# how long a job started with saved models of a streamed child waits for its parent to list it
+# (a restarted parent lists a child once it reconnects: 8-70 s on Debian's 1.37)
+CHILD_BACK_SECONDS = 180
 # how often a job that young looks at its agent's chart list again while none is in scope
 SCOPE_WAIT_SECONDS = 5
 # saved models of charts no longer listed are removed once older than this (or two windows)
@@ -111,6 +115,8 @@ class AnomalyDetector:
         self.clock = clock
         self.created = clock()
         self.told_scope_wait = False   # a young agent with no chart in scope yet: said once
+        self.told_child_wait = False   # a child its just restarted parent does not list yet: said once
+        self.child_waited = False      # ... and waited for since the last answer
         self.need = config.rows_needed
         self.hosts = [config.host] + sorted({d[0] for m in config.custom_models for d in m.dimensions} - {config.host})
         self.apis = {h: api_factory(config, h) for h in self.hosts}
@@ -216,6 +222,8 @@ class AnomalyDetector:
             charts = listing.result()
             specs = self.discover(charts)
         except NetdataError as e:
+            if self._child_not_back_yet(e):
+                return
             self.problems.report('charts', 'cannot list charts: {}{}'.format(
                 e, ': api_timeout, raise it for an agent this slow to list its charts' if e.timed_out else ''))
             self._retry_full_training_soon(full_due)
@@ -261,6 +269,21 @@ class AnomalyDetector:
             return None
         listing, self.listing = self.listing, None
         return listing
+
+    def _child_not_back_yet(self, e):
+        """A parent lists a child only once it has reconnected, seconds to a minute after the
+        parent (re)started, and python.d restarts with it: a job that saved models of its child
+        waits for it, said once, for CHILD_BACK_SECONDS after its start, rather than calling its
+        name unknown. Whether it waits."""
+        if (e.status != 404 or NODE_NOT_HELD not in e.reason or not self.models_dir
+                or self.clock() - self.created >= CHILD_BACK_SECONDS or not persist.has_models(self.models_dir)):
+            return False
+        self.child_waited = True
+        if not self.told_child_wait:
+            self.told_child_wait = True
+            self.log.info('{} yet: it lists a child once the child has reconnected to it; the job modelled this '
+                          'child before (its saved models), so it looks again'.format(e))
+        return True
 
     def _retry_full_training_soon(self, full_due):
         """A full training that could not start is tried again RETRY_STEPS on (charts still
@@ -729,17 +752,22 @@ class AnomalyDetector:
         for host, api in self.apis.items():
             try:
                 latest[host] = api.allmetrics(timeout=wait, charts=self.wanted.get(host))
-                if host == self.config.host and 'fetch:' + host in self.problems:
-                    # back (an agent or a parent restarted): its chart list at once, so saved models
-                    # load and charts train now, not at the next minute's look or retry
+                if host == self.config.host and ('fetch:' + host in self.problems or self.child_waited):
+                    # back (an agent or a parent restarted, a child reconnected): its chart list at
+                    # once, so saved models load and charts train now, not at the next minute's look
                     self.next_discovery = Due(self.clock(), self.steps)
+                    self.child_waited = False
                 self.problems.clear('fetch:' + host, 'agent {} answers again'.format(host))
             except NetdataError as e:
+                if host == self.config.host and self._child_not_back_yet(e):
+                    continue
                 slow = ('' if not e.timed_out else ': a step waits for the latest values 0.9 x update_every at most, '
                         'so an agent slower to answer them needs a larger update_every' if wait < self.config.api_timeout
                         else ': api_timeout, raise it for an agent this slow to answer')
+                # (a connection reset, then refused, as an agent stops: one outage, one line)
+                outage = 'unreachable' if str(e).startswith('cannot reach') and not e.timed_out else None
                 self.problems.report('fetch:' + host, '{}{}{}'.format(   # (a job with no model yet has no values)
-                    e, slow, ' (keeping last values until it answers)' if self.models else ''))
+                    e, slow, ' (keeping last values until it answers)' if self.models else ''), kind=outage)
         return latest
 
     def start(self):
@@ -1039,24 +1067,34 @@ class AnomalyDetector:
             missing = self.missing
         else:
             self.problems.clear('missing:all', 'current values are back')
+        left, unread = [], []   # charts that left the answer (a warning), and dimensions without values
         for model_id in sorted(missing - self.missing):
             spec = self.specs.get(model_id)
+            key = 'missing:' + model_id
             if spec is not None and spec.chart and answer and spec.chart not in answer.get(spec.host, {spec.chart: 0}):
                 # an interface deleted, a container or disk gone: the agent stopped collecting it
-                self.problems.report('missing:' + model_id, "model '{}': its chart is no longer in the agent's "
-                                     "answer (gone, or not collected now), skipping it; its model is removed once "
-                                     "the agent no longer lists it".format(model_id), warning=True)
+                left.append((key, "model '{}': its chart is no longer in the agent's answer (gone, or not collected "
+                                  "now), skipping it; its model is removed once the agent no longer lists "
+                                  "it".format(model_id)))
             elif spec is not None and spec.columns and answer and len(self._charts_gone(spec, answer)) == len(
                     self._custom_charts_of(spec)):
                 # every chart of a custom model stopped (its charts' collector), the node answering
-                self.problems.report('missing:' + model_id, "model '{}': {} no longer in the agent's answer (gone, "
-                                     "or not collected now), skipping it until values are back".format(
-                                         model_id, _charts_are(self._charts_gone(spec, answer))), warning=True)
+                left.append((key, "model '{}': {} no longer in the agent's answer (gone, or not collected now), "
+                                  "skipping it until values are back".format(
+                                      model_id, _charts_are(self._charts_gone(spec, answer)))))
             else:
-                self.problems.report('missing:' + model_id, "model '{}': no current values for its dimensions, "
-                                                            "skipping it".format(model_id))
-        for model_id in sorted(self.missing - missing):
-            self.problems.clear('missing:' + model_id, "model '{}': values are back".format(model_id))
+                unread.append((key, "model '{}': no current values for its dimensions, skipping it".format(model_id)))
+        # one line for the charts a step took away together, one for those that came back
+        ids = lambda keys: first_few([k.split(':', 1)[1] for k in keys])
+        self.problems.report_all(left, lambda keys: "{} models: their charts are no longer in the agent's answer "
+                                                    "(gone, or not collected now), skipping them; a model is removed "
+                                                    "once the agent no longer lists its chart: {}".format(
+                                                        len(keys), ids(keys)), warning=True)
+        self.problems.report_all(unread, lambda keys: "{} models: no current values for their dimensions, skipping "
+                                                      "them: {}".format(len(keys), ids(keys)))
+        self.problems.clear_all([('missing:' + m, "model '{}': values are back".format(m))
+                                 for m in sorted(self.missing - missing)],
+                                lambda keys: '{} models: values are back: {}'.format(len(keys), ids(keys)))
         self.missing = missing
         for model_id in missing:   # skipped, said as such: a chart gone before it is told anew
             self.problems.forget('gone:' + model_id)

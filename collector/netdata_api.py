@@ -68,6 +68,7 @@ NO_ANSWER = 'no answer in'   # how a timed-out read is told, in messages that pa
 
 # the agent's answer (HTTP 404) to a path under /host/<name>/ for a node it does not hold
 UNKNOWN_NODE = b'does not maintain a database for host'
+NODE_NOT_HELD = 'it holds no node'   # how such an answer is told (engine waits on it at a start)
 
 # the statuses with which an agent refuses a reader or asks it to wait, the words it answers
 # them with (plain text), and what they mean: Netdata 2.x's are not the 1.37 ones (an address its
@@ -257,6 +258,7 @@ class NetdataApi:
         self.listed_seconds = {}   # chart id -> seconds it had been collected, from the last chart list
         self.listed_every = {}     # chart id -> its update_every, from the last chart list
         self.listed_at = None      # the agent's time at the last chart list (see charts)
+        self.answered = False      # whether it has answered a request (a child its parent held)
 
     @classmethod
     def from_config(cls, config, host=None):
@@ -298,8 +300,13 @@ class NetdataApi:
             if status == 404 and prefix and UNKNOWN_NODE in bytes(data or b'')[:200]:
                 # a parent asked for a node it does not hold: a child's name mistyped, or one
                 # that has not streamed to it (Netdata's own answer says so, in a page no log shows)
-                why = (": it holds no node {!r} (a child is named by its hostname or machine GUID, as the parent's "
-                       "/api/v1/info lists them in mirrored_hosts)".format(('/' + prefix).rsplit('/host/', 1)[-1]))
+                child = ('/' + prefix).rsplit('/host/', 1)[-1]
+                if self.answered:   # the name was right: a parent just restarted lists a child once it reconnects
+                    why = (": {} {!r} now, as it did before: the child is not streaming to it (it stopped, or "
+                           "has not reconnected since one of them restarted)".format(NODE_NOT_HELD, child))
+                else:
+                    why = (": {} {!r} (a child is named by its hostname or machine GUID, as the parent's "
+                           "/api/v1/info lists them in mirrored_hosts)".format(NODE_NOT_HELD, child))
             else:
                 why = refusal(status, data)
             raise NetdataError('{} answered HTTP {}{}'.format(shown, status, why),
@@ -309,6 +316,7 @@ class NetdataApi:
         except ValueError:
             raise NetdataError('{} answered with something that is not JSON'.format(shown),
                                '{} answered with something that is not JSON'.format(self.host))
+        self.answered = True
         if keep_raw:
             self.last_raw = data
         return body

@@ -38,17 +38,35 @@ class ProblemLog:
     def __contains__(self, key):
         return key in self.active
 
-    def report(self, key, message, warning=False):
+    def report(self, key, message, warning=False, kind=None):
         """Log ``message`` unless it is what ``key`` said last (``warning``: a thing that happens
-        on a healthy node, as a chart that stops being collected, not an error)."""
-        if self.active.get(key) != message:
-            self.active[key] = message
+        on a healthy node, as a chart that stops being collected, not an error). ``kind``: what
+        the message is compared by instead (a connection reset, then refused, is one outage)."""
+        said = message if kind is None else kind
+        if self.active.get(key) != said:
+            self.active[key] = said
             (self.logger.warning if warning else self.logger.error)(message)
+
+    def report_all(self, items, together, warning=False):
+        """``report`` for each ``(key, message)`` of ``items`` in one line: the message of one
+        that is new alone, else ``together(keys of the new ones)``. A parent's child reconnecting
+        takes away, then brings back, dozens of charts within seconds: one line each way."""
+        new = [key for key, message in items if self.active.get(key) != message]
+        self.active.update(items)
+        if new:
+            line = dict(items)[new[0]] if len(new) == 1 else together(new)
+            (self.logger.warning if warning else self.logger.error)(line)
 
     def clear(self, key, message=None):
         """The problem is over: log ``message`` if it was active."""
         if self.active.pop(key, None) is not None and message:
             self.logger.info(message)
+
+    def clear_all(self, items, together):
+        """``clear`` for each ``(key, message)`` of ``items``, in one line (``report_all``)."""
+        over = [(key, message) for key, message in items if self.active.pop(key, None) is not None]
+        if over:
+            self.logger.info(over[0][1] if len(over) == 1 else together([key for key, _ in over]))
 
     def forget(self, key):
         """Drop ``key`` without a line (its model is gone or replaced: a new one's trouble is told anew)."""

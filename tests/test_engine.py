@@ -1867,13 +1867,15 @@ def test_basic_auth_is_sent_and_a_refusal_is_clear():
 
 
 class _Parent(BaseHTTPRequestHandler):
-    """A parent that holds one child, 'child-1': another name is answered as Netdata does."""
+    """A parent that holds one child, 'child-1' (``held``): another name is answered as Netdata does."""
+    held = 'child-1'
+
     def log_message(self, *a):
         pass
 
     def do_GET(self):
         path = self.path[len('/netdata'):] if self.path.startswith('/netdata/') else self.path   # behind a proxy
-        if path.startswith('/host/') and not path.startswith('/host/child-1/'):
+        if path.startswith('/host/') and not path.startswith('/host/{}/'.format(self.held)):
             code, body = 404, b'This netdata does not maintain a database for host: ' + path.split('/')[2].encode()
         elif self.path.startswith('/nothing/'):
             code, body = 404, b'not found'
@@ -1902,6 +1904,57 @@ def test_a_child_node_the_parent_does_not_hold_is_named_as_such():
         with pytest.raises(NetdataError) as e:   # a 404 of another kind stays as it was
             NetdataApi(host)._get_json('/nothing/here')
         assert str(e.value).endswith('/nothing/here answered HTTP 404'), e.value
+        # the name answered before: the parent restarted, and the child has not reconnected yet
+        child = NetdataApi(host + '/host/child-1')
+        child.charts()
+        _Parent.held = None
+        try:
+            with pytest.raises(NetdataError) as e:
+                child.charts()
+        finally:
+            _Parent.held = 'child-1'
+        assert str(e.value).endswith("answered HTTP 404: it holds no node 'child-1' now, as it did before: the child "
+                                     "is not streaming to it (it stopped, or has not reconnected since one of them "
+                                     "restarted)"), e.value
+
+
+def test_a_job_started_with_its_parent_waits_for_a_child_it_modelled_before(tmp_path, logger):
+    """python.d restarts with its parent, which lists a child only once the child reconnects
+    (8-70 s on Debian's 1.37): a job with saved models of that child says it waits for it, once,
+    rather than calling the child's name unknown; after CHILD_BACK_SECONDS it is an error."""
+    now = [1000.0]
+    models = tmp_path / 'models'
+    with serving(_Parent) as host:
+        _Parent.held = None
+        try:
+            def start(saved):
+                job = models / ('with' if saved else 'without')
+                (job / 'job').mkdir(parents=True)
+                if saved:
+                    (job / 'job' / 'system.cpu.pkl').write_bytes(b'')
+                cfg = parse_job_config({'host': host + '/host/child-1', 'models_dir': str(job), 'job_name': 'job'})
+                det = AnomalyDetector(cfg, logger, trainer=ThreadTrainer(), clock=lambda: now[0])
+                det.list_wait = None
+                det.start()
+                for _ in range(3):
+                    det.step()
+                    now[0] += 1
+                return det
+
+            det = start(saved=True)
+            assert not logger.errors(), logger.errors()
+            waits = [m for _, m in logger.lines if 'it lists a child once the child has reconnected' in m]
+            assert len(waits) == 1 and "it holds no node 'child-1' (" in waits[0], logger.lines
+            now[0] += engine.CHILD_BACK_SECONDS
+            det.step()
+            assert any("cannot list charts" in m and "no node 'child-1'" in m for m in logger.errors()), logger.lines
+            det.close()
+            logger.lines.clear()
+            det = start(saved=False)   # never modelled: a name it does not know, at once
+            assert any("no node 'child-1' (a child is named by" in m for m in logger.errors()), logger.lines
+            det.close()
+        finally:
+            _Parent.held = 'child-1'
 
 
 class _Refusing(BaseHTTPRequestHandler):
@@ -2754,6 +2807,47 @@ def test_a_chart_the_agent_stops_collecting_is_a_warning_not_an_error(tampered, 
     assert said == [('WARNING', "model 'system.cpu': its chart is no longer in the agent's answer (gone, or not "
                                 "collected now), skipping it; its model is removed once the agent no longer lists "
                                 "it")], logger.lines
+
+
+def test_charts_that_leave_and_come_back_together_are_told_in_one_line_each_way(tampered, replay, logger):
+    """A parent's child reconnecting, or a collector restarting, takes dozens of charts out of
+    the answer and brings them back seconds later: one line each way, not one per model."""
+    def fewer(body):
+        for chart in ('system.cpu', 'system.load'):
+            body.pop(chart, None)
+        for dim in body['system.ram']['dimensions'].values():
+            dim['value'] = None
+        return body
+    TamperedApi.tamper = fewer
+    _steps(tampered, replay, 3)
+    TamperedApi.tamper = None
+    _steps(tampered, replay, 2)
+    said = [(level, m) for level, m in logger.lines if 'model' in m and 'training' not in m and 'trained' not in m]
+    assert said == [
+        ('WARNING', "2 models: their charts are no longer in the agent's answer (gone, or not collected now), "
+                    "skipping them; a model is removed once the agent no longer lists its chart: system.cpu, "
+                    "system.load"),
+        ('ERROR', "model 'system.ram': no current values for its dimensions, skipping it"),
+        ('INFO', '3 models: values are back: system.cpu, system.load, system.ram')], said
+
+
+def test_an_agent_that_resets_then_refuses_connections_is_one_outage_told_once(tampered, replay, logger):
+    """An agent stopping resets the connection a step read on, then refuses the next ones: one
+    outage, one error line (and one when it answers again)."""
+    def reset(body):
+        raise NetdataError('cannot reach http://{}: ConnectionResetError: [Errno 104] Connection reset by '
+                           'peer'.format(replay.host))
+
+    def refused(body):
+        raise NetdataError('cannot reach http://{}: ConnectionRefusedError: [Errno 111] Connection '
+                           'refused'.format(replay.host))
+    for tamper in (reset, refused, refused):
+        TamperedApi.tamper = tamper
+        _steps(tampered, replay, 1)
+    TamperedApi.tamper = None
+    _steps(tampered, replay, 1)
+    said = [(level, m) for level, m in logger.lines if replay.host in m and 'training' not in m]
+    assert [level for level, _ in said] == ['ERROR', 'INFO'] and 'ConnectionResetError' in said[0][1], said
 
 
 def _custom_model_losing(replay, logger, charts_regex, gone, steps_gone):
