@@ -52,6 +52,8 @@ GAP_STEPS = 5
 # the agent's newest collection standing still this long (and as many steps) is a child whose
 # stream stopped, or collection that did: its last values are not scored as new ones
 STILL_SECONDS = 15
+# values that stood still this long and move on again: the agent is asked whether it restarted
+PAUSE_SECONDS = 3
 # the longest the step after a gap spends reading stored rows (an agent slow to send them):
 # the charts not read by then score again once enough steps came in
 REFILL_SECONDS = 5.0
@@ -754,9 +756,12 @@ class AnomalyDetector:
                 latest[host] = api.allmetrics(timeout=wait, charts=self.wanted.get(host))
                 if host == self.config.host and ('fetch:' + host in self.problems or self.child_waited):
                     # back (an agent or a parent restarted, a child reconnected): its chart list at
-                    # once, so saved models load and charts train now, not at the next minute's look
+                    # once, so saved models load and charts train now, not at the next minute's look;
+                    # an agent that restarted meanwhile (a standalone job's) gets its start-up held
                     self.next_discovery = Due(self.clock(), self.steps)
                     self.child_waited = False
+                    if self.models:
+                        self._hold_agent_start_up()
                 self.problems.clear('fetch:' + host, 'agent {} answers again'.format(host))
             except NetdataError as e:
                 if host == self.config.host and self._child_not_back_yet(e):
@@ -782,7 +787,9 @@ class AnomalyDetector:
     def _hold_agent_start_up(self):
         """A job started within its agent's first AGENT_START_SECONDS (python.d.plugin starts
         with the agent: every restart) shows no flag on the agent's start-up, read from its
-        ``netdata.uptime``; what would have been flagged is still left out of training. An agent
+        ``netdata.uptime``; what would have been flagged is still left out of training. Asked
+        again when the agent answers after an outage or its values move on after a pause (a
+        streamed child, or a standalone job's agent, restarting under a running job). An agent
         that lists no such chart (a recording without it) is not held."""
         try:
             _, rows = self.apis[self.config.host].data('netdata.uptime', after=-1)
@@ -1015,6 +1022,10 @@ class AnomalyDetector:
             if 'still' in self.problems:   # (said only once stood was set)
                 self.problems.clear('still', 'values from {} move on again, after {:.0f} s'.format(
                     self.config.host, stamp - self.stood.stamp))
+            if self.stood is not None and (self.steps - self.stood.step) * self.config.update_every >= PAUSE_SECONDS:
+                # values that paused for seconds: a child that restarted (its parent answered
+                # for it meanwhile), which no python.d restart tells this job of
+                self._hold_agent_start_up()
             self.stood = Stood(stamp, now, self.steps)
             return False
         limit = max(STILL_SECONDS, 3 * self.stamp_every)

@@ -2710,20 +2710,14 @@ def test_a_refill_reads_several_charts_at_once_each_over_its_own_connection(repl
     det.close()
 
 
-def test_no_flag_rises_on_the_agents_own_start_up_but_an_excess_that_outlasts_it_does(recording, tmp_path, logger):
-    """python.d.plugin starts with its agent: after every restart the job's first steps read
-    the agent's start-up (disk writes, its clock synchronising), which raised flags on a third
-    of the charts and the node alarm. Within the agent's first minute (netdata.uptime) no flag
-    rises; what read unusual is still left out of training, and an excess that lasts beyond
-    that minute is flagged."""
+def _restarted_at(recording, tmp_path, restart):
+    """A copy of the synthetic recording whose agent restarted at ``restart`` (netdata.uptime)."""
     import gzip
     import shutil
 
-    from collector.replay import Recording, ReplayClock, ReplayServer
-    from conftest import SPIKE, START, _chart
+    from conftest import _chart
     path = str(tmp_path / 'restarted')
     shutil.copytree(recording, path)
-    restart = START + SPIKE[0] - 20   # the agent restarted 20 s before the spike began
     with open(os.path.join(path, 'charts.json')) as f:
         charts = json.load(f)
     charts['charts']['netdata.uptime'] = _chart('netdata.uptime', ['uptime'], units='seconds')
@@ -2732,6 +2726,18 @@ def test_no_flag_rises_on_the_agents_own_start_up_but_an_excess_that_outlasts_it
     rows = [[t, t - restart if t >= restart else t - START + 5000] for t in range(START, START + 901)]
     with gzip.open(os.path.join(path, 'data', 'netdata.uptime.json.gz'), 'wt') as f:
         json.dump({'labels': ['time', 'uptime'], 'data': rows[::-1]}, f)
+    return path
+
+
+def test_no_flag_rises_on_the_agents_own_start_up_but_an_excess_that_outlasts_it_does(recording, tmp_path, logger):
+    """python.d.plugin starts with its agent: after every restart the job's first steps read
+    the agent's start-up (disk writes, its clock synchronising), which raised flags on a third
+    of the charts and the node alarm. Within the agent's first minute (netdata.uptime) no flag
+    rises; what read unusual is still left out of training, and an excess that lasts beyond
+    that minute is flagged."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    restart = START + SPIKE[0] - 20   # the agent restarted 20 s before the spike began
+    path = _restarted_at(recording, tmp_path, restart)
     server = ReplayServer(Recording(path), ReplayClock(restart + 5, stepped=True)).start()
     try:
         det = make_detector(server, logger)
@@ -2749,6 +2755,50 @@ def test_no_flag_rises_on_the_agents_own_start_up_but_an_excess_that_outlasts_it
         assert det.flagged.get('system.cpu')   # its unusual rows stay out of the next training
         det.close()
     finally:
+        server.stop()
+
+
+def test_an_agent_that_restarts_under_a_running_job_has_its_start_up_held_too(recording, tmp_path, logger):
+    """A streamed child restarting (its parent answers for it, its values pause), or the agent of
+    a standalone job: no python.d restart tells the job, whose steps read the start-up (a child's
+    clock_status flagged 11 s after each restart). Values that pause, or an agent that answers
+    again, have the agent's uptime read, and its first minute is held as at a job's start."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    restart = START + SPIKE[0] - 20
+    path = _restarted_at(recording, tmp_path, restart)
+    server = ReplayServer(Recording(path), ReplayClock(START + 500, stepped=True)).start()
+
+    class Pausing(SwitchableApi):
+        frozen = None
+
+        def allmetrics(self, timeout=None, charts=None):
+            if Pausing.frozen is not None:
+                return Pausing.frozen
+            return super().allmetrics(timeout, charts)
+    try:
+        det = AnomalyDetector(parse_job_config({'host': server.host, 'train_n_secs': 600, 'train_every_n': 1000}),
+                              logger, trainer=ThreadTrainer(), api_factory=lambda c, h: Pausing.from_config(c, h))
+        det.list_wait = None
+        run_until_trained(det, server)
+        assert not any('no flag rises on its start-up' in m for _, m in logger.lines)
+        shown = {}
+        while server.clock.now() < START + SPIKE[1]:
+            now = server.clock.now()
+            if restart - 2 <= now < restart + 4:   # the agent restarting: the parent repeats its last values
+                Pausing.frozen = Pausing.frozen or det.apis[det.config.host].shown
+            else:
+                Pausing.frozen = None
+            step = det.step()
+            shown[now] = step.scores.get('system.cpu', (0, 0))[1]
+            server.clock.advance(1)
+        assert any(m.startswith('the agent started ') and 'no flag rises on its start-up' in m
+                   for _, m in logger.lines), logger.lines
+        held = [t for t in shown if restart + 4 <= t < restart + 60]
+        assert held and not any(shown[t] for t in held)   # the spike began in the agent's first minute
+        assert any(shown[t] for t in shown if t >= restart + 60 + det.need)   # and outlasted it
+        det.close()
+    finally:
+        Pausing.frozen = None
         server.stop()
 
 
