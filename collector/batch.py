@@ -14,10 +14,19 @@ from .scoring import (ConstantScorer, MahalanobisScorer, PcaScorer, beyond, log_
                       tail_probability)
 
 
+# a chart whose last collection stands this far behind its agent's newest (or three of its
+# intervals, if longer) is not being collected: a plugin that died, whose chart the agent goes
+# on listing and answering with its last values
+STALE_CHART_SECONDS = 30
+
+
 class Layout:
     """All raw columns of all models: one index per (host, chart, dim)."""
 
-    def __init__(self, models):
+    def __init__(self, models, every=None):
+        self.every = every or {}   # (host, chart) -> its update_every, where listed
+        self.stale = {}            # (host, chart) -> seconds behind, at the last row read
+        self._oldest = None        # the oldest last_updated of the last row read
         self.columns = []
         self.index = {}
         for fm in models.values():
@@ -59,7 +68,24 @@ class Layout:
         """
         row, stamp = self._read(latest)
         row[np.isinf(row)] = np.nan
+        self.stale = {}
+        if self._oldest is not None and stamp - self._oldest > STALE_CHART_SECONDS:   # (most steps: not)
+            self._leave_out_stale(latest, row)
         return row, stamp
+
+    def _leave_out_stale(self, latest, row):
+        """The columns of charts not collected now (``STALE_CHART_SECONDS``) as no values, each
+        agent's charts against that agent's newest (two agents' clocks may differ)."""
+        for host, charts in self.by_host.items():
+            body = latest.get(host) or {}
+            stamps = {chart: body[chart]['last_updated'] for chart in charts
+                      if isinstance(body.get(chart), dict) and _number(body[chart].get('last_updated'))}
+            newest = agent_clock(list(stamps.values()))
+            for chart, t in stamps.items():
+                behind = newest - t
+                if behind > max(STALE_CHART_SECONDS, 3 * self.every.get((host, chart), 1)):
+                    row[[i for _, i in charts[chart]]] = np.nan
+                    self.stale[(host, chart)] = behind
 
     def _read(self, latest):
         fast = self._fast
@@ -73,6 +99,7 @@ class Layout:
                 row = np.full(len(self.columns), np.nan)
                 row[fast[1]] = np.array(vals, dtype=np.float64)
                 stamp = agent_clock(stamps)
+                self._oldest = _oldest(stamps)
                 if isinstance(stamp, (int, float)) and all(
                         len(latest[h][c]['dimensions']) == n for h, c, n in fast[2]):
                     return row, stamp
@@ -129,6 +156,7 @@ class Layout:
                         pass
         # next step: one flat pass, if this answer had every chart and dimension modeled
         self._fast = (fast_hosts, np.array(idx, dtype=np.intp), fast_sizes) if complete else None
+        self._oldest = _oldest(stamps)
         return row, agent_clock(stamps)
 
     @staticmethod
@@ -143,6 +171,18 @@ class Layout:
 
 def _offsets(lengths):
     return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.intp)
+
+
+def _number(t):
+    return isinstance(t, (int, float)) and not isinstance(t, bool) and t == t
+
+
+def _oldest(stamps):
+    """The oldest of the charts' ``last_updated`` (None if none is a number)."""
+    try:
+        return min(stamps) if stamps else None   # (numbers, as the agent sends them: one pass in C)
+    except TypeError:
+        return min((t for t in stamps if _number(t)), default=None)
 
 
 class BatchScorer:

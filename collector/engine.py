@@ -727,7 +727,8 @@ class AnomalyDetector:
         """
         before = None if self.ring is None or self.ring_stamps is None else (
             self.ring, self.ring_stamps, self.layout.index)
-        self.layout = Layout(self.models)
+        self.layout = Layout(self.models, every={(host, chart): e for host, api in self.apis.items()
+                                                 for chart, e in api.listed_every.items()})
         self.batch = BatchScorer(self.models, self.layout,
                                  feature_blocks(self.config.lags_n, self.config.level_features))
         recent = [(t, self.layout.row({h: json_loads(b) for h, b in raw.items()})[0]) for t, raw in self.snapshots]
@@ -1082,7 +1083,12 @@ class AnomalyDetector:
         for model_id in sorted(missing - self.missing):
             spec = self.specs.get(model_id)
             key = 'missing:' + model_id
-            if spec is not None and spec.chart and answer and spec.chart not in answer.get(spec.host, {spec.chart: 0}):
+            behind = self.layout.stale.get((spec.host, spec.chart)) if spec is not None and spec.chart else None
+            if behind is not None:
+                # a plugin that died: the agent goes on listing its chart, with its last values
+                left.append((key, "model '{}': its chart has not been collected for {:.0f} s (its collector stopped, "
+                                  "or stalls), skipping it until it is".format(model_id, behind)))
+            elif spec is not None and spec.chart and answer and spec.chart not in answer.get(spec.host, {spec.chart: 0}):
                 # an interface deleted, a container or disk gone: the agent stopped collecting it
                 left.append((key, "model '{}': its chart is no longer in the agent's answer (gone, or not collected "
                                   "now), skipping it; its model is removed once the agent no longer lists "

@@ -2225,6 +2225,29 @@ def test_one_charts_last_updated_far_ahead_is_not_a_gap_for_every_chart(tampered
     assert not any('clock' in m for _, m in logger.lines), logger.lines
 
 
+def test_a_chart_the_agent_answers_with_its_last_values_long_after_is_not_scored_on_them(tampered, replay, logger):
+    """A plugin that died: Netdata 1.37 goes on listing its chart and answering its last values
+    with its last collection's time. Scored on, the frozen values read as a quiet chart, then
+    were trained in as normal, with no word; now it is skipped, said once, until it moves on."""
+    frozen = {}
+
+    def stalled(body):
+        frozen.setdefault('cpu', body['system.cpu'])
+        body['system.cpu'] = frozen['cpu']
+        return body
+    TamperedApi.tamper = stalled
+    steps = _steps(tampered, replay, 40)
+    TamperedApi.tamper = None
+    after = _steps(tampered, replay, 3)
+    assert all('system.cpu' in s.scores for s in steps[:25])   # a chart late for seconds is no stalled one
+    assert not any('system.cpu' in s.scores for s in steps[-8:]) and 'system.cpu' in after[-1].scores
+    said = [(level, m) for level, m in logger.lines if "'system.cpu'" in m]
+    assert said[0][0] == 'WARNING' and said[0][1].startswith(
+        "model 'system.cpu': its chart has not been collected for 3") and 'its collector stopped' in said[0][1], said
+    assert said[1:] == [('INFO', "model 'system.cpu': values are back")], said
+    assert not logger.errors()
+
+
 def test_the_agents_clock_is_its_newest_chart_unless_that_one_is_far_ahead_of_the_rest():
     from collector.netdata_api import agent_clock
     t = 1_800_000_000
