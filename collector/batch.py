@@ -82,8 +82,10 @@ class Layout:
                       if isinstance(body.get(chart), dict) and _number(body[chart].get('last_updated'))}
             newest = agent_clock(list(stamps.values()))
             for chart, t in stamps.items():
-                behind = newest - t
-                if behind > max(STALE_CHART_SECONDS, 3 * self.every.get((host, chart), 1)):
+                behind, every = newest - t, self.every.get((host, chart))
+                # (a chart whose interval is not known, another agent's, is not judged: one
+                # collected every minute would be taken for stalled half of the time)
+                if every is not None and behind > max(STALE_CHART_SECONDS, 3 * every):
                     row[[i for _, i in charts[chart]]] = np.nan
                     self.stale[(host, chart)] = behind
 
