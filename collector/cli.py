@@ -57,6 +57,12 @@ def _host(text, tls="--protocol https"):
     return text.strip().rstrip('/')
 
 
+def _job_name(text):
+    if not text.strip():
+        raise argparse.ArgumentTypeError('give a job name')
+    return text
+
+
 def _run_host(text):
     return _host(text, "protocol: 'https' in the config")
 
@@ -534,7 +540,7 @@ def cmd_top(args):
             password = getpass.getpass('password of {} at {}: '.format(args.username, args.host))
     try:
         print(run(args.host, args.after, args.before, args.limit, args.protocol, args.username, password,
-                  tls_verify=not args.no_tls_verify))
+                  tls_verify=not args.no_tls_verify, job=args.job))
     except NetdataError as e:
         print('top: {}'.format(e), file=sys.stderr)
         return 1
@@ -613,6 +619,10 @@ def build_parser():
     tp.add_argument('--after', type=int, default=-600, help='window start: seconds relative to now (negative) or unix time (default %(default)s)')
     tp.add_argument('--before', type=int, default=0, help='window end: 0 = now, negative = relative, or unix time')
     tp.add_argument('--limit', type=_positive_int, default=20, help='how many charts to list (default 20)')
+    tp.add_argument('--job', type=_job_name,
+                    help="only this job's charts (its name key in anomalies.conf, else its job name); default: every "
+                         "job's, those of a job other than anomalies shown as job/chart. A job on a parent reading a "
+                         "child charts on the parent: --host parent:19999 --job JOB")
     tp.add_argument('--protocol', default='http', choices=['http', 'https'], help='default %(default)s')
     tp.add_argument('--username', help='for an agent behind basic authentication (a proxy), as a job\'s username key')
     tp.add_argument('--password', help="its password, as a job's password key; without it, the environment's "

@@ -16,7 +16,7 @@ from typing import Optional, Tuple, Union
 from .files import may_write_into
 from .models import DEEP_MODELS, MIN_TRAIN_ROWS, MODEL_NAMES, deep_available, model_members, valid_model
 from .netdata_api import MAX_ROWS   # the most rows the agent answers one query with
-from .protocol import pythond_name, safe_id
+from .protocol import pythond_name, quotable, safe_id
 
 # Keys python.d.plugin itself puts into (or reads from) every job's configuration. Besides these
 # it may add keys of its own beginning with '__' ('__is_stock' from Netdata 1.44 on): ignored.
@@ -247,17 +247,6 @@ class JobConfig:
     def chart_matches(self, chart_id):
         return chart_in_scope(chart_id, self.charts_regex, self.charts_to_exclude)
 
-    @property
-    def node(self):
-        """The streamed child the job reads through its parent ('parent:19999/host/child'), else
-        None: the job's charts are the parent's, so they and its lines name the child."""
-        return node_of(self.host)
-
-
-def node_of(host):
-    """The child named by a host 'parent:port/host/child', else None."""
-    _, _, path = host.strip().rstrip('/').partition('/')
-    return path.split('/', 1)[1] if path.startswith('host/') else None
 
 
 def chart_in_scope(chart_id, regex, exclude):
@@ -387,6 +376,35 @@ def valid_host(host):
         return False
     port = m.group('port')
     return port is None or (port.isdigit() and 0 < int(port) < 65536)
+
+
+def node_read(host):
+    """The node a job reads through a parent ('parent:19999/host/child': 'child'), else None."""
+    if not isinstance(host, str):
+        return None
+    path = host.strip().rstrip('/').partition('/')[2]
+    node = path[len('host/'):] if path.startswith('host/') else ''
+    return node or None
+
+
+# a job reading a node through a parent charts on the agent it runs on (the parent): its charts'
+# titles end in ' (node <child>)', so the dashboard and `top --host parent/host/child` can tell;
+# /api/v1/charts lists a title with ' (<chart id>)' after it
+NODE_TITLE = ' (node {})'
+NODE_IN_TITLE = re.compile(r' \(node ([^()]+)\)(?: \([^()]*\))?$')
+
+
+def node_title(title, host):
+    """``title`` as the charts of a job reading ``host`` bear it (a title is quoted on the
+    protocol line, which has no escape for a quote)."""
+    node = node_read(host)
+    return title + NODE_TITLE.format(quotable(node)) if node else title
+
+
+def titled_node(title):
+    """The node a chart's title (``node_title``) names, or None."""
+    m = NODE_IN_TITLE.search(title) if isinstance(title, str) else None
+    return m.group(1) if m else None
 
 
 def least_window_secs(diffs_n, smooth_n, lags_n, update_every):

@@ -9,8 +9,8 @@ import copy
 import functools
 import time
 
-from .config import (DRIVERS_ID_MAX, ConfigError, chart_type, config_warnings, drivers_id_max, parse_job_config,
-                     pythond_file_notes, served_name)
+from .config import (DRIVERS_ID_MAX, ConfigError, chart_type, config_warnings, drivers_id_max, node_read,
+                     node_title, parse_job_config, pythond_file_notes, served_name)
 from .netdata_api import split_key
 from .node import NodeRate
 from .protocol import bounded_id, one_line, quotable
@@ -168,13 +168,12 @@ class AnomaliesService(object):
         self.retiring = {}            # drivers chart of a removed model -> updates since
         if self.job_config is not None and self.job_config.include_average_prob:
             self.definitions['probability']['lines'].append(['average_prob', 'average_prob', 'absolute', 1, 100])
-        # a job reading a streamed child charts on the parent's node: its charts say whose they are
-        self.of_node = ''
-        if self.job_config is not None and self.job_config.node:
-            self.of_node = ' of {}'.format(one_line(self.job_config.node))
-            for chart in self.definitions.values():
-                title = chart['options'][1]
-                chart['options'][1] = title.replace(':', self.of_node + ':', 1) if ':' in title else title + self.of_node
+        # a job reading a child through its parent charts on the parent: its titles name the child
+        self.reads = self.job_config.host if self.job_config is not None else None
+        for chart in self.definitions.values():
+            chart['options'][1] = node_title(chart['options'][1], self.reads)
+        node = node_read(self.reads)
+        self.of_node = ' of {}'.format(one_line(node)) if node else ''   # in its log lines
 
     def check(self):
         if self.config_errors:
@@ -246,7 +245,7 @@ class AnomaliesService(object):
         """The optional per-model chart of what drives its score (created on first use)."""
         chart_id = drivers_chart(model_id, self.drivers_limit)
         if chart_id not in self.charts:
-            title = 'Anomaly Drivers of {}{}'.format(one_line(model_id), self.of_node.replace(' of ', ' on ', 1))
+            title = node_title('Anomaly Drivers of {}'.format(one_line(model_id)), self.reads)
             chart = self.charts.add_chart([chart_id, None, title, 'percentage', 'drivers', 'anomalies.drivers',
                                            'stacked'])
             for dim, name in self._driver_dims(model_id).values():

@@ -386,9 +386,9 @@ def test_a_job_reading_a_streamed_child_names_it_in_its_charts_and_flag_lines():
         svc.update(1)
         out[host] = svc.out.getvalue(), svc.log_stream.getvalue()
     charts, log = out['parent:19999/host/child1']
-    assert "'Anomaly Probability of child1'" in charts and "'Anomaly of child1'" in charts, charts
-    assert "'Node Anomaly Rate of child1: share of models flagged'" in charts
-    assert "'Anomaly Drivers of system.cpu on child1'" in charts
+    assert "'Anomaly Probability (node child1)'" in charts and "'Anomaly (node child1)'" in charts, charts
+    assert "'Node Anomaly Rate: share of models flagged (node child1)'" in charts
+    assert "'Anomaly Drivers of system.cpu (node child1)'" in charts
     assert "anomaly flagged on 'system.cpu' of child1 (probability 99.9%)" in log, log
     charts, log = out['127.0.0.1:19999']
     assert "'Anomaly Probability'" in charts and "'Anomaly Drivers of system.cpu'" in charts and 'child1' not in charts
@@ -683,3 +683,34 @@ def test_a_drivers_chart_made_obsolete_before_its_model_is_removed_is_not_declar
     assert [i for i, _ in declared] == [0, 3] and "'obsolete'" in declared[-1][1], declared
     assert svc.log_stream.getvalue().count("chart 'anomalies.drivers_net.rv0' was made obsolete") == 1
     assert 'drivers_net.rv0' not in svc.charts and 'net.rv0_prob' not in svc.charts['probability']
+
+
+def test_the_charts_of_a_job_reading_a_child_through_its_parent_name_the_child():
+    """Such a job charts on the agent it runs on, the parent, beside the parent's own job: its
+    titles say which node they are about, for the dashboard and for `top --host parent/host/child`."""
+    from collector.runner import Service
+    out = {}
+    for host in ('parent:19999/host/child1', '127.0.0.1:19999'):
+        svc = Service(configuration={'job_name': 'child1', 'host': host, 'attribution_charts': True})
+        svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+        svc.create()
+        step = FakeStep({'system.cpu': (0.999, 1)}, added=['system.cpu'])
+        step.drivers = {'system.cpu': [('h::system.cpu|user', 1.0)]}
+        svc.detector = FakeDetector([step])
+        svc.get_data()
+        svc.update(1)
+        out[host] = {line.split()[1]: line.split("'")[3] for line in svc.out.getvalue().splitlines()
+                     if line.startswith('CHART ')}
+    assert out['parent:19999/host/child1'] == {
+        'anomalies_child1.probability': 'Anomaly Probability (node child1)',
+        'anomalies_child1.anomaly': 'Anomaly (node child1)',
+        'anomalies_child1.rate': 'Node Anomaly Rate: share of models flagged (node child1)',
+        'anomalies_child1.flagged_for': 'Longest Running Anomaly Flag (node child1)',
+        'anomalies_child1.drivers_system.cpu': 'Anomaly Drivers of system.cpu (node child1)'}
+    assert out['127.0.0.1:19999']['anomalies_child1.probability'] == 'Anomaly Probability'
+    from collector.config import titled_node
+    assert [titled_node(t) for t in ('Anomaly Probability (node child1)', 'Anomaly Probability', None,
+                                     # as /api/v1/charts lists them
+                                     'Anomaly Probability (node child1) (anomalies_child1.probability)',
+                                     'Anomaly Probability (anomalies.probability)')] == [
+        'child1', None, None, 'child1', None]

@@ -82,6 +82,76 @@ def test_top_command_lists_the_flagged_charts_first(tmp_path):
     assert lines[-1].startswith('not read: anomalies_gone.probability: ') and 'HTTP 404' in lines[-1], lines[-1]
 
 
+def _parent_of(server, titled=True):
+    """``server`` (of ``write_anomalies_recording``) as a parent holding node 'child.lan',
+    whose charts hold no anomalies chart: job child.lan on the parent reads it, and charts
+    there (``titled``: its titles say so, as the job's do), beside the parent's own job."""
+    from collector.replay import _Handler
+
+    class Parent(_Handler):
+        def do_GET(self):
+            if self.path.startswith('/host/child.lan/api/v1/charts'):
+                charts = {'system.cpu': dict(_chart('system.cpu', ['user']), first_entry=START, last_entry=START + 120)}
+                return self._send(200, {'hostname': 'child.lan', 'charts': charts})
+            if self.path.startswith('/host/'):
+                return self._send(404, b'This netdata does not maintain a database for host: ' +
+                                  self.path.split('/')[2].encode())
+            return super().do_GET()
+    server.httpd.RequestHandlerClass = Parent
+    if titled:
+        charts = server.recording.charts
+        for cid, title in (('anomalies_child.lan.probability', 'Anomaly Probability'),
+                           ('anomalies_child.lan.anomaly', 'Anomaly')):   # as the agent lists them
+            charts[cid]['title'] = '{} (node child.lan) ({})'.format(title, cid)
+    return server
+
+
+def test_top_of_a_child_ranks_the_charts_of_the_job_on_its_parent_that_reads_it(tmp_path):
+    """A job on a parent reading a child charts on the parent: `top --host parent/host/child`
+    said 'has no anomalies charts', and `top --host parent` ranked that job's charts with the
+    parent's own job's, with no way to ask for one job."""
+    rec = Recording(write_anomalies_recording(str(tmp_path / 'rec')))
+    with _parent_of(ReplayServer(rec, ReplayClock(START + 120, stepped=True))) as server:
+        child = _top_cli(server, '--after', '-120', '--host', server.host + '/host/child.lan')
+        parents = _top_cli(server, '--after', '-120')
+        one = _top_cli(server, '--after', '-120', '--job', 'child.lan')
+        own = _top_cli(server, '--after', '-120', '--job', 'anomalies')
+        other = _top_cli(server, '--after', '-120', '--job', 'child9')
+        asked = _top_cli(server, '--after', '-120', '--host', server.host + '/host/child.lan', '--job', 'anomalies')
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.splitlines()[0] == ('most anomalous charts of job child.lan on {} (it reads node child.lan) '
+                                            'over the last 120 s'.format(server.host)), child.stdout
+    assert [r[:2] for r in _ranked(child.stdout)] == [['system.cpu', '10']]
+    assert parents.returncode == 0 and [r[:2] for r in _ranked(parents.stdout)] == [
+        ['system.cpu', '30'], ['child.lan/system.cpu', '10'], ['system.ram', '5']]
+    assert parents.stdout.splitlines()[5].startswith(
+        'jobs ranked together: anomalies, child.lan (node child.lan); the charts of a job other than anomalies are '
+        'shown as job/chart: --job JOB'), parents.stdout
+    assert one.returncode == 0 and one.stdout.splitlines()[0].startswith(
+        'most anomalous charts of job child.lan on {} over'.format(server.host)), one.stdout
+    assert [r[:2] for r in _ranked(one.stdout)] == [['system.cpu', '10']] and 'ranked together' not in one.stdout
+    assert own.returncode == 0 and [r[:2] for r in _ranked(own.stdout)] == [['system.cpu', '30'], ['system.ram', '5']]
+    assert other.returncode == 1 and other.stderr.strip().endswith(
+        'has no anomalies charts of job child9 (charts anomalies_child9.*): jobs charting there: anomalies, '
+        'child.lan (node child.lan)'), other.stderr
+    assert asked.returncode == 1 and asked.stderr.strip().endswith(
+        'job child.lan reads node \'child.lan\': python -m collector top --host {}/host/child.lan --job '
+        'child.lan'.format(server.host)), asked.stderr
+
+
+def test_top_of_a_child_says_where_the_charts_of_a_job_reading_it_are(tmp_path):
+    """Charts whose titles do not name the node (an older job's) are not taken for the child's:
+    the error says a job on the parent charts there, and how to rank one job's."""
+    rec = Recording(write_anomalies_recording(str(tmp_path / 'rec')))
+    with _parent_of(ReplayServer(rec, ReplayClock(START + 120, stepped=True)), titled=False) as server:
+        r = _top_cli(server, '--host', server.host + '/host/child.lan')
+    assert r.returncode == 1 and 'Traceback' not in r.stderr, r.stderr
+    assert ("top: http://{0}/host/child.lan has no anomalies charts, and no job on {0} names node 'child.lan' in its "
+            "charts' titles. A job on a parent that reads a child (host: '{0}/host/child.lan') charts on the parent, "
+            "not on the child: python -m collector top --host {0} --job JOB (jobs charting on {0}: anomalies, "
+            "child.lan)".format(server.host)) in r.stderr, r.stderr
+
+
 def test_top_without_anomalies_charts_says_so(replay):
     r = subprocess.run([sys.executable, '-m', 'collector', 'top', '--host', replay.host],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
