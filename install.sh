@@ -279,6 +279,7 @@ marker="$user_plugins/anomalies.venv"
 user_conf="$config_dir/python.d/anomalies.conf"
 pythond_conf="$config_dir/python.d.conf"
 health_conf="$config_dir/health.d/anomalies.conf"
+error_log="$prefix/var/log/netdata/error.log"   # python.d.plugin's log lines, where the agent keeps them in a file
 legacy_backup="$lib_dir/anomalies-python.d.conf.orig"   # kept by older versions of this script
 venv="${venv:-${rec_venv:-$lib_dir/anomalies-venv}}"
 
@@ -405,8 +406,43 @@ make_dir() {  # make_dir DIR: mkdir -p, recording each folder it creates (one pe
   save_state
 }
 
+pythond_age() {  # the seconds the agent's python.d.plugin has run (the youngest, if several), or nothing
+  local p t age=
+  command -v pgrep >/dev/null 2>&1 || return 0
+  for p in $(agents_pythond); do
+    t="$(ps -o etimes= -p "$p" 2>/dev/null | tr -d ' ')"
+    case "$t" in ''|*[!0-9]*) continue ;; esac
+    [ -n "$age" ] && [ "$age" -le "$t" ] || age="$t"
+  done
+  printf '%s' "$age"
+}
+first_training_s=120   # beyond train_min_n_secs: a first training's reading of the history and fitting, on a slow machine
+no_chart_reason() {  # no_chart_reason JOB TRAIN_MIN_N_SECS AGE: why a started job may have no chart, as ': ...' or ' yet: ...'
+  local job="$1" min_secs="$2" age="$3" lines= where="the agent's error.log (or journalctl -u netdata, where it logs to the journal)"
+  if [ -r "$error_log" ]; then
+    where="$error_log"
+    lines="$(tail -n 100000 "$error_log" 2>/dev/null | grep -F "anomalies[$job] :" || true)"
+    if [ -n "$age" ]; then   # what this python.d.plugin logged, not one before it (lines begin with the local time)
+      local since
+      since="$(date -d "@$(( $(date +%s) - age - 1 ))" '+%Y-%m-%d %H:%M:%S' 2>/dev/null || true)"
+      [ -z "$since" ] || lines="$(SINCE="$since" awk 'substr($0, 1, 19) >= ENVIRON["SINCE"]' <<< "$lines")"
+    fi
+  fi
+  if [ -n "$age" ] && [ "$age" -lt "$(( ${min_secs:-300} + first_training_s ))" ]; then
+    local error
+    error="$(grep -F ' ERROR: ' <<< "$lines" | tail -n 1 || true)"   # a wait is no error: one logged is told
+    printf ' yet: python.d.plugin started %s s ago, and the first training waits for train_min_n_secs (%s s) of history after a fresh agent start (a child, after it connects to the parent): check again in a few minutes%s' \
+      "$age" "${min_secs:-300}" "${error:+; the last error it logged: $error}"
+    return
+  fi
+  lines="$(tail -n 1 <<< "$lines")"
+  printf '%s: the job did not start, or has no model (it reads no chart, or a node the agent does not hold); see the lines for anomalies[%s] in %s%s' \
+    "${age:+ though python.d.plugin has run $age s}" "$job" "$where" "${lines:+, the last: $lines}"
+}
+
 if [ "$mode" = check ]; then
   ok=1
+  started_jobs=
   [ -z "$old_pythond" ] || { say "$old_pythond"; ok=0; }
   for f in "$module" "$marker"; do
     [ -e "$f" ] && say "found $f" || { say "missing $f"; ok=0; }
@@ -436,6 +472,8 @@ if [ "$mode" = check ]; then
           done <<< "$conf_said"
           say "a job with an error above does not start, or writes the charts of another job of its name (a file that is not valid YAML: none of its jobs starts): fix it, then restart netdata"; ok=0
         fi
+        # the jobs python.d.plugin starts, each with the type of its charts, for the charts check below
+        started_jobs="$(cd / && "$mvenv/bin/python" -m collector check-config --started-jobs "$user_conf" 2>/dev/null || true)"
       fi
     fi
   fi
@@ -452,6 +490,17 @@ if [ "$mode" = check ]; then
         grep -q "\"context\": *\"$ctx\"" <<< "$body" && say "chart with context $ctx exists" \
           || { say "no chart with context $ctx yet (the first training waits for train_min_n_secs, 5 minutes, of history after a fresh agent start; the agent's error.log says why otherwise: grep anomalies)"; ok=0; }
       done
+      # one job's charts do not say the others' are there: a job that never started (a child the
+      # parent does not hold, a key it refuses at start) left the check above saying OK
+      pythond_age="$(pythond_age)"
+      while IFS=$'\t' read -r job kind min_secs; do
+        [ -n "$job" ] && [ -n "$kind" ] || continue
+        if grep -qF "\"$kind.probability\"" <<< "$body"; then
+          say "job $job: chart $kind.probability exists"
+        else
+          say "job $job: no chart $kind.probability$(no_chart_reason "$job" "$min_secs" "$pythond_age")"; ok=0
+        fi
+      done <<< "$started_jobs"
       if [ "$ok" -eq 0 ] && command -v pgrep >/dev/null 2>&1 && [ -z "$(agents_pythond)" ]; then
         say "python.d.plugin is not running: the agent starts it once, and not again after it exits (as it does with no job to run when the agent starts): restart netdata"
       fi

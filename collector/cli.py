@@ -141,9 +141,36 @@ def cmd_run(args):
     return 0 if ok >= 0 else 1
 
 
+def _started_jobs(path):
+    """For ``install.sh --check`` (``check-config --started-jobs``): a line per job of ``path``
+    that python.d.plugin starts (its configuration holds, its name is its own),
+    '<the job as python.d's log lines name it>\t<the type of its charts>\t<its train_min_n_secs>',
+    and nothing else (the reasons the others do not start are check-config's)."""
+    from .config import ConfigError, chart_type, load_config_file, parse_job_config, pythond_skips
+    from .protocol import pythond_name
+    try:
+        jobs = load_config_file(path, [])
+    except ConfigError:
+        return 1
+    cfgs, failing = {}, set()
+    for name, raw in jobs.items():
+        try:
+            cfgs[name] = parse_job_config(raw, job_name=name)
+        except ConfigError:
+            failing.add(name)
+    skipped = pythond_skips(jobs, failing)
+    for name, cfg in cfgs.items():
+        if name not in skipped:
+            print('{}\t{}\t{}'.format(pythond_name(name), chart_type(name, jobs[name].get('name')),
+                                      cfg.train_min_n_secs))
+    return 0
+
+
 def cmd_check_config(args):
     from .config import (ConfigError, config_warnings, load_config_file, parse_job_config, pythond_skips,
                          served_name)
+    if args.started_jobs:
+        return _started_jobs(args.file)
     if args.user is not None:
         try:
             import pwd
@@ -569,6 +596,7 @@ def build_parser():
     c.add_argument('file', help='the anomalies.conf to check (python.d job file)')
     c.add_argument('--user', help="the user the jobs run as (install.sh --check gives the agent's): whether it "
                                   "may write where the jobs write is checked for it (default: this user)")
+    c.add_argument('--started-jobs', action='store_true', help=argparse.SUPPRESS)   # install.sh --check's
     c.set_defaults(func=cmd_check_config)
 
     rc = sub.add_parser('record', help='record a live Netdata agent into a recording folder')

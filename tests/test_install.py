@@ -402,3 +402,69 @@ def test_a_kept_health_file_with_the_retired_foreach_alarms_is_told(tmp_path):
         f.write(shipped)   # the shipped alarms name foreach in a comment only
     rc, out = check('--prefix', prefix)
     assert 'foreach' not in out, out
+
+
+@pytest.mark.skipif(sys.prefix == sys.base_prefix, reason='needs the tests\' virtual environment as the module\'s')
+def test_check_names_each_job_without_its_charts(tmp_path):
+    """--check said OK when any job's anomalies.probability chart was there: a second job the
+    agent never got going (reading a child the parent does not hold) passed. Each job python.d
+    starts is looked for by its charts' type, and one without them named, with the last line
+    the agent logged for it, or, while python.d.plugin is young, the training's wait."""
+    import shutil
+    import time
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    from conftest import START
+    from test_top import write_anomalies_recording
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    plugins = os.path.join(prefix, 'etc/netdata/custom-plugins.d/python.d')
+    os.makedirs(plugins)
+    open(os.path.join(plugins, 'anomalies.chart.py'), 'w').close()
+    with open(os.path.join(plugins, 'anomalies.venv'), 'w') as f:
+        f.write(sys.prefix + '\n')
+    os.makedirs(prefix + '/etc/netdata/python.d')
+    with open(prefix + '/etc/netdata/python.d.conf', 'w') as f:
+        f.write('anomalies: yes\n')
+    os.makedirs(prefix + '/var/log/netdata')
+    with open(prefix + '/var/log/netdata/error.log', 'w') as f:
+        f.write("2024-01-01 00:00:00: python.d ERROR: anomalies[second] : it holds no node 'child9'\n"
+                "2024-01-01 00:00:01: python.d INFO: anomalies[second2] : another job's\n")
+    conf = prefix + '/etc/netdata/python.d/anomalies.conf'
+    rec = Recording(write_anomalies_recording(str(tmp_path / 'rec')))   # anomalies.* and anomalies_child.lan.*
+    with ReplayServer(rec, ReplayClock(START + 120, stepped=True)) as server:
+        port = server.host.rsplit(':', 1)[1]
+        with open(conf, 'w') as f:
+            f.write("anomalies:\n    host: '127.0.0.1:{0}'\nchild.lan:\n    host: '127.0.0.1:{0}/host/child.lan'\n"
+                    "second:\n    name: 'child9'\n    host: '127.0.0.1:{0}/host/child9'\n".format(port))
+
+        def run():
+            proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--check', '--port', port,
+                                   '--prefix', prefix], capture_output=True, text=True, timeout=120)
+            return proc.returncode, proc.stdout + proc.stderr
+        rc, out = run()
+        plugin = prefix + '/usr/libexec/netdata/plugins.d/python.d.plugin'
+        agent = str(tmp_path / 'netdata')   # the agent's python.d.plugin: a process named netdata started it
+        shutil.copy('/bin/bash', agent)
+        started = subprocess.Popen([agent, '-c', '(exec -a "$0 1" sleep 60) & wait', plugin])
+        try:
+            time.sleep(0.3)
+            with open(prefix + '/var/log/netdata/error.log', 'a') as f:   # this python.d.plugin's
+                f.write("{}: python.d ERROR: anomalies[second] : still no node 'child9'\n".format(
+                    time.strftime('%Y-%m-%d %H:%M:%S')))
+            young_rc, young = run()
+        finally:
+            subprocess.run(['pkill', '-P', str(started.pid)])
+            started.kill()
+            started.wait()
+    assert rc == 1 and 'chart with context anomalies.probability exists' in out, out
+    assert 'install.sh: job anomalies: chart anomalies.probability exists' in out, out
+    assert 'install.sh: job child.lan: chart anomalies_child.lan.probability exists' in out, out
+    assert ("install.sh: job second: no chart anomalies_child9.probability: the job did not start, or has no model "
+            "(it reads no chart, or a node the agent does not hold); see the lines for anomalies[second] in "
+            "{}/var/log/netdata/error.log, the last: 2024-01-01 00:00:00: python.d ERROR: anomalies[second] : it holds "
+            "no node 'child9'\n".format(prefix)) in out, out
+    assert 'install.sh: OK' not in out, out
+    assert young_rc == 1 and ('job second: no chart anomalies_child9.probability yet: python.d.plugin started '
+                              in young) and 'first training waits for train_min_n_secs (300 s)' in young, young
+    # an error it logged is told, not one logged before this python.d.plugin started
+    assert young.count('the last error it logged: ') == 1 and "anomalies[second] : still no node 'child9'\n" in young, young
