@@ -171,6 +171,13 @@ class Layout:
         return [(by_name[name], col) for name, col in dims if name in by_name]
 
 
+# a model whose components hold more numbers than this is scored by its own scorer (one product
+# with its matrix) rather than laid out with the others: the layout repeats each feature's index
+# once per component, a second copy of the matrix in indices, and a step gathers a third (a
+# 600-dimension chart's model held 270 MiB here on top of its own 135, and 440 MiB at each step)
+WIDE_FORM = 1 << 16
+
+
 def _offsets(lengths):
     return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.intp)
 
@@ -208,7 +215,7 @@ class BatchScorer:
             own = np.concatenate([cols + lag * n_cols for lag in range(width)])
             self.own.append(own)
             kept = own[fm.kept]
-            if isinstance(fm.scorer, (PcaScorer, MahalanobisScorer)):
+            if isinstance(fm.scorer, (PcaScorer, MahalanobisScorer)) and fm.scorer.components.size <= WIDE_FORM:
                 pca.append(k)
                 gathers.append(kept)
                 means.append(fm.mean)

@@ -231,3 +231,35 @@ def test_a_dimension_without_a_value_does_not_shift_other_charts_values():
     for dim, sent in (('user', 1.0), ('guest', 0.0), ('idle', None)):
         value = row[layout.index['h::system.cpu|' + dim]]
         assert np.isnan(value) or value == sent
+
+
+def test_a_wide_model_is_scored_alone_as_it_scores_itself():
+    """A quadratic form over thousands of features laid out with the others repeated each
+    feature's index once per component: a 600-dimension chart's model held 270 MiB more in the
+    batch than its own 135, gathered 440 MiB at each step and took 0.11 s of it."""
+    rng = np.random.default_rng(8)
+    dims = 80
+    x = rng.normal(size=(400, dims)) * rng.uniform(0.1, 10, dims)
+    wide = fit_model('system.interrupts', ['h::system.interrupts|{}'.format(k) for k in range(dims)], feats(x),
+                     model='mahalanobis', blocks=(3, LEVELS))
+    models, raw = build('mahalanobis')
+    models['system.interrupts'] = wide
+    for k in range(dims):
+        raw['h::system.interrupts|{}'.format(k)] = x[:, k]
+    assert wide.scorer.components.size > 100000
+    layout = Layout(models)
+    batch = BatchScorer(models, layout, feature_blocks(2, LEVELS))
+    k = batch.ids.index('system.interrupts')
+    assert [m for m, _ in batch.other] == [k] and k not in batch.pca
+    assert batch.rep.size < wide.scorer.components.size     # no index per component of the wide one
+    for scale in (1.0, 30.0, 1e300):
+        window = np.column_stack([raw[c][-6:] for c in layout.columns]) + rng.normal(size=(6, len(layout))) * scale
+        features = feats(window)[-1]
+        with np.errstate(all='ignore'):
+            ids, probs, rank, flags, excess = batch.score(features)
+            own = np.column_stack([window[:, layout.index[c]] for c in wide.columns])
+            alone = wide.decision_function(feats(own))[0]
+            scores = batch.decision_function(features)
+            p_alone = wide.predict_proba(feats(own))[0, 1]
+        assert scores[k] == pytest.approx(alone, rel=1e-9)
+        assert np.isfinite(probs).all() and probs[k] == pytest.approx(p_alone)
