@@ -432,8 +432,8 @@ def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, ca
         Xw = Xw[keep] if clipped else X
     kept, mean, scale = feature_scale(Xw, groups)
     if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
-        raise ValueError("the features' mean or spread is not finite: the data holds values so large (near 1e308) "
-                         "that their sums overflow")
+        raise ValueError("the features' mean or spread is not finite: the data holds values so large (beyond "
+                         "about 1e154, one read is enough) that their squares or sums overflow")
     knee = level_knees(kept, X.shape[1], blocks, level_squash)
     Z = squash_features((X[:, kept] - mean) / scale, knee)
     fit_on = None

@@ -229,9 +229,14 @@ def test_features_that_overflow_are_named_as_such_not_as_a_model_failure():
     huge = normal_data(rows=300) * 1e306 + 5e307
     with np.errstate(all='ignore'):
         X = make_features(huge, 1, 3, 5, True)
-    with pytest.raises(ValueError, match='not finite.*near 1e308'):
+    with pytest.raises(ValueError, match='not finite.*beyond about 1e154'):
         fit_model('m', ['c'], X)
     fit_model('m', ['c'], make_features(normal_data(rows=300) * 1e6, 1, 3, 5, True))   # large but fine
+    # one read of 1e300 in the window: its differences are finite, their squares are not
+    once = normal_data(rows=300)
+    once[100, 0] = 1e300
+    with pytest.raises(ValueError, match='spread is not finite.*beyond about 1e154'):
+        fit_model('m', ['c'], make_features(once, 1, 3, 5, True))
 
 
 def test_nonfinite_scores_are_replaced():
