@@ -119,6 +119,7 @@ class AnomalyDetector:
         self.told_scope_wait = False   # a young agent with no chart in scope yet: said once
         self.told_child_wait = False   # a child its just restarted parent does not list yet: said once
         self.child_waited = False      # ... and waited for since the last answer
+        self.child_modelled = None     # whether models_dir held models (of the child) at the wait
         self.need = config.rows_needed
         self.hosts = [config.host] + sorted({d[0] for m in config.custom_models for d in m.dimensions} - {config.host})
         self.apis = {h: api_factory(config, h) for h in self.hosts}
@@ -277,8 +278,11 @@ class AnomalyDetector:
         parent (re)started, and python.d restarts with it: a job that saved models of its child
         waits for it, said once, for CHILD_BACK_SECONDS after its start, rather than calling its
         name unknown. Whether it waits."""
-        if (e.status != 404 or NODE_NOT_HELD not in e.reason or not self.models_dir
-                or self.clock() - self.created >= CHILD_BACK_SECONDS or not persist.has_models(self.models_dir)):
+        if e.status != 404 or NODE_NOT_HELD not in e.reason or self.clock() - self.created >= CHILD_BACK_SECONDS:
+            return False
+        if self.child_modelled is None:   # (once: the steps of the wait would each read the folder)
+            self.child_modelled = bool(self.models_dir) and persist.has_models(self.models_dir)
+        if not self.child_modelled:
             return False
         self.child_waited = True
         if not self.told_child_wait:
