@@ -488,7 +488,7 @@ if [ "$mode" = check ]; then
       for ctx in anomalies.probability anomalies.anomaly; do
         # a here-string, not a pipe: grep -q stops reading early, and pipefail would call that a failure
         grep -q "\"context\": *\"$ctx\"" <<< "$body" && say "chart with context $ctx exists" \
-          || { say "no chart with context $ctx yet (the first training waits for train_min_n_secs, 5 minutes, of history after a fresh agent start; the agent's error.log says why otherwise: grep anomalies)"; ok=0; }
+          || { say "no chart with context $ctx yet (the first training waits for train_min_n_secs of history, 300 s by default, after a fresh agent start; the agent's error.log says why otherwise: grep anomalies)"; ok=0; }
       done
       # one job's charts do not say the others' are there: a job that never started (a child the
       # parent does not hold, a key it refuses at start) left the check above saying OK
