@@ -146,29 +146,36 @@ def _started_jobs(path):
     that python.d.plugin starts (its configuration holds, its name is its own),
     '<the job as python.d's log lines name it>\t<the type of its charts>\t<its train_min_n_secs>',
     and nothing else (the reasons the others do not start are check-config's)."""
-    from .config import ConfigError, chart_type, load_config_file, parse_job_config, pythond_skips
+    from .config import ConfigError, chart_type, load_config_file, pythond_skips
     from .protocol import pythond_name
     try:
         jobs = load_config_file(path, [])
     except ConfigError:
         return 1
-    cfgs, failing = {}, set()
-    for name, raw in jobs.items():
-        try:
-            cfgs[name] = parse_job_config(raw, job_name=name)
-        except ConfigError:
-            failing.add(name)
+    parsed = _parsed_jobs(jobs)
+    failing = {name for name, cfg in parsed.items() if isinstance(cfg, ConfigError)}
     skipped = pythond_skips(jobs, failing)
-    for name, cfg in cfgs.items():
-        if name not in skipped:
+    for name, cfg in parsed.items():
+        if name not in skipped and name not in failing:
             print('{}\t{}\t{}'.format(pythond_name(name), chart_type(name, jobs[name].get('name')),
                                       cfg.train_min_n_secs))
     return 0
 
 
+def _parsed_jobs(jobs):
+    """``{job: its JobConfig, or the ConfigError refusing it}`` of a file's jobs, in order."""
+    from .config import ConfigError, parse_job_config
+    parsed = {}
+    for name, raw in jobs.items():
+        try:
+            parsed[name] = parse_job_config(raw, job_name=name)
+        except ConfigError as e:
+            parsed[name] = e
+    return parsed
+
+
 def cmd_check_config(args):
-    from .config import (ConfigError, config_warnings, load_config_file, parse_job_config, pythond_skips,
-                         served_name)
+    from .config import ConfigError, config_warnings, load_config_file, pythond_skips, served_name
     if args.started_jobs:
         return _started_jobs(args.file)
     if args.user is not None:
@@ -191,14 +198,12 @@ def cmd_check_config(args):
     failing = set()   # jobs whose check fails under python.d
     exports = {}   # (key, where) -> the jobs exporting there
     served = {}    # the name python.d runs each job under -> the jobs
-    for name, raw in jobs.items():
-        served.setdefault(served_name(name, raw), []).append(name)
-        try:
-            cfg = parse_job_config(raw, job_name=name)
-        except ConfigError as e:
+    for name, cfg in _parsed_jobs(jobs).items():
+        served.setdefault(served_name(name, jobs[name]), []).append(name)
+        if isinstance(cfg, ConfigError):
             bad += 1
             failing.add(name)
-            for line in e.errors:
+            for line in cfg.errors:
                 print('{}: job {}: {}'.format(args.file, name, line), file=sys.stderr)
             continue
         # flushed: a pipe would otherwise hold it back behind the other jobs' errors on stderr
