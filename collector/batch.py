@@ -9,7 +9,7 @@ by one. Results equal ``FittedModel.decision_function``/``probability``.
 """
 import numpy as np
 
-from .netdata_api import agent_clock, split_key
+from .netdata_api import _is_time, agent_clock, split_key
 from .scoring import (ConstantScorer, MahalanobisScorer, PcaScorer, beyond, log_excess, lowered, squash_features,
                       tail_probability)
 
@@ -79,7 +79,7 @@ class Layout:
         for host, charts in self.by_host.items():
             body = latest.get(host) or {}
             stamps = {chart: body[chart]['last_updated'] for chart in charts
-                      if isinstance(body.get(chart), dict) and _number(body[chart].get('last_updated'))}
+                      if isinstance(body.get(chart), dict) and _is_time(body[chart].get('last_updated'))}
             newest = agent_clock(list(stamps.values()))
             for chart, t in stamps.items():
                 behind, every = newest - t, self.every.get((host, chart))
@@ -182,16 +182,12 @@ def _offsets(lengths):
     return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.intp)
 
 
-def _number(t):
-    return isinstance(t, (int, float)) and not isinstance(t, bool) and t == t
-
-
 def _oldest(stamps):
     """The oldest of the charts' ``last_updated`` (None if none is a number)."""
     try:
         return min(stamps) if stamps else None   # (numbers, as the agent sends them: one pass in C)
     except TypeError:
-        return min((t for t in stamps if _number(t)), default=None)
+        return min((t for t in stamps if _is_time(t)), default=None)
 
 
 class BatchScorer:
