@@ -9,15 +9,12 @@ by one. Results equal ``FittedModel.decision_function``/``probability``.
 """
 import numpy as np
 
+from .features import STALE_CHART_SECONDS
 from .netdata_api import _is_time, agent_clock, split_key
 from .scoring import (ConstantScorer, MahalanobisScorer, PcaScorer, beyond, log_excess, lowered, squash_features,
                       tail_probability)
 
 
-# a chart whose last collection stands this far behind its agent's newest (or three of its
-# intervals, if longer) is not being collected: a plugin that died, whose chart the agent goes
-# on listing and answering with its last values
-STALE_CHART_SECONDS = 30
 
 
 class Layout:

@@ -14,6 +14,10 @@ addition, which rounds otherwise than the average it replaces: 1e-16 of the valu
 """
 import numpy as np
 
+# a chart whose last collection stands this far behind its agent's newest (or three of its
+# intervals, if longer) is not being collected: a plugin that died, an agent that was down
+STALE_CHART_SECONDS = 30
+
 # raw rows before the oldest history row that ``despiked_history`` looks at
 DESPIKE_CONTEXT = 2
 
@@ -139,6 +143,40 @@ def absent_as_zero(values, index=None, offsets=None):
     some = np.repeat(some, np.diff(np.append(offsets, len(index))), axis=1)
     part[missing & some] = 0.0
     x[:, index] = part
+    return x
+
+
+def carried_within(values, times, index=None, offsets=None, stale_seconds=STALE_CHART_SECONDS):
+    """Each chart's rows without a value (``absent_as_zero`` first) carried from its last
+    reading, but only while that reading is current: ``stale_seconds`` behind, or three of
+    the chart's own intervals if longer, the rule by which a step takes a chart for stalled.
+
+    Joined on one-second time, a chart collected every 5 s repeats its last value between its
+    collections, as the agent's current values do. A gap in collection (the agent down for an
+    hour, a plugin that died after one reading) stays null: its rows are then left out of the
+    chart's training rather than taught as an hour of one value. ``index``/``offsets`` as
+    ``absent_as_zero``'s. Returns a new 2-d array.
+    """
+    x = absent_as_zero(values, index, offsets)
+    times = np.asarray(times, dtype=np.float64)
+    if index is None:
+        index, offsets = np.arange(x.shape[1]), np.zeros(1 if x.shape[1] else 0, dtype=np.intp)
+    if not len(index) or not np.isnan(x).any():
+        return x
+    rows = np.arange(x.shape[0])
+    ends = np.append(offsets[1:], len(index))
+    for start, end in zip(offsets, ends):
+        cols = np.asarray(index[start:end])
+        has = ~np.isnan(x[:, cols]).all(axis=1)
+        if has.all() or not has.any():
+            continue
+        read = times[has]
+        spacing = float(np.median(np.diff(read))) if read.size > 1 else 0.0
+        last = np.maximum.accumulate(np.where(has, rows, -1))
+        carry = ~has & (last >= 0)
+        carry[carry] = times[carry] - times[last[carry]] <= max(stale_seconds, 3.0 * spacing)
+        if carry.any():
+            x[np.ix_(carry, cols)] = x[np.ix_(last[carry], cols)]
     return x
 
 

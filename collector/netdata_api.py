@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from .features import absent_as_zero
+from .features import carried_within
 
 # the most rows the agent answers one /api/v1/data query with (points=0 too): a longer window
 # comes in grouped rows (three years: rows of 1095 s), the seconds before a chart's first value
@@ -625,10 +625,10 @@ def numbers_only(df):
 
 
 def carried_forward(df):
-    """The training frame with each chart's absent dimensions read as 0 (``absent_as_zero``:
-    null in a row where the chart has values), then every null carried forward: the rows of a
-    chart collected every 5 s, joined on one-second time with the others, repeat its last
-    value, as the agent's current values do between its collections."""
+    """The training frame with each chart's absent dimensions read as 0 and its rows without
+    a value carried from its last reading while that is current (``carried_within``): the rows
+    of a chart collected every 5 s, joined on one-second time with the others, repeat its last
+    value, as the agent's current values do between its collections; a gap stays null."""
     import pandas as pd
     cols = list(df.columns)
     if not cols:
@@ -638,8 +638,9 @@ def carried_forward(df):
         charts.setdefault(split_key(c)[:2], []).append(k)
     index = np.array([k for ks in charts.values() for k in ks], dtype=np.intp)
     offsets = np.cumsum([0] + [len(ks) for ks in charts.values()])[:-1].astype(np.intp)
-    values = absent_as_zero(df.to_numpy(dtype=np.float64), index, offsets)
-    return pd.DataFrame(values, index=df.index, columns=cols).ffill()
+    times = pd.to_numeric(pd.Series(df.index), errors='coerce').to_numpy(dtype=np.float64)
+    values = carried_within(df.to_numpy(dtype=np.float64), times, index, offsets)
+    return pd.DataFrame(values, index=df.index, columns=cols)
 
 
 # a chart's window read answered HTTP 404: the agent has nothing stored for it (not a failed read)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from collector.features import (absent_as_zero, despiked_history, feature_blocks, feature_groups, fill_missing,
-                                make_features, phases_every, rows_at, rows_every, rows_needed)
+from collector.features import (absent_as_zero, carried_within, despiked_history, feature_blocks, feature_groups,
+                                fill_missing, make_features, phases_every, rows_at, rows_every, rows_needed)
 
 
 def test_hand_computed_features():
@@ -65,6 +65,30 @@ def test_a_dimension_absent_while_its_chart_has_values_reads_zero():
     out = absent_as_zero(two, np.array([3, 2, 0, 1]), np.array([0, 2]))
     assert out[0, :2].tolist() == [1.0, 0.0] and np.isnan(out[0, 2:]).all()
     assert np.isnan(x[1, 1])   # the input is left as it was
+
+
+def test_a_chart_is_carried_between_its_collections_but_not_over_a_gap():
+    """Joined on one-second rows, a chart collected every 5 s repeats its last reading until
+    its next, as the agent's current values do; a gap longer than 30 s (or three of its own
+    intervals) is not collected, and stays null rather than read as that long of one value."""
+    nan = np.nan
+    t = np.arange(0.0, 200.0)
+    five = np.where(t % 5 == 0, t, nan)                 # every 5 s
+    five[(t > 50) & (t < 150)] = nan                    # the agent down 100 s
+    one = np.where(t == 10, 7.0, nan)                   # one reading, then nothing
+    minute = np.where(t % 60 == 0, t, nan)              # every 60 s: carried up to 180 s
+    x = np.column_stack([five, one, minute])
+    got = carried_within(x, t, np.array([0, 1, 2]), np.array([0, 1, 2]))
+    assert got[:51, 0].tolist() == [float(v - v % 5) for v in range(51)]
+    assert got[51:81, 0].tolist() == [50.0] * 30 and np.isnan(got[81:150, 0]).all()
+    assert got[150:, 0].tolist() == [float(v - v % 5) for v in range(150, 200)]
+    assert np.isnan(got[:10, 1]).all() and (got[10:41, 1] == 7.0).all() and np.isnan(got[41:, 1]).all()
+    assert got[:, 2].tolist() == [float(v - v % 60) for v in range(200)]
+    # dimensions of one chart are carried (or not) together, an absent one read as 0 first
+    two = np.array([[1.0, 2.0], [nan, nan], [3.0, nan], [nan, nan]])
+    assert carried_within(two, [0, 1, 2, 100]).tolist()[:3] == [[1, 2], [1, 2], [3, 0]]
+    assert np.isnan(carried_within(two, [0, 1, 2, 100])[3]).all()
+    assert np.isnan(x[1, 0])   # the input is left as it was
 
 
 def test_level_block_is_the_smoothed_value_after_the_change_blocks():

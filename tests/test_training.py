@@ -131,6 +131,26 @@ def test_the_rows_a_training_reports_are_the_rows_with_values(monkeypatch):
     assert result.rows == 200
 
 
+def test_a_gap_in_collection_is_left_out_of_the_training_not_taught_as_one_value(monkeypatch):
+    """The agent answers null over the hour it was down, and for a chart whose plugin died
+    after one reading: neither is an hour (or minutes) of its last value. The model learns the
+    rows with values, and a chart read once waits for history instead of a model of one value."""
+    import pandas as pd
+    from collector import netdata_api
+    t = np.arange(1000, 5200, dtype=float)
+    up = (t < 1600) | (t >= 4600)
+    cpu = np.where(up[:, None], np.random.default_rng(0).normal(10, 1, (t.size, 2)), np.nan)
+    once = np.where(t[:, None] == 1000, 5.0, np.full((t.size, 1), np.nan))
+    raw = pd.DataFrame(np.hstack([cpu, once]), index=t,
+                       columns=['h:1::system.cpu|user', 'h:1::system.cpu|system', 'h:1::sensors.fan|fan1'])
+    monkeypatch.setattr(netdata_api, 'fetch_training_frame', lambda *a, **k: (netdata_api.carried_forward(raw), t, []))
+    cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
+    result = run_training(TrainingRequest(cfg, [ModelSpec('system.cpu', 'h:1', chart='system.cpu')], 1000, 5199))
+    assert 'system.cpu' in result.models and result.rows == 1200 + 30   # and the 30 s a reading stays current
+    result = run_training(TrainingRequest(cfg, [ModelSpec('sensors.fan', 'h:1', chart='sensors.fan')], 1000, 5199))
+    assert not result.models and 'sensors.fan' in result.waiting and not result.errors
+
+
 def test_an_infinity_in_the_training_window_is_no_reading_as_it_is_on_each_step(monkeypatch):
     """The agent may store a value that is not finite (a division by zero in a collector): the
     steps read it as no reading, and so must the training, or one such second leaves the model
