@@ -180,6 +180,17 @@ def carried_within(values, times, index=None, offsets=None, stale_seconds=STALE_
     return x
 
 
+def covered_seconds(times):
+    """The seconds of collection the rows at ``times`` stand for: their span without the gaps
+    in it (a step longer than the rows' usual spacing counts as that spacing), so an agent that
+    was down most of a window gives the minutes it was up, not the window."""
+    times = np.asarray(times, dtype=np.float64)
+    if times.size < 2:
+        return 0.0
+    steps = np.diff(times)
+    return float(np.minimum(steps, np.median(steps)).sum())
+
+
 def rows_every(times, every, lag=0):
     """Indices of the rows a job stepping every ``every`` seconds reads, oldest first: at each
     step time (``every`` s apart, back from the newest row) the newest row collected by then.

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .config import least_window_secs
-from .features import feature_groups, fill_missing, phases_every
+from .features import covered_seconds, feature_groups, fill_missing, phases_every
 from .models import MIN_TRAIN_ROWS
 from .netdata_api import NO_ANSWER, split_key, unread_reason
 
@@ -326,8 +326,9 @@ def _fit_batch(request, specs, df, index, problems, result):
         phases = phases_every(times, cfg.update_every)
         # rows with values, every phase's (a young agent pads its window with nulls)
         result.rows = max(result.rows, sum(int(p.size) for p in phases))
-        # the time the rows span, not their count: a chart collected every 5 s has a fifth of the rows
-        history = int(round(float(times[-1]) - float(times[0]))) + cfg.update_every
+        # the time the rows stand for, not their count (a chart collected every 5 s has a fifth
+        # of the rows), nor the span of a window the agent was down for most of
+        history = int(round(covered_seconds(times))) + cfg.update_every
         result.history = max(result.history, history)
         if history < min_history:
             result.waiting[spec.model_id] = history

@@ -138,7 +138,7 @@ def test_a_gap_in_collection_is_left_out_of_the_training_not_taught_as_one_value
     import pandas as pd
     from collector import netdata_api
     t = np.arange(1000, 5200, dtype=float)
-    up = (t < 1600) | (t >= 4600)
+    up = (t < 1240) | (t >= 5000)
     cpu = np.where(up[:, None], np.random.default_rng(0).normal(10, 1, (t.size, 2)), np.nan)
     once = np.where(t[:, None] == 1000, 5.0, np.full((t.size, 1), np.nan))
     raw = pd.DataFrame(np.hstack([cpu, once]), index=t,
@@ -146,9 +146,13 @@ def test_a_gap_in_collection_is_left_out_of_the_training_not_taught_as_one_value
     monkeypatch.setattr(netdata_api, 'fetch_training_frame', lambda *a, **k: (netdata_api.carried_forward(raw), t, []))
     cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
     result = run_training(TrainingRequest(cfg, [ModelSpec('system.cpu', 'h:1', chart='system.cpu')], 1000, 5199))
-    assert 'system.cpu' in result.models and result.rows == 1200 + 30   # and the 30 s a reading stays current
+    assert 'system.cpu' in result.models and result.rows == 440 + 30   # and the 30 s a reading stays current
     result = run_training(TrainingRequest(cfg, [ModelSpec('sensors.fan', 'h:1', chart='sensors.fan')], 1000, 5199))
     assert not result.models and 'sensors.fan' in result.waiting and not result.errors
+    # up for 4 of the 70 minutes: it waits for train_min_n_secs of readings, not of window
+    cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 600})
+    result = run_training(TrainingRequest(cfg, [ModelSpec('system.cpu', 'h:1', chart='system.cpu')], 1000, 5199))
+    assert not result.models and 0 < result.waiting['system.cpu'] < 600, result.waiting
 
 
 def test_an_infinity_in_the_training_window_is_no_reading_as_it_is_on_each_step(monkeypatch):
