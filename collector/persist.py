@@ -24,7 +24,9 @@ from .models import numpy_only
 # 4: the calibration's exponential tail (FittedModel.tail)
 # 5: loda pickles its numpy form (a format-4 loda is a pyod estimator, checked against versions)
 # 6: with update_every above 1 a model learns single samples, not the agent's averages
-FORMAT = 6
+# 7: mahalanobis on a wide chart (or a short window) takes its threshold from held-out scores
+#    (a format-6 one's, from its rows' own, was under most later normal steps)
+FORMAT = 7
 # the settings a fitted model depends on; any change means it must be retrained (update_every
 # sets the spacing of the rows its differences and lags were learnt on)
 HASH_KEYS = ('model', 'diffs_n', 'smooth_n', 'lags_n', 'level_features', 'level_squash', 'contamination',
