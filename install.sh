@@ -447,6 +447,15 @@ if [ "$mode" = check ]; then
   for f in "$module" "$marker"; do
     [ -e "$f" ] && say "found $f" || { say "missing $f"; ok=0; }
   done
+  # an install over a running agent not run by systemd: its python.d.plugin runs the module (and
+  # the packages) it loaded before, and the charts below are that version's, until it restarts
+  pythond_age="$(pythond_age)"
+  if [ -n "$pythond_age" ] && [ -f "$module" ]; then
+    installed_ago=$(( $(date +%s) - $(stat -c %Y "$module") ))
+    if [ "$installed_ago" -lt "$pythond_age" ]; then
+      say "the agent's python.d.plugin started $pythond_age s ago, before $module was installed ($installed_ago s ago): it runs the version it loaded then; restart netdata"; ok=0
+    fi
+  fi
   if [ -f "$marker" ]; then
     mvenv="$(cat "$marker")"
     agent_py="${python:-$agent_python}"

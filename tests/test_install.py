@@ -4,6 +4,7 @@
 The install itself, on the real agent and on a static build's tree, is run by tests/e2e/netdata.sh.
 """
 import os
+import re
 import subprocess
 import sys
 
@@ -213,6 +214,37 @@ def test_a_python_d_plugin_run_by_hand_is_not_taken_for_the_agents(tmp_path, rep
                 subprocess.run(['pkill', '-P', str(p.pid)])
                 p.kill()
                 p.wait()
+
+
+def test_check_says_the_agents_python_d_plugin_still_runs_the_version_it_loaded_before_the_install(tmp_path):
+    """An upgrade over a running agent not run by systemd (a container, netdata -D) replaces the
+    module, but the agent's python.d.plugin runs the one it loaded until it restarts: --check
+    said OK from the old version's charts while the new one had never run."""
+    import shutil
+    import time
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    plugins = os.path.join(prefix, 'etc/netdata/custom-plugins.d/python.d')
+    os.makedirs(plugins)
+    module = os.path.join(plugins, 'anomalies.chart.py')
+    plugin = prefix + '/usr/libexec/netdata/plugins.d/python.d.plugin'
+    agent = str(tmp_path / 'netdata')   # the agent's python.d.plugin: a process named netdata started it
+    shutil.copy('/bin/bash', agent)
+    started = subprocess.Popen([agent, '-c', '(exec -a "$0 1" sleep 60) & wait', plugin])
+    try:
+        time.sleep(2.5)
+        open(module, 'w').close()   # installed after python.d.plugin started
+        rc, out = check('--prefix', prefix)
+        os.utime(module, (time.time() - 3600,) * 2)   # installed an hour before it started
+        _, before = check('--prefix', prefix)
+    finally:
+        subprocess.run(['pkill', '-P', str(started.pid)])
+        started.kill()
+        started.wait()
+    assert rc == 1
+    assert re.search(r"the agent's python\.d\.plugin started \d+ s ago, before {} was installed \(\d+ s ago\): "
+                     r"it runs the version it loaded then; restart netdata\n".format(re.escape(module)), out), out
+    assert 'before {} was installed'.format(module) not in before, before
 
 
 def test_uninstall_removing_the_python_d_conf_it_made_says_only_what_it_did(tmp_path):
