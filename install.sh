@@ -473,7 +473,13 @@ if [ "$mode" = check ]; then
       if [ -f "$user_conf" ]; then
         # checked for the user the agent runs its plugins as, not for root (who may write anywhere)
         as_agent=(); id -u netdata >/dev/null 2>&1 && as_agent=(--user netdata)
-        if conf_said="$(cd / && "$mvenv/bin/python" -m collector check-config ${as_agent[@]+"${as_agent[@]}"} "$user_conf" 2>&1)"; then
+        check_config() { (cd / && "$mvenv/bin/python" -m collector check-config ${as_agent[@]+"${as_agent[@]}"} "$user_conf" 2>&1); }
+        conf_said="$(check_config)" && conf_ok=1 || conf_ok=0
+        if [ "$conf_ok" -eq 0 ] && grep -q 'unrecognized arguments: --user' <<< "$conf_said"; then
+          as_agent=()   # the venv of an older install (this checkout not installed yet, or a downgrade)
+          conf_said="$(check_config)" && conf_ok=1 || conf_ok=0
+        fi
+        if [ "$conf_ok" -eq 1 ]; then
           while IFS= read -r line; do say "$line"; done <<< "$conf_said"
         else
           while IFS= read -r line; do

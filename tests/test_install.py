@@ -181,6 +181,32 @@ def test_check_says_a_job_file_the_job_refuses_and_does_not_put_it_down_to_a_wai
     assert '{}: job anomalies: ok'.format(conf) in out and 'does not start' not in out, out
 
 
+@pytest.mark.skipif(sys.prefix == sys.base_prefix, reason='needs the tests\' virtual environment as the module\'s')
+def test_check_of_an_older_installs_venv_does_not_call_its_check_config_an_error_in_the_file(tmp_path):
+    """--check asks the installed venv's check-config for the netdata user's view (--user), which
+    the check-config of an older install does not know (this checkout pulled, not installed yet,
+    or a downgrade): its usage error was told as the file's, and the jobs said not to start."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    older = tmp_path / 'older-venv'
+    (older / 'bin').mkdir(parents=True)
+    # the venv's python as an older install's: its check-config refuses --user as argparse does
+    (older / 'bin/python').write_text(
+        '#!/bin/bash\nfor a; do [ "$a" = --user ] && { echo "usage: python -m collector [-h]" >&2; '
+        'echo "python -m collector: error: unrecognized arguments: --user netdata" >&2; exit 2; }; done\n'
+        'exec ' + sys.executable + ' "$@"\n')
+    os.chmod(str(older / 'bin/python'), 0o755)
+    plugins = os.path.join(prefix, 'etc/netdata/custom-plugins.d/python.d')
+    os.makedirs(plugins)
+    with open(os.path.join(plugins, 'anomalies.venv'), 'w') as f:
+        f.write(str(older) + '\n')
+    os.makedirs(prefix + '/etc/netdata/python.d')
+    conf = prefix + '/etc/netdata/python.d/anomalies.conf'
+    rc, out = _check_conf(prefix, conf, "anomalies:\n    host: '127.0.0.1:1'\n")
+    assert '{}: job anomalies: ok'.format(conf) in out, out
+    assert 'unrecognized arguments' not in out and 'does not start' not in out, out
+
+
 def test_a_python_d_plugin_run_by_hand_is_not_taken_for_the_agents(tmp_path, replay):
     """The docs' debug run (python.d.plugin by hand, under timeout) has the plugin's path on its
     command line: --check took it for the agent's python.d.plugin and did not say that the
