@@ -527,7 +527,15 @@ if [ "$mode" = check ]; then
 fi
 
 if [ "$mode" = uninstall ]; then
-  [ -f "$state" ] || die "no install record at $state: nothing to undo (an install with --prefix or --lib-dir is undone with the same option)"
+  if [ ! -f "$state" ]; then
+    # uninstalled already (or never installed here): a second --uninstall has nothing to do, and
+    # says so without failing; a module in place without its record was put there otherwise
+    if [ ! -e "$module" ] && [ ! -e "$marker" ]; then
+      say "nothing to undo: no install record at $state and no $module (uninstalled already, or installed with another --prefix or --lib-dir, which --uninstall takes too)"
+      exit 0
+    fi
+    die "no install record at $state: nothing to undo, though $module is there (an install with --prefix or --lib-dir is undone with the same option; one put in place by hand is removed by hand)"
+  fi
   failed=0
   step() {  # step MESSAGE COMMAND...: run it, say MESSAGE when it worked, count it when it did not
     local msg="$1"; shift

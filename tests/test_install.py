@@ -294,6 +294,29 @@ def test_uninstall_removing_the_python_d_conf_it_made_says_only_what_it_did(tmp_
     assert proc.stderr == '', proc.stderr
 
 
+def test_a_second_uninstall_has_nothing_to_do_and_does_not_fail(tmp_path):
+    """Automation that runs --uninstall twice (or on a node never installed) failed on the
+    second: nothing installed is nothing to undo. A module in place without the install's
+    record is still refused, by name."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    os.makedirs(prefix + '/var/lib/netdata')
+
+    def uninstall():
+        return subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--uninstall', '--prefix', prefix,
+                               '--no-restart'], capture_output=True, text=True, timeout=60)
+    proc = uninstall()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'nothing to undo: no install record at {}/var/lib/netdata/anomalies-install.state'.format(
+        prefix) in proc.stdout, proc.stdout
+    module = prefix + '/etc/netdata/custom-plugins.d/python.d/anomalies.chart.py'
+    os.makedirs(os.path.dirname(module))
+    open(module, 'w').close()
+    proc = uninstall()
+    assert proc.returncode == 1 and 'though {} is there'.format(module) in proc.stdout + proc.stderr, proc.stderr
+    assert os.path.exists(module)
+
+
 def test_uninstall_says_the_job_the_agent_still_runs_saves_its_models_again(tmp_path):
     """Until the agent restarts, its python.d.plugin runs the job it loaded, which writes its
     models folder again within a minute: the uninstall said only 'restart the agent to apply',
