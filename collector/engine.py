@@ -872,8 +872,8 @@ class AnomalyDetector:
         else:
             self.next_training, due = NEVER, 'not retrained (train_every_n 0)'
         self.next_discovery = Due(self.clock(), self.steps)  # train the charts without a usable saved model at once
-        self.log.info('loaded {} saved models from {} (oldest trained {:.0f} s ago); {}'.format(
-            len(loaded), self.models_dir, age, due))
+        self.log.info('loaded {} from {} (oldest trained {:.0f} s ago); {}'.format(
+            plural(len(loaded), 'saved model'), self.models_dir, age, due))
 
     def _read_agent(self):
         """The agent's machine GUID, read once it answers: the saved models and flagged steps
