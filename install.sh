@@ -336,7 +336,8 @@ agents_pythond() {  # the PIDs of the python.d.plugin processes an agent started
 
 restart_agent() {
   local how=""   # the command, where systemd is there to run it
-  command -v systemctl >/dev/null 2>&1 && how=" (systemctl restart netdata)"
+  # (systemctl is installed in many containers whose init is not systemd: there it cannot run it)
+  command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ] && how=" (systemctl restart netdata)"
   [ "$restart" -eq 1 ] || { say "restart the agent to apply$how"; return; }
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet netdata 2>/dev/null; then
     systemctl restart netdata && say "restarted netdata" && restarted=1 && return
@@ -351,7 +352,11 @@ restart_agent() {
       say "netdata is running but not under systemd, and its python.d.plugin is not: restart netdata to apply"
     fi
   else
-    say "netdata is not running: start it to apply${how/restart/start}"
+    if [ "$mode" = uninstall ]; then
+      say "netdata is not running: nothing of the module runs"
+    else
+      say "netdata is not running: start it to apply${how/restart/start}"
+    fi
   fi
 }
 
@@ -588,7 +593,7 @@ if [ "$mode" = uninstall ]; then
   rm -f "$legacy_backup"
   if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ]; then
     say "error: $venv is not a virtual environment: left as it is"; failed=1
-  else
+  elif [ -e "$venv" ]; then
     step "removed $venv" rm -rf "$venv"
   fi
   # a plugins.d plugin set up as docs/install.md shows runs the venv just removed
