@@ -31,17 +31,24 @@ class NodeRate:
         self.unscored = {}   # flagged model id -> steps in a row it has not been scored
         self.last_now = None
 
-    def update(self, scores, now, models=()):
+    def update(self, scores, now, models=(), most=None):
         """``scores``: ``{model_id: (probability, flag)}`` of this step; ``now``: seconds;
         ``models``: every model the job has. A flagged model left out of a step's scores (no
         current value from its chart: a collector late) keeps its flag for up to
         ``HELD_UNSCORED`` steps, so its flag is not raised (and logged) again when it is scored
         next, and how long it has been up goes on; a chart that stays without values (a
-        container stopped, its model not removed yet) loses it then, as the flag policy's."""
+        container stopped, its model not removed yet) loses it then, as the flag policy's.
+        ``most``: the most seconds that can have passed since the last update (None: no
+        limit); a clock that moved on further was set forward (a small box without a
+        real-time clock, stepped by NTP hours or days after its boot), and the flags' ages go
+        on by ``most`` only, as they go on over a clock set back."""
         self.step += 1
-        if self.last_now is not None and now < self.last_now:   # the clock set back: the flags' ages go on
+        if self.last_now is not None:
+            moved = now - self.last_now
+            # set back: the flags' ages go on; set forward: by at most `most`
+            shift = moved if moved < 0 else (moved - most if most is not None and moved > most else 0)
             for m in self.since:
-                self.since[m] += now - self.last_now
+                self.since[m] += shift
         self.last_now = now
         for m in list(self.unscored):
             if m in scores or m not in self.since:

@@ -20,6 +20,9 @@ PROB_SCALE = 10000   # probability 0..1 sent as hundredths of a percent (divisor
 
 ORDER = ['probability', 'anomaly', 'rate', 'flagged_for']
 RATE_WINDOW_SECONDS = 60   # the node anomaly rate's rolling average, and the window of its share flagged
+# steps of slack over the steps since the node view's last update: the agent's clock moving on
+# further in that time was set forward, and does not age the flags (engine.GAP_STEPS is its gap)
+CLOCK_SLACK_STEPS = 5
 # get_data's answer when the job has no model left: data (so python.d counts the updates its charts
 # go without a value) for no dimension of any of its charts (no dimension id holds a newline)
 NO_VALUES = {'\n': 0}
@@ -162,6 +165,7 @@ class AnomaliesService(object):
         self.answered_steps = 0       # steps at which the agent answered (a model or not)
         self.started_at = time.monotonic()
         self.node = NodeRate(RATE_WINDOW_SECONDS // max(1, self.update_every))
+        self.node_steps = 0           # steps since the node view was last updated
         self.exporter = None
         self.drivers_refused = set()  # models whose drivers chart the framework refused (told once)
         self.driver_ids = {}          # model id -> (its fitted model, its driver_dims)
@@ -355,6 +359,7 @@ class AnomaliesService(object):
     def get_data(self):
         if self.detector is None:
             return None
+        self.node_steps += 1
         try:
             step = self.detector.step()
         except Exception as e:  # a bug must not kill the job; log it and try again next step
@@ -376,7 +381,9 @@ class AnomaliesService(object):
         if not step.scores:
             return None
         node = self.node.update(step.scores, time.monotonic() if step.at is None else step.at,
-                                getattr(self.detector, 'models', ()))
+                                getattr(self.detector, 'models', ()),
+                                most=(self.node_steps + CLOCK_SLACK_STEPS) * max(1, self.update_every))
+        self.node_steps = 0
         for model_id in node.raised:
             self.info("anomaly flagged on '{}'{} (probability {:.1f}%): {}".format(
                 model_id, self.of_node, step.scores[model_id][0] * 100,

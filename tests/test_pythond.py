@@ -315,6 +315,46 @@ def test_a_flag_left_unscored_for_a_step_stays_up_and_its_age_goes_on():
     assert ages == [1.0, 2.0, 3.0, 0.0, 0.0, 0.0, 0.0], ages
 
 
+def test_the_agents_clock_set_forward_does_not_age_a_flag_by_the_jump():
+    """A small box without a real-time clock boots with an old time, which NTP steps forward
+    hours or days later: a flag up across that step read as up for days, and the alarm on
+    anomalies.flagged_for went critical. Its age goes on by what the steps since can have taken
+    (``most``), as it does over a clock set back."""
+    from collector.node import NodeRate
+    node = NodeRate(window_steps=60)
+    node.update({'a': (1.0, 1)}, 100, most=6)
+    assert node.update({'a': (1.0, 1)}, 110, most=15).longest == 10.0   # within what the steps took: as it is
+    step = node.update({'a': (1.0, 1)}, 110 + 172800, most=16)
+    assert (step.longest, step.longest_model, step.raised) == (26.0, 'a', [])
+    assert node.update({'a': (1.0, 1)}, 111 + 172800, most=6).longest == 27.0
+    assert node.update({'a': (1.0, 1)}, 112 + 172800).longest == 28.0   # no limit given: agent time alone
+
+
+def test_a_flag_up_while_the_agents_clock_is_set_forward_keeps_its_age_on_the_chart():
+    """The job's view of it: a flag up, the agent's clock stepped two days on, the features
+    starting again for ten steps (no scores), the flag still up after: anomalies.flagged_for
+    (what the 10-minute alarm reads) goes on from its age, not from two days."""
+    from collector.runner import Service
+    svc = Service(configuration={'job_name': 'anomalies'})
+    svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+    svc.create()
+
+    def at(step, t):
+        step.at = t
+        return step
+    flagged = {'system.ram': (1.0, 1)}
+    steps = [at(FakeStep(flagged, added=['system.ram']), 1000.0)]
+    steps += [at(FakeStep(flagged), 1000.0 + k) for k in range(1, 5)]
+    steps += [FakeStep({}, fresh=True) for _ in range(10)]
+    steps += [at(FakeStep(flagged), 1015.0 + 172800 + k) for k in range(3)]
+    svc.detector = FakeDetector(steps)
+    data = [svc.get_data() for _ in range(len(steps))]
+    longest = [d['longest'] for d in data if d]
+    assert longest[:5] == [0, 1, 2, 3, 4], longest
+    # the 11 steps since the last scored one, and a little slack (a step may come late)
+    assert 4 + 11 <= longest[5] <= 4 + 11 + 10 and longest[6:] == [longest[5] + 1, longest[5] + 2], longest
+
+
 def test_drivers_read_as_dimensions_or_chart_dimension_pairs():
     from collector.service import describe_drivers
     assert describe_drivers([('h::system.cpu|user', 0.81), ('h::system.cpu|system', 0.12)]) == 'user 81%, system 12%'
