@@ -57,6 +57,11 @@ PAUSE_SECONDS = 3
 # the longest the step after a gap spends reading stored rows (an agent slow to send them):
 # the charts not read by then score again once enough steps came in
 REFILL_SECONDS = 5.0
+# an agent whose step reads timed out is told to answer again once it has answered for this many
+# seconds of steps in a row: a link that loses an answer every few seconds (Wi-Fi to a remote
+# agent, a busy small box) is one problem, told once and once over, not two lines a time (a
+# thousand lines an hour into the agent's log, on a small box's SD card)
+SLOW_CLEAR_SECONDS = 60
 # no flag rises in the rows read while the job's own training runs, for at most this many steps
 # (a training that takes longer, a big window on a slow box, no longer hides what happens meanwhile)
 OWN_TRAINING_MAX_STEPS = 60
@@ -119,6 +124,8 @@ class AnomalyDetector:
         self.told_scope_wait = False   # a young agent with no chart in scope yet: said once
         self.told_child_wait = False   # a child its just restarted parent does not list yet: said once
         self.child_waited = False      # ... and waited for since the last answer
+        self.unanswered = set()        # hosts whose read failed at the last step
+        self.slow = {}                 # host whose step read timed out -> [reads timed out, steps, answered in a row]
         self.child_modelled = None     # whether models_dir held models (of the child) at the wait
         self.need = config.rows_needed
         self.hosts = [config.host] + sorted({d[0] for m in config.custom_models for d in m.dimensions} - {config.host})
@@ -759,7 +766,9 @@ class AnomalyDetector:
         for host, api in self.apis.items():
             try:
                 latest[host] = api.allmetrics(timeout=wait, charts=self.wanted.get(host))
-                if host == self.config.host and ('fetch:' + host in self.problems or self.child_waited):
+                back = host in self.unanswered
+                self.unanswered.discard(host)
+                if host == self.config.host and (back or self.child_waited):
                     # back (an agent or a parent restarted, a child reconnected): its chart list at
                     # once, so saved models load and charts train now, not at the next minute's look;
                     # an agent that restarted meanwhile (a standalone job's) gets its start-up held
@@ -767,10 +776,16 @@ class AnomalyDetector:
                     self.child_waited = False
                     if self.models:
                         self._hold_agent_start_up()
-                self.problems.clear('fetch:' + host, 'agent {} answers again'.format(host))
+                self._answered(host)
             except NetdataError as e:
                 if host == self.config.host and self._child_not_back_yet(e):
                     continue
+                self.unanswered.add(host)
+                late = self.slow.pop(host, None)
+                if e.timed_out:   # (told once, and again only once it has answered a while)
+                    late = late or [0, 0, 0]
+                    late[0], late[2] = late[0] + 1, 0
+                    self.slow[host] = late
                 slow = ('' if not e.timed_out else ': a step waits for the latest values 0.9 x update_every at most, '
                         'so an agent slower to answer them needs a larger update_every' if wait < self.config.api_timeout
                         else ': api_timeout, raise it for an agent this slow to answer')
@@ -778,7 +793,23 @@ class AnomalyDetector:
                 outage = 'unreachable' if str(e).startswith('cannot reach') and not e.timed_out else None
                 self.problems.report('fetch:' + host, '{}{}{}'.format(   # (a job with no model yet has no values)
                     e, slow, ' (keeping last values until it answers)' if self.models else ''), kind=outage)
+        for late in self.slow.values():
+            late[1] += 1
         return latest
+
+    def _answered(self, host):
+        """``host`` answered this step: its trouble is over, and told so; where its reads timed
+        out, once it has answered for SLOW_CLEAR_SECONDS of steps in a row."""
+        late = self.slow.get(host)
+        if late is not None:
+            late[2] += 1
+            if late[2] * self.config.update_every < SLOW_CLEAR_SECONDS:
+                return
+            del self.slow[host]
+            if late[0] > 1:
+                self.problems.clear('fetch:' + host, 'agent {} answers again ({} of its {} reads since had no answer '
+                                                     'in time)'.format(host, late[0], late[1] + 1))
+        self.problems.clear('fetch:' + host, 'agent {} answers again'.format(host))
 
     def start(self):
         """Load the saved models that still fit, and start training the rest now."""

@@ -535,6 +535,53 @@ def test_an_agent_too_slow_for_the_step_or_the_timeout_is_told_which_key_to_chan
     det.close()
 
 
+class LateApi(SwitchableApi):
+    """An agent over a link that loses an answer now and then: a step's read that times out."""
+    late = False
+
+    def allmetrics(self, timeout=None, charts=None):
+        if self.late:
+            raise NetdataError('cannot reach http://{}/api/v1/allmetrics?format=json&filter=...: TimeoutError: timed '
+                               'out (no answer in {:g} s)'.format(self.host, timeout), timed_out=timeout)
+        return super().allmetrics(timeout, charts)
+
+
+def test_an_agent_that_now_and_then_answers_too_late_is_told_once_not_at_every_answer_lost(replay, logger):
+    """A remote agent over Wi-Fi loses an answer every few seconds: each one was an error line
+    and an 'answers again' line, a thousand lines an hour into the agent's log on a small box's
+    SD card, with the advice of the first lost among them. One line while it goes on, and one
+    once it has answered for SLOW_CLEAR_SECONDS in a row, saying how many answers were lost."""
+    det = AnomalyDetector(parse_job_config({'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000}),
+                          logger, trainer=ThreadTrainer(), api_factory=lambda c, h: LateApi.from_config(c, h))
+    det.list_wait = None
+    run_until_trained(det, replay)
+    start = len(logger.lines)
+    try:
+        for _ in range(6):
+            LateApi.late = True
+            assert not det.step().fresh
+            replay.clock.advance(1)
+            LateApi.late = False
+            assert all(s.fresh and s.scores for s in _steps(det, replay, 4))
+    finally:
+        LateApi.late = False
+    said = [(level, m) for level, m in logger.lines[start:] if replay.host in m]
+    assert len(said) == 1 and said[0][0] == 'ERROR' and '(no answer in 0.9 s): a step waits' in said[0][1], said
+    _steps(det, replay, engine.SLOW_CLEAR_SECONDS - 5)   # 59 answers in a row
+    assert [m for _, m in logger.lines[start:] if 'answers again' in m] == []
+    _steps(det, replay, 1)
+    assert [(level, m) for level, m in logger.lines[start:] if 'answers again' in m] == [
+        ('INFO', 'agent {} answers again (6 of its 86 reads since had no answer in time)'.format(replay.host))]
+    # an agent that times out once, after that, is told again
+    LateApi.late = True
+    try:
+        det.step()
+    finally:
+        LateApi.late = False
+    assert sum(1 for _, m in logger.lines[start:] if '(no answer in 0.9 s)' in m) == 2
+    det.close()
+
+
 def test_a_step_read_cut_by_api_timeout_says_to_raise_it(replay, logger):
     """Where api_timeout is shorter than 0.9 x update_every (update_every 6 and more with the
     default 5 s), it is what cuts a step's read: the line named the key without a word of what
