@@ -31,6 +31,25 @@ def _exit_with_parent(interval=1.0):
     threading.Thread(target=watch, daemon=True).start()
 
 
+# the kernel's out-of-memory killer takes this process first (0 is every other process's, the
+# agent's and the job's included): a training lost is retried later, the agent lost stops the
+# node's monitoring, and on a small box the training, at 150 MiB, is not always the largest
+OOM_SCORE_ADJ = 500
+
+
+def _first_for_the_oom_killer(adj=OOM_SCORE_ADJ, path='/proc/self/oom_score_adj'):
+    """Raise this process's ``oom_score_adj`` to ``adj`` (never lower it: a raise needs no
+    privilege); where it cannot be read or written, the kernel chooses as it would."""
+    try:
+        with open(path) as f:
+            now = int(f.read())
+        if now < adj:
+            with open(path, 'w') as f:
+                f.write(str(adj))
+    except (OSError, ValueError):
+        pass
+
+
 def main():
     _exit_with_parent()
     if '--nice' in sys.argv:
@@ -38,6 +57,7 @@ def main():
             os.nice(int(sys.argv[sys.argv.index('--nice') + 1]))
         except (OSError, ValueError, IndexError):
             pass
+    _first_for_the_oom_killer()
     out = os.fdopen(os.dup(sys.stdout.fileno()), 'wb')
     # stray prints from libraries must not corrupt the result: Python's and C's (fd 1) alike
     os.dup2(sys.stderr.fileno(), 1)

@@ -406,6 +406,28 @@ def test_a_training_whose_job_died_before_it_started_ends_at_once():
         assert proc.stdout.read() == b'' and proc.stderr.read() == b''
 
 
+@pytest.mark.skipif(not os.path.exists('/proc/self/oom_score_adj'), reason='no oom_score_adj (not Linux)')
+@pytest.mark.parametrize('before, after', [(0, 500), (800, 800)])
+def test_a_training_is_the_first_the_kernel_takes_when_memory_runs_out(before, after):
+    """On a small box short of memory the kernel's OOM killer took whichever was largest: the
+    agent itself, or the job, rather than the training, whose loss costs a retry. The training
+    process raises its own oom_score_adj (never lowers one set higher)."""
+    cmd = 'echo {} > /proc/self/oom_score_adj && exec "$0" -m collector.train_worker --parent {}'.format(
+        before, os.getpid())
+    with subprocess.Popen(['sh', '-c', cmd, sys.executable], cwd=ROOT, stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        try:
+            for _ in range(200):   # (it waits for its request meanwhile)
+                with open('/proc/{}/oom_score_adj'.format(proc.pid)) as f:
+                    score = int(f.read())
+                if score == after and b'collector.train_worker' in open('/proc/{}/cmdline'.format(proc.pid), 'rb').read():
+                    break
+                time.sleep(0.05)
+            assert score == after
+        finally:
+            proc.kill()
+
+
 def first_data(service, replay, limit=100):
     """Step the job on the replay's clock until it charts something (the first training done)."""
     for _ in range(limit):
