@@ -792,7 +792,7 @@ class AnomalyDetector:
                 # (a connection reset, then refused, as an agent stops: one outage, one line)
                 outage = 'unreachable' if str(e).startswith('cannot reach') and not e.timed_out else None
                 self.problems.report('fetch:' + host, '{}{}{}'.format(   # (a job with no model yet has no values)
-                    e, slow, ' (keeping last values until it answers)' if self.models else ''), kind=outage)
+                    e, slow, ' (keeping the last values for a minute)' if self.models else ''), kind=outage)
         for late in self.slow.values():
             late[1] += 1
         return latest

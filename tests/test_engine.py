@@ -502,7 +502,7 @@ def test_agent_going_away_is_logged_once_and_recovers(replay, logger):
         SwitchableApi.down = False
     assert not any(s.fresh for s in steps)
     said = [e for e in logger.errors() if 'cannot reach' in e]
-    assert len(said) == 1 and said[0].endswith('(keeping last values until it answers)'), said
+    assert len(said) == 1 and said[0].endswith('(keeping the last values for a minute)'), said
     s = det.step()
     assert s.fresh and s.scores
     assert any('answers again' in m for _, m in logger.lines)
@@ -595,7 +595,7 @@ def test_a_step_read_cut_by_api_timeout_says_to_raise_it(replay, logger):
         replay.allmetrics_delay = 0
     said = [e for e in logger.errors() if 'allmetrics' in e]
     assert len(said) == 1 and said[0].endswith('(no answer in 0.5 s): api_timeout, raise it for an agent this slow '
-                                               'to answer (keeping last values until it answers)'), said
+                                               'to answer (keeping the last values for a minute)'), said
     det.close()
 
 
