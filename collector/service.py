@@ -13,6 +13,7 @@ from .config import (DRIVERS_ID_MAX, ConfigError, chart_type, config_warnings, d
                      node_title, parse_job_config, pythond_file_notes, served_name)
 from .netdata_api import split_key
 from .node import NodeRate
+from .pace import Pace
 from .protocol import bounded_id, one_line, quotable
 from .pythond import SimpleService as OwnSimpleService
 
@@ -166,6 +167,7 @@ class AnomaliesService(object):
         self.started_at = time.monotonic()
         self.node = NodeRate(RATE_WINDOW_SECONDS // max(1, self.update_every))
         self.node_steps = 0           # steps since the node view was last updated
+        self.pace = Pace(max(1, self.update_every))   # whether the steps keep up with update_every
         self.exporter = None
         self.drivers_refused = set()  # models whose drivers chart the framework refused (told once)
         self.driver_ids = {}          # model id -> (its fitted model, its driver_dims)
@@ -357,6 +359,16 @@ class AnomaliesService(object):
             self._drivers_chart(model_id)
 
     def get_data(self):
+        started = time.monotonic()
+        try:
+            return self._step_data()
+        finally:
+            if self.detector is not None:   # (a job that could not start has no steps to speak of)
+                told = self.pace.add(time.monotonic() - started)
+                if told:
+                    (self.warning if self.pace.behind else self.info)(told)
+
+    def _step_data(self):
         if self.detector is None:
             return None
         self.node_steps += 1
