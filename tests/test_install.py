@@ -3,10 +3,13 @@
 ``--check`` says what it found without changing anything, so these run on fake agent trees.
 The install itself, on the real agent and on a static build's tree, is run by tests/e2e/netdata.sh.
 """
+import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -34,6 +37,22 @@ def check(*args):
     proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--check', '--port', '1'] + list(args),
                           capture_output=True, text=True, timeout=60)
     return proc.returncode, proc.stdout + proc.stderr
+
+
+@contextlib.contextmanager
+def agents_python_d_plugin(tmp_path, plugin, settle=0.3):
+    """A python.d.plugin process (``sleep``, named as the plugin) that a process named netdata
+    started, as the agent's is: install.sh tells it from one run by hand by that parent."""
+    agent = str(tmp_path / 'netdata')
+    shutil.copy('/bin/bash', agent)
+    started = subprocess.Popen([agent, '-c', '(exec -a "$0 1" sleep 60) & wait', plugin])
+    try:
+        time.sleep(settle)
+        yield started
+    finally:
+        subprocess.run(['pkill', '-P', str(started.pid)])
+        started.kill()
+        started.wait()
 
 
 def systemd_python3():
@@ -211,8 +230,6 @@ def test_a_python_d_plugin_run_by_hand_is_not_taken_for_the_agents(tmp_path, rep
     """The docs' debug run (python.d.plugin by hand, under timeout) has the plugin's path on its
     command line: --check took it for the agent's python.d.plugin and did not say that the
     agent's has exited, and the install told to kill it (and its timeout) with the agent's."""
-    import shutil
-    import time
     prefix = str(tmp_path / 'opt/netdata')
     agent_tree(prefix)
     plugin = prefix + '/usr/libexec/netdata/plugins.d/python.d.plugin'
@@ -246,27 +263,17 @@ def test_check_says_the_agents_python_d_plugin_still_runs_the_version_it_loaded_
     """An upgrade over a running agent not run by systemd (a container, netdata -D) replaces the
     module, but the agent's python.d.plugin runs the one it loaded until it restarts: --check
     said OK from the old version's charts while the new one had never run."""
-    import shutil
-    import time
     prefix = str(tmp_path / 'opt/netdata')
     agent_tree(prefix)
     plugins = os.path.join(prefix, 'etc/netdata/custom-plugins.d/python.d')
     os.makedirs(plugins)
     module = os.path.join(plugins, 'anomalies.chart.py')
     plugin = prefix + '/usr/libexec/netdata/plugins.d/python.d.plugin'
-    agent = str(tmp_path / 'netdata')   # the agent's python.d.plugin: a process named netdata started it
-    shutil.copy('/bin/bash', agent)
-    started = subprocess.Popen([agent, '-c', '(exec -a "$0 1" sleep 60) & wait', plugin])
-    try:
-        time.sleep(2.5)
+    with agents_python_d_plugin(tmp_path, plugin, settle=2.5):
         open(module, 'w').close()   # installed after python.d.plugin started
         rc, out = check('--prefix', prefix)
         os.utime(module, (time.time() - 3600,) * 2)   # installed an hour before it started
         _, before = check('--prefix', prefix)
-    finally:
-        subprocess.run(['pkill', '-P', str(started.pid)])
-        started.kill()
-        started.wait()
     assert rc == 1
     assert re.search(r"the agent's python\.d\.plugin started \d+ s ago, before {} was installed \(\d+ s ago\): "
                      r"it runs the version it loaded then; restart netdata\n".format(re.escape(module)), out), out
@@ -321,8 +328,6 @@ def test_uninstall_says_the_job_the_agent_still_runs_saves_its_models_again(tmp_
     """Until the agent restarts, its python.d.plugin runs the job it loaded, which writes its
     models folder again within a minute: the uninstall said only 'restart the agent to apply',
     and a later install's job took those files for its own."""
-    import shutil
-    import time
     prefix = str(tmp_path / 'opt/netdata')
     agent_tree(prefix)
     lib = prefix + '/var/lib/netdata'
@@ -339,16 +344,8 @@ def test_uninstall_says_the_job_the_agent_still_runs_saves_its_models_again(tmp_
 
     out = uninstall()
     assert 'removed the saved models in {}/anomalies-models'.format(lib) in out and 'until then' not in out, out
-    agent = str(tmp_path / 'netdata')   # an agent: a process named netdata started the plugin
-    shutil.copy('/bin/bash', agent)
-    started = subprocess.Popen([agent, '-c', '(exec -a "$0 1" sleep 60) & wait', plugin])
-    try:
-        time.sleep(0.3)
+    with agents_python_d_plugin(tmp_path, plugin):
         out = uninstall()
-    finally:
-        subprocess.run(['pkill', '-P', str(started.pid)])
-        started.kill()
-        started.wait()
     assert ('until then the job it runs goes on, and saves its models in {}/anomalies-models again: remove that '
             'folder after the restart'.format(lib)) in out, out
 
@@ -491,8 +488,6 @@ def test_check_names_each_job_without_its_charts(tmp_path):
     agent never got going (reading a child the parent does not hold) passed. Each job python.d
     starts is looked for by its charts' type, and one without them named, with the last line
     the agent logged for it, or, while python.d.plugin is young, the training's wait."""
-    import shutil
-    import time
     from collector.replay import Recording, ReplayClock, ReplayServer
     from conftest import START
     from test_top import write_anomalies_recording
@@ -524,19 +519,11 @@ def test_check_names_each_job_without_its_charts(tmp_path):
             return proc.returncode, proc.stdout + proc.stderr
         rc, out = run()
         plugin = prefix + '/usr/libexec/netdata/plugins.d/python.d.plugin'
-        agent = str(tmp_path / 'netdata')   # the agent's python.d.plugin: a process named netdata started it
-        shutil.copy('/bin/bash', agent)
-        started = subprocess.Popen([agent, '-c', '(exec -a "$0 1" sleep 60) & wait', plugin])
-        try:
-            time.sleep(0.3)
+        with agents_python_d_plugin(tmp_path, plugin):
             with open(prefix + '/var/log/netdata/error.log', 'a') as f:   # this python.d.plugin's
                 f.write("{}: python.d ERROR: anomalies[second] : still no node 'child9'\n".format(
                     time.strftime('%Y-%m-%d %H:%M:%S')))
             young_rc, young = run()
-        finally:
-            subprocess.run(['pkill', '-P', str(started.pid)])
-            started.kill()
-            started.wait()
     assert rc == 1 and 'chart with context anomalies.probability exists' in out, out
     assert 'install.sh: job anomalies: chart anomalies.probability exists' in out, out
     assert 'install.sh: job child.lan: chart anomalies_child.lan.probability exists' in out, out
