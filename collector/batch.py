@@ -15,8 +15,6 @@ from .scoring import (ConstantScorer, MahalanobisScorer, PcaScorer, beyond, log_
                       tail_probability)
 
 
-
-
 class Layout:
     """All raw columns of all models: one index per (host, chart, dim)."""
 

@@ -39,6 +39,8 @@ class Pace:
                 return 'steps keep up with update_every ({:g} s) again: the last {} were on time'.format(
                     self.every, self.on_time)
             return None
+        if seconds <= self.every:   # (the late steps can only have become fewer)
+            return None
         late = [t for t in self.times if t > self.every]
         if len(late) < self.late:
             return None
