@@ -418,9 +418,10 @@ def test_a_training_is_the_first_the_kernel_takes_when_memory_runs_out(before, a
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         try:
             for _ in range(200):   # (it waits for its request meanwhile)
-                with open('/proc/{}/oom_score_adj'.format(proc.pid)) as f:
-                    score = int(f.read())
-                if score == after and b'collector.train_worker' in open('/proc/{}/cmdline'.format(proc.pid), 'rb').read():
+                with open('/proc/{}/oom_score_adj'.format(proc.pid)) as f, \
+                        open('/proc/{}/cmdline'.format(proc.pid), 'rb') as g:
+                    score, cmdline = int(f.read()), g.read()
+                if score == after and b'collector.train_worker' in cmdline:
                     break
                 time.sleep(0.05)
             assert score == after
