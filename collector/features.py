@@ -180,6 +180,24 @@ def carried_within(values, times, index=None, offsets=None, stale_seconds=STALE_
     return x
 
 
+def rows_with_every_chart(values, column_groups):
+    """Which rows hold a value of every chart (a group of ``column_groups``, one per column).
+
+    A custom model joins dimensions of several charts. Where one chart was not collected (its
+    plugin down, longer than ``carried_within`` carries) and another was, filling the row
+    would teach the model that chart's last value beside the other's changes: such rows are
+    left out, as a single chart's gap is. With one chart: the rows with any value."""
+    x = np.asarray(values, dtype=np.float64)
+    has = ~np.isnan(x)
+    rows = np.ones(x.shape[0], dtype=bool)
+    ids = {}
+    for i, g in enumerate(column_groups):
+        ids.setdefault(g, []).append(i)
+    for cols in ids.values():
+        rows &= has[:, cols].any(axis=1)
+    return rows
+
+
 def covered_seconds(times):
     """The seconds of collection the rows at ``times`` stand for: their span without the gaps
     in it (a step longer than the rows' usual spacing counts as that spacing), so an agent that

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .config import least_window_secs
-from .features import covered_seconds, feature_groups, fill_missing, phases_every
+from .features import covered_seconds, feature_groups, fill_missing, phases_every, rows_with_every_chart
 from .models import MIN_TRAIN_ROWS
 from .netdata_api import NO_ANSWER, split_key, unread_reason
 
@@ -289,6 +289,19 @@ def _custom_missing(missing, columns, own_host):
                                                  ', ...' if len(has) > 10 else ''))
 
 
+def _never_together(raw, columns, own_host):
+    """Why a custom model has no row to learn though some of its charts have values: the
+    charts with none in the window (a plugin down all along), or none read at one time."""
+    charts = {}
+    for k, c in enumerate(columns):
+        host, chart, _ = split_key(c)
+        charts.setdefault(chart if host == own_host else '{}::{}'.format(host, chart), []).append(k)
+    silent = [name for name, ks in charts.items() if np.isnan(raw[:, ks]).all()]
+    if silent:
+        return 'the agent sent no values for {} in the training window'.format(', '.join(silent[:3]))
+    return 'its charts ({}) have no values at the same time in the training window'.format(', '.join(charts))
+
+
 def _fit_batch(request, specs, df, index, problems, result):
     """Fit the models of ``specs`` on their columns of the window ``df`` (rows at ``index``)."""
     from .models import fit_model
@@ -317,7 +330,10 @@ def _fit_batch(request, specs, df, index, problems, result):
             continue
         raw = df[cols].to_numpy(dtype=np.float64)
         raw = np.where(np.isinf(raw), np.nan, raw)   # an Infinity is no reading, as on each step
-        valid = ~np.isnan(raw).all(axis=1)
+        valid = rows_with_every_chart(raw, [split_key(c)[:2] for c in cols])
+        if spec.columns and not valid.any() and not np.isnan(raw).all():
+            result.errors[spec.model_id] = _never_together(raw, cols, cfg.host)
+            continue
         raw, times = raw[valid], index[valid]
         if not raw.shape[0]:
             result.errors[spec.model_id] = NO_VALUES

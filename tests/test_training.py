@@ -155,6 +155,34 @@ def test_a_gap_in_collection_is_left_out_of_the_training_not_taught_as_one_value
     assert not result.models and 0 < result.waiting['system.cpu'] < 600, result.waiting
 
 
+def test_a_custom_model_learns_the_rows_where_every_chart_of_it_was_collected(monkeypatch):
+    """A custom model of the CPU and a fan sensor whose plugin was down for an hour: the CPU's
+    values of that hour beside the fan's last reading are no normal the model should learn.
+    It trains on the rows where both were read (the fan's reading current for 30 s after it
+    stopped), as a chart of its own would; before, on every row, the fan's value repeated."""
+    import pandas as pd
+    from collector import netdata_api
+    t = np.arange(1000, 5200, dtype=float)
+    cpu = np.random.default_rng(0).normal(10, 1, (t.size, 1))
+    up = (t < 1240) | (t >= 5000)
+    fan = np.where(up[:, None], np.random.default_rng(1).normal(3000, 50, (t.size, 1)), np.nan)
+    raw = pd.DataFrame(np.hstack([cpu, fan]), index=t, columns=['h:1::system.cpu|user', 'h:1::sensors.fan|fan1'])
+    monkeypatch.setattr(netdata_api, 'fetch_training_frame', lambda *a, **k: (netdata_api.carried_forward(raw), t, []))
+    cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
+    spec = ModelSpec('cpu_fan', 'h:1', columns=('h:1::system.cpu|user', 'h:1::sensors.fan|fan1'))
+    result = run_training(TrainingRequest(cfg, [spec], 1000, 5199))
+    assert 'cpu_fan' in result.models and result.rows == 440 + 30
+    # a fan never read in the window: that is said, not that the model's charts sent nothing
+    monkeypatch.setattr(netdata_api, 'fetch_training_frame',
+                        lambda *a, **k: (netdata_api.carried_forward(raw.assign(**{'h:1::sensors.fan|fan1': np.nan})),
+                                         t, []))
+    result = run_training(TrainingRequest(cfg, [spec], 1000, 5199))
+    assert result.errors == {'cpu_fan': 'the agent sent no values for sensors.fan in the training window'}
+    # the CPU's own model still learns all of its rows
+    result = run_training(TrainingRequest(cfg, [ModelSpec('system.cpu', 'h:1', chart='system.cpu')], 1000, 5199))
+    assert result.rows == t.size
+
+
 def test_an_infinity_in_the_training_window_is_no_reading_as_it_is_on_each_step(monkeypatch):
     """The agent may store a value that is not finite (a division by zero in a collector): the
     steps read it as no reading, and so must the training, or one such second leaves the model
