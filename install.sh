@@ -279,7 +279,10 @@ marker="$user_plugins/anomalies.venv"
 user_conf="$config_dir/python.d/anomalies.conf"
 pythond_conf="$config_dir/python.d.conf"
 health_conf="$config_dir/health.d/anomalies.conf"
-error_log="$prefix/var/log/netdata/error.log"   # python.d.plugin's log lines, where the agent keeps them in a file
+# python.d.plugin's log lines, where the agent keeps them in a file: error.log up to 1.43,
+# collector.log from 1.44 (which logs to the journal instead where systemd runs it)
+agent_logs=("$prefix/var/log/netdata/error.log" "$prefix/var/log/netdata/collector.log")
+agent_log_names="$prefix/var/log/netdata/error.log, collector.log or journalctl -u netdata"
 legacy_backup="$lib_dir/anomalies-python.d.conf.orig"   # kept by older versions of this script
 venv="${venv:-${rec_venv:-$lib_dir/anomalies-venv}}"
 
@@ -423,15 +426,24 @@ pythond_age() {  # the seconds the agent's python.d.plugin has run (the youngest
 }
 first_training_s=120   # beyond train_min_n_secs: a first training's reading of the history and fitting, on a slow machine
 no_chart_reason() {  # no_chart_reason JOB TRAIN_MIN_N_SECS AGE: why a started job may have no chart, as ': ...' or ' yet: ...'
-  local job="$1" min_secs="$2" age="$3" lines= where="the agent's error.log (or journalctl -u netdata, where it logs to the journal)"
-  if [ -r "$error_log" ]; then
-    where="$error_log"
-    lines="$(tail -n 100000 "$error_log" 2>/dev/null | grep -F "anomalies[$job] :" || true)"
-    if [ -n "$age" ]; then   # what this python.d.plugin logged, not one before it (lines begin with the local time)
+  local job="$1" min_secs="$2" age="$3" lines= where="the agent's log ($agent_log_names)" log since_s=
+  [ -z "$age" ] || since_s=$(( $(date +%s) - age - 1 ))
+  for log in "${agent_logs[@]}"; do
+    [ -r "$log" ] || continue
+    where="$log"
+    lines="$(tail -n 100000 "$log" 2>/dev/null | grep -F "anomalies[$job] :" || true)"
+    if [ -n "$since_s" ]; then   # what this python.d.plugin logged, not one before it (lines begin with the local time)
       local since
-      since="$(date -d "@$(( $(date +%s) - age - 1 ))" '+%Y-%m-%d %H:%M:%S' 2>/dev/null || true)"
+      since="$(date -d "@$since_s" '+%Y-%m-%d %H:%M:%S' 2>/dev/null || true)"
       [ -z "$since" ] || lines="$(SINCE="$since" awk 'substr($0, 1, 19) >= ENVIRON["SINCE"]' <<< "$lines")"
     fi
+    [ -z "$lines" ] || break
+  done
+  if [ -z "$lines" ] && command -v journalctl >/dev/null 2>&1; then   # an agent that logs to the journal
+    local said
+    said="$(journalctl -q --no-pager -o short-iso -n 100000 -u netdata ${since_s:+--since "@$since_s"} 2>/dev/null \
+            | grep -F "anomalies[$job] :" | tail -n 1000 || true)"
+    [ -z "$said" ] || { lines="$said"; where="journalctl -u netdata"; }
   fi
   if [ -n "$age" ] && [ "$age" -lt "$(( ${min_secs:-300} + first_training_s ))" ]; then
     local error
@@ -508,7 +520,7 @@ if [ "$mode" = check ]; then
       for ctx in anomalies.probability anomalies.anomaly; do
         # a here-string, not a pipe: grep -q stops reading early, and pipefail would call that a failure
         grep -q "\"context\": *\"$ctx\"" <<< "$body" && say "chart with context $ctx exists" \
-          || { say "no chart with context $ctx yet (the first training waits for train_min_n_secs of history, 300 s by default, after a fresh agent start; the agent's error.log says why otherwise: grep anomalies)"; ok=0; }
+          || { say "no chart with context $ctx yet (the first training waits for train_min_n_secs of history, 300 s by default, after a fresh agent start; the agent's log says why otherwise, $agent_log_names: grep anomalies)"; ok=0; }
       done
       # one job's charts do not say the others' are there: a job that never started (a child the
       # parent does not hold, a key it refuses at start) left the check above saying OK

@@ -483,11 +483,14 @@ def test_a_kept_health_file_with_the_retired_foreach_alarms_is_told(tmp_path):
 
 
 @pytest.mark.skipif(sys.prefix == sys.base_prefix, reason='needs the tests\' virtual environment as the module\'s')
-def test_check_names_each_job_without_its_charts(tmp_path):
+@pytest.mark.parametrize('log', ['error.log', 'collector.log', 'journal'])
+def test_check_names_each_job_without_its_charts(tmp_path, log):
     """--check said OK when any job's anomalies.probability chart was there: a second job the
     agent never got going (reading a child the parent does not hold) passed. Each job python.d
     starts is looked for by its charts' type, and one without them named, with the last line
-    the agent logged for it, or, while python.d.plugin is young, the training's wait."""
+    the agent logged for it, or, while python.d.plugin is young, the training's wait. The line is
+    found where the agent keeps python.d.plugin's: error.log up to Netdata 1.43, collector.log
+    from 1.44, or the journal (read with journalctl) where systemd runs a 1.44 or later."""
     from collector.replay import Recording, ReplayClock, ReplayServer
     from conftest import START
     from test_top import write_anomalies_recording
@@ -502,9 +505,21 @@ def test_check_names_each_job_without_its_charts(tmp_path):
     with open(prefix + '/etc/netdata/python.d.conf', 'w') as f:
         f.write('anomalies: yes\n')
     os.makedirs(prefix + '/var/log/netdata')
-    with open(prefix + '/var/log/netdata/error.log', 'w') as f:
-        f.write("2024-01-01 00:00:00: python.d ERROR: anomalies[second] : it holds no node 'child9'\n"
-                "2024-01-01 00:00:01: python.d INFO: anomalies[second2] : another job's\n")
+    bin_dir, env = tmp_path / 'bin', dict(os.environ)
+    if log == 'journal':   # what journalctl -u netdata prints of the lines python.d.plugin wrote to it
+        log_path, stamp = str(tmp_path / 'journal.txt'), lambda t: time.strftime('%Y-%m-%dT%H:%M:%S+0000 h netdata[9]:', t)
+        where = 'journalctl -u netdata'
+        bin_dir.mkdir()
+        (bin_dir / 'journalctl').write_text('#!/bin/sh\necho "$@" >> {0}.args\ncat {0}\n'.format(log_path))
+        (bin_dir / 'journalctl').chmod(0o755)
+        env['PATH'] = '{}:{}'.format(bin_dir, env['PATH'])
+    else:
+        log_path = where = prefix + '/var/log/netdata/' + log
+        stamp = lambda t: time.strftime('%Y-%m-%d %H:%M:%S:', t)
+    old = stamp(time.strptime('2024-01-01 00:00:00', '%Y-%m-%d %H:%M:%S'))
+    with open(log_path, 'w') as f:
+        f.write("{0} python.d ERROR: anomalies[second] : it holds no node 'child9'\n"
+                "{0} python.d INFO: anomalies[second2] : another job's\n".format(old))
     conf = prefix + '/etc/netdata/python.d/anomalies.conf'
     rec = Recording(write_anomalies_recording(str(tmp_path / 'rec')))   # anomalies.* and anomalies_child.lan.*
     with ReplayServer(rec, ReplayClock(START + 120, stepped=True)) as server:
@@ -515,24 +530,27 @@ def test_check_names_each_job_without_its_charts(tmp_path):
 
         def run():
             proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--check', '--port', port,
-                                   '--prefix', prefix], capture_output=True, text=True, timeout=120)
+                                   '--prefix', prefix], capture_output=True, text=True, timeout=120, env=env)
             return proc.returncode, proc.stdout + proc.stderr
         rc, out = run()
         plugin = prefix + '/usr/libexec/netdata/plugins.d/python.d.plugin'
         with agents_python_d_plugin(tmp_path, plugin):
-            with open(prefix + '/var/log/netdata/error.log', 'a') as f:   # this python.d.plugin's
-                f.write("{}: python.d ERROR: anomalies[second] : still no node 'child9'\n".format(
-                    time.strftime('%Y-%m-%d %H:%M:%S')))
+            with open(log_path, 'a') as f:   # this python.d.plugin's
+                f.write("{} python.d ERROR: anomalies[second] : still no node 'child9'\n".format(
+                    stamp(time.localtime())))
             young_rc, young = run()
     assert rc == 1 and 'chart with context anomalies.probability exists' in out, out
     assert 'install.sh: job anomalies: chart anomalies.probability exists' in out, out
     assert 'install.sh: job child.lan: chart anomalies_child.lan.probability exists' in out, out
     assert ("install.sh: job second: no chart anomalies_child9.probability: the job did not start, or has no model "
             "(it reads no chart, or a node the agent does not hold); see the lines for anomalies[second] in "
-            "{}/var/log/netdata/error.log, the last: 2024-01-01 00:00:00: python.d ERROR: anomalies[second] : it holds "
-            "no node 'child9'\n".format(prefix)) in out, out
+            "{}, the last: {} python.d ERROR: anomalies[second] : it holds no node 'child9'\n".format(where, old)) in out, out
     assert 'install.sh: OK' not in out, out
     assert young_rc == 1 and ('job second: no chart anomalies_child9.probability yet: python.d.plugin started '
                               in young) and 'first training waits for train_min_n_secs (300 s)' in young, young
     # an error it logged is told, not one logged before this python.d.plugin started
     assert young.count('the last error it logged: ') == 1 and "anomalies[second] : still no node 'child9'\n" in young, young
+    if log == 'journal':   # asked for what this python.d.plugin logged, once it is running
+        with open(log_path + '.args') as f:
+            asked = f.read().splitlines()
+        assert '--since' not in asked[0] and '-u netdata --since @' in asked[-1], asked
