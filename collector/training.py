@@ -330,7 +330,8 @@ def _fit_batch(request, specs, df, index, problems, result):
             continue
         raw = df[cols].to_numpy(dtype=np.float64)
         raw = np.where(np.isinf(raw), np.nan, raw)   # an Infinity is no reading, as on each step
-        valid = rows_with_every_chart(raw, [split_key(c)[:2] for c in cols])
+        charts = [split_key(c)[:2] for c in cols]   # the chart of each column (a custom model's, several)
+        valid = rows_with_every_chart(raw, charts)
         if spec.columns and not valid.any() and not np.isnan(raw).all():
             result.errors[spec.model_id] = _never_together(raw, cols, cfg.host)
             continue
@@ -387,7 +388,7 @@ def _fit_batch(request, specs, df, index, problems, result):
                 MIN_TRAIN_ROWS + train_need - 1)
             continue
         try:
-            groups = feature_groups([split_key(c)[:2] for c in cols], cfg.lags_n, cfg.level_features)
+            groups = feature_groups(charts, cfg.lags_n, cfg.level_features)
             fm = fit_model(spec.model_id, cols, X, model=cfg.model, contamination=cfg.contamination,
                            calibration=cfg.calibration, max_rows=cfg.train_max_n, groups=groups,
                            blocks=(cfg.lags_n + 1, cfg.level_features), level_squash=cfg.squash)
