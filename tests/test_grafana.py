@@ -85,3 +85,33 @@ def test_alert_rules_pass_their_promtool_unit_tests():
     result = subprocess.run(['promtool', 'test', 'rules', 'prometheus-alerts.test.yml'],
                             cwd=os.path.join(ROOT, 'tests'), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def panel_expr(title):
+    """The query of the dashboard's panel ``title``, over every node (``$instance`` as All)."""
+    with open(os.path.join(ROOT, 'docs', 'grafana-anomalies.json')) as f:
+        board = json.load(f)
+    (expr,) = [t['expr'] for p in board['panels'] if p['title'] == title for t in p['targets']]
+    return expr.replace('$instance', '.*')
+
+
+@pytest.mark.skipif(shutil.which('promtool') is None, reason='promtool (Debian: prometheus) not installed')
+def test_the_seconds_since_the_last_update_go_on_growing_once_the_job_stopped(tmp_path):
+    """A job whose /metrics port stopped (or whose textfile a standalone run removed) takes its
+    series away: the stat, which shows the last value of its query, must read the time since the
+    last update, not what it read while the job ran (a few seconds, green)."""
+    expr = panel_expr('Seconds since the collector last updated')
+    tests = {'evaluation_interval': '15s', 'rule_files': [], 'tests': [{
+        'interval': '15s',
+        'input_series': [{'series': 'anomaly_last_update_timestamp_seconds{instance="n:9591", anomalies_job="anomalies"}',
+                          'values': '0+15x20 stale'}],   # updated every scrape for 5 minutes, then gone
+        'promql_expr_test': [
+            {'expr': expr, 'eval_time': '4m', 'exp_samples': [
+                {'labels': '{instance="n:9591", anomalies_job="anomalies"}', 'value': 0}]},
+            {'expr': expr, 'eval_time': '10m', 'exp_samples': [
+                {'labels': '{instance="n:9591", anomalies_job="anomalies"}', 'value': 300}]},
+        ]}]}
+    path = tmp_path / 'board.test.yml'
+    path.write_text(yaml.safe_dump(tests))
+    result = subprocess.run(['promtool', 'test', 'rules', str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
