@@ -20,7 +20,7 @@ PROMQL_WORDS = {'sum', 'by', 'topk', 'avg_over_time', 'max_over_time', 'and', 'o
 
 def metric_names(expr):
     """The identifiers of a PromQL expression outside label matchers, ranges and strings."""
-    bare = re.sub(r'\{[^}]*\}|\[[^\]]*\]|"[^"]*"|\b(?:on|ignoring)\s*\([^)]*\)', '', expr)
+    bare = re.sub(r'\{[^}]*\}|\[[^\]]*\]|"[^"]*"|\b(?:on|ignoring|by)\s*\([^)]*\)', '', expr)
     return set(re.findall(r'[a-zA-Z_][a-zA-Z0-9_]*', bare)) - PROMQL_WORDS
 
 
@@ -111,6 +111,27 @@ def test_the_seconds_since_the_last_update_go_on_growing_once_the_job_stopped(tm
             {'expr': expr, 'eval_time': '10m', 'exp_samples': [
                 {'labels': '{instance="n:9591", anomalies_job="anomalies"}', 'value': 300}]},
         ]}]}
+    path = tmp_path / 'board.test.yml'
+    path.write_text(yaml.safe_dump(tests))
+    result = subprocess.run(['promtool', 'test', 'rules', str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(shutil.which('promtool') is None, reason='promtool (Debian: prometheus) not installed')
+def test_the_charts_flagged_now_are_counted_per_job_not_added_across_a_nodes_jobs(tmp_path):
+    """Two jobs exporting through one node-exporter (the node's own and a streamed child's) are
+    one instance: the child's flagged charts are not the node's."""
+    expr = panel_expr('Charts flagged now')
+    series = 'anomaly_flag{{instance="n:9100", anomalies_job="{}", chart="{}"}}'
+    tests = {'evaluation_interval': '15s', 'rule_files': [], 'tests': [{
+        'interval': '15s',
+        'input_series': [{'series': series.format('anomalies', 'system.cpu'), 'values': '1x4'},
+                         {'series': series.format('anomalies', 'system.ram'), 'values': '0x4'},
+                         {'series': series.format('child', 'system.cpu'), 'values': '1x4'},
+                         {'series': series.format('child', 'system.load'), 'values': '1x4'}],
+        'promql_expr_test': [{'expr': expr, 'eval_time': '30s', 'exp_samples': [
+            {'labels': '{instance="n:9100", anomalies_job="anomalies"}', 'value': 1},
+            {'labels': '{instance="n:9100", anomalies_job="child"}', 'value': 2}]}]}]}
     path = tmp_path / 'board.test.yml'
     path.write_text(yaml.safe_dump(tests))
     result = subprocess.run(['promtool', 'test', 'rules', str(path)], capture_output=True, text=True, timeout=60)
