@@ -3,8 +3,10 @@
 Both serve the same gauges, built by ``prometheus_client`` (imported only when one of the
 two is configured): ``anomaly_probability{chart}`` (0..1), ``anomaly_flag{chart}`` (0/1),
 ``anomaly_rate`` (share of models flagged now), the two values the stock health alarms watch
-(``anomaly_rate_1m``, ``anomaly_flag_longest_seconds``), so a Prometheus alert rule can say
-what they say, and ``anomaly_last_update_timestamp_seconds`` (so an alert can tell values that
+(``anomaly_rate_1m``, ``anomaly_flag_longest_seconds``) and the longest flag of the last minute
+(``anomaly_flag_longest_1m_seconds``), so a Prometheus alert rule can say what they say, the
+counter ``anomaly_flagged_seconds_total{chart}`` (a 0/1 gauge scraped every 15 s misses most
+flags of a few seconds; the counter's increase over any range shows each), and ``anomaly_last_update_timestamp_seconds`` (so an alert can tell values that
 stopped changing from values that are fresh; until the job's first scores, the time it started,
 and no node gauge: a job that never scores must not read as a quiet node). Every series
 carries the job's name as ``anomalies_job``, so two jobs on one node do not collide. The
@@ -13,6 +15,7 @@ reads half a file; a standalone run removes it as it stops, so node-exporter doe
 serving its last values (python.d.plugin kills its jobs: there the alert rules' freshness
 check does that).
 """
+import collections
 import contextlib
 import os
 import threading
@@ -29,6 +32,11 @@ HELP = {
                        "what the health alarm anomalies_node_rate watches.",
     'anomaly_flag_longest_seconds': "How long the longest-running anomaly flag of this node has been up (seconds): "
                                     "what the health alarm anomalies_flag_lasting watches.",
+    'anomaly_flag_longest_1m_seconds': "The longest an anomaly flag of this node had been up at some step of the "
+                                       "last minute (seconds): anomaly_flag_longest_seconds as a scrape every 15 s "
+                                       "cannot miss it, what the alert rule AnomaliesFlagLasting watches.",
+    'anomaly_flagged_seconds_total': 'Seconds a model has been flagged since the job started: its increase over a '
+                                     'range shows every flag in it, however short.',
     'anomaly_last_update_timestamp_seconds': 'When the values above were last updated (unix seconds); '
                                              'until the first, when the job started.',
 }
@@ -54,10 +62,17 @@ def _release_textfile(path, job):
             del _TEXTFILES[os.path.abspath(path)]
 
 
-def node_gauges(rate, rate_1m, longest):
+# how long a flag's age stays in anomaly_flag_longest_1m_seconds, as anomaly_rate_1m's window
+RECENT_SECONDS = 60
+# a model's flagged seconds are kept this long after its last score (a chart whose values are
+# late for a while keeps its counter; one whose model was removed has it dropped)
+FORGET_SECONDS = 600
+
+
+def node_gauges(rate, rate_1m, longest, longest_1m):
     """The node-level gauges' values by name, as ``Exporter.update`` takes them."""
     return {'anomaly_rate': float(rate), 'anomaly_rate_1m': float(rate_1m),
-            'anomaly_flag_longest_seconds': float(longest)}
+            'anomaly_flag_longest_seconds': float(longest), 'anomaly_flag_longest_1m_seconds': float(longest_1m)}
 
 
 class Exporter:
@@ -72,7 +87,9 @@ class Exporter:
             _claim_textfile(textfile, self.job)
         # (scores, node gauges, unix time): one tuple, swapped whole by update(), so a scrape
         # on the server's thread never pairs two steps' values; no node gauges before the first
-        self.state = ({}, {}, time.time())
+        self.state = ({}, {}, {}, time.time())
+        self.flagged_seconds = {}   # model id -> [seconds flagged, monotonic time last scored]
+        self.longest_at = collections.deque()   # (monotonic time, longest flag's age) of the last minute
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         self.write_error = None
@@ -95,7 +112,8 @@ class Exporter:
 
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
-        scores, node, updated = self.state
+        from prometheus_client.core import CounterMetricFamily
+        scores, node, flagged, updated = self.state
         prob = GaugeMetricFamily('anomaly_probability', HELP['anomaly_probability'], labels=['anomalies_job', 'chart'])
         flag = GaugeMetricFamily('anomaly_flag', HELP['anomaly_flag'], labels=['anomalies_job', 'chart'])
         for model_id, (p, f) in sorted(scores.items()):
@@ -103,6 +121,12 @@ class Exporter:
             flag.add_metric([self.job, model_id], f)
         yield prob
         yield flag
+        if flagged:
+            total = CounterMetricFamily('anomaly_flagged_seconds', HELP['anomaly_flagged_seconds_total'],
+                                        labels=['anomalies_job', 'chart'])
+            for model_id, seconds in sorted(flagged.items()):
+                total.add_metric([self.job, model_id], seconds)
+            yield total
         for name, value in node.items():
             gauge = GaugeMetricFamily(name, HELP[name], labels=['anomalies_job'])
             gauge.add_metric([self.job], value)
@@ -116,13 +140,26 @@ class Exporter:
         from prometheus_client import generate_latest
         return generate_latest(self.registry)
 
-    def update(self, scores, rate, rate_1m, longest):
+    def update(self, scores, rate, rate_1m, longest, seconds=1):
         """Take this step's ``{model_id: (probability, flag)}`` and node values; rewrite the textfile.
 
         ``rate``: share of models flagged now; ``rate_1m``: at some step of the last minute;
-        ``longest``: seconds the longest-running flag has been up.
+        ``longest``: seconds the longest-running flag has been up; ``seconds``: the step's
+        length (update_every), which a flagged model adds to its flagged seconds.
         """
-        self.state = (dict(scores), node_gauges(rate, rate_1m, longest), time.time())
+        now = time.monotonic()
+        for model_id, (_, f) in scores.items():
+            counted = self.flagged_seconds.setdefault(model_id, [0.0, now])
+            counted[0] += seconds if f else 0
+            counted[1] = now
+        for model_id in [m for m, (_, at) in self.flagged_seconds.items() if now - at > FORGET_SECONDS]:
+            del self.flagged_seconds[model_id]
+        self.longest_at.append((now, float(longest)))
+        while now - self.longest_at[0][0] >= RECENT_SECONDS:
+            self.longest_at.popleft()
+        longest_1m = max(age for _, age in self.longest_at)
+        flagged = {m: counted[0] for m, counted in self.flagged_seconds.items()}
+        self.state = (dict(scores), node_gauges(rate, rate_1m, longest, longest_1m), flagged, time.time())
         self._write()
 
     def _write(self):

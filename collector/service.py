@@ -386,6 +386,8 @@ class AnomaliesService(object):
             # declares them obsolete after chart_cleanup updates, as it does a gone model's drivers
             # chart, instead of keeping them frozen at their last values for the life of the job
             self.last_data = {}
+            if self.exporter is not None:   # nor served to Prometheus at their last values
+                self.exporter.update({}, 0.0, 0.0, 0.0)
             return dict(NO_VALUES)
         if not step.fresh:
             return self._stale()
@@ -404,7 +406,7 @@ class AnomaliesService(object):
         if self.job_config.attribution_charts:
             self._drivers_values(step, data)
         if self.exporter is not None:
-            self.exporter.update(step.scores, node.rate, node.recent, node.longest)
+            self.exporter.update(step.scores, node.rate, node.recent, node.longest, seconds=max(1, self.update_every))
         if self.first_prediction_at is None:
             self.first_prediction_at = time.monotonic()
             self.info('first prediction {:.1f}s after start'.format(self.first_prediction_at - self.started_at))

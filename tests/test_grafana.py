@@ -13,8 +13,8 @@ from collector.metrics import LASTING_ALARM_S, NODE_ALARM_CLEAR, NODE_ALARM_WARN
 from collector.prometheus import HELP
 from conftest import ROOT
 
-PROMQL_WORDS = {'sum', 'by', 'topk', 'avg_over_time', 'max_over_time', 'and', 'on', 'label_values', 'time',
-                'instance', 'chart', 'unless', 'or',
+PROMQL_WORDS = {'sum', 'by', 'topk', 'avg_over_time', 'max_over_time', 'increase', 'bool', 'and', 'on',
+                'label_values', 'time', 'instance', 'chart', 'unless', 'or',
                 'ALERTS'}   # Prometheus's own series of the alerts firing
 
 
@@ -132,6 +132,26 @@ def test_the_charts_flagged_now_are_counted_per_job_not_added_across_a_nodes_job
         'promql_expr_test': [{'expr': expr, 'eval_time': '30s', 'exp_samples': [
             {'labels': '{instance="n:9100", anomalies_job="anomalies"}', 'value': 1},
             {'labels': '{instance="n:9100", anomalies_job="child"}', 'value': 2}]}]}]}
+    path = tmp_path / 'board.test.yml'
+    path.write_text(yaml.safe_dump(tests))
+    result = subprocess.run(['promtool', 'test', 'rules', str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(shutil.which('promtool') is None, reason='promtool (Debian: prometheus) not installed')
+def test_a_flag_of_seconds_between_two_scrapes_shows_in_the_flag_timeline(tmp_path):
+    """anomaly_flag scraped every 15 s reads 0 before and after a 5 s flag: the timeline reads
+    the counter of flagged seconds instead, and shows only the charts flagged in its range."""
+    expr = panel_expr('Anomaly flags').replace('$__rate_interval', '1m').replace('$__range', '1h')
+    series = 'anomaly_flagged_seconds_total{{instance="n:9100", anomalies_job="anomalies", chart="{}"}}'
+    labels = '{{instance="n:9100", anomalies_job="anomalies", chart="{}"}}'
+    tests = {'evaluation_interval': '15s', 'rule_files': [], 'tests': [{
+        'interval': '15s',
+        'input_series': [{'series': series.format('system.cpu'), 'values': '0 0 0 5x12'},   # flagged 5 s at 30-45 s
+                         {'series': series.format('system.ram'), 'values': '0x14'}],
+        'promql_expr_test': [
+            {'expr': expr, 'eval_time': '1m', 'exp_samples': [{'labels': labels.format('system.cpu'), 'value': 1}]},
+            {'expr': expr, 'eval_time': '3m', 'exp_samples': [{'labels': labels.format('system.cpu'), 'value': 0}]}]}]}
     path = tmp_path / 'board.test.yml'
     path.write_text(yaml.safe_dump(tests))
     result = subprocess.run(['promtool', 'test', 'rules', str(path)], capture_output=True, text=True, timeout=60)

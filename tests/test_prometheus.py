@@ -3,6 +3,7 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from collector import prometheus
 from collector.prometheus import Exporter
 
 
@@ -67,3 +68,51 @@ def test_a_second_job_on_one_textfile_is_refused_not_mixed_in(tmp_path):
     first.close()
     second = Exporter(str(textfile), job='child')   # free once its writer stopped
     second.close()
+
+
+def test_a_short_flag_between_two_scrapes_still_reads_in_what_prometheus_scrapes(tmp_path, monkeypatch):
+    """Scraped every 15 s, a flag up for 5 s is most often read as 0 by anomaly_flag, and one
+    up for 40 s as 14 and 29 s by anomaly_flag_longest_seconds, under the lasting alert's 30 s
+    (Netdata's alarm, reading every second, warns). The counter of flagged seconds shows every
+    flag, and the longest flag of the last minute holds its age for a minute."""
+    clock = [1000.0]
+    monkeypatch.setattr(prometheus.time, 'monotonic', lambda: clock[0])
+    textfile = tmp_path / 'anomalies.prom'
+    exporter = Exporter(str(textfile), job='edge')
+
+    def step(cpu_flag, longest, seconds=1):
+        exporter.update({'system.cpu': (0.999 if cpu_flag else 0.3, cpu_flag), 'system.ram': (0.3, 0)},
+                        rate=0.5 * cpu_flag, rate_1m=0.5, longest=longest, seconds=seconds)
+        clock[0] += seconds
+    for age in range(40):
+        step(1, float(age))
+    for _ in range(5):
+        step(0, 0.0)
+    got = _samples(textfile.read_text())
+    assert got[('anomaly_flag', 'system.cpu')] == 0 and got[('anomaly_flag_longest_seconds', None)] == 0
+    assert got[('anomaly_flag_longest_1m_seconds', None)] == 39
+    assert got[('anomaly_flagged_seconds_total', 'system.cpu')] == 40
+    assert got[('anomaly_flagged_seconds_total', 'system.ram')] == 0   # there from the first step: increase() sees its first flag
+    for _ in range(60):
+        step(0, 0.0)
+    got = _samples(textfile.read_text())
+    assert got[('anomaly_flag_longest_1m_seconds', None)] == 0 and got[('anomaly_flagged_seconds_total', 'system.cpu')] == 40
+    step(1, 0.0, seconds=5)   # a job stepping every 5 s: a flagged step is 5 s flagged
+    assert _samples(textfile.read_text())[('anomaly_flagged_seconds_total', 'system.cpu')] == 45
+
+
+def test_a_model_removed_leaves_the_counters_after_ten_minutes_not_at_once(tmp_path, monkeypatch):
+    """A chart whose values are late for some steps keeps its counter (a counter that went away
+    and came back would read as a reset); a model removed for good has its series dropped."""
+    clock = [1000.0]
+    monkeypatch.setattr(prometheus.time, 'monotonic', lambda: clock[0])
+    exporter = Exporter(None, job='edge')
+    exporter.update({'system.cpu': (1.0, 1), 'disk.sdb': (1.0, 1)}, rate=1.0, rate_1m=1.0, longest=0.0)
+    for _ in range(599):
+        clock[0] += 1
+        exporter.update({'system.cpu': (0.2, 0)}, rate=0.0, rate_1m=0.0, longest=0.0)
+    assert ('anomaly_flagged_seconds_total', 'disk.sdb') in _samples(exporter.text().decode())
+    clock[0] += 2
+    exporter.update({'system.cpu': (0.2, 0)}, rate=0.0, rate_1m=0.0, longest=0.0)
+    got = _samples(exporter.text().decode())
+    assert ('anomaly_flagged_seconds_total', 'disk.sdb') not in got and got[('anomaly_flagged_seconds_total', 'system.cpu')] == 1

@@ -689,6 +689,32 @@ def test_a_job_whose_every_model_is_gone_lets_its_charts_be_made_obsolete():
     assert "'obsolete'" not in back.split("CHART anomalies_veth.rate")[1].split('\n')[0]
 
 
+def test_a_job_whose_every_model_is_gone_no_longer_exports_their_last_values(tmp_path):
+    """Nor are the gone charts served to Prometheus at their last values (a flag up, a node rate
+    of 100 %) for the life of the job: the textfile then holds no chart and a quiet node."""
+    from collector.runner import Service
+    textfile = tmp_path / 'anomalies.prom'
+    svc = Service(configuration={'job_name': 'veth'})
+    svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+    svc.create()
+    from collector.prometheus import Exporter
+    svc.exporter = Exporter(str(textfile), job='veth')   # as check() starts it
+    det = FakeDetector([])
+    det.models = {'net.rv0': object()}
+    svc.detector = det
+    det.steps.append(FakeStep({'net.rv0': (1.0, 1)}, added=['net.rv0']))
+    svc.update(1000000)
+    assert 'anomaly_flag{anomalies_job="veth",chart="net.rv0"} 1.0' in textfile.read_text()
+    del det.models['net.rv0']
+    det.steps.append(FakeStep({}, removed=['net.rv0'], fresh=False))
+    svc.update(1000000)
+    text = textfile.read_text()
+    assert [line for line in text.splitlines() if 'chart="net.rv0"' in line] == [
+        'anomaly_flagged_seconds_total{anomalies_job="veth",chart="net.rv0"} 1.0'], text   # a counter: it stays a while
+    assert 'anomaly_rate{anomalies_job="veth"} 0.0' in text and 'anomaly_flag_longest_seconds{anomalies_job="veth"} 0.0' in text
+    svc.exporter.close()
+
+
 def test_a_job_not_charted_yet_leaves_its_charts_alone_while_it_has_no_model():
     """Before its first prediction (models waiting for history), a job has nothing to take down:
     no chart is declared, obsolete or not, and nothing is logged of them."""
