@@ -289,6 +289,8 @@ class AnomalyDetector:
             return False
         if self.child_modelled is None:   # (once: the steps of the wait would each read the folder)
             self.child_modelled = bool(self.models_dir) and persist.has_models(self.models_dir)
+            if self.child_modelled:   # held before: past the wait, told as a child away, not as a name unknown
+                self.apis[self.config.host].answered = True
         if not self.child_modelled:
             return False
         self.child_waited = True

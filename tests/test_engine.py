@@ -1995,6 +1995,10 @@ def test_a_job_started_with_its_parent_waits_for_a_child_it_modelled_before(tmp_
             now[0] += engine.CHILD_BACK_SECONDS
             det.step()
             assert any("cannot list charts" in m and "no node 'child-1'" in m for m in logger.errors()), logger.lines
+            # a child it modelled before: away (stopped, not reconnected), not a name it does not know
+            assert all("a child is named by" not in m for m in logger.errors()), logger.errors()
+            assert any("no node 'child-1' now, as it did before: the child is not streaming to it" in m
+                       for m in logger.errors()), logger.errors()
             det.close()
             logger.lines.clear()
             det = start(saved=False)   # never modelled: a name it does not know, at once
