@@ -242,6 +242,10 @@ class AnomalyDetector:
         if self.models_dir and not self.disk_checked and not self.models:   # the agent did not answer at start
             self._start_from_disk(charts, report)
             if self.models:
+                # they score at once: an agent that has just started (a child booted after its parent)
+                # has its start-up held, as at a job's start (this step's read does it, if it is back)
+                if self.config.host not in self.unanswered and not self.child_waited:
+                    self._hold_agent_start_up()
                 return   # the charts without a usable saved model train at the next step
         if self.models_dir and self.prune_due:
             try:

@@ -2876,6 +2876,44 @@ def test_an_agent_that_restarts_under_a_running_job_has_its_start_up_held_too(re
         server.stop()
 
 
+@pytest.mark.parametrize('discover_seconds', [60, 0.5])   # the minute's look, as on an agent; a look at every step
+def test_saved_models_loaded_once_a_late_agent_answers_hold_its_start_up(recording, tmp_path, logger, monkeypatch,
+                                                                         discover_seconds):
+    """A job started while its agent was away (its parent restarted while the child was down, a
+    standalone job started before its agent) loads its saved models once the agent answers, and
+    they score at once: an agent that has just started has its first minute held then, as at a
+    job's start (a child booted after its parent flagged its own start-up)."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', discover_seconds)
+    restart = START + SPIKE[0] - 20
+    path = _restarted_at(recording, tmp_path, restart)
+    server = ReplayServer(Recording(path), ReplayClock(START + 500, stepped=True)).start()
+    models = str(tmp_path / 'models')
+    read = SwitchableApi.data
+
+    def away(self, *args, **kwargs):   # the agent's uptime cannot be read while it is away either
+        if SwitchableApi.down:
+            raise NetdataError('cannot reach http://{}: ConnectionRefusedError'.format(self.host))
+        return read(self, *args, **kwargs)
+    monkeypatch.setattr(SwitchableApi, 'data', away)
+    try:
+        first = make_detector(server, logger, models_dir=models)
+        run_until_trained(first, server)
+        first.close()
+        server.clock.set(restart + 5)
+        logger.lines.clear()
+        late = make_detector(server, logger, models_dir=models)
+        _start_with_the_agent_down(late, server)
+        _steps_until(late, server, lambda: bool(late.models))
+        assert late.trainings == 0   # loaded, not trained
+        assert sum(m.startswith('the agent started ') and 'no flag rises on its start-up' in m
+                   for _, m in logger.lines) == 1, logger.lines
+        assert len(late.agent_start_rows) > 0
+        late.close()
+    finally:
+        server.stop()
+
+
 def test_a_job_started_on_an_agent_running_for_long_holds_no_flag(replay, logger):
     """The hold is the agent's start-up only: on an agent that has run for long (or one that
     lists no netdata.uptime) the job's first steps are scored as any."""
