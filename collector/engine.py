@@ -1106,13 +1106,10 @@ class AnomalyDetector:
         self.ring_stamps = None   # the rows held are from before the gap: none of them is kept
         self._rebuild(before)
 
-    def _score(self, row, report, stamp, answer=None):
-        """Push ``row`` (agent time ``stamp``) into the ring, score every model on its
-        features, and put their probabilities, flags and what drives a rising flag in
-        ``report``; flagged steps are remembered for the next training. ``answer``: the
-        agents' answers ``{host: {chart: ...}}`` the row was read from."""
+    def _tell_missing(self, present, answer):
+        """Log the models without current values this step (one line per kind, the charts that
+        left the answer as a warning) and those whose values are back."""
         batch = self.batch
-        present = batch.present(row)
         missing = {batch.ids[k] for k in np.nonzero(~present)[0]}
         if len(missing) == len(batch.ids) > 1:   # the answer held none of the charts: one line, not one per model
             self.problems.report('missing:all', "no current values for any of the {} models' charts, skipping "
@@ -1156,6 +1153,20 @@ class AnomalyDetector:
         self.missing = missing
         for model_id in missing:   # skipped, said as such: a chart gone before it is told anew
             self.problems.forget('gone:' + model_id)
+
+    def _score(self, row, report, stamp, answer=None):
+        """Push ``row`` (agent time ``stamp``) into the ring, score every model on its
+        features, and put their probabilities, flags and what drives a rising flag in
+        ``report``; flagged steps are remembered for the next training. ``answer``: the
+        agents' answers ``{host: {chart: ...}}`` the row was read from."""
+        batch = self.batch
+        present = batch.present(row)
+        held = self.agent_start_rows
+        if not held or not held.start - 1 <= self.steps < held.stop:
+            # an agent seconds old lists charts before their first collection, and its charts'
+            # last values are from before it restarted: what is still missing after its start-up
+            # (from the step that found it restarted) is told then, not the start-up chart by chart
+            self._tell_missing(present, answer)
         if answer:
             self._custom_charts_gone(present, answer)
         row = absent_as_zero(row[None, :], self.layout.chart_index, self.layout.chart_offsets)[0]

@@ -2876,6 +2876,52 @@ def test_an_agent_that_restarts_under_a_running_job_has_its_start_up_held_too(re
         server.stop()
 
 
+def test_charts_an_agent_collects_only_seconds_after_its_restart_are_not_told_one_by_one(recording, tmp_path, logger):
+    """A child restarting lists its charts before their first collection: the job's next steps
+    logged errors and warnings for one model after another (no current values, a chart not
+    collected for minutes), and that they were back, right after saying the agent had just
+    started. Through its start-up they are not told; one still missing after it is."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    restart = START + SPIKE[0] - 20
+    path = _restarted_at(recording, tmp_path, restart)
+    server = ReplayServer(Recording(path), ReplayClock(START + 500, stepped=True)).start()
+
+    class Restarting(SwitchableApi):
+        frozen, absent = None, ()
+
+        def allmetrics(self, timeout=None, charts=None):
+            if Restarting.frozen is not None:
+                return Restarting.frozen
+            body = super().allmetrics(timeout, charts)
+            return {c: v for c, v in body.items() if c not in Restarting.absent}
+    try:
+        det = AnomalyDetector(parse_job_config({'host': server.host, 'train_n_secs': 600, 'train_every_n': 1000}),
+                              logger, trainer=ThreadTrainer(), api_factory=lambda c, h: Restarting.from_config(c, h))
+        det.list_wait = None
+        run_until_trained(det, server)
+        said = len(logger.lines)
+        while server.clock.now() < restart + 90:
+            now = server.clock.now()
+            if restart - 2 <= now < restart + 4:   # the agent restarting: the parent repeats its last values
+                Restarting.frozen = Restarting.frozen or det.apis[det.config.host].shown
+            else:
+                Restarting.frozen = None
+            # the CPU collected from 10 s into its start-up, the forks chart not again
+            Restarting.absent = (() if now < restart else ('system.cpu', 'system.forks') if now < restart + 10
+                                 else ('system.forks',))
+            det.step()
+            server.clock.advance(1)
+        lines = [m for _, m in logger.lines[said:]]
+        assert any(m.startswith('the agent started ') for m in lines), lines
+        told = [m for m in lines if 'no current values' in m or 'no longer in the agent' in m or 'are back' in m
+                or 'values are back' in m]
+        assert told and all('system.forks' in m and 'system.cpu' not in m for m in told), told
+        det.close()
+    finally:
+        Restarting.frozen, Restarting.absent = None, ()
+        server.stop()
+
+
 @pytest.mark.parametrize('discover_seconds', [60, 0.5])   # the minute's look, as on an agent; a look at every step
 def test_saved_models_loaded_once_a_late_agent_answers_hold_its_start_up(recording, tmp_path, logger, monkeypatch,
                                                                          discover_seconds):
