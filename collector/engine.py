@@ -102,6 +102,22 @@ class Step:
         self.at = None      # the agent's time of the row scored (unix s): how long a flag is up is agent time
 
 
+def agent_uptime(api):
+    """The seconds an agent has run, by its ``netdata.uptime`` (0 where it lists the chart but
+    has not collected it yet: seconds old), or None when it does not tell (not listed, no answer)."""
+    try:
+        _, rows = api.data('netdata.uptime', after=-1)
+    except Exception:
+        return None
+    values = [r[1] for r in rows if len(r) > 1]
+    uptime = values[-1] if values else None
+    if uptime is None:
+        return 0.0
+    if isinstance(uptime, bool) or not isinstance(uptime, (int, float)):
+        return None
+    return float(uptime)
+
+
 class AnomalyDetector:
     """One job's models of one agent's charts: ``start()``, then ``step()`` once per
     update_every, then ``close()``.
@@ -127,6 +143,7 @@ class AnomalyDetector:
         self.unanswered = set()        # hosts whose read failed at the last step
         self.slow = {}                 # host whose step read timed out -> [reads timed out, steps, answered in a row]
         self.child_modelled = None     # whether models_dir held models (of the child) at the wait
+        self.parent_age = None         # the parent's uptime at the wait, where it told it (s)
         self.need = config.rows_needed
         self.hosts = [config.host] + sorted({d[0] for m in config.custom_models for d in m.dimensions} - {config.host})
         self.apis = {h: api_factory(config, h) for h in self.hosts}
@@ -286,22 +303,28 @@ class AnomalyDetector:
 
     def _child_not_back_yet(self, e):
         """A parent lists a child only once it has reconnected, seconds to a minute after the
-        parent (re)started, and python.d restarts with it: a job that saved models of its child
-        waits for it, said once, for CHILD_BACK_SECONDS after its start, rather than calling its
-        name unknown. Whether it waits."""
+        parent (re)started, and python.d restarts with it: a job that saved models of its child,
+        or whose parent started less than CHILD_BACK_SECONDS ago (the first start after an
+        install), waits for it, said once, for CHILD_BACK_SECONDS after its start, rather than
+        calling its name unknown. Whether it waits."""
         if e.status != 404 or NODE_NOT_HELD not in e.reason or self.clock() - self.created >= CHILD_BACK_SECONDS:
             return False
         if self.child_modelled is None:   # (once: the steps of the wait would each read the folder)
             self.child_modelled = bool(self.models_dir) and persist.has_models(self.models_dir)
             if self.child_modelled:   # held before: past the wait, told as a child away, not as a name unknown
                 self.apis[self.config.host].answered = True
-        if not self.child_modelled:
+            else:
+                parent = self.config.host.rsplit('/host/', 1)[0]
+                self.parent_age = agent_uptime(self.api_factory(self.config, parent))
+        young_parent = self.parent_age is not None and self.parent_age < CHILD_BACK_SECONDS
+        if not (self.child_modelled or young_parent):
             return False
         self.child_waited = True
         if not self.told_child_wait:
             self.told_child_wait = True
-            self.log.info('{} yet: it lists a child once the child has reconnected to it; the job modelled this '
-                          'child before (its saved models), so it looks again'.format(e))
+            self.log.info('{} yet: it lists a child once the child has reconnected to it; {}, so it looks '
+                          'again'.format(e, 'the job modelled this child before (its saved models)' if self.child_modelled
+                                         else 'the parent started {:.0f} s ago'.format(self.parent_age)))
         return True
 
     def _retry_full_training_soon(self, full_due):
@@ -833,15 +856,8 @@ class AnomalyDetector:
         again when the agent answers after an outage or its values move on after a pause (a
         streamed child, or a standalone job's agent, restarting under a running job). An agent
         that lists no such chart (a recording without it) is not held."""
-        try:
-            _, rows = self.apis[self.config.host].data('netdata.uptime', after=-1)
-        except Exception:   # not listed, or no answer: nothing known of the agent's age
-            return
-        values = [r[1] for r in rows if len(r) > 1]
-        uptime = values[-1] if values else None
-        if uptime is None:   # listed, not yet collected: seconds old
-            uptime = 0.0
-        if isinstance(uptime, bool) or not isinstance(uptime, (int, float)) or not 0 <= uptime < AGENT_START_SECONDS:
+        uptime = agent_uptime(self.apis[self.config.host])
+        if uptime is None or not 0 <= uptime < AGENT_START_SECONDS:
             return
         steps = int(np.ceil((AGENT_START_SECONDS - uptime) / self.config.update_every))
         self.agent_start_rows = range(self.steps + 1, self.steps + 1 + steps + self.need)   # (steps count from 1)

@@ -1914,8 +1914,10 @@ def test_basic_auth_is_sent_and_a_refusal_is_clear():
 
 
 class _Parent(BaseHTTPRequestHandler):
-    """A parent that holds one child, 'child-1' (``held``): another name is answered as Netdata does."""
+    """A parent that holds one child, 'child-1' (``held``): another name is answered as Netdata does.
+    Its own netdata.uptime is ``uptime`` seconds (None: it does not chart it)."""
     held = 'child-1'
+    uptime = None
 
     def log_message(self, *a):
         pass
@@ -1924,6 +1926,8 @@ class _Parent(BaseHTTPRequestHandler):
         path = self.path[len('/netdata'):] if self.path.startswith('/netdata/') else self.path   # behind a proxy
         if path.startswith('/host/') and not path.startswith('/host/{}/'.format(self.held)):
             code, body = 404, b'This netdata does not maintain a database for host: ' + path.split('/')[2].encode()
+        elif path.startswith('/api/v1/data?chart=netdata.uptime') and self.uptime is not None:
+            code, body = 200, json.dumps({'labels': ['time', 'uptime'], 'data': [[1000, self.uptime]]}).encode()
         elif self.path.startswith('/nothing/'):
             code, body = 404, b'not found'
         else:
@@ -1974,8 +1978,8 @@ def test_a_job_started_with_its_parent_waits_for_a_child_it_modelled_before(tmp_
     with serving(_Parent) as host:
         _Parent.held = None
         try:
-            def start(saved):
-                job = models / ('with' if saved else 'without')
+            def start(saved, name=''):
+                job = models / (('with' if saved else 'without') + name)
                 (job / 'job').mkdir(parents=True)
                 if saved:
                     (job / 'job' / 'system.cpu.pkl').write_bytes(b'')
@@ -2004,8 +2008,22 @@ def test_a_job_started_with_its_parent_waits_for_a_child_it_modelled_before(tmp_
             det = start(saved=False)   # never modelled: a name it does not know, at once
             assert any("no node 'child-1' (a child is named by" in m for m in logger.errors()), logger.lines
             det.close()
+            # never modelled, but the parent started 20 s ago (the first start after an install
+            # restarted it): its children have not all reconnected yet
+            for uptime, waits in ((20, True), (3600, False)):
+                _Parent.uptime = uptime
+                logger.lines.clear()
+                det = start(saved=False, name=str(uptime))
+                said = [m for _, m in logger.lines if 'it lists a child once the child has reconnected' in m]
+                if waits:
+                    assert not logger.errors() and len(said) == 1 and 'the parent started 20 s ago' in said[0], \
+                        logger.lines
+                    now[0] += engine.CHILD_BACK_SECONDS
+                    det.step()
+                assert any("no node 'child-1' (a child is named by" in m for m in logger.errors()), logger.lines
+                det.close()
         finally:
-            _Parent.held = 'child-1'
+            _Parent.held, _Parent.uptime = 'child-1', None
 
 
 class _Refusing(BaseHTTPRequestHandler):
