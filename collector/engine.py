@@ -82,6 +82,14 @@ def _listed(said, how):
     return first_few(['{} ({})'.format(m, how.format(v)) for m, v in sorted(said.items())])
 
 
+def gone_line(gone):
+    """The line that tells of models removed with their charts: 'model 'disk.sdb' removed: its
+    chart is gone', or '100 models removed: their charts are gone: ... (+95 more)'."""
+    if len(gone) == 1:
+        return "model '{}' removed: its chart is gone".format(gone[0])
+    return '{} removed: their charts are gone: {}'.format(plural(len(gone), 'model'), first_few(list(gone)))
+
+
 Due = collections.namedtuple('Due', 'clock step')   # whichever comes first
 Retry = collections.namedtuple('Retry', 'tries step')   # failed trainings in a row, no retry before step
 NO_RETRY = Retry(0, 0)
@@ -357,8 +365,8 @@ class AnomalyDetector:
                 report.added.remove(model_id)
             else:
                 report.removed.append(model_id)
-            self.log.info("model '{}' removed: its chart is gone".format(model_id))
-        if gone:
+        if gone:   # (containers that come and go: one line for the hundred charts they take along)
+            self.log.info(gone_line(gone))
             self._rebuild({})
         self.waiting &= set(specs)   # gone charts, with a model or still without one
         self.disk_checked &= set(specs)   # looked up again if they come back; charts that come and go stay few

@@ -748,6 +748,36 @@ def test_a_vanishing_chart_is_skipped_then_removed(replay, logger):
     det.close()
 
 
+def test_charts_gone_together_are_told_in_one_line(replay, logger):
+    """Containers that stop take their charts along, a hundred at a time on a busy node: their
+    models' removal is one line naming a few of them, not a line per model."""
+    det = make_detector(replay, logger, train_every_n=3)
+    run_until_trained(det, replay)
+    gone = sorted(det.models)[:3]
+    SwitchableApi.hidden = set(gone)
+    try:
+        removed = []
+        for _ in range(400):
+            removed += det.step().removed
+            replay.clock.advance(1)
+            if removed:
+                break
+            time.sleep(0.02)
+    finally:
+        SwitchableApi.hidden = set()
+    assert sorted(removed) == gone
+    told = [m for _, m in logger.lines if 'removed: ' in m and 'chart' in m]
+    assert told == ['3 models removed: their charts are gone: ' + ', '.join(gone)], told
+    det.close()
+
+
+def test_gone_line_names_a_few_of_many():
+    assert engine.gone_line(['disk.sdb']) == "model 'disk.sdb' removed: its chart is gone"
+    many = ['cgroup_ct{}.cpu'.format(i) for i in range(100)]
+    assert engine.gone_line(many) == ('100 models removed: their charts are gone: cgroup_ct0.cpu, cgroup_ct1.cpu, '
+                                      'cgroup_ct2.cpu, cgroup_ct3.cpu, cgroup_ct4.cpu (+95 more)')
+
+
 def test_a_flagged_chart_gone_for_a_while_comes_back_with_its_incident_left_out_of_training(replay, logger):
     """An incident that restarts a chart's collector takes the chart out of the agent's list
     for a while; it comes back with the incident in its history. Its new model must leave the
