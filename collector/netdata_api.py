@@ -59,6 +59,9 @@ def json_loads(data):
 
 # longest chart filter sent in a URL (Netdata 1.37 took 8.5 KB in a test); longer asks for all
 MAX_FILTER = 16000
+# the statuses with which an agent, or a proxy before it, refuses a request line too long (Netdata's
+# 'Received request is too big', nginx's 414 past its 8 KB buffers): the filter is then left out
+URL_REFUSED = (400, 413, 414, 431)
 # charts read at once, each over its own connection, when many are read from stored rows
 PARALLEL_READS = 4
 
@@ -390,7 +393,14 @@ class NetdataApi:
         if charts != self._filter[0]:
             pattern = quote(' '.join(sorted(charts)), safe='') if charts else ''
             self._filter = (charts, '&filter=' + pattern if pattern and len(pattern) < MAX_FILTER else '')
-        body = self._get_json('/api/v1/allmetrics?format=json' + self._filter[1], timeout, keep_raw=True)
+        try:
+            body = self._get_json('/api/v1/allmetrics?format=json' + self._filter[1], timeout, keep_raw=True)
+        except NetdataError as e:
+            if not self._filter[1] or e.status not in URL_REFUSED:
+                raise
+            # a URL longer than the agent or its proxy takes: every chart, as for a filter over MAX_FILTER
+            self._filter = (charts, '')
+            body = self._get_json('/api/v1/allmetrics?format=json', timeout, keep_raw=True)
         if not isinstance(body, dict):
             raise NetdataError('{}/api/v1/allmetrics is not a JSON object'.format(self.base_url))
         return body

@@ -2080,6 +2080,38 @@ class _Refusing(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+class _ShortUrls(BaseHTTPRequestHandler):
+    """An agent behind a proxy that takes request lines of 8 KB at most (nginx's default buffers),
+    or an agent of the same limit: a longer one is answered 414."""
+    protocol_version = 'HTTP/1.1'
+    asked = []
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        self.asked.append(self.path)
+        code, body = (414, b'Request-URI Too Large') if len(self.path) > 8192 else (200, b'{"system.cpu": {}}')
+        self.send_response(code)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_allmetrics_asks_for_every_chart_where_the_filter_makes_the_url_too_long():
+    """500 network interfaces' charts make a 10 KB filter: an agent or proxy that refuses such
+    a URL still answers without it, and the job must read that, not fail every step."""
+    charts = frozenset('net_packets.veth{:04d}'.format(i) for i in range(500))
+    _ShortUrls.asked = []
+    with serving(_ShortUrls) as host:
+        api = NetdataApi(host)
+        assert api.allmetrics(charts=charts) == {'system.cpu': {}}
+        assert api.allmetrics(charts=charts) == {'system.cpu': {}}
+        api.close()
+    assert [len(p) > 8192 for p in _ShortUrls.asked] == [True, False, False]   # refused once, then unfiltered
+    assert '&filter=' not in _ShortUrls.asked[-1]
+
+
 def test_an_agent_refusing_the_reader_is_said_in_its_words_and_what_they_mean():
     """Netdata 2.x refuses with statuses 1.37 never used (451, 412): a bare 'answered HTTP 451'
     sends a person to look it up; the agent's own words and their meaning are said."""
