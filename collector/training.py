@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from . import BLAS_THREADS
 from .config import least_window_secs
 from .features import covered_seconds, feature_groups, fill_missing, phases_every, rows_with_every_chart
 from .models import MIN_TRAIN_ROWS
@@ -464,9 +465,8 @@ def _child_env():
         if p and os.path.isdir(p) and p not in paths:
             paths.append(p)
     env['PYTHONPATH'] = os.pathsep.join(paths)
-    env.setdefault('OMP_NUM_THREADS', '1')
-    env.setdefault('OPENBLAS_NUM_THREADS', '1')
-    env.setdefault('MKL_NUM_THREADS', '1')
+    for name in BLAS_THREADS:
+        env.setdefault(name, '1')
     return env
 
 
