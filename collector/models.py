@@ -205,7 +205,7 @@ def _fit_scorer(name, X, contamination, blocks=None, fit_on=None):
         return scorer, scorer.decision_function(X)
     if name == 'mahalanobis':
         scorer, scores = _mahalanobis_scorer(X, fit_on)
-        if scorer.moving.size < HELD_OUT_FROM * X.shape[0]:
+        if scorer.moving.size < min(HELD_OUT_FROM * X.shape[0], HELD_OUT_FEATURES):
             return scorer, scores
         return scorer, _mahalanobis_held_out_scores(X, fit_on, scores)
     fit_rows = X if fit_on is None else fit_on
@@ -232,6 +232,13 @@ def _fit_scorer(name, X, contamination, blocks=None, fit_on=None):
 # the default model's training scores are each row's distance under a fit without it once its
 # moving features are at least this share of its rows (a wide chart, or a short window) ...
 HELD_OUT_FROM = 0.15
+# ... or at least this many, whatever the window: a chart of 60 dimensions or more (a large
+# server's system.interrupts, apps.*, cgroups' per-core charts) over a window of 3000 to 14400
+# rows read its normal rows as more unusual than its training rows were (AR noise of 60
+# dimensions over 3000 rows: a median probability of 88 %, 5.3 % of the rows over a 0.1 %
+# threshold; 120 over 14400: 76 %, 0.8 %), where the recordings' charts (84 features at most)
+# are better off with their own scores over their short windows
+HELD_OUT_FEATURES = 400
 # ... from this many folds of stretches taken all through the window, each scored by the others
 MAHALANOBIS_HELD_OUT_STRETCHES = 16
 MAHALANOBIS_HELD_OUT_FOLDS = 4
@@ -250,8 +257,8 @@ def _mahalanobis_held_out_scores(X, fit_on, scores):
     every step's (a 100-dimension chart on 15 minutes of history read 100 % and stayed
     flagged; 200 dimensions on an hour, 88 % of the steps flagged). Charts of a few
     dimensions over the default window are far from that and keep their own scores
-    (``HELD_OUT_FROM``): the recordings' widest, ``system.interrupts``, has 12 moving
-    dimensions, 84 features against 740 rows.
+    (``HELD_OUT_FROM``, ``HELD_OUT_FEATURES``): the recordings' widest, ``system.interrupts``,
+    has 12 moving dimensions, 84 features against 740 rows.
     """
     F = X if fit_on is None else fit_on
     n = X.shape[0]
