@@ -1191,8 +1191,8 @@ class AnomalyDetector:
             # last values are from before it restarted: what is still missing after its start-up
             # (from the step that found it restarted) is told then, not the start-up chart by chart
             self._tell_missing(present, answer)
-        if answer:
-            self._custom_charts_gone(present, answer)
+            if answer:   # (a custom model's chart collected only seconds into the start-up likewise)
+                self._custom_charts_gone(present, answer)
         row = absent_as_zero(row[None, :], self.layout.chart_index, self.layout.chart_offsets)[0]
         ring.push(self.ring, self.ring_stamps, row, stamp)
         self.rows_seen = self.rows_seen + present

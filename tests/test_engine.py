@@ -3002,6 +3002,58 @@ def test_charts_an_agent_collects_only_seconds_after_its_restart_are_not_told_on
         server.stop()
 
 
+def test_a_custom_models_chart_collected_seconds_after_its_agents_restart_is_not_told_either(recording, tmp_path,
+                                                                                            logger):
+    """A custom model's chart that the restarted agent collects only seconds into its start-up
+    was told as gone from its answer, then as back, through the start-up the chart models keep
+    quiet on; one still gone after it is told then."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    restart = START + SPIKE[0] - 20
+    path = _restarted_at(recording, tmp_path, restart)
+    server = ReplayServer(Recording(path), ReplayClock(START + 500, stepped=True)).start()
+
+    class Restarting(SwitchableApi):
+        frozen, absent = None, ()
+
+        def allmetrics(self, timeout=None, charts=None):
+            if Restarting.frozen is not None:
+                return Restarting.frozen
+            body = super().allmetrics(timeout, charts)
+            return {c: v for c, v in body.items() if c not in Restarting.absent}
+    try:
+        custom = [{'name': 'cpu_forks', 'dimensions': 'system.cpu|user,system.forks|started'},
+                  {'name': 'cpu_ram', 'dimensions': 'system.cpu|user,system.ram|used'}]
+        det = AnomalyDetector(parse_job_config({'host': server.host, 'train_n_secs': 600, 'train_every_n': 1000,
+                                                'custom_models': custom}),
+                              logger, trainer=ThreadTrainer(), api_factory=lambda c, h: Restarting.from_config(c, h))
+        det.list_wait = None
+        run_until_trained(det, server)
+        while server.clock.now() < restart - 5:
+            det.step()
+            server.clock.advance(1)
+        assert {'cpu_forks', 'cpu_ram'} <= set(det.models), sorted(det.models)
+        said = len(logger.lines)
+        while server.clock.now() < restart + 90:
+            now = server.clock.now()
+            if restart - 2 <= now < restart + 4:   # the agent restarting: the parent repeats its last values
+                Restarting.frozen = Restarting.frozen or det.apis[det.config.host].shown
+            else:
+                Restarting.frozen = None
+            # the forks chart collected from 10 s into the agent's start-up, the RAM's not again
+            Restarting.absent = (() if now < restart else ('system.forks', 'system.ram') if now < restart + 10
+                                 else ('system.ram',))
+            det.step()
+            server.clock.advance(1)
+        lines = [m for _, m in logger.lines[said:]]
+        assert any(m.startswith('the agent started ') for m in lines), lines
+        assert not [m for m in lines if 'cpu_forks' in m], lines
+        assert [m for m in lines if "model 'cpu_ram': chart system.ram is no longer in the agent's answer" in m], lines
+        det.close()
+    finally:
+        Restarting.frozen, Restarting.absent = None, ()
+        server.stop()
+
+
 @pytest.mark.parametrize('discover_seconds', [60, 0.5])   # the minute's look, as on an agent; a look at every step
 def test_saved_models_loaded_once_a_late_agent_answers_hold_its_start_up(recording, tmp_path, logger, monkeypatch,
                                                                          discover_seconds):
