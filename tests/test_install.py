@@ -483,14 +483,15 @@ def test_a_kept_health_file_with_the_retired_foreach_alarms_is_told(tmp_path):
 
 
 @pytest.mark.skipif(sys.prefix == sys.base_prefix, reason='needs the tests\' virtual environment as the module\'s')
-@pytest.mark.parametrize('log', ['error.log', 'collector.log', 'journal'])
+@pytest.mark.parametrize('log', ['error.log', 'collector.log', 'journal', 'upgraded'])
 def test_check_names_each_job_without_its_charts(tmp_path, log):
     """--check said OK when any job's anomalies.probability chart was there: a second job the
     agent never got going (reading a child the parent does not hold) passed. Each job python.d
     starts is looked for by its charts' type, and one without them named, with the last line
     the agent logged for it, or, while python.d.plugin is young, the training's wait. The line is
     found where the agent keeps python.d.plugin's: error.log up to Netdata 1.43, collector.log
-    from 1.44, or the journal (read with journalctl) where systemd runs a 1.44 or later."""
+    from 1.44, or the journal (read with journalctl) where systemd runs a 1.44 or later. An agent
+    upgraded to 1.44 keeps the error.log of before: its lines for the job are not the last."""
     from collector.replay import Recording, ReplayClock, ReplayServer
     from conftest import START
     from test_top import write_anomalies_recording
@@ -514,8 +515,11 @@ def test_check_names_each_job_without_its_charts(tmp_path, log):
         (bin_dir / 'journalctl').chmod(0o755)
         env['PATH'] = '{}:{}'.format(bin_dir, env['PATH'])
     else:
-        log_path = where = prefix + '/var/log/netdata/' + log
+        log_path = where = prefix + '/var/log/netdata/' + ('collector.log' if log == 'upgraded' else log)
         stamp = lambda t: time.strftime('%Y-%m-%d %H:%M:%S:', t)
+    if log == 'upgraded':   # what the job logged while the agent was 1.43
+        with open(prefix + '/var/log/netdata/error.log', 'w') as f:
+            f.write("2023-06-01 00:00:00: python.d ERROR: anomalies[second] : cannot reach the agent\n")
     old = stamp(time.strptime('2024-01-01 00:00:00', '%Y-%m-%d %H:%M:%S'))
     with open(log_path, 'w') as f:
         f.write("{0} python.d ERROR: anomalies[second] : it holds no node 'child9'\n"
