@@ -279,8 +279,8 @@ marker="$user_plugins/anomalies.venv"
 user_conf="$config_dir/python.d/anomalies.conf"
 pythond_conf="$config_dir/python.d.conf"
 health_conf="$config_dir/health.d/anomalies.conf"
-# python.d.plugin's log lines, where the agent keeps them in a file: error.log up to 1.43,
-# collector.log from 1.44 (which logs to the journal instead where systemd runs it); collector.log
+# python.d.plugin's log lines, where the agent keeps them in a file: error.log up to 1.37,
+# collector.log from 1.38 (1.44 and later log to the journal instead where systemd runs them); collector.log
 # first: an error.log beside it is the one an upgraded agent left, its lines from before the upgrade
 agent_logs=("$prefix/var/log/netdata/collector.log" "$prefix/var/log/netdata/error.log")
 agent_log_names="$prefix/var/log/netdata/error.log, collector.log or journalctl -u netdata"

@@ -489,9 +489,9 @@ def test_check_names_each_job_without_its_charts(tmp_path, log):
     agent never got going (reading a child the parent does not hold) passed. Each job python.d
     starts is looked for by its charts' type, and one without them named, with the last line
     the agent logged for it, or, while python.d.plugin is young, the training's wait. The line is
-    found where the agent keeps python.d.plugin's: error.log up to Netdata 1.43, collector.log
-    from 1.44, or the journal (read with journalctl) where systemd runs a 1.44 or later. An agent
-    upgraded to 1.44 keeps the error.log of before: its lines for the job are not the last."""
+    found where the agent keeps python.d.plugin's: error.log up to Netdata 1.37, collector.log
+    from 1.38, or the journal (read with journalctl) where systemd runs a 1.44 or later. An agent
+    upgraded to 1.38 keeps the error.log of before: its lines for the job are not the last."""
     from collector.replay import Recording, ReplayClock, ReplayServer
     from conftest import START
     from test_top import write_anomalies_recording
@@ -517,7 +517,7 @@ def test_check_names_each_job_without_its_charts(tmp_path, log):
     else:
         log_path = where = prefix + '/var/log/netdata/' + ('collector.log' if log == 'upgraded' else log)
         stamp = lambda t: time.strftime('%Y-%m-%d %H:%M:%S:', t)
-    if log == 'upgraded':   # what the job logged while the agent was 1.43
+    if log == 'upgraded':   # what the job logged while the agent was 1.37
         with open(prefix + '/var/log/netdata/error.log', 'w') as f:
             f.write("2023-06-01 00:00:00: python.d ERROR: anomalies[second] : cannot reach the agent\n")
     old = stamp(time.strptime('2024-01-01 00:00:00', '%Y-%m-%d %H:%M:%S'))
