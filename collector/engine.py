@@ -407,7 +407,7 @@ class AnomalyDetector:
         try:
             self.trainer.start(TrainingRequest(self.config, todo, after, before, self._exclusions(), self.models_dir,
                                                api.listed_seconds, api.listed_at, new_dimensions,
-                                               self._read_agent()))
+                                               self._read_agent(), api.listed_dimensions))
         except Exception as e:  # e.g. no memory or file descriptors for the training process
             self.problems.report('training', 'cannot start training: {!r}'.format(e))
             self._retry_full_training_soon(full_due)

@@ -259,6 +259,7 @@ class NetdataApi:
         self._filter = (None, '')  # (charts, query part) of the last allmetrics filter
         self.last_raw = None       # bytes of the last allmetrics answer
         self.listed_seconds = {}   # chart id -> seconds it had been collected, from the last chart list
+        self.listed_dimensions = {}   # chart id -> how many dimensions it had, from the same list
         self.listed_every = {}     # chart id -> its update_every, from the last chart list
         self.listed_at = None      # the agent's time at the last chart list (see charts)
         self.answered = False      # whether it has answered a request (a child its parent held)
@@ -351,6 +352,7 @@ class NetdataApi:
                     if last > 0:
                         lasts.append(float(last))
         self.listed_seconds, self.listed_every = seconds, every
+        self.listed_dimensions = {cid: len(dims) for cid, dims in out.items()}
         # the agent's time: most charts were collected within their last second or few (the
         # median, so that a chart stopped long ago or dated ahead is not taken for it); not
         # told when most charts give no time

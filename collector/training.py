@@ -50,6 +50,10 @@ NO_VALUES = 'the agent sent no values for this chart in the training window'
 # the training to 0.8-0.9 GiB read at once); a batch at a time keeps the peak that of one batch,
 # however many charts the job models (bench/training_memory.py)
 TRAIN_BATCH_CHARTS = 25
+# ... and at most this many dimensions, as the chart list counts them (a chart wider than that
+# alone): the window read grows with dimensions, not charts, and 25 of a large server's apps.*
+# charts (150 process groups each) took a training's peak to 1.7 GiB
+TRAIN_BATCH_DIMENSIONS = 200
 
 
 @dataclass
@@ -81,6 +85,8 @@ class TrainingRequest:
     new_dimensions: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     # the machine GUID of the agent the models are trained on, saved with them (None: not known)
     agent: Optional[str] = None
+    # chart id -> how many dimensions the agent listed for it (NetdataApi.listed_dimensions)
+    listed_dimensions: Dict[str, int] = field(default_factory=dict)
 
 
 def charts_by_host(specs):
@@ -179,14 +185,24 @@ def _listed_young(spec, request, min_history):
     return spec.columns is None and request.listed_seconds.get(spec.chart, min_history) < min_history
 
 
-def training_batches(specs, size=None):
-    """The models in groups whose charts are read together: the charts' own models ``size``
-    charts at a time, in chart order, then the custom models, all in one group (each needs all
-    its charts at once)."""
-    size = size or TRAIN_BATCH_CHARTS
+def training_batches(specs, size=None, dimensions=None, most_dimensions=None):
+    """The models in groups whose charts are read together: the charts' own models in chart
+    order, ``size`` charts at a time or fewer where their ``dimensions`` (chart id -> count, as
+    listed; a chart not listed counts one) would pass ``most_dimensions``, then the custom
+    models, all in one group (each needs all its charts at once)."""
+    size, most = size or TRAIN_BATCH_CHARTS, most_dimensions or TRAIN_BATCH_DIMENSIONS
+    dimensions = dimensions or {}
     custom = [s for s in specs if s.columns is not None]
     own = sorted((s for s in specs if s.columns is None), key=lambda s: (s.host, s.chart or ''))
-    return [own[i:i + size] for i in range(0, len(own), size)] + ([custom] if custom else [])
+    batches, batch, held = [], [], 0
+    for spec in own:
+        n = dimensions.get(spec.chart, 1)
+        if batch and (len(batch) >= size or held + n > most):
+            batches.append(batch)
+            batch, held = [], 0
+        batch.append(spec)
+        held += n
+    return batches + ([batch] if batch else []) + ([custom] if custom else [])
 
 
 def _held_from(charts, listed_seconds, newest, every):
@@ -216,7 +232,7 @@ def run_training(request):
     least = least_window_secs(cfg.diffs_n, cfg.smooth_n, cfg.lags_n, cfg.update_every)
     min_history = result.min_history = min(max(cfg.train_min_n_secs, least),
                                            int(0.9 * (request.before - request.after)))
-    batches = training_batches(request.specs)
+    batches = training_batches(request.specs, dimensions=request.listed_dimensions)
     fixed = None   # the window on the agent's clock as it listed its charts: every batch the same rows
     if request.agent_now and (request.after <= 0 or request.before <= 0):
         newest = int(request.agent_now) + int(request.before)

@@ -303,6 +303,25 @@ def test_many_charts_are_read_a_batch_at_a_time_on_one_window_and_a_failed_read_
     assert set(result.models) == set(charts) - failed | {'custom'}
 
 
+def test_wide_charts_are_read_in_smaller_batches_than_narrow_ones():
+    """The window read grows with dimensions: 25 of a large server's apps.* charts of 150
+    process groups each, read at once, took a training's peak to 1.7 GiB. A batch holds up to 25
+    charts and TRAIN_BATCH_DIMENSIONS of their listed dimensions; one wider than that is read
+    alone, and a chart not listed counts one."""
+    from collector import training
+    from collector.training import training_batches
+    wide = ['apps.c{:02d}'.format(i) for i in range(4)]
+    narrow = ['system.c{:02d}'.format(i) for i in range(60)]
+    specs = [ModelSpec(c, 'h:1', chart=c) for c in wide + narrow]
+    dims = dict({c: 150 for c in wide}, **{c: 4 for c in narrow[:50]})   # the last 10 not listed
+    batches = training_batches(specs, dimensions=dims)
+    assert [[s.chart for s in b] for b in batches[:3]] == [[c] for c in wide[:3]]
+    assert [len(b) for b in batches[3:]] == [13, 25, 23]   # the last wide one beside 12 narrow: 198
+    assert all(sum(dims.get(s.chart, 1) for s in b) <= training.TRAIN_BATCH_DIMENSIONS for b in batches)
+    # as before where the chart list gave no counts
+    assert [len(b) for b in training_batches(specs)] == [25, 25, 14]
+
+
 def test_a_training_process_still_exiting_after_its_result_does_not_hold_up_a_step(tmp_path):
     """The result is read as soon as the training writes it; the process's own exit (an
     interpreter with pandas and scikit-learn loaded, niced on a busy box: seconds) is reaped
