@@ -3,12 +3,15 @@
 A replay of a synthetic agent (``--charts`` charts of ``--dims`` one-second dimensions, a
 random walk each, ``--seconds`` of history) is served by ``python -m collector replay`` in a
 process of its own; a fresh process runs the job's training (``training.run_training``, the
-default model) on all of its charts, reading the window a batch of ``TRAIN_BATCH_CHARTS``
-charts at a time, then again reading every chart at once (as before batches). Printed: the
+default model) on all of its charts, reading the window a batch at a time as the job does
+(``TRAIN_BATCH_CHARTS`` charts and ``TRAIN_BATCH_DIMENSIONS`` of their dimensions at most),
+then ``TRAIN_BATCH_CHARTS`` charts at a time whatever their dimensions (as before), then every
+chart at once (as before batches). Printed: the
 training process's peak RSS (``ru_maxrss``, imports included), wall and CPU seconds.
 
     python bench/training_memory.py                    # 300 charts x 4 dims, 4 h (~3 min)
     python bench/training_memory.py --charts 37 100 300
+    python bench/training_memory.py --charts 25 --dims 100   # a large server's wide charts
 """
 import argparse
 import gzip
@@ -33,12 +36,12 @@ sys.path.insert(0, {root!r})
 from collector import training
 from collector.config import parse_job_config
 from collector.training import ModelSpec, TrainingRequest, run_training
-host, charts, batch, seconds = {host!r}, {charts!r}, {batch!r}, {seconds!r}
+host, charts, batch, dims, seconds = {host!r}, {charts!r}, {batch!r}, {dims!r}, {seconds!r}
 training.TRAIN_BATCH_CHARTS = batch
 cfg = parse_job_config({{'host': host, 'charts_to_exclude': ''}})
 specs = [ModelSpec(c, host, chart=c) for c in charts]
 t, cpu = time.monotonic(), time.process_time()
-result = run_training(TrainingRequest(cfg, specs, -seconds, 0))
+result = run_training(TrainingRequest(cfg, specs, -seconds, 0, listed_dimensions={{c: dims for c in charts}} if dims else {{}}))
 print(json.dumps({{'models': len(result.models), 'errors': len(result.errors) + bool(result.error),
                   'rows': result.rows, 'seconds': time.monotonic() - t, 'cpu': time.process_time() - cpu,
                   'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
@@ -94,11 +97,13 @@ def measure(n_charts, dims, seconds):
             raise SystemExit('the replay did not come up')
         for c in charts:   # the replay reads each chart's file once: not part of either figure
             urllib.request.urlopen('http://{}/api/v1/data?chart={}&after=-1&format=json'.format(host, c)).read()
-        from collector.training import TRAIN_BATCH_CHARTS
+        from collector.training import TRAIN_BATCH_CHARTS, TRAIN_BATCH_DIMENSIONS
         out = {}
-        for name, batch in (('batches of {}'.format(TRAIN_BATCH_CHARTS), TRAIN_BATCH_CHARTS),
-                            ('all at once (before)', len(charts))):
-            code = CHILD.format(root=ROOT, host=host, charts=charts, batch=batch, seconds=seconds)
+        for name, batch, listed in (('{} charts, {} dims'.format(TRAIN_BATCH_CHARTS, TRAIN_BATCH_DIMENSIONS),
+                                     TRAIN_BATCH_CHARTS, dims),
+                                    ('{} charts (before)'.format(TRAIN_BATCH_CHARTS), TRAIN_BATCH_CHARTS, 0),
+                                    ('all at once (before)', len(charts), 0)):
+            code = CHILD.format(root=ROOT, host=host, charts=charts, batch=batch, dims=listed, seconds=seconds)
             p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
             if p.returncode:
                 raise SystemExit('training process failed: ' + p.stderr[-2000:])
