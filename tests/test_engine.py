@@ -748,6 +748,18 @@ def test_a_vanishing_chart_is_skipped_then_removed(replay, logger):
     det.close()
 
 
+def _steps_until_removed(det, replay):
+    """Step ``det`` until a step removes models (their charts left the agent's list), at most
+    400 steps; the models it removed."""
+    for _ in range(400):
+        removed = det.step().removed
+        replay.clock.advance(1)
+        if removed:
+            return removed
+        time.sleep(0.02)
+    return []
+
+
 def test_charts_gone_together_are_told_in_one_line(replay, logger):
     """Containers that stop take their charts along, a hundred at a time on a busy node: their
     models' removal is one line naming a few of them, not a line per model."""
@@ -756,13 +768,7 @@ def test_charts_gone_together_are_told_in_one_line(replay, logger):
     gone = sorted(det.models)[:3]
     SwitchableApi.hidden = set(gone)
     try:
-        removed = []
-        for _ in range(400):
-            removed += det.step().removed
-            replay.clock.advance(1)
-            if removed:
-                break
-            time.sleep(0.02)
+        removed = _steps_until_removed(det, replay)
     finally:
         SwitchableApi.hidden = set()
     assert sorted(removed) == gone
@@ -791,13 +797,7 @@ def test_a_flagged_chart_gone_for_a_while_comes_back_with_its_incident_left_out_
     flagged = det._exclusions()['system.cpu']
     SwitchableApi.hidden = {'system.cpu'}
     try:
-        removed = []
-        for _ in range(400):
-            removed += det.step().removed
-            replay.clock.advance(1)
-            if removed:
-                break
-            time.sleep(0.02)
+        removed = _steps_until_removed(det, replay)
     finally:
         SwitchableApi.hidden = set()
     assert removed == ['system.cpu']
@@ -2956,6 +2956,38 @@ def test_an_agent_that_restarts_under_a_running_job_has_its_start_up_held_too(re
         server.stop()
 
 
+class _Restarting(SwitchableApi):
+    """An agent restarting: ``frozen``, the answer its parent repeats meanwhile; ``absent``, the
+    charts left out of its answers (collected only seconds into its start-up, or not again)."""
+    frozen, absent = None, ()
+
+    def allmetrics(self, timeout=None, charts=None):
+        if _Restarting.frozen is not None:
+            return _Restarting.frozen
+        body = super().allmetrics(timeout, charts)
+        return {c: v for c, v in body.items() if c not in _Restarting.absent}
+
+
+def _lines_through_a_restart(det, server, logger, restart, late, gone):
+    """Step ``det`` to 90 s after its agent's ``restart`` (the values paused from 2 s before it
+    to 4 s after), the charts ``late`` collected from 10 s after it and ``gone`` not again; the
+    lines logged meanwhile."""
+    said = len(logger.lines)
+    try:
+        while server.clock.now() < restart + 90:
+            now = server.clock.now()
+            if restart - 2 <= now < restart + 4:
+                _Restarting.frozen = _Restarting.frozen or det.apis[det.config.host].shown
+            else:
+                _Restarting.frozen = None
+            _Restarting.absent = () if now < restart else tuple(late) + tuple(gone) if now < restart + 10 else tuple(gone)
+            det.step()
+            server.clock.advance(1)
+    finally:
+        _Restarting.frozen, _Restarting.absent = None, ()
+    return [m for _, m in logger.lines[said:]]
+
+
 def test_charts_an_agent_collects_only_seconds_after_its_restart_are_not_told_one_by_one(recording, tmp_path, logger):
     """A child restarting lists its charts before their first collection: the job's next steps
     logged errors and warnings for one model after another (no current values, a chart not
@@ -2965,40 +2997,18 @@ def test_charts_an_agent_collects_only_seconds_after_its_restart_are_not_told_on
     restart = START + SPIKE[0] - 20
     path = _restarted_at(recording, tmp_path, restart)
     server = ReplayServer(Recording(path), ReplayClock(START + 500, stepped=True)).start()
-
-    class Restarting(SwitchableApi):
-        frozen, absent = None, ()
-
-        def allmetrics(self, timeout=None, charts=None):
-            if Restarting.frozen is not None:
-                return Restarting.frozen
-            body = super().allmetrics(timeout, charts)
-            return {c: v for c, v in body.items() if c not in Restarting.absent}
     try:
         det = AnomalyDetector(parse_job_config({'host': server.host, 'train_n_secs': 600, 'train_every_n': 1000}),
-                              logger, trainer=ThreadTrainer(), api_factory=lambda c, h: Restarting.from_config(c, h))
+                              logger, trainer=ThreadTrainer(), api_factory=lambda c, h: _Restarting.from_config(c, h))
         det.list_wait = None
         run_until_trained(det, server)
-        said = len(logger.lines)
-        while server.clock.now() < restart + 90:
-            now = server.clock.now()
-            if restart - 2 <= now < restart + 4:   # the agent restarting: the parent repeats its last values
-                Restarting.frozen = Restarting.frozen or det.apis[det.config.host].shown
-            else:
-                Restarting.frozen = None
-            # the CPU collected from 10 s into its start-up, the forks chart not again
-            Restarting.absent = (() if now < restart else ('system.cpu', 'system.forks') if now < restart + 10
-                                 else ('system.forks',))
-            det.step()
-            server.clock.advance(1)
-        lines = [m for _, m in logger.lines[said:]]
+        lines = _lines_through_a_restart(det, server, logger, restart, late=['system.cpu'], gone=['system.forks'])
         assert any(m.startswith('the agent started ') for m in lines), lines
         told = [m for m in lines if 'no current values' in m or 'no longer in the agent' in m or 'are back' in m
                 or 'values are back' in m]
         assert told and all('system.forks' in m and 'system.cpu' not in m for m in told), told
         det.close()
     finally:
-        Restarting.frozen, Restarting.absent = None, ()
         server.stop()
 
 
@@ -3011,46 +3021,24 @@ def test_a_custom_models_chart_collected_seconds_after_its_agents_restart_is_not
     restart = START + SPIKE[0] - 20
     path = _restarted_at(recording, tmp_path, restart)
     server = ReplayServer(Recording(path), ReplayClock(START + 500, stepped=True)).start()
-
-    class Restarting(SwitchableApi):
-        frozen, absent = None, ()
-
-        def allmetrics(self, timeout=None, charts=None):
-            if Restarting.frozen is not None:
-                return Restarting.frozen
-            body = super().allmetrics(timeout, charts)
-            return {c: v for c, v in body.items() if c not in Restarting.absent}
     try:
         custom = [{'name': 'cpu_forks', 'dimensions': 'system.cpu|user,system.forks|started'},
                   {'name': 'cpu_ram', 'dimensions': 'system.cpu|user,system.ram|used'}]
         det = AnomalyDetector(parse_job_config({'host': server.host, 'train_n_secs': 600, 'train_every_n': 1000,
                                                 'custom_models': custom}),
-                              logger, trainer=ThreadTrainer(), api_factory=lambda c, h: Restarting.from_config(c, h))
+                              logger, trainer=ThreadTrainer(), api_factory=lambda c, h: _Restarting.from_config(c, h))
         det.list_wait = None
         run_until_trained(det, server)
         while server.clock.now() < restart - 5:
             det.step()
             server.clock.advance(1)
         assert {'cpu_forks', 'cpu_ram'} <= set(det.models), sorted(det.models)
-        said = len(logger.lines)
-        while server.clock.now() < restart + 90:
-            now = server.clock.now()
-            if restart - 2 <= now < restart + 4:   # the agent restarting: the parent repeats its last values
-                Restarting.frozen = Restarting.frozen or det.apis[det.config.host].shown
-            else:
-                Restarting.frozen = None
-            # the forks chart collected from 10 s into the agent's start-up, the RAM's not again
-            Restarting.absent = (() if now < restart else ('system.forks', 'system.ram') if now < restart + 10
-                                 else ('system.ram',))
-            det.step()
-            server.clock.advance(1)
-        lines = [m for _, m in logger.lines[said:]]
+        lines = _lines_through_a_restart(det, server, logger, restart, late=['system.forks'], gone=['system.ram'])
         assert any(m.startswith('the agent started ') for m in lines), lines
         assert not [m for m in lines if 'cpu_forks' in m], lines
         assert [m for m in lines if "model 'cpu_ram': chart system.ram is no longer in the agent's answer" in m], lines
         det.close()
     finally:
-        Restarting.frozen, Restarting.absent = None, ()
         server.stop()
 
 

@@ -87,6 +87,14 @@ def test_alert_rules_pass_their_promtool_unit_tests():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def promtool_passes(tmp_path, tests):
+    """Run promtool's unit tests ``tests`` (its YAML as a dict) and fail with what it said."""
+    path = tmp_path / 'board.test.yml'
+    path.write_text(yaml.safe_dump(tests))
+    result = subprocess.run(['promtool', 'test', 'rules', str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def panel_expr(title):
     """The query of the dashboard's panel ``title``, over every node (``$instance`` as All)."""
     with open(os.path.join(ROOT, 'docs', 'grafana-anomalies.json')) as f:
@@ -111,10 +119,7 @@ def test_the_seconds_since_the_last_update_go_on_growing_once_the_job_stopped(tm
             {'expr': expr, 'eval_time': '10m', 'exp_samples': [
                 {'labels': '{instance="n:9591", anomalies_job="anomalies"}', 'value': 300}]},
         ]}]}
-    path = tmp_path / 'board.test.yml'
-    path.write_text(yaml.safe_dump(tests))
-    result = subprocess.run(['promtool', 'test', 'rules', str(path)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
+    promtool_passes(tmp_path, tests)
 
 
 @pytest.mark.skipif(shutil.which('promtool') is None, reason='promtool (Debian: prometheus) not installed')
@@ -132,10 +137,7 @@ def test_the_charts_flagged_now_are_counted_per_job_not_added_across_a_nodes_job
         'promql_expr_test': [{'expr': expr, 'eval_time': '30s', 'exp_samples': [
             {'labels': '{instance="n:9100", anomalies_job="anomalies"}', 'value': 1},
             {'labels': '{instance="n:9100", anomalies_job="child"}', 'value': 2}]}]}]}
-    path = tmp_path / 'board.test.yml'
-    path.write_text(yaml.safe_dump(tests))
-    result = subprocess.run(['promtool', 'test', 'rules', str(path)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
+    promtool_passes(tmp_path, tests)
 
 
 @pytest.mark.skipif(shutil.which('promtool') is None, reason='promtool (Debian: prometheus) not installed')
@@ -152,7 +154,4 @@ def test_a_flag_of_seconds_between_two_scrapes_shows_in_the_flag_timeline(tmp_pa
         'promql_expr_test': [
             {'expr': expr, 'eval_time': '1m', 'exp_samples': [{'labels': labels.format('system.cpu'), 'value': 1}]},
             {'expr': expr, 'eval_time': '3m', 'exp_samples': [{'labels': labels.format('system.cpu'), 'value': 0}]}]}]}
-    path = tmp_path / 'board.test.yml'
-    path.write_text(yaml.safe_dump(tests))
-    result = subprocess.run(['promtool', 'test', 'rules', str(path)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
+    promtool_passes(tmp_path, tests)
