@@ -6,7 +6,8 @@ two is configured): ``anomaly_probability{chart}`` (0..1), ``anomaly_flag{chart}
 (``anomaly_rate_1m``, ``anomaly_flag_longest_seconds``) and the longest flag of the last minute
 (``anomaly_flag_longest_1m_seconds``), so a Prometheus alert rule can say what they say, the
 counter ``anomaly_flagged_seconds_total{chart}`` (a 0/1 gauge scraped every 15 s misses most
-flags of a few seconds; the counter's increase over any range shows each), and ``anomaly_last_update_timestamp_seconds`` (so an alert can tell values that
+flags of a few seconds; the counter's increase over any range shows each), and
+``anomaly_last_update_timestamp_seconds`` (so an alert can tell values that
 stopped changing from values that are fresh; until the job's first scores, the time it started,
 and no node gauge: a job that never scores must not read as a quiet node). Every series
 carries the job's name as ``anomalies_job``, so two jobs on one node do not collide. The
@@ -152,8 +153,9 @@ class Exporter:
             counted = self.flagged_seconds.setdefault(model_id, [0.0, now])
             counted[0] += seconds if f else 0
             counted[1] = now
-        for model_id in [m for m, (_, at) in self.flagged_seconds.items() if now - at > FORGET_SECONDS]:
-            del self.flagged_seconds[model_id]
+        if len(self.flagged_seconds) > len(scores):   # (some model not scored now: most steps, none)
+            for model_id in [m for m, (_, at) in self.flagged_seconds.items() if now - at > FORGET_SECONDS]:
+                del self.flagged_seconds[model_id]
         self.longest_at.append((now, float(longest)))
         while now - self.longest_at[0][0] >= RECENT_SECONDS:
             self.longest_at.popleft()
