@@ -1130,12 +1130,17 @@ class AnomalyDetector:
         self.ring_stamps = None   # the rows held are from before the gap: none of them is kept
         self._rebuild(before)
 
-    def _tell_missing(self, present, answer):
+    def _tell_missing(self, present, answer, quiet=False):
         """Log the models without current values this step (one line per kind, the charts that
-        left the answer as a warning) and those whose values are back."""
+        left the answer as a warning) and those whose values are back; ``quiet`` (through an
+        agent's start-up): only those back."""
         batch = self.batch
         missing = {batch.ids[k] for k in np.nonzero(~present)[0]}
-        if len(missing) == len(batch.ids) > 1:   # the answer held none of the charts: one line, not one per model
+        if quiet:   # what was told missing and is back is said now; what is missing now, after the start-up
+            if len(missing) < len(batch.ids):
+                self.problems.clear('missing:all', 'current values are back')
+            missing &= self.missing
+        elif len(missing) == len(batch.ids) > 1:   # the answer held none of the charts: one line, not one per model
             self.problems.report('missing:all', "no current values for any of the {} models' charts, skipping "
                                                 "the step".format(len(missing)))
             missing = self.missing
@@ -1186,13 +1191,13 @@ class AnomalyDetector:
         batch = self.batch
         present = batch.present(row)
         held = self.agent_start_rows
-        if not held or not held.start - 1 <= self.steps < held.stop:
-            # an agent seconds old lists charts before their first collection, and its charts'
-            # last values are from before it restarted: what is still missing after its start-up
-            # (from the step that found it restarted) is told then, not the start-up chart by chart
-            self._tell_missing(present, answer)
-            if answer:   # (a custom model's chart collected only seconds into the start-up likewise)
-                self._custom_charts_gone(present, answer)
+        start_up = bool(held) and held.start - 1 <= self.steps < held.stop
+        # an agent seconds old lists charts before their first collection, and its charts' last
+        # values are from before it restarted: what is still missing after its start-up (from the
+        # step that found it restarted) is told then, not the start-up chart by chart
+        self._tell_missing(present, answer, quiet=start_up)
+        if answer and not start_up:   # (a custom model's chart collected only seconds into the start-up likewise)
+            self._custom_charts_gone(present, answer)
         row = absent_as_zero(row[None, :], self.layout.chart_index, self.layout.chart_offsets)[0]
         ring.push(self.ring, self.ring_stamps, row, stamp)
         self.rows_seen = self.rows_seen + present

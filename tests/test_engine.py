@@ -3012,6 +3012,42 @@ def test_charts_an_agent_collects_only_seconds_after_its_restart_are_not_told_on
         server.stop()
 
 
+def test_a_chart_told_missing_before_its_agents_restart_is_told_back_through_the_start_up(recording, tmp_path,
+                                                                                         logger):
+    """Quiet about what is missing through an agent's start-up, but not about what came back:
+    a chart told missing before the restart, collected again 10 s into it, was told back only
+    once the start-up hold ended, a minute late."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    restart = START + SPIKE[0] - 20
+    path = _restarted_at(recording, tmp_path, restart)
+    server = ReplayServer(Recording(path), ReplayClock(START + 500, stepped=True)).start()
+    try:
+        det = AnomalyDetector(parse_job_config({'host': server.host, 'train_n_secs': 600, 'train_every_n': 1000}),
+                              logger, trainer=ThreadTrainer(), api_factory=lambda c, h: _Restarting.from_config(c, h))
+        det.list_wait = None
+        run_until_trained(det, server)
+        said, told = len(logger.lines), []
+        while server.clock.now() < restart + 90:
+            now = server.clock.now()
+            _Restarting.absent = ('system.forks',) if restart - 15 <= now < restart + 10 else ()
+            if restart - 2 <= now < restart + 4:   # the agent restarting: the parent repeats its last values
+                _Restarting.frozen = _Restarting.frozen or {c: v for c, v in det.apis[det.config.host].shown.items()
+                                                            if c != 'system.forks'}
+            else:
+                _Restarting.frozen = None
+            det.step()
+            told += [(now - restart, m) for _, m in logger.lines[said:]]
+            said = len(logger.lines)
+            server.clock.advance(1)
+        assert [t for t, m in told if 'system.forks' in m and 'back' not in m and t < 0], told
+        back = [t for t, m in told if 'values are back' in m and 'system.forks' in m]
+        assert back and 10 <= back[0] < 15, told
+        det.close()
+    finally:
+        _Restarting.frozen, _Restarting.absent = None, ()
+        server.stop()
+
+
 def test_a_custom_models_chart_collected_seconds_after_its_agents_restart_is_not_told_either(recording, tmp_path,
                                                                                             logger):
     """A custom model's chart that the restarted agent collects only seconds into its start-up
