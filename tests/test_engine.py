@@ -2988,28 +2988,38 @@ def _lines_through_a_restart(det, server, logger, restart, late, gone):
     return [m for _, m in logger.lines[said:]]
 
 
-def test_charts_an_agent_collects_only_seconds_after_its_restart_are_not_told_one_by_one(recording, tmp_path, logger):
-    """A child restarting lists its charts before their first collection: the job's next steps
-    logged errors and warnings for one model after another (no current values, a chart not
-    collected for minutes), and that they were back, right after saying the agent had just
-    started. Through its start-up they are not told; one still missing after it is."""
+@contextlib.contextmanager
+def _job_of_an_agent_that_restarts(recording, tmp_path, logger, **conf):
+    """A job trained on the synthetic recording, read through ``_Restarting``, whose agent
+    restarts 20 s before the spike: ``(detector, replay server, the restart's time)``."""
     from collector.replay import Recording, ReplayClock, ReplayServer
     restart = START + SPIKE[0] - 20
     path = _restarted_at(recording, tmp_path, restart)
     server = ReplayServer(Recording(path), ReplayClock(START + 500, stepped=True)).start()
     try:
-        det = AnomalyDetector(parse_job_config({'host': server.host, 'train_n_secs': 600, 'train_every_n': 1000}),
+        det = AnomalyDetector(parse_job_config(dict({'host': server.host, 'train_n_secs': 600, 'train_every_n': 1000},
+                                                    **conf)),
                               logger, trainer=ThreadTrainer(), api_factory=lambda c, h: _Restarting.from_config(c, h))
         det.list_wait = None
         run_until_trained(det, server)
-        lines = _lines_through_a_restart(det, server, logger, restart, late=['system.cpu'], gone=['system.forks'])
-        assert any(m.startswith('the agent started ') for m in lines), lines
-        told = [m for m in lines if 'no current values' in m or 'no longer in the agent' in m or 'are back' in m
-                or 'values are back' in m]
-        assert told and all('system.forks' in m and 'system.cpu' not in m for m in told), told
+        yield det, server, restart
         det.close()
     finally:
+        _Restarting.frozen, _Restarting.absent = None, ()
         server.stop()
+
+
+def test_charts_an_agent_collects_only_seconds_after_its_restart_are_not_told_one_by_one(recording, tmp_path, logger):
+    """A child restarting lists its charts before their first collection: the job's next steps
+    logged errors and warnings for one model after another (no current values, a chart not
+    collected for minutes), and that they were back, right after saying the agent had just
+    started. Through its start-up they are not told; one still missing after it is."""
+    with _job_of_an_agent_that_restarts(recording, tmp_path, logger) as (det, server, restart):
+        lines = _lines_through_a_restart(det, server, logger, restart, late=['system.cpu'], gone=['system.forks'])
+    assert any(m.startswith('the agent started ') for m in lines), lines
+    told = [m for m in lines if 'no current values' in m or 'no longer in the agent' in m or 'are back' in m
+            or 'values are back' in m]
+    assert told and all('system.forks' in m and 'system.cpu' not in m for m in told), told
 
 
 def test_a_chart_told_missing_before_its_agents_restart_is_told_back_through_the_start_up(recording, tmp_path,
@@ -3017,15 +3027,7 @@ def test_a_chart_told_missing_before_its_agents_restart_is_told_back_through_the
     """Quiet about what is missing through an agent's start-up, but not about what came back:
     a chart told missing before the restart, collected again 10 s into it, was told back only
     once the start-up hold ended, a minute late."""
-    from collector.replay import Recording, ReplayClock, ReplayServer
-    restart = START + SPIKE[0] - 20
-    path = _restarted_at(recording, tmp_path, restart)
-    server = ReplayServer(Recording(path), ReplayClock(START + 500, stepped=True)).start()
-    try:
-        det = AnomalyDetector(parse_job_config({'host': server.host, 'train_n_secs': 600, 'train_every_n': 1000}),
-                              logger, trainer=ThreadTrainer(), api_factory=lambda c, h: _Restarting.from_config(c, h))
-        det.list_wait = None
-        run_until_trained(det, server)
+    with _job_of_an_agent_that_restarts(recording, tmp_path, logger) as (det, server, restart):
         said, told = len(logger.lines), []
         while server.clock.now() < restart + 90:
             now = server.clock.now()
@@ -3039,13 +3041,9 @@ def test_a_chart_told_missing_before_its_agents_restart_is_told_back_through_the
             told += [(now - restart, m) for _, m in logger.lines[said:]]
             said = len(logger.lines)
             server.clock.advance(1)
-        assert [t for t, m in told if 'system.forks' in m and 'back' not in m and t < 0], told
-        back = [t for t, m in told if 'values are back' in m and 'system.forks' in m]
-        assert back and 10 <= back[0] < 15, told
-        det.close()
-    finally:
-        _Restarting.frozen, _Restarting.absent = None, ()
-        server.stop()
+    assert [t for t, m in told if 'system.forks' in m and 'back' not in m and t < 0], told
+    back = [t for t, m in told if 'values are back' in m and 'system.forks' in m]
+    assert back and 10 <= back[0] < 15, told
 
 
 def test_a_custom_models_chart_collected_seconds_after_its_agents_restart_is_not_told_either(recording, tmp_path,
@@ -3053,29 +3051,17 @@ def test_a_custom_models_chart_collected_seconds_after_its_agents_restart_is_not
     """A custom model's chart that the restarted agent collects only seconds into its start-up
     was told as gone from its answer, then as back, through the start-up the chart models keep
     quiet on; one still gone after it is told then."""
-    from collector.replay import Recording, ReplayClock, ReplayServer
-    restart = START + SPIKE[0] - 20
-    path = _restarted_at(recording, tmp_path, restart)
-    server = ReplayServer(Recording(path), ReplayClock(START + 500, stepped=True)).start()
-    try:
-        custom = [{'name': 'cpu_forks', 'dimensions': 'system.cpu|user,system.forks|started'},
-                  {'name': 'cpu_ram', 'dimensions': 'system.cpu|user,system.ram|used'}]
-        det = AnomalyDetector(parse_job_config({'host': server.host, 'train_n_secs': 600, 'train_every_n': 1000,
-                                                'custom_models': custom}),
-                              logger, trainer=ThreadTrainer(), api_factory=lambda c, h: _Restarting.from_config(c, h))
-        det.list_wait = None
-        run_until_trained(det, server)
+    custom = [{'name': 'cpu_forks', 'dimensions': 'system.cpu|user,system.forks|started'},
+              {'name': 'cpu_ram', 'dimensions': 'system.cpu|user,system.ram|used'}]
+    with _job_of_an_agent_that_restarts(recording, tmp_path, logger, custom_models=custom) as (det, server, restart):
         while server.clock.now() < restart - 5:
             det.step()
             server.clock.advance(1)
         assert {'cpu_forks', 'cpu_ram'} <= set(det.models), sorted(det.models)
         lines = _lines_through_a_restart(det, server, logger, restart, late=['system.forks'], gone=['system.ram'])
-        assert any(m.startswith('the agent started ') for m in lines), lines
-        assert not [m for m in lines if 'cpu_forks' in m], lines
-        assert [m for m in lines if "model 'cpu_ram': chart system.ram is no longer in the agent's answer" in m], lines
-        det.close()
-    finally:
-        server.stop()
+    assert any(m.startswith('the agent started ') for m in lines), lines
+    assert not [m for m in lines if 'cpu_forks' in m], lines
+    assert [m for m in lines if "model 'cpu_ram': chart system.ram is no longer in the agent's answer" in m], lines
 
 
 @pytest.mark.parametrize('discover_seconds', [60, 0.5])   # the minute's look, as on an agent; a look at every step
