@@ -68,6 +68,10 @@ OWN_TRAINING_MAX_STEPS = 60
 # an agent's first minute is its own start-up (collectors starting one by one, its database
 # written, its clock synchronising): a job started with it (every restart) raises no flag on it
 AGENT_START_SECONDS = 60
+# a model still flagged this long (train_min_n_secs, at least) after its agent's start-up ended
+# reads a level the restart changed (a reboot empties the page cache): it is retrained with the
+# rows since as normal, and again each time they double, until a full training is due
+RESTART_RETRAIN_SECONDS = 60
 
 def _chart_of(column):
     """The chart of a saved model's column, '' for one not in dim_key's form."""
@@ -205,6 +209,10 @@ class AnomalyDetector:
         self.above_before = frozenset()   # and at the step before it
         self.rising_before_training = frozenset()   # and those at the last training's start
         self.agent_start_rows = range(0)   # the steps whose features hold the agent's start-up
+        self.start_up_pending = False   # a start-up held whose end is not reached yet
+        self.start_up_ends = []   # agent times the start-ups held ended, within a training window's reach
+        self.restart_retrain_at = None   # agent time the models flagged since the last one are retrained
+        self.restart_changed = set()   # the models that retraining was for (for its log line)
         # a replay waits for each training on a stopped clock, so its rows never show one; on an
         # agent every training shows in the rows read from its start to `need` after its end
         self.trainings_take_agent_time = True
@@ -389,7 +397,37 @@ class AnomalyDetector:
         todo = [s for model_id, s in specs.items() if model_id not in self.models
                 and self.steps >= self.retry_at.get(model_id, NO_RETRY).step]
         todo = self._saved_for_new_charts(charts, todo, report)
-        return todo + [specs[m] for m in new_dimensions]
+        todo += [specs[m] for m in new_dimensions]
+        return todo + [specs[m] for m in self._changed_by_restart(specs) if specs[m] not in todo]
+
+    def _changed_by_restart(self, specs):
+        """The models flagged since the agent's last start-up ended, once they have been for
+        RESTART_RETRAIN_SECONDS (train_min_n_secs, if longer), then each time that time has
+        doubled until a full training is due: a reboot empties the page cache and restarts the
+        services, and the window before it reads the new levels as an incident, flagged (the
+        node alarm critical) until a full training holds a quarter of its window of them, 60
+        to 90 minutes with the defaults. Their rows since the start-up are kept in training
+        (``_exclusions``)."""
+        at, every = self.restart_retrain_at, self.config.update_every
+        if at is None or not self.snapshots or self.snapshots[-1][0] < at:
+            return []
+        now, end = self.snapshots[-1][0], self.start_up_ends[-1]
+        still = now - (flagged_spans.EPISODE_GAP + 2) * every   # a span that reaches this is up
+        ids = sorted(m for m, spans in self.flagged.items() if m in specs and m in self.models
+                     and any(first <= end < last and last >= still for first, last in spans))
+        since = now - end
+        again = end + 2 * since
+        self.restart_retrain_at = again if ids and (again - now) < self.config.train_every_n * every else None
+        self.restart_changed = set(ids)
+        if len(ids) == 1:
+            self.log.info("model '{}': flagged since the agent's start-up ended {:.0f} s ago, a level its restart "
+                          "changed (a reboot empties the page cache): retraining it with the rows since as "
+                          "normal".format(ids[0], since))
+        elif ids:
+            self.log.info("{} flagged since the agent's start-up ended {:.0f} s ago, levels its restart changed (a "
+                          "reboot empties the page cache): retraining them with the rows since as normal: "
+                          "{}".format(plural(len(ids), 'model'), since, first_few(ids)))
+        return ids
 
     def _start_trainer(self, todo, full_due, new_dimensions):
         """Start training ``todo`` in the background; no flag rises on the rows it shows in."""
@@ -428,7 +466,8 @@ class AnomalyDetector:
         if not self.training_quiet:
             self.log.info('training {} on up to {} s of history{}'.format(
                 plural(len(todo), 'model'), int(before - after),
-                '' if full_due else ' (new charts or dimensions)'))
+                '' if full_due else " (levels the agent's restart changed)" if all(
+                    s.model_id in self.restart_changed for s in todo) else ' (new charts or dimensions)'))
 
     def _ask_for(self, specs):
         """The charts each step asks for: those of ``specs``. A step's time is the newest
@@ -869,6 +908,7 @@ class AnomalyDetector:
             return
         steps = int(np.ceil((AGENT_START_SECONDS - uptime) / self.config.update_every))
         self.agent_start_rows = range(self.steps + 1, self.steps + 1 + steps + self.need)   # (steps count from 1)
+        self.start_up_pending = True
         self.log.info('the agent started {:.0f} s ago: no flag rises on its start-up until it has run {} s'.format(
             uptime, AGENT_START_SECONDS))
 
@@ -1229,6 +1269,8 @@ class AnomalyDetector:
         report.scores.update((ids[k], (p_list[k], f_list[k])) for k in np.nonzero(scored)[0].tolist())
         if self.config.train_exclude_flagged:
             self._remember_episodes(ids, unusual, np.where(scored, rank, 0.0), stamp, own and not starting)
+        if self.start_up_pending and self.steps >= held.stop - 1:
+            self._start_up_ended(stamp)
         # what drives each model: for the log line of a flag that rises now, or every model for
         # the attribution charts (a flag that stays up is not explained again every step)
         if self.config.attribution_charts:
@@ -1287,6 +1329,16 @@ class AnomalyDetector:
         for model_id in flagged_spans.episode_steps(self.episodes, ids, flags, rank, training_rows):
             self._remember_flag(model_id, t)
 
+    def _start_up_ended(self, stamp):
+        """The agent's start-up held ends at agent time ``stamp``: a flag up from it on is a level
+        the restart changed (``_changed_by_restart``)."""
+        self.start_up_pending = False
+        if self.start_up_ends and stamp <= self.start_up_ends[-1]:   # (a clock set back: that one is moot)
+            self.start_up_ends = []
+        self.start_up_ends.append(stamp)
+        if self.config.train_every_n:
+            self.restart_retrain_at = stamp + max(self.config.train_min_n_secs, RESTART_RETRAIN_SECONDS)
+
     def _remember_flag(self, model_id, t):
         """Keep flagged times as intervals, so the next training can leave them out."""
         self.flag_file.changed(flagged_spans.remember(self.flagged, model_id, t, self.config.update_every))
@@ -1302,7 +1354,11 @@ class AnomalyDetector:
         # while the clock ran hours fast, then set right) would date every real span out
         now = self.snapshots[-1][0] if self.snapshots else (self.apis[self.config.host].listed_at or newest)
         oldest = now - self.config.offset_n_secs - self.config.train_n_secs - self.need * self.config.update_every
-        return flagged_spans.in_reach(self.flagged, oldest)
+        self.start_up_ends = [t for t in self.start_up_ends if t >= oldest]
+        spans = flagged_spans.in_reach(self.flagged, oldest)
+        if self.start_up_ends:
+            spans = {m: flagged_spans.cut_at_restarts(s, self.start_up_ends) for m, s in spans.items()}
+        return spans
 
     def close(self):
         """Write what the flagged spans' file lacks, stop the trainer, close the connections."""

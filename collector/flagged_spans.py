@@ -66,6 +66,20 @@ def remember(flagged, model_id, t, every):
     return NEW
 
 
+def cut_at_restarts(spans, ends):
+    """``spans`` without what follows an agent's start-up where a span runs on past its end
+    (``ends``: the agent times start-ups ended): a level the restart left changed (a reboot
+    empties the page cache, restarts the services) is the node's new normal, not an incident
+    for the next training to leave out; a flag that rises later is left out as ever."""
+    out = []
+    for first, last in spans:
+        for end in ends:
+            if first <= end < last:
+                last = end
+        out.append((first, last))
+    return out
+
+
 def in_reach(flagged, oldest):
     """Drop (in place) the spans that end before ``oldest``, the start of the furthest training
     window, and the models left without one; the rest as ``{model id: [(first, last)]}``."""

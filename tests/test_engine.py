@@ -3102,6 +3102,74 @@ def test_saved_models_loaded_once_a_late_agent_answers_hold_its_start_up(recordi
         server.stop()
 
 
+def _rebooted_at(path, reboot, seconds):
+    """A synthetic recording of ``seconds`` at ``path`` whose node rebooted at ``reboot``: its
+    agent's netdata.uptime starts again there, and system.ram's page cache is 1500 MiB smaller
+    from then on; system.cpu without its spike."""
+    from conftest import _chart
+    write_recording(path, seconds=seconds)
+    with open(os.path.join(path, 'charts.json')) as f:
+        charts = json.load(f)
+    charts['charts']['netdata.uptime'] = _chart('netdata.uptime', ['uptime'], units='seconds')
+    with open(os.path.join(path, 'charts.json'), 'w') as f:
+        json.dump(charts, f)
+
+    def rewrite(chart, change):
+        name = os.path.join(path, 'data', chart + '.json.gz')
+        with gzip.open(name, 'rt') as f:
+            body = json.load(f)
+        body['data'] = [change(row) for row in body['data']]
+        with gzip.open(name, 'wt') as f:
+            json.dump(body, f)
+    rewrite('system.ram', lambda r: [r[0], r[1], r[2] - 1500] if r[0] >= reboot else r)
+    rewrite('system.cpu', lambda r: [r[0], r[1] - 70] + r[2:] if START + SPIKE[0] <= r[0] < START + SPIKE[1] else r)
+    rows = [[t, t - reboot if t >= reboot else t - START + 5000] for t in range(START, START + seconds + 1)]
+    with gzip.open(os.path.join(path, 'data', 'netdata.uptime.json.gz'), 'wt') as f:
+        json.dump({'labels': ['time', 'uptime'], 'data': rows[::-1]}, f)
+    return path
+
+
+def test_a_level_a_reboot_changed_is_learned_minutes_after_it_not_at_the_next_full_training(tmp_path, logger):
+    """A reboot empties the page cache: against the window before it, system.ram read the new
+    level as an incident, flagged (the node alarm critical) until a full training held a
+    quarter of its window of it, 60 to 90 minutes with the defaults, as its flagged rows were
+    left out. A model flagged since its agent's start-up ended is retrained with the rows since
+    as normal train_min_n_secs after it, and its flag comes down; the others are not."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    reboot = START + 600
+    path = _rebooted_at(str(tmp_path / 'rebooted'), reboot, 1300)
+    server = ReplayServer(Recording(path), ReplayClock(START + 560, stepped=True)).start()
+    try:
+        det = AnomalyDetector(parse_job_config({'host': server.host, 'train_n_secs': 500, 'train_every_n': 3000,
+                                                'train_min_n_secs': 120}),
+                              logger, trainer=ThreadTrainer(), api_factory=lambda c, h: _Restarting.from_config(c, h))
+        det.list_wait = None
+        run_until_trained(det, server)
+        flags = {}
+        while server.clock.now() < START + 1300:
+            now = server.clock.now()
+            # the node rebooting: the job (python.d) is down with its agent, and is told by the
+            # agent's uptime once it answers
+            _Restarting.frozen = ((_Restarting.frozen or det.apis[det.config.host].shown)
+                                  if reboot - 40 <= now < reboot + 4 else None)
+            step = det.step()
+            flags[now - reboot] = {m: f for m, (p, f) in step.scores.items()}
+            server.clock.advance(1)
+            if det.trainer.busy:
+                time.sleep(0.05)
+    finally:
+        _Restarting.frozen = None
+        server.stop()
+    after = 60 + det.need + 120 + engine.DISCOVER_SECONDS + 30   # the start-up, train_min_n_secs, a look, the training
+    assert any(f.get('system.ram') for t, f in flags.items() if 60 + det.need < t < after)   # the new level, flagged
+    assert not any(f.get('system.ram') for t, f in flags.items() if t >= after)              # then learned
+    told = [m for _, m in logger.lines if 'flagged since the agent' in m]
+    assert told and all(m.startswith("model 'system.ram': flagged since the agent's start-up ended") for m in told), \
+        [m for _, m in logger.lines]
+    assert det.trainings == 2, [m for _, m in logger.lines]   # the first, and system.ram's: no full training
+    det.close()
+
+
 def test_a_job_started_on_an_agent_running_for_long_holds_no_flag(replay, logger):
     """The hold is the agent's start-up only: on an agent that has run for long (or one that
     lists no netdata.uptime) the job's first steps are scored as any."""
