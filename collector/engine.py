@@ -68,10 +68,15 @@ OWN_TRAINING_MAX_STEPS = 60
 # an agent's first minute is its own start-up (collectors starting one by one, its database
 # written, its clock synchronising): a job started with it (every restart) raises no flag on it
 AGENT_START_SECONDS = 60
-# a model still flagged this long (train_min_n_secs, at least) after its agent's start-up ended
-# reads a level the restart changed (a reboot empties the page cache): it is retrained with the
-# rows since as normal, and again each time they double, until a full training is due
-RESTART_RETRAIN_SECONDS = 60
+# a model still flagged this long (train_min_n_secs, at least) after the start-up of an agent its
+# node booted with reads a level the reboot changed (the page cache emptied): it is retrained with
+# the rows since as normal, and again each time they double, until a full training is due
+REBOOT_RETRAIN_SECONDS = 60
+# an agent that started within this long of its node's boot (system.uptime) started with it: a
+# slow boot (fsck, cloud-init) starts it minutes in; a restart of the agent alone (an upgrade, or
+# an incident that had the kernel kill it) changes no level the node keeps, and a flag up across
+# it is left out of training as ever
+BOOT_SECONDS = 900
 
 def _chart_of(column):
     """The chart of a saved model's column, '' for one not in dim_key's form."""
@@ -114,11 +119,12 @@ class Step:
         self.at = None      # the agent's time of the row scored (unix s): how long a flag is up is agent time
 
 
-def agent_uptime(api):
+def agent_uptime(api, chart='netdata.uptime'):
     """The seconds an agent has run, by its ``netdata.uptime`` (0 where it lists the chart but
-    has not collected it yet: seconds old), or None when it does not tell (not listed, no answer)."""
+    has not collected it yet: seconds old), or None when it does not tell (not listed, no answer);
+    with ``chart`` 'system.uptime', the seconds its node has run since it booted."""
     try:
-        _, rows = api.data('netdata.uptime', after=-1)
+        _, rows = api.data(chart, after=-1)
     except Exception:
         return None
     values = [r[1] for r in rows if len(r) > 1]
@@ -210,9 +216,9 @@ class AnomalyDetector:
         self.rising_before_training = frozenset()   # and those at the last training's start
         self.agent_start_rows = range(0)   # the steps whose features hold the agent's start-up
         self.start_up_pending = False   # a start-up held whose end is not reached yet
-        self.start_up_ends = []   # agent times the start-ups held ended, within a training window's reach
-        self.restart_retrain_at = None   # agent time the models flagged since the last one are retrained
-        self.restart_changed = set()   # the models that retraining was for (for its log line)
+        self.reboot_ends = []   # agent times the start-ups after a reboot ended, within a training window's reach
+        self.reboot_retrain_at = None   # agent time the models flagged since the last one are retrained
+        self.reboot_changed = set()   # the models that retraining was for (for its log line)
         # a replay waits for each training on a stopped clock, so its rows never show one; on an
         # agent every training shows in the rows read from its start to `need` after its end
         self.trainings_take_agent_time = True
@@ -398,35 +404,34 @@ class AnomalyDetector:
                 and self.steps >= self.retry_at.get(model_id, NO_RETRY).step]
         todo = self._saved_for_new_charts(charts, todo, report)
         todo += [specs[m] for m in new_dimensions]
-        return todo + [specs[m] for m in self._changed_by_restart(specs) if specs[m] not in todo]
+        return todo + [specs[m] for m in self._changed_by_reboot(specs) if specs[m] not in todo]
 
-    def _changed_by_restart(self, specs):
-        """The models flagged since the agent's last start-up ended, once they have been for
-        RESTART_RETRAIN_SECONDS (train_min_n_secs, if longer), then each time that time has
-        doubled until a full training is due: a reboot empties the page cache and restarts the
-        services, and the window before it reads the new levels as an incident, flagged (the
-        node alarm critical) until a full training holds a quarter of its window of them, 60
-        to 90 minutes with the defaults. Their rows since the start-up are kept in training
-        (``_exclusions``)."""
-        at, every = self.restart_retrain_at, self.config.update_every
+    def _changed_by_reboot(self, specs):
+        """The models flagged since the start-up of an agent that booted with its node ended,
+        once they have been for REBOOT_RETRAIN_SECONDS (train_min_n_secs, if longer), then each
+        time that time has doubled until a full training is due: a reboot empties the page
+        cache and restarts the services, and the window before it reads the new levels as an
+        incident, flagged (the node alarm critical) until a full training holds a quarter of its
+        window of them, 60 to 90 minutes with the defaults. Their rows since the start-up are
+        kept in training (``_exclusions``)."""
+        at, every = self.reboot_retrain_at, self.config.update_every
         if at is None or not self.snapshots or self.snapshots[-1][0] < at:
             return []
-        now, end = self.snapshots[-1][0], self.start_up_ends[-1]
+        now, end = self.snapshots[-1][0], self.reboot_ends[-1]
         still = now - (flagged_spans.EPISODE_GAP + 2) * every   # a span that reaches this is up
         ids = sorted(m for m, spans in self.flagged.items() if m in specs and m in self.models
                      and any(first <= end < last and last >= still for first, last in spans))
         since = now - end
         again = end + 2 * since
-        self.restart_retrain_at = again if ids and (again - now) < self.config.train_every_n * every else None
-        self.restart_changed = set(ids)
+        self.reboot_retrain_at = again if ids and (again - now) < self.config.train_every_n * every else None
+        self.reboot_changed = set(ids)
+        why = ('since the node rebooted (its agent\'s start-up ended {:.0f} s ago): {} the reboot changed (the page '
+               'cache emptied, the services restarted)').format(since, 'a level' if len(ids) == 1 else 'levels')
         if len(ids) == 1:
-            self.log.info("model '{}': flagged since the agent's start-up ended {:.0f} s ago, a level its restart "
-                          "changed (a reboot empties the page cache): retraining it with the rows since as "
-                          "normal".format(ids[0], since))
+            self.log.info("model '{}': flagged {}, retraining it with the rows since as normal".format(ids[0], why))
         elif ids:
-            self.log.info("{} flagged since the agent's start-up ended {:.0f} s ago, levels its restart changed (a "
-                          "reboot empties the page cache): retraining them with the rows since as normal: "
-                          "{}".format(plural(len(ids), 'model'), since, first_few(ids)))
+            self.log.info("{} flagged {}, retraining them with the rows since as normal: {}".format(
+                plural(len(ids), 'model'), why, first_few(ids)))
         return ids
 
     def _start_trainer(self, todo, full_due, new_dimensions):
@@ -466,8 +471,8 @@ class AnomalyDetector:
         if not self.training_quiet:
             self.log.info('training {} on up to {} s of history{}'.format(
                 plural(len(todo), 'model'), int(before - after),
-                '' if full_due else " (levels the agent's restart changed)" if all(
-                    s.model_id in self.restart_changed for s in todo) else ' (new charts or dimensions)'))
+                '' if full_due else " (levels a reboot changed)" if all(
+                    s.model_id in self.reboot_changed for s in todo) else ' (new charts or dimensions)'))
 
     def _ask_for(self, specs):
         """The charts each step asks for: those of ``specs``. A step's time is the newest
@@ -1330,14 +1335,18 @@ class AnomalyDetector:
             self._remember_flag(model_id, t)
 
     def _start_up_ended(self, stamp):
-        """The agent's start-up held ends at agent time ``stamp``: a flag up from it on is a level
-        the restart changed (``_changed_by_restart``)."""
+        """The agent's start-up held ends at agent time ``stamp``: where its node booted with it
+        (system.uptime), a flag up from it on is a level the reboot changed (``_changed_by_reboot``)."""
         self.start_up_pending = False
-        if self.start_up_ends and stamp <= self.start_up_ends[-1]:   # (a clock set back: that one is moot)
-            self.start_up_ends = []
-        self.start_up_ends.append(stamp)
+        api = self.apis[self.config.host]
+        node, agent = agent_uptime(api, 'system.uptime'), agent_uptime(api)
+        if not node or agent is None or node > agent + BOOT_SECONDS:   # (0: not collected, not told)
+            return
+        if self.reboot_ends and stamp <= self.reboot_ends[-1]:   # (a clock set back: that one is moot)
+            self.reboot_ends = []
+        self.reboot_ends.append(stamp)
         if self.config.train_every_n:
-            self.restart_retrain_at = stamp + max(self.config.train_min_n_secs, RESTART_RETRAIN_SECONDS)
+            self.reboot_retrain_at = stamp + max(self.config.train_min_n_secs, REBOOT_RETRAIN_SECONDS)
 
     def _remember_flag(self, model_id, t):
         """Keep flagged times as intervals, so the next training can leave them out."""
@@ -1354,10 +1363,10 @@ class AnomalyDetector:
         # while the clock ran hours fast, then set right) would date every real span out
         now = self.snapshots[-1][0] if self.snapshots else (self.apis[self.config.host].listed_at or newest)
         oldest = now - self.config.offset_n_secs - self.config.train_n_secs - self.need * self.config.update_every
-        self.start_up_ends = [t for t in self.start_up_ends if t >= oldest]
+        self.reboot_ends = [t for t in self.reboot_ends if t >= oldest]
         spans = flagged_spans.in_reach(self.flagged, oldest)
-        if self.start_up_ends:
-            spans = {m: flagged_spans.cut_at_restarts(s, self.start_up_ends) for m, s in spans.items()}
+        if self.reboot_ends:
+            spans = {m: flagged_spans.cut_at_reboots(s, self.reboot_ends) for m, s in spans.items()}
         return spans
 
     def close(self):

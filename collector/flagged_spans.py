@@ -66,11 +66,12 @@ def remember(flagged, model_id, t, every):
     return NEW
 
 
-def cut_at_restarts(spans, ends):
-    """``spans`` without what follows an agent's start-up where a span runs on past its end
-    (``ends``: the agent times start-ups ended): a level the restart left changed (a reboot
-    empties the page cache, restarts the services) is the node's new normal, not an incident
-    for the next training to leave out; a flag that rises later is left out as ever."""
+def cut_at_reboots(spans, ends):
+    """``spans`` without what follows the start-up of an agent that booted with its node, where a
+    span runs on past its end (``ends``: the agent times those start-ups ended): a level the
+    reboot changed (the page cache emptied, the services restarted) is the node's new normal,
+    not an incident for the next training to leave out; a flag that rises later is left out
+    as ever."""
     out = []
     for first, last in spans:
         for end in ends:
