@@ -417,6 +417,9 @@ class AnomalyDetector:
         at, every = self.reboot_retrain_at, self.config.update_every
         if at is None or not self.snapshots or self.snapshots[-1][0] < at:
             return []
+        if not self.reboot_ends:   # out of a training window's reach (a window shorter than train_every_n)
+            self.reboot_retrain_at = None
+            return []
         now, end = self.snapshots[-1][0], self.reboot_ends[-1]
         still = now - (flagged_spans.EPISODE_GAP + 2) * every   # a span that reaches this is up
         ids = sorted(m for m, spans in self.flagged.items() if m in specs and m in self.models
@@ -1363,8 +1366,10 @@ class AnomalyDetector:
         # while the clock ran hours fast, then set right) would date every real span out
         now = self.snapshots[-1][0] if self.snapshots else (self.apis[self.config.host].listed_at or newest)
         oldest = now - self.config.offset_n_secs - self.config.train_n_secs - self.need * self.config.update_every
-        self.reboot_ends = [t for t in self.reboot_ends if t >= oldest]
         spans = flagged_spans.in_reach(self.flagged, oldest)
+        # (one the window has passed still cuts a span that runs on past it)
+        self.reboot_ends = [t for t in self.reboot_ends if t >= oldest or any(
+            first <= t < last for kept in spans.values() for first, last in kept)]
         if self.reboot_ends:
             spans = {m: flagged_spans.cut_at_reboots(s, self.reboot_ends) for m, s in spans.items()}
         return spans

@@ -3181,6 +3181,23 @@ def test_a_level_a_reboot_changed_is_learned_minutes_after_it_not_at_the_next_fu
     det.close()
 
 
+def test_a_reboot_the_training_window_has_passed_still_keeps_a_span_running_on_past_it_in_training(replay, logger):
+    """A model flagged since a reboot, for longer than the window (its retrainings did not take
+    the new level for normal), keeps the rows since in training: the reboot, out of the
+    window, no longer cut its span, and its whole window was left out again."""
+    det = make_detector(replay, logger)   # train_n_secs 600
+    now = START + 5000
+    det.snapshots.append((now, {}))
+    det.flagged = {'system.ram': [[START + 100, now]], 'system.cpu': [[START + 4900, now]]}
+    det.reboot_ends = [START + 200, START + 4800]
+    assert det._exclusions() == {'system.ram': [(START + 100, START + 200)], 'system.cpu': [(START + 4900, now)]}
+    assert det.reboot_ends == [START + 200, START + 4800]
+    det.flagged['system.ram'] = [[START + 4950, now]]   # that flag came down: the reboot is forgotten
+    det._exclusions()
+    assert det.reboot_ends == [START + 4800]
+    det.close()
+
+
 def test_a_job_started_on_an_agent_running_for_long_holds_no_flag(replay, logger):
     """The hold is the agent's start-up only: on an agent that has run for long (or one that
     lists no netdata.uptime) the job's first steps are scored as any."""
