@@ -219,6 +219,8 @@ class AnomalyDetector:
         self.reboot_ends = []   # agent times the start-ups after a reboot ended, within a training window's reach
         self.reboot_retrain_at = None   # agent time the models flagged since the last one are retrained
         self.reboot_changed = set()   # the models that retraining was for (for its log line)
+        self.reboot_held = set()   # models flagged since a reboot's start-up, shown once retrained for it
+        self.reboot_hold_until = None   # agent time their hold ends whatever happens (a training that fails)
         # a replay waits for each training on a stopped clock, so its rows never show one; on an
         # agent every training shows in the rows read from its start to `need` after its end
         self.trainings_take_agent_time = True
@@ -645,6 +647,7 @@ class AnomalyDetector:
                 self.log.info("{}: their last {:.0f} s, since their new dimension first had a value, are left out "
                               "of their training: what they do now is news to them: {}".format(
                                   plural(len(ids), 'model'), seconds, first_few(ids)))
+        self.reboot_held -= set(adopted)   # (what they show from now on is theirs)
         for model_id, fm in adopted.items():
             for reason in fm.info.get('fallback_from', ()):
                 self.log.warning("model '{}': {} failed ({}), using {}".format(
@@ -1271,6 +1274,8 @@ class AnomalyDetector:
             flags = flags * np.isin(ids, list(allowed))
             self.flag_policy.held_down(flags)
             unusual = unusual if starting else flags
+        if self.reboot_held and flags.any():
+            flags = self._held_after_reboot(ids, flags, stamp)
         self.above_before, self.above_ids = self.above_ids, (
             frozenset(ids[k] for k in np.nonzero(above & scored)[0]) if above.any() else frozenset())
         p_list, f_list = probs.tolist(), flags.tolist()
@@ -1279,6 +1284,8 @@ class AnomalyDetector:
             self._remember_episodes(ids, unusual, np.where(scored, rank, 0.0), stamp, own and not starting)
         if self.start_up_pending and self.steps >= held.stop - 1:
             self._start_up_ended(stamp)
+        if self.reboot_held:   # (released as their flag's episode ends)
+            self.reboot_held &= set(self.episodes)
         # what drives each model: for the log line of a flag that rises now, or every model for
         # the attribution charts (a flag that stays up is not explained again every step)
         if self.config.attribution_charts:
@@ -1350,6 +1357,23 @@ class AnomalyDetector:
         self.reboot_ends.append(stamp)
         if self.config.train_every_n:
             self.reboot_retrain_at = stamp + max(self.config.train_min_n_secs, REBOOT_RETRAIN_SECONDS)
+            # the start-up's hold goes on for the models flagged through it, until retrained for the
+            # reboot: the node alarms warned at every reboot for the minutes until then
+            self.reboot_held = set(self.episodes)
+            self.reboot_hold_until = self.reboot_retrain_at + (DISCOVER_SECONDS + OWN_TRAINING_MAX_STEPS) * (
+                self.config.update_every)
+
+    def _held_after_reboot(self, ids, flags, stamp):
+        """``flags`` without those of the models flagged since a reboot's start-up (``reboot_held``),
+        until their retraining for it is taken up (``_adopt``), their flag's episode ends, or
+        ``reboot_hold_until``: a level the reboot changed is learned minutes on, and shown only
+        if it is still unusual then."""
+        if self.reboot_hold_until is None or stamp >= self.reboot_hold_until:
+            self.reboot_held = set()
+            return flags
+        flags = flags * ~np.isin(ids, list(self.reboot_held))
+        self.flag_policy.held_down(flags)
+        return flags
 
     def _remember_flag(self, model_id, t):
         """Keep flagged times as intervals, so the next training can leave them out."""
