@@ -2880,6 +2880,10 @@ def _restarted_at(recording, tmp_path, restart):
     rows = [[t, t - restart if t >= restart else t - START + 5000] for t in range(START, START + 901)]
     with gzip.open(os.path.join(path, 'data', 'netdata.uptime.json.gz'), 'wt') as f:
         json.dump({'labels': ['time', 'uptime'], 'data': rows[::-1]}, f)
+    # the agent alone restarted: its node has been up for hours (a reboot is _rebooted_at's)
+    rows = [[t, t - START + 9000] for t in range(START, START + 901)]
+    with gzip.open(os.path.join(path, 'data', 'system.uptime.json.gz'), 'wt') as f:
+        json.dump({'labels': ['time', 'uptime'], 'data': rows[::-1]}, f)
     return path
 
 
