@@ -149,6 +149,12 @@ class AnomaliesService(object):
         try:
             raw = dict(self.configuration)
             raw.setdefault('update_every', self.update_every)
+            # python.d.plugin's base takes these out of the job's configuration for its charts;
+            # one it cannot use (quoted: '1000') fails the job's create() or its every update with
+            # a TypeError, after this check: checked here too, as check-config checks them
+            for key, attr in (('priority', 'priority'), ('chart_cleanup', 'cleanup')):
+                if key not in raw and hasattr(getattr(self, 'charts', None), attr):
+                    raw[key] = getattr(self.charts, attr)
             override = getattr(self, 'override_name', None)   # python.d takes the 'name' key out
             if isinstance(override, str) and override:
                 raw.setdefault('override_name', override)

@@ -104,3 +104,31 @@ def test_a_module_without_its_virtual_environment_says_to_run_install_again(tmp_
     said = [line for line in r.stderr.splitlines() if 'error on loading source' in line]
     assert said and 'run install.sh again' in said[0] and str(tmp_path / 'gone-venv') in said[0], r.stderr
     assert r.stdout.strip() in ('', 'DISABLE'), r.stdout   # nothing but the plugin's own protocol
+
+
+FRAMEWORK = '/usr/lib/netdata/python.d/python_modules'   # python.d.plugin's own SimpleService
+
+
+@pytest.mark.parametrize('key, value', [('priority', '1000'), ('chart_cleanup', '10'), ('chart_cleanup', -1)])
+def test_a_key_python_d_takes_out_of_the_job_before_it_sees_it_is_still_checked(monkeypatch, caplog, key, value):
+    """python.d.plugin pops priority and chart_cleanup out of a job's configuration for its
+    charts: a quoted one passed the job's check, then failed its create() (the job dropped with
+    a TypeError, after its training and Prometheus port had started) or every update (no chart,
+    a TypeError each second). The job refuses it as check-config does, before starting anything."""
+    monkeypatch.syspath_prepend(FRAMEWORK)
+    from bases.FrameworkServices.SimpleService import SimpleService
+    from collector.service import AnomaliesService
+
+    class Service(AnomaliesService, SimpleService):
+        pass
+    def configuration(given):   # a job's, as python.d.plugin hands it over (its create_jobs)
+        conf = dict(job_name='anomalies', override_name='', update_every=1, priority=60000, chart_cleanup=10,
+                    penalty=False, autodetection_retry=0, host='127.0.0.1:1', models_dir='none')
+        conf[key] = given
+        return conf
+    job = Service(configuration=configuration(value))
+    assert key not in job.configuration   # (taken out by python.d's base)
+    assert job.check() is False
+    assert job.detector is None
+    assert "configuration error, key '{}': expected an integer".format(key) in caplog.text, caplog.text
+    assert not Service(configuration=configuration(60000 if key == 'priority' else 0)).config_errors
