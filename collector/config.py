@@ -703,6 +703,7 @@ def parse_job_config(raw, job_name=None):
                       "every module's jobs)".format(raw['name']))
     _check_window_rows(cfg, framework['update_every'], errors)
     _check_chart_ids(raw, job_name, cfg['attribution_charts'] is True, errors)
+    _check_lock_name(raw, job_name, errors)
 
     if errors:
         raise ConfigError(errors)
@@ -912,6 +913,29 @@ def _check_chart_ids(raw, job_name, attribution, errors):
     errors.append("job name of {} characters: {} would pass the agent's {} characters, and the agent would "
                   "disable python.d.plugin: give the job a name (its 'name' key) of at most {}".format(
                       len(kind) - len('anomalies_'), what, CHART_ID_MAX, most))
+
+
+LOCK_FILE = '{}.collector.lock'   # python.d.plugin's lock of a job it starts, in the agent's lock dir
+FILE_NAME_MAX = 255   # bytes
+
+
+def _check_lock_name(raw, job_name, errors):
+    """A job name python.d.plugin cannot name the lock file it registers the job in after
+    ('anomalies_<name>.collector.lock'): refused, as python.d would drop the job after its
+    check ('registration failed'), its training and Prometheus port already started."""
+    override = raw.get('name') or raw.get('override_name')
+    job_name = job_name or raw.get('job_name')
+    if not all(n is None or isinstance(n, str) for n in (override, job_name)):
+        return   # (a name that is not text is refused on its own)
+    name = served_name(job_name or 'anomalies', {'name': override})
+    lock = LOCK_FILE.format('anomalies' if name == 'anomalies' else 'anomalies_' + name)
+    if '/' in name:
+        errors.append("job name {!r}: python.d.plugin names the job's lock file after it, and a file name holds no "
+                      "'/': python.d would not run the job; give it a name (its 'name' key) without one".format(name))
+    elif len(lock.encode()) > FILE_NAME_MAX:
+        errors.append("job name of {} bytes: python.d.plugin names the job's lock file after it ({}), and a file "
+                      "name is at most {} bytes: python.d would not run the job; give it a shorter name (its 'name' "
+                      "key)".format(len(name.encode()), LOCK_FILE.format('anomalies_<name>'), FILE_NAME_MAX))
 
 
 def served_name(job_name, raw):

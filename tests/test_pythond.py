@@ -471,6 +471,22 @@ def test_a_job_name_too_long_for_any_chart_id_is_refused():
     assert 'at most 177' in e.value.errors[0]
 
 
+
+def test_a_job_name_python_d_cannot_name_its_lock_file_after_is_refused():
+    """python.d.plugin registers each job it starts in a lock file named after it
+    ('anomalies_<name>.collector.lock'): with a '/' in the name, or one too long for a file name,
+    that fails after the job's check, and python.d drops the job ('registration failed') while
+    check-config said ok (its training and Prometheus port already started)."""
+    from collector.config import ConfigError, parse_job_config
+    for raw, job in (({}, 'web/1'), ({'name': 'a/b'}, 'web1'), ({'override_name': 'a/b'}, 'web1'),
+                     ({'name': 'ж' * 116}, 'web1')):
+        with pytest.raises(ConfigError) as e:
+            parse_job_config(raw, job_name=job)
+        assert any("python.d.plugin names the job's lock file after it" in line for line in e.value.errors), e.value.errors
+    parse_job_config({'name': 'ж' * 115}, job_name='web1')   # 230 bytes: the lock file's name is 255
+    parse_job_config({'name': 'web.1'}, job_name='a b')
+
+
 class _Models:
     """A detector's ``models`` as the service reads them: each model's columns."""
     def __init__(self, columns):
