@@ -326,6 +326,54 @@ if [ "$mode" != uninstall ] && grep -q 'python_modules' "$plugins_dir/python.d.p
   [ "$mode" = check ] || say "warning: $old_pythond"
 fi
 pyver() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
+# what python.d.plugin makes of python.d.conf for this module, read as it reads it (YAML, the
+# user's file over the stock one): 'yes', or why not; fails where no python here reads YAML
+pythond_enabled() {
+  local py
+  for py in "${python:-$agent_python}" "$venv/bin/python" python3; do
+    [ -n "$py" ] && "$py" -c 'import yaml' >/dev/null 2>&1 && break
+    py=
+  done
+  [ -n "$py" ] || return 1
+  "$py" - "$pythond_conf" "$stock_config_dir/python.d.conf" <<'EOF'
+import os, sys, yaml
+user, stock = sys.argv[1:3]
+config, lines, why = {'enabled': True}, {}, ''
+for path in (stock, user):
+    if not os.path.isfile(path):
+        continue
+    try:
+        with open(path) as f:
+            text = f.read()
+        data, root = yaml.safe_load(text), yaml.compose(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        if path == user:
+            mark = getattr(e, 'problem_mark', None)
+            why = 'it is not valid YAML{}: python.d.plugin ignores it'.format(
+                ' (line {})'.format(mark.line + 1) if mark is not None else '')
+        continue
+    if data is None and path == user:
+        print('it holds only comments: python.d.plugin 1.37 stops on such a file, with every module; '
+              'add the line anomalies: yes')
+        sys.exit(0)
+    if isinstance(data, dict):
+        config.update(data)
+        for key, value in root.value:   # the line and the text of each setting (YAML keeps a key's last)
+            if isinstance(value, yaml.ScalarNode):
+                lines[key.value] = (value.start_mark.line + 1, value.value, path == user)
+def said(key):
+    line, text, here = lines.get(key, (None, config.get(key), True))
+    return "'{}: {}'{}".format(key, text, ' (line {})'.format(line) if here and line else ' (the stock file)')
+if not config.get('enabled'):
+    print('{} turns python.d.plugin off: it runs no module'.format(said('enabled')))
+elif 'anomalies' not in config:
+    print(why or "no 'anomalies: yes' in it")
+elif not config['anomalies']:
+    print('{} turns the module off'.format(said('anomalies')))
+else:
+    print('yes')
+EOF
+}
 # what a job imports when it starts (the collector and its dependencies), not only the package's name
 job_imports='import collector.service, collector.engine, collector.training, numpy, pandas, sklearn, pyod'
 
@@ -510,7 +558,11 @@ if [ "$mode" = check ]; then
       fi
     fi
   fi
-  grep -qE '^anomalies: *yes' "$pythond_conf" 2>/dev/null && say "enabled in $pythond_conf" || { say "not enabled in $pythond_conf"; ok=0; }
+  if enabled="$(pythond_enabled)"; then
+    [ "$enabled" = yes ] && say "enabled in $pythond_conf" || { say "not enabled in $pythond_conf: $enabled"; ok=0; }
+  else   # no python here reads YAML: the line as an install writes it
+    grep -qE '^anomalies: *yes' "$pythond_conf" 2>/dev/null && say "enabled in $pythond_conf" || { say "not enabled in $pythond_conf"; ok=0; }
+  fi
   host_hint
   foreach_note
   if command -v curl >/dev/null 2>&1; then

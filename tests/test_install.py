@@ -73,6 +73,33 @@ def test_a_static_build_is_found_under_its_prefix_with_the_python_its_plugin_run
     assert 'not enabled in {}/etc/netdata/python.d.conf'.format(prefix) in out
 
 
+
+@pytest.mark.parametrize('text, said', [
+    ('anomalies: yes\n', 'enabled in {}'),
+    ("anomalies: true\n", 'enabled in {}'),
+    ("anomalies: 'yes'\n", 'enabled in {}'),   # (python.d takes any text as yes)
+    ('enabled: no\nanomalies: yes\n', "not enabled in {}: 'enabled: no' (line 1) turns python.d.plugin off: it runs no module"),
+    ('anomalies: yes\nanomalies: no\n', "not enabled in {}: 'anomalies: no' (line 2) turns the module off"),
+    ('anomalies:yes\ngo: 1\n', 'not enabled in {}: it is not valid YAML (line 2): python.d.plugin ignores it'),
+    ('# anomalies: yes\n', 'not enabled in {}: it holds only comments: python.d.plugin 1.37 stops on such a file'),
+    ('go: 1\n', "not enabled in {}: no 'anomalies: yes' in it"),
+])
+def test_check_reads_python_d_conf_as_python_d_does(tmp_path, text, said):
+    """--check said 'enabled' for any line 'anomalies: yes' and 'not enabled' for any other: for
+    python.d.plugin turned off ('enabled: no'), the module turned off further down, or a file it
+    cannot read, whose 'no chart yet' it then put down to the training's wait; and not enabled
+    for 'anomalies: true', which runs it."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    conf = prefix + '/etc/netdata/python.d.conf'
+    with open(conf, 'w') as f:
+        f.write(text)
+    rc, out = check('--prefix', prefix)
+    assert any(line.startswith('install.sh: ' + said.format(conf)) for line in out.splitlines()), out
+    if said.startswith('enabled'):
+        assert 'not enabled' not in out, out
+
+
 def test_a_plugins_dir_in_an_agents_usual_place_tells_the_other_folders(tmp_path):
     prefix = str(tmp_path / 'opt/netdata')
     agent_tree(prefix)
