@@ -1035,6 +1035,21 @@ def pythond_file_notes(environ=None, job_name=None):
     return None, []
 
 
+def _yaml_hint(problem, context):
+    """What was most likely written, for the YAML errors an edit of the file makes most; '' else."""
+    problem, context = problem or '', context or ''
+    if "found character '\\t'" in problem:
+        return 'YAML takes no tab: indent with spaces'
+    if 'scanning an alias' in context or problem.startswith('found undefined alias'):
+        return "a value beginning with '*' is read as a YAML alias: quote it, as in '*.uptime'"
+    m = re.match(r"found character '(.)' that cannot start any token", problem)
+    if m:
+        return "a value beginning with '{}' must be quoted".format(m.group(1))
+    if problem == 'mapping values are not allowed here':
+        return "a value holding ': ' must be quoted, and each option goes on a line of its own"
+    return ''
+
+
 def load_config_file(path, notes=None):
     """Read a YAML python.d config file into ``{job_name: raw_config}``."""
     import yaml
@@ -1054,5 +1069,6 @@ def load_config_file(path, notes=None):
         context, at = getattr(e, 'context', None), getattr(e, 'context_mark', None)
         if context and at is not None:
             what += ', {} at line {}'.format(context, at.line + 1)
-        raise ConfigError(['{} is not valid YAML{}: {}'.format(path, where, what)])
+        hint = _yaml_hint(getattr(e, 'problem', None), context)
+        raise ConfigError(['{} is not valid YAML{}: {}{}'.format(path, where, what, ' ({})'.format(hint) if hint else '')])
     return job_configs_from_file(data, notes)

@@ -425,6 +425,16 @@ def test_check_config_command(tmp_path):
     assert "'model'" in r.stderr and "'lags_n'" in r.stderr
     r = run(broken)
     assert r.returncode == 1 and 'not valid YAML (line 3, column 1)' in r.stderr
+    # the YAML an edit breaks most: the line says what to write instead
+    for text, hint in (("local:\n  charts_to_exclude: *.uptime\n", "quote it, as in '*.uptime'"),
+                       ("local:\n  charts_to_exclude: *uptime\n", "quote it, as in '*.uptime'"),
+                       ("local:\n\tlags_n: 3\n", 'YAML takes no tab: indent with spaces'),
+                       ("local:\n  lags_n: 3\t# three\n", 'YAML takes no tab'),
+                       ("local:\n  charts_regex: %sys\n", "a value beginning with '%' must be quoted"),
+                       ("local:\n  host: a lags_n: 3\n", "a value holding ': ' must be quoted")):
+        broken.write_text(text)
+        r = run(broken)
+        assert r.returncode == 1 and 'not valid YAML' in r.stderr and hint in r.stderr, (text, r.stderr)
     assert r.stderr.count(str(broken)) == 1
     # a job key written at the top level (not indented) reaches no job: said, not silently dropped
     stray = tmp_path / 'stray.conf'
