@@ -261,6 +261,9 @@ def _load_checked(folder, model_file, meta_path, model_id, config, columns, vers
     # has values by now is the job's to retrain for, as a running job does for a new one
     if sorted(saved_columns) != sorted(columns) and not (fewer_ok and set(saved_columns) < set(columns)):
         if sorted(c.partition('::')[2] for c in saved_columns) == sorted(c.partition('::')[2] for c in columns):
+            if agent and meta.get('agent') == agent:   # its machine GUID: the job's host written another way
+                return None, None, 'saved while the job read this agent as {} (host changed)'.format(
+                    ', '.join(sorted({c.partition('::')[0] for c in saved_columns})))
             return None, None, 'saved for another agent'
         return None, None, 'dimensions changed'
     try:

@@ -260,6 +260,13 @@ def test_what_no_longer_fits_is_a_reason_to_retrain(tmp_path):
         'dimensions changed'
     assert load(str(tmp_path), 'system.cpu', cfg, ['other:19999' + c[1:] for c in COLS])[2] == \
         'saved for another agent'
+    # the same agent (its machine GUID) read at another address ('localhost:19999' for '127.0.0.1:19999')
+    persist.save(str(tmp_path), persist.load(str(tmp_path), 'system.cpu', cfg, COLS)[0], cfg, 1.0, agent='guid-a')
+    assert load(str(tmp_path), 'system.cpu', cfg, ['other:19999' + c[1:] for c in COLS], agent='guid-a')[2] == \
+        'saved while the job read this agent as h (host changed)'
+    assert load(str(tmp_path), 'system.cpu', cfg, ['other:19999' + c[1:] for c in COLS])[2] == \
+        'saved for another agent'
+    assert load(str(tmp_path), 'system.cpu', cfg, COLS, agent='guid-a')[2] is None
     assert load(str(tmp_path), 'system.cpu', parse_job_config({'model': 'pca', 'level_squash': 7}), COLS)[2] == \
         'configuration changed (level_squash 0.0 -> 7.0)'   # its levels were learnt whole
     pkl = tmp_path / 'system.cpu.pkl'
