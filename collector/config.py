@@ -461,10 +461,12 @@ def _not_a_folder(path):
         path = parent
 
 
-# python.d.plugin compares update_every and takes autodetection_retry's remainder itself: a
-# value that is not a number stops it (at start, or as it retries a job it could not start)
+# python.d.plugin compares update_every itself: a value that is not a number stops it at start
 _PYTHOND_STOPS = (" (python.d.plugin stops on a value that is not a number, with every module's jobs: write it "
                   "as a number, without quotes)")
+# and takes autodetection_retry's remainder as it checks again a job it could not start: the job
+# (service.check) is dropped instead
+_PYTHOND_DROPS = " (python.d.plugin drops the job: write it as a number, without quotes)"
 
 
 def _number(v):
@@ -694,7 +696,7 @@ def parse_job_config(raw, job_name=None):
         v = framework[key]
         if (v is not None or key != 'retries') and (not _is_int(v) or v < 0):   # retries: none by default
             errors.append("key '{}': expected an integer >= 0, got {!r}{}".format(
-                key, v, _PYTHOND_STOPS if key == 'autodetection_retry' and not _number(v) else ''))
+                key, v, _PYTHOND_DROPS if key == 'autodetection_retry' and not _number(v) else ''))
     if not isinstance(framework['penalty'], bool):
         errors.append("key 'penalty': expected true or false, unquoted (python.d takes any text as true), got "
                       "{!r}".format(framework['penalty']))

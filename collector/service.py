@@ -192,6 +192,13 @@ class AnomaliesService(object):
             for e in self.config_errors:
                 self.error('configuration error, {}'.format(e))
             self.error('job not started: fix the configuration above')
+            retry = self.configuration.get('autodetection_retry', 0)
+            if not isinstance(self, OwnSimpleService) and not isinstance(retry, (int, float)):
+                # python.d.plugin checks a job whose check fails again every autodetection_retry
+                # seconds, and stops on one that is no number (with every module's jobs): a check
+                # that raises has the job dropped instead
+                raise ConfigError(["key 'autodetection_retry': {!r} is no number, so the job is dropped rather than "
+                                   "checked again".format(retry)])
             return False
         from .engine import AnomalyDetector
         try:

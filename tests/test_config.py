@@ -317,13 +317,15 @@ def test_the_retired_keys_that_change_nothing_are_said_to_when_asked_for_somethi
         r.stderr
 
 
-@pytest.mark.parametrize('key', ['update_every', 'autodetection_retry'])
-def test_a_quoted_number_python_d_plugin_stops_on_is_said_to_stop_it(key):
-    """python.d.plugin compares update_every and divides by autodetection_retry itself: quoted,
-    it stops with every module's jobs, so the error says so (a negative number it survives)."""
+@pytest.mark.parametrize('key, said', [('update_every', 'python.d.plugin stops'),
+                                       ('autodetection_retry', 'python.d.plugin drops the job')])
+def test_a_quoted_number_python_d_plugin_stops_on_is_said_to_stop_it(key, said):
+    """python.d.plugin compares update_every itself: quoted, it stops with every module's jobs, so
+    the error says so (a negative number it survives). It divides by autodetection_retry as it
+    checks a refused job again: that job is dropped instead (service.check)."""
     quoted, negative = errors_for({key: '5'}), errors_for({key: -1})
-    assert len(quoted) == 1 and "'{}'".format(key) in quoted[0] and 'python.d.plugin stops' in quoted[0]
-    assert len(negative) == 1 and 'python.d.plugin stops' not in negative[0]
+    assert len(quoted) == 1 and "'{}'".format(key) in quoted[0] and said in quoted[0]
+    assert len(negative) == 1 and said not in negative[0]
 
 
 def test_tls_verify_takes_a_quoted_boolean_or_a_readable_ca_bundle(tmp_path):

@@ -132,3 +132,32 @@ def test_a_key_python_d_takes_out_of_the_job_before_it_sees_it_is_still_checked(
     assert job.detector is None
     assert "configuration error, key '{}': expected an integer".format(key) in caplog.text, caplog.text
     assert not Service(configuration=configuration(60000 if key == 'priority' else 0)).config_errors
+
+
+def test_a_job_refused_with_an_autodetection_retry_that_is_no_number_does_not_stop_python_d(tmp_path):
+    """python.d.plugin retries a job whose check fails every autodetection_retry seconds: one
+    that is no number (quoted, '60') stopped the plugin a second later, with every module's jobs
+    (int % str). The job is dropped instead, after its configuration errors are said."""
+    plugins, conf = tmp_path / 'plugins' / 'python.d', tmp_path / 'conf'
+    plugins.mkdir(parents=True)
+    (conf / 'python.d').mkdir(parents=True)
+    for d in ('lib', 'lock'):
+        (tmp_path / d).mkdir()
+    os.symlink(os.path.join(ROOT, 'anomalies.chart.py'), str(plugins / 'anomalies.chart.py'))
+    (conf / 'python.d.conf').write_text('enabled: yes\ndefault_run: no\nanomalies: yes\n')
+    (conf / 'python.d' / 'anomalies.conf').write_text(
+        "other:\n  host: '127.0.0.1:1'\n  models_dir: none\nbad:\n  host: '127.0.0.1:1'\n  autodetection_retry: '60'\n")
+    env = dict(os.environ, NETDATA_USER_PLUGINS_DIRS=str(tmp_path / 'plugins'), NETDATA_USER_CONFIG_DIR=str(conf),
+               NETDATA_STOCK_CONFIG_DIR=STOCK_CONF, NETDATA_LIB_DIR=str(tmp_path / 'lib'),
+               NETDATA_LOCK_DIR=str(tmp_path / 'lock'), NETDATA_INTERNALS_MONITORING='NO')
+    proc = subprocess.Popen([sys.executable, PLUGIN, '1', 'anomalies'], env=env, cwd=str(tmp_path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=6)   # (it stopped within 2 s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    else:
+        raise AssertionError('python.d.plugin stopped (exit {}): {}'.format(proc.returncode, err))
+    assert "anomalies[bad] : configuration error, key 'autodetection_retry'" in err, err
+    assert 'anomalies[other] : check success' in err and 'Traceback' not in err, err
