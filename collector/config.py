@@ -736,6 +736,10 @@ def parse_job_config(raw, job_name=None):
 CLIMBING_CHARTS = ('system.uptime', 'netdata.uptime', 'apps.uptime', 'users.uptime', 'groups.uptime')
 SHORT_RETRAIN_STEPS = 120   # train_every_n below it: trainings and the steps after them hold flags most of the time
 WIDE_CONTAMINATION = 0.05
+# a '|' that opens or closes the regex or a group, or follows another, and is not escaped: an
+# alternative of nothing, which re.match finds at the start of every chart id where it is the
+# whole regex's ('system\..*|', the retired collector's own example, modelled all of an agent's charts)
+EMPTY_ALTERNATIVE = re.compile(r'^\||(?<!\\)\|$|(?<!\\)\|\||\(\||(?<!\\)\|\)')
 
 
 def config_warnings(cfg, user=None):
@@ -773,6 +777,10 @@ def config_warnings(cfg, user=None):
                      "step reads".format(cfg.train_n_secs, MAX_ROWS))
     notes += _initial_window_notes(cfg)
     notes += _retired_key_notes(cfg)
+    if cfg.charts_regex and EMPTY_ALTERNATIVE.search(cfg.charts_regex) and re.match(cfg.charts_regex, 'no.such'):
+        notes.append("key 'charts_regex': {!r} has an empty alternative (a '|' at its start or end, or next to "
+                     "another or to a bracket), which matches every chart: every chart of the agent is modelled "
+                     "(drop that '|' to model only the others; '.*' says every chart plainly)".format(cfg.charts_regex))
     climbing = [c for c in CLIMBING_CHARTS if cfg.chart_matches(c)]
     if climbing:
         notes.append("key 'charts_to_exclude': it leaves {} in scope: a time since a start only climbs, past every "

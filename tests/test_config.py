@@ -706,6 +706,23 @@ def test_a_scope_that_takes_an_uptime_chart_is_warned_of():
     assert config_warnings(parse_job_config({'charts_regex': r'system\.cpu', 'charts_to_exclude': 'None'})) == []
 
 
+@pytest.mark.parametrize('regex', [r'system\..*|', r'|system\..*', r'system\.cpu||system\.ram', r'(system\..*|)'])
+def test_a_scope_with_an_empty_alternative_that_takes_every_chart_is_warned_of(regex):
+    """'system\..*|' (the retired collector's own example) matches every chart at its start:
+    the job modelled 182 charts where 36 were meant, without a word."""
+    cfg = parse_job_config({'charts_regex': regex})
+    assert cfg.chart_matches('apps.cpu') and cfg.chart_matches('disk.sda')
+    notes = [n for n in config_warnings(cfg) if n.startswith("key 'charts_regex'")]
+    assert len(notes) == 1 and 'empty alternative' in notes[0] and 'every chart' in notes[0], notes
+
+
+@pytest.mark.parametrize('regex', [r'system\..*', r'.*', r'system\.(cpu|ram)', r'system\.cpu|mem\..*', r'a\|',
+                                   r'(system|)\..*'])
+def test_a_scope_without_an_empty_alternative_is_not_warned_of(regex):
+    assert not [n for n in config_warnings(parse_job_config({'charts_regex': regex}))
+                if n.startswith("key 'charts_regex'")]
+
+
 def test_a_textfile_folder_this_user_cannot_write_is_warned_of(tmp_path, monkeypatch):
     """install.sh --check runs check-config as the agent's user, so a node-exporter folder only
     root may write is said before the job starts and never writes its file."""
