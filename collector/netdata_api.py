@@ -41,20 +41,27 @@ def _c_non_finite_as_literal(m):
 
 def json_loads(data):
     """JSON from an agent's answer. orjson refuses the NaN and Infinity literals that Python's
-    reader takes, and neither takes a bare inf or nan: one chart's odd value must cost that
-    chart, not the whole answer."""
+    reader takes, and neither takes a bare inf or nan, nor a name in another encoding than
+    UTF-8 (Netdata 1.37 writes a name's bytes as they are; such a byte reads as U+FFFD): one
+    chart's odd value or name must cost that chart, not the whole answer. An answer nested
+    deeper than the reader goes is not JSON (ValueError), not a RecursionError."""
     try:
         return _fast_loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):   # (RecursionError: Python's reader, where orjson is not installed)
         pass
+    if not isinstance(data, str):
+        data = bytes(data).decode('utf-8', 'replace')
     try:
-        return json.loads(data)
-    except ValueError:
-        raw = data.encode() if isinstance(data, str) else bytes(data)
-        fixed = _C_NON_FINITE.sub(_c_non_finite_as_literal, raw)
-        if fixed == raw:
-            raise
-        return json.loads(fixed)
+        try:
+            return json.loads(data)
+        except ValueError:
+            raw = data.encode()
+            fixed = _C_NON_FINITE.sub(_c_non_finite_as_literal, raw)
+            if fixed == raw:
+                raise
+            return json.loads(fixed)
+    except RecursionError:
+        raise ValueError('JSON nested too deep') from None
 
 
 # longest chart filter sent in a URL (Netdata 1.37 took 8.5 KB in a test); longer asks for all

@@ -2487,6 +2487,27 @@ def test_a_bare_inf_or_nan_in_one_chart_leaves_the_rest_of_the_answer_readable()
     assert json_loads(api.last_raw)['system.load']['dimensions']['load1']['value'] == 0.5
 
 
+
+class _NotUtf8(_NanValue):
+    """A dimension name in Latin-1 (Netdata 1.37 writes a name's bytes as they are): the rest of
+    the answer is still UTF-8."""
+    BODY = (b'{"system.cpu": {"last_updated": 5, "dimensions": {"user": {"name": "caf\xe9", "value": 1}}},'
+            b' "system.load": {"last_updated": 5, "dimensions": {"load1": {"name": "load1", "value": 0.5}}}}')
+
+
+def test_a_name_not_in_utf8_in_one_chart_leaves_the_rest_of_the_answer_readable():
+    with serving(_NotUtf8) as host:
+        body = NetdataApi(host).allmetrics()
+    assert body['system.load']['dimensions']['load1']['value'] == 0.5
+    assert body['system.cpu']['dimensions']['user'] == {'name': 'caf\ufffd', 'value': 1}
+
+
+def test_an_answer_nested_deeper_than_the_reader_goes_is_not_json_rather_than_a_crash():
+    # orjson stops at 1024 levels, Python's reader at its recursion limit (RecursionError, which
+    # no caller takes for an unreadable answer: a training of every chart was lost to one)
+    with pytest.raises(ValueError):
+        json_loads(b'{"labels": ["time", "a"], "data": ' + b'[' * 100000 + b']' * 100000 + b'}')
+
 def _proxy(target, answer):
     """A proxy to ``target`` whose answers pass through ``answer(path, status, body)``, which
     gives back the ``(status, body)`` to send."""
