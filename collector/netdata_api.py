@@ -162,6 +162,17 @@ def _is_time(t):
         return False
 
 
+def _is_text(name):
+    """Whether ``name`` can be sent back in a URL: JSON may escape half of a UTF-16 pair
+    (``"\\udcff"``), which is no text; a chart id such as that, asked for in the steps' filter,
+    failed every step (the chart itself could never be read)."""
+    try:
+        name.encode('utf-8')
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def agent_now(body):
     """The agent's clock in an allmetrics body (``agent_clock`` of its charts; 0 if none)."""
     return agent_clock(c.get('last_updated') for c in (body or {}).values() if isinstance(c, dict))
@@ -348,7 +359,7 @@ class NetdataApi:
         out, seconds, lasts, every = {}, {}, [], {}
         for cid, c in charts.items():
             dims = c.get('dimensions') if isinstance(c, dict) else None
-            if isinstance(dims, dict):
+            if isinstance(dims, dict) and _is_text(cid):
                 out[cid] = [d.get('name', k) if isinstance(d, dict) else k for k, d in dims.items()]
                 e = c.get('update_every')
                 if isinstance(e, int) and not isinstance(e, bool) and e > 0:

@@ -2508,6 +2508,20 @@ def test_an_answer_nested_deeper_than_the_reader_goes_is_not_json_rather_than_a_
     with pytest.raises(ValueError):
         json_loads(b'{"labels": ["time", "a"], "data": ' + b'[' * 100000 + b']' * 100000 + b'}')
 
+
+class _NotText(_NanValue):
+    """A chart id escaped in JSON as half of a UTF-16 pair: valid JSON, but no text to send back."""
+    BODY = (b'{"charts": {"system.bad\\udcff": {"dimensions": {"a": {"name": "a"}}},'
+            b' "system.load": {"dimensions": {"load1": {"name": "load1"}}}}}')
+
+
+def test_a_chart_id_that_is_not_text_is_not_listed_so_the_steps_can_still_ask_for_the_others():
+    with serving(_NotText) as host:
+        api = NetdataApi(host)
+        charts = api.charts()
+        assert charts == {'system.load': ['load1']}
+        api.allmetrics(charts=set(charts))   # the filter of the charts modelled: it is sent as UTF-8
+
 def _proxy(target, answer):
     """A proxy to ``target`` whose answers pass through ``answer(path, status, body)``, which
     gives back the ``(status, body)`` to send."""
