@@ -50,11 +50,13 @@ CHARTS = {
 
 
 def prob_dim(model_id):
-    return '{}_prob'.format(one_line(model_id))
+    """The id (and name) of a model's dimension on the probability chart: python.d.plugin writes
+    it inside single quotes as it is, so it has none of its own (``quotable``)."""
+    return '{}_prob'.format(quotable(model_id))
 
 
 def anomaly_dim(model_id):
-    return '{}_anomaly'.format(one_line(model_id))
+    return '{}_anomaly'.format(quotable(model_id))
 
 
 def drivers_chart(model_id, limit=DRIVERS_ID_MAX):
@@ -264,7 +266,7 @@ class AnomaliesService(object):
         """The optional per-model chart of what drives its score (created on first use)."""
         chart_id = drivers_chart(model_id, self.drivers_limit)
         if chart_id not in self.charts:
-            title = node_title('Anomaly Drivers of {}'.format(one_line(model_id)), self.reads)
+            title = node_title('Anomaly Drivers of {}'.format(quotable(model_id)), self.reads)
             chart = self.charts.add_chart([chart_id, None, title, 'percentage', 'drivers', 'anomalies.drivers',
                                            'stacked'])
             for dim, name in self._driver_dims(model_id).values():

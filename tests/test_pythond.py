@@ -391,6 +391,21 @@ def test_a_driver_named_with_a_quote_reaches_python_d_whole():
     assert "'" not in dim_id and "'" not in name and name == 'it"s'
 
 
+
+def test_a_chart_id_with_a_quote_reaches_python_d_whole():
+    """python.d.plugin writes dimension ids, names and titles inside single quotes as they are:
+    a chart id "it's" (from a proxy, a hostile agent) split the SET and DIMENSION lines of its
+    model in the middle of the id, and shifted every field of its drivers chart after the title."""
+    from collector.runner import Service
+    svc = Service(configuration={'job_name': 'anomalies', 'attribution_charts': True})
+    svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+    svc.create()
+    svc.detector = FakeDetector([FakeStep({"tst.it's": (0.999, 1)}, added=["tst.it's"])])
+    data = svc.get_data()
+    written = [x for c in svc.charts for x in [c.title] + [t for d in c for t in (d.id, d.name)]]
+    assert "Anomaly Drivers of tst.it\"s" in written and 'tst.it"s_prob' in data and 'tst.it"s_anomaly' in data
+    assert not any("'" in x for x in written + list(data)), written
+
 def test_attribution_charts_on_the_standalone_base():
     from collector.runner import Service
     from collector.service import driver_dim
