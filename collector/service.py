@@ -127,6 +127,10 @@ def describe_drivers(drivers, top=3):
     return ', '.join(parts) or 'no dimension stands out'
 
 
+def _each_on_one_line(msg):
+    return tuple(one_line(m) for m in msg)
+
+
 def _made_obsolete(chart):
     """Whether the framework declared ``chart`` obsolete (python.d's chart, else the standalone
     base's), or never declared it at all."""
@@ -188,6 +192,21 @@ class AnomaliesService(object):
             chart['options'][1] = node_title(chart['options'][1], self.reads)
         node = node_read(self.reads)
         self.of_node = ' of {}'.format(one_line(node)) if node else ''   # in its log lines
+
+    # --- log lines: what names a chart, a dimension or the agent's GUID in them is the agent's
+    # data (a proxy's, a streamed child's); a newline in it would start a line that reads as
+    # python.d's own, an escape sequence reach the terminal of whoever tails the log ---
+    def debug(self, *msg):
+        super(AnomaliesService, self).debug(*_each_on_one_line(msg))
+
+    def info(self, *msg):
+        super(AnomaliesService, self).info(*_each_on_one_line(msg))
+
+    def warning(self, *msg):
+        super(AnomaliesService, self).warning(*_each_on_one_line(msg))
+
+    def error(self, *msg):
+        super(AnomaliesService, self).error(*_each_on_one_line(msg))
 
     def check(self):
         if self.config_errors:

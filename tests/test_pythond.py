@@ -406,6 +406,26 @@ def test_a_chart_id_with_a_quote_reaches_python_d_whole():
     assert "Anomaly Drivers of tst.it\"s" in written and 'tst.it"s_prob' in data and 'tst.it"s_anomaly' in data
     assert not any("'" in x for x in written + list(data)), written
 
+
+def test_a_name_from_the_agent_cannot_start_a_log_line_of_its_own():
+    """Chart ids and dimension names are the agent's (a proxy's, a streamed child's): a newline in
+    one wrote a second line that read as python.d's own (an ERROR of another time and job), and
+    an escape sequence reached the terminal of whoever tails the log."""
+    from collector.runner import Service
+    forged = '\n2030-01-01 00:00:00: python.d ERROR: anomalies[other] : FORGED'
+    svc = Service(configuration={'job_name': 'anomalies'})
+    svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+    svc.create()
+    step = FakeStep({'tst.x' + forged: (0.999, 1)}, added=['tst.x' + forged])
+    step.drivers = {'tst.x' + forged: [('h::tst.x{}|us\x1b[2Jer{}'.format(forged, forged), 1.0)]}
+    svc.detector = FakeDetector([step])
+    svc.get_data()
+    svc.error('cannot load', repr(forged), forged)
+    lines = svc.log_stream.getvalue().splitlines()
+    assert len(lines) == 3 and not any(line.startswith('2030') for line in lines), lines   # (and 'first prediction')
+    assert all(': python.d ' in line and 'anomalies[anomalies] :' in line for line in lines), lines
+    assert "anomaly flagged on 'tst.x_2030-01-01 00:00:00: python.d ERROR" in lines[0] and '\x1b' not in lines[0]
+
 def test_attribution_charts_on_the_standalone_base():
     from collector.runner import Service
     from collector.service import driver_dim
