@@ -162,6 +162,12 @@ def _is_time(t):
         return False
 
 
+# the longest chart id an agent makes ('type.id'; Netdata cuts a longer one): one longer is a
+# proxy's or a hostile agent's, and its model's dimension lines would be longer than the 1024
+# bytes the agent reads a plugin's line in
+LONGEST_CHART_ID = 200
+
+
 def _is_text(name):
     """Whether ``name`` can be sent back in a URL: JSON may escape half of a UTF-16 pair
     (``"\\udcff"``), which is no text; a chart id such as that, asked for in the steps' filter,
@@ -351,7 +357,8 @@ class NetdataApi:
 
     def charts(self):
         """``{chart_id: [dimension names]}`` of the charts the agent has now. On a connection
-        of its own, so that it may be read from another thread while the steps go on."""
+        of its own, so that it may be read from another thread while the steps go on. An id
+        that is no text, or longer than any the agent makes, is left out: no agent's chart."""
         body = self._get_json('/api/v1/charts', link='list')
         charts = body.get('charts') if isinstance(body, dict) else None
         if not isinstance(charts, dict):
@@ -359,7 +366,7 @@ class NetdataApi:
         out, seconds, lasts, every = {}, {}, [], {}
         for cid, c in charts.items():
             dims = c.get('dimensions') if isinstance(c, dict) else None
-            if isinstance(dims, dict) and _is_text(cid):
+            if isinstance(dims, dict) and _is_text(cid) and len(cid) <= LONGEST_CHART_ID:
                 out[cid] = [d.get('name', k) if isinstance(d, dict) else k for k, d in dims.items()]
                 e = c.get('update_every')
                 if isinstance(e, int) and not isinstance(e, bool) and e > 0:

@@ -2522,6 +2522,20 @@ def test_a_chart_id_that_is_not_text_is_not_listed_so_the_steps_can_still_ask_fo
         assert charts == {'system.load': ['load1']}
         api.allmetrics(charts=set(charts))   # the filter of the charts modelled: it is sent as UTF-8
 
+
+class _LongId(_NanValue):
+    BODY = (b'{"charts": {"system.' + b'x' * 10000 + b'": {"dimensions": {"a": {"name": "a"}}},'
+            b' "system.' + b'y' * 193 + b'": {"dimensions": {"a": {"name": "a"}}}}}')
+
+
+def test_a_chart_id_longer_than_any_the_agent_makes_is_not_listed():
+    """Netdata cuts a chart id at 200 characters. A longer one (a proxy's, a hostile agent's)
+    made its model's DIMENSION line longer than the 1024 bytes the agent reads as one line: it
+    read the rest as a line of its own, no keyword, and stopped reading the plugin (under
+    python.d.plugin, every module of it)."""
+    with serving(_LongId) as host:
+        assert list(NetdataApi(host).charts()) == ['system.' + 'y' * 193]
+
 def _proxy(target, answer):
     """A proxy to ``target`` whose answers pass through ``answer(path, status, body)``, which
     gives back the ``(status, body)`` to send."""
