@@ -219,6 +219,7 @@ class AnomalyDetector:
         self.reboot_ends = []   # agent times the start-ups after a reboot ended, within a training window's reach
         self.reboot_retrain_at = None   # agent time the models flagged since the last one are retrained
         self.reboot_changed = set()   # the models that retraining was for (for its log line)
+        self.reboot_models = {}   # model id -> agent time its training window starts at (a reboot changed it)
         self.reboot_held = set()   # models flagged since a reboot's start-up, shown once retrained for it
         self.reboot_hold_until = None   # agent time their hold ends whatever happens (a training that fails)
         # a replay waits for each training on a stopped clock, so its rows never show one; on an
@@ -410,12 +411,14 @@ class AnomalyDetector:
 
     def _changed_by_reboot(self, specs):
         """The models flagged since the start-up of an agent that booted with its node ended,
-        once they have been for REBOOT_RETRAIN_SECONDS (train_min_n_secs, if longer), then each
-        time that time has doubled until a full training is due: a reboot empties the page
-        cache and restarts the services, and the window before it reads the new levels as an
-        incident, flagged (the node alarm critical) until a full training holds a quarter of its
-        window of them, 60 to 90 minutes with the defaults. Their rows since the start-up are
-        kept in training (``_exclusions``)."""
+        once they have been for REBOOT_RETRAIN_SECONDS (train_min_n_secs, if longer): a reboot
+        empties the page cache and restarts the services, and the window before it reads the
+        new levels as an incident, flagged (the node alarm critical) until a full training held
+        a quarter of its window of them, 60 to 90 minutes with the defaults. Their windows
+        start at the start-up's end from then on (``reboot_models``): trained on both nodes,
+        the one before and the one after, a model took a 3 GB memory stress after the reboot
+        for ordinary beside the 12 GB the page cache had lost. They are fitted on minutes, so
+        trained again each time that time has doubled, until a full training is due."""
         at, every = self.reboot_retrain_at, self.config.update_every
         if at is None or not self.snapshots or self.snapshots[-1][0] < at:
             return []
@@ -423,20 +426,24 @@ class AnomalyDetector:
             self.reboot_retrain_at = None
             return []
         now, end = self.snapshots[-1][0], self.reboot_ends[-1]
-        still = now - (flagged_spans.EPISODE_GAP + 2) * every   # a span that reaches this is up
-        ids = sorted(m for m, spans in self.flagged.items() if m in specs and m in self.models
-                     and any(first <= end < last and last >= still for first, last in spans))
         since = now - end
+        if any(start == end for start in self.reboot_models.values()):   # the same reboot: its history doubled
+            ids = sorted(m for m, start in self.reboot_models.items() if start == end and m in specs and m in self.models)
+        else:
+            still = now - (flagged_spans.EPISODE_GAP + 2) * every   # a span that reaches this is up
+            ids = sorted(m for m, spans in self.flagged.items() if m in specs and m in self.models
+                         and any(first <= end < last and last >= still for first, last in spans))
+            self.reboot_models.update((m, end) for m in ids)
+            why = ('since the node rebooted (its agent\'s start-up ended {:.0f} s ago): {} the reboot changed (the '
+                   'page cache emptied, the services restarted)').format(since, 'a level' if len(ids) == 1 else 'levels')
+            if len(ids) == 1:
+                self.log.info("model '{}': flagged {}, retraining it on the rows since".format(ids[0], why))
+            elif ids:
+                self.log.info("{} flagged {}, retraining them on the rows since: {}".format(
+                    plural(len(ids), 'model'), why, first_few(ids)))
         again = end + 2 * since
         self.reboot_retrain_at = again if ids and (again - now) < self.config.train_every_n * every else None
         self.reboot_changed = set(ids)
-        why = ('since the node rebooted (its agent\'s start-up ended {:.0f} s ago): {} the reboot changed (the page '
-               'cache emptied, the services restarted)').format(since, 'a level' if len(ids) == 1 else 'levels')
-        if len(ids) == 1:
-            self.log.info("model '{}': flagged {}, retraining it with the rows since as normal".format(ids[0], why))
-        elif ids:
-            self.log.info("{} flagged {}, retraining them with the rows since as normal: {}".format(
-                plural(len(ids), 'model'), why, first_few(ids)))
         return ids
 
     def _start_trainer(self, todo, full_due, new_dimensions):
@@ -455,7 +462,7 @@ class AnomalyDetector:
         try:
             self.trainer.start(TrainingRequest(self.config, todo, after, before, self._exclusions(), self.models_dir,
                                                api.listed_seconds, api.listed_at, new_dimensions,
-                                               self._read_agent(), api.listed_dimensions))
+                                               self._read_agent(), api.listed_dimensions, dict(self.reboot_models)))
         except Exception as e:  # e.g. no memory or file descriptors for the training process
             self.problems.report('training', 'cannot start training: {!r}'.format(e))
             self._retry_full_training_soon(full_due)
@@ -1391,11 +1398,13 @@ class AnomalyDetector:
         now = self.snapshots[-1][0] if self.snapshots else (self.apis[self.config.host].listed_at or newest)
         oldest = now - self.config.offset_n_secs - self.config.train_n_secs - self.need * self.config.update_every
         spans = flagged_spans.in_reach(self.flagged, oldest)
-        # (one the window has passed still cuts a span that runs on past it)
-        self.reboot_ends = [t for t in self.reboot_ends if t >= oldest or any(
-            first <= t < last for kept in spans.values() for first, last in kept)]
-        if self.reboot_ends:
-            spans = {m: flagged_spans.cut_at_reboots(s, self.reboot_ends) for m, s in spans.items()}
+        # a window all after the reboot is any model's; till then, the rows since it are the
+        # model's new normal, not an incident its flag since has to leave out
+        self.reboot_models = {m: t for m, t in self.reboot_models.items() if t >= oldest}
+        self.reboot_ends = [t for t in self.reboot_ends if t >= oldest]
+        for model_id, start in self.reboot_models.items():
+            if model_id in spans:
+                spans[model_id] = flagged_spans.cut_at_reboots(spans[model_id], [start])
         return spans
 
     def close(self):

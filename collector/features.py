@@ -246,6 +246,30 @@ def rows_at(times, steps, every):
     return at, (idx >= 0) & (steps - times[at] < max(every, spacing))
 
 
+# a step this many times longer than the rows' spacing (or update_every) is a gap in collection:
+# the agent down (a restart, a reboot), not a sample missed (the job's own steps: engine.GAP_STEPS)
+GAP_SPACINGS = 5
+
+
+def rows_after_gaps(times, reach, every):
+    """Which feature rows (one per row of ``times`` from ``reach - 1`` on, as the features are
+    built) reach back over a gap in collection: their differences and lags would span it, and a
+    reboot that emptied the page cache taught the model a 12 GB change in one second, with
+    which a 3 GB memory stress later read as ordinary. The job's steps start their features
+    again after a gap; a training leaves these rows out alike."""
+    times = np.asarray(times, dtype=np.float64)
+    n = times.size - reach + 1
+    if n <= 0:
+        return np.zeros(0, dtype=bool)
+    steps = np.diff(times)
+    spacing = max(float(np.median(steps)) if steps.size else 1.0, float(every))
+    gaps = np.nonzero(steps > GAP_SPACINGS * spacing)[0] + 1   # the first row after each gap
+    out = np.zeros(n, dtype=bool)
+    for g in gaps.tolist():   # feature row j reads rows j .. j + reach - 1
+        out[max(0, g - reach + 1):min(n, g)] = True
+    return out
+
+
 def phases_every(times, every):
     """``rows_every`` for each phase a job's steps may have against the agent's clock: steps
     ending 0, 1, .. ``every - 1`` seconds before the newest row (a chart collected every few

@@ -22,7 +22,8 @@ import numpy as np
 
 from . import BLAS_THREADS
 from .config import least_window_secs
-from .features import covered_seconds, feature_groups, fill_missing, phases_every, rows_with_every_chart
+from .features import (covered_seconds, feature_groups, fill_missing, phases_every, rows_after_gaps,
+                       rows_with_every_chart)
 from .models import MIN_TRAIN_ROWS
 from .netdata_api import NO_ANSWER, split_key, unread_reason
 
@@ -87,6 +88,9 @@ class TrainingRequest:
     agent: Optional[str] = None
     # chart id -> how many dimensions the agent listed for it (NetdataApi.listed_dimensions)
     listed_dimensions: Dict[str, int] = field(default_factory=dict)
+    # model id -> agent time its window starts at instead (a reboot changed its levels: the
+    # rows before it are another node's)
+    window_starts: Dict[str, float] = field(default_factory=dict)
 
 
 def charts_by_host(specs):
@@ -169,6 +173,15 @@ def since_new(values, times, columns, new):
         return None
     moved = np.nonzero((values[:, k] != 0).any(axis=1))[0]
     return float(times[moved[0]]) if moved.size else None
+
+
+def _across_gaps_left_out(X, times, reach, every):
+    """``(feature rows, their times)`` without the rows whose features reach back over a gap in
+    collection (``rows_after_gaps``)."""
+    across = rows_after_gaps(times, reach, every)
+    if not across.any():
+        return X, times[reach - 1:]
+    return X[~across], times[reach - 1:][~across]
 
 
 def _columns_for(spec, columns):
@@ -349,6 +362,8 @@ def _fit_batch(request, specs, df, index, problems, result):
         raw = np.where(np.isinf(raw), np.nan, raw)   # an Infinity is no reading, as on each step
         charts = [split_key(c)[:2] for c in cols]   # the chart of each column (a custom model's, several)
         valid = rows_with_every_chart(raw, charts)
+        if spec.model_id in request.window_starts:
+            valid &= np.asarray(index, dtype=np.float64) >= request.window_starts[spec.model_id]
         if spec.columns and not valid.any() and not np.isnan(raw).all():
             result.errors[spec.model_id] = _never_together(raw, cols, cfg.host)
             continue
@@ -370,7 +385,8 @@ def _fit_batch(request, specs, df, index, problems, result):
         try:   # a wide chart's features are columns x (lags_n + 2) x rows: its own to run out of memory
             filled = fill_missing(raw)
             new_at = since_new(filled, times, cols, request.new_dimensions.get(spec.model_id, ()))
-            blocks = [(cfg.training_features(filled[p]), times[p][train_need - 1:]) for p in phases]
+            blocks = [_across_gaps_left_out(cfg.training_features(filled[p]), times[p], train_need, cfg.update_every)
+                      for p in phases]
             raw, times = filled[phases[0]], times[phases[0]]
             # one phase (update_every 1) is one block: a copy of it would double the fit's largest matrix
             X = blocks[0][0] if len(blocks) == 1 else np.vstack([b[0] for b in blocks])

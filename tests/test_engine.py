@@ -3189,67 +3189,56 @@ def test_a_level_a_reboot_changed_is_learned_minutes_after_it_not_at_the_next_fu
     level as an incident, flagged (the node alarm critical) until a full training held a
     quarter of its window of it, 60 to 90 minutes with the defaults, as its flagged rows were
     left out. A model flagged since the start-up of an agent that booted with its node
-    (system.uptime) is retrained with the rows since as normal train_min_n_secs after it, its
-    flag held down until then; a flag that rises after the start-up (the CPU spike) is shown
-    and not retrained for. Across a restart of the agent alone (an upgrade, or an incident that
-    had it killed), a flag stays up, and out of training, as ever."""
+    (system.uptime) is retrained on the rows since only, train_min_n_secs after it and again as
+    they double, its flag held down until then; a flag that rises after the start-up (the CPU
+    spike) is shown and not retrained for. Across a restart of the agent alone (an upgrade, or
+    an incident that had it killed), a flag stays up, and out of training, as ever."""
     from collector.replay import Recording, ReplayClock, ReplayServer
     reboot = START + 600
     path = _rebooted_at(str(tmp_path / 'rebooted'), reboot, 1300, node)
     server = ReplayServer(Recording(path), ReplayClock(START + 560, stepped=True)).start()
     try:
         det = AnomalyDetector(parse_job_config({'host': server.host, 'train_n_secs': 500, 'train_every_n': 3000,
-                                                'train_min_n_secs': 120}),
+                                                'train_min_n_secs': 300}),
                               logger, trainer=ThreadTrainer(), api_factory=lambda c, h: _Restarting.from_config(c, h))
         det.list_wait = None
         run_until_trained(det, server)
-        flags = {}
+        flags, retrained = {}, None
         while server.clock.now() < START + 1300:
             now = server.clock.now()
-            # the node rebooting: the job (python.d) is down with its agent, and is told by the
-            # agent's uptime once it answers
-            _Restarting.frozen = ((_Restarting.frozen or det.apis[det.config.host].shown)
-                                  if reboot - 40 <= now < reboot + 4 else None)
+            # the node rebooting: its agent does not answer, and is told by its uptime once it does
+            SwitchableApi.down = reboot - 40 <= now < reboot + 4
             step = det.step()
             flags[now - reboot] = {m: f for m, (p, f) in step.scores.items()}
+            retrained = retrained or (det.trainings > 1 and now - reboot)
             server.clock.advance(1)
             if det.trainer.busy:
                 time.sleep(0.05)
     finally:
-        _Restarting.frozen = None
+        SwitchableApi.down = False
         server.stop()
-    after = 60 + det.need + 120 + engine.DISCOVER_SECONDS + 30   # the start-up, train_min_n_secs, a look, the training
+    after = 60 + det.need + 300 + engine.DISCOVER_SECONDS + 30   # the start-up, train_min_n_secs, a look, the training
     spike = [t for t in flags if START + SPIKE[0] <= reboot + t < START + SPIKE[1]]
     assert spike[0] > 60 + det.need and any(flags[t].get('system.cpu') for t in spike)   # shown, after a reboot too
     told = [m for _, m in logger.lines if 'flagged since the node rebooted' in m]
     if not node:
         assert any(f.get('system.ram') for t, f in flags.items() if 60 + det.need < t < after)   # the new level
-        late = [f.get("system.ram", 0) for t, f in flags.items() if t >= after]
+        late = [f.get('system.ram', 0) for t, f in flags.items() if t >= after]
         assert sum(late) > 0.9 * len(late), (sum(late), len(late))
         assert not told and det.trainings == 1
         return
-    assert not any(f.get('system.ram') for t, f in flags.items() if t > 0)   # held, then learned
+    assert 60 + det.need + 300 < retrained < after   # the start-up, train_min_n_secs, a look, the training
+    assert not any(f.get('system.ram') for t, f in flags.items() if 0 < t < retrained)   # held until then
+    late = [f.get('system.ram', 0) for t, f in flags.items() if t >= retrained]
+    assert sum(late) < 0.1 * len(late), (sum(late), len(late))   # then learned (a young model's rare excess)
     assert any(first <= reboot + 60 <= last for first, last in det.flagged['system.ram'])   # (read unusual)
-    assert told and all(m.startswith("model 'system.ram': flagged since the node rebooted (its agent's start-up "
-                                     "ended ") for m in told), [m for _, m in logger.lines]
-    assert det.trainings == 2, [m for _, m in logger.lines]   # the first, and system.ram's: no full training
-    det.close()
-
-
-def test_a_reboot_the_training_window_has_passed_still_keeps_a_span_running_on_past_it_in_training(replay, logger):
-    """A model flagged since a reboot, for longer than the window (its retrainings did not take
-    the new level for normal), keeps the rows since in training: the reboot, out of the
-    window, no longer cut its span, and its whole window was left out again."""
-    det = make_detector(replay, logger)   # train_n_secs 600
-    now = START + 5000
-    det.snapshots.append((now, {}))
-    det.flagged = {'system.ram': [[START + 100, now]], 'system.cpu': [[START + 4900, now]]}
-    det.reboot_ends = [START + 200, START + 4800]
-    assert det._exclusions() == {'system.ram': [(START + 100, START + 200)], 'system.cpu': [(START + 4900, now)]}
-    assert det.reboot_ends == [START + 200, START + 4800]
-    det.flagged['system.ram'] = [[START + 4950, now]]   # that flag came down: the reboot is forgotten
-    det._exclusions()
-    assert det.reboot_ends == [START + 4800]
+    assert len(told) == 1 and told[0].startswith("model 'system.ram': flagged since the node rebooted (its agent's "
+                                                 "start-up ended "), [m for _, m in logger.lines]
+    again = [m for _, m in logger.lines if m.startswith('training ')][1:]
+    assert again and all(m == 'training 1 model on up to 500 s of history (levels a reboot changed)'
+                         for m in again), again   # system.ram's alone
+    first, _ = det.models['system.ram'].info['window']
+    assert first >= reboot + 60 and det.models['system.cpu'].info['window'][0] < reboot   # its window: since the reboot
     det.close()
 
 

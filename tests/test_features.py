@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from collector.features import (absent_as_zero, carried_within, despiked_history, feature_blocks, feature_groups,
-                                fill_missing, make_features, phases_every, rows_at, rows_every, rows_needed)
+                                fill_missing, make_features, phases_every, rows_after_gaps, rows_at, rows_every,
+                                rows_needed)
 
 
 def test_hand_computed_features():
@@ -213,3 +214,17 @@ def test_a_four_hour_window_of_values_near_1e15_gives_the_rows_each_step_sees(de
     steps = np.vstack([make_features(x[i - need:i], 1, 3, 5, True, despike)[-1] for i in range(12400, 14401)])
     assert np.array_equal(whole[-steps.shape[0]:], steps)
     assert np.unique(whole[:, -1]).size == 1
+
+
+def test_feature_rows_that_reach_back_over_a_gap_in_collection_are_told():
+    """The agent down for 48 s (a reboot): the feature rows whose differences and lags span the
+    gap read the whole change across it as one step; the rows of a missed sample or two do not."""
+    times = np.concatenate([np.arange(100, 120), np.arange(168, 190)]).astype(float)   # rows 0-19, then 20-41
+    across = rows_after_gaps(times, reach=4, every=1)
+    assert across.size == times.size - 3            # one per feature row (from row 3 on)
+    assert np.nonzero(across)[0].tolist() == [17, 18, 19]   # feature rows ending at rows 20-22
+    missed = np.delete(np.arange(100, 140, dtype=float), [10, 11])   # two samples missed
+    assert not rows_after_gaps(missed, reach=4, every=1).any()
+    slow = np.arange(100, 300, 5, dtype=float)   # a chart collected every 5 s has no gap between its rows
+    assert not rows_after_gaps(slow, reach=4, every=1).any()
+    assert rows_after_gaps(times[:2], reach=4, every=1).size == 0
