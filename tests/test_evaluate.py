@@ -635,3 +635,23 @@ def test_a_repeated_incident_is_still_flagged_on_the_chart_it_pins_after_the_fir
     incidents = result['incidents']
     assert all(i['detected'] and i['delay_s'] <= 10 for i in incidents), result
     assert 'system.cpu' in incidents[0]['charts_flagged'] and 'system.cpu' in incidents[2]['charts_flagged'], result
+
+
+def test_a_job_running_through_its_nodes_reboot_learns_the_emptied_page_cache_and_still_flags_a_memory_stress():
+    """reboot-a: 12 GB of page cache gone with a reboot (as the agent sees it). system.ram read
+    the new level as an incident for 22 of the next 28 minutes, up to 13 at a time (the lasting
+    alarm critical), and flagged the memory stress only as that flag went on. Its model now
+    learns the node after the reboot from minutes of it, shows no flag until then, and flags the
+    memory stress as it starts."""
+    from collector.evaluate import run_on_recording
+    path = os.path.join(ROOT, 'recordings', 'reboot-a')
+    run = run_on_recording(path, warmup=2600)
+    stop = run['recording'].start + 2721
+    t = np.asarray(run['times']) - stop
+    ram = np.asarray(run['flags']['system.ram'])
+    told = [m for m in run['log'] if "model 'system.ram': flagged since the node rebooted" in m]
+    assert len(told) == 1, run['log']
+    assert not ram[(t > 0) & (t < 470)].any()            # held until its retraining, 8 minutes on
+    assert ram[(t > 0) & (t < 1400)].sum() < 400         # then the page cache filling, 5 minutes
+    memory = (t >= 1437) & (t < 1447)                    # the memory stress's first 10 s
+    assert ram[memory].any() and not ram[(t > 1000) & (t < 1430)].any()
