@@ -41,7 +41,8 @@ def _run_until(cmd, env, cwd, wanted, after, limit):
     return ''.join(lines), ''.join(errs)
 
 
-def test_python_d_plugin_runs_the_module(recording, tmp_path):
+def _plugin_dirs(tmp_path):
+    """python.d.plugin's folders under ``tmp_path`` with this module enabled in them; its config folder."""
     plugins, conf = tmp_path / 'plugins' / 'python.d', tmp_path / 'conf'
     plugins.mkdir(parents=True)
     (conf / 'python.d').mkdir(parents=True)
@@ -49,6 +50,11 @@ def test_python_d_plugin_runs_the_module(recording, tmp_path):
         (tmp_path / d).mkdir()
     os.symlink(os.path.join(ROOT, 'anomalies.chart.py'), str(plugins / 'anomalies.chart.py'))
     (conf / 'python.d.conf').write_text('enabled: yes\ndefault_run: no\nanomalies: yes\n')
+    return conf
+
+
+def test_python_d_plugin_runs_the_module(recording, tmp_path):
+    conf = _plugin_dirs(tmp_path)
     rec = Recording(recording)
     with ReplayServer(rec, ReplayClock(START + SPIKE[0] - 12)) as server:
         # a key uncommented above the one the job sets further down: YAML (and python.d) keep the last
@@ -138,13 +144,7 @@ def test_a_job_refused_with_an_autodetection_retry_that_is_no_number_does_not_st
     """python.d.plugin retries a job whose check fails every autodetection_retry seconds: one
     that is no number (quoted, '60') stopped the plugin a second later, with every module's jobs
     (int % str). The job is dropped instead, after its configuration errors are said."""
-    plugins, conf = tmp_path / 'plugins' / 'python.d', tmp_path / 'conf'
-    plugins.mkdir(parents=True)
-    (conf / 'python.d').mkdir(parents=True)
-    for d in ('lib', 'lock'):
-        (tmp_path / d).mkdir()
-    os.symlink(os.path.join(ROOT, 'anomalies.chart.py'), str(plugins / 'anomalies.chart.py'))
-    (conf / 'python.d.conf').write_text('enabled: yes\ndefault_run: no\nanomalies: yes\n')
+    conf = _plugin_dirs(tmp_path)
     (conf / 'python.d' / 'anomalies.conf').write_text(
         "other:\n  host: '127.0.0.1:1'\n  models_dir: none\nbad:\n  host: '127.0.0.1:1'\n  autodetection_retry: '60'\n")
     env = dict(os.environ, NETDATA_USER_PLUGINS_DIRS=str(tmp_path / 'plugins'), NETDATA_USER_CONFIG_DIR=str(conf),
