@@ -69,8 +69,8 @@ OWN_TRAINING_MAX_STEPS = 60
 # written, its clock synchronising): a job started with it (every restart) raises no flag on it
 AGENT_START_SECONDS = 60
 # a model still flagged this long (train_min_n_secs, at least) after the start-up of an agent its
-# node booted with reads a level the reboot changed (the page cache emptied): it is retrained with
-# the rows since as normal, and again each time they double, until a full training is due
+# node booted with reads a level the reboot changed (the page cache emptied): it is retrained on
+# the rows since only, and again each time they double, until a full training is due
 REBOOT_RETRAIN_SECONDS = 60
 # an agent that started within this long of its node's boot (system.uptime) started with it: a
 # slow boot (fsck, cloud-init) starts it minutes in; a restart of the agent alone (an upgrade, or
