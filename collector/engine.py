@@ -216,7 +216,7 @@ class AnomalyDetector:
         self.rising_before_training = frozenset()   # and those at the last training's start
         self.agent_start_rows = range(0)   # the steps whose features hold the agent's start-up
         self.start_up_pending = False   # a start-up held whose end is not reached yet
-        self.reboot_ends = []   # agent times the start-ups after a reboot ended, within a training window's reach
+        self.reboot_end = None   # agent time the last start-up after a reboot ended
         self.reboot_retrain_at = None   # agent time the models flagged since the last one are retrained
         self.reboot_changed = set()   # the models that retraining was for (for its log line)
         self.reboot_models = {}   # model id -> agent time its training window starts at (a reboot changed it)
@@ -422,10 +422,7 @@ class AnomalyDetector:
         at, every = self.reboot_retrain_at, self.config.update_every
         if at is None or not self.snapshots or self.snapshots[-1][0] < at:
             return []
-        if not self.reboot_ends:   # out of a training window's reach (a window shorter than train_every_n)
-            self.reboot_retrain_at = None
-            return []
-        now, end = self.snapshots[-1][0], self.reboot_ends[-1]
+        now, end = self.snapshots[-1][0], self.reboot_end
         since = now - end
         if any(start == end for start in self.reboot_models.values()):   # the same reboot: its history doubled
             ids = sorted(m for m, start in self.reboot_models.items() if start == end and m in specs and m in self.models)
@@ -1359,9 +1356,7 @@ class AnomalyDetector:
         node, agent = agent_uptime(api, 'system.uptime'), agent_uptime(api)
         if not node or agent is None or node > agent + BOOT_SECONDS:   # (0: not collected, not told)
             return
-        if self.reboot_ends and stamp <= self.reboot_ends[-1]:   # (a clock set back: that one is moot)
-            self.reboot_ends = []
-        self.reboot_ends.append(stamp)
+        self.reboot_end = stamp
         if self.config.train_every_n:
             self.reboot_retrain_at = stamp + max(self.config.train_min_n_secs, REBOOT_RETRAIN_SECONDS)
             # the start-up's hold goes on for the models flagged through it, until retrained for the
@@ -1401,10 +1396,9 @@ class AnomalyDetector:
         # a window all after the reboot is any model's; till then, the rows since it are the
         # model's new normal, not an incident its flag since has to leave out
         self.reboot_models = {m: t for m, t in self.reboot_models.items() if t >= oldest}
-        self.reboot_ends = [t for t in self.reboot_ends if t >= oldest]
         for model_id, start in self.reboot_models.items():
             if model_id in spans:
-                spans[model_id] = flagged_spans.cut_at_reboots(spans[model_id], [start])
+                spans[model_id] = flagged_spans.cut_at(spans[model_id], start)
         return spans
 
     def close(self):

@@ -66,19 +66,12 @@ def remember(flagged, model_id, t, every):
     return NEW
 
 
-def cut_at_reboots(spans, ends):
-    """``spans`` without what follows the start-up of an agent that booted with its node, where a
-    span runs on past its end (``ends``: the agent times those start-ups ended): a level the
-    reboot changed (the page cache emptied, the services restarted) is the node's new normal,
-    not an incident for the next training to leave out; a flag that rises later is left out
-    as ever."""
-    out = []
-    for first, last in spans:
-        for end in ends:
-            if first <= end < last:
-                last = end
-        out.append((first, last))
-    return out
+def cut_at(spans, end):
+    """``spans`` without what follows ``end`` where a span runs on past it: the end of the
+    start-up of an agent that booted with its node, where a level the reboot changed (the page
+    cache emptied, the services restarted) is the model's new normal, not an incident for its
+    training to leave out; a flag that rose after it is left out as ever."""
+    return [(first, min(last, end) if first <= end else last) for first, last in spans]
 
 
 def in_reach(flagged, oldest):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from collector.config import parse_job_config
-from collector.flagged_spans import cut_at_reboots
+from collector.flagged_spans import cut_at
 from collector.training import ModelSpec, TrainingRequest, excluded_rows, recurring, run_training
 from conftest import SPIKE, START, refuse_threads, with_dimensions
 
@@ -20,12 +20,12 @@ def test_excluded_rows_reach_past_a_span_by_the_feature_length():
 
 
 def test_a_span_running_on_past_an_agents_start_up_is_left_out_only_up_to_its_end():
-    """A level the restart changed is the new normal; a flag that rose before the restart, or
-    after its start-up, is left out whole."""
+    """A level the reboot changed is the new normal; a flag that rose before the reboot and
+    ended, or after its start-up, is left out whole."""
     spans = [(10, 20), (95, 400), (500, 560)]
-    assert cut_at_reboots(spans, [100]) == [(10, 20), (95, 100), (500, 560)]
-    assert cut_at_reboots(spans, [100, 520]) == [(10, 20), (95, 100), (500, 520)]
-    assert cut_at_reboots(spans, [20, 450]) == spans   # one that ended with it, or rose after it
+    assert cut_at(spans, 100) == [(10, 20), (95, 100), (500, 560)]
+    assert cut_at(spans, 20) == spans   # one that ended with it, or rose after it
+    assert cut_at(spans, 450) == spans
 
 
 def _train(replay, exclude, **conf):
