@@ -7,11 +7,13 @@ prints kept off stdout, which is the plugin protocol channel.
 """
 import base64
 import contextlib
+import io
 import json
 import re
 import socket
 import ssl
 import threading
+import time
 import warnings
 from urllib.parse import quote
 
@@ -219,19 +221,57 @@ def _read_capped(response):
         parts.append(part)
 
 
+class _ReadsByDeadline(io.RawIOBase):
+    """A socket's reads (``raw``, its reader), each given what is left of its request's time,
+    not the whole of it afresh: an agent or proxy that answers a few bytes at a time would
+    otherwise hold a step for the timeout once per read, without end."""
+
+    def __init__(self, raw, sock, deadline):
+        self.raw, self.sock, self.deadline = raw, sock, deadline
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout('timed out')
+        self.sock.settimeout(left)
+        return self.raw.readinto(buffer)
+
+    def close(self):
+        if not self.closed:
+            self.raw.close()   # (it holds the socket open past the connection's close, as http.client's own)
+        super().close()
+
+
 class _KeepAlive:
     """One persistent HTTP(S) connection to one agent: the cheapest way to GET every second.
 
-    Reconnects once when a kept-alive connection turns out stale; never retries a timeout.
+    Reconnects once when a kept-alive connection turns out stale; never retries a timeout. An
+    answer's headers and body must come within the timeout, whatever pace they come at.
     """
 
     def __init__(self, protocol, netloc, tls_verify, headers):
         self.protocol, self.netloc, self.headers = protocol, netloc, headers
         self.context = _ssl_context(tls_verify) or ssl.create_default_context() if protocol == 'https' else None
         self.conn = None
+        self.deadline = 0.0   # time.monotonic() by which the answer being read must have come
+        self._responses = None
+
+    def _response_class(self):
+        import http.client
+        link = self
+
+        class ResponseByDeadline(http.client.HTTPResponse):
+            def __init__(self, sock, *args, **kwargs):
+                super().__init__(sock, *args, **kwargs)
+                self.fp = io.BufferedReader(_ReadsByDeadline(self.fp.detach(), sock, link.deadline))
+        return ResponseByDeadline
 
     def get(self, path, timeout):
         import http.client
+        self.deadline = time.monotonic() + timeout
         for attempt in (0, 1):
             fresh = self.conn is None
             if fresh:
@@ -239,6 +279,9 @@ class _KeepAlive:
                     self.conn = http.client.HTTPSConnection(self.netloc, timeout=timeout, context=self.context)
                 else:
                     self.conn = http.client.HTTPConnection(self.netloc, timeout=timeout)
+                if self._responses is None:
+                    self._responses = self._response_class()
+                self.conn.response_class = self._responses
             conn = self.conn
             conn.timeout = timeout
             if conn.sock is not None:

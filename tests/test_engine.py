@@ -1899,6 +1899,41 @@ def test_an_answer_over_the_size_limit_is_left_unread_and_said(monkeypatch):
             NetdataApi(host).allmetrics()
 
 
+class _Trickling(BaseHTTPRequestHandler):
+    """Answers a byte at a time, each within any read's timeout: a broken proxy, or an agent
+    starved of CPU. From its status line (path /headers...) or after its headers."""
+    protocol_version = 'HTTP/1.1'
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        body = b'{"system.cpu": {"dimensions": {}}}' + b' ' * 200
+        head = b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n' % len(body)
+        slow = head + body if self.path.startswith('/headers') else body
+        try:
+            if slow is body:
+                self.wfile.write(head)
+            for i in range(len(slow)):
+                self.wfile.write(slow[i:i + 1])
+                self.wfile.flush()
+                time.sleep(0.04)
+        except OSError:   # the client gave up
+            pass
+
+
+def test_an_answer_that_trickles_in_is_given_up_after_the_timeout_not_after_each_read():
+    """Every read of a byte comes within the timeout: timed per read, such an agent holds each
+    step for as long as it takes to trickle its answer (here 9 s, for a timeout of 1 s)."""
+    with serving(_Trickling) as host:
+        for prefix in ('', '/headers'):
+            api = NetdataApi(host + prefix, timeout=1.0)
+            began = time.monotonic()
+            with pytest.raises(NetdataError, match=r'cannot reach .*\(no answer in 1 s\)') as raised:
+                api.allmetrics()
+            assert time.monotonic() - began < 2.5 and raised.value.timed_out == 1.0
+
+
 def test_subprocess_trainer_returns_models_and_stops_a_hung_training(replay, monkeypatch):
     from collector.training import ModelSpec, SubprocessTrainer, TrainingRequest
     cfg = parse_job_config({'host': replay.host, 'train_n_secs': 300})
