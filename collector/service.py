@@ -161,6 +161,10 @@ class AnomaliesService(object):
             for key, attr in (('priority', 'priority'), ('chart_cleanup', 'cleanup')):
                 if key not in raw and hasattr(getattr(self, 'charts', None), attr):
                     raw[key] = getattr(self.charts, attr)
+            # and 'penalty' into its counters: quoted ('no') it is text, which python.d takes as true
+            counters = getattr(self, '_runtime_counters', None)
+            if 'penalty' not in raw and hasattr(counters, 'do_penalty'):
+                raw['penalty'] = counters.do_penalty
             override = getattr(self, 'override_name', None)   # python.d takes the 'name' key out
             if isinstance(override, str) and override:
                 raw.setdefault('override_name', override)

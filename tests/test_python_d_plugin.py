@@ -115,12 +115,15 @@ def test_a_module_without_its_virtual_environment_says_to_run_install_again(tmp_
 FRAMEWORK = '/usr/lib/netdata/python.d/python_modules'   # python.d.plugin's own SimpleService
 
 
-@pytest.mark.parametrize('key, value', [('priority', '1000'), ('chart_cleanup', '10'), ('chart_cleanup', -1)])
+@pytest.mark.parametrize('key, value', [('priority', '1000'), ('chart_cleanup', '10'), ('chart_cleanup', -1),
+                                        ('penalty', 'no')])
 def test_a_key_python_d_takes_out_of_the_job_before_it_sees_it_is_still_checked(monkeypatch, caplog, key, value):
     """python.d.plugin pops priority and chart_cleanup out of a job's configuration for its
     charts: a quoted one passed the job's check, then failed its create() (the job dropped with
     a TypeError, after its training and Prometheus port had started) or every update (no chart,
-    a TypeError each second). The job refuses it as check-config does, before starting anything."""
+    a TypeError each second). It pops penalty too: quoted, 'no' is text, which it takes as true,
+    and the job's updates would slow down while its agent is away. The job refuses each as
+    check-config does, before starting anything."""
     monkeypatch.syspath_prepend(FRAMEWORK)
     from bases.FrameworkServices.SimpleService import SimpleService
     from collector.service import AnomaliesService
@@ -136,8 +139,9 @@ def test_a_key_python_d_takes_out_of_the_job_before_it_sees_it_is_still_checked(
     assert key not in job.configuration   # (taken out by python.d's base)
     assert job.check() is False
     assert job.detector is None
-    assert "configuration error, key '{}': expected an integer".format(key) in caplog.text, caplog.text
-    assert not Service(configuration=configuration(60000 if key == 'priority' else 0)).config_errors
+    assert "configuration error, key '{}': expected {}".format(
+        key, 'true or false, unquoted' if key == 'penalty' else 'an integer') in caplog.text, caplog.text
+    assert not Service(configuration=configuration({'priority': 60000, 'penalty': False}.get(key, 0))).config_errors
 
 
 def test_a_job_refused_with_an_autodetection_retry_that_is_no_number_does_not_stop_python_d(tmp_path):
