@@ -76,6 +76,8 @@ PARALLEL_READS = 4
 
 
 NO_ANSWER = 'no answer in'   # how a timed-out read is told, in messages that pass it on as text
+# the chart list must come whole within this many api_timeouts (each of its reads within one)
+LIST_TIMEOUTS = 6
 
 
 # the agent's answer (HTTP 404) to a path under /host/<name>/ for a node it does not hold
@@ -221,13 +223,22 @@ def _read_capped(response):
         parts.append(part)
 
 
-class _ReadsByDeadline(io.RawIOBase):
-    """A socket's reads (``raw``, its reader), each given what is left of its request's time,
-    not the whole of it afresh: an agent or proxy that answers a few bytes at a time would
-    otherwise hold a step for the timeout once per read, without end."""
+class _NotWhole(socket.timeout):
+    """An answer that did not come whole within ``seconds``, however fast each part came."""
 
-    def __init__(self, raw, sock, deadline):
-        self.raw, self.sock, self.deadline = raw, sock, deadline
+    def __init__(self, seconds):
+        super().__init__('timed out')
+        self.seconds = seconds
+
+
+class _ReadsByDeadline(io.RawIOBase):
+    """A socket's reads (``raw``, its reader), each given at most what is left of its
+    request's time (``whole`` seconds, from ``deadline - whole`` on) rather than the read
+    timeout afresh: an agent or proxy that answers a few bytes at a time would otherwise hold
+    a step for the timeout once per read, without end."""
+
+    def __init__(self, raw, sock, deadline, whole, per_read):
+        self.raw, self.sock, self.deadline, self.whole, self.per_read = raw, sock, deadline, whole, per_read
 
     def readable(self):
         return True
@@ -235,8 +246,8 @@ class _ReadsByDeadline(io.RawIOBase):
     def readinto(self, buffer):
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise socket.timeout('timed out')
-        self.sock.settimeout(left)
+            raise _NotWhole(self.whole)
+        self.sock.settimeout(min(left, self.per_read))
         return self.raw.readinto(buffer)
 
     def close(self):
@@ -256,7 +267,9 @@ class _KeepAlive:
         self.protocol, self.netloc, self.headers = protocol, netloc, headers
         self.context = _ssl_context(tls_verify) or ssl.create_default_context() if protocol == 'https' else None
         self.conn = None
-        self.deadline = 0.0   # time.monotonic() by which the answer being read must have come
+        # by when (time.monotonic()) the answer being read must have come whole, its seconds,
+        # and each read's timeout
+        self.deadline, self.whole, self.per_read = 0.0, 0.0, 0.0
         self._responses = None
 
     def _response_class(self):
@@ -266,12 +279,16 @@ class _KeepAlive:
         class ResponseByDeadline(http.client.HTTPResponse):
             def __init__(self, sock, *args, **kwargs):
                 super().__init__(sock, *args, **kwargs)
-                self.fp = io.BufferedReader(_ReadsByDeadline(self.fp.detach(), sock, link.deadline))
+                self.fp = io.BufferedReader(_ReadsByDeadline(self.fp.detach(), sock, link.deadline, link.whole,
+                                                             link.per_read))
         return ResponseByDeadline
 
-    def get(self, path, timeout):
+    def get(self, path, timeout, whole=None):
+        """``(status, body)``; each read within ``timeout`` seconds, all of it within ``whole``
+        (default the same)."""
         import http.client
-        self.deadline = time.monotonic() + timeout
+        self.whole, self.per_read = whole or timeout, timeout
+        self.deadline = time.monotonic() + self.whole
         for attempt in (0, 1):
             fresh = self.conn is None
             if fresh:
@@ -340,7 +357,7 @@ class NetdataApi:
     def base_url(self):
         return '{}://{}'.format(self.protocol, self.host)
 
-    def _get_json(self, path, timeout=None, keep_raw=False, link='main'):
+    def _get_json(self, path, timeout=None, keep_raw=False, link='main', whole=None):
         # host may carry a path: 'parent:19999/host/child'
         netloc, _, prefix = self.host.partition('/')
         url = self.base_url + path
@@ -353,13 +370,15 @@ class NetdataApi:
                     token = base64.b64encode('{}:{}'.format(*self.auth).encode()).decode()
                     headers['Authorization'] = 'Basic ' + token
                 http = self._links[link] = _KeepAlive(self.protocol, netloc, self.tls_verify, headers)
-            status, data = http.get(('/' + prefix if prefix else '') + path, timeout or self.timeout)
+            status, data = http.get(('/' + prefix if prefix else '') + path, timeout or self.timeout, whole)
         except AnswerTooLarge as e:
             raise NetdataError('{} {}: not an agent\'s answer, left unread'.format(shown, e),
                                '{} {}: not an agent\'s answer, left unread'.format(self.host, e))
         except Exception as e:  # socket, TLS and HTTP errors alike: the agent could not be read
             why = '{}: {}'.format(e.__class__.__name__, str(e)[:160])
-            waited = timeout or self.timeout if isinstance(e, (TimeoutError, socket.timeout)) else None
+            waited = None
+            if isinstance(e, (TimeoutError, socket.timeout)):
+                waited = e.seconds if isinstance(e, _NotWhole) else timeout or self.timeout
             if waited:
                 why += ' ({} {:g} s)'.format(NO_ANSWER, waited)
             elif isinstance(e, ssl.SSLError) and getattr(e, 'reason', None) in PLAIN_HTTP_REASONS:
@@ -402,7 +421,9 @@ class NetdataApi:
         """``{chart_id: [dimension names]}`` of the charts the agent has now. On a connection
         of its own, so that it may be read from another thread while the steps go on. An id
         that is no text, or longer than any the agent makes, is left out: no agent's chart."""
-        body = self._get_json('/api/v1/charts', link='list')
+        # (in a thread of its own, no step waits for it: the list of an agent of thousands of
+        # charts, megabytes, may take longer than api_timeout over a slow link)
+        body = self._get_json('/api/v1/charts', link='list', whole=LIST_TIMEOUTS * self.timeout)
         charts = body.get('charts') if isinstance(body, dict) else None
         if not isinstance(charts, dict):
             raise NetdataError('{}/api/v1/charts has no "charts" object'.format(self.base_url))

@@ -1901,14 +1901,18 @@ def test_an_answer_over_the_size_limit_is_left_unread_and_said(monkeypatch):
 
 class _Trickling(BaseHTTPRequestHandler):
     """Answers a byte at a time, each within any read's timeout: a broken proxy, or an agent
-    starved of CPU. From its status line (path /headers...) or after its headers."""
+    starved of CPU. From its status line (path /headers...) or after its headers; the chart
+    list short enough to come whole in 1.6 s, the latest values in 9 s."""
     protocol_version = 'HTTP/1.1'
 
     def log_message(self, *a):
         pass
 
     def do_GET(self):
-        body = b'{"system.cpu": {"dimensions": {}}}' + b' ' * 200
+        if self.path.endswith('/api/v1/charts'):
+            body = b'{"charts": {}}' + b' ' * 26
+        else:
+            body = b'{"system.cpu": {"dimensions": {}}}' + b' ' * 200
         head = b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n' % len(body)
         slow = head + body if self.path.startswith('/headers') else body
         try:
@@ -1922,9 +1926,13 @@ class _Trickling(BaseHTTPRequestHandler):
             pass
 
 
-def test_an_answer_that_trickles_in_is_given_up_after_the_timeout_not_after_each_read():
-    """Every read of a byte comes within the timeout: timed per read, such an agent holds each
-    step for as long as it takes to trickle its answer (here 9 s, for a timeout of 1 s)."""
+def test_an_answer_that_trickles_in_is_given_up_after_the_timeout_not_after_each_read(monkeypatch):
+    """Every read of a byte comes within the timeout: timed per read, such an agent held each
+    step for as long as it took to trickle its answer (here 9 s, for a timeout of 1 s). The
+    chart list, read in a thread no step waits for, may take LIST_TIMEOUTS times as long: a
+    large agent's list is megabytes."""
+    import collector.netdata_api as netdata_api
+    monkeypatch.setattr(netdata_api, 'LIST_TIMEOUTS', 2)
     with serving(_Trickling) as host:
         for prefix in ('', '/headers'):
             api = NetdataApi(host + prefix, timeout=1.0)
@@ -1932,6 +1940,10 @@ def test_an_answer_that_trickles_in_is_given_up_after_the_timeout_not_after_each
             with pytest.raises(NetdataError, match=r'cannot reach .*\(no answer in 1 s\)') as raised:
                 api.allmetrics()
             assert time.monotonic() - began < 2.5 and raised.value.timed_out == 1.0
+        assert NetdataApi(host, timeout=1.0).charts() == {}
+        monkeypatch.setattr(netdata_api, 'LIST_TIMEOUTS', 1)
+        with pytest.raises(NetdataError, match=r'cannot reach .*\(no answer in 1 s\)'):
+            NetdataApi(host, timeout=1.0).charts()
 
 
 def test_subprocess_trainer_returns_models_and_stops_a_hung_training(replay, monkeypatch):
