@@ -612,10 +612,14 @@ class AnomalyDetector:
         if not result.models and (not result.errors or (self.training_quiet and not new_reasons)):
             return   # charts still wait for history, or a retry failed as before: said once already
         sampled = [fm.info['rows'] for fm in result.models.values() if 'sampled_from' in fm.info]
-        self.log.info('trained {} on {} rows{} in {:.1f}s ({:.1f} cpu-s){}'.format(
+        cut = [(fm.info['window_cut_for_width'], m) for m, fm in result.models.items()
+               if 'window_cut_for_width' in fm.info]
+        self.log.info('trained {} on {} rows{}{} in {:.1f}s ({:.1f} cpu-s){}'.format(
             plural(len(result.models), 'model'), result.rows,
-            ' ({} of them on a sample of {} rows: train_max_n, or the model\'s own cap)'.format(
+            ' ({} of them on a sample of {} rows: train_max_n, the model\'s own cap, or a wide chart\'s)'.format(
                 len(sampled), max(sampled)) if sampled else '',
+            ' ({} read over the newest {} s only, too wide to read whole: {})'.format(
+                plural(len(cut), 'chart'), min(cut)[0], first_few(sorted(m for _, m in cut))) if cut else '',
             took, result.cpu_seconds, ', {} not trained'.format(len(result.errors)) if result.errors else ''))
 
     def _training_failed(self, error):

@@ -11,7 +11,7 @@ import numpy as np
 
 from .ports import (EcdfScorer, HbosScorer, IforestScorer, KnnScorer, LodaScorer, LofBaggingScorer,
                     ecdf_training_scores)
-from .scoring import (EnsembleScorer, FittedModel, MahalanobisScorer, PcaScorer, PyodScorer,
+from .scoring import (BlockedScorer, EnsembleScorer, FittedModel, MahalanobisScorer, PcaScorer, PyodScorer,
                       squash_features)
 
 
@@ -150,7 +150,40 @@ def ledoit_wolf_shrinkage(Z, S):
     return float(min(max(b2, 0.0), d2) / d2)
 
 
-def _mahalanobis_scorer(Z, fit_on=None):
+# a chart of more features than this (about 150 dimensions and up at the default lags_n) has
+# its default model fitted as blocks of its dimensions, each a covariance of its own: one over
+# all of them takes memory and time with their square and cube (300 dimensions, 2100 features:
+# a 35 MB matrix and its eigenvectors; 5000 dimensions, 35000: 10 GB, the training killed and
+# every chart left without a model). A block keeps its dimensions' own correlations and their
+# lags'; what it loses is those between blocks
+MAHALANOBIS_BLOCK_FEATURES = 1024
+
+
+def dimension_blocks(feature_columns, most=MAHALANOBIS_BLOCK_FEATURES):
+    """Feature indices in groups of whole dimensions (``feature_columns``: the raw column of
+    each feature), in the order of the columns, as even as they come and at most ``most``
+    features each where no one dimension has more. One group when all fit in one."""
+    feature_columns = np.asarray(feature_columns, dtype=np.intp)
+    n = feature_columns.size
+    groups = -(-n // most) if n else 1
+    if groups <= 1:
+        return [np.arange(n)]
+    order = np.argsort(feature_columns, kind='stable')
+    cols = feature_columns[order]
+    starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])
+    ends = np.r_[starts[1:], n]
+    target = n / groups
+    blocks, current = [], []
+    for a, b in zip(starts, ends):
+        if current and (sum(e - s for s, e in current) + (b - a) > min(most, target * 1.05)):
+            blocks.append(np.sort(np.concatenate([order[s:e] for s, e in current])))
+            current = []
+        current.append((a, b))
+    blocks.append(np.sort(np.concatenate([order[s:e] for s, e in current])))
+    return blocks
+
+
+def _mahalanobis_scorer(Z, fit_on=None, feature_columns=None):
     """``z' C^-1 z + |z|^2 / mu``: a Mahalanobis distance plus a plain one, as one quadratic form.
 
     ``C`` is the Ledoit-Wolf covariance of ``fit_on`` (default ``Z``; already centred and
@@ -161,9 +194,16 @@ def _mahalanobis_scorer(Z, fit_on=None):
     full), which the first weighs down. On the training rows the second averages the number
     of features and the first at most about the number of directions that vary, so neither
     swamps the other. Numpy only, and scored per step like pca: one projection on the
-    eigenvectors.
+    eigenvectors. A wide chart's (``feature_columns``, the raw column of each feature) is
+    the sum of one such form per block of its dimensions (``dimension_blocks``).
     """
     F = Z if fit_on is None else fit_on
+    if feature_columns is not None and F.shape[1] > MAHALANOBIS_BLOCK_FEATURES:
+        blocks = dimension_blocks(feature_columns)
+        if len(blocks) > 1:
+            scorer = BlockedScorer(blocks, [
+                _mahalanobis_scorer(np.ascontiguousarray(F[:, b]))[0] for b in blocks])
+            return scorer, scorer.decision_function(Z)
     n, p = F.shape
     S = F.T @ F / n
     delta = ledoit_wolf_shrinkage(F, S)
@@ -181,15 +221,16 @@ def _mahalanobis_scorer(Z, fit_on=None):
     return scorer, scorer.decision_function(Z)
 
 
-def _fit_scorer(name, X, contamination, blocks=None, fit_on=None):
+def _fit_scorer(name, X, contamination, blocks=None, fit_on=None, feature_columns=None):
     """``(scorer, training scores)`` of model ``name`` on scaled rows ``X``; the models whose
     fit a far misread distorts (``_FIT_ON_CLIPPED``: a covariance, histogram ranges) are fitted
-    on ``fit_on`` (the ``winsorized`` rows) if given, and score ``X`` as read."""
+    on ``fit_on`` (the ``winsorized`` rows) if given, and score ``X`` as read.
+    ``feature_columns``: the raw column of each feature (for ``dimension_blocks``)."""
     members = model_members(name)
     if len(members) > 1:
         scorers, centres, spans, all_scores = [], [], [], []
         for member in members:
-            sc, scores = _fit_scorer(member, X, contamination, blocks, fit_on)
+            sc, scores = _fit_scorer(member, X, contamination, blocks, fit_on, feature_columns)
             centre = float(np.median(scores))
             # a member whose training scores are nearly all tied must not dominate by a tiny span
             floor = max(1e-3 * float(np.std(scores)), 1e-6 * max(1.0, abs(centre)))
@@ -204,10 +245,10 @@ def _fit_scorer(name, X, contamination, blocks=None, fit_on=None):
         scorer = _pca_scorer(fit_on, contamination)[0]
         return scorer, scorer.decision_function(X)
     if name == 'mahalanobis':
-        scorer, scores = _mahalanobis_scorer(X, fit_on)
+        scorer, scores = _mahalanobis_scorer(X, fit_on, feature_columns)
         if scorer.moving.size < min(HELD_OUT_FROM * X.shape[0], HELD_OUT_FEATURES):
             return scorer, scores
-        return scorer, _mahalanobis_held_out_scores(X, fit_on, scores)
+        return scorer, _mahalanobis_held_out_scores(X, fit_on, scores, feature_columns)
     fit_rows = X if fit_on is None else fit_on
     if name == 'hbos':
         scorer = HbosScorer.fit(fit_rows)
@@ -244,7 +285,7 @@ MAHALANOBIS_HELD_OUT_STRETCHES = 16
 MAHALANOBIS_HELD_OUT_FOLDS = 4
 
 
-def _mahalanobis_held_out_scores(X, fit_on, scores):
+def _mahalanobis_held_out_scores(X, fit_on, scores, feature_columns=None):
     """The default model's training scores for its calibration (its threshold, probabilities
     and median), each row scored by a fit that did not see it: ``MAHALANOBIS_HELD_OUT_FOLDS``
     folds of ``MAHALANOBIS_HELD_OUT_STRETCHES`` stretches, each fold scored by the covariance
@@ -270,7 +311,7 @@ def _mahalanobis_held_out_scores(X, fit_on, scores):
         if not rows.any() or rows.all():
             continue
         try:
-            scorer, _ = _mahalanobis_scorer(F[~rows])
+            scorer, _ = _mahalanobis_scorer(F[~rows], feature_columns=feature_columns)
         except FloatingPointError:   # nothing moves in the other folds
             continue
         held = scorer.decision_function(X[rows])
@@ -337,8 +378,14 @@ def winsorized(X, share=OUTLIER_SHARE):
     one-second steps) is left whole: there the quantiles are its few most extreme values
     themselves, a young agent's start-up among them.
     """
+    return pulled_in(X, outlier_bounds(X, share))
+
+
+def outlier_bounds(X, share=OUTLIER_SHARE):
+    """``(features, low, high)``: the bounds ``winsorized`` pulls values in to, of the features
+    that may need it; None where none does."""
     if X.shape[0] * share < OUTLIER_MIN_BEYOND:
-        return X
+        return None
     # the quantiles cost twice the fit: only features with a value OUTLIER_SUSPECT standard
     # deviations out can have one that far beyond their range (the far value then dominates
     # the deviation, or the range does and the value is ten of it out)
@@ -346,11 +393,23 @@ def winsorized(X, share=OUTLIER_SHARE):
     suspect = np.nonzero((X.max(axis=0) - mean > OUTLIER_SUSPECT * std) |
                          (mean - X.min(axis=0) > OUTLIER_SUSPECT * std))[0]
     if not suspect.size:
-        return X
+        return None
     part = X[:, suspect]
     lo, hi = np.quantile(part, [share, 1.0 - share], axis=0)
     reach = OUTLIER_REACH * (hi - lo)
     lo, hi = np.where(reach > 0, lo - reach, -np.inf), np.where(reach > 0, hi + reach, np.inf)
+    if not ((part < lo) | (part > hi)).any():
+        return None
+    return suspect, lo, hi
+
+
+def pulled_in(X, bounds):
+    """``X`` with its values beyond ``bounds`` (``outlier_bounds``, of these rows or of more)
+    pulled in to them: a copy, or ``X`` itself where none lies beyond."""
+    if bounds is None:
+        return X
+    suspect, lo, hi = bounds
+    part = X[:, suspect]
     if not ((part < lo) | (part > hi)).any():
         return X
     out = X.copy()
@@ -413,6 +472,15 @@ def level_knees(kept, n_features, blocks, level_squash):
     return np.where(np.asarray(kept) >= first_level, float(level_squash), np.inf)
 
 
+# the most feature values (rows x features) a fit works on, its rows sampled down to it: each
+# copy the fit makes (scaled, pulled in, held out) is one of this many (96 MB). The shared
+# data's windows hold less (SMD's 38 dimensions over 28,000 rows: 7.4 M; a recording's widest
+# chart: 1.2 M); 4 hours of a 300-dimension chart (30 M) took its training to 1.4 GB
+MAX_FIT_VALUES = 12000000
+# ... but never fewer rows than this, however wide the chart
+MIN_FIT_ROWS = 1000
+
+
 def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, calibration='empirical', max_rows=100000,
               groups=None, blocks=None, level_squash=None):
     """Fit ``model`` on feature matrix ``X`` and return a ``FittedModel``.
@@ -431,12 +499,13 @@ def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, ca
         raise ValueError('{} of {} feature values are not finite: the data holds infinities, or values so large '
                          '(near 1e308) that their differences and moving averages overflow'.format(bad, X.size))
     rows = X.shape[0]
-    Xw = winsorized(X)   # the bounds of the whole window: a subsample of 5000 rows (knn) is too few
-    clipped = Xw is not X
-    keep = sampled_rows(rows, min([max_rows] + [_MAX_ROWS.get(m, max_rows) for m in model_members(model)]))
+    bounds = outlier_bounds(X)   # of the whole window: a subsample of 5000 rows (knn) is too few
+    most = max(MIN_FIT_ROWS, MAX_FIT_VALUES // max(1, X.shape[1]))
+    keep = sampled_rows(rows, min([max_rows, most] + [_MAX_ROWS.get(m, max_rows) for m in model_members(model)]))
     if keep is not None:
         X = X[keep]
-        Xw = Xw[keep] if clipped else X
+    Xw = pulled_in(X, bounds)
+    clipped = Xw is not X
     kept, mean, scale = feature_scale(Xw, groups)
     if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
         raise ValueError("the features' mean or spread is not finite: the data holds values so large (beyond "
@@ -447,6 +516,8 @@ def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, ca
     if clipped and any(m in _FIT_ON_CLIPPED for m in model_members(model)):
         fit_on = squash_features((Xw[:, kept] - mean) / scale, knee)
     del Xw   # the window with a misread pulled in, a copy: what the fit needs of it is in fit_on
+    # the raw column of each kept feature (features are laid out a block of columns at a time)
+    feature_columns = kept % len(columns) if len(columns) and X.shape[1] % len(columns) == 0 else None
     started = time.monotonic()
     info = {'rows': int(X.shape[0]), 'features': int(X.shape[1]), 'kept_features': int(kept.size),
             'requested_model': model}
@@ -463,7 +534,7 @@ def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, ca
                 with warnings.catch_warnings():
                     warnings.simplefilter('ignore')
                     with np.errstate(all='ignore'):
-                        scorer, scores = _fit_scorer(used, Z, contamination, blocks, fit_on)
+                        scorer, scores = _fit_scorer(used, Z, contamination, blocks, fit_on, feature_columns)
                 if not np.all(np.isfinite(scores)):
                     raise FloatingPointError('non-finite training scores')
                 break

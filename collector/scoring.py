@@ -58,6 +58,27 @@ class MahalanobisScorer:
         return s
 
 
+class BlockedScorer:
+    """The sum of several ``MahalanobisScorer``, each over its own features (``blocks``: their
+    indices): a wide chart's dimensions in groups, so that no covariance grows with the square
+    of all of its features (``models.MAHALANOBIS_BLOCK_FEATURES``)."""
+
+    def __init__(self, blocks, scorers):
+        self.blocks = [np.asarray(b, dtype=np.intp) for b in blocks]
+        self.scorers = list(scorers)
+
+    @property
+    def moving(self):
+        return np.concatenate([b[s.moving] for b, s in zip(self.blocks, self.scorers)])
+
+    def decision_function(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        s = np.zeros(X.shape[0])
+        for b, scorer in zip(self.blocks, self.scorers):
+            s = s + scorer.decision_function(X[:, b])
+        return s
+
+
 class PyodScorer:
     """Any fitted pyod detector, used as is (imports pyod when unpickled)."""
 
@@ -94,7 +115,7 @@ class ConstantScorer:
 
 
 # scorers that need nothing but numpy (no imports or JIT to warm up)
-NUMPY_SCORERS = (PcaScorer, MahalanobisScorer, ConstantScorer, EcdfScorer, HbosScorer, IforestScorer, KnnScorer,
+NUMPY_SCORERS = (PcaScorer, MahalanobisScorer, BlockedScorer, ConstantScorer, EcdfScorer, HbosScorer, IforestScorer, KnnScorer,
                  LofBaggingScorer, LodaScorer)
 
 

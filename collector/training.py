@@ -55,6 +55,12 @@ TRAIN_BATCH_CHARTS = 25
 # alone): the window read grows with dimensions, not charts, and 25 of a large server's apps.*
 # charts (150 process groups each) took a training's peak to 1.7 GiB
 TRAIN_BATCH_DIMENSIONS = 200
+# the most values (rows x dimensions, as listed) a chart's window is read in: a wider one's is
+# read over its newest rows only. A window read costs several times its numbers (its JSON, the
+# parsed numbers, the frame) and its features seven times them: 4 hours of one chart of 1000
+# dimensions took a training past 5 GB, of 5000 past 12 GB (killed, and no chart got a model).
+# 600 dimensions over the default 4 hours; 5000 over 29 minutes
+MAX_READ_VALUES = 8640000
 
 
 @dataclass
@@ -218,6 +224,18 @@ def training_batches(specs, size=None, dimensions=None, most_dimensions=None):
     return batches + ([batch] if batch else []) + ([custom] if custom else [])
 
 
+def _cut_for_width(specs, listed_dimensions, listed_seconds, span, every):
+    """The seconds a batch's window of ``span`` seconds is read over when it is one chart too
+    wide to read whole (``MAX_READ_VALUES``) and has the history to fill more, else None. (A
+    chart wider than ``TRAIN_BATCH_DIMENSIONS`` is read alone.)"""
+    if len(specs) != 1 or specs[0].columns is not None:
+        return None
+    dims = listed_dimensions.get(specs[0].chart) or 0
+    seconds = MAX_READ_VALUES // dims * every if dims else 0
+    has = listed_seconds.get(specs[0].chart, float('inf'))
+    return seconds if 0 < seconds < min(span, has) else None
+
+
 def _held_from(charts, listed_seconds, newest, every):
     """The oldest second worth asking for: the agent answers the seconds of a window before a
     chart's first value with empty rows (on an agent minutes old, thousands of them per chart
@@ -257,6 +275,10 @@ def run_training(request):
         if fixed and set(host_charts) == {cfg.host}:
             after, before = fixed
             after = max(after, _held_from(host_charts[cfg.host], request.listed_seconds, before, cfg.update_every))
+        cut = _cut_for_width(specs, request.listed_dimensions, request.listed_seconds, before - after,
+                             cfg.update_every)
+        if cut:
+            after = max(after, before - cut)
         try:
             df, times_index, problems = fetch_training_frame(
                 host_charts, after, before, protocol=cfg.protocol,
@@ -271,6 +293,9 @@ def run_training(request):
         result.problems += [p for p in problems if p not in result.problems]
         _fit_batch(request, specs, df, times_index, problems, result)
         del df
+        for spec in specs if cut else ():
+            if spec.model_id in result.models:
+                result.models[spec.model_id].info['window_cut_for_width'] = cut
     if unread and len(unread) == len(batches):   # nothing could be read at all
         if all(_listed_young(spec, request, min_history) for spec in request.specs):
             result.waiting = {spec.model_id: 0 for spec in request.specs}   # an agent seconds old

@@ -1217,14 +1217,20 @@ def test_a_chart_collected_every_5_s_scores_at_once_after_a_gap_in_any_phase(rep
     det.close()
 
 
-def test_the_training_log_says_when_the_rows_were_sampled_down(replay, logger):
+def test_the_training_log_says_when_the_rows_were_sampled_down(replay, logger, monkeypatch):
     """``train_max_n`` fits a sample of the window: the log line counts the rows read and says
-    that the models saw fewer, or a user reading 'on 590 rows' takes them all as learnt."""
+    that the models saw fewer, or a user reading 'on 590 rows' takes them all as learnt. So is
+    a chart too wide to read over the whole window (here system.cpu's 3 listed dimensions; read
+    alone, as wider than a batch)."""
+    from collector import training
+    monkeypatch.setattr(training, 'MAX_READ_VALUES', 3 * 400)
+    monkeypatch.setattr(training, 'TRAIN_BATCH_DIMENSIONS', 2)
     det = make_detector(replay, logger, charts_regex='system\\.(cpu|ram)$', train_max_n=100)
     run_until_trained(det, replay)
     lines = [m for _, m in logger.lines if m.startswith('trained ')]
-    assert re.match(r'trained 2 models on \d{3} rows \(2 of them on a sample of 100 rows: train_max_n, or the '
-                    r"model's own cap\) in", lines[0]), lines
+    assert re.match(r'trained 2 models on \d{3} rows \(2 of them on a sample of 100 rows: train_max_n, the '
+                    r"model's own cap, or a wide chart's\) \(1 chart read over the newest 400 s only, too wide to "
+                    r"read whole: system.cpu\) in", lines[0]), lines
     det.close()
 
 

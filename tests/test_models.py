@@ -206,10 +206,10 @@ def test_minmax_calibration_option():
 def test_a_failing_model_falls_back_and_says_so(monkeypatch):
     real = models._fit_scorer
 
-    def broken(name, X, contamination, blocks=None, fit_on=None):
+    def broken(name, X, contamination, *args):
         if name == 'iforest':
             raise ValueError('simulated failure')
-        return real(name, X, contamination, blocks, fit_on)
+        return real(name, X, contamination, *args)
     monkeypatch.setattr(models, '_fit_scorer', broken)
     fm = fit_model('m', ['c'], normal_data(), model='iforest')
     assert fm.model_name == 'hbos'
@@ -648,3 +648,62 @@ def test_a_wide_chart_on_a_short_window_flags_about_contamination_of_later_norma
     fm = fit_model('system.cpu', list('abcd'), X)
     assert np.array_equal(np.sort(fm.decision_function(X)), np.sort(fm.scorer.decision_function(fm.standardized(X))))
     assert fm.points[-1] == pytest.approx(fm.decision_function(X).max())
+
+
+def test_a_wide_charts_covariance_is_fitted_in_blocks_of_whole_dimensions():
+    """One covariance over all of a 5000-dimension chart's 35,000 features is 10 GB (the
+    training was killed, and no chart got a model); in blocks of at most 1024 features each
+    dimension's features (its changes, lags and level) stay together, so its own lags' and its
+    block's correlations are still seen."""
+    from collector.models import MAHALANOBIS_BLOCK_FEATURES, dimension_blocks
+    dims, width = 300, 7
+    columns = np.tile(np.arange(dims), width)   # the features' layout: a block of columns at a time
+    blocks = dimension_blocks(columns)
+    assert len(blocks) == 3 and max(b.size for b in blocks) <= MAHALANOBIS_BLOCK_FEATURES
+    assert np.array_equal(np.sort(np.concatenate(blocks)), np.arange(columns.size))
+    owners = [set(columns[b]) for b in blocks]
+    assert all(not (a & b) for i, a in enumerate(owners) for b in owners[i + 1:])   # whole dimensions each
+    assert [len(dimension_blocks(np.tile(np.arange(d), width))) for d in (10, 146, 147)] == [1, 1, 2]
+    # (features left out as constant leave a dimension fewer: still whole)
+    assert all(set(columns[b]) for b in dimension_blocks(columns[columns % 5 != 0]))
+
+
+def test_a_wide_chart_fitted_in_blocks_reads_normal_steps_as_ordinary_and_flags_one_line_that_moves(monkeypatch):
+    """As well as one covariance over all of its features would, or better."""
+    import collector.models as models
+    from collector.config import parse_job_config
+    from collector.scoring import BlockedScorer, MahalanobisScorer
+    cfg = parse_job_config({})
+    rng = np.random.default_rng(4)
+    rows, dims = 3000, 200
+    x = rng.normal(0, 1, (rows + 600, dims)) + 50
+    X = cfg.training_features(x[:rows])
+    columns = ['h::apps.cpu|{}'.format(k) for k in range(dims)]
+    fm = fit_model('apps.cpu', columns, X, blocks=(cfg.lags_n + 1, cfg.level_features))
+    monkeypatch.setattr(models, 'MAHALANOBIS_BLOCK_FEATURES', 100000)
+    whole = fit_model('apps.cpu', columns, X, blocks=(cfg.lags_n + 1, cfg.level_features))
+    assert isinstance(fm.scorer, BlockedScorer) and fm.model_name == 'mahalanobis'
+    assert isinstance(whole.scorer, MahalanobisScorer)
+    later = x[rows - cfg.rows_needed + 1:].copy()
+    assert fm.exceeds(fm.decision_function(cfg.features(later))).mean() < 0.01
+    for k in (3, 150):   # a process group in the first block, one in the last
+        flagged = []
+        for shift in (8, 12):   # standard deviations
+            moved = later.copy()
+            moved[-300:, k] += shift
+            flagged.append([m.exceeds(m.decision_function(cfg.features(moved)))[-300:].mean() for m in (fm, whole)])
+        assert flagged[0][0] >= flagged[0][1] - 0.05 and flagged[1][0] > 0.95, flagged
+
+
+def test_a_wide_charts_window_is_sampled_to_the_values_a_fit_may_hold(monkeypatch):
+    """Each copy a fit makes is rows x features: a 300-dimension chart's 4 hours took its
+    training to 1.4 GB. Its rows are sampled down; a narrow chart's window is fitted whole."""
+    import collector.models as models
+    monkeypatch.setattr(models, 'MAX_FIT_VALUES', 200000)
+    rng = np.random.default_rng(2)
+    wide = fit_model('w', ['h::w|{}'.format(k) for k in range(50)], rng.normal(size=(8000, 50)))
+    assert wide.info['rows'] == 4000 and wide.info['sampled_from'] == 8000
+    narrow = fit_model('n', ['h::n|{}'.format(k) for k in range(20)], rng.normal(size=(8000, 20)))
+    assert narrow.info['rows'] == 8000 and 'sampled_from' not in narrow.info
+    monkeypatch.setattr(models, 'MAX_FIT_VALUES', 10)   # however wide: at least MIN_FIT_ROWS
+    assert fit_model('w', ['h::w|0'], rng.normal(size=(1500, 50))).info['rows'] == models.MIN_FIT_ROWS

@@ -332,6 +332,39 @@ def test_wide_charts_are_read_in_smaller_batches_than_narrow_ones():
     assert [len(b) for b in training_batches(specs)] == [25, 25, 14]
 
 
+def test_a_chart_too_wide_to_read_whole_is_read_over_its_newest_rows_and_the_others_over_the_window(monkeypatch):
+    """A window read costs several times its numbers, and its features seven times them: 4
+    hours of one 5000-dimension chart took the training past 12 GB, killed with every chart's
+    model. A chart wider than MAX_READ_VALUES allows over the window is read over its newest
+    rows; the others as before."""
+    import pandas as pd
+    from collector import netdata_api, training
+    monkeypatch.setattr(training, 'MAX_READ_VALUES', 60000)
+    calls = {}
+
+    def fetch(host_charts, after, before, **kwargs):
+        charts = [c for cs in host_charts.values() for c in cs]
+        calls[tuple(charts)] = (after, before)
+        t = np.arange(after, before + 1, dtype=float)
+        cols = ['h:1::{}|d{}'.format(c, k) for c in charts for k in range(2)]
+        return pd.DataFrame(np.random.default_rng(0).normal(10, 1, (t.size, len(cols))), index=t, columns=cols), t, []
+    monkeypatch.setattr(netdata_api, 'fetch_training_frame', fetch)
+    cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
+    specs = [ModelSpec(c, 'h:1', chart=c) for c in ('apps.cpu', 'system.cpu', 'system.ram')]
+    listed = {'apps.cpu': 300, 'system.cpu': 4, 'system.ram': 2}   # (the chart list's counts)
+    result = run_training(TrainingRequest(cfg, specs, -1200, 0, listed_seconds={c: 3600 for c in listed},
+                                          agent_now=2199, listed_dimensions=listed))
+    assert calls == {('apps.cpu',): (1999, 2199), ('system.cpu', 'system.ram'): (1000, 2199)}
+    assert set(result.models) == set(listed) and not result.errors
+    assert result.models['apps.cpu'].info['window_cut_for_width'] == 60000 // 300
+    assert result.models['apps.cpu'].info['window'][0] >= 1999 > result.models['system.cpu'].info['window'][0]
+    assert 'window_cut_for_width' not in result.models['system.cpu'].info
+    # a chart within the limit, not listed, or without the history to fill more, is read whole
+    for dims, history in (({'apps.cpu': 50}, {}), ({}, {}), ({'apps.cpu': 300}, {'apps.cpu': 150})):
+        assert training._cut_for_width(specs[:1], dims, history, 1200, 1) is None
+    assert training._cut_for_width(specs[:1], {'apps.cpu': 300}, {}, 1200, 5) == 1000   # (rows of 5 s)
+
+
 def test_a_training_process_still_exiting_after_its_result_does_not_hold_up_a_step(tmp_path):
     """The result is read as soon as the training writes it; the process's own exit (an
     interpreter with pandas and scikit-learn loaded, niced on a busy box: seconds) is reaped
