@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -476,18 +477,71 @@ def _fit_batch(request, specs, df, index, problems, result):
                     request.models_dir, e)
 
 
-class ThreadTrainer:
+# the trainers of this process's jobs (python.d.plugin runs every job of every module in one
+# process): one training runs at a time, the others' wait for it. Jobs reading a parent's
+# children start together and trained together: 4 jobs peaked at 480 MiB at once
+_TRAINERS = weakref.WeakSet()
+_SLOT = threading.Lock()
+
+
+class _OneAtATime:
+    """A trainer whose training, asked for while another job's runs, starts when that one ends
+    (at a ``poll``, or in ``wait``): to its job it is only a training that takes longer.
+    Subclasses give ``_launch(request)`` and ``running``."""
+
+    def __init__(self):
+        self._waiting = None   # a request that waits for another job's training to end
+        _TRAINERS.add(self)
+
+    def start(self, request):
+        self._waiting = request
+        self._start_when_free()
+
+    def _start_when_free(self):
+        """Start the waiting training unless another job's runs; whether it started."""
+        with _SLOT:
+            if any(t is not self and t.running for t in list(_TRAINERS)):
+                return False
+            request, self._waiting = self._waiting, None
+            self._launch(request)
+            return True
+
+    def _started_waiting(self):
+        """At a poll: None, or the result of a waiting training that could not be started."""
+        try:
+            self._start_when_free()
+        except Exception as e:  # e.g. no memory or file descriptors for the training process
+            self._waiting = None
+            return TrainingResult(error='cannot start training: {!r}'.format(e))
+        return None
+
+    def _wait_to_start(self, until):
+        """Start the waiting training once no other job's runs, by ``until`` (monotonic; None:
+        however long); whether none waits."""
+        while self._waiting is not None and not self._start_when_free():
+            if until is not None and time.monotonic() >= until:
+                return False
+            time.sleep(0.05)
+        return True
+
+
+class ThreadTrainer(_OneAtATime):
     """Runs ``run_training`` in a daemon thread."""
 
     def __init__(self):
+        super().__init__()
         self._thread = None
         self._result = None
 
     @property
     def busy(self):
-        return self._thread is not None
+        return self._thread is not None or self._waiting is not None
 
-    def start(self, request):
+    @property
+    def running(self):
+        return self._thread is not None and self._thread.is_alive()
+
+    def _launch(self, request):
         def work():
             try:
                 self._result = _warm_up(run_training(request))
@@ -498,18 +552,22 @@ class ThreadTrainer:
         self._thread.start()
 
     def poll(self):
+        if self._waiting is not None:
+            return self._started_waiting()
         if self._thread is None or self._thread.is_alive():
             return None
         self._thread = None
         return self._result
 
     def wait(self, timeout=None):
-        """Block until the running training is done (its result stays for ``poll``)."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Block until the training is done, started first if it waits for another job's (its
+        result stays for ``poll``)."""
+        until = None if timeout is None else time.monotonic() + timeout
+        if self._wait_to_start(until) and self._thread is not None:
+            self._thread.join(None if until is None else max(0.0, until - time.monotonic()))
 
     def close(self):
-        pass
+        self._waiting = None
 
 
 def _child_env():
@@ -547,13 +605,14 @@ def _why_exited(code):
     return ''
 
 
-class SubprocessTrainer:
+class SubprocessTrainer(_OneAtATime):
     """Runs ``run_training`` in ``python -m collector.train_worker``; results come back pickled.
 
     The child is niced so the collector and the agent keep priority on a busy box.
     """
 
     def __init__(self, python=None, nice=10, max_seconds=900):
+        super().__init__()
         self.python = python or sys.executable
         self.nice = nice
         self.max_seconds = max_seconds  # a training that takes longer is killed and reported
@@ -565,10 +624,21 @@ class SubprocessTrainer:
 
     @property
     def busy(self):
-        return self._proc is not None
+        return self._proc is not None or self._waiting is not None
+
+    @property
+    def running(self):
+        """A training process runs that has not overrun ``max_seconds`` (one that has, of a job
+        python.d dropped and no longer polls, holds up no other job's)."""
+        return (self._proc is not None and self._reader is not None and self._reader.is_alive()
+                and time.monotonic() - self._started < self.max_seconds)
 
     def start(self, request):
-        data = pickle.dumps(request, protocol=4)   # before the process: a failure here leaves nothing running
+        # pickled now: a failure here leaves nothing running, and a waiting request is not
+        # changed by its job meanwhile
+        super().start(pickle.dumps(request, protocol=4))
+
+    def _launch(self, data):
         self._started = time.monotonic()
         # no preexec_fn: it is unsafe in a threaded process such as python.d.plugin
         self._proc = subprocess.Popen([self.python, '-m', 'collector.train_worker', '--nice', str(self.nice),
@@ -607,6 +677,8 @@ class SubprocessTrainer:
 
     def poll(self):
         self._ending = [p for p in self._ending if p.poll() is None]
+        if self._waiting is not None:
+            return self._started_waiting()
         if self._proc is None:
             return None
         if self._reader.is_alive():
@@ -633,11 +705,14 @@ class SubprocessTrainer:
         return payload
 
     def wait(self, timeout=None):
-        """Block until the running training is done (its result stays for ``poll``)."""
-        if self._reader is not None and self._proc is not None:
-            self._reader.join(timeout)
+        """Block until the running training is done, started first if it waits for another
+        job's (its result stays for ``poll``)."""
+        until = None if timeout is None else time.monotonic() + timeout
+        if self._wait_to_start(until) and self._reader is not None and self._proc is not None:
+            self._reader.join(None if until is None else max(0.0, until - time.monotonic()))
 
     def close(self):
+        self._waiting = None
         running = [self._proc] if self._proc is not None else []
         for proc in self._ending + running:
             with contextlib.suppress(OSError):

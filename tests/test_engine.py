@@ -1975,6 +1975,36 @@ def test_subprocess_trainer_returns_models_and_stops_a_hung_training(replay, mon
     assert not trainer.busy
 
 
+def test_jobs_in_one_process_train_one_at_a_time_and_each_gets_its_models(replay):
+    """python.d.plugin runs every job in one process, and jobs reading a parent's children
+    start, and train, together: 4 jobs peaked at 480 MiB at once. A training asked for while
+    another job's runs waits for it (its job sees a training that takes longer), in a thread
+    as in a process."""
+    from collector.training import ModelSpec, SubprocessTrainer, TrainingRequest
+    cfg = parse_job_config({'host': replay.host, 'train_n_secs': 300})
+    request = TrainingRequest(cfg, [ModelSpec('system.cpu', replay.host, chart='system.cpu')], -300, 0)
+    replay.data_delay = 1.5   # each training takes that long at least
+    first, second, third = ThreadTrainer(), SubprocessTrainer(), SubprocessTrainer()
+    try:
+        first.start(request)
+        second.start(request)
+        third.start(request)
+        assert first.running and second.busy and third.busy and not (second.running or third.running)
+        assert second.poll() is None and third.poll() is None and not (second.running or third.running)
+        first.wait(60)
+        assert not first.running and first.poll().models
+        assert second.poll() is None and second.running and third.poll() is None and not third.running
+        replay.data_delay = 0
+        for trainer in (second, third):   # (wait starts a waiting one when it may)
+            trainer.wait(60)
+            result = trainer.poll()
+            assert result is not None and result.error is None and list(result.models) == ['system.cpu']
+            assert not trainer.busy
+    finally:
+        for trainer in (first, second, third):
+            trainer.close()
+
+
 class _NeedsAuth(BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
