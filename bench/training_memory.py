@@ -6,12 +6,16 @@ process of its own; a fresh process runs the job's training (``training.run_trai
 default model) on all of its charts, reading the window a batch at a time as the job does
 (``TRAIN_BATCH_CHARTS`` charts and ``TRAIN_BATCH_DIMENSIONS`` of their dimensions at most),
 then ``TRAIN_BATCH_CHARTS`` charts at a time whatever their dimensions (as before), then every
-chart at once (as before batches). Printed: the
-training process's peak RSS (``ru_maxrss``, imports included), wall and CPU seconds.
+chart at once (as before batches). With ``--wide``, one chart of each of ``--dims`` dimensions,
+as the job fits it (in blocks of dimensions, its rows sampled, a chart too wide read over its
+newest rows: ``models.MAHALANOBIS_BLOCK_FEATURES``, ``models.MAX_FIT_VALUES``,
+``training.MAX_READ_VALUES``), then as before them (one covariance over the whole window).
+Printed: the training process's peak RSS (``ru_maxrss``, imports included), wall and CPU seconds.
 
     python bench/training_memory.py                    # 300 charts x 4 dims, 4 h (~3 min)
     python bench/training_memory.py --charts 37 100 300
     python bench/training_memory.py --charts 25 --dims 100   # a large server's wide charts
+    python bench/training_memory.py --wide --dims 300 1000   # one chart that wide (~15 min)
 """
 import argparse
 import gzip
@@ -33,11 +37,13 @@ START = 1700000000
 CHILD = r'''
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
-from collector import training
+from collector import models, training
 from collector.config import parse_job_config
 from collector.training import ModelSpec, TrainingRequest, run_training
 host, charts, batch, dims, seconds = {host!r}, {charts!r}, {batch!r}, {dims!r}, {seconds!r}
 training.TRAIN_BATCH_CHARTS = batch
+if {before_wide!r}:   # one covariance over the whole window, as before blocks and caps
+    models.MAHALANOBIS_BLOCK_FEATURES = models.MAX_FIT_VALUES = training.MAX_READ_VALUES = 10 ** 12
 cfg = parse_job_config({{'host': host, 'charts_to_exclude': ''}})
 specs = [ModelSpec(c, host, chart=c) for c in charts]
 t, cpu = time.monotonic(), time.process_time()
@@ -77,7 +83,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def measure(n_charts, dims, seconds):
+def measure(n_charts, dims, seconds, wide=False):
     work = tempfile.mkdtemp(prefix='anomalies-bench-')
     server = None
     try:
@@ -99,14 +105,21 @@ def measure(n_charts, dims, seconds):
             urllib.request.urlopen('http://{}/api/v1/data?chart={}&after=-1&format=json'.format(host, c)).read()
         from collector.training import TRAIN_BATCH_CHARTS, TRAIN_BATCH_DIMENSIONS
         out = {}
-        for name, batch, listed in (('{} charts, {} dims'.format(TRAIN_BATCH_CHARTS, TRAIN_BATCH_DIMENSIONS),
-                                     TRAIN_BATCH_CHARTS, dims),
-                                    ('{} charts (before)'.format(TRAIN_BATCH_CHARTS), TRAIN_BATCH_CHARTS, 0),
-                                    ('all at once (before)', len(charts), 0)):
-            code = CHILD.format(root=ROOT, host=host, charts=charts, batch=batch, dims=listed, seconds=seconds)
+        if wide:
+            variants = (('blocks, sampled, cut', TRAIN_BATCH_CHARTS, dims, False),
+                        ('one covariance (before)', TRAIN_BATCH_CHARTS, dims, True))
+        else:
+            variants = (('{} charts, {} dims'.format(TRAIN_BATCH_CHARTS, TRAIN_BATCH_DIMENSIONS),
+                         TRAIN_BATCH_CHARTS, dims, False),
+                        ('{} charts (before)'.format(TRAIN_BATCH_CHARTS), TRAIN_BATCH_CHARTS, 0, False),
+                        ('all at once (before)', len(charts), 0, False))
+        for name, batch, listed, before_wide in variants:
+            code = CHILD.format(root=ROOT, host=host, charts=charts, batch=batch, dims=listed, seconds=seconds,
+                                before_wide=before_wide)
             p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
-            if p.returncode:
-                raise SystemExit('training process failed: ' + p.stderr[-2000:])
+            if p.returncode:   # (killed for memory, as a chart of 5000 dimensions is before)
+                out[name] = {'failed': 'exit {}: {}'.format(p.returncode, (p.stderr.strip().splitlines() or [''])[-1][:80])}
+                continue
             out[name] = json.loads(p.stdout.strip().splitlines()[-1])
         return out
     finally:
@@ -119,17 +132,22 @@ def measure(n_charts, dims, seconds):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--charts', type=int, nargs='+', default=[300])
-    ap.add_argument('--dims', type=int, default=4)
+    ap.add_argument('--dims', type=int, nargs='+', default=[4])
     ap.add_argument('--seconds', type=int, default=14400)
+    ap.add_argument('--wide', action='store_true', help='one chart of each of --dims dimensions, fitted as the '
+                                                         'job does and as before blocks and caps')
     args = ap.parse_args()
-    if min(args.charts) < 1 or args.dims < 1 or args.seconds < 1:
+    if min(args.charts) < 1 or min(args.dims) < 1 or args.seconds < 1:
         ap.error('--charts, --dims and --seconds must be positive')
-    print('{:>7} {:>6} {:<22} {:>7} {:>8} {:>8} {:>7} {:>10}'.format(
+    print('{:>7} {:>6} {:<23} {:>7} {:>8} {:>8} {:>7} {:>10}'.format(
         'charts', 'dims', 'window read', 'models', 'wall s', 'cpu s', 'rows', 'peak MiB'))
-    for n in args.charts:
-        for name, r in measure(n, args.dims, args.seconds).items():
-            print('{:>7} {:>6} {:<22} {:>7} {:>8.1f} {:>8.1f} {:>7} {:>10.0f}'.format(
-                n, n * args.dims, name, r['models'], r['seconds'], r['cpu'], r['rows'], r['peak_mb']))
+    for n, dims in [(1, d) for d in args.dims] if args.wide else [(n, d) for n in args.charts for d in args.dims]:
+        for name, r in measure(n, dims, args.seconds, args.wide).items():
+            if 'failed' in r:
+                print('{:>7} {:>6} {:<23} {}'.format(n, n * dims, name, r['failed']))
+                continue
+            print('{:>7} {:>6} {:<23} {:>7} {:>8.1f} {:>8.1f} {:>7} {:>10.0f}'.format(
+                n, n * dims, name, r['models'], r['seconds'], r['cpu'], r['rows'], r['peak_mb']))
 
 
 if __name__ == '__main__':

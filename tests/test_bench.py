@@ -49,6 +49,7 @@ def test_report_leaves_out_runs_beside_no_baseline(tmp_path, capsys):
     ['update_every.py', 'recordings/netdata-1.37-long-a', '--every', '0'],
     ['smd_reference.py', '/nonexistent'], ['training_memory.py', '--charts', '37', '0'],
     ['training_memory.py', '--dims', '0'], ['soak.py', '/nonexistent'], ['soak.py', 'demo/recording', '--loops', '0'],
+    ['jobs_training.py', '/nonexistent'], ['jobs_training.py', '--jobs', '0'],
 ])
 def test_scripts_refuse_a_bad_argument_before_any_work(argv, monkeypatch, capsys):
     """A path that is no recording or dataset, a count under 1, a negative delay: the parser's
