@@ -632,9 +632,11 @@ def parse_job_config(raw, job_name=None):
         errors.append("key 'flag_min_n': must be <= flag_window_n ({}), got {}".format(
             cfg['flag_window_n'], cfg['flag_min_n']))
     hold = cfg['flag_hold_probability']
-    if isinstance(hold, bool) or not isinstance(hold, (int, float)) or not 0 < hold <= 1:
-        errors.append("key 'flag_hold_probability': expected a probability in (0, 1] (1: no hold), got {!r}".format(
-            hold))
+    if isinstance(hold, bool) or not isinstance(hold, (int, float)) or not 0.5 <= hold <= 1:
+        # a normal step's probability is as likely under 0.5 as over: below it a flag holds on
+        # ordinary steps (at 0.05, for 20 of them on average)
+        errors.append("key 'flag_hold_probability': expected a probability from 0.5 to 1 (1: no hold; below 0.5 a "
+                      "flag would stay up on ordinary steps), got {!r}".format(hold))
     squash = cfg['level_squash']
     if isinstance(squash, bool) or not isinstance(squash, (int, float)) or not (squash == 0 or 2 <= squash <= 1000):
         # below 2 standard deviations it would squash normal variation itself

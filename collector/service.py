@@ -147,14 +147,18 @@ class AnomaliesService(object):
     STALE_SECONDS = 60
 
     def __init__(self, configuration=None, name=None):
+        # python.d.plugin's base takes update_every out of the configuration as an int (2.5 runs
+        # as 2): the value given, checked as check-config checks it
+        given_every = configuration.get('update_every') if isinstance(configuration, dict) else None
         super(AnomaliesService, self).__init__(configuration=configuration, name=name)
         self.order = list(ORDER)
         self.definitions = copy.deepcopy(CHARTS)
         self.job_config = None
         self.config_errors = []
+        self.told_config_errors = False   # (said at the first check)
         try:
             raw = dict(self.configuration)
-            raw.setdefault('update_every', self.update_every)
+            raw.setdefault('update_every', self.update_every if given_every is None else given_every)
             # python.d.plugin's base takes these out of the job's configuration for its charts;
             # one it cannot use (quoted: '1000') fails the job's create() or its every update with
             # a TypeError, after this check: checked here too, as check-config checks them
@@ -214,14 +218,20 @@ class AnomaliesService(object):
 
     def check(self):
         if self.config_errors:
+            under_pythond = not isinstance(self, OwnSimpleService)
+            if self.told_config_errors and under_pythond:
+                # python.d.plugin checks a job whose check failed again every autodetection_retry
+                # seconds; its configuration, read once at its start, is what failed it: with 1,
+                # the same lines every second for good. A check that raises has the job dropped
+                raise ConfigError(['the configuration errors said when it was first checked stay until '
+                                   'python.d.plugin restarts, so the job is dropped rather than checked again'])
+            self.told_config_errors = True
             for e in self.config_errors:
                 self.error('configuration error, {}'.format(e))
             self.error('job not started: fix the configuration above')
             retry = self.configuration.get('autodetection_retry', 0)
-            if not isinstance(self, OwnSimpleService) and not isinstance(retry, (int, float)):
-                # python.d.plugin checks a job whose check fails again every autodetection_retry
-                # seconds, and stops on one that is no number (with every module's jobs): a check
-                # that raises has the job dropped instead
+            if under_pythond and not isinstance(retry, (int, float)):
+                # and it stops on an autodetection_retry that is no number (with every module's jobs)
                 raise ConfigError(["key 'autodetection_retry': {!r} is no number, so the job is dropped rather than "
                                    "checked again".format(retry)])
             return False

@@ -506,8 +506,9 @@ def test_detection_keys_defaults_and_checks():
     cfg = parse_job_config({})
     assert (cfg.level_features, cfg.flag_min_n, cfg.flag_window_n, cfg.train_exclude_flagged) == (True, 2, 3, True)
     assert cfg.flag_hold == 0.99 and parse_job_config({'flag_hold_probability': 1}).flag_hold is None
-    for bad in (1.5, 0, -0.1, 'high', True):
+    for bad in (1.5, 0, -0.1, 'high', True, 0.05, 0.49):   # (below 0.5 a flag holds on ordinary steps)
         assert any("key 'flag_hold_probability'" in e for e in errors_for({'flag_hold_probability': bad})), bad
+    assert parse_job_config({'flag_hold_probability': 0.5}).flag_hold == 0.5
     assert parse_job_config({}).flag_rearm_n == 30 and parse_job_config({'flag_rearm_n': 0}).flag_rearm_n == 0
     for bad in (-1, 3601, 'abc', True, 2.5):
         assert any("key 'flag_rearm_n'" in e for e in errors_for({'flag_rearm_n': bad})), bad

@@ -116,14 +116,14 @@ FRAMEWORK = '/usr/lib/netdata/python.d/python_modules'   # python.d.plugin's own
 
 
 @pytest.mark.parametrize('key, value', [('priority', '1000'), ('chart_cleanup', '10'), ('chart_cleanup', -1),
-                                        ('penalty', 'no')])
+                                        ('penalty', 'no'), ('update_every', 2.5)])
 def test_a_key_python_d_takes_out_of_the_job_before_it_sees_it_is_still_checked(monkeypatch, caplog, key, value):
     """python.d.plugin pops priority and chart_cleanup out of a job's configuration for its
     charts: a quoted one passed the job's check, then failed its create() (the job dropped with
     a TypeError, after its training and Prometheus port had started) or every update (no chart,
     a TypeError each second). It pops penalty too: quoted, 'no' is text, which it takes as true,
-    and the job's updates would slow down while its agent is away. The job refuses each as
-    check-config does, before starting anything."""
+    and the job's updates would slow down while its agent is away; and update_every, made an
+    int (2.5 ran as 2). The job refuses each as check-config does, before starting anything."""
     monkeypatch.syspath_prepend(FRAMEWORK)
     from bases.FrameworkServices.SimpleService import SimpleService
     from collector.service import AnomaliesService
@@ -141,16 +141,20 @@ def test_a_key_python_d_takes_out_of_the_job_before_it_sees_it_is_still_checked(
     assert job.detector is None
     assert "configuration error, key '{}': expected {}".format(
         key, 'true or false, unquoted' if key == 'penalty' else 'an integer') in caplog.text, caplog.text
-    assert not Service(configuration=configuration({'priority': 60000, 'penalty': False}.get(key, 0))).config_errors
+    fine = {'priority': 60000, 'penalty': False, 'update_every': 2}.get(key, 0)
+    assert not Service(configuration=configuration(fine)).config_errors
 
 
 def test_a_job_refused_with_an_autodetection_retry_that_is_no_number_does_not_stop_python_d(tmp_path):
     """python.d.plugin retries a job whose check fails every autodetection_retry seconds: one
     that is no number (quoted, '60') stopped the plugin a second later, with every module's jobs
-    (int % str). The job is dropped instead, after its configuration errors are said."""
+    (int % str). The job is dropped instead, after its configuration errors are said. One
+    retried every second (1) said the same three lines every second for good: its errors are
+    said once, and the job is dropped when checked again."""
     conf = _plugin_dirs(tmp_path)
     (conf / 'python.d' / 'anomalies.conf').write_text(
-        "other:\n  host: '127.0.0.1:1'\n  models_dir: none\nbad:\n  host: '127.0.0.1:1'\n  autodetection_retry: '60'\n")
+        "other:\n  host: '127.0.0.1:1'\n  models_dir: none\nbad:\n  host: '127.0.0.1:1'\n  autodetection_retry: '60'\n"
+        "typo:\n  host: '127.0.0.1:1'\n  autodetection_retry: 1\n  train_n_secs: -5\n")
     env = dict(os.environ, NETDATA_USER_PLUGINS_DIRS=str(tmp_path / 'plugins'), NETDATA_USER_CONFIG_DIR=str(conf),
                NETDATA_STOCK_CONFIG_DIR=STOCK_CONF, NETDATA_LIB_DIR=str(tmp_path / 'lib'),
                NETDATA_LOCK_DIR=str(tmp_path / 'lock'), NETDATA_INTERNALS_MONITORING='NO')
@@ -165,3 +169,5 @@ def test_a_job_refused_with_an_autodetection_retry_that_is_no_number_does_not_st
         raise AssertionError('python.d.plugin stopped (exit {}): {}'.format(proc.returncode, err))
     assert "anomalies[bad] : configuration error, key 'autodetection_retry'" in err, err
     assert 'anomalies[other] : check success' in err and 'Traceback' not in err, err
+    assert err.count("anomalies[typo] : configuration error, key 'train_n_secs'") == 1, err
+    assert err.count('dropped rather than checked again') == 2, err   # (bad's, and typo's at its second check)
