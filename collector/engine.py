@@ -21,7 +21,7 @@ from .features import absent_as_zero, feature_blocks, fill_missing
 from .netdata_api import (NODE_NOT_HELD, PARALLEL_READS, ChartListing, NetdataApi, NetdataError, agent_now, dim_key,
                           json_loads, split_key)
 from .problems import ProblemLog, count_of, first_few, gist, plural
-from .training import NO_DATA, NO_VALUES, ModelSpec, TrainingRequest, charts_by_host, make_trainer
+from .training import NO_DATA, NO_VALUES, ModelSpec, TrainingRequest, charts_by_host, make_trainer, training_elsewhere
 
 # steps between training attempts after a failed training (agent away, no data)
 RETRY_STEPS = 30
@@ -1102,6 +1102,7 @@ class AnomalyDetector:
         report, self._pending = self._pending, Step()
         self._collect_training(report)
         self._maybe_start_training(report, self.list_wait)
+        self._beside_other_trainings()
         self.steps += 1
         latest = self._fetch_latest()
         if not latest:
@@ -1135,6 +1136,21 @@ class AnomalyDetector:
                     self.problems.report('score', 'scoring failed: {!r}'.format(e))
             self._save_flagged(stamp)
         return report
+
+    def _beside_other_trainings(self):
+        """Another job's training runs in this process (python.d.plugin runs every job in one,
+        and they train one at a time): on the node it shows in the charts as the job's own
+        does, and no flag rises on the rows it shows in either (trained together, as before,
+        each job's own training hid the others'). For OWN_TRAINING_MAX_STEPS at most, as the
+        job's own."""
+        if not (self.trainings_take_agent_time and
+                training_elsewhere(self.trainer, OWN_TRAINING_MAX_STEPS * self.config.update_every)):
+            return
+        held = self.own_rows.start <= self.steps + 1 <= self.own_rows.stop
+        if not held:   # as at the job's own training's start
+            self.rising_before_training = self.above_ids & self.above_before
+        self.own_rows = range(self.own_rows.start if held else self.steps + 1,
+                              max(self.own_rows.stop if held else 0, self.steps + 2 + self.need))
 
     def _standing_still(self, stamp):
         """Whether the newest collection the agent answers has not moved for STILL_SECONDS (and

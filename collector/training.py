@@ -491,6 +491,7 @@ class _OneAtATime:
 
     def __init__(self):
         self._waiting = None   # a request that waits for another job's training to end
+        self._started = 0.0    # time.monotonic() its last training started
         _TRAINERS.add(self)
 
     def start(self, request):
@@ -515,6 +516,10 @@ class _OneAtATime:
             return TrainingResult(error='cannot start training: {!r}'.format(e))
         return None
 
+    def running_for(self):
+        """Seconds its training has run, or None when none runs."""
+        return time.monotonic() - self._started if self.running else None
+
     def _wait_to_start(self, until):
         """Start the waiting training once no other job's runs, by ``until`` (monotonic; None:
         however long); whether none waits."""
@@ -523,6 +528,12 @@ class _OneAtATime:
                 return False
             time.sleep(0.05)
         return True
+
+
+def training_elsewhere(trainer, seconds):
+    """Whether another job's training has run in this process for less than ``seconds``."""
+    ran = [t.running_for() for t in list(_TRAINERS) if t is not trainer]
+    return any(r is not None and r < seconds for r in ran)
 
 
 class ThreadTrainer(_OneAtATime):
@@ -548,6 +559,7 @@ class ThreadTrainer(_OneAtATime):
             except Exception as e:  # never let a training bug kill the job
                 self._result = TrainingResult(error='training crashed: {!r}'.format(e))
         self._result = None
+        self._started = time.monotonic()
         self._thread = threading.Thread(target=work, name='anomalies-train', daemon=True)
         self._thread.start()
 
@@ -619,7 +631,6 @@ class SubprocessTrainer(_OneAtATime):
         self._proc = None
         self._reader = None
         self._result = [None]
-        self._started = 0.0
         self._ending = []   # trainings whose result came, reaped once they have exited
 
     @property

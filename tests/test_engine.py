@@ -209,6 +209,49 @@ def test_trainings_back_to_back_hold_every_step_between_them(replay, logger):
     det.close()
 
 
+def test_another_jobs_training_holds_the_steps_it_shows_in_as_the_jobs_own_does(replay, logger):
+    """Jobs in one process train one at a time: another job's training on the same node shows in
+    the charts as the job's own does (trained together, before, each one's own hid the others').
+    No flag rises in the rows it runs through and the job's need after, and not after
+    OWN_TRAINING_MAX_STEPS, as for the job's own."""
+    import collector.training as training
+
+    class Other:   # another job's trainer, in the process's registry, whose training runs for `ran` s
+        ran = None
+
+        def running_for(self):
+            return self.ran
+    det = make_detector(replay, logger)
+    run_until_trained(det, replay)
+    for _ in range(det.need + 2):   # past its own training's rows
+        det.step()
+        replay.clock.advance(1)
+    other = Other()
+    training._TRAINERS.add(other)
+    try:
+        assert det.steps + 1 not in det.own_rows
+        other.ran = 1.0
+        held = []
+        for _ in range(5):
+            det.step()
+            replay.clock.advance(1)
+            held.append(det.steps in det.own_rows)
+        other.ran = None   # it ended
+        after = []
+        for _ in range(det.need + 3):
+            det.step()
+            replay.clock.advance(1)
+            after.append(det.steps in det.own_rows)
+        assert all(held) and after[:det.need] == [True] * det.need and not any(after[det.need + 1:]), (held, after)
+        other.ran = float(engine.OWN_TRAINING_MAX_STEPS)   # one that has run that long hides no more
+        det.step()
+        replay.clock.advance(1)
+        assert det.steps not in det.own_rows
+    finally:
+        training._TRAINERS.discard(other)
+    det.close()
+
+
 @pytest.mark.parametrize('conf, said', [
     ({'offset_n_secs': 100000}, 'in the window ending offset_n_secs (100000 s) back'),
     ({'initial_train_data_after': START - 9000, 'initial_train_data_before': START - 8000},
