@@ -211,6 +211,7 @@ class AnomalyDetector:
         self.custom_charts = {}   # custom model id -> (its columns, [(host, chart)] they come from)
         self.custom_rows = (None, None, [])   # (batch, specs, [(row, spec)] of its custom models)
         self.own_rows = range(0)   # the steps whose features hold the job's own last training
+        self.own_waits = False   # its training asked for waits for another job's to end (training._OneAtATime)
         self.above_ids = frozenset()   # models above the threshold at the last step scored
         self.above_before = frozenset()   # and at the step before it
         self.rising_before_training = frozenset()   # and those at the last training's start
@@ -465,16 +466,8 @@ class AnomalyDetector:
             self._retry_full_training_soon(full_due)
             return
         self.training_started, self.training_step = self.clock(), self.steps
-        # the row this step reads was collected before the process started; the next ones may not be
-        # (a training that starts while the last one's rows are still held holds on from them)
-        first = self.own_rows.start if self.own_rows.start <= self.steps + 2 <= self.own_rows.stop else self.steps + 2
-        if first == self.steps + 2:
-            # what already read above the threshold before the process started is not its doing:
-            # an incident that starts a process group retrains the charts it is new on, and
-            # those charts' flags must not wait for that training (above at the two steps before
-            # it: a one-step blip would leave the chart open to the training's own work)
-            self.rising_before_training = self.above_ids & self.above_before
-        self.own_rows = range(first, self.steps + 2 + OWN_TRAINING_MAX_STEPS)
+        self.own_waits = self.trainer.waiting
+        self._hold_own_training()
         self.training_quiet = not full_due and all(s.model_id in self.waiting or s.model_id in self.untrained
                                                    for s in todo)
         if not self.training_quiet:
@@ -482,6 +475,21 @@ class AnomalyDetector:
                 plural(len(todo), 'model'), int(before - after),
                 '' if full_due else " (levels a reboot changed)" if all(
                     s.model_id in self.reboot_changed for s in todo) else ' (new charts or dimensions)'))
+
+    def _hold_own_training(self):
+        """No flag rises on the rows of the job's own training, starting now, for
+        OWN_TRAINING_MAX_STEPS at most."""
+        # the row this step reads was collected before the process started; the next ones may not be
+        # (a training that starts while the last one's rows are still held holds on from them)
+        held = self.own_rows.start <= self.steps + 2 <= self.own_rows.stop
+        if not held:
+            # what already read above the threshold before the process started is not its doing:
+            # an incident that starts a process group retrains the charts it is new on, and
+            # those charts' flags must not wait for that training (above at the two steps before
+            # it: a one-step blip would leave the chart open to the training's own work)
+            self.rising_before_training = self.above_ids & self.above_before
+        self.own_rows = range(self.own_rows.start if held else self.steps + 2,
+                              max(self.own_rows.stop if held else 0, self.steps + 2 + OWN_TRAINING_MAX_STEPS))
 
     def _ask_for(self, specs):
         """The charts each step asks for: those of ``specs``. A step's time is the newest
@@ -573,6 +581,7 @@ class AnomalyDetector:
         result = self.trainer.poll()
         if result is None:
             return
+        self.own_waits = False
         took = self.clock() - self.training_started if self.training_started else 0.0
         self.trainings += 1   # (how many trainings ended: for the tests and the harnesses)
         # the training process's CPU, memory, forks and reads show in the rows read while it ran
@@ -1143,8 +1152,15 @@ class AnomalyDetector:
         does, and no flag rises on the rows it shows in either (trained together, as before,
         each job's own training hid the others'). For OWN_TRAINING_MAX_STEPS at most, as the
         job's own."""
-        if not (self.trainings_take_agent_time and
-                training_elsewhere(self.trainer, OWN_TRAINING_MAX_STEPS * self.config.update_every)):
+        if not self.trainings_take_agent_time:
+            return
+        if self.own_waits and not self.trainer.waiting:
+            # the job's own training, which waited for another job's, started at this step's
+            # poll: held from here as one started at once (held from when it was asked for, it
+            # ran open once the wait had taken OWN_TRAINING_MAX_STEPS)
+            self.own_waits = False
+            self._hold_own_training()
+        if not training_elsewhere(self.trainer, OWN_TRAINING_MAX_STEPS * self.config.update_every):
             return
         held = self.own_rows.start <= self.steps + 1 <= self.own_rows.stop
         if not held:   # as at the job's own training's start

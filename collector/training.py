@@ -498,6 +498,11 @@ class _OneAtATime:
         self._waiting = request
         self._start_when_free()
 
+    @property
+    def waiting(self):
+        """Whether a training asked for waits for another job's to end."""
+        return self._waiting is not None
+
     def _start_when_free(self):
         """Start the waiting training unless another job's runs; whether it started."""
         with _SLOT:
