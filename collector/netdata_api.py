@@ -248,7 +248,12 @@ class _ReadsByDeadline(io.RawIOBase):
         if left <= 0:
             raise _NotWhole(self.whole)
         self.sock.settimeout(min(left, self.per_read))
-        return self.raw.readinto(buffer)
+        try:
+            return self.raw.readinto(buffer)
+        except socket.timeout:
+            if left < self.per_read < self.whole:   # the answer's time ran out, not a read's: told as the answer's
+                raise _NotWhole(self.whole) from None
+            raise
 
     def close(self):
         if not self.closed:

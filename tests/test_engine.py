@@ -2043,6 +2043,12 @@ def test_an_answer_that_trickles_in_is_given_up_after_the_timeout_not_after_each
         monkeypatch.setattr(netdata_api, 'LIST_TIMEOUTS', 1)
         with pytest.raises(NetdataError, match=r'cannot reach .*\(no answer in 1 s\)'):
             NetdataApi(host, timeout=1.0).charts()
+        # one that does not come whole in LIST_TIMEOUTS x api_timeout is told so, not as one read's
+        monkeypatch.setattr(netdata_api, 'LIST_TIMEOUTS', 2)
+        began = time.monotonic()
+        with pytest.raises(NetdataError, match=r'cannot reach .*\(no answer in 2 s\)') as raised:
+            NetdataApi(host + '/headers', timeout=1.0).charts()
+        assert time.monotonic() - began < 3.0 and raised.value.timed_out == 2.0
 
 
 def test_subprocess_trainer_returns_models_and_stops_a_hung_training(replay, monkeypatch):
