@@ -15,6 +15,7 @@ import ssl
 import threading
 import time
 import warnings
+import weakref
 from urllib.parse import quote
 
 import numpy as np
@@ -279,13 +280,16 @@ class _KeepAlive:
 
     def _response_class(self):
         import http.client
-        link = self
+        # (not the link itself: the link holds the class, and a cycle would keep the link's socket
+        # open, once it is dropped unclosed, until a garbage collection)
+        link = weakref.ref(self)
 
         class ResponseByDeadline(http.client.HTTPResponse):
             def __init__(self, sock, *args, **kwargs):
                 super().__init__(sock, *args, **kwargs)
-                self.fp = io.BufferedReader(_ReadsByDeadline(self.fp.detach(), sock, link.deadline, link.whole,
-                                                             link.per_read))
+                at = link()
+                self.fp = io.BufferedReader(_ReadsByDeadline(self.fp.detach(), sock, at.deadline, at.whole,
+                                                             at.per_read))
         return ResponseByDeadline
 
     def get(self, path, timeout, whole=None):

@@ -2051,6 +2051,23 @@ def test_an_answer_that_trickles_in_is_given_up_after_the_timeout_not_after_each
         assert time.monotonic() - began < 3.0 and raised.value.timed_out == 2.0
 
 
+def test_a_connection_dropped_unclosed_lets_go_of_its_socket_at_once(replay):
+    """A NetdataApi let go of without close() (a one-off read of an agent's uptime) closes its
+    connection as it goes, as before answers were read by a deadline: not at a garbage
+    collection, minutes later, with a socket held open to the agent meanwhile."""
+    import gc
+    import weakref
+    api = NetdataApi(replay.host)
+    api.allmetrics()
+    link = weakref.ref(api._links['main'])
+    sock = weakref.ref(api._links['main'].conn.sock)
+    gc.disable()
+    try:
+        del api
+        assert link() is None and sock() is None
+    finally:
+        gc.enable()
+
 def test_subprocess_trainer_returns_models_and_stops_a_hung_training(replay, monkeypatch):
     from collector.training import ModelSpec, SubprocessTrainer, TrainingRequest
     cfg = parse_job_config({'host': replay.host, 'train_n_secs': 300})
