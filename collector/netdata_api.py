@@ -79,6 +79,9 @@ PARALLEL_READS = 4
 NO_ANSWER = 'no answer in'   # how a timed-out read is told, in messages that pass it on as text
 # the chart list must come whole within this many api_timeouts (each of its reads within one)
 LIST_TIMEOUTS = 6
+# ... and a training's window of a chart within this many of its reads' timeouts (30 s at most):
+# a wide chart's window is tens of MB, which a parent across a slow link sends over minutes
+WINDOW_TIMEOUTS = 10
 
 
 # the agent's answer (HTTP 404) to a path under /host/<name>/ for a node it does not hold
@@ -466,17 +469,18 @@ class NetdataApi:
             raise NetdataError('{}/api/v1/charts has no "charts" object'.format(self.base_url))
         return {cid: c for cid, c in charts.items() if isinstance(c, dict) and c.get('context') == context}
 
-    def data(self, chart, after, before=0, points=0, group=None):
+    def data(self, chart, after, before=0, points=0, group=None, whole=None):
         """One chart's stored values: ``(dimension names, [[time, values...], ...])`` oldest first.
 
         Every dimension, hidden ones too (system.cpu's idle): the agent leaves them out unless
-        asked, while allmetrics, and so each step, has them.
+        asked, while allmetrics, and so each step, has them. ``whole``: the seconds the answer
+        may take to come whole (default the timeout, as each of its reads).
         """
         path = ('/api/v1/data?chart={}&after={}&before={}&points={}&format=json&options=flip&dimensions=*'
                 .format(quote(chart, safe=''), int(after), int(before), int(points)))
         if group:   # how grouped rows are made ('max'); the agent's default is the average
             path += '&group=' + group
-        body = self._get_json(path)
+        body = self._get_json(path, whole=whole)
         try:
             return list(body['labels'][1:]), [list(r) for r in body['data']]
         except (KeyError, TypeError):
@@ -773,7 +777,7 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
         host, chart = task
         api = NetdataApi(host, protocol, username, password, tls_verify, timeout=min(float(timeout), 30.0))
         try:
-            labels, rows = api.data(chart, after, before, points)
+            labels, rows = api.data(chart, after, before, points, whole=WINDOW_TIMEOUTS * api.timeout)
             timed = [r for r in rows if _is_time(r[0])]
             notes = []
             if len(timed) < len(rows):   # a row without a time cannot be joined with the other charts

@@ -247,6 +247,11 @@ def test_another_jobs_training_holds_the_steps_it_shows_in_as_the_jobs_own_does(
         det.step()
         replay.clock.advance(1)
         assert det.steps not in det.own_rows
+        other.ran = 1.0   # nor one beside a job reading another machine's charts (a child, a remote agent)
+        det.reads_this_machine = False
+        det.step()
+        replay.clock.advance(1)
+        assert det.steps not in det.own_rows
     finally:
         training._TRAINERS.discard(other)
     det.close()
@@ -2010,6 +2015,8 @@ class _Trickling(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path.endswith('/api/v1/charts'):
             body = b'{"charts": {}}' + b' ' * 26
+        elif '/api/v1/data' in self.path:   # (1.8 s)
+            body = b'{"labels": ["time", "user"], "data": [[1000, 5]]}'
         else:
             body = b'{"system.cpu": {"dimensions": {}}}' + b' ' * 200
         head = b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n' % len(body)
@@ -2049,6 +2056,13 @@ def test_an_answer_that_trickles_in_is_given_up_after_the_timeout_not_after_each
         with pytest.raises(NetdataError, match=r'cannot reach .*\(no answer in 2 s\)') as raised:
             NetdataApi(host + '/headers', timeout=1.0).charts()
         assert time.monotonic() - began < 3.0 and raised.value.timed_out == 2.0
+        # a training's read of a chart's window (tens of MB for a wide chart, over a slow link)
+        # may take WINDOW_TIMEOUTS of its reads' timeout to come whole
+        with pytest.raises(NetdataError, match=r'\(no answer in 1 s\)'):
+            NetdataApi(host, timeout=1.0).data('system.cpu', -10)
+        df, _, problems = netdata_api._fetch_directly({host: ['system.cpu']}, -10, 0, 'http', None, None, True,
+                                                      1.0, 0, 'netdata-pandas did not read it')
+        assert df.to_numpy().tolist() == [[5.0]] and not problems, problems
 
 
 def test_a_connection_dropped_unclosed_lets_go_of_its_socket_at_once(replay):
