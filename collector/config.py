@@ -387,6 +387,23 @@ def node_read(host):
     return node or None
 
 
+def on_this_machine(host, hostname=None):
+    """Whether the agent a job reads (``host``) runs where the job does: a loopback address,
+    'localhost' or this machine's name (``hostname``, default its own), not a child read
+    through it. What runs here (a training) shows in such an agent's charts only."""
+    import ipaddress
+    import socket
+    if not isinstance(host, str) or node_read(host):
+        return False
+    netloc = host.strip().partition('/')[0]
+    name = netloc[1:netloc.find(']')] if netloc.startswith('[') else netloc.rsplit(':', 1)[0]
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        here = hostname if hostname is not None else socket.gethostname()
+        return name.lower().rstrip('.') in ('localhost', 'localhost.localdomain', here.lower())
+
+
 # a job reading a node through a parent charts on the agent it runs on (the parent): its charts'
 # titles end in ' (node <child>)', so the dashboard and `top --host parent/host/child` can tell;
 # /api/v1/charts lists a title with ' (<chart id>)' after it

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import flagged_spans, memory, persist, ring, saved_models, stored_rows
 from .batch import BatchScorer, Layout
-from .config import chart_in_scope
+from .config import chart_in_scope, on_this_machine
 from .flagged_spans import FlagFile
 from .flags import FlagPolicy
 from .features import absent_as_zero, feature_blocks, fill_missing
@@ -226,6 +226,9 @@ class AnomalyDetector:
         # a replay waits for each training on a stopped clock, so its rows never show one; on an
         # agent every training shows in the rows read from its start to `need` after its end
         self.trainings_take_agent_time = True
+        # whether what runs here shows in the charts read: not those of a child read through a
+        # parent, nor a remote agent's (another job's training is no work of theirs)
+        self.reads_this_machine = on_this_machine(config.host)
         self.kept_flagged = set()  # models whose last training kept their flagged steps (said once)
         self.layout = self.ring = self.ring_stamps = None   # laid out by _rebuild
         self._rebuild({})
@@ -1151,7 +1154,8 @@ class AnomalyDetector:
         and they train one at a time): on the node it shows in the charts as the job's own
         does, and no flag rises on the rows it shows in either (trained together, as before,
         each job's own training hid the others'). For OWN_TRAINING_MAX_STEPS at most, as the
-        job's own."""
+        job's own; not for a job reading another machine's charts (a child through its parent,
+        a remote agent), where it never shows."""
         if not self.trainings_take_agent_time:
             return
         if self.own_waits and not self.trainer.waiting:
@@ -1160,7 +1164,8 @@ class AnomalyDetector:
             # ran open once the wait had taken OWN_TRAINING_MAX_STEPS)
             self.own_waits = False
             self._hold_own_training()
-        if not training_elsewhere(self.trainer, OWN_TRAINING_MAX_STEPS * self.config.update_every):
+        if not (self.reads_this_machine and
+                training_elsewhere(self.trainer, OWN_TRAINING_MAX_STEPS * self.config.update_every)):
             return
         held = self.own_rows.start <= self.steps + 1 <= self.own_rows.stop
         if not held:   # as at the job's own training's start

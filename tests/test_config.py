@@ -753,3 +753,13 @@ def test_check_config_as_root_says_what_the_agents_user_may_not_write(tmp_path):
     folder.chmod(0o777)
     assert 'not writable' not in check_config_output(conf, '--user', user)
     assert 'no such user here' in check_config_output(conf, '--user', 'no-such-user-x')
+
+
+def test_a_job_reads_this_machine_only_through_a_loopback_address_or_its_name():
+    """Another job's training, here, shows in the charts of an agent on this machine only."""
+    from collector.config import on_this_machine
+    here = ['127.0.0.1:19999', 'localhost:19999', '[::1]:19999', 'LOCALHOST', '127.0.1.1', 'box:19999', 'box.']
+    elsewhere = ['10.0.0.5:19999', 'parent:19999', '127.0.0.1:19999/host/child', 'localhost/host/child', '', None,
+                 '[fe80::1]:19999']
+    assert [h for h in here if not on_this_machine(h, hostname='box')] == []
+    assert [h for h in elsewhere if on_this_machine(h, hostname='box')] == []
