@@ -481,6 +481,12 @@ def _fit_batch(request, specs, df, index, problems, result):
 # process): one training runs at a time, the others' wait for it. Jobs reading a parent's
 # children start together and trained together: 4 jobs peaked at 480 MiB at once
 _TRAINERS = weakref.WeakSet()
+_LISTED = threading.Lock()   # a set must not change while another thread lists it (a job's start)
+
+
+def _trainers():
+    with _LISTED:
+        return list(_TRAINERS)
 _SLOT = threading.Lock()
 
 
@@ -492,7 +498,8 @@ class _OneAtATime:
     def __init__(self):
         self._waiting = None   # a request that waits for another job's training to end
         self._started = 0.0    # time.monotonic() its last training started
-        _TRAINERS.add(self)
+        with _LISTED:
+            _TRAINERS.add(self)
 
     def start(self, request):
         self._waiting = request
@@ -506,7 +513,7 @@ class _OneAtATime:
     def _start_when_free(self):
         """Start the waiting training unless another job's runs; whether it started."""
         with _SLOT:
-            if any(t is not self and t.running for t in list(_TRAINERS)):
+            if any(t is not self and t.running for t in _trainers()):
                 return False
             request, self._waiting = self._waiting, None
             self._launch(request)
@@ -537,7 +544,7 @@ class _OneAtATime:
 
 def training_elsewhere(trainer, seconds):
     """Whether another job's training has run in this process for less than ``seconds``."""
-    ran = [t.running_for() for t in list(_TRAINERS) if t is not trainer]
+    ran = [t.running_for() for t in _trainers() if t is not trainer]
     return any(r is not None and r < seconds for r in ran)
 
 
