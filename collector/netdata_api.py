@@ -387,7 +387,7 @@ class NetdataApi:
             raise NetdataError('{} {}: not an agent\'s answer, left unread'.format(shown, e),
                                '{} {}: not an agent\'s answer, left unread'.format(self.host, e))
         except Exception as e:  # socket, TLS and HTTP errors alike: the agent could not be read
-            why = '{}: {}'.format(e.__class__.__name__, str(e)[:160])
+            why = '{}: {}'.format('TimeoutError' if isinstance(e, _NotWhole) else e.__class__.__name__, str(e)[:160])
             waited = None
             if isinstance(e, (TimeoutError, socket.timeout)):
                 waited = e.seconds if isinstance(e, _NotWhole) else timeout or self.timeout
