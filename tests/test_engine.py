@@ -209,26 +209,43 @@ def test_trainings_back_to_back_hold_every_step_between_them(replay, logger):
     det.close()
 
 
+class _OtherJobsTrainer:
+    """Another job's trainer, in the process's registry, whose training has run for ``ran``
+    seconds (None: none runs)."""
+    ran = None
+
+    @property
+    def running(self):
+        return self.ran is not None
+
+    def running_for(self):
+        return self.ran
+
+
+@contextlib.contextmanager
+def _beside_another_job(replay, logger):
+    """A job trained and past its own training's rows, and another job's trainer: ``(det, other)``."""
+    import collector.training as training
+    det = make_detector(replay, logger)
+    run_until_trained(det, replay)
+    for _ in range(det.need + 2):
+        det.step()
+        replay.clock.advance(1)
+    other = _OtherJobsTrainer()
+    training._TRAINERS.add(other)
+    try:
+        yield det, other
+    finally:
+        training._TRAINERS.discard(other)
+        det.close()
+
+
 def test_another_jobs_training_holds_the_steps_it_shows_in_as_the_jobs_own_does(replay, logger):
     """Jobs in one process train one at a time: another job's training on the same node shows in
     the charts as the job's own does (trained together, before, each one's own hid the others').
     No flag rises in the rows it runs through and the job's need after, and not after
     OWN_TRAINING_MAX_STEPS, as for the job's own."""
-    import collector.training as training
-
-    class Other:   # another job's trainer, in the process's registry, whose training runs for `ran` s
-        ran = None
-
-        def running_for(self):
-            return self.ran
-    det = make_detector(replay, logger)
-    run_until_trained(det, replay)
-    for _ in range(det.need + 2):   # past its own training's rows
-        det.step()
-        replay.clock.advance(1)
-    other = Other()
-    training._TRAINERS.add(other)
-    try:
+    with _beside_another_job(replay, logger) as (det, other):
         assert det.steps + 1 not in det.own_rows
         other.ran = 1.0
         held = []
@@ -252,35 +269,14 @@ def test_another_jobs_training_holds_the_steps_it_shows_in_as_the_jobs_own_does(
         det.step()
         replay.clock.advance(1)
         assert det.steps not in det.own_rows
-    finally:
-        training._TRAINERS.discard(other)
-    det.close()
 
 
 def test_a_training_that_waited_for_another_jobs_is_held_from_its_own_start(replay, logger, monkeypatch):
     """A training asked for while another job's runs starts when that one ends: its own work
     shows in the rows from then on, and no flag rises on them, as when it starts at once (held
     from when it was asked for, it ran open once the wait had taken its OWN_TRAINING_MAX_STEPS)."""
-    import collector.training as training
     monkeypatch.setattr(engine, 'OWN_TRAINING_MAX_STEPS', 10)
-
-    class Other:   # another job's trainer, in the process's registry, whose training runs for `ran` s
-        ran = None
-
-        @property
-        def running(self):
-            return self.ran is not None
-
-        def running_for(self):
-            return self.ran
-    det = make_detector(replay, logger)
-    run_until_trained(det, replay)
-    for _ in range(det.need + 2):   # past its own training's rows
-        det.step()
-        replay.clock.advance(1)
-    other = Other()
-    training._TRAINERS.add(other)
-    try:
+    with _beside_another_job(replay, logger) as (det, other):
         other.ran = 0.0
         det.next_training = det.steps + 1   # a training asked for while the other job's runs
         for _ in range(engine.OWN_TRAINING_MAX_STEPS + det.need + 5):
@@ -291,20 +287,19 @@ def test_a_training_that_waited_for_another_jobs_is_held_from_its_own_start(repl
         other.ran = None   # it ended: this job's training starts at its next step
         replay.data_delay = 0.3   # each window read takes that long: the training runs some steps
         open_steps, ran, started = [], 0, None
-        while ran < 100 and (ran < 2 or det.trainer.busy):
-            det.step()
-            replay.clock.advance(1)
-            ran += 1
-            if det.trainer.running and started is None:
-                started = det.steps   # (its row was read before the training started)
-            elif det.trainer.running and det.steps not in det.own_rows:
-                open_steps.append(det.steps)
-            time.sleep(0.05)
+        try:
+            while ran < 100 and (ran < 2 or det.trainer.busy):
+                det.step()
+                replay.clock.advance(1)
+                ran += 1
+                if det.trainer.running and started is None:
+                    started = det.steps   # (its row was read before the training started)
+                elif det.trainer.running and det.steps not in det.own_rows:
+                    open_steps.append(det.steps)
+                time.sleep(0.05)
+        finally:
+            replay.data_delay = 0
         assert det.trainings == 2 and started is not None and open_steps == [], open_steps
-    finally:
-        training._TRAINERS.discard(other)
-        replay.data_delay = 0
-    det.close()
 
 
 @pytest.mark.parametrize('conf, said', [
