@@ -192,6 +192,7 @@ class AnomalyDetector:
         self.initial_done = False
         self.training_fixed = False   # whether the training in flight reads initial_train_data_after/before
         self.training_started = None
+        self.training_waited = 0.0   # seconds the last training waited for another job's to end
         self._pending = Step()  # changes made outside step() (start), reported by the next step
         self.missing = set()    # models whose dimensions had no value last step
         self.wanted = {}        # host -> charts to ask for each step (all until the first discovery)
@@ -226,6 +227,7 @@ class AnomalyDetector:
         # a replay waits for each training on a stopped clock, so its rows never show one; on an
         # agent every training shows in the rows read from its start to `need` after its end
         self.trainings_take_agent_time = True
+        self.started = False          # start() called (by the job's create())
         # whether what runs here shows in the charts read: not those of a child read through a
         # parent, nor a remote agent's (another job's training is no work of theirs)
         self.reads_this_machine = on_this_machine(config.host)
@@ -468,7 +470,7 @@ class AnomalyDetector:
             self.problems.report('training', 'cannot start training: {!r}'.format(e))
             self._retry_full_training_soon(full_due)
             return
-        self.training_started, self.training_step = self.clock(), self.steps
+        self.training_started, self.training_step, self.training_waited = self.clock(), self.steps, 0.0
         self.own_waits = self.trainer.waiting
         self._hold_own_training()
         self.training_quiet = not full_due and all(s.model_id in self.waiting or s.model_id in self.untrained
@@ -626,13 +628,15 @@ class AnomalyDetector:
         sampled = [fm.info['rows'] for fm in result.models.values() if 'sampled_from' in fm.info]
         cut = [(fm.info['window_cut_for_width'], m) for m, fm in result.models.items()
                if 'window_cut_for_width' in fm.info]
-        self.log.info('trained {} on {} rows{}{} in {:.1f}s ({:.1f} cpu-s){}'.format(
+        self.log.info('trained {} on {} rows{}{} in {:.1f}s ({:.1f} cpu-s){}{}'.format(
             plural(len(result.models), 'model'), result.rows,
             ' ({} of them on a sample of {} rows: train_max_n, the model\'s own cap, or a wide chart\'s)'.format(
                 len(sampled), max(sampled)) if sampled else '',
             ' ({} read over the newest {} s only, too wide to read whole: {})'.format(
                 plural(len(cut), 'chart'), min(cut)[0], first_few(sorted(m for _, m in cut))) if cut else '',
-            took, result.cpu_seconds, ', {} not trained'.format(len(result.errors)) if result.errors else ''))
+            took, result.cpu_seconds, ', {} not trained'.format(len(result.errors)) if result.errors else '',
+            ", after {:.0f}s waiting for another job's training".format(self.training_waited)
+            if self.training_waited >= 1 else ''))
 
     def _training_failed(self, error):
         """A whole training failed: retried ever further apart (30 steps, doubling up to
@@ -920,6 +924,7 @@ class AnomalyDetector:
 
     def start(self):
         """Load the saved models that still fit, and start training the rest now."""
+        self.started = True
         if self.models_dir:
             # (reads the agent's machine GUID once it lists its charts, then the flagged steps
             # saved: an agent that answers only later has them read then, checked against it)
@@ -1156,14 +1161,17 @@ class AnomalyDetector:
         each job's own training hid the others'). For OWN_TRAINING_MAX_STEPS at most, as the
         job's own; not for a job reading another machine's charts (a child through its parent,
         a remote agent), where it never shows."""
-        if not self.trainings_take_agent_time:
-            return
         if self.own_waits and not self.trainer.waiting:
             # the job's own training, which waited for another job's, started at this step's
-            # poll: held from here as one started at once (held from when it was asked for, it
-            # ran open once the wait had taken OWN_TRAINING_MAX_STEPS)
+            # poll: timed and held from here as one started at once (held from when it was asked
+            # for, it ran open once the wait had taken OWN_TRAINING_MAX_STEPS)
             self.own_waits = False
-            self._hold_own_training()
+            now = self.clock()
+            self.training_waited, self.training_started = now - self.training_started, now
+            if self.trainings_take_agent_time:
+                self._hold_own_training()
+        if not self.trainings_take_agent_time:
+            return
         if not (self.reads_this_machine and
                 training_elsewhere(self.trainer, OWN_TRAINING_MAX_STEPS * self.config.update_every)):
             return

@@ -264,9 +264,18 @@ class AnomaliesService(object):
         if not cfg.train_every_n:
             self.info('train_every_n 0: models are trained once (and charts that appear, when they do), never '
                       'retrained')
-        self.exporter = self._start_exporter(cfg)
-        self.detector.start()
         return True
+
+    def create(self):
+        """The charts, then what the job starts: its training and its Prometheus export.
+        python.d.plugin creates a job only once it holds the job's lock, and drops one another
+        python.d process serves (a ``python.d.plugin debug`` run beside the agent's) after its
+        check(): started there, they outlived the job."""
+        made = super(AnomaliesService, self).create()
+        if self.detector is not None and not self.detector.started:
+            self.exporter = self._start_exporter(self.job_config)
+            self.detector.start()
+        return made
 
     def _start_exporter(self, cfg):
         """Prometheus textfile and/or port, when configured; a failure is logged, never fatal."""

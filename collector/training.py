@@ -488,21 +488,28 @@ def _trainers():
     with _LISTED:
         return list(_TRAINERS)
 _SLOT = threading.Lock()
+# a waiting training whose job has not polled for this long (a job python.d stopped updating)
+# keeps no other job's from its turn
+GONE_WAITER_SECONDS = 120
 
 
 class _OneAtATime:
     """A trainer whose training, asked for while another job's runs, starts when that one ends
-    (at a ``poll``, or in ``wait``): to its job it is only a training that takes longer.
+    (at a ``poll``, or in ``wait``): to its job it is only a training that takes longer. Waiting
+    trainings start in the order they were asked for: the job that steps most often would
+    otherwise take every turn while trainings are asked for faster than they end.
     Subclasses give ``_launch(request)`` and ``running``."""
 
     def __init__(self):
         self._waiting = None   # a request that waits for another job's training to end
+        self._asked = 0.0      # time.monotonic() it was asked for
+        self._looked = 0.0     # time.monotonic() its job last looked whether it may start
         self._started = 0.0    # time.monotonic() its last training started
         with _LISTED:
             _TRAINERS.add(self)
 
     def start(self, request):
-        self._waiting = request
+        self._waiting, self._asked = request, time.monotonic()
         self._start_when_free()
 
     @property
@@ -513,7 +520,11 @@ class _OneAtATime:
     def _start_when_free(self):
         """Start the waiting training unless another job's runs; whether it started."""
         with _SLOT:
-            if any(t is not self and t.running for t in _trainers()):
+            now = self._looked = time.monotonic()
+            others = [t for t in _trainers() if t is not self]
+            if any(t.running for t in others) or any(
+                    t._waiting is not None and t._asked < self._asked and now - t._looked < GONE_WAITER_SECONDS
+                    for t in others):
                 return False
             request, self._waiting = self._waiting, None
             self._launch(request)

@@ -213,6 +213,7 @@ class _OtherJobsTrainer:
     """Another job's trainer, in the process's registry, whose training has run for ``ran``
     seconds (None: none runs)."""
     ran = None
+    _waiting = None   # (none of its own waits)
 
     @property
     def running(self):
@@ -284,6 +285,7 @@ def test_a_training_that_waited_for_another_jobs_is_held_from_its_own_start(repl
             replay.clock.advance(1)
             other.ran += 1.0
         assert det.trainer.busy and not det.trainer.running
+        time.sleep(1.5)   # (the wait is told once it takes a second or more)
         other.ran = None   # it ended: this job's training starts at its next step
         replay.data_delay = 0.3   # each window read takes that long: the training runs some steps
         open_steps, ran, started = [], 0, None
@@ -300,6 +302,10 @@ def test_a_training_that_waited_for_another_jobs_is_held_from_its_own_start(repl
         finally:
             replay.data_delay = 0
         assert det.trainings == 2 and started is not None and open_steps == [], open_steps
+    # its time is told from its own start, and the wait beside it
+    trained = [m for _, m in logger.lines if m.startswith('trained ')]
+    took = re.search(r' in ([0-9.]+)s \(.*, after ([0-9]+)s waiting for another job\'s training$', trained[-1])
+    assert took and float(took.group(1)) < 1.5 <= float(took.group(2)) + 0.5, trained
 
 
 @pytest.mark.parametrize('conf, said', [
@@ -2104,7 +2110,9 @@ def test_jobs_in_one_process_train_one_at_a_time_and_each_gets_its_models(replay
     """python.d.plugin runs every job in one process, and jobs reading a parent's children
     start, and train, together: 4 jobs peaked at 480 MiB at once. A training asked for while
     another job's runs waits for it (its job sees a training that takes longer), in a thread
-    as in a process."""
+    as in a process, and the waiting ones start in the order they were asked for (the job
+    that looked most often took every turn while trainings were asked for faster than they
+    ended)."""
     from collector.training import ModelSpec, SubprocessTrainer, TrainingRequest
     cfg = parse_job_config({'host': replay.host, 'train_n_secs': 300})
     request = TrainingRequest(cfg, [ModelSpec('system.cpu', replay.host, chart='system.cpu')], -300, 0)
@@ -2118,6 +2126,8 @@ def test_jobs_in_one_process_train_one_at_a_time_and_each_gets_its_models(replay
         assert second.poll() is None and third.poll() is None and not (second.running or third.running)
         first.wait(60)
         assert not first.running and first.poll().models
+        # in the order they were asked for, whichever job looks first
+        assert third.poll() is None and not third.running
         assert second.poll() is None and second.running and third.poll() is None and not third.running
         replay.data_delay = 0
         for trainer in (second, third):   # (wait starts a waiting one when it may)

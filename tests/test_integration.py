@@ -500,7 +500,7 @@ def test_a_taken_prometheus_port_leaves_the_textfile_written(replay, tmp_path):
                                          'prometheus_port': taken.getsockname()[1]})
         service.out, service.log_stream = io.StringIO(), io.StringIO()
         assert service.check(), service.log_stream.getvalue()
-    service.create()
+        service.create()   # (what starts the exporter)
     try:
         log = service.log_stream.getvalue()
         assert 'disabled' in log and 'the textfile is still written' in log
@@ -526,7 +526,7 @@ def test_a_taken_prometheus_port_is_named_in_the_error_and_the_job_goes_on(repla
                                          'prometheus_port': port})
         service.out, service.log_stream = io.StringIO(), io.StringIO()
         assert service.check(), service.log_stream.getvalue()
-    service.create()
+        service.create()   # (what starts the exporter)
     try:
         log = service.log_stream.getvalue()
         assert 'prometheus export disabled: cannot serve http://127.0.0.1:{}/metrics '.format(port) in log, log

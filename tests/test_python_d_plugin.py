@@ -171,3 +171,39 @@ def test_a_job_refused_with_an_autodetection_retry_that_is_no_number_does_not_st
     assert 'anomalies[other] : check success' in err and 'Traceback' not in err, err
     assert err.count("anomalies[typo] : configuration error, key 'train_n_secs'") == 1, err
     assert err.count('dropped rather than checked again') == 2, err   # (bad's, and typo's at its second check)
+
+
+def test_a_job_another_python_d_serves_starts_nothing(tmp_path):
+    """python.d.plugin drops a job whose lock another python.d process holds (the agent's, while
+    a user runs ``python.d.plugin debug`` beside it) after the job's check(): the job must leave
+    the port, the training and the models to the one that serves it."""
+    import fcntl
+    import socket
+    conf = _plugin_dirs(tmp_path)
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    (conf / 'python.d' / 'anomalies.conf').write_text(
+        "other:\n  host: '127.0.0.1:1'\n  models_dir: none\n"
+        "held:\n  host: '127.0.0.1:1'\n  models_dir: '{}'\n  prometheus_port: {}\n".format(tmp_path / 'models', port))
+    env = dict(os.environ, NETDATA_USER_PLUGINS_DIRS=str(tmp_path / 'plugins'), NETDATA_USER_CONFIG_DIR=str(conf),
+               NETDATA_STOCK_CONFIG_DIR=STOCK_CONF, NETDATA_LIB_DIR=str(tmp_path / 'lib'),
+               NETDATA_LOCK_DIR=str(tmp_path / 'lock'), NETDATA_INTERNALS_MONITORING='NO')
+    with open(str(tmp_path / 'lock' / 'anomalies_held.collector.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)   # as the python.d serving the job holds it
+        proc = subprocess.Popen([sys.executable, PLUGIN, '1', 'anomalies'], env=env, cwd=str(tmp_path),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            import time
+            time.sleep(5)
+            assert proc.poll() is None   # (still serving the other job)
+            with socket.socket() as s:   # the port is free for the python.d that serves the job
+                s.bind(('127.0.0.1', port))
+        finally:
+            proc.kill()
+            _, err = proc.communicate()
+    assert 'anomalies[held] : already registered by another process' in err, err
+    assert 'anomalies[other] : check success' in err and 'Traceback' not in err, err
+    held = [line for line in err.splitlines() if 'anomalies[held]' in line]
+    assert not any('prometheus' in line or 'training' in line or 'agent' in line for line in held), held
+    assert not (tmp_path / 'models').exists()
