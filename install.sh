@@ -488,11 +488,16 @@ no_chart_reason() {  # no_chart_reason JOB TRAIN_MIN_N_SECS AGE: why a started j
     fi
     [ -z "$lines" ] || break
   done
-  if [ -z "$lines" ] && command -v journalctl >/dev/null 2>&1; then   # an agent that logs to the journal
+  if command -v journalctl >/dev/null 2>&1; then   # an agent that logs to the journal
     local said
     said="$(journalctl -q --no-pager -o short-iso -n 100000 -u netdata ${since_s:+--since "@$since_s"} 2>/dev/null \
             | grep -F "anomalies[$job] :" | tail -n 1000 || true)"
-    [ -z "$said" ] || { lines="$said"; where="journalctl -u netdata"; }
+    # a log file's lines may be those of the agent before an upgrade to one that logs to the
+    # journal: the newer last line is told (both begin with the local time, 'T' or ' ' apart)
+    if [ -n "$said" ] && { [ -z "$lines" ] || [[ "$(tail -n 1 <<< "$said" | cut -c 1-19 | tr T ' ')" > \
+                                                   "$(tail -n 1 <<< "$lines" | cut -c 1-19)" ]]; }; then
+      lines="$said"; where="journalctl -u netdata"
+    fi
   fi
   if [ -n "$age" ] && [ "$age" -lt "$(( ${min_secs:-300} + first_training_s ))" ]; then
     local error

@@ -512,7 +512,7 @@ def test_a_kept_health_file_with_the_retired_foreach_alarms_is_told(tmp_path):
 
 
 @pytest.mark.skipif(sys.prefix == sys.base_prefix, reason='needs the tests\' virtual environment as the module\'s')
-@pytest.mark.parametrize('log', ['error.log', 'collector.log', 'journal', 'upgraded'])
+@pytest.mark.parametrize('log', ['error.log', 'collector.log', 'journal', 'upgraded', 'upgraded-to-journal'])
 def test_check_names_each_job_without_its_charts(tmp_path, log):
     """--check said OK when any job's anomalies.probability chart was there: a second job the
     agent never got going (reading a child the parent does not hold) passed. Each job python.d
@@ -520,7 +520,8 @@ def test_check_names_each_job_without_its_charts(tmp_path, log):
     the agent logged for it, or, while python.d.plugin is young, the training's wait. The line is
     found where the agent keeps python.d.plugin's: error.log up to Netdata 1.37, collector.log
     from 1.38, or the journal (read with journalctl) where systemd runs a 1.44 or later. An agent
-    upgraded to 1.38 keeps the error.log of before: its lines for the job are not the last."""
+    upgraded to 1.38 keeps the error.log of before, and one upgraded to a 1.44 under systemd its
+    error.log or collector.log: their lines for the job are not the last."""
     from collector.replay import Recording, ReplayClock, ReplayServer
     from conftest import START
     from test_top import write_anomalies_recording
@@ -536,7 +537,7 @@ def test_check_names_each_job_without_its_charts(tmp_path, log):
         f.write('anomalies: yes\n')
     os.makedirs(prefix + '/var/log/netdata')
     bin_dir, env = tmp_path / 'bin', dict(os.environ)
-    if log == 'journal':   # what journalctl -u netdata prints of the lines python.d.plugin wrote to it
+    if log in ('journal', 'upgraded-to-journal'):   # what journalctl -u netdata prints of the lines python.d.plugin wrote to it
         log_path, stamp = str(tmp_path / 'journal.txt'), lambda t: time.strftime('%Y-%m-%dT%H:%M:%S+0000 h netdata[9]:', t)
         where = 'journalctl -u netdata'
         bin_dir.mkdir()
@@ -546,7 +547,7 @@ def test_check_names_each_job_without_its_charts(tmp_path, log):
     else:
         log_path = where = prefix + '/var/log/netdata/' + ('collector.log' if log == 'upgraded' else log)
         stamp = lambda t: time.strftime('%Y-%m-%d %H:%M:%S:', t)
-    if log == 'upgraded':   # what the job logged while the agent was 1.37
+    if log.startswith('upgraded'):   # what the job logged while the agent was 1.37
         with open(prefix + '/var/log/netdata/error.log', 'w') as f:
             f.write("2023-06-01 00:00:00: python.d ERROR: anomalies[second] : cannot reach the agent\n")
     old = stamp(time.strptime('2024-01-01 00:00:00', '%Y-%m-%d %H:%M:%S'))
@@ -583,7 +584,7 @@ def test_check_names_each_job_without_its_charts(tmp_path, log):
                               in young) and 'first training waits for train_min_n_secs (300 s)' in young, young
     # an error it logged is told, not one logged before this python.d.plugin started
     assert young.count('the last error it logged: ') == 1 and "anomalies[second] : still no node 'child9'\n" in young, young
-    if log == 'journal':   # asked for what this python.d.plugin logged, once it is running
+    if log in ('journal', 'upgraded-to-journal'):   # asked for what this python.d.plugin logged, once it is running
         with open(log_path + '.args') as f:
             asked = f.read().splitlines()
         assert '--since' not in asked[0] and '-u netdata --since @' in asked[-1], asked
