@@ -175,7 +175,7 @@ def _parsed_jobs(jobs):
 
 
 def cmd_check_config(args):
-    from .config import ConfigError, config_warnings, load_config_file, pythond_skips, served_name
+    from .config import ConfigError, chart_type, config_warnings, load_config_file, pythond_skips, served_name
     if args.started_jobs:
         return _started_jobs(args.file)
     if args.user is not None:
@@ -232,6 +232,17 @@ def cmd_check_config(args):
             print("{}: jobs {}: python.d runs each of them as '{}' (a job's name key, else the job's), all writing the "
                   "same charts: give each its own name".format(args.file, ', '.join(running), served_as),
                   file=sys.stderr)
+    alike = {}   # the type of the charts python.d's jobs write -> the names it runs them under
+    for served_as, names in served.items():
+        if any(n not in skipped and n not in failing for n in names):
+            alike.setdefault(chart_type(served_as), []).append(served_as)
+    for written_as, names in alike.items():
+        if len(names) > 1:   # 'a:b' and 'a_b': two jobs to python.d, one to the agent and on disk
+            bad += 1
+            print("{}: jobs run as {}: their charts are all {}.* (a name's characters other than letters, digits, "
+                  "'.', '_' and '-' are written as '_'), one job's values overwriting the other's, and their saved "
+                  "models one folder: give each a name that differs otherwise".format(
+                      args.file, ', '.join("'{}'".format(n) for n in names), written_as), file=sys.stderr)
     for name, before in skipped.items():
         bad += 1
         why = ("the same name as job {}'s" if served_name(name, jobs[name]) == served_name(before, jobs[before]) else

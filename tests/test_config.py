@@ -579,6 +579,19 @@ def test_check_config_says_what_python_d_runs(tmp_path):
     assert r.returncode == 0 and 'job anomalies: ok' in r.stdout and 'every default' in r.stderr
 
 
+def test_check_config_refuses_jobs_whose_names_are_written_alike(tmp_path):
+    """python.d runs jobs 'a:b' and 'a_b' as two, but the agent writes a chart id's other
+    characters as '_': both wrote the charts anomalies_a_b.*, and saved their models in one
+    folder, each job's training replacing the other's."""
+    conf = tmp_path / 'anomalies.conf'
+    conf.write_text("a:b:\n  lags_n: 3\na_b:\n  lags_n: 3\nc.d:\n  lags_n: 3\n")
+    r = subprocess.run([sys.executable, '-m', 'collector', 'check-config', str(conf)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "jobs run as 'a:b', 'a_b': their charts are all anomalies_a_b.*" in r.stderr, r.stderr
+    assert 'c.d' not in r.stderr and 'job c.d: ok' in r.stdout, r.stderr
+
+
 def test_check_config_tells_the_jobs_python_d_skips_or_runs_twice(tmp_path):
     """python.d.plugin (1.37) keeps only the name of the job it started last and skips a job
     whose name is part of that one, as text: 'web1' below 'web10' is not run, and two jobs of
