@@ -157,6 +157,14 @@ check_python() {
     || die "python '$py' cannot create virtual environments (on Debian/Ubuntu: apt-get install python3-venv)"
 }
 
+ours_venv() {  # ours_venv DIR: whether DIR is a virtual environment that has this project installed
+  # (the install record names the venv, and the netdata user can write the record: root removes
+  # or replaces only a venv of this project's, never another program's a changed record names)
+  local d="${1%/}"
+  [ -d "$d" ] && [ ! -L "$d" ] && [ -f "$d/pyvenv.cfg" ] || return 1
+  compgen -G "$d/lib/python*/site-packages/netdata_anomalies-*.dist-info" >/dev/null
+}
+
 # A venv with our pinned dependencies. Built in a temporary dir and moved into place, so a
 # failed pip install leaves nothing half-made.
 make_venv() {
@@ -661,8 +669,8 @@ if [ "$mode" = uninstall ]; then
     done <<< "$rec_quieted"
   fi
   rm -f "$legacy_backup"
-  if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ]; then
-    say "error: $venv is not a virtual environment: left as it is"; failed=1
+  if [ -e "$venv" ] && ! ours_venv "$venv"; then
+    say "error: $venv is not a virtual environment with this project installed: left as it is"; failed=1
   elif [ -e "$venv" ]; then
     step "removed $venv" rm -rf "$venv"
   fi
@@ -732,8 +740,12 @@ cleanup+=("$src")
 cp -r "$here/collector" "$here/setup.cfg" "$here/pyproject.toml" "$here/README.md" "$src/"
 [ ! -f "$here/requirements.lock" ] || cp "$here/requirements.lock" "$src/"
 find "$src" -name __pycache__ -prune -exec rm -rf {} +
+# another program's venv (a --venv mistaken, or a record the netdata user changed) is not replaced
+if [ -f "$venv/pyvenv.cfg" ] && ! ours_venv "$venv"; then
+  die "$venv is a virtual environment without this project installed: not replaced (give --venv a folder of its own)"
+fi
 make_venv "$python" "$venv" "$src"
-if [ -n "$rec_venv" ] && [ "$rec_venv" != "$venv" ] && [ -f "$rec_venv/pyvenv.cfg" ]; then
+if [ -n "$rec_venv" ] && [ "$rec_venv" != "$venv" ] && ours_venv "$rec_venv"; then
   rm -rf "$rec_venv" && say "removed the previous virtual environment $rec_venv"
 fi
 

@@ -588,3 +588,42 @@ def test_check_names_each_job_without_its_charts(tmp_path, log):
         with open(log_path + '.args') as f:
             asked = f.read().splitlines()
         assert '--since' not in asked[0] and '-u netdata --since @' in asked[-1], asked
+
+
+def test_a_venv_of_another_program_the_record_names_is_neither_removed_nor_replaced(tmp_path):
+    """The install record sits in the lib dir, which the netdata user writes: a record changed to
+    name another program's venv had root remove it at --uninstall (any folder with a
+    pyvenv.cfg), and replace it with this project's at the next install. Only a venv with this
+    project installed is removed or replaced."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    lib = prefix + '/var/lib/netdata'
+    os.makedirs(lib)
+    theirs = tmp_path / 'opt/app/venv'
+    (theirs / 'lib/python3.11/site-packages/requests-2.31.0.dist-info').mkdir(parents=True)
+    (theirs / 'pyvenv.cfg').write_text('home = /usr/bin\n')
+    state = lib + '/anomalies-install.state'
+    with open(state, 'w') as f:
+        f.write("config_dir_at={}/etc/netdata\nvenv={}\n".format(prefix, theirs))
+
+    def run(*args):
+        proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--prefix', prefix, '--no-restart'] +
+                              list(args), capture_output=True, text=True, timeout=120)
+        return proc.returncode, proc.stdout + proc.stderr
+    rc, out = run('--uninstall')
+    assert rc == 1 and 'error: {} is not a virtual environment with this project installed: left as it is'.format(
+        theirs) in out, out
+    assert (theirs / 'pyvenv.cfg').exists()
+    rc, out = run()
+    assert rc == 1 and ('{} is a virtual environment without this project installed: not replaced'.format(theirs)
+                        in out), out
+    assert (theirs / 'pyvenv.cfg').exists() and sorted(os.listdir(str(theirs / 'lib/python3.11/site-packages'))) == [
+        'requests-2.31.0.dist-info']
+    # this project's venv, as an install leaves it, is removed
+    ours = tmp_path / 'ours'
+    (ours / 'lib/python3.11/site-packages/netdata_anomalies-0.1.0.dist-info').mkdir(parents=True)
+    (ours / 'pyvenv.cfg').write_text('home = /usr/bin\n')
+    with open(state, 'w') as f:
+        f.write("config_dir_at={}/etc/netdata\nvenv={}\n".format(prefix, ours))
+    rc, out = run('--uninstall')
+    assert rc == 0 and 'removed {}'.format(ours) in out and not ours.exists(), out
