@@ -330,10 +330,15 @@ def cmd_record(args):
 
 def _record_command(args):
     from .record import RecordError, record
+    password, problem = _password(args, 'record')
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     try:
         failed = record(args.host, args.seconds, args.out, past=args.past, charts_regex=args.charts_regex,
                         labels=args.labels, description=args.description or '', protocol=args.protocol,
-                        before=args.before)
+                        before=args.before, auth=None if args.username is None else (args.username, password),
+                        tls_verify=not args.no_tls_verify)
     except KeyboardInterrupt:
         print('record: stopped; nothing was kept in {} (a window the agent still holds can be taken '
               'with --past --before)'.format(args.out), file=sys.stderr)
@@ -559,7 +564,33 @@ def _window_problem(after, before, now):
     return None
 
 
-PASSWORD_ENV = 'NETDATA_ANOMALIES_PASSWORD'   # top's password, kept off its command line
+PASSWORD_ENV = 'NETDATA_ANOMALIES_PASSWORD'   # top's and record's password, kept off their command line
+
+
+def _auth_arguments(parser):
+    """--username, --password and --no-tls-verify, as a job's keys."""
+    parser.add_argument('--username', help="for an agent behind basic authentication (a proxy), as a job's username key")
+    parser.add_argument('--password', help="its password, as a job's password key; without it, the environment's "
+                                           "{} or a prompt (ps shows a command line to every user)".format(PASSWORD_ENV))
+    parser.add_argument('--no-tls-verify', action='store_true',
+                        help="with https: accept the agent's certificate unchecked (self-signed), as a job's "
+                             "tls_verify: no")
+
+
+def _password(args, command):
+    """``(password, None)`` for ``args.username`` (None without one), or ``(None, the error)``:
+    a password on the command line is in every user's ps, so it comes from the environment, or
+    is asked for."""
+    if args.username is None or args.password is not None:
+        return args.password, None
+    password = os.environ.get(PASSWORD_ENV)
+    if password is not None:
+        return password, None
+    if not sys.stdin.isatty():
+        return None, ('{}: --username needs its password: set {} (or give --password, which ps shows to every '
+                      'user)'.format(command, PASSWORD_ENV))
+    import getpass
+    return getpass.getpass('password of {} at {}: '.format(args.username, args.host)), None
 
 
 def cmd_top(args):
@@ -570,17 +601,10 @@ def cmd_top(args):
     if problem:
         print('top: {}'.format(problem), file=sys.stderr)
         return 1
-    password = args.password
-    if args.username is not None and password is None:
-        # a password on the command line is in every user's ps: from the environment, or asked for
-        password = os.environ.get(PASSWORD_ENV)
-        if password is None:
-            if not sys.stdin.isatty():
-                print('top: --username needs its password: set {} (or give --password, which ps shows to every '
-                      'user)'.format(PASSWORD_ENV), file=sys.stderr)
-                return 1
-            import getpass
-            password = getpass.getpass('password of {} at {}: '.format(args.username, args.host))
+    password, problem = _password(args, 'top')
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     try:
         print(run(args.host, args.after, args.before, args.limit, args.protocol, args.username, password,
                   tls_verify=not args.no_tls_verify, job=args.job))
@@ -627,6 +651,7 @@ def build_parser():
     rc.add_argument('--charts-regex', help='record only charts matching this regex')
     rc.add_argument('--labels', help='labels.json (incidents) to include')
     rc.add_argument('--description', help='free text stored in recording.json')
+    _auth_arguments(rc)
     rc.set_defaults(func=cmd_record)
 
     rp = sub.add_parser('replay', help='serve a recorded Netdata API on loopback')
@@ -668,11 +693,7 @@ def build_parser():
                          "job's, those of a job other than anomalies shown as job/chart. A job on a parent reading a "
                          "child charts on the parent: --host parent:19999 --job JOB")
     tp.add_argument('--protocol', default='http', choices=['http', 'https'], help='default %(default)s')
-    tp.add_argument('--username', help='for an agent behind basic authentication (a proxy), as a job\'s username key')
-    tp.add_argument('--password', help="its password, as a job's password key; without it, the environment's "
-                                       "{} or a prompt (ps shows a command line to every user)".format(PASSWORD_ENV))
-    tp.add_argument('--no-tls-verify', action='store_true',
-                    help="with https: accept the agent's certificate unchecked (self-signed), as a job's tls_verify: no")
+    _auth_arguments(tp)
     tp.set_defaults(func=cmd_top)
 
     dm = sub.add_parser('demo', help='replay the shipped recording through the job and show what it flags')

@@ -108,8 +108,10 @@ def _history_start(charts_body, charts):
 
 
 def record(host, seconds, out, past=False, charts_regex=None, labels=None, description='', protocol='http',
-           timeout=30.0, stream=sys.stderr, sleep=time.sleep, before=None, clock=time.time):
+           timeout=30.0, stream=sys.stderr, sleep=time.sleep, before=None, clock=time.time, auth=None,
+           tls_verify=True):
     """Record ``seconds`` of ``host`` into ``out``; returns the list of charts that failed.
+    ``auth``: ``(username, password)`` for an agent behind basic authentication (a proxy).
 
     Without ``past`` it waits while the window happens (live); with it, it takes the last
     ``seconds`` the agent already has, up to ``before`` (unix s) when given: the recording
@@ -129,7 +131,7 @@ def record(host, seconds, out, past=False, charts_regex=None, labels=None, descr
     lines = _Lines(stream)
     try:
         return _record(host, seconds, out, past, rx, labels_body, description, protocol, timeout, lines, sleep,
-                       before, clock)
+                       before, clock, auth, tls_verify)
     except BaseException:   # an error, Ctrl-C, SIGTERM: nothing half-made is left behind
         lines.close()
         if created:
@@ -183,10 +185,11 @@ def _labels_inside(labels_body, start, end):
 
 
 def _record(host, seconds, out, past, rx, labels_body, description, protocol, timeout, stream, sleep, before,
-            clock):
+            clock, auth, tls_verify):
     import requests
     base = '{}://{}'.format(protocol, host)
     session = requests.Session()
+    session.auth, session.verify = auth, tls_verify
     info = _get(session, base + '/api/v1/info', timeout)
     try:   # checked now, not after a live window's wait
         version = json.loads(info).get('version', '')

@@ -227,6 +227,44 @@ def test_record_a_replayed_agent_round_trips(replay, tmp_path):
         record('127.0.0.1:9', 10, str(tmp_path / 'x'), past=True, stream=io.StringIO())
 
 
+def test_record_reads_an_agent_behind_basic_authentication(replay, tmp_path, monkeypatch):
+    """An agent behind a proxy with basic authentication (as a job's username and password
+    keys reach it): record takes --username, its password from the environment, not ps."""
+    import base64
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from collector import cli
+
+    class Proxy(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            if self.headers.get('Authorization') != 'Basic ' + base64.b64encode(b'netdata:secret').decode():
+                self.send_response(401)
+                self.send_header('Content-Length', '0')
+                self.end_headers()
+                return
+            with urllib.request.urlopen('http://{}{}'.format(replay.host, self.path), timeout=10) as r:
+                body = r.read()
+            self.send_response(200)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+    httpd = ThreadingHTTPServer(('127.0.0.1', 0), Proxy)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    host = '127.0.0.1:{}'.format(httpd.server_address[1])
+    try:
+        args = ['record', '--host', host, '--seconds', '60', '--past', '--charts-regex', r'system\.cpu$']
+        assert cli.main(args + ['--out', str(tmp_path / 'refused')]) == 1   # (said: HTTP 401)
+        monkeypatch.setenv(cli.PASSWORD_ENV, 'secret')
+        assert cli.main(args + ['--out', str(tmp_path / 'rec'), '--username', 'netdata']) == 0
+    finally:
+        httpd.shutdown()
+    assert not os.path.exists(str(tmp_path / 'refused'))
+    assert sorted(json.load(open(str(tmp_path / 'rec' / 'charts.json')))['charts']) == ['system.cpu']
+
+
 def test_record_past_before_ends_the_window_where_asked(replay, tmp_path):
     """``record --past --before T``: the window is the ``seconds`` up to T, not up to now, so the
     recording process starting up stays out of it; a T in the agent's future is capped at now."""
@@ -607,7 +645,8 @@ def test_record_tells_how_many_charts_failed(failed, told, tmp_path, monkeypatch
     from collector import cli, record as rec_mod
     monkeypatch.setattr(rec_mod, 'record', lambda *a, **k: failed)
     args = argparse.Namespace(host='127.0.0.1:9', seconds=60, out=str(tmp_path / 'rec'), past=True, charts_regex=None,
-                              labels=None, description=None, protocol='http', before=None)
+                              labels=None, description=None, protocol='http', before=None, username=None,
+                              password=None, no_tls_verify=False)
     assert cli._record_command(args) == 0
     assert capsys.readouterr().err.splitlines()[0] == told
 
