@@ -4,6 +4,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -263,6 +264,37 @@ def test_record_reads_an_agent_behind_basic_authentication(replay, tmp_path, mon
         httpd.shutdown()
     assert not os.path.exists(str(tmp_path / 'refused'))
     assert sorted(json.load(open(str(tmp_path / 'rec' / 'charts.json')))['charts']) == ['system.cpu']
+
+
+@pytest.mark.skipif(not shutil.which('openssl'), reason='openssl makes the test certificate')
+def test_record_reads_an_https_agent_with_a_self_signed_certificate_when_told_to(tmp_path):
+    """--no-tls-verify, as top's: requests took a CA bundle named in the environment
+    (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) over the session's verify=False, so the certificate
+    was checked anyway, and each unchecked request printed urllib3's warning over the progress."""
+    import ssl
+    from conftest import ROOT
+    from test_top import write_anomalies_recording
+    cert, key = str(tmp_path / 'cert.pem'), str(tmp_path / 'key.pem')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=agent',
+                    '-keyout', key, '-out', cert], check=True, capture_output=True)
+    server = ReplayServer(Recording(write_anomalies_recording(str(tmp_path / 'rec'))),
+                          ReplayClock(START + 120, stepped=True))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.httpd.socket = context.wrap_socket(server.httpd.socket, server_side=True)
+    env = dict(os.environ, REQUESTS_CA_BUNDLE=ssl.get_default_verify_paths().openssl_cafile)
+    env.pop('CURL_CA_BUNDLE', None)
+
+    def record_cli(out, *more):
+        return subprocess.run([sys.executable, '-m', 'collector', 'record', '--host', server.host, '--protocol', 'https',
+                               '--seconds', '60', '--past', '--out', str(tmp_path / out)] + list(more),
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    with server:
+        checked = record_cli('checked')
+        unchecked = record_cli('unchecked', '--no-tls-verify')
+    assert checked.returncode == 1 and 'certificate' in checked.stderr.lower(), checked.stderr
+    assert unchecked.returncode == 0 and 'Warning' not in unchecked.stderr, unchecked.stderr
+    assert os.path.isfile(str(tmp_path / 'unchecked' / 'recording.json'))
 
 
 def test_record_past_before_ends_the_window_where_asked(replay, tmp_path):
@@ -717,7 +749,7 @@ def test_record_says_what_a_2x_agent_refusing_it_means(replay, tmp_path, monkeyp
     class Session:
         answer = None
 
-        def get(self, url, timeout):
+        def get(self, url, timeout, verify=True):
             return self.answer
     for status, content, meaning in ((503, b'', 'while it starts'),
                                      (451, b'You need to be authorized to access this resource', "'allow ... from'")):
