@@ -274,7 +274,14 @@ class AnomaliesService(object):
         made = super(AnomaliesService, self).create()
         if self.detector is not None and not self.detector.started:
             self.exporter = self._start_exporter(self.job_config)
-            self.detector.start()
+            try:
+                self.detector.start()
+            except BaseException:   # python.d drops a job whose create() raises: nothing of it goes on
+                if self.exporter is not None:
+                    self.exporter.close()
+                    self.exporter = None
+                self.detector.close()
+                raise
         return made
 
     def _start_exporter(self, cfg):

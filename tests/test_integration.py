@@ -487,6 +487,32 @@ def test_prometheus_textfile_and_port_serve_the_same_parsable_gauges(replay, tmp
         service.exporter.close()
 
 
+def test_a_create_that_fails_leaves_nothing_of_the_job_running(replay, tmp_path):
+    """python.d.plugin drops a job whose create() raises (and frees its lock for another python.d
+    to serve it): its Prometheus port, textfile and training must not outlive it."""
+    import socket
+
+    from collector.runner import Service
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    textfile = tmp_path / 'anomalies.prom'
+    service = Service(configuration={'job_name': 'anomalies', 'host': replay.host, 'train_n_secs': 300,
+                                     'prometheus_textfile': str(textfile), 'prometheus_port': port})
+    service.out, service.log_stream = io.StringIO(), io.StringIO()
+    assert service.check(), service.log_stream.getvalue()
+
+    def broken():   # a failure after the training started
+        raise RuntimeError('broken')
+    service.detector._hold_own_training = broken
+    with pytest.raises(RuntimeError):
+        service.create()
+    assert 'prometheus export: ' in service.log_stream.getvalue()   # (it had started)
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', port))
+    assert not textfile.exists() and not service.detector.trainer.busy
+
+
 def test_a_taken_prometheus_port_leaves_the_textfile_written(replay, tmp_path):
     import socket
 
