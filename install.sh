@@ -161,8 +161,12 @@ ours_venv() {  # ours_venv DIR: whether DIR is a virtual environment that has th
   # (the install record names the venv, and the netdata user can write the record: root removes
   # or replaces only a venv of this project's, never another program's a changed record names)
   local d="${1%/}"
+  local info
   [ -d "$d" ] && [ ! -L "$d" ] && [ -f "$d/pyvenv.cfg" ] || return 1
-  compgen -G "$d/lib/python*/site-packages/netdata_anomalies-*.dist-info" >/dev/null
+  for info in "$d"/lib/python*/site-packages/netdata_anomalies-*.dist-info; do   # (the folder's name taken as it is)
+    [ -d "$info" ] && return 0
+  done
+  return 1
 }
 
 # A venv with our pinned dependencies. Built in a temporary dir and moved into place, so a

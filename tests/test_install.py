@@ -627,3 +627,19 @@ def test_a_venv_of_another_program_the_record_names_is_neither_removed_nor_repla
         f.write("config_dir_at={}/etc/netdata\nvenv={}\n".format(prefix, ours))
     rc, out = run('--uninstall')
     assert rc == 0 and 'removed {}'.format(ours) in out and not ours.exists(), out
+
+
+def test_a_venv_of_this_project_is_known_as_such_whatever_its_folder_is_called(tmp_path):
+    """The venv's folder was read as a pattern: one named with brackets ('venv[2]') was taken for
+    another program's, left at --uninstall and refused at the next install."""
+    script = 'eval "$(sed -n \'/^ours_venv()/,/^}}/p\' {}/install.sh)"; ours_venv "$1" && echo ours || echo theirs'.format(ROOT)
+    for name in ('venv[2]', 'my venv', 'v*'):
+        d = tmp_path / name
+        (d / 'lib/python3.11/site-packages/netdata_anomalies-0.1.0.dist-info').mkdir(parents=True)
+        (d / 'pyvenv.cfg').write_text('home = /usr/bin\n')
+        other = tmp_path / (name + '-other')
+        (other / 'lib/python3.11/site-packages/requests-2.31.0.dist-info').mkdir(parents=True)
+        (other / 'pyvenv.cfg').write_text('home = /usr/bin\n')
+        said = [subprocess.run(['bash', '-c', script, 'x', str(v)], capture_output=True, text=True).stdout.strip()
+                for v in (d, str(d) + '/', other)]
+        assert said == ['ours', 'ours', 'theirs'], (name, said)
