@@ -673,7 +673,9 @@ if [ "$mode" = uninstall ]; then
     done <<< "$rec_quieted"
   fi
   rm -f "$legacy_backup"
-  if [ -e "$venv" ] && ! ours_venv "$venv"; then
+  if [ -L "${venv%/}" ]; then   # (a link's target is not this install's to remove)
+    say "error: $venv is a symbolic link (to $(readlink -f "$venv")): left as it is; remove what it points to yourself"; failed=1
+  elif [ -e "$venv" ] && ! ours_venv "$venv"; then
     say "error: $venv is not a virtual environment with this project installed: left as it is"; failed=1
   elif [ -e "$venv" ]; then
     step "removed $venv" rm -rf "$venv"
@@ -744,7 +746,11 @@ cleanup+=("$src")
 cp -r "$here/collector" "$here/setup.cfg" "$here/pyproject.toml" "$here/README.md" "$src/"
 [ ! -f "$here/requirements.lock" ] || cp "$here/requirements.lock" "$src/"
 find "$src" -name __pycache__ -prune -exec rm -rf {} +
-# another program's venv (a --venv mistaken, or a record the netdata user changed) is not replaced
+# another program's venv (a --venv mistaken, or a record the netdata user changed) is not replaced,
+# nor a link (a venv moved elsewhere, the link left in its place): the folder it points to is given
+if [ -L "${venv%/}" ]; then
+  die "$venv is a symbolic link (to $(readlink -f "$venv")): not replaced (give --venv the folder it points to, or remove the link)"
+fi
 if [ -f "$venv/pyvenv.cfg" ] && ! ours_venv "$venv"; then
   die "$venv is a virtual environment without this project installed: not replaced (give --venv a folder of its own)"
 fi

@@ -625,6 +625,17 @@ def test_a_venv_of_another_program_the_record_names_is_neither_removed_nor_repla
     (ours / 'pyvenv.cfg').write_text('home = /usr/bin\n')
     with open(state, 'w') as f:
         f.write("config_dir_at={}/etc/netdata\nvenv={}\n".format(prefix, ours))
+    # a venv moved elsewhere, a link left in its place: neither removed nor replaced, and said so
+    link = tmp_path / 'link'
+    link.symlink_to(ours)
+    with open(state, 'w') as f:
+        f.write("config_dir_at={}/etc/netdata\nvenv={}\n".format(prefix, link))
+    for args, said in ((('--uninstall',), 'left as it is'), ((), 'not replaced (give --venv the folder it points to')):
+        rc, out = run(*args)
+        assert rc == 1 and '{} is a symbolic link (to {}): {}'.format(link, ours, said) in out, out
+        assert link.is_symlink() and (ours / 'pyvenv.cfg').exists()
+    with open(state, 'w') as f:
+        f.write("config_dir_at={}/etc/netdata\nvenv={}\n".format(prefix, ours))
     rc, out = run('--uninstall')
     assert rc == 0 and 'removed {}'.format(ours) in out and not ours.exists(), out
 
