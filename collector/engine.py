@@ -481,20 +481,21 @@ class AnomalyDetector:
                 '' if full_due else " (levels a reboot changed)" if all(
                     s.model_id in self.reboot_changed for s in todo) else ' (new charts or dimensions)'))
 
-    def _hold_own_training(self):
-        """No flag rises on the rows of the job's own training, starting now, for
-        OWN_TRAINING_MAX_STEPS at most."""
+    def _hold_own_training(self, first=None):
+        """No flag rises on the rows of the job's own training, from row ``first`` (None: the
+        next step's), for OWN_TRAINING_MAX_STEPS at most."""
         # the row this step reads was collected before the process started; the next ones may not be
         # (a training that starts while the last one's rows are still held holds on from them)
-        held = self.own_rows.start <= self.steps + 2 <= self.own_rows.stop
+        first = self.steps + 2 if first is None else first
+        held = self.own_rows.start <= first <= self.own_rows.stop
         if not held:
             # what already read above the threshold before the process started is not its doing:
             # an incident that starts a process group retrains the charts it is new on, and
             # those charts' flags must not wait for that training (above at the two steps before
             # it: a one-step blip would leave the chart open to the training's own work)
             self.rising_before_training = self.above_ids & self.above_before
-        self.own_rows = range(self.own_rows.start if held else self.steps + 2,
-                              max(self.own_rows.stop if held else 0, self.steps + 2 + OWN_TRAINING_MAX_STEPS))
+        self.own_rows = range(self.own_rows.start if held else first,
+                              max(self.own_rows.stop if held else 0, first + OWN_TRAINING_MAX_STEPS))
 
     def _ask_for(self, specs):
         """The charts each step asks for: those of ``specs``. A step's time is the newest
@@ -1163,13 +1164,14 @@ class AnomalyDetector:
         a remote agent), where it never shows."""
         if self.own_waits and not self.trainer.waiting:
             # the job's own training, which waited for another job's, started at this step's
-            # poll: timed and held from here as one started at once (held from when it was asked
-            # for, it ran open once the wait had taken OWN_TRAINING_MAX_STEPS)
+            # poll or at another job's look since the last step: timed and held from here, the
+            # row this step read too (held from when it was asked for, it ran open once the wait
+            # had taken OWN_TRAINING_MAX_STEPS)
             self.own_waits = False
             now = self.clock()
             self.training_waited, self.training_started = now - self.training_started, now
             if self.trainings_take_agent_time:
-                self._hold_own_training()
+                self._hold_own_training(first=self.steps + 1)
         if not self.trainings_take_agent_time:
             return
         if not (self.reads_this_machine and

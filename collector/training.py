@@ -496,12 +496,14 @@ GONE_WAITER_SECONDS = 120
 class _OneAtATime:
     """A trainer whose training, asked for while another job's runs, starts when that one ends
     (at a ``poll``, or in ``wait``): to its job it is only a training that takes longer. Waiting
-    trainings start in the order they were asked for: the job that steps most often would
-    otherwise take every turn while trainings are asked for faster than they end.
-    Subclasses give ``_launch(request)`` and ``running``."""
+    trainings start in the order they were asked for, at the first look of any job once the slot
+    is free: the job that steps most often would otherwise take every turn while trainings are
+    asked for faster than they end, and waiting for the first one's own job to look would leave
+    the slot idle for up to its update_every. Subclasses give ``_launch(request)`` and ``running``."""
 
     def __init__(self):
         self._waiting = None   # a request that waits for another job's training to end
+        self._launch_failed = None   # why another job's look could not start it (told at its own)
         self._asked = 0.0      # time.monotonic() it was asked for
         self._looked = 0.0     # time.monotonic() its job last looked whether it may start
         self._started = 0.0    # time.monotonic() its last training started
@@ -509,7 +511,7 @@ class _OneAtATime:
             _TRAINERS.add(self)
 
     def start(self, request):
-        self._waiting, self._asked = request, time.monotonic()
+        self._waiting, self._launch_failed, self._asked = request, None, time.monotonic()
         self._start_when_free()
 
     @property
@@ -518,17 +520,42 @@ class _OneAtATime:
         return self._waiting is not None
 
     def _start_when_free(self):
-        """Start the waiting training unless another job's runs; whether it started."""
+        """Unless another job's training runs, start the first waiting one, whoever's; whether
+        this one has started (at this look or another job's)."""
         with _SLOT:
             now = self._looked = time.monotonic()
-            others = [t for t in _trainers() if t is not self]
-            if any(t.running for t in others) or any(
-                    t._waiting is not None and t._asked < self._asked and now - t._looked < GONE_WAITER_SECONDS
-                    for t in others):
+            if self._waiting is None:
+                return True
+            if self._launch_failed is not None:
+                failed, self._launch_failed = self._launch_failed, None
+                raise failed
+            trainers = [t for t in _trainers() if t is not self]
+            if any(t.running for t in trainers):
                 return False
-            request, self._waiting = self._waiting, None
-            self._launch(request)
-            return True
+            trainers.append(self)
+            # (a waiter whose job has stopped looking, one python.d stopped updating, has no turn)
+            waiting = sorted((t for t in trainers if t._waiting is not None and t._launch_failed is None and
+                              (t is self or now - t._looked < GONE_WAITER_SECONDS)), key=lambda t: t._asked)
+            for first in waiting:
+                if first is self:
+                    try:
+                        self._launch_waiting()
+                    except BaseException:   # told to the caller: nothing waits or runs
+                        self._waiting = None
+                        raise
+                    return True
+                try:
+                    first._launch_waiting()
+                    return False
+                except Exception as e:   # e.g. no memory for its process: its job is told at its look
+                    first._launch_failed = e
+            return False
+
+    def _launch_waiting(self):
+        # launched, then no longer waiting: a poll of its job's in between sees it waiting, and
+        # waits for the slot's lock until its process, reader and result are all in place
+        self._launch(self._waiting)
+        self._waiting = None
 
     def _started_waiting(self):
         """At a poll: None, or the result of a waiting training that could not be started."""
@@ -602,7 +629,8 @@ class ThreadTrainer(_OneAtATime):
             self._thread.join(None if until is None else max(0.0, until - time.monotonic()))
 
     def close(self):
-        self._waiting = None
+        with _SLOT:   # (not started meanwhile by another job's look)
+            self._waiting = None
 
 
 def _child_env():
@@ -746,8 +774,9 @@ class SubprocessTrainer(_OneAtATime):
             self._reader.join(None if until is None else max(0.0, until - time.monotonic()))
 
     def close(self):
-        self._waiting = None
-        running = [self._proc] if self._proc is not None else []
+        with _SLOT:   # (not started meanwhile by another job's look)
+            self._waiting = None
+            running = [self._proc] if self._proc is not None else []
         for proc in self._ending + running:
             with contextlib.suppress(OSError):
                 proc.kill()

@@ -2110,9 +2110,9 @@ def test_jobs_in_one_process_train_one_at_a_time_and_each_gets_its_models(replay
     """python.d.plugin runs every job in one process, and jobs reading a parent's children
     start, and train, together: 4 jobs peaked at 480 MiB at once. A training asked for while
     another job's runs waits for it (its job sees a training that takes longer), in a thread
-    as in a process, and the waiting ones start in the order they were asked for (the job
-    that looked most often took every turn while trainings were asked for faster than they
-    ended)."""
+    as in a process, and the waiting ones start in the order they were asked for, at any job's
+    look (the job that looked most often took every turn while trainings were asked for faster
+    than they ended)."""
     from collector.training import ModelSpec, SubprocessTrainer, TrainingRequest
     cfg = parse_job_config({'host': replay.host, 'train_n_secs': 300})
     request = TrainingRequest(cfg, [ModelSpec('system.cpu', replay.host, chart='system.cpu')], -300, 0)
@@ -2126,8 +2126,9 @@ def test_jobs_in_one_process_train_one_at_a_time_and_each_gets_its_models(replay
         assert second.poll() is None and third.poll() is None and not (second.running or third.running)
         first.wait(60)
         assert not first.running and first.poll().models
-        # in the order they were asked for, whichever job looks first
-        assert third.poll() is None and not third.running
+        # in the order they were asked for, whichever job looks first: the third's look starts
+        # the second's (the slot stood idle until the second's own job looked)
+        assert third.poll() is None and not third.running and second.running and not second.waiting
         assert second.poll() is None and second.running and third.poll() is None and not third.running
         replay.data_delay = 0
         for trainer in (second, third):   # (wait starts a waiting one when it may)
@@ -2137,6 +2138,32 @@ def test_jobs_in_one_process_train_one_at_a_time_and_each_gets_its_models(replay
             assert not trainer.busy
     finally:
         for trainer in (first, second, third):
+            trainer.close()
+
+
+def test_a_waiting_training_another_jobs_look_cannot_start_is_told_to_its_own_job(replay):
+    """A waiting training is started at whichever job looks first once the slot is free; one
+    whose process cannot be started there (no memory, no such python) is told as its own
+    job's failed training, and the next in line starts."""
+    from collector.training import ModelSpec, SubprocessTrainer, TrainingRequest
+    cfg = parse_job_config({'host': replay.host, 'train_n_secs': 300})
+    request = TrainingRequest(cfg, [ModelSpec('system.cpu', replay.host, chart='system.cpu')], -300, 0)
+    replay.data_delay = 1.0
+    first, broken, third = ThreadTrainer(), SubprocessTrainer(python='/nonexistent/python'), ThreadTrainer()
+    try:
+        first.start(request)
+        broken.start(request)
+        third.start(request)
+        first.wait(60)
+        assert first.poll().models
+        replay.data_delay = 0
+        assert third.poll() is None and third.running   # (the broken one could not start: the next did)
+        result = broken.poll()
+        assert result is not None and 'cannot start training' in result.error and not broken.busy, result
+        third.wait(60)
+        assert list(third.poll().models) == ['system.cpu']
+    finally:
+        for trainer in (first, broken, third):
             trainer.close()
 
 
