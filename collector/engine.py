@@ -192,7 +192,6 @@ class AnomalyDetector:
         self.initial_done = False
         self.training_fixed = False   # whether the training in flight reads initial_train_data_after/before
         self.training_started = None
-        self.training_waited = 0.0   # seconds the last training waited for another job's to end
         self._pending = Step()  # changes made outside step() (start), reported by the next step
         self.missing = set()    # models whose dimensions had no value last step
         self.wanted = {}        # host -> charts to ask for each step (all until the first discovery)
@@ -470,7 +469,7 @@ class AnomalyDetector:
             self.problems.report('training', 'cannot start training: {!r}'.format(e))
             self._retry_full_training_soon(full_due)
             return
-        self.training_started, self.training_step, self.training_waited = self.clock(), self.steps, 0.0
+        self.training_started, self.training_step = self.clock(), self.steps
         self.own_waits = self.trainer.waiting
         self._hold_own_training()
         self.training_quiet = not full_due and all(s.model_id in self.waiting or s.model_id in self.untrained
@@ -588,7 +587,9 @@ class AnomalyDetector:
         if result is None:
             return
         self.own_waits = False
-        took = self.clock() - self.training_started if self.training_started else 0.0
+        # (from its start: one asked for while another job's ran waited for it first)
+        waited = getattr(self.trainer, 'waited', 0.0)
+        took = max(0.0, self.clock() - self.training_started - waited) if self.training_started else 0.0
         self.trainings += 1   # (how many trainings ended: for the tests and the harnesses)
         # the training process's CPU, memory, forks and reads show in the rows read while it ran
         # (this step's too, however short it was), and in the features for `need` rows after
@@ -636,8 +637,7 @@ class AnomalyDetector:
             ' ({} read over the newest {} s only, too wide to read whole: {})'.format(
                 plural(len(cut), 'chart'), min(cut)[0], first_few(sorted(m for _, m in cut))) if cut else '',
             took, result.cpu_seconds, ', {} not trained'.format(len(result.errors)) if result.errors else '',
-            ", after {:.0f}s waiting for another job's training".format(self.training_waited)
-            if self.training_waited >= 1 else ''))
+            ", after {:.0f}s waiting for another job's training".format(waited) if waited >= 1 else ''))
 
     def _training_failed(self, error):
         """A whole training failed: retried ever further apart (30 steps, doubling up to
@@ -1164,12 +1164,10 @@ class AnomalyDetector:
         a remote agent), where it never shows."""
         if self.own_waits and not self.trainer.waiting:
             # the job's own training, which waited for another job's, started at this step's
-            # poll or at another job's look since the last step: timed and held from here, the
-            # row this step read too (held from when it was asked for, it ran open once the wait
-            # had taken OWN_TRAINING_MAX_STEPS)
+            # poll or at another job's look since the last step: held from here, the row this
+            # step read too (held from when it was asked for, it ran open once the wait had
+            # taken OWN_TRAINING_MAX_STEPS)
             self.own_waits = False
-            now = self.clock()
-            self.training_waited, self.training_started = now - self.training_started, now
             if self.trainings_take_agent_time:
                 self._hold_own_training(first=self.steps + 1)
         if not self.trainings_take_agent_time:

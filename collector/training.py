@@ -507,6 +507,7 @@ class _OneAtATime:
         self._asked = 0.0      # time.monotonic() it was asked for
         self._looked = 0.0     # time.monotonic() its job last looked whether it may start
         self._started = 0.0    # time.monotonic() its last training started
+        self.waited = 0.0      # seconds its last training waited for another job's to end
         with _LISTED:
             _TRAINERS.add(self)
 
@@ -554,6 +555,7 @@ class _OneAtATime:
     def _launch_waiting(self):
         # launched, then no longer waiting: a poll of its job's in between sees it waiting, and
         # waits for the slot's lock until its process, reader and result are all in place
+        self.waited = time.monotonic() - self._asked
         self._launch(self._waiting)
         self._waiting = None
 
