@@ -484,8 +484,12 @@ class AnomalyDetector:
         """No flag rises on the rows of the job's own training, from row ``first`` (None: the
         next step's), for OWN_TRAINING_MAX_STEPS at most."""
         # the row this step reads was collected before the process started; the next ones may not be
-        # (a training that starts while the last one's rows are still held holds on from them)
         first = self.steps + 2 if first is None else first
+        self._hold_rows(first, first + OWN_TRAINING_MAX_STEPS)
+
+    def _hold_rows(self, first, stop):
+        """No flag rises on rows ``first`` to ``stop`` (a training's, here); a hold still running
+        at ``first`` is carried on from its own start."""
         held = self.own_rows.start <= first <= self.own_rows.stop
         if not held:
             # what already read above the threshold before the process started is not its doing:
@@ -493,8 +497,7 @@ class AnomalyDetector:
             # those charts' flags must not wait for that training (above at the two steps before
             # it: a one-step blip would leave the chart open to the training's own work)
             self.rising_before_training = self.above_ids & self.above_before
-        self.own_rows = range(self.own_rows.start if held else first,
-                              max(self.own_rows.stop if held else 0, first + OWN_TRAINING_MAX_STEPS))
+        self.own_rows = range(self.own_rows.start if held else first, max(self.own_rows.stop if held else 0, stop))
 
     def _ask_for(self, specs):
         """The charts each step asks for: those of ``specs``. A step's time is the newest
@@ -1175,11 +1178,7 @@ class AnomalyDetector:
         if not (self.reads_this_machine and
                 training_elsewhere(self.trainer, OWN_TRAINING_MAX_STEPS * self.config.update_every)):
             return
-        held = self.own_rows.start <= self.steps + 1 <= self.own_rows.stop
-        if not held:   # as at the job's own training's start
-            self.rising_before_training = self.above_ids & self.above_before
-        self.own_rows = range(self.own_rows.start if held else self.steps + 1,
-                              max(self.own_rows.stop if held else 0, self.steps + 2 + self.need))
+        self._hold_rows(self.steps + 1, self.steps + 2 + self.need)
 
     def _standing_still(self, stamp):
         """Whether the newest collection the agent answers has not moved for STILL_SECONDS (and
