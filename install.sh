@@ -12,7 +12,10 @@
 # --config-dir DIR (<prefix>/etc/netdata), --stock-config-dir DIR (<prefix>/usr/lib/netdata/conf.d),
 # --plugins-dir DIR (the folder of python.d.plugin), --lib-dir DIR (<prefix>/var/lib/netdata),
 # --port PORT (default 19999), --python PATH (default: the python that python.d.plugin runs),
-# --venv DIR (default <lib-dir>/anomalies-venv), --no-restart.
+# --venv DIR (default <lib-dir>/../netdata-anomalies/venv), --no-restart.
+# The venv and the install record are kept beside the agent's lib dir, in a folder only root
+# writes (/var/lib/netdata-anomalies): the install runs the venv's python as root, and the lib
+# dir is the netdata user's.
 set -euo pipefail
 umask 022   # the agent runs as the netdata user: what is installed must be readable to it
 
@@ -52,12 +55,45 @@ while [ $# -gt 0 ]; do
     --python) value "$@"; python="$2"; shift ;;
     --venv) value "$@"; venv="$2"; shift ;;
     --no-restart) restart=0 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
   shift
 done
 mode="${mode:-install}"
+
+# The install record of the agent with lib dir LIB: in root's folder beside it, or where an
+# older version of this script kept it, in the lib dir itself (read, and moved by an upgrade)
+own_dir_of() { printf '%s/netdata-anomalies' "$(dirname "${1%/}")"; }
+record_of() {  # record_of LIB: the path of that agent's install record, or 1 when there is none
+  local f
+  for f in "$(own_dir_of "$1")/install.state" "${1%/}/anomalies-install.state"; do
+    [ -f "$f" ] && { printf '%s' "$f"; return 0; }
+  done
+  return 1
+}
+# Whether only root can change what is at PATH: every folder from / down to it (those that
+# exist) is root's, and no other user can rename what is in it (a sticky folder, as /tmp, lets
+# no one rename another's files). Prints the first folder that fails, and why.
+root_only() {
+  local d uid gid mode
+  d="$(realpath -m -- "$1" 2>/dev/null)" && [ "${d#/}" != "$d" ] || { printf "'%s' is no folder's path" "$1"; return 1; }
+  while :; do
+    if [ -e "$d" ]; then
+      read -r uid gid mode <<< "$(stat -c '%u %g %a' "$d")"
+      mode=$((8#$mode))
+      if [ "$uid" != 0 ]; then
+        printf '%s is owned by %s' "$d" "$(stat -c %U "$d")"; return 1
+      elif (( (mode & 8#1000) == 0 && (mode & 8#2) )); then
+        printf '%s can be written by every user' "$d"; return 1
+      elif (( (mode & 8#1000) == 0 && (mode & 8#20) )) && [ "$gid" != 0 ]; then
+        printf '%s can be written by the group %s' "$d" "$(stat -c %G "$d")"; return 1
+      fi
+    fi
+    [ "$d" != / ] || return 0
+    d="$(dirname "$d")"
+  done
+}
 case "$port" in ''|*[!0-9]*) die "--port must be a number, got '$port'" ;; esac
 [ "$port" -ge 1 ] && [ "$port" -le 65535 ] || die "--port must be 1 to 65535, got $port"
 if [ "$mode" = dev ] && { [ -n "$venv" ] || [ ${#agent_options[@]} -gt 0 ]; }; then
@@ -85,7 +121,7 @@ if [ -z "$plugins_dir" ] && [ "$mode" != dev ]; then
   if [ "${#layouts[@]}" -gt 1 ] && [ "$mode" = uninstall ] && [ -z "$lib_dir_given" ]; then
     # two agents: the one the install went into is the one with the install record
     recorded=()
-    for l in "${layouts[@]}"; do [ ! -f "${l%%|*}/var/lib/netdata/anomalies-install.state" ] || recorded+=("$l"); done
+    for l in "${layouts[@]}"; do ! record_of "${l%%|*}/var/lib/netdata" >/dev/null || recorded+=("$l"); done
     [ "${#recorded[@]}" -eq 0 ] || layouts=("${recorded[@]}")
   fi
   # one prefix with both plugin folders is one agent to remove, but which is it to install into?
@@ -114,13 +150,14 @@ plugins_dir="$(realpath -m "$plugins_dir")"
 lib_dir="$(realpath -m "$lib_dir")"
 [ -z "$venv" ] || venv="$(realpath -m "$venv")"
 
-# An install record elsewhere than the lib dir found: one by an older version of this script
+# An install record elsewhere than the lib dir's found: one by an older version of this script
 # (which kept /var/lib/netdata whatever the plugins dir), or, for --uninstall where no agent
 # is found any more, the only one there is. Its agent config decides.
-# The record is read, never run: it lies in the agent's lib dir, which the netdata user owns (and
-# so may replace any file in), and this script runs as root. Each line must be one assignment to
-# a key a record holds, its value as printf %q (or an older version's single quotes) wrote it:
-# words without a character the shell would act on, \-escapes, '...' and $'...' strings.
+# The record is read, never run: an older version's lies in the agent's lib dir, which the
+# netdata user owns (and so may replace any file in), and this script runs as root. Each line
+# must be one assignment to a key a record holds, its value as printf %q (or an older version's
+# single quotes) wrote it: words without a character the shell would act on, \-escapes, '...'
+# and $'...' strings.
 record_keys=(config_dir_at venv pythond_line had_pythond_line created_pythond pythond_sum installed_conf conf_sum
   written_conf_sum installed_health health_sum previous_pythond made_dirs quieted)
 record_value="^([^][:space:][:cntrl:]\"\\\$\`;&|<>(){}*?!^'[]|\\\\.|'[^']*'|\\\$'([^'\\\\]|\\\\.)*')*\$"
@@ -133,14 +170,14 @@ read_record() {  # read_record FILE: assign the record's keys (in the caller's s
     eval "$line"
   done < "$1"
 }
-record_config_dir() { ( config_dir_at=; read_record "$1/anomalies-install.state" 2>/dev/null && printf '%s' "$config_dir_at" ) || true; }
-if [ "$mode" != dev ] && [ -z "$lib_dir_given" ] && [ ! -f "$lib_dir/anomalies-install.state" ]; then
+record_config_dir() { ( config_dir_at=; read_record "$1" 2>/dev/null && printf '%s' "$config_dir_at" ) || true; }
+if [ "$mode" != dev ] && [ -z "$lib_dir_given" ] && ! record_of "$lib_dir" >/dev/null; then
   for d in /var/lib/netdata /opt/netdata/var/lib/netdata; do
-    [ "$d" != "$lib_dir" ] && [ -f "$d/anomalies-install.state" ] || continue
-    at="$(record_config_dir "$d")"
+    [ "$d" != "$lib_dir" ] && found="$(record_of "$d")" || continue
+    at="$(record_config_dir "$found")"
     if [ "$at" = "$config_dir" ] || { [ "$mode" = uninstall ] && [ "${#layouts[@]}" -eq 0 ] && [ -z "$config_dir_given" ]; }; then
       lib_dir="$d"
-      printf 'install.sh: the install record is in %s (of the agent config in %s)\n' "$d" "${at:-?}"
+      printf 'install.sh: the install record is %s (of the agent config in %s)\n' "$found" "${at:-?}"
       break
     fi
   done
@@ -178,8 +215,8 @@ make_venv() {
   if [ -e "$target" ] && [ ! -f "$target/pyvenv.cfg" ]; then
     die "$target exists and is not a virtual environment: give --venv a new folder (it is replaced on every install)"
   fi
-  # made here, under a name nobody can guess: the lib dir is the netdata user's, and a folder or
-  # link it put at a name known in advance would hold the python this script then runs as root
+  # made here, under a name nobody can guess: a folder or link put at a name known in advance, by
+  # a user who can write beside the target, would hold the python this script then runs as root
   local tmp
   tmp="$(mktemp -d "${target}.new.XXXXXX")" && chmod 0755 "$tmp" || die "cannot create a folder beside $target"
   cleanup+=("$tmp")
@@ -218,9 +255,12 @@ if [ "$mode" = dev ]; then
 fi
 
 [ "$(id -u)" -eq 0 ] || die "run as root (sudo ./install.sh), or ./install.sh --dev for a development venv"
-state="$lib_dir/anomalies-install.state"
+own_dir="$(own_dir_of "$lib_dir")"   # the venv's and the install record's: root's alone
+state="$own_dir/install.state"
+legacy_state="$lib_dir/anomalies-install.state"   # where an older version kept the record
+record="$(record_of "$lib_dir" || true)"   # the record there is, in either place
 
-# The install record (in the lib dir): what the install found and did, so that --uninstall
+# The install record (root's folder beside the lib dir): what the install found and did, so that --uninstall
 # undoes exactly that and a re-install keeps what the first one found. Values are written
 # with printf %q and read back by sourcing; a record of an older version reads as well.
 # the start of the sha256 of every anomalies.conf shipped before the record held written_conf_sum
@@ -237,10 +277,10 @@ rec_config_dir= rec_venv= rec_pythond_line= rec_had_pythond_line= rec_created_py
 rec_installed_conf= rec_conf_sum= rec_installed_health= rec_health_sum= rec_legacy_previous= rec_made_dirs=
 rec_quieted=
 load_state() {
-  [ -f "$state" ] || return 0
+  [ -n "$record" ] || return 0
   local config_dir_at= venv= pythond_line= had_pythond_line= created_pythond= pythond_sum= installed_conf=
   local conf_sum= written_conf_sum= installed_health= health_sum= previous_pythond= made_dirs= quieted=
-  read_record "$state" || die "the install record $state holds lines no install writes (it is read as data, never run): not read; look at it, and remove it if it is not yours"
+  read_record "$record" || die "the install record $record holds lines no install writes (it is read as data, never run): not read; look at it, and remove it if it is not yours"
   # (an older record's conf_sum is trusted only as the checksum of a shipped file: its upgrades
   # took it from the file as they found it, edited or not; without a checksum a file is the user's)
   rec_config_dir="$config_dir_at" rec_venv="$venv" rec_pythond_line="$pythond_line"
@@ -253,7 +293,7 @@ load_state() {
   rec_made_dirs="$made_dirs" rec_quieted="$quieted"
 }
 save_state() {
-  local tmp   # a name nobody can guess: the lib dir is the netdata user's, and a link put there would be written through
+  local tmp   # a name nobody can guess, as make_venv's (the folder is checked to be root's alone before)
   tmp="$(mktemp "$state.new.XXXXXX")" && chmod 0644 "$tmp" || die "cannot write the install record $state"
   cleanup+=("$tmp")
   {
@@ -271,11 +311,15 @@ save_state() {
     printf 'made_dirs=%q\n' "$rec_made_dirs"
     printf 'quieted=%q\n' "$rec_quieted"
   } > "$tmp" && mv "$tmp" "$state" || die "cannot write the install record $state"
+  record="$state"
+  if [ -f "$legacy_state" ]; then   # an older version's, in the lib dir: moved
+    rm -f "$legacy_state" && say "moved the install record from $legacy_state to $state"
+  fi
 }
 load_state
 if [ -n "$rec_config_dir" ] && [ "$rec_config_dir" != "$config_dir" ]; then
   if [ -n "$config_dir_given" ]; then
-    die "the install record $state is for the agent config in $rec_config_dir, not $config_dir: pass --config-dir $rec_config_dir (or nothing)"
+    die "the install record $record is for the agent config in $rec_config_dir, not $config_dir: pass --config-dir $rec_config_dir (or nothing)"
   fi
   config_dir="$rec_config_dir"
 fi
@@ -297,7 +341,16 @@ health_conf="$config_dir/health.d/anomalies.conf"
 agent_logs=("$prefix/var/log/netdata/collector.log" "$prefix/var/log/netdata/error.log")
 agent_log_names="$prefix/var/log/netdata/error.log, collector.log or journalctl -u netdata"
 legacy_backup="$lib_dir/anomalies-python.d.conf.orig"   # kept by older versions of this script
-venv="${venv:-${rec_venv:-$lib_dir/anomalies-venv}}"
+# the venv: --venv, else the record's, else in root's folder beside the lib dir. One an older
+# version made in the lib dir is moved there by the install: the netdata user could put a folder
+# of its own in its place, whose python this script runs as root
+moved_venv=
+if [ -z "$venv" ]; then
+  venv="${rec_venv:-$own_dir/venv}"
+  if [ "$mode" = install ] && [ "$venv" != "$own_dir/venv" ] && ! root_only "$venv" >/dev/null; then
+    moved_venv="$venv" venv="$own_dir/venv"
+  fi
+fi
 
 # the PATH of an agent started by systemd, which its plugins inherit (not root's shell's)
 agent_path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -343,7 +396,9 @@ pyver() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
 pythond_enabled() {
   local py
   for py in "${python:-$agent_python}" "$venv/bin/python" python3; do
-    [ -n "$py" ] && "$py" -c 'import yaml' >/dev/null 2>&1 && break
+    # (a venv another user can change is not run as root)
+    [ -n "$py" ] && { [ "$py" != "$venv/bin/python" ] || root_only "$venv" >/dev/null; } \
+      && "$py" -c 'import yaml' >/dev/null 2>&1 && break
     py=
   done
   [ -n "$py" ] || return 1
@@ -543,7 +598,9 @@ if [ "$mode" = check ]; then
     mvenv="$(cat "$marker")"
     agent_py="${python:-$agent_python}"
     # from /, so that a checkout in the current folder is not what gets imported
-    if [ ! -x "$mvenv/bin/python" ] || ! (cd / && "$mvenv/bin/python" -c "$job_imports" 2>/dev/null); then
+    if ! why="$(root_only "$mvenv")"; then   # (this script runs as root: not its python)
+      say "the virtual environment $mvenv named in $marker is not run: $why, and --check runs it as root; run sudo ./install.sh again, which moves it to $own_dir/venv"; ok=0
+    elif [ ! -x "$mvenv/bin/python" ] || ! (cd / && "$mvenv/bin/python" -c "$job_imports" 2>/dev/null); then
       say "the virtual environment $mvenv named in $marker cannot import the module's package: run sudo ./install.sh again"; ok=0
     else
       if [ -n "$agent_py" ] && [ "$(pyver "$mvenv/bin/python")" != "$(pyver "$agent_py")" ]; then
@@ -614,7 +671,7 @@ if [ "$mode" = check ]; then
 fi
 
 if [ "$mode" = uninstall ]; then
-  if [ ! -f "$state" ]; then
+  if [ -z "$record" ]; then
     # uninstalled already (or never installed here): a second --uninstall has nothing to do, and
     # says so without failing; a module in place without its record was put there otherwise
     if [ ! -e "$module" ] && [ ! -e "$marker" ]; then
@@ -698,8 +755,11 @@ if [ "$mode" = uninstall ]; then
     [ -n "$d" ] && [ -d "$d" ] || continue
     if [ -z "$(ls -A "$d")" ]; then step "removed the empty folder $d" rmdir "$d"; else say "kept $d: it holds other files"; fi
   done < <(printf '%s\n' "$rec_made_dirs" | sort -r)
-  [ "$failed" -eq 0 ] || die "some steps failed (above); the install record $state is kept: fix them and run --uninstall again"
-  rm -f "$state"
+  [ "$failed" -eq 0 ] || die "some steps failed (above); the install record $record is kept: fix them and run --uninstall again"
+  rm -f "$state" "$legacy_state"
+  if [ -d "$own_dir" ] && [ -z "$(ls -A "$own_dir")" ]; then
+    rmdir "$own_dir" && say "removed the empty folder $own_dir"
+  fi
   restarted=0
   restart_agent
   # after the restart: until then the job may write them again at any step
@@ -738,6 +798,13 @@ say "agent python: $python ($("$python" -c 'import sys; print(sys.version.split(
 [ -d "$plugins_dir/../python.d/python_modules/pyyaml3" ] || "$python" -c 'import yaml' 2>/dev/null \
   || say "warning: $python has no PyYAML; python.d.plugin needs it (Debian: apt-get install python3-yaml)"
 
+# root's folder for the record and the venv, and the venv's place: no other user's to change
+# (checked again once made: a folder another user made first at that name is theirs)
+own_dir_refused() { die "cannot keep the install record and the venv in $own_dir: $1; the install runs the venv's python as root, so only root may change that folder (chown root:root, chmod go-w)"; }
+why="$(root_only "$own_dir")" || own_dir_refused "$why"
+why="$(root_only "$venv")" || die "the virtual environment cannot go in $venv: $why, and the install runs its python as root (give --venv a folder only root can write, or nothing: $own_dir/venv)"
+mkdir -p "$own_dir" || die "cannot create $own_dir"
+why="$(root_only "$own_dir")" || own_dir_refused "$why"
 say "installing dependencies into $venv"
 mkdir -p "$lib_dir"
 # built from a copy, so that a root install leaves no build files in the checkout
@@ -755,13 +822,23 @@ if [ -f "$venv/pyvenv.cfg" ] && ! ours_venv "$venv"; then
   die "$venv is a virtual environment without this project installed: not replaced (give --venv a folder of its own)"
 fi
 make_venv "$python" "$venv" "$src"
+if [ -n "$moved_venv" ]; then
+  say "the virtual environment is now $venv, in place of $moved_venv: $(root_only "$moved_venv"), and the install runs its python as root"
+fi
 if [ -n "$rec_venv" ] && [ "$rec_venv" != "$venv" ] && ours_venv "$rec_venv"; then
   rm -rf "$rec_venv" && say "removed the previous virtual environment $rec_venv"
+fi
+# a plugins.d plugin set up as docs/install.md shows runs the venv it was written for
+if [ -n "$rec_venv" ] && [ "$rec_venv" != "$venv" ]; then
+  for f in "$config_dir"/custom-plugins.d/*.plugin; do
+    [ -f "$f" ] && grep -qF "$rec_venv/bin/" "$f" 2>/dev/null \
+      && say "warning: $f runs $rec_venv, which is now $venv: put the new path in it (the agent cannot start it as it is)"
+  done
 fi
 
 # the record first, so that an install stopped halfway can still be undone
 first_install=0
-if [ ! -f "$state" ]; then
+if [ -z "$record" ]; then
   first_install=1 rec_had_pythond_line=1 rec_pythond_line=
   [ -f "$pythond_conf" ] && rec_created_pythond=0 || rec_created_pythond=1
 fi

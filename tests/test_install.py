@@ -343,7 +343,7 @@ def test_a_second_uninstall_has_nothing_to_do_and_does_not_fail(tmp_path):
                                '--no-restart'], capture_output=True, text=True, timeout=60)
     proc = uninstall()
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert 'nothing to undo: no install record at {}/var/lib/netdata/anomalies-install.state'.format(
+    assert 'nothing to undo: no install record at {}/var/lib/netdata-anomalies/install.state'.format(
         prefix) in proc.stdout, proc.stdout
     module = prefix + '/etc/netdata/custom-plugins.d/python.d/anomalies.chart.py'
     os.makedirs(os.path.dirname(module))
@@ -654,3 +654,97 @@ def test_a_venv_of_this_project_is_known_as_such_whatever_its_folder_is_called(t
         said = [subprocess.run(['bash', '-c', script, 'x', str(v)], capture_output=True, text=True).stdout.strip()
                 for v in (d, str(d) + '/', other)]
         assert said == ['ours', 'ours', 'theirs'], (name, said)
+
+
+def test_only_a_folder_no_other_user_can_change_is_root_only(tmp_path):
+    """root_only decides where the venv whose python the install runs as root may be: a folder
+    another user owns, or can write without the sticky bit (which keeps root's files in /tmp
+    root's), anywhere on the way from / is refused, and named."""
+    script = 'eval "$(sed -n \'/^root_only()/,/^}}/p\' {}/install.sh)"; root_only "$1" && echo ok'.format(ROOT)
+
+    def said(path):
+        return subprocess.run(['bash', '-c', script, 'x', str(path)], capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    theirs = tmp_path / 'theirs'
+    (theirs / 'mine').mkdir(parents=True)
+    shutil.chown(str(theirs), 'nobody')
+    shared = tmp_path / 'shared'
+    shared.mkdir()
+    shared.chmod(0o777)
+    group = tmp_path / 'group'
+    group.mkdir()
+    shutil.chown(str(group), group='nogroup')
+    group.chmod(0o775)
+    roots = tmp_path / 'roots'
+    roots.mkdir()
+    roots.chmod(0o775)   # group-writable, by root's group
+    sticky = tmp_path / 'sticky'
+    (sticky / 'mine').mkdir(parents=True)
+    sticky.chmod(0o1777)
+    assert said(theirs / 'mine' / 'venv') == '{} is owned by nobody'.format(theirs)
+    assert said(shared / 'venv') == '{} can be written by every user'.format(shared)
+    assert said(group / 'venv') == '{} can be written by the group nogroup'.format(group)
+    assert said(roots / 'venv') == 'ok'
+    assert said(sticky / 'mine' / 'venv') == 'ok'
+    assert said(theirs / '..' / 'roots') == 'ok'   # the folder's own path, not the way it is written
+    assert said('') == "'' is no folder's path"
+
+
+def test_check_does_not_run_as_root_a_venv_another_user_can_change(tmp_path):
+    """An older version kept the venv in the agent's lib dir, the netdata user's: it could put a
+    folder of its own in the venv's place, and --check (run as root) ran its python."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    lib = prefix + '/var/lib/netdata'
+    os.makedirs(lib)
+    ran = tmp_path / 'ran'
+    venv = lib + '/anomalies-venv'
+    os.makedirs(venv + '/bin')
+    with open(venv + '/bin/python', 'w') as f:
+        f.write('#!/bin/sh\necho "$@" >> {}\nexit 0\n'.format(ran))
+    os.chmod(venv + '/bin/python', 0o755)
+    shutil.chown(lib, 'nobody')
+    plugins = prefix + '/etc/netdata/custom-plugins.d/python.d'
+    os.makedirs(plugins)
+    for name in ('anomalies.chart.py', 'anomalies.venv'):
+        with open(os.path.join(plugins, name), 'w') as f:
+            f.write(venv + '\n')
+    with open(lib + '/anomalies-install.state', 'w') as f:
+        f.write('config_dir_at={}/etc/netdata\nvenv={}\n'.format(prefix, venv))
+    # a python without yaml: python.d.conf would be read with the venv's next
+    no_yaml = tmp_path / 'no-yaml-python'
+    no_yaml.write_text('#!/bin/sh\nexit 1\n')
+    no_yaml.chmod(0o755)
+    rc, out = check('--prefix', prefix, '--python', str(no_yaml))
+    assert rc == 1 and ('the virtual environment {} named in {}/anomalies.venv is not run: {} is owned by nobody, '
+                        'and --check runs it as root; run sudo ./install.sh again, which moves it to '
+                        '{}/var/lib/netdata-anomalies/venv'.format(venv, plugins, lib, prefix)) in out, out
+    assert not ran.exists(), ran.read_text()
+
+
+def test_an_install_keeps_its_venv_and_record_only_where_no_other_user_can_change_them(tmp_path):
+    """The install runs the venv's python as root: a venv or record folder another user could
+    replace is refused, by name, before anything is made."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    os.makedirs(prefix + '/var/lib/netdata')
+    shutil.chown(prefix + '/var/lib/netdata', 'nobody')
+    theirs = tmp_path / 'theirs'
+    theirs.mkdir()
+    shutil.chown(str(theirs), 'nobody')
+
+    def install(*args):
+        proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--prefix', prefix, '--no-restart'] +
+                              list(args), capture_output=True, text=True, timeout=120)
+        return proc.returncode, proc.stdout + proc.stderr
+    tree = sorted(os.listdir(str(tmp_path)))
+    rc, out = install('--venv', str(theirs / 'venv'))
+    assert rc == 1 and ('the virtual environment cannot go in {0}/venv: {0} is owned by nobody, and the install '
+                        'runs its python as root'.format(theirs)) in out, out
+    assert os.listdir(str(theirs)) == [] and os.listdir(prefix + '/var/lib') == ['netdata']
+    # the default place, beside a lib dir whose parent is another user's
+    shutil.chown(prefix + '/var/lib', 'nobody')
+    rc, out = install()
+    assert rc == 1 and ('cannot keep the install record and the venv in {0}/var/lib/netdata-anomalies: {0}/var/lib '
+                        'is owned by nobody'.format(prefix)) in out, out
+    assert os.listdir(prefix + '/var/lib') == ['netdata'] and sorted(os.listdir(str(tmp_path))) == tree

@@ -100,12 +100,32 @@ if ! python3 -c 'import pandas' 2>/dev/null; then
 fi
 grep -q "host: '127.0.0.1:$port'" "$work/etc/python.d/anomalies.conf" || fail "install.sh overwrote the user's anomalies.conf"
 grep -qE '^anomalies: *yes' "$work/etc/python.d.conf" || fail "install.sh did not enable the module in python.d.conf"
+# the venv and the install record: in root's folder beside the lib dir
+own="$work/netdata-anomalies"
+[ -f "$own/install.state" ] && [ "$(cat "$work/etc/custom-plugins.d/python.d/anomalies.venv")" = "$own/venv" ] \
+  || fail "the install did not keep its record and venv in $own"
 # the venv is built beside its place and moved there: its scripts must name where it is now
-"$work/lib/anomalies-venv/bin/pip" --version > /dev/null || fail "the venv's pip does not run (it names the folder it was built in)"
+"$own/venv/bin/pip" --version > /dev/null || fail "the venv's pip does not run (it names the folder it was built in)"
+# an older version's install: its venv and record in the lib dir, which the netdata user owns
+# (and so could put a folder of its own in place of the venv, whose python root would run)
+mv "$own/venv" "$work/lib/anomalies-venv"
+sed "s#^venv=.*#venv=$work/lib/anomalies-venv#" "$own/install.state" > "$work/lib/anomalies-install.state"
+rm "$own/install.state" && rmdir "$own"
+printf '%s\n' "$work/lib/anomalies-venv" > "$work/etc/custom-plugins.d/python.d/anomalies.venv"
+chown netdata:netdata "$work/lib"
+"$here/install.sh" --check --config-dir "$work/etc" --lib-dir "$work/lib" --port "$port" > "$work/legacy-check.log" 2>&1
+grep -qF "the virtual environment $work/lib/anomalies-venv named in $work/etc/custom-plugins.d/python.d/anomalies.venv is not run: $work/lib is owned by netdata" \
+  "$work/legacy-check.log" || { cat "$work/legacy-check.log"; fail "--check ran (or did not name) a venv in the netdata user's lib dir"; }
 # the admin edits python.d.conf (which the install made from the stock one), then upgrades
 printf 'example: no\n' >> "$work/etc/python.d.conf"
 "$here/install.sh" --config-dir "$work/etc" --lib-dir "$work/lib" --port "$port" --no-restart > "$work/reinstall.log" 2>&1 \
   || { cat "$work/reinstall.log"; fail "install.sh (again, an upgrade)"; }
+grep -qF "the virtual environment is now $own/venv, in place of $work/lib/anomalies-venv: $work/lib is owned by netdata" "$work/reinstall.log" \
+  && grep -qF "moved the install record from $work/lib/anomalies-install.state to $own/install.state" "$work/reinstall.log" \
+  || { cat "$work/reinstall.log"; fail "the upgrade did not say it moved the venv and the record out of the lib dir"; }
+[ ! -e "$work/lib/anomalies-venv" ] && [ ! -e "$work/lib/anomalies-install.state" ] && [ -f "$own/install.state" ] \
+  && [ "$(cat "$work/etc/custom-plugins.d/python.d/anomalies.venv")" = "$own/venv" ] && "$own/venv/bin/pip" --version > /dev/null \
+  || fail "the upgrade did not move the venv and the record from the lib dir to $own"
 grep -q "kept your $work/etc/python.d/anomalies.conf" "$work/reinstall.log" || fail "the upgrade did not keep the user's anomalies.conf"
 [ "$(grep -cE '^anomalies *:' "$work/etc/python.d.conf")" = 1 ] || fail "the upgrade left more than one anomalies line in python.d.conf"
 mkdir -p "$work/not-a-venv" && touch "$work/not-a-venv/keep"
@@ -251,7 +271,7 @@ ext2:
 EOF
 cat > "$work/etc/custom-plugins.d/anomalies.plugin" <<EOF
 #!/bin/sh
-exec "$work/lib/anomalies-venv/bin/python" -m collector run --config "$work/etc/anomalies-plugin.conf" --update-every "\${1:-1}"
+exec "$own/venv/bin/python" -m collector run --config "$work/etc/anomalies-plugin.conf" --update-every "\${1:-1}"
 EOF
 chmod 755 "$work/etc/custom-plugins.d/anomalies.plugin"
 cp -p "$work/etc/custom-plugins.d/anomalies.plugin" "$work/anomalies.plugin.copy"   # put back for the uninstall
@@ -353,12 +373,12 @@ sa:
     train_min_n_secs: 30
 EOF
 # (from $work: `python -m` in the checkout would import the checkout's package instead)
-(cd "$work" && HOME="$work/lib" XDG_CACHE_HOME='' "$work/lib/anomalies-venv/bin/python" -m collector run \
+(cd "$work" && HOME="$work/lib" XDG_CACHE_HOME='' "$own/venv/bin/python" -m collector run \
   --config "$work/etc/standalone.conf" --steps 10 > "$work/standalone.out" 2> "$work/standalone.err") \
   || fail "the installed package's standalone run failed: $(tail -n 3 "$work/standalone.err")"
 saved="$(ls "$work"/lib/.cache/netdata-anomalies/models/sa@*/system.cpu.pkl 2>/dev/null || true)"
 [ -n "$saved" ] || fail "the standalone run saved no model in $work/lib/.cache/netdata-anomalies/models"
-! ls -d "$work"/lib/anomalies-venv/lib/python3*/site-packages/models >/dev/null 2>&1 \
+! ls -d "$own"/venv/lib/python3*/site-packages/models >/dev/null 2>&1 \
   || fail "the standalone run wrote models into the venv's site-packages"
 log "standalone run of the installed package: model saved as ${saved#"$work/"}"
 
@@ -367,12 +387,12 @@ kill -TERM -- "-$agent_pid" 2>/dev/null; wait "$agent_pid" 2>/dev/null; agent_pi
 cp -p "$work/anomalies.plugin.copy" "$work/etc/custom-plugins.d/anomalies.plugin"   # the admin's plugins.d plugin
 "$here/install.sh" --uninstall --config-dir "$work/etc" --lib-dir "$work/lib" --no-restart > "$work/uninstall.log" 2>&1 \
   || { cat "$work/uninstall.log"; fail "install.sh --uninstall"; }
-grep -q "custom-plugins.d/anomalies.plugin runs $work/lib/anomalies-venv, which is removed" "$work/uninstall.log" \
+grep -q "custom-plugins.d/anomalies.plugin runs $own/venv, which is removed" "$work/uninstall.log" \
   || { cat "$work/uninstall.log"; fail "uninstall did not name the plugins.d plugin that runs the removed venv"; }
 [ -f "$work/etc/custom-plugins.d/anomalies.plugin" ] || fail "uninstall removed the admin's own plugins.d plugin"
 rm "$work/etc/custom-plugins.d/anomalies.plugin"
 [ ! -e "$work/etc/custom-plugins.d/python.d/anomalies.chart.py" ] || fail "uninstall left the module"
-[ ! -e "$work/lib/anomalies-venv" ] || fail "uninstall left the venv"
+[ ! -e "$own" ] || fail "uninstall left the venv, its record or their folder $own"
 [ ! -e "$work/lib/anomalies-models" ] || fail "uninstall left the saved models"
 [ ! -e "$work/lib/.cache/netdata-anomalies" ] || fail "uninstall left the standalone runs' saved models"
 [ -f "$work/etc/python.d/anomalies.conf" ] || fail "uninstall removed the user's own anomalies.conf"
@@ -382,7 +402,6 @@ if ! python3 -c 'import pandas' 2>/dev/null; then
   ! grep -qE '^(zscores|pandas) *: *no' "$work/etc/python.d.conf" || fail "uninstall left the zscores or pandas line it set"
   grep -qx '# zscores: no' "$work/etc/python.d.conf" || fail "uninstall did not put the stock zscores line back"
 fi
-[ ! -e "$work/lib/anomalies-install.state" ] || fail "uninstall left its install record"
 [ ! -e "$work/etc/custom-plugins.d/python.d" ] || fail "uninstall left the folder it made for the module"
 [ ! -e "$work/etc/health.d" ] || fail "uninstall left the health.d folder it made"
 [ -d "$work/etc/custom-plugins.d" ] && [ -d "$work/etc/python.d" ] || fail "uninstall removed a folder it did not make"
@@ -398,9 +417,9 @@ chmod 755 "$static/usr/libexec/netdata/plugins.d/python.d.plugin"
 tree_before="$(cd "$work/static" && find . | sort)"
 "$here/install.sh" --prefix "$static" --no-restart > "$work/static.log" 2>&1 \
   || { cat "$work/static.log"; fail "install.sh --prefix (a static build's tree)"; }
-[ "$(cat "$static/etc/netdata/custom-plugins.d/python.d/anomalies.venv" 2>/dev/null)" = "$static/var/lib/netdata/anomalies-venv" ] \
-  || fail "the static build's module does not name the venv in its lib dir"
-[ "$("$static/var/lib/netdata/anomalies-venv/bin/python" -c 'import collector, sys; print(sys.version_info[:2])')" \
+[ "$(cat "$static/etc/netdata/custom-plugins.d/python.d/anomalies.venv" 2>/dev/null)" = "$static/var/lib/netdata-anomalies/venv" ] \
+  || fail "the static build's module does not name the venv beside its lib dir"
+[ "$("$static/var/lib/netdata-anomalies/venv/bin/python" -c 'import collector, sys; print(sys.version_info[:2])')" \
   = "$(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin python3 -c 'import sys; print(sys.version_info[:2])')" ] \
   || fail "the static build's venv is not the python3 of the PATH systemd gives the agent"
 grep -qE '^anomalies: *yes' "$static/etc/netdata/python.d.conf" || fail "the static build's python.d.conf does not enable the module"
