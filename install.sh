@@ -541,7 +541,15 @@ pythond_age() {  # the seconds the agent's python.d.plugin has run (the youngest
   printf '%s' "$age"
 }
 first_training_s=120   # beyond train_min_n_secs: a first training's reading of the history and fitting, on a slow machine
-no_chart_reason() {  # no_chart_reason JOB TRAIN_MIN_N_SECS AGE: why a started job may have no chart, as ': ...' or ' yet: ...'
+journal_lines=   # the journal's lines of this module's jobs (module_journal), read once for every job
+module_journal() {  # module_journal AGE: set journal_lines to what the agent's journal holds of the module since python.d.plugin started (AGE s ago)
+  command -v journalctl >/dev/null 2>&1 || return 0   # (an agent that logs to the journal)
+  local since_s=
+  [ -z "$1" ] || since_s=$(( $(date +%s) - $1 - 1 ))
+  journal_lines="$(journalctl -q --no-pager -o short-iso -n 100000 -u netdata ${since_s:+--since "@$since_s"} 2>/dev/null \
+                   | grep -F 'anomalies[' || true)"
+}
+no_chart_reason() {  # no_chart_reason JOB TRAIN_MIN_N_SECS AGE: why a started job may have no chart, as ': ...' or ' yet: ...' (module_journal AGE read first)
   local job="$1" min_secs="$2" age="$3" lines= where="the agent's log ($agent_log_names)" log since_s=
   [ -z "$age" ] || since_s=$(( $(date +%s) - age - 1 ))
   for log in "${agent_logs[@]}"; do
@@ -555,10 +563,9 @@ no_chart_reason() {  # no_chart_reason JOB TRAIN_MIN_N_SECS AGE: why a started j
     fi
     [ -z "$lines" ] || break
   done
-  if command -v journalctl >/dev/null 2>&1; then   # an agent that logs to the journal
+  if [ -n "$journal_lines" ]; then
     local said
-    said="$(journalctl -q --no-pager -o short-iso -n 100000 -u netdata ${since_s:+--since "@$since_s"} 2>/dev/null \
-            | grep -F "anomalies[$job] :" | tail -n 1000 || true)"
+    said="$(grep -F "anomalies[$job] :" <<< "$journal_lines" | tail -n 1000 || true)"
     # a log file's lines may be those of the agent before an upgrade to one that logs to the
     # journal: the newer last line is told (both begin with the local time, 'T' or ' ' apart)
     if [ -n "$said" ] && { [ -z "$lines" ] || [[ "$(tail -n 1 <<< "$said" | cut -c 1-19 | tr T ' ')" > \
@@ -652,11 +659,13 @@ if [ "$mode" = check ]; then
       # one job's charts do not say the others' are there: a job that never started (a child the
       # parent does not hold, a key it refuses at start) left the check above saying OK
       pythond_age="$(pythond_age)"
+      journal_read=0
       while IFS=$'\t' read -r job kind min_secs; do
         [ -n "$job" ] && [ -n "$kind" ] || continue
         if grep -qF "\"$kind.probability\"" <<< "$body"; then
           say "job $job: chart $kind.probability exists"
         else
+          [ "$journal_read" -eq 1 ] || { module_journal "$pythond_age"; journal_read=1; }   # once, not once a job
           say "job $job: no chart $kind.probability$(no_chart_reason "$job" "$min_secs" "$pythond_age")"; ok=0
         fi
       done <<< "$started_jobs"

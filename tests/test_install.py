@@ -521,7 +521,8 @@ def test_check_names_each_job_without_its_charts(tmp_path, log):
     found where the agent keeps python.d.plugin's: error.log up to Netdata 1.37, collector.log
     from 1.38, or the journal (read with journalctl) where systemd runs a 1.44 or later. An agent
     upgraded to 1.38 keeps the error.log of before, and one upgraded to a 1.44 under systemd its
-    error.log or collector.log: their lines for the job are not the last."""
+    error.log or collector.log: their lines for the job are not the last. The journal is read
+    once for all the jobs without charts, not once each."""
     from collector.replay import Recording, ReplayClock, ReplayServer
     from conftest import START
     from test_top import write_anomalies_recording
@@ -560,7 +561,8 @@ def test_check_names_each_job_without_its_charts(tmp_path, log):
         port = server.host.rsplit(':', 1)[1]
         with open(conf, 'w') as f:
             f.write("anomalies:\n    host: '127.0.0.1:{0}'\nchild.lan:\n    host: '127.0.0.1:{0}/host/child.lan'\n"
-                    "second:\n    name: 'child9'\n    host: '127.0.0.1:{0}/host/child9'\n".format(port))
+                    "second:\n    name: 'child9'\n    host: '127.0.0.1:{0}/host/child9'\n"
+                    "third:\n    name: 'child8'\n    host: '127.0.0.1:{0}/host/child8'\n".format(port))
 
         def run():
             proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--check', '--port', port,
@@ -588,6 +590,8 @@ def test_check_names_each_job_without_its_charts(tmp_path, log):
         with open(log_path + '.args') as f:
             asked = f.read().splitlines()
         assert '--since' not in asked[0] and '-u netdata --since @' in asked[-1], asked
+        assert len(asked) == 2, asked   # once a check, not once for each job without charts
+    assert 'install.sh: job third: no chart anomalies_child8.probability: the job did not start' in out, out
 
 
 def test_a_venv_of_another_program_the_record_names_is_neither_removed_nor_replaced(tmp_path):
