@@ -831,6 +831,13 @@ if [ -f "$venv/pyvenv.cfg" ] && ! ours_venv "$venv"; then
   die "$venv is a virtual environment without this project installed: not replaced (give --venv a folder of its own)"
 fi
 make_venv "$python" "$venv" "$src"
+# the record first (naming the new venv), so that an install stopped halfway can still be undone
+first_install=0
+if [ -z "$record" ]; then
+  first_install=1 rec_had_pythond_line=1 rec_pythond_line=
+  [ -f "$pythond_conf" ] && rec_created_pythond=0 || rec_created_pythond=1
+fi
+save_state
 if [ -n "$moved_venv" ]; then
   say "the virtual environment is now $venv, in place of $moved_venv: $(root_only "$moved_venv"), and the install runs its python as root"
 fi
@@ -844,14 +851,6 @@ if [ -n "$rec_venv" ] && [ "$rec_venv" != "$venv" ]; then
       && say "warning: $f runs $rec_venv, which is now $venv: put the new path in it (the agent cannot start it as it is)"
   done
 fi
-
-# the record first, so that an install stopped halfway can still be undone
-first_install=0
-if [ -z "$record" ]; then
-  first_install=1 rec_had_pythond_line=1 rec_pythond_line=
-  [ -f "$pythond_conf" ] && rec_created_pythond=0 || rec_created_pythond=1
-fi
-save_state
 
 make_dir "$user_plugins"
 install -m 0644 "$here/anomalies.chart.py" "$module"
