@@ -72,26 +72,43 @@ record_of() {  # record_of LIB: the path of that agent's install record, or 1 wh
   done
   return 1
 }
-# Whether only root can change what is at PATH: every folder from / down to it (those that
-# exist) is root's, and no other user can rename what is in it (a sticky folder, as /tmp, lets
-# no one rename another's files). Prints the first folder that fails, and why.
+# Whether only root can change what is at PATH, as the system walks it: every folder it goes
+# through (those that exist, the folders its links lead through too) is root's, no other user can
+# rename what is in it (a sticky folder, as /tmp, lets no one rename another's files), and each
+# link on the way is root's; so is what is at PATH. Prints the first that fails, and why.
+# (Not the path realpath gives: a link in another user's folder can be pointed elsewhere after the look.)
 root_only() {
-  local d uid gid mode
-  d="$(realpath -m -- "$1" 2>/dev/null)" && [ "${d#/}" != "$d" ] || { printf "'%s' is no folder's path" "$1"; return 1; }
+  local rest="${1#/}" d=/ c next uid gid mode links=0
+  [ -n "$1" ] && [ "$rest" != "$1" ] || { printf "'%s' is no folder's path" "$1"; return 1; }
   while :; do
-    if [ -e "$d" ]; then
-      read -r uid gid mode <<< "$(stat -c '%u %g %a' "$d")"
-      mode=$((8#$mode))
-      if [ "$uid" != 0 ]; then
-        printf '%s is owned by %s' "$d" "$(stat -c %U "$d")"; return 1
-      elif (( (mode & 8#1000) == 0 && (mode & 8#2) )); then
-        printf '%s can be written by every user' "$d"; return 1
-      elif (( (mode & 8#1000) == 0 && (mode & 8#20) )) && [ "$gid" != 0 ]; then
-        printf '%s can be written by the group %s' "$d" "$(stat -c %G "$d")"; return 1
-      fi
+    c=   # the next name to look up in d ('..' is d's own parent: nothing in d can change it)
+    while [ -z "$c" ] && [ -n "$rest" ]; do
+      c="${rest%%/*}"
+      [ "$c" = "$rest" ] && rest= || rest="${rest#*/}"
+      case "$c" in .) c= ;; ..) c= d="$(dirname "$d")" ;; esac
+    done
+    read -r uid gid mode <<< "$(stat -c '%u %g %a' -- "$d")"
+    mode=$((8#$mode))
+    if [ "$uid" != 0 ]; then
+      printf '%s is owned by %s' "$d" "$(stat -c %U -- "$d")"; return 1
+    elif (( (mode & 8#1000) == 0 && (mode & 8#2) )); then
+      printf '%s can be written by every user' "$d"; return 1
+    elif (( (mode & 8#1000) == 0 && (mode & 8#20) )) && [ "$gid" != 0 ]; then
+      printf '%s can be written by the group %s' "$d" "$(stat -c %G -- "$d")"; return 1
     fi
-    [ "$d" != / ] || return 0
-    d="$(dirname "$d")"
+    [ -n "$c" ] || return 0
+    next="${d%/}/$c"
+    if [ -L "$next" ]; then
+      [ "$(stat -c %u -- "$next")" = 0 ] || { printf '%s is a link owned by %s' "$next" "$(stat -c %U -- "$next")"; return 1; }
+      (( ++links <= 40 )) || { printf '%s: too many links' "$1"; return 1; }
+      c="$(readlink -- "$next")"
+      [ "${c#/}" = "$c" ] || d=/
+      rest="${c#/}${rest:+/$rest}"
+    elif [ -e "$next" ]; then
+      d="$next"
+    else
+      return 0   # not there yet: what root makes in a folder no one else can change is root's
+    fi
   done
 }
 case "$port" in ''|*[!0-9]*) die "--port must be a number, got '$port'" ;; esac

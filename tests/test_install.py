@@ -5,6 +5,7 @@ The install itself, on the real agent and on a static build's tree, is run by te
 """
 import contextlib
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -690,8 +691,40 @@ def test_only_a_folder_no_other_user_can_change_is_root_only(tmp_path):
     assert said(group / 'venv') == '{} can be written by the group nogroup'.format(group)
     assert said(roots / 'venv') == 'ok'
     assert said(sticky / 'mine' / 'venv') == 'ok'
-    assert said(theirs / '..' / 'roots') == 'ok'   # the folder's own path, not the way it is written
+    assert said(theirs / '..' / 'roots') == 'ok'   # '..' is the folder's parent, whoever owns the folder
     assert said('') == "'' is no folder's path"
+
+
+def test_a_link_another_user_can_change_is_not_root_only(tmp_path):
+    """root_only took the path realpath gave: a link in the netdata user's lib dir to a folder of
+    root's passed, and the install built the venv (and ran its pip, as root) through that link,
+    which that user could point at a folder of its own meanwhile; --check likewise. A link is
+    taken as the system walks it: its own folder, and the link, must be root's."""
+    script = 'eval "$(sed -n \'/^root_only()/,/^}}/p\' {}/install.sh)"; root_only "$1" && echo ok'.format(ROOT)
+
+    def said(path):
+        return subprocess.run(['bash', '-c', script, 'x', str(path)], capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    roots = tmp_path / 'roots'
+    (roots / 'venv').mkdir(parents=True)
+    theirs = tmp_path / 'theirs'
+    theirs.mkdir()
+    (theirs / 'link').symlink_to(roots)
+    shutil.chown(str(theirs), 'nobody')
+    assert said(theirs / 'link' / 'venv') == '{} is owned by nobody'.format(theirs)
+    # a link of root's, in a folder of root's, to a folder of root's (or through one to another user's)
+    (tmp_path / 'to-roots').symlink_to('roots')
+    (tmp_path / 'to-theirs').symlink_to(theirs / 'link')
+    assert said(tmp_path / 'to-roots' / 'venv') == 'ok'
+    assert said(tmp_path / 'to-theirs' / 'venv') == '{} is owned by nobody'.format(theirs)
+    # in a sticky folder, another user's link is theirs to change
+    sticky = tmp_path / 'sticky'
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    (sticky / 'link').symlink_to(roots)
+    os.chown(str(sticky / 'link'), pwd.getpwnam('nobody').pw_uid, -1, follow_symlinks=False)
+    assert said(sticky / 'link' / 'venv') == '{} is a link owned by nobody'.format(sticky / 'link')
+    assert said('relative/venv') == "'relative/venv' is no folder's path"
 
 
 def test_check_does_not_run_as_root_a_venv_another_user_can_change(tmp_path):
