@@ -223,6 +223,14 @@ ours_venv() {  # ours_venv DIR: whether DIR is a virtual environment that has th
   return 1
 }
 
+remove_venv() {  # remove_venv DIR: remove DIR, a venv of this project's, from within its folder, entered once
+  # (the path may go through the netdata user's lib dir, an older version's venv or a record it
+  # changed: a link there pointed elsewhere between the look and the removal had root remove another folder)
+  local name
+  name="$(basename -- "$1")"
+  [ "${1#/}" != "$1" ] && ( cd -P -- "$(dirname -- "$1")" && ours_venv "./$name" && rm -rf -- "./$name" )
+}
+
 # A venv with our pinned dependencies. Built in a temporary dir and moved into place, so a
 # failed pip install leaves nothing half-made.
 make_venv() {
@@ -761,7 +769,7 @@ if [ "$mode" = uninstall ]; then
   elif [ -e "$venv" ] && ! ours_venv "$venv"; then
     say "error: $venv is not a virtual environment with this project installed: left as it is"; failed=1
   elif [ -e "$venv" ]; then
-    step "removed $venv" rm -rf "$venv"
+    step "removed $venv" remove_venv "$venv"
   fi
   # a plugins.d plugin set up as docs/install.md shows runs the venv just removed
   for f in "$config_dir"/custom-plugins.d/*.plugin; do
@@ -772,9 +780,14 @@ if [ "$mode" = uninstall ]; then
     step "removed the saved models in $lib_dir/anomalies-models" rm -rf "$lib_dir/anomalies-models"
   fi
   # the netdata user's home is the lib dir: its debug and standalone runs keep models in its cache
-  if [ -d "$lib_dir/.cache/netdata-anomalies" ]; then
-    step "removed the standalone runs' saved models in $lib_dir/.cache/netdata-anomalies" \
-      rm -rf "$lib_dir/.cache/netdata-anomalies"
+  # (from within .cache, entered once and only as itself: the netdata user may make it a link, to
+  # another user's cache, or to a folder of anyone's that holds a netdata-anomalies)
+  if [ -L "$lib_dir/.cache" ]; then
+    [ ! -d "$lib_dir/.cache/netdata-anomalies" ] \
+      || say "kept $lib_dir/.cache/netdata-anomalies: $lib_dir/.cache is a link (to $(readlink -f "$lib_dir/.cache")), not followed"
+  elif [ -d "$lib_dir/.cache/netdata-anomalies" ]; then
+    cache_models() { ( cd -P -- "$lib_dir/.cache" && [ "$(pwd -P)" = "$lib_dir/.cache" ] && rm -rf ./netdata-anomalies ); }
+    step "removed the standalone runs' saved models in $lib_dir/.cache/netdata-anomalies" cache_models
   fi
   # the folders the install made, deepest first, while nothing else has been put in them
   while IFS= read -r d; do
@@ -859,7 +872,7 @@ if [ -n "$moved_venv" ]; then
   say "the virtual environment is now $venv, in place of $moved_venv: $(root_only "$moved_venv"), and the install runs its python as root"
 fi
 if [ -n "$rec_venv" ] && [ "$rec_venv" != "$venv" ] && ours_venv "$rec_venv"; then
-  rm -rf "$rec_venv" && say "removed the previous virtual environment $rec_venv"
+  remove_venv "$rec_venv" && say "removed the previous virtual environment $rec_venv"
 fi
 # a plugins.d plugin set up as docs/install.md shows runs the venv it was written for
 if [ -n "$rec_venv" ] && [ "$rec_venv" != "$venv" ]; then

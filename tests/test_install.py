@@ -785,3 +785,39 @@ def test_an_install_keeps_its_venv_and_record_only_where_no_other_user_can_chang
     assert rc == 1 and ('cannot keep the install record and the venv in {0}/var/lib/netdata-anomalies: {0}/var/lib '
                         'is owned by nobody'.format(prefix)) in out, out
     assert os.listdir(prefix + '/var/lib') == ['netdata'] and sorted(os.listdir(str(tmp_path))) == tree
+
+
+def test_a_link_the_netdata_user_changes_in_the_lib_dir_has_root_remove_nothing_of_anyone_else(tmp_path):
+    """--uninstall (and an upgrade, the previous venv) removed the venv at the path the record named
+    after looking at it: through a link in the lib dir, pointed at a folder of root's between the
+    look and the removal (here by rm itself, as a racing netdata user would), root removed that
+    folder. The netdata user's .cache made a link to another user's cache, or to any folder
+    holding a netdata-anomalies, had that removed as 'the standalone runs' saved models'."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    lib = prefix + '/var/lib/netdata'
+    fake = lib + '/fake/ssh'   # a venv of this project's, as the check sees it
+    os.makedirs(fake + '/lib/python3.11/site-packages/netdata_anomalies-0.1.0.dist-info')
+    open(fake + '/pyvenv.cfg', 'w').close()
+    os.symlink(lib + '/fake', lib + '/L')
+    precious = tmp_path / 'etc/ssh'
+    precious.mkdir(parents=True)
+    (precious / 'sshd_config').write_text('keep\n')
+    others = tmp_path / 'home/alice/.cache/netdata-anomalies'
+    (others / 'models').mkdir(parents=True)
+    os.symlink(str(others.parent), lib + '/.cache')
+    with open(lib + '/anomalies-install.state', 'w') as f:
+        f.write('config_dir_at={}/etc/netdata\nvenv={}/L/ssh\n'.format(prefix, lib))
+    fake_bin = tmp_path / 'bin'
+    fake_bin.mkdir()
+    (fake_bin / 'rm').write_text('#!/bin/bash\nfor a; do case "$a" in *ssh) ln -sfn {} {}/L ;; esac; done\n'
+                                 'exec /bin/rm "$@"\n'.format(precious.parent, lib))
+    (fake_bin / 'rm').chmod(0o755)
+    proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--uninstall', '--prefix', prefix, '--no-restart'],
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PATH='{}:{}'.format(fake_bin, os.environ['PATH'])))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (precious / 'sshd_config').exists() and not os.path.exists(fake), proc.stdout
+    assert (others / 'models').is_dir(), proc.stdout
+    assert 'kept {0}/.cache/netdata-anomalies: {0}/.cache is a link (to {1}), not followed'.format(
+        lib, others.parent) in proc.stdout, proc.stdout
