@@ -771,6 +771,10 @@ if [ "$mode" = uninstall ]; then
   elif [ -e "$venv" ]; then
     step "removed $venv" remove_venv "$venv"
   fi
+  # an upgrade stopped before it wrote its record (which names the older venv still) left the new one
+  if [ "$venv" != "$own_dir/venv" ] && ours_venv "$own_dir/venv"; then
+    step "removed $own_dir/venv" remove_venv "$own_dir/venv"
+  fi
   # a plugins.d plugin set up as docs/install.md shows runs the venv just removed
   for f in "$config_dir"/custom-plugins.d/*.plugin; do
     [ -f "$f" ] && grep -qF "$venv/bin/" "$f" 2>/dev/null \

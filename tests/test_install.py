@@ -821,3 +821,22 @@ def test_a_link_the_netdata_user_changes_in_the_lib_dir_has_root_remove_nothing_
     assert (others / 'models').is_dir(), proc.stdout
     assert 'kept {0}/.cache/netdata-anomalies: {0}/.cache is a link (to {1}), not followed'.format(
         lib, others.parent) in proc.stdout, proc.stdout
+
+
+def test_uninstall_after_an_upgrade_stopped_before_its_record_leaves_no_venv(tmp_path):
+    """An upgrade over an older install builds the venv in root's folder and removes the older one
+    before it writes its record: stopped in between, the record (the older version's, in the lib
+    dir) names the removed venv, and --uninstall left the new one and its folder behind."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    lib, own = prefix + '/var/lib/netdata', prefix + '/var/lib/netdata-anomalies'
+    os.makedirs(lib)
+    os.makedirs(own + '/venv/lib/python3.11/site-packages/netdata_anomalies-0.1.0.dist-info')
+    open(own + '/venv/pyvenv.cfg', 'w').close()
+    with open(lib + '/anomalies-install.state', 'w') as f:
+        f.write('config_dir_at={}/etc/netdata\nvenv={}/anomalies-venv\n'.format(prefix, lib))
+    proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--uninstall', '--prefix', prefix, '--no-restart'],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'removed {}/venv'.format(own) in proc.stdout and not os.path.exists(own), proc.stdout
+    assert os.listdir(lib) == [], os.listdir(lib)
