@@ -875,7 +875,8 @@ save_state
 if [ -n "$moved_venv" ]; then
   say "the virtual environment is now $venv, in place of $moved_venv: $(root_only "$moved_venv"), and the install runs its python as root"
 fi
-if [ -n "$rec_venv" ] && [ "$rec_venv" != "$venv" ] && ours_venv "$rec_venv"; then
+# (not one that is the new venv under another path: a link the netdata user put in the lib dir)
+if [ -n "$rec_venv" ] && [ "$rec_venv" != "$venv" ] && ! [ "$rec_venv" -ef "$venv" ] && ours_venv "$rec_venv"; then
   remove_venv "$rec_venv" && say "removed the previous virtual environment $rec_venv"
 fi
 # a plugins.d plugin set up as docs/install.md shows runs the venv it was written for

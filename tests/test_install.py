@@ -840,3 +840,34 @@ def test_uninstall_after_an_upgrade_stopped_before_its_record_leaves_no_venv(tmp
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 'removed {}/venv'.format(own) in proc.stdout and not os.path.exists(own), proc.stdout
     assert os.listdir(lib) == [], os.listdir(lib)
+
+
+def test_an_upgrade_does_not_remove_the_venv_it_built_as_the_previous_one(tmp_path):
+    """The record's venv, a path through a link in the lib dir to the new venv's place (the
+    netdata user's, in an older version's record), is not root's alone, so the upgrade builds the
+    venv in root's folder; it then removed 'the previous virtual environment', the same folder
+    under the other path: the install ended OK with the module naming a venv that is not there."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    lib, own = prefix + '/var/lib/netdata', prefix + '/var/lib/netdata-anomalies'
+    os.makedirs(lib)
+    os.symlink(own, lib + '/L')
+    shutil.chown(lib, 'nobody')
+    with open(lib + '/anomalies-install.state', 'w') as f:
+        f.write('config_dir_at={}/etc/netdata\nvenv={}/L/venv\n'.format(prefix, lib))
+    # the agent's python, whose venv and pip only leave what an install looks for
+    python = tmp_path / 'python3'
+    python.write_text('#!/bin/bash\nif [ "$1 $2" = "-m venv" ]; then d="${{@: -1}}"; mkdir -p "$d/bin"; '
+                      'touch "$d/pyvenv.cfg"; cp "$0" "$d/bin/python"; exit 0; fi\n'
+                      'if [ "$1 $2 $3" = "-m pip install" ]; then [ "$4" = --quiet ] && [ "$5" = --upgrade ] || '
+                      'mkdir -p "$(dirname "$0")/../lib/python3.11/site-packages/netdata_anomalies-0.1.0.dist-info"; '
+                      'exit 0; fi\nexec {} "$@"\n'.format(systemd_python3()))
+    python.chmod(0o755)
+    proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--prefix', prefix, '--no-restart',
+                           '--python', str(python)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'the virtual environment is now {}/venv, in place of {}/L/venv'.format(own, lib) in proc.stdout, proc.stdout
+    assert 'removed the previous virtual environment' not in proc.stdout, proc.stdout
+    assert os.path.isfile(own + '/venv/pyvenv.cfg'), proc.stdout
+    with open(prefix + '/etc/netdata/custom-plugins.d/python.d/anomalies.venv') as f:
+        assert f.read() == own + '/venv\n'
