@@ -12,10 +12,11 @@
 # --config-dir DIR (<prefix>/etc/netdata), --stock-config-dir DIR (<prefix>/usr/lib/netdata/conf.d),
 # --plugins-dir DIR (the folder of python.d.plugin), --lib-dir DIR (<prefix>/var/lib/netdata),
 # --port PORT (default 19999), --python PATH (default: the python that python.d.plugin runs),
-# --venv DIR (default <lib-dir>/../netdata-anomalies/venv), --no-restart.
-# The venv and the install record are kept beside the agent's lib dir, in a folder only root
-# writes (/var/lib/netdata-anomalies): the install runs the venv's python as root, and the lib
-# dir is the netdata user's.
+# --venv DIR (default /var/lib/netdata-anomalies/venv: see below), --no-restart.
+# The venv and the install record are kept in a folder only root writes, beside the agent's lib
+# dir (/var/lib/netdata-anomalies; <lib-dir>/../netdata-anomalies for a --lib-dir elsewhere) or,
+# for an agent under a prefix, beside its tree (/opt/netdata-anomalies): the install runs the
+# venv's python as root, and the lib dir is the netdata user's.
 set -euo pipefail
 umask 022   # the agent runs as the netdata user: what is installed must be readable to it
 
@@ -62,15 +63,41 @@ while [ $# -gt 0 ]; do
 done
 mode="${mode:-install}"
 
-# The install record of the agent with lib dir LIB: in root's folder beside it, or where an
-# older version of this script kept it, in the lib dir itself (read, and moved by an upgrade)
-own_dir_of() { printf '%s/netdata-anomalies' "$(dirname "${1%/}")"; }
+# The venv and the install record of the agent with lib dir LIB are kept in a folder of root's
+# beside it (/var/lib/netdata-anomalies), or beside the tree of an agent installed under a prefix
+# (/opt/netdata-anomalies: the static build's installer gives its var/ to the netdata user)
+own_dir_of() {
+  local lib="${1%/}"
+  case "$lib" in
+    ?*/var/lib/netdata) printf '%s-anomalies' "${lib%/var/lib/netdata}" ;;
+    *) printf '%s/netdata-anomalies' "$(dirname "$lib")" ;;
+  esac
+}
+# The record: in that folder, or where an older version of this script kept it, in the lib dir
+# itself (read, and moved by an upgrade); the newer of the two where both are (an older version
+# run over this one's install rewrote its own)
 record_of() {  # record_of LIB: the path of that agent's install record, or 1 when there is none
-  local f
-  for f in "$(own_dir_of "$1")/install.state" "${1%/}/anomalies-install.state"; do
-    [ -f "$f" ] && { printf '%s' "$f"; return 0; }
-  done
-  return 1
+  local own old
+  own="$(own_dir_of "$1")/install.state" old="${1%/}/anomalies-install.state"
+  if [ -f "$old" ] && { [ ! -f "$own" ] || [ "$old" -nt "$own" ]; }; then
+    printf '%s' "$old"
+  elif [ -f "$own" ]; then
+    printf '%s' "$own"
+  else
+    return 1
+  fi
+}
+# Why a record may not be root's writing (every install writes it as root), or nothing: an
+# older version's lies in the lib dir, where the netdata user may put any file
+record_not_roots() {
+  local uid links
+  [ ! -L "$1" ] || { printf 'it is a link (to %s)' "$(readlink -f -- "$1")"; return 0; }
+  read -r uid links <<< "$(stat -c '%u %h' -- "$1")"
+  if [ "$uid" != 0 ]; then
+    printf 'it is owned by %s, and an install writes it as root' "$(stat -c %U -- "$1")"
+  elif [ "$links" != 1 ]; then
+    printf 'it has %s hard links, and an install writes it as one file' "$links"
+  fi
 }
 # Whether only root can change what is at PATH, as the system walks it: every folder it goes
 # through (those that exist, the folders its links lead through too) is root's, no other user can
@@ -303,6 +330,9 @@ rec_installed_conf= rec_conf_sum= rec_installed_health= rec_health_sum= rec_lega
 rec_quieted=
 load_state() {
   [ -n "$record" ] || return 0
+  local why
+  why="$(record_not_roots "$record")"
+  [ -z "$why" ] || die "the install record $record is not read: $why, so another user may have put it there; look at it, and remove it if it is not yours (after a chown -R of the lib dir: chown root:root it)"
   local config_dir_at= venv= pythond_line= had_pythond_line= created_pythond= pythond_sum= installed_conf=
   local conf_sum= written_conf_sum= installed_health= health_sum= previous_pythond= made_dirs= quieted=
   read_record "$record" || die "the install record $record holds lines no install writes (it is read as data, never run): not read; look at it, and remove it if it is not yours"
@@ -336,10 +366,14 @@ save_state() {
     printf 'made_dirs=%q\n' "$rec_made_dirs"
     printf 'quieted=%q\n' "$rec_quieted"
   } > "$tmp" && mv "$tmp" "$state" || die "cannot write the install record $state"
-  record="$state"
-  if [ -f "$legacy_state" ]; then   # an older version's, in the lib dir: moved
-    rm -f "$legacy_state" && say "moved the install record from $legacy_state to $state"
+  if [ -e "$legacy_state" ] || [ -L "$legacy_state" ]; then   # an older version's, in the lib dir
+    if [ "$record" = "$legacy_state" ]; then
+      rm -f "$legacy_state" && say "moved the install record from $legacy_state to $state"
+    else
+      rm -f "$legacy_state" && say "removed $legacy_state, an older version's install record older than $state"
+    fi
   fi
+  record="$state"
 }
 load_state
 if [ -n "$rec_config_dir" ] && [ "$rec_config_dir" != "$config_dir" ]; then

@@ -344,7 +344,7 @@ def test_a_second_uninstall_has_nothing_to_do_and_does_not_fail(tmp_path):
                                '--no-restart'], capture_output=True, text=True, timeout=60)
     proc = uninstall()
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert 'nothing to undo: no install record at {}/var/lib/netdata-anomalies/install.state'.format(
+    assert 'nothing to undo: no install record at {}-anomalies/install.state'.format(
         prefix) in proc.stdout, proc.stdout
     module = prefix + '/etc/netdata/custom-plugins.d/python.d/anomalies.chart.py'
     os.makedirs(os.path.dirname(module))
@@ -755,7 +755,7 @@ def test_check_does_not_run_as_root_a_venv_another_user_can_change(tmp_path):
     rc, out = check('--prefix', prefix, '--python', str(no_yaml))
     assert rc == 1 and ('the virtual environment {} named in {}/anomalies.venv is not run: {} is owned by nobody, '
                         'and --check runs it as root; run sudo ./install.sh again, which moves it to '
-                        '{}/var/lib/netdata-anomalies/venv'.format(venv, plugins, lib, prefix)) in out, out
+                        '{}-anomalies/venv'.format(venv, plugins, lib, prefix)) in out, out
     assert not ran.exists(), ran.read_text()
 
 
@@ -778,13 +778,15 @@ def test_an_install_keeps_its_venv_and_record_only_where_no_other_user_can_chang
     rc, out = install('--venv', str(theirs / 'venv'))
     assert rc == 1 and ('the virtual environment cannot go in {0}/venv: {0} is owned by nobody, and the install '
                         'runs its python as root'.format(theirs)) in out, out
-    assert os.listdir(str(theirs)) == [] and os.listdir(prefix + '/var/lib') == ['netdata']
-    # the default place, beside a lib dir whose parent is another user's
+    assert os.listdir(str(theirs)) == [] and sorted(os.listdir(str(tmp_path / 'opt'))) == ['netdata']
+    # the default place, beside the agent's tree (its var/ may be the netdata user's), when that is another user's
+    shutil.chown(prefix + '/var', 'nobody')
     shutil.chown(prefix + '/var/lib', 'nobody')
+    shutil.chown(str(tmp_path / 'opt'), 'nobody')
     rc, out = install()
-    assert rc == 1 and ('cannot keep the install record and the venv in {0}/var/lib/netdata-anomalies: {0}/var/lib '
-                        'is owned by nobody'.format(prefix)) in out, out
-    assert os.listdir(prefix + '/var/lib') == ['netdata'] and sorted(os.listdir(str(tmp_path))) == tree
+    assert rc == 1 and ('cannot keep the install record and the venv in {0}/opt/netdata-anomalies: {0}/opt '
+                        'is owned by nobody'.format(tmp_path)) in out, out
+    assert sorted(os.listdir(str(tmp_path / 'opt'))) == ['netdata'] and sorted(os.listdir(str(tmp_path))) == tree
 
 
 def test_a_link_the_netdata_user_changes_in_the_lib_dir_has_root_remove_nothing_of_anyone_else(tmp_path):
@@ -829,7 +831,7 @@ def test_uninstall_after_an_upgrade_stopped_before_its_record_leaves_no_venv(tmp
     dir) names the removed venv, and --uninstall left the new one and its folder behind."""
     prefix = str(tmp_path / 'opt/netdata')
     agent_tree(prefix)
-    lib, own = prefix + '/var/lib/netdata', prefix + '/var/lib/netdata-anomalies'
+    lib, own = prefix + '/var/lib/netdata', prefix + '-anomalies'
     os.makedirs(lib)
     os.makedirs(own + '/venv/lib/python3.11/site-packages/netdata_anomalies-0.1.0.dist-info')
     open(own + '/venv/pyvenv.cfg', 'w').close()
@@ -849,7 +851,7 @@ def test_an_upgrade_does_not_remove_the_venv_it_built_as_the_previous_one(tmp_pa
     under the other path: the install ended OK with the module naming a venv that is not there."""
     prefix = str(tmp_path / 'opt/netdata')
     agent_tree(prefix)
-    lib, own = prefix + '/var/lib/netdata', prefix + '/var/lib/netdata-anomalies'
+    lib, own = prefix + '/var/lib/netdata', prefix + '-anomalies'
     os.makedirs(lib)
     os.symlink(own, lib + '/L')
     shutil.chown(lib, 'nobody')
@@ -871,3 +873,62 @@ def test_an_upgrade_does_not_remove_the_venv_it_built_as_the_previous_one(tmp_pa
     assert os.path.isfile(own + '/venv/pyvenv.cfg'), proc.stdout
     with open(prefix + '/etc/netdata/custom-plugins.d/python.d/anomalies.venv') as f:
         assert f.read() == own + '/venv\n'
+
+
+def test_an_install_record_root_did_not_write_is_not_read(tmp_path):
+    """An older version's record lies in the lib dir, where the netdata user may put any file:
+    one of its own (naming folders for --uninstall to remove, a python.d.conf it 'created') was
+    read, and an upgrade made it root's own. Every install writes the record as root, as one
+    file: any other is refused, by name."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    lib = prefix + '/var/lib/netdata'
+    os.makedirs(lib)
+    keep = tmp_path / 'keep'
+    keep.mkdir()
+    state = lib + '/anomalies-install.state'
+    planted = tmp_path / 'planted.state'
+    planted.write_text('config_dir_at={}/etc/netdata\nmade_dirs={}\n'.format(prefix, keep))
+
+    def run(*args):
+        proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--prefix', prefix, '--no-restart'] +
+                              list(args), capture_output=True, text=True, timeout=60)
+        return proc.returncode, proc.stdout + proc.stderr
+    shutil.copy(str(planted), state)
+    shutil.chown(state, 'nobody')
+    for args in (('--uninstall',), ()):
+        rc, out = run(*args)
+        assert rc == 1 and ('the install record {} is not read: it is owned by nobody, and an install writes it as '
+                            'root'.format(state)) in out, out
+    os.remove(state)
+    os.symlink(str(planted), state)
+    rc, out = run('--uninstall')
+    assert rc == 1 and 'the install record {} is not read: it is a link (to {})'.format(state, planted) in out, out
+    os.remove(state)
+    os.link(str(planted), state)
+    rc, out = run('--uninstall')
+    assert rc == 1 and 'the install record {} is not read: it has 2 hard links'.format(state) in out, out
+    assert keep.is_dir() and not os.path.exists(prefix + '-anomalies')
+
+
+def test_after_an_older_version_ran_over_this_ones_install_its_newer_record_is_the_one_read(tmp_path):
+    """Installed, then an older version installed over it (its record and venv in the lib dir),
+    then --uninstall with this version: root's own record, older, was read, and the older
+    version's venv was left for good."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    lib, own = prefix + '/var/lib/netdata', prefix + '-anomalies'
+    for venv in (own + '/venv', lib + '/anomalies-venv'):
+        os.makedirs(venv + '/lib/python3.11/site-packages/netdata_anomalies-0.1.0.dist-info')
+        open(venv + '/pyvenv.cfg', 'w').close()
+    with open(own + '/install.state', 'w') as f:
+        f.write('config_dir_at={}/etc/netdata\nvenv={}/venv\n'.format(prefix, own))
+    os.utime(own + '/install.state', (time.time() - 3600,) * 2)
+    with open(lib + '/anomalies-install.state', 'w') as f:
+        f.write('config_dir_at={}/etc/netdata\nvenv={}/anomalies-venv\n'.format(prefix, lib))
+    proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--uninstall', '--prefix', prefix, '--no-restart'],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'removed {}/anomalies-venv'.format(lib) in proc.stdout and 'removed {}/venv'.format(own) in proc.stdout, \
+        proc.stdout
+    assert os.listdir(lib) == [] and not os.path.exists(own), proc.stdout

@@ -409,6 +409,7 @@ fi
 # ---- a static build's tree (/opt/netdata): found from its prefix alone, installed, removed ----
 static="$work/static/opt/netdata"
 mkdir -p "$static"/{usr/libexec/netdata/plugins.d,usr/lib/netdata/conf.d,etc/netdata,var/lib/netdata}
+chown -R netdata:netdata "$static/var"   # as its installer leaves it
 cp /usr/lib/netdata/conf.d/python.d.conf "$static/usr/lib/netdata/conf.d/"
 # its python.d.plugin starts with a shell line that runs python3 from PATH
 printf '#!/usr/bin/env bash\n%s\n' "'''':; exec \"\$(command -v python3)\" \"\$0\" \"\$@\" # '''" \
@@ -417,9 +418,9 @@ chmod 755 "$static/usr/libexec/netdata/plugins.d/python.d.plugin"
 tree_before="$(cd "$work/static" && find . | sort)"
 "$here/install.sh" --prefix "$static" --no-restart > "$work/static.log" 2>&1 \
   || { cat "$work/static.log"; fail "install.sh --prefix (a static build's tree)"; }
-[ "$(cat "$static/etc/netdata/custom-plugins.d/python.d/anomalies.venv" 2>/dev/null)" = "$static/var/lib/netdata-anomalies/venv" ] \
-  || fail "the static build's module does not name the venv beside its lib dir"
-[ "$("$static/var/lib/netdata-anomalies/venv/bin/python" -c 'import collector, sys; print(sys.version_info[:2])')" \
+[ "$(cat "$static/etc/netdata/custom-plugins.d/python.d/anomalies.venv" 2>/dev/null)" = "$work/static/opt/netdata-anomalies/venv" ] \
+  || fail "the static build's module does not name the venv beside its tree"
+[ "$("$work/static/opt/netdata-anomalies/venv/bin/python" -c 'import collector, sys; print(sys.version_info[:2])')" \
   = "$(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin python3 -c 'import sys; print(sys.version_info[:2])')" ] \
   || fail "the static build's venv is not the python3 of the PATH systemd gives the agent"
 grep -qE '^anomalies: *yes' "$static/etc/netdata/python.d.conf" || fail "the static build's python.d.conf does not enable the module"
