@@ -88,13 +88,16 @@ record_of() {  # record_of LIB: the path of that agent's install record, or 1 wh
   fi
 }
 # Why a record may not be root's writing (every install writes it as root), or nothing: an
-# older version's lies in the lib dir, where the netdata user may put any file
-record_not_roots() {
-  local uid links
+# older version's lies in the lib dir, where the netdata user may put any file, or give its
+# name to another: the file looked at is the one open as FD, which is read (not the name again)
+record_not_roots() {  # record_not_roots FILE FD
+  local uid links file
   [ ! -L "$1" ] || { printf 'it is a link (to %s)' "$(readlink -f -- "$1")"; return 0; }
-  read -r uid links <<< "$(stat -c '%u %h' -- "$1")"
-  if [ "$uid" != 0 ]; then
-    printf 'it is owned by %s, and an install writes it as root' "$(stat -c %U -- "$1")"
+  read -r uid links file <<< "$(stat -L -c '%u %h %d:%i' -- "/dev/fd/$2")"
+  if [ "$file" != "$(stat -c '%d:%i' -- "$1" 2>/dev/null)" ]; then
+    printf 'another file took its name as it was read'
+  elif [ "$uid" != 0 ]; then
+    printf 'it is owned by %s, and an install writes it as root' "$(stat -L -c %U -- "/dev/fd/$2")"
   elif [ "$links" != 1 ]; then
     printf 'it has %s hard links, and an install writes it as one file' "$links"
   fi
@@ -330,12 +333,14 @@ rec_installed_conf= rec_conf_sum= rec_installed_health= rec_health_sum= rec_lega
 rec_quieted=
 load_state() {
   [ -n "$record" ] || return 0
-  local why
-  why="$(record_not_roots "$record")"
+  local why fd
+  exec {fd}< "$record" || die "cannot read the install record $record"
+  why="$(record_not_roots "$record" "$fd")"
   [ -z "$why" ] || die "the install record $record is not read: $why, so another user may have put it there; look at it, and remove it if it is not yours (after a chown -R of the lib dir: chown root:root it)"
   local config_dir_at= venv= pythond_line= had_pythond_line= created_pythond= pythond_sum= installed_conf=
   local conf_sum= written_conf_sum= installed_health= health_sum= previous_pythond= made_dirs= quieted=
-  read_record "$record" || die "the install record $record holds lines no install writes (it is read as data, never run): not read; look at it, and remove it if it is not yours"
+  read_record "/dev/fd/$fd" || die "the install record $record holds lines no install writes (it is read as data, never run): not read; look at it, and remove it if it is not yours"
+  exec {fd}<&-
   # (an older record's conf_sum is trusted only as the checksum of a shipped file: its upgrades
   # took it from the file as they found it, edited or not; without a checksum a file is the user's)
   rec_config_dir="$config_dir_at" rec_venv="$venv" rec_pythond_line="$pythond_line"

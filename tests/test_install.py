@@ -932,3 +932,37 @@ def test_after_an_older_version_ran_over_this_ones_install_its_newer_record_is_t
     assert 'removed {}/anomalies-venv'.format(lib) in proc.stdout and 'removed {}/venv'.format(own) in proc.stdout, \
         proc.stdout
     assert os.listdir(lib) == [] and not os.path.exists(own), proc.stdout
+
+
+def test_an_install_record_given_another_file_after_its_look_is_not_read(tmp_path):
+    """The record was looked at by its name (root's, one file), then opened by that name again to
+    be read: the netdata user, whose lib dir holds an older version's record, could give the name
+    to a file of its own in between (here stat itself, as a racing rename would), and that file's
+    folders, python.d.conf or config dir were taken as root's install. It is read from the file
+    that was looked at."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    lib = prefix + '/var/lib/netdata'
+    os.makedirs(lib)
+    keep = tmp_path / 'keep'
+    keep.mkdir()
+    state = lib + '/anomalies-install.state'
+    with open(state, 'w') as f:   # an older version's, as root wrote it
+        f.write('config_dir_at={}/etc/netdata\n'.format(prefix))
+    mine = lib + '/.mine'
+    with open(mine, 'w') as f:
+        f.write('config_dir_at={}/etc/netdata\nmade_dirs={}\n'.format(prefix, keep))
+    shutil.chown(mine, 'nobody')
+    shutil.chown(lib, 'nobody')
+    fake_bin = tmp_path / 'bin'
+    fake_bin.mkdir()
+    (fake_bin / 'stat').write_text('#!/bin/bash\n/usr/bin/stat "$@"; rc=$?\n'
+                                   '[ -e {0} ] && mv -f {0} {1}\nexit $rc\n'.format(mine, state))
+    (fake_bin / 'stat').chmod(0o755)
+    proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--uninstall', '--prefix', prefix, '--no-restart'],
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PATH='{}:{}'.format(fake_bin, os.environ['PATH'])))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and ('the install record {} is not read: another file took its name as it was '
+                                     'read'.format(state)) in out, out
+    assert keep.is_dir(), out
