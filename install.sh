@@ -13,10 +13,10 @@
 # --plugins-dir DIR (the folder of python.d.plugin), --lib-dir DIR (<prefix>/var/lib/netdata),
 # --port PORT (default 19999), --python PATH (default: the python that python.d.plugin runs),
 # --venv DIR (default /var/lib/netdata-anomalies/venv: see below), --no-restart.
-# The venv and the install record are kept in a folder only root writes, beside the agent's lib
-# dir (/var/lib/netdata-anomalies; <lib-dir>/../netdata-anomalies for a --lib-dir elsewhere) or,
-# for an agent under a prefix, beside its tree (/opt/netdata-anomalies): the install runs the
-# venv's python as root, and the lib dir is the netdata user's.
+# The venv and the install record are kept in a folder only root writes: beside the agent's lib
+# dir (/var/lib/netdata-anomalies; <lib-dir>-anomalies for a --lib-dir elsewhere), or beside the
+# tree of an agent under a prefix (/opt/netdata-anomalies). The install runs the venv's python
+# as root, and the lib dir is the netdata user's.
 set -euo pipefail
 umask 022   # the agent runs as the netdata user: what is installed must be readable to it
 
@@ -56,7 +56,7 @@ while [ $# -gt 0 ]; do
     --python) value "$@"; python="$2"; shift ;;
     --venv) value "$@"; venv="$2"; shift ;;
     --no-restart) restart=0 ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
   shift
@@ -64,13 +64,14 @@ done
 mode="${mode:-install}"
 
 # The venv and the install record of the agent with lib dir LIB are kept in a folder of root's
-# beside it (/var/lib/netdata-anomalies), or beside the tree of an agent installed under a prefix
-# (/opt/netdata-anomalies: the static build's installer gives its var/ to the netdata user)
+# beside it (/var/lib/netdata-anomalies; LIB-anomalies), or beside the tree of an agent installed
+# under a prefix (/opt/netdata-anomalies: the static build's installer gives its var/ to the
+# netdata user)
 own_dir_of() {
   local lib="${1%/}"
   case "$lib" in
     ?*/var/lib/netdata) printf '%s-anomalies' "${lib%/var/lib/netdata}" ;;
-    *) printf '%s/netdata-anomalies' "$(dirname "$lib")" ;;
+    *) printf '%s-anomalies' "$lib" ;;
   esac
 }
 # The record: in that folder, or where an older version of this script kept it, in the lib dir
@@ -194,7 +195,7 @@ lib_dir="${lib_dir:-$prefix/var/lib/netdata}"
 config_dir="$(realpath -m "$config_dir")"
 stock_config_dir="$(realpath -m "$stock_config_dir")"
 plugins_dir="$(realpath -m "$plugins_dir")"
-lib_dir="$(realpath -m "$lib_dir")"
+lib_dir="$(realpath -ms "$lib_dir")"   # (as named, not where its links lead: in a static build they are the netdata user's)
 [ -z "$venv" ] || venv="$(realpath -m "$venv")"
 
 # An install record elsewhere than the lib dir's found: one by an older version of this script
@@ -331,16 +332,29 @@ ab8b074156ff8641 94b06ea5b878e865"
 rec_config_dir= rec_venv= rec_pythond_line= rec_had_pythond_line= rec_created_pythond= rec_pythond_sum=
 rec_installed_conf= rec_conf_sum= rec_installed_health= rec_health_sum= rec_legacy_previous= rec_made_dirs=
 rec_quieted=
+load_record() {  # load_record FILE: FILE's keys (in the caller's scope), once it is known to be root's writing
+  local why fd
+  exec {fd}< "$1" || die "cannot read the install record $1"
+  why="$(record_not_roots "$1" "$fd")"
+  [ -z "$why" ] || die "the install record $1 is not read: $why, so another user may have put it there; look at it, and remove it if it is not yours (after a chown -R of the lib dir: chown root:root it)"
+  read_record "/dev/fd/$fd" || die "the install record $1 holds lines no install writes (it is read as data, never run): not read; look at it, and remove it if it is not yours"
+  exec {fd}<&-
+}
+merged_older=   # the venv of an older version's install over this one's, read from its record
 load_state() {
   [ -n "$record" ] || return 0
-  local why fd
-  exec {fd}< "$record" || die "cannot read the install record $record"
-  why="$(record_not_roots "$record" "$fd")"
-  [ -z "$why" ] || die "the install record $record is not read: $why, so another user may have put it there; look at it, and remove it if it is not yours (after a chown -R of the lib dir: chown root:root it)"
   local config_dir_at= venv= pythond_line= had_pythond_line= created_pythond= pythond_sum= installed_conf=
   local conf_sum= written_conf_sum= installed_health= health_sum= previous_pythond= made_dirs= quieted=
-  read_record "/dev/fd/$fd" || die "the install record $record holds lines no install writes (it is read as data, never run): not read; look at it, and remove it if it is not yours"
-  exec {fd}<&-
+  load_record "$record"
+  if [ "$record" = "$legacy_state" ] && [ -f "$state" ]; then
+    # an older version installed over this one's install: it took this install's changes for
+    # what was there before, which root's own record holds; what it adds is its venv
+    merged_older="$venv"
+    local key
+    for key in "${record_keys[@]}"; do printf -v "$key" ''; done
+    load_record "$state"
+    venv="$merged_older"
+  fi
   # (an older record's conf_sum is trusted only as the checksum of a shipped file: its upgrades
   # took it from the file as they found it, edited or not; without a checksum a file is the user's)
   rec_config_dir="$config_dir_at" rec_venv="$venv" rec_pythond_line="$pythond_line"
@@ -372,10 +386,12 @@ save_state() {
     printf 'quieted=%q\n' "$rec_quieted"
   } > "$tmp" && mv "$tmp" "$state" || die "cannot write the install record $state"
   if [ -e "$legacy_state" ] || [ -L "$legacy_state" ]; then   # an older version's, in the lib dir
-    if [ "$record" = "$legacy_state" ]; then
+    if [ -n "$merged_older" ] && [ "$record" = "$legacy_state" ]; then
+      rm -f "$legacy_state" && say "took the venv from $legacy_state (an older version installed over this one's install) into $state, whose record of the install before it stands"
+    elif [ "$record" = "$legacy_state" ]; then
       rm -f "$legacy_state" && say "moved the install record from $legacy_state to $state"
     else
-      rm -f "$legacy_state" && say "removed $legacy_state, an older version's install record older than $state"
+      rm -f "$legacy_state" && say "removed $legacy_state (where an older version kept the install record; $state is newer)"
     fi
   fi
   record="$state"

@@ -966,3 +966,49 @@ def test_an_install_record_given_another_file_after_its_look_is_not_read(tmp_pat
     assert proc.returncode == 1 and ('the install record {} is not read: another file took its name as it was '
                                      'read'.format(state)) in out, out
     assert keep.is_dir(), out
+
+
+def test_each_agent_keeps_its_venv_and_record_in_a_folder_of_its_own():
+    """Agents with lib dirs side by side (--lib-dir /var/lib/netdata-a and -b) shared one folder
+    beside them, and so one record: the second install went into the first agent."""
+    script = 'eval "$(sed -n \'/^own_dir_of()/,/^}}/p\' {}/install.sh)"; for l; do own_dir_of "$l"; echo; done'.format(ROOT)
+    libs = ['/var/lib/netdata', '/var/lib/netdata/', '/var/lib/netdata-a', '/var/lib/netdata-b',
+            '/opt/netdata/var/lib/netdata', '/srv/agent2/lib']
+    said = subprocess.run(['bash', '-c', script, 'x'] + libs, capture_output=True, text=True,
+                          timeout=10).stdout.splitlines()
+    assert said == ['/var/lib/netdata-anomalies', '/var/lib/netdata-anomalies', '/var/lib/netdata-a-anomalies',
+                    '/var/lib/netdata-b-anomalies', '/opt/netdata-anomalies', '/srv/agent2/lib-anomalies'], said
+
+
+def test_an_older_versions_install_over_this_ones_is_undone_as_the_first_install_found_things(tmp_path):
+    """This version installed, then an older one over it, then --uninstall with this version: the
+    older version's record (the newer) took this install's changes for what was there before
+    ('anomalies: yes', the installed anomalies.conf as the admin's), and the uninstall left the
+    module enabled and the files in place. Root's own record holds what the first install found;
+    the older version's adds its venv."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    lib, own, etc = prefix + '/var/lib/netdata', prefix + '-anomalies', prefix + '/etc/netdata'
+    for venv in (own + '/venv', lib + '/anomalies-venv'):
+        os.makedirs(venv + '/lib/python3.11/site-packages/netdata_anomalies-0.1.0.dist-info')
+        open(venv + '/pyvenv.cfg', 'w').close()
+    os.makedirs(etc + '/python.d')
+    shutil.copy(os.path.join(ROOT, 'anomalies.conf'), etc + '/python.d/anomalies.conf')
+    with open(etc + '/python.d.conf', 'w') as f:
+        f.write('example: no\nanomalies: yes\n')
+    conf_sum = subprocess.run(['sha256sum', etc + '/python.d/anomalies.conf'], capture_output=True,
+                              text=True).stdout.split()[0]
+    with open(own + '/install.state', 'w') as f:
+        f.write("config_dir_at={}\nvenv={}/venv\nhad_pythond_line=1\npythond_line=$'# anomalies: no'\n"
+                "installed_conf=1\nwritten_conf_sum={}\n".format(etc, own, conf_sum))
+    os.utime(own + '/install.state', (time.time() - 3600,) * 2)
+    with open(lib + '/anomalies-install.state', 'w') as f:   # an older version's, over this install
+        f.write("config_dir_at={}\nvenv={}/anomalies-venv\nhad_pythond_line=1\npythond_line=$'anomalies: yes'\n"
+                .format(etc, lib))
+    proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--uninstall', '--prefix', prefix, '--no-restart'],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with open(etc + '/python.d.conf') as f:
+        assert f.read() == 'example: no\n# anomalies: no\n', proc.stdout
+    assert not os.path.exists(etc + '/python.d/anomalies.conf'), proc.stdout
+    assert not os.path.exists(lib + '/anomalies-venv') and not os.path.exists(own), proc.stdout

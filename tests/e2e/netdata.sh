@@ -101,7 +101,7 @@ fi
 grep -q "host: '127.0.0.1:$port'" "$work/etc/python.d/anomalies.conf" || fail "install.sh overwrote the user's anomalies.conf"
 grep -qE '^anomalies: *yes' "$work/etc/python.d.conf" || fail "install.sh did not enable the module in python.d.conf"
 # the venv and the install record: in root's folder beside the lib dir
-own="$work/netdata-anomalies"
+own="$work/lib-anomalies"
 [ -f "$own/install.state" ] && [ "$(cat "$work/etc/custom-plugins.d/python.d/anomalies.venv")" = "$own/venv" ] \
   || fail "the install did not keep its record and venv in $own"
 # the venv is built beside its place and moved there: its scripts must name where it is now
