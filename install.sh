@@ -340,7 +340,7 @@ load_record() {  # load_record FILE: FILE's keys (in the caller's scope), once i
   read_record "/dev/fd/$fd" || die "the install record $1 holds lines no install writes (it is read as data, never run): not read; look at it, and remove it if it is not yours"
   exec {fd}<&-
 }
-merged_older=   # the venv of an older version's install over this one's, read from its record
+merged_older=   # 1: an older version's install over this one's, of which its record's venv is read
 load_state() {
   [ -n "$record" ] || return 0
   local config_dir_at= venv= pythond_line= had_pythond_line= created_pythond= pythond_sum= installed_conf=
@@ -349,11 +349,11 @@ load_state() {
   if [ "$record" = "$legacy_state" ] && [ -f "$state" ]; then
     # an older version installed over this one's install: it took this install's changes for
     # what was there before, which root's own record holds; what it adds is its venv
-    merged_older="$venv"
-    local key
+    merged_older=1
+    local key older_venv="$venv"
     for key in "${record_keys[@]}"; do printf -v "$key" ''; done
     load_record "$state"
-    venv="$merged_older"
+    venv="$older_venv"
   fi
   # (an older record's conf_sum is trusted only as the checksum of a shipped file: its upgrades
   # took it from the file as they found it, edited or not; without a checksum a file is the user's)
