@@ -661,15 +661,17 @@ def test_a_venv_of_this_project_is_known_as_such_whatever_its_folder_is_called(t
         assert said == ['ours', 'ours', 'theirs'], (name, said)
 
 
+def root_only_says(path):
+    """What install.sh's root_only prints of ``path``, or 'ok' when only root can change it."""
+    script = 'eval "$(sed -n \'/^root_only()/,/^}}/p\' {}/install.sh)"; root_only "$1" && echo ok'.format(ROOT)
+    return subprocess.run(['bash', '-c', script, 'x', str(path)], capture_output=True, text=True,
+                          timeout=10).stdout.strip()
+
+
 def test_only_a_folder_no_other_user_can_change_is_root_only(tmp_path):
     """root_only decides where the venv whose python the install runs as root may be: a folder
     another user owns, or can write without the sticky bit (which keeps root's files in /tmp
     root's), anywhere on the way from / is refused, and named."""
-    script = 'eval "$(sed -n \'/^root_only()/,/^}}/p\' {}/install.sh)"; root_only "$1" && echo ok'.format(ROOT)
-
-    def said(path):
-        return subprocess.run(['bash', '-c', script, 'x', str(path)], capture_output=True, text=True,
-                              timeout=10).stdout.strip()
     theirs = tmp_path / 'theirs'
     (theirs / 'mine').mkdir(parents=True)
     shutil.chown(str(theirs), 'nobody')
@@ -686,13 +688,13 @@ def test_only_a_folder_no_other_user_can_change_is_root_only(tmp_path):
     sticky = tmp_path / 'sticky'
     (sticky / 'mine').mkdir(parents=True)
     sticky.chmod(0o1777)
-    assert said(theirs / 'mine' / 'venv') == '{} is owned by nobody'.format(theirs)
-    assert said(shared / 'venv') == '{} can be written by every user'.format(shared)
-    assert said(group / 'venv') == '{} can be written by the group nogroup'.format(group)
-    assert said(roots / 'venv') == 'ok'
-    assert said(sticky / 'mine' / 'venv') == 'ok'
-    assert said(theirs / '..' / 'roots') == 'ok'   # '..' is the folder's parent, whoever owns the folder
-    assert said('') == "'' is no folder's path"
+    assert root_only_says(theirs / 'mine' / 'venv') == '{} is owned by nobody'.format(theirs)
+    assert root_only_says(shared / 'venv') == '{} can be written by every user'.format(shared)
+    assert root_only_says(group / 'venv') == '{} can be written by the group nogroup'.format(group)
+    assert root_only_says(roots / 'venv') == 'ok'
+    assert root_only_says(sticky / 'mine' / 'venv') == 'ok'
+    assert root_only_says(theirs / '..' / 'roots') == 'ok'   # '..' is the folder's parent, whoever owns the folder
+    assert root_only_says('') == "'' is no folder's path"
 
 
 def test_a_link_another_user_can_change_is_not_root_only(tmp_path):
@@ -700,31 +702,26 @@ def test_a_link_another_user_can_change_is_not_root_only(tmp_path):
     root's passed, and the install built the venv (and ran its pip, as root) through that link,
     which that user could point at a folder of its own meanwhile; --check likewise. A link is
     taken as the system walks it: its own folder, and the link, must be root's."""
-    script = 'eval "$(sed -n \'/^root_only()/,/^}}/p\' {}/install.sh)"; root_only "$1" && echo ok'.format(ROOT)
-
-    def said(path):
-        return subprocess.run(['bash', '-c', script, 'x', str(path)], capture_output=True, text=True,
-                              timeout=10).stdout.strip()
     roots = tmp_path / 'roots'
     (roots / 'venv').mkdir(parents=True)
     theirs = tmp_path / 'theirs'
     theirs.mkdir()
     (theirs / 'link').symlink_to(roots)
     shutil.chown(str(theirs), 'nobody')
-    assert said(theirs / 'link' / 'venv') == '{} is owned by nobody'.format(theirs)
+    assert root_only_says(theirs / 'link' / 'venv') == '{} is owned by nobody'.format(theirs)
     # a link of root's, in a folder of root's, to a folder of root's (or through one to another user's)
     (tmp_path / 'to-roots').symlink_to('roots')
     (tmp_path / 'to-theirs').symlink_to(theirs / 'link')
-    assert said(tmp_path / 'to-roots' / 'venv') == 'ok'
-    assert said(tmp_path / 'to-theirs' / 'venv') == '{} is owned by nobody'.format(theirs)
+    assert root_only_says(tmp_path / 'to-roots' / 'venv') == 'ok'
+    assert root_only_says(tmp_path / 'to-theirs' / 'venv') == '{} is owned by nobody'.format(theirs)
     # in a sticky folder, another user's link is theirs to change
     sticky = tmp_path / 'sticky'
     sticky.mkdir()
     sticky.chmod(0o1777)
     (sticky / 'link').symlink_to(roots)
     os.chown(str(sticky / 'link'), pwd.getpwnam('nobody').pw_uid, -1, follow_symlinks=False)
-    assert said(sticky / 'link' / 'venv') == '{} is a link owned by nobody'.format(sticky / 'link')
-    assert said('relative/venv') == "'relative/venv' is no folder's path"
+    assert root_only_says(sticky / 'link' / 'venv') == '{} is a link owned by nobody'.format(sticky / 'link')
+    assert root_only_says('relative/venv') == "'relative/venv' is no folder's path"
 
 
 def test_check_does_not_run_as_root_a_venv_another_user_can_change(tmp_path):
@@ -875,18 +872,24 @@ def test_an_upgrade_does_not_remove_the_venv_it_built_as_the_previous_one(tmp_pa
         assert f.read() == own + '/venv\n'
 
 
-def test_an_install_record_root_did_not_write_is_not_read(tmp_path):
-    """An older version's record lies in the lib dir, where the netdata user may put any file:
-    one of its own (naming folders for --uninstall to remove, a python.d.conf it 'created') was
-    read, and an upgrade made it root's own. Every install writes the record as root, as one
-    file: any other is refused, by name."""
+def planted_record_tree(tmp_path):
+    """An agent tree with its lib dir, where an older version kept its record, and a folder of
+    someone's a planted record may name: (prefix, lib dir, the record's path, that folder)."""
     prefix = str(tmp_path / 'opt/netdata')
     agent_tree(prefix)
     lib = prefix + '/var/lib/netdata'
     os.makedirs(lib)
     keep = tmp_path / 'keep'
     keep.mkdir()
-    state = lib + '/anomalies-install.state'
+    return prefix, lib, lib + '/anomalies-install.state', keep
+
+
+def test_an_install_record_root_did_not_write_is_not_read(tmp_path):
+    """An older version's record lies in the lib dir, where the netdata user may put any file:
+    one of its own (naming folders for --uninstall to remove, a python.d.conf it 'created') was
+    read, and an upgrade made it root's own. Every install writes the record as root, as one
+    file: any other is refused, by name."""
+    prefix, lib, state, keep = planted_record_tree(tmp_path)
     planted = tmp_path / 'planted.state'
     planted.write_text('config_dir_at={}/etc/netdata\nmade_dirs={}\n'.format(prefix, keep))
 
@@ -940,13 +943,7 @@ def test_an_install_record_given_another_file_after_its_look_is_not_read(tmp_pat
     to a file of its own in between (here stat itself, as a racing rename would), and that file's
     folders, python.d.conf or config dir were taken as root's install. It is read from the file
     that was looked at."""
-    prefix = str(tmp_path / 'opt/netdata')
-    agent_tree(prefix)
-    lib = prefix + '/var/lib/netdata'
-    os.makedirs(lib)
-    keep = tmp_path / 'keep'
-    keep.mkdir()
-    state = lib + '/anomalies-install.state'
+    prefix, lib, state, keep = planted_record_tree(tmp_path)
     with open(state, 'w') as f:   # an older version's, as root wrote it
         f.write('config_dir_at={}/etc/netdata\n'.format(prefix))
     mine = lib + '/.mine'
