@@ -845,7 +845,8 @@ if [ "$mode" = uninstall ]; then
     [ ! -d "$lib_dir/.cache/netdata-anomalies" ] \
       || say "kept $lib_dir/.cache/netdata-anomalies: $lib_dir/.cache is a link (to $(readlink -f "$lib_dir/.cache")), not followed"
   elif [ -d "$lib_dir/.cache/netdata-anomalies" ]; then
-    cache_models() { ( cd -P -- "$lib_dir/.cache" && [ "$(pwd -P)" = "$lib_dir/.cache" ] && rm -rf ./netdata-anomalies ); }
+    # (the lib dir's own .cache, where the lib dir is: an admin may have made the lib dir a link)
+    cache_models() { ( cd -P -- "$lib_dir/.cache" && [ "$(pwd -P)" = "$(cd -P -- "$lib_dir" && pwd -P)/.cache" ] && rm -rf ./netdata-anomalies ); }
     step "removed the standalone runs' saved models in $lib_dir/.cache/netdata-anomalies" cache_models
   fi
   # the folders the install made, deepest first, while nothing else has been put in them

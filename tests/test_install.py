@@ -1009,3 +1009,24 @@ def test_an_older_versions_install_over_this_ones_is_undone_as_the_first_install
         assert f.read() == 'example: no\n# anomalies: no\n', proc.stdout
     assert not os.path.exists(etc + '/python.d/anomalies.conf'), proc.stdout
     assert not os.path.exists(lib + '/anomalies-venv') and not os.path.exists(own), proc.stdout
+
+
+def test_uninstall_goes_through_a_lib_dir_the_admin_made_a_link(tmp_path):
+    """/var/lib/netdata a link to a bigger disk: the standalone runs' models in its .cache were
+    refused as taken through a link (the lib dir's path, as named, is not where its .cache is),
+    and the uninstall failed, keeping its record."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    disk = tmp_path / 'disk/netdata'
+    (disk / '.cache/netdata-anomalies/models').mkdir(parents=True)
+    os.makedirs(prefix + '/var/lib')
+    os.symlink(str(disk), prefix + '/var/lib/netdata')
+    os.makedirs(prefix + '-anomalies')
+    with open(prefix + '-anomalies/install.state', 'w') as f:
+        f.write('config_dir_at={}/etc/netdata\nvenv={}-anomalies/venv\n'.format(prefix, prefix))
+    proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--uninstall', '--prefix', prefix, '--no-restart'],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ("removed the standalone runs' saved models in {}/var/lib/netdata/.cache/netdata-anomalies".format(prefix)
+            in proc.stdout), proc.stdout
+    assert os.listdir(str(disk / '.cache')) == [] and not os.path.exists(prefix + '-anomalies'), proc.stdout
