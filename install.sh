@@ -386,13 +386,12 @@ save_state() {
     printf 'quieted=%q\n' "$rec_quieted"
   } > "$tmp" && mv "$tmp" "$state" || die "cannot write the install record $state"
   if [ -e "$legacy_state" ] || [ -L "$legacy_state" ]; then   # an older version's, in the lib dir
-    if [ -n "$merged_older" ] && [ "$record" = "$legacy_state" ]; then
-      rm -f "$legacy_state" && say "took the venv from $legacy_state (an older version installed over this one's install) into $state, whose record of the install before it stands"
-    elif [ "$record" = "$legacy_state" ]; then
-      rm -f "$legacy_state" && say "moved the install record from $legacy_state to $state"
-    else
-      rm -f "$legacy_state" && say "removed $legacy_state (where an older version kept the install record; $state is newer)"
+    local gone="removed $legacy_state (where an older version kept the install record; $state is newer)"
+    if [ "$record" = "$legacy_state" ]; then
+      gone="moved the install record from $legacy_state to $state"
+      [ -z "$merged_older" ] || gone="took the venv from $legacy_state (an older version installed over this one's install) into $state, whose record of the install before it stands"
     fi
+    rm -f "$legacy_state" && say "$gone"
   fi
   record="$state"
 }
@@ -579,6 +578,13 @@ replace_pythond_line() {  # replace_pythond_line TEXT [MODULE]: that line become
   return $rc
 }
 sum() { sha256sum < "$1" | awk '{print $1}'; }
+plugins_running() {  # plugins_running VENV: the plugins.d plugins (set up as docs/install.md shows) that run VENV's python, one a line
+  local f
+  for f in "$config_dir"/custom-plugins.d/*.plugin; do
+    [ -f "$f" ] && grep -qF "$1/bin/" "$f" 2>/dev/null && printf '%s\n' "$f"
+  done
+  return 0
+}
 # the jobs read the agent their host: names; the shipped file names 127.0.0.1:19999, so on an
 # agent listening elsewhere they read nothing (or another agent's charts) until it is edited
 host_hint() {
@@ -830,11 +836,9 @@ if [ "$mode" = uninstall ]; then
   if [ "$venv" != "$own_dir/venv" ] && ours_venv "$own_dir/venv"; then
     step "removed $own_dir/venv" remove_venv "$own_dir/venv"
   fi
-  # a plugins.d plugin set up as docs/install.md shows runs the venv just removed
-  for f in "$config_dir"/custom-plugins.d/*.plugin; do
-    [ -f "$f" ] && grep -qF "$venv/bin/" "$f" 2>/dev/null \
-      && say "$f runs $venv, which is removed: the agent cannot start it any more; delete it (sudo rm $f)"
-  done
+  while IFS= read -r f; do   # (it runs the venv just removed)
+    say "$f runs $venv, which is removed: the agent cannot start it any more; delete it (sudo rm $f)"
+  done < <(plugins_running "$venv")
   if [ -d "$lib_dir/anomalies-models" ]; then
     step "removed the saved models in $lib_dir/anomalies-models" rm -rf "$lib_dir/anomalies-models"
   fi
@@ -935,12 +939,10 @@ fi
 if [ -n "$rec_venv" ] && [ "$rec_venv" != "$venv" ] && ! [ "$rec_venv" -ef "$venv" ] && ours_venv "$rec_venv"; then
   remove_venv "$rec_venv" && say "removed the previous virtual environment $rec_venv"
 fi
-# a plugins.d plugin set up as docs/install.md shows runs the venv it was written for
 if [ -n "$rec_venv" ] && [ "$rec_venv" != "$venv" ]; then
-  for f in "$config_dir"/custom-plugins.d/*.plugin; do
-    [ -f "$f" ] && grep -qF "$rec_venv/bin/" "$f" 2>/dev/null \
-      && say "warning: $f runs $rec_venv, which is now $venv: put the new path in it (the agent cannot start it as it is)"
-  done
+  while IFS= read -r f; do
+    say "warning: $f runs $rec_venv, which is now $venv: put the new path in it (the agent cannot start it as it is)"
+  done < <(plugins_running "$rec_venv")
 fi
 
 make_dir "$user_plugins"
