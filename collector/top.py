@@ -289,5 +289,8 @@ def run(host, after=-600, before=0, limit=20, protocol='http', username=None, pa
     else:   # as times, to set beside the dashboard's
         start, end = window(after, before, listed_at or time.time())
         when = 'from {} to {}'.format(*(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t)) for t in (start, end)))
+        if since is not None and start < since:   # a window begun before the job: not all of it watched
+            when += ' (the charts hold values from {} on)'.format(
+                time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since)))
     report = format_top(rows, limit, '{} {}'.format(_whose(read, host), when), grain, _together(read))
     return report + ''.join('\nnot read: {}'.format(u) for u in unread)

@@ -280,6 +280,20 @@ def test_top_reads_a_window_ending_in_the_past_as_its_help_says(tmp_path):
                                                    for t in (71, 80)))), first
 
 
+def test_top_over_a_window_begun_before_the_charts_says_from_when_they_hold_values(tmp_path):
+    """A window given as times that begins before the job charted anything reads only what the
+    charts hold: the first line says from when, so the rows' few flagged seconds (or none) are
+    not read as the whole window's, as the last-seconds window's note does."""
+    rec = Recording(write_anomalies_recording(str(tmp_path / 'rec')))
+    with ReplayServer(rec, ReplayClock(START + 120, stepped=True)) as server:
+        early = _top_cli(server, '--after', str(START - 300), '--before', str(START + 100))
+        inside = _top_cli(server, '--after', str(START + 10), '--before', str(START + 100))
+    assert early.returncode == 0 and inside.returncode == 0, (early.stderr, inside.stderr)
+    stamp = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(START))
+    assert early.stdout.splitlines()[0].endswith('(the charts hold values from {} on)'.format(stamp)), early.stdout
+    assert 'hold values' not in inside.stdout.splitlines()[0], inside.stdout
+
+
 def test_the_password_can_be_kept_off_the_command_line(monkeypatch, capsys):
     """``top --password`` is in every user's ps while it runs: with --username alone the password
     comes from the environment; without it there, and no terminal to ask on, top says how."""
