@@ -294,6 +294,25 @@ def test_top_over_a_window_begun_before_the_charts_says_from_when_they_hold_valu
     assert 'hold values' not in inside.stdout.splitlines()[0], inside.stdout
 
 
+def test_top_of_a_job_with_no_model_yet_says_so(tmp_path):
+    """A job started minutes ago waits for history before its first model: its probability chart
+    holds only average_prob. That is read, not a chart that could not be read (the error named no
+    reason at all)."""
+    path = write_anomalies_recording(str(tmp_path / 'rec'))
+    with open(os.path.join(path, 'charts.json')) as f:
+        body = json.load(f)
+    body['charts'] = {'anomalies.probability': dict(_chart('anomalies.probability', ['average_prob']),
+                                                    first_entry=START, last_entry=START + 120)}
+    with open(os.path.join(path, 'charts.json'), 'w') as f:
+        json.dump(body, f)
+    with gzip.open(os.path.join(path, 'data', 'anomalies.probability.json.gz'), 'wt') as f:
+        json.dump({'labels': ['time', 'average_prob'], 'data': [[START + i, 0.0] for i in range(120, -1, -1)]}, f)
+    with ReplayServer(Recording(path), ReplayClock(START + 120, stepped=True)) as server:
+        r = _top_cli(server, '--after', '-60')
+    assert r.returncode == 1 and 'Traceback' not in r.stderr, r.stderr
+    assert '(anomalies.probability) have no model yet' in r.stderr and 'could be read' not in r.stderr, r.stderr
+
+
 def test_the_password_can_be_kept_off_the_command_line(monkeypatch, capsys):
     """``top --password`` is in every user's ps while it runs: with --username alone the password
     comes from the environment; without it there, and no terminal to ask on, top says how."""
