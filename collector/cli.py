@@ -560,7 +560,8 @@ def _window_problem(after, before, now):
     start = now + after if after <= 0 else after
     end = now + before if before <= 0 else before
     if start >= end:
-        return 'the window ends before it starts (--after {} --before {})'.format(after, before)
+        return 'the window {} (--after {} --before {})'.format(
+            'ends before it starts' if start > end else 'is empty: it ends where it starts', after, before)
     return None
 
 

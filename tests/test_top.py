@@ -161,6 +161,8 @@ def test_top_without_anomalies_charts_says_so(replay):
 @pytest.mark.parametrize('window, told', [
     (['--after', '600'], '--after 600: give seconds relative to now'),
     (['--after', '-10', '--before', '-600'], 'the window ends before it starts'),
+    (['--after', '-60', '--before', '-60'], 'the window is empty'),
+    (['--after', '1795364730', '--before', '1795364730'], 'the window is empty'),
     (['--after', '99999999999999999999'], 'give seconds relative to now'),
     (['--host', 'http://127.0.0.1:19999'], 'without a scheme'),
 ])
