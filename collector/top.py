@@ -216,7 +216,7 @@ def top(api, after=-600, before=0, unread=None, job=None, parent=None, read=None
     if not probs and not flags:
         if not unread:   # read, with no model's dimension: a job still waiting for history to train on
             raise NetdataError('the anomalies charts of {} ({}) have no model yet: a job charts a model once it has '
-                               'trained it, on train_min_n_secs (300 s) of history'.format(
+                               'trained it, on train_min_n_secs of history (300 s by default)'.format(
                                    api.base_url, ', '.join(sorted(set(prob_charts) | set(flag_charts)))))
         raise NetdataError('no anomalies chart of {} could be read: {}'.format(api.base_url, '; '.join(unread)))
     return (rank(probs, flags, every, maxima), max(grouped.values(), default=1),
