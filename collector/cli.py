@@ -52,8 +52,8 @@ def _host(text, tls="--protocol https"):
     (``run``'s: the config's ``protocol``)."""
     from .config import valid_host
     if not valid_host(text):
-        raise argparse.ArgumentTypeError("give host:port without a scheme, e.g. 127.0.0.1:19999 "
-                                         "({} for TLS), got {!r}".format(tls, text))
+        raise argparse.ArgumentTypeError("give host:port without a scheme and with a port from 1 to 65535, "
+                                         "e.g. 127.0.0.1:19999 ({} for TLS), got {!r}".format(tls, text))
     return text.strip().rstrip('/')
 
 

@@ -165,6 +165,7 @@ def test_top_without_anomalies_charts_says_so(replay):
     (['--after', '1795364730', '--before', '1795364730'], 'the window is empty'),
     (['--after', '99999999999999999999'], 'give seconds relative to now'),
     (['--host', 'http://127.0.0.1:19999'], 'without a scheme'),
+    (['--host', '127.0.0.1:99999'], 'with a port from 1 to 65535'),
 ])
 def test_top_refuses_a_window_or_host_it_cannot_ask_for(window, told):
     r = subprocess.run([sys.executable, '-m', 'collector', 'top', '--host', '127.0.0.1:9'] + window,
