@@ -620,8 +620,9 @@ def test_shared_recordings_and_smd_evaluate_within_ci_time():
     result = evaluate_datasets(folders, parse_job_config({}))
     assert result['mean']['auc_roc'] > result['random_mean']['auc_roc'] + 0.2
     assert result['mean']['auc_pr'] > 3 * result['random_mean']['auc_pr']
-    # the figures docs/evaluation.md reports for the defaults (0.438 / 0.500), with a little room
-    assert result['mean']['auc_pr'] >= 0.42 and result['mean']['best_f1'] >= 0.48, result['mean']
+    # the figures docs/evaluation.md reports for the defaults (0.456 / 0.519, flag F1 0.357), with a little room
+    assert result['mean']['auc_pr'] >= 0.44 and result['mean']['best_f1'] >= 0.50, result['mean']
+    assert result['mean']['flag_f1'] >= 0.34, result['mean']
 
 
 def test_a_repeated_incident_is_still_flagged_on_the_chart_it_pins_after_the_first_was_trained_over():
