@@ -301,6 +301,23 @@ def is_dataset(path):
     return all(os.path.isfile(os.path.join(path, name)) for name in ('train.csv', 'eval.csv', 'eval_labels.csv'))
 
 
+def plotted_charts(run, result, limit=10):
+    """The charts a recording's plot draws, at most ``limit``: those that detected an incident
+    first (a memory stress found on system.ram alone is shown on it, however many charts went
+    to 100 % with a CPU stress), then the other flagged or expected charts by their highest
+    probability, ties by name."""
+    rec = run['recording']
+    expected = {c for inc in rec.labels.get('incidents', []) for c in inc.get('expected_charts', [])}
+    flagged = {m for m, f in run['flags'].items() if max(f, default=0)}
+    detecting = {c for inc in result.get('incidents', []) for c in inc.get('charts_flagged', [])}
+
+    def peak(m):
+        p = np.asarray(run['probs'][m], dtype=float)
+        return float(np.nanmax(p)) if np.isfinite(p).any() else 0.0
+    return sorted((expected | flagged | detecting) & set(run['probs']),
+                  key=lambda m: (m not in detecting, -peak(m), m))[:limit]
+
+
 def plot_recording(run, result, out):
     """Probabilities of the charts that matter (flagged or expected), incidents shaded."""
     import matplotlib
@@ -308,10 +325,7 @@ def plot_recording(run, result, out):
     import matplotlib.pyplot as plt
     rec = run['recording']
     t = (np.asarray(run['times']) - rec.start) / 60.0
-    expected = {c for inc in rec.labels.get('incidents', []) for c in inc.get('expected_charts', [])}
-    flagged = {m for m, f in run['flags'].items() if max(f, default=0)}
-    chosen = sorted((expected | flagged) & set(run['probs']),
-                    key=lambda m: -np.nanmax(np.asarray(run['probs'][m], dtype=float)))[:10]
+    chosen = plotted_charts(run, result)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(14, 7), sharex=True, gridspec_kw={'height_ratios': [3, 1]})
     for m in chosen:
         ax1.plot(t, np.asarray(run['probs'][m]) * 100, lw=1, label=m)

@@ -656,3 +656,24 @@ def test_a_job_running_through_its_nodes_reboot_learns_the_emptied_page_cache_an
     assert ram[(t > 0) & (t < 1400)].sum() < 400         # then the page cache filling, 5 minutes
     memory = (t >= 1437) & (t < 1447)                    # the memory stress's first 10 s
     assert ram[memory].any() and not ram[(t > 1000) & (t < 1430)].any()
+
+
+def test_the_plot_draws_the_chart_that_detected_an_incident_however_many_others_peak_higher():
+    """A CPU stress takes a dozen charts to 100 %; the memory stress after it is flagged on
+    system.ram alone, at 99 %: the plot shows system.ram, not a tenth chart of the CPU stress."""
+    from collector.evaluate import plotted_charts
+
+    class Rec:
+        labels = {'incidents': [{'kind': 'cpu', 'start': 0, 'end': 5, 'expected_charts': ['system.cpu']},
+                                {'kind': 'mem', 'start': 6, 'end': 9, 'expected_charts': ['system.ram']}]}
+    cpu_like = ['system.c{:02d}'.format(i) for i in range(12)] + ['system.cpu']
+    probs = {m: [0.1, 1.0, 0.2] for m in cpu_like}
+    probs['system.ram'] = [0.1, 0.99, 0.2]
+    probs['system.quiet'] = [float('nan'), 0.1, 0.1]
+    flags = {m: [0, 1, 0] for m in cpu_like + ['system.ram']}
+    flags['system.quiet'] = [0, 0, 0]
+    run = {'recording': Rec, 'probs': probs, 'flags': flags}
+    result = {'incidents': [{'charts_flagged': ['system.cpu']}, {'charts_flagged': ['system.ram']}]}
+    chosen = plotted_charts(run, result)
+    assert len(chosen) == 10 and chosen[:2] == ['system.cpu', 'system.ram'], chosen
+    assert chosen[2:] == ['system.c{:02d}'.format(i) for i in range(8)]   # then by peak, ties by name
