@@ -185,6 +185,7 @@ def evaluate_recording(path, config_path=None, job=None, warmup=None, overrides=
         expected = inc.get('expected_charts', [])
         if expected and not any(c in run['flags'] for c in expected):   # it cannot be detected: said, not a silent miss
             scored['expected_not_modelled'] = [c for c in expected if c not in rec.charts]   # (typos, most likely)
+            scored['expected_out_of_scope'] = [c for c in expected if c in rec.charts]   # (charts_regex)
         elif expected and not scored.get('in_warmup') and _unscored_at(run, inc):
             scored['no_model_at_onset'] = True   # a recording with too little quiet time before it
     return result, run
@@ -220,8 +221,13 @@ def format_recording_table(result):
     for i, inc in enumerate(result['incidents']):
         if 'expected_not_modelled' in inc:
             absent = inc['expected_not_modelled']
+            unmodelled = inc.get('expected_out_of_scope', [])
+            why = ['not in the recording: {}'.format(', '.join(absent))] if absent else []
+            if unmodelled:   # recorded: the job's scope left them out (e.g. disk.vda beside charts_regex system\..*)
+                why.append('recorded but not modelled, outside charts_regex or in charts_to_exclude: {}'.format(
+                    ', '.join(unmodelled)))
             lines.append('incident {} ({}): the job models none of its expected charts{}'.format(
-                i + 1, inc['kind'], ' (not in the recording: {})'.format(', '.join(absent)) if absent else ''))
+                i + 1, inc['kind'], ' ({})'.format('; '.join(why)) if why else ''))
         if inc.get('no_model_at_onset'):
             lines.append('incident {} ({}): no model of its expected charts scored yet at its onset: a chart is '
                          'first trained once the agent holds train_min_n_secs of its history (300 s by default), so '

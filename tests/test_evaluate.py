@@ -163,7 +163,15 @@ def test_an_expected_chart_the_job_did_not_model_is_named_not_a_silent_miss(reco
     (own / 'labels.json').write_text(json.dumps(labels))
     cli.main(['evaluate', str(own), '--quiet', '--set', 'charts_regex=apps\\..*'])
     out = capsys.readouterr().out
-    assert "incident 1 ({}): the job models none of its expected charts\n".format(kind) in out, out
+    assert ("incident 1 ({}): the job models none of its expected charts (recorded but not modelled, outside "
+            "charts_regex or in charts_to_exclude: system.cpu)\n").format(kind) in out, out
+    # both: a typo and a recorded chart out of scope, each said as what it is
+    labels['incidents'][0]['expected_charts'] = ['system.cpuu', 'system.cpu']
+    (own / 'labels.json').write_text(json.dumps(labels))
+    cli.main(['evaluate', str(own), '--quiet', '--set', 'charts_regex=apps\\..*'])
+    out = capsys.readouterr().out
+    assert ("incident 1 ({}): the job models none of its expected charts (not in the recording: system.cpuu; "
+            "recorded but not modelled, outside charts_regex or in charts_to_exclude: system.cpu)\n").format(kind) in out, out
     # an incident labeled without expected charts is scored on none, and nothing is said of them
     labels['incidents'][0]['expected_charts'] = []
     (own / 'labels.json').write_text(json.dumps(labels))
