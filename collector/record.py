@@ -27,8 +27,19 @@ class _Lines:
 
     def __init__(self, stream):
         self.stream, self.open = stream, False
+        try:   # redrawn in place on a terminal; a log file or a shared shell gets a line a tenth
+            self.tty = stream.isatty()
+        except (AttributeError, ValueError):
+            self.tty = False
+        self.tenth = None
 
-    def progress(self, text):
+    def progress(self, text, done=0, total=1):
+        if not self.tty:
+            tenth = 10 * done // max(total, 1)
+            if tenth != self.tenth:
+                self.tenth = tenth
+                self.write(text.rstrip() + '\n')
+            return
         self.stream.write('\r' + text)
         self.stream.flush()
         self.open = True
@@ -45,7 +56,8 @@ class _Lines:
 def _progress(done, total, label, lines):
     width = 30
     filled = int(width * done / max(total, 1))
-    lines.progress('[{}{}] {}/{} {}'.format('#' * filled, '.' * (width - filled), done, total, label[:40].ljust(40)))
+    lines.progress('[{}{}] {}/{} {}'.format('#' * filled, '.' * (width - filled), done, total, label[:40].ljust(40)),
+                   done, total)
 
 
 def _root_cause(e):
@@ -174,12 +186,15 @@ def _chart_list(session, base, timeout, rx):
         charts = sorted(charts_body['charts'])
     except (ValueError, KeyError, TypeError):
         raise RecordError('{}/api/v1/charts did not answer like a Netdata agent'.format(base))
+    listed = len(charts)
     if rx is not None:
         charts = [c for c in charts if rx.match(c)]
         charts_body['charts'] = {c: charts_body['charts'][c] for c in charts}
         charts_raw = json.dumps(charts_body, indent=1).encode()
     if not charts:
-        raise RecordError('no charts to record')
+        raise RecordError('no charts to record: {}'.format(
+            'none of the agent\'s {} charts matches --charts-regex {!r}'.format(listed, rx.pattern)
+            if rx is not None and listed else 'the agent lists none'))
     return charts_raw, charts_body, charts
 
 
@@ -232,6 +247,8 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
         start = int(now)
         end = start + int(seconds)
         _labels_inside(labels_body, start, end)
+        # the window's times, for the labels.json of what is done during it (the agent's clock)
+        stream.write('record: recording {}..{} (unix seconds, the agent\'s clock) into {}\n'.format(start, end, out))
         sample = None
         ahead = now - clock()   # the window is on the agent's clock, which may differ from ours
         while clock() + ahead < end + 1:

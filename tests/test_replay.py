@@ -1,6 +1,7 @@
 """The replay server answers like the agent it recorded."""
 import glob
 import gzip
+import io
 import json
 import os
 import re
@@ -472,6 +473,43 @@ def test_a_live_recording_waits_on_the_agents_clock(replay, tmp_path):
     meta = json.load(open(os.path.join(out, 'recording.json')))
     assert meta['end'] - meta['start'] == 20
     assert ours[0] - (agent_now + 5000) >= 20   # it waited the window out
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize('terminal', [False, True])
+def test_a_live_recording_says_its_window_and_draws_its_bar_in_place_only_on_a_terminal(replay, tmp_path, terminal):
+    """The labels of what a user does during a live window need the window's times, said as it
+    begins; the progress bar redrawn every second filled a log file with 1,231 frames, and
+    overwrote the prompt of the shell that starts the incidents beside it."""
+    from collector.record import record
+
+    def sleep(s):
+        replay.clock.advance(s)
+        ours[0] += s
+    ours = [float(START + 600)]
+    told = _Terminal() if terminal else io.StringIO()
+    out = str(tmp_path / 'live')
+    record(replay.host, 120, out, charts_regex=r'system\.', stream=told, sleep=sleep, clock=lambda: ours[0])
+    meta = json.load(open(os.path.join(out, 'recording.json')))
+    text = told.getvalue()
+    assert 'record: recording {}..{} '.format(meta['start'], meta['end']) in text, text
+    if terminal:
+        assert text.count('\r') > 100, text   # redrawn each second of the wait and for each chart
+    else:
+        lines = text.splitlines()
+        assert '\r' not in text and 10 <= len(lines) <= 25, lines   # a line a tenth, waiting and reading
+        assert lines[-1].startswith('[') and 'done' in lines[-1], lines
+
+
+def test_record_with_a_charts_regex_that_matches_nothing_says_how_many_charts_it_did_not_match(replay, tmp_path):
+    from collector.record import RecordError, record
+    with pytest.raises(RecordError, match=r"none of the agent's \d+ charts matches --charts-regex 'nomatch'"):
+        record(replay.host, 10, str(tmp_path / 'r'), past=True, charts_regex='nomatch', stream=io.StringIO())
+    assert not (tmp_path / 'r').exists()
 
 
 def test_a_live_recording_keeps_a_chart_the_agent_created_during_the_window(tmp_path):
