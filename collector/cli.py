@@ -67,6 +67,19 @@ def _run_host(text):
     return _host(text, "protocol: 'https' in the config")
 
 
+def _say(*text):
+    """print() to stdout for a reader that may go away (``evaluate ... | head``): the rest is not
+    shown, and the command goes on to what it writes to files (``--json``, ``--plot``), where a
+    BrokenPipeError had stopped it with 'evaluate: [Errno 32] Broken pipe'."""
+    try:
+        print(*text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def _on_sigterm(signum, frame):
     """Stop as Ctrl-C does. The line goes out with one unbuffered write: the signal may come while
     the job itself is writing to stderr, and a print there would be a reentrant call into the
@@ -459,7 +472,7 @@ def cmd_evaluate(args):
     try:
         if args.dataset:
             result = evaluate_datasets(paths, _job_config(args))
-            print(format_dataset_table(result))
+            _say(format_dataset_table(result))
         else:
             results = []
             for path, plot in zip(paths, plots):
@@ -468,13 +481,13 @@ def cmd_evaluate(args):
                 if not args.quiet:
                     sys.stderr.write('\n')
                 _tell_job_errors(run)
-                print(format_recording_table(res))
-                print()
+                _say(format_recording_table(res))
+                _say()
                 if plot:
                     _plot(plot_recording, run, res, plot)
                 results.append(res)
             summary = recordings_summary(results)
-            print(format_summary(summary))
+            _say(format_summary(summary))
             result = dict(results[0]) if len(results) == 1 else {'recordings': results}
             result['summary'] = summary
     except ConfigError as e:
@@ -486,7 +499,7 @@ def cmd_evaluate(args):
         return 1
     if args.json:
         write_json(result, args.json)
-        print('results written to {}'.format(args.json))
+        _say('results written to {}'.format(args.json))
     return 0
 
 
@@ -507,8 +520,8 @@ def cmd_demo(args):
         print('demo: {}'.format(problem), file=sys.stderr)
         return 1
     kinds = [inc.get('kind', 'incident') for inc in rec.labels.get('incidents', [])]
-    print('Replaying a Netdata agent recording ({}) through the anomalies job;'.format(path))
-    print('the job trains on the clean lead, then steps through {}.\n'.format(
+    _say('Replaying a Netdata agent recording ({}) through the anomalies job;'.format(path))
+    _say('the job trains on the clean lead, then steps through {}.\n'.format(
         '{} labeled incident{} ({})'.format(len(kinds), '' if len(kinds) == 1 else 's', ', '.join(kinds))
         if kinds else 'the rest of it (no labels.json: no incidents to score)'))
     res, run = evaluate_recording(path, progress=print_progress)
@@ -517,14 +530,14 @@ def cmd_demo(args):
     sys.stderr.write('\n')
     _tell_job_errors(run)
     start = run['recording'].start
-    print('Flags raised (chart: seconds since recording start):')
+    _say('Flags raised (chart: seconds since recording start):')
     for model, flags in sorted(run['flags'].items()):
         edges = rising_edges(run['times'], flags)
         if edges:
-            print('  {:<34} {}'.format(model, ', '.join('+{}s'.format(t - start) for t in edges[:12])))
-    print()
-    print(format_recording_table(res))
-    print()
+            _say('  {:<34} {}'.format(model, ', '.join('+{}s'.format(t - start) for t in edges[:12])))
+    _say()
+    _say(format_recording_table(res))
+    _say()
     _plot(plot_recording, run, res, args.plot)
     return 0
 
@@ -544,7 +557,7 @@ def _plot(plot_recording, run, res, out):
     except ImportError as e:   # the plot is an extra; the figures are printed already
         print('plot not written: {} (pip install matplotlib)'.format(e), file=sys.stderr)
         return
-    print('plot written to {}'.format(out))
+    _say('plot written to {}'.format(out))
 
 
 RELATIVE_MAX = 3 * 365 * 86400   # the agent reads smaller magnitudes as seconds relative to now
@@ -607,7 +620,7 @@ def cmd_top(args):
         print(problem, file=sys.stderr)
         return 1
     try:
-        print(run(args.host, args.after, args.before, args.limit, args.protocol, args.username, password,
+        _say(run(args.host, args.after, args.before, args.limit, args.protocol, args.username, password,
                   tls_verify=not args.no_tls_verify, job=args.job))
     except NetdataError as e:
         print('top: {}'.format(e), file=sys.stderr)

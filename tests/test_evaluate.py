@@ -341,6 +341,19 @@ def test_evaluate_dataset_command(tmp_path):
     assert r.returncode == 1 and '--trim: only for recordings' in r.stderr and 'random scores' not in r.stdout
 
 
+def test_evaluate_into_a_reader_that_went_away_still_writes_its_json(tmp_path):
+    """``evaluate ... --json r.json | head -1``: the pipe closed before the table was printed
+    stopped the command with 'evaluate: [Errno 32] Broken pipe', exit 1 and no --json."""
+    folder = write_dataset(str(tmp_path / 'machine'))
+    out = tmp_path / 'd.json'
+    p = subprocess.Popen([sys.executable, '-m', 'collector', 'evaluate', '--dataset', folder, '--json', str(out)],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()   # the reader is gone before the first line
+    err = p.communicate(timeout=120)[1].decode()
+    assert p.returncode == 0 and 'Broken pipe' not in err and 'Traceback' not in err, err
+    assert set(json.loads(out.read_text())) >= {'datasets', 'mean'}
+
+
 def _edit_line(path, n, text):
     with open(path) as f:
         lines = f.read().splitlines()
