@@ -104,6 +104,16 @@ REFUSALS = {
 }
 
 
+def port_hint(host, protocol='http'):
+    """What to add to 'cannot reach' for a host given without a port ('myserver'), which HTTP
+    reads as port 80 (443 with https), where an agent listens on 19999; else ''."""
+    netloc = host.partition('/')[0]
+    if re.search(r':\d*$', netloc.rpartition(']')[2]):
+        return ''
+    return ' (no port given, so {}: a Netdata agent listens on 19999, e.g. {}:19999)'.format(
+        443 if protocol == 'https' else 80, netloc)
+
+
 def refusal(status, body):
     """': <the agent's own words> (<what they mean>)' for an answer refusing a reader or asking it
     to wait (``REFUSALS``), '' for any other: a bare 451 or 412 tells a person nothing. A proxy's
@@ -395,6 +405,7 @@ class NetdataApi:
                 why += ' ({} {:g} s)'.format(NO_ANSWER, waited)
             elif isinstance(e, ssl.SSLError) and getattr(e, 'reason', None) in PLAIN_HTTP_REASONS:
                 why += " (it answers plain http, not https: protocol 'http')"
+            why += port_hint(self.host, self.protocol)
             raise NetdataError('cannot reach {}: {}'.format(shown, why), 'cannot reach {}: {}'.format(self.host, why),
                                timed_out=waited)
         if status != 200:

@@ -12,9 +12,9 @@ import shutil
 import sys
 import time
 import warnings
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from .netdata_api import MAX_ROWS, json_loads, refusal
+from .netdata_api import MAX_ROWS, json_loads, port_hint, refusal
 
 
 class RecordError(RuntimeError):
@@ -84,7 +84,8 @@ def _get(session, url, timeout):
             warnings.simplefilter('ignore', InsecureRequestWarning)
             r = session.get(url, timeout=timeout, verify=session.verify)
     except requests.RequestException as e:
-        raise RecordError('cannot reach {}: {}'.format(url, _root_cause(e)))
+        where = urlsplit(url)
+        raise RecordError('cannot reach {}: {}{}'.format(url, _root_cause(e), port_hint(where.netloc, where.scheme)))
     if r.status_code != 200:
         raise RecordError('{} answered HTTP {}{}'.format(url, r.status_code, refusal(r.status_code, r.content)))
     return r.content

@@ -173,6 +173,30 @@ def test_top_refuses_a_window_or_host_it_cannot_ask_for(window, told):
     assert r.returncode != 0 and told in r.stderr and 'Traceback' not in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize('host, protocol, hint', [
+    ('127.0.0.1', 'http', '(no port given, so 80: a Netdata agent listens on 19999, e.g. 127.0.0.1:19999)'),
+    ('[::1]', 'https', '(no port given, so 443: a Netdata agent listens on 19999, e.g. [::1]:19999)'),
+    ('myserver/host/child', 'http', 'e.g. myserver:19999)'),
+    ('127.0.0.1:19999', 'http', ''),
+    ('[::1]:9', 'http', ''),
+    ('parent:19999/host/child', 'http', ''),
+])
+def test_a_host_given_without_a_port_is_told_that_an_agent_listens_on_19999(host, protocol, hint):
+    from collector.netdata_api import port_hint
+    assert port_hint(host, protocol).endswith(hint) and bool(port_hint(host, protocol)) == bool(hint)
+
+
+@pytest.mark.parametrize('command', [['top'], ['record', '--seconds', '10', '--past', '--out', 'never-made']])
+def test_top_and_record_of_a_host_without_a_port_say_which_port_they_tried(command, tmp_path):
+    """'--host myserver' reads port 80, where no agent listens: 'Connection refused' alone left
+    the user to find that out."""
+    r = subprocess.run([sys.executable, '-m', 'collector'] + command + ['--host', '127.0.0.1'],
+                       cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1 and 'a Netdata agent listens on 19999, e.g. 127.0.0.1:19999' in r.stderr, r.stderr
+    assert not (tmp_path / 'never-made').exists()
+
+
 def _top_cli(server, *window):
     return subprocess.run([sys.executable, '-m', 'collector', 'top', '--host', server.host] + list(window),
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
