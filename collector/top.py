@@ -93,6 +93,11 @@ def jobs_of(*charts):
     return jobs
 
 
+def _local(t):
+    """A unix time as the window's first line says its times (this machine's local time)."""
+    return time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t)) if _is_time(t) else repr(t)
+
+
 def _of_jobs(charts, labels):
     return {cid: c for cid, c in charts.items() if job_label(cid) in labels}
 
@@ -108,8 +113,8 @@ def _series(api, charts, suffix, after, before, unread, now=None, group=None, gr
     for chart in sorted(charts):
         held = _held(charts[chart], after, before, now)
         if held is None:
-            unread.append('{}: no values in the window (it holds {}..{})'.format(
-                chart, charts[chart].get('first_entry'), charts[chart].get('last_entry')))
+            unread.append('{}: no values in the window (it holds {} to {})'.format(
+                chart, *(_local(charts[chart].get(k)) for k in ('first_entry', 'last_entry'))))
             continue
         try:
             labels, rows = api.data(chart, held[0], held[1], points=held[2], group=group)
@@ -292,9 +297,8 @@ def run(host, after=-600, before=0, limit=20, protocol='http', username=None, pa
             when += ' (the charts hold only its last {} s)'.format(max(0, int(now - since + 1)))
     else:   # as times, to set beside the dashboard's
         start, end = window(after, before, listed_at or time.time())
-        when = 'from {} to {}'.format(*(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t)) for t in (start, end)))
+        when = 'from {} to {}'.format(_local(start), _local(end))
         if since is not None and start < since:   # a window begun before the job: not all of it watched
-            when += ' (the charts hold values from {} on)'.format(
-                time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since)))
+            when += ' (the charts hold values from {} on)'.format(_local(since))
     report = format_top(rows, limit, '{} {}'.format(_whose(read, host), when), grain, _together(read))
     return report + ''.join('\nnot read: {}'.format(u) for u in unread)

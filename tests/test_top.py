@@ -2,6 +2,7 @@
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -222,6 +223,9 @@ def test_top_over_a_window_longer_than_the_charts_reads_only_what_they_hold(tmp_
     assert years.stdout.splitlines()[0].endswith('over the last 94608000 s (the charts hold only its last 121 s)')
     assert short.stdout.splitlines()[0].endswith('over the last 121 s'), short.stdout
     assert before.returncode == 1 and 'no values in the window' in before.stderr, before.stderr
+    # its times as the first line of a report says them, not unix seconds beside local dates
+    assert re.search(r'no values in the window \(it holds \d{4}-\d\d-\d\d \d\d:\d\d:\d\d to \d{4}-', before.stderr), \
+        before.stderr
 
 
 def test_top_in_grouped_rows_counts_each_rows_flagged_share_and_its_highest_probability(tmp_path, monkeypatch):
