@@ -570,6 +570,8 @@ def _window_problem(after, before, now):
         if 0 < value < 10 ** 9 or value < -RELATIVE_MAX or value >= 10 ** 10:
             return '{} {}: give seconds relative to now (negative, at most {} back) or a unix time'.format(
                 name, value, RELATIVE_MAX)
+    if (after > 0) != (before > 0):   # a time and seconds back from the agent's now: checked on its clock (top)
+        return None
     start = now + after if after <= 0 else after
     end = now + before if before <= 0 else before
     if start >= end:

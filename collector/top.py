@@ -209,6 +209,12 @@ def top(api, after=-600, before=0, unread=None, job=None, parent=None, read=None
     read['one'] = one = want is not None or (api is parent and len(read['jobs']) == 1)
     api.charts()   # the agent's now: the time most of its charts were last collected
     now = api.listed_at
+    if now and (after > 0) != (before > 0):   # a time beside seconds back from now: now is the agent's
+        start, end = window(after, before, now)
+        if start > end:
+            raise NetdataError('the window (--after {} --before {}) is {} to {} on the agent\'s clock, which reads '
+                               '{}: it ends before it starts'.format(after, before, _local(start), _local(end),
+                                                                    _local(now)))
     grouped = {}
     probs, every = _series(api, prob_charts, '_prob', after, before, unread, now, grouped=grouped, prefixed=not one)
     flags, flag_every = _series(api, flag_charts, '_anomaly', after, before, unread, now, grouped=grouped,

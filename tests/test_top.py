@@ -228,6 +228,20 @@ def test_top_over_a_window_longer_than_the_charts_reads_only_what_they_hold(tmp_
         before.stderr
 
 
+def test_top_reads_a_window_of_a_time_and_seconds_back_on_the_agents_clock(tmp_path):
+    """'--after T --before -100' ends 100 s before the agent's now, not this machine's: against
+    an agent whose clock is behind (here the recording's, days behind), a window reversed on the
+    agent's clock passed the check on this one's and failed with 'no values in the window'."""
+    rec = Recording(write_anomalies_recording(str(tmp_path / 'rec')))
+    with ReplayServer(rec, ReplayClock(START + 120, stepped=True)) as server:
+        now = int(server.clock.now())
+        fine = _top_cli(server, '--after', str(now - 110), '--before', '-10')
+        reversed_ = _top_cli(server, '--after', str(now - 5), '--before', '-10')
+    assert fine.returncode == 0 and fine.stdout.splitlines()[2].split()[1] == 'system.cpu', (fine.stdout, fine.stderr)
+    assert reversed_.returncode == 1 and "on the agent's clock, which reads" in reversed_.stderr, reversed_.stderr
+    assert 'no values in the window' not in reversed_.stderr
+
+
 def test_top_in_grouped_rows_counts_each_rows_flagged_share_and_its_highest_probability(tmp_path, monkeypatch):
     from collector import top
     monkeypatch.setattr(top, 'MAX_ROWS', 30)   # as a window of more than a day is answered
