@@ -205,9 +205,9 @@ def read_chart_file(f):
     if odd is not None:
         raise ValueError('{} labels but a row of {} values'.format(len(labels), len(odd) - 1))
     times = np.array([r[0] for r in rows], dtype=np.int64)
-    values = np.array([[math.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
-    if values.size == 0:
-        values = values.reshape(0, len(labels))
+    # (rows by labels, also with no rows, or no dimensions: a chart the agent lists with none)
+    values = np.array([[math.nan if v is None else v for v in r[1:]] for r in rows],
+                      dtype=np.float64).reshape(len(rows), len(labels))
     if np.isinf(values).any():   # (a number past 1e308) which no JSON client would read back
         raise ValueError('an infinite value, which the agent never sends')
     return labels, times, values

@@ -361,6 +361,18 @@ def test_record_checks_its_arguments_before_the_window_and_never_mixes_recording
     assert not (tmp_path / 'r5').exists()
 
 
+def test_a_chart_recorded_with_no_dimensions_is_served_as_its_times_not_a_dropped_connection(tmp_path):
+    """A chart whose /api/v1/data answer has 'time' alone for labels failed every request for it
+    (IndexError in the server, the connection dropped)."""
+    from conftest import write_recording
+    path = write_recording(str(tmp_path / 'rec'))
+    with gzip.open(os.path.join(path, 'data', 'system.ram.json.gz'), 'wt') as f:
+        json.dump({'labels': ['time'], 'data': [[START + i] for i in range(600, -1, -1)]}, f)
+    with ReplayServer(Recording(path), ReplayClock(START + 600, stepped=True)) as server:
+        body, beside = data(server, 'system.ram', -60, 0), data(server, 'system.cpu', -60, 0)
+    assert body['labels'] == ['time'] and [r[:1] for r in beside['data']] == body['data'], body
+
+
 def test_record_into_an_empty_out_is_refused_not_written_into_the_current_folder(replay, tmp_path, monkeypatch):
     """``--out "$DIR"`` with DIR unset: the recording must not land among (or over) the files
     of the folder the command was run from."""
@@ -640,7 +652,7 @@ def test_a_data_file_of_another_shape_costs_that_chart_alone(recording, tmp_path
     import shutil
     damaged = str(tmp_path / 'damaged')
     shutil.copytree(recording, damaged)
-    with gzip.open(os.path.join(damaged, 'data', 'system.load.json.gz'), 'wt') as f:
+    with gzip.open(os.path.join(damaged, 'data', 'system.ram.json.gz'), 'wt') as f:
         f.write('{"labels": "time", "data": []}')
     with gzip.open(os.path.join(damaged, 'data', 'system.ram.json.gz'), 'wt') as f:
         f.write('{"labels": ["time", "used"], "data": [[%d, 1e999]]}' % (START + 10))
