@@ -652,7 +652,7 @@ def test_a_data_file_of_another_shape_costs_that_chart_alone(recording, tmp_path
     import shutil
     damaged = str(tmp_path / 'damaged')
     shutil.copytree(recording, damaged)
-    with gzip.open(os.path.join(damaged, 'data', 'system.ram.json.gz'), 'wt') as f:
+    with gzip.open(os.path.join(damaged, 'data', 'system.load.json.gz'), 'wt') as f:
         f.write('{"labels": "time", "data": []}')
     with gzip.open(os.path.join(damaged, 'data', 'system.ram.json.gz'), 'wt') as f:
         f.write('{"labels": ["time", "used"], "data": [[%d, 1e999]]}' % (START + 10))
