@@ -33,7 +33,7 @@ class _Lines:
             self.tty = False
         self.tenth = None
 
-    def progress(self, text, done=0, total=1):
+    def progress(self, text, done, total):
         if not self.tty:
             tenth = 10 * done // max(total, 1)
             if tenth != self.tenth:
