@@ -6,7 +6,7 @@ thousands of charts, or a busy Raspberry Pi, takes a second or more to answer it
 recording is replayed with every chart list held back by each of the given delays, a job is
 trained on its clean lead, and 150 steps (two looks at the list) are timed one by one: with the
 step waiting for the list (as before), and with the list read in a thread of its own (the
-job's way now, ``engine.LIST_WAIT_SECONDS``).
+job's way now, ``timings.LIST_WAIT_SECONDS``).
 
     python bench/listing.py ../shared/recordings/netdata-1.37-incidents-a --delays 0 0.5 2
 """
@@ -14,7 +14,9 @@ import argparse
 import logging
 import time
 
-from replayed import checked, engine, trained_job
+from replayed import checked, trained_job
+
+from collector import timings  # noqa: E402
 
 
 def step_seconds(rec, delay, wait, steps):
@@ -44,7 +46,7 @@ def main():
     print('{:>8}  {:>34}  {:>34}'.format('delay_s', 'in the step: longest / median s', 'in a thread: longest / median s'))
     for delay in args.delays:
         row = []
-        for wait in (None, engine.LIST_WAIT_SECONDS):
+        for wait in (None, timings.LIST_WAIT_SECONDS):
             took, scored = step_seconds(rec, delay, wait, args.steps)
             row.append('{:.3f} / {:.4f} ({}/{} scored)'.format(max(took), sorted(took)[len(took) // 2],
                                                                scored, len(took)))

@@ -247,7 +247,7 @@ def rows_at(times, steps, every):
 
 
 # a step this many times longer than the rows' spacing (or update_every) is a gap in collection:
-# the agent down (a restart, a reboot), not a sample missed (the job's own steps: engine.GAP_STEPS)
+# the agent down (a restart, a reboot), not a sample missed (the job's own steps: timings.GAP_STEPS)
 GAP_SPACINGS = 5
 
 

@@ -22,7 +22,7 @@ PROB_SCALE = 10000   # probability 0..1 sent as hundredths of a percent (divisor
 ORDER = ['probability', 'anomaly', 'rate', 'flagged_for']
 RATE_WINDOW_SECONDS = 60   # the node anomaly rate's rolling average, and the window of its share flagged
 # steps of slack over the steps since the node view's last update: the agent's clock moving on
-# further in that time was set forward, and does not age the flags (engine.GAP_STEPS is its gap)
+# further in that time was set forward, and does not age the flags (timings.GAP_STEPS is its gap)
 CLOCK_SLACK_STEPS = 5
 # get_data's answer when the job has no model left: data (so python.d counts the updates its charts
 # go without a value) for no dimension of any of its charts (no dimension id holds a newline)

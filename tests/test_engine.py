@@ -14,7 +14,10 @@ import pytest
 
 from collector.config import parse_job_config
 import collector.engine as engine
-from collector.engine import AnomalyDetector, Due
+import collector.scope as scope
+import collector.timings as timings
+from collector.engine import AnomalyDetector
+from collector.timings import Due
 from collector.flagged_spans import FLAGS_SAVE_SECONDS
 from collector.netdata_api import PARALLEL_READS, NetdataApi, NetdataError, json_loads
 from collector.training import RECURRING_EVENTS, ThreadTrainer
@@ -170,7 +173,7 @@ def test_an_excess_that_began_before_a_training_is_flagged_through_it(replay, lo
 
 
 def test_a_long_training_hides_flags_for_a_bounded_time(replay, logger, monkeypatch):
-    monkeypatch.setattr(engine, 'OWN_TRAINING_MAX_STEPS', 5)
+    monkeypatch.setattr(timings, 'OWN_TRAINING_MAX_STEPS', 5)
     det, trainer, times, flags, probs = _spike_during_a_training(replay, logger, 30)
     first = times[flags.index(1)]
     assert first <= START + SPIKE[0] + 5 + 3, first - START - SPIKE[0]   # while the training still ran
@@ -261,7 +264,7 @@ def test_another_jobs_training_holds_the_steps_it_shows_in_as_the_jobs_own_does(
             replay.clock.advance(1)
             after.append(det.steps in det.own_rows)
         assert all(held) and after[:det.need] == [True] * det.need and not any(after[det.need + 1:]), (held, after)
-        other.ran = float(engine.OWN_TRAINING_MAX_STEPS)   # one that has run that long hides no more
+        other.ran = float(timings.OWN_TRAINING_MAX_STEPS)   # one that has run that long hides no more
         det.step()
         replay.clock.advance(1)
         assert det.steps not in det.own_rows
@@ -276,11 +279,11 @@ def test_a_training_that_waited_for_another_jobs_is_held_from_its_own_start(repl
     """A training asked for while another job's runs starts when that one ends: its own work
     shows in the rows from then on, and no flag rises on them, as when it starts at once (held
     from when it was asked for, it ran open once the wait had taken its OWN_TRAINING_MAX_STEPS)."""
-    monkeypatch.setattr(engine, 'OWN_TRAINING_MAX_STEPS', 10)
+    monkeypatch.setattr(timings, 'OWN_TRAINING_MAX_STEPS', 10)
     with _beside_another_job(replay, logger) as (det, other):
         other.ran = 0.0
         det.next_training = det.steps + 1   # a training asked for while the other job's runs
-        for _ in range(engine.OWN_TRAINING_MAX_STEPS + det.need + 5):
+        for _ in range(timings.OWN_TRAINING_MAX_STEPS + det.need + 5):
             det.step()
             replay.clock.advance(1)
             other.ran += 1.0
@@ -666,7 +669,7 @@ def test_an_agent_that_now_and_then_answers_too_late_is_told_once_not_at_every_a
         LateApi.late = False
     said = [(level, m) for level, m in logger.lines[start:] if replay.host in m]
     assert len(said) == 1 and said[0][0] == 'ERROR' and '(no answer in 0.9 s): a step waits' in said[0][1], said
-    _steps(det, replay, engine.SLOW_CLEAR_SECONDS - 5)   # 59 answers in a row
+    _steps(det, replay, timings.SLOW_CLEAR_SECONDS - 5)   # 59 answers in a row
     assert [m for _, m in logger.lines[start:] if 'answers again' in m] == []
     _steps(det, replay, 1)
     assert [(level, m) for level, m in logger.lines[start:] if 'answers again' in m] == [
@@ -738,7 +741,7 @@ def test_a_slow_chart_list_does_not_hold_the_steps(replay, logger):
     det = make_detector(replay, logger)
     det.apis = {h: SlowListing.from_config(det.config, h) for h in det.hosts}
     run_until_trained(det, replay)
-    det.list_wait = engine.LIST_WAIT_SECONDS   # as a job on an agent waits
+    det.list_wait = timings.LIST_WAIT_SECONDS   # as a job on an agent waits
     SlowListing.slow = True
     try:
         det.next_discovery = Due(0, det.steps)
@@ -762,7 +765,7 @@ def test_no_thread_for_the_chart_list_reads_it_in_the_step(replay, logger, monke
     list in the step, as it waits for it; it used to fail every step once a training was due."""
     det = make_detector(replay, logger, train_every_n=5)
     run_until_trained(det, replay)
-    det.list_wait = engine.LIST_WAIT_SECONDS
+    det.list_wait = timings.LIST_WAIT_SECONDS
     refuse_threads(monkeypatch, 'anomalies-chart-list')
     trainings = det.trainings
     for _ in range(20):
@@ -877,9 +880,9 @@ def test_charts_gone_together_are_told_in_one_line(replay, logger):
 
 
 def test_gone_line_names_a_few_of_many():
-    assert engine.gone_line(['disk.sdb']) == "model 'disk.sdb' removed: its chart is gone"
+    assert scope.gone_line(['disk.sdb']) == "model 'disk.sdb' removed: its chart is gone"
     many = ['cgroup_ct{}.cpu'.format(i) for i in range(100)]
-    assert engine.gone_line(many) == ('100 models removed: their charts are gone: cgroup_ct0.cpu, cgroup_ct1.cpu, '
+    assert scope.gone_line(many) == ('100 models removed: their charts are gone: cgroup_ct0.cpu, cgroup_ct1.cpu, '
                                       'cgroup_ct2.cpu, cgroup_ct3.cpu, cgroup_ct4.cpu (+95 more)')
 
 
@@ -964,7 +967,7 @@ def test_a_model_trained_once_for_good_survives_a_restart_that_misses_its_chart(
     if train_every_n == 0:   # and never: it is not saved again
         again = make_detector(replay, logger, train_every_n=0)
         again.start()
-        again.created -= engine.YOUNG_AGENT_SECONDS
+        again.created -= timings.YOUNG_AGENT_SECONDS
         again._prune_saved(again.discover({c: d for c, d in NetdataApi(replay.host).charts().items()
                                            if c != 'system.ram'}))
         again.close()
@@ -974,7 +977,7 @@ def test_a_model_trained_once_for_good_survives_a_restart_that_misses_its_chart(
 def test_a_chart_missing_from_one_chart_listing_keeps_its_model_and_saved_file(replay, logger, monkeypatch):
     """An agent just restarted lists some charts seconds after the others: a chart missing from
     one listing is skipped meanwhile, not removed, and its saved model stays on disk."""
-    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.2)
+    monkeypatch.setattr(timings, 'DISCOVER_SECONDS', 0.2)
     det = make_detector(replay, logger)
     run_until_trained(det, replay)
     saved = os.path.join(det.models_dir, 'system.ram.pkl')
@@ -999,7 +1002,7 @@ def test_a_chart_missing_from_one_chart_listing_keeps_its_model_and_saved_file(r
 def test_a_model_trained_as_its_chart_goes_is_neither_shown_nor_taken_down(replay, logger, monkeypatch):
     """A step whose training brought a model for a chart the listings no longer have lists it
     in neither ``added`` nor ``removed``, so the charts get no dimension left behind."""
-    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.2)
+    monkeypatch.setattr(timings, 'DISCOVER_SECONDS', 0.2)
     det = make_detector(replay, logger)
     run_until_trained(det, replay)
     SwitchableApi.hidden = {'system.ram'}
@@ -1021,7 +1024,7 @@ def test_a_chart_listed_with_a_new_dimension_is_retrained_alone_and_once(replay,
     with a dimension its model lacks. That chart is retrained alone at the next discovery,
     not left unseen until the next full training, and said once; a dimension listed but
     never collected does not bring a training at every discovery."""
-    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.2)
+    monkeypatch.setattr(timings, 'DISCOVER_SECONDS', 0.2)
     det = make_detector(replay, logger)
     run_until_trained(det, replay)
     before = det.trainings
@@ -1050,7 +1053,7 @@ def test_the_charts_a_new_dimension_appears_on_together_are_told_in_one_line(rep
     Debian's agent): one line for the models it retrains, and one for the seconds their
     training leaves out, not one line per model of each."""
     from collector import training
-    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.2)
+    monkeypatch.setattr(timings, 'DISCOVER_SECONDS', 0.2)
     det = make_detector(replay, logger)
     run_until_trained(det, replay)
     before = det.trainings
@@ -1076,7 +1079,7 @@ def test_the_rows_a_new_dimension_brought_stay_out_of_the_next_full_training(rep
     the incident ends: the rows its training left out are kept with the flagged steps (and
     saved with them), so the next full training does not learn that incident either."""
     from collector import persist, training
-    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.2)
+    monkeypatch.setattr(timings, 'DISCOVER_SECONDS', 0.2)
     det = make_detector(replay, logger)
     run_until_trained(det, replay)
     before = det.trainings
@@ -1098,7 +1101,7 @@ def test_the_rows_a_new_dimension_brought_stay_out_of_the_next_full_training(rep
 
 
 def test_a_chart_that_appears_gets_a_model_without_waiting_for_the_retrain(replay, logger, monkeypatch):
-    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.5)
+    monkeypatch.setattr(timings, 'DISCOVER_SECONDS', 0.5)
     SwitchableApi.hidden = {'system.ram'}
     try:
         det = make_detector(replay, logger)
@@ -1133,7 +1136,7 @@ def test_saved_models_are_loaded_for_charts_listed_late_and_after_an_agent_down_
                                                                                          monkeypatch):
     """A restarted agent lists some charts only a while later, and a standalone job may start
     before its agent: their saved models are loaded then, not retrained from scratch."""
-    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.5)
+    monkeypatch.setattr(timings, 'DISCOVER_SECONDS', 0.5)
     first = make_detector(replay, logger)
     run_until_trained(first, replay)
     first.close()
@@ -1154,7 +1157,7 @@ def test_saved_models_are_loaded_for_charts_listed_late_and_after_an_agent_down_
                         m) for _, m in logger.lines), logger.lines
     late.close()
 
-    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 60)   # the minute's look, as on an agent
+    monkeypatch.setattr(timings, 'DISCOVER_SECONDS', 60)   # the minute's look, as on an agent
     SwitchableApi.down = True
     try:
         early = make_detector(replay, logger)
@@ -1487,7 +1490,7 @@ def test_saved_models_fitted_on_a_young_agents_minutes_are_refitted_as_its_histo
         assert said and 'again once the agent holds twice that' in said[-1], said
         # a window a damaged or foreign metadata file does not give is no span: never an error
         assert again._regrow_loaded({'a': {'window': [None, None]}, 'b': {'window': 'x'}, 'c': {}}) == \
-            (engine.NEVER, None)
+            (timings.NEVER, None)
         again.close()
 
 
@@ -1820,7 +1823,7 @@ def test_a_first_training_that_fails_waits_as_long_as_it_says_before_the_next(re
     without a model were trained again at the next look at the chart list, a second later
     ('trying again in 30 steps', then a new training process at once, for a box short of memory
     the opposite of backing off)."""
-    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 5)   # the chart list looked at often
+    monkeypatch.setattr(timings, 'DISCOVER_SECONDS', 5)   # the chart list looked at often
     det = make_detector(replay, logger, train_every_n=1800)
     det.trainer = FailingTrainer()
     det.trainer.fail, det.trainer.det = True, det
@@ -1877,7 +1880,7 @@ def test_a_new_chart_on_a_young_agent_does_not_bring_the_full_training_forward(t
     body['data'] = [[r[0]] + ([None] * (len(r) - 1) if r[0] < START + 600 else r[1:]) for r in body['data']]
     with gzip.open(name, 'wt') as f:
         json.dump(body, f)
-    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.5)
+    monkeypatch.setattr(timings, 'DISCOVER_SECONDS', 0.5)
     rec = Recording(path)
     with ReplayServer(rec, ReplayClock(rec.start + 600, stepped=True)) as server:
         SwitchableApi.hidden = {'system.ram'}
@@ -2271,7 +2274,7 @@ def test_a_job_started_with_its_parent_waits_for_a_child_it_modelled_before(tmp_
             assert not logger.errors(), logger.errors()
             waits = [m for _, m in logger.lines if 'it lists a child once the child has reconnected' in m]
             assert len(waits) == 1 and "it holds no node 'child-1' (" in waits[0], logger.lines
-            now[0] += engine.CHILD_BACK_SECONDS
+            now[0] += timings.CHILD_BACK_SECONDS
             det.step()
             assert any("cannot list charts" in m and "no node 'child-1'" in m for m in logger.errors()), logger.lines
             # a child it modelled before: away (stopped, not reconnected), not a name it does not know
@@ -2293,7 +2296,7 @@ def test_a_job_started_with_its_parent_waits_for_a_child_it_modelled_before(tmp_
                 if waits:
                     assert not logger.errors() and len(said) == 1 and 'the parent started 20 s ago' in said[0], \
                         logger.lines
-                    now[0] += engine.CHILD_BACK_SECONDS
+                    now[0] += timings.CHILD_BACK_SECONDS
                     det.step()
                 assert any("no node 'child-1' (a child is named by" in m for m in logger.errors()), logger.lines
                 det.close()
@@ -2437,7 +2440,7 @@ def test_values_that_stand_still_are_not_scored_as_new_and_are_said_once(replay,
     for _ in range(30):   # the agent's clock stands still; the job's goes on
         now[0] += 1
         fresh.append(det.step().fresh)
-    limit = engine.STILL_SECONDS
+    limit = timings.STILL_SECONDS
     assert all(fresh[:limit - 1]) and not any(fresh[limit + 1:]), fresh
     said = [m for m in logger.errors() if m.startswith('no new values from')]
     assert len(said) == 1 and 'a child whose stream to its parent stopped' in said[0], said
@@ -2546,7 +2549,7 @@ def test_a_restarted_agent_that_lists_no_modelled_chart_yet_is_waited_for_and_th
         if again.models:
             break
     assert sorted(again.models) == sorted(first.models) and again.trainings == 0
-    assert n <= engine.SCOPE_WAIT_SECONDS + 1, n
+    assert n <= timings.SCOPE_WAIT_SECONDS + 1, n
     assert not [m for m in logger.errors() if 'no charts match' in m], logger.lines
     assert [m for _, m in logger.lines if 'lists none of the charts modelled before' in m]
     again.close()
@@ -3077,7 +3080,7 @@ def test_a_refill_from_an_agent_slow_to_send_stored_rows_gives_up_in_time_and_sa
         return read(self, *args, **kwargs)
     monkeypatch.setattr(SwitchableApi, 'data', slow)
     monkeypatch.setattr(engine, 'PARALLEL_READS', 1)
-    monkeypatch.setattr(engine, 'REFILL_SECONDS', 1.5)
+    monkeypatch.setattr(timings, 'REFILL_SECONDS', 1.5)
     replay.clock.advance(90)
     started = time.monotonic()
     step = det.step()
@@ -3370,7 +3373,7 @@ def test_saved_models_loaded_once_a_late_agent_answers_hold_its_start_up(recordi
     they score at once: an agent that has just started has its first minute held then, as at a
     job's start (a child booted after its parent flagged its own start-up)."""
     from collector.replay import Recording, ReplayClock, ReplayServer
-    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', discover_seconds)
+    monkeypatch.setattr(timings, 'DISCOVER_SECONDS', discover_seconds)
     restart = START + SPIKE[0] - 20
     path = _restarted_at(recording, tmp_path, restart)
     server = ReplayServer(Recording(path), ReplayClock(START + 500, stepped=True)).start()
@@ -3462,7 +3465,7 @@ def test_a_level_a_reboot_changed_is_learned_minutes_after_it_not_at_the_next_fu
     finally:
         SwitchableApi.down = False
         server.stop()
-    after = 60 + det.need + 300 + engine.DISCOVER_SECONDS + 30   # the start-up, train_min_n_secs, a look, the training
+    after = 60 + det.need + 300 + timings.DISCOVER_SECONDS + 30   # the start-up, train_min_n_secs, a look, the training
     spike = [t for t in flags if START + SPIKE[0] <= reboot + t < START + SPIKE[1]]
     assert spike[0] > 60 + det.need and any(flags[t].get('system.cpu') for t in spike)   # shown, after a reboot too
     told = [m for _, m in logger.lines if 'flagged since the node rebooted' in m]
@@ -3515,16 +3518,16 @@ def test_a_job_whose_agent_answers_late_trains_every_model_once_not_again_second
     """An agent that comes up after the job: the training of every chart when it answers is
     the job's full training, so the full training that could not start before it is not run
     again a few steps later on the same window."""
-    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.5)
+    monkeypatch.setattr(timings, 'DISCOVER_SECONDS', 0.5)
     det = make_detector(replay, logger, models_dir='none')
     _start_with_the_agent_down(det, replay)
     _steps_until(det, replay, lambda: bool(det.models))
-    for _ in range(engine.RETRY_STEPS + 5):
+    for _ in range(timings.RETRY_STEPS + 5):
         det.step()
         replay.clock.advance(1)
     trainings = [m for _, m in logger.lines if m.startswith('training ')]
     assert len(trainings) == 1, trainings
-    assert det.next_training > det.steps + engine.RETRY_STEPS
+    assert det.next_training > det.steps + timings.RETRY_STEPS
     det.close()
 
 
@@ -3672,7 +3675,7 @@ def test_the_flagged_steps_of_another_node_are_not_taken_when_the_agent_answers_
     do: with an agent that answers only after the job started they were read before the GUID
     was, and another node's were taken (and saved again as this one's) while its models were
     refused."""
-    monkeypatch.setattr(engine, 'DISCOVER_SECONDS', 0.5)
+    monkeypatch.setattr(timings, 'DISCOVER_SECONDS', 0.5)
     guid = ['guid-a']
     monkeypatch.setattr(NetdataApi, 'agent_id', lambda self: guid[0])
     models = str(tmp_path / 'models')
