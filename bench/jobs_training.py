@@ -22,7 +22,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, 'demo', 'recording')
 # the job's run, with the other jobs' trainings never seen as running (as before they waited)
-ALL_AT_ONCE = ('import collector.training as t\n'
+ALL_AT_ONCE = ('import collector.trainers as t\n'
                't._TRAINERS = type("Unseen", (), {"add": lambda s, x: None, "__iter__": lambda s: iter(())})()\n'
                'import sys\nfrom collector.cli import main\nsys.exit(main(sys.argv[1:]))\n')
 ONE_AT_A_TIME = 'import sys\nfrom collector.cli import main\nsys.exit(main(sys.argv[1:]))\n'

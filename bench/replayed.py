@@ -10,7 +10,7 @@ from collector import engine  # noqa: E402
 from collector.config import parse_job_config  # noqa: E402
 from collector.evaluate import default_warmup  # noqa: E402
 from collector.replay import Recording, ReplayClock, ReplayServer  # noqa: E402
-from collector.training import ThreadTrainer  # noqa: E402
+from collector.trainers import ThreadTrainer  # noqa: E402
 
 
 def checked(parser, args, count):

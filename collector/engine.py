@@ -26,7 +26,7 @@ from .restore import Restore
 from .scope import ChartScope
 from .startup import StartUps
 from .timings import Due, Moment, Stood
-from .training import make_trainer
+from .trainers import make_trainer
 from .training_schedule import TrainingSchedule
 
 
@@ -47,7 +47,7 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
     """One job's models of one agent's charts: ``start()``, then ``step()`` once per
     update_every, then ``close()``.
 
-    ``trainer`` fits models in the background (``training.make_trainer``: a process; the
+    ``trainer`` fits models in the background (``trainers.make_trainer``: a process; the
     harnesses pass a thread), ``api_factory(config, host)`` makes an agent connection (the
     tests pass fakes), ``clock`` times discoveries and waits. The harnesses that replay a
     recording on a stopped clock set ``list_wait`` (None: each step waits for its chart list)
@@ -118,7 +118,7 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         self.custom_charts = {}   # custom model id -> (its columns, [(host, chart)] they come from)
         self.custom_rows = (None, None, [])   # (batch, specs, [(row, spec)] of its custom models)
         self.own_rows = range(0)   # the steps whose features hold the job's own last training
-        self.own_waits = False   # its training asked for waits for another job's to end (training._OneAtATime)
+        self.own_waits = False   # its training asked for waits for another job's to end (trainers._OneAtATime)
         self.above_ids = frozenset()   # models above the threshold at the last step scored
         self.above_before = frozenset()   # and at the step before it
         self.rising_before_training = frozenset()   # and those at the last training's start

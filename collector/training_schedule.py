@@ -9,7 +9,8 @@ from . import flagged_spans, memory, timings
 from .netdata_api import NetdataError
 from .problems import count_of, first_few, gist, plural
 from .timings import NO_RETRY, Due, Retry
-from .training import NO_DATA, NO_VALUES, TrainingRequest, training_elsewhere
+from .trainers import training_elsewhere
+from .training import NO_DATA, NO_VALUES, TrainingRequest
 
 
 def _listed(said, how):

@@ -20,7 +20,8 @@ from collector.engine import AnomalyDetector
 from collector.timings import Due
 from collector.flagged_spans import FLAGS_SAVE_SECONDS
 from collector.netdata_api import PARALLEL_READS, NetdataApi, NetdataError, json_loads
-from collector.training import RECURRING_EVENTS, ThreadTrainer
+from collector.trainers import ThreadTrainer
+from collector.training import RECURRING_EVENTS
 from conftest import SECONDS, SPIKE, START, ListLogger, refuse_threads, write_recording
 
 
@@ -229,18 +230,18 @@ class _OtherJobsTrainer:
 @contextlib.contextmanager
 def _beside_another_job(replay, logger):
     """A job trained and past its own training's rows, and another job's trainer: ``(det, other)``."""
-    import collector.training as training
+    import collector.trainers as trainers
     det = make_detector(replay, logger)
     run_until_trained(det, replay)
     for _ in range(det.need + 2):
         det.step()
         replay.clock.advance(1)
     other = _OtherJobsTrainer()
-    training._TRAINERS.add(other)
+    trainers._TRAINERS.add(other)
     try:
         yield det, other
     finally:
-        training._TRAINERS.discard(other)
+        trainers._TRAINERS.discard(other)
         det.close()
 
 
@@ -2087,7 +2088,8 @@ def test_a_connection_dropped_unclosed_lets_go_of_its_socket_at_once(replay):
         gc.enable()
 
 def test_subprocess_trainer_returns_models_and_stops_a_hung_training(replay, monkeypatch):
-    from collector.training import ModelSpec, SubprocessTrainer, TrainingRequest
+    from collector.trainers import SubprocessTrainer
+    from collector.training import ModelSpec, TrainingRequest
     cfg = parse_job_config({'host': replay.host, 'train_n_secs': 300})
     trainer = SubprocessTrainer()
     trainer.start(TrainingRequest(cfg, [ModelSpec('system.cpu', replay.host, chart='system.cpu')], -300, 0))
@@ -2116,7 +2118,8 @@ def test_jobs_in_one_process_train_one_at_a_time_and_each_gets_its_models(replay
     as in a process, and the waiting ones start in the order they were asked for, at any job's
     look (the job that looked most often took every turn while trainings were asked for faster
     than they ended)."""
-    from collector.training import ModelSpec, SubprocessTrainer, TrainingRequest
+    from collector.trainers import SubprocessTrainer
+    from collector.training import ModelSpec, TrainingRequest
     cfg = parse_job_config({'host': replay.host, 'train_n_secs': 300})
     request = TrainingRequest(cfg, [ModelSpec('system.cpu', replay.host, chart='system.cpu')], -300, 0)
     replay.data_delay = 1.5   # each training takes that long at least
@@ -2148,7 +2151,8 @@ def test_a_waiting_training_another_jobs_look_cannot_start_is_told_to_its_own_jo
     """A waiting training is started at whichever job looks first once the slot is free; one
     whose process cannot be started there (no memory, no such python) is told as its own
     job's failed training, and the next in line starts."""
-    from collector.training import ModelSpec, SubprocessTrainer, TrainingRequest
+    from collector.trainers import SubprocessTrainer
+    from collector.training import ModelSpec, TrainingRequest
     cfg = parse_job_config({'host': replay.host, 'train_n_secs': 300})
     request = TrainingRequest(cfg, [ModelSpec('system.cpu', replay.host, chart='system.cpu')], -300, 0)
     replay.data_delay = 1.0

@@ -371,7 +371,7 @@ def test_a_training_process_still_exiting_after_its_result_does_not_hold_up_a_st
     on later steps, not waited for in the step that collects the result."""
     import stat
     import sys
-    from collector.training import SubprocessTrainer
+    from collector.trainers import SubprocessTrainer
     fake = tmp_path / 'python'
     fake.write_text('#!/bin/sh\nexec "{}" -c "{}"\n'.format(sys.executable, '; '.join([
         'import sys, pickle, time', 'sys.stdin.buffer.read()',
@@ -406,7 +406,7 @@ def test_a_training_whose_reader_thread_cannot_start_leaves_the_job_free(tmp_pat
     """The process started, but no thread is to be had for its request and result (pids.max,
     ulimit -u): the start fails, the process is killed, and the next steps neither wait for it
     (they did, for good: the child waited for a request that never came) nor see a training."""
-    from collector.training import SubprocessTrainer
+    from collector.trainers import SubprocessTrainer
     refuse_threads(monkeypatch, 'anomalies-train-io')
     trainer = SubprocessTrainer(python=_sleeping_python(tmp_path))
     with pytest.raises(RuntimeError, match="can't start new thread"):
@@ -428,7 +428,7 @@ def _script(tmp_path, name, text):
 def test_a_training_killed_outright_is_told_as_memory_and_what_needs_less(tmp_path):
     """The kernel's out-of-memory killer (or a cgroup's limit) ends a training with SIGKILL:
     'exited with code -9' alone left a small box's owner to guess, and the charts untrained."""
-    from collector.training import SubprocessTrainer
+    from collector.trainers import SubprocessTrainer
     trainer = SubprocessTrainer(python=_script(tmp_path, 'killed', 'cat > /dev/null; kill -9 $$\n'))
     try:
         trainer.start({'a': 'request'})
@@ -444,7 +444,7 @@ def test_a_training_killed_outright_is_told_as_memory_and_what_needs_less(tmp_pa
 def test_a_training_past_its_time_is_stopped_without_waiting_for_its_end(tmp_path):
     """A training killed for its time may take long to die (stuck in I/O on a stalled SD card):
     the step says it was stopped and goes on; the process is reaped on later steps."""
-    from collector.training import SubprocessTrainer
+    from collector.trainers import SubprocessTrainer
     trainer = SubprocessTrainer(python=_sleeping_python(tmp_path), max_seconds=0.3)
     try:
         trainer.start({'a': 'request'})
@@ -465,7 +465,8 @@ def test_a_stopped_trainings_output_closing_late_does_not_stand_for_the_next_res
     """Killed for its time, a training's output may close only later (here a process of its
     own holds it 3 s): its reader then ends after the next training has answered, and wrote
     over that result ('exited with no result' instead)."""
-    from collector.training import SubprocessTrainer, TrainingResult
+    from collector.trainers import SubprocessTrainer
+    from collector.training import TrainingResult
     slow = _script(tmp_path, 'slow', '(sleep 3) &\nexec sleep 60\n')
     answer = tmp_path / 'answer.pkl'
     answer.write_bytes(pickle.dumps(TrainingResult(error='the second'), protocol=4))
