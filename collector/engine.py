@@ -1,12 +1,14 @@
-"""The detector's per-step loop: collect latest values, score every model, schedule training.
+"""The detector's per-step loop: read the latest values, score every model, keep what was flagged.
 
-It knows nothing of charts or protocols: ``step()`` returns a ``Step`` (per-model probability
-and flag, the models that appeared or went away, what drives a flag that rose); the python.d
-service turns that into dimensions. The step is here: the agents' answers read, gaps and
-stalled collection told, every model scored on its features, flagged steps kept for the next
-training. Its parts, each a module: which charts it models (``scope``), when it trains and
-what (``training_schedule``), what a restart keeps (``restore``: saved models, flagged spans),
-and an agent's start-up and its node's reboot (``startup``). Its waits are in ``timings``.
+It knows nothing of the charts it is drawn on or of protocols: ``step()`` returns a ``Step``
+(per-model probability and flag, the models that appeared or went away, what drives a flag
+that rose); the python.d service turns that into dimensions. The step is here: the agents'
+answers read, a gap in collection told and the features refilled from the agent's stored rows
+after it (``stored_rows``), stalled collection told, every model scored on its features, its
+flagged steps kept for the next training. Its parts, each a module: which charts it models
+(``scope``), when it trains and what (``training_schedule``), what a restart keeps
+(``restore``: saved models, flagged spans), and an agent's start-up and its node's reboot
+(``startup``). Its waits are in ``timings``.
 """
 import collections
 import time
@@ -25,9 +27,13 @@ from .problems import ProblemLog, first_few, plural
 from .restore import Restore
 from .scope import ChartScope
 from .startup import StartUps
-from .timings import Due, Moment, Stood
+from .timings import Due
 from .trainers import make_trainer
 from .training_schedule import TrainingSchedule
+
+
+Moment = collections.namedtuple('Moment', 'step stamp')   # a step and the agent's time at it
+Stood = collections.namedtuple('Stood', 'stamp clock step')   # the agent's newest time, when it was first seen
 
 
 class Step:
@@ -503,26 +509,6 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
     def _remember_flag(self, model_id, t):
         """Keep flagged times as intervals, so the next training can leave them out."""
         self.flag_file.changed(flagged_spans.remember(self.flagged, model_id, t, self.config.update_every))
-
-    def _exclusions(self):
-        """Flagged intervals still inside a training window, per model (older ones are dropped)."""
-        if not self.config.train_exclude_flagged or not self.flagged:
-            return {}
-        newest = max((sp[1] for spans in self.flagged.values() for sp in spans), default=None)
-        if newest is None:
-            return {}
-        # by the agent's clock now, where it is known: a span dated ahead of it (a flag raised
-        # while the clock ran hours fast, then set right) would date every real span out
-        now = self.snapshots[-1][0] if self.snapshots else (self.apis[self.config.host].listed_at or newest)
-        oldest = now - self.config.offset_n_secs - self.config.train_n_secs - self.need * self.config.update_every
-        spans = flagged_spans.in_reach(self.flagged, oldest)
-        # a window all after the reboot is any model's; till then, the rows since it are the
-        # model's new normal, not an incident its flag since has to leave out
-        self.reboot_models = {m: t for m, t in self.reboot_models.items() if t >= oldest}
-        for model_id, start in self.reboot_models.items():
-            if model_id in spans:
-                spans[model_id] = flagged_spans.cut_at(spans[model_id], start)
-        return spans
 
     def close(self):
         """Write what the flagged spans' file lacks, stop the trainer, close the connections."""

@@ -86,7 +86,7 @@ WINDOW_TIMEOUTS = 10
 
 # the agent's answer (HTTP 404) to a path under /host/<name>/ for a node it does not hold
 UNKNOWN_NODE = b'does not maintain a database for host'
-NODE_NOT_HELD = 'it holds no node'   # how such an answer is told (engine waits on it at a start)
+NODE_NOT_HELD = 'it holds no node'   # how such an answer is told (a job waits on it at a start: scope)
 
 # the statuses with which an agent refuses a reader or asks it to wait, the words it answers
 # them with (plain text), and what they mean: Netdata 2.x's are not the 1.37 ones (an address its

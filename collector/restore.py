@@ -1,6 +1,8 @@
 """What a restart keeps: the saved models that still fit loaded (at the start, and for charts
 the agent lists only later), scored from the first step on the agent's stored rows; the flagged
-spans saved, left out of the next training again; the saved files of charts gone pruned.
+spans written as they change and read back, left out of the next training again; the saved
+files of charts gone pruned. Both carry the agent's machine GUID, read here, so that another
+node's are not taken for this one's.
 
 A part of ``engine.AnomalyDetector``, whose state it reads and sets.
 """
@@ -20,7 +22,8 @@ def _chart_of(column):
 
 
 class Restore:
-    """The job's saved state: models and flagged spans, read back and pruned."""
+    """The job's saved state: models (saved by their training) read back and pruned, flagged spans written
+    and read back."""
 
     def _start_from_disk(self, charts=None, report=None):
         """``_load_saved``, whose failure (a broken models dir) costs the saved models only."""

@@ -1,4 +1,5 @@
-"""The job's waits, holds and retries, in seconds (on the clock) or steps, in one place.
+"""The job's waits, holds and retries, in seconds (on the clock) or steps, in one place, and
+``Due``, when a look or a training is next due.
 
 Each says what it is for where it is set; the step loop (``engine``) and its parts (``scope``,
 ``training_schedule``, ``restore``, ``startup``) read them as ``timings.NAME``, so a test can
@@ -63,7 +64,3 @@ BOOT_SECONDS = 900
 
 
 Due = collections.namedtuple('Due', 'clock step')   # whichever comes first
-Retry = collections.namedtuple('Retry', 'tries step')   # failed trainings in a row, no retry before step
-NO_RETRY = Retry(0, 0)
-Moment = collections.namedtuple('Moment', 'step stamp')   # a step and the agent's time at it
-Stood = collections.namedtuple('Stood', 'stamp clock step')   # the agent's newest time, when it was first seen

@@ -297,6 +297,10 @@ def run_training(request):
     return result
 
 
+# what a training short of memory is told to change (here, in the training process, and by trainers)
+LESS_MEMORY = 'a smaller train_n_secs or train_max_n, or fewer charts (charts_regex), needs less'
+
+
 def _no_memory(cols, rows):
     """Why a model was not trained when its chart alone ran the training out of memory: the
     others still train; what it takes grows with its dimensions times the window's rows."""
@@ -449,7 +453,3 @@ def _fit_batch(request, specs, df, index, problems, result):
             except Exception as e:  # a full disk or a read-only dir must not cost the model
                 result.save_error = result.save_error or 'cannot save models in {} (models_dir): {!r}'.format(
                     request.models_dir, e)
-
-
-# what a training short of memory is told to change
-LESS_MEMORY = 'a smaller train_n_secs or train_max_n, or fewer charts (charts_regex), needs less'

@@ -5,12 +5,18 @@ retried further and further apart). No flag rises on the rows a training shows i
 
 A part of ``engine.AnomalyDetector``, whose state it reads and sets.
 """
+import collections
+
 from . import flagged_spans, memory, timings
 from .netdata_api import NetdataError
 from .problems import count_of, first_few, gist, plural
-from .timings import NO_RETRY, Due, Retry
+from .timings import Due
 from .trainers import training_elsewhere
 from .training import NO_DATA, NO_VALUES, TrainingRequest
+
+
+Retry = collections.namedtuple('Retry', 'tries step')   # failed trainings in a row, no retry before step
+NO_RETRY = Retry(0, 0)
 
 
 def _listed(said, how):
@@ -42,6 +48,26 @@ class TrainingSchedule:
         # relative to the agent's own clock, so a replayed or skewed agent works too
         before = -cfg.offset_n_secs if cfg.offset_n_secs else 0
         return before - cfg.train_n_secs, before
+
+    def _exclusions(self):
+        """Flagged intervals still inside a training window, per model (older ones are dropped)."""
+        if not self.config.train_exclude_flagged or not self.flagged:
+            return {}
+        newest = max((sp[1] for spans in self.flagged.values() for sp in spans), default=None)
+        if newest is None:
+            return {}
+        # by the agent's clock now, where it is known: a span dated ahead of it (a flag raised
+        # while the clock ran hours fast, then set right) would date every real span out
+        now = self.snapshots[-1][0] if self.snapshots else (self.apis[self.config.host].listed_at or newest)
+        oldest = now - self.config.offset_n_secs - self.config.train_n_secs - self.need * self.config.update_every
+        spans = flagged_spans.in_reach(self.flagged, oldest)
+        # a window all after the reboot is any model's; till then, the rows since it are the
+        # model's new normal, not an incident its flag since has to leave out
+        self.reboot_models = {m: t for m, t in self.reboot_models.items() if t >= oldest}
+        for model_id, start in self.reboot_models.items():
+            if model_id in spans:
+                spans[model_id] = flagged_spans.cut_at(spans[model_id], start)
+        return spans
 
     def _maybe_start_training(self, report, wait):
         """Retrain everything when due; in between, pick up charts that appeared (their saved
