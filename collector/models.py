@@ -40,7 +40,7 @@ MODEL_NAMES = tuple(_REGISTRY)
 # copod, hbos and loda do not even need pyod to fit
 NUMPY_MODELS = ('pca', 'mahalanobis', 'hbos', 'iforest', 'knn', 'ecod', 'copod', 'feature_bagging', 'loda')
 _FIT_WITHOUT_PYOD = ('mahalanobis', 'ecod', 'copod', 'hbos', 'loda')
-# models fitted on the window's winsorized rows (see ``winsorized``): moments and ranges
+# models fitted on the window's rows with far misreads pulled in (``outlier_bounds``): moments and ranges
 _FIT_ON_CLIPPED = ('pca', 'mahalanobis', 'hbos', 'loda')
 # models that need torch, which is not a dependency unless the [deep] extra is installed
 DEEP_MODELS = ('auto_encoder', 'lstm')
@@ -224,7 +224,7 @@ def _mahalanobis_scorer(Z, fit_on=None, feature_columns=None):
 def _fit_scorer(name, X, contamination, blocks=None, fit_on=None, feature_columns=None):
     """``(scorer, training scores)`` of model ``name`` on scaled rows ``X``; the models whose
     fit a far misread distorts (``_FIT_ON_CLIPPED``: a covariance, histogram ranges) are fitted
-    on ``fit_on`` (the ``winsorized`` rows) if given, and score ``X`` as read.
+    on ``fit_on`` (the rows ``pulled_in`` to ``outlier_bounds``) if given, and score ``X`` as read.
     ``feature_columns``: the raw column of each feature (for ``dimension_blocks``)."""
     members = model_members(name)
     if len(members) > 1:
@@ -352,7 +352,7 @@ def sampled_rows(rows, max_rows, seed=0):
     return np.sort(np.random.default_rng(seed).choice(rows, size=max_rows, replace=False))
 
 
-# the share of each feature's training values at either end that ``winsorized`` measures past
+# the share of each feature's training values at either end that ``outlier_bounds`` measures past
 OUTLIER_SHARE = 0.001
 # how many values must lie beyond those quantiles for them to be a range, not its outliers
 OUTLIER_MIN_BEYOND = 10
@@ -362,10 +362,10 @@ OUTLIER_REACH = 10
 OUTLIER_SUSPECT = 8
 
 
-def winsorized(X, share=OUTLIER_SHARE):
-    """``X`` with each feature's values more than ``OUTLIER_REACH`` times the distance
-    between its ``share`` and ``1 - share`` quantiles beyond them pulled in to that bound
-    (``X`` itself if none is).
+def outlier_bounds(X, share=OUTLIER_SHARE):
+    """``(features, low, high)``: the bounds ``pulled_in`` takes values in to, of the features
+    that may need it (None where none does): ``OUTLIER_REACH`` times the distance between
+    their ``share`` and ``1 - share`` quantiles beyond them.
 
     The centre, scale and covariance are second moments: one read of 1e9 bytes/s in a
     4-hour window of 1e6 (a counter misread) would set a dimension's scale 800 times its
@@ -378,12 +378,6 @@ def winsorized(X, share=OUTLIER_SHARE):
     one-second steps) is left whole: there the quantiles are its few most extreme values
     themselves, a young agent's start-up among them.
     """
-    return pulled_in(X, outlier_bounds(X, share))
-
-
-def outlier_bounds(X, share=OUTLIER_SHARE):
-    """``(features, low, high)``: the bounds ``winsorized`` pulls values in to, of the features
-    that may need it; None where none does."""
     if X.shape[0] * share < OUTLIER_MIN_BEYOND:
         return None
     # the quantiles cost twice the fit: only features with a value OUTLIER_SUSPECT standard

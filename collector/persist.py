@@ -158,20 +158,11 @@ def _what_changed(saved, config):
     return ' ({})'.format(', '.join(changed)) if changed else ''
 
 
-def others_may_write(path, what=None):
-    """Why another user could have put ``path`` there (owned by someone else than this user
-    or root, or writable by every user), else None; ``what`` names it (default: the path). A
-    saved model is a pickle, which runs code as it loads: one from a folder others write to
-    (a models_dir under /tmp) is not loaded."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return _others_may_have_written(st, what or path)
-
-
 def _others_may_have_written(st, what):
-    """``others_may_write`` of a file's ``os.stat`` result (one taken of an open file: what is read)."""
+    """Why another user could have put the file of ``st`` (an ``os.stat`` result, taken of the open
+    file: what is read) there: owned by someone else than this user or root, or writable by
+    every user; else None. ``what`` names it. A saved model is a pickle, which runs code as it
+    loads: one from a folder others write to (a models_dir under /tmp) is not loaded."""
     if st.st_uid not in (os.geteuid(), 0):
         return '{} is owned by another user (uid {})'.format(what, st.st_uid)
     if st.st_mode & stat.S_IWOTH:

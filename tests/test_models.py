@@ -513,17 +513,22 @@ def test_one_misread_in_a_four_hour_window_does_not_hide_a_later_move(model):
         assert fm.exceeds(scores[:40]).sum() <= 1, misread
 
 
-def test_winsorized_pulls_in_only_what_lies_far_beyond_a_long_windows_range():
+def _pulled_in(X):
+    """The rows the moment models are fitted on (``models._fit_scorer``'s ``fit_on``)."""
+    return models.pulled_in(X, models.outlier_bounds(X))
+
+
+def test_far_misreads_are_pulled_in_only_where_they_lie_far_beyond_a_long_windows_range():
     rng = np.random.default_rng(4)
     X = rng.normal(size=(20000, 3))
     X[:, 2] = 0.0
     X[[7, 9, 11], 2] = 1.0           # an error counter that ticked three times
     X[100, 0] = 1e9                  # one misread
-    W = models.winsorized(X)
+    W = _pulled_in(X)
     assert W[100, 0] < 100 and np.array_equal(np.delete(W[:, 0], 100), np.delete(X[:, 0], 100))
     assert np.array_equal(W[:, 1:], X[:, 1:])
     short = X[:9000]                 # 2.5 hours of one-second steps: its extremes are its range
-    assert models.winsorized(short) is short
+    assert _pulled_in(short) is short
 
 
 def test_loda_puts_about_contamination_of_later_normal_rows_above_its_threshold():
@@ -568,7 +573,7 @@ def test_the_drivers_of_a_flag_are_weighed_as_the_squashed_model_scores_them():
     assert drivers[0][0] == 'h::system.x|jump', drivers
 
 
-def test_winsorized_pulls_in_the_same_values_whichever_features_it_looks_at():
+def test_far_misreads_are_pulled_in_the_same_whichever_features_are_looked_at():
     """Only features with a value far from their mean are looked at closely (the quantiles
     cost more than the fit); heavy tails, bursts and misreads come out as if every feature were."""
     rng = np.random.default_rng(0)
@@ -577,7 +582,7 @@ def test_winsorized_pulls_in_the_same_values_whichever_features_it_looks_at():
         X[[10, 20], [1, 3]] = [1e9, -1e7]
         lo, hi = np.quantile(X, [0.001, 0.999], axis=0)
         reach = 10 * (hi - lo)
-        assert np.array_equal(models.winsorized(X), np.clip(X, lo - reach, hi + reach))
+        assert np.array_equal(_pulled_in(X), np.clip(X, lo - reach, hi + reach))
 
 
 def test_hbos_flags_a_dimension_that_sat_still_all_window_when_it_moves():
