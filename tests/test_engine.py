@@ -300,7 +300,8 @@ def test_a_training_that_waited_for_another_jobs_is_held_from_its_own_start(repl
                 ran += 1
                 if det.trainer.running and started is None:
                     started = det.steps   # (its row was read before the training started)
-                elif det.trainer.running and det.steps not in det.own_rows:
+                elif (det.trainer.running and det.steps not in det.own_rows
+                      and det.steps < started + timings.OWN_TRAINING_MAX_STEPS):   # (held that long at most)
                     open_steps.append(det.steps)
                 time.sleep(0.05)
         finally:
