@@ -10,7 +10,7 @@ by one. Results equal ``FittedModel.decision_function``/``probability``.
 import numpy as np
 
 from .features import STALE_CHART_SECONDS
-from .netdata_api import _is_time, agent_clock, split_key
+from .netdata_api import is_time, agent_clock, split_key
 from .scoring import (ConstantScorer, MahalanobisScorer, PcaScorer, beyond, log_excess, lowered, squash_features,
                       tail_probability)
 
@@ -74,7 +74,7 @@ class Layout:
         for host, charts in self.by_host.items():
             body = latest.get(host) or {}
             stamps = {chart: body[chart]['last_updated'] for chart in charts
-                      if isinstance(body.get(chart), dict) and _is_time(body[chart].get('last_updated'))}
+                      if isinstance(body.get(chart), dict) and is_time(body[chart].get('last_updated'))}
             newest = agent_clock(list(stamps.values()))
             for chart, t in stamps.items():
                 behind, every = newest - t, self.every.get((host, chart))
@@ -182,7 +182,7 @@ def _oldest(stamps):
     try:
         return min(stamps) if stamps else None   # (numbers, as the agent sends them: one pass in C)
     except TypeError:
-        return min((t for t in stamps if _is_time(t)), default=None)
+        return min((t for t in stamps if is_time(t)), default=None)
 
 
 class BatchScorer:

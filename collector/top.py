@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from .config import chart_type, node_read, titled_node
-from .netdata_api import MAX_ROWS, NetdataApi, NetdataError, _is_time
+from .netdata_api import MAX_ROWS, NetdataApi, NetdataError, is_time
 from .protocol import quotable
 
 PROB_CONTEXT, FLAG_CONTEXT = 'anomalies.probability', 'anomalies.anomaly'
@@ -57,7 +57,7 @@ def _held(chart, after, before, now):
     1095 s for the last minutes. A relative window ends at ``now``, the agent's (not at a
     stopped job's last second)."""
     first, last = chart.get('first_entry'), chart.get('last_entry')
-    if not all(_is_time(t) and t > 0 for t in (first, last)):   # (0: listed, never collected)
+    if not all(is_time(t) and t > 0 for t in (first, last)):   # (0: listed, never collected)
         # an agent that does not say: asked as given, but it reads a relative after from before
         return (after - before if after <= 0 and before < 0 else after), before, 0
     start, end = window(after, before, now if now else last)
@@ -95,7 +95,7 @@ def jobs_of(*charts):
 
 def _local(t):
     """A unix time as the window's first line says its times (this machine's local time)."""
-    return time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t)) if _is_time(t) else repr(t)
+    return time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t)) if is_time(t) else repr(t)
 
 
 def _of_jobs(charts, labels):
@@ -257,7 +257,7 @@ def _held_since(*charts):
     (None when none says), so a window longer than the job has run is not reported as if it had
     all been watched."""
     firsts = [c.get('first_entry') for listed in charts for c in listed.values()]
-    firsts = [t for t in firsts if _is_time(t) and t > 0]
+    firsts = [t for t in firsts if is_time(t) and t > 0]
     return min(firsts) if firsts else None
 
 

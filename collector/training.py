@@ -13,7 +13,8 @@ from .config import least_window_secs
 from .features import (covered_seconds, feature_groups, fill_missing, phases_every, rows_after_gaps,
                        rows_with_every_chart)
 from .models import MIN_TRAIN_ROWS
-from .netdata_api import NO_ANSWER, split_key, unread_reason
+from .netdata_api import NO_ANSWER, split_key
+from .training_window import unread_reason
 
 
 # flagged more than this share of its window and a change is taken as the new normal:
@@ -225,7 +226,8 @@ def _held_from(charts, listed_seconds, newest, every):
 def run_training(request):
     """Fetch the window and fit every requested model, a batch of charts at a time; one
     model's failure stays its own."""
-    from .netdata_api import NetdataError, fetch_training_frame
+    from .netdata_api import NetdataError
+    from .training_window import fetch_training_frame
     cfg = request.config
     started, cpu_started = time.monotonic(), time.process_time()
     result = TrainingResult()

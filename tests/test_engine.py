@@ -1501,17 +1501,17 @@ def test_a_chart_whose_history_a_young_agent_failed_to_send_is_tried_again_at_th
     """A young agent may fail one read of a training (a timeout as its collectors start): that
     chart's history is then unknown, not nothing, so it is tried again a minute on, and trained
     with the others once they all have the history, not a whole train_min_n_secs later."""
-    from collector import netdata_api, training
+    from collector import training, training_window
     from collector.replay import Recording, ReplayClock, ReplayServer
     monkeypatch.setattr(training, 'TRAIN_BATCH_CHARTS', 1)
-    read, calls = netdata_api.fetch_training_frame, []
+    read, calls = training_window.fetch_training_frame, []
 
     def flaky(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
             raise NetdataError('cannot reach the agent: timed out')
         return read(*args, **kwargs)
-    monkeypatch.setattr(netdata_api, 'fetch_training_frame', flaky)
+    monkeypatch.setattr(training_window, 'fetch_training_frame', flaky)
     rec = Recording(recording)
     with ReplayServer(rec, ReplayClock(rec.start + 200, stepped=True)) as server:
         det = make_detector(server, logger, train_min_n_secs=300)
@@ -2044,6 +2044,7 @@ def test_an_answer_that_trickles_in_is_given_up_after_the_timeout_not_after_each
     chart list, read in a thread no step waits for, may take LIST_TIMEOUTS times as long: a
     large agent's list is megabytes."""
     import collector.netdata_api as netdata_api
+    import collector.training_window as training_window
     monkeypatch.setattr(netdata_api, 'LIST_TIMEOUTS', 2)
     with serving(_Trickling) as host:
         for prefix in ('', '/headers'):
@@ -2066,8 +2067,8 @@ def test_an_answer_that_trickles_in_is_given_up_after_the_timeout_not_after_each
         # may take WINDOW_TIMEOUTS of its reads' timeout to come whole
         with pytest.raises(NetdataError, match=r'\(no answer in 1 s\)'):
             NetdataApi(host, timeout=1.0).data('system.cpu', -10)
-        df, _, problems = netdata_api._fetch_directly({host: ['system.cpu']}, -10, 0, 'http', None, None, True,
-                                                      1.0, 0, 'netdata-pandas did not read it')
+        df, _, problems = training_window._fetch_directly({host: ['system.cpu']}, -10, 0, 'http', None, None, True,
+                                                          1.0, 0, 'netdata-pandas did not read it')
         assert df.to_numpy().tolist() == [[5.0]] and not problems, problems
 
 
@@ -2906,7 +2907,7 @@ def test_two_jobs_reading_their_windows_at_once_write_nothing_to_stdout(replay, 
     window slowly and not as JSON, and netdata-pandas prints that; its line is the job's
     problem to log, never stdout, even when the other job's read ends first."""
     import time as _time
-    from collector.netdata_api import fetch_training_frame
+    from collector.training_window import fetch_training_frame
 
     def slow_and_broken(path, code, body):
         if path.startswith('/api/v1/data') and 'chart=system.load&' in path:
@@ -2986,7 +2987,7 @@ def test_a_window_read_that_every_chart_answers_404_to_says_so():
     """One chart answering 404 is one without data yet; all of them, a wrong address or proxy:
     the error names the 404s and their charts (a custom model's typo: the chart the agent does
     not have) rather than only that nothing could be read."""
-    from collector.netdata_api import fetch_training_frame
+    from collector.training_window import fetch_training_frame
     with serving(_NothingStored) as host:
         with pytest.raises(NetdataError, match='2 of the 2 charts asked answered HTTP 404') as e:
             fetch_training_frame({host: ['system.cpu', 'system.nosuchchart']}, -60, 0)

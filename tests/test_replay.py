@@ -132,7 +132,7 @@ def test_real_time_clock_runs_at_speed():
 
 
 def test_netdata_pandas_reads_the_replay(replay, capsys):
-    from collector.netdata_api import fetch_training_frame
+    from collector.training_window import fetch_training_frame
     df, times, problems = fetch_training_frame({replay.host: ['system.cpu', 'system.load', 'no.such']}, -120, 0)
     # an agent answers HTTP 404 for a chart it has nothing of: no data, not a failed read (an
     # agent seconds old lists charts it has not stored yet), and netdata-pandas' own error
@@ -151,7 +151,7 @@ def test_charts_netdata_pandas_drops_at_its_time_limit_are_read_one_by_one(repla
     said 'the agent sent no data' for them. They are read again on their own, and once they
     are, there is nothing to warn about."""
     import collector.replay as replay_mod
-    from collector.netdata_api import fetch_training_frame
+    from collector.training_window import fetch_training_frame
     try:
         import netdata_pandas.data  # noqa: F401
     except Exception:   # Python 3.13+: no trio that it can use, and every chart is read on its own anyway
@@ -173,7 +173,7 @@ def test_netdata_pandas_failing_is_said_even_when_every_chart_is_then_read(repla
     """netdata-pandas raising (a library update that no longer takes our patch, say) costs
     nothing, as every chart is then read on its own, but it is said: otherwise every training
     would read its charts one by one without a word why."""
-    from collector.netdata_api import fetch_training_frame
+    from collector.training_window import fetch_training_frame
     try:
         import netdata_pandas.data as ndp
     except Exception:   # Python 3.13+: no trio that it can use, and every chart is read on its own anyway
@@ -191,7 +191,7 @@ def test_netdata_pandas_failing_is_said_even_when_every_chart_is_then_read(repla
 def test_a_host_down_in_a_training_read_is_told_without_repeating_the_logs_prefix(replay):
     """The job logs these lines as 'training data: ...': a custom model's other node, down,
     read 'training data: training data request to ... failed'."""
-    from collector.netdata_api import fetch_training_frame
+    from collector.training_window import fetch_training_frame
     try:
         import netdata_pandas.data  # noqa: F401
     except Exception:   # Python 3.13+: every chart is read on its own, and that path says it otherwise
@@ -829,7 +829,7 @@ def test_a_window_read_leaves_out_hidden_dimensions_unless_asked_like_the_agent(
 
 def test_direct_window_read_equals_netdata_pandas(replay):
     """Where netdata-pandas cannot run (Python 3.13+), the window is read directly, the same way."""
-    from collector.netdata_api import _fetch_directly, fetch_training_frame
+    from collector.training_window import _fetch_directly, fetch_training_frame
     charts = {replay.host: ['system.cpu', 'system.load', 'no.such']}
     direct, times, problems = _fetch_directly(charts, -120, 0, 'http', None, None, True, 10, 0, 'why')
     assert problems == [] and not any('no.such' in c for c in direct.columns)   # HTTP 404: no data yet, no failure
@@ -915,7 +915,7 @@ def test_training_window_reads_a_dimension_gone_from_its_chart_as_zero(tmp_path)
     dimensions have values: the training window reads it as 0 (not its last value carried on),
     on both ways of reading the window, and a chart collected every 5 s still repeats its last
     value between collections."""
-    from collector.netdata_api import _fetch_directly, fetch_training_frame
+    from collector.training_window import _fetch_directly, fetch_training_frame
     from conftest import write_recording
     path = write_recording(str(tmp_path / 'rec'))
     f = os.path.join(path, 'data', 'system.cpu.json.gz')
@@ -945,7 +945,7 @@ def test_a_time_given_twice_in_one_charts_window_costs_no_chart(tmp_path):
     """The agent answered one chart's window with a row repeated: netdata-pandas cannot join
     it with the other charts, so that host is read chart by chart, the repeated time is kept
     once, and every chart trains, with the problem named."""
-    from collector.netdata_api import fetch_training_frame
+    from collector.training_window import fetch_training_frame
     from conftest import write_recording
     path = write_recording(str(tmp_path / 'rec'))
     body = recorded(path, 'system.ram')
@@ -1046,7 +1046,7 @@ def test_a_window_of_numbers_only_is_not_copied_beside_itself():
     and a stacked one raised a 4-hour training's peak by 10-16 MiB at 37 charts)."""
     import tracemalloc
     import pandas as pd
-    from collector.netdata_api import numbers_only
+    from collector.training_window import numbers_only
     df = pd.DataFrame(np.random.default_rng(0).normal(size=(14400, 40)), columns=['c{}|d'.format(i) for i in range(40)])
     tracemalloc.start()
     try:
@@ -1062,7 +1062,7 @@ def test_values_that_are_not_numbers_are_read_as_the_value_before_each_column_by
     """numbers_only: strings, lists and integers no float holds become the value before them
     and are named; nulls stay nulls; two columns of one name are each their own column."""
     import pandas as pd
-    from collector.netdata_api import numbers_only
+    from collector.training_window import numbers_only
     df = pd.DataFrame([[1, 'x', None, 5.0], [2, 3, None, 6.0], ['oops', 10 ** 400, None, 7.0], [4, 5, None, None]],
                       columns=['c|a', 'c|b', 'c|a', 'c|d'], index=[1.0, 2.0, 3.0, 4.0])
     out, notes = numbers_only(df)
@@ -1185,7 +1185,8 @@ def test_the_job_reads_a_2x_agent_as_it_reads_1_37(recording):
     """Netdata 2.x still serves every /api/v1 answer the job reads (web_api_v1.c), in its own
     layout. Its /api/v1/data takes dimensions=X as the pattern '|X' (api_v1_data.c), so '*'
     still brings the hidden dimensions (system.cpu's idle) that each step's allmetrics has."""
-    from collector.netdata_api import NetdataApi, fetch_training_frame
+    from collector.netdata_api import NetdataApi
+    from collector.training_window import fetch_training_frame
     rec = Recording(recording)
     with ReplayServer(rec, ReplayClock(START + 600, stepped=True)) as plain, \
             ReplayServer(rec, ReplayClock(START + 600, stepped=True)) as new:

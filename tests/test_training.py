@@ -108,11 +108,11 @@ def test_an_agent_seconds_old_that_cannot_answer_for_its_charts_yet_is_waited_fo
     """The first chart list of an agent started a second ago names charts it has collected
     for a second or not at all, and reading their window fails: those charts wait for
     history (no error line); the same failure for charts listed with history is an error."""
-    from collector import netdata_api
+    from collector import netdata_api, training_window
 
     def nothing_yet(*args, **kwargs):
         raise netdata_api.NetdataError('no chart data could be read for training')
-    monkeypatch.setattr(netdata_api, 'fetch_training_frame', nothing_yet)
+    monkeypatch.setattr(training_window, 'fetch_training_frame', nothing_yet)
     cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
     specs = [ModelSpec('system.idlejitter', 'h:1', chart='system.idlejitter')]
     young = run_training(TrainingRequest(cfg, specs, -1200, 0, listed_seconds={'system.idlejitter': 1}))
@@ -127,11 +127,11 @@ def test_the_rows_a_training_reports_are_the_rows_with_values(monkeypatch):
     """A young Netdata agent answers a 1200 s window with a row for every second, null before
     its first collection: the log's 'trained N models on R rows' counts only rows with values."""
     import pandas as pd
-    from collector import netdata_api
+    from collector import training_window
     t = np.arange(1000, 2200, dtype=float)
     values = np.where(t[:, None] >= 2000, np.random.default_rng(0).normal(10, 1, (t.size, 2)), np.nan)
     frame = pd.DataFrame(values, index=t, columns=['h:1::system.cpu|user', 'h:1::system.cpu|system'])
-    monkeypatch.setattr(netdata_api, 'fetch_training_frame', lambda *a, **k: (frame, t, []))
+    monkeypatch.setattr(training_window, 'fetch_training_frame', lambda *a, **k: (frame, t, []))
     cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
     result = run_training(TrainingRequest(cfg, [ModelSpec('system.cpu', 'h:1', chart='system.cpu')], 1000, 2199))
     assert 'system.cpu' in result.models and result.rows == 200
@@ -146,14 +146,14 @@ def test_a_gap_in_collection_is_left_out_of_the_training_not_taught_as_one_value
     after one reading: neither is an hour (or minutes) of its last value. The model learns the
     rows with values, and a chart read once waits for history instead of a model of one value."""
     import pandas as pd
-    from collector import netdata_api
+    from collector import training_window
     t = np.arange(1000, 5200, dtype=float)
     up = (t < 1240) | (t >= 5000)
     cpu = np.where(up[:, None], np.random.default_rng(0).normal(10, 1, (t.size, 2)), np.nan)
     once = np.where(t[:, None] == 1000, 5.0, np.full((t.size, 1), np.nan))
     raw = pd.DataFrame(np.hstack([cpu, once]), index=t,
                        columns=['h:1::system.cpu|user', 'h:1::system.cpu|system', 'h:1::sensors.fan|fan1'])
-    monkeypatch.setattr(netdata_api, 'fetch_training_frame', lambda *a, **k: (netdata_api.carried_forward(raw), t, []))
+    monkeypatch.setattr(training_window, 'fetch_training_frame', lambda *a, **k: (training_window.carried_forward(raw), t, []))
     cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
     result = run_training(TrainingRequest(cfg, [ModelSpec('system.cpu', 'h:1', chart='system.cpu')], 1000, 5199))
     assert 'system.cpu' in result.models and result.rows == 440 + 30   # and the 30 s a reading stays current
@@ -171,20 +171,20 @@ def test_a_custom_model_learns_the_rows_where_every_chart_of_it_was_collected(mo
     It trains on the rows where both were read (the fan's reading current for 30 s after it
     stopped), as a chart of its own would; before, on every row, the fan's value repeated."""
     import pandas as pd
-    from collector import netdata_api
+    from collector import training_window
     t = np.arange(1000, 5200, dtype=float)
     cpu = np.random.default_rng(0).normal(10, 1, (t.size, 1))
     up = (t < 1240) | (t >= 5000)
     fan = np.where(up[:, None], np.random.default_rng(1).normal(3000, 50, (t.size, 1)), np.nan)
     raw = pd.DataFrame(np.hstack([cpu, fan]), index=t, columns=['h:1::system.cpu|user', 'h:1::sensors.fan|fan1'])
-    monkeypatch.setattr(netdata_api, 'fetch_training_frame', lambda *a, **k: (netdata_api.carried_forward(raw), t, []))
+    monkeypatch.setattr(training_window, 'fetch_training_frame', lambda *a, **k: (training_window.carried_forward(raw), t, []))
     cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
     spec = ModelSpec('cpu_fan', 'h:1', columns=('h:1::system.cpu|user', 'h:1::sensors.fan|fan1'))
     result = run_training(TrainingRequest(cfg, [spec], 1000, 5199))
     assert 'cpu_fan' in result.models and result.rows == 440 + 30
     # a fan never read in the window: that is said, not that the model's charts sent nothing
-    monkeypatch.setattr(netdata_api, 'fetch_training_frame',
-                        lambda *a, **k: (netdata_api.carried_forward(raw.assign(**{'h:1::sensors.fan|fan1': np.nan})),
+    monkeypatch.setattr(training_window, 'fetch_training_frame',
+                        lambda *a, **k: (training_window.carried_forward(raw.assign(**{'h:1::sensors.fan|fan1': np.nan})),
                                          t, []))
     result = run_training(TrainingRequest(cfg, [spec], 1000, 5199))
     assert result.errors == {'cpu_fan': 'the agent sent no values for sensors.fan in the training window'}
@@ -198,12 +198,12 @@ def test_an_infinity_in_the_training_window_is_no_reading_as_it_is_on_each_step(
     steps read it as no reading, and so must the training, or one such second leaves the model
     a spread of infinity that reads every step as usual (or none at all)."""
     import pandas as pd
-    from collector import netdata_api
+    from collector import training_window
     t = np.arange(1000, 1600, dtype=float)
     values = np.random.default_rng(0).normal(10, 1, (t.size, 2))
     values[300, 0] = np.inf
     frame = pd.DataFrame(values, index=t, columns=['h:1::system.cpu|user', 'h:1::system.cpu|system'])
-    monkeypatch.setattr(netdata_api, 'fetch_training_frame', lambda *a, **k: (frame, t, []))
+    monkeypatch.setattr(training_window, 'fetch_training_frame', lambda *a, **k: (frame, t, []))
     cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
     result = run_training(TrainingRequest(cfg, [ModelSpec('system.cpu', 'h:1', chart='system.cpu')], 1000, 1599))
     fm = result.models['system.cpu']
@@ -235,12 +235,12 @@ def test_a_chart_retrained_for_a_dimension_that_just_appeared_does_not_learn_wha
     that minute as normal and did not flag the rest of the incident; the rows since the new
     dimension first had a value are left out, and the incident reads as news."""
     import pandas as pd
-    from collector import netdata_api
+    from collector import training_window
     t = np.arange(1000, 2200, dtype=float)
     other = np.random.default_rng(0).normal(10, 1, t.size)
     stress = np.where(t >= 2140, 80 + np.random.default_rng(1).normal(0, 5, t.size), 0.0)   # the last 60 s
     frame = pd.DataFrame({'h:1::apps.cpu|other': other, 'h:1::apps.cpu|stress': stress}, index=t)
-    monkeypatch.setattr(netdata_api, 'fetch_training_frame', lambda *a, **k: (frame, t, []))
+    monkeypatch.setattr(training_window, 'fetch_training_frame', lambda *a, **k: (frame, t, []))
     cfg = parse_job_config({'host': 'h:1'})
     spec = ModelSpec('apps.cpu', 'h:1', chart='apps.cpu')
     naive = run_training(TrainingRequest(cfg, [spec], 1000, 2199)).models['apps.cpu']
@@ -283,7 +283,7 @@ def test_many_charts_are_read_a_batch_at_a_time_on_one_window_and_a_failed_read_
     """A window's JSON, parsed, costs several times its numbers: 300 charts read at once took
     a 4-hour training to 0.8 GiB. Read a batch at a time, every model still sees the same rows."""
     import pandas as pd
-    from collector import netdata_api, training
+    from collector import netdata_api, training, training_window
     t = np.arange(1000, 2200, dtype=float)
     calls = []
 
@@ -295,7 +295,7 @@ def test_many_charts_are_read_a_batch_at_a_time_on_one_window_and_a_failed_read_
         rng = np.random.default_rng(len(calls))
         cols = ['h:1::{}|{}'.format(c, d) for c in charts for d in ('a', 'b')]
         return pd.DataFrame(rng.normal(10, 1, (t.size, len(cols))), index=t, columns=cols), t, []
-    monkeypatch.setattr(netdata_api, 'fetch_training_frame', fetch)
+    monkeypatch.setattr(training_window, 'fetch_training_frame', fetch)
     cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
     charts = ['system.c{:03d}'.format(i) for i in range(2 * training.TRAIN_BATCH_CHARTS + 10)]
     specs = [ModelSpec(c, 'h:1', chart=c) for c in charts]
@@ -338,7 +338,7 @@ def test_a_chart_too_wide_to_read_whole_is_read_over_its_newest_rows_and_the_oth
     model. A chart wider than MAX_READ_VALUES allows over the window is read over its newest
     rows; the others as before."""
     import pandas as pd
-    from collector import netdata_api, training
+    from collector import training, training_window
     monkeypatch.setattr(training, 'MAX_READ_VALUES', 60000)
     calls = {}
 
@@ -348,7 +348,7 @@ def test_a_chart_too_wide_to_read_whole_is_read_over_its_newest_rows_and_the_oth
         t = np.arange(after, before + 1, dtype=float)
         cols = ['h:1::{}|d{}'.format(c, k) for c in charts for k in range(2)]
         return pd.DataFrame(np.random.default_rng(0).normal(10, 1, (t.size, len(cols))), index=t, columns=cols), t, []
-    monkeypatch.setattr(netdata_api, 'fetch_training_frame', fetch)
+    monkeypatch.setattr(training_window, 'fetch_training_frame', fetch)
     cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
     specs = [ModelSpec(c, 'h:1', chart=c) for c in ('apps.cpu', 'system.cpu', 'system.ram')]
     listed = {'apps.cpu': 300, 'system.cpu': 4, 'system.ram': 2}   # (the chart list's counts)
@@ -501,12 +501,12 @@ def test_a_chart_too_wide_for_memory_costs_its_own_model_not_the_training(monkey
     rows of 1050 features) can run the training out of memory while its features are built:
     that chart is not trained, saying why, and every other chart still is."""
     import pandas as pd
-    from collector import features, netdata_api
+    from collector import features, training_window
     t = np.arange(1000, 1600, dtype=float)
     rng = np.random.default_rng(0)
     cols = ['h:1::system.cpu|user', 'h:1::system.cpu|system'] + ['h:1::apps.cpu|g{}'.format(i) for i in range(150)]
     frame = pd.DataFrame(rng.normal(10, 1, (t.size, len(cols))), index=t, columns=cols)
-    monkeypatch.setattr(netdata_api, 'fetch_training_frame', lambda *a, **k: (frame, t, []))
+    monkeypatch.setattr(training_window, 'fetch_training_frame', lambda *a, **k: (frame, t, []))
     make_features = features.make_features
 
     def short_of_memory(values, *a, **k):
@@ -528,13 +528,13 @@ def test_a_wide_charts_training_holds_few_copies_of_its_features(monkeypatch):
     and the window with a misread pulled in is let go once the fit has its scaled form."""
     import tracemalloc
     import pandas as pd
-    from collector import netdata_api
+    from collector import training_window
     t = np.arange(1000, 11000, dtype=float)
     dims = 30
     values = np.abs(np.random.default_rng(0).normal(10, 1, (t.size, dims)))
     values[5000, 3] = 1e7   # a misread: the fit is on the window with it pulled in (a copy)
     frame = pd.DataFrame(values, index=t, columns=['h:1::apps.cpu|g{}'.format(i) for i in range(dims)])
-    monkeypatch.setattr(netdata_api, 'fetch_training_frame', lambda *a, **k: (frame, t, []))
+    monkeypatch.setattr(training_window, 'fetch_training_frame', lambda *a, **k: (frame, t, []))
     cfg = parse_job_config({'host': 'h:1', 'charts_to_exclude': ''})
     features = t.size * dims * 7 * 8   # bytes of one copy of the feature matrix
     tracemalloc.start()
