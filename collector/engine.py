@@ -261,7 +261,8 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
             if 'still' in self.problems:   # (said only once stood was set)
                 self.problems.clear('still', 'values from {} move on again, after {:.0f} s'.format(
                     self.config.host, stamp - self.stood.stamp))
-            if self.stood is not None and (self.steps - self.stood.step) * self.config.update_every >= timings.PAUSE_SECONDS:
+            if (self.stood is not None
+                    and (self.steps - self.stood.step) * self.config.update_every >= timings.PAUSE_SECONDS):
                 # values that paused for seconds: a child that restarted (its parent answered
                 # for it meanwhile), which no python.d restart tells this job of
                 self._hold_agent_start_up()

@@ -56,7 +56,8 @@ class ChartScope:
         or whose parent started less than CHILD_BACK_SECONDS ago (the first start after an
         install), waits for it, said once, for CHILD_BACK_SECONDS after its start, rather than
         calling its name unknown. Whether it waits."""
-        if e.status != 404 or NODE_NOT_HELD not in e.reason or self.clock() - self.created >= timings.CHILD_BACK_SECONDS:
+        if (e.status != 404 or NODE_NOT_HELD not in e.reason
+                or self.clock() - self.created >= timings.CHILD_BACK_SECONDS):
             return False
         if self.child_modelled is None:   # (once: the steps of the wait would each read the folder)
             self.child_modelled = bool(self.models_dir) and persist.has_models(self.models_dir)
@@ -137,7 +138,8 @@ class ChartScope:
                                                    first_few(excluded, 3)))
         agent_age = max(self.apis[self.config.host].listed_seconds.values(), default=0)
         restarted = bool(self.models_dir) and persist.has_models(self.models_dir)
-        if (agent_age < timings.YOUNG_AGENT_SECONDS or restarted) and self.clock() - self.created < timings.YOUNG_AGENT_SECONDS:
+        young = timings.YOUNG_AGENT_SECONDS
+        if (agent_age < young or restarted) and self.clock() - self.created < young:
             if not self.told_scope_wait:
                 self.told_scope_wait = True
                 self.log.info(said + ' yet: {}; looking again'.format(
@@ -146,8 +148,8 @@ class ChartScope:
                     'the agent has collected for {:.0f} s and lists its charts as its collectors start'.format(
                         agent_age)))
             return True
-        self.problems.report('scope', said + ': nothing to model; the charts list is read again every {} s, and '
-                                             'charts that match are modelled when they appear'.format(timings.DISCOVER_SECONDS))
+        self.problems.report('scope', said + ': nothing to model; the charts list is read again every {} s, and charts '
+                                             'that match are modelled when they appear'.format(timings.DISCOVER_SECONDS))
         return False
 
     def _new_dimensions(self, charts, specs, tell):

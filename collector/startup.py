@@ -61,8 +61,8 @@ class StartUps:
             # the start-up's hold goes on for the models flagged through it, until retrained for the
             # reboot: the node alarms warned at every reboot for the minutes until then
             self.reboot_held = set(self.episodes)
-            self.reboot_hold_until = self.reboot_retrain_at + (timings.DISCOVER_SECONDS + timings.OWN_TRAINING_MAX_STEPS) * (
-                self.config.update_every)
+            self.reboot_hold_until = self.reboot_retrain_at + (
+                timings.DISCOVER_SECONDS + timings.OWN_TRAINING_MAX_STEPS) * self.config.update_every
 
     def _changed_by_reboot(self, specs):
         """The models flagged since the start-up of an agent that booted with its node ended,

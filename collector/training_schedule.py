@@ -110,7 +110,8 @@ class TrainingSchedule:
         self._forget_gone(specs, report)
         if not specs:
             if self._no_charts_in_scope(charts):   # an agent starting: looked at again in a few seconds
-                self.next_discovery = Due(self.clock() + timings.SCOPE_WAIT_SECONDS, self.steps + timings.SCOPE_WAIT_SECONDS)
+                wait = timings.SCOPE_WAIT_SECONDS
+                self.next_discovery = Due(self.clock() + wait, self.steps + wait)
             self._retry_full_training_soon(full_due)   # a discovery's empty list leaves the schedule alone
             return
         self.problems.clear('scope')

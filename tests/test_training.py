@@ -153,7 +153,8 @@ def test_a_gap_in_collection_is_left_out_of_the_training_not_taught_as_one_value
     once = np.where(t[:, None] == 1000, 5.0, np.full((t.size, 1), np.nan))
     raw = pd.DataFrame(np.hstack([cpu, once]), index=t,
                        columns=['h:1::system.cpu|user', 'h:1::system.cpu|system', 'h:1::sensors.fan|fan1'])
-    monkeypatch.setattr(training_window, 'fetch_training_frame', lambda *a, **k: (training_window.carried_forward(raw), t, []))
+    frame = training_window.carried_forward(raw)
+    monkeypatch.setattr(training_window, 'fetch_training_frame', lambda *a, **k: (frame, t, []))
     cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
     result = run_training(TrainingRequest(cfg, [ModelSpec('system.cpu', 'h:1', chart='system.cpu')], 1000, 5199))
     assert 'system.cpu' in result.models and result.rows == 440 + 30   # and the 30 s a reading stays current
@@ -177,15 +178,15 @@ def test_a_custom_model_learns_the_rows_where_every_chart_of_it_was_collected(mo
     up = (t < 1240) | (t >= 5000)
     fan = np.where(up[:, None], np.random.default_rng(1).normal(3000, 50, (t.size, 1)), np.nan)
     raw = pd.DataFrame(np.hstack([cpu, fan]), index=t, columns=['h:1::system.cpu|user', 'h:1::sensors.fan|fan1'])
-    monkeypatch.setattr(training_window, 'fetch_training_frame', lambda *a, **k: (training_window.carried_forward(raw), t, []))
+    frame = training_window.carried_forward(raw)
+    monkeypatch.setattr(training_window, 'fetch_training_frame', lambda *a, **k: (frame, t, []))
     cfg = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120})
     spec = ModelSpec('cpu_fan', 'h:1', columns=('h:1::system.cpu|user', 'h:1::sensors.fan|fan1'))
     result = run_training(TrainingRequest(cfg, [spec], 1000, 5199))
     assert 'cpu_fan' in result.models and result.rows == 440 + 30
     # a fan never read in the window: that is said, not that the model's charts sent nothing
-    monkeypatch.setattr(training_window, 'fetch_training_frame',
-                        lambda *a, **k: (training_window.carried_forward(raw.assign(**{'h:1::sensors.fan|fan1': np.nan})),
-                                         t, []))
+    unread = training_window.carried_forward(raw.assign(**{'h:1::sensors.fan|fan1': np.nan}))
+    monkeypatch.setattr(training_window, 'fetch_training_frame', lambda *a, **k: (unread, t, []))
     result = run_training(TrainingRequest(cfg, [spec], 1000, 5199))
     assert result.errors == {'cpu_fan': 'the agent sent no values for sensors.fan in the training window'}
     # the CPU's own model still learns all of its rows
