@@ -10,7 +10,7 @@ by one. Results equal ``FittedModel.decision_function``/``probability``.
 import numpy as np
 
 from .features import STALE_CHART_SECONDS
-from .netdata_api import is_time, agent_clock, split_key
+from .netdata_api import agent_clock, is_time, split_key
 from .scoring import (ConstantScorer, MahalanobisScorer, PcaScorer, beyond, log_excess, lowered, squash_features,
                       tail_probability)
 
