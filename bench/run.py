@@ -39,7 +39,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from collector.config import DEFAULTS, ConfigError, load_config_file, parse_job_config  # noqa: E402
+from collector.config import DEFAULTS, ConfigError, parse_job_config  # noqa: E402
+from collector.config_file import load_config_file  # noqa: E402
 from collector.models import pyod_model  # noqa: E402
 from collector.replay import Recording, ReplayClock, ReplayServer  # noqa: E402
 

@@ -159,7 +159,8 @@ def _started_jobs(path):
     that python.d.plugin starts (its configuration holds, its name is its own),
     '<the job as python.d's log lines name it>\t<the type of its charts>\t<its train_min_n_secs>',
     and nothing else (the reasons the others do not start are check-config's)."""
-    from .config import ConfigError, chart_type, load_config_file, pythond_skips
+    from .config import ConfigError, chart_type
+    from .config_file import load_config_file, pythond_skips
     from .protocol import pythond_name
     try:
         jobs = load_config_file(path, [])
@@ -188,7 +189,8 @@ def _parsed_jobs(jobs):
 
 
 def cmd_check_config(args):
-    from .config import ConfigError, chart_type, config_warnings, load_config_file, pythond_skips, served_name
+    from .config import ConfigError, chart_type, config_warnings, served_name
+    from .config_file import load_config_file, pythond_skips
     if args.started_jobs:
         return _started_jobs(args.file)
     if args.user is not None:

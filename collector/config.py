@@ -532,6 +532,61 @@ def parse_job_config(raw, job_name=None):
     if not isinstance(raw, dict):
         raise ConfigError(['the job configuration must be a mapping, got {!r}'.format(raw)])
     raw = {k: _TooLarge(v) if isinstance(v, (dict, list)) and _too_large(v) else v for k, v in raw.items()}
+    errors = _unknown_keys(raw)
+    cfg = dict(DEFAULTS)
+    cfg.update({k: v for k, v in raw.items() if k in DEFAULTS})
+    for key in FLOAT_KEYS:   # (YAML 1.1 reads 1e-3, no dot or no sign after the e, as text)
+        cfg[key] = _quoted_number(cfg[key])
+    for key in INT_KEYS:
+        cfg[key] = _quoted_number(cfg[key], integer=True)
+
+    host, tls_verify, timeout = _connection(cfg, errors)
+    regex, exclude, custom = _scope(cfg, host, errors)
+    _check_model(cfg, errors)
+    _check_windows(cfg, errors)
+    _check_flags(cfg, errors)
+    for key in ('include_average_prob', 'custom_models_normalize', 'train_in_subprocess', 'level_features',
+                'despike', 'train_exclude_flagged', 'attribution_charts', 'reinitialize_at_every_step'):
+        _check_bool(cfg, key, errors)
+    models_dir, textfile, port, address = _outputs(cfg, errors)
+    # (a custom model refused above is what leaves the job without charts: not said again as charts_regex's)
+    if regex is None and not custom and not {'charts_regex', 'custom_models'} & {e.split("'")[1] for e in errors}:
+        errors.append("key 'charts_regex': no charts in scope: set charts_regex or custom_models")
+    framework = _framework(raw, errors)
+    _check_window_rows(cfg, framework['update_every'], errors)
+    _check_chart_ids(raw, job_name, cfg['attribution_charts'] is True, errors)
+    _check_lock_name(raw, job_name, errors)
+
+    if errors:
+        raise ConfigError(errors)
+    return JobConfig(
+        host=host, protocol=cfg['protocol'], username=cfg['username'], password=cfg['password'],
+        tls_verify=tls_verify, api_timeout=float(timeout), charts_regex=regex,
+        charts_to_exclude=exclude, custom_models=custom,
+        custom_models_normalize=cfg['custom_models_normalize'], model=cfg['model'],
+        train_max_n=cfg['train_max_n'], train_every_n=cfg['train_every_n'], train_n_secs=cfg['train_n_secs'],
+        train_min_n_secs=cfg['train_min_n_secs'],
+        offset_n_secs=cfg['offset_n_secs'], train_no_prediction_n=cfg['train_no_prediction_n'],
+        initial_train_data_after=cfg['initial_train_data_after'],
+        initial_train_data_before=cfg['initial_train_data_before'], lags_n=cfg['lags_n'],
+        smooth_n=cfg['smooth_n'], diffs_n=cfg['diffs_n'], level_features=cfg['level_features'],
+        despike=cfg['despike'], contamination=float(cfg['contamination']), flag_window_n=cfg['flag_window_n'],
+        flag_min_n=cfg['flag_min_n'],
+        train_exclude_flagged=cfg['train_exclude_flagged'],
+        flag_hold_probability=float(cfg['flag_hold_probability']),
+        flag_rearm_n=cfg['flag_rearm_n'], flag_lasting_n=cfg['flag_lasting_n'],
+        level_squash=float(cfg['level_squash']), calibration=cfg['calibration'],
+        train_in_subprocess=cfg['train_in_subprocess'],
+        include_average_prob=cfg['include_average_prob'], attribution_charts=cfg['attribution_charts'],
+        models_dir=models_dir, prometheus_textfile=textfile, prometheus_port=port,
+        prometheus_address=address, update_every=framework['update_every'],
+        priority=framework['priority'], job_name=job_name or raw.get('job_name'),
+        reinitialize_at_every_step=cfg['reinitialize_at_every_step'],
+    )
+
+
+def _unknown_keys(raw):
+    """An error for each key that is no option here nor python.d's, with the option most likely meant."""
     errors = []
     unknown = sorted((k for k in raw if k not in DEFAULTS and k not in FRAMEWORK_KEYS and not _plugins_own(k)),
                      key=str)
@@ -543,15 +598,11 @@ def parse_job_config(raw, job_name=None):
         else:   # YAML reads a bare on/off/yes/no/1 as a boolean or a number
             errors.append("key {!r}: unknown option, read as a {} (a key written as on, off, yes, no or a "
                           "number: quote it, or see anomalies.conf for the valid ones)".format(k, type(k).__name__))
-    cfg = dict(DEFAULTS)
-    cfg.update({k: v for k, v in raw.items() if k in DEFAULTS})
+    return errors
 
-    for key in FLOAT_KEYS:   # (YAML 1.1 reads 1e-3, no dot or no sign after the e, as text)
-        cfg[key] = _quoted_number(cfg[key])
-    for key in INT_KEYS:
-        cfg[key] = _quoted_number(cfg[key], integer=True)
 
-    # strings
+def _connection(cfg, errors):
+    """``(host, tls_verify, api_timeout)``: where and how the agent is read."""
     host = cfg['host']
     if not valid_host(host):
         errors.append("key 'host': expected 'host:port' or 'parent:port/host/child' without a scheme or "
@@ -579,8 +630,11 @@ def parse_job_config(raw, job_name=None):
     timeout = cfg['api_timeout']
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 300:
         errors.append("key 'api_timeout': expected seconds in (0, 300], got {!r}".format(timeout))
+    return host, tls_verify, timeout
 
-    # charts in scope
+
+def _scope(cfg, host, errors):
+    """``(charts_regex, charts_to_exclude, custom_models)``: the charts the job models."""
     regex, valid_regex = cfg['charts_regex'], True
     if _none_string(regex):
         regex = None
@@ -612,8 +666,11 @@ def parse_job_config(raw, job_name=None):
     if clash:   # one name, one model
         errors.append("key 'custom_models': a custom model needs a name of its own, not the id of a chart that "
                       "charts_regex {!r} models: {}".format(regex, ', '.join(repr(n) for n in clash)))
+    return regex, exclude, custom
 
-    # model and windows
+
+def _check_model(cfg, errors):
+    """The model, or the ensemble of models joined by '+' (written back without spaces)."""
     if isinstance(cfg['model'], str):   # 'mahalanobis + knn' is 'mahalanobis+knn'
         cfg['model'] = '+'.join(m.strip() for m in cfg['model'].split('+'))
     members = model_members(cfg['model']) if isinstance(cfg['model'], str) else ()
@@ -625,6 +682,10 @@ def parse_job_config(raw, job_name=None):
     elif set(model_members(cfg['model'])) & set(DEEP_MODELS) and not deep_available():
         errors.append("key 'model': {!r} needs torch, which is not installed (pip install '.[deep]', or "
                       "torch from https://pytorch.org for the CPU)".format(cfg['model']))
+
+
+def _check_windows(cfg, errors):
+    """The counts of steps and seconds: the training's windows, the features' and the flags'."""
     for key, minimum in (('train_max_n', MIN_TRAIN_ROWS), ('train_every_n', 0), ('train_n_secs', 10),
                          ('train_min_n_secs', 0), ('offset_n_secs', 0),
                          ('train_no_prediction_n', 0), ('initial_train_data_after', 0),
@@ -648,6 +709,10 @@ def parse_job_config(raw, job_name=None):
     if _is_int(cfg['flag_min_n']) and _is_int(cfg['flag_window_n']) and 1 <= cfg['flag_window_n'] < cfg['flag_min_n']:
         errors.append("key 'flag_min_n': must be <= flag_window_n ({}), got {}".format(
             cfg['flag_window_n'], cfg['flag_min_n']))
+
+
+def _check_flags(cfg, errors):
+    """The shares and probabilities a flag is raised and held by, and how scores become probabilities."""
     hold = cfg['flag_hold_probability']
     if isinstance(hold, bool) or not isinstance(hold, (int, float)) or not 0.5 <= hold <= 1:
         # a normal step's probability is as likely under 0.5 as over: below it a flag holds on
@@ -664,9 +729,11 @@ def parse_job_config(raw, job_name=None):
         errors.append("key 'contamination': expected a share in (0, 0.5], got {!r}".format(c))
     if cfg['calibration'] not in CALIBRATIONS:
         errors.append("key 'calibration': expected one of {}, got {!r}".format(', '.join(CALIBRATIONS), cfg['calibration']))
-    for key in ('include_average_prob', 'custom_models_normalize', 'train_in_subprocess', 'level_features',
-                'despike', 'train_exclude_flagged', 'attribution_charts', 'reinitialize_at_every_step'):
-        _check_bool(cfg, key, errors)
+
+
+def _outputs(cfg, errors):
+    """``(models_dir, prometheus_textfile, prometheus_port, prometheus_address)``: where the job
+    writes besides its charts."""
     models_dir = cfg['models_dir']
     if isinstance(models_dir, str):   # 'Auto', 'NONE': the words, not folders of that name where the plugin runs
         models_dir = models_dir.strip()
@@ -695,11 +762,13 @@ def parse_job_config(raw, job_name=None):
     if not isinstance(address, str) or not address:
         errors.append("key 'prometheus_address': expected an address to listen on, got {!r}".format(
             cfg['prometheus_address']))
-    # (a custom model refused above is what leaves the job without charts: not said again as charts_regex's)
-    if regex is None and not custom and not {'charts_regex', 'custom_models'} & {e.split("'")[1] for e in errors}:
-        errors.append("key 'charts_regex': no charts in scope: set charts_regex or custom_models")
+    return models_dir, textfile, port, address
 
-    # framework keys we rely on
+
+def _framework(raw, errors):
+    """python.d's own keys the job relies on, with python.d's defaults: python.d.plugin reads
+    several itself, before the module sees them, so they are told here for check-config and
+    standalone runs, which would otherwise differ from python.d without a word."""
     framework = {k: raw.get(k, v) for k, v in FRAMEWORK_KEYS.items()}
     if not _is_int(framework['update_every']) or not 1 <= framework['update_every'] <= MAX_UPDATE_EVERY:
         errors.append("key 'update_every': expected an integer from 1 to {} (seconds between steps), got "
@@ -709,8 +778,6 @@ def parse_job_config(raw, job_name=None):
         # the agent reads it as a number of its own size: a larger one is not the order asked for
         errors.append("key 'priority': expected an integer from 1 to {} (the charts' place in the dashboard), "
                       "got {!r}".format(MAX_PRIORITY, framework['priority']))
-    # python.d.plugin reads these itself, before the module sees them: told here for check-config
-    # and standalone runs, which would otherwise differ from python.d without a word
     for key in ('chart_cleanup', 'autodetection_retry', 'retries'):
         v = framework[key]
         if (v is not None or key != 'retries') and (not _is_int(v) or v < 0):   # retries: none by default
@@ -722,33 +789,7 @@ def parse_job_config(raw, job_name=None):
     if 'name' in raw and not isinstance(raw['name'], str):
         errors.append("key 'name': expected a job name in quotes, got {!r} (python.d.plugin stops on it, with "
                       "every module's jobs)".format(raw['name']))
-    _check_window_rows(cfg, framework['update_every'], errors)
-    _check_chart_ids(raw, job_name, cfg['attribution_charts'] is True, errors)
-    _check_lock_name(raw, job_name, errors)
-
-    if errors:
-        raise ConfigError(errors)
-    return JobConfig(
-        host=host, protocol=cfg['protocol'], username=cfg['username'], password=cfg['password'],
-        tls_verify=tls_verify, api_timeout=float(timeout), charts_regex=regex,
-        charts_to_exclude=exclude, custom_models=custom,
-        custom_models_normalize=cfg['custom_models_normalize'], model=cfg['model'],
-        train_max_n=cfg['train_max_n'], train_every_n=cfg['train_every_n'], train_n_secs=cfg['train_n_secs'],
-        train_min_n_secs=cfg['train_min_n_secs'],
-        offset_n_secs=cfg['offset_n_secs'], train_no_prediction_n=cfg['train_no_prediction_n'],
-        initial_train_data_after=after, initial_train_data_before=before, lags_n=cfg['lags_n'],
-        smooth_n=cfg['smooth_n'], diffs_n=cfg['diffs_n'], level_features=cfg['level_features'],
-        despike=cfg['despike'], contamination=float(c), flag_window_n=cfg['flag_window_n'],
-        flag_min_n=cfg['flag_min_n'],
-        train_exclude_flagged=cfg['train_exclude_flagged'], flag_hold_probability=float(hold),
-        flag_rearm_n=cfg['flag_rearm_n'], flag_lasting_n=cfg['flag_lasting_n'],
-        level_squash=float(squash), calibration=cfg['calibration'], train_in_subprocess=cfg['train_in_subprocess'],
-        include_average_prob=cfg['include_average_prob'], attribution_charts=cfg['attribution_charts'],
-        models_dir=models_dir, prometheus_textfile=textfile, prometheus_port=port,
-        prometheus_address=address, update_every=framework['update_every'],
-        priority=framework['priority'], job_name=job_name or raw.get('job_name'),
-        reinitialize_at_every_step=cfg['reinitialize_at_every_step'],
-    )
+    return framework
 
 
 # charts of 1.37 agents that only ever climb (seconds since a start), as charts_regex may take them
@@ -868,46 +909,6 @@ def _initial_window_notes(cfg):
     return notes
 
 
-def job_configs_from_file(data, notes=None):
-    """Split a python.d module config (already YAML-loaded) into ``{job_name: raw_config}``.
-
-    Like python.d: every mapping at the top level is a job and inherits the file's
-    top-level framework keys; a file without any mapping (or empty) is one job named after the
-    module. A job name YAML reads as a boolean or a number is refused: python.d.plugin stops on it.
-    Other top-level keys beside jobs reach no job; ``notes`` gets a line for each.
-    """
-    if data is None:   # empty, or only comments: python.d runs one job with every default
-        if notes is not None:
-            notes.append("no job in it: python.d runs one job, 'anomalies', with every default (to turn the "
-                         "module off, set 'anomalies: no' in python.d.conf)")
-        return {'anomalies': {}}
-    if not isinstance(data, dict):
-        raise ConfigError(['the configuration file must be a YAML mapping of jobs'])
-    module_defaults = {k: v for k, v in data.items() if k in FRAMEWORK_INHERITED and not isinstance(v, dict)}
-    jobs = {k: v for k, v in data.items() if isinstance(v, dict)}
-    if not jobs:
-        for key, value in data.items():
-            if value is None and key not in DEFAULTS and key not in FRAMEWORK_KEYS and notes is not None:
-                notes.append("'{}:' has nothing under it, so it is no job: python.d runs the file as one job with "
-                             "'{}' as an option; indent at least one option under it".format(key, key))
-        return {'anomalies': dict(data)}
-    for key in data:
-        if key not in jobs and key not in module_defaults and notes is not None:
-            notes.append("top-level key '{}' reaches no job (python.d passes only {} from the top level); "
-                         "indent it under a job".format(key, ', '.join(sorted(FRAMEWORK_INHERITED))))
-    unquoted = [name for name in jobs if not isinstance(name, str)]
-    if unquoted:   # python.d.plugin stops at start-up on such a name (re.sub of a non-string)
-        raise ConfigError(["job {!r}: YAML reads this job's name as {} (unquoted on, off, yes, no, true, false or a "
-                           "number); python.d.plugin stops on it, with every module's jobs: quote it".format(
-                               name, type(name).__name__) for name in unquoted])
-    out = {}
-    for name, job in jobs.items():
-        merged = dict(module_defaults)
-        merged.update(job)
-        out[name] = merged
-    return out
-
-
 def chart_type(job_name, override=None):
     """The type python.d gives a job's charts (the part of their ids before the dot):
     'anomalies' for the job of that name, else 'anomalies_<name>'."""
@@ -971,133 +972,3 @@ def served_name(job_name, raw):
     """The name python.d runs a job under (its ``name`` key, else the job's)."""
     name = raw.get('name') if isinstance(raw.get('name'), str) and raw.get('name') else job_name
     return pythond_name(name)
-
-
-def pythond_skips(jobs, failing=()):
-    """``{job: the job before it}`` for the jobs of a file (``{job_name: raw}``, in order) that
-    python.d.plugin (1.37) does not start, saying 'already served by another job'. It keeps
-    only the name of the job it started last, and skips a job whose name is a part of that one,
-    as text: 'web1' after 'web10', 'db' after 'db_replica'. Two jobs of one name with another
-    started between them both run, and write the same charts. The ``failing`` jobs do not start
-    (their check fails), so the name kept stays the one before."""
-    skipped, last = {}, None
-    for job, raw in jobs.items():
-        name = served_name(job, raw)
-        if last is not None and name in last[1]:
-            skipped[job] = last[0]
-        elif job not in failing:
-            last = (job, name)
-    return skipped
-
-
-def _yaml_load(text, notes):
-    """``yaml.safe_load``, noting each key given twice in one mapping (YAML keeps the last, as
-    python.d does: an option uncommented above one set further down is silently not used)."""
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    twice = []   # (key, the line of its first, the line of the one used), numbered from 1
-
-    def mapping(loader, node, deep=False):
-        seen = {}
-        for key_node, _ in node.value:
-            if key_node.tag == 'tag:yaml.org,2002:merge':
-                # python.d.plugin's loader builds mappings from plain pairs: it fails on the whole
-                # file and runs none of its jobs, so neither may this
-                raise ConfigError(["line {}: '<<:' (a YAML merge key) cannot be used: python.d.plugin fails to "
-                                   "load a file that has one and runs none of its jobs; write the keys out in "
-                                   "each job".format(key_node.start_mark.line + 1)])
-            key = loader.construct_object(key_node, deep=deep)
-            try:
-                if key in seen:
-                    twice.append((key, seen[key] + 1, key_node.start_mark.line + 1))
-                seen[key] = key_node.start_mark.line
-            except TypeError:   # an unhashable key: the mapping's own construction says so
-                pass
-        return loader.construct_mapping(node, deep=deep)
-
-    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
-    data = yaml.load(text, Loader=Loader)
-    if twice and notes is not None:
-        # the job each line is in: a file of several jobs says whose key it is
-        root, jobs = yaml.compose(text, Loader=yaml.SafeLoader), []
-        if isinstance(root, yaml.MappingNode):
-            jobs = [(v.start_mark.line + 1, v.end_mark.line + (v.end_mark.column > 0), k.value)
-                    for k, v in root.value
-                    if isinstance(v, yaml.MappingNode) and isinstance(k, yaml.ScalarNode)]
-        for key, first, used in twice:
-            job = next((name for start, end, name in jobs if start <= used <= end), None)
-            notes.append("{}key {!r} is given twice (lines {} and {}): line {}'s is used".format(
-                'job {}: '.format(job) if job is not None else '', key, first, used, used))
-    return data
-
-
-def note_job(line, jobs):
-    """The job of ``jobs`` (as the file names them) a note of ``load_config_file`` is about, or None
-    for the file as a whole."""
-    return next((job for job in jobs if isinstance(job, str) and line.startswith('job {}: '.format(job))), None)
-
-
-def pythond_file_notes(environ=None, job_name=None):
-    """``(path, notes)`` for the anomalies.conf python.d.plugin read (the user's, else the
-    stock one, as the agent tells its plugins where they are), or ``(None, [])``: python.d
-    hands a job its keys, and a key given twice (one uncommented above the one the shipped job
-    sets) would be used silently where check-config warns of it. With ``job_name`` (python.d's
-    name of a job of it), that job's notes, and those of the file as a whole for its first job
-    only: every job of the file logs what it is told."""
-    environ = os.environ if environ is None else environ
-    for key in ('NETDATA_USER_CONFIG_DIR', 'NETDATA_STOCK_CONFIG_DIR'):
-        path = os.path.join(environ.get(key) or '', 'python.d', 'anomalies.conf')
-        if environ.get(key) and os.path.isfile(path):
-            notes = []
-            try:
-                jobs = list(load_config_file(path, notes))
-            except ConfigError:   # python.d read it, or the job would not exist: nothing to add
-                return path, []
-            if job_name is not None:
-                first = jobs and pythond_name(jobs[0]) == job_name
-                notes = [n for n in notes if (first if note_job(n, jobs) is None else
-                                              pythond_name(note_job(n, jobs)) == job_name)]
-            return path, notes
-    return None, []
-
-
-def _yaml_hint(problem, context):
-    """What was most likely written, for the YAML errors an edit of the file makes most; '' else."""
-    problem, context = problem or '', context or ''
-    if "found character '\\t'" in problem:
-        return 'YAML takes no tab: indent with spaces'
-    if 'scanning an alias' in context or problem.startswith('found undefined alias'):
-        return "a value beginning with '*' is read as a YAML alias: quote it, as in '*.uptime'"
-    m = re.match(r"found character '(.)' that cannot start any token", problem)
-    if m:
-        return "a value beginning with '{}' must be quoted".format(m.group(1))
-    if problem == 'mapping values are not allowed here':
-        return "a value holding ': ' must be quoted, and each option goes on a line of its own"
-    return ''
-
-
-def load_config_file(path, notes=None):
-    """Read a YAML python.d config file into ``{job_name: raw_config}``."""
-    import yaml
-    try:
-        with open(path, 'rb') as f:
-            data = _yaml_load(f.read().decode('utf-8-sig'), notes)
-    except OSError as e:
-        raise ConfigError(['cannot read {}: {}'.format(path, e.strerror or e)])
-    except UnicodeDecodeError as e:
-        line = e.object.count(b'\n', 0, e.start) + 1
-        raise ConfigError(['cannot read {}: not UTF-8 text (byte 0x{:02x} on line {})'.format(
-            path, e.object[e.start], line)])
-    except yaml.YAMLError as e:
-        mark = getattr(e, 'problem_mark', None)
-        where = ' (line {}, column {})'.format(mark.line + 1, mark.column + 1) if mark is not None else ''
-        what = getattr(e, 'problem', None) or str(e).replace('\n', ' ')
-        context, at = getattr(e, 'context', None), getattr(e, 'context_mark', None)
-        if context and at is not None:
-            what += ', {} at line {}'.format(context, at.line + 1)
-        hint = _yaml_hint(getattr(e, 'problem', None), context)
-        raise ConfigError(['{} is not valid YAML{}: {}{}'.format(path, where, what, ' ({})'.format(hint) if hint else '')])
-    return job_configs_from_file(data, notes)

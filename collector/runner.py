@@ -10,7 +10,8 @@ import sys
 import threading
 import time
 
-from .config import ConfigError, load_config_file, note_job, served_name
+from .config import ConfigError, served_name
+from .config_file import load_config_file, note_job
 from .protocol import safe_id
 from .pythond import SimpleService, run_job
 from .service import AnomaliesService

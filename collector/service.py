@@ -10,7 +10,8 @@ import functools
 import time
 
 from .config import (DRIVERS_ID_MAX, ConfigError, chart_type, config_warnings, drivers_id_max, node_read,
-                     node_title, parse_job_config, pythond_file_notes, served_name)
+                     node_title, parse_job_config, served_name)
+from .config_file import pythond_file_notes
 from .netdata_api import split_key
 from .node import NodeRate
 from .pace import Pace

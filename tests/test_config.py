@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import yaml
 
-from collector.config import (ConfigError, config_warnings, job_configs_from_file, load_config_file,
-                              parse_job_config, pythond_file_notes)
+from collector.config import ConfigError, config_warnings, parse_job_config
+from collector.config_file import job_configs_from_file, load_config_file, pythond_file_notes
 from conftest import ROOT
 
 
@@ -596,7 +596,7 @@ def test_check_config_tells_the_jobs_python_d_skips_or_runs_twice(tmp_path):
     """python.d.plugin (1.37) keeps only the name of the job it started last and skips a job
     whose name is part of that one, as text: 'web1' below 'web10' is not run, and two jobs of
     one name with another between them both run, writing the same charts."""
-    from collector.config import pythond_skips
+    from collector.config_file import pythond_skips
     jobs = {'web10': {}, 'web1': {}, 'one': {'name': 'x'}, 'two': {}, 'three': {'name': 'x'}}
     assert pythond_skips(jobs) == {'web1': 'web10'}
     # a job whose check fails does not start: the name kept is the one before it
