@@ -367,7 +367,8 @@ def _record_command(args):
     if failed:
         from .problems import first_few, plural
         print('record: {} failed and {} left out: {}'.format(
-            plural(len(failed), 'chart'), 'was' if len(failed) == 1 else 'were', first_few(failed, 10)), file=sys.stderr)
+            plural(len(failed), 'chart'), 'was' if len(failed) == 1 else 'were', first_few(failed, 10)),
+            file=sys.stderr)
     print('recorded into {}'.format(args.out), file=sys.stderr)
     return 0
 
@@ -587,9 +588,11 @@ PASSWORD_ENV = 'NETDATA_ANOMALIES_PASSWORD'   # top's and record's password, kep
 
 def _auth_arguments(parser):
     """--username, --password and --no-tls-verify, as a job's keys."""
-    parser.add_argument('--username', help="for an agent behind basic authentication (a proxy), as a job's username key")
-    parser.add_argument('--password', help="its password, as a job's password key; without it, the environment's "
-                                           "{} or a prompt (ps shows a command line to every user)".format(PASSWORD_ENV))
+    parser.add_argument('--username',
+                        help="for an agent behind basic authentication (a proxy), as a job's username key")
+    parser.add_argument('--password',
+                        help="its password, as a job's password key; without it, the environment's {} or a prompt "
+                             "(ps shows a command line to every user)".format(PASSWORD_ENV))
     parser.add_argument('--no-tls-verify', action='store_true',
                         help="with https: accept the agent's certificate unchecked (self-signed), as a job's "
                              "tls_verify: no")
@@ -703,7 +706,8 @@ def build_parser():
     tp = sub.add_parser('top', help='rank the charts of a node by how anomalous they were in a window')
     tp.add_argument('--host', type=_host, default='127.0.0.1:19999',
                     help="the agent running the anomalies module, e.g. 'parent:19999/host/child' (default %(default)s)")
-    tp.add_argument('--after', type=int, default=-600, help='window start: seconds relative to now (negative) or unix time (default %(default)s)')
+    tp.add_argument('--after', type=int, default=-600,
+                    help='window start: seconds relative to now (negative) or unix time (default %(default)s)')
     tp.add_argument('--before', type=int, default=0, help='window end: 0 = now, negative = relative, or unix time')
     tp.add_argument('--limit', type=_positive_int, default=20, help='how many charts to list (default 20)')
     tp.add_argument('--job', type=_job_name,

@@ -728,7 +728,8 @@ def _check_flags(cfg, errors):
     if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c <= 0.5:
         errors.append("key 'contamination': expected a share in (0, 0.5], got {!r}".format(c))
     if cfg['calibration'] not in CALIBRATIONS:
-        errors.append("key 'calibration': expected one of {}, got {!r}".format(', '.join(CALIBRATIONS), cfg['calibration']))
+        errors.append("key 'calibration': expected one of {}, got {!r}".format(', '.join(CALIBRATIONS),
+                                                                               cfg['calibration']))
 
 
 def _outputs(cfg, errors):
@@ -859,7 +860,8 @@ def config_warnings(cfg, user=None):
                          "does".format(folder))
         elif not may_write_into(folder, user):
             notes.append("key 'prometheus_textfile': the folder {} is not writable by {}: the file is not written "
-                         "until it is".format(folder, 'the user ' + user if user else 'this user (' + _user_name() + ')'))
+                         "until it is".format(folder, 'the user ' + user if user else
+                                              'this user (' + _user_name() + ')'))
     return notes
 
 

@@ -29,7 +29,8 @@ def load_config_file(path, notes=None):
         if context and at is not None:
             what += ', {} at line {}'.format(context, at.line + 1)
         hint = _yaml_hint(getattr(e, 'problem', None), context)
-        raise ConfigError(['{} is not valid YAML{}: {}{}'.format(path, where, what, ' ({})'.format(hint) if hint else '')])
+        raise ConfigError(['{} is not valid YAML{}: {}{}'.format(path, where, what,
+                                                                 ' ({})'.format(hint) if hint else '')])
     return job_configs_from_file(data, notes)
 
 

@@ -225,8 +225,9 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
                     late = late or [0, 0, 0]
                     late[0], late[2] = late[0] + 1, 0
                     self.slow[host] = late
-                slow = ('' if not e.timed_out else ': a step waits for the latest values 0.9 x update_every at most, '
-                        'so an agent slower to answer them needs a larger update_every' if wait < self.config.api_timeout
+                slow = ('' if not e.timed_out else
+                        ': a step waits for the latest values 0.9 x update_every at most, so an agent slower to '
+                        'answer them needs a larger update_every' if wait < self.config.api_timeout
                         else ': api_timeout, raise it for an agent this slow to answer')
                 # (a connection reset, then refused, as an agent stops: one outage, one line)
                 outage = 'unreachable' if str(e).startswith('cannot reach') and not e.timed_out else None
@@ -317,8 +318,8 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
 
         Also reindexes the flag policy (``tails``' models were retrained: their flag history
         starts again) and counts the rows each model has had. The rows come from the last
-        ``need`` allmetrics answers (all columns) and, where those are fewer than needed, from the rows the models had before
-        (a model loaded from disk a few steps ago keeps the rows it was given) and the
+        ``need`` allmetrics answers (all columns) and, where those are fewer than needed, from
+        the rows the models had before (a model loaded from disk a few steps ago keeps the rows it was given) and the
         training window's last rows (``tails``: the newly trained models), so a new model
         scores on its first step and the others do not pause.
         """
@@ -340,7 +341,8 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         self.ring = absent_as_zero(rows, self.layout.chart_index, self.layout.chart_offsets)
         self.flag_policy.reindex(self.batch.ids, retrained=tails)
         # rows each model has had, to score only once its features are real
-        have = ~np.isnan(self.ring[:, self.batch.raw_all]) if self.batch.raw_all.size else np.zeros((self.need, 0), bool)
+        have = (~np.isnan(self.ring[:, self.batch.raw_all]) if self.batch.raw_all.size
+                else np.zeros((self.need, 0), bool))
         self.rows_seen = (np.logical_or.reduceat(have, self.batch.raw_offsets, axis=1).sum(axis=0)
                           if self.batch.ids else np.zeros(0, dtype=int))
 
@@ -431,7 +433,8 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
                 # a plugin that died: the agent goes on listing its chart, with its last values
                 left.append((key, "model '{}': its chart has not been collected for {:.0f} s (its collector stopped, "
                                   "or stalls), skipping it until it is".format(model_id, behind)))
-            elif spec is not None and spec.chart and answer and spec.chart not in answer.get(spec.host, {spec.chart: 0}):
+            elif (spec is not None and spec.chart and answer
+                  and spec.chart not in answer.get(spec.host, {spec.chart: 0})):
                 # an interface deleted, a container or disk gone: the agent stopped collecting it
                 left.append((key, "model '{}': its chart is no longer in the agent's answer (gone, or not collected "
                                   "now), skipping it; its model is removed once the agent no longer lists "
@@ -492,7 +495,8 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         """``[(host, chart)]`` a custom model's columns come from."""
         charts = self.custom_charts.get(spec.model_id)
         if charts is None or charts[0] is not spec.columns:
-            charts = self.custom_charts[spec.model_id] = (spec.columns, sorted({split_key(c)[:2] for c in spec.columns}))
+            charts = (spec.columns, sorted({split_key(c)[:2] for c in spec.columns}))
+            self.custom_charts[spec.model_id] = charts
         return charts[1]
 
     def _charts_gone(self, spec, answer):

@@ -245,7 +245,8 @@ def format_recording_table(result):
         lines.append('no labeled incidents, so every flag counts as false: {} false flag '
                      'event{} in {:.2f} h{}'.format(result['false_flag_events'],
                                                     '' if result['false_flag_events'] == 1 else 's',
-                                                    result['clean_hours'], _per_hour(result['false_flag_events_per_hour'])))
+                                                    result['clean_hours'],
+                                                    _per_hour(result['false_flag_events_per_hour'])))
     alarms = result.get('alarms')
     if alarms and (alarms['incidents_total'] or alarms['false_flag_events']):
         delays = [str(i['delay_s']) for i in alarms['incidents'] if i['detected']]
@@ -254,7 +255,8 @@ def format_recording_table(result):
             alarms['detected'], alarms['incidents_total'], ', after ' + ', '.join(delays) + ' s' if delays else '',
             ' ({}-{} within {} s by where the 10 s checks fall)'.format(min(by_phase), max(by_phase), TARGET_DELAY_S)
             if min(by_phase) != max(by_phase) else '')
-        lines.append('stock alarms (anomalies_node_rate, anomalies_flag_lasting): {}{} false alarm{} in {:.2f} h'.format(
+        lines.append('stock alarms (anomalies_node_rate, anomalies_flag_lasting): {}{} false alarm{} in '
+                     '{:.2f} h'.format(
             found if alarms['incidents_total'] else '', alarms['false_flag_events'],
             '' if alarms['false_flag_events'] == 1 else 's', alarms['clean_hours']))
     if result.get('clean_flagged_share') is not None:
@@ -274,7 +276,8 @@ def format_summary(summary):
             lines.append('  {:<36} {}/{} within {} s{}'.format(r['recording'][:36], r['in_time'], r['incidents'],
                                                              TARGET_DELAY_S, '' if r['met'] else '  (target missed)'))
     rate = summary['false_flag_events_per_hour']
-    events = '{} false flag event{}'.format(summary['false_flag_events'], '' if summary['false_flag_events'] == 1 else 's')
+    events = '{} false flag event{}'.format(summary['false_flag_events'],
+                                            '' if summary['false_flag_events'] == 1 else 's')
     events += (' (no clean time to rate them)' if rate is None else
                ' in {:.2f} clean h = {:g}/h'.format(summary['clean_hours'], rate))
     verdict = 'met' if summary['met'] else 'NOT met'
@@ -401,7 +404,8 @@ def _read_labels(path, rows):
     bad = np.flatnonzero(~np.isin(values[:, 0], (0, 1)))
     if bad.size:
         raise DatasetError('{}: line {}: one 0 or 1 per line expected, got {}'.format(
-            path, int(bad[0]) + 1, 'an empty line' if np.isnan(values[bad[0], 0]) else '{:g}'.format(values[bad[0], 0])))
+            path, int(bad[0]) + 1,
+            'an empty line' if np.isnan(values[bad[0], 0]) else '{:g}'.format(values[bad[0], 0])))
     if len(values) != rows:
         raise DatasetError('{}: {} labels for {} rows'.format(path, len(values), rows))
     return values[:, 0].astype(int)

@@ -150,7 +150,8 @@ def n_of_m(above, min_n, window_n, hold=None, probability=None, rearm_n=0, lasti
     lasting = np.zeros(a.size, dtype=bool)
     if rearm_n > 0 or lasting_n > 0:
         if probability is None or np.shape(probability) != a.shape:
-            raise ValueError('re-arming and lasting excesses need a probability for each of the {} steps'.format(a.size))
+            raise ValueError('re-arming and lasting excesses need a probability for each of the {} '
+                             'steps'.format(a.size))
         probability = np.nan_to_num(np.asarray(probability, dtype=np.float64))
         if lasting_n > 0:
             lasting = _lasts(_high_counts(probability, lasting_n), _high_counts(probability, 2 * lasting_n),

@@ -138,7 +138,8 @@ def save(directory, fm, config, trained_at, agent=None):
     data = pickle.dumps(fm, protocol=4)
     write_atomically(pkl, data, 0o640)
     meta = {
-        'format': FORMAT, 'model_id': fm.name, 'agent': agent, 'model': fm.model_name, 'config_hash': config_hash(config),
+        'format': FORMAT, 'model_id': fm.name, 'agent': agent, 'model': fm.model_name,
+        'config_hash': config_hash(config),
         'settings': {k: getattr(config, k) for k in HASH_KEYS}, 'columns': list(fm.columns),
         'window': list(fm.info.get('window', ())), 'trained_at': trained_at, 'saved_at': time.time(),
         'rows': fm.info.get('rows'), 'excluded_rows': fm.info.get('excluded_rows', 0),

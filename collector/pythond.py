@@ -211,7 +211,8 @@ class SimpleService(object):
         label = protocol.safe_id(override or self.job_name)
         self.chart_type = MODULE_NAME if label == MODULE_NAME else '{}_{}'.format(MODULE_NAME, label)
         cleanup = self.configuration.get('chart_cleanup', CHART_CLEANUP)
-        cleanup = cleanup if isinstance(cleanup, int) and not isinstance(cleanup, bool) and cleanup >= 0 else CHART_CLEANUP
+        if not isinstance(cleanup, int) or isinstance(cleanup, bool) or cleanup < 0:
+            cleanup = CHART_CLEANUP
         self.charts = Charts(self.chart_type, self.priority, self._update_every, self.job_name, cleanup)
         self.out = sys.stdout
         self.log_stream = sys.stderr

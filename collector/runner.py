@@ -186,7 +186,8 @@ def run(config_path=None, job=None, host=None, update_every=None, steps=None, ou
     for line in notes:   # a job's own note in its own log lines, the file's in the first job's
         by_key.get(note_job(line, keys), services[0]).warning('{}: {}'.format(config_path, line))
     if several:
-        services[0].info('running {} jobs side by side: {}'.format(len(services), ', '.join(s.job_name for s in services)))
+        services[0].info('running {} jobs side by side: {}'.format(len(services),
+                                                                   ', '.join(s.job_name for s in services)))
     if out is None:   # started with stdout closed: the charts would go nowhere
         services[0].error('stdout is closed: nothing to write the charts to, job not started')
         return -1

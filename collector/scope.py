@@ -72,9 +72,10 @@ class ChartScope:
         self.child_waited = True
         if not self.told_child_wait:
             self.told_child_wait = True
+            since = ('the job modelled this child before (its saved models)' if self.child_modelled
+                     else 'the parent started {:.0f} s ago'.format(self.parent_age))
             self.log.info('{} yet: it lists a child once the child has reconnected to it; {}, so it looks '
-                          'again'.format(e, 'the job modelled this child before (its saved models)' if self.child_modelled
-                                         else 'the parent started {:.0f} s ago'.format(self.parent_age)))
+                          'again'.format(e, since))
         return True
 
     def _forget_gone(self, specs, report):
@@ -148,8 +149,9 @@ class ChartScope:
                     'the agent has collected for {:.0f} s and lists its charts as its collectors start'.format(
                         agent_age)))
             return True
-        self.problems.report('scope', said + ': nothing to model; the charts list is read again every {} s, and charts '
-                                             'that match are modelled when they appear'.format(timings.DISCOVER_SECONDS))
+        self.problems.report('scope', said + ': nothing to model; the charts list is read again every {} s, and '
+                                             'charts that match are modelled when they '
+                                             'appear'.format(timings.DISCOVER_SECONDS))
         return False
 
     def _new_dimensions(self, charts, specs, tell):

@@ -115,8 +115,8 @@ class ConstantScorer:
 
 
 # scorers that need nothing but numpy (no imports or JIT to warm up)
-NUMPY_SCORERS = (PcaScorer, MahalanobisScorer, BlockedScorer, ConstantScorer, EcdfScorer, HbosScorer, IforestScorer, KnnScorer,
-                 LofBaggingScorer, LodaScorer)
+NUMPY_SCORERS = (PcaScorer, MahalanobisScorer, BlockedScorer, ConstantScorer, EcdfScorer, HbosScorer,
+                 IforestScorer, KnnScorer, LofBaggingScorer, LodaScorer)
 
 
 # two scores this close are one: a live score is computed with other arithmetic than the training

@@ -80,14 +80,16 @@ class StartUps:
         now, end = self.snapshots[-1][0], self.reboot_end
         since = now - end
         if any(start == end for start in self.reboot_models.values()):   # the same reboot: its history doubled
-            ids = sorted(m for m, start in self.reboot_models.items() if start == end and m in specs and m in self.models)
+            ids = sorted(m for m, start in self.reboot_models.items()
+                         if start == end and m in specs and m in self.models)
         else:
             still = now - (flagged_spans.EPISODE_GAP + 2) * every   # a span that reaches this is up
             ids = sorted(m for m, spans in self.flagged.items() if m in specs and m in self.models
                          and any(first <= end < last and last >= still for first, last in spans))
             self.reboot_models.update((m, end) for m in ids)
             why = ('since the node rebooted (its agent\'s start-up ended {:.0f} s ago): {} the reboot changed (the '
-                   'page cache emptied, the services restarted)').format(since, 'a level' if len(ids) == 1 else 'levels')
+                   'page cache emptied, the services restarted)').format(
+                       since, 'a level' if len(ids) == 1 else 'levels')
             if len(ids) == 1:
                 self.log.info("model '{}': flagged {}, retraining it on the rows since".format(ids[0], why))
             elif ids:

@@ -305,8 +305,8 @@ class SubprocessTrainer(_OneAtATime):
             if time.monotonic() - self._started < self.max_seconds:
                 return None
             self._let_go(self._proc)
-            return TrainingResult(error='training took longer than {}s and was stopped (a slow or busy box, or one short '
-                                         'of memory: a smaller train_n_secs, or fewer charts (charts_regex), '
+            return TrainingResult(error='training took longer than {}s and was stopped (a slow or busy box, or one '
+                                         'short of memory: a smaller train_n_secs, or fewer charts (charts_regex), '
                                          'takes less)'.format(self.max_seconds))
         proc, self._proc = self._proc, None
         payload = self._result[0]

@@ -231,7 +231,8 @@ class TrainingSchedule:
         self.trainings += 1   # (how many trainings ended: for the tests and the harnesses)
         # the training process's CPU, memory, forks and reads show in the rows read while it ran
         # (this step's too, however short it was), and in the features for `need` rows after
-        self.own_rows = range(self.own_rows.start, self.steps + 1 + self.need) if self.trainings_take_agent_time else range(0)
+        self.own_rows = (range(self.own_rows.start, self.steps + 1 + self.need) if self.trainings_take_agent_time
+                         else range(0))
         if result.error:
             self._training_failed(result.error)
             return
