@@ -339,119 +339,144 @@ def _never_together(raw, columns, own_host):
 
 
 def _fit_batch(request, specs, df, index, problems, result):
-    """Fit the models of ``specs`` on their columns of the window ``df`` (rows at ``index``)."""
+    """Fit the models of ``specs`` on their columns of the window ``df`` (rows at ``index``):
+    each one's model, error or the history it waits for goes into ``result``."""
+    all_columns = list(df.columns)
+    for spec in specs:
+        _fit_one(request, spec, df, index, all_columns, problems, result)
+
+
+def _fit_one(request, spec, df, index, all_columns, problems, result):
+    """One model: its window's rows, its features, the rows left out of them, the fit, the save."""
     from .models import fit_model
     cfg = request.config
-    min_history = result.min_history
-    all_columns = list(df.columns)
     need, train_need = cfg.rows_needed, cfg.training_rows_needed
-    for spec in specs:
-        cols = _columns_for(spec, all_columns)
-        missing = [c for c in cols if c not in df.columns]
-        if not cols or missing:
-            host, chart = (spec.host, spec.chart) if not missing else split_key(missing[0])[:2]
-            why = unread_reason(problems, host, chart)
-            if why:   # the agent's answer failed: say how, not that it sent nothing
-                result.errors[spec.model_id] = 'its training window could not be read ({})'.format(why)
-            elif spec.columns:
-                result.errors[spec.model_id] = _custom_missing(missing, all_columns, cfg.host)
-            else:
-                result.errors[spec.model_id] = NO_DATA
-            continue
-        twice = sorted({c for c in cols if cols.count(c) > 1})
-        if twice:   # the API names a dimension by its name only: two of one name cannot be told apart
-            result.errors[spec.model_id] = ('two dimensions of one name, {} (the agent\'s API tells a chart\'s '
-                                            'dimensions apart by name only)'.format(
-                                                ', '.join(repr(split_key(c)[2]) for c in twice)))
-            continue
-        raw = df[cols].to_numpy(dtype=np.float64)
-        raw = np.where(np.isinf(raw), np.nan, raw)   # an Infinity is no reading, as on each step
-        charts = [split_key(c)[:2] for c in cols]   # the chart of each column (a custom model's, several)
-        valid = rows_with_every_chart(raw, charts)
-        if spec.model_id in request.window_starts:
-            valid &= np.asarray(index, dtype=np.float64) >= request.window_starts[spec.model_id]
-        if spec.columns and not valid.any() and not np.isnan(raw).all():
-            result.errors[spec.model_id] = _never_together(raw, cols, cfg.host)
-            continue
-        raw, times = raw[valid], index[valid]
-        if not raw.shape[0]:
-            result.errors[spec.model_id] = NO_VALUES
-            continue
-        # the samples the steps will read, at each phase the steps may have (the newest first)
-        phases = phases_every(times, cfg.update_every)
-        # rows with values, every phase's (a young agent pads its window with nulls)
-        result.rows = max(result.rows, sum(int(p.size) for p in phases))
-        # the time the rows stand for, not their count (a chart collected every 5 s has a fifth
-        # of the rows), nor the span of a window the agent was down for most of
-        history = int(round(covered_seconds(times))) + cfg.update_every
-        result.history = max(result.history, history)
-        if history < min_history:
-            result.waiting[spec.model_id] = history
-            continue
-        try:   # a wide chart's features are columns x (lags_n + 2) x rows: its own to run out of memory
-            filled = fill_missing(raw)
-            new_at = since_new(filled, times, cols, request.new_dimensions.get(spec.model_id, ()))
-            blocks = [_across_gaps_left_out(cfg.training_features(filled[p]), times[p], train_need, cfg.update_every)
-                      for p in phases]
-            raw, times = filled[phases[0]], times[phases[0]]
-            # one phase (update_every 1) is one block: a copy of it would double the fit's largest matrix
-            X = blocks[0][0] if len(blocks) == 1 else np.vstack([b[0] for b in blocks])
-            row_times = np.concatenate([b[1] for b in blocks])
-            del blocks
-        except MemoryError:
-            result.errors[spec.model_id] = _no_memory(cols, raw.shape[0])
-            continue
-        spans = request.exclude.get(spec.model_id)
-        n_excluded, share, events, routine = 0, 0.0, 0, False
-        keep = np.ones(X.shape[0], dtype=bool)
-        if spans and X.shape[0]:
-            drop = excluded_rows(row_times, spans, (train_need - 1) * cfg.update_every)
-            share = float(drop.mean())
-            events, routine = recurring(spans, times[0])
-            if share <= MAX_EXCLUDED_SHARE and not routine:
-                keep &= ~drop
-        new_rows = 0
-        if new_at is not None and new_at - float(times[0]) >= min_history:
-            # only a dimension that appeared late in the window, on a chart that had been there
-            # a while (a young agent's apps.plugin finds its process groups one by one): one
-            # there for most of the window is the chart's normal by now
-            fresh = (row_times >= new_at) & keep
-            if fresh.sum() <= MAX_EXCLUDED_SHARE * X.shape[0]:
-                keep &= ~fresh
-                new_rows = int(fresh.sum())
-        if not keep.all():
-            X, n_excluded = X[keep], int((~keep).sum())
-        if X.shape[0] < MIN_TRAIN_ROWS:   # told in rows read, not in feature rows (the features take train_need - 1)
-            result.errors[spec.model_id] = 'only {} rows of history{}, need {}'.format(
-                int(raw.shape[0]), ' ({} left out as flagged)'.format(n_excluded) if n_excluded else '',
-                MIN_TRAIN_ROWS + train_need - 1)
-            continue
+    window = _model_window(request, spec, df, index, all_columns, problems)
+    if isinstance(window, str):
+        result.errors[spec.model_id] = window
+        return
+    cols, charts, raw, times = window
+    # the samples the steps will read, at each phase the steps may have (the newest first)
+    phases = phases_every(times, cfg.update_every)
+    # rows with values, every phase's (a young agent pads its window with nulls)
+    result.rows = max(result.rows, sum(int(p.size) for p in phases))
+    # the time the rows stand for, not their count (a chart collected every 5 s has a fifth
+    # of the rows), nor the span of a window the agent was down for most of
+    history = int(round(covered_seconds(times))) + cfg.update_every
+    result.history = max(result.history, history)
+    if history < result.min_history:
+        result.waiting[spec.model_id] = history
+        return
+    try:   # a wide chart's features are columns x (lags_n + 2) x rows: its own to run out of memory
+        filled = fill_missing(raw)
+        new_at = since_new(filled, times, cols, request.new_dimensions.get(spec.model_id, ()))
+        blocks = [_across_gaps_left_out(cfg.training_features(filled[p]), times[p], train_need, cfg.update_every)
+                  for p in phases]
+        raw, times = filled[phases[0]], times[phases[0]]
+        # one phase (update_every 1) is one block: a copy of it would double the fit's largest matrix
+        X = blocks[0][0] if len(blocks) == 1 else np.vstack([b[0] for b in blocks])
+        row_times = np.concatenate([b[1] for b in blocks])
+        del blocks
+    except MemoryError:
+        result.errors[spec.model_id] = _no_memory(cols, raw.shape[0])
+        return
+    kept = _rows_kept(request, spec, row_times, times, new_at, result.min_history)
+    n_excluded = int((~kept.keep).sum())
+    if n_excluded:
+        X = X[kept.keep]
+    if X.shape[0] < MIN_TRAIN_ROWS:   # told in rows read, not in feature rows (the features take train_need - 1)
+        result.errors[spec.model_id] = 'only {} rows of history{}, need {}'.format(
+            int(raw.shape[0]), ' ({} left out as flagged)'.format(n_excluded) if n_excluded else '',
+            MIN_TRAIN_ROWS + train_need - 1)
+        return
+    try:
+        groups = feature_groups(charts, cfg.lags_n, cfg.level_features)
+        fm = fit_model(spec.model_id, cols, X, model=cfg.model, contamination=cfg.contamination,
+                       calibration=cfg.calibration, max_rows=cfg.train_max_n, groups=groups,
+                       blocks=(cfg.lags_n + 1, cfg.level_features), level_squash=cfg.squash)
+    except MemoryError:
+        result.errors[spec.model_id] = _no_memory(cols, X.shape[0])
+        return
+    except Exception as e:
+        result.errors[spec.model_id] = 'fit failed: {}'.format(e)
+        return
+    fm.info['window'] = (float(times[0]), float(times[-1]))
+    fm.info['excluded_rows'] = n_excluded
+    if kept.new_rows:
+        fm.info['new_dimensions_since'], fm.info['new_dimensions_rows'] = new_at, kept.new_rows
+    if kept.share > MAX_EXCLUDED_SHARE:
+        fm.info['flagged_share_kept'] = round(kept.share, 3)
+    elif kept.routine:
+        fm.info['flagged_events_kept'] = kept.events
+    result.models[spec.model_id] = fm
+    # copies: views would keep the chart's whole window alive until the training ends
+    result.tails[spec.model_id] = (times[-need:].copy(), raw[-need:].copy())
+    if request.models_dir:
         try:
-            groups = feature_groups(charts, cfg.lags_n, cfg.level_features)
-            fm = fit_model(spec.model_id, cols, X, model=cfg.model, contamination=cfg.contamination,
-                           calibration=cfg.calibration, max_rows=cfg.train_max_n, groups=groups,
-                           blocks=(cfg.lags_n + 1, cfg.level_features), level_squash=cfg.squash)
-        except MemoryError:
-            result.errors[spec.model_id] = _no_memory(cols, X.shape[0])
-            continue
-        except Exception as e:
-            result.errors[spec.model_id] = 'fit failed: {}'.format(e)
-            continue
-        fm.info['window'] = (float(times[0]), float(times[-1]))
-        fm.info['excluded_rows'] = n_excluded
-        if new_rows:
-            fm.info['new_dimensions_since'], fm.info['new_dimensions_rows'] = new_at, new_rows
-        if share > MAX_EXCLUDED_SHARE:
-            fm.info['flagged_share_kept'] = round(share, 3)
-        elif routine:
-            fm.info['flagged_events_kept'] = events
-        result.models[spec.model_id] = fm
-        # copies: views would keep the chart's whole window alive until the training ends
-        result.tails[spec.model_id] = (times[-need:].copy(), raw[-need:].copy())
-        if request.models_dir:
-            try:
-                from .persist import save
-                save(request.models_dir, fm, cfg, float(times[-1]), request.agent)
-            except Exception as e:  # a full disk or a read-only dir must not cost the model
-                result.save_error = result.save_error or 'cannot save models in {} (models_dir): {!r}'.format(
-                    request.models_dir, e)
+            from .persist import save
+            save(request.models_dir, fm, cfg, float(times[-1]), request.agent)
+        except Exception as e:  # a full disk or a read-only dir must not cost the model
+            result.save_error = result.save_error or 'cannot save models in {} (models_dir): {!r}'.format(
+                request.models_dir, e)
+
+
+def _model_window(request, spec, df, index, all_columns, problems):
+    """``(columns, their charts, values, times)``: a model's rows of the window, those where each
+    of its charts was collected and that its window starts at; or why it has none, as text."""
+    cfg = request.config
+    cols = _columns_for(spec, all_columns)
+    missing = [c for c in cols if c not in df.columns]
+    if not cols or missing:
+        host, chart = (spec.host, spec.chart) if not missing else split_key(missing[0])[:2]
+        why = unread_reason(problems, host, chart)
+        if why:   # the agent's answer failed: say how, not that it sent nothing
+            return 'its training window could not be read ({})'.format(why)
+        return _custom_missing(missing, all_columns, cfg.host) if spec.columns else NO_DATA
+    twice = sorted({c for c in cols if cols.count(c) > 1})
+    if twice:   # the API names a dimension by its name only: two of one name cannot be told apart
+        return ('two dimensions of one name, {} (the agent\'s API tells a chart\'s dimensions apart by name '
+                'only)'.format(', '.join(repr(split_key(c)[2]) for c in twice)))
+    raw = df[cols].to_numpy(dtype=np.float64)
+    raw = np.where(np.isinf(raw), np.nan, raw)   # an Infinity is no reading, as on each step
+    charts = [split_key(c)[:2] for c in cols]   # the chart of each column (a custom model's, several)
+    valid = rows_with_every_chart(raw, charts)
+    if spec.model_id in request.window_starts:
+        valid &= np.asarray(index, dtype=np.float64) >= request.window_starts[spec.model_id]
+    if spec.columns and not valid.any() and not np.isnan(raw).all():
+        return _never_together(raw, cols, cfg.host)
+    if not valid.any():
+        return NO_VALUES
+    return cols, charts, raw[valid], index[valid]
+
+
+@dataclass
+class _Kept:
+    """The feature rows a training keeps, and why the others were left out or kept."""
+    keep: np.ndarray
+    share: float = 0.0     # the share of the rows flagged before
+    events: int = 0        # the flagged events in the window
+    routine: bool = False  # flagged again and again: a routine, trained on
+    new_rows: int = 0      # rows left out as a new dimension's first
+
+
+def _rows_kept(request, spec, row_times, times, new_at, min_history):
+    """Which feature rows a model trains on: not those flagged before (unless they are a quarter
+    of the window or a routine), nor those since a dimension appeared late in the window."""
+    cfg = request.config
+    kept = _Kept(keep=np.ones(row_times.shape[0], dtype=bool))
+    spans = request.exclude.get(spec.model_id)
+    if spans and row_times.shape[0]:
+        drop = excluded_rows(row_times, spans, (cfg.training_rows_needed - 1) * cfg.update_every)
+        kept.share = float(drop.mean())
+        kept.events, kept.routine = recurring(spans, times[0])
+        if kept.share <= MAX_EXCLUDED_SHARE and not kept.routine:
+            kept.keep &= ~drop
+    if new_at is not None and new_at - float(times[0]) >= min_history:
+        # only a dimension that appeared late in the window, on a chart that had been there
+        # a while (a young agent's apps.plugin finds its process groups one by one): one
+        # there for most of the window is the chart's normal by now
+        fresh = (row_times >= new_at) & kept.keep
+        if fresh.sum() <= MAX_EXCLUDED_SHARE * row_times.shape[0]:
+            kept.keep &= ~fresh
+            kept.new_rows = int(fresh.sum())
+    return kept
