@@ -219,15 +219,7 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
     except (ValueError, AttributeError):
         raise RecordError('{}/api/v1/info did not answer like a Netdata agent'.format(base))
     charts_raw, charts_body, charts = _chart_list(session, base, timeout, rx)
-    try:
-        # (json_loads: a value that is not finite comes as C prints it, a bare inf, from many an agent)
-        latest = json_loads(_get(session, base + '/api/v1/allmetrics?format=json', timeout))
-        # the agent's own clock: the newest second it has collected
-        stamps = [c.get('last_updated') for c in latest.values() if isinstance(c, dict)]
-        now = max((s for s in stamps if isinstance(s, (int, float)) and not isinstance(s, bool)
-                   and 0 < s < 1e11), default=0) or time.time()
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise RecordError('{}/api/v1/allmetrics did not answer like a Netdata agent'.format(base))
+    now = _agent_now(session, base, timeout)
     if past:
         end = int(now) - 1 if before is None else min(int(before), int(now) - 1)
         if before is not None and int(before) > end:
@@ -264,6 +256,43 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
         # the list as the window ends, as with --past: charts the agent created during it
         # (a TCP chart at the first connection) are recorded too
         charts_raw, charts_body, charts = _chart_list(session, base, timeout, rx)
+    failed = _record_charts(session, base, timeout, charts, start, end, out, stream)
+    stream.close()
+    if failed:   # charts.json lists the recorded charts only, as the replay serves them
+        for chart in failed:
+            charts_body['charts'].pop(chart, None)
+        charts_raw = json.dumps(charts_body, indent=1).encode()
+    meta = {'start': start, 'end': end, 'update_every': charts_body.get('update_every', 1),
+            'netdata_version': version, 'hostname': charts_body.get('hostname', ''),
+            'recorded_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+            'description': description}
+    if failed:
+        meta['failed_charts'] = failed
+    for name, body in (('info.json', info), ('charts.json', charts_raw), ('allmetrics.sample.json', sample)):
+        with open(os.path.join(out, name), 'wb') as f:
+            f.write(body)
+    with open(os.path.join(out, 'recording.json'), 'w') as f:
+        json.dump(meta, f, indent=1)
+    if labels_body is not None:
+        with open(os.path.join(out, 'labels.json'), 'w') as f:
+            json.dump(labels_body, f, indent=1)
+    return failed
+
+
+def _agent_now(session, base, timeout):
+    """The agent's own clock: the newest second it has collected (this machine's where it tells none)."""
+    try:
+        # (json_loads: a value that is not finite comes as C prints it, a bare inf, from many an agent)
+        latest = json_loads(_get(session, base + '/api/v1/allmetrics?format=json', timeout))
+        stamps = [c.get('last_updated') for c in latest.values() if isinstance(c, dict)]
+        return max((s for s in stamps if isinstance(s, (int, float)) and not isinstance(s, bool)
+                    and 0 < s < 1e11), default=0) or time.time()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise RecordError('{}/api/v1/allmetrics did not answer like a Netdata agent'.format(base))
+
+
+def _record_charts(session, base, timeout, charts, start, end, out, stream):
+    """Each chart's window into its own gzipped file; the charts that failed (each told on ``stream``)."""
     from .replay import chart_file
     failed = []
     for i, chart in enumerate(charts):
@@ -285,23 +314,4 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
         with gzip.open(path, 'wb') as f:
             f.write(body)
     _progress(len(charts), len(charts), 'done', stream)
-    stream.close()
-    if failed:   # charts.json lists the recorded charts only, as the replay serves them
-        for chart in failed:
-            charts_body['charts'].pop(chart, None)
-        charts_raw = json.dumps(charts_body, indent=1).encode()
-    meta = {'start': start, 'end': end, 'update_every': charts_body.get('update_every', 1),
-            'netdata_version': version, 'hostname': charts_body.get('hostname', ''),
-            'recorded_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-            'description': description}
-    if failed:
-        meta['failed_charts'] = failed
-    for name, body in (('info.json', info), ('charts.json', charts_raw), ('allmetrics.sample.json', sample)):
-        with open(os.path.join(out, name), 'wb') as f:
-            f.write(body)
-    with open(os.path.join(out, 'recording.json'), 'w') as f:
-        json.dump(meta, f, indent=1)
-    if labels_body is not None:
-        with open(os.path.join(out, 'labels.json'), 'w') as f:
-            json.dump(labels_body, f, indent=1)
     return failed
