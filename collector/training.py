@@ -460,7 +460,7 @@ class _Kept:
 
 
 def _rows_kept(request, spec, row_times, times, new_at, min_history):
-    """Which feature rows a model trains on: not those flagged before (unless they are a quarter
+    """Which feature rows a model trains on: not those flagged before (unless they are over a quarter
     of the window or a routine), nor those since a dimension appeared late in the window."""
     cfg = request.config
     kept = _Kept(keep=np.ones(row_times.shape[0], dtype=bool))
