@@ -189,8 +189,8 @@ def _parsed_jobs(jobs):
 
 
 def cmd_check_config(args):
-    from .config import ConfigError, chart_type, config_warnings, served_name
-    from .config_file import load_config_file, pythond_skips
+    from .config import ConfigError, config_warnings, served_name
+    from .config_file import load_config_file
     if args.started_jobs:
         return _started_jobs(args.file)
     if args.user is not None:
@@ -231,6 +231,18 @@ def cmd_check_config(args):
             exports.setdefault(('prometheus_textfile', os.path.abspath(cfg.prometheus_textfile)), []).append(name)
         if cfg.prometheus_port:
             exports.setdefault(('prometheus_port', cfg.prometheus_port), []).append((name, cfg.prometheus_address))
+    bad += _jobs_clashing(args.file, jobs, served, exports, failing)
+    return 1 if bad else 0
+
+
+def _jobs_clashing(path, jobs, served, exports, failing):
+    """What the jobs of one file do to each other (one export shared, one name run twice, one
+    chart type written by two, a job python.d does not start): each said on stderr, their number
+    returned. ``served``: the name python.d runs each job under -> the jobs; ``exports``: (key,
+    where) -> the jobs exporting there; ``failing``: the jobs whose check fails under python.d."""
+    from .config import chart_type, served_name
+    from .config_file import pythond_skips
+    bad = 0
     for (key, where), names in exports.items():
         if key == 'prometheus_port':   # one port on two addresses is two listeners, unless one is every address
             names = _clashing_listeners(names)
@@ -238,14 +250,14 @@ def cmd_check_config(args):
         if len(names) > 1:   # one file, one port per job: the jobs would overwrite or refuse each other
             bad += 1
             print("{}: jobs {}: key '{}': each job needs its own, they share {}".format(
-                args.file, ', '.join(names), key, where), file=sys.stderr)
+                path, ', '.join(names), key, where), file=sys.stderr)
     skipped = pythond_skips(jobs, failing)
     for served_as, names in served.items():
         running = [n for n in names if n not in skipped and n not in failing]
         if len(running) > 1:   # python.d starts both: one job's values overwrite the other's
             bad += 1
             print("{}: jobs {}: python.d runs each of them as '{}' (a job's name key, else the job's), all writing the "
-                  "same charts: give each its own name".format(args.file, ', '.join(running), served_as),
+                  "same charts: give each its own name".format(path, ', '.join(running), served_as),
                   file=sys.stderr)
     alike = {}   # the type of the charts python.d's jobs write -> the names it runs them under
     for served_as, names in served.items():
@@ -257,14 +269,14 @@ def cmd_check_config(args):
             print("{}: jobs run as {}: their charts are all {}.* (a name's characters other than letters, digits, "
                   "'.', '_' and '-' are written as '_'), one job's values overwriting the other's, and their saved "
                   "models one folder: give each a name that differs otherwise".format(
-                      args.file, ', '.join("'{}'".format(n) for n in names), written_as), file=sys.stderr)
+                      path, ', '.join("'{}'".format(n) for n in names), written_as), file=sys.stderr)
     for name, before in skipped.items():
         bad += 1
         why = ("the same name as job {}'s" if served_name(name, jobs[name]) == served_name(before, jobs[before]) else
                "a name that is part of job {}'s, the job started before it (it compares names as text)")
         print("{}: job {}: python.d does not run it ('already served by another job'): {}; give it a name of its "
-              "own".format(args.file, name, why.format(before)), file=sys.stderr)
-    return 1 if bad else 0
+              "own".format(path, name, why.format(before)), file=sys.stderr)
+    return bad
 
 
 def _clashing_listeners(jobs):
