@@ -189,7 +189,7 @@ def _parsed_jobs(jobs):
 
 
 def cmd_check_config(args):
-    from .config import ConfigError, config_warnings, served_name
+    from .config import ConfigError, config_warnings
     from .config_file import load_config_file
     if args.started_jobs:
         return _started_jobs(args.file)
@@ -212,9 +212,7 @@ def cmd_check_config(args):
     bad = 0
     failing = set()   # jobs whose check fails under python.d
     exports = {}   # (key, where) -> the jobs exporting there
-    served = {}    # the name python.d runs each job under -> the jobs
     for name, cfg in _parsed_jobs(jobs).items():
-        served.setdefault(served_name(name, jobs[name]), []).append(name)
         if isinstance(cfg, ConfigError):
             bad += 1
             failing.add(name)
@@ -231,17 +229,20 @@ def cmd_check_config(args):
             exports.setdefault(('prometheus_textfile', os.path.abspath(cfg.prometheus_textfile)), []).append(name)
         if cfg.prometheus_port:
             exports.setdefault(('prometheus_port', cfg.prometheus_port), []).append((name, cfg.prometheus_address))
-    bad += _jobs_clashing(args.file, jobs, served, exports, failing)
+    bad += _jobs_clashing(args.file, jobs, exports, failing)
     return 1 if bad else 0
 
 
-def _jobs_clashing(path, jobs, served, exports, failing):
+def _jobs_clashing(path, jobs, exports, failing):
     """What the jobs of one file do to each other (one export shared, one name run twice, one
     chart type written by two, a job python.d does not start): each said on stderr, their number
-    returned. ``served``: the name python.d runs each job under -> the jobs; ``exports``: (key,
-    where) -> the jobs exporting there; ``failing``: the jobs whose check fails under python.d."""
+    returned. ``exports``: (key, where) -> the jobs exporting there; ``failing``: the jobs whose
+    check fails under python.d."""
     from .config import chart_type, served_name
     from .config_file import pythond_skips
+    served = {}    # the name python.d runs each job under -> the jobs
+    for name, raw in jobs.items():
+        served.setdefault(served_name(name, raw), []).append(name)
     bad = 0
     for (key, where), names in exports.items():
         if key == 'prometheus_port':   # one port on two addresses is two listeners, unless one is every address

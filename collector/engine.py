@@ -319,9 +319,9 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         Also reindexes the flag policy (``tails``' models were retrained: their flag history
         starts again) and counts the rows each model has had. The rows come from the last
         ``need`` allmetrics answers (all columns) and, where those are fewer than needed, from
-        the rows the models had before (a model loaded from disk a few steps ago keeps the rows it was given) and the
-        training window's last rows (``tails``: the newly trained models), so a new model
-        scores on its first step and the others do not pause.
+        the rows the models had before (a model loaded from disk a few steps ago keeps the rows
+        it was given) and the training window's last rows (``tails``: the newly trained models),
+        so a new model scores on its first step and the others do not pause.
         """
         before = None if self.ring is None or self.ring_stamps is None else (
             self.ring, self.ring_stamps, self.layout.index)

@@ -255,10 +255,9 @@ def format_recording_table(result):
             alarms['detected'], alarms['incidents_total'], ', after ' + ', '.join(delays) + ' s' if delays else '',
             ' ({}-{} within {} s by where the 10 s checks fall)'.format(min(by_phase), max(by_phase), TARGET_DELAY_S)
             if min(by_phase) != max(by_phase) else '')
-        lines.append('stock alarms (anomalies_node_rate, anomalies_flag_lasting): {}{} false alarm{} in '
-                     '{:.2f} h'.format(
-            found if alarms['incidents_total'] else '', alarms['false_flag_events'],
-            '' if alarms['false_flag_events'] == 1 else 's', alarms['clean_hours']))
+        lines.append('stock alarms (anomalies_node_rate, anomalies_flag_lasting): {}{} false alarm{} in {:.2f} '
+                     'h'.format(found if alarms['incidents_total'] else '', alarms['false_flag_events'],
+                                '' if alarms['false_flag_events'] == 1 else 's', alarms['clean_hours']))
     if result.get('clean_flagged_share') is not None:
         lines.append('flags up in {:.2f} % of the chart-steps outside incidents and the minute after '
                      'each'.format(100 * result['clean_flagged_share']))
