@@ -248,14 +248,7 @@ def run_training(request):
     unread = []
     for specs in batches:
         host_charts = {h: sorted(c) for h, c in charts_by_host(specs).items()}
-        after, before = request.after, request.before
-        if fixed and set(host_charts) == {cfg.host}:
-            after, before = fixed
-            after = max(after, _held_from(host_charts[cfg.host], request.listed_seconds, before, cfg.update_every))
-        cut = _cut_for_width(specs, request.listed_dimensions, request.listed_seconds, before - after,
-                             cfg.update_every)
-        if cut:
-            after = max(after, before - cut)
+        after, before, cut = _batch_window(request, specs, host_charts, fixed)
         try:
             df, times_index, problems = fetch_training_frame(
                 host_charts, after, before, protocol=cfg.protocol,
@@ -279,9 +272,34 @@ def run_training(request):
         else:
             result.error = unread[0][1]
         return result
-    # a young agent (seconds old), or a chart it lists before its first collection (at the
-    # agent's start, or a disk just plugged in): no values yet is young, not broken; a custom
-    # model's missing dimension is still an error (most likely a typo)
+    _young_wait(request, result, unread, min_history)
+    result.seconds = time.monotonic() - started
+    result.cpu_seconds = time.process_time() - cpu_started
+    return result
+
+
+def _batch_window(request, specs, host_charts, fixed):
+    """``(after, before, cut)``: the window one batch of charts is read for. On the agent's
+    clock as it listed its charts (``fixed``) when the batch is all of the job's own host, from
+    where the charts' history starts, and cut to ``cut`` seconds (else None) when the batch is
+    one chart too wide to read whole."""
+    cfg = request.config
+    after, before = request.after, request.before
+    if fixed and set(host_charts) == {cfg.host}:
+        after, before = fixed
+        after = max(after, _held_from(host_charts[cfg.host], request.listed_seconds, before, cfg.update_every))
+    cut = _cut_for_width(specs, request.listed_dimensions, request.listed_seconds, before - after,
+                         cfg.update_every)
+    if cut:
+        after = max(after, before - cut)
+    return after, before, cut
+
+
+def _young_wait(request, result, unread, min_history):
+    """A young agent (seconds old), or a chart it lists before its first collection (at the
+    agent's start, or a disk just plugged in): no values yet is young, not broken, and the
+    model waits. A custom model's missing dimension is still an error (most likely a typo),
+    and so is a window that could not be read of a chart with history."""
     young_agent = 0 < result.history < min_history
     for specs, why in unread:
         for spec in specs:
@@ -294,9 +312,6 @@ def run_training(request):
                 (young_agent and spec.columns is None) or _listed_young(spec, request, min_history)):
             del result.errors[spec.model_id]
             result.waiting[spec.model_id] = 0
-    result.seconds = time.monotonic() - started
-    result.cpu_seconds = time.process_time() - cpu_started
-    return result
 
 
 # what a training short of memory is told to change (here, in the training process, and by trainers)

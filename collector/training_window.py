@@ -128,26 +128,34 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
             if frame is not None:
                 frames.append(frame)
         if df is not None:
-            df, notes = numbers_only(df)
-            printed.extend('training data from {}: {}'.format(host, note) for note in notes)
-            # a dimension with no value in the whole window stays out, as netdata-pandas' own
-            # numeric filter (not used: it drops a dimension for one odd value) left it out
-            valued = df.notna().any(axis=0).to_numpy()
-            if not valued.all():
-                df = df.loc[:, valued]
-            times = pd.to_numeric(pd.Series(df.index), errors='coerce').to_numpy(dtype=np.float64)
-            timed = np.isfinite(times)
-            if not timed.all():   # sorted last and carried into every chart's rows, it would stop training
-                n = int((~timed).sum())
-                printed.append('{} row{} of {} without a time left out'.format(n, '' if n == 1 else 's', host))
-                df = df[timed]
-            df.columns = ['{}::{}'.format(host, c) for c in df.columns]
-            frames.append(df)
+            frames.append(_host_frame(df, host, printed))
     if not frames:
         raise NetdataError('no chart data could be read for training{}'.format(_problems_suffix(printed)))
     df = frames[0] if len(frames) == 1 else pd.concat(frames, axis=1, join='outer').sort_index()
     df = carried_forward(df)
     return df, np.asarray(df.index, dtype=np.float64), [line.strip() for line in printed if line.strip()]
+
+
+def _host_frame(df, host, printed):
+    """One host's frame as netdata-pandas read it, made ready to join the others': numbers
+    only, no dimension without a value, no row without a time, columns named 'host::chart|dim'.
+    What was left out is said in ``printed``."""
+    import pandas as pd
+    df, notes = numbers_only(df)
+    printed.extend('training data from {}: {}'.format(host, note) for note in notes)
+    # a dimension with no value in the whole window stays out, as netdata-pandas' own
+    # numeric filter (not used: it drops a dimension for one odd value) left it out
+    valued = df.notna().any(axis=0).to_numpy()
+    if not valued.all():
+        df = df.loc[:, valued]
+    times = pd.to_numeric(pd.Series(df.index), errors='coerce').to_numpy(dtype=np.float64)
+    timed = np.isfinite(times)
+    if not timed.all():   # sorted last and carried into every chart's rows, it would stop training
+        n = int((~timed).sum())
+        printed.append('{} row{} of {} without a time left out'.format(n, '' if n == 1 else 's', host))
+        df = df[timed]
+    df.columns = ['{}::{}'.format(host, c) for c in df.columns]
+    return df
 
 
 def numbers_only(df):
