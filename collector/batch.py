@@ -219,60 +219,69 @@ class BatchScorer:
         self.pca = np.array(pca, dtype=np.intp)
         self.other = other
         if pca:
-            self.gather = np.concatenate(gathers)
-            self.mean = np.concatenate(means)
-            self.scale = np.concatenate(scales)
-            knee = np.concatenate(knees)
-            # only the squashed features (the level blocks) pay for the squashing
-            self.squash_pos = np.nonzero(np.isfinite(knee))[0]
-            self.squash_knee = knee[self.squash_pos]
-            f_len = [len(g) for g in gathers]
-            f_off = _offsets(f_len)
-            self.f_off = f_off
-            # every (model, component) pair: the features of Z it is compared with, and the
-            # component; a pca pair scores distance / weight, a mahalanobis pair projection^2 *
-            # weight (over its moving features; its still ones add a diagonal term)
-            rep, comp, c_sq, w, squared, pair_model, pair_len, inner_mean, inner_scale = ([] for _ in range(9))
-            still_pos, still_w, still_model = [], [], []
-            for j, k in enumerate(pca):
-                s = self.models[k].scorer
-                n_comp = s.components.shape[0]
-                if isinstance(s, MahalanobisScorer):
-                    span = f_off[j] + s.moving
-                    c_sq.append(np.zeros(n_comp))
-                    w.append(s.inv_var)
-                    squared.append(np.ones(n_comp, dtype=bool))
-                    inner_mean.append(np.zeros(f_len[j]))
-                    inner_scale.append(np.ones(f_len[j]))
-                    still_pos.append(f_off[j] + s.still)
-                    still_w.append(np.full(s.still.size, s.still_w))
-                    still_model.append(np.full(s.still.size, j))
-                else:
-                    span = np.arange(f_off[j], f_off[j] + f_len[j])
-                    c_sq.append(s._c_sq)
-                    w.append(s.weights)
-                    squared.append(np.zeros(n_comp, dtype=bool))
-                    inner_mean.append(s.mean)
-                    inner_scale.append(s.scale)
-                rep.append(np.tile(span, n_comp))
-                comp.append(s.components.ravel())
-                pair_model.append(np.full(n_comp, j))
-                pair_len.append(np.full(n_comp, span.size))
-            self.rep = np.concatenate(rep)
-            self.comp = np.concatenate(comp)
-            self.c_sq = np.concatenate(c_sq)
-            self.w = np.concatenate(w)
-            self.squared = np.concatenate(squared)
-            self.any_distance = not self.squared.all()
-            self.pair_model = np.concatenate(pair_model).astype(np.intp)   # a still chart's model has no pair
-            pair_len = np.concatenate(pair_len)
-            self.pair_off = _offsets(pair_len) if pair_len.size else np.zeros(0, dtype=np.intp)
-            self.still_pos = np.concatenate(still_pos).astype(np.intp) if still_pos else np.zeros(0, dtype=np.intp)
-            self.still_w = np.concatenate(still_w) if still_w else np.zeros(0)
-            self.still_model = np.concatenate(still_model).astype(np.intp) if still_model else np.zeros(0, np.intp)
-            self.inner_mean = np.concatenate(inner_mean)
-            self.inner_scale = np.concatenate(inner_scale)
-        # calibration, padded into one matrix
+            self._pack_pairs(pca, gathers, means, scales, knees)
+        self._pack_calibration()
+
+    def _pack_pairs(self, pca, gathers, means, scales, knees):
+        """The PCA and Mahalanobis models' features, scalings and components laid out flat, so
+        that one pass of numpy scores them all (``decision_function``)."""
+        self.gather = np.concatenate(gathers)
+        self.mean = np.concatenate(means)
+        self.scale = np.concatenate(scales)
+        knee = np.concatenate(knees)
+        # only the squashed features (the level blocks) pay for the squashing
+        self.squash_pos = np.nonzero(np.isfinite(knee))[0]
+        self.squash_knee = knee[self.squash_pos]
+        f_len = [len(g) for g in gathers]
+        f_off = _offsets(f_len)
+        self.f_off = f_off
+        # every (model, component) pair: the features of Z it is compared with, and the
+        # component; a pca pair scores distance / weight, a mahalanobis pair projection^2 *
+        # weight (over its moving features; its still ones add a diagonal term)
+        rep, comp, c_sq, w, squared, pair_model, pair_len, inner_mean, inner_scale = ([] for _ in range(9))
+        still_pos, still_w, still_model = [], [], []
+        for j, k in enumerate(pca):
+            s = self.models[k].scorer
+            n_comp = s.components.shape[0]
+            if isinstance(s, MahalanobisScorer):
+                span = f_off[j] + s.moving
+                c_sq.append(np.zeros(n_comp))
+                w.append(s.inv_var)
+                squared.append(np.ones(n_comp, dtype=bool))
+                inner_mean.append(np.zeros(f_len[j]))
+                inner_scale.append(np.ones(f_len[j]))
+                still_pos.append(f_off[j] + s.still)
+                still_w.append(np.full(s.still.size, s.still_w))
+                still_model.append(np.full(s.still.size, j))
+            else:
+                span = np.arange(f_off[j], f_off[j] + f_len[j])
+                c_sq.append(s._c_sq)
+                w.append(s.weights)
+                squared.append(np.zeros(n_comp, dtype=bool))
+                inner_mean.append(s.mean)
+                inner_scale.append(s.scale)
+            rep.append(np.tile(span, n_comp))
+            comp.append(s.components.ravel())
+            pair_model.append(np.full(n_comp, j))
+            pair_len.append(np.full(n_comp, span.size))
+        self.rep = np.concatenate(rep)
+        self.comp = np.concatenate(comp)
+        self.c_sq = np.concatenate(c_sq)
+        self.w = np.concatenate(w)
+        self.squared = np.concatenate(squared)
+        self.any_distance = not self.squared.all()
+        self.pair_model = np.concatenate(pair_model).astype(np.intp)   # a still chart's model has no pair
+        pair_len = np.concatenate(pair_len)
+        self.pair_off = _offsets(pair_len) if pair_len.size else np.zeros(0, dtype=np.intp)
+        self.still_pos = np.concatenate(still_pos).astype(np.intp) if still_pos else np.zeros(0, dtype=np.intp)
+        self.still_w = np.concatenate(still_w) if still_w else np.zeros(0)
+        self.still_model = np.concatenate(still_model).astype(np.intp) if still_model else np.zeros(0, np.intp)
+        self.inner_mean = np.concatenate(inner_mean)
+        self.inner_scale = np.concatenate(inner_scale)
+
+    def _pack_calibration(self):
+        """Every model's calibration (its training scores, threshold, tail, min-max range),
+        padded into one matrix and a few vectors."""
         q = max((fm.points.size for fm in self.models), default=1)
         self.points = np.full((len(self.models), q), np.inf)
         self.n_points = np.empty(len(self.models))
