@@ -18,7 +18,6 @@ import numpy as np
 
 from . import flagged_spans, persist, ring, stored_rows, timings
 from .batch import BatchScorer, Layout
-from .config import on_this_machine
 from .flagged_spans import FlagFile
 from .flags import FlagPolicy
 from .features import absent_as_zero, feature_blocks, fill_missing
@@ -68,13 +67,8 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         self.api_factory = api_factory
         self.clock = clock
         self.created = clock()
-        self.told_scope_wait = False   # a young agent with no chart in scope yet: said once
-        self.told_child_wait = False   # a child its just restarted parent does not list yet: said once
-        self.child_waited = False      # ... and waited for since the last answer
         self.unanswered = set()        # hosts whose read failed at the last step
         self.slow = {}                 # host whose step read timed out -> [reads timed out, steps, answered in a row]
-        self.child_modelled = None     # whether models_dir held models (of the child) at the wait
-        self.parent_age = None         # the parent's uptime at the wait, where it told it (s)
         self.need = config.rows_needed
         self.hosts = [config.host] + sorted({d[0] for m in config.custom_models for d in m.dimensions} - {config.host})
         self.apis = {h: api_factory(config, h) for h in self.hosts}
@@ -82,29 +76,12 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         self.specs = {}
         self.snapshots = collections.deque(maxlen=self.need)
         self.steps = 0
-        self.next_training = 0
-        self.failed_trainings = 0   # whole trainings failed in a row
-        self.failed_until = 0       # the step before which no discovery trains after a whole training failed
         self.discover_every = max(1, int(timings.DISCOVER_SECONDS // config.update_every))   # in steps
         self.next_discovery = Due(clock() + timings.DISCOVER_SECONDS, self.discover_every)
-        self.listing = None   # the chart list being read (ChartListing), until a step takes it up
         # a replay waits for each list on a stopped clock, as for each training (evaluate)
         self.list_wait = timings.LIST_WAIT_SECONDS
-        self.untrained = {}  # model id -> why its last training failed
-        self.retry_at = {}   # model id -> Retry: failed trainings in a row, step before which no discovery retries it
-        self.training_quiet = False  # the training in flight only retries models that failed before
-        self.training_step = 0       # the step the training in flight started at
         self.gap = None              # Moment (step, agent time) of the last gap in collection
         self.stood = None            # Stood: when the agent's newest collection last moved
-        self.prune_due = False       # saved models of gone charts to remove, once the agent lists all
-        self.waiting = set()  # models whose chart has less than train_min_n_secs of history
-        self.waiting_since = {}  # model id -> (step, the chart's listed seconds) when its wait began
-        self.training_all = False  # whether the training in flight fits every chart on the rolling window
-        self.history_seen = None   # seconds of history the agent held at the last such training
-        self.trainings = 0
-        self.initial_done = False
-        self.training_fixed = False   # whether the training in flight reads initial_train_data_after/before
-        self.training_started = None
         self._pending = Step()  # changes made outside step() (start), reported by the next step
         self.missing = set()    # models whose dimensions had no value last step
         self.wanted = {}        # host -> charts to ask for each step (all until the first discovery)
@@ -116,34 +93,16 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         self.was_flagged = set()  # models flagged last step (their flag's drivers are already told)
         self.flag_file = FlagFile(self.models_dir, self.problems, config.host)   # flagged, kept across restarts
         self.episodes = {}      # model id -> steps since its flag's episode last read unusual (flagged_spans)
-        self.disk_checked = set()  # models whose saved file was looked for (once per job)
-        self.agent = None      # the agent's machine GUID, once read (_read_agent)
-        self.flagged_loaded = False   # the flagged steps saved before a restart, read once the agent is
-        self.unlisted = set()  # models whose chart the last chart listing did not have
-        self.regrown = {}      # model id -> the dimensions listed when it was retrained for new ones
         self.custom_charts = {}   # custom model id -> (its columns, [(host, chart)] they come from)
         self.custom_rows = (None, None, [])   # (batch, specs, [(row, spec)] of its custom models)
-        self.own_rows = range(0)   # the steps whose features hold the job's own last training
-        self.own_waits = False   # its training asked for waits for another job's to end (trainers._OneAtATime)
         self.above_ids = frozenset()   # models above the threshold at the last step scored
         self.above_before = frozenset()   # and at the step before it
         self.rising_before_training = frozenset()   # and those at the last training's start
-        self.agent_start_rows = range(0)   # the steps whose features hold the agent's start-up
-        self.start_up_pending = False   # a start-up held whose end is not reached yet
-        self.reboot_end = None   # agent time the last start-up after a reboot ended
-        self.reboot_retrain_at = None   # agent time the models flagged since the last one are retrained
-        self.reboot_changed = set()   # the models that retraining was for (for its log line)
-        self.reboot_models = {}   # model id -> agent time its training window starts at (a reboot changed it)
-        self.reboot_held = set()   # models flagged since a reboot's start-up, shown once retrained for it
-        self.reboot_hold_until = None   # agent time their hold ends whatever happens (a training that fails)
-        # a replay waits for each training on a stopped clock, so its rows never show one; on an
-        # agent every training shows in the rows read from its start to `need` after its end
-        self.trainings_take_agent_time = True
         self.started = False          # start() called (by the job's create())
-        # whether what runs here shows in the charts read: not those of a child read through a
-        # parent, nor a remote agent's (another job's training is no work of theirs)
-        self.reads_this_machine = on_this_machine(config.host)
-        self.kept_flagged = set()  # models whose last training kept their flagged steps (said once)
+        self._init_scope()
+        self._init_schedule(config)
+        self._init_restore()
+        self._init_start_ups()
         self.layout = self.ring = self.ring_stamps = None   # laid out by _rebuild
         self._rebuild({})
 

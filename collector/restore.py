@@ -4,7 +4,8 @@ spans written as they change and read back, left out of the next training again;
 files of charts gone pruned. Both carry the agent's machine GUID, read here, so that another
 node's are not taken for this one's.
 
-A part of ``engine.AnomalyDetector``, whose state it reads and sets.
+A part of ``engine.AnomalyDetector``: its own state is set up in ``_init_restore``,
+the detector's it reads and sets.
 """
 from . import persist, saved_models, timings
 from .features import feature_blocks
@@ -24,6 +25,13 @@ def _chart_of(column):
 class Restore:
     """The job's saved state: models (saved by their training) read back and pruned, flagged spans written
     and read back."""
+
+    def _init_restore(self):
+        """The state of what is read back from models_dir, once per job."""
+        self.prune_due = False       # saved models of gone charts to remove, once the agent lists all
+        self.disk_checked = set()  # models whose saved file was looked for (once per job)
+        self.agent = None      # the agent's machine GUID, once read (_read_agent)
+        self.flagged_loaded = False   # the flagged steps saved before a restart, read once the agent is
 
     def _start_from_disk(self, charts=None, report=None):
         """``_load_saved``, whose failure (a broken models dir) costs the saved models only."""

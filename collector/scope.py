@@ -2,7 +2,8 @@
 it asks for (charts that match ``charts_regex``, and ``custom_models``), charts gone or grown a
 dimension, and a starting agent or a child not listed yet told as the wait it is.
 
-A part of ``engine.AnomalyDetector``, whose state it reads and sets.
+A part of ``engine.AnomalyDetector``: its own state is set up in ``_init_scope``,
+the detector's it reads and sets.
 """
 from . import persist, timings
 from .config import chart_in_scope
@@ -23,6 +24,17 @@ def gone_line(gone):
 
 class ChartScope:
     """The chart list and the models it asks for."""
+
+    def _init_scope(self):
+        """The state of the chart list and of the waits for it."""
+        self.told_scope_wait = False   # a young agent with no chart in scope yet: said once
+        self.told_child_wait = False   # a child its just restarted parent does not list yet: said once
+        self.child_waited = False      # ... and waited for since the last answer
+        self.child_modelled = None     # whether models_dir held models (of the child) at the wait
+        self.parent_age = None         # the parent's uptime at the wait, where it told it (s)
+        self.listing = None   # the chart list being read (ChartListing), until a step takes it up
+        self.unlisted = set()  # models whose chart the last chart listing did not have
+        self.regrown = {}      # model id -> the dimensions listed when it was retrained for new ones
 
     def discover(self, charts):
         """Which models the configuration asks for, from the agent's chart list."""

@@ -3,7 +3,8 @@ started with it, or an agent that restarted under a running job), and the levels
 changed (the page cache emptied, the services restarted) are trained on the rows since it,
 not flagged for an hour.
 
-A part of ``engine.AnomalyDetector``, whose state it reads and sets.
+A part of ``engine.AnomalyDetector``: its own state is set up in ``_init_start_ups``,
+the detector's it reads and sets.
 """
 import numpy as np
 
@@ -30,6 +31,17 @@ def agent_uptime(api, chart='netdata.uptime'):
 
 class StartUps:
     """An agent's start-up held, and a reboot's changed levels retrained."""
+
+    def _init_start_ups(self):
+        """The state of the start-ups held and of the reboots retrained for."""
+        self.agent_start_rows = range(0)   # the steps whose features hold the agent's start-up
+        self.start_up_pending = False   # a start-up held whose end is not reached yet
+        self.reboot_end = None   # agent time the last start-up after a reboot ended
+        self.reboot_retrain_at = None   # agent time the models flagged since the last one are retrained
+        self.reboot_changed = set()   # the models that retraining was for (for its log line)
+        self.reboot_models = {}   # model id -> agent time its training window starts at (a reboot changed it)
+        self.reboot_held = set()   # models flagged since a reboot's start-up, shown once retrained for it
+        self.reboot_hold_until = None   # agent time their hold ends whatever happens (a training that fails)
 
     def _hold_agent_start_up(self):
         """A job started within its agent's first AGENT_START_SECONDS (python.d.plugin starts

@@ -3,11 +3,13 @@ that appeared, failed or wait for history in between, a young agent's models tra
 its history grows, and a training's result taken up (its models adopted, its failures told and
 retried further and further apart). No flag rises on the rows a training shows in.
 
-A part of ``engine.AnomalyDetector``, whose state it reads and sets.
+A part of ``engine.AnomalyDetector``: its own state is set up in ``_init_schedule``,
+the detector's it reads and sets.
 """
 import collections
 
 from . import flagged_spans, memory, timings
+from .config import on_this_machine
 from .netdata_api import NetdataError
 from .problems import count_of, first_few, gist, plural
 from .timings import Due
@@ -33,6 +35,33 @@ def _seconds_of(history, ids):
 
 class TrainingSchedule:
     """When to train and what, and a training's result taken up."""
+
+    def _init_schedule(self, config):
+        """The state of the trainings: due, in flight, failed, waiting for history."""
+        self.next_training = 0   # the step a training of every chart is due at
+        self.failed_trainings = 0   # whole trainings failed in a row
+        self.failed_until = 0       # the step before which no discovery trains after a whole training failed
+        self.untrained = {}  # model id -> why its last training failed
+        self.retry_at = {}   # model id -> Retry: failed trainings in a row, step before which no discovery retries it
+        self.training_quiet = False  # the training in flight only retries models that failed before
+        self.training_step = 0       # the step the training in flight started at
+        self.waiting = set()  # models whose chart has less than train_min_n_secs of history
+        self.waiting_since = {}  # model id -> (step, the chart's listed seconds) when its wait began
+        self.training_all = False  # whether the training in flight fits every chart on the rolling window
+        self.history_seen = None   # seconds of history the agent held at the last such training
+        self.trainings = 0   # trainings ended (for the tests and the harnesses)
+        self.initial_done = False   # the first training (of initial_train_data_after/before) ended
+        self.training_fixed = False   # whether the training in flight reads initial_train_data_after/before
+        self.training_started = None   # the clock when the training in flight started
+        self.own_rows = range(0)   # the steps whose features hold the job's own last training
+        self.own_waits = False   # its training asked for waits for another job's to end (trainers._OneAtATime)
+        # a replay waits for each training on a stopped clock, so its rows never show one; on an
+        # agent every training shows in the rows read from its start to `need` after its end
+        self.trainings_take_agent_time = True
+        # whether what runs here shows in the charts read: not those of a child read through a
+        # parent, nor a remote agent's (another job's training is no work of theirs)
+        self.reads_this_machine = on_this_machine(config.host)
+        self.kept_flagged = set()  # models whose last training kept their flagged steps (said once)
 
     @property
     def _first_window_fixed(self):
