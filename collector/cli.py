@@ -649,11 +649,22 @@ def cmd_top(args):
 
 
 def build_parser():
+    """The command line: one sub-command per task, each added by a function of its own."""
     p = argparse.ArgumentParser(prog='python -m collector',
                                 description='ML anomaly detection for Netdata charts (python.d anomalies module).')
     p.add_argument('--version', action='version', version='%(prog)s {}'.format(__version__))
     sub = p.add_subparsers(dest='command', required=True)
+    _add_run_parser(sub)
+    _add_check_config_parser(sub)
+    _add_record_parser(sub)
+    _add_replay_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_top_parser(sub)
+    _add_demo_parser(sub)
+    return p
 
+
+def _add_run_parser(sub):
     r = sub.add_parser('run', help='run a job standalone, writing the external plugin protocol to stdout')
     r.add_argument('--config', help='python.d style anomalies.conf (default: built-in defaults)')
     r.add_argument('--job', help="job name in the config (default: every job of the file, side by side, as "
@@ -666,6 +677,8 @@ def build_parser():
     r.add_argument('--steps', type=_positive_int, help='stop after N steps (default: run forever)')
     r.set_defaults(func=cmd_run)
 
+
+def _add_check_config_parser(sub):
     c = sub.add_parser('check-config', help='validate a config file; non-zero exit with the reasons')
     c.add_argument('file', help='the anomalies.conf to check (python.d job file)')
     c.add_argument('--user', help="the user the jobs run as (install.sh --check gives the agent's): whether it "
@@ -673,6 +686,8 @@ def build_parser():
     c.add_argument('--started-jobs', action='store_true', help=argparse.SUPPRESS)   # install.sh --check's
     c.set_defaults(func=cmd_check_config)
 
+
+def _add_record_parser(sub):
     rc = sub.add_parser('record', help='record a live Netdata agent into a recording folder')
     rc.add_argument('--host', type=_host, default='127.0.0.1:19999',
                     help="the agent to record, e.g. 127.0.0.1:19999 or 'parent:19999/host/child' (default %(default)s)")
@@ -688,6 +703,8 @@ def build_parser():
     _auth_arguments(rc)
     rc.set_defaults(func=cmd_record)
 
+
+def _add_replay_parser(sub):
     rp = sub.add_parser('replay', help='serve a recorded Netdata API on loopback')
     rp.add_argument('dir', help='recording folder')
     rp.add_argument('--port', type=_port, default=REPLAY_PORT,
@@ -698,6 +715,8 @@ def build_parser():
     rp.add_argument('--start-offset', type=_whole, help='seconds after the recording start where the clock starts')
     rp.set_defaults(func=cmd_replay)
 
+
+def _add_evaluate_parser(sub):
     ev = sub.add_parser('evaluate', help='score the detector on recordings (labels.json) or labeled datasets')
     ev.add_argument('paths', nargs='+', help='recording folders, or dataset folders with --dataset')
     ev.add_argument('--dataset', action='store_true', help='paths are dataset folders (train.csv, eval.csv, ...)')
@@ -716,6 +735,8 @@ def build_parser():
     ev.add_argument('--quiet', action='store_true', help='no progress on stderr')
     ev.set_defaults(func=cmd_evaluate)
 
+
+def _add_top_parser(sub):
     tp = sub.add_parser('top', help='rank the charts of a node by how anomalous they were in a window')
     tp.add_argument('--host', type=_host, default='127.0.0.1:19999',
                     help="the agent running the anomalies module, e.g. 'parent:19999/host/child' (default %(default)s)")
@@ -731,11 +752,12 @@ def build_parser():
     _auth_arguments(tp)
     tp.set_defaults(func=cmd_top)
 
+
+def _add_demo_parser(sub):
     dm = sub.add_parser('demo', help='replay the shipped recording through the job and show what it flags')
     dm.add_argument('--recording', help='recording folder (default: demo/recording)')
     dm.add_argument('--plot', default='demo-anomalies.png', help='PNG to write (default: demo-anomalies.png)')
     dm.set_defaults(func=cmd_demo)
-    return p
 
 
 def main(argv=None):
