@@ -13,6 +13,9 @@ import time
 from . import protocol
 
 MODULE_NAME = 'anomalies'
+# the program its log lines name, as python.d.plugin's name python.d: run as a plugins.d plugin beside
+# the python.d module, the agent's log tells the two apart
+LOG_NAME = 'anomalies.plugin'
 CHART_CLEANUP = 10   # updates in a row without a value before a chart is declared obsolete (python.d's chart_cleanup)
 
 
@@ -221,12 +224,12 @@ class SimpleService(object):
     def update_every(self):
         return self._update_every
 
-    # --- logging, in python.d's line format ---
+    # --- logging, in python.d's line format (named LOG_NAME) ---
     def _log(self, level, msg):
         """A line that cannot be written (stderr closed, its pipe broken, a full disk) is lost, and
         the lines after it, never the job: the charts on stdout go on."""
-        line = '{}: python.d {}: {}[{}] : {}\n'.format(
-            time.strftime('%Y-%m-%d %H:%M:%S'), level, MODULE_NAME, self.job_name, ' '.join(str(m) for m in msg))
+        line = '{}: {} {}: {}[{}] : {}\n'.format(time.strftime('%Y-%m-%d %H:%M:%S'), LOG_NAME, level, MODULE_NAME,
+                                                 self.job_name, ' '.join(str(m) for m in msg))
         try:
             self.log_stream.write(line)
             self.log_stream.flush()

@@ -152,6 +152,12 @@ class ChartScope:
         agent_age = max(self.apis[self.config.host].listed_seconds.values(), default=0)
         restarted = bool(self.models_dir) and persist.has_models(self.models_dir)
         young = timings.YOUNG_AGENT_SECONDS
+        if agent_age >= young and not restarted and self.clock() - self.created < young:
+            # an agent restarted keeps its history (dbengine) and lists its charts as its
+            # collectors start: its own uptime tells (a job started with it, models saved or not)
+            uptime = agent_uptime(self.apis[self.config.host])
+            if uptime is not None and uptime < young:
+                agent_age = uptime
         if (agent_age < young or restarted) and self.clock() - self.created < young:
             if not self.told_scope_wait:
                 self.told_scope_wait = True

@@ -2418,6 +2418,34 @@ def test_no_chart_in_scope_on_an_agent_seconds_old_is_a_wait_not_an_error(record
             server.stop()
 
 
+def test_no_chart_in_scope_on_an_agent_just_restarted_with_its_history_is_a_wait(recording, tmp_path):
+    """An agent restarted keeps its history (dbengine) and lists its charts as its collectors
+    start: a job started with it (no models saved, as a plugins.d plugin's first run) says the
+    empty scope once as a wait, by the agent's own uptime; one minutes into its run, an error."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    for restart, error in ((590, False), (300, True)):
+        path = _restarted_at(recording, tmp_path / str(restart), START + restart)
+        body = json.loads(open(os.path.join(path, 'charts.json')).read())
+        for c in body['charts'].values():   # dated: 600 s of history, whatever the uptime
+            c.update(first_entry=START, last_entry=START + SECONDS)
+        with open(os.path.join(path, 'charts.json'), 'w') as f:
+            json.dump(body, f)
+        rec = Recording(path)
+        server = ReplayServer(rec, ReplayClock(rec.start + 600, stepped=True)).start()
+        log = ListLogger()
+        try:
+            det = make_detector(server, log, charts_regex='nothing\\.here')
+            det.start()
+            for _ in range(3):
+                det.step()
+            errors = [m for m in log.errors() if 'no charts match' in m]
+            waits = [m for _, m in log.lines if 'no charts match' in m and ' yet: the agent has collected for ' in m]
+            assert (len(errors), len(waits)) == ((1, 0) if error else (0, 1)), log.lines
+            det.close()
+        finally:
+            server.stop()
+
+
 def test_a_scope_charts_to_exclude_empties_names_charts_to_exclude_not_the_regex(replay, logger):
     """charts_regex matches charts, charts_to_exclude takes them all out: the line names the
     exclusion and what it took, so the reader does not look for the fault in the regex."""

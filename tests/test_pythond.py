@@ -423,7 +423,7 @@ def test_a_name_from_the_agent_cannot_start_a_log_line_of_its_own():
     svc.error('cannot load', repr(forged), forged)
     lines = svc.log_stream.getvalue().splitlines()
     assert len(lines) == 3 and not any(line.startswith('2030') for line in lines), lines   # (and 'first prediction')
-    assert all(': python.d ' in line and 'anomalies[anomalies] :' in line for line in lines), lines
+    assert all(': anomalies.plugin ' in line and 'anomalies[anomalies] :' in line for line in lines), lines
     assert "anomaly flagged on 'tst.x_2030-01-01 00:00:00: python.d ERROR" in lines[0] and '\x1b' not in lines[0]
 
 def test_attribution_charts_on_the_standalone_base():
