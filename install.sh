@@ -585,6 +585,30 @@ plugins_running() {  # plugins_running VENV: the plugins.d plugins (set up as do
   done
   return 0
 }
+plugins_of_conf() {  # plugins_of_conf VENV: those of plugins_running VENV that run the jobs of $user_conf (python.d's), joined by ', '
+  local f found=()
+  while IFS= read -r f; do
+    grep -qF -- "--config $user_conf" "$f" 2>/dev/null && found+=("$f")
+  done < <(plugins_running "$1")
+  [ "${#found[@]}" -eq 0 ] || { printf -v f '%s, ' "${found[@]}"; printf '%s' "${f%, }"; }
+}
+module_runs() {  # 'yes' when python.d.plugin runs the module by python.d.conf, else why not (': ...', or nothing when no python here reads YAML)
+  local enabled
+  if enabled="$(pythond_enabled)"; then
+    [ "$enabled" = yes ] && printf yes || printf ': %s' "$enabled"
+  else   # the line as an install writes it
+    grep -qE '^anomalies: *yes' "$pythond_conf" 2>/dev/null && printf yes || true
+  fi
+}
+agents_plugin() {  # the PIDs of the plugins.d plugin processes running the jobs of $user_conf that an agent started, one a line
+  local p parent
+  command -v pgrep >/dev/null 2>&1 || return 0
+  for p in $(pgrep -f -- "-m collector run --config $user_conf" 2>/dev/null); do
+    parent="$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')"
+    [ -n "$parent" ] && [ "$(ps -o comm= -p "$parent" 2>/dev/null)" = netdata ] && echo "$p"
+  done
+  return 0
+}
 # the jobs read the agent their host: names; the shipped file names 127.0.0.1:19999, so on an
 # agent listening elsewhere they read nothing (or another agent's charts) until it is edited
 host_hint() {
@@ -616,16 +640,18 @@ make_dir() {  # make_dir DIR: mkdir -p, recording each folder it creates (one pe
   save_state
 }
 
-pythond_age() {  # the seconds the agent's python.d.plugin has run (the youngest, if several), or nothing
+pythond_age() {  # the seconds the agent's python.d.plugin has run (the youngest, if several), or nothing; with
+  # plugin_mode=1 its plugins.d plugin's that runs the jobs
   local p t age=
   command -v pgrep >/dev/null 2>&1 || return 0
-  for p in $(agents_pythond); do
+  for p in $(if [ "${plugin_mode:-0}" = 1 ]; then agents_plugin; else agents_pythond; fi); do
     t="$(ps -o etimes= -p "$p" 2>/dev/null | tr -d ' ')"
     case "$t" in ''|*[!0-9]*) continue ;; esac
     [ -n "$age" ] && [ "$age" -le "$t" ] || age="$t"
   done
   printf '%s' "$age"
 }
+runner=python.d.plugin   # what runs the jobs (--check: the plugins.d plugin, where it runs them instead)
 first_training_s=120   # beyond train_min_n_secs: a first training's reading of the history and fitting, on a slow machine
 journal_lines=   # the journal's lines of this module's jobs (module_journal), read once for every job
 module_journal() {  # module_journal AGE: set journal_lines to what the agent's journal holds of the module since python.d.plugin started (AGE s ago)
@@ -662,13 +688,13 @@ no_chart_reason() {  # no_chart_reason JOB TRAIN_MIN_N_SECS AGE: why a started j
   if [ -n "$age" ] && [ "$age" -lt "$(( ${min_secs:-300} + first_training_s ))" ]; then
     local error
     error="$(grep -F ' ERROR: ' <<< "$lines" | tail -n 1 || true)"   # a wait is no error: one logged is told
-    printf ' yet: python.d.plugin started %s s ago, and the first training waits for train_min_n_secs (%s s) of history after a fresh agent start (a child, after it connects to the parent): check again in a few minutes%s' \
-      "$age" "${min_secs:-300}" "${error:+; the last error it logged: $error}"
+    printf ' yet: %s started %s s ago, and the first training waits for train_min_n_secs (%s s) of history after a fresh agent start (a child, after it connects to the parent): check again in a few minutes%s' \
+      "$runner" "$age" "${min_secs:-300}" "${error:+; the last error it logged: $error}"
     return
   fi
   lines="$(tail -n 1 <<< "$lines")"
   printf '%s: the job did not start, or has no model (it reads no chart, or a node the agent does not hold); see the lines for anomalies[%s] in %s%s' \
-    "${age:+ though python.d.plugin has run $age s}" "$job" "$where" "${lines:+, the last: $lines}"
+    "${age:+ though $runner has run $age s}" "$job" "$where" "${lines:+, the last: $lines}"
 }
 
 if [ "$mode" = check ]; then
@@ -678,13 +704,27 @@ if [ "$mode" = check ]; then
   for f in "$module" "$marker"; do
     [ -e "$f" ] && say "found $f" || { say "missing $f"; ok=0; }
   done
+  # the jobs run as a plugins.d plugin instead (docs/install.md), the module off in python.d.conf
+  module_runs="$(module_runs)"
+  plugin_jobs="$(plugins_of_conf "$( (cat "$marker" 2>/dev/null || echo "$venv") | head -n 1)")"
+  plugin_mode=0
+  if [ -n "$plugin_jobs" ] && [ "$module_runs" != yes ]; then
+    plugin_mode=1; runner="the plugins.d plugin $plugin_jobs"
+  fi
   # an install over a running agent not run by systemd: its python.d.plugin runs the module (and
   # the packages) it loaded before, and the charts below are that version's, until it restarts
   pythond_age="$(pythond_age)"
   if [ -n "$pythond_age" ] && [ -f "$module" ]; then
     installed_ago=$(( $(date +%s) - $(stat -c %Y "$module") ))
     if [ "$installed_ago" -lt "$pythond_age" ]; then
-      say "the agent's python.d.plugin started $pythond_age s ago, before $module was installed ($installed_ago s ago): it runs the version it loaded then; restart netdata"; ok=0
+      say "the agent's ${runner/#the /} started $pythond_age s ago, before $module was installed ($installed_ago s ago): it runs the version it loaded then; restart netdata"; ok=0
+    fi
+  fi
+  # an anomalies.conf edited since: the jobs run with the file as it was read at their start
+  if [ -n "$pythond_age" ] && [ -f "$user_conf" ]; then
+    edited_ago=$(( $(date +%s) - $(stat -c %Y "$user_conf") ))
+    if [ "$edited_ago" -lt "$pythond_age" ]; then
+      say "warning: $user_conf changed $edited_ago s ago, after the agent's ${runner/#the /} started ($pythond_age s ago): its jobs run with the file as it was; restart netdata to apply the change"
     fi
   fi
   if [ -f "$marker" ]; then
@@ -725,10 +765,15 @@ if [ "$mode" = check ]; then
       fi
     fi
   fi
-  if enabled="$(pythond_enabled)"; then
-    [ "$enabled" = yes ] && say "enabled in $pythond_conf" || { say "not enabled in $pythond_conf: $enabled"; ok=0; }
-  else   # no python here reads YAML: the line as an install writes it
-    grep -qE '^anomalies: *yes' "$pythond_conf" 2>/dev/null && say "enabled in $pythond_conf" || { say "not enabled in $pythond_conf"; ok=0; }
+  if [ "$module_runs" = yes ]; then
+    say "enabled in $pythond_conf"
+    if [ -n "$plugin_jobs" ]; then   # both: every chart of the jobs written twice
+      say "$plugin_jobs runs the jobs of $user_conf too, as a plugins.d plugin: both write each of their charts (the agent logs 'collected point is in the past'); set anomalies: no in $pythond_conf and restart netdata, or remove the plugin"; ok=0
+    fi
+  elif [ "$plugin_mode" = 1 ]; then
+    say "not enabled in $pythond_conf$module_runs: the jobs of $user_conf run as the plugins.d plugin $plugin_jobs"
+  else
+    say "not enabled in $pythond_conf$module_runs"; ok=0
   fi
   host_hint
   foreach_note
@@ -740,7 +785,8 @@ if [ "$mode" = check ]; then
       for ctx in anomalies.probability anomalies.anomaly; do
         # a here-string, not a pipe: grep -q stops reading early, and pipefail would call that a failure
         grep -q "\"context\": *\"$ctx\"" <<< "$body" && say "chart with context $ctx exists" \
-          || { say "no chart with context $ctx yet (the first training waits for train_min_n_secs of history, 300 s by default, after a fresh agent start; the agent's log says why otherwise, $agent_log_names: grep anomalies)"; ok=0; }
+          || { if [ "${conf_ok:-1}" = 0 ]; then say "no chart with context $ctx (a job with a configuration error above does not start)"
+               else say "no chart with context $ctx yet (the first training waits for train_min_n_secs of history, 300 s by default, after a fresh agent start; the agent's log says why otherwise, $agent_log_names: grep anomalies)"; fi; ok=0; }
       done
       # one job's charts do not say the others' are there: a job that never started (a child the
       # parent does not hold, a key it refuses at start) left the check above saying OK
@@ -755,7 +801,9 @@ if [ "$mode" = check ]; then
           say "job $job: no chart $kind.probability$(no_chart_reason "$job" "$min_secs" "$pythond_age")"; ok=0
         fi
       done <<< "$started_jobs"
-      if [ "$ok" -eq 0 ] && command -v pgrep >/dev/null 2>&1 && [ -z "$(agents_pythond)" ]; then
+      if [ "$ok" -eq 0 ] && [ "$plugin_mode" = 1 ] && command -v pgrep >/dev/null 2>&1 && [ -z "$(agents_plugin)" ]; then
+        say "$runner is not running (the agent starts the plugins in custom-plugins.d within a minute of one's making, or at its start): restart netdata; the agent's log says why it stopped ($agent_log_names: grep anomalies)"
+      elif [ "$ok" -eq 0 ] && [ "$plugin_mode" = 0 ] && command -v pgrep >/dev/null 2>&1 && [ -z "$(agents_pythond)" ]; then
         say "python.d.plugin is not running: the agent starts it once, and not again after it exits (as it does with no job to run when the agent starts): restart netdata"
       fi
     fi
@@ -969,8 +1017,11 @@ elif [ "${rec_installed_conf:-0}" = 1 ] && [ "$(sum "$user_conf")" = "$rec_conf_
     wrote_conf
     say "updated $user_conf to this version's (you had not edited it)"
   fi
-else
+elif cmp -s "$here/anomalies.conf" "$user_conf"; then
   say "kept your $user_conf"
+else   # new keys have defaults: what matters is whether the old ones are still accepted
+  say "kept your $user_conf (this version's: $here/anomalies.conf; whether yours is still accepted:" \
+      "$venv/bin/python -m collector check-config $user_conf)"
 fi
 if [ -f "$here/health.d/anomalies.conf" ]; then
   make_dir "$config_dir/health.d"
@@ -1003,7 +1054,13 @@ if [ "$first_install" = 1 ]; then   # the line as it was (in the stock copy, whe
   rec_pythond_line="$(pythond_line)"
   save_state
 fi
-[ "$(pythond_line)" = "anomalies: yes" ] || replace_pythond_line "anomalies: yes" || die "cannot write $pythond_conf"
+# the jobs run as a plugins.d plugin instead (docs/install.md): an upgrade leaves the module off
+plugin_jobs="$(plugins_of_conf "$venv")"
+keep_off=0
+[ -z "$plugin_jobs" ] || [ "$(module_runs)" = yes ] || keep_off=1
+if [ "$keep_off" = 0 ]; then
+  [ "$(pythond_line)" = "anomalies: yes" ] || replace_pythond_line "anomalies: yes" || die "cannot write $pythond_conf"
+fi
 # python.d.plugin imports every stock module it may run, a disabled one too (to read that it
 # is): with the venv on its path, zscores and pandas, which failed to import without pandas,
 # now load it at each start (zscores about 45 MiB). Set to no where python.d.conf says nothing
@@ -1021,7 +1078,13 @@ for pair in zscores:netdata_pandas pandas:pandas; do
 done
 [ "${rec_created_pythond:-0}" != 1 ] || rec_pythond_sum="$(sum "$pythond_conf")"
 save_state
-say "enabled anomalies in $pythond_conf"
+if [ "$keep_off" = 1 ]; then
+  say "left anomalies off in $pythond_conf: $plugin_jobs runs the jobs of $user_conf as a plugins.d plugin"
+else
+  say "enabled anomalies in $pythond_conf"
+  [ -z "$plugin_jobs" ] || say "warning: $plugin_jobs runs the jobs of $user_conf too, as a plugins.d plugin:" \
+    "both write each of their charts; set anomalies: no in $pythond_conf, or remove the plugin"
+fi
 if [ ${#quieted[@]} -gt 0 ]; then
   printf -v lines "'%s: no', " "${quieted[@]}"
   say "set ${lines%, } in $pythond_conf: python.d.plugin would import these stock modules with $venv's pandas" \

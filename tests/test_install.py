@@ -1030,3 +1030,74 @@ def test_uninstall_goes_through_a_lib_dir_the_admin_made_a_link(tmp_path):
     assert ("removed the standalone runs' saved models in {}/var/lib/netdata/.cache/netdata-anomalies".format(prefix)
             in proc.stdout), proc.stdout
     assert os.listdir(str(disk / '.cache')) == [] and not os.path.exists(prefix + '-anomalies'), proc.stdout
+
+
+def _plugin_setup(tmp_path, pythond_conf, plugin_config=None):
+    """A fake agent tree with the module installed, ``python.d.conf`` as given, and the jobs run
+    as a plugins.d plugin as docs/install.md sets one up (of ``plugin_config``: default the
+    module's anomalies.conf). Returns (prefix, the plugin's path, the module's anomalies.conf)."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    etc = prefix + '/etc/netdata'
+    venv = str(tmp_path / 'venv')
+    os.makedirs(venv + '/bin')
+    with open(venv + '/bin/python', 'w') as f:
+        f.write('#!/bin/sh\nexit 0\n')
+    os.chmod(venv + '/bin/python', 0o755)
+    os.makedirs(etc + '/custom-plugins.d/python.d')
+    os.makedirs(etc + '/python.d')
+    for name in ('anomalies.chart.py', 'anomalies.venv'):
+        with open(etc + '/custom-plugins.d/python.d/' + name, 'w') as f:
+            f.write(venv + '\n')
+    conf = etc + '/python.d/anomalies.conf'
+    with open(conf, 'w') as f:
+        f.write('anomalies:\n  host: 127.0.0.1:19999\n')
+    with open(etc + '/python.d.conf', 'w') as f:
+        f.write(pythond_conf)
+    plugin = etc + '/custom-plugins.d/anomalies.plugin'
+    with open(plugin, 'w') as f:
+        f.write('#!/bin/sh\nexec {}/bin/python -m collector run \\\n  --config {} --update-every "${{1:-1}}"\n'.format(
+            venv, plugin_config or conf))
+    os.chmod(plugin, 0o755)
+    return prefix, plugin, conf
+
+
+def test_check_takes_the_jobs_run_as_a_plugins_d_plugin_for_the_module_off_in_python_d_conf(tmp_path):
+    """docs/install.md's plugins.d setup turns the module off in python.d.conf: --check said
+    'not enabled' (a failure) of the setup it documents, and said nothing when both ran the
+    jobs, each chart written twice."""
+    prefix, plugin, conf = _plugin_setup(tmp_path / 'off', 'anomalies: no\n')
+    pythond = prefix + '/etc/netdata/python.d.conf'
+    _, out = check('--prefix', prefix)
+    assert ("not enabled in {}: 'anomalies: no' (line 1) turns the module off: the jobs of {} run as the plugins.d "
+            "plugin {}\n".format(pythond, conf, plugin)) in out, out
+    prefix, plugin, conf = _plugin_setup(tmp_path / 'both', 'anomalies: yes\n')
+    _, out = check('--prefix', prefix)
+    assert 'enabled in {}/etc/netdata/python.d.conf\n'.format(prefix) in out, out
+    assert ('{} runs the jobs of {} too, as a plugins.d plugin: both write each of their charts (the agent logs '
+            "'collected point is in the past'); set anomalies: no in".format(plugin, conf)) in out, out
+    # a plugin of jobs of its own (another file, as the end-to-end test's) is no duplicate
+    prefix, plugin, conf = _plugin_setup(tmp_path / 'own', 'anomalies: yes\n', str(tmp_path / 'own.conf'))
+    _, out = check('--prefix', prefix)
+    assert 'as a plugins.d plugin' not in out, out
+    prefix, plugin, conf = _plugin_setup(tmp_path / 'own-off', 'anomalies: no\n', str(tmp_path / 'own.conf'))
+    _, out = check('--prefix', prefix)
+    assert "not enabled in {}/etc/netdata/python.d.conf: 'anomalies: no' (line 1) turns the module off\n".format(
+        prefix) in out, out
+
+
+def test_check_says_an_anomalies_conf_edited_since_the_jobs_started_is_not_applied_yet(tmp_path):
+    """python.d.plugin reads the job file at its start: an edit is applied at the agent's restart,
+    and --check said OK of a file the jobs did not run with."""
+    prefix, _, conf = _plugin_setup(tmp_path, 'anomalies: yes\n')
+    plugin = prefix + '/usr/libexec/netdata/plugins.d/python.d.plugin'
+    with agents_python_d_plugin(tmp_path, plugin, settle=2.5):
+        with open(conf, 'a') as f:
+            f.write('  train_min_n_secs: 120\n')   # edited after python.d.plugin started
+        _, out = check('--prefix', prefix)
+        os.utime(conf, (time.time() - 3600,) * 2)   # edited an hour before it started
+        _, before = check('--prefix', prefix)
+    assert re.search(r"warning: {} changed \d+ s ago, after the agent's python\.d\.plugin started \(\d+ s ago\): its "
+                     r"jobs run with the file as it was; restart netdata to apply the change\n".format(re.escape(conf)),
+                     out), out
+    assert 'changed' not in before, before

@@ -434,8 +434,17 @@ static_health="$static/etc/netdata/health.d/anomalies.conf"
 printf '\nedited:\n  charts_regex: system\\.cpu$\n' >> "$static_conf"
 sed -i 's/warn: \$this > 30/warn: $this > 45/' "$static_health"   # and the alarms: a reinstall says it kept them
 edited_sum="$(md5sum < "$static_conf")" edited_health="$(md5sum < "$static_health")"
+# and runs its jobs as a plugins.d plugin instead (docs/install.md): the upgrade leaves the module off
+static_plugin="$static/etc/netdata/custom-plugins.d/anomalies.plugin"
+printf '#!/bin/sh\nexec %s/bin/python -m collector run \\\n  --config %s --update-every "${1:-1}"\n' \
+  "$work/static/opt/netdata-anomalies/venv" "$static_conf" > "$static_plugin"
+chmod 755 "$static_plugin"
+sed -i 's/^anomalies: *yes/anomalies: no/' "$static/etc/netdata/python.d.conf"
 "$here/install.sh" --prefix "$static" --no-restart > "$work/static-again.log" 2>&1 \
   || { cat "$work/static-again.log"; fail "install.sh --prefix again (an upgrade)"; }
+grep -qF "left anomalies off in $static/etc/netdata/python.d.conf: $static_plugin runs the jobs of $static_conf as a plugins.d plugin" \
+  "$work/static-again.log" && grep -qx 'anomalies: no' "$static/etc/netdata/python.d.conf" \
+  || { cat "$work/static-again.log"; fail "the upgrade turned the module on beside the plugins.d plugin that runs its jobs"; }
 grep -q "kept your $static_conf" "$work/static-again.log" || fail "the upgrade did not keep the edited anomalies.conf"
 grep -q "kept your $static_health (this version's alarms: " "$work/static-again.log" \
   || { cat "$work/static-again.log"; fail "the upgrade did not say it kept the edited health alarms"; }
@@ -445,7 +454,9 @@ grep -q "kept your $static_health (this version's alarms: " "$work/static-again.
   || fail "uninstall after an upgrade removed or changed the anomalies.conf the admin had edited"
 [ "$(md5sum < "$static_health" 2>/dev/null)" = "$edited_health" ] \
   || fail "uninstall after an upgrade removed or changed the health alarms the admin had edited"
-rm "$static_conf" "$static_health" && rmdir "$static/etc/netdata/python.d" "$static/etc/netdata/health.d"
+rm "$static_conf" "$static_health" "$static_plugin" && rmdir "$static/etc/netdata/python.d" "$static/etc/netdata/health.d"
+rm -f "$static/etc/netdata/python.d.conf"   # made by the install, then edited by the admin (anomalies: no): kept
+rmdir "$static/etc/netdata/custom-plugins.d"   # kept by the uninstall for the admin's plugin
 [ "$(cd "$work/static" && find . | sort)" = "$tree_before" ] || fail "uninstall did not leave the static build's tree as it was"
-log "a static build's tree: installed under $static, upgraded keeping the edited anomalies.conf and alarms, and removed, found from --prefix alone"
+log "a static build's tree: installed under $static, upgraded keeping the edited anomalies.conf and alarms and the module off beside the plugins.d plugin, and removed, found from --prefix alone"
 log "PASSED"
