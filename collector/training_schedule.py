@@ -423,6 +423,7 @@ class TrainingSchedule:
             self.untrained.pop(model_id, None)
             self.retry_at.pop(model_id, None)
         listed = self.apis[self.config.host].listed_seconds
+        dues = {}
         for model_id, history in result.waiting.items():
             # tried again once it may have the history, not at every discovery before: each
             # training holds every chart's new flags while it runs. A history of 0 is one the
@@ -432,12 +433,12 @@ class TrainingSchedule:
             spec = self.specs.get(model_id)
             if not history and spec is not None and spec.columns is None and spec.host == self.config.host:
                 history = listed.get(spec.chart) or 0
-            if history > 0:
-                short = max(0, result.min_history - history)
-                self.retry_at[model_id] = Retry(0, self.training_step + max(self.discover_every,
-                                                                       -(-int(short) // self.config.update_every)))
+            if history > 0:   # (a step on: the agent's newest row may come a second late)
+                dues[model_id] = self.training_step + 1 + -(-int(max(0, result.min_history - history))
+                                                           // self.config.update_every)
             else:
                 self._back_off(model_id)
+        self._retry_when_grown(dues)
         for reason, ids in by_reason.items():
             self.log.error("{} not trained: {}{}: {}".format(count_of('model', ids), reason, self._window_note(reason),
                                                               first_few(ids)))
@@ -454,6 +455,22 @@ class TrainingSchedule:
                           "{}".format(count_of('model', kept), _seconds_of(result.waiting, kept), result.min_history,
                                       first_few(kept)))
         return bool(by_reason)
+
+    def _retry_when_grown(self, dues):
+        """Retry the models that wait for history at the step each will have it (``dues``),
+        those due within a discovery of each other together at the latest of them (one training,
+        not one a step), with a chart listing taken then rather than at the next discovery: a
+        chart seconds short of train_min_n_secs is trained seconds later, not a minute, while an
+        incident begun meanwhile would go into its window."""
+        group_end = None
+        for model_id, due in sorted(dues.items(), key=lambda item: item[1], reverse=True):
+            if group_end is None or due < group_end - self.discover_every:
+                group_end = due
+            self.retry_at[model_id] = Retry(0, group_end)
+        if dues:
+            soonest = min(self.retry_at[m].step for m in dues)
+            if soonest < self.next_discovery.step:
+                self.next_discovery = Due(self.next_discovery.clock, soonest)
 
     def _rolling_window_next(self, result):
         """The charts the first window (initial_train_data_after/before) held too little of train

@@ -2446,6 +2446,31 @@ def test_no_chart_in_scope_on_an_agent_just_restarted_with_its_history_is_a_wait
             server.stop()
 
 
+def test_a_chart_seconds_short_of_train_min_n_secs_is_trained_seconds_later_not_at_the_next_discovery(
+        recording, logger):
+    """A job started on an agent that holds a few seconds less than train_min_n_secs waited for
+    the next chart listing, a minute on, while an incident begun meanwhile went into its first
+    training window as normal."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    rec = Recording(recording)
+    server = ReplayServer(rec, ReplayClock(rec.start + 290, stepped=True)).start()
+    try:
+        det = make_detector(server, logger, train_min_n_secs=300)
+        det.start()
+        for n in range(1, 60):
+            det.step()
+            server.clock.advance(1)
+            if len(det.models) == 4:
+                break
+            time.sleep(0.05)
+        waits = [m for _, m in logger.lines if 'waiting for 300 s of history before training (train_min_n_secs; 2' in m]
+        assert waits and len(det.models) == 4, logger.lines
+        assert n < 40, n   # 5-10 s short: retried 6-11 steps after the first training (was at the discovery, 60)
+        det.close()
+    finally:
+        server.stop()
+
+
 def test_a_scope_charts_to_exclude_empties_names_charts_to_exclude_not_the_regex(replay, logger):
     """charts_regex matches charts, charts_to_exclude takes them all out: the line names the
     exclusion and what it took, so the reader does not look for the fault in the regex."""
