@@ -303,9 +303,12 @@ class AnomaliesService(object):
         except Exception as e:  # no prometheus_client, a file another job writes ...
             self.error('prometheus export disabled: {}'.format(e if isinstance(e, ValueError) else repr(e)))
             return None
-        if exporter.serve_error is not None:
-            self.error('prometheus /metrics on {}:{} disabled: {!r}; the textfile is still written'.format(
-                host, cfg.prometheus_port, exporter.serve_error))
+        if exporter.serve_error is not None:   # (only beside a textfile: without one the port's error is raised)
+            e = exporter.serve_error
+            self.error('prometheus /metrics on {}:{} disabled: {}; the textfile {}'.format(
+                host, cfg.prometheus_port, getattr(e, 'strerror', None) or repr(e),
+                'is written from the first step it can be (the error above)' if exporter.write_error else
+                'is still written'))
         textfile = cfg.prometheus_textfile and 'textfile {}{}'.format(
             cfg.prometheus_textfile, ' (not written yet: the error above)' if exporter.write_error else '')
         where = [w for w in (textfile, cfg.prometheus_port and exporter.serve_error is None and url) if w]

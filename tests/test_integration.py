@@ -521,18 +521,38 @@ def test_a_taken_prometheus_port_leaves_the_textfile_written(replay, tmp_path):
     with socket.socket() as taken:
         taken.bind(('127.0.0.1', 0))
         taken.listen(1)
+        port = taken.getsockname()[1]
         textfile = tmp_path / 'anomalies.prom'
         service = Service(configuration={'job_name': 'anomalies', 'host': replay.host, 'train_n_secs': 300,
-                                         'prometheus_textfile': str(textfile),
-                                         'prometheus_port': taken.getsockname()[1]})
+                                         'prometheus_textfile': str(textfile), 'prometheus_port': port})
         service.out, service.log_stream = io.StringIO(), io.StringIO()
         assert service.check(), service.log_stream.getvalue()
         service.create()   # (what starts the exporter)
     try:
         log = service.log_stream.getvalue()
-        assert 'disabled' in log and 'the textfile is still written' in log
+        assert ("prometheus /metrics on 127.0.0.1:{} disabled: Address already in use; the textfile is still "
+                "written".format(port)) in log, log
         first_data(service, replay)
         assert 'anomaly_probability{' in textfile.read_text()
+    finally:
+        service.detector.close()
+        service.exporter.close()
+    # a textfile that cannot be written yet (its folder not made): the line does not say it is
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen(1)
+        unwritten = tmp_path / 'not-yet' / 'anomalies.prom'
+        service = Service(configuration={'job_name': 'anomalies', 'host': replay.host, 'train_n_secs': 300,
+                                         'prometheus_textfile': str(unwritten),
+                                         'prometheus_port': taken.getsockname()[1]})
+        service.out, service.log_stream = io.StringIO(), io.StringIO()
+        assert service.check(), service.log_stream.getvalue()
+        service.create()
+    try:
+        log = service.log_stream.getvalue()
+        assert 'cannot write prometheus textfile {}'.format(unwritten) in log, log
+        assert ('disabled: Address already in use; the textfile is written from the first step it can be (the error '
+                'above)') in log and 'still written' not in log, log
     finally:
         service.detector.close()
         service.exporter.close()
