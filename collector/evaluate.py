@@ -2,6 +2,7 @@
 import io
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -84,8 +85,10 @@ def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=No
         raw.update(overrides or {})
         service = Service(configuration=raw)
         service.out, service.log_stream = io.StringIO(), logs
-        if not service.check():
-            raise RuntimeError('the job did not start: ' + '; '.join(logs.lines[-5:]))
+        if not service.check():   # the job's own lines, without their time and job prefix
+            said = [re.sub(r'^.*?\] : ', '', line) for line in logs.lines[-5:]]
+            raise RuntimeError('the job did not start: ' + '; '.join(
+                line for line in said if not line.startswith('job not started')))
         service.detector.trainings_take_agent_time = False   # each one is waited for below
         service.detector.list_wait = None                    # and each chart list
         service.create()

@@ -248,6 +248,10 @@ def test_evaluate_checks_its_outputs_and_every_recording_before_replaying_any(re
                         ([recording, '--trim', '800'], 'a trim of 800 s cuts off incident 1 (it starts 780 s in)'),
                         ([recording, '--set', 'host=10.0.0.1:19999'], '--set host: not for a replay'),
                         ([recording, '--set', 'charts_regex=nothing'], 'the job modelled none of its'),
+                        # the job's own words, without its log lines' time and prefix
+                        ([recording, '--set', 'modle=knn'], "evaluate: the job did not start: configuration "
+                         "error, key 'modle': unknown option (did you mean 'model'? see anomalies.conf for the valid "
+                         "ones)\n"),
                         # a recording shorter than the history a chart waits for says so
                         ([recording, '--set', 'train_min_n_secs=3000'],
                          'waiting for 3000 s of history before training (train_min_n_secs;')):
