@@ -819,6 +819,9 @@ if [ "$mode" = uninstall ]; then
     # says so without failing; a module in place without its record was put there otherwise
     if [ ! -e "$module" ] && [ ! -e "$marker" ]; then
       say "nothing to undo: no install record at $state and no $module (uninstalled already, or installed with another --prefix or --lib-dir, which --uninstall takes too)"
+      # a job the agent still ran after the uninstall (until it restarted) saved its models again
+      [ ! -d "$lib_dir/anomalies-models" ] \
+        || say "$lib_dir/anomalies-models holds models a job saved after the uninstall (the agent ran it until it restarted): remove it by hand (sudo rm -r $lib_dir/anomalies-models)"
       exit 0
     fi
     die "no install record at $state: nothing to undo, though $module is there (an install with --prefix or --lib-dir is undone with the same option; one put in place by hand is removed by hand)"

@@ -346,6 +346,14 @@ def test_a_second_uninstall_has_nothing_to_do_and_does_not_fail(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 'nothing to undo: no install record at {}-anomalies/install.state'.format(
         prefix) in proc.stdout, proc.stdout
+    assert 'anomalies-models' not in proc.stdout, proc.stdout
+    # the models a job the agent still ran saved after the first uninstall are named, not removed
+    os.makedirs(prefix + '/var/lib/netdata/anomalies-models/anomalies')
+    proc = uninstall()
+    assert proc.returncode == 0 and ('{0}/anomalies-models holds models a job saved after the uninstall (the agent '
+                                     'ran it until it restarted): remove it by hand'.format(
+                                         prefix + '/var/lib/netdata')) in proc.stdout, proc.stdout
+    assert os.path.isdir(prefix + '/var/lib/netdata/anomalies-models/anomalies')
     module = prefix + '/etc/netdata/custom-plugins.d/python.d/anomalies.chart.py'
     os.makedirs(os.path.dirname(module))
     open(module, 'w').close()
