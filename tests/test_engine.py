@@ -2388,62 +2388,59 @@ def test_an_agent_refusing_the_reader_is_said_in_its_words_and_what_they_mean():
     assert told['/broken'] == 'HTTP 500'                           # other statuses as before
 
 
+def _dated(path):
+    """The recording at ``path`` with its chart list dating each chart over the whole recording,
+    as an agent's does (the history the job reads from the list)."""
+    with open(os.path.join(path, 'charts.json')) as f:
+        body = json.load(f)
+    with open(os.path.join(path, 'recording.json')) as f:
+        meta = json.load(f)
+    for c in body['charts'].values():
+        c.update(first_entry=meta['start'], last_entry=meta['end'])
+    with open(os.path.join(path, 'charts.json'), 'w') as f:
+        json.dump(body, f)
+    return path
+
+
+def _empty_scope_said(path, age):
+    """``(errors, waits)``: what a job whose charts_regex matches nothing logs of it in its first
+    three steps, started ``age`` s into the recording at ``path``."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    rec = Recording(str(path))
+    server = ReplayServer(rec, ReplayClock(rec.start + age, stepped=True)).start()
+    log = ListLogger()
+    try:
+        det = make_detector(server, log, charts_regex='nothing\\.here')
+        det.start()
+        for _ in range(3):
+            det.step()
+        det.close()
+    finally:
+        server.stop()
+    errors = [m for m in log.errors() if 'no charts match' in m]
+    waits = [m for _, m in log.lines if 'no charts match' in m and ' yet: the agent has collected for' in m]
+    return errors, waits
+
+
 def test_no_chart_in_scope_on_an_agent_seconds_old_is_a_wait_not_an_error(recording, tmp_path):
     """python.d starts the job with its agent, which lists its charts as its collectors start:
     an empty scope then is said once as a wait. On an agent with history it is an error."""
-    from collector.replay import Recording, ReplayClock, ReplayServer
-    dated = tmp_path / 'dated'
-    shutil.copytree(recording, dated)
-    body = json.loads((dated / 'charts.json').read_text())
-    meta = json.loads((dated / 'recording.json').read_text())
-    for c in body['charts'].values():   # the chart list dates each chart, as an agent's does
-        c.update(first_entry=meta['start'], last_entry=meta['end'])
-    (dated / 'charts.json').write_text(json.dumps(body))
-    rec = Recording(str(dated))
+    dated = _dated(shutil.copytree(recording, str(tmp_path / 'dated')))
     for age, error in ((20, False), (600, True)):
-        server = ReplayServer(rec, ReplayClock(rec.start + age, stepped=True)).start()
-        log = ListLogger()
-        try:
-            det = make_detector(server, log, charts_regex='nothing\\.here')
-            det.start()
-            for _ in range(3):
-                det.step()
-            errors = [m for m in log.errors() if 'no charts match' in m]
-            waits = [m for _, m in log.lines if 'no charts match' in m and ' yet: the agent has collected for' in m]
-            assert (len(errors), len(waits)) == ((1, 0) if error else (0, 1)), log.lines
-            # the job runs on (python.d says 'check success' next): the line says what it does meanwhile
-            assert all(e.endswith('charts that match are modelled when they appear') for e in errors), errors
-            det.close()
-        finally:
-            server.stop()
+        errors, waits = _empty_scope_said(dated, age)
+        assert (len(errors), len(waits)) == ((1, 0) if error else (0, 1)), (errors, waits)
+        # the job runs on (python.d says 'check success' next): the line says what it does meanwhile
+        assert all(e.endswith('charts that match are modelled when they appear') for e in errors), errors
 
 
 def test_no_chart_in_scope_on_an_agent_just_restarted_with_its_history_is_a_wait(recording, tmp_path):
     """An agent restarted keeps its history (dbengine) and lists its charts as its collectors
     start: a job started with it (no models saved, as a plugins.d plugin's first run) says the
-    empty scope once as a wait, by the agent's own uptime; one minutes into its run, an error."""
-    from collector.replay import Recording, ReplayClock, ReplayServer
+    empty scope once as a wait, by the agent's own uptime; five minutes into its run, an error."""
     for restart, error in ((590, False), (300, True)):
-        path = _restarted_at(recording, tmp_path / str(restart), START + restart)
-        body = json.loads(open(os.path.join(path, 'charts.json')).read())
-        for c in body['charts'].values():   # dated: 600 s of history, whatever the uptime
-            c.update(first_entry=START, last_entry=START + SECONDS)
-        with open(os.path.join(path, 'charts.json'), 'w') as f:
-            json.dump(body, f)
-        rec = Recording(path)
-        server = ReplayServer(rec, ReplayClock(rec.start + 600, stepped=True)).start()
-        log = ListLogger()
-        try:
-            det = make_detector(server, log, charts_regex='nothing\\.here')
-            det.start()
-            for _ in range(3):
-                det.step()
-            errors = [m for m in log.errors() if 'no charts match' in m]
-            waits = [m for _, m in log.lines if 'no charts match' in m and ' yet: the agent has collected for ' in m]
-            assert (len(errors), len(waits)) == ((1, 0) if error else (0, 1)), log.lines
-            det.close()
-        finally:
-            server.stop()
+        dated = _dated(_restarted_at(recording, tmp_path / str(restart), START + restart))   # 600 s of history
+        errors, waits = _empty_scope_said(dated, 600)
+        assert (len(errors), len(waits)) == ((1, 0) if error else (0, 1)), (errors, waits)
 
 
 def test_a_chart_seconds_short_of_train_min_n_secs_is_trained_seconds_later_not_at_the_next_discovery(
