@@ -433,9 +433,14 @@ class TrainingSchedule:
             spec = self.specs.get(model_id)
             if not history and spec is not None and spec.columns is None and spec.host == self.config.host:
                 history = listed.get(spec.chart) or 0
-            if history > 0:   # (a step on: the agent's newest row may come a second late)
-                dues[model_id] = self.training_step + 1 + -(-int(max(0, result.min_history - history))
-                                                           // self.config.update_every)
+            if model_id in self.models:   # kept (a saved model): not retrained for its wait
+                continue
+            if history > 0:
+                short = int(result.min_history - history)
+                # (a step on: the agent's newest row may come a second late; a chart whose listed
+                # history is enough already, one the training could not read, at the next discovery)
+                dues[model_id] = self.training_step + (1 + -(-short // self.config.update_every) if short > 0
+                                                       else self.discover_every)
             else:
                 self._back_off(model_id)
         self._retry_when_grown(dues)
@@ -458,19 +463,25 @@ class TrainingSchedule:
 
     def _retry_when_grown(self, dues):
         """Retry the models that wait for history at the step each will have it (``dues``),
-        those due within a discovery of each other together at the latest of them (one training,
+        those due within a discovery of the first of them together at the last (one training,
         not one a step), with a chart listing taken then rather than at the next discovery: a
         chart seconds short of train_min_n_secs is trained seconds later, not a minute, while an
         incident begun meanwhile would go into its window."""
-        group_end = None
-        for model_id, due in sorted(dues.items(), key=lambda item: item[1], reverse=True):
-            if group_end is None or due < group_end - self.discover_every:
-                group_end = due
-            self.retry_at[model_id] = Retry(0, group_end)
-        if dues:
-            soonest = min(self.retry_at[m].step for m in dues)
-            if soonest < self.next_discovery.step:
-                self.next_discovery = Due(self.next_discovery.clock, soonest)
+        ordered = sorted(dues.items(), key=lambda item: item[1])
+        while ordered:
+            group = [(m, due) for m, due in ordered if due <= ordered[0][1] + self.discover_every]
+            for model_id, _ in group:
+                self.retry_at[model_id] = Retry(0, group[-1][1])
+            ordered = ordered[len(group):]
+        soonest = self._soonest_retry()
+        if soonest < self.next_discovery.step:
+            self.next_discovery = Due(self.next_discovery.clock, soonest)
+
+    def _soonest_retry(self):
+        """The next step a model that waits for history is retried at (``_retry_when_grown``),
+        which a chart listing is taken for; else never."""
+        return min((retry.step for m, retry in self.retry_at.items()
+                    if retry.tries == 0 and retry.step > self.steps and m not in self.models), default=timings.NEVER)
 
     def _rolling_window_next(self, result):
         """The charts the first window (initial_train_data_after/before) held too little of train

@@ -2454,18 +2454,44 @@ def test_a_chart_seconds_short_of_train_min_n_secs_is_trained_seconds_later_not_
     try:
         det = make_detector(server, logger, train_min_n_secs=300)
         det.start()
-        for n in range(1, 60):
+        started = []   # the step each training started at
+        for _ in range(150):
             det.step()
+            if det.training_step not in started:
+                started.append(det.training_step)
+            det.trainer.wait(30)   # each training reads the history of the step that started it
             server.clock.advance(1)
             if len(det.models) == 4:
                 break
-            time.sleep(0.05)
-        waits = [m for _, m in logger.lines if 'waiting for 300 s of history before training (train_min_n_secs; 2' in m]
-        assert waits and len(det.models) == 4, logger.lines
-        assert n < 40, n   # 5-10 s short: retried 6-11 steps after the first training (was at the discovery, 60)
+        waits = [re.search(r'waiting for 300 s of history before training \(train_min_n_secs; (\d+)', m)
+                 for _, m in logger.lines]
+        least = min(int(w.group(1)) for w in waits if w)   # the history of the shortest chart, 285-290 s
+        assert len(det.models) == 4 and least < 300, logger.lines
+        # retried the step after it has 300 s (at the next discovery, 60 steps on, before)
+        assert len(started) == 2 and started[1] - started[0] == 1 + 300 - least, (started, logger.lines)
         det.close()
     finally:
         server.stop()
+
+
+def test_waiting_charts_due_within_a_discovery_are_retried_together_each_group_with_its_chart_listing(
+        replay, logger):
+    """Charts that will have their history at other steps are retried in groups (one training
+    for those due within a discovery of the first of them, at the last), and a chart listing is
+    taken at each group's step, not only at the first."""
+    det = make_detector(replay, logger)
+    every = det.discover_every
+    det.training_step = det.steps = 0
+    det._retry_when_grown({'a': 10, 'b': 20, 'c': every + 15, 'd': 2 * every + 19, 'e': 2 * every + 20})
+    assert {m: r.step for m, r in det.retry_at.items()} == {
+        'a': 20, 'b': 20, 'c': every + 15, 'd': 2 * every + 20, 'e': 2 * every + 20}
+    assert det.next_discovery.step == 20
+    for step, following in ((20, every + 15), (every + 15, 2 * every + 15), (2 * every + 20, 3 * every + 20)):
+        det.steps = step   # the listing taken at each group's step asks for the next group's, or a discovery on
+        det._listing_taken(wait=0)
+        assert det.next_discovery.step == following, (step, det.next_discovery)
+        det.listing = None
+    det.close()
 
 
 def test_a_scope_charts_to_exclude_empties_names_charts_to_exclude_not_the_regex(replay, logger):
