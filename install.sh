@@ -543,7 +543,9 @@ restart_agent() {
   if pgrep -x netdata >/dev/null 2>&1; then
     local pids
     pids="$(agents_pythond | paste -sd' ' -)"
-    if [ -n "$pids" ]; then
+    if [ "${keep_off:-0}" = 1 ]; then   # the jobs run as a plugins.d plugin: python.d's has none of them
+      say "netdata is running but not under systemd: restart it to apply (its plugins.d plugin $plugin_jobs runs the version it loaded until then)"
+    elif [ -n "$pids" ]; then
       # by PID: a pattern would stop every agent's python.d.plugin on the host, and a debug run by hand
       say "netdata is running but not under systemd: restart it to apply (or stop its python.d.plugin, which the agent starts again: kill $pids)"
     else   # it exits when it has no job to run, and the agent does not start it again
@@ -585,10 +587,12 @@ plugins_running() {  # plugins_running VENV: the plugins.d plugins (set up as do
   done
   return 0
 }
+ere_escape() { sed 's/[][\.*^$+?(){}|]/\\&/g' <<< "$1"; }   # a path as a regular expression (grep -E, pgrep) that matches only it
 plugins_of_conf() {  # plugins_of_conf VENV: those of plugins_running VENV that run the jobs of $user_conf (python.d's), joined by ', '
-  local f found=()
+  local f found=() conf
+  conf="$(ere_escape "$user_conf")"
   while IFS= read -r f; do
-    grep -qF -- "--config $user_conf" "$f" 2>/dev/null && found+=("$f")
+    grep -qE -- "--config[= ]+['\"]?$conf['\"]?([[:space:]]|\$)" "$f" 2>/dev/null && found+=("$f")
   done < <(plugins_running "$1")
   [ "${#found[@]}" -eq 0 ] || { printf -v f '%s, ' "${found[@]}"; printf '%s' "${f%, }"; }
 }
@@ -600,12 +604,15 @@ module_runs() {  # 'yes' when python.d.plugin runs the module by python.d.conf, 
     grep -qE '^anomalies: *yes' "$pythond_conf" 2>/dev/null && printf yes || true
   fi
 }
-agents_plugin() {  # the PIDs of the plugins.d plugin processes running the jobs of $user_conf that an agent started, one a line
-  local p parent
+agents_plugin() {  # the PIDs of the plugins.d plugin processes running the jobs of $user_conf that an agent started (the plugin's shell between them, or exec'd), one a line
+  local p parent grand
   command -v pgrep >/dev/null 2>&1 || return 0
-  for p in $(pgrep -f -- "-m collector run --config $user_conf" 2>/dev/null); do
+  for p in $(pgrep -f -- "-m collector run .*--config[= ]$(ere_escape "$user_conf")( |\$)" 2>/dev/null); do
     parent="$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')"
-    [ -n "$parent" ] && [ "$(ps -o comm= -p "$parent" 2>/dev/null)" = netdata ] && echo "$p"
+    [ -n "$parent" ] || continue
+    grand="$(ps -o ppid= -p "$parent" 2>/dev/null | tr -d ' ')"
+    { [ "$(ps -o comm= -p "$parent" 2>/dev/null)" = netdata ] \
+      || { [ -n "$grand" ] && [ "$(ps -o comm= -p "$grand" 2>/dev/null)" = netdata ]; }; } && echo "$p"
   done
   return 0
 }
@@ -736,7 +743,7 @@ if [ "$mode" = check ]; then
     elif [ ! -x "$mvenv/bin/python" ] || ! (cd / && "$mvenv/bin/python" -c "$job_imports" 2>/dev/null); then
       say "the virtual environment $mvenv named in $marker cannot import the module's package: run sudo ./install.sh again"; ok=0
     else
-      if [ -n "$agent_py" ] && [ "$(pyver "$mvenv/bin/python")" != "$(pyver "$agent_py")" ]; then
+      if [ "$plugin_mode" != 1 ] && [ -n "$agent_py" ] && [ "$(pyver "$mvenv/bin/python")" != "$(pyver "$agent_py")" ]; then
         say "$mvenv is Python $(pyver "$mvenv/bin/python"), python.d.plugin runs $agent_py ($(pyver "$agent_py")): the module cannot load its packages; run sudo ./install.sh again"; ok=0
       else
         say "$mvenv imports the module's package (Python $(pyver "$mvenv/bin/python"))"

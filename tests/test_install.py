@@ -1088,10 +1088,13 @@ def test_check_takes_the_jobs_run_as_a_plugins_d_plugin_for_the_module_off_in_py
     prefix, plugin, conf = _plugin_setup(tmp_path / 'own', 'anomalies: yes\n', str(tmp_path / 'own.conf'))
     _, out = check('--prefix', prefix)
     assert 'as a plugins.d plugin' not in out, out
-    prefix, plugin, conf = _plugin_setup(tmp_path / 'own-off', 'anomalies: no\n', str(tmp_path / 'own.conf'))
-    _, out = check('--prefix', prefix)
-    assert "not enabled in {}/etc/netdata/python.d.conf: 'anomalies: no' (line 1) turns the module off\n".format(
-        prefix) in out, out
+    for own in (str(tmp_path / 'own.conf'), '{}/etc/netdata/python.d/anomalies.conf.local'):   # (not a prefix of it)
+        prefix = str(tmp_path / 'own-off' / os.path.basename(own) / 'opt/netdata')
+        _, plugin, conf = _plugin_setup(tmp_path / 'own-off' / os.path.basename(own), 'anomalies: no\n',
+                                        own.format(prefix))
+        _, out = check('--prefix', prefix)
+        assert "not enabled in {}/etc/netdata/python.d.conf: 'anomalies: no' (line 1) turns the module off\n".format(
+            prefix) in out, out
 
 
 def test_check_says_an_anomalies_conf_edited_since_the_jobs_started_is_not_applied_yet(tmp_path):
@@ -1109,3 +1112,14 @@ def test_check_says_an_anomalies_conf_edited_since_the_jobs_started_is_not_appli
                      r"jobs run with the file as it was; restart netdata to apply the change\n".format(re.escape(conf)),
                      out), out
     assert 'changed' not in before, before
+    # the jobs run as a plugins.d plugin (the module off): the plugin's start is what counts, its
+    # process found by the file it runs (not one of a file whose name only begins the same)
+    prefix, plugin, conf = _plugin_setup(tmp_path / 'as-plugin', 'anomalies: no\n')
+    for running, told in ((conf + '.local', False), (conf, True)):
+        with agents_python_d_plugin(tmp_path, 'python -m collector run --config {} --update-every'.format(running),
+                                    settle=2.5):
+            os.utime(conf)   # edited after the plugin started
+            _, out = check('--prefix', prefix)
+        said = re.search(r"warning: {} changed \d+ s ago, after the agent's plugins\.d plugin {} started \(\d+ s "
+                         r"ago\)".format(re.escape(conf), re.escape(plugin)), out)
+        assert bool(said) == told, (running, out)
