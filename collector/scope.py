@@ -151,23 +151,29 @@ class ChartScope:
             said = ('charts_to_exclude {!r} leaves none of the {} charts charts_regex {!r} matches ({}) and no '
                     'custom_models are set'.format(','.join(cfg.charts_to_exclude), len(excluded), cfg.charts_regex,
                                                    first_few(excluded, 3)))
-        agent_age = max(self.apis[self.config.host].listed_seconds.values(), default=0)
+        listed = self.apis[self.config.host].listed_seconds
+        agent_age = max(listed.values(), default=0)
         restarted = bool(self.models_dir) and persist.has_models(self.models_dir)
         young = timings.YOUNG_AGENT_SECONDS
+        why = ('the agent lists none of the charts modelled before (it is starting, and lists its charts as its '
+               'collectors start)' if restarted else
+               'the agent has collected for {:.0f} s and lists its charts as its collectors start'.format(agent_age))
         if agent_age >= young and not restarted and self.clock() - self.created < young:
             # an agent restarted keeps its history (dbengine) and lists its charts as its
-            # collectors start: its own uptime tells (a job started with it, models saved or not)
+            # collectors start: its own uptime tells (a job started with it, models saved or not),
+            # or, in its first seconds, that it lists none of its own netdata.* charts yet
             uptime = agent_uptime(self.apis[self.config.host])
             if uptime is not None and uptime < young:
                 agent_age = uptime
+                why = 'the agent started {:.0f} s ago and lists its charts as its collectors start'.format(uptime)
+            elif uptime is None and not any(c.startswith('netdata.') for c in set(charts) | set(listed)):
+                agent_age = 0
+                why = 'the agent is starting (it lists none of its own netdata.* charts yet), and lists its charts ' \
+                      'as its collectors start'
         if (agent_age < young or restarted) and self.clock() - self.created < young:
             if not self.told_scope_wait:
                 self.told_scope_wait = True
-                self.log.info(said + ' yet: {}; looking again'.format(
-                    'the agent lists none of the charts modelled before (it is starting, and lists its charts '
-                    'as its collectors start)' if restarted else
-                    'the agent has collected for {:.0f} s and lists its charts as its collectors start'.format(
-                        agent_age)))
+                self.log.info(said + ' yet: {}; looking again'.format(why))
             return True
         self.problems.report('scope', said + ': nothing to model; the charts list is read again every {} s, and '
                                              'charts that match are modelled when they '

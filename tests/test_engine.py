@@ -2388,13 +2388,17 @@ def test_an_agent_refusing_the_reader_is_said_in_its_words_and_what_they_mean():
     assert told['/broken'] == 'HTTP 500'                           # other statuses as before
 
 
-def _dated(path):
+def _dated(path, own_charts=True):
     """The recording at ``path`` with its chart list dating each chart over the whole recording,
-    as an agent's does (the history the job reads from the list)."""
+    as an agent's does (the history the job reads from the list), and listing one of the
+    agent's own netdata.* charts, as an agent past its first seconds does (``own_charts``)."""
+    from conftest import _chart
     with open(os.path.join(path, 'charts.json')) as f:
         body = json.load(f)
     with open(os.path.join(path, 'recording.json')) as f:
         meta = json.load(f)
+    if own_charts:
+        body['charts'].setdefault('netdata.server_cpu', _chart('netdata.server_cpu', ['user', 'system']))
     for c in body['charts'].values():
         c.update(first_entry=meta['start'], last_entry=meta['end'])
     with open(os.path.join(path, 'charts.json'), 'w') as f:
@@ -2418,7 +2422,7 @@ def _empty_scope_said(path, age):
     finally:
         server.stop()
     errors = [m for m in log.errors() if 'no charts match' in m]
-    waits = [m for _, m in log.lines if 'no charts match' in m and ' yet: the agent has collected for' in m]
+    waits = [m for _, m in log.lines if 'no charts match' in m and ' yet: the agent ' in m]
     return errors, waits
 
 
@@ -2429,8 +2433,16 @@ def test_no_chart_in_scope_on_an_agent_seconds_old_is_a_wait_not_an_error(record
     for age, error in ((20, False), (600, True)):
         errors, waits = _empty_scope_said(dated, age)
         assert (len(errors), len(waits)) == ((1, 0) if error else (0, 1)), (errors, waits)
+        assert all('the agent has collected for 20 s and lists its charts as its collectors start' in m
+                   for m in waits), waits
         # the job runs on (python.d says 'check success' next): the line says what it does meanwhile
         assert all(e.endswith('charts that match are modelled when they appear') for e in errors), errors
+    # an agent in its first seconds, with history kept, lists only some of its charts, none of its own yet
+    starting = _dated(shutil.copytree(recording, str(tmp_path / 'starting')), own_charts=False)
+    errors, waits = _empty_scope_said(starting, 600)
+    assert not errors and len(waits) == 1 and waits[0].endswith(
+        'yet: the agent is starting (it lists none of its own netdata.* charts yet), and lists its charts as its '
+        'collectors start; looking again'), (errors, waits)
 
 
 def test_no_chart_in_scope_on_an_agent_just_restarted_with_its_history_is_a_wait(recording, tmp_path):
@@ -2441,6 +2453,7 @@ def test_no_chart_in_scope_on_an_agent_just_restarted_with_its_history_is_a_wait
         dated = _dated(_restarted_at(recording, tmp_path / str(restart), START + restart))   # 600 s of history
         errors, waits = _empty_scope_said(dated, 600)
         assert (len(errors), len(waits)) == ((1, 0) if error else (0, 1)), (errors, waits)
+        assert all('the agent started 10 s ago' in m for m in waits), waits
 
 
 def test_a_chart_seconds_short_of_train_min_n_secs_is_trained_seconds_later_not_at_the_next_discovery(
