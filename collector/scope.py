@@ -160,16 +160,18 @@ class ChartScope:
                'the agent has collected for {:.0f} s and lists its charts as its collectors start'.format(agent_age))
         if agent_age >= young and not restarted and self.clock() - self.created < young:
             # an agent restarted keeps its history (dbengine) and lists its charts as its
-            # collectors start: its own uptime tells (a job started with it, models saved or not),
-            # or, in its first seconds, that it lists none of its own netdata.* charts yet
-            uptime = agent_uptime(self.apis[self.config.host])
-            if uptime is not None and uptime < young:
-                agent_age = uptime
-                why = 'the agent started {:.0f} s ago and lists its charts as its collectors start'.format(uptime)
-            elif uptime is None and not any(c.startswith('netdata.') for c in set(charts) | set(listed)):
+            # collectors start (a job started with it, models saved or not): in its first
+            # seconds it lists none of its own netdata.* charts (and answers for its uptime
+            # with the last its earlier run stored), then its own uptime tells
+            if not any(c.startswith('netdata.') for c in set(charts) | set(listed)):
                 agent_age = 0
                 why = 'the agent is starting (it lists none of its own netdata.* charts yet), and lists its charts ' \
                       'as its collectors start'
+            else:
+                uptime = agent_uptime(self.apis[self.config.host])
+                if uptime is not None and uptime < young:
+                    agent_age = uptime
+                    why = 'the agent started {:.0f} s ago and lists its charts as its collectors start'.format(uptime)
         if (agent_age < young or restarted) and self.clock() - self.created < young:
             if not self.told_scope_wait:
                 self.told_scope_wait = True

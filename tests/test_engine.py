@@ -2437,7 +2437,8 @@ def test_no_chart_in_scope_on_an_agent_seconds_old_is_a_wait_not_an_error(record
                    for m in waits), waits
         # the job runs on (python.d says 'check success' next): the line says what it does meanwhile
         assert all(e.endswith('charts that match are modelled when they appear') for e in errors), errors
-    # an agent in its first seconds, with history kept, lists only some of its charts, none of its own yet
+    # an agent in its first seconds, with history kept, lists only some of its charts, none of its own
+    # yet, and answers for its uptime with the last value its earlier run stored (not replayed here)
     starting = _dated(shutil.copytree(recording, str(tmp_path / 'starting')), own_charts=False)
     errors, waits = _empty_scope_said(starting, 600)
     assert not errors and len(waits) == 1 and waits[0].endswith(
