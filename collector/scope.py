@@ -161,14 +161,15 @@ class ChartScope:
         if agent_age >= young and not restarted and self.clock() - self.created < young:
             # an agent restarted keeps its history (dbengine) and lists its charts as its
             # collectors start (a job started with it, models saved or not): in its first
-            # seconds it lists none of its own netdata.* charts (and answers for its uptime
-            # with the last its earlier run stored), then its own uptime tells
+            # seconds it lists none of its own netdata.* charts, then its own uptime tells (not
+            # the last its earlier run stored, which it answers with until it collects one)
             if not any(c.startswith('netdata.') for c in set(charts) | set(listed)):
                 agent_age = 0
                 why = 'the agent is starting (it lists none of its own netdata.* charts yet), and lists its charts ' \
                       'as its collectors start'
             else:
-                uptime = agent_uptime(self.apis[self.config.host])
+                api = self.apis[self.config.host]
+                uptime = agent_uptime(api, now=getattr(api, 'listed_at', None))
                 if uptime is not None and uptime < young:
                     agent_age = uptime
                     why = 'the agent started {:.0f} s ago and lists its charts as its collectors start'.format(uptime)

@@ -9,13 +9,16 @@ the detector's it reads and sets.
 import numpy as np
 
 from . import flagged_spans, timings
+from .netdata_api import is_time
 from .problems import first_few, plural
 
 
-def agent_uptime(api, chart='netdata.uptime'):
+def agent_uptime(api, chart='netdata.uptime', now=None):
     """The seconds an agent has run, by its ``netdata.uptime`` (0 where it lists the chart but
     has not collected it yet: seconds old), or None when it does not tell (not listed, no answer);
-    with ``chart`` 'system.uptime', the seconds its node has run since it booted."""
+    with ``chart`` 'system.uptime', the seconds its node has run since it booted. Given the
+    agent's time ``now`` (its chart list's), a value stored seconds before it is an earlier
+    run's: an agent restarted answers with it until it collects its own, 0 too."""
     try:
         _, rows = api.data(chart, after=-1)
     except Exception:
@@ -23,6 +26,9 @@ def agent_uptime(api, chart='netdata.uptime'):
     values = [r[1] for r in rows if len(r) > 1]
     uptime = values[-1] if values else None
     if uptime is None:
+        return 0.0
+    every = (getattr(api, 'listed_every', None) or {}).get(chart, 1)
+    if now is not None and is_time(rows[-1][0]) and rows[-1][0] < now - 1 - every:
         return 0.0
     if isinstance(uptime, bool) or not isinstance(uptime, (int, float)):
         return None

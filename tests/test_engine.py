@@ -2457,6 +2457,30 @@ def test_no_chart_in_scope_on_an_agent_just_restarted_with_its_history_is_a_wait
         assert all('the agent started 10 s ago' in m for m in waits), waits
 
 
+def test_an_uptime_an_agent_stored_before_it_restarted_is_not_taken_for_its_uptime():
+    """In its first seconds a restarted agent (1.37) answers for netdata.uptime with the value
+    its earlier run stored last, a few seconds before its chart list's time (measured: the
+    row of 3 s before, 81 s, then 'No metrics', null, 1, 2 ...)."""
+    from collector.startup import agent_uptime
+
+    class Agent:
+        listed_every = {}
+
+        def __init__(self, rows):
+            self.rows = rows
+
+        def data(self, chart, after):
+            return ['uptime'], self.rows
+    now = 1796639391
+    assert agent_uptime(Agent([[now - 3, 81]]), now=now) == 0.0       # the earlier run's
+    assert agent_uptime(Agent([[now - 1, 4000]]), now=now) == 4000.0  # this run's, a second behind the list
+    assert agent_uptime(Agent([[now - 3, 81]])) == 81.0               # no time to judge it by
+    assert agent_uptime(Agent([[now, None]]), now=now) == 0.0         # listed, not collected yet
+    slow = Agent([[now - 6, 4000]])
+    slow.listed_every = {'netdata.uptime': 5}                         # an agent collecting every 5 s
+    assert agent_uptime(slow, now=now) == 4000.0
+
+
 def test_a_chart_seconds_short_of_train_min_n_secs_is_trained_seconds_later_not_at_the_next_discovery(
         recording, logger):
     """A job started on an agent that holds a few seconds less than train_min_n_secs waited for
