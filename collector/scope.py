@@ -163,13 +163,16 @@ class ChartScope:
             # collectors start (a job started with it, models saved or not): in its first
             # seconds it lists none of its own netdata.* charts, then its own uptime tells (not
             # the last its earlier run stored, which it answers with until it collects one)
-            if not any(c.startswith('netdata.') for c in set(charts) | set(listed)):
+            names = set(charts) | set(listed)
+            if not any(c.startswith('netdata.') for c in names):
                 agent_age = 0
                 why = 'the agent is starting (it lists none of its own netdata.* charts yet), and lists its charts ' \
                       'as its collectors start'
             else:
                 api = self.apis[self.config.host]
                 uptime = agent_uptime(api, now=getattr(api, 'listed_at', None))
+                if uptime is None and 'netdata.uptime' in names:   # listed, its query matching no value yet
+                    uptime = 0.0
                 if uptime is not None and uptime < young:
                     agent_age = uptime
                     why = 'the agent started {:.0f} s ago and lists its charts as its collectors start'.format(uptime)

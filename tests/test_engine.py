@@ -2455,6 +2455,11 @@ def test_no_chart_in_scope_on_an_agent_just_restarted_with_its_history_is_a_wait
         errors, waits = _empty_scope_said(dated, 600)
         assert (len(errors), len(waits)) == ((1, 0) if error else (0, 1)), (errors, waits)
         assert all('the agent started 10 s ago' in m for m in waits), waits
+    # in its next seconds it lists netdata.uptime, but a query of it matches no value yet
+    dated = _dated(_restarted_at(recording, tmp_path / 'unanswered', START + 300))
+    os.remove(os.path.join(dated, 'data', 'netdata.uptime.json.gz'))
+    errors, waits = _empty_scope_said(dated, 600)
+    assert not errors and len(waits) == 1 and 'the agent started 0 s ago' in waits[0], (errors, waits)
 
 
 def test_an_uptime_an_agent_stored_before_it_restarted_is_not_taken_for_its_uptime():
