@@ -28,6 +28,7 @@ class ChartScope:
     def _init_scope(self):
         """The state of the chart list and of the waits for it."""
         self.told_scope_wait = False   # a young agent with no chart in scope yet: said once
+        self.scope_looked_again = False   # an empty scope in the job's first minutes: looked at once more
         self.told_child_wait = False   # a child its just restarted parent does not list yet: said once
         self.child_waited = False      # ... and waited for since the last answer
         self.child_modelled = None     # whether models_dir held models (of the child) at the wait
@@ -180,6 +181,12 @@ class ChartScope:
             if not self.told_scope_wait:
                 self.told_scope_wait = True
                 self.log.info(said + ' yet: {}; looking again'.format(why))
+            return True
+        if not self.scope_looked_again and self.clock() - self.created < young:
+            # a job started with its agent may read its first chart list, a few charts long, a
+            # second before its collectors list theirs (whatever uptime it answers with then):
+            # looked at once more, seconds on, before it is an error
+            self.scope_looked_again = True
             return True
         self.problems.report('scope', said + ': nothing to model; the charts list is read again every {} s, and '
                                              'charts that match are modelled when they '

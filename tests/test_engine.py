@@ -2416,7 +2416,7 @@ def _empty_scope_said(path, age):
     try:
         det = make_detector(server, log, charts_regex='nothing\\.here')
         det.start()
-        for _ in range(3):
+        for _ in range(3 + timings.SCOPE_WAIT_SECONDS):   # (an empty scope is looked at once more, seconds on)
             det.step()
         det.close()
     finally:
@@ -2460,6 +2460,36 @@ def test_no_chart_in_scope_on_an_agent_just_restarted_with_its_history_is_a_wait
     os.remove(os.path.join(dated, 'data', 'netdata.uptime.json.gz'))
     errors, waits = _empty_scope_said(dated, 600)
     assert not errors and len(waits) == 1 and 'the agent started 0 s ago' in waits[0], (errors, waits)
+
+
+def test_a_first_chart_list_without_the_scope_is_looked_at_again_before_it_is_an_error(recording, tmp_path):
+    """A job started with its agent (a plugins.d plugin's first run, no models saved) may read
+    a chart list of the agent's first second, which lists few charts, none of its scope: it
+    logged an ERROR there, then modelled the charts a minute later. It looks again seconds on."""
+    from collector.replay import Recording, ReplayClock, ReplayServer
+    rec = Recording(_dated(shutil.copytree(recording, str(tmp_path / 'dated'))))
+    server = ReplayServer(rec, ReplayClock(rec.start + 600, stepped=True)).start()
+    log = ListLogger()
+    SwitchableApi.hidden = {'system.cpu', 'system.forks', 'system.load', 'system.ram'}
+    try:
+        det = make_detector(server, log)
+        det.start()
+        det.step()
+        server.clock.advance(1)
+        SwitchableApi.hidden = set()   # the collectors list theirs a second on
+        for _ in range(30):
+            det.step()
+            server.clock.advance(1)
+            if det.models:
+                break
+            time.sleep(0.05)
+        # (within seconds: the next chart list would have come a discovery, 60 steps, on)
+        assert sorted(det.models) == ['system.cpu', 'system.forks', 'system.load', 'system.ram'], log.lines
+        assert not log.errors(), log.lines
+        det.close()
+    finally:
+        SwitchableApi.hidden = set()
+        server.stop()
 
 
 def test_an_uptime_an_agent_stored_before_it_restarted_is_not_taken_for_its_uptime():
@@ -2542,7 +2572,7 @@ def test_a_scope_charts_to_exclude_empties_names_charts_to_exclude_not_the_regex
     exclusion and what it took, so the reader does not look for the fault in the regex."""
     det = make_detector(replay, logger, charts_regex=r'system\.(cpu|load)$', charts_to_exclude='system.*')
     det.start()
-    for _ in range(3):
+    for _ in range(3 + timings.SCOPE_WAIT_SECONDS):
         det.step()
     said = [m for _, m in logger.lines if 'no custom_models are set' in m]
     assert said and all(m.startswith("charts_to_exclude 'system.*' leaves none of the 2 charts charts_regex "
