@@ -56,9 +56,7 @@ class ChartScope:
             discovery_due = self.clock() >= self.next_discovery.clock or self.steps >= self.next_discovery.step
             if self.trainer.busy or not (full_due or discovery_due):
                 return None
-            # (sooner where a chart that waits for history will have it: _retry_when_grown)
-            self.next_discovery = Due(self.clock() + timings.DISCOVER_SECONDS,
-                                      min(self.steps + self.discover_every, self._soonest_retry()))
+            self.next_discovery = Due(self.clock() + timings.DISCOVER_SECONDS, self.steps + self.discover_every)
             self.listing = ChartListing(self.apis[self.config.host], in_thread=wait is not None)
         if not self.listing.ready(wait):
             return None

@@ -464,9 +464,11 @@ class TrainingSchedule:
     def _retry_when_grown(self, dues):
         """Retry the models that wait for history at the step each will have it (``dues``),
         those due within a discovery of the first of them together at the last (one training,
-        not one a step), with a chart listing taken then rather than at the next discovery: a
-        chart seconds short of train_min_n_secs is trained seconds later, not a minute, while an
-        incident begun meanwhile would go into its window."""
+        not one a step), the first of them with a chart listing taken then rather than at the
+        next discovery: a chart seconds short of train_min_n_secs is trained seconds later, not
+        a minute, while an incident begun meanwhile would go into its window. (The groups after
+        it wait for the discoveries after: a listing at each group's step raised more false
+        flags on young agents, 217 instead of 187 over the twelve recordings at --warmup 60.)"""
         ordered = sorted(dues.items(), key=lambda item: item[1])
         while ordered:
             group = [(m, due) for m, due in ordered if due <= ordered[0][1] + self.discover_every]
@@ -478,8 +480,8 @@ class TrainingSchedule:
             self.next_discovery = Due(self.next_discovery.clock, soonest)
 
     def _soonest_retry(self):
-        """The next step a model that waits for history is retried at (``_retry_when_grown``),
-        which a chart listing is taken for; else never."""
+        """The next step a model that waits for history is retried at (``_retry_when_grown``);
+        else never."""
         return min((retry.step for m, retry in self.retry_at.items()
                     if retry.tries == 0 and retry.step > self.steps and m not in self.models), default=timings.NEVER)
 
