@@ -647,7 +647,7 @@ make_dir() {  # make_dir DIR: mkdir -p, recording each folder it creates (one pe
   save_state
 }
 
-pythond_age() {  # the seconds the agent's python.d.plugin has run (the youngest, if several), or nothing; with
+runner_age() {  # the seconds the agent's python.d.plugin has run (the youngest, if several), or nothing; with
   # plugin_mode=1 its plugins.d plugin's that runs the jobs
   local p t age=
   command -v pgrep >/dev/null 2>&1 || return 0
@@ -720,18 +720,18 @@ if [ "$mode" = check ]; then
   fi
   # an install over a running agent not run by systemd: its python.d.plugin runs the module (and
   # the packages) it loaded before, and the charts below are that version's, until it restarts
-  pythond_age="$(pythond_age)"
-  if [ -n "$pythond_age" ] && [ -f "$module" ]; then
+  runner_age="$(runner_age)"
+  if [ -n "$runner_age" ] && [ -f "$module" ]; then
     installed_ago=$(( $(date +%s) - $(stat -c %Y "$module") ))
-    if [ "$installed_ago" -lt "$pythond_age" ]; then
-      say "the agent's ${runner/#the /} started $pythond_age s ago, before $module was installed ($installed_ago s ago): it runs the version it loaded then; restart netdata"; ok=0
+    if [ "$installed_ago" -lt "$runner_age" ]; then
+      say "the agent's ${runner/#the /} started $runner_age s ago, before $module was installed ($installed_ago s ago): it runs the version it loaded then; restart netdata"; ok=0
     fi
   fi
   # an anomalies.conf edited since: the jobs run with the file as it was read at their start
-  if [ -n "$pythond_age" ] && [ -f "$user_conf" ]; then
+  if [ -n "$runner_age" ] && [ -f "$user_conf" ]; then
     edited_ago=$(( $(date +%s) - $(stat -c %Y "$user_conf") ))
-    if [ "$edited_ago" -lt "$pythond_age" ]; then
-      say "warning: $user_conf changed $edited_ago s ago, after the agent's ${runner/#the /} started ($pythond_age s ago): its jobs run with the file as it was; restart netdata to apply the change"
+    if [ "$edited_ago" -lt "$runner_age" ]; then
+      say "warning: $user_conf changed $edited_ago s ago, after the agent's ${runner/#the /} started ($runner_age s ago): its jobs run with the file as it was; restart netdata to apply the change"
     fi
   fi
   if [ -f "$marker" ]; then
@@ -797,15 +797,15 @@ if [ "$mode" = check ]; then
       done
       # one job's charts do not say the others' are there: a job that never started (a child the
       # parent does not hold, a key it refuses at start) left the check above saying OK
-      pythond_age="$(pythond_age)"
+      runner_age="$(runner_age)"
       journal_read=0
       while IFS=$'\t' read -r job kind min_secs; do
         [ -n "$job" ] && [ -n "$kind" ] || continue
         if grep -qF "\"$kind.probability\"" <<< "$body"; then
           say "job $job: chart $kind.probability exists"
         else
-          [ "$journal_read" -eq 1 ] || { module_journal "$pythond_age"; journal_read=1; }   # once, not once a job
-          say "job $job: no chart $kind.probability$(no_chart_reason "$job" "$min_secs" "$pythond_age")"; ok=0
+          [ "$journal_read" -eq 1 ] || { module_journal "$runner_age"; journal_read=1; }   # once, not once a job
+          say "job $job: no chart $kind.probability$(no_chart_reason "$job" "$min_secs" "$runner_age")"; ok=0
         fi
       done <<< "$started_jobs"
       if [ "$ok" -eq 0 ] && [ "$plugin_mode" = 1 ] && command -v pgrep >/dev/null 2>&1 && [ -z "$(agents_plugin)" ]; then
