@@ -50,7 +50,7 @@ def _speed(text):
 def _host(text, tls="--protocol https"):
     """An agent as ``host:port`` (or ``parent:port/host/child``): the scheme is ``--protocol``'s
     (``run``'s: the config's ``protocol``)."""
-    from .config import valid_host
+    from .hosts import valid_host
     if not valid_host(text):
         raise argparse.ArgumentTypeError("give host:port without a scheme and with a port from 1 to 65535, "
                                          "e.g. 127.0.0.1:19999 ({} for TLS), got {!r}".format(tls, text))
@@ -189,7 +189,8 @@ def _parsed_jobs(jobs):
 
 
 def cmd_check_config(args):
-    from .config import ConfigError, config_warnings
+    from .config import ConfigError
+    from .config_warnings import config_warnings
     from .config_file import load_config_file
     if args.started_jobs:
         return _started_jobs(args.file)

@@ -9,9 +9,10 @@ import copy
 import functools
 import time
 
-from .config import (DRIVERS_ID_MAX, ConfigError, chart_type, config_warnings, drivers_id_max, node_read,
-                     node_title, parse_job_config, served_name)
+from .config import DRIVERS_ID_MAX, ConfigError, chart_type, drivers_id_max, parse_job_config, served_name
 from .config_file import pythond_file_notes
+from .config_warnings import config_warnings
+from .hosts import node_read, node_title
 from .netdata_api import split_key
 from .node import NodeRate
 from .pace import Pace

@@ -9,7 +9,8 @@ import time
 
 import numpy as np
 
-from .config import chart_type, node_read, titled_node
+from .config import chart_type
+from .hosts import node_read, titled_node
 from .netdata_api import MAX_ROWS, NetdataApi, NetdataError, is_time
 from .protocol import quotable
 

@@ -9,7 +9,7 @@ the detector's it reads and sets.
 import collections
 
 from . import flagged_spans, memory, timings
-from .config import on_this_machine
+from .hosts import on_this_machine
 from .netdata_api import NetdataError
 from .problems import count_of, first_few, gist, plural
 from .timings import Due

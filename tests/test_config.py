@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import yaml
 
-from collector.config import ConfigError, config_warnings, parse_job_config
+from collector.config import ConfigError, parse_job_config
+from collector.config_warnings import config_warnings
 from collector.config_file import job_configs_from_file, load_config_file, pythond_file_notes
 from conftest import ROOT
 
@@ -268,6 +269,21 @@ def test_models_dir_takes_auto_and_none_in_any_case_and_a_relative_folder_is_war
     notes = config_warnings(parse_job_config({'models_dir': 'mymodels'}))
     assert len(notes) == 1 and notes[0].startswith("key 'models_dir': mymodels is not an absolute path"), notes
     assert config_warnings(parse_job_config({'models_dir': '~/models'})) == []
+
+
+def test_an_agent_named_without_a_port_is_warned_of_with_the_port_it_is_read_on():
+    """'host: localhost' reads port 80, where no agent listens by default: the job then fails to
+    connect, and the warning says which port it tried and the form with the agent's own."""
+    notes = config_warnings(parse_job_config({'host': 'localhost'}))
+    assert notes == ["key 'host': localhost names no port, so the agent is read on port 80, http's (an agent "
+                     "listens on 19999 by default: localhost:19999)"]
+    notes = config_warnings(parse_job_config({'host': 'parent/host/child', 'protocol': 'https'}))
+    assert len(notes) == 1 and 'port 443' in notes[0] and notes[0].endswith('parent:19999/host/child)'), notes
+    notes = config_warnings(parse_job_config({'custom_models': [
+        {'name': 'pair', 'dimensions': 'other::system.cpu|user,system.cpu|system'}]}))
+    assert len(notes) == 1 and notes[0].startswith("key 'custom_models': other names no port"), notes
+    for host in ('localhost:19999', '[::1]:19999', 'parent:19999/host/child', 'proxy:443/'):
+        assert config_warnings(parse_job_config({'host': host})) == [], host
 
 
 def test_settings_that_do_nothing_or_much_more_than_meant_are_warned_of(tmp_path):
@@ -770,7 +786,7 @@ def test_check_config_as_root_says_what_the_agents_user_may_not_write(tmp_path):
 
 def test_a_job_reads_this_machine_only_through_a_loopback_address_or_its_name():
     """Another job's training, here, shows in the charts of an agent on this machine only."""
-    from collector.config import on_this_machine
+    from collector.hosts import on_this_machine
     here = ['127.0.0.1:19999', 'localhost:19999', '[::1]:19999', 'LOCALHOST', '127.0.1.1', 'box:19999', 'box.']
     elsewhere = ['10.0.0.5:19999', 'parent:19999', '127.0.0.1:19999/host/child', 'localhost/host/child', '', None,
                  '[fe80::1]:19999']

@@ -825,7 +825,7 @@ def test_the_charts_of_a_job_reading_a_child_through_its_parent_name_the_child()
         'anomalies_child1.flagged_for': 'Longest Running Anomaly Flag (node child1)',
         'anomalies_child1.drivers_system.cpu': 'Anomaly Drivers of system.cpu (node child1)'}
     assert out['127.0.0.1:19999']['anomalies_child1.probability'] == 'Anomaly Probability'
-    from collector.config import titled_node
+    from collector.hosts import titled_node
     assert [titled_node(t) for t in ('Anomaly Probability (node child1)', 'Anomaly Probability', None,
                                      # as /api/v1/charts lists them
                                      'Anomaly Probability (node child1) (anomalies_child1.probability)',
