@@ -383,15 +383,8 @@ def _fit_one(request, spec, df, index, all_columns, problems, result):
         result.waiting[spec.model_id] = history
         return
     try:   # a wide chart's features are columns x (lags_n + 2) x rows: its own to run out of memory
-        filled = fill_missing(raw)
-        new_at = since_new(filled, times, cols, request.new_dimensions.get(spec.model_id, ()))
-        blocks = [_across_gaps_left_out(cfg.training_features(filled[p]), times[p], train_need, cfg.update_every)
-                  for p in phases]
-        raw, times = filled[phases[0]], times[phases[0]]
-        # one phase (update_every 1) is one block: a copy of it would double the fit's largest matrix
-        X = blocks[0][0] if len(blocks) == 1 else np.vstack([b[0] for b in blocks])
-        row_times = np.concatenate([b[1] for b in blocks])
-        del blocks
+        raw, times, X, row_times, new_at = _feature_rows(cfg, raw, times, phases, cols,
+                                                         request.new_dimensions.get(spec.model_id, ()))
     except MemoryError:
         result.errors[spec.model_id] = _no_memory(cols, raw.shape[0])
         return
@@ -415,14 +408,7 @@ def _fit_one(request, spec, df, index, all_columns, problems, result):
     except Exception as e:
         result.errors[spec.model_id] = 'fit failed: {}'.format(e)
         return
-    fm.info['window'] = (float(times[0]), float(times[-1]))
-    fm.info['excluded_rows'] = n_excluded
-    if kept.new_rows:
-        fm.info['new_dimensions_since'], fm.info['new_dimensions_rows'] = new_at, kept.new_rows
-    if kept.share > MAX_EXCLUDED_SHARE:
-        fm.info['flagged_share_kept'] = round(kept.share, 3)
-    elif kept.routine:
-        fm.info['flagged_events_kept'] = kept.events
+    _describe_fit(fm, times, n_excluded, kept, new_at)
     result.models[spec.model_id] = fm
     # copies: views would keep the chart's whole window alive until the training ends
     result.tails[spec.model_id] = (times[-need:].copy(), raw[-need:].copy())
@@ -433,6 +419,33 @@ def _fit_one(request, spec, df, index, all_columns, problems, result):
         except Exception as e:  # a full disk or a read-only dir must not cost the model
             result.save_error = result.save_error or 'cannot save models in {} (models_dir): {!r}'.format(
                 request.models_dir, e)
+
+
+def _feature_rows(cfg, raw, times, phases, cols, new_dimensions):
+    """``(values, times, X, row_times, new_at)``: the window's values with gaps filled and its
+    feature rows, of every phase the steps may read (``phases``, the newest first), whose
+    values and times are those returned; ``new_at``: when the newest of ``new_dimensions`` began."""
+    need = cfg.training_rows_needed
+    filled = fill_missing(raw)
+    new_at = since_new(filled, times, cols, new_dimensions)
+    blocks = [_across_gaps_left_out(cfg.training_features(filled[p]), times[p], need, cfg.update_every)
+              for p in phases]
+    # one phase (update_every 1) is one block: a copy of it would double the fit's largest matrix
+    X = blocks[0][0] if len(blocks) == 1 else np.vstack([b[0] for b in blocks])
+    row_times = np.concatenate([b[1] for b in blocks])
+    return filled[phases[0]], times[phases[0]], X, row_times, new_at
+
+
+def _describe_fit(fm, times, n_excluded, kept, new_at):
+    """What the model's info says of its window: its span, the rows left out and why, what was kept."""
+    fm.info['window'] = (float(times[0]), float(times[-1]))
+    fm.info['excluded_rows'] = n_excluded
+    if kept.new_rows:
+        fm.info['new_dimensions_since'], fm.info['new_dimensions_rows'] = new_at, kept.new_rows
+    if kept.share > MAX_EXCLUDED_SHARE:
+        fm.info['flagged_share_kept'] = round(kept.share, 3)
+    elif kept.routine:
+        fm.info['flagged_events_kept'] = kept.events
 
 
 def _model_window(request, spec, df, index, all_columns, problems):
