@@ -221,38 +221,14 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
     charts_raw, charts_body, charts = _chart_list(session, base, timeout, rx)
     now = _agent_now(session, base, timeout)
     if past:
-        end = int(now) - 1 if before is None else min(int(before), int(now) - 1)
-        if before is not None and int(before) > end:
-            stream.write('record: --before {} is past the agent\'s newest second: the window ends at {}\n'.format(
-                int(before), end))
-        start = end - int(seconds)
-        oldest = _history_start(charts_body, charts)
-        if oldest is not None and end <= oldest:
-            raise RecordError('nothing to record: the window ends at {}, before the agent\'s history '
-                              'starts ({})'.format(end, oldest))
-        if oldest is not None and start < oldest:
-            stream.write('record: the agent holds {} s of these charts, not {}: recording {}..{}\n'.format(
-                end - oldest, int(seconds), oldest, end))
-            start = oldest
+        start, end = _past_window(charts_body, charts, now, seconds, before, stream)
         _labels_inside(labels_body, start, end)
         sample = _get(session, base + '/api/v1/allmetrics?format=json', timeout)
     else:
         start = int(now)
         end = start + int(seconds)
         _labels_inside(labels_body, start, end)
-        # the window's times, for the labels.json of what is done during it (the agent's clock)
-        stream.write('record: recording {}..{} (unix seconds, the agent\'s clock) into {}\n'.format(start, end, out))
-        sample = None
-        ahead = now - clock()   # the window is on the agent's clock, which may differ from ours
-        while clock() + ahead < end + 1:
-            left = end + 1 - (clock() + ahead)
-            _progress(int(seconds - max(left, 0)), int(seconds), 'waiting for the window to pass', stream)
-            if sample is None and left < seconds / 2:
-                sample = _get(session, base + '/api/v1/allmetrics?format=json', timeout)
-            sleep(min(1.0, max(left, 0.01)))
-        stream.close()
-        if sample is None:
-            sample = _get(session, base + '/api/v1/allmetrics?format=json', timeout)
+        sample = _wait_for_window(session, base, timeout, now, start, end, out, stream, sleep, clock)
         # the list as the window ends, as with --past: charts the agent created during it
         # (a TCP chart at the first connection) are recorded too
         charts_raw, charts_body, charts = _chart_list(session, base, timeout, rx)
@@ -277,6 +253,45 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
         with open(os.path.join(out, 'labels.json'), 'w') as f:
             json.dump(labels_body, f, indent=1)
     return failed
+
+
+def _past_window(charts_body, charts, now, seconds, before, stream):
+    """``(start, end)`` of a window already held (``--past``): ending at ``before`` or the agent's
+    newest whole second, starting no earlier than the oldest second the agent holds of ``charts``."""
+    end = int(now) - 1 if before is None else min(int(before), int(now) - 1)
+    if before is not None and int(before) > end:
+        stream.write('record: --before {} is past the agent\'s newest second: the window ends at {}\n'.format(
+            int(before), end))
+    start = end - int(seconds)
+    oldest = _history_start(charts_body, charts)
+    if oldest is not None and end <= oldest:
+        raise RecordError('nothing to record: the window ends at {}, before the agent\'s history '
+                          'starts ({})'.format(end, oldest))
+    if oldest is not None and start < oldest:
+        stream.write('record: the agent holds {} s of these charts, not {}: recording {}..{}\n'.format(
+            end - oldest, int(seconds), oldest, end))
+        start = oldest
+    return start, end
+
+
+def _wait_for_window(session, base, timeout, now, start, end, out, stream, sleep, clock):
+    """Wait, with progress, until the agent has collected a live window's last second; returns the
+    allmetrics sample taken past its middle."""
+    seconds = end - start
+    # the window's times, for the labels.json of what is done during it (the agent's clock)
+    stream.write('record: recording {}..{} (unix seconds, the agent\'s clock) into {}\n'.format(start, end, out))
+    sample = None
+    ahead = now - clock()   # the window is on the agent's clock, which may differ from ours
+    while clock() + ahead < end + 1:
+        left = end + 1 - (clock() + ahead)
+        _progress(int(seconds - max(left, 0)), int(seconds), 'waiting for the window to pass', stream)
+        if sample is None and left < seconds / 2:
+            sample = _get(session, base + '/api/v1/allmetrics?format=json', timeout)
+        sleep(min(1.0, max(left, 0.01)))
+    stream.close()
+    if sample is None:
+        sample = _get(session, base + '/api/v1/allmetrics?format=json', timeout)
+    return sample
 
 
 def _agent_now(session, base, timeout):
