@@ -475,6 +475,27 @@ MAX_FIT_VALUES = 12000000
 MIN_FIT_ROWS = 1000
 
 
+def _fit_or_fall_back(model, Z, contamination, blocks, fit_on, feature_columns):
+    """``(scorer, training scores, model used, errors)``: ``model`` fitted, or ``FALLBACK`` where
+    it raises or scores its own training rows as non-finite (any library failure: the chart is
+    never lost to one); raises only when the fallback fails too."""
+    used, errors = model, []
+    while True:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                with np.errstate(all='ignore'):
+                    scorer, scores = _fit_scorer(used, Z, contamination, blocks, fit_on, feature_columns)
+            if not np.all(np.isfinite(scores)):
+                raise FloatingPointError('non-finite training scores')
+            return scorer, scores, used, errors
+        except Exception as e:
+            errors.append('{}: {}'.format(used, e))
+            if used == FALLBACK:
+                raise RuntimeError('all models failed: ' + '; '.join(errors))
+            used = FALLBACK
+
+
 def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, calibration='empirical', max_rows=100000,
               groups=None, blocks=None, level_squash=None):
     """Fit ``model`` on feature matrix ``X`` and return a ``FittedModel``.
@@ -522,21 +543,7 @@ def fit_model(model_id, columns, X, model='mahalanobis', contamination=0.001, ca
         scorer, scores, used = still_scorer(kept.size), np.zeros(X.shape[0]), 'constant'
         info['kept_features'] = int(kept.size)
     else:
-        used, errors = model, []
-        while True:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter('ignore')
-                    with np.errstate(all='ignore'):
-                        scorer, scores = _fit_scorer(used, Z, contamination, blocks, fit_on, feature_columns)
-                if not np.all(np.isfinite(scores)):
-                    raise FloatingPointError('non-finite training scores')
-                break
-            except Exception as e:  # any library failure: fall back, never lose the chart
-                errors.append('{}: {}'.format(used, e))
-                if used == FALLBACK:
-                    raise RuntimeError('all models failed: ' + '; '.join(errors))
-                used = FALLBACK
+        scorer, scores, used, errors = _fit_or_fall_back(model, Z, contamination, blocks, fit_on, feature_columns)
         if errors:
             info['fallback_from'] = errors
     info['model'] = used
