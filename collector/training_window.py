@@ -237,34 +237,7 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
         host, chart = task
         api = NetdataApi(host, protocol, username, password, tls_verify, timeout=min(float(timeout), 30.0))
         try:
-            labels, rows = api.data(chart, after, before, points, whole=WINDOW_TIMEOUTS * api.timeout)
-            timed = [r for r in rows if is_time(r[0])]
-            notes = []
-            if len(timed) < len(rows):   # a row without a time cannot be joined with the other charts
-                n = len(rows) - len(timed)
-                notes.append('{} row{} without a time left out'.format(n, '' if n == 1 else 's'))
-            values = [[np.nan if v is None else v for v in r[1:]] for r in timed]
-            cols = ['{}::{}|{}'.format(host, chart, d) for d in labels]
-            index = [float(r[0]) for r in timed]
-            try:
-                df = pd.DataFrame(values, index=index, columns=cols, dtype=np.float64)
-            except (TypeError, ValueError, OverflowError):   # a value that is not a number: found and named
-                df, odd = numbers_only(pd.DataFrame(values, index=index, columns=cols, dtype=object))
-                notes += [note.replace('{}::'.format(host), '', 1) for note in odd]
-            twice = df.index.duplicated(keep='last')
-            if twice.any():   # one time given twice cannot be joined with the other charts: the last stands
-                n = int(twice.sum())
-                notes.append('{} time{} given twice, the last row kept'.format(n, '' if n == 1 else 's'))
-                df = df[~twice]
-            if notes:
-                return df, 'error found on data from: {}/api/v1/data?chart={} ({})'.format(
-                    api.base_url, chart, '; '.join(notes))
-            return df, None
-        except (NetdataError, KeyError, TypeError, IndexError, ValueError, OverflowError) as e:
-            if getattr(e, 'status', None) == 404:   # a chart it lists with nothing stored yet (an agent seconds old)
-                return None, _NOTHING_STORED
-            why = e.reason if isinstance(e, NetdataError) else 'unreadable rows: {}: {}'.format(e.__class__.__name__, e)
-            return None, 'error found on data from: {}/api/v1/data?chart={} ({})'.format(api.base_url, chart, why)
+            return _chart_frame(api, host, chart, after, before, points)
         finally:
             api.close()
 
@@ -288,6 +261,42 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
     df = carried_forward(pd.concat(frames, axis=1, join='outer').sort_index())
     df = df[sorted(df.columns)]
     return df, np.asarray(df.index, dtype=np.float64), problems
+
+
+def _chart_frame(api, host, chart, after, before, points):
+    """``(frame, problem)``: one chart's window read by ``api``, its columns 'host::chart|dim';
+    ``problem`` says what was left out or why nothing was read (None: all of it read), and is
+    ``_NOTHING_STORED`` for a chart the agent lists with nothing stored yet."""
+    import pandas as pd
+    try:
+        labels, rows = api.data(chart, after, before, points, whole=WINDOW_TIMEOUTS * api.timeout)
+        timed = [r for r in rows if is_time(r[0])]
+        notes = []
+        if len(timed) < len(rows):   # a row without a time cannot be joined with the other charts
+            n = len(rows) - len(timed)
+            notes.append('{} row{} without a time left out'.format(n, '' if n == 1 else 's'))
+        values = [[np.nan if v is None else v for v in r[1:]] for r in timed]
+        cols = ['{}::{}|{}'.format(host, chart, d) for d in labels]
+        index = [float(r[0]) for r in timed]
+        try:
+            df = pd.DataFrame(values, index=index, columns=cols, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):   # a value that is not a number: found and named
+            df, odd = numbers_only(pd.DataFrame(values, index=index, columns=cols, dtype=object))
+            notes += [note.replace('{}::'.format(host), '', 1) for note in odd]
+        twice = df.index.duplicated(keep='last')
+        if twice.any():   # one time given twice cannot be joined with the other charts: the last stands
+            n = int(twice.sum())
+            notes.append('{} time{} given twice, the last row kept'.format(n, '' if n == 1 else 's'))
+            df = df[~twice]
+        if notes:
+            return df, 'error found on data from: {}/api/v1/data?chart={} ({})'.format(
+                api.base_url, chart, '; '.join(notes))
+        return df, None
+    except (NetdataError, KeyError, TypeError, IndexError, ValueError, OverflowError) as e:
+        if getattr(e, 'status', None) == 404:   # a chart it lists with nothing stored yet (an agent seconds old)
+            return None, _NOTHING_STORED
+        why = e.reason if isinstance(e, NetdataError) else 'unreadable rows: {}: {}'.format(e.__class__.__name__, e)
+        return None, 'error found on data from: {}/api/v1/data?chart={} ({})'.format(api.base_url, chart, why)
 
 
 def unread_reason(problems, host, chart):
