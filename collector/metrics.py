@@ -26,6 +26,33 @@ def rising_edges(times, flags):
     return [times[i] for i in np.nonzero((flags == 1) & (prev == 0))[0]]
 
 
+def _incident_found(inc, times, t_arr, edges, up_at, flags_by_model):
+    """One incident of ``score_incidents``: the first flag on an expected chart from its start
+    to ``DETECT_AFTER_END`` after its end (a flag already up at its start counts at the start),
+    the share of its steps with one up, and every chart whose flag rose in that time."""
+    start, end = inc['start'], inc['end']
+    firsts = {}
+    for m in inc.get('expected_charts', []):
+        if m not in edges:
+            continue
+        hits = [t for t in edges[m] if start <= t <= end + DETECT_AFTER_END]
+        step_at_start = next((t for t in times if t >= start), None)
+        if step_at_start is not None and up_at[m].get(step_at_start) == 1 and step_at_start <= end:
+            hits.append(step_at_start)
+        if hits:
+            firsts[m] = min(hits)
+    first = min(firsts.values()) if firsts else None
+    during = (t_arr >= start) & (t_arr <= end)
+    expected = [np.asarray(flags_by_model[m], dtype=int)[during] for m in inc.get('expected_charts', [])
+                if m in flags_by_model]
+    share = float(np.max(expected, axis=0).mean()) if expected and during.any() else 0.0
+    flagged_any = sorted(m for m, e in edges.items() if any(start <= t <= end + DETECT_AFTER_END for t in e))
+    return {'kind': inc.get('kind', ''), 'start': start, 'end': end, 'detected': first is not None,
+            'delay_s': (first - start) if first is not None else None,
+            'charts_flagged': sorted(firsts), 'all_charts_flagged': flagged_any,
+            'flagged_share': round(share, 3)}
+
+
 def score_incidents(times, flags_by_model, incidents, scored_from=None):
     """Detection of labeled incidents and false flag events from per-model 0/1 flag series.
 
@@ -52,26 +79,7 @@ def score_incidents(times, flags_by_model, incidents, scored_from=None):
             out.append({'kind': inc.get('kind', ''), 'start': start, 'end': end, 'detected': False, 'delay_s': None,
                         'charts_flagged': [], 'all_charts_flagged': [], 'flagged_share': 0.0, 'in_warmup': True})
             continue
-        firsts = {}
-        for m in inc.get('expected_charts', []):
-            if m not in edges:
-                continue
-            hits = [t for t in edges[m] if start <= t <= end + DETECT_AFTER_END]
-            step_at_start = next((t for t in times if t >= start), None)
-            if step_at_start is not None and up_at[m].get(step_at_start) == 1 and step_at_start <= end:
-                hits.append(step_at_start)
-            if hits:
-                firsts[m] = min(hits)
-        first = min(firsts.values()) if firsts else None
-        during = (t_arr >= start) & (t_arr <= end)
-        expected = [np.asarray(flags_by_model[m], dtype=int)[during] for m in inc.get('expected_charts', [])
-                    if m in flags_by_model]
-        share = float(np.max(expected, axis=0).mean()) if expected and during.any() else 0.0
-        flagged_any = sorted(m for m, e in edges.items() if any(start <= t <= end + DETECT_AFTER_END for t in e))
-        out.append({'kind': inc.get('kind', ''), 'start': start, 'end': end, 'detected': first is not None,
-                    'delay_s': (first - start) if first is not None else None,
-                    'charts_flagged': sorted(firsts), 'all_charts_flagged': flagged_any,
-                    'flagged_share': round(share, 3)})
+        out.append(_incident_found(inc, times, t_arr, edges, up_at, flags_by_model))
 
     def in_quiet_window(t):
         return any(inc['start'] <= t <= inc['end'] + QUIET_AFTER_END for inc in incidents)
