@@ -450,12 +450,54 @@ def _plot_names(plot, names):
     return out
 
 
+def _evaluate_problems(args, paths):
+    """What stops an evaluation before its first replay: unwritable outputs, options of the
+    other kind, and every recording's or dataset's own files (one line each)."""
+    from .evaluate import check_recording, load_dataset
+    problems = [p for p in (args.json and _output_problem(args.json, '--json'),
+                            args.plot and _output_problem(args.plot, '--plot', PLOT_FORMATS)) if p]
+    for option, given in (('--plot', args.plot), ('--trim', args.trim), ('--warmup', args.warmup is not None)):
+        if given and args.dataset:
+            problems.append('{}: only for recordings'.format(option))
+    for path in paths:
+        try:
+            if args.dataset:
+                load_dataset(path)
+            else:
+                check_recording(path, args.warmup, args.trim)
+        except (OSError, ValueError) as e:
+            problems.append(str(e))
+    return problems
+
+
+def _evaluate_recordings(args, paths, plots):
+    """Each recording replayed to the job and scored, its table said (and plotted), then the
+    summary over all of them; returns what ``--json`` writes."""
+    from .evaluate import (evaluate_recording, format_recording_table, format_summary, plot_recording,
+                           print_progress)
+    from .metrics import recordings_summary
+    results = []
+    for path, plot in zip(paths, plots):
+        res, run = evaluate_recording(path, args.config, args.job, args.warmup, overrides=_overrides(args.set),
+                                      progress=None if args.quiet else print_progress, trim=args.trim)
+        if not args.quiet:
+            sys.stderr.write('\n')
+        _tell_job_errors(run)
+        _say(format_recording_table(res))
+        _say()
+        if plot:
+            _plot(plot_recording, run, res, plot)
+        results.append(res)
+    summary = recordings_summary(results)
+    _say(format_summary(summary))
+    result = dict(results[0]) if len(results) == 1 else {'recordings': results}
+    result['summary'] = summary
+    return result
+
+
 def cmd_evaluate(args):
     from .config import ConfigError
-    from .evaluate import (check_recording, evaluate_datasets, evaluate_recording, format_dataset_table,
-                           format_recording_table, format_summary, is_dataset, is_recording, load_dataset,
-                           plot_recording, print_progress, write_json)
-    from .metrics import recordings_summary
+    from .evaluate import evaluate_datasets, format_dataset_table, is_dataset, is_recording, write_json
     kind = 'dataset' if args.dataset else 'recording'
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:   # a mistyped name would drop its figures from the mean without a word
@@ -465,19 +507,7 @@ def cmd_evaluate(args):
     if not paths:
         print('evaluate: no {} folder among {}'.format(kind, ', '.join(args.paths)), file=sys.stderr)
         return 1
-    problems = [p for p in (args.json and _output_problem(args.json, '--json'),
-                            args.plot and _output_problem(args.plot, '--plot', PLOT_FORMATS)) if p]
-    for option, given in (('--plot', args.plot), ('--trim', args.trim), ('--warmup', args.warmup is not None)):
-        if given and args.dataset:
-            problems.append('{}: only for recordings'.format(option))
-    for path in paths:
-        try:   # every recording's or dataset's own files, before the first is replayed or scored
-            if args.dataset:
-                load_dataset(path)
-            else:
-                check_recording(path, args.warmup, args.trim)
-        except (OSError, ValueError) as e:
-            problems.append(str(e))
+    problems = _evaluate_problems(args, paths)
     if problems:
         for line in problems:
             print('evaluate: {}'.format(line), file=sys.stderr)
@@ -491,22 +521,7 @@ def cmd_evaluate(args):
             result = evaluate_datasets(paths, _job_config(args))
             _say(format_dataset_table(result))
         else:
-            results = []
-            for path, plot in zip(paths, plots):
-                res, run = evaluate_recording(path, args.config, args.job, args.warmup, overrides=_overrides(args.set),
-                                              progress=None if args.quiet else print_progress, trim=args.trim)
-                if not args.quiet:
-                    sys.stderr.write('\n')
-                _tell_job_errors(run)
-                _say(format_recording_table(res))
-                _say()
-                if plot:
-                    _plot(plot_recording, run, res, plot)
-                results.append(res)
-            summary = recordings_summary(results)
-            _say(format_summary(summary))
-            result = dict(results[0]) if len(results) == 1 else {'recordings': results}
-            result['summary'] = summary
+            result = _evaluate_recordings(args, paths, plots)
     except ConfigError as e:
         for line in e.errors:
             print('configuration error, {}'.format(line), file=sys.stderr)
