@@ -308,8 +308,11 @@ def _listen_addresses(address):
 def cmd_replay(args):
     import time
     from .replay import Recording, RecordingError, ReplayClock, ReplayServer
+    if not os.path.isdir(args.dir):   # as evaluate says it, not as the recording.json it would read
+        print('replay: no such folder: {}'.format(args.dir), file=sys.stderr)
+        return 1
     try:
-        rec = Recording(args.dir)
+        rec = Recording(args.dir, labels_needed=False)
     except RecordingError as e:
         print('replay: {}'.format(e), file=sys.stderr)
         return 1
@@ -522,6 +525,10 @@ def cmd_evaluate(args):
             _say(format_dataset_table(result))
         else:
             result = _evaluate_recordings(args, paths, plots)
+    except KeyboardInterrupt:   # (the line after the progress, which ends without one)
+        print('\nevaluate: stopped; nothing was written{}'.format(
+            ' to {}'.format(args.json) if args.json else ''), file=sys.stderr)
+        return 130
     except ConfigError as e:
         for line in e.errors:
             print('configuration error, {}'.format(line), file=sys.stderr)

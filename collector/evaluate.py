@@ -126,7 +126,7 @@ def check_recording(path, warmup=None, trim=0):
     """Read a recording's own files and check that it can be evaluated, before any replay:
     its labels inside its window (after ``trim``, see ``replay.Recording.cut``), and the warm-up
     leaving time to evaluate. Raises RecordingError naming the file."""
-    from .replay import Recording, RecordingError
+    from .replay import Recording, RecordingError, seconds_hint
     rec = Recording(path)   # (which checks its start and end)
     start = rec.start
     if trim:
@@ -137,8 +137,9 @@ def check_recording(path, warmup=None, trim=0):
             raise RecordingError('{}: a trim of {} s cuts off incident {} (it starts {} s in)'.format(
                 path, trim, i + 1, inc['start'] - start))
         if not rec.start <= inc['start'] <= rec.end:
-            raise RecordingError('{}: incident {} starts at {}, outside the recording ({}..{})'.format(
-                os.path.join(path, 'labels.json'), i + 1, inc['start'], rec.start, rec.end))
+            raise RecordingError('{}: incident {} starts at {}{}, outside the recording ({}..{})'.format(
+                os.path.join(path, 'labels.json'), i + 1, inc['start'], seconds_hint(inc['start']), rec.start,
+                rec.end))
     _check_window_holds_data(rec, path)
     used = default_warmup(rec) if warmup is None else warmup
     if not 0 <= used < length:
@@ -329,13 +330,19 @@ def plotted_charts(run, result, limit=10):
                   key=lambda m: (m not in detecting, -peak(m), m))[:limit]
 
 
+def minutes_in(rec, t):
+    """Minutes from the recording's own start to ``t``, as the table's start+s counts them: a
+    ``--trim`` (``Recording.cut``) moves neither."""
+    return (t - (rec.start - rec.trim)) / 60.0
+
+
 def plot_recording(run, result, out):
     """Probabilities of the charts that matter (flagged or expected), incidents shaded."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     rec = run['recording']
-    t = (np.asarray(run['times']) - rec.start) / 60.0
+    t = minutes_in(rec, np.asarray(run['times']))
     chosen = plotted_charts(run, result)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(14, 7), sharex=True, gridspec_kw={'height_ratios': [3, 1]})
     for m in chosen:
@@ -344,13 +351,14 @@ def plot_recording(run, result, out):
     ax2.step(t, n_flagged, where='post', color='crimson')
     for inc in rec.labels.get('incidents', []):
         for ax in (ax1, ax2):
-            ax.axvspan((inc['start'] - rec.start) / 60.0, (inc['end'] - rec.start) / 60.0, color='orange', alpha=0.2)
-        ax1.text((inc['start'] - rec.start) / 60.0, 102, inc.get('kind', ''), fontsize=8)
+            ax.axvspan(minutes_in(rec, inc['start']), minutes_in(rec, inc['end']), color='orange', alpha=0.2)
+        ax1.text(minutes_in(rec, inc['start']), 102, inc.get('kind', ''), fontsize=8)
     ax1.set_ylabel('anomaly probability %')
     ax1.set_ylim(0, 110)
     ax1.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0))   # beside: the incidents' names show
     ax2.set_ylabel('charts flagged')
-    ax2.set_xlabel('minutes since recording start (incidents shaded)')
+    ax2.set_xlabel('minutes since recording start{} (incidents shaded)'.format(
+        ', the first {} s trimmed'.format(rec.trim) if rec.trim else ''))
     ax1.set_title('{}: detected {}/{}, {} false flag events'.format(
         result['recording'], result['detected'], result['incidents_total'], result['false_flag_events']))
     fig.tight_layout()

@@ -201,10 +201,11 @@ def _chart_list(session, base, timeout, rx):
 
 def _labels_inside(labels_body, start, end):
     """Refuse, before anything is recorded, labels that ``evaluate`` would refuse the recording for."""
+    from .replay import seconds_hint
     for i, inc in enumerate((labels_body or {}).get('incidents', [])):
         if not start <= inc['start'] <= end:
-            raise RecordError('--labels: incident {} starts at {}, outside the window to record ({}..{})'.format(
-                i + 1, inc['start'], start, end))
+            raise RecordError('--labels: incident {} starts at {}{}, outside the window to record ({}..{})'.format(
+                i + 1, inc['start'], seconds_hint(inc['start']), start, end))
 
 
 def _record(host, seconds, out, past, rx, labels_body, description, protocol, timeout, stream, sleep, before,
@@ -232,8 +233,10 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
         # the list as the window ends, as with --past: charts the agent created during it
         # (a TCP chart at the first connection) are recorded too
         charts_raw, charts_body, charts = _chart_list(session, base, timeout, rx)
-    failed = _record_charts(session, base, timeout, charts, start, end, out, stream)
+    failed, first = _record_charts(session, base, timeout, charts, start, end, out, stream)
     stream.close()
+    if past:
+        start = _valued_start(start, end, first, labels_body, stream)
     if failed:   # charts.json lists the recorded charts only, as the replay serves them
         for chart in failed:
             charts_body['charts'].pop(chart, None)
@@ -274,6 +277,21 @@ def _past_window(charts_body, charts, now, seconds, before, stream):
     return start, end
 
 
+def _valued_start(start, end, first, labels_body, stream):
+    """A ``--past`` window's start moved past the seconds no chart has a value in (an agent that
+    restarted keeps the earlier run's history, and first_entry is of that), so that recording.json
+    claims no more than was recorded; never past a labeled incident's start."""
+    if first is None:
+        stream.write('record: no recorded chart has a value in {}..{}\n'.format(start, end))
+        return start
+    labeled = [inc['start'] for inc in (labels_body or {}).get('incidents', [])]
+    cut = int(min([first] + labeled)) if int(first) > start else start
+    if cut > start:
+        stream.write('record: no recorded chart has a value in the window\'s first {} s (a gap in the agent\'s '
+                     'history, as after its restart): recording {}..{}\n'.format(cut - start, cut, end))
+    return cut
+
+
 def _wait_for_window(session, base, timeout, now, start, end, out, stream, sleep, clock):
     """Wait, with progress, until the agent has collected a live window's last second; returns the
     allmetrics sample taken past its middle."""
@@ -307,9 +325,10 @@ def _agent_now(session, base, timeout):
 
 
 def _record_charts(session, base, timeout, charts, start, end, out, stream):
-    """Each chart's window into its own gzipped file; the charts that failed (each told on ``stream``)."""
+    """Each chart's window into its own gzipped file; ``(the charts that failed, each told on
+    ``stream``, the oldest second any recorded chart has a value at)``."""
     from .replay import chart_file
-    failed = []
+    failed, first = [], None
     for i, chart in enumerate(charts):
         _progress(i, len(charts), chart, stream)
         url = ('{}/api/v1/data?chart={}&after={}&before={}&points=0&format=json&group=average'
@@ -321,12 +340,23 @@ def _record_charts(session, base, timeout, charts, start, end, out, stream):
             continue
         try:
             body = _get(session, url, timeout)
-            _check_data(json.loads(body))
+            parsed = json.loads(body)
+            _check_data(parsed)
         except (RecordError, ValueError) as e:
             failed.append(chart)
             stream.write('chart {} failed: {}\n'.format(chart, e))
             continue
         with gzip.open(path, 'wb') as f:
             f.write(body)
+        valued = _first_valued(parsed)
+        if valued is not None:
+            first = valued if first is None else min(first, valued)
     _progress(len(charts), len(charts), 'done', stream)
-    return failed
+    return failed, first
+
+
+def _first_valued(body):
+    """The time of a data answer's oldest row with a value (None: no row has one)."""
+    times = [r[0] for r in body['data'] if any(v is not None for v in r[1:])
+             and isinstance(r[0], (int, float)) and not isinstance(r[0], bool)]
+    return min(times) if times else None

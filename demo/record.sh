@@ -10,6 +10,10 @@ py="${PYTHON:-$here/../.venv/bin/python}"
 clean="${CLEAN:-360}"
 out="${OUT:-$here/recording}"
 command -v stress-ng >/dev/null || { echo "stress-ng is needed (apt-get install stress-ng)" >&2; exit 1; }
+[ -x "$py" ] || { echo "no $py: run ./install.sh --dev first, or give PYTHON=" >&2; exit 1; }
+# the agent is asked now, not after the minutes of quiet and load
+"$py" -c 'import sys, urllib.request; urllib.request.urlopen("http://" + sys.argv[1] + "/api/v1/info", timeout=10)' \
+  "$host" 2>/dev/null || { echo "no Netdata agent answers on http://$host/api/v1/info" >&2; exit 1; }
 
 echo "waiting ${clean}s of clean history on $host" >&2
 t0=$(date +%s)
@@ -29,7 +33,11 @@ cat > "$labels" <<JSON
                       "system.processes_state"]}],
  "notes": "Recorded by demo/record.sh on a real Netdata agent; start/end are wall-clock seconds around each stress-ng run."}
 JSON
-rm -rf "$out"
-"$py" -m collector record --host "$host" --seconds "$window" --past --out "$out" --charts-regex 'system\.' \
+# recorded beside it, and put in its place only when whole: a failed recording keeps the one there
+new="$out.new.$$"
+trap 'rm -rf "$new" "$labels"' EXIT
+"$py" -m collector record --host "$host" --seconds "$window" --past --out "$new" --charts-regex 'system\.' \
   --labels "$labels" --description "demo: real Netdata agent, ${clean}s clean, cpu stress, fork storm"
-rm -f "$labels"
+rm -rf "$out"
+mv "$new" "$out"
+echo "recorded into $out" >&2

@@ -9,7 +9,7 @@ buffered writes, UDP on loopback, a timer storm), with the charts their load goe
 ``--plan mild`` five milder ones (half a core, memory taken a little at a time, processes
 left sleeping one by one, System V IPC objects, direct reads of a file), ``--plan more`` five
 more (zombie processes, TCP connections on loopback, page faults, System V messages, a file
-synced over and over).
+synced over and over). ``--only`` runs some kinds of the plan (``--only cpu-stress,fork-storm``).
 Needs stress-ng and curl; run as root beside the agent:
 
     python3 recordings/incidents.py --first $(( $(date +%s) + 4800 )) --gap 600 --labels /tmp/labels.json
@@ -132,63 +132,83 @@ def main():
     p.add_argument('--gap', type=float, default=600, help='seconds of quiet after each incident')
     p.add_argument('--labels', required=True, help='labels.json to write')
     p.add_argument('--plan', choices=('first', 'other', 'mild', 'more'), default='first', help='which five kinds of incident')
+    p.add_argument('--only', help="comma-separated kinds of the plan to run, in the plan's order (default: all five)")
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix='incidents')
-    if args.plan in ('first', 'mild'):     # served by the loopback / read incident (deleted at the end: disk I/O)
+    plan = _plan(args.plan, tmp)
+    if args.only:
+        wanted = [k.strip() for k in args.only.split(',') if k.strip()]
+        unknown = [k for k in wanted if k not in dict(plan)]
+        if unknown or not wanted:
+            shutil.rmtree(tmp, ignore_errors=True)
+            p.error('--only: {} not in --plan {} (its kinds: {})'.format(
+                ', '.join(unknown) or 'nothing', args.plan, ', '.join(k for k, _ in plan)))
+        plan = [(k, cmd) for k, cmd in plan if k in wanted]
+    if {'network-loopback-bulk', 'direct-reads'} & set(dict(plan)):   # the file they read (deleted at the end)
         with open(os.path.join(tmp, 'blob.bin'), 'wb') as f:
             f.write(os.urandom(256 << 20))
-    plan = [
+    labels = {'incidents': [], 'notes': 'Incidents one at a time with {:.0f} s of quiet after each; start/end '
+              'are wall-clock seconds taken just before the load started and just after it ended.'.format(args.gap)}
+    t = args.first
+    try:
+        for kind, cmd in plan:
+            t = _run_incident(kind, cmd, t, tmp, labels, args)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _plan(name, tmp):
+    """The five ``(kind, command)`` of a plan: an argv, a function, or None (the loopback transfer)."""
+    return [
         ('cpu-stress', ['stress-ng', '--cpu', '2', '--timeout', '60s']),
         ('memory-stress', ['stress-ng', '--vm', '1', '--vm-bytes', '3G', '--vm-keep', '--timeout', '60s']),
         ('disk-io', ['stress-ng', '--hdd', '1', '--hdd-bytes', '1G', '--hdd-opts', 'direct', '--temp-path', tmp,
                      '--timeout', '60s']),
         ('network-loopback-bulk', None),
         ('fork-storm', ['stress-ng', '--fork', '2', '--timeout', '40s']),
-    ] if args.plan == 'first' else [
+    ] if name == 'first' else [
         ('cpu-half-core', ['stress-ng', '--cpu', '1', '--cpu-load', '50', '--timeout', '60s']),
         ('memory-ramp', memory_ramp),
         ('process-leak', process_leak),
         ('ipc-objects', ipc_objects),
         ('direct-reads', functools.partial(direct_reads, tmp)),
-    ] if args.plan == 'mild' else [
+    ] if name == 'mild' else [
         ('zombie-processes', ['stress-ng', '--zombie', '1', '--zombie-max', '500', '--timeout', '45s']),
         ('tcp-connections', ['stress-ng', '--sock', '1', '--timeout', '60s']),
         ('page-faults', ['stress-ng', '--fault', '1', '--timeout', '60s']),
         ('sysv-messages', ['stress-ng', '--msg', '1', '--timeout', '45s']),
         ('sync-storm', ['stress-ng', '--sync-file', '1', '--temp-path', tmp, '--timeout', '60s']),
-    ] if args.plan == 'more' else [
+    ] if name == 'more' else [
         ('cpu-one-core', ['stress-ng', '--cpu', '1', '--timeout', '60s']),
         ('context-switches', ['stress-ng', '--switch', '1', '--timeout', '45s']),
         ('buffered-writes', ['stress-ng', '--hdd', '1', '--hdd-bytes', '1G', '--temp-path', tmp, '--timeout', '60s']),
         ('udp-loopback', ['stress-ng', '--udp', '1', '--timeout', '45s']),
         ('timer-storm', ['stress-ng', '--timer', '1', '--timer-freq', '100000', '--timeout', '45s']),
     ]
-    labels = {'incidents': [], 'notes': 'Incidents one at a time with {:.0f} s of quiet after each; start/end '
-              'are wall-clock seconds taken just before the load started and just after it ended.'.format(args.gap)}
-    t = args.first
-    try:
-        for kind, cmd in plan:
-            while time.time() < t:
-                time.sleep(min(5, t - time.time()))
-            start = math.floor(time.time())
-            if cmd is None:
-                loopback(tmp)
-                command = 'python3 -m http.server 18081 --bind 127.0.0.1 & timeout 60 curl loop on a 256 MiB file'
-            elif callable(cmd):
-                cmd()
-                command = ' '.join(getattr(cmd, 'func', cmd).__doc__.split())
-            else:
-                subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                command = ' '.join(cmd)
-            end = math.ceil(time.time())
-            labels['incidents'].append({'kind': kind, 'start': start, 'end': end, 'command': command,
-                                        'expected_charts': EXPECTED[kind]})
-            with open(args.labels, 'w') as f:
-                json.dump(labels, f, indent=1)
-            print(kind, start, end, flush=True)
-            t = end + args.gap
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run_incident(kind, cmd, t, tmp, labels, args):
+    """Wait until ``t``, run one incident, add it to labels.json (written after each); returns
+    when the next may start."""
+    while time.time() < t:
+        time.sleep(min(5, t - time.time()))
+    start = math.floor(time.time())
+    if cmd is None:
+        loopback(tmp)
+        command = 'python3 -m http.server 18081 --bind 127.0.0.1 & timeout 60 curl loop on a 256 MiB file'
+    elif callable(cmd):
+        cmd()
+        command = ' '.join(getattr(cmd, 'func', cmd).__doc__.split())
+    else:
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        command = ' '.join(cmd)
+    end = math.ceil(time.time())
+    labels['incidents'].append({'kind': kind, 'start': start, 'end': end, 'command': command,
+                                'expected_charts': EXPECTED[kind]})
+    with open(args.labels, 'w') as f:
+        json.dump(labels, f, indent=1)
+    print(kind, start, end, flush=True)
+    return end + args.gap
 
 
 if __name__ == '__main__':

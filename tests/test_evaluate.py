@@ -172,11 +172,16 @@ def test_an_expected_chart_the_job_did_not_model_is_named_not_a_silent_miss(reco
     out = capsys.readouterr().out
     assert ("incident 1 ({}): the job models none of its expected charts (not in the recording: system.cpuu; "
             "recorded but not modelled, outside charts_regex or in charts_to_exclude: system.cpu)\n").format(kind) in out, out
-    # an incident labeled without expected charts is scored on none, and nothing is said of them
-    labels['incidents'][0]['expected_charts'] = []
-    (own / 'labels.json').write_text(json.dumps(labels))
-    cli.main(['evaluate', str(own), '--quiet'])
-    assert 'expected charts' not in capsys.readouterr().out.split('expected charts flagged', 1)[1]
+    # an incident labeled without expected charts (or without them at all, or a kind) could only be
+    # scored as missed: refused before anything is replayed, the file and the incident named
+    for change in ({'expected_charts': []}, {'expected_charts': None}, {'kind': ''}):
+        inc = dict(labels['incidents'][0], **change)
+        (own / 'labels.json').write_text(json.dumps({'incidents': [{k: v for k, v in inc.items() if v is not None}]}))
+        assert cli.main(['evaluate', str(own), '--quiet']) == 1
+        captured = capsys.readouterr()
+        assert captured.out == '' and ('labels.json: incident 1 needs finite numeric "start" <= "end", a "kind" '
+                                       'string and an "expected_charts" list of chart ids (at least one)'
+                                       in captured.err), captured
 
 
 @pytest.mark.parametrize('window', ['end a month on', 'in milliseconds', 'start years before'])
@@ -702,3 +707,33 @@ def test_the_plot_draws_the_chart_that_detected_an_incident_however_many_others_
     chosen = plotted_charts(run, result)
     assert len(chosen) == 10 and chosen[:2] == ['system.cpu', 'system.ram'], chosen
     assert chosen[2:] == ['system.c{:02d}'.format(i) for i in range(8)]   # then by peak, ties by name
+
+
+def test_ctrl_c_during_an_evaluation_stops_it_in_one_line_and_writes_nothing(tmp_path):
+    """A user who stops a long evaluation gets one line, not a traceback, and no partial JSON."""
+    import signal
+    import time
+    out = tmp_path / 'out.json'
+    long_one = os.path.join(ROOT, 'recordings', 'netdata-1.37-incidents-c')   # (28 minutes: 10 s and more)
+    p = subprocess.Popen([sys.executable, '-m', 'collector', 'evaluate', long_one, '--json', str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(4.0)   # past the import and the checks, into the replay
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130, (p.returncode, stderr)
+    assert 'evaluate: stopped; nothing was written to {}'.format(out) in stderr, stderr
+    assert 'Traceback' not in stderr and not out.exists()
+
+
+def test_the_plot_places_incidents_where_the_table_does_with_a_trim(recording, tmp_path):
+    """The table's start+s counts from the recording's own start, trimmed or not; so does the
+    plot's axis, or an incident 400 s in is drawn at 4.5 minutes after a trim of 131 s."""
+    from collector.evaluate import format_recording_table, minutes_in
+    from collector.replay import Recording
+    rec = Recording(recording)
+    rec.cut(131)
+    inc = rec.labels['incidents'][0]
+    result, _ = evaluate_recording(recording, trim=131)
+    row = [line for line in format_recording_table(result).splitlines() if line.startswith(inc['kind'])][0]
+    assert minutes_in(rec, inc['start']) * 60 == pytest.approx(int(row.split()[1])) == SPIKE[0]

@@ -467,6 +467,38 @@ def test_record_takes_no_more_than_the_agent_holds(recording, tmp_path):
             record(server.host, 10, str(tmp_path / 'early'), past=True, before=START + 50, stream=io.StringIO())
 
 
+def test_a_past_window_begun_in_a_gap_of_the_agents_history_starts_at_its_first_value(recording, tmp_path):
+    """An agent restarted keeps the earlier run's history, so first_entry is of that run: a
+    --past window reaching back into the gap between the runs holds nulls only there, and
+    recording.json starts at the first value (never after a labeled incident's start)."""
+    import io
+    from collector.record import record
+    agent = str(tmp_path / 'agent')
+    shutil.copytree(recording, agent)
+    body = recorded(agent, 'system.cpu')
+    body['data'] = [[r[0]] + ([None] * (len(r) - 1) if r[0] < START + 200 else r[1:]) for r in body['data']]
+    with gzip.open(os.path.join(agent, 'data', 'system.cpu.json.gz'), 'wt') as f:
+        json.dump(body, f)
+    labels = tmp_path / 'labels.json'
+    labels.write_text(json.dumps({'incidents': [{'kind': 'cpu', 'start': START + 150, 'end': START + 210,
+                                                 'expected_charts': ['system.cpu']}]}))
+    with ReplayServer(Recording(agent), ReplayClock(START + 600, stepped=True)) as server:
+        for out, more, want in (('plain', {}, START + 200), ('labeled', {'labels': str(labels)}, START + 150)):
+            stream = io.StringIO()
+            assert record(server.host, 500, str(tmp_path / out), past=True, charts_regex=r'system\.cpu$',
+                          stream=stream, **more) == []
+            meta = json.load(open(str(tmp_path / out / 'recording.json')))
+            assert (meta['start'], meta['end']) == (want, START + 599), out
+            assert "no recorded chart has a value in the window's first {} s".format(want - START - 99) in \
+                stream.getvalue(), stream.getvalue()
+        # a window that holds values from its start is not moved, and says nothing of it
+        stream = io.StringIO()
+        assert record(server.host, 300, str(tmp_path / 'whole'), past=True, charts_regex=r'system\.cpu$',
+                      stream=stream) == []
+        assert json.load(open(str(tmp_path / 'whole' / 'recording.json')))['start'] == START + 299
+        assert 'no recorded chart has a value' not in stream.getvalue()
+
+
 def test_a_live_recording_waits_on_the_agents_clock(replay, tmp_path):
     """The window is the agent's [now, now + seconds]: an agent whose clock is behind ours (a
     replay, a remote host) is waited for until it has collected all of it."""
@@ -613,6 +645,15 @@ def test_replay_says_when_the_recording_ends_and_exits_0(recording):
     r = subprocess.run([sys.executable, '-m', 'collector', 'replay', recording, '--port', '0',
                         '--start-offset', '897', '--speed', '2'], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and 'replay: the recording ended' in r.stderr, r.stderr
+
+
+def test_a_mistyped_recording_folder_is_said_as_evaluate_says_it(tmp_path, capsys):
+    """Not the recording.json inside it that the replay would have read first."""
+    from collector import cli
+    for command in ('replay', 'evaluate'):
+        assert cli.main([command, str(tmp_path / 'nope')]) == 1
+        err = capsys.readouterr().err
+        assert 'no such f' in err and str(tmp_path / 'nope') in err and 'recording.json' not in err, err
 
 
 def test_replay_step_takes_only_a_number_of_seconds(replay):
@@ -875,6 +916,13 @@ def test_shipped_recordings_serve_every_incident_and_its_expected_charts(meta):
     # an end that never comes would count the rest of the recording as incident, no time as clean
     ('labels.json', '{"incidents": [{"start": 1700000700, "end": Infinity}]}', 'incident 1 needs finite numeric'),
     ('labels.json', '{"incidents": [{"start": 1700000700, "end": NaN}]}', 'incident 1 needs finite numeric'),
+    # with no chart to be found on, or no kind, an incident would only be scored as missed
+    ('labels.json', '{"incidents": [{"start": 1700000700, "end": 1700000760, "kind": "cpu"}]}',
+     'incident 1 needs finite numeric'),
+    ('labels.json', '{"incidents": [{"start": 1700000700, "end": 1700000760, "expected_charts": ["system.cpu"]}]}',
+     'incident 1 needs finite numeric'),
+    ('labels.json', '{"incidents": [{"start": 1700000700, "end": 1700000760, "kind": "cpu", "expected_charts": []}]}',
+     'incident 1 needs finite numeric'),
 ])
 def test_a_recording_whose_own_files_are_broken_is_refused_naming_the_file(recording, tmp_path, name, body, told):
     import shutil
@@ -882,11 +930,17 @@ def test_a_recording_whose_own_files_are_broken_is_refused_naming_the_file(recor
     shutil.copytree(recording, broken)
     with open(os.path.join(broken, name), 'w') as f:
         f.write(body)
-    for command in (['evaluate', broken, '--quiet'], ['replay', broken]):
+    # a replay serves the agent's answers, which its labels do not change: it says what is wrong and serves
+    quick = ['--port', '0', '--start-offset', '897', '--speed', '2']
+    for command in (['evaluate', broken, '--quiet'], ['replay', broken] + quick):
         r = subprocess.run([sys.executable, '-m', 'collector'] + command, capture_output=True, text=True,
                            timeout=60, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        assert r.returncode == 1 and told in r.stderr and name in r.stderr, r.stderr
-        assert 'Traceback' not in r.stderr and r.stdout == ''
+        assert told in r.stderr and name in r.stderr and 'Traceback' not in r.stderr, r.stderr
+        if command[0] == 'replay' and name == 'labels.json':
+            assert r.returncode == 0 and 'served without its labels' in r.stderr and 'replaying' in r.stderr
+            assert 'replay: the recording ended' in r.stderr, r.stderr
+        else:
+            assert r.returncode == 1 and r.stdout == '', (command, r.stdout)
 
 
 def test_allmetrics_gives_the_last_collected_value_when_the_recording_ends_before_a_collection(tmp_path):
