@@ -241,11 +241,18 @@ def test_evaluate_checks_its_outputs_and_every_recording_before_replaying_any(re
     (broken / 'labels.json').write_text('{"incidents": [')
     outside = tmp_path / 'outside'
     shutil.copytree(recording, outside)
-    (outside / 'labels.json').write_text('{"incidents": [{"kind": "x", "start": 1, "end": 2}]}')
+    (outside / 'labels.json').write_text('{"incidents": [{"kind": "x", "start": 1, "end": 2, '
+                                         '"expected_charts": ["system.cpu"]}]}')
+    millis = tmp_path / 'millis'
+    shutil.copytree(recording, millis)
+    (millis / 'labels.json').write_text('{{"incidents": [{{"kind": "x", "start": {0}, "end": {1}, '
+                                        '"expected_charts": ["system.cpu"]}}]}}'.format(START * 1000, START * 1000 + 60))
     folder = tmp_path / 'plots'
     folder.mkdir()
     for extra, told in (([recording, str(broken)], 'broken/labels.json'),
                         ([recording, str(outside)], 'incident 1 starts at 1, outside the recording'),
+                        ([recording, str(millis)], 'incident 1 starts at {} (in milliseconds? times are unix '
+                                                   'seconds), outside the recording'.format(START * 1000)),
                         ([recording, '--json', str(tmp_path / 'no' / 'r.json')], '--json'),
                         ([recording, '--plot', str(folder) + os.sep], 'is a folder'),
                         ([recording, '--plot', str(tmp_path / 'r.xyz')], 'must end in .png'),
