@@ -499,6 +499,16 @@ def _evaluate_recordings(args, paths, plots):
 
 
 def cmd_evaluate(args):
+    """``evaluate``; Ctrl-C, at any point of it, stops it with one line."""
+    try:
+        return _evaluate(args)
+    except KeyboardInterrupt:   # (the line after the progress, which ends without one)
+        print('\nevaluate: stopped{}'.format('; no results written to {}'.format(args.json) if args.json else ''),
+              file=sys.stderr)
+        return 130
+
+
+def _evaluate(args):
     from .config import ConfigError
     from .evaluate import evaluate_datasets, format_dataset_table, is_dataset, is_recording, write_json
     kind = 'dataset' if args.dataset else 'recording'
@@ -525,10 +535,6 @@ def cmd_evaluate(args):
             _say(format_dataset_table(result))
         else:
             result = _evaluate_recordings(args, paths, plots)
-    except KeyboardInterrupt:   # (the line after the progress, which ends without one)
-        print('\nevaluate: stopped; nothing was written{}'.format(
-            ' to {}'.format(args.json) if args.json else ''), file=sys.stderr)
-        return 130
     except ConfigError as e:
         for line in e.errors:
             print('configuration error, {}'.format(line), file=sys.stderr)

@@ -235,7 +235,7 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
         charts_raw, charts_body, charts = _chart_list(session, base, timeout, rx)
     failed, first = _record_charts(session, base, timeout, charts, start, end, out, stream)
     stream.close()
-    if past:
+    if past and len(failed) < len(charts):   # (every chart failed: each was told why)
         start = _valued_start(start, end, first, labels_body, stream)
     if failed:   # charts.json lists the recorded charts only, as the replay serves them
         for chart in failed:
@@ -277,6 +277,9 @@ def _past_window(charts_body, charts, now, seconds, before, stream):
     return start, end
 
 
+EDGE_ROWS_S = 10   # leading seconds without a value that a --past window keeps
+
+
 def _valued_start(start, end, first, labels_body, stream):
     """A ``--past`` window's start moved past the seconds no chart has a value in (an agent that
     restarted keeps the earlier run's history, and first_entry is of that), so that recording.json
@@ -285,7 +288,8 @@ def _valued_start(start, end, first, labels_body, stream):
         stream.write('record: no recorded chart has a value in {}..{}\n'.format(start, end))
         return start
     labeled = [inc['start'] for inc in (labels_body or {}).get('incidents', [])]
-    cut = int(min([first] + labeled)) if int(first) > start else start
+    # (a row or two without values is the edge of the agent's rows, not a gap)
+    cut = int(min([first] + labeled)) if int(first) >= start + EDGE_ROWS_S else start
     if cut > start:
         stream.write('record: no recorded chart has a value in the window\'s first {} s (a gap in the agent\'s '
                      'history, as after its restart): recording {}..{}\n'.format(cut - start, cut, end))

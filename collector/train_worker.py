@@ -4,6 +4,7 @@ Stdout carries only the result; anything a library prints goes to stderr instead
 """
 import os
 import pickle
+import signal
 import struct
 import sys
 import warnings
@@ -52,6 +53,9 @@ def _first_for_the_oom_killer(adj=OOM_SCORE_ADJ, path='/proc/self/oom_score_adj'
 
 def main():
     _exit_with_parent()
+    # Ctrl-C at a terminal reaches the whole process group: the parent that started this
+    # training stops it (and says so in one line), not a traceback of this process's own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if '--nice' in sys.argv:
         try:
             os.nice(int(sys.argv[sys.argv.index('--nice') + 1]))

@@ -9,6 +9,7 @@ host="${1:-127.0.0.1:19999}"
 py="${PYTHON:-$here/../.venv/bin/python}"
 clean="${CLEAN:-360}"
 out="${OUT:-$here/recording}"
+out="${out%/}"   # (with its slash, the folder recorded beside it would be inside it)
 command -v stress-ng >/dev/null || { echo "stress-ng is needed (apt-get install stress-ng)" >&2; exit 1; }
 [ -x "$py" ] || { echo "no $py: run ./install.sh --dev first, or give PYTHON=" >&2; exit 1; }
 # the agent is asked now, not after the minutes of quiet and load

@@ -491,12 +491,14 @@ def test_a_past_window_begun_in_a_gap_of_the_agents_history_starts_at_its_first_
             assert (meta['start'], meta['end']) == (want, START + 599), out
             assert "no recorded chart has a value in the window's first {} s".format(want - START - 99) in \
                 stream.getvalue(), stream.getvalue()
-        # a window that holds values from its start is not moved, and says nothing of it
-        stream = io.StringIO()
-        assert record(server.host, 300, str(tmp_path / 'whole'), past=True, charts_regex=r'system\.cpu$',
-                      stream=stream) == []
-        assert json.load(open(str(tmp_path / 'whole' / 'recording.json')))['start'] == START + 299
-        assert 'no recorded chart has a value' not in stream.getvalue()
+        # a window that holds values from its start, or from a few seconds in (the edge of the
+        # agent's rows), is not moved, and says nothing of it
+        for out, seconds in (('whole', 300), ('edge', 404)):
+            stream = io.StringIO()
+            assert record(server.host, seconds, str(tmp_path / out), past=True, charts_regex=r'system\.cpu$',
+                          stream=stream) == []
+            assert json.load(open(str(tmp_path / out / 'recording.json')))['start'] == START + 599 - seconds
+            assert 'no recorded chart has a value' not in stream.getvalue()
 
 
 def test_a_live_recording_waits_on_the_agents_clock(replay, tmp_path):
