@@ -9,7 +9,7 @@ import time
 
 from .config import DEFAULTS, least_window_secs
 from .files import may_write_into
-from .hosts import port_given
+from .hosts import host_parts, port_given
 from .netdata_api import MAX_ROWS
 
 # charts of 1.37 agents that only ever climb (seconds since a start), as charts_regex may take them
@@ -94,9 +94,10 @@ def _portless_host_notes(cfg):
     notes = []
     for key, host in hosts:
         if not port_given(host):
-            where, slash, path = host.strip().rstrip('/').partition('/')
+            where, path = host_parts(host)
             notes.append("key '{}': {} names no port, so the agent is read on port {}, {}'s (an agent listens on "
-                         "19999 by default: {}:19999{}{})".format(key, host, port, cfg.protocol, where, slash, path))
+                         "19999 by default: {}:19999{})".format(key, host, port, cfg.protocol, where,
+                                                                 '/' + path if path else ''))
     return notes
 
 

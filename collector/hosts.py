@@ -7,12 +7,18 @@ from .protocol import quotable
 _HOST_PORT = re.compile(r'^(?:\[[0-9A-Fa-f:.%\w]+\]|[^\[\]:/]+)(?::(?P<port>[^/]*))?$')
 
 
+def host_parts(host):
+    """``(agent, path)`` of a ``host`` value: 'parent:19999/host/child' is ('parent:19999', 'host/child')."""
+    where, _, path = host.strip().rstrip('/').partition('/')
+    return where, path
+
+
 def valid_host(host):
     """An agent as ``host:port`` (``[::1]:19999`` for IPv6) or ``parent:port/host/child``:
     no scheme (that is ``protocol``'s), no other path, a port from 1 to 65535."""
     if not isinstance(host, str) or not host.strip() or '://' in host or any(c in host.strip() for c in ' ?#'):
         return False
-    where, _, path = host.strip().rstrip('/').partition('/')
+    where, path = host_parts(host)
     m = _HOST_PORT.match(where)
     if not m or (path and not re.match(r'^host/[^/]+$', path)):
         return False
@@ -25,7 +31,7 @@ def port_given(host):
     (80 for http, 443 for https), not on the 19999 an agent listens on by default."""
     if not isinstance(host, str):
         return False
-    m = _HOST_PORT.match(host.strip().rstrip('/').partition('/')[0])
+    m = _HOST_PORT.match(host_parts(host)[0])
     return bool(m and m.group('port'))
 
 
@@ -33,7 +39,7 @@ def node_read(host):
     """The node a job reads through a parent ('parent:19999/host/child': 'child'), else None."""
     if not isinstance(host, str):
         return None
-    path = host.strip().rstrip('/').partition('/')[2]
+    path = host_parts(host)[1]
     node = path[len('host/'):] if path.startswith('host/') else ''
     return node or None
 
@@ -46,7 +52,7 @@ def on_this_machine(host, hostname=None):
     import socket
     if not isinstance(host, str) or node_read(host):
         return False
-    netloc = host.strip().partition('/')[0]
+    netloc = host_parts(host)[0]
     name = netloc[1:netloc.find(']')] if netloc.startswith('[') else netloc.rsplit(':', 1)[0]
     try:
         return ipaddress.ip_address(name).is_loopback
