@@ -80,11 +80,16 @@ def _say(*text):
         os.close(devnull)
 
 
+_SIGTERM_SEEN = False   # set by _on_sigterm, whose KeyboardInterrupt must not also read as Ctrl-C
+
+
 def _on_sigterm(signum, frame):
     """Stop as Ctrl-C does. The line goes out with one unbuffered write: the signal may come while
     the job itself is writing to stderr, and a print there would be a reentrant call into the
     same buffer, raise RuntimeError instead of KeyboardInterrupt, and the SIGTERM would be lost
     as one failed step."""
+    global _SIGTERM_SEEN
+    _SIGTERM_SEEN = True
     try:
         os.write(2, b'run: SIGTERM, stopping\n')
     except OSError:   # stderr broken: the stop must still happen
@@ -145,6 +150,8 @@ def cmd_run(args):
             _to_stderr('configuration error, {}'.format(line))
         return 1
     except KeyboardInterrupt:
+        if not _SIGTERM_SEEN:   # a SIGTERM has said its own line
+            _to_stderr('run: stopped (Ctrl-C)')
         return 0
     if ok == 0 and args.steps:
         # a bounded run (scripts, cron checks) must not read as success with nothing collected

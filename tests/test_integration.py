@@ -329,6 +329,25 @@ def test_sigterm_during_a_training_stops_the_training_too_and_exits_cleanly(live
         proc.kill()
     assert proc.returncode == 0, err
     assert 'SIGTERM, stopping' in err and 'Traceback' not in err, err
+    assert 'Ctrl-C' not in err, err   # one stop, said once
+    parse(out)
+    assert all(_stat(k) is None or _stat(k)[0] == 'Z' for k in kids)
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc'), reason='reads processes from /proc')
+def test_ctrl_c_during_a_training_says_the_run_stopped_in_one_line(live_replay):
+    """Ctrl-C at a terminal, as someone trying the job by hand stops it: one line says the run
+    stopped (a silent exit reads like a crash or a hang), and the training goes too."""
+    proc, kids = _run_into_a_training(live_replay, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert err.count('run: stopped (Ctrl-C)') == 1 and 'Traceback' not in err and 'SIGTERM' not in err, err
     parse(out)
     assert all(_stat(k) is None or _stat(k)[0] == 'Z' for k in kids)
 
