@@ -8,6 +8,7 @@ turns patching it. Where it fails, drops charts it did not read in time, or does
 (Python 3.13), the charts are read one by one with our own client (``netdata_api``).
 """
 import contextlib
+import functools
 import threading
 import warnings
 
@@ -88,52 +89,60 @@ def fetch_training_frame(host_charts, after, before, protocol='http', username=N
     kwargs = dict(after=int(after), before=int(before), points=int(points), user=username, pwd=password,
                   protocol=protocol, timeout=timeout, ffill=False, sort_cols=True,
                   numeric_only=False)   # its numeric_only drops a dimension for one odd value, without a word
+    direct = functools.partial(_fetch_directly, after=after, before=before, protocol=protocol, username=username,
+                               password=password, tls_verify=tls_verify, points=points)
     frames = []
     for host, charts in host_charts.items():
-        before_host = len(printed)
-        try:
-            with _NDP_PATCHED, _captured_prints(printed), _asks_tls(tls_verify), warnings.catch_warnings():
-                warnings.simplefilter('ignore')
-                df = get_data(hosts=[host], charts=list(charts), **kwargs)
-        except ValueError:  # pandas: nothing to concatenate, i.e. no chart of this host answered
-            df = None
-        except Exception as e:  # one odd answer (a time twice) or an agent down costs only that host's charts:
-            # they are read one by one, and what still fails is named (better than netdata-pandas' lines)
-            del printed[before_host:]
-            why = 'netdata-pandas failed on {} ({}: {}), read chart by chart'.format(host, e.__class__.__name__, e)
-            try:
-                df, _, problems = _fetch_directly({host: charts}, after, before, protocol, username, password,
-                                                  tls_verify, timeout, points, why, say_why=True)
-            except NetdataError as direct:
-                printed.append('request to {} failed: {}: {}; {}'.format(
-                    host, e.__class__.__name__, e, direct))
-                continue
-            printed.extend(problems)
-            frames.append(df)
-            continue
-        # netdata-pandas drops, without a word, every chart not read within one time limit for
-        # all of them (a slow agent, hundreds of charts of four hours): those are read one by one
-        got = set() if df is None else {c.split('|', 1)[0] for c in df.columns}
-        dropped = [c for c in charts if c not in got]
-        if dropped:
-            # what netdata-pandas printed of these charts is said again, better, by the direct read
-            asked = tuple('chart={}&'.format(c) for c in dropped)
-            printed[before_host:] = [line for line in printed[before_host:] if not any(a in line for a in asked)]
-            why = 'netdata-pandas read {} of the {} charts asked of {}, read the other {} one by one'.format(
-                len(charts) - len(dropped), len(charts), host, len(dropped))
-            frame, _, problems = _fetch_directly({host: dropped}, after, before, protocol, username, password,
-                                                 tls_verify, max(float(timeout), 30.0), points, why, must_read=False,
-                                                 others_read=df is not None, say_why=df is None)
-            printed.extend(problems)
-            if frame is not None:
-                frames.append(frame)
-        if df is not None:
-            frames.append(_host_frame(df, host, printed))
+        frames.extend(_read_host(get_data, host, charts, kwargs, tls_verify, direct, printed))
     if not frames:
         raise NetdataError('no chart data could be read for training{}'.format(_problems_suffix(printed)))
     df = frames[0] if len(frames) == 1 else pd.concat(frames, axis=1, join='outer').sort_index()
     df = carried_forward(df)
     return df, np.asarray(df.index, dtype=np.float64), [line.strip() for line in printed if line.strip()]
+
+
+def _read_host(get_data, host, charts, kwargs, tls_verify, direct, printed):
+    """One host's frames for ``fetch_training_frame``: netdata-pandas' read, and what it failed on
+    or dropped read again chart by chart (``direct``, ``_fetch_directly`` with the window and the
+    agent's access bound); what could not be read is said in ``printed``."""
+    before_host = len(printed)
+    timeout = kwargs['timeout']
+    try:
+        with _NDP_PATCHED, _captured_prints(printed), _asks_tls(tls_verify), warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            df = get_data(hosts=[host], charts=list(charts), **kwargs)
+    except ValueError:  # pandas: nothing to concatenate, i.e. no chart of this host answered
+        df = None
+    except Exception as e:  # one odd answer (a time twice) or an agent down costs only that host's charts:
+        # they are read one by one, and what still fails is named (better than netdata-pandas' lines)
+        del printed[before_host:]
+        why = 'netdata-pandas failed on {} ({}: {}), read chart by chart'.format(host, e.__class__.__name__, e)
+        try:
+            df, _, problems = direct({host: charts}, timeout=timeout, why=why, say_why=True)
+        except NetdataError as failed:
+            printed.append('request to {} failed: {}: {}; {}'.format(host, e.__class__.__name__, e, failed))
+            return []
+        printed.extend(problems)
+        return [df]
+    frames = []
+    # netdata-pandas drops, without a word, every chart not read within one time limit for
+    # all of them (a slow agent, hundreds of charts of four hours): those are read one by one
+    got = set() if df is None else {c.split('|', 1)[0] for c in df.columns}
+    dropped = [c for c in charts if c not in got]
+    if dropped:
+        # what netdata-pandas printed of these charts is said again, better, by the direct read
+        asked = tuple('chart={}&'.format(c) for c in dropped)
+        printed[before_host:] = [line for line in printed[before_host:] if not any(a in line for a in asked)]
+        why = 'netdata-pandas read {} of the {} charts asked of {}, read the other {} one by one'.format(
+            len(charts) - len(dropped), len(charts), host, len(dropped))
+        frame, _, problems = direct({host: dropped}, timeout=max(float(timeout), 30.0), why=why, must_read=False,
+                                    others_read=df is not None, say_why=df is None)
+        printed.extend(problems)
+        if frame is not None:
+            frames.append(frame)
+    if df is not None:
+        frames.append(_host_frame(df, host, printed))
+    return frames
 
 
 def _host_frame(df, host, printed):
