@@ -180,9 +180,13 @@ def _offsets(lengths):
 def _oldest(stamps):
     """The oldest of the charts' ``last_updated`` (None if none is a number)."""
     try:
-        return min(stamps) if stamps else None   # (numbers, as the agent sends them: one pass in C)
+        oldest = min(stamps) if stamps else None   # (numbers, as the agent sends them: one pass in C)
+        if oldest is None or is_time(oldest):
+            return oldest
     except TypeError:
-        return min((t for t in stamps if is_time(t)), default=None)
+        pass
+    # text, which compares with text alone (every stamp a string: its min is one), or None
+    return min((t for t in stamps if is_time(t)), default=None)
 
 
 class BatchScorer:

@@ -134,9 +134,13 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
             return report   # not fresh: the charts keep the last values for a while, as for an agent away
         report.fresh = True
         if not stamp:
+            self.problems.report('clock', "the agent's answer holds no time (no chart's last_updated is a number): "
+                                 'its values are taken as one update_every after the last')
             if not self.snapshots:
                 return report
             stamp = self.snapshots[-1][0] + self.config.update_every
+        elif 'clock' in self.problems:
+            self.problems.clear('clock', "the agent's answers hold their time again")
         # a jump either way (a suspend, the clock set back) makes the kept rows another
         # time's; not on the step after a refill: a slow one would read as another gap, for ever
         if (self.models and self.snapshots and abs(stamp - self.snapshots[-1][0]) > timings.GAP_STEPS * self.stamp_every

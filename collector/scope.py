@@ -34,6 +34,7 @@ class ChartScope:
         self.child_modelled = None     # whether models_dir held models (of the child) at the wait
         self.parent_age = None         # the parent's uptime at the wait, where it told it (s)
         self.listing = None   # the chart list being read (ChartListing), until a step takes it up
+        self.list_failures = 0   # chart lists that could not be read in a row
         self.unlisted = set()  # models whose chart the last chart listing did not have
         self.regrown = {}      # model id -> the dimensions listed when it was retrained for new ones
 

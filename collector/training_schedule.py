@@ -119,8 +119,9 @@ class TrainingSchedule:
                 return
             self.problems.report('charts', 'cannot list charts: {}{}'.format(
                 e, ': api_timeout, raise it for an agent this slow to list its charts' if e.timed_out else ''))
-            self._retry_full_training_soon(full_due)
+            self._retry_full_training_soon(full_due, self._list_retry_steps())
             return
+        self.list_failures = 0
         self.problems.clear('charts')
         if self.models_dir and not self.disk_checked and not self.models:   # the agent did not answer at start
             self._start_from_disk(charts, report)
@@ -153,11 +154,20 @@ class TrainingSchedule:
         if todo:
             self._start_trainer(todo, full_due, new_dimensions)
 
-    def _retry_full_training_soon(self, full_due):
-        """A full training that could not start is tried again RETRY_STEPS on (charts still
-        without a model are tried again at each discovery)."""
+    def _retry_full_training_soon(self, full_due, steps=None):
+        """A full training that could not start is tried again ``steps`` (RETRY_STEPS) on
+        (charts still without a model are tried again at each discovery)."""
         if full_due:
-            self.next_training = self.steps + timings.RETRY_STEPS
+            self.next_training = self.steps + (timings.RETRY_STEPS if steps is None else steps)
+
+    def _list_retry_steps(self):
+        """Steps to the next look at a chart list that could not be read: SCOPE_WAIT_SECONDS
+        after the first failure, twice as long after each next one, RETRY_STEPS at most. An
+        agent that failed once (starting, restarting, a lost answer) is not waited for as
+        long as one that is away."""
+        self.list_failures += 1
+        seconds = timings.SCOPE_WAIT_SECONDS * 2 ** min(self.list_failures - 1, 10)
+        return max(1, min(timings.RETRY_STEPS, int(seconds // self.config.update_every)))
 
     def _to_train_between(self, charts, specs, report, new_dimensions):
         """What a discovery trains: charts without a model whose retry is due (after their

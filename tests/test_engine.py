@@ -639,6 +639,103 @@ def test_an_agent_too_slow_for_the_step_or_the_timeout_is_told_which_key_to_chan
     det.close()
 
 
+class ListFailsApi(SwitchableApi):
+    """An agent whose chart list fails (HTTP 500, as one still starting or restarting may
+    answer) while ``failing`` is set; its values and data read as usual."""
+    failing = False
+    lists = 0
+
+    def charts(self):
+        ListFailsApi.lists += 1
+        if self.failing:
+            raise NetdataError('cannot list charts: http://{}/api/v1/charts answered HTTP 500'.format(self.host))
+        return super().charts()
+
+
+def test_a_chart_list_that_failed_at_start_is_asked_for_again_within_seconds(replay, logger, monkeypatch):
+    """An agent that answered its chart list with an error for the job's first seconds: the
+    job looked again only 30 steps on, charting nothing for half a minute after the agent was
+    fine. It looks again 5 s after the first failure, backing off to 30 s while it goes on."""
+    monkeypatch.setattr(ListFailsApi, 'failing', True)
+    monkeypatch.setattr(ListFailsApi, 'lists', 0)
+    det = AnomalyDetector(parse_job_config({'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000}),
+                          logger, trainer=ThreadTrainer(), api_factory=lambda c, h: ListFailsApi.from_config(c, h))
+    det.list_wait = None
+    det.start()
+    looks = []
+    for i in range(80):
+        before = ListFailsApi.lists
+        det.step()
+        replay.clock.advance(1)
+        if ListFailsApi.lists > before:
+            looks.append(i)
+    # while it fails: 5, 10, 20, then 30 steps after the look before (the first, at the start)
+    assert looks == [5, 15, 35, 65], looks
+    assert not det.models
+    said = [e for e in logger.errors() if 'cannot list charts' in e]
+    assert len(said) == 1, said   # one line while it goes on
+    det.close()
+    # back after 8 s: trained by the second look, 5 + 10 steps in
+    monkeypatch.setattr(ListFailsApi, 'failing', True)
+    logger.lines.clear()
+    det = AnomalyDetector(parse_job_config({'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000}),
+                          logger, trainer=ThreadTrainer(), api_factory=lambda c, h: ListFailsApi.from_config(c, h))
+    det.list_wait = None
+    det.start()
+    started = None
+    for i in range(60):
+        if i == 8:
+            ListFailsApi.failing = False
+        det.step()
+        replay.clock.advance(1)
+        if started is None and any(m.startswith('training ') for _, m in logger.lines):
+            started = i
+        if det.models:
+            break
+        time.sleep(0.05)
+    assert det.models and started == 15, (started, logger.lines)
+    det.close()
+
+
+class TextClockApi(SwitchableApi):
+    """An agent (or a proxy before it) whose answers give ``last_updated`` as text while ``text`` is set."""
+    text = False
+
+    def allmetrics(self, timeout=None, charts=None):
+        body = super().allmetrics(timeout, charts)
+        if self.text:
+            body = {c: dict(v, last_updated='yesterday') for c, v in body.items()}
+        return body
+
+
+def test_answers_whose_times_are_text_are_scored_on_and_said_once(replay, logger, monkeypatch):
+    """Every chart's last_updated as text: each step failed with "unsupported operand type(s)
+    for -: 'int' and 'str'", a line a step naming nothing. The steps go on, timed one
+    update_every after the last, with one line saying why, and one when the times are back."""
+    monkeypatch.setattr(TextClockApi, 'text', False)
+    det = AnomalyDetector(parse_job_config({'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000}),
+                          logger, trainer=ThreadTrainer(), api_factory=lambda c, h: TextClockApi.from_config(c, h))
+    det.list_wait = None
+    run_until_trained(det, replay)
+    for _ in range(3):
+        det.step()
+        replay.clock.advance(1)
+    TextClockApi.text = True
+    steps = []
+    for _ in range(5):
+        steps.append(det.step())
+        replay.clock.advance(1)
+    TextClockApi.text = False
+    after = [det.step() for _ in range(2)]
+    assert all(s.fresh and s.scores for s in steps + after)
+    assert [s.at - steps[0].at for s in steps] == [0, 1, 2, 3, 4]
+    assert not [e for e in logger.errors() if 'failed' in e], logger.errors()
+    said = [e for e in logger.errors() if 'no time' in e]
+    assert len(said) == 1 and "no chart's last_updated is a number" in said[0], said
+    assert any("hold their time again" in m for _, m in logger.lines)
+    det.close()
+
+
 class LateApi(SwitchableApi):
     """An agent over a link that loses an answer now and then: a step's read that times out."""
     late = False
