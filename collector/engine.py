@@ -255,7 +255,9 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         self.gap = Moment(self.steps, stamp)
         try:
             tails, _, unread = self._recent_rows(self.models)
-        except Exception:  # odd answers: the models score again once enough steps came in
+        except Exception as e:  # the models score again once enough steps came in
+            self.log.error('cannot read the stored rows after the gap ({!r}): the models score again once enough '
+                           'steps came in'.format(e))
             tails, unread = {}, 0
         if unread:
             self.log.info('the agent took over {:g} s to send the stored rows after the gap: the models of {} '
@@ -272,8 +274,14 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         """The last rows of the models' charts as the steps would have read them, so they score
         from the first step (``stored_rows.on_step_grid``), the agent's newest time, and how many
         charts were not read within REFILL_SECONDS."""
+        odd = {}
         read, unread = stored_rows.read_stored(self.api_factory, self.config, stored_rows.charts_of(models),
-                                               self.need, PARALLEL_READS, timings.REFILL_SECONDS)
+                                               self.need, PARALLEL_READS, timings.REFILL_SECONDS, odd)
+        if odd:
+            (host, chart), why = next(iter(odd.items()))
+            self.log.error('the stored rows of {} could not be read ({}{}): {} again once enough steps came '
+                           'in'.format(first_few([c for _, c in odd]), '' if len(odd) == 1 else chart + ': ', why,
+                                       'its model scores' if len(odd) == 1 else 'their models score'))
         return stored_rows.on_step_grid(read, models, self.need, self.config.update_every) + (unread,)
 
     def _rebuild(self, tails):

@@ -121,7 +121,9 @@ class Restore:
         """Score the loaded models from the next step on; the agent's newest time, if it answered."""
         try:
             tails, now, _ = self._recent_rows(loaded)
-        except Exception:  # odd answers: the loaded models start scoring once enough steps came in
+        except Exception as e:  # the loaded models start scoring once enough steps came in
+            self.log.error('cannot read the stored rows of the saved models ({!r}): they score once enough steps '
+                           'came in'.format(e))
             tails, now = {}, None
         self.models.update(loaded)
         report.added.extend(sorted(loaded))

@@ -12,6 +12,7 @@ import numpy as np
 
 from .features import rows_at
 from .netdata_api import NetdataError, split_key
+from .problems import plural
 
 # what an odd answer for one chart raises while it is parsed: only that chart's models wait
 ODD_ANSWER = (NetdataError, KeyError, TypeError, ValueError, IndexError, OverflowError)
@@ -28,10 +29,12 @@ def chart_rows(api, chart, need, every):
         labels, rows = api.data(chart, -window, points=0)
         if not rows:
             return None
+        widths = {len(r) for r in rows}
+        if widths != {len(labels) + 1}:
+            raise ValueError('rows of {} values for a time and {}'.format(
+                ' or '.join(map(str, sorted(widths))), plural(len(labels), 'dimension')))
         times = np.array([r[0] for r in rows], dtype=np.float64)
         values = np.array([[np.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
-        if values.shape != (len(rows), len(labels)):
-            return None
         values[np.isinf(values)] = np.nan   # an Infinity is no reading, like null
         spacing = float(np.median(np.diff(times))) if times.size > 1 else float(window)
         longer = (need + 2) * every + 2 * int(math.ceil(spacing))
@@ -41,13 +44,14 @@ def chart_rows(api, chart, need, every):
     return times, values, labels
 
 
-def read_stored(api_factory, config, wanted, need, parallel, seconds):
+def read_stored(api_factory, config, wanted, need, parallel, seconds, odd=None):
     """``({(host, chart): (times, values, labels) or None}, charts not reached)`` for ``wanted``.
 
     Read ``parallel`` at a time, each reader over its own connection from ``api_factory``
     (one is not shared between threads): a remote agent that takes a tenth of a second an
     answer would otherwise hold the step for a tenth of a second per chart. None for a chart
-    whose answer was odd (ragged rows, strings). Charts not reached within ``seconds`` (an
+    whose answer was odd (ragged rows, strings), and in ``odd``, a dict, ``{(host, chart): why}``.
+    Charts not reached within ``seconds`` (an
     agent slow to answer them) are left out and counted: the step waits for them no longer.
     The deadline is the machine's monotonic clock, not the job's: it bounds real waiting."""
     deadline = time.monotonic() + seconds
@@ -64,8 +68,10 @@ def read_stored(api_factory, config, wanted, need, parallel, seconds):
                     apis[host] = api_factory(config, host)
                 try:
                     out[(host, chart)] = chart_rows(apis[host], chart, need, config.update_every)
-                except ODD_ANSWER:
+                except ODD_ANSWER as e:
                     out[(host, chart)] = None
+                    if odd is not None:
+                        odd[(host, chart)] = '{}: {}'.format(e.__class__.__name__, e)
         finally:
             for api in apis.values():
                 api.close()
