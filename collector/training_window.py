@@ -10,16 +10,21 @@ turns patching it. Where it fails, drops charts it did not read in time, or does
 import contextlib
 import functools
 import threading
+import time
 import warnings
 
 import numpy as np
 
 from .features import carried_within
 from .netdata_api import PARALLEL_READS, NetdataApi, NetdataError, is_time, ssl_context, split_key
+from .problems import first_few
 
 # a chart's training window must come whole within this many of its reads' timeouts (30 s at most):
 # a wide chart's window is tens of MB, which a parent across a slow link sends over minutes
 WINDOW_TIMEOUTS = 10
+# charts netdata-pandas left out that take this long more to read one by one are named: the
+# first models of every chart of the training waited for them
+SLOW_READ_S = 5.0
 
 
 # netdata-pandas is patched for each read (its ``print`` and ``asks.get`` are module globals):
@@ -135,8 +140,13 @@ def _read_host(get_data, host, charts, kwargs, tls_verify, direct, printed):
         printed[before_host:] = [line for line in printed[before_host:] if not any(a in line for a in asked)]
         why = 'netdata-pandas read {} of the {} charts asked of {}, read the other {} one by one'.format(
             len(charts) - len(dropped), len(charts), host, len(dropped))
+        began = time.monotonic()
         frame, _, problems = direct({host: dropped}, timeout=max(float(timeout), 30.0), why=why, must_read=False,
                                     others_read=df is not None, say_why=df is None)
+        took = time.monotonic() - began
+        if took >= SLOW_READ_S and not any(why in line for line in problems):
+            problems.append('{} ({}), which took {:.0f} s more: every model of this training waited for {}'.format(
+                why, first_few(dropped), took, 'it' if len(dropped) == 1 else 'them'))
         printed.extend(problems)
         if frame is not None:
             frames.append(frame)

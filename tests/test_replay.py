@@ -169,6 +169,32 @@ def test_charts_netdata_pandas_drops_at_its_time_limit_are_read_one_by_one(repla
     assert problems == []   # every chart read: nothing for the log to warn about
 
 
+def test_a_chart_slow_enough_to_hold_back_every_first_model_is_named(replay, monkeypatch):
+    """One chart whose stored rows come seconds after the others' (netdata-pandas gives up on
+    it, and its read on its own waits for it): every chart's first model waits for it, and
+    nothing said which chart that was. The line names it and how long it took."""
+    import collector.replay as replay_mod
+    from collector import training_window
+    try:
+        import netdata_pandas.data  # noqa: F401
+    except Exception:   # Python 3.13+: no trio that it can use, and every chart is read on its own anyway
+        pytest.skip('netdata-pandas does not import here')
+    body = replay_mod.data_body
+
+    def slow(recording, chart, *a, **k):
+        if chart == 'system.ram':
+            time.sleep(2)
+        return body(recording, chart, *a, **k)
+    monkeypatch.setattr(replay_mod, 'data_body', slow)
+    monkeypatch.setattr(training_window, 'SLOW_READ_S', 1.5)   # (the job's 5 s, shortened for the test)
+    df, times, problems = training_window.fetch_training_frame({replay.host: ['system.cpu', 'system.ram']},
+                                                               -120, 0, timeout=1)
+    assert {c.split('::')[1].split('|')[0] for c in df.columns} == {'system.cpu', 'system.ram'}
+    assert len(problems) == 1 and problems[0].startswith(
+        'netdata-pandas read 1 of the 2 charts asked of {}, read the other 1 one by one (system.ram), which took '
+        .format(replay.host)) and problems[0].endswith(' s more: every model of this training waited for it'), problems
+
+
 def test_netdata_pandas_failing_is_said_even_when_every_chart_is_then_read(replay, monkeypatch):
     """netdata-pandas raising (a library update that no longer takes our patch, say) costs
     nothing, as every chart is then read on its own, but it is said: otherwise every training
