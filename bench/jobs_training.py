@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 
+from common import run_main
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, 'demo', 'recording')
 # the job's run, with the other jobs' trainings never seen as running (as before they waited)
@@ -56,16 +58,25 @@ def measure(code, recording, jobs, offset, steps):
         err = open(os.path.join(work, 'err'), 'w+')
         run = subprocess.Popen([sys.executable, '-c', code, 'run', '--config', conf, '--steps', str(steps)],
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
-        most, peak = 0, 0
+        most, peak, all_trained = 0, 0, None
         while run.poll() is None:
             rss = training_processes(run.pid)
             most, peak = max(most, len(rss)), max(peak, sum(rss))
+            if all_trained is None and len(trained_lines(err.name)) >= jobs:
+                all_trained = time.monotonic() - began
             time.sleep(0.1)
         replay.terminate()
         replay.wait()
-        err.seek(0)
-        trained = [line for line in err if re.search(r'\] : trained \d+ model', line)]
-    return {'most': most, 'peak_mib': peak / 1024.0, 'trained': len(trained), 'seconds': time.monotonic() - began}
+        err.close()
+        trained = trained_lines(err.name)
+    return {'most': most, 'peak_mib': peak / 1024.0, 'trained': len(trained), 'seconds': time.monotonic() - began,
+            'all_trained': all_trained}
+
+
+def trained_lines(log):
+    """The jobs' 'trained N models' lines in the run's log so far."""
+    with open(log) as f:
+        return [line for line in f if re.search(r'\] : trained \d+ model', line)]
 
 
 def main():
@@ -79,12 +90,15 @@ def main():
         ap.error('--jobs and --steps must be positive, --offset not negative')
     if not os.path.isfile(os.path.join(args.recording, 'recording.json')):
         ap.error('{}: not a recording (no recording.json)'.format(args.recording))
-    print('{:<24} {:>5} {:>24} {:>22} {:>10}'.format('variant', 'jobs', 'trainings at once (most)',
-                                                       'their peak RSS (MiB)', 'trainings'))
+    print('{:<24} {:>5} {:>24} {:>22} {:>10} {:>26}'.format('variant', 'jobs', 'trainings at once (most)',
+                                                              'their peak RSS (MiB)', 'trainings',
+                                                              'every job trained after (s)'))
     for name, code in (('one at a time (shipped)', ONE_AT_A_TIME), ('all at once (before)', ALL_AT_ONCE)):
         r = measure(code, args.recording, args.jobs, args.offset, args.steps)
-        print('{:<24} {:>5} {:>24} {:>22.0f} {:>10}'.format(name, args.jobs, r['most'], r['peak_mib'], r['trained']))
+        print('{:<24} {:>5} {:>24} {:>22.0f} {:>10} {:>26}'.format(
+            name, args.jobs, r['most'], r['peak_mib'], r['trained'],
+            '-' if r['all_trained'] is None else '{:.1f}'.format(r['all_trained'])))
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

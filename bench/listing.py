@@ -14,6 +14,7 @@ import argparse
 import logging
 import time
 
+from common import run_main
 from replayed import checked, trained_job
 
 from collector import timings  # noqa: E402
@@ -54,4 +55,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

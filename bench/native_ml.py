@@ -25,6 +25,8 @@ import sys
 
 import numpy as np
 
+from common import run_main
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from collector.config import parse_job_config  # noqa: E402
 from collector.evaluate import default_warmup, evaluate_recording, load_dataset, score_dataset  # noqa: E402
@@ -215,6 +217,9 @@ def main():
         p.error('not a recording (no recording.json): {}'.format(', '.join(missing)))
     if not paths:
         p.error('no recording among {}'.format(', '.join(args.paths)))
+    unlabeled = [path for path in paths if not os.path.exists(os.path.join(path, 'labels.json'))]
+    if unlabeled:   # as evaluate says it: its incidents, if any, count as false flags
+        print('note: no labels.json, judged on false flags alone: {}'.format(', '.join(unlabeled)), file=sys.stderr)
     for how, results in recording_rows(paths, args.charts_regex, args.min_samples).items():
         s = recordings_summary(results)
         rate = s['false_flag_events_per_hour']
@@ -226,4 +231,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

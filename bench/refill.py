@@ -14,6 +14,7 @@ import argparse
 import logging
 import time
 
+from common import run_main
 from replayed import checked, engine, trained_job
 
 
@@ -60,4 +61,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -12,6 +12,10 @@ from collector.evaluate import default_warmup  # noqa: E402
 from collector.replay import Recording, ReplayClock, ReplayServer  # noqa: E402
 from collector.trainers import ThreadTrainer  # noqa: E402
 
+# steps a job is given to train its first models (a training failing at each retry waits 30,
+# 60, 120 steps between them): past these, the benchmark stops rather than waits for ever
+TRAIN_STEPS = 300
+
 
 def checked(parser, args, count):
     """The recording of ``args``, or the parser's error exit: before any training, a path that
@@ -34,10 +38,15 @@ def trained_job(rec, name):
                                      logging.getLogger(name), trainer=ThreadTrainer())
         try:
             det.start()
-            while not det.models:
+            for _ in range(TRAIN_STEPS):
+                if det.models:
+                    break
                 det.step()
                 server.clock.advance(1)
                 det.trainer.wait()
+            if not det.models:
+                sys.exit('{}: no model trained in {} steps of {} (see the errors above)'.format(
+                    name, TRAIN_STEPS, rec.path))
             yield server, det
         finally:
             det.close()

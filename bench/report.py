@@ -98,7 +98,8 @@ def main():
                     help='the folder of *.json results (default bench/results)')
     args = ap.parse_args()
     if not os.path.isdir(args.folder):
-        ap.error('no such folder: {}'.format(args.folder))
+        ap.error('{}: {} (give the folder of the results, as bench/matrix.sh wrote them)'.format(
+            args.folder, 'a file, not a folder' if os.path.exists(args.folder) else 'no such folder'))
     runs = load(args.folder)
     if not runs:
         ap.error('no results (*.json beside the baseline) in {}: run bench/matrix.sh first'.format(args.folder))

@@ -36,6 +36,8 @@ import tempfile
 import threading
 import time
 
+from common import run_main
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -52,7 +54,7 @@ MIN_STEPS = 10   # fewer prediction steps than this make a mean that moves with 
 
 
 def default_recording():
-    """The benchmark's recording in ../shared; else the demo's (39 charts), said on stderr, since
+    """The benchmark's recording in ../shared; else the demo's (39 charts, 37 to model), said on stderr, since
     its figures are not those of docs/performance.md."""
     if os.path.isdir(SHARED):
         return SHARED
@@ -360,7 +362,7 @@ def table(ours, base, other='baseline'):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--recording', help='default: ../shared/recordings/netdata-1.37-incidents-a beside the '
-                   'checkout, else the demo recording (39 charts)')
+                   'checkout, else the demo recording (39 charts, 37 of them to model)')
     p.add_argument('--charts', type=int, default=37)
     p.add_argument('--model', default=DEFAULTS['model'], help='ours (default: the default, %(default)s)')
     p.add_argument('--baseline-model', help="the baseline's pyod model (default: --model when the baseline "
@@ -457,4 +459,4 @@ def checked(parser, args, seconds):
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

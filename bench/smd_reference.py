@@ -17,6 +17,8 @@ import sys
 
 import numpy as np
 
+from common import run_main
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from collector.config import parse_job_config  # noqa: E402
 from collector.evaluate import load_dataset, score_dataset  # noqa: E402
@@ -77,4 +79,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

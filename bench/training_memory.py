@@ -31,6 +31,8 @@ import urllib.request
 
 import numpy as np
 
+from common import run_main
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START = 1700000000
 
@@ -151,4 +153,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -20,6 +20,8 @@ import sys
 
 import numpy as np
 
+from common import run_main
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from collector.config import parse_job_config  # noqa: E402
 from collector.features import feature_groups, phases_every, rows_every  # noqa: E402
@@ -88,4 +90,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

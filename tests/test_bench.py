@@ -63,3 +63,49 @@ def test_scripts_refuse_a_bad_argument_before_any_work(argv, monkeypatch, capsys
     with pytest.raises(SystemExit) as e:
         module.main()
     assert e.value.code == 2 and 'error:' in capsys.readouterr().err
+
+
+def test_a_python_without_the_projects_libraries_is_told_which_venv_to_use(monkeypatch):
+    """Started with a system python3 (no pandas), a benchmark's training failed at each retry
+    and refill.py then waited for a model for ever, at full CPU: one line instead, before any work."""
+    import common
+    monkeypatch.setattr(sys, 'argv', ['bench/refill.py'])
+    with pytest.raises(SystemExit) as e:
+        common.require(('numpy', 'no_such_module_here'))
+    assert "refill.py: this Python ({}) has no no_such_module_here: run it with the project's venv, ".format(
+        sys.executable) in str(e.value.code) and str(e.value.code).endswith(
+            '.venv/bin/python bench/refill.py (./install.sh --dev makes it)')
+    common.require()   # this venv has them all
+
+
+def test_ctrl_c_stops_a_benchmark_in_one_line(monkeypatch, capsys):
+    import common
+    monkeypatch.setattr(sys, 'argv', ['bench/soak.py'])
+
+    def interrupted():
+        raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as e:
+        common.run_main(interrupted)
+    assert e.value.code == 130 and capsys.readouterr().err == '\nsoak.py: interrupted\n'
+    with pytest.raises(SystemExit) as e:
+        common.run_main(lambda: 3)
+    assert e.value.code == 3
+
+
+def test_a_job_that_never_trains_stops_the_benchmark_with_a_line(monkeypatch):
+    """A training that fails at every retry (here: no chart data at all) must not keep the
+    benchmark stepping for ever."""
+    import replayed
+    from collector import training_window
+    from collector.netdata_api import NetdataError
+
+    def unreadable(*a, **k):
+        raise NetdataError('no chart data could be read for training')
+    monkeypatch.setattr(training_window, 'fetch_training_frame', unreadable)
+    monkeypatch.setattr(replayed, 'TRAIN_STEPS', 40)
+    rec = replayed.Recording(os.path.join(ROOT, 'demo', 'recording'))
+    with pytest.raises(SystemExit) as e:
+        with replayed.trained_job(rec, 'refill'):
+            pass
+    assert str(e.value.code).startswith('refill: no model trained in 40 steps of ') and 'see the errors above' in \
+        str(e.value.code)
