@@ -166,6 +166,33 @@ class Layout:
         return [(by_name[name], col) for name, col in dims if name in by_name]
 
 
+def why_no_values(entry, names):
+    """What in a chart's allmetrics ``entry`` gives no value to the dimensions ``names``, in a
+    few words for the log (None if nothing): a kind, never the value itself, so that a chart
+    that keeps answering so is told once."""
+    def kind(v):
+        return {list: 'a list', str: 'text', dict: 'an object', bool: 'true or false'}.get(type(v), 'null' if v is None
+                                                                                          else type(v).__name__)
+    if not isinstance(entry, dict):
+        return 'its entry in the answer is {}, not an object'.format(kind(entry))
+    dims = entry.get('dimensions')
+    if not isinstance(dims, dict):
+        return "its entry has {}".format("no 'dimensions'" if dims is None else "'dimensions' as " + kind(dims))
+    by_name = {(d.get('name', i) if isinstance(d, dict) else i): d for i, d in dims.items()}
+    for name in names:
+        if name not in by_name:
+            return 'dimension {} is not in its entry'.format(name)
+        d = by_name[name]
+        if not isinstance(d, dict) or 'value' not in d:
+            return 'dimension {} has no value'.format(name)
+        v = d['value']
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return "dimension {}'s value is {}".format(name, kind(v))
+        if not is_time(v):   # (a finite number)
+            return "dimension {}'s value is not finite".format(name)
+    return None
+
+
 # a model whose components hold more numbers than this is scored by its own scorer (one product
 # with its matrix) rather than laid out with the others: the layout repeats each feature's index
 # once per component, a second copy of the matrix in indices, and a step gathers a third (a

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from . import flagged_spans, persist, ring, stored_rows, timings
-from .batch import BatchScorer, Layout
+from .batch import BatchScorer, Layout, why_no_values
 from .flagged_spans import FlagFile
 from .flags import FlagPolicy
 from .features import absent_as_zero, feature_blocks, fill_missing
@@ -417,7 +417,9 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
                                   "skipping it until values are back".format(
                                       model_id, _charts_are(self._charts_gone(spec, answer)))))
             else:
-                unread.append((key, "model '{}': no current values for its dimensions, skipping it".format(model_id)))
+                why = self._why_unread(spec, answer)
+                unread.append((key, "model '{}': no current values for its dimensions{}, skipping it".format(
+                    model_id, ' ({})'.format(why) if why else '')))
         # one line for the charts a step took away together, one for those that came back
         ids = lambda keys: first_few([k.split(':', 1)[1] for k in keys])
         self.problems.report_all(left, lambda keys: "{} models: their charts are no longer in the agent's answer "
@@ -432,6 +434,13 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         self.missing = missing
         for model_id in missing:   # skipped, said as such: a chart gone before it is told anew
             self.problems.forget('gone:' + model_id)
+
+    def _why_unread(self, spec, answer):
+        """What in the answer left a chart model's dimensions without values (``why_no_values``)."""
+        if spec is None or not spec.chart or not answer or spec.model_id not in self.models:
+            return None
+        names = [split_key(c)[2] for c in self.models[spec.model_id].columns]
+        return why_no_values(answer.get(spec.host, {}).get(spec.chart), names)
 
     def _custom_charts_gone(self, present, answer):
         """A custom model scores on while one of its charts has left its agent's answer (a

@@ -3827,6 +3827,42 @@ def test_a_chart_the_agent_stops_collecting_is_a_warning_not_an_error(tampered, 
                                 "it")], logger.lines
 
 
+def _load_entry(change):
+    def tamper(body):
+        body['system.load'] = change(body['system.load'])
+        return body
+    return tamper
+
+
+def _load_values(value):
+    def change(entry):
+        for d in entry['dimensions'].values():
+            d['value'] = value
+        return entry
+    return change
+
+
+@pytest.mark.parametrize('change, why', [
+    (lambda e: [e], 'its entry in the answer is a list, not an object'),
+    (lambda e: 'load', 'its entry in the answer is text, not an object'),
+    (lambda e: {k: v for k, v in e.items() if k != 'dimensions'}, "its entry has no 'dimensions'"),
+    (lambda e: dict(e, dimensions=list(e['dimensions'].values())), "its entry has 'dimensions' as a list"),
+    (_load_values('abc'), "dimension load1's value is text"),
+    (_load_values([1.0]), "dimension load1's value is a list"),
+    (lambda e: dict(e, dimensions={}), 'dimension load1 is not in its entry'),
+])
+def test_a_chart_answered_in_a_form_that_holds_no_values_is_told_what_is_wrong(tampered, replay, logger, change,
+                                                                               why):
+    """A chart's entry in allmetrics that holds no values (a broken agent, a proxy before it):
+    the line said only 'no current values', whatever was wrong. It says what, once, and the
+    other charts score on."""
+    TamperedApi.tamper = _load_entry(change)
+    steps = _steps(tampered, replay, 3)
+    assert all(set(s.scores) == {'system.cpu', 'system.forks', 'system.ram'} for s in steps)
+    said = [m for m in logger.errors() if m.startswith("model 'system.load'")]
+    assert said == ["model 'system.load': no current values for its dimensions ({}), skipping it".format(why)], said
+
+
 def test_charts_that_leave_and_come_back_together_are_told_in_one_line_each_way(tampered, replay, logger):
     """A parent's child reconnecting, or a collector restarting, takes dozens of charts out of
     the answer and brings them back seconds later: one line each way, not one per model."""
@@ -3845,7 +3881,8 @@ def test_charts_that_leave_and_come_back_together_are_told_in_one_line_each_way(
         ('WARNING', "2 models: their charts are no longer in the agent's answer (gone, or not collected now), "
                     "skipping them; a model is removed once the agent no longer lists its chart: system.cpu, "
                     "system.load"),
-        ('ERROR', "model 'system.ram': no current values for its dimensions, skipping it"),
+        ('ERROR', "model 'system.ram': no current values for its dimensions (dimension cached's value is null), "
+                  "skipping it"),
         ('INFO', '3 models: values are back: system.cpu, system.load, system.ram')], said
 
 
