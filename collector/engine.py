@@ -267,6 +267,10 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         for model_id, (times, raw) in tails.items():
             times = np.asarray(times)
             before[model_id] = (times[times < stamp], np.asarray(raw)[times < stamp])
+        if tails and not any(len(times) for times, _ in before.values()):
+            # (stored rows all after the time the answers now give: a clock set back)
+            self.log.info("no stored row comes before the agent's time now: the models score again once {} steps "
+                          "came in".format(self.need))
         self.ring_stamps = None   # the rows held are from before the gap: none of them is kept
         self._rebuild(before)
 

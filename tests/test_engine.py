@@ -2875,6 +2875,24 @@ def _set(chart, key, value):
     return tamper
 
 
+def test_answers_set_back_before_every_stored_row_say_when_the_models_score_again(tampered, replay, logger):
+    """Answers whose time went back 10 minutes (a clock set back) while the stored rows the
+    refill reads are all after it: the charts stood still for a dozen steps while the log
+    said the features start again from the stored rows. It says when they score again."""
+    _steps(tampered, replay, 5)
+
+    def set_back(body):
+        for entry in body.values():
+            entry['last_updated'] -= 600
+        return body
+    TamperedApi.tamper = set_back
+    steps = _steps(tampered, replay, tampered.need + 2)
+    assert any("clock went back 599 s in one step" in m for _, m in logger.lines), logger.lines
+    assert any(m == "no stored row comes before the agent's time now: the models score again once {} steps came "
+               "in".format(tampered.need) for _, m in logger.lines), logger.lines
+    assert not steps[0].scores and steps[-1].scores
+
+
 def test_one_charts_last_updated_far_ahead_is_not_a_gap_for_every_chart(tampered, replay, logger):
     TamperedApi.tamper = _set('system.load', 'last_updated', lambda t: t + 10 ** 6)
     steps = _steps(tampered, replay, 8)
