@@ -1,4 +1,7 @@
-"""What the benchmark scripts share: the Python they need, and a one-line stop on Ctrl-C."""
+"""What the benchmark scripts share: the Python they need, and a one-line stop on Ctrl-C.
+
+Imported first by each script: its check of this Python's libraries runs on import, before
+the script's own imports of numpy or the collector would fail with a traceback."""
 import importlib.util
 import os
 import sys
@@ -23,10 +26,12 @@ def require(modules=NEEDED):
 def run_main(main):
     """``main()`` as the script's exit status; Ctrl-C ends it with one line, not a traceback
     (each script's own ``finally`` clauses have stopped its replays and jobs by then)."""
-    require()
     try:
         status = main()
     except KeyboardInterrupt:
         print('\n{}: interrupted'.format(os.path.basename(sys.argv[0] or 'bench')), file=sys.stderr)
         sys.exit(130)
     sys.exit(status)
+
+
+require()

@@ -62,7 +62,7 @@ def measure(code, recording, jobs, offset, steps):
         while run.poll() is None:
             rss = training_processes(run.pid)
             most, peak = max(most, len(rss)), max(peak, sum(rss))
-            if all_trained is None and len(trained_lines(err.name)) >= jobs:
+            if all_trained is None and len(set(job for job, _ in trained_lines(err.name))) >= jobs:
                 all_trained = time.monotonic() - began
             time.sleep(0.1)
         replay.terminate()
@@ -74,9 +74,11 @@ def measure(code, recording, jobs, offset, steps):
 
 
 def trained_lines(log):
-    """The jobs' 'trained N models' lines in the run's log so far."""
+    """``(job, line)`` of each 'trained N models' line in the run's log so far (a job may train
+    twice, as charts appear, before another trains once)."""
     with open(log) as f:
-        return [line for line in f if re.search(r'\] : trained \d+ model', line)]
+        found = [(re.search(r'\[([^\]]*)\] : trained \d+ model', line), line) for line in f]
+    return [(m.group(1), line) for m, line in found if m]
 
 
 def main():

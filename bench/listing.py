@@ -14,7 +14,7 @@ import argparse
 import logging
 import time
 
-from common import run_main
+from common import run_main  # first: it checks this Python before the collector is imported
 from replayed import checked, trained_job
 
 from collector import timings  # noqa: E402

@@ -29,9 +29,8 @@ import tempfile
 import time
 import urllib.request
 
+from common import run_main  # first: it checks this Python before numpy is imported
 import numpy as np
-
-from common import run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START = 1700000000

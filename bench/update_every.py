@@ -18,9 +18,8 @@ import json
 import os
 import sys
 
+from common import run_main  # first: it checks this Python before numpy is imported
 import numpy as np
-
-from common import run_main
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from collector.config import parse_job_config  # noqa: E402

@@ -179,9 +179,10 @@ def why_no_values(entry, names):
     if not isinstance(dims, dict):
         return "its entry has {}".format("no 'dimensions'" if dims is None else "'dimensions' as " + kind(dims))
     by_name = {(d.get('name', i) if isinstance(d, dict) else i): d for i, d in dims.items()}
-    for name in names:
-        if name not in by_name:
-            return 'dimension {} is not in its entry'.format(name)
+    absent = [name for name in names if name not in by_name]
+    for name in names:   # what the dimensions there hold first: a dimension gone alone reads as zero
+        if name in absent:
+            continue
         d = by_name[name]
         if not isinstance(d, dict) or 'value' not in d:
             return 'dimension {} has no value'.format(name)
@@ -190,6 +191,10 @@ def why_no_values(entry, names):
             return "dimension {}'s value is {}".format(name, kind(v))
         if not is_time(v):   # (a finite number)
             return "dimension {}'s value is not finite".format(name)
+    if absent:
+        return '{} in its entry'.format('none of its dimensions is' if len(absent) == len(names) else
+                                        'dimension {} is not'.format(absent[0]) if len(absent) == 1 else
+                                        'dimensions {} are not'.format(', '.join(absent)))
     return None
 
 

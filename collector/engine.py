@@ -48,6 +48,13 @@ class Step:
         self.at = None      # the agent's time of the row scored (unix s): how long a flag is up is agent time
 
 
+def _times_unreadable(latest):
+    """Whether an answer without a time has charts whose ``last_updated`` is there but no number
+    (text, a list), rather than no chart at all (an agent starting, a child reconnecting)."""
+    return any(isinstance(c, dict) and c.get('last_updated') is not None
+               for body in latest.values() if isinstance(body, dict) for c in body.values())
+
+
 class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
     """One job's models of one agent's charts: ``start()``, then ``step()`` once per
     update_every, then ``close()``.
@@ -134,8 +141,9 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
             return report   # not fresh: the charts keep the last values for a while, as for an agent away
         report.fresh = True
         if not stamp:
-            self.problems.report('clock', "the agent's answer holds no time (no chart's last_updated is a number): "
-                                 'its values are taken as one update_every after the last')
+            if _times_unreadable(latest):   # (not an answer without the charts: told as such)
+                self.problems.report('clock', "the agent's answer holds no time (no chart's last_updated is a "
+                                     "number): its values are taken as one update_every after the last")
             if not self.snapshots:
                 return report
             stamp = self.snapshots[-1][0] + self.config.update_every
@@ -283,7 +291,7 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
                                                self.need, PARALLEL_READS, timings.REFILL_SECONDS, odd)
         if odd:
             (host, chart), why = next(iter(odd.items()))
-            self.log.error('the stored rows of {} could not be read ({}{}): {} again once enough steps came '
+            self.log.error('the stored rows of {} could not be read ({}{}): {} once enough steps came '
                            'in'.format(first_few([c for _, c in odd]), '' if len(odd) == 1 else chart + ': ', why,
                                        'its model scores' if len(odd) == 1 else 'their models score'))
         return stored_rows.on_step_grid(read, models, self.need, self.config.update_every) + (unread,)

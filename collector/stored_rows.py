@@ -70,7 +70,8 @@ def read_stored(api_factory, config, wanted, need, parallel, seconds, odd=None):
                     out[(host, chart)] = chart_rows(apis[host], chart, need, config.update_every)
                 except ODD_ANSWER as e:
                     out[(host, chart)] = None
-                    if odd is not None:
+                    # (404: nothing stored yet, as on an agent seconds old; not an odd answer)
+                    if odd is not None and getattr(e, 'status', None) != 404:
                         odd[(host, chart)] = '{}: {}'.format(e.__class__.__name__, e)
         finally:
             for api in apis.values():

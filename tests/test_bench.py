@@ -102,10 +102,19 @@ def test_a_job_that_never_trains_stops_the_benchmark_with_a_line(monkeypatch):
     def unreadable(*a, **k):
         raise NetdataError('no chart data could be read for training')
     monkeypatch.setattr(training_window, 'fetch_training_frame', unreadable)
-    monkeypatch.setattr(replayed, 'TRAIN_STEPS', 40)
-    rec = replayed.Recording(os.path.join(ROOT, 'demo', 'recording'))
+    monkeypatch.setattr(replayed, 'TRAIN_FAILURES', 2)   # (the second is 30 steps after the first)
+    rec = replayed.Recording(os.path.join(ROOT, 'recordings', 'netdata-1.37-long-a'))
     with pytest.raises(SystemExit) as e:
         with replayed.trained_job(rec, 'refill'):
             pass
-    assert str(e.value.code).startswith('refill: no model trained in 40 steps of ') and 'see the errors above' in \
+    assert str(e.value.code).startswith('refill: no model trained in 3') and 'see the errors above' in \
         str(e.value.code)
+
+
+def test_a_benchmarks_job_on_the_demo_recording_trains(monkeypatch):
+    """The demo's lead is 5 minutes: a job there starts with no history, and waits for
+    train_min_n_secs and a look at the chart list; a benchmark must wait that long too."""
+    import replayed
+    rec = replayed.Recording(os.path.join(ROOT, 'demo', 'recording'))
+    with replayed.trained_job(rec, 'refill') as (server, det):
+        assert det.models

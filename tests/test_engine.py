@@ -1431,9 +1431,35 @@ def test_stored_rows_that_cannot_be_read_after_a_gap_are_named(replay, logger):
     first = det.step()
     said = [e for e in logger.errors() if 'stored rows of' in e]
     assert said == ['the stored rows of system.load could not be read (ValueError: rows of 3 or 4 values for a '
-                    'time and 3 dimensions): its model scores again once enough steps came in'], logger.lines
+                    'time and 3 dimensions): its model scores once enough steps came in'], logger.lines
     assert 'system.cpu' in first.scores and 'system.load' not in first.scores
     det.close()
+
+
+class NothingStoredApi(SwitchableApi):
+    """An agent that has stored nothing of ``system.load`` yet (seconds old, or restarted): 404."""
+    def data(self, chart, after, before=0, points=0, group=None, whole=None):
+        if chart == 'system.load':
+            raise NetdataError('http://{}/api/v1/data?chart=system.load answered HTTP 404'.format(self.host),
+                               status=404)
+        return super().data(chart, after, before, points, group, whole)
+
+
+def test_a_chart_with_nothing_stored_yet_after_a_gap_is_no_error(replay, logger):
+    """A 404 for a chart's stored rows is an agent that has stored nothing of it yet (one that
+    restarted during the gap): its model waits for new rows, without an error line."""
+    det = AnomalyDetector(parse_job_config({'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000,
+                                            'charts_regex': 'system\\.(cpu|load)'}),
+                          logger, trainer=ThreadTrainer(), api_factory=lambda c, h: NothingStoredApi.from_config(c, h))
+    det.list_wait = None
+    run_until_trained(det, replay)
+    for _ in range(10):
+        det.step()
+        replay.clock.advance(1)
+    replay.clock.advance(90)
+    first = det.step()
+    assert 'system.cpu' in first.scores and 'system.load' not in first.scores
+    assert not logger.errors(), logger.errors()
 
 
 @pytest.mark.parametrize('phase', range(5))
@@ -2951,7 +2977,8 @@ def test_an_answer_without_the_charts_is_one_line_and_keeps_the_agents_clock(tam
     said = [m for _, m in logger.lines if 'current values' in m]
     assert said == ["no current values for any of the 4 models' charts, skipping the step",
                     'current values are back'], logger.lines
-    assert not any('clock' in m for _, m in logger.lines), logger.lines   # no wall clock mixed in
+    assert logger.errors() == ["no current values for any of the 4 models' charts, skipping the step"]
+    assert not any('clock' in m or 'time' in m for _, m in logger.lines), logger.lines   # no wall clock mixed in
 
 
 def test_an_infinity_in_one_chart_costs_that_chart_only(tampered, replay, logger):
@@ -3860,6 +3887,19 @@ def _load_values(value):
     return change
 
 
+def test_why_a_charts_entry_holds_no_values_names_what_the_dimensions_there_hold():
+    from collector.batch import why_no_values
+    entry = {'dimensions': {'a': {'name': 'a', 'value': None}, 'c': {'name': 'c', 'value': 1.0}}}
+    assert why_no_values(entry, ['b', 'a', 'c']) == "dimension a's value is null"   # not b's absence
+    assert why_no_values(entry, ['b', 'c']) == 'dimension b is not in its entry'
+    assert why_no_values(entry, ['b', 'd', 'c']) == 'dimensions b, d are not in its entry'
+    assert why_no_values(entry, ['c']) is None
+    assert why_no_values({'dimensions': {'x': {'name': 'a', 'value': float('nan')}}}, ['a']) == \
+        "dimension a's value is not finite"
+    assert why_no_values({'dimensions': {'a': {'name': 'a'}}}, ['a']) == 'dimension a has no value'
+    assert why_no_values(None, ['a']) == 'its entry in the answer is null, not an object'
+
+
 @pytest.mark.parametrize('change, why', [
     (lambda e: [e], 'its entry in the answer is a list, not an object'),
     (lambda e: 'load', 'its entry in the answer is text, not an object'),
@@ -3867,7 +3907,7 @@ def _load_values(value):
     (lambda e: dict(e, dimensions=list(e['dimensions'].values())), "its entry has 'dimensions' as a list"),
     (_load_values('abc'), "dimension load1's value is text"),
     (_load_values([1.0]), "dimension load1's value is a list"),
-    (lambda e: dict(e, dimensions={}), 'dimension load1 is not in its entry'),
+    (lambda e: dict(e, dimensions={}), 'none of its dimensions is in its entry'),
 ])
 def test_a_chart_answered_in_a_form_that_holds_no_values_is_told_what_is_wrong(tampered, replay, logger, change,
                                                                                why):
