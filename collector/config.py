@@ -699,7 +699,27 @@ def _outputs(cfg, errors):
     if not isinstance(address, str) or not address:
         errors.append("key 'prometheus_address': expected an address to listen on, got {!r}".format(
             cfg['prometheus_address']))
+    elif not _listen_address(address):
+        errors.append("key 'prometheus_address': expected an IP address or a host name to listen on (e.g. "
+                      "127.0.0.1, 0.0.0.0, ::), got {!r}".format(cfg['prometheus_address']))
     return models_dir, textfile, port, address
+
+
+_HOST_LABEL = re.compile(r'(?!-)[A-Za-z0-9-]{1,63}(?<!-)$')
+
+
+def _listen_address(address):
+    """Whether ``address`` is an IP address or a host name by its form (not looked up: a name
+    that resolves only where the agent runs is still taken), so that a typo is told by
+    check-config rather than by the job's log once it runs."""
+    import ipaddress
+    try:
+        ipaddress.ip_address(address)
+        return True
+    except ValueError:
+        pass
+    name = address[:-1] if address.endswith('.') else address
+    return 0 < len(name) <= 253 and all(_HOST_LABEL.match(label) for label in name.split('.'))
 
 
 def _framework(raw, errors):

@@ -70,6 +70,9 @@ def config_warnings(cfg, user=None):
     if cfg.models_dir not in (None, 'auto') and not os.path.isabs(os.path.expanduser(cfg.models_dir)):
         notes.append("key 'models_dir': {} is not an absolute path: models are saved relative to the folder the "
                      "plugin runs in ('auto' keeps them in the agent's lib dir)".format(cfg.models_dir))
+    if cfg.prometheus_port is None and cfg.prometheus_address != DEFAULTS['prometheus_address']:
+        notes.append("key 'prometheus_address': {} is where the /metrics port listens, and no prometheus_port is set: "
+                     "nothing listens (set prometheus_port, e.g. 9591)".format(cfg.prometheus_address))
     if cfg.prometheus_textfile:
         if not os.path.isabs(cfg.prometheus_textfile):
             notes.append("key 'prometheus_textfile': {} is not an absolute path: it is written relative to the "

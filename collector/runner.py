@@ -11,7 +11,7 @@ import threading
 import time
 
 from .config import ConfigError, served_name
-from .config_file import load_config_file, note_job
+from .config_file import load_config_file, note_job, pythond_skips
 from .protocol import safe_id
 from .pythond import SimpleService, run_job
 from .service import AnomaliesService
@@ -88,6 +88,7 @@ def select_jobs(config_path, job=None, host=None, update_every=None, notes=None)
         return [select_job(config_path, job, host, update_every, notes)]
     jobs = _load(config_path, notes)
     chosen, taken = [], {}
+    pythond_skipped = pythond_skips(jobs)
     for name, raw in jobs.items():
         key = safe_id(served_name(name, raw))
         if key in taken:
@@ -96,6 +97,10 @@ def select_jobs(config_path, job=None, host=None, update_every=None, notes=None)
                     name, taken[key]))
             continue
         taken[key] = name
+        if name in pythond_skipped and notes is not None:   # run here, skipped there: the file works only here
+            notes.append("job {}: python.d.plugin would not run it ('already served by another job': its name is "
+                         "part of job {}'s, the job before it); give it a name of its own".format(
+                             name, pythond_skipped[name]))
         chosen.append(_raw_for(jobs, name, host, update_every))
     return chosen
 

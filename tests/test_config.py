@@ -509,6 +509,29 @@ def test_a_prometheus_address_written_as_in_a_url_is_one_the_exporter_can_listen
         parse_job_config({'prometheus_address': '[ ]'})
 
 
+@pytest.mark.parametrize('address', ['not an address', 'host_name', '-metrics', 'a..b', '10.0.0.1:9591', 'x' * 64])
+def test_a_prometheus_address_that_is_no_address_is_refused_by_check_config(address):
+    """It passed check-config as ok, and the job logged 'prometheus export disabled: cannot
+    serve http://not an address:...' only once it ran."""
+    with pytest.raises(ValueError, match="key 'prometheus_address': expected an IP address or a host name"):
+        parse_job_config({'prometheus_address': address, 'prometheus_port': 9591})
+
+
+@pytest.mark.parametrize('address', ['0.0.0.0', '::', 'fe80::1', 'localhost', 'metrics.example.com.', 'node-7'])
+def test_addresses_and_host_names_to_listen_on_are_taken(address):
+    assert parse_job_config({'prometheus_address': address, 'prometheus_port': 9591}).prometheus_address == address
+
+
+def test_a_prometheus_address_without_a_port_is_warned_of():
+    """Set alone, it does nothing: the address is the /metrics listener's, and no port is set."""
+    said = [n for n in config_warnings(parse_job_config({'prometheus_address': '0.0.0.0'})) if 'prometheus' in n]
+    assert said == ["key 'prometheus_address': 0.0.0.0 is where the /metrics port listens, and no prometheus_port "
+                    "is set: nothing listens (set prometheus_port, e.g. 9591)"]
+    assert not [n for n in config_warnings(parse_job_config({'prometheus_address': '0.0.0.0',
+                                                            'prometheus_port': 9591})) if 'prometheus' in n]
+    assert not [n for n in config_warnings(parse_job_config({})) if 'prometheus' in n]
+
+
 def test_ipv6_hosts_in_custom_models():
     from collector.netdata_api import dim_key, split_key
     cfg = parse_job_config({'host': '[::1]:19999', 'custom_models': [

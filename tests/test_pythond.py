@@ -706,6 +706,19 @@ def test_a_run_without_a_job_takes_every_job_but_one_whose_name_another_has_take
     assert [r['job_name'] for r in select_jobs(str(conf), job='same', host='h:1')] == ['same']
 
 
+def test_a_run_says_which_of_its_jobs_python_d_would_not_run(tmp_path):
+    """python.d.plugin skips 'web1' after 'web10' (a name that is part of the last one's, as
+    text): ``run`` ran both without a word, so a file tried standalone then lost a job under
+    the agent."""
+    from collector.runner import select_jobs
+    conf = tmp_path / 'anomalies.conf'
+    conf.write_text("web10:\n  lags_n: 3\nweb1:\n  lags_n: 4\ndb:\n  lags_n: 5\n")
+    notes = []
+    assert [r['job_name'] for r in select_jobs(str(conf), notes=notes)] == ['web10', 'web1', 'db']
+    assert notes == ["job web1: python.d.plugin would not run it ('already served by another job': its name is part "
+                     "of job web10's, the job before it); give it a name of its own"]
+
+
 def test_a_job_whose_every_model_is_gone_lets_its_charts_be_made_obsolete():
     """A job whose charts all went (a container's, an interface deleted): once its last model is
     removed, its charts are left without values, so that after chart_cleanup updates they are
