@@ -47,12 +47,14 @@ class SwitchableApi(NetdataApi):
         return json.dumps(self.shown).encode()
 
 
-def make_detector(replay, logger, **conf):
+def make_detector(replay, logger, api=None, **conf):
+    """A job on ``replay`` trained in a thread, its agent read through ``api`` (a client class,
+    SwitchableApi by default)."""
     raw = {'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000, 'update_every': 1}
     raw.update(conf)
     cfg = parse_job_config(raw)
-    det = AnomalyDetector(cfg, logger, trainer=ThreadTrainer(),
-                          api_factory=lambda c, h: SwitchableApi.from_config(c, h))
+    api = api or SwitchableApi
+    det = AnomalyDetector(cfg, logger, trainer=ThreadTrainer(), api_factory=lambda c, h: api.from_config(c, h))
     det.list_wait = None   # each chart list is taken up by the step that asked for it, as in evaluate
     return det
 
@@ -658,9 +660,7 @@ def test_a_chart_list_that_failed_at_start_is_asked_for_again_within_seconds(rep
     fine. It looks again 5 s after the first failure, backing off to 30 s while it goes on."""
     monkeypatch.setattr(ListFailsApi, 'failing', True)
     monkeypatch.setattr(ListFailsApi, 'lists', 0)
-    det = AnomalyDetector(parse_job_config({'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000}),
-                          logger, trainer=ThreadTrainer(), api_factory=lambda c, h: ListFailsApi.from_config(c, h))
-    det.list_wait = None
+    det = make_detector(replay, logger, api=ListFailsApi)
     det.start()
     looks = []
     for i in range(80):
@@ -678,9 +678,7 @@ def test_a_chart_list_that_failed_at_start_is_asked_for_again_within_seconds(rep
     # back after 8 s: trained by the second look, 5 + 10 steps in
     monkeypatch.setattr(ListFailsApi, 'failing', True)
     logger.lines.clear()
-    det = AnomalyDetector(parse_job_config({'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000}),
-                          logger, trainer=ThreadTrainer(), api_factory=lambda c, h: ListFailsApi.from_config(c, h))
-    det.list_wait = None
+    det = make_detector(replay, logger, api=ListFailsApi)
     det.start()
     started = None
     for i in range(60):
@@ -713,9 +711,7 @@ def test_answers_whose_times_are_text_are_scored_on_and_said_once(replay, logger
     for -: 'int' and 'str'", a line a step naming nothing. The steps go on, timed one
     update_every after the last, with one line saying why, and one when the times are back."""
     monkeypatch.setattr(TextClockApi, 'text', False)
-    det = AnomalyDetector(parse_job_config({'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000}),
-                          logger, trainer=ThreadTrainer(), api_factory=lambda c, h: TextClockApi.from_config(c, h))
-    det.list_wait = None
+    det = make_detector(replay, logger, api=TextClockApi)
     run_until_trained(det, replay)
     for _ in range(3):
         det.step()
@@ -1417,10 +1413,7 @@ def test_stored_rows_that_cannot_be_read_after_a_gap_are_named(replay, logger):
     came odd was left to score again later without a word, so its chart stood still for
     several steps with nothing said why. Its line names the chart and what was wrong, and
     the other charts score at once."""
-    det = AnomalyDetector(parse_job_config({'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000,
-                                            'charts_regex': 'system\\.(cpu|load)'}),
-                          logger, trainer=ThreadTrainer(), api_factory=lambda c, h: RaggedRowsApi.from_config(c, h))
-    det.list_wait = None
+    det = make_detector(replay, logger, api=RaggedRowsApi, charts_regex='system\\.(cpu|load)')
     # (trained on the window read chart by chart with these rows: training says what it left out)
     run_until_trained(det, replay)
     assert sorted(det.models) == ['system.cpu', 'system.load']
@@ -1448,10 +1441,7 @@ class NothingStoredApi(SwitchableApi):
 def test_a_chart_with_nothing_stored_yet_after_a_gap_is_no_error(replay, logger):
     """A 404 for a chart's stored rows is an agent that has stored nothing of it yet (one that
     restarted during the gap): its model waits for new rows, without an error line."""
-    det = AnomalyDetector(parse_job_config({'host': replay.host, 'train_n_secs': 600, 'train_every_n': 1000,
-                                            'charts_regex': 'system\\.(cpu|load)'}),
-                          logger, trainer=ThreadTrainer(), api_factory=lambda c, h: NothingStoredApi.from_config(c, h))
-    det.list_wait = None
+    det = make_detector(replay, logger, api=NothingStoredApi, charts_regex='system\\.(cpu|load)')
     run_until_trained(det, replay)
     for _ in range(10):
         det.step()

@@ -316,38 +316,23 @@ def _run_into_a_training(replay, **popen):
 
 
 @pytest.mark.skipif(not os.path.isdir('/proc'), reason='reads processes from /proc')
-def test_sigterm_during_a_training_stops_the_training_too_and_exits_cleanly(live_replay, tmp_path):
+@pytest.mark.parametrize('sig, said, not_said', [(signal.SIGTERM, 'run: SIGTERM, stopping', 'Ctrl-C'),
+                                                 (signal.SIGINT, 'run: stopped (Ctrl-C)', 'SIGTERM')])
+def test_a_stop_during_a_training_stops_the_training_too_and_says_so_once(live_replay, sig, said, not_said):
     """An agent stops its plugins with SIGTERM, in a training as likely as not: the training
     process goes too (it held the plugin's stderr open, and would print a traceback), and
-    nothing but a log line is written."""
-    proc, kids = _run_into_a_training(live_replay, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
-    assert 'SIGTERM, stopping' in err and 'Traceback' not in err, err
-    assert 'Ctrl-C' not in err, err   # one stop, said once
-    parse(out)
-    assert all(_stat(k) is None or _stat(k)[0] == 'Z' for k in kids)
-
-
-@pytest.mark.skipif(not os.path.isdir('/proc'), reason='reads processes from /proc')
-def test_ctrl_c_during_a_training_says_the_run_stopped_in_one_line(live_replay):
-    """Ctrl-C at a terminal, as someone trying the job by hand stops it: one line says the run
-    stopped (a silent exit reads like a crash or a hang), and the training goes too."""
+    nothing but a log line is written. Ctrl-C at a terminal, as someone trying the job by hand
+    stops it, says so too (a silent exit reads like a crash or a hang)."""
     proc, kids = _run_into_a_training(live_replay, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=20)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
-    assert err.count('run: stopped (Ctrl-C)') == 1 and 'Traceback' not in err and 'SIGTERM' not in err, err
+    assert err.count(said) == 1 and 'Traceback' not in err and not_said not in err, err
     parse(out)
     assert all(_stat(k) is None or _stat(k)[0] == 'Z' for k in kids)
 

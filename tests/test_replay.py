@@ -145,13 +145,10 @@ def test_netdata_pandas_reads_the_replay(replay, capsys):
     assert not df.iloc[5:].isna().any().any()   # system.load's 5 s rows are forward filled
 
 
-def test_charts_netdata_pandas_drops_at_its_time_limit_are_read_one_by_one(replay, monkeypatch):
-    """netdata-pandas gives every chart one time limit together and leaves out, without a word,
-    those not read by then (hundreds of charts of four hours from a slow agent): the training
-    said 'the agent sent no data' for them. They are read again on their own, and once they
-    are, there is nothing to warn about."""
+def _ram_read_slowly(monkeypatch):
+    """The replay's stored rows of system.ram answered 2 s late (netdata-pandas, asked with a
+    1 s timeout, leaves the chart out); skips where netdata-pandas does not import."""
     import collector.replay as replay_mod
-    from collector.training_window import fetch_training_frame
     try:
         import netdata_pandas.data  # noqa: F401
     except Exception:   # Python 3.13+: no trio that it can use, and every chart is read on its own anyway
@@ -163,6 +160,15 @@ def test_charts_netdata_pandas_drops_at_its_time_limit_are_read_one_by_one(repla
             time.sleep(2)
         return body(recording, chart, *a, **k)
     monkeypatch.setattr(replay_mod, 'data_body', slow)
+
+
+def test_charts_netdata_pandas_drops_at_its_time_limit_are_read_one_by_one(replay, monkeypatch):
+    """netdata-pandas gives every chart one time limit together and leaves out, without a word,
+    those not read by then (hundreds of charts of four hours from a slow agent): the training
+    said 'the agent sent no data' for them. They are read again on their own, and once they
+    are, there is nothing to warn about."""
+    from collector.training_window import fetch_training_frame
+    _ram_read_slowly(monkeypatch)
     df, times, problems = fetch_training_frame({replay.host: ['system.cpu', 'system.ram']}, -120, 0, timeout=1)
     assert {c.split('::')[1].split('|')[0] for c in df.columns} == {'system.cpu', 'system.ram'}
     assert not df.iloc[5:].isna().any().any()
@@ -173,19 +179,8 @@ def test_a_chart_slow_enough_to_hold_back_every_first_model_is_named(replay, mon
     """One chart whose stored rows come seconds after the others' (netdata-pandas gives up on
     it, and its read on its own waits for it): every chart's first model waits for it, and
     nothing said which chart that was. The line names it and how long it took."""
-    import collector.replay as replay_mod
     from collector import training_window
-    try:
-        import netdata_pandas.data  # noqa: F401
-    except Exception:   # Python 3.13+: no trio that it can use, and every chart is read on its own anyway
-        pytest.skip('netdata-pandas does not import here')
-    body = replay_mod.data_body
-
-    def slow(recording, chart, *a, **k):
-        if chart == 'system.ram':
-            time.sleep(2)
-        return body(recording, chart, *a, **k)
-    monkeypatch.setattr(replay_mod, 'data_body', slow)
+    _ram_read_slowly(monkeypatch)
     monkeypatch.setattr(training_window, 'SLOW_READ_S', 1.5)   # (the job's 5 s, shortened for the test)
     df, times, problems = training_window.fetch_training_frame({replay.host: ['system.cpu', 'system.ram']},
                                                                -120, 0, timeout=1)
