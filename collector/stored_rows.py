@@ -51,9 +51,9 @@ def read_stored(api_factory, config, wanted, need, parallel, seconds, odd=None):
     (one is not shared between threads): a remote agent that takes a tenth of a second an
     answer would otherwise hold the step for a tenth of a second per chart. None for a chart
     whose answer was odd (ragged rows, strings), and in ``odd``, a dict, ``{(host, chart): why}``.
-    Charts not reached within ``seconds`` (an
-    agent slow to answer them) are left out and counted: the step waits for them no longer.
-    The deadline is the machine's monotonic clock, not the job's: it bounds real waiting."""
+    Charts not reached within ``seconds`` (an agent slow to answer them) are left out and
+    counted: the step waits for them no longer. The deadline is the machine's monotonic
+    clock, not the job's: it bounds real waiting."""
     deadline = time.monotonic() + seconds
     late = []
 
