@@ -75,6 +75,7 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         self.clock = clock
         self.created = clock()
         self.unanswered = set()        # hosts whose read failed at the last step
+        self.fresh_at = None           # time.monotonic() of the last step the agent answered
         self.slow = {}                 # host whose step read timed out -> [reads timed out, steps, answered in a row]
         self.need = config.rows_needed
         self.hosts = [config.host] + sorted({d[0] for m in config.custom_models for d in m.dimensions} - {config.host})
@@ -139,7 +140,7 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         stamp = stamp or agent_now(latest.get(self.config.host))
         if stamp and set(self.wanted) <= {self.config.host} and self._standing_still(stamp):
             return report   # not fresh: the charts keep the last values for a while, as for an agent away
-        report.fresh = True
+        report.fresh, self.fresh_at = True, time.monotonic()
         if not stamp:
             if _times_unreadable(latest):   # (not an answer without the charts: told as such)
                 self.problems.report('clock', "the agent's answer holds no time (no chart's last_updated is a "
@@ -202,11 +203,17 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
                         else ': api_timeout, raise it for an agent this slow to answer')
                 # (a connection reset, then refused, as an agent stops: one outage, one line)
                 outage = 'unreachable' if str(e).startswith('cannot reach') and not e.timed_out else None
-                self.problems.report('fetch:' + host, '{}{}{}'.format(   # (a job with no model yet has no values)
-                    e, slow, ' (keeping the last values for a minute)' if self.models else ''), kind=outage)
+                self.problems.report('fetch:' + host, '{}{}{}'.format(
+                    e, slow, ' (keeping the last values for a minute)' if self._values_kept() else ''), kind=outage)
         for late in self.slow.values():
             late[1] += 1
         return latest
+
+    def _values_kept(self):
+        """Whether the charts still show their last values (a job with no model yet has none;
+        they stay empty once the agent has not answered for STALE_SECONDS)."""
+        return bool(self.models) and self.fresh_at is not None and \
+            time.monotonic() - self.fresh_at < timings.STALE_SECONDS
 
     def _answered(self, host):
         """``host`` answered this step: its trouble is over, and told so; where its reads timed

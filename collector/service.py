@@ -9,6 +9,7 @@ import copy
 import functools
 import time
 
+from . import timings
 from .config import DRIVERS_ID_MAX, ConfigError, chart_type, drivers_id_max, parse_job_config, served_name
 from .config_file import pythond_file_notes
 from .config_warnings import config_warnings
@@ -144,9 +145,6 @@ def _made_obsolete(chart):
 
 class AnomaliesService(object):
     """Per-chart ML anomaly detection job (see the module docstring)."""
-
-    # how long to keep repeating the last values while the agent does not answer
-    STALE_SECONDS = 60
 
     def __init__(self, configuration=None, name=None):
         # python.d.plugin's base takes update_every out of the configuration as an int (2.5 runs
@@ -432,7 +430,9 @@ class AnomaliesService(object):
         try:
             return self._step_data()
         finally:
-            if self.detector is not None:   # (a job that could not start has no steps to speak of)
+            # (a job that could not start has no steps to speak of; one that waited for an agent
+            # that did not answer is told as such, not as too many charts for update_every)
+            if self.detector is not None and not getattr(self.detector, 'unanswered', None):
                 told = self.pace.add(time.monotonic() - started)
                 if told:
                     (self.warning if self.pace.behind else self.info)(told)
@@ -483,6 +483,6 @@ class AnomaliesService(object):
         return data
 
     def _stale(self):
-        if self.last_data and time.monotonic() - self.last_fresh < self.STALE_SECONDS:
+        if self.last_data and time.monotonic() - self.last_fresh < timings.STALE_SECONDS:
             return dict(self.last_data)
         return None

@@ -46,6 +46,11 @@ REFILL_SECONDS = 5.0
 # agent, a busy small box) is one problem, told once and once over, not two lines a time (a
 # thousand lines an hour into the agent's log, on a small box's SD card)
 SLOW_CLEAR_SECONDS = 60
+# a job's training that has waited this long for another job's (one at a time in a process) says
+# for whose, once: a job whose agent is slow to send its window holds up every other job's models
+TRAINING_WAIT_TOLD_SECONDS = 30
+# the charts of an agent that stopped answering keep their last values this long, then stay empty
+STALE_SECONDS = 60
 # no flag rises in the rows read while the job's own training runs, for at most this many steps
 # (a training that takes longer, a big window on a slow box, no longer hides what happens meanwhile)
 OWN_TRAINING_MAX_STEPS = 60

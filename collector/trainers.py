@@ -60,7 +60,8 @@ class _OneAtATime:
     asked for faster than they end, and waiting for the first one's own job to look would leave
     the slot idle for up to its update_every. Subclasses give ``_launch(request)`` and ``running``."""
 
-    def __init__(self):
+    def __init__(self, job=None):
+        self.job = job         # the name of the job it trains for (None: not known)
         self._waiting = None   # a request that waits for another job's training to end
         self._launch_failed = None   # why another job's look could not start it (told at its own)
         self._asked = 0.0      # time.monotonic() it was asked for
@@ -127,6 +128,14 @@ class _OneAtATime:
             return TrainingResult(error='cannot start training: {!r}'.format(e))
         return None
 
+    def waiting_for(self):
+        """While its training waits: (seconds it has waited, the trainer whose training runs,
+        None when none does), else None."""
+        if self._waiting is None:
+            return None
+        running = [t for t in _trainers() if t is not self and t.running]
+        return time.monotonic() - self._asked, (running[0] if running else None)
+
     def running_for(self):
         """Seconds its training has run, or None when none runs."""
         return time.monotonic() - self._started if self.running else None
@@ -150,8 +159,8 @@ def training_elsewhere(trainer, seconds):
 class ThreadTrainer(_OneAtATime):
     """Runs ``run_training`` in a daemon thread."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, job=None):
+        super().__init__(job)
         self._thread = None
         self._result = None
 
@@ -232,8 +241,8 @@ class SubprocessTrainer(_OneAtATime):
     The child is niced so the collector and the agent keep priority on a busy box.
     """
 
-    def __init__(self, python=None, nice=10, max_seconds=900):
-        super().__init__()
+    def __init__(self, python=None, nice=10, max_seconds=900, job=None):
+        super().__init__(job)
         self.python = python or sys.executable
         self.nice = nice
         self.max_seconds = max_seconds  # a training that takes longer is killed and reported
@@ -344,4 +353,5 @@ class SubprocessTrainer(_OneAtATime):
 
 
 def make_trainer(config):
-    return SubprocessTrainer() if config.train_in_subprocess else ThreadTrainer()
+    job = config.job_name or 'anomalies'
+    return SubprocessTrainer(job=job) if config.train_in_subprocess else ThreadTrainer(job)

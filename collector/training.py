@@ -390,11 +390,15 @@ def _fit_one(request, spec, df, index, all_columns, problems, result):
         return
     kept = _rows_kept(request, spec, row_times, times, new_at, result.min_history)
     n_excluded = int((~kept.keep).sum())
+    # (rows whose features would reach back over a gap in its collection have none)
+    n_across = sum(max(0, int(p.size) - train_need + 1) for p in phases) - X.shape[0]
     if n_excluded:
         X = X[kept.keep]
     if X.shape[0] < MIN_TRAIN_ROWS:   # told in rows read, not in feature rows (the features take train_need - 1)
+        left_out = ['{} just after gaps in its collection'.format(n_across)] if n_across > 0 else []
+        left_out += ['{} flagged'.format(n_excluded)] if n_excluded else []
         result.errors[spec.model_id] = 'only {} rows of history{}, need {}'.format(
-            int(raw.shape[0]), ' ({} left out as flagged)'.format(n_excluded) if n_excluded else '',
+            int(raw.shape[0]), ' (left out: {})'.format(', '.join(left_out)) if left_out else '',
             MIN_TRAIN_ROWS + train_need - 1)
         return
     try:

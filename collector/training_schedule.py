@@ -55,6 +55,7 @@ class TrainingSchedule:
         self.training_started = None   # the clock when the training in flight started
         self.own_rows = range(0)   # the steps whose features hold the job's own last training
         self.own_waits = False   # its training asked for waits for another job's to end (trainers._OneAtATime)
+        self.wait_told = False   # that wait was told (once a training, after TRAINING_WAIT_TOLD_SECONDS)
         # a replay waits for each training on a stopped clock, so its rows never show one; on an
         # agent every training shows in the rows read from its start to `need` after its end
         self.trainings_take_agent_time = True
@@ -205,7 +206,7 @@ class TrainingSchedule:
             self._retry_full_training_soon(full_due)
             return
         self.training_started, self.training_step = self.clock(), self.steps
-        self.own_waits = self.trainer.waiting
+        self.own_waits, self.wait_told = self.trainer.waiting, False
         self._hold_own_training()
         self.training_quiet = not full_due and all(s.model_id in self.waiting or s.model_id in self.untrained
                                                    for s in todo)
@@ -249,12 +250,30 @@ class TrainingSchedule:
             self.own_waits = False
             if self.trainings_take_agent_time:
                 self._hold_own_training(first=self.steps + 1)
+        elif self.own_waits and not self.wait_told:
+            self._tell_long_wait()
         if not self.trainings_take_agent_time:
             return
         if not (self.reads_this_machine and
                 training_elsewhere(self.trainer, timings.OWN_TRAINING_MAX_STEPS * self.config.update_every)):
             return
         self._hold_rows(self.steps + 1, self.steps + 2 + self.need)
+
+    def _tell_long_wait(self):
+        """Once a training, when it has waited TRAINING_WAIT_TOLD_SECONDS for another job's: for
+        whose, and how long that one has run (a job whose agent sends its window slowly, a child
+        on a bad link, holds up every other job's models, up to its trainer's max_seconds)."""
+        waits = self.trainer.waiting_for()
+        if waits is None or waits[0] < timings.TRAINING_WAIT_TOLD_SECONDS:
+            return
+        self.wait_told = True
+        waited, other = waits
+        job = getattr(other, 'job', None)
+        ran = other.running_for() if other is not None else None
+        whose = "another job's training" if job is None else "the training of job '{}'".format(job)
+        running = '' if ran is None else ', running for {:.0f} s'.format(ran)
+        self.log.info("this job's training, asked for {:.0f} s ago, waits for {}{}: the jobs of one process "
+                      '(python.d.plugin) train one at a time'.format(waited, whose, running))
 
     def _collect_training(self, report):
         """Take up a training that ended: its models score from this step on (``report``

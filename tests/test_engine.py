@@ -247,6 +247,34 @@ def _beside_another_job(replay, logger):
         det.close()
 
 
+def test_a_training_held_up_by_another_jobs_says_whose_once(replay, logger):
+    """Jobs in one process train one at a time: one whose agent sent its window slowly held
+    every other job's training for minutes (146 s, up to its 900 s limit), and the others said
+    nothing until their models came."""
+    with _beside_another_job(replay, logger) as (det, other):
+        other.ran, other.job = 40.0, 'slow'
+        det.next_training = det.steps   # a full training due
+        for _ in range(3):
+            det.step()
+            replay.clock.advance(1)
+        assert det.trainer.waiting and not [m for _, m in logger.lines if 'waits for' in m]   # (asked just now)
+        det.trainer._asked -= timings.TRAINING_WAIT_TOLD_SECONDS
+        for _ in range(5):
+            det.step()
+            replay.clock.advance(1)
+        told = [m for _, m in logger.lines if 'waits for' in m]
+        assert len(told) == 1 and told[0].startswith("this job's training, asked for 30 s ago, waits for the training "
+                                                     "of job 'slow', running for 40 s: the jobs of one process"), told
+        other.ran = None   # it ended: this one starts
+        det.step()
+        det.trainer.wait(60)
+        assert not det.trainer.waiting and det.trainer.poll() is not None
+    from collector.trainers import make_trainer   # (each job's trainer has its name)
+    trainer = make_trainer(parse_job_config({}, job_name='slow'))
+    assert trainer.job == 'slow'
+    trainer.close()
+
+
 def test_another_jobs_training_holds_the_steps_it_shows_in_as_the_jobs_own_does(replay, logger):
     """Jobs in one process train one at a time: another job's training on the same node shows in
     the charts as the job's own does (trained together, before, each one's own hid the others').
@@ -612,6 +640,23 @@ def test_agent_going_away_is_logged_once_and_recovers(replay, logger):
     s = det.step()
     assert s.fresh and s.scores
     assert any('answers again' in m for _, m in logger.lines)
+    det.close()
+
+
+def test_an_outage_told_after_the_charts_emptied_does_not_say_they_keep_their_values(replay, logger):
+    """The charts keep their last values for a minute, then stay empty: a line of an outage
+    that began (or changed) after that no longer says they are kept."""
+    det = make_detector(replay, logger)
+    run_until_trained(det, replay)
+    det.step()
+    det.fresh_at -= timings.STALE_SECONDS   # the agent last answered a minute ago
+    SwitchableApi.down = True
+    try:
+        det.step()
+    finally:
+        SwitchableApi.down = False
+    said = [e for e in logger.errors() if 'cannot reach' in e]
+    assert len(said) == 1 and 'keeping the last values' not in said[0], said
     det.close()
 
 

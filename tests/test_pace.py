@@ -47,3 +47,32 @@ def test_the_job_warns_once_when_its_steps_take_longer_than_update_every():
     lines = [line for line in svc.log_stream.getvalue().splitlines() if 'update_every' in line]
     assert len(lines) == 1 and 'WARNING' in lines[0] and 'steps take longer than update_every (0.002 s): 5 of the ' \
         'last 5 did' in lines[0], lines
+
+
+def test_steps_that_waited_for_an_agent_that_did_not_answer_are_not_counted_as_slow():
+    """A step that waited 0.9 x update_every for an agent that did not answer is that agent's
+    outage, told by its own line; it was also told as too many charts for update_every, and the
+    note that the steps keep up again came only 300 steps after the agent was back."""
+    from collector.runner import Service
+    from test_pythond import FakeStep
+
+    class HungAgent:
+        unanswered = set()
+
+        def step(self):
+            time.sleep(0.004)   # the read's wait
+            return FakeStep({'system.cpu': (0.5, 0)}, added=['system.cpu'])
+    svc = Service(configuration={'job_name': 'anomalies'})
+    svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+    svc.create()
+    svc.detector = HungAgent()
+    svc.pace = Pace(0.002, window=20, late=5)
+    HungAgent.unanswered = {'127.0.0.1:19999'}
+    for _ in range(30):
+        svc.get_data()
+    assert 'update_every' not in svc.log_stream.getvalue() and not svc.pace.times
+    HungAgent.unanswered = set()   # the agent answers, as slowly: the job's own steps are late
+    for _ in range(30):
+        svc.get_data()
+    lines = [line for line in svc.log_stream.getvalue().splitlines() if 'update_every' in line]
+    assert len(lines) == 1 and 'steps take longer than update_every' in lines[0], lines

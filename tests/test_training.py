@@ -579,3 +579,21 @@ def test_the_history_one_fit_needs_is_the_shortest_window_and_the_docs_say_it():
     defaults, smooth = parse_job_config({}), parse_job_config({'smooth_n': 600, 'train_n_secs': 3600})
     assert [int(said.group(1)), int(said.group(2))] == [
         least_window_secs(c.diffs_n, c.smooth_n, c.lags_n, c.update_every) for c in (defaults, smooth)]
+
+
+def test_a_window_too_short_once_its_gaps_are_left_out_says_so():
+    """A young agent's chart read 51 rows, enough for the 38 a fit needs, but its features
+    start again after each gap in its collection: 'only 51 rows of history, need 38' said
+    nothing of where the rest went."""
+    import pandas as pd
+    from collector.training import TrainingResult, _fit_one
+    cfg = parse_job_config({'train_min_n_secs': 0})
+    times = np.concatenate([np.arange(0, 20), np.arange(100, 120)]).astype(float)   # 40 rows, a gap
+    df = pd.DataFrame({'h:1::system.load|load1': np.random.default_rng(0).normal(1, 0.1, times.size)},
+                      index=times)
+    spec = ModelSpec('system.load', 'h:1', chart='system.load')
+    result = TrainingResult(min_history=30 + cfg.training_rows_needed - 1)
+    _fit_one(TrainingRequest(cfg, [spec], 0, 120), spec, df, times, list(df.columns), {}, result)
+    gapped = cfg.training_rows_needed - 1   # the rows whose features would reach back over it
+    assert result.errors == {'system.load': 'only 40 rows of history (left out: {} just after gaps in its '
+                                            'collection), need {}'.format(gapped, result.min_history)}, result
