@@ -19,20 +19,26 @@ def agent_uptime(api, chart='netdata.uptime', now=None):
     with ``chart`` 'system.uptime', the seconds its node has run since it booted. Given the
     agent's time ``now`` (its chart list's), a value stored seconds before it is an earlier
     run's: an agent restarted answers with it until it collects its own, 0 too."""
+    return uptime_reading(api, chart, now)[0]
+
+
+def uptime_reading(api, chart='netdata.uptime', now=None):
+    """``(agent_uptime's value, the agent time of the row it read, None when it has none)``."""
     try:
         _, rows = api.data(chart, after=-1)
     except Exception:
-        return None
-    values = [r[1] for r in rows if len(r) > 1]
-    uptime = values[-1] if values else None
+        return None, None
+    rows = [r for r in rows if len(r) > 1]
+    uptime = rows[-1][1] if rows else None
+    at = rows[-1][0] if rows and is_time(rows[-1][0]) else None
     if uptime is None:
-        return 0.0
+        return 0.0, at
     every = (getattr(api, 'listed_every', None) or {}).get(chart, 1)
-    if now is not None and is_time(rows[-1][0]) and rows[-1][0] < now - 1 - every:
-        return 0.0
+    if now is not None and at is not None and at < now - 1 - every:
+        return 0.0, at
     if isinstance(uptime, bool) or not isinstance(uptime, (int, float)):
-        return None
-    return float(uptime)
+        return None, None
+    return float(uptime), at
 
 
 class StartUps:
@@ -42,6 +48,7 @@ class StartUps:
         """The state of the start-ups held and of the reboots retrained for."""
         self.agent_start_rows = range(0)   # the steps whose features hold the agent's start-up
         self.start_up_pending = False   # a start-up held whose end is not reached yet
+        self.uptime_read = None   # (the agent's uptime, the agent time of its row) when it was last read
         self.reboot_end = None   # agent time the last start-up after a reboot ended
         self.reboot_retrain_at = None   # agent time the models flagged since the last one are retrained
         self.reboot_changed = set()   # the models that retraining was for (for its log line)
@@ -56,14 +63,23 @@ class StartUps:
         again when the agent answers after an outage or its values move on after a pause (a
         streamed child, or a standalone job's agent, restarting under a running job). An agent
         that lists no such chart (a recording without it) is not held."""
-        uptime = agent_uptime(self.apis[self.config.host])
+        (uptime, at), last = uptime_reading(self.apis[self.config.host]), self.uptime_read
+        # not grown through the pause: the run before's last value, which a parent answers for a
+        # child that restarted until the child's own first one comes (1.37 does), stamped now
+        restarted = (uptime is not None and at is not None and last is not None
+                     and uptime >= timings.AGENT_START_SECONDS and uptime < last[0] + (at - last[1]) - 3)
+        if restarted:
+            uptime = 0.0
+        if uptime is not None and at is not None:
+            self.uptime_read = (uptime, at)
         if uptime is None or not 0 <= uptime < timings.AGENT_START_SECONDS:
             return
         steps = int(np.ceil((timings.AGENT_START_SECONDS - uptime) / self.config.update_every))
         self.agent_start_rows = range(self.steps + 1, self.steps + 1 + steps + self.need)   # (steps count from 1)
         self.start_up_pending = True
-        self.log.info('the agent started {:.0f} s ago: no flag rises on its start-up until it has run {} s'.format(
-            uptime, timings.AGENT_START_SECONDS))
+        self.log.info('{}: no flag rises on its start-up until it has run {} s'.format(
+            'the agent restarted (its uptime did not grow through the pause)' if restarted else
+            'the agent started {:.0f} s ago'.format(uptime), timings.AGENT_START_SECONDS))
 
     def _start_up_ended(self, stamp):
         """The agent's start-up held ends at agent time ``stamp``: where its node booted with it

@@ -3521,8 +3521,10 @@ def test_a_refill_reads_several_charts_at_once_each_over_its_own_connection(repl
     det.close()
 
 
-def _restarted_at(recording, tmp_path, restart):
-    """A copy of the synthetic recording whose agent restarted at ``restart`` (netdata.uptime)."""
+def _restarted_at(recording, tmp_path, restart, stale=0):
+    """A copy of the synthetic recording whose agent restarted at ``restart`` (netdata.uptime),
+    its first ``stale`` seconds answered with the run before's last uptime (a 1.37 parent's
+    answer for a child that restarted, until the child's own first value comes)."""
     import gzip
     import shutil
 
@@ -3534,7 +3536,8 @@ def _restarted_at(recording, tmp_path, restart):
     charts['charts']['netdata.uptime'] = _chart('netdata.uptime', ['uptime'], units='seconds')
     with open(os.path.join(path, 'charts.json'), 'w') as f:
         json.dump(charts, f)
-    rows = [[t, t - restart if t >= restart else t - START + 5000] for t in range(START, START + 901)]
+    rows = [[t, t - restart if t >= restart + stale else min(t, restart - 1) - START + 5000]
+            for t in range(START, START + 901)]
     with gzip.open(os.path.join(path, 'data', 'netdata.uptime.json.gz'), 'wt') as f:
         json.dump({'labels': ['time', 'uptime'], 'data': rows[::-1]}, f)
     # the agent alone restarted: its node has been up for hours (a reboot is _rebooted_at's)
@@ -3573,14 +3576,17 @@ def test_no_flag_rises_on_the_agents_own_start_up_but_an_excess_that_outlasts_it
         server.stop()
 
 
-def test_an_agent_that_restarts_under_a_running_job_has_its_start_up_held_too(recording, tmp_path, logger):
+@pytest.mark.parametrize('stale', [0, 6])
+def test_an_agent_that_restarts_under_a_running_job_has_its_start_up_held_too(recording, tmp_path, logger, stale):
     """A streamed child restarting (its parent answers for it, its values pause), or the agent of
     a standalone job: no python.d restart tells the job, whose steps read the start-up (a child's
     clock_status flagged 11 s after each restart). Values that pause, or an agent that answers
-    again, have the agent's uptime read, and its first minute is held as at a job's start."""
+    again, have the agent's uptime read, and its first minute is held as at a job's start. A 1.37
+    parent answers the child's uptime of the run before for a second or so after values move on,
+    stamped now (6): the job took that for an agent up for minutes, and a dozen charts flagged."""
     from collector.replay import Recording, ReplayClock, ReplayServer
     restart = START + SPIKE[0] - 20
-    path = _restarted_at(recording, tmp_path, restart)
+    path = _restarted_at(recording, tmp_path, restart, stale)
     server = ReplayServer(Recording(path), ReplayClock(START + 500, stepped=True)).start()
 
     class Pausing(SwitchableApi):
@@ -3606,8 +3612,9 @@ def test_an_agent_that_restarts_under_a_running_job_has_its_start_up_held_too(re
             step = det.step()
             shown[now] = step.scores.get('system.cpu', (0, 0))[1]
             server.clock.advance(1)
-        assert any(m.startswith('the agent started ') and 'no flag rises on its start-up' in m
-                   for _, m in logger.lines), logger.lines
+        told = [m for _, m in logger.lines if 'no flag rises on its start-up' in m]
+        assert len(told) == 1 and told[0].startswith(
+            'the agent restarted (its uptime did not grow through the pause)' if stale else 'the agent started '), told
         held = [t for t in shown if restart + 4 <= t < restart + 60]
         assert held and not any(shown[t] for t in held)   # the spike began in the agent's first minute
         assert any(shown[t] for t in shown if t >= restart + 60 + det.need)   # and outlasted it
