@@ -250,10 +250,14 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         limit = max(timings.STILL_SECONDS, 3 * self.stamp_every)
         if now - self.stood.clock < limit or (self.steps - self.stood.step) * self.config.update_every < limit:
             return False
+        try:
+            stands = time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(stamp))
+        except (OverflowError, OSError, ValueError):   # (a time no calendar holds: as the agent gave it)
+            stands = '{:g}'.format(stamp)
         self.problems.report('still', 'no new values from {} for {} s (its charts\' last collection stands at '
-                                      '{:.0f}): a child whose stream to its parent stopped, or an agent that stopped '
+                                      '{}): a child whose stream to its parent stopped, or an agent that stopped '
                                       'collecting; the charts keep their last values for a minute, then stay empty '
-                                      'until values move on'.format(self.config.host, limit, stamp))
+                                      'until values move on'.format(self.config.host, limit, stands))
         return True
 
     def _after_a_gap(self, seconds, stamp):

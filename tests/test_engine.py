@@ -2785,6 +2785,9 @@ def test_values_that_stand_still_are_not_scored_as_new_and_are_said_once(replay,
     assert all(fresh[:limit - 1]) and not any(fresh[limit + 1:]), fresh
     said = [m for m in logger.errors() if m.startswith('no new values from')]
     assert len(said) == 1 and 'a child whose stream to its parent stopped' in said[0], said
+    # (the time its values stand at, as a person reads it, not the agent's epoch seconds)
+    assert "last collection stands at {} UTC)".format(
+        time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(replay.clock.now()))) in said[0], said
     replay.clock.advance(40)   # the child streams again
     now[0] += 1
     assert det.step().fresh
