@@ -65,7 +65,8 @@ class StartUps:
         that lists no such chart (a recording without it) is not held."""
         (uptime, at), last = uptime_reading(self.apis[self.config.host]), self.uptime_read
         # not grown through the pause: the run before's last value, which a parent answers for a
-        # child that restarted until the child's own first one comes (1.37 does), stamped now
+        # child that restarted until the child's own first one comes (1.37 does), stamped now (3 s:
+        # each reading may be a second behind its row, and the rows a second apart)
         restarted = (uptime is not None and at is not None and last is not None
                      and uptime >= timings.AGENT_START_SECONDS and uptime < last[0] + (at - last[1]) - 3)
         if restarted:
