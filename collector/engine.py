@@ -204,7 +204,8 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
                 # (a connection reset, then refused, as an agent stops: one outage, one line)
                 outage = 'unreachable' if str(e).startswith('cannot reach') and not e.timed_out else None
                 self.problems.report('fetch:' + host, '{}{}{}'.format(
-                    e, slow, ' (keeping the last values for a minute)' if self._values_kept() else ''), kind=outage)
+                    e, slow, ' (keeping the last values for a minute)' if self._values_kept() else ''), kind=outage,
+                    told=host == self.config.host and self._node_not_held_told(e, 'charts'))
         for late in self.slow.values():
             late[1] += 1
         return latest
@@ -265,8 +266,8 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         (a false flag after every outage): refill the features from the agent's stored rows
         up to now, or score again once enough new rows came in."""
         if seconds > 0:
-            self.log.info("the agent's clock moved {:.0f} s in one step: the features start again after the "
-                          "gap".format(seconds))
+            self.log.info("the agent's values moved {:.0f} s on in one step (a gap in its collection, or in this "
+                          "job's reads): the features start again after the gap".format(seconds))
         else:
             self.log.info("the agent's clock went back {:.0f} s in one step: the features start again "
                           "from its stored rows".format(-seconds))

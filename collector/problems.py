@@ -38,14 +38,20 @@ class ProblemLog:
     def __contains__(self, key):
         return key in self.active
 
-    def report(self, key, message, warning=False, kind=None):
+    def report(self, key, message, warning=False, kind=None, told=False):
         """Log ``message`` unless it is what ``key`` said last (``warning``: a thing that happens
         on a healthy node, as a chart that stops being collected, not an error). ``kind``: what
-        the message is compared by instead (a connection reset, then refused, is one outage)."""
+        the message is compared by instead (a connection reset, then refused, is one outage).
+        ``told``: another problem's line has just said it: kept active, to be cleared, unsaid."""
         said = message if kind is None else kind
         if self.active.get(key) != said:
             self.active[key] = said
-            (self.logger.warning if warning else self.logger.error)(message)
+            if not told:
+                (self.logger.warning if warning else self.logger.error)(message)
+
+    def says(self, key, text):
+        """Whether ``key``'s active line holds ``text``."""
+        return text in (self.active.get(key) or '')
 
     def report_all(self, items, together, warning=False):
         """``report`` for each ``(key, message)`` of ``items`` in one line: the message of one

@@ -64,6 +64,12 @@ class ChartScope:
         listing, self.listing = self.listing, None
         return listing
 
+    def _node_not_held_told(self, e, key):
+        """Whether ``e`` is a parent's answer that it holds no such child, and ``key``'s line has
+        said it already: the chart list and the values fail alike, and one line tells it."""
+        at = e.reason.find(NODE_NOT_HELD)
+        return at >= 0 and self.problems.says(key, e.reason[at:])
+
     def _child_not_back_yet(self, e):
         """A parent lists a child only once it has reconnected, seconds to a minute after the
         parent (re)started, and python.d restarts with it: a job that saved models of its child,

@@ -119,7 +119,8 @@ class TrainingSchedule:
             if self._child_not_back_yet(e):
                 return
             self.problems.report('charts', 'cannot list charts: {}{}'.format(
-                e, ': api_timeout, raise it for an agent this slow to list its charts' if e.timed_out else ''))
+                e, ': api_timeout, raise it for an agent this slow to list its charts' if e.timed_out else ''),
+                told=self._node_not_held_told(e, 'fetch:' + self.config.host))
             self._retry_full_training_soon(full_due, self._list_retry_steps())
             return
         self.list_failures = 0

@@ -1440,7 +1440,7 @@ def test_a_gap_in_collection_is_not_read_as_one_steps_change(replay, logger):
         after.append(det.step())
         replay.clock.advance(1)
     assert [s.scores['system.cpu'][1] for s in after] == [0] * 12      # scored at once, and not flagged
-    assert any(re.search(r'clock moved 9\d s in one step', m) for _, m in logger.lines), logger.lines
+    assert any(re.search(r'values moved 9\d s on in one step', m) for _, m in logger.lines), logger.lines
     det.close()
 
 
@@ -2480,8 +2480,14 @@ def test_a_job_started_with_its_parent_waits_for_a_child_it_modelled_before(tmp_
                        for m in logger.errors()), logger.errors()
             det.close()
             logger.lines.clear()
-            det = start(saved=False)   # never modelled: a name it does not know, at once
-            assert any("no node 'child-1' (a child is named by" in m for m in logger.errors()), logger.lines
+            det = start(saved=False)   # never modelled: a name it does not know, at once, in one line
+            said = [m for m in logger.errors() if "no node 'child-1' (a child is named by" in m]
+            assert len(said) == 1 and said[0].startswith('cannot list charts: '), logger.lines
+            _Parent.held = 'child-1'   # the child connects: its values are read, and that is said
+            det.step()
+            assert any(m.startswith('agent ') and m.endswith('/host/child-1 answers again') for _, m in logger.lines), \
+                logger.lines
+            _Parent.held = None
             det.close()
             # never modelled, but the parent started 20 s ago (the first start after an install
             # restarted it): its children have not all reconnected yet
