@@ -12,7 +12,7 @@ import numpy as np
 from .features import STALE_CHART_SECONDS
 from .netdata_api import agent_clock, is_time, split_key
 from .scoring import (ConstantScorer, MahalanobisScorer, PcaScorer, beyond, log_excess, lowered, squash_features,
-                      tail_probability)
+                      tail_probability, worst_score)
 
 
 class Layout:
@@ -332,7 +332,7 @@ class BatchScorer:
         self.tail_scale = np.array([t[1] for t in tails])
         self.lo = np.array([fm.score_min for fm in self.models])
         self.hi = np.array([fm.score_max for fm in self.models])
-        self.worst = np.maximum(self.hi, self.threshold) * 2.0 + 1.0
+        self.worst = worst_score(np.maximum(self.hi, self.threshold))
         self.minmax = np.array([fm.calibration == 'minmax' for fm in self.models])
 
     def present(self, row):

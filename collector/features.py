@@ -256,13 +256,16 @@ def rows_after_gaps(times, reach, every):
     built) reach back over a gap in collection: their differences and lags would span it, and a
     reboot that emptied the page cache taught the model a 12 GB change in one second, with
     which a 3 GB memory stress later read as ordinary. The job's steps start their features
-    again after a gap; a training leaves these rows out alike."""
+    again after a gap; a training leaves these rows out alike. The rows' usual spacing is that
+    of the chart's collections: a chart collected every 10 s, stepped every second, repeats
+    each row ten times (``rows_every``), and its next collection is no gap."""
     times = np.asarray(times, dtype=np.float64)
     n = times.size - reach + 1
     if n <= 0:
         return np.zeros(0, dtype=bool)
     steps = np.diff(times)
-    spacing = max(float(np.median(steps)) if steps.size else 1.0, float(every))
+    moved = steps[steps > 0]
+    spacing = max(float(np.median(moved)) if moved.size else 1.0, float(every))
     gaps = np.nonzero(steps > GAP_SPACINGS * spacing)[0] + 1   # the first row after each gap
     out = np.zeros(n, dtype=bool)
     for g in gaps.tolist():   # feature row j reads rows j .. j + reach - 1

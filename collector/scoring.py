@@ -224,6 +224,13 @@ def empirical_probability(scores, points, tail=None):
 EXCESS_FLOOR = float(np.log(1e-6))
 
 
+def worst_score(top):
+    """A score beyond ``top`` (the highest training score or the threshold), for a row the
+    scorer cannot score (a value near float's limit): as unusual as can be. Above it whatever
+    its sign: pyod's gmm scores a collinear chart's rows below 0."""
+    return top + np.abs(top) + 1.0
+
+
 def log_excess(scores, median, threshold):
     """How far each score is above the training median, in units of the threshold's distance
     from it, as a logarithm (0 at the threshold, floored at -14): the flag policy's measure of
@@ -306,7 +313,7 @@ class FittedModel:
         Z = self.standardized(X)
         if Z.shape[1] == 0:
             return np.zeros(Z.shape[0])
-        worst = max(self.score_max, self.threshold) * 2.0 + 1.0
+        worst = worst_score(max(self.score_max, self.threshold))
         finite = np.isfinite(Z).all(axis=1)
         if finite.all():
             s = self.scorer.decision_function(Z)

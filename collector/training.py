@@ -200,14 +200,15 @@ def training_batches(specs, size=None, dimensions=None, most_dimensions=None):
     return batches + ([batch] if batch else []) + ([custom] if custom else [])
 
 
-def _cut_for_width(specs, listed_dimensions, listed_seconds, span, every):
+def _cut_for_width(specs, listed_dimensions, listed_seconds, span):
     """The seconds a batch's window of ``span`` seconds is read over when it is one chart too
     wide to read whole (``MAX_READ_VALUES``) and has the history to fill more, else None. (A
-    chart wider than ``TRAIN_BATCH_DIMENSIONS`` is read alone.)"""
+    chart wider than ``TRAIN_BATCH_DIMENSIONS`` is read alone.) The window comes in the agent's
+    own rows (``points=0``), a second apart whatever the job's ``update_every``."""
     if len(specs) != 1 or specs[0].columns is not None:
         return None
     dims = listed_dimensions.get(specs[0].chart) or 0
-    seconds = MAX_READ_VALUES // dims * every if dims else 0
+    seconds = MAX_READ_VALUES // dims if dims else 0
     has = listed_seconds.get(specs[0].chart, float('inf'))
     return seconds if 0 < seconds < min(span, has) else None
 
@@ -288,8 +289,7 @@ def _batch_window(request, specs, host_charts, fixed):
     if fixed and set(host_charts) == {cfg.host}:
         after, before = fixed
         after = max(after, _held_from(host_charts[cfg.host], request.listed_seconds, before, cfg.update_every))
-    cut = _cut_for_width(specs, request.listed_dimensions, request.listed_seconds, before - after,
-                         cfg.update_every)
+    cut = _cut_for_width(specs, request.listed_dimensions, request.listed_seconds, before - after)
     if cut:
         after = max(after, before - cut)
     return after, before, cut

@@ -277,7 +277,11 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
         return None, None, problems
     if not frames:
         raise NetdataError('no chart data could be read for training{}'.format(_problems_suffix(problems)))
-    df = carried_forward(pd.concat(frames, axis=1, join='outer').sort_index())
+    df = pd.concat(frames, axis=1, join='outer').sort_index()
+    valued = df.notna().any(axis=0).to_numpy()
+    if not valued.all():   # a dimension with no value in the whole window stays out, as in ``_host_frame``
+        df = df.loc[:, valued]
+    df = carried_forward(df)
     df = df[sorted(df.columns)]
     return df, np.asarray(df.index, dtype=np.float64), problems
 

@@ -192,6 +192,31 @@ def test_a_value_near_floats_limit_scores_as_unusual_as_can_be_not_as_a_failed_m
     assert offline[0] == pytest.approx(models['system.ram'].decision_function(usual[None, :])[0], rel=1e-9)   # as alone
 
 
+def test_a_value_no_model_can_score_is_the_worst_even_where_training_scores_are_negative():
+    """pyod's gmm scores minus a log-likelihood: on a chart whose dimensions are copies of each
+    other (a pipe's in and out) every training score is below 0, and a row it cannot score (a
+    value near float's limit) read as 0 %, the least unusual of all, where it is the worst."""
+    import warnings
+    rng = np.random.default_rng(1)
+    x = rng.normal(100, 5, (600, 1))
+    x = np.hstack([x, 2 * x])
+    cols = ['h::c|in', 'h::c|out']
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        fm = fit_model('c', cols, feats(x), model='gmm', contamination=0.01, blocks=(3, LEVELS))
+    assert fm.score_max < 0, 'the case needs training scores below 0'
+    layout = Layout({'c': fm})
+    batch = BatchScorer({'c': fm}, layout, feature_blocks(2, LEVELS))
+    for value in (1e6, 1e200):
+        rows = x[-12:].copy()
+        rows[-1, 0] = value
+        with np.errstate(over='ignore', invalid='ignore'):
+            ids, probs, _, above, _ = batch.score(feats(rows)[-1])
+            offline = fm.decision_function(feats(rows)[-1:])
+        assert probs[0] == 1.0 and above[0], (value, probs, above)
+        assert offline[0] > fm.threshold, (value, offline, fm.threshold)
+
+
 @pytest.mark.parametrize('model', ['mahalanobis', 'pca'])
 def test_still_chart_does_not_flag_its_still_rows(model):
     """A chart at 0 for all of its window but a few start-up rows (system.ip on an idle node):

@@ -228,3 +228,13 @@ def test_feature_rows_that_reach_back_over_a_gap_in_collection_are_told():
     slow = np.arange(100, 300, 5, dtype=float)   # a chart collected every 5 s has no gap between its rows
     assert not rows_after_gaps(slow, reach=4, every=1).any()
     assert rows_after_gaps(times[:2], reach=4, every=1).size == 0
+    # a chart collected every 10 s, trained alone and stepped every second: each row repeats ten
+    # times, and its next collection is no gap (it left 80 % of the rows out, and every row kept
+    # had its differences at 0); a minute without a collection still is one
+    for every in (6, 10, 60):
+        rows = np.arange(0, 7200, every, dtype=float)
+        stepped = rows[phases_every(rows, 1)[0]]
+        assert not rows_after_gaps(stepped, reach=9, every=1).any(), every
+    rows = np.concatenate([np.arange(0, 3600, 10), np.arange(3700, 7200, 10)]).astype(float)
+    across = rows_after_gaps(rows[phases_every(rows, 1)[0]], reach=9, every=1)
+    assert 0 < across.sum() <= 20, across.sum()

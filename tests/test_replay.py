@@ -991,18 +991,23 @@ def test_training_window_reads_a_dimension_gone_from_its_chart_as_zero(tmp_path)
     """A group whose processes ended is null in the agent's rows while its chart's other
     dimensions have values: the training window reads it as 0 (not its last value carried on),
     on both ways of reading the window, and a chart collected every 5 s still repeats its last
-    value between collections."""
+    value between collections. One with no value in the whole window stays out on both: read
+    directly it was a column of zeros, a model of a group that never ran, whose first value when
+    it came back was scored as a still dimension moving, not trained as a new one."""
     from collector.training_window import _fetch_directly, fetch_training_frame
     from conftest import write_recording
     path = write_recording(str(tmp_path / 'rec'))
     f = os.path.join(path, 'data', 'system.cpu.json.gz')
     body = recorded(path, 'system.cpu')
     guest = body['labels'].index('guest')
+    system = body['labels'].index('system')
     for row in body['data']:
         if row[0] > START + 550:
             row[guest] = None
         elif row[0] > START + 500:
             row[guest] = 40.0        # busy until it ended
+        if row[0] > START + 400:
+            row[system] = None       # gone before the window
     with gzip.open(f, 'wt') as fh:
         json.dump(body, fh)
     rec = Recording(path)
@@ -1016,6 +1021,8 @@ def test_training_window_reads_a_dimension_gone_from_its_chart_as_zero(tmp_path)
             assert (col[col.index <= START + 550].iloc[-1], col[col.index > START + 550].max()) == (40.0, 0.0)
             load = df['{}::system.load|load1'.format(server.host)]
             assert not load.iloc[5:].isna().any() and load.iloc[5:].nunique() < len(load) // 4
+            assert '{}::system.cpu|system'.format(server.host) not in df.columns
+        assert list(frames[0].columns) == list(frames[1].columns)
 
 
 def test_a_time_given_twice_in_one_charts_window_costs_no_chart(tmp_path):

@@ -362,8 +362,13 @@ def test_a_chart_too_wide_to_read_whole_is_read_over_its_newest_rows_and_the_oth
     assert 'window_cut_for_width' not in result.models['system.cpu'].info
     # a chart within the limit, not listed, or without the history to fill more, is read whole
     for dims, history in (({'apps.cpu': 50}, {}), ({}, {}), ({'apps.cpu': 300}, {'apps.cpu': 150})):
-        assert training._cut_for_width(specs[:1], dims, history, 1200, 1) is None
-    assert training._cut_for_width(specs[:1], {'apps.cpu': 300}, {}, 1200, 5) == 1000   # (rows of 5 s)
+        assert training._cut_for_width(specs[:1], dims, history, 1200) is None
+    # a job stepping every 5 s reads the same one-second rows (points=0): the same cut, not 5 times the values
+    cfg5 = parse_job_config({'host': 'h:1', 'train_min_n_secs': 120, 'update_every': 5})
+    calls.clear()
+    run_training(TrainingRequest(cfg5, specs[:1], -1200, 0, listed_seconds={'apps.cpu': 3600}, agent_now=2199,
+                                 listed_dimensions=listed))
+    assert calls == {('apps.cpu',): (1999, 2199)}, calls
 
 
 def test_a_training_process_still_exiting_after_its_result_does_not_hold_up_a_step(tmp_path):
