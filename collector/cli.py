@@ -461,23 +461,27 @@ def _plot_names(plot, names):
 
 
 def _evaluate_problems(args, paths):
-    """What stops an evaluation before its first replay: unwritable outputs, options of the
-    other kind, and every recording's or dataset's own files (one line each)."""
-    from .evaluate import check_recording, load_dataset
+    """``(problems, unscorable)``: what stops an evaluation before its first replay (unwritable
+    outputs, options of the other kind, and every recording's or dataset's own files, one line
+    each), and the ``(path, why)`` of datasets labeled all one way, which are left out."""
+    from .evaluate import OneClassLabels, check_recording, load_dataset
     problems = [p for p in (args.json and _output_problem(args.json, '--json'),
                             args.plot and _output_problem(args.plot, '--plot', PLOT_FORMATS)) if p]
     for option, given in (('--plot', args.plot), ('--trim', args.trim), ('--warmup', args.warmup is not None)):
         if given and args.dataset:
             problems.append('{}: only for recordings'.format(option))
+    unscorable = []
     for path in paths:
         try:
             if args.dataset:
                 load_dataset(path)
             else:
                 check_recording(path, args.warmup, args.trim)
+        except OneClassLabels as e:
+            unscorable.append((path, str(e)))
         except (OSError, ValueError) as e:
             problems.append(str(e))
-    return problems
+    return problems, unscorable
 
 
 def _evaluate_recordings(args, paths, plots):
@@ -517,17 +521,32 @@ def cmd_evaluate(args):
 
 def _evaluate(args):
     from .config import ConfigError
-    from .evaluate import evaluate_datasets, format_dataset_table, is_dataset, is_recording, write_json
+    from .evaluate import (DATASET_FILES, dataset_files_missing, evaluate_datasets, format_dataset_table, is_dataset,
+                           is_recording, write_json)
     kind = 'dataset' if args.dataset else 'recording'
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:   # a mistyped name would drop its figures from the mean without a word
         print('evaluate: no such file or folder: {}'.format(', '.join(missing)), file=sys.stderr)
         return 1
+    if args.dataset:   # a folder with a file of its own misnamed would drop out of the mean
+        partial = [(p, dataset_files_missing(p)) for p in args.paths if os.path.isdir(p) and not is_dataset(p)]
+        partial = [(p, lack) for p, lack in partial if lack]
+        for path, lack in partial:
+            print('evaluate: {} holds part of a dataset but no {} (a dataset folder holds {})'.format(
+                path, ' or '.join(lack), ', '.join(DATASET_FILES)), file=sys.stderr)
+        if partial:
+            return 1
     paths = _usable(args.paths, is_dataset if args.dataset else is_recording, kind)
     if not paths:
         print('evaluate: no {} folder among {}'.format(kind, ', '.join(args.paths)), file=sys.stderr)
         return 1
-    problems = _evaluate_problems(args, paths)
+    problems, unscorable = _evaluate_problems(args, paths)
+    for path, why in unscorable:   # sound, but nothing to rank against: the others are scored
+        print('evaluate: skipping {}: left out of the mean'.format(why), file=sys.stderr)
+    paths = [p for p in paths if p not in dict(unscorable)]
+    if not paths and not problems:
+        print('evaluate: no dataset left to score', file=sys.stderr)
+        return 1
     if problems:
         for line in problems:
             print('evaluate: {}'.format(line), file=sys.stderr)

@@ -310,7 +310,13 @@ def is_recording(path):
 
 
 def is_dataset(path):
-    return all(os.path.isfile(os.path.join(path, name)) for name in ('train.csv', 'eval.csv', 'eval_labels.csv'))
+    return all(os.path.isfile(os.path.join(path, name)) for name in DATASET_FILES)
+
+
+def dataset_files_missing(path):
+    """The files a folder that holds some of a dataset's lacks (a mistyped name), else []."""
+    held = [os.path.isfile(os.path.join(path, n)) for n in DATASET_FILES + ('train_labels.csv',)]
+    return [n for n, h in zip(DATASET_FILES, held) if not h] if any(held) else []
 
 
 def plotted_charts(run, result, limit=10):
@@ -370,6 +376,14 @@ def plot_recording(run, result, out):
 
 class DatasetError(ValueError):
     """A dataset folder file that cannot be used; the message names the file and the line."""
+
+
+class OneClassLabels(DatasetError):
+    """A dataset whose evaluation part is labeled all normal or all anomalous: sound files, but
+    nothing to measure a ranking against (``evaluate`` leaves it out, and says so)."""
+
+
+DATASET_FILES = ('train.csv', 'eval.csv', 'eval_labels.csv')   # (and train_labels.csv, optional)
 
 
 def _read_rows(path, empty_columns=False):
@@ -432,9 +446,9 @@ def load_dataset(folder):
                     else np.zeros(len(train), dtype=int))
     labels = _read_labels(path('eval_labels.csv'), len(evals))
     if labels.min() == labels.max():   # no precision or recall to measure
-        raise DatasetError('{}: every line is {}: the scores are measured against both labeled anomalies (1) and '
-                           'normal rows (0), so it needs at least one of each'.format(path('eval_labels.csv'),
-                                                                                      labels[0]))
+        raise OneClassLabels('{}: every line is {}: the scores are measured against both labeled anomalies (1) '
+                             'and normal rows (0), so it needs at least one of each'.format(path('eval_labels.csv'),
+                                                                                          labels[0]))
     return train, train_labels, evals, labels
 
 
@@ -487,7 +501,9 @@ def evaluate_datasets(folders, config, seed=0):
         m['model'] = fm.model_name
         rows.append(m)
         rs = rng.random(len(labels))
-        r = dataset_metrics(rs, rs >= np.quantile(rs, 1 - max(m['flag_rate'], 1e-4)), labels)
+        random_flags = np.zeros(len(rs), dtype=bool)   # as many rows as the job flagged, none if none
+        random_flags[np.argsort(rs)[len(rs) - int(round(m['flag_rate'] * len(rs))):]] = True
+        r = dataset_metrics(rs, random_flags, labels)
         r['name'] = m['name']
         randoms.append(r)
     keys = ['auc_roc', 'auc_pr', 'best_f1', 'flag_f1', 'flag_rate', 'pa_f1', 'event_recall', 'event_precision',

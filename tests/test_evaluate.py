@@ -422,6 +422,50 @@ def test_evaluate_checks_every_dataset_before_scoring_any(tmp_path, monkeypatch,
     assert r.returncode == 1 and '--warmup: only for recordings' in r.stderr and 'random scores' not in r.stdout
 
 
+def test_a_dataset_labeled_all_normal_is_left_out_and_the_others_are_scored(tmp_path):
+    """A series whose anomalies all fall in its training part has nothing to rank its
+    evaluation part against: it is named and left out of the mean, and did not stop the
+    run of every other dataset. A folder whose labels file is misnamed stops it, named: it
+    would drop out of the mean unseen."""
+    good = write_dataset(str(tmp_path / 'good'))
+    quiet = write_dataset(str(tmp_path / 'quiet'))
+    with open(os.path.join(quiet, 'eval_labels.csv')) as f:
+        n = len(f.read().splitlines())
+    with open(os.path.join(quiet, 'eval_labels.csv'), 'w') as f:
+        f.write('0\n' * n)
+    out = tmp_path / 'd.json'
+    r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', '--dataset', good, quiet, '--json', str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert 'skipping {}: every line is 0'.format(os.path.join(quiet, 'eval_labels.csv')) in r.stderr, r.stderr
+    assert 'left out of the mean' in r.stderr
+    assert [d['name'] for d in json.loads(out.read_text())['datasets']] == ['good']
+    misnamed = write_dataset(str(tmp_path / 'misnamed'))
+    os.rename(os.path.join(misnamed, 'eval_labels.csv'), os.path.join(misnamed, 'eval-labels.csv'))
+    r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', '--dataset', good, misnamed, '--quiet'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and 'random scores' not in r.stdout, (r.stdout, r.stderr)
+    assert '{} holds part of a dataset but no eval_labels.csv'.format(misnamed) in r.stderr, r.stderr
+
+
+def test_the_random_row_flags_as_many_rows_as_the_job(tmp_path, monkeypatch):
+    """The random-score row beside the job's flags the same share of rows: none where the job
+    flagged none (it flagged at least one)."""
+    from collector import evaluate
+    folder = write_dataset(str(tmp_path / 'a'))
+    real = evaluate.score_dataset
+
+    def quiet(folder, config):
+        scores, flags, labels, fm = real(folder, config)
+        return scores, np.zeros_like(flags), labels, fm
+    monkeypatch.setattr(evaluate, 'score_dataset', quiet)
+    result = evaluate_datasets([folder], parse_job_config({}))
+    assert result['datasets'][0]['flag_rate'] == 0 and result['random'][0]['flag_rate'] == 0
+    monkeypatch.setattr(evaluate, 'score_dataset', real)
+    result = evaluate_datasets([folder], parse_job_config({}))
+    assert result['random'][0]['flag_rate'] == result['datasets'][0]['flag_rate'] > 0
+
+
 def test_a_dataset_saved_with_a_byte_order_mark_is_read(tmp_path):
     from collector.evaluate import load_dataset
     folder = write_dataset(str(tmp_path / 'machine'))
