@@ -7,7 +7,7 @@ the detector's it reads and sets.
 """
 from . import persist, timings
 from .config import chart_in_scope
-from .netdata_api import NODE_NOT_HELD, ChartListing, dim_key, split_key
+from .netdata_api import NODE_NOT_HELD, ChartListing, NetdataError, dim_key, json_loads, split_key
 from .problems import count_of, first_few, plural
 from .startup import agent_uptime
 from .timings import Due
@@ -63,6 +63,25 @@ class ChartScope:
             return None
         listing, self.listing = self.listing, None
         return listing
+
+    def _valued_dimensions(self, host, charts):
+        """``{chart: names of its dimensions with a value}`` in the newest allmetrics answer
+        of ``host`` the job kept, or (at the job's start, before its first step) in one read
+        now of ``charts``; None where it cannot tell."""
+        raw = self.snapshots[-1][1].get(host) if self.snapshots else None
+        if raw is None and host not in self.apis:
+            return None
+        try:
+            body = json_loads(raw) if raw is not None else self.apis[host].allmetrics(charts=sorted(charts))
+        except (ValueError, NetdataError):
+            return None
+        out = {}
+        for chart, c in body.items() if isinstance(body, dict) else ():
+            dims = c.get('dimensions') if isinstance(c, dict) else None
+            if isinstance(dims, dict):
+                out[chart] = {d.get('name', k) for k, d in dims.items()
+                              if isinstance(d, dict) and d.get('value') is not None}
+        return out
 
     def _node_not_held_told(self, e, key):
         """Whether ``e`` is a parent's answer that it holds no such child, and ``key``'s line has
@@ -202,10 +221,11 @@ class ChartScope:
         """Modelled charts the agent now lists with a dimension their model lacks (a process
         group that started, a new disk or interrupt), and those dimensions: each is retrained
         alone at once, rather than left unseen until the next full training, and said once.
-        Once per set of listed dimensions: one listed but never collected is not retrained for
-        again and again. The training leaves out the rows since they first had a value
-        (``training.since_new``)."""
-        out, told = {}, {}
+        Once per set of listed dimensions, and only for dimensions with a value in the step's
+        answer: one listed but never collected is not retrained for again and again, nor at each
+        restart of the job (its saved model loads without it). The training leaves out the rows
+        since they first had a value (``training.since_new``)."""
+        grown = {}
         for model_id, fm in sorted(self.models.items()):
             spec = specs.get(model_id)
             if spec is None or spec.chart is None:
@@ -213,6 +233,15 @@ class ChartScope:
             listed = frozenset(charts.get(spec.chart, ()))
             new = sorted(listed - {split_key(c)[2] for c in fm.columns})
             if new and self.regrown.get(model_id) != listed:
+                grown[model_id] = (spec, listed, new)
+        hosts = {spec.host for spec, _, _ in grown.values()}
+        valued = {h: self._valued_dimensions(h, {spec.chart for spec, _, _ in grown.values() if spec.host == h})
+                  for h in hosts}
+        out, told = {}, {}
+        for model_id, (spec, listed, new) in grown.items():
+            if valued[spec.host] is not None:
+                new = [d for d in new if d in valued[spec.host].get(spec.chart, ())]
+            if new:
                 self.regrown[model_id] = listed
                 told.setdefault(tuple(new), []).append(model_id)
                 out[model_id] = tuple(new)

@@ -30,18 +30,25 @@ class SwitchableApi(NetdataApi):
     """The real client, plus a switch that makes the agent 'go away' or lose a chart."""
     down = False
     hidden = set()
-    extra = {}   # chart -> dimension names listed beside its own
+    extra = {}   # chart -> dimension names listed beside its own, with a value now (none stored)
+    ghosts = {}  # chart -> dimension names listed beside its own, never collected
 
     def charts(self):
         if self.down:
             raise NetdataError('cannot reach http://{}: ConnectionRefusedError'.format(self.host))
-        return {c: d + self.extra.get(c, []) for c, d in super().charts().items() if c not in self.hidden}
+        return {c: d + self.extra.get(c, []) + self.ghosts.get(c, [])
+                for c, d in super().charts().items() if c not in self.hidden}
 
     def allmetrics(self, timeout=None, charts=None):
         if self.down:
             raise NetdataError('cannot reach http://{}: ConnectionRefusedError'.format(self.host))
         SwitchableApi.asked_for = charts
         self.shown = {c: v for c, v in super().allmetrics(timeout, charts).items() if c not in self.hidden}
+        for c, names in self.extra.items():
+            if c in self.shown:
+                dims = dict(self.shown[c]['dimensions'])
+                dims.update({n: {'name': n, 'value': 1.0} for n in names})
+                self.shown[c] = dict(self.shown[c], dimensions=dims)
         return self.shown
 
     def allmetrics_raw(self):
@@ -1187,6 +1194,30 @@ def test_a_chart_listed_with_a_new_dimension_is_retrained_alone_and_once(replay,
         time.sleep(0.02)
     assert det.trainings == trained and sum('new dimension' in m for _, m in logger.lines) == 1
     det.close()
+
+
+def test_a_dimension_listed_but_never_collected_brings_no_training_at_a_restart(replay, logger, monkeypatch,
+                                                                                tmp_path):
+    """A dimension the agent lists with no value (a process group that has not run since the
+    agent started): the saved model, trained without it, loads at each restart of the job and
+    is not retrained 'for a new dimension' within seconds, every time, for nothing."""
+    monkeypatch.setattr(timings, 'DISCOVER_SECONDS', 0.2)
+    monkeypatch.setattr(SwitchableApi, 'ghosts', {'system.ram': ['ghost']})
+    models_dir = str(tmp_path / 'models')
+    det = make_detector(replay, logger, models_dir=models_dir)
+    run_until_trained(det, replay)
+    det.close()
+    for _ in range(2):
+        logger.lines.clear()
+        det = make_detector(replay, logger, models_dir=models_dir)
+        det.start()
+        for _ in range(20):   # several discoveries
+            det.step()
+            replay.clock.advance(1)
+            time.sleep(0.02)
+        assert 'system.ram' in det.models and det.trainings == 0, logger.lines
+        assert not [m for _, m in logger.lines if 'new dimension' in m], logger.lines
+        det.close()
 
 
 def test_the_charts_a_new_dimension_appears_on_together_are_told_in_one_line(replay, logger, monkeypatch):
