@@ -370,10 +370,12 @@ def load_flagged(directory, host=None, agent=None):
         return {}, 'unreadable ({})'.format(e)
     if not isinstance(body, dict) or body.get('format') != FLAGGED_FORMAT or not isinstance(body.get('spans'), dict):
         return {}, 'not a flagged-steps file of this version'
-    if body.get('host') not in (None, host):   # (a file without one was written before files named it)
+    saved_agent = body.get('agent') if isinstance(body.get('agent'), str) else None
+    if agent and saved_agent:   # the agent's own name for itself: its host written another way is the same
+        if saved_agent != agent:
+            return {}, 'saved for another agent (machine GUID {})'.format(saved_agent)
+    elif body.get('host') not in (None, host):   # (a file without one was written before files named it)
         return {}, 'saved for another agent ({})'.format(body.get('host'))
-    if agent and isinstance(body.get('agent'), str) and body['agent'] != agent:
-        return {}, 'saved for another agent (machine GUID {})'.format(body['agent'])
     out = {}
     for model_id, spans in body['spans'].items():
         if not isinstance(spans, list):

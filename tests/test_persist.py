@@ -194,6 +194,14 @@ def test_another_agents_flagged_steps_are_not_left_out_of_this_ones_training(tmp
     del body['host']
     path.write_text(json.dumps(body))
     assert persist.load_flagged(str(tmp_path), 'b:19999') == ({'system.cpu': [[100.0, 130.0]]}, None)
+    # the agent names itself (its machine GUID): that decides, not how the job's host is written,
+    # or an edit of 127.0.0.1 to localhost retrained every model at once on the incidents it had flagged
+    persist.save_flagged(str(tmp_path), {'system.cpu': [[100.0, 130.0]]}, '127.0.0.1:19999', 'guid-a')
+    assert persist.load_flagged(str(tmp_path), 'localhost:19999', 'guid-a') == ({'system.cpu': [[100.0, 130.0]]},
+                                                                               None)
+    assert persist.load_flagged(str(tmp_path), '127.0.0.1:19999', 'guid-b') == (
+        {}, 'saved for another agent (machine GUID guid-a)')
+    assert persist.load_flagged(str(tmp_path), 'localhost:19999') == ({}, 'saved for another agent (127.0.0.1:19999)')
 
 
 def test_long_model_ids_are_saved_whole_and_each_file_says_whose_it_is(tmp_path):
