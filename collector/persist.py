@@ -300,7 +300,9 @@ def prune(directory, keep, older_than, now=None):
     process groups, disks) would otherwise leave their files for good; a recent file stays, as
     its chart may be listed again in a moment (an agent just restarted lists some charts late).
     Also removes the temporary files of writes cut off (a training process killed while it
-    saved) an hour or more ago: nothing else would, and a model's can be megabytes.
+    saved) an hour or more ago, and a model's file whose metadata was never written beside it
+    (killed between the two), as old as a model's: nothing else would, and a model's can be
+    megabytes.
     """
     now = time.time() if now is None else now
     keep = {file_stem(m) for m in keep}
@@ -309,12 +311,14 @@ def prune(directory, keep, older_than, now=None):
         names = os.listdir(directory)
     except OSError:
         return removed
+    listed = set(names)
     for name in sorted(names):
         base, ext = os.path.splitext(name)
-        if name.startswith(TEMP_PREFIX) and ext == '.tmp':
+        lone = ext == '.pkl' and base not in keep and base + '.json' not in listed
+        if (name.startswith(TEMP_PREFIX) and ext == '.tmp') or lone:
             path = os.path.join(directory, name)
             try:
-                if now - os.stat(path).st_mtime > ORPHAN_SECONDS:
+                if now - os.stat(path, follow_symlinks=False).st_mtime > (older_than if lone else ORPHAN_SECONDS):
                     os.unlink(path)
             except OSError:
                 pass

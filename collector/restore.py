@@ -90,9 +90,12 @@ class Restore:
     def _load_from_disk(self, charts, specs):
         """The saved models of ``specs`` that still fit; each spec is looked up once per job,
         so a chart the agent lists only later (after a restart) gets its saved model too."""
+        collected = self._dimensions_collected(charts, specs)
+        if collected is None:   # looked up again at the next chart list (and trained then, if still unknown)
+            return {}, {}
         self.disk_checked.update(specs)
         loaded, metas, unused = saved_models.read_saved(
-            self.models_dir, self.config, specs, self._dimensions_collected(charts, specs),
+            self.models_dir, self.config, specs, collected,
             feature_blocks(self.config.lags_n, self.config.level_features), self.agent or None)
         for reason, ids in sorted(unused.items()):
             self.log.info('{} not used, retraining: {}: {}'.format(plural(len(ids), 'saved model'), reason,
@@ -131,12 +134,14 @@ class Restore:
         return now
 
     def _dimensions_collected(self, charts, specs):
-        """Each chart's dimension names as the agent collects them (``saved_models.collected_dimensions``)."""
+        """Each chart's dimension names as the agent collects them (``saved_models.collected_dimensions``);
+        None where the agent did not answer its values: the chart list alone leaves out hidden
+        dimensions, and every model that has one (system.cpu's idle) would read as changed."""
         wanted = sorted(s.chart for s in specs.values() if s.chart is not None)
         try:
             body = self.apis[self.config.host].allmetrics(charts=wanted) if wanted else {}
         except NetdataError:
-            return charts
+            return None
         return saved_models.collected_dimensions(charts, body, wanted)
 
     def _regrow_loaded(self, metas, age=None):

@@ -1196,6 +1196,41 @@ def test_a_chart_listed_with_a_new_dimension_is_retrained_alone_and_once(replay,
     det.close()
 
 
+class _ValuesMissedOnce(SwitchableApi):
+    """An agent that misses the first answer of its values outside a step (a timeout)."""
+    miss = [False]
+
+    def allmetrics(self, timeout=None, charts=None):
+        if self.miss[0] and timeout is None:   # (a step's read gives its own timeout)
+            self.miss[0] = False
+            raise NetdataError('timed out after 5 s reading http://{}/api/v1/allmetrics'.format(self.host))
+        return super().allmetrics(timeout, charts)
+
+
+def test_saved_models_load_where_the_agent_missed_one_answer_of_its_values_at_the_start(replay, logger,
+                                                                                        monkeypatch, tmp_path):
+    """The saved models are matched with the dimensions the agent collects (its values), as its
+    chart list leaves hidden ones out (system.cpu's idle): one missed answer at the restart made
+    the chart list stand in, and system.cpu's model was retrained as 'dimensions changed'."""
+    monkeypatch.setattr(timings, 'DISCOVER_SECONDS', 0.2)
+    models_dir = str(tmp_path / 'models')
+    det = make_detector(replay, logger, api=_ValuesMissedOnce, models_dir=models_dir)
+    run_until_trained(det, replay)
+    det.close()
+    logger.lines.clear()
+    _ValuesMissedOnce.miss[0] = True
+    det = make_detector(replay, logger, api=_ValuesMissedOnce, models_dir=models_dir)
+    det.start()
+    for _ in range(10):
+        det.step()
+        replay.clock.advance(1)
+        time.sleep(0.02)
+    assert not _ValuesMissedOnce.miss[0], 'the case needs an answer missed'
+    assert not [m for _, m in logger.lines if 'not used' in m], logger.lines
+    assert sorted(det.models) == ['system.cpu', 'system.forks', 'system.load', 'system.ram'] and det.trainings == 0
+    det.close()
+
+
 def test_a_dimension_listed_but_never_collected_brings_no_training_at_a_restart(replay, logger, monkeypatch,
                                                                                 tmp_path):
     """A dimension the agent lists with no value (a process group that has not run since the

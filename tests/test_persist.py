@@ -109,6 +109,14 @@ def test_a_write_cut_off_long_ago_leaves_no_temporary_file_behind(tmp_path):
     os.utime(old, (time.time() - 2 * 3600,) * 2)
     assert persist.prune(str(tmp_path), ['system.cpu'], 86400) == {}
     assert sorted(os.listdir(tmp_path)) == ['.anomalies-def456.tmp', 'system.cpu.json', 'system.cpu.pkl']
+    # killed between the model's file and its metadata: the model's file alone, as old as a
+    # gone chart's model, goes too; a recent one, or one of a chart in scope, stays
+    for name, age in (('cgroup_gone.cpu', 2 * 86400), ('cgroup_new.cpu', 60), ('disk.sda', 2 * 86400)):
+        (tmp_path / (name + '.pkl')).write_bytes(b'x' * 1000)
+        os.utime(tmp_path / (name + '.pkl'), (time.time() - age,) * 2)
+    assert persist.prune(str(tmp_path), ['system.cpu', 'disk.sda'], 86400) == {}
+    assert sorted(os.listdir(tmp_path)) == ['.anomalies-def456.tmp', 'cgroup_new.cpu.pkl', 'disk.sda.pkl',
+                                            'system.cpu.json', 'system.cpu.pkl']
 
 
 def test_a_saved_model_in_a_folder_other_users_can_write_is_not_loaded(tmp_path):
