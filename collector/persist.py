@@ -45,6 +45,9 @@ ORPHAN_SECONDS = 3600
 DEFAULT_HOST = DEFAULTS['host']
 
 
+JOB_DIR_BYTES = 120   # each part of a job's folder name: '<job>' and '@<host>'
+
+
 def resolve_dir(setting, job_name, host=None):
     """Where a job's models live: ``None`` (not persisted) or ``<base>/<job>``.
 
@@ -56,12 +59,15 @@ def resolve_dir(setting, job_name, host=None):
     """
     if setting is None:
         return None
-    name = safe_id(job_name or 'anomalies')
+    # a folder name is at most 255 bytes, and one of dots alone ('..') is another folder
+    name = bounded_id(job_name or 'anomalies', JOB_DIR_BYTES)
+    if not name.strip('.'):
+        name = '_' + name
     if setting == 'auto':
         lib = os.environ.get('NETDATA_LIB_DIR')
         base = os.path.join(lib, 'anomalies-models') if lib else standalone_dir()
         if not lib and host and host != DEFAULT_HOST:
-            name += '@' + safe_id(host)
+            name += '@' + bounded_id(host, JOB_DIR_BYTES)
     else:
         base = os.path.expanduser(setting)
     return os.path.join(base, name)

@@ -42,6 +42,14 @@ def test_standalone_runs_keep_each_agents_models_apart(tmp_path, monkeypatch):
     assert persist.resolve_dir('auto', 'anomalies', '127.0.0.1:19970') == str(tmp_path / 'anomalies-models' / 'anomalies')
     assert persist.resolve_dir(str(tmp_path), 'edge', 'x:1') == str(tmp_path / 'edge')
     assert persist.resolve_dir(None, 'anomalies', 'x:1') is None
+    # a job named '..' keeps its models in a folder of its own, not in the one above them all
+    assert persist.resolve_dir(str(tmp_path), '..') == str(tmp_path / '_..')
+    assert persist.resolve_dir(str(tmp_path), '.') == str(tmp_path / '_.')
+    # a long job name on a child's path makes a folder name the disk takes (at most 255 bytes)
+    monkeypatch.delenv('NETDATA_LIB_DIR')
+    long = persist.resolve_dir('auto', 'j' * 150, 'parent:19999/host/' + 'c' * 150)
+    assert len(os.path.basename(long).encode()) <= 255 and os.path.basename(long).startswith('j' * 100)
+    assert long != persist.resolve_dir('auto', 'j' * 150, 'parent:19999/host/' + 'c' * 151)
 
 
 def test_a_standalone_run_of_the_installed_package_keeps_its_models_in_the_users_cache(tmp_path, monkeypatch):
