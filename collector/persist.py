@@ -17,7 +17,7 @@ import time
 
 from .config import DEFAULTS
 from .files import TEMP_PREFIX, write_atomically
-from .protocol import bounded_id, safe_id
+from .protocol import bounded_id
 from .models import numpy_only
 
 # 3: hbos, knn, ecod, copod and feature_bagging pickle numpy ports, not pyod estimators
