@@ -141,6 +141,9 @@ class Chart:
             if self.retired and self.declared:   # dimensions taken away: tell the agent now
                 out = self.definition()
                 self.push = False
+                if self.cleanup and self.idle > self.cleanup:   # made obsolete before: it stays so, not
+                    out += self._chart_line('obsolete')       # back in the menu, empty, for good
+                    self.push = True
             if self.obsolete_now:   # declared again when values return
                 out += self._chart_line('obsolete')
                 self.push = True

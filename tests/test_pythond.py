@@ -815,6 +815,31 @@ def test_a_drivers_chart_made_obsolete_before_its_model_is_removed_is_not_declar
     assert 'drivers_net.rv0' not in svc.charts and 'net.rv0_prob' not in svc.charts['probability']
 
 
+def test_a_chart_made_obsolete_stays_so_when_a_dimension_it_never_showed_is_taken_away():
+    """Every model gone, the charts were made obsolete after chart_cleanup updates; a model
+    then trained and removed again before it scored (a container that died meanwhile) took its
+    dimension away, and the definition that tells the agent so declared the chart live again,
+    empty, in the menu for the rest of the job's life."""
+    from collector.pythond import Chart
+    chart = Chart('anomalies', 'probability', ['probability', 'Anomaly Probability', 'percentage', 'probability',
+                                               'anomalies.probability', 'line'], 60000, 1, 'anomalies', cleanup=3)
+    chart.add_dimension(['a.x_prob', 'a.x', 'absolute', 1, 100])
+    out = [chart.update({'a.x_prob': 20}, 1000000)]
+    chart.del_dimension('a.x_prob')
+    out += [chart.update({}, 1000000) for _ in range(5)]
+    assert "'obsolete'" in out[3].splitlines()[-1], out          # after 3 updates without a value
+    chart.add_dimension(['b.y_prob', 'b.y', 'absolute', 1, 100])
+    out = [chart.update({}, 1000000)]
+    chart.del_dimension('b.y_prob')
+    out += [chart.update({}, 1000000) for _ in range(5)]
+    said = ''.join(out)
+    chart_lines = [line for line in said.splitlines() if line.startswith('CHART ')]
+    assert chart_lines and chart_lines[-1].endswith("'obsolete' 'python.d.plugin' 'anomalies'"), said
+    chart.add_dimension(['c.z_prob', 'c.z', 'absolute', 1, 100])
+    back = chart.update({'c.z_prob': 50}, 1000000)   # values again: declared live, with its dimension
+    assert back.startswith('CHART ') and "'obsolete'" not in back.splitlines()[0] and 'c.z_prob' in back, back
+
+
 def test_the_charts_of_a_job_reading_a_child_through_its_parent_name_the_child():
     """Such a job charts on the agent it runs on, the parent, beside the parent's own job: its
     titles say which node they are about, for the dashboard and for `top --host parent/host/child`."""
