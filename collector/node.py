@@ -24,14 +24,14 @@ HELD_UNSCORED = 3
 class NodeRate:
     def __init__(self, window_steps):
         self.window = max(1, int(window_steps))
-        self.rates = collections.deque(maxlen=self.window)   # the share flagged now, per step of the window
+        self.rates = collections.deque()   # (step, the share flagged then) of the steps scored in the window
         self.step = 0
         self.last_flagged = {}   # model id -> the step it was last seen flagged
         self.since = {}   # model id -> time its flag went up
         self.unscored = {}   # flagged model id -> steps in a row it has not been scored
         self.last_now = None
 
-    def update(self, scores, now, models=(), most=None):
+    def update(self, scores, now, models=(), most=None, steps=1):
         """``scores``: ``{model_id: (probability, flag)}`` of this step; ``now``: seconds;
         ``models``: every model the job has. A flagged model left out of a step's scores (no
         current value from its chart: a collector late) keeps its flag for up to
@@ -41,8 +41,10 @@ class NodeRate:
         ``most``: the most seconds that can have passed since the last update (None: no
         limit); a clock that moved on further was set forward (a small box without a
         real-time clock, stepped by NTP hours or days after its boot), and the flags' ages go
-        on by ``most`` only, as they go on over a clock set back."""
-        self.step += 1
+        on by ``most`` only, as they go on over a clock set back. ``steps``: the job's steps since
+        the last update (those without scores: the agent away, values standing still), so that
+        the last minute's figures are a minute's, not a flag from before a gap of ten."""
+        self.step += max(1, int(steps))
         if self.last_now is not None:
             moved = now - self.last_now
             # set back: the flags' ages go on; set forward: by at most `most`
@@ -71,7 +73,9 @@ class NodeRate:
         n = len(scores) + len(held)
         rate = len(flagged) / n if n else 0.0
         recent = sum(1 for m in list(scores) + list(held) if m in self.last_flagged) / n if n else 0.0
-        self.rates.append(rate)
+        self.rates.append((self.step, rate))
+        while self.step - self.rates[0][0] >= self.window:
+            self.rates.popleft()
         longest_model = min(self.since, key=lambda m: (self.since[m], m)) if self.since else None
         longest = now - self.since[longest_model] if longest_model is not None else 0.0
-        return NodeStep(rate, sum(self.rates) / len(self.rates), recent, longest, longest_model, raised)
+        return NodeStep(rate, sum(r for _, r in self.rates) / len(self.rates), recent, longest, longest_model, raised)

@@ -465,7 +465,8 @@ class AnomaliesService(object):
             return None
         node = self.node.update(step.scores, time.monotonic() if step.at is None else step.at,
                                 getattr(self.detector, 'models', ()),
-                                most=(self.node_steps + CLOCK_SLACK_STEPS) * max(1, self.update_every))
+                                most=(self.node_steps + CLOCK_SLACK_STEPS) * max(1, self.update_every),
+                                steps=self.node_steps)
         self.node_steps = 0
         for model_id in node.raised:
             self.info("anomaly flagged on '{}'{} (probability {:.1f}%): {}".format(

@@ -291,6 +291,32 @@ def test_node_share_flagged_in_the_window_counts_charts_that_turned_unusual_one_
     assert node.update({'c': (0.1, 0), 'd': (0.1, 0)}, 107).recent == 0.0
 
 
+def test_the_node_shares_of_the_last_minute_forget_flags_from_before_a_gap():
+    """flagged_1m (what anomalies_node_rate warns on above 5 %) and the rolling share are the last
+    minute's: after ten minutes without a scored step (the agent away, a child's stream stopped)
+    a flag from before the gap no longer counts, where it counted for another minute and raised
+    the alarm again on an incident ten minutes old."""
+    from collector.runner import Service
+    models = list('abcdefghij')
+    t = 2_000_000_000.0
+
+    def at(step, when):
+        step.at = when
+        return step
+    steps = [at(FakeStep({m: (0.1, 0) for m in models}, added=models), t)]
+    steps += [at(FakeStep({m: ((0.999, 1) if m in 'ab' else (0.1, 0)) for m in models}), t + k) for k in range(1, 6)]
+    steps += [FakeStep({}, fresh=False) for _ in range(600)]
+    steps += [at(FakeStep({m: (0.1, 0) for m in models}), t + 606 + k) for k in range(3)]
+    svc = Service(configuration={'job_name': 'anomalies', 'models_dir': 'none'})
+    svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+    svc.create()
+    svc.detector = FakeDetector(steps)
+    svc._stale = lambda: None   # (its minute of last values is the wall clock's)
+    out = [svc.get_data() for _ in range(len(steps))]
+    assert (out[5]['flagged'], out[5]['flagged_1m']) == (2000, 2000)
+    assert [(o['flagged'], o['flagged_1m'], o['flagged_avg']) for o in out[606:]] == [(0, 0, 0)] * 3
+
+
 def test_a_flag_left_unscored_for_a_step_stays_up_and_its_age_goes_on():
     """A flagged chart with no current value for one step (its collector late) is not scored
     then, while the flag policy keeps its flag: the node view keeps it too, so how long it has
