@@ -41,8 +41,14 @@ def one_line(text):
 
 def quotable(text):
     """``text`` fit to go inside single quotes: on one line, its own single quotes as '"' (the
-    protocol has no escape; python.d.plugin quotes dimension ids and names as they are)."""
-    return one_line(text).replace("'", '"')
+    protocol has no escape; python.d.plugin quotes dimension ids and names as they are), and a
+    backslash at its end as '_': the agent's splitter reads a backslash as keeping the next
+    character in the word, the closing quote too, which shifts every field after it."""
+    text = one_line(text).replace("'", '"')
+    if text.endswith('\\'):
+        stem = text.rstrip('\\')
+        text = stem + '_' * (len(text) - len(stem))
+    return text
 
 
 def _q(value):

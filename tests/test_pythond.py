@@ -415,6 +415,14 @@ def test_a_driver_named_with_a_quote_reaches_python_d_whole():
     from collector.service import driver_dim
     dim_id, name = driver_dim('tst.odd', "h::tst.odd|it's")
     assert "'" not in dim_id and "'" not in name and name == 'it"s'
+    # the agent's line splitter keeps the character after a backslash in the word: one at the
+    # end of a name took the closing quote with it, and every field after it shifted
+    dim_id, name = driver_dim('tst.odd', 'h::tst.odd|C:\\')
+    assert not dim_id.endswith('\\') and name == 'C:_'
+    from collector import protocol
+    line = protocol.dimension_line('a\\', 'b\\\\', 'absolute', 1, 100, '')
+    assert line == "DIMENSION 'a_' 'b__' absolute 1 100 ''\n", line
+    assert protocol.quotable('x\\y') == 'x\\y'   # (inside a word it keeps the next character, as it is)
 
 
 
