@@ -232,7 +232,10 @@ class ChartScope:
                 continue
             listed = frozenset(charts.get(spec.chart, ()))
             new = sorted(listed - {split_key(c)[2] for c in fm.columns})
-            if new and self.regrown.get(model_id) != listed:
+            # (a retraining that failed is asked for again once its retry is due)
+            retry = self.retry_at.get(model_id)
+            due = self.steps >= max(self.failed_until, retry.step if retry else 0)
+            if new and self.regrown.get(model_id) != listed and due:
                 grown[model_id] = (spec, listed, new)
         hosts = {spec.host for spec, _, _ in grown.values()}
         valued = {h: self._valued_dimensions(h, {spec.chart for spec, _, _ in grown.values() if spec.host == h})

@@ -48,6 +48,7 @@ class TrainingSchedule:
         self.waiting = set()  # models whose chart has less than train_min_n_secs of history
         self.waiting_since = {}  # model id -> (step, the chart's listed seconds) when its wait began
         self.training_all = False  # whether the training in flight fits every chart on the rolling window
+        self.training_new = set()  # the models it retrains for new dimensions (looked for again if it fails)
         self.history_seen = None   # seconds of history the agent held at the last such training
         self.trainings = 0   # trainings ended (for the tests and the harnesses)
         self.initial_done = False   # the first training (of initial_train_data_after/before) ended
@@ -205,7 +206,9 @@ class TrainingSchedule:
         except Exception as e:  # e.g. no memory or file descriptors for the training process
             self.problems.report('training', 'cannot start training: {!r}'.format(e))
             self._retry_full_training_soon(full_due)
+            self._regrow_again(new_dimensions)
             return
+        self.training_new = set(new_dimensions) & {s.model_id for s in todo}
         self.training_started, self.training_step = self.clock(), self.steps
         self.own_waits, self.wait_told = self.trainer.waiting, False
         self._hold_own_training()
@@ -348,8 +351,17 @@ class TrainingSchedule:
         self.problems.report('training', 'training failed: {} (trying again in {} steps)'.format(error, delay))
         # (the charts still without a model too: each discovery would otherwise train them at once)
         self.failed_until = self.steps + delay
+        self._regrow_again(self.training_new)
         if self.config.train_every_n or self.training_all:   # with 0, only a first training is tried again
             self.next_training = min(self.next_training, self.steps + delay)
+
+    def _regrow_again(self, model_ids):
+        """Models whose retraining for new dimensions did not happen (a training that failed or
+        could not start, or failed for them): their new dimensions are looked for again at the
+        chart lists once the retry is due, and retrained for then, the rows since they came left
+        out, rather than never (``_new_dimensions`` asks once per set of listed dimensions)."""
+        for model_id in model_ids:
+            self.regrown.pop(model_id, None)
 
     def _adopt(self, result, report):
         """The trained models of charts still in scope replace their old ones, and score from
@@ -449,6 +461,7 @@ class TrainingSchedule:
                 by_reason.setdefault(reason, []).append(model_id)
             self.untrained[model_id] = reason
             self._back_off(model_id)
+        self._regrow_again(self.training_new & set(result.errors))
         for model_id in result.models:
             self.untrained.pop(model_id, None)
             self.retry_at.pop(model_id, None)

@@ -1196,6 +1196,48 @@ def test_a_chart_listed_with_a_new_dimension_is_retrained_alone_and_once(replay,
     det.close()
 
 
+@pytest.mark.parametrize('failure', ['start', 'whole', 'its own'])
+def test_a_retraining_for_a_new_dimension_that_failed_is_asked_for_again(replay, logger, monkeypatch, failure):
+    """The retraining for a new dimension could not start (no memory for its process), failed
+    whole (its process killed: the OOM killer takes the training first) or failed for that chart:
+    it is asked for again, with the rows since the dimension came left out, where it was never
+    asked for again (the dimension counted as seen) and a full training learnt those rows."""
+    from collector import training
+    from collector.training import TrainingResult
+    monkeypatch.setattr(timings, 'DISCOVER_SECONDS', 0.2)
+    monkeypatch.setattr(timings, 'RETRY_STEPS', 3)
+    det = make_detector(replay, logger, train_every_n=0)
+    run_until_trained(det, replay)
+    asked = []
+    start, real = det.trainer.start, training.run_training
+
+    def failing_start(request):
+        asked.append(dict(request.new_dimensions or {}))
+        if len(asked) == 1 and failure == 'start':
+            raise OSError(12, 'Cannot allocate memory')
+        return start(request)
+
+    def failing_run(request):
+        if len(asked) == 1:
+            if failure == 'whole':
+                raise MemoryError('killed')
+            result = TrainingResult()
+            result.errors = {'system.ram': 'its training window could not be read (HTTP 500)'}
+            return result
+        return real(request)
+    monkeypatch.setattr(det.trainer, 'start', failing_start)
+    monkeypatch.setattr(training, 'run_training', failing_run)
+    monkeypatch.setattr(SwitchableApi, 'extra', {'system.ram': ['shmem']})
+    for _ in range(150):
+        det.step()
+        replay.clock.advance(1)
+        time.sleep(0.01)
+        if len(asked) >= 2 and not det.trainer.busy:
+            break
+    assert asked[:2] == [{'system.ram': ('shmem',)}] * 2, (asked, logger.lines)
+    det.close()
+
+
 class _ValuesMissedOnce(SwitchableApi):
     """An agent that misses the first answer of its values outside a step (a timeout)."""
     miss = [False]
