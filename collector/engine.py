@@ -75,6 +75,7 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         self.clock = clock
         self.created = clock()
         self.unanswered = set()        # hosts whose read failed at the last step
+        self.outages = {}              # ... and since which step, and whether every failure was a timeout
         self.fresh_at = None           # time.monotonic() of the last step the agent answered
         self.slow = {}                 # host whose step read timed out -> [reads timed out, steps, answered in a row]
         self.need = config.rows_needed
@@ -177,7 +178,7 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         for host, api in self.apis.items():
             try:
                 latest[host] = api.allmetrics(timeout=wait, charts=self.wanted.get(host))
-                back = host in self.unanswered
+                back = self._back_from_outage(host)
                 self.unanswered.discard(host)
                 if host == self.config.host and (back or self.child_waited):
                     # back (an agent or a parent restarted, a child reconnected): its chart list at
@@ -192,6 +193,8 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
                 if host == self.config.host and self._child_not_back_yet(e):
                     continue
                 self.unanswered.add(host)
+                since, timeouts = self.outages.get(host, (self.steps, True))
+                self.outages[host] = (since, timeouts and e.timed_out is not None)
                 late = self.slow.pop(host, None)
                 if e.timed_out:   # (told once, and again only once it has answered a while)
                     late = late or [0, 0, 0]
@@ -209,6 +212,14 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         for late in self.slow.values():
             late[1] += 1
         return latest
+
+    def _back_from_outage(self, host):
+        """Whether ``host``, answering now, was away (refused, reset, not found: an agent or a
+        parent restarted, a child reconnected) or silent for GAP_STEPS steps or more: its chart
+        list is read at once, and a restart looked for. Not after a read or two that timed out
+        (a lossy link): one chart list and uptime read for each would be a dozen a minute."""
+        outage = self.outages.pop(host, None)
+        return outage is not None and (not outage[1] or self.steps - outage[0] >= timings.GAP_STEPS)
 
     def _values_kept(self):
         """Whether the charts still show their last values (a job with no model yet has none;

@@ -832,6 +832,41 @@ def test_an_agent_that_now_and_then_answers_too_late_is_told_once_not_at_every_a
     det.close()
 
 
+def test_answers_lost_now_and_then_bring_no_chart_list_read_each(replay, logger, monkeypatch):
+    """A link losing one answer in five: each answer after a lost one read the chart list again
+    (megabytes on a large agent) and asked whether the agent restarted, a dozen times a minute
+    over the slow link it hurts most. A refused read (an agent that restarted) still does."""
+    from collector import startup
+    listed, uptimes = [], []
+
+    class Counting(LateApi):
+        def charts(self):
+            listed.append(1)
+            return super().charts()
+    real = startup.uptime_reading
+    monkeypatch.setattr(startup, 'uptime_reading', lambda *a, **k: (uptimes.append(1), real(*a, **k))[1])
+    det = make_detector(replay, logger, api=Counting)
+    run_until_trained(det, replay)
+    listed.clear(), uptimes.clear()
+    try:
+        for i in range(50):
+            Counting.late = i % 5 == 0
+            det.step()
+            replay.clock.advance(1)
+    finally:
+        Counting.late = False
+    assert len(listed) <= 1 and not uptimes, (len(listed), len(uptimes))
+    Counting.down = True   # refused: back, it is listed at once
+    try:
+        det.step()
+        replay.clock.advance(1)
+    finally:
+        Counting.down = False
+    det.step()
+    assert len(listed) >= 1 and uptimes, (len(listed), len(uptimes))
+    det.close()
+
+
 def test_a_step_read_cut_by_api_timeout_says_to_raise_it(replay, logger):
     """Where api_timeout is shorter than 0.9 x update_every (update_every 6 and more with the
     default 5 s), it is what cuts a step's read: the line named the key without a word of what
