@@ -862,7 +862,10 @@ def test_answers_lost_now_and_then_bring_no_chart_list_read_each(replay, logger,
         replay.clock.advance(1)
     finally:
         Counting.down = False
-    det.step()
+    for _ in range(3):
+        det.step()
+        replay.clock.advance(1)
+        time.sleep(0.05)
     assert len(listed) >= 1 and uptimes, (len(listed), len(uptimes))
     det.close()
 
