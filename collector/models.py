@@ -183,7 +183,7 @@ def dimension_blocks(feature_columns, most=MAHALANOBIS_BLOCK_FEATURES):
     return blocks
 
 
-def _mahalanobis_scorer(Z, fit_on=None, feature_columns=None):
+def _mahalanobis_scorer(Z, fit_on=None, feature_columns=None, mu=None):
     """``z' C^-1 z + |z|^2 / mu``: a Mahalanobis distance plus a plain one, as one quadratic form.
 
     ``C`` is the Ledoit-Wolf covariance of ``fit_on`` (default ``Z``; already centred and
@@ -195,19 +195,27 @@ def _mahalanobis_scorer(Z, fit_on=None, feature_columns=None):
     of features and the first at most about the number of directions that vary, so neither
     swamps the other. Numpy only, and scored per step like pca: one projection on the
     eigenvectors. A wide chart's (``feature_columns``, the raw column of each feature) is
-    the sum of one such form per block of its dimensions (``dimension_blocks``).
+    the sum of one such form per block of its dimensions (``dimension_blocks``), each
+    shrunk towards its own mean variance but floored, and its plain term weighed, by the
+    chart's (``mu``): a block of idle dimensions (interrupt lines, process groups that did not
+    run) would otherwise weigh a tick of one of them by its own tiny mean, or, with none
+    moving, have no mean at all.
     """
     F = Z if fit_on is None else fit_on
     if feature_columns is not None and F.shape[1] > MAHALANOBIS_BLOCK_FEATURES:
-        blocks = dimension_blocks(feature_columns)
+        blocks = dimension_blocks(feature_columns, MAHALANOBIS_BLOCK_FEATURES)
         if len(blocks) > 1:
+            chart_mu = float(np.einsum('ij,ij->', F, F)) / F.size
+            if not chart_mu > 0:
+                raise FloatingPointError('no feature varies')
             scorer = BlockedScorer(blocks, [
-                _mahalanobis_scorer(np.ascontiguousarray(F[:, b]))[0] for b in blocks])
+                _mahalanobis_scorer(np.ascontiguousarray(F[:, b]), mu=chart_mu)[0] for b in blocks])
             return scorer, scorer.decision_function(Z)
     n, p = F.shape
     S = F.T @ F / n
     delta = ledoit_wolf_shrinkage(F, S)
-    mu = np.trace(S) / p
+    own_mu = np.trace(S) / p
+    mu = own_mu if mu is None else mu
     if not mu > 0:
         raise FloatingPointError('no feature varies')
     # features that never moved have no covariance with anything: their eigenvectors are
@@ -215,8 +223,8 @@ def _mahalanobis_scorer(Z, fit_on=None, feature_columns=None):
     varies = np.diag(S) > 1e-12 * mu
     moving, still = np.nonzero(varies)[0], np.nonzero(~varies)[0]
     w, V = np.linalg.eigh(S[np.ix_(moving, moving)])
-    var = np.maximum((1.0 - delta) * np.maximum(w, 0.0) + delta * mu, VARIANCE_FLOOR * mu)
-    still_w = 1.0 / max(delta * mu, VARIANCE_FLOOR * mu) + 1.0 / mu
+    var = np.maximum((1.0 - delta) * np.maximum(w, 0.0) + delta * own_mu, VARIANCE_FLOOR * mu)
+    still_w = 1.0 / max(delta * own_mu, VARIANCE_FLOOR * mu) + 1.0 / mu
     scorer = MahalanobisScorer(moving, V.T, 1.0 / var + 1.0 / mu, still, still_w)
     return scorer, scorer.decision_function(Z)
 

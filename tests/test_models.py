@@ -700,6 +700,35 @@ def test_a_wide_chart_fitted_in_blocks_reads_normal_steps_as_ordinary_and_flags_
         assert flagged[0][0] >= flagged[0][1] - 0.05 and flagged[1][0] > 0.95, flagged
 
 
+def test_a_wide_chart_with_a_block_of_idle_dimensions_keeps_its_model_and_its_scale(monkeypatch):
+    """A run of idle dimensions (interrupt lines, process groups that did not run) fills a block
+    of its own: with none moving, the whole chart fell back to hbos ('no feature varies'); with
+    one line ticking now and then, that block's own tiny mean variance weighed its next tick
+    ten times over the threshold, where one covariance over the chart reads it as ordinary."""
+    import collector.models as models
+    from collector.config import parse_job_config
+    from collector.scoring import BlockedScorer
+    monkeypatch.setattr(models, 'MAHALANOBIS_BLOCK_FEATURES', 140)   # blocks of 20 dimensions
+    cfg = parse_job_config({})
+    rng = np.random.default_rng(6)
+    rows, dims = 2000, 60
+    x = np.full((rows + 200, dims), 0.0)
+    x[:, :20] = rng.normal(0, 100, (rows + 200, 20)).cumsum(axis=0) * 0.01 + rng.normal(0, 100, (rows + 200, 20))
+    x[:, 40:] = rng.normal(0, 100, (rows + 200, 20))
+    columns = ['h::system.interrupts|{}'.format(k) for k in range(dims)]
+    blocks = (cfg.lags_n + 1, cfg.level_features)
+    idle = fit_model('system.interrupts', columns, cfg.training_features(x[:rows]), blocks=blocks)
+    assert idle.model_name == 'mahalanobis' and isinstance(idle.scorer, BlockedScorer), idle.info
+    ticking = x.copy()
+    ticking[rng.random(rows + 200) < 0.01, 25] = 1.0   # one idle line ticks now and then
+    fm = fit_model('system.interrupts', columns, cfg.training_features(ticking[:rows]), blocks=blocks)
+    later = ticking[rows - cfg.rows_needed + 1:].copy()
+    later[-3:-1, 25] = 1.0   # a tick of it, two steps long
+    scores = fm.decision_function(cfg.features(later))
+    assert not fm.exceeds(scores[-2:]).any(), (scores[-2:], fm.threshold)
+    assert fm.exceeds(fm.decision_function(cfg.features(later + np.r_[[0.0] * 25, [500.0], [0.0] * 34])))[-1]
+
+
 def test_a_wide_charts_window_is_sampled_to_the_values_a_fit_may_hold(monkeypatch):
     """Each copy a fit makes is rows x features: a 300-dimension chart's 4 hours took its
     training to 1.4 GB. Its rows are sampled down; a narrow chart's window is fitted whole."""
