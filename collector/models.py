@@ -270,7 +270,7 @@ def _fit_scorer(name, X, contamination, blocks=None, fit_on=None, feature_column
     est.fit(X)
     scores = np.asarray(est.decision_scores_, dtype=np.float64)
     if name == 'iforest':
-        return IforestScorer.from_pyod(est), scores
+        return IforestScorer.from_pyod(est, X), scores
     if name == 'knn':
         return KnnScorer.from_pyod(est, X), scores
     if name == 'feature_bagging':

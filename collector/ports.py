@@ -291,16 +291,23 @@ def _average_path_length(n):
 
 class IforestScorer:
     """pyod ``IForest``: all trees flattened into one node table and walked for every tree
-    at once, a level per numpy step."""
+    at once, a level per numpy step.
 
-    def __init__(self, feature, threshold, left, right, leaf_value, roots, levels, denominator, offset):
+    One departure, as ``HbosScorer``'s: a feature that was constant in training (a dimension
+    that sat still) is split on by no tree, so its move would be seen by none; a row where one
+    leaves its value scores as unusual as a row can (1, plus the offset)."""
+
+    def __init__(self, feature, threshold, left, right, leaf_value, roots, levels, denominator, offset,
+                 constant=None):
         self.feature, self.threshold = feature, threshold
         self.left, self.right = left, right
         self.leaf_value, self.roots = leaf_value, roots
         self.levels, self.denominator, self.offset = int(levels), float(denominator), float(offset)
+        self.constant = constant
 
     @classmethod
-    def from_pyod(cls, est):
+    def from_pyod(cls, est, X=None):
+        """From the fitted ``est``; ``X``: its training rows, whose constant features are kept."""
         forest = est.detector_
         n_in = forest.n_features_in_
         feature, threshold, left, right, value, roots = [], [], [], [], [], []
@@ -330,12 +337,23 @@ class IforestScorer:
             roots.append(base)
             base += t.node_count
         denominator = len(forest.estimators_) * _average_path_length([forest.max_samples_])[0]
+        constant = None
+        if X is not None and len(X):
+            constant = np.where(np.ptp(X, axis=0) == 0, X[0], np.nan)
+            constant = None if np.isnan(constant).all() else constant
         return cls(np.concatenate(feature), np.concatenate(threshold), np.concatenate(left), np.concatenate(right),
-                   np.concatenate(value), np.array(roots, dtype=np.intp), levels, denominator, forest.offset_)
+                   np.concatenate(value), np.array(roots, dtype=np.intp), levels, denominator, forest.offset_,
+                   constant)
 
     def decision_function(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        constant = getattr(self, 'constant', None)   # (absent from models saved before it)
+        moved = None
+        if constant is not None:
+            still = ~np.isnan(constant)
+            moved = (np.abs(X[:, still] - constant[still]) > 1e-12 * np.maximum(1.0, np.abs(constant[still]))).any(axis=1)
         # the trees compare in float32, as scikit-learn's do
-        X = np.asarray(X, dtype=np.float64).astype(np.float32).astype(np.float64)
+        X = X.astype(np.float32).astype(np.float64)
         rows = np.arange(X.shape[0])[:, None]
         nodes = np.broadcast_to(self.roots, (X.shape[0], self.roots.size))
         for _ in range(self.levels - 1):
@@ -343,6 +361,8 @@ class IforestScorer:
             nodes = np.where(go_left, self.left[nodes], self.right[nodes])
         depth = self.leaf_value[nodes].sum(axis=1)
         score = 2.0 ** (-depth / self.denominator) if self.denominator > 0 else np.ones(X.shape[0])
+        if moved is not None:
+            score = np.where(moved, 1.0, score)
         return score + self.offset
 
 

@@ -585,10 +585,12 @@ def test_far_misreads_are_pulled_in_the_same_whichever_features_are_looked_at():
         assert np.array_equal(_pulled_in(X), np.clip(X, lo - reach, hi + reach))
 
 
-def test_hbos_flags_a_dimension_that_sat_still_all_window_when_it_moves():
+@pytest.mark.parametrize('model', ['hbos', 'iforest'])
+def test_hbos_and_iforest_flag_a_dimension_that_sat_still_all_window_when_it_moves(model):
     """A chart's quiet dimension (system.cpu's steal at 0 for the whole window) that starts
     moving is news to every model, hbos too: it is also what a model whose fit fails falls
-    back to."""
+    back to. An isolation forest splits on no feature that was constant in training, and
+    never flagged it."""
     from collector.config import parse_job_config
     from collector.features import feature_groups
     cfg = parse_job_config({})
@@ -596,10 +598,13 @@ def test_hbos_flags_a_dimension_that_sat_still_all_window_when_it_moves():
     raw = np.column_stack([np.clip(rng.normal(20, 3, 3000), 0, 100), np.zeros(3000)])
     groups = feature_groups([('h', 'system.cpu')] * 2, cfg.lags_n, cfg.level_features)
     fm = fit_model('system.cpu', ['h::system.cpu|user', 'h::system.cpu|steal'], cfg.training_features(raw),
-                   model='hbos', groups=groups, blocks=(cfg.lags_n + 1, cfg.level_features))
+                   model=model, groups=groups, blocks=(cfg.lags_n + 1, cfg.level_features))
+    assert fm.model_name == model
     live = raw[-cfg.rows_needed:].copy()
     assert fm.predict(cfg.features(live)[-1:])[0] == 0
     live[-3:, 1] = 40.0
+    assert fm.predict(cfg.features(live)[-1:])[0] == 1
+    live[-cfg.rows_needed:, 1] = 40.0   # and held there
     assert fm.predict(cfg.features(live)[-1:])[0] == 1
 
 
