@@ -90,27 +90,40 @@ class _OneAtATime:
             if self._launch_failed is not None:
                 failed, self._launch_failed = self._launch_failed, None
                 raise failed
-            trainers = [t for t in _trainers() if t is not self]
-            if any(t.running for t in trainers):
+            if any(t.running for t in _trainers() if t is not self):
                 return False
-            trainers.append(self)
-            # (a waiter whose job has stopped looking, one python.d stopped updating, has no turn)
-            waiting = sorted((t for t in trainers if t._waiting is not None and t._launch_failed is None and
-                              (t is self or now - t._looked < GONE_WAITER_SECONDS)), key=lambda t: t._asked)
-            for first in waiting:
-                if first is self:
-                    try:
-                        self._launch_waiting()
-                    except BaseException:   # told to the caller: nothing waits or runs
-                        self._waiting = None
-                        raise
-                    return True
+            return self._launch_oldest(now) is self
+
+    def _launch_oldest(self, now):
+        """With the slot held and free: start the training that has waited longest, this job's
+        or another's still looking; the trainer started, or None."""
+        # (a waiter whose job has stopped looking, one python.d stopped updating, has no turn)
+        waiting = sorted((t for t in _trainers() if t._waiting is not None and t._launch_failed is None and
+                          (t is self or now - t._looked < GONE_WAITER_SECONDS)), key=lambda t: t._asked)
+        for first in waiting:
+            if first is self:
                 try:
-                    first._launch_waiting()
-                    return False
-                except Exception as e:   # e.g. no memory for its process: its job is told at its look
-                    first._launch_failed = e
-            return False
+                    self._launch_waiting()
+                except BaseException:   # told to the caller: nothing waits or runs
+                    self._waiting = None
+                    raise
+                return self
+            try:
+                first._launch_waiting()
+                return first
+            except Exception as e:   # e.g. no memory for its process: its job is told at its look
+                first._launch_failed = e
+        return None
+
+    def _hand_over(self):
+        """At a look of a job with nothing of its own waiting or running: another job's waiting
+        training starts now that the slot is free, rather than at its own job's next look, up
+        to its update_every away."""
+        if self._waiting is not None or self.running:
+            return
+        with _SLOT:
+            if not any(t.running for t in _trainers()):
+                self._launch_oldest(time.monotonic())
 
     def _launch_waiting(self):
         # launched, then no longer waiting: a poll of its job's in between sees it waiting, and
@@ -186,6 +199,7 @@ class ThreadTrainer(_OneAtATime):
     def poll(self):
         if self._waiting is not None:
             return self._started_waiting()
+        self._hand_over()
         if self._thread is None or self._thread.is_alive():
             return None
         self._thread = None
@@ -308,6 +322,7 @@ class SubprocessTrainer(_OneAtATime):
         self._ending = [p for p in self._ending if p.poll() is None]
         if self._waiting is not None:
             return self._started_waiting()
+        self._hand_over()
         if self._proc is None:
             return None
         if self._reader.is_alive():

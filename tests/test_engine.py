@@ -2478,8 +2478,10 @@ def test_jobs_in_one_process_train_one_at_a_time_and_each_gets_its_models(replay
         assert second.poll() is None and third.poll() is None and not (second.running or third.running)
         first.wait(60)
         assert not first.running and first.poll().models
-        # in the order they were asked for, whichever job looks first: the third's look starts
-        # the second's (the slot stood idle until the second's own job looked)
+        # in the order they were asked for, whichever job looks first, the one whose training
+        # ended too: its look starts the second's (the slot stood idle until a waiting job
+        # looked, up to that job's update_every later)
+        assert second.running and not second.waiting and not third.running
         assert third.poll() is None and not third.running and second.running and not second.waiting
         assert second.poll() is None and second.running and third.poll() is None and not third.running
         replay.data_delay = 0
