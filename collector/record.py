@@ -221,6 +221,7 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
         raise RecordError('{}/api/v1/info did not answer like a Netdata agent'.format(base))
     charts_raw, charts_body, charts = _chart_list(session, base, timeout, rx)
     now = _agent_now(session, base, timeout)
+    gone = []
     if past:
         start, end = _past_window(charts_body, charts, now, seconds, before, stream)
         _labels_inside(labels_body, start, end)
@@ -232,9 +233,25 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
         sample = _wait_for_window(session, base, timeout, now, start, end, out, stream, sleep, clock)
         # the list as the window ends, as with --past: charts the agent created during it
         # (a TCP chart at the first connection) are recorded too
+        began = charts_body['charts']
         charts_raw, charts_body, charts = _chart_list(session, base, timeout, rx)
-    failed, first = _record_charts(session, base, timeout, charts, start, end, out, stream)
+        # ... and those it stopped listing during it (a container stopped, an interface or disk
+        # removed: the agent leaves an obsolete chart out of its list, and answers its data a
+        # while yet): their history is the incident's as much as any
+        gone = sorted(set(began) - set(charts))
+        if gone:
+            charts_body['charts'].update((c, began[c]) for c in gone)
+            charts = sorted(charts_body['charts'])
+            stream.write('record: {} left the agent\'s chart list during the window, recorded as well: {}\n'.format(
+                '1 chart' if len(gone) == 1 else '{} charts'.format(len(gone)), ', '.join(gone[:5]) +
+                (' (+{} more)'.format(len(gone) - 5) if len(gone) > 5 else '')))
+    failed, first, last = _record_charts(session, base, timeout, charts, start, end, out, stream)
     stream.close()
+    left = {c: int(last.get(c, start)) for c in gone if c not in failed}   # their last value: listed until then
+    for chart, at in left.items():
+        charts_body['charts'][chart] = dict(charts_body['charts'][chart], last_entry=at)
+    if gone:
+        charts_raw = json.dumps(charts_body, indent=1).encode()
     if past and len(failed) < len(charts):   # (every chart failed: each was told why)
         start = _valued_start(start, end, first, labels_body, stream)
     if failed:   # charts.json lists the recorded charts only, as the replay serves them
@@ -247,6 +264,8 @@ def _record(host, seconds, out, past, rx, labels_body, description, protocol, ti
             'description': description}
     if failed:
         meta['failed_charts'] = failed
+    if left:
+        meta['charts_left'] = left
     for name, body in (('info.json', info), ('charts.json', charts_raw), ('allmetrics.sample.json', sample)):
         with open(os.path.join(out, name), 'wb') as f:
             f.write(body)
@@ -330,9 +349,10 @@ def _agent_now(session, base, timeout):
 
 def _record_charts(session, base, timeout, charts, start, end, out, stream):
     """Each chart's window into its own gzipped file; ``(the charts that failed, each told on
-    ``stream``, the oldest second any recorded chart has a value at)``."""
+    ``stream``, the oldest second any recorded chart has a value at, {chart: the newest second
+    it has one at})``."""
     from .replay import chart_file
-    failed, first = [], None
+    failed, first, last = [], None, {}
     for i, chart in enumerate(charts):
         _progress(i, len(charts), chart, stream)
         url = ('{}/api/v1/data?chart={}&after={}&before={}&points=0&format=json&group=average'
@@ -352,15 +372,15 @@ def _record_charts(session, base, timeout, charts, start, end, out, stream):
             continue
         with gzip.open(path, 'wb') as f:
             f.write(body)
-        valued = _first_valued(parsed)
-        if valued is not None:
-            first = valued if first is None else min(first, valued)
+        times = _valued_times(parsed)
+        if times:
+            first = min(times) if first is None else min(first, min(times))
+            last[chart] = max(times)
     _progress(len(charts), len(charts), 'done', stream)
-    return failed, first
+    return failed, first, last
 
 
-def _first_valued(body):
-    """The time of a data answer's oldest row with a value (None: no row has one)."""
-    times = [r[0] for r in body['data'] if any(v is not None for v in r[1:])
-             and isinstance(r[0], (int, float)) and not isinstance(r[0], bool)]
-    return min(times) if times else None
+def _valued_times(body):
+    """The times of a data answer's rows with a value."""
+    return [r[0] for r in body['data'] if any(v is not None for v in r[1:])
+            and isinstance(r[0], (int, float)) and not isinstance(r[0], bool)]

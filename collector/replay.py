@@ -358,17 +358,33 @@ def simple_pattern(text, separators=None):
     return match
 
 
+# a chart the agent stopped listing during the recording (made obsolete: a container stopped,
+# an interface removed; ``record`` names them in recording.json's "charts_left" with their last
+# value's time, and records their data all the same) is not listed from this many of its
+# update_every (at least LISTED_AFTER_LAST_S seconds) after that time on
+LISTED_AFTER_LAST_N = 3
+LISTED_AFTER_LAST_S = 10
+
+
 def charts_body_at(recording, now):
     """``/api/v1/charts`` as the agent answered at ``now``: a chart it created later (first
     collected after ``now``: TCP charts that appear with the first connection) is not listed yet,
-    and a listed chart's last entry is no later than ``now``, so the seconds it has been
-    collected grow with the clock as they do on the agent."""
+    nor one it had stopped listing by then, and a listed chart's last entry is no later than
+    ``now``, so the seconds it has been collected grow with the clock as they do on the agent."""
     charts = {}
+    left = recording.meta.get('charts_left') if isinstance(recording.meta, dict) else None
+    left = left if isinstance(left, dict) else {}
     for cid, c in recording.charts.items():
         first = c.get('first_entry') if isinstance(c, dict) else None
         last = c.get('last_entry') if isinstance(c, dict) else None
         if isinstance(first, (int, float)) and first > now:
             continue
+        gone_at = left.get(cid)
+        if isinstance(gone_at, (int, float)) and not isinstance(gone_at, bool):
+            every = c.get('update_every') if isinstance(c, dict) else None
+            every = every if isinstance(every, (int, float)) and every > 0 else 1
+            if now > gone_at + max(LISTED_AFTER_LAST_S, LISTED_AFTER_LAST_N * every):
+                continue
         if isinstance(last, (int, float)) and last > now:
             c = dict(c, last_entry=int(now))
         charts[cid] = c

@@ -607,6 +607,46 @@ def test_a_live_recording_keeps_a_chart_the_agent_created_during_the_window(tmp_
     assert sorted(os.listdir(os.path.join(out, 'data'))) == ['apps.cpu.json.gz', 'system.cpu.json.gz']
 
 
+def test_a_live_recording_keeps_a_chart_the_agent_stopped_listing_during_the_window(tmp_path):
+    """A chart the agent lists as the window begins and no longer as it ends (a container
+    stopped, an interface removed: the agent leaves an obsolete chart out of its list, and
+    answers its data a while yet) was left out of the recording without a word, and with it
+    what the incident did to it. It is recorded, named, and its replay lists it until then."""
+    import io
+    from collector.record import record
+    from conftest import write_recording
+    path = write_recording(str(tmp_path / 'rec'))
+    with open(os.path.join(path, 'recording.json')) as f:
+        meta = json.load(f)
+    meta['charts_left'] = {'system.load': START + 605}   # the agent, served: it stops listing it then
+    with open(os.path.join(path, 'recording.json'), 'w') as f:
+        json.dump(meta, f)
+    said = io.StringIO()
+    with ReplayServer(Recording(path), ReplayClock(START + 600, stepped=True)) as server:
+        ours = [0.0]
+
+        def sleep(s):
+            server.clock.advance(s)
+            ours[0] += s
+        assert 'system.load' in get(server, '/api/v1/charts')['charts']
+        out = str(tmp_path / 'live')
+        assert record(server.host, 30, out, charts_regex=r'system\.(cpu|load)$', stream=said, sleep=sleep,
+                      clock=lambda: ours[0]) == []
+        assert 'system.load' not in get(server, '/api/v1/charts')['charts']
+    assert "record: 1 chart left the agent's chart list during the window, recorded as well: system.load" in \
+        said.getvalue(), said.getvalue()
+    assert sorted(os.listdir(os.path.join(out, 'data'))) == ['system.cpu.json.gz', 'system.load.json.gz']
+    recorded_meta = json.load(open(os.path.join(out, 'recording.json')))
+    last = recorded_meta['charts_left']['system.load']
+    assert recorded_meta['start'] < last <= recorded_meta['end']
+    rec = Recording(out)
+    with ReplayServer(rec, ReplayClock(last, stepped=True)) as server:
+        assert 'system.load' in get(server, '/api/v1/charts')['charts']
+        server.clock.advance(60)
+        assert 'system.load' not in get(server, '/api/v1/charts')['charts']
+        assert 'system.cpu' in get(server, '/api/v1/charts')['charts']
+
+
 def test_replay_refuses_settings_that_serve_nothing_and_a_busy_port_in_one_line(recording, replay):
     def replay_cli(*extra):
         return subprocess.run([sys.executable, '-m', 'collector', 'replay', recording] + list(extra),
