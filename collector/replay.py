@@ -400,11 +400,15 @@ def allmetrics_body(recording, now, pattern=None):
     """``/api/v1/allmetrics?format=json``: each chart's latest row at or before ``now`` that has a
     value. A recording taken up to the agent's newest second ends, for a chart collected every
     5 s, with a row the agent had not collected yet (all null); the agent's own answer is the
-    last value it collected."""
+    last value it collected. A chart the agent created later is not in it yet, as it is not
+    in the chart list (``charts_body_at``)."""
     out = {}
     match = simple_pattern(pattern) if pattern else None
     for cid, c in recording.charts.items():
         if match is not None and not match(cid):
+            continue
+        first = c.get('first_entry') if isinstance(c, dict) else None
+        if isinstance(first, (int, float)) and first > now:
             continue
         loaded = recording.chart_rows(cid)
         if loaded is None:

@@ -599,6 +599,9 @@ def test_a_live_recording_keeps_a_chart_the_agent_created_during_the_window(tmp_
         def sleep(s):
             server.clock.advance(s)
             ours[0] += s
+        # not created yet: in neither the chart list nor the values (they held it, all null, as of now)
+        assert 'apps.cpu' not in get(server, '/api/v1/charts')['charts']
+        assert 'apps.cpu' not in get(server, '/api/v1/allmetrics?format=json')
         out = str(tmp_path / 'live')
         assert record(server.host, 20, out, charts_regex=r'(system\.cpu|apps\.cpu)$', stream=io.StringIO(),
                       sleep=sleep, clock=lambda: ours[0]) == []
