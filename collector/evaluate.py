@@ -71,10 +71,10 @@ def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=No
     """
     from .replay import ReplayClock, ReplayServer
     from .runner import Service, select_job
-    fixed = sorted(set(overrides or ()) & {'host', 'models_dir'})
+    fixed = sorted(set(overrides or ()) & {'host', 'models_dir', 'prometheus_textfile', 'prometheus_port'})
     if fixed:
-        raise ValueError('--set {}: not for a replay (the harness serves the recording itself and never '
-                         'saves its models)'.format(', '.join(fixed)))
+        raise ValueError('--set {}: not for a replay (the harness serves the recording itself, never saves '
+                         'its models and exports nothing)'.format(', '.join(fixed)))
     rec = check_recording(path, warmup, trim)
     warmup = default_warmup(rec) if warmup is None else int(warmup)
     clock = ReplayClock(rec.start + warmup, stepped=True)
@@ -82,6 +82,9 @@ def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=No
     with ReplayServer(rec, clock) as server:
         raw = select_job(config_path, job, host=server.host)
         raw['models_dir'] = None   # a replay's models must not be saved, nor saved ones used
+        # nor its flags exported: with the live job's config they would overwrite its textfile,
+        # under its job's label and with a fresh timestamp, and the alert rules would read them
+        raw['prometheus_textfile'] = raw['prometheus_port'] = None
         raw.update(overrides or {})
         service = Service(configuration=raw)
         service.out, service.log_stream = io.StringIO(), logs
@@ -118,6 +121,8 @@ def run_on_recording(path, config_path=None, job=None, warmup=None, overrides=No
                 clock.advance(every)
         finally:
             service.detector.close()
+            if service.exporter is not None:
+                service.exporter.close()
     return {'recording': rec, 'warmup': warmup, 'times': times, 'probs': probs, 'flags': flags, 'node': node,
             'log': logs.lines}
 

@@ -24,6 +24,21 @@ def test_evaluate_recording_detects_the_incident(recording):
     assert run['times'][0] == START + result['warmup_s']
 
 
+def test_evaluating_the_live_jobs_config_exports_nothing(recording, tmp_path):
+    """`evaluate --config` with the config the agent's job runs: its textfile (and port) took
+    the replay's flags, under the live job's label and with a fresh timestamp, overwriting the
+    live job's and firing the alert rules on an incident that never happened there; the file
+    stayed after the run. A replay exports nothing."""
+    textfile = tmp_path / 'anomalies.prom'
+    conf = tmp_path / 'anomalies.conf'
+    conf.write_text('anomalies:\n  prometheus_textfile: {}\n'.format(textfile))
+    result, run = evaluate_recording(recording, str(conf))
+    assert result['incidents'][0]['detected'] and not textfile.exists()
+    r = subprocess.run([sys.executable, '-m', 'collector', 'evaluate', '--quiet', recording, '--set',
+                        'prometheus_port=19979'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and '--set prometheus_port: not for a replay' in r.stderr, r.stderr
+
+
 def test_warmup_help_names_both_defaults():
     """The help says what default_warmup does, a recording without labels.json included."""
     from collector.cli import build_parser
