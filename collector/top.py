@@ -122,7 +122,11 @@ def _series(api, charts, suffix, after, before, unread, now=None, group=None, gr
         except NetdataError as e:
             unread.append('{}: {}'.format(chart, e))
             continue
-        seconds = max(1, int(round((rows[-1][0] - rows[0][0]) / (len(rows) - 1)))) if len(rows) > 1 else 1
+        if len(rows) > 1:
+            seconds = max(1, int(round((rows[-1][0] - rows[0][0]) / (len(rows) - 1))))
+        else:   # one row: as long as the chart's steps (a job stepping every 5 s, a window of 5 s)
+            seconds = charts[chart].get('update_every')
+            seconds = seconds if isinstance(seconds, int) and not isinstance(seconds, bool) and seconds > 0 else 1
         if held[2] and grouped is not None:
             grouped[chart] = seconds
         job = job_label(chart) if prefixed else ''

@@ -59,6 +59,19 @@ def write_anomalies_recording(path, seconds=120):
     return path
 
 
+def test_a_window_of_one_row_counts_the_seconds_of_the_charts_step():
+    """A job stepping every 5 s, read over its last 5 s: one row, which stood for 5 s of flag
+    (it counted 1 s, where 10 s read 10)."""
+    from collector import top
+
+    class Api:
+        def data(self, chart, after, before, points=0, group=None):
+            return ['system.cpu_anomaly'], [[START + 100, 1]]
+    charts = {'anomalies.anomaly': {'first_entry': START, 'last_entry': START + 100, 'update_every': 5}}
+    values, every = top._series(Api(), charts, '_anomaly', -5, 0, [], now=START + 100)
+    assert values == {'system.cpu': [1]} and every == {'system.cpu': 5}
+
+
 def test_top_command_lists_the_flagged_charts_first(tmp_path):
     """And a job's chart that the agent lists but does not serve (it answers 404) is told,
     not a reason to rank nothing."""
