@@ -28,6 +28,12 @@ def test_dashboard_is_valid_and_queries_exported_metrics():
     with open(os.path.join(ROOT, 'docs', 'grafana-anomalies.json')) as f:
         board = json.load(f)
     assert board['title'] and board['panels']
+    # its nodes are those exporting anything: a job that has not scored yet exports only its
+    # last update's time, and is the node the staleness panel is there for (listed from the
+    # node gauges, it was in no panel, 'All' too)
+    node = [v for v in board['templating']['list'] if v['name'] == 'instance'][0]
+    assert node['query']['query'] == 'label_values(anomaly_last_update_timestamp_seconds, instance)'
+    assert node['allValue'] == '.*'
     exprs = [t['expr'] for p in board['panels'] for t in p['targets']]
     exprs += [v['definition'] for v in board['templating']['list'] if v.get('definition')]
     used = set()
