@@ -72,7 +72,8 @@ def select_job(config_path, job=None, host=None, update_every=None, notes=None):
     if job is None:
         job = next(iter(jobs))
     if job not in jobs:
-        raise ConfigError(["no job '{}' in {} (jobs: {})".format(job, config_path, ', '.join(jobs))])
+        raise ConfigError(["no job '{}' in {} (jobs: {})".format(
+            job, config_path or 'the defaults (no --config)', ', '.join(jobs))])
     return _raw_for(jobs, job, host, update_every)
 
 

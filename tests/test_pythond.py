@@ -722,6 +722,10 @@ def test_a_plugins_interval_is_a_floor_under_each_jobs_own_update_every(tmp_path
     assert select_job(str(conf), 'plain', update_every=3)['update_every'] == 3
     raw = select_job(str(conf))
     assert raw['job_name'] == 'slow' and raw['update_every'] == 10
+    from collector.config import ConfigError
+    with pytest.raises(ConfigError) as e:   # a job asked of the defaults: said as such, not 'in None'
+        select_job(None, 'slow')
+    assert e.value.errors == ["no job 'slow' in the defaults (no --config) (jobs: anomalies)"]
 
 
 def test_a_run_without_a_job_takes_every_job_but_one_whose_name_another_has_taken(tmp_path):
