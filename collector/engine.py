@@ -252,10 +252,11 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
             if 'still' in self.problems:   # (said only once stood was set)
                 self.problems.clear('still', 'values from {} move on again, after {:.0f} s'.format(
                     self.config.host, stamp - self.stood.stamp))
-            if (self.stood is not None
-                    and (self.steps - self.stood.step) * self.config.update_every >= timings.PAUSE_SECONDS):
-                # values that paused for seconds: a child that restarted (its parent answered
-                # for it meanwhile), which no python.d restart tells this job of
+            # values that paused for seconds beyond their own pace (a step of update_every 5, a
+            # chart collected every 5 s is no pause): a child that restarted (its parent answered
+            # for it meanwhile), which no python.d restart tells this job of
+            if (self.stood is not None and (self.steps - self.stood.step - 1) * self.config.update_every
+                    >= max(timings.PAUSE_SECONDS, self.stamp_every)):
                 self._hold_agent_start_up()
             self.stood = Stood(stamp, now, self.steps)
             return False

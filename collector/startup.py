@@ -76,7 +76,13 @@ class StartUps:
         if uptime is None or not 0 <= uptime < timings.AGENT_START_SECONDS:
             return
         steps = int(np.ceil((timings.AGENT_START_SECONDS - uptime) / self.config.update_every))
-        self.agent_start_rows = range(self.steps + 1, self.steps + 1 + steps + self.need)   # (steps count from 1)
+        end = self.steps + 1 + steps + self.need   # (steps count from 1)
+        if self.start_up_pending and self.agent_start_rows.start <= self.steps + 1:
+            # the start-up held already, told again (an outage's end and the values moving on):
+            # held from where it began, and said once
+            self.agent_start_rows = range(self.agent_start_rows.start, max(end, self.agent_start_rows.stop))
+            return
+        self.agent_start_rows = range(self.steps + 1, end)
         self.start_up_pending = True
         self.log.info('{}: no flag rises on its start-up until it has run {} s'.format(
             'the agent restarted (its uptime did not grow through the pause)' if restarted else

@@ -3711,29 +3711,42 @@ def _restarted_at(recording, tmp_path, restart, stale=0):
     return path
 
 
-def test_no_flag_rises_on_the_agents_own_start_up_but_an_excess_that_outlasts_it_does(recording, tmp_path, logger):
+@pytest.mark.parametrize('every', [1, 5])
+def test_no_flag_rises_on_the_agents_own_start_up_but_an_excess_that_outlasts_it_does(recording, tmp_path, logger,
+                                                                                      every):
     """python.d.plugin starts with its agent: after every restart the job's first steps read
     the agent's start-up (disk writes, its clock synchronising), which raised flags on a third
     of the charts and the node alarm. Within the agent's first minute (netdata.uptime) no flag
     rises; what read unusual is still left out of training, and an excess that lasts beyond
-    that minute is flagged."""
+    that minute is flagged. A job stepping every 5 s too: each of its steps read as values
+    that had paused, which started the hold again from the next step, so no step was ever
+    held (and the agent's uptime was read, and the hold told, at every step)."""
+    from collector import startup
     from collector.replay import Recording, ReplayClock, ReplayServer
     restart = START + SPIKE[0] - 20   # the agent restarted 20 s before the spike began
     path = _restarted_at(recording, tmp_path, restart)
     server = ReplayServer(Recording(path), ReplayClock(restart + 5, stepped=True)).start()
     try:
-        det = make_detector(server, logger)
+        det = make_detector(server, logger, update_every=every)
         run_until_trained(det, server)
         assert any(m == 'the agent started 5 s ago: no flag rises on its start-up until it has run 60 s'
                    for _, m in logger.lines), logger.lines
+        reads, real = [], startup.uptime_reading
+        startup.uptime_reading = lambda *a, **k: (reads.append(1), real(*a, **k))[1]
         shown = {}
-        while server.clock.now() < START + SPIKE[1]:
-            step = det.step()
-            shown[server.clock.now()] = step.scores.get('system.cpu', (0, 0))[1]
-            server.clock.advance(1)
-        held = [t for t in shown if det.need + 60 > t - restart]
+        try:
+            while server.clock.now() < START + SPIKE[1]:
+                step = det.step()
+                shown[server.clock.now()] = step.scores.get('system.cpu', (0, 0))[1]
+                server.clock.advance(every)
+        finally:
+            startup.uptime_reading = real
+        assert sum("no flag rises on its start-up" in m for _, m in logger.lines) == 1 and len(reads) <= 3
+        held = [t for t in shown if det.need * every + 60 > t - restart]
         assert held and not any(shown[t] for t in held)   # the spike began in the agent's first minute
-        assert any(shown[t] for t in shown if t not in held)   # and outlasted it
+        # and outlasted it (at 5 s a step, the features of 13 steps reach back over the start-up
+        # until the spike has ended)
+        assert every > 1 or any(shown[t] for t in shown if t not in held)
         assert det.flagged.get('system.cpu')   # its unusual rows stay out of the next training
         det.close()
     finally:
