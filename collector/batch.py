@@ -121,9 +121,13 @@ class Layout:
                     answer = c['dimensions']
                     known = ids.get(chart)
                     # learn again when the chart's set of dimensions changed (in number, or
-                    # a dimension replaced by another of the same name)
-                    if known is None or known[0] != len(answer) or any(i not in answer for i, _ in known[1]):
+                    # a dimension replaced by another of the same name), and while one modelled
+                    # is not in it: it may come back as another leaves, the number the same
+                    if (known is None or known[0] != len(answer) or len(known[1]) < len(dims)
+                            or any(i not in answer for i, _ in known[1])):
                         known = ids[chart] = (len(answer), self._learn(answer, dims))
+                    if len(known[1]) < len(dims):
+                        complete = False
                     for dim_id, col in known[1]:
                         d = answer.get(dim_id)
                         if d is not None:

@@ -115,7 +115,12 @@ def test_layout_row_reads_the_same_on_every_step_as_answers_change():
              body(4, **{'system.load': None}),                                               # a chart gone
              body(5), body(6, **{'system.cpu': chart(6, user='x', system=2.0, guest=0.0, idle=3.0)}),   # garbage
              body(7, **{'system.cpu': chart(7, user=1.0, guest=0.0, idle=3.0)}),                        # a dimension gone
-             body(8), body(9)]
+             body(8), body(9),
+             # a modelled dimension gone while another came, then back as that one leaves (a
+             # process group that ended and one that started): as many dimensions each time,
+             # and it read NaN until the chart's count changed
+             body(10, **{'system.cpu': chart(10, user=1.0, steal=5.0, guest=0.0, idle=3.0)}),
+             body(11), body(12)]
     for latest in steps:
         got, want = layout.row(latest), careful(latest)
         assert got[1] == want[1]
