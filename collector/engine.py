@@ -352,6 +352,7 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
                 else np.zeros((self.need, 0), bool))
         self.rows_seen = (np.logical_or.reduceat(have, self.batch.raw_offsets, axis=1).sum(axis=0)
                           if self.batch.ids else np.zeros(0, dtype=int))
+        self.away = np.zeros(len(self.batch.ids), dtype=int)   # steps in a row each model had no value
 
     def _score(self, row, report, stamp, answer=None):
         """Push ``row`` (agent time ``stamp``) into the ring, score every model on its
@@ -369,6 +370,14 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         if answer and not start_up:   # (a custom model's chart collected only seconds into the start-up likewise)
             self._custom_charts_gone(present, answer)
         row = absent_as_zero(row[None, :], self.layout.chart_index, self.layout.chart_offsets)[0]
+        # a chart away for GAP_STEPS steps or more (its collector stalled, or it left the answer)
+        # and back: its rows kept are from before, and the change across would read as one
+        # step's (a false flag after each stall); it scores again once enough steps came in
+        back = present & (self.away >= timings.GAP_STEPS)
+        self.away = np.where(present, 0, self.away + 1)
+        for k in np.nonzero(back)[0].tolist():
+            self.ring[:, batch.raw_index[k]] = np.nan
+            self.rows_seen[k] = 0
         ring.push(self.ring, self.ring_stamps, row, stamp)
         self.rows_seen = self.rows_seen + present
         filled = fill_missing(self.ring) if np.isnan(self.ring).any() else self.ring

@@ -36,6 +36,12 @@ def chart_rows(api, chart, need, every):
         times = np.array([r[0] for r in rows], dtype=np.float64)
         values = np.array([[np.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
         values[np.isinf(values)] = np.nan   # an Infinity is no reading, like null
+        # the agent answers a gap in collection with rows of nothing on its time grid: no rows, as
+        # a gap is read (the rows before it are not the seconds before the rows since)
+        valued = ~np.isnan(values).all(axis=1) if values.shape[1] else np.ones(len(times), dtype=bool)
+        if not valued.any():
+            return None
+        times, values = times[valued], values[valued]
         spacing = float(np.median(np.diff(times))) if times.size > 1 else float(window)
         longer = (need + 2) * every + 2 * int(math.ceil(spacing))
         if spacing <= every or times[0] <= times[-1] - (need + 1) * every - spacing or longer <= window:

@@ -1600,6 +1600,26 @@ class RaggedRowsApi(SwitchableApi):
         return labels, rows
 
 
+def test_the_rows_of_nothing_an_agent_answers_for_a_gap_are_no_rows():
+    """The agent answers a gap in collection with rows of nulls on its time grid: kept, the
+    features refilled after a gap of 5-12 s reached back over it into the rows before, carried
+    forward over the nulls, and scored at once on a change that spans the gap."""
+    from collector.stored_rows import chart_rows
+
+    class Api:
+        def data(self, chart, after, points=0):
+            rows = [[t, None if 650 <= t < 658 else float(t)] for t in range(630, 671)]
+            return ['user'], rows
+    times, values, labels = chart_rows(Api(), 'system.cpu', 13, 1)
+    assert labels == ['user'] and not np.isnan(values).any()
+    assert list(times) == [t for t in range(630, 671) if not 650 <= t < 658]
+
+    class Nothing:
+        def data(self, chart, after, points=0):
+            return ['user'], [[t, None] for t in range(630, 671)]
+    assert chart_rows(Nothing(), 'system.cpu', 13, 1) is None
+
+
 def test_stored_rows_that_cannot_be_read_after_a_gap_are_named(replay, logger):
     """After a gap the features start again from the agent's stored rows: a chart whose rows
     came odd was left to score again later without a word, so its chart stood still for
@@ -3130,7 +3150,9 @@ def test_one_charts_last_updated_far_ahead_is_not_a_gap_for_every_chart(tampered
 def test_a_chart_the_agent_answers_with_its_last_values_long_after_is_not_scored_on_them(tampered, replay, logger):
     """A plugin that died: Netdata 1.37 goes on listing its chart and answering its last values
     with its last collection's time. Scored on, the frozen values read as a quiet chart, then
-    were trained in as normal, with no word; now it is skipped, said once, until it moves on."""
+    were trained in as normal, with no word; now it is skipped, said once, until it moves on.
+    Back, its features start again from its rows since: the change across the stall read as one
+    step's, and flagged."""
     frozen = {}
 
     def stalled(body):
@@ -3138,11 +3160,13 @@ def test_a_chart_the_agent_answers_with_its_last_values_long_after_is_not_scored
         body['system.cpu'] = frozen['cpu']
         return body
     TamperedApi.tamper = stalled
-    steps = _steps(tampered, replay, 40)
+    steps = _steps(tampered, replay, 90)
     TamperedApi.tamper = None
-    after = _steps(tampered, replay, 3)
+    after = _steps(tampered, replay, tampered.need + 1)
     assert all('system.cpu' in s.scores for s in steps[:25])   # a chart late for seconds is no stalled one
     assert not any('system.cpu' in s.scores for s in steps[-8:]) and 'system.cpu' in after[-1].scores
+    # back, scored on rows of its own since, not on a change across the stall read as one step's
+    assert not any(s.scores.get('system.cpu', (0, 0))[1] for s in after)
     said = [(level, m) for level, m in logger.lines if "'system.cpu'" in m]
     assert said[0][0] == 'WARNING' and said[0][1].startswith(
         "model 'system.cpu': its chart has not been collected for 3") and 'its collector stopped' in said[0][1], said
