@@ -136,6 +136,22 @@ def ecdf_training_scores(Z, kind):
     return _tail_scores(-np.log(le / n), -np.log(ge / n), sign, kind)
 
 
+def constant_values(Z):
+    """Each feature's one value where it was constant over the training rows ``Z``, else NaN;
+    None when there are no rows."""
+    Z = np.asarray(Z, dtype=np.float64)
+    return np.where(np.ptp(Z, axis=0) == 0, Z[0], np.nan) if Z.shape[0] else None
+
+
+def at_constant(X, constant):
+    """``(still, same)``: the features constant in training (``constant_values``), and for each
+    row of ``X`` whether each of them still holds its value (to rounding); None where none was."""
+    if constant is None or np.isnan(constant).all():
+        return None
+    still = ~np.isnan(constant)
+    return still, np.abs(X[:, still] - constant[still]) <= 1e-12 * np.maximum(1.0, np.abs(constant[still]))
+
+
 class HbosScorer:
     """pyod ``HBOS`` (static bins): -sum of log2(density + alpha) of each feature's bin;
     a value outside the training range by more than ``tol`` of a bin width scores as the
@@ -163,9 +179,8 @@ class HbosScorer:
         """What pyod's ``HBOS(n_bins, alpha, tol).fit`` learns, without pyod (or its numba)."""
         Z = np.asarray(Z, dtype=np.float64)
         pairs = [np.histogram(Z[:, j], bins=n_bins, density=True) for j in range(Z.shape[1])]
-        constant = np.where(np.ptp(Z, axis=0) == 0, Z[0], np.nan) if Z.shape[0] else None
         return cls(np.column_stack([e for _, e in pairs]), np.column_stack([h for h, _ in pairs]), alpha, tol,
-                   constant)
+                   constant_values(Z))
 
     def decision_function(self, X):
         X = np.asarray(X, dtype=np.float64)
@@ -176,10 +191,9 @@ class HbosScorer:
         below = np.where(self.edges[:, 0] - X <= self.first_width * self.tol, self.log_density[:, 0], self.floor)
         above = np.where(X - self.edges[:, -1] <= self.last_width * self.tol, self.log_density[:, -1], self.floor)
         out = np.where(b == 0, below, np.where(b == n_bins + 1, above, inside))
-        constant = getattr(self, 'constant', None)   # (absent from models saved before it)
-        if constant is not None and not np.isnan(constant).all():
-            still = ~np.isnan(constant)
-            same = np.abs(X[:, still] - constant[still]) <= 1e-12 * np.maximum(1.0, np.abs(constant[still]))
+        held = at_constant(X, getattr(self, 'constant', None))   # (absent from models saved before it)
+        if held is not None:
+            still, same = held
             out[:, still] = np.where(same, self.log_density[still].max(axis=1), self.floor[still])
         return -out.sum(axis=1)
 
@@ -337,21 +351,17 @@ class IforestScorer:
             roots.append(base)
             base += t.node_count
         denominator = len(forest.estimators_) * _average_path_length([forest.max_samples_])[0]
-        constant = None
-        if X is not None and len(X):
-            constant = np.where(np.ptp(X, axis=0) == 0, X[0], np.nan)
-            constant = None if np.isnan(constant).all() else constant
+        constant = None if X is None else constant_values(X)
+        if constant is not None and np.isnan(constant).all():
+            constant = None
         return cls(np.concatenate(feature), np.concatenate(threshold), np.concatenate(left), np.concatenate(right),
                    np.concatenate(value), np.array(roots, dtype=np.intp), levels, denominator, forest.offset_,
                    constant)
 
     def decision_function(self, X):
         X = np.asarray(X, dtype=np.float64)
-        constant = getattr(self, 'constant', None)   # (absent from models saved before it)
-        moved = None
-        if constant is not None:
-            still = ~np.isnan(constant)
-            moved = (np.abs(X[:, still] - constant[still]) > 1e-12 * np.maximum(1.0, np.abs(constant[still]))).any(axis=1)
+        held = at_constant(X, getattr(self, 'constant', None))   # (absent from models saved before it)
+        moved = None if held is None else ~held[1].all(axis=1)
         # the trees compare in float32, as scikit-learn's do
         X = X.astype(np.float32).astype(np.float64)
         rows = np.arange(X.shape[0])[:, None]
