@@ -162,11 +162,7 @@ def _host_frame(df, host, printed):
     import pandas as pd
     df, notes = numbers_only(df)
     printed.extend('training data from {}: {}'.format(host, note) for note in notes)
-    # a dimension with no value in the whole window stays out, as netdata-pandas' own
-    # numeric filter (not used: it drops a dimension for one odd value) left it out
-    valued = df.notna().any(axis=0).to_numpy()
-    if not valued.all():
-        df = df.loc[:, valued]
+    df = without_empty_dimensions(df)
     times = pd.to_numeric(pd.Series(df.index), errors='coerce').to_numpy(dtype=np.float64)
     timed = np.isfinite(times)
     if not timed.all():   # sorted last and carried into every chart's rows, it would stop training
@@ -175,6 +171,14 @@ def _host_frame(df, host, printed):
         df = df[timed]
     df.columns = ['{}::{}'.format(host, c) for c in df.columns]
     return df
+
+
+def without_empty_dimensions(df):
+    """``df`` without the dimensions that have no value in the whole window, on either way of
+    reading it, as netdata-pandas' own numeric filter (not used: it drops a dimension for one
+    odd value) left them out: a dimension that comes back is then modelled as a new one."""
+    valued = df.notna().any(axis=0).to_numpy()
+    return df if valued.all() else df.loc[:, valued]
 
 
 def numbers_only(df):
@@ -277,11 +281,7 @@ def _fetch_directly(host_charts, after, before, protocol, username, password, tl
         return None, None, problems
     if not frames:
         raise NetdataError('no chart data could be read for training{}'.format(_problems_suffix(problems)))
-    df = pd.concat(frames, axis=1, join='outer').sort_index()
-    valued = df.notna().any(axis=0).to_numpy()
-    if not valued.all():   # a dimension with no value in the whole window stays out, as in ``_host_frame``
-        df = df.loc[:, valued]
-    df = carried_forward(df)
+    df = carried_forward(without_empty_dimensions(pd.concat(frames, axis=1, join='outer').sort_index()))
     df = df[sorted(df.columns)]
     return df, np.asarray(df.index, dtype=np.float64), problems
 
