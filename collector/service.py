@@ -185,7 +185,7 @@ class AnomaliesService(object):
         self.first_prediction_at = None
         self.answered_steps = 0       # steps at which the agent answered (a model or not)
         self.started_at = time.monotonic()
-        self.node = NodeRate(RATE_WINDOW_SECONDS // max(1, self.update_every))
+        self.node = NodeRate(-(-RATE_WINDOW_SECONDS // max(1, self.update_every)))   # a minute or more
         self.node_steps = 0           # steps since the node view was last updated
         self.pace = Pace(max(1, self.update_every))   # whether the steps keep up with update_every
         self.exporter = None

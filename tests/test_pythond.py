@@ -317,6 +317,27 @@ def test_the_node_shares_of_the_last_minute_forget_flags_from_before_a_gap():
     assert [(o['flagged'], o['flagged_1m'], o['flagged_avg']) for o in out[606:]] == [(0, 0, 0)] * 3
 
 
+def test_a_slow_job_s_last_minute_shares_span_a_minute():
+    """A job stepping every 40 s keeps the flag of its step before in flagged_1m (what
+    anomalies_node_rate warns on): its window covers a minute or more, where 60 // 40 made it
+    this step alone."""
+    from collector.runner import Service
+    models = list('abcd')
+    steps = [FakeStep({m: (0.1, 0) for m in models}, added=models),
+             FakeStep({m: ((0.999, 1) if m == 'a' else (0.1, 0)) for m in models}),
+             FakeStep({m: (0.1, 0) for m in models}),
+             FakeStep({m: (0.1, 0) for m in models})]
+    for k, step in enumerate(steps):
+        step.at = 2_000_000_000.0 + 40 * k
+    svc = Service(configuration={'job_name': 'anomalies', 'models_dir': 'none', 'update_every': 40})
+    svc.out, svc.log_stream = io.StringIO(), io.StringIO()
+    svc.create()
+    svc.detector = FakeDetector(steps)
+    svc._stale = lambda: None
+    out = [svc.get_data() for _ in range(len(steps))]
+    assert [o['flagged_1m'] for o in out] == [0, 2500, 2500, 0]
+
+
 def test_a_flag_left_unscored_for_a_step_stays_up_and_its_age_goes_on():
     """A flagged chart with no current value for one step (its collector late) is not scored
     then, while the flag policy keeps its flag: the node view keeps it too, so how long it has
