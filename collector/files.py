@@ -40,8 +40,17 @@ def may_write_into(folder, user=None):
     st = os.stat(folder)
     if st.st_uid == entry.pw_uid:
         shift = 6
-    elif st.st_gid in os.getgrouplist(user, entry.pw_gid) or user in grp.getgrgid(st.st_gid).gr_mem:
+    elif st.st_gid in os.getgrouplist(user, entry.pw_gid) or user in _members(grp, st.st_gid):
         shift = 3
     else:
         shift = 0
     return (st.st_mode >> shift) & 0o3 == 0o3
+
+
+def _members(grp, gid):
+    """The user names of group ``gid``; none for a gid without a name (a folder mounted from a
+    container or NFS), which the user's own groups then decide alone."""
+    try:
+        return grp.getgrgid(gid).gr_mem
+    except KeyError:
+        return []

@@ -807,6 +807,27 @@ def test_check_config_as_root_says_what_the_agents_user_may_not_write(tmp_path):
     assert 'no such user here' in check_config_output(conf, '--user', 'no-such-user-x')
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason='needs chown')
+def test_check_config_as_root_answers_for_a_folder_whose_group_has_no_name(tmp_path):
+    """A textfile folder mounted from a container or NFS has a gid this machine has no name
+    for: install.sh --check gets a verdict on it, not a traceback that reads as a broken config."""
+    import grp
+    import pwd
+    user = pwd.getpwuid(65534).pw_name
+    gid = next(g for g in range(54321, 60000) if g not in {e.gr_gid for e in grp.getgrall()})
+    folder = tmp_path / 'textfile'
+    folder.mkdir()
+    os.chown(folder, 54321, gid)
+    folder.chmod(0o775)
+    conf = tmp_path / 'a.conf'
+    conf.write_text("anomalies:\n  prometheus_textfile: '{}/anomalies.prom'\n".format(folder))
+    said = check_config_output(conf, '--user', user)
+    assert 'Traceback' not in said and 'KeyError' not in said, said
+    assert "key 'prometheus_textfile': the folder {} is not writable by the user {}".format(folder, user) in said
+    folder.chmod(0o777)
+    assert 'not writable' not in check_config_output(conf, '--user', user)
+
+
 def test_a_job_reads_this_machine_only_through_a_loopback_address_or_its_name():
     """Another job's training, here, shows in the charts of an agent on this machine only."""
     from collector.hosts import on_this_machine
