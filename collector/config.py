@@ -598,8 +598,9 @@ def _scope(cfg, host, errors):
     custom = _parse_custom_models(cfg['custom_models'], host, errors)
     if any(m.name == 'average' for m in custom):   # the models' dimensions are named after them
         errors.append("key 'custom_models': the name 'average' is taken by the average_prob dimension")
-    clash = [m.name for m in custom if valid_regex and chart_in_scope(m.name, regex, exclude)]
-    if clash:   # one name, one model
+    # one name, one model: only a name with a dot can be a chart's id ('type.name')
+    clash = [m.name for m in custom if valid_regex and '.' in m.name and chart_in_scope(m.name, regex, exclude)]
+    if clash:
         errors.append("key 'custom_models': a custom model needs a name of its own, not the id of a chart that "
                       "charts_regex {!r} models: {}".format(regex, ', '.join(repr(n) for n in clash)))
     return regex, exclude, custom

@@ -173,6 +173,17 @@ def test_each_bad_value_is_rejected_naming_its_key(raw, key):
     assert "'{}'".format(key) in errors[0]
 
 
+@pytest.mark.parametrize('regex', ['.*', 'system\\..*|'])
+def test_a_custom_model_without_a_dot_never_clashes_with_a_chart(regex):
+    """A chart's id is 'type.name': a custom model named 'cpu_temp' is no chart's, whatever
+    charts_regex matches ('.*', or the retired collector's 'system\\..*|' that matches any text)."""
+    cfg = parse_job_config({'charts_regex': regex,
+                            'custom_models': [{'name': 'cpu_temp', 'dimensions': 'sensors.temp|cpu'}]})
+    assert [m.name for m in cfg.custom_models] == ['cpu_temp']
+    assert errors_for({'charts_regex': regex,
+                       'custom_models': [{'name': 'system.cpu', 'dimensions': 'system.cpu|user'}]})
+
+
 def test_numbers_in_exponent_form_that_yaml_reads_as_text_are_taken_as_numbers(tmp_path):
     """PyYAML (YAML 1.1, as python.d reads the file) reads 1e-3 and 5e0 as text; a user means the number."""
     conf = tmp_path / 'exp.conf'
