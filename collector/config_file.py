@@ -115,7 +115,9 @@ def job_configs_from_file(data, notes=None):
             if value is None and key not in DEFAULTS and key not in FRAMEWORK_KEYS and notes is not None:
                 notes.append("'{}:' has nothing under it, so it is no job: python.d runs the file as one job with "
                              "'{}' as an option; indent at least one option under it".format(key, key))
-        return {'anomalies': dict(data)}
+        single = dict(data)
+        _drop_pythond_own('anomalies', single, notes)
+        return {'anomalies': single}
     for key in data:
         if key not in jobs and key not in module_defaults and notes is not None:
             notes.append("top-level key '{}' reaches no job (python.d passes only {} from the top level); "
@@ -130,7 +132,19 @@ def job_configs_from_file(data, notes=None):
         merged = dict(module_defaults)
         merged.update(job)
         out[name] = merged
+        _drop_pythond_own(name, merged, notes)
     return out
+
+
+def _drop_pythond_own(job, raw, notes):
+    """python.d.plugin sets ``override_name`` (from 'name') and ``job_name`` (the job's key) over
+    what the file says: taken out here too, so a standalone run names the job as python.d does."""
+    for key, instead in (('override_name', "'name'"), ('job_name', "the job's key in the file")):
+        if key in raw:
+            raw.pop(key)
+            if notes is not None:
+                notes.append("job {}: key '{}' is python.d's own, set from {}: this value is not used".format(
+                    job, key, instead))
 
 
 def pythond_skips(jobs, failing=()):

@@ -173,6 +173,23 @@ def test_each_bad_value_is_rejected_naming_its_key(raw, key):
     assert "'{}'".format(key) in errors[0]
 
 
+def test_the_names_python_d_sets_itself_are_not_taken_from_the_file(tmp_path):
+    """python.d.plugin names a job's charts after its 'name' key and its key in the file,
+    whatever 'override_name' or 'job_name' the file writes: a standalone run of the same file
+    charts under the same names, and the file's values are said not to be used."""
+    from collector.pythond import SimpleService
+    notes = []
+    jobs = job_configs_from_file({'local': {'override_name': 'foo', 'job_name': 'bar', 'model': 'hbos'}}, notes)
+    assert jobs == {'local': {'model': 'hbos'}}
+    assert [n.split(',')[0] for n in notes] == ["job local: key 'override_name' is python.d's own",
+                                               "job local: key 'job_name' is python.d's own"]
+    assert job_configs_from_file({'override_name': 'foo'}) == {'anomalies': {}}
+    conf = tmp_path / 'a.conf'
+    conf.write_text("local:\n  override_name: 'foo'\n")
+    from collector.runner import select_job
+    assert SimpleService(configuration=select_job(str(conf))).chart_type == 'anomalies_local'
+
+
 @pytest.mark.parametrize('regex', ['.*', 'system\\..*|'])
 def test_a_custom_model_without_a_dot_never_clashes_with_a_chart(regex):
     """A chart's id is 'type.name': a custom model named 'cpu_temp' is no chart's, whatever
