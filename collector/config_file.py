@@ -64,6 +64,8 @@ def _yaml_load(text, notes):
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
     data = yaml.load(text, Loader=Loader)
+    if notes is not None:
+        notes.extend(_octal_notes(yaml.compose(text, Loader=yaml.SafeLoader)))
     if twice and notes is not None:
         # the job each line is in: a file of several jobs says whose key it is
         root, jobs = yaml.compose(text, Loader=yaml.SafeLoader), []
@@ -76,6 +78,22 @@ def _yaml_load(text, notes):
             notes.append("{}key {!r} is given twice (lines {} and {}): line {}'s is used".format(
                 'job {}: '.format(job) if job is not None else '', key, first, used, used))
     return data
+
+
+def _octal_notes(node):
+    """A note for each number written with a leading 0 (``010``): YAML (and so python.d) reads
+    it as octal, 8, where a person meant ten."""
+    import yaml
+    if isinstance(node, yaml.MappingNode):
+        return [n for k, v in node.value for n in _octal_notes(k) + _octal_notes(v)]
+    if isinstance(node, yaml.SequenceNode):
+        return [n for v in node.value for n in _octal_notes(v)]
+    if (isinstance(node, yaml.ScalarNode) and node.tag == 'tag:yaml.org,2002:int' and node.style is None
+            and re.match(r'[-+]?0[0-7_]+$', node.value)):
+        meant = node.value.lstrip('+-0').replace('_', '') or '0'
+        return ['line {}: {} is read as the octal number {} (its leading 0): write {} if {} is meant'.format(
+            node.start_mark.line + 1, node.value, int(node.value.replace('_', ''), 8), meant, meant)]
+    return []
 
 
 def _yaml_hint(problem, context):

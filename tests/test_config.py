@@ -173,6 +173,17 @@ def test_each_bad_value_is_rejected_naming_its_key(raw, key):
     assert "'{}'".format(key) in errors[0]
 
 
+def test_a_number_with_a_leading_zero_is_said_to_be_read_as_octal(tmp_path):
+    """YAML (python.d's too) reads 010 as 8: the job runs on it, and the file's check says so."""
+    conf = tmp_path / 'a.conf'
+    conf.write_text("anomalies:\n  train_n_secs: 07200\n  lags_n: 010\n  smooth_n: 08\n  diffs_n: 0\n")
+    notes = []
+    jobs = load_config_file(str(conf), notes)
+    assert (jobs['anomalies']['train_n_secs'], jobs['anomalies']['lags_n']) == (3712, 8)
+    assert notes == ['line 2: 07200 is read as the octal number 3712 (its leading 0): write 7200 if 7200 is meant',
+                     'line 3: 010 is read as the octal number 8 (its leading 0): write 10 if 10 is meant']
+
+
 def test_the_names_python_d_sets_itself_are_not_taken_from_the_file(tmp_path):
     """python.d.plugin names a job's charts after its 'name' key and its key in the file,
     whatever 'override_name' or 'job_name' the file writes: a standalone run of the same file
