@@ -156,6 +156,7 @@ class AnomaliesService(object):
         self.job_config = None
         self.config_errors = []
         self.told_config_errors = False   # (said at the first check)
+        self.told_file_notes = False     # (the config file's notes, under python.d: said at the first check)
         try:
             raw = dict(self.configuration)
             raw.setdefault('update_every', self.update_every if given_every is None else given_every)
@@ -217,6 +218,13 @@ class AnomaliesService(object):
         super(AnomaliesService, self).error(*_each_on_one_line(msg))
 
     def check(self):
+        if not isinstance(self, OwnSimpleService) and not self.told_file_notes:
+            # under python.d (the standalone runner tells these itself), whether the job's own
+            # keys pass or not: the first job's check may fail on its own key
+            self.told_file_notes = True
+            path, notes = pythond_file_notes(job_name=getattr(self, 'job_name', None) or 'anomalies')
+            for line in notes:
+                self.warning('{}: {}'.format(path, line))
         if self.config_errors:
             under_pythond = not isinstance(self, OwnSimpleService)
             if self.told_config_errors and under_pythond:
@@ -257,10 +265,6 @@ class AnomaliesService(object):
                       cfg.flag_lasting_n))
         for line in config_warnings(cfg):
             self.warning(line)
-        if not isinstance(self, OwnSimpleService):   # under python.d (the standalone runner tells these itself)
-            path, notes = pythond_file_notes(job_name=getattr(self, 'job_name', None) or 'anomalies')
-            for line in notes:
-                self.warning('{}: {}'.format(path, line))
         if not cfg.train_every_n:
             self.info('train_every_n 0: models are trained once (and charts that appear, when they do), never '
                       'retrained')

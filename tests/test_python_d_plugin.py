@@ -173,6 +173,22 @@ def test_a_job_refused_with_an_autodetection_retry_that_is_no_number_does_not_st
     assert err.count('dropped rather than checked again') == 2, err   # (bad's, and typo's at its second check)
 
 
+def test_the_file_s_own_notes_are_said_once_when_its_first_job_fails_its_check(tmp_path):
+    """What check-config says of the file as a whole (a top-level key that reaches no job) is
+    said in the agent's log by the file's first job: once, also when that job's own keys fail
+    its check."""
+    conf = _plugin_dirs(tmp_path)
+    (conf / 'python.d' / 'anomalies.conf').write_text(
+        "model: knn\nfirst:\n  host: '127.0.0.1:1'\n  train_n_secs: -5\nsecond:\n  host: '127.0.0.1:1'\n"
+        "  models_dir: none\n")
+    env = dict(os.environ, NETDATA_USER_PLUGINS_DIRS=str(tmp_path / 'plugins'), NETDATA_USER_CONFIG_DIR=str(conf),
+               NETDATA_STOCK_CONFIG_DIR=STOCK_CONF, NETDATA_LIB_DIR=str(tmp_path / 'lib'),
+               NETDATA_LOCK_DIR=str(tmp_path / 'lock'), NETDATA_INTERNALS_MONITORING='NO')
+    _, err = _run_until([sys.executable, PLUGIN, '1', 'anomalies'], env, str(tmp_path), 'never', after=0, limit=5)
+    assert "anomalies[first] : configuration error, key 'train_n_secs'" in err, err
+    assert err.count("top-level key 'model' reaches no job") == 1, err
+
+
 def test_a_job_another_python_d_serves_starts_nothing(tmp_path):
     """python.d.plugin drops a job whose lock another python.d process holds (the agent's, while
     a user runs ``python.d.plugin debug`` beside it) after the job's check(): the job must leave
