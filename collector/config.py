@@ -760,7 +760,12 @@ def chart_type(job_name, override=None):
 
 def drivers_id_max(chart_type_):
     """The longest id after 'drivers_' that keeps a drivers chart's id within the agent's limit."""
-    return min(DRIVERS_ID_MAX, CHART_ID_MAX - len(chart_type_) - len('.drivers_'))
+    return min(DRIVERS_ID_MAX, CHART_ID_MAX - _id_bytes(chart_type_) - len('.drivers_'))
+
+
+def _id_bytes(text):
+    """The length of an id as the agent limits it: in bytes (a C string), not characters."""
+    return len(text.encode('utf-8', 'surrogatepass'))
 
 
 def _check_chart_ids(raw, job_name, attribution, errors):
@@ -773,7 +778,7 @@ def _check_chart_ids(raw, job_name, attribution, errors):
         return   # (a name that is not text is refused on its own)
     kind = chart_type(job_name, override)
     most = CHART_ID_MAX - len('anomalies_')
-    if len(kind) + len('.flagged_for') > CHART_ID_MAX:
+    if _id_bytes(kind) + len('.flagged_for') > CHART_ID_MAX:
         most -= len('.flagged_for')
         what = "its charts' ids ('anomalies_<job>.flagged_for')"
     elif attribution and drivers_id_max(kind) < DRIVERS_ID_MIN:
@@ -781,9 +786,9 @@ def _check_chart_ids(raw, job_name, attribution, errors):
         what = "its attribution_charts' ids ('anomalies_<job>.drivers_<model>')"
     else:
         return
-    errors.append("job name of {} characters: {} would pass the agent's {} characters, and the agent would "
-                  "disable python.d.plugin: give the job a name (its 'name' key) of at most {}".format(
-                      len(kind) - len('anomalies_'), what, CHART_ID_MAX, most))
+    errors.append("job name of {} bytes: {} would pass the agent's {} bytes, and the agent would "
+                  "disable python.d.plugin: give the job a name (its 'name' key) of at most {} (a letter "
+                  "outside ASCII takes 2-4)".format(_id_bytes(kind) - len('anomalies_'), what, CHART_ID_MAX, most))
 
 
 LOCK_FILE = '{}.collector.lock'   # python.d.plugin's lock of a job it starts, in the agent's lock dir

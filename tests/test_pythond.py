@@ -552,13 +552,19 @@ def test_a_job_name_too_long_for_any_chart_id_is_refused():
     parse_job_config({'attribution_charts': True}, job_name='n' * 140)
     with pytest.raises(ConfigError) as e:
         parse_job_config({'attribution_charts': True}, job_name='n' * 141)
-    assert e.value.errors == ["job name of 141 characters: its attribution_charts' ids ('anomalies_<job>.drivers_"
-                              "<model>') would pass the agent's 199 characters, and the agent would disable "
-                              "python.d.plugin: give the job a name (its 'name' key) of at most 140"]
+    assert e.value.errors == ["job name of 141 bytes: its attribution_charts' ids ('anomalies_<job>.drivers_"
+                              "<model>') would pass the agent's 199 bytes, and the agent would disable "
+                              "python.d.plugin: give the job a name (its 'name' key) of at most 140 (a letter "
+                              "outside ASCII takes 2-4)"]
     parse_job_config({}, job_name='n' * 177)
     with pytest.raises(ConfigError) as e:
         parse_job_config({'name': 'n' * 178}, job_name='short')
     assert 'at most 177' in e.value.errors[0]
+    # the agent's limit is of a C string: a letter outside ASCII counts for its bytes
+    parse_job_config({'name': '\u0436' * 88}, job_name='short')
+    with pytest.raises(ConfigError) as e:
+        parse_job_config({'name': '\u0436' * 89}, job_name='short')
+    assert e.value.errors[0].startswith('job name of 178 bytes')
 
 
 
