@@ -247,6 +247,10 @@ class JobConfig:
 
 
 
+# chart ids unlike each other: a pattern of charts_to_exclude that matches them all matches any
+_ANY_IDS = ('system.cpu', 'a.b', 'Z9_-x.y.z', 'cgroup_c1.mem_usage', '1.-')
+
+
 def chart_in_scope(chart_id, regex, exclude):
     """Whether ``charts_regex`` models the chart: never the charts of this module's jobs (its own
     output: a wide regex made every flag anywhere flag again on anomalies.anomaly), nor one in
@@ -488,6 +492,10 @@ def parse_job_config(raw, job_name=None):
     # (a custom model refused above is what leaves the job without charts: not said again as charts_regex's)
     if regex is None and not custom and not {'charts_regex', 'custom_models'} & {e.split("'")[1] for e in errors}:
         errors.append("key 'charts_regex': no charts in scope: set charts_regex or custom_models")
+    every = [c for c in exclude if all(fnmatch.fnmatchcase(i, c) for i in _ANY_IDS)]
+    if regex is not None and every and not custom and 'custom_models' not in {e.split("'")[1] for e in errors}:
+        errors.append("key 'charts_to_exclude': {!r} excludes every chart, so the job has nothing to model: list "
+                      "the charts to leave out, or set custom_models".format(every[0]))
     framework = _framework(raw, errors)
     _check_window_rows(cfg, framework['update_every'], errors)
     _check_chart_ids(raw, job_name, cfg['attribution_charts'] is True, errors)

@@ -135,6 +135,8 @@ def test_child_node_host_is_accepted():
     ({'custom_models': [{'name': 'a', 'dimensions': 'system.cpu|user'},
                         {'name': 'a', 'dimensions': 'system.cpu|system'}]}, 'custom_models'),
     ({'charts_regex': 'None'}, 'charts_regex'),
+    ({'charts_to_exclude': '*'}, 'charts_to_exclude'),   # nothing left to model, as with charts_regex none
+    ({'charts_to_exclude': 'system.cpu, *.*'}, 'charts_to_exclude'),
     ({'custom_models': [{'name': 'average', 'dimensions': 'system.cpu|user'}]}, 'custom_models'),
     # one name, one model: a custom model named after a chart in scope is refused, not left out at run time
     ({'custom_models': [{'name': 'system.cpu', 'dimensions': 'system.cpu|user'}]}, 'custom_models'),
@@ -199,6 +201,12 @@ def test_the_names_python_d_sets_itself_are_not_taken_from_the_file(tmp_path):
     conf.write_text("local:\n  override_name: 'foo'\n")
     from collector.runner import select_job
     assert SimpleService(configuration=select_job(str(conf))).chart_type == 'anomalies_local'
+
+
+def test_an_exclude_of_every_chart_is_fine_beside_custom_models():
+    cfg = parse_job_config({'charts_to_exclude': '*', 'custom_models': [{'name': 'c', 'dimensions': 'system.cpu|user'}]})
+    assert cfg.charts_to_exclude == ('*',) and [m.name for m in cfg.custom_models] == ['c']
+    assert parse_job_config({'charts_to_exclude': '*.uptime, system.*, s*'}).charts_to_exclude
 
 
 @pytest.mark.parametrize('regex', ['.*', 'system\\..*|'])
