@@ -17,6 +17,8 @@ def load_config_file(path, notes=None):
             data = _yaml_load(f.read().decode('utf-8-sig'), notes)
     except OSError as e:
         raise ConfigError(['cannot read {}: {}'.format(path, e.strerror or e)])
+    except RecursionError:
+        raise ConfigError(['{} is not valid YAML: nested too deep to read'.format(path)])
     except UnicodeDecodeError as e:
         line = e.object.count(b'\n', 0, e.start) + 1
         raise ConfigError(['cannot read {}: not UTF-8 text (byte 0x{:02x} on line {})'.format(
@@ -137,7 +139,12 @@ def job_configs_from_file(data, notes=None):
         _drop_pythond_own('anomalies', single, notes)
         return {'anomalies': single}
     for key in data:
-        if key not in jobs and key not in module_defaults and notes is not None:
+        if key in jobs or key in module_defaults or notes is None:
+            continue
+        if data[key] is None and key not in DEFAULTS and key not in FRAMEWORK_KEYS:
+            notes.append("'{}:' has nothing under it, so it is no job: python.d does not run it; indent at least "
+                         "one option under it".format(key))
+        else:
             notes.append("top-level key '{}' reaches no job (python.d passes only {} from the top level); "
                          "indent it under a job".format(key, ', '.join(sorted(FRAMEWORK_INHERITED))))
     unquoted = [name for name in jobs if not isinstance(name, str)]

@@ -427,6 +427,23 @@ def test_a_custom_model_job_with_a_bad_entry_is_told_of_that_entry_alone():
         "key 'charts_regex': no charts in scope: set charts_regex or custom_models"]
 
 
+def test_an_empty_job_beside_others_is_told_as_no_job_and_deep_nesting_as_bad_yaml(tmp_path):
+    """'local2:' with nothing under it, beside a job, is no job python.d runs: said so, not as
+    a key to indent under a job. A file nested thousands deep is refused as YAML, not a traceback."""
+    notes = []
+    assert job_configs_from_file({'anomalies': {'lags_n': 3}, 'local2': None}, notes) == {'anomalies': {'lags_n': 3}}
+    assert notes == ["'local2:' has nothing under it, so it is no job: python.d does not run it; indent at least "
+                     "one option under it"]
+    notes = []
+    job_configs_from_file({'anomalies': {}, 'model': 'knn'}, notes)
+    assert notes[0].startswith("top-level key 'model' reaches no job")
+    conf = tmp_path / 'deep.conf'
+    conf.write_text('a: ' + '[' * 5000 + ']' * 5000 + '\n')
+    with pytest.raises(ConfigError) as e:
+        load_config_file(str(conf))
+    assert e.value.errors == ['{} is not valid YAML: nested too deep to read'.format(conf)]
+
+
 def test_a_job_written_in_the_wrong_layout_or_place_is_told_so(tmp_path):
     """Jobs as go.d.plugin lists them, a job indented under another, or the module's switch from
     python.d.conf: each is told as what it is, not as a misspelled option only."""
