@@ -580,6 +580,8 @@ def _connection(cfg, errors):
 def _scope(cfg, host, errors):
     """``(charts_regex, charts_to_exclude, custom_models)``: the charts the job models."""
     regex, valid_regex = cfg['charts_regex'], True
+    if isinstance(regex, str):   # a YAML block ('|') ends it in a newline: no chart id has white space
+        regex = cfg['charts_regex'] = regex.strip()
     if _none_string(regex):
         regex = None
     elif not isinstance(regex, str):

@@ -62,6 +62,11 @@ def config_warnings(cfg, user=None):
         notes.append("key 'charts_regex': {!r} has an empty alternative (a '|' at its start or end, or next to "
                      "another or to a bracket), which matches every chart: every chart of the agent is modelled "
                      "(drop that '|' to model only the others; '.*' says every chart plainly)".format(cfg.charts_regex))
+    regex_like = [c for c in cfg.charts_to_exclude if set(c) & set('\\|^$()')]   # ('apps.*' is a shell pattern)
+    if regex_like:
+        notes.append("key 'charts_to_exclude': {!r} reads as a regular expression, but charts_to_exclude takes ids "
+                     "and shell patterns ('system.*', '*.uptime'), joined by ',': it matches no chart as "
+                     "meant".format(regex_like[0]))
     climbing = [c for c in CLIMBING_CHARTS if cfg.chart_matches(c)]
     if climbing:
         notes.append("key 'charts_to_exclude': it leaves {} in scope: a time since a start only climbs, past every "

@@ -444,6 +444,19 @@ def test_an_empty_job_beside_others_is_told_as_no_job_and_deep_nesting_as_bad_ya
     assert e.value.errors == ['{} is not valid YAML: nested too deep to read'.format(conf)]
 
 
+def test_a_regex_written_as_a_yaml_block_still_matches_and_one_in_the_exclude_list_is_warned_of(tmp_path):
+    """charts_regex: | (a YAML block) ends in a newline that matched no chart id; a regular
+    expression in charts_to_exclude (which takes shell patterns) excluded nothing, unsaid."""
+    conf = tmp_path / 'a.conf'
+    conf.write_text("anomalies:\n  charts_regex: |\n    system\\..*\n  charts_to_exclude: 'system\\.cpu,*.uptime'\n")
+    cfg = parse_job_config(load_config_file(str(conf))['anomalies'])
+    assert cfg.charts_regex == 'system\\..*' and cfg.chart_matches('system.ram')
+    notes = config_warnings(cfg)
+    assert len(notes) == 1 and notes[0].startswith("key 'charts_to_exclude': 'system\\\\.cpu' reads as a regular "
+                                                   "expression"), notes
+    assert config_warnings(parse_job_config({'charts_to_exclude': '*.uptime, system.io*, apps.*'})) == []
+
+
 def test_a_job_written_in_the_wrong_layout_or_place_is_told_so(tmp_path):
     """Jobs as go.d.plugin lists them, a job indented under another, or the module's switch from
     python.d.conf: each is told as what it is, not as a misspelled option only."""
