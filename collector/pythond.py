@@ -6,6 +6,7 @@ It offers the part of the framework's ``SimpleService`` interface that modules u
 ``warning``/``error``) and writes the external plugin protocol to a stream. Logs go to
 stderr in python.d's line format.
 """
+import io
 import os
 import sys
 import time
@@ -270,15 +271,18 @@ class SimpleService(object):
 
     def update(self, interval):
         data = self.get_data()
-        if not data or not isinstance(data, dict):
-            return False
-        out = ''.join(chart.update(data, interval) for chart in self.charts)
-        for chart in self.charts:
-            if chart.obsolete_now:
-                self.info("chart '{}' was made obsolete: no values for {} updates".format(chart.full_id, chart.cleanup))
+        out = ''
+        if data and isinstance(data, dict):
+            out = ''.join(chart.update(data, interval) for chart in self.charts)
+            for chart in self.charts:
+                if chart.obsolete_now:
+                    self.info("chart '{}' was made obsolete: no values for {} updates".format(chart.full_id,
+                                                                                           chart.cleanup))
         if out:
             self._write(out)
-        return any(chart.updated for chart in self.charts)
+        elif _reader_gone(self.out):   # a step that writes nothing would never meet the broken pipe
+            raise OutputClosed('stdout closed: its reader went away')
+        return bool(data) and isinstance(data, dict) and any(chart.updated for chart in self.charts)
 
     def _write(self, text):
         if self.out is None:   # started with stdout closed
@@ -289,6 +293,8 @@ class SimpleService(object):
         except (BrokenPipeError, ConnectionResetError) as e:
             _let_go_of(self.out)
             raise OutputClosed('stdout closed: {}'.format(e.__class__.__name__))
+        except UnicodeEncodeError as e:   # a name the stream's encoding cannot hold (netdata reads UTF-8)
+            raise OutputFailed('cannot write the charts to stdout in its encoding, {}: {}'.format(e.encoding, e))
         except ValueError as e:   # a closed file object
             raise OutputClosed('stdout closed: {}'.format(e))
         except OSError as e:   # a file on a full disk, an I/O error: the charts would go nowhere
@@ -297,6 +303,21 @@ class SimpleService(object):
 
     def get_data(self):
         raise NotImplementedError
+
+
+def _reader_gone(stream):
+    """Whether nobody reads the pipe ``stream`` writes to any more (its agent died without a
+    word): poll says so without writing, where python.d.plugin writes a blank line each second."""
+    import select
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):   # not a file (a test's buffer)
+        return False
+    if not hasattr(select, 'poll'):
+        return False
+    poll = select.poll()
+    poll.register(fd, 0)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
 
 
 def run_job(service, steps=None, clock=time.time, sleep=time.sleep, stop=None):

@@ -177,6 +177,8 @@ def run(config_path=None, job=None, host=None, update_every=None, steps=None, ou
     list, gets the names of the jobs that charted nothing, when several ran."""
     out = out or sys.stdout
     err = err or sys.stderr
+    if getattr(out, 'encoding', 'utf-8').lower().replace('-', '') != 'utf8' and hasattr(out, 'reconfigure'):
+        out.reconfigure(encoding='utf-8')   # what the agent reads, whatever the locale
     notes = []
     raws = select_jobs(config_path, job, host, update_every, notes)
     keys = [raw['job_name'] for raw in raws]   # as the file names them (the service takes python.d's name)

@@ -177,6 +177,50 @@ def test_side_by_side_jobs_all_stop_when_the_agent_stops_reading_and_a_bounded_r
     assert 'saved models from' in r.stderr and 'BEGIN anomalies_up.probability' in r.stdout, r.stderr
 
 
+def test_a_job_with_nothing_to_chart_stops_when_its_reader_goes_away():
+    """An agent killed without a word (the OOM killer) leaves a job that writes nothing (no
+    answer yet, its first training to come) running for good, an orphan holding its Prometheus
+    port against the next plugin: the job sees the pipe's reader gone without writing."""
+    cmd = [sys.executable, '-m', 'collector', 'run', '--host', '127.0.0.1:9', '--update-every', '1']
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONUNBUFFERED='1'))
+    try:
+        deadline = time.monotonic() + 60
+        seen = b''
+        while b'cannot reach' not in seen and time.monotonic() < deadline:   # the job is stepping
+            if select.select([proc.stderr], [], [], 1.0)[0]:
+                seen += proc.stderr.read1(4096)
+        proc.stdout.close()   # the agent is gone
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        err = seen + proc.stderr.read()
+        proc.stderr.close()
+    assert b'stdout closed: its reader went away: nobody reads the charts any more, stopping' in err, err
+
+
+def test_the_charts_are_written_in_utf_8_whatever_the_locale(live_replay, tmp_path):
+    """The agent reads UTF-8: a job named outside ASCII charts under a locale whose encoding
+    cannot hold its name, where it stopped at once as if nobody read the charts."""
+    conf = tmp_path / 'anomalies.conf'
+    conf.write_text("'\u03a9mega':\n  host: '{}'\n  train_n_secs: 600\n  models_dir: none\n".format(live_replay.host),
+                    encoding='utf-8')
+    cmd = [sys.executable, '-m', 'collector', 'run', '--config', str(conf)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONIOENCODING='latin-1'))
+    got, deadline = b'', time.monotonic() + 120
+    wanted = 'BEGIN anomalies_\u03a9mega.probability'.encode('utf-8')
+    try:
+        while wanted not in got and time.monotonic() < deadline and proc.poll() is None:
+            if select.select([proc.stdout], [], [], 1.0)[0]:
+                got += proc.stdout.read1(4096)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert wanted in got + out, err.decode('utf-8', 'replace')[-2000:]
+
+
 @pytest.mark.parametrize('stderr', ['/dev/full', 'closed'])
 def test_a_log_that_cannot_be_written_does_not_stop_the_charts(live_replay, tmp_path, stderr):
     """stderr on a full disk, or closed (a service manager's odd set-up): the log lines are

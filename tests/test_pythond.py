@@ -579,7 +579,7 @@ def test_a_job_name_python_d_cannot_name_its_lock_file_after_is_refused():
         with pytest.raises(ConfigError) as e:
             parse_job_config(raw, job_name=job)
         assert any("python.d.plugin names the job's lock file after it" in line for line in e.value.errors), e.value.errors
-    parse_job_config({'name': 'ж' * 115}, job_name='web1')   # 230 bytes: the lock file's name is 255
+    parse_job_config({'name': 'ж' * 88}, job_name='web1')   # 176 bytes: within the chart ids' 199 and the lock file's 255
     parse_job_config({'name': 'web.1'}, job_name='a b')
 
 
