@@ -63,7 +63,11 @@ a pressure or load average still coming down from it stays above anything a quie
 training saw for a quarter of an hour, and held one flag up all that time (Netdata's
 ``anomalies_flag_lasting`` alarm critical after every disk stress). Until the chart has
 settled (as for re-arming, but without the cap) no rule raises its flag again, unless its
-score climbs ``RECOVERY_RISE`` above where it was released: a new excess on top of the decay.
+score climbs ``RECOVERY_RISE`` above where it was released: a new excess on top of the decay;
+or climbs ``RECOVERY_RISE`` above its lowest since the release to a far excess (a log excess of
+``REARM_MARGIN``): a new incident after the decay has come down, on a chart not settled yet.
+A retrained model's scores are on a new scale: a recovering chart's release level (and lowest)
+is then taken again from its first score after.
 """
 import numpy as np
 
@@ -188,13 +192,19 @@ def _last_excesses(excess, k):
     return np.vstack([np.full((-first, 1), np.nan), out]) if first < 0 else out
 
 
+def _new_excess(e, released, lowest):
+    """Where a recovering chart's log excess ``e`` is a new excess: ``RECOVERY_RISE`` above where
+    its flag was released, or above its ``lowest`` since then to ``REARM_MARGIN`` or more."""
+    return (e > released + RECOVERY_RISE) | ((e > lowest + RECOVERY_RISE) & (e >= REARM_MARGIN))
+
+
 def _rearmed(raised, hold, probability, rearm_n, lasting, excess, strong, unusual):
     """The flag series with re-arming: a step at a time (the state is sequential)."""
     out = np.zeros(raised.size, dtype=np.int64)
     csum = np.concatenate([[0.0], np.cumsum(probability)])
     sustained = _high_counts(probability, rearm_n) >= SUSTAINED * rearm_n
     up, armed, since = False, True, 0
-    recovering, peak, released = False, -np.inf, 0.0
+    recovering, peak, released, lowest = False, -np.inf, 0.0, 0.0
     for k in range(raised.size):
         settled = False
         if not up and (not armed or recovering):
@@ -207,12 +217,13 @@ def _rearmed(raised, hold, probability, rearm_n, lasting, excess, strong, unusua
         now = now and (up or bool(unusual[k]))    # a flag rises on an unusual step only
         if excess is not None:
             e = excess[k]
-            recovering = recovering and not settled and not e > released + RECOVERY_RISE
+            lowest = min(lowest, e)
+            recovering = recovering and not settled and not _new_excess(e, released, lowest)
             now = now and not recovering
             peak = max(peak, e) if up else e
             if (now and up and k >= RECOVERY_HISTORY - 1 and peak - e >= RECOVERY_LONG_DROP
                     and recovered([peak - e], _last_excesses(excess, k))[0]):
-                now, recovering, released = False, True, e
+                now, recovering, released, lowest = False, True, e, e
         if up and not now:
             armed, since = False, 0
         up = now
@@ -249,6 +260,7 @@ class FlagPolicy:
         self.peak = np.zeros(0)
         self.recovering = np.zeros(0, dtype=bool)
         self.released = np.zeros(0)
+        self.lowest = np.zeros(0)      # the lowest log excess since the release
 
     def reindex(self, ids, retrained=()):
         """Follow a new model layout, keeping the state of models that stay (new ones are armed).
@@ -272,9 +284,11 @@ class FlagPolicy:
         self.high_count_long = carry(self.high_count_long, 0)
         self.excess, self.peak = carry(self.excess, np.nan), carry(self.peak, 0.0)
         self.recovering, self.released = carry(self.recovering, False), carry(self.released, 0.0)
+        self.lowest = carry(self.lowest, 0.0)
         retrained = set(retrained)
         fresh = [k for k, m in enumerate(ids) if m in retrained]
         self.excess[:, fresh] = np.nan
+        self.released[fresh] = self.lowest[fresh] = np.nan     # taken again from the next score
         self.ids = list(ids)
 
     def update(self, above, hold=None, probability=None, excess=None):
@@ -339,7 +353,9 @@ class FlagPolicy:
         """``flags`` less those of charts recovering (see the module's docstring); one step of ``n_of_m``'s."""
         row = (self.step - 1) % RECOVERY_LONG_HISTORY     # self.step already counts this step
         self.excess[row] = e
-        self.recovering &= ~settled & ~(e > self.released + RECOVERY_RISE)
+        self.released = np.where(np.isnan(self.released), e, self.released)
+        self.lowest = np.fmin(self.lowest, e)
+        self.recovering &= ~settled & ~_new_excess(e, self.released, self.lowest)
         flags = flags & ~self.recovering
         self.peak = np.where(self.up, np.maximum(self.peak, e), e)
         check = flags & self.up & (self.peak - e >= RECOVERY_LONG_DROP)
@@ -349,5 +365,5 @@ class FlagPolicy:
             release = k[recovered((self.peak - e)[k], self.excess[np.ix_(order, k)])]
             flags[release] = False
             self.recovering[release] = True
-            self.released[release] = e[release]
+            self.released[release] = self.lowest[release] = e[release]
         return flags

@@ -239,6 +239,39 @@ def test_a_new_excess_on_a_recovering_chart_flags_again():
         n_of_m([1, 1], 2, 3, None, [1.0, 1.0], rearm_n=5, excess=[0.0])
 
 
+def test_a_new_incident_after_a_decay_came_down_flags_before_the_chart_settles():
+    """A first incident's aftermath decays from far above the threshold and is released; the
+    chart comes down under the threshold without settling (a busy node, probabilities around
+    80 %); a new incident then reads a log excess of 5, under where the first was released:
+    it is flagged within a few steps, in both forms, where it waited for the chart to settle."""
+    excess = np.concatenate([np.full(40, -3.0), np.full(20, 7.0), np.linspace(7.0, 1.0, 80),
+                             np.full(100, -0.5), np.full(60, 5.0), np.full(40, -3.0)])
+    p = np.where(excess > 0, 1.0, np.where(excess > -1, 0.8, 0.4))
+    flags = n_of_m(excess > 0, 2, 3, p >= 0.99, p, rearm_n=30, lasting_n=20, excess=excess)
+    assert rises(flags) == [41, 241] and flags[241:300].all()
+    policy = FlagPolicy(2, 3, 30, 20)
+    policy.reindex(['a'])
+    stepped = [policy.update([int(e > 0)], [q >= 0.99], [q], [e])[0] for e, q in zip(excess, p)]
+    assert stepped == flags.tolist()
+
+
+def test_a_recovering_chart_retrained_is_released_again_on_its_new_scale():
+    """A chart released as recovering, retrained while its aftermath goes on: the new model's
+    scores of the same aftermath sit higher than the old model's release level, which is no
+    new excess. The release level is taken again from the new model's first score, so no flag
+    rises; where the old model's level stood, the aftermath flagged again at once."""
+    excess, p = decaying_aftermath()
+    base = _stepped_rearm_only(excess, p)
+    released = 21 + int(np.flatnonzero(base[21:] == 0)[0])
+    policy = FlagPolicy(2, 3, rearm_n=30)
+    policy.reindex(['a'])
+    flags = [policy.update([int(e > 0)], [q >= 0.99], [q], [e])[0] for e, q in zip(excess[:released + 10], p)]
+    policy.reindex(['a'], retrained=['a'])
+    later = excess[released + 10:released + 200] + 1.5      # the new model's scale
+    flags += [policy.update([int(e > 0)], [1], [1.0], [e])[0] for e in later]
+    assert rises(np.array(flags)) == [21]
+
+
 @pytest.mark.parametrize('min_n, window_n', [(2, 3), (3, 5), (1, 1), (4, 4)])
 @pytest.mark.parametrize('with_hold', [False, True])
 @pytest.mark.parametrize('rearm_n, lasting_n', [(0, 0), (4, 0), (0, 4), (4, 4)])
