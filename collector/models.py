@@ -419,6 +419,11 @@ def pulled_in(X, bounds):
     return out
 
 
+# a still group's unit, in its constants' size (at least 1): a move of a thousandth is one
+# standard deviation of the moving features
+STILL_GROUP_UNIT = 1e-3
+
+
 def feature_scale(X, groups=None):
     """Per-feature centre and scale, and which features to keep.
 
@@ -428,7 +433,10 @@ def feature_scale(X, groups=None):
     that barely moved in training (``nice`` CPU, a quiet disk) would otherwise turn its
     first small wobble into a huge z-score. Features constant in training are kept when
     their group has a scale (a quiet dimension that starts moving is news); a group with
-    nothing moving at all is dropped (a model with nothing moving anywhere is ``still_scale``'s).
+    nothing moving (a custom model's chart of an error counter at 0) is measured in
+    ``STILL_GROUP_UNIT`` of its constants' size (at least 1): as with ``still_scale`` for a model
+    with nothing moving anywhere, its first move is news, and a count of 1 reads far beyond
+    the moving charts' wobble.
     """
     mean = X.mean(axis=0)
     std = X.std(axis=0)
@@ -441,6 +449,8 @@ def feature_scale(X, groups=None):
         in_g = groups == g
         if (moving & in_g).any():
             floor[in_g] = np.median(std[moving & in_g])
+        elif moving.any():
+            floor[in_g] = STILL_GROUP_UNIT * np.maximum(np.abs(mean[in_g]), 1.0)
     scale = np.maximum(std, floor)
     kept = np.nonzero(moving | (floor > 0))[0]
     return kept, mean[kept], scale[kept]

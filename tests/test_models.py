@@ -73,6 +73,27 @@ def test_all_constant_chart_reads_zero_while_still_and_one_when_it_moves():
     assert [c for c, _ in fm.attribution(moved[0])] == ['c'] and fm.attribution(moved[1])[0][0] == 'a'
 
 
+@pytest.mark.parametrize('model', ['mahalanobis', 'hbos', 'knn'])
+def test_a_custom_model_watches_its_chart_that_never_moved_in_training(model):
+    """A custom model of system.cpu|user and a failed-disk count at 0 all window: the count's
+    chart is its own group with nothing moving, and was dropped from the model, so the disk
+    failing was never flagged nor named. It is kept, and its first move is news, as for a
+    chart model that never moved; the cpu's own wobble still flags at the usual rate."""
+    from collector.features import feature_groups, make_features
+    rng = np.random.default_rng(0)
+    raw = np.column_stack([50 + rng.normal(size=2000).cumsum() * 0.1, np.zeros(2000)])
+    X = make_features(raw, 1, 3, 5, True)
+    fm = fit_model('disks_and_cpu', ['h::system.cpu|user', 'h::md.failed|failed'], X, model=model,
+                   groups=feature_groups(['system.cpu', 'md.failed'], 5, True), blocks=(6, True))
+    assert fm.kept.size == X.shape[1]
+    later = np.column_stack([raw[-1, 0] + rng.normal(size=400).cumsum() * 0.1, np.zeros(400)])
+    assert fm.predict(make_features(later, 1, 3, 5, True)).mean() < 0.02
+    later[-5:, 1] = 1.0     # a disk fails and stays failed
+    f = make_features(later, 1, 3, 5, True)
+    assert fm.predict(f)[-5:].tolist() == [1] * 5
+    assert fm.attribution(f[-5])[0][0] == 'h::md.failed|failed'
+
+
 def test_a_still_chart_at_a_large_constant_ignores_rounding_and_sees_a_move():
     """A chart that sat at 1e12 (a byte total) with nothing but rounding in its last bits is a
     still chart: its rounding reads 0, as training read it, and a move of 0.1 % reads 1."""
@@ -265,9 +286,11 @@ def test_scale_floor_keeps_a_quiet_dimension_from_shouting():
     moved = X[:5].copy()
     moved[:, 3] = 60.0           # a dimension that never moved now moves a lot
     assert fm.predict(moved).min() == 1
-    # a group where nothing moves is dropped; one that moves keeps its own scales
-    kept, _, scale = models.feature_scale(np.column_stack([X[:, :2], np.ones(3000)]), groups=[0, 0, 1])
-    assert kept.tolist() == [0, 1]
+    # a group where nothing moves (a custom model's still chart) is kept, in thousandths of its
+    # constant's size (at least 1); one that moves keeps its own scales
+    kept, _, scale = models.feature_scale(np.column_stack([X[:, :2], np.full(3000, 5.0)]), groups=[0, 0, 1])
+    assert kept.tolist() == [0, 1, 2] and scale[2] == pytest.approx(models.STILL_GROUP_UNIT * 5.0)
+    assert scale[0] == pytest.approx(X[:, 0].std())
 
 
 def test_a_level_that_moves_and_stays_is_still_flagged_with_level_features():
