@@ -627,8 +627,8 @@ def _check_model(cfg, errors):
         errors.append("key 'model': unknown model {!r}, expected one of {} or several joined by + (an "
                       "ensemble, e.g. 'mahalanobis+knn')".format(cfg['model'], ', '.join(MODEL_NAMES)))
     elif set(model_members(cfg['model'])) & set(DEEP_MODELS) and not deep_available():
-        errors.append("key 'model': {!r} needs torch, which is not installed (pip install '.[deep]', or "
-                      "torch from https://pytorch.org for the CPU)".format(cfg['model']))
+        errors.append("key 'model': {!r} needs torch and tqdm, which are not both installed (pip install "
+                      "'.[deep]', or torch from https://pytorch.org for the CPU, and tqdm)".format(cfg['model']))
 
 
 def _check_windows(cfg, errors):

@@ -55,7 +55,9 @@ def sequences(X, change_blocks, has_level):
     if has_level:
         level = X[:, change_blocks * d:]
         change = np.concatenate([change, np.repeat(level[:, None, :], change_blocks, axis=1)], axis=2)
-    return np.ascontiguousarray(change)
+    # a copy: a reversed axis of length 1 keeps its negative stride through ascontiguousarray,
+    # which torch refuses
+    return np.array(change, order='C', copy=True)
 
 
 class LstmDetector(BaseDetector):
@@ -94,6 +96,7 @@ class LstmDetector(BaseDetector):
                 loss.backward()
                 opt.step()
         self.net_.eval()
+        self._set_n_classes(y)
         self.decision_scores_ = self.decision_function(X)
         self._process_decision_scores()
         return self

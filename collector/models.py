@@ -78,15 +78,17 @@ def numpy_only(name):
 
 
 def deep_available():
-    """Whether torch can be imported (without importing it)."""
+    """Whether torch and tqdm (pyod's deep models import it) can be imported, without importing them."""
     import importlib.util
-    return importlib.util.find_spec('torch') is not None
+    return all(importlib.util.find_spec(m) is not None for m in ('torch', 'tqdm'))
 
 
-def build_estimator(name, contamination, blocks=None):
+def build_estimator(name, contamination, blocks=None, rows=None):
     """A fresh pyod estimator for ``name`` (imports only that pyod module).
 
     ``blocks``: ``(change blocks, has level block)`` of the feature rows, for the sequence model.
+    ``rows``: how many rows it is fitted on: pyod's deep models train on whole batches only
+    (a window under one batch trained on nothing and failed), so a batch is at most that many.
     """
     import importlib
     if not pyod_model(name):
@@ -97,6 +99,8 @@ def build_estimator(name, contamination, blocks=None):
         kwargs['change_blocks'], kwargs['has_level'] = int(blocks[0]), bool(blocks[1])
     if name == 'iforest':
         kwargs.pop('behaviour', None)
+    if rows and 'batch_size' in kwargs:
+        kwargs['batch_size'] = max(1, min(kwargs['batch_size'], int(rows)))
     return getattr(importlib.import_module(module), cls)(contamination=contamination, **kwargs)
 
 
@@ -266,7 +270,7 @@ def _fit_scorer(name, X, contamination, blocks=None, fit_on=None, feature_column
         return scorer, _loda_held_out_scores(fit_rows, X, scorer.projections)
     if name in _FIT_WITHOUT_PYOD:
         return EcdfScorer(X, name), ecdf_training_scores(X, name)
-    est = build_estimator(name, contamination, blocks)
+    est = build_estimator(name, contamination, blocks, rows=X.shape[0])
     est.fit(X)
     scores = np.asarray(est.decision_scores_, dtype=np.float64)
     if name == 'iforest':

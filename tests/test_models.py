@@ -408,6 +408,34 @@ def test_lstm_reads_the_lag_blocks_as_a_sequence():
     assert np.allclose(again.decision_function(shuffled), fm.decision_function(shuffled))
 
 
+@NEEDS_TORCH
+def test_lstm_without_lags_or_levels_scores_one_row_and_answers_pyod_s_api():
+    """lags_n 0 and no level block: one step per sequence, reversed, kept a negative stride
+    torch refused, so every step's scoring failed (after a fit that passed). pyod's
+    predict_proba also needs the classes fit sets."""
+    from collector.deep import LstmDetector
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 3))
+    fm = fit_model('m', list('abc'), X, model='lstm', blocks=(1, False))
+    assert fm.model_name == 'lstm', fm.info.get('fallback_from')
+    far = np.array([[40.0, 0.0, 0.0]])
+    assert fm.predict(np.ascontiguousarray(far))[0] == 1 and fm.predict(X[:1].copy(order='C'))[0] == 0
+    est = LstmDetector(contamination=0.01, epochs=1).fit(X)
+    p = est.predict_proba(far)
+    assert p.shape == (1, 2) and 0.0 <= p[0, 1] <= 1.0
+
+
+@NEEDS_TORCH
+def test_auto_encoder_trains_on_a_window_under_one_batch():
+    """pyod's deep models train on whole batches (256 rows): a window of 200 trained on nothing,
+    failed, and fell back to hbos, an ensemble's mahalanobis with it."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    for name in ('auto_encoder', 'mahalanobis+auto_encoder'):
+        fm = fit_model('m', list('abc'), X, model=name)
+        assert fm.model_name == name, fm.info.get('fallback_from')
+
+
 def test_deep_models_without_torch_are_a_config_error(monkeypatch):
     from collector import config
     monkeypatch.setattr(config, 'deep_available', lambda: False)
