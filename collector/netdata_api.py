@@ -329,6 +329,9 @@ class _KeepAlive:
                 if fresh or not stale or attempt:
                     raise
                 continue
+            except BaseException:   # whatever else stopped the request midway: the link cannot carry another
+                self.close()
+                raise
             if r.will_close:
                 self.close()
             return r.status, data
@@ -383,7 +386,9 @@ class NetdataApi:
                     token = base64.b64encode('{}:{}'.format(*self.auth).encode()).decode()
                     headers['Authorization'] = 'Basic ' + token
                 http = self._links[link] = _KeepAlive(self.protocol, netloc, self.tls_verify, headers)
-            status, data = http.get(('/' + prefix if prefix else '') + path, timeout or self.timeout, whole)
+            # (a child's name outside ASCII, 'parent/host/büro', goes in the request line encoded)
+            status, data = http.get(('/' + quote(prefix, safe='/%') if prefix else '') + path,
+                                    timeout or self.timeout, whole)
         except AnswerTooLarge as e:
             raise NetdataError('{} {}: not an agent\'s answer, left unread'.format(shown, e),
                                '{} {}: not an agent\'s answer, left unread'.format(self.host, e))
