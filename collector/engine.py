@@ -11,6 +11,7 @@ flagged steps kept for the next training. Its parts, each a module: which charts
 (``startup``). Its waits are in ``timings``.
 """
 import collections
+import concurrent.futures
 import time
 import warnings
 
@@ -31,6 +32,7 @@ from .trainers import make_trainer
 from .training_schedule import TrainingSchedule
 
 
+MAX_READERS = 8   # agents read side by side at a step (custom models on more nodes wait their turn)
 Moment = collections.namedtuple('Moment', 'step stamp')   # a step and the agent's time at it
 Stood = collections.namedtuple('Stood', 'stamp clock step')   # the agent's newest time, when it was first seen
 
@@ -81,6 +83,7 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         self.need = config.rows_needed
         self.hosts = [config.host] + sorted({d[0] for m in config.custom_models for d in m.dimensions} - {config.host})
         self.apis = {h: api_factory(config, h) for h in self.hosts}
+        self.readers = None            # the threads that read several agents' allmetrics side by side
         self.models = {}
         self.specs = {}
         self.snapshots = collections.deque(maxlen=self.need)
@@ -175,9 +178,10 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         out, and told once); an agent that answers again is listed at once."""
         latest = {}
         wait = min(self.config.api_timeout, max(0.5, self.config.update_every * 0.9))   # the step's own time, at most
+        answers = self._read_allmetrics(wait)
         for host, api in self.apis.items():
             try:
-                latest[host] = api.allmetrics(timeout=wait, charts=self.wanted.get(host))
+                latest[host] = answers[host].result()
                 back = self._back_from_outage(host)
                 self.unanswered.discard(host)
                 if host == self.config.host and (back or self.child_waited):
@@ -370,6 +374,8 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         if answer and not start_up:   # (a custom model's chart collected only seconds into the start-up likewise)
             self._custom_charts_gone(present, answer)
         row = absent_as_zero(row[None, :], self.layout.chart_index, self.layout.chart_offsets)[0]
+        if self.unanswered:   # a custom model's other agent unanswered: its values are the last it gave
+            present = present & ~self._reads_unanswered(batch.ids)
         # a chart away for GAP_STEPS steps or more (its collector stalled, or it left the answer)
         # and back: its rows kept are from before, and the change across would read as one
         # step's (a false flag after each stall); it scores again once enough steps came in
@@ -540,12 +546,40 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
         """Keep flagged times as intervals, so the next training can leave them out."""
         self.flag_file.changed(flagged_spans.remember(self.flagged, model_id, t, self.config.update_every))
 
+    def _reads_unanswered(self, ids):
+        """Which of the models ``ids`` read a host that did not answer this step: their columns
+        from it hold its last values, and a model scored on them (the rest moving, those still)
+        flagged the outage, then its whole change across it as one step's on its return."""
+        return np.array([any(split_key(c)[0] in self.unanswered for c in self.models[m].columns) for m in ids],
+                        dtype=bool)
+
+    def _read_allmetrics(self, wait):
+        """Each host's allmetrics read, as futures: side by side where custom models read other
+        agents, so two of them that hang take one ``wait``, not two (the step stretched, and the
+        healthy charts' changes read over two seconds as one's)."""
+        def read(api, host):
+            return api.allmetrics(timeout=wait, charts=self.wanted.get(host))
+        if len(self.apis) == 1:
+            (host, api), = self.apis.items()
+            done = concurrent.futures.Future()
+            try:
+                done.set_result(read(api, host))
+            except Exception as e:
+                done.set_exception(e)
+            return {host: done}
+        if self.readers is None:
+            self.readers = concurrent.futures.ThreadPoolExecutor(max_workers=min(len(self.apis), MAX_READERS),
+                                                                 thread_name_prefix='anomalies-read')
+        return {host: self.readers.submit(read, api, host) for host, api in self.apis.items()}
+
     def close(self):
         """Write what the flagged spans' file lacks, stop the trainer, close the connections."""
         if self.flag_file.unsaved:
             self.flag_file.changed(flagged_spans.NEW)   # whatever the time since the last write
             self._save_flagged(self.flag_file.saved_at)
         self.trainer.close()
+        if self.readers is not None:
+            self.readers.shutdown(wait=False)
         for api in self.apis.values():
             api.close()
 

@@ -2094,7 +2094,8 @@ def test_a_job_stepping_every_5_s_trains_on_the_samples_its_steps_read(tmp_path,
 def test_a_custom_models_agent_that_stops_answering_keeps_its_last_values(replay, logger, tmp_path):
     """A custom model over two agents: when one stops answering, its columns carry their last
     value as in training; read as 0 (one null among the model's values looked like a
-    dimension gone) the model scored a drop to nothing and flagged 9 of 10 steps."""
+    dimension gone) the model scored a drop to nothing and flagged 9 of 10 steps. The model
+    is not scored on them, and scores again on the rows after the agent's return."""
     from collector.replay import Recording, ReplayClock, ReplayServer
     # another node, with noise of its own: served from the same recording, its column was the
     # local one's exact copy in training, and any step apart read as unusual as a step can be
@@ -2122,10 +2123,44 @@ def test_a_custom_models_agent_that_stops_answering_keeps_its_last_values(replay
         col = det.layout.index['{}::system.cpu|user'.format(other.host)]
         last = det.ring[-1, col]
         TwoAgents.other_down = True
-        flags = [step().scores['cpu_pair'][1] for _ in range(10)]
+        down = [step().scores for _ in range(10)]
+        held = det.ring[-1, col]
+        TwoAgents.other_down = False
+        back = [step().scores for _ in range(det.need + 5)]
         det.close()
-    assert last > 0 and det.ring[-1, col] == last
-    assert sum(flags) == 0, flags
+    assert last > 0 and held == last
+    # made-up values are not scored: the model of an agent away (the rest moving, its column
+    # still) read an outage as an anomaly, then the change across it as one step's
+    assert all('cpu_pair' not in s and 'system.load' in s for s in down)
+    assert 'cpu_pair' not in back[0] and 'cpu_pair' in back[-1]
+    assert sum(s['cpu_pair'][1] for s in back if 'cpu_pair' in s) == 0
+
+
+def test_the_agents_of_custom_models_are_read_side_by_side(replay, logger):
+    """Custom models on two other nodes that stop answering by timing out (hosts powered off):
+    read one after the other, each took its 0.9 x update_every, so a step took two and the
+    healthy local charts' changes read two seconds as one. Read side by side, both reads wait
+    together (each waits here for the other to have started), and the local agent answers."""
+    import threading
+    both = threading.Barrier(2, timeout=10)
+    reached = []
+
+    class Hanging(SwitchableApi):
+        def allmetrics(self, timeout=None, charts=None):
+            if self.host in ('127.0.0.1:8', '127.0.0.1:9'):
+                both.wait()     # broken (and raising) when the other read is not under way meanwhile
+                reached.append(self.host)
+                raise NetdataError('cannot reach http://{}: timed out'.format(self.host), timed_out=timeout)
+            return super().allmetrics(timeout, charts)
+    det = make_detector(replay, logger, api=Hanging, charts_regex='system\\.load', custom_models=[
+        {'name': 'far_a', 'dimensions': '127.0.0.1:8::system.cpu|user'},
+        {'name': 'far_b', 'dimensions': '127.0.0.1:9::system.cpu|user'}])
+    try:
+        latest = det._fetch_latest()
+    finally:
+        det.close()
+    assert sorted(reached) == ['127.0.0.1:8', '127.0.0.1:9']
+    assert list(latest) == [replay.host] and det.unanswered == {'127.0.0.1:8', '127.0.0.1:9'}
 
 
 class FailingTrainer(ThreadTrainer):
@@ -2617,6 +2652,19 @@ def test_a_child_node_the_parent_does_not_hold_is_named_as_such():
         assert str(e.value).endswith("answered HTTP 404: it holds no node 'child-1' now, as it did before: the child "
                                      "is not streaming to it (it stopped, or has not reconnected since one of them "
                                      "restarted)"), e.value
+
+
+def test_a_child_named_outside_ascii_is_read_through_its_parent():
+    """A child whose hostname is 'büro': its path goes in the request encoded, as a browser
+    sends it. Sent as it was, the request failed before it left ('cannot reach'), and left the
+    link mid-request, so every later one failed too."""
+    with serving(_Parent) as host:
+        _Parent.held = 'b%C3%BCro'
+        try:
+            api = NetdataApi(host + '/host/b\u00fcro')
+            assert [api.charts() for _ in range(3)] == [{}] * 3
+        finally:
+            _Parent.held = 'child-1'
 
 
 def test_a_job_started_with_its_parent_waits_for_a_child_it_modelled_before(tmp_path, logger):
