@@ -416,6 +416,12 @@ class NetdataApi:
                 else:
                     why = (": {} {!r} (a child is named by its hostname or machine GUID, as the parent's "
                            "/api/v1/info lists them in mirrored_hosts)".format(NODE_NOT_HELD, child))
+            elif status in (301, 302, 307, 308) and self.protocol == 'http':
+                why = " (a redirect: it serves https only, as an agent with [web] ssl forced or a proxy does: " \
+                      "protocol 'https')"
+            elif status == 401:
+                why = (' (its username and password were refused)' if self.auth else
+                       ' (it asks for a sign-in, as a proxy in front of an agent does: set username and password)')
             else:
                 why = refusal(status, data)
             raise NetdataError('{} answered HTTP {}{}'.format(shown, status, why),

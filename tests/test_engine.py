@@ -2354,6 +2354,33 @@ def serving(handler):
         httpd.shutdown()
 
 
+class _Gate(BaseHTTPRequestHandler):
+    """An agent behind a gate: answers every request with ``status``."""
+    status = 301
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        self.send_response(self.status)
+        if self.status == 301:
+            self.send_header('Location', 'https://{}{}'.format(self.headers['Host'], self.path))
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+
+
+def test_a_redirect_to_https_and_a_sign_in_asked_for_say_what_to_set():
+    """An agent whose [web] ssl is forced answers plain http with a redirect; a proxy asks for
+    a sign-in with 401. Each says which key to set, not a bare status."""
+    with serving(_Gate) as host:
+        for status, auth, said in ((301, {}, "protocol 'https'"), (401, {}, 'set username and password'),
+                                   (401, {'username': 'u', 'password': 'p'}, 'username and password were refused')):
+            _Gate.status = status
+            with pytest.raises(NetdataError) as e:
+                NetdataApi(host, **auth).charts()
+            assert 'answered HTTP {} ('.format(status) in str(e.value) and said in str(e.value), e.value
+
+
 def test_malformed_answers_raise_clear_errors():
     with serving(_Garbage) as host:
         api = NetdataApi(host)
