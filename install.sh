@@ -851,8 +851,12 @@ if [ "$mode" = uninstall ]; then
   fi
   step "removed the module from $user_plugins" rm -f "$module" "$marker"
   if [ "${rec_installed_health:-0}" = 1 ] && [ -f "$health_conf" ]; then
-    if [ -z "$rec_health_sum" ] || [ "$(sum "$health_conf")" = "$rec_health_sum" ]; then
+    # (an older install's record holds no checksum of it: only this version's own file is ours)
+    if { [ -n "$rec_health_sum" ] && [ "$(sum "$health_conf")" = "$rec_health_sum" ]; } \
+        || cmp -s "$here/health.d/anomalies.conf" "$health_conf"; then
       step "removed $health_conf" rm -f "$health_conf"
+    elif [ -z "$rec_health_sum" ]; then
+      say "kept $health_conf: it differs from this version's, and an older install recorded no checksum of the one it installed, so it may have your edits (remove it by hand if not)"
     else
       say "kept $health_conf: it has your edits"
     fi
@@ -1049,6 +1053,9 @@ if [ -f "$here/health.d/anomalies.conf" ]; then
   elif ! cmp -s "$here/health.d/anomalies.conf" "$health_conf"; then
     say "kept your $health_conf (this version's alarms: $here/health.d/anomalies.conf)"
     foreach_note
+  elif [ "${rec_installed_health:-0}" = 1 ] && [ -z "$rec_health_sum" ]; then
+    rec_health_sum="$(sum "$health_conf")"   # (an older install's record: this version's file, as shipped)
+    save_state
   fi
 fi
 if [ ! -f "$pythond_conf" ]; then

@@ -1019,6 +1019,33 @@ def test_an_older_versions_install_over_this_ones_is_undone_as_the_first_install
     assert not os.path.exists(lib + '/anomalies-venv') and not os.path.exists(own), proc.stdout
 
 
+@pytest.mark.parametrize('edited', [True, False])
+def test_uninstall_keeps_an_alarm_file_an_older_install_recorded_no_checksum_of(tmp_path, edited):
+    """An install from before the record held the alarm file's checksum: an admin's edit of it
+    was taken for ours, and uninstall deleted it. Only this version's own file is removed."""
+    prefix = str(tmp_path / 'opt/netdata')
+    agent_tree(prefix)
+    own, etc = prefix + '-anomalies', prefix + '/etc/netdata'
+    os.makedirs(own + '/venv/lib/python3.11/site-packages/netdata_anomalies-0.1.0.dist-info')
+    open(own + '/venv/pyvenv.cfg', 'w').close()
+    os.makedirs(etc + '/health.d')
+    health = etc + '/health.d/anomalies.conf'
+    shutil.copy(os.path.join(ROOT, 'health.d/anomalies.conf'), health)
+    if edited:
+        with open(health, 'a') as f:
+            f.write('# my thresholds: keep\n')
+    with open(etc + '/python.d.conf', 'w') as f:
+        f.write('anomalies: yes\n')
+    with open(own + '/install.state', 'w') as f:
+        f.write("config_dir_at={}\nvenv={}/venv\nhad_pythond_line=0\ninstalled_health=1\n".format(etc, own))
+    proc = subprocess.run(['bash', os.path.join(ROOT, 'install.sh'), '--uninstall', '--prefix', prefix, '--no-restart'],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert os.path.exists(health) == edited, proc.stdout
+    if edited:
+        assert 'kept {}: it differs from this version'.format(health) in proc.stdout, proc.stdout
+
+
 def test_uninstall_goes_through_a_lib_dir_the_admin_made_a_link(tmp_path):
     """/var/lib/netdata a link to a bigger disk: the standalone runs' models in its .cache were
     refused as taken through a link (the lib dir's path, as named, is not where its .cache is),
