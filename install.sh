@@ -560,17 +560,19 @@ restart_agent() {
   fi
 }
 
-pythond_line() {  # pythond_line [MODULE]: the line of python.d.conf an install sets: the first uncommented MODULE (anomalies) line, else the first commented one
-  local name="${1:-anomalies}"
-  grep -m1 -E "^[ ]*$name *:" "$pythond_conf" 2>/dev/null || grep -m1 -E "^[# ]*$name *:" "$pythond_conf" 2>/dev/null || true
+pythond_line() {  # pythond_line [MODULE]: the line of python.d.conf an install sets: the last uncommented MODULE (anomalies) line (YAML's, of several), else the first commented one
+  local name="${1:-anomalies}" line
+  line="$(grep -E "^[ ]*$name *:" "$pythond_conf" 2>/dev/null | tail -n1)"
+  [ -n "$line" ] && printf '%s\n' "$line" && return 0
+  grep -m1 -E "^[# ]*$name *:" "$pythond_conf" 2>/dev/null || true
 }
-replace_pythond_line() {  # replace_pythond_line TEXT [MODULE]: that line becomes TEXT (removed when empty, appended when there is none)
+replace_pythond_line() {  # replace_pythond_line TEXT [MODULE]: that line (pythond_line's) becomes TEXT (removed when empty, appended when there is none)
   local tmp="$pythond_conf.new.$$"
   NEW="$1" NAME="${2:-anomalies}" awk '
     { line[NR] = $0 }
     END {
       uncommented = "^[ ]*" ENVIRON["NAME"] " *:"; commented = "^[# ]*" ENVIRON["NAME"] " *:"
-      for (i = 1; i <= NR && !at; i++) if (line[i] ~ uncommented) at = i
+      for (i = 1; i <= NR; i++) if (line[i] ~ uncommented) at = i
       for (i = 1; i <= NR && !at; i++) if (line[i] ~ commented) at = i
       for (i = 1; i <= NR; i++) if (i != at) print line[i]; else if (ENVIRON["NEW"] != "") print ENVIRON["NEW"]
       if (!at && ENVIRON["NEW"] != "") print ENVIRON["NEW"]
@@ -1099,6 +1101,8 @@ if [ "$keep_off" = 1 ]; then
   say "left anomalies off in $pythond_conf: $plugin_jobs runs the jobs of $user_conf as a plugins.d plugin"
 else
   say "enabled anomalies in $pythond_conf"
+  runs="$(module_runs)"
+  [ -z "$runs" ] || [ "$runs" = yes ] || say "warning: python.d.plugin still does not run the module$runs"
   [ -z "$plugin_jobs" ] || say "warning: $plugin_jobs runs the jobs of $user_conf too, as a plugins.d plugin:" \
     "both write each of their charts; set anomalies: no in $pythond_conf, or remove the plugin"
 fi

@@ -1046,6 +1046,26 @@ def test_uninstall_keeps_an_alarm_file_an_older_install_recorded_no_checksum_of(
         assert 'kept {}: it differs from this version'.format(health) in proc.stdout, proc.stdout
 
 
+def test_enabling_the_module_sets_the_anomalies_line_python_d_reads_of_several(tmp_path):
+    """python.d.conf with 'anomalies: no' twice (an admin's own line appended): YAML, and so
+    python.d.plugin, takes the last. The install set the first to yes and said it enabled a
+    module that stayed off; it sets the last, and puts it back on uninstall."""
+    import yaml
+    conf = tmp_path / 'python.d.conf'
+    conf.write_text('enabled: yes\nanomalies: no\nexample: no\n# local\nanomalies: no\n')
+    functions = subprocess.run(['sed', '-n', '/^pythond_line()/,/^}/p;/^replace_pythond_line()/,/^}/p',
+                                os.path.join(ROOT, 'install.sh')], capture_output=True, text=True).stdout
+    script = functions + 'pythond_conf="$1"\nbefore="$(pythond_line)"\nreplace_pythond_line "anomalies: yes"\n' \
+        'echo "$before"\n'
+    proc = subprocess.run(['bash', '-c', script, 'bash', str(conf)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and proc.stdout == 'anomalies: no\n', proc.stdout + proc.stderr
+    assert conf.read_text() == 'enabled: yes\nanomalies: no\nexample: no\n# local\nanomalies: yes\n'
+    assert yaml.safe_load(conf.read_text())['anomalies'] is True
+    undo = functions + 'pythond_conf="$1"\nreplace_pythond_line "anomalies: no"\n'
+    subprocess.run(['bash', '-c', undo, 'bash', str(conf)], check=True, timeout=30)
+    assert conf.read_text() == 'enabled: yes\nanomalies: no\nexample: no\n# local\nanomalies: no\n'
+
+
 def test_uninstall_goes_through_a_lib_dir_the_admin_made_a_link(tmp_path):
     """/var/lib/netdata a link to a bigger disk: the standalone runs' models in its .cache were
     refused as taken through a link (the lib dir's path, as named, is not where its .cache is),
