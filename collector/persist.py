@@ -70,7 +70,8 @@ def resolve_dir(setting, job_name, host=None):
             name += '@' + bounded_id(host, JOB_DIR_BYTES)
     else:
         base = os.path.expanduser(setting)
-    return os.path.join(base, name)
+    # (a relative folder is the plugin's own folder's, as the job starts: its trainings run elsewhere)
+    return os.path.abspath(os.path.join(base, name))
 
 
 def standalone_dir():

@@ -217,6 +217,11 @@ class ThreadTrainer(_OneAtATime):
             self._waiting = None
 
 
+# where this package is: the training process starts there, as '-m' puts its folder first on
+# its path (started in a checkout, it imported the checkout's package, not this one)
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _child_env():
     """The child must import exactly what we can: hand it our sys.path, with the places our
     package and numpy came from first (under python.d they sit at its end, see anomalies.chart.py)."""
@@ -287,7 +292,7 @@ class SubprocessTrainer(_OneAtATime):
         self._proc = subprocess.Popen([self.python, '-m', 'collector.train_worker', '--nice', str(self.nice),
                                        '--parent', str(os.getpid())],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env(),
-                                      close_fds=True)
+                                      close_fds=True, cwd=PACKAGE_PARENT)
         proc = self._proc
         # this training's own result: a reader of one stopped for its time may still end after
         # the next training's, and must not write over it

@@ -2539,6 +2539,30 @@ def test_subprocess_trainer_returns_models_and_stops_a_hung_training(replay, mon
     assert not trainer.busy
 
 
+def test_a_training_process_runs_this_package_whatever_folder_the_job_runs_in(replay, tmp_path, monkeypatch):
+    """A debug run started in a checkout (docs/install.md) trained with the checkout's
+    package, which '-m' put first on the training process's path; a relative models_dir is
+    still the folder the job started in."""
+    from collector import persist
+    from collector.trainers import SubprocessTrainer
+    from collector.training import ModelSpec, TrainingRequest
+    other = tmp_path / 'checkout' / 'collector'
+    other.mkdir(parents=True)
+    (other / '__init__.py').write_text('')
+    (other / 'train_worker.py').write_text('import sys\nsys.exit(3)\n')   # not this package's
+    monkeypatch.chdir(tmp_path / 'checkout')
+    models_dir = persist.resolve_dir('saved', 'anomalies')
+    assert models_dir == str(tmp_path / 'checkout' / 'saved' / 'anomalies')
+    cfg = parse_job_config({'host': replay.host, 'train_n_secs': 300})
+    trainer = SubprocessTrainer()
+    trainer.start(TrainingRequest(cfg, [ModelSpec('system.cpu', replay.host, chart='system.cpu')], -300, 0,
+                                  models_dir=models_dir))
+    trainer.wait(60)
+    result = trainer.poll()
+    assert result.error is None and list(result.models) == ['system.cpu'], result.error
+    assert os.listdir(models_dir)
+
+
 def test_jobs_in_one_process_train_one_at_a_time_and_each_gets_its_models(replay):
     """python.d.plugin runs every job in one process, and jobs reading a parent's children
     start, and train, together: 4 jobs peaked at 480 MiB at once. A training asked for while
