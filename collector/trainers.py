@@ -250,6 +250,9 @@ def _why_exited(code):
             name = 'signal {}'.format(-code)
         return ' ({}: a crash, as short of memory can end one; its own lines before this say more)'.format(name)
     if isinstance(code, int) and code > 0:
+        if not os.path.isfile(os.path.join(PACKAGE_PARENT, 'collector', 'train_worker.py')):
+            return (' (this job\'s package at {} is gone: the install was upgraded or removed since the agent '
+                    'started the job; restart the agent)'.format(PACKAGE_PARENT))
         return ' (its own error lines before this one say why; MemoryError or "failed to map": ' + LESS_MEMORY + ')'
     return ''
 

@@ -2563,6 +2563,16 @@ def test_a_training_process_runs_this_package_whatever_folder_the_job_runs_in(re
     assert os.listdir(models_dir)
 
 
+def test_a_training_process_whose_package_was_removed_says_to_restart_the_agent(tmp_path, monkeypatch):
+    """An upgrade that removed the venv the agent's job was started from: every training
+    process exits at its import, which read as memory running short."""
+    from collector import trainers
+    assert 'MemoryError' in trainers._why_exited(1)
+    monkeypatch.setattr(trainers, 'PACKAGE_PARENT', str(tmp_path / 'gone'))
+    assert trainers._why_exited(1) == (" (this job's package at {} is gone: the install was upgraded or removed "
+                                       "since the agent started the job; restart the agent)".format(tmp_path / 'gone'))
+
+
 def test_jobs_in_one_process_train_one_at_a_time_and_each_gets_its_models(replay):
     """python.d.plugin runs every job in one process, and jobs reading a parent's children
     start, and train, together: 4 jobs peaked at 480 MiB at once. A training asked for while
