@@ -1027,11 +1027,15 @@ if [ ! -f "$user_conf" ]; then
   install -m 0640 "$here/anomalies.conf" "$user_conf"
   wrote_conf
   say "installed $user_conf"
-elif [ "${rec_installed_conf:-0}" = 1 ] && [ "$(sum "$user_conf")" = "$rec_conf_sum" ]; then
+elif [ "${rec_installed_conf:-0}" = 1 ] && { [ "$(sum "$user_conf")" = "$rec_conf_sum" ] \
+    || { [ -z "$rec_conf_sum" ] && [[ " ${shipped_conf_sums//$'\n'/ } " == *" $(sum "$user_conf" | cut -c1-16) "* ]]; }; }; then
+  # (the second: an older install's record, with no checksum, of a file as a version shipped it)
   if ! cmp -s "$here/anomalies.conf" "$user_conf"; then   # ours, never edited: this version's
     install -m 0640 "$here/anomalies.conf" "$user_conf"
     wrote_conf
     say "updated $user_conf to this version's (you had not edited it)"
+  elif [ -z "$rec_conf_sum" ]; then
+    wrote_conf   # this version's file: its checksum recorded
   fi
 elif cmp -s "$here/anomalies.conf" "$user_conf"; then
   say "kept your $user_conf"
