@@ -78,6 +78,12 @@ def config_warnings(cfg, user=None):
     if cfg.prometheus_port is None and cfg.prometheus_address != DEFAULTS['prometheus_address']:
         notes.append("key 'prometheus_address': {} is where the /metrics port listens, and no prometheus_port is set: "
                      "nothing listens (set prometheus_port, e.g. 9591)".format(cfg.prometheus_address))
+    if cfg.models_dir not in (None, 'auto'):
+        folder = _nearest_existing(os.path.abspath(os.path.expanduser(cfg.models_dir)))
+        if folder is not None and not may_write_into(folder, user):
+            notes.append("key 'models_dir': {} is not writable by {}: trained models are not saved, and each start "
+                         "trains again".format(folder, 'the user ' + user if user else
+                                               'this user (' + _user_name() + ')'))
     if cfg.prometheus_textfile:
         if not os.path.isabs(cfg.prometheus_textfile):
             notes.append("key 'prometheus_textfile': {} is not an absolute path: it is written relative to the "
@@ -91,6 +97,17 @@ def config_warnings(cfg, user=None):
                          "until it is".format(folder, 'the user ' + user if user else
                                               'this user (' + _user_name() + ')'))
     return notes
+
+
+def _nearest_existing(path):
+    """``path``, or the nearest folder above it that exists (where its folders would be made); None
+    where a file stands in the way (the configuration's check refuses that)."""
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+    return path if os.path.isdir(path) else None
 
 
 def _portless_host_notes(cfg):

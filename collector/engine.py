@@ -496,8 +496,9 @@ class AnomalyDetector(ChartScope, TrainingSchedule, Restore, StartUps):
     def _custom_charts_gone(self, present, answer):
         """A custom model scores on while one of its charts has left its agent's answer (a
         sensor's collector stopped, an interface deleted): the chart's last values stand in for
-        it, as for a node that does not answer, which is told as that node's error; a chart gone
-        from an agent that answers would be told nowhere. Said once per model, and when back."""
+        it (a model that reads a node that does not answer is not scored, and that is told as the
+        node's error); a chart gone from an agent that answers would be told nowhere. Said once
+        per model, and when back."""
         for k, spec in self._custom_rows():
             if not present[k]:
                 continue

@@ -882,6 +882,13 @@ def test_check_config_as_root_says_what_the_agents_user_may_not_write(tmp_path):
     folder.chmod(0o777)
     assert 'not writable' not in check_config_output(conf, '--user', user)
     assert 'no such user here' in check_config_output(conf, '--user', 'no-such-user-x')
+    # the models' folder too: the trainings cannot save there (made below a folder the user may write)
+    folder.chmod(0o755)
+    conf.write_text("anomalies:\n  models_dir: '{}/models/more'\n".format(folder))
+    assert "key 'models_dir': {} is not writable by the user {}".format(folder, user) in check_config_output(
+        conf, '--user', user)
+    folder.chmod(0o777)
+    assert 'not writable' not in check_config_output(conf, '--user', user)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason='needs chown')
