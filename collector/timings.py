@@ -9,6 +9,7 @@ import collections
 
 # steps between training attempts after a failed training (agent away, no data)
 RETRY_STEPS = 30
+RETRY_CAP_STEPS = 1800   # a training failing again and again with train_every_n 0 is tried this often at most
 # the next full training with train_every_n 0 (the retired collector's "never retrain"): after the first
 NEVER = float('inf')
 # an agent that started this recently, with a job this new, lists its charts as its collectors

@@ -204,8 +204,10 @@ class TrainingSchedule:
                                                api.listed_seconds, api.listed_at, new_dimensions,
                                                self._read_agent(), api.listed_dimensions, dict(self.reboot_models)))
         except Exception as e:  # e.g. no memory or file descriptors for the training process
-            self.problems.report('training', 'cannot start training: {!r}'.format(e))
-            self._retry_full_training_soon(full_due)
+            delay = self._retry_delay()
+            self.problems.report('training', 'cannot start training: {!r}{}'.format(
+                e, ' (trying again in {} steps)'.format(delay) if full_due else ''))
+            self._retry_full_training_soon(full_due, delay)
             self._regrow_again(new_dimensions)
             return
         self.training_new = set(new_dimensions) & {s.model_id for s in todo}
@@ -345,15 +347,21 @@ class TrainingSchedule:
         train_every_n). One that keeps failing (killed for memory, an agent that lists charts
         but cannot give their history) would otherwise start a process every 30 s for good,
         and each one's rows raise no flag."""
-        self.failed_trainings += 1
-        delay = min(timings.RETRY_STEPS * 2 ** min(self.failed_trainings - 1, 10),
-                    max(timings.RETRY_STEPS, self.config.train_every_n))
-        self.problems.report('training', 'training failed: {} (trying again in {} steps)'.format(error, delay))
+        delay = self._retry_delay()
         # (the charts still without a model too: each discovery would otherwise train them at once)
         self.failed_until = self.steps + delay
         self._regrow_again(self.training_new)
         if self.config.train_every_n or self.training_all:   # with 0, only a first training is tried again
             self.next_training = min(self.next_training, self.steps + delay)
+            delay = min(delay, self.next_training - self.steps)   # (a full training due sooner comes first)
+        self.problems.report('training', 'training failed: {} (trying again in {} steps)'.format(error, delay))
+
+    def _retry_delay(self):
+        """Steps to the next try after another whole training failed (or could not start):
+        RETRY_STEPS, doubling up to train_every_n (with 0, the default's)."""
+        self.failed_trainings += 1
+        cap = self.config.train_every_n or timings.RETRY_CAP_STEPS
+        return min(timings.RETRY_STEPS * 2 ** min(self.failed_trainings - 1, 10), max(timings.RETRY_STEPS, cap))
 
     def _regrow_again(self, model_ids):
         """Models whose retraining for new dimensions did not happen (a training that failed or

@@ -2219,13 +2219,33 @@ def test_a_training_that_keeps_failing_is_tried_again_ever_further_apart(replay,
     det.close()
 
 
-def test_a_first_training_that_fails_waits_as_long_as_it_says_before_the_next(replay, logger, monkeypatch):
+def test_a_failed_training_says_the_wait_to_a_full_training_due_sooner(replay, logger):
+    """train_every_n 20: a full training that fails is tried again at the next one due, within
+    20 steps; the line said 'trying again in 30 steps'."""
+    det = make_detector(replay, logger, train_every_n=20)
+    det.trainer = FailingTrainer()
+    run_until_trained(det, replay)
+    det.trainer.fail = True
+    det.next_training = det.steps
+    starts = det.trainings
+    for _ in range(25):
+        det.step()
+        replay.clock.advance(1)
+    told = [int(m.split('trying again in ')[1].split()[0]) for m in logger.errors() if 'trying again in' in m]
+    assert told and told[0] <= 20 and det.trainings - starts == 2, (told, det.trainings - starts)
+    det.close()
+
+
+@pytest.mark.parametrize('train_every_n', [1800, 0])
+def test_a_first_training_that_fails_waits_as_long_as_it_says_before_the_next(replay, logger, monkeypatch,
+                                                                               train_every_n):
     """The wait a failed training told held only for the next full training: the charts still
     without a model were trained again at the next look at the chart list, a second later
     ('trying again in 30 steps', then a new training process at once, for a box short of memory
-    the opposite of backing off)."""
+    the opposite of backing off). With train_every_n 0 (train once) the wait never grew past
+    30 steps, told once: a process every 30 s for good."""
     monkeypatch.setattr(timings, 'DISCOVER_SECONDS', 5)   # the chart list looked at often
-    det = make_detector(replay, logger, train_every_n=1800)
+    det = make_detector(replay, logger, train_every_n=train_every_n)
     det.trainer = FailingTrainer()
     det.trainer.fail, det.trainer.det = True, det
     det.start()
