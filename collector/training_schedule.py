@@ -326,7 +326,8 @@ class TrainingSchedule:
         # history are tried again by their own history, and charts collected every 2, 5 or 10 s
         # reach it at other steps; without it they stood until train_every_n, and a young
         # agent's false flags rose by a third)
-        if result.models and (self.training_all or first_models):
+        # (a fixed first window stands as chosen: its length says nothing of the agent's history)
+        if result.models and (self.training_all or first_models) and not self.training_fixed:
             self._train_again_as_history_grows(result.history)
         if not result.models and (not result.errors or (self.training_quiet and not new_reasons)):
             return   # charts still wait for history, or a retry failed as before: said once already

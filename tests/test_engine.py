@@ -420,6 +420,17 @@ def test_a_first_window_after_the_agents_now_is_said_not_to_be_read(logger, tmp_
         logger.lines
 
 
+def test_a_short_fixed_first_window_does_not_bring_the_next_full_training_forward(replay, logger):
+    """A first window of 200 s chosen clean (initial_train_data_after/before) on an agent that
+    holds 600: its length was read as a young agent's history, and the next full training came
+    200 steps on (taking in whatever happened meanwhile), not at train_every_n."""
+    det = make_detector(replay, logger, initial_train_data_after=START + 100, initial_train_data_before=START + 300)
+    _first_models(det, replay, 50)
+    assert det.models and all(fm.info['window'][1] <= START + 300 for fm in det.models.values())
+    assert det.next_training - det.steps > 900, (det.next_training, det.steps)
+    det.close()
+
+
 @pytest.mark.parametrize('least', [300, 0])
 def test_a_first_window_the_agent_holds_too_little_of_gives_way_to_the_rolling_window_at_once(replay, logger, least):
     """A first window the agent holds only its last seconds of: the charts do not wait there
