@@ -53,6 +53,13 @@ def _plugin_dirs(tmp_path):
     return conf
 
 
+def _plugin_env(tmp_path, conf):
+    """python.d.plugin's environment for the folders ``_plugin_dirs`` made, as the agent sets it."""
+    return dict(os.environ, NETDATA_USER_PLUGINS_DIRS=str(tmp_path / 'plugins'), NETDATA_USER_CONFIG_DIR=str(conf),
+                NETDATA_STOCK_CONFIG_DIR=STOCK_CONF, NETDATA_LIB_DIR=str(tmp_path / 'lib'),
+                NETDATA_LOCK_DIR=str(tmp_path / 'lock'), NETDATA_INTERNALS_MONITORING='NO')
+
+
 def test_python_d_plugin_runs_the_module(recording, tmp_path):
     conf = _plugin_dirs(tmp_path)
     rec = Recording(recording)
@@ -61,9 +68,7 @@ def test_python_d_plugin_runs_the_module(recording, tmp_path):
         (conf / 'python.d' / 'anomalies.conf').write_text(
             "anomalies:\n  host: '{}'\n  train_n_secs: 3600\n  train_n_secs: 600\n  attribution_charts: true\n"
             "".format(server.host))
-        env = dict(os.environ, NETDATA_USER_PLUGINS_DIRS=str(tmp_path / 'plugins'), NETDATA_USER_CONFIG_DIR=str(conf),
-                   NETDATA_STOCK_CONFIG_DIR=STOCK_CONF, NETDATA_LIB_DIR=str(tmp_path / 'lib'),
-                   NETDATA_LOCK_DIR=str(tmp_path / 'lock'), NETDATA_INTERNALS_MONITORING='NO')
+        env = _plugin_env(tmp_path, conf)
         # python.d.plugin runs until killed: until a few steps after system.cpu's flag (the
         # incident starts 12 s in and lasts a minute), so a slow machine's training still sees it
         out, err = _run_until(([sys.executable, PLUGIN, '1', 'anomalies']), env, str(tmp_path),
@@ -100,9 +105,7 @@ def test_a_module_without_its_virtual_environment_says_to_run_install_again(tmp_
     (plugins / 'anomalies.chart.py').write_text(open(os.path.join(ROOT, 'anomalies.chart.py')).read())
     (plugins / 'anomalies.venv').write_text(str(tmp_path / 'gone-venv') + '\n')
     (conf / 'python.d.conf').write_text('enabled: yes\ndefault_run: no\nanomalies: yes\n')
-    env = dict(os.environ, NETDATA_USER_PLUGINS_DIRS=str(tmp_path / 'plugins'), NETDATA_USER_CONFIG_DIR=str(conf),
-               NETDATA_STOCK_CONFIG_DIR=STOCK_CONF, NETDATA_LIB_DIR=str(tmp_path / 'lib'),
-               NETDATA_LOCK_DIR=str(tmp_path / 'lock'), NETDATA_INTERNALS_MONITORING='NO')
+    env = _plugin_env(tmp_path, conf)
     env.pop('NETDATA_ANOMALIES_VENV', None)
     python = '/usr/bin/python3'   # the agent's: it has neither the package nor its dependencies
     r = subprocess.run([python, PLUGIN, '1', 'anomalies'], env=env, capture_output=True, text=True, timeout=30,
@@ -155,9 +158,7 @@ def test_a_job_refused_with_an_autodetection_retry_that_is_no_number_does_not_st
     (conf / 'python.d' / 'anomalies.conf').write_text(
         "other:\n  host: '127.0.0.1:1'\n  models_dir: none\nbad:\n  host: '127.0.0.1:1'\n  autodetection_retry: '60'\n"
         "typo:\n  host: '127.0.0.1:1'\n  autodetection_retry: 1\n  train_n_secs: -5\n")
-    env = dict(os.environ, NETDATA_USER_PLUGINS_DIRS=str(tmp_path / 'plugins'), NETDATA_USER_CONFIG_DIR=str(conf),
-               NETDATA_STOCK_CONFIG_DIR=STOCK_CONF, NETDATA_LIB_DIR=str(tmp_path / 'lib'),
-               NETDATA_LOCK_DIR=str(tmp_path / 'lock'), NETDATA_INTERNALS_MONITORING='NO')
+    env = _plugin_env(tmp_path, conf)
     proc = subprocess.Popen([sys.executable, PLUGIN, '1', 'anomalies'], env=env, cwd=str(tmp_path),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -181,9 +182,7 @@ def test_the_file_s_own_notes_are_said_once_when_its_first_job_fails_its_check(t
     (conf / 'python.d' / 'anomalies.conf').write_text(
         "model: knn\nfirst:\n  host: '127.0.0.1:1'\n  train_n_secs: -5\nsecond:\n  host: '127.0.0.1:1'\n"
         "  models_dir: none\n")
-    env = dict(os.environ, NETDATA_USER_PLUGINS_DIRS=str(tmp_path / 'plugins'), NETDATA_USER_CONFIG_DIR=str(conf),
-               NETDATA_STOCK_CONFIG_DIR=STOCK_CONF, NETDATA_LIB_DIR=str(tmp_path / 'lib'),
-               NETDATA_LOCK_DIR=str(tmp_path / 'lock'), NETDATA_INTERNALS_MONITORING='NO')
+    env = _plugin_env(tmp_path, conf)
     _, err = _run_until([sys.executable, PLUGIN, '1', 'anomalies'], env, str(tmp_path), 'never', after=0, limit=5)
     assert "anomalies[first] : configuration error, key 'train_n_secs'" in err, err
     assert err.count("top-level key 'model' reaches no job") == 1, err
@@ -202,9 +201,7 @@ def test_a_job_another_python_d_serves_starts_nothing(tmp_path):
     (conf / 'python.d' / 'anomalies.conf').write_text(
         "other:\n  host: '127.0.0.1:1'\n  models_dir: none\n"
         "held:\n  host: '127.0.0.1:1'\n  models_dir: '{}'\n  prometheus_port: {}\n".format(tmp_path / 'models', port))
-    env = dict(os.environ, NETDATA_USER_PLUGINS_DIRS=str(tmp_path / 'plugins'), NETDATA_USER_CONFIG_DIR=str(conf),
-               NETDATA_STOCK_CONFIG_DIR=STOCK_CONF, NETDATA_LIB_DIR=str(tmp_path / 'lib'),
-               NETDATA_LOCK_DIR=str(tmp_path / 'lock'), NETDATA_INTERNALS_MONITORING='NO')
+    env = _plugin_env(tmp_path, conf)
     with open(str(tmp_path / 'lock' / 'anomalies_held.collector.lock'), 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)   # as the python.d serving the job holds it
         proc = subprocess.Popen([sys.executable, PLUGIN, '1', 'anomalies'], env=env, cwd=str(tmp_path),
